@@ -1,0 +1,368 @@
+/**
+ * Scheduler and autoscaler throughput on synthetic clusters (goals G3 and G8), I/O-free.
+ * Run: `deno run -A bench/scheduler_bench.ts`. Also exports the fixture builders used by tests.
+ * @module
+ */
+import { schedule } from "../src/controller/scheduler.ts";
+import { planScaling, type PlanScalingInput } from "../src/controller/autoscaler.ts";
+import type {
+  AcceleratorSpec,
+  Attributes,
+  Band,
+  ClusterSnapshot,
+  ConstraintSpec,
+  DemandEntry,
+  GroupState,
+  ScaleGroupSpec,
+  SchedulerJob,
+  SchedulerWorker,
+  SliceState,
+} from "../src/types.ts";
+import { minutes, seconds, timestamp } from "../src/time.ts";
+
+const GiB = 2 ** 30;
+const REGIONS = ["us-central1", "europe-west4"] as const;
+const ZONES = ["a", "b"] as const;
+
+/** Deterministic PRNG (mulberry32). */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function pick<T>(r: () => number, xs: readonly T[]): T {
+  return xs[Math.floor(r() * xs.length)]!;
+}
+
+function makeWorker(
+  id: string,
+  acc: AcceleratorSpec,
+  cpu: number,
+  memGiB: number,
+  attributes: Attributes,
+): SchedulerWorker {
+  const total = { cpuMillicores: cpu * 1000, memoryBytes: memGiB * GiB, accelerators: acc.count };
+  return {
+    id,
+    sliceId: String(attributes["tpu-name"] ?? id),
+    scaleGroup: "bench",
+    accelerator: acc,
+    total,
+    free: total,
+    attributes,
+    healthy: true,
+    buildingCount: 0,
+  };
+}
+
+function locality(i: number): Attributes {
+  const region = REGIONS[i % 2]!;
+  return { region, zone: `${region}-${ZONES[(i >> 1) % 2]}` };
+}
+
+/**
+ * A realistic mixed cluster: 40% cpu hosts (10% tainted), 20% v5litepod-16 hosts in slices of 4,
+ * 20% v4-8 hosts, 20% 8-GPU hosts in pools of 8; and `tasks` pending tasks across cpu jobs with
+ * mixed constraints, TPU/GPU jobs and 4-host v5litepod-16 gangs.
+ */
+export function makeCluster(
+  opts: { workers: number; tasks: number; seed?: number },
+): ClusterSnapshot {
+  const r = rng(opts.seed ?? 1);
+  const workers: SchedulerWorker[] = [];
+  const n = opts.workers;
+  const cpuHosts = Math.floor(n * 0.4);
+  const v5Slices = Math.floor((n * 0.2) / 4);
+  const v4Hosts = Math.floor(n * 0.2);
+  const gpuHosts = n - cpuHosts - v5Slices * 4 - v4Hosts;
+  const cpuAcc: AcceleratorSpec = { kind: "cpu", variant: "", count: 0 };
+  for (let i = 0; i < cpuHosts; i++) {
+    const attrs: Attributes = { ...locality(i), preemptible: i % 3 === 0 };
+    workers.push(
+      makeWorker(
+        `cpu-${i}`,
+        cpuAcc,
+        32,
+        128,
+        i % 10 === 0 ? { ...attrs, "taint:maintenance": true } : attrs,
+      ),
+    );
+  }
+  const v5: AcceleratorSpec = { kind: "tpu", variant: "v5litepod-16", count: 4 };
+  for (let s = 0; s < v5Slices; s++) {
+    for (let h = 0; h < 4; h++) {
+      workers.push(
+        makeWorker(`v5-${s}-${h}`, v5, 112, 192, {
+          ...locality(s),
+          "tpu-name": `v5-${s}`,
+          "tpu-worker-id": h,
+        }),
+      );
+    }
+  }
+  const v4: AcceleratorSpec = { kind: "tpu", variant: "v4-8", count: 4 };
+  for (let i = 0; i < v4Hosts; i++) {
+    workers.push(
+      makeWorker(`v4-${i}`, v4, 240, 400, {
+        ...locality(i),
+        "tpu-name": `v4-${i}`,
+        "tpu-worker-id": 0,
+      }),
+    );
+  }
+  const gpu: AcceleratorSpec = { kind: "gpu", variant: "h100", count: 8 };
+  for (let i = 0; i < gpuHosts; i++) {
+    workers.push(makeWorker(`gpu-${i}`, gpu, 96, 1024, { ...locality(i), pool: `pool-${i >> 3}` }));
+  }
+  const cpuConstraints: ConstraintSpec[][] = [
+    [],
+    [],
+    [{ key: "region", op: "eq", value: "us-central1" }],
+    [{ key: "zone", op: "in", values: ["europe-west4-a", "us-central1-b"] }],
+    [{ key: "taint:maintenance", op: "not_exists" }],
+    [{ key: "preemptible", op: "ne", value: true }, { key: "taint:maintenance", op: "not_exists" }],
+    [{ key: "zone", op: "eq", value: "us-central1-a", preferred: true }],
+  ];
+  const jobs: SchedulerJob[] = [];
+  let tasks = 0;
+  let id = 0;
+  const add = (
+    acc: AcceleratorSpec,
+    count: number,
+    cpu: number,
+    memGiB: number,
+    constraints: readonly ConstraintSpec[],
+    groupBy?: string,
+  ) => {
+    jobs.push({
+      jobId: `/bench/job-${id++}`,
+      resources: { cpuMillicores: cpu, memoryBytes: memGiB * GiB, accelerators: acc.count },
+      accelerator: acc,
+      constraints,
+      groupBy,
+      replicas: count,
+      pendingTaskIndices: Array.from({ length: count }, (_, i) => i),
+      band: (1 + Math.floor(r() * 3)) as Band,
+      submittedAt: timestamp(id),
+    });
+    tasks += count;
+  };
+  while (tasks < opts.tasks) {
+    const roll = r();
+    if (roll < 0.7) {
+      const count = Math.min(opts.tasks - tasks, 1 + Math.floor(r() * 8));
+      add(
+        cpuAcc,
+        count,
+        pick(r, [250, 500, 1000, 2000]),
+        pick(r, [1, 2, 4, 8]),
+        pick(r, cpuConstraints),
+      );
+    } else if (roll < 0.8 && tasks + 4 <= opts.tasks) {
+      add(
+        v5,
+        4,
+        8000,
+        64,
+        r() < 0.5 ? [] : [{ key: "region", op: "eq", value: pick(r, REGIONS) }],
+        "tpu-name",
+      );
+    } else if (roll < 0.9) {
+      add(v4, 1, 16_000, 64, []);
+    } else {
+      add(
+        { ...gpu, count: pick(r, [1, 2, 8]) },
+        1,
+        8000,
+        64,
+        r() < 0.3 ? [{ key: "zone", op: "exists" }] : [],
+      );
+    }
+  }
+  return { workers, jobs, maxBuildingPerWorker: 0 };
+}
+
+/** `slices` v5litepod-16 slices (4 hosts each) and `gangs` 4-task gang jobs for them. */
+export function makeGangCluster(opts: { slices: number; gangs: number }): ClusterSnapshot {
+  const v5: AcceleratorSpec = { kind: "tpu", variant: "v5litepod-16", count: 4 };
+  const workers: SchedulerWorker[] = [];
+  for (let s = 0; s < opts.slices; s++) {
+    for (let h = 0; h < 4; h++) {
+      workers.push(
+        makeWorker(`v5-${s}-${h}`, v5, 112, 192, {
+          ...locality(s),
+          "tpu-name": `v5-${s}`,
+          "tpu-worker-id": h,
+        }),
+      );
+    }
+  }
+  const jobs: SchedulerJob[] = Array.from({ length: opts.gangs }, (_, i) => ({
+    jobId: `/bench/gang-${i}`,
+    resources: { cpuMillicores: 8000, memoryBytes: 64 * GiB, accelerators: 4 },
+    accelerator: v5,
+    constraints: i % 2 === 0 ? [] : [{ key: "region", op: "eq", value: REGIONS[i % 2]! }],
+    groupBy: "tpu-name",
+    replicas: 4,
+    pendingTaskIndices: [0, 1, 2, 3],
+    band: 2,
+    submittedAt: timestamp(i),
+  }));
+  return { workers, jobs };
+}
+
+/** 1000 scale groups (zones × shapes), about 10k workers' worth of slices, and mixed demand. */
+export function makeScalingInput(
+  opts: { groups: number; entries: number; seed?: number },
+): PlanScalingInput {
+  const r = rng(opts.seed ?? 3);
+  const now = timestamp(1_700_000_000_000);
+  const shapes: {
+    kind: "cpu" | "gpu" | "tpu";
+    variant: string;
+    vms: number;
+    acc: number;
+    cpu: number;
+    mem: number;
+  }[] = [
+    { kind: "cpu", variant: "", vms: 1, acc: 0, cpu: 32, mem: 128 },
+    { kind: "cpu", variant: "", vms: 1, acc: 0, cpu: 8, mem: 32 },
+    { kind: "tpu", variant: "v5litepod-16", vms: 4, acc: 4, cpu: 112, mem: 192 },
+    { kind: "tpu", variant: "v4-8", vms: 1, acc: 4, cpu: 240, mem: 400 },
+    { kind: "gpu", variant: "h100", vms: 1, acc: 8, cpu: 96, mem: 1024 },
+  ];
+  const groups: ScaleGroupSpec[] = [];
+  const slices: SliceState[] = [];
+  const groupStates = new Map<string, GroupState>();
+  for (let i = 0; i < opts.groups; i++) {
+    const s = shapes[i % shapes.length]!;
+    const zone = `zone-${Math.floor(i / shapes.length)}`;
+    const name = `g${i}-${s.kind}${s.variant ? `-${s.variant}` : ""}-${zone}`;
+    groups.push({
+      name,
+      accelerator: { kind: s.kind, variant: s.variant, count: s.acc },
+      vmsPerSlice: s.vms,
+      vmResources: { cpuMillicores: s.cpu * 1000, memoryBytes: s.mem * GiB, accelerators: s.acc },
+      attributes: { zone, region: zone.slice(0, 6) },
+      minSlices: i % 7 === 0 ? 1 : 0,
+      maxSlices: 4 + (i % 5) * 4,
+      priority: 100 + (i % 3),
+      scaleUpCooldown: seconds(60),
+      scaleDownDelay: minutes(5),
+    });
+    const count = 2 + Math.floor(r() * 4);
+    for (let k = 0; k < count; k++) {
+      const state = pick(
+        r,
+        ["ready", "ready", "ready", "booting", "requesting", "failed"] as const,
+      );
+      slices.push({
+        sliceId: `${name}-${k}`,
+        group: name,
+        state,
+        createdAt: timestamp(now - 3_600_000),
+        idleSince: state === "ready" && r() < 0.3 ? timestamp(now - 600_000) : undefined,
+        workerIds: Array.from({ length: s.vms }, (_, v) => `${name}-${k}-vm${v}`),
+      });
+    }
+    if (i % 11 === 0) {
+      groupStates.set(name, {
+        name,
+        consecutiveFailures: 2,
+        backoffUntil: timestamp(now + 10_000),
+      });
+    }
+  }
+  const demand: DemandEntry[] = Array.from({ length: opts.entries }, (_, i) => {
+    const s = shapes[Math.floor(r() * shapes.length)]!;
+    const gang = s.vms > 1;
+    const zone = `zone-${Math.floor(r() * (opts.groups / shapes.length))}`;
+    return {
+      jobId: `/bench/demand-${i}`,
+      taskCount: gang ? s.vms : 1 + Math.floor(r() * 16),
+      resources: {
+        cpuMillicores: s.kind === "cpu" ? 1000 : 8000,
+        memoryBytes: 4 * GiB,
+        accelerators: s.acc,
+      },
+      accelerator: { kind: s.kind, variant: s.variant, count: s.acc },
+      constraints: r() < 0.5 ? [{ key: "zone", op: "eq", value: zone }] : [],
+      gang,
+    };
+  });
+  return { groups, groupStates, slices, demand, now };
+}
+
+function percentile(xs: readonly number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
+}
+
+function time(fn: () => void, repeats: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < repeats; i++) {
+    const t0 = performance.now();
+    fn();
+    out.push(performance.now() - t0);
+  }
+  return out;
+}
+
+/**
+ * Runs the scheduler at 1k/5k/10k workers × 100k tasks, the 4-host gang case and the
+ * 1000-group autoscaler decision. Asserts each plan is non-empty before timing.
+ * @returns figures keyed like `placements_per_s_10k`, `gangs_per_s_10k`, `autoscaler_p99_ms`.
+ */
+export function runSchedulerBench(
+  opts: { repeats?: number } = {},
+): Promise<Record<string, number>> {
+  const repeats = opts.repeats ?? 5;
+  const out: Record<string, number> = {};
+  for (const n of [1000, 5000, 10_000]) {
+    const snapshot = makeCluster({ workers: n, tasks: 100_000 });
+    const placed = schedule(snapshot).assignments.length;
+    if (placed === 0) throw new Error(`Benchmark plan is empty for ${n} workers`);
+    const ms = time(() => schedule(snapshot), repeats);
+    const k = `${n / 1000}k`;
+    out[`placements_${k}`] = placed;
+    out[`schedule_p50_ms_${k}`] = percentile(ms, 50);
+    out[`schedule_p99_ms_${k}`] = percentile(ms, 99);
+    out[`placements_per_s_${k}`] = Math.round(placed / (percentile(ms, 50) / 1000));
+  }
+  for (const [label, gangs] of [["10k", 2500], ["10k_oversubscribed", 10_000]] as const) {
+    const snapshot = makeGangCluster({ slices: 2500, gangs });
+    const placedGangs = schedule(snapshot).assignments.length / 4;
+    if (placedGangs === 0) throw new Error("Benchmark gang plan is empty");
+    const ms = time(() => schedule(snapshot), repeats);
+    out[`gangs_placed_${label}`] = placedGangs;
+    out[`gang_schedule_p50_ms_${label}`] = percentile(ms, 50);
+    out[`gangs_per_s_${label}`] = Math.round(placedGangs / (percentile(ms, 50) / 1000));
+  }
+  const input = makeScalingInput({ groups: 1000, entries: 5000 });
+  const plan = planScaling(input);
+  if (plan.create.length === 0) throw new Error("Benchmark scaling plan creates nothing");
+  const ms = time(() => planScaling(input), repeats * 10);
+  out.autoscaler_groups = input.groups.length;
+  out.autoscaler_demand_entries = input.demand.length;
+  out.autoscaler_slices_created = plan.create.reduce((s, c) => s + c.count, 0);
+  out.autoscaler_p50_ms = percentile(ms, 50);
+  out.autoscaler_p99_ms = percentile(ms, 99);
+  return Promise.resolve(out);
+}
+
+if (import.meta.main) {
+  const results = await runSchedulerBench();
+  for (const [k, v] of Object.entries(results)) {
+    console.log(`${k.padEnd(36)} ${Number.isInteger(v) ? v : v.toFixed(2)}`);
+  }
+  const ok3 = (results.placements_per_s_10k ?? 0) >= 50_000 &&
+    (results.gangs_per_s_10k ?? 0) >= 5_000;
+  const ok8 = (results.autoscaler_p99_ms ?? Infinity) <= 1000;
+  console.log(`G3 ${ok3 ? "met" : "MISSED"}; G8 ${ok8 ? "met" : "MISSED"}`);
+}

@@ -1,0 +1,54 @@
+/**
+ * Size and count limits applied when reading bundles, and byte formatting for their messages.
+ * @module
+ */
+
+/** Limits applied to an archive before and while it is read. */
+export interface BundleLimits {
+  /** Most entries (files, directories and symlinks together). Default 10,000. */
+  maxFiles?: number;
+  /** Most bytes of file content once unpacked. Default 256 MiB. */
+  maxUnpackedBytes?: number;
+  /** Most bytes of the gzip'd archive itself. Default 64 MiB. */
+  maxCompressedBytes?: number;
+}
+
+/** MiB in bytes. */
+export const MIB = 1024 * 1024;
+
+/** The limits used when a caller gives none. */
+export const DEFAULT_BUNDLE_LIMITS: Readonly<Required<BundleLimits>> = Object.freeze({
+  maxFiles: 10_000,
+  maxUnpackedBytes: 256 * MIB,
+  maxCompressedBytes: 64 * MIB,
+});
+
+/** Default cap on the uncompressed size of a packed workspace. */
+export const DEFAULT_MAX_PACK_BYTES = 64 * MIB;
+
+/** Fills in defaults and checks every limit is a positive integer. */
+export function resolveLimits(limits: BundleLimits | undefined): Required<BundleLimits> {
+  const out = { ...DEFAULT_BUNDLE_LIMITS, ...stripUndefined(limits ?? {}) };
+  for (const [key, value] of Object.entries(out)) {
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new RangeError(`bundle limit ${key} must be a positive integer, got ${value}`);
+    }
+  }
+  return out;
+}
+
+function stripUndefined(limits: BundleLimits): BundleLimits {
+  const out: BundleLimits = {};
+  if (limits.maxFiles !== undefined) out.maxFiles = limits.maxFiles;
+  if (limits.maxUnpackedBytes !== undefined) out.maxUnpackedBytes = limits.maxUnpackedBytes;
+  if (limits.maxCompressedBytes !== undefined) out.maxCompressedBytes = limits.maxCompressedBytes;
+  return out;
+}
+
+/** Formats a byte count for people: "512 B", "2000 B", "12.0 KiB", "64.0 MiB". */
+export function formatBytes(n: number): string {
+  if (n < 10 * 1024) return `${n} B`;
+  if (n < MIB) return `${(n / 1024).toFixed(1)} KiB`;
+  if (n < 1024 * MIB) return `${(n / MIB).toFixed(1)} MiB`;
+  return `${(n / (1024 * MIB)).toFixed(1)} GiB`;
+}

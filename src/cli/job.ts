@@ -1,0 +1,441 @@
+/**
+ * `iris job run|list|status|logs|cancel`: job commands over the client API only.
+ * @module
+ */
+import { IrisClient, isFinished } from "../client/client.ts";
+import type { JobRequest } from "../client/job_request.ts";
+import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
+import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
+import { type Duration, formatDuration, ms, parseDuration, seconds } from "../time.ts";
+import {
+  bool,
+  type CommandSpec,
+  formatBytes,
+  num,
+  type OptionSpec,
+  parseSize,
+  str,
+  strs,
+  table,
+  UsageError,
+} from "./args.ts";
+
+/** The --controller option shared by client commands. */
+export const CONTROLLER_OPTION: OptionSpec = {
+  type: "string",
+  short: "c",
+  value: "URL",
+  description: "Controller URL (default: $IRIS_CONTROLLER_URL, else http://127.0.0.1:10000)",
+};
+
+/** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */
+export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:10000";
+
+/** The controller URL from flags or environment. */
+export function controllerUrl(p: { values: Record<string, unknown> }): string {
+  const flag = p.values.controller;
+  const url = typeof flag === "string"
+    ? flag
+    : Deno.env.get("IRIS_CONTROLLER_URL") || DEFAULT_CONTROLLER_URL;
+  try {
+    const u = new URL(url);
+    if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
+  } catch {
+    throw new UsageError(`--controller must be an http(s) URL (got ${JSON.stringify(url)})`);
+  }
+  return url;
+}
+
+function formatLine(line: LogLine, multiTask: boolean): string {
+  const prefix = multiTask ? `[${line.taskId.slice(line.taskId.lastIndexOf("/") + 1)}] ` : "";
+  return line.stream === "system" ? `${prefix}[iris] ${line.text}` : `${prefix}${line.text}`;
+}
+
+function age(fromMs: number, toMs = Date.now()): string {
+  return fromMs ? formatDuration(ms(Math.max(0, toMs - fromMs))) : "-";
+}
+
+function countsText(job: JobStatus): string {
+  return Object.entries(job.taskStateCounts).map(([k, v]) => `${v} ${k}`).join(", ");
+}
+
+/** A client for CLI use: gives up on an unreachable controller after 3 s. */
+export function cliClient(p: { values: Record<string, unknown> }): IrisClient {
+  return new IrisClient(controllerUrl(p), { retryFor: seconds(3) });
+}
+
+/** Exit code that mirrors a finished job. */
+export function jobExitCode(job: JobStatus): number {
+  if (job.state === JobState.SUCCEEDED) return 0;
+  if (job.state === JobState.FAILED) {
+    return job.exitCode > 0 && job.exitCode < 256 ? job.exitCode : 1;
+  }
+  if (job.state === JobState.KILLED) return 130;
+  return 1;
+}
+
+const runCommand: CommandSpec = {
+  name: "job run",
+  summary: "Submit a command as a job; by default wait for it and stream its logs.",
+  usage: "job run [options] -- COMMAND [ARGS...]",
+  description:
+    "The exit code mirrors the job: 0 when it succeeds, the task's exit code when it fails, 130 when killed.\n" +
+    "Ctrl-C while waiting cancels the job (use --detach to submit and return).",
+  positionals: { min: 0, max: 1000, names: "COMMAND" },
+  options: {
+    controller: CONTROLLER_OPTION,
+    name: {
+      type: "string",
+      short: "n",
+      value: "NAME",
+      description: "Job name (default: the command name and a timestamp)",
+    },
+    cpu: {
+      type: "string",
+      value: "CORES",
+      description: "CPU cores per task, e.g. 0.5",
+      default: "1",
+    },
+    memory: {
+      type: "string",
+      value: "SIZE",
+      description: "Memory per task, e.g. 512MiB, 2GB",
+      default: "256MiB",
+    },
+    replicas: {
+      type: "string",
+      short: "r",
+      value: "N",
+      description: "Number of tasks",
+      default: "1",
+    },
+    env: {
+      type: "string",
+      short: "e",
+      value: "KEY=VALUE",
+      multiple: true,
+      description: "Environment variable for the tasks",
+    },
+    tpu: {
+      type: "string",
+      value: "VARIANT",
+      description: "Run on TPU workers of this variant, e.g. v5litepod-16",
+    },
+    "max-retries": {
+      type: "string",
+      value: "N",
+      description: "Retries after a task fails",
+      default: "0",
+    },
+    timeout: {
+      type: "string",
+      value: "DURATION",
+      description: "Per-task time limit, e.g. 30s, 10m",
+    },
+    user: {
+      type: "string",
+      value: "USER",
+      description: "Submit as this user (env IRIS_USER, else $USER)",
+    },
+    detach: {
+      type: "boolean",
+      short: "d",
+      description: "Print the job id and return without waiting",
+    },
+  },
+  examples: [
+    "iris job run -- echo hello",
+    "iris job run --replicas 3 --cpu 0.5 -- sh -c 'echo task $IRIS_TASK_INDEX'",
+    "iris job run --detach --name sleeper -- sleep 1000",
+  ],
+  async run(p, io, signal) {
+    const command = p.rest.length ? p.rest : p.positionals;
+    if (command.length === 0 || command[0] === "") {
+      throw new UsageError("missing COMMAND (put it after --)");
+    }
+    const cpu = num(p, "cpu", { min: 0, max: 1024 })!;
+    const memRaw = str(p, "memory")!;
+    const memory = parseSize(memRaw);
+    if (memory === undefined) {
+      throw new UsageError(
+        `--memory must be a size like 512MiB or 2GB (got ${JSON.stringify(memRaw)})`,
+      );
+    }
+    const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true })!;
+    const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true })!;
+    let timeout: Duration | undefined;
+    if (str(p, "timeout") !== undefined) {
+      timeout = parseDuration(str(p, "timeout")!);
+      if (timeout === undefined) {
+        throw new UsageError(
+          `--timeout must be a duration like 30s or 10m (got ${JSON.stringify(str(p, "timeout"))})`,
+        );
+      }
+    }
+    const env: Record<string, string> = {};
+    for (const kv of strs(p, "env")) {
+      const i = kv.indexOf("=");
+      if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
+      env[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    const tpu = str(p, "tpu");
+    const base = command[0]!.split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") || "job";
+    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
+      "T",
+      "-",
+    );
+    const request: JobRequest = {
+      name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
+      command,
+      cpu,
+      memory,
+      replicas,
+      env,
+      maxRetriesFailure: retries,
+      timeout,
+      user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
+      accelerator: tpu ? { kind: "tpu", variant: tpu } : undefined,
+    };
+    const client = cliClient(p);
+    const jobId = await client.submit(request);
+    if (bool(p, "detach")) {
+      io.out(jobId + "\n");
+      return 0;
+    }
+    io.err(`Submitted ${jobId}\n`);
+    const onAbort = () => client.cancel(jobId, "interrupted (Ctrl-C)").catch(() => {});
+    signal.addEventListener("abort", onAbort, { once: true });
+    try {
+      let last = "";
+      const job = await client.wait(jobId, {
+        onLog: (line) =>
+          (line.stream === "stderr" ? io.err : io.out)(formatLine(line, replicas > 1) + "\n"),
+        onProgress: (j) => {
+          const text = j.state === JobState.PENDING && j.pendingReason?.message
+            ? `pending: ${j.pendingReason.message}`
+            : "";
+          if (text && text !== last) io.err(`[iris] ${text}\n`);
+          last = text;
+        },
+        signal,
+      });
+      const took = job.finishedAtMs && job.submittedAtMs
+        ? ` in ${age(job.submittedAtMs, job.finishedAtMs)}`
+        : "";
+      io.err(
+        `Job ${jobId} ${jobStateName(job.state)}${took}${job.error ? `: ${job.error}` : ""}\n`,
+      );
+      return jobExitCode(job);
+    } catch (err) {
+      if (signal.aborted) {
+        await onAbort();
+        io.err(`Cancelled ${jobId}\n`);
+        return 130;
+      }
+      throw err;
+    } finally {
+      signal.removeEventListener("abort", onAbort);
+    }
+  },
+};
+
+const listCommand: CommandSpec = {
+  name: "job list",
+  summary: "List jobs.",
+  usage: "job list [--state STATE] [--prefix PREFIX] [--json]",
+  options: {
+    controller: CONTROLLER_OPTION,
+    state: {
+      type: "string",
+      value: "STATE",
+      multiple: true,
+      description: "Only jobs in this state (pending, running, succeeded, failed, killed, …)",
+    },
+    prefix: {
+      type: "string",
+      value: "PREFIX",
+      description: "Only jobs whose id starts with PREFIX",
+    },
+    limit: { type: "string", value: "N", description: "At most N jobs", default: "200" },
+    json: { type: "boolean", description: "Print JSON lines" },
+  },
+  async run(p, io) {
+    const states = strs(p, "state").map((s) => {
+      const st = parseJobState(s);
+      if (st === undefined) throw new UsageError(`--state: unknown state ${JSON.stringify(s)}`);
+      return st;
+    });
+    const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
+    const client = cliClient(p);
+    const { jobs, total } = await client.list({ prefix: str(p, "prefix"), states, limit });
+    if (bool(p, "json")) {
+      for (const j of jobs) {
+        io.out(
+          JSON.stringify({
+            job_id: j.jobId,
+            state: jobStateName(j.state),
+            tasks: j.taskStateCounts,
+            submitted_at_ms: j.submittedAtMs,
+            error: j.error,
+          }) + "\n",
+        );
+      }
+      return 0;
+    }
+    const rows = jobs.map((j) => [
+      j.jobId,
+      jobStateName(j.state),
+      countsText(j),
+      age(j.submittedAtMs),
+      j.state === JobState.PENDING ? (j.pendingReason?.message ?? "") : j.error,
+    ]);
+    io.out(table(["JOB", "STATE", "TASKS", "AGE", "REASON"], rows));
+    if (total > jobs.length) io.out(`(${total - jobs.length} more; use --limit)\n`);
+    return 0;
+  },
+};
+
+const statusCommand: CommandSpec = {
+  name: "job status",
+  summary: "Show a job, its tasks, attempts and why it is pending.",
+  usage: "job status JOB_ID [--json]",
+  positionals: { min: 1, max: 1, names: "JOB_ID" },
+  options: { controller: CONTROLLER_OPTION, json: { type: "boolean", description: "Print JSON" } },
+  async run(p, io) {
+    const client = cliClient(p);
+    const { job, tasks } = await client.status(p.positionals[0]!);
+    if (!job) return 1;
+    if (bool(p, "json")) {
+      io.out(
+        JSON.stringify({
+          job_id: job.jobId,
+          state: jobStateName(job.state),
+          error: job.error,
+          pending_reason: job.pendingReason?.message ?? "",
+          tasks: tasks.map((t) => ({
+            task_id: t.taskId,
+            state: taskStateName(t.state),
+            worker_id: t.workerId,
+            exit_code: t.exitCode,
+            attempts: t.attempts.length,
+            pending_reason: t.pendingReason?.code ?? "",
+          })),
+        }) + "\n",
+      );
+      return 0;
+    }
+    const r = job.spec?.resources;
+    io.out(
+      `Job:       ${job.jobId}\nState:     ${jobStateName(job.state)}\nUser:      ${job.user}\n`,
+    );
+    io.out(`Submitted: ${age(job.submittedAtMs)} ago\nTasks:     ${countsText(job)}\n`);
+    io.out(
+      `Resources: ${(r?.cpuMillicores ?? 0) / 1000} cpu, ${
+        formatBytes(r?.memoryBytes ?? 0)
+      } memory${r?.accelerator?.variant ? `, ${r.accelerator.variant}` : ""}\n`,
+    );
+    if (job.pendingReason?.message) {
+      io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
+    }
+    if (job.error) io.out(`Error:     ${job.error}\n`);
+    io.out(
+      "\n" + table(
+        ["TASK", "STATE", "WORKER", "ATTEMPTS", "EXIT", "DETAIL"],
+        tasks.map((t) => [
+          String(t.index),
+          taskStateName(t.state),
+          t.workerId || "-",
+          String(t.attempts.length),
+          t.state === TaskState.FAILED || t.state === TaskState.SUCCEEDED
+            ? String(t.exitCode)
+            : "-",
+          t.state === TaskState.PENDING ? (t.pendingReason?.message ?? "") : t.error,
+        ]),
+      ),
+    );
+    return 0;
+  },
+};
+
+const logsCommand: CommandSpec = {
+  name: "job logs",
+  summary: "Print the logs of a job or one task; --follow keeps streaming until the job ends.",
+  usage: "job logs JOB_OR_TASK_ID [--follow] [--grep TEXT]",
+  positionals: { min: 1, max: 1, names: "JOB_OR_TASK_ID" },
+  options: {
+    controller: CONTROLLER_OPTION,
+    follow: {
+      type: "boolean",
+      short: "f",
+      description: "Keep streaming new lines until the job finishes",
+    },
+    grep: { type: "string", value: "TEXT", description: "Only lines containing TEXT" },
+  },
+  async run(p, io, signal) {
+    const client = cliClient(p);
+    const id = p.positionals[0]!;
+    const isTask = /\/\d+$/.test(id);
+    const jobId = isTask ? id.slice(0, id.lastIndexOf("/")) : id;
+    const { tasks } = await client.status(jobId).catch(() => client.status(id));
+    const multi = !isTask && tasks.length > 1;
+    let cursor = 0;
+    const grep = str(p, "grep");
+    while (true) {
+      const page = await client.logsPage(id, { cursor, maxLines: 5000, substring: grep });
+      for (const line of page.lines) {
+        (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
+      }
+      cursor = page.nextCursor;
+      if (page.lines.length === 5000) continue;
+      if (!bool(p, "follow") || signal.aborted) return 0;
+      const { job } = await client.status(jobId);
+      if (!job || isFinished(job.state)) {
+        const tail = await client.logsPage(id, { cursor, maxLines: 100_000, substring: grep });
+        for (const line of tail.lines) {
+          (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
+        }
+        return 0;
+      }
+      try {
+        await new Promise((resolve, reject) => {
+          const t = setTimeout(resolve, 250);
+          signal.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), {
+            once: true,
+          });
+        });
+      } catch {
+        return 0;
+      }
+    }
+  },
+};
+
+const cancelCommand: CommandSpec = {
+  name: "job cancel",
+  summary: "Cancel a job and its child jobs; running tasks are killed.",
+  usage: "job cancel JOB_ID",
+  positionals: { min: 1, max: 1, names: "JOB_ID" },
+  options: {
+    controller: CONTROLLER_OPTION,
+    reason: { type: "string", value: "TEXT", description: "Reason recorded with the job" },
+  },
+  async run(p, io) {
+    const client = cliClient(p);
+    const ids = await client.cancel(p.positionals[0]!, str(p, "reason") ?? "cancelled by user");
+    io.out(
+      ids.length
+        ? `Cancelled ${ids.join(", ")}\n`
+        : `Nothing to cancel: ${p.positionals[0]} already finished\n`,
+    );
+    return 0;
+  },
+};
+
+/** Job commands. */
+export const jobCommands: readonly CommandSpec[] = [
+  runCommand,
+  listCommand,
+  statusCommand,
+  logsCommand,
+  cancelCommand,
+];

@@ -1,0 +1,208 @@
+/**
+ * `iris controller serve` and `iris worker serve`: the long-running daemons. Both run until
+ * SIGINT/SIGTERM, then stop gracefully (tasks killed and awaited, servers closed).
+ * @module
+ */
+import { startController } from "../controller/server.ts";
+import { startWorker } from "../worker/mod.ts";
+import { bool, type CommandSpec, num, parseSize, str, strs, UsageError } from "./args.ts";
+import { VERSION } from "../version.ts";
+import type { AttributeScalar } from "../types.ts";
+import { seconds } from "../time.ts";
+import { rpcBundleFetcher } from "../bundle/fetcher.ts";
+
+function waitForAbort(signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) return resolve();
+    signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+}
+
+const controllerServe: CommandSpec = {
+  name: "controller serve",
+  summary: "Run a controller: the RPC API, the scheduler and (with --config) the autoscaler.",
+  usage: "controller serve [--host HOST] [--port PORT]",
+  description:
+    "Workers register with it (iris worker serve --controller URL) and clients submit jobs to it.\n" +
+    "Prints 'Controller started at <url>' once it is listening.",
+  options: {
+    host: {
+      type: "string",
+      value: "HOST",
+      description: "Address to listen on",
+      default: "127.0.0.1",
+    },
+    port: {
+      type: "string",
+      short: "p",
+      value: "PORT",
+      description: "Port to listen on (0 = any free port)",
+      default: "10000",
+    },
+    "advertise-url": {
+      type: "string",
+      value: "URL",
+      description: "URL tasks use to reach the controller (default: the listen URL)",
+    },
+    quiet: { type: "boolean", short: "q", description: "Do not print controller log lines" },
+  },
+  examples: [
+    "iris controller serve --port 10000",
+    "iris controller serve --host 0.0.0.0 --advertise-url http://10.0.0.2:10000",
+  ],
+  async run(p, io, signal) {
+    const port = num(p, "port", { min: 0, max: 65535, integer: true })!;
+    const quiet = bool(p, "quiet");
+    let server;
+    try {
+      server = startController({
+        host: str(p, "host"),
+        port,
+        advertiseUrl: str(p, "advertise-url"),
+        version: VERSION,
+        log: quiet ? undefined : (line) => io.err(line + "\n"),
+      });
+    } catch (err) {
+      if (err instanceof Deno.errors.AddrInUse) {
+        throw new UsageError(`port ${port} is already in use (try --port 0)`);
+      }
+      throw err;
+    }
+    await using _server = server;
+    io.out(`Controller started at ${server.url}\n`);
+    await waitForAbort(signal);
+    io.err("Stopping controller\n");
+    return 0;
+  },
+};
+
+const workerServe: CommandSpec = {
+  name: "worker serve",
+  summary: "Run a worker: register with a controller and run the tasks it assigns.",
+  usage: "worker serve --controller URL [--cpu CORES] [--memory SIZE]",
+  description:
+    "Resources default to this machine's cores and memory. Tasks run as subprocesses in\n" +
+    "<root-dir>/tasks/<task>_attempt_<n> with a clean environment.",
+  options: {
+    controller: {
+      type: "string",
+      short: "c",
+      value: "URL",
+      description: "Controller URL (env IRIS_CONTROLLER_URL)",
+    },
+    host: {
+      type: "string",
+      value: "HOST",
+      description: "Address to listen on",
+      default: "127.0.0.1",
+    },
+    port: {
+      type: "string",
+      short: "p",
+      value: "PORT",
+      description: "Port to listen on (0 = any free port)",
+      default: "0",
+    },
+    cpu: { type: "string", value: "CORES", description: "CPU cores to offer (default: all cores)" },
+    memory: {
+      type: "string",
+      value: "SIZE",
+      description: "Memory to offer, e.g. 8GiB (default: all memory)",
+    },
+    "worker-id": {
+      type: "string",
+      value: "ID",
+      description: "Stable worker id (default: hostname and port)",
+    },
+    "root-dir": {
+      type: "string",
+      value: "DIR",
+      description: "Working directory for tasks (default: a temp dir)",
+    },
+    "scale-group": {
+      type: "string",
+      value: "NAME",
+      description: "Scale group this worker belongs to",
+    },
+    "slice-id": { type: "string", value: "ID", description: "Slice this worker belongs to" },
+    attribute: {
+      type: "string",
+      short: "a",
+      value: "KEY=VALUE",
+      multiple: true,
+      description: "Worker attribute for constraints",
+    },
+    quiet: { type: "boolean", short: "q", description: "Do not print worker log lines" },
+  },
+  examples: [
+    "iris worker serve --controller http://127.0.0.1:10000",
+    "iris worker serve -c http://10.0.0.2:10000 --cpu 4 --memory 8GiB -a region=us-east1",
+  ],
+  async run(p, io, signal) {
+    const controllerUrl = str(p, "controller") ?? Deno.env.get("IRIS_CONTROLLER_URL");
+    if (!controllerUrl) throw new UsageError("--controller URL is required");
+    try {
+      new URL(controllerUrl);
+    } catch {
+      throw new UsageError(`--controller must be a URL (got ${JSON.stringify(controllerUrl)})`);
+    }
+    const cpu = num(p, "cpu", { min: 0.001, max: 1024 });
+    const memRaw = str(p, "memory");
+    const memory = memRaw === undefined ? undefined : parseSize(memRaw);
+    if (memRaw !== undefined && (memory === undefined || memory <= 0)) {
+      throw new UsageError(`--memory must be a size like 8GiB (got ${JSON.stringify(memRaw)})`);
+    }
+    const attributes: Record<string, AttributeScalar> = {};
+    for (const kv of strs(p, "attribute")) {
+      const i = kv.indexOf("=");
+      if (i <= 0) throw new UsageError(`--attribute must be KEY=VALUE (got ${JSON.stringify(kv)})`);
+      const v = kv.slice(i + 1);
+      attributes[kv.slice(0, i)] = /^-?\d+$/.test(v)
+        ? Number(v)
+        : v === "true"
+        ? true
+        : v === "false"
+        ? false
+        : v;
+    }
+    const quiet = bool(p, "quiet");
+    const rootDir = str(p, "root-dir") ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
+    // Declared before the worker, so it is disposed after the worker stopped: a temp root goes away.
+    await using _rootDir = {
+      [Symbol.asyncDispose]: async () => {
+        if (str(p, "root-dir") === undefined) {
+          await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+        }
+      },
+    };
+    const worker = await startWorker({
+      controllerUrl,
+      host: str(p, "host"),
+      port: num(p, "port", { min: 0, max: 65535, integer: true }),
+      workerId: str(p, "worker-id"),
+      rootDir,
+      cleanup: str(p, "root-dir") === undefined,
+      bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`),
+      resources: cpu !== undefined || memory !== undefined
+        ? {
+          cpuMillicores: cpu !== undefined ? Math.round(cpu * 1000) : undefined,
+          memoryBytes: memory,
+        }
+        : undefined,
+      attributes,
+      scaleGroup: str(p, "scale-group"),
+      sliceId: str(p, "slice-id"),
+      heartbeatInterval: seconds(1),
+      log: quiet ? undefined : (line: string) => io.err(line + "\n"),
+      signal,
+    });
+    await using _worker = worker;
+    io.out(`Worker ${worker.workerId} serving at ${worker.url}, controller ${controllerUrl}\n`);
+    await waitForAbort(signal);
+    io.err("Stopping worker\n");
+    return 0;
+  },
+};
+
+/** Daemon commands. */
+export const serveCommands: readonly CommandSpec[] = [controllerServe, workerServe];

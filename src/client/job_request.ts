@@ -1,0 +1,173 @@
+/**
+ * The friendly job description users write (`JobRequest`) and its conversion to the wire
+ * `JobSpec`, including child-job inheritance from the enclosing task's context.
+ * @module
+ */
+import { create, fromJson } from "@bufbuild/protobuf";
+import {
+  AcceleratorType,
+  type Constraint,
+  ConstraintMode,
+  ConstraintOp,
+  ConstraintSchema,
+  type JobSpec,
+  JobSpecSchema,
+  PriorityBand,
+} from "../rpc/mod.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import type { Duration } from "../time.ts";
+import type { AttributeScalar, ConstraintOp as Op } from "../types.ts";
+import type { JobContext } from "./client.ts";
+
+/** A constraint as users write it. */
+export interface ConstraintInput {
+  readonly key: string;
+  readonly op: Op;
+  readonly value?: AttributeScalar;
+  readonly values?: readonly AttributeScalar[];
+  readonly preferred?: boolean;
+}
+
+/** A job as users describe it. Sizes in bytes, cpu in cores. */
+export interface JobRequest {
+  /** Leaf name ("train"), or full name ("/alice/train"). */
+  readonly name: string;
+  /** A command to run (argv). Exactly one of command / module. */
+  readonly command?: readonly string[];
+  /** A TypeScript module inside the bundle. */
+  readonly module?: {
+    path: string;
+    args?: string[];
+    read?: string[];
+    write?: string[];
+    net?: string[];
+    env?: string[];
+  };
+  readonly env?: Readonly<Record<string, string>>;
+  /** CPU cores per task. @default 1 */
+  readonly cpu?: number;
+  /** Memory bytes per task. @default 256 MiB */
+  readonly memory?: number;
+  readonly replicas?: number;
+  readonly accelerator?: { kind: "tpu" | "gpu"; variant?: string; count?: number };
+  readonly constraints?: readonly ConstraintInput[];
+  /** Coscheduling attribute: all replicas together on workers sharing its value. */
+  readonly groupBy?: string;
+  readonly maxRetriesFailure?: number;
+  readonly maxRetriesPreemption?: number;
+  readonly maxTaskFailures?: number;
+  readonly timeout?: Duration;
+  readonly schedulingTimeout?: Duration;
+  readonly ports?: readonly string[];
+  readonly bundleId?: string;
+  readonly user?: string;
+  /** Parent job; defaults to the enclosing task's job when submitted from inside a task. */
+  readonly parentJobId?: string;
+  readonly priority?: "production" | "interactive" | "batch";
+}
+
+const OPS: Record<Op, ConstraintOp> = {
+  eq: ConstraintOp.EQ,
+  ne: ConstraintOp.NE,
+  exists: ConstraintOp.EXISTS,
+  "not_exists": ConstraintOp.NOT_EXISTS,
+  gt: ConstraintOp.GT,
+  ge: ConstraintOp.GE,
+  lt: ConstraintOp.LT,
+  le: ConstraintOp.LE,
+  in: ConstraintOp.IN,
+};
+
+function scalar(v: AttributeScalar) {
+  return {
+    kind: typeof v === "string"
+      ? { case: "stringValue" as const, value: v }
+      : typeof v === "boolean"
+      ? { case: "boolValue" as const, value: v }
+      : Number.isInteger(v)
+      ? { case: "intValue" as const, value: v }
+      : { case: "floatValue" as const, value: v },
+  };
+}
+
+/** Builds a wire constraint. */
+export function constraint(c: ConstraintInput): Constraint {
+  return create(ConstraintSchema, {
+    key: c.key,
+    op: OPS[c.op],
+    value: c.value === undefined ? undefined : scalar(c.value),
+    values: (c.values ?? []).map(scalar),
+    mode: c.preferred ? ConstraintMode.PREFERRED : ConstraintMode.REQUIRED,
+  });
+}
+
+/** Default memory per task when a request does not say. */
+export const DEFAULT_TASK_MEMORY = 256 * 1024 * 1024;
+
+/** Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job. */
+export function jobSpecFromRequest(
+  req: JobRequest,
+  options: { context?: JobContext } = {},
+): JobSpec {
+  if (!!req.command === !!req.module) {
+    throw new InvalidArgumentError("command", "give exactly one of command or module");
+  }
+  const ctx = options.context;
+  const parentJobId = req.parentJobId ?? ctx?.jobId ?? "";
+  const inheritedConstraints = parentJobId && ctx && parentJobId === ctx.jobId
+    ? ctx.constraints.map((c) => fromJson(ConstraintSchema, c as never)).filter((c) =>
+      c.key === "region" || c.key === "zone"
+    )
+    : [];
+  const own = (req.constraints ?? []).map(constraint);
+  const ownKeys = new Set(own.map((c) => c.key));
+  const cpu = req.cpu ?? 1;
+  return create(JobSpecSchema, {
+    name: req.name,
+    entrypoint: req.command ? { kind: { case: "command", value: { argv: [...req.command] } } } : {
+      kind: {
+        case: "module",
+        value: {
+          path: req.module!.path,
+          args: req.module!.args ?? [],
+          permissions: {
+            read: req.module!.read ?? [],
+            write: req.module!.write ?? [],
+            net: req.module!.net ?? [],
+            env: req.module!.env ?? [],
+          },
+        },
+      },
+    },
+    // Children inherit the parent's env; their own values win.
+    env: { ...(parentJobId && ctx ? ctx.jobEnv : {}), ...req.env },
+    resources: {
+      cpuMillicores: Math.round(cpu * 1000),
+      memoryBytes: req.memory ?? DEFAULT_TASK_MEMORY,
+      accelerator: req.accelerator
+        ? {
+          type: req.accelerator.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
+          variant: req.accelerator.variant ?? "",
+          count: req.accelerator.count ?? 0,
+        }
+        : undefined,
+    },
+    replicas: req.replicas ?? 1,
+    coscheduling: req.groupBy ? { groupBy: req.groupBy } : undefined,
+    constraints: [...inheritedConstraints.filter((c) => !ownKeys.has(c.key)), ...own],
+    maxRetriesFailure: req.maxRetriesFailure ?? 0,
+    maxRetriesPreemption: req.maxRetriesPreemption,
+    maxTaskFailures: req.maxTaskFailures ?? 0,
+    timeoutMs: req.timeout ?? 0,
+    schedulingTimeoutMs: req.schedulingTimeout ?? 0,
+    ports: [...(req.ports ?? [])],
+    bundleId: req.bundleId ?? "",
+    user: req.user ?? ctx?.user ?? "",
+    parentJobId,
+    priority: req.priority === "production"
+      ? PriorityBand.PRODUCTION
+      : req.priority === "batch"
+      ? PriorityBand.BATCH
+      : PriorityBand.INTERACTIVE,
+  });
+}

@@ -1,0 +1,122 @@
+/**
+ * A whole cluster controller from a config: the controller and its server, the platform the
+ * config names, and the autoscaler driving that platform. Used by LocalController and by
+ * `iris controller serve --config`.
+ * @module
+ */
+import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import { configMode } from "../config/mod.ts";
+import { type ControllerServer, startController } from "../controller/server.ts";
+import { AutoscalerRunner } from "../controller/autoscaler_runner.ts";
+import type { Platform } from "../platform/platform.ts";
+import { LocalPlatform } from "../platform/local.ts";
+import { FileBundleStore } from "../bundle/mod.ts";
+import { ms, seconds } from "../time.ts";
+import { scaleGroupsFromConfig } from "./scale_groups.ts";
+import { PlatformError } from "../errors.ts";
+import { controllerDashboard } from "../dashboard/mod.ts";
+import { VERSION } from "../version.ts";
+
+/** Options for {@linkcode startCluster}. */
+export interface StartClusterOptions {
+  /** Working directory: local VM directories and (when not configured) bundles. */
+  readonly workDir: string;
+  readonly host?: string;
+  /** Overrides the config's port. */
+  readonly port?: number;
+  /** Controller log lines. */
+  readonly log?: (line: string) => void;
+  /** Local VM log lines, by worker id. */
+  readonly vmLog?: (workerId: string, line: string) => void;
+  /** A platform to use instead of the one the config names (tests). */
+  readonly platform?: Platform;
+}
+
+/** A running cluster controller. */
+export interface RunningCluster extends AsyncDisposable {
+  readonly url: string;
+  readonly server: ControllerServer;
+  readonly platform: Platform;
+  readonly autoscaler: AutoscalerRunner;
+  /** Stops the autoscaler, terminates every slice, stops the controller. Each step runs. */
+  stop(): Promise<void>;
+}
+
+/** Starts the controller, platform and autoscaler a config describes. */
+export async function startCluster(
+  config: ClusterConfig,
+  options: StartClusterOptions,
+): Promise<RunningCluster> {
+  const mode = configMode(config);
+  const c = config.controller!;
+  const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
+  const platform = options.platform ?? makePlatform(mode, options, heartbeatInterval);
+  const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
+  const bundles = new FileBundleStore(prefix);
+  const groups = scaleGroupsFromConfig(config);
+  // The server's hooks and the runner refer to each other; the runner is set right below.
+  const hooks: { autoscaler?: AutoscalerRunner } = {};
+  const port = options.port ??
+    (c.kind.case === "local"
+      ? c.kind.value.port
+      : c.kind.case === "gcp"
+      ? c.kind.value.port || 10000
+      : c.kind.case === "manual"
+      ? c.kind.value.port || 10000
+      : 0);
+  const server = startController({
+    host: options.host ?? (c.kind.case === "local" ? c.kind.value.host || "127.0.0.1" : "0.0.0.0"),
+    port,
+    heartbeatInterval,
+    heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
+    taskEnv: config.defaults?.taskEnv,
+    bundles,
+    log: options.log,
+    version: VERSION,
+    fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
+    autoscalerStatus: () => hooks.autoscaler!.status(),
+    onSchedule: (plan, snapshot) => hooks.autoscaler?.observe(plan, snapshot),
+    onWorkerDead: (_id, sliceId) => hooks.autoscaler?.workerDead(sliceId),
+  });
+  const autoscaler = new AutoscalerRunner({
+    controller: server.controller,
+    platform,
+    groups,
+    labelPrefix: config.platform?.labelPrefix || "iris",
+    evaluationInterval: ms(config.defaults?.autoscaler?.evaluationIntervalMs || seconds(1)),
+    backoff: {
+      initial: ms(config.defaults?.autoscaler?.backoffInitialMs || seconds(5)),
+      max: ms(config.defaults?.autoscaler?.backoffMaxMs || seconds(300)),
+      factor: 2,
+    },
+  });
+  hooks.autoscaler = autoscaler;
+  await autoscaler.start();
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      await autoscaler.stop().catch((e) => options.log?.(`stopping autoscaler: ${e}`));
+      await platform.shutdown({ timeout: seconds(60) }).catch((e) =>
+        options.log?.(`stopping slices: ${e}`)
+      );
+      await server.stop().catch((e) => options.log?.(`stopping controller: ${e}`));
+    })();
+    return stopped;
+  };
+  return { url: server.url, server, platform, autoscaler, stop, [Symbol.asyncDispose]: stop };
+}
+
+function makePlatform(
+  mode: string,
+  options: StartClusterOptions,
+  heartbeatInterval: ReturnType<typeof ms>,
+): Platform {
+  if (mode === "local") {
+    return new LocalPlatform({
+      rootDir: `${options.workDir}/vms`,
+      heartbeatInterval,
+      log: options.vmLog,
+    });
+  }
+  throw new PlatformError(`The ${mode} platform is not available in this build yet`);
+}

@@ -1,0 +1,32 @@
+/**
+ * Cluster configuration: load and validate YAML into the ClusterConfig proto, apply defaults,
+ * derive the cluster mode and print a summary. See docs/config.md for the schema.
+ * @module
+ */
+export {
+  type ConfigMode,
+  configMode,
+  loadConfig,
+  parseConfig,
+  parseConfigObject,
+  type ParseConfigOptions,
+} from "./load.ts";
+export { formatConfigSummary } from "./summary.ts";
+export {
+  applyDefaults,
+  type ApplyDefaultsOptions,
+  DEFAULTS,
+  detectMachine,
+  groupVmsPerSlice,
+  localVmShare,
+  type MachineInfo,
+} from "./defaults.ts";
+export { type ConfigIssue, ConfigValidationError } from "./issues.ts";
+export {
+  formatBytes,
+  formatDurationMs,
+  parseCpuMillicores,
+  parseDurationMs,
+  parseSizeBytes,
+} from "./units.ts";
+export { TPU_VARIANT_PREFIXES, type TpuShape, tpuShape } from "./tpu_variants.ts";

@@ -1,0 +1,395 @@
+/**
+ * The YAML schema: maps a parsed YAML tree (snake_case keys, human durations and sizes) onto the
+ * ClusterConfig proto, checking each field's type and range. Cross-field rules live in
+ * validate.ts and defaults in defaults.ts; this module only records what was written.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  AutoscalerConfigSchema,
+  type ClusterConfig,
+  ClusterConfigSchema,
+  type ControllerConfig,
+  ControllerConfigSchema,
+  DefaultsConfigSchema,
+  GcpControllerConfigSchema,
+  GcpPlatformConfigSchema,
+  LocalControllerConfigSchema,
+  LocalProviderSchema,
+  ManualControllerConfigSchema,
+  type ManualHost,
+  ManualHostSchema,
+  ManualProviderSchema,
+  PlatformConfigSchema,
+  type ProviderConfig,
+  ProviderConfigSchema,
+  type ScaleGroupConfig,
+  ScaleGroupConfigSchema,
+  SshConfigSchema,
+  TpuProviderSchema,
+} from "../rpc/gen/iris/v1/config_pb.ts";
+import {
+  AcceleratorSchema,
+  AcceleratorType,
+  ResourcesSchema,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { formatGot, joinPath, ROOT_PATH } from "./issues.ts";
+import type { YamlMap, YamlReader } from "./reader.ts";
+
+/** Keys allowed in each mapping of the schema (also the reference for docs/config.md). */
+export const KEYS = {
+  root: ["name", "platform", "controller", "scale_groups", "defaults"],
+  platform: ["label_prefix", "gcp", "ssh"],
+  platformGcp: ["project_id", "zones"],
+  ssh: ["user", "key_file", "port", "connect_timeout"],
+  defaults: ["autoscaler", "task_env"],
+  autoscaler: [
+    "evaluation_interval",
+    "scale_up_cooldown",
+    "scale_down_delay",
+    "backoff_initial",
+    "backoff_max",
+  ],
+  controller: [
+    "bundle_prefix",
+    "state_dir",
+    "heartbeat_interval",
+    "heartbeat_failure_threshold",
+    "local",
+    "gcp",
+    "manual",
+  ],
+  controllerLocal: ["port", "host"],
+  controllerGcp: ["zone", "machine_type", "port", "boot_disk_size_gb", "service_account", "image"],
+  controllerManual: ["host", "port"],
+  group: [
+    "provider",
+    "accelerator_type",
+    "accelerator_variant",
+    "min_slices",
+    "max_slices",
+    "vm_resources",
+    "attributes",
+    "scale_up_cooldown",
+    "scale_down_delay",
+    "priority",
+    "zone",
+    "region",
+    "preemptible",
+  ],
+  vmResources: ["cpu", "memory", "disk", "accelerators"],
+  provider: ["local", "tpu", "manual"],
+  providerTpu: ["runtime_version", "zone", "project_id"],
+  providerManual: ["hosts"],
+  manualHost: ["host", "user", "key_file", "port"],
+} as const;
+
+/** Controller kinds, in oneof order. */
+export const CONTROLLER_KINDS = ["local", "gcp", "manual"] as const;
+/** Provider kinds, in oneof order. */
+export const PROVIDER_KINDS = ["local", "tpu", "manual"] as const;
+/** Accelerator type names as written in YAML. */
+export const ACCELERATOR_NAMES = ["cpu", "gpu", "tpu"] as const;
+
+const ACCELERATOR_TYPES: Readonly<Record<(typeof ACCELERATOR_NAMES)[number], AcceleratorType>> = {
+  cpu: AcceleratorType.CPU,
+  gpu: AcceleratorType.GPU,
+  tpu: AcceleratorType.TPU,
+};
+
+/** Scale group names: lowercase, start with a letter, ≤ 40 chars (they end up in VM names). */
+export const GROUP_NAME_PATTERN = /^[a-z][a-z0-9_-]{0,39}$/;
+const TOKEN = /^\S+$/;
+const TOKEN_HINT = "a non-empty string without spaces";
+const HOST = /^[A-Za-z0-9[][A-Za-z0-9.:\-[\]]*$/;
+const HOST_HINT = 'a host name or IP address without user or spaces, e.g. "10.200.0.2"';
+const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+/** GCP zone names, e.g. "europe-west4-b". */
+export const GCP_ZONE = /^[a-z]+-[a-z]+\d+-[a-z]$/;
+/** GCP region names, e.g. "europe-west4". */
+export const GCP_REGION = /^[a-z]+-[a-z]+\d+$/;
+const GCP_ZONE_HINT = 'a GCP zone like "europe-west4-b"';
+
+/** The proto built from a YAML tree, plus the set of YAML paths that were given and valid. */
+export interface ParsedConfig {
+  readonly config: ClusterConfig;
+  readonly present: ReadonlySet<string>;
+}
+
+/** Maps a YAML tree onto ClusterConfig, recording problems in `reader` (never throws). */
+export function parseTree(tree: unknown, reader: YamlReader): ParsedConfig {
+  if (tree === null || tree === undefined) {
+    reader.problem(ROOT_PATH, "config is empty (expected at least controller and scale_groups)");
+    return { config: create(ClusterConfigSchema, {}), present: reader.present };
+  }
+  const root = reader.mapping(tree, ROOT_PATH, KEYS.root);
+  if (!root) return { config: create(ClusterConfigSchema, {}), present: reader.present };
+  const config = create(ClusterConfigSchema, {
+    name: reader.string(root, "name", "", {
+      nonEmpty: true,
+      pattern: TOKEN,
+      patternHint: TOKEN_HINT,
+    }) ?? "",
+    platform: parsePlatform(root, reader),
+    controller: parseController(root, reader),
+    defaults: parseDefaults(root, reader),
+  });
+  if (!Object.hasOwn(root, "scale_groups")) {
+    reader.problem("scale_groups", "required (a mapping of group name to group config)");
+  } else {
+    const groups = reader.entries(root.scale_groups, "scale_groups");
+    if (groups?.length === 0) reader.problem("scale_groups", "must define at least one group");
+    for (const [name, value] of groups ?? []) {
+      const path = joinPath("scale_groups", name);
+      if (!GROUP_NAME_PATTERN.test(name)) {
+        reader.problem(
+          path,
+          "group name must be lowercase letters, digits, _ or -, start with a letter, ≤ 40 chars",
+        );
+      }
+      const group = parseGroup(value, path, reader);
+      if (group) config.scaleGroups[name] = group;
+    }
+  }
+  return { config, present: reader.present };
+}
+
+function parsePlatform(root: YamlMap, r: YamlReader) {
+  const m = r.child(root, "platform", "", KEYS.platform, { nullIsEmpty: true });
+  if (!m) return undefined;
+  const gcp = r.child(m, "gcp", "platform", KEYS.platformGcp, { nullIsEmpty: true });
+  const ssh = r.child(m, "ssh", "platform", KEYS.ssh, { nullIsEmpty: true });
+  return create(PlatformConfigSchema, {
+    labelPrefix: r.string(m, "label_prefix", "platform", {
+      pattern: /^[a-z][a-z0-9-]{0,19}$/,
+      patternHint: "lowercase letters, digits or -, starting with a letter, ≤ 20 chars",
+    }) ?? "",
+    gcp: gcp && create(GcpPlatformConfigSchema, {
+      projectId: r.string(gcp, "project_id", "platform.gcp", { nonEmpty: true }) ?? "",
+      zones: r.stringList(gcp, "zones", "platform.gcp") ?? [],
+    }),
+    ssh: ssh && create(SshConfigSchema, {
+      user: r.string(ssh, "user", "platform.ssh", { nonEmpty: true }) ?? "",
+      keyFile: r.string(ssh, "key_file", "platform.ssh", { nonEmpty: true }) ?? "",
+      port: r.integer(ssh, "port", "platform.ssh", { min: 1, max: 65535 }) ?? 0,
+      connectTimeoutMs: r.duration(ssh, "connect_timeout", "platform.ssh", { positive: true }) ?? 0,
+    }),
+  });
+}
+
+function parseDefaults(root: YamlMap, r: YamlReader) {
+  const m = r.child(root, "defaults", "", KEYS.defaults, { nullIsEmpty: true });
+  if (!m) return undefined;
+  const a = r.child(m, "autoscaler", "defaults", KEYS.autoscaler, { nullIsEmpty: true });
+  const p = "defaults.autoscaler";
+  return create(DefaultsConfigSchema, {
+    autoscaler: a && create(AutoscalerConfigSchema, {
+      evaluationIntervalMs: r.duration(a, "evaluation_interval", p, { positive: true }) ?? 0,
+      scaleUpCooldownMs: r.duration(a, "scale_up_cooldown", p) ?? 0,
+      scaleDownDelayMs: r.duration(a, "scale_down_delay", p) ?? 0,
+      backoffInitialMs: r.duration(a, "backoff_initial", p, { positive: true }) ?? 0,
+      backoffMaxMs: r.duration(a, "backoff_max", p, { positive: true }) ?? 0,
+    }),
+    taskEnv: r.stringMap(m, "task_env", "defaults", {
+      keyPattern: ENV_NAME,
+      keyHint: "an environment variable name (letters, digits, _)",
+    }) ?? {},
+  });
+}
+
+function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undefined {
+  if (!Object.hasOwn(root, "controller")) {
+    r.problem("controller", `required (one of ${CONTROLLER_KINDS.join(", ")})`);
+    return undefined;
+  }
+  const m = r.mapping(root.controller, "controller", KEYS.controller);
+  if (!m) return undefined;
+  const p = "controller";
+  const controller = create(ControllerConfigSchema, {
+    bundlePrefix: r.string(m, "bundle_prefix", p, {
+      pattern: /^(file:\/\/\/|gs:\/\/[a-z0-9])\S*$/,
+      patternHint: '"file:///absolute/path" or "gs://bucket/path"',
+    }) ?? "",
+    stateDir: r.string(m, "state_dir", p, { nonEmpty: true }) ?? "",
+    heartbeatIntervalMs: r.duration(m, "heartbeat_interval", p, { positive: true }) ?? 0,
+    heartbeatFailureThreshold:
+      r.integer(m, "heartbeat_failure_threshold", p, { min: 1, max: 1000 }) ?? 0,
+  });
+  const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
+  if (kind === "local") {
+    const c = r.child(m, "local", p, KEYS.controllerLocal, { nullIsEmpty: true });
+    if (c) {
+      controller.kind = {
+        case: "local",
+        value: create(LocalControllerConfigSchema, {
+          port: r.integer(c, "port", "controller.local", { min: 0, max: 65535 }) ?? 0,
+          host:
+            r.string(c, "host", "controller.local", { pattern: HOST, patternHint: HOST_HINT }) ??
+              "",
+        }),
+      };
+    }
+  } else if (kind === "gcp") {
+    const c = r.child(m, "gcp", p, KEYS.controllerGcp, { nullIsEmpty: true });
+    const cp = "controller.gcp";
+    if (c) {
+      controller.kind = {
+        case: "gcp",
+        value: create(GcpControllerConfigSchema, {
+          zone: r.string(c, "zone", cp, { pattern: GCP_ZONE, patternHint: GCP_ZONE_HINT }) ?? "",
+          machineType:
+            r.string(c, "machine_type", cp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+          port: r.integer(c, "port", cp, { min: 1, max: 65535 }) ?? 0,
+          bootDiskSizeGb: r.integer(c, "boot_disk_size_gb", cp, { min: 10, max: 65536 }) ?? 0,
+          serviceAccount:
+            r.string(c, "service_account", cp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+          image: r.string(c, "image", cp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+        }),
+      };
+    }
+  } else if (kind === "manual") {
+    const c = r.child(m, "manual", p, KEYS.controllerManual, { nullIsEmpty: true });
+    if (c) {
+      controller.kind = {
+        case: "manual",
+        value: create(ManualControllerConfigSchema, {
+          host:
+            r.string(c, "host", "controller.manual", { pattern: HOST, patternHint: HOST_HINT }) ??
+              "",
+          port: r.integer(c, "port", "controller.manual", { min: 1, max: 65535 }) ?? 0,
+        }),
+      };
+    }
+  }
+  return controller;
+}
+
+function parseGroup(value: unknown, path: string, r: YamlReader): ScaleGroupConfig | undefined {
+  const m = r.mapping(value, path, KEYS.group);
+  if (!m) return undefined;
+  const accelerator = r.oneOf(m, "accelerator_type", path, ACCELERATOR_NAMES);
+  const vm = r.child(m, "vm_resources", path, KEYS.vmResources, { nullIsEmpty: true });
+  const vp = joinPath(path, "vm_resources");
+  const accelerators = vm ? r.integer(vm, "accelerators", vp, { min: 0, max: 1024 }) : undefined;
+  return create(ScaleGroupConfigSchema, {
+    provider: parseProvider(m, path, r),
+    acceleratorType: accelerator ? ACCELERATOR_TYPES[accelerator] : AcceleratorType.UNSPECIFIED,
+    acceleratorVariant: r.string(m, "accelerator_variant", path, {
+      nonEmpty: true,
+      pattern: TOKEN,
+      patternHint: TOKEN_HINT,
+    }) ??
+      "",
+    minSlices: r.integer(m, "min_slices", path, { min: 0, max: 10000 }) ?? 0,
+    maxSlices: r.integer(m, "max_slices", path, { min: 0, max: 10000 }) ?? 0,
+    vmResources: vm && create(ResourcesSchema, {
+      cpuMillicores: r.cpu(vm, "cpu", vp) ?? 0,
+      memoryBytes: r.size(vm, "memory", vp, { positive: true }) ?? 0,
+      diskBytes: r.size(vm, "disk", vp) ?? 0,
+      accelerator: accelerators === undefined
+        ? undefined
+        : create(AcceleratorSchema, { count: accelerators }),
+    }),
+    attributes: r.stringMap(m, "attributes", path, { keyPattern: TOKEN, keyHint: TOKEN_HINT }) ??
+      {},
+    scaleUpCooldownMs: r.duration(m, "scale_up_cooldown", path) ?? 0,
+    scaleDownDelayMs: r.duration(m, "scale_down_delay", path) ?? 0,
+    priority: r.integer(m, "priority", path, { min: 0, max: 1_000_000 }) ?? 0,
+    zone: r.string(m, "zone", path, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+    region: r.string(m, "region", path, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+    preemptible: r.boolean(m, "preemptible", path) ?? false,
+  });
+}
+
+function parseProvider(
+  group: YamlMap,
+  groupPath: string,
+  r: YamlReader,
+): ProviderConfig | undefined {
+  const path = joinPath(groupPath, "provider");
+  if (!Object.hasOwn(group, "provider")) {
+    r.problem(path, `required (one of ${PROVIDER_KINDS.map((k) => `{${k}: …}`).join(", ")})`);
+    return undefined;
+  }
+  const m = r.mapping(group.provider, path, KEYS.provider);
+  if (!m) return undefined;
+  const kind = r.oneofKey(m, path, PROVIDER_KINDS);
+  if (kind === "local") {
+    const c = r.child(m, "local", path, [], { nullIsEmpty: true });
+    return c &&
+      create(ProviderConfigSchema, {
+        kind: { case: "local", value: create(LocalProviderSchema, {}) },
+      });
+  }
+  if (kind === "tpu") {
+    const tp = joinPath(path, "tpu");
+    const c = r.child(m, "tpu", path, KEYS.providerTpu, { nullIsEmpty: true });
+    if (!c) return undefined;
+    const tpu = create(TpuProviderSchema, {
+      runtimeVersion:
+        r.string(c, "runtime_version", tp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+      zone: r.string(c, "zone", tp, { pattern: GCP_ZONE, patternHint: GCP_ZONE_HINT }) ?? "",
+      projectId: r.string(c, "project_id", tp, { nonEmpty: true }) ?? "",
+    });
+    return create(ProviderConfigSchema, { kind: { case: "tpu", value: tpu } });
+  }
+  if (kind === "manual") {
+    const mp = joinPath(path, "manual");
+    const c = r.child(m, "manual", path, KEYS.providerManual, { nullIsEmpty: true });
+    if (!c) return undefined;
+    const hostsPath = joinPath(mp, "hosts");
+    const hosts: ManualHost[] = [];
+    if (!Object.hasOwn(c, "hosts")) r.problem(hostsPath, "required (a non-empty list of hosts)");
+    else if (!Array.isArray(c.hosts) || c.hosts.length === 0) {
+      r.problem(hostsPath, `must be a non-empty list of hosts (got ${formatGot(c.hosts)})`);
+    } else {
+      c.hosts.forEach((item: unknown, i) => {
+        const host = parseManualHost(item, `${hostsPath}[${i}]`, r);
+        if (host) hosts.push(host);
+      });
+    }
+    return create(ProviderConfigSchema, {
+      kind: { case: "manual", value: create(ManualProviderSchema, { hosts }) },
+    });
+  }
+  return undefined;
+}
+
+function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost | undefined {
+  if (typeof item === "string") {
+    if (!HOST.test(item)) {
+      r.problem(path, `must be ${HOST_HINT} (got ${formatGot(item)})`);
+      return undefined;
+    }
+    r.present.add(path);
+    const host = create(ManualHostSchema, { host: item });
+    r.origins.set(host, path);
+    return host;
+  }
+  if (typeof item !== "object" || item === null || Array.isArray(item)) {
+    r.problem(
+      path,
+      `must be a host string or a mapping {host, user, key_file, port} (got ${formatGot(item)})`,
+    );
+    return undefined;
+  }
+  const m = r.mapping(item, path, KEYS.manualHost);
+  if (!m) return undefined;
+  if (!Object.hasOwn(m, "host")) {
+    r.problem(joinPath(path, "host"), "required");
+    return undefined;
+  }
+  const host = r.string(m, "host", path, { pattern: HOST, patternHint: HOST_HINT });
+  const result = create(ManualHostSchema, {
+    host: host ?? "",
+    user: r.string(m, "user", path, { nonEmpty: true, pattern: TOKEN, patternHint: TOKEN_HINT }) ??
+      "",
+    keyFile: r.string(m, "key_file", path, { nonEmpty: true }) ?? "",
+    port: r.integer(m, "port", path, { min: 1, max: 65535 }) ?? 0,
+  });
+  if (host === undefined) return undefined;
+  r.present.add(path);
+  r.origins.set(result, path);
+  return result;
+}

@@ -1,0 +1,337 @@
+/**
+ * Runs the autoscaler: each evaluation turns the scheduler's unplaceable demand into a pure
+ * ScalingPlan (autoscaler.ts) and carries it out through the Platform interface, with a hard
+ * timeout per call. Outcomes (created, failed, terminated) feed the next decision.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  type AutoscalerAction,
+  AutoscalerActionSchema,
+  type GetAutoscalerStatusResponse,
+  GetAutoscalerStatusResponseSchema,
+} from "../rpc/gen/iris/v1/controller_pb.ts";
+import type { ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import type { Platform } from "../platform/platform.ts";
+import type {
+  ClusterSnapshot,
+  DemandEntry,
+  GroupState,
+  ScaleGroupSpec,
+  ScalingPlan,
+  SchedulePlan,
+  SliceState,
+} from "../types.ts";
+import {
+  type Clock,
+  type Duration,
+  minutes,
+  seconds,
+  systemClock,
+  type Timestamp,
+} from "../time.ts";
+import { describeError } from "../errors.ts";
+import {
+  planScaling,
+  recordSliceCreated,
+  recordSliceFailed,
+  type ScaleBackoff,
+} from "./autoscaler.ts";
+import type { Controller } from "./controller.ts";
+import { acceleratorType } from "./workers.ts";
+
+/** A scale group: its pure spec and its config (the platform needs the latter). */
+export interface ScaleGroup {
+  readonly spec: ScaleGroupSpec;
+  readonly config: ScaleGroupConfig;
+}
+
+/** Options for {@linkcode AutoscalerRunner}. */
+export interface AutoscalerRunnerOptions {
+  readonly controller: Controller;
+  readonly platform: Platform;
+  readonly groups: readonly ScaleGroup[];
+  /** Computed once: prefix of slice ids and labels. */
+  readonly labelPrefix: string;
+  /** @default 1s */
+  readonly evaluationInterval?: Duration;
+  /** Hard limit on one createSlice/terminateSlice call. @default 5m */
+  readonly platformTimeout?: Duration;
+  readonly backoff?: ScaleBackoff;
+  readonly clock?: Clock;
+}
+
+interface TrackedSlice {
+  state: SliceState;
+  readonly workerIds: string[];
+  error?: string;
+}
+
+/** Carries out scaling decisions and reports the autoscaler's state. */
+export class AutoscalerRunner {
+  readonly #o: AutoscalerRunnerOptions;
+  readonly #clock: Clock;
+  readonly #slices = new Map<string, TrackedSlice>();
+  readonly #groupStates = new Map<string, GroupState>();
+  readonly #actions: AutoscalerAction[] = [];
+  readonly #inflight = new Set<Promise<void>>();
+  readonly #abort = new AbortController();
+  #demand: DemandEntry[] = [];
+  #lastPlan?: ScalingPlan;
+  #lastEvaluationMs = 0;
+  #sliceCounter = 0;
+  #loop?: Promise<void>;
+
+  constructor(options: AutoscalerRunnerOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    for (const g of options.groups) {
+      this.#groupStates.set(g.spec.name, { name: g.spec.name, consecutiveFailures: 0 });
+    }
+  }
+
+  /** Adopts slices the platform already has, then evaluates every interval until stopped. */
+  async start(): Promise<void> {
+    try {
+      for (const s of await this.#o.platform.listSlices({ timeout: seconds(60) })) {
+        if (!this.#groupStates.has(s.scaleGroup)) continue;
+        this.#slices.set(s.sliceId, {
+          state: {
+            sliceId: s.sliceId,
+            group: s.scaleGroup,
+            state: "booting",
+            createdAt: s.createdAt,
+            workerIds: s.vms.map((v) => v.workerId),
+          },
+          workerIds: s.vms.map((v) => v.workerId),
+        });
+        this.#action("adopt", s.scaleGroup, s.sliceId, "found at start");
+      }
+    } catch (err) {
+      this.#o.controller.log(`autoscaler: could not list existing slices: ${describeError(err)}`);
+    }
+    this.#loop = this.#run(this.#abort.signal);
+  }
+
+  /** Stops evaluating and waits for in-flight platform calls (they have hard timeouts). */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop;
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** Feeds the scheduler's latest pass: jobs it could not place become demand. */
+  observe(plan: SchedulePlan, snapshot: ClusterSnapshot): void {
+    const unplaced = new Map(plan.unplaced.map((u) => [u.jobId, u.taskCount]));
+    this.#demand = snapshot.jobs.filter((j) => unplaced.has(j.jobId)).map((j) => ({
+      jobId: j.jobId,
+      taskCount: unplaced.get(j.jobId)!,
+      resources: j.resources,
+      accelerator: j.accelerator,
+      constraints: j.constraints,
+      gang: j.groupBy !== undefined,
+    }));
+  }
+
+  /** A worker died: its slice is failed (slices are atomic) and will be replaced if needed. */
+  workerDead(sliceId: string): void {
+    const s = this.#slices.get(sliceId);
+    if (s && s.state.state !== "terminating") {
+      s.state = { ...s.state, state: "failed" };
+      this.#action("worker_failed", s.state.group, sliceId, "a worker of the slice died");
+    }
+  }
+
+  async #run(signal: AbortSignal): Promise<void> {
+    const interval = this.#o.evaluationInterval ?? seconds(1);
+    while (!signal.aborted) {
+      try {
+        this.evaluate();
+      } catch (err) {
+        this.#o.controller.log(`autoscaler: evaluation failed: ${describeError(err)}`);
+      }
+      try {
+        await this.#clock.sleep(interval, signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** One decision: refresh slice states, plan, and start the platform calls it asks for. */
+  evaluate(): ScalingPlan {
+    const now = this.#clock.now();
+    this.#lastEvaluationMs = now;
+    this.#refreshSlices(now);
+    const plan = planScaling({
+      groups: this.#o.groups.map((g) => g.spec),
+      groupStates: this.#groupStates,
+      slices: [...this.#slices.values()].map((s) => s.state),
+      demand: this.#demand,
+      now,
+    });
+    this.#lastPlan = plan;
+    for (const c of plan.create) {
+      for (let i = 0; i < c.count; i++) this.#create(c.group, c.reason, now);
+    }
+    for (const t of plan.terminate) this.#terminate(t.sliceId, t.group, t.reason);
+    return plan;
+  }
+
+  #refreshSlices(now: Timestamp): void {
+    const workers = this.#o.controller.workers.workers;
+    for (const s of this.#slices.values()) {
+      const st = s.state;
+      if (
+        st.state === "booting" && s.workerIds.length > 0 &&
+        s.workerIds.every((id) => workers.has(id))
+      ) {
+        s.state = { ...st, state: "ready" };
+        this.#action("ready", st.group, st.sliceId, `${s.workerIds.length} worker(s) registered`);
+      }
+      if (s.state.state !== "ready") continue;
+      const busy = s.workerIds.some((id) => (workers.get(id)?.active.size ?? 0) > 0);
+      if (busy && s.state.idleSince !== undefined) s.state = { ...s.state, idleSince: undefined };
+      if (!busy && s.state.idleSince === undefined) s.state = { ...s.state, idleSince: now };
+    }
+  }
+
+  #create(groupName: string, reason: string, now: Timestamp): void {
+    const group = this.#o.groups.find((g) => g.spec.name === groupName)!;
+    const sliceId = `${this.#o.labelPrefix}-${groupName.replace(/_/g, "-")}-${now.toString(36)}${
+      (++this.#sliceCounter).toString(36)
+    }`;
+    const tracked: TrackedSlice = {
+      state: { sliceId, group: groupName, state: "requesting", createdAt: now, workerIds: [] },
+      workerIds: [],
+    };
+    this.#slices.set(sliceId, tracked);
+    this.#groupStates.set(groupName, { ...this.#groupStates.get(groupName)!, lastScaleUp: now });
+    this.#action("scale_up", groupName, sliceId, reason);
+    this.#track((async () => {
+      try {
+        const info = await this.#o.platform.createSlice({
+          sliceId,
+          scaleGroup: groupName,
+          config: group.config,
+          controllerUrl: this.#o.controller.url,
+          labels: {
+            [`${this.#o.labelPrefix}-managed`]: "true",
+            [`${this.#o.labelPrefix}-scale-group`]: groupName,
+            [`${this.#o.labelPrefix}-slice-id`]: sliceId,
+          },
+        }, { timeout: this.#o.platformTimeout ?? minutes(5), signal: this.#abort.signal });
+        tracked.workerIds.push(...info.vms.map((v) => v.workerId));
+        tracked.state = { ...tracked.state, state: "booting", workerIds: [...tracked.workerIds] };
+        this.#groupStates.set(
+          groupName,
+          recordSliceCreated(this.#groupStates.get(groupName)!, this.#clock.now()),
+        );
+      } catch (err) {
+        tracked.state = { ...tracked.state, state: "failed" };
+        tracked.error = describeError(err);
+        this.#groupStates.set(
+          groupName,
+          recordSliceFailed(this.#groupStates.get(groupName)!, this.#clock.now(), this.#o.backoff),
+        );
+        this.#action("create_failed", groupName, sliceId, tracked.error);
+        this.#o.controller.log(`autoscaler: creating ${sliceId} failed: ${tracked.error}`);
+        // Nothing half-created stays behind.
+        await this.#o.platform.terminateSlice(sliceId, { timeout: seconds(60) }).catch(() => {});
+        this.#slices.delete(sliceId);
+      }
+    })());
+  }
+
+  #terminate(sliceId: string, group: string, reason: string): void {
+    const s = this.#slices.get(sliceId);
+    if (!s || s.state.state === "terminating") return;
+    s.state = { ...s.state, state: "terminating" };
+    this.#groupStates.set(group, {
+      ...this.#groupStates.get(group)!,
+      lastScaleDown: this.#clock.now(),
+    });
+    this.#action("scale_down", group, sliceId, reason);
+    this.#track((async () => {
+      try {
+        await this.#o.platform.terminateSlice(sliceId, {
+          timeout: this.#o.platformTimeout ?? minutes(5),
+        });
+      } catch (err) {
+        this.#o.controller.log(`autoscaler: terminating ${sliceId} failed: ${describeError(err)}`);
+      } finally {
+        this.#slices.delete(sliceId);
+        for (const id of s.workerIds) {
+          if (this.#o.controller.workers.workers.has(id)) {
+            this.#o.controller.workerDead(id, "its slice was terminated");
+          }
+        }
+      }
+    })());
+  }
+
+  #action(action: string, group: string, sliceId: string, reason: string): void {
+    this.#actions.push(
+      create(AutoscalerActionSchema, {
+        timestampMs: this.#clock.now(),
+        action,
+        scaleGroup: group,
+        sliceId,
+        reason,
+      }),
+    );
+    if (this.#actions.length > 100) this.#actions.shift();
+  }
+
+  #track(p: Promise<void>): void {
+    this.#inflight.add(p);
+    p.finally(() => this.#inflight.delete(p));
+  }
+
+  /** The state for GetAutoscalerStatus and `iris cluster status`. */
+  status(): GetAutoscalerStatusResponse {
+    const now = this.#clock.now();
+    return create(GetAutoscalerStatusResponseSchema, {
+      enabled: true,
+      lastEvaluationMs: this.#lastEvaluationMs,
+      recentActions: [...this.#actions],
+      unmetDemand: [...(this.#lastPlan?.unmet ?? [])],
+      groups: this.#o.groups.map(({ spec }) => {
+        const st = this.#groupStates.get(spec.name)!;
+        const slices = [...this.#slices.values()].filter((s) => s.state.group === spec.name);
+        const live = slices.filter((s) =>
+          s.state.state !== "failed" && s.state.state !== "terminating"
+        ).length;
+        const availability = st.backoffUntil && st.backoffUntil > now
+          ? "backoff"
+          : live >= spec.maxSlices
+          ? "at_max_slices"
+          : st.lastScaleUp && st.lastScaleUp + spec.scaleUpCooldown > now
+          ? "cooldown"
+          : "available";
+        return {
+          name: spec.name,
+          minSlices: spec.minSlices,
+          maxSlices: spec.maxSlices,
+          acceleratorVariant: spec.accelerator.variant,
+          acceleratorType: acceleratorType(spec.accelerator.kind),
+          demandSlices: this.#lastPlan?.demandSlices[spec.name] ?? 0,
+          slices: slices.map((s) => ({
+            sliceId: s.state.sliceId,
+            scaleGroup: spec.name,
+            state: s.state.state,
+            workerIds: s.workerIds,
+            createdAtMs: s.state.createdAt,
+            idleSinceMs: s.state.idleSince ?? 0,
+            error: s.error ?? "",
+          })),
+          backoffUntilMs: st.backoffUntil ?? 0,
+          consecutiveFailures: st.consecutiveFailures,
+          lastScaleUpMs: st.lastScaleUp ?? 0,
+          lastScaleDownMs: st.lastScaleDown ?? 0,
+          availability,
+        };
+      }),
+    });
+  }
+}

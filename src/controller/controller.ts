@@ -1,0 +1,505 @@
+/**
+ * The controller loop: a thin dispatcher. It applies RPC events to the job and worker tables,
+ * runs the pure scheduler over a snapshot, commits the plan, dispatches attempts to workers and
+ * performs the effects transitions return (kills). It holds no placement or scaling logic.
+ * @module
+ */
+import { create, toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type {
+  HeartbeatRequest,
+  RegisterWorkerRequest,
+  TaskUpdate,
+} from "../rpc/gen/iris/v1/controller_pb.ts";
+import { ConstraintSchema, type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
+import { type WorkerClient, workerClient } from "../rpc/client.ts";
+import { type Clock, type Duration, seconds, systemClock } from "../time.ts";
+import { describeError, NotFoundError } from "../errors.ts";
+import type { ClusterSnapshot, SchedulePlan, SchedulerJob } from "../types.ts";
+import { isTaskActive, isTaskTerminal } from "./job_rules.ts";
+import {
+  type AttemptRecord,
+  type Effects,
+  type JobRecord,
+  JobTable,
+  noEffects,
+  type TaskRecord,
+} from "./state.ts";
+import {
+  acceleratorKind,
+  attemptKey,
+  attributesFromProto,
+  parseAttemptKey,
+  WorkerTable,
+} from "./workers.ts";
+import { LogStore } from "./logs.ts";
+import { EndpointTable } from "./endpoints.ts";
+import { schedule } from "./scheduler.ts";
+import { constraintsFromProto } from "./convert.ts";
+
+/** Options for {@linkcode Controller}. */
+export interface ControllerOptions {
+  clock?: Clock;
+  /** How often workers heartbeat. @default 1s */
+  heartbeatInterval?: Duration;
+  /** Missed heartbeats before a worker is declared dead. @default 3 */
+  heartbeatFailureThreshold?: number;
+  /** Max ASSIGNED+BUILDING attempts per worker. @default 8 */
+  maxBuildingPerWorker?: number;
+  /** Environment every task gets (before the job's own env). */
+  taskEnv?: Record<string, string>;
+  /** The controller's own log lines. */
+  log?: (line: string) => void;
+  /** Builds a client for a worker address (tests inject fakes). */
+  workerClientFactory?: (address: string) => WorkerClient;
+  /** Called after each scheduling pass with the plan and its snapshot (the autoscaler reads it). */
+  onSchedule?: (plan: SchedulePlan, snapshot: ClusterSnapshot) => void;
+  /** Called when a worker is declared dead. */
+  onWorkerDead?: (workerId: string, sliceId: string) => void;
+}
+
+/** The controller: state + loops. RPC handlers in service.ts call its methods. */
+export class Controller {
+  readonly jobs = new JobTable();
+  readonly workers = new WorkerTable();
+  readonly logs = new LogStore();
+  readonly endpoints = new EndpointTable();
+  readonly clock: Clock;
+  readonly heartbeatInterval: Duration;
+  readonly startedAtMs: number;
+  /** The URL tasks use to reach the controller; set once the server listens. */
+  url = "";
+  readonly recentLogs: string[] = [];
+  readonly #opts: ControllerOptions;
+  readonly #abort = new AbortController();
+  readonly #clients = new Map<string, WorkerClient>();
+  readonly #inflight = new Set<Promise<unknown>>();
+  #scheduleQueued = false;
+  #monitor?: Promise<void>;
+
+  constructor(options: ControllerOptions = {}) {
+    this.#opts = options;
+    this.clock = options.clock ?? systemClock;
+    this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
+    this.startedAtMs = this.clock.now();
+    this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
+  }
+
+  /** Starts the liveness monitor. */
+  start(): void {
+    this.#monitor ??= this.#monitorLoop(this.#abort.signal);
+  }
+
+  /** Stops loops and waits for in-flight dispatches. */
+  async stop(): Promise<void> {
+    this.#abort.abort();
+    await this.#monitor?.catch(() => {});
+    await Promise.allSettled([...this.#inflight]);
+  }
+
+  /** Writes a controller log line (kept for GetControllerStatus). */
+  log(line: string): void {
+    const stamped = `${new Date(this.clock.now()).toISOString()} ${line}`;
+    this.recentLogs.push(stamped);
+    if (this.recentLogs.length > 500) this.recentLogs.splice(0, 100);
+    this.#opts.log?.(stamped);
+  }
+
+  /** Submits a job. */
+  launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
+    const fx = noEffects();
+    const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
+    if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
+    this.#perform(fx);
+    this.requestSchedule();
+    return res;
+  }
+
+  /** Terminates a job and its children. */
+  terminateJob(jobId: string, reason: string): string[] {
+    const fx = noEffects();
+    const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
+    if (ids.length) this.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
+    this.#perform(fx);
+    return ids;
+  }
+
+  /** Handles a worker's registration. Returns attempts it should kill. */
+  registerWorker(
+    req: RegisterWorkerRequest,
+  ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
+    if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
+    if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
+    const now = this.clock.now();
+    const { worker, isNew } = this.workers.register({
+      workerId: req.workerId,
+      address: req.address,
+      resources: req.resources,
+      attributes: attributesFromProto(req.attributes),
+      scaleGroup: req.scaleGroup,
+      sliceId: req.sliceId,
+    }, now);
+    this.#clients.delete(worker.address);
+    const kill: { taskId: string; attemptId: number }[] = [];
+    for (const ref of req.running) {
+      const found = this.#findAttempt(ref.taskId, ref.attemptId);
+      if (
+        found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId
+      ) {
+        // Adopt an attempt that kept running (e.g. across a controller restart).
+        this.workers.commit(
+          worker,
+          attemptKey(ref.taskId, ref.attemptId),
+          this.#taskResources(found.task),
+        );
+      } else kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+    }
+    this.log(
+      `worker ${worker.workerId} ${isNew ? "registered" : "re-registered"} at ${worker.address}`,
+    );
+    this.requestSchedule();
+    return { workerId: worker.workerId, kill };
+  }
+
+  /** Handles a heartbeat: task updates, liveness, reconciliation. */
+  heartbeat(
+    req: HeartbeatRequest,
+  ): { reregister: boolean; kill: { taskId: string; attemptId: number }[] } {
+    const worker = this.workers.workers.get(req.workerId);
+    if (!worker) return { reregister: true, kill: [] };
+    const now = this.clock.now();
+    worker.lastHeartbeatMs = now;
+    worker.healthy = true;
+    if (req.snapshot) worker.snapshot = req.snapshot;
+    const fx = noEffects();
+    for (const u of req.updates) this.#applyUpdate(req.workerId, u, fx);
+    const kill: { taskId: string; attemptId: number }[] = [];
+    for (const ref of req.running) {
+      const key = attemptKey(ref.taskId, ref.attemptId);
+      const found = this.#findAttempt(ref.taskId, ref.attemptId);
+      if (!found || !isTaskActive(found.attempt.state)) {
+        if (!worker.active.has(key)) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+      }
+    }
+    this.#perform(fx);
+    if (fx.released) this.requestSchedule();
+    return { reregister: false, kill };
+  }
+
+  #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects): void {
+    const found = this.#findAttempt(u.taskId, u.attemptId);
+    if (found && u.logs.length) this.logs.append(u.taskId, u.logs);
+    const key = attemptKey(u.taskId, u.attemptId);
+    const terminal = isTaskTerminal(u.state);
+    if (!found || found.attempt.workerId !== workerId) {
+      if (terminal && this.workers.release(workerId, key)) fx.released++;
+      return;
+    }
+    const { task, attempt } = found;
+    if (Object.keys(u.ports).length) task.ports = { ...u.ports };
+    if (u.peakMemoryBytes) {
+      attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
+    }
+    if (terminal) {
+      this.workers.release(workerId, key);
+      this.jobs.attemptEnded(task, attempt, {
+        state: u.state,
+        exitCode: u.exitCode,
+        signal: u.signal,
+        error: u.error,
+        finishedAtMs: u.finishedAtMs || this.clock.now(),
+        peakMemoryBytes: u.peakMemoryBytes,
+        stderrTail: u.logs.filter((l) => l.stream === "stderr").slice(-20).map((l) => l.text),
+      }, fx);
+      if (task.state === TaskState.PENDING) {
+        this.logs.system(
+          task.taskId,
+          attempt.attemptId,
+          `attempt ${attempt.attemptId} ended (${TaskState[u.state]}); retrying`,
+          this.clock.now(),
+        );
+      }
+    } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
+      const c = this.workers.workers.get(workerId)?.active.get(key);
+      if (c) c.state = u.state;
+      this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
+    }
+  }
+
+  #findAttempt(
+    taskId: string,
+    attemptId: number,
+  ): { task: TaskRecord; attempt: AttemptRecord } | undefined {
+    const task = this.jobs.tasks.get(taskId);
+    const attempt = task?.attempts.find((a) => a.attemptId === attemptId);
+    return task && attempt ? { task, attempt } : undefined;
+  }
+
+  /** Schedules a scheduling pass soon (coalesced). */
+  requestSchedule(): void {
+    if (this.#scheduleQueued || this.#abort.signal.aborted) return;
+    this.#scheduleQueued = true;
+    setTimeout(() => {
+      this.#scheduleQueued = false;
+      try {
+        this.scheduleOnce();
+      } catch (err) {
+        this.log(`scheduling pass failed: ${describeError(err)}`);
+      }
+    }, 0);
+  }
+
+  /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
+  scheduleOnce(): SchedulePlan {
+    const now = this.clock.now();
+    const fx = noEffects();
+    this.#expireScheduling(now, fx);
+    const snapshot = this.snapshot();
+    const plan = schedule(snapshot);
+    const byJob = new Map<string, { task: TaskRecord; attempt: AttemptRecord }[]>();
+    for (const a of plan.assignments) {
+      const worker = this.workers.workers.get(a.workerId);
+      const job = this.jobs.jobs.get(a.jobId);
+      if (!worker || !job) continue;
+      const task = this.jobs.task(job.taskIds[a.taskIndex]!);
+      const attempt = this.jobs.assign(task.taskId, worker.workerId, now);
+      this.workers.commit(
+        worker,
+        attemptKey(task.taskId, attempt.attemptId),
+        this.#taskResources(task),
+      );
+      let list = byJob.get(job.jobId);
+      if (!list) byJob.set(job.jobId, list = []);
+      list.push({ task, attempt });
+    }
+    for (const u of plan.unplaced) {
+      const pending = this.jobs.pending.get(u.jobId);
+      const job = this.jobs.jobs.get(u.jobId);
+      if (!pending || !job) continue;
+      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
+    }
+    for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
+    this.#perform(fx);
+    this.#opts.onSchedule?.(plan, snapshot);
+    return plan;
+  }
+
+  /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
+  snapshot(): ClusterSnapshot {
+    const jobs: SchedulerJob[] = [];
+    for (const [jobId, pending] of this.jobs.pending) {
+      if (pending.size === 0) continue;
+      const job = this.jobs.jobs.get(jobId)!;
+      const spec = job.spec;
+      const r = spec.resources;
+      jobs.push({
+        jobId,
+        resources: this.#taskResources(undefined, job),
+        accelerator: {
+          kind: acceleratorKind(r?.accelerator?.type),
+          variant: r?.accelerator?.variant ?? "",
+          count: r?.accelerator?.count ?? 0,
+        },
+        constraints: constraintsFromProto(spec.constraints),
+        groupBy: spec.coscheduling?.groupBy || undefined,
+        replicas: job.taskIds.length,
+        pendingTaskIndices: [...pending],
+        band: (spec.priority || 2) as 1 | 2 | 3,
+        submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
+      });
+    }
+    return {
+      workers: this.workers.schedulerView(),
+      jobs,
+      maxBuildingPerWorker: this.#opts.maxBuildingPerWorker ?? 8,
+    };
+  }
+
+  #taskResources(task?: TaskRecord, jobRecord?: JobRecord) {
+    const job = jobRecord ?? this.jobs.job(task!.jobId);
+    const r = job.spec.resources;
+    return {
+      cpuMillicores: r?.cpuMillicores ?? 0,
+      memoryBytes: r?.memoryBytes ?? 0,
+      accelerators: r?.accelerator?.count ?? 0,
+    };
+  }
+
+  #expireScheduling(now: number, fx: Effects): void {
+    for (const [jobId, pending] of this.jobs.pending) {
+      const job = this.jobs.jobs.get(jobId)!;
+      const limit = job.spec.schedulingTimeoutMs;
+      if (!limit || pending.size === 0) continue;
+      for (const i of [...pending]) {
+        const task = this.jobs.task(job.taskIds[i]!);
+        if (now - task.pendingSinceMs >= limit) {
+          const why = `not scheduled within ${limit} ms: ${
+            task.pendingReason?.message ?? "no capacity"
+          }`;
+          this.jobs.unschedulable(task, why, now, fx);
+        }
+      }
+    }
+  }
+
+  /** Sends RunTask for the attempts placed for one job (a gang learns its peers' hosts). */
+  #dispatchJob(job: JobRecord, placed: { task: TaskRecord; attempt: AttemptRecord }[]): void {
+    const spec = job.spec;
+    const hosts = job.taskIds.map((tid) => {
+      const t = this.jobs.tasks.get(tid)!;
+      const att = this.jobs.currentAttempt(t);
+      const w = att && isTaskActive(att.state) ? this.workers.workers.get(att.workerId) : undefined;
+      return w ? new URL(w.address).hostname : "";
+    });
+    for (const { task, attempt } of placed) {
+      const worker = this.workers.workers.get(attempt.workerId)!;
+      const env: Record<string, string> = {
+        ...this.#opts.taskEnv,
+        ...spec.env,
+        IRIS_JOB_ID: job.jobId,
+        IRIS_TASK_ID: task.taskId,
+        IRIS_TASK_INDEX: String(task.index),
+        IRIS_NUM_TASKS: String(job.taskIds.length),
+        IRIS_ATTEMPT_ID: String(attempt.attemptId),
+        IRIS_WORKER_ID: worker.workerId,
+        IRIS_USER: job.user,
+        IRIS_CONTROLLER_URL: this.url,
+        IRIS_JOB_ENV: JSON.stringify(spec.env),
+        IRIS_JOB_CONSTRAINTS: JSON.stringify(
+          spec.constraints.map((c) => toJson(ConstraintSchema, c)),
+        ),
+      };
+      for (const [k, v] of Object.entries(worker.attributes)) {
+        if (k === "tpu-name") env.TPU_NAME = String(v);
+        if (k === "tpu-worker-id") env.TPU_WORKER_ID = String(v);
+        if (k === "tpu-topology") env.TPU_TOPOLOGY = String(v);
+      }
+      if (spec.coscheduling?.groupBy) {
+        env.IRIS_GANG_HOSTS = hosts.join(",");
+        env.TPU_WORKER_HOSTNAMES = hosts.join(",");
+        env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:8476`;
+        env.JAX_NUM_PROCESSES = String(job.taskIds.length);
+        env.JAX_PROCESS_ID = String(task.index);
+      }
+      const req = create(RunTaskRequestSchema, {
+        taskId: task.taskId,
+        jobId: job.jobId,
+        attemptId: attempt.attemptId,
+        taskIndex: task.index,
+        numTasks: job.taskIds.length,
+        entrypoint: spec.entrypoint,
+        env,
+        resources: spec.resources,
+        ports: spec.ports,
+        bundleId: spec.bundleId,
+        timeoutMs: spec.timeoutMs,
+      });
+      this.#track(
+        this.#client(worker.address).runTask(req, { signal: AbortSignal.timeout(10_000) }).then(
+          (res) => {
+            if (!res.accepted) throw new Error(res.error || "worker refused the task");
+          },
+        ).catch((err) =>
+          this.#dispatchFailed(task.taskId, attempt.attemptId, worker.workerId, err)
+        ),
+      );
+    }
+  }
+
+  #dispatchFailed(taskId: string, attemptId: number, workerId: string, err: unknown): void {
+    const found = this.#findAttempt(taskId, attemptId);
+    if (!found || !isTaskActive(found.attempt.state)) return;
+    this.log(
+      `dispatch of ${taskId} attempt ${attemptId} to ${workerId} failed: ${describeError(err)}`,
+    );
+    const fx = noEffects();
+    this.workers.release(workerId, attemptKey(taskId, attemptId));
+    this.jobs.attemptEnded(found.task, found.attempt, {
+      state: TaskState.WORKER_FAILED,
+      error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
+      finishedAtMs: this.clock.now(),
+    }, fx);
+    this.#perform(fx);
+    this.requestSchedule();
+  }
+
+  /** Performs kill orders. */
+  #perform(fx: Effects): void {
+    for (const k of fx.kills) {
+      const worker = this.workers.workers.get(k.workerId);
+      if (!worker) continue;
+      this.#track(
+        this.#client(worker.address).killTask({
+          taskId: k.taskId,
+          attemptId: k.attemptId,
+          reason: k.reason,
+        }, {
+          signal: AbortSignal.timeout(10_000),
+        }).catch((err) =>
+          this.log(`kill of ${k.taskId} on ${k.workerId} failed: ${describeError(err)}`)
+        ),
+      );
+    }
+    for (const jobId of fx.finishedJobs) {
+      const job = this.jobs.jobs.get(jobId);
+      if (job) {
+        this.log(`job ${jobId} finished: ${job.state === 4 ? "succeeded" : job.error || "ended"}`);
+      }
+    }
+    if (fx.released) this.requestSchedule();
+  }
+
+  /** Declares a worker dead: its attempts become WORKER_FAILED and are retried elsewhere. */
+  workerDead(workerId: string, reason: string): void {
+    const worker = this.workers.workers.get(workerId);
+    if (!worker) throw new NotFoundError(`No worker ${workerId}`);
+    const keys = this.workers.remove(workerId);
+    this.#clients.delete(worker.address);
+    this.log(`worker ${workerId} declared dead: ${reason}`);
+    const fx = noEffects();
+    for (const key of keys) {
+      const { taskId, attemptId } = parseAttemptKey(key);
+      const found = this.#findAttempt(taskId, attemptId);
+      if (!found) continue;
+      this.jobs.attemptEnded(found.task, found.attempt, {
+        state: TaskState.WORKER_FAILED,
+        error: `worker ${workerId} ${reason}`,
+        finishedAtMs: this.clock.now(),
+      }, fx);
+    }
+    this.#perform(fx);
+    this.#opts.onWorkerDead?.(workerId, worker.sliceId);
+    this.requestSchedule();
+  }
+
+  async #monitorLoop(signal: AbortSignal): Promise<void> {
+    const threshold = this.#opts.heartbeatFailureThreshold ?? 3;
+    while (!signal.aborted) {
+      try {
+        await this.clock.sleep(this.heartbeatInterval, signal);
+      } catch {
+        return;
+      }
+      const now = this.clock.now();
+      for (const w of this.workers.expired(now, this.heartbeatInterval * threshold)) {
+        this.workerDead(w.workerId, `missed ${threshold} heartbeats`);
+      }
+      if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
+    }
+  }
+
+  #client(address: string): WorkerClient {
+    let c = this.#clients.get(address);
+    if (!c) {
+      c = this.#opts.workerClientFactory?.(address) ?? workerClient(address);
+      this.#clients.set(address, c);
+    }
+    return c;
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#inflight.add(p);
+    p.finally(() => this.#inflight.delete(p));
+  }
+}

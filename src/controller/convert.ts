@@ -1,0 +1,152 @@
+/**
+ * Conversions between the controller's records and the wire messages: job/task/worker statuses
+ * for responses, and proto constraints for the scheduler. The only place both shapes meet.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  AttemptSchema,
+  type Constraint,
+  ConstraintMode,
+  ConstraintOp,
+  type JobStatus,
+  JobStatusSchema,
+  PendingReasonSchema,
+  type TaskStatus,
+  TaskStatusSchema,
+  type WorkerInfo,
+  WorkerInfoSchema,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import type { AttributeScalar, ConstraintOp as Op, ConstraintSpec } from "../types.ts";
+import { taskStateName } from "./job_rules.ts";
+import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
+import { acceleratorType, attributesToProto, type WorkerRecord } from "./workers.ts";
+
+const OPS: Record<ConstraintOp, Op | undefined> = {
+  [ConstraintOp.UNSPECIFIED]: undefined,
+  [ConstraintOp.EQ]: "eq",
+  [ConstraintOp.NE]: "ne",
+  [ConstraintOp.EXISTS]: "exists",
+  [ConstraintOp.NOT_EXISTS]: "not_exists",
+  [ConstraintOp.GT]: "gt",
+  [ConstraintOp.GE]: "ge",
+  [ConstraintOp.LT]: "lt",
+  [ConstraintOp.LE]: "le",
+  [ConstraintOp.IN]: "in",
+};
+
+/** Proto constraints → the scheduler's plain constraints (unknown operators are dropped). */
+export function constraintsFromProto(constraints: readonly Constraint[]): ConstraintSpec[] {
+  const out: ConstraintSpec[] = [];
+  for (const c of constraints) {
+    const op = OPS[c.op];
+    if (!op) continue;
+    const scalar = (v: Constraint["value"]): AttributeScalar | undefined =>
+      v?.kind.case === undefined ? undefined : v.kind.value;
+    out.push({
+      key: c.key,
+      op,
+      value: scalar(c.value),
+      values: c.values.map((v) => scalar(v)).filter((v): v is AttributeScalar => v !== undefined),
+      preferred: c.mode === ConstraintMode.PREFERRED,
+    });
+  }
+  return out;
+}
+
+/** A task's wire status. */
+export function taskStatus(
+  jobs: JobTable,
+  task: TaskRecord,
+  workerAddress: (id: string) => string,
+): TaskStatus {
+  const cur = jobs.currentAttempt(task);
+  return create(TaskStatusSchema, {
+    taskId: task.taskId,
+    jobId: task.jobId,
+    index: task.index,
+    state: task.state,
+    workerId: cur?.workerId ?? "",
+    workerAddress: cur ? workerAddress(cur.workerId) : "",
+    exitCode: cur?.exitCode ?? 0,
+    error: task.error,
+    startedAtMs: cur?.startedAtMs ?? 0,
+    finishedAtMs: cur?.finishedAtMs ?? 0,
+    currentAttemptId: cur?.attemptId ?? -1,
+    attempts: task.attempts.map((a) => create(AttemptSchema, a)),
+    pendingReason: task.pendingReason && task.state === 1
+      ? create(PendingReasonSchema, task.pendingReason)
+      : undefined,
+    ports: task.ports,
+    failureCount: task.failureCount,
+    preemptionCount: task.preemptionCount,
+    stderrTail: task.stderrTail,
+  });
+}
+
+/** A job's wire status. */
+export function jobStatus(jobs: JobTable, job: JobRecord): JobStatus {
+  const counts: Record<string, number> = {};
+  for (const [state, n] of Object.entries(job.counts)) {
+    if (n) counts[taskStateName(Number(state))] = n;
+  }
+  let failures = 0, preemptions = 0, completed = 0;
+  let reason: TaskRecord["pendingReason"];
+  for (const tid of job.taskIds) {
+    const t = jobs.tasks.get(tid)!;
+    failures += t.failureCount;
+    preemptions += t.preemptionCount;
+    if (t.state === 4) completed++;
+    reason ??= t.state === 1 ? t.pendingReason : undefined;
+  }
+  return create(JobStatusSchema, {
+    jobId: job.jobId,
+    user: job.user,
+    state: job.state,
+    spec: job.spec,
+    submittedAtMs: job.submittedAtMs,
+    startedAtMs: job.startedAtMs,
+    finishedAtMs: job.finishedAtMs,
+    taskStateCounts: counts,
+    taskCount: job.taskIds.length,
+    completedCount: completed,
+    failureCount: failures,
+    preemptionCount: preemptions,
+    error: job.error,
+    pendingReason: reason ? create(PendingReasonSchema, reason) : undefined,
+    parentJobId: job.parentJobId,
+    hasChildren: job.childIds.size > 0,
+    exitCode: job.exitCode,
+  });
+}
+
+/** A worker's wire info. */
+export function workerInfo(w: WorkerRecord): WorkerInfo {
+  return create(WorkerInfoSchema, {
+    workerId: w.workerId,
+    address: w.address,
+    resources: {
+      cpuMillicores: w.total.cpuMillicores,
+      memoryBytes: w.total.memoryBytes,
+      accelerator: {
+        type: acceleratorType(w.accelerator.kind),
+        variant: w.accelerator.variant,
+        count: w.accelerator.count,
+      },
+    },
+    attributes: attributesToProto(w.attributes),
+    scaleGroup: w.scaleGroup,
+    sliceId: w.sliceId,
+    healthy: w.healthy,
+    lastHeartbeatMs: w.lastHeartbeatMs,
+    registeredAtMs: w.registeredAtMs,
+    runningTaskIds: [...w.active.keys()].map((k) => k.slice(0, k.lastIndexOf("#"))),
+    committed: {
+      cpuMillicores: w.committed.cpuMillicores,
+      memoryBytes: w.committed.memoryBytes,
+      accelerator: { type: acceleratorType(w.accelerator.kind), count: w.committed.accelerators },
+    },
+    snapshot: w.snapshot,
+    statusMessage: w.statusMessage,
+  });
+}

@@ -1,0 +1,301 @@
+/**
+ * Pure placement of pending tasks onto workers: snapshot in, plan out. Does not read the clock,
+ * touch the store, call platforms or mutate its input; capacity is deducted from a local copy.
+ * @module
+ */
+import type {
+  Assignment,
+  ClusterSnapshot,
+  PendingReasonData,
+  SchedulePlan,
+  SchedulerJob,
+} from "../types.ts";
+import {
+  acceleratorMatches,
+  constraintsKey,
+  filterByConstraints,
+  preferenceScore,
+} from "./constraints.ts";
+import {
+  acceleratorRequest,
+  buildPassState,
+  deduct,
+  firstFit,
+  fitCount,
+  groupsFor,
+  type PassState,
+} from "./_scheduler_index.ts";
+import { explainUnplaced, newExplainer } from "./_scheduler_reasons.ts";
+
+/**
+ * Everything about a job that decides where it may go. Jobs with equal signatures share
+ * eligibility and scan positions: capacity only shrinks during a pass, so positions where one
+ * job found nothing stay empty for the next.
+ */
+interface Signature {
+  readonly cpu: number;
+  readonly mem: number;
+  readonly acc: number;
+  /** Building slots one task needs (always 1). */
+  readonly room: number;
+  /** Kind, variant and required constraints: key into PassContext.eligibility. */
+  readonly eligibilityKey: string;
+  /** Eligible classes (kind, variant, constraints, totals), best preference first. */
+  readonly classes: Int32Array;
+  /** Per eligible class: members before this position cannot take this shape. */
+  readonly pos: Int32Array;
+  /** Eligible classes before this index are exhausted for this shape. */
+  ci: number;
+  /** Coscheduling: eligible members of qualifying groups, fewest members first. */
+  groups?: Int32Array[];
+  gpos: number;
+}
+
+interface PassContext {
+  readonly st: PassState;
+  readonly signatures: Map<string, Signature>;
+  /** kind, variant and required constraints → matching class ordinals. */
+  readonly eligibility: Map<string, number[]>;
+  readonly constraintKeys: WeakMap<object, string>;
+  readonly assignments: Assignment[];
+}
+
+/**
+ * Places pending tasks onto healthy workers.
+ *
+ * Fit: a worker takes a task when it is healthy, its accelerator kind equals the job's (a "cpu"
+ * job runs only on cpu workers), the variant matches (empty = any), free CPU, memory and
+ * accelerators cover the request, it is below `maxBuildingPerWorker` (counting placements of
+ * this plan) and every required constraint holds. Preferred constraints only rank workers.
+ *
+ * Order: band (lower first), then snapshot order. Coscheduled jobs (`groupBy` set) are
+ * all-or-nothing within one group of workers sharing the attribute value (smallest qualifying
+ * group first); task k of the pending indices (ascending) goes to the k-th fitting worker ordered
+ * by `tpu-worker-id`, then worker id. Other jobs are first-fit; a job that does not fit never
+ * blocks the jobs behind it.
+ *
+ * @param snapshot readonly cluster view; not modified.
+ * @returns assignments, plus one reason per job with unplaced tasks.
+ */
+export function schedule(snapshot: ClusterSnapshot): SchedulePlan {
+  const ctx: PassContext = {
+    st: buildPassState(snapshot),
+    signatures: new Map(),
+    eligibility: new Map(),
+    constraintKeys: new WeakMap(),
+    assignments: [],
+  };
+  const leftover: {
+    job: SchedulerJob;
+    remaining: number;
+    need: number;
+    key: string;
+    sig: Signature;
+  }[] = [];
+  for (const job of jobsInOrder(snapshot.jobs)) {
+    const tasks = job.pendingTaskIndices;
+    if (tasks.length === 0) continue;
+    const key = signatureKey(ctx, job);
+    const sig = signatureFor(ctx, job, key);
+    const placed = job.groupBy === undefined
+      ? placeIndependent(ctx, sig, job, tasks)
+      : placeGang(ctx, sig, job, tasks);
+    if (placed < tasks.length) {
+      leftover.push({ job, remaining: tasks.length - placed, need: tasks.length, key, sig });
+    }
+  }
+  const reasons = new Map<string, PendingReasonData>();
+  const explainer = newExplainer(ctx.st);
+  const unplaced = leftover.map(({ job, remaining, need, key, sig }) => {
+    let reason = reasons.get(key);
+    if (!reason) {
+      const matching = ctx.eligibility.get(sig.eligibilityKey)!;
+      reason = explainUnplaced(explainer, {
+        job,
+        need,
+        matching,
+        fitting: sig.classes,
+        eligibilityKey: sig.eligibilityKey,
+      });
+      reasons.set(key, reason);
+    }
+    return { jobId: job.jobId, taskCount: remaining, reason };
+  });
+  return { assignments: ctx.assignments, unplaced };
+}
+
+/** Jobs ordered by band (ascending), stable within a band. */
+function jobsInOrder(jobs: readonly SchedulerJob[]): readonly SchedulerJob[] {
+  const byBand = new Map<number, SchedulerJob[]>();
+  for (const job of jobs) {
+    const list = byBand.get(job.band);
+    if (list) list.push(job);
+    else byBand.set(job.band, [job]);
+  }
+  if (byBand.size <= 1) return jobs;
+  return [...byBand.keys()].sort((a, b) => a - b).flatMap((b) => byBand.get(b)!);
+}
+
+function signatureKey(ctx: PassContext, job: SchedulerJob): string {
+  let ck = ctx.constraintKeys.get(job.constraints);
+  if (ck === undefined) {
+    ck = constraintsKey(job.constraints);
+    ctx.constraintKeys.set(job.constraints, ck);
+  }
+  const gang = job.groupBy === undefined
+    ? ""
+    : `${job.groupBy}\u0001${job.pendingTaskIndices.length}`;
+  return `${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${job.resources.cpuMillicores}\u0001${job.resources.memoryBytes}\u0001${
+    acceleratorRequest(job)
+  }\u0001${gang}\u0001${ck}`;
+}
+
+function signatureFor(ctx: PassContext, job: SchedulerJob, key: string): Signature {
+  const existing = ctx.signatures.get(key);
+  if (existing) return existing;
+  const { st } = ctx;
+  const cpu = job.resources.cpuMillicores;
+  const mem = job.resources.memoryBytes;
+  const acc = acceleratorRequest(job);
+  const required = job.constraints.filter((c) => !c.preferred);
+  const eligibilityKey = `${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${
+    constraintsKey(required)
+  }`;
+  let matching = ctx.eligibility.get(eligibilityKey);
+  if (!matching) {
+    matching = filterByConstraints(st.classIndex, st.classes, required)
+      .filter((c) => acceleratorMatches(job.accelerator, st.classes[c]!));
+    ctx.eligibility.set(eligibilityKey, matching);
+  }
+  const eligible = matching.filter((c) => {
+    const cls = st.classes[c]!;
+    return cls.totalCpu >= cpu && cls.totalMem >= mem && cls.totalAcc >= acc;
+  });
+  // Preferred constraints rank classes (and gang groups by their members' classes).
+  const score = new Int32Array(st.classes.length);
+  if (job.constraints.some((c) => c.preferred)) {
+    for (const c of eligible) {
+      score[c] = preferenceScore(st.classes[c]!.attributes, job.constraints);
+    }
+    eligible.sort((a, b) => score[b]! - score[a]! || a - b);
+  }
+  const classes = Int32Array.from(eligible);
+  const sig: Signature = {
+    cpu,
+    mem,
+    acc,
+    room: 1,
+    eligibilityKey,
+    classes,
+    pos: new Int32Array(classes.length),
+    ci: 0,
+    gpos: 0,
+  };
+  if (job.groupBy !== undefined) {
+    sig.groups = qualifyingGroups(st, job.groupBy, classes, score, job.pendingTaskIndices.length);
+  }
+  ctx.signatures.set(key, sig);
+  return sig;
+}
+
+/**
+ * Groups with at least `need` eligible members, as eligible members only: best mean preference
+ * score of the members' classes first, then fewest members, then snapshot order.
+ */
+function qualifyingGroups(
+  st: PassState,
+  key: string,
+  classes: Int32Array,
+  score: Int32Array,
+  need: number,
+): Int32Array[] {
+  const mask = new Uint8Array(st.classes.length);
+  for (const c of classes) mask[c] = 1;
+  const out: { members: Int32Array; first: number; score: number }[] = [];
+  for (const g of groupsFor(st, key)) {
+    let n = 0;
+    let total = 0;
+    for (const o of g.members) {
+      const c = st.classOf[o]!;
+      if (!mask[c]) continue;
+      n++;
+      total += score[c]!;
+    }
+    if (n < need) continue;
+    const members = n === g.members.length
+      ? g.members
+      : g.members.filter((o) => mask[st.classOf[o]!] === 1);
+    out.push({ members, first: g.first, score: total / n });
+  }
+  out.sort((a, b) => b.score - a.score || a.members.length - b.members.length || a.first - b.first);
+  return out.map((g) => g.members);
+}
+
+/** First-fit of independent tasks over eligible classes; returns how many were placed. */
+function placeIndependent(
+  ctx: PassContext,
+  sig: Signature,
+  job: SchedulerJob,
+  tasks: readonly number[],
+): number {
+  const { st, assignments } = ctx;
+  const { cpu, mem, acc } = sig;
+  const need = tasks.length;
+  let t = 0;
+  while (t < need && sig.ci < sig.classes.length) {
+    const cls = st.classes[sig.classes[sig.ci]!]!;
+    let i = firstFit(cls, sig.pos[sig.ci]!, sig);
+    while (i >= 0) {
+      const o = cls.members[i]!;
+      const k = fitCount(st, o, cpu, mem, acc, need - t);
+      deduct(st, o, cpu, mem, acc, k);
+      const workerId = st.workers[o]!.id;
+      for (let j = 0; j < k; j++) {
+        assignments.push({ jobId: job.jobId, taskIndex: tasks[t++]!, workerId });
+      }
+      if (t === need) break;
+      i = firstFit(cls, i + 1, sig);
+    }
+    if (t === need) sig.pos[sig.ci] = i;
+    else sig.ci++;
+  }
+  return t;
+}
+
+/** All-or-nothing placement of a coscheduled job on one group; returns tasks placed (0 or all). */
+function placeGang(
+  ctx: PassContext,
+  sig: Signature,
+  job: SchedulerJob,
+  tasks: readonly number[],
+): number {
+  const { st, assignments } = ctx;
+  const groups = sig.groups!;
+  const { cpu, mem, acc } = sig;
+  const need = tasks.length;
+  const chosen = new Int32Array(need);
+  for (let g = sig.gpos; g < groups.length; g++) {
+    const members = groups[g]!;
+    let n = 0;
+    for (let i = 0; i < members.length && n < need; i++) {
+      const o = members[i]!;
+      if (fitCount(st, o, cpu, mem, acc, 1) > 0) chosen[n++] = o;
+    }
+    if (n < need) continue;
+    sig.gpos = g;
+    const ordered = isAscending(tasks) ? tasks : [...tasks].sort((a, b) => a - b);
+    for (let k = 0; k < need; k++) {
+      const o = chosen[k]!;
+      deduct(st, o, cpu, mem, acc, 1);
+      assignments.push({ jobId: job.jobId, taskIndex: ordered[k]!, workerId: st.workers[o]!.id });
+    }
+    return need;
+  }
+  sig.gpos = groups.length;
+  return 0;
+}
+
+function isAscending(xs: readonly number[]): boolean {
+  for (let i = 1; i < xs.length; i++) if (xs[i]! < xs[i - 1]!) return false;
+  return true;
+}

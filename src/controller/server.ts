@@ -1,0 +1,61 @@
+/**
+ * Starts a controller: the Controller loop plus its RPC server (and the dashboard, when given)
+ * on one port. Used by `iris controller serve`, LocalController and tests.
+ * @module
+ */
+import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
+import { serveRpc } from "../rpc/server.ts";
+import { Controller, type ControllerOptions } from "./controller.ts";
+import { type BundleStorage, controllerRoutes } from "./service.ts";
+
+/** Options for {@linkcode startController}. */
+export interface StartControllerOptions extends ControllerOptions {
+  /** @default "127.0.0.1" */
+  host?: string;
+  /** 0 picks a free port. @default 0 */
+  port?: number;
+  bundles?: BundleStorage;
+  autoscalerStatus?: () => GetAutoscalerStatusResponse;
+  /** Serves non-RPC paths (the dashboard). */
+  fallback?: (req: Request) => Response | Promise<Response>;
+  /** The URL tasks and workers should use, when it differs from the listen address. */
+  advertiseUrl?: string;
+  version?: string;
+}
+
+/** A running controller. Dispose it to stop. */
+export interface ControllerServer extends AsyncDisposable {
+  readonly url: string;
+  readonly controller: Controller;
+  stop(): Promise<void>;
+}
+
+/** Starts the controller and its server; resolves once it listens. */
+export function startController(options: StartControllerOptions = {}): ControllerServer {
+  const controller = new Controller(options);
+  const server = serveRpc(
+    controllerRoutes({
+      controller,
+      bundles: options.bundles,
+      autoscalerStatus: options.autoscalerStatus,
+      version: options.version,
+    }),
+    {
+      hostname: options.host ?? "127.0.0.1",
+      port: options.port ?? 0,
+      fallback: options.fallback,
+    },
+  );
+  controller.url = options.advertiseUrl ?? server.url;
+  controller.start();
+  controller.log(`controller listening on ${server.url}`);
+  let stopped: Promise<void> | undefined;
+  const stop = () => {
+    stopped ??= (async () => {
+      await controller.stop();
+      await server.shutdown();
+    })();
+    return stopped;
+  };
+  return { url: server.url, controller, stop, [Symbol.asyncDispose]: stop };
+}

@@ -1,0 +1,161 @@
+/**
+ * ControllerService routes: each handler validates, calls the Controller, converts the result.
+ * Errors are translated to Connect codes here and nowhere else.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import {
+  ControllerService,
+  type GetAutoscalerStatusResponse,
+  GetAutoscalerStatusResponseSchema,
+} from "../rpc/gen/iris/v1/controller_pb.ts";
+import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
+import type { Controller } from "./controller.ts";
+import { jobStatus, taskStatus, workerInfo } from "./convert.ts";
+import { isTaskActive } from "./job_rules.ts";
+
+/** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
+export interface BundleStorage {
+  put(data: Uint8Array): Promise<{ bundleId: string; sizeBytes: number }>;
+  get(bundleId: string): Promise<Uint8Array>;
+}
+
+/** What the routes need besides the controller. */
+export interface ServiceDeps {
+  readonly controller: Controller;
+  readonly bundles?: BundleStorage;
+  readonly autoscalerStatus?: () => GetAutoscalerStatusResponse;
+  readonly version?: string;
+}
+
+function wrap<A extends unknown[], R>(
+  fn: (...args: A) => R | Promise<R>,
+): (...args: A) => Promise<R> {
+  return async (...args: A) => {
+    try {
+      return await fn(...args);
+    } catch (err) {
+      throw toConnectError(err);
+    }
+  };
+}
+
+/** The ControllerService implementation. */
+export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
+  const c = deps.controller;
+  const address = (id: string) => c.workers.workers.get(id)?.address ?? "";
+  const tasksOf = (jobId: string) =>
+    c.jobs.job(jobId).taskIds.map((id) => taskStatus(c.jobs, c.jobs.task(id), address));
+  return {
+    launchJob: wrap((req) => {
+      if (!req.spec) throw new InvalidArgumentError("spec", "is required");
+      if (req.requestId.length > 256) {
+        throw new InvalidArgumentError("request_id", "at most 256 characters");
+      }
+      return c.launchJob(req.spec, req.requestId);
+    }),
+    getJobStatus: wrap((req) => {
+      const job = c.jobs.job(req.jobId);
+      return { job: jobStatus(c.jobs, job), tasks: tasksOf(job.jobId) };
+    }),
+    listJobs: wrap((req) => {
+      const states = new Set(req.states);
+      const all = [...c.jobs.jobs.values()].filter((j) =>
+        (!req.prefix || j.jobId.startsWith(req.prefix)) &&
+        (states.size === 0 || states.has(j.state))
+      );
+      const limit = req.limit > 0 ? Math.min(req.limit, 5000) : 500;
+      const offset = Math.max(0, req.offset);
+      return {
+        jobs: all.slice(offset, offset + limit).map((j) => jobStatus(c.jobs, j)),
+        totalCount: all.length,
+      };
+    }),
+    terminateJob: wrap((req) => ({ terminatedJobIds: c.terminateJob(req.jobId, req.reason) })),
+    listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId) })),
+    getTaskLogs: wrap((req) => {
+      const id = req.id;
+      let taskIds: string[];
+      if (c.jobs.tasks.has(id)) taskIds = [id];
+      else if (c.jobs.jobs.has(id)) taskIds = c.jobs.job(id).taskIds;
+      else throw new NotFoundError(`No job or task ${id}`);
+      const res = c.logs.query(taskIds, {
+        cursor: req.cursor,
+        maxLines: req.maxLines,
+        substring: req.substring,
+        attemptId: req.attemptId,
+        sinceMs: req.sinceMs,
+      });
+      return { lines: res.lines, nextCursor: res.nextCursor };
+    }),
+    registerWorker: wrap((req) => {
+      const res = c.registerWorker(req);
+      return { workerId: res.workerId, heartbeatIntervalMs: c.heartbeatInterval, kill: res.kill };
+    }),
+    heartbeat: wrap((req) => c.heartbeat(req)),
+    listWorkers: wrap(() => ({ workers: [...c.workers.workers.values()].map(workerInfo) })),
+    getAutoscalerStatus: wrap(() =>
+      deps.autoscalerStatus?.() ?? create(GetAutoscalerStatusResponseSchema, { enabled: false })
+    ),
+    getControllerStatus: wrap(() => {
+      let tasks = 0;
+      for (const j of c.jobs.jobs.values()) tasks += j.taskIds.length;
+      return {
+        healthy: true,
+        startedAtMs: c.startedAtMs,
+        version: deps.version ?? "",
+        jobCount: c.jobs.jobs.size,
+        taskCount: tasks,
+        workerCount: c.workers.workers.size,
+        rssBytes: Deno.memoryUsage().rss,
+        recentLogs: c.recentLogs.slice(-200),
+      };
+    }),
+    registerEndpoint: wrap((req) => {
+      if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
+      if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
+      const task = c.jobs.task(req.taskId);
+      const cur = c.jobs.currentAttempt(task);
+      if (!isTaskActive(task.state) || !cur) {
+        throw new InvalidArgumentError("task_id", `task ${req.taskId} is not running`);
+      }
+      if (req.attemptId && req.attemptId !== cur.attemptId) {
+        throw new InvalidArgumentError(
+          "attempt_id",
+          `attempt ${req.attemptId} is not the current attempt (${cur.attemptId})`,
+        );
+      }
+      const e = c.endpoints.register({
+        name: req.name,
+        address: req.address,
+        taskId: req.taskId,
+        jobId: task.jobId,
+        metadata: req.metadata,
+      });
+      return { endpointId: e.endpointId };
+    }),
+    unregisterEndpoint: wrap((req) => {
+      if (!c.endpoints.unregister(req.endpointId)) {
+        throw new NotFoundError(`No endpoint ${req.endpointId}`);
+      }
+      return {};
+    }),
+    listEndpoints: wrap((req) => ({ endpoints: c.endpoints.list(req.prefix, req.exact) })),
+    uploadBundle: wrap(async (req) => {
+      if (!deps.bundles) {
+        throw new InvalidArgumentError("data", "this controller has no bundle storage configured");
+      }
+      return await deps.bundles.put(req.data);
+    }),
+    getBundle: wrap(async (req) => {
+      if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
+      return { data: await deps.bundles.get(req.bundleId) };
+    }),
+  };
+}
+
+/** Registers ControllerService on a router. */
+export function controllerRoutes(deps: ServiceDeps): (router: ConnectRouter) => void {
+  return (router) => router.service(ControllerService, controllerService(deps));
+}

@@ -1,0 +1,445 @@
+/**
+ * The controller's model of jobs, tasks and attempts, and every transition between their states.
+ * Mutations are synchronous and return the side effects they imply (attempts to kill) as data;
+ * the controller loop performs them. Workers live in workers.ts; no I/O here.
+ * @module
+ */
+import {
+  ExistingJobPolicy,
+  type JobSpec,
+  JobState,
+  TaskState,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import type { PendingReasonData } from "../types.ts";
+import {
+  deriveJobState,
+  isJobTerminal,
+  isTaskActive,
+  isTaskTerminal,
+  type TaskStateCounts,
+} from "./job_rules.ts";
+import { resolveJobId, validateJobSpec, validateUser } from "./validate.ts";
+
+/** Default retries after worker death or preemption. */
+export const DEFAULT_MAX_RETRIES_PREEMPTION = 100;
+
+/** One try of a task on a worker. */
+export interface AttemptRecord {
+  readonly attemptId: number;
+  readonly workerId: string;
+  state: TaskState;
+  exitCode: number;
+  signal: string;
+  error: string;
+  readonly assignedAtMs: number;
+  startedAtMs: number;
+  finishedAtMs: number;
+  isWorkerFailure: boolean;
+  peakMemoryBytes: number;
+}
+
+/** A task: one replica of a job. */
+export interface TaskRecord {
+  readonly taskId: string;
+  readonly jobId: string;
+  readonly index: number;
+  state: TaskState;
+  readonly attempts: AttemptRecord[];
+  /** Attempt numbers start here (continues after a recreated job's attempts). */
+  readonly attemptBase: number;
+  failureCount: number;
+  preemptionCount: number;
+  pendingReason?: PendingReasonData;
+  pendingSinceMs: number;
+  ports: Record<string, number>;
+  stderrTail: string[];
+  error: string;
+}
+
+/** A job and its bookkeeping. */
+export interface JobRecord {
+  readonly jobId: string;
+  readonly user: string;
+  readonly spec: JobSpec;
+  readonly requestId: string;
+  readonly submittedAtMs: number;
+  startedAtMs: number;
+  finishedAtMs: number;
+  state: JobState;
+  error: string;
+  exitCode: number;
+  readonly taskIds: string[];
+  readonly parentJobId: string;
+  readonly childIds: Set<string>;
+  readonly counts: Partial<Record<TaskState, number>>;
+}
+
+/** An attempt the controller wants stopped on a worker. */
+export interface KillOrder {
+  readonly workerId: string;
+  readonly taskId: string;
+  readonly attemptId: number;
+  readonly reason: string;
+}
+
+/** What a transition asks the loop to do. */
+export interface Effects {
+  readonly kills: KillOrder[];
+  /** Attempts whose resources are free again (worker id → count), to reschedule. */
+  released: number;
+  /** Jobs that reached a terminal state. */
+  readonly finishedJobs: string[];
+}
+
+/** An empty effects record. */
+export function noEffects(): Effects {
+  return { kills: [], released: 0, finishedJobs: [] };
+}
+
+/** An attempt's terminal report from a worker. */
+export interface AttemptOutcome {
+  readonly state: TaskState;
+  readonly exitCode?: number;
+  readonly signal?: string;
+  readonly error?: string;
+  readonly finishedAtMs: number;
+  readonly peakMemoryBytes?: number;
+  readonly stderrTail?: readonly string[];
+}
+
+/** Jobs, tasks and attempts. */
+export class JobTable {
+  readonly jobs = new Map<string, JobRecord>();
+  readonly tasks = new Map<string, TaskRecord>();
+  /** Pending task indices per job, in submission order (Map keeps insertion order). */
+  readonly pending = new Map<string, Set<number>>();
+  readonly #byRequestId = new Map<string, string>();
+  /** Called when a task leaves the active states (endpoint cleanup etc.). */
+  onTaskInactive: (task: TaskRecord) => void = () => {};
+
+  /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
+  submit(
+    spec: JobSpec,
+    requestId: string,
+    nowMs: number,
+    fx: Effects,
+  ): { jobId: string; created: boolean } {
+    if (requestId) {
+      const existing = this.#byRequestId.get(requestId);
+      if (existing && this.jobs.has(existing)) return { jobId: existing, created: false };
+    }
+    validateJobSpec(spec);
+    const user = spec.user || "anonymous";
+    validateUser(user);
+    if (spec.parentJobId && !this.jobs.has(spec.parentJobId)) {
+      throw new InvalidArgumentError("spec.parent_job_id", `no job ${spec.parentJobId}`);
+    }
+    const jobId = resolveJobId(spec, user);
+    let attemptBase = 0;
+    const old = this.jobs.get(jobId);
+    if (old) {
+      const policy = spec.existingJobPolicy;
+      if (policy === ExistingJobPolicy.KEEP) return { jobId, created: false };
+      if (policy === ExistingJobPolicy.ERROR) {
+        throw new AlreadyExistsError(`Cannot submit job as ${jobId} already exists`);
+      }
+      if (!isJobTerminal(old.state) && policy !== ExistingJobPolicy.RECREATE) {
+        throw new AlreadyExistsError(
+          `Cannot submit job as ${jobId} is still ${
+            JobState[old.state]!.toLowerCase()
+          }: cancel it first or use existing_job_policy RECREATE`,
+        );
+      }
+      this.terminate(jobId, "replaced by a new job of the same name", nowMs, fx);
+      for (const tid of old.taskIds) {
+        const t = this.tasks.get(tid);
+        if (t) attemptBase = Math.max(attemptBase, t.attemptBase + t.attempts.length);
+      }
+      this.#remove(jobId);
+    }
+    const replicas = spec.replicas || 1;
+    const job: JobRecord = {
+      jobId,
+      user,
+      spec,
+      requestId,
+      submittedAtMs: nowMs,
+      startedAtMs: 0,
+      finishedAtMs: 0,
+      state: JobState.PENDING,
+      error: "",
+      exitCode: 0,
+      taskIds: [],
+      parentJobId: spec.parentJobId,
+      childIds: new Set(),
+      counts: { [TaskState.PENDING]: replicas },
+    };
+    const pending = new Set<number>();
+    for (let i = 0; i < replicas; i++) {
+      const taskId = `${jobId}/${i}`;
+      job.taskIds.push(taskId);
+      pending.add(i);
+      this.tasks.set(taskId, {
+        taskId,
+        jobId,
+        index: i,
+        state: TaskState.PENDING,
+        attempts: [],
+        attemptBase,
+        failureCount: 0,
+        preemptionCount: 0,
+        pendingSinceMs: nowMs,
+        ports: {},
+        stderrTail: [],
+        error: "",
+      });
+    }
+    this.jobs.set(jobId, job);
+    this.pending.set(jobId, pending);
+    if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
+    if (requestId) this.#byRequestId.set(requestId, jobId);
+    return { jobId, created: true };
+  }
+
+  /** A job or NotFoundError. */
+  job(jobId: string): JobRecord {
+    const job = this.jobs.get(jobId);
+    if (!job) throw new NotFoundError(`No job ${jobId}`);
+    return job;
+  }
+
+  /** A task or NotFoundError. */
+  task(taskId: string): TaskRecord {
+    const task = this.tasks.get(taskId);
+    if (!task) throw new NotFoundError(`No task ${taskId}`);
+    return task;
+  }
+
+  /** The current (latest) attempt of a task. */
+  currentAttempt(task: TaskRecord): AttemptRecord | undefined {
+    return task.attempts[task.attempts.length - 1];
+  }
+
+  /** Records a placement: a new ASSIGNED attempt on `workerId`. */
+  assign(taskId: string, workerId: string, nowMs: number): AttemptRecord {
+    const task = this.task(taskId);
+    const attempt: AttemptRecord = {
+      attemptId: task.attemptBase + task.attempts.length,
+      workerId,
+      state: TaskState.ASSIGNED,
+      exitCode: 0,
+      signal: "",
+      error: "",
+      assignedAtMs: nowMs,
+      startedAtMs: 0,
+      finishedAtMs: 0,
+      isWorkerFailure: false,
+      peakMemoryBytes: 0,
+    };
+    task.attempts.push(attempt);
+    task.pendingReason = undefined;
+    this.pending.get(task.jobId)?.delete(task.index);
+    this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
+    return attempt;
+  }
+
+  /** The worker started (or is building) an attempt. */
+  attemptStarted(
+    task: TaskRecord,
+    attempt: AttemptRecord,
+    state: TaskState,
+    startedAtMs: number,
+    fx: Effects,
+  ): void {
+    if (isTaskTerminal(attempt.state)) return;
+    attempt.state = state;
+    if (state === TaskState.RUNNING && !attempt.startedAtMs) attempt.startedAtMs = startedAtMs;
+    if (this.currentAttempt(task) === attempt && isTaskActive(task.state)) {
+      this.#setTaskState(task, state, startedAtMs, fx);
+    }
+  }
+
+  /**
+   * An attempt ended. Applies the retry budgets: a failure retries while failure_count ≤
+   * max_retries_failure, a worker failure while preemption_count ≤ max_retries_preemption.
+   * A coscheduled job retries (or fails) as a whole.
+   */
+  attemptEnded(
+    task: TaskRecord,
+    attempt: AttemptRecord,
+    outcome: AttemptOutcome,
+    fx: Effects,
+  ): void {
+    if (isTaskTerminal(attempt.state)) return;
+    attempt.state = outcome.state;
+    attempt.exitCode = outcome.exitCode ?? 0;
+    attempt.signal = outcome.signal ?? "";
+    attempt.error = outcome.error ?? "";
+    attempt.finishedAtMs = outcome.finishedAtMs;
+    attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, outcome.peakMemoryBytes ?? 0);
+    attempt.isWorkerFailure = outcome.state === TaskState.WORKER_FAILED ||
+      outcome.state === TaskState.PREEMPTED;
+    if (outcome.stderrTail?.length) task.stderrTail = [...outcome.stderrTail];
+    fx.released++;
+    // A stale attempt (killed sibling, replaced attempt) no longer decides the task's fate.
+    if (this.currentAttempt(task) !== attempt || isTaskTerminal(task.state)) return;
+    const job = this.job(task.jobId);
+    const now = outcome.finishedAtMs;
+    task.error = attempt.error;
+    switch (outcome.state) {
+      case TaskState.SUCCEEDED:
+        this.#setTaskState(task, TaskState.SUCCEEDED, now, fx);
+        return;
+      case TaskState.KILLED:
+        this.#setTaskState(task, TaskState.KILLED, now, fx);
+        return;
+      case TaskState.FAILED: {
+        task.failureCount++;
+        const retry = task.failureCount <= job.spec.maxRetriesFailure;
+        this.#endOrRetry(job, task, retry ? TaskState.PENDING : TaskState.FAILED, now, fx);
+        return;
+      }
+      default: {
+        task.preemptionCount++;
+        const budget = job.spec.maxRetriesPreemption ?? DEFAULT_MAX_RETRIES_PREEMPTION;
+        const retry = task.preemptionCount <= budget;
+        this.#endOrRetry(job, task, retry ? TaskState.PENDING : outcome.state, now, fx);
+      }
+    }
+  }
+
+  #endOrRetry(job: JobRecord, task: TaskRecord, next: TaskState, nowMs: number, fx: Effects): void {
+    this.#setTaskState(task, next, nowMs, fx);
+    if (!job.spec.coscheduling?.groupBy) return;
+    // Gang semantics: siblings still on workers are stopped and follow the failed task.
+    for (const tid of job.taskIds) {
+      const sib = this.tasks.get(tid)!;
+      if (sib === task || isTaskTerminal(sib.state)) continue;
+      const att = this.currentAttempt(sib);
+      if (att && isTaskActive(att.state)) {
+        fx.kills.push({
+          workerId: att.workerId,
+          taskId: sib.taskId,
+          attemptId: att.attemptId,
+          reason: `gang member ${task.taskId} failed`,
+        });
+      }
+      if (sib.state !== TaskState.PENDING) {
+        this.#setTaskState(
+          sib,
+          next === TaskState.PENDING ? TaskState.PENDING : TaskState.KILLED,
+          nowMs,
+          fx,
+        );
+        if (next !== TaskState.PENDING) sib.error = `gang member ${task.taskId} failed`;
+      }
+    }
+  }
+
+  /** Marks a pending task UNSCHEDULABLE (scheduling timeout). */
+  unschedulable(task: TaskRecord, reason: string, nowMs: number, fx: Effects): void {
+    task.error = reason;
+    this.#setTaskState(task, TaskState.UNSCHEDULABLE, nowMs, fx);
+  }
+
+  /**
+   * Terminates a job and its descendants: pending tasks become KILLED at once; active attempts
+   * get kill orders (their resources stay committed until the worker confirms).
+   * Returns the ids of jobs that were still active.
+   */
+  terminate(jobId: string, reason: string, nowMs: number, fx: Effects): string[] {
+    const job = this.job(jobId);
+    const terminated: string[] = [];
+    for (const childId of job.childIds) {
+      if (this.jobs.has(childId)) terminated.push(...this.terminate(childId, reason, nowMs, fx));
+    }
+    if (isJobTerminal(job.state)) return terminated;
+    terminated.push(jobId);
+    job.error ||= reason;
+    for (const tid of job.taskIds) {
+      const task = this.tasks.get(tid)!;
+      if (isTaskTerminal(task.state)) continue;
+      this.#killTask(task, reason, nowMs, fx);
+    }
+    return terminated;
+  }
+
+  #killTask(task: TaskRecord, reason: string, nowMs: number, fx: Effects): void {
+    const att = this.currentAttempt(task);
+    if (att && isTaskActive(att.state)) {
+      fx.kills.push({
+        workerId: att.workerId,
+        taskId: task.taskId,
+        attemptId: att.attemptId,
+        reason,
+      });
+    }
+    task.error ||= reason;
+    this.#setTaskState(task, TaskState.KILLED, nowMs, fx);
+  }
+
+  #setTaskState(task: TaskRecord, state: TaskState, nowMs: number, fx: Effects): void {
+    const prev = task.state;
+    if (prev === state) return;
+    const job = this.jobs.get(task.jobId)!;
+    job.counts[prev] = (job.counts[prev] ?? 1) - 1;
+    job.counts[state] = (job.counts[state] ?? 0) + 1;
+    task.state = state;
+    if (state === TaskState.PENDING) {
+      task.pendingSinceMs = nowMs;
+      this.pending.get(task.jobId)?.add(task.index);
+    } else if (prev === TaskState.PENDING) {
+      this.pending.get(task.jobId)?.delete(task.index);
+    }
+    if (isTaskActive(prev) && !isTaskActive(state)) this.onTaskInactive(task);
+    this.#updateJob(job, nowMs, fx);
+  }
+
+  #updateJob(job: JobRecord, nowMs: number, fx: Effects): void {
+    const next = deriveJobState(
+      job.counts as TaskStateCounts,
+      job.taskIds.length,
+      job.spec.maxTaskFailures,
+    );
+    if (next === job.state) return;
+    const prev = job.state;
+    job.state = next;
+    if (next === JobState.RUNNING && !job.startedAtMs) job.startedAtMs = nowMs;
+    if (!isJobTerminal(next) || isJobTerminal(prev)) return;
+    job.finishedAtMs = nowMs;
+    this.pending.get(job.jobId)?.clear();
+    fx.finishedJobs.push(job.jobId);
+    if (next === JobState.FAILED) {
+      const failed = job.taskIds.map((id) => this.tasks.get(id)!).find((t) =>
+        t.state === TaskState.FAILED
+      );
+      const att = failed && this.currentAttempt(failed);
+      job.exitCode = att?.exitCode ?? 1;
+      job.error ||= failed
+        ? `task ${failed.index} failed: ${failed.error || `exit code ${job.exitCode}`}`
+        : "failed";
+    }
+    if (next !== JobState.SUCCEEDED) {
+      // A job that ended badly stops its remaining tasks and its children.
+      const why = `job ${job.jobId} ${JobState[next]!.toLowerCase()}`;
+      for (const tid of job.taskIds) {
+        const t = this.tasks.get(tid)!;
+        if (!isTaskTerminal(t.state)) this.#killTask(t, why, nowMs, fx);
+      }
+      for (const childId of job.childIds) {
+        if (this.jobs.has(childId)) this.terminate(childId, why, nowMs, fx);
+      }
+    }
+  }
+
+  #remove(jobId: string): void {
+    const job = this.jobs.get(jobId);
+    if (!job) return;
+    for (const tid of job.taskIds) this.tasks.delete(tid);
+    this.pending.delete(jobId);
+    this.jobs.delete(jobId);
+    if (job.requestId) this.#byRequestId.delete(job.requestId);
+    if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.delete(jobId);
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * Checks a submitted JobSpec and resolves its full hierarchical name. Every problem is an
+ * InvalidArgumentError naming the field; nothing here touches controller state.
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import { AcceleratorType, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+
+/** Upper bounds that keep one request from exhausting the controller. */
+export const LIMITS = {
+  maxReplicas: 10_000,
+  maxCpuMillicores: 1_024_000,
+  maxMemoryBytes: 64 * 2 ** 40,
+  maxNameLength: 256,
+  maxArgs: 4096,
+  maxArgBytes: 256 * 1024,
+  maxEnvEntries: 512,
+  maxEnvValueBytes: 128 * 1024,
+  maxConstraints: 64,
+  maxPorts: 32,
+  maxRetries: 1000,
+  maxTimeoutMs: 365 * 24 * 3600 * 1000,
+} as const;
+
+const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const PORT_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
+
+function checkSegments(field: string, name: string): void {
+  for (const seg of name.split("/").filter((s, i) => i > 0 || s !== "")) {
+    if (!SEGMENT.test(seg)) {
+      throw new InvalidArgumentError(
+        field,
+        `name segment ${
+          JSON.stringify(seg.slice(0, 40))
+        } must start with a letter or digit and use only letters, digits, '.', '_' or '-'`,
+      );
+    }
+  }
+}
+
+/** Checks a user name. */
+export function validateUser(user: string): void {
+  if (user.length > 64 || !SEGMENT.test(user)) {
+    throw new InvalidArgumentError(
+      "spec.user",
+      `must be 1..64 letters, digits, '.', '_' or '-' (got ${JSON.stringify(user.slice(0, 40))})`,
+    );
+  }
+}
+
+/**
+ * The full job id for a spec: "/user/name" for a root job, "<parent>/name" for a child.
+ * A full name ("/alice/x") is kept as is but must agree with the parent when one is given.
+ */
+export function resolveJobId(spec: JobSpec, user: string): string {
+  const name = spec.name;
+  if (name === "") throw new InvalidArgumentError("spec.name", "must not be empty");
+  if (name.length > LIMITS.maxNameLength) {
+    throw new InvalidArgumentError(
+      "spec.name",
+      `must be at most ${LIMITS.maxNameLength} characters (got ${name.length})`,
+    );
+  }
+  checkSegments("spec.name", name);
+  if (name.startsWith("/")) {
+    const segments = name.split("/").slice(1);
+    if (segments.length < 2) {
+      throw new InvalidArgumentError(
+        "spec.name",
+        `a full name must be /<user>/<job> (got ${name})`,
+      );
+    }
+    if (spec.parentJobId && !name.startsWith(spec.parentJobId + "/")) {
+      throw new InvalidArgumentError(
+        "spec.name",
+        `must be under the parent ${spec.parentJobId} (got ${name})`,
+      );
+    }
+    return name;
+  }
+  if (name.includes("/")) {
+    throw new InvalidArgumentError("spec.name", `a leaf name must not contain '/' (got ${name})`);
+  }
+  return spec.parentJobId ? `${spec.parentJobId}/${name}` : `/${user}/${name}`;
+}
+
+function checkRange(field: string, value: number, min: number, max: number): void {
+  if (!Number.isFinite(value) || !Number.isInteger(value) || value < min || value > max) {
+    throw new InvalidArgumentError(field, `must be an integer in ${min}..${max} (got ${value})`);
+  }
+}
+
+/** Validates every field of a spec; throws on the first problem, naming the field. */
+export function validateJobSpec(spec: JobSpec): void {
+  const entry = spec.entrypoint?.kind;
+  if (!entry || entry.case === undefined) {
+    throw new InvalidArgumentError("spec.entrypoint", "must have a command or a module");
+  }
+  if (entry.case === "command") {
+    const argv = entry.value.argv;
+    if (argv.length === 0 || argv[0] === "") {
+      throw new InvalidArgumentError("spec.entrypoint.command.argv", "must not be empty");
+    }
+    if (argv.length > LIMITS.maxArgs) {
+      throw new InvalidArgumentError(
+        "spec.entrypoint.command.argv",
+        `at most ${LIMITS.maxArgs} arguments (got ${argv.length})`,
+      );
+    }
+    const bytes = argv.reduce((n, a) => n + a.length, 0);
+    if (bytes > LIMITS.maxArgBytes) {
+      throw new InvalidArgumentError(
+        "spec.entrypoint.command.argv",
+        `at most ${LIMITS.maxArgBytes} bytes in total (got ${bytes})`,
+      );
+    }
+    if (argv.some((a) => a.includes("\0"))) {
+      throw new InvalidArgumentError(
+        "spec.entrypoint.command.argv",
+        "must not contain NUL characters",
+      );
+    }
+  } else {
+    const path = entry.value.path;
+    if (!path || path.startsWith("/") || path.split("/").includes("..")) {
+      throw new InvalidArgumentError(
+        "spec.entrypoint.module.path",
+        `must be a relative path inside the bundle (got ${JSON.stringify(path)})`,
+      );
+    }
+    if (!spec.bundleId) {
+      throw new InvalidArgumentError("spec.bundle_id", "a module entrypoint needs a bundle");
+    }
+  }
+  checkRange("spec.replicas", spec.replicas, 0, LIMITS.maxReplicas);
+  const r = spec.resources;
+  if (r) {
+    checkRange("spec.resources.cpu_millicores", r.cpuMillicores, 0, LIMITS.maxCpuMillicores);
+    checkRange("spec.resources.memory_bytes", r.memoryBytes, 0, LIMITS.maxMemoryBytes);
+    checkRange("spec.resources.disk_bytes", r.diskBytes, 0, Number.MAX_SAFE_INTEGER);
+    if (r.accelerator) {
+      checkRange("spec.resources.accelerator.count", r.accelerator.count, 0, 4096);
+      if (!(r.accelerator.type in AcceleratorType)) {
+        throw new InvalidArgumentError(
+          "spec.resources.accelerator.type",
+          `unknown accelerator type ${r.accelerator.type}`,
+        );
+      }
+    }
+  }
+  const envKeys = Object.keys(spec.env);
+  if (envKeys.length > LIMITS.maxEnvEntries) {
+    throw new InvalidArgumentError(
+      "spec.env",
+      `at most ${LIMITS.maxEnvEntries} entries (got ${envKeys.length})`,
+    );
+  }
+  for (const k of envKeys) {
+    if (!ENV_KEY.test(k)) {
+      throw new InvalidArgumentError(
+        `spec.env.${k.slice(0, 40)}`,
+        "must be a valid environment variable name",
+      );
+    }
+    if ((spec.env[k] ?? "").length > LIMITS.maxEnvValueBytes) {
+      throw new InvalidArgumentError(
+        `spec.env.${k}`,
+        `value longer than ${LIMITS.maxEnvValueBytes} bytes`,
+      );
+    }
+  }
+  if (spec.constraints.length > LIMITS.maxConstraints) {
+    throw new InvalidArgumentError(
+      "spec.constraints",
+      `at most ${LIMITS.maxConstraints} (got ${spec.constraints.length})`,
+    );
+  }
+  spec.constraints.forEach((c, i) => {
+    if (!c.key) throw new InvalidArgumentError(`spec.constraints[${i}].key`, "must not be empty");
+    if (c.op === 0) throw new InvalidArgumentError(`spec.constraints[${i}].op`, "must be set");
+  });
+  if (spec.ports.length > LIMITS.maxPorts) {
+    throw new InvalidArgumentError(
+      "spec.ports",
+      `at most ${LIMITS.maxPorts} (got ${spec.ports.length})`,
+    );
+  }
+  spec.ports.forEach((p, i) => {
+    if (!PORT_NAME.test(p)) {
+      throw new InvalidArgumentError(
+        `spec.ports[${i}]`,
+        `must be a name like "http" (got ${JSON.stringify(p.slice(0, 40))})`,
+      );
+    }
+  });
+  if (new Set(spec.ports).size !== spec.ports.length) {
+    throw new InvalidArgumentError("spec.ports", "names must be unique");
+  }
+  checkRange("spec.max_retries_failure", spec.maxRetriesFailure, 0, LIMITS.maxRetries);
+  if (spec.maxRetriesPreemption !== undefined) {
+    checkRange("spec.max_retries_preemption", spec.maxRetriesPreemption, 0, LIMITS.maxRetries);
+  }
+  checkRange("spec.max_task_failures", spec.maxTaskFailures, 0, LIMITS.maxReplicas);
+  checkRange("spec.timeout_ms", spec.timeoutMs, 0, LIMITS.maxTimeoutMs);
+  checkRange("spec.scheduling_timeout_ms", spec.schedulingTimeoutMs, 0, LIMITS.maxTimeoutMs);
+  if (spec.coscheduling?.groupBy && !/^[A-Za-z0-9:._-]+$/.test(spec.coscheduling.groupBy)) {
+    throw new InvalidArgumentError(
+      "spec.coscheduling.group_by",
+      `must be an attribute name (got ${JSON.stringify(spec.coscheduling.groupBy.slice(0, 40))})`,
+    );
+  }
+}

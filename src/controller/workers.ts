@@ -1,0 +1,234 @@
+/**
+ * The controller's table of registered workers: their offers, the resources committed to each
+ * active attempt, liveness, and the scheduler's view of them. No I/O.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  AcceleratorType,
+  type AttributeValue,
+  AttributeValueSchema,
+  type Resources,
+  type ResourceSnapshot,
+  TaskState,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import type {
+  AcceleratorKind,
+  AcceleratorSpec,
+  AttributeScalar,
+  ResourceVec,
+  SchedulerWorker,
+} from "../types.ts";
+
+/** Resources held by one attempt on a worker. */
+export interface Commitment {
+  readonly cpuMillicores: number;
+  readonly memoryBytes: number;
+  readonly accelerators: number;
+  /** ASSIGNED/BUILDING count toward the building limit. */
+  state: TaskState;
+}
+
+/** A registered worker. */
+export interface WorkerRecord {
+  readonly workerId: string;
+  address: string;
+  total: ResourceVec;
+  accelerator: AcceleratorSpec;
+  attributes: Record<string, AttributeScalar>;
+  scaleGroup: string;
+  sliceId: string;
+  healthy: boolean;
+  lastHeartbeatMs: number;
+  registeredAtMs: number;
+  /** Key: attemptKey(taskId, attemptId). */
+  readonly active: Map<string, Commitment>;
+  committed: { cpuMillicores: number; memoryBytes: number; accelerators: number };
+  snapshot?: ResourceSnapshot;
+  statusMessage: string;
+}
+
+/** The key of an attempt in `WorkerRecord.active`. */
+export function attemptKey(taskId: string, attemptId: number): string {
+  return `${taskId}#${attemptId}`;
+}
+
+/** Splits an attempt key. */
+export function parseAttemptKey(key: string): { taskId: string; attemptId: number } {
+  const i = key.lastIndexOf("#");
+  return { taskId: key.slice(0, i), attemptId: Number(key.slice(i + 1)) };
+}
+
+/** Maps a proto accelerator type to our kind. */
+export function acceleratorKind(type: AcceleratorType | undefined): AcceleratorKind {
+  if (type === AcceleratorType.TPU) return "tpu";
+  if (type === AcceleratorType.GPU) return "gpu";
+  return "cpu";
+}
+
+/** Maps our accelerator kind to the proto type. */
+export function acceleratorType(kind: AcceleratorKind): AcceleratorType {
+  return kind === "tpu"
+    ? AcceleratorType.TPU
+    : kind === "gpu"
+    ? AcceleratorType.GPU
+    : AcceleratorType.CPU;
+}
+
+/** Proto attribute map → plain attributes. */
+export function attributesFromProto(
+  attrs: Readonly<Record<string, AttributeValue>>,
+): Record<string, AttributeScalar> {
+  const out: Record<string, AttributeScalar> = {};
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v.kind.case !== undefined) out[k] = v.kind.value;
+  }
+  return out;
+}
+
+/** Plain attributes → proto attribute map. */
+export function attributesToProto(
+  attrs: Readonly<Record<string, AttributeScalar>>,
+): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const [k, v] of Object.entries(attrs)) {
+    out[k] = create(AttributeValueSchema, {
+      kind: typeof v === "string"
+        ? { case: "stringValue", value: v }
+        : typeof v === "boolean"
+        ? { case: "boolValue", value: v }
+        : Number.isInteger(v)
+        ? { case: "intValue", value: v }
+        : { case: "floatValue", value: v },
+    });
+  }
+  return out;
+}
+
+/** Registered workers. */
+export class WorkerTable {
+  readonly workers = new Map<string, WorkerRecord>();
+
+  /** Adds or refreshes a worker. Returns the record and whether it is new. */
+  register(
+    req: {
+      workerId: string;
+      address: string;
+      resources?: Resources;
+      attributes: Record<string, AttributeScalar>;
+      scaleGroup: string;
+      sliceId: string;
+    },
+    nowMs: number,
+  ): { worker: WorkerRecord; isNew: boolean } {
+    const r = req.resources;
+    const accel: AcceleratorSpec = {
+      kind: acceleratorKind(r?.accelerator?.type),
+      variant: r?.accelerator?.variant ?? "",
+      count: r?.accelerator?.count ?? 0,
+    };
+    const total: ResourceVec = {
+      cpuMillicores: r?.cpuMillicores ?? 0,
+      memoryBytes: r?.memoryBytes ?? 0,
+      accelerators: accel.count,
+    };
+    const attributes: Record<string, AttributeScalar> = {
+      "device-type": accel.kind,
+      ...(accel.variant ? { "device-variant": accel.variant } : {}),
+      ...(req.scaleGroup ? { "scale-group": req.scaleGroup } : {}),
+      ...req.attributes,
+    };
+    const existing = this.workers.get(req.workerId);
+    if (existing) {
+      Object.assign(existing, {
+        address: req.address,
+        total,
+        accelerator: accel,
+        attributes,
+        scaleGroup: req.scaleGroup,
+        sliceId: req.sliceId,
+        healthy: true,
+        lastHeartbeatMs: nowMs,
+      });
+      return { worker: existing, isNew: false };
+    }
+    const worker: WorkerRecord = {
+      workerId: req.workerId,
+      address: req.address,
+      total,
+      accelerator: accel,
+      attributes,
+      scaleGroup: req.scaleGroup,
+      sliceId: req.sliceId,
+      healthy: true,
+      lastHeartbeatMs: nowMs,
+      registeredAtMs: nowMs,
+      active: new Map(),
+      committed: { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 },
+      statusMessage: "",
+    };
+    this.workers.set(req.workerId, worker);
+    return { worker, isNew: true };
+  }
+
+  /** Commits resources to an attempt on a worker. */
+  commit(worker: WorkerRecord, key: string, res: ResourceVec): void {
+    if (worker.active.has(key)) return;
+    worker.active.set(key, { ...res, state: TaskState.ASSIGNED });
+    worker.committed.cpuMillicores += res.cpuMillicores;
+    worker.committed.memoryBytes += res.memoryBytes;
+    worker.committed.accelerators += res.accelerators;
+  }
+
+  /** Frees an attempt's resources. Returns false when the worker did not hold it. */
+  release(workerId: string, key: string): boolean {
+    const worker = this.workers.get(workerId);
+    const c = worker?.active.get(key);
+    if (!worker || !c) return false;
+    worker.active.delete(key);
+    worker.committed.cpuMillicores -= c.cpuMillicores;
+    worker.committed.memoryBytes -= c.memoryBytes;
+    worker.committed.accelerators -= c.accelerators;
+    return true;
+  }
+
+  /** Removes a worker; returns the attempt keys it held. */
+  remove(workerId: string): string[] {
+    const worker = this.workers.get(workerId);
+    if (!worker) return [];
+    this.workers.delete(workerId);
+    return [...worker.active.keys()];
+  }
+
+  /** Workers whose last heartbeat is older than `timeoutMs`. */
+  expired(nowMs: number, timeoutMs: number): WorkerRecord[] {
+    return [...this.workers.values()].filter((w) => nowMs - w.lastHeartbeatMs > timeoutMs);
+  }
+
+  /** The scheduler's view of every healthy worker. */
+  schedulerView(): SchedulerWorker[] {
+    const out: SchedulerWorker[] = [];
+    for (const w of this.workers.values()) {
+      let building = 0;
+      for (const c of w.active.values()) {
+        if (c.state === TaskState.ASSIGNED || c.state === TaskState.BUILDING) building++;
+      }
+      out.push({
+        id: w.workerId,
+        sliceId: w.sliceId,
+        scaleGroup: w.scaleGroup,
+        accelerator: w.accelerator,
+        total: w.total,
+        free: {
+          cpuMillicores: w.total.cpuMillicores - w.committed.cpuMillicores,
+          memoryBytes: w.total.memoryBytes - w.committed.memoryBytes,
+          accelerators: w.total.accelerators - w.committed.accelerators,
+        },
+        attributes: w.attributes,
+        healthy: w.healthy,
+        buildingCount: building,
+      });
+    }
+    return out;
+  }
+}

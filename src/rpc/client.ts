@@ -1,0 +1,39 @@
+/**
+ * Typed Connect clients for the controller and worker services, over fetch.
+ * @module
+ */
+import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { ControllerService } from "./gen/iris/v1/controller_pb.ts";
+import { WorkerService } from "./gen/iris/v1/worker_pb.ts";
+
+/** A typed ControllerService client. */
+export type ControllerClient = Client<typeof ControllerService>;
+/** A typed WorkerService client. */
+export type WorkerClient = Client<typeof WorkerService>;
+
+/** Options for the transport helpers. */
+export interface TransportOptions {
+  /** Use the binary protobuf format (faster) instead of JSON. @default true */
+  binary?: boolean;
+  interceptors?: Interceptor[];
+}
+
+/** A Connect transport to `baseUrl` ("http://127.0.0.1:10000"). */
+export function rpcTransport(baseUrl: string, options: TransportOptions = {}): Transport {
+  return createConnectTransport({
+    baseUrl,
+    useBinaryFormat: options.binary ?? true,
+    interceptors: options.interceptors,
+  });
+}
+
+/** A ControllerService client for `baseUrl`. */
+export function controllerClient(baseUrl: string, options?: TransportOptions): ControllerClient {
+  return createClient(ControllerService, rpcTransport(baseUrl, options));
+}
+
+/** A WorkerService client for `baseUrl`. */
+export function workerClient(baseUrl: string, options?: TransportOptions): WorkerClient {
+  return createClient(WorkerService, rpcTransport(baseUrl, options));
+}

@@ -1,0 +1,67 @@
+/**
+ * Serves Connect services (Connect JSON/binary and gRPC-web) on Deno.serve.
+ * Non-RPC paths fall through to an optional fallback (e.g. the dashboard's static files).
+ * @module
+ */
+import { type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
+import { createFetchHandler } from "@connectrpc/connect/protocol";
+
+/** A running RPC server; dispose it to stop listening. */
+export interface RpcServer extends AsyncDisposable {
+  /** "http://127.0.0.1:12345" */
+  readonly url: string;
+  readonly port: number;
+  readonly hostname: string;
+  /** Stops accepting connections and waits for in-flight requests. */
+  shutdown(): Promise<void>;
+}
+
+/** Options for {@linkcode serveRpc}. */
+export interface ServeRpcOptions {
+  /** @default "127.0.0.1" */
+  hostname?: string;
+  /** 0 picks a free port. @default 0 */
+  port?: number;
+  /** Handles requests that are not RPC calls. @default 404 */
+  fallback?: (req: Request) => Response | Promise<Response>;
+  /** Largest accepted request body. @default 64 MiB */
+  readMaxBytes?: number;
+  signal?: AbortSignal;
+}
+
+/** Serves the routes registered by `routes` until the returned server is shut down. */
+export function serveRpc(
+  routes: (router: ConnectRouter) => void,
+  options: ServeRpcOptions = {},
+): RpcServer {
+  const { hostname = "127.0.0.1", port = 0, fallback, readMaxBytes = 64 * 1024 * 1024 } = options;
+  const router = createConnectRouter({ grpc: false, readMaxBytes });
+  routes(router);
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, createFetchHandler(h)]));
+  const server = Deno.serve({
+    hostname,
+    port,
+    signal: options.signal,
+    onListen: () => {},
+  }, (req) => {
+    const path = new URL(req.url).pathname;
+    const handler = handlers.get(path);
+    if (handler) return handler(req);
+    if (fallback) return fallback(req);
+    return new Response("Not found\n", { status: 404 });
+  });
+  const addr = server.addr as Deno.NetAddr;
+  const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let stopped: Promise<void> | undefined;
+  const shutdown = () => {
+    stopped ??= server.shutdown().then(() => server.finished);
+    return stopped;
+  };
+  return {
+    url: `http://${urlHost}:${addr.port}`,
+    port: addr.port,
+    hostname: addr.hostname,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  };
+}

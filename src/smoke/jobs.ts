@@ -1,0 +1,360 @@
+/**
+ * The smoke test's jobs. Each runs through the public client API only, exactly as a user would,
+ * and returns pass/fail with a reason. Names are those `--only` takes.
+ * @module
+ */
+import { type IrisClient, WaitTimeoutError } from "../client/client.ts";
+import type { JobRequest } from "../client/job_request.ts";
+import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
+import { type Duration, seconds, waitFor } from "../time.ts";
+
+/** What a smoke job can use. */
+export interface SmokeContext {
+  readonly client: IrisClient;
+  /** Unique per run, appended to job names. */
+  readonly runId: string;
+  /** Per-job wait limit. */
+  readonly jobTimeout: Duration;
+  readonly signal: AbortSignal;
+  /** Argv that runs this iris binary (for tasks that use the CLI). */
+  readonly irisArgv: readonly string[];
+  /** Submits and remembers the job for cleanup, progress and task-log collection. */
+  submit(test: string, request: JobRequest): Promise<string>;
+  /** Waits for a job, streaming its status to the progress display. */
+  wait(jobId: string): Promise<JobStatus>;
+}
+
+/** One smoke job. */
+export interface SmokeJob {
+  readonly name: string;
+  readonly description: string;
+  run(ctx: SmokeContext): Promise<string>;
+}
+
+/** A failed check: the message is the reason shown in the results. */
+export class SmokeFailure extends Error {}
+
+function check(cond: unknown, message: string): asserts cond {
+  if (!cond) throw new SmokeFailure(message);
+}
+
+function expectState(job: JobStatus, state: JobState): void {
+  check(
+    job.state === state,
+    `${job.jobId} ended ${JobState[job.state]}, expected ${JobState[state]}${
+      job.error ? `: ${job.error}` : ""
+    }`,
+  );
+}
+
+async function stdout(ctx: SmokeContext, id: string): Promise<string[]> {
+  return (await ctx.client.logs(id)).filter((l: LogLine) => l.stream === "stdout").map((l) =>
+    l.text
+  );
+}
+
+const small = { cpu: 0.2, memory: 64 * 2 ** 20 };
+
+const hello: SmokeJob = {
+  name: "hello",
+  description: "one task prints a line; its logs come back through the API",
+  async run(ctx) {
+    const id = await ctx.submit("hello", {
+      ...small,
+      name: `smoke-hello-${ctx.runId}`,
+      command: ["sh", "-c", "echo Hello from Iris!"],
+    });
+    expectState(await ctx.wait(id), JobState.SUCCEEDED);
+    const lines = await stdout(ctx, id);
+    check(lines.includes("Hello from Iris!"), `log line missing (got ${JSON.stringify(lines)})`);
+    return "printed and fetched 'Hello from Iris!'";
+  },
+};
+
+const concurrent: SmokeJob = {
+  name: "concurrent",
+  description: "three independent jobs at once on the CPU group; all succeed",
+  async run(ctx) {
+    const ids = await Promise.all([0, 1, 2].map((i) =>
+      ctx.submit("concurrent", {
+        ...small,
+        name: `smoke-concurrent-${ctx.runId}-${i}`,
+        command: ["sh", "-c", `sleep 1; echo Task ${i} completed`],
+        constraints: [{ key: "device-type", op: "eq", value: "cpu" }],
+      })
+    ));
+    const jobs = await Promise.all(ids.map((id) => ctx.wait(id)));
+    jobs.forEach((j) => expectState(j, JobState.SUCCEEDED));
+    return "3/3 succeeded";
+  },
+};
+
+const tpuHello: SmokeJob = {
+  name: "tpu-hello",
+  description: "a single-host TPU job lands on a TPU worker and sees its accelerator attributes",
+  async run(ctx) {
+    const id = await ctx.submit("tpu-hello", {
+      ...small,
+      name: `smoke-tpu-hello-${ctx.runId}`,
+      command: [
+        "sh",
+        "-c",
+        'echo "tpu_name=$TPU_NAME worker_id=$TPU_WORKER_ID topology=$TPU_TOPOLOGY"',
+      ],
+      accelerator: { kind: "tpu" },
+    });
+    expectState(await ctx.wait(id), JobState.SUCCEEDED);
+    const line = (await stdout(ctx, id)).find((l) => l.startsWith("tpu_name="));
+    check(
+      line && /^tpu_name=\S+ worker_id=\d+ topology=\S+$/.test(line),
+      `TPU attributes missing (got ${JSON.stringify(line)})`,
+    );
+    return line!;
+  },
+};
+
+const coscheduled: SmokeJob = {
+  name: "coscheduled",
+  description:
+    "a replicas=4 gang on one v5litepod-16 slice; each task sees its worker id and all hosts",
+  async run(ctx) {
+    const id = await ctx.submit("coscheduled", {
+      ...small,
+      name: `smoke-coscheduled-${ctx.runId}`,
+      command: [
+        "sh",
+        "-c",
+        'echo "task=$IRIS_TASK_INDEX of=$IRIS_NUM_TASKS worker=$TPU_WORKER_ID slice=$TPU_NAME hosts=$TPU_WORKER_HOSTNAMES"',
+      ],
+      replicas: 4,
+      accelerator: { kind: "tpu", variant: "v5litepod-16" },
+      groupBy: "tpu-name",
+    });
+    expectState(await ctx.wait(id), JobState.SUCCEEDED);
+    const lines = (await stdout(ctx, id)).filter((l) => l.startsWith("task=")).sort();
+    check(lines.length === 4, `expected 4 task lines, got ${lines.length}`);
+    const slices = new Set<string>();
+    for (const [i, line] of lines.entries()) {
+      const m = /^task=(\d+) of=4 worker=(\d+) slice=(\S+) hosts=(\S+)$/.exec(line);
+      check(m, `unexpected line ${JSON.stringify(line)}`);
+      check(m[1] === String(i) && m[2] === m[1], `task ${m[1]} ran on tpu-worker-id ${m[2]}`);
+      check(m[4]!.split(",").length === 4, `task ${i} saw hosts ${m[4]}`);
+      slices.add(m[3]!);
+    }
+    check(slices.size === 1, `tasks ran on ${slices.size} slices`);
+    const { tasks } = await ctx.client.status(id);
+    const starts = tasks.map((t) => t.startedAtMs);
+    const spread = Math.max(...starts) - Math.min(...starts);
+    check(spread < 5000, `tasks started ${spread} ms apart`);
+    return `4 tasks on slice ${[...slices][0]}, started within ${spread} ms`;
+  },
+};
+
+const retry: SmokeJob = {
+  name: "retry",
+  description:
+    "a task that fails once runs twice and succeeds; one that always fails ends FAILED with its exit code and stderr",
+  async run(ctx) {
+    const flaky = await ctx.submit("retry", {
+      ...small,
+      name: `smoke-retry-${ctx.runId}`,
+      command: [
+        "sh",
+        "-c",
+        'if [ "$IRIS_ATTEMPT_ID" = "0" ]; then echo "first attempt fails" >&2; exit 3; fi; echo "second attempt succeeds"',
+      ],
+      maxRetriesFailure: 1,
+    });
+    const broken = await ctx.submit("retry", {
+      ...small,
+      name: `smoke-always-fails-${ctx.runId}`,
+      command: ["sh", "-c", "echo 'boom: something broke' >&2; exit 42"],
+    });
+    expectState(await ctx.wait(flaky), JobState.SUCCEEDED);
+    const task = (await ctx.client.status(flaky)).tasks[0]!;
+    check(
+      task.attempts.length === 2,
+      `flaky task ran ${task.attempts.length} attempt(s), expected 2`,
+    );
+    check(task.attempts[0]!.exitCode === 3, `first attempt exit ${task.attempts[0]!.exitCode}`);
+    const failed = await ctx.wait(broken);
+    expectState(failed, JobState.FAILED);
+    const bt = (await ctx.client.status(broken)).tasks[0]!;
+    check(failed.exitCode === 42 && bt.exitCode === 42, `exit code ${bt.exitCode}, expected 42`);
+    check(bt.state === TaskState.FAILED, `task state ${TaskState[bt.state]}`);
+    check(
+      bt.stderrTail.some((l) => l.includes("boom")) || bt.error.includes("boom"),
+      `stderr tail missing (got ${JSON.stringify(bt.stderrTail)})`,
+    );
+    return "flaky: 2 attempts then SUCCEEDED; broken: FAILED exit 42 with stderr tail";
+  },
+};
+
+const REGISTER_AND_SERVE = `
+const port = Number(Deno.env.get("IRIS_PORT_HTTP"));
+const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, () => new Response("pong"));
+const url = Deno.env.get("IRIS_CONTROLLER_URL");
+const res = await fetch(url + "/iris.v1.ControllerService/RegisterEndpoint", {
+  method: "POST", headers: { "content-type": "application/json" },
+  body: JSON.stringify({ name: Deno.env.get("ENDPOINT_NAME"), address: "http://127.0.0.1:" + port, taskId: Deno.env.get("IRIS_TASK_ID") }),
+});
+console.log("registered", res.status, await res.text());
+await server.finished;`;
+
+const LOOKUP_AND_CALL = `
+const url = Deno.env.get("IRIS_CONTROLLER_URL");
+for (let i = 0; i < 200; i++) {
+  const res = await fetch(url + "/iris.v1.ControllerService/ListEndpoints", {
+    method: "POST", headers: { "content-type": "application/json" },
+    body: JSON.stringify({ prefix: Deno.env.get("ENDPOINT_NAME"), exact: true }),
+  });
+  const body = await res.json();
+  if (body.endpoints?.length) {
+    const reply = await (await fetch(body.endpoints[0].address)).text();
+    console.log("reply=" + reply);
+    Deno.exit(reply === "pong" ? 0 : 1);
+  }
+  await new Promise((r) => setTimeout(r, 50));
+}
+console.error("endpoint never appeared");
+Deno.exit(1);`;
+
+const endpoints: SmokeJob = {
+  name: "endpoints",
+  description:
+    "a server task registers a named endpoint on an allocated port; a client task looks it up and calls it",
+  async run(ctx) {
+    const name = `smoke-echo-${ctx.runId}`;
+    const deno = Deno.execPath();
+    const server = await ctx.submit("endpoints", {
+      ...small,
+      name: `smoke-endpoint-server-${ctx.runId}`,
+      command: [deno, "eval", REGISTER_AND_SERVE],
+      ports: ["http"],
+      env: { ENDPOINT_NAME: name },
+    });
+    try {
+      const client = await ctx.submit("endpoints", {
+        ...small,
+        name: `smoke-endpoint-client-${ctx.runId}`,
+        command: [deno, "eval", LOOKUP_AND_CALL],
+        env: { ENDPOINT_NAME: name },
+      });
+      expectState(await ctx.wait(client), JobState.SUCCEEDED);
+      const lines = await stdout(ctx, client);
+      check(lines.includes("reply=pong"), `client output ${JSON.stringify(lines)}`);
+      const port = (await ctx.client.status(server)).tasks[0]?.ports.http;
+      return `endpoint ${name} on allocated port ${port} answered 'pong'`;
+    } finally {
+      await ctx.client.cancel(server, "smoke test done with the server");
+    }
+  },
+};
+
+const cancel: SmokeJob = {
+  name: "cancel",
+  description: "a long job is cancelled; it ends KILLED and its processes are gone",
+  async run(ctx) {
+    const marker = 1000 + Math.floor(Math.random() * 8000);
+    const id = await ctx.submit("cancel", {
+      ...small,
+      name: `smoke-cancel-${ctx.runId}`,
+      command: ["sh", "-c", `sleep ${marker} & sleep ${marker}; wait`],
+    });
+    await waitFor(async () => (await ctx.client.status(id)).job?.state === JobState.RUNNING, {
+      timeout: ctx.jobTimeout,
+      what: "the job to run",
+      signal: ctx.signal,
+    });
+    await waitFor(async () => (await psArgs()).some((a) => a === `sleep ${marker}`), {
+      timeout: seconds(20),
+      what: "its processes",
+      signal: ctx.signal,
+    });
+    await ctx.client.cancel(id, "smoke test cancel");
+    expectState(await ctx.wait(id), JobState.KILLED);
+    await waitFor(async () => !(await psArgs()).some((a) => a === `sleep ${marker}`), {
+      timeout: seconds(20),
+      what: "its processes to be gone",
+      signal: ctx.signal,
+    });
+    return "KILLED, no process left";
+  },
+};
+
+async function psArgs(): Promise<string[]> {
+  const out = await new Deno.Command("ps", { args: ["-eo", "args="], stdout: "piped" }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim());
+}
+
+const childJob: SmokeJob = {
+  name: "child-job",
+  description:
+    "a task submits a child job through the client API; cancelling the parent cancels the child",
+  async run(ctx) {
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    const submitChild = [
+      ...ctx.irisArgv,
+      "job",
+      "run",
+      "--detach",
+      "--name",
+      "child",
+      "--cpu",
+      "0.2",
+      "--memory",
+      "64MiB",
+      "--",
+      "sleep",
+      "1000",
+    ]
+      .map(quote).join(" ");
+    const parent = await ctx.submit("child-job", {
+      cpu: 0.2,
+      // The parent runs the iris CLI, a Deno process.
+      memory: 512 * 2 ** 20,
+      name: `smoke-parent-${ctx.runId}`,
+      command: ["sh", "-c", `${submitChild} && exec sleep 1000`],
+      // Reuse this process's module cache: a task's clean env would otherwise start an empty one.
+      env: { DENO_DIR: denoDir() },
+    });
+    const childId = `${parent}/child`;
+    await waitFor(async () => {
+      const p = (await ctx.client.status(parent)).job;
+      if (p && p.state !== JobState.RUNNING && p.state !== JobState.PENDING) {
+        throw new SmokeFailure(
+          `parent ended ${JobState[p.state]} before its child ran: ${p.error}`,
+        );
+      }
+      const st = await ctx.client.status(childId).catch(() => undefined);
+      return st?.job?.state === JobState.RUNNING;
+    }, { timeout: ctx.jobTimeout, what: `child ${childId} to run`, signal: ctx.signal });
+    const child = (await ctx.client.status(childId)).job!;
+    check(child.parentJobId === parent, `child's parent is ${child.parentJobId}`);
+    await ctx.client.cancel(parent, "smoke test cancels the parent");
+    expectState(await ctx.wait(parent), JobState.KILLED);
+    expectState(await ctx.wait(childId), JobState.KILLED);
+    return `child ${childId} KILLED with its parent`;
+  },
+};
+
+function denoDir(): string {
+  return Deno.env.get("DENO_DIR") || `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
+}
+
+/** Every smoke job in run order. */
+export const SMOKE_JOBS: readonly SmokeJob[] = [
+  hello,
+  concurrent,
+  tpuHello,
+  coscheduled,
+  retry,
+  endpoints,
+  cancel,
+  childJob,
+];
+
+/** True when the error means the job did not finish in time. */
+export function isTimeout(err: unknown): boolean {
+  return err instanceof WaitTimeoutError;
+}

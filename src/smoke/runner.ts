@@ -1,0 +1,364 @@
+/**
+ * `iris smoke`: proves a whole cluster works. One code path for every mode: phase 0 (images and
+ * leftovers; skipped locally), 1 start the cluster through the config's lifecycle, 2 connect,
+ * 3 run the jobs through the client API, 4 results and cleanup. A global deadline is enforced;
+ * every started thing is stopped and awaited whatever happens.
+ * @module
+ */
+import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import { configMode } from "../config/mod.ts";
+import { IrisClient, isFinished } from "../client/client.ts";
+import { createControllerLifecycle } from "../cluster/lifecycle.ts";
+import type { ControllerLifecycle } from "../platform/platform.ts";
+import { JobState } from "../rpc/mod.ts";
+import { type Duration, formatDuration, ms, seconds } from "../time.ts";
+import { describeError } from "../errors.ts";
+import { LogTree } from "./log_tree.ts";
+import { SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";
+
+/** Options for {@linkcode runSmoke}. */
+export interface SmokeOptions {
+  readonly config: ClusterConfig;
+  readonly configPath: string;
+  /** Global limit for the whole run. */
+  readonly timeout: Duration;
+  readonly logDir: string;
+  /** Only these jobs (names as in SMOKE_JOBS). */
+  readonly only?: readonly string[];
+  /** Leave the cluster up after the jobs (until the signal fires). */
+  readonly keep?: boolean;
+  readonly print: (line: string) => void;
+  /** Rewrites the progress line in place when true. */
+  readonly isTty: boolean;
+  readonly signal: AbortSignal;
+}
+
+/** One job's result. */
+export interface SmokeResult {
+  readonly name: string;
+  readonly passed: boolean;
+  readonly durationMs: number;
+  readonly detail: string;
+}
+
+function irisArgv(): string[] {
+  const main = Deno.mainModule;
+  if (main.startsWith("file:") && /\.(ts|js)$/.test(main)) {
+    return [Deno.execPath(), "run", "-A", new URL(main).pathname];
+  }
+  return [Deno.execPath()];
+}
+
+/** Runs the smoke test; resolves to the exit code (0 only if every job passed). */
+export async function runSmoke(o: SmokeOptions): Promise<number> {
+  const deadline = AbortSignal.timeout(o.timeout);
+  const signal = AbortSignal.any([o.signal, deadline]);
+  const why =
+    () => (deadline.aborted
+      ? `global timeout of ${formatDuration(o.timeout)} reached`
+      : "interrupted");
+  using tree = new LogTree(o.logDir, o.print);
+  const mode = configMode(o.config);
+  const selected = o.only?.length ? SMOKE_JOBS.filter((j) => o.only!.includes(j.name)) : SMOKE_JOBS;
+  tree.markdown(
+    `# Iris smoke test\n\n- started: ${
+      new Date().toISOString()
+    }\n- config: ${o.configPath} (${mode})\n- jobs: ${
+      selected.map((j) => j.name).join(", ")
+    }\n- log dir: ${o.logDir}\n- timeout: ${formatDuration(o.timeout)}\n`,
+  );
+  const results: SmokeResult[] = [];
+  const submitted = new Map<string, string>();
+  let lifecycle: ControllerLifecycle | undefined;
+  let monitor: Promise<void> | undefined;
+  const stopMonitor = new AbortController();
+  let current = "";
+  try {
+    tree.section("Phase 0: images and leftover resources");
+    if (mode === "local") {
+      tree.log("skipped: a local cluster needs no images and leaves no cloud resources");
+    } else {tree.log(
+        `skipped: no image build is needed (workers run iris from the bootstrap script); leftovers are listed by the ${mode} platform at start`,
+      );}
+
+    tree.section("Phase 1: start the cluster");
+    const controllerLog = tree.writer("controller.log");
+    lifecycle = createControllerLifecycle(o.config, {
+      log: (line) => controllerLog.write(line + "\n"),
+      vmLog: (workerId, line) => tree.writer(`workers/${workerId}.log`).write(line + "\n"),
+    });
+    const started = performance.now();
+    const url = await abortable(lifecycle.start(), signal, why);
+    tree.log(`controller started at ${url} in ${(performance.now() - started).toFixed(0)} ms`);
+    tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
+
+    tree.section("Phase 2: connect");
+    tree.log(mode === "local" ? `direct connection to ${url}` : `connected to ${url}`);
+    const client = new IrisClient(url);
+    const health = await lifecycle.status();
+    if (!health.healthy) throw new Error(`controller is not healthy: ${health.message ?? ""}`);
+    tree.log(`controller healthy: ${health.message ?? ""}`);
+    monitor = monitorLoop(client, tree, stopMonitor.signal);
+
+    tree.section("Phase 3: jobs");
+    const ctx: SmokeContext = {
+      client,
+      runId: new Date().toISOString().slice(11, 19).replace(/:/g, ""),
+      jobTimeout: ms(Math.min(o.timeout, seconds(300))),
+      signal,
+      irisArgv: irisArgv(),
+      submit: async (test, request) => {
+        const id = await client.submit(request);
+        submitted.set(id, test);
+        return id;
+      },
+      wait: (jobId) => client.wait(jobId, { timeout: ctx.jobTimeout, signal }),
+    };
+    const progress = progressLoop(client, tree, o, () => current, submitted, signal);
+    try {
+      for (const job of selected) {
+        if (signal.aborted) {
+          results.push({
+            name: job.name,
+            passed: false,
+            durationMs: 0,
+            detail: `not run: ${why()}`,
+          });
+          continue;
+        }
+        current = job.name;
+        tree.log(`${job.name}: ${job.description}`);
+        const t0 = performance.now();
+        try {
+          const detail = await abortable(job.run(ctx), signal, why);
+          results.push({
+            name: job.name,
+            passed: true,
+            durationMs: performance.now() - t0,
+            detail,
+          });
+          tree.log(`[PASS] ${job.name}: ${detail}`);
+        } catch (err) {
+          const detail = signal.aborted
+            ? `${why()} while running`
+            : err instanceof SmokeFailure
+            ? err.message
+            : describeError(err);
+          results.push({
+            name: job.name,
+            passed: false,
+            durationMs: performance.now() - t0,
+            detail,
+          });
+          tree.log(`[FAIL] ${job.name}: ${detail}`, "ERROR");
+        }
+        await collectTaskLogs(client, tree, submitted, job.name, o.print).catch((e) =>
+          tree.log(`could not collect task logs: ${describeError(e)}`, "WARN")
+        );
+      }
+    } finally {
+      current = "";
+      await progress;
+    }
+    if (o.keep && !signal.aborted) {
+      tree.log(
+        `--keep: the cluster stays up at ${url} (dashboard at the same URL); press Ctrl-C to stop it`,
+      );
+      await new Promise<void>((resolve) =>
+        signal.addEventListener("abort", () => resolve(), { once: true })
+      );
+    }
+  } catch (err) {
+    tree.log(`smoke test aborted: ${signal.aborted ? why() : describeError(err)}`, "ERROR");
+    if (results.length === 0) {
+      results.push({
+        name: "cluster",
+        passed: false,
+        durationMs: 0,
+        detail: signal.aborted ? why() : describeError(err),
+      });
+    }
+  } finally {
+    tree.section("Phase 4: results and cleanup");
+    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor);
+  }
+  const passed = results.filter((r) => r.passed).length;
+  const total = Math.max(results.length, selected.length);
+  const rows = results.map((r) =>
+    `| ${r.passed ? "PASS" : "FAIL"} | ${r.name} | ${(r.durationMs / 1000).toFixed(1)} s | ${
+      r.detail.replace(/\|/g, "\\|")
+    } |`
+  );
+  tree.markdown(`\n| result | job | duration | detail |\n|---|---|---|---|\n${rows.join("\n")}\n`);
+  for (const r of results) {
+    o.print(
+      `  [${r.passed ? "PASS" : "FAIL"}] ${r.name.padEnd(12)} ${
+        (r.durationMs / 1000).toFixed(1).padStart(6)
+      } s  ${r.detail}`,
+    );
+  }
+  tree.log(
+    `${passed}/${total} jobs passed in ${tree.elapsed()} s`,
+    passed === total ? "INFO" : "ERROR",
+  );
+  tree.markdown(
+    `\n## Artifacts\n\n${
+      tree.artifacts().map((a) => `- ${a.path} (${a.bytes} bytes)`).join("\n")
+    }\n`,
+  );
+  o.print(`Logs: ${o.logDir}/summary.md`);
+  return passed === total && results.length === selected.length ? 0 : 1;
+}
+
+/** Cancels unfinished jobs, stops the monitor and the cluster: each step runs even if one fails. */
+async function cleanup(
+  tree: LogTree,
+  lifecycle: ControllerLifecycle | undefined,
+  submitted: Map<string, string>,
+  stopMonitor: AbortController,
+  monitor: Promise<void> | undefined,
+): Promise<void> {
+  const url = await lifecycle?.discover().catch(() => undefined);
+  if (url && submitted.size) {
+    const client = new IrisClient(url, { retryFor: seconds(2) });
+    const cancelled: string[] = [];
+    await Promise.allSettled([...submitted.keys()].map(async (id) => {
+      const st = await client.status(id);
+      if (st.job && !isFinished(st.job.state)) {
+        cancelled.push(...await client.cancel(id, "smoke test cleanup"));
+      }
+    }));
+    if (cancelled.length) tree.log(`cancelled unfinished jobs: ${cancelled.join(", ")}`, "WARN");
+  }
+  stopMonitor.abort();
+  await monitor?.catch(() => {});
+  try {
+    const t0 = performance.now();
+    await lifecycle?.stop();
+    if (lifecycle) tree.log(`cluster stopped in ${(performance.now() - t0).toFixed(0)} ms`);
+  } catch (err) {
+    tree.log(`stopping the cluster failed: ${describeError(err)}`, "ERROR");
+  }
+}
+
+function abortable<T>(p: Promise<T>, signal: AbortSignal, why: () => string): Promise<T> {
+  if (signal.aborted) return Promise.reject(new Error(why()));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(new Error(why()));
+    signal.addEventListener("abort", onAbort, { once: true });
+    p.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** Polls scheduling state through the RPC API into JSON snapshots. */
+async function monitorLoop(client: IrisClient, tree: LogTree, signal: AbortSignal): Promise<void> {
+  const out = tree.writer("scheduling-snapshots.jsonl");
+  while (!signal.aborted) {
+    try {
+      const [jobs, workers, autoscaler] = await Promise.all([
+        client.list({ limit: 500 }),
+        client.workers(),
+        client.autoscalerStatus(),
+      ]);
+      out.write(
+        JSON.stringify({
+          at: new Date().toISOString(),
+          jobs: jobs.jobs.map((j) => ({
+            id: j.jobId,
+            state: JobState[j.state],
+            tasks: j.taskStateCounts,
+            pending: j.pendingReason?.message ?? "",
+          })),
+          workers: workers.map((w) => ({
+            id: w.workerId,
+            group: w.scaleGroup,
+            running: w.runningTaskIds.length,
+          })),
+          groups: autoscaler.groups.map((g) => ({
+            name: g.name,
+            slices: g.slices.map((s) => s.state),
+            demand: g.demandSlices,
+            availability: g.availability,
+          })),
+          unmet: autoscaler.unmetDemand,
+        }) + "\n",
+      );
+    } catch { /* the controller may be stopping */ }
+    await new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, 1000);
+      signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+    });
+  }
+}
+
+/** Live progress: which job, state counts, elapsed. */
+async function progressLoop(
+  client: IrisClient,
+  tree: LogTree,
+  o: SmokeOptions,
+  current: () => string,
+  submitted: Map<string, string>,
+  signal: AbortSignal,
+): Promise<void> {
+  let lastPrinted = 0;
+  while (current() || submitted.size === 0) {
+    if (signal.aborted) break;
+    await new Promise((r) => setTimeout(r, 500));
+    const name = current();
+    if (!name) break;
+    const counts: Record<string, number> = {};
+    try {
+      for (const [id, test] of submitted) {
+        if (test !== name) continue;
+        const st = (await client.status(id)).job;
+        if (st) {
+          counts[JobState[st.state]!.toLowerCase()] =
+            (counts[JobState[st.state]!.toLowerCase()] ?? 0) + 1;
+        }
+      }
+    } catch { /* progress is best-effort */ }
+    const text = `… ${name}: ${
+      Object.entries(counts).map(([k, v]) => `${v} ${k}`).join(", ") || "starting"
+    } (${tree.elapsed()} s)`;
+    if (o.isTty) {
+      Deno.stdout.writeSync(new TextEncoder().encode(`\r\x1b[2K${text}`));
+    } else if (Date.now() - lastPrinted > 5000) {
+      o.print(text);
+      lastPrinted = Date.now();
+    }
+  }
+  if (o.isTty) Deno.stdout.writeSync(new TextEncoder().encode("\r\x1b[2K"));
+}
+
+/** Writes task-logs/<job>/task-<i>.log for the jobs of one test; echoes the tail on failure. */
+async function collectTaskLogs(
+  client: IrisClient,
+  tree: LogTree,
+  submitted: Map<string, string>,
+  test: string,
+  print: (l: string) => void,
+): Promise<void> {
+  for (const [jobId, t] of submitted) {
+    if (t !== test) continue;
+    const { job, tasks } = await client.status(jobId);
+    for (const task of tasks) {
+      const lines = await client.logs(task.taskId);
+      const w = tree.writer(
+        `task-logs/${
+          jobId.replace(/^\//, "").replace(/[^A-Za-z0-9._-]/g, "_")
+        }/task-${task.index}.log`,
+      );
+      w.write(
+        `test_name=${test}\njob_id=${jobId}\ntask_index=${task.index}\ntask_state=${
+          JobState[job?.state ?? 0]
+        }\n`,
+      );
+      for (const l of lines) {
+        w.write(`[${new Date(l.timestampMs).toISOString()}] [${l.stream}] ${l.text}\n`);
+      }
+      if (job && job.state !== JobState.SUCCEEDED && job.state !== JobState.KILLED) {
+        for (const l of lines.slice(-50)) print(`    ${task.taskId} | ${l.text}`);
+      }
+    }
+  }
+}

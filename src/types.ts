@@ -1,0 +1,198 @@
+/**
+ * Plain domain data shared by the scheduler, autoscaler, controller and platforms.
+ * No I/O, no classes: snapshots in, plans out.
+ * @module
+ */
+import type { Duration, Timestamp } from "./time.ts";
+
+/** A typed worker attribute value. */
+export type AttributeScalar = string | number | boolean;
+/** Worker attributes: `tpu-name`, `tpu-worker-id`, `region`, `taint:<x>`, … */
+export type Attributes = Readonly<Record<string, AttributeScalar>>;
+
+/** Accelerator family. "cpu" means no accelerator. */
+export type AcceleratorKind = "cpu" | "gpu" | "tpu";
+
+/** An accelerator demand or offer. An empty variant matches any variant of the kind. */
+export interface AcceleratorSpec {
+  readonly kind: AcceleratorKind;
+  readonly variant: string;
+  /** Chips or devices (per task, or per VM when offered). */
+  readonly count: number;
+}
+
+/** Scalar resources. */
+export interface ResourceVec {
+  readonly cpuMillicores: number;
+  readonly memoryBytes: number;
+  /** Accelerator chips/devices. */
+  readonly accelerators: number;
+}
+
+/** Constraint operators. */
+export type ConstraintOp = "eq" | "ne" | "exists" | "not_exists" | "gt" | "ge" | "lt" | "le" | "in";
+
+/** One attribute constraint; constraints of a job combine with AND. */
+export interface ConstraintSpec {
+  readonly key: string;
+  readonly op: ConstraintOp;
+  readonly value?: AttributeScalar;
+  /** Only for "in". */
+  readonly values?: readonly AttributeScalar[];
+  /** Ranking only (PREFERRED) instead of a hard filter (REQUIRED). */
+  readonly preferred?: boolean;
+}
+
+/** Priority bands, lower number = more important. */
+export type Band = 1 | 2 | 3;
+export const BAND_PRODUCTION: Band = 1;
+export const BAND_INTERACTIVE: Band = 2;
+export const BAND_BATCH: Band = 3;
+
+/** A worker as the scheduler sees it. */
+export interface SchedulerWorker {
+  readonly id: string;
+  readonly sliceId: string;
+  readonly scaleGroup: string;
+  readonly accelerator: AcceleratorSpec;
+  readonly total: ResourceVec;
+  /** total minus resources committed to active attempts. */
+  readonly free: ResourceVec;
+  readonly attributes: Attributes;
+  readonly healthy: boolean;
+  /** Attempts in ASSIGNED/BUILDING on this worker (back-pressure). */
+  readonly buildingCount: number;
+}
+
+/** A job with tasks waiting for placement; all its tasks share its requirements. */
+export interface SchedulerJob {
+  readonly jobId: string;
+  /** Per task. */
+  readonly resources: ResourceVec;
+  /** Per task; kind "cpu" runs only on cpu (accelerator-less) workers, see acceleratorMatches. */
+  readonly accelerator: AcceleratorSpec;
+  readonly constraints: readonly ConstraintSpec[];
+  /** Coscheduling attribute (e.g. "tpu-name"); undefined for independent tasks. */
+  readonly groupBy?: string;
+  /** Total tasks in the job (gang size when coscheduled). */
+  readonly replicas: number;
+  /** Task indices waiting for placement. For a gang, all of them or it is not pending. */
+  readonly pendingTaskIndices: readonly number[];
+  readonly band: Band;
+  readonly submittedAt: Timestamp;
+}
+
+/** Input of {@linkcode schedule}: readonly plain data. */
+export interface ClusterSnapshot {
+  readonly workers: readonly SchedulerWorker[];
+  /** In queue order (earlier = served first within a band). */
+  readonly jobs: readonly SchedulerJob[];
+  /** Max ASSIGNED+BUILDING attempts per worker; 0 = unlimited. */
+  readonly maxBuildingPerWorker?: number;
+}
+
+/** Machine-readable reason codes for unplaced tasks. */
+export type PendingCode =
+  | "no_workers"
+  | "insufficient_cpu"
+  | "insufficient_memory"
+  | "insufficient_accelerator"
+  | "accelerator_mismatch"
+  | "constraint_unsatisfied"
+  | "gang_no_slice"
+  | "building_limit";
+
+/** Why a job's tasks were not placed. */
+export interface PendingReasonData {
+  readonly code: PendingCode;
+  readonly message: string;
+  readonly workersConsidered: number;
+}
+
+/** One placement. */
+export interface Assignment {
+  readonly jobId: string;
+  readonly taskIndex: number;
+  readonly workerId: string;
+}
+
+/** Output of the scheduler. */
+export interface SchedulePlan {
+  readonly assignments: readonly Assignment[];
+  /** One entry per job that still has unplaced tasks. */
+  readonly unplaced: readonly {
+    readonly jobId: string;
+    readonly taskCount: number;
+    readonly reason: PendingReasonData;
+  }[];
+}
+
+/** A scale group as the autoscaler sees it. */
+export interface ScaleGroupSpec {
+  readonly name: string;
+  readonly accelerator: AcceleratorSpec;
+  /** Workers (VMs) per slice: hosts of the TPU topology, 1 otherwise. */
+  readonly vmsPerSlice: number;
+  readonly vmResources: ResourceVec;
+  /** Attributes every worker of the group gets (region, zone, scale-group, device-type…). */
+  readonly attributes: Attributes;
+  readonly minSlices: number;
+  readonly maxSlices: number;
+  /** Lower is preferred. */
+  readonly priority: number;
+  readonly scaleUpCooldown: Duration;
+  readonly scaleDownDelay: Duration;
+}
+
+/** Lifecycle of a slice owned by the autoscaler. */
+export type SliceLifecycle = "requesting" | "booting" | "ready" | "failed" | "terminating";
+
+/** A slice the autoscaler tracks. */
+export interface SliceState {
+  readonly sliceId: string;
+  readonly group: string;
+  readonly state: SliceLifecycle;
+  readonly createdAt: Timestamp;
+  /** Since when no task has run on any of its workers; undefined while busy. */
+  readonly idleSince?: Timestamp;
+  readonly workerIds: readonly string[];
+}
+
+/** Per-group memory of the autoscaler between decisions. */
+export interface GroupState {
+  readonly name: string;
+  readonly consecutiveFailures: number;
+  readonly backoffUntil?: Timestamp;
+  readonly lastScaleUp?: Timestamp;
+  readonly lastScaleDown?: Timestamp;
+}
+
+/** Unplaceable demand: one entry per job. */
+export interface DemandEntry {
+  readonly jobId: string;
+  /** Tasks that need capacity. */
+  readonly taskCount: number;
+  readonly resources: ResourceVec;
+  readonly accelerator: AcceleratorSpec;
+  readonly constraints: readonly ConstraintSpec[];
+  /** Coscheduled: all taskCount tasks must land on one slice. */
+  readonly gang: boolean;
+}
+
+/** Output of the autoscaler's pure decision. */
+export interface ScalingPlan {
+  readonly create: readonly {
+    readonly group: string;
+    readonly count: number;
+    readonly reason: string;
+  }[];
+  readonly terminate: readonly {
+    readonly sliceId: string;
+    readonly group: string;
+    readonly reason: string;
+  }[];
+  /** Slices each group needs for the current demand (after caps). */
+  readonly demandSlices: Readonly<Record<string, number>>;
+  /** Demand no group can serve, with the reason per group ("job /a/b: tpu=at_max_slices"). */
+  readonly unmet: readonly string[];
+}

@@ -1,0 +1,129 @@
+/**
+ * What a worker offers and how busy it is: resource detection, conversion of resources and
+ * attributes to their proto form, and the CPU meter behind heartbeat snapshots.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  AcceleratorSchema,
+  AcceleratorType,
+  type AttributeValue,
+  AttributeValueSchema,
+  type Resources,
+  ResourcesSchema,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { InvalidArgumentError } from "../errors.ts";
+import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
+
+/** What a worker offers to tasks. */
+export interface WorkerResources {
+  /** CPU in thousandths of a core. */
+  readonly cpuMillicores: number;
+  /** Memory in bytes. */
+  readonly memoryBytes: number;
+  /** Accelerators of the VM. @default none (a CPU worker) */
+  readonly accelerator?: AcceleratorSpec;
+}
+
+/**
+ * Fills in what `given` leaves out from the machine: cores from navigator.hardwareConcurrency,
+ * memory from Deno.systemMemoryInfo() (which needs --allow-sys=systemMemoryInfo).
+ * @throws {InvalidArgumentError} when memory must be detected but may not be read
+ */
+export function detectResources(given: Partial<WorkerResources> = {}): WorkerResources {
+  const cpuMillicores = given.cpuMillicores ??
+    Math.max(1, navigator.hardwareConcurrency || 1) * 1000;
+  let memoryBytes = given.memoryBytes;
+  if (memoryBytes === undefined) {
+    try {
+      memoryBytes = Deno.systemMemoryInfo().total;
+    } catch (err) {
+      throw new InvalidArgumentError(
+        "resources.memoryBytes",
+        `must be given when system memory cannot be read: ${
+          err instanceof Error ? err.message : String(err)
+        }`,
+      );
+    }
+  }
+  if (!(cpuMillicores > 0)) {
+    throw new InvalidArgumentError(
+      "resources.cpuMillicores",
+      `must be > 0: current value is ${cpuMillicores}`,
+    );
+  }
+  if (!(memoryBytes > 0)) {
+    throw new InvalidArgumentError(
+      "resources.memoryBytes",
+      `must be > 0: current value is ${memoryBytes}`,
+    );
+  }
+  return { cpuMillicores, memoryBytes, accelerator: given.accelerator };
+}
+
+/** The proto form of a worker's resources. */
+export function resourcesToProto(r: WorkerResources): Resources {
+  const acc = r.accelerator;
+  return create(ResourcesSchema, {
+    cpuMillicores: r.cpuMillicores,
+    memoryBytes: r.memoryBytes,
+    accelerator: acc && acc.kind !== "cpu"
+      ? create(AcceleratorSchema, {
+        type: acc.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
+        variant: acc.variant,
+        count: acc.count,
+      })
+      : undefined,
+  });
+}
+
+/** The proto form of attributes: strings, booleans, integers and other numbers keep their kind. */
+export function attributesToProto(
+  attributes: Readonly<Record<string, AttributeScalar>>,
+): Record<string, AttributeValue> {
+  const out: Record<string, AttributeValue> = {};
+  for (const [key, value] of Object.entries(attributes)) {
+    out[key] = create(AttributeValueSchema, {
+      kind: typeof value === "string"
+        ? { case: "stringValue", value }
+        : typeof value === "boolean"
+        ? { case: "boolValue", value }
+        : Number.isInteger(value)
+        ? { case: "intValue", value }
+        : { case: "floatValue", value },
+    });
+  }
+  return out;
+}
+
+/**
+ * CPU use of the worker's tasks as a percentage of the worker's cores, from the growth of each
+ * attempt's cumulative CPU time between two readings.
+ */
+export class CpuMeter {
+  readonly #cores: number;
+  #last = new Map<string, number>();
+  #lastAt = performance.now();
+  #percent = 0;
+
+  /** A meter for a worker with `cpuMillicores` of CPU. */
+  constructor(cpuMillicores: number) {
+    this.#cores = Math.max(0.001, cpuMillicores / 1000);
+  }
+
+  /**
+   * Percent of the cores used since the previous reading, given attempt key → cumulative CPU
+   * seconds. CPU times have 1 s resolution, so readings less than 2 s apart repeat the last value.
+   */
+  read(usage: ReadonlyMap<string, number>): number {
+    const now = performance.now();
+    const wallSeconds = (now - this.#lastAt) / 1000;
+    if (wallSeconds < 2) return this.#percent;
+    let used = 0;
+    for (const [key, cpu] of usage) used += Math.max(0, cpu - (this.#last.get(key) ?? cpu));
+    this.#last = new Map(usage);
+    this.#lastAt = now;
+    this.#percent = Math.min(100, (100 * used) / wallSeconds / this.#cores);
+    return this.#percent;
+  }
+}

@@ -1,0 +1,27 @@
+/**
+ * The Iris worker: runs task attempts as subprocesses and reports them to the controller.
+ * `startWorker` is the entry point; the other exports are its building blocks.
+ * @module
+ */
+export { startWorker, type WorkerHandle, type WorkerOptions } from "./worker.ts";
+export type { BundleFetcher } from "./attempt.ts";
+export { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
+export { detectResources, type WorkerResources } from "./host.ts";
+export {
+  PortAllocator,
+  type PortAllocatorOptions,
+  portEnvName,
+  type SharedPortRange,
+} from "./ports.ts";
+export {
+  formatBytes,
+  type KillCause,
+  type KillOptions,
+  type OutputLine,
+  type TaskExit,
+  TaskProcess,
+  type TaskProcessOptions,
+} from "./task_runner.ts";
+export { attemptDirName, buildTaskEnv, DEFAULT_TASK_PATH, moduleArgv } from "./task_spec.ts";
+export { lineSplitter, MAX_LINE_CHARS, RingBuffer } from "./lines.ts";
+export { type WorkerCore, workerRoutes } from "./service.ts";

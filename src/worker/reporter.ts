@@ -1,0 +1,199 @@
+/**
+ * The worker's link to the controller: registers (with backoff), then heartbeats. Anything queued
+ * is sent at once; what queues during an RPC goes in the next one; idle workers still heartbeat
+ * every interval. Failed sends are retried, so no update is lost. Builds no messages itself.
+ * @module
+ */
+import { Code, ConnectError } from "@connectrpc/connect";
+import type {
+  AttemptRef,
+  HeartbeatRequest,
+  RegisterWorkerRequest,
+  RegisterWorkerResponse,
+} from "../rpc/gen/iris/v1/controller_pb.ts";
+import type { ControllerClient } from "../rpc/client.ts";
+import { describeError } from "../errors.ts";
+import { Backoff, type Duration, ms, seconds } from "../time.ts";
+
+/** A heartbeat to send, and what to do once the controller accepted it. */
+export interface CollectedHeartbeat {
+  readonly request: HeartbeatRequest;
+  /** Marks the updates in `request` as delivered. */
+  readonly commit: () => void;
+  /** True when updates were left out (size caps): send again right away. */
+  readonly more: boolean;
+}
+
+/** Options for {@linkcode Reporter}. */
+export interface ReporterOptions {
+  readonly client: ControllerClient;
+  /** For log lines only. */
+  readonly controllerUrl: string;
+  /** Longest time between heartbeats; the controller's registration answer may change it. */
+  readonly interval: Duration;
+  readonly registerRequest: () => RegisterWorkerRequest;
+  readonly collect: () => CollectedHeartbeat;
+  readonly onRegistered: (response: RegisterWorkerResponse) => void;
+  /** The controller wants these attempts dead. */
+  readonly onKill: (refs: readonly AttemptRef[]) => void;
+  readonly log: (line: string) => void;
+  /** Time limit of one RPC. @default 10s */
+  readonly rpcTimeout?: Duration;
+}
+
+const FAILURE_LOG_EVERY = seconds(30);
+
+/** Registers and heartbeats until stopped. Starts on construction. */
+export class Reporter {
+  /** Resolves on the first successful registration; rejects when stopped before it. */
+  readonly registered: Promise<void>;
+  readonly #opts: ReporterOptions;
+  readonly #abort = new AbortController();
+  readonly #loop: Promise<void>;
+  #interval: Duration;
+  #isRegistered = false;
+  #poked = false;
+  #stopping = false;
+  #wake?: { resolve: () => void; onPoke: boolean };
+  #lastSend = -Infinity;
+  #failures = 0;
+  #lastFailureLog = -Infinity;
+  #resolveRegistered!: () => void;
+  #rejectRegistered!: (err: Error) => void;
+
+  /** Starts registering with the controller in the background. */
+  constructor(options: ReporterOptions) {
+    this.#opts = options;
+    this.#interval = options.interval;
+    this.registered = new Promise<void>((resolve, reject) => {
+      this.#resolveRegistered = resolve;
+      this.#rejectRegistered = reject;
+    });
+    this.registered.catch(() => {});
+    this.#loop = this.#run();
+  }
+
+  /** True while the controller knows this worker. */
+  get isRegistered(): boolean {
+    return this.#isRegistered;
+  }
+
+  /** Something new is queued: send it now (or right after the RPC in flight). */
+  poke(): void {
+    this.#poked = true;
+    if (this.#wake?.onPoke) this.#wake.resolve();
+  }
+
+  /** Stops the loop after one last attempt (bounded by `flushTimeout`) to deliver what is queued. */
+  async stop(flushTimeout: Duration = seconds(2)): Promise<void> {
+    if (this.#stopping) return this.#loop;
+    this.#stopping = true;
+    this.#abort.abort();
+    this.#wake?.resolve();
+    await this.#loop;
+    this.#rejectRegistered(new Error("Worker stopped before it registered with the controller"));
+    if (!this.#isRegistered) return;
+    const { request, commit } = this.#opts.collect();
+    if (request.updates.length === 0) return;
+    try {
+      await this.#opts.client.heartbeat(request, { timeoutMs: flushTimeout });
+      commit();
+    } catch (err) {
+      this.#opts.log(
+        `final heartbeat to ${this.#opts.controllerUrl} failed: ${describeError(err)}`,
+      );
+    }
+  }
+
+  async #run(): Promise<void> {
+    const backoff = new Backoff({ initial: ms(100), max: seconds(5) });
+    const callOptions = {
+      signal: this.#abort.signal,
+      timeoutMs: this.#opts.rpcTimeout ?? seconds(10),
+    };
+    while (!this.#stopping) {
+      if (!this.#isRegistered) {
+        try {
+          const response = await this.#opts.client.registerWorker(
+            this.#opts.registerRequest(),
+            callOptions,
+          );
+          this.#isRegistered = true;
+          if (response.heartbeatIntervalMs > 0) this.#interval = ms(response.heartbeatIntervalMs);
+          this.#succeeded("register with");
+          backoff.reset();
+          this.#opts.onRegistered(response);
+          this.#resolveRegistered();
+          if (response.kill.length) this.#opts.onKill(response.kill);
+        } catch (err) {
+          if (this.#stopping) break;
+          this.#failed("register with", err);
+          await this.#sleep(backoff.next(), false);
+          continue;
+        }
+      }
+      const { request, commit, more } = this.#opts.collect();
+      this.#poked = more;
+      try {
+        const response = await this.#opts.client.heartbeat(request, callOptions);
+        commit();
+        this.#lastSend = performance.now();
+        this.#succeeded("heartbeat to");
+        backoff.reset();
+        if (response.kill.length) this.#opts.onKill(response.kill);
+        if (response.reregister) {
+          this.#opts.log(
+            `controller at ${this.#opts.controllerUrl} asked this worker to register again`,
+          );
+          this.#isRegistered = false;
+          continue;
+        }
+      } catch (err) {
+        if (this.#stopping) break;
+        if (err instanceof ConnectError && err.code === Code.NotFound) this.#isRegistered = false;
+        this.#failed("heartbeat to", err);
+        this.#poked = true;
+        await this.#sleep(backoff.next(), false);
+        continue;
+      }
+      const idle = this.#interval - (performance.now() - this.#lastSend);
+      if (!this.#poked && idle > 0) await this.#sleep(ms(idle), true);
+    }
+  }
+
+  /** Sleeps for `d`; wakes early on stop, and on poke when `onPoke`. */
+  #sleep(d: Duration, onPoke: boolean): Promise<void> {
+    if (this.#stopping) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, d);
+      this.#wake = { resolve: done, onPoke };
+    });
+  }
+
+  #failed(what: string, err: unknown): void {
+    this.#failures++;
+    const now = performance.now();
+    if (this.#failures === 1 || now - this.#lastFailureLog >= FAILURE_LOG_EVERY) {
+      this.#lastFailureLog = now;
+      this.#opts.log(
+        `${what} controller at ${this.#opts.controllerUrl} failed (attempt ${this.#failures}): ${
+          describeError(err)
+        }; retrying`,
+      );
+    }
+  }
+
+  #succeeded(what: string): void {
+    if (this.#failures > 0) {
+      this.#opts.log(
+        `${what} controller at ${this.#opts.controllerUrl} succeeded after ${this.#failures} failed attempts`,
+      );
+    }
+    this.#failures = 0;
+  }
+}

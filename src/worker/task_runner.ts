@@ -1,0 +1,332 @@
+/**
+ * Runs one task attempt as a subprocess in its own session: streams its output as timestamped
+ * lines, samples its tree's memory, enforces timeout and memory limit, kills the whole tree.
+ * Knows nothing about RPC, task states or directories.
+ * @module
+ */
+import { type Duration, formatDuration, ms, seconds, sleep, type Timestamp } from "../time.ts";
+import { lineSplitter, MAX_LINE_CHARS } from "./lines.ts";
+import {
+  killLeftovers,
+  ProcessTable,
+  sendSignal,
+  signalTreeBottomUp,
+  summarize,
+  type TreeSample,
+} from "./process_tree.ts";
+
+/** One line of task output. */
+export interface OutputLine {
+  /** Which pipe it came from. */
+  readonly stream: "stdout" | "stderr";
+  /** The line without its terminator. */
+  readonly text: string;
+  /** When the worker read it. */
+  readonly timestampMs: Timestamp;
+}
+
+/** Why the worker ended a process. */
+export type KillCause = "kill" | "timeout" | "oom";
+
+/** Options for {@linkcode TaskProcess.start}. */
+export interface TaskProcessOptions {
+  /** Program and arguments; argv[0] is looked up on `env.PATH`. */
+  argv: readonly string[];
+  /** Working directory; must exist. */
+  cwd: string;
+  /** The complete environment (nothing is inherited). */
+  env: Record<string, string>;
+  /** Kill the tree after this long. @default no limit */
+  timeout?: Duration;
+  /** Kill the tree (SIGKILL, exit 137) when its RSS exceeds this. @default 0 = no limit */
+  memoryLimitBytes?: number;
+  /** How often to sample the tree's memory. @default 500ms */
+  sampleInterval?: Duration;
+  /** Stderr lines kept for the failure report. @default 50 */
+  stderrTailLines?: number;
+  /** Longer lines are split. @default 64 Ki characters */
+  maxLineChars?: number;
+  /** Called for every output line, in order per stream. */
+  onLine?: (line: OutputLine) => void;
+  /** Called after every memory sample. */
+  onSample?: (sample: TreeSample) => void;
+  /** Called once when something degrades, e.g. memory sampling is off because `ps` cannot run. */
+  onWarning?: (message: string) => void;
+  /** Where memory samples come from; share one between tasks. @default a private table */
+  processTable?: ProcessTable;
+}
+
+/** Options for {@linkcode TaskProcess.kill}. */
+export interface KillOptions {
+  /** Time between SIGTERM and SIGKILL. @default 5s */
+  grace?: Duration;
+  /** Recorded as the exit's `killedBy`. @default "kill" */
+  cause?: KillCause;
+  /** Skip SIGTERM and send SIGKILL right away. @default false */
+  immediate?: boolean;
+}
+
+/** How a process ended. */
+export interface TaskExit {
+  /** Exit status; 128 + n after signal n; 127 when it could not be started. */
+  readonly exitCode: number;
+  /** "SIGKILL", "SIGTERM", … or "" when it exited on its own. */
+  readonly signal: string;
+  /** Set when the worker ended it: the reason given (timeout, out of memory, kill). */
+  readonly killReason?: string;
+  /** What made the worker end it. */
+  readonly killedBy?: KillCause;
+  /** Set when the program could not be started at all. */
+  readonly spawnError?: string;
+  /** Highest sampled resident memory of the tree. */
+  readonly peakMemoryBytes: number;
+  /** Last stderr lines, oldest first. */
+  readonly stderrTail: readonly string[];
+}
+
+const DEFAULT_GRACE = seconds(5);
+/** How long to wait for output pipes to drain after the tree is gone. */
+const DRAIN_TIMEOUT = seconds(2);
+
+/**
+ * A running task process. Start with {@linkcode TaskProcess.start}, which never throws: a program
+ * that cannot be started yields an already-finished process whose exit has `spawnError`.
+ */
+export class TaskProcess {
+  /** The leader's pid (also its session and process-group id); 0 when it never started. */
+  readonly pid: number;
+  /** Resolves once the leader is reaped, leftovers are killed and output is drained. */
+  readonly exited: Promise<TaskExit>;
+  readonly #options: TaskProcessOptions;
+  readonly #tail: string[] = [];
+  readonly #readers: ReadableStreamDefaultReader<string>[] = [];
+  readonly #stopSampling = new AbortController();
+  readonly #cutGrace = new AbortController();
+  #child?: Deno.ChildProcess;
+  #leaderExited = false;
+  #killReason?: string;
+  #killedBy?: KillCause;
+  #killing?: Promise<void>;
+  #timer?: ReturnType<typeof setTimeout>;
+  #sample: TreeSample = { processCount: 0, rssBytes: 0, cpuSeconds: 0 };
+  #peak = 0;
+
+  /** Spawns `options.argv` in a new session with piped output and no stdin. */
+  static start(options: TaskProcessOptions): TaskProcess {
+    return new TaskProcess(options);
+  }
+
+  private constructor(options: TaskProcessOptions) {
+    this.#options = options;
+    const [program, ...args] = options.argv;
+    let child: Deno.ChildProcess;
+    try {
+      if (!program) throw new Error("empty argv");
+      child = new Deno.Command(program, {
+        args,
+        cwd: options.cwd,
+        clearEnv: true,
+        env: options.env,
+        detached: true,
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+    } catch (err) {
+      this.pid = 0;
+      const spawnError = describeSpawnError(program ?? "", err, options.env.PATH ?? "");
+      this.exited = Promise.resolve({
+        exitCode: err instanceof Deno.errors.PermissionDenied ? 126 : 127,
+        signal: "",
+        spawnError,
+        peakMemoryBytes: 0,
+        stderrTail: [],
+      });
+      this.#leaderExited = true;
+      return;
+    }
+    this.pid = child.pid;
+    this.#child = child;
+    const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
+    const sampler = this.#sampleLoop();
+    const timeout = options.timeout;
+    if (timeout !== undefined && timeout > 0) {
+      this.#timer = setTimeout(() => {
+        this.kill(`timed out after ${formatDuration(timeout)}`, { cause: "timeout" });
+      }, timeout);
+    }
+    this.exited = this.#wait(child, pumps, sampler);
+  }
+
+  /** Resident memory of the tree at the last sample, in bytes. */
+  get memoryBytes(): number {
+    return this.#sample.rssBytes;
+  }
+
+  /** Highest sampled resident memory of the tree, in bytes. */
+  get peakMemoryBytes(): number {
+    return this.#peak;
+  }
+
+  /** The last sample of the tree. */
+  get lastSample(): TreeSample {
+    return this.#sample;
+  }
+
+  /**
+   * Ends the tree: SIGTERM (leaves first, then the group), then after the grace period SIGKILL.
+   * The first reason given is the one reported. Calling again with `immediate` cuts the grace short.
+   */
+  kill(reason: string, options: KillOptions = {}): Promise<TaskExit> {
+    if (this.#leaderExited) return this.exited;
+    this.#killReason ??= reason;
+    this.#killedBy ??= options.cause ?? "kill";
+    if (options.immediate) this.#cutGrace.abort();
+    this.#killing ??= this.#terminate(options.grace ?? DEFAULT_GRACE, options.immediate ?? false);
+    return this.exited;
+  }
+
+  async #terminate(grace: Duration, immediate: boolean): Promise<void> {
+    const pid = this.pid;
+    const isDone = () => this.#leaderExited;
+    if (!immediate && grace > 0) {
+      const started = performance.now();
+      const walkBudget = ms(Math.min(grace / 2, 1000));
+      await signalTreeBottomUp(pid, pid, "SIGTERM", { isDone, budget: walkBudget });
+      if (!isDone()) await this.#signalLeader("SIGTERM");
+      const left = grace - (performance.now() - started);
+      if (!isDone() && left > 0) await sleep(ms(left), this.#cutGrace.signal).catch(() => {});
+    }
+    if (isDone()) return;
+    await signalTreeBottomUp(pid, pid, "SIGKILL", {
+      isDone,
+      budget: seconds(1),
+      roundWait: ms(100),
+    });
+    if (!isDone()) await this.#signalLeader("SIGKILL");
+  }
+
+  /** Signals the process group, and the leader directly in case the group signal was not allowed. */
+  async #signalLeader(signal: "SIGTERM" | "SIGKILL"): Promise<void> {
+    await sendSignal(-this.pid, signal);
+    try {
+      this.#child?.kill(signal);
+    } catch {
+      // Already exited.
+    }
+  }
+
+  async #wait(
+    child: Deno.ChildProcess,
+    pumps: Promise<void>[],
+    sampler: Promise<void>,
+  ): Promise<TaskExit> {
+    const status = await child.status;
+    this.#leaderExited = true;
+    clearTimeout(this.#timer);
+    this.#cutGrace.abort();
+    this.#stopSampling.abort();
+    await sampler;
+    await this.#killing;
+    await killLeftovers(this.pid);
+    await this.#drain(pumps);
+    const oom = this.#killedBy === "oom";
+    return {
+      exitCode: oom ? 137 : status.code,
+      signal: oom ? "SIGKILL" : status.signal ?? "",
+      killReason: this.#killReason,
+      killedBy: this.#killedBy,
+      peakMemoryBytes: this.#peak,
+      stderrTail: [...this.#tail],
+    };
+  }
+
+  async #drain(pumps: Promise<void>[]): Promise<void> {
+    const drained = new AbortController();
+    const all = Promise.all(pumps).finally(() => drained.abort());
+    const timedOut = await sleep(DRAIN_TIMEOUT, drained.signal).then(() => true, () => false);
+    if (timedOut) {
+      // A process that left the session still holds the pipe; stop reading.
+      await Promise.all(this.#readers.map((r) => r.cancel().catch(() => {})));
+    }
+    await all;
+  }
+
+  async #pump(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
+    const reader = stream
+      .pipeThrough(new TextDecoderStream())
+      .pipeThrough(lineSplitter(this.#options.maxLineChars ?? MAX_LINE_CHARS))
+      .getReader();
+    this.#readers.push(reader);
+    const tailMax = this.#options.stderrTailLines ?? 50;
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (name === "stderr" && tailMax > 0) {
+          this.#tail.push(value);
+          if (this.#tail.length > tailMax) this.#tail.shift();
+        }
+        this.#options.onLine?.({ stream: name, text: value, timestampMs: Date.now() as Timestamp });
+      }
+    } catch {
+      // Cancelled after the drain timeout, or the pipe broke: the output ends here.
+    } finally {
+      reader.releaseLock();
+    }
+  }
+
+  async #sampleLoop(): Promise<void> {
+    const interval = this.#options.sampleInterval ?? ms(500);
+    const limit = this.#options.memoryLimitBytes ?? 0;
+    const signal = this.#stopSampling.signal;
+    const table = this.#options.processTable ?? new ProcessTable();
+    while (!signal.aborted) {
+      const entries = await table.session(this.pid);
+      if (signal.aborted) return;
+      if (!entries) {
+        this.#options.onWarning?.("memory sampling is off: cannot run ps");
+        return;
+      }
+      const sample = summarize(entries);
+      this.#sample = sample;
+      this.#peak = Math.max(this.#peak, sample.rssBytes);
+      this.#options.onSample?.(sample);
+      if (limit > 0 && sample.rssBytes > limit && !this.#killReason) {
+        const reason = `out of memory: peak ${formatBytes(this.#peak)} exceeds limit ${
+          formatBytes(limit)
+        }`;
+        this.kill(reason, { cause: "oom", immediate: true });
+      }
+      await sleep(interval, signal).catch(() => {});
+    }
+  }
+}
+
+/** Bytes for people: "1.5 MiB". */
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+}
+
+function describeSpawnError(program: string, err: unknown, path: string): string {
+  const message = err instanceof Error ? err.message : String(err);
+  if (!program) return "cannot start task: the command is empty";
+  if (err instanceof Deno.errors.NotFound && message.includes("No such cwd")) {
+    return `cannot start "${program}": working directory does not exist`;
+  }
+  if (err instanceof Deno.errors.NotFound) {
+    return `cannot start "${program}": command not found${
+      program.includes("/") ? "" : ` on PATH ${path}`
+    }`;
+  }
+  if (err instanceof Deno.errors.PermissionDenied) {
+    return `cannot start "${program}": permission denied`;
+  }
+  return `cannot start "${program}": ${message}`;
+}

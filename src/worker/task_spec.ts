@@ -1,0 +1,175 @@
+/**
+ * Pure construction of what a task attempt runs with: its environment, the `deno run` command of a
+ * module task, its directory name. Plus the copy of a fetched bundle into the task directory.
+ * @module
+ */
+import { InvalidArgumentError } from "../errors.ts";
+import type { ModuleEntrypoint } from "../rpc/gen/iris/v1/types_pb.ts";
+import { portEnvName } from "./ports.ts";
+
+/** PATH given to tasks whose environment does not set one. */
+export const DEFAULT_TASK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/** Options for {@linkcode buildTaskEnv}. */
+export interface TaskEnvOptions {
+  /** The attempt's directory: also HOME and IRIS_WORKDIR. */
+  taskDir: string;
+  /** The request's environment (job env + Iris context); wins over the defaults. */
+  env: Readonly<Record<string, string>>;
+  /** Named ports; become IRIS_PORT_<NAME> and win over everything. */
+  ports: Readonly<Record<string, number>>;
+  workerId: string;
+  /** DENO_DIR for module tasks (a cache shared by the worker's tasks). @default unset */
+  denoDir?: string;
+}
+
+/**
+ * The complete environment of a task: nothing is inherited from the worker process.
+ * Order of precedence: IRIS_PORT_* > request env > PATH/HOME/IRIS_WORKDIR/IRIS_WORKER_ID defaults.
+ */
+export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
+  const env: Record<string, string> = {
+    PATH: DEFAULT_TASK_PATH,
+    HOME: options.taskDir,
+    IRIS_WORKDIR: options.taskDir,
+    IRIS_WORKER_ID: options.workerId,
+  };
+  if (options.denoDir) {
+    env.DENO_DIR = options.denoDir;
+    env.NO_COLOR = "1";
+  }
+  Object.assign(env, options.env);
+  for (const [name, port] of Object.entries(options.ports)) env[portEnvName(name)] = String(port);
+  return env;
+}
+
+/** Options for {@linkcode moduleArgv}. */
+export interface ModuleArgvOptions {
+  /** The deno executable (`Deno.execPath()`). */
+  denoPath: string;
+  module: ModuleEntrypoint;
+  /** The attempt's directory; holds the bundle copy when there is a bundle. */
+  taskDir: string;
+  /** True when the bundle was copied into `taskDir`; then `module.path` is relative to it. */
+  hasBundle: boolean;
+  /** The controller's URL; its host:port is the only default network permission. */
+  controllerUrl: string;
+  /** The task's allocated ports; it may listen on them. */
+  ports: readonly number[];
+}
+
+/**
+ * The argv of a module task: `deno run --no-config --no-prompt` with read of the task dir (and,
+ * without a bundle, the module's own directory), write of the task dir, net to the controller and
+ * the task's ports, all env (the environment is already clean), plus the job's extra permissions.
+ * A permission list containing "*" grants that permission fully.
+ * @throws {InvalidArgumentError} on a module path that is absolute inside a bundle, escapes it with
+ *   "..", is relative without a bundle, or a permission value containing a comma
+ */
+export function moduleArgv(options: ModuleArgvOptions): string[] {
+  const { module, taskDir } = options;
+  const extra = module.permissions;
+  let entry: string;
+  const read = [taskDir];
+  if (options.hasBundle) {
+    entry = `${taskDir}/${bundleRelativePath(module.path)}`;
+  } else {
+    if (!module.path.startsWith("/")) {
+      throw new InvalidArgumentError(
+        "entrypoint.module.path",
+        `must be absolute when the job has no bundle: current value is "${module.path}"`,
+      );
+    }
+    entry = module.path;
+    read.push(module.path.slice(0, module.path.lastIndexOf("/")) || "/");
+  }
+  const net: string[] = [];
+  try {
+    net.push(new URL(options.controllerUrl).host);
+  } catch {
+    // No usable controller URL: no default network access.
+  }
+  for (const port of options.ports) {
+    net.push(`127.0.0.1:${port}`, `0.0.0.0:${port}`, `localhost:${port}`);
+  }
+  return [
+    options.denoPath,
+    "run",
+    "--no-config",
+    "--no-prompt",
+    ...permissionFlag("read", [...read, ...(extra?.read ?? [])]),
+    ...permissionFlag("write", [taskDir, ...(extra?.write ?? [])]),
+    ...permissionFlag("net", [...net, ...(extra?.net ?? [])]),
+    "--allow-env",
+    ...permissionFlag("run", extra?.run ?? []),
+    entry,
+    ...module.args,
+  ];
+}
+
+/** Normalises a module path inside a bundle ("./src/main.ts" → "src/main.ts"). */
+function bundleRelativePath(path: string): string {
+  const field = "entrypoint.module.path";
+  if (path.startsWith("/")) {
+    throw new InvalidArgumentError(
+      field,
+      `must be relative to the bundle: current value is "${path}"`,
+    );
+  }
+  const segments = path.split("/").filter((s) => s !== "" && s !== ".");
+  if (segments.includes("..")) {
+    throw new InvalidArgumentError(field, `must not contain "..": current value is "${path}"`);
+  }
+  if (segments.length === 0) throw new InvalidArgumentError(field, "must not be empty");
+  return segments.join("/");
+}
+
+function permissionFlag(name: string, values: readonly string[]): string[] {
+  const unique = [...new Set(values.filter((v) => v !== ""))];
+  if (unique.length === 0) return [];
+  if (unique.includes("*")) return [`--allow-${name}`];
+  const bad = unique.find((v) => v.includes(","));
+  if (bad !== undefined) {
+    throw new InvalidArgumentError(
+      `permissions.${name}`,
+      `must not contain a comma: current value is "${bad}"`,
+    );
+  }
+  return [`--allow-${name}=${unique.join(",")}`];
+}
+
+/**
+ * The directory name of an attempt: a readable slug of the task id, a short hash that keeps
+ * distinct ids apart, and the attempt number ("alice_train_0-1a2b3c4d_attempt_2").
+ */
+export function attemptDirName(taskId: string, attemptId: number): string {
+  const slug = taskId.replace(/[^A-Za-z0-9.-]+/g, "_").replace(/^[_.]+/, "").replace(/_+$/, "")
+    .slice(0, 80);
+  return `${slug || "task"}-${fnv1a(taskId)}_attempt_${attemptId}`;
+}
+
+/** 32-bit FNV-1a of a string, as 8 hex digits. */
+function fnv1a(text: string): string {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    h ^= text.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0).toString(16).padStart(8, "0");
+}
+
+/** Copies a directory tree (files, directories, symlinks as symlinks) into `to`, which must exist. */
+export async function copyTree(from: string, to: string): Promise<void> {
+  for await (const entry of Deno.readDir(from)) {
+    const src = `${from}/${entry.name}`;
+    const dst = `${to}/${entry.name}`;
+    if (entry.isSymlink) {
+      await Deno.symlink(await Deno.readLink(src), dst);
+    } else if (entry.isDirectory) {
+      await Deno.mkdir(dst);
+      await copyTree(src, dst);
+    } else if (entry.isFile) {
+      await Deno.copyFile(src, dst);
+    }
+  }
+}

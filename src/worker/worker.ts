@@ -1,0 +1,367 @@
+/**
+ * The Iris worker: serves WorkerService, keeps the attempts it was given, and reports them to the
+ * controller through the Reporter. Runs in a process or inside a Deno Worker with scoped
+ * permissions: no Deno.exit, no env reads, no signal listeners, no top-level side effects.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import {
+  AttemptRefSchema,
+  HeartbeatRequestSchema,
+  RegisterWorkerRequestSchema,
+  type TaskUpdate,
+} from "../rpc/gen/iris/v1/controller_pb.ts";
+import { type LogLine, ResourceSnapshotSchema, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { controllerClient } from "../rpc/client.ts";
+import {
+  type KillTaskRequest,
+  type RunTaskRequest,
+  type RunTaskResponse,
+  RunTaskResponseSchema,
+  type WorkerTaskInfo,
+} from "../rpc/gen/iris/v1/worker_pb.ts";
+import { type RpcServer, serveRpc } from "../rpc/server.ts";
+import { describeError, InvalidArgumentError } from "../errors.ts";
+import { type Duration, ms, seconds } from "../time.ts";
+import { TaskAttempt } from "./attempt.ts";
+import {
+  attributesToProto,
+  CpuMeter,
+  detectResources,
+  resourcesToProto,
+  type WorkerResources,
+} from "./host.ts";
+import { PortAllocator } from "./ports.ts";
+import { ProcessTable } from "./process_tree.ts";
+import { Reporter } from "./reporter.ts";
+import { type WorkerCore, workerRoutes } from "./service.ts";
+import { attemptDirName } from "./task_spec.ts";
+import type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
+
+export type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
+
+/**
+ * Starts a worker: serves WorkerService, then registers with the controller in the background
+ * (retrying until it succeeds or the worker stops).
+ * @throws {InvalidArgumentError} on invalid options or undetectable resources
+ */
+export async function startWorker(options: WorkerOptions): Promise<WorkerHandle> {
+  try {
+    new URL(options.controllerUrl);
+  } catch {
+    throw new InvalidArgumentError(
+      "controllerUrl",
+      `must be a URL: current value is "${options.controllerUrl}"`,
+    );
+  }
+  const resources = detectResources(options.resources);
+  const isTemp = options.rootDir === undefined;
+  const rootDir = options.rootDir ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
+  await Deno.mkdir(`${rootDir}/tasks`, { recursive: true });
+  const worker = new IrisWorker(options, resources, rootDir, options.cleanup ?? isTemp, isTemp);
+  return worker.handle();
+}
+
+/** The worker's state and behaviour behind the RPC routes and the reporter. */
+class IrisWorker implements WorkerCore {
+  readonly #opts: WorkerOptions;
+  readonly #resources: WorkerResources;
+  readonly #rootDir: string;
+  readonly #cleanup: boolean;
+  readonly #removeRoot: boolean;
+  readonly #ports: PortAllocator;
+  readonly #attempts = new Map<string, TaskAttempt>();
+  readonly #latest = new Map<string, TaskAttempt>();
+  readonly #finished: TaskAttempt[] = [];
+  readonly #dirRemoved = new WeakSet<TaskAttempt>();
+  readonly #background = new Set<Promise<unknown>>();
+  readonly #cpu: CpuMeter;
+  readonly #processTable: ProcessTable;
+  readonly #started = performance.now();
+  readonly #server: RpcServer;
+  readonly #onAbort = () => void this.stop();
+  readonly #url: string;
+  readonly #workerId: string;
+  readonly #reporter: Reporter;
+  #stopped?: Promise<void>;
+
+  constructor(
+    opts: WorkerOptions,
+    resources: WorkerResources,
+    rootDir: string,
+    cleanup: boolean,
+    removeRoot: boolean,
+  ) {
+    this.#opts = opts;
+    this.#resources = resources;
+    this.#rootDir = rootDir;
+    this.#cleanup = cleanup;
+    this.#removeRoot = removeRoot;
+    this.#ports = opts.portAllocator ?? new PortAllocator();
+    this.#cpu = new CpuMeter(resources.cpuMillicores);
+    this.#processTable = new ProcessTable(ms(Math.min(200, (opts.sampleInterval ?? 500) / 2)));
+    this.#server = serveRpc(workerRoutes(this), {
+      hostname: opts.host ?? "127.0.0.1",
+      port: opts.port ?? 0,
+    });
+    this.#url = opts.advertiseUrl ?? this.#server.url;
+    this.#workerId = opts.workerId ?? `${this.#server.hostname}-${this.#server.port}`;
+    this.#reporter = new Reporter({
+      client: opts.client ?? controllerClient(opts.controllerUrl),
+      controllerUrl: opts.controllerUrl,
+      interval: opts.heartbeatInterval ?? seconds(1),
+      registerRequest: () => this.#registerRequest(),
+      collect: () => this.#collect(),
+      onRegistered: (r) =>
+        this.#log(
+          `registered with controller at ${opts.controllerUrl} as ${r.workerId || this.#workerId}`,
+        ),
+      onKill: (refs) => {
+        for (const ref of refs) {
+          this.#kill(ref.taskId, ref.attemptId, "the controller no longer wants this attempt");
+        }
+      },
+      log: (line) => this.#log(line),
+    });
+    opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
+    if (opts.signal?.aborted) void this.stop();
+    this.#log(`worker ${this.#workerId} serving at ${this.#server.url}, root ${rootDir}`);
+  }
+
+  handle(): WorkerHandle {
+    const stop = () => this.stop();
+    return {
+      url: this.#url,
+      workerId: this.#workerId,
+      rootDir: this.#rootDir,
+      registered: this.#reporter.registered,
+      tasks: () => this.listTasks(),
+      stop,
+      [Symbol.asyncDispose]: stop,
+    };
+  }
+
+  runTask(req: RunTaskRequest): RunTaskResponse {
+    const refuse = (error: string) => create(RunTaskResponseSchema, { accepted: false, error });
+    if (this.#stopped) return refuse("worker is stopping");
+    if (!req.taskId) return refuse("task_id: must not be empty");
+    if (!req.entrypoint?.kind.case) return refuse("entrypoint: must be a command or a module");
+    const key = attemptKey(req.taskId, req.attemptId);
+    if (this.#attempts.has(key)) return create(RunTaskResponseSchema, { accepted: true });
+    const previous = this.#latest.get(req.taskId);
+    if (previous && !previous.isTerminal) {
+      if (previous.attemptId > req.attemptId) {
+        return refuse(
+          `attempt ${req.attemptId} is older than running attempt ${previous.attemptId}`,
+        );
+      }
+      previous.kill(`superseded by attempt ${req.attemptId}`, { grace: this.#opts.killGrace });
+    }
+    const attempt = new TaskAttempt(req, {
+      workerId: this.#workerId,
+      controllerUrl: this.#opts.controllerUrl,
+      dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
+      denoDir: `${this.#rootDir}/cache/deno`,
+      ports: this.#ports,
+      bundleFetcher: this.#opts.bundleFetcher,
+      sampleInterval: this.#opts.sampleInterval ?? ms(500),
+      processTable: this.#processTable,
+      logCapacity: this.#opts.logLinesPerAttempt ?? 10_000,
+      onChange: () => this.#reporter.poke(),
+    });
+    this.#attempts.set(key, attempt);
+    this.#latest.set(req.taskId, attempt);
+    this.#track(attempt.done.then(() => this.#retire(attempt)));
+    this.#log(`accepted ${req.taskId} attempt ${req.attemptId}`);
+    return create(RunTaskResponseSchema, { accepted: true });
+  }
+
+  killTask(req: KillTaskRequest): boolean {
+    const grace = req.graceMs > 0 ? ms(req.graceMs) : undefined;
+    return this.#kill(req.taskId, req.attemptId, req.reason || "killed by request", grace);
+  }
+
+  taskStatus(taskId: string): WorkerTaskInfo | undefined {
+    return this.#latest.get(taskId)?.info();
+  }
+
+  listTasks(): WorkerTaskInfo[] {
+    return [...this.#attempts.values()].map((a) => a.info());
+  }
+
+  taskLogs(
+    taskId: string,
+    attemptId: number,
+    sinceMs: number,
+    maxLines: number,
+  ): LogLine[] | undefined {
+    return this.#attempts.get(attemptKey(taskId, attemptId))?.logs(sinceMs, maxLines);
+  }
+
+  health() {
+    return {
+      healthy: !this.#stopped,
+      workerId: this.#workerId,
+      uptimeMs: performance.now() - this.#started,
+      runningTasks: this.#active().length,
+    };
+  }
+
+  stop(): Promise<void> {
+    this.#stopped ??= this.#stop();
+    return this.#stopped;
+  }
+
+  async #stop(): Promise<void> {
+    this.#log(`worker ${this.#workerId} stopping`);
+    this.#opts.signal?.removeEventListener("abort", this.#onAbort);
+    for (const a of this.#active()) {
+      a.kill("worker stopped", { state: TaskState.WORKER_FAILED, grace: this.#opts.killGrace });
+    }
+    await Promise.all([...this.#attempts.values()].map((a) => a.done));
+    await this.#reporter.stop();
+    await this.#server.shutdown();
+    while (this.#background.size) await Promise.all([...this.#background]);
+    if (this.#cleanup) {
+      const target = this.#removeRoot ? this.#rootDir : `${this.#rootDir}/tasks`;
+      await Deno.remove(target, { recursive: true }).catch((err) => {
+        if (!(err instanceof Deno.errors.NotFound)) {
+          this.#log(`cannot remove ${target}: ${describeError(err)}`);
+        }
+      });
+    }
+    this.#log(`worker ${this.#workerId} stopped`);
+  }
+
+  #kill(taskId: string, attemptId: number, reason: string, grace?: Duration): boolean {
+    const attempt = this.#attempts.get(attemptKey(taskId, attemptId));
+    if (!attempt) return false;
+    if (attempt.kill(reason, { grace: grace ?? this.#opts.killGrace })) {
+      this.#log(`killing ${taskId} attempt ${attemptId}: ${reason}`);
+    }
+    return true;
+  }
+
+  #active(): TaskAttempt[] {
+    return [...this.#attempts.values()].filter((a) => !a.isTerminal);
+  }
+
+  #registerRequest() {
+    return create(RegisterWorkerRequestSchema, {
+      workerId: this.#workerId,
+      address: this.#url,
+      resources: resourcesToProto(this.#resources),
+      attributes: attributesToProto(this.#opts.attributes ?? {}),
+      scaleGroup: this.#opts.scaleGroup ?? "",
+      sliceId: this.#opts.sliceId ?? "",
+      running: this.#runningRefs(),
+    });
+  }
+
+  #runningRefs() {
+    return this.#active().map((a) =>
+      create(AttemptRefSchema, { taskId: a.taskId, attemptId: a.attemptId })
+    );
+  }
+
+  /** Builds the next heartbeat from every attempt with something unreported. */
+  #collect() {
+    const perUpdate = this.#opts.maxLinesPerUpdate ?? 1000;
+    let budget = perUpdate * 10;
+    const updates: TaskUpdate[] = [];
+    const commits: (() => void)[] = [];
+    let more = false;
+    for (const attempt of this.#attempts.values()) {
+      if (attempt.isReported) continue;
+      if (budget <= 0) {
+        more = true;
+        break;
+      }
+      const taken = attempt.takeUpdate(Math.min(perUpdate, budget));
+      if (!taken) continue;
+      budget -= taken.update.logs.length;
+      if (attempt.pendingLines > taken.update.logs.length) more = true;
+      updates.push(taken.update);
+      commits.push(taken.commit);
+    }
+    const request = create(HeartbeatRequestSchema, {
+      workerId: this.#workerId,
+      updates,
+      running: this.#runningRefs(),
+      snapshot: this.#snapshot(),
+    });
+    const commit = () => {
+      for (const c of commits) c();
+      this.#prune();
+    };
+    return { request, commit, more };
+  }
+
+  #snapshot() {
+    const active = this.#active();
+    const usage = new Map(
+      active.map((a) => [attemptKey(a.taskId, a.attemptId), a.usage.cpuSeconds]),
+    );
+    return create(ResourceSnapshotSchema, {
+      timestampMs: Date.now(),
+      cpuPercent: this.#cpu.read(usage),
+      memoryUsedBytes: active.reduce((sum, a) => sum + a.memoryBytes, 0),
+      memoryTotalBytes: this.#resources.memoryBytes,
+      runningTasks: active.length,
+      processCount: active.reduce((sum, a) => sum + a.usage.processCount, 0),
+    });
+  }
+
+  /** An attempt is over: log it, and forget old ones. */
+  #retire(attempt: TaskAttempt): void {
+    this.#log(
+      `${attempt.taskId} attempt ${attempt.attemptId} ended ${TaskState[attempt.state]}${
+        attempt.error ? `: ${attempt.error.split("\n")[0]}` : ""
+      }`,
+    );
+    this.#finished.push(attempt);
+    this.#prune();
+  }
+
+  /** Removes directories and records of old finished attempts (only once they were reported). */
+  #prune(): void {
+    const keepDirs = this.#opts.keepFinishedDirs ?? 4;
+    const keepRecords = this.#opts.keepFinishedAttempts ?? 64;
+    const n = this.#finished.length;
+    for (let i = 0; i < n - keepDirs; i++) {
+      const attempt = this.#finished[i]!;
+      if (this.#dirRemoved.has(attempt)) continue;
+      this.#dirRemoved.add(attempt);
+      this.#track(Deno.remove(attempt.dir, { recursive: true }).catch(() => {}));
+    }
+    // Unreported attempts are kept for the controller, but not without bound.
+    const hardCap = Math.max(4 * keepRecords, 1000);
+    while (
+      this.#finished.length > keepRecords &&
+      (this.#finished[0]!.isReported || this.#finished.length > hardCap)
+    ) {
+      const old = this.#finished.shift()!;
+      if (!old.isReported) {
+        this.#log(
+          `forgetting ${old.taskId} attempt ${old.attemptId} before the controller heard its end`,
+        );
+      }
+      const key = attemptKey(old.taskId, old.attemptId);
+      if (this.#attempts.get(key) === old) this.#attempts.delete(key);
+      if (this.#latest.get(old.taskId) === old) this.#latest.delete(old.taskId);
+    }
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#background.add(p);
+    p.finally(() => this.#background.delete(p));
+  }
+
+  #log(line: string): void {
+    this.#opts.log?.(line);
+  }
+}
+
+function attemptKey(taskId: string, attemptId: number): string {
+  return `${taskId}#${attemptId}`;
+}

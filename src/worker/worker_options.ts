@@ -1,0 +1,78 @@
+/**
+ * The options and the handle of a running worker (`startWorker` in worker.ts).
+ * Types only.
+ * @module
+ */
+import type { ControllerClient } from "../rpc/client.ts";
+import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
+import type { AttributeScalar } from "../types.ts";
+import type { Duration } from "../time.ts";
+import type { BundleFetcher } from "./attempt.ts";
+import type { WorkerResources } from "./host.ts";
+import type { PortAllocator } from "./ports.ts";
+
+/** Options for `startWorker`. */
+export interface WorkerOptions {
+  /** Where to register and heartbeat, e.g. "http://127.0.0.1:10000". */
+  controllerUrl: string;
+  /** Stable id the worker registers under. @default "<host>-<port>" */
+  workerId?: string;
+  /** Address to listen on. @default "127.0.0.1" */
+  host?: string;
+  /** Port to listen on; 0 picks a free one. @default 0 */
+  port?: number;
+  /** URL the controller should call this worker at. @default the listen URL */
+  advertiseUrl?: string;
+  /** The worker's directory; attempts run in `<rootDir>/tasks/<task>_attempt_<n>`. @default a new temp dir */
+  rootDir?: string;
+  /** Remove the task directories (and a temp rootDir) on stop. @default true for a temp rootDir, else false */
+  cleanup?: boolean;
+  /** What the worker offers; missing values are detected from the machine. */
+  resources?: Partial<WorkerResources>;
+  /** Attributes constraints match against (tpu-name, zone, …). @default {} */
+  attributes?: Record<string, AttributeScalar>;
+  /** The scale group the worker belongs to. @default "" */
+  scaleGroup?: string;
+  /** The slice the worker belongs to. @default "" */
+  sliceId?: string;
+  /** Share one allocator between the workers of a process. @default a private allocator */
+  portAllocator?: PortAllocator;
+  /** Longest time between heartbeats (the controller may set another). @default 1s */
+  heartbeatInterval?: Duration;
+  /** Time between SIGTERM and SIGKILL when a task is killed without a grace. @default 5s */
+  killGrace?: Duration;
+  /** How often task memory is sampled. @default 500ms */
+  sampleInterval?: Duration;
+  /** Directories of finished attempts kept for debugging. @default 4 */
+  keepFinishedDirs?: number;
+  /** Finished attempts kept for GetTaskStatus, ListTasks and FetchTaskLogs. @default 64 */
+  keepFinishedAttempts?: number;
+  /** Log lines kept per attempt for FetchTaskLogs. @default 10000 */
+  logLinesPerAttempt?: number;
+  /** Most log lines in one TaskUpdate. @default 1000 */
+  maxLinesPerUpdate?: number;
+  /** Stops the worker when aborted. */
+  signal?: AbortSignal;
+  /** Receives the worker's own log lines. @default discarded */
+  log?: (line: string) => void;
+  /** Fetches bundles; without it, tasks with a bundle fail. */
+  bundleFetcher?: BundleFetcher;
+  /** Controller client (tests). @default controllerClient(controllerUrl) */
+  client?: ControllerClient;
+}
+
+/** A running worker. Disposing it stops it. */
+export interface WorkerHandle extends AsyncDisposable {
+  /** The URL its WorkerService is served at. */
+  readonly url: string;
+  /** The id it registered under. */
+  readonly workerId: string;
+  /** Its directory; attempts run under `<rootDir>/tasks`. */
+  readonly rootDir: string;
+  /** Resolves on the first registration with the controller; rejects when stopped before it. */
+  readonly registered: Promise<void>;
+  /** Attempts the worker knows (running and recently finished). */
+  tasks(): WorkerTaskInfo[];
+  /** Kills every task (reported WORKER_FAILED), waits for them, reports, stops serving. Idempotent. */
+  stop(): Promise<void>;
+}

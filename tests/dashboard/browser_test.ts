@@ -1,0 +1,396 @@
+/**
+ * End-to-end dashboard test in headless Chromium against a fake controller and worker.
+ * Visits every page, checks the canned data renders, that hostile strings stay text, that the
+ * refresh loops follow logs and pause while hidden, and saves a screenshot of each page to
+ * `$IRIS_ARTIFACT_DIR/dashboard/` (default `./test-artifacts/dashboard/`).
+ *
+ * Needs Chromium (scripts/install_chromium.sh); fails with instructions when it is missing,
+ * unless IRIS_SKIP_BROWSER=1.
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Locator, Page } from "playwright-core";
+import {
+  CHILD_JOB,
+  FILLER_JOBS,
+  HOSTILE_ATTR,
+  HOSTILE_JOB,
+  HOSTILE_LOG,
+  PARENT_JOB,
+  PENDING_JOB,
+  PENDING_REASON,
+} from "./fake_cluster.ts";
+import {
+  artifactDir,
+  launchChromium,
+  SKIP_BROWSER,
+  startDashboardFixture,
+  startWorkerFixture,
+} from "./fixture.ts";
+
+const TIMEOUT = 5000;
+
+async function textOf(loc: Locator): Promise<string> {
+  await loc.first().waitFor({ state: "visible", timeout: TIMEOUT });
+  return (await loc.first().textContent()) ?? "";
+}
+
+async function texts(loc: Locator): Promise<string[]> {
+  await loc.first().waitFor({ state: "attached", timeout: TIMEOUT });
+  return await loc.allTextContents();
+}
+
+/**
+ * Polls a page-side expression until it is truthy. Expressions run through `page.evaluate`
+ * (CDP Runtime.evaluate), which the page's CSP does not block, unlike string predicates given
+ * to `page.waitForFunction` (they need 'unsafe-eval'). Strings also keep lib.dom out of the
+ * type-checked test code.
+ */
+async function waitFor(page: Page, expression: string, timeout = TIMEOUT): Promise<void> {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    if (await page.evaluate(expression)) return;
+    if (Date.now() > deadline) {
+      throw new Error(`Timed out after ${timeout} ms waiting for: ${expression}`);
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** Waits until `selector` has exactly `n` matches. */
+function waitCount(page: Page, selector: string, n: number): Promise<void> {
+  return waitFor(page, `document.querySelectorAll(${JSON.stringify(selector)}).length === ${n}`);
+}
+
+/** Waits until the first match of `selector` has exactly the text `text`. */
+function waitText(page: Page, selector: string, text: string): Promise<void> {
+  return waitFor(
+    page,
+    `document.querySelector(${JSON.stringify(selector)})?.textContent === ${JSON.stringify(text)}`,
+  );
+}
+
+/** Asserts that no hostile string was turned into markup or script. */
+async function assertNotPwned(page: Page): Promise<void> {
+  const state = await page.evaluate(`({
+    pwned: window.__pwned,
+    imgs: document.querySelectorAll("img:not([src='/favicon.svg'])").length,
+    scripts: document.querySelectorAll("body script").length,
+    svgs: document.querySelectorAll("body svg").length,
+  })`);
+  assert.deepEqual(state, { pwned: undefined, imgs: 0, scripts: 0, svgs: 0 });
+}
+
+function stateColor(page: Page, selector: string): Promise<string> {
+  return page.locator(selector).first().evaluate((el) => {
+    const g = globalThis as unknown as { getComputedStyle(e: unknown): { color: string } };
+    return g.getComputedStyle(el).color;
+  });
+}
+
+Deno.test({
+  name: "dashboard pages render the controller and worker APIs safely in Chromium",
+  ignore: SKIP_BROWSER,
+  async fn(t) {
+    await using fixture = await startDashboardFixture();
+    await using workerFixture = await startWorkerFixture();
+    // Canned-data steps need the fake; against a real cluster (IRIS_DASHBOARD_URL) only the
+    // smoke step runs.
+    const fake = fixture.fake;
+    const canned = (name: string, fn: () => Promise<void>) => t.step({ name, ignore: !fake, fn });
+    await using browser = await launchChromium();
+    const page = await browser.context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
+    const dialogs: string[] = [];
+    const errors: string[] = [];
+    page.on("dialog", (d) => {
+      dialogs.push(d.message());
+      void d.dismiss();
+    });
+    page.on("console", (m) => {
+      if (m.type() === "error") errors.push(m.text());
+    });
+    page.on("pageerror", (e) => errors.push(e.message));
+    const shots = artifactDir();
+    await Deno.mkdir(shots, { recursive: true });
+    const shot = async (name: string) => {
+      await page.evaluate("scrollTo(0, 0)");
+      await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
+    };
+    const base = fixture.url;
+
+    await canned("jobs tree with states, pending reasons, sorting and paging", async () => {
+      const resp = await page.goto(`${base}/`);
+      assert.ok(resp?.ok());
+      const headers = resp!.headers();
+      assert.match(headers["content-security-policy"] ?? "", /script-src 'self'/);
+      assert.equal(headers["cache-control"], "no-cache");
+      const total = 11 + FILLER_JOBS;
+      await waitCount(page, ".job-row", total);
+      assert.equal(await textOf(page.locator(".pager-text")), `1–${total} of ${total}`);
+
+      // Pending job shows its reason.
+      const pending = page.locator(`.job-row[data-job-id="${PENDING_JOB}"]`);
+      assert.equal(await textOf(pending.locator(".pending-reason")), PENDING_REASON);
+      assert.equal(await pending.getAttribute("data-state"), "pending");
+
+      // Tree: child right under its parent, grandchild under the child.
+      const ids = await page.locator(".job-row").evaluateAll((rows) =>
+        rows.map((r) => [r.getAttribute("data-job-id"), r.getAttribute("data-depth")])
+      );
+      const pi = ids.findIndex(([id]) => id === PARENT_JOB);
+      assert.deepEqual(ids[pi + 1], [CHILD_JOB, "1"]);
+      assert.deepEqual(ids[pi + 2], [`${CHILD_JOB}/shard-0`, "2"]);
+      assert.equal(
+        await textOf(page.locator(`.job-row[data-job-id="${CHILD_JOB}"] .job-link`)),
+        "eval",
+      );
+
+      // Collapse and expand the parent.
+      const toggle = page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`);
+      await toggle.click();
+      await waitCount(page, ".job-row", total - 2);
+      await page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`).click();
+      await waitCount(page, ".job-row", total);
+
+      // Hostile job name is literal text.
+      const hostile = page.locator(".job-row").filter({ hasText: "mallory" });
+      assert.equal(await textOf(hostile.locator(".job-link")), HOSTILE_JOB);
+
+      // Task counts by state and badge colours from the design tokens.
+      const counts = await texts(page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tc`));
+      assert.deepEqual(counts, ["3 running", "1 building"]);
+      assert.equal(await stateColor(page, ".badge.state-running"), "rgb(37, 99, 235)");
+      assert.equal(await stateColor(page, ".badge.state-pending"), "rgb(217, 119, 6)");
+      assert.equal(await stateColor(page, ".badge.state-failed"), "rgb(220, 38, 38)");
+      assert.equal(await stateColor(page, ".badge.state-killed"), "rgb(107, 114, 128)");
+
+      // Sort by user, descending: mallory's job first.
+      await page.locator('button[data-sort="user"]').click();
+      await page.locator('button[data-sort="user"]').click();
+      assert.equal(await page.locator(".job-row").first().getAttribute("data-job-id"), HOSTILE_JOB);
+      await page.locator('button[data-sort="age"]').click(); // Back to newest first.
+      assert.equal(
+        await page.locator(".job-row").first().getAttribute("data-job-id"),
+        "/frank/tokenize",
+      );
+
+      // Paging through ListJobs limit/offset.
+      await page.locator("select.page-size").selectOption("25");
+      await waitText(page, ".pager-text", "1–25 of 41");
+      await page.getByRole("button", { name: "Next page" }).click();
+      await waitText(page, ".pager-text", "26–41 of 41");
+      await page.locator("select.page-size").selectOption("50");
+      await waitText(page, ".pager-text", "1–41 of 41");
+      await waitCount(page, ".job-row", total);
+      await assertNotPwned(page);
+      await shot("01-jobs");
+    });
+
+    await canned("job detail with spec, tasks, children and live logs", async () => {
+      await page.goto(`${base}/#/job/${encodeURIComponent(PARENT_JOB)}`);
+      assert.equal(await textOf(page.locator("h1.job-title")), PARENT_JOB);
+      await waitCount(page, ".task-row", 4);
+      assert.match(
+        await textOf(page.locator("code.cmd")),
+        /^python -m train --lr 3e-4 '--run name'$/,
+      );
+      assert.deepEqual(await texts(page.locator(".chip-constraint")), [
+        "region = us-central2",
+        "tpu-name exists",
+        "zone in [us-central2-a, us-central2-b] (preferred)",
+      ]);
+      const task1 = page.locator(`.task-row[data-task-id="${PARENT_JOB}/1"] td`);
+      assert.equal(await task1.nth(3).textContent(), "2"); // attempts
+      assert.equal(await textOf(page.locator(`.child-row[data-job-id="${CHILD_JOB}"] a`)), "eval");
+      await page.locator(".log-line").filter({ hasText: "step 12002" }).waitFor();
+      assert.equal(
+        await textOf(page.locator(".log-text").filter({ hasText: "__pwned" })),
+        HOSTILE_LOG,
+      );
+
+      // Logs follow: a new line shows up without reloading.
+      fake!.appendLog(`${PARENT_JOB}/2`, "step 12003 follow-marker");
+      await page.locator(".log-line").filter({ hasText: "follow-marker" }).waitFor({
+        timeout: 4000,
+      });
+      assert.equal(
+        await textOf(
+          page.locator(".log-line").filter({ hasText: "follow-marker" }).locator(".log-tag"),
+        ),
+        "2",
+      );
+
+      // One task's logs only.
+      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/2"] button`).click();
+      await waitCount(page, ".log-line", 2);
+      await assertNotPwned(page);
+      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] button`).click();
+      await page.locator(".log-line").filter({ hasText: "step 12002" }).waitFor();
+      await shot("02-job-detail");
+    });
+
+    await canned("refresh pauses while the tab is hidden", async () => {
+      let calls = 0;
+      const count = (r: { url(): string }) => {
+        if (r.url().includes("/GetTaskLogs") || r.url().includes("/GetJobStatus")) calls++;
+      };
+      page.on("request", count);
+      await page.evaluate(
+        `Object.defineProperty(document, "hidden", { configurable: true, get: () => true });
+        document.dispatchEvent(new Event("visibilitychange"));`,
+      );
+      await page.waitForTimeout(300); // In-flight calls finish.
+      calls = 0;
+      await page.waitForTimeout(2500);
+      assert.equal(calls, 0, "no RPCs while hidden");
+      assert.equal(await textOf(page.locator("#live-status")), "Paused (tab hidden)");
+      await page.evaluate(
+        `Object.defineProperty(document, "hidden", { configurable: true, get: () => false });
+        document.dispatchEvent(new Event("visibilitychange"));`,
+      );
+      await page.waitForTimeout(400);
+      assert.ok(calls >= 2, `RPCs resume when visible (saw ${calls})`);
+      page.off("request", count);
+      await page.locator("#live-status.live-ok").waitFor();
+    });
+
+    await canned("pending job detail and terminating a job", async () => {
+      await page.goto(`${base}/#/job/${encodeURIComponent(PENDING_JOB)}`);
+      assert.equal(
+        await textOf(page.locator(".card .pending-reason").first()),
+        `${PENDING_REASON} (3 workers considered)`,
+      );
+
+      await page.goto(`${base}/#/job/${encodeURIComponent(HOSTILE_JOB)}`);
+      assert.equal(await textOf(page.locator("h1.job-title")), HOSTILE_JOB);
+      await page.locator(".log-text").filter({ hasText: "__pwned" }).waitFor();
+      await page.locator("#terminate-btn").click();
+      await page.locator("#terminate-confirm").click();
+      assert.equal(await textOf(page.locator(".notice")), "Terminated 1 job");
+      assert.deepEqual(fake!.terminated, [HOSTILE_JOB]);
+      await page.locator(".title-badge .badge.state-killed").waitFor();
+      assert.equal(await page.locator("#terminate-btn").count(), 0);
+      await assertNotPwned(page);
+    });
+
+    await canned("fleet with gauges and worker detail", async () => {
+      await page.goto(`${base}/#/fleet`);
+      await waitCount(page, ".worker-row", 6);
+      const level = (id: string, col: number) =>
+        page.locator(`.worker-row[data-worker-id="${id}"] td`).nth(col).locator(".gauge")
+          .getAttribute("data-level");
+      assert.equal(await level("tpu-slice-a-0", 5), "ok");
+      assert.equal(await level("tpu-slice-a-1", 5), "warning");
+      assert.equal(await level("tpu-slice-a-2", 5), "danger");
+      assert.equal(await level("tpu-slice-a-2", 6), "danger");
+      assert.equal(
+        await textOf(page.locator('.worker-row[data-worker-id="tpu-slice-a-1"] td').nth(3)),
+        "1",
+      );
+      assert.equal(
+        await textOf(page.locator('.worker-row[data-worker-id="cpu-pool-2"] .badge')),
+        "unhealthy",
+      );
+      assert.equal(await page.locator(".tab-btn.active").textContent(), "Fleet");
+      await shot("03-fleet");
+
+      await page.locator('.worker-link:text-is("tpu-slice-a-2")').click();
+      await page.locator(".worker-detail-grid").waitFor();
+      assert.equal(await textOf(page.locator("h1")), "tpu-slice-a-2");
+      const attrs = await texts(page.locator(".attrs-table tr"));
+      assert.ok(attrs.includes("tpu-worker-id2"), attrs.join("|"));
+      assert.equal(await textOf(page.locator(".worker-detail-grid .task-row a")), PARENT_JOB);
+      await shot("04-worker-detail");
+
+      await page.goto(`${base}/#/worker/cpu-pool-2`);
+      await page.locator(".attrs-table").waitFor();
+      assert.deepEqual(await texts(page.locator(".attrs-table tr td:nth-child(2)")), [
+        HOSTILE_ATTR,
+      ]);
+      await assertNotPwned(page);
+    });
+
+    await canned("autoscaler groups, slices, actions and unmet demand", async () => {
+      await page.goto(`${base}/#/autoscaler`);
+      await waitCount(page, ".group-row", 3);
+      assert.match(await textOf(page.locator(".unmet-demand")), new RegExp(PENDING_JOB));
+      const v5p = page.locator('.group-row[data-group="tpu-v5p-8"]');
+      assert.equal(await textOf(v5p.locator(".badge").last()), "backoff");
+      assert.match(await textOf(v5p), /3 consecutive failures/);
+      await waitCount(page, ".slice-row", 6);
+      await waitCount(page, ".action-row", 4);
+      assert.match(
+        await textOf(page.locator('.slice-row[data-slice="tpu-slice-c"]')),
+        /QUOTA_EXCEEDED/,
+      );
+      await shot("05-autoscaler");
+    });
+
+    await canned("endpoints", async () => {
+      await page.goto(`${base}/#/endpoints`);
+      await waitCount(page, ".endpoint-row", 3);
+      assert.ok(
+        (await texts(page.locator(".endpoint-row .chip"))).includes(`note=${HOSTILE_ATTR}`),
+      );
+      await page.locator("input.filter").fill(`${PARENT_JOB}/`);
+      await waitCount(page, ".endpoint-row", 2);
+      await assertNotPwned(page);
+      await shot("06-endpoints");
+    });
+
+    await canned("controller status and logs", async () => {
+      await page.goto(`${base}/#/status`);
+      await page.locator(".log-line").filter({ hasText: "controller listening" }).waitFor();
+      assert.ok((await texts(page.locator(".metric-value"))).includes("0.1.0 (fake)"));
+      assert.equal(await page.locator(".log-text").filter({ hasText: "__pwned" }).count(), 1);
+      await assertNotPwned(page);
+      await shot("07-status");
+    });
+
+    await t.step({
+      name: "smoke: every controller page loads without errors",
+      ignore: fake !== undefined,
+      fn: async () => {
+        for (const route of ["jobs", "fleet", "autoscaler", "endpoints", "status"]) {
+          await page.goto(`${base}/#/${route}`);
+          await page.locator(`.page-${route}`).waitFor();
+          await page.locator("#live-status.live-ok").waitFor();
+          assert.equal(await page.locator(".alert-danger").count(), 0, `${route}: RPC error shown`);
+          await assertNotPwned(page);
+          await shot(`cluster-${route}`);
+        }
+      },
+    });
+
+    await t.step("worker dashboard: tasks, memory and logs", async () => {
+      const fakeWorker = workerFixture.fake!;
+      await page.goto(`${workerFixture.url}/`);
+      await waitCount(page, ".task-row", 3);
+      assert.equal(await textOf(page.locator("h1")), "Worker tpu-slice-a-0");
+      const row = page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] td`);
+      assert.equal(await row.nth(4).textContent(), "21 GiB");
+      assert.equal(
+        await textOf(
+          page.locator(".task-row").filter({ hasText: "mallory" }).locator(".error-text"),
+        ),
+        HOSTILE_LOG,
+      );
+      await shot("08-worker-tasks");
+      await page.locator(".task-link").first().click();
+      await page.locator(".log-line").filter({ hasText: "step 2 loss" }).waitFor();
+      assert.equal(await page.locator(".log-text").filter({ hasText: "__pwned" }).count(), 1);
+      fakeWorker.appendLog(`${PARENT_JOB}/0`, "step 3 follow-marker");
+      await page.locator(".log-line").filter({ hasText: "follow-marker" }).waitFor({
+        timeout: 4000,
+      });
+      assert.equal(await page.locator(".log-line").count(), 5, "no duplicated lines");
+      await assertNotPwned(page);
+      await shot("09-worker-task");
+    });
+
+    assert.deepEqual(dialogs, [], "no dialog may fire");
+    assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
+    console.log(`screenshots: ${shots}`);
+  },
+});

@@ -1,0 +1,120 @@
+/**
+ * Dashboard test fixtures: a server (fake controller or worker over `serveRpc` with the
+ * dashboard as fallback) and a headless Chromium launched through playwright-core.
+ *
+ * `startDashboardFixture()` is the seam for running the same browser checks against a real
+ * local cluster later: with `IRIS_DASHBOARD_URL` set it returns that URL and no fake (tests
+ * that need canned data check `fixture.fake`).
+ * @module
+ */
+import { type BrowserContext, chromium } from "playwright-core";
+import { controllerDashboard, workerDashboard } from "../../src/dashboard/mod.ts";
+import { ControllerService } from "../../src/rpc/gen/iris/v1/controller_pb.ts";
+import { WorkerService } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
+import { serveRpc } from "../../src/rpc/server.ts";
+import { FakeController, FakeWorker } from "./fake_cluster.ts";
+
+/** A running dashboard to point a browser at. */
+export interface DashboardFixture<F> extends AsyncDisposable {
+  /** Origin serving the dashboard and the API, e.g. "http://127.0.0.1:41234". */
+  readonly url: string;
+  /** The fake behind the server, or undefined for an external cluster. */
+  readonly fake: F | undefined;
+  close(): Promise<void>;
+}
+
+function notFound(): Response {
+  return new Response("Not found\n", { status: 404 });
+}
+
+/** Starts a fake controller serving the controller dashboard (or uses `IRIS_DASHBOARD_URL`). */
+export function startDashboardFixture(): Promise<DashboardFixture<FakeController>> {
+  const external = Deno.env.get("IRIS_DASHBOARD_URL");
+  if (external) {
+    const close = () => Promise.resolve();
+    return Promise.resolve({
+      url: external.replace(/\/$/, ""),
+      fake: undefined,
+      close,
+      [Symbol.asyncDispose]: close,
+    });
+  }
+  const fake = new FakeController();
+  const server = serveRpc((router) => router.service(ControllerService, fake.impl()), {
+    fallback: (req) => controllerDashboard(req) ?? notFound(),
+  });
+  const close = () => server.shutdown();
+  return Promise.resolve({ url: server.url, fake, close, [Symbol.asyncDispose]: close });
+}
+
+/** Starts a fake worker serving the worker dashboard. */
+export function startWorkerFixture(): Promise<DashboardFixture<FakeWorker>> {
+  const fake = new FakeWorker();
+  const server = serveRpc((router) => router.service(WorkerService, fake.impl()), {
+    fallback: (req) => workerDashboard(req) ?? notFound(),
+  });
+  const close = () => server.shutdown();
+  return Promise.resolve({ url: server.url, fake, close, [Symbol.asyncDispose]: close });
+}
+
+/** Path of the Chromium binary (`IRIS_CHROMIUM` overrides). */
+export const CHROMIUM_PATH: string = Deno.env.get("IRIS_CHROMIUM") ?? "/usr/bin/chromium";
+
+/** True when `IRIS_SKIP_BROWSER=1`: browser tests are ignored instead of failing. */
+export const SKIP_BROWSER: boolean = Deno.env.get("IRIS_SKIP_BROWSER") === "1";
+
+/** Flags for an offline, sandbox-less headless Chromium that never calls Google hosts. */
+export const CHROMIUM_ARGS: readonly string[] = [
+  "--headless",
+  "--no-sandbox",
+  "--disable-gpu",
+  "--disable-quic",
+  "--no-first-run",
+  "--disable-background-networking",
+  "--disable-component-update",
+  "--disable-sync",
+];
+
+/** A launched browser context with a fresh profile; dispose it to close and clean up. */
+export interface Browser extends AsyncDisposable {
+  readonly context: BrowserContext;
+  close(): Promise<void>;
+}
+
+/** Launches Chromium, or throws with installation instructions when it is missing. */
+export async function launchChromium(): Promise<Browser> {
+  try {
+    const info = await Deno.stat(CHROMIUM_PATH);
+    if (!info.isFile) throw new Deno.errors.NotFound(CHROMIUM_PATH);
+  } catch (e) {
+    if (!(e instanceof Deno.errors.NotFound)) throw e;
+    throw new Error(
+      `Chromium not found at ${CHROMIUM_PATH}; the dashboard browser test needs it. ` +
+        `Install it with scripts/install_chromium.sh (apt-get install chromium), point IRIS_CHROMIUM ` +
+        `at a Chromium binary, or set IRIS_SKIP_BROWSER=1 to skip browser tests`,
+    );
+  }
+  const profile = await Deno.makeTempDir({ prefix: "iris-dashboard-chromium-" });
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: CHROMIUM_PATH,
+    headless: true,
+    args: [...CHROMIUM_ARGS],
+    viewport: { width: 1280, height: 800 },
+    timezoneId: "UTC",
+    locale: "en-US",
+  });
+  let closed: Promise<void> | undefined;
+  const close = () =>
+    closed ??= (async () => {
+      await context.close();
+      await Deno.remove(profile, { recursive: true }).catch(() => {});
+    })();
+  return { context, close, [Symbol.asyncDispose]: close };
+}
+
+/** Where screenshots go: `$IRIS_ARTIFACT_DIR/dashboard/` or `./test-artifacts/dashboard/`. */
+export function artifactDir(): string {
+  const base = Deno.env.get("IRIS_ARTIFACT_DIR");
+  if (base) return `${base.replace(/\/$/, "")}/dashboard`;
+  return decodeURIComponent(new URL("../../test-artifacts/dashboard", import.meta.url).pathname);
+}

@@ -1,0 +1,130 @@
+/**
+ * Bootstrap scripts: golden files for the generated text, and a real run with bash and a fake
+ * `iris` launcher (start, pid file, log, re-run replaces the daemon, teardown leaves nothing).
+ * @module
+ */
+import assert from "node:assert/strict";
+import {
+  controllerBootstrapScript,
+  teardownScript,
+  workerBootstrapScript,
+} from "../../src/platform/bootstrap.ts";
+import { DenoCommandRunner } from "../../src/platform/command.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+import { assertGolden } from "../fakes/scripted_runner.ts";
+import { isAlive } from "./_proc.ts";
+
+Deno.test("workerBootstrapScript() for a manual host (golden)", async () => {
+  const script = workerBootstrapScript({
+    controllerUrl: "http://10.0.0.1:10000",
+    sliceId: "iris-cpu-1",
+    scaleGroup: "cpu",
+    workerIndex: 0,
+    attributes: { "manual-host": "10.0.0.5", region: "eu", zone: "manual" },
+    port: 10001,
+  });
+  await assertGolden("bootstrap_worker_manual", script);
+});
+
+Deno.test("workerBootstrapScript() for a GCP TPU startup script (golden)", async () => {
+  const script = workerBootstrapScript({
+    controllerUrl: "http://10.128.0.7:10000",
+    sliceId: "iris-tpu_v4_16-1",
+    scaleGroup: "tpu_v4_16",
+    workerIndex: "tpu-metadata",
+    attributes: { "tpu-name": "iris-tpu-v4-16-1", "tpu-topology": "v4-16", zone: "us-central2-b" },
+    workerIndexAttribute: "tpu-worker-id",
+    runtime: {
+      home: "/var/lib/iris",
+      fetchCode: "gsutil cat gs://b/iris.tar.gz | tar xz -C /var/lib/iris",
+    },
+  });
+  await assertGolden("bootstrap_worker_gcp", script);
+});
+
+Deno.test("controllerBootstrapScript() writes the config and starts the controller (golden)", async () => {
+  const script = controllerBootstrapScript({
+    port: 10000,
+    config: "name: demo\nplatform: { gcp: { project_id: p } }\n",
+    runtime: { launcher: "/opt/iris/bin/iris", env: { IRIS_LOG_LEVEL: "info" } },
+  });
+  await assertGolden("bootstrap_controller", script);
+});
+
+Deno.test("teardownScript() stops the daemon of the pid file (golden)", async () => {
+  await assertGolden("bootstrap_teardown_worker", teardownScript("worker"));
+});
+
+Deno.test("bootstrap and teardown really start and stop a daemon", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  const launcher = `${home}/fake-iris`;
+  // A fake `iris`: records its arguments, then runs until killed.
+  await Deno.writeTextFile(launcher, `#!/bin/sh\necho "args: $*"\nsleep 300\n`);
+  await Deno.chmod(launcher, 0o755);
+  const runtime = { home, launcher };
+  const runner = new DenoCommandRunner();
+  const bash = (script: string) =>
+    runner.run({ argv: ["bash", "-c", script] }, { timeout: seconds(30) });
+  const script = workerBootstrapScript({
+    controllerUrl: "http://127.0.0.1:1",
+    sliceId: "s-1",
+    scaleGroup: "g",
+    workerIndex: 2,
+    attributes: { "has space": "a b" },
+    runtime,
+  });
+  try {
+    const first = await bash(script);
+    assert.equal(first.code, 0, first.stderr);
+    assert.match(first.stdout, /iris worker started: pid \d+/);
+    const pid1 = Number(await Deno.readTextFile(`${home}/worker.pid`));
+    assert.ok(isAlive(pid1));
+    await waitFor(async () => (await Deno.readTextFile(`${home}/worker.log`)).includes("args:"), {
+      timeout: seconds(5),
+      what: "the launcher to log",
+    });
+    assert.match(
+      await Deno.readTextFile(`${home}/worker.log`),
+      /args: worker serve --controller http:\/\/127.0.0.1:1 --worker-id s-1-w2 --slice-id s-1 --scale-group g --attribute has space=a b/,
+    );
+
+    const second = await bash(script);
+    assert.equal(second.code, 0, second.stderr);
+    const pid2 = Number(await Deno.readTextFile(`${home}/worker.pid`));
+    assert.notEqual(pid2, pid1);
+    assert.ok(!isAlive(pid1), "re-running the bootstrap replaced the old daemon");
+
+    const down = await bash(teardownScript("worker", runtime));
+    assert.equal(down.code, 0, down.stderr);
+    assert.equal(down.stdout, "iris worker stopped\n");
+    await waitFor(() => !isAlive(pid2), { timeout: seconds(5), what: "the daemon to exit" });
+    await assert.rejects(Deno.stat(`${home}/worker.pid`), Deno.errors.NotFound);
+    assert.equal((await bash(teardownScript("worker", runtime))).code, 0, "teardown is idempotent");
+  } finally {
+    await bash(teardownScript("worker", runtime));
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("bootstrap fails and shows the log when the daemon dies at once", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  try {
+    const launcher = `${home}/broken-iris`;
+    await Deno.writeTextFile(launcher, `#!/bin/sh\necho "bad flag" >&2\nexit 2\n`);
+    await Deno.chmod(launcher, 0o755);
+    const script = workerBootstrapScript({
+      controllerUrl: "http://x",
+      sliceId: "s",
+      scaleGroup: "g",
+      workerIndex: 0,
+      runtime: { home, launcher },
+    });
+    const r = await new DenoCommandRunner().run({ argv: ["bash", "-c", script] }, {
+      timeout: seconds(30),
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /iris worker exited at once[\s\S]*bad flag/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

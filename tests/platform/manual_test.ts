@@ -1,0 +1,234 @@
+/**
+ * ManualPlatform and ManualControllerLifecycle over a ScriptedRunner: pool exhaustion, a failed
+ * bootstrap releasing every host, terminate returning hosts (golden ssh transcripts), aborts,
+ * plus the Platform contract suite.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { PlatformError, QuotaExhaustedError } from "../../src/errors.ts";
+import {
+  ManualControllerLifecycle,
+  type ManualHostSpec,
+  ManualPlatform,
+} from "../../src/platform/manual.ts";
+import type { CreateSliceRequest } from "../../src/platform/platform.ts";
+import { ScaleGroupConfigSchema } from "../../src/rpc/gen/iris/v1/config_pb.ts";
+import { ms, seconds, waitFor } from "../../src/time.ts";
+import { assertGolden, ScriptedRunner } from "../fakes/scripted_runner.ts";
+import { runPlatformContract } from "./platform_contract.ts";
+
+const HOSTS: ManualHostSpec[] = [
+  { host: "host-a", user: "iris", keyFile: "/keys/iris" },
+  { host: "host-b" },
+  { host: "host-c", port: 2222 },
+];
+const SSH_DEFAULTS = { user: "ops", keyFile: "/keys/default" };
+
+function manual(
+  runner: ScriptedRunner,
+  opts: { hosts?: ManualHostSpec[]; vms?: number; healthy?: (url: string) => boolean } = {},
+): ManualPlatform {
+  return new ManualPlatform({
+    runner,
+    hosts: opts.hosts ?? HOSTS,
+    ssh: SSH_DEFAULTS,
+    checkHealth: (url) => Promise.resolve(opts.healthy?.(url) ?? true),
+    vmsPerSlice: () => opts.vms ?? 1,
+    timeouts: { health: ms(150) },
+  });
+}
+
+function request(sliceId: string, hosts: string[] = []): CreateSliceRequest {
+  const config = create(ScaleGroupConfigSchema, {
+    provider: { kind: { case: "manual", value: { hosts: hosts.map((host) => ({ host })) } } },
+    attributes: { region: "lab" },
+  });
+  return { sliceId, scaleGroup: "cpu", config, controllerUrl: "http://10.0.0.1:10000", labels: {} };
+}
+
+runPlatformContract({
+  name: "manual",
+  create: () =>
+    Promise.resolve({
+      platform: manual(new ScriptedRunner().on(["ssh"], {})),
+      groupConfig: () => create(ScaleGroupConfigSchema, {}),
+    }),
+});
+
+Deno.test("createSlice() takes free hosts and fails with QuotaExhaustedError when the pool is empty", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const p = manual(runner, { hosts: HOSTS.slice(0, 2) });
+  const [one, two] = await Promise.all([
+    p.createSlice(request("s-1")),
+    p.createSlice(request("s-2")),
+  ]);
+  assert.notEqual(
+    one.vms[0]!.address,
+    two.vms[0]!.address,
+    "concurrent creates never share a host",
+  );
+  assert.deepEqual(p.hostsInUse(), ["host-a", "host-b"]);
+  await assert.rejects(p.createSlice(request("s-3")), (e) => {
+    return e instanceof QuotaExhaustedError && /no free hosts \(2 of 2 in use\)/.test(e.message);
+  });
+  assert.equal(runner.calls.length, 2, "no ssh for the refused slice");
+});
+
+Deno.test("createSlice() bootstraps every host and reports the workers (golden)", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const slice = await manual(runner, { vms: 2 }).createSlice(request("s-1"));
+  assert.equal(slice.state, "ready");
+  assert.equal(slice.zone, "manual");
+  assert.deepEqual(slice.vms.map((v) => [v.workerId, v.address, v.state]), [
+    ["s-1-w0", "host-a", "ready"],
+    ["s-1-w1", "host-b", "ready"],
+  ]);
+  assert.deepEqual(slice.vms[1]!.attributes, {
+    region: "lab",
+    zone: "manual",
+    "manual-host": "host-b",
+  });
+  assert.match(runner.calls[1]!.cmd.stdin ?? "", /--worker-id s-1-w"\$IRIS_WORKER_INDEX"/);
+  assert.match(runner.calls[1]!.cmd.stdin ?? "", /IRIS_WORKER_INDEX=1/);
+  await assertGolden("manual_slice_create", runner.transcript());
+});
+
+Deno.test("createSlice() uses only the hosts its scale group lists", async () => {
+  const p = manual(new ScriptedRunner().on(["ssh"], {}));
+  assert.equal((await p.createSlice(request("s-1", ["host-c"]))).vms[0]!.address, "host-c");
+  await assert.rejects(
+    p.createSlice(request("s-2", ["host-c"])),
+    /no free hosts \(1 of 1 in use\)/,
+  );
+});
+
+Deno.test("a failed bootstrap tears down every host of the slice and releases them (golden)", async () => {
+  const runner = new ScriptedRunner()
+    .on(/@host-b /, { code: 1, stderr: "iris: deno is not installed and npx is missing\n" }, 1)
+    .on(["ssh"], {});
+  const p = manual(runner, { vms: 2 });
+  await assert.rejects(p.createSlice(request("s-1")), (e) => {
+    return e instanceof PlatformError && !(e instanceof QuotaExhaustedError) &&
+      /bootstrap failed: host-b: .*deno is not installed/.test(e.message);
+  });
+  assert.deepEqual(p.hostsInUse(), []);
+  assert.deepEqual(await p.listSlices(), []);
+  await assertGolden("manual_bootstrap_failure", runner.transcript());
+});
+
+Deno.test("a worker that never answers fails the slice and releases its hosts", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const p = manual(runner, { vms: 2, healthy: (url) => !url.includes("host-a") });
+  await assert.rejects(p.createSlice(request("s-1")), /host-a: Cannot reach http:\/\/host-a:10001/);
+  assert.deepEqual(p.hostsInUse(), []);
+  assert.equal(
+    runner.calls.filter((c) => (c.cmd.stdin ?? "").includes("Stops the iris worker")).length,
+    2,
+  );
+});
+
+Deno.test("terminateSlice() runs the teardown script and returns the hosts (golden)", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const p = manual(runner);
+  await p.createSlice(request("s-1"));
+  assert.deepEqual(p.hostsInUse(), ["host-a"]);
+  await p.terminateSlice("s-1");
+  assert.deepEqual(p.hostsInUse(), []);
+  await p.terminateSlice("s-1");
+  await assertGolden("manual_terminate", runner.transcript());
+  assert.equal(
+    (await p.createSlice(request("s-2"))).vms[0]!.address,
+    "host-a",
+    "the host is reusable",
+  );
+});
+
+Deno.test("terminateSlice() during bootstrap aborts it and cleans up", async () => {
+  const routed = new ScriptedRunner().respond(
+    ["ssh"],
+    (cmd) => (cmd.stdin ?? "").includes("worker bootstrap") ? { hang: true } : {},
+  );
+  const p = manual(routed);
+  const creating = p.createSlice(request("s-1"));
+  await waitFor(() => routed.calls.length === 1, {
+    timeout: seconds(5),
+    what: "the bootstrap to start",
+  });
+  await p.terminateSlice("s-1");
+  await assert.rejects(creating, (e) => e instanceof PlatformError && /cancelled/.test(e.message));
+  assert.deepEqual(p.hostsInUse(), []);
+  assert.equal(routed.calls.length, 2, "bootstrap, then teardown");
+});
+
+Deno.test("shutdown() aborts slices being created", async () => {
+  const runner = new ScriptedRunner().respond(
+    ["ssh"],
+    (cmd) => (cmd.stdin ?? "").includes("worker bootstrap") ? { hang: true } : {},
+  );
+  const p = manual(runner);
+  const creating = p.createSlice(request("s-1"));
+  await waitFor(() => runner.calls.length === 1, {
+    timeout: seconds(5),
+    what: "the bootstrap to start",
+  });
+  await p.shutdown();
+  await assert.rejects(creating, PlatformError);
+  assert.deepEqual(p.hostsInUse(), []);
+});
+
+Deno.test("startupLogs() and logTargets() read the worker log over ssh", async () => {
+  const runner = new ScriptedRunner()
+    .on(["ssh"], { stdout: "worker log line\n" });
+  const p = manual(runner);
+  await p.createSlice(request("s-1"));
+  assert.equal(await p.startupLogs("s-1", "s-1-w0"), "worker log line\n");
+  assert.match(runner.calls.at(-1)!.line, /tail -n 200 "\$\{HOME:-\/root\}\/.iris"\/worker.log/);
+  const [target] = await p.logTargets();
+  assert.equal(target!.name, "s-1-w0");
+  assert.match(target!.command.argv.at(-1)!, /tail -n \+1 -F/);
+});
+
+function controller(runner: ScriptedRunner, healthy: () => boolean) {
+  return new ManualControllerLifecycle({
+    runner,
+    host: { host: "ctl-host" },
+    ssh: SSH_DEFAULTS,
+    clusterConfig: "name: lab\n",
+    checkHealth: () => Promise.resolve(healthy()),
+    healthTimeout: seconds(5),
+  });
+}
+
+Deno.test("controller start() boots `iris controller serve` over ssh, then reuses it (golden)", async () => {
+  let started = false;
+  const runner = new ScriptedRunner().respond(["ssh"], () => {
+    started = true;
+    return { stdout: "iris controller started\n" };
+  });
+  const lifecycle = controller(runner, () => started);
+  assert.equal(await lifecycle.start(), "http://ctl-host:10000");
+  assert.match(
+    runner.calls[0]!.cmd.stdin ?? "",
+    /controller serve --port 10000 --config "\$IRIS_HOME\/cluster.yaml"/,
+  );
+  assert.equal(await lifecycle.start(), "http://ctl-host:10000");
+  assert.equal(await lifecycle.discover(), "http://ctl-host:10000");
+  assert.deepEqual(await lifecycle.status(), {
+    running: true,
+    url: "http://ctl-host:10000",
+    healthy: true,
+    message: undefined,
+  });
+  await lifecycle.stop();
+  await assertGolden("manual_controller", runner.transcript());
+});
+
+Deno.test("controller tunnel() forwards over raw ssh and close() kills it", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], { hang: true });
+  const tunnel = await controller(runner, () => true).tunnel(18081);
+  assert.ok(runner.calls[0]!.cmd.argv.includes("18081:localhost:10000"));
+  assert.equal(runner.activeStreams, 1);
+  await tunnel.close();
+  assert.equal(runner.activeStreams, 0);
+});

@@ -1,0 +1,16 @@
+/**
+ * Test helper: what `ps` says remains of a process group (zombies included).
+ * @module
+ */
+
+/** Lines "pid pgid stat args" of every process (zombies included) whose process group is `pgid`. */
+export async function groupProcesses(pgid: number): Promise<string[]> {
+  const out = await new Deno.Command("ps", {
+    args: ["-eo", "pid=,pgid=,stat=,args="],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim()).filter((l) => {
+    const fields = l.split(/\s+/);
+    return fields.length >= 2 && Number(fields[1]) === pgid;
+  });
+}

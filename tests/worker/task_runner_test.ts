@@ -1,0 +1,132 @@
+/**
+ * TaskProcess on real subprocesses: output lines, exit codes, group kill without leftovers,
+ * timeout, memory limit, spawn failure.
+ * @module
+ */
+import assert from "node:assert/strict";
+import {
+  type OutputLine,
+  TaskProcess,
+  type TaskProcessOptions,
+} from "../../src/worker/task_runner.ts";
+import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
+import { ms, seconds, waitFor } from "../../src/time.ts";
+import { groupProcesses } from "./procs.ts";
+
+function start(argv: string[], options: Partial<TaskProcessOptions> = {}) {
+  const lines: OutputLine[] = [];
+  const proc = TaskProcess.start({
+    argv,
+    cwd: Deno.cwd(),
+    env: { PATH: DEFAULT_TASK_PATH },
+    sampleInterval: ms(50),
+    onLine: (l) => lines.push(l),
+    ...options,
+  });
+  return { proc, lines };
+}
+
+Deno.test("TaskProcess.start() streams stdout and stderr as timestamped lines, partial last line included", async () => {
+  const before = Date.now();
+  const { proc, lines } = start(["sh", "-c", "echo one; echo two >&2; printf 'no newline'"]);
+  const exit = await proc.exited;
+  assert.equal(exit.exitCode, 0);
+  assert.equal(exit.signal, "");
+  assert.deepEqual(
+    lines.map((l) => [l.stream, l.text]).sort(),
+    [["stderr", "two"], ["stdout", "no newline"], ["stdout", "one"]],
+  );
+  for (const l of lines) assert.ok(l.timestampMs >= before && l.timestampMs <= Date.now());
+});
+
+Deno.test("TaskProcess.start() splits very long lines at 64 KiB", async () => {
+  const { proc, lines } = start([
+    "sh",
+    "-c",
+    "head -c 200000 /dev/zero | tr '\\0' a; echo; echo end",
+  ]);
+  await proc.exited;
+  assert.deepEqual(lines.map((l) => l.text.length), [65536, 65536, 65536, 200000 - 3 * 65536, 3]);
+});
+
+Deno.test("TaskProcess.start() reports a non-zero exit code with the stderr tail", async () => {
+  const { proc } = start(["sh", "-c", "for i in $(seq 1 60); do echo line$i >&2; done; exit 3"], {
+    stderrTailLines: 5,
+  });
+  const exit = await proc.exited;
+  assert.equal(exit.exitCode, 3);
+  assert.equal(exit.killedBy, undefined);
+  assert.deepEqual(exit.stderrTail, ["line56", "line57", "line58", "line59", "line60"]);
+});
+
+Deno.test("TaskProcess.kill() ends the whole process group and leaves no process or zombie", async () => {
+  const { proc } = start(["sh", "-c", "sleep 1000 & sleep 1000; wait"]);
+  await waitFor(async () => (await groupProcesses(proc.pid)).length >= 3, {
+    timeout: seconds(5),
+    what: "sh and two sleeps",
+  });
+  const exit = await proc.kill("test kill", { grace: seconds(3) });
+  assert.equal(exit.killedBy, "kill");
+  assert.equal(exit.killReason, "test kill");
+  assert.deepEqual(await groupProcesses(proc.pid), []);
+});
+
+Deno.test("TaskProcess.kill() escalates to SIGKILL when SIGTERM is ignored", async () => {
+  const { proc } = start(["sh", "-c", "trap '' TERM; sleep 1000 & sleep 1000; wait"]);
+  await waitFor(async () => (await groupProcesses(proc.pid)).length >= 3, {
+    timeout: seconds(5),
+    what: "sh and two sleeps",
+  });
+  const started = performance.now();
+  const exit = await proc.kill("stubborn", { grace: ms(300) });
+  assert.ok(performance.now() - started < 3000, "killed within the grace period plus a margin");
+  assert.equal(exit.killedBy, "kill");
+  assert.deepEqual(await groupProcesses(proc.pid), []);
+});
+
+Deno.test("TaskProcess.start() kills a task that runs past its timeout", async () => {
+  const { proc } = start(["sh", "-c", "sleep 30"], { timeout: ms(300) });
+  const exit = await proc.exited;
+  assert.equal(exit.killedBy, "timeout");
+  assert.equal(exit.killReason, "timed out after 300ms");
+  assert.deepEqual(await groupProcesses(proc.pid), []);
+});
+
+Deno.test("TaskProcess.start() kills a tree over its memory limit with exit 137", async () => {
+  const { proc } = start(["sh", "-c", "x=$(head -c 50000000 /dev/zero | tr '\\0' a); sleep 5"], {
+    memoryLimitBytes: 1024 * 1024,
+  });
+  const exit = await proc.exited;
+  assert.equal(exit.killedBy, "oom");
+  assert.equal(exit.exitCode, 137);
+  assert.equal(exit.signal, "SIGKILL");
+  assert.match(exit.killReason ?? "", /^out of memory: peak .+ exceeds limit 1\.0 MiB$/);
+  assert.ok(exit.peakMemoryBytes > 1024 * 1024);
+  assert.deepEqual(await groupProcesses(proc.pid), []);
+});
+
+Deno.test("TaskProcess.start() turns a missing command into exit 127 with a clear error", async () => {
+  const { proc } = start(["iris-no-such-command-xyz", "arg"]);
+  assert.equal(proc.pid, 0);
+  const exit = await proc.exited;
+  assert.equal(exit.exitCode, 127);
+  assert.equal(
+    exit.spawnError,
+    `cannot start "iris-no-such-command-xyz": command not found on PATH ${DEFAULT_TASK_PATH}`,
+  );
+});
+
+Deno.test("TaskProcess.start() gives the task only the environment it is handed", async () => {
+  Deno.env.set("IRIS_RUNNER_TEST_LEAK", "leaked");
+  try {
+    const { proc, lines } = start(["sh", "-c", "env"], {
+      env: { PATH: DEFAULT_TASK_PATH, JOB_VAR: "x" },
+    });
+    await proc.exited;
+    const env = lines.map((l) => l.text);
+    assert.ok(env.includes("JOB_VAR=x"));
+    assert.ok(!env.some((l) => l.startsWith("IRIS_RUNNER_TEST_LEAK")));
+  } finally {
+    Deno.env.delete("IRIS_RUNNER_TEST_LEAK");
+  }
+});
