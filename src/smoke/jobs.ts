@@ -255,7 +255,7 @@ const cancel: SmokeJob = {
   name: "cancel",
   description: "a long job is cancelled; it ends KILLED and its processes are gone",
   async run(ctx) {
-    const marker = 1000 + Math.floor(Math.random() * 8000);
+    const marker = 10000 + Math.floor(Math.random() * 9000);
     const id = await ctx.submit("cancel", {
       ...small,
       name: `smoke-cancel-${ctx.runId}`,

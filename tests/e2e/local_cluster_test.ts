@@ -10,28 +10,16 @@ import { LocalController } from "../../src/cluster/local_controller.ts";
 import type { LocalPlatform } from "../../src/platform/local.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { listProcesses } from "../_helpers/iris_process.ts";
+import { isListening } from "../_helpers/leftovers.ts";
 
 const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
-
-async function listeningPorts(): Promise<Set<number>> {
-  const out = await new Deno.Command("sh", {
-    args: ["-c", "cat /proc/net/tcp /proc/net/tcp6 2>/dev/null"],
-    stdout: "piped",
-  }).output();
-  const ports = new Set<number>();
-  for (const line of new TextDecoder().decode(out.stdout).split("\n")) {
-    const f = line.trim().split(/\s+/);
-    if (f[3] === "0A") ports.add(parseInt(f[1]!.split(":")[1]!, 16));
-  }
-  return ports;
-}
 
 Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, scales down, and cleans up", async (t) => {
   const config = await loadConfig(EXAMPLE);
   // Fast scale-down for the test; everything else as in the example.
   config.defaults!.autoscaler!.scaleDownDelayMs = 1500;
   for (const g of Object.values(config.scaleGroups)) g.scaleDownDelayMs = 1500;
-  const portsBefore = await listeningPorts();
+  const addresses: string[] = [];
   const controller = new LocalController(config);
   const t0 = performance.now();
   const url = await controller.start();
@@ -39,6 +27,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
   let workDir = "";
   try {
     assertMatch(url, /^http:\/\/127\.0\.0\.1:\d+$/);
+    addresses.push(url);
     assertEquals(await controller.discover(), url);
     const status = await controller.status();
     assert(status.healthy, status.message);
@@ -87,6 +76,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
       assertEquals((await client.wait(cpuJob, { timeout: seconds(30) })).state, JobState.SUCCEEDED);
       const cpuTask = (await client.status(cpuJob)).tasks[0]!;
       const workers = await client.workers();
+      addresses.push(...workers.map((w) => w.address));
       assertEquals(workers.find((w) => w.workerId === cpuTask.workerId)?.scaleGroup, "cpu");
       console.log(
         `local cluster ready in ${
@@ -120,8 +110,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
   assertEquals((await controller.status()).running, false);
   // Nothing remains: no task process, no listening port of the cluster, no temp dir.
   assert(!(await listProcesses()).some((p) => p.args.includes("TPU_WORKER_ID")));
-  const leaked = [...await listeningPorts()].filter((p) => !portsBefore.has(p));
-  assertEquals(leaked, [], "no listening port remains");
+  for (const a of addresses) assertEquals(await isListening(a), false, `${a} still listens`);
   assertEquals(
     await Deno.stat(workDir).then(() => true, () => false),
     false,

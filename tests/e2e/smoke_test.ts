@@ -1,0 +1,153 @@
+/**
+ * `iris smoke` as a user runs it (a real process), on every exit path: pass, failure, global
+ * timeout and Ctrl-C. After each, nothing of the cluster remains: no listener on its addresses,
+ * no task process, no temp dir.
+ */
+import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
+import { listProcesses, runIris, spawnIris } from "../_helpers/iris_process.ts";
+import { isListening, tempEntries } from "../_helpers/leftovers.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+
+const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
+
+async function addressesIn(logDir: string): Promise<string[]> {
+  const out: string[] = [];
+  const collect = async (path: string) => {
+    const text = await Deno.readTextFile(path).catch(() => "");
+    for (const m of text.matchAll(/http:\/\/127\.0\.0\.1:\d+/g)) out.push(m[0]);
+  };
+  await collect(`${logDir}/summary.md`);
+  await collect(`${logDir}/controller.log`);
+  let workers: Deno.DirEntry[] = [];
+  try {
+    workers = [...Deno.readDirSync(`${logDir}/workers`)];
+  } catch { /* no worker ever started */ }
+  for (const e of workers) await collect(`${logDir}/workers/${e.name}`);
+  return [...new Set(out)];
+}
+
+async function assertNothingLeft(logDir: string, tempBefore: Set<string>): Promise<void> {
+  for (const a of await addressesIn(logDir)) {
+    assertEquals(await isListening(a), false, `${a} still listens`);
+  }
+  const newTemp = [...tempEntries("iris-local-")].filter((d) => !tempBefore.has(d));
+  assertEquals(newTemp, [], "no temp dir of the run remains");
+  const stray = (await listProcesses()).filter((p) =>
+    /sleep 1\d{4}\b|smoke-(parent|endpoint)/.test(p.args)
+  );
+  assertEquals(stray.map((p) => p.args), [], "no task process remains");
+}
+
+Deno.test("iris smoke passes every job on the local config and leaves nothing behind", async () => {
+  const logDir = await Deno.makeTempDir({ prefix: "smoke-pass-" });
+  const before = tempEntries("iris-local-");
+  try {
+    const res = await runIris([
+      "smoke",
+      "--config",
+      EXAMPLE,
+      "--log-dir",
+      logDir,
+      "--timeout",
+      "240s",
+    ], { timeout: seconds(260) });
+    assertEquals(res.code, 0, res.stdout + res.stderr);
+    assertMatch(res.stdout, /8\/8 jobs passed/);
+    for (
+      const name of [
+        "hello",
+        "concurrent",
+        "tpu-hello",
+        "coscheduled",
+        "retry",
+        "endpoints",
+        "cancel",
+        "child-job",
+      ]
+    ) {
+      assertMatch(res.stdout, new RegExp(`\\[PASS\\] ${name}\\b`));
+    }
+    const summary = await Deno.readTextFile(`${logDir}/summary.md`);
+    assertMatch(summary, /## Phase 0/);
+    assertMatch(summary, /skipped: a local cluster/);
+    assertMatch(summary, /\| PASS \| coscheduled \|/);
+    assert((await Deno.stat(`${logDir}/scheduling-snapshots.jsonl`)).size > 0);
+    assert((await Deno.stat(`${logDir}/controller.log`)).size > 0);
+    const taskLogs = [...Deno.readDirSync(`${logDir}/task-logs`)].map((e) => e.name);
+    assert(taskLogs.some((n) => n.includes("smoke-coscheduled")), taskLogs.join(","));
+    await assertNothingLeft(logDir, before);
+  } finally {
+    await Deno.remove(logDir, { recursive: true });
+  }
+});
+
+Deno.test("iris smoke exits non-zero and cleans up when the cluster cannot start, on timeout, and on Ctrl-C", async (t) => {
+  const root = await Deno.makeTempDir({ prefix: "smoke-exits-" });
+  const before = tempEntries("iris-local-");
+  try {
+    await t.step("failure: the configured controller port is taken", async () => {
+      using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+      const config = (await Deno.readTextFile(EXAMPLE)).replace(
+        /port: 0/,
+        `port: ${(listener.addr as Deno.NetAddr).port}`,
+      );
+      await Deno.writeTextFile(`${root}/busy.yaml`, config);
+      const res = await runIris([
+        "smoke",
+        "--config",
+        `${root}/busy.yaml`,
+        "--log-dir",
+        `${root}/fail`,
+        "--only",
+        "hello",
+      ]);
+      assertEquals(res.code, 1, res.stdout + res.stderr);
+      assertMatch(res.stdout, /\[FAIL\]/);
+      await assertNothingLeft(`${root}/fail`, before);
+    });
+
+    await t.step("timeout: the global deadline cancels jobs and stops the cluster", async () => {
+      // The TPU group may not scale, so the gang job waits until the deadline.
+      const config = (await Deno.readTextFile(EXAMPLE)).replace(/max_slices: 4/, "max_slices: 0");
+      await Deno.writeTextFile(`${root}/stuck.yaml`, config);
+      const res = await runIris([
+        "smoke",
+        "--config",
+        `${root}/stuck.yaml`,
+        "--log-dir",
+        `${root}/timeout`,
+        "--only",
+        "coscheduled",
+        "--timeout",
+        "3s",
+      ]);
+      assertEquals(res.code, 1, res.stdout + res.stderr);
+      assertMatch(res.stdout, /global timeout of 3\.0s reached/);
+      assertMatch(res.stdout, /cancelled unfinished jobs: \/\S+\/smoke-coscheduled/);
+      await assertNothingLeft(`${root}/timeout`, before);
+    });
+
+    await t.step("Ctrl-C: SIGINT during the jobs cancels them and stops the cluster", async () => {
+      await using smoke = spawnIris([
+        "smoke",
+        "--config",
+        `${root}/stuck.yaml`,
+        "--log-dir",
+        `${root}/sigint`,
+        "--only",
+        "hello",
+        "--only",
+        "coscheduled",
+      ]);
+      await smoke.waitForLine(/coscheduled: a replicas=4 gang/, seconds(60));
+      smoke.child.kill("SIGINT");
+      const status = await smoke.status;
+      assert(status.code !== 0, "non-zero exit after Ctrl-C");
+      assert(smoke.lines.some((l) => /interrupted/.test(l)), smoke.lines.join("\n"));
+      assert(smoke.lines.some((l) => /\[PASS\] hello/.test(l)), smoke.lines.join("\n"));
+      await assertNothingLeft(`${root}/sigint`, before);
+    });
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
