@@ -8,12 +8,18 @@ import { commandHelp, type CommandSpec, type Io, parseCommand, UsageError } from
 import { jobCommands } from "./job.ts";
 import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
+import { clusterCommands } from "./cluster.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
 
 /** Every command, in help order. Other modules append theirs via `registerCommands`. */
-const COMMANDS: CommandSpec[] = [...serveCommands, ...jobCommands, smokeCommand];
+const COMMANDS: CommandSpec[] = [
+  ...serveCommands,
+  ...jobCommands,
+  ...clusterCommands,
+  smokeCommand,
+];
 
 /** Adds commands (smoke, cluster, demo) to the table. */
 export function registerCommands(commands: readonly CommandSpec[]): void {

@@ -5,7 +5,19 @@
  */
 import { startController } from "../controller/server.ts";
 import { startWorker } from "../worker/mod.ts";
-import { bool, type CommandSpec, num, parseSize, str, strs, UsageError } from "./args.ts";
+import {
+  bool,
+  type CommandSpec,
+  type Io,
+  num,
+  type Parsed,
+  parseSize,
+  str,
+  strs,
+  UsageError,
+} from "./args.ts";
+import { loadConfig } from "../config/mod.ts";
+import { startCluster } from "../cluster/cluster.ts";
 import { VERSION } from "../version.ts";
 import type { AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
@@ -45,14 +57,22 @@ const controllerServe: CommandSpec = {
       description: "URL tasks use to reach the controller (default: the listen URL)",
     },
     quiet: { type: "boolean", short: "q", description: "Do not print controller log lines" },
+    config: {
+      type: "string",
+      value: "FILE",
+      description: "Cluster config: also run the autoscaler over its scale groups",
+    },
   },
   examples: [
     "iris controller serve --port 10000",
+    "iris controller serve --config examples/local.yaml",
     "iris controller serve --host 0.0.0.0 --advertise-url http://10.0.0.2:10000",
   ],
   async run(p, io, signal) {
     const port = num(p, "port", { min: 0, max: 65535, integer: true })!;
     const quiet = bool(p, "quiet");
+    const configPath = str(p, "config");
+    if (configPath) return await serveCluster(configPath, p, io, signal);
     let server;
     try {
       server = startController({
@@ -203,6 +223,36 @@ const workerServe: CommandSpec = {
     return 0;
   },
 };
+
+/** `controller serve --config`: the controller plus the autoscaler and platform the config names. */
+async function serveCluster(
+  configPath: string,
+  p: Parsed,
+  io: Io,
+  signal: AbortSignal,
+): Promise<number> {
+  const config = await loadConfig(configPath);
+  const quiet = bool(p, "quiet");
+  const explicitPort = Deno.args.includes("--port") || Deno.args.includes("-p") ||
+    Deno.args.some((a) => a.startsWith("--port="));
+  const workDir = await Deno.makeTempDir({ prefix: "iris-controller-" });
+  try {
+    const cluster = await startCluster(config, {
+      workDir,
+      host: str(p, "host"),
+      port: explicitPort ? num(p, "port", { min: 0, max: 65535, integer: true }) : undefined,
+      log: quiet ? undefined : (line) => io.err(line + "\n"),
+      vmLog: quiet ? undefined : (id, line) => io.err(`[${id}] ${line}\n`),
+    });
+    await using _cluster = cluster;
+    io.out(`Controller started at ${cluster.url}\n`);
+    await waitForAbort(signal);
+    io.err("Stopping controller, autoscaler and slices\n");
+  } finally {
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
+  }
+  return 0;
+}
 
 /** Daemon commands. */
 export const serveCommands: readonly CommandSpec[] = [controllerServe, workerServe];

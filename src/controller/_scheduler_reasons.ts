@@ -52,7 +52,8 @@ function dimsOf(job: SchedulerJob): Dim[] {
       req: job.resources.cpuMillicores,
       total: (c) => c.totalCpu,
       format: formatCpu,
-      noun: "CPU",
+      // formatCpu already says "CPU".
+      noun: "",
     },
     {
       code: "insufficient_memory",
@@ -173,7 +174,9 @@ export function explainUnplaced(ex: Explainer, u: UnplacedJob): PendingReasonDat
     }
     return reason(
       worst.code,
-      `no eligible worker has ${worst.format(worst.req)} ${worst.noun} in total (largest: ${
+      `no eligible worker has ${worst.format(worst.req)}${
+        worst.noun ? ` ${worst.noun}` : ""
+      } in total (largest: ${
         worst.format(max)
       } on ${atMax} of ${eligibleCount} eligible workers); ${NEVER}`,
       st,
@@ -262,7 +265,9 @@ function freeReason(
     }
     return reason(
       worst.code,
-      `no worker has ${worst.format(worst.req)} free ${worst.noun} (largest free: ${
+      `no worker has ${worst.format(worst.req)} free${
+        worst.noun ? ` ${worst.noun}` : ""
+      } (largest free: ${
         worst.format(Math.max(0, max))
       } on ${atMax} of ${total} eligible workers); ${WAIT}`,
       st,

@@ -36,6 +36,7 @@ import { ProcessTable } from "./process_tree.ts";
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
+import { workerDashboard } from "../dashboard/mod.ts";
 import type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
 
 export type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
@@ -103,6 +104,8 @@ class IrisWorker implements WorkerCore {
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
+      // The worker's own dashboard, over the same WorkerService RPCs.
+      fallback: (req) => workerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
     });
     this.#url = opts.advertiseUrl ?? this.#server.url;
     this.#workerId = opts.workerId ?? `${this.#server.hostname}-${this.#server.port}`;

@@ -6,7 +6,7 @@
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { listProcesses, runIris, spawnIris } from "../_helpers/iris_process.ts";
 import { isListening, tempEntries } from "../_helpers/leftovers.ts";
-import { seconds, waitFor } from "../../src/time.ts";
+import { seconds } from "../../src/time.ts";
 
 const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
 
@@ -20,7 +20,7 @@ async function addressesIn(logDir: string): Promise<string[]> {
   await collect(`${logDir}/controller.log`);
   let workers: Deno.DirEntry[] = [];
   try {
-    workers = [...Deno.readDirSync(`${logDir}/workers`)];
+    workers = await Array.fromAsync(Deno.readDir(`${logDir}/workers`));
   } catch { /* no worker ever started */ }
   for (const e of workers) await collect(`${logDir}/workers/${e.name}`);
   return [...new Set(out)];
@@ -73,7 +73,9 @@ Deno.test("iris smoke passes every job on the local config and leaves nothing be
     assertMatch(summary, /\| PASS \| coscheduled \|/);
     assert((await Deno.stat(`${logDir}/scheduling-snapshots.jsonl`)).size > 0);
     assert((await Deno.stat(`${logDir}/controller.log`)).size > 0);
-    const taskLogs = [...Deno.readDirSync(`${logDir}/task-logs`)].map((e) => e.name);
+    const taskLogs = (await Array.fromAsync(Deno.readDir(`${logDir}/task-logs`))).map((e) =>
+      e.name
+    );
     assert(taskLogs.some((n) => n.includes("smoke-coscheduled")), taskLogs.join(","));
     await assertNothingLeft(logDir, before);
   } finally {
