@@ -137,6 +137,19 @@ const runCommand: CommandSpec = {
       value: "USER",
       description: "Submit as this user (env IRIS_USER, else $USER)",
     },
+    workspace: {
+      type: "string",
+      short: "w",
+      value: "DIR",
+      description: "Ship DIR (minus .irisignore entries) to the tasks' working directory",
+    },
+    module: {
+      type: "string",
+      short: "m",
+      value: "PATH",
+      description:
+        "Run PATH (a .ts file in --workspace) under scoped Deno permissions; its arguments go after --",
+    },
     detach: {
       type: "boolean",
       short: "d",
@@ -150,7 +163,14 @@ const runCommand: CommandSpec = {
   ],
   async run(p, io, signal) {
     const command = p.rest.length ? p.rest : p.positionals;
-    if (command.length === 0 || command[0] === "") {
+    const modulePath = str(p, "module");
+    const workspace = str(p, "workspace");
+    if (modulePath && !workspace) {
+      throw new UsageError(
+        "--module needs --workspace DIR (the module is run from the shipped workspace)",
+      );
+    }
+    if (!modulePath && (command.length === 0 || command[0] === "")) {
       throw new UsageError("missing COMMAND (put it after --)");
     }
     const cpu = num(p, "cpu", { min: 0, max: 1024 })!;
@@ -179,14 +199,15 @@ const runCommand: CommandSpec = {
       env[kv.slice(0, i)] = kv.slice(i + 1);
     }
     const tpu = str(p, "tpu");
-    const base = command[0]!.split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") || "job";
+    const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
+      "job";
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
       "T",
       "-",
     );
     const request: JobRequest = {
       name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
-      command,
+      ...(modulePath ? { module: { path: modulePath, args: command } } : { command }),
       cpu,
       memory,
       replicas,
@@ -197,6 +218,11 @@ const runCommand: CommandSpec = {
       accelerator: tpu ? { kind: "tpu", variant: tpu } : undefined,
     };
     const client = cliClient(p);
+    if (workspace) {
+      const bundleId = await client.uploadWorkspace(workspace);
+      io.err(`Uploaded workspace ${workspace} as ${bundleId}\n`);
+      Object.assign(request, { bundleId });
+    }
     const jobId = await client.submit(request);
     if (bool(p, "detach")) {
       io.out(jobId + "\n");

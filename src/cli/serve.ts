@@ -18,6 +18,8 @@ import {
 } from "./args.ts";
 import { loadConfig } from "../config/mod.ts";
 import { startCluster } from "../cluster/cluster.ts";
+import { FileBundleStore } from "../bundle/mod.ts";
+import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import type { AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
@@ -57,6 +59,12 @@ const controllerServe: CommandSpec = {
       description: "URL tasks use to reach the controller (default: the listen URL)",
     },
     quiet: { type: "boolean", short: "q", description: "Do not print controller log lines" },
+    "bundle-dir": {
+      type: "string",
+      value: "DIR",
+      description:
+        "Where uploaded workspace bundles are stored (default: a temp dir removed on exit)",
+    },
     config: {
       type: "string",
       value: "FILE",
@@ -73,6 +81,15 @@ const controllerServe: CommandSpec = {
     const quiet = bool(p, "quiet");
     const configPath = str(p, "config");
     if (configPath) return await serveCluster(configPath, p, io, signal);
+    const bundleDir = str(p, "bundle-dir") ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
+    // Declared before the server, so it is disposed after it: a temp bundle dir goes away.
+    await using _bundles = {
+      [Symbol.asyncDispose]: async () => {
+        if (str(p, "bundle-dir") === undefined) {
+          await Deno.remove(bundleDir, { recursive: true }).catch(() => {});
+        }
+      },
+    };
     let server;
     try {
       server = startController({
@@ -81,6 +98,8 @@ const controllerServe: CommandSpec = {
         advertiseUrl: str(p, "advertise-url"),
         version: VERSION,
         log: quiet ? undefined : (line) => io.err(line + "\n"),
+        bundles: new FileBundleStore(bundleDir),
+        fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
       });
     } catch (err) {
       if (err instanceof Deno.errors.AddrInUse) {

@@ -19,6 +19,7 @@ import {
 import { type ControllerClient, controllerClient } from "../rpc/client.ts";
 import { Backoff, Deadline, type Duration, formatDuration, ms, seconds, sleep } from "../time.ts";
 import { IrisError } from "../errors.ts";
+import { packDirectory } from "../bundle/pack.ts";
 import { type JobRequest, jobSpecFromRequest } from "./job_request.ts";
 
 /** The controller could not be reached (after retries). */
@@ -252,6 +253,15 @@ export class IrisClient {
   /** Endpoints named exactly `name`. */
   async lookupEndpoint(name: string): Promise<Endpoint[]> {
     return (await this.call((rpc) => rpc.listEndpoints({ prefix: name, exact: true }))).endpoints;
+  }
+
+  /**
+   * Packs a workspace directory (honouring its .irisignore) into a bundle and uploads it.
+   * Returns the bundle id to put in a job's `bundleId`.
+   */
+  async uploadWorkspace(dir: string, options: { ignoreFile?: string } = {}): Promise<string> {
+    const packed = await packDirectory(dir, { ignoreFile: options.ignoreFile });
+    return await this.uploadBundle(packed.data);
   }
 
   /** Uploads a bundle archive; returns its id. */
