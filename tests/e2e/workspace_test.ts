@@ -72,10 +72,8 @@ try {
     const refused = await client.uploadBundle(gz).then(() => "", (e) => String(e));
     assertMatch(refused, /invalid_argument/);
     assertMatch(refused, /\.\.\/evil\.txt/);
-    assertEquals(
-      [...Deno.readDirSync(`${root}/bundles`)].filter((e) => e.name.startsWith("sha256-")).length,
-      1,
-    );
+    const stored = await Array.fromAsync(Deno.readDir(`${root}/bundles`));
+    assertEquals(stored.filter((e) => e.name.startsWith("sha256-")).length, 1);
   } finally {
     await Deno.remove(root, { recursive: true });
   }
