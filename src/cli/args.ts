@@ -4,6 +4,7 @@
  * @module
  */
 import { parseArgs } from "node:util";
+export { formatBytes } from "../format.ts";
 
 /** One option of a command. */
 export interface OptionSpec {
@@ -183,17 +184,6 @@ export function parseSize(text: string): number | undefined {
   if (!m) return undefined;
   const unit = SIZE_UNITS[m[2]!.toLowerCase()];
   return unit === undefined ? undefined : Math.round(Number(m[1]) * unit);
-}
-
-/** Formats bytes for people: "512 MiB". */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(n < 10 ? 1 : 0)} ${units[i]}`;
 }
 
 /** Renders rows as an aligned text table. */

@@ -14,7 +14,6 @@ export {
   type SharedPortRange,
 } from "./ports.ts";
 export {
-  formatBytes,
   type KillCause,
   type KillOptions,
   type OutputLine,

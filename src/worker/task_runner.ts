@@ -14,6 +14,7 @@ import {
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
+import { formatBytes } from "../format.ts";
 
 /** One line of task output. */
 export interface OutputLine {
@@ -301,17 +302,6 @@ export class TaskProcess {
       await sleep(interval, signal).catch(() => {});
     }
   }
-}
-
-/** Bytes for people: "1.5 MiB". */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
 }
 
 function describeSpawnError(program: string, err: unknown, path: string): string {
