@@ -1,22 +1,73 @@
 /**
- * Chooses the controller lifecycle a config describes: LocalController for `controller.local`;
- * GCP and manual lifecycles come from their platforms.
+ * Chooses the controller lifecycle a config describes: LocalController for `controller.local`,
+ * a GCE VM for `controller.gcp`, an ssh host for `controller.manual`. Health checks are real
+ * GetControllerStatus calls, injected so platforms never import the controller.
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { configMode } from "../config/mod.ts";
+import { controllerClient } from "../rpc/client.ts";
+import { DenoCommandRunner } from "../platform/command.ts";
+import { GcpControllerLifecycle } from "../platform/gcp.ts";
+import { ManualControllerLifecycle } from "../platform/manual.ts";
+import { ms } from "../time.ts";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
-import { PlatformError } from "../errors.ts";
+
+/** Options for {@linkcode createControllerLifecycle}. */
+export interface LifecycleOptions extends LocalControllerOptions {
+  /** The config file's text, handed to `iris controller serve --config` on a remote controller. */
+  readonly configText?: string;
+}
+
+/** True when a controller at `url` answers GetControllerStatus as healthy. */
+export async function controllerHealthy(url: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    return (await controllerClient(url).getControllerStatus({}, { signal })).healthy;
+  } catch {
+    return false;
+  }
+}
 
 /** The lifecycle for `config`'s controller kind. */
 export function createControllerLifecycle(
   config: ClusterConfig,
-  options: LocalControllerOptions = {},
+  options: LifecycleOptions = {},
 ): ControllerLifecycle {
   const mode = configMode(config);
-  if (mode === "local") return new LocalController(config, options);
-  throw new PlatformError(
-    `Cannot start a ${mode} cluster from this command yet: start its controller with 'iris controller serve' on the controller host and point clients at it`,
-  );
+  const c = config.controller!;
+  if (mode === "local" || c.kind.case === "local") return new LocalController(config, options);
+  const runner = new DenoCommandRunner();
+  const labelPrefix = config.platform?.labelPrefix || "iris";
+  if (c.kind.case === "gcp") {
+    return new GcpControllerLifecycle({
+      runner,
+      project: config.platform?.gcp?.projectId ?? "",
+      zone: c.kind.value.zone,
+      labelPrefix,
+      port: c.kind.value.port || 10000,
+      machineType: c.kind.value.machineType || undefined,
+      bootDiskSizeGb: c.kind.value.bootDiskSizeGb || undefined,
+      serviceAccount: c.kind.value.serviceAccount || undefined,
+      clusterConfig: options.configText,
+      checkHealth: controllerHealthy,
+    });
+  }
+  const manual = c.kind.value!;
+  const ssh = config.platform?.ssh;
+  return new ManualControllerLifecycle({
+    runner,
+    host: { host: "host" in manual ? manual.host : "" },
+    ssh: ssh
+      ? {
+        user: ssh.user || undefined,
+        keyFile: ssh.keyFile || undefined,
+        port: ssh.port || undefined,
+        connectTimeout: ssh.connectTimeoutMs ? ms(ssh.connectTimeoutMs) : undefined,
+      }
+      : undefined,
+    port: ("port" in manual ? manual.port : 0) || 10000,
+    clusterConfig: options.configText,
+    checkHealth: controllerHealthy,
+  });
 }

@@ -84,6 +84,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     tree.section("Phase 1: start the cluster");
     const controllerLog = tree.writer("controller.log");
     lifecycle = createControllerLifecycle(o.config, {
+      configText: await Deno.readTextFile(o.configPath).catch(() => undefined),
       log: (line) => controllerLog.write(line + "\n"),
       vmLog: (workerId, line) => tree.writer(`workers/${workerId}.log`).write(line + "\n"),
     });
