@@ -171,7 +171,7 @@ export class Controller {
     const now = this.clock.now();
     worker.lastHeartbeatMs = now;
     worker.healthy = true;
-    if (req.snapshot) worker.snapshot = req.snapshot;
+    if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     const fx = noEffects();
     for (const u of req.updates) this.#applyUpdate(req.workerId, u, fx);
     const kill: { taskId: string; attemptId: number }[] = [];

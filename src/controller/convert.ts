@@ -147,6 +147,7 @@ export function workerInfo(w: WorkerRecord): WorkerInfo {
       accelerator: { type: acceleratorType(w.accelerator.kind), count: w.committed.accelerators },
     },
     snapshot: w.snapshot,
+    history: w.history,
     statusMessage: w.statusMessage,
   });
 }

@@ -45,7 +45,21 @@ export interface WorkerRecord {
   readonly active: Map<string, Commitment>;
   committed: { cpuMillicores: number; memoryBytes: number; accelerators: number };
   snapshot?: ResourceSnapshot;
+  /** The last {@linkcode SNAPSHOT_HISTORY} heartbeat snapshots, oldest first. */
+  readonly history: ResourceSnapshot[];
   statusMessage: string;
+}
+
+/** How many heartbeat snapshots a worker keeps for the dashboard's history. */
+export const SNAPSHOT_HISTORY = 120;
+
+/** Records a heartbeat snapshot as the worker's current one and appends it to its history. */
+export function recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
+  worker.snapshot = snapshot;
+  worker.history.push(snapshot);
+  if (worker.history.length > SNAPSHOT_HISTORY) {
+    worker.history.splice(0, worker.history.length - SNAPSHOT_HISTORY);
+  }
 }
 
 /** The key of an attempt in `WorkerRecord.active`. */
@@ -165,10 +179,16 @@ export class WorkerTable {
       registeredAtMs: nowMs,
       active: new Map(),
       committed: { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 },
+      history: [],
       statusMessage: "",
     };
     this.workers.set(req.workerId, worker);
     return { worker, isNew: true };
+  }
+
+  /** Records a heartbeat snapshot (see {@linkcode recordSnapshot}). */
+  recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
+    recordSnapshot(worker, snapshot);
   }
 
   /** Commits resources to an attempt on a worker. */

@@ -66,6 +66,7 @@ export interface Doc extends EventTarget {
   title: string;
   readonly body: El;
   createElement(tag: string): El;
+  createElementNS(namespace: string, tag: string): El;
   createTextNode(text: string): DomNode;
   createDocumentFragment(): DomNode;
 }
@@ -110,6 +111,36 @@ export function h<K extends string>(
   }
   append(el, children);
   return el as ElementOf<K>;
+}
+
+/** The SVG namespace, for {@linkcode svg}. */
+export const SVG_NS = "http://www.w3.org/2000/svg";
+
+/** SVG elements `svg()` may create: shapes and text only (no `<script>`, `<foreignObject>`). */
+const SVG_TAGS: ReadonlySet<string> = new Set([
+  "svg",
+  "g",
+  "polyline",
+  "line",
+  "rect",
+  "circle",
+  "path",
+  "title",
+  "text",
+]);
+
+/** Creates an SVG element (createElementNS) with attributes checked like `h()`'s. */
+export function svg(tag: string, attrs?: Attrs | null, ...children: Child[]): El {
+  if (!SVG_TAGS.has(tag)) throw new Error(`Cannot create SVG element '${tag}'`);
+  const el = doc().createElementNS(SVG_NS, tag);
+  if (attrs) {
+    for (const [name, value] of Object.entries(attrs)) {
+      if (value === false || value === null || value === undefined) continue;
+      el.setAttribute(name, checkAttribute(name, value));
+    }
+  }
+  append(el, children);
+  return el;
 }
 
 /** Appends children (text as text nodes) to `parent`. */

@@ -1,6 +1,7 @@
 /**
  * Fleet tab (workers with health, attributes and live CPU/memory gauges; every 5 s) and the
- * worker detail page (every 2 s). Both read ListWorkers.
+ * worker detail page (every 2 s) with CPU/memory sparklines of the worker's recent heartbeat
+ * history. Both read ListWorkers.
  * @module
  */
 import type { WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
@@ -36,6 +37,7 @@ import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
+import { historyView } from "./sparkline.ts";
 
 /** A heartbeat older than this is shown as stale. */
 const STALE_HEARTBEAT_MS = 30_000;
@@ -340,6 +342,7 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
           )
           : h("p", { class: "muted" }, "No heartbeat snapshot yet"),
       ),
+      card("Resource history", historyView(w.history)),
       card(
         "Committed / capacity",
         h(

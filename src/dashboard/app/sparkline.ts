@@ -1,0 +1,102 @@
+/**
+ * Small inline SVG sparklines (built with createElementNS through `svg()`, never markup) for a
+ * worker's heartbeat history: CPU % and memory use over the last snapshots.
+ * @module
+ */
+import type { ResourceSnapshot } from "../../rpc/gen/iris/v1/types_pb.ts";
+import { type El, h, svg } from "./dom.ts";
+import { formatBytes } from "./format.ts";
+
+/** Sparkline drawing size in SVG user units. */
+export const SPARK_WIDTH = 240;
+export const SPARK_HEIGHT = 36;
+
+/**
+ * The `points` attribute of a polyline for `values` scaled to `[0, max]`, spread evenly over
+ * the width, y growing downwards. Values are clamped; non-finite values count as 0. Needs at
+ * least two values (returns "" otherwise).
+ */
+export function sparkPoints(
+  values: readonly number[],
+  max: number,
+  width = SPARK_WIDTH,
+  height = SPARK_HEIGHT,
+): string {
+  if (values.length < 2) return "";
+  const top = max > 0 && Number.isFinite(max) ? max : 1;
+  const step = width / (values.length - 1);
+  return values.map((v, i) => {
+    const f = Number.isFinite(v) ? Math.min(1, Math.max(0, v / top)) : 0;
+    return `${round(i * step)},${round(height - f * height)}`;
+  }).join(" ");
+}
+
+function round(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/** One sparkline: an SVG polyline over a baseline, with an accessible label. */
+export function sparkline(
+  values: readonly number[],
+  max: number,
+  kind: string,
+  label: string,
+): El {
+  return svg(
+    "svg",
+    {
+      class: `sparkline sparkline-${kind}`,
+      viewBox: `0 0 ${SPARK_WIDTH} ${SPARK_HEIGHT}`,
+      width: SPARK_WIDTH,
+      height: SPARK_HEIGHT,
+      preserveAspectRatio: "none",
+      role: "img",
+      "aria-label": label,
+      "data-points": values.length,
+    },
+    svg("title", null, label),
+    svg("line", {
+      class: "sparkline-base",
+      x1: 0,
+      y1: SPARK_HEIGHT - 0.5,
+      x2: SPARK_WIDTH,
+      y2: SPARK_HEIGHT - 0.5,
+    }),
+    svg("polyline", { class: "sparkline-line", points: sparkPoints(values, max) }),
+  );
+}
+
+/** The history card body: CPU % and memory sparklines, or a note while there is too little. */
+export function historyView(history: readonly ResourceSnapshot[]): El {
+  if (history.length < 2) {
+    return h("p", { class: "muted history-empty" }, "Waiting for heartbeats…");
+  }
+  const cpu = history.map((s) => s.cpuPercent);
+  const mem = history.map((s) => s.memoryUsedBytes);
+  const last = history[history.length - 1]!;
+  const memMax = Math.max(last.memoryTotalBytes, ...mem);
+  const spanS = Math.round((last.timestampMs - history[0]!.timestampMs) / 1000);
+  const row = (name: string, spark: El, value: string) =>
+    h(
+      "div",
+      { class: "spark-row" },
+      h("span", { class: "gauge-name" }, name),
+      spark,
+      h("span", { class: "spark-value" }, value),
+    );
+  return h(
+    "div",
+    { class: "history", "data-samples": history.length },
+    row(
+      "CPU",
+      sparkline(cpu, 100, "cpu", `CPU % over the last ${history.length} heartbeats`),
+      `${last.cpuPercent.toFixed(1)}%`,
+    ),
+    row(
+      "Memory",
+      sparkline(mem, memMax, "mem", `Memory used over the last ${history.length} heartbeats`),
+      formatBytes(last.memoryUsedBytes),
+    ),
+    h("p", { class: "muted history-span" }, `${history.length} samples over ${spanS} s`),
+  );
+}

@@ -1,0 +1,247 @@
+/**
+ * The controller dashboard in headless Chromium against a REAL local cluster: examples/local.yaml
+ * started in-process with LocalController, jobs submitted through IrisClient in every state
+ * (succeeded, failed, running with a live log, pending with a scheduler reason) plus a job whose
+ * command, environment and logs carry hostile HTML. Checks every page shows the cluster's real
+ * data, the hostile text stays text, and saves `real-*.png` screenshots next to the fake-cluster
+ * ones (`$IRIS_ARTIFACT_DIR/dashboard/`, default `./test-artifacts/dashboard/`).
+ *
+ * Needs Chromium (scripts/install_chromium.sh); fails with instructions when it is missing,
+ * unless IRIS_SKIP_BROWSER=1.
+ * @module
+ */
+import assert from "node:assert/strict";
+import type { Page } from "playwright-core";
+import { IrisClient, JobState } from "../../mod.ts";
+import { LocalController } from "../../src/cluster/local_controller.ts";
+import { loadConfig } from "../../src/config/mod.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+import { artifactDir, launchChromium, SKIP_BROWSER } from "./fixture.ts";
+
+const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
+const TIMEOUT = 15_000;
+
+/** Markup that must show up as literal text; any of it executing sets `__pwned` or alerts. */
+const HOSTILE_LOG = `<img src=x onerror=window.__pwned=1><script>window.__pwned=2</script>`;
+const HOSTILE_ENV = `<svg onload="alert(1)"></svg><b>bold</b>`;
+const HOSTILE_CMD =
+  `echo "<img src=x onerror=alert(2)>"; echo "${HOSTILE_LOG}"; echo "$IRIS_HOSTILE"`;
+
+/** Polls a page-side expression (CSP blocks string predicates in waitForFunction). */
+async function waitPage(page: Page, expression: string, timeout = TIMEOUT): Promise<void> {
+  await waitFor(async () => await page.evaluate(expression), {
+    timeout: seconds(timeout / 1000),
+    what: expression,
+  });
+}
+
+/** Asserts that no hostile string became markup or script (the sparklines are the only SVG). */
+async function assertNotPwned(page: Page): Promise<void> {
+  const state = await page.evaluate(`({
+    pwned: window.__pwned,
+    imgs: document.querySelectorAll("img:not([src='/favicon.svg'])").length,
+    scripts: document.querySelectorAll("body script").length,
+    svgs: document.querySelectorAll("body svg:not(.sparkline)").length,
+    bold: document.querySelectorAll("body b").length,
+  })`);
+  assert.deepEqual(state, { pwned: undefined, imgs: 0, scripts: 0, svgs: 0, bold: 0 });
+}
+
+/** Highest `tick N` visible in the page's log view. */
+function maxTick(page: Page): Promise<number> {
+  return page.evaluate(`Math.max(0, ...[...document.querySelectorAll(".log-text")]
+    .map((e) => /^tick (\\d+)$/.exec(e.textContent)?.[1]).filter(Boolean).map(Number))`);
+}
+
+Deno.test({
+  name: "dashboard shows a real local cluster's jobs, logs, fleet and autoscaler safely",
+  ignore: SKIP_BROWSER,
+  async fn(t) {
+    const config = await loadConfig(EXAMPLE);
+    const controller = new LocalController(config);
+    const base = await controller.start();
+    try {
+      const client = new IrisClient(base);
+      const small = { cpu: 0.1, memory: 64 * 1024 * 1024 };
+      const succeeded = await client.submit({ name: "done", command: ["echo", "done"], ...small });
+      const failed = await client.submit({
+        name: "broken",
+        command: ["sh", "-c", "echo broken >&2; exit 3"],
+        ...small,
+      });
+      const running = await client.submit({
+        name: "ticker",
+        command: ["sh", "-c", "for i in $(seq 1 300); do echo tick $i; sleep 0.2; done"],
+        ...small,
+      });
+      const pending = await client.submit({ name: "huge", command: ["true"], cpu: 512 });
+      const hostile = await client.submit({
+        name: "hostile",
+        command: ["sh", "-c", HOSTILE_CMD],
+        env: { IRIS_HOSTILE: HOSTILE_ENV },
+        ...small,
+      });
+
+      // Cluster side first: every job reaches the state the pages will show.
+      const waitState = (id: string, state: JobState) =>
+        waitFor(async () => (await client.status(id)).job?.state === state, {
+          timeout: seconds(30),
+          what: `${id} to be ${JobState[state]}`,
+        });
+      await waitState(succeeded, JobState.SUCCEEDED);
+      await waitState(failed, JobState.FAILED);
+      await waitState(hostile, JobState.SUCCEEDED);
+      await waitState(running, JobState.RUNNING);
+      const reason = await waitFor(async () => {
+        const msg = (await client.status(pending)).job?.pendingReason?.message ?? "";
+        return /cpu/i.test(msg) ? msg : undefined;
+      }, { timeout: seconds(15), what: "a CPU pending reason" });
+      assert.equal((await client.status(pending)).job?.state, JobState.PENDING);
+
+      await using browser = await launchChromium();
+      const page = await browser.context.newPage();
+      page.setDefaultTimeout(TIMEOUT);
+      const dialogs: string[] = [];
+      const errors: string[] = [];
+      page.on("dialog", (d) => {
+        dialogs.push(d.message());
+        void d.dismiss();
+      });
+      page.on("console", (m) => {
+        if (m.type() === "error") errors.push(m.text());
+      });
+      page.on("pageerror", (e) => errors.push(e.message));
+      const shots = artifactDir();
+      await Deno.mkdir(shots, { recursive: true });
+      const shot = async (name: string) => {
+        await page.evaluate("scrollTo(0, 0)");
+        await page.screenshot({ path: `${shots}/real-${name}.png`, fullPage: true });
+      };
+      const row = (id: string) => page.locator(`.job-row[data-job-id="${id}"]`);
+
+      await t.step("jobs list: every state and the pending reason", async () => {
+        await page.goto(`${base}/#/jobs`);
+        for (
+          const [id, state] of [
+            [succeeded, "succeeded"],
+            [failed, "failed"],
+            [running, "running"],
+            [pending, "pending"],
+            [hostile, "succeeded"],
+          ]
+        ) {
+          await row(id!).waitFor();
+          assert.equal(await row(id!).getAttribute("data-state"), state, id);
+        }
+        assert.equal(await row(pending).locator(".pending-reason").textContent(), reason);
+        await assertNotPwned(page);
+        await shot("01-jobs");
+      });
+
+      await t.step("running job: tick lines appear and keep coming", async () => {
+        await page.goto(`${base}/#/job/${encodeURIComponent(running)}`);
+        await page.locator(".log-text").filter({ hasText: /^tick \d+$/ }).first().waitFor();
+        const first = await maxTick(page);
+        assert.ok(first >= 1);
+        await waitPage(
+          page,
+          `[...document.querySelectorAll(".log-text")].some((e) =>
+          /^tick (\\d+)$/.exec(e.textContent) && Number(e.textContent.slice(5)) >= ${first + 5})`,
+        );
+        assert.ok((await maxTick(page)) >= first + 5, "new tick lines without reloading");
+        await shot("02-running-job");
+      });
+
+      await t.step("failed and pending job details", async () => {
+        await page.goto(`${base}/#/job/${encodeURIComponent(failed)}`);
+        await page.locator(".log-text").filter({ hasText: /^broken$/ }).waitFor();
+        await page.locator(".title-badge .badge.state-failed").waitFor();
+        await page.goto(`${base}/#/job/${encodeURIComponent(pending)}`);
+        const shown = await page.locator(".card .pending-reason").first().textContent();
+        assert.match(shown ?? "", /cpu/i);
+        assert.ok(shown?.startsWith(reason), `${shown} vs ${reason}`);
+        await shot("03-pending-job");
+      });
+
+      await t.step("hostile command, env and log lines stay literal text", async () => {
+        await page.goto(`${base}/#/job/${encodeURIComponent(hostile)}`);
+        // Exactly the echoed lines (the worker's "started pid …" line also quotes the command).
+        const line = (text: string) =>
+          page.locator(".log-text").filter({
+            hasText: new RegExp(`^${text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}$`),
+          });
+        await line(HOSTILE_ENV).waitFor();
+        await line(HOSTILE_LOG).waitFor();
+        await line("<img src=x onerror=alert(2)>").waitFor();
+        assert.match((await page.locator("code.cmd").textContent()) ?? "", /<img src=x onerror=/);
+        assert.deepEqual(await page.locator(".chip").allTextContents(), ["IRIS_HOSTILE"]);
+        await assertNotPwned(page);
+        await shot("04-hostile-job");
+      });
+
+      await t.step("fleet lists the cluster's workers", async () => {
+        await page.goto(`${base}/#/fleet`);
+        // The autoscaler may still add a worker; wait until page and API agree.
+        await waitFor(async () => {
+          const api = (await client.workers()).map((w) => w.workerId).sort();
+          const shown = (await page.locator(".worker-row").evaluateAll((rows) =>
+            rows.map((r) =>
+              r.getAttribute("data-worker-id") ?? ""
+            )
+          )).sort();
+          return api.length > 0 && JSON.stringify(api) === JSON.stringify(shown);
+        }, { timeout: seconds(15), what: "fleet rows to match ListWorkers" });
+        await shot("05-fleet");
+      });
+
+      await t.step("worker detail shows the resource history sparklines", async () => {
+        const taskWorker = (await client.status(running)).tasks[0]!.workerId;
+        assert.ok(taskWorker);
+        await waitFor(
+          async () =>
+            ((await client.workers()).find((w) => w.workerId === taskWorker)?.history.length ??
+              0) >= 2,
+          { timeout: seconds(10), what: "two heartbeats in the worker history" },
+        );
+        await page.goto(`${base}/#/worker/${encodeURIComponent(taskWorker)}`);
+        assert.equal(await page.locator("h1").textContent(), taskWorker);
+        await page.locator("svg.sparkline-cpu polyline").waitFor({ state: "attached" });
+        await page.locator("svg.sparkline-mem polyline").waitFor({ state: "attached" });
+        const points = await page.locator("svg.sparkline-cpu polyline").getAttribute("points");
+        assert.ok((points ?? "").split(" ").length >= 2, `points: ${points}`);
+        assert.equal(
+          await page.locator("svg.sparkline-cpu").evaluate((e) => e.namespaceURI),
+          "http://www.w3.org/2000/svg",
+        );
+        await page.locator(".worker-detail-grid .task-row").filter({ hasText: running })
+          .waitFor();
+        await shot("06-worker-detail");
+      });
+
+      await t.step("autoscaler shows both scale groups", async () => {
+        await page.goto(`${base}/#/autoscaler`);
+        await page.locator('.group-row[data-group="tpu_v5e_16"]').waitFor();
+        await page.locator('.group-row[data-group="cpu"]').waitFor();
+        assert.equal(await page.locator(".group-row").count(), 2);
+        await shot("07-autoscaler");
+      });
+
+      await t.step("controller status", async () => {
+        await page.goto(`${base}/#/status`);
+        await page.locator(".page-status .metric-value").first().waitFor();
+        await page.locator("#live-status.live-ok").waitFor();
+        const metrics = await page.locator(".metric-value").allTextContents();
+        assert.ok(metrics.includes("5"), `job count among ${metrics.join("|")}`);
+        assert.equal(await page.locator(".alert-danger").count(), 0);
+        await assertNotPwned(page);
+        await shot("08-status");
+      });
+
+      assert.deepEqual(dialogs, [], "no dialog may fire");
+      assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
+      console.log(`screenshots: ${shots}/real-*.png`);
+    } finally {
+      await controller.stop();
+    }
+  },
+});
