@@ -1,0 +1,714 @@
+/**
+ * End-to-end benchmarks of Iris next to the floors of this machine (and, with `--peer slurm`,
+ * next to a real Slurm run on the same machine). Goals G1–G5 and G8 of
+ * docs/reference performance §5.
+ *
+ * Run: `deno task bench` (Iris only, ≈ 1–2 min) or `deno task bench --peer slurm` (adds the
+ * Slurm peer, several minutes; needs root and Debian's package repository).
+ * Prints a table and writes bench/results/latest.json.
+ * @module
+ */
+import { startController } from "../src/controller/server.ts";
+import { startWorker } from "../src/worker/mod.ts";
+import { IrisClient } from "../src/client/client.ts";
+import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
+import { runSchedulerBench } from "./scheduler_bench.ts";
+
+const GiB = 2 ** 30;
+const MiB = 2 ** 20;
+
+// ---------------------------------------------------------------- helpers
+
+function percentile(xs: readonly number[], p: number): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1));
+  return s[i]!;
+}
+
+interface Dist {
+  n: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+function dist(xs: readonly number[]): Dist {
+  return {
+    n: xs.length,
+    p50: percentile(xs, 50),
+    p99: percentile(xs, 99),
+    max: percentile(xs, 100),
+  };
+}
+
+const sleepMs = (n: number) => new Promise<void>((r) => setTimeout(r, n));
+
+/** Runs `fn` for `items` with at most `limit` in flight. */
+async function pool<T>(items: number, limit: number, fn: (i: number) => Promise<T>): Promise<T[]> {
+  const out = new Array<T>(items);
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items) }, async () => {
+      while (next < items) {
+        const i = next++;
+        out[i] = await fn(i);
+      }
+    }),
+  );
+  return out;
+}
+
+function log(msg: string) {
+  console.error(`[bench ${new Date().toISOString().slice(11, 19)}] ${msg}`);
+}
+
+// ---------------------------------------------------------------- floors
+
+async function spawnFloor(n: number): Promise<number[]> {
+  const cmd = new Deno.Command("/bin/true", { stdin: "null", stdout: "null", stderr: "null" });
+  for (let i = 0; i < 10; i++) await cmd.output();
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await cmd.output();
+    xs.push(performance.now() - t0);
+  }
+  return xs;
+}
+
+async function denoRunFloor(n: number): Promise<number[]> {
+  const dir = await Deno.makeTempDir({ prefix: "iris-bench-" });
+  const file = `${dir}/trivial.ts`;
+  await Deno.writeTextFile(file, "const x: number = 1;\nif (x !== 1) console.log(x);\n");
+  const cmd = new Deno.Command(Deno.execPath(), {
+    args: ["run", "--no-config", file],
+    stdin: "null",
+    stdout: "null",
+    stderr: "null",
+  });
+  await cmd.output(); // warm the module cache
+  const xs: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t0 = performance.now();
+    await cmd.output();
+    xs.push(performance.now() - t0);
+  }
+  await Deno.remove(dir, { recursive: true });
+  return xs;
+}
+
+async function fetchFloor(n: number): Promise<{ get: number[]; post: number[] }> {
+  const server = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) =>
+      req.method === "POST"
+        ? new Response(await req.text(), { headers: { "content-type": "application/json" } })
+        : new Response("ok"),
+  );
+  const url = `http://127.0.0.1:${server.addr.port}/`;
+  const body = JSON.stringify({ payload: "x".repeat(180) }); // ≈ 200 B
+  const get: number[] = [];
+  const post: number[] = [];
+  for (let i = 0; i < n + 50; i++) {
+    let t0 = performance.now();
+    await (await fetch(url)).text();
+    if (i >= 50) get.push(performance.now() - t0);
+    t0 = performance.now();
+    await (await fetch(url, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+    })).text();
+    if (i >= 50) post.push(performance.now() - t0);
+  }
+  await server.shutdown();
+  return { get, post };
+}
+
+// ---------------------------------------------------------------- Iris cluster
+
+async function withCluster<T>(
+  fn: (client: IrisClient) => Promise<T>,
+): Promise<T> {
+  const ctl = startController({ port: 0, log: () => {} });
+  const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
+  const worker = await startWorker({
+    controllerUrl: ctl.url,
+    rootDir,
+    cleanup: true,
+    resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
+  });
+  const client = new IrisClient(ctl.url);
+  try {
+    const t0 = performance.now();
+    while ((await client.workers()).length < 1) {
+      if (performance.now() - t0 > 10_000) throw new Error("worker did not register in 10 s");
+      await sleepMs(5);
+    }
+    return await fn(client);
+  } finally {
+    await worker.stop();
+    await ctl.stop();
+    await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+  }
+}
+
+const trivialJob = (name: string) => ({
+  name,
+  user: "bench",
+  command: ["true"],
+  cpu: 0.01,
+  memory: 16 * MiB,
+});
+
+interface LatencyResult {
+  submitRttMs: number[];
+  submitToRunningMs: number[];
+  submitToCompletedMs: number[];
+  clientWallMs: number[];
+  failed: number;
+}
+
+/** One job at a time: submit, poll every 1 ms until finished. */
+async function latencyBench(client: IrisClient, n: number): Promise<LatencyResult> {
+  const r: LatencyResult = {
+    submitRttMs: [],
+    submitToRunningMs: [],
+    submitToCompletedMs: [],
+    clientWallMs: [],
+    failed: 0,
+  };
+  for (let i = -10; i < n; i++) { // 10 warm-up jobs, not recorded
+    const t0 = performance.now();
+    const jobId = await client.submit(trivialJob(`lat-${i + 10}`));
+    const t1 = performance.now();
+    let res;
+    while (true) {
+      res = await client.status(jobId);
+      if (
+        res.job && (res.job.state === JobState.SUCCEEDED || res.job.state === JobState.FAILED ||
+          res.job.state === JobState.KILLED || res.job.state === JobState.WORKER_FAILED ||
+          res.job.state === JobState.UNSCHEDULABLE)
+      ) break;
+      await sleepMs(1);
+    }
+    const t2 = performance.now();
+    if (i < 0) continue;
+    const job = res.job!;
+    const task = res.tasks[0];
+    if (job.state !== JobState.SUCCEEDED || !task) {
+      r.failed++;
+      continue;
+    }
+    r.submitRttMs.push(t1 - t0);
+    r.submitToRunningMs.push(task.startedAtMs - job.submittedAtMs);
+    r.submitToCompletedMs.push(job.finishedAtMs - job.submittedAtMs);
+    r.clientWallMs.push(t2 - t0);
+  }
+  return r;
+}
+
+/** `n` trivial jobs, submitted by `par` concurrent submitters, then waited for. */
+async function throughputBench(
+  client: IrisClient,
+  n: number,
+  par: number,
+): Promise<{ jobsPerS: number; submitPerS: number; makespanS: number; failed: number }> {
+  const tag = `tput${Date.now()}-`;
+  const t0 = performance.now();
+  const ids = await pool(n, par, (i) => client.submit(trivialJob(`${tag}${i}`)));
+  const t1 = performance.now();
+  const first = ids[0]!;
+  const prefix = first.slice(0, first.length - "0".length);
+  const finished = [
+    JobState.SUCCEEDED,
+    JobState.FAILED,
+    JobState.KILLED,
+    JobState.WORKER_FAILED,
+    JobState.UNSCHEDULABLE,
+  ];
+  let done = 0;
+  while (true) {
+    const res = await client.rpc.listJobs({ prefix, states: finished, limit: 1, offset: 0 });
+    done = res.totalCount;
+    if (done >= n) break;
+    if (performance.now() - t0 > 300_000) throw new Error(`only ${done}/${n} jobs finished`);
+    await sleepMs(2);
+  }
+  const t2 = performance.now();
+  const ok = await client.rpc.listJobs({
+    prefix,
+    states: [JobState.SUCCEEDED],
+    limit: 1,
+    offset: 0,
+  });
+  return {
+    jobsPerS: n / ((t2 - t0) / 1000),
+    submitPerS: n / ((t1 - t0) / 1000),
+    makespanS: (t2 - t0) / 1000,
+    failed: n - ok.totalCount,
+  };
+}
+
+/** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
+ * controller's event loop. */
+async function rpcBenchChild(url: string) {
+  const client = new IrisClient(url);
+  console.log(JSON.stringify(await rpcBench(client)));
+}
+
+/** Controller unary RPC load from a separate process (a real client, not the server's loop). */
+async function rpcBenchRemote(
+  url: string,
+): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`rpc child exited ${out.code}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
+async function rpcBench(
+  client: IrisClient,
+): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+  const single: number[] = [];
+  for (let i = 0; i < 1200; i++) {
+    const t0 = performance.now();
+    await client.rpc.getControllerStatus({});
+    if (i >= 200) single.push(performance.now() - t0);
+  }
+  const concurrency = 32;
+  const durationMs = 3000;
+  let calls = 0;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: concurrency }, async () => {
+    while (performance.now() - t0 < durationMs) {
+      await client.rpc.getControllerStatus({});
+      calls++;
+    }
+  }));
+  return { callsPerS: calls / ((performance.now() - t0) / 1000), concurrency, single };
+}
+
+interface MemResult {
+  rssDeltaBytes: number;
+  heapDeltaBytes: number;
+  tasks: number;
+  submitS: number;
+}
+
+/** Runs {@linkcode memoryBench} in a fresh process, so earlier benchmarks do not skew the RSS. */
+async function memoryBenchRemote(jobs: number, replicas: number): Promise<MemResult> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--memory-child",
+      `${jobs}`,
+      `${replicas}`,
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`memory child exited ${out.code}`);
+  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+}
+
+/** RSS growth of a worker-less controller holding `jobs × replicas` pending tasks. */
+async function memoryBench(
+  jobs: number,
+  replicas: number,
+): Promise<MemResult> {
+  const ctl = startController({ port: 0, log: () => {} });
+  const client = new IrisClient(ctl.url);
+  try {
+    await client.rpc.getControllerStatus({});
+    const before = Deno.memoryUsage();
+    const t0 = performance.now();
+    await pool(jobs, 8, (i) => client.submit({ ...trivialJob(`mem-${i}`), replicas }));
+    const submitS = (performance.now() - t0) / 1000;
+    await sleepMs(500); // let a scheduling pass run over the pending tasks
+    const after = Deno.memoryUsage();
+    return {
+      rssDeltaBytes: after.rss - before.rss,
+      heapDeltaBytes: after.heapUsed - before.heapUsed,
+      tasks: ctl.controller.jobs.tasks.size,
+      submitS,
+    };
+  } finally {
+    await ctl.stop();
+  }
+}
+
+async function restartBench(): Promise<string> {
+  const storeUrl = new URL("../src/controller/store.ts", import.meta.url);
+  try {
+    await Deno.stat(storeUrl);
+  } catch {
+    return "n/a (no durable store yet)";
+  }
+  try {
+    const mod: Record<string, unknown> = await import(storeUrl.href);
+    return `n/a (src/controller/store.ts exists, exports ${
+      Object.keys(mod).join(", ")
+    }; restart bench not wired yet)`;
+  } catch (err) {
+    return `n/a (src/controller/store.ts does not load: ${String(err).split("\n")[0]})`;
+  }
+}
+
+// ---------------------------------------------------------------- Slurm peer
+
+interface PeerResult {
+  settings: Record<string, string>;
+  metrics: Record<string, { n: number; min: number; p50: number; max: number }>;
+  exitCode: number;
+  error?: string;
+}
+
+async function runSlurmPeer(): Promise<PeerResult> {
+  const script = new URL("../../shared/peers/slurm/run.sh", import.meta.url).pathname;
+  const settings = {
+    PROFILES: "tuned",
+    REPS: "1",
+    STARTUP_REPS: "1",
+    BENCHES: "latency seq par",
+    OUT_DIR: "/tmp/iris-slurm-peer",
+  };
+  log(`slurm peer: bash ${script} (${JSON.stringify(settings)})`);
+  const child = new Deno.Command("bash", {
+    args: [script, "all"],
+    env: settings,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const timer = setTimeout(() => {
+    try {
+      child.kill("SIGTERM");
+    } catch { /* already gone */ }
+  }, 30 * 60_000);
+  const out = await child.output();
+  clearTimeout(timer);
+  const text = new TextDecoder().decode(out.stdout);
+  const metrics: PeerResult["metrics"] = {};
+  for (const line of text.split("\n")) {
+    const m = line.match(
+      /^RESULT profile=(\S+)\s+(\S+)\s+n=(\d+)\s+min=(\S+)\s+p50=(\S+)\s+max=(\S+)/,
+    );
+    if (!m) continue;
+    metrics[m[2]!] = { n: Number(m[3]), min: Number(m[4]), p50: Number(m[5]), max: Number(m[6]) };
+  }
+  const result: PeerResult = { settings, metrics, exitCode: out.code };
+  if (out.code !== 0 || Object.keys(metrics).length === 0) {
+    result.error = `run.sh exited ${out.code} with ${Object.keys(metrics).length} RESULT lines`;
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------- main
+
+function fmtMs(x: number): string {
+  if (!Number.isFinite(x)) return "n/a";
+  if (x < 1) return `${(x * 1000).toFixed(0)} µs`;
+  if (x < 100) return `${x.toFixed(2)} ms`;
+  if (x < 10_000) return `${x.toFixed(0)} ms`;
+  return `${(x / 1000).toFixed(1)} s`;
+}
+
+function fmtNum(x: number): string {
+  if (!Number.isFinite(x)) return "n/a";
+  return x >= 100 ? Math.round(x).toLocaleString("en-US") : x.toFixed(1);
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => (r[c] ?? "").length)));
+  const line = (r: string[]) => `| ${r.map((x, c) => x.padEnd(widths[c]!)).join(" | ")} |`;
+  return [
+    line(rows[0]!),
+    `|${widths.map((w) => "-".repeat(w + 2)).join("|")}|`,
+    ...rows.slice(1).map(line),
+  ].join("\n");
+}
+
+async function machine(): Promise<Record<string, string | number>> {
+  let cpu = "unknown";
+  try {
+    const info = await Deno.readTextFile("/proc/cpuinfo");
+    cpu = info.match(/^model name\s*:\s*(.+)$/m)?.[1] ?? cpu;
+  } catch { /* not Linux */ }
+  const mem = Deno.systemMemoryInfo();
+  return {
+    nproc: navigator.hardwareConcurrency,
+    memoryGiB: Number((mem.total / GiB).toFixed(1)),
+    cpu,
+    kernel: Deno.osRelease(),
+    deno: Deno.version.deno,
+  };
+}
+
+async function main() {
+  const args = Deno.args;
+  const peerIdx = args.indexOf("--peer");
+  const peer = peerIdx >= 0 ? args[peerIdx + 1] : undefined;
+  if (peer !== undefined && peer !== "slurm") {
+    console.error(`unknown peer ${peer}; only "slurm" is supported`);
+    Deno.exit(2);
+  }
+  const started = performance.now();
+  const host = await machine();
+  log(`machine: ${JSON.stringify(host)}`);
+
+  log("floors: spawn /bin/true × 200");
+  const spawn = dist(await spawnFloor(200));
+  log("floors: deno run --no-config trivial.ts × 20");
+  const denoRun = dist(await denoRunFloor(20));
+  log("floors: fetch → Deno.serve × 500");
+  const fetchRtt = await fetchFloor(500);
+  const fetchGet = dist(fetchRtt.get);
+  const fetchPost = dist(fetchRtt.post);
+
+  const LAT_N = 200;
+  const TPUT_N = 1000;
+  const TPUT_PAR = 32;
+  const { lat, tput, rpc } = await withCluster(async (client) => {
+    log(`iris: submit→running latency, ${LAT_N} jobs one at a time`);
+    const lat = await latencyBench(client, LAT_N);
+    log(`iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters`);
+    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    log("iris: controller unary RPC (GetControllerStatus)");
+    const rpc = await rpcBenchRemote(client.url);
+    return { lat, tput, rpc };
+  });
+
+  log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
+  const sched = await runSchedulerBench({ repeats: 3 });
+
+  log("controller memory: 1000 jobs × 100 replicas, no workers");
+  const mem = await memoryBenchRemote(1000, 100);
+  const restart = await restartBench();
+
+  let peerResult: PeerResult | undefined;
+  if (peer === "slurm") peerResult = await runSlurmPeer();
+
+  const submitToRunning = dist(lat.submitToRunningMs);
+  const submitToCompleted = dist(lat.submitToCompletedMs);
+  const clientWall = dist(lat.clientWallMs);
+  const submitRtt = dist(lat.submitRttMs);
+  const rpcSingle = dist(rpc.single);
+  const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
+  const x = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(1)}×` : "n/a";
+
+  const rows: string[][] = [
+    ["metric", "p50", "p99", "ratio / floor", "goal"],
+    ["floor: spawn /bin/true (n=200)", fmtMs(spawn.p50), fmtMs(spawn.p99), "1×", ""],
+    ["floor: deno run --no-config (n=20)", fmtMs(denoRun.p50), fmtMs(denoRun.p99), "", ""],
+    ["floor: fetch GET → Deno.serve (n=500)", fmtMs(fetchGet.p50), fmtMs(fetchGet.p99), "", ""],
+    ["floor: fetch POST 200 B (n=500)", fmtMs(fetchPost.p50), fmtMs(fetchPost.p99), "", ""],
+    [
+      `G1 submit→running, API (n=${submitToRunning.n})`,
+      fmtMs(submitToRunning.p50),
+      fmtMs(submitToRunning.p99),
+      `${x(submitToRunning.p50, spawn.p50)} spawn`,
+      "p50 ≤ 5 ms, p99 ≤ 15 ms",
+    ],
+    [
+      "submit→completed, API",
+      fmtMs(submitToCompleted.p50),
+      fmtMs(submitToCompleted.p99),
+      `${x(submitToCompleted.p50, spawn.p50)} spawn`,
+      "",
+    ],
+    [
+      "submit→SUCCEEDED seen by client (1 ms poll)",
+      fmtMs(clientWall.p50),
+      fmtMs(clientWall.p99),
+      `${x(clientWall.p50, spawn.p50)} spawn`,
+      "",
+    ],
+    [
+      "submit RPC round trip (LaunchJob ack)",
+      fmtMs(submitRtt.p50),
+      fmtMs(submitRtt.p99),
+      `${x(submitRtt.p50, fetchPost.p50)} fetch POST`,
+      "",
+    ],
+    [
+      `G2 ${TPUT_N} trivial jobs end to end (${TPUT_PAR} submitters)`,
+      `${fmtNum(tput.jobsPerS)} jobs/s`,
+      `${tput.makespanS.toFixed(2)} s total`,
+      `${(100 * tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling ${
+        fmtNum(spawnCeiling)
+      }/s`,
+      "≥ 500 jobs/s",
+    ],
+    [
+      `  submit rate / failed jobs`,
+      `${fmtNum(tput.submitPerS)} jobs/s`,
+      `${tput.failed} failed`,
+      "",
+      "",
+    ],
+    [
+      `G4 unary RPC, ${rpc.concurrency} callers (other process), 3 s`,
+      `${fmtNum(rpc.callsPerS)} calls/s`,
+      "",
+      "",
+      "≥ 10k calls/s",
+    ],
+    [
+      "G4 unary RPC, single conn. (other process, n=1000)",
+      fmtMs(rpcSingle.p50),
+      fmtMs(rpcSingle.p99),
+      `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
+      "p50 ≤ 250 µs",
+    ],
+    [
+      "G3 placements/s, 10k workers × 100k tasks",
+      fmtNum(sched.placements_per_s_10k ?? NaN),
+      "",
+      "",
+      "≥ 50k/s",
+    ],
+    ["G3 4-host slice gangs/s", fmtNum(sched.gangs_per_s_10k ?? NaN), "", "", "≥ 5k/s"],
+    [
+      "G8 autoscaler decision, 1000 groups",
+      fmtMs(sched.autoscaler_p50_ms ?? NaN),
+      fmtMs(sched.autoscaler_p99_ms ?? NaN),
+      "",
+      "p99 ≤ 1 s",
+    ],
+    [
+      `controller RSS, ${mem.tasks.toLocaleString("en-US")} pending tasks`,
+      `${(mem.rssDeltaBytes / MiB).toFixed(0)} MiB`,
+      `${(mem.rssDeltaBytes / mem.tasks).toFixed(0)} B/task RSS, ${
+        (mem.heapDeltaBytes / mem.tasks).toFixed(0)
+      } B/task heap`,
+      `submitted in ${mem.submitS.toFixed(1)} s`,
+      "",
+    ],
+    ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
+  ];
+
+  const peerRows: string[][] = [];
+  if (peerResult) {
+    const s = peerResult.metrics;
+    const slurmStart = (s.submit_to_start_s?.p50 ?? NaN) * 1000;
+    const slurmSeq = s.seq1000_throughput_jobs_per_s?.p50 ?? NaN;
+    const slurmPar = s.par4x1000_throughput_jobs_per_s?.p50 ?? NaN;
+    const slurmRtt = (s.sbatch_rtt_s?.p50 ?? NaN) * 1000;
+    const slurmSrun = (s.srun_true_wall_s?.p50 ?? NaN) * 1000;
+    peerRows.push(
+      ["metric (p50)", "Iris", "Slurm (tuned)", "Iris advantage"],
+      [
+        "submit→start",
+        fmtMs(submitToRunning.p50),
+        fmtMs(slurmStart),
+        `${x(slurmStart, submitToRunning.p50)} faster`,
+      ],
+      [
+        "submit ack (LaunchJob vs sbatch)",
+        fmtMs(submitRtt.p50),
+        fmtMs(slurmRtt),
+        `${x(slurmRtt, submitRtt.p50)} faster`,
+      ],
+      [
+        "run `true` and see it finish (client wall vs srun)",
+        fmtMs(clientWall.p50),
+        fmtMs(slurmSrun),
+        `${x(slurmSrun, clientWall.p50)} faster`,
+      ],
+      [
+        "1000 jobs/s (Iris 32 submitters vs Slurm sequential)",
+        fmtNum(tput.jobsPerS),
+        fmtNum(slurmSeq),
+        `${x(tput.jobsPerS, slurmSeq)}`,
+      ],
+      [
+        "1000 jobs/s (vs Slurm 4 parallel submitters)",
+        fmtNum(tput.jobsPerS),
+        fmtNum(slurmPar),
+        `${x(tput.jobsPerS, slurmPar)}`,
+      ],
+    );
+  }
+
+  const totalS = (performance.now() - started) / 1000;
+  console.log(
+    `\nIris benchmarks — ${host.nproc} cores, ${host.memoryGiB} GiB, ${host.cpu}, kernel ${host.kernel}, Deno ${host.deno}`,
+  );
+  console.log(
+    `Iris setup: in-process controller + 1 in-process worker (64 cores, 64 GiB advertised); ` +
+      `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
+  );
+  console.log(table(rows));
+  if (peerResult) {
+    console.log(
+      `\nSlurm peer: ${
+        Object.entries(peerResult.settings).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")
+      } (profile tuned = SchedulerParameters=batch_sched_delay=0, debug=error, NODE_CPUS=64)`,
+    );
+    if (peerResult.error) console.log(`Slurm peer FAILED: ${peerResult.error}`);
+    if (peerRows.length > 1 && !peerResult.error) console.log(table(peerRows));
+  }
+  console.log(`\ntotal ${totalS.toFixed(0)} s`);
+
+  const json = {
+    at: new Date().toISOString(),
+    machine: host,
+    floors: { spawnMs: spawn, denoRunMs: denoRun, fetchGetMs: fetchGet, fetchPostMs: fetchPost },
+    iris: {
+      submitToRunningMs: submitToRunning,
+      submitToCompletedMs: submitToCompleted,
+      clientWallMs: clientWall,
+      submitRttMs: submitRtt,
+      latencyFailed: lat.failed,
+      throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
+      rpc: { callsPerS: rpc.callsPerS, concurrency: rpc.concurrency, singleMs: rpcSingle },
+      scheduler: sched,
+      memory: mem,
+      restart,
+    },
+    ratios: {
+      submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,
+      clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
+      rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
+      jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
+      ...(peerResult && !peerResult.error
+        ? {
+          slurmSubmitToStartP50OverIris: (peerResult.metrics.submit_to_start_s?.p50 ?? NaN) *
+            1000 / submitToRunning.p50,
+          irisJobsPerSOverSlurmSeq: tput.jobsPerS /
+            (peerResult.metrics.seq1000_throughput_jobs_per_s?.p50 ?? NaN),
+          irisJobsPerSOverSlurmPar: tput.jobsPerS /
+            (peerResult.metrics.par4x1000_throughput_jobs_per_s?.p50 ?? NaN),
+        }
+        : {}),
+    },
+    peer: peerResult,
+    totalS,
+  };
+  const outDir = new URL("./results/", import.meta.url);
+  await Deno.mkdir(outDir, { recursive: true });
+  const outFile = new URL("latest.json", outDir);
+  await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
+  console.log(`wrote ${outFile.pathname}`);
+}
+
+if (import.meta.main) {
+  const i = Deno.args.indexOf("--rpc-child");
+  const m = Deno.args.indexOf("--memory-child");
+  if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  else if (m >= 0) {
+    console.log(
+      JSON.stringify(await memoryBench(Number(Deno.args[m + 1]), Number(Deno.args[m + 2]))),
+    );
+  } else await main();
+  Deno.exit(0);
+}
