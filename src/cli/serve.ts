@@ -70,9 +70,15 @@ const controllerServe: CommandSpec = {
       value: "FILE",
       description: "Cluster config: also run the autoscaler over its scale groups",
     },
+    "state-dir": {
+      type: "string",
+      value: "DIR",
+      description: "Keep controller state (jobs, tasks, attempts) in DIR across restarts",
+    },
   },
   examples: [
     "iris controller serve --port 10000",
+    "iris controller serve --port 10000 --state-dir /var/lib/iris",
     "iris controller serve --config examples/local.yaml",
     "iris controller serve --host 0.0.0.0 --advertise-url http://10.0.0.2:10000",
   ],
@@ -96,6 +102,7 @@ const controllerServe: CommandSpec = {
         host: str(p, "host"),
         port,
         advertiseUrl: str(p, "advertise-url"),
+        stateDir: str(p, "state-dir"),
         version: VERSION,
         log: quiet ? undefined : (line) => io.err(line + "\n"),
         bundles: new FileBundleStore(bundleDir),

@@ -70,6 +70,8 @@ export async function startCluster(
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
     taskEnv: config.defaults?.taskEnv,
+    // Durable state when the config names a directory (docs/durability.md).
+    stateDir: c.stateDir || undefined,
     bundles,
     log: options.log,
     version: VERSION,

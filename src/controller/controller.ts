@@ -37,6 +37,7 @@ import { LogStore } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler.ts";
 import { constraintsFromProto } from "./convert.ts";
+import type { StateStore } from "./store.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -57,6 +58,11 @@ export interface ControllerOptions {
   onSchedule?: (plan: SchedulePlan, snapshot: ClusterSnapshot) => void;
   /** Called when a worker is declared dead. */
   onWorkerDead?: (workerId: string, sliceId: string) => void;
+  /**
+   * Durable state (store.ts): loaded into the job table on construction, and written after every
+   * mutation (a LaunchJob returns only after its job is committed).
+   */
+  store?: StateStore;
 }
 
 /** The controller: state + loops. RPC handlers in service.ts call its methods. */
@@ -77,6 +83,8 @@ export class Controller {
   readonly #inflight = new Set<Promise<unknown>>();
   #scheduleQueued = false;
   #monitor?: Promise<void>;
+  /** Active attempts loaded from the store that their worker has not re-claimed yet. */
+  readonly #unclaimed = new Set<string>();
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
@@ -84,6 +92,34 @@ export class Controller {
     this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
     this.startedAtMs = this.clock.now();
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
+    if (options.store) {
+      const stats = options.store.load(this.jobs);
+      for (const task of this.jobs.tasks.values()) {
+        for (const a of task.attempts) {
+          if (isTaskActive(a.state)) this.#unclaimed.add(attemptKey(task.taskId, a.attemptId));
+        }
+      }
+      this.log(
+        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s) from ${options.store.path} in ${
+          Math.round(stats.ms)
+        } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
+      );
+    }
+  }
+
+  /** Writes the jobs changed since the last flush to the store (no-op without one). */
+  #flush(): void {
+    if (this.#opts.store) this.#opts.store.flush(this.jobs);
+    else this.jobs.dirty.clear(); // memory only: nothing to write, keep the set small
+  }
+
+  /** #flush, logging instead of throwing (for paths with no caller to report to). */
+  #tryFlush(): void {
+    try {
+      this.#flush();
+    } catch (err) {
+      this.log(`writing controller state failed: ${describeError(err)}`);
+    }
   }
 
   /** Starts the liveness monitor. */
@@ -110,6 +146,8 @@ export class Controller {
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
     const fx = noEffects();
     const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
+    // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
+    this.#flush();
     if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
     this.#perform(fx);
     this.requestSchedule();
@@ -120,6 +158,7 @@ export class Controller {
   terminateJob(jobId: string, reason: string): string[] {
     const fx = noEffects();
     const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
+    this.#flush();
     if (ids.length) this.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
     this.#perform(fx);
     return ids;
@@ -145,9 +184,11 @@ export class Controller {
     for (const ref of req.running) {
       const found = this.#findAttempt(ref.taskId, ref.attemptId);
       if (
-        found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId
+        found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId &&
+        isTaskActive(found.task.state) && this.jobs.currentAttempt(found.task) === found.attempt
       ) {
         // Adopt an attempt that kept running (e.g. across a controller restart).
+        this.#unclaimed.delete(attemptKey(ref.taskId, ref.attemptId));
         this.workers.commit(
           worker,
           attemptKey(ref.taskId, ref.attemptId),
@@ -182,6 +223,7 @@ export class Controller {
         if (!worker.active.has(key)) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
       }
     }
+    this.#flush();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
     return { reregister: false, kill };
@@ -197,7 +239,10 @@ export class Controller {
       return;
     }
     const { task, attempt } = found;
-    if (Object.keys(u.ports).length) task.ports = { ...u.ports };
+    if (Object.keys(u.ports).length) {
+      task.ports = { ...u.ports };
+      this.jobs.dirty.add(task.jobId);
+    }
     if (u.peakMemoryBytes) {
       attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
     }
@@ -279,6 +324,8 @@ export class Controller {
       if (!pending || !job) continue;
       for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
     }
+    // Placements are durable before any RunTask leaves.
+    this.#tryFlush();
     for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
@@ -420,6 +467,7 @@ export class Controller {
       error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
       finishedAtMs: this.clock.now(),
     }, fx);
+    this.#tryFlush();
     this.#perform(fx);
     this.requestSchedule();
   }
@@ -468,6 +516,7 @@ export class Controller {
         finishedAtMs: this.clock.now(),
       }, fx);
     }
+    this.#tryFlush();
     this.#perform(fx);
     this.#opts.onWorkerDead?.(workerId, worker.sliceId);
     this.requestSchedule();
@@ -485,8 +534,35 @@ export class Controller {
       for (const w of this.workers.expired(now, this.heartbeatInterval * threshold)) {
         this.workerDead(w.workerId, `missed ${threshold} heartbeats`);
       }
+      if (this.#unclaimed.size && now - this.startedAtMs >= this.heartbeatInterval * threshold) {
+        this.#failUnclaimed();
+      }
       if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
     }
+  }
+
+  /**
+   * After a restart: attempts loaded as active whose worker did not re-claim them within the
+   * grace (heartbeat interval × threshold) are WORKER_FAILED and retried under the usual budget.
+   */
+  #failUnclaimed(): void {
+    const fx = noEffects();
+    for (const key of this.#unclaimed) {
+      const { taskId, attemptId } = parseAttemptKey(key);
+      const found = this.#findAttempt(taskId, attemptId);
+      if (!found || !isTaskActive(found.attempt.state)) continue;
+      if (this.workers.workers.get(found.attempt.workerId)?.active.has(key)) continue;
+      this.log(`attempt ${attemptId} of ${taskId} was not re-claimed by its worker after restart`);
+      this.jobs.attemptEnded(found.task, found.attempt, {
+        state: TaskState.WORKER_FAILED,
+        error: `worker ${found.attempt.workerId} did not re-claim the attempt after a restart`,
+        finishedAtMs: this.clock.now(),
+      }, fx);
+    }
+    this.#unclaimed.clear();
+    this.#tryFlush();
+    this.#perform(fx);
+    this.requestSchedule();
   }
 
   #client(address: string): WorkerClient {

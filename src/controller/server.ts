@@ -7,6 +7,7 @@ import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_
 import { serveRpc } from "../rpc/server.ts";
 import { Controller, type ControllerOptions } from "./controller.ts";
 import { type BundleStorage, controllerRoutes } from "./service.ts";
+import { StateStore, type StateStoreOptions } from "./store.ts";
 
 /** Options for {@linkcode startController}. */
 export interface StartControllerOptions extends ControllerOptions {
@@ -21,6 +22,13 @@ export interface StartControllerOptions extends ControllerOptions {
   /** The URL tasks and workers should use, when it differs from the listen address. */
   advertiseUrl?: string;
   version?: string;
+  /**
+   * Directory for durable state (`controller.sqlite3`). Jobs are loaded from it before serving
+   * and written after every mutation. Without it, state lives in memory only.
+   */
+  stateDir?: string;
+  /** SQLite durability level for the state file. @default "FULL" */
+  stateSynchronous?: StateStoreOptions["synchronous"];
 }
 
 /** A running controller. Dispose it to stop. */
@@ -32,20 +40,35 @@ export interface ControllerServer extends AsyncDisposable {
 
 /** Starts the controller and its server; resolves once it listens. */
 export function startController(options: StartControllerOptions = {}): ControllerServer {
-  const controller = new Controller(options);
-  const server = serveRpc(
-    controllerRoutes({
-      controller,
-      bundles: options.bundles,
-      autoscalerStatus: options.autoscalerStatus,
-      version: options.version,
-    }),
-    {
-      hostname: options.host ?? "127.0.0.1",
-      port: options.port ?? 0,
-      fallback: options.fallback,
-    },
-  );
+  const store = options.stateDir
+    ? StateStore.open(options.stateDir, { synchronous: options.stateSynchronous })
+    : undefined;
+  let controller: Controller;
+  try {
+    controller = new Controller({ ...options, store });
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
+  let server;
+  try {
+    server = serveRpc(
+      controllerRoutes({
+        controller,
+        bundles: options.bundles,
+        autoscalerStatus: options.autoscalerStatus,
+        version: options.version,
+      }),
+      {
+        hostname: options.host ?? "127.0.0.1",
+        port: options.port ?? 0,
+        fallback: options.fallback,
+      },
+    );
+  } catch (err) {
+    store?.close();
+    throw err;
+  }
   controller.url = options.advertiseUrl ?? server.url;
   controller.start();
   controller.log(`controller listening on ${server.url}`);
@@ -54,6 +77,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
     stopped ??= (async () => {
       await controller.stop();
       await server.shutdown();
+      store?.close();
     })();
     return stopped;
   };

@@ -117,6 +117,11 @@ export class JobTable {
   readonly #byRequestId = new Map<string, string>();
   /** Called when a task leaves the active states (endpoint cleanup etc.). */
   onTaskInactive: (task: TaskRecord) => void = () => {};
+  /**
+   * Ids of jobs changed (or removed) since the last persistence flush. Every transition adds the
+   * job it touches; the controller's store writes them out and clears the set (store.ts).
+   */
+  readonly dirty = new Set<string>();
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
   submit(
@@ -199,7 +204,32 @@ export class JobTable {
     this.pending.set(jobId, pending);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     if (requestId) this.#byRequestId.set(requestId, jobId);
+    this.dirty.add(jobId);
     return { jobId, created: true };
+  }
+
+  /**
+   * Rebuilds the table from persisted jobs (store.ts), replacing nothing already present:
+   * pending sets, request ids and parent/child links are derived from the records; job state
+   * counts are recomputed from the tasks. `jobs` must be in submission order.
+   */
+  restore(entries: Iterable<{ job: JobRecord; tasks: TaskRecord[] }>): void {
+    for (const { job, tasks } of entries) {
+      const counts = job.counts as Record<number, number>;
+      for (const k of Object.keys(counts)) delete counts[Number(k)];
+      const pending = new Set<number>();
+      for (const task of tasks) {
+        this.tasks.set(task.taskId, task);
+        counts[task.state] = (counts[task.state] ?? 0) + 1;
+        if (task.state === TaskState.PENDING) pending.add(task.index);
+      }
+      this.jobs.set(job.jobId, job);
+      this.pending.set(job.jobId, pending);
+      if (job.requestId) this.#byRequestId.set(job.requestId, job.jobId);
+    }
+    for (const job of this.jobs.values()) {
+      if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(job.jobId);
+    }
   }
 
   /** A job or NotFoundError. */
@@ -239,6 +269,7 @@ export class JobTable {
     };
     task.attempts.push(attempt);
     task.pendingReason = undefined;
+    this.dirty.add(task.jobId);
     this.pending.get(task.jobId)?.delete(task.index);
     this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
     return attempt;
@@ -253,6 +284,7 @@ export class JobTable {
     fx: Effects,
   ): void {
     if (isTaskTerminal(attempt.state)) return;
+    this.dirty.add(task.jobId);
     attempt.state = state;
     if (state === TaskState.RUNNING && !attempt.startedAtMs) attempt.startedAtMs = startedAtMs;
     if (this.currentAttempt(task) === attempt && isTaskActive(task.state)) {
@@ -272,6 +304,7 @@ export class JobTable {
     fx: Effects,
   ): void {
     if (isTaskTerminal(attempt.state)) return;
+    this.dirty.add(task.jobId);
     attempt.state = outcome.state;
     attempt.exitCode = outcome.exitCode ?? 0;
     attempt.signal = outcome.signal ?? "";
@@ -340,6 +373,7 @@ export class JobTable {
   /** Marks a pending task UNSCHEDULABLE (scheduling timeout). */
   unschedulable(task: TaskRecord, reason: string, nowMs: number, fx: Effects): void {
     task.error = reason;
+    this.dirty.add(task.jobId);
     this.#setTaskState(task, TaskState.UNSCHEDULABLE, nowMs, fx);
   }
 
@@ -356,6 +390,7 @@ export class JobTable {
     }
     if (isJobTerminal(job.state)) return terminated;
     terminated.push(jobId);
+    this.dirty.add(jobId);
     job.error ||= reason;
     for (const tid of job.taskIds) {
       const task = this.tasks.get(tid)!;
@@ -383,6 +418,7 @@ export class JobTable {
     const prev = task.state;
     if (prev === state) return;
     const job = this.jobs.get(task.jobId)!;
+    this.dirty.add(job.jobId);
     job.counts[prev] = (job.counts[prev] ?? 1) - 1;
     job.counts[state] = (job.counts[state] ?? 0) + 1;
     task.state = state;
@@ -436,6 +472,7 @@ export class JobTable {
   #remove(jobId: string): void {
     const job = this.jobs.get(jobId);
     if (!job) return;
+    this.dirty.add(jobId);
     for (const tid of job.taskIds) this.tasks.delete(tid);
     this.pending.delete(jobId);
     this.jobs.delete(jobId);

@@ -1,0 +1,143 @@
+/**
+ * The controller's durable state (store.ts): a JobTable written through StateStore.flush and
+ * loaded back is equal in every job and task state, retries included; versioning is enforced.
+ */
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
+import { DatabaseSync } from "node:sqlite";
+import assertStrict from "node:assert/strict";
+import { assert, assertEquals } from "../_helpers/assert.ts";
+import { type JobSpec, JobSpecSchema, JobState, TaskState } from "../../src/rpc/mod.ts";
+import { JobTable, noEffects } from "../../src/controller/state.ts";
+import {
+  STATE_FILE,
+  STATE_SCHEMA_VERSION,
+  StateStore,
+  StateStoreError,
+} from "../../src/controller/store.ts";
+
+type SpecInit = MessageInitShape<typeof JobSpecSchema>;
+
+function spec(name: string, init: SpecInit = {}): JobSpec {
+  return create(JobSpecSchema, {
+    name,
+    user: "alice",
+    entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
+    ...init,
+  } as SpecInit);
+}
+
+function start(t: JobTable, taskId: string, worker = "w1") {
+  const a = t.assign(taskId, worker, 10);
+  t.attemptStarted(t.task(taskId), a, TaskState.RUNNING, 11, noEffects());
+  return a;
+}
+
+function end(t: JobTable, taskId: string, state: TaskState, exitCode = 0) {
+  const task = t.task(taskId);
+  t.attemptEnded(task, t.currentAttempt(task)!, { state, exitCode, finishedAtMs: 12 }, noEffects());
+}
+
+/** The table's observable content, in a form deepStrictEqual compares. */
+function contents(t: JobTable) {
+  return {
+    jobs: [...t.jobs.values()].map((j) => ({
+      ...j,
+      childIds: [...j.childIds].sort(),
+      counts: Object.fromEntries(Object.entries(j.counts).filter(([, n]) => n)),
+    })),
+    // Through JSON: an absent pendingReason and an undefined one are the same.
+    tasks: JSON.parse(JSON.stringify([...t.tasks.entries()])),
+    pending: [...t.pending.entries()].map(([id, s]) => [id, [...s].sort()]),
+  };
+}
+
+Deno.test("StateStore round-trips jobs in every state, with retries, children and request ids", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    const fx = noEffects();
+    t.submit(spec("pending", { replicas: 3 }), "req-pending", 1, fx);
+    t.submit(spec("assigned"), "", 2, fx);
+    t.assign("/alice/assigned/0", "w1", 3);
+    t.submit(spec("running"), "", 3, fx);
+    start(t, "/alice/running/0");
+    t.submit(spec("child", { parentJobId: "/alice/running" }), "req-child", 4, fx);
+    t.submit(spec("ok"), "", 5, fx);
+    start(t, "/alice/ok/0");
+    end(t, "/alice/ok/0", TaskState.SUCCEEDED);
+    t.submit(spec("retried", { maxRetriesFailure: 1 }), "", 6, fx);
+    start(t, "/alice/retried/0");
+    end(t, "/alice/retried/0", TaskState.FAILED, 3); // retry 1: back to pending
+    start(t, "/alice/retried/0", "w2");
+    end(t, "/alice/retried/0", TaskState.WORKER_FAILED); // preemption retry
+    start(t, "/alice/retried/0", "w3"); // third attempt running
+    t.submit(spec("failed"), "", 7, fx);
+    start(t, "/alice/failed/0");
+    end(t, "/alice/failed/0", TaskState.FAILED, 2);
+    t.submit(spec("killed"), "", 8, fx);
+    start(t, "/alice/killed/0");
+    t.terminate("/alice/killed", "by test", 9, fx);
+    t.submit(spec("late", { schedulingTimeoutMs: 1 }), "", 9, fx);
+    t.unschedulable(t.task("/alice/late/0"), "no capacity", 10, fx);
+
+    using store = disposable(StateStore.open(dir));
+    store.flush(t);
+    assertEquals(t.dirty.size, 0);
+    const states = [...t.jobs.values()].map((j) => JobState[j.state]);
+    for (const s of ["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "KILLED", "UNSCHEDULABLE"]) {
+      assert(states.includes(s), `fixture covers ${s}: ${states}`);
+    }
+    assertEquals(t.task("/alice/retried/0").attempts.length, 3);
+
+    // A later mutation and a removal (RECREATE of a finished job) are journaled too.
+    end(t, "/alice/running/0", TaskState.SUCCEEDED);
+    t.submit(spec("ok"), "req-ok-2", 20, fx);
+    store.flush(t);
+    store.close();
+
+    using again = disposable(StateStore.open(dir));
+    const loaded = new JobTable();
+    const stats = again.load(loaded);
+    assertEquals(stats.jobs, t.jobs.size);
+    assertEquals(stats.tasks, t.tasks.size);
+    assertEquals(contents(loaded), contents(t));
+    // Derived indexes work: request ids dedupe, children are linked, attempts continue.
+    assertEquals(loaded.submit(spec("pending", { replicas: 3 }), "req-pending", 30, fx), {
+      jobId: "/alice/pending",
+      created: false,
+    });
+    assert(loaded.job("/alice/running").childIds.has("/alice/running/child"));
+    assertEquals(loaded.assign("/alice/pending/1", "w9", 31).attemptId, 0);
+    assertEquals(loaded.job("/alice/retried").counts[TaskState.RUNNING], 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StateStore refuses a state file with a newer schema and leaves it unchanged", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    StateStore.open(dir).close();
+    const path = `${dir}/${STATE_FILE}`;
+    const db = new DatabaseSync(path);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(
+      String(STATE_SCHEMA_VERSION + 1),
+    );
+    db.close();
+    const before = await Deno.readFile(path);
+    assertStrict.throws(() => StateStore.open(dir), (e: unknown) => {
+      assert(e instanceof StateStoreError);
+      assert(e.message.includes(path), e.message);
+      assert(e.message.includes(`schema version ${STATE_SCHEMA_VERSION + 1}`), e.message);
+      assert(e.message.includes(`up to version ${STATE_SCHEMA_VERSION}`), e.message);
+      return true;
+    });
+    assertEquals(await Deno.readFile(path), before);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function disposable(store: StateStore): StateStore & Disposable {
+  return Object.assign(store, { [Symbol.dispose]: () => store.close() });
+}
