@@ -26,6 +26,7 @@ import {
   SKIP_BROWSER,
   startDashboardFixture,
   startWorkerFixture,
+  watchedPage,
 } from "./fixture.ts";
 
 const TIMEOUT = 5000;
@@ -99,24 +100,7 @@ Deno.test({
     const fake = fixture.fake;
     const canned = (name: string, fn: () => Promise<void>) => t.step({ name, ignore: !fake, fn });
     await using browser = await launchChromium();
-    const page = await browser.context.newPage();
-    page.setDefaultTimeout(TIMEOUT);
-    const dialogs: string[] = [];
-    const errors: string[] = [];
-    page.on("dialog", (d) => {
-      dialogs.push(d.message());
-      void d.dismiss();
-    });
-    page.on("console", (m) => {
-      if (m.type() === "error") errors.push(m.text());
-    });
-    page.on("pageerror", (e) => errors.push(e.message));
-    const shots = artifactDir();
-    await Deno.mkdir(shots, { recursive: true });
-    const shot = async (name: string) => {
-      await page.evaluate("scrollTo(0, 0)");
-      await page.screenshot({ path: `${shots}/${name}.png`, fullPage: true });
-    };
+    const { page, dialogs, errors, shot } = await watchedPage(browser, { timeout: TIMEOUT });
     const base = fixture.url;
 
     await canned("jobs tree with states, pending reasons, sorting and paging", async () => {
@@ -391,6 +375,6 @@ Deno.test({
 
     assert.deepEqual(dialogs, [], "no dialog may fire");
     assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
-    console.log(`screenshots: ${shots}`);
+    console.log(`screenshots: ${artifactDir()}`);
   },
 });

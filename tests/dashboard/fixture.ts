@@ -7,7 +7,7 @@
  * that need canned data check `fixture.fake`).
  * @module
  */
-import { type BrowserContext, chromium } from "playwright-core";
+import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { controllerDashboard, workerDashboard } from "../../src/dashboard/mod.ts";
 import { ControllerService } from "../../src/rpc/gen/iris/v1/controller_pb.ts";
 import { WorkerService } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
@@ -117,4 +117,41 @@ export function artifactDir(): string {
   const base = Deno.env.get("IRIS_ARTIFACT_DIR");
   if (base) return `${base.replace(/\/$/, "")}/dashboard`;
   return decodeURIComponent(new URL("../../test-artifacts/dashboard", import.meta.url).pathname);
+}
+
+/** A page that records dialogs and console/page errors and takes full-page screenshots. */
+export interface WatchedPage {
+  readonly page: Page;
+  /** Messages of dialogs that opened (each is dismissed). */
+  readonly dialogs: string[];
+  /** Console errors and uncaught page errors. */
+  readonly errors: string[];
+  /** Saves `<artifactDir>/<prefix><name>.png` from the top of the page. */
+  shot(name: string): Promise<void>;
+}
+
+/** Opens a page in `browser` that watches for dialogs and errors (hostile-content checks). */
+export async function watchedPage(
+  browser: Browser,
+  options: { timeout: number; prefix?: string },
+): Promise<WatchedPage> {
+  const page = await browser.context.newPage();
+  page.setDefaultTimeout(options.timeout);
+  const dialogs: string[] = [];
+  const errors: string[] = [];
+  page.on("dialog", (d) => {
+    dialogs.push(d.message());
+    void d.dismiss();
+  });
+  page.on("console", (m) => {
+    if (m.type() === "error") errors.push(m.text());
+  });
+  page.on("pageerror", (e) => errors.push(e.message));
+  const shots = artifactDir();
+  await Deno.mkdir(shots, { recursive: true });
+  const shot = async (name: string) => {
+    await page.evaluate("scrollTo(0, 0)");
+    await page.screenshot({ path: `${shots}/${options.prefix ?? ""}${name}.png`, fullPage: true });
+  };
+  return { page, dialogs, errors, shot };
 }

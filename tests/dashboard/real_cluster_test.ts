@@ -16,7 +16,7 @@ import { IrisClient, JobState } from "../../mod.ts";
 import { LocalController } from "../../src/cluster/local_controller.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { artifactDir, launchChromium, SKIP_BROWSER } from "./fixture.ts";
+import { artifactDir, launchChromium, SKIP_BROWSER, watchedPage } from "./fixture.ts";
 
 const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
 const TIMEOUT = 15_000;
@@ -99,24 +99,10 @@ Deno.test({
       assert.equal((await client.status(pending)).job?.state, JobState.PENDING);
 
       await using browser = await launchChromium();
-      const page = await browser.context.newPage();
-      page.setDefaultTimeout(TIMEOUT);
-      const dialogs: string[] = [];
-      const errors: string[] = [];
-      page.on("dialog", (d) => {
-        dialogs.push(d.message());
-        void d.dismiss();
+      const { page, dialogs, errors, shot } = await watchedPage(browser, {
+        timeout: TIMEOUT,
+        prefix: "real-",
       });
-      page.on("console", (m) => {
-        if (m.type() === "error") errors.push(m.text());
-      });
-      page.on("pageerror", (e) => errors.push(e.message));
-      const shots = artifactDir();
-      await Deno.mkdir(shots, { recursive: true });
-      const shot = async (name: string) => {
-        await page.evaluate("scrollTo(0, 0)");
-        await page.screenshot({ path: `${shots}/real-${name}.png`, fullPage: true });
-      };
       const row = (id: string) => page.locator(`.job-row[data-job-id="${id}"]`);
 
       await t.step("jobs list: every state and the pending reason", async () => {
@@ -239,7 +225,7 @@ Deno.test({
 
       assert.deepEqual(dialogs, [], "no dialog may fire");
       assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
-      console.log(`screenshots: ${shots}/real-*.png`);
+      console.log(`screenshots: ${artifactDir()}/real-*.png`);
     } finally {
       await controller.stop();
     }
