@@ -22,6 +22,7 @@ import {
 } from "./fake_cluster.ts";
 import {
   artifactDir,
+  assertNotPwned,
   launchChromium,
   SKIP_BROWSER,
   startDashboardFixture,
@@ -69,17 +70,6 @@ function waitText(page: Page, selector: string, text: string): Promise<void> {
     page,
     `document.querySelector(${JSON.stringify(selector)})?.textContent === ${JSON.stringify(text)}`,
   );
-}
-
-/** Asserts that no hostile string was turned into markup or script. */
-async function assertNotPwned(page: Page): Promise<void> {
-  const state = await page.evaluate(`({
-    pwned: window.__pwned,
-    imgs: document.querySelectorAll("img:not([src='/favicon.svg'])").length,
-    scripts: document.querySelectorAll("body script").length,
-    svgs: document.querySelectorAll("body svg").length,
-  })`);
-  assert.deepEqual(state, { pwned: undefined, imgs: 0, scripts: 0, svgs: 0 });
 }
 
 function stateColor(page: Page, selector: string): Promise<string> {

@@ -7,6 +7,7 @@
  * that need canned data check `fixture.fake`).
  * @module
  */
+import assertStrict from "node:assert/strict";
 import { type BrowserContext, chromium, type Page } from "playwright-core";
 import { controllerDashboard, workerDashboard } from "../../src/dashboard/mod.ts";
 import { ControllerService } from "../../src/rpc/gen/iris/v1/controller_pb.ts";
@@ -154,4 +155,19 @@ export async function watchedPage(
     await page.screenshot({ path: `${shots}/${options.prefix ?? ""}${name}.png`, fullPage: true });
   };
   return { page, dialogs, errors, shot };
+}
+
+/**
+ * Asserts that no hostile string became markup or script: no injected img/script/b, no SVG but
+ * the dashboard's own sparklines, and the `window.__pwned` marker never set.
+ */
+export async function assertNotPwned(page: Page): Promise<void> {
+  const state = await page.evaluate(`({
+    pwned: window.__pwned,
+    imgs: document.querySelectorAll("img:not([src='/favicon.svg'])").length,
+    scripts: document.querySelectorAll("body script").length,
+    svgs: document.querySelectorAll("body svg:not(.sparkline)").length,
+    bold: document.querySelectorAll("body b").length,
+  })`);
+  assertStrict.deepEqual(state, { pwned: undefined, imgs: 0, scripts: 0, svgs: 0, bold: 0 });
 }

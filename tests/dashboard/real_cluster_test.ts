@@ -16,7 +16,13 @@ import { IrisClient, JobState } from "../../mod.ts";
 import { LocalController } from "../../src/cluster/local_controller.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { artifactDir, launchChromium, SKIP_BROWSER, watchedPage } from "./fixture.ts";
+import {
+  artifactDir,
+  assertNotPwned,
+  launchChromium,
+  SKIP_BROWSER,
+  watchedPage,
+} from "./fixture.ts";
 
 const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
 const TIMEOUT = 15_000;
@@ -33,18 +39,6 @@ async function waitPage(page: Page, expression: string, timeout = TIMEOUT): Prom
     timeout: seconds(timeout / 1000),
     what: expression,
   });
-}
-
-/** Asserts that no hostile string became markup or script (the sparklines are the only SVG). */
-async function assertNotPwned(page: Page): Promise<void> {
-  const state = await page.evaluate(`({
-    pwned: window.__pwned,
-    imgs: document.querySelectorAll("img:not([src='/favicon.svg'])").length,
-    scripts: document.querySelectorAll("body script").length,
-    svgs: document.querySelectorAll("body svg:not(.sparkline)").length,
-    bold: document.querySelectorAll("body b").length,
-  })`);
-  assert.deepEqual(state, { pwned: undefined, imgs: 0, scripts: 0, svgs: 0, bold: 0 });
 }
 
 /** Highest `tick N` visible in the page's log view. */
