@@ -5,14 +5,16 @@
  */
 import { controllerClient } from "../rpc/client.ts";
 import { BundleCache } from "./cache.ts";
+import type { BundleLimits } from "./limits.ts";
 
 /** A fetcher for `startWorker({ bundleFetcher })`: bundle id → unpacked directory. */
 export function rpcBundleFetcher(
   controllerUrl: string,
   cacheDir: string,
+  options: { token?: string; limits?: BundleLimits } = {},
 ): (bundleId: string, signal: AbortSignal) => Promise<string> {
-  const cache = new BundleCache(cacheDir);
-  const client = controllerClient(controllerUrl);
+  const cache = new BundleCache(cacheDir, options.limits);
+  const client = controllerClient(controllerUrl, { token: options.token });
   return (bundleId, signal) =>
     cache.ensure(
       bundleId,

@@ -5,13 +5,13 @@
  */
 import { formatDuration, ms } from "../time.ts";
 import { type CommandSpec, formatBytes, table } from "./args.ts";
-import { cliClient, CONTROLLER_OPTION } from "./job.ts";
+import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 
 const statusCommand: CommandSpec = {
   name: "cluster status",
   summary: "Show the controller, its workers and the autoscaler's groups, slices and decisions.",
   usage: "cluster status [--controller URL]",
-  options: { controller: CONTROLLER_OPTION },
+  options: { controller: CONTROLLER_OPTION, "token-file": TOKEN_FILE_OPTION },
   async run(p, io) {
     const client = cliClient(p);
     const st = await client.call((rpc) => rpc.getControllerStatus({}));

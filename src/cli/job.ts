@@ -2,7 +2,8 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { IrisClient, isFinished } from "../client/client.ts";
+import { envToken, IrisClient, isFinished } from "../client/client.ts";
+import { readTokenFile } from "../auth/tokens.ts";
 import type { JobRequest } from "../client/job_request.ts";
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
@@ -27,6 +28,26 @@ export const CONTROLLER_OPTION: OptionSpec = {
   value: "URL",
   description: "Controller URL (default: $IRIS_CONTROLLER_URL, else http://127.0.0.1:10000)",
 };
+
+/** The --token-file option shared by client commands. */
+export const TOKEN_FILE_OPTION: OptionSpec = {
+  type: "string",
+  value: "FILE",
+  description: "File holding the API token (default: $IRIS_TOKEN); never pass a token itself",
+};
+
+/** The API token from --token-file, else IRIS_TOKEN, else none. */
+export function cliToken(p: { values: Record<string, unknown> }): string | undefined {
+  const file = p.values["token-file"];
+  if (typeof file === "string") {
+    try {
+      return readTokenFile("--token-file", file);
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
+  }
+  return envToken();
+}
 
 /** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */
 export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:10000";
@@ -61,7 +82,7 @@ function countsText(job: JobStatus): string {
 
 /** A client for CLI use: gives up on an unreachable controller after 3 s. */
 export function cliClient(p: { values: Record<string, unknown> }): IrisClient {
-  return new IrisClient(controllerUrl(p), { retryFor: seconds(3) });
+  return new IrisClient(controllerUrl(p), { retryFor: seconds(3), token: cliToken(p) ?? "" });
 }
 
 /** Exit code that mirrors a finished job. */
@@ -84,6 +105,7 @@ const runCommand: CommandSpec = {
   positionals: { min: 0, max: 1000, names: "COMMAND" },
   options: {
     controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
     name: {
       type: "string",
       short: "n",
@@ -271,6 +293,7 @@ const listCommand: CommandSpec = {
   usage: "job list [--state STATE] [--prefix PREFIX] [--json]",
   options: {
     controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
     state: {
       type: "string",
       value: "STATE",
@@ -326,7 +349,11 @@ const statusCommand: CommandSpec = {
   summary: "Show a job, its tasks, attempts and why it is pending.",
   usage: "job status JOB_ID [--json]",
   positionals: { min: 1, max: 1, names: "JOB_ID" },
-  options: { controller: CONTROLLER_OPTION, json: { type: "boolean", description: "Print JSON" } },
+  options: {
+    controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
+    json: { type: "boolean", description: "Print JSON" },
+  },
   async run(p, io) {
     const client = cliClient(p);
     const { job, tasks } = await client.status(p.positionals[0]!);
@@ -390,6 +417,7 @@ const logsCommand: CommandSpec = {
   positionals: { min: 1, max: 1, names: "JOB_OR_TASK_ID" },
   options: {
     controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
     follow: {
       type: "boolean",
       short: "f",
@@ -443,6 +471,7 @@ const cancelCommand: CommandSpec = {
   positionals: { min: 1, max: 1, names: "JOB_ID" },
   options: {
     controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
     reason: { type: "string", value: "TEXT", description: "Reason recorded with the job" },
   },
   async run(p, io) {

@@ -9,6 +9,7 @@ import { jobCommands } from "./job.ts";
 import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
+import { authCommands } from "./auth.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
@@ -18,6 +19,7 @@ const COMMANDS: CommandSpec[] = [
   ...serveCommands,
   ...jobCommands,
   ...clusterCommands,
+  ...authCommands,
   smokeCommand,
 ];
 

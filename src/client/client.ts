@@ -41,6 +41,20 @@ export class WaitTimeoutError extends IrisError {}
 export interface IrisClientOptions {
   /** How long to keep retrying a call while the controller is unreachable. @default 10s */
   retryFor?: Duration;
+  /**
+   * Bearer token for a controller with auth on. @default the IRIS_TOKEN environment variable
+   * when readable (tasks get one from their worker), else none
+   */
+  token?: string;
+}
+
+/** IRIS_TOKEN from the environment, or undefined (also when env access is not permitted). */
+export function envToken(): string | undefined {
+  try {
+    return Deno.env.get("IRIS_TOKEN") || undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Job states after which the job will not change. */
@@ -79,7 +93,7 @@ export class IrisClient {
 
   constructor(url: string, options: IrisClientOptions = {}) {
     this.url = url.replace(/\/+$/, "");
-    this.rpc = controllerClient(this.url);
+    this.rpc = controllerClient(this.url, { token: options.token ?? envToken() });
     this.#retryFor = options.retryFor ?? seconds(10);
   }
 

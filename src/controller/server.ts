@@ -5,6 +5,15 @@
  */
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { serveRpc } from "../rpc/server.ts";
+import { workerClient } from "../rpc/client.ts";
+import {
+  authGate,
+  type AuthPolicy,
+  controllerRule,
+  NO_AUTH,
+  type RateLimit,
+  rateLimitInterceptor,
+} from "../auth/mod.ts";
 import { Controller, type ControllerOptions } from "./controller.ts";
 import { type BundleStorage, controllerRoutes } from "./service.ts";
 import { StateStore, type StateStoreOptions } from "./store.ts";
@@ -29,6 +38,12 @@ export interface StartControllerOptions extends ControllerOptions {
   stateDir?: string;
   /** SQLite durability level for the state file. @default "FULL" */
   stateSynchronous?: StateStoreOptions["synchronous"];
+  /** Who may call the API; with tokens, workers are called with the worker token. @default none */
+  auth?: AuthPolicy;
+  /** Per-client limit on LaunchJob (by user, else peer address). @default none */
+  launchRateLimit?: RateLimit;
+  /** Largest accepted request body. @default 64 MiB */
+  maxRequestBytes?: number;
 }
 
 /** A running controller. Dispose it to stop. */
@@ -45,7 +60,14 @@ export function startController(options: StartControllerOptions = {}): Controlle
     : undefined;
   let controller: Controller;
   try {
-    controller = new Controller({ ...options, store });
+    const auth = options.auth ?? NO_AUTH;
+    const workerToken = auth.mode === "token" ? auth.workerToken : "";
+    controller = new Controller({
+      ...options,
+      store,
+      workerClientFactory: options.workerClientFactory ??
+        (workerToken ? (address) => workerClient(address, { token: workerToken }) : undefined),
+    });
   } catch (err) {
     store?.close();
     throw err;
@@ -63,6 +85,11 @@ export function startController(options: StartControllerOptions = {}): Controlle
         hostname: options.host ?? "127.0.0.1",
         port: options.port ?? 0,
         fallback: options.fallback,
+        readMaxBytes: options.maxRequestBytes,
+        requestGate: authGate(options.auth ?? NO_AUTH, controllerRule),
+        interceptors: options.launchRateLimit
+          ? [rateLimitInterceptor(["LaunchJob"], options.launchRateLimit)]
+          : [],
       },
     );
   } catch (err) {

@@ -14,6 +14,7 @@ import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.t
 import type { Controller } from "./controller.ts";
 import { jobStatus, taskStatus, workerInfo } from "./convert.ts";
 import { isTaskActive } from "./job_rules.ts";
+import { authorizeJobAction, authorizeLaunch, PRINCIPAL } from "../auth/mod.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -48,12 +49,13 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
   const tasksOf = (jobId: string) =>
     c.jobs.job(jobId).taskIds.map((id) => taskStatus(c.jobs, c.jobs.task(id), address));
   return {
-    launchJob: wrap((req) => {
+    launchJob: wrap((req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
       if (req.requestId.length > 256) {
         throw new InvalidArgumentError("request_id", "at most 256 characters");
       }
-      return c.launchJob(req.spec, req.requestId);
+      const requestId = authorizeLaunch(ctx.values.get(PRINCIPAL), req.spec, req.requestId);
+      return c.launchJob(req.spec, requestId);
     }),
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
@@ -72,7 +74,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         totalCount: all.length,
       };
     }),
-    terminateJob: wrap((req) => ({ terminatedJobIds: c.terminateJob(req.jobId, req.reason) })),
+    terminateJob: wrap((req, ctx) => {
+      authorizeJobAction(ctx.values.get(PRINCIPAL), c.jobs.job(req.jobId).jobId);
+      return { terminatedJobIds: c.terminateJob(req.jobId, req.reason) };
+    }),
     listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId) })),
     getTaskLogs: wrap((req) => {
       const id = req.id;

@@ -17,6 +17,16 @@ export interface TransportOptions {
   /** Use the binary protobuf format (faster) instead of JSON. @default true */
   binary?: boolean;
   interceptors?: Interceptor[];
+  /** Sent as `Authorization: Bearer <token>` on every call. @default none */
+  token?: string;
+}
+
+/** An interceptor adding `Authorization: Bearer <token>` to every call. */
+export function bearerInterceptor(token: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("authorization", `Bearer ${token}`);
+    return next(req);
+  };
 }
 
 /** A Connect transport to `baseUrl` ("http://127.0.0.1:10000"). */
@@ -24,7 +34,10 @@ export function rpcTransport(baseUrl: string, options: TransportOptions = {}): T
   return createConnectTransport({
     baseUrl,
     useBinaryFormat: options.binary ?? true,
-    interceptors: options.interceptors,
+    interceptors: [
+      ...(options.token ? [bearerInterceptor(options.token)] : []),
+      ...(options.interceptors ?? []),
+    ],
   });
 }
 

@@ -3,8 +3,18 @@
  * Non-RPC paths fall through to an optional fallback (e.g. the dashboard's static files).
  * @module
  */
-import { type ConnectRouter, createConnectRouter } from "@connectrpc/connect";
-import { createFetchHandler } from "@connectrpc/connect/protocol";
+import {
+  type ConnectRouter,
+  createConnectRouter,
+  createContextValues,
+  type HandlerContext,
+  type Interceptor,
+} from "@connectrpc/connect";
+import {
+  universalServerRequestFromFetch,
+  universalServerResponseToFetch,
+} from "@connectrpc/connect/protocol";
+import { PEER_ADDRESS } from "../auth/gate.ts";
 
 /** A running RPC server; dispose it to stop listening. */
 export interface RpcServer extends AsyncDisposable {
@@ -24,8 +34,12 @@ export interface ServeRpcOptions {
   port?: number;
   /** Handles requests that are not RPC calls. @default 404 */
   fallback?: (req: Request) => Response | Promise<Response>;
-  /** Largest accepted request body. @default 64 MiB */
+  /** Largest accepted request body; larger requests fail with ResourceExhausted. @default 64 MiB */
   readMaxBytes?: number;
+  /** Runs on every call (after the gate, with the parsed request). */
+  interceptors?: Interceptor[];
+  /** Runs once headers are in, before the body is read: authentication (src/auth/gate.ts). */
+  requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   signal?: AbortSignal;
 }
 
@@ -35,18 +49,30 @@ export function serveRpc(
   options: ServeRpcOptions = {},
 ): RpcServer {
   const { hostname = "127.0.0.1", port = 0, fallback, readMaxBytes = 64 * 1024 * 1024 } = options;
-  const router = createConnectRouter({ grpc: false, readMaxBytes });
+  const router = createConnectRouter({
+    grpc: false,
+    readMaxBytes,
+    interceptors: options.interceptors,
+    requestGate: options.requestGate,
+  });
   routes(router);
-  const handlers = new Map(router.handlers.map((h) => [h.requestPath, createFetchHandler(h)]));
+  const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const server = Deno.serve({
     hostname,
     port,
     signal: options.signal,
     onListen: () => {},
-  }, (req) => {
+  }, async (req, info) => {
     const path = new URL(req.url).pathname;
     const handler = handlers.get(path);
-    if (handler) return handler(req);
+    if (handler) {
+      // The peer address feeds per-client limits when there is no authenticated user.
+      const contextValues = createContextValues();
+      const remote = info.remoteAddr as Deno.NetAddr;
+      contextValues.set(PEER_ADDRESS, remote.hostname ?? "");
+      const uReq = { ...universalServerRequestFromFetch(req, {}), contextValues };
+      return universalServerResponseToFetch(await handler(uReq));
+    }
     if (fallback) return fallback(req);
     return new Response("Not found\n", { status: 404 });
   });

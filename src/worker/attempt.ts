@@ -28,6 +28,8 @@ export interface AttemptContext {
   readonly dir: string;
   /** DENO_DIR for module tasks. */
   readonly denoDir: string;
+  /** IRIS_TOKEN for the task when auth is on (acts as the job's owner). */
+  readonly taskToken?: string;
   readonly ports: PortAllocator;
   readonly bundleFetcher?: BundleFetcher;
   readonly sampleInterval: Duration;
@@ -282,6 +284,7 @@ export class TaskAttempt {
         ports: this.#status.ports,
         workerId: ctx.workerId,
         denoDir: module ? ctx.denoDir : undefined,
+        token: ctx.taskToken,
       }),
       timeout,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,

@@ -21,11 +21,26 @@ export interface TaskEnvOptions {
   workerId: string;
   /** DENO_DIR for module tasks (a cache shared by the worker's tasks). @default unset */
   denoDir?: string;
+  /** The task's own token (IRIS_TOKEN) when auth is on. @default unset */
+  token?: string;
 }
 
 /**
- * The complete environment of a task: nothing is inherited from the worker process.
- * Order of precedence: IRIS_PORT_* > request env > PATH/HOME/IRIS_WORKDIR/IRIS_WORKER_ID defaults.
+ * Variables a job's env may not set: they would point the task's tools at the worker's or
+ * controller's secrets, or change how the worker runs the task.
+ */
+const RESERVED_ENV = new Set([
+  "IRIS_TOKEN",
+  "IRIS_TOKEN_FILE",
+  "IRIS_WORKER_TOKEN",
+  "IRIS_WORKER_TOKEN_FILE",
+]);
+
+/**
+ * The complete environment of a task: nothing is inherited from the worker process, so the
+ * worker's own secrets (its token, cloud credentials in its env) never reach a task.
+ * Order of precedence: IRIS_PORT_*, IRIS_TOKEN > request env > PATH/HOME/IRIS_WORKDIR/IRIS_WORKER_ID
+ * defaults. Token variables in the request env are dropped.
  */
 export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   const env: Record<string, string> = {
@@ -38,7 +53,8 @@ export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
     env.DENO_DIR = options.denoDir;
     env.NO_COLOR = "1";
   }
-  Object.assign(env, options.env);
+  for (const [k, v] of Object.entries(options.env)) if (!RESERVED_ENV.has(k)) env[k] = v;
+  if (options.token) env.IRIS_TOKEN = options.token;
   for (const [name, port] of Object.entries(options.ports)) env[portEnvName(name)] = String(port);
   return env;
 }

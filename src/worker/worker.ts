@@ -21,6 +21,7 @@ import {
   type WorkerTaskInfo,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type RpcServer, serveRpc } from "../rpc/server.ts";
+import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { TaskAttempt } from "./attempt.ts";
@@ -104,13 +105,17 @@ class IrisWorker implements WorkerCore {
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
+      // Only the controller (holding the worker token) may call a worker when auth is on.
+      requestGate: opts.workerToken
+        ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
+        : undefined,
       // The worker's own dashboard, over the same WorkerService RPCs.
       fallback: (req) => workerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
     });
     this.#url = opts.advertiseUrl ?? this.#server.url;
     this.#workerId = opts.workerId ?? `${this.#server.hostname}-${this.#server.port}`;
     this.#reporter = new Reporter({
-      client: opts.client ?? controllerClient(opts.controllerUrl),
+      client: opts.client ?? controllerClient(opts.controllerUrl, { token: opts.workerToken }),
       controllerUrl: opts.controllerUrl,
       interval: opts.heartbeatInterval ?? seconds(1),
       registerRequest: () => this.#registerRequest(),
@@ -165,6 +170,10 @@ class IrisWorker implements WorkerCore {
       controllerUrl: this.#opts.controllerUrl,
       dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
       denoDir: `${this.#rootDir}/cache/deno`,
+      // The task acts as its job's owner; the worker token itself never reaches it.
+      taskToken: this.#opts.workerToken
+        ? taskToken(this.#opts.workerToken, jobOwner(req.jobId))
+        : undefined,
       ports: this.#ports,
       bundleFetcher: this.#opts.bundleFetcher,
       sampleInterval: this.#opts.sampleInterval ?? ms(500),

@@ -57,6 +57,12 @@ export interface WorkerOptions {
   log?: (line: string) => void;
   /** Fetches bundles; without it, tasks with a bundle fail. */
   bundleFetcher?: BundleFetcher;
+  /**
+   * The cluster's worker token (auth on): sent to the controller, required from callers of this
+   * worker's RPCs, and used to derive each task's IRIS_TOKEN. Never put in a task's environment.
+   * @default none (auth off)
+   */
+  workerToken?: string;
   /** Controller client (tests). @default controllerClient(controllerUrl) */
   client?: ControllerClient;
 }
