@@ -4,16 +4,22 @@
  */
 import { envToken, IrisClient, isFinished } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
-import type { JobRequest } from "../client/job_request.ts";
+import {
+  type ConstraintInput,
+  type JobRequest,
+  multiHostTpuDefaults,
+} from "../client/job_request.ts";
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
-import { type Duration, formatDuration, ms, parseDuration, seconds } from "../time.ts";
+import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
+import { type Duration, formatDuration, ms, parseDuration, seconds, sleep } from "../time.ts";
 import {
   bool,
   type CommandSpec,
   formatBytes,
   num,
   type OptionSpec,
+  type Parsed,
   parseSize,
   str,
   strs,
@@ -80,6 +86,19 @@ function countsText(job: JobStatus): string {
   return Object.entries(job.taskStateCounts).map(([k, v]) => `${v} ${k}`).join(", ");
 }
 
+/** A duration flag ("30s", "10m"), or undefined when absent. */
+function durationFlag(p: Parsed, name: string): Duration | undefined {
+  const raw = str(p, name);
+  if (raw === undefined) return undefined;
+  const d = parseDuration(raw);
+  if (d === undefined) {
+    throw new UsageError(
+      `--${name} must be a duration like 30s or 10m (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return d;
+}
+
 /** A client for CLI use: gives up on an unreachable controller after 3 s. */
 export function cliClient(p: { values: Record<string, unknown> }): IrisClient {
   return new IrisClient(controllerUrl(p), { retryFor: seconds(3), token: cliToken(p) ?? "" });
@@ -128,8 +147,8 @@ const runCommand: CommandSpec = {
       type: "string",
       short: "r",
       value: "N",
-      description: "Number of tasks",
-      default: "1",
+      description:
+        "Number of tasks (default 1; a multi-host --tpu variant defaults to its host count)",
     },
     env: {
       type: "string",
@@ -141,7 +160,20 @@ const runCommand: CommandSpec = {
     tpu: {
       type: "string",
       value: "VARIANT",
-      description: "Run on TPU workers of this variant, e.g. v5litepod-16",
+      description:
+        "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
+    },
+    region: {
+      type: "string",
+      value: "REGION",
+      multiple: true,
+      description: "Only workers in this region (repeat for any of several)",
+    },
+    zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
+    "scheduling-timeout": {
+      type: "string",
+      value: "DURATION",
+      description: "Give up (UNSCHEDULABLE) when a task waits this long for a worker, e.g. 10m",
     },
     "max-retries": {
       type: "string",
@@ -203,17 +235,15 @@ const runCommand: CommandSpec = {
         `--memory must be a size like 512MiB or 2GB (got ${JSON.stringify(memRaw)})`,
       );
     }
-    const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true })!;
     const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true })!;
-    let timeout: Duration | undefined;
-    if (str(p, "timeout") !== undefined) {
-      timeout = parseDuration(str(p, "timeout")!);
-      if (timeout === undefined) {
-        throw new UsageError(
-          `--timeout must be a duration like 30s or 10m (got ${JSON.stringify(str(p, "timeout"))})`,
-        );
-      }
-    }
+    const timeout = durationFlag(p, "timeout");
+    const schedulingTimeout = durationFlag(p, "scheduling-timeout");
+    const constraints: ConstraintInput[] = [];
+    const regions = strs(p, "region");
+    if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
+    if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
+    const zone = str(p, "zone");
+    if (zone !== undefined) constraints.push({ key: "zone", op: "eq", value: zone });
     const env: Record<string, string> = {};
     for (const kv of strs(p, "env")) {
       const i = kv.indexOf("=");
@@ -221,6 +251,9 @@ const runCommand: CommandSpec = {
       env[kv.slice(0, i)] = kv.slice(i + 1);
     }
     const tpu = str(p, "tpu");
+    const accelerator = tpu ? { kind: "tpu" as const, variant: tpu } : undefined;
+    const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
+      multiHostTpuDefaults(accelerator)?.replicas ?? 1;
     const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
       "job";
     const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
@@ -236,8 +269,10 @@ const runCommand: CommandSpec = {
       env,
       maxRetriesFailure: retries,
       timeout,
+      schedulingTimeout,
+      constraints,
       user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
-      accelerator: tpu ? { kind: "tpu", variant: tpu } : undefined,
+      accelerator,
     };
     const client = cliClient(p);
     if (workspace) {
@@ -413,7 +448,8 @@ const statusCommand: CommandSpec = {
 const logsCommand: CommandSpec = {
   name: "job logs",
   summary: "Print the logs of a job or one task; --follow keeps streaming until the job ends.",
-  usage: "job logs JOB_OR_TASK_ID [--follow] [--grep TEXT]",
+  usage:
+    "job logs JOB_OR_TASK_ID [-f] [--grep TEXT] [--level LEVEL] [--since DURATION] [--tail N] [--max-lines N]",
   positionals: { min: 1, max: 1, names: "JOB_OR_TASK_ID" },
   options: {
     controller: CONTROLLER_OPTION,
@@ -424,39 +460,87 @@ const logsCommand: CommandSpec = {
       description: "Keep streaming new lines until the job finishes",
     },
     grep: { type: "string", value: "TEXT", description: "Only lines containing TEXT" },
+    level: {
+      type: "string",
+      value: "LEVEL",
+      description: "Only lines at LEVEL or above: debug, info, warning, error, critical",
+    },
+    since: {
+      type: "string",
+      value: "DURATION",
+      description: "Only lines from the last DURATION, e.g. 10m",
+    },
+    tail: {
+      type: "string",
+      value: "N",
+      description: "Start with the last N matching lines (then follow with -f)",
+    },
+    "max-lines": {
+      type: "string",
+      value: "N",
+      description: "Stop after printing N lines",
+    },
   },
+  examples: [
+    "iris job logs /alice/train -f",
+    "iris job logs /alice/train/0 --level warning --since 10m",
+    "iris job logs /alice/train --tail 50 -f",
+  ],
   async run(p, io, signal) {
     const client = cliClient(p);
     const id = p.positionals[0]!;
     const isTask = /\/\d+$/.test(id);
     const jobId = isTask ? id.slice(0, id.lastIndexOf("/")) : id;
+    const minLevel = str(p, "level") ?? "";
+    try {
+      levelRank(minLevel);
+    } catch {
+      throw new UsageError(
+        `--level must be one of ${LOG_LEVELS.join(", ")} (got ${JSON.stringify(minLevel)})`,
+      );
+    }
+    const since = durationFlag(p, "since");
+    const tail = num(p, "tail", { min: 1, max: 100_000, integer: true });
+    const maxLines = num(p, "max-lines", { min: 1, max: 10_000_000, integer: true });
+    const filter = {
+      substring: str(p, "grep"),
+      minLevel,
+      sinceMs: since === undefined ? 0 : Date.now() - since,
+    };
     const { tasks } = await client.status(jobId).catch(() => client.status(id));
     const multi = !isTask && tasks.length > 1;
-    let cursor = 0;
-    const grep = str(p, "grep");
-    while (true) {
-      const page = await client.logsPage(id, { cursor, maxLines: 5000, substring: grep });
-      for (const line of page.lines) {
+    let printed = 0;
+    const print = (lines: readonly LogLine[]): boolean => {
+      for (const line of lines) {
+        if (maxLines !== undefined && printed >= maxLines) return false;
         (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
+        printed++;
       }
+      return maxLines === undefined || printed < maxLines;
+    };
+    let cursor = 0;
+    if (tail !== undefined) {
+      const page = await client.logsPage(id, { ...filter, maxLines: tail, tail: true });
+      if (!print(page.lines)) return 0;
       cursor = page.nextCursor;
-      if (page.lines.length === 5000) continue;
-      if (!bool(p, "follow") || signal.aborted) return 0;
-      const { job } = await client.status(jobId);
-      if (!job || isFinished(job.state)) {
-        const tail = await client.logsPage(id, { cursor, maxLines: 100_000, substring: grep });
-        for (const line of tail.lines) {
-          (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
-        }
-        return 0;
+    }
+    const follow = bool(p, "follow");
+    while (true) {
+      // Status before the page: a job seen finished here has no line left after this page.
+      let finished = true;
+      if (follow) {
+        const { job } = await client.status(jobId);
+        finished = !job || isFinished(job.state);
       }
+      while (true) {
+        const page = await client.logsPage(id, { ...filter, cursor, maxLines: 5000 });
+        if (!print(page.lines)) return 0;
+        cursor = page.nextCursor;
+        if (page.lines.length < 5000) break;
+      }
+      if (finished || signal.aborted) return 0;
       try {
-        await new Promise((resolve, reject) => {
-          const t = setTimeout(resolve, 250);
-          signal.addEventListener("abort", () => (clearTimeout(t), reject(signal.reason)), {
-            once: true,
-          });
-        });
+        await sleep(ms(250), signal);
       } catch {
         return 0;
       }

@@ -72,6 +72,18 @@ function isTransient(err: unknown): boolean {
   return err instanceof TypeError;
 }
 
+/** Filters for log queries; every given filter must hold. */
+export interface LogFilter {
+  /** Only lines containing this text. */
+  substring?: string;
+  /** Only this attempt. */
+  attemptId?: number;
+  /** Only lines stamped at or after this time (epoch ms). */
+  sinceMs?: number;
+  /** Only lines at this level or above: debug, info, warning, error, critical. */
+  minLevel?: string;
+}
+
 /** Options for {@linkcode IrisClient.wait}. */
 export interface WaitOptions {
   /** Give up after this long. @default no limit */
@@ -160,10 +172,10 @@ export class IrisClient {
     return (await this.call((rpc) => rpc.terminateJob({ jobId, reason }))).terminatedJobIds;
   }
 
-  /** One page of log lines of a job or task after `cursor`. */
+  /** One page of log lines of a job or task after `cursor`, filtered (see {@linkcode LogFilter}). */
   logsPage(
     id: string,
-    options: { cursor?: number; maxLines?: number; substring?: string; attemptId?: number } = {},
+    options: LogFilter & { cursor?: number; maxLines?: number; tail?: boolean } = {},
   ): Promise<{ lines: LogLine[]; nextCursor: number }> {
     return this.call((rpc) =>
       rpc.getTaskLogs({
@@ -172,15 +184,15 @@ export class IrisClient {
         maxLines: options.maxLines ?? 0,
         substring: options.substring ?? "",
         attemptId: options.attemptId,
+        sinceMs: options.sinceMs ?? 0,
+        minLevel: options.minLevel ?? "",
+        tail: options.tail ?? false,
       })
     );
   }
 
-  /** All log lines of a job or task so far. */
-  async logs(
-    id: string,
-    options: { substring?: string; attemptId?: number } = {},
-  ): Promise<LogLine[]> {
+  /** All log lines of a job or task so far that pass the filter. */
+  async logs(id: string, options: LogFilter = {}): Promise<LogLine[]> {
     const out: LogLine[] = [];
     let cursor = 0;
     while (true) {

@@ -18,6 +18,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Duration } from "../time.ts";
 import type { AttributeScalar, ConstraintOp as Op } from "../types.ts";
 import type { JobContext } from "./client.ts";
+import { tpuShape } from "../config/tpu_variants.ts";
 
 /** A constraint as users write it. */
 export interface ConstraintInput {
@@ -48,10 +49,17 @@ export interface JobRequest {
   readonly cpu?: number;
   /** Memory bytes per task. @default 256 MiB */
   readonly memory?: number;
+  /**
+   * Number of tasks. @default 1, or the slice's host count for a multi-host TPU variant
+   * (see {@linkcode multiHostTpuDefaults})
+   */
   readonly replicas?: number;
   readonly accelerator?: { kind: "tpu" | "gpu"; variant?: string; count?: number };
   readonly constraints?: readonly ConstraintInput[];
-  /** Coscheduling attribute: all replicas together on workers sharing its value. */
+  /**
+   * Coscheduling attribute: all replicas together on workers sharing its value. `""` turns
+   * coscheduling off. @default none, or "tpu-name" for a multi-host TPU variant
+   */
   readonly groupBy?: string;
   readonly maxRetriesFailure?: number;
   readonly maxRetriesPreemption?: number;
@@ -104,6 +112,26 @@ export function constraint(c: ConstraintInput): Constraint {
 /** Default memory per task when a request does not say. */
 export const DEFAULT_TASK_MEMORY = 256 * 1024 * 1024;
 
+/** Attribute that names a TPU slice: a multi-host job is coscheduled on one slice by it. */
+export const TPU_SLICE_ATTRIBUTE = "tpu-name";
+
+/**
+ * What a multi-host TPU request fills in: one task per host of the slice (`replicas` = the
+ * variant's host count) coscheduled on one slice (`groupBy` = "tpu-name"). Undefined for CPU/GPU,
+ * an empty or unknown variant, and single-host variants. Values the request sets win.
+ */
+export function multiHostTpuDefaults(
+  accelerator: JobRequest["accelerator"],
+): { replicas: number; groupBy: string } | undefined {
+  if (accelerator?.kind !== "tpu" || !accelerator.variant) return undefined;
+  const shape = tpuShape(accelerator.variant);
+  if (!shape || shape.vmCount <= 1) return undefined;
+  return { replicas: shape.vmCount, groupBy: TPU_SLICE_ATTRIBUTE };
+}
+
+/** Region and zone constraints are what a child job inherits from its parent. */
+export const INHERITED_CONSTRAINT_KEYS: readonly string[] = ["region", "zone"];
+
 /** Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job. */
 export function jobSpecFromRequest(
   req: JobRequest,
@@ -114,11 +142,15 @@ export function jobSpecFromRequest(
   }
   const ctx = options.context;
   const parentJobId = req.parentJobId ?? ctx?.jobId ?? "";
-  const inheritedConstraints = parentJobId && ctx && parentJobId === ctx.jobId
-    ? ctx.constraints.map((c) => fromJson(ConstraintSchema, c as never)).filter((c) =>
-      c.key === "region" || c.key === "zone"
+  // Only a child of the enclosing task's own job inherits from it.
+  const parent = ctx && parentJobId !== "" && parentJobId === ctx.jobId ? ctx : undefined;
+  const inheritedConstraints = parent
+    ? parent.constraints.map((c) => fromJson(ConstraintSchema, c as never)).filter((c) =>
+      INHERITED_CONSTRAINT_KEYS.includes(c.key)
     )
     : [];
+  const tpu = multiHostTpuDefaults(req.accelerator);
+  const groupBy = req.groupBy ?? tpu?.groupBy;
   const own = (req.constraints ?? []).map(constraint);
   const ownKeys = new Set(own.map((c) => c.key));
   const cpu = req.cpu ?? 1;
@@ -140,7 +172,7 @@ export function jobSpecFromRequest(
       },
     },
     // Children inherit the parent's env; their own values win.
-    env: { ...(parentJobId && ctx ? ctx.jobEnv : {}), ...req.env },
+    env: { ...parent?.jobEnv, ...req.env },
     resources: {
       cpuMillicores: Math.round(cpu * 1000),
       memoryBytes: req.memory ?? DEFAULT_TASK_MEMORY,
@@ -152,8 +184,8 @@ export function jobSpecFromRequest(
         }
         : undefined,
     },
-    replicas: req.replicas ?? 1,
-    coscheduling: req.groupBy ? { groupBy: req.groupBy } : undefined,
+    replicas: req.replicas ?? tpu?.replicas ?? 1,
+    coscheduling: groupBy ? { groupBy } : undefined,
     constraints: [...inheritedConstraints.filter((c) => !ownKeys.has(c.key)), ...own],
     maxRetriesFailure: req.maxRetriesFailure ?? 0,
     maxRetriesPreemption: req.maxRetriesPreemption,

@@ -91,6 +91,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         substring: req.substring,
         attemptId: req.attemptId,
         sinceMs: req.sinceMs,
+        minLevel: req.minLevel,
+        tail: req.tail,
       });
       return { lines: res.lines, nextCursor: res.nextCursor };
     }),
