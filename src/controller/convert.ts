@@ -5,6 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import {
+  type Attempt,
   AttemptSchema,
   type Constraint,
   ConstraintMode,
@@ -20,7 +21,13 @@ import {
 import type { AttributeScalar, ConstraintOp as Op, ConstraintSpec } from "../types.ts";
 import { taskStateName } from "./job_rules.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
-import { acceleratorType, attributesToProto, type WorkerRecord } from "./workers.ts";
+import {
+  acceleratorType,
+  attemptKey,
+  attributesToProto,
+  parseAttemptKey,
+  type WorkerRecord,
+} from "./workers.ts";
 
 const OPS: Record<ConstraintOp, Op | undefined> = {
   [ConstraintOp.UNSPECIFIED]: undefined,
@@ -54,20 +61,23 @@ export function constraintsFromProto(constraints: readonly Constraint[]): Constr
   return out;
 }
 
-/** A task's wire status. */
+/** A task's wire status; with `usageHistory`, also the current attempt's usage samples. */
 export function taskStatus(
   jobs: JobTable,
   task: TaskRecord,
-  workerAddress: (id: string) => string,
+  workers: ReadonlyMap<string, WorkerRecord>,
+  usageHistory = false,
 ): TaskStatus {
   const cur = jobs.currentAttempt(task);
+  const worker = cur ? workers.get(cur.workerId) : undefined;
+  const samples = cur && worker?.taskUsage.get(attemptKey(task.taskId, cur.attemptId));
   return create(TaskStatusSchema, {
     taskId: task.taskId,
     jobId: task.jobId,
     index: task.index,
     state: task.state,
     workerId: cur?.workerId ?? "",
-    workerAddress: cur ? workerAddress(cur.workerId) : "",
+    workerAddress: worker?.address ?? "",
     exitCode: cur?.exitCode ?? 0,
     error: task.error,
     startedAtMs: cur?.startedAtMs ?? 0,
@@ -81,6 +91,8 @@ export function taskStatus(
     failureCount: task.failureCount,
     preemptionCount: task.preemptionCount,
     stderrTail: task.stderrTail,
+    resourceUsage: samples ? samples[samples.length - 1] : undefined,
+    usageHistory: usageHistory && samples ? samples : [],
   });
 }
 
@@ -150,4 +162,21 @@ export function workerInfo(w: WorkerRecord): WorkerInfo {
     history: w.history,
     statusMessage: w.statusMessage,
   });
+}
+
+/** Attempts that ended on `worker`, newest first, with their task and job ids. */
+export function recentAttempts(
+  jobs: JobTable,
+  worker: WorkerRecord,
+): { taskId: string; jobId: string; attempt: Attempt }[] {
+  const out: { taskId: string; jobId: string; attempt: Attempt }[] = [];
+  for (let i = worker.recentAttempts.length - 1; i >= 0; i--) {
+    const { taskId, attemptId } = parseAttemptKey(worker.recentAttempts[i]!);
+    const task = jobs.tasks.get(taskId);
+    const attempt = task?.attempts.find((a) => a.attemptId === attemptId);
+    if (task && attempt) {
+      out.push({ taskId, jobId: task.jobId, attempt: create(AttemptSchema, attempt) });
+    }
+  }
+  return out;
 }

@@ -12,9 +12,11 @@ import {
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
 import type { Controller } from "./controller.ts";
-import { jobStatus, taskStatus, workerInfo } from "./convert.ts";
+import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
+import { queryJobs } from "./job_query.ts";
 import { isTaskActive } from "./job_rules.ts";
 import { authorizeJobAction, authorizeLaunch, PRINCIPAL } from "../auth/mod.ts";
+import { parseAttemptKey } from "./workers.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -45,9 +47,10 @@ function wrap<A extends unknown[], R>(
 /** The ControllerService implementation. */
 export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
   const c = deps.controller;
-  const address = (id: string) => c.workers.workers.get(id)?.address ?? "";
-  const tasksOf = (jobId: string) =>
-    c.jobs.job(jobId).taskIds.map((id) => taskStatus(c.jobs, c.jobs.task(id), address));
+  const tasksOf = (jobId: string, usageHistory = false) =>
+    c.jobs.job(jobId).taskIds.map((id) =>
+      taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
+    );
   return {
     launchJob: wrap((req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
@@ -62,23 +65,19 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       return { job: jobStatus(c.jobs, job), tasks: tasksOf(job.jobId) };
     }),
     listJobs: wrap((req) => {
-      const states = new Set(req.states);
-      const all = [...c.jobs.jobs.values()].filter((j) =>
-        (!req.prefix || j.jobId.startsWith(req.prefix)) &&
-        (states.size === 0 || states.has(j.state))
-      );
-      const limit = req.limit > 0 ? Math.min(req.limit, 5000) : 500;
-      const offset = Math.max(0, req.offset);
+      const page = queryJobs(c.jobs.jobs, req, c.clock.now());
       return {
-        jobs: all.slice(offset, offset + limit).map((j) => jobStatus(c.jobs, j)),
-        totalCount: all.length,
+        jobs: page.jobs.map((j) => jobStatus(c.jobs, j)),
+        totalCount: page.totalCount,
+        hasMore: page.hasMore,
+        users: page.users,
       };
     }),
     terminateJob: wrap((req, ctx) => {
       authorizeJobAction(ctx.values.get(PRINCIPAL), c.jobs.job(req.jobId).jobId);
       return { terminatedJobIds: c.terminateJob(req.jobId, req.reason) };
     }),
-    listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId) })),
+    listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) })),
     getTaskLogs: wrap((req) => {
       const id = req.id;
       let taskIds: string[];
@@ -102,6 +101,20 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     heartbeat: wrap((req) => c.heartbeat(req)),
     listWorkers: wrap(() => ({ workers: [...c.workers.workers.values()].map(workerInfo) })),
+    getWorkerStatus: wrap((req) => {
+      if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
+      const worker = c.workers.workers.get(req.workerId);
+      if (!worker) throw new NotFoundError(`No worker ${req.workerId}`);
+      const tasks = [...worker.active.keys()].flatMap((key) => {
+        const task = c.jobs.tasks.get(parseAttemptKey(key).taskId);
+        return task ? [taskStatus(c.jobs, task, c.workers.workers, true)] : [];
+      });
+      return {
+        worker: workerInfo(worker),
+        tasks,
+        recentAttempts: recentAttempts(c.jobs, worker),
+      };
+    }),
     getAutoscalerStatus: wrap(() =>
       deps.autoscalerStatus?.() ?? create(GetAutoscalerStatusResponseSchema, { enabled: false })
     ),

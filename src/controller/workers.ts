@@ -10,6 +10,7 @@ import {
   AttributeValueSchema,
   type Resources,
   type ResourceSnapshot,
+  type TaskResourceUsage,
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import type {
@@ -47,18 +48,39 @@ export interface WorkerRecord {
   snapshot?: ResourceSnapshot;
   /** The last {@linkcode SNAPSHOT_HISTORY} heartbeat snapshots, oldest first. */
   readonly history: ResourceSnapshot[];
+  /** Usage samples of each active attempt (key: attemptKey), oldest first. */
+  readonly taskUsage: Map<string, TaskResourceUsage[]>;
+  /** Keys of the last {@linkcode RECENT_ATTEMPTS} attempts released from this worker, oldest first. */
+  readonly recentAttempts: string[];
   statusMessage: string;
 }
 
 /** How many heartbeat snapshots a worker keeps for the dashboard's history. */
 export const SNAPSHOT_HISTORY = 120;
+/** How many usage samples the controller keeps per active attempt. */
+export const TASK_USAGE_HISTORY = 60;
+/** How many ended attempts a worker remembers for GetWorkerStatus. */
+export const RECENT_ATTEMPTS = 50;
 
-/** Records a heartbeat snapshot as the worker's current one and appends it to its history. */
+function pushCapped<T>(list: T[], item: T, cap: number): void {
+  list.push(item);
+  if (list.length > cap) list.splice(0, list.length - cap);
+}
+
+/**
+ * Records a heartbeat snapshot as the worker's current one and appends it to its history. The
+ * per-task samples go to `taskUsage` (only for attempts the worker holds), not into the history.
+ */
 export function recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
-  worker.snapshot = snapshot;
-  worker.history.push(snapshot);
-  if (worker.history.length > SNAPSHOT_HISTORY) {
-    worker.history.splice(0, worker.history.length - SNAPSHOT_HISTORY);
+  const bare: ResourceSnapshot = { ...snapshot, tasks: [] };
+  worker.snapshot = bare;
+  pushCapped(worker.history, bare, SNAPSHOT_HISTORY);
+  for (const usage of snapshot.tasks) {
+    const key = attemptKey(usage.taskId, usage.attemptId);
+    if (!worker.active.has(key)) continue;
+    let samples = worker.taskUsage.get(key);
+    if (!samples) worker.taskUsage.set(key, samples = []);
+    pushCapped(samples, usage, TASK_USAGE_HISTORY);
   }
 }
 
@@ -180,6 +202,8 @@ export class WorkerTable {
       active: new Map(),
       committed: { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 },
       history: [],
+      taskUsage: new Map(),
+      recentAttempts: [],
       statusMessage: "",
     };
     this.workers.set(req.workerId, worker);
@@ -206,6 +230,8 @@ export class WorkerTable {
     const c = worker?.active.get(key);
     if (!worker || !c) return false;
     worker.active.delete(key);
+    worker.taskUsage.delete(key);
+    pushCapped(worker.recentAttempts, key, RECENT_ATTEMPTS);
     worker.committed.cpuMillicores -= c.cpuMillicores;
     worker.committed.memoryBytes -= c.memoryBytes;
     worker.committed.accelerators -= c.accelerators;

@@ -155,6 +155,11 @@ export class TaskAttempt {
     return this.#process && !this.isTerminal ? this.#process.memoryBytes : 0;
   }
 
+  /** Highest sampled resident memory of the tree so far. */
+  get peakMemoryBytes(): number {
+    return this.#process?.peakMemoryBytes ?? 0;
+  }
+
   /** CPU seconds and process count of the running tree at its last sample. */
   get usage(): { cpuSeconds: number; processCount: number } {
     const s = this.#process && !this.isTerminal ? this.#process.lastSample : undefined;

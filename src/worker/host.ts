@@ -105,6 +105,7 @@ export class CpuMeter {
   #last = new Map<string, number>();
   #lastAt = performance.now();
   #percent = 0;
+  #perTask = new Map<string, number>();
 
   /** A meter for a worker with `cpuMillicores` of CPU. */
   constructor(cpuMillicores: number) {
@@ -120,10 +121,21 @@ export class CpuMeter {
     const wallSeconds = (now - this.#lastAt) / 1000;
     if (wallSeconds < 2) return this.#percent;
     let used = 0;
-    for (const [key, cpu] of usage) used += Math.max(0, cpu - (this.#last.get(key) ?? cpu));
+    const perTask = new Map<string, number>();
+    for (const [key, cpu] of usage) {
+      const delta = Math.max(0, cpu - (this.#last.get(key) ?? cpu));
+      used += delta;
+      perTask.set(key, Math.round((1000 * delta) / wallSeconds));
+    }
+    this.#perTask = perTask;
     this.#last = new Map(usage);
     this.#lastAt = now;
     this.#percent = Math.min(100, (100 * used) / wallSeconds / this.#cores);
     return this.#percent;
+  }
+
+  /** Millicores one attempt (by attempt key) used between the last two readings; 0 if unknown. */
+  taskMillicores(key: string): number {
+    return this.#perTask.get(key) ?? 0;
   }
 }

@@ -11,7 +11,12 @@ import {
   RegisterWorkerRequestSchema,
   type TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type LogLine, ResourceSnapshotSchema, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type LogLine,
+  ResourceSnapshotSchema,
+  TaskResourceUsageSchema,
+  TaskState,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import { controllerClient } from "../rpc/client.ts";
 import {
   type KillTaskRequest,
@@ -194,11 +199,20 @@ class IrisWorker implements WorkerCore {
   }
 
   taskStatus(taskId: string): WorkerTaskInfo | undefined {
-    return this.#latest.get(taskId)?.info();
+    const a = this.#latest.get(taskId);
+    return a && this.#infoWithCpu(a);
   }
 
   listTasks(): WorkerTaskInfo[] {
-    return [...this.#attempts.values()].map((a) => a.info());
+    return [...this.#attempts.values()].map((a) => this.#infoWithCpu(a));
+  }
+
+  #infoWithCpu(a: TaskAttempt): WorkerTaskInfo {
+    const info = a.info();
+    if (!a.isTerminal) {
+      info.cpuMillicores = this.#cpu.taskMillicores(attemptKey(a.taskId, a.attemptId));
+    }
+    return info;
   }
 
   taskLogs(
@@ -314,13 +328,26 @@ class IrisWorker implements WorkerCore {
     const usage = new Map(
       active.map((a) => [attemptKey(a.taskId, a.attemptId), a.usage.cpuSeconds]),
     );
+    const now = Date.now();
+    const cpuPercent = this.#cpu.read(usage);
     return create(ResourceSnapshotSchema, {
-      timestampMs: Date.now(),
-      cpuPercent: this.#cpu.read(usage),
+      timestampMs: now,
+      cpuPercent,
       memoryUsedBytes: active.reduce((sum, a) => sum + a.memoryBytes, 0),
       memoryTotalBytes: this.#resources.memoryBytes,
       runningTasks: active.length,
       processCount: active.reduce((sum, a) => sum + a.usage.processCount, 0),
+      tasks: active.map((a) =>
+        create(TaskResourceUsageSchema, {
+          taskId: a.taskId,
+          attemptId: a.attemptId,
+          timestampMs: now,
+          cpuMillicores: this.#cpu.taskMillicores(attemptKey(a.taskId, a.attemptId)),
+          memoryBytes: a.memoryBytes,
+          peakMemoryBytes: a.peakMemoryBytes,
+          processCount: a.usage.processCount,
+        })
+      ),
     });
   }
 

@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AcceleratorType, AttributeValue, Endpoint, JobSpec, JobState, JobStatus, LogLine, Resources, ResourceSnapshot, TaskState, TaskStatus, WorkerInfo } from "./types_pb.ts";
+import type { AcceleratorType, Attempt, AttributeValue, Endpoint, JobSpec, JobState, JobStatus, LogLine, Resources, ResourceSnapshot, TaskState, TaskStatus, WorkerInfo } from "./types_pb.ts";
 import { file_iris_v1_types } from "./types_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/controller.proto.
  */
 export const file_iris_v1_controller: GenFile = /*@__PURE__*/
-  fileDesc("ChhpcmlzL3YxL2NvbnRyb2xsZXIucHJvdG8SB2lyaXMudjEiRgoQTGF1bmNoSm9iUmVxdWVzdBIeCgRzcGVjGAEgASgLMhAuaXJpcy52MS5Kb2JTcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiNAoRTGF1bmNoSm9iUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiJQoTR2V0Sm9iU3RhdHVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiWwoUR2V0Sm9iU3RhdHVzUmVzcG9uc2USHwoDam9iGAEgASgLMhIuaXJpcy52MS5Kb2JTdGF0dXMSIgoFdGFza3MYAiADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMiYwoPTGlzdEpvYnNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRIhCgZzdGF0ZXMYAiADKA4yES5pcmlzLnYxLkpvYlN0YXRlEg0KBWxpbWl0GAMgASgFEg4KBm9mZnNldBgEIAEoBSJJChBMaXN0Sm9ic1Jlc3BvbnNlEiAKBGpvYnMYASADKAsyEi5pcmlzLnYxLkpvYlN0YXR1cxITCgt0b3RhbF9jb3VudBgCIAEoBSI1ChNUZXJtaW5hdGVKb2JSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIOCgZyZWFzb24YAiABKAkiMgoUVGVybWluYXRlSm9iUmVzcG9uc2USGgoSdGVybWluYXRlZF9qb2JfaWRzGAEgAygJIiIKEExpc3RUYXNrc1JlcXVlc3QSDgoGam9iX2lkGAEgASgJIjcKEUxpc3RUYXNrc1Jlc3BvbnNlEiIKBXRhc2tzGAEgAygLMhMuaXJpcy52MS5UYXNrU3RhdHVzIrEBChJHZXRUYXNrTG9nc1JlcXVlc3QSCgoCaWQYASABKAkSDgoGY3Vyc29yGAIgASgBEhEKCW1heF9saW5lcxgDIAEoBRIRCglzdWJzdHJpbmcYBCABKAkSFwoKYXR0ZW1wdF9pZBgFIAEoBUgAiAEBEhAKCHNpbmNlX21zGAYgASgBEhEKCW1pbl9sZXZlbBgHIAEoCRIMCgR0YWlsGAggASgIQg0KC19hdHRlbXB0X2lkIksKE0dldFRhc2tMb2dzUmVzcG9uc2USHwoFbGluZXMYASADKAsyEC5pcmlzLnYxLkxvZ0xpbmUSEwoLbmV4dF9jdXJzb3IYAiABKAEivwIKFVJlZ2lzdGVyV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIlCglyZXNvdXJjZXMYAyABKAsyEi5pcmlzLnYxLlJlc291cmNlcxJCCgphdHRyaWJ1dGVzGAQgAygLMi4uaXJpcy52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QuQXR0cmlidXRlc0VudHJ5EhMKC3NjYWxlX2dyb3VwGAUgASgJEhAKCHNsaWNlX2lkGAYgASgJEiQKB3J1bm5pbmcYByADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYaSgoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmlyaXMudjEuQXR0cmlidXRlVmFsdWU6AjgBIm0KFlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USEQoJd29ya2VyX2lkGAEgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgCIAEoARIhCgRraWxsGAMgAygLMhMuaXJpcy52MS5BdHRlbXB0UmVmIjEKCkF0dGVtcHRSZWYSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFIs0CCgpUYXNrVXBkYXRlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARIZChFwZWFrX21lbW9yeV9ieXRlcxgJIAEoARItCgVwb3J0cxgKIAMoCzIeLmlyaXMudjEuVGFza1VwZGF0ZS5Qb3J0c0VudHJ5Eh4KBGxvZ3MYCyADKAsyEC5pcmlzLnYxLkxvZ0xpbmUaLAoKUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIp4BChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIkCgd1cGRhdGVzGAIgAygLMhMuaXJpcy52MS5UYXNrVXBkYXRlEiQKB3J1bm5pbmcYAyADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYSKwoIc25hcHNob3QYBCABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QiSgoRSGVhcnRiZWF0UmVzcG9uc2USEgoKcmVyZWdpc3RlchgBIAEoCBIhCgRraWxsGAIgAygLMhMuaXJpcy52MS5BdHRlbXB0UmVmIhQKEkxpc3RXb3JrZXJzUmVxdWVzdCI7ChNMaXN0V29ya2Vyc1Jlc3BvbnNlEiQKB3dvcmtlcnMYASADKAsyEy5pcmlzLnYxLldvcmtlckluZm8iHAoaR2V0QXV0b3NjYWxlclN0YXR1c1JlcXVlc3QilAEKC1NsaWNlU3RhdHVzEhAKCHNsaWNlX2lkGAEgASgJEhMKC3NjYWxlX2dyb3VwGAIgASgJEg0KBXN0YXRlGAMgASgJEhIKCndvcmtlcl9pZHMYBCADKAkSFQoNY3JlYXRlZF9hdF9tcxgFIAEoARIVCg1pZGxlX3NpbmNlX21zGAYgASgBEg0KBWVycm9yGAcgASgJItoCChBTY2FsZUdyb3VwU3RhdHVzEgwKBG5hbWUYASABKAkSEgoKbWluX3NsaWNlcxgCIAEoBRISCgptYXhfc2xpY2VzGAMgASgFEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYBCABKAkSMgoQYWNjZWxlcmF0b3JfdHlwZRgFIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhUKDWRlbWFuZF9zbGljZXMYBiABKAUSJAoGc2xpY2VzGAcgAygLMhQuaXJpcy52MS5TbGljZVN0YXR1cxIYChBiYWNrb2ZmX3VudGlsX21zGAggASgBEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAkgASgFEhgKEGxhc3Rfc2NhbGVfdXBfbXMYCiABKAESGgoSbGFzdF9zY2FsZV9kb3duX21zGAsgASgBEhQKDGF2YWlsYWJpbGl0eRgMIAEoCSJvChBBdXRvc2NhbGVyQWN0aW9uEhQKDHRpbWVzdGFtcF9tcxgBIAEoARIOCgZhY3Rpb24YAiABKAkSEwoLc2NhbGVfZ3JvdXAYAyABKAkSEAoIc2xpY2VfaWQYBCABKAkSDgoGcmVhc29uGAUgASgJIr4BChtHZXRBdXRvc2NhbGVyU3RhdHVzUmVzcG9uc2USDwoHZW5hYmxlZBgBIAEoCBIpCgZncm91cHMYAiADKAsyGS5pcmlzLnYxLlNjYWxlR3JvdXBTdGF0dXMSMQoOcmVjZW50X2FjdGlvbnMYAyADKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJBY3Rpb24SGgoSbGFzdF9ldmFsdWF0aW9uX21zGAQgASgBEhQKDHVubWV0X2RlbWFuZBgFIAMoCSIcChpHZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdCK7AQobR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlEg8KB2hlYWx0aHkYASABKAgSFQoNc3RhcnRlZF9hdF9tcxgCIAEoARIPCgd2ZXJzaW9uGAMgASgJEhEKCWpvYl9jb3VudBgEIAEoBRISCgp0YXNrX2NvdW50GAUgASgFEhQKDHdvcmtlcl9jb3VudBgGIAEoBRIRCglyc3NfYnl0ZXMYByABKAESEwoLcmVjZW50X2xvZ3MYCCADKAki0AEKF1JlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgd0YXNrX2lkGAMgASgJEhIKCmF0dGVtcHRfaWQYBCABKAUSQAoIbWV0YWRhdGEYBSADKAsyLi5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KGFJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRITCgtlbmRwb2ludF9pZBgBIAEoCSIwChlVbnJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJIhwKGlVucmVnaXN0ZXJFbmRwb2ludFJlc3BvbnNlIjUKFExpc3RFbmRwb2ludHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVleGFjdBgCIAEoCCI9ChVMaXN0RW5kcG9pbnRzUmVzcG9uc2USJAoJZW5kcG9pbnRzGAEgAygLMhEuaXJpcy52MS5FbmRwb2ludCIjChNVcGxvYWRCdW5kbGVSZXF1ZXN0EgwKBGRhdGEYASABKAwiPQoUVXBsb2FkQnVuZGxlUmVzcG9uc2USEQoJYnVuZGxlX2lkGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAEiJQoQR2V0QnVuZGxlUmVxdWVzdBIRCglidW5kbGVfaWQYASABKAkiIQoRR2V0QnVuZGxlUmVzcG9uc2USDAoEZGF0YRgBIAEoDDL+CQoRQ29udHJvbGxlclNlcnZpY2USQgoJTGF1bmNoSm9iEhkuaXJpcy52MS5MYXVuY2hKb2JSZXF1ZXN0GhouaXJpcy52MS5MYXVuY2hKb2JSZXNwb25zZRJLCgxHZXRKb2JTdGF0dXMSHC5pcmlzLnYxLkdldEpvYlN0YXR1c1JlcXVlc3QaHS5pcmlzLnYxLkdldEpvYlN0YXR1c1Jlc3BvbnNlEj8KCExpc3RKb2JzEhguaXJpcy52MS5MaXN0Sm9ic1JlcXVlc3QaGS5pcmlzLnYxLkxpc3RKb2JzUmVzcG9uc2USSwoMVGVybWluYXRlSm9iEhwuaXJpcy52MS5UZXJtaW5hdGVKb2JSZXF1ZXN0Gh0uaXJpcy52MS5UZXJtaW5hdGVKb2JSZXNwb25zZRJCCglMaXN0VGFza3MSGS5pcmlzLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5pcmlzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkgKC0dldFRhc2tMb2dzEhsuaXJpcy52MS5HZXRUYXNrTG9nc1JlcXVlc3QaHC5pcmlzLnYxLkdldFRhc2tMb2dzUmVzcG9uc2USUQoOUmVnaXN0ZXJXb3JrZXISHi5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBofLmlyaXMudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJCCglIZWFydGJlYXQSGS5pcmlzLnYxLkhlYXJ0YmVhdFJlcXVlc3QaGi5pcmlzLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuaXJpcy52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5pcmlzLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USYAoTR2V0QXV0b3NjYWxlclN0YXR1cxIjLmlyaXMudjEuR2V0QXV0b3NjYWxlclN0YXR1c1JlcXVlc3QaJC5pcmlzLnYxLkdldEF1dG9zY2FsZXJTdGF0dXNSZXNwb25zZRJgChNHZXRDb250cm9sbGVyU3RhdHVzEiMuaXJpcy52MS5HZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdBokLmlyaXMudjEuR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlElcKEFJlZ2lzdGVyRW5kcG9pbnQSIC5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiEuaXJpcy52MS5SZWdpc3RlckVuZHBvaW50UmVzcG9uc2USXQoSVW5yZWdpc3RlckVuZHBvaW50EiIuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiMuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRJOCg1MaXN0RW5kcG9pbnRzEh0uaXJpcy52MS5MaXN0RW5kcG9pbnRzUmVxdWVzdBoeLmlyaXMudjEuTGlzdEVuZHBvaW50c1Jlc3BvbnNlEksKDFVwbG9hZEJ1bmRsZRIcLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVxdWVzdBodLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVzcG9uc2USQgoJR2V0QnVuZGxlEhkuaXJpcy52MS5HZXRCdW5kbGVSZXF1ZXN0GhouaXJpcy52MS5HZXRCdW5kbGVSZXNwb25zZWIGcHJvdG8z", [file_iris_v1_types]);
+  fileDesc("ChhpcmlzL3YxL2NvbnRyb2xsZXIucHJvdG8SB2lyaXMudjEiRgoQTGF1bmNoSm9iUmVxdWVzdBIeCgRzcGVjGAEgASgLMhAuaXJpcy52MS5Kb2JTcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiNAoRTGF1bmNoSm9iUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiJQoTR2V0Sm9iU3RhdHVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiWwoUR2V0Sm9iU3RhdHVzUmVzcG9uc2USHwoDam9iGAEgASgLMhIuaXJpcy52MS5Kb2JTdGF0dXMSIgoFdGFza3MYAiADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMi9QEKD0xpc3RKb2JzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSIQoGc3RhdGVzGAIgAygOMhEuaXJpcy52MS5Kb2JTdGF0ZRINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUSDAoEdXNlchgFIAEoCRIVCg1uYW1lX2NvbnRhaW5zGAYgASgJEg8KB3NvcnRfYnkYByABKAkSEgoKZGVzY2VuZGluZxgIIAEoCBIVCg1wYXJlbnRfam9iX2lkGAkgASgJEhIKCnJvb3RzX29ubHkYCiABKAgSGwoTaW5jbHVkZV91c2VyX2NvdW50cxgLIAEoCCKfAQoNVXNlckpvYkNvdW50cxIMCgR1c2VyGAEgASgJEg0KBXRvdGFsGAIgASgFEj0KDHN0YXRlX2NvdW50cxgDIAMoCzInLmlyaXMudjEuVXNlckpvYkNvdW50cy5TdGF0ZUNvdW50c0VudHJ5GjIKEFN0YXRlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASKCAQoQTGlzdEpvYnNSZXNwb25zZRIgCgRqb2JzGAEgAygLMhIuaXJpcy52MS5Kb2JTdGF0dXMSEwoLdG90YWxfY291bnQYAiABKAUSEAoIaGFzX21vcmUYAyABKAgSJQoFdXNlcnMYBCADKAsyFi5pcmlzLnYxLlVzZXJKb2JDb3VudHMiNQoTVGVybWluYXRlSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjIKFFRlcm1pbmF0ZUpvYlJlc3BvbnNlEhoKEnRlcm1pbmF0ZWRfam9iX2lkcxgBIAMoCSJBChBMaXN0VGFza3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIdChVpbmNsdWRlX3VzYWdlX2hpc3RvcnkYAiABKAgiNwoRTGlzdFRhc2tzUmVzcG9uc2USIgoFdGFza3MYASADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMisQEKEkdldFRhc2tMb2dzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAESEQoJbWF4X2xpbmVzGAMgASgFEhEKCXN1YnN0cmluZxgEIAEoCRIXCgphdHRlbXB0X2lkGAUgASgFSACIAQESEAoIc2luY2VfbXMYBiABKAESEQoJbWluX2xldmVsGAcgASgJEgwKBHRhaWwYCCABKAhCDQoLX2F0dGVtcHRfaWQiSwoTR2V0VGFza0xvZ3NSZXNwb25zZRIfCgVsaW5lcxgBIAMoCzIQLmlyaXMudjEuTG9nTGluZRITCgtuZXh0X2N1cnNvchgCIAEoASK/AgoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEiUKCXJlc291cmNlcxgDIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEkIKCmF0dHJpYnV0ZXMYBCADKAsyLi5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSEwoLc2NhbGVfZ3JvdXAYBSABKAkSEAoIc2xpY2VfaWQYBiABKAkSJAoHcnVubmluZxgHIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhpKCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEiYKBXZhbHVlGAIgASgLMhcuaXJpcy52MS5BdHRyaWJ1dGVWYWx1ZToCOAEibQoWUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRIRCgl3b3JrZXJfaWQYASABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAIgASgBEiEKBGtpbGwYAyADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYiMQoKQXR0ZW1wdFJlZhIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAUizQIKClRhc2tVcGRhdGUSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEiEKBXN0YXRlGAMgASgOMhIuaXJpcy52MS5UYXNrU3RhdGUSEQoJZXhpdF9jb2RlGAQgASgFEg4KBnNpZ25hbBgFIAEoCRINCgVlcnJvchgGIAEoCRIVCg1zdGFydGVkX2F0X21zGAcgASgBEhYKDmZpbmlzaGVkX2F0X21zGAggASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAkgASgBEi0KBXBvcnRzGAogAygLMh4uaXJpcy52MS5UYXNrVXBkYXRlLlBvcnRzRW50cnkSHgoEbG9ncxgLIAMoCzIQLmlyaXMudjEuTG9nTGluZRosCgpQb3J0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBToCOAEingEKEEhlYXJ0YmVhdFJlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJEiQKB3VwZGF0ZXMYAiADKAsyEy5pcmlzLnYxLlRhc2tVcGRhdGUSJAoHcnVubmluZxgDIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhIrCghzbmFwc2hvdBgEIAEoCzIZLmlyaXMudjEuUmVzb3VyY2VTbmFwc2hvdCJKChFIZWFydGJlYXRSZXNwb25zZRISCgpyZXJlZ2lzdGVyGAEgASgIEiEKBGtpbGwYAiADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYiFAoSTGlzdFdvcmtlcnNSZXF1ZXN0IjsKE0xpc3RXb3JrZXJzUmVzcG9uc2USJAoHd29ya2VycxgBIAMoCzITLmlyaXMudjEuV29ya2VySW5mbyIrChZHZXRXb3JrZXJTdGF0dXNSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCSJTCg1Xb3JrZXJBdHRlbXB0Eg8KB3Rhc2tfaWQYASABKAkSDgoGam9iX2lkGAIgASgJEiEKB2F0dGVtcHQYAyABKAsyEC5pcmlzLnYxLkF0dGVtcHQikwEKF0dldFdvcmtlclN0YXR1c1Jlc3BvbnNlEiMKBndvcmtlchgBIAEoCzITLmlyaXMudjEuV29ya2VySW5mbxIiCgV0YXNrcxgCIAMoCzITLmlyaXMudjEuVGFza1N0YXR1cxIvCg9yZWNlbnRfYXR0ZW1wdHMYAyADKAsyFi5pcmlzLnYxLldvcmtlckF0dGVtcHQiHAoaR2V0QXV0b3NjYWxlclN0YXR1c1JlcXVlc3QilAEKC1NsaWNlU3RhdHVzEhAKCHNsaWNlX2lkGAEgASgJEhMKC3NjYWxlX2dyb3VwGAIgASgJEg0KBXN0YXRlGAMgASgJEhIKCndvcmtlcl9pZHMYBCADKAkSFQoNY3JlYXRlZF9hdF9tcxgFIAEoARIVCg1pZGxlX3NpbmNlX21zGAYgASgBEg0KBWVycm9yGAcgASgJItoCChBTY2FsZUdyb3VwU3RhdHVzEgwKBG5hbWUYASABKAkSEgoKbWluX3NsaWNlcxgCIAEoBRISCgptYXhfc2xpY2VzGAMgASgFEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYBCABKAkSMgoQYWNjZWxlcmF0b3JfdHlwZRgFIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhUKDWRlbWFuZF9zbGljZXMYBiABKAUSJAoGc2xpY2VzGAcgAygLMhQuaXJpcy52MS5TbGljZVN0YXR1cxIYChBiYWNrb2ZmX3VudGlsX21zGAggASgBEhwKFGNvbnNlY3V0aXZlX2ZhaWx1cmVzGAkgASgFEhgKEGxhc3Rfc2NhbGVfdXBfbXMYCiABKAESGgoSbGFzdF9zY2FsZV9kb3duX21zGAsgASgBEhQKDGF2YWlsYWJpbGl0eRgMIAEoCSJvChBBdXRvc2NhbGVyQWN0aW9uEhQKDHRpbWVzdGFtcF9tcxgBIAEoARIOCgZhY3Rpb24YAiABKAkSEwoLc2NhbGVfZ3JvdXAYAyABKAkSEAoIc2xpY2VfaWQYBCABKAkSDgoGcmVhc29uGAUgASgJIr4BChtHZXRBdXRvc2NhbGVyU3RhdHVzUmVzcG9uc2USDwoHZW5hYmxlZBgBIAEoCBIpCgZncm91cHMYAiADKAsyGS5pcmlzLnYxLlNjYWxlR3JvdXBTdGF0dXMSMQoOcmVjZW50X2FjdGlvbnMYAyADKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJBY3Rpb24SGgoSbGFzdF9ldmFsdWF0aW9uX21zGAQgASgBEhQKDHVubWV0X2RlbWFuZBgFIAMoCSIcChpHZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdCK7AQobR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlEg8KB2hlYWx0aHkYASABKAgSFQoNc3RhcnRlZF9hdF9tcxgCIAEoARIPCgd2ZXJzaW9uGAMgASgJEhEKCWpvYl9jb3VudBgEIAEoBRISCgp0YXNrX2NvdW50GAUgASgFEhQKDHdvcmtlcl9jb3VudBgGIAEoBRIRCglyc3NfYnl0ZXMYByABKAESEwoLcmVjZW50X2xvZ3MYCCADKAki0AEKF1JlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0EgwKBG5hbWUYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIPCgd0YXNrX2lkGAMgASgJEhIKCmF0dGVtcHRfaWQYBCABKAUSQAoIbWV0YWRhdGEYBSADKAsyLi5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0Lk1ldGFkYXRhRW50cnkaLwoNTWV0YWRhdGFFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIi8KGFJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRITCgtlbmRwb2ludF9pZBgBIAEoCSIwChlVbnJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0EhMKC2VuZHBvaW50X2lkGAEgASgJIhwKGlVucmVnaXN0ZXJFbmRwb2ludFJlc3BvbnNlIjUKFExpc3RFbmRwb2ludHNSZXF1ZXN0Eg4KBnByZWZpeBgBIAEoCRINCgVleGFjdBgCIAEoCCI9ChVMaXN0RW5kcG9pbnRzUmVzcG9uc2USJAoJZW5kcG9pbnRzGAEgAygLMhEuaXJpcy52MS5FbmRwb2ludCIjChNVcGxvYWRCdW5kbGVSZXF1ZXN0EgwKBGRhdGEYASABKAwiPQoUVXBsb2FkQnVuZGxlUmVzcG9uc2USEQoJYnVuZGxlX2lkGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAEiJQoQR2V0QnVuZGxlUmVxdWVzdBIRCglidW5kbGVfaWQYASABKAkiIQoRR2V0QnVuZGxlUmVzcG9uc2USDAoEZGF0YRgBIAEoDDLUCgoRQ29udHJvbGxlclNlcnZpY2USQgoJTGF1bmNoSm9iEhkuaXJpcy52MS5MYXVuY2hKb2JSZXF1ZXN0GhouaXJpcy52MS5MYXVuY2hKb2JSZXNwb25zZRJLCgxHZXRKb2JTdGF0dXMSHC5pcmlzLnYxLkdldEpvYlN0YXR1c1JlcXVlc3QaHS5pcmlzLnYxLkdldEpvYlN0YXR1c1Jlc3BvbnNlEj8KCExpc3RKb2JzEhguaXJpcy52MS5MaXN0Sm9ic1JlcXVlc3QaGS5pcmlzLnYxLkxpc3RKb2JzUmVzcG9uc2USSwoMVGVybWluYXRlSm9iEhwuaXJpcy52MS5UZXJtaW5hdGVKb2JSZXF1ZXN0Gh0uaXJpcy52MS5UZXJtaW5hdGVKb2JSZXNwb25zZRJCCglMaXN0VGFza3MSGS5pcmlzLnYxLkxpc3RUYXNrc1JlcXVlc3QaGi5pcmlzLnYxLkxpc3RUYXNrc1Jlc3BvbnNlEkgKC0dldFRhc2tMb2dzEhsuaXJpcy52MS5HZXRUYXNrTG9nc1JlcXVlc3QaHC5pcmlzLnYxLkdldFRhc2tMb2dzUmVzcG9uc2USUQoOUmVnaXN0ZXJXb3JrZXISHi5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdBofLmlyaXMudjEuUmVnaXN0ZXJXb3JrZXJSZXNwb25zZRJCCglIZWFydGJlYXQSGS5pcmlzLnYxLkhlYXJ0YmVhdFJlcXVlc3QaGi5pcmlzLnYxLkhlYXJ0YmVhdFJlc3BvbnNlEkgKC0xpc3RXb3JrZXJzEhsuaXJpcy52MS5MaXN0V29ya2Vyc1JlcXVlc3QaHC5pcmlzLnYxLkxpc3RXb3JrZXJzUmVzcG9uc2USVAoPR2V0V29ya2VyU3RhdHVzEh8uaXJpcy52MS5HZXRXb3JrZXJTdGF0dXNSZXF1ZXN0GiAuaXJpcy52MS5HZXRXb3JrZXJTdGF0dXNSZXNwb25zZRJgChNHZXRBdXRvc2NhbGVyU3RhdHVzEiMuaXJpcy52MS5HZXRBdXRvc2NhbGVyU3RhdHVzUmVxdWVzdBokLmlyaXMudjEuR2V0QXV0b3NjYWxlclN0YXR1c1Jlc3BvbnNlEmAKE0dldENvbnRyb2xsZXJTdGF0dXMSIy5pcmlzLnYxLkdldENvbnRyb2xsZXJTdGF0dXNSZXF1ZXN0GiQuaXJpcy52MS5HZXRDb250cm9sbGVyU3RhdHVzUmVzcG9uc2USVwoQUmVnaXN0ZXJFbmRwb2ludBIgLmlyaXMudjEuUmVnaXN0ZXJFbmRwb2ludFJlcXVlc3QaIS5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRJdChJVbnJlZ2lzdGVyRW5kcG9pbnQSIi5pcmlzLnYxLlVucmVnaXN0ZXJFbmRwb2ludFJlcXVlc3QaIy5pcmlzLnYxLlVucmVnaXN0ZXJFbmRwb2ludFJlc3BvbnNlEk4KDUxpc3RFbmRwb2ludHMSHS5pcmlzLnYxLkxpc3RFbmRwb2ludHNSZXF1ZXN0Gh4uaXJpcy52MS5MaXN0RW5kcG9pbnRzUmVzcG9uc2USSwoMVXBsb2FkQnVuZGxlEhwuaXJpcy52MS5VcGxvYWRCdW5kbGVSZXF1ZXN0Gh0uaXJpcy52MS5VcGxvYWRCdW5kbGVSZXNwb25zZRJCCglHZXRCdW5kbGUSGS5pcmlzLnYxLkdldEJ1bmRsZVJlcXVlc3QaGi5pcmlzLnYxLkdldEJ1bmRsZVJlc3BvbnNlYgZwcm90bzM", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.LaunchJobRequest
@@ -115,19 +115,75 @@ export type ListJobsRequest = Message<"iris.v1.ListJobsRequest"> & {
   prefix: string;
 
   /**
+   * Only jobs in one of these states; empty = all.
+   *
    * @generated from field: repeated iris.v1.JobState states = 2;
    */
   states: JobState[];
 
   /**
+   * Page size, 0..5000; 0 = 500.
+   *
    * @generated from field: int32 limit = 3;
    */
   limit: number;
 
   /**
+   * Matching jobs to skip before the page, >= 0.
+   *
    * @generated from field: int32 offset = 4;
    */
   offset: number;
+
+  /**
+   * Only jobs of this user.
+   *
+   * @generated from field: string user = 5;
+   */
+  user: string;
+
+  /**
+   * Only jobs whose id contains this text (case-insensitive).
+   *
+   * @generated from field: string name_contains = 6;
+   */
+  nameContains: string;
+
+  /**
+   * name | state | user | tasks | age | duration; empty = submission order (oldest first).
+   * Ascending age is youngest first; ascending state is active first (running, building,
+   * pending, unschedulable, failed, worker_failed, killed, succeeded). Ties go by job id;
+   * descending reverses the whole order.
+   *
+   * @generated from field: string sort_by = 7;
+   */
+  sortBy: string;
+
+  /**
+   * @generated from field: bool descending = 8;
+   */
+  descending: boolean;
+
+  /**
+   * Scope: only the direct children of this job.
+   *
+   * @generated from field: string parent_job_id = 9;
+   */
+  parentJobId: string;
+
+  /**
+   * Scope: only top-level jobs (no parent). Cannot be combined with parent_job_id.
+   *
+   * @generated from field: bool roots_only = 10;
+   */
+  rootsOnly: boolean;
+
+  /**
+   * Fill ListJobsResponse.users.
+   *
+   * @generated from field: bool include_user_counts = 11;
+   */
+  includeUserCounts: boolean;
 };
 
 /**
@@ -138,18 +194,68 @@ export const ListJobsRequestSchema: GenMessage<ListJobsRequest> = /*@__PURE__*/
   messageDesc(file_iris_v1_controller, 4);
 
 /**
+ * How many jobs one user has, by state.
+ *
+ * @generated from message iris.v1.UserJobCounts
+ */
+export type UserJobCounts = Message<"iris.v1.UserJobCounts"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: int32 total = 2;
+   */
+  total: number;
+
+  /**
+   * Keys are JobState names without the prefix, lower case ("running").
+   *
+   * @generated from field: map<string, int32> state_counts = 3;
+   */
+  stateCounts: { [key: string]: number };
+};
+
+/**
+ * Describes the message iris.v1.UserJobCounts.
+ * Use `create(UserJobCountsSchema)` to create a new message.
+ */
+export const UserJobCountsSchema: GenMessage<UserJobCounts> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 5);
+
+/**
  * @generated from message iris.v1.ListJobsResponse
  */
 export type ListJobsResponse = Message<"iris.v1.ListJobsResponse"> & {
   /**
+   * One page, in the requested order.
+   *
    * @generated from field: repeated iris.v1.JobStatus jobs = 1;
    */
   jobs: JobStatus[];
 
   /**
+   * Jobs matching every filter, on all pages.
+   *
    * @generated from field: int32 total_count = 2;
    */
   totalCount: number;
+
+  /**
+   * More matching jobs follow this page.
+   *
+   * @generated from field: bool has_more = 3;
+   */
+  hasMore: boolean;
+
+  /**
+   * With include_user_counts: per user (sorted by user), the jobs that match prefix and
+   * name_contains, whatever their user, state or scope.
+   *
+   * @generated from field: repeated iris.v1.UserJobCounts users = 4;
+   */
+  users: UserJobCounts[];
 };
 
 /**
@@ -157,7 +263,7 @@ export type ListJobsResponse = Message<"iris.v1.ListJobsResponse"> & {
  * Use `create(ListJobsResponseSchema)` to create a new message.
  */
 export const ListJobsResponseSchema: GenMessage<ListJobsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 5);
+  messageDesc(file_iris_v1_controller, 6);
 
 /**
  * @generated from message iris.v1.TerminateJobRequest
@@ -179,7 +285,7 @@ export type TerminateJobRequest = Message<"iris.v1.TerminateJobRequest"> & {
  * Use `create(TerminateJobRequestSchema)` to create a new message.
  */
 export const TerminateJobRequestSchema: GenMessage<TerminateJobRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 6);
+  messageDesc(file_iris_v1_controller, 7);
 
 /**
  * @generated from message iris.v1.TerminateJobResponse
@@ -198,7 +304,7 @@ export type TerminateJobResponse = Message<"iris.v1.TerminateJobResponse"> & {
  * Use `create(TerminateJobResponseSchema)` to create a new message.
  */
 export const TerminateJobResponseSchema: GenMessage<TerminateJobResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 7);
+  messageDesc(file_iris_v1_controller, 8);
 
 /**
  * @generated from message iris.v1.ListTasksRequest
@@ -208,6 +314,13 @@ export type ListTasksRequest = Message<"iris.v1.ListTasksRequest"> & {
    * @generated from field: string job_id = 1;
    */
   jobId: string;
+
+  /**
+   * Fill TaskStatus.usage_history (at most 60 samples per running task).
+   *
+   * @generated from field: bool include_usage_history = 2;
+   */
+  includeUsageHistory: boolean;
 };
 
 /**
@@ -215,7 +328,7 @@ export type ListTasksRequest = Message<"iris.v1.ListTasksRequest"> & {
  * Use `create(ListTasksRequestSchema)` to create a new message.
  */
 export const ListTasksRequestSchema: GenMessage<ListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 8);
+  messageDesc(file_iris_v1_controller, 9);
 
 /**
  * @generated from message iris.v1.ListTasksResponse
@@ -232,7 +345,7 @@ export type ListTasksResponse = Message<"iris.v1.ListTasksResponse"> & {
  * Use `create(ListTasksResponseSchema)` to create a new message.
  */
 export const ListTasksResponseSchema: GenMessage<ListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 9);
+  messageDesc(file_iris_v1_controller, 10);
 
 /**
  * @generated from message iris.v1.GetTaskLogsRequest
@@ -298,7 +411,7 @@ export type GetTaskLogsRequest = Message<"iris.v1.GetTaskLogsRequest"> & {
  * Use `create(GetTaskLogsRequestSchema)` to create a new message.
  */
 export const GetTaskLogsRequestSchema: GenMessage<GetTaskLogsRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 10);
+  messageDesc(file_iris_v1_controller, 11);
 
 /**
  * @generated from message iris.v1.GetTaskLogsResponse
@@ -320,7 +433,7 @@ export type GetTaskLogsResponse = Message<"iris.v1.GetTaskLogsResponse"> & {
  * Use `create(GetTaskLogsResponseSchema)` to create a new message.
  */
 export const GetTaskLogsResponseSchema: GenMessage<GetTaskLogsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 11);
+  messageDesc(file_iris_v1_controller, 12);
 
 /**
  * @generated from message iris.v1.RegisterWorkerRequest
@@ -371,7 +484,7 @@ export type RegisterWorkerRequest = Message<"iris.v1.RegisterWorkerRequest"> & {
  * Use `create(RegisterWorkerRequestSchema)` to create a new message.
  */
 export const RegisterWorkerRequestSchema: GenMessage<RegisterWorkerRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 12);
+  messageDesc(file_iris_v1_controller, 13);
 
 /**
  * @generated from message iris.v1.RegisterWorkerResponse
@@ -400,7 +513,7 @@ export type RegisterWorkerResponse = Message<"iris.v1.RegisterWorkerResponse"> &
  * Use `create(RegisterWorkerResponseSchema)` to create a new message.
  */
 export const RegisterWorkerResponseSchema: GenMessage<RegisterWorkerResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 13);
+  messageDesc(file_iris_v1_controller, 14);
 
 /**
  * @generated from message iris.v1.AttemptRef
@@ -422,7 +535,7 @@ export type AttemptRef = Message<"iris.v1.AttemptRef"> & {
  * Use `create(AttemptRefSchema)` to create a new message.
  */
 export const AttemptRefSchema: GenMessage<AttemptRef> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 14);
+  messageDesc(file_iris_v1_controller, 15);
 
 /**
  * A state change (and new log lines) of one attempt, pushed by the worker.
@@ -491,7 +604,7 @@ export type TaskUpdate = Message<"iris.v1.TaskUpdate"> & {
  * Use `create(TaskUpdateSchema)` to create a new message.
  */
 export const TaskUpdateSchema: GenMessage<TaskUpdate> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 15);
+  messageDesc(file_iris_v1_controller, 16);
 
 /**
  * @generated from message iris.v1.HeartbeatRequest
@@ -525,7 +638,7 @@ export type HeartbeatRequest = Message<"iris.v1.HeartbeatRequest"> & {
  * Use `create(HeartbeatRequestSchema)` to create a new message.
  */
 export const HeartbeatRequestSchema: GenMessage<HeartbeatRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 16);
+  messageDesc(file_iris_v1_controller, 17);
 
 /**
  * @generated from message iris.v1.HeartbeatResponse
@@ -549,7 +662,7 @@ export type HeartbeatResponse = Message<"iris.v1.HeartbeatResponse"> & {
  * Use `create(HeartbeatResponseSchema)` to create a new message.
  */
 export const HeartbeatResponseSchema: GenMessage<HeartbeatResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 17);
+  messageDesc(file_iris_v1_controller, 18);
 
 /**
  * @generated from message iris.v1.ListWorkersRequest
@@ -562,7 +675,7 @@ export type ListWorkersRequest = Message<"iris.v1.ListWorkersRequest"> & {
  * Use `create(ListWorkersRequestSchema)` to create a new message.
  */
 export const ListWorkersRequestSchema: GenMessage<ListWorkersRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 18);
+  messageDesc(file_iris_v1_controller, 19);
 
 /**
  * @generated from message iris.v1.ListWorkersResponse
@@ -579,7 +692,85 @@ export type ListWorkersResponse = Message<"iris.v1.ListWorkersResponse"> & {
  * Use `create(ListWorkersResponseSchema)` to create a new message.
  */
 export const ListWorkersResponseSchema: GenMessage<ListWorkersResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 19);
+  messageDesc(file_iris_v1_controller, 20);
+
+/**
+ * @generated from message iris.v1.GetWorkerStatusRequest
+ */
+export type GetWorkerStatusRequest = Message<"iris.v1.GetWorkerStatusRequest"> & {
+  /**
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message iris.v1.GetWorkerStatusRequest.
+ * Use `create(GetWorkerStatusRequestSchema)` to create a new message.
+ */
+export const GetWorkerStatusRequestSchema: GenMessage<GetWorkerStatusRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 21);
+
+/**
+ * A finished attempt that ran on the worker.
+ *
+ * @generated from message iris.v1.WorkerAttempt
+ */
+export type WorkerAttempt = Message<"iris.v1.WorkerAttempt"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * @generated from field: string job_id = 2;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: iris.v1.Attempt attempt = 3;
+   */
+  attempt?: Attempt | undefined;
+};
+
+/**
+ * Describes the message iris.v1.WorkerAttempt.
+ * Use `create(WorkerAttemptSchema)` to create a new message.
+ */
+export const WorkerAttemptSchema: GenMessage<WorkerAttempt> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 22);
+
+/**
+ * @generated from message iris.v1.GetWorkerStatusResponse
+ */
+export type GetWorkerStatusResponse = Message<"iris.v1.GetWorkerStatusResponse"> & {
+  /**
+   * @generated from field: iris.v1.WorkerInfo worker = 1;
+   */
+  worker?: WorkerInfo | undefined;
+
+  /**
+   * Tasks with an active attempt on the worker, with their usage history.
+   *
+   * @generated from field: repeated iris.v1.TaskStatus tasks = 2;
+   */
+  tasks: TaskStatus[];
+
+  /**
+   * Attempts that ended on the worker, newest first (the controller keeps the last 50 per
+   * worker since it registered with this controller process).
+   *
+   * @generated from field: repeated iris.v1.WorkerAttempt recent_attempts = 3;
+   */
+  recentAttempts: WorkerAttempt[];
+};
+
+/**
+ * Describes the message iris.v1.GetWorkerStatusResponse.
+ * Use `create(GetWorkerStatusResponseSchema)` to create a new message.
+ */
+export const GetWorkerStatusResponseSchema: GenMessage<GetWorkerStatusResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 23);
 
 /**
  * @generated from message iris.v1.GetAutoscalerStatusRequest
@@ -592,7 +783,7 @@ export type GetAutoscalerStatusRequest = Message<"iris.v1.GetAutoscalerStatusReq
  * Use `create(GetAutoscalerStatusRequestSchema)` to create a new message.
  */
 export const GetAutoscalerStatusRequestSchema: GenMessage<GetAutoscalerStatusRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 20);
+  messageDesc(file_iris_v1_controller, 24);
 
 /**
  * @generated from message iris.v1.SliceStatus
@@ -641,7 +832,7 @@ export type SliceStatus = Message<"iris.v1.SliceStatus"> & {
  * Use `create(SliceStatusSchema)` to create a new message.
  */
 export const SliceStatusSchema: GenMessage<SliceStatus> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 21);
+  messageDesc(file_iris_v1_controller, 25);
 
 /**
  * @generated from message iris.v1.ScaleGroupStatus
@@ -717,7 +908,7 @@ export type ScaleGroupStatus = Message<"iris.v1.ScaleGroupStatus"> & {
  * Use `create(ScaleGroupStatusSchema)` to create a new message.
  */
 export const ScaleGroupStatusSchema: GenMessage<ScaleGroupStatus> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 22);
+  messageDesc(file_iris_v1_controller, 26);
 
 /**
  * @generated from message iris.v1.AutoscalerAction
@@ -756,7 +947,7 @@ export type AutoscalerAction = Message<"iris.v1.AutoscalerAction"> & {
  * Use `create(AutoscalerActionSchema)` to create a new message.
  */
 export const AutoscalerActionSchema: GenMessage<AutoscalerAction> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 23);
+  messageDesc(file_iris_v1_controller, 27);
 
 /**
  * @generated from message iris.v1.GetAutoscalerStatusResponse
@@ -795,7 +986,7 @@ export type GetAutoscalerStatusResponse = Message<"iris.v1.GetAutoscalerStatusRe
  * Use `create(GetAutoscalerStatusResponseSchema)` to create a new message.
  */
 export const GetAutoscalerStatusResponseSchema: GenMessage<GetAutoscalerStatusResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 24);
+  messageDesc(file_iris_v1_controller, 28);
 
 /**
  * @generated from message iris.v1.GetControllerStatusRequest
@@ -808,7 +999,7 @@ export type GetControllerStatusRequest = Message<"iris.v1.GetControllerStatusReq
  * Use `create(GetControllerStatusRequestSchema)` to create a new message.
  */
 export const GetControllerStatusRequestSchema: GenMessage<GetControllerStatusRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 25);
+  messageDesc(file_iris_v1_controller, 29);
 
 /**
  * @generated from message iris.v1.GetControllerStatusResponse
@@ -862,7 +1053,7 @@ export type GetControllerStatusResponse = Message<"iris.v1.GetControllerStatusRe
  * Use `create(GetControllerStatusResponseSchema)` to create a new message.
  */
 export const GetControllerStatusResponseSchema: GenMessage<GetControllerStatusResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 26);
+  messageDesc(file_iris_v1_controller, 30);
 
 /**
  * @generated from message iris.v1.RegisterEndpointRequest
@@ -899,7 +1090,7 @@ export type RegisterEndpointRequest = Message<"iris.v1.RegisterEndpointRequest">
  * Use `create(RegisterEndpointRequestSchema)` to create a new message.
  */
 export const RegisterEndpointRequestSchema: GenMessage<RegisterEndpointRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 27);
+  messageDesc(file_iris_v1_controller, 31);
 
 /**
  * @generated from message iris.v1.RegisterEndpointResponse
@@ -916,7 +1107,7 @@ export type RegisterEndpointResponse = Message<"iris.v1.RegisterEndpointResponse
  * Use `create(RegisterEndpointResponseSchema)` to create a new message.
  */
 export const RegisterEndpointResponseSchema: GenMessage<RegisterEndpointResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 28);
+  messageDesc(file_iris_v1_controller, 32);
 
 /**
  * @generated from message iris.v1.UnregisterEndpointRequest
@@ -933,7 +1124,7 @@ export type UnregisterEndpointRequest = Message<"iris.v1.UnregisterEndpointReque
  * Use `create(UnregisterEndpointRequestSchema)` to create a new message.
  */
 export const UnregisterEndpointRequestSchema: GenMessage<UnregisterEndpointRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 29);
+  messageDesc(file_iris_v1_controller, 33);
 
 /**
  * @generated from message iris.v1.UnregisterEndpointResponse
@@ -946,7 +1137,7 @@ export type UnregisterEndpointResponse = Message<"iris.v1.UnregisterEndpointResp
  * Use `create(UnregisterEndpointResponseSchema)` to create a new message.
  */
 export const UnregisterEndpointResponseSchema: GenMessage<UnregisterEndpointResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 30);
+  messageDesc(file_iris_v1_controller, 34);
 
 /**
  * @generated from message iris.v1.ListEndpointsRequest
@@ -970,7 +1161,7 @@ export type ListEndpointsRequest = Message<"iris.v1.ListEndpointsRequest"> & {
  * Use `create(ListEndpointsRequestSchema)` to create a new message.
  */
 export const ListEndpointsRequestSchema: GenMessage<ListEndpointsRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 31);
+  messageDesc(file_iris_v1_controller, 35);
 
 /**
  * @generated from message iris.v1.ListEndpointsResponse
@@ -987,7 +1178,7 @@ export type ListEndpointsResponse = Message<"iris.v1.ListEndpointsResponse"> & {
  * Use `create(ListEndpointsResponseSchema)` to create a new message.
  */
 export const ListEndpointsResponseSchema: GenMessage<ListEndpointsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 32);
+  messageDesc(file_iris_v1_controller, 36);
 
 /**
  * @generated from message iris.v1.UploadBundleRequest
@@ -1006,7 +1197,7 @@ export type UploadBundleRequest = Message<"iris.v1.UploadBundleRequest"> & {
  * Use `create(UploadBundleRequestSchema)` to create a new message.
  */
 export const UploadBundleRequestSchema: GenMessage<UploadBundleRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 33);
+  messageDesc(file_iris_v1_controller, 37);
 
 /**
  * @generated from message iris.v1.UploadBundleResponse
@@ -1028,7 +1219,7 @@ export type UploadBundleResponse = Message<"iris.v1.UploadBundleResponse"> & {
  * Use `create(UploadBundleResponseSchema)` to create a new message.
  */
 export const UploadBundleResponseSchema: GenMessage<UploadBundleResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 34);
+  messageDesc(file_iris_v1_controller, 38);
 
 /**
  * @generated from message iris.v1.GetBundleRequest
@@ -1045,7 +1236,7 @@ export type GetBundleRequest = Message<"iris.v1.GetBundleRequest"> & {
  * Use `create(GetBundleRequestSchema)` to create a new message.
  */
 export const GetBundleRequestSchema: GenMessage<GetBundleRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 35);
+  messageDesc(file_iris_v1_controller, 39);
 
 /**
  * @generated from message iris.v1.GetBundleResponse
@@ -1062,7 +1253,7 @@ export type GetBundleResponse = Message<"iris.v1.GetBundleResponse"> & {
  * Use `create(GetBundleResponseSchema)` to create a new message.
  */
 export const GetBundleResponseSchema: GenMessage<GetBundleResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_controller, 36);
+  messageDesc(file_iris_v1_controller, 40);
 
 /**
  * @generated from service iris.v1.ControllerService
@@ -1143,6 +1334,14 @@ export const ControllerService: GenService<{
     methodKind: "unary";
     input: typeof ListWorkersRequestSchema;
     output: typeof ListWorkersResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.GetWorkerStatus
+   */
+  getWorkerStatus: {
+    methodKind: "unary";
+    input: typeof GetWorkerStatusRequestSchema;
+    output: typeof GetWorkerStatusResponseSchema;
   },
   /**
    * Cluster.

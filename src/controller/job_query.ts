@@ -1,0 +1,183 @@
+/**
+ * ListJobs as a pure query over the job table: validate the request, filter by scope, user, name
+ * and state, sort, page, and count jobs per user. No I/O.
+ * @module
+ */
+import { JobState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { jobStateName } from "./job_rules.ts";
+import type { JobRecord } from "./state.ts";
+
+/** Page size when the request gives none. */
+export const DEFAULT_JOB_PAGE = 500;
+/** Largest page ListJobs returns. */
+export const MAX_JOB_PAGE = 5000;
+
+/** The keys ListJobs can sort by. */
+export const JOB_SORT_KEYS = ["name", "state", "user", "tasks", "age", "duration"] as const;
+/** One of {@linkcode JOB_SORT_KEYS}. */
+export type JobSortKey = typeof JOB_SORT_KEYS[number];
+
+/** Ascending state order: active first, then the ways a job ends. */
+const STATE_RANK: readonly JobState[] = [
+  JobState.RUNNING,
+  JobState.BUILDING,
+  JobState.PENDING,
+  JobState.UNSCHEDULABLE,
+  JobState.FAILED,
+  JobState.WORKER_FAILED,
+  JobState.KILLED,
+  JobState.SUCCEEDED,
+];
+
+/** The ListJobsRequest fields the query reads. */
+export interface JobQuery {
+  readonly prefix: string;
+  readonly states: readonly JobState[];
+  readonly limit: number;
+  readonly offset: number;
+  readonly user: string;
+  readonly nameContains: string;
+  readonly sortBy: string;
+  readonly descending: boolean;
+  readonly parentJobId: string;
+  readonly rootsOnly: boolean;
+  readonly includeUserCounts: boolean;
+}
+
+/** Jobs of one user by state. */
+export interface UserCounts {
+  readonly user: string;
+  total: number;
+  readonly stateCounts: Record<string, number>;
+}
+
+/** One page of jobs. */
+export interface JobPage {
+  readonly jobs: JobRecord[];
+  readonly totalCount: number;
+  readonly hasMore: boolean;
+  readonly users: UserCounts[];
+}
+
+function isSortKey(key: string): key is JobSortKey {
+  return (JOB_SORT_KEYS as readonly string[]).includes(key);
+}
+
+/**
+ * Checks the fields that can be wrong on their own.
+ * @throws {InvalidArgumentError} naming the field
+ */
+export function validateJobQuery(q: JobQuery): void {
+  if (!Number.isInteger(q.limit) || q.limit < 0 || q.limit > MAX_JOB_PAGE) {
+    throw new InvalidArgumentError(
+      "limit",
+      `must be between 0 and ${MAX_JOB_PAGE} (0 = ${DEFAULT_JOB_PAGE}): current value is ${q.limit}`,
+    );
+  }
+  if (!Number.isInteger(q.offset) || q.offset < 0) {
+    throw new InvalidArgumentError("offset", `must be >= 0: current value is ${q.offset}`);
+  }
+  if (q.sortBy && !isSortKey(q.sortBy)) {
+    throw new InvalidArgumentError(
+      "sort_by",
+      `must be empty or one of ${JOB_SORT_KEYS.join(", ")}: current value is ${
+        JSON.stringify(q.sortBy)
+      }`,
+    );
+  }
+  for (const s of q.states) {
+    if (s === JobState.UNSPECIFIED || JobState[s] === undefined) {
+      throw new InvalidArgumentError("states", `unknown job state ${s}`);
+    }
+  }
+  if (q.rootsOnly && q.parentJobId) {
+    throw new InvalidArgumentError(
+      "roots_only",
+      `cannot be combined with parent_job_id (${JSON.stringify(q.parentJobId)})`,
+    );
+  }
+}
+
+function sortValue(key: JobSortKey, nowMs: number): (j: JobRecord) => string | number {
+  switch (key) {
+    case "name":
+      return (j) => j.jobId;
+    case "state":
+      return (j) => {
+        const i = STATE_RANK.indexOf(j.state);
+        return i < 0 ? STATE_RANK.length : i;
+      };
+    case "user":
+      return (j) => j.user;
+    case "tasks":
+      return (j) => j.taskIds.length;
+    case "age":
+      return (j) => nowMs - j.submittedAtMs;
+    case "duration":
+      return (j) => j.startedAtMs > 0 ? (j.finishedAtMs || nowMs) - j.startedAtMs : -1;
+  }
+}
+
+function compare(a: string | number, b: string | number): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/**
+ * Runs a ListJobs query over `jobs` (in submission order).
+ * @throws {InvalidArgumentError} for a malformed request
+ * @throws {NotFoundError} when `parentJobId` names no job
+ */
+export function queryJobs(
+  jobs: ReadonlyMap<string, JobRecord>,
+  q: JobQuery,
+  nowMs: number,
+): JobPage {
+  validateJobQuery(q);
+  let scope: Iterable<JobRecord> = jobs.values();
+  if (q.parentJobId) {
+    const parent = jobs.get(q.parentJobId);
+    if (!parent) throw new NotFoundError(`No job ${q.parentJobId}`);
+    scope = [...parent.childIds].flatMap((id) => jobs.get(id) ?? []);
+  }
+  const needle = q.nameContains.toLowerCase();
+  const states = new Set(q.states);
+  const users = new Map<string, UserCounts>();
+  let matches: JobRecord[] = [];
+  // Per-user counts look at prefix and name only, so picking a user or state keeps them stable.
+  const counted = q.includeUserCounts ? jobs.values() : [];
+  for (const j of counted) {
+    if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
+    if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
+    let u = users.get(j.user);
+    if (!u) users.set(j.user, u = { user: j.user, total: 0, stateCounts: {} });
+    u.total++;
+    const name = jobStateName(j.state);
+    u.stateCounts[name] = (u.stateCounts[name] ?? 0) + 1;
+  }
+  for (const j of scope) {
+    if (q.rootsOnly && j.parentJobId) continue;
+    if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
+    if (q.user && j.user !== q.user) continue;
+    if (states.size && !states.has(j.state)) continue;
+    if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
+    matches.push(j);
+  }
+  if (q.sortBy) {
+    const value = sortValue(q.sortBy as JobSortKey, nowMs);
+    const sign = q.descending ? -1 : 1;
+    const keyed = matches.map((j) => ({ j, v: value(j) }));
+    keyed.sort((a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)));
+    matches = keyed.map((k) => k.j);
+  } else if (q.descending) {
+    matches.reverse();
+  }
+  const limit = q.limit || DEFAULT_JOB_PAGE;
+  const page = matches.slice(q.offset, q.offset + limit);
+  return {
+    jobs: page,
+    totalCount: matches.length,
+    hasMore: q.offset + page.length < matches.length,
+    users: [...users.values()].sort((a, b) => compare(a.user, b.user)),
+  };
+}
