@@ -39,7 +39,7 @@ Deno.test("startWorker() runs tasks and kills process trees inside a permission-
   thread.onmessage = (e: MessageEvent<Reply>) => replies.push(e.data);
   const reply = (type: Reply["type"]) =>
     waitFor(() => replies.find((r) => r.type === type || r.type === "error"), {
-      timeout: seconds(10),
+      timeout: seconds(30),
       what: `"${type}" from the thread`,
     });
   try {
