@@ -13,6 +13,7 @@ import { startWorker } from "../src/worker/mod.ts";
 import { IrisClient } from "../src/client/client.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { runSchedulerBench } from "./scheduler_bench.ts";
+import { loadBenchMain } from "./load_bench.ts";
 import { create } from "@bufbuild/protobuf";
 import { JobSpecSchema } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { StateStore } from "../src/controller/store.ts";
@@ -727,6 +728,7 @@ if (import.meta.main) {
   const i = Deno.args.indexOf("--rpc-child");
   const m = Deno.args.indexOf("--memory-child");
   if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
   else if (m >= 0) {
     console.log(
       JSON.stringify(await memoryBench(Number(Deno.args[m + 1]), Number(Deno.args[m + 2]))),
