@@ -1,19 +1,63 @@
 /**
- * `iris cluster status`: the controller's health, its workers and the autoscaler's scale groups,
+ * `iris cluster status` (and the table of cluster commands): the controller's health, its workers and the autoscaler's scale groups,
  * slices, demand and recent decisions — all read through the RPC API.
  * @module
  */
 import { formatDuration, ms } from "../time.ts";
-import { type CommandSpec, formatBytes, table } from "./args.ts";
-import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
+import { type CommandSpec, formatBytes, type Io, str, table, UsageError } from "./args.ts";
+import { cliClient, cliToken, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
+import { configMode, loadConfig } from "../config/mod.ts";
+import { IrisClient } from "../client/client.ts";
+import { createControllerLifecycle } from "../cluster/lifecycle.ts";
+import { connectController, readLocalRecord } from "../cluster/manager.ts";
+import { seconds } from "../time.ts";
+import { CONFIG_OPTION, logsCommand, startCommand, stopCommand } from "./cluster_lifecycle.ts";
 
 const statusCommand: CommandSpec = {
   name: "cluster status",
   summary: "Show the controller, its workers and the autoscaler's groups, slices and decisions.",
-  usage: "cluster status [--controller URL]",
-  options: { controller: CONTROLLER_OPTION, "token-file": TOKEN_FILE_OPTION },
+  usage: "cluster status [--config FILE | --controller URL]",
+  description:
+    "With --config, the controller is found the way the config's mode says: the running local\n" +
+    "cluster's record, the manual controller host, or the GCP controller VM (reached through an\n" +
+    "ssh tunnel that is closed on exit). Exit code 1 when the cluster is not running.",
+  options: {
+    config: CONFIG_OPTION,
+    controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
+  },
+  examples: [
+    "iris cluster status --config examples/local.yaml",
+    "iris cluster status --controller http://10.0.0.2:10000",
+  ],
   async run(p, io) {
-    const client = cliClient(p);
+    const configPath = str(p, "config");
+    if (configPath !== undefined && p.values.controller !== undefined) {
+      throw new UsageError("give either --config or --controller, not both");
+    }
+    if (configPath === undefined) return await printStatus(cliClient(p), io);
+    const config = await loadConfig(configPath);
+    const mode = configMode(config);
+    const lifecycle = mode === "local" ? undefined : createControllerLifecycle(config);
+    const url = mode === "local"
+      ? (await readLocalRecord(config.name))?.url
+      : await lifecycle!.discover();
+    if (!url) {
+      io.out(`Cluster '${config.name}' (${mode}): not running\n`);
+      return 1;
+    }
+    await using connection = await connectController(lifecycle, url);
+    io.out(`Cluster '${config.name}' (${mode}) at ${url} (${connection.via})\n`);
+    return await printStatus(
+      new IrisClient(connection.url, { retryFor: seconds(3), token: cliToken(p) ?? "" }),
+      io,
+    );
+  },
+};
+
+/** The status report of the controller `client` talks to. */
+async function printStatus(client: IrisClient, io: Io): Promise<number> {
+  {
     const st = await client.call((rpc) => rpc.getControllerStatus({}));
     const now = Date.now();
     io.out(
@@ -75,8 +119,13 @@ const statusCommand: CommandSpec = {
       }
     }
     return 0;
-  },
-};
+  }
+}
 
 /** Cluster commands. */
-export const clusterCommands: readonly CommandSpec[] = [statusCommand];
+export const clusterCommands: readonly CommandSpec[] = [
+  startCommand,
+  stopCommand,
+  statusCommand,
+  logsCommand,
+];

@@ -149,6 +149,11 @@ const workerServe: CommandSpec = {
       description: "Port to listen on (0 = any free port)",
       default: "0",
     },
+    "advertise-url": {
+      type: "string",
+      value: "URL",
+      description: "URL the controller calls this worker at (default: the listen URL)",
+    },
     cpu: { type: "string", value: "CORES", description: "CPU cores to offer (default: all cores)" },
     memory: {
       type: "string",
@@ -225,6 +230,7 @@ const workerServe: CommandSpec = {
       controllerUrl,
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
+      advertiseUrl: advertiseUrl(p),
       workerId: str(p, "worker-id"),
       rootDir,
       cleanup: str(p, "root-dir") === undefined,
@@ -250,6 +256,17 @@ const workerServe: CommandSpec = {
   },
 };
 
+function advertiseUrl(p: Parsed): string | undefined {
+  const url = str(p, "advertise-url");
+  if (url === undefined) return undefined;
+  try {
+    new URL(url);
+  } catch {
+    throw new UsageError(`--advertise-url must be a URL (got ${JSON.stringify(url)})`);
+  }
+  return url;
+}
+
 /** `controller serve --config`: the controller plus the autoscaler and platform the config names. */
 async function serveCluster(
   configPath: string,
@@ -266,6 +283,7 @@ async function serveCluster(
     const cluster = await startCluster(config, {
       workDir,
       host: str(p, "host"),
+      advertiseUrl: str(p, "advertise-url"),
       port: explicitPort ? num(p, "port", { min: 0, max: 65535, integer: true }) : undefined,
       log: quiet ? undefined : (line) => io.err(line + "\n"),
       vmLog: quiet ? undefined : (id, line) => io.err(`[${id}] ${line}\n`),

@@ -5,15 +5,14 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { configMode } from "../config/mod.ts";
 import { type ControllerServer, startController } from "../controller/server.ts";
 import { AutoscalerRunner } from "../controller/autoscaler_runner.ts";
 import type { Platform } from "../platform/platform.ts";
-import { LocalPlatform } from "../platform/local.ts";
+import type { IrisRuntime } from "../platform/bootstrap.ts";
+import { platformFromConfig } from "./platforms.ts";
 import { FileBundleStore } from "../bundle/mod.ts";
 import { ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
-import { PlatformError } from "../errors.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 
@@ -22,12 +21,16 @@ export interface StartClusterOptions {
   /** Working directory: local VM directories and (when not configured) bundles. */
   readonly workDir: string;
   readonly host?: string;
+  /** URL workers and clients reach the controller at. @default the listen URL */
+  readonly advertiseUrl?: string;
   /** Overrides the config's port. */
   readonly port?: number;
   /** Controller log lines. */
   readonly log?: (line: string) => void;
   /** Local VM log lines, by worker id. */
   readonly vmLog?: (workerId: string, line: string) => void;
+  /** gcp/manual: how worker hosts find the Iris code. @default the platform's default */
+  readonly runtime?: IrisRuntime;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
 }
@@ -47,10 +50,15 @@ export async function startCluster(
   config: ClusterConfig,
   options: StartClusterOptions,
 ): Promise<RunningCluster> {
-  const mode = configMode(config);
   const c = config.controller!;
   const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
-  const platform = options.platform ?? makePlatform(mode, options, heartbeatInterval);
+  const platform = options.platform ??
+    platformFromConfig(config, {
+      workDir: options.workDir,
+      heartbeatInterval,
+      vmLog: options.vmLog,
+      runtime: options.runtime,
+    });
   const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
   const bundles = new FileBundleStore(prefix);
   const groups = scaleGroupsFromConfig(config);
@@ -67,6 +75,7 @@ export async function startCluster(
   const server = startController({
     host: options.host ?? (c.kind.case === "local" ? c.kind.value.host || "127.0.0.1" : "0.0.0.0"),
     port,
+    advertiseUrl: options.advertiseUrl,
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
     taskEnv: config.defaults?.taskEnv,
@@ -106,19 +115,4 @@ export async function startCluster(
     return stopped;
   };
   return { url: server.url, server, platform, autoscaler, stop, [Symbol.asyncDispose]: stop };
-}
-
-function makePlatform(
-  mode: string,
-  options: StartClusterOptions,
-  heartbeatInterval: ReturnType<typeof ms>,
-): Platform {
-  if (mode === "local") {
-    return new LocalPlatform({
-      rootDir: `${options.workDir}/vms`,
-      heartbeatInterval,
-      log: options.vmLog,
-    });
-  }
-  throw new PlatformError(`The ${mode} platform is not available in this build yet`);
 }

@@ -8,16 +8,18 @@ import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { configMode } from "../config/mod.ts";
 import { controllerClient } from "../rpc/client.ts";
-import { DenoCommandRunner } from "../platform/command.ts";
+import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { GcpControllerLifecycle } from "../platform/gcp.ts";
 import { ManualControllerLifecycle } from "../platform/manual.ts";
-import { ms } from "../time.ts";
+import { sshDefaultsFromConfig } from "./platforms.ts";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
 
 /** Options for {@linkcode createControllerLifecycle}. */
 export interface LifecycleOptions extends LocalControllerOptions {
   /** The config file's text, handed to `iris controller serve --config` on a remote controller. */
   readonly configText?: string;
+  /** gcp/manual: the shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
+  readonly runner?: CommandRunner;
 }
 
 /** True when a controller at `url` answers GetControllerStatus as healthy. */
@@ -37,7 +39,7 @@ export function createControllerLifecycle(
   const mode = configMode(config);
   const c = config.controller!;
   if (mode === "local" || c.kind.case === "local") return new LocalController(config, options);
-  const runner = new DenoCommandRunner();
+  const runner = options.runner ?? new DenoCommandRunner();
   const labelPrefix = config.platform?.labelPrefix || "iris";
   if (c.kind.case === "gcp") {
     return new GcpControllerLifecycle({
@@ -54,18 +56,10 @@ export function createControllerLifecycle(
     });
   }
   const manual = c.kind.value!;
-  const ssh = config.platform?.ssh;
   return new ManualControllerLifecycle({
     runner,
     host: { host: "host" in manual ? manual.host : "" },
-    ssh: ssh
-      ? {
-        user: ssh.user || undefined,
-        keyFile: ssh.keyFile || undefined,
-        port: ssh.port || undefined,
-        connectTimeout: ssh.connectTimeoutMs ? ms(ssh.connectTimeoutMs) : undefined,
-      }
-      : undefined,
+    ssh: sshDefaultsFromConfig(config),
     port: ("port" in manual ? manual.port : 0) || 10000,
     clusterConfig: options.configText,
     checkHealth: controllerHealthy,

@@ -214,6 +214,7 @@ export class AutoscalerRunner {
           sliceId,
           scaleGroup: groupName,
           config: group.config,
+          vmCount: group.spec.vmsPerSlice,
           controllerUrl: this.#o.controller.url,
           labels: {
             [`${this.#o.labelPrefix}-managed`]: "true",

@@ -14,7 +14,10 @@ export type ShellWord = string | { readonly raw: string };
 
 /** How a host finds the Iris code and runtime. */
 export interface IrisRuntime {
-  /** Directory for code, pid files and logs. @default "${HOME:-/root}/.iris" on the host */
+  /**
+   * Directory for code, pid files and logs. @default the host's `$IRIS_HOME`, else
+   * "${HOME:-/root}/.iris" (hosts sharing a filesystem set IRIS_HOME apart, e.g. sshd SetEnv)
+   */
   readonly home?: string;
   /** An executable `iris` (compiled binary or wrapper); when set, Deno is not needed. */
   readonly launcher?: string;
@@ -46,7 +49,9 @@ function word(w: ShellWord): string {
 
 /** `$IRIS_HOME` of a runtime as a shell word (the default expands on the host). */
 export function irisHomeWord(runtime: IrisRuntime = {}): string {
-  return runtime.home === undefined ? `"\${HOME:-/root}/.iris"` : shellQuote(runtime.home);
+  return runtime.home === undefined
+    ? `"\${IRIS_HOME:-\${HOME:-/root}/.iris}"`
+    : shellQuote(runtime.home);
 }
 
 /** A command line that prints the last `lines` lines of a daemon's log. */
@@ -198,8 +203,24 @@ export interface WorkerBootstrapOptions {
   readonly workerIndexAttribute?: string;
   /** Port of the worker's RPC server. */
   readonly port?: number;
+  /**
+   * Address the controller calls the worker at: the worker then listens on every interface
+   * and advertises `http://<address>:<port>`. A literal (manual: the host as configured) or
+   * raw shell (gcp: the VM's first IP). Without it the worker listens on loopback only.
+   */
+  readonly advertiseAddress?: ShellWord;
+  /** What the worker offers (`--cpu`, `--memory`); missing values are detected on the host. */
+  readonly resources?: { readonly cpuMillicores?: number; readonly memoryBytes?: number };
   readonly runtime?: IrisRuntime;
 }
+
+/** `http://<address>:<port>` as one shell word. */
+function advertisedUrl(address: ShellWord, port: number): ShellWord {
+  return { raw: `http://${word(address)}:${port}` };
+}
+
+/** Raw shell: the host's first IP address (GCP VMs: the internal IP). */
+export const FIRST_HOST_IP: ShellWord = { raw: `"$(hostname -I | awk '{print $1}')"` };
 
 const TPU_WORKER_NUMBER_URL =
   "http://metadata.google.internal/computeMetadata/v1/instance/attributes/agent-worker-number";
@@ -222,6 +243,18 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
     opts.scaleGroup,
   ];
   if (opts.port) args.push("--port", String(opts.port));
+  if (opts.advertiseAddress !== undefined) {
+    args.push(
+      "--host",
+      "0.0.0.0",
+      "--advertise-url",
+      advertisedUrl(opts.advertiseAddress, opts.port || 10001),
+    );
+  }
+  if (opts.resources?.cpuMillicores) {
+    args.push("--cpu", String(opts.resources.cpuMillicores / 1000));
+  }
+  if (opts.resources?.memoryBytes) args.push("--memory", String(opts.resources.memoryBytes));
   for (
     const [k, v] of Object.entries(opts.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b))
   ) {
@@ -248,12 +281,25 @@ export interface ControllerBootstrapOptions {
   /** Cluster config (YAML), written to `$IRIS_HOME/cluster.yaml` and passed as `--config`. */
   readonly config?: string;
   readonly extraArgs?: readonly string[];
+  /**
+   * Address workers and clients reach the controller at: it then listens on every interface
+   * and advertises `http://<address>:<port>` (see WorkerBootstrapOptions.advertiseAddress).
+   */
+  readonly advertiseAddress?: ShellWord;
   readonly runtime?: IrisRuntime;
 }
 
 /** The controller bootstrap script: `iris controller serve --port P [--config …]` as a daemon. */
 export function controllerBootstrapScript(opts: ControllerBootstrapOptions): string {
   const args: ShellWord[] = ["controller", "serve", "--port", String(opts.port)];
+  if (opts.advertiseAddress !== undefined) {
+    args.push(
+      "--host",
+      "0.0.0.0",
+      "--advertise-url",
+      advertisedUrl(opts.advertiseAddress, opts.port),
+    );
+  }
   if (opts.config !== undefined) args.push("--config", { raw: `"$IRIS_HOME/cluster.yaml"` });
   args.push(...(opts.extraArgs ?? []));
   return daemonScript({

@@ -7,7 +7,12 @@
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Clock, type Duration, minutes, systemClock } from "../time.ts";
 import { type Command, type CommandResult, type CommandRunner, runAll } from "./command.ts";
-import { controllerBootstrapScript, type IrisRuntime, workerBootstrapScript } from "./bootstrap.ts";
+import {
+  controllerBootstrapScript,
+  FIRST_HOST_IP,
+  type IrisRuntime,
+  workerBootstrapScript,
+} from "./bootstrap.ts";
 import {
   checkGcloud,
   DEFAULT_TPU_RUNTIME,
@@ -166,7 +171,8 @@ export class GcpPlatform implements Platform {
         zone,
       },
       workerIndexAttribute: "tpu-worker-id",
-      port: this.#o.workerPort,
+      port: this.#o.workerPort || 10001,
+      advertiseAddress: FIRST_HOST_IP,
       runtime: { home: GCP_IRIS_HOME, ...this.#o.runtime },
     });
     const cmd = gcloudTpuCreate({
@@ -225,7 +231,11 @@ export class GcpPlatform implements Platform {
           zone,
           { timeout, signal },
         );
-        return parseTpuListJson(r.stdout).map((node) => this.#sliceInfo(node, loc));
+        return parseTpuListJson(r.stdout).map((node) => {
+          // Remembered, so terminating a listed slice needs no describe call.
+          if (!this.#known.has(node.name)) this.#known.set(node.name, loc);
+          return this.#sliceInfo(node, loc);
+        });
       }),
       { timeout, signal: options?.signal },
     );
@@ -404,9 +414,10 @@ export class GcpControllerLifecycle implements ControllerLifecycle {
   }
 
   /** Every VM carrying the controller label, in any zone. */
-  async #list(): Promise<GceInstance[]> {
+  async #list(signal?: AbortSignal): Promise<GceInstance[]> {
     const cmd = gcloudInstanceList(this.#o.project, `labels.${this.#labels.controller}=true`);
-    return parseInstanceListJson((await this.#gcloud(cmd, "list controller VMs")).stdout);
+    const r = await this.#gcloud(cmd, "list controller VMs", undefined, this.#call, signal);
+    return parseInstanceListJson(r.stdout);
   }
 
   async #find(): Promise<GceInstance | undefined> {
@@ -457,6 +468,7 @@ export class GcpControllerLifecycle implements ControllerLifecycle {
       labels: { [this.#labels.managed]: "true", [this.#labels.controller]: "true" },
       startupScript: controllerBootstrapScript({
         port: this.#port,
+        advertiseAddress: FIRST_HOST_IP,
         config: this.#o.clusterConfig,
         runtime: { home: GCP_IRIS_HOME, ...this.#o.runtime },
       }),
@@ -464,9 +476,9 @@ export class GcpControllerLifecycle implements ControllerLifecycle {
   }
 
   /** Deletes every controller VM carrying the label (in parallel); not found counts as done. */
-  async stop(): Promise<void> {
+  async stop(options?: { readonly signal?: AbortSignal }): Promise<void> {
     const outcomes = await runAll(
-      (await this.#list()).map((vm) => async (signal: AbortSignal) => {
+      (await this.#list(options?.signal)).map((vm) => async (signal: AbortSignal) => {
         try {
           const cmd = gcloudInstanceDelete(vm.name, { zone: vm.zone, project: this.#o.project });
           await this.#gcloud(cmd, `delete VM ${vm.name}`, vm.zone, this.#slow, signal);
@@ -474,7 +486,7 @@ export class GcpControllerLifecycle implements ControllerLifecycle {
           if (!(err instanceof ResourceNotFoundError)) throw err;
         }
       }),
-      { timeout: this.#slow },
+      { timeout: this.#slow, signal: options?.signal },
     );
     const failed = outcomes.flatMap((o) =>
       o.status === "fulfilled" ? [] : [o.status === "rejected" ? String(o.reason) : "timed out"]

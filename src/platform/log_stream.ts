@@ -81,6 +81,8 @@ export interface LogStreamOptions {
   readonly signal?: AbortSignal;
   /** Discovery or follower failures (streaming goes on). */
   readonly onError?: (err: unknown) => void;
+  /** Called once for each newly discovered target name. */
+  readonly onTarget?: (name: string) => void;
 }
 
 /** A running log stream. */
@@ -150,7 +152,14 @@ export function startLogStreaming(opts: LogStreamOptions): LogStreamHandle {
         const targets = await untilAborted(opts.targets(abort.signal), abort.signal);
         for (const target of targets) {
           if (abort.signal.aborted) break;
-          if (!names.includes(target.name)) names.push(target.name);
+          if (!names.includes(target.name)) {
+            names.push(target.name);
+            try {
+              opts.onTarget?.(target.name);
+            } catch {
+              // A failing callback must not stop streaming.
+            }
+          }
           if (!followers.has(target.name)) follow(target);
         }
       } catch (err) {

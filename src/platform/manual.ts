@@ -5,7 +5,6 @@
  * @module
  */
 import { PlatformError, QuotaExhaustedError, ResourceNotFoundError } from "../errors.ts";
-import type { ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import {
   type Clock,
   type Duration,
@@ -62,6 +61,8 @@ export interface SshDefaults {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
+  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  readonly knownHostsFile?: string;
 }
 
 function sshTarget(h: ManualHostSpec, d: SshDefaults = {}): RawSshTarget {
@@ -72,6 +73,7 @@ function sshTarget(h: ManualHostSpec, d: SshDefaults = {}): RawSshTarget {
     keyFile: h.keyFile || d.keyFile || undefined,
     port: h.port || d.port || 22,
     connectTimeout: d.connectTimeout,
+    knownHostsFile: d.knownHostsFile,
   };
 }
 
@@ -86,8 +88,6 @@ export interface ManualPlatformOptions {
   /** @default 10001 */
   readonly workerPort?: number;
   readonly runtime?: IrisRuntime;
-  /** Hosts per slice of a group. @default 1 (CreateSliceRequest carries no VM count) */
-  readonly vmsPerSlice?: (config: ScaleGroupConfig) => number;
   readonly timeouts?: {
     /** The ssh bootstrap of one host. @default 5m */
     readonly bootstrap?: Duration;
@@ -106,6 +106,8 @@ interface ManualSlice {
   readonly createdAt: Timestamp;
   readonly labels: Readonly<Record<string, string>>;
   readonly attributes: Readonly<Record<string, string>>;
+  /** What each host offers (the group's vm_resources); empty fields are detected on the host. */
+  readonly resources: { readonly cpuMillicores?: number; readonly memoryBytes?: number };
   state: CloudSliceState;
   /** Set while createSlice runs; terminate aborts it and waits. */
   creating?: { abort: AbortController; done: Promise<unknown> };
@@ -161,7 +163,7 @@ export class ManualPlatform implements Platform {
       : [];
     const eligible = this.#o.hosts.filter((h) => listed.length === 0 || listed.includes(h.host));
     const free = eligible.filter((h) => !this.#inUse.has(h.host));
-    const wanted = Math.max(1, this.#o.vmsPerSlice?.(config) ?? 1);
+    const wanted = Math.max(1, request.vmCount);
     if (free.length < wanted) {
       const used = eligible.length - free.length;
       throw new QuotaExhaustedError(
@@ -179,6 +181,10 @@ export class ManualPlatform implements Platform {
       createdAt: this.#clock.now(),
       labels: request.labels,
       attributes: { ...config.attributes, zone: "manual" },
+      resources: {
+        cpuMillicores: config.vmResources?.cpuMillicores || undefined,
+        memoryBytes: config.vmResources?.memoryBytes || undefined,
+      },
       state: "bootstrapping",
     };
     this.#slices.set(sliceId, slice);
@@ -214,6 +220,8 @@ export class ManualPlatform implements Platform {
           workerIndex: i,
           attributes: { ...slice.attributes, "manual-host": h.host },
           port: this.#port,
+          advertiseAddress: h.host,
+          resources: slice.resources,
           runtime: this.#o.runtime,
         });
         const r = await this.#o.runner.run(sshScript(target, script), {
@@ -323,6 +331,35 @@ export class ManualPlatform implements Platform {
     ));
   }
 
+  /** Every host of the pool (config order). */
+  hosts(): readonly ManualHostSpec[] {
+    return this.#o.hosts;
+  }
+
+  /**
+   * Stops whatever worker `host` runs (the teardown script; idempotent), whether or not this
+   * process created its slice: `iris cluster stop` runs in another process than the controller.
+   */
+  async stopHostWorker(host: ManualHostSpec, options?: PlatformCallOptions): Promise<void> {
+    const target = sshTarget(host, this.#o.ssh);
+    const r = await this.#o.runner.run(
+      sshScript(target, teardownScript("worker", this.#o.runtime)),
+      {
+        timeout: options?.timeout ?? this.#o.timeouts?.teardown ?? minutes(1),
+        signal: options?.signal,
+      },
+    );
+    checkSsh(r, target, "stop the worker");
+  }
+
+  /** Follow commands for the worker log of every host of the pool (`worker-<host>`). */
+  hostLogTargets(): LogTarget[] {
+    return this.#o.hosts.map((h) => ({
+      name: `worker-${h.host}`,
+      command: sshFollow(sshTarget(h, this.#o.ssh), followLogScript("worker", this.#o.runtime)),
+    }));
+  }
+
   /** Aborts slices still being created (they clean up after themselves); ready workers keep running. */
   async shutdown(): Promise<void> {
     const creating = [...this.#slices.values()].flatMap((s) => (s.creating ? [s.creating] : []));
@@ -390,9 +427,10 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
     this.#url = `http://${options.host.host}:${options.port || 10000}`;
   }
 
-  async #ssh(script: string, action: string): Promise<string> {
+  async #ssh(script: string, action: string, signal?: AbortSignal): Promise<string> {
     const r = await this.#o.runner.run(sshScript(this.#target, script), {
       timeout: this.#o.sshTimeout ?? minutes(5),
+      signal,
     });
     return checkSsh(r, this.#target, action).stdout;
   }
@@ -406,8 +444,12 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
     return await this.reload();
   }
 
-  async stop(): Promise<void> {
-    await this.#ssh(teardownScript("controller", this.#o.runtime), "stop the controller");
+  async stop(options?: { readonly signal?: AbortSignal }): Promise<void> {
+    await this.#ssh(
+      teardownScript("controller", this.#o.runtime),
+      "stop the controller",
+      options?.signal,
+    );
   }
 
   async restart(): Promise<string> {
@@ -419,6 +461,7 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
   async reload(): Promise<string> {
     const script = controllerBootstrapScript({
       port: this.#o.port || 10000,
+      advertiseAddress: this.#o.host.host,
       config: this.#o.clusterConfig,
       runtime: this.#o.runtime,
     });

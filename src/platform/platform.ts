@@ -52,6 +52,8 @@ export interface CreateSliceRequest {
   readonly sliceId: string;
   readonly scaleGroup: string;
   readonly config: ScaleGroupConfig;
+  /** VMs (workers) the slice has: the TPU topology's hosts, 1 for cpu/gpu groups. */
+  readonly vmCount: number;
   /** Where the slice's workers register. */
   readonly controllerUrl: string;
   readonly labels: Readonly<Record<string, string>>;
@@ -108,8 +110,11 @@ export interface ControllerStatus {
 export interface ControllerLifecycle extends AsyncDisposable {
   /** Starts the controller (reusing a running one on gcp/manual); resolves to its URL. */
   start(): Promise<string>;
-  /** Stops the controller and everything it started. Best-effort per step, every step runs. */
-  stop(): Promise<void>;
+  /**
+   * Stops the controller and everything it started. Best-effort per step, every step runs.
+   * Aborting `options.signal` kills the shell-outs still running (callers' hard timeouts).
+   */
+  stop(options?: { readonly signal?: AbortSignal }): Promise<void>;
   /** stop() then start(). */
   restart(): Promise<string>;
   /** Picks up new code/config: local = restart; gcp/manual = pull and restart the process. */

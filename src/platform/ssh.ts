@@ -27,6 +27,8 @@ export interface RawSshTarget {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
+  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  readonly knownHostsFile?: string;
 }
 
 /** A GCE VM reached with `gcloud compute ssh` (the GCP controller). */
@@ -86,6 +88,7 @@ function rawSshArgv(target: RawSshTarget, extra: readonly string[]): string[] {
     "-p",
     String(target.port || 22),
   ];
+  if (target.knownHostsFile) argv.push("-o", `UserKnownHostsFile=${target.knownHostsFile}`);
   if (target.keyFile) argv.push("-i", target.keyFile);
   argv.push(...extra, target.user ? `${target.user}@${target.host}` : target.host);
   return argv;

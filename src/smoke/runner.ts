@@ -9,6 +9,7 @@ import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
+import { connectController, type ControllerConnection } from "../cluster/manager.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
@@ -70,6 +71,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
   const results: SmokeResult[] = [];
   const submitted = new Map<string, string>();
   let lifecycle: ControllerLifecycle | undefined;
+  let connection: ControllerConnection | undefined;
   let monitor: Promise<void> | undefined;
   const stopMonitor = new AbortController();
   let current = "";
@@ -94,9 +96,17 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
 
     tree.section("Phase 2: connect");
-    tree.log(mode === "local" ? `direct connection to ${url}` : `connected to ${url}`);
-    const client = new IrisClient(url);
-    const health = await lifecycle.status();
+    // gcp: the controller's internal IP is reached through an ssh tunnel, closed in cleanup.
+    connection = await connectController(lifecycle, url);
+    tree.log(
+      connection.via === "direct"
+        ? `direct connection to ${url}`
+        : `connected to ${url} at ${connection.url} through an ${connection.via}`,
+    );
+    const client = new IrisClient(connection.url);
+    const health = connection.via === "direct"
+      ? await lifecycle.status()
+      : { healthy: (await client.rpc.getControllerStatus({})).healthy, message: connection.via };
     if (!health.healthy) throw new Error(`controller is not healthy: ${health.message ?? ""}`);
     tree.log(`controller healthy: ${health.message ?? ""}`);
     monitor = monitorLoop(client, tree, stopMonitor.signal);
@@ -181,7 +191,8 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     }
   } finally {
     tree.section("Phase 4: results and cleanup");
-    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor);
+    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url);
+    await connection?.close().catch((e) => tree.log(`closing the tunnel: ${describeError(e)}`));
   }
   const passed = results.filter((r) => r.passed).length;
   const total = Math.max(results.length, selected.length);
@@ -218,8 +229,9 @@ async function cleanup(
   submitted: Map<string, string>,
   stopMonitor: AbortController,
   monitor: Promise<void> | undefined,
+  clientUrl: string | undefined,
 ): Promise<void> {
-  const url = await lifecycle?.discover().catch(() => undefined);
+  const url = clientUrl ?? await lifecycle?.discover().catch(() => undefined);
   if (url && submitted.size) {
     const client = new IrisClient(url, { retryFor: seconds(2) });
     const cancelled: string[] = [];

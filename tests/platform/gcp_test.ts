@@ -36,6 +36,7 @@ const request = (sliceId = "iris-tpu_v4_16-1", zone?: string) => ({
   sliceId,
   scaleGroup: "tpu_v4_16",
   config: tpuGroup(zone),
+  vmCount: 2,
   controllerUrl: "http://10.128.0.7:10000",
   labels: { "iris-owner": "smoke" },
 });
@@ -192,7 +193,10 @@ Deno.test("controller start() creates the VM when none exists and waits for heal
   assert.equal(await lifecycle.start(), "http://10.128.0.7:10000");
   assert.deepEqual(checked, ["http://10.128.0.7:10000"]);
   await assertGolden("gcp_controller_create", runner.transcript());
-  assert.match(runner.calls[1]!.cmd.stdin ?? "", /controller serve --port 10000 --config/);
+  assert.match(
+    runner.calls[1]!.cmd.stdin ?? "",
+    /controller serve --port 10000 --host 0\.0\.0\.0 --advertise-url http:\/\/"\$\(hostname -I .*\)":10000 --config/,
+  );
 });
 
 Deno.test("controller start() reuses a running VM found by label (golden)", async () => {

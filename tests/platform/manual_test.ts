@@ -27,24 +27,30 @@ const SSH_DEFAULTS = { user: "ops", keyFile: "/keys/default" };
 
 function manual(
   runner: ScriptedRunner,
-  opts: { hosts?: ManualHostSpec[]; vms?: number; healthy?: (url: string) => boolean } = {},
+  opts: { hosts?: ManualHostSpec[]; healthy?: (url: string) => boolean } = {},
 ): ManualPlatform {
   return new ManualPlatform({
     runner,
     hosts: opts.hosts ?? HOSTS,
     ssh: SSH_DEFAULTS,
     checkHealth: (url) => Promise.resolve(opts.healthy?.(url) ?? true),
-    vmsPerSlice: () => opts.vms ?? 1,
     timeouts: { health: ms(150) },
   });
 }
 
-function request(sliceId: string, hosts: string[] = []): CreateSliceRequest {
+function request(sliceId: string, hosts: string[] = [], vmCount = 1): CreateSliceRequest {
   const config = create(ScaleGroupConfigSchema, {
     provider: { kind: { case: "manual", value: { hosts: hosts.map((host) => ({ host })) } } },
     attributes: { region: "lab" },
   });
-  return { sliceId, scaleGroup: "cpu", config, controllerUrl: "http://10.0.0.1:10000", labels: {} };
+  return {
+    sliceId,
+    scaleGroup: "cpu",
+    config,
+    vmCount,
+    controllerUrl: "http://10.0.0.1:10000",
+    labels: {},
+  };
 }
 
 runPlatformContract({
@@ -77,7 +83,7 @@ Deno.test("createSlice() takes free hosts and fails with QuotaExhaustedError whe
 
 Deno.test("createSlice() bootstraps every host and reports the workers (golden)", async () => {
   const runner = new ScriptedRunner().on(["ssh"], {});
-  const slice = await manual(runner, { vms: 2 }).createSlice(request("s-1"));
+  const slice = await manual(runner).createSlice(request("s-1", [], 2));
   assert.equal(slice.state, "ready");
   assert.equal(slice.zone, "manual");
   assert.deepEqual(slice.vms.map((v) => [v.workerId, v.address, v.state]), [
@@ -107,8 +113,8 @@ Deno.test("a failed bootstrap tears down every host of the slice and releases th
   const runner = new ScriptedRunner()
     .on(/@host-b /, { code: 1, stderr: "iris: deno is not installed and npx is missing\n" }, 1)
     .on(["ssh"], {});
-  const p = manual(runner, { vms: 2 });
-  await assert.rejects(p.createSlice(request("s-1")), (e) => {
+  const p = manual(runner);
+  await assert.rejects(p.createSlice(request("s-1", [], 2)), (e) => {
     return e instanceof PlatformError && !(e instanceof QuotaExhaustedError) &&
       /bootstrap failed: host-b: .*deno is not installed/.test(e.message);
   });
@@ -119,8 +125,11 @@ Deno.test("a failed bootstrap tears down every host of the slice and releases th
 
 Deno.test("a worker that never answers fails the slice and releases its hosts", async () => {
   const runner = new ScriptedRunner().on(["ssh"], {});
-  const p = manual(runner, { vms: 2, healthy: (url) => !url.includes("host-a") });
-  await assert.rejects(p.createSlice(request("s-1")), /host-a: Cannot reach http:\/\/host-a:10001/);
+  const p = manual(runner, { healthy: (url) => !url.includes("host-a") });
+  await assert.rejects(
+    p.createSlice(request("s-1", [], 2)),
+    /host-a: Cannot reach http:\/\/host-a:10001/,
+  );
   assert.deepEqual(p.hostsInUse(), []);
   assert.equal(
     runner.calls.filter((c) => (c.cmd.stdin ?? "").includes("Stops the iris worker")).length,
@@ -183,7 +192,10 @@ Deno.test("startupLogs() and logTargets() read the worker log over ssh", async (
   const p = manual(runner);
   await p.createSlice(request("s-1"));
   assert.equal(await p.startupLogs("s-1", "s-1-w0"), "worker log line\n");
-  assert.match(runner.calls.at(-1)!.line, /tail -n 200 "\$\{HOME:-\/root\}\/.iris"\/worker.log/);
+  assert.match(
+    runner.calls.at(-1)!.line,
+    /tail -n 200 "\$\{IRIS_HOME:-\$\{HOME:-\/root\}\/.iris\}"\/worker.log/,
+  );
   const [target] = await p.logTargets();
   assert.equal(target!.name, "s-1-w0");
   assert.match(target!.command.argv.at(-1)!, /tail -n \+1 -F/);
@@ -210,7 +222,7 @@ Deno.test("controller start() boots `iris controller serve` over ssh, then reuse
   assert.equal(await lifecycle.start(), "http://ctl-host:10000");
   assert.match(
     runner.calls[0]!.cmd.stdin ?? "",
-    /controller serve --port 10000 --config "\$IRIS_HOME\/cluster.yaml"/,
+    /controller serve --port 10000 --host 0\.0\.0\.0 --advertise-url http:\/\/ctl-host:10000 --config "\$IRIS_HOME\/cluster.yaml"/,
   );
   assert.equal(await lifecycle.start(), "http://ctl-host:10000");
   assert.equal(await lifecycle.discover(), "http://ctl-host:10000");

@@ -6,6 +6,7 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { ResourceNotFoundError } from "../../src/errors.ts";
+import { groupVmsPerSlice } from "../../src/config/mod.ts";
 import type { CreateSliceRequest, Platform } from "../../src/platform/platform.ts";
 import { ScaleGroupConfigSchema } from "../../src/rpc/gen/iris/v1/config_pb.ts";
 import type { ScaleGroupConfig } from "../../src/rpc/gen/iris/v1/config_pb.ts";
@@ -33,10 +34,12 @@ export function contractRequest(
   sliceId: string,
   group: string,
 ): CreateSliceRequest {
+  const config = subject.groupConfig(group);
   return {
     sliceId,
     scaleGroup: group,
-    config: subject.groupConfig(group),
+    config,
+    vmCount: groupVmsPerSlice(config),
     controllerUrl: "http://127.0.0.1:10000",
     labels: {},
   };

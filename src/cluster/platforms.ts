@@ -1,0 +1,104 @@
+/**
+ * The platform a cluster config names, built from the config: LocalPlatform for `local`,
+ * GcpPlatform for `gcp` (project, zones, label prefix), ManualPlatform for `manual` (the hosts of
+ * every manual scale group, ssh defaults from `platform.ssh`). Health checks are real RPCs,
+ * injected here so the platform layer never imports the controller or the worker.
+ * @module
+ */
+import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import { configMode } from "../config/mod.ts";
+import { workerClient } from "../rpc/client.ts";
+import type { Platform } from "../platform/platform.ts";
+import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
+import { LocalPlatform } from "../platform/local.ts";
+import { GcpPlatform } from "../platform/gcp.ts";
+import { type ManualHostSpec, ManualPlatform, type SshDefaults } from "../platform/manual.ts";
+import type { IrisRuntime } from "../platform/bootstrap.ts";
+import { type Duration, ms } from "../time.ts";
+
+/** Options of {@linkcode platformFromConfig}. */
+export interface PlatformFromConfigOptions {
+  /** Local mode: where VM directories go. */
+  readonly workDir: string;
+  readonly heartbeatInterval: Duration;
+  /** Local mode: worker log lines by worker id. */
+  readonly vmLog?: (workerId: string, line: string) => void;
+  /** The shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
+  readonly runner?: CommandRunner;
+  /** How remote hosts find the Iris code. @default the platform's default */
+  readonly runtime?: IrisRuntime;
+}
+
+/** `platform.ssh` as the manual platform's defaults (undefined when not configured). */
+export function sshDefaultsFromConfig(config: ClusterConfig): SshDefaults | undefined {
+  const ssh = config.platform?.ssh;
+  if (!ssh) return undefined;
+  return {
+    user: ssh.user || undefined,
+    keyFile: ssh.keyFile || undefined,
+    port: ssh.port || undefined,
+    connectTimeout: ssh.connectTimeoutMs ? ms(ssh.connectTimeoutMs) : undefined,
+  };
+}
+
+/** Every host of every manual scale group, first mention wins, in config order. */
+export function manualHostsFromConfig(config: ClusterConfig): ManualHostSpec[] {
+  const hosts = new Map<string, ManualHostSpec>();
+  const groups = Object.entries(config.scaleGroups).sort(([a], [b]) => a.localeCompare(b));
+  for (const [, group] of groups) {
+    if (group.provider?.kind.case !== "manual") continue;
+    for (const h of group.provider.kind.value.hosts) {
+      if (hosts.has(h.host)) continue;
+      hosts.set(h.host, {
+        host: h.host,
+        user: h.user || undefined,
+        keyFile: h.keyFile || undefined,
+        port: h.port || undefined,
+      });
+    }
+  }
+  return [...hosts.values()];
+}
+
+/** True when a worker at `url` answers its Health RPC as healthy. */
+export async function workerHealthy(url: string, signal: AbortSignal): Promise<boolean> {
+  try {
+    return (await workerClient(url).health({}, { signal })).healthy;
+  } catch {
+    return false;
+  }
+}
+
+/** The platform `config` describes. */
+export function platformFromConfig(
+  config: ClusterConfig,
+  options: PlatformFromConfigOptions,
+): Platform {
+  const mode = configMode(config);
+  const runner = options.runner ?? new DenoCommandRunner();
+  const labelPrefix = config.platform?.labelPrefix || "iris";
+  switch (mode) {
+    case "local":
+      return new LocalPlatform({
+        rootDir: `${options.workDir}/vms`,
+        heartbeatInterval: options.heartbeatInterval,
+        log: options.vmLog,
+      });
+    case "gcp":
+      return new GcpPlatform({
+        runner,
+        project: config.platform?.gcp?.projectId ?? "",
+        zones: config.platform?.gcp?.zones ?? [],
+        labelPrefix,
+        runtime: options.runtime,
+      });
+    case "manual":
+      return new ManualPlatform({
+        runner,
+        hosts: manualHostsFromConfig(config),
+        ssh: sshDefaultsFromConfig(config),
+        checkHealth: workerHealthy,
+        runtime: options.runtime,
+      });
+  }
+}
