@@ -16,6 +16,7 @@ import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { PlatformError } from "../errors.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
+import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 
 /** Options for {@linkcode startCluster}. */
 export interface StartClusterOptions {
@@ -30,6 +31,8 @@ export interface StartClusterOptions {
   readonly vmLog?: (workerId: string, line: string) => void;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
+  /** Where the worker token comes from when auth is on. @default the process environment */
+  readonly workerTokenSources?: WorkerTokenSources;
 }
 
 /** A running cluster controller. */
@@ -50,7 +53,12 @@ export async function startCluster(
   const mode = configMode(config);
   const c = config.controller!;
   const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
-  const platform = options.platform ?? makePlatform(mode, options, heartbeatInterval);
+  const auth = controllerAuth(
+    config.auth,
+    options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+  );
+  const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
+  const platform = options.platform ?? makePlatform(mode, options, heartbeatInterval, workerToken);
   const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
   const bundles = new FileBundleStore(prefix);
   const groups = scaleGroupsFromConfig(config);
@@ -73,6 +81,9 @@ export async function startCluster(
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
     bundles,
+    auth: auth.policy,
+    launchRateLimit: auth.launchRateLimit,
+    maxRequestBytes: auth.maxRequestBytes,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
@@ -112,11 +123,13 @@ function makePlatform(
   mode: string,
   options: StartClusterOptions,
   heartbeatInterval: ReturnType<typeof ms>,
+  workerToken: string | undefined,
 ): Platform {
   if (mode === "local") {
     return new LocalPlatform({
       rootDir: `${options.workDir}/vms`,
       heartbeatInterval,
+      workerToken,
       log: options.vmLog,
     });
   }
