@@ -16,6 +16,7 @@ import {
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { ControllerService } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import { WorkerService } from "../../rpc/gen/iris/v1/worker_pb.ts";
+import { doc, h, on, setStyle } from "./dom.ts";
 
 /** The ControllerService client the controller dashboard uses. */
 export type ControllerApi = Client<typeof ControllerService>;
@@ -25,9 +26,21 @@ export type WorkerApi = Client<typeof WorkerService>;
 /** sessionStorage key of the API token. */
 export const TOKEN_KEY = "iris-token";
 
+/** The tab's sessionStorage and location (browser only; typed here since lib.dom is off). */
+function browser(): {
+  sessionStorage: {
+    getItem(k: string): string | null;
+    setItem(k: string, v: string): void;
+    removeItem(k: string): void;
+  };
+  location: { reload(): void };
+} {
+  return globalThis as unknown as ReturnType<typeof browser>;
+}
+
 function storedToken(): string {
   try {
-    return sessionStorage.getItem(TOKEN_KEY) ?? "";
+    return browser().sessionStorage.getItem(TOKEN_KEY) ?? "";
   } catch {
     return "";
   }
@@ -35,42 +48,41 @@ function storedToken(): string {
 
 /** Shows the token form once; submitting stores the token for this tab and reloads. */
 function askForToken(message: string): void {
-  if (document.getElementById("iris-token-form")) return;
-  const form = document.createElement("form");
-  form.id = "iris-token-form";
-  Object.assign(form.style, {
+  const d = doc();
+  if (d.body.querySelector("#iris-token-form")) return;
+  const input = h("input", {
+    id: "iris-token-input",
+    type: "password",
+    autocomplete: "off",
+    placeholder: "API token",
+    size: 48,
+  });
+  const form = h(
+    "form",
+    { id: "iris-token-form" },
+    h("label", { for: "iris-token-input" }, message),
+    input,
+    h("button", { type: "submit" }, "Sign in"),
+  );
+  setStyle(form, {
     position: "fixed",
     inset: "0",
-    zIndex: "1000",
+    "z-index": "1000",
     display: "flex",
-    flexDirection: "column",
-    alignItems: "center",
-    justifyContent: "center",
+    "flex-direction": "column",
+    "align-items": "center",
+    "justify-content": "center",
     gap: "0.5em",
     background: "rgba(250, 250, 250, 0.97)",
   });
-  const label = document.createElement("label");
-  label.textContent = message;
-  label.htmlFor = "iris-token-input";
-  const input = document.createElement("input");
-  input.id = "iris-token-input";
-  input.type = "password";
-  input.autocomplete = "off";
-  input.placeholder = "API token";
-  input.size = 48;
-  const button = document.createElement("button");
-  button.type = "submit";
-  button.textContent = "Sign in";
-  form.append(label, input, button);
-  form.addEventListener("submit", (ev) => {
+  on(form, "submit", (ev) => {
     ev.preventDefault();
     const token = input.value.trim();
     if (!token) return;
-    sessionStorage.setItem(TOKEN_KEY, token);
-    location.reload();
+    browser().sessionStorage.setItem(TOKEN_KEY, token);
+    browser().location.reload();
   });
-  document.body.append(form);
-  input.focus();
+  d.body.appendChild(form);
 }
 
 const bearer: Interceptor = (next) => async (req) => {
@@ -80,7 +92,7 @@ const bearer: Interceptor = (next) => async (req) => {
     return await next(req);
   } catch (err) {
     if (err instanceof ConnectError && err.code === Code.Unauthenticated) {
-      if (token) sessionStorage.removeItem(TOKEN_KEY);
+      if (token) browser().sessionStorage.removeItem(TOKEN_KEY);
       askForToken(token ? "That token was not accepted. Token:" : "This cluster needs a token:");
     }
     throw err;
