@@ -16,7 +16,13 @@ import {
   strs,
   UsageError,
 } from "./args.ts";
-import { loadConfig } from "../config/mod.ts";
+import {
+  controllerAuth,
+  loadConfig,
+  parseAuthDocument,
+  resolveWorkerToken,
+  workerTokenEnv,
+} from "../config/mod.ts";
 import { startCluster } from "../cluster/cluster.ts";
 import { FileBundleStore } from "../bundle/mod.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
@@ -75,6 +81,11 @@ const controllerServe: CommandSpec = {
       value: "DIR",
       description: "Keep controller state (jobs, tasks, attempts) in DIR across restarts",
     },
+    "auth-config": {
+      type: "string",
+      value: "FILE",
+      description: "YAML with an auth: section (tokens, rate limits); see docs/security.md",
+    },
   },
   examples: [
     "iris controller serve --port 10000",
@@ -87,6 +98,13 @@ const controllerServe: CommandSpec = {
     const quiet = bool(p, "quiet");
     const configPath = str(p, "config");
     if (configPath) return await serveCluster(configPath, p, io, signal);
+    const authPath = str(p, "auth-config");
+    const auth = authPath
+      ? controllerAuth(
+        parseAuthDocument(await Deno.readTextFile(authPath), authPath),
+        workerTokenEnv(),
+      )
+      : undefined;
     const bundleDir = str(p, "bundle-dir") ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
     // Declared before the server, so it is disposed after it: a temp bundle dir goes away.
     await using _bundles = {
@@ -103,6 +121,9 @@ const controllerServe: CommandSpec = {
         port,
         advertiseUrl: str(p, "advertise-url"),
         stateDir: str(p, "state-dir"),
+        auth: auth?.policy,
+        launchRateLimit: auth?.launchRateLimit,
+        maxRequestBytes: auth?.maxRequestBytes,
         version: VERSION,
         log: quiet ? undefined : (line) => io.err(line + "\n"),
         bundles: new FileBundleStore(bundleDir),
@@ -184,6 +205,12 @@ const workerServe: CommandSpec = {
       description: "Worker attribute for constraints",
     },
     quiet: { type: "boolean", short: "q", description: "Do not print worker log lines" },
+    "worker-token-file": {
+      type: "string",
+      value: "FILE",
+      description:
+        "File holding the worker token (or env IRIS_WORKER_TOKEN / IRIS_WORKER_TOKEN_FILE)",
+    },
   },
   examples: [
     "iris worker serve --controller http://127.0.0.1:10000",
@@ -226,15 +253,22 @@ const workerServe: CommandSpec = {
         }
       },
     };
+    let workerToken: string | undefined;
+    try {
+      workerToken = resolveWorkerToken(str(p, "worker-token-file"), workerTokenEnv());
+    } catch (err) {
+      throw new UsageError(err instanceof Error ? err.message : String(err));
+    }
     const worker = await startWorker({
       controllerUrl,
+      workerToken,
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
       advertiseUrl: advertiseUrl(p),
       workerId: str(p, "worker-id"),
       rootDir,
       cleanup: str(p, "root-dir") === undefined,
-      bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`),
+      bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`, { token: workerToken }),
       resources: cpu !== undefined || memory !== undefined
         ? {
           cpuMillicores: cpu !== undefined ? Math.round(cpu * 1000) : undefined,

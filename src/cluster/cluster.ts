@@ -15,6 +15,7 @@ import { ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
+import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 
 /** Options for {@linkcode startCluster}. */
 export interface StartClusterOptions {
@@ -33,6 +34,8 @@ export interface StartClusterOptions {
   readonly runtime?: IrisRuntime;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
+  /** Where the worker token comes from when auth is on. @default the process environment */
+  readonly workerTokenSources?: WorkerTokenSources;
 }
 
 /** A running cluster controller. */
@@ -52,12 +55,18 @@ export async function startCluster(
 ): Promise<RunningCluster> {
   const c = config.controller!;
   const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
+  const auth = controllerAuth(
+    config.auth,
+    options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+  );
+  const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
   const platform = options.platform ??
     platformFromConfig(config, {
       workDir: options.workDir,
       heartbeatInterval,
       vmLog: options.vmLog,
       runtime: options.runtime,
+      workerToken,
     });
   const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
   const bundles = new FileBundleStore(prefix);
@@ -82,6 +91,9 @@ export async function startCluster(
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
     bundles,
+    auth: auth.policy,
+    launchRateLimit: auth.launchRateLimit,
+    maxRequestBytes: auth.maxRequestBytes,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),

@@ -27,6 +27,8 @@ export interface PlatformFromConfigOptions {
   readonly runner?: CommandRunner;
   /** How remote hosts find the Iris code. @default the platform's default */
   readonly runtime?: IrisRuntime;
+  /** Local mode: the worker token handed to VMs in memory when auth is on. */
+  readonly workerToken?: string;
 }
 
 /** `platform.ssh` as the manual platform's defaults (undefined when not configured). */
@@ -82,6 +84,7 @@ export function platformFromConfig(
       return new LocalPlatform({
         rootDir: `${options.workDir}/vms`,
         heartbeatInterval: options.heartbeatInterval,
+        workerToken: options.workerToken,
         log: options.vmLog,
       });
     case "gcp":

@@ -30,3 +30,12 @@ export {
   parseSizeBytes,
 } from "./units.ts";
 export { TPU_VARIANT_PREFIXES, type TpuShape, tpuShape } from "./tpu_variants.ts";
+export {
+  AUTH_KEYS,
+  type ControllerAuth,
+  controllerAuth,
+  parseAuthDocument,
+  resolveWorkerToken,
+  workerTokenEnv,
+  type WorkerTokenSources,
+} from "./auth.ts";

@@ -34,11 +34,12 @@ import {
   ResourcesSchema,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import { formatGot, joinPath, ROOT_PATH } from "./issues.ts";
+import { parseAuth } from "./auth.ts";
 import type { YamlMap, YamlReader } from "./reader.ts";
 
 /** Keys allowed in each mapping of the schema (also the reference for docs/config.md). */
 export const KEYS = {
-  root: ["name", "platform", "controller", "scale_groups", "defaults"],
+  root: ["name", "platform", "controller", "scale_groups", "defaults", "auth"],
   platform: ["label_prefix", "gcp", "ssh"],
   platformGcp: ["project_id", "zones"],
   ssh: ["user", "key_file", "port", "connect_timeout"],
@@ -134,6 +135,7 @@ export function parseTree(tree: unknown, reader: YamlReader): ParsedConfig {
     platform: parsePlatform(root, reader),
     controller: parseController(root, reader),
     defaults: parseDefaults(root, reader),
+    auth: parseAuth(root, reader),
   });
   if (!Object.hasOwn(root, "scale_groups")) {
     reader.problem("scale_groups", "required (a mapping of group name to group config)");

@@ -34,6 +34,8 @@ export interface LocalPlatformOptions {
   readonly log?: (workerId: string, line: string) => void;
   /** Task port range shared by all VMs. @default 30000..39999 */
   readonly ports?: { readonly min: number; readonly max: number };
+  /** The cluster's worker token when auth is on (handed to each VM's worker in memory). */
+  readonly workerToken?: string;
 }
 
 interface LocalVm {
@@ -120,6 +122,7 @@ export class LocalPlatform implements Platform {
       const start: LocalVmStartMessage = {
         type: "start",
         controllerUrl: request.controllerUrl,
+        workerToken: this.#o.workerToken,
         workerId,
         sliceId: request.sliceId,
         scaleGroup: request.scaleGroup,

@@ -10,6 +10,8 @@ import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
 export interface LocalVmStartMessage {
   readonly type: "start";
   readonly controllerUrl: string;
+  /** The worker token when auth is on. */
+  readonly workerToken?: string;
   readonly workerId: string;
   readonly sliceId: string;
   readonly scaleGroup: string;

@@ -25,6 +25,7 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
   try {
     handle = await startWorker({
       controllerUrl: msg.controllerUrl,
+      workerToken: msg.workerToken,
       workerId: msg.workerId,
       host: "127.0.0.1",
       port: 0,
@@ -36,7 +37,9 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
       portAllocator: PortAllocator.fromShared(msg.ports),
       heartbeatInterval: ms(msg.heartbeatIntervalMs),
       log: (line) => post({ type: "log", line }),
-      bundleFetcher: rpcBundleFetcher(msg.controllerUrl, `${msg.rootDir}/bundles`),
+      bundleFetcher: rpcBundleFetcher(msg.controllerUrl, `${msg.rootDir}/bundles`, {
+        token: msg.workerToken,
+      }),
     });
     post({ type: "started", url: handle.url, workerId: handle.workerId });
   } catch (err) {

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSKwAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxpNChBTY2FsZUdyb3Vwc0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZzoCOAEicAoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWciNgoRR2NwUGxhdGZvcm1Db25maWcSEgoKcHJvamVjdF9pZBgBIAEoCRINCgV6b25lcxgCIAMoCSJVCglTc2hDb25maWcSDAoEdXNlchgBIAEoCRIQCghrZXlfZmlsZRgCIAEoCRIMCgRwb3J0GAMgASgFEhoKEmNvbm5lY3RfdGltZW91dF9tcxgEIAEoASKnAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5Gi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBChBBdXRvc2NhbGVyQ29uZmlnEh4KFmV2YWx1YXRpb25faW50ZXJ2YWxfbXMYASABKAESHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYAiABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgDIAEoARIaChJiYWNrb2ZmX2luaXRpYWxfbXMYBCABKAESFgoOYmFja29mZl9tYXhfbXMYBSABKAEimQIKEENvbnRyb2xsZXJDb25maWcSFQoNYnVuZGxlX3ByZWZpeBgBIAEoCRIRCglzdGF0ZV9kaXIYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgBEiMKG2hlYXJ0YmVhdF9mYWlsdXJlX3RocmVzaG9sZBgEIAEoBRIvCgVsb2NhbBgKIAEoCzIeLmlyaXMudjEuTG9jYWxDb250cm9sbGVyQ29uZmlnSAASKwoDZ2NwGAsgASgLMhwuaXJpcy52MS5HY3BDb250cm9sbGVyQ29uZmlnSAASMQoGbWFudWFsGAwgASgLMh8uaXJpcy52MS5NYW51YWxDb250cm9sbGVyQ29uZmlnSABCBgoEa2luZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAQgYKBGtpbmQiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJIkgKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASKqAQoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBIjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkiVQoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAEipwEKDkRlZmF1bHRzQ29uZmlnEi0KCmF1dG9zY2FsZXIYASABKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJDb25maWcSNgoIdGFza19lbnYYAiADKAsyJC5pcmlzLnYxLkRlZmF1bHRzQ29uZmlnLlRhc2tFbnZFbnRyeRouCgxUYXNrRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIpkCChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiMwoVTG9jYWxDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSDAoEaG9zdBgCIAEoCSKKAQoTR2NwQ29udHJvbGxlckNvbmZpZxIMCgR6b25lGAEgASgJEhQKDG1hY2hpbmVfdHlwZRgCIAEoCRIMCgRwb3J0GAMgASgFEhkKEWJvb3RfZGlza19zaXplX2diGAQgASgFEhcKD3NlcnZpY2VfYWNjb3VudBgFIAEoCRINCgVpbWFnZRgGIAEoCSI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIAEIGCgRraW5kIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJICgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -45,6 +45,11 @@ export type ClusterConfig = Message<"iris.v1.ClusterConfig"> & {
    * @generated from field: iris.v1.DefaultsConfig defaults = 5;
    */
   defaults?: DefaultsConfig | undefined;
+
+  /**
+   * @generated from field: iris.v1.AuthConfig auth = 6;
+   */
+  auth?: AuthConfig | undefined;
 };
 
 /**
@@ -53,6 +58,91 @@ export type ClusterConfig = Message<"iris.v1.ClusterConfig"> & {
  */
 export const ClusterConfigSchema: GenMessage<ClusterConfig> = /*@__PURE__*/
   messageDesc(file_iris_v1_config, 0);
+
+/**
+ * Who may call the controller (docs/security.md). Tokens are stored as sha256 hashes only.
+ *
+ * @generated from message iris.v1.AuthConfig
+ */
+export type AuthConfig = Message<"iris.v1.AuthConfig"> & {
+  /**
+   * "none" (default: everyone may call everything) or "token".
+   *
+   * @generated from field: string mode = 1;
+   */
+  mode: string;
+
+  /**
+   * @generated from field: repeated iris.v1.AuthToken tokens = 2;
+   */
+  tokens: AuthToken[];
+
+  /**
+   * File holding the worker token (required with mode "token", or env IRIS_WORKER_TOKEN).
+   *
+   * @generated from field: string worker_token_file = 3;
+   */
+  workerTokenFile: string;
+
+  /**
+   * LaunchJob calls per second per user (or peer address); 0 means no limit.
+   *
+   * @generated from field: double launch_rate_per_second = 4;
+   */
+  launchRatePerSecond: number;
+
+  /**
+   * LaunchJob calls allowed at once before the rate applies; 0 means max(1, rate).
+   *
+   * @generated from field: int32 launch_burst = 5;
+   */
+  launchBurst: number;
+
+  /**
+   * Largest accepted RPC request body; 0 means the default (64 MiB).
+   *
+   * @generated from field: double max_request_bytes = 6;
+   */
+  maxRequestBytes: number;
+};
+
+/**
+ * Describes the message iris.v1.AuthConfig.
+ * Use `create(AuthConfigSchema)` to create a new message.
+ */
+export const AuthConfigSchema: GenMessage<AuthConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 1);
+
+/**
+ * @generated from message iris.v1.AuthToken
+ */
+export type AuthToken = Message<"iris.v1.AuthToken"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * "user" (default) or "admin".
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * Lower-case hex sha256 of the token (`iris auth hash-token`).
+   *
+   * @generated from field: string sha256 = 3;
+   */
+  sha256: string;
+};
+
+/**
+ * Describes the message iris.v1.AuthToken.
+ * Use `create(AuthTokenSchema)` to create a new message.
+ */
+export const AuthTokenSchema: GenMessage<AuthToken> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 2);
 
 /**
  * @generated from message iris.v1.PlatformConfig
@@ -81,7 +171,7 @@ export type PlatformConfig = Message<"iris.v1.PlatformConfig"> & {
  * Use `create(PlatformConfigSchema)` to create a new message.
  */
 export const PlatformConfigSchema: GenMessage<PlatformConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 1);
+  messageDesc(file_iris_v1_config, 3);
 
 /**
  * @generated from message iris.v1.GcpPlatformConfig
@@ -105,7 +195,7 @@ export type GcpPlatformConfig = Message<"iris.v1.GcpPlatformConfig"> & {
  * Use `create(GcpPlatformConfigSchema)` to create a new message.
  */
 export const GcpPlatformConfigSchema: GenMessage<GcpPlatformConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 2);
+  messageDesc(file_iris_v1_config, 4);
 
 /**
  * @generated from message iris.v1.SshConfig
@@ -137,7 +227,7 @@ export type SshConfig = Message<"iris.v1.SshConfig"> & {
  * Use `create(SshConfigSchema)` to create a new message.
  */
 export const SshConfigSchema: GenMessage<SshConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 3);
+  messageDesc(file_iris_v1_config, 5);
 
 /**
  * @generated from message iris.v1.DefaultsConfig
@@ -161,7 +251,7 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
  * Use `create(DefaultsConfigSchema)` to create a new message.
  */
 export const DefaultsConfigSchema: GenMessage<DefaultsConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 4);
+  messageDesc(file_iris_v1_config, 6);
 
 /**
  * @generated from message iris.v1.AutoscalerConfig
@@ -198,7 +288,7 @@ export type AutoscalerConfig = Message<"iris.v1.AutoscalerConfig"> & {
  * Use `create(AutoscalerConfigSchema)` to create a new message.
  */
 export const AutoscalerConfigSchema: GenMessage<AutoscalerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 5);
+  messageDesc(file_iris_v1_config, 7);
 
 /**
  * @generated from message iris.v1.ControllerConfig
@@ -259,7 +349,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
  * Use `create(ControllerConfigSchema)` to create a new message.
  */
 export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 6);
+  messageDesc(file_iris_v1_config, 8);
 
 /**
  * @generated from message iris.v1.LocalControllerConfig
@@ -283,7 +373,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 7);
+  messageDesc(file_iris_v1_config, 9);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -325,7 +415,7 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 8);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -347,7 +437,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -432,7 +522,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -467,7 +557,7 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -480,7 +570,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 14);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -507,7 +597,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -539,7 +629,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -556,5 +646,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 17);
 
