@@ -187,9 +187,22 @@ export function buildAttributeIndex(
   return { size: items.length, postings, keys };
 }
 
-/** Candidates for one indexable constraint (eq, exists, in), or undefined for other operators. */
+/**
+ * Candidates for one indexable constraint (eq, in, exists, not_exists), or undefined for the
+ * operators answered by a scan (ne, gt, ge, lt, le).
+ */
 function postingFor(index: AttributeIndex, c: ConstraintSpec): readonly number[] | undefined {
   if (c.op === "exists") return index.keys.get(c.key) ?? [];
+  if (c.op === "not_exists") {
+    // The complement of the key's posting list (both ascending): e.g. workers without a taint.
+    const having = index.keys.get(c.key) ?? [];
+    const out: number[] = [];
+    for (let o = 0, j = 0; o < index.size; o++) {
+      if (j < having.length && having[j] === o) j++;
+      else out.push(o);
+    }
+    return out;
+  }
   if (c.op === "eq") {
     if (c.value === undefined) return [];
     return index.postings.get(c.key)?.get(canonicalValue(c.value)) ?? [];
@@ -213,7 +226,7 @@ function postingFor(index: AttributeIndex, c: ConstraintSpec): readonly number[]
 
 /**
  * Ordinals (ascending) of items satisfying every REQUIRED constraint. The most selective
- * eq/exists/in constraint seeds the candidates from the index; the remaining constraints are
+ * eq/in/exists/not_exists constraint seeds the candidates from the index; the remaining constraints are
  * checked by a scan over those candidates only.
  */
 export function filterByConstraints(

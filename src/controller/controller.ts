@@ -14,7 +14,7 @@ import type {
 import { ConstraintSchema, type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type WorkerClient, workerClient } from "../rpc/client.ts";
-import { type Clock, type Duration, seconds, systemClock } from "../time.ts";
+import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
 import { describeError, NotFoundError } from "../errors.ts";
 import type { ClusterSnapshot, SchedulePlan, SchedulerJob } from "../types.ts";
 import { isTaskActive, isTaskTerminal } from "./job_rules.ts";
@@ -381,7 +381,7 @@ export class Controller {
       for (const i of [...pending]) {
         const task = this.jobs.task(job.taskIds[i]!);
         if (now - task.pendingSinceMs >= limit) {
-          const why = `not scheduled within ${limit} ms: ${
+          const why = `not scheduled within ${formatDuration(ms(limit))}: ${
             task.pendingReason?.message ?? "no capacity"
           }`;
           this.jobs.unschedulable(task, why, now, fx);

@@ -83,3 +83,23 @@ export function deriveJobState(
   }
   return JobState.PENDING;
 }
+
+/**
+ * The task states that decide a finished job's state (whose reason becomes the job's error):
+ * FAILED for FAILED, UNSCHEDULABLE for UNSCHEDULABLE, KILLED for KILLED, WORKER_FAILED and
+ * PREEMPTED for WORKER_FAILED; none otherwise.
+ */
+export function decidingTaskStates(state: JobState): readonly TaskState[] {
+  switch (state) {
+    case JobState.FAILED:
+      return [TaskState.FAILED];
+    case JobState.UNSCHEDULABLE:
+      return [TaskState.UNSCHEDULABLE];
+    case JobState.KILLED:
+      return [TaskState.KILLED];
+    case JobState.WORKER_FAILED:
+      return [TaskState.WORKER_FAILED, TaskState.PREEMPTED];
+    default:
+      return [];
+  }
+}

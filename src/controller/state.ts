@@ -13,11 +13,13 @@ import {
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { PendingReasonData } from "../types.ts";
 import {
+  decidingTaskStates,
   deriveJobState,
   isJobTerminal,
   isTaskActive,
   isTaskTerminal,
   type TaskStateCounts,
+  taskStateName,
 } from "./job_rules.ts";
 import { resolveJobId, validateJobSpec, validateUser } from "./validate.ts";
 
@@ -455,6 +457,14 @@ export class JobTable {
       job.error ||= failed
         ? `task ${failed.index} failed: ${failed.error || `exit code ${job.exitCode}`}`
         : "failed";
+    }
+    if (next !== JobState.SUCCEEDED && !job.error) {
+      // The first deciding task's reason explains the job ("task 0 unschedulable: …").
+      const deciding = decidingTaskStates(next);
+      const t = job.taskIds.map((id) => this.tasks.get(id)!).find((t) =>
+        deciding.includes(t.state) && t.error
+      );
+      if (t) job.error = `task ${t.index} ${taskStateName(t.state)}: ${t.error}`;
     }
     if (next !== JobState.SUCCEEDED) {
       // A job that ended badly stops its remaining tasks and its children.

@@ -18,6 +18,8 @@ export interface SmokeContext {
   readonly signal: AbortSignal;
   /** Argv that runs this iris binary (for tasks that use the CLI). */
   readonly irisArgv: readonly string[];
+  /** Distinct regions of the config's CPU scale groups, in config order. */
+  readonly cpuRegions: readonly string[];
   /** Submits and remembers the job for cleanup, progress and task-log collection. */
   submit(test: string, request: JobRequest): Promise<string>;
   /** Waits for a job, streaming its status to the progress display. */
@@ -338,6 +340,91 @@ const childJob: SmokeJob = {
   },
 };
 
+/**
+ * The region the region jobs target: the last CPU region of the config, which in
+ * examples/local.yaml is not where unconstrained CPU work goes, so landing there proves routing.
+ */
+function targetRegion(ctx: SmokeContext): string {
+  const region = ctx.cpuRegions[ctx.cpuRegions.length - 1];
+  check(region, "the config has no CPU scale group with a region");
+  return region;
+}
+
+/** The region attribute of the worker that ran a job's first task. */
+async function workerRegion(ctx: SmokeContext, jobId: string): Promise<string> {
+  const task = (await ctx.client.status(jobId)).tasks[0];
+  check(task?.workerId, `${jobId} has no worker`);
+  const worker = (await ctx.client.workers()).find((w) => w.workerId === task.workerId);
+  check(worker, `worker ${task.workerId} of ${jobId} is gone`);
+  return String(worker.attributes.region?.kind.value ?? "(none)");
+}
+
+const region: SmokeJob = {
+  name: "region",
+  description: "a job constrained to one region lands only on a worker of that region",
+  async run(ctx) {
+    const want = targetRegion(ctx);
+    const id = await ctx.submit("region", {
+      ...small,
+      name: `smoke-region-${ctx.runId}`,
+      command: ["sh", "-c", "echo Hello from $IRIS_WORKER_ID"],
+      constraints: [{ key: "region", op: "eq", value: want }],
+    });
+    expectState(await ctx.wait(id), JobState.SUCCEEDED);
+    const got = await workerRegion(ctx, id);
+    check(got === want, `ran in region ${got}, expected ${want}`);
+    return `ran in ${want} (CPU regions: ${ctx.cpuRegions.join(", ")})`;
+  },
+};
+
+const nestedConstraint: SmokeJob = {
+  name: "nested-constraint",
+  description:
+    "a region-constrained parent submits a child without constraints; the child inherits the region and runs there",
+  async run(ctx) {
+    const want = targetRegion(ctx);
+    const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
+    // Not detached: the parent waits for the child and exits with its exit code.
+    const submitChild = [
+      ...ctx.irisArgv,
+      "job",
+      "run",
+      "--name",
+      "inherited-child",
+      "--cpu",
+      "0.2",
+      "--memory",
+      "64MiB",
+      "--",
+      "sh",
+      "-c",
+      "echo child constraints: $IRIS_JOB_CONSTRAINTS",
+    ].map(quote).join(" ");
+    const parent = await ctx.submit("nested-constraint", {
+      cpu: 0.2,
+      // The parent runs the iris CLI, a Deno process.
+      memory: 512 * 2 ** 20,
+      name: `smoke-nested-${ctx.runId}`,
+      command: ["sh", "-c", submitChild],
+      constraints: [{ key: "region", op: "eq", value: want }],
+      env: { DENO_DIR: denoDir() },
+    });
+    expectState(await ctx.wait(parent), JobState.SUCCEEDED);
+    const childId = `${parent}/inherited-child`;
+    const child = (await ctx.client.status(childId)).job;
+    check(child, `no child job ${childId}`);
+    expectState(child, JobState.SUCCEEDED);
+    const inherited = (child.spec?.constraints ?? []).map((c) => `${c.key}=${c.value?.kind.value}`);
+    check(
+      inherited.length === 1 && inherited[0] === `region=${want}`,
+      `child constraints ${JSON.stringify(inherited)}, expected only region=${want}`,
+    );
+    const got = await workerRegion(ctx, childId);
+    check(got === want, `child ran in region ${got}, expected ${want}`);
+    return `child ${childId} inherited region=${want} and ran there`;
+  },
+};
+
 function denoDir(): string {
   return Deno.env.get("DENO_DIR") || `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
 }
@@ -352,6 +439,8 @@ export const SMOKE_JOBS: readonly SmokeJob[] = [
   endpoints,
   cancel,
   childJob,
+  region,
+  nestedConstraint,
 ];
 
 /** True when the error means the job did not finish in time. */

@@ -6,6 +6,7 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
@@ -40,6 +41,14 @@ export interface SmokeResult {
   readonly passed: boolean;
   readonly durationMs: number;
   readonly detail: string;
+}
+
+/** Distinct regions of the config's CPU scale groups, in config order. */
+function cpuRegions(config: ClusterConfig): string[] {
+  const regions = Object.values(config.scaleGroups)
+    .filter((g) => g.acceleratorType === AcceleratorType.CPU && g.region)
+    .map((g) => g.region);
+  return [...new Set(regions)];
 }
 
 function irisArgv(): string[] {
@@ -118,6 +127,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
       jobTimeout: ms(Math.min(o.timeout, seconds(300))),
       signal,
       irisArgv: irisArgv(),
+      cpuRegions: cpuRegions(o.config),
       submit: async (test, request) => {
         const id = await client.submit(request);
         submitted.set(id, test);

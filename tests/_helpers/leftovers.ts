@@ -12,9 +12,8 @@ export async function isListening(url: string): Promise<boolean> {
   }
 }
 
-/** Names in the temp dir starting with `prefix`. */
-export function tempEntries(prefix: string): Set<string> {
-  const dir = Deno.env.get("TMPDIR") || "/tmp";
+/** Names in the temp dir (or `dir`) starting with `prefix`. */
+export function tempEntries(prefix: string, dir = Deno.env.get("TMPDIR") || "/tmp"): Set<string> {
   const out = new Set<string>();
   for (const e of Deno.readDirSync(dir)) if (e.name.startsWith(prefix)) out.add(`${dir}/${e.name}`);
   return out;

@@ -16,12 +16,12 @@ const GIB = 2 ** 30;
 const machine: MachineInfo = { cpuCores: 16, memoryBytes: 64 * GIB };
 const example = (name: string) => new URL(`../../examples/${name}.yaml`, import.meta.url).pathname;
 
-Deno.test("examples/local.yaml loads as a local cluster with a simulated v5e-16 and a cpu group", async () => {
+Deno.test("examples/local.yaml loads as a local cluster with a simulated v5e-16 and cpu groups in two regions", async () => {
   const config = await loadConfig(example("local"), { machine });
   assert.equal(configMode(config), "local");
   assert.equal(config.name, "local");
   assert.equal(config.controller?.bundlePrefix, "");
-  assert.deepEqual(Object.keys(config.scaleGroups), ["tpu_v5e_16", "cpu"]);
+  assert.deepEqual(Object.keys(config.scaleGroups), ["tpu_v5e_16", "cpu", "cpu_eu"]);
   const tpu = config.scaleGroups.tpu_v5e_16!;
   assert.equal(tpu.provider?.kind.case, "local");
   assert.equal(tpu.acceleratorType, AcceleratorType.TPU);
@@ -37,6 +37,10 @@ Deno.test("examples/local.yaml loads as a local cluster with a simulated v5e-16 
   assert.equal(cpu.region, "us-central1");
   assert.equal(cpu.vmResources?.cpuMillicores, 8000);
   assert.equal(cpu.vmResources?.memoryBytes, 8 * GIB);
+  const eu = config.scaleGroups.cpu_eu!;
+  assert.equal(eu.acceleratorType, AcceleratorType.CPU);
+  assert.deepEqual([eu.region, eu.zone], ["europe-west4", "europe-west4-b"]);
+  assert(eu.priority > cpu.priority, "unconstrained CPU work prefers the cpu group");
   toBinary(ClusterConfigSchema, config);
 });
 
@@ -73,7 +77,7 @@ Deno.test("examples/manual.yaml loads as a manual cluster with two ssh hosts", a
 Deno.test("formatConfigSummary prints a header and one line per group", async () => {
   const config = await loadConfig(example("local"), { machine });
   const lines = formatConfigSummary(config).split("\n");
-  assert.equal(lines.length, 3);
+  assert.equal(lines.length, 4);
   assert.match(lines[0]!, /^cluster local: local controller 127\.0\.0\.1:auto/);
   assert.match(
     lines[1]!,
@@ -81,6 +85,10 @@ Deno.test("formatConfigSummary prints a header and one line per group", async ()
   );
   assert.match(lines[2]!, /cpu\s+local\s+cpu\s+slices 0\.\.4\s+1 vm\/slice/);
   assert.match(lines[2]!, /region us-central1$/);
+  assert.match(
+    lines[3]!,
+    /cpu_eu\s+local\s+cpu\s+slices 0\.\.2\s+1 vm\/slice.*zone europe-west4-b$/,
+  );
 });
 
 Deno.test("loadConfig reports a missing file as a ConfigError at the file path", async () => {

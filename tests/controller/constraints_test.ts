@@ -171,6 +171,10 @@ Deno.test("filterByConstraints() matches a brute-force scan for every operator",
     [{ key: "cpu", op: "lt", value: 20 }],
     [{ key: "zone", op: "eq", value: "nowhere" }],
     [{ key: "region", op: "eq", value: "eu", preferred: true }],
+    [{ key: "taint:spot", op: "not_exists" }],
+    [{ key: "taint:spot", op: "not_exists" }, { key: "zone", op: "not_exists" }],
+    [{ key: "absent", op: "not_exists" }, { key: "cpu", op: "gt", value: 10 }],
+    [{ key: "region", op: "in", values: ["eu"] }, { key: "taint:spot", op: "not_exists" }],
     [],
   ];
   for (const cs of cases) {

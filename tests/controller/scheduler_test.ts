@@ -620,3 +620,48 @@ Deno.test("schedule() with 8k distinct task shapes on 500 workers stays correct 
     ),
   );
 });
+
+Deno.test("schedule() places by every constraint operator and avoids taints only when asked", () => {
+  // One worker per region; the eu worker is tainted and has more chips.
+  const workers = [
+    worker("us", { attributes: { region: "us-central1", chips: 4, preemptible: false } }),
+    worker("eu", {
+      attributes: { region: "europe-west4", chips: 8, preemptible: true, "taint:spot": true },
+    }),
+    worker("asia", { attributes: { region: "asia-east1", chips: "16" } }),
+  ];
+  const cases: [ConstraintSpec, string[]][] = [
+    [{ key: "region", op: "eq", value: "europe-west4" }, ["eu"]],
+    [{ key: "region", op: "ne", value: "europe-west4" }, ["us", "asia"]],
+    [{ key: "preemptible", op: "exists" }, ["us", "eu"]],
+    [{ key: "preemptible", op: "not_exists" }, ["asia"]],
+    [{ key: "taint:spot", op: "not_exists" }, ["us", "asia"]],
+    [{ key: "chips", op: "gt", value: 8 }, ["asia"]],
+    [{ key: "chips", op: "ge", value: 8 }, ["eu", "asia"]],
+    [{ key: "chips", op: "lt", value: 8 }, ["us"]],
+    [{ key: "chips", op: "le", value: "8" }, ["us", "eu"]],
+    [{ key: "region", op: "in", values: ["asia-east1", "us-central1"] }, ["us", "asia"]],
+    [{ key: "preemptible", op: "eq", value: false }, ["us"]],
+  ];
+  for (const [c, allowed] of cases) {
+    // As many single-task jobs as workers, each needing a whole worker: the placements show
+    // exactly which workers the constraint admits.
+    const jobs = workers.map((_, i) => job(`j${i}`, { cpu: 8, constraints: [c] }));
+    const plan = schedule({ workers, jobs });
+    const used = plan.assignments.map((a) => a.workerId).sort();
+    assert.deepEqual(used, [...allowed].sort(), JSON.stringify(c));
+    assert.equal(plan.unplaced.length, workers.length - allowed.length, JSON.stringify(c));
+  }
+  // Two required constraints combine with AND.
+  const both = schedule({
+    workers,
+    jobs: [job("and", {
+      constraints: [
+        { key: "chips", op: "ge", value: 4 },
+        { key: "taint:spot", op: "not_exists" },
+        { key: "region", op: "ne", value: "us-central1" },
+      ],
+    })],
+  });
+  assert.deepEqual([...placed(both, "and").values()], ["asia"]);
+});

@@ -198,11 +198,12 @@ Deno.test({
         await shot("06-worker-detail");
       });
 
-      await t.step("autoscaler shows both scale groups", async () => {
+      await t.step("autoscaler shows every scale group", async () => {
         await page.goto(`${base}/#/autoscaler`);
         await page.locator('.group-row[data-group="tpu_v5e_16"]').waitFor();
         await page.locator('.group-row[data-group="cpu"]').waitFor();
-        assert.equal(await page.locator(".group-row").count(), 2);
+        await page.locator('.group-row[data-group="cpu_eu"]').waitFor();
+        assert.equal(await page.locator(".group-row").count(), 3);
         await shot("07-autoscaler");
       });
 

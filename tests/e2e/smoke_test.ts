@@ -26,11 +26,19 @@ async function addressesIn(logDir: string): Promise<string[]> {
   return [...new Set(out)];
 }
 
-async function assertNothingLeft(logDir: string, tempBefore: Set<string>): Promise<void> {
+/**
+ * A private TMPDIR for one smoke process: other tests start local clusters (and their
+ * "iris-local-" dirs) in parallel, so only this directory tells what the run left behind.
+ */
+function privateTmp(): Promise<string> {
+  return Deno.makeTempDir({ prefix: "smoke-tmp-" });
+}
+
+async function assertNothingLeft(logDir: string, tmp: string): Promise<void> {
   for (const a of await addressesIn(logDir)) {
     assertEquals(await isListening(a), false, `${a} still listens`);
   }
-  const newTemp = [...tempEntries("iris-local-")].filter((d) => !tempBefore.has(d));
+  const newTemp = [...tempEntries("iris-local-", tmp)];
   assertEquals(newTemp, [], "no temp dir of the run remains");
   const stray = (await listProcesses()).filter((p) =>
     /sleep 1\d{4}\b|smoke-(parent|endpoint)/.test(p.args)
@@ -40,7 +48,7 @@ async function assertNothingLeft(logDir: string, tempBefore: Set<string>): Promi
 
 Deno.test("iris smoke passes every job on the local config and leaves nothing behind", async () => {
   const logDir = await Deno.makeTempDir({ prefix: "smoke-pass-" });
-  const before = tempEntries("iris-local-");
+  const tmp = await privateTmp();
   try {
     const res = await runIris([
       "smoke",
@@ -50,9 +58,9 @@ Deno.test("iris smoke passes every job on the local config and leaves nothing be
       logDir,
       "--timeout",
       "240s",
-    ], { timeout: seconds(260) });
+    ], { timeout: seconds(260), env: { TMPDIR: tmp } });
     assertEquals(res.code, 0, res.stdout + res.stderr);
-    assertMatch(res.stdout, /8\/8 jobs passed/);
+    assertMatch(res.stdout, /10\/10 jobs passed/);
     for (
       const name of [
         "hello",
@@ -63,6 +71,8 @@ Deno.test("iris smoke passes every job on the local config and leaves nothing be
         "endpoints",
         "cancel",
         "child-job",
+        "region",
+        "nested-constraint",
       ]
     ) {
       assertMatch(res.stdout, new RegExp(`\\[PASS\\] ${name}\\b`));
@@ -77,15 +87,16 @@ Deno.test("iris smoke passes every job on the local config and leaves nothing be
       e.name
     );
     assert(taskLogs.some((n) => n.includes("smoke-coscheduled")), taskLogs.join(","));
-    await assertNothingLeft(logDir, before);
+    await assertNothingLeft(logDir, tmp);
   } finally {
     await Deno.remove(logDir, { recursive: true });
+    await Deno.remove(tmp, { recursive: true });
   }
 });
 
 Deno.test("iris smoke exits non-zero and cleans up when the cluster cannot start, on timeout, and on Ctrl-C", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "smoke-exits-" });
-  const before = tempEntries("iris-local-");
+  const tmp = await privateTmp();
   try {
     await t.step("failure: the configured controller port is taken", async () => {
       using listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
@@ -102,10 +113,10 @@ Deno.test("iris smoke exits non-zero and cleans up when the cluster cannot start
         `${root}/fail`,
         "--only",
         "hello",
-      ]);
+      ], { env: { TMPDIR: tmp } });
       assertEquals(res.code, 1, res.stdout + res.stderr);
       assertMatch(res.stdout, /\[FAIL\]/);
-      await assertNothingLeft(`${root}/fail`, before);
+      await assertNothingLeft(`${root}/fail`, tmp);
     });
 
     await t.step("timeout: the global deadline cancels jobs and stops the cluster", async () => {
@@ -122,11 +133,11 @@ Deno.test("iris smoke exits non-zero and cleans up when the cluster cannot start
         "coscheduled",
         "--timeout",
         "3s",
-      ]);
+      ], { env: { TMPDIR: tmp } });
       assertEquals(res.code, 1, res.stdout + res.stderr);
       assertMatch(res.stdout, /global timeout of 3\.0s reached/);
       assertMatch(res.stdout, /cancelled unfinished jobs: \/\S+\/smoke-coscheduled/);
-      await assertNothingLeft(`${root}/timeout`, before);
+      await assertNothingLeft(`${root}/timeout`, tmp);
     });
 
     await t.step("Ctrl-C: SIGINT during the jobs cancels them and stops the cluster", async () => {
@@ -140,16 +151,17 @@ Deno.test("iris smoke exits non-zero and cleans up when the cluster cannot start
         "hello",
         "--only",
         "coscheduled",
-      ]);
+      ], { env: { TMPDIR: tmp } });
       await smoke.waitForLine(/coscheduled: a replicas=4 gang/, seconds(60));
       smoke.child.kill("SIGINT");
       const status = await smoke.status;
       assert(status.code !== 0, "non-zero exit after Ctrl-C");
       assert(smoke.lines.some((l) => /interrupted/.test(l)), smoke.lines.join("\n"));
       assert(smoke.lines.some((l) => /\[PASS\] hello/.test(l)), smoke.lines.join("\n"));
-      await assertNothingLeft(`${root}/sigint`, before);
+      await assertNothingLeft(`${root}/sigint`, tmp);
     });
   } finally {
     await Deno.remove(root, { recursive: true });
+    await Deno.remove(tmp, { recursive: true });
   }
 });
