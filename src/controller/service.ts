@@ -57,7 +57,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
-      return { job: jobStatus(c.jobs, job), tasks: tasksOf(job.jobId) };
+      const claimed = c.reservationProgress(job.jobId).claimed;
+      return { job: jobStatus(c.jobs, job, claimed), tasks: tasksOf(job.jobId) };
     }),
     listJobs: wrap((req) => {
       const states = new Set(req.states);
@@ -68,7 +69,9 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       const limit = req.limit > 0 ? Math.min(req.limit, 5000) : 500;
       const offset = Math.max(0, req.offset);
       return {
-        jobs: all.slice(offset, offset + limit).map((j) => jobStatus(c.jobs, j)),
+        jobs: all.slice(offset, offset + limit).map((j) =>
+          jobStatus(c.jobs, j, c.reservationProgress(j.jobId).claimed)
+        ),
         totalCount: all.length,
       };
     }),

@@ -7,7 +7,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AcceleratorType, Resources } from "./types_pb.ts";
+import type { AcceleratorType, PriorityBand, Resources } from "./types_pb.ts";
 import { file_iris_v1_types } from "./types_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSKwAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxpNChBTY2FsZUdyb3Vwc0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZzoCOAEicAoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWciNgoRR2NwUGxhdGZvcm1Db25maWcSEgoKcHJvamVjdF9pZBgBIAEoCRINCgV6b25lcxgCIAMoCSJVCglTc2hDb25maWcSDAoEdXNlchgBIAEoCRIQCghrZXlfZmlsZRgCIAEoCRIMCgRwb3J0GAMgASgFEhoKEmNvbm5lY3RfdGltZW91dF9tcxgEIAEoASKnAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5Gi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBChBBdXRvc2NhbGVyQ29uZmlnEh4KFmV2YWx1YXRpb25faW50ZXJ2YWxfbXMYASABKAESHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYAiABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgDIAEoARIaChJiYWNrb2ZmX2luaXRpYWxfbXMYBCABKAESFgoOYmFja29mZl9tYXhfbXMYBSABKAEimQIKEENvbnRyb2xsZXJDb25maWcSFQoNYnVuZGxlX3ByZWZpeBgBIAEoCRIRCglzdGF0ZV9kaXIYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgBEiMKG2hlYXJ0YmVhdF9mYWlsdXJlX3RocmVzaG9sZBgEIAEoBRIvCgVsb2NhbBgKIAEoCzIeLmlyaXMudjEuTG9jYWxDb250cm9sbGVyQ29uZmlnSAASKwoDZ2NwGAsgASgLMhwuaXJpcy52MS5HY3BDb250cm9sbGVyQ29uZmlnSAASMQoGbWFudWFsGAwgASgLMh8uaXJpcy52MS5NYW51YWxDb250cm9sbGVyQ29uZmlnSABCBgoEa2luZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAQgYKBGtpbmQiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJIkgKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSKwAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxpNChBTY2FsZUdyb3Vwc0VudHJ5EgsKA2tleRgBIAEoCRIoCgV2YWx1ZRgCIAEoCzIZLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZzoCOAEicAoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWciNgoRR2NwUGxhdGZvcm1Db25maWcSEgoKcHJvamVjdF9pZBgBIAEoCRINCgV6b25lcxgCIAMoCSJVCglTc2hDb25maWcSDAoEdXNlchgBIAEoCRIQCghrZXlfZmlsZRgCIAEoCRIMCgRwb3J0GAMgASgFEhoKEmNvbm5lY3RfdGltZW91dF9tcxgEIAEoASKnAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5Gi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBChBBdXRvc2NhbGVyQ29uZmlnEh4KFmV2YWx1YXRpb25faW50ZXJ2YWxfbXMYASABKAESHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYAiABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgDIAEoARIaChJiYWNrb2ZmX2luaXRpYWxfbXMYBCABKAESFgoOYmFja29mZl9tYXhfbXMYBSABKAEixAIKEENvbnRyb2xsZXJDb25maWcSFQoNYnVuZGxlX3ByZWZpeBgBIAEoCRIRCglzdGF0ZV9kaXIYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgBEiMKG2hlYXJ0YmVhdF9mYWlsdXJlX3RocmVzaG9sZBgEIAEoBRIpCgx1c2VyX2J1ZGdldHMYFCADKAsyEy5pcmlzLnYxLlVzZXJCdWRnZXQSLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiVwoKVXNlckJ1ZGdldBINCgV1c2VycxgBIAMoCRIRCgltYXhfdGFza3MYAiABKAUSJwoIbWF4X2JhbmQYAyABKA4yFS5pcmlzLnYxLlByaW9yaXR5QmFuZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAQgYKBGtpbmQiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJIkgKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -231,6 +231,14 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
   heartbeatFailureThreshold: number;
 
   /**
+   * Per-user limits on priority bands (docs/job-model.md): first entry naming the user wins,
+   * then an entry for "*".
+   *
+   * @generated from field: repeated iris.v1.UserBudget user_budgets = 20;
+   */
+  userBudgets: UserBudget[];
+
+  /**
    * @generated from oneof iris.v1.ControllerConfig.kind
    */
   kind: {
@@ -262,6 +270,40 @@ export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*
   messageDesc(file_iris_v1_config, 6);
 
 /**
+ * @generated from message iris.v1.UserBudget
+ */
+export type UserBudget = Message<"iris.v1.UserBudget"> & {
+  /**
+   * User names; "*" means every user without an entry of their own.
+   *
+   * @generated from field: repeated string users = 1;
+   */
+  users: string[];
+
+  /**
+   * Unfinished INTERACTIVE/PRODUCTION tasks the user may have; a job that would exceed it runs
+   * as BATCH. 0 or unset means unlimited.
+   *
+   * @generated from field: int32 max_tasks = 2;
+   */
+  maxTasks: number;
+
+  /**
+   * Most important band the user may submit in; more important requests are lowered to it.
+   *
+   * @generated from field: iris.v1.PriorityBand max_band = 3;
+   */
+  maxBand: PriorityBand;
+};
+
+/**
+ * Describes the message iris.v1.UserBudget.
+ * Use `create(UserBudgetSchema)` to create a new message.
+ */
+export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 7);
+
+/**
  * @generated from message iris.v1.LocalControllerConfig
  */
 export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
@@ -283,7 +325,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 7);
+  messageDesc(file_iris_v1_config, 8);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -325,7 +367,7 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 8);
+  messageDesc(file_iris_v1_config, 9);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -347,7 +389,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -432,7 +474,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -467,7 +509,7 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -480,7 +522,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -507,7 +549,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 14);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -539,7 +581,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -556,5 +598,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 16);
 
