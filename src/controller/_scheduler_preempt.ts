@@ -19,7 +19,7 @@ import type {
   RunningTask,
   SchedulerJob,
 } from "../types.ts";
-import { acceleratorRequest, type PassState } from "./_scheduler_index.ts";
+import { acceleratorRequest, deduct, type PassState } from "./_scheduler_index.ts";
 
 /** A victim: one independent task, or every running task of a gang job. */
 interface Unit {
@@ -49,10 +49,14 @@ interface Shape {
   readonly acc: number;
 }
 
-/** Extra capacity per worker ordinal (freed by victims or being released), minus what is promised. */
+/**
+ * Extra capacity per worker ordinal (freed by victims or being released), minus what is promised
+ * in a simulation; `promised` lists the ordinals promised one task each.
+ */
 interface Overlay {
   readonly delta: Map<number, [number, number, number]>;
   readonly taken: Set<Unit>;
+  readonly promised: number[];
 }
 
 interface Choice {
@@ -66,32 +70,33 @@ interface Choice {
 
 const NONE: Choice = { units: [], topBand: 5, tasks: 0, oldest: Number.POSITIVE_INFINITY };
 
-/** Output of {@linkcode planPreemptions}. */
-export interface PreemptionResult {
+/** Preemption state across the bands of one pass (victims taken, capacity promised). */
+export interface Preemptor {
+  readonly ctx: Ctx;
   readonly preemptions: Preemption[];
   /** Reasons for jobs that are waiting on evictions (replace the placement pass's reason). */
   readonly reasons: Map<string, PendingReasonData>;
+  readonly failed: Set<string>;
 }
 
-/** Whether a preemption pass can do anything: some blocked job outranks some running task. */
+/**
+ * Whether a preemption pass can do anything: some blocked job outranks some running task, or a
+ * blocked job above BATCH may claim room that stopping attempts are releasing.
+ */
 export function preemptionPossible(
   snapshot: ClusterSnapshot,
   blocked: readonly { job: SchedulerJob }[],
 ): boolean {
-  const running = snapshot.running;
-  if (!running || running.length === 0 || blocked.length === 0) return false;
+  if (blocked.length === 0) return false;
   let best = 4;
   for (const b of blocked) best = Math.min(best, b.job.band);
-  for (const r of running) if (r.band > best) return true;
-  return false;
+  if (best >= 3) return false;
+  for (const r of snapshot.running ?? []) if (r.band > best) return true;
+  return snapshot.workers.some((w) => w.releasing !== undefined);
 }
 
-/** Chooses victims for blocked jobs, highest band first (`blocked` is in scheduling order). */
-export function planPreemptions(
-  st: PassState,
-  snapshot: ClusterSnapshot,
-  blocked: readonly BlockedJob[],
-): PreemptionResult {
+/** Indexes the snapshot's running tasks by worker for {@linkcode preemptFor}. */
+export function newPreemptor(st: PassState, snapshot: ClusterSnapshot): Preemptor {
   const ordinalOf = new Map<string, number>();
   st.workers.forEach((w, o) => ordinalOf.set(w.id, o));
   const units = buildUnits(snapshot.running ?? [], ordinalOf);
@@ -105,17 +110,28 @@ export function planPreemptions(
     }
   }
   for (const list of byWorker.values()) list.sort(victimOrder);
-  const soon: Overlay = { delta: new Map(), taken: new Set() };
+  const soon: Overlay = { delta: new Map(), taken: new Set(), promised: [] };
   st.workers.forEach((w, o) => {
     const r = w.releasing;
     if (r && (r.cpuMillicores > 0 || r.memoryBytes > 0 || r.accelerators > 0)) {
       soon.delta.set(o, [r.cpuMillicores, r.memoryBytes, r.accelerators]);
     }
   });
-  const ctx = { st, byWorker, soon };
-  const preemptions: Preemption[] = [];
-  const reasons = new Map<string, PendingReasonData>();
-  const failed = new Set<string>();
+  return {
+    ctx: { st, byWorker, soon },
+    preemptions: [],
+    reasons: new Map(),
+    failed: new Set(),
+  };
+}
+
+/**
+ * Chooses victims for blocked jobs of one band (in scheduling order). Room promised to a job is
+ * taken out of the pass's free capacity, so jobs of lower bands placed afterwards cannot use it.
+ */
+export function preemptFor(pre: Preemptor, blocked: readonly BlockedJob[]): void {
+  const { ctx, preemptions, reasons, failed } = pre;
+  const { st, byWorker, soon } = ctx;
   for (const b of blocked) {
     const { job } = b;
     const shape: Shape = {
@@ -140,7 +156,7 @@ export function planPreemptions(
     if (b.groups) {
       const plan = bestGroup(ctx, b.groups, shape, job.band, b.remaining);
       if (plan) {
-        commit(ctx, plan.overlay, job, preemptions);
+        commit(ctx, plan.overlay, job, shape, preemptions);
         covered = b.remaining;
       }
     } else {
@@ -152,10 +168,10 @@ export function planPreemptions(
           if (best && best.choice.tasks === 0) break;
         }
         if (!best) break;
-        const overlay: Overlay = { delta: new Map(), taken: new Set() };
+        const overlay: Overlay = { delta: new Map(), taken: new Set(), promised: [] };
         take(overlay, best.choice.units);
         promise(overlay, best.o, shape);
-        commit(ctx, overlay, job, preemptions);
+        commit(ctx, overlay, job, shape, preemptions);
       }
     }
     if (covered === 0) {
@@ -171,7 +187,6 @@ export function planPreemptions(
       workersConsidered: st.workers.length,
     });
   }
-  return { preemptions, reasons };
 }
 
 function buildUnits(running: readonly RunningTask[], ordinalOf: Map<string, number>): Unit[] {
@@ -318,6 +333,7 @@ function take(ov: Overlay, units: readonly Unit[]): void {
 
 /** Reserves one task of `shape` on worker `o` in an overlay. */
 function promise(ov: Overlay, o: number, shape: Shape): void {
+  ov.promised.push(o);
   const d = ov.delta.get(o) ?? [0, 0, 0];
   ov.delta.set(o, [d[0] - shape.cpu, d[1] - shape.mem, d[2] - shape.acc]);
 }
@@ -333,7 +349,7 @@ function bestGroup(
   let best: { overlay: Overlay; cost: Choice } | undefined;
   for (const members of groups) {
     if (!members.some((o) => ctx.byWorker.has(o) || ctx.soon.delta.has(o))) continue;
-    const sim: Overlay = { delta: new Map(), taken: new Set() };
+    const sim: Overlay = { delta: new Map(), taken: new Set(), promised: [] };
     let placed = 0, topBand = 5, tasks = 0, oldest = Number.POSITIVE_INFINITY;
     // Members that fit without evictions first.
     const free = members.filter((o) => victimsOn(ctx, sim, o, shape, band) === NONE);
@@ -358,9 +374,19 @@ function bestGroup(
   return best && { overlay: best.overlay };
 }
 
-/** Applies a simulated overlay: its victims become preemptions, its capacity joins `soon`. */
-function commit(ctx: Ctx, ov: Overlay, job: SchedulerJob, out: Preemption[]): void {
-  for (const [o, d] of ov.delta) {
+/**
+ * Applies a simulated overlay: its victims become preemptions and their capacity joins `soon`;
+ * each promised task is deducted from the pass's free capacity (it may go negative: the rest
+ * comes from `soon`), which keeps later placements off it.
+ */
+function commit(ctx: Ctx, ov: Overlay, job: SchedulerJob, shape: Shape, out: Preemption[]): void {
+  const freed = new Map(ov.delta);
+  for (const o of ov.promised) {
+    const d = freed.get(o)!;
+    freed.set(o, [d[0] + shape.cpu, d[1] + shape.mem, d[2] + shape.acc]);
+    deduct(ctx.st, o, shape.cpu, shape.mem, shape.acc, 1);
+  }
+  for (const [o, d] of freed) {
     const s = ctx.soon.delta.get(o) ?? [0, 0, 0];
     ctx.soon.delta.set(o, [s[0] + d[0], s[1] + d[1], s[2] + d[2]]);
   }

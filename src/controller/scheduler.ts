@@ -28,7 +28,13 @@ import {
   type PassState,
 } from "./_scheduler_index.ts";
 import { explainUnplaced, newExplainer } from "./_scheduler_reasons.ts";
-import { planPreemptions, preemptionPossible } from "./_scheduler_preempt.ts";
+import {
+  type BlockedJob,
+  newPreemptor,
+  preemptFor,
+  preemptionPossible,
+  type Preemptor,
+} from "./_scheduler_preempt.ts";
 import { claimReservations } from "./_scheduler_reserve.ts";
 
 /**
@@ -111,9 +117,32 @@ export function schedule(input: ClusterSnapshot): SchedulePlan {
     key: string;
     sig: Signature;
   }[] = [];
+  // Preemption runs after each band's placement, before the bands below it are placed.
+  let preemptor: Preemptor | undefined;
+  let bandStart = 0;
+  const preemptBand = () => {
+    const blocked = leftover.slice(bandStart);
+    bandStart = leftover.length;
+    if (!preemptionPossible(snapshot, blocked)) return;
+    preemptor ??= newPreemptor(ctx.st, snapshot);
+    preemptFor(
+      preemptor,
+      blocked.map(({ job, remaining, sig }): BlockedJob => ({
+        job,
+        remaining,
+        classes: sig.classes,
+        groups: sig.groups,
+      })),
+    );
+  };
+  let band = 0;
   for (const job of jobsInOrder(snapshot.jobs)) {
     const tasks = job.pendingTaskIndices;
     if (tasks.length === 0) continue;
+    if (job.band !== band) {
+      if (bandStart < leftover.length) preemptBand();
+      band = job.band;
+    }
     const key = signatureKey(ctx, job);
     const sig = signatureFor(ctx, job, key);
     const placed = job.groupBy === undefined
@@ -123,23 +152,10 @@ export function schedule(input: ClusterSnapshot): SchedulePlan {
       leftover.push({ job, remaining: tasks.length - placed, need: tasks.length, key, sig });
     }
   }
+  if (bandStart < leftover.length) preemptBand();
   const reasons = new Map<string, PendingReasonData>();
-  let preemptions: Preemption[] = [];
-  let preemptReasons: Map<string, PendingReasonData> | undefined;
-  if (preemptionPossible(snapshot, leftover)) {
-    const res = planPreemptions(
-      ctx.st,
-      snapshot,
-      leftover.map(({ job, remaining, sig }) => ({
-        job,
-        remaining,
-        classes: sig.classes,
-        groups: sig.groups,
-      })),
-    );
-    preemptions = res.preemptions;
-    preemptReasons = res.reasons;
-  }
+  const preemptions: Preemption[] = preemptor?.preemptions ?? [];
+  const preemptReasons = preemptor?.reasons;
   const explainer = newExplainer(ctx.st);
   const unplaced = leftover.map(({ job, remaining, need, key, sig }) => {
     const preempting = preemptReasons?.get(job.jobId);

@@ -341,3 +341,19 @@ Deno.test("reservations: entries match accelerator and constraints; unmatched st
     workerId: "cpu-2",
   }]);
 });
+
+Deno.test("room promised to a blocked higher band is kept from lower bands in the same pass", () => {
+  // 1 core free, 1 core being released: enough for /p's 2 cores once the victim has stopped.
+  const snapshot: ClusterSnapshot = {
+    workers: [worker("w1", { cpu: 2, releasing: 1 })],
+    jobs: [job("/p", 1, { cpu: 2 }), job("/b", 3, { cpu: 1 })],
+    running: [running("/x", 0, "w1", 3)],
+  };
+  const plan = schedule(snapshot);
+  assert.deepEqual(plan.assignments, [], "the BATCH job does not take the promised core");
+  assert.deepEqual(plan.preemptions, []);
+  assert.equal(plan.unplaced.find((u) => u.jobId === "/p")?.reason.code, "preempting");
+  // Without the blocked PRODUCTION job the BATCH job takes the free core.
+  const alone = schedule({ ...snapshot, jobs: [job("/b", 3, { cpu: 1 })] });
+  assert.deepEqual(alone.assignments.map((a) => a.jobId), ["/b"]);
+});
