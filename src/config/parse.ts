@@ -380,15 +380,18 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
     const b = r.mapping(item, p, KEYS.userBudget);
     if (!b) return;
     const users = r.stringList(b, "users", p);
+    const band = r.oneOf(b, "max_band", p, BAND_NAMES);
+    const maxTasks = r.integer(b, "max_tasks", p, { min: 0, max: 100_000_000 }) ?? 0;
     if (!users || users.length === 0) {
       if (users) r.problem(joinPath(p, "users"), 'must list at least one user (or "*")');
-      else r.problem(joinPath(p, "users"), 'required (a list of user names, or "*")');
+      else if (!Object.hasOwn(b, "users")) {
+        r.problem(joinPath(p, "users"), 'required (a list of user names, or "*")');
+      }
       return;
     }
-    const band = r.oneOf(b, "max_band", p, BAND_NAMES);
     out.push(create(UserBudgetSchema, {
       users,
-      maxTasks: r.integer(b, "max_tasks", p, { min: 0, max: 100_000_000 }) ?? 0,
+      maxTasks,
       maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_NAMES.indexOf(band) + 1,
     }));
   });
