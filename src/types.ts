@@ -62,6 +62,27 @@ export interface SchedulerWorker {
   readonly healthy: boolean;
   /** Attempts in ASSIGNED/BUILDING on this worker (back-pressure). */
   readonly buildingCount: number;
+  /**
+   * Resources still committed to attempts that were told to stop (preempted or killed) and free
+   * once the worker confirms; the preemption pass counts them as coming free.
+   */
+  readonly releasing?: ResourceVec;
+  /** Held for this job's reservation: only that job's tasks may be placed here. */
+  readonly reservedFor?: string;
+}
+
+/** An active attempt of a preemptible band (INTERACTIVE or BATCH) as the preemption pass sees it. */
+export interface RunningTask {
+  readonly jobId: string;
+  readonly taskIndex: number;
+  readonly workerId: string;
+  readonly band: Band;
+  /** Resources the attempt holds on its worker. */
+  readonly resources: ResourceVec;
+  /** Coscheduled: preempting one task preempts every running task of the job. */
+  readonly gang: boolean;
+  /** When the attempt was assigned; the newest are preempted first. */
+  readonly since: Timestamp;
 }
 
 /** A job with tasks waiting for placement; all its tasks share its requirements. */
@@ -89,6 +110,35 @@ export interface ClusterSnapshot {
   readonly jobs: readonly SchedulerJob[];
   /** Max ASSIGNED+BUILDING attempts per worker; 0 = unlimited. */
   readonly maxBuildingPerWorker?: number;
+  /**
+   * Active attempts that a higher band may preempt. Empty or missing: no preemption pass (the
+   * controller fills it only while a pending job outranks some running task).
+   */
+  readonly running?: readonly RunningTask[];
+  /** Jobs whose reservation still has unclaimed entries, in submission order. */
+  readonly reservations?: readonly ReservationRequest[];
+}
+
+/** One worker a job wants held for it before its tasks start. */
+export interface ReservationEntryView {
+  /** Position in the job's reservation list. */
+  readonly index: number;
+  readonly resources: ResourceVec;
+  readonly accelerator: AcceleratorSpec;
+  readonly constraints: readonly ConstraintSpec[];
+}
+
+/** A job's still-unclaimed reservation entries. */
+export interface ReservationRequest {
+  readonly jobId: string;
+  readonly entries: readonly ReservationEntryView[];
+}
+
+/** A worker the plan claims for a reservation entry. */
+export interface ReservationClaim {
+  readonly jobId: string;
+  readonly entryIndex: number;
+  readonly workerId: string;
 }
 
 /** Machine-readable reason codes for unplaced tasks. */
@@ -100,7 +150,9 @@ export type PendingCode =
   | "accelerator_mismatch"
   | "constraint_unsatisfied"
   | "gang_no_slice"
-  | "building_limit";
+  | "building_limit"
+  | "preempting"
+  | "reserved";
 
 /** Why a job's tasks were not placed. */
 export interface PendingReasonData {
@@ -116,9 +168,23 @@ export interface Assignment {
   readonly workerId: string;
 }
 
+/** A running task the plan evicts to make room for a higher band. */
+export interface Preemption {
+  readonly jobId: string;
+  readonly taskIndex: number;
+  readonly workerId: string;
+  /** The job that needs the room. */
+  readonly forJobId: string;
+  readonly reason: string;
+}
+
 /** Output of the scheduler. */
 export interface SchedulePlan {
   readonly assignments: readonly Assignment[];
+  /** Tasks to stop (each gang victim listed whole); empty unless a higher band was blocked. */
+  readonly preemptions?: readonly Preemption[];
+  /** Idle workers claimed for reservations this pass (already held in this pass's placements). */
+  readonly claims?: readonly ReservationClaim[];
   /** One entry per job that still has unplaced tasks. */
   readonly unplaced: readonly {
     readonly jobId: string;
@@ -177,6 +243,8 @@ export interface DemandEntry {
   readonly constraints: readonly ConstraintSpec[];
   /** Coscheduled: all taskCount tasks must land on one slice. */
   readonly gang: boolean;
+  /** Each of the taskCount units needs a VM of its own (reservation entries claim idle workers). */
+  readonly wholeVm?: boolean;
 }
 
 /** Output of the autoscaler's pure decision. */

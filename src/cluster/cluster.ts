@@ -7,6 +7,7 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { type ControllerServer, startController } from "../controller/server.ts";
 import { AutoscalerRunner } from "../controller/autoscaler_runner.ts";
+import { budgetsFromConfig } from "../controller/budgets.ts";
 import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { platformFromConfig } from "./platforms.ts";
@@ -88,6 +89,7 @@ export async function startCluster(
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
     taskEnv: config.defaults?.taskEnv,
+    userBudgets: budgetsFromConfig(c.userBudgets),
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
     bundles,

@@ -27,10 +27,13 @@ import {
   ScaleGroupConfigSchema,
   SshConfigSchema,
   TpuProviderSchema,
+  type UserBudget,
+  UserBudgetSchema,
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import {
   AcceleratorSchema,
   AcceleratorType,
+  PriorityBand,
   ResourcesSchema,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import { formatGot, joinPath, ROOT_PATH } from "./issues.ts";
@@ -56,6 +59,7 @@ export const KEYS = {
     "state_dir",
     "heartbeat_interval",
     "heartbeat_failure_threshold",
+    "user_budgets",
     "local",
     "gcp",
     "manual",
@@ -83,6 +87,7 @@ export const KEYS = {
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
   manualHost: ["host", "user", "key_file", "port"],
+  userBudget: ["users", "max_tasks", "max_band"],
 } as const;
 
 /** Controller kinds, in oneof order. */
@@ -217,6 +222,7 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     heartbeatIntervalMs: r.duration(m, "heartbeat_interval", p, { positive: true }) ?? 0,
     heartbeatFailureThreshold:
       r.integer(m, "heartbeat_failure_threshold", p, { min: 1, max: 1000 }) ?? 0,
+    userBudgets: parseUserBudgets(m, r),
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {
@@ -356,6 +362,42 @@ function parseProvider(
     });
   }
   return undefined;
+}
+
+const BAND_NAMES = ["production", "interactive", "batch"] as const;
+
+function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
+  const path = "controller.user_budgets";
+  if (!Object.hasOwn(m, "user_budgets") || m.user_budgets === null) return [];
+  if (!Array.isArray(m.user_budgets)) {
+    r.problem(
+      path,
+      `must be a list of {users, max_tasks, max_band} (got ${formatGot(m.user_budgets)})`,
+    );
+    return [];
+  }
+  const out: UserBudget[] = [];
+  m.user_budgets.forEach((item: unknown, i) => {
+    const p = `${path}[${i}]`;
+    const b = r.mapping(item, p, KEYS.userBudget);
+    if (!b) return;
+    const users = r.stringList(b, "users", p);
+    const band = r.oneOf(b, "max_band", p, BAND_NAMES);
+    const maxTasks = r.integer(b, "max_tasks", p, { min: 0, max: 100_000_000 }) ?? 0;
+    if (!users || users.length === 0) {
+      if (users) r.problem(joinPath(p, "users"), 'must list at least one user (or "*")');
+      else if (!Object.hasOwn(b, "users")) {
+        r.problem(joinPath(p, "users"), 'required (a list of user names, or "*")');
+      }
+      return;
+    }
+    out.push(create(UserBudgetSchema, {
+      users,
+      maxTasks,
+      maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_NAMES.indexOf(band) + 1,
+    }));
+  });
+  return out;
 }
 
 function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost | undefined {

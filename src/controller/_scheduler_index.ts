@@ -24,6 +24,8 @@ export interface WorkerClass {
   readonly totalCpu: number;
   readonly totalMem: number;
   readonly totalAcc: number;
+  /** The job every member is held for (reservation), or undefined. */
+  readonly reservedFor?: string;
   /** Attributes of the first member (representative for constraint checks). */
   readonly attributes: SchedulerWorker["attributes"];
   /** Worker ordinals in snapshot order. */
@@ -55,6 +57,8 @@ export interface PassState {
   readonly classIndex: AttributeIndex;
   /** groupBy key → groups, built lazily. */
   readonly groupsByKey: Map<string, readonly CoGroup[]>;
+  /** Jobs some worker is held for (reservations). */
+  readonly reservedJobs: ReadonlySet<string>;
 }
 
 /** Workers sharing one value of a coscheduling attribute, ordered by tpu-worker-id then id. */
@@ -88,6 +92,7 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
   const classOf = new Int32Array(n);
   const slot = new Int32Array(n);
   const classIds = new Map<string, number>();
+  const reservedJobs = new Set<string>();
   const memberLists: number[][] = [];
   const reps: SchedulerWorker[] = [];
   for (let o = 0; o < n; o++) {
@@ -101,6 +106,10 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
     for (const k of keys) {
       const v = w.attributes[k];
       key += v === undefined ? "\u0001-" : `\u0001${canonicalValue(v)}`;
+    }
+    if (w.reservedFor !== undefined) {
+      key += `\u0002${w.reservedFor}`;
+      reservedJobs.add(w.reservedFor);
     }
     let c = classIds.get(key);
     if (c === undefined) {
@@ -143,6 +152,7 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
       totalCpu: rep.total.cpuMillicores,
       totalMem: rep.total.memoryBytes,
       totalAcc: rep.total.accelerators,
+      reservedFor: rep.reservedFor,
       attributes: rep.attributes,
       members: Int32Array.from(list),
       leaves,
@@ -165,6 +175,7 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
     classes,
     classIndex: buildAttributeIndex(classes),
     groupsByKey: new Map(),
+    reservedJobs,
   };
 }
 

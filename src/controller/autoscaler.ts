@@ -152,6 +152,11 @@ function shapeOf(e: DemandEntry): TaskShape {
   };
 }
 
+/** A task shape that fills one VM of the group (at most one per VM). */
+function wholeVmShape(p: GroupPack): TaskShape {
+  return { cpu: Math.max(1, p.vmCpu), mem: p.vmMem, acc: p.vmAcc };
+}
+
 function inBackoff(state: GroupState | undefined, now: Timestamp): boolean {
   return state?.backoffUntil !== undefined && state.backoffUntil > now;
 }
@@ -162,7 +167,7 @@ function inBackoff(state: GroupState | undefined, now: Timestamp): boolean {
  * Routing: each entry goes to candidate groups ({@linkcode groupCanServe}) by priority, then name.
  * Groups in backoff or at max_slices pass the demand on (waterfall); leftovers are `unmet`,
  * e.g. "job /a: 4 of 4 tasks unmet: tpu-a=backoff, tpu-b=at_max_slices" or "no group matches".
- * Sizing: a gang takes one whole slice; other tasks are packed first-fit-decreasing into VM-sized
+ * Sizing: a gang takes one whole slice; a `wholeVm` entry (reservation) takes one VM per unit; other tasks are packed first-fit-decreasing into VM-sized
  * bins, slices = ceil(VMs / vmsPerSlice). Requesting/booting slices absorb demand before new ones.
  * Scale-up: target = max(min_slices, current + new) capped at max_slices, all of it in one
  * decision. Nothing is created for a group in backoff, nor within `scaleUpCooldown` of its last
@@ -266,6 +271,7 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
       const p = packFor(g);
       const before = left;
       if (e.gang) left = claimSlice(p) ? 0 : left;
+      else if (e.wholeVm) left = packTasks(p, wholeVmShape(p), left, min);
       else left = packTasks(p, shape, left, min);
       if (left < before) {
         p.jobs++;

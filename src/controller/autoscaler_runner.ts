@@ -40,6 +40,41 @@ import {
 import type { Controller } from "./controller.ts";
 import { acceleratorType } from "./workers.ts";
 
+/**
+ * Demand of reservation entries still unclaimed after a pass: one entry per distinct shape of a
+ * job's entries, named "<job> (reservation)".
+ */
+export function reservationDemand(plan: SchedulePlan, snapshot: ClusterSnapshot): DemandEntry[] {
+  if (!snapshot.reservations?.length) return [];
+  const claimed = new Set((plan.claims ?? []).map((c) => `${c.jobId}\u0000${c.entryIndex}`));
+  const out: DemandEntry[] = [];
+  for (const req of snapshot.reservations) {
+    const byShape = new Map<string, { entry: DemandEntry; count: number }>();
+    for (const e of req.entries) {
+      if (claimed.has(`${req.jobId}\u0000${e.index}`)) continue;
+      const key = JSON.stringify([e.resources, e.accelerator, e.constraints]);
+      const hit = byShape.get(key);
+      if (hit) hit.count++;
+      else {
+        byShape.set(key, {
+          count: 1,
+          entry: {
+            jobId: `${req.jobId} (reservation)`,
+            taskCount: 1,
+            resources: e.resources,
+            accelerator: e.accelerator,
+            constraints: e.constraints,
+            gang: false,
+            wholeVm: true,
+          },
+        });
+      }
+    }
+    for (const { entry, count } of byShape.values()) out.push({ ...entry, taskCount: count });
+  }
+  return out;
+}
+
 /** A scale group: its pure spec and its config (the platform needs the latter). */
 export interface ScaleGroup {
   readonly spec: ScaleGroupSpec;
@@ -120,17 +155,20 @@ export class AutoscalerRunner {
     await Promise.allSettled([...this.#inflight]);
   }
 
-  /** Feeds the scheduler's latest pass: jobs it could not place become demand. */
+  /**
+   * Feeds the scheduler's latest pass: jobs it could not place become demand, and so does every
+   * reservation entry no idle worker could be claimed for (reservationDemand).
+   */
   observe(plan: SchedulePlan, snapshot: ClusterSnapshot): void {
     const unplaced = new Map(plan.unplaced.map((u) => [u.jobId, u.taskCount]));
-    this.#demand = snapshot.jobs.filter((j) => unplaced.has(j.jobId)).map((j) => ({
+    this.#demand = snapshot.jobs.filter((j) => unplaced.has(j.jobId)).map((j): DemandEntry => ({
       jobId: j.jobId,
       taskCount: unplaced.get(j.jobId)!,
       resources: j.resources,
       accelerator: j.accelerator,
       constraints: j.constraints,
       gang: j.groupBy !== undefined,
-    }));
+    })).concat(reservationDemand(plan, snapshot));
   }
 
   /** A worker died: its slice is failed (slices are atomic) and will be replaced if needed. */
@@ -190,7 +228,11 @@ export class AutoscalerRunner {
         this.#action("ready", st.group, st.sliceId, `${s.workerIds.length} worker(s) registered`);
       }
       if (s.state.state !== "ready") continue;
-      const busy = s.workerIds.some((id) => (workers.get(id)?.active.size ?? 0) > 0);
+      // A worker held for a reservation is in use even while nothing runs on it yet.
+      const reserved = this.#o.controller.reservedWorkers();
+      const busy = s.workerIds.some((id) =>
+        (workers.get(id)?.active.size ?? 0) > 0 || reserved.has(id)
+      );
       if (busy && s.state.idleSince !== undefined) s.state = { ...s.state, idleSince: undefined };
       if (!busy && s.state.idleSince === undefined) s.state = { ...s.state, idleSince: now };
     }

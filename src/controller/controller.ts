@@ -16,8 +16,16 @@ import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type WorkerClient, workerClient } from "../rpc/client.ts";
 import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
 import { describeError, NotFoundError } from "../errors.ts";
-import type { ClusterSnapshot, SchedulePlan, SchedulerJob } from "../types.ts";
-import { isTaskActive, isTaskTerminal } from "./job_rules.ts";
+import type {
+  Band,
+  ClusterSnapshot,
+  ReservationRequest,
+  SchedulePlan,
+  SchedulerJob,
+  SchedulerWorker,
+} from "../types.ts";
+import { budgetFor, effectiveBand, type UserBudget } from "./budgets.ts";
+import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
 import {
   type AttemptRecord,
   type Effects,
@@ -63,6 +71,8 @@ export interface ControllerOptions {
    * mutation (a LaunchJob returns only after its job is committed).
    */
   store?: StateStore;
+  /** Per-user budgets (budgets.ts): over budget, a job runs as BATCH. */
+  userBudgets?: readonly UserBudget[];
 }
 
 /** The controller: state + loops. RPC handlers in service.ts call its methods. */
@@ -85,6 +95,10 @@ export class Controller {
   #monitor?: Promise<void>;
   /** Active attempts loaded from the store that their worker has not re-claimed yet. */
   readonly #unclaimed = new Set<string>();
+  /** Reservations: job id → the worker claimed per entry (undefined = not yet). */
+  readonly #claims = new Map<string, (string | undefined)[]>();
+  /** Worker id → the job it is held for. */
+  readonly #reservedBy = new Map<string, string>();
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
@@ -146,12 +160,54 @@ export class Controller {
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
     const fx = noEffects();
     const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
+    if (res.created) this.#applyBudget(this.jobs.job(res.jobId));
     // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
     this.#flush();
     if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
     this.#perform(fx);
     this.requestSchedule();
     return res;
+  }
+
+  /** The band a job is scheduled in (its spec's priority unless a budget lowered it). */
+  bandOf(job: JobRecord): Band {
+    return job.band ?? ((job.spec.priority || 2) as Band);
+  }
+
+  #applyBudget(job: JobRecord): void {
+    const budgets = this.#opts.userBudgets;
+    if (!budgets?.length) return;
+    const budget = budgetFor(budgets, job.user);
+    if (!budget) return;
+    let usage = 0;
+    if (budget.maxTasks !== undefined) {
+      for (const other of this.jobs.jobs.values()) {
+        if (other === job || other.user !== job.user || isJobTerminal(other.state)) continue;
+        if (this.bandOf(other) >= 3) continue;
+        const c = other.counts;
+        usage += (c[TaskState.PENDING] ?? 0) + (c[TaskState.ASSIGNED] ?? 0) +
+          (c[TaskState.BUILDING] ?? 0) + (c[TaskState.RUNNING] ?? 0);
+      }
+    }
+    const requested = (job.spec.priority || 2) as Band;
+    const res = effectiveBand(requested, job.user, budget, usage, job.taskIds.length);
+    if (res.band !== requested) {
+      job.band = res.band;
+      job.bandReason = res.reason;
+      this.log(`job ${job.jobId}: ${res.reason}`);
+    }
+  }
+
+  /** Workers held for a reservation (they count as busy for scale-down). */
+  reservedWorkers(): ReadonlyMap<string, string> {
+    return this.#reservedBy;
+  }
+
+  /** Claimed and total reservation entries of a job (0/0 without a reservation). */
+  reservationProgress(jobId: string): { claimed: number; total: number } {
+    const claims = this.#claims.get(jobId);
+    const total = this.jobs.jobs.get(jobId)?.spec.reservation.length ?? 0;
+    return { claimed: claims ? claims.filter((w) => w !== undefined).length : 0, total };
   }
 
   /** Terminates a job and its children. */
@@ -193,6 +249,7 @@ export class Controller {
           worker,
           attemptKey(ref.taskId, ref.attemptId),
           this.#taskResources(found.task),
+          this.#holder(found.task, found.attempt),
         );
       } else kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
     }
@@ -247,7 +304,7 @@ export class Controller {
       attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
     }
     if (terminal) {
-      this.workers.release(workerId, key);
+      if (this.workers.release(workerId, key)) fx.released++;
       this.jobs.attemptEnded(task, attempt, {
         state: u.state,
         exitCode: u.exitCode,
@@ -267,7 +324,8 @@ export class Controller {
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
       const c = this.workers.workers.get(workerId)?.active.get(key);
-      if (c) c.state = u.state;
+      // A commitment told to stop stays "releasing" until the worker confirms the end.
+      if (c && c.state !== TaskState.KILLED) c.state = u.state;
       this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
     }
   }
@@ -302,6 +360,7 @@ export class Controller {
     this.#expireScheduling(now, fx);
     const snapshot = this.snapshot();
     const plan = schedule(snapshot);
+    for (const c of plan.claims ?? []) this.#claim(c.jobId, c.entryIndex, c.workerId);
     const byJob = new Map<string, { task: TaskRecord; attempt: AttemptRecord }[]>();
     for (const a of plan.assignments) {
       const worker = this.workers.workers.get(a.workerId);
@@ -313,6 +372,7 @@ export class Controller {
         worker,
         attemptKey(task.taskId, attempt.attemptId),
         this.#taskResources(task),
+        this.#holder(task, attempt),
       );
       let list = byJob.get(job.jobId);
       if (!list) byJob.set(job.jobId, list = []);
@@ -324,6 +384,15 @@ export class Controller {
       if (!pending || !job) continue;
       for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
     }
+    for (const p of plan.preemptions ?? []) {
+      const job = this.jobs.jobs.get(p.jobId);
+      const task = job && this.jobs.tasks.get(job.taskIds[p.taskIndex]!);
+      if (task && this.jobs.preempt(task, p.reason, now, fx)) {
+        this.logs.system(task.taskId, this.jobs.currentAttempt(task)!.attemptId, p.reason, now);
+        this.log(`task ${task.taskId} on ${p.workerId}: ${p.reason}`);
+      }
+    }
+    this.#gateReasons();
     // Placements are durable before any RunTask leaves.
     this.#tryFlush();
     for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
@@ -335,10 +404,19 @@ export class Controller {
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
   snapshot(): ClusterSnapshot {
     const jobs: SchedulerJob[] = [];
+    const reservations: ReservationRequest[] = [];
+    let topBand = 4;
     for (const [jobId, pending] of this.jobs.pending) {
       if (pending.size === 0) continue;
       const job = this.jobs.jobs.get(jobId)!;
       const spec = job.spec;
+      if (spec.reservation.length > 0 && !job.reservationReady) {
+        // Gated: the tasks wait until every entry holds a worker.
+        reservations.push(this.#reservationRequest(job));
+        continue;
+      }
+      const band = this.bandOf(job);
+      topBand = Math.min(topBand, band);
       const r = spec.resources;
       jobs.push({
         jobId,
@@ -352,14 +430,105 @@ export class Controller {
         groupBy: spec.coscheduling?.groupBy || undefined,
         replicas: job.taskIds.length,
         pendingTaskIndices: [...pending],
-        band: (spec.priority || 2) as 1 | 2 | 3,
+        band,
         submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
       });
     }
+    // Jobs already running keep their reservation until they end (claims lost to dead workers
+    // are not re-made once the gate opened).
+    let workers: SchedulerWorker[] = this.workers.schedulerView();
+    if (this.#reservedBy.size > 0) {
+      workers = workers.map((w) => {
+        const holder = this.#reservedBy.get(w.id);
+        return holder === undefined ? w : { ...w, reservedFor: holder };
+      });
+    }
     return {
-      workers: this.workers.schedulerView(),
+      workers,
       jobs,
       maxBuildingPerWorker: this.#opts.maxBuildingPerWorker ?? 8,
+      // Only what a pending job outranks: nothing at all while every pending job is BATCH.
+      running: topBand < 3 ? this.workers.preemptible(topBand) : [],
+      reservations,
+    };
+  }
+
+  #reservationRequest(job: JobRecord): ReservationRequest {
+    const claims = this.#claims.get(job.jobId) ?? [];
+    return {
+      jobId: job.jobId,
+      entries: job.spec.reservation.flatMap((e, index) => {
+        if (claims[index] !== undefined) return [];
+        const r = e.resources;
+        return [{
+          index,
+          resources: {
+            cpuMillicores: r?.cpuMillicores ?? 0,
+            memoryBytes: r?.memoryBytes ?? 0,
+            accelerators: r?.accelerator?.count ?? 0,
+          },
+          accelerator: {
+            kind: acceleratorKind(r?.accelerator?.type),
+            variant: r?.accelerator?.variant ?? "",
+            count: r?.accelerator?.count ?? 0,
+          },
+          constraints: constraintsFromProto(e.constraints),
+        }];
+      }),
+    };
+  }
+
+  #claim(jobId: string, entryIndex: number, workerId: string): void {
+    const job = this.jobs.jobs.get(jobId);
+    if (!job || isJobTerminal(job.state) || this.#reservedBy.has(workerId)) return;
+    let claims = this.#claims.get(jobId);
+    if (!claims) this.#claims.set(jobId, claims = new Array(job.spec.reservation.length));
+    if (claims[entryIndex] !== undefined) return;
+    claims[entryIndex] = workerId;
+    this.#reservedBy.set(workerId, jobId);
+    const claimed = claims.filter((w) => w !== undefined).length;
+    this.log(`reservation of ${jobId}: entry ${entryIndex} holds worker ${workerId}`);
+    if (claimed === job.spec.reservation.length && !job.reservationReady) {
+      job.reservationReady = true;
+      this.jobs.dirty.add(jobId);
+      this.log(`reservation of ${jobId} complete: its tasks may start`);
+      this.requestSchedule();
+    }
+  }
+
+  /** Releases every worker held for a job. */
+  #releaseReservation(jobId: string): void {
+    const claims = this.#claims.get(jobId);
+    if (!claims) return;
+    for (const w of claims) if (w !== undefined) this.#reservedBy.delete(w);
+    this.#claims.delete(jobId);
+  }
+
+  /** Pending reasons of jobs held back by their reservation. */
+  #gateReasons(): void {
+    for (const [jobId, pending] of this.jobs.pending) {
+      if (pending.size === 0) continue;
+      const job = this.jobs.jobs.get(jobId)!;
+      if (job.spec.reservation.length === 0 || job.reservationReady) continue;
+      const { claimed, total } = this.reservationProgress(jobId);
+      const reason = {
+        code: "reserved" as const,
+        message:
+          `waiting for its reservation: ${claimed} of ${total} worker(s) claimed; tasks start once all are held`,
+        workersConsidered: this.workers.workers.size,
+      };
+      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = reason;
+    }
+  }
+
+  #holder(task: TaskRecord, attempt: AttemptRecord) {
+    const job = this.jobs.job(task.jobId);
+    return {
+      jobId: job.jobId,
+      taskIndex: task.index,
+      band: this.bandOf(job),
+      gang: !!job.spec.coscheduling?.groupBy,
+      sinceMs: attempt.assignedAtMs,
     };
   }
 
@@ -477,6 +646,7 @@ export class Controller {
     for (const k of fx.kills) {
       const worker = this.workers.workers.get(k.workerId);
       if (!worker) continue;
+      this.workers.markStopping(k.workerId, attemptKey(k.taskId, k.attemptId));
       this.#track(
         this.#client(worker.address).killTask({
           taskId: k.taskId,
@@ -490,6 +660,7 @@ export class Controller {
       );
     }
     for (const jobId of fx.finishedJobs) {
+      this.#releaseReservation(jobId);
       const job = this.jobs.jobs.get(jobId);
       if (job) {
         this.log(`job ${jobId} finished: ${job.state === 4 ? "succeeded" : job.error || "ended"}`);
@@ -504,6 +675,13 @@ export class Controller {
     if (!worker) throw new NotFoundError(`No worker ${workerId}`);
     const keys = this.workers.remove(workerId);
     this.#clients.delete(worker.address);
+    const holder = this.#reservedBy.get(workerId);
+    if (holder !== undefined) {
+      this.#reservedBy.delete(workerId);
+      const claims = this.#claims.get(holder);
+      const i = claims?.indexOf(workerId) ?? -1;
+      if (claims && i >= 0) claims[i] = undefined;
+    }
     this.log(`worker ${workerId} declared dead: ${reason}`);
     const fx = noEffects();
     for (const key of keys) {

@@ -13,6 +13,7 @@ import {
   type JobStatus,
   JobStatusSchema,
   PendingReasonSchema,
+  PriorityBand,
   type TaskStatus,
   TaskStatusSchema,
   type WorkerInfo,
@@ -97,7 +98,7 @@ export function taskStatus(
 }
 
 /** A job's wire status. */
-export function jobStatus(jobs: JobTable, job: JobRecord): JobStatus {
+export function jobStatus(jobs: JobTable, job: JobRecord, reservationClaimed = 0): JobStatus {
   const counts: Record<string, number> = {};
   for (const [state, n] of Object.entries(job.counts)) {
     if (n) counts[taskStateName(Number(state))] = n;
@@ -129,6 +130,9 @@ export function jobStatus(jobs: JobTable, job: JobRecord): JobStatus {
     parentJobId: job.parentJobId,
     hasChildren: job.childIds.size > 0,
     exitCode: job.exitCode,
+    effectivePriority: job.band ?? (job.spec.priority || PriorityBand.INTERACTIVE),
+    priorityReason: job.bandReason ?? "",
+    reservationClaimed,
   });
 }
 

@@ -7,6 +7,8 @@ import type {
   Assignment,
   ClusterSnapshot,
   PendingReasonData,
+  Preemption,
+  ReservationClaim,
   SchedulePlan,
   SchedulerJob,
 } from "../types.ts";
@@ -26,6 +28,14 @@ import {
   type PassState,
 } from "./_scheduler_index.ts";
 import { explainUnplaced, newExplainer } from "./_scheduler_reasons.ts";
+import {
+  type BlockedJob,
+  newPreemptor,
+  preemptFor,
+  preemptionPossible,
+  type Preemptor,
+} from "./_scheduler_preempt.ts";
+import { claimReservations } from "./_scheduler_reserve.ts";
 
 /**
  * Everything about a job that decides where it may go. Jobs with equal signatures share
@@ -68,6 +78,14 @@ interface PassContext {
  * accelerators cover the request, it is below `maxBuildingPerWorker` (counting placements of
  * this plan) and every required constraint holds. Preferred constraints only rank workers.
  *
+ * Reservations: first, each unclaimed entry of `snapshot.reservations` claims an idle matching
+ * worker (plan.claims); workers held for a job (`reservedFor`) take only that job's tasks.
+ *
+ * Preemption: when a job still has unplaced tasks and `snapshot.running` holds tasks of a lower
+ * band on workers it is eligible for, plan.preemptions names the victims (see
+ * _scheduler_preempt.ts); the job is placed on a later pass once they stopped. Without such a
+ * job the pass costs nothing.
+ *
  * Order: band (lower first), then snapshot order. Coscheduled jobs (`groupBy` set) are
  * all-or-nothing within one group of workers sharing the attribute value (smallest qualifying
  * group first); task k of the pending indices (ascending) goes to the k-th fitting worker ordered
@@ -77,7 +95,14 @@ interface PassContext {
  * @param snapshot readonly cluster view; not modified.
  * @returns assignments, plus one reason per job with unplaced tasks.
  */
-export function schedule(snapshot: ClusterSnapshot): SchedulePlan {
+export function schedule(input: ClusterSnapshot): SchedulePlan {
+  let snapshot = input;
+  let claims: ReservationClaim[] = [];
+  if (input.reservations?.length) {
+    const claimed = claimReservations(input.workers, input.reservations);
+    claims = claimed.claims;
+    snapshot = { ...input, workers: claimed.workers };
+  }
   const ctx: PassContext = {
     st: buildPassState(snapshot),
     signatures: new Map(),
@@ -92,9 +117,32 @@ export function schedule(snapshot: ClusterSnapshot): SchedulePlan {
     key: string;
     sig: Signature;
   }[] = [];
+  // Preemption runs after each band's placement, before the bands below it are placed.
+  let preemptor: Preemptor | undefined;
+  let bandStart = 0;
+  const preemptBand = () => {
+    const blocked = leftover.slice(bandStart);
+    bandStart = leftover.length;
+    if (!preemptionPossible(snapshot, blocked)) return;
+    preemptor ??= newPreemptor(ctx.st, snapshot);
+    preemptFor(
+      preemptor,
+      blocked.map(({ job, remaining, sig }): BlockedJob => ({
+        job,
+        remaining,
+        classes: sig.classes,
+        groups: sig.groups,
+      })),
+    );
+  };
+  let band = 0;
   for (const job of jobsInOrder(snapshot.jobs)) {
     const tasks = job.pendingTaskIndices;
     if (tasks.length === 0) continue;
+    if (job.band !== band) {
+      if (bandStart < leftover.length) preemptBand();
+      band = job.band;
+    }
     const key = signatureKey(ctx, job);
     const sig = signatureFor(ctx, job, key);
     const placed = job.groupBy === undefined
@@ -104,9 +152,14 @@ export function schedule(snapshot: ClusterSnapshot): SchedulePlan {
       leftover.push({ job, remaining: tasks.length - placed, need: tasks.length, key, sig });
     }
   }
+  if (bandStart < leftover.length) preemptBand();
   const reasons = new Map<string, PendingReasonData>();
+  const preemptions: Preemption[] = preemptor?.preemptions ?? [];
+  const preemptReasons = preemptor?.reasons;
   const explainer = newExplainer(ctx.st);
   const unplaced = leftover.map(({ job, remaining, need, key, sig }) => {
+    const preempting = preemptReasons?.get(job.jobId);
+    if (preempting) return { jobId: job.jobId, taskCount: remaining, reason: preempting };
     let reason = reasons.get(key);
     if (!reason) {
       const matching = ctx.eligibility.get(sig.eligibilityKey)!;
@@ -121,7 +174,7 @@ export function schedule(snapshot: ClusterSnapshot): SchedulePlan {
     }
     return { jobId: job.jobId, taskCount: remaining, reason };
   });
-  return { assignments: ctx.assignments, unplaced };
+  return { assignments: ctx.assignments, unplaced, preemptions, claims };
 }
 
 /** Jobs ordered by band (ascending), stable within a band. */
@@ -145,7 +198,8 @@ function signatureKey(ctx: PassContext, job: SchedulerJob): string {
   const gang = job.groupBy === undefined
     ? ""
     : `${job.groupBy}\u0001${job.pendingTaskIndices.length}`;
-  return `${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${job.resources.cpuMillicores}\u0001${job.resources.memoryBytes}\u0001${
+  const holder = ctx.st.reservedJobs.has(job.jobId) ? job.jobId : "";
+  return `${holder}\u0001${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${job.resources.cpuMillicores}\u0001${job.resources.memoryBytes}\u0001${
     acceleratorRequest(job)
   }\u0001${gang}\u0001${ck}`;
 }
@@ -158,13 +212,19 @@ function signatureFor(ctx: PassContext, job: SchedulerJob, key: string): Signatu
   const mem = job.resources.memoryBytes;
   const acc = acceleratorRequest(job);
   const required = job.constraints.filter((c) => !c.preferred);
-  const eligibilityKey = `${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${
-    constraintsKey(required)
-  }`;
+  // Workers held for a reservation serve only their job: holders get their own eligibility.
+  const holder = st.reservedJobs.has(job.jobId) ? job.jobId : undefined;
+  const eligibilityKey = `${
+    holder ?? ""
+  }\u0001${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${constraintsKey(required)}`;
   let matching = ctx.eligibility.get(eligibilityKey);
   if (!matching) {
     matching = filterByConstraints(st.classIndex, st.classes, required)
-      .filter((c) => acceleratorMatches(job.accelerator, st.classes[c]!));
+      .filter((c) => {
+        const cls = st.classes[c]!;
+        return acceleratorMatches(job.accelerator, cls) &&
+          (cls.reservedFor === undefined || cls.reservedFor === holder);
+      });
     ctx.eligibility.set(eligibilityKey, matching);
   }
   const eligible = matching.filter((c) => {

@@ -62,12 +62,13 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
-      return { job: jobStatus(c.jobs, job), tasks: tasksOf(job.jobId) };
+      const claimed = c.reservationProgress(job.jobId).claimed;
+      return { job: jobStatus(c.jobs, job, claimed), tasks: tasksOf(job.jobId) };
     }),
     listJobs: wrap((req) => {
       const page = queryJobs(c.jobs.jobs, req, c.clock.now());
       return {
-        jobs: page.jobs.map((j) => jobStatus(c.jobs, j)),
+        jobs: page.jobs.map((j) => jobStatus(c.jobs, j, c.reservationProgress(j.jobId).claimed)),
         totalCount: page.totalCount,
         hasMore: page.hasMore,
         users: page.users,

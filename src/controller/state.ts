@@ -11,7 +11,7 @@ import {
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import { AlreadyExistsError, InvalidArgumentError, NotFoundError } from "../errors.ts";
-import type { PendingReasonData } from "../types.ts";
+import type { Band, PendingReasonData } from "../types.ts";
 import {
   decidingTaskStates,
   deriveJobState,
@@ -75,6 +75,12 @@ export interface JobRecord {
   readonly parentJobId: string;
   readonly childIds: Set<string>;
   readonly counts: Partial<Record<TaskState, number>>;
+  /** Band the job is scheduled in when it differs from its spec (per-user budget); see budgets.ts. */
+  band?: Band;
+  /** Why `band` differs from the requested priority. */
+  bandReason?: string;
+  /** The reservation gate opened (every entry claimed once); it never closes again. */
+  reservationReady?: boolean;
 }
 
 /** An attempt the controller wants stopped on a worker. */
@@ -370,6 +376,41 @@ export class JobTable {
         if (next !== TaskState.PENDING) sib.error = `gang member ${task.taskId} failed`;
       }
     }
+  }
+
+  /**
+   * Evicts a task's active attempt for a higher band: the attempt becomes PREEMPTED and gets a
+   * kill order; the task is retried while preemption_count ≤ max_retries_preemption, else it
+   * ends PREEMPTED. Evicting an attempt that is only ASSIGNED does not use the budget. Gang
+   * siblings are not touched: the scheduler lists every member of a victim gang.
+   * @returns false when the task has no active attempt (nothing to do).
+   */
+  preempt(task: TaskRecord, reason: string, nowMs: number, fx: Effects): boolean {
+    const att = this.currentAttempt(task);
+    if (!att || !isTaskActive(att.state) || !isTaskActive(task.state)) return false;
+    const job = this.job(task.jobId);
+    this.dirty.add(task.jobId);
+    fx.kills.push({
+      workerId: att.workerId,
+      taskId: task.taskId,
+      attemptId: att.attemptId,
+      reason,
+    });
+    const free = att.state === TaskState.ASSIGNED;
+    att.state = TaskState.PREEMPTED;
+    att.error = reason;
+    att.finishedAtMs = nowMs;
+    att.isWorkerFailure = true;
+    task.error = reason;
+    if (!free) task.preemptionCount++;
+    const budget = job.spec.maxRetriesPreemption ?? DEFAULT_MAX_RETRIES_PREEMPTION;
+    this.#setTaskState(
+      task,
+      task.preemptionCount <= budget ? TaskState.PENDING : TaskState.PREEMPTED,
+      nowMs,
+      fx,
+    );
+    return true;
   }
 
   /** Marks a pending task UNSCHEDULABLE (scheduling timeout). */

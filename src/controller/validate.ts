@@ -20,6 +20,7 @@ export const LIMITS = {
   maxPorts: 32,
   maxRetries: 1000,
   maxTimeoutMs: 365 * 24 * 3600 * 1000,
+  maxReservationEntries: 1024,
 } as const;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -204,6 +205,39 @@ export function validateJobSpec(spec: JobSpec): void {
   checkRange("spec.max_task_failures", spec.maxTaskFailures, 0, LIMITS.maxReplicas);
   checkRange("spec.timeout_ms", spec.timeoutMs, 0, LIMITS.maxTimeoutMs);
   checkRange("spec.scheduling_timeout_ms", spec.schedulingTimeoutMs, 0, LIMITS.maxTimeoutMs);
+  if (spec.reservation.length > LIMITS.maxReservationEntries) {
+    throw new InvalidArgumentError(
+      "spec.reservation",
+      `at most ${LIMITS.maxReservationEntries} entries (got ${spec.reservation.length})`,
+    );
+  }
+  spec.reservation.forEach((e, i) => {
+    const f = `spec.reservation[${i}]`;
+    const r = e.resources;
+    if (r) {
+      checkRange(`${f}.resources.cpu_millicores`, r.cpuMillicores, 0, LIMITS.maxCpuMillicores);
+      checkRange(`${f}.resources.memory_bytes`, r.memoryBytes, 0, LIMITS.maxMemoryBytes);
+      if (r.accelerator) {
+        checkRange(`${f}.resources.accelerator.count`, r.accelerator.count, 0, 4096);
+        if (!(r.accelerator.type in AcceleratorType)) {
+          throw new InvalidArgumentError(
+            `${f}.resources.accelerator.type`,
+            `unknown accelerator type ${r.accelerator.type}`,
+          );
+        }
+      }
+    }
+    if (e.constraints.length > LIMITS.maxConstraints) {
+      throw new InvalidArgumentError(
+        `${f}.constraints`,
+        `at most ${LIMITS.maxConstraints} (got ${e.constraints.length})`,
+      );
+    }
+    e.constraints.forEach((c, j) => {
+      if (!c.key) throw new InvalidArgumentError(`${f}.constraints[${j}].key`, "must not be empty");
+      if (c.op === 0) throw new InvalidArgumentError(`${f}.constraints[${j}].op`, "must be set");
+    });
+  });
   if (spec.coscheduling?.groupBy && !/^[A-Za-z0-9:._-]+$/.test(spec.coscheduling.groupBy)) {
     throw new InvalidArgumentError(
       "spec.coscheduling.group_by",

@@ -17,17 +17,31 @@ import type {
   AcceleratorKind,
   AcceleratorSpec,
   AttributeScalar,
+  Band,
   ResourceVec,
+  RunningTask,
   SchedulerWorker,
 } from "../types.ts";
+import { timestamp } from "../time.ts";
 
 /** Resources held by one attempt on a worker. */
 export interface Commitment {
   readonly cpuMillicores: number;
   readonly memoryBytes: number;
   readonly accelerators: number;
-  /** ASSIGNED/BUILDING count toward the building limit. */
+  /** ASSIGNED/BUILDING count toward the building limit; KILLED: told to stop, not yet confirmed. */
   state: TaskState;
+  /** Who holds it, for the preemption pass (band, gang, assignment time). */
+  readonly holder?: CommitmentHolder;
+}
+
+/** The task behind a commitment, as the preemption pass needs it. */
+export interface CommitmentHolder {
+  readonly jobId: string;
+  readonly taskIndex: number;
+  readonly band: Band;
+  readonly gang: boolean;
+  readonly sinceMs: number;
 }
 
 /** A registered worker. */
@@ -216,9 +230,15 @@ export class WorkerTable {
   }
 
   /** Commits resources to an attempt on a worker. */
-  commit(worker: WorkerRecord, key: string, res: ResourceVec): void {
+  commit(worker: WorkerRecord, key: string, res: ResourceVec, holder?: CommitmentHolder): void {
     if (worker.active.has(key)) return;
-    worker.active.set(key, { ...res, state: TaskState.ASSIGNED });
+    worker.active.set(key, {
+      cpuMillicores: res.cpuMillicores,
+      memoryBytes: res.memoryBytes,
+      accelerators: res.accelerators,
+      state: TaskState.ASSIGNED,
+      holder,
+    });
     worker.committed.cpuMillicores += res.cpuMillicores;
     worker.committed.memoryBytes += res.memoryBytes;
     worker.committed.accelerators += res.accelerators;
@@ -236,6 +256,42 @@ export class WorkerTable {
     worker.committed.memoryBytes -= c.memoryBytes;
     worker.committed.accelerators -= c.accelerators;
     return true;
+  }
+
+  /** Marks an attempt as told to stop: its resources count as being released until confirmed. */
+  markStopping(workerId: string, key: string): void {
+    const c = this.workers.get(workerId)?.active.get(key);
+    if (c) c.state = TaskState.KILLED;
+  }
+
+  /**
+   * Active attempts of bands numerically above `band` (less important), for the preemption pass.
+   * Empty when `band` is BATCH or lower-ranked: nothing can be preempted.
+   */
+  preemptible(band: number): RunningTask[] {
+    const out: RunningTask[] = [];
+    if (band >= 3) return out;
+    for (const w of this.workers.values()) {
+      if (!w.healthy) continue;
+      for (const c of w.active.values()) {
+        const h = c.holder;
+        if (!h || h.band <= band || c.state === TaskState.KILLED) continue;
+        out.push({
+          jobId: h.jobId,
+          taskIndex: h.taskIndex,
+          workerId: w.workerId,
+          band: h.band,
+          resources: {
+            cpuMillicores: c.cpuMillicores,
+            memoryBytes: c.memoryBytes,
+            accelerators: c.accelerators,
+          },
+          gang: h.gang,
+          since: timestamp(h.sinceMs),
+        });
+      }
+    }
+    return out;
   }
 
   /** Removes a worker; returns the attempt keys it held. */
@@ -256,8 +312,17 @@ export class WorkerTable {
     const out: SchedulerWorker[] = [];
     for (const w of this.workers.values()) {
       let building = 0;
+      let releasing:
+        | { cpuMillicores: number; memoryBytes: number; accelerators: number }
+        | undefined;
       for (const c of w.active.values()) {
         if (c.state === TaskState.ASSIGNED || c.state === TaskState.BUILDING) building++;
+        else if (c.state === TaskState.KILLED) {
+          releasing ??= { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 };
+          releasing.cpuMillicores += c.cpuMillicores;
+          releasing.memoryBytes += c.memoryBytes;
+          releasing.accelerators += c.accelerators;
+        }
       }
       out.push({
         id: w.workerId,
@@ -273,6 +338,7 @@ export class WorkerTable {
         attributes: w.attributes,
         healthy: w.healthy,
         buildingCount: building,
+        ...(releasing ? { releasing } : {}),
       });
     }
     return out;

@@ -18,6 +18,7 @@ import type {
 } from "../../src/types.ts";
 import { after, minutes, seconds, timestamp } from "../../src/time.ts";
 import { makeScalingInput } from "../../bench/scheduler_bench.ts";
+import { reservationDemand } from "../../src/controller/autoscaler_runner.ts";
 
 const GiB = 2 ** 30;
 const NOW = timestamp(1_000_000_000);
@@ -418,4 +419,39 @@ Deno.test("planScaling() names at most 8 rejecting groups per unmet job", () => 
       groups.slice(0, 8).map((g) => `${g.name}=at_max_slices`).join(", ")
     }, 2 more groups`,
   ]);
+});
+
+Deno.test("planScaling() gives each reservation entry (wholeVm) a VM of its own", () => {
+  // Two 1-core entries would share one 32-core VM as tasks; as reservation entries they need two.
+  const entry = { ...demand("/r (reservation)", { tasks: 2, cpu: 1 }), wholeVm: true };
+  assert.deepEqual(counts(plan([group("cpu")], [entry])), { cpu: 2 });
+  assert.deepEqual(counts(plan([group("cpu")], [demand("/t", { tasks: 2, cpu: 1 })])), { cpu: 1 });
+  // Capped by max_slices, the rest is reported unmet.
+  const capped = plan([group("cpu", { maxSlices: 1 })], [entry]);
+  assert.deepEqual(counts(capped), { cpu: 1 });
+  assert.match(capped.unmet[0]!, /\/r \(reservation\): 1 of 2 tasks unmet: cpu=at_max_slices/);
+});
+
+Deno.test("reservationDemand() turns unclaimed entries into wholeVm demand, grouped by shape", () => {
+  const entry = (index: number, cpu: number) => ({
+    index,
+    resources: { cpuMillicores: cpu * 1000, memoryBytes: GiB, accelerators: 0 },
+    accelerator: CPU,
+    constraints: [],
+  });
+  const snapshot = {
+    workers: [],
+    jobs: [],
+    reservations: [{ jobId: "/r", entries: [entry(0, 1), entry(1, 1), entry(2, 4)] }],
+  };
+  const claims = [{ jobId: "/r", entryIndex: 0, workerId: "w" }];
+  const d = reservationDemand({ assignments: [], unplaced: [], claims }, snapshot);
+  assert.deepEqual(
+    d.map((e) => [e.jobId, e.taskCount, e.resources.cpuMillicores, e.wholeVm, e.gang]),
+    [["/r (reservation)", 1, 1000, true, false], ["/r (reservation)", 1, 4000, true, false]],
+  );
+  assert.deepEqual(
+    reservationDemand({ assignments: [], unplaced: [] }, { workers: [], jobs: [] }),
+    [],
+  );
 });

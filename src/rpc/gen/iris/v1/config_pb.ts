@@ -7,7 +7,7 @@
 
 import type { GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AcceleratorType, Resources } from "./types_pb.ts";
+import type { AcceleratorType, PriorityBand, Resources } from "./types_pb.ts";
 import { file_iris_v1_types } from "./types_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASKqAQoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBIjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkiVQoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAEipwEKDkRlZmF1bHRzQ29uZmlnEi0KCmF1dG9zY2FsZXIYASABKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJDb25maWcSNgoIdGFza19lbnYYAiADKAsyJC5pcmlzLnYxLkRlZmF1bHRzQ29uZmlnLlRhc2tFbnZFbnRyeRouCgxUYXNrRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIpkCChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiMwoVTG9jYWxDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSDAoEaG9zdBgCIAEoCSKKAQoTR2NwQ29udHJvbGxlckNvbmZpZxIMCgR6b25lGAEgASgJEhQKDG1hY2hpbmVfdHlwZRgCIAEoCRIMCgRwb3J0GAMgASgFEhkKEWJvb3RfZGlza19zaXplX2diGAQgASgFEhcKD3NlcnZpY2VfYWNjb3VudBgFIAEoCRINCgVpbWFnZRgGIAEoCSI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIAEIGCgRraW5kIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJICgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASKqAQoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBIjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkiVQoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAEipwEKDkRlZmF1bHRzQ29uZmlnEi0KCmF1dG9zY2FsZXIYASABKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJDb25maWcSNgoIdGFza19lbnYYAiADKAsyJC5pcmlzLnYxLkRlZmF1bHRzQ29uZmlnLlRhc2tFbnZFbnRyeRouCgxUYXNrRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIsQCChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0Ei8KBWxvY2FsGAogASgLMh4uaXJpcy52MS5Mb2NhbENvbnRyb2xsZXJDb25maWdIABIrCgNnY3AYCyABKAsyHC5pcmlzLnYxLkdjcENvbnRyb2xsZXJDb25maWdIABIxCgZtYW51YWwYDCABKAsyHy5pcmlzLnYxLk1hbnVhbENvbnRyb2xsZXJDb25maWdIAEIGCgRraW5kIlcKClVzZXJCdWRnZXQSDQoFdXNlcnMYASADKAkSEQoJbWF4X3Rhc2tzGAIgASgFEicKCG1heF9iYW5kGAMgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQiMwoVTG9jYWxDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSDAoEaG9zdBgCIAEoCSKKAQoTR2NwQ29udHJvbGxlckNvbmZpZxIMCgR6b25lGAEgASgJEhQKDG1hY2hpbmVfdHlwZRgCIAEoCRIMCgRwb3J0GAMgASgFEhkKEWJvb3RfZGlza19zaXplX2diGAQgASgFEhcKD3NlcnZpY2VfYWNjb3VudBgFIAEoCRINCgVpbWFnZRgGIAEoCSI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIAEIGCgRraW5kIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJICgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -321,6 +321,14 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
   heartbeatFailureThreshold: number;
 
   /**
+   * Per-user limits on priority bands (docs/priorities.md): first entry naming the user wins,
+   * then an entry for "*".
+   *
+   * @generated from field: repeated iris.v1.UserBudget user_budgets = 20;
+   */
+  userBudgets: UserBudget[];
+
+  /**
    * @generated from oneof iris.v1.ControllerConfig.kind
    */
   kind: {
@@ -352,6 +360,40 @@ export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*
   messageDesc(file_iris_v1_config, 8);
 
 /**
+ * @generated from message iris.v1.UserBudget
+ */
+export type UserBudget = Message<"iris.v1.UserBudget"> & {
+  /**
+   * User names; "*" means every user without an entry of their own.
+   *
+   * @generated from field: repeated string users = 1;
+   */
+  users: string[];
+
+  /**
+   * Unfinished INTERACTIVE/PRODUCTION tasks the user may have; a job that would exceed it runs
+   * as BATCH. 0 or unset means unlimited.
+   *
+   * @generated from field: int32 max_tasks = 2;
+   */
+  maxTasks: number;
+
+  /**
+   * Most important band the user may submit in; more important requests are lowered to it.
+   *
+   * @generated from field: iris.v1.PriorityBand max_band = 3;
+   */
+  maxBand: PriorityBand;
+};
+
+/**
+ * Describes the message iris.v1.UserBudget.
+ * Use `create(UserBudgetSchema)` to create a new message.
+ */
+export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 9);
+
+/**
  * @generated from message iris.v1.LocalControllerConfig
  */
 export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
@@ -373,7 +415,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -415,7 +457,7 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -437,7 +479,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -522,7 +564,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -557,7 +599,7 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 14);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -570,7 +612,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -597,7 +639,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -629,7 +671,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 16);
+  messageDesc(file_iris_v1_config, 17);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -646,5 +688,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 17);
+  messageDesc(file_iris_v1_config, 18);
 

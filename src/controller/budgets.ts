@@ -1,0 +1,75 @@
+/**
+ * Per-user budgets: decide the band a submitted job is scheduled in. A user may be capped to a
+ * band (e.g. no PRODUCTION) and to a number of unfinished INTERACTIVE/PRODUCTION tasks; a job
+ * that would exceed the task budget runs as BATCH (preemptible), with the reason in its status.
+ * Pure: the caller supplies the user's current usage.
+ * @module
+ */
+import { type Band, BAND_BATCH } from "../types.ts";
+
+/** A budget for some users (from the controller config's `user_budgets`). */
+export interface UserBudget {
+  /** User names; "*" matches every user without a budget of their own. */
+  readonly users: readonly string[];
+  /** Unfinished tasks in bands above BATCH the user may have; undefined = unlimited. */
+  readonly maxTasks?: number;
+  /** Most important band the user may ask for; more important requests are lowered to it. */
+  readonly maxBand?: Band;
+}
+
+const BAND_NAMES: Record<Band, string> = { 1: "PRODUCTION", 2: "INTERACTIVE", 3: "BATCH" };
+
+/** The band's name ("PRODUCTION", "INTERACTIVE", "BATCH"). */
+export function bandName(band: Band): string {
+  return BAND_NAMES[band];
+}
+
+/** The budget that applies to `user`: their own first, then a "*" budget. */
+export function budgetFor(
+  budgets: readonly UserBudget[],
+  user: string,
+): UserBudget | undefined {
+  return budgets.find((b) => b.users.includes(user)) ?? budgets.find((b) => b.users.includes("*"));
+}
+
+/**
+ * The band a new job runs in.
+ * @param usage the user's unfinished tasks in bands above BATCH, not counting this job.
+ * @param tasks the new job's task count.
+ * @returns the band, plus a reason when it differs from `requested`.
+ */
+export function effectiveBand(
+  requested: Band,
+  user: string,
+  budget: UserBudget | undefined,
+  usage: number,
+  tasks: number,
+): { band: Band; reason?: string } {
+  if (!budget) return { band: requested };
+  let band = requested;
+  let reason: string | undefined;
+  if (budget.maxBand !== undefined && band < budget.maxBand) {
+    band = budget.maxBand;
+    reason = `user ${user} may not submit ${bandName(requested)} jobs (highest allowed: ${
+      bandName(budget.maxBand)
+    })`;
+  }
+  if (band < BAND_BATCH && budget.maxTasks !== undefined && usage + tasks > budget.maxTasks) {
+    reason = `user ${user} is over budget: ${usage} unfinished ${
+      bandName(band)
+    }-or-higher task(s) plus ${tasks} new exceed max_tasks ${budget.maxTasks}; runs as BATCH`;
+    band = BAND_BATCH;
+  }
+  return { band, reason };
+}
+
+/** The budgets of a controller config (`controller.user_budgets`); zero/unset fields mean no limit. */
+export function budgetsFromConfig(
+  list: readonly { users: readonly string[]; maxTasks: number; maxBand: number }[],
+): UserBudget[] {
+  return list.map((b) => ({
+    users: [...b.users],
+    maxTasks: b.maxTasks > 0 ? b.maxTasks : undefined,
+    maxBand: b.maxBand >= 1 && b.maxBand <= 3 ? b.maxBand as Band : undefined,
+  }));
+}
