@@ -24,6 +24,7 @@ export interface El extends DomNode, EventTarget {
   className: string;
   title: string;
   id: string;
+  hidden: boolean;
   readonly classList: {
     add(...tokens: string[]): void;
     remove(...tokens: string[]): void;
