@@ -1,6 +1,7 @@
 /**
- * Jobs tab: the job tree of one ListJobs page, with state filter, id-prefix filter, sortable
- * columns and paging. Refreshes every 5 s.
+ * Jobs tab: top-level jobs paged and sorted by the server (ListJobs roots_only), the children of
+ * expanded parents (ListJobs parent_job_id), a flat list when filtered by state or name, a user
+ * filter with per-user chips (include_user_counts). Refreshes every 5 s.
  * @module
  */
 import type { UserJobCounts } from "../../rpc/gen/iris/v1/controller_pb.ts";
