@@ -151,6 +151,7 @@ Deno.test({
         await waitCount(page, ".job-row", 3);
         assert.equal(await textOf(page.locator(".pager-text")), "1–1 of 1");
         assert.equal(await page.locator("select.user-filter").inputValue(), "alice");
+        assert.match(await page.evaluate("location.hash"), /^#\/jobs\?user=alice$/);
         await page.locator('.user-chip[data-user="alice"]').click();
         await waitCount(page, ".job-row", total);
 
@@ -202,6 +203,19 @@ Deno.test({
         await waitCount(page, ".job-row", total);
         await assertNotPwned(page);
         await shot("01-jobs");
+
+        // The URL carries the view, so a filtered, sorted list is a shareable link.
+        await page.goto(`${base}/#/jobs?user=bob&state=failed&sort=name&dir=desc`);
+        await waitCount(page, ".job-row", 1);
+        await page.locator('.job-row[data-job-id="/bob/preprocess"]').waitFor();
+        assert.equal(await page.locator("select.user-filter").inputValue(), "bob");
+        assert.equal(
+          await page.locator('button[data-sort="name"]').locator("..").getAttribute("aria-sort"),
+          "descending",
+        );
+        await page.goto(`${base}/#/jobs?sort=age`);
+        await waitCount(page, ".job-row", total);
+        assert.equal(await page.evaluate("location.hash"), "#/jobs");
       },
     );
 

@@ -16,7 +16,7 @@ import {
   sortableHead,
   type SortState,
 } from "./components.ts";
-import { type El, h, on, replace, setStyle } from "./dom.ts";
+import { type El, h, on, replace, replaceHash, setStyle } from "./dom.ts";
 import {
   elapsed,
   formatDuration,
@@ -28,7 +28,7 @@ import {
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
-import { jobHref } from "./routes.ts";
+import { jobHref, routeHash } from "./routes.ts";
 
 const PAGE_SIZES = [25, 50, 100, 200];
 
@@ -133,9 +133,49 @@ export function taskCounts(job: JobStatus): El {
   );
 }
 
-/** Builds the Jobs page and starts its refresh loop. */
-export function jobsPage(env: PageEnv<ControllerApi>): Page {
+const DEFAULT_SORT: SortState = { key: "age", dir: "asc" };
+
+/** Applies a shared link's query (`#/jobs?user=alice&state=running&sort=name&dir=desc`). */
+function applyQuery(query: Readonly<Record<string, string>>): void {
+  const int = (v: string | undefined, fallback: number) =>
+    v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
+  const state = STATE_FILTERS.findIndex(([label]) => label === query.state);
+  view.user = query.user ?? "";
+  view.name = query.name ?? "";
+  view.stateFilter = Math.max(0, state);
+  view.sort = {
+    key: COLUMNS.some((c) => c.key === query.sort) ? query.sort! : DEFAULT_SORT.key,
+    dir: query.dir === "desc" ? "desc" : query.dir === "asc" ? "asc" : DEFAULT_SORT.dir,
+  };
+  view.limit = PAGE_SIZES.includes(int(query.limit, 0)) ? int(query.limit, 0) : view.limit;
+  view.offset = int(query.offset, 0);
+}
+
+/** The view as a query for the URL; defaults are left out. */
+function viewQuery(): Record<string, string> {
+  const q: Record<string, string> = {};
+  if (view.user) q.user = view.user;
+  if (view.stateFilter) q.state = STATE_FILTERS[view.stateFilter]?.[0] ?? "";
+  if (view.name) q.name = view.name;
+  if (view.sort.key !== DEFAULT_SORT.key || view.sort.dir !== DEFAULT_SORT.dir) {
+    q.sort = view.sort.key;
+    q.dir = view.sort.dir;
+  }
+  if (view.offset) q.offset = String(view.offset);
+  if (view.limit !== 50) q.limit = String(view.limit);
+  return q;
+}
+
+/**
+ * Builds the Jobs page and starts its refresh loop. A route query sets the view; without one
+ * the page keeps the view it had last time. The URL always shows the current view.
+ */
+export function jobsPage(
+  env: PageEnv<ControllerApi>,
+  query?: Readonly<Record<string, string>>,
+): Page {
   env.setTitle("Jobs");
+  if (query) applyQuery(query);
   let roots: JobStatus[] = [];
   let children = new Map<string, JobStatus[]>();
   let users: UserJobCounts[] = [];
@@ -440,6 +480,7 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
   render();
   const poller = new Poller(
     async (signal) => {
+      replaceHash(routeHash({ page: "jobs", query: viewQuery() }));
       try {
         const res = await env.api.listJobs({
           nameContains: view.name,
