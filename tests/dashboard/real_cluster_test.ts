@@ -1,6 +1,6 @@
 /**
  * The controller dashboard in headless Chromium against a REAL local cluster: examples/local.yaml
- * started in-process with LocalController, jobs submitted through IrisClient in every state
+ * started in-process with startCluster, jobs submitted through IrisClient in every state
  * (succeeded, failed, running with a live log, pending with a scheduler reason) plus a job whose
  * command, environment and logs carry hostile HTML. Checks every page shows the cluster's real
  * data, the hostile text stays text, and saves `real-*.png` screenshots next to the fake-cluster
@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { IrisClient, JobState } from "../../mod.ts";
-import { LocalController } from "../../src/cluster/local_controller.ts";
+import { startCluster } from "../../src/cluster/cluster.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import {
@@ -52,8 +52,14 @@ Deno.test({
   ignore: SKIP_BROWSER,
   async fn(t) {
     const config = await loadConfig(EXAMPLE);
-    const controller = new LocalController(config);
-    const base = await controller.start();
+    // startCluster (what LocalController wraps) with a work dir of our own: tests/e2e/smoke_test
+    // watches for leftover "iris-local-*" dirs and must not see this test's.
+    const workDir = await Deno.makeTempDir({ prefix: "iris-dashboard-test-" });
+    const cluster = await startCluster(config, { workDir }).catch(async (err) => {
+      await Deno.remove(workDir, { recursive: true });
+      throw err;
+    });
+    const base = cluster.url;
     try {
       const client = new IrisClient(base);
       const small = { cpu: 0.1, memory: 64 * 1024 * 1024, user: "alice" };
@@ -295,7 +301,11 @@ Deno.test({
       assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
       console.log(`screenshots: ${artifactDir()}/real-*.png`);
     } finally {
-      await controller.stop();
+      try {
+        await cluster.stop();
+      } finally {
+        await Deno.remove(workDir, { recursive: true });
+      }
     }
   },
 });
