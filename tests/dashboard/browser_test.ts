@@ -93,73 +93,131 @@ Deno.test({
     const { page, dialogs, errors, shot } = await watchedPage(browser, { timeout: TIMEOUT });
     const base = fixture.url;
 
-    await canned("jobs tree with states, pending reasons, sorting and paging", async () => {
-      const resp = await page.goto(`${base}/`);
-      assert.ok(resp?.ok());
-      const headers = resp!.headers();
-      assert.match(headers["content-security-policy"] ?? "", /script-src 'self'/);
-      assert.equal(headers["cache-control"], "no-cache");
-      const total = 11 + FILLER_JOBS;
-      await waitCount(page, ".job-row", total);
-      assert.equal(await textOf(page.locator(".pager-text")), `1–${total} of ${total}`);
+    await canned(
+      "jobs tree with states, pending reasons, users, server sorting and paging",
+      async () => {
+        const resp = await page.goto(`${base}/`);
+        assert.ok(resp?.ok());
+        const headers = resp!.headers();
+        assert.match(headers["content-security-policy"] ?? "", /script-src 'self'/);
+        assert.equal(headers["cache-control"], "no-cache");
+        // The server pages top-level jobs; the parent's two descendants load under it.
+        const roots = 9 + FILLER_JOBS;
+        const total = roots + 2;
+        await waitCount(page, ".job-row", total);
+        assert.equal(await textOf(page.locator(".pager-text")), `1–${roots} of ${roots}`);
 
-      // Pending job shows its reason.
-      const pending = page.locator(`.job-row[data-job-id="${PENDING_JOB}"]`);
-      assert.equal(await textOf(pending.locator(".pending-reason")), PENDING_REASON);
-      assert.equal(await pending.getAttribute("data-state"), "pending");
+        // Pending job shows its reason.
+        const pending = page.locator(`.job-row[data-job-id="${PENDING_JOB}"]`);
+        assert.equal(await textOf(pending.locator(".pending-reason")), PENDING_REASON);
+        assert.equal(await pending.getAttribute("data-state"), "pending");
 
-      // Tree: child right under its parent, grandchild under the child.
-      const ids = await page.locator(".job-row").evaluateAll((rows) =>
-        rows.map((r) => [r.getAttribute("data-job-id"), r.getAttribute("data-depth")])
-      );
-      const pi = ids.findIndex(([id]) => id === PARENT_JOB);
-      assert.deepEqual(ids[pi + 1], [CHILD_JOB, "1"]);
-      assert.deepEqual(ids[pi + 2], [`${CHILD_JOB}/shard-0`, "2"]);
-      assert.equal(
-        await textOf(page.locator(`.job-row[data-job-id="${CHILD_JOB}"] .job-link`)),
-        "eval",
-      );
+        // Tree: child right under its parent, grandchild under the child.
+        const ids = await page.locator(".job-row").evaluateAll((rows) =>
+          rows.map((r) => [r.getAttribute("data-job-id"), r.getAttribute("data-depth")])
+        );
+        const pi = ids.findIndex(([id]) => id === PARENT_JOB);
+        assert.deepEqual(ids[pi + 1], [CHILD_JOB, "1"]);
+        assert.deepEqual(ids[pi + 2], [`${CHILD_JOB}/shard-0`, "2"]);
+        assert.equal(
+          await textOf(page.locator(`.job-row[data-job-id="${CHILD_JOB}"] .job-link`)),
+          "eval",
+        );
 
-      // Collapse and expand the parent.
-      const toggle = page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`);
-      await toggle.click();
-      await waitCount(page, ".job-row", total - 2);
-      await page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`).click();
-      await waitCount(page, ".job-row", total);
+        // Collapse and expand the parent.
+        const toggle = page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`);
+        await toggle.click();
+        await waitCount(page, ".job-row", total - 2);
+        await page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tree-toggle`).click();
+        await waitCount(page, ".job-row", total);
 
-      // Hostile job name is literal text.
-      const hostile = page.locator(".job-row").filter({ hasText: "mallory" });
-      assert.equal(await textOf(hostile.locator(".job-link")), HOSTILE_JOB);
+        // Hostile job name is literal text.
+        const hostile = page.locator(".job-row").filter({ hasText: "mallory" });
+        assert.equal(await textOf(hostile.locator(".job-link")), HOSTILE_JOB);
 
-      // Task counts by state and badge colours from the design tokens.
-      const counts = await texts(page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tc`));
-      assert.deepEqual(counts, ["3 running", "1 building"]);
-      assert.equal(await stateColor(page, ".badge.state-running"), "rgb(37, 99, 235)");
-      assert.equal(await stateColor(page, ".badge.state-pending"), "rgb(217, 119, 6)");
-      assert.equal(await stateColor(page, ".badge.state-failed"), "rgb(220, 38, 38)");
-      assert.equal(await stateColor(page, ".badge.state-killed"), "rgb(107, 114, 128)");
+        // Task counts by state and badge colours from the design tokens.
+        const counts = await texts(page.locator(`.job-row[data-job-id="${PARENT_JOB}"] .tc`));
+        assert.deepEqual(counts, ["3 running", "1 building"]);
+        assert.equal(await stateColor(page, ".badge.state-running"), "rgb(37, 99, 235)");
+        assert.equal(await stateColor(page, ".badge.state-pending"), "rgb(217, 119, 6)");
+        assert.equal(await stateColor(page, ".badge.state-failed"), "rgb(220, 38, 38)");
+        assert.equal(await stateColor(page, ".badge.state-killed"), "rgb(107, 114, 128)");
 
-      // Sort by user, descending: mallory's job first.
-      await page.locator('button[data-sort="user"]').click();
-      await page.locator('button[data-sort="user"]').click();
-      assert.equal(await page.locator(".job-row").first().getAttribute("data-job-id"), HOSTILE_JOB);
-      await page.locator('button[data-sort="age"]').click(); // Back to newest first.
-      assert.equal(
-        await page.locator(".job-row").first().getAttribute("data-job-id"),
-        "/frank/tokenize",
-      );
+        // Jobs per user: a chip per user with its counts (all jobs, children included).
+        const alice = page.locator('.user-chip[data-user="alice"]');
+        assert.equal(await textOf(alice.locator(".user-total")), "3");
+        assert.equal(await textOf(alice.locator(".tc-running")), "2 running");
+        await alice.click();
+        await waitCount(page, ".job-row", 3);
+        assert.equal(await textOf(page.locator(".pager-text")), "1–1 of 1");
+        assert.equal(await page.locator("select.user-filter").inputValue(), "alice");
+        assert.match(await page.evaluate("location.hash"), /^#\/jobs\?user=alice$/);
+        await page.locator('.user-chip[data-user="alice"]').click();
+        await waitCount(page, ".job-row", total);
 
-      // Paging through ListJobs limit/offset.
-      await page.locator("select.page-size").selectOption("25");
-      await waitText(page, ".pager-text", "1–25 of 41");
-      await page.getByRole("button", { name: "Next page" }).click();
-      await waitText(page, ".pager-text", "26–41 of 41");
-      await page.locator("select.page-size").selectOption("50");
-      await waitText(page, ".pager-text", "1–41 of 41");
-      await waitCount(page, ".job-row", total);
-      await assertNotPwned(page);
-      await shot("01-jobs");
-    });
+        // Sorting happens on the server over every job. User, descending: mallory's first.
+        await page.locator('button[data-sort="user"]').click();
+        await waitFor(
+          page,
+          `document.querySelector(".job-row")?.dataset.jobId === ${JSON.stringify(PARENT_JOB)}`,
+        );
+        await page.locator('button[data-sort="user"]').click();
+        await waitFor(
+          page,
+          `document.querySelector(".job-row")?.dataset.jobId === ${JSON.stringify(HOSTILE_JOB)}`,
+        );
+        await page.locator('button[data-sort="age"]').click(); // Back to newest first.
+        await waitFor(
+          page,
+          `document.querySelector(".job-row")?.dataset.jobId === "/frank/tokenize"`,
+        );
+
+        // A state filter switches to a flat list of every matching job, children included.
+        await page.locator('select[aria-label="State filter"]').selectOption({ label: "running" });
+        await waitCount(page, ".job-row", 3);
+        assert.deepEqual(
+          await page.locator(".job-row").evaluateAll((rows) =>
+            rows.map((r) => r.getAttribute("data-depth"))
+          ),
+          ["0", "0", "0"],
+        );
+        assert.equal(
+          await textOf(page.locator(`.job-row[data-job-id="${CHILD_JOB}"] .job-link`)),
+          CHILD_JOB,
+        );
+        await page.locator('select[aria-label="State filter"]').selectOption({
+          label: "all states",
+        });
+        await page.locator('input[aria-label="Job name filter"]').fill("shard");
+        await waitCount(page, ".job-row", 1);
+        await page.locator('input[aria-label="Job name filter"]').fill("");
+        await waitCount(page, ".job-row", total);
+
+        // Paging through ListJobs limit/offset.
+        await page.locator("select.page-size").selectOption("25");
+        await waitText(page, ".pager-text", `1–25 of ${roots}`);
+        await page.getByRole("button", { name: "Next page" }).click();
+        await waitText(page, ".pager-text", `26–${roots} of ${roots}`);
+        await page.locator("select.page-size").selectOption("50");
+        await waitText(page, ".pager-text", `1–${roots} of ${roots}`);
+        await waitCount(page, ".job-row", total);
+        await assertNotPwned(page);
+        await shot("01-jobs");
+
+        // The URL carries the view, so a filtered, sorted list is a shareable link.
+        await page.goto(`${base}/#/jobs?user=bob&state=failed&sort=name&dir=desc`);
+        await waitCount(page, ".job-row", 1);
+        await page.locator('.job-row[data-job-id="/bob/preprocess"]').waitFor();
+        assert.equal(await page.locator("select.user-filter").inputValue(), "bob");
+        assert.equal(
+          await page.locator('button[data-sort="name"]').locator("..").getAttribute("aria-sort"),
+          "descending",
+        );
+        await page.goto(`${base}/#/jobs?sort=age`);
+        await waitCount(page, ".job-row", total);
+        assert.equal(await page.evaluate("location.hash"), "#/jobs");
+      },
+    );
 
     await canned("job detail with spec, tasks, children and live logs", async () => {
       await page.goto(`${base}/#/job/${encodeURIComponent(PARENT_JOB)}`);
@@ -176,6 +234,15 @@ Deno.test({
       ]);
       const task1 = page.locator(`.task-row[data-task-id="${PARENT_JOB}/1"] td`);
       assert.equal(await task1.nth(3).textContent(), "2"); // attempts
+      // Per-task usage; sparklines once the page knows the job is small enough to ask for them.
+      const task0 = page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"]`);
+      assert.equal(await textOf(task0.locator(".usage-cpu")), "1.5 cpu");
+      assert.equal(await textOf(task0.locator(".usage-mem")), "3 GiB · peak 4 GiB");
+      await task0.locator("svg.sparkline-task-cpu").waitFor({ state: "attached" });
+      assert.equal(
+        await textOf(page.locator(`.task-row[data-task-id="${PARENT_JOB}/3"] .usage-cell`)),
+        "—",
+      );
       assert.equal(await textOf(page.locator(`.child-row[data-job-id="${CHILD_JOB}"] a`)), "eval");
       await page.locator(".log-line").filter({ hasText: "step 12002" }).waitFor();
       assert.equal(
@@ -274,8 +341,20 @@ Deno.test({
       assert.equal(await textOf(page.locator("h1")), "tpu-slice-a-2");
       const attrs = await texts(page.locator(".attrs-table tr"));
       assert.ok(attrs.includes("tpu-worker-id2"), attrs.join("|"));
-      assert.equal(await textOf(page.locator(".worker-detail-grid .task-row a")), PARENT_JOB);
+      // GetWorkerStatus: the running task with its usage samples, as text and sparklines.
+      const taskRow = page.locator(`.worker-detail-grid .task-row[data-task-id="${PARENT_JOB}/2"]`);
+      assert.equal(await textOf(taskRow.locator("a")), PARENT_JOB);
+      assert.equal(await textOf(taskRow.locator(".usage-cpu")), "6.5 cpu");
+      assert.equal(await textOf(taskRow.locator(".usage-mem")), "13 GiB · peak 16 GiB");
+      await taskRow.locator("svg.sparkline-task-mem polyline").waitFor({ state: "attached" });
+      assert.equal(await taskRow.locator(".usage-cell").getAttribute("data-samples"), "20");
       await shot("04-worker-detail");
+
+      await page.goto(`${base}/#/worker/tpu-slice-a-1`);
+      const attempt = page.locator(".attempt-row").first();
+      assert.equal(await textOf(attempt.locator("a")), `${PARENT_JOB}/1`);
+      assert.equal(await textOf(attempt.locator(".badge")), "preempted");
+      assert.match(await textOf(attempt), /40 GiB/);
 
       await page.goto(`${base}/#/worker/cpu-pool-2`);
       await page.locator(".attrs-table").waitFor();
@@ -337,13 +416,14 @@ Deno.test({
       },
     });
 
-    await t.step("worker dashboard: tasks, memory and logs", async () => {
+    await t.step("worker dashboard: tasks, CPU, memory and logs", async () => {
       const fakeWorker = workerFixture.fake!;
       await page.goto(`${workerFixture.url}/`);
       await waitCount(page, ".task-row", 3);
       assert.equal(await textOf(page.locator("h1")), "Worker tpu-slice-a-0");
       const row = page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] td`);
-      assert.equal(await row.nth(4).textContent(), "21 GiB");
+      assert.equal(await row.nth(4).textContent(), "3.25 cpu");
+      assert.equal(await row.nth(5).textContent(), "21 GiB");
       assert.equal(
         await textOf(
           page.locator(".task-row").filter({ hasText: "mallory" }).locator(".error-text"),

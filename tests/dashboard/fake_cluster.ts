@@ -22,6 +22,9 @@ import {
   type WorkerInfoSchema,
 } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import type { WorkerTaskInfoSchema } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
+import { queryJobs } from "../../src/controller/job_query.ts";
+import type { JobRecord } from "../../src/controller/state.ts";
+import { toConnectError } from "../../src/errors.ts";
 
 type JobInit = MessageInitShape<typeof JobStatusSchema>;
 type TaskInit = MessageInitShape<typeof TaskStatusSchema>;
@@ -83,6 +86,18 @@ export class FakeController {
     });
   }
 
+  /** Twenty samples ending at the task's current usage. */
+  #usageHistory(t: TaskInit): TaskInit["usageHistory"] {
+    const u = t.resourceUsage;
+    if (!u) return [];
+    return Array.from({ length: 20 }, (_, i) => ({
+      ...u,
+      timestampMs: (u.timestampMs ?? 0) - (19 - i) * 5 * SEC,
+      cpuMillicores: Math.round((u.cpuMillicores ?? 0) * (0.5 + (i % 5) / 8)),
+      memoryBytes: (u.memoryBytes ?? 0) * (0.6 + i / 50),
+    }));
+  }
+
   #job(j: JobInit & { jobId: string }, tasks: TaskInit[] = []): void {
     const counts: Record<string, number> = {};
     for (const t of tasks) {
@@ -98,7 +113,25 @@ export class FakeController {
     });
     this.tasks.set(
       j.jobId,
-      tasks.map((t, i) => ({ jobId: j.jobId, taskId: `${j.jobId}/${i}`, index: i, ...t })),
+      tasks.map((t, i) =>
+        ({
+          jobId: j.jobId,
+          taskId: `${j.jobId}/${i}`,
+          index: i,
+          ...t,
+          resourceUsage: t.state === TaskState.RUNNING
+            ? {
+              taskId: `${j.jobId}/${i}`,
+              attemptId: t.currentAttemptId ?? 0,
+              timestampMs: this.now - 2 * SEC,
+              cpuMillicores: 1500 + 2500 * i,
+              memoryBytes: (3 + 5 * i) * GiB,
+              peakMemoryBytes: (4 + 6 * i) * GiB,
+              processCount: 3 + i,
+            }
+            : undefined,
+        }) as TaskInit
+      ),
     );
   }
 
@@ -439,14 +472,35 @@ export class FakeController {
     const now = this.now;
     return {
       listJobs: (req) => {
-        const states = new Set(req.states);
-        const matched = this.jobs
-          .filter((j) =>
-            j.jobId!.startsWith(req.prefix) && (states.size === 0 || states.has(j.state!))
-          )
-          .sort((a, b) => (b.submittedAtMs ?? 0) - (a.submittedAtMs ?? 0));
-        const limit = req.limit || 50;
-        return { jobs: matched.slice(req.offset, req.offset + limit), totalCount: matched.length };
+        // The controller's own query over job records shaped from the canned statuses, so the
+        // fake sorts, scopes and pages exactly like the real thing.
+        const records = new Map<string, JobRecord>();
+        for (const j of this.jobs) {
+          const id = j.jobId!;
+          records.set(id, {
+            jobId: id,
+            user: j.user ?? "",
+            state: j.state ?? JobState.UNSPECIFIED,
+            parentJobId: j.parentJobId ?? "",
+            childIds: new Set(this.jobs.filter((c) => c.parentJobId === id).map((c) => c.jobId!)),
+            taskIds: Array.from({ length: j.taskCount ?? 0 }, (_, i) => `${id}/${i}`),
+            submittedAtMs: j.submittedAtMs ?? 0,
+            startedAtMs: j.startedAtMs ?? 0,
+            finishedAtMs: j.finishedAtMs ?? 0,
+          } as unknown as JobRecord);
+        }
+        let page;
+        try {
+          page = queryJobs(records, req, now);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+        return {
+          jobs: page.jobs.map((r) => this.jobs.find((j) => j.jobId === r.jobId)!),
+          totalCount: page.totalCount,
+          hasMore: page.hasMore,
+          users: page.users,
+        };
       },
       getJobStatus: (req) => {
         const job = this.jobs.find((j) => j.jobId === req.jobId);
@@ -457,7 +511,12 @@ export class FakeController {
         if (!this.tasks.has(req.jobId)) {
           throw new ConnectError(`job ${req.jobId} not found`, Code.NotFound);
         }
-        return { tasks: this.tasks.get(req.jobId) };
+        const tasks = this.tasks.get(req.jobId) ?? [];
+        return {
+          tasks: req.includeUsageHistory
+            ? tasks.map((t) => ({ ...t, usageHistory: this.#usageHistory(t) }) as TaskInit)
+            : tasks,
+        };
       },
       terminateJob: (req) => {
         this.terminated.push(req.jobId);
@@ -490,6 +549,33 @@ export class FakeController {
         };
       },
       listWorkers: () => ({ workers: this.workers }),
+      getWorkerStatus: (req) => {
+        const worker = this.workers.find((w) => w.workerId === req.workerId);
+        if (!worker) throw new ConnectError(`No worker ${req.workerId}`, Code.NotFound);
+        const tasks = (worker.runningTaskIds ?? []).flatMap((id) =>
+          [...this.tasks.values()].flat().filter((t) => t.taskId === id)
+        ).map((t) => ({ ...t, usageHistory: this.#usageHistory(t) }) as TaskInit);
+        return {
+          worker,
+          tasks,
+          recentAttempts: worker.workerId === "tpu-slice-a-1"
+            ? [{
+              taskId: `${PARENT_JOB}/1`,
+              jobId: PARENT_JOB,
+              attempt: {
+                attemptId: 0,
+                workerId: "tpu-slice-a-1",
+                state: TaskState.PREEMPTED,
+                isWorkerFailure: true,
+                error: "worker preempted",
+                startedAtMs: now - 2 * HOUR,
+                finishedAtMs: now - 41 * MIN,
+                peakMemoryBytes: 40 * GiB,
+              },
+            }]
+            : [],
+        };
+      },
       getAutoscalerStatus: () => ({
         enabled: true,
         lastEvaluationMs: now - 4 * SEC,
@@ -678,6 +764,7 @@ export class FakeWorker {
         startedAtMs: now - 2 * HOUR,
         memoryBytes: 21 * GiB,
         peakMemoryBytes: 24 * GiB,
+        cpuMillicores: 3250,
         ports: { coordinator: 8476 },
       },
       {

@@ -1,6 +1,6 @@
 /**
  * The controller dashboard in headless Chromium against a REAL local cluster: examples/local.yaml
- * started in-process with LocalController, jobs submitted through IrisClient in every state
+ * started in-process with startCluster, jobs submitted through IrisClient in every state
  * (succeeded, failed, running with a live log, pending with a scheduler reason) plus a job whose
  * command, environment and logs carry hostile HTML. Checks every page shows the cluster's real
  * data, the hostile text stays text, and saves `real-*.png` screenshots next to the fake-cluster
@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { IrisClient, JobState } from "../../mod.ts";
-import { LocalController } from "../../src/cluster/local_controller.ts";
+import { startCluster } from "../../src/cluster/cluster.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import {
@@ -52,11 +52,17 @@ Deno.test({
   ignore: SKIP_BROWSER,
   async fn(t) {
     const config = await loadConfig(EXAMPLE);
-    const controller = new LocalController(config);
-    const base = await controller.start();
+    // startCluster (what LocalController wraps) with a work dir of our own: tests/e2e/smoke_test
+    // watches for leftover "iris-local-*" dirs and must not see this test's.
+    const workDir = await Deno.makeTempDir({ prefix: "iris-dashboard-test-" });
+    const cluster = await startCluster(config, { workDir }).catch(async (err) => {
+      await Deno.remove(workDir, { recursive: true });
+      throw err;
+    });
+    const base = cluster.url;
     try {
       const client = new IrisClient(base);
-      const small = { cpu: 0.1, memory: 64 * 1024 * 1024 };
+      const small = { cpu: 0.1, memory: 64 * 1024 * 1024, user: "alice" };
       const succeeded = await client.submit({ name: "done", command: ["echo", "done"], ...small });
       const failed = await client.submit({
         name: "broken",
@@ -68,7 +74,12 @@ Deno.test({
         command: ["sh", "-c", "for i in $(seq 1 300); do echo tick $i; sleep 0.2; done"],
         ...small,
       });
-      const pending = await client.submit({ name: "huge", command: ["true"], cpu: 512 });
+      const pending = await client.submit({
+        name: "huge",
+        command: ["true"],
+        cpu: 512,
+        user: "bob",
+      });
       const hostile = await client.submit({
         name: "hostile",
         command: ["sh", "-c", HOSTILE_CMD],
@@ -92,6 +103,35 @@ Deno.test({
       }, { timeout: seconds(15), what: "a CPU pending reason" });
       assert.equal((await client.status(pending)).job?.state, JobState.PENDING);
 
+      // Per-task usage reaches the controller, and GetWorkerStatus reports it with history.
+      const tickerTask = `${running}/0`;
+      const usage = await waitFor(async () => {
+        const t = (await client.rpc.listTasks({ jobId: running, includeUsageHistory: true }))
+          .tasks[0];
+        return t?.resourceUsage && t.resourceUsage.memoryBytes > 0 && t.usageHistory.length >= 2
+          ? t
+          : undefined;
+      }, { timeout: seconds(15), what: "usage samples of the ticker task" });
+      assert.ok(usage.resourceUsage!.peakMemoryBytes >= usage.resourceUsage!.memoryBytes);
+      const taskWorker = usage.workerId;
+      const workerStatus = await client.rpc.getWorkerStatus({ workerId: taskWorker });
+      assert.equal(workerStatus.worker?.workerId, taskWorker);
+      assert.ok(workerStatus.tasks.some((t) => t.taskId === tickerTask && t.usageHistory.length));
+      const ended = (await Promise.all(
+        (await client.workers()).map((w) => client.rpc.getWorkerStatus({ workerId: w.workerId })),
+      )).flatMap((w) => w.recentAttempts.map((a) => a.taskId));
+      for (const id of [succeeded, failed, hostile]) {
+        assert.ok(ended.includes(`${id}/0`), `${id}/0 among recent attempts ${ended.join(",")}`);
+      }
+      const endpointAttempt = usage.currentAttemptId;
+      await client.rpc.registerEndpoint({
+        name: `${running}/metrics`,
+        address: "127.0.0.1:9100",
+        taskId: tickerTask,
+        attemptId: endpointAttempt,
+        metadata: { note: HOSTILE_ENV },
+      });
+
       await using browser = await launchChromium();
       const { page, dialogs, errors, shot } = await watchedPage(browser, {
         timeout: TIMEOUT,
@@ -114,6 +154,15 @@ Deno.test({
           assert.equal(await row(id!).getAttribute("data-state"), state, id);
         }
         assert.equal(await row(pending).locator(".pending-reason").textContent(), reason);
+        // Jobs per user: alice has four, bob the pending one; a chip filters by user.
+        await page.locator('.user-chip[data-user="alice"] .user-total').filter({ hasText: /^4$/ })
+          .waitFor();
+        await page.locator('.user-chip[data-user="bob"] .tc-pending').waitFor();
+        await page.locator('.user-chip[data-user="bob"]').click();
+        await waitPage(page, `document.querySelectorAll(".job-row").length === 1`);
+        await row(pending).waitFor();
+        await page.locator('.user-chip[data-user="bob"]').click();
+        await waitPage(page, `document.querySelectorAll(".job-row").length === 5`);
         await assertNotPwned(page);
         await shot("01-jobs");
       });
@@ -129,6 +178,10 @@ Deno.test({
           /^tick (\\d+)$/.exec(e.textContent) && Number(e.textContent.slice(5)) >= ${first + 5})`,
         );
         assert.ok((await maxTick(page)) >= first + 5, "new tick lines without reloading");
+        const usageCell = page.locator(`.task-row[data-task-id="${tickerTask}"] .usage-mem`);
+        assert.match((await usageCell.textContent()) ?? "", / · peak /);
+        await page.locator(`.task-row[data-task-id="${tickerTask}"] svg.sparkline-task-mem`)
+          .waitFor({ state: "attached" });
         await shot("02-running-job");
       });
 
@@ -174,29 +227,36 @@ Deno.test({
         await shot("05-fleet");
       });
 
-      await t.step("worker detail shows the resource history sparklines", async () => {
-        const taskWorker = (await client.status(running)).tasks[0]!.workerId;
-        assert.ok(taskWorker);
-        await waitFor(
-          async () =>
-            ((await client.workers()).find((w) => w.workerId === taskWorker)?.history.length ??
-              0) >= 2,
-          { timeout: seconds(10), what: "two heartbeats in the worker history" },
-        );
-        await page.goto(`${base}/#/worker/${encodeURIComponent(taskWorker)}`);
-        assert.equal(await page.locator("h1").textContent(), taskWorker);
-        await page.locator("svg.sparkline-cpu polyline").waitFor({ state: "attached" });
-        await page.locator("svg.sparkline-mem polyline").waitFor({ state: "attached" });
-        const points = await page.locator("svg.sparkline-cpu polyline").getAttribute("points");
-        assert.ok((points ?? "").split(" ").length >= 2, `points: ${points}`);
-        assert.equal(
-          await page.locator("svg.sparkline-cpu").evaluate((e) => e.namespaceURI),
-          "http://www.w3.org/2000/svg",
-        );
-        await page.locator(".worker-detail-grid .task-row").filter({ hasText: running })
-          .waitFor();
-        await shot("06-worker-detail");
-      });
+      await t.step(
+        "worker detail: history sparklines, running task usage, recent attempts",
+        async () => {
+          await waitFor(
+            async () =>
+              ((await client.workers()).find((w) => w.workerId === taskWorker)?.history.length ??
+                0) >= 2,
+            { timeout: seconds(10), what: "two heartbeats in the worker history" },
+          );
+          await page.goto(`${base}/#/worker/${encodeURIComponent(taskWorker)}`);
+          assert.equal(await page.locator("h1").textContent(), taskWorker);
+          await page.locator("svg.sparkline-cpu polyline").waitFor({ state: "attached" });
+          await page.locator("svg.sparkline-mem polyline").waitFor({ state: "attached" });
+          const points = await page.locator("svg.sparkline-cpu polyline").getAttribute("points");
+          assert.ok((points ?? "").split(" ").length >= 2, `points: ${points}`);
+          assert.equal(
+            await page.locator("svg.sparkline-cpu").evaluate((e) => e.namespaceURI),
+            "http://www.w3.org/2000/svg",
+          );
+          const taskRow = page.locator(
+            `.worker-detail-grid .task-row[data-task-id="${tickerTask}"]`,
+          );
+          assert.match((await taskRow.locator(".usage-mem").textContent()) ?? "", / · peak /);
+          await taskRow.locator("svg.sparkline-task-mem").waitFor({ state: "attached" });
+          if (workerStatus.recentAttempts.length > 0) {
+            await page.locator(".attempt-row").first().waitFor();
+          }
+          await shot("06-worker-detail");
+        },
+      );
 
       await t.step("autoscaler shows every scale group", async () => {
         await page.goto(`${base}/#/autoscaler`);
@@ -204,7 +264,25 @@ Deno.test({
         await page.locator('.group-row[data-group="cpu"]').waitFor();
         await page.locator('.group-row[data-group="cpu_eu"]').waitFor();
         assert.equal(await page.locator(".group-row").count(), 3);
+        // Min / max from the config, a ready slice and the scale-up decision that made it.
+        const cpuGroup = page.locator('.group-row[data-group="cpu"]');
+        assert.equal(await cpuGroup.locator("td").nth(3).textContent(), "0 / 4");
+        await cpuGroup.locator(".badge.state-ready").first().waitFor();
+        await page.locator('.action-row[data-action="scale_up"]').first().waitFor();
+        await page.locator(".slice-row").first().waitFor();
         await shot("07-autoscaler");
+      });
+
+      await t.step("endpoints list the registered endpoint, metadata as text", async () => {
+        await page.goto(`${base}/#/endpoints`);
+        const endpoint = page.locator(".endpoint-row").filter({ hasText: `${running}/metrics` });
+        await endpoint.waitFor();
+        assert.match((await endpoint.textContent()) ?? "", /127\.0\.0\.1:9100/);
+        assert.ok((await endpoint.locator(".chip").allTextContents()).includes(
+          `note=${HOSTILE_ENV}`,
+        ));
+        await assertNotPwned(page);
+        await shot("08-endpoints");
       });
 
       await t.step("controller status", async () => {
@@ -214,15 +292,21 @@ Deno.test({
         const metrics = await page.locator(".metric-value").allTextContents();
         assert.ok(metrics.includes("5"), `job count among ${metrics.join("|")}`);
         assert.equal(await page.locator(".alert-danger").count(), 0);
+        // The controller's recent log lines.
+        await page.locator(".log-line").filter({ hasText: "controller listening" }).waitFor();
         await assertNotPwned(page);
-        await shot("08-status");
+        await shot("09-status");
       });
 
       assert.deepEqual(dialogs, [], "no dialog may fire");
       assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
       console.log(`screenshots: ${artifactDir()}/real-*.png`);
     } finally {
-      await controller.stop();
+      try {
+        await cluster.stop();
+      } finally {
+        await Deno.remove(workDir, { recursive: true });
+      }
     }
   },
 });

@@ -34,6 +34,20 @@ Deno.test("routeHash() round-trips ids with slashes and markup", () => {
   assert.equal(jobHref("/a/b"), "#/job/%2Fa%2Fb");
 });
 
+Deno.test("the jobs route carries the list's view as a query, hostile values included", () => {
+  const query = { user: "<b>eve</b>&x=1", state: "worker failed", sort: "name", dir: "desc" };
+  const hash = routeHash({ page: "jobs", query });
+  assert.equal(
+    hash,
+    "#/jobs?user=%3Cb%3Eeve%3C%2Fb%3E%26x%3D1&state=worker+failed&sort=name&dir=desc",
+  );
+  assert.deepEqual(parseRoute(hash), { page: "jobs", query });
+  assert.equal(routeHash({ page: "jobs", query: { user: "" } }), "#/jobs");
+  assert.deepEqual(parseRoute("#/jobs?"), { page: "jobs" });
+  // A "?" inside an id is encoded, so it never starts a query.
+  assert.deepEqual(parseRoute(jobHref("/a/b?c")), { page: "job", id: "/a/b?c" });
+});
+
 Deno.test("parseWorkerRoute() handles the worker dashboard routes", () => {
   assert.deepEqual(parseWorkerRoute(""), { page: "tasks" });
   assert.deepEqual(parseWorkerRoute("#/task/"), { page: "tasks" });

@@ -216,7 +216,7 @@ export function autoscalerPage(env: PageEnv<ControllerApi>): Page {
               : sortBy(st.recentActions, (a) => a.timestampMs, "desc").map((a) =>
                 h(
                   "tr",
-                  { class: "action-row" },
+                  { class: "action-row", "data-action": a.action },
                   h("td", null, relTime(a.timestampMs, now)),
                   h("td", null, badge(a.action)),
                   h("td", null, a.scaleGroup),

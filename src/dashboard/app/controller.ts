@@ -28,7 +28,7 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
     case "status":
       return statusPage(env);
     default:
-      return jobsPage(env);
+      return jobsPage(env, route.query);
   }
 }
 

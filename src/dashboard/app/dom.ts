@@ -24,6 +24,7 @@ export interface El extends DomNode, EventTarget {
   className: string;
   title: string;
   id: string;
+  hidden: boolean;
   readonly classList: {
     add(...tokens: string[]): void;
     remove(...tokens: string[]): void;
@@ -176,4 +177,12 @@ export function setStyle<E extends El>(el: E, props: Readonly<Record<string, str
 /** Scrolls the window (browser only). */
 export function scrollWindowTo(x: number, y: number): void {
   (globalThis as unknown as { scrollTo(x: number, y: number): void }).scrollTo(x, y);
+}
+
+/** Replaces the URL's hash without a `hashchange` event or a history entry (view state in links). */
+export function replaceHash(hash: string): void {
+  if (location.hash === hash) return;
+  (globalThis as unknown as {
+    history: { replaceState(data: null, unused: string, url: string): void };
+  }).history.replaceState(null, "", hash);
 }

@@ -1,10 +1,13 @@
 /**
  * Fleet tab (workers with health, attributes and live CPU/memory gauges; every 5 s) and the
  * worker detail page (every 2 s) with CPU/memory sparklines of the worker's recent heartbeat
- * history. Both read ListWorkers.
+ * history, its running tasks with their CPU/memory samples and its recent attempts. The list
+ * reads ListWorkers, the detail page GetWorkerStatus.
  * @module
  */
-import type { WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import type { WorkerAttempt } from "../../rpc/gen/iris/v1/controller_pb.ts";
+import type { TaskStatus, WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
 import {
   badge,
   card,
@@ -23,21 +26,23 @@ import {
 } from "./components.ts";
 import { type Child, type El, h, on, replace } from "./dom.ts";
 import {
+  elapsed,
   formatAccelerator,
   formatAttributeValue,
   formatBytes,
   formatDateTime,
+  formatDuration,
   formatMillicores,
   formatPercent,
   fraction,
-  jobIdOfTask,
   sortBy,
+  taskStateName,
 } from "./format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
-import { historyView } from "./sparkline.ts";
+import { historyView, taskUsageCell } from "./sparkline.ts";
 
 /** A heartbeat older than this is shown as stale. */
 const STALE_HEARTBEAT_MS = 30_000;
@@ -295,7 +300,11 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
     body,
   );
 
-  function render(w: WorkerInfo): void {
+  function render(
+    w: WorkerInfo,
+    tasks: readonly TaskStatus[],
+    recent: readonly WorkerAttempt[],
+  ): void {
     const now = Date.now();
     const s = w.snapshot;
     const committed = w.committed;
@@ -404,24 +413,68 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
         "div",
         { class: "span-all" },
         card(
-          `Running tasks (${w.runningTaskIds.length})`,
+          `Running tasks (${tasks.length})`,
           h(
             "table",
-            { class: "table" },
-            head("Task", "Job"),
+            { class: "table worker-tasks-table" },
+            head("Task", "Job", "State", "Attempt", "Running for", "CPU / memory"),
             h(
               "tbody",
               null,
-              w.runningTaskIds.length === 0
-                ? emptyRow(2, "No running tasks")
-                : w.runningTaskIds.map((t) =>
+              tasks.length === 0 ? emptyRow(6, "No running tasks") : tasks.map((t) =>
+                h(
+                  "tr",
+                  { class: "task-row", "data-task-id": t.taskId },
+                  h("td", null, h("code", null, t.taskId)),
+                  h("td", null, link(jobHref(t.jobId), t.jobId)),
+                  h("td", null, badge(taskStateName(t.state))),
+                  h("td", { class: "num" }, String(t.currentAttemptId)),
                   h(
+                    "td",
+                    { class: "num" },
+                    t.startedAtMs ? formatDuration(now - t.startedAtMs) : "—",
+                  ),
+                  h("td", { class: "col-usage" }, taskUsageCell(t.resourceUsage, t.usageHistory)),
+                )
+              ),
+            ),
+          ),
+        ),
+      ),
+      h(
+        "div",
+        { class: "span-all" },
+        card(
+          `Recent attempts (${recent.length})`,
+          h(
+            "table",
+            { class: "table recent-attempts-table" },
+            head("Task", "Attempt", "State", "Exit", "Ended", "Duration", "Peak memory", "Error"),
+            h(
+              "tbody",
+              null,
+              recent.length === 0
+                ? emptyRow(8, "No finished attempts on this worker yet")
+                : recent.map((r) => {
+                  const a = r.attempt!;
+                  const dur = elapsed(a.startedAtMs, a.finishedAtMs, now);
+                  return h(
                     "tr",
-                    { class: "task-row" },
-                    h("td", null, h("code", null, t)),
-                    h("td", null, link(jobHref(jobIdOfTask(t)), jobIdOfTask(t))),
-                  )
-                ),
+                    { class: "attempt-row", "data-task-id": r.taskId },
+                    h("td", null, link(jobHref(r.jobId), r.taskId)),
+                    h("td", { class: "num" }, String(a.attemptId)),
+                    h("td", null, badge(taskStateName(a.state))),
+                    h("td", { class: "num" }, a.finishedAtMs ? String(a.exitCode) : "—"),
+                    h("td", null, relTime(a.finishedAtMs, now)),
+                    h("td", { class: "num" }, dur === undefined ? "—" : formatDuration(dur)),
+                    h(
+                      "td",
+                      { class: "num" },
+                      a.peakMemoryBytes ? formatBytes(a.peakMemoryBytes) : "—",
+                    ),
+                    h("td", { class: "col-error" }, a.error),
+                  );
+                }),
             ),
           ),
         ),
@@ -432,16 +485,20 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
   const poller = new Poller(
     async (signal) => {
       try {
-        const workers = (await env.api.listWorkers({}, { signal })).workers;
-        const w = workers.find((x) => x.workerId === workerId);
-        if (!w) {
-          replace(alertSlot, errorBox(`Worker ${workerId} not found (it may have been removed)`));
-          return;
-        }
+        const res = await env.api.getWorkerStatus({ workerId }, { signal });
         replace(alertSlot);
-        render(w);
+        render(res.worker!, res.tasks, res.recentAttempts);
       } catch (e) {
-        if (!signal.aborted) replace(alertSlot, errorBox(`ListWorkers failed: ${errorMessage(e)}`));
+        if (signal.aborted) throw e;
+        const notFound = ConnectError.from(e).code === Code.NotFound;
+        replace(
+          alertSlot,
+          errorBox(
+            notFound
+              ? `Worker ${workerId} not found (it may have been removed)`
+              : `GetWorkerStatus failed: ${errorMessage(e)}`,
+          ),
+        );
         throw e;
       }
     },

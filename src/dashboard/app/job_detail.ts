@@ -1,7 +1,7 @@
 /**
  * Job detail: spec summary, status, child jobs, tasks, a terminate button and live task logs.
- * Status refreshes every 2 s (GetJobStatus, ListTasks, ListJobs for children); logs follow
- * every 1 s (GetTaskLogs with a cursor).
+ * Status refreshes every 2 s (GetJobStatus; ListTasks with usage history for jobs of at most 50
+ * tasks; ListJobs for children); logs follow every 1 s (GetTaskLogs with a cursor).
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -39,8 +39,11 @@ import { DETAIL_INTERVAL_MS, errorMessage, LOG_INTERVAL_MS, Poller } from "./pol
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
 import { buildJobTree, flattenTree, sortTree } from "./tree.ts";
+import { taskUsageCell } from "./sparkline.ts";
 
 const LOG_BATCH = 1000;
+/** Jobs with at most this many tasks get per-task usage sparklines. */
+const USAGE_HISTORY_MAX_TASKS = 50;
 
 /** Builds the job detail page for `jobId` and starts its refresh loops. */
 export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page {
@@ -55,7 +58,7 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
   const actions = h("div", { class: "actions" });
   const summary = h("div", { class: "detail-grid" });
   const childrenSlot = h("div");
-  const tasksBody = h("tbody", null, emptyRow(8, "Loading…"));
+  const tasksBody = h("tbody", null, emptyRow(9, "Loading…"));
 
   // Logs: the source is the whole job (all tasks) or one task id.
   let logSource = jobId;
@@ -121,7 +124,17 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
       h(
         "table",
         { class: "table tasks-table" },
-        head("#", "State", "Worker", "Attempts", "Exit", "Duration", "Error / reason", ""),
+        head(
+          "#",
+          "State",
+          "Worker",
+          "Attempts",
+          "Exit",
+          "Duration",
+          "CPU / memory",
+          "Error / reason",
+          "",
+        ),
         tasksBody,
       ),
     ),
@@ -309,7 +322,7 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
     if (sourceSelect.options.length !== options.length) replace(sourceSelect, options);
     replace(
       tasksBody,
-      tasks.length === 0 ? emptyRow(8, "No tasks") : tasks.map((t) => {
+      tasks.length === 0 ? emptyRow(9, "No tasks") : tasks.map((t) => {
         const state = taskStateName(t.state);
         const attempts = Math.max(t.attempts.length, t.currentAttemptId + 1);
         const reason = t.error
@@ -352,6 +365,7 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
             { class: "num", title: peak ? `peak memory ${formatBytes(peak)}` : undefined },
             dur === undefined ? "—" : formatDuration(dur),
           ),
+          h("td", { class: "col-usage" }, taskUsageCell(t.resourceUsage, t.usageHistory)),
           h("td", { class: "col-error" }, reason),
           h("td", { class: "col-actions" }, viewLogs),
         );
@@ -412,13 +426,14 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
   const poller = new Poller(
     async (signal) => {
       try {
-        const [status, taskList] = await Promise.all([
-          env.api.getJobStatus({ jobId }, { signal }),
-          env.api.listTasks({ jobId }, { signal }),
-        ]);
+        const status = await env.api.getJobStatus({ jobId }, { signal });
         job = status.job;
         if (!job) throw new ConnectError(`job ${jobId} not found`, Code.NotFound);
-        tasks = [...taskList.tasks].sort((a, b) => a.index - b.index);
+        // Small jobs: ListTasks again with each running task's usage history (sparklines).
+        const taskList = job.taskCount <= USAGE_HISTORY_MAX_TASKS
+          ? (await env.api.listTasks({ jobId, includeUsageHistory: true }, { signal })).tasks
+          : status.tasks;
+        tasks = [...taskList].sort((a, b) => a.index - b.index);
         const children = job.hasChildren
           ? (await env.api.listJobs({ prefix: `${jobId}/`, limit: 500 }, { signal })).jobs
           : [];

@@ -1,8 +1,10 @@
 /**
- * Jobs tab: the job tree of one ListJobs page, with state filter, id-prefix filter, sortable
- * columns and paging. Refreshes every 5 s.
+ * Jobs tab: top-level jobs paged and sorted by the server (ListJobs roots_only), the children of
+ * expanded parents (ListJobs parent_job_id), a flat list when filtered by state or name, a user
+ * filter with per-user chips (include_user_counts). Refreshes every 5 s.
  * @module
  */
+import type { UserJobCounts } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import { JobState, type JobStatus } from "../../rpc/gen/iris/v1/types_pb.ts";
 import {
   badge,
@@ -14,7 +16,7 @@ import {
   sortableHead,
   type SortState,
 } from "./components.ts";
-import { type El, h, on, replace, setStyle } from "./dom.ts";
+import { type El, h, on, replace, replaceHash, setStyle } from "./dom.ts";
 import {
   elapsed,
   formatDuration,
@@ -26,8 +28,7 @@ import {
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
-import { jobHref } from "./routes.ts";
-import { buildJobTree, flattenTree, parentIds, sortTree } from "./tree.ts";
+import { jobHref, routeHash } from "./routes.ts";
 
 const PAGE_SIZES = [25, 50, 100, 200];
 
@@ -44,18 +45,6 @@ const STATE_FILTERS: ReadonlyArray<readonly [string, readonly JobState[]]> = [
   ["unschedulable", [JobState.UNSCHEDULABLE]],
 ];
 
-/** Display order used when sorting by state: active states first. */
-const STATE_RANK: readonly JobState[] = [
-  JobState.RUNNING,
-  JobState.BUILDING,
-  JobState.PENDING,
-  JobState.UNSCHEDULABLE,
-  JobState.FAILED,
-  JobState.WORKER_FAILED,
-  JobState.KILLED,
-  JobState.SUCCEEDED,
-];
-
 const COLUMNS: readonly Column[] = [
   { key: "name", label: "Job", class: "col-name" },
   { key: "state", label: "State", class: "col-state" },
@@ -69,30 +58,49 @@ const COLUMNS: readonly Column[] = [
 const view = {
   offset: 0,
   limit: 50,
-  prefix: "",
+  name: "",
+  user: "",
   stateFilter: 0,
   sort: { key: "age", dir: "asc" } as SortState,
   collapsed: new Set<string>(),
 };
 
-function sortKey(key: string, now: number): (j: JobStatus) => string | number {
-  switch (key) {
-    case "name":
-      return (j) => j.jobId;
-    case "state":
-      return (j) => {
-        const i = STATE_RANK.indexOf(j.state);
-        return i < 0 ? STATE_RANK.length : i;
-      };
-    case "tasks":
-      return (j) => j.taskCount;
-    case "user":
-      return (j) => j.user;
-    case "duration":
-      return (j) => elapsed(j.startedAtMs, j.finishedAtMs, now) ?? -1;
-    default: // age: youngest first when ascending
-      return (j) => now - (j.submittedAtMs || 0);
-  }
+/** Expanded parents whose children one refresh loads, at most (the rest show collapsed). */
+const MAX_CHILD_FETCHES = 50;
+/** Children shown per parent, at most. */
+const CHILD_LIMIT = 200;
+/** Users shown as summary chips (all of them are in the user filter). */
+const USER_CHIPS = 8;
+
+/** One visible row: a job at a depth of the tree. */
+interface Row {
+  readonly job: JobStatus;
+  readonly depth: number;
+  readonly expanded: boolean;
+  /** Its children are loaded and shown. */
+  readonly loaded: boolean;
+}
+
+/** The tree is server-paged by root; a filter by state or name switches to a flat list. */
+function isFlat(): boolean {
+  return view.name !== "" || view.stateFilter !== 0;
+}
+
+function flatten(
+  roots: readonly JobStatus[],
+  children: ReadonlyMap<string, JobStatus[]>,
+): Row[] {
+  const rows: Row[] = [];
+  const walk = (jobs: readonly JobStatus[], depth: number) => {
+    for (const job of jobs) {
+      const kids = children.get(job.jobId);
+      const expanded = job.hasChildren && !view.collapsed.has(job.jobId);
+      rows.push({ job, depth, expanded, loaded: kids !== undefined });
+      if (expanded && kids && depth < 20) walk(kids, depth + 1);
+    }
+  };
+  walk(roots, 0);
+  return rows;
 }
 
 /** Tasks cell: a stacked bar plus "2 running · 1 pending". */
@@ -125,35 +133,88 @@ export function taskCounts(job: JobStatus): El {
   );
 }
 
-/** Builds the Jobs page and starts its refresh loop. */
-export function jobsPage(env: PageEnv<ControllerApi>): Page {
+const DEFAULT_SORT: SortState = { key: "age", dir: "asc" };
+
+/** Applies a shared link's query (`#/jobs?user=alice&state=running&sort=name&dir=desc`). */
+function applyQuery(query: Readonly<Record<string, string>>): void {
+  const int = (v: string | undefined, fallback: number) =>
+    v !== undefined && /^\d+$/.test(v) ? Number(v) : fallback;
+  const state = STATE_FILTERS.findIndex(([label]) => label === query.state);
+  view.user = query.user ?? "";
+  view.name = query.name ?? "";
+  view.stateFilter = Math.max(0, state);
+  view.sort = {
+    key: COLUMNS.some((c) => c.key === query.sort) ? query.sort! : DEFAULT_SORT.key,
+    dir: query.dir === "desc" ? "desc" : query.dir === "asc" ? "asc" : DEFAULT_SORT.dir,
+  };
+  view.limit = PAGE_SIZES.includes(int(query.limit, 0)) ? int(query.limit, 0) : view.limit;
+  view.offset = int(query.offset, 0);
+}
+
+/** The view as a query for the URL; defaults are left out. */
+function viewQuery(): Record<string, string> {
+  const q: Record<string, string> = {};
+  if (view.user) q.user = view.user;
+  if (view.stateFilter) q.state = STATE_FILTERS[view.stateFilter]?.[0] ?? "";
+  if (view.name) q.name = view.name;
+  if (view.sort.key !== DEFAULT_SORT.key || view.sort.dir !== DEFAULT_SORT.dir) {
+    q.sort = view.sort.key;
+    q.dir = view.sort.dir;
+  }
+  if (view.offset) q.offset = String(view.offset);
+  if (view.limit !== 50) q.limit = String(view.limit);
+  return q;
+}
+
+/**
+ * Builds the Jobs page and starts its refresh loop. A route query sets the view; without one
+ * the page keeps the view it had last time. The URL always shows the current view.
+ */
+export function jobsPage(
+  env: PageEnv<ControllerApi>,
+  query?: Readonly<Record<string, string>>,
+): Page {
   env.setTitle("Jobs");
-  let jobs: JobStatus[] = [];
+  if (query) applyQuery(query);
+  let roots: JobStatus[] = [];
+  let children = new Map<string, JobStatus[]>();
+  let users: UserJobCounts[] = [];
   let total = 0;
   let loaded = false;
 
   const countEl = h("span", { class: "muted count" });
   const alertSlot = h("div", { class: "alert-slot" });
+  const userStrip = h("div", { class: "user-strip", "aria-label": "Jobs per user" });
   const tbody = h("tbody");
   const table = h("table", { class: "table jobs-table" }, tbody);
   const pagerText = h("span", { class: "pager-text" });
 
-  const prefixInput = h("input", {
+  const nameInput = h("input", {
     type: "search",
     class: "input filter",
-    placeholder: "Filter by id prefix, e.g. /alice/",
-    "aria-label": "Job id prefix",
-    value: view.prefix,
+    placeholder: "Filter by name, e.g. /alice/train",
+    "aria-label": "Job name filter",
+    value: view.name,
   });
   let debounce: ReturnType<typeof setTimeout> | undefined;
-  on(prefixInput, "input", () => {
+  on(nameInput, "input", () => {
     clearTimeout(debounce);
     debounce = setTimeout(() => {
-      view.prefix = prefixInput.value.trim();
+      view.name = nameInput.value.trim();
       view.offset = 0;
       poller.kick();
     }, 300);
   });
+
+  const userSelect = h("select", { class: "input user-filter", "aria-label": "User filter" });
+  on(userSelect, "change", () => setUser(userSelect.value));
+
+  function setUser(user: string): void {
+    view.user = user;
+    view.offset = 0;
+    renderUsers();
+    poller.kick();
+  }
 
   const stateSelect = h(
     "select",
@@ -200,8 +261,11 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
     "click",
     () => {
       if (view.collapsed.size > 0) view.collapsed.clear();
-      else for (const id of parentIds(buildJobTree(jobs))) view.collapsed.add(id);
+      else {for (const r of flatten(roots, children)) {
+          if (r.job.hasChildren) view.collapsed.add(r.job.jobId);
+        }}
       render();
+      poller.kick();
     },
   );
 
@@ -214,10 +278,12 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
       h("h1", null, "Jobs"),
       countEl,
       h("div", { class: "spacer" }),
-      prefixInput,
+      nameInput,
+      userSelect,
       stateSelect,
       expandBtn,
     ),
+    userStrip,
     alertSlot,
     h("div", { class: "card card-flush" }, table),
     h(
@@ -231,13 +297,59 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
     ),
   );
 
+  /** The user filter and one chip per busiest user: total, running, pending and failed jobs. */
+  function renderUsers(): void {
+    const all = users.reduce((n, u) => n + u.total, 0);
+    const known = users.some((u) => u.user === view.user);
+    replace(
+      userSelect,
+      h("option", { value: "", selected: view.user === "" }, `all users (${all})`),
+      users.map((u) =>
+        h("option", { value: u.user, selected: u.user === view.user }, `${u.user} (${u.total})`)
+      ),
+      view.user && !known ? h("option", { value: view.user, selected: true }, view.user) : null,
+    );
+    const top = [...users].sort((a, b) => b.total - a.total || a.user.localeCompare(b.user))
+      .slice(0, USER_CHIPS);
+    replace(
+      userStrip,
+      top.map((u) => {
+        const n = (s: string) => u.stateCounts[s] ?? 0;
+        const parts = [
+          ["running", n("running") + n("building")],
+          ["pending", n("pending")],
+          ["failed", n("failed") + n("worker_failed") + n("unschedulable")],
+        ] as const;
+        return on(
+          h(
+            "button",
+            {
+              type: "button",
+              class: `user-chip${u.user === view.user ? " active" : ""}`,
+              "data-user": u.user,
+              "aria-pressed": u.user === view.user ? "true" : "false",
+              title: `Show only ${u.user}'s jobs`,
+            },
+            h("span", { class: "user-name" }, u.user || "—"),
+            h("span", { class: "user-total" }, String(u.total)),
+            parts.filter(([, c]) => c > 0).map(([state, c]) =>
+              h("span", { class: `tc tc-${state}`, "data-state": state }, `${c} ${state}`)
+            ),
+          ),
+          "click",
+          () => setUser(u.user === view.user ? "" : u.user),
+        );
+      }),
+    );
+  }
+
   function render(): void {
     const now = Date.now();
-    const tree = sortTree(buildJobTree(jobs), sortKey(view.sort.key, now), view.sort.dir);
-    const rows = flattenTree(tree, view.collapsed);
+    const rows = flatten(roots, children);
     const head = sortableHead(COLUMNS, view.sort, (key) => {
       view.sort = nextSort(view.sort, key, "asc");
-      render();
+      view.offset = 0;
+      poller.kick();
     });
     table.querySelector("thead")?.remove();
     table.prepend(head);
@@ -251,20 +363,22 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
         : rows.map((r) => {
           const j = r.job;
           const state = jobStateName(j.state);
-          const toggle = r.childCount > 0
+          const kids = children.get(j.jobId);
+          const toggle = j.hasChildren && !isFlat()
             ? on(
               h("button", {
                 type: "button",
                 class: "tree-toggle",
                 "aria-expanded": r.expanded ? "true" : "false",
                 "aria-label": r.expanded ? "Collapse" : "Expand",
-                title: `${r.childCount} child job${r.childCount === 1 ? "" : "s"}`,
+                title: kids ? `${kids.length} child job${kids.length === 1 ? "" : "s"}` : "",
               }, r.expanded ? "▾" : "▸"),
               "click",
               () => {
                 if (view.collapsed.has(j.jobId)) view.collapsed.delete(j.jobId);
                 else view.collapsed.add(j.jobId);
                 render();
+                if (!children.has(j.jobId)) poller.kick();
               },
             )
             : h("span", { class: "tree-spacer" });
@@ -283,9 +397,7 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
                 "div",
                 { class: "name-main" },
                 h("a", { href: jobHref(j.jobId), class: "job-link", title: j.jobId }, name),
-                r.childCount > 0 && !r.expanded
-                  ? h("span", { class: "muted child-count" }, ` +${r.childCount}`)
-                  : null,
+                r.expanded && !r.loaded ? h("span", { class: "muted child-count" }, " …") : null,
                 reason,
                 error,
               ),
@@ -304,39 +416,95 @@ export function jobsPage(env: PageEnv<ControllerApi>): Page {
             h("td", { class: "col-name" }, nameCell),
             h("td", { class: "col-state" }, badge(state)),
             h("td", { class: "col-tasks" }, taskCounts(j)),
-            h("td", { class: "col-user" }, j.user || "—"),
+            h(
+              "td",
+              { class: "col-user" },
+              j.user
+                ? on(
+                  h(
+                    "button",
+                    { type: "button", class: "link-btn user-link", title: "Filter" },
+                    j.user,
+                  ),
+                  "click",
+                  () => setUser(j.user),
+                )
+                : "—",
+            ),
             h("td", { class: "col-age" }, relTime(j.submittedAtMs, now)),
             h("td", { class: "col-duration num" }, dur === undefined ? "—" : formatDuration(dur)),
           );
         }),
     );
     expandBtn.textContent = view.collapsed.size > 0 ? "Expand all" : "Collapse all";
-    countEl.textContent = `${total} job${total === 1 ? "" : "s"}`;
+    expandBtn.hidden = isFlat();
+    countEl.textContent = `${total} ${isFlat() ? "" : "top-level "}job${total === 1 ? "" : "s"}`;
     const first = total === 0 ? 0 : view.offset + 1;
-    const last = Math.min(total, view.offset + jobs.length);
+    const last = Math.min(total, view.offset + roots.length);
     pagerText.textContent = `${first}–${last} of ${total}`;
     prevBtn.disabled = view.offset === 0;
     nextBtn.disabled = view.offset + view.limit >= total;
   }
 
+  /** Loads the children of expanded parents, level by level, within MAX_CHILD_FETCHES calls. */
+  async function loadChildren(
+    parents: readonly JobStatus[],
+    signal: AbortSignal,
+  ): Promise<Map<string, JobStatus[]>> {
+    const out = new Map<string, JobStatus[]>();
+    let frontier = parents;
+    let budget = MAX_CHILD_FETCHES;
+    while (frontier.length > 0 && budget > 0) {
+      const open = frontier.filter((j) => j.hasChildren && !view.collapsed.has(j.jobId))
+        .slice(0, budget);
+      budget -= open.length;
+      const pages = await Promise.all(open.map((j) =>
+        env.api.listJobs({
+          parentJobId: j.jobId,
+          sortBy: view.sort.key,
+          descending: view.sort.dir === "desc",
+          limit: CHILD_LIMIT,
+        }, { signal })
+      ));
+      const next: JobStatus[] = [];
+      open.forEach((j, i) => {
+        const kids = pages[i]!.jobs;
+        out.set(j.jobId, kids);
+        next.push(...kids);
+      });
+      frontier = next;
+    }
+    return out;
+  }
+
   render();
   const poller = new Poller(
     async (signal) => {
+      replaceHash(routeHash({ page: "jobs", query: viewQuery() }));
       try {
         const res = await env.api.listJobs({
-          prefix: view.prefix,
+          nameContains: view.name,
+          user: view.user,
           states: [...(STATE_FILTERS[view.stateFilter]?.[1] ?? [])],
+          rootsOnly: !isFlat(),
+          sortBy: view.sort.key,
+          descending: view.sort.dir === "desc",
           limit: view.limit,
           offset: view.offset,
+          includeUserCounts: true,
         }, { signal });
-        jobs = res.jobs;
+        const kids = isFlat() ? new Map() : await loadChildren(res.jobs, signal);
+        roots = res.jobs;
+        children = kids;
+        users = res.users;
         total = res.totalCount;
         loaded = true;
-        if (jobs.length === 0 && view.offset > 0 && total > 0) {
+        if (roots.length === 0 && view.offset > 0 && total > 0) {
           view.offset = Math.max(0, Math.floor((total - 1) / view.limit) * view.limit);
           poller.kick();
         }
         replace(alertSlot);
+        renderUsers();
         render();
       } catch (e) {
         if (!signal.aborted) replace(alertSlot, errorBox(`ListJobs failed: ${errorMessage(e)}`));

@@ -6,7 +6,8 @@
 
 /** A controller dashboard route. */
 export type Route =
-  | { readonly page: "jobs" }
+  /** `query` holds the Jobs page's view (filters, sort, page) so a filtered list is a link. */
+  | { readonly page: "jobs"; readonly query?: Readonly<Record<string, string>> }
   | { readonly page: "job"; readonly id: string }
   | { readonly page: "fleet" }
   | { readonly page: "worker"; readonly id: string }
@@ -16,7 +17,8 @@ export type Route =
 
 /** Parses `location.hash`; unknown or empty hashes give the default (jobs). */
 export function parseRoute(hash: string): Route {
-  const [name, id] = splitHash(hash);
+  const q = hash.indexOf("?");
+  const [name, id] = splitHash(q < 0 ? hash : hash.slice(0, q));
   switch (name) {
     case "job":
       return id ? { page: "job", id } : { page: "jobs" };
@@ -27,17 +29,25 @@ export function parseRoute(hash: string): Route {
     case "endpoints":
     case "status":
       return { page: name };
-    default:
-      return { page: "jobs" };
+    default: {
+      const query = q < 0 ? {} : Object.fromEntries(new URLSearchParams(hash.slice(q + 1)));
+      return Object.keys(query).length ? { page: "jobs", query } : { page: "jobs" };
+    }
   }
 }
 
-/** The hash for a route: `#/job/%2Falice%2Ftrain`. */
+/** The hash for a route: `#/job/%2Falice%2Ftrain`, `#/jobs?user=alice&sort=age`. */
 export function routeHash(route: Route): string {
   switch (route.page) {
     case "job":
     case "worker":
       return `#/${route.page}/${encodeURIComponent(route.id)}`;
+    case "jobs": {
+      const query = new URLSearchParams(
+        Object.entries(route.query ?? {}).filter(([, v]) => v !== ""),
+      ).toString();
+      return query ? `#/jobs?${query}` : "#/jobs";
+    }
     default:
       return `#/${route.page}`;
   }

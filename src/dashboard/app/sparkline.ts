@@ -1,11 +1,12 @@
 /**
  * Small inline SVG sparklines (built with createElementNS through `svg()`, never markup) for a
- * worker's heartbeat history: CPU % and memory use over the last snapshots.
+ * worker's heartbeat history (CPU % and memory use over the last snapshots) and for one task's
+ * usage samples.
  * @module
  */
-import type { ResourceSnapshot } from "../../rpc/gen/iris/v1/types_pb.ts";
+import type { ResourceSnapshot, TaskResourceUsage } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { type El, h, svg } from "./dom.ts";
-import { formatBytes } from "./format.ts";
+import { formatBytes, formatMillicores } from "./format.ts";
 
 /** Sparkline drawing size in SVG user units. */
 export const SPARK_WIDTH = 240;
@@ -99,4 +100,65 @@ export function historyView(history: readonly ResourceSnapshot[]): El {
     ),
     h("p", { class: "muted history-span" }, `${history.length} samples over ${spanS} s`),
   );
+}
+
+/** Drawing width of the small per-task sparklines. */
+const TASK_SPARK_WIDTH = 90;
+
+/**
+ * A task's latest CPU and memory (with peak) from its worker's samples, and small CPU and memory
+ * sparklines once there are two or more samples in `history`. "—" when there is no sample.
+ */
+export function taskUsageCell(
+  usage: TaskResourceUsage | undefined,
+  history: readonly TaskResourceUsage[] = [],
+): El {
+  if (!usage) return h("div", { class: "usage-cell muted" }, "—");
+  const mini = (values: number[], max: number, kind: string, label: string) =>
+    setWidth(sparkline(values, max, kind, label), TASK_SPARK_WIDTH);
+  const memMax = Math.max(usage.peakMemoryBytes, ...history.map((u) => u.memoryBytes));
+  const cpuMax = Math.max(1000, ...history.map((u) => u.cpuMillicores));
+  return h(
+    "div",
+    { class: "usage-cell", "data-samples": history.length },
+    h(
+      "div",
+      { class: "usage-line" },
+      h(
+        "span",
+        { class: "usage-cpu", title: "CPU between the last two samples" },
+        formatMillicores(usage.cpuMillicores),
+      ),
+      history.length >= 2
+        ? mini(
+          history.map((u) => u.cpuMillicores),
+          cpuMax,
+          "task-cpu",
+          `CPU over ${history.length} samples`,
+        )
+        : null,
+    ),
+    h(
+      "div",
+      { class: "usage-line" },
+      h(
+        "span",
+        { class: "usage-mem", title: `${usage.processCount} processes` },
+        `${formatBytes(usage.memoryBytes)} · peak ${formatBytes(usage.peakMemoryBytes)}`,
+      ),
+      history.length >= 2
+        ? mini(
+          history.map((u) => u.memoryBytes),
+          memMax,
+          "task-mem",
+          `Memory over ${history.length} samples`,
+        )
+        : null,
+    ),
+  );
+}
+
+function setWidth(el: El, width: number): El {
+  el.setAttribute("width", String(width));
+  return el;
 }

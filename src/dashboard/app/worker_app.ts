@@ -1,11 +1,17 @@
 /**
  * Entry point of the worker dashboard (served by each worker at its root, bundled into
- * `/app.js`): the worker's tasks with state and memory (ListTasks + Health, every 5 s) and
- * one task's status and logs (GetTaskStatus every 2 s, FetchTaskLogs every 1 s).
+ * `/app.js`): the worker's tasks with state, CPU and memory (ListTasks + Health, every 5 s) and
+ * one task's status, usage sparklines and logs (GetTaskStatus every 2 s, FetchTaskLogs every
+ * 1 s).
  * @module
  */
 import type { WorkerTaskInfo } from "../../rpc/gen/iris/v1/worker_pb.ts";
-import { TaskState } from "../../rpc/gen/iris/v1/types_pb.ts";
+import { create } from "@bufbuild/protobuf";
+import {
+  type TaskResourceUsage,
+  TaskResourceUsageSchema,
+  TaskState,
+} from "../../rpc/gen/iris/v1/types_pb.ts";
 import {
   badge,
   card,
@@ -23,6 +29,7 @@ import {
   formatBytes,
   formatDateTime,
   formatDuration,
+  formatMillicores,
   jobIdOfTask,
   sortBy,
   taskStateName,
@@ -38,6 +45,7 @@ import {
   Poller,
 } from "./poll.ts";
 import { type WorkerApi, workerApi } from "./rpc.ts";
+import { taskUsageCell } from "./sparkline.ts";
 import { parseWorkerRoute, type WorkerRoute, workerRouteHash } from "./routes.ts";
 import { startShell } from "./shell.ts";
 
@@ -57,7 +65,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
   const alertSlot = h("div", { class: "alert-slot" });
   const title = h("h1", null, "Worker");
   const metrics = h("div", { class: "metrics" });
-  const tbody = h("tbody", null, emptyRow(9, "Loading…"));
+  const tbody = h("tbody", null, emptyRow(10, "Loading…"));
   const el = h(
     "div",
     { class: "page page-worker-tasks" },
@@ -74,6 +82,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
           "Attempt",
           "State",
           "PID",
+          "CPU",
           "Memory",
           "Peak memory",
           "Started",
@@ -97,11 +106,13 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
         env.setTitle(health.workerId);
         const active = list.tasks.filter((t) => ACTIVE.has(t.state));
         const mem = active.reduce((s, t) => s + t.memoryBytes, 0);
+        const cpu = active.reduce((s, t) => s + t.cpuMillicores, 0);
         replace(
           metrics,
           metricCard("Health", badge(health.healthy ? "healthy" : "unhealthy")),
           metricCard("Uptime", formatDuration(health.uptimeMs)),
           metricCard("Running tasks", String(health.runningTasks)),
+          metricCard("Task CPU", formatMillicores(cpu), "between the last two samples"),
           metricCard(
             "Task memory",
             formatBytes(mem),
@@ -116,7 +127,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
         replace(
           tbody,
           tasks.length === 0
-            ? emptyRow(9, "No tasks on this worker")
+            ? emptyRow(10, "No tasks on this worker")
             : tasks.map((t) => taskRow(t, now)),
         );
         replace(alertSlot);
@@ -132,6 +143,20 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
   return { el, dispose: () => poller.stop() };
 }
 
+/** Samples the task page keeps for its sparklines (one per 2 s refresh). */
+const USAGE_SAMPLES = 60;
+
+function usageSample(t: WorkerTaskInfo): TaskResourceUsage {
+  return create(TaskResourceUsageSchema, {
+    taskId: t.taskId,
+    attemptId: t.attemptId,
+    timestampMs: Date.now(),
+    cpuMillicores: t.cpuMillicores,
+    memoryBytes: t.memoryBytes,
+    peakMemoryBytes: t.peakMemoryBytes,
+  });
+}
+
 function taskRow(t: WorkerTaskInfo, now: number): El {
   const state = taskStateName(t.state);
   const dur = elapsed(t.startedAtMs, t.finishedAtMs, now);
@@ -142,6 +167,11 @@ function taskRow(t: WorkerTaskInfo, now: number): El {
     h("td", { class: "num" }, String(t.attemptId)),
     h("td", null, badge(state)),
     h("td", { class: "num" }, t.pid ? String(t.pid) : "—"),
+    h(
+      "td",
+      { class: "num usage-cpu" },
+      ACTIVE.has(t.state) ? formatMillicores(t.cpuMillicores) : "—",
+    ),
     h("td", { class: "num" }, t.memoryBytes ? formatBytes(t.memoryBytes) : "—"),
     h("td", { class: "num" }, t.peakMemoryBytes ? formatBytes(t.peakMemoryBytes) : "—"),
     h("td", null, relTime(t.startedAtMs, now)),
@@ -194,6 +224,7 @@ function taskPage(env: PageEnv<WorkerApi>, taskId: string): Page {
   );
   let attemptId: number | undefined;
   let pos = START_POSITION;
+  const history: TaskResourceUsage[] = [];
 
   const poller = new Poller(
     async (signal) => {
@@ -211,6 +242,11 @@ function taskPage(env: PageEnv<WorkerApi>, taskId: string): Page {
         }
         attemptId = t.attemptId;
         if (first) logPoller.kick();
+        // The worker keeps no history: this page keeps the samples it has seen.
+        if (ACTIVE.has(t.state)) {
+          history.push(usageSample(t));
+          if (history.length > USAGE_SAMPLES) history.shift();
+        }
         replace(alertSlot);
         replace(badgeSlot, badge(taskStateName(t.state)));
         const dur = elapsed(t.startedAtMs, t.finishedAtMs, now);
@@ -235,7 +271,9 @@ function taskPage(env: PageEnv<WorkerApi>, taskId: string): Page {
           ),
           card(
             "Resources",
+            ACTIVE.has(t.state) ? taskUsageCell(usageSample(t), history) : null,
             infoList([
+              ["CPU", formatMillicores(t.cpuMillicores)],
               ["Memory", formatBytes(t.memoryBytes)],
               ["Peak memory", formatBytes(t.peakMemoryBytes)],
               [
