@@ -118,7 +118,7 @@ const tpuHello: SmokeJob = {
 const coscheduled: SmokeJob = {
   name: "coscheduled",
   description:
-    "a replicas=4 gang on one v5litepod-16 slice; each task sees its worker id and all hosts",
+    "a replicas=4 gang on one v5litepod-16 slice (filled in from the variant); each task sees its worker id and all hosts",
   async run(ctx) {
     const id = await ctx.submit("coscheduled", {
       ...small,
@@ -128,9 +128,8 @@ const coscheduled: SmokeJob = {
         "-c",
         'echo "task=$IRIS_TASK_INDEX of=$IRIS_NUM_TASKS worker=$TPU_WORKER_ID slice=$TPU_NAME hosts=$TPU_WORKER_HOSTNAMES"',
       ],
-      replicas: 4,
+      // No replicas or groupBy: a multi-host variant fills in one task per host, by tpu-name.
       accelerator: { kind: "tpu", variant: "v5litepod-16" },
-      groupBy: "tpu-name",
     });
     expectState(await ctx.wait(id), JobState.SUCCEEDED);
     const lines = (await stdout(ctx, id)).filter((l) => l.startsWith("task=")).sort();
