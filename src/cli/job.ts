@@ -2,7 +2,7 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { envToken, IrisClient, isFinished } from "../client/client.ts";
+import { envToken, IrisClient } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
   type ConstraintInput,
@@ -12,7 +12,7 @@ import {
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
-import { type Duration, formatDuration, ms, parseDuration, seconds, sleep } from "../time.ts";
+import { type Duration, formatDuration, ms, parseDuration, seconds } from "../time.ts";
 import {
   bool,
   type CommandSpec,
@@ -489,8 +489,6 @@ const logsCommand: CommandSpec = {
   async run(p, io, signal) {
     const client = cliClient(p);
     const id = p.positionals[0]!;
-    const isTask = /\/\d+$/.test(id);
-    const jobId = isTask ? id.slice(0, id.lastIndexOf("/")) : id;
     const minLevel = str(p, "level") ?? "";
     try {
       levelRank(minLevel);
@@ -502,49 +500,25 @@ const logsCommand: CommandSpec = {
     const since = durationFlag(p, "since");
     const tail = num(p, "tail", { min: 1, max: 100_000, integer: true });
     const maxLines = num(p, "max-lines", { min: 1, max: 10_000_000, integer: true });
-    const filter = {
+    const isTask = /\/\d+$/.test(id);
+    const { tasks } = await client.status(isTask ? id.slice(0, id.lastIndexOf("/")) : id)
+      .catch(() => client.status(id));
+    const multi = !isTask && tasks.length > 1;
+    let printed = 0;
+    await client.streamLogs(id, {
       substring: str(p, "grep"),
       minLevel,
       sinceMs: since === undefined ? 0 : Date.now() - since,
-    };
-    const { tasks } = await client.status(jobId).catch(() => client.status(id));
-    const multi = !isTask && tasks.length > 1;
-    let printed = 0;
-    const print = (lines: readonly LogLine[]): boolean => {
-      for (const line of lines) {
+      tail,
+      follow: bool(p, "follow"),
+      signal,
+      onLine: (line) => {
         if (maxLines !== undefined && printed >= maxLines) return false;
         (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
         printed++;
-      }
-      return maxLines === undefined || printed < maxLines;
-    };
-    let cursor = 0;
-    if (tail !== undefined) {
-      const page = await client.logsPage(id, { ...filter, maxLines: tail, tail: true });
-      if (!print(page.lines)) return 0;
-      cursor = page.nextCursor;
-    }
-    const follow = bool(p, "follow");
-    while (true) {
-      // Status before the page: a job seen finished here has no line left after this page.
-      let finished = true;
-      if (follow) {
-        const { job } = await client.status(jobId);
-        finished = !job || isFinished(job.state);
-      }
-      while (true) {
-        const page = await client.logsPage(id, { ...filter, cursor, maxLines: 5000 });
-        if (!print(page.lines)) return 0;
-        cursor = page.nextCursor;
-        if (page.lines.length < 5000) break;
-      }
-      if (finished || signal.aborted) return 0;
-      try {
-        await sleep(ms(250), signal);
-      } catch {
-        return 0;
-      }
-    }
+      },
+    });
+    return 0;
   },
 };
 

@@ -84,6 +84,19 @@ export interface LogFilter {
   minLevel?: string;
 }
 
+/** Options for {@linkcode IrisClient.streamLogs}. */
+export interface StreamLogsOptions extends LogFilter {
+  /** Receives each line; returning false stops the stream. */
+  onLine: (line: LogLine) => boolean | void;
+  /** Start with the last `tail` matching lines instead of all of them. */
+  tail?: number;
+  /** Keep streaming until the job finishes. */
+  follow?: boolean;
+  /** Longest pause between polls while following. @default 250ms */
+  pollInterval?: Duration;
+  signal?: AbortSignal;
+}
+
 /** Options for {@linkcode IrisClient.wait}. */
 export interface WaitOptions {
   /** Give up after this long. @default no limit */
@@ -200,6 +213,68 @@ export class IrisClient {
       out.push(...page.lines);
       if (page.lines.length < 10_000) return out;
       cursor = page.nextCursor;
+    }
+  }
+
+  /**
+   * Prints (via `onLine`) the log lines of a job or task that pass the filter: everything so far,
+   * or with `tail` the last `tail` matching lines first. With `follow`, keeps polling until the
+   * job finishes, and then delivers every line up to its end. `onLine` returning false stops.
+   */
+  async streamLogs(id: string, options: StreamLogsOptions): Promise<void> {
+    const jobId = await this.#jobOf(id);
+    const filter: LogFilter = {
+      substring: options.substring,
+      attemptId: options.attemptId,
+      sinceMs: options.sinceMs,
+      minLevel: options.minLevel,
+    };
+    const page = 5000;
+    let cursor = 0;
+    const deliver = (lines: readonly LogLine[]): boolean => {
+      for (const line of lines) if (options.onLine(line) === false) return false;
+      return true;
+    };
+    if (options.tail !== undefined) {
+      const last = await this.logsPage(id, { ...filter, maxLines: options.tail, tail: true });
+      if (!deliver(last.lines)) return;
+      cursor = last.nextCursor;
+    }
+    const backoff = new Backoff({ initial: ms(50), max: options.pollInterval ?? ms(250) });
+    while (true) {
+      // Status before the pages: a job seen finished here has no line after these pages.
+      let finished = true;
+      if (options.follow) {
+        const { job } = await this.status(jobId);
+        finished = !job || isFinished(job.state);
+      }
+      let got = 0;
+      while (true) {
+        const res = await this.logsPage(id, { ...filter, cursor, maxLines: page });
+        if (!deliver(res.lines)) return;
+        got += res.lines.length;
+        cursor = res.nextCursor;
+        if (res.lines.length < page) break;
+      }
+      if (finished || options.signal?.aborted) return;
+      if (got > 0) backoff.reset();
+      try {
+        await sleep(backoff.next(), options.signal);
+      } catch {
+        return;
+      }
+    }
+  }
+
+  /** The job id of a job or task id. */
+  async #jobOf(id: string): Promise<string> {
+    try {
+      await this.status(id);
+      return id;
+    } catch (err) {
+      const slash = id.lastIndexOf("/");
+      if (!(err instanceof ConnectError) || err.code !== Code.NotFound || slash <= 0) throw err;
+      return id.slice(0, slash);
     }
   }
 

@@ -165,6 +165,9 @@ export class GcpPlatform implements Platform {
       scaleGroup,
       workerIndex: "tpu-metadata",
       attributes: {
+        // region and preemptible for constraints; the group's own attributes may override them.
+        region: config.region || zone.replace(/-[a-z]$/, ""),
+        preemptible: config.preemptible,
         ...config.attributes,
         "tpu-name": name,
         "tpu-topology": config.acceleratorVariant,

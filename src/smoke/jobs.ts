@@ -18,12 +18,18 @@ export interface SmokeContext {
   readonly signal: AbortSignal;
   /** Argv that runs this iris binary (for tasks that use the CLI). */
   readonly irisArgv: readonly string[];
-  /** Distinct regions of the config's CPU scale groups, in config order. */
-  readonly cpuRegions: readonly string[];
+  /** Scale groups the region jobs can target, CPU groups first (config order). */
+  readonly regionTargets: readonly RegionTarget[];
   /** Submits and remembers the job for cleanup, progress and task-log collection. */
   submit(test: string, request: JobRequest): Promise<string>;
   /** Waits for a job, streaming its status to the progress display. */
   wait(jobId: string): Promise<JobStatus>;
+}
+
+/** A region served by a scale group, and the TPU variant that reaches it (none: CPU). */
+export interface RegionTarget {
+  readonly region: string;
+  readonly tpuVariant?: string;
 }
 
 /** One smoke job. */
@@ -118,7 +124,7 @@ const tpuHello: SmokeJob = {
 const coscheduled: SmokeJob = {
   name: "coscheduled",
   description:
-    "a replicas=4 gang on one v5litepod-16 slice; each task sees its worker id and all hosts",
+    "a replicas=4 gang on one v5litepod-16 slice (filled in from the variant); each task sees its worker id and all hosts",
   async run(ctx) {
     const id = await ctx.submit("coscheduled", {
       ...small,
@@ -128,9 +134,8 @@ const coscheduled: SmokeJob = {
         "-c",
         'echo "task=$IRIS_TASK_INDEX of=$IRIS_NUM_TASKS worker=$TPU_WORKER_ID slice=$TPU_NAME hosts=$TPU_WORKER_HOSTNAMES"',
       ],
-      replicas: 4,
+      // No replicas or groupBy: a multi-host variant fills in one task per host, by tpu-name.
       accelerator: { kind: "tpu", variant: "v5litepod-16" },
-      groupBy: "tpu-name",
     });
     expectState(await ctx.wait(id), JobState.SUCCEEDED);
     const lines = (await stdout(ctx, id)).filter((l) => l.startsWith("task=")).sort();
@@ -341,13 +346,22 @@ const childJob: SmokeJob = {
 };
 
 /**
- * The region the region jobs target: the last CPU region of the config, which in
- * examples/local.yaml is not where unconstrained CPU work goes, so landing there proves routing.
+ * What the region jobs target: the last CPU group's region (in examples/local.yaml not where
+ * unconstrained CPU work goes, so landing there proves routing), else the first TPU group's,
+ * with a single task on that group's variant.
  */
-function targetRegion(ctx: SmokeContext): string {
-  const region = ctx.cpuRegions[ctx.cpuRegions.length - 1];
-  check(region, "the config has no CPU scale group with a region");
-  return region;
+function regionTarget(ctx: SmokeContext): RegionTarget {
+  const cpu = ctx.regionTargets.filter((t) => !t.tpuVariant);
+  const target = cpu[cpu.length - 1] ?? ctx.regionTargets[0];
+  check(target, "the config has no CPU or TPU scale group with a region");
+  return target;
+}
+
+/** Resources that reach a target: nothing extra for CPU; one TPU task, not a gang, for TPU. */
+function targetResources(t: RegionTarget): Partial<JobRequest> {
+  return t.tpuVariant
+    ? { accelerator: { kind: "tpu", variant: t.tpuVariant }, replicas: 1, groupBy: "" }
+    : {};
 }
 
 /** The region attribute of the worker that ran a job's first task. */
@@ -363,9 +377,11 @@ const region: SmokeJob = {
   name: "region",
   description: "a job constrained to one region lands only on a worker of that region",
   async run(ctx) {
-    const want = targetRegion(ctx);
+    const target = regionTarget(ctx);
+    const want = target.region;
     const id = await ctx.submit("region", {
       ...small,
+      ...targetResources(target),
       name: `smoke-region-${ctx.runId}`,
       command: ["sh", "-c", "echo Hello from $IRIS_WORKER_ID"],
       constraints: [{ key: "region", op: "eq", value: want }],
@@ -373,7 +389,8 @@ const region: SmokeJob = {
     expectState(await ctx.wait(id), JobState.SUCCEEDED);
     const got = await workerRegion(ctx, id);
     check(got === want, `ran in region ${got}, expected ${want}`);
-    return `ran in ${want} (CPU regions: ${ctx.cpuRegions.join(", ")})`;
+    const regions = [...new Set(ctx.regionTargets.map((t) => t.region))];
+    return `ran in ${want} (regions: ${regions.join(", ")})`;
   },
 };
 
@@ -382,7 +399,8 @@ const nestedConstraint: SmokeJob = {
   description:
     "a region-constrained parent submits a child without constraints; the child inherits the region and runs there",
   async run(ctx) {
-    const want = targetRegion(ctx);
+    const target = regionTarget(ctx);
+    const want = target.region;
     const quote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
     // Not detached: the parent waits for the child and exits with its exit code.
     const submitChild = [
@@ -395,6 +413,8 @@ const nestedConstraint: SmokeJob = {
       "0.2",
       "--memory",
       "64MiB",
+      // The child asks for the same device as the parent (devices are not inherited).
+      ...(target.tpuVariant ? ["--tpu", target.tpuVariant, "--replicas", "1"] : []),
       "--",
       "sh",
       "-c",
@@ -406,6 +426,7 @@ const nestedConstraint: SmokeJob = {
       memory: 512 * 2 ** 20,
       name: `smoke-nested-${ctx.runId}`,
       command: ["sh", "-c", submitChild],
+      ...targetResources(target),
       constraints: [{ key: "region", op: "eq", value: want }],
       env: { DENO_DIR: denoDir() },
     });

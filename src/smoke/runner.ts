@@ -16,7 +16,7 @@ import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
 import { LogTree } from "./log_tree.ts";
-import { SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";
+import { type RegionTarget, SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";
 
 /** Options for {@linkcode runSmoke}. */
 export interface SmokeOptions {
@@ -43,12 +43,21 @@ export interface SmokeResult {
   readonly detail: string;
 }
 
-/** Distinct regions of the config's CPU scale groups, in config order. */
-function cpuRegions(config: ClusterConfig): string[] {
-  const regions = Object.values(config.scaleGroups)
-    .filter((g) => g.acceleratorType === AcceleratorType.CPU && g.region)
-    .map((g) => g.region);
-  return [...new Set(regions)];
+/**
+ * Where the region jobs can go: one entry per CPU or TPU scale group with a region, CPU groups
+ * first, each in config order.
+ */
+function regionTargets(config: ClusterConfig): RegionTarget[] {
+  const cpu: RegionTarget[] = [];
+  const tpu: RegionTarget[] = [];
+  for (const g of Object.values(config.scaleGroups)) {
+    if (!g.region) continue;
+    if (g.acceleratorType === AcceleratorType.CPU) cpu.push({ region: g.region });
+    if (g.acceleratorType === AcceleratorType.TPU && g.acceleratorVariant) {
+      tpu.push({ region: g.region, tpuVariant: g.acceleratorVariant });
+    }
+  }
+  return [...cpu, ...tpu];
 }
 
 function irisArgv(): string[] {
@@ -127,7 +136,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
       jobTimeout: ms(Math.min(o.timeout, seconds(300))),
       signal,
       irisArgv: irisArgv(),
-      cpuRegions: cpuRegions(o.config),
+      regionTargets: regionTargets(o.config),
       submit: async (test, request) => {
         const id = await client.submit(request);
         submitted.set(id, test);

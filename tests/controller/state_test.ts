@@ -82,6 +82,26 @@ Deno.test("JobTable.submit() follows existing_job_policy for a same-name job", (
   );
 });
 
+Deno.test("existing_job_policy RECREATE kills an active same-name job and replaces it", () => {
+  const t = new JobTable();
+  t.submit(spec({ replicas: 2 }), "", 0, noEffects());
+  const old = run(t, "/alice/job/0");
+  const fx = noEffects();
+  const res = t.submit(
+    spec({ existingJobPolicy: ExistingJobPolicy.RECREATE, replicas: 1 }),
+    "",
+    5,
+    fx,
+  );
+  assertEquals(res, { jobId: "/alice/job", created: true });
+  // The running attempt of the old job is stopped; the new job starts fresh and PENDING.
+  assertEquals(fx.kills.map((k) => [k.taskId, k.attemptId]), [["/alice/job/0", old.attemptId]]);
+  assertEquals(t.job("/alice/job").state, JobState.PENDING);
+  assertEquals(t.job("/alice/job").taskIds, ["/alice/job/0"]);
+  assertEquals(t.tasks.has("/alice/job/1"), false);
+  assertEquals(t.assign("/alice/job/0", "w1", 6).attemptId, 1, "attempt ids continue");
+});
+
 Deno.test("JobTable.submit() rejects bad specs naming the field and keeps state intact", () => {
   const t = new JobTable();
   const bad: [SpecInit, RegExp][] = [

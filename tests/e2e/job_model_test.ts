@@ -200,6 +200,15 @@ Deno.test("job model on a local cluster: context, inheritance, timeouts, failure
         new AbortController().signal,
       );
       assertEquals(tail.join(""), "INFO done\n");
+      const first: string[] = [];
+      await main(
+        ["job", "logs", id, "--max-lines", "2", "--controller", url],
+        { out: (s) => first.push(s), err: (s) => first.push(s), isTty: false },
+        new AbortController().signal,
+      );
+      // The worker's own "started pid" line comes first, then the task's.
+      assertEquals(first.length, 2);
+      assertEquals(first[1], "INFO start\n");
     });
   } finally {
     await cluster.stop();

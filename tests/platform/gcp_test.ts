@@ -74,6 +74,8 @@ Deno.test("createSlice() creates a labelled TPU with the bootstrap startup scrip
     /worker serve --controller http:\/\/10.128.0.7:10000 --worker-id iris-tpu_v4_16-1-w"\$IRIS_WORKER_INDEX"/,
   );
   assert.match(script, /--attribute region=us .*--attribute tpu-worker-id="\$IRIS_WORKER_INDEX"/);
+  // Constraints see preemptible from the group; its own region attribute wins over the zone's.
+  assert.match(script, /--attribute preemptible=true --attribute region=us /);
 });
 
 Deno.test("createSlice() surfaces QuotaExhaustedError and deletes any half-created node (golden)", async () => {

@@ -1,0 +1,37 @@
+/** `iris job run|logs` reject bad job-model flags with a usage error naming the flag. */
+import assert from "node:assert/strict";
+import { main } from "../../src/cli/main.ts";
+
+async function iris(argv: string[]): Promise<{ code: number; err: string }> {
+  const err: string[] = [];
+  // Nothing listens here: every case must fail before the controller is contacted.
+  const code = await main(
+    [...argv, "--controller", "http://127.0.0.1:9"],
+    { out: () => {}, err: (s) => err.push(s), isTty: false },
+    new AbortController().signal,
+  );
+  return { code, err: err.join("") };
+}
+
+Deno.test("iris job logs rejects a bad --level, --since, --tail or --max-lines", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--level", "loud"], /--level must be one of debug, info, warning, error, critical/],
+    [["--since", "soon"], /--since must be a duration like 30s or 10m \(got "soon"\)/],
+    [["--tail", "0"], /--tail/],
+    [["--max-lines", "many"], /--max-lines/],
+  ];
+  for (const [flags, re] of cases) {
+    const res = await iris(["job", "logs", "/alice/train", ...flags]);
+    assert.equal(res.code, 2, res.err);
+    assert.match(res.err, re);
+  }
+});
+
+Deno.test("iris job run rejects a bad --scheduling-timeout or --replicas", async () => {
+  const bad = await iris(["job", "run", "--scheduling-timeout", "never", "--", "true"]);
+  assert.equal(bad.code, 2);
+  assert.match(bad.err, /--scheduling-timeout must be a duration/);
+  const zero = await iris(["job", "run", "--tpu", "v5litepod-16", "--replicas", "0", "--", "true"]);
+  assert.equal(zero.code, 2);
+  assert.match(zero.err, /--replicas/);
+});
