@@ -48,7 +48,7 @@ export interface JobQuery {
 /** Jobs of one user by state. */
 export interface UserCounts {
   readonly user: string;
-  total: number;
+  readonly total: number;
   readonly stateCounts: Record<string, number>;
 }
 
@@ -142,19 +142,27 @@ export function queryJobs(
   }
   const needle = q.nameContains.toLowerCase();
   const states = new Set(q.states);
-  const users = new Map<string, UserCounts>();
-  let matches: JobRecord[] = [];
   // Per-user counts look at prefix and name only, so picking a user or state keeps them stable.
+  const byUser = new Map<string, number[]>();
   const counted = q.includeUserCounts ? jobs.values() : [];
   for (const j of counted) {
     if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
     if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
-    let u = users.get(j.user);
-    if (!u) users.set(j.user, u = { user: j.user, total: 0, stateCounts: {} });
-    u.total++;
-    const name = jobStateName(j.state);
-    u.stateCounts[name] = (u.stateCounts[name] ?? 0) + 1;
+    let counts = byUser.get(j.user);
+    if (!counts) byUser.set(j.user, counts = []);
+    counts[j.state] = (counts[j.state] ?? 0) + 1;
   }
+  const users: UserCounts[] = [];
+  for (const [user, counts] of byUser) {
+    const stateCounts: Record<string, number> = {};
+    let total = 0;
+    counts.forEach((n, state) => {
+      stateCounts[jobStateName(state)] = n;
+      total += n;
+    });
+    users.push({ user, total, stateCounts });
+  }
+  let matches: JobRecord[] = [];
   for (const j of scope) {
     if (q.rootsOnly && j.parentJobId) continue;
     if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
@@ -178,6 +186,6 @@ export function queryJobs(
     jobs: page,
     totalCount: matches.length,
     hasMore: q.offset + page.length < matches.length,
-    users: [...users.values()].sort((a, b) => compare(a.user, b.user)),
+    users: users.sort((a, b) => compare(a.user, b.user)),
   };
 }
