@@ -171,21 +171,58 @@ export function queryJobs(
     if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
     matches.push(j);
   }
+  const limit = q.limit || DEFAULT_JOB_PAGE;
+  let page: JobRecord[];
   if (q.sortBy) {
     const value = sortValue(q.sortBy as JobSortKey, nowMs);
     const sign = q.descending ? -1 : 1;
     const keyed = matches.map((j) => ({ j, v: value(j) }));
-    keyed.sort((a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)));
-    matches = keyed.map((k) => k.j);
-  } else if (q.descending) {
-    matches.reverse();
+    const ordered = smallestSorted(
+      keyed,
+      q.offset + limit,
+      (a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)),
+    );
+    page = ordered.slice(q.offset, q.offset + limit).map((k) => k.j);
+  } else {
+    if (q.descending) matches.reverse();
+    page = matches.slice(q.offset, q.offset + limit);
   }
-  const limit = q.limit || DEFAULT_JOB_PAGE;
-  const page = matches.slice(q.offset, q.offset + limit);
   return {
     jobs: page,
     totalCount: matches.length,
     hasMore: q.offset + page.length < matches.length,
     users: users.sort((a, b) => compare(a.user, b.user)),
   };
+}
+
+/**
+ * The `k` smallest of `items` by `cmp`, in order (all of them sorted when k covers most). For
+ * one page out of many jobs: a three-way quickselect moves the k smallest to the front in
+ * linear time on average, then only those are sorted. Reorders `items`.
+ */
+export function smallestSorted<T>(items: T[], k: number, cmp: (a: T, b: T) => number): T[] {
+  if (k <= 0) return [];
+  if (k >= items.length / 2) return items.sort(cmp).slice(0, k);
+  const swap = (i: number, j: number) => {
+    const t = items[i]!;
+    items[i] = items[j]!;
+    items[j] = t;
+  };
+  let lo = 0;
+  let hi = items.length - 1;
+  while (lo < hi) {
+    const pivot = items[lo + Math.floor(Math.random() * (hi - lo + 1))]!;
+    // [lo, lt) < pivot, [lt, i) == pivot, (gt, hi] > pivot.
+    let lt = lo, i = lo, gt = hi;
+    while (i <= gt) {
+      const c = cmp(items[i]!, pivot);
+      if (c < 0) swap(lt++, i++);
+      else if (c > 0) swap(i, gt--);
+      else i++;
+    }
+    if (k - 1 < lt) hi = lt - 1;
+    else if (k - 1 > gt) lo = gt + 1;
+    else break;
+  }
+  return items.slice(0, k).sort(cmp);
 }
