@@ -162,7 +162,7 @@ export function queryJobs(
     });
     users.push({ user, total, stateCounts });
   }
-  let matches: JobRecord[] = [];
+  const matches: JobRecord[] = [];
   for (const j of scope) {
     if (q.rootsOnly && j.parentJobId) continue;
     if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
