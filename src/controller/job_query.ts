@@ -48,7 +48,7 @@ export interface JobQuery {
 /** Jobs of one user by state. */
 export interface UserCounts {
   readonly user: string;
-  total: number;
+  readonly total: number;
   readonly stateCounts: Record<string, number>;
 }
 
@@ -142,19 +142,27 @@ export function queryJobs(
   }
   const needle = q.nameContains.toLowerCase();
   const states = new Set(q.states);
-  const users = new Map<string, UserCounts>();
-  let matches: JobRecord[] = [];
   // Per-user counts look at prefix and name only, so picking a user or state keeps them stable.
+  const byUser = new Map<string, number[]>();
   const counted = q.includeUserCounts ? jobs.values() : [];
   for (const j of counted) {
     if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
     if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
-    let u = users.get(j.user);
-    if (!u) users.set(j.user, u = { user: j.user, total: 0, stateCounts: {} });
-    u.total++;
-    const name = jobStateName(j.state);
-    u.stateCounts[name] = (u.stateCounts[name] ?? 0) + 1;
+    let counts = byUser.get(j.user);
+    if (!counts) byUser.set(j.user, counts = []);
+    counts[j.state] = (counts[j.state] ?? 0) + 1;
   }
+  const users: UserCounts[] = [];
+  for (const [user, counts] of byUser) {
+    const stateCounts: Record<string, number> = {};
+    let total = 0;
+    counts.forEach((n, state) => {
+      stateCounts[jobStateName(state)] = n;
+      total += n;
+    });
+    users.push({ user, total, stateCounts });
+  }
+  const matches: JobRecord[] = [];
   for (const j of scope) {
     if (q.rootsOnly && j.parentJobId) continue;
     if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
@@ -163,21 +171,58 @@ export function queryJobs(
     if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
     matches.push(j);
   }
+  const limit = q.limit || DEFAULT_JOB_PAGE;
+  let page: JobRecord[];
   if (q.sortBy) {
     const value = sortValue(q.sortBy as JobSortKey, nowMs);
     const sign = q.descending ? -1 : 1;
     const keyed = matches.map((j) => ({ j, v: value(j) }));
-    keyed.sort((a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)));
-    matches = keyed.map((k) => k.j);
-  } else if (q.descending) {
-    matches.reverse();
+    const ordered = smallestSorted(
+      keyed,
+      q.offset + limit,
+      (a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)),
+    );
+    page = ordered.slice(q.offset, q.offset + limit).map((k) => k.j);
+  } else {
+    if (q.descending) matches.reverse();
+    page = matches.slice(q.offset, q.offset + limit);
   }
-  const limit = q.limit || DEFAULT_JOB_PAGE;
-  const page = matches.slice(q.offset, q.offset + limit);
   return {
     jobs: page,
     totalCount: matches.length,
     hasMore: q.offset + page.length < matches.length,
-    users: [...users.values()].sort((a, b) => compare(a.user, b.user)),
+    users: users.sort((a, b) => compare(a.user, b.user)),
   };
+}
+
+/**
+ * The `k` smallest of `items` by `cmp`, in order (all of them sorted when k covers most). For
+ * one page out of many jobs: a three-way quickselect moves the k smallest to the front in
+ * linear time on average, then only those are sorted. Reorders `items`.
+ */
+export function smallestSorted<T>(items: T[], k: number, cmp: (a: T, b: T) => number): T[] {
+  if (k <= 0) return [];
+  if (k >= items.length / 2) return items.sort(cmp).slice(0, k);
+  const swap = (i: number, j: number) => {
+    const t = items[i]!;
+    items[i] = items[j]!;
+    items[j] = t;
+  };
+  let lo = 0;
+  let hi = items.length - 1;
+  while (lo < hi) {
+    const pivot = items[lo + Math.floor(Math.random() * (hi - lo + 1))]!;
+    // [lo, lt) < pivot, [lt, i) == pivot, (gt, hi] > pivot.
+    let lt = lo, i = lo, gt = hi;
+    while (i <= gt) {
+      const c = cmp(items[i]!, pivot);
+      if (c < 0) swap(lt++, i++);
+      else if (c > 0) swap(i, gt--);
+      else i++;
+    }
+    if (k - 1 < lt) hi = lt - 1;
+    else if (k - 1 > gt) lo = gt + 1;
+    else break;
+  }
+  return items.slice(0, k).sort(cmp);
 }

@@ -6,6 +6,7 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import { assert, assertEquals } from "../_helpers/assert.ts";
+import { smallestSorted } from "../../src/controller/job_query.ts";
 import { startController } from "../../src/controller/server.ts";
 import { controllerClient } from "../../src/rpc/client.ts";
 import { JobState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
@@ -146,4 +147,23 @@ Deno.test("ListJobs filters, sorts and pages on the server", async (t) => {
       assertEquals((await rpc.listJobs({})).totalCount, 7);
     },
   );
+});
+
+Deno.test("smallestSorted() gives the first k of a full sort, ties and duplicates included", () => {
+  let seed = 7;
+  const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const cmp = (a: [number, string], b: [number, string]) =>
+    a[0] - b[0] || (a[1] < b[1] ? -1 : a[1] > b[1] ? 1 : 0);
+  for (const n of [0, 1, 2, 10, 1000, 5000]) {
+    for (const distinct of [1, 3, 1000]) {
+      const items = Array.from(
+        { length: n },
+        (_, i) => [Math.floor(rand() * distinct), `id-${i % 997}`] as [number, string],
+      );
+      const expected = [...items].sort(cmp);
+      for (const k of [0, 1, 7, 50, Math.floor(n / 3), n, n + 5]) {
+        assertEquals(smallestSorted([...items], k, cmp), expected.slice(0, Math.max(0, k)));
+      }
+    }
+  }
 });
