@@ -12,6 +12,7 @@ import {
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
+import { JOB_SORT_KEYS } from "../controller/job_query.ts";
 import { type Duration, formatDuration, ms, parseDuration, seconds } from "../time.ts";
 import {
   bool,
@@ -325,7 +326,8 @@ const runCommand: CommandSpec = {
 const listCommand: CommandSpec = {
   name: "job list",
   summary: "List jobs.",
-  usage: "job list [--state STATE] [--prefix PREFIX] [--json]",
+  usage:
+    "job list [--state STATE] [--prefix PREFIX] [--user USER] [--name TEXT] [--sort KEY [--desc]] [--json]",
   options: {
     controller: CONTROLLER_OPTION,
     "token-file": TOKEN_FILE_OPTION,
@@ -340,10 +342,24 @@ const listCommand: CommandSpec = {
       value: "PREFIX",
       description: "Only jobs whose id starts with PREFIX",
     },
+    user: { type: "string", value: "USER", description: "Only jobs of this user" },
+    name: { type: "string", value: "TEXT", description: "Only jobs whose id contains TEXT" },
+    sort: {
+      type: "string",
+      value: "KEY",
+      description: "Order by name, state, user, tasks, age or duration (default: submission order)",
+    },
+    desc: { type: "boolean", description: "Reverse the --sort order" },
     limit: { type: "string", value: "N", description: "At most N jobs", default: "200" },
     json: { type: "boolean", description: "Print JSON lines" },
   },
   async run(p, io) {
+    const sortBy = str(p, "sort");
+    if (sortBy !== undefined && !(JOB_SORT_KEYS as readonly string[]).includes(sortBy)) {
+      throw new UsageError(
+        `--sort must be one of ${JOB_SORT_KEYS.join(", ")} (got ${JSON.stringify(sortBy)})`,
+      );
+    }
     const states = strs(p, "state").map((s) => {
       const st = parseJobState(s);
       if (st === undefined) throw new UsageError(`--state: unknown state ${JSON.stringify(s)}`);
@@ -351,7 +367,15 @@ const listCommand: CommandSpec = {
     });
     const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
     const client = cliClient(p);
-    const { jobs, total } = await client.list({ prefix: str(p, "prefix"), states, limit });
+    const { jobs, total } = await client.list({
+      prefix: str(p, "prefix"),
+      states,
+      limit,
+      user: str(p, "user"),
+      nameContains: str(p, "name"),
+      sortBy,
+      descending: bool(p, "desc"),
+    });
     if (bool(p, "json")) {
       for (const j of jobs) {
         io.out(

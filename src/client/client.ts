@@ -110,6 +110,19 @@ export interface WaitOptions {
   signal?: AbortSignal;
 }
 
+/** Filters, order and page of {@linkcode IrisClient.list}. */
+export interface ListJobsOptions {
+  readonly prefix?: string;
+  readonly states?: JobState[];
+  readonly user?: string;
+  readonly nameContains?: string;
+  /** name, state, user, tasks, age or duration; empty keeps submission order. */
+  readonly sortBy?: string;
+  readonly descending?: boolean;
+  readonly limit?: number;
+  readonly offset?: number;
+}
+
 /** A client of one controller. */
 export class IrisClient {
   readonly url: string;
@@ -160,16 +173,21 @@ export class IrisClient {
     return this.call((rpc) => rpc.getJobStatus({ jobId }));
   }
 
-  /** Jobs, optionally under a name prefix and in some states. */
-  async list(
-    options: { prefix?: string; states?: JobState[]; limit?: number; offset?: number } = {},
-  ): Promise<{ jobs: JobStatus[]; total: number }> {
+  /**
+   * Jobs, filtered and sorted by the controller: under a name prefix, in some states, of one user,
+   * with a name substring; `sortBy` is one of name, state, user, tasks, age, duration.
+   */
+  async list(options: ListJobsOptions = {}): Promise<{ jobs: JobStatus[]; total: number }> {
     const res = await this.call((rpc) =>
       rpc.listJobs({
         prefix: options.prefix ?? "",
         states: options.states ?? [],
         limit: options.limit ?? 0,
         offset: options.offset ?? 0,
+        user: options.user ?? "",
+        nameContains: options.nameContains ?? "",
+        sortBy: options.sortBy ?? "",
+        descending: options.descending ?? false,
       })
     );
     return { jobs: res.jobs, total: res.totalCount };
