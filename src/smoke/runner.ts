@@ -9,7 +9,7 @@ import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { connectController, type ControllerConnection } from "../cluster/manager.ts";
+import { connectController, type ControllerConnection, stopCluster } from "../cluster/manager.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
@@ -191,7 +191,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     }
   } finally {
     tree.section("Phase 4: results and cleanup");
-    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url);
+    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url, o.config);
     await connection?.close().catch((e) => tree.log(`closing the tunnel: ${describeError(e)}`));
   }
   const passed = results.filter((r) => r.passed).length;
@@ -230,6 +230,7 @@ async function cleanup(
   stopMonitor: AbortController,
   monitor: Promise<void> | undefined,
   clientUrl: string | undefined,
+  config?: ClusterConfig,
 ): Promise<void> {
   const url = clientUrl ?? await lifecycle?.discover().catch(() => undefined);
   if (url && submitted.size) {
@@ -247,7 +248,10 @@ async function cleanup(
   await monitor?.catch(() => {});
   try {
     const t0 = performance.now();
-    await lifecycle?.stop();
+    if (lifecycle && config && configMode(config) !== "local") {
+      // gcp/manual slices outlive their controller: stop the controller and every slice.
+      await stopCluster(config, { lifecycle, log: (line) => tree.log(line) });
+    } else await lifecycle?.stop();
     if (lifecycle) tree.log(`cluster stopped in ${(performance.now() - t0).toFixed(0)} ms`);
   } catch (err) {
     tree.log(`stopping the cluster failed: ${describeError(err)}`, "ERROR");
