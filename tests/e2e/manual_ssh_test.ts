@@ -19,8 +19,8 @@ import { DenoCommandRunner } from "../../src/platform/command.ts";
 import { ManualPlatform } from "../../src/platform/manual.ts";
 import { IrisClient } from "../../src/client/client.ts";
 import { JobState } from "../../src/rpc/mod.ts";
-import { seconds } from "../../src/time.ts";
-import { type Lab, labSkipReason, makeLab, must, REPO } from "./_ns_lab.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+import { type Lab, type LabHost, labSkipReason, makeLab, must, REPO } from "./_ns_lab.ts";
 
 const SKIP = await labSkipReason();
 if (SKIP) console.log(`manual_ssh_test: skipped: ${SKIP}`);
@@ -137,6 +137,136 @@ scale_groups:
   },
 });
 
+/** examples/manual.yaml with its placeholders pointed at the lab, and fast autoscaling. */
+async function labConfig(lab: Lab): Promise<string> {
+  const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+  const example = await Deno.readTextFile(`${REPO}/examples/manual.yaml`);
+  const config = example
+    .replaceAll("10.200.0.1", ctl.address)
+    .replaceAll("10.200.0.2", w1.address)
+    .replaceAll("10.200.0.3", w2.address)
+    .replace(/user: (iris|admin)\b/g, "user: root")
+    .replace(/key_file: ~\/\.ssh\/\w+/g, `key_file: ${lab.keyFile}`)
+    .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
+    "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n";
+  assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
+  const path = `${lab.dir}/manual.yaml`;
+  await Deno.writeTextFile(path, config);
+  return path;
+}
+
+/**
+ * `iris <args>` inside a lab namespace (its ssh then uses the lab's known-hosts file).
+ * `ip netns exec` execs the command, so the child's pid is iris itself.
+ */
+function irisIn(lab: Lab, host: LabHost, args: readonly string[]) {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", host.netns, Deno.execPath(), "run", "-A", `${REPO}/cli.ts`, ...args],
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", IRIS_HOME: `${lab.dir}/cli-home` },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    }
+    if (buf) lines.push(buf);
+  };
+  const status = Promise.all([child.status, pump(child.stdout), pump(child.stderr)]).then(
+    ([s]) => s,
+  );
+  return {
+    lines,
+    status,
+    output: async () => ({ code: (await status).code, text: lines.join("\n") }),
+    waitForLine: (re: RegExp, timeout = seconds(30)) =>
+      waitFor(() => lines.find((l) => re.test(l)), { timeout, what: `a line matching ${re}` }),
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      return await status;
+    },
+  };
+}
+
+Deno.test({
+  name: "iris cluster start/status/logs/stop --config examples/manual.yaml over namespace hosts",
+  ignore: SKIP !== undefined,
+  async fn() {
+    const lab = await makeLab(["ctl", "w1", "w2"]);
+    let leftovers: string[] = [];
+    try {
+      const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+      const config = await labConfig(lab);
+      const start = await irisIn(lab, ctl, ["cluster", "start", "--config", config]).output();
+      assertEquals(start.code, 0, `${start.text}\n${await daemonLogs(lab)}`);
+      const url = `http://${ctl.address}:10000`;
+      assertMatch(start.text, new RegExp(`controller running at ${url.replaceAll(".", "\\.")}`));
+
+      const logDir = `${lab.dir}/cluster-logs`;
+      const logs = irisIn(lab, ctl, ["cluster", "logs", "--config", config, "--log-dir", logDir]);
+      try {
+        await logs.waitForLine(/following controller ->/);
+        await logs.waitForLine(new RegExp(`following worker-${w2.address.replaceAll(".", "\\.")}`));
+        const job = await irisIn(lab, ctl, [
+          "job",
+          "run",
+          "--controller",
+          url,
+          "--cpu",
+          "0.5",
+          "--",
+          "echo",
+          "hello-from-the-lab",
+        ]).output();
+        assertEquals(job.code, 0, `${job.text}\n${await daemonLogs(lab)}`);
+        assertMatch(job.text, /hello-from-the-lab/);
+        const status = await irisIn(lab, ctl, ["cluster", "status", "--config", config]).output();
+        assertEquals(status.code, 0, status.text);
+        assertMatch(status.text, /healthy/);
+        assertMatch(status.text, /cpu-hosts/);
+        await waitFor(async () => {
+          const text = (await Promise.all([w1, w2].map((h) =>
+            Deno.readTextFile(`${logDir}/worker-${h.address}.log`).catch(() =>
+              ""
+            )
+          ))).join("");
+          return text.includes("registered with controller");
+        }, { timeout: seconds(20), what: "a worker log streamed into the log dir" }).catch(
+          async (e) => {
+            throw new Error(`${e}\n${logs.lines.join("\n")}\n${await daemonLogs(lab)}`);
+          },
+        );
+      } finally {
+        assertEquals((await logs.stop()).code, 0);
+      }
+
+      const stop = await irisIn(lab, ctl, ["cluster", "stop", "--config", config]).output();
+      assertEquals(stop.code, 0, stop.text);
+      for (
+        const name of ["controller", `worker on host ${w1.address}`, `worker on host ${w2.address}`]
+      ) {
+        assertMatch(stop.text, new RegExp(`stopped: ${name.replaceAll(".", "\\.")}`));
+      }
+      const after = await irisIn(lab, ctl, ["cluster", "status", "--config", config]).output();
+      assertEquals(after.code, 1, after.text);
+      assertMatch(after.text, /not running/);
+    } finally {
+      leftovers = await lab.close();
+    }
+    await assertLabGone(lab, leftovers);
+  },
+});
+
 Deno.test({
   name: "iris smoke --config examples/manual.yaml passes over namespace hosts and stops them all",
   ignore: SKIP !== undefined,
@@ -144,52 +274,34 @@ Deno.test({
     const lab = await makeLab(["ctl", "w1", "w2"]);
     let leftovers: string[] = [];
     try {
-      const [ctl, w1, w2] = lab.hosts as [Lab["hosts"][0], Lab["hosts"][0], Lab["hosts"][0]];
-      // examples/manual.yaml with its placeholders pointed at the lab, and fast autoscaling.
-      const example = await Deno.readTextFile(`${REPO}/examples/manual.yaml`);
-      const config = example
-        .replaceAll("10.200.0.1", ctl.address)
-        .replaceAll("10.200.0.2", w1.address)
-        .replaceAll("10.200.0.3", w2.address)
-        .replace(/user: (iris|admin)\b/g, "user: root")
-        .replace(/key_file: ~\/\.ssh\/\w+/g, `key_file: ${lab.keyFile}`)
-        .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
-        "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n";
-      assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
-      await Deno.writeTextFile(`${lab.dir}/manual.yaml`, config);
+      const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+      const config = await labConfig(lab);
       // The smoke CLI runs inside the controller's namespace, so its ssh uses the lab's
       // known-hosts file too.
-      const smoke = await new Deno.Command("ip", {
-        args: [
-          "netns",
-          "exec",
-          ctl.netns,
-          Deno.execPath(),
-          "run",
-          "-A",
-          `${REPO}/cli.ts`,
-          "smoke",
-          "--config",
-          `${lab.dir}/manual.yaml`,
-          "--log-dir",
-          `${lab.dir}/smoke-logs`,
-          "--timeout",
-          "120s",
-          ...["hello", "concurrent", "retry", "cancel"].flatMap((j) => ["--only", j]),
-        ],
-        env: { NO_COLOR: "1", RUST_BACKTRACE: "0", IRIS_HOME: `${lab.dir}/cli-home` },
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-        signal: AbortSignal.timeout(180_000),
-      }).output();
-      const dec = new TextDecoder();
-      const out = dec.decode(smoke.stdout) + dec.decode(smoke.stderr);
+      const smoke = await irisIn(lab, ctl, [
+        "smoke",
+        "--config",
+        config,
+        "--log-dir",
+        `${lab.dir}/smoke-logs`,
+        "--timeout",
+        "120s",
+        ...["hello", "concurrent", "retry", "cancel"].flatMap((j) => ["--only", j]),
+      ]).output();
+      const out = smoke.text;
       assertEquals(smoke.code, 0, `${out}\n${await daemonLogs(lab)}`);
       for (const job of ["hello", "concurrent", "retry", "cancel"]) {
         assertMatch(out, new RegExp(`\\[PASS\\] ${job}\\b`));
       }
       assertMatch(out, /4\/4 jobs passed/);
+      // The remote daemons' logs were streamed into the smoke log dir over ssh.
+      const daemons = `${lab.dir}/smoke-logs/daemons`;
+      assertMatch(await Deno.readTextFile(`${daemons}/controller.log`), /controller listening/);
+      assertMatch(
+        await Deno.readTextFile(`${daemons}/worker-${w1.address}.log`).catch(() => "") +
+          await Deno.readTextFile(`${daemons}/worker-${w2.address}.log`).catch(() => ""),
+        /registered with controller/,
+      );
     } finally {
       leftovers = await lab.close();
     }
