@@ -131,11 +131,7 @@ export async function stopCluster(
   const started = performance.now();
   const runner = options.runner ?? new DenoCommandRunner();
   const lifecycle = options.lifecycle ?? createControllerLifecycle(config, { runner });
-  const platform = platformFromConfig(config, {
-    workDir: "",
-    heartbeatInterval: seconds(1),
-    runner,
-  });
+  const platform = platformFromConfig(config, { runner });
   const items: { name: string; run: (signal: AbortSignal) => Promise<void> }[] = [
     { name: "controller", run: (signal) => lifecycle.stop({ signal }) },
   ];
@@ -239,11 +235,7 @@ export function clusterLogTargets(
   }
   const runner = options.runner ?? new DenoCommandRunner();
   const lifecycle = options.lifecycle ?? createControllerLifecycle(config, { runner });
-  const platform = platformFromConfig(config, {
-    workDir: "",
-    heartbeatInterval: seconds(1),
-    runner,
-  });
+  const platform = platformFromConfig(config, { runner });
   return async (signal) => {
     const targets: LogTarget[] = [];
     if (lifecycle instanceof ManualControllerLifecycle) targets.push(lifecycle.logTarget());

@@ -14,13 +14,15 @@ import { LocalPlatform } from "../platform/local.ts";
 import { GcpPlatform } from "../platform/gcp.ts";
 import { type ManualHostSpec, ManualPlatform, type SshDefaults } from "../platform/manual.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
-import { type Duration, ms } from "../time.ts";
+import { type Duration, ms, seconds } from "../time.ts";
+import { InvalidArgumentError } from "../errors.ts";
 
 /** Options of {@linkcode platformFromConfig}. */
 export interface PlatformFromConfigOptions {
-  /** Local mode: where VM directories go. */
-  readonly workDir: string;
-  readonly heartbeatInterval: Duration;
+  /** Local mode: where VM directories go (required there). */
+  readonly workDir?: string;
+  /** Local mode: the workers' heartbeat interval. @default 1s */
+  readonly heartbeatInterval?: Duration;
   /** Local mode: worker log lines by worker id. */
   readonly vmLog?: (workerId: string, line: string) => void;
   /** The shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
@@ -74,16 +76,19 @@ export async function workerHealthy(url: string, signal: AbortSignal): Promise<b
 /** The platform `config` describes. */
 export function platformFromConfig(
   config: ClusterConfig,
-  options: PlatformFromConfigOptions,
+  options: PlatformFromConfigOptions = {},
 ): Platform {
   const mode = configMode(config);
   const runner = options.runner ?? new DenoCommandRunner();
   const labelPrefix = config.platform?.labelPrefix || "iris";
   switch (mode) {
     case "local":
+      if (!options.workDir) {
+        throw new InvalidArgumentError("workDir", "A local platform needs a work directory");
+      }
       return new LocalPlatform({
         rootDir: `${options.workDir}/vms`,
-        heartbeatInterval: options.heartbeatInterval,
+        heartbeatInterval: options.heartbeatInterval ?? seconds(1),
         workerToken: options.workerToken,
         log: options.vmLog,
       });

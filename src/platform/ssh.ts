@@ -159,14 +159,17 @@ export function sshScript(target: SshTarget, script: string): Command {
 /**
  * A long-running remote command whose output is followed (e.g. `tail -F` of a log), for
  * {@linkcode CommandRunner.stream}. Keep-alives end it when the connection dies; the remote
- * follower exits on its next write once the local ssh is killed.
+ * follower gets SIGHUP from its pty once the local ssh is killed.
  */
 export function sshFollow(target: SshTarget, script: string): Command {
   const remote = remoteBash(script);
-  const argv = target.kind === "ssh" ? [...rawSshArgv(target, []), remote] : [
+  // -tt: a remote pty, so sshd hangs the follower up when the connection closes; without it a
+  // `tail -F` of a quiet log would outlive the local ssh on the host.
+  const argv = target.kind === "ssh" ? [...rawSshArgv(target, ["-tt"]), remote] : [
     ...gcloudSshPrefix(target),
     `--command=${remote}`,
     "--",
+    "-tt",
     "-o",
     "BatchMode=yes",
     ...KEEPALIVE,

@@ -10,7 +10,13 @@ import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { connectController, type ControllerConnection } from "../cluster/manager.ts";
+import {
+  connectController,
+  type ControllerConnection,
+  startClusterLogStreaming,
+  stopCluster,
+} from "../cluster/manager.ts";
+import type { LogStreamHandle } from "../platform/log_stream.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
@@ -90,6 +96,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
   const submitted = new Map<string, string>();
   let lifecycle: ControllerLifecycle | undefined;
   let connection: ControllerConnection | undefined;
+  let daemonLogs: LogStreamHandle | undefined;
   let monitor: Promise<void> | undefined;
   const stopMonitor = new AbortController();
   let current = "";
@@ -112,6 +119,14 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     const url = await abortable(lifecycle.start(), signal, why);
     tree.log(`controller started at ${url} in ${(performance.now() - started).toFixed(0)} ms`);
     tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
+    if (mode !== "local") {
+      // The remote controller's and workers' logs stream into <log dir>/daemons (seed 004).
+      daemonLogs = startClusterLogStreaming(o.config, {
+        outputDir: `${o.logDir}/daemons`,
+        lifecycle,
+        onError: (e) => tree.log(`log streaming: ${describeError(e)}`, "WARN"),
+      });
+    }
 
     tree.section("Phase 2: connect");
     // gcp: the controller's internal IP is reached through an ssh tunnel, closed in cleanup.
@@ -210,8 +225,9 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     }
   } finally {
     tree.section("Phase 4: results and cleanup");
-    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url);
+    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url, o.config);
     await connection?.close().catch((e) => tree.log(`closing the tunnel: ${describeError(e)}`));
+    await daemonLogs?.stop();
   }
   const passed = results.filter((r) => r.passed).length;
   const total = Math.max(results.length, selected.length);
@@ -249,6 +265,7 @@ async function cleanup(
   stopMonitor: AbortController,
   monitor: Promise<void> | undefined,
   clientUrl: string | undefined,
+  config?: ClusterConfig,
 ): Promise<void> {
   const url = clientUrl ?? await lifecycle?.discover().catch(() => undefined);
   if (url && submitted.size) {
@@ -266,7 +283,10 @@ async function cleanup(
   await monitor?.catch(() => {});
   try {
     const t0 = performance.now();
-    await lifecycle?.stop();
+    if (lifecycle && config && configMode(config) !== "local") {
+      // gcp/manual slices outlive their controller: stop the controller and every slice.
+      await stopCluster(config, { lifecycle, log: (line) => tree.log(line) });
+    } else await lifecycle?.stop();
     if (lifecycle) tree.log(`cluster stopped in ${(performance.now() - t0).toFixed(0)} ms`);
   } catch (err) {
     tree.log(`stopping the cluster failed: ${describeError(err)}`, "ERROR");

@@ -114,3 +114,68 @@ Deno.test("iris cluster commands refuse bad flags with a usage error", async () 
   assertEquals(help.code, 0);
   assertMatch(help.stdout, /Usage: iris cluster logs --config FILE/);
 });
+
+/** A `gcloud` on PATH that logs its argv and answers like a gcp cluster with two slices. */
+async function fakeGcloud(dir: string, marker: string): Promise<string> {
+  const node = (slice: string) => ({
+    name: `projects/my-gcp-project/locations/europe-west4-b/nodes/${slice}`,
+    acceleratorType: "v5litepod-16",
+    state: "READY",
+    labels: { "iris-managed": "true", "iris-scale-group": "tpu-v5e-16", "iris-slice-id": slice },
+    networkEndpoints: [{ ipAddress: "10.1.0.2" }],
+  });
+  const vm = {
+    name: "iris-controller",
+    zone: "https://www.googleapis.com/compute/v1/projects/my-gcp-project/zones/europe-west4-b",
+    status: "RUNNING",
+    labels: { "iris-managed": "true", "iris-controller": "true" },
+    networkInterfaces: [{ networkIP: "10.164.0.2" }],
+  };
+  const tpus = JSON.stringify([node("iris-tpu-v5e-16-a"), node("iris-tpu-v5e-16-b")]);
+  await Deno.writeTextFile(
+    `${dir}/gcloud`,
+    `#!/usr/bin/env bash
+echo "$*" >> ${dir}/gcloud.log
+case "$*" in
+  "compute instances list"*) echo '${JSON.stringify([vm])}' ;;
+  "compute tpus tpu-vm list"*) echo '${tpus}' ;;
+  "compute tpus tpu-vm delete iris-tpu-v5e-16-b"*) exec -a ${marker} sleep 600 ;;
+esac
+`,
+  );
+  await Deno.chmod(`${dir}/gcloud`, 0o755);
+  return `${dir}/gcloud.log`;
+}
+
+Deno.test("iris cluster stop on gcp deletes the controller and every slice, and reports a hung delete as timed out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-cluster-gcp-" });
+  const marker = `fake-gcloud-hang-${crypto.randomUUID().slice(0, 8)}`;
+  try {
+    const log = await fakeGcloud(dir, marker);
+    const t0 = performance.now();
+    const stop = await runIris(
+      ["cluster", "stop", "--config", "examples/gcp.yaml", "--timeout", "3s"],
+      { env: { PATH: `${dir}:${Deno.env.get("PATH")}` } },
+    );
+    assert(performance.now() - t0 < 30_000, "stop returns soon after its timeout");
+    assertEquals(stop.code, 1, stop.stdout + stop.stderr);
+    assertMatch(stop.stdout, /stopped: controller/);
+    assertMatch(stop.stdout, /stopped: slice iris-tpu-v5e-16-a/);
+    assertMatch(stop.stdout, /TIMED OUT after .*: slice iris-tpu-v5e-16-b; moving on/);
+    const calls = (await Deno.readTextFile(log)).split("\n").filter((l) => l).sort();
+    assertEquals(calls, [
+      "compute instances delete iris-controller --zone=europe-west4-b --project=my-gcp-project --quiet",
+      "compute instances list --project=my-gcp-project --filter=labels.iris-controller=true --format=json",
+      "compute tpus tpu-vm delete iris-tpu-v5e-16-a --zone=europe-west4-b --project=my-gcp-project --quiet --async",
+      "compute tpus tpu-vm delete iris-tpu-v5e-16-b --zone=europe-west4-b --project=my-gcp-project --quiet --async",
+      "compute tpus tpu-vm list --zone=europe-west4-b --project=my-gcp-project --filter=labels.iris-managed=true --format=json",
+    ]);
+    // The hung gcloud was killed, not left behind.
+    await waitFor(async () => !(await listProcesses()).some((p) => p.args.includes(marker)), {
+      timeout: seconds(10),
+      what: "the hung fake gcloud to be gone",
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

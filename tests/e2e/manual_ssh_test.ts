@@ -1,16 +1,17 @@
 /**
- * The manual platform against real ssh servers: two "hosts" made of Linux network namespaces on
- * a bridge (each with its own address and its own `sshd` from openssh-server), a throwaway key,
- * and a controller bound to the bridge address. ManualPlatform bootstraps real
- * `iris worker serve` daemons on both hosts over ssh, a 2-replica job runs one task on each,
- * then everything is torn down: no sshd, worker, namespace, bridge or veth is left.
- *
+ * The manual platform against real ssh servers (tests/e2e/_ns_lab.ts: network namespaces on a
+ * bridge, one `sshd` each, throwaway keys):
+ * - ManualPlatform bootstraps real `iris worker serve` daemons on two hosts over ssh for a
+ *   controller bound to the bridge address, and a 2-replica job runs one task on each;
+ * - `iris smoke --config examples/manual.yaml` (its addresses, users and keys pointed at a
+ *   three-host lab) starts the controller on one host over ssh, whose autoscaler bootstraps
+ *   workers on the others, and passes the CPU smoke jobs.
+ * Then everything is torn down: no sshd, worker, controller, namespace, bridge or veth is left.
  * Needs root, `ip` and /usr/sbin/sshd (scripts/install_openssh.sh); skips with the reason when
  * the machine cannot make namespaces or has no sshd.
  * @module
  */
-import { assert, assertEquals } from "../_helpers/assert.ts";
-import { listProcesses } from "../_helpers/iris_process.ts";
+import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { parseConfig } from "../../src/config/mod.ts";
 import { startCluster } from "../../src/cluster/cluster.ts";
 import { manualHostsFromConfig, workerHealthy } from "../../src/cluster/platforms.ts";
@@ -19,147 +20,45 @@ import { ManualPlatform } from "../../src/platform/manual.ts";
 import { IrisClient } from "../../src/client/client.ts";
 import { JobState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
+import { type Lab, type LabHost, labSkipReason, makeLab, must, REPO } from "./_ns_lab.ts";
 
-const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
-const SSHD = "/usr/sbin/sshd";
-
-async function sh(cmd: string, ...args: string[]): Promise<{ code: number; out: string }> {
-  try {
-    const r = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
-    const dec = new TextDecoder();
-    return { code: r.code, out: dec.decode(r.stdout) + dec.decode(r.stderr) };
-  } catch (err) {
-    return { code: 127, out: String(err) };
-  }
-}
-
-async function must(cmd: string, ...args: string[]): Promise<string> {
-  const r = await sh(cmd, ...args);
-  if (r.code !== 0) throw new Error(`${cmd} ${args.join(" ")} failed (${r.code}): ${r.out}`);
-  return r.out;
-}
-
-/** Why this machine cannot run the test, or undefined when it can. */
-async function skipReason(): Promise<string | undefined> {
-  if (Deno.build.os !== "linux") return "network namespaces need Linux";
-  if (Deno.uid() !== 0) return "making network namespaces needs root";
-  try {
-    await Deno.stat(SSHD);
-  } catch {
-    return `${SSHD} is missing (install openssh-server: scripts/install_openssh.sh)`;
-  }
-  const probe = `iris-probe-${crypto.randomUUID().slice(0, 6)}`;
-  const made = await sh("ip", "netns", "add", probe);
-  if (made.code !== 0) return `cannot make a network namespace: ${made.out.trim()}`;
-  await sh("ip", "netns", "del", probe);
-  return undefined;
-}
-
-const SKIP = await skipReason();
+const SKIP = await labSkipReason();
 if (SKIP) console.log(`manual_ssh_test: skipped: ${SKIP}`);
 
-/** Two hosts on a bridge: names and addresses unique per run. */
-function topology() {
-  const id = crypto.randomUUID().replaceAll("-", "").slice(0, 6);
-  const net = `10.213.${Math.floor(Math.random() * 250) + 1}`;
-  return {
-    id,
-    bridge: `irbr${id}`,
-    gateway: `${net}.1`,
-    hosts: ["a", "b"].map((h, i) => ({
-      name: h,
-      netns: `iris-${id}-${h}`,
-      veth: `iv${id}${h}`,
-      address: `${net}.${i + 2}`,
-    })),
-  };
+/** Nothing of the lab was left: no process to kill, no namespace, no link. */
+async function assertLabGone(lab: Lab, leftovers: string[]): Promise<void> {
+  assertEquals(leftovers, [], "processes the test left running");
+  const netns = await must("ip", "netns", "list");
+  assert(!netns.includes(`iris-${lab.id}`), netns);
+  const links = await must("ip", "-o", "link", "show");
+  assert(!links.includes(lab.bridge) && !links.includes(`iv${lab.id}`), links);
+}
+
+async function daemonLogs(lab: Lab): Promise<string> {
+  const logs = await Promise.all(
+    lab.hosts.flatMap((h) =>
+      ["controller", "worker"].map(async (d) =>
+        `--- ${h.name} ${d}.log\n${await Deno.readTextFile(`${h.home}/${d}.log`).catch(() => "")}`
+      )
+    ),
+  );
+  return logs.join("\n");
 }
 
 Deno.test({
   name: "manual platform: real workers bootstrapped over ssh on two namespace hosts run a job",
   ignore: SKIP !== undefined,
   async fn() {
-    const t = topology();
-    const dir = await Deno.makeTempDir({ prefix: "iris-manual-ssh-" });
-    const sshds: Deno.ChildProcess[] = [];
+    const lab = await makeLab(["a", "b"]);
+    let leftovers: string[] = [];
     try {
-      // Network: a bridge on this host, one namespace per host, joined by veth pairs.
-      await must("ip", "link", "add", t.bridge, "type", "bridge");
-      await must("ip", "addr", "add", `${t.gateway}/24`, "dev", t.bridge);
-      await must("ip", "link", "set", t.bridge, "up");
-      for (const h of t.hosts) {
-        await must("ip", "netns", "add", h.netns);
-        await must(
-          "ip",
-          "link",
-          "add",
-          h.veth,
-          "type",
-          "veth",
-          "peer",
-          "name",
-          "eth0",
-          "netns",
-          h.netns,
-        );
-        await must("ip", "link", "set", h.veth, "master", t.bridge, "up");
-        await must("ip", "-n", h.netns, "addr", "add", `${h.address}/24`, "dev", "eth0");
-        await must("ip", "-n", h.netns, "link", "set", "eth0", "up");
-        await must("ip", "-n", h.netns, "link", "set", "lo", "up");
-      }
-      // Keys: one throwaway host key and one client key, known only to this run.
-      await must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`);
-      await must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/client_key`);
-      await Deno.copyFile(`${dir}/client_key.pub`, `${dir}/authorized_keys`);
-      await Deno.mkdir("/run/sshd", { recursive: true });
-      for (const h of t.hosts) {
-        // Hosts share this filesystem: each gets its own IRIS_HOME (pid file, log) and TMPDIR
-        // (worker dirs) via SetEnv.
-        await Deno.mkdir(`${dir}/home-${h.name}`);
-        await Deno.writeTextFile(
-          `${dir}/sshd_${h.name}.conf`,
-          [
-            `ListenAddress ${h.address}`,
-            "Port 22",
-            `HostKey ${dir}/host_key`,
-            `AuthorizedKeysFile ${dir}/authorized_keys`,
-            "PermitRootLogin prohibit-password",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PidFile none",
-            `SetEnv IRIS_HOME=${dir}/home-${h.name} TMPDIR=${dir}/home-${h.name}`,
-            "",
-          ].join("\n"),
-        );
-        sshds.push(
-          new Deno.Command("ip", {
-            args: ["netns", "exec", h.netns, SSHD, "-D", "-e", "-f", `${dir}/sshd_${h.name}.conf`],
-            stdin: "null",
-            stdout: "null",
-            stderr: "null",
-          }).spawn(),
-        );
-      }
-      for (const h of t.hosts) {
-        await waitFor(async () => {
-          try {
-            (await Deno.connect({ hostname: h.address, port: 22 })).close();
-            return true;
-          } catch {
-            return false;
-          }
-        }, { timeout: seconds(10), what: `sshd on ${h.address}` });
-      }
-
       const config = parseConfig(
         `
 name: ns-lab
 controller:
-  bundle_prefix: file://${dir}/bundles
+  bundle_prefix: file://${lab.dir}/bundles
   manual:
-    host: ${t.gateway}
+    host: ${lab.gateway}
   heartbeat_interval: 500ms
 defaults:
   autoscaler:
@@ -169,7 +68,7 @@ scale_groups:
   hosts:
     provider:
       manual:
-        hosts: [${t.hosts.map((h) => h.address).join(", ")}]
+        hosts: [${lab.hosts.map((h) => h.address).join(", ")}]
     accelerator_type: cpu
     min_slices: 0
     max_slices: 2
@@ -184,8 +83,8 @@ scale_groups:
         hosts: manualHostsFromConfig(config),
         ssh: {
           user: "root",
-          keyFile: `${dir}/client_key`,
-          knownHostsFile: `${dir}/known_hosts`,
+          keyFile: lab.keyFile,
+          knownHostsFile: lab.knownHostsFile,
           connectTimeout: seconds(5),
         },
         checkHealth: workerHealthy,
@@ -195,56 +94,217 @@ scale_groups:
       });
       // The controller listens on the bridge address, which the namespaces reach.
       const cluster = await startCluster(config, {
-        workDir: dir,
-        host: t.gateway,
+        workDir: lab.dir,
+        host: lab.gateway,
         port: 0,
         platform,
       });
       try {
         const client = new IrisClient(cluster.url);
+        // A barrier on the shared filesystem: each task waits until both have started, which
+        // (one CPU per host, one per task) only happens when they run on different hosts.
+        const barrier = `${lab.dir}/barrier`;
+        await Deno.mkdir(barrier);
         const id = await client.submit({
           name: "ns-lab-pair",
-          command: ["sh", "-c", "echo host=$(hostname -I | tr -d ' ')"],
+          command: [
+            "sh",
+            "-c",
+            `touch ${barrier}/$IRIS_TASK_INDEX; for i in $(seq 600); do ` +
+            `[ "$(ls ${barrier} | wc -l)" -ge 2 ] && break; sleep 0.1; done; ` +
+            `echo "host=$(hostname -I | tr -d ' ') together=$(ls ${barrier} | wc -l)"`,
+          ],
           replicas: 2,
           cpu: 1,
           memory: 256 * 2 ** 20,
         });
         const job = await client.wait(id, { timeout: seconds(60) });
-        const logs = async () =>
-          (await Promise.all(
-            t.hosts.map((h) =>
-              Deno.readTextFile(`${dir}/home-${h.name}/worker.log`).catch(() => "")
-            ),
-          )).join("\n");
-        assertEquals(job.state, JobState.SUCCEEDED, await logs());
+        assertEquals(job.state, JobState.SUCCEEDED, await daemonLogs(lab));
         const tasks = await client.tasks(id);
         assertEquals(new Set(tasks.map((task) => task.workerId)).size, 2, "one task per host");
         const lines = (await client.logs(id)).map((l) => l.text).join("\n");
-        for (const h of t.hosts) assert(lines.includes(`host=${h.address}`), lines);
-        assertEquals(platform.hostsInUse(), t.hosts.map((h) => h.address).sort());
+        for (const h of lab.hosts) assert(lines.includes(`host=${h.address} together=2`), lines);
+        assertEquals(platform.hostsInUse(), lab.hosts.map((h) => h.address).sort());
       } finally {
         for (const s of await platform.listSlices()) await platform.terminateSlice(s.sliceId);
         await cluster.stop();
       }
       assertEquals(platform.hostsInUse(), []);
     } finally {
-      for (const s of sshds) {
-        try {
-          s.kill("SIGTERM");
-        } catch { /* gone */ }
-        await s.status;
-      }
-      for (const h of t.hosts) await sh("ip", "netns", "del", h.netns);
-      await sh("ip", "link", "del", t.bridge);
-      for (const h of t.hosts) await sh("ip", "link", "del", h.veth);
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+      leftovers = await lab.close();
     }
-    // Nothing is left: no worker or sshd of this run, no namespace, no link.
-    const left = (await listProcesses()).filter((p) => p.args.includes(dir));
-    assertEquals(left.map((p) => p.args), []);
-    const netns = await must("ip", "netns", "list");
-    assert(!netns.includes(`iris-${t.id}`), netns);
-    const links = await must("ip", "-o", "link", "show");
-    assert(!links.includes(t.bridge) && !links.includes(`iv${t.id}`), links);
+    await assertLabGone(lab, leftovers);
+  },
+});
+
+/** examples/manual.yaml with its placeholders pointed at the lab, and fast autoscaling. */
+async function labConfig(lab: Lab): Promise<string> {
+  const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+  const example = await Deno.readTextFile(`${REPO}/examples/manual.yaml`);
+  const config = example
+    .replaceAll("10.200.0.1", ctl.address)
+    .replaceAll("10.200.0.2", w1.address)
+    .replaceAll("10.200.0.3", w2.address)
+    .replace(/user: (iris|admin)\b/g, "user: root")
+    .replace(/key_file: ~\/\.ssh\/\w+/g, `key_file: ${lab.keyFile}`)
+    .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
+    "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n";
+  assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
+  const path = `${lab.dir}/manual.yaml`;
+  await Deno.writeTextFile(path, config);
+  return path;
+}
+
+/**
+ * `iris <args>` inside a lab namespace (its ssh then uses the lab's known-hosts file).
+ * `ip netns exec` execs the command, so the child's pid is iris itself.
+ */
+function irisIn(lab: Lab, host: LabHost, args: readonly string[]) {
+  const child = new Deno.Command("ip", {
+    args: ["netns", "exec", host.netns, Deno.execPath(), "run", "-A", `${REPO}/cli.ts`, ...args],
+    env: { NO_COLOR: "1", RUST_BACKTRACE: "0", IRIS_HOME: `${lab.dir}/cli-home` },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const lines: string[] = [];
+  const pump = async (stream: ReadableStream<Uint8Array>) => {
+    let buf = "";
+    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+      buf += chunk;
+      let i;
+      while ((i = buf.indexOf("\n")) >= 0) {
+        lines.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    }
+    if (buf) lines.push(buf);
+  };
+  const status = Promise.all([child.status, pump(child.stdout), pump(child.stderr)]).then(
+    ([s]) => s,
+  );
+  return {
+    lines,
+    status,
+    output: async () => ({ code: (await status).code, text: lines.join("\n") }),
+    waitForLine: (re: RegExp, timeout = seconds(30)) =>
+      waitFor(() => lines.find((l) => re.test(l)), { timeout, what: `a line matching ${re}` }),
+    stop: async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* gone */ }
+      return await status;
+    },
+  };
+}
+
+Deno.test({
+  name: "iris cluster start/status/logs/stop --config examples/manual.yaml over namespace hosts",
+  ignore: SKIP !== undefined,
+  async fn() {
+    const lab = await makeLab(["ctl", "w1", "w2"]);
+    let leftovers: string[] = [];
+    try {
+      const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+      const config = await labConfig(lab);
+      const start = await irisIn(lab, ctl, ["cluster", "start", "--config", config]).output();
+      assertEquals(start.code, 0, `${start.text}\n${await daemonLogs(lab)}`);
+      const url = `http://${ctl.address}:10000`;
+      assertMatch(start.text, new RegExp(`controller running at ${url.replaceAll(".", "\\.")}`));
+
+      const logDir = `${lab.dir}/cluster-logs`;
+      const logs = irisIn(lab, ctl, ["cluster", "logs", "--config", config, "--log-dir", logDir]);
+      try {
+        await logs.waitForLine(/following controller ->/);
+        await logs.waitForLine(new RegExp(`following worker-${w2.address.replaceAll(".", "\\.")}`));
+        const job = await irisIn(lab, ctl, [
+          "job",
+          "run",
+          "--controller",
+          url,
+          "--cpu",
+          "0.5",
+          "--",
+          "echo",
+          "hello-from-the-lab",
+        ]).output();
+        assertEquals(job.code, 0, `${job.text}\n${await daemonLogs(lab)}`);
+        assertMatch(job.text, /hello-from-the-lab/);
+        const status = await irisIn(lab, ctl, ["cluster", "status", "--config", config]).output();
+        assertEquals(status.code, 0, status.text);
+        assertMatch(status.text, /healthy/);
+        assertMatch(status.text, /cpu-hosts/);
+        await waitFor(async () => {
+          const text = (await Promise.all([w1, w2].map((h) =>
+            Deno.readTextFile(`${logDir}/worker-${h.address}.log`).catch(() =>
+              ""
+            )
+          ))).join("");
+          return text.includes("registered with controller");
+        }, { timeout: seconds(20), what: "a worker log streamed into the log dir" }).catch(
+          async (e) => {
+            throw new Error(`${e}\n${logs.lines.join("\n")}\n${await daemonLogs(lab)}`);
+          },
+        );
+      } finally {
+        assertEquals((await logs.stop()).code, 0);
+      }
+
+      const stop = await irisIn(lab, ctl, ["cluster", "stop", "--config", config]).output();
+      assertEquals(stop.code, 0, stop.text);
+      for (
+        const name of ["controller", `worker on host ${w1.address}`, `worker on host ${w2.address}`]
+      ) {
+        assertMatch(stop.text, new RegExp(`stopped: ${name.replaceAll(".", "\\.")}`));
+      }
+      const after = await irisIn(lab, ctl, ["cluster", "status", "--config", config]).output();
+      assertEquals(after.code, 1, after.text);
+      assertMatch(after.text, /not running/);
+    } finally {
+      leftovers = await lab.close();
+    }
+    await assertLabGone(lab, leftovers);
+  },
+});
+
+Deno.test({
+  name: "iris smoke --config examples/manual.yaml passes over namespace hosts and stops them all",
+  ignore: SKIP !== undefined,
+  async fn() {
+    const lab = await makeLab(["ctl", "w1", "w2"]);
+    let leftovers: string[] = [];
+    try {
+      const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
+      const config = await labConfig(lab);
+      // The smoke CLI runs inside the controller's namespace, so its ssh uses the lab's
+      // known-hosts file too.
+      const smoke = await irisIn(lab, ctl, [
+        "smoke",
+        "--config",
+        config,
+        "--log-dir",
+        `${lab.dir}/smoke-logs`,
+        "--timeout",
+        "120s",
+        ...["hello", "concurrent", "retry", "cancel"].flatMap((j) => ["--only", j]),
+      ]).output();
+      const out = smoke.text;
+      assertEquals(smoke.code, 0, `${out}\n${await daemonLogs(lab)}`);
+      for (const job of ["hello", "concurrent", "retry", "cancel"]) {
+        assertMatch(out, new RegExp(`\\[PASS\\] ${job}\\b`));
+      }
+      assertMatch(out, /4\/4 jobs passed/);
+      // The remote daemons' logs were streamed into the smoke log dir over ssh.
+      const daemons = `${lab.dir}/smoke-logs/daemons`;
+      assertMatch(await Deno.readTextFile(`${daemons}/controller.log`), /controller listening/);
+      assertMatch(
+        await Deno.readTextFile(`${daemons}/worker-${w1.address}.log`).catch(() => "") +
+          await Deno.readTextFile(`${daemons}/worker-${w2.address}.log`).catch(() => ""),
+        /registered with controller/,
+      );
+    } finally {
+      leftovers = await lab.close();
+    }
+    await assertLabGone(lab, leftovers);
   },
 });
