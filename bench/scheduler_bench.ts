@@ -13,6 +13,7 @@ import type {
   ConstraintSpec,
   DemandEntry,
   GroupState,
+  RunningTask,
   ScaleGroupSpec,
   SchedulerJob,
   SchedulerWorker,
@@ -217,6 +218,42 @@ export function makeGangCluster(opts: { slices: number; gangs: number }): Cluste
   return { workers, jobs };
 }
 
+/**
+ * `workers` full 32-core cpu hosts, each running eight 4-core BATCH tasks, and `jobs` blocked
+ * PRODUCTION jobs of 4 × 4-core tasks: every task needs one eviction (the preemption pass).
+ */
+export function makePreemptionCluster(opts: { workers: number; jobs: number }): ClusterSnapshot {
+  const cpuAcc: AcceleratorSpec = { kind: "cpu", variant: "", count: 0 };
+  const workers: SchedulerWorker[] = [];
+  const running: RunningTask[] = [];
+  for (let i = 0; i < opts.workers; i++) {
+    const w = makeWorker(`cpu-${i}`, cpuAcc, 32, 128, locality(i));
+    workers.push({ ...w, free: { cpuMillicores: 0, memoryBytes: 64 * GiB, accelerators: 0 } });
+    for (let k = 0; k < 8; k++) {
+      running.push({
+        jobId: `/bench/batch-${i}`,
+        taskIndex: k,
+        workerId: w.id,
+        band: 3,
+        resources: { cpuMillicores: 4000, memoryBytes: 8 * GiB, accelerators: 0 },
+        gang: false,
+        since: timestamp(i * 8 + k),
+      });
+    }
+  }
+  const jobs: SchedulerJob[] = Array.from({ length: opts.jobs }, (_, i) => ({
+    jobId: `/bench/prod-${i}`,
+    resources: { cpuMillicores: 4000, memoryBytes: 8 * GiB, accelerators: 0 },
+    accelerator: cpuAcc,
+    constraints: [],
+    replicas: 4,
+    pendingTaskIndices: [0, 1, 2, 3],
+    band: 1,
+    submittedAt: timestamp(i),
+  }));
+  return { workers, jobs, running };
+}
+
 /** 1000 scale groups (zones × shapes), about 10k workers' worth of slices, and mixed demand. */
 export function makeScalingInput(
   opts: { groups: number; entries: number; seed?: number },
@@ -343,6 +380,14 @@ export function runSchedulerBench(
     out[`gangs_placed_${label}`] = placedGangs;
     out[`gang_schedule_p50_ms_${label}`] = percentile(ms, 50);
     out[`gangs_per_s_${label}`] = Math.round(placedGangs / (percentile(ms, 50) / 1000));
+  }
+  {
+    const snapshot = makePreemptionCluster({ workers: 4000, jobs: 1000 });
+    const victims = schedule(snapshot).preemptions?.length ?? 0;
+    if (victims === 0) throw new Error("Benchmark preemption plan is empty");
+    const ms = time(() => schedule(snapshot), repeats);
+    out.preemptions_4k = victims;
+    out.preempt_schedule_p50_ms_4k = percentile(ms, 50);
   }
   const input = makeScalingInput({ groups: 1000, entries: 5000 });
   const plan = planScaling(input);

@@ -117,8 +117,13 @@ export function newPreemptor(st: PassState, snapshot: ClusterSnapshot): Preempto
       soon.delta.set(o, [r.cpuMillicores, r.memoryBytes, r.accelerators]);
     }
   });
+  const candidates = [...new Set([...byWorker.keys(), ...soon.delta.keys()])].sort((a, b) => a - b);
+  const live = new Int32Array(st.workers.length);
+  let lowestBand = 0;
+  for (const [o, list] of byWorker) live[o] = list.length;
+  for (const u of units) lowestBand = Math.max(lowestBand, u.band);
   return {
-    ctx: { st, byWorker, soon },
+    ctx: { st, byWorker, soon, candidates, lowestBand, live },
     preemptions: [],
     reasons: new Map(),
     failed: new Set(),
@@ -131,7 +136,7 @@ export function newPreemptor(st: PassState, snapshot: ClusterSnapshot): Preempto
  */
 export function preemptFor(pre: Preemptor, blocked: readonly BlockedJob[]): void {
   const { ctx, preemptions, reasons, failed } = pre;
-  const { st, byWorker, soon } = ctx;
+  const { st, soon } = ctx;
   for (const b of blocked) {
     const { job } = b;
     const shape: Shape = {
@@ -141,11 +146,7 @@ export function preemptFor(pre: Preemptor, blocked: readonly BlockedJob[]): void
     };
     const mask = new Uint8Array(st.classes.length);
     for (const c of b.classes) mask[c] = 1;
-    const candidates: number[] = [];
-    for (const o of new Set([...byWorker.keys(), ...soon.delta.keys()])) {
-      if (mask[st.classOf[o]!]) candidates.push(o);
-    }
-    candidates.sort((a, c) => a - c);
+    const candidates = ctx.candidates.filter((o) => mask[st.classOf[o]!] === 1);
     // Jobs with the same needs fail the same way once capacity is gone.
     const key = `${job.band}\u0001${shape.cpu}\u0001${shape.mem}\u0001${shape.acc}\u0001${
       Array.from(b.classes).join(",")
@@ -160,14 +161,28 @@ export function preemptFor(pre: Preemptor, blocked: readonly BlockedJob[]): void
         covered = b.remaining;
       }
     } else {
+      // Workers before `start` cannot help this job any more (capacity only shrinks, except
+      // where a taken gang frees room on other workers: then the scan starts over).
+      let start = 0;
       for (; covered < b.remaining; covered++) {
         let best: { o: number; choice: Choice } | undefined;
-        for (const o of candidates) {
-          const choice = victimsOn(ctx, soon, o, shape, job.band);
-          if (choice && (!best || better(choice, best.choice))) best = { o, choice };
-          if (best && best.choice.tasks === 0) break;
+        for (let i = start; i < candidates.length; i++) {
+          const o = candidates[i]!;
+          // Cheap skip of workers whose victims are all taken and that have no spare room.
+          const choice = ctx.live[o] === 0 && !spare(ctx, o, shape)
+            ? undefined
+            : victimsOn(ctx, soon, o, shape, job.band);
+          if (!choice) {
+            if (i === start) start++;
+            continue;
+          }
+          if (!best || better(choice, best.choice)) best = { o, choice };
+          // Nothing beats no eviction, or one eviction of the least important band present.
+          if (best.choice.tasks === 0) break;
+          if (best.choice.tasks === 1 && best.choice.topBand === ctx.lowestBand) break;
         }
         if (!best) break;
+        if (best.choice.units.some((u) => u.tasks.length > 1)) start = 0;
         const overlay: Overlay = { delta: new Map(), taken: new Set(), promised: [] };
         take(overlay, best.choice.units);
         promise(overlay, best.o, shape);
@@ -264,6 +279,12 @@ interface Ctx {
   readonly st: PassState;
   readonly byWorker: Map<number, Unit[]>;
   readonly soon: Overlay;
+  /** Workers with victims or releasing capacity, ascending (victims only free room there). */
+  readonly candidates: readonly number[];
+  /** The least important band among victims (the best a victim can be). */
+  readonly lowestBand: number;
+  /** Per worker ordinal: victims not yet taken. */
+  readonly live: Int32Array;
 }
 
 /**
@@ -315,6 +336,15 @@ function victimsOn(
     oldest = Math.min(oldest, u.since);
   }
   return { units: chosen.map((c) => c.u), topBand, tasks, oldest };
+}
+
+/** Whether worker `o` fits one task of `shape` from free plus releasing room alone. */
+function spare(ctx: Ctx, o: number, shape: Shape): boolean {
+  const d = ctx.soon.delta.get(o);
+  if (!d) return false;
+  const { st } = ctx;
+  return st.freeCpu[o]! + d[0] >= shape.cpu && st.freeMem[o]! + d[1] >= shape.mem &&
+    st.freeAcc[o]! + d[2] >= shape.acc;
 }
 
 /** Marks units as victims in an overlay and adds their resources on every worker they hold. */
@@ -392,6 +422,7 @@ function commit(ctx: Ctx, ov: Overlay, job: SchedulerJob, shape: Shape, out: Pre
   }
   for (const u of ov.taken) {
     u.taken = true;
+    for (const o of new Set(u.ordinals)) if (o >= 0) ctx.live[o]!--;
     const why = u.tasks.length > 1
       ? `preempted (whole gang of ${u.tasks.length}) for ${job.jobId}, a higher band`
       : `preempted for ${job.jobId}, a higher band`;

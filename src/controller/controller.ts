@@ -277,7 +277,11 @@ export class Controller {
       const key = attemptKey(ref.taskId, ref.attemptId);
       const found = this.#findAttempt(ref.taskId, ref.attemptId);
       if (!found || !isTaskActive(found.attempt.state)) {
-        if (!worker.active.has(key)) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+        // Unknown here, or preempted but still running (a lost kill order): (re)send the kill.
+        const held = worker.active.get(key);
+        if (!held || held.state === TaskState.KILLED) {
+          kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+        }
       }
     }
     this.#flush();

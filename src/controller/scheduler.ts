@@ -239,6 +239,11 @@ function signatureFor(ctx: PassContext, job: SchedulerJob, key: string): Signatu
     }
     eligible.sort((a, b) => score[b]! - score[a]! || a - b);
   }
+  if (holder !== undefined) {
+    // A job's own reserved workers first: that is what they are held for.
+    const own = (c: number) => (st.classes[c]!.reservedFor === holder ? 0 : 1);
+    eligible.sort((a, b) => own(a) - own(b));
+  }
   const classes = Int32Array.from(eligible);
   const sig: Signature = {
     cpu,

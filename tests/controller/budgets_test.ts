@@ -12,6 +12,7 @@ import {
 } from "../../src/controller/budgets.ts";
 import { ConfigValidationError, parseConfigObject } from "../../src/config/mod.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
+import { StateStore } from "../../src/controller/store.ts";
 import { JobSpecSchema, PriorityBand, TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 
 const machine = { cpuCores: 8, memoryBytes: 32 * 2 ** 30 };
@@ -114,4 +115,43 @@ Deno.test("JobTable.preempt() retries under the preemption budget; an ASSIGNED e
   assert.equal(t1!.preemptionCount, 2);
   assert.equal(t1!.state, TaskState.PREEMPTED);
   assert.equal(t.preempt(t1!, "again", 6, fx), false, "nothing active to preempt");
+});
+
+Deno.test("a job's lowered band, its reason and an opened reservation gate survive a restart", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-budget-store-" });
+  try {
+    const t = new JobTable();
+    const { jobId } = t.submit(
+      create(JobSpecSchema, {
+        name: "j",
+        user: "alice",
+        entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
+      }),
+      "",
+      0,
+      noEffects(),
+    );
+    Object.assign(t.job(jobId), { band: 3, bandReason: "over budget", reservationReady: true });
+    const store = StateStore.open(dir);
+    try {
+      store.flush(t);
+    } finally {
+      store.close();
+    }
+    const again = StateStore.open(dir);
+    try {
+      const loaded = new JobTable();
+      again.load(loaded);
+      const job = loaded.job(jobId);
+      assert.deepEqual([job.band, job.bandReason, job.reservationReady], [
+        3,
+        "over budget",
+        true,
+      ]);
+    } finally {
+      again.close();
+    }
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });

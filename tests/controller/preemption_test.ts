@@ -357,3 +357,11 @@ Deno.test("room promised to a blocked higher band is kept from lower bands in th
   const alone = schedule({ ...snapshot, jobs: [job("/b", 3, { cpu: 1 })] });
   assert.deepEqual(alone.assignments.map((a) => a.jobId), ["/b"]);
 });
+
+Deno.test("reservations: the holder's tasks go to its held workers first", () => {
+  const snapshot: ClusterSnapshot = {
+    workers: [worker("free-1"), worker("held", { reservedFor: "/res" }), worker("free-2")],
+    jobs: [job("/res", 2, { cpu: 4 })],
+  };
+  assert.deepEqual(schedule(snapshot).assignments.map((a) => a.workerId), ["held"]);
+});

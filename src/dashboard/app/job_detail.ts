@@ -226,7 +226,14 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
           ["Command", h("code", { class: "cmd" }, formatEntrypoint(spec?.entrypoint))],
           ["Resources", `${formatResources(spec?.resources)} per task`],
           ["Replicas", String(spec?.replicas || 1)],
-          ["Priority", priorityName(spec?.priority ?? 0)],
+          [
+            "Priority",
+            j.priorityReason
+              ? `${priorityName(j.effectivePriority)} (asked ${
+                priorityName(spec?.priority ?? 0) || "INTERACTIVE"
+              }: ${j.priorityReason})`
+              : priorityName(spec?.priority ?? 0),
+          ],
           [
             "Coscheduling",
             spec?.coscheduling?.groupBy ? `group by ${spec.coscheduling.groupBy}` : "",

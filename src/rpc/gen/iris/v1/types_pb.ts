@@ -462,7 +462,8 @@ export const JobSpecSchema: GenMessage<JobSpec> = /*@__PURE__*/
 export type PendingReason = Message<"iris.v1.PendingReason"> & {
   /**
    * insufficient_cpu | insufficient_memory | insufficient_accelerator | no_matching_worker |
-   * constraint_unsatisfied | gang_no_slice | no_workers | scheduling_timeout
+   * constraint_unsatisfied | gang_no_slice | no_workers | building_limit | scheduling_timeout |
+   * preempting (waiting for lower-band tasks it evicted) | reserved (waiting for its reservation)
    *
    * @generated from field: string code = 1;
    */
