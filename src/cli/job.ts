@@ -87,6 +87,9 @@ function countsText(job: JobStatus): string {
   return Object.entries(job.taskStateCounts).map(([k, v]) => `${v} ${k}`).join(", ");
 }
 
+type PriorityName = NonNullable<JobRequest["priority"]>;
+const PRIORITY_BANDS: readonly PriorityName[] = ["production", "interactive", "batch"];
+
 /** A duration flag ("30s", "10m"), or undefined when absent. */
 function durationFlag(p: Parsed, name: string): Duration | undefined {
   const raw = str(p, name);
@@ -171,6 +174,12 @@ const runCommand: CommandSpec = {
       description: "Only workers in this region (repeat for any of several)",
     },
     zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
+    priority: {
+      type: "string",
+      value: "BAND",
+      description:
+        "production, interactive (default) or batch; a higher band may preempt lower ones",
+    },
     "scheduling-timeout": {
       type: "string",
       value: "DURATION",
@@ -239,6 +248,12 @@ const runCommand: CommandSpec = {
     const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true })!;
     const timeout = durationFlag(p, "timeout");
     const schedulingTimeout = durationFlag(p, "scheduling-timeout");
+    const priority = str(p, "priority");
+    if (priority !== undefined && !PRIORITY_BANDS.includes(priority as PriorityName)) {
+      throw new UsageError(
+        `--priority must be one of ${PRIORITY_BANDS.join(", ")} (got ${JSON.stringify(priority)})`,
+      );
+    }
     const constraints: ConstraintInput[] = [];
     const regions = strs(p, "region");
     if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
@@ -271,6 +286,7 @@ const runCommand: CommandSpec = {
       maxRetriesFailure: retries,
       timeout,
       schedulingTimeout,
+      priority: priority as PriorityName | undefined,
       constraints,
       user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
       accelerator,

@@ -29,13 +29,16 @@ Deno.test("iris job logs rejects a bad --level, --since, --tail or --max-lines",
   }
 });
 
-Deno.test("iris job run rejects a bad --scheduling-timeout or --replicas", async () => {
+Deno.test("iris job run rejects a bad --scheduling-timeout, --replicas or --priority", async () => {
   const bad = await iris(["job", "run", "--scheduling-timeout", "never", "--", "true"]);
   assert.equal(bad.code, 2);
   assert.match(bad.err, /--scheduling-timeout must be a duration/);
   const zero = await iris(["job", "run", "--tpu", "v5litepod-16", "--replicas", "0", "--", "true"]);
   assert.equal(zero.code, 2);
   assert.match(zero.err, /--replicas/);
+  const band = await iris(["job", "run", "--priority", "urgent", "--", "true"]);
+  assert.equal(band.code, 2);
+  assert.match(band.err, /--priority must be one of production, interactive, batch/);
 });
 
 Deno.test("iris job list filters by user and name and sorts on the controller", async () => {
