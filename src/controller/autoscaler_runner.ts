@@ -12,7 +12,7 @@ import {
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import type { ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { Platform } from "../platform/platform.ts";
+import type { Platform, SliceInfo } from "../platform/platform.ts";
 import type {
   ClusterSnapshot,
   DemandEntry,
@@ -39,6 +39,7 @@ import {
 } from "./autoscaler.ts";
 import type { Controller } from "./controller.ts";
 import { acceleratorType } from "./workers.ts";
+import { restoreAutoscaler } from "./autoscaler_restore.ts";
 
 /**
  * Demand of reservation entries still unclaimed after a pass: one entry per distinct shape of a
@@ -125,27 +126,41 @@ export class AutoscalerRunner {
     }
   }
 
-  /** Adopts slices the platform already has, then evaluates every interval until stopped. */
+  /**
+   * Adopts slices the platform already has (merged with the state saved before a controller
+   * restart, see autoscaler_restore.ts), then evaluates every interval until stopped.
+   */
   async start(): Promise<void> {
+    let listed: SliceInfo[] | undefined;
     try {
-      for (const s of await this.#o.platform.listSlices({ timeout: seconds(60) })) {
-        if (!this.#groupStates.has(s.scaleGroup)) continue;
-        this.#slices.set(s.sliceId, {
-          state: {
-            sliceId: s.sliceId,
-            group: s.scaleGroup,
-            state: "booting",
-            createdAt: s.createdAt,
-            workerIds: s.vms.map((v) => v.workerId),
-          },
-          workerIds: s.vms.map((v) => v.workerId),
-        });
-        this.#action("adopt", s.scaleGroup, s.sliceId, "found at start");
-      }
+      listed = await this.#o.platform.listSlices({ timeout: seconds(60) });
     } catch (err) {
       this.#o.controller.log(`autoscaler: could not list existing slices: ${describeError(err)}`);
     }
+    const restored = restoreAutoscaler(
+      this.#o.controller.store?.loadAutoscaler(),
+      listed,
+      new Set(this.#groupStates.keys()),
+    );
+    for (const g of restored.groups) this.#groupStates.set(g.name, g);
+    for (const s of restored.slices) {
+      this.#slices.set(s.state.sliceId, { ...s, workerIds: [...s.workerIds] });
+    }
+    for (const n of restored.notes) this.#action(n.action, n.group, n.sliceId, n.reason);
+    this.#persist();
     this.#loop = this.#run(this.#abort.signal);
+  }
+
+  /** Saves slices and group states to the controller's store (when it has one and they changed). */
+  #persist(): void {
+    try {
+      this.#o.controller.store?.saveAutoscaler({
+        slices: [...this.#slices.values()],
+        groups: [...this.#groupStates.values()],
+      });
+    } catch (err) {
+      this.#o.controller.log(`autoscaler: saving state failed: ${describeError(err)}`);
+    }
   }
 
   /** Stops evaluating and waits for in-flight platform calls (they have hard timeouts). */
@@ -213,6 +228,7 @@ export class AutoscalerRunner {
       for (let i = 0; i < c.count; i++) this.#create(c.group, c.reason, now);
     }
     for (const t of plan.terminate) this.#terminate(t.sliceId, t.group, t.reason);
+    this.#persist();
     return plan;
   }
 
@@ -270,6 +286,7 @@ export class AutoscalerRunner {
           groupName,
           recordSliceCreated(this.#groupStates.get(groupName)!, this.#clock.now()),
         );
+        this.#persist();
       } catch (err) {
         tracked.state = { ...tracked.state, state: "failed" };
         tracked.error = describeError(err);
@@ -282,6 +299,7 @@ export class AutoscalerRunner {
         // Nothing half-created stays behind.
         await this.#o.platform.terminateSlice(sliceId, { timeout: seconds(60) }).catch(() => {});
         this.#slices.delete(sliceId);
+        this.#persist();
       }
     })());
   }
@@ -304,6 +322,7 @@ export class AutoscalerRunner {
         this.#o.controller.log(`autoscaler: terminating ${sliceId} failed: ${describeError(err)}`);
       } finally {
         this.#slices.delete(sliceId);
+        this.#persist();
         for (const id of s.workerIds) {
           if (this.#o.controller.workers.workers.has(id)) {
             this.#o.controller.workerDead(id, "its slice was terminated");

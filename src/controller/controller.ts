@@ -108,23 +108,40 @@ export class Controller {
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const stats = options.store.load(this.jobs);
+      const endpoints = options.store.loadEndpoints(this.endpoints);
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
           if (isTaskActive(a.state)) this.#unclaimed.add(attemptKey(task.taskId, a.attemptId));
         }
       }
       this.log(
-        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s) from ${options.store.path} in ${
+        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s), ${endpoints} endpoint(s) from ${options.store.path} in ${
           Math.round(stats.ms)
         } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
       );
     }
   }
 
-  /** Writes the jobs changed since the last flush to the store (no-op without one). */
+  /** The durable state store, when the controller has one (the autoscaler saves to it too). */
+  get store(): StateStore | undefined {
+    return this.#opts.store;
+  }
+
+  /**
+   * Writes the jobs and endpoints changed since the last flush to the store (no-op without one).
+   * @throws when the write fails (the caller's RPC fails; the changes stay marked).
+   */
+  commitState(): void {
+    this.#flush();
+  }
+
   #flush(): void {
-    if (this.#opts.store) this.#opts.store.flush(this.jobs);
-    else this.jobs.dirty.clear(); // memory only: nothing to write, keep the set small
+    if (this.#opts.store) this.#opts.store.flush(this.jobs, this.endpoints);
+    else {
+      // Memory only: nothing to write, keep the sets small.
+      this.jobs.dirty.clear();
+      this.endpoints.dirty.clear();
+    }
   }
 
   /** #flush, logging instead of throwing (for paths with no caller to report to). */

@@ -1,6 +1,7 @@
 /**
  * Named endpoints registered by tasks (address + metadata), looked up by name or prefix.
- * An endpoint lives as long as the task attempt that registered it is active.
+ * An endpoint lives as long as the task attempt that registered it is active. Changes are
+ * marked in `dirty` so the controller's store persists them with the job changes (store.ts).
  * @module
  */
 import { create } from "@bufbuild/protobuf";
@@ -10,6 +11,28 @@ import { type Endpoint, EndpointSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 export class EndpointTable {
   readonly #byId = new Map<string, Endpoint>();
   #next = 0;
+  /** Ids of endpoints added or removed since the last persistence flush. */
+  readonly dirty = new Set<string>();
+
+  /** The number in the most recently issued endpoint id (ids are never reused). */
+  get sequence(): number {
+    return this.#next;
+  }
+
+  /** An endpoint by id. */
+  get(endpointId: string): Endpoint | undefined {
+    return this.#byId.get(endpointId);
+  }
+
+  /** Reloads persisted endpoints (store.ts); new ids continue after `sequence`. */
+  restore(endpoints: Iterable<Endpoint>, sequence: number): void {
+    for (const e of endpoints) {
+      this.#byId.set(e.endpointId, e);
+      const n = Number(e.endpointId.replace(/^ep-/, ""));
+      if (Number.isInteger(n)) this.#next = Math.max(this.#next, n);
+    }
+    this.#next = Math.max(this.#next, sequence);
+  }
 
   /** Adds an endpoint; a task re-registering a name replaces its previous entry. */
   register(
@@ -22,21 +45,28 @@ export class EndpointTable {
     },
   ): Endpoint {
     for (const [id, old] of this.#byId) {
-      if (old.name === e.name && old.taskId === e.taskId) this.#byId.delete(id);
+      if (old.name === e.name && old.taskId === e.taskId) this.#remove(id);
     }
     const endpoint = create(EndpointSchema, { ...e, endpointId: `ep-${++this.#next}` });
     this.#byId.set(endpoint.endpointId, endpoint);
+    this.dirty.add(endpoint.endpointId);
     return endpoint;
   }
 
   /** Removes one endpoint; false when unknown. */
   unregister(endpointId: string): boolean {
-    return this.#byId.delete(endpointId);
+    return this.#remove(endpointId);
   }
 
   /** Removes every endpoint of a task. */
   removeTask(taskId: string): void {
-    for (const [id, e] of this.#byId) if (e.taskId === taskId) this.#byId.delete(id);
+    for (const [id, e] of this.#byId) if (e.taskId === taskId) this.#remove(id);
+  }
+
+  #remove(endpointId: string): boolean {
+    if (!this.#byId.delete(endpointId)) return false;
+    this.dirty.add(endpointId);
+    return true;
   }
 
   /** Endpoints whose name starts with (or, when exact, equals) `prefix`, oldest first. */

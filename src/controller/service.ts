@@ -154,12 +154,14 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         jobId: task.jobId,
         metadata: req.metadata,
       });
+      c.commitState(); // acknowledged once durable
       return { endpointId: e.endpointId };
     }),
     unregisterEndpoint: wrap((req) => {
       if (!c.endpoints.unregister(req.endpointId)) {
         throw new NotFoundError(`No endpoint ${req.endpointId}`);
       }
+      c.commitState();
       return {};
     }),
     listEndpoints: wrap((req) => ({ endpoints: c.endpoints.list(req.prefix, req.exact) })),

@@ -2,19 +2,48 @@
  * Durable controller state: a write-behind journal of the JobTable in SQLite (`node:sqlite`,
  * WAL). The in-memory JobTable stays the source of truth for reads; after each controller
  * mutation the jobs it touched (JobTable.dirty) are upserted as one JSON row per job, with their
- * tasks and attempts, in one transaction. On start the rows are loaded back into a JobTable.
+ * tasks and attempts, in one transaction, together with the endpoints that changed. On start the
+ * rows are loaded back into a JobTable and an EndpointTable. The autoscaler's scale-group and
+ * slice state is one more row, written when it changes.
  *
- * The file carries a schema version in its `meta` table. A file written by a newer Iris is
- * refused with an error naming the file and both versions; it is never altered.
+ * The file carries a schema version in its `meta` table. Older files are migrated in place
+ * (v1 → v2 adds the endpoint and autoscaler tables); a file written by a newer Iris is refused
+ * with an error naming the file and both versions, and is never altered.
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
+import { EndpointSchema, JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
+import type { GroupState, SliceState } from "../types.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
+import type { EndpointTable } from "./endpoints.ts";
 
-/** The schema version this code writes and understands. */
-export const STATE_SCHEMA_VERSION = 1;
+/**
+ * The schema version this code writes and understands.
+ * v1: meta, jobs. v2: + endpoints, autoscaler.
+ */
+export const STATE_SCHEMA_VERSION = 2;
+
+/** Statements that bring a file from version `index + 1` to `index + 2`. */
+const MIGRATIONS: readonly (readonly string[])[] = [
+  [
+    "CREATE TABLE IF NOT EXISTS endpoints (endpoint_id TEXT PRIMARY KEY, row TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS autoscaler (key TEXT PRIMARY KEY, row TEXT NOT NULL)",
+  ],
+];
+
+/** A slice as the autoscaler last knew it. */
+export interface PersistedSlice {
+  readonly state: SliceState;
+  readonly workerIds: readonly string[];
+  readonly error?: string;
+}
+
+/** The autoscaler's memory: slices it created or adopted, and per-group timing state. */
+export interface PersistedAutoscaler {
+  readonly slices: readonly PersistedSlice[];
+  readonly groups: readonly GroupState[];
+}
 
 /** The state file's name inside the state dir. */
 export const STATE_FILE = "controller.sqlite3";
@@ -51,6 +80,10 @@ export class StateStore {
   readonly #db: DatabaseSync;
   readonly #upsert: StatementSync;
   readonly #delete: StatementSync;
+  readonly #upsertEndpoint: StatementSync;
+  readonly #deleteEndpoint: StatementSync;
+  readonly #setMeta: StatementSync;
+  #lastAutoscaler = "";
   #closed = false;
 
   private constructor(path: string, db: DatabaseSync) {
@@ -61,6 +94,12 @@ export class StateStore {
         "ON CONFLICT(job_id) DO UPDATE SET submitted_at = excluded.submitted_at, row = excluded.row",
     );
     this.#delete = db.prepare("DELETE FROM jobs WHERE job_id = ?");
+    this.#upsertEndpoint = db.prepare(
+      "INSERT INTO endpoints (endpoint_id, row) VALUES (?, ?) " +
+        "ON CONFLICT(endpoint_id) DO UPDATE SET row = excluded.row",
+    );
+    this.#deleteEndpoint = db.prepare("DELETE FROM endpoints WHERE endpoint_id = ?");
+    this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   }
 
   /**
@@ -96,7 +135,13 @@ export class StateStore {
         "CREATE TABLE IF NOT EXISTS jobs " +
           "(job_id TEXT PRIMARY KEY, submitted_at INTEGER NOT NULL, row TEXT NOT NULL)",
       );
-      db.prepare("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)").run(
+      const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get();
+      // A new file starts at version 1 and takes every migration, like an old one.
+      const from = row ? Number(row.value) : 1;
+      for (let v = from; v < STATE_SCHEMA_VERSION; v++) {
+        for (const sql of MIGRATIONS[v - 1]!) db.exec(sql);
+      }
+      db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(
         String(STATE_SCHEMA_VERSION),
       );
       db.exec("COMMIT");
@@ -131,11 +176,13 @@ export class StateStore {
   }
 
   /**
-   * Writes the jobs in `table.dirty` (upsert, or delete when gone) in one transaction, then
-   * clears them. On failure the ids stay dirty and the error is thrown.
+   * Writes the jobs in `table.dirty` (upsert, or delete when gone) and the endpoints in
+   * `endpoints.dirty` in one transaction, then clears them. On failure the ids stay dirty and
+   * the error is thrown.
    */
-  flush(table: JobTable): void {
-    if (table.dirty.size === 0 || this.#closed) return;
+  flush(table: JobTable, endpoints?: EndpointTable): void {
+    const endpointIds = endpoints ? [...endpoints.dirty] : [];
+    if ((table.dirty.size === 0 && endpointIds.length === 0) || this.#closed) return;
     const ids = [...table.dirty];
     this.#db.exec("BEGIN");
     try {
@@ -148,12 +195,55 @@ export class StateStore {
         const tasks = job.taskIds.map((tid) => table.tasks.get(tid)).filter((t) => t !== undefined);
         this.#upsert.run(id, job.submittedAtMs, JSON.stringify(serializeJob(job, tasks)));
       }
+      if (endpoints && endpointIds.length) {
+        for (const id of endpointIds) {
+          const e = endpoints.get(id);
+          if (e) this.#upsertEndpoint.run(id, JSON.stringify(toJson(EndpointSchema, e)));
+          else this.#deleteEndpoint.run(id);
+        }
+        this.#setMeta.run("endpoint_seq", String(endpoints.sequence));
+      }
       this.#db.exec("COMMIT");
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw err;
     }
     for (const id of ids) table.dirty.delete(id);
+    for (const id of endpointIds) endpoints!.dirty.delete(id);
+  }
+
+  /** Loads the persisted endpoints into `endpoints` (which should be empty). */
+  loadEndpoints(endpoints: EndpointTable): number {
+    const rows = this.#db.prepare("SELECT row FROM endpoints ORDER BY rowid").all();
+    const seq = this.#db.prepare("SELECT value FROM meta WHERE key = 'endpoint_seq'").get();
+    endpoints.restore(
+      rows.map((r) => fromJson(EndpointSchema, JSON.parse(String(r.row)) as JsonValue)),
+      Number(seq?.value ?? 0),
+    );
+    return rows.length;
+  }
+
+  /**
+   * Saves the autoscaler's state when it differs from what was last saved (it is small and
+   * changes rarely, so it is one row, rewritten whole).
+   */
+  saveAutoscaler(state: PersistedAutoscaler): void {
+    if (this.#closed) return;
+    const row = JSON.stringify(state);
+    if (row === this.#lastAutoscaler) return;
+    this.#db.prepare(
+      "INSERT INTO autoscaler (key, row) VALUES ('state', ?) " +
+        "ON CONFLICT(key) DO UPDATE SET row = excluded.row",
+    ).run(row);
+    this.#lastAutoscaler = row;
+  }
+
+  /** The autoscaler's last saved state, if any. */
+  loadAutoscaler(): PersistedAutoscaler | undefined {
+    const r = this.#db.prepare("SELECT row FROM autoscaler WHERE key = 'state'").get();
+    if (!r) return undefined;
+    this.#lastAutoscaler = String(r.row);
+    return JSON.parse(this.#lastAutoscaler) as PersistedAutoscaler;
   }
 
   /** Closes the database. */

@@ -14,6 +14,8 @@ import {
   StateStore,
   StateStoreError,
 } from "../../src/controller/store.ts";
+import { EndpointTable } from "../../src/controller/endpoints.ts";
+import type { Timestamp } from "../../src/time.ts";
 
 type SpecInit = MessageInitShape<typeof JobSpecSchema>;
 
@@ -141,3 +143,99 @@ Deno.test("StateStore refuses a state file with a newer schema and leaves it unc
 function disposable(store: StateStore): StateStore & Disposable {
   return Object.assign(store, { [Symbol.dispose]: () => store.close() });
 }
+
+Deno.test("StateStore migrates a version 1 file to version 2 in place, keeping its jobs", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    t.submit(spec("old", { replicas: 2 }), "req-old", 1, noEffects());
+    const v2 = StateStore.open(dir);
+    v2.flush(t);
+    v2.close();
+    // Turn it into the file Iris with schema version 1 wrote: meta and jobs only.
+    const raw = new DatabaseSync(`${dir}/${STATE_FILE}`);
+    raw.exec("UPDATE meta SET value = '1' WHERE key = 'schema_version'");
+    raw.exec("DROP TABLE endpoints");
+    raw.exec("DROP TABLE autoscaler");
+    raw.close();
+
+    using store = disposable(StateStore.open(dir));
+    const check = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
+    try {
+      assertEquals(
+        check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value,
+        String(STATE_SCHEMA_VERSION),
+      );
+      const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
+        .map((r) => String(r.name)).sort();
+      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta"]);
+    } finally {
+      check.close();
+    }
+    const loaded = new JobTable();
+    assertEquals(store.load(loaded).tasks, 2);
+    assertEquals(loaded.job("/alice/old").requestId, "req-old");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StateStore persists endpoints with the job changes and the autoscaler state", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    const eps = new EndpointTable();
+    t.submit(spec("server"), "", 1, noEffects());
+    const a = eps.register({
+      name: "svc/a",
+      address: "127.0.0.1:1",
+      taskId: "/alice/server/0",
+      jobId: "/alice/server",
+      metadata: { k: "v" },
+    });
+    const b = eps.register({
+      name: "svc/b",
+      address: "127.0.0.1:2",
+      taskId: "/alice/server/0",
+      jobId: "/alice/server",
+      metadata: {},
+    });
+    eps.unregister(a.endpointId);
+    const autoscaler = {
+      slices: [{
+        state: {
+          sliceId: "iris-cpu-1",
+          group: "cpu",
+          state: "ready" as const,
+          createdAt: 5 as Timestamp,
+          idleSince: 7 as Timestamp,
+          workerIds: ["iris-cpu-1-w0"],
+        },
+        workerIds: ["iris-cpu-1-w0"],
+      }],
+      groups: [{ name: "cpu", consecutiveFailures: 2, backoffUntil: 99 as Timestamp }],
+    };
+    {
+      using store = disposable(StateStore.open(dir));
+      store.flush(t, eps);
+      assertEquals(eps.dirty.size, 0);
+      store.saveAutoscaler(autoscaler);
+    }
+    using store = disposable(StateStore.open(dir));
+    const loaded = new EndpointTable();
+    assertEquals(store.loadEndpoints(loaded), 1);
+    assertEquals(loaded.list("svc/", false), [b]);
+    // Ids are never reused after a restart.
+    const c = loaded.register({
+      name: "svc/c",
+      address: "x",
+      taskId: "/alice/server/0",
+      jobId: "/alice/server",
+      metadata: {},
+    });
+    assertEquals(c.endpointId, "ep-3");
+    assertEquals(store.loadAutoscaler(), autoscaler);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
