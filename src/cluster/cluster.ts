@@ -16,6 +16,7 @@ import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { PlatformError } from "../errors.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
+import { resolve } from "node:path";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 
 /** Options for {@linkcode startCluster}. */
@@ -58,7 +59,10 @@ export async function startCluster(
     options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
   );
   const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
-  const platform = options.platform ?? makePlatform(mode, options, heartbeatInterval, workerToken);
+  const protectedPaths = [options.workDir, c.stateDir, config.auth?.workerTokenFile ?? ""]
+    .filter((p) => p !== "").map((p) => resolve(p));
+  const platform = options.platform ??
+    makePlatform(mode, options, heartbeatInterval, workerToken, protectedPaths);
   const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
   const bundles = new FileBundleStore(prefix);
   const groups = scaleGroupsFromConfig(config);
@@ -124,12 +128,14 @@ function makePlatform(
   options: StartClusterOptions,
   heartbeatInterval: ReturnType<typeof ms>,
   workerToken: string | undefined,
+  protectedPaths: readonly string[],
 ): Platform {
   if (mode === "local") {
     return new LocalPlatform({
       rootDir: `${options.workDir}/vms`,
       heartbeatInterval,
       workerToken,
+      protectedPaths,
       log: options.vmLog,
     });
   }
