@@ -117,10 +117,11 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         recentLogs: c.recentLogs.slice(-200),
       };
     }),
-    registerEndpoint: wrap((req) => {
+    registerEndpoint: wrap((req, ctx) => {
       if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
       if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
       const task = c.jobs.task(req.taskId);
+      authorizeJobAction(ctx.values.get(PRINCIPAL), task.jobId, "register endpoints for");
       const cur = c.jobs.currentAttempt(task);
       if (!isTaskActive(task.state) || !cur) {
         throw new InvalidArgumentError("task_id", `task ${req.taskId} is not running`);
