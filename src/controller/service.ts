@@ -141,7 +141,11 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       });
       return { endpointId: e.endpointId };
     }),
-    unregisterEndpoint: wrap((req) => {
+    unregisterEndpoint: wrap((req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      const owned = principal &&
+        c.endpoints.list("", false).find((e) => e.endpointId === req.endpointId);
+      if (owned) authorizeJobAction(principal, owned.jobId, "unregister endpoints of");
       if (!c.endpoints.unregister(req.endpointId)) {
         throw new NotFoundError(`No endpoint ${req.endpointId}`);
       }

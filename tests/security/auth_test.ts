@@ -116,7 +116,10 @@ Deno.test("auth: every RPC needs a valid token; roles and ownership are enforced
   const bobEndpoint = await codeOf(bob.rpc.registerEndpoint(endpoint));
   assertEquals(bobEndpoint.code, Code.PermissionDenied);
   assertMatch(bobEndpoint.message, /may not register endpoints for \/alice\/sleeper/);
-  await alice.rpc.registerEndpoint(endpoint);
+  const { endpointId } = await alice.rpc.registerEndpoint(endpoint);
+  const bobUnregister = await codeOf(bob.rpc.unregisterEndpoint({ endpointId }));
+  assertEquals(bobUnregister.code, Code.PermissionDenied);
+  assertEquals((await alice.rpc.listEndpoints({ prefix: "svc", exact: true })).endpoints.length, 1);
   const denied = await codeOf(bob.cancel(long));
   assertEquals(denied.code, Code.PermissionDenied);
   errors.push(denied.message);
