@@ -45,12 +45,19 @@ export function authorizeLaunch(
   return requestId ? `${user}:${requestId}` : "";
 }
 
-/** Throws PermissionDeniedError unless `principal` may terminate `jobId` (owner or admin). */
-export function authorizeJobAction(principal: Principal | undefined, jobId: string): void {
+/**
+ * Throws PermissionDeniedError unless `principal` may `action` (terminate, register endpoints
+ * for) the job `jobId`: its owner or an admin.
+ */
+export function authorizeJobAction(
+  principal: Principal | undefined,
+  jobId: string,
+  action = "terminate",
+): void {
   if (!principal || principal.role === "admin") return;
   if (principal.role === "user" && jobOwner(jobId) === principal.user) return;
   throw new PermissionDeniedError(
-    `${principal.user} may not terminate ${jobId.slice(0, 300)}: it belongs to ${
+    `${principal.user} may not ${action} ${jobId.slice(0, 300)}: it belongs to ${
       jobOwner(jobId).slice(0, 64)
     }`,
   );

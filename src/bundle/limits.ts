@@ -11,7 +11,15 @@ export interface BundleLimits {
   maxUnpackedBytes?: number;
   /** Most bytes of the gzip'd archive itself. Default 64 MiB. */
   maxCompressedBytes?: number;
+  /**
+   * Most tar bytes per compressed byte once past {@linkcode RATIO_FLOOR_BYTES}: stops archive
+   * bombs well before the absolute limits. Default 200.
+   */
+  maxCompressionRatio?: number;
 }
+
+/** Expansion below this never trips the compression-ratio limit (small bundles compress well). */
+export const RATIO_FLOOR_BYTES = 16 * 1024 * 1024;
 
 /** MiB in bytes. */
 export const MIB = 1024 * 1024;
@@ -21,6 +29,7 @@ export const DEFAULT_BUNDLE_LIMITS: Readonly<Required<BundleLimits>> = Object.fr
   maxFiles: 10_000,
   maxUnpackedBytes: 256 * MIB,
   maxCompressedBytes: 64 * MIB,
+  maxCompressionRatio: 200,
 });
 
 /** Default cap on the uncompressed size of a packed workspace. */
@@ -42,6 +51,9 @@ function stripUndefined(limits: BundleLimits): BundleLimits {
   if (limits.maxFiles !== undefined) out.maxFiles = limits.maxFiles;
   if (limits.maxUnpackedBytes !== undefined) out.maxUnpackedBytes = limits.maxUnpackedBytes;
   if (limits.maxCompressedBytes !== undefined) out.maxCompressedBytes = limits.maxCompressedBytes;
+  if (limits.maxCompressionRatio !== undefined) {
+    out.maxCompressionRatio = limits.maxCompressionRatio;
+  }
   return out;
 }
 

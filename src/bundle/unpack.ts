@@ -12,7 +12,7 @@
 import { dirname, join, resolve } from "node:path";
 import { IrisError, ResourceExhaustedError } from "../errors.ts";
 import { BundleFormatError } from "./errors.ts";
-import { type BundleLimits, formatBytes, MIB, resolveLimits } from "./limits.ts";
+import { type BundleLimits, formatBytes, MIB, RATIO_FLOOR_BYTES, resolveLimits } from "./limits.ts";
 import { EntryTree } from "./paths.ts";
 import { TarReader } from "./tar_reader.ts";
 
@@ -146,8 +146,11 @@ async function readBundle(
   if (data.length < 2 || data[0] !== 0x1f || data[1] !== 0x8b) {
     throw new BundleFormatError("", "is not gzip data (expected a gzip'd tar archive)");
   }
-  const maxStream = limits.maxUnpackedBytes + limits.maxFiles * OVERHEAD_PER_ENTRY +
-    MAX_TRAILING_BYTES;
+  // The tighter of the absolute limits and the compression-ratio limit bounds the inflated stream.
+  const maxStream = Math.min(
+    limits.maxUnpackedBytes + limits.maxFiles * OVERHEAD_PER_ENTRY + MAX_TRAILING_BYTES,
+    Math.max(RATIO_FLOOR_BYTES, data.length * limits.maxCompressionRatio),
+  );
   const reader = new TarReader(
     sliced(data).pipeThrough(new DecompressionStream("gzip")),
     maxStream,

@@ -259,9 +259,11 @@ const workerServe: CommandSpec = {
     } catch (err) {
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
+    const tokenFile = str(p, "worker-token-file") ?? Deno.env.get("IRIS_WORKER_TOKEN_FILE");
     const worker = await startWorker({
       controllerUrl,
       workerToken,
+      protectedPaths: tokenFile ? [tokenFile] : [],
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
       advertiseUrl: advertiseUrl(p),

@@ -16,6 +16,7 @@ import { ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
+import { resolve } from "node:path";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 
 /** Options for {@linkcode startCluster}. */
@@ -61,6 +62,8 @@ export async function startCluster(
     options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
   );
   const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
+  const protectedPaths = [options.workDir, c.stateDir, config.auth?.workerTokenFile ?? ""]
+    .filter((p) => p !== "").map((p) => resolve(p));
   const platform = options.platform ??
     platformFromConfig(config, {
       workDir: options.workDir,
@@ -68,6 +71,7 @@ export async function startCluster(
       vmLog: options.vmLog,
       runtime: options.runtime,
       workerToken,
+      protectedPaths,
     });
   const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
   const bundles = new FileBundleStore(prefix);

@@ -31,6 +31,8 @@ export interface PlatformFromConfigOptions {
   readonly runtime?: IrisRuntime;
   /** Local mode: the worker token handed to VMs in memory when auth is on. */
   readonly workerToken?: string;
+  /** Local mode: paths no module task may be granted (worker root, state dir, token file). */
+  readonly protectedPaths?: readonly string[];
 }
 
 /** `platform.ssh` as the manual platform's defaults (undefined when not configured). */
@@ -90,6 +92,7 @@ export function platformFromConfig(
         rootDir: `${options.workDir}/vms`,
         heartbeatInterval: options.heartbeatInterval ?? seconds(1),
         workerToken: options.workerToken,
+        protectedPaths: options.protectedPaths,
         log: options.vmLog,
       });
     case "gcp":

@@ -133,10 +133,11 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         recentLogs: c.recentLogs.slice(-200),
       };
     }),
-    registerEndpoint: wrap((req) => {
+    registerEndpoint: wrap((req, ctx) => {
       if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
       if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
       const task = c.jobs.task(req.taskId);
+      authorizeJobAction(ctx.values.get(PRINCIPAL), task.jobId, "register endpoints for");
       const cur = c.jobs.currentAttempt(task);
       if (!isTaskActive(task.state) || !cur) {
         throw new InvalidArgumentError("task_id", `task ${req.taskId} is not running`);
@@ -157,7 +158,11 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       c.commitState(); // acknowledged once durable
       return { endpointId: e.endpointId };
     }),
-    unregisterEndpoint: wrap((req) => {
+    unregisterEndpoint: wrap((req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      const owned = principal &&
+        c.endpoints.list("", false).find((e) => e.endpointId === req.endpointId);
+      if (owned) authorizeJobAction(principal, owned.jobId, "unregister endpoints of");
       if (!c.endpoints.unregister(req.endpointId)) {
         throw new NotFoundError(`No endpoint ${req.endpointId}`);
       }

@@ -4,7 +4,14 @@
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
-import { AcceleratorType, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  AcceleratorType,
+  ConstraintOp,
+  ExistingJobPolicy,
+  type JobSpec,
+  PriorityBand,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { isBundleId } from "../bundle/id.ts";
 
 /** Upper bounds that keep one request from exhausting the controller. */
 export const LIMITS = {
@@ -21,6 +28,17 @@ export const LIMITS = {
   maxRetries: 1000,
   maxTimeoutMs: 365 * 24 * 3600 * 1000,
   maxReservationEntries: 1024,
+  /** Segments of a job id below the user ("/alice/a/b" is 2 deep). */
+  maxJobDepth: 16,
+  maxJobIdLength: 1024,
+  maxEnvKeyLength: 256,
+  maxConstraintKeyLength: 256,
+  maxConstraintValues: 256,
+  maxConstraintValueLength: 1024,
+  maxPermissionEntries: 64,
+  maxPermissionLength: 4096,
+  maxVariantLength: 64,
+  maxPathLength: 4096,
 } as const;
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -55,6 +73,24 @@ export function validateUser(user: string): void {
  * A full name ("/alice/x") is kept as is but must agree with the parent when one is given.
  */
 export function resolveJobId(spec: JobSpec, user: string): string {
+  const id = resolveJobIdUnchecked(spec, user);
+  if (id.length > LIMITS.maxJobIdLength) {
+    throw new InvalidArgumentError(
+      "spec.name",
+      `the job id would be longer than ${LIMITS.maxJobIdLength} characters`,
+    );
+  }
+  const depth = id.split("/").length - 2;
+  if (depth > LIMITS.maxJobDepth) {
+    throw new InvalidArgumentError(
+      "spec.name",
+      `the job id would be nested ${depth} levels deep (at most ${LIMITS.maxJobDepth})`,
+    );
+  }
+  return id;
+}
+
+function resolveJobIdUnchecked(spec: JobSpec, user: string): string {
   const name = spec.name;
   if (name === "") throw new InvalidArgumentError("spec.name", "must not be empty");
   if (name.length > LIMITS.maxNameLength) {
@@ -89,6 +125,25 @@ export function resolveJobId(spec: JobSpec, user: string): string {
 function checkRange(field: string, value: number, min: number, max: number): void {
   if (!Number.isFinite(value) || !Number.isInteger(value) || value < min || value > max) {
     throw new InvalidArgumentError(field, `must be an integer in ${min}..${max} (got ${value})`);
+  }
+}
+
+function checkArgs(field: string, args: readonly string[]): void {
+  if (args.length > LIMITS.maxArgs) {
+    throw new InvalidArgumentError(
+      field,
+      `at most ${LIMITS.maxArgs} arguments (got ${args.length})`,
+    );
+  }
+  const bytes = args.reduce((n, a) => n + a.length, 0);
+  if (bytes > LIMITS.maxArgBytes) {
+    throw new InvalidArgumentError(
+      field,
+      `at most ${LIMITS.maxArgBytes} bytes in total (got ${bytes})`,
+    );
+  }
+  if (args.some((a) => a.includes("\0"))) {
+    throw new InvalidArgumentError(field, "must not contain NUL characters");
   }
 }
 
@@ -133,8 +188,60 @@ export function validateJobSpec(spec: JobSpec): void {
     if (!spec.bundleId) {
       throw new InvalidArgumentError("spec.bundle_id", "a module entrypoint needs a bundle");
     }
+    if (path.length > LIMITS.maxPathLength) {
+      throw new InvalidArgumentError(
+        "spec.entrypoint.module.path",
+        `at most ${LIMITS.maxPathLength} characters`,
+      );
+    }
+    checkArgs("spec.entrypoint.module.args", entry.value.args);
+    const perms = entry.value.permissions;
+    for (
+      const [name, list] of Object.entries({
+        read: perms?.read ?? [],
+        write: perms?.write ?? [],
+        net: perms?.net ?? [],
+        run: perms?.run ?? [],
+        env: perms?.env ?? [],
+      })
+    ) {
+      const field = `spec.entrypoint.module.permissions.${name}`;
+      if (list.length > LIMITS.maxPermissionEntries) {
+        throw new InvalidArgumentError(
+          field,
+          `at most ${LIMITS.maxPermissionEntries} entries (got ${list.length})`,
+        );
+      }
+      if (list.some((v) => v.length > LIMITS.maxPermissionLength || v.includes("\0"))) {
+        throw new InvalidArgumentError(
+          field,
+          `entries must be at most ${LIMITS.maxPermissionLength} characters, without NUL`,
+        );
+      }
+    }
   }
   checkRange("spec.replicas", spec.replicas, 0, LIMITS.maxReplicas);
+  if (spec.parentJobId.length > LIMITS.maxJobIdLength) {
+    throw new InvalidArgumentError(
+      "spec.parent_job_id",
+      `at most ${LIMITS.maxJobIdLength} characters (got ${spec.parentJobId.length})`,
+    );
+  }
+  if (spec.bundleId && !isBundleId(spec.bundleId)) {
+    throw new InvalidArgumentError(
+      "spec.bundle_id",
+      `must be "sha256-<64 hex digits>" (got ${JSON.stringify(spec.bundleId.slice(0, 80))})`,
+    );
+  }
+  if (!(spec.priority in PriorityBand)) {
+    throw new InvalidArgumentError("spec.priority", `unknown priority band ${spec.priority}`);
+  }
+  if (!(spec.existingJobPolicy in ExistingJobPolicy)) {
+    throw new InvalidArgumentError(
+      "spec.existing_job_policy",
+      `unknown policy ${spec.existingJobPolicy}`,
+    );
+  }
   const r = spec.resources;
   if (r) {
     checkRange("spec.resources.cpu_millicores", r.cpuMillicores, 0, LIMITS.maxCpuMillicores);
@@ -142,6 +249,12 @@ export function validateJobSpec(spec: JobSpec): void {
     checkRange("spec.resources.disk_bytes", r.diskBytes, 0, Number.MAX_SAFE_INTEGER);
     if (r.accelerator) {
       checkRange("spec.resources.accelerator.count", r.accelerator.count, 0, 4096);
+      if (r.accelerator.variant.length > LIMITS.maxVariantLength) {
+        throw new InvalidArgumentError(
+          "spec.resources.accelerator.variant",
+          `at most ${LIMITS.maxVariantLength} characters (got ${r.accelerator.variant.length})`,
+        );
+      }
       if (!(r.accelerator.type in AcceleratorType)) {
         throw new InvalidArgumentError(
           "spec.resources.accelerator.type",
@@ -158,7 +271,7 @@ export function validateJobSpec(spec: JobSpec): void {
     );
   }
   for (const k of envKeys) {
-    if (!ENV_KEY.test(k)) {
+    if (k.length > LIMITS.maxEnvKeyLength || !ENV_KEY.test(k)) {
       throw new InvalidArgumentError(
         `spec.env.${k.slice(0, 40)}`,
         "must be a valid environment variable name",
@@ -170,6 +283,9 @@ export function validateJobSpec(spec: JobSpec): void {
         `value longer than ${LIMITS.maxEnvValueBytes} bytes`,
       );
     }
+    if ((spec.env[k] ?? "").includes("\0")) {
+      throw new InvalidArgumentError(`spec.env.${k}`, "must not contain NUL characters");
+    }
   }
   if (spec.constraints.length > LIMITS.maxConstraints) {
     throw new InvalidArgumentError(
@@ -178,8 +294,33 @@ export function validateJobSpec(spec: JobSpec): void {
     );
   }
   spec.constraints.forEach((c, i) => {
-    if (!c.key) throw new InvalidArgumentError(`spec.constraints[${i}].key`, "must not be empty");
-    if (c.op === 0) throw new InvalidArgumentError(`spec.constraints[${i}].op`, "must be set");
+    const field = `spec.constraints[${i}]`;
+    if (!c.key) throw new InvalidArgumentError(`${field}.key`, "must not be empty");
+    if (c.key.length > LIMITS.maxConstraintKeyLength) {
+      throw new InvalidArgumentError(
+        `${field}.key`,
+        `at most ${LIMITS.maxConstraintKeyLength} characters (got ${c.key.length})`,
+      );
+    }
+    if (c.op === 0) throw new InvalidArgumentError(`${field}.op`, "must be set");
+    if (!(c.op in ConstraintOp)) {
+      throw new InvalidArgumentError(`${field}.op`, `unknown operator ${c.op}`);
+    }
+    if (c.values.length > LIMITS.maxConstraintValues) {
+      throw new InvalidArgumentError(
+        `${field}.values`,
+        `at most ${LIMITS.maxConstraintValues} (got ${c.values.length})`,
+      );
+    }
+    for (const v of [c.value, ...c.values]) {
+      const k = v?.kind;
+      if (k?.case === "stringValue" && k.value.length > LIMITS.maxConstraintValueLength) {
+        throw new InvalidArgumentError(
+          `${field}.value`,
+          `strings of at most ${LIMITS.maxConstraintValueLength} characters`,
+        );
+      }
+    }
   });
   if (spec.ports.length > LIMITS.maxPorts) {
     throw new InvalidArgumentError(

@@ -36,6 +36,8 @@ export interface LocalPlatformOptions {
   readonly ports?: { readonly min: number; readonly max: number };
   /** The cluster's worker token when auth is on (handed to each VM's worker in memory). */
   readonly workerToken?: string;
+  /** Paths module tasks may never be granted (besides every VM's directory). @default [] */
+  readonly protectedPaths?: readonly string[];
 }
 
 interface LocalVm {
@@ -123,6 +125,8 @@ export class LocalPlatform implements Platform {
         type: "start",
         controllerUrl: request.controllerUrl,
         workerToken: this.#o.workerToken,
+        // Every VM's directory, not just this one's: tasks of one VM may not read another's.
+        protectedPaths: [this.#o.rootDir, ...(this.#o.protectedPaths ?? [])],
         workerId,
         sliceId: request.sliceId,
         scaleGroup: request.scaleGroup,

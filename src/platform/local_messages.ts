@@ -12,6 +12,8 @@ export interface LocalVmStartMessage {
   readonly controllerUrl: string;
   /** The worker token when auth is on. */
   readonly workerToken?: string;
+  /** Paths module tasks may never be granted. */
+  readonly protectedPaths?: readonly string[];
   readonly workerId: string;
   readonly sliceId: string;
   readonly scaleGroup: string;

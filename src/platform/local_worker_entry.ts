@@ -26,6 +26,7 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
     handle = await startWorker({
       controllerUrl: msg.controllerUrl,
       workerToken: msg.workerToken,
+      protectedPaths: msg.protectedPaths,
       workerId: msg.workerId,
       host: "127.0.0.1",
       port: 0,

@@ -71,7 +71,9 @@ export function serveRpc(
       const remote = info.remoteAddr as Deno.NetAddr;
       contextValues.set(PEER_ADDRESS, remote.hostname ?? "");
       const uReq = { ...universalServerRequestFromFetch(req, {}), contextValues };
-      return universalServerResponseToFetch(await handler(uReq));
+      return await undecodableAsInvalidArgument(
+        universalServerResponseToFetch(await handler(uReq)),
+      );
     }
     if (fallback) return fallback(req);
     return new Response("Not found\n", { status: 404 });
@@ -90,4 +92,32 @@ export function serveRpc(
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/**
+ * Connect reports a request body it cannot decode (invalid UTF-8 in a string, a malformed message)
+ * as `internal`; for a server that is the client's fault, so it becomes `invalid_argument`.
+ */
+async function undecodableAsInvalidArgument(res: Response): Promise<Response> {
+  if (res.status !== 500 || !res.headers.get("content-type")?.startsWith("application/json")) {
+    return res;
+  }
+  const text = await res.text();
+  let body: { code?: unknown; message?: unknown } = {};
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not a Connect error body: pass it on unchanged.
+  }
+  const message = typeof body.message === "string" ? body.message : "";
+  if (body.code !== "internal" || !/^parse (binary|json): /.test(message)) {
+    return new Response(text, { status: res.status, headers: res.headers });
+  }
+  return new Response(
+    JSON.stringify({
+      code: "invalid_argument",
+      message: `request: cannot be decoded (${message})`,
+    }),
+    { status: 400, headers: res.headers },
+  );
 }

@@ -28,6 +28,8 @@ export interface AttemptContext {
   readonly dir: string;
   /** DENO_DIR for module tasks. */
   readonly denoDir: string;
+  /** Paths a module task's permissions may not reach (see moduleArgv). */
+  readonly protectedPaths?: readonly string[];
   /** IRIS_TOKEN for the task when auth is on (acts as the job's owner). */
   readonly taskToken?: string;
   readonly ports: PortAllocator;
@@ -330,6 +332,7 @@ export class TaskAttempt {
         hasBundle: this.request.bundleId !== "",
         controllerUrl: this.#ctx.controllerUrl,
         ports: Object.values(this.#status.ports),
+        protectedPaths: this.#ctx.protectedPaths,
       });
     }
     throw new InvalidArgumentError("entrypoint", "must be a command or a module");

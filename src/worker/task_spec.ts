@@ -39,13 +39,15 @@ const RESERVED_ENV = new Set([
 /**
  * The complete environment of a task: nothing is inherited from the worker process, so the
  * worker's own secrets (its token, cloud credentials in its env) never reach a task.
- * Order of precedence: IRIS_PORT_*, IRIS_TOKEN > request env > PATH/HOME/IRIS_WORKDIR/IRIS_WORKER_ID
- * defaults. Token variables in the request env are dropped.
+ * Order of precedence: IRIS_PORT_*, IRIS_TOKEN > request env > PATH/HOME/LANG/TZ/IRIS_WORKDIR/
+ * IRIS_WORKER_ID defaults. Token variables in the request env are dropped.
  */
 export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   const env: Record<string, string> = {
     PATH: DEFAULT_TASK_PATH,
     HOME: options.taskDir,
+    LANG: "C.UTF-8",
+    TZ: "UTC",
     IRIS_WORKDIR: options.taskDir,
     IRIS_WORKER_ID: options.workerId,
   };
@@ -72,6 +74,11 @@ export interface ModuleArgvOptions {
   controllerUrl: string;
   /** The task's allocated ports; it may listen on them. */
   ports: readonly number[];
+  /**
+   * Paths no read or write permission may cover (the worker's directory with every other task's,
+   * token files, controller state); the task's own directory is always allowed. @default none
+   */
+  protectedPaths?: readonly string[];
 }
 
 /**
@@ -99,6 +106,10 @@ export function moduleArgv(options: ModuleArgvOptions): string[] {
     entry = module.path;
     read.push(module.path.slice(0, module.path.lastIndexOf("/")) || "/");
   }
+  const guard = protectedPathCheck(taskDir, options.protectedPaths ?? []);
+  guard("entrypoint.module.path", read.slice(1));
+  guard("permissions.read", extra?.read ?? []);
+  guard("permissions.write", extra?.write ?? []);
   const net: string[] = [];
   try {
     net.push(new URL(options.controllerUrl).host);
@@ -121,6 +132,52 @@ export function moduleArgv(options: ModuleArgvOptions): string[] {
     entry,
     ...module.args,
   ];
+}
+
+/**
+ * A checker refusing permission paths that would reach a protected path: "*", a protected path
+ * itself, anything inside one (other than the task's own directory), or any directory above one.
+ */
+function protectedPathCheck(
+  taskDir: string,
+  protectedPaths: readonly string[],
+): (field: string, values: readonly string[]) => void {
+  const own = normalize(taskDir);
+  const guarded = protectedPaths.filter((p) => p !== "").map(normalize);
+  return (field, values) => {
+    if (guarded.length === 0) return;
+    for (const value of values) {
+      if (value === "") continue;
+      const path = value === "*"
+        ? "/"
+        : normalize(value.startsWith("/") ? value : `${own}/${value}`);
+      if (path === own || path.startsWith(own + "/")) continue;
+      const hit = guarded.find((g) => within(path, g) || within(g, path));
+      if (hit !== undefined) {
+        throw new InvalidArgumentError(
+          field,
+          `${JSON.stringify(value)} would give the task access to ${hit}, which holds other ` +
+            "tasks' files or worker secrets; grant narrower paths",
+        );
+      }
+    }
+  };
+}
+
+/** True when `path` is `dir` or below it. */
+function within(path: string, dir: string): boolean {
+  return dir === "/" || path === dir || path.startsWith(dir + "/");
+}
+
+/** An absolute path without "."/".."/empty segments ("/" for the root). */
+function normalize(path: string): string {
+  const out: string[] = [];
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") out.pop();
+    else out.push(seg);
+  }
+  return "/" + out.join("/");
 }
 
 /** Normalises a module path inside a bundle ("./src/main.ts" → "src/main.ts"). */

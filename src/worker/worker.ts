@@ -175,6 +175,7 @@ class IrisWorker implements WorkerCore {
       controllerUrl: this.#opts.controllerUrl,
       dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
       denoDir: `${this.#rootDir}/cache/deno`,
+      protectedPaths: [this.#rootDir, ...(this.#opts.protectedPaths ?? [])],
       // The task acts as its job's owner; the worker token itself never reaches it.
       taskToken: this.#opts.workerToken
         ? taskToken(this.#opts.workerToken, jobOwner(req.jobId))

@@ -63,6 +63,11 @@ export interface WorkerOptions {
    * @default none (auth off)
    */
   workerToken?: string;
+  /**
+   * Paths module tasks may never be granted (token files, controller state, other workers' roots);
+   * the worker's own root is always protected. @default []
+   */
+  protectedPaths?: readonly string[];
   /** Controller client (tests). @default controllerClient(controllerUrl) */
   client?: ControllerClient;
 }

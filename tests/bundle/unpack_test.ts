@@ -231,7 +231,12 @@ Deno.test("unpack: gzip bombs stop early without buffering the expansion", async
     header({ name: "part2", size: 100 * MIB }),
     ...Array.from({ length: 100 }, () => zeros),
   ]);
-  await expectRejected(split, "part2", ResourceExhaustedError);
+  // The compression-ratio limit stops it inside part1, long before the running total would.
+  await expectRejected(
+    split,
+    /expands past .* at entry "part1".*archive bomb/,
+    ResourceExhaustedError,
+  );
   // Pure zeros: an empty archive followed by 300 MiB of "padding".
   await expectRejected(
     await gzip(bomb([])),

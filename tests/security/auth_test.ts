@@ -6,8 +6,8 @@ import { toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { IrisClient } from "../../src/client/client.ts";
 import { controllerClient, workerClient } from "../../src/rpc/client.ts";
-import { JobState, ListJobsResponseSchema } from "../../src/rpc/mod.ts";
-import { seconds } from "../../src/time.ts";
+import { JobState, ListJobsResponseSchema, TaskState } from "../../src/rpc/mod.ts";
+import { seconds, waitFor } from "../../src/time.ts";
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { startSecureCluster, type Tokens } from "./_cluster.ts";
 
@@ -107,6 +107,19 @@ Deno.test("auth: every RPC needs a valid token; roles and ownership are enforced
   const long = await alice.submit({ name: "sleeper", command: ["sleep", "60"] });
   const bobs = await bob.submit({ name: "sleeper", command: ["sleep", "60"] });
   assertEquals(bobs, "/bob/sleeper");
+  // Endpoints of a running task: only its owner (or an admin) may register them.
+  await waitFor(async () => (await alice.status(long)).tasks[0]?.state === TaskState.RUNNING, {
+    timeout: seconds(30),
+    what: "alice's sleeper to run",
+  });
+  const endpoint = { name: "svc", address: "127.0.0.1:1", taskId: `${long}/0` };
+  const bobEndpoint = await codeOf(bob.rpc.registerEndpoint(endpoint));
+  assertEquals(bobEndpoint.code, Code.PermissionDenied);
+  assertMatch(bobEndpoint.message, /may not register endpoints for \/alice\/sleeper/);
+  const { endpointId } = await alice.rpc.registerEndpoint(endpoint);
+  const bobUnregister = await codeOf(bob.rpc.unregisterEndpoint({ endpointId }));
+  assertEquals(bobUnregister.code, Code.PermissionDenied);
+  assertEquals((await alice.rpc.listEndpoints({ prefix: "svc", exact: true })).endpoints.length, 1);
   const denied = await codeOf(bob.cancel(long));
   assertEquals(denied.code, Code.PermissionDenied);
   errors.push(denied.message);

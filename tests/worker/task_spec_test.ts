@@ -22,6 +22,8 @@ Deno.test("buildTaskEnv() layers defaults, then the request env, then IRIS_PORT_
   assert.deepEqual(env, {
     PATH: DEFAULT_TASK_PATH,
     HOME: "/custom",
+    LANG: "C.UTF-8",
+    TZ: "UTC",
     IRIS_WORKDIR: "/w/tasks/t",
     IRIS_WORKER_ID: "w1",
     IRIS_PORT_WEB: "20001",
