@@ -482,6 +482,8 @@ async function main() {
     console.error(`unknown peer ${peer}; only "slurm" is supported`);
     Deno.exit(2);
   }
+  const onlyIdx = args.indexOf("--only");
+  if (onlyIdx >= 0) return await quick(new Set((args[onlyIdx + 1] ?? "").split(",")));
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -721,6 +723,49 @@ async function main() {
   const outFile = new URL("latest.json", outDir);
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
   console.log(`wrote ${outFile.pathname}`);
+}
+
+/**
+ * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
+ * while changing the code (no table, no JSON file).
+ */
+async function quick(only: Set<string>): Promise<void> {
+  const known = new Set(["lat", "tput", "rpc"]);
+  const unknown = [...only].filter((k) => !known.has(k));
+  if (unknown.length || only.size === 0) {
+    console.error(`--only takes a comma-separated subset of lat,tput,rpc; got "${[...only]}"`);
+    Deno.exit(2);
+  }
+  await withCluster(async (client) => {
+    if (only.has("lat")) {
+      const lat = await latencyBench(client, 200);
+      const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
+      console.log(
+        `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
+          f(dist(lat.submitToCompletedMs))
+        }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
+          f(dist(lat.submitRttMs))
+        }; failed ${lat.failed}`,
+      );
+    }
+    if (only.has("tput")) {
+      const t = await throughputBench(client, 1000, 32);
+      console.log(
+        `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
+          t.makespanS.toFixed(2)
+        } s, ${t.failed} failed)`,
+      );
+    }
+    if (only.has("rpc")) {
+      const r = await rpcBenchRemote(client.url);
+      const single = dist(r.single);
+      console.log(
+        `rpc: ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
+          fmtMs(single.p50)
+        } p99 ${fmtMs(single.p99)}`,
+      );
+    }
+  });
 }
 
 if (import.meta.main) {
