@@ -736,24 +736,38 @@ async function quick(only: Set<string>): Promise<void> {
     console.error(`--only takes a comma-separated subset of lat,tput,rpc; got "${[...only]}"`);
     Deno.exit(2);
   }
+  // CPU time of this process (controller + worker + client): steadier than wall time on a
+  // shared machine. Linux only; NaN elsewhere.
+  const cpuMs = () => {
+    try {
+      const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
+      return (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      return NaN;
+    }
+  };
   await withCluster(async (client) => {
     if (only.has("lat")) {
+      const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
+      const cpuPerJob = (cpuMs() - c0) / 210;
       const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
       console.log(
         `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
           f(dist(lat.submitToCompletedMs))
         }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
           f(dist(lat.submitRttMs))
-        }; failed ${lat.failed}`,
+        }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job`,
       );
     }
     if (only.has("tput")) {
+      const c0 = cpuMs();
       const t = await throughputBench(client, 1000, 32);
+      const cpuPerJob = (cpuMs() - c0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
-        } s, ${t.failed} failed)`,
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
       );
     }
     if (only.has("rpc")) {
