@@ -13,11 +13,13 @@ import { startWorker } from "../src/worker/mod.ts";
 import { IrisClient } from "../src/client/client.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { runSchedulerBench } from "./scheduler_bench.ts";
-import { create } from "@bufbuild/protobuf";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { JobSpecSchema } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { StateStore } from "../src/controller/store.ts";
 import { JobTable, noEffects } from "../src/controller/state.ts";
 import { controllerClient } from "../src/rpc/client.ts";
+import { GetControllerStatusResponseSchema } from "../src/rpc/gen/iris/v1/controller_pb.ts";
+import { ms } from "../src/time.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -263,10 +265,19 @@ async function rpcBenchChild(url: string) {
   console.log(JSON.stringify(await rpcBench(client)));
 }
 
+interface RpcResult {
+  concurrency: number;
+  /** GetJobStatus of a one-task job: the call clients poll. */
+  callsPerS: number;
+  single: number[];
+  /** GetControllerStatus: carries up to 200 recent log lines, so it measures payload size too. */
+  statusCallsPerS: number;
+  statusSingle: number[];
+  statusBytes: number;
+}
+
 /** Controller unary RPC load from a separate process (a real client, not the server's loop). */
-async function rpcBenchRemote(
-  url: string,
-): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+async function rpcBenchRemote(url: string): Promise<RpcResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
     stdin: "null",
@@ -277,13 +288,12 @@ async function rpcBenchRemote(
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
 }
 
-async function rpcBench(
-  client: IrisClient,
-): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+/** Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. */
+async function callLoad(call: () => Promise<unknown>, n: number) {
   const single: number[] = [];
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < n + 200; i++) {
     const t0 = performance.now();
-    await client.rpc.getControllerStatus({});
+    await call();
     if (i >= 200) single.push(performance.now() - t0);
   }
   const concurrency = 32;
@@ -292,11 +302,27 @@ async function rpcBench(
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() - t0 < durationMs) {
-      await client.rpc.getControllerStatus({});
+      await call();
       calls++;
     }
   }));
-  return { callsPerS: calls / ((performance.now() - t0) / 1000), concurrency, single };
+  return { concurrency, single, callsPerS: calls / ((performance.now() - t0) / 1000) };
+}
+
+async function rpcBench(client: IrisClient): Promise<RpcResult> {
+  const jobId = await client.submit(trivialJob("rpc-bench"));
+  await client.wait(jobId, { pollInterval: ms(5) });
+  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000);
+  const status = await callLoad(() => client.rpc.getControllerStatus({}), 1000);
+  const one = await client.rpc.getControllerStatus({});
+  return {
+    concurrency: job.concurrency,
+    callsPerS: job.callsPerS,
+    single: job.single,
+    statusCallsPerS: status.callsPerS,
+    statusSingle: status.single,
+    statusBytes: toBinary(GetControllerStatusResponseSchema, one).length,
+  };
 }
 
 interface MemResult {
@@ -505,7 +531,7 @@ async function main() {
     const lat = await latencyBench(client, LAT_N);
     log(`iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters`);
     const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
-    log("iris: controller unary RPC (GetControllerStatus)");
+    log("iris: controller unary RPC (GetJobStatus, GetControllerStatus)");
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
@@ -526,6 +552,7 @@ async function main() {
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
+  const statusSingle = dist(rpc.statusSingle);
   const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
   const x = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(1)}×` : "n/a";
 
@@ -580,18 +607,27 @@ async function main() {
       "",
     ],
     [
-      `G4 unary RPC, ${rpc.concurrency} callers (other process), 3 s`,
+      `G4 unary RPC GetJobStatus, ${rpc.concurrency} callers (other process), 3 s`,
       `${fmtNum(rpc.callsPerS)} calls/s`,
       "",
       "",
       "≥ 10k calls/s",
     ],
     [
-      "G4 unary RPC, single conn. (other process, n=1000)",
+      "G4 GetJobStatus, single conn. (other process, n=1000)",
       fmtMs(rpcSingle.p50),
       fmtMs(rpcSingle.p99),
       `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
       "p50 ≤ 250 µs",
+    ],
+    [
+      `GetControllerStatus (${
+        (rpc.statusBytes / 1024).toFixed(0)
+      } KiB: 200 log lines), ${rpc.concurrency} callers`,
+      `${fmtNum(rpc.statusCallsPerS)} calls/s`,
+      `single p50 ${fmtMs(statusSingle.p50)}`,
+      "",
+      "",
     ],
     [
       "G3 placements/s, 10k workers × 100k tasks",
@@ -694,7 +730,17 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
-      rpc: { callsPerS: rpc.callsPerS, concurrency: rpc.concurrency, singleMs: rpcSingle },
+      rpc: {
+        call: "GetJobStatus",
+        callsPerS: rpc.callsPerS,
+        concurrency: rpc.concurrency,
+        singleMs: rpcSingle,
+        controllerStatus: {
+          callsPerS: rpc.statusCallsPerS,
+          singleMs: statusSingle,
+          responseBytes: rpc.statusBytes,
+        },
+      },
       scheduler: sched,
       memory: mem,
       restart,
@@ -774,9 +820,11 @@ async function quick(only: Set<string>): Promise<void> {
       const r = await rpcBenchRemote(client.url);
       const single = dist(r.single);
       console.log(
-        `rpc: ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
+        `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
           fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)}`,
+        } p99 ${fmtMs(single.p99)}; GetControllerStatus (${r.statusBytes} B) ${
+          fmtNum(r.statusCallsPerS)
+        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}`,
       );
     }
   });
