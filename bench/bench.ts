@@ -13,12 +13,13 @@ import { startWorker } from "../src/worker/mod.ts";
 import { IrisClient } from "../src/client/client.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { runSchedulerBench } from "./scheduler_bench.ts";
-import { create, toBinary } from "@bufbuild/protobuf";
+import { create } from "@bufbuild/protobuf";
 import { JobSpecSchema } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { StateStore } from "../src/controller/store.ts";
 import { JobTable, noEffects } from "../src/controller/state.ts";
 import { controllerClient } from "../src/rpc/client.ts";
 import { GetControllerStatusResponseSchema } from "../src/rpc/gen/iris/v1/controller_pb.ts";
+import { toBinary } from "@bufbuild/protobuf";
 import { ms } from "../src/time.ts";
 
 const GiB = 2 ** 30;
