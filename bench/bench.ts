@@ -19,6 +19,9 @@ import { JobSpecSchema } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { StateStore } from "../src/controller/store.ts";
 import { JobTable, noEffects } from "../src/controller/state.ts";
 import { controllerClient } from "../src/rpc/client.ts";
+import { GetControllerStatusResponseSchema } from "../src/rpc/gen/iris/v1/controller_pb.ts";
+import { toBinary } from "@bufbuild/protobuf";
+import { ms } from "../src/time.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -264,10 +267,19 @@ async function rpcBenchChild(url: string) {
   console.log(JSON.stringify(await rpcBench(client)));
 }
 
+interface RpcResult {
+  concurrency: number;
+  /** GetJobStatus of a one-task job: the call clients poll. */
+  callsPerS: number;
+  single: number[];
+  /** GetControllerStatus: carries up to 200 recent log lines, so it measures payload size too. */
+  statusCallsPerS: number;
+  statusSingle: number[];
+  statusBytes: number;
+}
+
 /** Controller unary RPC load from a separate process (a real client, not the server's loop). */
-async function rpcBenchRemote(
-  url: string,
-): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+async function rpcBenchRemote(url: string): Promise<RpcResult> {
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
     stdin: "null",
@@ -278,13 +290,12 @@ async function rpcBenchRemote(
   return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
 }
 
-async function rpcBench(
-  client: IrisClient,
-): Promise<{ callsPerS: number; concurrency: number; single: number[] }> {
+/** Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. */
+async function callLoad(call: () => Promise<unknown>, n: number) {
   const single: number[] = [];
-  for (let i = 0; i < 1200; i++) {
+  for (let i = 0; i < n + 200; i++) {
     const t0 = performance.now();
-    await client.rpc.getControllerStatus({});
+    await call();
     if (i >= 200) single.push(performance.now() - t0);
   }
   const concurrency = 32;
@@ -293,11 +304,27 @@ async function rpcBench(
   const t0 = performance.now();
   await Promise.all(Array.from({ length: concurrency }, async () => {
     while (performance.now() - t0 < durationMs) {
-      await client.rpc.getControllerStatus({});
+      await call();
       calls++;
     }
   }));
-  return { callsPerS: calls / ((performance.now() - t0) / 1000), concurrency, single };
+  return { concurrency, single, callsPerS: calls / ((performance.now() - t0) / 1000) };
+}
+
+async function rpcBench(client: IrisClient): Promise<RpcResult> {
+  const jobId = await client.submit(trivialJob("rpc-bench"));
+  await client.wait(jobId, { pollInterval: ms(5) });
+  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000);
+  const status = await callLoad(() => client.rpc.getControllerStatus({}), 1000);
+  const one = await client.rpc.getControllerStatus({});
+  return {
+    concurrency: job.concurrency,
+    callsPerS: job.callsPerS,
+    single: job.single,
+    statusCallsPerS: status.callsPerS,
+    statusSingle: status.single,
+    statusBytes: toBinary(GetControllerStatusResponseSchema, one).length,
+  };
 }
 
 interface MemResult {
@@ -483,6 +510,8 @@ async function main() {
     console.error(`unknown peer ${peer}; only "slurm" is supported`);
     Deno.exit(2);
   }
+  const onlyIdx = args.indexOf("--only");
+  if (onlyIdx >= 0) return await quick(new Set((args[onlyIdx + 1] ?? "").split(",")));
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -504,7 +533,7 @@ async function main() {
     const lat = await latencyBench(client, LAT_N);
     log(`iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters`);
     const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
-    log("iris: controller unary RPC (GetControllerStatus)");
+    log("iris: controller unary RPC (GetJobStatus, GetControllerStatus)");
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
@@ -525,6 +554,7 @@ async function main() {
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
+  const statusSingle = dist(rpc.statusSingle);
   const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
   const x = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(1)}×` : "n/a";
 
@@ -579,18 +609,27 @@ async function main() {
       "",
     ],
     [
-      `G4 unary RPC, ${rpc.concurrency} callers (other process), 3 s`,
+      `G4 unary RPC GetJobStatus, ${rpc.concurrency} callers (other process), 3 s`,
       `${fmtNum(rpc.callsPerS)} calls/s`,
       "",
       "",
       "≥ 10k calls/s",
     ],
     [
-      "G4 unary RPC, single conn. (other process, n=1000)",
+      "G4 GetJobStatus, single conn. (other process, n=1000)",
       fmtMs(rpcSingle.p50),
       fmtMs(rpcSingle.p99),
       `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
       "p50 ≤ 250 µs",
+    ],
+    [
+      `GetControllerStatus (${
+        (rpc.statusBytes / 1024).toFixed(0)
+      } KiB: 200 log lines), ${rpc.concurrency} callers`,
+      `${fmtNum(rpc.statusCallsPerS)} calls/s`,
+      `single p50 ${fmtMs(statusSingle.p50)}`,
+      "",
+      "",
     ],
     [
       "G3 placements/s, 10k workers × 100k tasks",
@@ -693,7 +732,17 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
-      rpc: { callsPerS: rpc.callsPerS, concurrency: rpc.concurrency, singleMs: rpcSingle },
+      rpc: {
+        call: "GetJobStatus",
+        callsPerS: rpc.callsPerS,
+        concurrency: rpc.concurrency,
+        singleMs: rpcSingle,
+        controllerStatus: {
+          callsPerS: rpc.statusCallsPerS,
+          singleMs: statusSingle,
+          responseBytes: rpc.statusBytes,
+        },
+      },
       scheduler: sched,
       memory: mem,
       restart,
@@ -722,6 +771,65 @@ async function main() {
   const outFile = new URL("latest.json", outDir);
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
   console.log(`wrote ${outFile.pathname}`);
+}
+
+/**
+ * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
+ * while changing the code (no table, no JSON file).
+ */
+async function quick(only: Set<string>): Promise<void> {
+  const known = new Set(["lat", "tput", "rpc"]);
+  const unknown = [...only].filter((k) => !known.has(k));
+  if (unknown.length || only.size === 0) {
+    console.error(`--only takes a comma-separated subset of lat,tput,rpc; got "${[...only]}"`);
+    Deno.exit(2);
+  }
+  // CPU time of this process (controller + worker + client): steadier than wall time on a
+  // shared machine. Linux only; NaN elsewhere.
+  const cpuMs = () => {
+    try {
+      const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
+      return (Number(f[11]) + Number(f[12])) * 10;
+    } catch {
+      return NaN;
+    }
+  };
+  await withCluster(async (client) => {
+    if (only.has("lat")) {
+      const c0 = cpuMs();
+      const lat = await latencyBench(client, 200);
+      const cpuPerJob = (cpuMs() - c0) / 210;
+      const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
+      console.log(
+        `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
+          f(dist(lat.submitToCompletedMs))
+        }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
+          f(dist(lat.submitRttMs))
+        }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job`,
+      );
+    }
+    if (only.has("tput")) {
+      const c0 = cpuMs();
+      const t = await throughputBench(client, 1000, 32);
+      const cpuPerJob = (cpuMs() - c0) / 1000;
+      console.log(
+        `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
+          t.makespanS.toFixed(2)
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
+      );
+    }
+    if (only.has("rpc")) {
+      const r = await rpcBenchRemote(client.url);
+      const single = dist(r.single);
+      console.log(
+        `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
+          fmtMs(single.p50)
+        } p99 ${fmtMs(single.p99)}; GetControllerStatus (${r.statusBytes} B) ${
+          fmtNum(r.statusCallsPerS)
+        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}`,
+      );
+    }
+  });
 }
 
 if (import.meta.main) {

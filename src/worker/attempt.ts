@@ -241,10 +241,7 @@ export class TaskAttempt {
     const ctx = this.#ctx;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
-      await Deno.remove(this.dir, { recursive: true }).catch((err) => {
-        if (!(err instanceof Deno.errors.NotFound)) throw err;
-      });
-      await Deno.mkdir(this.dir, { recursive: true });
+      await freshDir(this.dir);
     } catch (err) {
       return this.#finish({
         state: TaskState.WORKER_FAILED,
@@ -385,4 +382,20 @@ export class TaskAttempt {
     }
     this.#ctx.onChange();
   }
+}
+
+/**
+ * Creates `dir` empty. The usual case (it does not exist, its parent does) is one mkdir; a
+ * leftover from an earlier worker run is removed first.
+ */
+async function freshDir(dir: string): Promise<void> {
+  try {
+    await Deno.mkdir(dir);
+    return;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) {
+      await Deno.remove(dir, { recursive: true });
+    } else if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  await Deno.mkdir(dir, { recursive: true });
 }

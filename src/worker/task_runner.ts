@@ -11,6 +11,7 @@ import {
   ProcessTable,
   sendSignal,
   signalTreeBottomUp,
+  spawnSessionLeader,
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
@@ -51,7 +52,7 @@ export interface TaskProcessOptions {
   onLine?: (line: OutputLine) => void;
   /** Called after every memory sample. */
   onSample?: (sample: TreeSample) => void;
-  /** Called once when something degrades, e.g. memory sampling is off because `ps` cannot run. */
+  /** Called once when something degrades, e.g. memory sampling is off (no /proc, no `ps`). */
   onWarning?: (message: string) => void;
   /** Where memory samples come from; share one between tasks. @default a private table */
   processTable?: ProcessTable;
@@ -99,6 +100,7 @@ export class TaskProcess {
   /** Resolves once the leader is reaped, leftovers are killed and output is drained. */
   readonly exited: Promise<TaskExit>;
   readonly #options: TaskProcessOptions;
+  readonly #table: ProcessTable;
   readonly #tail: string[] = [];
   readonly #readers: ReadableStreamDefaultReader<string>[] = [];
   readonly #stopSampling = new AbortController();
@@ -119,20 +121,12 @@ export class TaskProcess {
 
   private constructor(options: TaskProcessOptions) {
     this.#options = options;
+    this.#table = options.processTable ?? new ProcessTable();
     const [program, ...args] = options.argv;
     let child: Deno.ChildProcess;
     try {
       if (!program) throw new Error("empty argv");
-      child = new Deno.Command(program, {
-        args,
-        cwd: options.cwd,
-        clearEnv: true,
-        env: options.env,
-        detached: true,
-        stdin: "null",
-        stdout: "piped",
-        stderr: "piped",
-      }).spawn();
+      child = spawnSessionLeader(program, args, { cwd: options.cwd, env: options.env });
     } catch (err) {
       this.pid = 0;
       const spawnError = describeSpawnError(program ?? "", err, options.env.PATH ?? "");
@@ -193,7 +187,11 @@ export class TaskProcess {
     if (!immediate && grace > 0) {
       const started = performance.now();
       const walkBudget = ms(Math.min(grace / 2, 1000));
-      await signalTreeBottomUp(pid, pid, "SIGTERM", { isDone, budget: walkBudget });
+      await signalTreeBottomUp(pid, pid, "SIGTERM", {
+        isDone,
+        budget: walkBudget,
+        table: this.#table,
+      });
       if (!isDone()) await this.#signalLeader("SIGTERM");
       const left = grace - (performance.now() - started);
       if (!isDone() && left > 0) await sleep(ms(left), this.#cutGrace.signal).catch(() => {});
@@ -203,6 +201,7 @@ export class TaskProcess {
       isDone,
       budget: seconds(1),
       roundWait: ms(100),
+      table: this.#table,
     });
     if (!isDone()) await this.#signalLeader("SIGKILL");
   }
@@ -229,7 +228,7 @@ export class TaskProcess {
     this.#stopSampling.abort();
     await sampler;
     await this.#killing;
-    await killLeftovers(this.pid);
+    await killLeftovers(this.pid, this.#table);
     await this.#drain(pumps);
     const oom = this.#killedBy === "oom";
     return {
@@ -281,12 +280,15 @@ export class TaskProcess {
     const interval = this.#options.sampleInterval ?? ms(500);
     const limit = this.#options.memoryLimitBytes ?? 0;
     const signal = this.#stopSampling.signal;
-    const table = this.#options.processTable ?? new ProcessTable();
+    const table = this.#table;
+    // The first sample waits one interval: a tree still being built is not worth a scan, and
+    // killing it mid-fork (a tiny memory limit) could orphan children.
+    await sleep(interval, signal).catch(() => {});
     while (!signal.aborted) {
       const entries = await table.session(this.pid);
       if (signal.aborted) return;
       if (!entries) {
-        this.#options.onWarning?.("memory sampling is off: cannot run ps");
+        this.#options.onWarning?.("memory sampling is off: cannot read /proc or run ps");
         return;
       }
       const sample = summarize(entries);

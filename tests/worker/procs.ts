@@ -14,3 +14,15 @@ export async function groupProcesses(pgid: number): Promise<string[]> {
     return fields.length >= 2 && Number(fields[1]) === pgid;
   });
 }
+
+/** Lines "pid sid stat args" of the live (not zombie) processes of session `sid`. */
+export async function liveSessionProcesses(sid: number): Promise<string[]> {
+  const out = await new Deno.Command("ps", {
+    args: ["-eo", "pid=,sid=,stat=,args="],
+    stdout: "piped",
+  }).output();
+  return new TextDecoder().decode(out.stdout).split("\n").map((l) => l.trim()).filter((l) => {
+    const fields = l.split(/\s+/);
+    return fields.length >= 3 && Number(fields[1]) === sid && !fields[2]!.startsWith("Z");
+  });
+}

@@ -10,8 +10,9 @@ import {
   type TaskProcessOptions,
 } from "../../src/worker/task_runner.ts";
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
+import { resolveProgram } from "../../src/worker/process_tree.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
-import { groupProcesses } from "./procs.ts";
+import { groupProcesses, liveSessionProcesses } from "./procs.ts";
 
 function start(argv: string[], options: Partial<TaskProcessOptions> = {}) {
   const lines: OutputLine[] = [];
@@ -82,6 +83,21 @@ Deno.test("TaskProcess.kill() escalates to SIGKILL when SIGTERM is ignored", asy
   assert.ok(performance.now() - started < 3000, "killed within the grace period plus a margin");
   assert.equal(exit.killedBy, "kill");
   assert.deepEqual(await groupProcesses(proc.pid), []);
+});
+
+Deno.test("TaskProcess leaves nothing of its session running after the leader exits on its own", async () => {
+  // A background child that outlives the shell, and one that moved to its own process group
+  // inside the session (as job-control shells do), which a group signal alone would miss.
+  const perl = resolveProgram("perl", DEFAULT_TASK_PATH, "/");
+  const escapee = perl ? "perl -e 'setpgrp(0, 0); sleep 1000' & " : "";
+  const { proc } = start(["sh", "-c", `sleep 1000 & ${escapee}sleep 0.3; echo leader done`]);
+  await waitFor(async () => (await liveSessionProcesses(proc.pid)).length >= (perl ? 3 : 2), {
+    timeout: seconds(5),
+    what: "the leftovers to start",
+  });
+  const exit = await proc.exited;
+  assert.equal(exit.exitCode, 0);
+  assert.deepEqual(await liveSessionProcesses(proc.pid), []);
 });
 
 Deno.test("TaskProcess.start() kills a task that runs past its timeout", async () => {

@@ -9,6 +9,7 @@ import { RunTaskRequestSchema } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
 import { TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { commandTask, startHarness } from "./harness.ts";
+import { attemptDirName } from "../../src/worker/task_spec.ts";
 import { groupProcesses } from "./procs.ts";
 
 Deno.test("worker streams a command's output to the controller as timestamped LogLines", async () => {
@@ -265,4 +266,21 @@ Deno.test("KillTask during BUILDING aborts the bundle fetch and reports KILLED w
     h.client.getTaskStatus({ taskId: "/u/unknown/0" }),
     /No task \/u\/unknown\/0 on this worker/,
   );
+});
+
+Deno.test("worker starts an attempt in an empty directory even when an earlier run left one behind", async () => {
+  const rootDir = await Deno.makeTempDir({ prefix: "iris-stale-root-" });
+  try {
+    const taskId = "/u/stale/0";
+    const stale = `${rootDir}/tasks/${attemptDirName(taskId, 0)}`;
+    await Deno.mkdir(`${stale}/sub`, { recursive: true });
+    await Deno.writeTextFile(`${stale}/sub/old.txt`, "from an earlier worker run");
+    await using h = await startHarness({ rootDir, cleanup: true });
+    await h.client.runTask(commandTask(taskId, ["sh", "-c", "ls -A; pwd"]));
+    await h.fake.waitForState(taskId, TaskState.SUCCEEDED);
+    const out = h.fake.logsOf(taskId).filter((l) => l.stream === "stdout").map((l) => l.text);
+    assert.deepEqual(out, [stale]);
+  } finally {
+    await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+  }
 });
