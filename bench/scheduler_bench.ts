@@ -20,22 +20,11 @@ import type {
   SliceState,
 } from "../src/types.ts";
 import { minutes, seconds, timestamp } from "../src/time.ts";
+import { rng } from "../tests/_helpers/rng.ts";
 
 const GiB = 2 ** 30;
 const REGIONS = ["us-central1", "europe-west4"] as const;
 const ZONES = ["a", "b"] as const;
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function pick<T>(r: () => number, xs: readonly T[]): T {
   return xs[Math.floor(r() * xs.length)]!;

@@ -8,23 +8,12 @@ import { parse as parseYaml, stringify as stringifyYaml } from "yaml";
 import { ConfigError } from "../../src/errors.ts";
 import { ConfigValidationError, parseConfig, parseConfigObject } from "../../src/config/mod.ts";
 import { ClusterConfigSchema } from "../../src/rpc/gen/iris/v1/config_pb.ts";
+import { rng } from "../_helpers/rng.ts";
 
 const machine = { cpuCores: 4, memoryBytes: 16 * 2 ** 30 };
 const EXAMPLES = ["local", "gcp", "manual"].map((name) =>
   Deno.readTextFileSync(new URL(`../../examples/${name}.yaml`, import.meta.url))
 );
-
-/** mulberry32: a small seeded PRNG. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Node = Record<string, unknown> | unknown[];
 

@@ -20,20 +20,9 @@ import { ConfigValidationError, parseConfig } from "../../src/config/mod.ts";
 import { hashToken } from "../../src/auth/mod.ts";
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { makeTokens, policyFor } from "./_cluster.ts";
+import { rng } from "../_helpers/rng.ts";
 
 type SpecInit = MessageInitShape<typeof JobSpecSchema>;
-
-/** mulberry32: a small seeded PRNG, so a failure replays. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const MB = "x".repeat(1 << 20);
 
