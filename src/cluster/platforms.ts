@@ -44,6 +44,7 @@ export function sshDefaultsFromConfig(config: ClusterConfig): SshDefaults | unde
     keyFile: ssh.keyFile || undefined,
     port: ssh.port || undefined,
     connectTimeout: ssh.connectTimeoutMs ? ms(ssh.connectTimeoutMs) : undefined,
+    knownHostsFile: ssh.knownHostsFile || undefined,
   };
 }
 
@@ -60,6 +61,7 @@ export function manualHostsFromConfig(config: ClusterConfig): ManualHostSpec[] {
         user: h.user || undefined,
         keyFile: h.keyFile || undefined,
         port: h.port || undefined,
+        knownHostsFile: h.knownHostsFile || undefined,
       });
     }
   }

@@ -52,6 +52,8 @@ export interface ManualHostSpec {
   readonly user?: string;
   readonly keyFile?: string;
   readonly port?: number;
+  /** Host keys this host must match (see RawSshTarget.knownHostsFile). */
+  readonly knownHostsFile?: string;
 }
 
 /** Defaults for hosts that leave ssh fields empty (platform.ssh). */
@@ -61,7 +63,7 @@ export interface SshDefaults {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
-  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  /** Host keys every host must match. @default ssh's own, new hosts accepted on first use */
   readonly knownHostsFile?: string;
 }
 
@@ -73,7 +75,7 @@ function sshTarget(h: ManualHostSpec, d: SshDefaults = {}): RawSshTarget {
     keyFile: h.keyFile || d.keyFile || undefined,
     port: h.port || d.port || 22,
     connectTimeout: d.connectTimeout,
-    knownHostsFile: d.knownHostsFile,
+    knownHostsFile: h.knownHostsFile || d.knownHostsFile || undefined,
   };
 }
 

@@ -27,7 +27,12 @@ export interface RawSshTarget {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
-  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  /**
+   * The only host keys accepted (`UserKnownHostsFile=…`, `StrictHostKeyChecking=yes`): an
+   * unknown or changed key fails the connection. When unset, ssh's own known_hosts files are
+   * used and a host seen for the first time is trusted and remembered (`accept-new`); a changed
+   * key still fails.
+   */
   readonly knownHostsFile?: string;
 }
 
@@ -81,7 +86,7 @@ function rawSshArgv(target: RawSshTarget, extra: readonly string[]): string[] {
     "-o",
     "BatchMode=yes",
     "-o",
-    "StrictHostKeyChecking=accept-new",
+    target.knownHostsFile ? "StrictHostKeyChecking=yes" : "StrictHostKeyChecking=accept-new",
     "-o",
     `ConnectTimeout=${timeoutSeconds}`,
     ...KEEPALIVE,

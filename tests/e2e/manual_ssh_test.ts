@@ -147,6 +147,7 @@ async function labConfig(lab: Lab): Promise<string> {
     .replaceAll("10.200.0.3", w2.address)
     .replace(/user: (iris|admin)\b/g, "user: root")
     .replace(/key_file: ~\/\.ssh\/\w+/g, `key_file: ${lab.keyFile}`)
+    .replace(/known_hosts_file: ~\/\.ssh\/known_hosts\b/, `known_hosts_file: ${lab.knownHostsFile}`)
     .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
     "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n";
   assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
@@ -156,7 +157,7 @@ async function labConfig(lab: Lab): Promise<string> {
 }
 
 /**
- * `iris <args>` inside a lab namespace (its ssh then uses the lab's known-hosts file).
+ * `iris <args>` inside a lab namespace (the namespace of the host it runs on).
  * `ip netns exec` execs the command, so the child's pid is iris itself.
  */
 function irisIn(lab: Lab, host: LabHost, args: readonly string[]) {
@@ -276,8 +277,7 @@ Deno.test({
     try {
       const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
       const config = await labConfig(lab);
-      // The smoke CLI runs inside the controller's namespace, so its ssh uses the lab's
-      // known-hosts file too.
+      // The smoke CLI runs inside the controller's namespace, like an operator on that host.
       const smoke = await irisIn(lab, ctl, [
         "smoke",
         "--config",

@@ -63,6 +63,17 @@ Deno.test("sshExec() builds raw ssh with batch mode, port, key and a bash -c rem
   assert.ok(minimal.argv.includes("ConnectTimeout=3"));
 });
 
+Deno.test("knownHostsFile: only that file's keys are accepted (StrictHostKeyChecking=yes)", () => {
+  const argv = sshExec({ ...raw, knownHostsFile: "/lab/known_hosts" }, "true").argv;
+  assert.ok(argv.includes("StrictHostKeyChecking=yes"), argv.join(" "));
+  assert.ok(!argv.includes("StrictHostKeyChecking=accept-new"), argv.join(" "));
+  assert.ok(argv.includes("UserKnownHostsFile=/lab/known_hosts"), argv.join(" "));
+  for (const cmd of [sshFollow(raw, "true"), sshTunnel(raw, 1, 2), sshScript(raw, "true")]) {
+    assert.ok(cmd.argv.includes("StrictHostKeyChecking=accept-new"), "unset: trust on first use");
+    assert.ok(!cmd.argv.some((w) => w.startsWith("UserKnownHostsFile=")));
+  }
+});
+
 Deno.test("sshExec() builds gcloud tpu-vm ssh with --worker and --command", () => {
   assert.deepEqual(sshExec(tpu, "uptime").argv, [
     "gcloud",
