@@ -216,3 +216,41 @@ Deno.test("sshScript() sends the script on stdin and runs it only once fully rea
   const gcloud = sshScript(tpu, "true").argv;
   assert.ok(gcloud.some((a) => a.startsWith("--command=s=$(mktemp)")));
 });
+
+Deno.test("sshScript() with a secret file: saved 0600 from stdin before the script runs, never in argv", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_secret_" });
+  try {
+    const secret = "s3cret-token-value";
+    const script =
+      `echo "ran: $(cat "$IRIS_HOME/sub/worker.token")"\nread -r rest || true\necho "left: \${rest:-nothing}"\n`;
+    const cmd = sshScript(raw, script, {
+      secretFile: { path: `"$IRIS_HOME/sub/worker.token"`, content: secret },
+    });
+    assert.equal(cmd.secretStdin, `${secret}\n`);
+    assert.equal(cmd.stdin, script);
+    assert.ok(!cmd.argv.join(" ").includes(secret), "the secret is not in the argv");
+    // The login shell (sh, like dash) runs the remote command with secret + script on stdin.
+    const r = await new DenoCommandRunner().run({
+      argv: ["sh", "-c", cmd.argv.at(-1)!],
+      secretStdin: cmd.secretStdin,
+      stdin: cmd.stdin,
+      env: { IRIS_HOME: home },
+    }, { timeout: seconds(10) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `ran: ${secret}\nleft: nothing\n`);
+    const info = await Deno.stat(`${home}/sub/worker.token`);
+    assert.equal(info.mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(`${home}/sub`)).mode! & 0o077, 0, "a new directory is private");
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(`${home}/sub`))).map((e) => e.name),
+      ["worker.token"],
+      "no temp file left",
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+  assert.throws(
+    () => sshScript(raw, "true", { secretFile: { path: "/x", content: "a\nb" } }),
+    /secretFile\.content/,
+  );
+});
