@@ -11,7 +11,10 @@ import { controllerClient } from "../rpc/client.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { GcpControllerLifecycle } from "../platform/gcp.ts";
 import { ManualControllerLifecycle } from "../platform/manual.ts";
-import { sshDefaultsFromConfig } from "./platforms.ts";
+import { refuseGcpToken, sshDefaultsFromConfig } from "./platforms.ts";
+import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
+import type { HealthCheck } from "../platform/ssh.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
 
 /** Options for {@linkcode createControllerLifecycle}. */
@@ -20,16 +23,32 @@ export interface LifecycleOptions extends LocalControllerOptions {
   readonly configText?: string;
   /** gcp/manual: the shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
   readonly runner?: CommandRunner;
+  /**
+   * auth.mode token: where the worker token comes from (it is delivered to a manual controller
+   * host). @default the config's auth.worker_token_file and the process environment
+   */
+  readonly workerTokenSources?: WorkerTokenSources;
 }
 
-/** True when a controller at `url` answers GetControllerStatus as healthy. */
-export async function controllerHealthy(url: string, signal: AbortSignal): Promise<boolean> {
-  try {
-    return (await controllerClient(url).getControllerStatus({}, { signal })).healthy;
-  } catch {
-    return false;
-  }
+/**
+ * A check that a controller at `url` answers GetControllerStatus as healthy. With auth on, the
+ * operator holds the worker token, which may not read the status: the PermissionDenied the
+ * controller answers only after recognising the token proves it is up and is ours.
+ */
+export function controllerHealthCheck(workerToken?: string): HealthCheck {
+  return async (url, signal) => {
+    try {
+      const rpc = controllerClient(url, { token: workerToken });
+      return (await rpc.getControllerStatus({}, { signal })).healthy;
+    } catch (err) {
+      return workerToken !== undefined && err instanceof ConnectError &&
+        err.code === Code.PermissionDenied;
+    }
+  };
 }
+
+/** True when a controller at `url` (auth off) answers GetControllerStatus as healthy. */
+export const controllerHealthy: HealthCheck = controllerHealthCheck();
 
 /** The lifecycle for `config`'s controller kind. */
 export function createControllerLifecycle(
@@ -41,7 +60,12 @@ export function createControllerLifecycle(
   if (mode === "local" || c.kind.case === "local") return new LocalController(config, options);
   const runner = options.runner ?? new DenoCommandRunner();
   const labelPrefix = config.platform?.labelPrefix || "iris";
+  const auth = config.auth?.mode === "token"
+    ? controllerAuth(config.auth, options.workerTokenSources ?? workerTokenEnv())
+    : undefined;
+  const workerToken = auth?.policy.mode === "token" ? auth.policy.workerToken : undefined;
   if (c.kind.case === "gcp") {
+    refuseGcpToken(workerToken);
     return new GcpControllerLifecycle({
       runner,
       project: config.platform?.gcp?.projectId ?? "",
@@ -62,6 +86,7 @@ export function createControllerLifecycle(
     ssh: sshDefaultsFromConfig(config),
     port: ("port" in manual ? manual.port : 0) || 10000,
     clusterConfig: options.configText,
-    checkHealth: controllerHealthy,
+    workerToken,
+    checkHealth: controllerHealthCheck(workerToken),
   });
 }

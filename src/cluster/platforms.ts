@@ -8,6 +8,7 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { workerClient } from "../rpc/client.ts";
+import type { HealthCheck } from "../platform/ssh.ts";
 import type { Platform } from "../platform/platform.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { LocalPlatform } from "../platform/local.ts";
@@ -15,7 +16,7 @@ import { GcpPlatform } from "../platform/gcp.ts";
 import { type ManualHostSpec, ManualPlatform, type SshDefaults } from "../platform/manual.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { ConfigError, InvalidArgumentError } from "../errors.ts";
 
 /** Options of {@linkcode platformFromConfig}. */
 export interface PlatformFromConfigOptions {
@@ -29,7 +30,10 @@ export interface PlatformFromConfigOptions {
   readonly runner?: CommandRunner;
   /** How remote hosts find the Iris code. @default the platform's default */
   readonly runtime?: IrisRuntime;
-  /** Local mode: the worker token handed to VMs in memory when auth is on. */
+  /**
+   * The worker token when auth is on: local hands it to VMs in memory, manual sends it to each
+   * host over ssh stdin; gcp refuses it (see {@linkcode GCP_TOKEN_MODE_UNSUPPORTED}).
+   */
   readonly workerToken?: string;
   /** Local mode: paths no module task may be granted (worker root, state dir, token file). */
   readonly protectedPaths?: readonly string[];
@@ -44,6 +48,7 @@ export function sshDefaultsFromConfig(config: ClusterConfig): SshDefaults | unde
     keyFile: ssh.keyFile || undefined,
     port: ssh.port || undefined,
     connectTimeout: ssh.connectTimeoutMs ? ms(ssh.connectTimeoutMs) : undefined,
+    knownHostsFile: ssh.knownHostsFile || undefined,
   };
 }
 
@@ -60,19 +65,38 @@ export function manualHostsFromConfig(config: ClusterConfig): ManualHostSpec[] {
         user: h.user || undefined,
         keyFile: h.keyFile || undefined,
         port: h.port || undefined,
+        knownHostsFile: h.knownHostsFile || undefined,
       });
     }
   }
   return [...hosts.values()];
 }
 
-/** True when a worker at `url` answers its Health RPC as healthy. */
-export async function workerHealthy(url: string, signal: AbortSignal): Promise<boolean> {
-  try {
-    return (await workerClient(url).health({}, { signal })).healthy;
-  } catch {
-    return false;
-  }
+/** A check that a worker at `url` answers its Health RPC as healthy, sending `workerToken`. */
+export function workerHealthCheck(workerToken?: string): HealthCheck {
+  return async (url, signal) => {
+    try {
+      return (await workerClient(url, { token: workerToken }).health({}, { signal })).healthy;
+    } catch {
+      return false;
+    }
+  };
+}
+
+/** True when a worker at `url` (auth off) answers its Health RPC as healthy. */
+export const workerHealthy: HealthCheck = workerHealthCheck();
+
+/**
+ * Why a gcp cluster refuses auth.mode token: its workers and controller start from
+ * startup-script metadata, which anyone who can read the instance (including a task on the
+ * VM, through the metadata server) can read, so the worker token cannot travel there.
+ */
+export const GCP_TOKEN_MODE_UNSUPPORTED =
+  'mode "token" is not supported on gcp yet: workers and the controller start from startup-script metadata, which tasks on the VM can read, so the worker token cannot be delivered safely (docs/security.md#remote-hosts); use a manual cluster or mode "none" on a private network';
+
+/** Refuses a worker token on gcp (see {@linkcode GCP_TOKEN_MODE_UNSUPPORTED}). */
+export function refuseGcpToken(workerToken: string | undefined): void {
+  if (workerToken !== undefined) throw new ConfigError("auth.mode", GCP_TOKEN_MODE_UNSUPPORTED);
 }
 
 /** The platform `config` describes. */
@@ -96,6 +120,7 @@ export function platformFromConfig(
         log: options.vmLog,
       });
     case "gcp":
+      refuseGcpToken(options.workerToken);
       return new GcpPlatform({
         runner,
         project: config.platform?.gcp?.projectId ?? "",
@@ -108,8 +133,9 @@ export function platformFromConfig(
         runner,
         hosts: manualHostsFromConfig(config),
         ssh: sshDefaultsFromConfig(config),
-        checkHealth: workerHealthy,
+        checkHealth: workerHealthCheck(options.workerToken),
         runtime: options.runtime,
+        workerToken: options.workerToken,
       });
   }
 }

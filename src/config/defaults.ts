@@ -225,6 +225,7 @@ export function applyDefaults(
         if (!host.user) host.user = platform.ssh?.user ?? "";
         if (!host.keyFile) host.keyFile = platform.ssh?.keyFile ?? "";
         if (!host.port) host.port = platform.ssh?.port ?? DEFAULTS.sshPort;
+        if (!host.knownHostsFile) host.knownHostsFile = platform.ssh?.knownHostsFile ?? "";
       }
     }
   }

@@ -45,7 +45,7 @@ export const KEYS = {
   root: ["name", "platform", "controller", "scale_groups", "defaults", "auth"],
   platform: ["label_prefix", "gcp", "ssh"],
   platformGcp: ["project_id", "zones"],
-  ssh: ["user", "key_file", "port", "connect_timeout"],
+  ssh: ["user", "key_file", "port", "connect_timeout", "known_hosts_file"],
   defaults: ["autoscaler", "task_env"],
   autoscaler: [
     "evaluation_interval",
@@ -86,7 +86,7 @@ export const KEYS = {
   provider: ["local", "tpu", "manual"],
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
-  manualHost: ["host", "user", "key_file", "port"],
+  manualHost: ["host", "user", "key_file", "port", "known_hosts_file"],
   userBudget: ["users", "max_tasks", "max_band"],
 } as const;
 
@@ -181,6 +181,7 @@ function parsePlatform(root: YamlMap, r: YamlReader) {
       keyFile: r.string(ssh, "key_file", "platform.ssh", { nonEmpty: true }) ?? "",
       port: r.integer(ssh, "port", "platform.ssh", { min: 1, max: 65535 }) ?? 0,
       connectTimeoutMs: r.duration(ssh, "connect_timeout", "platform.ssh", { positive: true }) ?? 0,
+      knownHostsFile: knownHostsFile(ssh, "platform.ssh", r),
     }),
   });
 }
@@ -400,6 +401,18 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
   return out;
 }
 
+/**
+ * `known_hosts_file`: a path ssh reads host keys from (`~/` allowed, ssh expands it). No
+ * whitespace, quotes or `%`: ssh's option parser would split or expand them.
+ */
+function knownHostsFile(m: YamlMap, path: string, r: YamlReader): string {
+  return r.string(m, "known_hosts_file", path, {
+    nonEmpty: true,
+    pattern: /^[^\s"'%\\]+$/,
+    patternHint: "a file path without whitespace, quotes, '%' or '\\'",
+  }) ?? "";
+}
+
 function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost | undefined {
   if (typeof item === "string") {
     if (!HOST.test(item)) {
@@ -414,7 +427,9 @@ function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost
   if (typeof item !== "object" || item === null || Array.isArray(item)) {
     r.problem(
       path,
-      `must be a host string or a mapping {host, user, key_file, port} (got ${formatGot(item)})`,
+      `must be a host string or a mapping {host, user, key_file, port, known_hosts_file} (got ${
+        formatGot(item)
+      })`,
     );
     return undefined;
   }
@@ -431,6 +446,7 @@ function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost
       "",
     keyFile: r.string(m, "key_file", path, { nonEmpty: true }) ?? "",
     port: r.integer(m, "port", path, { min: 1, max: 65535 }) ?? 0,
+    knownHostsFile: knownHostsFile(m, path, r),
   });
   if (host === undefined) return undefined;
   r.present.add(path);

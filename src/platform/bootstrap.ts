@@ -54,6 +54,14 @@ export function irisHomeWord(runtime: IrisRuntime = {}): string {
     : shellQuote(runtime.home);
 }
 
+/**
+ * Where a host keeps the worker token (mode 0600), as raw shell: the bootstrap delivers it over
+ * ssh stdin (`sshScript`'s `secretFile`) and both daemons read it from there.
+ */
+export function workerTokenPath(runtime: IrisRuntime = {}): string {
+  return `${irisHomeWord(runtime)}/worker.token`;
+}
+
 /** A command line that prints the last `lines` lines of a daemon's log. */
 export function tailLogScript(name: DaemonName, runtime: IrisRuntime = {}, lines = 200): string {
   return `tail -n ${lines} ${irisHomeWord(runtime)}/${name}.log 2>/dev/null || true`;
@@ -132,6 +140,13 @@ export interface DaemonSpec {
   readonly prelude?: readonly string[];
   /** Files written to `$IRIS_HOME/<name>` before the start (e.g. the cluster config). */
   readonly files?: Readonly<Record<string, string>>;
+  /**
+   * The daemon needs `$IRIS_HOME/worker.token` (auth.mode token): the script fails with a clear
+   * message when it is missing or empty. The caller puts it there and passes it on.
+   */
+  readonly needsWorkerToken?: boolean;
+  /** Environment of the daemon whose values may be raw shell (e.g. `"$IRIS_HOME/x"`). */
+  readonly env?: Readonly<Record<string, ShellWord>>;
   /** First comment line. */
   readonly title: string;
 }
@@ -159,9 +174,21 @@ export function daemonScript(spec: DaemonSpec): string {
       }`,
     );
   }
+  if (spec.needsWorkerToken) {
+    lines.push(
+      `if [ ! -s "$IRIS_HOME/worker.token" ]; then`,
+      `  echo "iris ${spec.name}: $IRIS_HOME/worker.token is missing or empty: with auth.mode token the bootstrap must deliver the worker token there (mode 0600)" >&2`,
+      "  exit 1",
+      "fi",
+    );
+  }
   lines.push(...runtimeLines(runtime));
-  for (const [k, v] of Object.entries(runtime.env ?? {}).sort(([a], [b]) => a.localeCompare(b))) {
-    lines.push(`export ${k}=${shellQuote(v)}`);
+  const env: [string, ShellWord][] = [
+    ...Object.entries(runtime.env ?? {}),
+    ...Object.entries(spec.env ?? {}),
+  ];
+  for (const [k, v] of env.sort(([a], [b]) => a.localeCompare(b))) {
+    lines.push(`export ${k}=${word(v)}`);
   }
   lines.push(
     `echo "$(date -u +%FT%TZ) starting iris ${spec.name}" >> "$IRIS_LOG"`,
@@ -183,7 +210,14 @@ export function daemonScript(spec: DaemonSpec): string {
 /** A script that stops the daemon `name` started by {@linkcode daemonScript}. Idempotent. */
 export function teardownScript(name: DaemonName, runtime: IrisRuntime = {}): string {
   const lines = [...header(name, runtime, `Stops the iris ${name}`), ...stopFunction(name)];
-  lines.push("iris_stop", `echo "iris ${name} stopped"`);
+  lines.push(
+    "iris_stop",
+    "# The worker token leaves the host with its last daemon.",
+    `if [ ! -f "$IRIS_HOME/worker.pid" ] && [ ! -f "$IRIS_HOME/controller.pid" ]; then`,
+    `  rm -f "$IRIS_HOME/worker.token"`,
+    "fi",
+    `echo "iris ${name} stopped"`,
+  );
   return lines.join("\n") + "\n";
 }
 
@@ -212,6 +246,11 @@ export interface WorkerBootstrapOptions {
   /** What the worker offers (`--cpu`, `--memory`); missing values are detected on the host. */
   readonly resources?: { readonly cpuMillicores?: number; readonly memoryBytes?: number };
   readonly runtime?: IrisRuntime;
+  /**
+   * auth.mode token: the worker reads `$IRIS_HOME/worker.token` (`--worker-token-file`), which
+   * the caller delivers first; the script refuses to start without it.
+   */
+  readonly workerTokenFile?: boolean;
 }
 
 /** `http://<address>:<port>` as one shell word. */
@@ -265,7 +304,9 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
       raw: `${shellQuote(`${opts.workerIndexAttribute}=`)}"$IRIS_WORKER_INDEX"`,
     });
   }
+  if (opts.workerTokenFile) args.push("--worker-token-file", { raw: `"$IRIS_HOME/worker.token"` });
   return daemonScript({
+    needsWorkerToken: opts.workerTokenFile,
     name: "worker",
     title:
       `Iris worker bootstrap for slice ${opts.sliceId} (scale group ${opts.scaleGroup}); safe to re-run`,
@@ -287,6 +328,12 @@ export interface ControllerBootstrapOptions {
    */
   readonly advertiseAddress?: ShellWord;
   readonly runtime?: IrisRuntime;
+  /**
+   * auth.mode token: the controller reads `$IRIS_HOME/worker.token` (IRIS_WORKER_TOKEN_FILE,
+   * which wins over the config's `auth.worker_token_file`, a path on the operator's machine);
+   * the caller delivers it first.
+   */
+  readonly workerTokenFile?: boolean;
 }
 
 /** The controller bootstrap script: `iris controller serve --port P [--config …]` as a daemon. */
@@ -308,5 +355,9 @@ export function controllerBootstrapScript(opts: ControllerBootstrapOptions): str
     args,
     runtime: opts.runtime,
     files: opts.config === undefined ? undefined : { "cluster.yaml": opts.config },
+    needsWorkerToken: opts.workerTokenFile,
+    env: opts.workerTokenFile
+      ? { IRIS_WORKER_TOKEN_FILE: { raw: `"$IRIS_HOME/worker.token"` } }
+      : undefined,
   });
 }

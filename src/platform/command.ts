@@ -12,6 +12,11 @@ export interface Command {
   readonly argv: readonly string[];
   /** Written to the child's stdin, which is then closed. No stdin (`/dev/null`) when absent. */
   readonly stdin?: string;
+  /**
+   * A secret (e.g. the worker token) written to stdin before `stdin`: never put in argv, and
+   * logs and transcripts show only its size (`<secret: N bytes redacted>`).
+   */
+  readonly secretStdin?: string;
   /** Added to the inherited environment. */
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -87,6 +92,19 @@ export function formatCommand(cmd: Command): string {
   return cmd.argv.map(shellQuote).join(" ");
 }
 
+/** How a command's stdin is shown in logs and transcripts: its secret part only by size. */
+export function describeSecretStdin(cmd: Command): string | undefined {
+  return cmd.secretStdin === undefined
+    ? undefined
+    : `<secret: ${new TextEncoder().encode(cmd.secretStdin).length} bytes redacted>`;
+}
+
+/** Everything written to a command's stdin, or undefined for none. */
+function stdinText(cmd: Command): string | undefined {
+  if (cmd.secretStdin === undefined) return cmd.stdin;
+  return cmd.secretStdin + (cmd.stdin ?? "");
+}
+
 /** The last `n` non-empty lines of `text`, joined with newlines. */
 export function lastLines(text: string, n = 5): string {
   return text.split("\n").map((l) => l.trimEnd()).filter((l) => l !== "").slice(-n).join("\n");
@@ -149,12 +167,13 @@ function spawnSupervised(
   if (program === undefined) {
     throw new InvalidArgumentError("argv", "Cannot run a command with an empty argv");
   }
+  const input = stdinText(cmd);
   let child: Deno.ChildProcess;
   try {
     child = new Deno.Command(program, {
       args,
       env: cmd.env ? { ...cmd.env } : undefined,
-      stdin: cmd.stdin === undefined ? "null" : "piped",
+      stdin: input === undefined ? "null" : "piped",
       stdout: "piped",
       stderr: "piped",
       detached: true,
@@ -188,10 +207,10 @@ function spawnSupervised(
   if (opts.signal?.aborted) onAbort();
   else opts.signal?.addEventListener("abort", onAbort, { once: true });
 
-  const stdin = cmd.stdin === undefined ? Promise.resolve() : (async () => {
+  const stdin = input === undefined ? Promise.resolve() : (async () => {
     const writer = child.stdin.getWriter();
     try {
-      await writer.write(new TextEncoder().encode(cmd.stdin));
+      await writer.write(new TextEncoder().encode(input));
       await writer.close();
     } catch {
       // The child exited without reading all of its input.

@@ -21,6 +21,7 @@ import {
   tailLogScript,
   teardownScript,
   workerBootstrapScript,
+  workerTokenPath,
 } from "./bootstrap.ts";
 import type { LogTarget } from "./log_stream.ts";
 import type {
@@ -38,6 +39,7 @@ import {
   type HealthCheck,
   openTunnel,
   type RawSshTarget,
+  type RemoteSecretFile,
   sshExec,
   sshFollow,
   sshScript,
@@ -52,6 +54,8 @@ export interface ManualHostSpec {
   readonly user?: string;
   readonly keyFile?: string;
   readonly port?: number;
+  /** Host keys this host must match (see RawSshTarget.knownHostsFile). */
+  readonly knownHostsFile?: string;
 }
 
 /** Defaults for hosts that leave ssh fields empty (platform.ssh). */
@@ -61,7 +65,7 @@ export interface SshDefaults {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
-  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  /** Host keys every host must match. @default ssh's own, new hosts accepted on first use */
   readonly knownHostsFile?: string;
 }
 
@@ -73,7 +77,7 @@ function sshTarget(h: ManualHostSpec, d: SshDefaults = {}): RawSshTarget {
     keyFile: h.keyFile || d.keyFile || undefined,
     port: h.port || d.port || 22,
     connectTimeout: d.connectTimeout,
-    knownHostsFile: d.knownHostsFile,
+    knownHostsFile: h.knownHostsFile || d.knownHostsFile || undefined,
   };
 }
 
@@ -88,6 +92,11 @@ export interface ManualPlatformOptions {
   /** @default 10001 */
   readonly workerPort?: number;
   readonly runtime?: IrisRuntime;
+  /**
+   * auth.mode token: sent to every host over the bootstrap's ssh stdin into
+   * `$IRIS_HOME/worker.token` (0600) for `--worker-token-file`; never in an argv or a log.
+   */
+  readonly workerToken?: string;
   readonly timeouts?: {
     /** The ssh bootstrap of one host. @default 5m */
     readonly bootstrap?: Duration;
@@ -111,6 +120,11 @@ interface ManualSlice {
   state: CloudSliceState;
   /** Set while createSlice runs; terminate aborts it and waits. */
   creating?: { abort: AbortController; done: Promise<unknown> };
+}
+
+/** The worker token as a secret file for sshScript, when auth is on. */
+function tokenFile(token: string | undefined, runtime?: IrisRuntime): RemoteSecretFile | undefined {
+  return token === undefined ? undefined : { path: workerTokenPath(runtime), content: token };
 }
 
 function failures<T>(outcomes: TaskOutcome<T>[], hosts: readonly ManualHostSpec[]): string[] {
@@ -223,8 +237,12 @@ export class ManualPlatform implements Platform {
           advertiseAddress: h.host,
           resources: slice.resources,
           runtime: this.#o.runtime,
+          workerTokenFile: this.#o.workerToken !== undefined,
         });
-        const r = await this.#o.runner.run(sshScript(target, script), {
+        const cmd = sshScript(target, script, {
+          secretFile: tokenFile(this.#o.workerToken, this.#o.runtime),
+        });
+        const r = await this.#o.runner.run(cmd, {
           timeout: bootstrapTimeout,
           signal: taskSignal,
         });
@@ -405,6 +423,8 @@ export interface ManualControllerOptions {
   /** Cluster config YAML handed to `iris controller serve --config`. */
   readonly clusterConfig?: string;
   readonly runtime?: IrisRuntime;
+  /** auth.mode token: delivered like ManualPlatformOptions.workerToken, for the controller. */
+  readonly workerToken?: string;
   readonly checkHealth: HealthCheck;
   /** @default 2m */
   readonly healthTimeout?: Duration;
@@ -427,8 +447,13 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
     this.#url = `http://${options.host.host}:${options.port || 10000}`;
   }
 
-  async #ssh(script: string, action: string, signal?: AbortSignal): Promise<string> {
-    const r = await this.#o.runner.run(sshScript(this.#target, script), {
+  async #ssh(
+    script: string,
+    action: string,
+    signal?: AbortSignal,
+    secretFile?: RemoteSecretFile,
+  ): Promise<string> {
+    const r = await this.#o.runner.run(sshScript(this.#target, script, { secretFile }), {
       timeout: this.#o.sshTimeout ?? minutes(5),
       signal,
     });
@@ -464,8 +489,14 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
       advertiseAddress: this.#o.host.host,
       config: this.#o.clusterConfig,
       runtime: this.#o.runtime,
+      workerTokenFile: this.#o.workerToken !== undefined,
     });
-    await this.#ssh(script, "start the controller");
+    await this.#ssh(
+      script,
+      "start the controller",
+      undefined,
+      tokenFile(this.#o.workerToken, this.#o.runtime),
+    );
     await waitHealthy(this.#url, this.#o.checkHealth, {
       timeout: this.#o.healthTimeout ?? minutes(2),
     });

@@ -4,7 +4,7 @@
  * the single helper that runs one (through a CommandRunner).
  * @module
  */
-import { PlatformError, PlatformUnavailableError } from "../errors.ts";
+import { InvalidArgumentError, PlatformError, PlatformUnavailableError } from "../errors.ts";
 import { type Duration, seconds, waitFor } from "../time.ts";
 import {
   type Command,
@@ -27,7 +27,12 @@ export interface RawSshTarget {
   readonly port?: number;
   /** @default 30s */
   readonly connectTimeout?: Duration;
-  /** Where host keys are remembered. @default ssh's own (~/.ssh/known_hosts) */
+  /**
+   * The only host keys accepted (`UserKnownHostsFile=…`, `StrictHostKeyChecking=yes`): an
+   * unknown or changed key fails the connection. When unset, ssh's own known_hosts files are
+   * used and a host seen for the first time is trusted and remembered (`accept-new`); a changed
+   * key still fails.
+   */
   readonly knownHostsFile?: string;
 }
 
@@ -81,7 +86,7 @@ function rawSshArgv(target: RawSshTarget, extra: readonly string[]): string[] {
     "-o",
     "BatchMode=yes",
     "-o",
-    "StrictHostKeyChecking=accept-new",
+    target.knownHostsFile ? "StrictHostKeyChecking=yes" : "StrictHostKeyChecking=accept-new",
     "-o",
     `ConnectTimeout=${timeoutSeconds}`,
     ...KEEPALIVE,
@@ -144,16 +149,59 @@ export function sshExec(target: SshTarget, script: string, options: SshExecOptio
 /** Remote command that saves stdin to a temp file, then runs it with bash (stdin fully read first). */
 const RUN_STDIN_SCRIPT = `s=$(mktemp) && cat > "$s" && bash "$s"; rc=$?; rm -f "$s"; exit $rc`;
 
+/** A secret saved on the host before a script runs (see {@linkcode sshScript}). */
+export interface RemoteSecretFile {
+  /** Where it goes: raw shell text, expanded by the remote shell (`"${IRIS_HOME:-…}/x"`). */
+  readonly path: string;
+  /** One line (no newline, not empty), e.g. the worker token. */
+  readonly content: string;
+}
+
+/**
+ * Remote shell (POSIX sh) that reads one line of stdin into a file created with umask 077 (so
+ * mode 0600, its directory 0700 if new) through a temp name, with builtins only (`read`,
+ * `printf`): the secret never appears in an argv, a script file or a log. `read` takes exactly
+ * one line from the pipe, so the script that follows on stdin is left for `cat`.
+ */
+function saveSecretLine(path: string): string {
+  return `(umask 077 && mkdir -p "$(dirname ${path})" && IFS= read -r iris_secret && ` +
+    `printf '%s\\n' "$iris_secret" > ${path}.tmp && mv -f ${path}.tmp ${path})`;
+}
+
+/** Options of {@linkcode sshScript}. */
+export interface SshScriptOptions {
+  /** Saved on the host (0600) before the script runs; sent as the first line of stdin. */
+  readonly secretFile?: RemoteSecretFile;
+}
+
 /**
  * A one-shot remote script sent through stdin rather than argv: for long generated scripts
  * (bootstrap, teardown), which then never meet argv quoting or length limits, and whose
- * commands cannot swallow the rest of the script by reading stdin.
+ * commands cannot swallow the rest of the script by reading stdin. With `secretFile`, the
+ * secret goes first on stdin (`Command.secretStdin`, redacted in transcripts) and is written to
+ * its file before the script runs.
  */
-export function sshScript(target: SshTarget, script: string): Command {
+export function sshScript(
+  target: SshTarget,
+  script: string,
+  options: SshScriptOptions = {},
+): Command {
+  const secret = options.secretFile;
+  if (secret && (secret.content === "" || /[\r\n\0]/.test(secret.content))) {
+    throw new InvalidArgumentError(
+      "secretFile.content",
+      "Cannot send a secret that is empty or spans lines",
+    );
+  }
+  const remote = secret
+    ? `${saveSecretLine(secret.path)} && { ${RUN_STDIN_SCRIPT}; }`
+    : RUN_STDIN_SCRIPT;
   const argv = target.kind === "ssh"
-    ? [...rawSshArgv(target, []), RUN_STDIN_SCRIPT]
-    : [...gcloudSshPrefix(target), `--command=${RUN_STDIN_SCRIPT}`, "--", "-o", "BatchMode=yes"];
-  return { argv, stdin: script };
+    ? [...rawSshArgv(target, []), remote]
+    : [...gcloudSshPrefix(target), `--command=${remote}`, "--", "-o", "BatchMode=yes"];
+  return secret
+    ? { argv, secretStdin: secret.content + "\n", stdin: script }
+    : { argv, stdin: script };
 }
 
 /**

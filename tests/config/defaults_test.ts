@@ -205,3 +205,31 @@ Deno.test("configMode follows the controller kind alone", () => {
     return true;
   });
 });
+
+Deno.test("known_hosts_file: platform.ssh's value fills hosts that leave it empty", () => {
+  const config = parseConfigObject(
+    {
+      platform: { ssh: { known_hosts_file: "~/.iris/known_hosts" } },
+      controller: { bundle_prefix: "file:///shared/bundles", manual: { host: "10.0.0.1" } },
+      scale_groups: {
+        m: {
+          provider: {
+            manual: {
+              hosts: ["10.0.0.2", { host: "10.0.0.3", known_hosts_file: "/etc/lab_keys" }],
+            },
+          },
+          vm_resources: { cpu: 8, memory: "16GiB" },
+        },
+      },
+    },
+    undefined,
+    { machine },
+  );
+  assert.equal(config.platform?.ssh?.knownHostsFile, "~/.iris/known_hosts");
+  const m = config.scaleGroups.m!;
+  assert.ok(m.provider?.kind.case === "manual");
+  assert.deepEqual(m.provider.kind.value.hosts.map((h) => h.knownHostsFile), [
+    "~/.iris/known_hosts",
+    "/etc/lab_keys",
+  ]);
+});

@@ -267,7 +267,7 @@ Deno.test("manual hosts must be a non-empty list of host strings, not shared", (
     'scale_groups.m.provider.manual.hosts: must be a non-empty list of hosts (got "10.0.0.2")',
   ]);
   assert.deepEqual(fromTree(manual(["10.0.0.2", 7, "root@10.0.0.3", { user: "x" }, "10.0.0.2"])), [
-    "scale_groups.m.provider.manual.hosts[1]: must be a host string or a mapping {host, user, key_file, port} (got 7)",
+    "scale_groups.m.provider.manual.hosts[1]: must be a host string or a mapping {host, user, key_file, port, known_hosts_file} (got 7)",
     'scale_groups.m.provider.manual.hosts[2]: must be a host name or IP address without user or spaces, e.g. "10.200.0.2" (got "root@10.0.0.3")',
     "scale_groups.m.provider.manual.hosts[3].host: required",
     'scale_groups.m.provider.manual.hosts[4]: duplicate host "10.0.0.2" (also at scale_groups.m.provider.manual.hosts[0])',
@@ -415,4 +415,28 @@ Deno.test("a YAML alias bomb is rejected as a ConfigError", () => {
     assert.match(err.message, /^bomb\.yaml: YAML error: /);
     return true;
   });
+});
+
+Deno.test("known_hosts_file: empty or unquotable paths are refused naming the field", () => {
+  const tree = {
+    platform: { ssh: { known_hosts_file: "" } },
+    controller: { bundle_prefix: "file:///b", manual: { host: "10.0.0.1" } },
+    "scale_groups": {
+      m: {
+        provider: { manual: { hosts: [{ host: "10.0.0.2", known_hosts_file: "my keys" }] } },
+        vm_resources: { cpu: 1, memory: "1GiB" },
+      },
+    },
+  };
+  const found = fromTree(tree);
+  assert.ok(
+    found.some((p) => p.startsWith("platform.ssh.known_hosts_file: ")),
+    found.join("\n"),
+  );
+  assert.ok(
+    found.some((p) =>
+      p.startsWith("scale_groups.m.provider.manual.hosts[0].known_hosts_file: must be a file path")
+    ),
+    found.join("\n"),
+  );
 });

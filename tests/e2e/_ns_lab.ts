@@ -2,9 +2,9 @@
  * A lab of ssh hosts on this machine: Linux network namespaces on a bridge, each with its own
  * address and its own `sshd` (openssh-server) using a throwaway host key, a throwaway client
  * key, and per-host `IRIS_HOME`/`TMPDIR` (the namespaces share the filesystem) with
- * `$IRIS_HOME/iris` linked to this checkout. `ip netns exec` binds `/etc/netns/<ns>/ssh` over
- * `/etc/ssh`, so ssh run inside a namespace remembers host keys in the lab's own file, never in
- * ~/.ssh. Disposing stops every sshd and removes namespaces, links and files.
+ * `$IRIS_HOME/iris` linked to this checkout. The lab writes a known-hosts file with every host's
+ * key, for `known_hosts_file` (so ssh checks host keys strictly and never touches ~/.ssh).
+ * Disposing stops every sshd and removes namespaces, links and files.
  * @module
  */
 import { seconds, waitFor } from "../../src/time.ts";
@@ -72,11 +72,11 @@ export interface Lab extends AsyncDisposable {
   readonly hosts: readonly LabHost[];
   /** The client private key every sshd accepts (user root). */
   readonly keyFile: string;
-  /** Where ssh run inside the lab remembers host keys. */
+  /** Every host's key (`<address> <key>` lines), for `known_hosts_file`. */
   readonly knownHostsFile: string;
   /**
    * Stops every sshd, kills whatever else still runs from the lab's dir (daemons a test failed
-   * to stop), removes namespaces, links, /etc/netns entries and the scratch dir. Resolves to the
+   * to stop), removes namespaces, links and the scratch dir. Resolves to the
    * command lines it had to kill, so tests can assert nothing was left. Idempotent.
    */
   close(): Promise<string[]>;
@@ -112,10 +112,7 @@ export async function makeLab(names: readonly string[]): Promise<Lab> {
         Deno.kill(p.pid, "SIGKILL");
       } catch { /* gone */ }
     }
-    for (const h of hosts) {
-      await sh("ip", "netns", "del", h.netns);
-      await Deno.remove(`/etc/netns/${h.netns}`, { recursive: true }).catch(() => {});
-    }
+    for (const h of hosts) await sh("ip", "netns", "del", h.netns);
     await sh("ip", "link", "del", bridge);
     for (const h of hosts) await sh("ip", "link", "del", h.veth);
     await Deno.remove(dir, { recursive: true }).catch(() => {});
@@ -139,6 +136,11 @@ export async function makeLab(names: readonly string[]): Promise<Lab> {
     await must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${dir}/host_key`);
     await must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", lab.keyFile);
     await Deno.copyFile(`${lab.keyFile}.pub`, `${dir}/authorized_keys`);
+    const hostKey = (await Deno.readTextFile(`${dir}/host_key.pub`)).split(" ").slice(0, 2);
+    await Deno.writeTextFile(
+      lab.knownHostsFile,
+      hosts.map((h) => `${h.address} ${hostKey.join(" ")}\n`).join(""),
+    );
     await Deno.mkdir("/run/sshd", { recursive: true });
     for (const h of hosts) {
       await must("ip", "netns", "add", h.netns);
@@ -161,12 +163,6 @@ export async function makeLab(names: readonly string[]): Promise<Lab> {
       await must("ip", "-n", h.netns, "link", "set", "lo", "up");
       await Deno.mkdir(h.home);
       await Deno.symlink(REPO, `${h.home}/iris`);
-      // ssh inside this namespace: the lab's known-hosts file and key, never ~/.ssh.
-      await Deno.mkdir(`/etc/netns/${h.netns}/ssh`, { recursive: true });
-      await Deno.writeTextFile(
-        `/etc/netns/${h.netns}/ssh/ssh_config`,
-        `Host *\n  UserKnownHostsFile ${lab.knownHostsFile}\n  IdentityFile ${lab.keyFile}\n`,
-      );
       await Deno.writeTextFile(
         `${dir}/sshd_${h.name}.conf`,
         [

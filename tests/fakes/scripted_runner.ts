@@ -12,7 +12,7 @@ import type {
   StreamHandle,
   StreamOptions,
 } from "../../src/platform/command.ts";
-import { formatCommand } from "../../src/platform/command.ts";
+import { describeSecretStdin, formatCommand } from "../../src/platform/command.ts";
 import type { Duration } from "../../src/time.ts";
 
 /** What a scripted process does. */
@@ -117,11 +117,15 @@ export class ScriptedRunner implements CommandRunner {
 
   /**
    * One line per call: `[stream] ` marks streams, `  < stdin (# comment)` calls given stdin (with
-   * the script's first comment line, so bootstrap and teardown are told apart).
+   * the script's first comment line, so bootstrap and teardown are told apart); a secret part of
+   * stdin shows only as `<secret: N bytes redacted>`.
    */
   transcript(): string {
     return this.calls.map((c) => {
-      const stdin = c.cmd.stdin === undefined ? "" : `  < stdin${describeStdin(c.cmd.stdin)}`;
+      const secret = describeSecretStdin(c.cmd);
+      const stdin = c.cmd.stdin === undefined && secret === undefined
+        ? ""
+        : `  < ${secret ? `${secret} + ` : ""}stdin${describeStdin(c.cmd.stdin ?? "")}`;
       return `${c.kind === "stream" ? "[stream] " : ""}${c.line}${stdin}`;
     }).join("\n") + "\n";
   }

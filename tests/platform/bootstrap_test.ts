@@ -128,3 +128,43 @@ Deno.test("bootstrap fails and shows the log when the daemon dies at once", asyn
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("with auth on, the worker and controller scripts read $IRIS_HOME/worker.token (golden)", async () => {
+  const worker = workerBootstrapScript({
+    controllerUrl: "http://10.0.0.1:10000",
+    sliceId: "iris-cpu-1",
+    scaleGroup: "cpu",
+    workerIndex: 0,
+    advertiseAddress: "10.0.0.5",
+    workerTokenFile: true,
+  });
+  await assertGolden("bootstrap_worker_manual_token", worker);
+  const ctl = controllerBootstrapScript({
+    port: 10000,
+    config: "name: x\n",
+    workerTokenFile: true,
+  });
+  assert.match(ctl, /export IRIS_WORKER_TOKEN_FILE="\$IRIS_HOME\/worker\.token"/);
+  assert.match(ctl, /\[ ! -s "\$IRIS_HOME\/worker\.token" \]/);
+});
+
+Deno.test("a daemon script with auth on refuses to start without the token file", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  try {
+    const script = workerBootstrapScript({
+      controllerUrl: "http://127.0.0.1:1",
+      sliceId: "s",
+      scaleGroup: "g",
+      workerIndex: 0,
+      workerTokenFile: true,
+      runtime: { home, launcher: "/bin/false" },
+    });
+    const r = await new DenoCommandRunner().run({ argv: ["bash", "-c", script] }, {
+      timeout: seconds(10),
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /worker\.token is missing or empty: with auth\.mode token/);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});

@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import { InvalidArgumentError } from "../../src/errors.ts";
 import {
   DenoCommandRunner,
+  describeSecretStdin,
   formatCommand,
   runAll,
   shellQuote,
@@ -227,4 +228,12 @@ Deno.test("shellQuote() round-trips awkward strings through a real shell", async
   const script = `for w in ${words.map(shellQuote).join(" ")}; do printf '%s\\0' "$w"; done`;
   const r = await runner.run({ argv: ["sh", "-c", script] }, { timeout: seconds(10) });
   assert.deepEqual(r.stdout.split("\0").slice(0, -1), words);
+});
+
+Deno.test("DenoCommandRunner writes secretStdin before stdin; formatCommand shows neither", async () => {
+  const cmd = { argv: ["cat"], secretStdin: "top-secret\n", stdin: "script\n" };
+  const r = await new DenoCommandRunner().run(cmd, { timeout: seconds(10) });
+  assert.equal(r.stdout, "top-secret\nscript\n");
+  assert.equal(formatCommand(cmd), "cat");
+  assert.equal(describeSecretStdin(cmd), "<secret: 11 bytes redacted>");
 });

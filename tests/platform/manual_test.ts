@@ -244,3 +244,61 @@ Deno.test("controller tunnel() forwards over raw ssh and close() kills it", asyn
   await tunnel.close();
   assert.equal(runner.activeStreams, 0);
 });
+
+/** A worker token as `iris auth new-token` makes them, for the auth tests. */
+const TOKEN = "iris-test-worker-token-6f1c0d9a2b7e4c5f8a3d";
+
+/** Asserts `text` nowhere contains the token. */
+function assertNoToken(text: string, what: string) {
+  assert.ok(!text.includes(TOKEN), `${what} contains the worker token`);
+}
+
+Deno.test("with a worker token, bootstrap sends it on ssh stdin only, redacted in the transcript (golden)", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const p = new ManualPlatform({
+    runner,
+    hosts: HOSTS,
+    ssh: SSH_DEFAULTS,
+    checkHealth: () => Promise.resolve(true),
+    workerToken: TOKEN,
+  });
+  await p.createSlice(request("s-1", [], 2));
+  await p.terminateSlice("s-1");
+  const [boot] = runner.calls;
+  assert.equal(boot!.cmd.secretStdin, `${TOKEN}\n`);
+  assert.match(boot!.cmd.stdin!, /--worker-token-file "\$IRIS_HOME\/worker\.token"/);
+  for (const call of runner.calls) {
+    assertNoToken(call.cmd.argv.join(" "), "an argv");
+    assertNoToken(call.cmd.stdin ?? "", "a script");
+  }
+  const transcript = runner.transcript();
+  assertNoToken(transcript, "the transcript");
+  assert.match(transcript, /< <secret: 44 bytes redacted> \+ stdin \(# Iris worker bootstrap/);
+  await assertGolden("manual_slice_create_token", transcript);
+
+  const ctlRunner = new ScriptedRunner().on(["ssh"], {});
+  const lifecycle = new ManualControllerLifecycle({
+    runner: ctlRunner,
+    host: { host: "ctl-host" },
+    ssh: SSH_DEFAULTS,
+    clusterConfig: "name: lab\n",
+    workerToken: TOKEN,
+    checkHealth: (() => {
+      let calls = 0;
+      return () => Promise.resolve(calls++ > 0);
+    })(),
+  });
+  await lifecycle.start();
+  const [start] = ctlRunner.calls;
+  assert.equal(start!.cmd.secretStdin, `${TOKEN}\n`);
+  assert.match(start!.cmd.stdin!, /export IRIS_WORKER_TOKEN_FILE="\$IRIS_HOME\/worker\.token"/);
+  assertNoToken(start!.cmd.argv.join(" ") + start!.cmd.stdin, "the controller bootstrap");
+  assertNoToken(ctlRunner.transcript(), "the controller transcript");
+});
+
+Deno.test("without a worker token, nothing secret is sent", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  await manual(runner).createSlice(request("s-1"));
+  assert.equal(runner.calls[0]!.cmd.secretStdin, undefined);
+  assert.doesNotMatch(runner.calls[0]!.cmd.stdin!, /worker-token-file|worker\.token/);
+});

@@ -63,6 +63,17 @@ Deno.test("sshExec() builds raw ssh with batch mode, port, key and a bash -c rem
   assert.ok(minimal.argv.includes("ConnectTimeout=3"));
 });
 
+Deno.test("knownHostsFile: only that file's keys are accepted (StrictHostKeyChecking=yes)", () => {
+  const argv = sshExec({ ...raw, knownHostsFile: "/lab/known_hosts" }, "true").argv;
+  assert.ok(argv.includes("StrictHostKeyChecking=yes"), argv.join(" "));
+  assert.ok(!argv.includes("StrictHostKeyChecking=accept-new"), argv.join(" "));
+  assert.ok(argv.includes("UserKnownHostsFile=/lab/known_hosts"), argv.join(" "));
+  for (const cmd of [sshFollow(raw, "true"), sshTunnel(raw, 1, 2), sshScript(raw, "true")]) {
+    assert.ok(cmd.argv.includes("StrictHostKeyChecking=accept-new"), "unset: trust on first use");
+    assert.ok(!cmd.argv.some((w) => w.startsWith("UserKnownHostsFile=")));
+  }
+});
+
 Deno.test("sshExec() builds gcloud tpu-vm ssh with --worker and --command", () => {
   assert.deepEqual(sshExec(tpu, "uptime").argv, [
     "gcloud",
@@ -204,4 +215,42 @@ Deno.test("sshScript() sends the script on stdin and runs it only once fully rea
   assert.equal(r.stdout, "read: nothing\ndone\n");
   const gcloud = sshScript(tpu, "true").argv;
   assert.ok(gcloud.some((a) => a.startsWith("--command=s=$(mktemp)")));
+});
+
+Deno.test("sshScript() with a secret file: saved 0600 from stdin before the script runs, never in argv", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_secret_" });
+  try {
+    const secret = "s3cret-token-value";
+    const script =
+      `echo "ran: $(cat "$IRIS_HOME/sub/worker.token")"\nread -r rest || true\necho "left: \${rest:-nothing}"\n`;
+    const cmd = sshScript(raw, script, {
+      secretFile: { path: `"$IRIS_HOME/sub/worker.token"`, content: secret },
+    });
+    assert.equal(cmd.secretStdin, `${secret}\n`);
+    assert.equal(cmd.stdin, script);
+    assert.ok(!cmd.argv.join(" ").includes(secret), "the secret is not in the argv");
+    // The login shell (sh, like dash) runs the remote command with secret + script on stdin.
+    const r = await new DenoCommandRunner().run({
+      argv: ["sh", "-c", cmd.argv.at(-1)!],
+      secretStdin: cmd.secretStdin,
+      stdin: cmd.stdin,
+      env: { IRIS_HOME: home },
+    }, { timeout: seconds(10) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `ran: ${secret}\nleft: nothing\n`);
+    const info = await Deno.stat(`${home}/sub/worker.token`);
+    assert.equal(info.mode! & 0o777, 0o600);
+    assert.equal((await Deno.stat(`${home}/sub`)).mode! & 0o077, 0, "a new directory is private");
+    assert.deepEqual(
+      (await Array.fromAsync(Deno.readDir(`${home}/sub`))).map((e) => e.name),
+      ["worker.token"],
+      "no temp file left",
+    );
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+  assert.throws(
+    () => sshScript(raw, "true", { secretFile: { path: "/x", content: "a\nb" } }),
+    /secretFile\.content/,
+  );
 });
