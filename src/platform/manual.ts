@@ -194,7 +194,13 @@ export class ManualPlatform implements Platform {
       hosts,
       createdAt: this.#clock.now(),
       labels: request.labels,
-      attributes: { ...config.attributes, zone: "manual" },
+      // region and zone as configured, for constraints (like gcp's); the group's own
+      // attributes may override region.
+      attributes: {
+        ...(config.region ? { region: config.region } : {}),
+        ...config.attributes,
+        zone: config.zone || "manual",
+      },
       resources: {
         cpuMillicores: config.vmResources?.cpuMillicores || undefined,
         memoryBytes: config.vmResources?.memoryBytes || undefined,

@@ -197,22 +197,30 @@ const retry: SmokeJob = {
   },
 };
 
-const REGISTER_AND_SERVE = `
+/** RPC headers of a task: JSON, and its IRIS_TOKEN when the cluster has auth on. */
+const TASK_HEADERS = `
+const token = Deno.env.get("IRIS_TOKEN");
+const headers = { "content-type": "application/json", ...(token ? { authorization: "Bearer " + token } : {}) };`;
+
+// Workers of gcp/manual clusters are separate machines: the server listens on every interface
+// and registers its host's first non-loopback IPv4 address, which a client on another host reaches.
+const REGISTER_AND_SERVE = `${TASK_HEADERS}
 const port = Number(Deno.env.get("IRIS_PORT_HTTP"));
-const server = Deno.serve({ hostname: "127.0.0.1", port, onListen() {} }, () => new Response("pong"));
+const host = Deno.networkInterfaces().find((i) => i.family === "IPv4" && !i.address.startsWith("127."))?.address ?? "127.0.0.1";
+const server = Deno.serve({ hostname: "0.0.0.0", port, onListen() {} }, () => new Response("pong"));
 const url = Deno.env.get("IRIS_CONTROLLER_URL");
 const res = await fetch(url + "/iris.v1.ControllerService/RegisterEndpoint", {
-  method: "POST", headers: { "content-type": "application/json" },
-  body: JSON.stringify({ name: Deno.env.get("ENDPOINT_NAME"), address: "http://127.0.0.1:" + port, taskId: Deno.env.get("IRIS_TASK_ID") }),
+  method: "POST", headers,
+  body: JSON.stringify({ name: Deno.env.get("ENDPOINT_NAME"), address: "http://" + host + ":" + port, taskId: Deno.env.get("IRIS_TASK_ID") }),
 });
 console.log("registered", res.status, await res.text());
 await server.finished;`;
 
-const LOOKUP_AND_CALL = `
+const LOOKUP_AND_CALL = `${TASK_HEADERS}
 const url = Deno.env.get("IRIS_CONTROLLER_URL");
 for (let i = 0; i < 200; i++) {
   const res = await fetch(url + "/iris.v1.ControllerService/ListEndpoints", {
-    method: "POST", headers: { "content-type": "application/json" },
+    method: "POST", headers,
     body: JSON.stringify({ prefix: Deno.env.get("ENDPOINT_NAME"), exact: true }),
   });
   const body = await res.json();

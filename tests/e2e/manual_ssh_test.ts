@@ -139,11 +139,17 @@ scale_groups:
   },
 });
 
-/** examples/manual.yaml with its placeholders pointed at the lab, fast autoscaling, `extra`. */
-async function labConfig(lab: Lab, extra = ""): Promise<string> {
+/**
+ * examples/manual.yaml with its placeholders pointed at the lab, fast autoscaling, `extra`
+ * appended and, given `hostCpu`, that many CPUs per host.
+ */
+async function labConfig(
+  lab: Lab,
+  opts: { extra?: string; hostCpu?: number } = {},
+): Promise<string> {
   const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
   const example = await Deno.readTextFile(`${REPO}/examples/manual.yaml`);
-  const config = example
+  let config = example
     .replaceAll("10.200.0.1", ctl.address)
     .replaceAll("10.200.0.2", w1.address)
     .replaceAll("10.200.0.3", w2.address)
@@ -152,8 +158,12 @@ async function labConfig(lab: Lab, extra = ""): Promise<string> {
     .replace(/known_hosts_file: ~\/\.ssh\/known_hosts\b/, `known_hosts_file: ${lab.knownHostsFile}`)
     .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
     "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n" +
-    extra;
+    (opts.extra ?? "");
   assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
+  if (opts.hostCpu !== undefined) {
+    assert(/\n {6}cpu: 32\n/.test(config), config);
+    config = config.replace(/\n {6}cpu: 32\n/, `\n      cpu: ${opts.hostCpu}\n`);
+  }
   const path = `${lab.dir}/manual.yaml`;
   await Deno.writeTextFile(path, config);
   return path;
@@ -276,6 +286,21 @@ Deno.test({
   },
 });
 
+/**
+ * The smoke jobs a manual cluster of CPU hosts runs (docs/platforms.md says why the others
+ * do not: tpu-hello and coscheduled need a TPU scale group).
+ */
+const SMOKE_ON_MANUAL = [
+  "hello",
+  "concurrent",
+  "retry",
+  "endpoints",
+  "cancel",
+  "child-job",
+  "region",
+  "nested-constraint",
+];
+
 Deno.test({
   name: "iris smoke --config examples/manual.yaml passes over namespace hosts and stops them all",
   ignore: SKIP !== undefined,
@@ -284,7 +309,9 @@ Deno.test({
     let leftovers: string[] = [];
     try {
       const [ctl, w1, w2] = lab.hosts as [LabHost, LabHost, LabHost];
-      const config = await labConfig(lab);
+      // 0.3 CPU per host: two 0.2-CPU tasks never share one, so the endpoint client calls a
+      // server on the other host and child jobs run on another host than their parent.
+      const config = await labConfig(lab, { hostCpu: 0.3 });
       // The smoke CLI runs inside the controller's namespace, like an operator on that host.
       const smoke = await irisIn(lab, ctl, [
         "smoke",
@@ -294,17 +321,36 @@ Deno.test({
         `${lab.dir}/smoke-logs`,
         "--timeout",
         "120s",
-        ...["hello", "concurrent", "retry", "cancel"].flatMap((j) => ["--only", j]),
+        ...SMOKE_ON_MANUAL.flatMap((j) => ["--only", j]),
       ]).output();
       const out = smoke.text;
       assertEquals(smoke.code, 0, `${out}\n${await daemonLogs(lab)}`);
-      for (const job of ["hello", "concurrent", "retry", "cancel"]) {
+      for (const job of SMOKE_ON_MANUAL) {
         assertMatch(out, new RegExp(`\\[PASS\\] ${job}\\b`));
       }
-      assertMatch(out, /4\/4 jobs passed/);
+      assertMatch(
+        out,
+        new RegExp(`${SMOKE_ON_MANUAL.length}/${SMOKE_ON_MANUAL.length} jobs passed`),
+      );
       // The remote daemons' logs were streamed into the smoke log dir over ssh.
       const daemons = `${lab.dir}/smoke-logs/daemons`;
       assertMatch(await Deno.readTextFile(`${daemons}/controller.log`), /controller listening/);
+      // The pairs really crossed hosts: each worker log names the tasks it accepted.
+      const workerLogs = await Promise.all(
+        [w1, w2].map((h) => Deno.readTextFile(`${daemons}/worker-${h.address}.log`)),
+      );
+      const hostOf = (task: RegExp) => workerLogs.findIndex((l) => task.test(l));
+      for (
+        const [a, b] of [
+          [/accepted \S+\/smoke-endpoint-server-/, /accepted \S+\/smoke-endpoint-client-/],
+          [/accepted \S+\/smoke-parent-\d+\/0 /, /accepted \S+\/smoke-parent-\d+\/child\/0 /],
+        ] as const
+      ) {
+        assert(
+          hostOf(a) >= 0 && hostOf(b) >= 0 && hostOf(a) !== hostOf(b),
+          `${a} ${b}\n${workerLogs.join("\n")}`,
+        );
+      }
       assertMatch(
         await Deno.readTextFile(`${daemons}/worker-${w1.address}.log`).catch(() => "") +
           await Deno.readTextFile(`${daemons}/worker-${w2.address}.log`).catch(() => ""),
@@ -340,14 +386,13 @@ Deno.test({
       const workerToken = newToken();
       const aliceToken = newToken();
       await Deno.writeTextFile(`${operator}/worker.token`, workerToken + "\n", { mode: 0o600 });
-      const config = await labConfig(
-        lab,
-        `
+      const config = await labConfig(lab, {
+        extra: `
 auth:
   mode: token
   tokens: [{ user: alice, sha256: ${hashToken(aliceToken)} }]
 `,
-      );
+      });
       // No auth.worker_token_file: the hosts share this filesystem, and a path in the config
       // would let the remote controller read the operator's file instead of the delivered one.
       const env = { IRIS_WORKER_TOKEN_FILE: `${operator}/worker.token` };

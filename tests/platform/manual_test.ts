@@ -302,3 +302,25 @@ Deno.test("without a worker token, nothing secret is sent", async () => {
   assert.equal(runner.calls[0]!.cmd.secretStdin, undefined);
   assert.doesNotMatch(runner.calls[0]!.cmd.stdin!, /worker-token-file|worker\.token/);
 });
+
+Deno.test("workers advertise the group's region and zone, so region constraints reach them", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const base = request("s-1");
+  const config = create(ScaleGroupConfigSchema, {
+    ...base.config,
+    attributes: { rack: "r1" },
+    region: "lab",
+    zone: "lab-rack-1",
+  });
+  const slice = await manual(runner).createSlice({ ...base, config });
+  assert.deepEqual(slice.vms[0]!.attributes, {
+    region: "lab",
+    rack: "r1",
+    zone: "lab-rack-1",
+    "manual-host": "host-a",
+  });
+  const script = runner.calls[0]!.cmd.stdin!;
+  for (const a of ["region=lab", "zone=lab-rack-1", "rack=r1", "manual-host=host-a"]) {
+    assert.ok(script.includes(`--attribute ${a}`), a);
+  }
+});
