@@ -1,14 +1,17 @@
 /**
  * Host metrics: the /proc/stat and /proc/meminfo parsers (against fixtures), CPU between two
  * readings, and the meter that turns them into heartbeat figures, reporting "unknown" (absent),
- * never 0, for what it cannot read.
+ * never 0, for what it cannot read; and that a sandbox granted only the host-metric `sys` names
+ * gets host figures but no other system information.
  * @module
  */
 import assert from "node:assert/strict";
 import {
   countersFromCpuTimes,
   cpuMillicoresBetween,
+  HOST_METRIC_SYS_PERMISSIONS,
   HostMeter,
+  type HostSample,
   type HostSource,
   parseMeminfo,
   parseProcStat,
@@ -147,4 +150,46 @@ Deno.test("HostMeter reads this machine's /proc when it may", () => {
   if (Deno.build.os !== "linux") return;
   assert.ok(sample.memoryTotalBytes! > 0 && sample.memoryUsedBytes! > 0, JSON.stringify(sample));
   assert.ok(sample.cpuTotalMillicores! >= 1000, JSON.stringify(sample));
+});
+
+Deno.test("a sandbox with only the host-metric sys names reads host CPU and memory, nothing else", async () => {
+  const code = new URL("../../", import.meta.url).pathname;
+  const thread = new Worker(new URL("./host_metrics_entry.ts", import.meta.url), {
+    type: "module",
+    deno: {
+      permissions: {
+        read: [code],
+        write: false,
+        net: false,
+        run: false,
+        env: false,
+        sys: [...HOST_METRIC_SYS_PERMISSIONS],
+        ffi: false,
+        import: false,
+      },
+    },
+  });
+  try {
+    const reply = new Promise<Record<string, unknown>>((resolve, reject) => {
+      thread.onmessage = (e) => resolve(e.data);
+      thread.onerror = (e) => {
+        e.preventDefault();
+        reject(new Error(e.message));
+      };
+    });
+    thread.postMessage("go");
+    const { sample, ...denied } = await reply;
+    assert.deepEqual(denied, {
+      hostnameDenied: true,
+      etcHostnameDenied: true,
+      procStatDenied: true,
+      interfacesDenied: true,
+    });
+    if (Deno.build.os !== "linux") return;
+    const s = sample as HostSample;
+    assert.ok(s.memoryTotalBytes! > 0 && s.memoryUsedBytes! > 0, JSON.stringify(s));
+    assert.ok(s.cpuTotalMillicores! >= 1000, JSON.stringify(s));
+  } finally {
+    thread.terminate();
+  }
 });
