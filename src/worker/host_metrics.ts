@@ -127,9 +127,22 @@ export interface HostSource {
   readonly now: () => number;
 }
 
+/**
+ * True when `descriptor` is granted. Asked first so that a worker run without the permission
+ * never stops at an interactive permission prompt in its heartbeat path.
+ */
+function granted(descriptor: Deno.PermissionDescriptor): boolean {
+  try {
+    return Deno.permissions.querySync(descriptor).state === "granted";
+  } catch {
+    return false;
+  }
+}
+
 /** Reads the real host; every failure (missing file, no permission) becomes undefined. */
 export const SYSTEM_HOST_SOURCE: HostSource = {
   readFile: (path) => {
+    if (!granted({ name: "read", path })) return undefined;
     try {
       return Deno.readTextFileSync(path);
     } catch {
@@ -137,6 +150,7 @@ export const SYSTEM_HOST_SOURCE: HostSource = {
     }
   },
   cpuTimes: () => {
+    if (!granted({ name: "sys", kind: "cpus" })) return undefined;
     try {
       return countersFromCpuTimes(cpus());
     } catch {
@@ -144,6 +158,7 @@ export const SYSTEM_HOST_SOURCE: HostSource = {
     }
   },
   systemMemory: () => {
+    if (!granted({ name: "sys", kind: "systemMemoryInfo" })) return undefined;
     try {
       return Deno.systemMemoryInfo();
     } catch {
