@@ -86,7 +86,7 @@ function pushCapped<T>(list: T[], item: T, cap: number): void {
  * per-task samples go to `taskUsage` (only for attempts the worker holds), not into the history.
  */
 export function recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
-  const bare: ResourceSnapshot = { ...snapshot, tasks: [] };
+  const bare: ResourceSnapshot = withKnownHostMetrics({ ...snapshot, tasks: [] });
   worker.snapshot = bare;
   pushCapped(worker.history, bare, SNAPSHOT_HISTORY);
   for (const usage of snapshot.tasks) {
@@ -96,6 +96,25 @@ export function recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot)
     if (!samples) worker.taskUsage.set(key, samples = []);
     pushCapped(samples, usage, TASK_USAGE_HISTORY);
   }
+}
+
+const HOST_METRICS = [
+  "hostCpuMillicores",
+  "hostCpuTotalMillicores",
+  "hostMemoryUsedBytes",
+  "hostMemoryTotalBytes",
+] as const;
+
+/**
+ * Drops host figures no host can have (negative, not finite), so a confused worker shows
+ * "unknown" rather than a wrong gauge. Absent figures stay absent: unknown is never 0.
+ */
+export function withKnownHostMetrics(snapshot: ResourceSnapshot): ResourceSnapshot {
+  for (const key of HOST_METRICS) {
+    const value = snapshot[key];
+    if (value !== undefined && !(Number.isFinite(value) && value >= 0)) delete snapshot[key];
+  }
+  return snapshot;
 }
 
 /** The key of an attempt in `WorkerRecord.active`. */

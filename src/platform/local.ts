@@ -15,6 +15,7 @@ import type {
 } from "./platform.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
 import { PortAllocator } from "../worker/ports.ts";
+import { HOST_METRIC_SYS_PERMISSIONS } from "../worker/host_metrics.ts";
 import { tpuTopology } from "./tpu.ts";
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Duration, seconds, timestamp } from "../time.ts";
@@ -209,7 +210,8 @@ export class LocalPlatform implements Platform {
           // Tasks are arbitrary commands, and killing their process groups needs run.
           run: true,
           env: false,
-          sys: false,
+          // Host CPU and memory for heartbeats, and no other system information.
+          sys: [...HOST_METRIC_SYS_PERMISSIONS],
           ffi: false,
           import: false,
         },

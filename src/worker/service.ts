@@ -5,7 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import type { LogLine } from "../rpc/gen/iris/v1/types_pb.ts";
+import type { LogLine, ResourceSnapshot } from "../rpc/gen/iris/v1/types_pb.ts";
 import {
   FetchTaskLogsResponseSchema,
   HealthResponseSchema,
@@ -38,7 +38,14 @@ export interface WorkerCore {
     maxLines: number,
   ): LogLine[] | undefined;
   /** Liveness for Health. */
-  health(): { healthy: boolean; workerId: string; uptimeMs: number; runningTasks: number };
+  health(): {
+    healthy: boolean;
+    workerId: string;
+    uptimeMs: number;
+    runningTasks: number;
+    /** Current use of the tasks and of the host, without per-task samples. */
+    snapshot?: ResourceSnapshot;
+  };
 }
 
 /** Registers WorkerService on a router, served by `core`. */

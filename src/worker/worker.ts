@@ -37,6 +37,7 @@ import {
   resourcesToProto,
   type WorkerResources,
 } from "./host.ts";
+import { HostMeter } from "./host_metrics.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable } from "./process_tree.ts";
 import { Reporter } from "./reporter.ts";
@@ -83,6 +84,7 @@ class IrisWorker implements WorkerCore {
   readonly #dirRemoved = new WeakSet<TaskAttempt>();
   readonly #background = new Set<Promise<unknown>>();
   readonly #cpu: CpuMeter;
+  readonly #host = new HostMeter();
   readonly #processTable: ProcessTable;
   readonly #started = performance.now();
   readonly #server: RpcServer;
@@ -231,6 +233,7 @@ class IrisWorker implements WorkerCore {
       workerId: this.#workerId,
       uptimeMs: performance.now() - this.#started,
       runningTasks: this.#active().length,
+      snapshot: this.#snapshot(false),
     };
   }
 
@@ -324,13 +327,15 @@ class IrisWorker implements WorkerCore {
     return { request, commit, more };
   }
 
-  #snapshot() {
+  /** The worker's current resource use and the host's; per-task samples only with `withTasks`. */
+  #snapshot(withTasks = true) {
     const active = this.#active();
     const usage = new Map(
       active.map((a) => [attemptKey(a.taskId, a.attemptId), a.usage.cpuSeconds]),
     );
     const now = Date.now();
     const cpuPercent = this.#cpu.read(usage);
+    const host = this.#host.read();
     return create(ResourceSnapshotSchema, {
       timestampMs: now,
       cpuPercent,
@@ -338,7 +343,11 @@ class IrisWorker implements WorkerCore {
       memoryTotalBytes: this.#resources.memoryBytes,
       runningTasks: active.length,
       processCount: active.reduce((sum, a) => sum + a.usage.processCount, 0),
-      tasks: active.map((a) =>
+      hostCpuMillicores: host.cpuMillicores,
+      hostCpuTotalMillicores: host.cpuTotalMillicores,
+      hostMemoryUsedBytes: host.memoryUsedBytes,
+      hostMemoryTotalBytes: host.memoryTotalBytes,
+      tasks: (withTasks ? active : []).map((a) =>
         create(TaskResourceUsageSchema, {
           taskId: a.taskId,
           attemptId: a.attemptId,

@@ -318,13 +318,31 @@ Deno.test({
     await canned("fleet with gauges and worker detail", async () => {
       await page.goto(`${base}/#/fleet`);
       await waitCount(page, ".worker-row", 6);
-      const level = (id: string, col: number) =>
-        page.locator(`.worker-row[data-worker-id="${id}"] td`).nth(col).locator(".gauge")
-          .getAttribute("data-level");
+      // Each gauge cell stacks the tasks' gauge over the host's.
+      const level = (id: string, col: number, of: "task" | "host" = "task") =>
+        page.locator(`.worker-row[data-worker-id="${id}"] td`).nth(col)
+          .locator(`.gauge.${of}-gauge`).getAttribute("data-level");
       assert.equal(await level("tpu-slice-a-0", 5), "ok");
       assert.equal(await level("tpu-slice-a-1", 5), "warning");
       assert.equal(await level("tpu-slice-a-2", 5), "danger");
       assert.equal(await level("tpu-slice-a-2", 6), "danger");
+      // Host gauges (whole machine) beside the task gauges, same thresholds; unknown stays text.
+      assert.equal(await level("tpu-slice-a-0", 5, "host"), "ok");
+      assert.equal(await level("tpu-slice-a-1", 5, "host"), "warning");
+      assert.equal(await level("tpu-slice-a-2", 5, "host"), "danger");
+      assert.equal(await level("tpu-slice-a-1", 6, "host"), "warning");
+      const cell = (id: string, col: string) =>
+        page.locator(`.worker-row[data-worker-id="${id}"] .${col}`);
+      assert.equal(
+        await textOf(cell("tpu-slice-a-1", "col-cpu").locator(".host-cpu")),
+        "90 / 112 cpu",
+      );
+      assert.equal(
+        await textOf(cell("tpu-slice-a-3", "col-cpu").locator(".host-unknown")),
+        "unknown",
+      );
+      assert.equal(await textOf(cell("cpu-pool-2", "col-mem").locator(".host-unknown")), "unknown");
+      assert.match(await textOf(page.locator(".fleet-note")), /local VMs share one host/i);
       assert.equal(
         await textOf(page.locator('.worker-row[data-worker-id="tpu-slice-a-1"] td').nth(3)),
         "1",
@@ -339,6 +357,14 @@ Deno.test({
       await page.locator('.worker-link:text-is("tpu-slice-a-2")').click();
       await page.locator(".worker-detail-grid").waitFor();
       assert.equal(await textOf(page.locator("h1")), "tpu-slice-a-2");
+      assert.equal(
+        await page.locator(".worker-detail-grid .gauge.host-cpu").getAttribute("data-level"),
+        "danger",
+      );
+      assert.equal(
+        await textOf(page.locator(".worker-detail-grid .gauge.host-mem")),
+        "180 / 192 GiB",
+      );
       const attrs = await texts(page.locator(".attrs-table tr"));
       assert.ok(attrs.includes("tpu-worker-id2"), attrs.join("|"));
       // GetWorkerStatus: the running task with its usage samples, as text and sparklines.
@@ -424,6 +450,12 @@ Deno.test({
       const row = page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] td`);
       assert.equal(await row.nth(4).textContent(), "3.25 cpu");
       assert.equal(await row.nth(5).textContent(), "21 GiB");
+      // Health's snapshot: task gauges and host gauges (90 % host CPU is past the danger line).
+      const hostCpu = page.locator(".gauge.host-cpu");
+      assert.equal(await hostCpu.getAttribute("data-level"), "danger");
+      assert.equal(await textOf(hostCpu), "100.8 / 112 cpu");
+      assert.equal(await textOf(page.locator(".gauge.host-mem")), "80 / 192 GiB");
+      assert.match(await textOf(page.locator(".host-note")), /local VMs share one host/i);
       assert.equal(
         await textOf(
           page.locator(".task-row").filter({ hasText: "mallory" }).locator(".error-text"),

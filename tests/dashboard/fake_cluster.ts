@@ -386,6 +386,14 @@ export class FakeController {
 
   #workers(): WorkerInit[] {
     const now = this.now;
+    // Host figures: the whole VM (every process); absent = the worker could not read them.
+    const host = (cpuMillicores: number, memUsedGiB: number) => ({
+      hostCpuMillicores: cpuMillicores,
+      hostCpuTotalMillicores: 112_000,
+      hostMemoryUsedBytes: memUsedGiB * GiB,
+      hostMemoryTotalBytes: 192 * GiB,
+    });
+    const hostOf = [host(40_000, 80), host(90_000, 150), host(110_000, 180), {}];
     const tpu = (i: number, cpu: number, memUsed: number): WorkerInit => ({
       workerId: `tpu-slice-a-${i}`,
       address: `10.128.0.${10 + i}:10001`,
@@ -419,6 +427,7 @@ export class FakeController {
         memoryTotalBytes: 192 * GiB,
         runningTasks: 1,
         processCount: 14 + i,
+        ...hostOf[i],
       },
     });
     return [
@@ -450,6 +459,10 @@ export class FakeController {
           memoryTotalBytes: 64 * GiB,
           runningTasks: 4,
           processCount: 37,
+          hostCpuMillicores: 4000,
+          hostCpuTotalMillicores: 16_000,
+          hostMemoryUsedBytes: 20 * GiB,
+          hostMemoryTotalBytes: 64 * GiB,
         },
       },
       {
@@ -812,6 +825,17 @@ export class FakeWorker {
         workerId: "tpu-slice-a-0",
         uptimeMs: 3 * HOUR + 5 * MIN,
         runningTasks: 1,
+        snapshot: {
+          timestampMs: Date.now(),
+          cpuPercent: 45.2,
+          memoryUsedBytes: 61 * GiB,
+          memoryTotalBytes: 192 * GiB,
+          runningTasks: 1,
+          hostCpuMillicores: 100_800,
+          hostCpuTotalMillicores: 112_000,
+          hostMemoryUsedBytes: 80 * GiB,
+          hostMemoryTotalBytes: 192 * GiB,
+        },
       }),
       listTasks: () => ({ tasks: this.tasks }),
       getTaskStatus: (req) => {

@@ -13,6 +13,7 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { IrisClient, JobState } from "../../mod.ts";
+import type { ResourceSnapshot } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { startCluster } from "../../src/cluster/cluster.ts";
 import { loadConfig } from "../../src/config/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
@@ -123,6 +124,17 @@ Deno.test({
       for (const id of [succeeded, failed, hostile]) {
         assert.ok(ended.includes(`${id}/0`), `${id}/0 among recent attempts ${ended.join(",")}`);
       }
+      // Host figures: local VMs (Deno Workers) may read /proc/stat and /proc/meminfo, so every
+      // worker reports the shared host's CPU and memory, and the history keeps them.
+      const hostKnown = (s: ResourceSnapshot | undefined) =>
+        s?.hostCpuMillicores !== undefined && s.hostCpuTotalMillicores! >= 1000 &&
+        s.hostMemoryTotalBytes! > 0 && s.hostMemoryUsedBytes! > 0;
+      await waitFor(async () => {
+        const workers = await client.workers();
+        return workers.length > 0 && workers.every((w) => hostKnown(w.snapshot));
+      }, { timeout: seconds(15), what: "host CPU and memory in every worker's snapshot" });
+      const withHost = await client.rpc.getWorkerStatus({ workerId: taskWorker });
+      assert.ok(withHost.worker!.history.some(hostKnown), "host figures in the worker history");
       const endpointAttempt = usage.currentAttemptId;
       await client.rpc.registerEndpoint({
         name: `${running}/metrics`,
@@ -224,6 +236,19 @@ Deno.test({
           )).sort();
           return api.length > 0 && JSON.stringify(api) === JSON.stringify(shown);
         }, { timeout: seconds(15), what: "fleet rows to match ListWorkers" });
+        // Host gauges with non-zero totals on every row (local VMs share this machine).
+        const rows = await page.locator(".worker-row").count();
+        await waitPage(
+          page,
+          `document.querySelectorAll(".worker-row .col-cpu .gauge.host-cpu").length === ${rows} &&
+          document.querySelectorAll(".worker-row .col-mem .gauge.host-mem").length === ${rows}`,
+        );
+        for (const label of await page.locator(".host-cpu .gauge-label").allTextContents()) {
+          assert.match(label, /^[\d.]+( cpu)? \/ [1-9][\d.]* cpu$/, label);
+        }
+        for (const label of await page.locator(".host-mem .gauge-label").allTextContents()) {
+          assert.match(label, /^[\d.]+( \w+)? \/ [1-9][\d.]* [KMGT]iB$/, label);
+        }
         await shot("05-fleet");
       });
 
@@ -240,6 +265,12 @@ Deno.test({
           assert.equal(await page.locator("h1").textContent(), taskWorker);
           await page.locator("svg.sparkline-cpu polyline").waitFor({ state: "attached" });
           await page.locator("svg.sparkline-mem polyline").waitFor({ state: "attached" });
+          await page.locator("svg.sparkline-host-cpu polyline").waitFor({ state: "attached" });
+          await page.locator(".worker-detail-grid .gauge.host-cpu").waitFor();
+          assert.match(
+            (await page.locator(".worker-detail-grid .gauge.host-mem").textContent()) ?? "",
+            / \/ [1-9][\d.]* [KMGT]iB$/,
+          );
           const points = await page.locator("svg.sparkline-cpu polyline").getAttribute("points");
           assert.ok((points ?? "").split(" ").length >= 2, `points: ${points}`);
           assert.equal(
@@ -257,6 +288,18 @@ Deno.test({
           await shot("06-worker-detail");
         },
       );
+
+      await t.step("the worker's own dashboard shows task and host gauges", async () => {
+        const address = workerStatus.worker!.address;
+        await page.goto(`${address.startsWith("http") ? address : `http://${address}`}/`);
+        await page.locator(".gauge.host-cpu").waitFor();
+        assert.match(
+          (await page.locator(".gauge.host-mem").textContent()) ?? "",
+          / \/ [1-9][\d.]* [KMGT]iB$/,
+        );
+        assert.match((await page.locator(".host-note").textContent()) ?? "", /share one host/);
+        await shot("06b-worker-dashboard");
+      });
 
       await t.step("autoscaler shows every scale group", async () => {
         await page.goto(`${base}/#/autoscaler`);

@@ -46,6 +46,23 @@ Deno.test("startWorker() registers its address, resources and typed attributes, 
   assert.equal(hb.snapshot?.runningTasks, 0);
   const health = await h.client.health({});
   assert.deepEqual([health.healthy, health.workerId, health.runningTasks], [true, "w-1", 0]);
+  if (Deno.build.os !== "linux") return;
+  // Host figures (this process may read /proc): memory at once, CPU from the second reading.
+  const host = await waitFor(
+    () => h.fake.heartbeats.findLast((b) => b.snapshot?.hostCpuMillicores !== undefined)?.snapshot,
+    { timeout: seconds(5), what: "a heartbeat with host CPU" },
+  );
+  assert.ok(host.hostCpuTotalMillicores! >= 1000, JSON.stringify(host));
+  assert.ok(host.hostCpuMillicores! <= host.hostCpuTotalMillicores!);
+  assert.ok(host.hostMemoryTotalBytes! > 0, JSON.stringify(host));
+  assert.ok(
+    host.hostMemoryUsedBytes! > 0 && host.hostMemoryUsedBytes! <= host.hostMemoryTotalBytes!,
+  );
+  // WorkerService.Health carries the same snapshot (without per-task samples) for the dashboard.
+  const snap = (await h.client.health({})).snapshot;
+  assert.equal(snap?.memoryTotalBytes, 4 * 1024 ** 3);
+  assert.ok(snap?.hostMemoryTotalBytes === host.hostMemoryTotalBytes, JSON.stringify(snap));
+  assert.ok(snap?.hostCpuMillicores !== undefined);
 });
 
 Deno.test("worker sends task updates at once, not at the next heartbeat tick", async () => {

@@ -63,6 +63,16 @@ Deno.test("startWorker() runs tasks and kills process trees inside a permission-
     await client.killTask({ taskId: "/t/sleep/0", attemptId: 0, reason: "test" });
     await fake.waitForState("/t/sleep/0", TaskState.KILLED);
     assert.deepEqual(await groupProcesses(pid), []);
+    // Without `sys` permission the host cannot be read: host figures are absent, never 0.
+    const snapshots = fake.heartbeats.flatMap((b) => b.snapshot ? [b.snapshot] : []);
+    assert.ok(snapshots.length > 0);
+    for (const s of snapshots) {
+      assert.deepEqual(
+        [s.hostCpuMillicores, s.hostCpuTotalMillicores, s.hostMemoryUsedBytes],
+        [undefined, undefined, undefined],
+      );
+      assert.equal(s.hostMemoryTotalBytes, undefined);
+    }
 
     thread.postMessage({ type: "stop" });
     assert.equal((await reply("stopped")).type, "stopped");

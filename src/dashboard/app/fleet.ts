@@ -1,8 +1,8 @@
 /**
- * Fleet tab (workers with health, attributes and live CPU/memory gauges; every 5 s) and the
- * worker detail page (every 2 s) with CPU/memory sparklines of the worker's recent heartbeat
- * history, its running tasks with their CPU/memory samples and its recent attempts. The list
- * reads ListWorkers, the detail page GetWorkerStatus.
+ * Fleet tab (workers with health, attributes and live gauges of their tasks' and their host's
+ * CPU and memory; every 5 s) and the worker detail page (every 2 s) with CPU/memory sparklines of
+ * the worker's recent heartbeat history, its running tasks with their CPU/memory samples and its
+ * recent attempts. The list reads ListWorkers, the detail page GetWorkerStatus.
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -43,6 +43,17 @@ import { DETAIL_INTERVAL_MS, errorMessage, LIST_INTERVAL_MS, Poller } from "./po
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
 import { historyView, taskUsageCell } from "./sparkline.ts";
+import {
+  gaugePair,
+  gaugeRow,
+  HOST_NOTE,
+  hostCpuGauge,
+  hostMemoryGauge,
+  taskCpuFraction,
+  taskCpuGauge,
+  taskMemoryFraction,
+  taskMemoryGauge,
+} from "./host.ts";
 
 /** A heartbeat older than this is shown as stale. */
 const STALE_HEARTBEAT_MS = 30_000;
@@ -53,6 +64,7 @@ const COLUMNS: readonly Column[] = [
   { key: "group", label: "Group / slice" },
   { key: "tpu", label: "TPU worker" },
   { key: "accel", label: "Accelerator" },
+  // Each cell stacks the tasks' gauge over the host's; the header sorts by the tasks' use.
   { key: "cpu", label: "CPU", class: "col-gauge" },
   { key: "mem", label: "Memory", class: "col-gauge" },
   { key: "tasks", label: "Tasks", class: "num" },
@@ -65,40 +77,21 @@ function attr(w: WorkerInfo, key: string): string {
   return formatAttributeValue(w.attributes[key]);
 }
 
-function cpuFraction(w: WorkerInfo): number | undefined {
-  return w.snapshot ? fraction(w.snapshot.cpuPercent, 100) : undefined;
-}
-
-function memFraction(w: WorkerInfo): number | undefined {
-  const s = w.snapshot;
-  return s && s.memoryTotalBytes ? fraction(s.memoryUsedBytes, s.memoryTotalBytes) : undefined;
-}
-
-/** CPU gauge from the heartbeat snapshot, or static capacity when there is none yet. */
+/** Task CPU gauge from the heartbeat snapshot, or static capacity when there is none yet. */
 function cpuCell(w: WorkerInfo, compact: boolean): Child {
-  const f = cpuFraction(w);
-  if (f === undefined) {
-    return h(
-      "span",
-      { class: "muted" },
-      `${formatMillicores(w.resources?.cpuMillicores)} (no data)`,
-    );
-  }
-  return gauge(f, formatPercent(f), {
+  return taskCpuGauge(
+    w.snapshot,
     compact,
-    title: `host CPU ${w.snapshot!.cpuPercent.toFixed(1)}%`,
-  });
+    h("span", { class: "muted" }, `${formatMillicores(w.resources?.cpuMillicores)} (no data)`),
+  );
 }
 
 function memCell(w: WorkerInfo, compact: boolean): Child {
-  const f = memFraction(w);
-  const s = w.snapshot;
-  if (f === undefined || !s) {
-    return h("span", { class: "muted" }, `${formatBytes(w.resources?.memoryBytes)} (no data)`);
-  }
-  return gauge(f, `${formatBytes(s.memoryUsedBytes)} / ${formatBytes(s.memoryTotalBytes)}`, {
+  return taskMemoryGauge(
+    w.snapshot,
     compact,
-  });
+    h("span", { class: "muted" }, `${formatBytes(w.resources?.memoryBytes)} (no data)`),
+  );
 }
 
 function heartbeat(w: WorkerInfo, now: number): El {
@@ -123,9 +116,9 @@ function sortKey(key: string): (w: WorkerInfo) => string | number {
     case "accel":
       return (w) => formatAccelerator(w.resources?.accelerator);
     case "cpu":
-      return (w) => cpuFraction(w) ?? -1;
+      return (w) => taskCpuFraction(w.snapshot) ?? -1;
     case "mem":
-      return (w) => memFraction(w) ?? -1;
+      return (w) => taskMemoryFraction(w.snapshot) ?? -1;
     case "tasks":
       return (w) => w.runningTaskIds.length;
     case "heartbeat":
@@ -163,6 +156,12 @@ export function fleetPage(env: PageEnv<ControllerApi>): Page {
     alertSlot,
     metrics,
     h("div", { class: "card card-flush" }, table),
+    h(
+      "p",
+      { class: "muted fleet-note" },
+      "CPU and memory: \"tasks\" is the worker's tasks against the worker's capacity. ",
+      HOST_NOTE,
+    ),
   );
 
   function render(): void {
@@ -214,8 +213,16 @@ export function fleetPage(env: PageEnv<ControllerApi>): Page {
               null,
               formatAccelerator(w.resources?.accelerator) || attr(w, "accelerator") || "cpu",
             ),
-            h("td", { class: "col-gauge" }, cpuCell(w, true)),
-            h("td", { class: "col-gauge" }, memCell(w, true)),
+            h(
+              "td",
+              { class: "col-gauge col-cpu" },
+              gaugePair(cpuCell(w, true), hostCpuGauge(w.snapshot, true)),
+            ),
+            h(
+              "td",
+              { class: "col-gauge col-mem" },
+              gaugePair(memCell(w, true), hostMemoryGauge(w.snapshot, true)),
+            ),
             h("td", { class: "num" }, String(w.runningTaskIds.length)),
             h("td", null, heartbeat(w, now)),
           )
@@ -228,7 +235,7 @@ export function fleetPage(env: PageEnv<ControllerApi>): Page {
     const running = workers.reduce((s, w) => s + w.runningTaskIds.length, 0);
     const withSnap = workers.filter((w) => w.snapshot);
     const cpu = withSnap.length
-      ? withSnap.reduce((s, w) => s + (cpuFraction(w) ?? 0), 0) / withSnap.length
+      ? withSnap.reduce((s, w) => s + (taskCpuFraction(w.snapshot) ?? 0), 0) / withSnap.length
       : 0;
     const used = withSnap.reduce((s, w) => s + (w.snapshot?.memoryUsedBytes ?? 0), 0);
     const totalMem = withSnap.reduce((s, w) => s + (w.snapshot?.memoryTotalBytes ?? 0), 0);
@@ -244,12 +251,12 @@ export function fleetPage(env: PageEnv<ControllerApi>): Page {
       metricCard("Running tasks", String(running)),
       metricCard("Accelerator chips", String(chips)),
       metricCard(
-        "Avg CPU",
+        "Avg task CPU",
         formatPercent(cpu),
         gauge(cpu, `${withSnap.length} reporting`, { compact: true }),
       ),
       metricCard(
-        "Memory",
+        "Task memory",
         formatPercent(fraction(used, totalMem)),
         gauge(fraction(used, totalMem), `${formatBytes(used)} / ${formatBytes(totalMem)}`, {
           compact: true,
@@ -310,7 +317,12 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
     const committed = w.committed;
     const res = w.resources;
     const attrs = Object.entries(w.attributes).sort(([a], [b]) => a.localeCompare(b));
-    const dashboardUrl = /^[A-Za-z0-9.:[\]-]+$/.test(w.address) ? `http://${w.address}/` : "";
+    // Workers advertise "host:port" or a plain http(s) URL (local VMs); anything else is no link.
+    const dashboardUrl = /^[A-Za-z0-9.:[\]-]+$/.test(w.address)
+      ? `http://${w.address}/`
+      : /^https?:\/\/[A-Za-z0-9.:[\]-]+\/?$/.test(w.address)
+      ? w.address.replace(/\/?$/, "/")
+      : "";
     replace(badgeSlot, healthBadge(w));
     replace(
       body,
@@ -341,8 +353,11 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
           ? h(
             "div",
             { class: "gauges" },
-            gaugeRow("CPU", cpuCell(w, false)),
-            gaugeRow("Memory", memCell(w, false)),
+            gaugeRow("Task CPU", cpuCell(w, false)),
+            gaugeRow("Task memory", memCell(w, false)),
+            gaugeRow("Host CPU", hostCpuGauge(s, false)),
+            gaugeRow("Host memory", hostMemoryGauge(s, false)),
+            h("p", { class: "muted host-note" }, HOST_NOTE),
             infoList([
               ["Processes", String(s.processCount)],
               ["Running tasks", String(s.runningTasks)],
@@ -507,8 +522,4 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
   );
   poller.start();
   return { el, dispose: () => poller.stop() };
-}
-
-function gaugeRow(label: string, g: Child): El {
-  return h("div", { class: "gauge-row" }, h("span", { class: "gauge-name" }, label), g);
 }

@@ -97,6 +97,15 @@ function trimZeros(s: string): string {
 }
 
 /** CPU from millicores: 500 → "0.5 cpu", 2000 → "2 cpu". */
+/** "used / total" with the unit once when both share it: "80 / 192 GiB", "3.3 MiB / 5.89 GiB". */
+export function formatUsedOfTotal(used: string, total: string): string {
+  const [usedNumber, usedUnit] = used.split(" ");
+  const totalUnit = total.split(" ")[1];
+  return usedUnit !== undefined && usedUnit === totalUnit
+    ? `${usedNumber} / ${total}`
+    : `${used} / ${total}`;
+}
+
 export function formatMillicores(millicores: number | undefined): string {
   if (!millicores) return "0 cpu";
   return `${trimZeros((millicores / 1000).toFixed(millicores % 100 === 0 ? 1 : 3))} cpu`;

@@ -67,7 +67,10 @@ export function sparkline(
   );
 }
 
-/** The history card body: CPU % and memory sparklines, or a note while there is too little. */
+/**
+ * The history card body: sparklines of the tasks' CPU % and memory and, from the snapshots that
+ * carry them, the host's CPU % and memory; or a note while there is too little.
+ */
 export function historyView(history: readonly ResourceSnapshot[]): El {
   if (history.length < 2) {
     return h("p", { class: "muted history-empty" }, "Waiting for heartbeats…");
@@ -89,17 +92,54 @@ export function historyView(history: readonly ResourceSnapshot[]): El {
     "div",
     { class: "history", "data-samples": history.length },
     row(
-      "CPU",
+      "Task CPU",
       sparkline(cpu, 100, "cpu", `CPU % over the last ${history.length} heartbeats`),
       `${last.cpuPercent.toFixed(1)}%`,
     ),
     row(
-      "Memory",
+      "Task memory",
       sparkline(mem, memMax, "mem", `Memory used over the last ${history.length} heartbeats`),
       formatBytes(last.memoryUsedBytes),
     ),
+    hostRows(history, row),
     h("p", { class: "muted history-span" }, `${history.length} samples over ${spanS} s`),
   );
+}
+
+/** Host CPU % and memory rows over the snapshots that know them (none with fewer than two). */
+function hostRows(
+  history: readonly ResourceSnapshot[],
+  row: (name: string, spark: El, value: string) => El,
+): El[] {
+  const rows: El[] = [];
+  const cpu = history.filter((s) =>
+    s.hostCpuMillicores !== undefined && (s.hostCpuTotalMillicores ?? 0) > 0
+  );
+  if (cpu.length >= 2) {
+    const pct = cpu.map((s) => (100 * s.hostCpuMillicores!) / s.hostCpuTotalMillicores!);
+    rows.push(row(
+      "Host CPU",
+      sparkline(pct, 100, "host-cpu", `Host CPU % over the last ${cpu.length} heartbeats`),
+      `${pct.at(-1)!.toFixed(1)}%`,
+    ));
+  }
+  const mem = history.filter((s) =>
+    s.hostMemoryUsedBytes !== undefined && (s.hostMemoryTotalBytes ?? 0) > 0
+  );
+  if (mem.length >= 2) {
+    const used = mem.map((s) => s.hostMemoryUsedBytes!);
+    rows.push(row(
+      "Host memory",
+      sparkline(
+        used,
+        Math.max(mem.at(-1)!.hostMemoryTotalBytes!, ...used),
+        "host-mem",
+        `Host memory used over the last ${mem.length} heartbeats`,
+      ),
+      formatBytes(used.at(-1)!),
+    ));
+  }
+  return rows;
 }
 
 /** Drawing width of the small per-task sparklines. */

@@ -1,6 +1,7 @@
 /**
  * Entry point of the worker dashboard (served by each worker at its root, bundled into
- * `/app.js`): the worker's tasks with state, CPU and memory (ListTasks + Health, every 5 s) and
+ * `/app.js`): gauges of its tasks' and its host's CPU and memory (Health), the worker's tasks
+ * with state, CPU and memory (ListTasks + Health, every 5 s) and
  * one task's status, usage sparklines and logs (GetTaskStatus every 2 s, FetchTaskLogs every
  * 1 s).
  * @module
@@ -46,6 +47,14 @@ import {
 } from "./poll.ts";
 import { type WorkerApi, workerApi } from "./rpc.ts";
 import { taskUsageCell } from "./sparkline.ts";
+import {
+  gaugeRow,
+  HOST_NOTE,
+  hostCpuGauge,
+  hostMemoryGauge,
+  taskCpuGauge,
+  taskMemoryGauge,
+} from "./host.ts";
 import { parseWorkerRoute, type WorkerRoute, workerRouteHash } from "./routes.ts";
 import { startShell } from "./shell.ts";
 
@@ -65,6 +74,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
   const alertSlot = h("div", { class: "alert-slot" });
   const title = h("h1", null, "Worker");
   const metrics = h("div", { class: "metrics" });
+  const gauges = h("div", { class: "gauges" });
   const tbody = h("tbody", null, emptyRow(10, "Loading…"));
   const el = h(
     "div",
@@ -72,6 +82,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
     h("div", { class: "toolbar" }, title),
     alertSlot,
     metrics,
+    card("Resources", gauges),
     card(
       "Tasks",
       h(
@@ -118,6 +129,16 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
             formatBytes(mem),
             `${active.length} active task${active.length === 1 ? "" : "s"}`,
           ),
+        );
+        const s = health.snapshot;
+        const none = () => h("span", { class: "muted" }, "no data");
+        replace(
+          gauges,
+          gaugeRow("Task CPU", taskCpuGauge(s, false, none())),
+          gaugeRow("Task memory", taskMemoryGauge(s, false, none())),
+          gaugeRow("Host CPU", hostCpuGauge(s, false)),
+          gaugeRow("Host memory", hostMemoryGauge(s, false)),
+          h("p", { class: "muted host-note" }, HOST_NOTE),
         );
         const tasks = sortBy(
           list.tasks,
