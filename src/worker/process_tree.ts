@@ -286,7 +286,9 @@ export interface BottomUpOptions {
  * Signals the session's processes leaves first, waiting after each round for their parents to
  * reap them, then moves up. Killing a whole group at once orphans the children of every dying
  * parent, and without a reaping init (a container, this sandbox) they stay zombies forever.
- * Does not signal `leader`; the caller signals the group afterwards.
+ * Done only once no process but `leader` is left, zombies included: a zombie whose parent still
+ * runs is waited for, since signalling that parent (or the group) before it reaps would orphan
+ * the zombie. Does not signal `leader`; the caller signals the group afterwards.
  * Returns false when the process table cannot be read (the caller then relies on the group
  * signal alone).
  */
@@ -303,30 +305,40 @@ export async function signalTreeBottomUp(
     const entries = await table.freshSession(sid);
     if (!entries) return false;
     const live = entries.filter((e) => !e.zombie && e.pid !== leader);
-    if (live.length === 0) return true;
+    const running = new Set(entries.filter((e) => !e.zombie).map((e) => e.pid));
+    // Exited, and its parent still runs: reaped soon, unless that parent is killed first.
+    const unreaped = entries.filter((e) => e.zombie && running.has(e.ppid)).map((e) => e.pid);
+    if (live.length === 0 && unreaped.length === 0) return true;
     // A parent of an unreaped zombie is no leaf yet: killed now, it would orphan the zombie.
     const parents = new Set(entries.map((e) => e.ppid));
     const leaves = live.filter((e) => !parents.has(e.pid)).map((e) => e.pid);
     for (const pid of leaves) await sendSignal(pid, signal);
+    const awaited = [...leaves, ...unreaped];
     const round = Deadline.after(Math.min(roundWait, deadline.remaining()) as Duration);
     while (!options.isDone() && !round.expired()) {
       const now = await table.freshSession(sid);
       if (!now) return false;
       const present = new Set(now.map((e) => e.pid));
-      if (!leaves.some((pid) => present.has(pid))) break;
+      if (!awaited.some((pid) => present.has(pid))) break;
       await sleep(ms(10));
     }
   }
   return true;
 }
 
+/** How long {@linkcode killLeftovers} waits for SIGKILLed leftovers to die. */
+const LEFTOVER_DEATH_WAIT = ms(2000);
+
 /**
- * Kills whatever is left of a session after its leader exited (daemons, stragglers). The usual
- * case, an empty session, costs one shared scan of the process table and sends no signal.
+ * Kills whatever is left of a session after its leader exited (daemons, stragglers) and waits
+ * (up to {@linkcode LEFTOVER_DEATH_WAIT}) until none of it runs: a SIGKILLed process takes a
+ * moment to die, and callers free the task's resources once this returns. The usual case, an
+ * empty session, costs one shared scan of the process table and sends no signal.
  */
 export async function killLeftovers(sid: number, table = new ProcessTable()): Promise<void> {
+  const running = (entries: ProcessEntry[] | undefined) => (entries ?? []).filter((e) => !e.zombie);
   const first = await table.freshSession(sid);
-  if (first && !first.some((e) => !e.zombie)) return;
+  if (first && running(first).length === 0) return;
   await signalTreeBottomUp(sid, -1, "SIGKILL", {
     isDone: () => false,
     budget: ms(500),
@@ -334,9 +346,12 @@ export async function killLeftovers(sid: number, table = new ProcessTable()): Pr
     table,
   });
   await sendSignal(-sid, "SIGKILL");
-  const entries = await table.freshSession(sid);
-  for (const e of entries ?? []) {
-    if (!e.zombie) await sendSignal(e.pid, "SIGKILL");
+  const deadline = Deadline.after(LEFTOVER_DEATH_WAIT);
+  let left = running(await table.freshSession(sid));
+  for (const e of left) await sendSignal(e.pid, "SIGKILL");
+  while (left.length > 0 && !deadline.expired()) {
+    await sleep(ms(10));
+    left = running(await table.freshSession(sid));
   }
 }
 

@@ -18,3 +18,26 @@ export function tempEntries(prefix: string, dir = Deno.env.get("TMPDIR") || "/tm
   for (const e of Deno.readDirSync(dir)) if (e.name.startsWith(prefix)) out.add(`${dir}/${e.name}`);
   return out;
 }
+
+/**
+ * Live processes whose working directory is `dir` or below it (also once `dir` is deleted).
+ * Tasks run in attempt dirs under their cluster's work dir, so this names exactly one cluster's
+ * task processes, unlike matching command lines, which tests running in parallel may share.
+ */
+export async function processesIn(dir: string): Promise<string[]> {
+  const root = await Deno.realPath(dir).catch(() => dir);
+  const out: string[] = [];
+  for await (const e of Deno.readDir("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    let cwd: string;
+    let args: string;
+    try {
+      cwd = (await Deno.readLink(`/proc/${e.name}/cwd`)).replace(/ \(deleted\)$/, "");
+      args = (await Deno.readTextFile(`/proc/${e.name}/cmdline`)).replaceAll("\0", " ").trim();
+    } catch {
+      continue; // exited, a zombie (no cwd), or not ours to look at
+    }
+    if (cwd === root || cwd.startsWith(`${root}/`)) out.push(`${e.name} ${args} (in ${cwd})`);
+  }
+  return out;
+}

@@ -5,7 +5,8 @@
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { IrisClient, JobState, TaskState } from "../../mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { listProcesses, runIris, spawnIris } from "../_helpers/iris_process.ts";
+import { runIris, spawnIris } from "../_helpers/iris_process.ts";
+import { processesIn } from "../_helpers/leftovers.ts";
 
 Deno.test("a controller and a worker process run, report, and cancel jobs", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "iris-e2e-" });
@@ -102,17 +103,19 @@ Deno.test("a controller and a worker process run, report, and cancel jobs", asyn
         timeout: seconds(20),
         what: "sleeper to run",
       });
-      await waitFor(async () => (await listProcesses()).some((p) => p.args === "sleep 1000"), {
+      // The task runs in the worker's root: its processes, not other tests' `sleep 1000`s.
+      await waitFor(async () => (await processesIn(root)).length >= 3, {
         timeout: seconds(10),
-        what: "sleep processes",
+        what: "sh and its two sleeps",
       });
       const cancel = await runIris(["job", "cancel", jobId], { env });
       assertEquals(cancel.code, 0, cancel.stderr);
       const job = await client.wait(jobId, { timeout: seconds(20) });
       assertEquals(job.state, JobState.KILLED);
-      await waitFor(async () => !(await listProcesses()).some((p) => p.args === "sleep 1000"), {
+      // KILLED is the job's state from the cancel on; the worker kills the tree just after.
+      await waitFor(async () => (await processesIn(root)).length === 0, {
         timeout: seconds(15),
-        what: "the sleep processes to be gone",
+        what: "the task's processes to be gone",
       });
       // The worker's resources are free again: a full-size job still fits.
       const again = await client.submit({ name: "after-cancel", command: ["true"], cpu: 4 });

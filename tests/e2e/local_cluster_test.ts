@@ -9,8 +9,7 @@ import { loadConfig } from "../../src/config/mod.ts";
 import { LocalController } from "../../src/cluster/local_controller.ts";
 import type { LocalPlatform } from "../../src/platform/local.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { listProcesses } from "../_helpers/iris_process.ts";
-import { isListening } from "../_helpers/leftovers.ts";
+import { isListening, processesIn } from "../_helpers/leftovers.ts";
 
 const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
 
@@ -115,7 +114,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
   }
   assertEquals((await controller.status()).running, false);
   // Nothing remains: no task process, no listening port of the cluster, no temp dir.
-  assert(!(await listProcesses()).some((p) => p.args.includes("TPU_WORKER_ID")));
+  assertEquals(await processesIn(workDir), [], "no task process remains");
   for (const a of addresses) assertEquals(await isListening(a), false, `${a} still listens`);
   assertEquals(
     await Deno.stat(workDir).then(() => true, () => false),

@@ -1,5 +1,5 @@
 /**
- * Test helper: what `ps` says remains of a process group (zombies included).
+ * Test helpers: what `ps` says remains of a process group or session.
  * @module
  */
 
@@ -25,4 +25,9 @@ export async function liveSessionProcesses(sid: number): Promise<string[]> {
     const fields = l.split(/\s+/);
     return fields.length >= 3 && Number(fields[1]) === sid && !fields[2]!.startsWith("Z");
   });
+}
+
+/** Lines "pid pgid stat args" of the live (not zombie) processes of process group `pgid`. */
+export async function liveGroupProcesses(pgid: number): Promise<string[]> {
+  return (await groupProcesses(pgid)).filter((l) => !l.split(/\s+/)[2]!.startsWith("Z"));
 }
