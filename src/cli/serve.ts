@@ -4,7 +4,7 @@
  * @module
  */
 import { startController } from "../controller/server.ts";
-import { startWorker } from "../worker/mod.ts";
+import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
 import {
   bool,
   type CommandSpec,
@@ -196,6 +196,13 @@ const workerServe: CommandSpec = {
       value: "NAME",
       description: "Scale group this worker belongs to",
     },
+    "task-users": {
+      type: "string",
+      value: "MODE",
+      description:
+        "Run each task as its own OS user: auto (when root with setpriv), required, or off",
+      default: "auto",
+    },
     "slice-id": { type: "string", value: "ID", description: "Slice this worker belongs to" },
     attribute: {
       type: "string",
@@ -243,6 +250,14 @@ const workerServe: CommandSpec = {
         ? false
         : v;
     }
+    const taskUsers = str(p, "task-users") ?? "auto";
+    if (!(TASK_USER_ISOLATION_MODES as readonly string[]).includes(taskUsers)) {
+      throw new UsageError(
+        `--task-users must be one of ${TASK_USER_ISOLATION_MODES.join(", ")} (got ${
+          JSON.stringify(taskUsers)
+        })`,
+      );
+    }
     const quiet = bool(p, "quiet");
     const rootDir = str(p, "root-dir") ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
     // Declared before the worker, so it is disposed after the worker stopped: a temp root goes away.
@@ -264,6 +279,7 @@ const workerServe: CommandSpec = {
       controllerUrl,
       workerToken,
       protectedPaths: tokenFile ? [tokenFile] : [],
+      taskUserIsolation: taskUsers as TaskUserIsolation,
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
       advertiseUrl: advertiseUrl(p),

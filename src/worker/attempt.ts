@@ -14,6 +14,7 @@ import { RingBuffer } from "./lines.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
+import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import { TaskProcess } from "./task_runner.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
@@ -41,6 +42,12 @@ export interface AttemptContext {
   readonly logCapacity: number;
   /** Called whenever there is something new to report. */
   readonly onChange: () => void;
+  /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
+  readonly taskUsers?: {
+    readonly pool: TaskUserPool;
+    /** A deno executable task users may run. */
+    readonly denoPath: () => Promise<string>;
+  };
 }
 
 /** Lines waiting for the controller beyond this are dropped, oldest first. */
@@ -78,6 +85,8 @@ export class TaskAttempt {
   #lastActiveState: TaskState = TaskState.ASSIGNED;
   #process?: TaskProcess;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
+  #user?: TaskUser;
+  #denoPath = Deno.execPath();
 
   /** Starts the attempt's pipeline in the background. */
   constructor(request: RunTaskRequest, ctx: AttemptContext) {
@@ -233,6 +242,7 @@ export class TaskAttempt {
       });
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
+      if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
     }
   }
 
@@ -242,6 +252,13 @@ export class TaskAttempt {
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
       await freshDir(this.dir);
+      const users = ctx.taskUsers;
+      if (users) {
+        this.#user = users.pool.allocate();
+        await Deno.chmod(this.dir, 0o700);
+        await Deno.chown(this.dir, this.#user.uid, this.#user.gid);
+        if (req.entrypoint?.kind.case === "module") this.#denoPath = await users.denoPath();
+      }
     } catch (err) {
       return this.#finish({
         state: TaskState.WORKER_FAILED,
@@ -260,7 +277,10 @@ export class TaskAttempt {
       this.#system(`fetching bundle ${req.bundleId}`);
       try {
         const source = await ctx.bundleFetcher(req.bundleId, this.#abort.signal);
-        if (!this.#kill) await copyTree(source, this.dir);
+        if (!this.#kill) {
+          await copyTree(source, this.dir);
+          if (this.#user) await chownTree(this.dir, this.#user);
+        }
       } catch (err) {
         if (!this.#kill) {
           return this.#finish({
@@ -287,13 +307,15 @@ export class TaskAttempt {
         env: req.env,
         ports: this.#status.ports,
         workerId: ctx.workerId,
-        denoDir: module ? ctx.denoDir : undefined,
+        // A task user gets its own cache: a shared one would let tasks plant code for others.
+        denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
         token: ctx.taskToken,
       }),
       timeout,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
+      user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
     });
@@ -323,7 +345,7 @@ export class TaskAttempt {
     }
     if (entry?.case === "module") {
       return moduleArgv({
-        denoPath: Deno.execPath(),
+        denoPath: this.#denoPath,
         module: entry.value,
         taskDir: this.dir,
         hasBundle: this.request.bundleId !== "",

@@ -22,5 +22,11 @@ export {
   type TaskProcessOptions,
 } from "./task_runner.ts";
 export { attemptDirName, buildTaskEnv, DEFAULT_TASK_PATH, moduleArgv } from "./task_spec.ts";
+export {
+  DEFAULT_TASK_UIDS,
+  TASK_USER_ISOLATION_MODES,
+  type TaskUserIsolation,
+  type UidRange,
+} from "./task_users.ts";
 export { lineSplitter, MAX_LINE_CHARS, RingBuffer } from "./lines.ts";
 export { type WorkerCore, workerRoutes } from "./service.ts";

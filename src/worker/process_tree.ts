@@ -360,6 +360,11 @@ export interface SpawnOptions {
   readonly cwd: string;
   /** The complete environment (nothing is inherited); its PATH finds the program. */
   readonly env: Record<string, string>;
+  /**
+   * Run as this unprivileged user through setpriv(1) (needs root and setsid(1)); never falls
+   * back to the worker's own user. @default the worker's user
+   */
+  readonly user?: { readonly uid: number; readonly gid: number; readonly setpriv: string };
 }
 
 /** setsid(1), when this thread may use it; null once it is known to be unusable. */
@@ -427,6 +432,27 @@ export function spawnSessionLeader(
     stderr: "piped",
   } as const;
   const setsid = findSetsid();
+  const user = options.user;
+  if (user) {
+    if (!setsid) throw new Error("setsid(1) is needed to run a task as its own user");
+    const resolved = resolveProgram(program, options.env.PATH, options.cwd);
+    if (!resolved) throw new Deno.errors.NotFound(`${program}: not found or not executable`);
+    // Both exec in place: the pid Deno returns is the task's session leader, running as `user`
+    // with no supplementary groups and unable to regain privileges through setuid programs.
+    return new Deno.Command(setsid, {
+      ...common,
+      args: [
+        user.setpriv,
+        `--reuid=${user.uid}`,
+        `--regid=${user.gid}`,
+        "--clear-groups",
+        "--no-new-privs",
+        "--",
+        resolved,
+        ...args,
+      ],
+    }).spawn();
+  }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {

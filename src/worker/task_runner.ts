@@ -11,6 +11,7 @@ import {
   ProcessTable,
   sendSignal,
   signalTreeBottomUp,
+  type SpawnOptions,
   spawnSessionLeader,
   summarize,
   type TreeSample,
@@ -56,6 +57,8 @@ export interface TaskProcessOptions {
   onWarning?: (message: string) => void;
   /** Where memory samples come from; share one between tasks. @default a private table */
   processTable?: ProcessTable;
+  /** Run as this unprivileged user (see spawnSessionLeader). @default the worker's user */
+  user?: SpawnOptions["user"];
 }
 
 /** Options for {@linkcode TaskProcess.kill}. */
@@ -126,7 +129,11 @@ export class TaskProcess {
     let child: Deno.ChildProcess;
     try {
       if (!program) throw new Error("empty argv");
-      child = spawnSessionLeader(program, args, { cwd: options.cwd, env: options.env });
+      child = spawnSessionLeader(program, args, {
+        cwd: options.cwd,
+        env: options.env,
+        user: options.user,
+      });
     } catch (err) {
       this.pid = 0;
       const spawnError = describeSpawnError(program ?? "", err, options.env.PATH ?? "");

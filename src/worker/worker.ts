@@ -29,7 +29,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
@@ -43,6 +43,14 @@ import { ProcessTable } from "./process_tree.ts";
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
+import {
+  DEFAULT_TASK_UIDS,
+  prepareRootForTaskUsers,
+  resolveTaskUsers,
+  taskDenoPath,
+  TaskUserPool,
+} from "./task_users.ts";
+import { resolve } from "node:path";
 import { workerDashboard } from "../dashboard/mod.ts";
 import type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
 
@@ -66,9 +74,48 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const isTemp = options.rootDir === undefined;
   const rootDir = options.rootDir ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
   await Deno.mkdir(`${rootDir}/tasks`, { recursive: true });
-  const worker = new IrisWorker(options, resources, rootDir, options.cleanup ?? isTemp, isTemp);
+  let users: ReturnType<typeof resolveTaskUsers>;
+  let pool: TaskUserPool | undefined;
+  try {
+    users = resolveTaskUsers(options.taskUserIsolation ?? "auto", resolve(rootDir));
+    if (users.enabled) {
+      pool = new TaskUserPool(options.taskUids ?? DEFAULT_TASK_UIDS, users.setpriv);
+      await prepareRootForTaskUsers(rootDir);
+    }
+  } catch (err) {
+    if (isTemp) await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+    throw err;
+  }
+  let taskUsers: TaskUsers | undefined;
+  if (pool) {
+    let deno: Promise<string> | undefined;
+    const denoPath = () =>
+      deno ??= taskDenoPath(`${rootDir}/bin`).catch((err) => {
+        deno = undefined; // try again with the next module task
+        throw err;
+      });
+    taskUsers = { pool, denoPath };
+  }
+  const worker = new IrisWorker(
+    options,
+    resources,
+    rootDir,
+    options.cleanup ?? isTemp,
+    isTemp,
+    taskUsers,
+  );
+  options.log?.(
+    users.enabled
+      ? `tasks run as their own users (uids ${taskUsers!.pool.range.first}-${
+        taskUsers!.pool.range.last
+      })`
+      : `tasks run as the worker's user: ${users.reason}`,
+  );
   return worker.handle();
 }
+
+/** Per-task users, when on. */
+type TaskUsers = NonNullable<AttemptContext["taskUsers"]>;
 
 /** The worker's state and behaviour behind the RPC routes and the reporter. */
 class IrisWorker implements WorkerCore {
@@ -92,6 +139,7 @@ class IrisWorker implements WorkerCore {
   readonly #url: string;
   readonly #workerId: string;
   readonly #reporter: Reporter;
+  readonly #taskUsers?: TaskUsers;
   #stopped?: Promise<void>;
 
   constructor(
@@ -100,7 +148,9 @@ class IrisWorker implements WorkerCore {
     rootDir: string,
     cleanup: boolean,
     removeRoot: boolean,
+    taskUsers?: TaskUsers,
   ) {
+    this.#taskUsers = taskUsers;
     this.#opts = opts;
     this.#resources = resources;
     this.#rootDir = rootDir;
@@ -188,6 +238,7 @@ class IrisWorker implements WorkerCore {
       processTable: this.#processTable,
       logCapacity: this.#opts.logLinesPerAttempt ?? 10_000,
       onChange: () => this.#reporter.poke(),
+      taskUsers: this.#taskUsers,
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);
@@ -249,6 +300,7 @@ class IrisWorker implements WorkerCore {
       a.kill("worker stopped", { state: TaskState.WORKER_FAILED, grace: this.#opts.killGrace });
     }
     await Promise.all([...this.#attempts.values()].map((a) => a.done));
+    await this.#taskUsers?.pool.close();
     await this.#reporter.stop();
     await this.#server.shutdown();
     while (this.#background.size) await Promise.all([...this.#background]);

@@ -10,6 +10,7 @@ import type { Duration } from "../time.ts";
 import type { BundleFetcher } from "./attempt.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
+import type { TaskUserIsolation, UidRange } from "./task_users.ts";
 
 /** Options for `startWorker`. */
 export interface WorkerOptions {
@@ -68,6 +69,15 @@ export interface WorkerOptions {
    * the worker's own root is always protected. @default []
    */
   protectedPaths?: readonly string[];
+  /**
+   * Run each attempt as its own unprivileged OS user (uid = gid from `taskUids`) so that tasks
+   * cannot read each other's directories, the worker's root or root-only secrets. `auto` turns it
+   * on when the worker is root on Linux with setpriv(1); `required` refuses to start otherwise.
+   * @default "auto"
+   */
+  taskUserIsolation?: TaskUserIsolation;
+  /** The uids handed to tasks (one per running attempt). @default 200000-265535 */
+  taskUids?: UidRange;
   /** Controller client (tests). @default controllerClient(controllerUrl) */
   client?: ControllerClient;
 }

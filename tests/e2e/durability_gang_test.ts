@@ -14,7 +14,8 @@ import { spawnIris } from "../_helpers/iris_process.ts";
 /** Attempt 0 runs until its worker goes away (or it is killed); later attempts finish at once. */
 const GANG_SCRIPT = [
   'if [ "$IRIS_ATTEMPT_ID" = 0 ]; then',
-  "  while kill -0 $PPID 2>/dev/null; do sleep 0.1; done",
+  // A task running as its own user may not signal the worker: /proc tells it is still there.
+  "  while kill -0 $PPID 2>/dev/null || [ -d /proc/$PPID ]; do sleep 0.1; done",
   "  exit 3",
   "fi",
   'echo "attempt $IRIS_ATTEMPT_ID of task $IRIS_TASK_INDEX on $IRIS_WORKER_ID"',

@@ -46,6 +46,7 @@ Deno.test("sandbox: TS tasks cannot reach other tasks, controller state or the w
     await Deno.writeTextFile(tokenFile, workerToken);
     await Deno.mkdir(`${secrets}/state`);
     await Deno.writeTextFile(stateFile, "controller state");
+    await Deno.chmod(outside, 0o755); // task users must be able to read the module
     await Deno.writeTextFile(`${outside}/probe.ts`, PROBE);
     await using h = await startHarness({
       rootDir: root,
