@@ -7,6 +7,8 @@ import {
   type ConnectRouter,
   createConnectRouter,
   createContextValues,
+  createMethodImplSpec,
+  createServiceImplSpec,
   type HandlerContext,
   type Interceptor,
 } from "@connectrpc/connect";
@@ -15,6 +17,7 @@ import {
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { PEER_ADDRESS } from "../auth/gate.ts";
+import { FastUnary } from "./fast_unary.ts";
 
 /** A running RPC server; dispose it to stop listening. */
 export interface RpcServer extends AsyncDisposable {
@@ -41,6 +44,11 @@ export interface ServeRpcOptions {
   /** Runs once headers are in, before the body is read: authentication (src/auth/gate.ts). */
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
   signal?: AbortSignal;
+  /**
+   * Serve Connect unary POST calls on a lean path (src/rpc/fast_unary.ts) instead of Connect's
+   * universal handler; same behaviour on the wire, a fraction of the cost. @default true
+   */
+  fastUnary?: boolean;
 }
 
 /** Serves the routes registered by `routes` until the returned server is shut down. */
@@ -55,7 +63,12 @@ export function serveRpc(
     interceptors: options.interceptors,
     requestGate: options.requestGate,
   });
-  routes(router);
+  const fast = options.fastUnary === false ? undefined : new FastUnary({
+    readMaxBytes,
+    interceptors: options.interceptors,
+    requestGate: options.requestGate,
+  });
+  routes(fast ? recordingRouter(router, fast) : router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
   const server = Deno.serve({
     hostname,
@@ -70,6 +83,8 @@ export function serveRpc(
       const contextValues = createContextValues();
       const remote = info.remoteAddr as Deno.NetAddr;
       contextValues.set(PEER_ADDRESS, remote.hostname ?? "");
+      const call = fast?.eligible(req, path);
+      if (call) return await fast!.serve(req, call, contextValues);
       const uReq = { ...universalServerRequestFromFetch(req, {}), contextValues };
       return await undecodableAsInvalidArgument(
         universalServerResponseToFetch(await handler(uReq)),
@@ -92,6 +107,29 @@ export function serveRpc(
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/**
+ * `router`, also recording each registration in `fast`. Registrations with their own options
+ * (other limits or interceptors than the server's) stay on the Connect path only.
+ */
+function recordingRouter(router: ConnectRouter, fast: FastUnary): ConnectRouter {
+  const recording: ConnectRouter = {
+    get handlers() {
+      return router.handlers;
+    },
+    service(service, impl, opts) {
+      router.service(service, impl, opts);
+      if (!opts) fast.service(createServiceImplSpec(service, impl));
+      return recording;
+    },
+    rpc(method, impl, opts) {
+      router.rpc(method, impl, opts);
+      if (!opts) fast.rpc(createMethodImplSpec(method, impl));
+      return recording;
+    },
+  };
+  return recording;
 }
 
 /**

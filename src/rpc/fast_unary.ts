@@ -1,0 +1,311 @@
+/**
+ * A lean server path for the common call: a Connect-protocol unary POST (binary or JSON, no
+ * compression, no timeout header). It does what Connect's universal handler does for such a call
+ * — request gate before the body is read, readMaxBytes, interceptors, the same serialization and
+ * the same error wire format (Connect's own helpers) — without the per-call stream adapters,
+ * header copies and AbortController that make up most of a small call's cost. Anything else
+ * returns undefined from {@linkcode FastUnary.eligible}, and the caller uses the full Connect
+ * handler.
+ * @module
+ */
+import { create, type DescMessage } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  type HandlerContext,
+  type Interceptor,
+  type MethodImplSpec,
+  type ServiceImplSpec,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import {
+  createMethodSerializationLookup,
+  mergeNonProtocolHeaders,
+  type MethodSerializationLookup,
+  readAllBytes,
+  validateUniversalHandlerOptions,
+} from "@connectrpc/connect/protocol";
+import {
+  codeToHttpStatus,
+  contentTypeUnaryJson,
+  contentTypeUnaryProto,
+  errorToJsonBytes,
+  trailerMux,
+} from "@connectrpc/connect/protocol-connect";
+
+/** Options shared by every method on the fast path; the same values the Connect router gets. */
+export interface FastUnaryOptions {
+  readMaxBytes: number;
+  interceptors?: Interceptor[];
+  requestGate?: (ctx: HandlerContext) => void | Promise<void>;
+}
+
+type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
+
+/** A unary method served without the Connect handler. */
+interface FastMethod {
+  spec: UnarySpec;
+  serialization: MethodSerializationLookup<DescMessage, DescMessage>;
+}
+
+/**
+ * The fast-path methods of a router, by request path ("/iris.v1.ControllerService/GetJobStatus").
+ * Fill it with {@linkcode FastUnary.service} / {@linkcode FastUnary.rpc} alongside the router.
+ */
+export class FastUnary {
+  readonly #methods = new Map<string, FastMethod>();
+  readonly #opts: ReturnType<typeof validateUniversalHandlerOptions>;
+
+  constructor(options: FastUnaryOptions) {
+    this.#opts = validateUniversalHandlerOptions({
+      readMaxBytes: options.readMaxBytes,
+      interceptors: options.interceptors,
+      requestGate: options.requestGate,
+    });
+  }
+
+  /** Records a service's unary methods (what `router.service(desc, impl)` registers). */
+  service(spec: ServiceImplSpec): void {
+    for (const m of Object.values(spec.methods)) this.#add(m);
+  }
+
+  /** Records one method (what `router.rpc(method, impl)` registers). */
+  rpc(spec: MethodImplSpec): void {
+    this.#add(spec);
+  }
+
+  #add(spec: MethodImplSpec): void {
+    if (spec.kind !== "unary") return;
+    this.#methods.set(`/${spec.method.parent.typeName}/${spec.method.name}`, {
+      spec,
+      serialization: createMethodSerializationLookup(
+        spec.method,
+        this.#opts.binaryOptions,
+        this.#opts.jsonOptions,
+        this.#opts,
+      ),
+    });
+  }
+
+  /**
+   * The method `req` calls if the fast path can serve it, with the body format; undefined sends
+   * the request to the full Connect handler (GET, streaming, compression, timeouts, other
+   * protocols or content types, clients without `Connect-Protocol-Version: 1`).
+   */
+  eligible(req: Request, path: string): { method: FastMethod; binary: boolean } | undefined {
+    if (req.method !== "POST") return undefined;
+    const method = this.#methods.get(path);
+    if (!method) return undefined;
+    const h = req.headers;
+    if (h.get("connect-protocol-version") !== "1") return undefined;
+    const type = h.get("content-type");
+    const binary = type === contentTypeUnaryProto;
+    if (!binary && type !== contentTypeUnaryJson && type !== "application/json; charset=utf-8") {
+      return undefined;
+    }
+    const encoding = h.get("content-encoding");
+    if (encoding !== null && encoding !== "identity") return undefined;
+    if (h.has("connect-timeout-ms")) return undefined;
+    return { method, binary };
+  }
+
+  /** Serves one call that {@linkcode eligible} accepted. Never throws: errors become responses. */
+  async serve(
+    req: Request,
+    call: { method: FastMethod; binary: boolean },
+    values: ContextValues,
+  ): Promise<Response> {
+    const { spec, serialization } = call.method;
+    const ctx = new FastContext(spec, req, values);
+    let status = 200;
+    let body: Uint8Array;
+    let contentType = call.binary ? contentTypeUnaryProto : contentTypeUnaryJson;
+    let errorMetadata: Headers | undefined;
+    try {
+      // Before the body is read, so a rejected caller's body is never received or parsed.
+      if (this.#opts.requestGate) await this.#opts.requestGate(ctx);
+      const bytes = req.body === null
+        ? new Uint8Array(0)
+        : await readAllBytes(req.body, this.#opts.readMaxBytes, req.headers.get("content-length"));
+      const input = serialization.getI(call.binary).parse(bytes);
+      const output = this.#opts.interceptors.length === 0
+        ? create(spec.method.output, await spec.impl(input, ctx))
+        : await invokeIntercepted(spec, ctx, input, this.#opts.interceptors);
+      body = serialization.getO(call.binary).serialize(output);
+    } catch (e) {
+      const error = undecodableAsInvalidArgument(
+        e instanceof ConnectError
+          ? e
+          : new ConnectError("internal error", Code.Internal, undefined, undefined, e),
+      );
+      status = codeToHttpStatus(error.code);
+      contentType = contentTypeUnaryJson;
+      if (!error.isWireError) errorMetadata = error.metadata;
+      body = errorToJsonBytes(error, this.#opts.jsonOptions);
+      ctx.finish(error);
+    }
+    ctx.finish();
+    const header = ctx.responseHeaders(contentType);
+    if (errorMetadata) mergeNonProtocolHeaders(header, errorMetadata);
+    header.set("content-length", String(body.byteLength));
+    return new Response(body as Uint8Array<ArrayBuffer>, { status, headers: header });
+  }
+}
+
+/**
+ * Connect reports a request body it cannot decode (invalid UTF-8 in a string, a malformed message)
+ * as `internal`; for a server that is the client's fault, so it becomes `invalid_argument`.
+ */
+export function undecodableAsInvalidArgument(error: ConnectError): ConnectError {
+  if (error.code !== Code.Internal || !/^parse (binary|json): /.test(error.rawMessage)) {
+    return error;
+  }
+  return new ConnectError(
+    `request: cannot be decoded (${error.rawMessage})`,
+    Code.InvalidArgument,
+  );
+}
+
+/**
+ * Runs the implementation inside the interceptors, as Connect's invokeUnaryImplementation does,
+ * but hands the implementation `ctx` itself unless an interceptor replaced the request's header,
+ * signal or context values.
+ */
+async function invokeIntercepted(
+  spec: UnarySpec,
+  ctx: FastContext,
+  input: unknown,
+  interceptors: Interceptor[],
+): Promise<UnaryResponse["message"]> {
+  const { method } = spec;
+  type Next = (req: UnaryRequest) => Promise<UnaryResponse>;
+  const impl: Next = async (req) => {
+    const same = req.header === ctx.requestHeader && req.signal === ctx.signal &&
+      req.contextValues === ctx.values;
+    const implCtx: HandlerContext = same ? ctx : {
+      method,
+      service: method.parent,
+      requestMethod: ctx.requestMethod,
+      protocolName: ctx.protocolName,
+      url: ctx.url,
+      timeoutMs: () => undefined,
+      signal: req.signal,
+      requestHeader: req.header,
+      values: req.contextValues,
+      responseHeader: ctx.responseHeader,
+      responseTrailer: ctx.responseTrailer,
+    };
+    return {
+      stream: false,
+      service: method.parent,
+      method,
+      header: ctx.responseHeader,
+      trailer: ctx.responseTrailer,
+      message: create(method.output, await spec.impl(req.message as never, implCtx)),
+    };
+  };
+  let next = impl;
+  for (const i of [...interceptors].reverse()) next = i(next as never) as Next;
+  const res = await next({
+    stream: false,
+    service: method.parent,
+    method,
+    requestMethod: ctx.requestMethod,
+    url: ctx.url,
+    signal: ctx.signal,
+    header: ctx.requestHeader,
+    contextValues: ctx.values,
+    message: input as never,
+  });
+  copyHeaders(res.header, ctx.responseHeader);
+  copyHeaders(res.trailer, ctx.responseTrailer);
+  return res.message;
+}
+
+/** Replaces `to`'s entries with `from`'s (a no-op when they are the same object). */
+function copyHeaders(from: Headers, to: Headers): void {
+  if (from === to) return;
+  for (const key of [...to.keys()]) to.delete(key);
+  from.forEach((value, key) => to.set(key, value));
+}
+
+/** Aborts a call's signal when the call is over; one instance, so no DOMException per call. */
+const CALL_FINISHED = new DOMException("the call has finished", "AbortError");
+
+/**
+ * A HandlerContext whose costly parts (signal, response headers) are made on first use. Like
+ * Connect's, the signal aborts when the client goes away or the call finishes.
+ */
+class FastContext implements HandlerContext {
+  readonly method: UnarySpec["method"];
+  readonly service: UnarySpec["method"]["parent"];
+  readonly requestMethod = "POST";
+  readonly protocolName = "connect";
+  readonly requestHeader: Headers;
+  readonly values: ContextValues;
+  readonly url: string;
+  readonly #request: Request;
+  #abort: AbortController | undefined;
+  #finished = false;
+  #responseHeader: Headers | undefined;
+  #responseTrailer: Headers | undefined;
+
+  constructor(spec: UnarySpec, req: Request, values: ContextValues) {
+    this.method = spec.method;
+    this.service = spec.method.parent;
+    this.requestHeader = req.headers;
+    this.values = values;
+    this.url = req.url;
+    this.#request = req;
+  }
+
+  timeoutMs(): number | undefined {
+    return undefined;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#abort) {
+      const abort = new AbortController();
+      this.#abort = abort;
+      const client = this.#request.signal;
+      if (this.#finished) abort.abort(CALL_FINISHED);
+      else if (client.aborted) abort.abort(client.reason);
+      else {
+        const onClientGone = () => abort.abort(client.reason);
+        client.addEventListener("abort", onClientGone, { once: true });
+        abort.signal.addEventListener(
+          "abort",
+          () => client.removeEventListener("abort", onClientGone),
+          { once: true },
+        );
+      }
+    }
+    return this.#abort.signal;
+  }
+
+  get responseHeader(): Headers {
+    return this.#responseHeader ??= new Headers();
+  }
+
+  get responseTrailer(): Headers {
+    return this.#responseTrailer ??= new Headers();
+  }
+
+  /** Ends the call: aborts the signal if anyone took it (with `reason` if the call failed). */
+  finish(reason?: unknown): void {
+    if (this.#finished) return;
+    this.#finished = true;
+    this.#abort?.abort(reason ?? CALL_FINISHED);
+  }
+
+  /** The HTTP response headers: what the implementation set, trailers as `trailer-*`. */
+  responseHeaders(contentType: string): Headers {
+    const header = this.#responseTrailer
+      ? trailerMux(this.responseHeader, this.#responseTrailer)
+      : new Headers(this.#responseHeader);
+    header.set("content-type", contentType);
+    return header;
+  }
+}
