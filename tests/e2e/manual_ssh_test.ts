@@ -5,7 +5,10 @@
  *   controller bound to the bridge address, and a 2-replica job runs one task on each;
  * - `iris smoke --config examples/manual.yaml` (its addresses, users and keys pointed at a
  *   three-host lab) starts the controller on one host over ssh, whose autoscaler bootstraps
- *   workers on the others, and passes the CPU smoke jobs.
+ *   workers on the others, and passes the CPU smoke jobs, endpoint and child jobs across hosts;
+ * - with `auth.mode: token` the worker token reaches every host over ssh stdin only: a job with
+ *   a user token runs on two hosts, calls without one are refused, no file or `ps` line holds it;
+ * - `known_hosts_file` refuses a host whose key is not the one in the file.
  * Then everything is torn down: no sshd, worker, controller, namespace, bridge or veth is left.
  * Needs root, `ip` and /usr/sbin/sshd (scripts/install_openssh.sh); skips with the reason when
  * the machine cannot make namespaces or has no sshd.
