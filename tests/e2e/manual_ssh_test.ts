@@ -5,7 +5,10 @@
  *   controller bound to the bridge address, and a 2-replica job runs one task on each;
  * - `iris smoke --config examples/manual.yaml` (its addresses, users and keys pointed at a
  *   three-host lab) starts the controller on one host over ssh, whose autoscaler bootstraps
- *   workers on the others, and passes the CPU smoke jobs.
+ *   workers on the others, and passes the CPU smoke jobs, endpoint and child jobs across hosts;
+ * - with `auth.mode: token` the worker token reaches every host over ssh stdin only: a job with
+ *   a user token runs on two hosts, calls without one are refused, no file or `ps` line holds it;
+ * - `known_hosts_file` refuses a host whose key is not the one in the file.
  * Then everything is torn down: no sshd, worker, controller, namespace, bridge or veth is left.
  * Needs root, `ip` and /usr/sbin/sshd (scripts/install_openssh.sh); skips with the reason when
  * the machine cannot make namespaces or has no sshd.
@@ -472,3 +475,51 @@ async function exists(path: string): Promise<boolean> {
     return false;
   }
 }
+
+Deno.test({
+  name: "known_hosts_file: a host whose key is not in the file is refused before anything runs",
+  ignore: SKIP !== undefined,
+  async fn() {
+    const lab = await makeLab(["a"]);
+    let leftovers: string[] = [];
+    try {
+      const [a] = lab.hosts as [LabHost];
+      // A file that knows another key for the host's address: a man in the middle, as ssh sees it.
+      await must("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", `${lab.dir}/other_key`);
+      const other = (await Deno.readTextFile(`${lab.dir}/other_key.pub`)).split(" ");
+      const wrong = `${lab.dir}/wrong_known_hosts`;
+      await Deno.writeTextFile(wrong, `${a.address} ${other[0]} ${other[1]}\n`);
+      const platform = new ManualPlatform({
+        runner: new DenoCommandRunner(),
+        hosts: [{ host: a.address, knownHostsFile: wrong }],
+        ssh: { user: "root", keyFile: lab.keyFile, connectTimeout: seconds(5) },
+        checkHealth: workerHealthy,
+        runtime: { entry: `${REPO}/cli.ts`, denoPath: Deno.execPath() },
+        timeouts: { bootstrap: seconds(20), health: seconds(5), teardown: seconds(10) },
+      });
+      const config = parseConfig(
+        `
+controller: { bundle_prefix: "file://${lab.dir}/b", manual: { host: ${lab.gateway} } }
+scale_groups:
+  h: { provider: { manual: { hosts: [${a.address}] } }, vm_resources: { cpu: 1, memory: 1GiB } }
+`,
+        "kh.yaml",
+      );
+      const err = await platform.createSlice({
+        sliceId: "kh-1",
+        scaleGroup: "h",
+        config: config.scaleGroups.h!,
+        vmCount: 1,
+        controllerUrl: `http://${lab.gateway}:1`,
+        labels: {},
+      }).then(() => undefined, (e) => e);
+      assert(err instanceof Error, "the bootstrap was refused");
+      assertMatch(err.message, /host key|Host key verification failed/i);
+      assertEquals(platform.hostsInUse(), []);
+      assert(!(await exists(`${a.home}/worker.log`)), "nothing ran on the host");
+    } finally {
+      leftovers = await lab.close();
+    }
+    await assertLabGone(lab, leftovers);
+  },
+});
