@@ -92,6 +92,7 @@ export async function startCluster(
     advertiseUrl: options.advertiseUrl,
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
+    maxBuildingPerWorker: c.maxBuildingTasksPerWorker || undefined,
     taskEnv: config.defaults?.taskEnv,
     userBudgets: budgetsFromConfig(c.userBudgets),
     // Durable state when the config names a directory (docs/durability.md).

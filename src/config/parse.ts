@@ -59,6 +59,7 @@ export const KEYS = {
     "state_dir",
     "heartbeat_interval",
     "heartbeat_failure_threshold",
+    "max_building_tasks_per_worker",
     "user_budgets",
     "local",
     "gcp",
@@ -224,6 +225,8 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     heartbeatFailureThreshold:
       r.integer(m, "heartbeat_failure_threshold", p, { min: 1, max: 1000 }) ?? 0,
     userBudgets: parseUserBudgets(m, r),
+    maxBuildingTasksPerWorker:
+      r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {

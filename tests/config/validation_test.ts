@@ -440,3 +440,15 @@ Deno.test("known_hosts_file: empty or unquotable paths are refused naming the fi
     found.join("\n"),
   );
 });
+
+Deno.test("controller.max_building_tasks_per_worker is a positive integer", () => {
+  assert.deepEqual(
+    fromTree(edit(localTree(), "controller.max_building_tasks_per_worker", 0)),
+    ["controller.max_building_tasks_per_worker: must be an integer 1..10000 (got 0)"],
+  );
+  const tree = edit(localTree(), "controller.max_building_tasks_per_worker", 2);
+  assert.equal(
+    parseConfigObject(tree, undefined, { machine }).controller?.maxBuildingTasksPerWorker,
+    2,
+  );
+});
