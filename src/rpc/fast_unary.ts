@@ -183,9 +183,10 @@ async function readBody(req: Request, readMaxBytes: number): Promise<Uint8Array>
 
 /**
  * Connect reports a request body it cannot decode (invalid UTF-8 in a string, a malformed message)
- * as `internal`; for a server that is the client's fault, so it becomes `invalid_argument`.
+ * as `internal`; for a server that is the client's fault, so it becomes `invalid_argument` — the
+ * same rewrite serveRpc applies to the Connect path's responses.
  */
-export function undecodableAsInvalidArgument(error: ConnectError): ConnectError {
+function undecodableAsInvalidArgument(error: ConnectError): ConnectError {
   if (error.code !== Code.Internal || !/^parse (binary|json): /.test(error.rawMessage)) {
     return error;
   }

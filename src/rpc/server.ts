@@ -1,6 +1,8 @@
 /**
- * Serves Connect services (Connect JSON/binary and gRPC-web) on Deno.serve.
- * Non-RPC paths fall through to an optional fallback (e.g. the dashboard's static files).
+ * Serves Connect services (Connect JSON/binary and gRPC-web) on Deno.serve. Plain Connect unary
+ * calls take a lean path (fast_unary.ts) with the same behaviour on the wire; the rest goes
+ * through Connect's handlers. Non-RPC paths fall through to an optional fallback (e.g. the
+ * dashboard's static files).
  * @module
  */
 import {
