@@ -640,8 +640,10 @@ async function main() {
     [
       `G4 unary RPC GetJobStatus, ${rpc.concurrency} callers (other process), 3 s`,
       `${fmtNum(rpc.callsPerS)} calls/s`,
-      `CPU/call: controller ${rpc.serverCpuUsPerCall.toFixed(0)} µs`,
-      `client ${rpc.clientCpuUsPerCall.toFixed(0)} µs`,
+      "",
+      `CPU/call: controller ${rpc.serverCpuUsPerCall.toFixed(0)} µs, client ${
+        rpc.clientCpuUsPerCall.toFixed(0)
+      } µs`,
       "≥ 10k calls/s",
     ],
     [
