@@ -264,7 +264,20 @@ async function throughputBench(
  * controller's event loop. */
 async function rpcBenchChild(url: string) {
   const client = new IrisClient(url);
-  console.log(JSON.stringify(await rpcBench(client)));
+  const c0 = processCpuMs();
+  const r = await rpcBench(client);
+  console.log(JSON.stringify({ ...r, clientCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls }));
+}
+
+/** CPU time (user + system) of this process: steadier than wall time on a shared machine. Linux
+ * only; NaN elsewhere. */
+function processCpuMs(): number {
+  try {
+    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
 }
 
 interface RpcResult {
@@ -276,10 +289,17 @@ interface RpcResult {
   statusCallsPerS: number;
   statusSingle: number[];
   statusBytes: number;
+  /** Every call the child made (warm-up, single and concurrent, both methods). */
+  calls: number;
+  /** CPU of the calling process per call (Connect client over fetch). */
+  clientCpuUsPerCall: number;
+  /** CPU of the controller's process per call, measured around the child's run. */
+  serverCpuUsPerCall: number;
 }
 
 /** Controller unary RPC load from a separate process (a real client, not the server's loop). */
 async function rpcBenchRemote(url: string): Promise<RpcResult> {
+  const c0 = processCpuMs();
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
     stdin: "null",
@@ -287,7 +307,8 @@ async function rpcBenchRemote(url: string): Promise<RpcResult> {
     stderr: "inherit",
   }).output();
   if (!out.success) throw new Error(`rpc child exited ${out.code}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  return { ...r, serverCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls };
 }
 
 /** Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. */
@@ -308,10 +329,17 @@ async function callLoad(call: () => Promise<unknown>, n: number) {
       calls++;
     }
   }));
-  return { concurrency, single, callsPerS: calls / ((performance.now() - t0) / 1000) };
+  return {
+    concurrency,
+    single,
+    callsPerS: calls / ((performance.now() - t0) / 1000),
+    calls: n + 200 + calls,
+  };
 }
 
-async function rpcBench(client: IrisClient): Promise<RpcResult> {
+async function rpcBench(
+  client: IrisClient,
+): Promise<Omit<RpcResult, "clientCpuUsPerCall" | "serverCpuUsPerCall">> {
   const jobId = await client.submit(trivialJob("rpc-bench"));
   await client.wait(jobId, { pollInterval: ms(5) });
   const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000);
@@ -324,6 +352,7 @@ async function rpcBench(client: IrisClient): Promise<RpcResult> {
     statusCallsPerS: status.callsPerS,
     statusSingle: status.single,
     statusBytes: toBinary(GetControllerStatusResponseSchema, one).length,
+    calls: job.calls + status.calls + 1,
   };
 }
 
@@ -612,7 +641,9 @@ async function main() {
       `G4 unary RPC GetJobStatus, ${rpc.concurrency} callers (other process), 3 s`,
       `${fmtNum(rpc.callsPerS)} calls/s`,
       "",
-      "",
+      `CPU/call: controller ${rpc.serverCpuUsPerCall.toFixed(0)} µs, client ${
+        rpc.clientCpuUsPerCall.toFixed(0)
+      } µs`,
       "≥ 10k calls/s",
     ],
     [
@@ -737,6 +768,8 @@ async function main() {
         callsPerS: rpc.callsPerS,
         concurrency: rpc.concurrency,
         singleMs: rpcSingle,
+        controllerCpuUsPerCall: rpc.serverCpuUsPerCall,
+        clientCpuUsPerCall: rpc.clientCpuUsPerCall,
         controllerStatus: {
           callsPerS: rpc.statusCallsPerS,
           singleMs: statusSingle,
@@ -786,14 +819,7 @@ async function quick(only: Set<string>): Promise<void> {
   }
   // CPU time of this process (controller + worker + client): steadier than wall time on a
   // shared machine. Linux only; NaN elsewhere.
-  const cpuMs = () => {
-    try {
-      const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-      return (Number(f[11]) + Number(f[12])) * 10;
-    } catch {
-      return NaN;
-    }
-  };
+  const cpuMs = processCpuMs;
   await withCluster(async (client) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
@@ -826,7 +852,9 @@ async function quick(only: Set<string>): Promise<void> {
           fmtMs(single.p50)
         } p99 ${fmtMs(single.p99)}; GetControllerStatus (${r.statusBytes} B) ${
           fmtNum(r.statusCallsPerS)
-        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}`,
+        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
+          r.serverCpuUsPerCall.toFixed(0)
+        } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
   });

@@ -1,6 +1,8 @@
 /**
- * Serves Connect services (Connect JSON/binary and gRPC-web) on Deno.serve.
- * Non-RPC paths fall through to an optional fallback (e.g. the dashboard's static files).
+ * Serves Connect services (Connect JSON/binary and gRPC-web) on Deno.serve. Plain Connect unary
+ * calls take a lean path (fast_unary.ts) with the same behaviour on the wire; the rest goes
+ * through Connect's handlers. Non-RPC paths fall through to an optional fallback (e.g. the
+ * dashboard's static files).
  * @module
  */
 import {
@@ -76,15 +78,18 @@ export function serveRpc(
     signal: options.signal,
     onListen: () => {},
   }, async (req, info) => {
+    // The peer address feeds per-client limits when there is no authenticated user.
+    const peerValues = () => {
+      const contextValues = createContextValues();
+      contextValues.set(PEER_ADDRESS, (info.remoteAddr as Deno.NetAddr).hostname ?? "");
+      return contextValues;
+    };
+    const call = fast?.eligible(req, rawPath(req.url));
+    if (call) return await fast!.serve(req, call, peerValues());
     const path = new URL(req.url).pathname;
     const handler = handlers.get(path);
     if (handler) {
-      // The peer address feeds per-client limits when there is no authenticated user.
-      const contextValues = createContextValues();
-      const remote = info.remoteAddr as Deno.NetAddr;
-      contextValues.set(PEER_ADDRESS, remote.hostname ?? "");
-      const call = fast?.eligible(req, path);
-      if (call) return await fast!.serve(req, call, contextValues);
+      const contextValues = peerValues();
       const uReq = { ...universalServerRequestFromFetch(req, {}), contextValues };
       return await undecodableAsInvalidArgument(
         universalServerResponseToFetch(await handler(uReq)),
@@ -107,6 +112,18 @@ export function serveRpc(
     shutdown,
     [Symbol.asyncDispose]: shutdown,
   };
+}
+
+/**
+ * The path of an absolute URL as sent ("/iris.v1.ControllerService/GetJobStatus"), without the
+ * cost of parsing it. Only used to look up fast-path methods, whose paths need no normalizing;
+ * everything else is routed on the parsed URL.
+ */
+function rawPath(url: string): string {
+  const start = url.indexOf("/", url.indexOf("//") + 2);
+  if (start < 0) return "/";
+  const end = url.indexOf("?", start);
+  return end < 0 ? url.slice(start) : url.slice(start, end);
 }
 
 /**
