@@ -15,6 +15,7 @@ import { seconds, waitFor } from "../../src/time.ts";
 import { DEFAULT_TASK_UIDS, resolveTaskUsers, TaskUserPool } from "../../src/worker/task_users.ts";
 import { startWorker } from "../../src/worker/mod.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { main } from "../../src/cli/main.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../_helpers/assert.ts";
 import { commandTask, startHarness } from "../worker/harness.ts";
 
@@ -344,6 +345,17 @@ Deno.test("task users: bad settings and unmet `required` fail naming the option"
   } finally {
     await Deno.remove(parent, { recursive: true });
   }
+});
+
+Deno.test("cli: worker serve --task-users takes off, auto or required", async () => {
+  const err: string[] = [];
+  const code = await main(
+    ["worker", "serve", "--controller", "http://127.0.0.1:9", "--task-users", "sometimes"],
+    { out: () => {}, err: (s) => err.push(s), isTty: false },
+    new AbortController().signal,
+  );
+  assertEquals(code, 2, err.join(""));
+  assertMatch(err.join(""), /--task-users must be one of off, auto, required \(got "sometimes"\)/);
 });
 
 Deno.test("task users: a pool hands out distinct uids in rotation within its range", () => {
