@@ -1,7 +1,8 @@
 /**
  * Per-task OS users (docs/security.md#tasks): with `taskUserIsolation: "required"` a command task
  * and a TypeScript task try to read another running task's directory, the worker's root, the
- * worker token file and the controller's state — with cat and ls, and, for TypeScript, with
+ * worker token file, the controller's state and the other task's /proc environ — with cat and
+ * ls, and, for TypeScript, with
  * `import` of a JSON file and of a text file, which Deno permissions do not cover. All must fail.
  * Normal work (files in the task dir, ports, logs, OOM, killing a tree) still works.
  * Skipped, with the reason, unless the tests run as root on Linux with setpriv(1).
@@ -140,6 +141,8 @@ Deno.test({
         tokenFile,
         stateDir,
         `${stateDir}/state.json`,
+        // Bob's environment holds his IRIS_TOKEN.
+        `/proc/${h.worker.tasks().find((t) => t.taskId === "/bob/other/0")!.pid}/environ`,
       ];
       await rpc.runTask(commandTask("/alice/cmd/0", ["sh", `${probes}/probe.sh`, ...targets]));
       const cmd = await h.fake.waitForState("/alice/cmd/0", TaskState.SUCCEEDED, seconds(30));
