@@ -2,8 +2,8 @@
  * Task sandboxes on a real worker: a TypeScript task tries to read another task's directory,
  * the controller's state, the worker token file and the worker's root, and to widen its own
  * permissions; a command task looks for the worker's secrets in its environment. Every escape
- * must fail. Command tasks are not a hard sandbox (docs/security.md): they are only checked for
- * a clean environment and their own directory.
+ * must fail. Here command tasks are only checked for a clean environment and their own directory;
+ * what holds them (and module imports) is a per-task OS user: tests/security/task_user_test.ts.
  */
 import { create } from "@bufbuild/protobuf";
 import { RunTaskRequestSchema } from "../../src/rpc/gen/iris/v1/worker_pb.ts";

@@ -1,7 +1,8 @@
 /**
  * Per-task OS users (docs/security.md#tasks): with `taskUserIsolation: "required"` a command task
  * and a TypeScript task try to read another running task's directory, the worker's root, the
- * worker token file and the controller's state — with cat and ls, and, for TypeScript, with
+ * worker token file, the controller's state and the other task's /proc environ — with cat and
+ * ls, and, for TypeScript, with
  * `import` of a JSON file and of a text file, which Deno permissions do not cover. All must fail.
  * Normal work (files in the task dir, ports, logs, OOM, killing a tree) still works.
  * Skipped, with the reason, unless the tests run as root on Linux with setpriv(1).
@@ -15,6 +16,7 @@ import { seconds, waitFor } from "../../src/time.ts";
 import { DEFAULT_TASK_UIDS, resolveTaskUsers, TaskUserPool } from "../../src/worker/task_users.ts";
 import { startWorker } from "../../src/worker/mod.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { main } from "../../src/cli/main.ts";
 import { assert, assertEquals, assertMatch, assertRejects } from "../_helpers/assert.ts";
 import { commandTask, startHarness } from "../worker/harness.ts";
 
@@ -139,6 +141,8 @@ Deno.test({
         tokenFile,
         stateDir,
         `${stateDir}/state.json`,
+        // Bob's environment holds his IRIS_TOKEN.
+        `/proc/${h.worker.tasks().find((t) => t.taskId === "/bob/other/0")!.pid}/environ`,
       ];
       await rpc.runTask(commandTask("/alice/cmd/0", ["sh", `${probes}/probe.sh`, ...targets]));
       const cmd = await h.fake.waitForState("/alice/cmd/0", TaskState.SUCCEEDED, seconds(30));
@@ -344,6 +348,17 @@ Deno.test("task users: bad settings and unmet `required` fail naming the option"
   } finally {
     await Deno.remove(parent, { recursive: true });
   }
+});
+
+Deno.test("cli: worker serve --task-users takes off, auto or required", async () => {
+  const err: string[] = [];
+  const code = await main(
+    ["worker", "serve", "--controller", "http://127.0.0.1:9", "--task-users", "sometimes"],
+    { out: () => {}, err: (s) => err.push(s), isTty: false },
+    new AbortController().signal,
+  );
+  assertEquals(code, 2, err.join(""));
+  assertMatch(err.join(""), /--task-users must be one of off, auto, required \(got "sometimes"\)/);
 });
 
 Deno.test("task users: a pool hands out distinct uids in rotation within its range", () => {
