@@ -107,7 +107,10 @@ export class StateStore {
    * @throws {StateStoreError} when the file's schema is newer than {@linkcode STATE_SCHEMA_VERSION}.
    */
   static open(dir: string, options: StateStoreOptions = {}): StateStore {
-    Deno.mkdirSync(dir, { recursive: true });
+    Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The state holds every job's spec and env: only the controller's user may enter the dir,
+    // also when the operator created it (tasks run as other users; docs/security.md).
+    if (Deno.build.os !== "windows") Deno.chmodSync(dir, 0o700);
     const path = `${dir.replace(/\/+$/, "")}/${STATE_FILE}`;
     const db = new DatabaseSync(path);
     try {

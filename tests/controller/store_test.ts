@@ -239,3 +239,19 @@ Deno.test("StateStore persists endpoints with the job changes and the autoscaler
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("StateStore keeps its directory private to the controller's user (0700)", async () => {
+  const parent = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const made = `${parent}/new/state`;
+    StateStore.open(made).close();
+    assertEquals((await Deno.stat(made)).mode! & 0o777, 0o700);
+    const given = `${parent}/given`;
+    await Deno.mkdir(given, { mode: 0o755 });
+    await Deno.chmod(given, 0o755);
+    StateStore.open(given).close();
+    assertEquals((await Deno.stat(given)).mode! & 0o777, 0o700, "an operator's dir is tightened");
+  } finally {
+    await Deno.remove(parent, { recursive: true });
+  }
+});
