@@ -72,11 +72,15 @@ function waitText(page: Page, selector: string, text: string): Promise<void> {
   );
 }
 
+/**
+ * The text colour of the first match of `selector`, found and read in one synchronous
+ * evaluation: the live refresh may re-render the list between a locator finding an element and
+ * reading its style, and a detached element has no computed colour ("").
+ */
 function stateColor(page: Page, selector: string): Promise<string> {
-  return page.locator(selector).first().evaluate((el) => {
-    const g = globalThis as unknown as { getComputedStyle(e: unknown): { color: string } };
-    return g.getComputedStyle(el).color;
-  });
+  return page.evaluate<string>(
+    `getComputedStyle(document.querySelector(${JSON.stringify(selector)})).color`,
+  );
 }
 
 Deno.test({
