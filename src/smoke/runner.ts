@@ -237,9 +237,10 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     } |`
   );
   tree.markdown(`\n| result | job | duration | detail |\n|---|---|---|---|\n${rows.join("\n")}\n`);
+  const nameWidth = Math.max(12, ...results.map((r) => r.name.length));
   for (const r of results) {
     o.print(
-      `  [${r.passed ? "PASS" : "FAIL"}] ${r.name.padEnd(12)} ${
+      `  [${r.passed ? "PASS" : "FAIL"}] ${r.name.padEnd(nameWidth)} ${
         (r.durationMs / 1000).toFixed(1).padStart(6)
       } s  ${r.detail}`,
     );
