@@ -21,6 +21,23 @@ export interface IrisProcess extends AsyncDisposable {
   stop(grace?: Duration): Promise<Deno.CommandStatus>;
 }
 
+/** Appends every line of `stream` to `lines` as it arrives (the last one even without "\n"). */
+export async function pumpLines(
+  stream: ReadableStream<Uint8Array>,
+  lines: string[],
+): Promise<void> {
+  let buf = "";
+  for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
+    buf += chunk;
+    let i;
+    while ((i = buf.indexOf("\n")) >= 0) {
+      lines.push(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  }
+  if (buf) lines.push(buf);
+}
+
 /** Starts `iris <args>`. */
 export function spawnIris(
   args: readonly string[],
@@ -35,19 +52,7 @@ export function spawnIris(
     env: { RUST_BACKTRACE: "0", NO_COLOR: "1", ...options.env },
   }).spawn();
   const lines: string[] = [];
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    let buf = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    }
-    if (buf) lines.push(buf);
-  };
-  const pumps = Promise.all([pump(child.stdout), pump(child.stderr)]);
+  const pumps = Promise.all([pumpLines(child.stdout, lines), pumpLines(child.stderr, lines)]);
   const status = child.status.then(async (s) => (await pumps, s));
   let exited = false;
   status.then(() => exited = true);

@@ -26,6 +26,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { JobState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { type Lab, type LabHost, labSkipReason, makeLab, must, REPO } from "./_ns_lab.ts";
+import { pumpLines } from "../_helpers/iris_process.ts";
 
 const SKIP = await labSkipReason();
 if (SKIP) console.log(`manual_ssh_test: skipped: ${SKIP}`);
@@ -112,13 +113,7 @@ scale_groups:
         await Deno.mkdir(barrier);
         const id = await client.submit({
           name: "ns-lab-pair",
-          command: [
-            "sh",
-            "-c",
-            `touch ${barrier}/$IRIS_TASK_INDEX; for i in $(seq 600); do ` +
-            `[ "$(ls ${barrier} | wc -l)" -ge 2 ] && break; sleep 0.1; done; ` +
-            `echo "host=$(hostname -I | tr -d ' ') together=$(ls ${barrier} | wc -l)"`,
-          ],
+          command: pairBarrierCommand(barrier),
           replicas: 2,
           cpu: 1,
           memory: 256 * 2 ** 20,
@@ -173,6 +168,21 @@ async function labConfig(
 }
 
 /**
+ * A task command that waits (up to 60 s) until both tasks of a 2-replica job have started, then
+ * prints its host's address: with one task's worth of CPU per host, both can only be running at
+ * once on different hosts.
+ */
+function pairBarrierCommand(barrier: string): string[] {
+  return [
+    "sh",
+    "-c",
+    `touch ${barrier}/$IRIS_TASK_INDEX; for i in $(seq 600); do ` +
+    `[ "$(ls ${barrier} | wc -l)" -ge 2 ] && break; sleep 0.1; done; ` +
+    `echo "host=$(hostname -I | tr -d ' ') together=$(ls ${barrier} | wc -l)"`,
+  ];
+}
+
+/**
  * `iris <args>` inside a lab namespace (the namespace of the host it runs on).
  * `ip netns exec` execs the command, so the child's pid is iris itself.
  */
@@ -190,21 +200,11 @@ function irisIn(
     stderr: "piped",
   }).spawn();
   const lines: string[] = [];
-  const pump = async (stream: ReadableStream<Uint8Array>) => {
-    let buf = "";
-    for await (const chunk of stream.pipeThrough(new TextDecoderStream())) {
-      buf += chunk;
-      let i;
-      while ((i = buf.indexOf("\n")) >= 0) {
-        lines.push(buf.slice(0, i));
-        buf = buf.slice(i + 1);
-      }
-    }
-    if (buf) lines.push(buf);
-  };
-  const status = Promise.all([child.status, pump(child.stdout), pump(child.stderr)]).then(
-    ([s]) => s,
-  );
+  const status = Promise.all([
+    child.status,
+    pumpLines(child.stdout, lines),
+    pumpLines(child.stderr, lines),
+  ]).then(([s]) => s);
   return {
     lines,
     status,
@@ -418,13 +418,7 @@ auth:
       await Deno.mkdir(barrier);
       const id = await client.submit({
         name: "auth-pair",
-        command: [
-          "sh",
-          "-c",
-          `touch ${barrier}/$IRIS_TASK_INDEX; for i in $(seq 600); do ` +
-          `[ "$(ls ${barrier} | wc -l)" -ge 2 ] && break; sleep 0.1; done; ` +
-          `echo "host=$(hostname -I | tr -d ' ') together=$(ls ${barrier} | wc -l)"`,
-        ],
+        command: pairBarrierCommand(barrier),
         replicas: 2,
         cpu: 20,
         memory: 256 * 2 ** 20,
