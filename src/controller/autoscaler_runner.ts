@@ -238,7 +238,7 @@ export class AutoscalerRunner {
       const st = s.state;
       if (
         st.state === "booting" && s.workerIds.length > 0 &&
-        s.workerIds.every((id) => workers.has(id))
+        s.workerIds.every((id) => workers.has(id) && !workers.get(id)!.reconnecting)
       ) {
         s.state = { ...st, state: "ready" };
         this.#action("ready", st.group, st.sliceId, `${s.workerIds.length} worker(s) registered`);

@@ -109,13 +109,15 @@ export class Controller {
     if (options.store) {
       const stats = options.store.load(this.jobs);
       const endpoints = options.store.loadEndpoints(this.endpoints);
+      const workers = options.store.loadWorkers();
+      this.workers.restore(workers, this.startedAtMs);
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
           if (isTaskActive(a.state)) this.#unclaimed.add(attemptKey(task.taskId, a.attemptId));
         }
       }
       this.log(
-        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s), ${endpoints} endpoint(s) from ${options.store.path} in ${
+        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s), ${endpoints} endpoint(s), ${workers.length} worker(s) from ${options.store.path} in ${
           Math.round(stats.ms)
         } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
       );
@@ -136,11 +138,12 @@ export class Controller {
   }
 
   #flush(): void {
-    if (this.#opts.store) this.#opts.store.flush(this.jobs, this.endpoints);
+    if (this.#opts.store) this.#opts.store.flush(this.jobs, this.endpoints, this.workers);
     else {
       // Memory only: nothing to write, keep the sets small.
       this.jobs.dirty.clear();
       this.endpoints.dirty.clear();
+      this.workers.dirty.clear();
     }
   }
 
@@ -270,6 +273,8 @@ export class Controller {
         );
       } else kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
     }
+    // Registrations are rare: written now, in the usual commit path (heartbeats are not written).
+    this.#tryFlush();
     this.log(
       `worker ${worker.workerId} ${isNew ? "registered" : "re-registered"} at ${worker.address}`,
     );
@@ -282,7 +287,8 @@ export class Controller {
     req: HeartbeatRequest,
   ): { reregister: boolean; kill: { taskId: string; attemptId: number }[] } {
     const worker = this.workers.workers.get(req.workerId);
-    if (!worker) return { reregister: true, kill: [] };
+    // A worker known only from the store must re-register (and re-claim its attempts) first.
+    if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
     const now = this.clock.now();
     worker.lastHeartbeatMs = now;
     worker.healthy = true;
@@ -731,7 +737,12 @@ export class Controller {
       }
       const now = this.clock.now();
       for (const w of this.workers.expired(now, this.heartbeatInterval * threshold)) {
-        this.workerDead(w.workerId, `missed ${threshold} heartbeats`);
+        this.workerDead(
+          w.workerId,
+          w.reconnecting
+            ? "did not re-register after a controller restart"
+            : `missed ${threshold} heartbeats`,
+        );
       }
       if (this.#unclaimed.size && now - this.startedAtMs >= this.heartbeatInterval * threshold) {
         this.#failUnclaimed();

@@ -4,10 +4,13 @@
  * mutation the jobs it touched (JobTable.dirty) are upserted as one JSON row per job, with their
  * tasks and attempts, in one transaction, together with the endpoints that changed. On start the
  * rows are loaded back into a JobTable and an EndpointTable. The autoscaler's scale-group and
- * slice state is one more row, written when it changes.
+ * slice state is one more row, written when it changes. Registered workers are one row each
+ * (their registration: address, resources, attributes, slice), written in the same transaction
+ * when a worker registers or is removed; heartbeats are not written. On start they are loaded as
+ * reconnecting until they re-register.
  *
  * The file carries a schema version in its `meta` table. Older files are migrated in place
- * (v1 → v2 adds the endpoint and autoscaler tables); a file written by a newer Iris is refused
+ * (v1 → v2 adds the endpoint and autoscaler tables, v2 → v3 the workers table); a file written by a newer Iris is refused
  * with an error naming the file and both versions, and is never altered.
  * @module
  */
@@ -17,12 +20,13 @@ import { EndpointSchema, JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { GroupState, SliceState } from "../types.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
 import type { EndpointTable } from "./endpoints.ts";
+import type { PersistedWorker, WorkerTable } from "./workers.ts";
 
 /**
  * The schema version this code writes and understands.
- * v1: meta, jobs. v2: + endpoints, autoscaler.
+ * v1: meta, jobs. v2: + endpoints, autoscaler. v3: + workers.
  */
-export const STATE_SCHEMA_VERSION = 2;
+export const STATE_SCHEMA_VERSION = 3;
 
 /** Statements that bring a file from version `index + 1` to `index + 2`. */
 const MIGRATIONS: readonly (readonly string[])[] = [
@@ -30,6 +34,7 @@ const MIGRATIONS: readonly (readonly string[])[] = [
     "CREATE TABLE IF NOT EXISTS endpoints (endpoint_id TEXT PRIMARY KEY, row TEXT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS autoscaler (key TEXT PRIMARY KEY, row TEXT NOT NULL)",
   ],
+  ["CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, row TEXT NOT NULL)"],
 ];
 
 /** A slice as the autoscaler last knew it. */
@@ -82,6 +87,8 @@ export class StateStore {
   readonly #delete: StatementSync;
   readonly #upsertEndpoint: StatementSync;
   readonly #deleteEndpoint: StatementSync;
+  readonly #upsertWorker: StatementSync;
+  readonly #deleteWorker: StatementSync;
   readonly #setMeta: StatementSync;
   #lastAutoscaler = "";
   #closed = false;
@@ -99,6 +106,11 @@ export class StateStore {
         "ON CONFLICT(endpoint_id) DO UPDATE SET row = excluded.row",
     );
     this.#deleteEndpoint = db.prepare("DELETE FROM endpoints WHERE endpoint_id = ?");
+    this.#upsertWorker = db.prepare(
+      "INSERT INTO workers (worker_id, row) VALUES (?, ?) " +
+        "ON CONFLICT(worker_id) DO UPDATE SET row = excluded.row",
+    );
+    this.#deleteWorker = db.prepare("DELETE FROM workers WHERE worker_id = ?");
     this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
   }
 
@@ -179,13 +191,17 @@ export class StateStore {
   }
 
   /**
-   * Writes the jobs in `table.dirty` (upsert, or delete when gone) and the endpoints in
-   * `endpoints.dirty` in one transaction, then clears them. On failure the ids stay dirty and
-   * the error is thrown.
+   * Writes the jobs in `table.dirty` (upsert, or delete when gone), the endpoints in
+   * `endpoints.dirty` and the workers in `workers.dirty` in one transaction, then clears them.
+   * On failure the ids stay dirty and the error is thrown.
    */
-  flush(table: JobTable, endpoints?: EndpointTable): void {
+  flush(table: JobTable, endpoints?: EndpointTable, workers?: WorkerTable): void {
     const endpointIds = endpoints ? [...endpoints.dirty] : [];
-    if ((table.dirty.size === 0 && endpointIds.length === 0) || this.#closed) return;
+    const workerIds = workers ? [...workers.dirty] : [];
+    if (
+      (table.dirty.size === 0 && endpointIds.length === 0 && workerIds.length === 0) ||
+      this.#closed
+    ) return;
     const ids = [...table.dirty];
     this.#db.exec("BEGIN");
     try {
@@ -206,6 +222,11 @@ export class StateStore {
         }
         this.#setMeta.run("endpoint_seq", String(endpoints.sequence));
       }
+      for (const id of workerIds) {
+        const w = workers!.persisted(id);
+        if (w) this.#upsertWorker.run(id, JSON.stringify(w));
+        else this.#deleteWorker.run(id);
+      }
       this.#db.exec("COMMIT");
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
@@ -213,6 +234,13 @@ export class StateStore {
     }
     for (const id of ids) table.dirty.delete(id);
     for (const id of endpointIds) endpoints!.dirty.delete(id);
+    for (const id of workerIds) workers!.dirty.delete(id);
+  }
+
+  /** The persisted workers' registrations, in registration order. */
+  loadWorkers(): PersistedWorker[] {
+    return this.#db.prepare("SELECT row FROM workers ORDER BY rowid").all()
+      .map((r) => JSON.parse(String(r.row)) as PersistedWorker);
   }
 
   /** Loads the persisted endpoints into `endpoints` (which should be empty). */

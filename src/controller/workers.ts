@@ -67,7 +67,28 @@ export interface WorkerRecord {
   /** Keys of the last {@linkcode RECENT_ATTEMPTS} attempts released from this worker, oldest first. */
   readonly recentAttempts: string[];
   statusMessage: string;
+  /**
+   * Loaded from the state store after a controller restart and not re-registered yet: listed,
+   * but not schedulable and its heartbeats are answered with "re-register".
+   */
+  reconnecting: boolean;
 }
+
+/** What the state store keeps of a worker: its registration, not its liveness or usage. */
+export interface PersistedWorker {
+  readonly workerId: string;
+  readonly address: string;
+  readonly total: ResourceVec;
+  readonly accelerator: AcceleratorSpec;
+  readonly attributes: Record<string, AttributeScalar>;
+  readonly scaleGroup: string;
+  readonly sliceId: string;
+  readonly registeredAtMs: number;
+}
+
+/** The status message of a worker loaded after a restart that has not re-registered yet. */
+export const RECONNECTING_MESSAGE =
+  "reconnecting: waiting for the worker to re-register after a controller restart";
 
 /** How many heartbeat snapshots a worker keeps for the dashboard's history. */
 export const SNAPSHOT_HISTORY = 120;
@@ -177,6 +198,8 @@ export function attributesToProto(
 /** Registered workers. */
 export class WorkerTable {
   readonly workers = new Map<string, WorkerRecord>();
+  /** Ids registered or removed since the state store last wrote them. */
+  readonly dirty = new Set<string>();
 
   /** Adds or refreshes a worker. Returns the record and whether it is new. */
   register(
@@ -218,7 +241,10 @@ export class WorkerTable {
         sliceId: req.sliceId,
         healthy: true,
         lastHeartbeatMs: nowMs,
+        reconnecting: false,
+        statusMessage: existing.reconnecting ? "" : existing.statusMessage,
       });
+      this.dirty.add(req.workerId);
       return { worker: existing, isNew: false };
     }
     const worker: WorkerRecord = {
@@ -238,9 +264,49 @@ export class WorkerTable {
       taskUsage: new Map(),
       recentAttempts: [],
       statusMessage: "",
+      reconnecting: false,
     };
     this.workers.set(req.workerId, worker);
+    this.dirty.add(req.workerId);
     return { worker, isNew: true };
+  }
+
+  /** A worker's registration as the state store keeps it. */
+  persisted(workerId: string): PersistedWorker | undefined {
+    const w = this.workers.get(workerId);
+    if (!w) return undefined;
+    return {
+      workerId: w.workerId,
+      address: w.address,
+      total: w.total,
+      accelerator: w.accelerator,
+      attributes: w.attributes,
+      scaleGroup: w.scaleGroup,
+      sliceId: w.sliceId,
+      registeredAtMs: w.registeredAtMs,
+    };
+  }
+
+  /**
+   * Adds workers loaded from the state store as reconnecting (unhealthy, not schedulable). Their
+   * liveness clock starts at `nowMs`, so one that never re-registers expires after the usual
+   * heartbeat timeout.
+   */
+  restore(rows: readonly PersistedWorker[], nowMs: number): void {
+    for (const row of rows) {
+      this.workers.set(row.workerId, {
+        ...row,
+        healthy: false,
+        lastHeartbeatMs: nowMs,
+        active: new Map(),
+        committed: { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 },
+        history: [],
+        taskUsage: new Map(),
+        recentAttempts: [],
+        statusMessage: RECONNECTING_MESSAGE,
+        reconnecting: true,
+      });
+    }
   }
 
   /** Records a heartbeat snapshot (see {@linkcode recordSnapshot}). */
@@ -318,6 +384,7 @@ export class WorkerTable {
     const worker = this.workers.get(workerId);
     if (!worker) return [];
     this.workers.delete(workerId);
+    this.dirty.add(workerId);
     return [...worker.active.keys()];
   }
 

@@ -6,7 +6,14 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DatabaseSync } from "node:sqlite";
 import assertStrict from "node:assert/strict";
 import { assert, assertEquals } from "../_helpers/assert.ts";
-import { type JobSpec, JobSpecSchema, JobState, TaskState } from "../../src/rpc/mod.ts";
+import {
+  AcceleratorType,
+  type JobSpec,
+  JobSpecSchema,
+  JobState,
+  ResourcesSchema,
+  TaskState,
+} from "../../src/rpc/mod.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import {
   STATE_FILE,
@@ -15,6 +22,7 @@ import {
   StateStoreError,
 } from "../../src/controller/store.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
+import { RECONNECTING_MESSAGE, WorkerTable } from "../../src/controller/workers.ts";
 import type { Timestamp } from "../../src/time.ts";
 
 type SpecInit = MessageInitShape<typeof JobSpecSchema>;
@@ -144,7 +152,7 @@ function disposable(store: StateStore): StateStore & Disposable {
   return Object.assign(store, { [Symbol.dispose]: () => store.close() });
 }
 
-Deno.test("StateStore migrates a version 1 file to version 2 in place, keeping its jobs", async () => {
+Deno.test("StateStore migrates a version 1 file to the current version in place, keeping its jobs", async () => {
   const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
   try {
     const t = new JobTable();
@@ -157,6 +165,7 @@ Deno.test("StateStore migrates a version 1 file to version 2 in place, keeping i
     raw.exec("UPDATE meta SET value = '1' WHERE key = 'schema_version'");
     raw.exec("DROP TABLE endpoints");
     raw.exec("DROP TABLE autoscaler");
+    raw.exec("DROP TABLE workers");
     raw.close();
 
     using store = disposable(StateStore.open(dir));
@@ -168,13 +177,121 @@ Deno.test("StateStore migrates a version 1 file to version 2 in place, keeping i
       );
       const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
         .map((r) => String(r.name)).sort();
-      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta"]);
+      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta", "workers"]);
     } finally {
       check.close();
     }
     const loaded = new JobTable();
     assertEquals(store.load(loaded).tasks, 2);
     assertEquals(loaded.job("/alice/old").requestId, "req-old");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+function registerWorker(table: WorkerTable, workerId: string, sliceId: string) {
+  return table.register({
+    workerId,
+    address: `127.0.0.1:${workerId.length}`,
+    resources: create(ResourcesSchema, {
+      cpuMillicores: 4000,
+      memoryBytes: 2 ** 33,
+      accelerator: { type: AcceleratorType.TPU, variant: "v5e-8", count: 8 },
+    }),
+    attributes: { zone: "us-a", rack: 3, spot: true },
+    scaleGroup: "tpu",
+    sliceId,
+  }, 1000 + workerId.length).worker;
+}
+
+Deno.test("StateStore writes worker registrations and removals, and loads them as reconnecting", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    const workers = new WorkerTable();
+    const w1 = registerWorker(workers, "w1", "s1");
+    registerWorker(workers, "w22", "s2");
+    registerWorker(workers, "w333", "s2");
+    {
+      using store = disposable(StateStore.open(dir));
+      store.flush(t, undefined, workers);
+      assertEquals(workers.dirty.size, 0);
+      // A heartbeat changes liveness only: nothing to write.
+      w1.lastHeartbeatMs = 5000;
+      store.flush(t, undefined, workers);
+      assertEquals(workers.dirty.size, 0);
+      workers.remove("w22");
+      store.flush(t, undefined, workers);
+    }
+    using store = disposable(StateStore.open(dir));
+    const rows = store.loadWorkers();
+    assertEquals(rows.map((r) => r.workerId), ["w1", "w333"]);
+    assertEquals(rows[0], workers.persisted("w1"));
+    const loaded = new WorkerTable();
+    loaded.restore(rows, 9000);
+    const back = loaded.workers.get("w1")!;
+    assertEquals(back.total, w1.total);
+    assertEquals(back.accelerator, { kind: "tpu", variant: "v5e-8", count: 8 });
+    assertEquals(back.attributes, w1.attributes);
+    assertEquals(back.attributes.rack, 3);
+    assertEquals([back.sliceId, back.scaleGroup, back.address], ["s1", "tpu", w1.address]);
+    assertEquals(back.registeredAtMs, w1.registeredAtMs);
+    assertEquals([back.healthy, back.reconnecting, back.lastHeartbeatMs], [false, true, 9000]);
+    assertEquals(back.statusMessage, RECONNECTING_MESSAGE);
+    assertEquals(loaded.schedulerView().map((w) => w.healthy), [false, false]);
+    assertEquals(loaded.dirty.size, 0, "loading writes nothing back");
+    // Re-registering confirms the worker.
+    registerWorker(loaded, "w1", "s1");
+    assertEquals([back.healthy, back.reconnecting, back.statusMessage], [true, false, ""]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StateStore migrates a version 2 file to version 3 in place, keeping jobs and endpoints", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    const eps = new EndpointTable();
+    t.submit(spec("old"), "req-old", 1, noEffects());
+    eps.register({
+      name: "svc/a",
+      address: "127.0.0.1:1",
+      taskId: "/alice/old/0",
+      jobId: "/alice/old",
+      metadata: {},
+    });
+    {
+      using v3 = disposable(StateStore.open(dir));
+      v3.flush(t, eps);
+    }
+    // Turn it into the file Iris with schema version 2 wrote: no workers table.
+    const raw = new DatabaseSync(`${dir}/${STATE_FILE}`);
+    raw.exec("UPDATE meta SET value = '2' WHERE key = 'schema_version'");
+    raw.exec("DROP TABLE workers");
+    raw.close();
+
+    using store = disposable(StateStore.open(dir));
+    const check = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
+    try {
+      assertEquals(
+        check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value,
+        "3",
+      );
+      const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
+        .map((r) => String(r.name)).sort();
+      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta", "workers"]);
+    } finally {
+      check.close();
+    }
+    assertEquals(store.loadWorkers(), []);
+    const loaded = new JobTable();
+    assertEquals(store.load(loaded).jobs, 1);
+    assertEquals(store.loadEndpoints(new EndpointTable()), 1);
+    const workers = new WorkerTable();
+    registerWorker(workers, "w1", "s1");
+    store.flush(loaded, undefined, workers);
+    assertEquals(store.loadWorkers().map((r) => r.workerId), ["w1"]);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }

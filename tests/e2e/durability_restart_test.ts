@@ -54,10 +54,10 @@ Deno.test("endpoints and autoscaler slices survive controller restarts; no slice
     cluster = await start();
     const port = Number(new URL(cluster.url).port);
     const client = new IrisClient(cluster.url, { retryFor: seconds(30) });
-    await waitFor(async () => (await client.workers()).length === 1, {
-      timeout: seconds(30),
-      what: "the min_slices cpu slice to come up",
-    });
+    const [worker] = await waitFor(async () => {
+      const workers = await client.workers();
+      return workers.length === 1 ? workers : undefined;
+    }, { timeout: seconds(30), what: "the min_slices cpu slice to come up" });
     const jobId = await client.submit({
       name: "server",
       command: ["sh", "-c", "while true; do sleep 0.2; done"],
@@ -82,9 +82,12 @@ Deno.test("endpoints and autoscaler slices survive controller restarts; no slice
     const [ep] = await client.lookupEndpoint("svc/server");
     assertEquals(ep?.endpointId, endpointId, "the endpoint is served right after the restart");
     assertEquals(ep?.metadata, { role: "primary" });
+    // The worker is known from the state file before it re-registers (healthy once it has).
+    assertEquals((await client.workers()).map((w) => w.workerId), [worker!.workerId]);
     await waitFor(async () => {
       const [t] = await client.tasks(jobId);
-      return (await client.workers()).length === 1 && t?.state === TaskState.RUNNING;
+      const healthy = (await client.workers()).filter((w) => w.healthy);
+      return healthy.length === 1 && t?.state === TaskState.RUNNING;
     }, { timeout: seconds(30), what: "the worker to re-register and keep its task" });
     // Several evaluations later, min_slices is still met by the restored slice.
     const evaluated = (await client.autoscalerStatus()).lastEvaluationMs;
@@ -105,7 +108,7 @@ Deno.test("endpoints and autoscaler slices survive controller restarts; no slice
     stats.listingFails = false;
     cluster = await start(port);
     assertEquals(await client.lookupEndpoint("svc/server"), []);
-    await waitFor(async () => (await client.workers()).length === 1, {
+    await waitFor(async () => (await client.workers()).filter((w) => w.healthy).length === 1, {
       timeout: seconds(30),
       what: "the worker to re-register after restart 2",
     });

@@ -81,7 +81,7 @@ Deno.test("a controller killed mid-submission keeps every acknowledged job after
         await client.submit({ name: "dup-other", command: ["true"] }, { requestId: "dup-req" }),
         dupId,
       );
-      await waitFor(async () => (await client.workers()).length === 1, {
+      await waitFor(async () => (await client.workers()).filter((w) => w.healthy).length === 1, {
         timeout: seconds(20),
         what: "the worker to re-register",
       });
