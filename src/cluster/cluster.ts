@@ -5,6 +5,7 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
+import { labelPrefixOf } from "../config/mod.ts";
 import { type ControllerServer, startController } from "../controller/server.ts";
 import { AutoscalerRunner } from "../controller/autoscaler_runner.ts";
 import { budgetsFromConfig } from "../controller/budgets.ts";
@@ -112,7 +113,7 @@ export async function startCluster(
     controller: server.controller,
     platform,
     groups,
-    labelPrefix: config.platform?.labelPrefix || "iris",
+    labelPrefix: labelPrefixOf(config),
     evaluationInterval: ms(config.defaults?.autoscaler?.evaluationIntervalMs || seconds(1)),
     backoff: {
       initial: ms(config.defaults?.autoscaler?.backoffInitialMs || seconds(5)),

@@ -6,7 +6,7 @@
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
-import { configMode } from "../config/mod.ts";
+import { configMode, labelPrefixOf } from "../config/mod.ts";
 import { controllerClient } from "../rpc/client.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { GcpControllerLifecycle } from "../platform/gcp.ts";
@@ -59,7 +59,7 @@ export function createControllerLifecycle(
   const c = config.controller!;
   if (mode === "local" || c.kind.case === "local") return new LocalController(config, options);
   const runner = options.runner ?? new DenoCommandRunner();
-  const labelPrefix = config.platform?.labelPrefix || "iris";
+  const labelPrefix = labelPrefixOf(config);
   const auth = config.auth?.mode === "token"
     ? controllerAuth(config.auth, options.workerTokenSources ?? workerTokenEnv())
     : undefined;

@@ -6,7 +6,7 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { configMode } from "../config/mod.ts";
+import { configMode, labelPrefixOf } from "../config/mod.ts";
 import { workerClient } from "../rpc/client.ts";
 import type { HealthCheck } from "../platform/ssh.ts";
 import type { Platform } from "../platform/platform.ts";
@@ -106,7 +106,7 @@ export function platformFromConfig(
 ): Platform {
   const mode = configMode(config);
   const runner = options.runner ?? new DenoCommandRunner();
-  const labelPrefix = config.platform?.labelPrefix || "iris";
+  const labelPrefix = labelPrefixOf(config);
   switch (mode) {
     case "local":
       if (!options.workDir) {

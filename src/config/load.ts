@@ -112,6 +112,23 @@ export function parseConfigObject(
 }
 
 /**
+ * The cluster's label prefix, resolved once when the config was loaded (applyDefaults sets
+ * `platform.label_prefix`, "iris" unless given). Every consumer reads it here; none has its own
+ * fallback.
+ * @throws {ConfigError} at `platform.label_prefix` for a config that did not go through the loader
+ */
+export function labelPrefixOf(config: ClusterConfig): string {
+  const prefix = config.platform?.labelPrefix;
+  if (!prefix) {
+    throw new ConfigError(
+      "platform.label_prefix",
+      "not resolved: load the config with loadConfig/parseConfig (or applyDefaults) first",
+    );
+  }
+  return prefix;
+}
+
+/**
  * The mode of a cluster, from its controller kind.
  * @throws {ConfigError} at `controller` when no controller kind is set
  */

@@ -6,6 +6,7 @@
 export {
   type ConfigMode,
   configMode,
+  labelPrefixOf,
   loadConfig,
   parseConfig,
   parseConfigObject,

@@ -11,6 +11,7 @@ import type {
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { groupVmsPerSlice } from "./defaults.ts";
 import { formatBytes, formatCores, formatDurationMs } from "./units.ts";
+import { labelPrefixOf } from "./load.ts";
 
 function controllerText(controller: ControllerConfig | undefined): string {
   const kind = controller?.kind;
@@ -60,7 +61,7 @@ function placeText(group: ScaleGroupConfig): string {
 export function formatConfigSummary(config: ClusterConfig): string {
   const groups = Object.entries(config.scaleGroups);
   const header = `cluster ${config.name || "(unnamed)"}: ${controllerText(config.controller)}, ` +
-    `label prefix ${config.platform?.labelPrefix || "iris"}, ${groups.length} scale group${
+    `label prefix ${labelPrefixOf(config)}, ${groups.length} scale group${
       groups.length === 1 ? "" : "s"
     }`;
   const rows = groups.map(([name, g]) => {

@@ -46,7 +46,7 @@ export interface LabelKeys {
 
 /** `{prefix}-managed`, `{prefix}-scale-group`, `{prefix}-slice-id`, `{prefix}-controller`. */
 export function labelKeys(prefix: string): LabelKeys {
-  const p = labelValue(prefix || "iris");
+  const p = labelValue(prefix);
   return {
     managed: `${p}-managed`,
     scaleGroup: `${p}-scale-group`,

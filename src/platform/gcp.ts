@@ -76,8 +76,8 @@ export interface GcpPlatformOptions {
   readonly project: string;
   /** Zones scale groups may use; a slice in any other zone is refused. */
   readonly zones: readonly string[];
-  /** @default "iris" */
-  readonly labelPrefix?: string;
+  /** The cluster's label prefix (resolved when the config is loaded). */
+  readonly labelPrefix: string;
   /** How hosts find the Iris code (home defaults to /var/lib/iris). */
   readonly runtime?: IrisRuntime;
   readonly workerPort?: number;
@@ -117,7 +117,7 @@ export class GcpPlatform implements Platform {
 
   constructor(options: GcpPlatformOptions) {
     this.#o = options;
-    this.#labels = labelKeys(options.labelPrefix ?? "iris");
+    this.#labels = labelKeys(options.labelPrefix);
     this.#create = options.timeouts?.create ?? minutes(15);
     this.#call = options.timeouts?.call ?? minutes(2);
     this.#clock = options.clock ?? systemClock;
@@ -359,8 +359,8 @@ export interface GcpControllerOptions {
   readonly runner: CommandRunner;
   readonly project: string;
   readonly zone: string;
-  /** @default "iris" */
-  readonly labelPrefix?: string;
+  /** The cluster's label prefix (resolved when the config is loaded). */
+  readonly labelPrefix: string;
   /** VM name. @default "<prefix>-controller" */
   readonly name?: string;
   /** @default 10000 */
@@ -396,9 +396,9 @@ export class GcpControllerLifecycle implements ControllerLifecycle {
 
   constructor(options: GcpControllerOptions) {
     this.#o = options;
-    this.#labels = labelKeys(options.labelPrefix ?? "iris");
+    this.#labels = labelKeys(options.labelPrefix);
     this.#name = options.name ??
-      resourceName(`${labelValue(options.labelPrefix || "iris")}-controller`);
+      resourceName(`${labelValue(options.labelPrefix)}-controller`);
     this.#port = options.port || 10000;
     this.#call = options.timeouts?.call ?? minutes(2);
     this.#slow = options.timeouts?.create ?? minutes(15);

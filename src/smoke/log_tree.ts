@@ -5,7 +5,27 @@
  * @module
  */
 
+import { JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+
 const encoder = new TextEncoder();
+
+/** What a task log file's header needs: the test, the job, and the task itself. */
+export interface TaskLogHeader {
+  readonly test: string;
+  readonly jobId: string;
+  readonly jobState: JobState;
+  readonly taskIndex: number;
+  readonly taskState: TaskState;
+}
+
+/**
+ * The header lines of `task-logs/<job>/task-<i>.log`: `task_state` is the task's own state (a
+ * gang's job can fail while some of its tasks succeeded or were killed), `job_state` the job's.
+ */
+export function taskLogHeader(h: TaskLogHeader): string {
+  return `test_name=${h.test}\njob_id=${h.jobId}\njob_state=${JobState[h.jobState]}\n` +
+    `task_index=${h.taskIndex}\ntask_state=${TaskState[h.taskState]}\n`;
+}
 
 /** One owner of one file: appends lines, closed once. */
 export class FileWriter {

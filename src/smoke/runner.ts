@@ -21,7 +21,7 @@ import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
-import { LogTree } from "./log_tree.ts";
+import { LogTree, taskLogHeader } from "./log_tree.ts";
 import { type RegionTarget, SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";
 
 /** Options for {@linkcode runSmoke}. */
@@ -401,11 +401,13 @@ async function collectTaskLogs(
           jobId.replace(/^\//, "").replace(/[^A-Za-z0-9._-]/g, "_")
         }/task-${task.index}.log`,
       );
-      w.write(
-        `test_name=${test}\njob_id=${jobId}\ntask_index=${task.index}\ntask_state=${
-          JobState[job?.state ?? 0]
-        }\n`,
-      );
+      w.write(taskLogHeader({
+        test,
+        jobId,
+        jobState: job?.state ?? JobState.UNSPECIFIED,
+        taskIndex: task.index,
+        taskState: task.state,
+      }));
       for (const l of lines) {
         w.write(`[${new Date(l.timestampMs).toISOString()}] [${l.stream}] ${l.text}\n`);
       }

@@ -178,6 +178,7 @@ function controller(runner: ScriptedRunner, healthy = () => true) {
     runner,
     project: "proj",
     zone: "us-central1-a",
+    labelPrefix: "iris",
     clusterConfig: "name: demo\n",
     checkHealth: (url) => {
       checked.push(url);
@@ -238,6 +239,7 @@ Deno.test("controller status() reports an unhealthy controller and discover() no
     runner: running,
     project: "proj",
     zone: "us-central1-a",
+    labelPrefix: "iris",
     checkHealth: () => Promise.resolve(false),
     timeouts: { call: 50 as never },
   }).status();
