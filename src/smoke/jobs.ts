@@ -197,42 +197,24 @@ const retry: SmokeJob = {
   },
 };
 
-/** RPC headers of a task: JSON, and its IRIS_TOKEN when the cluster has auth on. */
-const TASK_HEADERS = `
-const token = Deno.env.get("IRIS_TOKEN");
-const headers = { "content-type": "application/json", ...(token ? { authorization: "Bearer " + token } : {}) };`;
-
-// Workers of gcp/manual clusters are separate machines: the server listens on every interface
-// and registers its host's first non-loopback IPv4 address, which a client on another host reaches.
-const REGISTER_AND_SERVE = `${TASK_HEADERS}
-const port = Number(Deno.env.get("IRIS_PORT_HTTP"));
-const host = Deno.networkInterfaces().find((i) => i.family === "IPv4" && !i.address.startsWith("127."))?.address ?? "127.0.0.1";
-const server = Deno.serve({ hostname: "0.0.0.0", port, onListen() {} }, () => new Response("pong"));
-const url = Deno.env.get("IRIS_CONTROLLER_URL");
-const res = await fetch(url + "/iris.v1.ControllerService/RegisterEndpoint", {
-  method: "POST", headers,
-  body: JSON.stringify({ name: Deno.env.get("ENDPOINT_NAME"), address: "http://" + host + ":" + port, taskId: Deno.env.get("IRIS_TASK_ID") }),
-});
-console.log("registered", res.status, await res.text());
-await server.finished;`;
-
-const LOOKUP_AND_CALL = `${TASK_HEADERS}
-const url = Deno.env.get("IRIS_CONTROLLER_URL");
-for (let i = 0; i < 200; i++) {
-  const res = await fetch(url + "/iris.v1.ControllerService/ListEndpoints", {
-    method: "POST", headers,
-    body: JSON.stringify({ prefix: Deno.env.get("ENDPOINT_NAME"), exact: true }),
-  });
-  const body = await res.json();
-  if (body.endpoints?.length) {
-    const reply = await (await fetch(body.endpoints[0].address)).text();
-    console.log("reply=" + reply);
-    Deno.exit(reply === "pong" ? 0 : 1);
-  }
-  await new Promise((r) => setTimeout(r, 50));
+/**
+ * Argv of the endpoints job's task program (src/smoke/endpoint_task.ts), which registers and
+ * looks up the endpoint through the client. It runs with this checkout's deno.json (imports).
+ */
+function endpointTaskArgv(role: "serve" | "call", name: string): string[] {
+  const script = new URL("./endpoint_task.ts", import.meta.url);
+  const config = new URL("../../deno.json", import.meta.url);
+  return [
+    Deno.execPath(),
+    "run",
+    "-A",
+    "--config",
+    config.pathname,
+    script.pathname,
+    role,
+    name,
+  ];
 }
-console.error("endpoint never appeared");
-Deno.exit(1);`;
 
 const endpoints: SmokeJob = {
   name: "endpoints",
@@ -240,20 +222,22 @@ const endpoints: SmokeJob = {
     "a server task registers a named endpoint on an allocated port; a client task looks it up and calls it",
   async run(ctx) {
     const name = `smoke-echo-${ctx.runId}`;
-    const deno = Deno.execPath();
     const server = await ctx.submit("endpoints", {
       ...small,
       name: `smoke-endpoint-server-${ctx.runId}`,
-      command: [deno, "eval", REGISTER_AND_SERVE],
+      command: endpointTaskArgv("serve", name),
       ports: ["http"],
-      env: { ENDPOINT_NAME: name },
+      // The task program is a Deno process: reuse this process's module cache.
+      memory: 512 * 2 ** 20,
+      env: { DENO_DIR: denoDir() },
     });
     try {
       const client = await ctx.submit("endpoints", {
         ...small,
         name: `smoke-endpoint-client-${ctx.runId}`,
-        command: [deno, "eval", LOOKUP_AND_CALL],
-        env: { ENDPOINT_NAME: name },
+        command: endpointTaskArgv("call", name),
+        memory: 512 * 2 ** 20,
+        env: { DENO_DIR: denoDir() },
       });
       expectState(await ctx.wait(client), JobState.SUCCEEDED);
       const lines = await stdout(ctx, client);
