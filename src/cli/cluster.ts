@@ -8,8 +8,8 @@ import { type CommandSpec, formatBytes, type Io, str, table, UsageError } from "
 import { cliClient, cliToken, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 import { configMode, loadConfig } from "../config/mod.ts";
 import { IrisClient } from "../client/client.ts";
-import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { connectController, readLocalRecord } from "../cluster/manager.ts";
+import { type ClusterConnection, connectCluster } from "../cluster/manager.ts";
+import { NotFoundError } from "../errors.ts";
 import { seconds } from "../time.ts";
 import { CONFIG_OPTION, logsCommand, startCommand, stopCommand } from "./cluster_lifecycle.ts";
 
@@ -38,16 +38,18 @@ const statusCommand: CommandSpec = {
     if (configPath === undefined) return await printStatus(cliClient(p), io);
     const config = await loadConfig(configPath);
     const mode = configMode(config);
-    const lifecycle = mode === "local" ? undefined : createControllerLifecycle(config);
-    const url = mode === "local"
-      ? (await readLocalRecord(config.name))?.url
-      : await lifecycle!.discover();
-    if (!url) {
+    let connection: ClusterConnection;
+    try {
+      connection = await connectCluster(config);
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err;
       io.out(`Cluster '${config.name}' (${mode}): not running\n`);
       return 1;
     }
-    await using connection = await connectController(lifecycle, url);
-    io.out(`Cluster '${config.name}' (${mode}) at ${url} (${connection.via})\n`);
+    await using _connection = connection;
+    io.out(
+      `Cluster '${config.name}' (${mode}) at ${connection.controllerUrl} (${connection.via})\n`,
+    );
     return await printStatus(
       new IrisClient(connection.url, { retryFor: seconds(3), token: cliToken(p) ?? "" }),
       io,

@@ -3,12 +3,13 @@
  * - where a running local cluster is recorded (the `cluster start` process owns it),
  * - stopCluster: controller and every slice in parallel under one hard timeout,
  * - startClusterLogStreaming: controller and worker logs into a directory, discovering workers,
- * - connectController: the URL a laptop reaches the controller at (an ssh tunnel on gcp).
+ * - connectController: the URL a laptop reaches the controller at (an ssh tunnel on gcp),
+ * - connectCluster: connect to a running cluster, optionally streaming its logs while connected.
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
-import { describeError, PlatformError } from "../errors.ts";
+import { describeError, NotFoundError, PlatformError } from "../errors.ts";
 import { type CommandRunner, DenoCommandRunner, runAll } from "../platform/command.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { GcpControllerLifecycle, GcpPlatform } from "../platform/gcp.ts";
@@ -17,6 +18,7 @@ import { type LogStreamHandle, type LogTarget, startLogStreaming } from "../plat
 import { type Duration, formatDuration, ms, seconds, waitFor } from "../time.ts";
 import { createControllerLifecycle } from "./lifecycle.ts";
 import { platformFromConfig } from "./platforms.ts";
+import { LocalController } from "./local_controller.ts";
 
 /** Where Iris keeps files on this machine: `$IRIS_HOME`, else `~/.iris`. */
 export function irisHome(): string {
@@ -310,4 +312,100 @@ export async function connectController(
   }
   const close = () => Promise.resolve();
   return { url: controllerUrl, via: "direct", close, [Symbol.asyncDispose]: close };
+}
+
+/** Options of {@linkcode connectCluster}. */
+export interface ConnectClusterOptions {
+  /** The cluster's controller lifecycle. @default createControllerLifecycle(config, { runner }) */
+  readonly lifecycle?: ControllerLifecycle;
+  /**
+   * The controller's URL when the caller just started it. @default local: the running
+   * `cluster start` process's record; gcp/manual: `lifecycle.discover()`
+   */
+  readonly controllerUrl?: string;
+  /** gcp: the tunnel's local port. @default a free one */
+  readonly localPort?: number;
+  /**
+   * Streams the controller's and every worker's log into `<logDir>/<name>.log` while connected
+   * (new workers are picked up as they appear); closing the connection stops every follower
+   * and waits for it. Not for a local cluster run by this very process: its owner already
+   * writes its logs (one owner per log file).
+   */
+  readonly logDir?: string;
+  /** The shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
+  readonly runner?: CommandRunner;
+  /** How often new workers are looked for. @default 10s (local: 1s) */
+  readonly discoveryInterval?: Duration;
+  /** Log streaming problems (streaming goes on). */
+  readonly onLogError?: (err: unknown) => void;
+  /** Called once per newly followed log. */
+  readonly onLogTarget?: (name: string) => void;
+}
+
+/** A connection to a running cluster: its URL, how it is reached, and its log streaming. */
+export interface ClusterConnection extends ControllerConnection {
+  /** The controller's own URL (what workers use; on gcp not reachable from here). */
+  readonly controllerUrl: string;
+  /** The log stream, when connected with a `logDir` (and not an in-process local cluster). */
+  readonly logs?: LogStreamHandle;
+}
+
+/**
+ * Connects to a running cluster (seed 004's `connect(log_dir=…)`): finds its controller, opens
+ * the way to it (an ssh tunnel on gcp, see {@linkcode connectController}) and, with `logDir`,
+ * streams the controller's and workers' logs there until the connection is closed. Closing
+ * stops log streaming (every follower killed and awaited), then the tunnel.
+ * @throws {NotFoundError} when the cluster is not running
+ */
+export async function connectCluster(
+  config: ClusterConfig,
+  options: ConnectClusterOptions = {},
+): Promise<ClusterConnection> {
+  const mode = configMode(config);
+  const runner = options.runner ?? new DenoCommandRunner();
+  const lifecycle = options.lifecycle ??
+    (mode === "local" ? undefined : createControllerLifecycle(config, { runner }));
+  const url = options.controllerUrl ??
+    (mode === "local" ? (await readLocalRecord(config.name))?.url : await lifecycle!.discover());
+  if (!url) {
+    throw new NotFoundError(
+      `cluster '${config.name}' (${mode}) is not running` +
+        (mode === "local" ? ` (no live record at ${localRecordPath(config.name)})` : ""),
+    );
+  }
+  const connection = await connectController(lifecycle, url, { localPort: options.localPort });
+  const inProcess = lifecycle instanceof LocalController && lifecycle.cluster !== undefined;
+  let logs: LogStreamHandle | undefined;
+  if (options.logDir !== undefined && !inProcess) {
+    try {
+      logs = startClusterLogStreaming(config, {
+        outputDir: options.logDir,
+        runner,
+        lifecycle,
+        discoveryInterval: options.discoveryInterval,
+        onError: options.onLogError,
+        onTarget: options.onLogTarget,
+      });
+    } catch (err) {
+      await connection.close();
+      throw err;
+    }
+  }
+  let closing: Promise<void> | undefined;
+  const close = () =>
+    closing ??= (async () => {
+      try {
+        await logs?.stop();
+      } finally {
+        await connection.close();
+      }
+    })();
+  return {
+    url: connection.url,
+    via: connection.via,
+    controllerUrl: url,
+    logs,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
 }

@@ -10,13 +10,7 @@ import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import {
-  connectController,
-  type ControllerConnection,
-  startClusterLogStreaming,
-  stopCluster,
-} from "../cluster/manager.ts";
-import type { LogStreamHandle } from "../platform/log_stream.ts";
+import { type ClusterConnection, connectCluster, stopCluster } from "../cluster/manager.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
@@ -95,8 +89,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
   const results: SmokeResult[] = [];
   const submitted = new Map<string, string>();
   let lifecycle: ControllerLifecycle | undefined;
-  let connection: ControllerConnection | undefined;
-  let daemonLogs: LogStreamHandle | undefined;
+  let connection: ClusterConnection | undefined;
   let monitor: Promise<void> | undefined;
   const stopMonitor = new AbortController();
   let current = "";
@@ -119,18 +112,18 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     const url = await abortable(lifecycle.start(), signal, why);
     tree.log(`controller started at ${url} in ${(performance.now() - started).toFixed(0)} ms`);
     tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
-    if (mode !== "local") {
-      // The remote controller's and workers' logs stream into <log dir>/daemons (seed 004).
-      daemonLogs = startClusterLogStreaming(o.config, {
-        outputDir: `${o.logDir}/daemons`,
-        lifecycle,
-        onError: (e) => tree.log(`log streaming: ${describeError(e)}`, "WARN"),
-      });
-    }
 
     tree.section("Phase 2: connect");
-    // gcp: the controller's internal IP is reached through an ssh tunnel, closed in cleanup.
-    connection = await connectController(lifecycle, url);
+    // gcp: the controller's internal IP is reached through an ssh tunnel. gcp/manual: the
+    // connection also streams the controller's and workers' logs into <log dir>/daemons
+    // (seed 004); a local cluster runs in this process and writes its logs here itself.
+    // Closing the connection in cleanup stops the followers and the tunnel.
+    connection = await connectCluster(o.config, {
+      lifecycle,
+      controllerUrl: url,
+      logDir: `${o.logDir}/daemons`,
+      onLogError: (e) => tree.log(`log streaming: ${describeError(e)}`, "WARN"),
+    });
     tree.log(
       connection.via === "direct"
         ? `direct connection to ${url}`
@@ -226,8 +219,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
   } finally {
     tree.section("Phase 4: results and cleanup");
     await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url, o.config);
-    await connection?.close().catch((e) => tree.log(`closing the tunnel: ${describeError(e)}`));
-    await daemonLogs?.stop();
+    await connection?.close().catch((e) => tree.log(`closing the connection: ${describeError(e)}`));
   }
   const passed = results.filter((r) => r.passed).length;
   const total = Math.max(results.length, selected.length);

@@ -10,6 +10,7 @@ import assert from "node:assert/strict";
 import { loadConfig } from "../../src/config/mod.ts";
 import {
   clusterLogTargets,
+  connectCluster,
   connectController,
   startClusterLogStreaming,
   stopCluster,
@@ -185,4 +186,56 @@ Deno.test("connectController() reaches a gcp controller through an ssh tunnel cl
     runner.transcript().replace(`-L ${localPort}:`, "-L PORT:"),
   );
   await Deno.remove(bundleDir, { recursive: true });
+});
+
+Deno.test("connectCluster() with a log dir streams the controller's and workers' logs while connected and stops every follower on close", async () => {
+  const config = await loadConfig(GCP_YAML);
+  const bundleDir = await Deno.makeTempDir({ prefix: "iris-connect-" });
+  const logDir = await Deno.makeTempDir({ prefix: "iris-connect-logs-" });
+  await using server = startController({
+    host: "127.0.0.1",
+    port: 0,
+    bundles: new FileBundleStore(bundleDir),
+  });
+  const localPort = Number(new URL(server.url).port);
+  // The tunnel and the controller's log follower are both `gcloud compute ssh` streams.
+  const runner = gcpRunner()
+    .on(["gcloud", "compute", "tpus", "tpu-vm", "ssh"], { stdout: "worker line\n", hang: true })
+    .on(["gcloud", "compute", "ssh"], { stdout: "controller line\n", hang: true });
+  try {
+    const followed: string[] = [];
+    {
+      await using connection = await connectCluster(config, {
+        runner,
+        localPort,
+        logDir,
+        discoveryInterval: seconds(30),
+        onLogTarget: (name) => followed.push(name),
+      });
+      assert.equal(connection.controllerUrl, "http://10.164.0.2:10000");
+      assert.equal(connection.url, `http://localhost:${localPort}`);
+      // 1 tunnel + 1 controller follower + 8 worker followers.
+      await waitFor(() => runner.activeStreams === 10, {
+        timeout: seconds(10),
+        what: "the tunnel and 9 followers",
+      });
+      assert.deepEqual(connection.logs?.discovered().length, 9);
+    }
+    assert.equal(runner.activeStreams, 0, "no follower or tunnel outlives the connection");
+    assert.equal(followed.length, 9);
+    assert.equal(await Deno.readTextFile(`${logDir}/controller.log`), "controller line\n");
+    assert.equal(await Deno.readTextFile(`${logDir}/iris-tpu-v5e-16-a-w0.log`), "worker line\n");
+  } finally {
+    await Deno.remove(bundleDir, { recursive: true });
+    await Deno.remove(logDir, { recursive: true });
+  }
+});
+
+Deno.test("connectCluster() without a running cluster says so", async () => {
+  const config = await loadConfig(GCP_YAML);
+  const runner = new ScriptedRunner().on([...INSTANCES, "list"], { stdout: "[]" });
+  await assert.rejects(
+    () => connectCluster(config, { runner, logDir: "/nonexistent/never-created" }),
+    /cluster 'eu-west4' \(gcp\) is not running/,
+  );
 });
