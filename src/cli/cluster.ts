@@ -6,23 +6,31 @@
 import { formatDuration, ms } from "../time.ts";
 import { type CommandSpec, formatBytes, type Io, str, table, UsageError } from "./args.ts";
 import { cliClient, cliToken, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
-import { configMode, loadConfig } from "../config/mod.ts";
+import { configMode } from "../config/mod.ts";
 import { IrisClient } from "../client/client.ts";
 import { type ClusterConnection, connectCluster } from "../cluster/manager.ts";
 import { NotFoundError } from "../errors.ts";
 import { seconds } from "../time.ts";
-import { CONFIG_OPTION, logsCommand, startCommand, stopCommand } from "./cluster_lifecycle.ts";
+import {
+  AS_LOCAL_OPTION,
+  CONFIG_OPTION,
+  logsCommand,
+  requireConfig,
+  startCommand,
+  stopCommand,
+} from "./cluster_lifecycle.ts";
 
 const statusCommand: CommandSpec = {
   name: "cluster status",
   summary: "Show the controller, its workers and the autoscaler's groups, slices and decisions.",
-  usage: "cluster status [--config FILE | --controller URL]",
+  usage: "cluster status [--config FILE [--as-local] | --controller URL]",
   description:
     "With --config, the controller is found the way the config's mode says: the running local\n" +
     "cluster's record, the manual controller host, or the GCP controller VM (reached through an\n" +
     "ssh tunnel that is closed on exit). Exit code 1 when the cluster is not running.",
   options: {
     config: CONFIG_OPTION,
+    "as-local": AS_LOCAL_OPTION,
     controller: CONTROLLER_OPTION,
     "token-file": TOKEN_FILE_OPTION,
   },
@@ -36,7 +44,7 @@ const statusCommand: CommandSpec = {
       throw new UsageError("give either --config or --controller, not both");
     }
     if (configPath === undefined) return await printStatus(cliClient(p), io);
-    const config = await loadConfig(configPath);
+    const { config } = await requireConfig(p, io);
     const mode = configMode(config);
     let connection: ClusterConnection;
     try {

@@ -3,7 +3,7 @@
  * src/cluster (the controller lifecycle protocol, stopCluster, cluster log streaming).
  * @module
  */
-import { configMode, loadConfig } from "../config/mod.ts";
+import { configMode, loadConfig, loadConfigAsLocal } from "../config/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
 import { LocalController } from "../cluster/local_controller.ts";
@@ -19,6 +19,7 @@ import { type FileLogSink, fileLogSink, logFileName } from "../platform/log_stre
 import { describeError } from "../errors.ts";
 import { formatDuration, ms, parseDuration } from "../time.ts";
 import {
+  bool,
   type CommandSpec,
   type Io,
   type OptionSpec,
@@ -34,10 +35,38 @@ export const CONFIG_OPTION: OptionSpec = {
   description: "Cluster config (YAML); its controller kind decides the mode",
 };
 
-async function requireConfig(p: Parsed): Promise<{ path: string; config: ClusterConfig }> {
+/** `--as-local`, shared by the cluster commands. */
+export const AS_LOCAL_OPTION: OptionSpec = {
+  type: "boolean",
+  description: "Run a gcp or manual config's scale groups on this machine " +
+    "(local controller and providers, local bundles)",
+};
+
+/**
+ * The `--config` file, converted to its local variant with `--as-local` (the conversion is
+ * printed: `verbose` lists every change, otherwise one line).
+ */
+export async function requireConfig(
+  p: Parsed,
+  io: Io,
+  options: { verbose?: boolean } = {},
+): Promise<{ path: string; config: ClusterConfig; asLocal: string }> {
   const path = str(p, "config");
   if (!path) throw new UsageError("--config FILE is required");
-  return { path, config: await loadConfig(path) };
+  if (!bool(p, "as-local")) return { path, config: await loadConfig(path), asLocal: "" };
+  const variant = await loadConfigAsLocal(path);
+  if (variant.from === "local") {
+    io.out(`${path} is already a local config; --as-local changes nothing\n`);
+  } else if (options.verbose) {
+    io.out(
+      `Running ${path} (${variant.from}) as a local cluster (--as-local): same scale groups, ` +
+        `local controller and providers, local bundles. Changes:\n` +
+        variant.changes.map((c) => `  ${c}\n`).join(""),
+    );
+  } else {
+    io.err(`${path} (${variant.from}) taken as a local cluster (--as-local)\n`);
+  }
+  return { path, config: variant.config, asLocal: " --as-local" };
 }
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
@@ -72,6 +101,7 @@ function localLogSinks(dir: string): {
 /** Local mode: the whole cluster lives in this process until Ctrl-C or `cluster stop`. */
 async function startLocal(
   path: string,
+  asLocal: string,
   config: ClusterConfig,
   p: Parsed,
   io: Io,
@@ -102,7 +132,7 @@ async function startLocal(
     io.out(
       `Cluster '${config.name}' (local) started at ${url}\n` +
         `Logs: ${logDir}\n` +
-        `Stop it with Ctrl-C or: iris cluster stop --config ${path}\n`,
+        `Stop it with Ctrl-C or: iris cluster stop --config ${path}${asLocal}\n`,
     );
     await waitForAbort(signal);
     io.err(`Stopping cluster '${config.name}'\n`);
@@ -115,16 +145,21 @@ async function startLocal(
 export const startCommand: CommandSpec = {
   name: "cluster start",
   summary: "Start a cluster's controller (local: run the whole cluster here until Ctrl-C).",
-  usage: "cluster start --config FILE [--log-dir DIR]",
+  usage: "cluster start --config FILE [--as-local] [--log-dir DIR]",
   description: "The config's controller kind decides what happens:\n" +
     "  local   the controller, autoscaler and workers run in this process until Ctrl-C or\n" +
     "          'iris cluster stop'; controller and worker logs go to --log-dir.\n" +
     "  gcp     creates (or reuses, or restarts) the labelled controller VM and waits until it\n" +
     "          answers; its autoscaler then creates TPU slices on demand. Returns.\n" +
     "  manual  starts 'iris controller serve' on the controller host over ssh (reusing one that\n" +
-    "          answers); its autoscaler bootstraps workers on the listed hosts. Returns.",
+    "          answers); its autoscaler bootstraps workers on the listed hosts. Returns.\n" +
+    "With --as-local, a gcp or manual config runs as a local cluster: the same scale groups\n" +
+    "(accelerators, slice bounds, priorities, regions, attributes) with local providers, the\n" +
+    "controller in this process, bundles stored by it; what it changed is printed. Use\n" +
+    "--as-local with status, logs and stop too.",
   options: {
     config: CONFIG_OPTION,
+    "as-local": AS_LOCAL_OPTION,
     "log-dir": {
       type: "string",
       value: "DIR",
@@ -135,11 +170,12 @@ export const startCommand: CommandSpec = {
   examples: [
     "iris cluster start --config examples/local.yaml",
     "iris cluster start --config examples/gcp.yaml",
+    "iris cluster start --config examples/gcp.yaml --as-local",
   ],
   async run(p, io, signal) {
-    const { path, config } = await requireConfig(p);
+    const { path, config, asLocal } = await requireConfig(p, io, { verbose: true });
     const mode = configMode(config);
-    if (mode === "local") return await startLocal(path, config, p, io, signal);
+    if (mode === "local") return await startLocal(path, asLocal, config, p, io, signal);
     const lifecycle = createControllerLifecycle(config, {
       configText: await Deno.readTextFile(path),
     });
@@ -160,7 +196,7 @@ export const startCommand: CommandSpec = {
 export const stopCommand: CommandSpec = {
   name: "cluster stop",
   summary: "Stop a cluster: its controller and every slice, in parallel, with a hard timeout.",
-  usage: "cluster stop --config FILE [--timeout DURATION]",
+  usage: "cluster stop --config FILE [--as-local] [--timeout DURATION]",
   description:
     "local: signals the 'iris cluster start' process, which stops its workers and controller.\n" +
     "gcp: deletes the controller VM and every TPU slice carrying the cluster's labels.\n" +
@@ -169,6 +205,7 @@ export const stopCommand: CommandSpec = {
     "Exit code 0 only when everything stopped.",
   options: {
     config: CONFIG_OPTION,
+    "as-local": AS_LOCAL_OPTION,
     timeout: {
       type: "string",
       value: "DURATION",
@@ -181,7 +218,7 @@ export const stopCommand: CommandSpec = {
     "iris cluster stop --config examples/manual.yaml --timeout 2m",
   ],
   async run(p, io) {
-    const { config } = await requireConfig(p);
+    const { config } = await requireConfig(p, io);
     const timeout = parseDuration(str(p, "timeout")!);
     if (timeout === undefined || timeout <= 0) {
       throw new UsageError(
@@ -199,7 +236,7 @@ export const stopCommand: CommandSpec = {
 export const logsCommand: CommandSpec = {
   name: "cluster logs",
   summary: "Stream the controller's and every worker's log into a directory until Ctrl-C.",
-  usage: "cluster logs --config FILE [--log-dir DIR]",
+  usage: "cluster logs --config FILE [--as-local] [--log-dir DIR]",
   description:
     "One file per component (controller.log, one per worker), appended as lines arrive; new\n" +
     "workers are picked up as they appear. local: follows the files of the running\n" +
@@ -207,6 +244,7 @@ export const logsCommand: CommandSpec = {
     "follower and waits for it.",
   options: {
     config: CONFIG_OPTION,
+    "as-local": AS_LOCAL_OPTION,
     "log-dir": {
       type: "string",
       value: "DIR",
@@ -215,7 +253,7 @@ export const logsCommand: CommandSpec = {
   },
   examples: ["iris cluster logs --config examples/manual.yaml --log-dir /tmp/lab-logs"],
   async run(p, io, signal) {
-    const { config } = await requireConfig(p);
+    const { config } = await requireConfig(p, io);
     if (configMode(config) === "local" && !(await readLocalRecord(config.name))) {
       io.err(
         `iris cluster logs: local cluster '${config.name}' is not running ` +

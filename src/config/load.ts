@@ -33,6 +33,14 @@ export async function loadConfig(
   path: string,
   options: ParseConfigOptions = {},
 ): Promise<ClusterConfig> {
+  return parseConfig(await readConfigText(path), path, options);
+}
+
+/**
+ * The text of the config file at `path`.
+ * @throws {ConfigError} naming the path when it cannot be read
+ */
+export async function readConfigText(path: string): Promise<string> {
   let text: string;
   try {
     text = await Deno.readTextFile(path);
@@ -44,7 +52,7 @@ export async function loadConfig(
       : String(err);
     throw new ConfigError(path, `cannot read config file: ${reason}`, { cause: err });
   }
-  return parseConfig(text, path, options);
+  return text;
 }
 
 /**
@@ -58,6 +66,14 @@ export function parseConfig(
   source?: string,
   options: ParseConfigOptions = {},
 ): ClusterConfig {
+  return parseConfigObject(parseConfigYaml(text, source), source, options);
+}
+
+/**
+ * YAML config text as a plain tree (snake_case keys), not yet validated.
+ * @throws {ConfigError} on YAML syntax errors (`source:line:column: YAML syntax error: …`)
+ */
+export function parseConfigYaml(text: string, source?: string): unknown {
   const lineCounter = new LineCounter();
   const issues = new Issues();
   const where = source ?? "<config>";
@@ -92,7 +108,7 @@ export function parseConfig(
     const message = err instanceof Error ? err.message : String(err);
     throw new ConfigError(where, `YAML error: ${message}`, { cause: err });
   }
-  return parseConfigObject(tree, source, options);
+  return tree;
 }
 
 /**

@@ -11,7 +11,10 @@ export {
   parseConfig,
   parseConfigObject,
   type ParseConfigOptions,
+  parseConfigYaml,
+  readConfigText,
 } from "./load.ts";
+export { loadConfigAsLocal, type LocalVariant, localVariantTree } from "./as_local.ts";
 export { formatConfigSummary } from "./summary.ts";
 export {
   applyDefaults,
