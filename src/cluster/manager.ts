@@ -17,7 +17,7 @@ import { ManualControllerLifecycle, ManualPlatform } from "../platform/manual.ts
 import { type LogStreamHandle, type LogTarget, startLogStreaming } from "../platform/log_stream.ts";
 import { type Duration, formatDuration, ms, seconds, waitFor } from "../time.ts";
 import { createControllerLifecycle } from "./lifecycle.ts";
-import { platformFromConfig } from "./platforms.ts";
+import { manualHostsFromConfig, platformFromConfig } from "./platforms.ts";
 import { LocalController } from "./local_controller.ts";
 
 /** Where Iris keeps files on this machine: `$IRIS_HOME`, else `~/.iris`. */
@@ -408,4 +408,60 @@ export async function connectCluster(
     close,
     [Symbol.asyncDispose]: close,
   };
+}
+
+/** What {@linkcode removeLeftovers} found and did. */
+export interface LeftoversReport extends StopReport {
+  /** What was found ("controller VM at …", "slice …"; manual: the hosts that were cleaned). */
+  readonly found: string[];
+}
+
+/**
+ * A clean start on a remote cluster (the smoke test's phase 0): lists what an earlier run left
+ * (gcp: the labelled controller VM and every labelled slice; manual: every configured host may
+ * still run a controller or worker, so all are cleaned) and removes it with
+ * {@linkcode stopCluster}, logging what was found and what was removed. Local clusters leave
+ * nothing behind: returns at once.
+ */
+export async function removeLeftovers(
+  config: ClusterConfig,
+  options: StopClusterOptions,
+): Promise<LeftoversReport> {
+  const mode = configMode(config);
+  const empty = { found: [], stopped: [], failed: [], timedOut: [] };
+  if (mode === "local") return empty;
+  const runner = options.runner ?? new DenoCommandRunner();
+  const lifecycle = options.lifecycle ?? createControllerLifecycle(config, { runner });
+  const found: string[] = [];
+  if (mode === "gcp") {
+    const platform = platformFromConfig(config, { runner });
+    try {
+      const url = await lifecycle.discover();
+      if (url) found.push(`controller VM at ${url}`);
+      for (const s of await platform.listSlices({ timeout: options.timeout })) {
+        found.push(`slice ${s.sliceId} (${s.scaleGroup}, ${s.state})`);
+      }
+    } finally {
+      await platform.shutdown().catch(() => {});
+    }
+    if (found.length === 0) {
+      options.log("no leftovers of an earlier run");
+      return empty;
+    }
+    options.log(`leftovers of an earlier run: ${found.join(", ")}; removing them`);
+  } else {
+    found.push(...manualHostsFromConfig(config).map((h) => `host ${h.host}`));
+    options.log(
+      `stopping any controller and worker an earlier run left on the controller host and ${
+        found.join(", ") || "no worker host"
+      }`,
+    );
+  }
+  const report = await stopCluster(config, { ...options, runner, lifecycle });
+  options.log(
+    `removed: ${report.stopped.join(", ") || "nothing"}` +
+      (report.failed.length ? `; FAILED: ${report.failed.join(", ")}` : "") +
+      (report.timedOut.length ? `; TIMED OUT: ${report.timedOut.join(", ")}` : ""),
+  );
+  return { found, ...report };
 }

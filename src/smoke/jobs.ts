@@ -7,6 +7,7 @@ import { type IrisClient, WaitTimeoutError } from "../client/client.ts";
 import type { JobRequest } from "../client/job_request.ts";
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { type Duration, seconds, waitFor } from "../time.ts";
+import { tpuShape } from "../config/tpu_variants.ts";
 
 /** What a smoke job can use. */
 export interface SmokeContext {
@@ -18,6 +19,8 @@ export interface SmokeContext {
   readonly signal: AbortSignal;
   /** Argv that runs this iris binary (for tasks that use the CLI). */
   readonly irisArgv: readonly string[];
+  /** The slice variant of the TPU jobs (`--tpu-type`), e.g. "v5litepod-16". */
+  readonly tpuVariant: string;
   /** Scale groups the region jobs can target, CPU groups first (config order). */
   readonly regionTargets: readonly RegionTarget[];
   /** Submits and remembers the job for cleanup, progress and task-log collection. */
@@ -99,7 +102,8 @@ const concurrent: SmokeJob = {
 
 const tpuHello: SmokeJob = {
   name: "tpu-hello",
-  description: "a single-host TPU job lands on a TPU worker and sees its accelerator attributes",
+  description:
+    "a single TPU task lands on a worker of a --tpu-type slice and sees its accelerator attributes",
   async run(ctx) {
     const id = await ctx.submit("tpu-hello", {
       ...small,
@@ -109,7 +113,10 @@ const tpuHello: SmokeJob = {
         "-c",
         'echo "tpu_name=$TPU_NAME worker_id=$TPU_WORKER_ID topology=$TPU_TOPOLOGY"',
       ],
-      accelerator: { kind: "tpu" },
+      // One task, not a gang, even on a multi-host variant.
+      accelerator: { kind: "tpu", variant: ctx.tpuVariant },
+      replicas: 1,
+      groupBy: "",
     });
     expectState(await ctx.wait(id), JobState.SUCCEEDED);
     const line = (await stdout(ctx, id)).find((l) => l.startsWith("tpu_name="));
@@ -124,8 +131,9 @@ const tpuHello: SmokeJob = {
 const coscheduled: SmokeJob = {
   name: "coscheduled",
   description:
-    "a replicas=4 gang on one v5litepod-16 slice (filled in from the variant); each task sees its worker id and all hosts",
+    "a gang on one --tpu-type slice, one task per host (filled in from the variant); each task sees its worker id and all hosts",
   async run(ctx) {
+    const hosts = tpuShape(ctx.tpuVariant)?.vmCount ?? 1;
     const id = await ctx.submit("coscheduled", {
       ...small,
       name: `smoke-coscheduled-${ctx.runId}`,
@@ -135,25 +143,30 @@ const coscheduled: SmokeJob = {
         'echo "task=$IRIS_TASK_INDEX of=$IRIS_NUM_TASKS worker=$TPU_WORKER_ID slice=$TPU_NAME hosts=$TPU_WORKER_HOSTNAMES"',
       ],
       // No replicas or groupBy: a multi-host variant fills in one task per host, by tpu-name.
-      accelerator: { kind: "tpu", variant: "v5litepod-16" },
+      accelerator: { kind: "tpu", variant: ctx.tpuVariant },
     });
     expectState(await ctx.wait(id), JobState.SUCCEEDED);
-    const lines = (await stdout(ctx, id)).filter((l) => l.startsWith("task=")).sort();
-    check(lines.length === 4, `expected 4 task lines, got ${lines.length}`);
+    const lines = (await stdout(ctx, id)).filter((l) => l.startsWith("task=")).sort((a, b) =>
+      a.localeCompare(b, "en", { numeric: true })
+    );
+    check(lines.length === hosts, `expected ${hosts} task lines, got ${lines.length}`);
     const slices = new Set<string>();
     for (const [i, line] of lines.entries()) {
-      const m = /^task=(\d+) of=4 worker=(\d+) slice=(\S+) hosts=(\S+)$/.exec(line);
+      const m = /^task=(\d+) of=(\d+) worker=(\d+) slice=(\S+) hosts=(\S+)$/.exec(line);
       check(m, `unexpected line ${JSON.stringify(line)}`);
-      check(m[1] === String(i) && m[2] === m[1], `task ${m[1]} ran on tpu-worker-id ${m[2]}`);
-      check(m[4]!.split(",").length === 4, `task ${i} saw hosts ${m[4]}`);
-      slices.add(m[3]!);
+      check(m[2] === String(hosts), `task ${m[1]} saw ${m[2]} tasks, expected ${hosts}`);
+      check(m[1] === String(i) && m[3] === m[1], `task ${m[1]} ran on tpu-worker-id ${m[3]}`);
+      check(m[5]!.split(",").length === hosts, `task ${i} saw hosts ${m[5]}`);
+      slices.add(m[4]!);
     }
     check(slices.size === 1, `tasks ran on ${slices.size} slices`);
     const { tasks } = await ctx.client.status(id);
     const starts = tasks.map((t) => t.startedAtMs);
     const spread = Math.max(...starts) - Math.min(...starts);
     check(spread < 5000, `tasks started ${spread} ms apart`);
-    return `4 tasks on slice ${[...slices][0]}, started within ${spread} ms`;
+    return `${hosts} tasks on ${ctx.tpuVariant} slice ${
+      [...slices][0]
+    }, started within ${spread} ms`;
   },
 };
 

@@ -10,7 +10,15 @@ import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { IrisClient, isFinished } from "../client/client.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { type ClusterConnection, connectCluster, stopCluster } from "../cluster/manager.ts";
+import {
+  type ClusterConnection,
+  connectCluster,
+  readLocalRecord,
+  removeLeftovers,
+  stopCluster,
+  writeLocalRecord,
+} from "../cluster/manager.ts";
+import { LocalController } from "../cluster/local_controller.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
 import { type Duration, formatDuration, ms, seconds } from "../time.ts";
@@ -27,13 +35,32 @@ export interface SmokeOptions {
   readonly logDir: string;
   /** Only these jobs (names as in SMOKE_JOBS). */
   readonly only?: readonly string[];
-  /** Leave the cluster up after the jobs (until the signal fires). */
-  readonly keep?: boolean;
+  /**
+   * full: clean start (remote: leftovers removed), run, stop everything. keep: the same but the
+   * cluster stays up afterwards (local: until Ctrl-C or `iris cluster stop`; remote: the run
+   * exits and prints how to reach and stop it). redeploy: no clean start; the running cluster is
+   * reused (remote: its controller restarted with this code; local: the running
+   * `iris cluster start`), and it stays up. @default "full"
+   */
+  readonly mode?: SmokeMode;
+  /** Per-job wait limit. @default min(timeout, 300s) */
+  readonly jobTimeout?: Duration;
+  /** The slice variant of the TPU jobs (tpu-hello, coscheduled). @default DEFAULT_TPU_TYPE */
+  readonly tpuType?: string;
   readonly print: (line: string) => void;
   /** Rewrites the progress line in place when true. */
   readonly isTty: boolean;
   readonly signal: AbortSignal;
 }
+
+/** How the smoke test treats the cluster (see {@linkcode SmokeOptions.mode}). */
+export type SmokeMode = "full" | "keep" | "redeploy";
+
+/** Every smoke mode, for the CLI. */
+export const SMOKE_MODES: readonly SmokeMode[] = ["full", "keep", "redeploy"];
+
+/** The TPU jobs' slice variant when --tpu-type is not given. */
+export const DEFAULT_TPU_TYPE = "v5litepod-16";
 
 /** One job's result. */
 export interface SmokeResult {
@@ -78,40 +105,75 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
       : "interrupted");
   using tree = new LogTree(o.logDir, o.print);
   const mode = configMode(o.config);
+  const runMode = o.mode ?? "full";
+  const jobTimeout = o.jobTimeout ?? ms(Math.min(o.timeout, seconds(300)));
+  const tpuType = o.tpuType ?? DEFAULT_TPU_TYPE;
   const selected = o.only?.length ? SMOKE_JOBS.filter((j) => o.only!.includes(j.name)) : SMOKE_JOBS;
   tree.markdown(
     `# Iris smoke test\n\n- started: ${
       new Date().toISOString()
     }\n- config: ${o.configPath} (${mode})\n- jobs: ${
       selected.map((j) => j.name).join(", ")
-    }\n- log dir: ${o.logDir}\n- timeout: ${formatDuration(o.timeout)}\n`,
+    }\n- mode: ${runMode}\n- log dir: ${o.logDir}\n- timeout: ${
+      formatDuration(o.timeout)
+    } (per job ${formatDuration(jobTimeout)})\n- TPU type: ${tpuType}\n`,
   );
   const results: SmokeResult[] = [];
   const submitted = new Map<string, string>();
   let lifecycle: ControllerLifecycle | undefined;
+  /** Whether this run stops the cluster at the end (not when it is left up for the user). */
+  let stopAtEnd = true;
   let connection: ClusterConnection | undefined;
   let monitor: Promise<void> | undefined;
   const stopMonitor = new AbortController();
   let current = "";
   try {
     tree.section("Phase 0: images and leftover resources");
+    const running = mode === "local" && runMode === "redeploy"
+      ? await readLocalRecord(o.config.name)
+      : undefined;
     if (mode === "local") {
       tree.log("skipped: a local cluster needs no images and leaves no cloud resources");
-    } else {tree.log(
-        `skipped: no image build is needed (workers run iris from the bootstrap script); leftovers are listed by the ${mode} platform at start`,
-      );}
+    } else if (runMode === "redeploy") {
+      tree.log("skipped: --mode redeploy reuses the running cluster (no image build is needed)");
+    } else {
+      tree.log("no image build is needed (workers run iris from the bootstrap script)");
+      // A clean start: what an earlier run left is listed and removed (logged line by line).
+      await abortable(
+        removeLeftovers(o.config, { log: (line) => tree.log(line), timeout: seconds(120) }),
+        signal,
+        why,
+      );
+    }
 
     tree.section("Phase 1: start the cluster");
-    const controllerLog = tree.writer("controller.log");
-    lifecycle = createControllerLifecycle(o.config, {
-      configText: await Deno.readTextFile(o.configPath).catch(() => undefined),
-      log: (line) => controllerLog.write(line + "\n"),
-      vmLog: (workerId, line) => tree.writer(`workers/${workerId}.log`).write(line + "\n"),
-    });
-    const started = performance.now();
-    const url = await abortable(lifecycle.start(), signal, why);
-    tree.log(`controller started at ${url} in ${(performance.now() - started).toFixed(0)} ms`);
-    tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
+    let url: string;
+    if (running) {
+      // Another process (`iris cluster start`) owns this local cluster and runs its own code.
+      url = running.url;
+      stopAtEnd = false;
+      tree.log(
+        `redeploy: using the running local cluster '${o.config.name}' at ${url} (pid ${running.pid}); it runs its own code, so nothing is redeployed`,
+      );
+    } else {
+      const controllerLog = tree.writer("controller.log");
+      lifecycle = createControllerLifecycle(o.config, {
+        configText: await Deno.readTextFile(o.configPath).catch(() => undefined),
+        log: (line) => controllerLog.write(line + "\n"),
+        vmLog: (workerId, line) => tree.writer(`workers/${workerId}.log`).write(line + "\n"),
+      });
+      // A remote cluster left up (keep, redeploy) outlives this process; a local one lives here.
+      if (runMode !== "full" && mode !== "local") stopAtEnd = false;
+      const started = performance.now();
+      const redeploy = runMode === "redeploy" && mode !== "local";
+      url = await abortable(redeploy ? lifecycle.reload() : lifecycle.start(), signal, why);
+      tree.log(
+        `controller ${redeploy ? "redeployed" : "started"} at ${url} in ${
+          (performance.now() - started).toFixed(0)
+        } ms`,
+      );
+      tree.writer("cluster-start.log").write(await lifecycle.fetchStartupLogs());
+    }
 
     tree.section("Phase 2: connect");
     // gcp: the controller's internal IP is reached through an ssh tunnel. gcp/manual: the
@@ -130,7 +192,7 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
         : `connected to ${url} at ${connection.url} through an ${connection.via}`,
     );
     const client = new IrisClient(connection.url);
-    const health = connection.via === "direct"
+    const health = connection.via === "direct" && lifecycle
       ? await lifecycle.status()
       : { healthy: (await client.rpc.getControllerStatus({})).healthy, message: connection.via };
     if (!health.healthy) throw new Error(`controller is not healthy: ${health.message ?? ""}`);
@@ -141,7 +203,8 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     const ctx: SmokeContext = {
       client,
       runId: new Date().toISOString().slice(11, 19).replace(/:/g, ""),
-      jobTimeout: ms(Math.min(o.timeout, seconds(300))),
+      jobTimeout,
+      tpuVariant: tpuType,
       signal,
       irisArgv: irisArgv(),
       regionTargets: regionTargets(o.config),
@@ -193,19 +256,13 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
         await collectTaskLogs(client, tree, submitted, job.name, o.print).catch((e) =>
           tree.log(`could not collect task logs: ${describeError(e)}`, "WARN")
         );
+        await logAutoscalerStatus(client, tree, job.name);
       }
     } finally {
       current = "";
       await progress;
     }
-    if (o.keep && !signal.aborted) {
-      tree.log(
-        `--keep: the cluster stays up at ${url} (dashboard at the same URL); press Ctrl-C to stop it`,
-      );
-      await new Promise<void>((resolve) =>
-        signal.addEventListener("abort", () => resolve(), { once: true })
-      );
-    }
+    if (runMode !== "full" && !signal.aborted) await leaveUp(o, tree, url, lifecycle);
   } catch (err) {
     tree.log(`smoke test aborted: ${signal.aborted ? why() : describeError(err)}`, "ERROR");
     if (results.length === 0) {
@@ -218,7 +275,15 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
     }
   } finally {
     tree.section("Phase 4: results and cleanup");
-    await cleanup(tree, lifecycle, submitted, stopMonitor, monitor, connection?.url, o.config);
+    await cleanup(tree, {
+      lifecycle,
+      submitted,
+      stopMonitor,
+      monitor,
+      clientUrl: connection?.url,
+      config: o.config,
+      stopCluster: stopAtEnd,
+    });
     await connection?.close().catch((e) => tree.log(`closing the connection: ${describeError(e)}`));
   }
   const passed = results.filter((r) => r.passed).length;
@@ -250,16 +315,98 @@ export async function runSmoke(o: SmokeOptions): Promise<number> {
   return passed === total && results.length === selected.length ? 0 : 1;
 }
 
-/** Cancels unfinished jobs, stops the monitor and the cluster: each step runs even if one fails. */
-async function cleanup(
+/**
+ * `--mode keep|redeploy` after the jobs: says how to reach and stop the cluster. A cluster living
+ * in this process (local) stays up until Ctrl-C or `iris cluster stop` (it is recorded like one
+ * `iris cluster start` runs); a remote one outlives this process.
+ */
+async function leaveUp(
+  o: SmokeOptions,
   tree: LogTree,
+  url: string,
   lifecycle: ControllerLifecycle | undefined,
-  submitted: Map<string, string>,
-  stopMonitor: AbortController,
-  monitor: Promise<void> | undefined,
-  clientUrl: string | undefined,
-  config?: ClusterConfig,
 ): Promise<void> {
+  const how =
+    `status: iris cluster status --config ${o.configPath}; stop: iris cluster stop --config ${o.configPath}`;
+  if (!(lifecycle instanceof LocalController)) {
+    tree.log(
+      `--mode ${o.mode}: the cluster is kept up; controller ${url} (dashboard at the same URL)` +
+        `${
+          configMode(o.config) === "gcp"
+            ? ", reached through an ssh tunnel by iris cluster status"
+            : ""
+        }; ${how}`,
+    );
+    return;
+  }
+  const other = await readLocalRecord(o.config.name);
+  await using _record = other ? undefined : await writeLocalRecord({
+    name: o.config.name,
+    pid: Deno.pid,
+    url,
+    logDir: o.logDir,
+    startedAtMs: Date.now(),
+  });
+  tree.log(
+    `--mode ${o.mode}: the cluster is kept up at ${url} (dashboard at the same URL) until Ctrl-C` +
+      (other
+        ? ` (another local cluster '${o.config.name}' is recorded, so iris cluster stop reaches that one)`
+        : ` or: iris cluster stop --config ${o.configPath}; status: iris cluster status --config ${o.configPath}`),
+  );
+  await new Promise<void>((resolve) => {
+    if (o.signal.aborted) return resolve();
+    o.signal.addEventListener("abort", () => resolve(), { once: true });
+  });
+  tree.log("stopping the kept cluster");
+}
+
+/** After each job: the autoscaler's demand and every group's slices, into summary.md. */
+async function logAutoscalerStatus(client: IrisClient, tree: LogTree, test: string) {
+  try {
+    const st = await client.autoscalerStatus();
+    if (!st.enabled) return;
+    const demand = st.groups.filter((g) => g.demandSlices > 0).map((g) =>
+      `${g.name}=${g.demandSlices}`
+    );
+    tree.log(
+      `autoscaler after ${test}: demand ${demand.join(", ") || "none"}; unmet ${
+        st.unmetDemand.length ? st.unmetDemand.join("; ") : "none"
+      }`,
+    );
+    for (const g of st.groups) {
+      const states = new Map<string, number>();
+      for (const s of g.slices) states.set(s.state, (states.get(s.state) ?? 0) + 1);
+      tree.log(
+        `  scale group ${g.name}: ${
+          g.acceleratorVariant || "cpu"
+        }, slices ${g.minSlices}..${g.maxSlices}, ${
+          [...states].map(([k, v]) => `${v} ${k}`).join(", ") || "none"
+        } now, demand ${g.demandSlices}, ${g.availability}`,
+      );
+    }
+  } catch (err) {
+    tree.log(`(could not fetch autoscaler status: ${describeError(err)})`, "WARN");
+  }
+}
+
+/** What {@linkcode cleanup} works on. */
+interface CleanupState {
+  readonly lifecycle: ControllerLifecycle | undefined;
+  readonly submitted: Map<string, string>;
+  readonly stopMonitor: AbortController;
+  readonly monitor: Promise<void> | undefined;
+  readonly clientUrl: string | undefined;
+  readonly config: ClusterConfig;
+  /** False when the cluster is left up (keep/redeploy on a remote or another process's cluster). */
+  readonly stopCluster: boolean;
+}
+
+/**
+ * Cancels unfinished jobs, stops the monitor and (unless it is left up) the cluster: each step
+ * runs even if one fails.
+ */
+async function cleanup(tree: LogTree, s: CleanupState): Promise<void> {
+  const { lifecycle, submitted, stopMonitor, monitor, clientUrl, config } = s;
   const url = clientUrl ?? await lifecycle?.discover().catch(() => undefined);
   if (url && submitted.size) {
     const client = new IrisClient(url, { retryFor: seconds(2) });
@@ -274,9 +421,13 @@ async function cleanup(
   }
   stopMonitor.abort();
   await monitor?.catch(() => {});
+  if (!s.stopCluster) {
+    tree.log("the cluster is left running");
+    return;
+  }
   try {
     const t0 = performance.now();
-    if (lifecycle && config && configMode(config) !== "local") {
+    if (lifecycle && configMode(config) !== "local") {
       // gcp/manual slices outlive their controller: stop the controller and every slice.
       await stopCluster(config, { lifecycle, log: (line) => tree.log(line) });
     } else await lifecycle?.stop();
