@@ -11,7 +11,12 @@ import { controllerClient } from "../rpc/client.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { GcpControllerLifecycle } from "../platform/gcp.ts";
 import { ManualControllerLifecycle } from "../platform/manual.ts";
-import { refuseGcpToken, sshDefaultsFromConfig } from "./platforms.ts";
+import {
+  manualHostsFromConfig,
+  refuseGcpToken,
+  runtimeFromConfig,
+  sshDefaultsFromConfig,
+} from "./platforms.ts";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 import type { HealthCheck } from "../platform/ssh.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -76,13 +81,17 @@ export function createControllerLifecycle(
       bootDiskSizeGb: c.kind.value.bootDiskSizeGb || undefined,
       serviceAccount: c.kind.value.serviceAccount || undefined,
       clusterConfig: options.configText,
+      runtime: runtimeFromConfig(config),
       checkHealth: controllerHealthy,
     });
   }
   const manual = c.kind.value!;
+  const host = "host" in manual ? manual.host : "";
   return new ManualControllerLifecycle({
     runner,
-    host: { host: "host" in manual ? manual.host : "" },
+    // A controller host that is also a worker host keeps its own deno_path.
+    host: { host, denoPath: manualHostsFromConfig(config).find((h) => h.host === host)?.denoPath },
+    runtime: runtimeFromConfig(config),
     ssh: sshDefaultsFromConfig(config),
     port: ("port" in manual ? manual.port : 0) || 10000,
     clusterConfig: options.configText,

@@ -28,7 +28,7 @@ export interface PlatformFromConfigOptions {
   readonly vmLog?: (workerId: string, line: string) => void;
   /** The shell-out seam (tests pass a ScriptedRunner). @default DenoCommandRunner */
   readonly runner?: CommandRunner;
-  /** How remote hosts find the Iris code. @default the platform's default */
+  /** How remote hosts find the Iris code. @default the config's `defaults.runtime` */
   readonly runtime?: IrisRuntime;
   /**
    * The worker token when auth is on: local hands it to VMs in memory, manual sends it to each
@@ -52,6 +52,13 @@ export function sshDefaultsFromConfig(config: ClusterConfig): SshDefaults | unde
   };
 }
 
+/** `defaults.runtime`: how remote hosts get Deno (undefined when not configured). */
+export function runtimeFromConfig(config: ClusterConfig): IrisRuntime | undefined {
+  const r = config.defaults?.runtime;
+  if (!r) return undefined;
+  return { denoPath: r.denoPath || undefined, denoFromNpm: r.denoFromNpm || undefined };
+}
+
 /** Every host of every manual scale group, first mention wins, in config order. */
 export function manualHostsFromConfig(config: ClusterConfig): ManualHostSpec[] {
   const hosts = new Map<string, ManualHostSpec>();
@@ -66,6 +73,7 @@ export function manualHostsFromConfig(config: ClusterConfig): ManualHostSpec[] {
         keyFile: h.keyFile || undefined,
         port: h.port || undefined,
         knownHostsFile: h.knownHostsFile || undefined,
+        denoPath: h.denoPath || undefined,
       });
     }
   }
@@ -126,7 +134,7 @@ export function platformFromConfig(
         project: config.platform?.gcp?.projectId ?? "",
         zones: config.platform?.gcp?.zones ?? [],
         labelPrefix,
-        runtime: options.runtime,
+        runtime: options.runtime ?? runtimeFromConfig(config),
       });
     case "manual":
       return new ManualPlatform({
@@ -134,7 +142,7 @@ export function platformFromConfig(
         hosts: manualHostsFromConfig(config),
         ssh: sshDefaultsFromConfig(config),
         checkHealth: workerHealthCheck(options.workerToken),
-        runtime: options.runtime,
+        runtime: options.runtime ?? runtimeFromConfig(config),
         workerToken: options.workerToken,
       });
   }

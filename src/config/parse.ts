@@ -23,6 +23,7 @@ import {
   PlatformConfigSchema,
   type ProviderConfig,
   ProviderConfigSchema,
+  RuntimeConfigSchema,
   type ScaleGroupConfig,
   ScaleGroupConfigSchema,
   SshConfigSchema,
@@ -46,7 +47,8 @@ export const KEYS = {
   platform: ["label_prefix", "gcp", "ssh"],
   platformGcp: ["project_id", "zones"],
   ssh: ["user", "key_file", "port", "connect_timeout", "known_hosts_file"],
-  defaults: ["autoscaler", "task_env"],
+  defaults: ["autoscaler", "task_env", "runtime"],
+  runtime: ["deno_path", "deno_from_npm"],
   autoscaler: [
     "evaluation_interval",
     "scale_up_cooldown",
@@ -87,7 +89,7 @@ export const KEYS = {
   provider: ["local", "tpu", "manual"],
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
-  manualHost: ["host", "user", "key_file", "port", "known_hosts_file"],
+  manualHost: ["host", "user", "key_file", "port", "known_hosts_file", "deno_path"],
   userBudget: ["users", "max_tasks", "max_band"],
 } as const;
 
@@ -192,7 +194,12 @@ function parseDefaults(root: YamlMap, r: YamlReader) {
   if (!m) return undefined;
   const a = r.child(m, "autoscaler", "defaults", KEYS.autoscaler, { nullIsEmpty: true });
   const p = "defaults.autoscaler";
+  const rt = r.child(m, "runtime", "defaults", KEYS.runtime, { nullIsEmpty: true });
   return create(DefaultsConfigSchema, {
+    runtime: rt && create(RuntimeConfigSchema, {
+      denoPath: denoPath(rt, "defaults.runtime", r),
+      denoFromNpm: r.boolean(rt, "deno_from_npm", "defaults.runtime") ?? false,
+    }),
     autoscaler: a && create(AutoscalerConfigSchema, {
       evaluationIntervalMs: r.duration(a, "evaluation_interval", p, { positive: true }) ?? 0,
       scaleUpCooldownMs: r.duration(a, "scale_up_cooldown", p) ?? 0,
@@ -404,6 +411,14 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
   return out;
 }
 
+/** `deno_path`: an absolute path on the remote host (quoted in the bootstrap, so no `~`). */
+function denoPath(m: YamlMap, path: string, r: YamlReader): string {
+  return r.string(m, "deno_path", path, {
+    pattern: /^\/[^\n\0]*$/,
+    patternHint: "an absolute path of a Deno 2.9.6 binary on the host, e.g. /usr/local/bin/deno",
+  }) ?? "";
+}
+
 /**
  * `known_hosts_file`: a path ssh reads host keys from (`~/` allowed, ssh expands it). No
  * whitespace, quotes or `%`: ssh's option parser would split or expand them.
@@ -430,7 +445,7 @@ function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost
   if (typeof item !== "object" || item === null || Array.isArray(item)) {
     r.problem(
       path,
-      `must be a host string or a mapping {host, user, key_file, port, known_hosts_file} (got ${
+      `must be a host string or a mapping {host, user, key_file, port, known_hosts_file, deno_path} (got ${
         formatGot(item)
       })`,
     );
@@ -450,6 +465,7 @@ function parseManualHost(item: unknown, path: string, r: YamlReader): ManualHost
     keyFile: r.string(m, "key_file", path, { nonEmpty: true }) ?? "",
     port: r.integer(m, "port", path, { min: 1, max: 65535 }) ?? 0,
     knownHostsFile: knownHostsFile(m, path, r),
+    denoPath: denoPath(m, path, r),
   });
   if (host === undefined) return undefined;
   r.present.add(path);

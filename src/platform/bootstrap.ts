@@ -6,7 +6,7 @@
  */
 import { shellQuote } from "./command.ts";
 
-/** The Deno release hosts run when they have none (`npx --yes deno@…`). */
+/** The Deno release Iris runs on (hosts with `deno_from_npm` fetch it with `npx --yes deno@…`). */
 export const DENO_VERSION = "2.9.6";
 
 /** A word of a generated command line: a literal (quoted for you) or raw shell text. */
@@ -23,8 +23,13 @@ export interface IrisRuntime {
   readonly launcher?: string;
   /** Module run with `deno run -A` when there is no launcher. @default "$IRIS_HOME/iris/cli.ts" */
   readonly entry?: string;
-  /** A Deno binary; else `deno` on PATH, else `npx --yes deno@2.9.6`. */
+  /**
+   * A Deno binary on the host (must be executable, else the script fails at once); unset:
+   * `deno` on PATH or in ~/.deno/bin, else `denoFromNpm`, else the script fails at once.
+   */
   readonly denoPath?: string;
+  /** Hosts without Deno fetch it with `npx --yes deno@2.9.6` (needs the npm registry; 2 min). */
+  readonly denoFromNpm?: boolean;
   /** Shell run before each start to fetch or refresh the code (e.g. `gsutil cat … | tar xz`). */
   readonly fetchCode?: string;
   /** Environment of the daemon. */
@@ -105,29 +110,71 @@ function stopFunction(name: DaemonName): string[] {
   ];
 }
 
+/** The line a host prints when it has no Deno: names every fix (docs/config.md#runtime). */
+export const NO_DENO_MESSAGE =
+  `no Deno on this host: set defaults.runtime.deno_path (or the host's deno_path) in the cluster config to a Deno ${DENO_VERSION} binary on the host, put deno on its PATH (or ~/.deno/bin), or set defaults.runtime.deno_from_npm: true if the host reaches the npm registry`;
+
+/** How long `deno_from_npm` may take to fetch Deno before the bootstrap gives up. */
+const NPM_FETCH_SECONDS = 120;
+
+/**
+ * Shell that sets `DENO` to the host's Deno, never waiting on a network unless `denoFromNpm`
+ * says so (and then for at most {@linkcode NPM_FETCH_SECONDS}): a configured `denoPath` must be
+ * executable; else `deno` on PATH (or ~/.deno/bin); else the script fails at once naming the fix.
+ */
+function denoLines(runtime: IrisRuntime): string[] {
+  if (runtime.denoPath) {
+    const path = shellQuote(runtime.denoPath);
+    return [
+      `if [ ! -x ${path} ]; then`,
+      `  echo ${
+        shellQuote(
+          `iris: deno_path ${runtime.denoPath} is not an executable file on this host: install Deno ${DENO_VERSION} there or fix defaults.runtime.deno_path (or the host's deno_path) in the cluster config`,
+        )
+      } >&2`,
+      "  exit 1",
+      "fi",
+      `DENO=(${path})`,
+    ];
+  }
+  const fallback = runtime.denoFromNpm
+    ? [
+      "else",
+      `  # deno_from_npm: fetch deno@${DENO_VERSION}, each step bounded; no retries on a dead network.`,
+      `  if ! command -v npx >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then`,
+      `    timeout ${NPM_FETCH_SECONDS} sh -c 'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm' >/dev/null 2>&1 || true`,
+      "  fi",
+      `  if ! command -v npx >/dev/null 2>&1 || ! npm_config_fetch_retries=0 timeout ${NPM_FETCH_SECONDS} npx --yes deno@${DENO_VERSION} --version >/dev/null 2>&1; then`,
+      `    echo ${
+        shellQuote(
+          `iris: deno_from_npm: could not get deno@${DENO_VERSION} with npx within ${NPM_FETCH_SECONDS}s (no npm registry or no npx?): set defaults.runtime.deno_path to a Deno ${DENO_VERSION} binary on the host`,
+        )
+      } >&2`,
+      "    exit 1",
+      "  fi",
+      `  DENO=(npx --yes deno@${DENO_VERSION})`,
+      "fi",
+    ]
+    : [
+      "else",
+      `  echo ${shellQuote(`iris: ${NO_DENO_MESSAGE}`)} >&2`,
+      "  exit 1",
+      "fi",
+    ];
+  return [
+    `export PATH="\${HOME:-/root}/.deno/bin:$PATH"`,
+    "if command -v deno >/dev/null 2>&1; then",
+    "  DENO=(deno)",
+    ...fallback,
+  ];
+}
+
 function runtimeLines(runtime: IrisRuntime): string[] {
   if (runtime.launcher) return [`IRIS_CMD=(${shellQuote(runtime.launcher)})`];
   const entry = runtime.entry === undefined
     ? `"$IRIS_HOME/iris/cli.ts"`
     : shellQuote(runtime.entry);
-  return [
-    `export PATH="\${HOME:-/root}/.deno/bin:$PATH"`,
-    runtime.denoPath ? `DENO=(${shellQuote(runtime.denoPath)})` : [
-      "if command -v deno >/dev/null 2>&1; then",
-      "  DENO=(deno)",
-      "else",
-      "  if ! command -v npx >/dev/null 2>&1; then",
-      `    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then`,
-      "      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm",
-      "    else",
-      `      echo "iris: deno is not installed and npx is missing" >&2; exit 1`,
-      "    fi",
-      "  fi",
-      `  DENO=(npx --yes deno@${DENO_VERSION})`,
-      "fi",
-    ].join("\n"),
-    `IRIS_CMD=("\${DENO[@]}" run -A ${entry})`,
-  ];
+  return [...denoLines(runtime), `IRIS_CMD=("\${DENO[@]}" run -A ${entry})`];
 }
 
 /** What {@linkcode daemonScript} starts. */

@@ -56,6 +56,13 @@ export interface ManualHostSpec {
   readonly port?: number;
   /** Host keys this host must match (see RawSshTarget.knownHostsFile). */
   readonly knownHostsFile?: string;
+  /** This host's Deno binary: overrides the runtime's `denoPath`. */
+  readonly denoPath?: string;
+}
+
+/** The runtime of host `h`: its own `denoPath` wins over the shared one. */
+function hostRuntime(h: ManualHostSpec, runtime?: IrisRuntime): IrisRuntime | undefined {
+  return h.denoPath ? { ...runtime, denoPath: h.denoPath } : runtime;
 }
 
 /** Defaults for hosts that leave ssh fields empty (platform.ssh). */
@@ -242,7 +249,7 @@ export class ManualPlatform implements Platform {
           port: this.#port,
           advertiseAddress: h.host,
           resources: slice.resources,
-          runtime: this.#o.runtime,
+          runtime: hostRuntime(h, this.#o.runtime),
           workerTokenFile: this.#o.workerToken !== undefined,
         });
         const cmd = sshScript(target, script, {
@@ -494,7 +501,7 @@ export class ManualControllerLifecycle implements ControllerLifecycle {
       port: this.#o.port || 10000,
       advertiseAddress: this.#o.host.host,
       config: this.#o.clusterConfig,
-      runtime: this.#o.runtime,
+      runtime: hostRuntime(this.#o.host, this.#o.runtime),
       workerTokenFile: this.#o.workerToken !== undefined,
     });
     await this.#ssh(

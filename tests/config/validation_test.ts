@@ -267,7 +267,7 @@ Deno.test("manual hosts must be a non-empty list of host strings, not shared", (
     'scale_groups.m.provider.manual.hosts: must be a non-empty list of hosts (got "10.0.0.2")',
   ]);
   assert.deepEqual(fromTree(manual(["10.0.0.2", 7, "root@10.0.0.3", { user: "x" }, "10.0.0.2"])), [
-    "scale_groups.m.provider.manual.hosts[1]: must be a host string or a mapping {host, user, key_file, port, known_hosts_file} (got 7)",
+    "scale_groups.m.provider.manual.hosts[1]: must be a host string or a mapping {host, user, key_file, port, known_hosts_file, deno_path} (got 7)",
     'scale_groups.m.provider.manual.hosts[2]: must be a host name or IP address without user or spaces, e.g. "10.200.0.2" (got "root@10.0.0.3")',
     "scale_groups.m.provider.manual.hosts[3].host: required",
     'scale_groups.m.provider.manual.hosts[4]: duplicate host "10.0.0.2" (also at scale_groups.m.provider.manual.hosts[0])',
@@ -451,4 +451,25 @@ Deno.test("controller.max_building_tasks_per_worker is a positive integer", () =
     parseConfigObject(tree, undefined, { machine }).controller?.maxBuildingTasksPerWorker,
     2,
   );
+});
+
+Deno.test("defaults.runtime: deno_path must be absolute and deno_from_npm a boolean, named by field", () => {
+  const tree = {
+    controller: { bundle_prefix: "file:///b", manual: { host: "10.0.0.1" } },
+    defaults: { runtime: { deno_path: "~/.deno/bin/deno", deno_from_npm: "yes" } },
+    "scale_groups": {
+      m: {
+        provider: { manual: { hosts: [{ host: "10.0.0.2", deno_path: "deno" }] } },
+        vm_resources: { cpu: 1, memory: "1GiB" },
+      },
+    },
+  };
+  const found = fromTree(tree);
+  for (
+    const prefix of [
+      "defaults.runtime.deno_path: must be an absolute path of a Deno 2.9.6 binary on the host",
+      "defaults.runtime.deno_from_npm: must be",
+      "scale_groups.m.provider.manual.hosts[0].deno_path: must be an absolute path",
+    ]
+  ) assert.ok(found.some((p) => p.startsWith(prefix)), `${prefix}\n${found.join("\n")}`);
 });

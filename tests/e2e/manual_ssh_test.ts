@@ -154,10 +154,14 @@ async function labConfig(
     .replace(/user: (iris|admin)\b/g, "user: root")
     .replace(/key_file: ~\/\.ssh\/\w+/g, `key_file: ${lab.keyFile}`)
     .replace(/known_hosts_file: ~\/\.ssh\/known_hosts\b/, `known_hosts_file: ${lab.knownHostsFile}`)
-    .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`) +
-    "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n" +
-    (opts.extra ?? "");
-  assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\//.test(config), config);
+    .replace(/bundle_prefix: gs:\/\/\S+/, `bundle_prefix: file://${lab.dir}/bundles`)
+    // The hosts share this filesystem: they run this test's Deno, offline.
+    .replace(/deno_path: \/usr\/local\/bin\/deno\b/, `deno_path: ${Deno.execPath()}`)
+    .replace(
+      /\ndefaults:\n/,
+      "\ndefaults:\n  autoscaler:\n    evaluation_interval: 500ms\n    scale_up_cooldown: 1s\n",
+    ) + (opts.extra ?? "");
+  assert(!/10\.200\.0\.|~\/\.ssh|gs:\/\/|\/usr\/local\/bin\/deno/.test(config), config);
   if (opts.hostCpu !== undefined) {
     assert(/\n {6}cpu: 32\n/.test(config), config);
     config = config.replace(/\n {6}cpu: 32\n/, `\n      cpu: ${opts.hostCpu}\n`);

@@ -1,11 +1,15 @@
 /**
  * Bootstrap scripts: golden files for the generated text, and a real run with bash and a fake
- * `iris` launcher (start, pid file, log, re-run replaces the daemon, teardown leaves nothing).
+ * `iris` launcher (start, pid file, log, re-run replaces the daemon, teardown leaves nothing),
+ * and how a host gets its Deno on a bare host (PATH=/usr/bin:/bin, empty HOME): a missing Deno
+ * fails at once naming the fix, deno_path is used or refused, deno_from_npm is bounded offline.
  * @module
  */
 import assert from "node:assert/strict";
 import {
   controllerBootstrapScript,
+  type IrisRuntime,
+  NO_DENO_MESSAGE,
   teardownScript,
   workerBootstrapScript,
 } from "../../src/platform/bootstrap.ts";
@@ -165,6 +169,117 @@ Deno.test("a daemon script with auth on refuses to start without the token file"
     assert.equal(r.code, 1);
     assert.match(r.stderr, /worker\.token is missing or empty: with auth\.mode token/);
   } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+/**
+ * Runs `script` with bash as a fresh host would: PATH=/usr/bin:/bin (no deno there), an empty
+ * HOME (no ~/.deno, ~/.npm or ~/.cache/deno) and nothing else inherited. `prefix` runs it
+ * inside something (e.g. `ip netns exec NS`). The runner's hard timeout fails a hang.
+ */
+async function runOnBareHost(script: string, home: string, prefix: readonly string[] = []) {
+  const userHome = `${home}/user-home`;
+  await Deno.mkdir(userHome, { recursive: true });
+  return await new DenoCommandRunner().run({
+    argv: [...prefix, "env", "-i", "PATH=/usr/bin:/bin", `HOME=${userHome}`, "bash", "-c", script],
+  }, { timeout: seconds(30) });
+}
+
+function bareWorkerScript(home: string, runtime: IrisRuntime = {}): string {
+  return workerBootstrapScript({
+    controllerUrl: "http://127.0.0.1:1",
+    sliceId: "s",
+    scaleGroup: "g",
+    workerIndex: 0,
+    runtime: { home, ...runtime },
+  });
+}
+
+Deno.test("a host without Deno: the bootstrap fails at once naming the fix (PATH stripped, empty caches)", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  try {
+    const r = await runOnBareHost(bareWorkerScript(home), home);
+    assert.ok(!r.timedOut, "the bootstrap hung");
+    assert.equal(r.code, 1, r.stderr);
+    assert.equal(r.stderr.trim(), `iris: ${NO_DENO_MESSAGE}`);
+    assert.match(r.stderr, /defaults\.runtime\.deno_path/);
+    await assert.rejects(Deno.stat(`${home}/worker.pid`), Deno.errors.NotFound);
+    // Nothing reached for a network: no npm cache appeared.
+    await assert.rejects(Deno.stat(`${home}/user-home/.npm`), Deno.errors.NotFound);
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("deno_path that is not executable on the host fails at once naming it", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  try {
+    const r = await runOnBareHost(bareWorkerScript(home, { denoPath: `${home}/no/deno` }), home);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`deno_path ${home}/no/deno is not an executable file`));
+  } finally {
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+Deno.test("deno_path: the daemon runs `<deno_path> run -A <entry> worker serve …` on a bare host", async () => {
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  const fakeDeno = `${home}/bin/deno`;
+  await Deno.mkdir(`${home}/bin`);
+  await Deno.writeTextFile(fakeDeno, `#!/bin/sh\necho "args: $*"\nexec sleep 300\n`);
+  await Deno.chmod(fakeDeno, 0o755);
+  const runtime = { home, denoPath: fakeDeno, entry: "/opt/iris/cli.ts" };
+  try {
+    const r = await runOnBareHost(bareWorkerScript(home, runtime), home);
+    assert.equal(r.code, 0, r.stderr);
+    await waitFor(async () => (await Deno.readTextFile(`${home}/worker.log`)).includes("args:"), {
+      timeout: seconds(5),
+      what: "the fake deno to log",
+    });
+    assert.match(
+      await Deno.readTextFile(`${home}/worker.log`),
+      /args: run -A \/opt\/iris\/cli\.ts worker serve --controller http:\/\/127\.0\.0\.1:1 /,
+    );
+  } finally {
+    await runOnBareHost(teardownScript("worker", runtime), home);
+    await Deno.remove(home, { recursive: true });
+  }
+});
+
+/** A network namespace with no network (only a down loopback), or why none can be made. */
+async function isolatedNetns(): Promise<{ name: string } | { skip: string }> {
+  if (Deno.build.os !== "linux" || Deno.uid() !== 0) return { skip: "needs root on Linux" };
+  const name = `iris-nonet-${crypto.randomUUID().slice(0, 6)}`;
+  const r = await new DenoCommandRunner().run({ argv: ["ip", "netns", "add", name] }, {
+    timeout: seconds(10),
+  });
+  return r.code === 0 ? { name } : { skip: `cannot make a network namespace: ${r.stderr.trim()}` };
+}
+
+Deno.test("deno_from_npm on a host that reaches no registry fails with its message, bounded", async (t) => {
+  const ns = await isolatedNetns();
+  if ("skip" in ns) {
+    console.log(`skipped: ${ns.skip}`);
+    return;
+  }
+  const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
+  try {
+    const hasNpx = (await new DenoCommandRunner().run({
+      argv: ["env", "PATH=/usr/bin:/bin", "sh", "-c", "command -v npx"],
+    }, { timeout: seconds(5) })).code === 0;
+    await t.step(`npx ${hasNpx ? "in /usr/bin" : "missing"}`, async () => {
+      const script = bareWorkerScript(home, { denoFromNpm: true });
+      const r = await runOnBareHost(script, home, ["ip", "netns", "exec", ns.name]);
+      assert.ok(!r.timedOut, "the bootstrap hung");
+      assert.equal(r.code, 1, r.stderr);
+      assert.match(r.stderr, /deno_from_npm: could not get deno@2\.9\.6 with npx within 120s/);
+      assert.match(r.stderr, /set defaults\.runtime\.deno_path/);
+    });
+  } finally {
+    await new DenoCommandRunner().run({ argv: ["ip", "netns", "del", ns.name] }, {
+      timeout: seconds(10),
+    });
     await Deno.remove(home, { recursive: true });
   }
 });

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASKqAQoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBIjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSKnAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5Gi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIqEBChBBdXRvc2NhbGVyQ29uZmlnEh4KFmV2YWx1YXRpb25faW50ZXJ2YWxfbXMYASABKAESHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYAiABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgDIAEoARIaChJiYWNrb2ZmX2luaXRpYWxfbXMYBCABKAESFgoOYmFja29mZl9tYXhfbXMYBSABKAEi6wIKEENvbnRyb2xsZXJDb25maWcSFQoNYnVuZGxlX3ByZWZpeBgBIAEoCRIRCglzdGF0ZV9kaXIYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgBEiMKG2hlYXJ0YmVhdF9mYWlsdXJlX3RocmVzaG9sZBgEIAEoBRIpCgx1c2VyX2J1ZGdldHMYFCADKAsyEy5pcmlzLnYxLlVzZXJCdWRnZXQSJQodbWF4X2J1aWxkaW5nX3Rhc2tzX3Blcl93b3JrZXIYFSABKAUSLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiVwoKVXNlckJ1ZGdldBINCgV1c2VycxgBIAMoCRIRCgltYXhfdGFza3MYAiABKAUSJwoIbWF4X2JhbmQYAyABKA4yFS5pcmlzLnYxLlByaW9yaXR5QmFuZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAQgYKBGtpbmQiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJImIKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUSGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSI0Cg5NYW51YWxQcm92aWRlchIiCgVob3N0cxgBIAMoCzITLmlyaXMudjEuTWFudWFsSG9zdGIGcHJvdG8z", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASKqAQoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBIjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSLQAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5EicKB3J1bnRpbWUYZCABKAsyFi5pcmlzLnYxLlJ1bnRpbWVDb25maWcaLgoMVGFza0VudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoNUnVudGltZUNvbmZpZxIRCglkZW5vX3BhdGgYASABKAkSFQoNZGVub19mcm9tX25wbRgCIAEoCCKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIusCChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0EiUKHW1heF9idWlsZGluZ190YXNrc19wZXJfd29ya2VyGBUgASgFEi8KBWxvY2FsGAogASgLMh4uaXJpcy52MS5Mb2NhbENvbnRyb2xsZXJDb25maWdIABIrCgNnY3AYCyABKAsyHC5pcmlzLnYxLkdjcENvbnRyb2xsZXJDb25maWdIABIxCgZtYW51YWwYDCABKAsyHy5pcmlzLnYxLk1hbnVhbENvbnRyb2xsZXJDb25maWdIAEIGCgRraW5kIlcKClVzZXJCdWRnZXQSDQoFdXNlcnMYASADKAkSEQoJbWF4X3Rhc2tzGAIgASgFEicKCG1heF9iYW5kGAMgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQiMwoVTG9jYWxDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSDAoEaG9zdBgCIAEoCSKKAQoTR2NwQ29udHJvbGxlckNvbmZpZxIMCgR6b25lGAEgASgJEhQKDG1hY2hpbmVfdHlwZRgCIAEoCRIMCgRwb3J0GAMgASgFEhkKEWJvb3RfZGlza19zaXplX2diGAQgASgFEhcKD3NlcnZpY2VfYWNjb3VudBgFIAEoCRINCgVpbWFnZRgGIAEoCSI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIAEIGCgRraW5kIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJ1CgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFEhgKEGtub3duX2hvc3RzX2ZpbGUYBSABKAkSEQoJZGVub19wYXRoGGQgASgJIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -252,6 +252,13 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
    * @generated from field: map<string, string> task_env = 2;
    */
   taskEnv: { [key: string]: string };
+
+  /**
+   * How remote hosts (gcp, manual) get the Deno that runs Iris (docs/config.md#runtime).
+   *
+   * @generated from field: iris.v1.RuntimeConfig runtime = 100;
+   */
+  runtime?: RuntimeConfig | undefined;
 };
 
 /**
@@ -260,6 +267,34 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
  */
 export const DefaultsConfigSchema: GenMessage<DefaultsConfig> = /*@__PURE__*/
   messageDesc(file_iris_v1_config, 6);
+
+/**
+ * @generated from message iris.v1.RuntimeConfig
+ */
+export type RuntimeConfig = Message<"iris.v1.RuntimeConfig"> & {
+  /**
+   * Absolute path of a Deno 2.9.6 binary on every remote host (a host's own deno_path wins).
+   * Empty: `deno` on the host's PATH (or ~/.deno/bin), else the bootstrap fails at once.
+   *
+   * @generated from field: string deno_path = 1;
+   */
+  denoPath: string;
+
+  /**
+   * Hosts without Deno fetch it with `npx --yes deno@2.9.6` (needs the npm registry; at most
+   * 2 minutes, then the bootstrap fails).
+   *
+   * @generated from field: bool deno_from_npm = 2;
+   */
+  denoFromNpm: boolean;
+};
+
+/**
+ * Describes the message iris.v1.RuntimeConfig.
+ * Use `create(RuntimeConfigSchema)` to create a new message.
+ */
+export const RuntimeConfigSchema: GenMessage<RuntimeConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 7);
 
 /**
  * @generated from message iris.v1.AutoscalerConfig
@@ -296,7 +331,7 @@ export type AutoscalerConfig = Message<"iris.v1.AutoscalerConfig"> & {
  * Use `create(AutoscalerConfigSchema)` to create a new message.
  */
 export const AutoscalerConfigSchema: GenMessage<AutoscalerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 7);
+  messageDesc(file_iris_v1_config, 8);
 
 /**
  * @generated from message iris.v1.ControllerConfig
@@ -373,7 +408,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
  * Use `create(ControllerConfigSchema)` to create a new message.
  */
 export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 8);
+  messageDesc(file_iris_v1_config, 9);
 
 /**
  * @generated from message iris.v1.UserBudget
@@ -407,7 +442,7 @@ export type UserBudget = Message<"iris.v1.UserBudget"> & {
  * Use `create(UserBudgetSchema)` to create a new message.
  */
 export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.LocalControllerConfig
@@ -431,7 +466,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -473,7 +508,7 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -495,7 +530,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -580,7 +615,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 14);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -615,7 +650,7 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -628,7 +663,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -655,7 +690,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 16);
+  messageDesc(file_iris_v1_config, 17);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -687,6 +722,13 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
    * @generated from field: string known_hosts_file = 5;
    */
   knownHostsFile: string;
+
+  /**
+   * Overrides defaults.runtime.deno_path for this host.
+   *
+   * @generated from field: string deno_path = 100;
+   */
+  denoPath: string;
 };
 
 /**
@@ -694,7 +736,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 17);
+  messageDesc(file_iris_v1_config, 18);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -711,5 +753,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 18);
+  messageDesc(file_iris_v1_config, 19);
 
