@@ -69,7 +69,7 @@ const controllerServe: CommandSpec = {
       type: "string",
       value: "DIR",
       description:
-        "Where uploaded workspace bundles are stored (default: a temp dir removed on exit)",
+        "Where uploaded workspace bundles are stored (default: <state-dir>/bundles, else a temp dir removed on exit)",
     },
     config: {
       type: "string",
@@ -105,11 +105,15 @@ const controllerServe: CommandSpec = {
         workerTokenEnv(),
       )
       : undefined;
-    const bundleDir = str(p, "bundle-dir") ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
+    // Bundles live with the state when there is a state dir, else in a temp dir.
+    const stateDir = str(p, "state-dir");
+    const givenBundleDir = str(p, "bundle-dir") ??
+      (stateDir !== undefined ? `${stateDir}/bundles` : undefined);
+    const bundleDir = givenBundleDir ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
     // Declared before the server, so it is disposed after it: a temp bundle dir goes away.
     await using _bundles = {
       [Symbol.asyncDispose]: async () => {
-        if (str(p, "bundle-dir") === undefined) {
+        if (givenBundleDir === undefined) {
           await Deno.remove(bundleDir, { recursive: true }).catch(() => {});
         }
       },
@@ -120,7 +124,7 @@ const controllerServe: CommandSpec = {
         host: str(p, "host"),
         port,
         advertiseUrl: str(p, "advertise-url"),
-        stateDir: str(p, "state-dir"),
+        stateDir,
         auth: auth?.policy,
         launchRateLimit: auth?.launchRateLimit,
         maxRequestBytes: auth?.maxRequestBytes,
