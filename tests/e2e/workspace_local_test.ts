@@ -9,14 +9,16 @@ import { IrisClient, JobState, TaskState } from "../../mod.ts";
 import { parseConfig } from "../../src/config/mod.ts";
 import { LocalController } from "../../src/cluster/local_controller.ts";
 import { seconds } from "../../src/time.ts";
+import { runIris, spawnIris } from "../_helpers/iris_process.ts";
 
-function localConfig(bundleDir: string) {
+/** No bundle_prefix: the controller keeps bundles in <state_dir>/bundles. */
+function localConfig(stateDir: string) {
   return parseConfig(
     `
 name: ws
 controller:
   local: { port: 0 }
-  bundle_prefix: file://${bundleDir}
+  state_dir: ${stateDir}
 defaults:
   autoscaler: { evaluation_interval: 200ms, scale_up_cooldown: 200ms }
 scale_groups:
@@ -33,9 +35,10 @@ scale_groups:
 
 Deno.test("workspace bundles on a local cluster: shipped files run; a bad bundle spends the failure budget", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "iris-ws-local-" });
-  const controller = new LocalController(localConfig(`${root}/bundles`));
+  const controller = new LocalController(localConfig(`${root}/state`));
   try {
-    const client = new IrisClient(await controller.start());
+    const url = await controller.start();
+    const client = new IrisClient(url);
 
     await t.step("a script and its data file ship to a Deno-Worker VM and run", async () => {
       await Deno.mkdir(`${root}/ws/data`, { recursive: true });
@@ -58,6 +61,30 @@ Deno.test("workspace bundles on a local cluster: shipped files run; a bad bundle
       const out = (await client.logs(id)).filter((l) => l.stream === "stdout").map((l) => l.text);
       assertEquals(out, ["lines=3 mode=755"]);
     });
+
+    await t.step(
+      "iris job run -w DIR -- ls: the CLI ships the workspace and lists it",
+      async () => {
+        const res = await runIris([
+          "job",
+          "run",
+          "--controller",
+          url,
+          "--cpu",
+          "0.5",
+          "--memory",
+          "128MiB",
+          "-w",
+          `${root}/ws`,
+          "--",
+          "ls",
+          "data",
+        ]);
+        assertEquals(res.code, 0, res.stdout + res.stderr);
+        assertMatch(res.stderr, /Uploaded workspace .* as sha256-[0-9a-f]{64}/);
+        assertMatch(res.stdout, /input\.txt/);
+      },
+    );
 
     await t.step(
       "a bundle the controller does not have: FAILED after 1 + max_retries_failure attempts",
@@ -90,7 +117,8 @@ Deno.test("workspace bundles on a local cluster: shipped files run; a bad bundle
       await Deno.writeTextFile(`${root}/ws3/a.txt`, "substituted");
       const other = await client.uploadWorkspace(`${root}/ws3`);
       // Storage now returns other bytes for the id: the worker's hash check refuses them.
-      await Deno.copyFile(`${root}/bundles/${other}.tar.gz`, `${root}/bundles/${bundleId}.tar.gz`);
+      const store = `${root}/state/bundles`;
+      await Deno.copyFile(`${store}/${other}.tar.gz`, `${store}/${bundleId}.tar.gz`);
       const id = await client.submit({
         name: "ws-corrupt",
         command: ["cat", "a.txt"],
@@ -108,6 +136,29 @@ Deno.test("workspace bundles on a local cluster: shipped files run; a bad bundle
     });
   } finally {
     await controller.stop();
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("controller serve keeps bundles in <state-dir>/bundles across a restart", async () => {
+  const root = await Deno.makeTempDir({ prefix: "iris-ws-state-" });
+  try {
+    await Deno.mkdir(`${root}/ws`);
+    await Deno.writeTextFile(`${root}/ws/a.txt`, "kept");
+    const serve = ["controller", "serve", "--port", "0", "--state-dir", `${root}/state`];
+    let bundleId: string;
+    {
+      await using ctl = spawnIris(serve);
+      const [, url] = await ctl.waitForLine(/Controller started at (\S+)/);
+      bundleId = await new IrisClient(url!).uploadWorkspace(`${root}/ws`);
+    }
+    const stored = await Deno.stat(`${root}/state/bundles/${bundleId}.tar.gz`);
+    assert(stored.isFile);
+    await using ctl = spawnIris(serve);
+    const [, url] = await ctl.waitForLine(/Controller started at (\S+)/);
+    const { data } = await new IrisClient(url!).rpc.getBundle({ bundleId });
+    assertEquals(data.length, stored.size);
+  } finally {
     await Deno.remove(root, { recursive: true });
   }
 });
