@@ -10,6 +10,18 @@ export { bundleIdOf, isBundleId, validateBundleId } from "./id.ts";
 export { ALWAYS_IGNORED, IgnoreRules } from "./ignore.ts";
 export { type BundleLimits, DEFAULT_BUNDLE_LIMITS, DEFAULT_MAX_PACK_BYTES } from "./limits.ts";
 export { packDirectory, type PackOptions, type PackResult } from "./pack.ts";
-export { type BundleStore, FileBundleStore, localDirOf, type PutResult } from "./store.ts";
+export {
+  type BundleStore,
+  FileBundleStore,
+  localDirOf,
+  openBundleStore,
+  type PutResult,
+} from "./store.ts";
+export {
+  GcsBundleStore,
+  type GcsBundleStoreOptions,
+  type GcsLocation,
+  parseGcsPrefix,
+} from "./gcs_store.ts";
 export { type BundleSummary, inspectBundle, unpackBundle, type UnpackResult } from "./unpack.ts";
 export { rpcBundleFetcher } from "./fetcher.ts";

@@ -1,6 +1,7 @@
 /**
- * Controller-side bundle storage under the configured `bundle_prefix`.
- * Only local directories (`file:///abs/dir` or a plain path) are supported for now.
+ * Controller-side bundle storage under the configured `bundle_prefix`: a local directory
+ * (`file:///abs/dir` or a plain path) here, `gs://bucket/path` in gcs_store.ts, and
+ * {@linkcode openBundleStore} to pick one from a prefix.
  * @module
  */
 import { join, resolve } from "node:path";
@@ -9,6 +10,7 @@ import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../
 import { bundleIdOf, validateBundleId } from "./id.ts";
 import { type BundleLimits, formatBytes, resolveLimits } from "./limits.ts";
 import { inspectBundle } from "./unpack.ts";
+import { GcsBundleStore } from "./gcs_store.ts";
 
 /** Result of storing a bundle. */
 export interface PutResult {
@@ -34,8 +36,9 @@ export class FileBundleStore implements BundleStore {
   readonly #limits: Required<BundleLimits>;
 
   /**
-   * `prefix` is "file:///abs/dir" or a plain path. Other schemes (gs://, s3://) throw
-   * InvalidArgumentError("bundle_prefix", ...). `limits` apply to uploaded archives.
+   * `prefix` is "file:///abs/dir" or a plain path. Other schemes (s3://, gs:// — see
+   * GcsBundleStore) throw InvalidArgumentError("bundle_prefix", ...). `limits` apply to uploaded
+   * archives.
    */
   constructor(prefix: string, limits?: BundleLimits) {
     this.dir = localDirOf(prefix);
@@ -115,9 +118,19 @@ export function localDirOf(prefix: string): string {
   if (scheme) {
     throw new InvalidArgumentError(
       "bundle_prefix",
-      `${JSON.stringify(prefix)}: ${scheme[1]}:// bundle storage is not supported here yet; ` +
-        "use file:///abs/dir or a local path",
+      `${JSON.stringify(prefix)}: ${scheme[1]}:// bundle storage is not supported; ` +
+        "use gs://bucket/path, file:///abs/dir or a local path",
     );
   }
   return resolve(prefix);
+}
+
+/**
+ * The store a `bundle_prefix` names: GcsBundleStore for `gs://bucket/path`, else FileBundleStore
+ * (`file:///abs/dir` or a plain path). InvalidArgumentError("bundle_prefix") for other schemes.
+ */
+export function openBundleStore(prefix: string, limits?: BundleLimits): BundleStore {
+  return prefix.startsWith("gs://")
+    ? new GcsBundleStore(prefix, { limits })
+    : new FileBundleStore(prefix, limits);
 }

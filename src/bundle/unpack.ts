@@ -79,7 +79,11 @@ export async function unpackBundle(
   const staging = `${dest}.tmp-${randomHex(6)}`;
   await Deno.mkdir(staging, { mode: 0o755 });
   try {
-    const result = await readBundle(data, resolved, stagingWriter(staging));
+    const result = await readBundle(
+      data,
+      resolved,
+      stagingWriter(staging, await umaskStrips(staging)),
+    );
     for (const link of result.symlinks) await Deno.symlink(link.target, join(staging, link.path));
     try {
       await Deno.rename(staging, dest);
@@ -96,9 +100,22 @@ export async function unpackBundle(
   }
 }
 
-function stagingWriter(root: string): Visitor {
-  // Modes are set at creation; chmod afterwards only if the umask would strip 0755/0644 bits.
-  const chmod = Deno.build.os !== "windows" && (Deno.umask() & 0o755) !== 0;
+/**
+ * True when the process umask strips bits of 0755 (so of 0644 too), seen on the staging directory
+ * just made with mode 0755. Reading the mode back needs no `sys` permission, unlike Deno.umask(),
+ * which sandboxed workers (local VMs) may not call.
+ */
+async function umaskStrips(dir: string): Promise<boolean> {
+  if (Deno.build.os === "windows") return false;
+  const mode = (await Deno.stat(dir)).mode;
+  if (mode === null) return false;
+  if ((mode & 0o777) === 0o755) return false;
+  await Deno.chmod(dir, 0o755);
+  return true;
+}
+
+function stagingWriter(root: string, chmod: boolean): Visitor {
+  // Modes are set at creation; chmod afterwards only if the umask strips 0755/0644 bits.
   const made = new Set<string>([root]);
   const mkdirp = async (dir: string) => {
     if (made.has(dir)) return;

@@ -30,6 +30,10 @@ import { VERSION } from "../version.ts";
 import type { AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
 import { rpcBundleFetcher } from "../bundle/fetcher.ts";
+import type { AcceleratorSpec } from "../types.ts";
+import { tpuTopology } from "../platform/tpu.ts";
+import { GceMetadata } from "../gcp/metadata.ts";
+import { checkGceAccelerator } from "../gcp/accelerator_check.ts";
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -69,7 +73,7 @@ const controllerServe: CommandSpec = {
       type: "string",
       value: "DIR",
       description:
-        "Where uploaded workspace bundles are stored (default: a temp dir removed on exit)",
+        "Where uploaded workspace bundles are stored (default: <state-dir>/bundles, else a temp dir removed on exit)",
     },
     config: {
       type: "string",
@@ -105,11 +109,15 @@ const controllerServe: CommandSpec = {
         workerTokenEnv(),
       )
       : undefined;
-    const bundleDir = str(p, "bundle-dir") ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
+    // Bundles live with the state when there is a state dir, else in a temp dir.
+    const stateDir = str(p, "state-dir");
+    const givenBundleDir = str(p, "bundle-dir") ??
+      (stateDir !== undefined ? `${stateDir}/bundles` : undefined);
+    const bundleDir = givenBundleDir ?? await Deno.makeTempDir({ prefix: "iris-bundles-" });
     // Declared before the server, so it is disposed after it: a temp bundle dir goes away.
     await using _bundles = {
       [Symbol.asyncDispose]: async () => {
-        if (str(p, "bundle-dir") === undefined) {
+        if (givenBundleDir === undefined) {
           await Deno.remove(bundleDir, { recursive: true }).catch(() => {});
         }
       },
@@ -120,7 +128,7 @@ const controllerServe: CommandSpec = {
         host: str(p, "host"),
         port,
         advertiseUrl: str(p, "advertise-url"),
-        stateDir: str(p, "state-dir"),
+        stateDir,
         auth: auth?.policy,
         launchRateLimit: auth?.launchRateLimit,
         maxRequestBytes: auth?.maxRequestBytes,
@@ -211,6 +219,27 @@ const workerServe: CommandSpec = {
       multiple: true,
       description: "Worker attribute for constraints",
     },
+    "accelerator-type": {
+      type: "string",
+      value: "TYPE",
+      description: "Accelerator this worker offers: tpu, gpu or cpu (default cpu)",
+    },
+    "accelerator-variant": {
+      type: "string",
+      value: "VARIANT",
+      description: "Its variant, e.g. v5litepod-16 or h100 (required with tpu and gpu)",
+    },
+    "accelerator-count": {
+      type: "string",
+      value: "N",
+      description: "Chips or devices on this VM (default: a TPU variant's chips per host, else 1)",
+    },
+    "accelerator-check": {
+      type: "string",
+      value: "SOURCE",
+      description:
+        "gce-metadata: refuse to start unless the VM's metadata accelerator-type is the variant",
+    },
     quiet: { type: "boolean", short: "q", description: "Do not print worker log lines" },
     "worker-token-file": {
       type: "string",
@@ -222,6 +251,7 @@ const workerServe: CommandSpec = {
   examples: [
     "iris worker serve --controller http://127.0.0.1:10000",
     "iris worker serve -c http://10.0.0.2:10000 --cpu 4 --memory 8GiB -a region=us-east1",
+    "iris worker serve -c http://10.0.0.2:10000 --accelerator-type tpu --accelerator-variant v5litepod-4",
   ],
   async run(p, io, signal) {
     const controllerUrl = str(p, "controller") ?? Deno.env.get("IRIS_CONTROLLER_URL");
@@ -258,6 +288,18 @@ const workerServe: CommandSpec = {
         })`,
       );
     }
+    const accelerator = workerAccelerator(p);
+    const check = str(p, "accelerator-check");
+    if (check !== undefined && check !== "gce-metadata") {
+      throw new UsageError(
+        `--accelerator-check must be gce-metadata (got ${JSON.stringify(check)})`,
+      );
+    }
+    if (check === "gce-metadata") {
+      // Refuses to start (FailedPreconditionError, exit 1) unless the VM has this accelerator.
+      const actual = await checkGceAccelerator(accelerator, new GceMetadata(), { signal });
+      io.err(`accelerator-type ${actual} matches the VM's metadata\n`);
+    }
     const quiet = bool(p, "quiet");
     const rootDir = str(p, "root-dir") ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
     // Declared before the worker, so it is disposed after the worker stopped: a temp root goes away.
@@ -287,10 +329,11 @@ const workerServe: CommandSpec = {
       rootDir,
       cleanup: str(p, "root-dir") === undefined,
       bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`, { token: workerToken }),
-      resources: cpu !== undefined || memory !== undefined
+      resources: cpu !== undefined || memory !== undefined || accelerator
         ? {
           cpuMillicores: cpu !== undefined ? Math.round(cpu * 1000) : undefined,
           memoryBytes: memory,
+          accelerator,
         }
         : undefined,
       attributes,
@@ -307,6 +350,39 @@ const workerServe: CommandSpec = {
     return 0;
   },
 };
+
+/** `--accelerator-type/-variant/-count` as the worker's accelerator (undefined: CPU). */
+function workerAccelerator(p: Parsed): AcceleratorSpec | undefined {
+  const type = str(p, "accelerator-type") ?? "cpu";
+  const variant = str(p, "accelerator-variant") ?? "";
+  const countGiven = str(p, "accelerator-count") !== undefined;
+  if (type !== "cpu" && type !== "tpu" && type !== "gpu") {
+    throw new UsageError(
+      `--accelerator-type must be tpu, gpu or cpu (got ${JSON.stringify(type)})`,
+    );
+  }
+  if (type === "cpu") {
+    if (variant || countGiven) {
+      throw new UsageError("--accelerator-variant and --accelerator-count need --accelerator-type");
+    }
+    return undefined;
+  }
+  if (!variant) {
+    throw new UsageError(`--accelerator-variant is required with --accelerator-type ${type}`);
+  }
+  const topology = type === "tpu" ? tpuTopology(variant) : undefined;
+  if (type === "tpu" && !topology) {
+    throw new UsageError(
+      `--accelerator-variant ${
+        JSON.stringify(variant)
+      } is not a TPU variant (e.g. v4-8, v5litepod-16)`,
+    );
+  }
+  const count = countGiven
+    ? num(p, "accelerator-count", { min: 1, max: 1024, integer: true })!
+    : topology?.chipsPerHost ?? 1;
+  return { kind: type, variant, count };
+}
 
 function advertiseUrl(p: Parsed): string | undefined {
   const url = str(p, "advertise-url");

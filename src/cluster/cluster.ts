@@ -12,7 +12,7 @@ import { budgetsFromConfig } from "../controller/budgets.ts";
 import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { platformFromConfig } from "./platforms.ts";
-import { FileBundleStore } from "../bundle/mod.ts";
+import { openBundleStore } from "../bundle/mod.ts";
 import { ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
@@ -22,7 +22,10 @@ import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../conf
 
 /** Options for {@linkcode startCluster}. */
 export interface StartClusterOptions {
-  /** Working directory: local VM directories and (when not configured) bundles. */
+  /**
+   * Working directory: local VM directories, and bundles when the config names neither a
+   * bundle_prefix nor a state_dir.
+   */
   readonly workDir: string;
   readonly host?: string;
   /** URL workers and clients reach the controller at. @default the listen URL */
@@ -74,8 +77,11 @@ export async function startCluster(
       workerToken,
       protectedPaths,
     });
-  const prefix = c.bundlePrefix || `${options.workDir}/bundles`;
-  const bundles = new FileBundleStore(prefix);
+  // Without a bundle_prefix the controller keeps bundles itself (state dir, else the work dir)
+  // and workers fetch them with GetBundle.
+  const bundles = openBundleStore(
+    c.bundlePrefix || `${c.stateDir ? resolve(c.stateDir) : options.workDir}/bundles`,
+  );
   const groups = scaleGroupsFromConfig(config);
   // The server's hooks and the runner refer to each other; the runner is set right below.
   const hooks: { autoscaler?: AutoscalerRunner } = {};

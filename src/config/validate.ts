@@ -42,6 +42,8 @@ function validateController(
   const prefix = controller.bundlePrefix;
   // "Missing" only when neither given nor already reported as invalid.
   const missing = (p: string) => !has(p) && !r.issues.list.some((i) => i.path === p);
+  // bundle_prefix is optional everywhere: without it the controller keeps bundles in its state
+  // dir (or a temp dir) and workers fetch them with GetBundle (docs/bundles.md).
   if (kind.case === "local") {
     if (has("controller.bundle_prefix") && !prefix.startsWith("file://")) {
       r.problem(
@@ -50,14 +52,6 @@ function validateController(
       );
     }
   } else if (kind.case === "gcp") {
-    if (missing("controller.bundle_prefix")) {
-      r.problem("controller.bundle_prefix", 'required for a gcp controller (a "gs://bucket/path")');
-    } else if (has("controller.bundle_prefix") && !prefix.startsWith("gs://")) {
-      r.problem(
-        "controller.bundle_prefix",
-        `must be a "gs://…" prefix for a gcp controller (got ${formatGot(prefix)})`,
-      );
-    }
     if (!config.platform?.gcp?.projectId && missing("platform.gcp.project_id")) {
       r.problem("platform.gcp.project_id", "required for a gcp controller");
     }
@@ -69,12 +63,6 @@ function validateController(
     }
   } else if (kind.case === "manual") {
     if (missing("controller.manual.host")) r.problem("controller.manual.host", "required");
-    if (missing("controller.bundle_prefix")) {
-      r.problem(
-        "controller.bundle_prefix",
-        'required for a manual controller ("gs://…", or "file:///…" on a shared filesystem)',
-      );
-    }
   }
 }
 

@@ -5,6 +5,8 @@
  * @module
  */
 import { shellQuote } from "./command.ts";
+import { acceleratorFlags } from "./accelerator.ts";
+import type { AcceleratorSpec } from "../types.ts";
 
 /** The Deno release Iris runs on (hosts with `deno_from_npm` fetch it with `npx --yes deno@…`). */
 export const DENO_VERSION = "2.9.6";
@@ -292,6 +294,13 @@ export interface WorkerBootstrapOptions {
   readonly advertiseAddress?: ShellWord;
   /** What the worker offers (`--cpu`, `--memory`); missing values are detected on the host. */
   readonly resources?: { readonly cpuMillicores?: number; readonly memoryBytes?: number };
+  /** The accelerator each VM of the group has (`--accelerator-type/-variant/-count`). */
+  readonly accelerator?: AcceleratorSpec;
+  /**
+   * "gce-metadata": the worker compares the accelerator with the VM's metadata
+   * `accelerator-type` and refuses to start on a mismatch (gcp TPU VMs).
+   */
+  readonly acceleratorCheck?: "gce-metadata";
   readonly runtime?: IrisRuntime;
   /**
    * auth.mode token: the worker reads `$IRIS_HOME/worker.token` (`--worker-token-file`), which
@@ -341,6 +350,8 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
     args.push("--cpu", String(opts.resources.cpuMillicores / 1000));
   }
   if (opts.resources?.memoryBytes) args.push("--memory", String(opts.resources.memoryBytes));
+  args.push(...acceleratorFlags(opts.accelerator));
+  if (opts.acceleratorCheck) args.push("--accelerator-check", opts.acceleratorCheck);
   for (
     const [k, v] of Object.entries(opts.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b))
   ) {

@@ -13,6 +13,7 @@ import {
   type IrisRuntime,
   workerBootstrapScript,
 } from "./bootstrap.ts";
+import { groupAccelerator } from "./accelerator.ts";
 import {
   checkGcloud,
   DEFAULT_TPU_RUNTIME,
@@ -174,6 +175,9 @@ export class GcpPlatform implements Platform {
         zone,
       },
       workerIndexAttribute: "tpu-worker-id",
+      // The worker advertises the group's TPU and checks it against the VM's metadata.
+      accelerator: groupAccelerator(config),
+      acceleratorCheck: "gce-metadata",
       port: this.#o.workerPort || 10001,
       advertiseAddress: FIRST_HOST_IP,
       runtime: { home: GCP_IRIS_HOME, ...this.#o.runtime },

@@ -17,6 +17,7 @@ import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts
 import { PortAllocator } from "../worker/ports.ts";
 import { HOST_METRIC_SYS_PERMISSIONS } from "../worker/host_metrics.ts";
 import { tpuTopology } from "./tpu.ts";
+import { groupAccelerator } from "./accelerator.ts";
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Duration, seconds, timestamp } from "../time.ts";
 import type { AttributeScalar } from "../types.ts";
@@ -135,15 +136,7 @@ export class LocalPlatform implements Platform {
         resources: {
           cpuMillicores: res?.cpuMillicores || 1000,
           memoryBytes: res?.memoryBytes || 2 ** 30,
-          accelerator: config.acceleratorType === AcceleratorType.TPU ||
-              config.acceleratorType === AcceleratorType.GPU
-            ? {
-              kind: config.acceleratorType === AcceleratorType.TPU ? "tpu" : "gpu",
-              variant: config.acceleratorVariant,
-              count: res?.accelerator?.count ||
-                tpuTopology(config.acceleratorVariant)?.chipsPerHost || 1,
-            }
-            : undefined,
+          accelerator: groupAccelerator(config),
         },
         attributes,
         heartbeatIntervalMs: this.#o.heartbeatInterval ?? seconds(1),

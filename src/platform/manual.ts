@@ -23,6 +23,8 @@ import {
   workerBootstrapScript,
   workerTokenPath,
 } from "./bootstrap.ts";
+import { groupAccelerator } from "./accelerator.ts";
+import type { AcceleratorSpec } from "../types.ts";
 import type { LogTarget } from "./log_stream.ts";
 import type {
   CloudSliceState,
@@ -124,6 +126,8 @@ interface ManualSlice {
   readonly attributes: Readonly<Record<string, string>>;
   /** What each host offers (the group's vm_resources); empty fields are detected on the host. */
   readonly resources: { readonly cpuMillicores?: number; readonly memoryBytes?: number };
+  /** The group's accelerator, declared by each host's worker. */
+  readonly accelerator?: AcceleratorSpec;
   state: CloudSliceState;
   /** Set while createSlice runs; terminate aborts it and waits. */
   creating?: { abort: AbortController; done: Promise<unknown> };
@@ -212,6 +216,7 @@ export class ManualPlatform implements Platform {
         cpuMillicores: config.vmResources?.cpuMillicores || undefined,
         memoryBytes: config.vmResources?.memoryBytes || undefined,
       },
+      accelerator: groupAccelerator(config),
       state: "bootstrapping",
     };
     this.#slices.set(sliceId, slice);
@@ -249,6 +254,7 @@ export class ManualPlatform implements Platform {
           port: this.#port,
           advertiseAddress: h.host,
           resources: slice.resources,
+          accelerator: slice.accelerator,
           runtime: hostRuntime(h, this.#o.runtime),
           workerTokenFile: this.#o.workerToken !== undefined,
         });

@@ -82,6 +82,40 @@ const hello: SmokeJob = {
   },
 };
 
+const workspace: SmokeJob = {
+  name: "workspace",
+  description: "ships a directory (a script and a data file) as a bundle; the task runs the script",
+  async run(ctx) {
+    const dir = await Deno.makeTempDir({ prefix: "iris-smoke-workspace-" });
+    try {
+      await Deno.mkdir(`${dir}/data`);
+      await Deno.writeTextFile(`${dir}/data/words.txt`, "alpha\nbeta\ngamma\n");
+      await Deno.writeTextFile(
+        `${dir}/run.sh`,
+        '#!/bin/sh\nset -e\necho "workspace: $(wc -l < data/words.txt) words, first $(head -n 1 data/words.txt)"\n',
+      );
+      await Deno.chmod(`${dir}/run.sh`, 0o755);
+      const bundleId = await ctx.client.uploadWorkspace(dir);
+      const id = await ctx.submit("workspace", {
+        ...small,
+        name: `smoke-workspace-${ctx.runId}`,
+        command: ["./run.sh"],
+        bundleId,
+      });
+      expectState(await ctx.wait(id), JobState.SUCCEEDED);
+      const lines = await stdout(ctx, id);
+      const want = "workspace: 3 words, first alpha";
+      check(
+        lines.includes(want),
+        `expected ${JSON.stringify(want)} (got ${JSON.stringify(lines)})`,
+      );
+      return `ran ./run.sh from bundle ${bundleId.slice(0, 19)}…: '${want}'`;
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+};
+
 const concurrent: SmokeJob = {
   name: "concurrent",
   description: "three independent jobs at once on the CPU group; all succeed",
@@ -458,6 +492,7 @@ function denoDir(): string {
 /** Every smoke job in run order. */
 export const SMOKE_JOBS: readonly SmokeJob[] = [
   hello,
+  workspace,
   concurrent,
   tpuHello,
   coscheduled,

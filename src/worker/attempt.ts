@@ -282,9 +282,11 @@ export class TaskAttempt {
           if (this.#user) await chownTree(this.dir, this.#user);
         }
       } catch (err) {
+        // The task's own input is missing or bad (or cannot be fetched): a failure that spends
+        // the job's failure budget, not a worker failure retried under the preemption budget.
         if (!this.#kill) {
           return this.#finish({
-            state: TaskState.WORKER_FAILED,
+            state: TaskState.FAILED,
             error: `fetching bundle ${req.bundleId} failed: ${describeError(err)}`,
           });
         }

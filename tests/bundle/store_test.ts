@@ -12,6 +12,7 @@ import {
   BundleHashMismatchError,
   bundleIdOf,
   FileBundleStore,
+  openBundleStore,
   packDirectory,
   validateBundleId,
 } from "../../src/bundle/mod.ts";
@@ -117,11 +118,13 @@ Deno.test("store: invalid archives are rejected and not stored", async () => {
 Deno.test("store: prefixes", () => {
   assert.equal(new FileBundleStore("file:///var/iris/bundles").dir, "/var/iris/bundles");
   assert.equal(new FileBundleStore("/var/iris/b").dir, "/var/iris/b");
+  // gs:// is GcsBundleStore's (openBundleStore picks it); other schemes are refused.
   assert.throws(
-    () => new FileBundleStore("gs://bucket/bundles"),
-    /bundle_prefix: "gs:\/\/bucket\/bundles": gs:\/\/ bundle storage is not supported here yet/,
+    () => openBundleStore("s3://b/p"),
+    /bundle_prefix: "s3:\/\/b\/p": s3:\/\/ bundle storage is not supported; use gs:\/\/bucket\/path/,
   );
-  assert.throws(() => new FileBundleStore("s3://b/p"), InvalidArgumentError);
+  assert.throws(() => new FileBundleStore("gs://bucket/bundles"), InvalidArgumentError);
+  assert.ok(openBundleStore("/var/iris/b") instanceof FileBundleStore);
   assert.throws(() => new FileBundleStore(""), /bundle_prefix: is empty/);
   assert.throws(() => new FileBundleStore("file://remote-host/x"), /not a valid file URL/);
 });

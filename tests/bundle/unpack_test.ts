@@ -148,6 +148,52 @@ Deno.test("unpack: a well-formed archive unpacks; an existing destDir is a cache
   }
 });
 
+Deno.test("unpack: modes are 0644/0755 under a strict umask, and need no sys permission", async () => {
+  const tmp = await Deno.makeTempDir();
+  const data = await gzip([
+    tar([...GOOD, { name: "run.sh", body: enc.encode("#!/bin/sh\n"), mode: 0o755 }]),
+  ]);
+  const old = Deno.umask(0o077);
+  try {
+    const dest = join(tmp, "strict");
+    await unpackBundle(data, dest);
+    assert.equal((await Deno.stat(join(dest, "run.sh"))).mode! & 0o777, 0o755);
+    assert.equal((await Deno.stat(join(dest, "good/a.txt"))).mode! & 0o777, 0o644);
+    assert.equal((await Deno.stat(join(dest, "good"))).mode! & 0o777, 0o755);
+  } finally {
+    Deno.umask(old);
+  }
+  try {
+    // A process like a local VM: file access, but no sys permission (Deno.umask() is denied).
+    await Deno.writeFile(join(tmp, "b.tar.gz"), data);
+    const script = `import { unpackBundle } from ${
+      JSON.stringify(new URL("../../src/bundle/unpack.ts", import.meta.url).href)
+    };
+const r = await unpackBundle(await Deno.readFile(Deno.args[0]), Deno.args[1]);
+console.log(JSON.stringify(r));`;
+    await Deno.writeTextFile(join(tmp, "unpack.ts"), script);
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        `--config=${new URL("../../deno.json", import.meta.url).pathname}`,
+        `--allow-read=${tmp},${new URL("../../", import.meta.url).pathname}`,
+        `--allow-write=${tmp}`,
+        "--allow-sys=cpus,systemMemoryInfo",
+        "--no-prompt",
+        join(tmp, "unpack.ts"),
+        join(tmp, "b.tar.gz"),
+        join(tmp, "sandboxed"),
+      ],
+    }).output();
+    const text = new TextDecoder().decode(out.stdout) + new TextDecoder().decode(out.stderr);
+    assert.equal(out.code, 0, text);
+    assert.match(text, /"files":3/);
+    assert.equal((await Deno.stat(join(tmp, "sandboxed/run.sh"))).mode! & 0o777, 0o755);
+  } finally {
+    await Deno.remove(tmp, { recursive: true });
+  }
+});
+
 Deno.test("unpack: path traversal is rejected", async () => {
   await expectRejected(await gzip([tar([...GOOD, file("../evil")])]), "../evil");
   await expectRejected(await gzip([tar([...GOOD, file("/etc/x")])]), "/etc/x");

@@ -240,13 +240,30 @@ Deno.test("gcp zones must be listed in platform.gcp.zones", () => {
   ]);
 });
 
-Deno.test("gcp mode requires a project, a gs:// bundle prefix and vm_resources", () => {
+Deno.test("gcp and manual modes take any bundle_prefix scheme, or none", () => {
+  for (const prefix of [undefined, "gs://b/x", "file:///var/lib/iris/bundles"]) {
+    parseConfigObject(edit(gcpTree(), "controller.bundle_prefix", prefix), undefined, { machine });
+    const manual = {
+      controller: { bundle_prefix: prefix, manual: { host: "10.0.0.1" } },
+      "scale_groups": {
+        m: {
+          provider: { manual: { hosts: ["10.0.0.2"] } },
+          vm_resources: { cpu: 4, memory: "8GiB" },
+        },
+      },
+    };
+    if (prefix === undefined) delete manual.controller.bundle_prefix;
+    const config = parseConfigObject(manual, undefined, { machine });
+    assert.equal(config.controller?.bundlePrefix, prefix ?? "");
+  }
+});
+
+Deno.test("gcp mode requires a project and vm_resources", () => {
   const tree = gcpTree();
   edit(tree, "platform", undefined);
-  edit(tree, "controller.bundle_prefix", "file:///tmp/bundles");
+  edit(tree, "controller.bundle_prefix", undefined);
   edit(tree, "scale_groups.tpu.vm_resources", undefined);
   assert.deepEqual(fromTree(tree), [
-    'controller.bundle_prefix: must be a "gs://…" prefix for a gcp controller (got "file:///tmp/bundles")',
     "platform.gcp.project_id: required for a gcp controller",
     "scale_groups.tpu.vm_resources.cpu: required for tpu providers (the cpu of each VM, used to size slices)",
     "scale_groups.tpu.vm_resources.memory: required for tpu providers (the memory of each VM, used to size slices)",

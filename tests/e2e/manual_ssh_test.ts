@@ -299,6 +299,7 @@ Deno.test({
  */
 const SMOKE_ON_MANUAL = [
   "hello",
+  "workspace",
   "concurrent",
   "retry",
   "endpoints",

@@ -38,6 +38,9 @@ Deno.test("workerBootstrapScript() for a GCP TPU startup script (golden)", async
     workerIndex: "tpu-metadata",
     attributes: { "tpu-name": "iris-tpu-v4-16-1", "tpu-topology": "v4-16", zone: "us-central2-b" },
     workerIndexAttribute: "tpu-worker-id",
+    // As gcp.ts passes them: the group's TPU, checked against the VM's metadata at start.
+    accelerator: { kind: "tpu", variant: "v4-16", count: 4 },
+    acceleratorCheck: "gce-metadata",
     runtime: {
       home: "/var/lib/iris",
       fetchCode: "gsutil cat gs://b/iris.tar.gz | tar xz -C /var/lib/iris",

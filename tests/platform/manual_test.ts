@@ -14,6 +14,7 @@ import {
 } from "../../src/platform/manual.ts";
 import type { CreateSliceRequest } from "../../src/platform/platform.ts";
 import { ScaleGroupConfigSchema } from "../../src/rpc/gen/iris/v1/config_pb.ts";
+import { AcceleratorType } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { assertGolden, ScriptedRunner } from "../fakes/scripted_runner.ts";
 import { runPlatformContract } from "./platform_contract.ts";
@@ -365,4 +366,38 @@ scale_groups:
   assert.match(scripts[0]!, /DENO=\('?\/opt\/deno\/bin\/deno'?\)/);
   assert.match(scripts[1]!, /DENO=\('?\/usr\/local\/bin\/deno'?\)/);
   for (const s of scripts) assert.doesNotMatch(s, /npx/);
+});
+
+Deno.test("manual hosts declare their group's accelerator; CPU groups declare none", async () => {
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const base = request("s-1");
+  const gpu = create(ScaleGroupConfigSchema, {
+    provider: base.config.provider,
+    acceleratorType: AcceleratorType.GPU,
+    acceleratorVariant: "h100",
+    vmResources: { accelerator: { count: 8 } },
+  });
+  await manual(runner).createSlice({ ...base, config: gpu });
+  const script = runner.calls[0]!.cmd.stdin!;
+  assert.ok(
+    script.includes("--accelerator-type gpu --accelerator-variant h100 --accelerator-count 8"),
+    script,
+  );
+  assert.ok(!script.includes("--accelerator-check"), "only GCP VMs check against metadata");
+
+  const tpuRunner = new ScriptedRunner().on(["ssh"], {});
+  const tpu = create(ScaleGroupConfigSchema, {
+    provider: base.config.provider,
+    acceleratorType: AcceleratorType.TPU,
+    acceleratorVariant: "v5litepod-4",
+  });
+  await manual(tpuRunner).createSlice({ ...base, config: tpu });
+  assert.match(
+    tpuRunner.calls[0]!.cmd.stdin!,
+    /--accelerator-type tpu --accelerator-variant v5litepod-4 --accelerator-count 4 /,
+  );
+
+  const cpuRunner = new ScriptedRunner().on(["ssh"], {});
+  await manual(cpuRunner).createSlice(base);
+  assert.doesNotMatch(cpuRunner.calls[0]!.cmd.stdin!, /--accelerator/);
 });
