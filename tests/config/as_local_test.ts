@@ -7,8 +7,21 @@ const example = (name: string) => new URL(`../../examples/${name}`, import.meta.
 const machine = { cpuCores: 8, memoryBytes: 32 * 2 ** 30 };
 
 Deno.test("examples/gcp.yaml as local: same groups on local providers, no bundle prefix, machine-sized workers", async () => {
-  const original = await loadConfig(example("gcp.yaml"), { machine });
-  const { config, from, changes } = await loadConfigAsLocal(example("gcp.yaml"), { machine });
+  // The example keeps bundles on the controller; a bucket prefix is added to show it is dropped.
+  const dir = await Deno.makeTempDir({ prefix: "as-local-" });
+  const path = `${dir}/gcp.yaml`;
+  await Deno.writeTextFile(
+    path,
+    (await Deno.readTextFile(example("gcp.yaml"))).replace(
+      "controller:\n",
+      "controller:\n  bundle_prefix: gs://my-iris-bucket/eu-west4/bundles\n",
+    ),
+  );
+  const original = await loadConfig(path, { machine });
+  const { config, from, changes } = await loadConfigAsLocal(path, { machine }).finally(() =>
+    Deno.remove(dir, { recursive: true })
+  );
+  assertEquals(original.controller?.bundlePrefix, "gs://my-iris-bucket/eu-west4/bundles");
   assertEquals(from, "gcp");
   assertEquals(configMode(config), "local");
   assertEquals(config.name, original.name);
@@ -52,8 +65,8 @@ Deno.test("a local config is unchanged; an invalid file is reported against itse
   const dir = await Deno.makeTempDir({ prefix: "as-local-" });
   try {
     const bad = (await Deno.readTextFile(example("gcp.yaml"))).replace(
-      "  bundle_prefix: gs://my-iris-bucket/eu-west4/bundles\n",
-      "",
+      "    project_id: my-gcp-project\n",
+      "    project_id: my-gcp-project\n    bogus: 1\n",
     );
     await Deno.writeTextFile(`${dir}/gcp.yaml`, bad);
     const err = await loadConfigAsLocal(`${dir}/gcp.yaml`).then(
@@ -61,7 +74,7 @@ Deno.test("a local config is unchanged; an invalid file is reported against itse
       (e) => e,
     );
     assert(err instanceof ConfigError, String(err));
-    assertMatch(err.message, /controller\.bundle_prefix: required for a gcp controller/);
+    assertMatch(err.message, /platform\.gcp\.bogus: unknown key/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
