@@ -129,12 +129,26 @@ export class GcsBundleStore implements BundleStore {
     return `gs://${this.location.bucket}/${name}`;
   }
 
+  /** One API call; a 401 (token revoked or expired early) is retried once with a fresh token. */
   async #request(
     method: string,
     url: string,
     name: string,
     init: { body?: Uint8Array<ArrayBuffer>; headers?: Record<string, string> } = {},
   ): Promise<Response> {
+    const { res, token } = await this.#send(method, url, name, init);
+    if (res.status !== 401) return res;
+    await res.body?.cancel();
+    this.#metadata.invalidateToken(token);
+    return (await this.#send(method, url, name, init)).res;
+  }
+
+  async #send(
+    method: string,
+    url: string,
+    name: string,
+    init: { body?: Uint8Array<ArrayBuffer>; headers?: Record<string, string> },
+  ): Promise<{ res: Response; token: string }> {
     let token: string;
     try {
       token = await this.#metadata.accessToken();
@@ -145,12 +159,13 @@ export class GcsBundleStore implements BundleStore {
       );
     }
     try {
-      return await fetch(url, {
+      const res = await fetch(url, {
         method,
         body: init.body,
         headers: { ...init.headers, Authorization: `Bearer ${token}` },
         signal: AbortSignal.timeout(this.#timeout),
       });
+      return { res, token };
     } catch (err) {
       throw new Error(
         `${this.#gsUrl(name)}: ${method} ${url} failed: ${

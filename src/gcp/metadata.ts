@@ -84,6 +84,11 @@ export class GceMetadata {
     return this.#pending;
   }
 
+  /** Forgets the cached token (the API refused it), so the next call fetches a new one. */
+  invalidateToken(token: string): void {
+    if (this.#token?.value === token) this.#token = undefined;
+  }
+
   async #fetchToken(signal?: AbortSignal): Promise<string> {
     const path = "instance/service-accounts/default/token";
     const text = await this.get(path, signal);

@@ -97,7 +97,7 @@ Deno.test("GcsBundleStore: upload, stat and download through the JSON API with a
   assert.deepEqual(gcp.violations, []);
 });
 
-Deno.test("GcsBundleStore: a token close to expiry is renewed; no token is a clear error", async () => {
+Deno.test("GcsBundleStore: a token close to expiry or refused (401) is renewed; no token is a clear error", async () => {
   await using gcp = startGcpStandIn({ bucket: BUCKET, tokenLifetimeSeconds: 30 });
   const store = new GcsBundleStore(`gs://${BUCKET}/b`, {
     endpoint: gcp.url,
@@ -109,6 +109,18 @@ Deno.test("GcsBundleStore: a token close to expiry is renewed; no token is a cle
   // 30 s tokens are within the 60 s renewal margin: each call fetches a fresh one.
   assert.equal(gcp.tokensIssued(), 2);
   assert.deepEqual(gcp.violations, []);
+
+  // A token the API stops accepting (revoked early) is replaced once, transparently.
+  await using longLived = startGcpStandIn({ bucket: BUCKET });
+  const lasting = new GcsBundleStore(`gs://${BUCKET}/b`, {
+    endpoint: longLived.url,
+    metadata: new GceMetadata({ baseUrl: longLived.url }),
+  });
+  assert.equal(await lasting.has(bundleId), false);
+  longLived.revokeTokens();
+  assert.equal(await lasting.has(bundleId), false);
+  assert.equal(longLived.tokensIssued(), 2);
+  assert.deepEqual(longLived.violations, []);
 
   const noMetadata = new GcsBundleStore(`gs://${BUCKET}/b`, {
     endpoint: gcp.url,

@@ -12,6 +12,7 @@ import { IrisClient, JobState } from "../../mod.ts";
 import { startController } from "../../src/controller/server.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { startGcpStandIn } from "../fakes/gcp_standin.ts";
+import { FileBundleStore } from "../../src/bundle/mod.ts";
 import { pumpLines } from "../_helpers/iris_process.ts";
 
 const GOLDEN = new URL("../platform/golden/bootstrap_worker_gcp.txt", import.meta.url);
@@ -77,7 +78,9 @@ Deno.test("a worker started with the gcp bootstrap golden's command runs a TPU j
   const command = await goldenWorkerCommand();
   const home = await Deno.makeTempDir({ prefix: "iris-gcp-worker-" });
   await using metadata = startGcpStandIn({ attributes: { "accelerator-type": "v4-16" } });
-  await using controller = startController({});
+  await using controller = startController({
+    bundles: new FileBundleStore(`${home}/controller-bundles`),
+  });
   const worker = runGoldenCommand(command, controller.url, metadata.host, home);
   try {
     const client = new IrisClient(controller.url);
@@ -102,6 +105,28 @@ Deno.test("a worker started with the gcp bootstrap golden's command runs a TPU j
     assertEquals(job.state, JobState.SUCCEEDED, job.error);
     const out = (await client.logs(id)).filter((l) => l.stream === "stdout").map((l) => l.text);
     assertEquals(out, ["tpu=iris-tpu-v4-16-1 worker=0"]);
+    // A workspace job too: the bootstrapped worker fetches the bundle from the controller.
+    await Deno.mkdir(`${home}/ws`);
+    await Deno.writeTextFile(`${home}/ws/data.txt`, "shipped to the TPU VM");
+    await Deno.writeTextFile(`${home}/ws/run.sh`, "#!/bin/sh\ncat data.txt\n");
+    await Deno.chmod(`${home}/ws/run.sh`, 0o755);
+    const bundleId = await client.uploadWorkspace(`${home}/ws`);
+    const wsJob = await client.submit({
+      name: "tpu-workspace",
+      command: ["./run.sh"],
+      bundleId,
+      accelerator: { kind: "tpu", variant: "v4-16" },
+      replicas: 1,
+      groupBy: "",
+      cpu: 0.1,
+      memory: 2 ** 26,
+    });
+    const wsDone = await client.wait(wsJob, { timeout: seconds(60) });
+    assertEquals(wsDone.state, JobState.SUCCEEDED, wsDone.error);
+    assertEquals(
+      (await client.logs(wsJob)).filter((l) => l.stream === "stdout").map((l) => l.text),
+      ["shipped to the TPU VM"],
+    );
     // The worker asked the metadata server, as a GCE client must.
     assert(
       metadata.requests.some((r) =>

@@ -38,6 +38,8 @@ export interface GcpStandIn extends AsyncDisposable {
   readonly tokensIssued: () => number;
   /** Answers the next GCS request with this HTTP status (once). */
   failNext(status: number): void;
+  /** Revokes every token issued so far: requests with them get 401 (not a violation). */
+  revokeTokens(): void;
 }
 
 /** Starts the stand-in on 127.0.0.1 (a free port). */
@@ -46,6 +48,7 @@ export function startGcpStandIn(options: GcpStandInOptions = {}): GcpStandIn {
   const requests: SeenRequest[] = [];
   const violations: string[] = [];
   const tokens = new Set<string>();
+  const revoked = new Set<string>();
   let failNext = 0;
   const bucket = options.bucket ?? "iris-test-bucket";
   const bad = (what: string, status = 400) => {
@@ -64,7 +67,7 @@ export function startGcpStandIn(options: GcpStandInOptions = {}): GcpStandIn {
       if (req.method !== "GET") return bad(`${req.method} ${rawPath}: metadata is GET only`, 405);
       const key = rawPath.slice("/computeMetadata/v1/".length);
       if (key === "instance/service-accounts/default/token") {
-        const token = `ya29.standin-${tokens.size + 1}`;
+        const token = `ya29.standin-${tokens.size + revoked.size + 1}`;
         tokens.add(token);
         return Response.json({
           access_token: token,
@@ -80,6 +83,12 @@ export function startGcpStandIn(options: GcpStandInOptions = {}): GcpStandIn {
     }
     const auth = req.headers.get("Authorization") ?? "";
     const token = /^Bearer (\S+)$/.exec(auth)?.[1];
+    if (token && revoked.has(token)) {
+      await req.body?.cancel();
+      return new Response(JSON.stringify({ error: { code: 401, message: "revoked" } }), {
+        status: 401,
+      });
+    }
     if (!token || !tokens.has(token)) {
       return bad(`${req.method} ${rawPath}: Authorization is ${JSON.stringify(auth)}`, 401);
     }
@@ -128,8 +137,12 @@ export function startGcpStandIn(options: GcpStandInOptions = {}): GcpStandIn {
     objects,
     requests,
     violations,
-    tokensIssued: () => tokens.size,
+    tokensIssued: () => tokens.size + revoked.size,
     failNext: (status) => failNext = status,
+    revokeTokens: () => {
+      for (const t of tokens) revoked.add(t);
+      tokens.clear();
+    },
     async [Symbol.asyncDispose]() {
       await server.shutdown();
     },
