@@ -98,7 +98,12 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     registerWorker: wrap((req) => {
       const res = c.registerWorker(req);
-      return { workerId: res.workerId, heartbeatIntervalMs: c.heartbeatInterval, kill: res.kill };
+      return {
+        workerId: res.workerId,
+        heartbeatIntervalMs: c.heartbeatInterval,
+        kill: res.kill,
+        reconnectMaxBackoffMs: c.workerReconnectMax,
+      };
     }),
     heartbeat: wrap((req) => c.heartbeat(req)),
     listWorkers: wrap(() => ({ workers: [...c.workers.workers.values()].map(workerInfo) })),
@@ -122,8 +127,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     getControllerStatus: wrap(() => {
       let tasks = 0;
       for (const j of c.jobs.jobs.values()) tasks += j.taskIds.length;
+      const health = c.health;
       return {
-        healthy: true,
+        healthy: health.healthy,
+        statusMessage: health.message,
         startedAtMs: c.startedAtMs,
         version: deps.version ?? "",
         jobCount: c.jobs.jobs.size,

@@ -32,6 +32,8 @@ function controller(store: StateStore): Controller {
   return new Controller({
     store,
     heartbeatInterval: ms(100),
+    workerReconnectMax: ms(200),
+    reclaimMargin: ms(200),
     workerClientFactory: acceptingClient,
   });
 }
@@ -101,7 +103,9 @@ Deno.test("workers survive a controller restart as reconnecting; one that never 
       assertEquals(task.attempts[1]!.workerId, "w-back");
       assert(
         after.recentLogs.some((l) =>
-          l.includes("worker w-gone declared dead: did not re-register after a controller restart")
+          l.includes(
+            "worker w-gone declared dead: did not re-register within 440ms of a controller",
+          )
         ),
         after.recentLogs.join("\n"),
       );

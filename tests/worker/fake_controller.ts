@@ -29,6 +29,8 @@ export class FakeController implements AsyncDisposable {
   killNext: { taskId: string; attemptId: number }[] = [];
   /** Fail this many heartbeats (Unavailable) before accepting again. */
   failHeartbeats = 0;
+  /** Answer `reregister: true` to every heartbeat this returns true for. */
+  reregisterIf?: (req: HeartbeatRequest) => boolean;
   readonly server: RpcServer;
 
   constructor(port = 0) {
@@ -45,7 +47,7 @@ export class FakeController implements AsyncDisposable {
           }
           this.heartbeats.push(req);
           this.updates.push(...req.updates);
-          const reregister = this.reregisterNext;
+          const reregister = this.reregisterNext || (this.reregisterIf?.(req) ?? false);
           this.reregisterNext = false;
           const kill: AttemptRef[] = this.killNext.map((k) => ({
             ...k,
