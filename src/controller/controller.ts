@@ -504,8 +504,9 @@ export class Controller {
         }
       }
     }
-    // The answer acknowledges the updates: only once they are durable.
-    this.#flush();
+    // The answer acknowledges the updates: only once they are durable. (Without updates nothing
+    // changed; while the state is unwritable, liveness alone is answered.)
+    if (req.updates.length || !this.#unwritable) this.#flush();
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
@@ -585,6 +586,8 @@ export class Controller {
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
   scheduleOnce(): SchedulePlan {
+    // Nothing is placed while placements cannot be committed.
+    if (this.#unwritable) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
     this.#expireScheduling(now, fx);
