@@ -39,6 +39,7 @@ import {
   attemptKey,
   attributesFromProto,
   parseAttemptKey,
+  type WorkerRecord,
   WorkerTable,
 } from "./workers.ts";
 import { LogStore } from "./logs.ts";
@@ -89,6 +90,12 @@ export interface ControllerOptions {
 export const DEFAULT_WORKER_RECONNECT_MAX = seconds(5);
 /** Default margin of the re-claim grace after a restart. */
 export const DEFAULT_RECLAIM_MARGIN = seconds(3);
+/**
+ * Consecutive heartbeats an attempt held on a worker may be missing from (neither running nor
+ * ended there) before it is lost. Two: a worker sends one heartbeat at a time, so the second
+ * was built after the first was answered, i.e. after any RunTask answered before it.
+ */
+const MISSING_HEARTBEATS = 2;
 /** The reporter's backoff jitter (src/time.ts Backoff default): delays reach max × (1 + this). */
 const RECONNECT_JITTER = 0.2;
 
@@ -126,6 +133,11 @@ export class Controller {
   readonly #reservedBy = new Map<string, string>();
   /** Attempts whose RunTask is in flight (a worker registering may not list them yet). */
   readonly #dispatching = new Set<string>();
+  /**
+   * Attempts held on a worker that its last heartbeats listed neither as running nor as ended:
+   * key → consecutive heartbeats without it (lost at {@linkcode MISSING_HEARTBEATS}).
+   */
+  readonly #missing = new Map<string, { workerId: string; count: number }>();
   /** When the loops started (the re-claim grace counts from here). */
   #servingSinceMs: number;
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
@@ -504,6 +516,7 @@ export class Controller {
         }
       }
     }
+    if (!this.#unwritable) this.#reconcile(worker, req, fx, later);
     // The answer acknowledges the updates: only once they are durable. (Without updates nothing
     // changed; while the state is unwritable, liveness alone is answered.)
     if (req.updates.length || !this.#unwritable) this.#flush();
@@ -511,6 +524,51 @@ export class Controller {
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
     return { reregister: false, kill };
+  }
+
+  /**
+   * Attempts held on `worker` that it has listed neither as running nor as ended (nor updated) in
+   * {@linkcode MISSING_HEARTBEATS} consecutive heartbeats, and whose RunTask is not in flight, are
+   * lost (e.g. the worker forgot them): their resources are freed and an active one fails as
+   * WORKER_FAILED (retried on the preemption budget).
+   */
+  #reconcile(
+    worker: WorkerRecord,
+    req: HeartbeatRequest,
+    fx: Effects,
+    later: (() => void)[],
+  ): void {
+    const seen = new Set<string>();
+    for (const r of [...req.running, ...req.finished, ...req.updates]) {
+      seen.add(attemptKey(r.taskId, r.attemptId));
+    }
+    for (const [key, m] of this.#missing) {
+      if (m.workerId === worker.workerId && !worker.active.has(key)) this.#missing.delete(key);
+    }
+    const now = this.clock.now();
+    for (const key of [...worker.active.keys()]) {
+      if (seen.has(key) || this.#dispatching.has(key)) {
+        this.#missing.delete(key);
+        continue;
+      }
+      const m = this.#missing.get(key) ?? { workerId: worker.workerId, count: 0 };
+      m.count++;
+      this.#missing.set(key, m);
+      if (m.count < MISSING_HEARTBEATS) continue;
+      this.#missing.delete(key);
+      if (this.workers.release(worker.workerId, key)) fx.released++;
+      const { taskId, attemptId } = parseAttemptKey(key);
+      const found = this.#findAttempt(taskId, attemptId);
+      if (!found || !isTaskActive(found.attempt.state)) continue;
+      const why = `worker ${worker.workerId} no longer has attempt ${attemptId}`;
+      this.log(`${taskId}: ${why}`);
+      this.jobs.attemptEnded(found.task, found.attempt, {
+        state: TaskState.WORKER_FAILED,
+        error: why,
+        finishedAtMs: now,
+      }, fx);
+      later.push(() => this.logs.system(taskId, attemptId, why, now));
+    }
   }
 
   #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects, later: (() => void)[]): void {

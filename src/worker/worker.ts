@@ -346,11 +346,15 @@ class IrisWorker implements WorkerCore {
       scaleGroup: this.#opts.scaleGroup ?? "",
       sliceId: this.#opts.sliceId ?? "",
       running: this.#runningRefs(),
-      // Ended, but the controller has not acknowledged the end yet: it must keep them claimed.
-      finished: [...this.#attempts.values()].filter((a) => a.isTerminal && !a.isReported).map((
-        a,
-      ) => create(AttemptRefSchema, { taskId: a.taskId, attemptId: a.attemptId })),
+      finished: this.#finishedRefs(),
     });
+  }
+
+  /** Ended, but the controller has not acknowledged the end yet: it must keep them claimed. */
+  #finishedRefs() {
+    return [...this.#attempts.values()].filter((a) => a.isTerminal && !a.isReported).map((a) =>
+      create(AttemptRefSchema, { taskId: a.taskId, attemptId: a.attemptId })
+    );
   }
 
   #runningRefs() {
@@ -392,6 +396,7 @@ class IrisWorker implements WorkerCore {
       workerId: this.#workerId,
       updates,
       running: this.#runningRefs(),
+      finished: this.#finishedRefs(),
       snapshot: this.#snapshot(),
     });
     const commit = () => {

@@ -71,8 +71,10 @@ function update(taskId: string, state: TaskState, exitCode = 0): TaskUpdate {
   });
 }
 
-function beat(c: Controller, updates: TaskUpdate[], running: Ref[] = []) {
-  return c.heartbeat(create(HeartbeatRequestSchema, { workerId: "w1", updates, running }));
+function beat(c: Controller, updates: TaskUpdate[], running: Ref[] = [], finished: Ref[] = []) {
+  return c.heartbeat(
+    create(HeartbeatRequestSchema, { workerId: "w1", updates, running, finished }),
+  );
 }
 
 type SpecInit = Omit<MessageInitShape<typeof JobSpecSchema>, "$typeName">;
@@ -126,8 +128,9 @@ Deno.test("ends that happened while the controller was down are applied once, af
       // Well past the re-claim grace (the worker heartbeating): nothing is declared lost while
       // the ends are on their way.
       const until = Date.now() + after.reclaimGrace + 300;
+      const ended = [{ taskId: t0, attemptId: 0 }, { taskId: t1, attemptId: 0 }];
       while (Date.now() < until) {
-        beat(after, [], [{ taskId: t2, attemptId: 0 }]);
+        beat(after, [], [{ taskId: t2, attemptId: 0 }], ended);
         await new Promise((r) => setTimeout(r, 30));
       }
       assertEquals(after.jobs.task(t0).attempts.length, 1);
@@ -294,3 +297,32 @@ Deno.test("request ids are per owner and keep answering through RECREATE and a r
       store.close();
     }
   }));
+
+Deno.test("an attempt its worker no longer lists (neither running nor ended) is lost after two heartbeats", async () => {
+  const c = controller(undefined);
+  try {
+    register(c);
+    const { jobId } = c.launchJob(job("forgotten", { replicas: 2 }), "");
+    c.scheduleOnce();
+    await new Promise((r) => setTimeout(r, 0)); // the RunTask answers
+    const [kept, forgotten] = c.jobs.job(jobId).taskIds as [string, string];
+    const refs = [kept, forgotten].map((taskId) => ({ taskId, attemptId: 0 }));
+    beat(c, [update(kept, TaskState.RUNNING), update(forgotten, TaskState.RUNNING)], refs);
+    // The worker lost track of one attempt: the first heartbeat without it is not enough (it may
+    // have been built before a RunTask arrived), the second is.
+    beat(c, [], [refs[0]!]);
+    assertEquals(c.jobs.task(forgotten).state, TaskState.RUNNING);
+    // Ended but not yet reported counts as listed.
+    beat(c, [], [refs[0]!], [refs[1]!]);
+    beat(c, [], [refs[0]!]);
+    assertEquals(c.jobs.task(forgotten).state, TaskState.RUNNING);
+    beat(c, [], [refs[0]!]);
+    const lost = c.jobs.task(forgotten).attempts[0]!;
+    assertEquals(lost.state, TaskState.WORKER_FAILED);
+    assert(lost.error.includes("no longer has attempt 0"), lost.error);
+    assertEquals(c.jobs.task(kept).state, TaskState.RUNNING);
+    assertEquals(c.workers.workers.get("w1")!.committed.cpuMillicores, 500);
+  } finally {
+    await c.stop();
+  }
+});
