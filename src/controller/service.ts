@@ -143,6 +143,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     registerEndpoint: wrap((req, ctx) => {
       if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
       if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
+      c.ensureWritable();
       const task = c.jobs.task(req.taskId);
       authorizeJobAction(ctx.values.get(PRINCIPAL), task.jobId, "register endpoints for");
       const cur = c.jobs.currentAttempt(task);
@@ -166,6 +167,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       return { endpointId: e.endpointId };
     }),
     unregisterEndpoint: wrap((req, ctx) => {
+      c.ensureWritable();
       const principal = ctx.values.get(PRINCIPAL);
       const owned = principal &&
         c.endpoints.list("", false).find((e) => e.endpointId === req.endpointId);
