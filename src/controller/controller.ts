@@ -306,6 +306,11 @@ export class Controller {
       return;
     }
     this.#unwritable = undefined;
+    // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
+    const now = this.clock.now();
+    for (const w of this.workers.workers.values()) {
+      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, now);
+    }
     this.log(
       `controller state can be written again (after ${
         formatDuration(ms(this.clock.now() - u.sinceMs))
@@ -490,7 +495,11 @@ export class Controller {
   /** Handles a heartbeat: task updates, liveness, reconciliation. */
   heartbeat(
     req: HeartbeatRequest,
-  ): { reregister: boolean; kill: { taskId: string; attemptId: number }[] } {
+  ): {
+    reregister: boolean;
+    kill: { taskId: string; attemptId: number }[];
+    updatesDeferred?: boolean;
+  } {
     const worker = this.workers.workers.get(req.workerId);
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
@@ -498,8 +507,11 @@ export class Controller {
     worker.lastHeartbeatMs = now;
     worker.healthy = true;
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
-    // Liveness is noted above; updates wait (kept by the worker) until they can be committed.
-    if (req.updates.length) this.ensureWritable();
+    // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
+    // cadence) until they can be committed.
+    if (req.updates.length && this.#unwritable) {
+      return { reregister: false, kill: [], updatesDeferred: true };
+    }
     const fx = noEffects();
     // Log lines are stored once the updates are committed (a failed commit is resent whole).
     const later: (() => void)[] = [];

@@ -6,8 +6,9 @@
  * Delivery is exactly once: an update is marked delivered only when the controller answered the
  * heartbeat that carried it, which it does only after the update was applied and committed to its
  * state. A heartbeat answered with "register again" (the controller restarted, or forgot this
- * worker) applied nothing, so its updates stay queued and go again after the registration; a
- * failed heartbeat is retried likewise. Resending is harmless: the controller ignores the end of
+ * worker), or with "updates deferred" (the controller cannot write its state), applied nothing:
+ * its updates stay queued and go again (after the registration); a failed heartbeat is retried
+ * likewise. Resending is harmless: the controller ignores the end of
  * an attempt it already recorded.
  * @module
  */
@@ -72,6 +73,7 @@ export class Reporter {
   #wake?: { resolve: () => void; onPoke: boolean };
   #lastSend = -Infinity;
   #failures = 0;
+  #deferredLogged = false;
   #lastFailureLog = -Infinity;
   #resolveRegistered!: () => void;
   #rejectRegistered!: (err: Error) => void;
@@ -112,7 +114,7 @@ export class Reporter {
     if (request.updates.length === 0) return;
     try {
       const response = await this.#opts.client.heartbeat(request, { timeoutMs: flushTimeout });
-      if (!response.reregister) commit();
+      if (!response.reregister && !response.updatesDeferred) commit();
     } catch (err) {
       this.#opts.log(
         `final heartbeat to ${this.#opts.controllerUrl} failed: ${describeError(err)}`,
@@ -170,7 +172,20 @@ export class Reporter {
           this.#poked = true;
           continue;
         }
-        commit();
+        if (response.updatesDeferred) {
+          // The controller cannot write its state: nothing was applied. Keep the updates and
+          // the usual cadence (heartbeats are still liveness).
+          if (!this.#deferredLogged) {
+            this.#opts.log(
+              `controller at ${this.#opts.controllerUrl} cannot write its state; keeping updates`,
+            );
+          }
+          this.#deferredLogged = true;
+          this.#poked = false;
+        } else {
+          this.#deferredLogged = false;
+          commit();
+        }
       } catch (err) {
         if (this.#stopping) break;
         if (err instanceof ConnectError && err.code === Code.NotFound) this.#isRegistered = false;

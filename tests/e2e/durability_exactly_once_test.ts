@@ -5,8 +5,9 @@
  * - a worker restarted under the same id without its attempt: the attempt fails at once (long
  *   before any heartbeat timeout) with a reason, and its CPU is free again;
  * - a state dir on a 1 MiB tmpfs that fills up: submits answer `unavailable` and leave nothing,
- *   the controller says it is unhealthy and why, nothing runs; when space comes back it recovers
- *   by itself and the retried submit (same request id) creates its job once.
+ *   the controller says it is unhealthy and why, nothing runs, a task's end is deferred (kept by
+ *   the worker, which is not declared dead); when space comes back it recovers by itself, the end
+ *   is applied once and the retried submit (same request id) creates its job once.
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { IrisClient, JobState, TaskState } from "../../mod.ts";
@@ -238,6 +239,18 @@ Deno.test({
       });
       const before = await client.submit({ name: "before", command: ["true"] });
       assertEquals((await client.wait(before, { timeout: seconds(30) })).state, JobState.SUCCEEDED);
+      // A task that ends (exit 3, no failure retries) while the disk is full.
+      const straddleScript = `echo run >> ${dir}/straddle-runs; ` +
+        `while [ ! -e ${dir}/straddle-go ]; do sleep 0.05; done; exit 3`;
+      const straddle = await client.submit({
+        name: "straddle",
+        command: ["sh", "-c", straddleScript],
+        maxRetriesFailure: 0,
+      });
+      await waitFor(async () => (await client.tasks(straddle))[0]?.state === TaskState.RUNNING, {
+        timeout: seconds(30),
+        what: "the straddling task to run",
+      });
 
       await fill(stateDir);
       const marker = `${dir}/ran`;
@@ -255,6 +268,10 @@ Deno.test({
         }
       }
       assert(refused >= 3, `submits refused on a full disk (${refused})`);
+      await Deno.writeTextFile(`${dir}/straddle-go`, "");
+      // Longer than the heartbeat timeout (3 s): the worker must not be declared dead meanwhile.
+      await new Promise((r) => setTimeout(r, 4000));
+      assertEquals((await client.tasks(straddle))[0]?.state, TaskState.RUNNING, "end deferred");
       const status = await client.call((rpc) => rpc.getControllerStatus({}));
       assertEquals(status.healthy, false);
       assert(/full/i.test(status.statusMessage), status.statusMessage);
@@ -267,7 +284,7 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 1000));
       const { jobs } = await client.list({ prefix: "/", limit: 100 });
       assertEquals(
-        jobs.map((j) => leaf(j.jobId)).filter((n) => n !== "before"),
+        jobs.map((j) => leaf(j.jobId)).filter((n) => n !== "before" && n !== "straddle"),
         [],
         "nothing kept",
       );
@@ -290,7 +307,18 @@ Deno.test({
         retriedId,
       );
       const names = (await client.list({ prefix: "/", limit: 100 })).jobs.map((j) => leaf(j.jobId));
-      assertEquals(names.sort(), ["before", "retried"]);
+      assertEquals(names.sort(), ["before", "retried", "straddle"]);
+      // The end that came during the outage is applied once: FAILED with exit 3, one run.
+      const [st] = await waitFor(async () => {
+        const ts = await client.tasks(straddle);
+        return ts[0]?.state === TaskState.FAILED ? ts : undefined;
+      }, { timeout: seconds(10), what: "the deferred end to be applied" });
+      assertEquals([st!.attempts.length, st!.exitCode], [1, 3]);
+      assertEquals((await Deno.readTextFile(`${dir}/straddle-runs`)).trim().split("\n"), ["run"]);
+      assertEquals((await client.workers()).map((w) => [w.workerId, w.healthy]), [[
+        "w-full",
+        true,
+      ]]);
       assertEquals(await Deno.stat(marker).then(() => true, () => false), false, "nothing ran");
       console.log(
         `full tmpfs: ${refused} submits refused, none ran; recovered ${
@@ -307,6 +335,7 @@ Deno.test({
           assertEquals(after.map((j) => [leaf(j.jobId), j.state]).sort(), [
             ["before", JobState.SUCCEEDED],
             ["retried", JobState.SUCCEEDED],
+            ["straddle", JobState.FAILED],
           ]);
         } finally {
           await again.stop();

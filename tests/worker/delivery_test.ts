@@ -5,6 +5,7 @@
  * updates go again. Heartbeats stay under a byte budget however large the backlog.
  */
 import assert from "node:assert/strict";
+import { assertEquals } from "../_helpers/assert.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { HeartbeatRequestSchema } from "../../src/rpc/gen/iris/v1/controller_pb.ts";
 import { TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
@@ -54,6 +55,32 @@ Deno.test("a final update answered with 'register again' stays queued, is listed
     what: "a third registration",
   });
   assert.deepEqual(h.fake.registrations[2]!.finished, []);
+});
+
+Deno.test("updates answered 'deferred' (controller cannot write) stay queued while heartbeats go on", async () => {
+  await using h = await startHarness();
+  const taskId = "/u/deferred/0";
+  let deferring = true;
+  h.fake.deferIf = (req) => deferring && req.updates.some((u) => u.taskId === taskId);
+  await h.client.runTask(commandTask(taskId, ["sh", "-c", "echo out; exit 3"]));
+  await waitFor(
+    () => h.fake.updatesOf(taskId).filter((u) => u.state === TaskState.FAILED).length >= 3,
+    { timeout: seconds(10), what: "the deferred end to be sent three times" },
+  );
+  deferring = false;
+  const sent = () => h.fake.updatesOf(taskId).filter((u) => u.state === TaskState.FAILED).length;
+  const atAck = await waitFor(() => {
+    const last = h.fake.heartbeats.at(-1);
+    return last && !last.updates.some((u) => u.taskId === taskId) ? sent() : undefined;
+  }, { timeout: seconds(10), what: "the end to be acknowledged" });
+  const heartbeats = h.fake.heartbeats.length;
+  await waitFor(() => h.fake.heartbeats.length >= heartbeats + 2, {
+    timeout: seconds(10),
+    what: "more heartbeats",
+  });
+  assertEquals(sent(), atAck, "not sent again once acknowledged");
+  assertEquals(h.fake.registrations.length, 1, "no re-registration: the link stayed up");
+  assert.ok(h.logs.some((l) => l.includes("cannot write its state; keeping updates")));
 });
 
 Deno.test("heartbeats stay under the byte budget and deliver a large backlog in order", async () => {

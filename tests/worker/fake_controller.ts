@@ -29,6 +29,8 @@ export class FakeController implements AsyncDisposable {
   killNext: { taskId: string; attemptId: number }[] = [];
   /** Fail this many heartbeats (Unavailable) before accepting again. */
   failHeartbeats = 0;
+  /** Answer `updates_deferred: true` to every heartbeat this returns true for. */
+  deferIf?: (req: HeartbeatRequest) => boolean;
   /** Answer `reregister: true` to every heartbeat this returns true for. */
   reregisterIf?: (req: HeartbeatRequest) => boolean;
   readonly server: RpcServer;
@@ -54,7 +56,8 @@ export class FakeController implements AsyncDisposable {
             $typeName: "iris.v1.AttemptRef",
           }));
           this.killNext = [];
-          return create(HeartbeatResponseSchema, { reregister, kill });
+          const updatesDeferred = this.deferIf?.(req) ?? false;
+          return create(HeartbeatResponseSchema, { reregister, kill, updatesDeferred });
         },
       }), { port });
   }
