@@ -100,6 +100,8 @@ export async function startCluster(
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
     maxBuildingPerWorker: c.maxBuildingTasksPerWorker || undefined,
+    workerReconnectMax: c.workerReconnectMaxMs ? ms(c.workerReconnectMaxMs) : undefined,
+    reclaimMargin: c.reclaimMarginMs ? ms(c.reclaimMarginMs) : undefined,
     taskEnv: config.defaults?.taskEnv,
     userBudgets: budgetsFromConfig(c.userBudgets),
     // Durable state when the config names a directory (docs/durability.md).

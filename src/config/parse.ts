@@ -62,6 +62,8 @@ export const KEYS = {
     "heartbeat_interval",
     "heartbeat_failure_threshold",
     "max_building_tasks_per_worker",
+    "worker_reconnect_max",
+    "reclaim_margin",
     "user_budgets",
     "local",
     "gcp",
@@ -234,6 +236,8 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     userBudgets: parseUserBudgets(m, r),
     maxBuildingTasksPerWorker:
       r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,
+    workerReconnectMaxMs: r.duration(m, "worker_reconnect_max", p, { positive: true }) ?? 0,
+    reclaimMarginMs: r.duration(m, "reclaim_margin", p, { positive: true }) ?? 0,
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {

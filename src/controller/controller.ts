@@ -39,6 +39,7 @@ import {
   attemptKey,
   attributesFromProto,
   parseAttemptKey,
+  type WorkerRecord,
   WorkerTable,
 } from "./workers.ts";
 import { LogStore } from "./logs.ts";
@@ -73,6 +74,37 @@ export interface ControllerOptions {
   store?: StateStore;
   /** Per-user budgets (budgets.ts): over budget, a job runs as BATCH. */
   userBudgets?: readonly UserBudget[];
+  /**
+   * Longest wait between a worker's reconnect attempts (before ±20 % jitter); sent to workers
+   * when they register. @default 5s
+   */
+  workerReconnectMax?: Duration;
+  /**
+   * After a restart, attempts wait for their worker to re-claim them for workerReconnectMax × 1.2
+   * + reclaimMargin before they are declared lost. @default 3s
+   */
+  reclaimMargin?: Duration;
+}
+
+/** Default longest wait between a worker's reconnect attempts. */
+export const DEFAULT_WORKER_RECONNECT_MAX = seconds(5);
+/** Default margin of the re-claim grace after a restart. */
+export const DEFAULT_RECLAIM_MARGIN = seconds(3);
+/**
+ * Consecutive heartbeats an attempt held on a worker may be missing from (neither running nor
+ * ended there) before it is lost. Two: a worker sends one heartbeat at a time, so the second
+ * was built after the first was answered, i.e. after any RunTask answered before it.
+ */
+const MISSING_HEARTBEATS = 2;
+/** The reporter's backoff jitter (src/time.ts Backoff default): delays reach max × (1 + this). */
+const RECONNECT_JITTER = 0.2;
+
+/** The controller's state cannot be written: the call changed nothing; retry later. */
+function unavailable(reason: string): ConnectError {
+  return new ConnectError(
+    `controller state cannot be written (${reason}); nothing was changed, retry later`,
+    Code.Unavailable,
+  );
 }
 
 /** The controller: state + loops. RPC handlers in service.ts call its methods. */
@@ -99,12 +131,33 @@ export class Controller {
   readonly #claims = new Map<string, (string | undefined)[]>();
   /** Worker id → the job it is held for. */
   readonly #reservedBy = new Map<string, string>();
+  /** Attempts whose RunTask is in flight (a worker registering may not list them yet). */
+  readonly #dispatching = new Set<string>();
+  /**
+   * Attempts held on a worker that its last heartbeats listed neither as running nor as ended:
+   * key → consecutive heartbeats without it (lost at {@linkcode MISSING_HEARTBEATS}).
+   */
+  readonly #missing = new Map<string, { workerId: string; count: number }>();
+  /** When the loops started (the re-claim grace counts from here). */
+  #servingSinceMs: number;
+  /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
+  #unwritable?: { readonly sinceMs: number; reason: string; reloaded: boolean };
+  /** Longest worker reconnect delay (before jitter). */
+  readonly workerReconnectMax: Duration;
+  /** How long attempts wait after a restart for their worker to re-claim them. */
+  readonly reclaimGrace: Duration;
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
     this.clock = options.clock ?? systemClock;
     this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
+    this.workerReconnectMax = options.workerReconnectMax ?? DEFAULT_WORKER_RECONNECT_MAX;
+    this.reclaimGrace = ms(
+      Math.ceil(this.workerReconnectMax * (1 + RECONNECT_JITTER)) +
+        (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
+    );
     this.startedAtMs = this.clock.now();
+    this.#servingSinceMs = this.startedAtMs;
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const stats = options.store.load(this.jobs);
@@ -137,27 +190,138 @@ export class Controller {
     this.#flush();
   }
 
+  /**
+   * Whether the controller can write its state; while it cannot, it refuses every change with
+   * `unavailable` and `message` says why.
+   */
+  get health(): { healthy: boolean; message: string } {
+    const u = this.#unwritable;
+    return u
+      ? {
+        healthy: false,
+        message: `state cannot be written since ${
+          new Date(u.sinceMs).toISOString()
+        }: ${u.reason}; changes are refused until it can`,
+      }
+      : { healthy: true, message: "" };
+  }
+
+  /** Throws `unavailable` while the state cannot be written (before anything is changed). */
+  ensureWritable(): void {
+    if (this.#unwritable) throw unavailable(this.#unwritable.reason);
+  }
+
+  /**
+   * Commits the changes made since the last commit. When the write fails, every change not
+   * committed is undone ({@linkcode Controller.#rollback}), the controller refuses changes until
+   * its state can be written again, and `unavailable` is thrown.
+   */
   #flush(): void {
-    if (this.#opts.store) this.#opts.store.flush(this.jobs, this.endpoints, this.workers);
-    else {
+    const store = this.#opts.store;
+    if (!store) {
       // Memory only: nothing to write, keep the sets small.
       this.jobs.dirty.clear();
       this.endpoints.dirty.clear();
       this.workers.dirty.clear();
+      return;
+    }
+    try {
+      store.flush(this.jobs, this.endpoints, this.workers);
+    } catch (err) {
+      const reason = describeError(err);
+      this.#unwritable ??= { sinceMs: this.clock.now(), reason, reloaded: false };
+      this.#unwritable.reason = reason;
+      this.log(`writing controller state failed: ${reason}; undoing the uncommitted changes`);
+      try {
+        this.#rollback();
+        this.#unwritable.reloaded = true;
+      } catch (reloadErr) {
+        this.#unwritable.reloaded = false;
+        this.log(`reloading controller state failed: ${describeError(reloadErr)}`);
+      }
+      throw unavailable(reason);
     }
   }
 
-  /** #flush, logging instead of throwing (for paths with no caller to report to). */
-  #tryFlush(): void {
+  /**
+   * #flush for paths with no caller to report to: logs the failure. Returns false when nothing
+   * was committed (the changes were undone): the caller must not act on them.
+   */
+  #tryFlush(): boolean {
     try {
       this.#flush();
-    } catch (err) {
-      this.log(`writing controller state failed: ${describeError(err)}`);
+      return true;
+    } catch {
+      return false;
     }
+  }
+
+  /**
+   * Undoes every change that was not committed: reloads jobs and endpoints from the store, then
+   * makes the workers' commitments match the reloaded attempts (attempts whose worker is gone
+   * wait to be re-claimed, like after a restart). Worker registrations and liveness are not
+   * rolled back (they are not part of the durable promise; their rows stay marked to be written).
+   */
+  #rollback(): void {
+    const store = this.#opts.store!;
+    this.jobs.clear();
+    store.load(this.jobs);
+    this.endpoints.clear();
+    store.loadEndpoints(this.endpoints);
+    for (const w of this.workers.workers.values()) {
+      for (const [key, c] of [...w.active]) {
+        const { taskId, attemptId } = parseAttemptKey(key);
+        const found = this.#findAttempt(taskId, attemptId);
+        const active = found && isTaskActive(found.attempt.state) &&
+          found.attempt.workerId === w.workerId;
+        // A committed kill awaits the worker's confirmation: keep holding its resources.
+        if (!active && c.state !== TaskState.KILLED) this.workers.release(w.workerId, key);
+      }
+    }
+    for (const task of this.jobs.tasks.values()) {
+      for (const a of task.attempts) {
+        if (!isTaskActive(a.state)) continue;
+        const key = attemptKey(task.taskId, a.attemptId);
+        const w = this.workers.workers.get(a.workerId);
+        if (w && !w.reconnecting) {
+          this.workers.commit(w, key, this.#taskResources(task), this.#holder(task, a));
+        } else this.#unclaimed.add(key);
+      }
+    }
+  }
+
+  /** While the state cannot be written: tries a write, and resumes when it passes. */
+  #probe(): void {
+    const u = this.#unwritable;
+    const store = this.#opts.store;
+    if (!u || !store) return;
+    try {
+      if (!u.reloaded) {
+        this.#rollback();
+        u.reloaded = true;
+      }
+      store.probe();
+    } catch (err) {
+      u.reason = describeError(err);
+      return;
+    }
+    this.#unwritable = undefined;
+    // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
+    const now = this.clock.now();
+    for (const w of this.workers.workers.values()) {
+      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, now);
+    }
+    this.log(
+      `controller state can be written again (after ${
+        formatDuration(ms(this.clock.now() - u.sinceMs))
+      })`,
+    );
+    this.requestSchedule();
   }
 
   /** Starts the liveness monitor. */
   start(): void {
+    this.#servingSinceMs = this.clock.now();
     this.#monitor ??= this.#monitorLoop(this.#abort.signal);
   }
 
@@ -178,6 +342,12 @@ export class Controller {
 
   /** Submits a job. */
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
+    if (this.#unwritable) {
+      // A repeated request whose job was committed is still answered.
+      const jobId = this.jobs.findRequest(spec, requestId);
+      if (jobId) return { jobId, created: false };
+      this.ensureWritable();
+    }
     const fx = noEffects();
     const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
     if (res.created) this.#applyBudget(this.jobs.job(res.jobId));
@@ -232,6 +402,7 @@ export class Controller {
 
   /** Terminates a job and its children. */
   terminateJob(jobId: string, reason: string): string[] {
+    this.ensureWritable();
     const fx = noEffects();
     const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
     this.#flush();
@@ -240,12 +411,18 @@ export class Controller {
     return ids;
   }
 
-  /** Handles a worker's registration. Returns attempts it should kill. */
+  /**
+   * Handles a worker's registration. The worker lists the attempts it runs and those that ended
+   * without the controller acknowledging their end: both are (re-)claimed. An attempt the
+   * controller placed on this worker that it lists in neither is lost (the worker restarted
+   * without it): it fails at once and its resources are freed. Returns attempts it should kill.
+   */
   registerWorker(
     req: RegisterWorkerRequest,
   ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
     if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
     if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
+    this.ensureWritable();
     const now = this.clock.now();
     const { worker, isNew } = this.workers.register({
       workerId: req.workerId,
@@ -257,27 +434,60 @@ export class Controller {
     }, now);
     this.#clients.delete(worker.address);
     const kill: { taskId: string; attemptId: number }[] = [];
-    for (const ref of req.running) {
+    const listed = new Set<string>();
+    const claim = (ref: { taskId: string; attemptId: number }, running: boolean) => {
+      const key = attemptKey(ref.taskId, ref.attemptId);
+      listed.add(key);
       const found = this.#findAttempt(ref.taskId, ref.attemptId);
       if (
         found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId &&
         isTaskActive(found.task.state) && this.jobs.currentAttempt(found.task) === found.attempt
       ) {
-        // Adopt an attempt that kept running (e.g. across a controller restart).
-        this.#unclaimed.delete(attemptKey(ref.taskId, ref.attemptId));
+        // Adopt an attempt that kept running (e.g. across a controller restart), or one that
+        // ended and whose final update follows in a heartbeat.
+        this.#unclaimed.delete(key);
         this.workers.commit(
           worker,
-          attemptKey(ref.taskId, ref.attemptId),
+          key,
           this.#taskResources(found.task),
           this.#holder(found.task, found.attempt),
         );
-      } else kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+      } else if (running) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
+    };
+    for (const ref of req.running) claim(ref, true);
+    for (const ref of req.finished) claim(ref, false);
+    const fx = noEffects();
+    const later: (() => void)[] = [];
+    const placedHere = new Set(worker.active.keys());
+    for (const key of this.#unclaimed) {
+      const { taskId, attemptId } = parseAttemptKey(key);
+      if (this.#findAttempt(taskId, attemptId)?.attempt.workerId === worker.workerId) {
+        placedHere.add(key);
+      }
     }
-    // Registrations are rare: written now, in the usual commit path (heartbeats are not written).
-    this.#tryFlush();
+    for (const key of placedHere) {
+      if (listed.has(key) || this.#dispatching.has(key)) continue;
+      this.#unclaimed.delete(key);
+      if (this.workers.release(worker.workerId, key)) fx.released++;
+      const { taskId, attemptId } = parseAttemptKey(key);
+      const found = this.#findAttempt(taskId, attemptId);
+      if (!found || !isTaskActive(found.attempt.state)) continue;
+      const why = `worker ${worker.workerId} came back without attempt ${attemptId} (it restarted)`;
+      this.log(`${taskId}: ${why}`);
+      this.jobs.attemptEnded(found.task, found.attempt, {
+        state: TaskState.WORKER_FAILED,
+        error: why,
+        finishedAtMs: now,
+      }, fx);
+      later.push(() => this.logs.system(taskId, attemptId, why, now));
+    }
+    // Acknowledged once durable: on failure nothing above stays and the worker registers again.
+    this.#flush();
+    for (const f of later) f();
     this.log(
       `worker ${worker.workerId} ${isNew ? "registered" : "re-registered"} at ${worker.address}`,
     );
+    this.#perform(fx);
     this.requestSchedule();
     return { workerId: worker.workerId, kill };
   }
@@ -285,7 +495,11 @@ export class Controller {
   /** Handles a heartbeat: task updates, liveness, reconciliation. */
   heartbeat(
     req: HeartbeatRequest,
-  ): { reregister: boolean; kill: { taskId: string; attemptId: number }[] } {
+  ): {
+    reregister: boolean;
+    kill: { taskId: string; attemptId: number }[];
+    updatesDeferred?: boolean;
+  } {
     const worker = this.workers.workers.get(req.workerId);
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
@@ -293,8 +507,15 @@ export class Controller {
     worker.lastHeartbeatMs = now;
     worker.healthy = true;
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
+    // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
+    // cadence) until they can be committed.
+    if (req.updates.length && this.#unwritable) {
+      return { reregister: false, kill: [], updatesDeferred: true };
+    }
     const fx = noEffects();
-    for (const u of req.updates) this.#applyUpdate(req.workerId, u, fx);
+    // Log lines are stored once the updates are committed (a failed commit is resent whole).
+    const later: (() => void)[] = [];
+    for (const u of req.updates) this.#applyUpdate(req.workerId, u, fx, later);
     const kill: { taskId: string; attemptId: number }[] = [];
     for (const ref of req.running) {
       const key = attemptKey(ref.taskId, ref.attemptId);
@@ -307,15 +528,64 @@ export class Controller {
         }
       }
     }
-    this.#flush();
+    if (!this.#unwritable) this.#reconcile(worker, req, fx, later);
+    // The answer acknowledges the updates: only once they are durable. (Without updates nothing
+    // changed; while the state is unwritable, liveness alone is answered.)
+    if (req.updates.length || !this.#unwritable) this.#flush();
+    for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
     return { reregister: false, kill };
   }
 
-  #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects): void {
+  /**
+   * Attempts held on `worker` that it has listed neither as running nor as ended (nor updated) in
+   * {@linkcode MISSING_HEARTBEATS} consecutive heartbeats, and whose RunTask is not in flight, are
+   * lost (e.g. the worker forgot them): their resources are freed and an active one fails as
+   * WORKER_FAILED (retried on the preemption budget).
+   */
+  #reconcile(
+    worker: WorkerRecord,
+    req: HeartbeatRequest,
+    fx: Effects,
+    later: (() => void)[],
+  ): void {
+    const seen = new Set<string>();
+    for (const r of [...req.running, ...req.finished, ...req.updates]) {
+      seen.add(attemptKey(r.taskId, r.attemptId));
+    }
+    for (const [key, m] of this.#missing) {
+      if (m.workerId === worker.workerId && !worker.active.has(key)) this.#missing.delete(key);
+    }
+    const now = this.clock.now();
+    for (const key of [...worker.active.keys()]) {
+      if (seen.has(key) || this.#dispatching.has(key)) {
+        this.#missing.delete(key);
+        continue;
+      }
+      const m = this.#missing.get(key) ?? { workerId: worker.workerId, count: 0 };
+      m.count++;
+      this.#missing.set(key, m);
+      if (m.count < MISSING_HEARTBEATS) continue;
+      this.#missing.delete(key);
+      if (this.workers.release(worker.workerId, key)) fx.released++;
+      const { taskId, attemptId } = parseAttemptKey(key);
+      const found = this.#findAttempt(taskId, attemptId);
+      if (!found || !isTaskActive(found.attempt.state)) continue;
+      const why = `worker ${worker.workerId} no longer has attempt ${attemptId}`;
+      this.log(`${taskId}: ${why}`);
+      this.jobs.attemptEnded(found.task, found.attempt, {
+        state: TaskState.WORKER_FAILED,
+        error: why,
+        finishedAtMs: now,
+      }, fx);
+      later.push(() => this.logs.system(taskId, attemptId, why, now));
+    }
+  }
+
+  #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects, later: (() => void)[]): void {
     const found = this.#findAttempt(u.taskId, u.attemptId);
-    if (found && u.logs.length) this.logs.append(u.taskId, u.logs);
+    if (found && u.logs.length) later.push(() => this.logs.append(u.taskId, u.logs));
     const key = attemptKey(u.taskId, u.attemptId);
     const terminal = isTaskTerminal(u.state);
     if (!found || found.attempt.workerId !== workerId) {
@@ -342,11 +612,14 @@ export class Controller {
         stderrTail: u.logs.filter((l) => l.stream === "stderr").slice(-20).map((l) => l.text),
       }, fx);
       if (task.state === TaskState.PENDING) {
-        this.logs.system(
-          task.taskId,
-          attempt.attemptId,
-          `attempt ${attempt.attemptId} ended (${TaskState[u.state]}); retrying`,
-          this.clock.now(),
+        const now = this.clock.now();
+        later.push(() =>
+          this.logs.system(
+            task.taskId,
+            attempt.attemptId,
+            `attempt ${attempt.attemptId} ended (${TaskState[u.state]}); retrying`,
+            now,
+          )
         );
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
@@ -368,7 +641,8 @@ export class Controller {
 
   /** Schedules a scheduling pass soon (coalesced). */
   requestSchedule(): void {
-    if (this.#scheduleQueued || this.#abort.signal.aborted) return;
+    // No placement while the state cannot be written (it resumes once it can).
+    if (this.#scheduleQueued || this.#abort.signal.aborted || this.#unwritable) return;
     this.#scheduleQueued = true;
     setTimeout(() => {
       this.#scheduleQueued = false;
@@ -382,6 +656,8 @@ export class Controller {
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
   scheduleOnce(): SchedulePlan {
+    // Nothing is placed while placements cannot be committed.
+    if (this.#unwritable) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
     this.#expireScheduling(now, fx);
@@ -420,8 +696,8 @@ export class Controller {
       }
     }
     this.#gateReasons();
-    // Placements are durable before any RunTask leaves.
-    this.#tryFlush();
+    // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
+    if (!this.#tryFlush()) return { ...plan, assignments: [], preemptions: [] };
     for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
@@ -638,14 +914,15 @@ export class Controller {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
       });
+      const key = attemptKey(task.taskId, attempt.attemptId);
+      this.#dispatching.add(key);
       this.#track(
         this.#client(worker.address).runTask(req, { signal: AbortSignal.timeout(10_000) }).then(
           (res) => {
             if (!res.accepted) throw new Error(res.error || "worker refused the task");
           },
-        ).catch((err) =>
-          this.#dispatchFailed(task.taskId, attempt.attemptId, worker.workerId, err)
-        ),
+        ).catch((err) => this.#dispatchFailed(task.taskId, attempt.attemptId, worker.workerId, err))
+          .finally(() => this.#dispatching.delete(key)),
       );
     }
   }
@@ -663,7 +940,7 @@ export class Controller {
       error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
       finishedAtMs: this.clock.now(),
     }, fx);
-    this.#tryFlush();
+    if (!this.#tryFlush()) return;
     this.#perform(fx);
     this.requestSchedule();
   }
@@ -700,6 +977,11 @@ export class Controller {
   workerDead(workerId: string, reason: string): void {
     const worker = this.workers.workers.get(workerId);
     if (!worker) throw new NotFoundError(`No worker ${workerId}`);
+    if (this.#unwritable) {
+      // Cannot be recorded now; its heartbeats have stopped, so the monitor declares it later.
+      this.log(`worker ${workerId} ${reason}: not declared dead while the state is unwritable`);
+      return;
+    }
     const keys = this.workers.remove(workerId);
     this.#clients.delete(worker.address);
     const holder = this.#reservedBy.get(workerId);
@@ -721,7 +1003,7 @@ export class Controller {
         finishedAtMs: this.clock.now(),
       }, fx);
     }
-    this.#tryFlush();
+    if (!this.#tryFlush()) return;
     this.#perform(fx);
     this.#opts.onWorkerDead?.(workerId, worker.sliceId);
     this.requestSchedule();
@@ -735,25 +1017,33 @@ export class Controller {
       } catch {
         return;
       }
+      if (this.#unwritable) {
+        // Nothing can be recorded (deaths included) until the state can be written again.
+        this.#probe();
+        if (this.#unwritable) continue;
+      }
       const now = this.clock.now();
+      const inGrace = now - this.#servingSinceMs < this.reclaimGrace;
       for (const w of this.workers.expired(now, this.heartbeatInterval * threshold)) {
+        // After a restart a worker may be backing off: it gets the re-claim grace.
+        if (w.reconnecting && inGrace) continue;
         this.workerDead(
           w.workerId,
           w.reconnecting
-            ? "did not re-register after a controller restart"
+            ? `did not re-register within ${
+              formatDuration(this.reclaimGrace)
+            } of a controller restart`
             : `missed ${threshold} heartbeats`,
         );
       }
-      if (this.#unclaimed.size && now - this.startedAtMs >= this.heartbeatInterval * threshold) {
-        this.#failUnclaimed();
-      }
+      if (this.#unclaimed.size && !inGrace && !this.#unwritable) this.#failUnclaimed();
       if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
     }
   }
 
   /**
    * After a restart: attempts loaded as active whose worker did not re-claim them within the
-   * grace (heartbeat interval × threshold) are WORKER_FAILED and retried under the usual budget.
+   * re-claim grace are WORKER_FAILED and retried under the usual budget.
    */
   #failUnclaimed(): void {
     const fx = noEffects();
@@ -770,7 +1060,7 @@ export class Controller {
       }, fx);
     }
     this.#unclaimed.clear();
-    this.#tryFlush();
+    if (!this.#tryFlush()) return;
     this.#perform(fx);
     this.requestSchedule();
   }

@@ -24,6 +24,12 @@ export class EndpointTable {
     return this.#byId.get(endpointId);
   }
 
+  /** Forgets every endpoint (before they are loaded again from the store). */
+  clear(): void {
+    this.#byId.clear();
+    this.dirty.clear();
+  }
+
   /** Reloads persisted endpoints (store.ts); new ids continue after `sequence`. */
   restore(endpoints: Iterable<Endpoint>, sequence: number): void {
     for (const e of endpoints) {

@@ -98,7 +98,12 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     registerWorker: wrap((req) => {
       const res = c.registerWorker(req);
-      return { workerId: res.workerId, heartbeatIntervalMs: c.heartbeatInterval, kill: res.kill };
+      return {
+        workerId: res.workerId,
+        heartbeatIntervalMs: c.heartbeatInterval,
+        kill: res.kill,
+        reconnectMaxBackoffMs: c.workerReconnectMax,
+      };
     }),
     heartbeat: wrap((req) => c.heartbeat(req)),
     listWorkers: wrap(() => ({ workers: [...c.workers.workers.values()].map(workerInfo) })),
@@ -122,8 +127,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     getControllerStatus: wrap(() => {
       let tasks = 0;
       for (const j of c.jobs.jobs.values()) tasks += j.taskIds.length;
+      const health = c.health;
       return {
-        healthy: true,
+        healthy: health.healthy,
+        statusMessage: health.message,
         startedAtMs: c.startedAtMs,
         version: deps.version ?? "",
         jobCount: c.jobs.jobs.size,
@@ -136,6 +143,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     registerEndpoint: wrap((req, ctx) => {
       if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
       if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
+      c.ensureWritable();
       const task = c.jobs.task(req.taskId);
       authorizeJobAction(ctx.values.get(PRINCIPAL), task.jobId, "register endpoints for");
       const cur = c.jobs.currentAttempt(task);
@@ -159,6 +167,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       return { endpointId: e.endpointId };
     }),
     unregisterEndpoint: wrap((req, ctx) => {
+      c.ensureWritable();
       const principal = ctx.values.get(PRINCIPAL);
       const owned = principal &&
         c.endpoints.list("", false).find((e) => e.endpointId === req.endpointId);

@@ -26,6 +26,26 @@ import { resolveJobId, validateJobSpec, validateUser } from "./validate.ts";
 /** Default retries after worker death or preemption. */
 export const DEFAULT_MAX_RETRIES_PREEMPTION = 100;
 
+/**
+ * How long the request id of a job replaced by RECREATE keeps answering with the job's id (the
+ * request id of a job that exists always does).
+ */
+export const REQUEST_ID_WINDOW_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Whose request ids a submit is matched against: the owner of the job it would create (the first
+ * segment of its id, `/<user>/...`), so two users' request ids never collide, whatever the auth
+ * mode. Computed without validating the spec (a repeated request is answered before validation).
+ */
+export function requestOwner(spec: JobSpec): string {
+  const name = spec.name.startsWith("/") ? spec.name : spec.parentJobId;
+  return name.startsWith("/") ? name.split("/")[1] ?? "" : spec.user || "anonymous";
+}
+
+function requestKey(owner: string, requestId: string): string {
+  return `${owner}\u0000${requestId}`;
+}
+
 /** One try of a task on a worker. */
 export interface AttemptRecord {
   readonly attemptId: number;
@@ -81,6 +101,11 @@ export interface JobRecord {
   bandReason?: string;
   /** The reservation gate opened (every entry claimed once); it never closes again. */
   reservationReady?: boolean;
+  /**
+   * Request ids of the jobs this one replaced (RECREATE) and when they were submitted; they keep
+   * answering with this job's id for {@linkcode REQUEST_ID_WINDOW_MS}.
+   */
+  replacedRequestIds?: { readonly requestId: string; readonly submittedAtMs: number }[];
 }
 
 /** An attempt the controller wants stopped on a worker. */
@@ -138,10 +163,8 @@ export class JobTable {
     nowMs: number,
     fx: Effects,
   ): { jobId: string; created: boolean } {
-    if (requestId) {
-      const existing = this.#byRequestId.get(requestId);
-      if (existing && this.jobs.has(existing)) return { jobId: existing, created: false };
-    }
+    const existing = this.findRequest(spec, requestId);
+    if (existing) return { jobId: existing, created: false };
     validateJobSpec(spec);
     const user = spec.user || "anonymous";
     validateUser(user);
@@ -150,6 +173,7 @@ export class JobTable {
     }
     const jobId = resolveJobId(spec, user);
     let attemptBase = 0;
+    let replacedRequestIds: JobRecord["replacedRequestIds"];
     const old = this.jobs.get(jobId);
     if (old) {
       const policy = spec.existingJobPolicy;
@@ -169,6 +193,12 @@ export class JobTable {
         const t = this.tasks.get(tid);
         if (t) attemptBase = Math.max(attemptBase, t.attemptBase + t.attempts.length);
       }
+      // The replaced job's request ids keep answering with this id (a late retry of the
+      // submit that created it must not replace the new job again).
+      replacedRequestIds = [
+        ...(old.replacedRequestIds ?? []),
+        ...(old.requestId ? [{ requestId: old.requestId, submittedAtMs: old.submittedAtMs }] : []),
+      ].filter((r) => nowMs - r.submittedAtMs < REQUEST_ID_WINDOW_MS);
       this.#remove(jobId);
     }
     const replicas = spec.replicas || 1;
@@ -187,6 +217,7 @@ export class JobTable {
       parentJobId: spec.parentJobId,
       childIds: new Set(),
       counts: { [TaskState.PENDING]: replicas },
+      ...(replacedRequestIds?.length ? { replacedRequestIds } : {}),
     };
     const pending = new Set<number>();
     for (let i = 0; i < replicas; i++) {
@@ -211,9 +242,45 @@ export class JobTable {
     this.jobs.set(jobId, job);
     this.pending.set(jobId, pending);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
-    if (requestId) this.#byRequestId.set(requestId, jobId);
+    this.#indexRequestIds(job);
     this.dirty.add(jobId);
     return { jobId, created: true };
+  }
+
+  /** The job a repeated submit (same owner and request id) gets, if any. */
+  findRequest(spec: JobSpec, requestId: string): string | undefined {
+    if (!requestId) return undefined;
+    const jobId = this.#byRequestId.get(requestKey(requestOwner(spec), requestId));
+    return jobId && this.jobs.has(jobId) ? jobId : undefined;
+  }
+
+  /** Maps the job's request id, and those of the jobs it replaced, to its id. */
+  #indexRequestIds(job: JobRecord): void {
+    const owner = requestOwnerOfJob(job.jobId);
+    if (job.requestId) this.#byRequestId.set(requestKey(owner, job.requestId), job.jobId);
+    for (const r of job.replacedRequestIds ?? []) {
+      this.#byRequestId.set(requestKey(owner, r.requestId), job.jobId);
+    }
+  }
+
+  #unindexRequestIds(job: JobRecord): void {
+    const owner = requestOwnerOfJob(job.jobId);
+    for (const id of [job.requestId, ...(job.replacedRequestIds ?? []).map((r) => r.requestId)]) {
+      const key = requestKey(owner, id);
+      if (id && this.#byRequestId.get(key) === job.jobId) this.#byRequestId.delete(key);
+    }
+  }
+
+  /**
+   * Forgets everything (before the table is loaded again from the store, e.g. to undo changes
+   * whose commit failed).
+   */
+  clear(): void {
+    this.jobs.clear();
+    this.tasks.clear();
+    this.pending.clear();
+    this.#byRequestId.clear();
+    this.dirty.clear();
   }
 
   /**
@@ -233,7 +300,7 @@ export class JobTable {
       }
       this.jobs.set(job.jobId, job);
       this.pending.set(job.jobId, pending);
-      if (job.requestId) this.#byRequestId.set(job.requestId, job.jobId);
+      this.#indexRequestIds(job);
     }
     for (const job of this.jobs.values()) {
       if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(job.jobId);
@@ -527,7 +594,12 @@ export class JobTable {
     for (const tid of job.taskIds) this.tasks.delete(tid);
     this.pending.delete(jobId);
     this.jobs.delete(jobId);
-    if (job.requestId) this.#byRequestId.delete(job.requestId);
+    this.#unindexRequestIds(job);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.delete(jobId);
   }
+}
+
+/** The owner segment of a job id (`/<user>/...`). */
+function requestOwnerOfJob(jobId: string): string {
+  return jobId.split("/")[1] ?? "";
 }

@@ -237,6 +237,22 @@ export class StateStore {
     for (const id of workerIds) workers!.dirty.delete(id);
   }
 
+  /**
+   * Commits one small write (the time, in `meta`): throws when the state cannot be written, e.g.
+   * on a full or failing disk. The controller probes with it while it refuses writes.
+   */
+  probe(): void {
+    if (this.#closed) return;
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      this.#setMeta.run("last_probe_ms", String(Date.now()));
+      this.#db.exec("COMMIT");
+    } catch (err) {
+      if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
   /** The persisted workers' registrations, in registration order. */
   loadWorkers(): PersistedWorker[] {
     return this.#db.prepare("SELECT row FROM workers ORDER BY rowid").all()

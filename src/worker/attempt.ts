@@ -184,11 +184,15 @@ export class TaskAttempt {
   }
 
   /**
-   * The update owed to the controller, with at most `maxLines` log lines, or undefined when there is
-   * nothing new. The final state is only sent together with the last pending lines. Call `commit`
-   * once the controller accepted it; an update that was not committed is sent again.
+   * The update owed to the controller, with at most `maxLines` log lines and about `maxBytes` of
+   * log text (at least one line), or undefined when there is nothing new. The final state is only
+   * sent together with the last pending lines. Call `commit` once the controller accepted it; an
+   * update that was not committed is sent again.
    */
-  takeUpdate(maxLines: number): { update: TaskUpdate; commit: () => void } | undefined {
+  takeUpdate(
+    maxLines: number,
+    maxBytes = Infinity,
+  ): { update: TaskUpdate; commit: () => void } | undefined {
     const stateChanged = this.#version > this.#ackedVersion;
     if (!stateChanged && this.#pending.length === 0 && this.#droppedPending === 0) return undefined;
     const logs: LogLine[] = [];
@@ -201,7 +205,17 @@ export class TaskAttempt {
         ),
       );
     }
-    const count = Math.min(this.#pending.length, Math.max(0, maxLines - logs.length));
+    let count = Math.min(this.#pending.length, Math.max(0, maxLines - logs.length));
+    if (maxBytes !== Infinity) {
+      let bytes = 0;
+      for (let i = 0; i < count; i++) {
+        bytes += logLineBytes(this.#pending[i]!);
+        if (bytes > maxBytes && i > 0) {
+          count = i;
+          break;
+        }
+      }
+    }
     logs.push(...this.#pending.slice(0, count));
     const complete = count === this.#pending.length;
     const version = this.#version;
@@ -422,4 +436,15 @@ async function freshDir(dir: string): Promise<void> {
     } else if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   await Deno.mkdir(dir, { recursive: true });
+}
+
+/** About how many bytes a log line takes on the wire (UTF-8 text, stream, level, timestamp). */
+export function logLineBytes(line: LogLine): number {
+  let n = 32 + line.stream.length;
+  const text = line.text;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    n += c < 0x80 ? 1 : c < 0x800 ? 2 : 3;
+  }
+  return n;
 }

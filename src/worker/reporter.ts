@@ -1,7 +1,15 @@
 /**
  * The worker's link to the controller: registers (with backoff), then heartbeats. Anything queued
  * is sent at once; what queues during an RPC goes in the next one; idle workers still heartbeat
- * every interval. Failed sends are retried, so no update is lost. Builds no messages itself.
+ * every interval. Builds no messages itself.
+ *
+ * Delivery is exactly once: an update is marked delivered only when the controller answered the
+ * heartbeat that carried it, which it does only after the update was applied and committed to its
+ * state. A heartbeat answered with "register again" (the controller restarted, or forgot this
+ * worker), or with "updates deferred" (the controller cannot write its state), applied nothing:
+ * its updates stay queued and go again (after the registration); a failed heartbeat is retried
+ * likewise. Resending is harmless: the controller ignores the end of
+ * an attempt it already recorded.
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
@@ -18,7 +26,7 @@ import { Backoff, type Duration, ms, seconds } from "../time.ts";
 /** A heartbeat to send, and what to do once the controller accepted it. */
 export interface CollectedHeartbeat {
   readonly request: HeartbeatRequest;
-  /** Marks the updates in `request` as delivered. */
+  /** Marks the updates in `request` as delivered (call only once the controller applied them). */
   readonly commit: () => void;
   /** True when updates were left out (size caps): send again right away. */
   readonly more: boolean;
@@ -31,6 +39,11 @@ export interface ReporterOptions {
   readonly controllerUrl: string;
   /** Longest time between heartbeats; the controller's registration answer may change it. */
   readonly interval: Duration;
+  /**
+   * Longest wait between reconnect attempts (before ±20 % jitter); the controller's registration
+   * answer may change it. @default 5s
+   */
+  readonly reconnectMax?: Duration;
   readonly registerRequest: () => RegisterWorkerRequest;
   readonly collect: () => CollectedHeartbeat;
   readonly onRegistered: (response: RegisterWorkerResponse) => void;
@@ -42,6 +55,9 @@ export interface ReporterOptions {
 }
 
 const FAILURE_LOG_EVERY = seconds(30);
+
+/** The default longest wait between reconnect attempts (the controller may set another). */
+export const DEFAULT_RECONNECT_MAX = seconds(5);
 
 /** Registers and heartbeats until stopped. Starts on construction. */
 export class Reporter {
@@ -57,6 +73,7 @@ export class Reporter {
   #wake?: { resolve: () => void; onPoke: boolean };
   #lastSend = -Infinity;
   #failures = 0;
+  #deferredLogged = false;
   #lastFailureLog = -Infinity;
   #resolveRegistered!: () => void;
   #rejectRegistered!: (err: Error) => void;
@@ -96,8 +113,8 @@ export class Reporter {
     const { request, commit } = this.#opts.collect();
     if (request.updates.length === 0) return;
     try {
-      await this.#opts.client.heartbeat(request, { timeoutMs: flushTimeout });
-      commit();
+      const response = await this.#opts.client.heartbeat(request, { timeoutMs: flushTimeout });
+      if (!response.reregister && !response.updatesDeferred) commit();
     } catch (err) {
       this.#opts.log(
         `final heartbeat to ${this.#opts.controllerUrl} failed: ${describeError(err)}`,
@@ -106,7 +123,10 @@ export class Reporter {
   }
 
   async #run(): Promise<void> {
-    const backoff = new Backoff({ initial: ms(100), max: seconds(5) });
+    let backoff = new Backoff({
+      initial: ms(100),
+      max: this.#opts.reconnectMax ?? DEFAULT_RECONNECT_MAX,
+    });
     const callOptions = {
       signal: this.#abort.signal,
       timeoutMs: this.#opts.rpcTimeout ?? seconds(10),
@@ -120,6 +140,9 @@ export class Reporter {
           );
           this.#isRegistered = true;
           if (response.heartbeatIntervalMs > 0) this.#interval = ms(response.heartbeatIntervalMs);
+          if (response.reconnectMaxBackoffMs > 0) {
+            backoff = new Backoff({ initial: ms(100), max: ms(response.reconnectMaxBackoffMs) });
+          }
           this.#succeeded("register with");
           backoff.reset();
           this.#opts.onRegistered(response);
@@ -136,17 +159,32 @@ export class Reporter {
       this.#poked = more;
       try {
         const response = await this.#opts.client.heartbeat(request, callOptions);
-        commit();
         this.#lastSend = performance.now();
         this.#succeeded("heartbeat to");
         backoff.reset();
         if (response.kill.length) this.#opts.onKill(response.kill);
         if (response.reregister) {
+          // Nothing in this heartbeat was applied: its updates stay queued for the next one.
           this.#opts.log(
             `controller at ${this.#opts.controllerUrl} asked this worker to register again`,
           );
           this.#isRegistered = false;
+          this.#poked = true;
           continue;
+        }
+        if (response.updatesDeferred) {
+          // The controller cannot write its state: nothing was applied. Keep the updates and
+          // the usual cadence (heartbeats are still liveness).
+          if (!this.#deferredLogged) {
+            this.#opts.log(
+              `controller at ${this.#opts.controllerUrl} cannot write its state; keeping updates`,
+            );
+          }
+          this.#deferredLogged = true;
+          this.#poked = false;
+        } else {
+          this.#deferredLogged = false;
+          commit();
         }
       } catch (err) {
         if (this.#stopping) break;

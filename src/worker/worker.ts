@@ -29,7 +29,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { type AttemptContext, TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
@@ -114,6 +114,14 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   return worker.handle();
 }
 
+/**
+ * Default byte budget of one heartbeat's updates: far below the controller's request limit
+ * (64 MiB by default), so a backlog is sent in bounded chunks.
+ */
+export const DEFAULT_MAX_HEARTBEAT_BYTES = 1 << 20;
+/** Bytes counted per update besides its log lines (ids, state, times, ports). */
+const UPDATE_OVERHEAD_BYTES = 512;
+
 /** Per-task users, when on. */
 type TaskUsers = NonNullable<AttemptContext["taskUsers"]>;
 
@@ -175,6 +183,7 @@ class IrisWorker implements WorkerCore {
       client: opts.client ?? controllerClient(opts.controllerUrl, { token: opts.workerToken }),
       controllerUrl: opts.controllerUrl,
       interval: opts.heartbeatInterval ?? seconds(1),
+      reconnectMax: opts.reconnectMax,
       registerRequest: () => this.#registerRequest(),
       collect: () => this.#collect(),
       onRegistered: (r) =>
@@ -337,7 +346,15 @@ class IrisWorker implements WorkerCore {
       scaleGroup: this.#opts.scaleGroup ?? "",
       sliceId: this.#opts.sliceId ?? "",
       running: this.#runningRefs(),
+      finished: this.#finishedRefs(),
     });
+  }
+
+  /** Ended, but the controller has not acknowledged the end yet: it must keep them claimed. */
+  #finishedRefs() {
+    return [...this.#attempts.values()].filter((a) => a.isTerminal && !a.isReported).map((a) =>
+      create(AttemptRefSchema, { taskId: a.taskId, attemptId: a.attemptId })
+    );
   }
 
   #runningRefs() {
@@ -346,22 +363,31 @@ class IrisWorker implements WorkerCore {
     );
   }
 
-  /** Builds the next heartbeat from every attempt with something unreported. */
+  /**
+   * Builds the next heartbeat from every attempt with something unreported, bounded by lines and by
+   * bytes (`maxHeartbeatBytes`): what does not fit goes in the next one, sent right away.
+   */
   #collect() {
     const perUpdate = this.#opts.maxLinesPerUpdate ?? 1000;
     let budget = perUpdate * 10;
+    let bytes = this.#opts.maxHeartbeatBytes ?? DEFAULT_MAX_HEARTBEAT_BYTES;
     const updates: TaskUpdate[] = [];
     const commits: (() => void)[] = [];
     let more = false;
     for (const attempt of this.#attempts.values()) {
       if (attempt.isReported) continue;
-      if (budget <= 0) {
+      if (budget <= 0 || bytes <= UPDATE_OVERHEAD_BYTES) {
         more = true;
         break;
       }
-      const taken = attempt.takeUpdate(Math.min(perUpdate, budget));
+      const taken = attempt.takeUpdate(
+        Math.min(perUpdate, budget),
+        bytes - UPDATE_OVERHEAD_BYTES,
+      );
       if (!taken) continue;
       budget -= taken.update.logs.length;
+      bytes -= UPDATE_OVERHEAD_BYTES + taken.update.error.length * 3 +
+        taken.update.logs.reduce((sum, l) => sum + logLineBytes(l), 0);
       if (attempt.pendingLines > taken.update.logs.length) more = true;
       updates.push(taken.update);
       commits.push(taken.commit);
@@ -370,6 +396,7 @@ class IrisWorker implements WorkerCore {
       workerId: this.#workerId,
       updates,
       running: this.#runningRefs(),
+      finished: this.#finishedRefs(),
       snapshot: this.#snapshot(),
     });
     const commit = () => {

@@ -52,6 +52,16 @@ export interface WorkerOptions {
   logLinesPerAttempt?: number;
   /** Most log lines in one TaskUpdate. @default 1000 */
   maxLinesPerUpdate?: number;
+  /**
+   * About the most bytes of updates (log text, errors) in one heartbeat; the rest follows in the
+   * next ones. @default 1 MiB
+   */
+  maxHeartbeatBytes?: number;
+  /**
+   * Longest wait between reconnect attempts to the controller (before ±20 % jitter); the
+   * controller's registration answer overrides it. @default 5s
+   */
+  reconnectMax?: Duration;
   /** Stops the worker when aborted. */
   signal?: AbortSignal;
   /** Receives the worker's own log lines. @default discarded */

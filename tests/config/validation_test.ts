@@ -490,3 +490,16 @@ Deno.test("defaults.runtime: deno_path must be absolute and deno_from_npm a bool
     ]
   ) assert.ok(found.some((p) => p.startsWith(prefix)), `${prefix}\n${found.join("\n")}`);
 });
+
+Deno.test("controller.worker_reconnect_max and reclaim_margin are positive durations", () => {
+  assert.deepEqual(fromTree(edit(localTree(), "controller.worker_reconnect_max", 0)), [
+    "controller.worker_reconnect_max: must be > 0 (got 0)",
+  ]);
+  assert.deepEqual(fromTree(edit(localTree(), "controller.reclaim_margin", "soon")), [
+    'controller.reclaim_margin: must be a duration like "30s", "5m" or "250ms", or a number of seconds (got "soon")',
+  ]);
+  let tree = edit(localTree(), "controller.worker_reconnect_max", "10s");
+  tree = edit(tree, "controller.reclaim_margin", "500ms");
+  const c = parseConfigObject(tree, undefined, { machine }).controller!;
+  assert.deepEqual([c.workerReconnectMaxMs, c.reclaimMarginMs], [10_000, 500]);
+});

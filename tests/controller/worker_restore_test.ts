@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { Controller } from "../../src/controller/controller.ts";
 import { StateStore } from "../../src/controller/store.ts";
-import { RECONNECTING_MESSAGE } from "../../src/controller/workers.ts";
+import { parseAttemptKey, RECONNECTING_MESSAGE } from "../../src/controller/workers.ts";
 import {
   HeartbeatRequestSchema,
   JobSpecSchema,
@@ -32,6 +32,8 @@ function controller(store: StateStore): Controller {
   return new Controller({
     store,
     heartbeatInterval: ms(100),
+    workerReconnectMax: ms(200),
+    reclaimMargin: ms(200),
     workerClientFactory: acceptingClient,
   });
 }
@@ -81,7 +83,14 @@ Deno.test("workers survive a controller restart as reconnecting; one that never 
       const { jobId: secondJob } = after.launchJob(job("second"), "");
       assertEquals(after.scheduleOnce().assignments, [], "no placement on unconfirmed workers");
       // A heartbeat is not enough: the worker must re-register (and re-claim its attempts).
-      const beat = () => after.heartbeat(create(HeartbeatRequestSchema, { workerId: "w-back" }));
+      // Like a real worker, it lists what it runs: every attempt placed on it.
+      const beat = () =>
+        after.heartbeat(create(HeartbeatRequestSchema, {
+          workerId: "w-back",
+          running: [...(after.workers.workers.get("w-back")?.active.keys() ?? [])].map((k) =>
+            parseAttemptKey(k)
+          ),
+        }));
       assertEquals(beat().reregister, true);
       register(after, "w-back", 4000);
       assertEquals(after.workers.workers.get("w-back")!.healthy, true);
@@ -101,7 +110,9 @@ Deno.test("workers survive a controller restart as reconnecting; one that never 
       assertEquals(task.attempts[1]!.workerId, "w-back");
       assert(
         after.recentLogs.some((l) =>
-          l.includes("worker w-gone declared dead: did not re-register after a controller restart")
+          l.includes(
+            "worker w-gone declared dead: did not re-register within 440ms of a controller",
+          )
         ),
         after.recentLogs.join("\n"),
       );

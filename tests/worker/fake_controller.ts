@@ -29,6 +29,10 @@ export class FakeController implements AsyncDisposable {
   killNext: { taskId: string; attemptId: number }[] = [];
   /** Fail this many heartbeats (Unavailable) before accepting again. */
   failHeartbeats = 0;
+  /** Answer `updates_deferred: true` to every heartbeat this returns true for. */
+  deferIf?: (req: HeartbeatRequest) => boolean;
+  /** Answer `reregister: true` to every heartbeat this returns true for. */
+  reregisterIf?: (req: HeartbeatRequest) => boolean;
   readonly server: RpcServer;
 
   constructor(port = 0) {
@@ -45,14 +49,15 @@ export class FakeController implements AsyncDisposable {
           }
           this.heartbeats.push(req);
           this.updates.push(...req.updates);
-          const reregister = this.reregisterNext;
+          const reregister = this.reregisterNext || (this.reregisterIf?.(req) ?? false);
           this.reregisterNext = false;
           const kill: AttemptRef[] = this.killNext.map((k) => ({
             ...k,
             $typeName: "iris.v1.AttemptRef",
           }));
           this.killNext = [];
-          return create(HeartbeatResponseSchema, { reregister, kill });
+          const updatesDeferred = this.deferIf?.(req) ?? false;
+          return create(HeartbeatResponseSchema, { reregister, kill, updatesDeferred });
         },
       }), { port });
   }

@@ -32,7 +32,7 @@ export function statusPage(env: PageEnv<ControllerApi>): Page {
     const now = Date.now();
     replace(
       metrics,
-      metricCard("Health", badge(st.healthy ? "healthy" : "unhealthy")),
+      metricCard("Health", badge(st.healthy ? "healthy" : "unhealthy"), st.statusMessage || null),
       metricCard("Version", st.version || "—"),
       metricCard(
         "Uptime",
