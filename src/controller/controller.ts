@@ -121,6 +121,9 @@ export class Controller {
           Math.round(stats.ms)
         } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
       );
+      for (const line of [...stats.quarantined, ...options.store.takeQuarantined()]) {
+        this.log(line);
+      }
     }
   }
 
@@ -141,7 +144,7 @@ export class Controller {
     if (this.#opts.store) this.#opts.store.flush(this.jobs, this.endpoints, this.workers);
     else {
       // Memory only: nothing to write, keep the sets small.
-      this.jobs.dirty.clear();
+      this.jobs.clearDirty();
       this.endpoints.dirty.clear();
       this.workers.dirty.clear();
     }
@@ -325,7 +328,7 @@ export class Controller {
     const { task, attempt } = found;
     if (Object.keys(u.ports).length) {
       task.ports = { ...u.ports };
-      this.jobs.dirty.add(task.jobId);
+      this.jobs.dirtyTasks.add(task.taskId);
     }
     if (u.peakMemoryBytes) {
       attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
