@@ -266,6 +266,7 @@ export class StateStore {
   load(table: JobTable): LoadStats {
     const t0 = performance.now();
     const corrupt: CorruptRow[] = [];
+    const badJobs = new Set<string>();
     const jobRows = rowArrays<[string, string]>(
       this.#db.prepare("SELECT job_id, row FROM jobs ORDER BY submitted_at, rowid"),
     );
@@ -275,6 +276,7 @@ export class StateStore {
       try {
         jobs.set(jobId, { job: parseJobRow(jobId, text), tasks: [] });
       } catch (err) {
+        badJobs.add(jobId);
         corrupt.push({ table: "jobs", id: jobId, error: describeError(err), jobId });
       }
     }
@@ -285,12 +287,13 @@ export class StateStore {
     let tasks = 0;
     for (const r of taskRows) {
       const [jobId, index, text] = r;
+      // One corrupt row is enough to set a job aside.
+      if (badJobs.has(jobId)) continue;
       const entry = jobs.get(jobId);
       const id = `${jobId}/${index}`;
       if (!entry) {
-        if (!corrupt.some((c) => c.jobId === jobId)) {
-          corrupt.push({ table: "tasks", id, error: "no job row for this task", jobId });
-        }
+        badJobs.add(jobId);
+        corrupt.push({ table: "tasks", id, error: "no job row for this task", jobId });
         continue;
       }
       try {
@@ -301,12 +304,19 @@ export class StateStore {
         entry.tasks.push(task);
         entry.job.taskIds.push(task.taskId);
       } catch (err) {
+        badJobs.add(jobId);
         corrupt.push({ table: "tasks", id, error: describeError(err), jobId });
       }
     }
     for (const [jobId, entry] of jobs) {
-      if (entry.tasks.length === 0) {
-        corrupt.push({ table: "jobs", id: jobId, error: "the job has no task rows", jobId });
+      const replicas = entry.job.spec.replicas || 1;
+      if (entry.tasks.length !== replicas && !badJobs.has(jobId)) {
+        corrupt.push({
+          table: "tasks",
+          id: `${jobId}/${entry.tasks.length}`,
+          error: `missing: the job has ${replicas} task(s) but ${entry.tasks.length} task row(s)`,
+          jobId,
+        });
       }
     }
     const quarantined = this.#handleCorrupt(corrupt, (jobId) => jobs.delete(jobId));
