@@ -164,6 +164,8 @@ export class StateStore {
   #closed = false;
   /** Rows the last flush wrote (job rows and task rows). */
   lastFlush = { jobRows: 0, taskRows: 0 };
+  /** Job and task rows written since the store opened, and their bytes (JSON text). */
+  readonly written = { rows: 0, bytes: 0 };
 
   private constructor(dir: string, path: string, db: DatabaseSync, opts: StateStoreOptions) {
     this.dir = dir;
@@ -466,13 +468,19 @@ export class StateStore {
     } = job;
     const json = JSON.stringify(rest);
     // `{"spec":…,` + the rest's members (the spec is serialized once per job).
-    this.#upsertJob.run(job.jobId, job.submittedAtMs, `{"spec":${spec},${json.slice(1)}`);
+    const row = `{"spec":${spec},${json.slice(1)}`;
+    this.#upsertJob.run(job.jobId, job.submittedAtMs, row);
+    this.written.rows++;
+    this.written.bytes += row.length;
   }
 
   #writeTask(task: TaskRecord): void {
     this.lastFlush.taskRows++;
     const { taskId: _id, jobId, index, ...rest } = task;
-    this.#upsertTask.run(jobId, index, JSON.stringify(rest));
+    const row = JSON.stringify(rest);
+    this.#upsertTask.run(jobId, index, row);
+    this.written.rows++;
+    this.written.bytes += row.length;
   }
 
   /**
