@@ -282,33 +282,48 @@ export class StateStore {
         corrupt.push({ table: "jobs", id: jobId, error: describeError(err), jobId });
       }
     }
-    // In key order: each job's tasks by index.
-    const taskRows = rowArrays<[string, number, string]>(
-      this.#db.prepare("SELECT job_id, task_index, row FROM tasks ORDER BY job_id, task_index"),
+    // One row per job: its task rows as one JSON array, by index (node:sqlite's cost is per
+    // row, so this loads a job of many tasks several times faster than a row per task).
+    const grouped = rowArrays<[string, number, number, number, string]>(
+      this.#db.prepare(
+        "SELECT job_id, count(*), min(task_index), max(task_index), " +
+          "'[' || group_concat(row, ',' ORDER BY task_index) || ']' FROM tasks GROUP BY job_id",
+      ),
     );
     let tasks = 0;
-    for (const r of taskRows) {
-      const [jobId, index, text] = r;
-      // One corrupt row is enough to set a job aside.
-      if (badJobs.has(jobId)) continue;
+    for (const [jobId, count, min, max, text] of grouped) {
       const entry = jobs.get(jobId);
-      const id = `${jobId}/${index}`;
       if (!entry) {
-        badJobs.add(jobId);
-        corrupt.push({ table: "tasks", id, error: "no job row for this task", jobId });
+        if (!badJobs.has(jobId)) {
+          badJobs.add(jobId);
+          const id = `${jobId}/${min}`;
+          corrupt.push({ table: "tasks", id, error: "no job row for this task", jobId });
+        }
         continue;
       }
+      let rows: unknown;
       try {
-        const task = parseTaskRow(jobId, index, text);
-        if (index !== entry.tasks.length) {
-          throw new Error(`task ${entry.tasks.length} of the job has no row`);
-        }
-        entry.tasks.push(task);
-        entry.job.taskIds.push(task.taskId);
-      } catch (err) {
-        badJobs.add(jobId);
-        corrupt.push({ table: "tasks", id, error: describeError(err), jobId });
+        rows = JSON.parse(text);
+      } catch {
+        rows = undefined;
       }
+      if (
+        min === 0 && max === count - 1 && Array.isArray(rows) && rows.length === count &&
+        rows.every(isTaskRow)
+      ) {
+        for (let i = 0; i < count; i++) {
+          const task = rows[i] as TaskRecord & { taskId: string; jobId: string; index: number };
+          task.taskId = `${jobId}/${i}`;
+          task.jobId = jobId;
+          task.index = i;
+          entry.tasks.push(task);
+          entry.job.taskIds.push(task.taskId);
+        }
+        continue;
+      }
+      // Something is wrong with this job's task rows: find which one, row by row.
+      badJobs.add(jobId);
+      corrupt.push(this.#findCorruptTask(jobId));
     }
     for (const [jobId, entry] of jobs) {
       const replicas = entry.job.spec.replicas || 1;
@@ -326,6 +341,25 @@ export class StateStore {
     table.restore(jobs.values());
     table.clearDirty();
     return { jobs: jobs.size, tasks, ms: performance.now() - t0, quarantined };
+  }
+
+  /** The first task row of a job that does not parse or is missing. */
+  #findCorruptTask(jobId: string): CorruptRow {
+    const rows = this.#db.prepare(
+      "SELECT task_index, row FROM tasks WHERE job_id = ? ORDER BY task_index",
+    ).all(jobId);
+    for (let i = 0; i < rows.length; i++) {
+      const id = `${jobId}/${rows[i]!.task_index}`;
+      if (Number(rows[i]!.task_index) !== i) {
+        return { table: "tasks", id: `${jobId}/${i}`, error: "missing", jobId };
+      }
+      try {
+        parseTaskRow(jobId, i, String(rows[i]!.row));
+      } catch (err) {
+        return { table: "tasks", id, error: describeError(err), jobId };
+      }
+    }
+    return { table: "tasks", id: `${jobId}/?`, error: "unreadable task rows", jobId };
   }
 
   /**
@@ -689,14 +723,15 @@ function parseJobRow(jobId: string, text: string): JobRecord {
   };
 }
 
+function isTaskRow(row: unknown): row is TaskRow {
+  const r = row as TaskRow | null;
+  return typeof r === "object" && r !== null && typeof r.state === "number" &&
+    Array.isArray(r.attempts);
+}
+
 function parseTaskRow(jobId: string, index: number, text: string): TaskRecord {
-  const parsed = JSON.parse(text) as TaskRow;
-  if (
-    typeof parsed !== "object" || parsed === null || typeof parsed.state !== "number" ||
-    !Array.isArray(parsed.attempts)
-  ) {
-    throw new Error("not a task row");
-  }
+  const parsed = JSON.parse(text) as unknown;
+  if (!isTaskRow(parsed)) throw new Error("not a task row");
   return { taskId: `${jobId}/${index}`, jobId, index, ...parsed };
 }
 
