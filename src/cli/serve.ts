@@ -88,6 +88,12 @@ const controllerServe: CommandSpec = {
         "Start even when rows of the state do not parse: move them (with the rest of their job) " +
         "to the state's quarantine table and say so",
     },
+    "accept-state-loss": {
+      type: "boolean",
+      description:
+        "Start even when the state is incomplete (its WAL was lost or is corrupt), from what " +
+        "controller.sqlite3 holds",
+    },
     "auth-config": {
       type: "string",
       value: "FILE",
@@ -129,6 +135,7 @@ const controllerServe: CommandSpec = {
         advertiseUrl: str(p, "advertise-url"),
         stateDir: str(p, "state-dir"),
         stateSkipCorruptRows: bool(p, "skip-corrupt-rows"),
+        stateAcceptLoss: bool(p, "accept-state-loss"),
         auth: auth?.policy,
         launchRateLimit: auth?.launchRateLimit,
         maxRequestBytes: auth?.maxRequestBytes,
@@ -346,6 +353,7 @@ async function serveCluster(
       advertiseUrl: str(p, "advertise-url"),
       port: explicitPort ? num(p, "port", { min: 0, max: 65535, integer: true }) : undefined,
       skipCorruptRows: bool(p, "skip-corrupt-rows"),
+      acceptStateLoss: bool(p, "accept-state-loss"),
       log: quiet ? undefined : (line) => io.err(line + "\n"),
       vmLog: quiet ? undefined : (id, line) => io.err(`[${id}] ${line}\n`),
     });

@@ -36,6 +36,8 @@ export interface StartClusterOptions {
   readonly runtime?: IrisRuntime;
   /** Move corrupt rows of the controller state to its quarantine table instead of refusing. */
   readonly skipCorruptRows?: boolean;
+  /** Start from an incomplete controller state (lost or corrupt WAL) with a warning. */
+  readonly acceptStateLoss?: boolean;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
   /** Where the worker token comes from when auth is on. @default the process environment */
@@ -100,6 +102,7 @@ export async function startCluster(
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
     stateSkipCorruptRows: options.skipCorruptRows,
+    stateAcceptLoss: options.acceptStateLoss,
     bundles,
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,

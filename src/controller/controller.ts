@@ -121,7 +121,7 @@ export class Controller {
           Math.round(stats.ms)
         } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
       );
-      for (const line of [...stats.quarantined, ...options.store.takeQuarantined()]) {
+      for (const line of [...stats.quarantined, ...options.store.takeWarnings()]) {
         this.log(line);
       }
     }

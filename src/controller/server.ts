@@ -43,6 +43,8 @@ export interface StartControllerOptions extends ControllerOptions {
    * job) instead of refusing to start. @default false
    */
   stateSkipCorruptRows?: boolean;
+  /** Start from an incomplete state (lost or corrupt WAL) with a warning. @default false */
+  stateAcceptLoss?: boolean;
   /** Who may call the API; with tokens, workers are called with the worker token. @default none */
   auth?: AuthPolicy;
   /** Per-client limit on LaunchJob (by user, else peer address). @default none */
@@ -64,6 +66,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
     ? StateStore.open(options.stateDir, {
       synchronous: options.stateSynchronous,
       skipCorruptRows: options.stateSkipCorruptRows,
+      acceptStateLoss: options.stateAcceptLoss,
     })
     : undefined;
   let controller: Controller;

@@ -91,6 +91,11 @@ export class StateStoreError extends Error {
   override name = "StateStoreError";
 }
 
+/** The database holds fewer commits than recorded, or lost its WAL (see acceptStateLoss). */
+export class IncompleteStateError extends StateStoreError {
+  override name = "IncompleteStateError";
+}
+
 /** Options for {@linkcode StateStore.open}. */
 export interface StateStoreOptions {
   /**
@@ -105,6 +110,11 @@ export interface StateStoreOptions {
   skipCorruptRows?: boolean;
   /** How often the WAL is folded into the main file (`wal_checkpoint(TRUNCATE)`). @default 60s */
   checkpointInterval?: Duration;
+  /**
+   * Start from what the database holds even when it is incomplete (its WAL lost or corrupt):
+   * the refusal becomes a warning. @default false
+   */
+  acceptStateLoss?: boolean;
 }
 
 /** What a load found. */
@@ -162,6 +172,7 @@ export class StateStore {
   #lastCheckpoint = performance.now();
   #lastAutoscaler = "";
   #closed = false;
+  readonly #warnings: string[] = [];
   /** Rows the last flush wrote (job rows and task rows). */
   lastFlush = { jobRows: 0, taskRows: 0 };
   /** Job and task rows written since the store opened, and their bytes (JSON text). */
@@ -221,7 +232,13 @@ export class StateStore {
     dir = dir.replace(/\/+$/, "") || "/";
     const path = `${dir}/${STATE_FILE}`;
     // Checked through a read-only connection: a refused state is left exactly as found.
-    preflight(dir);
+    let loss: string | undefined;
+    try {
+      preflight(dir);
+    } catch (err) {
+      if (!(options.acceptStateLoss && err instanceof IncompleteStateError)) throw err;
+      loss = `${err.message.split(". Refusing")[0]}; starting anyway (--accept-state-loss)`;
+    }
     const db = new DatabaseSync(path);
     let store: StateStore;
     try {
@@ -253,6 +270,7 @@ export class StateStore {
       throw err;
     }
     store.#writeManifest();
+    if (loss) store.#warnings.push(loss);
     return store;
   }
 
@@ -589,15 +607,16 @@ export class StateStore {
         });
       }
     }
-    this.#lastQuarantined.push(...this.#handleCorrupt(corrupt, () => {}));
+    this.#warnings.push(...this.#handleCorrupt(corrupt, () => {}));
     return out;
   }
 
-  readonly #lastQuarantined: string[] = [];
-
-  /** Rows quarantined while loading endpoints and workers (one line each), then forgotten. */
-  takeQuarantined(): string[] {
-    return this.#lastQuarantined.splice(0);
+  /**
+   * Warnings since the last call (one line each): rows quarantined while loading endpoints and
+   * workers, an incomplete state accepted with `acceptStateLoss`.
+   */
+  takeWarnings(): string[] {
+    return this.#warnings.splice(0);
   }
 
   /** Loads the persisted endpoints into `endpoints` (which should be empty). */
@@ -618,7 +637,7 @@ export class StateStore {
         });
       }
     }
-    this.#lastQuarantined.push(...this.#handleCorrupt(corrupt, () => {}));
+    this.#warnings.push(...this.#handleCorrupt(corrupt, () => {}));
     endpoints.restore(parsed, Number(seq ?? 0));
     return parsed.length;
   }
@@ -659,7 +678,7 @@ export class StateStore {
         ).run(String(r.row), describeError(err), Date.now());
         this.#db.exec("DELETE FROM autoscaler WHERE key = 'state'");
       });
-      this.#lastQuarantined.push(
+      this.#warnings.push(
         `corrupt row (table autoscaler, id state: ${
           describeError(err)
         }) skipped; moved to the quarantine table of ${this.path}`,
@@ -848,23 +867,24 @@ function preflight(dir: string): void {
     : `${walPath} (${wal.size} bytes) is corrupt or truncated: SQLite ignores its frames ` +
       "from the first one whose checksum fails";
   if (manifest && found.seq < manifest.seq) {
-    throw new StateStoreError(
+    throw new IncompleteStateError(
       `incomplete controller state in ${dir}: ${STATE_FILE} holds commits up to ` +
         `${found.seq} (${found.jobs} job(s)), but ${MANIFEST_FILE} records commit ` +
         `${manifest.seq} (${manifest.jobs} job(s), ${manifest.tasks} task(s)); ${walState}. ` +
         "Refusing to start with lost jobs. Restore the whole state dir (every file: " +
         `${STATE_FILES.join(", ")}) or a backup made by 'iris controller backup' ` +
-        `(docs/durability.md); to start anyway from what ${STATE_FILE} holds, delete ` +
-        `${MANIFEST_FILE}.`,
+        `(docs/durability.md); to start anyway from what ${STATE_FILE} holds, start with ` +
+        "--accept-state-loss.",
     );
   }
   if (!manifest && found.inUse && (!wal || wal.size === 0)) {
-    throw new StateStoreError(
+    throw new IncompleteStateError(
       `incomplete controller state in ${dir}: ${STATE_FILE} was in use (not closed cleanly) ` +
         `and ${walState}, and ${MANIFEST_FILE} is missing, so the commits after ${found.seq} ` +
         `(${found.jobs} job(s) found) may be lost. A copy of the main file alone is not a ` +
         "backup: copy every state file of a stopped controller, or use 'iris controller " +
-        "backup' (docs/durability.md).",
+        "backup' (docs/durability.md); to start anyway from what it holds, start with " +
+        "--accept-state-loss.",
     );
   }
 }

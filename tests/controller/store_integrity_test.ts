@@ -120,6 +120,25 @@ Deno.test("a deleted WAL is refused, naming the files and what is missing, and n
   });
 });
 
+Deno.test("--accept-state-loss starts from what the main file holds, with a warning", async () => {
+  await withDir((dir) => {
+    const image = crashImage(dir);
+    Deno.removeSync(`${image}/${STATE_FILE}-wal`);
+    const store = StateStore.open(image, { acceptStateLoss: true });
+    try {
+      const warnings = store.takeWarnings();
+      assertEquals(warnings.length, 1);
+      assert(warnings[0]!.includes("-wal is missing"), warnings[0]);
+      assert(warnings[0]!.includes("starting anyway (--accept-state-loss)"), warnings[0]);
+      assertEquals(store.load(new JobTable()).jobs, 0);
+    } finally {
+      store.close();
+    }
+    // From now on the state is consistent again: no flag needed.
+    assertEquals(loadJobs(image), 0);
+  });
+});
+
 Deno.test("a corrupt WAL is refused", async () => {
   await withDir((dir) => {
     const image = crashImage(dir);
