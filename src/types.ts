@@ -101,6 +101,8 @@ export interface SchedulerJob {
   readonly pendingTaskIndices: readonly number[];
   readonly band: Band;
   readonly submittedAt: Timestamp;
+  /** Who submitted it: users share a band fairly (see schedule). Undefined: one shared user. */
+  readonly user?: string;
 }
 
 /** Input of {@linkcode schedule}: readonly plain data. */
@@ -117,6 +119,11 @@ export interface ClusterSnapshot {
   readonly running?: readonly RunningTask[];
   /** Jobs whose reservation still has unclaimed entries, in submission order. */
   readonly reservations?: readonly ReservationRequest[];
+  /**
+   * Active (ASSIGNED, BUILDING, RUNNING) tasks per band, then per user: a band's users are served
+   * fewest-active first. Missing entries count 0.
+   */
+  readonly activeByUser?: Readonly<Partial<Record<Band, Readonly<Record<string, number>>>>>;
 }
 
 /** One worker a job wants held for it before its tasks start. */

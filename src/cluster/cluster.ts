@@ -38,6 +38,10 @@ export interface StartClusterOptions {
   readonly vmLog?: (workerId: string, line: string) => void;
   /** gcp/manual: how worker hosts find the Iris code. @default the platform's default */
   readonly runtime?: IrisRuntime;
+  /** Move corrupt rows of the controller state to its quarantine table instead of refusing. */
+  readonly skipCorruptRows?: boolean;
+  /** Start from an incomplete controller state (lost or corrupt WAL) with a warning. */
+  readonly acceptStateLoss?: boolean;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
   /** Where the worker token comes from when auth is on. @default the process environment */
@@ -106,6 +110,8 @@ export async function startCluster(
     userBudgets: budgetsFromConfig(c.userBudgets),
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
+    stateSkipCorruptRows: options.skipCorruptRows,
+    stateAcceptLoss: options.acceptStateLoss,
     bundles,
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,

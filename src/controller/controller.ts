@@ -174,6 +174,9 @@ export class Controller {
           Math.round(stats.ms)
         } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
       );
+      for (const line of [...stats.quarantined, ...options.store.takeWarnings()]) {
+        this.log(line);
+      }
     }
   }
 
@@ -220,7 +223,7 @@ export class Controller {
     const store = this.#opts.store;
     if (!store) {
       // Memory only: nothing to write, keep the sets small.
-      this.jobs.dirty.clear();
+      this.jobs.clearDirty();
       this.endpoints.dirty.clear();
       this.workers.dirty.clear();
       return;
@@ -595,7 +598,7 @@ export class Controller {
     const { task, attempt } = found;
     if (Object.keys(u.ports).length) {
       task.ports = { ...u.ports };
-      this.jobs.dirty.add(task.jobId);
+      this.jobs.dirtyTasks.add(task.taskId);
     }
     if (u.peakMemoryBytes) {
       attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
@@ -735,6 +738,7 @@ export class Controller {
         pendingTaskIndices: [...pending],
         band,
         submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
+        user: job.user,
       });
     }
     // Jobs already running keep their reservation until they end (claims lost to dead workers
@@ -749,11 +753,38 @@ export class Controller {
     return {
       workers,
       jobs,
+      activeByUser: this.#activeByUser(jobs),
       maxBuildingPerWorker: this.#opts.maxBuildingPerWorker ?? 8,
       // Only what a pending job outranks: nothing at all while every pending job is BATCH.
       running: topBand < 3 ? this.workers.preemptible(topBand) : [],
       reservations,
     };
+  }
+
+  /**
+   * Active tasks per band and user, for fair turns between users in a band (only computed when
+   * some band has pending jobs of more than one user).
+   */
+  #activeByUser(jobs: readonly SchedulerJob[]): ClusterSnapshot["activeByUser"] {
+    const firstUser = new Map<Band, string>();
+    let shared = false;
+    for (const j of jobs) {
+      const u = firstUser.get(j.band);
+      if (u === undefined) firstUser.set(j.band, j.user ?? "");
+      else if (u !== (j.user ?? "")) shared = true;
+    }
+    if (!shared) return undefined;
+    const out: Partial<Record<Band, Record<string, number>>> = {};
+    for (const w of this.workers.workers.values()) {
+      for (const c of w.active.values()) {
+        const h = c.holder;
+        const user = h && this.jobs.jobs.get(h.jobId)?.user;
+        if (!h || user === undefined) continue;
+        const byUser = out[h.band] ??= {};
+        byUser[user] = (byUser[user] ?? 0) + 1;
+      }
+    }
+    return out;
   }
 
   #reservationRequest(job: JobRecord): ReservationRequest {

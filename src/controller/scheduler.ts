@@ -86,7 +86,9 @@ interface PassContext {
  * _scheduler_preempt.ts); the job is placed on a later pass once they stopped. Without such a
  * job the pass costs nothing.
  *
- * Order: band (lower first), then snapshot order. Coscheduled jobs (`groupBy` set) are
+ * Order: band (lower first), then snapshot order; within a band, users take turns (fewest
+ * active tasks first, `activeByUser`), so one user's huge job does not hold back another user's
+ * small one (see placeBand). Coscheduled jobs (`groupBy` set) are
  * all-or-nothing within one group of workers sharing the attribute value (smallest qualifying
  * group first); task k of the pending indices (ascending) goes to the k-th fitting worker ordered
  * by `tpu-worker-id`, then worker id. Other jobs are first-fit; a job that does not fit never
@@ -135,24 +137,23 @@ export function schedule(input: ClusterSnapshot): SchedulePlan {
       })),
     );
   };
-  let band = 0;
-  for (const job of jobsInOrder(snapshot.jobs)) {
-    const tasks = job.pendingTaskIndices;
-    if (tasks.length === 0) continue;
-    if (job.band !== band) {
-      if (bandStart < leftover.length) preemptBand();
-      band = job.band;
+  const ordered = jobsInOrder(snapshot.jobs).filter((j) => j.pendingTaskIndices.length > 0);
+  for (let i = 0; i < ordered.length;) {
+    const band = ordered[i]!.band;
+    let end = i;
+    while (end < ordered.length && ordered[end]!.band === band) end++;
+    const entries = ordered.slice(i, end).map((job) => {
+      const key = signatureKey(ctx, job);
+      return { job, key, sig: signatureFor(ctx, job, key), placed: 0 };
+    });
+    placeBand(ctx, entries, snapshot.activeByUser?.[band] ?? {});
+    for (const { job, key, sig, placed } of entries) {
+      const need = job.pendingTaskIndices.length;
+      if (placed < need) leftover.push({ job, remaining: need - placed, need, key, sig });
     }
-    const key = signatureKey(ctx, job);
-    const sig = signatureFor(ctx, job, key);
-    const placed = job.groupBy === undefined
-      ? placeIndependent(ctx, sig, job, tasks)
-      : placeGang(ctx, sig, job, tasks);
-    if (placed < tasks.length) {
-      leftover.push({ job, remaining: tasks.length - placed, need: tasks.length, key, sig });
-    }
+    if (bandStart < leftover.length) preemptBand();
+    i = end;
   }
-  if (bandStart < leftover.length) preemptBand();
   const reasons = new Map<string, PendingReasonData>();
   const preemptions: Preemption[] = preemptor?.preemptions ?? [];
   const preemptReasons = preemptor?.reasons;
@@ -175,6 +176,65 @@ export function schedule(input: ClusterSnapshot): SchedulePlan {
     return { jobId: job.jobId, taskCount: remaining, reason };
   });
   return { assignments: ctx.assignments, unplaced, preemptions, claims };
+}
+
+interface BandEntry {
+  readonly job: SchedulerJob;
+  readonly key: string;
+  readonly sig: Signature;
+  /** Pending tasks placed so far in this pass (a prefix of pendingTaskIndices). */
+  placed: number;
+}
+
+/**
+ * Places one band's jobs (in snapshot order). With one user, each job in turn takes all it
+ * can. With several, users take turns one task (a gang: the whole gang) at a time, the user
+ * with the fewest active tasks in the band (counting this pass's placements) first, ties to the
+ * user whose next job is earlier; a user's jobs go in snapshot order, and a job that no longer
+ * fits gives its turn to the user's next job. Once one user is left it takes the rest at once.
+ */
+function placeBand(
+  ctx: PassContext,
+  entries: BandEntry[],
+  active: Readonly<Record<string, number>>,
+): void {
+  const queues = new Map<string, { count: number; jobs: BandEntry[]; order: number[] }>();
+  entries.forEach((e, order) => {
+    const user = e.job.user ?? "";
+    let q = queues.get(user);
+    if (!q) queues.set(user, q = { count: active[user] ?? 0, jobs: [], order: [] });
+    q.jobs.push(e);
+    q.order.push(order);
+  });
+  const placeRest = (e: BandEntry) => {
+    const tasks = e.job.pendingTaskIndices;
+    const rest = e.placed === 0 ? tasks : tasks.slice(e.placed);
+    e.placed += e.job.groupBy === undefined
+      ? placeIndependent(ctx, e.sig, e.job, rest)
+      : placeGang(ctx, e.sig, e.job, rest);
+  };
+  let live = [...queues.values()];
+  while (live.length > 1) {
+    let q = live[0]!;
+    for (const other of live) {
+      if (other.count < q.count || (other.count === q.count && other.order[0]! < q.order[0]!)) {
+        q = other;
+      }
+    }
+    const e = q.jobs[0]!;
+    const tasks = e.job.pendingTaskIndices;
+    const n = e.job.groupBy === undefined
+      ? placeIndependent(ctx, e.sig, e.job, [tasks[e.placed]!])
+      : placeGang(ctx, e.sig, e.job, tasks);
+    e.placed += n;
+    q.count += n;
+    if (n === 0 || e.placed === tasks.length) {
+      q.jobs.shift();
+      q.order.shift();
+      if (q.jobs.length === 0) live = live.filter((x) => x !== q);
+    }
+  }
+  for (const q of live) for (const e of q.jobs) placeRest(e);
 }
 
 /** Jobs ordered by band (ascending), stable within a band. */

@@ -38,6 +38,13 @@ export interface StartControllerOptions extends ControllerOptions {
   stateDir?: string;
   /** SQLite durability level for the state file. @default "FULL" */
   stateSynchronous?: StateStoreOptions["synchronous"];
+  /**
+   * Move rows of the state that do not parse to its quarantine table (with the rest of their
+   * job) instead of refusing to start. @default false
+   */
+  stateSkipCorruptRows?: boolean;
+  /** Start from an incomplete state (lost or corrupt WAL) with a warning. @default false */
+  stateAcceptLoss?: boolean;
   /** Who may call the API; with tokens, workers are called with the worker token. @default none */
   auth?: AuthPolicy;
   /** Per-client limit on LaunchJob (by user, else peer address). @default none */
@@ -56,7 +63,11 @@ export interface ControllerServer extends AsyncDisposable {
 /** Starts the controller and its server; resolves once it listens. */
 export function startController(options: StartControllerOptions = {}): ControllerServer {
   const store = options.stateDir
-    ? StateStore.open(options.stateDir, { synchronous: options.stateSynchronous })
+    ? StateStore.open(options.stateDir, {
+      synchronous: options.stateSynchronous,
+      skipCorruptRows: options.stateSkipCorruptRows,
+      acceptStateLoss: options.stateAcceptLoss,
+    })
     : undefined;
   let controller: Controller;
   try {

@@ -151,10 +151,23 @@ export class JobTable {
   /** Called when a task leaves the active states (endpoint cleanup etc.). */
   onTaskInactive: (task: TaskRecord) => void = () => {};
   /**
-   * Ids of jobs changed (or removed) since the last persistence flush. Every transition adds the
-   * job it touches; the controller's store writes them out and clears the set (store.ts).
+   * Ids of jobs to persist whole (job row and every task row) or to remove, since the last
+   * persistence flush: submitted, removed or terminated jobs, and job-level changes made outside
+   * this table. The controller's store writes them out and clears the set (store.ts).
    */
   readonly dirty = new Set<string>();
+  /**
+   * Ids of tasks changed since the last persistence flush (their job's row is written with
+   * them). A transition of one task marks that task only, so a write grows with what changed,
+   * not with the job's replica count.
+   */
+  readonly dirtyTasks = new Set<string>();
+
+  /** Forgets what is dirty (memory-only controllers, after a flush). */
+  clearDirty(): void {
+    this.dirty.clear();
+    this.dirtyTasks.clear();
+  }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
   submit(
@@ -344,7 +357,7 @@ export class JobTable {
     };
     task.attempts.push(attempt);
     task.pendingReason = undefined;
-    this.dirty.add(task.jobId);
+    this.dirtyTasks.add(task.taskId);
     this.pending.get(task.jobId)?.delete(task.index);
     this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
     return attempt;
@@ -359,7 +372,7 @@ export class JobTable {
     fx: Effects,
   ): void {
     if (isTaskTerminal(attempt.state)) return;
-    this.dirty.add(task.jobId);
+    this.dirtyTasks.add(task.taskId);
     attempt.state = state;
     if (state === TaskState.RUNNING && !attempt.startedAtMs) attempt.startedAtMs = startedAtMs;
     if (this.currentAttempt(task) === attempt && isTaskActive(task.state)) {
@@ -379,7 +392,7 @@ export class JobTable {
     fx: Effects,
   ): void {
     if (isTaskTerminal(attempt.state)) return;
-    this.dirty.add(task.jobId);
+    this.dirtyTasks.add(task.taskId);
     attempt.state = outcome.state;
     attempt.exitCode = outcome.exitCode ?? 0;
     attempt.signal = outcome.signal ?? "";
@@ -456,7 +469,7 @@ export class JobTable {
     const att = this.currentAttempt(task);
     if (!att || !isTaskActive(att.state) || !isTaskActive(task.state)) return false;
     const job = this.job(task.jobId);
-    this.dirty.add(task.jobId);
+    this.dirtyTasks.add(task.taskId);
     fx.kills.push({
       workerId: att.workerId,
       taskId: task.taskId,
@@ -483,7 +496,7 @@ export class JobTable {
   /** Marks a pending task UNSCHEDULABLE (scheduling timeout). */
   unschedulable(task: TaskRecord, reason: string, nowMs: number, fx: Effects): void {
     task.error = reason;
-    this.dirty.add(task.jobId);
+    this.dirtyTasks.add(task.taskId);
     this.#setTaskState(task, TaskState.UNSCHEDULABLE, nowMs, fx);
   }
 
@@ -500,7 +513,7 @@ export class JobTable {
     }
     if (isJobTerminal(job.state)) return terminated;
     terminated.push(jobId);
-    this.dirty.add(jobId);
+    // The job row is written with the tasks this kills (an active job has one at least).
     job.error ||= reason;
     for (const tid of job.taskIds) {
       const task = this.tasks.get(tid)!;
@@ -528,7 +541,7 @@ export class JobTable {
     const prev = task.state;
     if (prev === state) return;
     const job = this.jobs.get(task.jobId)!;
-    this.dirty.add(job.jobId);
+    this.dirtyTasks.add(task.taskId);
     job.counts[prev] = (job.counts[prev] ?? 1) - 1;
     job.counts[state] = (job.counts[state] ?? 0) + 1;
     task.state = state;
@@ -591,7 +604,10 @@ export class JobTable {
     const job = this.jobs.get(jobId);
     if (!job) return;
     this.dirty.add(jobId);
-    for (const tid of job.taskIds) this.tasks.delete(tid);
+    for (const tid of job.taskIds) {
+      this.tasks.delete(tid);
+      this.dirtyTasks.delete(tid);
+    }
     this.pending.delete(jobId);
     this.jobs.delete(jobId);
     this.#unindexRequestIds(job);

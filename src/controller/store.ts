@@ -1,40 +1,64 @@
 /**
  * Durable controller state: a write-behind journal of the JobTable in SQLite (`node:sqlite`,
  * WAL). The in-memory JobTable stays the source of truth for reads; after each controller
- * mutation the jobs it touched (JobTable.dirty) are upserted as one JSON row per job, with their
- * tasks and attempts, in one transaction, together with the endpoints that changed. On start the
- * rows are loaded back into a JobTable and an EndpointTable. The autoscaler's scale-group and
- * slice state is one more row, written when it changes. Registered workers are one row each
- * (their registration: address, resources, attributes, slice), written in the same transaction
- * when a worker registers or is removed; heartbeats are not written. On start they are loaded as
- * reconnecting until they re-register.
+ * mutation what it touched is written in one transaction: a job row (spec and job-level state)
+ * per changed job and a task row (the task with its attempts) per changed task, so a write grows
+ * with what changed, not with the job's replica count. Endpoints, registered workers and the
+ * autoscaler's state are rows of their own. On start the rows are loaded back.
+ *
+ * The state is self-describing: every commit bumps `meta.commit_seq`, and a small manifest file
+ * beside the database (`controller.manifest`) records the last commit's sequence number and
+ * job/task counts. The database also says whether it is in use (`meta.in_use`, written straight
+ * into the main file by a checkpoint when the store opens, cleared on a clean close). A state
+ * dir whose database holds fewer commits than its manifest records (the WAL was deleted, is
+ * corrupt or was left behind by a copy), or a main file that was in use and comes without its
+ * WAL, is refused with a message naming the files. The WAL is checkpointed into the main file
+ * periodically and on a clean close.
+ *
+ * A row that does not parse is named (table, id) in the startup error; `skipCorruptRows` moves
+ * it (with the rest of its job) to the `quarantine` table instead.
  *
  * The file carries a schema version in its `meta` table. Older files are migrated in place
- * (v1 → v2 adds the endpoint and autoscaler tables, v2 → v3 the workers table); a file written by a newer Iris is refused
+ * (v1 → v2 adds the endpoint and autoscaler tables, v2 → v3 the workers table, v3 → v4 splits
+ * each job row into a job row and one row per task); a file written by a newer Iris is refused
  * with an error naming the file and both versions, and is never altered.
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
-import { EndpointSchema, JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
+import { EndpointSchema, type JobSpec, JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { GroupState, SliceState } from "../types.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
 import type { EndpointTable } from "./endpoints.ts";
 import type { PersistedWorker, WorkerTable } from "./workers.ts";
+import { type Duration, seconds } from "../time.ts";
+import { describeError } from "../errors.ts";
 
 /**
  * The schema version this code writes and understands.
- * v1: meta, jobs. v2: + endpoints, autoscaler. v3: + workers.
+ * v1: meta, jobs. v2: + endpoints, autoscaler. v3: + workers. v4: + tasks, quarantine (job rows
+ * no longer hold their tasks).
  */
-export const STATE_SCHEMA_VERSION = 3;
+export const STATE_SCHEMA_VERSION = 4;
 
-/** Statements that bring a file from version `index + 1` to `index + 2`. */
-const MIGRATIONS: readonly (readonly string[])[] = [
-  [
-    "CREATE TABLE IF NOT EXISTS endpoints (endpoint_id TEXT PRIMARY KEY, row TEXT NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS autoscaler (key TEXT PRIMARY KEY, row TEXT NOT NULL)",
-  ],
-  ["CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, row TEXT NOT NULL)"],
+const TASKS_TABLE = "CREATE TABLE IF NOT EXISTS tasks (job_id TEXT NOT NULL, " +
+  "task_index INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (job_id, task_index)) WITHOUT ROWID";
+const QUARANTINE_TABLE = "CREATE TABLE IF NOT EXISTS quarantine (id INTEGER PRIMARY KEY, " +
+  "table_name TEXT NOT NULL, row_id TEXT NOT NULL, row TEXT, error TEXT NOT NULL, " +
+  "quarantined_at_ms INTEGER NOT NULL)";
+
+/** Steps that bring a file from version `index + 1` to `index + 2` (inside one transaction). */
+const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [
+  (db) => {
+    db.exec(
+      "CREATE TABLE IF NOT EXISTS endpoints (endpoint_id TEXT PRIMARY KEY, row TEXT NOT NULL)",
+    );
+    db.exec("CREATE TABLE IF NOT EXISTS autoscaler (key TEXT PRIMARY KEY, row TEXT NOT NULL)");
+  },
+  (db) => {
+    db.exec("CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, row TEXT NOT NULL)");
+  },
+  migrateV3ToV4,
 ];
 
 /** A slice as the autoscaler last knew it. */
@@ -52,10 +76,24 @@ export interface PersistedAutoscaler {
 
 /** The state file's name inside the state dir. */
 export const STATE_FILE = "controller.sqlite3";
+/** The manifest's name inside the state dir: the last commit's sequence number and counts. */
+export const MANIFEST_FILE = "controller.manifest";
+/** Every file that is part of the state (SQLite's `-wal` and `-shm` beside the database). */
+export const STATE_FILES = [
+  STATE_FILE,
+  `${STATE_FILE}-wal`,
+  `${STATE_FILE}-shm`,
+  MANIFEST_FILE,
+] as const;
 
-/** A state file written by a newer Iris (or otherwise unusable). */
+/** A state file written by a newer Iris, an incomplete or corrupt state, or a failed backup. */
 export class StateStoreError extends Error {
   override name = "StateStoreError";
+}
+
+/** The database holds fewer commits than recorded, or lost its WAL (see acceptStateLoss). */
+export class IncompleteStateError extends StateStoreError {
+  override name = "IncompleteStateError";
 }
 
 /** Options for {@linkcode StateStore.open}. */
@@ -65,6 +103,18 @@ export interface StateStoreOptions {
    * NORMAL survives a process crash only. @default "FULL"
    */
   synchronous?: "FULL" | "NORMAL";
+  /**
+   * Rows that do not parse are moved to the `quarantine` table (with every row of their job)
+   * instead of stopping the load. @default false
+   */
+  skipCorruptRows?: boolean;
+  /** How often the WAL is folded into the main file (`wal_checkpoint(TRUNCATE)`). @default 60s */
+  checkpointInterval?: Duration;
+  /**
+   * Start from what the database holds even when it is incomplete (its WAL lost or corrupt):
+   * the refusal becomes a warning. @default false
+   */
+  acceptStateLoss?: boolean;
 }
 
 /** What a load found. */
@@ -72,35 +122,78 @@ export interface LoadStats {
   readonly jobs: number;
   readonly tasks: number;
   readonly ms: number;
+  /** One line per row moved to the quarantine table (with --skip-corrupt-rows). */
+  readonly quarantined: readonly string[];
 }
 
-interface JobRow {
-  readonly job: Omit<JobRecord, "spec" | "childIds" | "counts"> & { spec: JsonValue };
-  readonly tasks: TaskRecord[];
+/** The manifest's content. */
+export interface Manifest {
+  readonly seq: number;
+  readonly jobs: number;
+  readonly tasks: number;
 }
+
+/** A job row (v4): the job without its tasks; task ids are `<job id>/<index>`. */
+type JobRow = Omit<JobRecord, "spec" | "childIds" | "counts" | "taskIds"> & { spec: JsonValue };
+/** A task row (v4): the task without the fields its key holds. */
+type TaskRow = Omit<TaskRecord, "taskId" | "jobId" | "index">;
+
+/** A row that did not parse. */
+interface CorruptRow {
+  readonly table: string;
+  readonly id: string;
+  readonly error: string;
+  /** The job whose rows go to quarantine with it ("" for non-job tables). */
+  readonly jobId: string;
+}
+
+const MANIFEST_BYTES = 256;
 
 /** The SQLite-backed journal of a JobTable. */
 export class StateStore {
   readonly path: string;
+  readonly dir: string;
   readonly #db: DatabaseSync;
-  readonly #upsert: StatementSync;
-  readonly #delete: StatementSync;
+  readonly #opts: StateStoreOptions;
+  readonly #upsertJob: StatementSync;
+  readonly #deleteJob: StatementSync;
+  readonly #upsertTask: StatementSync;
+  readonly #deleteTasks: StatementSync;
+  readonly #trimTasks: StatementSync;
   readonly #upsertEndpoint: StatementSync;
   readonly #deleteEndpoint: StatementSync;
   readonly #upsertWorker: StatementSync;
   readonly #deleteWorker: StatementSync;
   readonly #setMeta: StatementSync;
+  readonly #manifest: Deno.FsFile;
+  readonly #specJson = new WeakMap<JobSpec, string>();
+  #seq: number;
+  #counts = { jobs: 0, tasks: 0 };
+  #lastCheckpoint = performance.now();
   #lastAutoscaler = "";
   #closed = false;
+  readonly #warnings: string[] = [];
+  /** Rows the last flush wrote (job rows and task rows). */
+  lastFlush = { jobRows: 0, taskRows: 0 };
+  /** Job and task rows written since the store opened, and their bytes (JSON text). */
+  readonly written = { rows: 0, bytes: 0 };
 
-  private constructor(path: string, db: DatabaseSync) {
+  private constructor(dir: string, path: string, db: DatabaseSync, opts: StateStoreOptions) {
+    this.dir = dir;
     this.path = path;
     this.#db = db;
-    this.#upsert = db.prepare(
+    this.#opts = opts;
+    this.#upsertJob = db.prepare(
       "INSERT INTO jobs (job_id, submitted_at, row) VALUES (?, ?, ?) " +
         "ON CONFLICT(job_id) DO UPDATE SET submitted_at = excluded.submitted_at, row = excluded.row",
     );
-    this.#delete = db.prepare("DELETE FROM jobs WHERE job_id = ?");
+    this.#deleteJob = db.prepare("DELETE FROM jobs WHERE job_id = ?");
+    this.#upsertTask = db.prepare(
+      "INSERT INTO tasks (job_id, task_index, row) VALUES (?, ?, ?) " +
+        "ON CONFLICT(job_id, task_index) DO UPDATE SET row = excluded.row",
+    );
+    this.#deleteTasks = db.prepare("DELETE FROM tasks WHERE job_id = ?");
+    this.#trimTasks = db.prepare("DELETE FROM tasks WHERE job_id = ? AND task_index >= ?");
     this.#upsertEndpoint = db.prepare(
       "INSERT INTO endpoints (endpoint_id, row) VALUES (?, ?) " +
         "ON CONFLICT(endpoint_id) DO UPDATE SET row = excluded.row",
@@ -112,36 +205,43 @@ export class StateStore {
     );
     this.#deleteWorker = db.prepare("DELETE FROM workers WHERE worker_id = ?");
     this.#setMeta = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    this.#seq = Number(metaValue(db, "commit_seq") ?? 0);
+    this.#counts = {
+      jobs: Number(db.prepare("SELECT count(*) AS n FROM jobs").get()!.n),
+      tasks: Number(db.prepare("SELECT count(*) AS n FROM tasks").get()!.n),
+    };
+    this.#manifest = Deno.openSync(`${dir}/${MANIFEST_FILE}`, {
+      read: true,
+      write: true,
+      create: true,
+      mode: 0o600,
+    });
   }
 
   /**
    * Opens (creating if needed) `<dir>/controller.sqlite3`.
-   * @throws {StateStoreError} when the file's schema is newer than {@linkcode STATE_SCHEMA_VERSION}.
+   * @throws {StateStoreError} when the file's schema is newer than {@linkcode STATE_SCHEMA_VERSION},
+   * or when the state is incomplete (fewer commits than the manifest records, or a main file that
+   * was in use and has lost its WAL). Nothing is altered then.
    */
   static open(dir: string, options: StateStoreOptions = {}): StateStore {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     // The state holds every job's spec and env: only the controller's user may enter the dir,
     // also when the operator created it (tasks run as other users; docs/security.md).
     if (Deno.build.os !== "windows") Deno.chmodSync(dir, 0o700);
-    const path = `${dir.replace(/\/+$/, "")}/${STATE_FILE}`;
-    const db = new DatabaseSync(path);
+    dir = dir.replace(/\/+$/, "") || "/";
+    const path = `${dir}/${STATE_FILE}`;
+    // Checked through a read-only connection: a refused state is left exactly as found.
+    let loss: string | undefined;
     try {
-      // Check the version before touching anything (journal mode included).
-      const hasMeta = db.prepare(
-        "SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = 'meta'",
-      ).get();
-      if (hasMeta) {
-        const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get();
-        const version = Number(row?.value ?? 0);
-        if (!Number.isInteger(version) || version > STATE_SCHEMA_VERSION) {
-          throw new StateStoreError(
-            `${path}: controller state has schema version ${
-              row?.value ?? "?"
-            }, but this Iris understands only up to version ${STATE_SCHEMA_VERSION}; ` +
-              "refusing to open it (upgrade Iris, or use another --state-dir)",
-          );
-        }
-      }
+      preflight(dir);
+    } catch (err) {
+      if (!(options.acceptStateLoss && err instanceof IncompleteStateError)) throw err;
+      loss = `${err.message.split(". Refusing")[0]}; starting anyway (--accept-state-loss)`;
+    }
+    const db = new DatabaseSync(path);
+    let store: StateStore;
+    try {
       db.exec("PRAGMA journal_mode = WAL");
       db.exec(`PRAGMA synchronous = ${options.synchronous ?? "FULL"}`);
       db.exec("BEGIN IMMEDIATE");
@@ -150,69 +250,239 @@ export class StateStore {
         "CREATE TABLE IF NOT EXISTS jobs " +
           "(job_id TEXT PRIMARY KEY, submitted_at INTEGER NOT NULL, row TEXT NOT NULL)",
       );
-      const row = db.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get();
+      const version = metaValue(db, "schema_version");
       // A new file starts at version 1 and takes every migration, like an old one.
-      const from = row ? Number(row.value) : 1;
-      for (let v = from; v < STATE_SCHEMA_VERSION; v++) {
-        for (const sql of MIGRATIONS[v - 1]!) db.exec(sql);
-      }
-      db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)").run(
-        String(STATE_SCHEMA_VERSION),
-      );
+      const from = version ? Number(version) : 1;
+      for (let v = from; v < STATE_SCHEMA_VERSION; v++) MIGRATIONS[v - 1]!(db);
+      db.exec(QUARANTINE_TABLE);
+      const set = db.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+      set.run("schema_version", String(STATE_SCHEMA_VERSION));
+      set.run("commit_seq", String(Number(metaValue(db, "commit_seq") ?? 0) + 1));
+      // In use until a clean close: a copy of the main file alone says it needs its WAL.
+      set.run("in_use", "1");
       db.exec("COMMIT");
+      // ...and the main file itself says so (the checkpoint writes the WAL into it).
+      db.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+      store = new StateStore(dir, path, db, options);
     } catch (err) {
       if (db.isTransaction) db.exec("ROLLBACK");
       db.close();
       throw err;
     }
-    return new StateStore(path, db);
+    store.#writeManifest();
+    if (loss) store.#warnings.push(loss);
+    return store;
   }
 
-  /** Loads every persisted job into `table` (which should be empty). */
-  load(table: JobTable): LoadStats {
-    const t0 = performance.now();
-    const rows = this.#db.prepare("SELECT row FROM jobs ORDER BY submitted_at, rowid").all();
-    let tasks = 0;
-    const entries: { job: JobRecord; tasks: TaskRecord[] }[] = [];
-    for (const r of rows) {
-      const parsed = JSON.parse(String(r.row)) as JobRow;
-      const job: JobRecord = {
-        ...parsed.job,
-        spec: fromJson(JobSpecSchema, parsed.job.spec),
-        childIds: new Set(),
-        counts: {},
-      };
-      tasks += parsed.tasks.length;
-      entries.push({ job, tasks: parsed.tasks });
-    }
-    table.restore(entries);
-    table.dirty.clear();
-    return { jobs: entries.length, tasks, ms: performance.now() - t0 };
+  /** The number of commits written so far (`meta.commit_seq`). */
+  get commitSeq(): number {
+    return this.#seq;
   }
 
   /**
-   * Writes the jobs in `table.dirty` (upsert, or delete when gone), the endpoints in
-   * `endpoints.dirty` and the workers in `workers.dirty` in one transaction, then clears them.
-   * On failure the ids stay dirty and the error is thrown.
+   * Loads every persisted job into `table` (which should be empty).
+   * @throws {StateStoreError} naming each corrupt row (table, id), unless `skipCorruptRows`.
+   */
+  load(table: JobTable): LoadStats {
+    const t0 = performance.now();
+    const corrupt: CorruptRow[] = [];
+    const badJobs = new Set<string>();
+    const jobRows = rowArrays<[string, string]>(
+      this.#db.prepare("SELECT job_id, row FROM jobs ORDER BY submitted_at, rowid"),
+    );
+    const jobs = new Map<string, { job: JobRecord; tasks: TaskRecord[] }>();
+    for (const r of jobRows) {
+      const [jobId, text] = r;
+      try {
+        jobs.set(jobId, { job: parseJobRow(jobId, text), tasks: [] });
+      } catch (err) {
+        badJobs.add(jobId);
+        corrupt.push({ table: "jobs", id: jobId, error: describeError(err), jobId });
+      }
+    }
+    // One row per job: its task rows as one JSON array, by index (node:sqlite's cost is per
+    // row, so this loads a job of many tasks several times faster than a row per task).
+    const grouped = rowArrays<[string, number, number, number, string]>(
+      this.#db.prepare(
+        "SELECT job_id, count(*), min(task_index), max(task_index), " +
+          "'[' || group_concat(row, ',' ORDER BY task_index) || ']' FROM tasks GROUP BY job_id",
+      ),
+    );
+    let tasks = 0;
+    for (const [jobId, count, min, max, text] of grouped) {
+      const entry = jobs.get(jobId);
+      if (!entry) {
+        if (!badJobs.has(jobId)) {
+          badJobs.add(jobId);
+          const id = `${jobId}/${min}`;
+          corrupt.push({ table: "tasks", id, error: "no job row for this task", jobId });
+        }
+        continue;
+      }
+      let rows: unknown;
+      try {
+        rows = JSON.parse(text);
+      } catch {
+        rows = undefined;
+      }
+      if (
+        min === 0 && max === count - 1 && Array.isArray(rows) && rows.length === count &&
+        rows.every(isTaskRow)
+      ) {
+        for (let i = 0; i < count; i++) {
+          const task = rows[i] as TaskRecord & { taskId: string; jobId: string; index: number };
+          task.taskId = `${jobId}/${i}`;
+          task.jobId = jobId;
+          task.index = i;
+          entry.tasks.push(task);
+          entry.job.taskIds.push(task.taskId);
+        }
+        continue;
+      }
+      // Something is wrong with this job's task rows: find which one, row by row.
+      badJobs.add(jobId);
+      corrupt.push(this.#findCorruptTask(jobId));
+    }
+    for (const [jobId, entry] of jobs) {
+      const replicas = entry.job.spec.replicas || 1;
+      if (entry.tasks.length !== replicas && !badJobs.has(jobId)) {
+        corrupt.push({
+          table: "tasks",
+          id: `${jobId}/${entry.tasks.length}`,
+          error: `missing: the job has ${replicas} task(s) but ${entry.tasks.length} task row(s)`,
+          jobId,
+        });
+      }
+    }
+    const quarantined = this.#handleCorrupt(corrupt, (jobId) => jobs.delete(jobId));
+    for (const { tasks: ts } of jobs.values()) tasks += ts.length;
+    table.restore(jobs.values());
+    table.clearDirty();
+    return { jobs: jobs.size, tasks, ms: performance.now() - t0, quarantined };
+  }
+
+  /** The first task row of a job that does not parse or is missing. */
+  #findCorruptTask(jobId: string): CorruptRow {
+    const rows = this.#db.prepare(
+      "SELECT task_index, row FROM tasks WHERE job_id = ? ORDER BY task_index",
+    ).all(jobId);
+    for (let i = 0; i < rows.length; i++) {
+      const id = `${jobId}/${rows[i]!.task_index}`;
+      if (Number(rows[i]!.task_index) !== i) {
+        return { table: "tasks", id: `${jobId}/${i}`, error: "missing", jobId };
+      }
+      try {
+        parseTaskRow(jobId, i, String(rows[i]!.row));
+      } catch (err) {
+        return { table: "tasks", id, error: describeError(err), jobId };
+      }
+    }
+    return { table: "tasks", id: `${jobId}/?`, error: "unreadable task rows", jobId };
+  }
+
+  /**
+   * Corrupt rows: a StateStoreError naming them, or (skipCorruptRows) each moved to the
+   * quarantine table with every other row of its job; `forget` drops a job from what loads.
+   */
+  #handleCorrupt(corrupt: CorruptRow[], forget: (jobId: string) => void): string[] {
+    if (corrupt.length === 0) return [];
+    if (!this.#opts.skipCorruptRows) {
+      const shown = corrupt.slice(0, 10).map((c) => `table ${c.table}, id ${c.id}: ${c.error}`);
+      if (corrupt.length > shown.length) shown.push(`… and ${corrupt.length - 10} more`);
+      throw new StateStoreError(
+        `${this.path}: ${corrupt.length} corrupt row(s):\n  ${shown.join("\n  ")}\n` +
+          "Restore a backup (docs/durability.md), or start with --skip-corrupt-rows to move " +
+          "them (with the rest of their job) to the quarantine table and start without them.",
+      );
+    }
+    const now = Date.now();
+    const insert = this.#db.prepare(
+      "INSERT INTO quarantine (table_name, row_id, row, error, quarantined_at_ms) " +
+        "VALUES (?, ?, ?, ?, ?)",
+    );
+    const lines: string[] = [];
+    this.#commit(() => {
+      const jobsDone = new Set<string>();
+      for (const c of corrupt) {
+        if (c.jobId) {
+          if (jobsDone.has(c.jobId)) continue;
+          jobsDone.add(c.jobId);
+          forget(c.jobId);
+          const why = `${c.table} ${c.id}: ${c.error}`;
+          const job = this.#db.prepare("SELECT row FROM jobs WHERE job_id = ?").get(c.jobId);
+          if (job) insert.run("jobs", c.jobId, String(job.row), why, now);
+          const taskRows = this.#db.prepare(
+            "SELECT task_index, row FROM tasks WHERE job_id = ? ORDER BY task_index",
+          ).all(c.jobId);
+          for (const t of taskRows) {
+            insert.run("tasks", `${c.jobId}/${t.task_index}`, String(t.row), why, now);
+          }
+          this.#deleteJob.run(c.jobId);
+          this.#deleteTasks.run(c.jobId);
+          lines.push(
+            `corrupt row (table ${c.table}, id ${c.id}: ${c.error}): job ${c.jobId} skipped; ` +
+              `its ${job ? 1 : 0} job row and ${taskRows.length} task row(s) were moved to the ` +
+              `quarantine table of ${this.path}`,
+          );
+        } else {
+          const key = c.table === "endpoints" ? "endpoint_id" : "worker_id";
+          const row = this.#db.prepare(`SELECT row FROM ${c.table} WHERE ${key} = ?`).get(c.id);
+          insert.run(c.table, c.id, row ? String(row.row) : null, c.error, now);
+          this.#db.prepare(`DELETE FROM ${c.table} WHERE ${key} = ?`).run(c.id);
+          lines.push(
+            `corrupt row (table ${c.table}, id ${c.id}: ${c.error}) skipped; ` +
+              `moved to the quarantine table of ${this.path}`,
+          );
+        }
+      }
+    });
+    return lines;
+  }
+
+  /**
+   * Writes the jobs in `table.dirty` (job and task rows; removal when gone), the tasks in
+   * `table.dirtyTasks` (with their job's row), the endpoints in `endpoints.dirty` and the
+   * workers in `workers.dirty` in one transaction, then clears them. On failure they stay dirty
+   * and the error is thrown.
    */
   flush(table: JobTable, endpoints?: EndpointTable, workers?: WorkerTable): void {
     const endpointIds = endpoints ? [...endpoints.dirty] : [];
     const workerIds = workers ? [...workers.dirty] : [];
     if (
-      (table.dirty.size === 0 && endpointIds.length === 0 && workerIds.length === 0) ||
+      (table.dirty.size === 0 && table.dirtyTasks.size === 0 && endpointIds.length === 0 &&
+        workerIds.length === 0) ||
       this.#closed
     ) return;
     const ids = [...table.dirty];
-    this.#db.exec("BEGIN");
-    try {
+    const taskIds = [...table.dirtyTasks];
+    this.lastFlush = { jobRows: 0, taskRows: 0 };
+    this.#commit(() => {
+      const whole = new Set(ids);
       for (const id of ids) {
         const job = table.jobs.get(id);
         if (!job) {
-          this.#delete.run(id);
+          this.#deleteJob.run(id);
+          this.#deleteTasks.run(id);
           continue;
         }
-        const tasks = job.taskIds.map((tid) => table.tasks.get(tid)).filter((t) => t !== undefined);
-        this.#upsert.run(id, job.submittedAtMs, JSON.stringify(serializeJob(job, tasks)));
+        this.#writeJob(job);
+        for (const tid of job.taskIds) {
+          const task = table.tasks.get(tid);
+          if (task) this.#writeTask(task);
+        }
+        // A recreated job may have fewer replicas than the one it replaced.
+        this.#trimTasks.run(id, job.taskIds.length);
+      }
+      const jobsOfTasks = new Set<string>();
+      for (const tid of taskIds) {
+        const task = table.tasks.get(tid);
+        if (!task || whole.has(task.jobId)) continue;
+        this.#writeTask(task);
+        jobsOfTasks.add(task.jobId);
+      }
+      for (const id of jobsOfTasks) {
+        const job = table.jobs.get(id);
+        if (job) this.#writeJob(job);
       }
       if (endpoints && endpointIds.length) {
         for (const id of endpointIds) {
@@ -227,14 +497,93 @@ export class StateStore {
         if (w) this.#upsertWorker.run(id, JSON.stringify(w));
         else this.#deleteWorker.run(id);
       }
+    }, { jobs: table.jobs.size, tasks: table.tasks.size });
+    for (const id of ids) table.dirty.delete(id);
+    for (const id of taskIds) table.dirtyTasks.delete(id);
+    for (const id of endpointIds) endpoints!.dirty.delete(id);
+    for (const id of workerIds) workers!.dirty.delete(id);
+  }
+
+  #writeJob(job: JobRecord): void {
+    this.lastFlush.jobRows++;
+    let spec = this.#specJson.get(job.spec);
+    if (spec === undefined) {
+      spec = JSON.stringify(toJson(JobSpecSchema, job.spec));
+      this.#specJson.set(job.spec, spec);
+    }
+    const {
+      spec: _spec,
+      childIds: _children,
+      counts: _counts,
+      taskIds: _taskIds,
+      ...rest
+    } = job;
+    const json = JSON.stringify(rest);
+    // `{"spec":…,` + the rest's members (the spec is serialized once per job).
+    const row = `{"spec":${spec},${json.slice(1)}`;
+    this.#upsertJob.run(job.jobId, job.submittedAtMs, row);
+    this.written.rows++;
+    this.written.bytes += row.length;
+  }
+
+  #writeTask(task: TaskRecord): void {
+    this.lastFlush.taskRows++;
+    const { taskId: _id, jobId, index, ...rest } = task;
+    const row = JSON.stringify(rest);
+    this.#upsertTask.run(jobId, index, row);
+    this.written.rows++;
+    this.written.bytes += row.length;
+  }
+
+  /**
+   * Runs `write` in a transaction that also bumps the commit sequence number, then records the
+   * sequence number (and `counts`) in the manifest and checkpoints when one is due.
+   */
+  #commit(write: () => void, counts?: { jobs: number; tasks: number }): void {
+    this.#db.exec("BEGIN");
+    try {
+      write();
+      this.#setMeta.run("commit_seq", String(this.#seq + 1));
       this.#db.exec("COMMIT");
     } catch (err) {
       if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
       throw err;
     }
-    for (const id of ids) table.dirty.delete(id);
-    for (const id of endpointIds) endpoints!.dirty.delete(id);
-    for (const id of workerIds) workers!.dirty.delete(id);
+    this.#seq++;
+    if (counts) this.#counts = counts;
+    this.#writeManifest();
+    const interval = this.#opts.checkpointInterval ?? seconds(60);
+    if (performance.now() - this.#lastCheckpoint >= interval) this.checkpoint();
+  }
+
+  /**
+   * Folds the WAL into the main file and truncates it (`wal_checkpoint(TRUNCATE)`). A reader
+   * (an online backup) may hold part of it back; the next checkpoint catches up.
+   * @returns whether the WAL is empty now.
+   */
+  checkpoint(): boolean {
+    if (this.#closed) return false;
+    this.#lastCheckpoint = performance.now();
+    const r = this.#db.prepare("PRAGMA wal_checkpoint(TRUNCATE)").get();
+    return Number(r?.busy ?? 1) === 0;
+  }
+
+  /**
+   * Records the last commit in the manifest: one fixed-size write at offset 0, after the
+   * commit (a crash in between leaves a manifest one commit behind, which is accepted).
+   */
+  #writeManifest(): void {
+    const text = JSON.stringify({
+      format: "iris-controller-state",
+      database: STATE_FILE,
+      commit_seq: this.#seq,
+      jobs: this.#counts.jobs,
+      tasks: this.#counts.tasks,
+    });
+    const bytes = new TextEncoder().encode(text.padEnd(MANIFEST_BYTES - 1, " ") + "\n");
+    this.#manifest.seekSync(0, Deno.SeekMode.Start);
+    let off = 0;
+    while (off < bytes.length) off += this.#manifest.writeSync(bytes.subarray(off));
   }
 
   /**
@@ -255,19 +604,58 @@ export class StateStore {
 
   /** The persisted workers' registrations, in registration order. */
   loadWorkers(): PersistedWorker[] {
-    return this.#db.prepare("SELECT row FROM workers ORDER BY rowid").all()
-      .map((r) => JSON.parse(String(r.row)) as PersistedWorker);
+    const rows = this.#db.prepare("SELECT worker_id, row FROM workers ORDER BY rowid").all();
+    const out: PersistedWorker[] = [];
+    const corrupt: CorruptRow[] = [];
+    for (const r of rows) {
+      try {
+        const w = JSON.parse(String(r.row)) as PersistedWorker;
+        if (typeof w?.workerId !== "string" || typeof w.address !== "string") {
+          throw new Error("not a worker registration");
+        }
+        out.push(w);
+      } catch (err) {
+        corrupt.push({
+          table: "workers",
+          id: String(r.worker_id),
+          error: describeError(err),
+          jobId: "",
+        });
+      }
+    }
+    this.#warnings.push(...this.#handleCorrupt(corrupt, () => {}));
+    return out;
+  }
+
+  /**
+   * Warnings since the last call (one line each): rows quarantined while loading endpoints and
+   * workers, an incomplete state accepted with `acceptStateLoss`.
+   */
+  takeWarnings(): string[] {
+    return this.#warnings.splice(0);
   }
 
   /** Loads the persisted endpoints into `endpoints` (which should be empty). */
   loadEndpoints(endpoints: EndpointTable): number {
-    const rows = this.#db.prepare("SELECT row FROM endpoints ORDER BY rowid").all();
-    const seq = this.#db.prepare("SELECT value FROM meta WHERE key = 'endpoint_seq'").get();
-    endpoints.restore(
-      rows.map((r) => fromJson(EndpointSchema, JSON.parse(String(r.row)) as JsonValue)),
-      Number(seq?.value ?? 0),
-    );
-    return rows.length;
+    const rows = this.#db.prepare("SELECT endpoint_id, row FROM endpoints ORDER BY rowid").all();
+    const seq = metaValue(this.#db, "endpoint_seq");
+    const parsed = [];
+    const corrupt: CorruptRow[] = [];
+    for (const r of rows) {
+      try {
+        parsed.push(fromJson(EndpointSchema, JSON.parse(String(r.row)) as JsonValue));
+      } catch (err) {
+        corrupt.push({
+          table: "endpoints",
+          id: String(r.endpoint_id),
+          error: describeError(err),
+          jobId: "",
+        });
+      }
+    }
+    this.#warnings.push(...this.#handleCorrupt(corrupt, () => {}));
+    endpoints.restore(parsed, Number(seq ?? 0));
+    return parsed.length;
   }
 
   /**
@@ -278,10 +666,12 @@ export class StateStore {
     if (this.#closed) return;
     const row = JSON.stringify(state);
     if (row === this.#lastAutoscaler) return;
-    this.#db.prepare(
-      "INSERT INTO autoscaler (key, row) VALUES ('state', ?) " +
-        "ON CONFLICT(key) DO UPDATE SET row = excluded.row",
-    ).run(row);
+    this.#commit(() =>
+      this.#db.prepare(
+        "INSERT INTO autoscaler (key, row) VALUES ('state', ?) " +
+          "ON CONFLICT(key) DO UPDATE SET row = excluded.row",
+      ).run(row)
+    );
     this.#lastAutoscaler = row;
   }
 
@@ -289,22 +679,312 @@ export class StateStore {
   loadAutoscaler(): PersistedAutoscaler | undefined {
     const r = this.#db.prepare("SELECT row FROM autoscaler WHERE key = 'state'").get();
     if (!r) return undefined;
-    this.#lastAutoscaler = String(r.row);
-    return JSON.parse(this.#lastAutoscaler) as PersistedAutoscaler;
+    try {
+      const parsed = JSON.parse(String(r.row)) as PersistedAutoscaler;
+      this.#lastAutoscaler = String(r.row);
+      return parsed;
+    } catch (err) {
+      const corrupt = [{ table: "autoscaler", id: "state", error: describeError(err), jobId: "" }];
+      if (!this.#opts.skipCorruptRows) this.#handleCorrupt(corrupt, () => {});
+      // Skipped: the autoscaler starts from the platform's listing alone.
+      this.#commit(() => {
+        this.#db.prepare(
+          "INSERT INTO quarantine (table_name, row_id, row, error, quarantined_at_ms) " +
+            "VALUES ('autoscaler', 'state', ?, ?, ?)",
+        ).run(String(r.row), describeError(err), Date.now());
+        this.#db.exec("DELETE FROM autoscaler WHERE key = 'state'");
+      });
+      this.#warnings.push(
+        `corrupt row (table autoscaler, id state: ${
+          describeError(err)
+        }) skipped; moved to the quarantine table of ${this.path}`,
+      );
+      return undefined;
+    }
   }
 
-  /** Closes the database. */
+  /**
+   * Closes the database cleanly: marks it not in use, folds the WAL into the main file (which
+   * is then the whole state) and records the last commit in the manifest.
+   */
   close(): void {
     if (this.#closed) return;
-    this.#closed = true;
-    this.#db.close();
+    try {
+      this.#commit(() => this.#setMeta.run("in_use", "0"));
+      this.checkpoint();
+    } catch {
+      // A failing disk: the WAL (or its absence) is detected at the next start.
+    } finally {
+      this.#closed = true;
+      this.#manifest.close();
+      this.#db.close();
+    }
   }
 }
 
-function serializeJob(job: JobRecord, tasks: TaskRecord[]): JobRow {
-  const { spec: _spec, childIds: _children, counts: _counts, ...rest } = job;
+/**
+ * Every row of a statement as an array of column values. node:sqlite builds arrays several
+ * times faster than objects (it matters for a million task rows); without setReturnArrays the
+ * objects' values are used.
+ */
+function rowArrays<T extends unknown[]>(st: StatementSync): T[] {
+  const s = st as StatementSync & { setReturnArrays?: (on: boolean) => void };
+  if (s.setReturnArrays) {
+    s.setReturnArrays(true);
+    return s.all() as unknown as T[];
+  }
+  return st.all().map((r) => Object.values(r) as T);
+}
+
+function metaValue(db: DatabaseSync, key: string): string | undefined {
+  const r = db.prepare("SELECT value FROM meta WHERE key = ?").get(key);
+  return r === undefined ? undefined : String(r.value);
+}
+
+function parseJobRow(jobId: string, text: string): JobRecord {
+  const parsed = JSON.parse(text) as JobRow;
+  if (typeof parsed !== "object" || parsed === null || parsed.jobId !== jobId) {
+    throw new Error(`not the row of job ${jobId}`);
+  }
+  if (typeof parsed.state !== "number" || typeof parsed.submittedAtMs !== "number") {
+    throw new Error("missing job state");
+  }
   return {
-    job: { ...rest, spec: toJson(JobSpecSchema, job.spec) },
-    tasks,
+    ...parsed,
+    spec: fromJson(JobSpecSchema, parsed.spec),
+    taskIds: [],
+    childIds: new Set(),
+    counts: {},
   };
+}
+
+function isTaskRow(row: unknown): row is TaskRow {
+  const r = row as TaskRow | null;
+  return typeof r === "object" && r !== null && typeof r.state === "number" &&
+    Array.isArray(r.attempts);
+}
+
+function parseTaskRow(jobId: string, index: number, text: string): TaskRecord {
+  const parsed = JSON.parse(text) as unknown;
+  if (!isTaskRow(parsed)) throw new Error("not a task row");
+  return { taskId: `${jobId}/${index}`, jobId, index, ...parsed };
+}
+
+/** v3 → v4: each job row (with its tasks) becomes a job row and one row per task. */
+function migrateV3ToV4(db: DatabaseSync): void {
+  db.exec(TASKS_TABLE);
+  const rows = db.prepare("SELECT job_id, row FROM jobs").all();
+  const setJob = db.prepare("UPDATE jobs SET row = ? WHERE job_id = ?");
+  const insertTask = db.prepare(
+    "INSERT OR REPLACE INTO tasks (job_id, task_index, row) VALUES (?, ?, ?)",
+  );
+  for (const r of rows) {
+    const jobId = String(r.job_id);
+    let old: { job: Record<string, unknown>; tasks: TaskRecord[] };
+    try {
+      old = JSON.parse(String(r.row));
+      if (!old?.job || !Array.isArray(old.tasks)) throw new Error("not a version 3 job row");
+    } catch {
+      // Left as it is: the load names it (table jobs) like any corrupt row.
+      continue;
+    }
+    const { taskIds: _taskIds, ...job } = old.job;
+    setJob.run(JSON.stringify(job), jobId);
+    for (const t of old.tasks) {
+      const { taskId: _id, jobId: _job, index, ...rest } = t;
+      insertTask.run(jobId, index, JSON.stringify(rest));
+    }
+  }
+}
+
+/** What the files of a state dir hold, read without altering them. */
+interface Inspection {
+  readonly version?: string;
+  readonly seq: number;
+  readonly inUse: boolean;
+  readonly jobs: number;
+}
+
+function stat(path: string): Deno.FileInfo | undefined {
+  try {
+    return Deno.statSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+}
+
+/** Reads the manifest; undefined when absent. @throws {StateStoreError} when unreadable. */
+export function readManifest(dir: string): Manifest | undefined {
+  const path = `${dir}/${MANIFEST_FILE}`;
+  let text: string;
+  try {
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return undefined;
+    throw err;
+  }
+  if (text.trim() === "") return undefined; // created, never written (crash at first open)
+  try {
+    const m = JSON.parse(text) as Record<string, unknown>;
+    if (m.format !== "iris-controller-state" || typeof m.commit_seq !== "number") {
+      throw new Error("not an Iris controller state manifest");
+    }
+    return { seq: m.commit_seq, jobs: Number(m.jobs ?? 0), tasks: Number(m.tasks ?? 0) };
+  } catch (err) {
+    throw new StateStoreError(
+      `${path}: unreadable (${describeError(err)}); it records how many commits ` +
+        `${dir}/${STATE_FILE} must hold. Restore the state dir from a backup, or delete ` +
+        `${MANIFEST_FILE} to start from what ${STATE_FILE} holds without that check.`,
+    );
+  }
+}
+
+/**
+ * Checks a state dir before anything writes to it: the schema version, and that the database
+ * holds every commit the manifest records (else its WAL was lost or is corrupt).
+ */
+function preflight(dir: string): void {
+  const path = `${dir}/${STATE_FILE}`;
+  const walPath = `${path}-wal`;
+  const manifest = readManifest(dir);
+  const main = stat(path);
+  const wal = stat(walPath);
+  const shm = stat(`${path}-shm`);
+  if (!main || main.size === 0) {
+    if (manifest && manifest.seq > 0) {
+      throw new StateStoreError(
+        `${path} is missing, but ${dir}/${MANIFEST_FILE} records ${manifest.seq} commit(s) ` +
+          `(${manifest.jobs} job(s), ${manifest.tasks} task(s)). Restore the state dir from a ` +
+          `backup (docs/durability.md), or use another --state-dir.`,
+      );
+    }
+    return;
+  }
+  const found = inspect(path);
+  // The read-only connection may have created an empty WAL (and index) where none was.
+  for (const [file, before] of [[walPath, wal], [`${path}-shm`, shm]] as const) {
+    if (!before && stat(file)?.size === 0) Deno.removeSync(file);
+  }
+  if (found.version !== undefined) {
+    const version = Number(found.version);
+    if (!Number.isInteger(version) || version > STATE_SCHEMA_VERSION) {
+      throw new StateStoreError(
+        `${path}: controller state has schema version ${found.version}, but this Iris ` +
+          `understands only up to version ${STATE_SCHEMA_VERSION}; refusing to open it ` +
+          "(upgrade Iris, or use another --state-dir)",
+      );
+    }
+  }
+  const walState = !wal
+    ? `${walPath} is missing`
+    : wal.size === 0
+    ? `${walPath} is empty`
+    : `${walPath} (${wal.size} bytes) is corrupt or truncated: SQLite ignores its frames ` +
+      "from the first one whose checksum fails";
+  if (manifest && found.seq < manifest.seq) {
+    throw new IncompleteStateError(
+      `incomplete controller state in ${dir}: ${STATE_FILE} holds commits up to ` +
+        `${found.seq} (${found.jobs} job(s)), but ${MANIFEST_FILE} records commit ` +
+        `${manifest.seq} (${manifest.jobs} job(s), ${manifest.tasks} task(s)); ${walState}. ` +
+        "Refusing to start with lost jobs. Restore the whole state dir (every file: " +
+        `${STATE_FILES.join(", ")}) or a backup made by 'iris controller backup' ` +
+        `(docs/durability.md); to start anyway from what ${STATE_FILE} holds, start with ` +
+        "--accept-state-loss.",
+    );
+  }
+  if (!manifest && found.inUse && (!wal || wal.size === 0)) {
+    throw new IncompleteStateError(
+      `incomplete controller state in ${dir}: ${STATE_FILE} was in use (not closed cleanly) ` +
+        `and ${walState}, and ${MANIFEST_FILE} is missing, so the commits after ${found.seq} ` +
+        `(${found.jobs} job(s) found) may be lost. A copy of the main file alone is not a ` +
+        "backup: copy every state file of a stopped controller, or use 'iris controller " +
+        "backup' (docs/durability.md); to start anyway from what it holds, start with " +
+        "--accept-state-loss.",
+    );
+  }
+}
+
+function inspect(path: string): Inspection {
+  let db: DatabaseSync;
+  try {
+    // Read-only: it neither checkpoints nor removes the WAL on close.
+    db = new DatabaseSync(path, { readOnly: true });
+  } catch (err) {
+    throw new StateStoreError(`${path}: cannot open the controller state: ${describeError(err)}`);
+  }
+  try {
+    const has = (name: string) =>
+      db.prepare("SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?").get(name) !==
+        undefined;
+    if (!has("meta")) return { seq: 0, inUse: false, jobs: 0 };
+    return {
+      version: metaValue(db, "schema_version"),
+      seq: Number(metaValue(db, "commit_seq") ?? 0),
+      inUse: metaValue(db, "in_use") === "1",
+      jobs: has("jobs") ? Number(db.prepare("SELECT count(*) AS n FROM jobs").get()!.n) : 0,
+    };
+  } catch (err) {
+    throw new StateStoreError(`${path}: unreadable controller state: ${describeError(err)}`);
+  } finally {
+    db.close();
+  }
+}
+
+/** What {@linkcode backupState} wrote. */
+export interface BackupResult {
+  readonly output: string;
+  readonly bytes: number;
+  readonly seq: number;
+  readonly jobs: number;
+  readonly tasks: number;
+}
+
+/**
+ * Writes a consistent copy of the state in `dir` to `output` (one self-contained SQLite file),
+ * while a controller may be running and writing: `VACUUM INTO` through a read-only connection
+ * sees one snapshot. The copy is marked as cleanly closed, so it starts a controller when it is
+ * placed as `controller.sqlite3` in an empty state dir.
+ * @throws {StateStoreError} when the state is incomplete or `output` exists.
+ */
+export function backupState(dir: string, output: string): BackupResult {
+  dir = dir.replace(/\/+$/, "") || "/";
+  const path = `${dir}/${STATE_FILE}`;
+  if (!stat(path)) throw new StateStoreError(`${path}: no controller state to back up`);
+  if (stat(output)) {
+    throw new StateStoreError(`${output}: already exists; choose a new file for the backup`);
+  }
+  preflight(dir);
+  const src = new DatabaseSync(path, { readOnly: true });
+  try {
+    src.prepare("VACUUM INTO ?").run(output);
+  } catch (err) {
+    throw new StateStoreError(`backup of ${path} to ${output} failed: ${describeError(err)}`);
+  } finally {
+    src.close();
+  }
+  const out = new DatabaseSync(output);
+  try {
+    out.exec("PRAGMA journal_mode = DELETE");
+    const set = out.prepare("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)");
+    set.run("in_use", "0");
+    set.run("backup_of", path);
+    set.run("backup_at", new Date().toISOString());
+    const check = out.prepare("PRAGMA quick_check").get();
+    if (String(check?.quick_check) !== "ok") {
+      throw new StateStoreError(`${output}: the copy fails its check: ${check?.quick_check}`);
+    }
+    const count = (t: string) =>
+      out.prepare(`SELECT 1 AS x FROM sqlite_master WHERE type = 'table' AND name = ?`).get(t)
+        ? Number(out.prepare(`SELECT count(*) AS n FROM ${t}`).get()!.n)
+        : 0;
+    const seq = Number(metaValue(out, "commit_seq") ?? 0);
+    const result = { jobs: count("jobs"), tasks: count("tasks"), seq };
+    out.close();
+    Deno.chmodSync(output, 0o600);
+    return { output, bytes: Deno.statSync(output).size, ...result };
+  } catch (err) {
+    if (out.isOpen) out.close();
+    throw err;
+  }
 }

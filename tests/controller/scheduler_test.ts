@@ -665,3 +665,41 @@ Deno.test("schedule() places by every constraint operator and avoids taints only
   });
   assert.deepEqual([...placed(both, "and").values()], ["asia"]);
 });
+
+Deno.test("users share a band fairly: a small job of another user is placed beside a 10,000-task job", () => {
+  const big = { ...job("/alice/big", { tasks: 10_000 }), user: "alice" };
+  const small = { ...job("/bob/small", { tasks: 2 }), user: "bob" };
+  const workers = [worker("w1", { cpu: 4 }), worker("w2", { cpu: 4 })];
+  const plan = schedule({ workers, jobs: [big, small] });
+  const placed = (id: string) => plan.assignments.filter((a) => a.jobId === id).length;
+  assert.equal(placed("/bob/small"), 2);
+  assert.equal(placed("/alice/big"), 6);
+  // Alice already runs 50 tasks: bob's job goes first even with room for one task only.
+  const one = schedule({
+    workers: [worker("w1", { cpu: 1 })],
+    jobs: [big, small],
+    activeByUser: { 2: { alice: 50 } },
+  });
+  assert.deepEqual(one.assignments.map((a) => a.jobId), ["/bob/small"]);
+  // Turns: fewest active first, then alternating; a user's jobs in submission order.
+  const carol = { ...job("/carol/c", { tasks: 3 }), user: "carol" };
+  const turns = schedule({
+    workers: [worker("w1", { cpu: 6 })],
+    jobs: [big, small, carol],
+    activeByUser: { 2: { bob: 1 } },
+  });
+  assert.deepEqual(turns.assignments.map((a) => a.jobId.split("/")[1]), [
+    "alice", // 0 active, earliest job
+    "carol", // 0 active
+    "alice", // all at 1: earliest job first
+    "bob",
+    "carol",
+    "alice",
+  ]);
+  // Bands still come first: a band-1 job of alice before bob's band-2 job.
+  const urgent = { ...job("/alice/urgent", { band: 1 }), user: "alice" };
+  const banded = schedule({ workers: [worker("w1", { cpu: 1 })], jobs: [small, urgent] });
+  assert.deepEqual(banded.assignments.map((a) => a.jobId), ["/alice/urgent"]);
+  // Unplaced tasks keep their reasons per job.
+  assert.deepEqual(plan.unplaced.map((u) => [u.jobId, u.taskCount]), [["/alice/big", 9_994]]);
+});

@@ -6,8 +6,11 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { DatabaseSync } from "node:sqlite";
 import assertStrict from "node:assert/strict";
 import { assert, assertEquals } from "../_helpers/assert.ts";
+import { toJson } from "@bufbuild/protobuf";
 import {
   AcceleratorType,
+  EndpointSchema,
+  ExistingJobPolicy,
   type JobSpec,
   JobSpecSchema,
   JobState,
@@ -61,35 +64,42 @@ function contents(t: JobTable) {
   };
 }
 
+/** Jobs in every state, with retries, a child, request ids and a scheduling timeout. */
+function fixture(): JobTable {
+  const t = new JobTable();
+  const fx = noEffects();
+  t.submit(spec("pending", { replicas: 3 }), "req-pending", 1, fx);
+  t.submit(spec("assigned"), "", 2, fx);
+  t.assign("/alice/assigned/0", "w1", 3);
+  t.submit(spec("running"), "", 3, fx);
+  start(t, "/alice/running/0");
+  t.submit(spec("child", { parentJobId: "/alice/running" }), "req-child", 4, fx);
+  t.submit(spec("ok"), "", 5, fx);
+  start(t, "/alice/ok/0");
+  end(t, "/alice/ok/0", TaskState.SUCCEEDED);
+  t.submit(spec("retried", { maxRetriesFailure: 1 }), "", 6, fx);
+  start(t, "/alice/retried/0");
+  end(t, "/alice/retried/0", TaskState.FAILED, 3); // retry 1: back to pending
+  start(t, "/alice/retried/0", "w2");
+  end(t, "/alice/retried/0", TaskState.WORKER_FAILED); // preemption retry
+  start(t, "/alice/retried/0", "w3"); // third attempt running
+  t.submit(spec("failed"), "", 7, fx);
+  start(t, "/alice/failed/0");
+  end(t, "/alice/failed/0", TaskState.FAILED, 2);
+  t.submit(spec("killed"), "", 8, fx);
+  start(t, "/alice/killed/0");
+  t.terminate("/alice/killed", "by test", 9, fx);
+  t.submit(spec("late", { schedulingTimeoutMs: 1 }), "", 9, fx);
+  t.unschedulable(t.task("/alice/late/0"), "no capacity", 10, fx);
+
+  return t;
+}
+
 Deno.test("StateStore round-trips jobs in every state, with retries, children and request ids", async () => {
   const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
   try {
-    const t = new JobTable();
+    const t = fixture();
     const fx = noEffects();
-    t.submit(spec("pending", { replicas: 3 }), "req-pending", 1, fx);
-    t.submit(spec("assigned"), "", 2, fx);
-    t.assign("/alice/assigned/0", "w1", 3);
-    t.submit(spec("running"), "", 3, fx);
-    start(t, "/alice/running/0");
-    t.submit(spec("child", { parentJobId: "/alice/running" }), "req-child", 4, fx);
-    t.submit(spec("ok"), "", 5, fx);
-    start(t, "/alice/ok/0");
-    end(t, "/alice/ok/0", TaskState.SUCCEEDED);
-    t.submit(spec("retried", { maxRetriesFailure: 1 }), "", 6, fx);
-    start(t, "/alice/retried/0");
-    end(t, "/alice/retried/0", TaskState.FAILED, 3); // retry 1: back to pending
-    start(t, "/alice/retried/0", "w2");
-    end(t, "/alice/retried/0", TaskState.WORKER_FAILED); // preemption retry
-    start(t, "/alice/retried/0", "w3"); // third attempt running
-    t.submit(spec("failed"), "", 7, fx);
-    start(t, "/alice/failed/0");
-    end(t, "/alice/failed/0", TaskState.FAILED, 2);
-    t.submit(spec("killed"), "", 8, fx);
-    start(t, "/alice/killed/0");
-    t.terminate("/alice/killed", "by test", 9, fx);
-    t.submit(spec("late", { schedulingTimeoutMs: 1 }), "", 9, fx);
-    t.unschedulable(t.task("/alice/late/0"), "no capacity", 10, fx);
-
     using store = disposable(StateStore.open(dir));
     store.flush(t);
     assertEquals(t.dirty.size, 0);
@@ -157,30 +167,13 @@ Deno.test("StateStore migrates a version 1 file to the current version in place,
   try {
     const t = new JobTable();
     t.submit(spec("old", { replicas: 2 }), "req-old", 1, noEffects());
-    const v2 = StateStore.open(dir);
-    v2.flush(t);
-    v2.close();
-    // Turn it into the file Iris with schema version 1 wrote: meta and jobs only.
-    const raw = new DatabaseSync(`${dir}/${STATE_FILE}`);
-    raw.exec("UPDATE meta SET value = '1' WHERE key = 'schema_version'");
-    raw.exec("DROP TABLE endpoints");
-    raw.exec("DROP TABLE autoscaler");
-    raw.exec("DROP TABLE workers");
-    raw.close();
+    writeLegacyFile(dir, 1, t);
 
     using store = disposable(StateStore.open(dir));
-    const check = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
-    try {
-      assertEquals(
-        check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value,
-        String(STATE_SCHEMA_VERSION),
-      );
-      const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
-        .map((r) => String(r.name)).sort();
-      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta", "workers"]);
-    } finally {
-      check.close();
-    }
+    assertEquals(schemaOf(dir), {
+      version: String(STATE_SCHEMA_VERSION),
+      tables: ["autoscaler", "endpoints", "jobs", "meta", "quarantine", "tasks", "workers"],
+    });
     const loaded = new JobTable();
     assertEquals(store.load(loaded).tasks, 2);
     assertEquals(loaded.job("/alice/old").requestId, "req-old");
@@ -188,6 +181,126 @@ Deno.test("StateStore migrates a version 1 file to the current version in place,
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("StateStore migrates a version 3 file to version 4: one row per task, every job and task as it was", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = fixture();
+    writeLegacyFile(dir, 3, t);
+    {
+      using store = disposable(StateStore.open(dir));
+      const raw = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
+      try {
+        assertEquals(Number(raw.prepare("SELECT count(*) AS n FROM tasks").get()!.n), t.tasks.size);
+        for (const r of raw.prepare("SELECT row FROM jobs").all()) {
+          const row = JSON.parse(String(r.row));
+          assert(!("tasks" in row) && !("taskIds" in row), "a job row holds no tasks");
+        }
+      } finally {
+        raw.close();
+      }
+      const loaded = new JobTable();
+      assertEquals(store.load(loaded).tasks, t.tasks.size);
+      assertEquals(contents(loaded), contents(t));
+    }
+    // Reopened: already version 4, nothing migrates twice.
+    using again = disposable(StateStore.open(dir));
+    const loaded = new JobTable();
+    again.load(loaded);
+    assertEquals(contents(loaded), contents(t));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StateStore writes what changed: one task of a 10,000-replica job is one task row and the job row", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    t.submit(spec("big", { replicas: 10_000 }), "", 1, noEffects());
+    using store = disposable(StateStore.open(dir));
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 10_000 });
+    start(t, "/alice/big/17");
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 1 });
+    end(t, "/alice/big/17", TaskState.SUCCEEDED);
+    start(t, "/alice/big/18");
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 2 });
+    // RECREATE with fewer replicas: the old job's extra task rows go.
+    t.submit(
+      spec("big", { replicas: 3, existingJobPolicy: ExistingJobPolicy.RECREATE }),
+      "",
+      2,
+      noEffects(),
+    );
+    store.flush(t);
+    store.close();
+    using again = disposable(StateStore.open(dir));
+    const loaded = new JobTable();
+    assertEquals(again.load(loaded).tasks, 3);
+    assertEquals(contents(loaded), contents(t));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/**
+ * Writes `t` as Iris with schema version `version` (1–3) did: one JSON row per job holding its
+ * tasks; v2 adds the endpoint and autoscaler tables, v3 the workers table.
+ */
+function writeLegacyFile(dir: string, version: 1 | 2 | 3, t: JobTable, eps?: EndpointTable) {
+  const db = new DatabaseSync(`${dir}/${STATE_FILE}`);
+  db.exec("PRAGMA journal_mode = WAL");
+  db.exec("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)");
+  db.exec(
+    "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, submitted_at INTEGER NOT NULL, row TEXT NOT NULL)",
+  );
+  if (version >= 2) {
+    db.exec("CREATE TABLE endpoints (endpoint_id TEXT PRIMARY KEY, row TEXT NOT NULL)");
+    db.exec("CREATE TABLE autoscaler (key TEXT PRIMARY KEY, row TEXT NOT NULL)");
+  }
+  if (version >= 3) {
+    db.exec("CREATE TABLE workers (worker_id TEXT PRIMARY KEY, row TEXT NOT NULL)");
+  }
+  db.prepare("INSERT INTO meta VALUES ('schema_version', ?)").run(String(version));
+  for (const job of t.jobs.values()) {
+    const { spec: s, childIds: _c, counts: _n, ...rest } = job;
+    const row = {
+      job: { ...rest, spec: toJson(JobSpecSchema, s) },
+      tasks: job.taskIds.map((id) => t.tasks.get(id)!),
+    };
+    db.prepare("INSERT INTO jobs VALUES (?, ?, ?)").run(
+      job.jobId,
+      job.submittedAtMs,
+      JSON.stringify(row),
+    );
+  }
+  for (const e of eps ? [...eps.dirty].map((id) => eps.get(id)!) : []) {
+    db.prepare("INSERT INTO endpoints VALUES (?, ?)").run(
+      e.endpointId,
+      JSON.stringify(toJson(EndpointSchema, e)),
+    );
+  }
+  if (eps) db.prepare("INSERT INTO meta VALUES ('endpoint_seq', ?)").run(String(eps.sequence));
+  db.close();
+}
+
+function schemaOf(dir: string) {
+  const check = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
+  try {
+    return {
+      version: String(
+        check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value,
+      ),
+      tables: check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
+        .map((r) => String(r.name)).sort(),
+    };
+  } finally {
+    check.close();
+  }
+}
 
 function registerWorker(table: WorkerTable, workerId: string, sliceId: string) {
   return table.register({
@@ -248,7 +361,7 @@ Deno.test("StateStore writes worker registrations and removals, and loads them a
   }
 });
 
-Deno.test("StateStore migrates a version 2 file to version 3 in place, keeping jobs and endpoints", async () => {
+Deno.test("StateStore migrates a version 2 file to the current version in place, keeping jobs and endpoints", async () => {
   const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
   try {
     const t = new JobTable();
@@ -261,29 +374,13 @@ Deno.test("StateStore migrates a version 2 file to version 3 in place, keeping j
       jobId: "/alice/old",
       metadata: {},
     });
-    {
-      using v3 = disposable(StateStore.open(dir));
-      v3.flush(t, eps);
-    }
-    // Turn it into the file Iris with schema version 2 wrote: no workers table.
-    const raw = new DatabaseSync(`${dir}/${STATE_FILE}`);
-    raw.exec("UPDATE meta SET value = '2' WHERE key = 'schema_version'");
-    raw.exec("DROP TABLE workers");
-    raw.close();
+    writeLegacyFile(dir, 2, t, eps);
 
     using store = disposable(StateStore.open(dir));
-    const check = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
-    try {
-      assertEquals(
-        check.prepare("SELECT value FROM meta WHERE key = 'schema_version'").get()?.value,
-        "3",
-      );
-      const tables = check.prepare("SELECT name FROM sqlite_master WHERE type = 'table'").all()
-        .map((r) => String(r.name)).sort();
-      assertEquals(tables, ["autoscaler", "endpoints", "jobs", "meta", "workers"]);
-    } finally {
-      check.close();
-    }
+    assertEquals(schemaOf(dir), {
+      version: String(STATE_SCHEMA_VERSION),
+      tables: ["autoscaler", "endpoints", "jobs", "meta", "quarantine", "tasks", "workers"],
+    });
     assertEquals(store.loadWorkers(), []);
     const loaded = new JobTable();
     assertEquals(store.load(loaded).jobs, 1);
