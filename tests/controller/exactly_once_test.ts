@@ -188,7 +188,11 @@ Deno.test("a failed commit leaves no trace, answers unavailable, dispatches noth
       if (failing) throw new Error("database or disk is full");
     };
     store.flush = (table, endpoints, workers) => {
-      if (table.dirty.size || endpoints?.dirty.size || workers?.dirty.size) diskFull();
+      if (
+        table.dirty.size || table.dirtyTasks.size || endpoints?.dirty.size || workers?.dirty.size
+      ) {
+        diskFull();
+      }
       realFlush(table, endpoints, workers);
     };
     store.probe = () => {
