@@ -97,6 +97,14 @@ export async function startCluster(
     userBudgets: budgetsFromConfig(c.userBudgets),
     // Durable state when the config names a directory (docs/durability.md).
     stateDir: c.stateDir || undefined,
+    // Task log bounds; files go under <state_dir>/logs (docs/durability.md).
+    logs: {
+      memoryBytes: c.logMemoryBytes || undefined,
+      taskMemoryBytes: c.logTaskMemoryBytes || undefined,
+      retention: c.logRetentionMs ? ms(c.logRetentionMs) : undefined,
+      diskBytes: c.logDiskBytes || undefined,
+      attemptFileBytes: c.logAttemptFileBytes || undefined,
+    },
     bundles,
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,

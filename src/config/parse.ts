@@ -60,6 +60,11 @@ export const KEYS = {
     "heartbeat_interval",
     "heartbeat_failure_threshold",
     "max_building_tasks_per_worker",
+    "log_memory_size",
+    "log_task_memory_size",
+    "log_retention",
+    "log_disk_size",
+    "log_attempt_file_size",
     "user_budgets",
     "local",
     "gcp",
@@ -227,6 +232,11 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     userBudgets: parseUserBudgets(m, r),
     maxBuildingTasksPerWorker:
       r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,
+    logMemoryBytes: r.size(m, "log_memory_size", p, { positive: true }) ?? 0,
+    logTaskMemoryBytes: r.size(m, "log_task_memory_size", p, { positive: true }) ?? 0,
+    logRetentionMs: r.duration(m, "log_retention", p, { positive: true }) ?? 0,
+    logDiskBytes: r.size(m, "log_disk_size", p, { positive: true }) ?? 0,
+    logAttemptFileBytes: r.size(m, "log_attempt_file_size", p, { positive: true }) ?? 0,
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {

@@ -41,7 +41,7 @@ import {
   parseAttemptKey,
   WorkerTable,
 } from "./workers.ts";
-import { LogStore } from "./logs.ts";
+import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler.ts";
 import { constraintsFromProto } from "./convert.ts";
@@ -73,13 +73,15 @@ export interface ControllerOptions {
   store?: StateStore;
   /** Per-user budgets (budgets.ts): over budget, a job runs as BATCH. */
   userBudgets?: readonly UserBudget[];
+  /** Task log memory bounds, files and retention (logs.ts). @default memory only, defaults */
+  logs?: LogStoreOptions;
 }
 
 /** The controller: state + loops. RPC handlers in service.ts call its methods. */
 export class Controller {
   readonly jobs = new JobTable();
   readonly workers = new WorkerTable();
-  readonly logs = new LogStore();
+  readonly logs: LogStore;
   readonly endpoints = new EndpointTable();
   readonly clock: Clock;
   readonly heartbeatInterval: Duration;
@@ -105,6 +107,7 @@ export class Controller {
     this.clock = options.clock ?? systemClock;
     this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
     this.startedAtMs = this.clock.now();
+    this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const stats = options.store.load(this.jobs);
@@ -166,6 +169,7 @@ export class Controller {
     this.#abort.abort();
     await this.#monitor?.catch(() => {});
     await Promise.allSettled([...this.#inflight]);
+    await this.logs.close();
   }
 
   /** Writes a controller log line (kept for GetControllerStatus). */
