@@ -99,7 +99,7 @@ const DEFAULT_GRACE = seconds(5);
 /** How long to wait for output pipes to drain after the tree is gone. */
 const DRAIN_TIMEOUT = seconds(2);
 /** The output pump lets other work run after this many bytes read in a row. */
-const YIELD_EVERY_BYTES = 256 * 1024;
+const YIELD_EVERY_BYTES = 1024 * 1024;
 
 /**
  * A running task process. Start with {@linkcode TaskProcess.start}, which never throws: a program
