@@ -131,6 +131,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         workerCount: c.workers.workers.size,
         rssBytes: Deno.memoryUsage().rss,
         recentLogs: c.recentLogs.slice(-200),
+        logMemoryBytes: c.logs.stats.memoryBytes,
+        logLinesEvicted: c.logs.stats.evictedLines,
       };
     }),
     registerEndpoint: wrap((req, ctx) => {

@@ -12,9 +12,9 @@ import assert from "node:assert/strict";
 import type { Locator, Page } from "playwright-core";
 import {
   CHILD_JOB,
+  DROPPED_MARKER,
   FILLER_JOBS,
   HOSTILE_ATTR,
-  DROPPED_MARKER,
   HOSTILE_JOB,
   HOSTILE_LOG,
   PARENT_JOB,

@@ -116,6 +116,8 @@ Deno.test("a task flooding its output beside a sleep task: no worker declared de
     assert(!controller.lines.some((l) => /declared dead/.test(l)), controller.lines.join("\n"));
     assert((await client.workers()).every((w) => w.healthy));
     const lines = await allLines(client, flood);
+    const status = await client.call((rpc) => rpc.getControllerStatus({}));
+    assert(status.logMemoryBytes > 0 && status.logMemoryBytes <= 8 * 1024 * 1024);
     const stdout = lines.filter((l) => l.stream === "stdout").length;
     const dropped = droppedCount(lines);
     assert(dropped > 0, "lines were dropped");
@@ -126,7 +128,8 @@ Deno.test("a task flooding its output beside a sleep task: no worker declared de
     console.log(
       `flood of ${TOTAL.toLocaleString("en-US")} lines beside sleep 6: both done in ${took} ms, ` +
         `${stdout.toLocaleString("en-US")} lines delivered, ${dropped.toLocaleString("en-US")} ` +
-        `counted as dropped, longest heartbeat gap seen ${maxGap} ms`,
+        `counted as dropped, longest heartbeat gap seen ${maxGap} ms, controller log memory ` +
+        `${(status.logMemoryBytes / 2 ** 20).toFixed(1)} MiB`,
     );
   });
 });
