@@ -211,6 +211,10 @@ export class TaskAttempt {
    * once the controller accepted it; an update that was not committed is sent again.
    */
   takeUpdate(maxLines: number): { update: TaskUpdate; commit: () => void } | undefined {
+    // A task that flooded and then went quiet still gets its marker within about a second.
+    if (this.#rateDropped > 0 && performance.now() - this.#lastMarkerAt >= MARKER_EVERY_MS) {
+      this.#rateMarker();
+    }
     const stateChanged = this.#version > this.#ackedVersion;
     const pending = this.pendingLines;
     if (!stateChanged && pending === 0 && this.#droppedPending === 0) return undefined;

@@ -92,3 +92,23 @@ Deno.test("while the controller is unreachable the backlog stays within its byte
     assert.ok(toBinary(HeartbeatRequestSchema, hb).length < 256 * 1024);
   }
 });
+
+Deno.test("a task that floods and then goes quiet gets its dropped marker while it still runs", async () => {
+  await using h = await startHarness({
+    logLimits: { taskLinesPerSecond: 10, taskBurstLines: 100 },
+  });
+  await h.client.runTask(commandTask("/u/burst/0", ["sh", "-c", "seq 1 1000; sleep 5"]));
+  const marker = await waitFor(
+    () => h.fake.logsOf("/u/burst/0").find((l) => /lines dropped \(log rate limit/.test(l.text)),
+    { timeout: seconds(10), what: "the dropped marker" },
+  );
+  assert.ok(
+    !h.fake.updatesOf("/u/burst/0").some((u) => u.state === TaskState.SUCCEEDED),
+    "the marker came before the task ended",
+  );
+  assert.match(marker.text, /^… [\d,]+ lines dropped/);
+  await h.fake.waitForState("/u/burst/0", TaskState.SUCCEEDED, seconds(20));
+  const lines = h.fake.logsOf("/u/burst/0");
+  const out = lines.filter((l) => l.stream === "stdout").length;
+  assert.equal(out + dropped(lines, /^log rate limit/), 1000);
+});
