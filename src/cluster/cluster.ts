@@ -112,6 +112,14 @@ export async function startCluster(
     stateDir: c.stateDir || undefined,
     stateSkipCorruptRows: options.skipCorruptRows,
     stateAcceptLoss: options.acceptStateLoss,
+    // Task log bounds; files go under <state_dir>/logs (docs/durability.md).
+    logs: {
+      memoryBytes: c.logMemoryBytes || undefined,
+      taskMemoryBytes: c.logTaskMemoryBytes || undefined,
+      retention: c.logRetentionMs ? ms(c.logRetentionMs) : undefined,
+      diskBytes: c.logDiskBytes || undefined,
+      attemptFileBytes: c.logAttemptFileBytes || undefined,
+    },
     bundles,
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,

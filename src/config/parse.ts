@@ -64,6 +64,11 @@ export const KEYS = {
     "max_building_tasks_per_worker",
     "worker_reconnect_max",
     "reclaim_margin",
+    "log_memory_size",
+    "log_task_memory_size",
+    "log_retention",
+    "log_disk_size",
+    "log_attempt_file_size",
     "user_budgets",
     "local",
     "gcp",
@@ -238,6 +243,11 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
       r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,
     workerReconnectMaxMs: r.duration(m, "worker_reconnect_max", p, { positive: true }) ?? 0,
     reclaimMarginMs: r.duration(m, "reclaim_margin", p, { positive: true }) ?? 0,
+    logMemoryBytes: r.size(m, "log_memory_size", p, { positive: true }) ?? 0,
+    logTaskMemoryBytes: r.size(m, "log_task_memory_size", p, { positive: true }) ?? 0,
+    logRetentionMs: r.duration(m, "log_retention", p, { positive: true }) ?? 0,
+    logDiskBytes: r.size(m, "log_disk_size", p, { positive: true }) ?? 0,
+    logAttemptFileBytes: r.size(m, "log_attempt_file_size", p, { positive: true }) ?? 0,
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {

@@ -42,7 +42,7 @@ import {
   type WorkerRecord,
   WorkerTable,
 } from "./workers.ts";
-import { LogStore } from "./logs.ts";
+import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler.ts";
 import { constraintsFromProto } from "./convert.ts";
@@ -74,6 +74,8 @@ export interface ControllerOptions {
   store?: StateStore;
   /** Per-user budgets (budgets.ts): over budget, a job runs as BATCH. */
   userBudgets?: readonly UserBudget[];
+  /** Task log memory bounds, files and retention (logs.ts). @default memory only, defaults */
+  logs?: LogStoreOptions;
   /**
    * Longest wait between a worker's reconnect attempts (before ±20 % jitter); sent to workers
    * when they register. @default 5s
@@ -111,7 +113,7 @@ function unavailable(reason: string): ConnectError {
 export class Controller {
   readonly jobs = new JobTable();
   readonly workers = new WorkerTable();
-  readonly logs = new LogStore();
+  readonly logs: LogStore;
   readonly endpoints = new EndpointTable();
   readonly clock: Clock;
   readonly heartbeatInterval: Duration;
@@ -158,6 +160,7 @@ export class Controller {
     );
     this.startedAtMs = this.clock.now();
     this.#servingSinceMs = this.startedAtMs;
+    this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const stats = options.store.load(this.jobs);
@@ -333,6 +336,7 @@ export class Controller {
     this.#abort.abort();
     await this.#monitor?.catch(() => {});
     await Promise.allSettled([...this.#inflight]);
+    await this.logs.close();
   }
 
   /** Writes a controller log line (kept for GetControllerStatus). */

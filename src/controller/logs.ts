@@ -1,19 +1,25 @@
 /**
- * Task log lines held by the controller, per task, each with a global sequence number that
- * serves as the follow cursor. Bounded per task (oldest lines dropped first). Each line gets a
- * level parsed from its text on arrival, so queries can filter by minimum level.
+ * Task log lines held by the controller, each with a global sequence number that serves as the
+ * follow cursor. Memory is bounded per task and in total (least recently written tasks give up
+ * their lines first). With a directory (`<state_dir>/logs`), every line is also appended to a
+ * per-attempt file `<dir>/<job path>/<task index>/<attempt>.log` (one JSON object per line), so
+ * lines evicted from memory, and lines written before a controller restart, are read back from
+ * disk; files are pruned by age and total size. Each line gets a level parsed from its text on
+ * arrival, so queries can filter by minimum level.
  * @module
  */
 import { create } from "@bufbuild/protobuf";
 import { type LogLine, LogLineSchema } from "../rpc/gen/iris/v1/types_pb.ts";
-import { InvalidArgumentError } from "../errors.ts";
+import { describeError, InvalidArgumentError } from "../errors.ts";
+import { type Duration, formatDuration, minutes, sleep } from "../time.ts";
+import { formatBytes } from "../format.ts";
 
 interface StoredLine {
   readonly seq: number;
   readonly line: LogLine;
   readonly rank: number;
+  readonly cost: number;
 }
-
 /** Log levels from least to most severe; a line's level is one of these. */
 export const LOG_LEVELS = ["debug", "info", "warning", "error", "critical"] as const;
 
@@ -85,26 +91,150 @@ export interface LogQuery {
   readonly tail?: boolean;
 }
 
-/** Per-task log buffers with a shared cursor space. */
-export class LogStore {
-  readonly #byTask = new Map<string, StoredLine[]>();
-  readonly #maxLinesPerTask: number;
-  #seq = 0;
+/** Options for {@linkcode LogStore}. */
+export interface LogStoreOptions {
+  /** Memory for log lines, all tasks together (approximate bytes). @default 256 MiB */
+  readonly memoryBytes?: number;
+  /** Memory for one task's lines. @default 8 MiB */
+  readonly taskMemoryBytes?: number;
+  /** Where per-attempt log files go; without it, lines live in memory only. */
+  readonly dir?: string;
+  /** Log files not written for this long are deleted. @default 30 days */
+  readonly retention?: Duration;
+  /** Log files together; the least recently written are deleted past it. @default 10 GiB */
+  readonly diskBytes?: number;
+  /** One attempt's file; lines past it stay in memory only (a marker says so). @default 1 GiB */
+  readonly attemptFileBytes?: number;
+  /** How often retention runs (also once at start). @default 5 minutes */
+  readonly pruneInterval?: Duration;
+  /** Where disk errors and pruning are reported. */
+  readonly log?: (line: string) => void;
+}
 
-  constructor(maxLinesPerTask = 20_000) {
-    this.#maxLinesPerTask = maxLinesPerTask;
+/** Defaults of {@linkcode LogStoreOptions}. */
+export const LOG_STORE_DEFAULTS = {
+  memoryBytes: 256 * 1024 * 1024,
+  taskMemoryBytes: 8 * 1024 * 1024,
+  retention: minutes(30 * 24 * 60),
+  diskBytes: 10 * 1024 ** 3,
+  attemptFileBytes: 1024 ** 3,
+  pruneInterval: minutes(5),
+} as const;
+
+/** Approximate memory of a stored line: its strings (UTF-16) and the objects around them. */
+function lineCost(line: LogLine): number {
+  return 2 * (line.text.length + line.taskId.length + line.stream.length) + 160;
+}
+
+/** One task's lines in memory, oldest first from `head`. */
+interface TaskLines {
+  lines: StoredLine[];
+  head: number;
+  bytes: number;
+  /** Highest sequence number evicted from memory (0: none). */
+  evictedSeq: number;
+}
+
+/** An attempt's file while it is being written. */
+interface AttemptFile {
+  readonly path: string;
+  bytes: number;
+  capped: boolean;
+}
+
+/** Sequence numbers reserved per write of the `seq` file. */
+const SEQ_RESERVE = 1_000_000;
+const READ_CHUNK = 1024 * 1024;
+
+/** Per-task log buffers with a shared cursor space, bounded in memory, optionally on disk. */
+export class LogStore {
+  readonly #byTask = new Map<string, TaskLines>();
+  readonly #files = new Map<string, AttemptFile>();
+  readonly #opts: LogStoreOptions;
+  readonly #memoryBytes: number;
+  readonly #taskMemoryBytes: number;
+  readonly #dir?: string;
+  readonly #abort = new AbortController();
+  #pruning?: Promise<void>;
+  #seq = 0;
+  /** Lines with a sequence number up to this were written before this process started. */
+  readonly #baseSeq: number;
+  #reservedSeq = 0;
+  #bytes = 0;
+  #evictedLines = 0;
+  #diskErrorLogged = false;
+
+  /**
+   * A store; with `dir`, lines from earlier runs are served from the files there and new ones
+   * are written to them. Retention runs at once and then every `pruneInterval` until
+   * {@linkcode LogStore.close}.
+   * @throws {InvalidArgumentError} on a limit that is not a positive number
+   */
+  constructor(opts: LogStoreOptions = {}) {
+    this.#opts = opts;
+    for (
+      const key of ["memoryBytes", "taskMemoryBytes", "diskBytes", "attemptFileBytes"] as const
+    ) {
+      const v = opts[key];
+      if (v !== undefined && !(v > 0)) {
+        throw new InvalidArgumentError(`logs.${key}`, `must be > 0 (got ${v})`);
+      }
+    }
+    this.#memoryBytes = opts.memoryBytes ?? LOG_STORE_DEFAULTS.memoryBytes;
+    this.#taskMemoryBytes = Math.min(
+      opts.taskMemoryBytes ?? LOG_STORE_DEFAULTS.taskMemoryBytes,
+      this.#memoryBytes,
+    );
+    this.#dir = opts.dir;
+    if (this.#dir) {
+      Deno.mkdirSync(this.#dir, { recursive: true, mode: 0o700 });
+      let saved = 0;
+      try {
+        saved = Number(Deno.readTextFileSync(`${this.#dir}/seq`).trim()) || 0;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.NotFound)) throw err;
+      }
+      this.#seq = saved;
+      this.#reserveSeq();
+      this.#pruning = this.#pruneLoop();
+    }
+    this.#baseSeq = this.#seq;
+  }
+
+  /** Memory held by lines now (approximate bytes), and lines evicted from memory so far. */
+  get stats(): { memoryBytes: number; tasks: number; evictedLines: number } {
+    return { memoryBytes: this.#bytes, tasks: this.#byTask.size, evictedLines: this.#evictedLines };
+  }
+
+  /** Stops retention. Files stay. */
+  async close(): Promise<void> {
+    this.#abort.abort();
+    await this.#pruning;
   }
 
   /** Appends lines of one task. */
   append(taskId: string, lines: readonly LogLine[]): void {
     if (lines.length === 0) return;
     let buf = this.#byTask.get(taskId);
-    if (!buf) this.#byTask.set(taskId, buf = []);
+    if (buf) this.#byTask.delete(taskId); // re-inserted last: the map is in least-recent order
+    else buf = { lines: [], head: 0, bytes: 0, evictedSeq: 0 };
+    this.#byTask.set(taskId, buf);
+    const stored: StoredLine[] = [];
     for (const line of lines) {
       if (!line.level) line.level = line.stream === "system" ? "info" : parseLogLevel(line.text);
-      buf.push({ seq: ++this.#seq, line, rank: LOG_LEVELS.indexOf(line.level as LogLevel) });
+      const cost = lineCost(line);
+      const s = { seq: ++this.#seq, line, rank: LOG_LEVELS.indexOf(line.level as LogLevel), cost };
+      stored.push(s);
+      buf.lines.push(s);
+      buf.bytes += cost;
+      this.#bytes += cost;
     }
-    if (buf.length > this.#maxLinesPerTask) buf.splice(0, buf.length - this.#maxLinesPerTask);
+    if (this.#dir) {
+      if (this.#seq >= this.#reservedSeq) this.#reserveSeq();
+      this.#write(taskId, stored);
+    }
+    while (buf.bytes > this.#taskMemoryBytes && buf.head < buf.lines.length - 1) this.#evict(buf);
+    if (this.#bytes > this.#memoryBytes) this.#evictOldest(taskId);
   }
 
   /** Adds a line written by the controller itself (stream "system"). */
@@ -118,49 +248,331 @@ export class LogStore {
    * Lines of the given tasks after the cursor that pass every filter, merged in arrival order:
    * the first `maxLines` (default 10 000), or the last ones with `tail`. `nextCursor` resumes
    * after the last line returned (after everything seen with `tail` or when nothing was cut).
+   * Lines no longer in memory are read from the attempt files.
    * @throws {InvalidArgumentError} on an unknown `minLevel`
    */
-  query(taskIds: readonly string[], q: LogQuery = {}): { lines: LogLine[]; nextCursor: number } {
+  async query(
+    taskIds: readonly string[],
+    q: LogQuery = {},
+  ): Promise<{ lines: LogLine[]; nextCursor: number }> {
     const cursor = q.cursor ?? 0;
     const max = q.maxLines && q.maxLines > 0 ? q.maxLines : 10_000;
     const minRank = levelRank(q.minLevel ?? "");
+    const seqNow = this.#seq;
+    const match = (s: StoredLine) =>
+      !(q.attemptId !== undefined && q.attemptId >= 0 && s.line.attemptId !== q.attemptId) &&
+      !(q.sinceMs && s.line.timestampMs < q.sinceMs) &&
+      !(q.substring && !s.line.text.includes(q.substring)) &&
+      s.rank >= minRank;
     const picked: StoredLine[] = [];
     for (const id of taskIds) {
       const buf = this.#byTask.get(id);
+      // Lines up to `onDisk` are only on disk (evicted, or from before a restart).
+      const onDisk = this.#dir ? Math.max(buf?.evictedSeq ?? 0, this.#baseSeq) : 0;
+      if (onDisk > cursor) {
+        picked.push(...await this.#readDisk(id, cursor, onDisk, q, match, max));
+      }
       if (!buf) continue;
-      let lo = 0, hi = buf.length;
+      let lo = buf.head, hi = buf.lines.length;
       while (lo < hi) {
         const mid = (lo + hi) >> 1;
-        if (buf[mid]!.seq <= cursor) lo = mid + 1;
+        if (buf.lines[mid]!.seq <= cursor) lo = mid + 1;
         else hi = mid;
       }
-      for (let i = lo; i < buf.length; i++) {
-        const s = buf[i]!;
-        if (q.attemptId !== undefined && q.attemptId >= 0 && s.line.attemptId !== q.attemptId) {
-          continue;
-        }
-        if (q.sinceMs && s.line.timestampMs < q.sinceMs) continue;
-        if (q.substring && !s.line.text.includes(q.substring)) continue;
-        if (s.rank < minRank) continue;
-        picked.push(s);
+      for (let i = lo; i < buf.lines.length; i++) {
+        const s = buf.lines[i]!;
+        if (s.seq > onDisk && match(s)) picked.push(s);
       }
     }
-    if (taskIds.length > 1) picked.sort((a, b) => a.seq - b.seq);
+    if (taskIds.length > 1 || this.#dir) picked.sort((a, b) => a.seq - b.seq);
     if (q.tail) {
       return {
         lines: picked.slice(-max).map((s) => s.line),
-        nextCursor: Math.max(cursor, this.#seq),
+        nextCursor: Math.max(cursor, seqNow),
       };
     }
     const out = picked.slice(0, max);
     const nextCursor = out.length === picked.length
-      ? Math.max(cursor, this.#seq)
+      ? Math.max(cursor, seqNow)
       : out[out.length - 1]!.seq;
     return { lines: out.map((s) => s.line), nextCursor };
   }
 
-  /** Drops a task's lines. */
+  /** Drops a task's lines from memory (its files stay until retention removes them). */
   delete(taskId: string): void {
+    const buf = this.#byTask.get(taskId);
+    if (!buf) return;
+    this.#bytes -= buf.bytes;
     this.#byTask.delete(taskId);
   }
+
+  /**
+   * Applies retention once: deletes log files not written for `retention`, then the least
+   * recently written ones while all files together exceed `diskBytes`.
+   * @returns the number of files deleted
+   */
+  async prune(now = Date.now()): Promise<number> {
+    const dir = this.#dir;
+    if (!dir) return 0;
+    const retention = this.#opts.retention ?? LOG_STORE_DEFAULTS.retention;
+    const limit = this.#opts.diskBytes ?? LOG_STORE_DEFAULTS.diskBytes;
+    const files: { path: string; size: number; mtime: number }[] = [];
+    const walk = async (d: string): Promise<void> => {
+      for await (const e of Deno.readDir(d)) {
+        if (this.#abort.signal.aborted) return;
+        const path = `${d}/${e.name}`;
+        if (e.isDirectory) await walk(path);
+        else if (e.isFile && e.name.endsWith(".log")) {
+          const st = await Deno.stat(path);
+          files.push({ path, size: st.size, mtime: st.mtime?.getTime() ?? 0 });
+        }
+      }
+    };
+    await walk(dir);
+    files.sort((a, b) => a.mtime - b.mtime);
+    let total = files.reduce((sum, f) => sum + f.size, 0);
+    let removed = 0;
+    for (const f of files) {
+      if (now - f.mtime <= retention && total <= limit) break;
+      await Deno.remove(f.path).catch(() => {});
+      for (const [key, w] of this.#files) if (w.path === f.path) this.#files.delete(key);
+      total -= f.size;
+      removed++;
+    }
+    if (removed > 0) {
+      this.#opts.log?.(
+        `task logs: deleted ${removed} file(s) older than ${formatDuration(retention)} or beyond ${
+          formatBytes(limit)
+        } in total`,
+      );
+    }
+    return removed;
+  }
+
+  async #pruneLoop(): Promise<void> {
+    const interval = this.#opts.pruneInterval ?? LOG_STORE_DEFAULTS.pruneInterval;
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      try {
+        await this.prune();
+      } catch (err) {
+        this.#opts.log?.(`task logs: retention failed: ${describeError(err)}`);
+      }
+      await sleep(interval, signal).catch(() => {});
+    }
+  }
+
+  #reserveSeq(): void {
+    this.#reservedSeq = this.#seq + SEQ_RESERVE;
+    const tmp = `${this.#dir}/seq.tmp`;
+    Deno.writeTextFileSync(tmp, `${this.#reservedSeq}\n`);
+    Deno.renameSync(tmp, `${this.#dir}/seq`);
+    // After a restart, numbering continues above everything this run may have handed out.
+  }
+
+  /** Removes the oldest line of a task from memory. */
+  #evict(buf: TaskLines): void {
+    const s = buf.lines[buf.head]!;
+    buf.head++;
+    buf.bytes -= s.cost;
+    this.#bytes -= s.cost;
+    buf.evictedSeq = s.seq;
+    this.#evictedLines++;
+    if (buf.head >= 1024 && buf.head * 2 >= buf.lines.length) {
+      buf.lines = buf.lines.slice(buf.head);
+      buf.head = 0;
+    }
+  }
+
+  /**
+   * Evicts from the least recently written tasks until memory is under 90 % of the bound; the
+   * task being written (`current`) goes last.
+   */
+  #evictOldest(current: string): void {
+    const target = this.#memoryBytes * 0.9;
+    for (const [id, buf] of this.#byTask) {
+      if (this.#bytes <= target) return;
+      if (id === current) continue;
+      while (buf.head < buf.lines.length && this.#bytes > target) this.#evict(buf);
+      if (buf.head === buf.lines.length) {
+        buf.lines = [];
+        buf.head = 0;
+      }
+    }
+    const buf = this.#byTask.get(current);
+    while (buf && buf.head < buf.lines.length - 1 && this.#bytes > target) this.#evict(buf);
+  }
+
+  /** Appends stored lines to their attempt files (errors are logged once, lines stay in memory). */
+  #write(taskId: string, stored: readonly StoredLine[]): void {
+    const byAttempt = new Map<number, StoredLine[]>();
+    for (const s of stored) {
+      let list = byAttempt.get(s.line.attemptId);
+      if (!list) byAttempt.set(s.line.attemptId, list = []);
+      list.push(s);
+    }
+    const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
+    for (const [attemptId, list] of byAttempt) {
+      const key = `${taskId}#${attemptId}`;
+      try {
+        let file = this.#files.get(key);
+        if (!file) {
+          const dir = `${this.#dir}/${taskPath(taskId)}`;
+          Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const path = `${dir}/${attemptId}.log`;
+          let bytes = 0;
+          try {
+            bytes = Deno.statSync(path).size;
+          } catch {
+            // New file.
+          }
+          file = { path, bytes, capped: bytes >= cap };
+          this.#files.set(key, file);
+        }
+        if (file.capped) continue;
+        let text = "";
+        for (const s of list) text += encodeLine(s);
+        let data = new TextEncoder().encode(text);
+        if (file.bytes + data.length > cap) {
+          file.capped = true;
+          const last = list[list.length - 1]!;
+          text = encodeLine({
+            ...last,
+            line: create(LogLineSchema, {
+              ...last.line,
+              stream: "system",
+              level: "warning",
+              text: `… later lines of this attempt are not kept on disk (file limit ${
+                formatBytes(cap)
+              }); the newest are in the controller's memory until evicted`,
+            }),
+          });
+          data = new TextEncoder().encode(text);
+        }
+        Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
+        file.bytes += data.length;
+      } catch (err) {
+        if (!this.#diskErrorLogged) {
+          this.#diskErrorLogged = true;
+          this.#opts.log?.(
+            `task logs: cannot write ${taskId} attempt ${attemptId} to ${this.#dir}: ${
+              describeError(err)
+            }; lines stay in memory only (logged once)`,
+          );
+        }
+      }
+    }
+  }
+
+  /**
+   * Lines of a task from its attempt files with cursor < seq <= upTo that `match`: the first
+   * `max` per file, or all (for a tail, the last `max`).
+   */
+  async #readDisk(
+    taskId: string,
+    cursor: number,
+    upTo: number,
+    q: LogQuery,
+    match: (s: StoredLine) => boolean,
+    max: number,
+  ): Promise<StoredLine[]> {
+    const dir = `${this.#dir}/${taskPath(taskId)}`;
+    const attempts: number[] = [];
+    try {
+      for await (const e of Deno.readDir(dir)) {
+        const m = /^(\d+)\.log$/.exec(e.name);
+        if (e.isFile && m) attempts.push(Number(m[1]));
+      }
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) return [];
+      throw err;
+    }
+    attempts.sort((a, b) => a - b);
+    const out: StoredLine[] = [];
+    for (const attemptId of attempts) {
+      if (q.attemptId !== undefined && q.attemptId >= 0 && attemptId !== q.attemptId) continue;
+      const found: StoredLine[] = [];
+      await readLines(`${dir}/${attemptId}.log`, (text) => {
+        const seq = leadingSeq(text);
+        if (seq <= cursor) return true;
+        if (seq > upTo) return false;
+        const s = decodeStored(text, taskId, attemptId);
+        if (!s || !match(s)) return true;
+        found.push(s);
+        if (q.tail && found.length > 2 * max) found.splice(0, found.length - max);
+        return q.tail || found.length < max;
+      });
+      out.push(...(q.tail ? found.slice(-max) : found));
+    }
+    return out;
+  }
+}
+
+/** A task id as a relative path: its components, each percent-encoded ("." and ".." too). */
+export function taskPath(taskId: string): string {
+  return taskId.split("/").filter((c) => c !== "").map((c) =>
+    encodeURIComponent(c).replace(/^\.+$/, (dots) => "%2E".repeat(dots.length))
+  ).join("/");
+}
+
+function encodeLine(s: StoredLine): string {
+  return JSON.stringify({
+    s: s.seq,
+    t: s.line.timestampMs,
+    o: s.line.stream,
+    l: s.line.level,
+    x: s.line.text,
+  }) + "\n";
+}
+
+/** The sequence number at the start of an encoded line (`{"s":123,`), NaN when malformed. */
+function leadingSeq(text: string): number {
+  const end = text.indexOf(",");
+  return text.startsWith('{"s":') && end > 5 ? Number(text.slice(5, end)) : NaN;
+}
+
+function decodeStored(text: string, taskId: string, attemptId: number): StoredLine | undefined {
+  try {
+    const o = JSON.parse(text) as { s: number; t: number; o: string; l: string; x: string };
+    const line = create(LogLineSchema, {
+      taskId,
+      attemptId,
+      timestampMs: o.t,
+      stream: o.o,
+      level: o.l,
+      text: o.x,
+    });
+    return { seq: o.s, line, rank: Math.max(0, LOG_LEVELS.indexOf(o.l as LogLevel)), cost: 0 };
+  } catch {
+    return undefined; // a torn last line after a crash
+  }
+}
+
+/** Calls `onLine` for each line of a file, in order, until it returns false. */
+async function readLines(path: string, onLine: (text: string) => boolean): Promise<void> {
+  let file: Deno.FsFile;
+  try {
+    file = await Deno.open(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw err;
+  }
+  using _ = file;
+  const decoder = new TextDecoder();
+  const buf = new Uint8Array(READ_CHUNK);
+  let rest = "";
+  while (true) {
+    const n = await file.read(buf);
+    if (n === null) break;
+    const text = rest + decoder.decode(buf.subarray(0, n), { stream: true });
+    let start = 0;
+    let nl = text.indexOf("\n");
+    while (nl !== -1) {
+      if (!onLine(text.slice(start, nl))) return;
+      start = nl + 1;
+      nl = text.indexOf("\n", start);
+    }
+    rest = text.slice(start);
+  }
+  if (rest) onLine(rest);
 }

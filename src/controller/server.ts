@@ -76,6 +76,11 @@ export function startController(options: StartControllerOptions = {}): Controlle
     controller = new Controller({
       ...options,
       store,
+      // Task logs go to files under the state dir (docs/durability.md).
+      logs: {
+        ...options.logs,
+        dir: options.logs?.dir ?? (options.stateDir ? `${options.stateDir}/logs` : undefined),
+      },
       workerClientFactory: options.workerClientFactory ??
         (workerToken ? (address) => workerClient(address, { token: workerToken }) : undefined),
     });

@@ -79,13 +79,13 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       return { terminatedJobIds: c.terminateJob(req.jobId, req.reason) };
     }),
     listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) })),
-    getTaskLogs: wrap((req) => {
+    getTaskLogs: wrap(async (req) => {
       const id = req.id;
       let taskIds: string[];
       if (c.jobs.tasks.has(id)) taskIds = [id];
       else if (c.jobs.jobs.has(id)) taskIds = c.jobs.job(id).taskIds;
       else throw new NotFoundError(`No job or task ${id}`);
-      const res = c.logs.query(taskIds, {
+      const res = await c.logs.query(taskIds, {
         cursor: req.cursor,
         maxLines: req.maxLines,
         substring: req.substring,
@@ -138,6 +138,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         workerCount: c.workers.workers.size,
         rssBytes: Deno.memoryUsage().rss,
         recentLogs: c.recentLogs.slice(-200),
+        logMemoryBytes: c.logs.stats.memoryBytes,
+        logLinesEvicted: c.logs.stats.evictedLines,
       };
     }),
     registerEndpoint: wrap((req, ctx) => {

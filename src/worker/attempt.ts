@@ -10,7 +10,14 @@ import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_p
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, formatDuration, ms } from "../time.ts";
-import { RingBuffer } from "./lines.ts";
+import {
+  BoundedQueue,
+  droppedMarker,
+  lineCost,
+  type LogBucket,
+  type WorkerLogBudget,
+} from "./lines.ts";
+import { formatBytes } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
@@ -38,8 +45,8 @@ export interface AttemptContext {
   readonly sampleInterval: Duration;
   /** Shared source of memory samples. */
   readonly processTable: ProcessTable;
-  /** Lines kept per attempt for FetchTaskLogs. */
-  readonly logCapacity: number;
+  /** The worker's log limits, rate bucket and backlog, shared by its attempts. */
+  readonly logBudget: WorkerLogBudget;
   /** Called whenever there is something new to report. */
   readonly onChange: () => void;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
@@ -50,8 +57,8 @@ export interface AttemptContext {
   };
 }
 
-/** Lines waiting for the controller beyond this are dropped, oldest first. */
-const MAX_PENDING_LINES = 50_000;
+/** How often at most a "lines dropped" marker is written while a task floods. */
+const MARKER_EVERY_MS = 1000;
 
 /** An attempt, started by its constructor; `done` resolves once it is over and cleaned up. */
 export class TaskAttempt {
@@ -74,12 +81,20 @@ export class TaskAttempt {
     pid: 0,
     ports: {} as Record<string, number>,
   };
-  readonly #logs: RingBuffer<LogLine>;
+  readonly #logs: BoundedQueue<LogLine>;
+  readonly #bucket: LogBucket;
   readonly #abort = new AbortController();
+  /** Lines not yet delivered, from #pending[#head]; #costs in step. */
   #pending: LogLine[] = [];
-  /** Sequence number of #pending[0]. */
+  #costs: number[] = [];
+  #head = 0;
+  #pendingBytes = 0;
+  /** Sequence number of #pending[#head]. */
   #pendingBase = 0;
   #droppedPending = 0;
+  /** Lines dropped by the rate limit since the last marker. */
+  #rateDropped = 0;
+  #lastMarkerAt = -Infinity;
   #version = 0;
   #ackedVersion = 0;
   #lastActiveState: TaskState = TaskState.ASSIGNED;
@@ -95,7 +110,9 @@ export class TaskAttempt {
     this.request = request;
     this.dir = ctx.dir;
     this.#ctx = ctx;
-    this.#logs = new RingBuffer(ctx.logCapacity);
+    const limits = ctx.logBudget.limits;
+    this.#logs = new BoundedQueue(limits.keptLines, limits.keptBytes);
+    this.#bucket = ctx.logBudget.taskBucket();
     this.done = this.#run();
   }
 
@@ -116,13 +133,18 @@ export class TaskAttempt {
 
   /** True when the final state and every log line reached the controller. */
   get isReported(): boolean {
-    return this.isTerminal && this.#ackedVersion >= this.#version && this.#pending.length === 0 &&
+    return this.isTerminal && this.#ackedVersion >= this.#version && this.pendingLines === 0 &&
       this.#droppedPending === 0;
   }
 
   /** Log lines not yet delivered to the controller. */
   get pendingLines(): number {
-    return this.#pending.length;
+    return this.#pending.length - this.#head;
+  }
+
+  /** Bytes (approximate) of the log lines not yet delivered to the controller. */
+  get pendingBytes(): number {
+    return this.#pendingBytes;
   }
 
   /**
@@ -193,31 +215,42 @@ export class TaskAttempt {
     maxLines: number,
     maxBytes = Infinity,
   ): { update: TaskUpdate; commit: () => void } | undefined {
+    // A task that flooded and then went quiet still gets its marker within about a second.
+    if (this.#rateDropped > 0 && performance.now() - this.#lastMarkerAt >= MARKER_EVERY_MS) {
+      this.#rateMarker();
+    }
     const stateChanged = this.#version > this.#ackedVersion;
-    if (!stateChanged && this.#pending.length === 0 && this.#droppedPending === 0) return undefined;
+    const pending = this.pendingLines;
+    if (!stateChanged && pending === 0 && this.#droppedPending === 0) return undefined;
     const logs: LogLine[] = [];
     const dropped = this.#droppedPending;
     if (dropped > 0) {
+      const l = this.#ctx.logBudget.limits;
       logs.push(
         this.#line(
           "system",
-          `${dropped} log lines were dropped while the controller was unreachable`,
+          droppedMarker(
+            dropped,
+            `log backlog full: the controller did not take them in time; at most ${
+              formatBytes(l.taskBacklogBytes)
+            } per task and ${formatBytes(l.workerBacklogBytes)} per worker wait`,
+          ),
         ),
       );
     }
-    let count = Math.min(this.#pending.length, Math.max(0, maxLines - logs.length));
+    let count = Math.min(pending, Math.max(0, maxLines - logs.length));
     if (maxBytes !== Infinity) {
       let bytes = 0;
       for (let i = 0; i < count; i++) {
-        bytes += logLineBytes(this.#pending[i]!);
+        bytes += logLineBytes(this.#pending[this.#head + i]!);
         if (bytes > maxBytes && i > 0) {
           count = i;
           break;
         }
       }
     }
-    logs.push(...this.#pending.slice(0, count));
-    const complete = count === this.#pending.length;
+    logs.push(...this.#pending.slice(this.#head, this.#head + count));
+    const complete = count === pending;
     const version = this.#version;
     const upTo = this.#pendingBase + count;
     const final = complete || !this.isTerminal;
@@ -236,11 +269,7 @@ export class TaskAttempt {
     });
     const commit = () => {
       this.#droppedPending -= dropped;
-      const n = upTo - this.#pendingBase;
-      if (n > 0) {
-        this.#pending.splice(0, n);
-        this.#pendingBase += n;
-      }
+      for (let n = upTo - this.#pendingBase; n > 0; n--) this.#shiftPending();
       if (final) this.#ackedVersion = Math.max(this.#ackedVersion, version);
     };
     return { update, commit };
@@ -332,6 +361,8 @@ export class TaskAttempt {
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
       user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
+      maxLineBytes: ctx.logBudget.limits.maxLineBytes,
+      admit: (_stream, bytes) => this.#admit(bytes),
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
     });
@@ -348,7 +379,9 @@ export class TaskAttempt {
     this.#status.startedAtMs = Date.now();
     this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
     this.#setState(TaskState.RUNNING);
-    this.#finish(classifyExit(await proc.exited, this.#kill));
+    const exit = await proc.exited;
+    this.#rateMarker();
+    this.#finish(classifyExit(exit, this.#kill));
   }
 
   #argv(): string[] {
@@ -410,15 +443,77 @@ export class TaskAttempt {
     this.#append(this.#line("system", text));
   }
 
+  /** Whether an output line of `bytes` passes the rate limits; counts the ones that do not. */
+  #admit(bytes: number): boolean {
+    const now = performance.now();
+    if (!this.#ctx.logBudget.admit(this.#bucket, bytes, now)) {
+      this.#rateDropped++;
+      return false;
+    }
+    if (this.#rateDropped > 0 && now - this.#lastMarkerAt >= MARKER_EVERY_MS) this.#rateMarker();
+    return true;
+  }
+
+  /** Writes the "lines dropped" marker for lines the rate limit dropped, if any. */
+  #rateMarker(): void {
+    if (this.#rateDropped === 0) return;
+    const l = this.#ctx.logBudget.limits;
+    const n = this.#rateDropped;
+    this.#rateDropped = 0;
+    this.#lastMarkerAt = performance.now();
+    this.#system(
+      droppedMarker(
+        n,
+        `log rate limit: ${l.taskLinesPerSecond.toLocaleString("en-US")} lines/s and ${
+          formatBytes(l.taskBytesPerSecond)
+        }/s per task, ${l.workerLinesPerSecond.toLocaleString("en-US")} lines/s and ${
+          formatBytes(l.workerBytesPerSecond)
+        }/s per worker`,
+      ),
+    );
+  }
+
+  /**
+   * Keeps a line and queues it for the controller. The backlog is bounded in bytes per attempt
+   * and per worker: the attempt's own oldest lines make room (counted, and reported by a marker).
+   * A quiet attempt (under 1/8 of its own bound) may go past a worker backlog filled by others.
+   */
   #append(line: LogLine): void {
-    this.#logs.push(line);
-    this.#pending.push(line);
-    if (this.#pending.length > MAX_PENDING_LINES) {
-      this.#pending.shift();
-      this.#pendingBase++;
+    const cost = lineCost(line.text);
+    this.#logs.push(line, cost);
+    const budget = this.#ctx.logBudget;
+    const l = budget.limits;
+    const fits = () =>
+      this.#pendingBytes + cost <= l.taskBacklogBytes &&
+      (budget.backlogBytes + cost <= l.workerBacklogBytes ||
+        this.#pendingBytes + cost <= l.taskBacklogBytes / 8);
+    while (this.pendingLines > 0 && !fits()) {
+      this.#shiftPending();
       this.#droppedPending++;
     }
+    if (!fits() && line.stream !== "system") {
+      this.#droppedPending++;
+    } else {
+      this.#pending.push(line);
+      this.#costs.push(cost);
+      this.#pendingBytes += cost;
+      budget.backlogBytes += cost;
+    }
     this.#ctx.onChange();
+  }
+
+  /** Removes the oldest pending line. */
+  #shiftPending(): void {
+    const cost = this.#costs[this.#head]!;
+    this.#pendingBytes -= cost;
+    this.#ctx.logBudget.backlogBytes -= cost;
+    this.#head++;
+    this.#pendingBase++;
+    if (this.#head >= 1024 && this.#head * 2 >= this.#pending.length) {
+      this.#pending = this.#pending.slice(this.#head);
+      this.#costs = this.#costs.slice(this.#head);
+      this.#head = 0;
+    }
   }
 }
 

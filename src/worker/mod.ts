@@ -28,5 +28,13 @@ export {
   type TaskUserIsolation,
   type UidRange,
 } from "./task_users.ts";
-export { lineSplitter, MAX_LINE_CHARS, RingBuffer } from "./lines.ts";
+export {
+  BoundedQueue,
+  DEFAULT_LOG_LIMITS,
+  LineSplitter,
+  LogBucket,
+  type LogLimits,
+  RingBuffer,
+  WorkerLogBudget,
+} from "./lines.ts";
 export { type WorkerCore, workerRoutes } from "./service.ts";

@@ -5,7 +5,7 @@
  * @module
  */
 import { type Duration, formatDuration, ms, seconds, sleep, type Timestamp } from "../time.ts";
-import { lineSplitter, MAX_LINE_CHARS } from "./lines.ts";
+import { decodeLine, LineSplitter } from "./lines.ts";
 import {
   killLeftovers,
   ProcessTable,
@@ -47,9 +47,15 @@ export interface TaskProcessOptions {
   sampleInterval?: Duration;
   /** Stderr lines kept for the failure report. @default 50 */
   stderrTailLines?: number;
-  /** Longer lines are split. @default 64 Ki characters */
-  maxLineChars?: number;
-  /** Called for every output line, in order per stream. */
+  /** Longer lines are cut to this many bytes, with a marker. @default 16 KiB */
+  maxLineBytes?: number;
+  /**
+   * Asked before each line is decoded, with its size in bytes; false drops it (it then costs
+   * no decoding and never reaches `onLine`; stderr lines still feed the failure report's tail).
+   * @default every line passes
+   */
+  admit?: (stream: "stdout" | "stderr", bytes: number) => boolean;
+  /** Called for every admitted output line, in order per stream. */
   onLine?: (line: OutputLine) => void;
   /** Called after every memory sample. */
   onSample?: (sample: TreeSample) => void;
@@ -92,6 +98,8 @@ export interface TaskExit {
 const DEFAULT_GRACE = seconds(5);
 /** How long to wait for output pipes to drain after the tree is gone. */
 const DRAIN_TIMEOUT = seconds(2);
+/** The output pump lets other work run after this many bytes read in a row. */
+const YIELD_EVERY_BYTES = 1024 * 1024;
 
 /**
  * A running task process. Start with {@linkcode TaskProcess.start}, which never throws: a program
@@ -104,8 +112,9 @@ export class TaskProcess {
   readonly exited: Promise<TaskExit>;
   readonly #options: TaskProcessOptions;
   readonly #table: ProcessTable;
-  readonly #tail: string[] = [];
-  readonly #readers: ReadableStreamDefaultReader<string>[] = [];
+  /** Raw last stderr lines (decoded at exit, so a flood costs no decoding). */
+  readonly #tail: { bytes: Uint8Array; cut: number }[] = [];
+  readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   readonly #stopSampling = new AbortController();
   readonly #cutGrace = new AbortController();
   #child?: Deno.ChildProcess;
@@ -244,7 +253,7 @@ export class TaskProcess {
       killReason: this.#killReason,
       killedBy: this.#killedBy,
       peakMemoryBytes: this.#peak,
-      stderrTail: [...this.#tail],
+      stderrTail: this.#tail.map((t) => decodeLine(new TextDecoder(), t.bytes, t.cut)),
     };
   }
 
@@ -259,26 +268,47 @@ export class TaskProcess {
     await all;
   }
 
+  /**
+   * Reads one pipe in chunks as they come, splits them into lines and hands the admitted ones on.
+   * Yields to the event loop every YIELD_EVERY_BYTES, so a task printing as fast as it can only
+   * costs CPU: timers and RPCs of the worker keep running.
+   */
   async #pump(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
-    const reader = stream
-      .pipeThrough(new TextDecoderStream())
-      .pipeThrough(lineSplitter(this.#options.maxLineChars ?? MAX_LINE_CHARS))
-      .getReader();
+    const reader = stream.getReader();
     this.#readers.push(reader);
     const tailMax = this.#options.stderrTailLines ?? 50;
+    const splitter = new LineSplitter(this.#options.maxLineBytes ?? 16 * 1024);
+    const decoder = new TextDecoder();
+    const admit = this.#options.admit;
+    const onLine = this.#options.onLine;
+    const emit = (line: Uint8Array, cut: number) => {
+      if (name === "stderr" && tailMax > 0) {
+        this.#tail.push({ bytes: line.slice(), cut });
+        if (this.#tail.length > tailMax) this.#tail.shift();
+      }
+      if (admit && !admit(name, line.length)) return;
+      onLine?.({
+        stream: name,
+        text: decodeLine(decoder, line, cut),
+        timestampMs: Date.now() as Timestamp,
+      });
+    };
+    let sinceYield = 0;
     try {
       while (true) {
         const { done, value } = await reader.read();
         if (done) break;
-        if (name === "stderr" && tailMax > 0) {
-          this.#tail.push(value);
-          if (this.#tail.length > tailMax) this.#tail.shift();
+        splitter.push(value, emit);
+        sinceYield += value.length;
+        if (sinceYield >= YIELD_EVERY_BYTES) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
         }
-        this.#options.onLine?.({ stream: name, text: value, timestampMs: Date.now() as Timestamp });
       }
     } catch {
       // Cancelled after the drain timeout, or the pipe broke: the output ends here.
     } finally {
+      splitter.end(emit);
       reader.releaseLock();
     }
   }

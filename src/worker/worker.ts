@@ -38,6 +38,7 @@ import {
   type WorkerResources,
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
+import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable } from "./process_tree.ts";
 import { Reporter } from "./reporter.ts";
@@ -148,6 +149,7 @@ class IrisWorker implements WorkerCore {
   readonly #workerId: string;
   readonly #reporter: Reporter;
   readonly #taskUsers?: TaskUsers;
+  readonly #logBudget: WorkerLogBudget;
   #stopped?: Promise<void>;
 
   constructor(
@@ -160,6 +162,10 @@ class IrisWorker implements WorkerCore {
   ) {
     this.#taskUsers = taskUsers;
     this.#opts = opts;
+    this.#logBudget = new WorkerLogBudget({
+      ...(opts.logLinesPerAttempt ? { keptLines: opts.logLinesPerAttempt } : {}),
+      ...opts.logLimits,
+    });
     this.#resources = resources;
     this.#rootDir = rootDir;
     this.#cleanup = cleanup;
@@ -245,7 +251,7 @@ class IrisWorker implements WorkerCore {
       bundleFetcher: this.#opts.bundleFetcher,
       sampleInterval: this.#opts.sampleInterval ?? ms(500),
       processTable: this.#processTable,
-      logCapacity: this.#opts.logLinesPerAttempt ?? 10_000,
+      logBudget: this.#logBudget,
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
     });

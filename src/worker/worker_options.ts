@@ -8,6 +8,7 @@ import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
 import type { Duration } from "../time.ts";
 import type { BundleFetcher } from "./attempt.ts";
+import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { TaskUserIsolation, UidRange } from "./task_users.ts";
@@ -48,8 +49,13 @@ export interface WorkerOptions {
   keepFinishedDirs?: number;
   /** Finished attempts kept for GetTaskStatus, ListTasks and FetchTaskLogs. @default 64 */
   keepFinishedAttempts?: number;
-  /** Log lines kept per attempt for FetchTaskLogs. @default 10000 */
+  /** Log lines kept per attempt for FetchTaskLogs (same as `logLimits.keptLines`). @default 10000 */
   logLinesPerAttempt?: number;
+  /**
+   * Rate, size and backlog limits on task output (docs/config.md, "Worker: task logs").
+   * @default DEFAULT_LOG_LIMITS
+   */
+  logLimits?: Partial<LogLimits>;
   /** Most log lines in one TaskUpdate. @default 1000 */
   maxLinesPerUpdate?: number;
   /**

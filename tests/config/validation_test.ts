@@ -503,3 +503,30 @@ Deno.test("controller.worker_reconnect_max and reclaim_margin are positive durat
   const c = parseConfigObject(tree, undefined, { machine }).controller!;
   assert.deepEqual([c.workerReconnectMaxMs, c.reclaimMarginMs], [10_000, 500]);
 });
+
+Deno.test("controller.log_* settings are sizes and a duration > 0, named in errors", () => {
+  let tree = edit(localTree(), "controller.log_memory_size", "-1MiB");
+  tree = edit(tree, "controller.log_retention", 0);
+  tree = edit(tree, "controller.log_disk_size", "lots");
+  const problems = fromTree(tree);
+  assert.equal(problems.length, 3, problems.join("\n"));
+  assert.match(problems.join("\n"), /controller\.log_memory_size: /);
+  assert.match(problems.join("\n"), /controller\.log_retention: must be > 0/);
+  assert.match(problems.join("\n"), /controller\.log_disk_size: /);
+  let ok = edit(localTree(), "controller.log_memory_size", "64MiB");
+  ok = edit(ok, "controller.log_task_memory_size", "1MiB");
+  ok = edit(ok, "controller.log_retention", "168h");
+  ok = edit(ok, "controller.log_disk_size", "1GiB");
+  ok = edit(ok, "controller.log_attempt_file_size", "100MiB");
+  const c = parseConfigObject(ok, undefined, { machine }).controller!;
+  assert.deepEqual(
+    [
+      c.logMemoryBytes,
+      c.logTaskMemoryBytes,
+      c.logRetentionMs,
+      c.logDiskBytes,
+      c.logAttemptFileBytes,
+    ],
+    [64 * 1024 ** 2, 1024 ** 2, 7 * 24 * 3600_000, 1024 ** 3, 100 * 1024 ** 2],
+  );
+});

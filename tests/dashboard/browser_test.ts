@@ -12,6 +12,7 @@ import assert from "node:assert/strict";
 import type { Locator, Page } from "playwright-core";
 import {
   CHILD_JOB,
+  DROPPED_MARKER,
   FILLER_JOBS,
   HOSTILE_ATTR,
   HOSTILE_JOB,
@@ -252,6 +253,17 @@ Deno.test({
       assert.equal(
         await textOf(page.locator(".log-text").filter({ hasText: "__pwned" })),
         HOSTILE_LOG,
+      );
+      // A flooding task's marker shows as a system line; a cut 16 KiB line wraps in the view.
+      assert.equal(
+        await textOf(page.locator(".log-system .log-text").filter({ hasText: "lines dropped" })),
+        DROPPED_MARKER,
+      );
+      const cut = page.locator(".log-text").filter({ hasText: "bytes truncated]" });
+      assert.match(await textOf(cut), /^y{16384} … \[49,151 bytes truncated\]$/);
+      assert.ok(
+        await page.locator(".log-view").evaluate((el) => el.scrollWidth <= el.clientWidth + 1),
+        "the log view does not scroll sideways",
       );
 
       // Logs follow: a new line shows up without reloading.

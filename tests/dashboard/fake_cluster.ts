@@ -43,6 +43,9 @@ const HOUR = 60 * MIN;
 export const HOSTILE_JOB = "/mallory/<img src=x onerror=alert(1)>";
 /** A log line that would execute script if inserted as markup. */
 export const HOSTILE_LOG = "<script>window.__pwned=1</script>";
+/** The marker a worker writes in place of lines its rate limit dropped. */
+export const DROPPED_MARKER =
+  "… 12,345 lines dropped (log rate limit: 1,000 lines/s and 1.0 MiB/s per task, 5,000 lines/s and 4.0 MiB/s per worker)";
 /** A worker attribute value that would execute script if inserted as markup. */
 export const HOSTILE_ATTR = "<svg onload=alert(3)>";
 /** The pending job and its reason text. */
@@ -362,6 +365,9 @@ export class FakeController {
       [`${PARENT_JOB}/0`, "stdout", "step 12001 loss=2.3141 lr=3.0e-4 tokens/s=182k"],
       [`${PARENT_JOB}/2`, "stderr", "WARNING: slow host-to-device transfer (412 ms)"],
       [`${PARENT_JOB}/0`, "stdout", HOSTILE_LOG],
+      // What a worker writes for a flooding task (issue #16): a cut line and a dropped marker.
+      [`${PARENT_JOB}/0`, "stdout", `${"y".repeat(16384)} … [49,151 bytes truncated]`],
+      [`${PARENT_JOB}/0`, "system", DROPPED_MARKER],
       [`${PARENT_JOB}/0`, "stdout", "step 12002 loss=2.3098 lr=3.0e-4 tokens/s=185k"],
     ];
     lines.forEach(([taskId, stream, text], i) =>

@@ -40,14 +40,33 @@ Deno.test("TaskProcess.start() streams stdout and stderr as timestamped lines, p
   for (const l of lines) assert.ok(l.timestampMs >= before && l.timestampMs <= Date.now());
 });
 
-Deno.test("TaskProcess.start() splits very long lines at 64 KiB", async () => {
+Deno.test("TaskProcess.start() cuts very long lines at 16 KiB with a marker", async () => {
   const { proc, lines } = start([
     "sh",
     "-c",
     "head -c 200000 /dev/zero | tr '\\0' a; echo; echo end",
   ]);
   await proc.exited;
-  assert.deepEqual(lines.map((l) => l.text.length), [65536, 65536, 65536, 200000 - 3 * 65536, 3]);
+  assert.deepEqual(lines.map((l) => l.text), [
+    `${"a".repeat(16384)} … [${(200000 - 16384).toLocaleString("en-US")} bytes truncated]`,
+    "end",
+  ]);
+});
+
+Deno.test("TaskProcess.start() decodes only admitted lines; stderr still feeds the tail", async () => {
+  let asked = 0;
+  const { proc, lines } = start(["sh", "-c", "seq 1 100; seq 1 10 >&2; exit 2"], {
+    admit: (stream) => {
+      asked++;
+      return stream === "stdout" && asked % 10 === 0;
+    },
+    stderrTailLines: 3,
+  });
+  const exit = await proc.exited;
+  assert.equal(asked, 110);
+  assert.equal(lines.length, 10);
+  assert.ok(lines.every((l) => l.stream === "stdout"));
+  assert.deepEqual(exit.stderrTail, ["8", "9", "10"]);
 });
 
 Deno.test("TaskProcess.start() reports a non-zero exit code with the stderr tail", async () => {
