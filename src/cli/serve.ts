@@ -286,6 +286,8 @@ const workerServe: CommandSpec = {
       workerId: str(p, "worker-id"),
       rootDir,
       cleanup: str(p, "root-dir") === undefined,
+      // No task outlives this process: a watchdog sweeps them (and a temp root) if it dies.
+      reaper: { removeRoot: str(p, "root-dir") === undefined },
       bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`, { token: workerToken }),
       resources: cpu !== undefined || memory !== undefined
         ? {

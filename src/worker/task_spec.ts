@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from "../errors.ts";
 import type { ModuleEntrypoint } from "../rpc/gen/iris/v1/types_pb.ts";
 import { portEnvName } from "./ports.ts";
+import { REAP_TAG_ENV } from "./reaper.ts";
 
 /** PATH given to tasks whose environment does not set one. */
 export const DEFAULT_TASK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -23,6 +24,8 @@ export interface TaskEnvOptions {
   denoDir?: string;
   /** The task's own token (IRIS_TOKEN) when auth is on. @default unset */
   token?: string;
+  /** The worker root's tag (IRIS_REAP_TAG, see reaper.ts); the job cannot change it. @default unset */
+  reapTag?: string;
 }
 
 /**
@@ -34,13 +37,15 @@ const RESERVED_ENV = new Set([
   "IRIS_TOKEN_FILE",
   "IRIS_WORKER_TOKEN",
   "IRIS_WORKER_TOKEN_FILE",
+  REAP_TAG_ENV,
 ]);
 
 /**
  * The complete environment of a task: nothing is inherited from the worker process, so the
  * worker's own secrets (its token, cloud credentials in its env) never reach a task.
- * Order of precedence: IRIS_PORT_*, IRIS_TOKEN > request env > PATH/HOME/LANG/TZ/IRIS_WORKDIR/
- * IRIS_WORKER_ID defaults. Token variables in the request env are dropped.
+ * Order of precedence: IRIS_PORT_*, IRIS_TOKEN, IRIS_REAP_TAG > request env > PATH/HOME/LANG/TZ/
+ * TMPDIR/IRIS_WORKDIR/IRIS_WORKER_ID defaults. Token and tag variables in the request env are
+ * dropped.
  */
 export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   const env: Record<string, string> = {
@@ -48,6 +53,8 @@ export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
     HOME: options.taskDir,
     LANG: "C.UTF-8",
     TZ: "UTC",
+    // Temporary files count against the task's disk_bytes and go away with its directory.
+    TMPDIR: `${options.taskDir}/tmp`,
     IRIS_WORKDIR: options.taskDir,
     IRIS_WORKER_ID: options.workerId,
   };
@@ -57,6 +64,7 @@ export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   }
   for (const [k, v] of Object.entries(options.env)) if (!RESERVED_ENV.has(k)) env[k] = v;
   if (options.token) env.IRIS_TOKEN = options.token;
+  if (options.reapTag) env[REAP_TAG_ENV] = options.reapTag;
   for (const [name, port] of Object.entries(options.ports)) env[portEnvName(name)] = String(port);
   return env;
 }

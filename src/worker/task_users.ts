@@ -129,7 +129,15 @@ export class TaskUserPool {
   #sweeping: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(range: UidRange, setpriv: string) {
+  /** Told of every uid handed out and every uid freed again (the reaper's ledger). */
+  readonly #ledger?: { addUid(uid: number): void; removeUid(uid: number): void };
+
+  constructor(
+    range: UidRange,
+    setpriv: string,
+    ledger?: { addUid(uid: number): void; removeUid(uid: number): void },
+  ) {
+    this.#ledger = ledger;
     if (
       !Number.isInteger(range.first) || !Number.isInteger(range.last) || range.first < 1 ||
       range.last < range.first || range.last > 2 ** 31 - 2
@@ -153,6 +161,7 @@ export class TaskUserPool {
       this.#next = uid >= this.range.last ? this.range.first : uid + 1;
       if (!inUse.has(uid)) {
         inUse.add(uid);
+        this.#ledger?.addUid(uid);
         return { uid, gid: uid };
       }
     }
@@ -187,7 +196,10 @@ export class TaskUserPool {
     const stubborn = await killUidProcesses(uids);
     for (const uid of uids) {
       if (stubborn.has(uid)) this.#draining.add(uid); // still busy: keep it out of rotation
-      else inUse.delete(uid);
+      else {
+        inUse.delete(uid);
+        this.#ledger?.removeUid(uid);
+      }
     }
   }
 }

@@ -1,0 +1,221 @@
+/**
+ * No task outlives its worker (issue #15): a real `iris worker serve` runs tasks that ignore
+ * SIGTERM, leave their session with setsid and double fork; then the worker is SIGKILLed.
+ * Within 5 s nothing of its tasks may run — looked up by the worker's tag, by task session and by
+ * task uid — and its temporary root is gone. A worker restarted on the same root after its
+ * watchdog was killed too cleans up what was left. Both with task users (as root) and without.
+ * Figures: docs/durability.md ("Worker death").
+ */
+import { workerClient } from "../../src/rpc/client.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
+import { ms, seconds, waitFor } from "../../src/time.ts";
+import { findTargets, readLedger, reapTag } from "../../src/worker/reaper.ts";
+import { assert, assertEquals } from "../_helpers/assert.ts";
+import { type IrisProcess, spawnIris } from "../_helpers/iris_process.ts";
+import { FakeController } from "./fake_controller.ts";
+import { commandTask } from "./harness.ts";
+
+const isRoot = Deno.uid() === 0;
+
+/** Task commands that try to survive: every one leaves at least one `sleep 120` behind. */
+const STUBBORN: Record<string, string> = {
+  // Ignores SIGTERM, two children in its session.
+  trap: `trap '' TERM; sleep 120 & sleep 120 & wait`,
+  // A grandchild in a session of its own, ignoring SIGTERM.
+  setsid: `setsid sh -c "trap '' TERM; sleep 120" & sleep 120`,
+  // Double fork: the grandchild is re-parented to init at once.
+  double: `(sh -c 'sleep 120 &' &); sleep 120`,
+};
+
+/** Live (non-zombie) pids among `pids`. */
+function alive(pids: Iterable<number>): number[] {
+  const out: number[] = [];
+  for (const pid of pids) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+      if (state !== "Z" && state !== "X") out.push(pid);
+    } catch {
+      // Gone.
+    }
+  }
+  return out;
+}
+
+/** Session ids of `pids`. */
+function sessions(pids: Iterable<number>): number[] {
+  const out = new Set<number>();
+  for (const pid of pids) {
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      out.add(Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[3]));
+    } catch {
+      // Gone.
+    }
+  }
+  return [...out];
+}
+
+interface Started {
+  worker: IrisProcess;
+  root: string;
+  tag: string;
+  url: string;
+}
+
+async function startServe(controller: string, args: string[]): Promise<Started> {
+  const worker = spawnIris(["worker", "serve", "--controller", controller, ...args]);
+  const m = await worker.waitForLine(/serving at (\S+), root (\S+)/, seconds(30));
+  const root = await Deno.realPath(m[2]!);
+  return { worker, root, tag: reapTag(root), url: m[1]! };
+}
+
+/** Starts the stubborn tasks and waits until all their processes run. */
+async function startStubborn(fake: FakeController, s: Started, prefix: string) {
+  const rpc = workerClient(s.url);
+  for (const [name, script] of Object.entries(STUBBORN)) {
+    const res = await rpc.runTask(commandTask(`/${prefix}/${name}/0`, ["sh", "-c", script]));
+    assert(res.accepted, res.error);
+  }
+  for (const name of Object.keys(STUBBORN)) {
+    await fake.waitForState(`/${prefix}/${name}/0`, TaskState.RUNNING, seconds(20));
+  }
+  // 3 leaders + trap: 2 sleeps; setsid: sh + sleep + sleep; double: sleep + sleep (+ transient sh).
+  return await waitFor(() => {
+    const pids = findTargets({ tag: s.tag });
+    return pids.length >= 9 ? pids : undefined;
+  }, { timeout: seconds(20), what: "the stubborn tasks' processes" });
+}
+
+/** The watchdog's pid, from its command line. */
+function watchdogPid(root: string): number | undefined {
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`).split("\0");
+      if (cmd.some((a) => a.endsWith("reaper_main.ts")) && cmd.includes(root)) {
+        return Number(e.name);
+      }
+    } catch {
+      // Gone.
+    }
+  }
+  return undefined;
+}
+
+for (const mode of ["auto", "off"] as const) {
+  const users = mode === "auto" && isRoot;
+  Deno.test({
+    name: `reaper: a SIGKILLed worker leaves no task process and no temp root (task users ${
+      users ? "on" : "off"
+    })`,
+    ignore: Deno.build.os !== "linux" || (mode === "auto" && !isRoot),
+    async fn() {
+      await using fake = new FakeController();
+      const s = await startServe(fake.url, ["--task-users", mode]);
+      await using _ = s.worker;
+      const pids = await startStubborn(fake, s, `reap-${mode}`);
+      const sids = sessions(pids);
+      const uids = readLedger(s.root)?.uids ?? [];
+      assertEquals(uids.length, users ? 3 : 0, "task uids in the ledger");
+      // At least one process left the task sessions (the setsid one).
+      assert(sids.length >= 4, `sessions ${sids}`);
+
+      const killedAt = performance.now();
+      Deno.kill(s.worker.pid, "SIGKILL");
+      await s.worker.status;
+      await waitFor(
+        () =>
+          alive(pids).length === 0 && findTargets({ tag: s.tag, sids, uids }).length === 0 &&
+          !existsSync(s.root),
+        {
+          timeout: seconds(5),
+          backoff: { max: ms(20) },
+          what: "every task process and the root gone",
+        },
+      ).catch((err) => {
+        throw new Error(
+          `${err.message}: left ${alive(pids)} / ${findTargets({ tag: s.tag, sids, uids })}, ` +
+            `root ${existsSync(s.root) ? "still there" : "gone"}\n${s.worker.lines.join("\n")}`,
+        );
+      });
+      const took = performance.now() - killedAt;
+      console.log(
+        `reaper figure (task users ${users ? "on" : "off"}): ${pids.length} processes in ` +
+          `${sids.length} sessions gone ${took.toFixed(0)} ms after SIGKILL of the worker`,
+      );
+      await waitFor(() => s.worker.lines.some((l) => /^reaper: .* died; killed \d+/.test(l)), {
+        timeout: seconds(5),
+        what: "the watchdog's report",
+      });
+    },
+  });
+}
+
+function existsSync(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+for (const mode of ["auto", "off"] as const) {
+  const users = mode === "auto" && isRoot;
+  Deno.test({
+    name:
+      `reaper: a worker restarted on the same root cleans up what its predecessor left (task users ${
+        users ? "on" : "off"
+      })`,
+    ignore: Deno.build.os !== "linux" || (mode === "auto" && !isRoot),
+    async fn() {
+      const root = await Deno.makeTempDir({ prefix: "iris-reaper-root-" });
+      try {
+        await using fake = new FakeController();
+        const args = ["--task-users", mode, "--root-dir", root];
+        const first = await startServe(fake.url, args);
+        await using _first = first.worker;
+        const pids = await startStubborn(fake, first, `restart-${mode}`);
+        const uids = readLedger(first.root)?.uids ?? [];
+        // The watchdog goes first, so nothing but the successor can clean up.
+        const watchdog = watchdogPid(first.root);
+        assert(watchdog, "the watchdog runs");
+        Deno.kill(watchdog, "SIGKILL");
+        Deno.kill(first.worker.pid, "SIGKILL");
+        await first.worker.status;
+        // The kernel's parent-death signal took the leaders; the escaped ones still run.
+        const escaped = await waitFor(() => {
+          const left = findTargets({ tag: first.tag, uids });
+          return alive(pids).length < pids.length ? left : undefined;
+        }, { timeout: seconds(5), what: "the leaders gone" });
+        assert(escaped.length > 0, "some task processes outlived worker and watchdog");
+        const dirs = [...Deno.readDirSync(`${root}/tasks`)].length;
+        assertEquals(dirs, 3);
+
+        const startedAt = performance.now();
+        const second = await startServe(fake.url, args);
+        await using _second = second.worker;
+        assertEquals(second.root, first.root);
+        const line = await second.worker.waitForLine(
+          /cleaned up after the previous worker on .*: killed (\d+) task processes, removed (\d+) attempt directories/,
+        );
+        assertEquals(Number(line[2]), 3);
+        assert(Number(line[1]) >= escaped.length, line[0]);
+        assertEquals(alive(escaped), []);
+        assertEquals(findTargets({ tag: first.tag, uids }), []);
+        assertEquals([...Deno.readDirSync(`${root}/tasks`)].length, 0);
+        console.log(
+          `reaper figure (restart, task users ${users ? "on" : "off"}): ${escaped.length} ` +
+            `leftover processes and ${dirs} attempt directories gone ${
+              (performance.now() - startedAt).toFixed(0)
+            } ms after the successor was started`,
+        );
+        await second.worker.stop();
+        assertEquals(watchdogPid(second.root), undefined, "the watchdog exits with the worker");
+      } finally {
+        await Deno.remove(root, { recursive: true }).catch(() => {});
+      }
+    },
+  });
+}
