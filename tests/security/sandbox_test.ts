@@ -133,7 +133,17 @@ Deno.test("sandbox: a command task's environment is an allowlist without the wor
     const names = lines.filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l)).map((l) =>
       l.slice(0, l.indexOf("="))
     );
-    const allowed = new Set(["PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_", "JOB_VAR"]);
+    const allowed = new Set([
+      "PATH",
+      "HOME",
+      "LANG",
+      "TZ",
+      "TMPDIR",
+      "PWD",
+      "SHLVL",
+      "_",
+      "JOB_VAR",
+    ]);
     for (const name of names) {
       assert(allowed.has(name) || name.startsWith("IRIS_"), `unexpected variable ${name}`);
     }
