@@ -60,7 +60,7 @@ export interface AttemptContext {
 }
 
 /** Shortest time between two measurements of a task directory against its disk_bytes. */
-const DISK_CHECK_INTERVAL_MS = 1000;
+const DISK_CHECK_INTERVAL_MS = 250;
 
 /** Lines waiting for the controller beyond this are dropped, oldest first. */
 const MAX_PENDING_LINES = 50_000;
@@ -339,6 +339,8 @@ export class TaskAttempt {
       limits: {
         processes: this.#user ? ctx.limits?.processes : undefined,
         openFiles: ctx.limits?.openFiles,
+        // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
+        fileBytes: req.resources?.diskBytes || undefined,
       },
       maxProcesses: ctx.limits?.processes,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
@@ -365,11 +367,26 @@ export class TaskAttempt {
     stopDisk.abort();
     await diskWatch;
     ctx.ledger?.removeSession(proc.pid);
+    // A write stopped by RLIMIT_FSIZE kills the writer (SIGXFSZ) or fails it (EFBIG), and the
+    // task may go on or even succeed: a task that reached its limit failed on it either way.
+    if (diskBytes > 0 && !this.#kill && !exit.killedBy) {
+      const used = exit.signal === "SIGXFSZ" ? diskBytes : await directoryUsage(this.dir);
+      if (used >= diskBytes) {
+        this.#diskExceeded = true;
+        return this.#finish({
+          state: TaskState.FAILED,
+          exitCode: exit.exitCode,
+          signal: exit.signal,
+          error: `disk limit: the task wrote ${formatBytes(used)} or more, the limit of ` +
+            `disk_bytes ${formatBytes(diskBytes)} (a file reaching it is stopped by the kernel)`,
+        });
+      }
+    }
     this.#finish(classifyExit(exit, this.#kill));
   }
 
   /**
-   * Measures the task directory (which holds its TMPDIR) every second or so — less often when
+   * Measures the task directory (which holds its TMPDIR) every 250 ms — less often when
    * a walk is slow: at most a tenth of the time — and SIGKILLs the task once it uses more than
    * `limit` bytes. The directory is removed when the attempt ends.
    */

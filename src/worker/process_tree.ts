@@ -369,7 +369,12 @@ export interface SpawnOptions {
    * Resource limits set through prlimit(1) before the program starts (skipped when prlimit is
    * missing). `processes` is RLIMIT_NPROC, counted per real uid: only meaningful for a task user.
    */
-  readonly limits?: { readonly processes?: number; readonly openFiles?: number };
+  readonly limits?: {
+    readonly processes?: number;
+    readonly openFiles?: number;
+    /** RLIMIT_FSIZE: the largest file the task may write (SIGXFSZ past it). */
+    readonly fileBytes?: number;
+  };
 }
 
 /** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
@@ -433,10 +438,12 @@ function wrappers(options: SpawnOptions): string[] {
     // Only ever lowered: raising past the worker's own hard limit needs a privilege it may lack.
     const nproc = lowered(limits.processes, "Max processes");
     const nofile = lowered(limits.openFiles, "Max open files");
-    if (nproc || nofile) {
+    const fsize = lowered(limits.fileBytes, "Max file size");
+    if (nproc || nofile || fsize) {
       out.push(prlimit);
       if (nproc) out.push(`--nproc=${nproc}`);
       if (nofile) out.push(`--nofile=${nofile}`);
+      if (fsize) out.push(`--fsize=${Math.ceil(fsize)}`);
       out.push("--");
     }
   }
