@@ -220,6 +220,37 @@ export async function sweep(
   return { killed: killed.size, left: pids.length };
 }
 
+/** World-writable directories where a task can leave files outside its own directory. */
+export const SHARED_TMP_DIRS: readonly string[] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/**
+ * Removes what tasks of `uids` left in the shared temporary directories (entries directly in
+ * them owned by one of the uids, whole), so a uid handed out again finds nothing of the last
+ * task, and the disk is given back.
+ */
+export async function removeFilesOf(
+  uids: ReadonlySet<number>,
+  dirs: readonly string[] = SHARED_TMP_DIRS,
+): Promise<void> {
+  for (const dir of dirs) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir));
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const path = `${dir}/${entry.name}`;
+      try {
+        const uid = (await Deno.lstat(path)).uid;
+        if (uid !== null && uids.has(uid)) await Deno.remove(path, { recursive: true });
+      } catch {
+        // Gone meanwhile, or not removable.
+      }
+    }
+  }
+}
+
 /** Options for {@linkcode startReaper}. */
 export interface ReaperOptions {
   /** The worker root: holds the ledger. */

@@ -5,7 +5,7 @@
  * `--remove` (a temporary root) and exits.
  * @module
  */
-import { readLedger, reapTag, sweep } from "./reaper.ts";
+import { readLedger, reapTag, removeFilesOf, sweep } from "./reaper.ts";
 
 function arg(name: string): string | undefined {
   const i = Deno.args.indexOf(name);
@@ -39,6 +39,7 @@ async function main(): Promise<number> {
       Math.round(performance.now() - started)
     } ms` + (result.left > 0 ? `, ${result.left} still running` : ""),
   );
+  if (ledger.uids.length > 0) await removeFilesOf(new Set(ledger.uids));
   if (result.left === 0) await Deno.remove(`${root}/reap.json`).catch(() => {});
   if (remove) await Deno.remove(remove, { recursive: true }).catch(() => {});
   return 0;

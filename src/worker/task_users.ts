@@ -6,6 +6,7 @@
  */
 import { dirname } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
+import { removeFilesOf } from "./reaper.ts";
 
 /** `off`, `auto` (on when the worker is root and setpriv exists), or `required` (fail otherwise). */
 export type TaskUserIsolation = "off" | "auto" | "required";
@@ -194,6 +195,8 @@ export class TaskUserPool {
     this.#draining.clear();
     if (uids.size === 0) return;
     const stubborn = await killUidProcesses(uids);
+    const idle = new Set([...uids].filter((uid) => !stubborn.has(uid)));
+    if (idle.size > 0) await removeFilesOf(idle);
     for (const uid of uids) {
       if (stubborn.has(uid)) this.#draining.add(uid); // still busy: keep it out of rotation
       else {

@@ -40,7 +40,15 @@ import {
 import { HostMeter } from "./host_metrics.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
-import { readLedger, type Reaper, ReapLedger, reapTag, startReaper, sweep } from "./reaper.ts";
+import {
+  readLedger,
+  type Reaper,
+  ReapLedger,
+  reapTag,
+  removeFilesOf,
+  startReaper,
+  sweep,
+} from "./reaper.ts";
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
@@ -154,7 +162,9 @@ async function cleanUpPredecessor(
   log?: (line: string) => void,
 ): Promise<void> {
   const ledger = readLedger(rootDir);
-  const result = await sweep({ tag, uids: ledger?.tag === tag ? ledger.uids : [] });
+  const uids = ledger?.tag === tag ? ledger.uids : [];
+  const result = await sweep({ tag, uids });
+  if (uids.length > 0) await removeFilesOf(new Set(uids));
   let dirs = 0;
   for await (const entry of Deno.readDir(`${rootDir}/tasks`)) {
     await Deno.remove(`${rootDir}/tasks/${entry.name}`, { recursive: true }).catch(() => {});
@@ -296,7 +306,10 @@ class IrisWorker implements WorkerCore {
       taskUsers: this.#taskUsers,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
-      limits: { ...DEFAULT_TASK_LIMITS, ...this.#opts.taskLimits },
+      limits: {
+        processes: this.#opts.taskLimits?.processes ?? DEFAULT_TASK_LIMITS.processes,
+        openFiles: this.#opts.taskLimits?.openFiles ?? DEFAULT_TASK_LIMITS.openFiles,
+      },
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);

@@ -170,3 +170,28 @@ Deno.test({
     assert(exists("/proc/self"));
   },
 });
+
+Deno.test({
+  name: "limits: what a task user left in /tmp and /dev/shm is removed after the attempt",
+  ignore: !isRoot,
+  async fn() {
+    await using h = await startHarness({ taskUserIsolation: "auto" });
+    const id = "/lim/tmp/0";
+    await h.client.runTask(commandTask(id, [
+      "sh",
+      "-c",
+      "n=iris-left-$$; mkdir /tmp/$n && head -c 65536 /dev/zero > /tmp/$n/f && echo x > /dev/shm/$n && echo $n",
+    ]));
+    await h.fake.waitForState(id, TaskState.SUCCEEDED, seconds(20));
+    const name = h.fake.logsOf(id).find((l) => l.stream === "stdout")!.text;
+    try {
+      await waitFor(() => !exists(`/tmp/${name}`) && !exists(`/dev/shm/${name}`), {
+        timeout: seconds(5),
+        what: `/tmp/${name} and /dev/shm/${name} removed`,
+      });
+    } finally {
+      await Deno.remove(`/tmp/${name}`, { recursive: true }).catch(() => {});
+      await Deno.remove(`/dev/shm/${name}`).catch(() => {});
+    }
+  },
+});
