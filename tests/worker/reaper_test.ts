@@ -3,7 +3,8 @@
  * SIGTERM, leave their session with setsid and double fork; then the worker is SIGKILLed.
  * Within 5 s nothing of its tasks may run — looked up by the worker's tag, by task session and by
  * task uid — and its temporary root is gone. A worker restarted on the same root after its
- * watchdog was killed too cleans up what was left. Both with task users (as root) and without.
+ * watchdog was killed too cleans up what was left. Both with task users (as root) and without,
+ * and with the worker's pieces running as an unprivileged user.
  * Figures: docs/durability.md ("Worker death").
  */
 import { workerClient } from "../../src/rpc/client.ts";
@@ -11,7 +12,8 @@ import { TaskState } from "../../src/rpc/mod.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { findTargets, readLedger, reapTag } from "../../src/worker/reaper.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
-import { type IrisProcess, spawnIris } from "../_helpers/iris_process.ts";
+import { type IrisProcess, pumpLines, spawnIris } from "../_helpers/iris_process.ts";
+import { taskDenoPath } from "../../src/worker/task_users.ts";
 import { FakeController } from "./fake_controller.ts";
 import { commandTask } from "./harness.ts";
 
@@ -219,3 +221,85 @@ for (const mode of ["auto", "off"] as const) {
     },
   });
 }
+
+Deno.test({
+  name: "reaper: without root, the watchdog still kills every task process of a SIGKILLed worker",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  async fn() {
+    const nobody = 65534;
+    const base = await Deno.makeTempDir({ prefix: "iris-reaper-nonroot-" });
+    try {
+      await Deno.chmod(base, 0o777); // the user's watchdog removes its root from here
+      // The deno binary may sit under a private directory: give the user one it can run.
+      const deno = await taskDenoPath(`${base}/bin`);
+      const root = `${base}/root`;
+      await Deno.mkdir(root);
+      await Deno.mkdir(`${base}/deno-dir`);
+      for (const d of [root, `${base}/deno-dir`]) await Deno.chown(d, nobody, nobody);
+      const entry = new URL("./reaper_nonroot_entry.ts", import.meta.url).pathname;
+      const script = Object.values(STUBBORN).map((s) => `(${s}) &`).join(" ") + " wait";
+      const child = new Deno.Command("/usr/bin/setpriv", {
+        args: [
+          `--reuid=${nobody}`,
+          `--regid=${nobody}`,
+          "--clear-groups",
+          "--",
+          deno,
+          "run",
+          "--no-config",
+          "--no-lock",
+          "-A",
+          entry,
+          root,
+          script,
+        ],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin", DENO_DIR: `${base}/deno-dir`, HOME: base, NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      const lines: string[] = [];
+      const pumps = Promise.all([
+        pumpLines(child.stdout, lines),
+        pumpLines(child.stderr, lines),
+      ]);
+      try {
+        await waitFor(() => lines.some((l) => l.startsWith("ready ")), {
+          timeout: seconds(60),
+          what: `the unprivileged worker stand-in to start (${lines.join(" | ")})`,
+        });
+        const tag = reapTag(root);
+        const pids = await waitFor(() => {
+          const found = findTargets({ tag });
+          return found.length >= 9 ? found : undefined;
+        }, { timeout: seconds(20), what: "the stubborn task's processes" });
+        for (const pid of pids) assertEquals(Deno.statSync(`/proc/${pid}`).uid, nobody);
+        const killedAt = performance.now();
+        child.kill("SIGKILL");
+        await child.status;
+        await waitFor(
+          () => alive(pids).length === 0 && findTargets({ tag }).length === 0 && !existsSync(root),
+          { timeout: seconds(5), backoff: { max: ms(20) }, what: "every task process gone" },
+        ).catch((err) => {
+          throw new Error(`${err.message}: left ${alive(pids)}\n${lines.join("\n")}`);
+        });
+        console.log(
+          `reaper figure (no root, uid ${nobody}): ${pids.length} processes gone ${
+            (performance.now() - killedAt).toFixed(0)
+          } ms after SIGKILL of the worker`,
+        );
+      } finally {
+        try {
+          child.kill("SIGKILL");
+        } catch {
+          // Already gone.
+        }
+        await child.status;
+        await pumps;
+      }
+    } finally {
+      await Deno.remove(base, { recursive: true }).catch(() => {});
+    }
+  },
+});
