@@ -5,11 +5,13 @@
  * task uid — and its temporary root is gone. A worker restarted on the same root after its
  * watchdog was killed too cleans up what was left. Both with task users (as root) and without,
  * and with the worker's pieces running as an unprivileged user.
+ * The same after a real OOM kill of the worker (in a cgroup-v1 memory cgroup made by the test).
  * Figures: docs/durability.md ("Worker death").
  */
 import { workerClient } from "../../src/rpc/client.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
-import { ms, seconds, waitFor } from "../../src/time.ts";
+import { ms, seconds, sleep, waitFor } from "../../src/time.ts";
+import { attemptDirName } from "../../src/worker/task_spec.ts";
 import { findTargets, readLedger, reapTag } from "../../src/worker/reaper.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { type IrisProcess, pumpLines, spawnIris } from "../_helpers/iris_process.ts";
@@ -300,6 +302,127 @@ Deno.test({
       }
     } finally {
       await Deno.remove(base, { recursive: true }).catch(() => {});
+    }
+  },
+});
+
+/** A child of this process's cgroup-v1 memory cgroup, when one can be made; undefined if not. */
+function memoryCgroup(name: string): string | undefined {
+  try {
+    const line = Deno.readTextFileSync("/proc/self/cgroup").split("\n").find((l) =>
+      /^\d+:memory:/.test(l)
+    );
+    if (!line) return undefined;
+    const dir = `/sys/fs/cgroup/memory${line.slice(line.indexOf(":memory:") + 8)}/${name}`
+      .replace(/\/+/g, "/");
+    Deno.mkdirSync(dir);
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
+Deno.test({
+  name: "reaper: a worker killed by the OOM killer leaves no task process",
+  ignore: !isRoot || Deno.build.os !== "linux",
+  async fn() {
+    const cg = memoryCgroup(`iris-oom-test-${Deno.pid}`);
+    if (!cg) {
+      console.log("skipped: no writable cgroup v1 memory controller to provoke an OOM kill in");
+      return;
+    }
+    await using fake = new FakeController();
+    const cli = new URL("../../cli.ts", import.meta.url).pathname;
+    let child: Deno.ChildProcess | undefined;
+    const lines: string[] = [];
+    let pumps: Promise<unknown> = Promise.resolve();
+    try {
+      Deno.writeTextFileSync(`${cg}/memory.limit_in_bytes`, String(800 * 1024 * 1024));
+      // The worker (and so its tasks and watchdog) starts inside the cgroup.
+      child = new Deno.Command("/bin/sh", {
+        args: [
+          "-c",
+          `echo $$ > ${cg}/cgroup.procs && exec "$0" run -A "$1" worker serve --controller "$2" --task-users off`,
+          Deno.execPath(),
+          cli,
+          fake.url,
+        ],
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+        env: { NO_COLOR: "1" },
+      }).spawn();
+      pumps = Promise.all([pumpLines(child.stdout, lines), pumpLines(child.stderr, lines)]);
+      const m = await waitFor(
+        () => lines.map((l) => l.match(/serving at (\S+), root (\S+)/)).find((x) => x),
+        { timeout: seconds(30), what: `the worker to start (${lines.join(" | ")})` },
+      );
+      const root = await Deno.realPath(m[2]!);
+      const s = {
+        worker: undefined as unknown as IrisProcess,
+        root,
+        tag: reapTag(root),
+        url: m[1]!,
+      };
+      const pids = await startStubborn(fake, s, "oom");
+      // A memory hog that waits for a file in its directory before it starts eating.
+      const rpc = workerClient(s.url);
+      await rpc.runTask(commandTask("/oom/hog/0", [
+        "sh",
+        "-c",
+        "while [ ! -e go ]; do sleep 0.05; done; exec tail /dev/zero",
+      ]));
+      await fake.waitForState("/oom/hog/0", TaskState.RUNNING);
+      // Make the worker the OOM killer's choice; its tasks, started before, keep their score.
+      Deno.writeTextFileSync(`/proc/${child.pid}/oom_score_adj`, "1000");
+      Deno.writeTextFileSync(`${root}/tasks/${attemptDirName("/oom/hog/0", 0)}/go`, "");
+      const exited = child.status;
+      const status = await waitFor(
+        () => Promise.race([exited, sleep(ms(100)).then(() => undefined)]),
+        {
+          timeout: seconds(60),
+          what: "the OOM killer to take the worker",
+        },
+      );
+      const killedAt = performance.now();
+      assertEquals(status.signal, "SIGKILL", lines.join("\n"));
+      const oom = Deno.readTextFileSync(`${cg}/memory.oom_control`);
+      assert(/oom_kill [1-9]/.test(oom), oom);
+      await waitFor(
+        () =>
+          alive(pids).length === 0 && findTargets({ tag: s.tag }).length === 0 && !existsSync(root),
+        { timeout: seconds(5), backoff: { max: ms(20) }, what: "every task process gone" },
+      );
+      console.log(
+        `reaper figure (OOM kill): ${pids.length} processes and the memory hog gone ${
+          (performance.now() - killedAt).toFixed(0)
+        } ms after the OOM killer took the worker`,
+      );
+    } finally {
+      try {
+        child?.kill("SIGKILL");
+      } catch {
+        // Gone.
+      }
+      await child?.status;
+      await pumps;
+      // Whatever is left in the cgroup goes, then the cgroup.
+      await waitFor(() => {
+        const procs = Deno.readTextFileSync(`${cg}/cgroup.procs`).split("\n").filter((l) => l);
+        for (const pid of procs) {
+          try {
+            Deno.kill(Number(pid), "SIGKILL");
+          } catch {
+            // Gone.
+          }
+        }
+        return procs.length === 0;
+      }, { timeout: seconds(10), what: "the test cgroup empty" }).catch(() => {});
+      try {
+        Deno.removeSync(cg);
+      } catch {
+        // Still busy: left for the machine's owner.
+      }
     }
   },
 });
