@@ -226,6 +226,18 @@ const workerServe: CommandSpec = {
         "Run each task as its own OS user: auto (when root with setpriv), required, or off",
       default: "auto",
     },
+    "task-max-processes": {
+      type: "string",
+      value: "N",
+      description: "Most processes per task (RLIMIT_NPROC for task users, else counted); 0 = off",
+      default: "4096",
+    },
+    "task-max-open-files": {
+      type: "string",
+      value: "N",
+      description: "Most open files per task process (RLIMIT_NOFILE); 0 = off",
+      default: "65536",
+    },
     "slice-id": { type: "string", value: "ID", description: "Slice this worker belongs to" },
     attribute: {
       type: "string",
@@ -337,12 +349,18 @@ const workerServe: CommandSpec = {
       workerToken,
       protectedPaths: tokenFile ? [tokenFile] : [],
       taskUserIsolation: taskUsers as TaskUserIsolation,
+      taskLimits: {
+        processes: num(p, "task-max-processes", { min: 0, max: 4_194_304, integer: true }),
+        openFiles: num(p, "task-max-open-files", { min: 0, max: 1 << 30, integer: true }),
+      },
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
       advertiseUrl: advertiseUrl(p),
       workerId: str(p, "worker-id"),
       rootDir,
       cleanup: str(p, "root-dir") === undefined,
+      // No task outlives this process: a watchdog sweeps them (and a temp root) if it dies.
+      reaper: { removeRoot: str(p, "root-dir") === undefined },
       bundleFetcher: rpcBundleFetcher(controllerUrl, `${rootDir}/bundles`, { token: workerToken }),
       resources: cpu !== undefined || memory !== undefined || accelerator
         ? {

@@ -22,7 +22,6 @@ export const LIMITS = {
   maxArgs: 4096,
   maxArgBytes: 256 * 1024,
   maxEnvEntries: 512,
-  maxEnvValueBytes: 128 * 1024,
   maxConstraints: 64,
   maxPorts: 32,
   maxRetries: 1000,
@@ -39,7 +38,25 @@ export const LIMITS = {
   maxPermissionLength: 4096,
   maxVariantLength: 64,
   maxPathLength: 4096,
+  /**
+   * Linux's MAX_ARG_STRLEN: the longest single string execve(2) takes, an argument or a
+   * `KEY=VALUE` variable, its NUL included. Longer ones fail at start with E2BIG.
+   */
+  maxExecStringBytes: 128 * 1024,
+  /**
+   * Arguments plus environment (strings, NULs and 8-byte pointers), as execve(2) counts them
+   * against ARG_MAX (2 MiB with the usual 8 MiB stack). Half of it: the rest is room for what
+   * the worker adds (IRIS_* variables, a module task's deno flags).
+   */
+  maxExecBytes: 1024 * 1024,
 } as const;
+
+const utf8 = new TextEncoder();
+
+/** Bytes execve(2) counts for one string: UTF-8, its NUL and its pointer. */
+function execBytes(text: string): number {
+  return utf8.encode(text).length + 1 + 8;
+}
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
@@ -145,6 +162,58 @@ function checkArgs(field: string, args: readonly string[]): void {
   if (args.some((a) => a.includes("\0"))) {
     throw new InvalidArgumentError(field, "must not contain NUL characters");
   }
+  checkExecStrings(field, args);
+}
+
+/** Each argument must fit execve(2)'s per-string limit (MAX_ARG_STRLEN). */
+function checkExecStrings(field: string, args: readonly string[]): void {
+  args.forEach((a, i) => {
+    const n = utf8.encode(a).length + 1;
+    if (n > LIMITS.maxExecStringBytes) {
+      throw new InvalidArgumentError(
+        `${field}[${i}]`,
+        `is ${n} bytes with its NUL; exec takes at most ${LIMITS.maxExecStringBytes} bytes per ` +
+          "argument (MAX_ARG_STRLEN)",
+      );
+    }
+  });
+}
+
+/**
+ * The task's arguments and environment must fit execve(2)'s budget (LIMITS.maxExecBytes);
+ * names spec.env when it holds anything, else the arguments.
+ */
+function checkExecSize(spec: JobSpec): void {
+  const entry = spec.entrypoint?.kind;
+  const perms = entry?.case === "module" ? entry.value.permissions : undefined;
+  const args: readonly string[] = entry?.case === "command"
+    ? entry.value.argv
+    : entry?.case === "module"
+    ? [
+      entry.value.path,
+      ...entry.value.args,
+      ...(perms?.read ?? []),
+      ...(perms?.write ?? []),
+      ...(perms?.net ?? []),
+      ...(perms?.run ?? []),
+      ...(perms?.env ?? []),
+    ]
+    : [];
+  const argBytes = args.reduce((n, a) => n + execBytes(a), 0);
+  const envBytes = Object.entries(spec.env).reduce((n, [k, v]) => n + execBytes(`${k}=${v}`), 0);
+  const total = argBytes + envBytes;
+  if (total <= LIMITS.maxExecBytes) return;
+  const field = envBytes > 0
+    ? "spec.env"
+    : entry?.case === "module"
+    ? "spec.entrypoint.module.args"
+    : "spec.entrypoint.command.argv";
+  throw new InvalidArgumentError(
+    field,
+    `environment (${envBytes} bytes) and arguments (${argBytes} bytes) total ${total} bytes as ` +
+      `exec counts them (strings, NULs, pointers); at most ${LIMITS.maxExecBytes} are allowed, ` +
+      "the rest of exec's ARG_MAX is kept for the variables the worker adds",
+  );
 }
 
 /** Validates every field of a spec; throws on the first problem, naming the field. */
@@ -177,6 +246,7 @@ export function validateJobSpec(spec: JobSpec): void {
         "must not contain NUL characters",
       );
     }
+    checkExecStrings("spec.entrypoint.command.argv", argv);
   } else {
     const path = entry.value.path;
     if (!path || path.startsWith("/") || path.split("/").includes("..")) {
@@ -277,16 +347,21 @@ export function validateJobSpec(spec: JobSpec): void {
         "must be a valid environment variable name",
       );
     }
-    if ((spec.env[k] ?? "").length > LIMITS.maxEnvValueBytes) {
-      throw new InvalidArgumentError(
-        `spec.env.${k}`,
-        `value longer than ${LIMITS.maxEnvValueBytes} bytes`,
-      );
-    }
     if ((spec.env[k] ?? "").includes("\0")) {
       throw new InvalidArgumentError(`spec.env.${k}`, "must not contain NUL characters");
     }
+    // The task receives it as one "KEY=VALUE" string.
+    const n = utf8.encode(`${k}=${spec.env[k] ?? ""}`).length + 1;
+    if (n > LIMITS.maxExecStringBytes) {
+      throw new InvalidArgumentError(
+        `spec.env.${k}`,
+        `"${k}=<value>" is ${n} bytes with its NUL; exec takes at most ` +
+          `${LIMITS.maxExecStringBytes} bytes per variable (MAX_ARG_STRLEN), so the value may ` +
+          `have at most ${LIMITS.maxExecStringBytes - k.length - 2} bytes`,
+      );
+    }
   }
+  checkExecSize(spec);
   if (spec.constraints.length > LIMITS.maxConstraints) {
     throw new InvalidArgumentError(
       "spec.constraints",

@@ -9,7 +9,7 @@ import { type LogLine, LogLineSchema, TaskState } from "../rpc/gen/iris/v1/types
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, formatDuration, ms } from "../time.ts";
+import { type Duration, formatDuration, ms, sleep } from "../time.ts";
 import {
   BoundedQueue,
   droppedMarker,
@@ -22,6 +22,8 @@ import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
 import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
+import type { ReapLedger } from "./reaper.ts";
+import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
@@ -49,6 +51,12 @@ export interface AttemptContext {
   readonly logBudget: WorkerLogBudget;
   /** Called whenever there is something new to report. */
   readonly onChange: () => void;
+  /** The worker root's tag, put in every task's environment (see reaper.ts). */
+  readonly reapTag?: string;
+  /** Where the task's session is recorded while it runs (see reaper.ts). */
+  readonly ledger?: ReapLedger;
+  /** Per-task limits: processes (RLIMIT_NPROC for a task user, else a sampled count), open files. */
+  readonly limits?: { readonly processes?: number; readonly openFiles?: number };
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
   readonly taskUsers?: {
     readonly pool: TaskUserPool;
@@ -59,6 +67,9 @@ export interface AttemptContext {
 
 /** How often at most a "lines dropped" marker is written while a task floods. */
 const MARKER_EVERY_MS = 1000;
+
+/** Shortest time between two measurements of a task directory against its disk_bytes. */
+const DISK_CHECK_INTERVAL_MS = 250;
 
 /** An attempt, started by its constructor; `done` resolves once it is over and cleaned up. */
 export class TaskAttempt {
@@ -102,6 +113,8 @@ export class TaskAttempt {
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #denoPath = Deno.execPath();
+  /** Set when the task was killed for filling more than its disk_bytes. */
+  #diskExceeded = false;
 
   /** Starts the attempt's pipeline in the background. */
   constructor(request: RunTaskRequest, ctx: AttemptContext) {
@@ -286,6 +299,8 @@ export class TaskAttempt {
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
+      // Its files are what it was killed for: they go now, not after the debugging window.
+      if (this.#diskExceeded) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
   }
 
@@ -295,11 +310,13 @@ export class TaskAttempt {
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
       await freshDir(this.dir);
+      await Deno.mkdir(`${this.dir}/tmp`);
       const users = ctx.taskUsers;
       if (users) {
         this.#user = users.pool.allocate();
         await Deno.chmod(this.dir, 0o700);
         await Deno.chown(this.dir, this.#user.uid, this.#user.gid);
+        await Deno.chown(`${this.dir}/tmp`, this.#user.uid, this.#user.gid);
         if (req.entrypoint?.kind.case === "module") this.#denoPath = await users.denoPath();
       }
     } catch (err) {
@@ -355,6 +372,7 @@ export class TaskAttempt {
         // A task user gets its own cache: a shared one would let tasks plant code for others.
         denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
         token: ctx.taskToken,
+        reapTag: ctx.reapTag,
       }),
       timeout,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
@@ -363,6 +381,14 @@ export class TaskAttempt {
       user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
       maxLineBytes: ctx.logBudget.limits.maxLineBytes,
       admit: (_stream, bytes) => this.#admit(bytes),
+      // RLIMIT_NPROC counts every process of the real uid: only a task user's are the task's.
+      limits: {
+        processes: this.#user ? ctx.limits?.processes : undefined,
+        openFiles: ctx.limits?.openFiles,
+        // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
+        fileBytes: req.resources?.diskBytes || undefined,
+      },
+      maxProcesses: ctx.limits?.processes,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
     });
@@ -375,13 +401,60 @@ export class TaskAttempt {
       });
     }
     this.#process = proc;
+    ctx.ledger?.addSession(proc.pid);
+    const diskBytes = req.resources?.diskBytes ?? 0;
+    const stopDisk = new AbortController();
+    const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;
     this.#status.pid = proc.pid;
     this.#status.startedAtMs = Date.now();
     this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
     this.#setState(TaskState.RUNNING);
     const exit = await proc.exited;
     this.#rateMarker();
+    stopDisk.abort();
+    await diskWatch;
+    ctx.ledger?.removeSession(proc.pid);
+    // A write stopped by RLIMIT_FSIZE kills the writer (SIGXFSZ) or fails it (EFBIG), and the
+    // task may go on or even succeed: a task that reached its limit failed on it either way.
+    if (diskBytes > 0 && !this.#kill && !exit.killedBy) {
+      const used = exit.signal === "SIGXFSZ" ? diskBytes : await directoryUsage(this.dir);
+      if (used >= diskBytes) {
+        this.#diskExceeded = true;
+        return this.#finish({
+          state: TaskState.FAILED,
+          exitCode: exit.exitCode,
+          signal: exit.signal,
+          error: `disk limit: the task wrote ${formatBytes(used)} or more, the limit of ` +
+            `disk_bytes ${formatBytes(diskBytes)} (a file reaching it is stopped by the kernel)`,
+        });
+      }
+    }
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /**
+   * Measures the task directory (which holds its TMPDIR) every 250 ms — less often when
+   * a walk is slow: at most a tenth of the time — and SIGKILLs the task once it uses more than
+   * `limit` bytes. The directory is removed when the attempt ends.
+   */
+  async #watchDisk(proc: TaskProcess, limit: number, signal: AbortSignal): Promise<void> {
+    while (!signal.aborted) {
+      const started = performance.now();
+      const used = await directoryUsage(this.dir, signal);
+      if (signal.aborted) return;
+      if (used > limit) {
+        this.#diskExceeded = true;
+        proc.kill(
+          `disk limit: the task directory holds ${formatBytes(used)}, more than disk_bytes ${
+            formatBytes(limit)
+          }`,
+          { cause: "limit", immediate: true },
+        );
+        return;
+      }
+      const took = performance.now() - started;
+      await sleep(ms(Math.max(DISK_CHECK_INTERVAL_MS, 10 * took)), signal).catch(() => {});
+    }
   }
 
   #argv(): string[] {

@@ -25,7 +25,7 @@ export function isTerminalState(state: TaskState): boolean {
 }
 
 /**
- * Classifies a process exit. Out of memory → FAILED (exit 137); timeout → KILLED; a kill the
+ * Classifies a process exit. Out of memory or another resource limit (disk, processes) → FAILED; timeout → KILLED; a kill the
  * worker was asked for → that kill's state and reason; exit 0 → SUCCEEDED; anything else → FAILED
  * with the code or signal and the last stderr lines.
  */
@@ -36,6 +36,13 @@ export function classifyExit(
   const base = { exitCode: exit.exitCode, signal: exit.signal };
   if (exit.killedBy === "oom") {
     return { ...base, state: TaskState.FAILED, error: exit.killReason ?? "out of memory" };
+  }
+  if (exit.killedBy === "limit") {
+    return {
+      ...base,
+      state: TaskState.FAILED,
+      error: exit.killReason ?? "resource limit exceeded",
+    };
   }
   if (exit.killedBy === "timeout") {
     return { ...base, state: TaskState.KILLED, error: exit.killReason ?? "timed out" };

@@ -365,6 +365,105 @@ export interface SpawnOptions {
    * back to the worker's own user. @default the worker's user
    */
   readonly user?: { readonly uid: number; readonly gid: number; readonly setpriv: string };
+  /**
+   * Resource limits set through prlimit(1) before the program starts (skipped when prlimit is
+   * missing). `processes` is RLIMIT_NPROC, counted per real uid: only meaningful for a task user.
+   */
+  readonly limits?: {
+    readonly processes?: number;
+    readonly openFiles?: number;
+    /** RLIMIT_FSIZE: the largest file the task may write (SIGXFSZ past it). */
+    readonly fileBytes?: number;
+  };
+}
+
+/** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
+const utilCache = new Map<string, string | null>();
+function findUtil(name: string): string | null {
+  const cached = utilCache.get(name);
+  if (cached !== undefined) return cached;
+  let found: string | null = null;
+  if (Deno.build.os === "linux") {
+    for (const path of [`/usr/bin/${name}`, `/bin/${name}`]) {
+      try {
+        if (Deno.statSync(path).isFile) {
+          found = path;
+          break;
+        }
+      } catch {
+        // Not there, or not allowed to look.
+      }
+    }
+  }
+  utilCache.set(name, found);
+  return found;
+}
+
+/** The worker's own hard limits from /proc/self/limits (Infinity = unlimited), read once. */
+let hardLimits: Map<string, number> | undefined;
+
+/** `wanted` capped at the worker's own hard limit `name`; undefined when 0 or unset. */
+function lowered(wanted: number | undefined, name: string): number | undefined {
+  if (!wanted) return undefined;
+  if (!hardLimits) {
+    hardLimits = new Map();
+    try {
+      for (const line of Deno.readTextFileSync("/proc/self/limits").split("\n")) {
+        const m = line.match(/^(.+?)\s{2,}(\S+)\s+(\S+)/);
+        if (m) hardLimits.set(m[1]!, m[3] === "unlimited" ? Infinity : Number(m[3]));
+      }
+    } catch {
+      // Not readable here: ask for the value as is.
+    }
+  }
+  const hard = hardLimits.get(name);
+  return hard !== undefined && Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
+}
+
+/** setsid(1)'s path, when this thread may use it. */
+export function setsidPath(): string | undefined {
+  return findSetsid() ?? undefined;
+}
+
+/**
+ * The programs put between setsid and the task, each exec'ing in place: prlimit(1) for the
+ * limits, then setpriv(1) with `--pdeathsig KILL` (so the kernel kills the leader when the
+ * worker dies) and, for a task user, the uid change. Empty when neither program is there.
+ */
+function wrappers(options: SpawnOptions): string[] {
+  const out: string[] = [];
+  const prlimit = findUtil("prlimit");
+  const limits = options.limits;
+  if (prlimit && limits) {
+    // Only ever lowered: raising past the worker's own hard limit needs a privilege it may lack.
+    const nproc = lowered(limits.processes, "Max processes");
+    const nofile = lowered(limits.openFiles, "Max open files");
+    const fsize = lowered(limits.fileBytes, "Max file size");
+    if (nproc || nofile || fsize) {
+      out.push(prlimit);
+      if (nproc) out.push(`--nproc=${nproc}`);
+      if (nofile) out.push(`--nofile=${nofile}`);
+      if (fsize) out.push(`--fsize=${Math.ceil(fsize)}`);
+      out.push("--");
+    }
+  }
+  const user = options.user;
+  const setpriv = user?.setpriv ?? findUtil("setpriv");
+  if (user) {
+    out.push(
+      user.setpriv,
+      `--reuid=${user.uid}`,
+      `--regid=${user.gid}`,
+      "--clear-groups",
+      "--no-new-privs",
+      "--pdeathsig",
+      "KILL",
+      "--",
+    );
+  } else if (setpriv) {
+    out.push(setpriv, "--pdeathsig", "KILL", "--");
+  }
+  return out;
 }
 
 /** setsid(1), when this thread may use it; null once it is known to be unusable. */
@@ -437,20 +536,12 @@ export function spawnSessionLeader(
     if (!setsid) throw new Error("setsid(1) is needed to run a task as its own user");
     const resolved = resolveProgram(program, options.env.PATH, options.cwd);
     if (!resolved) throw new Deno.errors.NotFound(`${program}: not found or not executable`);
-    // Both exec in place: the pid Deno returns is the task's session leader, running as `user`
-    // with no supplementary groups and unable to regain privileges through setuid programs.
+    // Every program execs in place: the pid Deno returns is the task's session leader, running
+    // as `user` with no supplementary groups and unable to regain privileges through setuid
+    // programs.
     return new Deno.Command(setsid, {
       ...common,
-      args: [
-        user.setpriv,
-        `--reuid=${user.uid}`,
-        `--regid=${user.gid}`,
-        "--clear-groups",
-        "--no-new-privs",
-        "--",
-        resolved,
-        ...args,
-      ],
+      args: [...wrappers(options), resolved, ...args],
     }).spawn();
   }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
@@ -458,7 +549,10 @@ export function spawnSessionLeader(
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
       // it does not fork, and the pid Deno returns is the session's leader.
-      return new Deno.Command(setsid, { ...common, args: [resolved, ...args] }).spawn();
+      return new Deno.Command(setsid, {
+        ...common,
+        args: [...wrappers(options), resolved, ...args],
+      }).spawn();
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         setsidProgram = null; // this thread may not run it: stop trying

@@ -29,7 +29,7 @@ export interface OutputLine {
 }
 
 /** Why the worker ended a process. */
-export type KillCause = "kill" | "timeout" | "oom";
+export type KillCause = "kill" | "timeout" | "oom" | "limit";
 
 /** Options for {@linkcode TaskProcess.start}. */
 export interface TaskProcessOptions {
@@ -65,6 +65,10 @@ export interface TaskProcessOptions {
   processTable?: ProcessTable;
   /** Run as this unprivileged user (see spawnSessionLeader). @default the worker's user */
   user?: SpawnOptions["user"];
+  /** RLIMIT_NPROC / RLIMIT_NOFILE for the task (see spawnSessionLeader). @default none */
+  limits?: SpawnOptions["limits"];
+  /** Kill the tree when a sample counts more processes in its session. @default 0 = no limit */
+  maxProcesses?: number;
 }
 
 /** Options for {@linkcode TaskProcess.kill}. */
@@ -142,6 +146,7 @@ export class TaskProcess {
         cwd: options.cwd,
         env: options.env,
         user: options.user,
+        limits: options.limits,
       });
     } catch (err) {
       this.pid = 0;
@@ -337,6 +342,13 @@ export class TaskProcess {
           formatBytes(limit)
         }`;
         this.kill(reason, { cause: "oom", immediate: true });
+      }
+      const maxProcesses = this.#options.maxProcesses ?? 0;
+      if (maxProcesses > 0 && sample.processCount > maxProcesses && !this.#killReason) {
+        this.kill(`process limit: ${sample.processCount} processes exceed limit ${maxProcesses}`, {
+          cause: "limit",
+          immediate: true,
+        });
       }
       await sleep(interval, signal).catch(() => {});
     }

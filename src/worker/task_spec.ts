@@ -6,6 +6,7 @@
 import { InvalidArgumentError } from "../errors.ts";
 import type { ModuleEntrypoint } from "../rpc/gen/iris/v1/types_pb.ts";
 import { portEnvName } from "./ports.ts";
+import { REAP_TAG_ENV } from "./reaper.ts";
 
 /** PATH given to tasks whose environment does not set one. */
 export const DEFAULT_TASK_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -23,6 +24,8 @@ export interface TaskEnvOptions {
   denoDir?: string;
   /** The task's own token (IRIS_TOKEN) when auth is on. @default unset */
   token?: string;
+  /** The worker root's tag (IRIS_REAP_TAG, see reaper.ts); the job cannot change it. @default unset */
+  reapTag?: string;
 }
 
 /**
@@ -34,13 +37,15 @@ const RESERVED_ENV = new Set([
   "IRIS_TOKEN_FILE",
   "IRIS_WORKER_TOKEN",
   "IRIS_WORKER_TOKEN_FILE",
+  REAP_TAG_ENV,
 ]);
 
 /**
  * The complete environment of a task: nothing is inherited from the worker process, so the
  * worker's own secrets (its token, cloud credentials in its env) never reach a task.
- * Order of precedence: IRIS_PORT_*, IRIS_TOKEN > request env > PATH/HOME/LANG/TZ/IRIS_WORKDIR/
- * IRIS_WORKER_ID defaults. Token variables in the request env are dropped.
+ * Order of precedence: IRIS_PORT_*, IRIS_TOKEN, IRIS_REAP_TAG > request env > PATH/HOME/LANG/TZ/
+ * TMPDIR/IRIS_WORKDIR/IRIS_WORKER_ID defaults. Token and tag variables in the request env are
+ * dropped.
  */
 export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   const env: Record<string, string> = {
@@ -48,6 +53,8 @@ export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
     HOME: options.taskDir,
     LANG: "C.UTF-8",
     TZ: "UTC",
+    // Temporary files count against the task's disk_bytes and go away with its directory.
+    TMPDIR: `${options.taskDir}/tmp`,
     IRIS_WORKDIR: options.taskDir,
     IRIS_WORKER_ID: options.workerId,
   };
@@ -57,6 +64,7 @@ export function buildTaskEnv(options: TaskEnvOptions): Record<string, string> {
   }
   for (const [k, v] of Object.entries(options.env)) if (!RESERVED_ENV.has(k)) env[k] = v;
   if (options.token) env.IRIS_TOKEN = options.token;
+  if (options.reapTag) env[REAP_TAG_ENV] = options.reapTag;
   for (const [name, port] of Object.entries(options.ports)) env[portEnvName(name)] = String(port);
   return env;
 }
@@ -108,8 +116,13 @@ export function moduleArgv(options: ModuleArgvOptions): string[] {
   }
   const guard = protectedPathCheck(taskDir, options.protectedPaths ?? []);
   guard("entrypoint.module.path", read.slice(1));
-  guard("permissions.read", extra?.read ?? []);
-  guard("permissions.write", extra?.write ?? []);
+  // Deno checks the path a task names without resolving symlinks: a granted link is granted
+  // where it pointed when checked, and under its own name.
+  const extraRead = withResolved(extra?.read ?? [], guard("permissions.read", extra?.read ?? []));
+  const extraWrite = withResolved(
+    extra?.write ?? [],
+    guard("permissions.write", extra?.write ?? []),
+  );
   const net: string[] = [];
   try {
     net.push(new URL(options.controllerUrl).host);
@@ -124,8 +137,8 @@ export function moduleArgv(options: ModuleArgvOptions): string[] {
     "run",
     "--no-config",
     "--no-prompt",
-    ...permissionFlag("read", [...read, ...(extra?.read ?? [])]),
-    ...permissionFlag("write", [taskDir, ...(extra?.write ?? [])]),
+    ...permissionFlag("read", [...read, ...extraRead]),
+    ...permissionFlag("write", [taskDir, ...extraWrite]),
     ...permissionFlag("net", [...net, ...(extra?.net ?? [])]),
     "--allow-env",
     ...permissionFlag("run", extra?.run ?? []),
@@ -134,34 +147,70 @@ export function moduleArgv(options: ModuleArgvOptions): string[] {
   ];
 }
 
+/** `values` plus, for each, the resolved path that differs from it. */
+function withResolved(values: readonly string[], resolved: readonly string[]): string[] {
+  return [...values, ...resolved.filter((r) => !values.includes(r))];
+}
+
 /**
  * A checker refusing permission paths that would reach a protected path: "*", a protected path
  * itself, anything inside one (other than the task's own directory), or any directory above one.
+ * Paths are compared both as written and after resolving symlinks (of the part that exists), so
+ * a link to a protected directory — or a link inside the task's directory pointing out of it —
+ * is refused like the directory itself. Returns the resolved paths that differ from the values.
  */
 function protectedPathCheck(
   taskDir: string,
   protectedPaths: readonly string[],
-): (field: string, values: readonly string[]) => void {
-  const own = normalize(taskDir);
-  const guarded = protectedPaths.filter((p) => p !== "").map(normalize);
+): (field: string, values: readonly string[]) => string[] {
+  const own = [...new Set([normalize(taskDir), realPath(normalize(taskDir))])];
+  const guarded = [
+    ...new Set(protectedPaths.filter((p) => p !== "").flatMap((p) => [normalize(p), realPath(p)])),
+  ];
   return (field, values) => {
-    if (guarded.length === 0) return;
+    const resolved: string[] = [];
     for (const value of values) {
       if (value === "") continue;
-      const path = value === "*"
+      const lexical = value === "*"
         ? "/"
-        : normalize(value.startsWith("/") ? value : `${own}/${value}`);
-      if (path === own || path.startsWith(own + "/")) continue;
-      const hit = guarded.find((g) => within(path, g) || within(g, path));
-      if (hit !== undefined) {
-        throw new InvalidArgumentError(
-          field,
-          `${JSON.stringify(value)} would give the task access to ${hit}, which holds other ` +
-            "tasks' files or worker secrets; grant narrower paths",
-        );
+        : normalize(value.startsWith("/") ? value : `${own[0]}/${value}`);
+      const real = realPath(lexical);
+      if (real !== lexical && value !== "*") resolved.push(real);
+      if (guarded.length === 0) continue;
+      for (const path of new Set([lexical, real])) {
+        if (own.some((o) => path === o || path.startsWith(o + "/"))) continue;
+        const hit = guarded.find((g) => within(path, g) || within(g, path));
+        if (hit !== undefined) {
+          const via = path === lexical ? "" : ` (through symlinks: ${path})`;
+          throw new InvalidArgumentError(
+            field,
+            `${JSON.stringify(value)}${via} would give the task access to ${hit}, which holds ` +
+              "other tasks' files or worker secrets; grant narrower paths",
+          );
+        }
       }
     }
+    return resolved;
   };
+}
+
+/**
+ * `path` with the symlinks of its longest existing prefix resolved (realpath(3) of what exists,
+ * the rest appended as is); the normalized path itself when nothing can be resolved (e.g. this
+ * thread may not read the file system).
+ */
+function realPath(path: string): string {
+  const segments = normalize(path).split("/").filter((s) => s !== "");
+  for (let n = segments.length; n >= 0; n--) {
+    try {
+      const base = Deno.realPathSync("/" + segments.slice(0, n).join("/"));
+      const rest = segments.slice(n);
+      return normalize(rest.length ? `${base}/${rest.join("/")}` : base);
+    } catch {
+      // Missing (or not visible): try the parent.
+    }
+  }
+  return normalize(path);
 }
 
 /** True when `path` is `dir` or below it. */

@@ -6,6 +6,7 @@
  */
 import { dirname } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
+import { removeFilesOf } from "./reaper.ts";
 
 /** `off`, `auto` (on when the worker is root and setpriv exists), or `required` (fail otherwise). */
 export type TaskUserIsolation = "off" | "auto" | "required";
@@ -129,7 +130,15 @@ export class TaskUserPool {
   #sweeping: Promise<void> = Promise.resolve();
   #closed = false;
 
-  constructor(range: UidRange, setpriv: string) {
+  /** Told of every uid handed out and every uid freed again (the reaper's ledger). */
+  readonly #ledger?: { addUid(uid: number): void; removeUid(uid: number): void };
+
+  constructor(
+    range: UidRange,
+    setpriv: string,
+    ledger?: { addUid(uid: number): void; removeUid(uid: number): void },
+  ) {
+    this.#ledger = ledger;
     if (
       !Number.isInteger(range.first) || !Number.isInteger(range.last) || range.first < 1 ||
       range.last < range.first || range.last > 2 ** 31 - 2
@@ -153,6 +162,7 @@ export class TaskUserPool {
       this.#next = uid >= this.range.last ? this.range.first : uid + 1;
       if (!inUse.has(uid)) {
         inUse.add(uid);
+        this.#ledger?.addUid(uid);
         return { uid, gid: uid };
       }
     }
@@ -185,9 +195,14 @@ export class TaskUserPool {
     this.#draining.clear();
     if (uids.size === 0) return;
     const stubborn = await killUidProcesses(uids);
+    const idle = new Set([...uids].filter((uid) => !stubborn.has(uid)));
+    if (idle.size > 0) await removeFilesOf(idle);
     for (const uid of uids) {
       if (stubborn.has(uid)) this.#draining.add(uid); // still busy: keep it out of rotation
-      else inUse.delete(uid);
+      else {
+        inUse.delete(uid);
+        this.#ledger?.removeUid(uid);
+      }
     }
   }
 }

@@ -40,7 +40,16 @@ import {
 import { HostMeter } from "./host_metrics.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
-import { ProcessTable } from "./process_tree.ts";
+import { ProcessTable, setsidPath } from "./process_tree.ts";
+import {
+  readLedger,
+  type Reaper,
+  ReapLedger,
+  reapTag,
+  removeFilesOf,
+  startReaper,
+  sweep,
+} from "./reaper.ts";
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
@@ -74,16 +83,30 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const resources = detectResources(options.resources);
   const isTemp = options.rootDir === undefined;
   const rootDir = options.rootDir ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
+  const existed = !isTemp && await Deno.stat(`${rootDir}/tasks`).then(() => true, () => false);
   await Deno.mkdir(`${rootDir}/tasks`, { recursive: true });
+  const realRoot = await Deno.realPath(rootDir);
+  const tag = reapTag(realRoot);
+  if (existed) await cleanUpPredecessor(realRoot, tag, options.log);
+  const ledger = new ReapLedger(realRoot, tag);
   let users: ReturnType<typeof resolveTaskUsers>;
   let pool: TaskUserPool | undefined;
+  let reaper: Reaper | undefined;
   try {
     users = resolveTaskUsers(options.taskUserIsolation ?? "auto", resolve(rootDir));
     if (users.enabled) {
-      pool = new TaskUserPool(options.taskUids ?? DEFAULT_TASK_UIDS, users.setpriv);
+      pool = new TaskUserPool(options.taskUids ?? DEFAULT_TASK_UIDS, users.setpriv, ledger);
       await prepareRootForTaskUsers(rootDir);
     }
+    if (options.reaper) {
+      reaper = startReaper({
+        rootDir: realRoot,
+        removeDir: options.reaper.removeRoot ? realRoot : undefined,
+        setsid: setsidPath(),
+      });
+    }
   } catch (err) {
+    ledger.remove();
     if (isTemp) await Deno.remove(rootDir, { recursive: true }).catch(() => {});
     throw err;
   }
@@ -103,6 +126,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     rootDir,
     options.cleanup ?? isTemp,
     isTemp,
+    { ledger, reaper, tag },
     taskUsers,
   );
   options.log?.(
@@ -125,6 +149,44 @@ const UPDATE_OVERHEAD_BYTES = 512;
 
 /** Per-task users, when on. */
 type TaskUsers = NonNullable<AttemptContext["taskUsers"]>;
+
+/** What makes sure no task outlives the worker (see reaper.ts). */
+interface Reaping {
+  readonly ledger: ReapLedger;
+  readonly reaper?: Reaper;
+  readonly tag: string;
+}
+
+/** Default per-task limits (WorkerOptions.taskLimits). */
+const DEFAULT_TASK_LIMITS = { processes: 4096, openFiles: 65536 } as const;
+
+/**
+ * A worker starting on a root that already holds tasks: whatever its predecessor left running
+ * (found by the root's tag and the task uids in its ledger) is killed, and its attempt
+ * directories are removed.
+ */
+async function cleanUpPredecessor(
+  rootDir: string,
+  tag: string,
+  log?: (line: string) => void,
+): Promise<void> {
+  const ledger = readLedger(rootDir);
+  const uids = ledger?.tag === tag ? ledger.uids : [];
+  const result = await sweep({ tag, uids });
+  if (uids.length > 0) await removeFilesOf(new Set(uids));
+  let dirs = 0;
+  for await (const entry of Deno.readDir(`${rootDir}/tasks`)) {
+    await Deno.remove(`${rootDir}/tasks/${entry.name}`, { recursive: true }).catch(() => {});
+    dirs++;
+  }
+  if (result.killed > 0 || dirs > 0 || ledger) {
+    log?.(
+      `cleaned up after the previous worker on ${rootDir}: killed ${result.killed} task ` +
+        `processes, removed ${dirs} attempt directories` +
+        (result.left > 0 ? ` (${result.left} processes could not be killed)` : ""),
+    );
+  }
+}
 
 /** The worker's state and behaviour behind the RPC routes and the reporter. */
 class IrisWorker implements WorkerCore {
@@ -150,6 +212,7 @@ class IrisWorker implements WorkerCore {
   readonly #reporter: Reporter;
   readonly #taskUsers?: TaskUsers;
   readonly #logBudget: WorkerLogBudget;
+  readonly #reaping: Reaping;
   #stopped?: Promise<void>;
 
   constructor(
@@ -158,9 +221,11 @@ class IrisWorker implements WorkerCore {
     rootDir: string,
     cleanup: boolean,
     removeRoot: boolean,
+    reaping: Reaping,
     taskUsers?: TaskUsers,
   ) {
     this.#taskUsers = taskUsers;
+    this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
       ...(opts.logLinesPerAttempt ? { keptLines: opts.logLinesPerAttempt } : {}),
@@ -254,6 +319,12 @@ class IrisWorker implements WorkerCore {
       logBudget: this.#logBudget,
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
+      reapTag: this.#reaping.tag,
+      ledger: this.#reaping.ledger,
+      limits: {
+        processes: this.#opts.taskLimits?.processes ?? DEFAULT_TASK_LIMITS.processes,
+        openFiles: this.#opts.taskLimits?.openFiles ?? DEFAULT_TASK_LIMITS.openFiles,
+      },
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);
@@ -319,6 +390,9 @@ class IrisWorker implements WorkerCore {
     await this.#reporter.stop();
     await this.#server.shutdown();
     while (this.#background.size) await Promise.all([...this.#background]);
+    // Every task is gone: nothing is left for the watchdog or a successor to sweep.
+    this.#reaping.ledger.remove();
+    await this.#reaping.reaper?.close();
     if (this.#cleanup) {
       const target = this.#removeRoot ? this.#rootDir : `${this.#rootDir}/tasks`;
       await Deno.remove(target, { recursive: true }).catch((err) => {

@@ -94,6 +94,18 @@ export interface WorkerOptions {
   taskUserIsolation?: TaskUserIsolation;
   /** The uids handed to tasks (one per running attempt). @default 200000-265535 */
   taskUids?: UidRange;
+  /**
+   * Start a watchdog process that kills every process of this worker's tasks within a second
+   * of the worker dying (SIGKILL, OOM kill) and, with `removeRoot`, removes the root then
+   * (see reaper.ts). `iris worker serve` turns it on. @default off
+   */
+  reaper?: { readonly removeRoot: boolean };
+  /**
+   * Per-task limits: `processes` (RLIMIT_NPROC for a task user; the session's sampled process
+   * count either way) and `openFiles` (RLIMIT_NOFILE). 0 turns one off.
+   * @default { processes: 4096, openFiles: 65536 }
+   */
+  taskLimits?: { readonly processes?: number; readonly openFiles?: number };
   /** Controller client (tests). @default controllerClient(controllerUrl) */
   client?: ControllerClient;
 }

@@ -58,6 +58,20 @@ const CASES: [string, (s: SpecInit) => void, string][] = [
   ["bad env key", (s) => s.env = { "BAD KEY": "1" }, "spec.env"],
   ["NUL env value", (s) => s.env = { OK: "a\0b" }, "spec.env.OK"],
   ["huge env value", (s) => s.env = { OK: MB }, "spec.env.OK"],
+  // "KEY=VALUE" over MAX_ARG_STRLEN (128 KiB) although the value alone is 128 KiB - 2 (#16).
+  ["env string over MAX_ARG_STRLEN", (s) => s.env = { LONG: "x".repeat(131070) }, "spec.env.LONG"],
+  ["multibyte env value", (s) => s.env = { U: "é".repeat(70_000) }, "spec.env.U"],
+  [
+    "env over exec's budget",
+    (s) => s.env = Object.fromEntries([...Array(9)].map((_, i) => [`V${i}`, "x".repeat(120_000)])),
+    "spec.env",
+  ],
+  [
+    "argument over MAX_ARG_STRLEN",
+    (s) =>
+      s.entrypoint = { kind: { case: "command", value: { argv: ["echo", "x".repeat(131072)] } } },
+    "spec.entrypoint.command.argv[1]",
+  ],
   [
     "empty argv",
     (s) => s.entrypoint = { kind: { case: "command", value: { argv: [] } } },

@@ -85,6 +85,10 @@ Deno.test("sandbox: TS tasks cannot reach other tasks, controller state or the w
     assertEquals(out.length, targets.length + 1, out.join("\n"));
     for (const line of out) assertMatch(line, /^denied /, out.join("\n"));
 
+    // Symlinks to protected places, made where the task may be granted access (issue #16).
+    await Deno.symlink(`${root}/tasks/${otherDir.name}`, `${outside}/to-other`);
+    await Deno.symlink(`${secrets}/state`, `${outside}/to-state`);
+    await Deno.symlink(secrets, `${outside}/to-secrets`);
     // Asking for permissions that cover protected paths is refused with a clear error.
     for (
       const [i, perms] of [
@@ -94,6 +98,9 @@ Deno.test("sandbox: TS tasks cannot reach other tasks, controller state or the w
         { write: ["/"] },
         { read: [secrets] },
         { read: ["../.."] },
+        { read: [`${outside}/to-other`] },
+        { write: [`${outside}/to-state`] },
+        { read: [`${outside}/to-secrets/state`] },
       ].entries()
     ) {
       const id = `/alice/widen${i}/0`;
@@ -101,6 +108,28 @@ Deno.test("sandbox: TS tasks cannot reach other tasks, controller state or the w
       const failed = await h.fake.waitForState(id, TaskState.FAILED, seconds(30));
       assertMatch(failed.error, /permissions\.(read|write): .* would give the task access to/);
       assert(!h.fake.logsOf(id).some((l) => l.text.includes("LEAK")));
+    }
+    for (const [id, name] of [["/alice/widen6/0", "to-other"], ["/alice/widen7/0", "to-state"]]) {
+      const failed = h.fake.updatesOf(id!).find((u) => u.state === TaskState.FAILED)!;
+      assertMatch(failed.error, new RegExp(`${name}.* \\(through symlinks: `));
+    }
+    // A link to an unprotected directory still works, under its own name.
+    const data = await Deno.makeTempDir({ prefix: "iris-sec-data-" });
+    try {
+      await Deno.chmod(data, 0o755);
+      await Deno.writeTextFile(`${data}/ok.txt`, "shared data");
+      await Deno.chmod(`${data}/ok.txt`, 0o644);
+      await Deno.symlink(data, `${outside}/to-data`);
+      await rpc.runTask(
+        module("/alice/data/0", `${outside}/probe.ts`, [`${outside}/to-data/ok.txt`], {
+          read: [`${outside}/to-data`],
+        }),
+      );
+      await h.fake.waitForState("/alice/data/0", TaskState.SUCCEEDED, seconds(30));
+      const seen = h.fake.logsOf("/alice/data/0").map((l) => l.text).join("\n");
+      assertMatch(seen, /LEAK .*to-data\/ok\.txt shared data/);
+    } finally {
+      await Deno.remove(data, { recursive: true });
     }
     // A module whose own directory is protected is refused too (it would be granted read).
     await Deno.writeTextFile(`${root}/probe.ts`, PROBE);
@@ -133,7 +162,17 @@ Deno.test("sandbox: a command task's environment is an allowlist without the wor
     const names = lines.filter((l) => /^[A-Za-z_][A-Za-z0-9_]*=/.test(l)).map((l) =>
       l.slice(0, l.indexOf("="))
     );
-    const allowed = new Set(["PATH", "HOME", "LANG", "TZ", "PWD", "SHLVL", "_", "JOB_VAR"]);
+    const allowed = new Set([
+      "PATH",
+      "HOME",
+      "LANG",
+      "TZ",
+      "TMPDIR",
+      "PWD",
+      "SHLVL",
+      "_",
+      "JOB_VAR",
+    ]);
     for (const name of names) {
       assert(allowed.has(name) || name.startsWith("IRIS_"), `unexpected variable ${name}`);
     }

@@ -15,15 +15,18 @@ import {
 Deno.test("buildTaskEnv() layers defaults, then the request env, then IRIS_PORT_*", () => {
   const env = buildTaskEnv({
     taskDir: "/w/tasks/t",
-    env: { HOME: "/custom", IRIS_PORT_WEB: "1", A: "b" },
+    env: { HOME: "/custom", IRIS_PORT_WEB: "1", A: "b", IRIS_REAP_TAG: "forged" },
     ports: { web: 20001 },
     workerId: "w1",
+    reapTag: "abc",
   });
   assert.deepEqual(env, {
     PATH: DEFAULT_TASK_PATH,
     HOME: "/custom",
     LANG: "C.UTF-8",
     TZ: "UTC",
+    TMPDIR: "/w/tasks/t/tmp",
+    IRIS_REAP_TAG: "abc",
     IRIS_WORKDIR: "/w/tasks/t",
     IRIS_WORKER_ID: "w1",
     IRIS_PORT_WEB: "20001",

@@ -1,0 +1,314 @@
+/**
+ * No task outlives its worker. Three layers, each covering what the one before misses:
+ *
+ * 1. Every task leader starts under `setpriv --pdeathsig KILL`: the kernel kills it the moment the
+ *    worker dies, whatever killed the worker (SIGKILL, the OOM killer).
+ * 2. A watchdog process (`reaper_main.ts`, in its own session so a group kill of the worker
+ *    spares it) holds the read end of a pipe whose write end only the worker holds. When the
+ *    pipe reaches EOF without a clean goodbye, it sweeps: every process carrying the worker's
+ *    tag in its environment ({@linkcode REAP_TAG_ENV}, inherited through setsid and double
+ *    forks), every process of the task uids the worker had handed out, every process of the
+ *    task sessions that were running. Then it removes a temporary worker root.
+ * 3. A worker starting on a root that already exists sweeps the same way (tag, and the uids the
+ *    ledger file of its predecessor names) and removes the predecessor's attempt directories.
+ *
+ * The ledger (`<root>/reap.json`) is the worker's list of task uids and sessions in use,
+ * rewritten (atomically) on every change so it is current at any instant the worker may die.
+ * @module
+ */
+import { createHash } from "node:crypto";
+import { Deadline, type Duration, ms, sleep } from "../time.ts";
+
+/** The environment variable every task process carries: the worker root's tag. */
+export const REAP_TAG_ENV = "IRIS_REAP_TAG";
+
+/** The ledger file, under the worker root. */
+export const LEDGER_FILE = "reap.json";
+
+/** What a sweep kills. */
+export interface ReapTargets {
+  /** Processes whose environment holds `IRIS_REAP_TAG=<tag>`. */
+  readonly tag?: string;
+  /** Processes running under these (effective) uids. */
+  readonly uids?: readonly number[];
+  /** Processes in these sessions. */
+  readonly sids?: readonly number[];
+}
+
+/** The ledger's content. */
+export interface LedgerState {
+  readonly tag: string;
+  readonly workerPid: number;
+  readonly uids: number[];
+  readonly sids: number[];
+}
+
+/** The tag of a worker root: the same root always gets the same tag, distinct roots distinct ones. */
+export function reapTag(rootDir: string): string {
+  return createHash("sha256").update(rootDir).digest("hex").slice(0, 20);
+}
+
+/**
+ * The worker's record of task uids and sessions in use, kept in `<root>/reap.json`. Writes are
+ * synchronous and atomic (temp file + rename): a few tens of microseconds per task start or end.
+ */
+export class ReapLedger {
+  readonly path: string;
+  readonly tag: string;
+  readonly #uids = new Set<number>();
+  readonly #sids = new Set<number>();
+  #broken = false;
+
+  constructor(rootDir: string, tag: string) {
+    this.path = `${rootDir}/${LEDGER_FILE}`;
+    this.tag = tag;
+    this.#write();
+  }
+
+  addUid(uid: number): void {
+    this.#uids.add(uid);
+    this.#write();
+  }
+
+  removeUid(uid: number): void {
+    if (this.#uids.delete(uid)) this.#write();
+  }
+
+  addSession(sid: number): void {
+    this.#sids.add(sid);
+    this.#write();
+  }
+
+  removeSession(sid: number): void {
+    if (this.#sids.delete(sid)) this.#write();
+  }
+
+  /** Removes the file (the worker stopped cleanly: nothing of it is left to sweep). */
+  remove(): void {
+    try {
+      Deno.removeSync(this.path);
+    } catch {
+      // Already gone.
+    }
+  }
+
+  #write(): void {
+    if (this.#broken) return;
+    const state: LedgerState = {
+      tag: this.tag,
+      workerPid: Deno.pid,
+      uids: [...this.#uids],
+      sids: [...this.#sids],
+    };
+    const tmp = `${this.path}.tmp`;
+    try {
+      Deno.writeTextFileSync(tmp, JSON.stringify(state));
+      Deno.renameSync(tmp, this.path);
+    } catch {
+      this.#broken = true; // e.g. the root was removed under us; the tag sweep still works
+    }
+  }
+}
+
+/** Reads a ledger; undefined when there is none or it cannot be parsed. */
+export function readLedger(rootDir: string): LedgerState | undefined {
+  try {
+    const raw = JSON.parse(Deno.readTextFileSync(`${rootDir}/${LEDGER_FILE}`));
+    const ints = (v: unknown) =>
+      Array.isArray(v) ? v.filter((x): x is number => Number.isInteger(x) && x > 0) : [];
+    if (typeof raw?.tag !== "string") return undefined;
+    return {
+      tag: raw.tag,
+      workerPid: Number(raw.workerPid) || 0,
+      uids: ints(raw.uids),
+      sids: ints(raw.sids),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+const decoder = new TextDecoder();
+
+/** True when the NUL-separated environment `environ` holds exactly `entry`. */
+function environHas(environ: Uint8Array, entry: string): boolean {
+  const text = decoder.decode(environ);
+  return text.startsWith(entry + "\0") || text.includes("\0" + entry + "\0") ||
+    text === entry || text.endsWith("\0" + entry);
+}
+
+/** Pids on the host matching `targets` (never this process), zombies excluded. */
+export function findTargets(targets: ReapTargets): number[] {
+  const uids = new Set(targets.uids ?? []);
+  const sids = new Set(targets.sids ?? []);
+  const entry = targets.tag ? `${REAP_TAG_ENV}=${targets.tag}` : undefined;
+  const found: number[] = [];
+  let dir: Iterable<Deno.DirEntry>;
+  try {
+    dir = Deno.readDirSync("/proc");
+  } catch {
+    return found; // no /proc: nothing can be found (the layers that need none still apply)
+  }
+  for (const dirent of dir) {
+    const c = dirent.name.charCodeAt(0);
+    if (c < 48 || c > 57) continue;
+    const pid = Number(dirent.name);
+    if (pid === Deno.pid) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      if (fields[0] === "Z" || fields[0] === "X") continue;
+      if (sids.has(Number(fields[3]))) {
+        found.push(pid);
+        continue;
+      }
+      if (uids.size > 0) {
+        const uid = Deno.statSync(`/proc/${pid}`).uid;
+        if (uid !== null && uids.has(uid)) {
+          found.push(pid);
+          continue;
+        }
+      }
+      if (entry && environHas(Deno.readFileSync(`/proc/${pid}/environ`), entry)) found.push(pid);
+    } catch {
+      // Exited meanwhile, or not ours to read (another user's process without root).
+    }
+  }
+  return found;
+}
+
+/** Options for {@linkcode sweep}. */
+export interface SweepOptions {
+  /** Give up after this long. @default 4s */
+  budget?: Duration;
+}
+
+/** The outcome of a sweep. */
+export interface SweepResult {
+  /** Distinct processes SIGKILLed. */
+  readonly killed: number;
+  /** Processes still found at the end (0 unless they kept forking past the budget). */
+  readonly left: number;
+}
+
+/**
+ * SIGKILLs every process matching `targets`, in rounds until a scan finds none (processes
+ * forking meanwhile are caught by the next round) or the budget is spent.
+ */
+export async function sweep(
+  targets: ReapTargets,
+  options: SweepOptions = {},
+): Promise<SweepResult> {
+  const empty = !targets.tag && !targets.uids?.length && !targets.sids?.length;
+  if (empty) return { killed: 0, left: 0 };
+  const deadline = Deadline.after(options.budget ?? ms(4000));
+  const killed = new Set<number>();
+  let pids = findTargets(targets);
+  while (pids.length > 0) {
+    for (const pid of pids) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+        killed.add(pid);
+      } catch {
+        // Gone already.
+      }
+    }
+    if (deadline.expired()) break;
+    await sleep(ms(killed.size > 0 ? 20 : 0));
+    pids = findTargets(targets);
+  }
+  return { killed: killed.size, left: pids.length };
+}
+
+/** World-writable directories where a task can leave files outside its own directory. */
+export const SHARED_TMP_DIRS: readonly string[] = ["/tmp", "/var/tmp", "/dev/shm"];
+
+/**
+ * Removes what tasks of `uids` left in the shared temporary directories (entries directly in
+ * them owned by one of the uids, whole), so a uid handed out again finds nothing of the last
+ * task, and the disk is given back.
+ */
+export async function removeFilesOf(
+  uids: ReadonlySet<number>,
+  dirs: readonly string[] = SHARED_TMP_DIRS,
+): Promise<void> {
+  for (const dir of dirs) {
+    let entries: Deno.DirEntry[];
+    try {
+      entries = await Array.fromAsync(Deno.readDir(dir));
+    } catch {
+      continue;
+    }
+    for (const entry of entries) {
+      const path = `${dir}/${entry.name}`;
+      try {
+        const uid = (await Deno.lstat(path)).uid;
+        if (uid !== null && uids.has(uid)) await Deno.remove(path, { recursive: true });
+      } catch {
+        // Gone meanwhile, or not removable.
+      }
+    }
+  }
+}
+
+/** Options for {@linkcode startReaper}. */
+export interface ReaperOptions {
+  /** The worker root: holds the ledger. */
+  readonly rootDir: string;
+  /** Remove this directory after the sweep (a temporary worker root). */
+  readonly removeDir?: string;
+  /** setsid(1), to put the watchdog in a session of its own. */
+  readonly setsid?: string;
+}
+
+/** A running watchdog. */
+export interface Reaper {
+  readonly pid: number;
+  /** Tells the watchdog the worker stopped cleanly and waits for it to exit. */
+  close(): Promise<void>;
+}
+
+/** How the watchdog is started; undefined when the code is not on disk (a compiled binary). */
+function reaperArgv(): string[] | undefined {
+  const url = new URL("./reaper_main.ts", import.meta.url);
+  if (url.protocol !== "file:") return undefined;
+  return [Deno.execPath(), "run", "--no-config", "--no-lock", "-A", url.pathname];
+}
+
+/**
+ * Starts the watchdog. It lives in a new session, holds the read end of a pipe only this process
+ * writes to, and sweeps after this process dies (see the module comment).
+ * @throws when it cannot be started
+ */
+export function startReaper(options: ReaperOptions): Reaper {
+  const argv = reaperArgv();
+  if (!argv) {
+    throw new Error("the watchdog needs the worker's source files (not a compiled binary)");
+  }
+  const args = [...argv.slice(1), "--root", options.rootDir];
+  if (options.removeDir) args.push("--remove", options.removeDir);
+  const child = new Deno.Command(options.setsid ?? argv[0]!, {
+    args: options.setsid ? [argv[0]!, ...args] : args,
+    stdin: "piped",
+    stdout: "null",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  let closing: Promise<void> | undefined;
+  return {
+    pid: child.pid,
+    close() {
+      closing ??= (async () => {
+        try {
+          await writer.write(new TextEncoder().encode("clean\n"));
+          await writer.close();
+        } catch {
+          // The watchdog is gone already.
+        }
+        await child.status;
+      })();
+      return closing;
+    },
+  };
+}
