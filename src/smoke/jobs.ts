@@ -253,7 +253,8 @@ const endpoints: SmokeJob = {
         ...small,
         name: `smoke-endpoint-client-${ctx.runId}`,
         command: [deno, "eval", LOOKUP_AND_CALL],
-        env: { ENDPOINT_NAME: name },
+        // The server registered a relative name, which lives under its job's id.
+        env: { ENDPOINT_NAME: `${server}/${name}` },
       });
       expectState(await ctx.wait(client), JobState.SUCCEEDED);
       const lines = await stdout(ctx, client);
