@@ -117,6 +117,7 @@ export async function startCluster(
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,
     maxRequestBytes: auth.maxRequestBytes,
+    connectionLimits: auth.connectionLimits,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
