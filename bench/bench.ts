@@ -14,6 +14,7 @@ import { IrisClient } from "../src/client/client.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { runSchedulerBench } from "./scheduler_bench.ts";
 import { loadBenchMain } from "./load_bench.ts";
+import { stalledBench } from "./stalled_bench.ts";
 import { create } from "@bufbuild/protobuf";
 import { JobSpecSchema } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { StateStore } from "../src/controller/store.ts";
@@ -575,6 +576,10 @@ async function main() {
   log("controller restart: 1000 jobs × 100 tasks in the store");
   const restart = await restartBench();
 
+  log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
+  const calm = await stalledBench(0);
+  const stalled = await stalledBench(1000);
+
   let peerResult: PeerResult | undefined;
   if (peer === "slurm") peerResult = await runSlurmPeer();
 
@@ -687,6 +692,15 @@ async function main() {
       "",
     ],
     ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
+    [
+      `GetControllerStatus under ${stalled.connections} stalled 60 MB bodies (n=${stalled.statusMs.n})`,
+      fmtMs(stalled.statusMs.p50),
+      fmtMs(stalled.statusMs.p99),
+      `${x(stalled.statusMs.p99, calm.statusMs.p99)} p99 without; RSS ${
+        (stalled.rssDuringBytes / MiB).toFixed(0)
+      } MiB; ${stalled.workersDead} workers dead`,
+      "p99 < 100 ms, RSS < 300 MiB, 0 dead",
+    ],
   ];
 
   const peerRows: string[][] = [];
@@ -779,6 +793,7 @@ async function main() {
       scheduler: sched,
       memory: mem,
       restart,
+      stalledConnections: { without: calm, with: stalled },
     },
     ratios: {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,

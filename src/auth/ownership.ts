@@ -62,3 +62,40 @@ export function authorizeJobAction(
     }`,
   );
 }
+
+/** Longest endpoint name accepted (after a relative name is placed under its job). */
+export const MAX_ENDPOINT_NAME = 1024;
+
+/**
+ * The name an endpoint is stored under. Names live under their owner, so nobody can plant an
+ * address under another user's name: a relative name ("coord") goes under the registering task's
+ * job id ("/alice/train/coord"); an absolute one must be under the job's owner ("/alice/…").
+ * @throws PermissionDeniedError for an absolute name outside `/<owner>/`, InvalidArgumentError
+ *   for an empty, over-long or NUL-carrying name.
+ */
+export function endpointName(name: string, jobId: string): string {
+  const full = name.startsWith("/") ? name : `${jobId}/${name}`;
+  if (name === "" || name.includes("\0") || full.length > MAX_ENDPOINT_NAME) {
+    throw new InvalidArgumentError(
+      "name",
+      `must be non-empty, without NUL, at most ${MAX_ENDPOINT_NAME} characters with its job id`,
+    );
+  }
+  const root = `/${jobOwner(jobId)}/`;
+  if (!full.startsWith(root) || full.length === root.length) {
+    throw new PermissionDeniedError(
+      `name: endpoints of ${jobId.slice(0, 300)} must be under ${root.slice(0, 80)} (got ${
+        JSON.stringify(full.slice(0, 200))
+      }); a name without a leading / goes under the job's id`,
+    );
+  }
+  return full;
+}
+
+/**
+ * Whether a lookup may return an endpoint: its name lies under the owner of the job that
+ * registered it (entries stored before names were owned may not).
+ */
+export function endpointTrusted(e: { name: string; jobId: string }): boolean {
+  return e.name.startsWith(`/${jobOwner(e.jobId)}/`);
+}

@@ -147,6 +147,7 @@ const controllerServe: CommandSpec = {
         auth: auth?.policy,
         launchRateLimit: auth?.launchRateLimit,
         maxRequestBytes: auth?.maxRequestBytes,
+        connectionLimits: auth?.connectionLimits,
         version: VERSION,
         log: quiet ? undefined : (line) => io.err(line + "\n"),
         bundles: new FileBundleStore(bundleDir),

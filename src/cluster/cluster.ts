@@ -58,6 +58,19 @@ export interface RunningCluster extends AsyncDisposable {
   stop(): Promise<void>;
 }
 
+/**
+ * What `auth.mode: token` does not protect on local VMs (Deno Workers in this process, which
+ * cannot switch users): logged at start, and in docs/security.md.
+ */
+export function localAuthWarning(groups: readonly string[]): string {
+  return `WARNING: auth.mode token with local scale groups (${groups.join(", ")}): their tasks ` +
+    `run as this process's OS user, not as users of their own, so any task can read the worker ` +
+    `token file, the controller's state directory and database, other tasks' directories, and ` +
+    `other tasks' environments (/proc/<pid>/environ, which holds each task's IRIS_TOKEN), and ` +
+    `so act as the worker or as any user. Tokens here keep out other clients, not tasks: run ` +
+    `only trusted jobs, or use manual hosts with a root worker (task users) to isolate tasks.`;
+}
+
 /** Starts the controller, platform and autoscaler a config describes. */
 export async function startCluster(
   config: ClusterConfig,
@@ -70,6 +83,9 @@ export async function startCluster(
     options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
   );
   const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
+  const localGroups = Object.entries(config.scaleGroups)
+    .filter(([, g]) => g.provider?.kind.case === "local").map(([name]) => name);
+  if (workerToken && localGroups.length > 0) options.log?.(localAuthWarning(localGroups));
   const protectedPaths = [options.workDir, c.stateDir, config.auth?.workerTokenFile ?? ""]
     .filter((p) => p !== "").map((p) => resolve(p));
   const platform = options.platform ??
@@ -124,6 +140,7 @@ export async function startCluster(
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,
     maxRequestBytes: auth.maxRequestBytes,
+    connectionLimits: auth.connectionLimits,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),

@@ -13,6 +13,8 @@ import {
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { AuthPolicy, RateLimit } from "../auth/mod.ts";
 import { readTokenFile } from "../auth/tokens.ts";
+import type { ConnectionLimits } from "../rpc/server.ts";
+import { ms } from "../time.ts";
 import { ConfigError } from "../errors.ts";
 import { formatGot } from "./issues.ts";
 import { type YamlMap, YamlReader } from "./reader.ts";
@@ -20,7 +22,17 @@ import { parse as parseYaml } from "yaml";
 
 /** Keys of the auth section and its items. */
 export const AUTH_KEYS = {
-  auth: ["mode", "tokens", "worker_token_file", "launch_rate_limit", "max_request_size"],
+  auth: [
+    "mode",
+    "tokens",
+    "worker_token_file",
+    "launch_rate_limit",
+    "max_request_size",
+    "request_timeout",
+    "header_timeout",
+    "idle_timeout",
+    "max_connections_per_client",
+  ],
   token: ["user", "role", "sha256"],
   rateLimit: ["per_second", "burst"],
 } as const;
@@ -96,7 +108,27 @@ export function parseAuth(root: YamlMap, r: YamlReader): AuthConfig | undefined 
     launchRatePerSecond: perSecond,
     launchBurst: burst,
     maxRequestBytes: r.size(m, "max_request_size", "auth", { positive: true }) ?? 0,
+    requestTimeoutMs: r.duration(m, "request_timeout", "auth", { positive: true }) ?? 0,
+    headerTimeoutMs: r.duration(m, "header_timeout", "auth", { positive: true }) ?? 0,
+    idleTimeoutMs: r.duration(m, "idle_timeout", "auth", { positive: true }) ?? 0,
+    maxConnectionsPerClient: r.integer(m, "max_connections_per_client", "auth", {
+      min: 0,
+      max: 1_000_000,
+    }),
   });
+}
+
+/** The connection limits an `auth` section sets (unset keys keep serveRpc's defaults). */
+function connectionLimits(auth: AuthConfig | undefined): ConnectionLimits {
+  const out: ConnectionLimits = {};
+  if (!auth) return out;
+  if (auth.requestTimeoutMs > 0) out.requestTimeout = ms(auth.requestTimeoutMs);
+  if (auth.headerTimeoutMs > 0) out.headersTimeout = ms(auth.headerTimeoutMs);
+  if (auth.idleTimeoutMs > 0) out.idleTimeout = ms(auth.idleTimeoutMs);
+  if (auth.maxConnectionsPerClient !== undefined) {
+    out.maxConnectionsPerClient = auth.maxConnectionsPerClient;
+  }
+  return out;
 }
 
 /** Where the worker token comes from when the config names no file. */
@@ -133,6 +165,8 @@ export interface ControllerAuth {
   readonly policy: AuthPolicy;
   readonly launchRateLimit?: RateLimit;
   readonly maxRequestBytes?: number;
+  /** Header, request (body) and idle timeouts and the per-client connection cap. */
+  readonly connectionLimits?: ConnectionLimits;
 }
 
 /**
@@ -152,6 +186,7 @@ export function controllerAuth(
       }
       : undefined,
     maxRequestBytes: auth?.maxRequestBytes || undefined,
+    connectionLimits: connectionLimits(auth),
   };
   if (!auth || auth.mode !== "token") return { policy: { mode: "none" }, ...limits };
   let workerToken: string | undefined;

@@ -127,6 +127,10 @@ export class Controller {
   readonly #inflight = new Set<Promise<unknown>>();
   #scheduleQueued = false;
   #monitor?: Promise<void>;
+  /** When the controller last resumed after being blocked (0: never); liveness counts from it. */
+  #resumedAtMs = 0;
+  /** Times the liveness monitor found the controller blocked, and the last such stall. */
+  readonly stalls = { count: 0, lastMs: 0 };
   /** Active attempts loaded from the store that their worker has not re-claimed yet. */
   readonly #unclaimed = new Set<string>();
   /** Reservations: job id → the worker claimed per entry (undefined = not yet). */
@@ -1046,6 +1050,7 @@ export class Controller {
 
   async #monitorLoop(signal: AbortSignal): Promise<void> {
     const threshold = this.#opts.heartbeatFailureThreshold ?? 3;
+    let lastTick = this.clock.monotonic();
     while (!signal.aborted) {
       try {
         await this.clock.sleep(this.heartbeatInterval, signal);
@@ -1058,8 +1063,25 @@ export class Controller {
         if (this.#unwritable) continue;
       }
       const now = this.clock.now();
-      const inGrace = now - this.#servingSinceMs < this.reclaimGrace;
-      for (const w of this.workers.expired(now, this.heartbeatInterval * threshold)) {
+      // A tick that comes more than an interval late means the controller itself was blocked (a
+      // huge request, a slow disk, the host paused it): heartbeats could not be received
+      // meanwhile, so deadlines restart from the controller's own resumption.
+      const tick = this.clock.monotonic();
+      const stall = tick - lastTick - this.heartbeatInterval;
+      lastTick = tick;
+      if (stall > this.heartbeatInterval) {
+        this.#resumedAtMs = now;
+        this.stalls.count++;
+        this.stalls.lastMs = stall;
+        this.log(
+          `controller was blocked for ${
+            formatDuration(ms(stall))
+          }; worker heartbeat deadlines restart from now`,
+        );
+      }
+      const since = this.#resumedAtMs;
+      const inGrace = now - Math.max(this.#servingSinceMs, since) < this.reclaimGrace;
+      for (const w of this.workers.expired(now, this.heartbeatInterval * threshold, since)) {
         // After a restart a worker may be backing off: it gets the re-claim grace.
         if (w.reconnecting && inGrace) continue;
         this.workerDead(

@@ -4,7 +4,7 @@
  * @module
  */
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { serveRpc } from "../rpc/server.ts";
+import { type ConnectionLimits, serveRpc } from "../rpc/server.ts";
 import { workerClient } from "../rpc/client.ts";
 import {
   authGate,
@@ -51,6 +51,8 @@ export interface StartControllerOptions extends ControllerOptions {
   launchRateLimit?: RateLimit;
   /** Largest accepted request body. @default 64 MiB */
   maxRequestBytes?: number;
+  /** Header, request (body) and idle timeouts, per-client connection cap (serveRpc's defaults). */
+  connectionLimits?: ConnectionLimits;
 }
 
 /** A running controller. Dispose it to stop. */
@@ -102,6 +104,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
         port: options.port ?? 0,
         fallback: options.fallback,
         readMaxBytes: options.maxRequestBytes,
+        ...options.connectionLimits,
         requestGate: authGate(options.auth ?? NO_AUTH, controllerRule),
         interceptors: options.launchRateLimit
           ? [rateLimitInterceptor(["LaunchJob"], options.launchRateLimit)]

@@ -15,7 +15,13 @@ import type { Controller } from "./controller.ts";
 import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
 import { queryJobs } from "./job_query.ts";
 import { isTaskActive } from "./job_rules.ts";
-import { authorizeJobAction, authorizeLaunch, PRINCIPAL } from "../auth/mod.ts";
+import {
+  authorizeJobAction,
+  authorizeLaunch,
+  endpointName,
+  endpointTrusted,
+  PRINCIPAL,
+} from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
@@ -159,7 +165,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         );
       }
       const e = c.endpoints.register({
-        name: req.name,
+        name: endpointName(req.name, task.jobId),
         address: req.address,
         taskId: req.taskId,
         jobId: task.jobId,
@@ -180,7 +186,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       c.commitState();
       return {};
     }),
-    listEndpoints: wrap((req) => ({ endpoints: c.endpoints.list(req.prefix, req.exact) })),
+    // Only names under their registering job's owner: nobody's address shows up under another's.
+    listEndpoints: wrap((req) => ({
+      endpoints: c.endpoints.list(req.prefix, req.exact).filter(endpointTrusted),
+    })),
     uploadBundle: wrap(async (req) => {
       if (!deps.bundles) {
         throw new InvalidArgumentError("data", "this controller has no bundle storage configured");

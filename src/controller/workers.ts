@@ -388,9 +388,14 @@ export class WorkerTable {
     return [...worker.active.keys()];
   }
 
-  /** Workers whose last heartbeat is older than `timeoutMs`. */
-  expired(nowMs: number, timeoutMs: number): WorkerRecord[] {
-    return [...this.workers.values()].filter((w) => nowMs - w.lastHeartbeatMs > timeoutMs);
+  /**
+   * Workers whose last heartbeat is older than `timeoutMs`, counting from `sinceMs` at the earliest
+   * (the controller's resumption after it was blocked: no heartbeat could arrive before it).
+   */
+  expired(nowMs: number, timeoutMs: number, sinceMs = 0): WorkerRecord[] {
+    return [...this.workers.values()].filter((w) =>
+      nowMs - Math.max(w.lastHeartbeatMs, sinceMs) > timeoutMs
+    );
   }
 
   /** The scheduler's view of every healthy worker. */

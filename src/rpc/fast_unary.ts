@@ -24,7 +24,6 @@ import {
   createMethodSerializationLookup,
   mergeNonProtocolHeaders,
   type MethodSerializationLookup,
-  readAllBytes,
   validateUniversalHandlerOptions,
 } from "@connectrpc/connect/protocol";
 import {
@@ -34,12 +33,30 @@ import {
   errorToJsonBytes,
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
+import { DEFAULT_MAX_JSON_DEPTH, readBoundedBody } from "./body.ts";
 
 /** Options shared by every method on the fast path; the same values the Connect router gets. */
 export interface FastUnaryOptions {
   readMaxBytes: number;
   interceptors?: Interceptor[];
   requestGate?: (ctx: HandlerContext) => void | Promise<void>;
+  /** JSON bodies nesting deeper are refused before parsing. @default 64 */
+  maxJsonDepth?: number;
+  /** Refuse JSON fields the schema does not know (binary stays lenient). @default false */
+  ignoreUnknownJsonFields?: boolean;
+}
+
+/**
+ * What the fast path reads from a request: a fetch Request has all of it, and so does the
+ * node:http bridge in src/rpc/server.ts.
+ */
+export interface FastRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Headers;
+  /** Aborts when the client goes away. */
+  readonly signal: AbortSignal;
+  readonly body: ReadableStream<Uint8Array> | null;
 }
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
@@ -57,12 +74,15 @@ interface FastMethod {
 export class FastUnary {
   readonly #methods = new Map<string, FastMethod>();
   readonly #opts: ReturnType<typeof validateUniversalHandlerOptions>;
+  readonly #maxJsonDepth: number;
 
   constructor(options: FastUnaryOptions) {
+    this.#maxJsonDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
     this.#opts = validateUniversalHandlerOptions({
       readMaxBytes: options.readMaxBytes,
       interceptors: options.interceptors,
       requestGate: options.requestGate,
+      jsonOptions: { ignoreUnknownFields: options.ignoreUnknownJsonFields ?? false },
     });
   }
 
@@ -94,7 +114,7 @@ export class FastUnary {
    * the request to the full Connect handler (GET, streaming, compression, timeouts, other
    * protocols or content types, clients without `Connect-Protocol-Version: 1`).
    */
-  eligible(req: Request, path: string): { method: FastMethod; binary: boolean } | undefined {
+  eligible(req: FastRequest, path: string): { method: FastMethod; binary: boolean } | undefined {
     if (req.method !== "POST") return undefined;
     const method = this.#methods.get(path);
     if (!method) return undefined;
@@ -113,7 +133,7 @@ export class FastUnary {
 
   /** Serves one call that {@linkcode eligible} accepted. Never throws: errors become responses. */
   async serve(
-    req: Request,
+    req: FastRequest,
     call: { method: FastMethod; binary: boolean },
     values: ContextValues,
   ): Promise<Response> {
@@ -126,7 +146,11 @@ export class FastUnary {
     try {
       // Before the body is read, so a rejected caller's body is never received or parsed.
       if (this.#opts.requestGate) await this.#opts.requestGate(ctx);
-      const bytes = await readBody(req, this.#opts.readMaxBytes);
+      const bytes = await readBoundedBody(req.body, {
+        readMaxBytes: this.#opts.readMaxBytes,
+        contentLength: req.headers.get("content-length"),
+        maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
+      });
       const input = serialization.getI(call.binary).parse(bytes);
       const output = this.#opts.interceptors.length === 0
         ? create(spec.method.output, await spec.impl(input, ctx))
@@ -157,28 +181,6 @@ export class FastUnary {
     }
     return new Response(body as Uint8Array<ArrayBuffer>, { status, headers });
   }
-}
-
-/**
- * The request body, under `readMaxBytes`. With a Content-Length (what fetch clients send) the body
- * is taken in one piece, which costs far less than iterating its stream; Connect's readAllBytes
- * (same limits and messages) handles the rest.
- */
-async function readBody(req: Request, readMaxBytes: number): Promise<Uint8Array> {
-  if (req.body === null) return new Uint8Array(0);
-  const length = req.headers.get("content-length");
-  const hint = length === null ? NaN : Number(length);
-  if (!Number.isSafeInteger(hint) || hint < 0 || hint > readMaxBytes) {
-    return await readAllBytes(req.body, readMaxBytes, length);
-  }
-  const bytes = await req.bytes();
-  if (bytes.byteLength !== hint) {
-    throw new ConnectError(
-      `protocol error: promised ${hint} bytes, received ${bytes.byteLength}`,
-      Code.InvalidArgument,
-    );
-  }
-  return bytes;
 }
 
 /**
@@ -274,13 +276,13 @@ class FastContext implements HandlerContext {
   readonly requestHeader: Headers;
   readonly values: ContextValues;
   readonly url: string;
-  readonly #request: Request;
+  readonly #request: FastRequest;
   #abort: AbortController | undefined;
   #finished = false;
   #responseHeader: Headers | undefined;
   #responseTrailer: Headers | undefined;
 
-  constructor(spec: UnarySpec, req: Request, values: ContextValues) {
+  constructor(spec: UnarySpec, req: FastRequest, values: ContextValues) {
     this.method = spec.method;
     this.service = spec.method.parent;
     this.requestHeader = req.headers;

@@ -282,7 +282,8 @@ const endpoints: SmokeJob = {
       const client = await ctx.submit("endpoints", {
         ...small,
         name: `smoke-endpoint-client-${ctx.runId}`,
-        command: endpointTaskArgv("call", name),
+        // The server registered a relative name, which lives under its job's id.
+        command: endpointTaskArgv("call", `${server}/${name}`),
         memory: 512 * 2 ** 20,
         env: { DENO_DIR: denoDir() },
       });

@@ -79,7 +79,7 @@ Deno.test("endpoints and autoscaler slices survive controller restarts; no slice
     await cluster.stop();
     stats.listingFails = true;
     cluster = await start(port);
-    const [ep] = await client.lookupEndpoint("svc/server");
+    const [ep] = await client.lookupEndpoint(`${jobId}/svc/server`);
     assertEquals(ep?.endpointId, endpointId, "the endpoint is served right after the restart");
     assertEquals(ep?.metadata, { role: "primary" });
     // The worker is known from the state file before it re-registers (healthy once it has).
@@ -98,16 +98,16 @@ Deno.test("endpoints and autoscaler slices survive controller restarts; no slice
     assertEquals(stats.creates, 1, "no second slice for min_slices");
     const group = (await client.autoscalerStatus()).groups.find((g) => g.name === "cpu")!;
     assertEquals(group.slices.map((s) => s.state), ["ready"]);
-    assertEquals((await client.lookupEndpoint("svc/server")).length, 1);
+    assertEquals((await client.lookupEndpoint(`${jobId}/svc/server`)).length, 1);
 
     // The task ends: its endpoint goes, and stays gone across restart 2 (listing works again).
     await client.cancel(jobId);
     assertEquals((await client.wait(jobId, { timeout: seconds(20) })).state, JobState.KILLED);
-    assertEquals(await client.lookupEndpoint("svc/server"), []);
+    assertEquals(await client.lookupEndpoint(`${jobId}/svc/server`), []);
     await cluster.stop();
     stats.listingFails = false;
     cluster = await start(port);
-    assertEquals(await client.lookupEndpoint("svc/server"), []);
+    assertEquals(await client.lookupEndpoint(`${jobId}/svc/server`), []);
     await waitFor(async () => (await client.workers()).filter((w) => w.healthy).length === 1, {
       timeout: seconds(30),
       what: "the worker to re-register after restart 2",

@@ -119,7 +119,22 @@ Deno.test("auth: every RPC needs a valid token; roles and ownership are enforced
   const { endpointId } = await alice.rpc.registerEndpoint(endpoint);
   const bobUnregister = await codeOf(bob.rpc.unregisterEndpoint({ endpointId }));
   assertEquals(bobUnregister.code, Code.PermissionDenied);
-  assertEquals((await alice.rpc.listEndpoints({ prefix: "svc", exact: true })).endpoints.length, 1);
+  // Names live under their owner: bob cannot plant his address under alice's name (#16).
+  await waitFor(async () => (await bob.status(bobs)).tasks[0]?.state === TaskState.RUNNING, {
+    timeout: seconds(30),
+    what: "bob's sleeper to run",
+  });
+  const squat = await codeOf(
+    bob.rpc.registerEndpoint({ name: `${long}/svc`, address: "127.0.0.1:2", taskId: `${bobs}/0` }),
+  );
+  assertEquals(squat.code, Code.PermissionDenied);
+  assertMatch(squat.message, /endpoints of \/bob\/sleeper must be under \/bob\//);
+  await bob.rpc.registerEndpoint({ name: "svc", address: "127.0.0.1:2", taskId: `${bobs}/0` });
+  // A relative name lives under the job's id.
+  assertEquals(
+    (await alice.rpc.listEndpoints({ prefix: `${long}/svc`, exact: true })).endpoints.length,
+    1,
+  );
   const denied = await codeOf(bob.cancel(long));
   assertEquals(denied.code, Code.PermissionDenied);
   errors.push(denied.message);

@@ -52,6 +52,12 @@ auth:
       onLog: (l) => lines.push(l.text),
     });
     assertEquals(done.state, JobState.SUCCEEDED, lines.join("\n"));
+    // The exposure is stated at start (#16).
+    const warning = logs.find((l) => l.includes("WARNING: auth.mode token with local"));
+    assert(warning, "a local cluster with auth warns what tasks can read");
+    for (const what of ["worker token", "state directory", "IRIS_TOKEN"]) {
+      assert(warning.includes(what), `the warning names ${what}`);
+    }
     const all = logs.join("\n") + lines.join("\n");
     assert(!all.includes(worker), "the worker token is in a log");
     assert(!all.includes(alice), "alice's token is in a log");
