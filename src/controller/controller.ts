@@ -529,9 +529,9 @@ export class Controller {
       }
     }
     if (!this.#unwritable) this.#reconcile(worker, req, fx, later);
-    // The answer acknowledges the updates: only once they are durable. (Without updates nothing
-    // changed; while the state is unwritable, liveness alone is answered.)
-    if (req.updates.length || !this.#unwritable) this.#flush();
+    // The answer acknowledges the updates: only once they are durable (while the state is
+    // unwritable, a heartbeat without updates changed nothing and is liveness alone).
+    if (!this.#unwritable) this.#flush();
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
@@ -984,6 +984,7 @@ export class Controller {
     }
     const keys = this.workers.remove(workerId);
     this.#clients.delete(worker.address);
+    for (const [key, m] of this.#missing) if (m.workerId === workerId) this.#missing.delete(key);
     const holder = this.#reservedBy.get(workerId);
     if (holder !== undefined) {
       this.#reservedBy.delete(workerId);
