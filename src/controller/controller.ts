@@ -344,7 +344,7 @@ export class Controller {
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
     if (this.#unwritable) {
       // A repeated request whose job was committed is still answered.
-      const jobId = this.jobs.findRequest(spec, requestId);
+      const jobId = this.jobs.findRequest(spec, requestId, this.clock.now());
       if (jobId) return { jobId, created: false };
       this.ensureWritable();
     }
