@@ -355,7 +355,7 @@ export class Controller {
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
     if (this.#unwritable) {
       // A repeated request whose job was committed is still answered.
-      const jobId = this.jobs.findRequest(spec, requestId);
+      const jobId = this.jobs.findRequest(spec, requestId, this.clock.now());
       if (jobId) return { jobId, created: false };
       this.ensureWritable();
     }
@@ -540,9 +540,9 @@ export class Controller {
       }
     }
     if (!this.#unwritable) this.#reconcile(worker, req, fx, later);
-    // The answer acknowledges the updates: only once they are durable. (Without updates nothing
-    // changed; while the state is unwritable, liveness alone is answered.)
-    if (req.updates.length || !this.#unwritable) this.#flush();
+    // The answer acknowledges the updates: only once they are durable (while the state is
+    // unwritable, a heartbeat without updates changed nothing and is liveness alone).
+    if (!this.#unwritable) this.#flush();
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
@@ -1023,6 +1023,7 @@ export class Controller {
     }
     const keys = this.workers.remove(workerId);
     this.#clients.delete(worker.address);
+    for (const [key, m] of this.#missing) if (m.workerId === workerId) this.#missing.delete(key);
     const holder = this.#reservedBy.get(workerId);
     if (holder !== undefined) {
       this.#reservedBy.delete(workerId);

@@ -176,7 +176,7 @@ export class JobTable {
     nowMs: number,
     fx: Effects,
   ): { jobId: string; created: boolean } {
-    const existing = this.findRequest(spec, requestId);
+    const existing = this.findRequest(spec, requestId, nowMs);
     if (existing) return { jobId: existing, created: false };
     validateJobSpec(spec);
     const user = spec.user || "anonymous";
@@ -260,11 +260,21 @@ export class JobTable {
     return { jobId, created: true };
   }
 
-  /** The job a repeated submit (same owner and request id) gets, if any. */
-  findRequest(spec: JobSpec, requestId: string): string | undefined {
+  /**
+   * The job a repeated submit (same owner and request id) gets, if any: the job it created, while
+   * that job exists, or the job that replaced it (RECREATE), for {@linkcode REQUEST_ID_WINDOW_MS}
+   * after the submit.
+   */
+  findRequest(spec: JobSpec, requestId: string, nowMs: number): string | undefined {
     if (!requestId) return undefined;
     const jobId = this.#byRequestId.get(requestKey(requestOwner(spec), requestId));
-    return jobId && this.jobs.has(jobId) ? jobId : undefined;
+    const job = jobId === undefined ? undefined : this.jobs.get(jobId);
+    if (!job) return undefined;
+    if (job.requestId === requestId) return job.jobId;
+    const replaced = job.replacedRequestIds?.find((r) => r.requestId === requestId);
+    return replaced && nowMs - replaced.submittedAtMs < REQUEST_ID_WINDOW_MS
+      ? job.jobId
+      : undefined;
   }
 
   /** Maps the job's request id, and those of the jobs it replaced, to its id. */

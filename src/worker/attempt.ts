@@ -263,6 +263,16 @@ export class TaskAttempt {
       }
     }
     logs.push(...this.#pending.slice(this.#head, this.#head + count));
+    const first = logs[logs.length - count];
+    if (count > 0 && maxBytes !== Infinity && first && logLineBytes(first) > maxBytes) {
+      // One line alone over the budget goes cut, so that no heartbeat can exceed the limit.
+      logs[logs.length - count] = {
+        ...first,
+        text: `${first.text.slice(0, Math.max(0, Math.floor(maxBytes / 3) - 64))} … [line cut: ${
+          logLineBytes(first)
+        } bytes]`,
+      };
+    }
     const complete = count === pending;
     const version = this.#version;
     const upTo = this.#pendingBase + count;

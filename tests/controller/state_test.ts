@@ -9,7 +9,7 @@ import {
   JobState,
   TaskState,
 } from "../../src/rpc/mod.ts";
-import { JobTable, noEffects } from "../../src/controller/state.ts";
+import { JobTable, noEffects, REQUEST_ID_WINDOW_MS } from "../../src/controller/state.ts";
 import { deriveJobState } from "../../src/controller/job_rules.ts";
 import { AlreadyExistsError, InvalidArgumentError } from "../../src/errors.ts";
 
@@ -230,4 +230,24 @@ Deno.test("deriveJobState() applies the documented rules in order", () => {
   );
   assertEquals(deriveJobState({ [S.PENDING]: 1, [S.ASSIGNED]: 1 }, 2, 0), JobState.RUNNING);
   assertEquals(deriveJobState({ [S.PENDING]: 2 }, 2, 0), JobState.PENDING);
+});
+
+Deno.test("a replaced job's request id answers with the new job for 24 h, then no longer", () => {
+  const t = new JobTable();
+  const recreate = (requestId: string, nowMs: number) =>
+    t.submit(
+      spec({ name: "r", existingJobPolicy: ExistingJobPolicy.RECREATE }),
+      requestId,
+      nowMs,
+      noEffects(),
+    );
+  const hour = 60 * 60 * 1000;
+  assertEquals(recreate("first", 0).created, true);
+  assertEquals(recreate("second", hour).created, true);
+  assertEquals(recreate("first", 2 * hour), { jobId: "/alice/r", created: false });
+  assertEquals(t.job("/alice/r").requestId, "second");
+  assertEquals(recreate("first", REQUEST_ID_WINDOW_MS - 1).created, false);
+  // Past the window the old request id is a new request (it replaces the job again).
+  assertEquals(recreate("first", REQUEST_ID_WINDOW_MS).created, true);
+  assertEquals(t.job("/alice/r").requestId, "first");
 });

@@ -107,3 +107,19 @@ Deno.test("heartbeats stay under the byte budget and deliver a large backlog in 
     `3 MB of output in ${sizes.length} heartbeats, largest ${largest} bytes (budget ${budget})`,
   );
 });
+
+Deno.test("a single line larger than the heartbeat budget is cut, not sent whole", async () => {
+  const budget = 16 * 1024;
+  await using h = await startHarness({ maxHeartbeatBytes: budget });
+  const taskId = "/u/longline/0";
+  // One 200,000-character line, then a short one.
+  const script = 'printf "%0200000d\\n" 0; echo after';
+  await h.client.runTask(commandTask(taskId, ["sh", "-c", script]));
+  await h.fake.waitForState(taskId, TaskState.SUCCEEDED, seconds(30));
+  const lines = h.fake.logsOf(taskId).filter((l) => l.stream === "stdout");
+  assert.equal(lines.at(-1)?.text, "after");
+  const long = lines.find((l) => l.text.includes("line cut"));
+  assert.ok(long, lines.map((l) => l.text.slice(0, 40)).join("\n"));
+  const sizes = h.fake.heartbeats.map((hb) => toBinary(HeartbeatRequestSchema, hb).byteLength);
+  assert.ok(Math.max(...sizes) <= budget + 8 * 1024, `largest heartbeat ${Math.max(...sizes)}`);
+});
