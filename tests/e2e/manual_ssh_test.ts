@@ -327,8 +327,10 @@ Deno.test({
         config,
         "--log-dir",
         `${lab.dir}/smoke-logs`,
+        // Phase 0 (the clean start: teardown on every host over ssh) and the controller's
+        // bootstrap both take seconds on a loaded machine.
         "--timeout",
-        "120s",
+        "300s",
         ...SMOKE_ON_MANUAL.flatMap((j) => ["--only", j]),
       ]).output();
       const out = smoke.text;
@@ -336,6 +338,12 @@ Deno.test({
       for (const job of SMOKE_ON_MANUAL) {
         assertMatch(out, new RegExp(`\\[PASS\\] ${job}\\b`));
       }
+      // Phase 0's clean start stopped whatever an earlier run could have left on every host.
+      assertMatch(
+        out,
+        /stopping any controller and worker an earlier run left on the controller host/,
+      );
+      assertMatch(out, /removed: controller, worker on host \S+, worker on host \S+/);
       assertMatch(
         out,
         new RegExp(`${SMOKE_ON_MANUAL.length}/${SMOKE_ON_MANUAL.length} jobs passed`),
