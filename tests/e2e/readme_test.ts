@@ -150,8 +150,10 @@ Deno.test({
         for (const c of shCommands(block)) {
           const what = `README.md:${c.line}: ${c.text}`;
           const run = start(what, asTyped(c.text), env);
+          const t0 = performance.now();
           if (!c.background) {
             const s = await finish(run, seconds(180));
+            console.log(`${((performance.now() - t0) / 1000).toFixed(1)}s  ${what}`);
             assertEquals(s.code, 0, `${what}\nexited ${s.code}:\n${run.lines.join("\n")}`);
             continue;
           }
