@@ -12,6 +12,8 @@
  *   and its placeholder `deno_path` pointed at this test's Deno. Then the daemon's own teardown
  *   script stops it.
  * - `*.ts`: `deno run -A FILE`, which prints the URL of the cluster it runs.
+ * - a directory: a workspace; some README command must ship it (`-w examples/DIR`), which
+ *   tests/e2e/readme_test.ts runs.
  * @module
  */
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
@@ -25,11 +27,12 @@ import { seconds, waitFor } from "../../src/time.ts";
 import { ScriptedRunner } from "../fakes/scripted_runner.ts";
 import { spawnIris } from "../_helpers/iris_process.ts";
 import { pumpLines } from "../_helpers/iris_process.ts";
+import { README, readmeBlocks, shCommands } from "./_readme.ts";
 
 const REPO = new URL("../../", import.meta.url).pathname.replace(/\/$/, "");
 const EXAMPLES = `${REPO}/examples`;
 
-const files = [...Deno.readDirSync(EXAMPLES)].filter((e) => e.isFile).map((e) => e.name).sort();
+const entries = [...Deno.readDirSync(EXAMPLES)].sort((a, b) => a.name.localeCompare(b.name));
 
 /** A port nobody listens on right now. */
 function freePort(): number {
@@ -200,7 +203,19 @@ async function startModule(file: string): Promise<void> {
   }
 }
 
-for (const name of files) {
+for (const { name, isDirectory } of entries) {
+  if (isDirectory) {
+    Deno.test(`examples/${name}/ is a workspace a README command runs`, async () => {
+      const blocks = readmeBlocks(await Deno.readTextFile(README));
+      const used = blocks.filter((b) => b.mark === "run" && b.lang === "sh").flatMap(shCommands)
+        .filter((c) => c.text.includes(`-w examples/${name} `));
+      assert(
+        used.length > 0,
+        `examples/${name}/: no README command ships it (-w examples/${name}); tests/e2e/readme_test.ts runs those`,
+      );
+    });
+    continue;
+  }
   Deno.test(`examples/${name} loads and its controller starts and answers`, async () => {
     const file = `${EXAMPLES}/${name}`;
     if (name.endsWith(".yaml")) {

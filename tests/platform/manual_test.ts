@@ -65,6 +65,46 @@ runPlatformContract({
     }),
 });
 
+Deno.test("defaults.runtime.deno_path and a host's deno_path reach the bootstrap scripts", async () => {
+  const config = parseConfig(
+    `
+controller: { bundle_prefix: "file:///shared/b", manual: { host: 10.0.0.1 } }
+defaults: { runtime: { deno_path: /opt/deno/bin/deno } }
+scale_groups:
+  m:
+    provider:
+      manual: { hosts: [10.0.0.2, { host: 10.0.0.3, deno_path: /usr/local/bin/deno }] }
+    vm_resources: { cpu: 1, memory: 1GiB }
+`,
+    "rt.yaml",
+  );
+  assert.deepEqual(runtimeFromConfig(config), {
+    denoPath: "/opt/deno/bin/deno",
+    denoFromNpm: undefined,
+  });
+  const runner = new ScriptedRunner().on(["ssh"], {});
+  const platform = platformFromConfig(config, { runner });
+  assert.ok(platform instanceof ManualPlatform);
+  // One slice of both hosts: the first gets the shared Deno, the second its own. No worker
+  // answers here, so the create fails after its (scripted) bootstraps.
+  const m = config.scaleGroups.m!;
+  await platform.createSlice({
+    sliceId: "s-1",
+    scaleGroup: "m",
+    config: m,
+    vmCount: 2,
+    controllerUrl: "http://c:1",
+    labels: {},
+  }, { timeout: ms(300) }).catch(() => {});
+  const scripts = runner.calls.map((c) => c.cmd.stdin ?? "").filter((s) =>
+    s.includes("worker bootstrap")
+  );
+  assert.equal(scripts.length, 2);
+  assert.match(scripts[0]!, /DENO=\('?\/opt\/deno\/bin\/deno'?\)/);
+  assert.match(scripts[1]!, /DENO=\('?\/usr\/local\/bin\/deno'?\)/);
+  for (const s of scripts) assert.doesNotMatch(s, /npx/);
+});
+
 Deno.test("createSlice() takes free hosts and fails with QuotaExhaustedError when the pool is empty", async () => {
   const runner = new ScriptedRunner().on(["ssh"], {});
   const p = manual(runner, { hosts: HOSTS.slice(0, 2) });
@@ -326,46 +366,6 @@ Deno.test("workers advertise the group's region and zone, so region constraints 
   for (const a of ["region=lab", "zone=lab-rack-1", "rack=r1", "manual-host=host-a"]) {
     assert.ok(script.includes(`--attribute ${a}`), a);
   }
-});
-
-Deno.test("defaults.runtime.deno_path and a host's deno_path reach the bootstrap scripts", async () => {
-  const config = parseConfig(
-    `
-controller: { bundle_prefix: "file:///shared/b", manual: { host: 10.0.0.1 } }
-defaults: { runtime: { deno_path: /opt/deno/bin/deno } }
-scale_groups:
-  m:
-    provider:
-      manual: { hosts: [10.0.0.2, { host: 10.0.0.3, deno_path: /usr/local/bin/deno }] }
-    vm_resources: { cpu: 1, memory: 1GiB }
-`,
-    "rt.yaml",
-  );
-  assert.deepEqual(runtimeFromConfig(config), {
-    denoPath: "/opt/deno/bin/deno",
-    denoFromNpm: undefined,
-  });
-  const runner = new ScriptedRunner().on(["ssh"], {});
-  const platform = platformFromConfig(config, { runner });
-  assert.ok(platform instanceof ManualPlatform);
-  // One slice of both hosts: the first gets the shared Deno, the second its own. No worker
-  // answers here, so the create fails after its (scripted) bootstraps.
-  const m = config.scaleGroups.m!;
-  await platform.createSlice({
-    sliceId: "s-1",
-    scaleGroup: "m",
-    config: m,
-    vmCount: 2,
-    controllerUrl: "http://c:1",
-    labels: {},
-  }, { timeout: ms(300) }).catch(() => {});
-  const scripts = runner.calls.map((c) => c.cmd.stdin ?? "").filter((s) =>
-    s.includes("worker bootstrap")
-  );
-  assert.equal(scripts.length, 2);
-  assert.match(scripts[0]!, /DENO=\('?\/opt\/deno\/bin\/deno'?\)/);
-  assert.match(scripts[1]!, /DENO=\('?\/usr\/local\/bin\/deno'?\)/);
-  for (const s of scripts) assert.doesNotMatch(s, /npx/);
 });
 
 Deno.test("manual hosts declare their group's accelerator; CPU groups declare none", async () => {
