@@ -551,9 +551,17 @@ export class StateStore {
     }
     this.#seq++;
     if (counts) this.#counts = counts;
-    this.#writeManifest();
+    // The commit is durable: what follows must not make it look failed. A manifest left behind
+    // is accepted at the next start; a checkpoint is retried at the next interval.
+    try {
+      this.#writeManifest();
+    } catch { /* behind by this commit */ }
     const interval = this.#opts.checkpointInterval ?? seconds(60);
-    if (performance.now() - this.#lastCheckpoint >= interval) this.checkpoint();
+    if (performance.now() - this.#lastCheckpoint >= interval) {
+      try {
+        this.checkpoint();
+      } catch { /* the WAL keeps the commits */ }
+    }
   }
 
   /**
@@ -723,17 +731,19 @@ export class StateStore {
 }
 
 /**
- * Every row of a statement as an array of column values. node:sqlite builds arrays several
- * times faster than objects (it matters for a million task rows); without setReturnArrays the
- * objects' values are used.
+ * The rows of a statement as arrays of column values, one at a time (a row's strings become
+ * garbage as soon as it is handled, instead of all rows living at once). node:sqlite builds
+ * arrays several times faster than objects (it matters for a million task rows); without
+ * setReturnArrays the objects' values are used.
  */
-function rowArrays<T extends unknown[]>(st: StatementSync): T[] {
+function* rowArrays<T extends unknown[]>(st: StatementSync): Generator<T> {
   const s = st as StatementSync & { setReturnArrays?: (on: boolean) => void };
   if (s.setReturnArrays) {
     s.setReturnArrays(true);
-    return s.all() as unknown as T[];
+    yield* s.iterate() as unknown as Iterable<T>;
+    return;
   }
-  return st.all().map((r) => Object.values(r) as T);
+  for (const r of st.iterate()) yield Object.values(r) as T;
 }
 
 function metaValue(db: DatabaseSync, key: string): string | undefined {

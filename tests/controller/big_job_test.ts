@@ -19,6 +19,7 @@ Deno.test("a 10,000-replica job finishes beside another user's small job, which 
     const big = c.launchJob(spec("alice", "big", 10_000), "big").jobId;
     const t0 = performance.now();
     const writes0 = { ...store.written };
+    const io0 = bytesWritten();
     let rounds = 0;
     let completed = 0;
     let small = "";
@@ -47,6 +48,7 @@ Deno.test("a 10,000-replica job finishes beside another user's small job, which 
     assertEquals(tasks.filter((t) => t.attempts.length !== 1).length, 0);
     h.round();
     assertEquals(c.jobs.job(small).state, JobState.SUCCEEDED);
+    const io = bytesWritten() - io0;
     const rows = store.written.rows - writes0.rows;
     const mib = (store.written.bytes - writes0.bytes) / 2 ** 20;
     // A placement and a completion each write the task row and the job row (per flush).
@@ -56,9 +58,20 @@ Deno.test("a 10,000-replica job finishes beside another user's small job, which 
         Math.round(completed / secs)
       }/s), ${rows} rows, ${mib.toFixed(1)} MiB of rows written (${
         Math.round((store.written.bytes - writes0.bytes) / completed)
-      } bytes per completion)`,
+      } bytes per completion); the process wrote ${(io / 2 ** 20).toFixed(0)} MiB (${
+        (io / 2 ** 20 / secs).toFixed(1)
+      } MiB/s, SQLite pages and WAL frames)`,
     );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+/** Bytes this process has passed to write(2) so far (Linux /proc/self/io `wchar`; else 0). */
+function bytesWritten(): number {
+  try {
+    return Number(Deno.readTextFileSync("/proc/self/io").match(/^wchar: (\d+)/m)?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}

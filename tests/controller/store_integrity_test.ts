@@ -165,6 +165,16 @@ Deno.test("a copy of the main file alone (no WAL, no manifest) of a controller i
   });
 });
 
+Deno.test("a manifest without its database is refused", async () => {
+  await withDir((dir) => {
+    const image = crashImage(dir);
+    for (const f of ["", "-wal", "-shm"]) Deno.removeSync(`${image}/${STATE_FILE}${f}`);
+    refused(() => StateStore.open(image), `${image}/${STATE_FILE} is missing`, "51 commit(s)");
+    Deno.writeTextFileSync(`${image}/${MANIFEST_FILE}`, "garbage");
+    refused(() => StateStore.open(image), `${image}/${MANIFEST_FILE}: unreadable`);
+  });
+});
+
 Deno.test("a clean close checkpoints: the main file alone is the whole state", async () => {
   await withDir((dir) => {
     const t = new JobTable();

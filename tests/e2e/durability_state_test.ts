@@ -52,12 +52,12 @@ Deno.test("a SIGKILLed controller's state: intact it restarts with every job, wi
         await p.status;
       }
     }
-    const main = Deno.statSync(`${dir}/${STATE}`).size;
-    const wal = Deno.statSync(`${dir}/${STATE}-wal`).size;
+    const main = (await Deno.stat(`${dir}/${STATE}`)).size;
+    const wal = (await Deno.stat(`${dir}/${STATE}-wal`)).size;
     assert(wal > main, `the jobs are in the WAL: main ${main} B, WAL ${wal} B`);
 
     copyDir(dir, `${root}/no-wal`);
-    Deno.removeSync(`${root}/no-wal/${STATE}-wal`);
+    await Deno.remove(`${root}/no-wal/${STATE}-wal`);
     await refusedStart(
       `${root}/no-wal`,
       `${STATE}-wal is missing`,
@@ -66,9 +66,9 @@ Deno.test("a SIGKILLed controller's state: intact it restarts with every job, wi
     );
 
     copyDir(dir, `${root}/bad-wal`);
-    const bytes = Deno.readFileSync(`${root}/bad-wal/${STATE}-wal`);
+    const bytes = await Deno.readFile(`${root}/bad-wal/${STATE}-wal`);
     for (let i = 0; i < 64; i++) bytes[Math.floor(bytes.length / 3) + i]! ^= 0x5a;
-    Deno.writeFileSync(`${root}/bad-wal/${STATE}-wal`, bytes);
+    await Deno.writeFile(`${root}/bad-wal/${STATE}-wal`, bytes);
     await refusedStart(`${root}/bad-wal`, "is corrupt or truncated", "controller.manifest");
 
     // Intact: every job is back; a clean stop folds the WAL into the main file.
@@ -78,9 +78,9 @@ Deno.test("a SIGKILLed controller's state: intact it restarts with every job, wi
       assertEquals((await client.list({ limit: 1000 })).total, 50);
       await p.stop();
     }
-    assert(
-      ![...Deno.readDirSync(dir)].some((f) => f.name === `${STATE}-wal`),
-      "no WAL after a clean stop",
+    await Deno.stat(`${dir}/${STATE}-wal`).then(
+      () => assert(false, "no WAL after a clean stop"),
+      (err) => assert(err instanceof Deno.errors.NotFound, String(err)),
     );
   } finally {
     await Deno.remove(root, { recursive: true });
@@ -122,8 +122,8 @@ Deno.test("iris controller backup during submits; the restored copy starts with 
 
     // Restore: the backup file as controller.sqlite3 of an empty state dir.
     const restored = `${root}/restored`;
-    Deno.mkdirSync(restored, { mode: 0o700 });
-    Deno.copyFileSync(output, `${restored}/${STATE}`);
+    await Deno.mkdir(restored, { mode: 0o700 });
+    await Deno.copyFile(output, `${restored}/${STATE}`);
     let victim = "";
     {
       await using p = serve(restored);
