@@ -25,9 +25,9 @@ export function isTerminalState(state: TaskState): boolean {
 }
 
 /**
- * Classifies a process exit. Out of memory or another resource limit (disk, processes) → FAILED; timeout → KILLED; a kill the
- * worker was asked for → that kill's state and reason; exit 0 → SUCCEEDED; anything else → FAILED
- * with the code or signal and the last stderr lines.
+ * Classifies a process exit. Out of memory or another resource limit (disk, processes) → FAILED;
+ * timeout → KILLED; a kill the worker was asked for → that kill's state and reason; exit 0 →
+ * SUCCEEDED; anything else → FAILED with the code or signal and the last stderr lines.
  */
 export function classifyExit(
   exit: TaskExit,

@@ -399,25 +399,34 @@ function findUtil(name: string): string | null {
   return found;
 }
 
-/** The worker's own hard limits from /proc/self/limits (Infinity = unlimited), read once. */
-let hardLimits: Map<string, number> | undefined;
+/** The worker's own limits from /proc/self/limits ([soft, hard], Infinity = unlimited), read once. */
+let ownLimits: Map<string, [number, number]> | undefined;
 
-/** `wanted` capped at the worker's own hard limit `name`; undefined when 0 or unset. */
+/**
+ * `wanted` when it lowers the worker's own limit `name` (which the task would inherit), capped at
+ * the hard limit (raising past it needs a privilege the worker may lack); undefined when there is
+ * nothing to lower — then no prlimit(1) is spawned at all.
+ */
 function lowered(wanted: number | undefined, name: string): number | undefined {
   if (!wanted) return undefined;
-  if (!hardLimits) {
-    hardLimits = new Map();
+  if (!ownLimits) {
+    ownLimits = new Map();
     try {
       for (const line of Deno.readTextFileSync("/proc/self/limits").split("\n")) {
         const m = line.match(/^(.+?)\s{2,}(\S+)\s+(\S+)/);
-        if (m) hardLimits.set(m[1]!, m[3] === "unlimited" ? Infinity : Number(m[3]));
+        const value = (v: string) => v === "unlimited" ? Infinity : Number(v);
+        if (m) ownLimits.set(m[1]!, [value(m[2]!), value(m[3]!)]);
       }
     } catch {
       // Not readable here: ask for the value as is.
     }
   }
-  const hard = hardLimits.get(name);
-  return hard !== undefined && Number.isFinite(hard) ? Math.min(wanted, hard) : wanted;
+  const own = ownLimits.get(name);
+  if (!own) return wanted;
+  const [soft, hard] = own;
+  if (wanted >= soft && soft === hard) return undefined;
+  const capped = Math.min(wanted, hard);
+  return capped === soft ? undefined : capped;
 }
 
 /** setsid(1)'s path, when this thread may use it. */

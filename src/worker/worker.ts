@@ -99,11 +99,17 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       await prepareRootForTaskUsers(rootDir);
     }
     if (options.reaper) {
-      reaper = startReaper({
-        rootDir: realRoot,
-        removeDir: options.reaper.removeRoot ? realRoot : undefined,
-        setsid: setsidPath(),
-      });
+      try {
+        reaper = startReaper({
+          rootDir: realRoot,
+          removeDir: options.reaper.removeRoot ? realRoot : undefined,
+          setsid: setsidPath(),
+        });
+      } catch (err) {
+        // Tasks still die with the worker through their parent-death signal, and a successor
+        // on this root sweeps what escaped.
+        options.log?.(`no watchdog for this worker's tasks: ${describeError(err)}`);
+      }
     }
   } catch (err) {
     ledger.remove();

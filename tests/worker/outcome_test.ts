@@ -35,6 +35,10 @@ Deno.test("classifyExit() maps exits, kills, timeouts and out-of-memory to final
     137,
     "out of memory: x",
   ]);
+  const limit = classifyExit(
+    exit({ exitCode: 137, signal: "SIGKILL", killedBy: "limit", killReason: "disk limit: x" }),
+  );
+  assert.deepEqual([limit.state, limit.error], [TaskState.FAILED, "disk limit: x"]);
   const timeout = classifyExit(
     exit({ exitCode: 143, killedBy: "timeout", killReason: "timed out after 1s" }),
   );
