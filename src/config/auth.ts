@@ -32,6 +32,7 @@ export const AUTH_KEYS = {
     "header_timeout",
     "idle_timeout",
     "max_connections_per_client",
+    "http_server",
   ],
   token: ["user", "role", "sha256"],
   rateLimit: ["per_second", "burst"],
@@ -115,20 +116,25 @@ export function parseAuth(root: YamlMap, r: YamlReader): AuthConfig | undefined 
       min: 0,
       max: 1_000_000,
     }),
+    httpServer: r.string(m, "http_server", "auth", {
+      pattern: /^(deno|node)$/,
+      patternHint: '"deno" or "node"',
+    }) ?? "",
   });
 }
 
 /** The connection limits an `auth` section sets (unset keys keep serveRpc's defaults). */
-function connectionLimits(auth: AuthConfig | undefined): ConnectionLimits {
+function connectionLimits(auth: AuthConfig | undefined): ConnectionLimits | undefined {
   const out: ConnectionLimits = {};
-  if (!auth) return out;
+  if (!auth) return undefined;
   if (auth.requestTimeoutMs > 0) out.requestTimeout = ms(auth.requestTimeoutMs);
   if (auth.headerTimeoutMs > 0) out.headersTimeout = ms(auth.headerTimeoutMs);
   if (auth.idleTimeoutMs > 0) out.idleTimeout = ms(auth.idleTimeoutMs);
+  if (auth.httpServer === "deno" || auth.httpServer === "node") out.transport = auth.httpServer;
   if (auth.maxConnectionsPerClient !== undefined) {
     out.maxConnectionsPerClient = auth.maxConnectionsPerClient;
   }
-  return out;
+  return Object.keys(out).length > 0 ? out : undefined;
 }
 
 /** Where the worker token comes from when the config names no file. */
@@ -186,7 +192,7 @@ export function controllerAuth(
       }
       : undefined,
     maxRequestBytes: auth?.maxRequestBytes || undefined,
-    connectionLimits: connectionLimits(auth),
+    ...(connectionLimits(auth) ? { connectionLimits: connectionLimits(auth) } : {}),
   };
   if (!auth || auth.mode !== "token") return { policy: { mode: "none" }, ...limits };
   let workerToken: string | undefined;

@@ -81,7 +81,7 @@ function lengthHint(header: string | null): number | undefined {
  * JSON nested too deep fails on the chunk that goes too deep. Stopping early cancels the stream.
  */
 export async function* boundedChunks(
-  body: ReadableStream<Uint8Array> | null,
+  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | null,
   limits: BodyLimits,
 ): AsyncGenerator<Uint8Array> {
   const { readMaxBytes } = limits;
@@ -96,12 +96,13 @@ export async function* boundedChunks(
   const scanner = limits.maxJsonDepth === undefined
     ? undefined
     : new JsonDepthScanner(limits.maxJsonDepth);
-  const reader = body.getReader();
+  const source = body instanceof ReadableStream ? streamChunks(body) : body;
+  const it = source[Symbol.asyncIterator]();
   let count = 0;
   let done = false;
   try {
     for (;;) {
-      const r = await reader.read();
+      const r = await it.next();
       if (r.done) break;
       const chunk = r.value;
       count += chunk.byteLength;
@@ -122,8 +123,7 @@ export async function* boundedChunks(
     }
     done = true;
   } finally {
-    if (!done) reader.cancel().catch(() => {});
-    reader.releaseLock();
+    if (!done) await it.return?.();
   }
   if (hint !== undefined && count < hint) {
     throw new ConnectError(
@@ -133,9 +133,26 @@ export async function* boundedChunks(
   }
 }
 
+/** A stream's chunks; stopping early cancels the stream. */
+async function* streamChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  let done = false;
+  try {
+    for (;;) {
+      const r = await reader.read();
+      if (r.done) break;
+      yield r.value;
+    }
+    done = true;
+  } finally {
+    if (!done) reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
 /** The whole body under {@linkcode boundedChunks}'s checks, in one buffer. */
 export async function readBoundedBody(
-  body: ReadableStream<Uint8Array> | null,
+  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | null,
   limits: BodyLimits,
 ): Promise<Uint8Array> {
   const chunks: Uint8Array[] = [];

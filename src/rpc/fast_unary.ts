@@ -57,6 +57,8 @@ export interface FastRequest {
   /** Aborts when the client goes away. */
   readonly signal: AbortSignal;
   readonly body: ReadableStream<Uint8Array> | null;
+  /** The body's chunks, when the server has a cheaper source than `body` (node:http). */
+  readonly bodyChunks?: AsyncIterable<Uint8Array> | null;
 }
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
@@ -146,11 +148,14 @@ export class FastUnary {
     try {
       // Before the body is read, so a rejected caller's body is never received or parsed.
       if (this.#opts.requestGate) await this.#opts.requestGate(ctx);
-      const bytes = await readBoundedBody(req.body, {
-        readMaxBytes: this.#opts.readMaxBytes,
-        contentLength: req.headers.get("content-length"),
-        maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
-      });
+      const bytes = await readBoundedBody(
+        req.bodyChunks !== undefined ? req.bodyChunks : req.body,
+        {
+          readMaxBytes: this.#opts.readMaxBytes,
+          contentLength: req.headers.get("content-length"),
+          maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
+        },
+      );
       const input = serialization.getI(call.binary).parse(bytes);
       const output = this.#opts.interceptors.length === 0
         ? create(spec.method.output, await spec.impl(input, ctx))

@@ -1,20 +1,26 @@
 /**
- * Serves Connect services (Connect JSON/binary and gRPC-web) over HTTP/1.1 on `node:http`. Plain
- * Connect unary calls take a lean path (fast_unary.ts) with the same behaviour on the wire; the rest
- * goes through Connect's handlers. Non-RPC paths fall through to an optional fallback (e.g. the
- * dashboard's static files).
+ * Serves Connect services (Connect JSON/binary and gRPC-web) over HTTP/1.1. Plain Connect unary
+ * calls take a lean path (fast_unary.ts) with the same behaviour on the wire; the rest goes through
+ * Connect's handlers. Non-RPC paths fall through to an optional fallback (e.g. the dashboard's
+ * static files).
  *
- * Why node:http rather than Deno.serve: Deno.serve (2.9.6) has no header, request or idle timeout
- * (a client that sends half a header, or nothing, holds its connection forever) and gives no
- * access to connections, so no per-client cap either. node:http in Deno has all three timeouts and
- * a `connection` event, at about the same cost per call (docs/security.md has the figures).
- * Bodies are read as streams with their limits checked while reading (body.ts).
+ * Two transports (docs/security.md#request-limits has the figures):
+ * - `deno` (default): Deno.serve, the fastest. Bodies are read as streams with the size limit
+ *   checked while reading and a deadline (`requestTimeout`), and each remote address may have at
+ *   most `maxConnectionsPerClient` requests in flight. Deno.serve (2.9.6) has no header or idle
+ *   timeout and gives no access to connections: a client that sends half a header, or nothing,
+ *   keeps its connection (not memory, not CPU) until it goes away.
+ * - `node`: node:http, which adds what Deno.serve lacks: header, request and idle timeouts close
+ *   slow, stalled and idle connections, and the per-client cap counts connections. It costs
+ *   latency on small calls in Deno 2.9.6 (measured in docs/security.md).
  * @module
  */
 import http from "node:http";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { isIP, type Socket } from "node:net";
 import {
+  Code,
+  ConnectError,
   type ConnectRouter,
   createConnectRouter,
   createContextValues,
@@ -28,7 +34,7 @@ import {
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { PEER_ADDRESS } from "../auth/gate.ts";
-import { type Duration, seconds } from "../time.ts";
+import { type Duration, formatDuration, seconds } from "../time.ts";
 import { boundedChunks, DEFAULT_MAX_JSON_DEPTH, isJsonContentType } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
 
@@ -42,29 +48,36 @@ export interface RpcServer extends AsyncDisposable {
   shutdown(): Promise<void>;
 }
 
+/** Which HTTP server carries the calls (see the module doc). */
+export type HttpTransport = "deno" | "node";
+
 /** Connection limits of an RPC server (defaults: {@linkcode DEFAULT_CONNECTION_LIMITS}). */
 export interface ConnectionLimits {
+  /** @default "deno" */
+  transport?: HttpTransport;
   /**
    * Time a client has to send a request's headers, from its connection (or its previous
    * request); past it the server answers 408 and closes the connection (slow or silent clients).
+   * Transport `node` only.
    */
   headersTimeout?: Duration;
   /**
    * Time a client has to send a whole request, headers and body: the body's deadline. Past it
-   * the server answers 408 and closes the connection.
+   * the call fails (`deno`: deadline_exceeded; `node`: 408) and the connection is closed.
    */
   requestTimeout?: Duration;
-  /** A kept-alive connection with no request for this long is closed. */
+  /** A kept-alive connection with no request for this long is closed. Transport `node` only. */
   idleTimeout?: Duration;
   /**
-   * Connections one remote address may hold open at once; more are closed as they arrive.
-   * 0 means no limit.
+   * Per remote address: requests in flight at once (transport `deno`; more are refused with
+   * resource_exhausted before their body is read) or connections held open (transport `node`;
+   * more are closed as they arrive). 0 means no limit.
    */
   maxConnectionsPerClient?: number;
 }
 
 /** The connection limits every server has unless told otherwise. */
-export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<ConnectionLimits>> = {
+export const DEFAULT_CONNECTION_LIMITS: Readonly<Required<Omit<ConnectionLimits, "transport">>> = {
   headersTimeout: seconds(10),
   requestTimeout: seconds(60),
   idleTimeout: seconds(30),
@@ -103,7 +116,7 @@ export function serveRpc(
   const { hostname = "127.0.0.1", port = 0, fallback, readMaxBytes = 64 * 1024 * 1024 } = options;
   const maxJsonDepth = options.maxJsonDepth ?? DEFAULT_MAX_JSON_DEPTH;
   const limits = { ...DEFAULT_CONNECTION_LIMITS };
-  for (const k of Object.keys(limits) as (keyof ConnectionLimits)[]) {
+  for (const k of Object.keys(limits) as (keyof Limits)[]) {
     if (options[k] !== undefined) limits[k] = options[k] as never;
   }
   // Unknown JSON fields are refused (a typo must not be dropped silently); binary stays lenient.
@@ -124,11 +137,7 @@ export function serveRpc(
   routes(fast ? recordingRouter(router, fast) : router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
 
-  const inflight = new Set<NodeRequest>();
-  let closing = false;
-  let drained: (() => void) | undefined;
-
-  const serveOne = async (call: NodeRequest): Promise<Response> => {
+  const serveOne = async (call: IncomingCall): Promise<Response> => {
     const contextValues = createContextValues();
     contextValues.set(PEER_ADDRESS, call.peer);
     const route = fast?.eligible(call, call.path);
@@ -137,11 +146,11 @@ export function serveRpc(
     if (handler) {
       const type = call.headers.get("content-type");
       const uReq: UniversalServerRequest & { contextValues: typeof contextValues } = {
-        httpVersion: call.req.httpVersion,
+        httpVersion: call.httpVersion,
         method: call.method,
         url: call.url,
         header: withoutLengthHint(call.headers, readMaxBytes),
-        body: boundedChunks(call.body, {
+        body: boundedChunks(call.bodyChunks, {
           readMaxBytes,
           contentLength: call.headers.get("content-length"),
           maxJsonDepth: isJsonContentType(type) ? maxJsonDepth : undefined,
@@ -156,6 +165,168 @@ export function serveRpc(
     if (fallback) return await fallback(call.toFetchRequest());
     return new Response("Not found\n", { status: 404 });
   };
+  const listen = { hostname, port, signal: options.signal };
+  return options.transport === "node"
+    ? serveNode(serveOne, limits, listen)
+    : serveDeno(serveOne, limits, listen);
+}
+
+/** What serveOne needs of a call, whichever server received it. */
+interface IncomingCall extends FastRequest {
+  readonly path: string;
+  readonly peer: string;
+  readonly httpVersion: string;
+  readonly bodyChunks: AsyncIterable<Uint8Array> | ReadableStream<Uint8Array> | null;
+  toFetchRequest(): Request;
+}
+
+type ServeOne = (call: IncomingCall) => Promise<Response>;
+type Limits = Required<Omit<ConnectionLimits, "transport">>;
+interface Listen {
+  hostname: string;
+  port: number;
+  signal?: AbortSignal;
+}
+
+/** A Connect error response, as Connect writes them. */
+function connectErrorResponse(code: "resource_exhausted", message: string): Response {
+  return new Response(JSON.stringify({ code, message }), {
+    status: 429,
+    headers: { "content-type": "application/json" },
+  });
+}
+
+/** Counts requests in flight per remote address. */
+class PerClient {
+  readonly #counts = new Map<string, number>();
+  constructor(readonly cap: number) {}
+  /** Takes a slot for `peer`; false when it already has `cap`. */
+  take(peer: string): boolean {
+    const n = this.#counts.get(peer) ?? 0;
+    if (this.cap > 0 && n >= this.cap) return false;
+    this.#counts.set(peer, n + 1);
+    return true;
+  }
+  give(peer: string): void {
+    const n = (this.#counts.get(peer) ?? 1) - 1;
+    if (n <= 0) this.#counts.delete(peer);
+    else this.#counts.set(peer, n);
+  }
+}
+
+/** Transport `deno`: Deno.serve. */
+function serveDeno(serveOne: ServeOne, limits: Limits, listen: Listen): RpcServer {
+  const perClient = new PerClient(limits.maxConnectionsPerClient);
+  const server = Deno.serve({
+    hostname: listen.hostname,
+    port: listen.port,
+    signal: listen.signal,
+    onListen: () => {},
+  }, async (req, info) => {
+    const peer = (info.remoteAddr as Deno.NetAddr).hostname ?? "";
+    if (!perClient.take(peer)) {
+      await req.body?.cancel().catch(() => {});
+      return connectErrorResponse(
+        "resource_exhausted",
+        `too many requests in flight from ${peer} (at most ${perClient.cap}): retry later`,
+      );
+    }
+    try {
+      return await serveOne(new DenoCall(req, peer, limits.requestTimeout));
+    } finally {
+      perClient.give(peer);
+    }
+  });
+  const addr = server.addr as Deno.NetAddr;
+  const urlHost = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
+  let stopped: Promise<void> | undefined;
+  const shutdown = () => {
+    stopped ??= server.shutdown().then(() => server.finished);
+    return stopped;
+  };
+  return {
+    url: `http://${urlHost}:${addr.port}`,
+    port: addr.port,
+    hostname: addr.hostname,
+    shutdown,
+    [Symbol.asyncDispose]: shutdown,
+  };
+}
+
+/** A Deno.serve request as an IncomingCall; its body must arrive within `timeout`. */
+class DenoCall implements IncomingCall {
+  readonly path: string;
+  readonly httpVersion = "1.1";
+  constructor(readonly req: Request, readonly peer: string, readonly timeout: Duration) {
+    this.path = rawPath(req.url);
+  }
+  get method(): string {
+    return this.req.method;
+  }
+  get url(): string {
+    return this.req.url;
+  }
+  get headers(): Headers {
+    return this.req.headers;
+  }
+  get signal(): AbortSignal {
+    return this.req.signal;
+  }
+  get body(): ReadableStream<Uint8Array> | null {
+    return this.req.body;
+  }
+  get bodyChunks(): AsyncIterable<Uint8Array> | null {
+    const body = this.req.body;
+    return body && this.timeout > 0 ? deadlineChunks(body, this.timeout) : body;
+  }
+  toFetchRequest(): Request {
+    return this.req;
+  }
+}
+
+/**
+ * A body's chunks, failing with deadline_exceeded (and cancelling the stream) when the whole body
+ * has not arrived within `timeout`.
+ */
+async function* deadlineChunks(
+  body: ReadableStream<Uint8Array>,
+  timeout: Duration,
+): AsyncGenerator<Uint8Array> {
+  const reader = body.getReader();
+  let expired = false;
+  const timer = setTimeout(() => {
+    expired = true;
+    reader.cancel().catch(() => {});
+  }, timeout);
+  let done = false;
+  try {
+    for (;;) {
+      const r = await reader.read().catch((err) => {
+        if (expired) return { done: true, value: undefined } as const;
+        throw err;
+      });
+      if (expired) {
+        throw new ConnectError(
+          `request: the body did not arrive within ${formatDuration(timeout)}`,
+          Code.DeadlineExceeded,
+        );
+      }
+      if (r.done) break;
+      yield r.value;
+    }
+    done = true;
+  } finally {
+    clearTimeout(timer);
+    if (!done && !expired) reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+}
+
+/** Transport `node`: node:http with header, request and idle timeouts. */
+function serveNode(serveOne: ServeOne, limits: Limits, listen: Listen): RpcServer {
+  const inflight = new Set<NodeRequest>();
+  let closing = false;
+  let drained: (() => void) | undefined;
 
   const server = http.createServer({
     headersTimeout: Math.min(limits.headersTimeout, limits.requestTimeout || Infinity),
@@ -203,7 +374,7 @@ export function serveRpc(
   });
   server.on("error", (err: Error) => console.error(`rpc server: ${err.message}`));
 
-  const addr = listenNow(server, hostname, port);
+  const addr = listenNow(server, listen.hostname, listen.port);
   const urlHost = addr.address.includes(":") ? `[${addr.address}]` : addr.address;
   const baseUrl = `http://${urlHost}:${addr.port}`;
   let stopped: Promise<void> | undefined;
@@ -220,7 +391,7 @@ export function serveRpc(
     })();
     return stopped;
   };
-  options.signal?.addEventListener("abort", () => void shutdown(), { once: true });
+  listen.signal?.addEventListener("abort", () => void shutdown(), { once: true });
   return {
     url: baseUrl,
     port: addr.port,
@@ -265,11 +436,12 @@ function normalizeAddress(address: string | undefined): string {
 }
 
 /** A node:http request seen as a fetch-like request (what the fast path reads). */
-class NodeRequest implements FastRequest {
+class NodeRequest implements IncomingCall {
   readonly headers: Headers;
   readonly url: string;
   readonly path: string;
   readonly peer: string;
+  readonly httpVersion: string;
   #abort: AbortController | undefined;
   #body: ReadableStream<Uint8Array> | null | undefined;
 
@@ -283,6 +455,7 @@ class NodeRequest implements FastRequest {
     const q = target.indexOf("?");
     this.path = q < 0 ? target : target.slice(0, q);
     this.peer = normalizeAddress(req.socket.remoteAddress);
+    this.httpVersion = req.httpVersion;
   }
 
   get method(): string {
@@ -312,6 +485,12 @@ class NodeRequest implements FastRequest {
     return this.#body;
   }
 
+  /** The body's chunks straight from node's events (cheaper than a ReadableStream). */
+  get bodyChunks(): AsyncIterable<Uint8Array> | null {
+    const m = this.method;
+    return m === "GET" || m === "HEAD" ? null : nodeChunks(this.req);
+  }
+
   toFetchRequest(): Request {
     const body = this.body;
     return new Request(this.url, {
@@ -322,6 +501,81 @@ class NodeRequest implements FastRequest {
       ...(body ? { duplex: "half" } : {}),
     } as RequestInit);
   }
+}
+
+/**
+ * A request body's chunks, read from node's events; the socket is paused while chunks wait.
+ * Stopping early leaves the socket paused (the answer then closes the connection) rather than
+ * destroying it, so the client still gets the error.
+ */
+function nodeChunks(req: IncomingMessage): AsyncIterable<Uint8Array> {
+  return {
+    [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
+      const queue: Uint8Array[] = [];
+      let ended = req.complete && req.readableEnded;
+      let error: Error | undefined;
+      let wake: (() => void) | undefined;
+      const poke = () => {
+        const w = wake;
+        wake = undefined;
+        w?.();
+      };
+      const onData = (chunk: Uint8Array) => {
+        queue.push(chunk);
+        if (queue.length >= 16) req.pause();
+        poke();
+      };
+      const onEnd = () => {
+        ended = true;
+        poke();
+      };
+      const onError = (err: Error) => {
+        error ??= err;
+        poke();
+      };
+      const onClose = () => {
+        if (!req.complete) {
+          error ??= new Error("the client closed the connection before sending the whole body");
+        }
+        poke();
+      };
+      const detach = () => {
+        req.off("data", onData);
+        req.off("end", onEnd);
+        req.off("error", onError);
+        req.off("close", onClose);
+      };
+      req.on("data", onData);
+      req.on("end", onEnd);
+      req.on("error", onError);
+      req.on("close", onClose);
+      return {
+        async next(): Promise<IteratorResult<Uint8Array>> {
+          for (;;) {
+            const chunk = queue.shift();
+            if (chunk) {
+              if (queue.length < 4 && req.isPaused()) req.resume();
+              return { value: chunk, done: false };
+            }
+            if (error) {
+              detach();
+              throw error;
+            }
+            if (ended) {
+              detach();
+              return { value: undefined, done: true };
+            }
+            await new Promise<void>((r) => wake = r);
+          }
+        },
+        return(): Promise<IteratorResult<Uint8Array>> {
+          detach();
+          req.pause();
+          return Promise.resolve({ value: undefined, done: true });
+        },
+      };
+    },
+  };
 }
 
 /** A request body as a pull stream: the socket is paused whenever nobody is reading. */
@@ -400,7 +654,7 @@ async function writeResponse(call: NodeRequest, response: Response, closing: boo
  * cost of parsing it. Only used to look up fast-path methods, whose paths need no normalizing;
  * everything else is routed on the parsed URL.
  */
-function _rawPath(url: string): string {
+function rawPath(url: string): string {
   const start = url.indexOf("/", url.indexOf("//") + 2);
   if (start < 0) return "/";
   const end = url.indexOf("?", start);

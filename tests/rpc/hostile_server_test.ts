@@ -8,7 +8,7 @@
 import net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
-import { serveRpc, type ServeRpcOptions } from "../../src/rpc/server.ts";
+import { type HttpTransport, serveRpc, type ServeRpcOptions } from "../../src/rpc/server.ts";
 import { JsonDepthScanner } from "../../src/rpc/body.ts";
 import { ControllerService, GetJobStatusRequestSchema } from "../../src/rpc/mod.ts";
 import { startController } from "../../src/controller/server.ts";
@@ -30,6 +30,8 @@ interface Raw {
   closed: Promise<string>;
   /** Whether the server has closed it. */
   isClosed(): boolean;
+  /** Everything received so far. */
+  data(): string;
 }
 
 function connect(port: number, localAddress = "127.0.0.1"): Promise<Raw> {
@@ -45,7 +47,10 @@ function connect(port: number, localAddress = "127.0.0.1"): Promise<Raw> {
       });
     });
     socket.on("error", () => {});
-    socket.once("connect", () => resolve({ socket, closed, isClosed: () => done }));
+    socket.once(
+      "connect",
+      () => resolve({ socket, closed, isClosed: () => done, data: () => data }),
+    );
     socket.once("error", reject);
   });
 }
@@ -71,11 +76,21 @@ async function call(url: string, body: BodyInit, type: string): Promise<Response
 const binaryRequest = (jobId: string) =>
   toBinary(GetJobStatusRequestSchema, create(GetJobStatusRequestSchema, { jobId }));
 
-for (const fastUnary of [true, false]) {
-  const path = fastUnary ? "fast path" : "Connect path";
+/** Waits until `raw` received a whole response head matching `re`. */
+async function answered(raw: Raw, re: RegExp, what: string): Promise<string> {
+  await waitFor(() => re.test(raw.data()) || raw.isClosed(), { timeout: seconds(20), what });
+  return raw.data();
+}
 
-  Deno.test(`${path}: stalled 60 MB bodies cost little memory, others are served, the deadline closes them`, async () => {
-    const opts: ServeRpcOptions = { fastUnary, requestTimeout: seconds(3) };
+const CASES: [HttpTransport, boolean][] = [["deno", true], ["deno", false], ["node", true], [
+  "node",
+  false,
+]];
+for (const [transport, fastUnary] of CASES) {
+  const path = `${transport}, ${fastUnary ? "fast path" : "Connect path"}`;
+
+  Deno.test(`${path}: stalled 60 MB bodies cost little memory, others are served, the deadline ends them`, async () => {
+    const opts: ServeRpcOptions = { transport, fastUnary, requestTimeout: seconds(3) };
     await using server = serveRpc(routes, opts);
     const before = Deno.memoryUsage().rss;
     const raws: Raw[] = [];
@@ -93,23 +108,26 @@ for (const fastUnary of [true, false]) {
       const grown = Deno.memoryUsage().rss - before;
       // Reading with req.bytes() grew RSS by ~16 MB per stalled body (3 GB here).
       assert(grown < 150 * 2 ** 20, `RSS grew ${Math.round(grown / 2 ** 20)} MiB`);
-      // The request deadline answers 408 and closes every stalled connection.
-      await waitFor(() => raws.every((r) => r.isClosed()), {
+      // The request deadline answers every stalled call (node: 408 and closes the connection;
+      // deno: deadline_exceeded).
+      await waitFor(() => raws.every((r) => r.isClosed() || r.data() !== ""), {
         timeout: seconds(20),
-        what: "stalled connections closed by the request deadline",
+        what: "stalled calls answered by the request deadline",
       });
-      assertMatch(await raws[0]!.closed, /^HTTP\/1\.1 408/);
+      if (transport === "node") assertMatch(await raws[0]!.closed, /^HTTP\/1\.1 408/);
+      else assertMatch(raws[0]!.data(), /^HTTP\/1\.1 504[^]*deadline_exceeded[^]*within 3\.0s/);
     } finally {
       await closeAll(raws);
     }
   });
 
-  Deno.test(`${path}: a body past the limit fails while reading and its connection closes`, async () => {
-    await using server = serveRpc(routes, { fastUnary, readMaxBytes: 1024 });
+  Deno.test(`${path}: a body past the limit fails while reading`, async () => {
+    await using server = serveRpc(routes, { transport, fastUnary, readMaxBytes: 1024 });
     // Announced too large: refused before reading, the connection is not drained.
     const big = await connect(server.port);
     big.socket.write(stalledHead(60_000_000));
-    const answer = await big.closed;
+    const answer = await answered(big, /readMaxBytes 1024/, "an answer to the large body");
+    big.socket.destroy();
     assertMatch(answer, /^HTTP\/1\.1 429/);
     assertMatch(answer, /message size 60000000 is larger than configured readMaxBytes 1024/);
     // No length, sent in chunks: refused as soon as it passes the limit.
@@ -119,13 +137,15 @@ for (const fastUnary of [true, false]) {
         `Content-Type: application/proto\r\nTransfer-Encoding: chunked\r\n\r\n`,
     );
     for (let i = 0; i < 3; i++) chunked.socket.write(`200\r\n${"x".repeat(512)}\r\n`);
-    const refused = await chunked.closed;
+    const refused = await answered(chunked, /readMaxBytes 1024/, "an answer to the chunked body");
+    chunked.socket.destroy();
+    await Promise.all([big.closed, chunked.closed]);
     assertMatch(refused, /^HTTP\/1\.1 429/);
     assertMatch(refused, /larger than configured readMaxBytes 1024/);
   });
 
   Deno.test(`${path}: JSON nested too deep is refused before parsing; brackets in strings do not count`, async () => {
-    await using server = serveRpc(routes, { fastUnary });
+    await using server = serveRpc(routes, { transport, fastUnary });
     const deep = `{"jobId":"x","unknown":${"[".repeat(1_000_000)}}`;
     const t0 = performance.now();
     const res = await call(server.url, deep, "application/json");
@@ -144,7 +164,7 @@ for (const fastUnary of [true, false]) {
   });
 
   Deno.test(`${path}: unknown JSON fields are refused by name; binary keeps forward compatibility`, async () => {
-    await using server = serveRpc(routes, { fastUnary });
+    await using server = serveRpc(routes, { transport, fastUnary });
     const res = await call(
       server.url,
       JSON.stringify({ jobId: "x", maxRetriesFailures: 3 }),
@@ -163,8 +183,9 @@ for (const fastUnary of [true, false]) {
   });
 }
 
-Deno.test("slow headers, silent connections and idle keep-alives are closed", async () => {
+Deno.test("node: slow headers, silent connections and idle keep-alives are closed", async () => {
   await using server = serveRpc(routes, {
+    transport: "node",
     headersTimeout: ms(400),
     idleTimeout: ms(400),
     requestTimeout: seconds(5),
@@ -195,8 +216,8 @@ Deno.test("slow headers, silent connections and idle keep-alives are closed", as
   }
 });
 
-Deno.test("one address may hold only maxConnectionsPerClient connections; others are served", async () => {
-  await using server = serveRpc(routes, { maxConnectionsPerClient: 5 });
+Deno.test("node: one address may hold only maxConnectionsPerClient connections; others are served", async () => {
+  await using server = serveRpc(routes, { transport: "node", maxConnectionsPerClient: 5 });
   const raws: Raw[] = [];
   try {
     for (let i = 0; i < 5; i++) raws.push(await connect(server.port, "127.0.0.2"));
@@ -218,6 +239,40 @@ Deno.test("one address may hold only maxConnectionsPerClient connections; others
       again.socket.write(`GET /x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n`);
       return /^HTTP\/1\.1 404/.test(await again.closed);
     }, { timeout: seconds(5), what: "a new connection from 127.0.0.2 once one closed" });
+  } finally {
+    await closeAll(raws);
+  }
+});
+
+Deno.test("deno: one address may have only maxConnectionsPerClient requests in flight; others are served", async () => {
+  await using server = serveRpc(routes, { maxConnectionsPerClient: 5 });
+  const raws: Raw[] = [];
+  try {
+    for (let i = 0; i < 5; i++) {
+      const r = await connect(server.port, "127.0.0.2");
+      r.socket.write(stalledHead(1000) + "A");
+      raws.push(r);
+    }
+    const sixth = await connect(server.port, "127.0.0.2");
+    raws.push(sixth);
+    sixth.socket.write(stalledHead(1000) + "A");
+    const refused = await answered(sixth, /retry later/, "the sixth call refused");
+    assertMatch(refused, /^HTTP\/1\.1 429[^]*resource_exhausted[^]*too many requests in flight/);
+    // Another address is served as usual.
+    const res = await call(server.url, binaryRequest("ok"), "application/proto");
+    assertEquals(res.status, 200);
+    await res.arrayBuffer();
+    // Once one of the five goes, the address may call again.
+    raws[0]!.socket.destroy();
+    await raws[0]!.closed;
+    await waitFor(async () => {
+      const again = await connect(server.port, "127.0.0.2");
+      raws.push(again);
+      const body = binaryRequest("again");
+      again.socket.write(stalledHead(body.byteLength));
+      again.socket.write(body);
+      return /^HTTP\/1\.1 200/.test(await answered(again, /\r\n\r\n/, "an answer"));
+    }, { timeout: seconds(5), what: "a call from 127.0.0.2 once one ended" });
   } finally {
     await closeAll(raws);
   }

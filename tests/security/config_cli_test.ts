@@ -40,6 +40,11 @@ auth:
     - { user: root, role: admin, sha256: ${hashToken("root-token")} }
   launch_rate_limit: { per_second: 5, burst: 20 }
   max_request_size: 8MiB
+  request_timeout: 2m
+  header_timeout: 5s
+  idle_timeout: 20s
+  max_connections_per_client: 0
+  http_server: node
 `,
     "auth.yaml",
     { machine },
@@ -55,6 +60,13 @@ auth:
   assert(auth.policy.mode === "token");
   assertEquals(auth.policy.workerToken, "the-worker-token");
   assertEquals(auth.launchRateLimit, { perSecond: 5, burst: 20 });
+  assertEquals(auth.connectionLimits, {
+    requestTimeout: 120_000,
+    headersTimeout: 5_000,
+    idleTimeout: 20_000,
+    transport: "node",
+    maxConnectionsPerClient: 0,
+  });
   // No auth section: mode none, no limits, existing configs unchanged.
   const plain = controllerAuth(parseConfig(LOCAL, "local.yaml", { machine }).auth);
   assertEquals(plain, {
