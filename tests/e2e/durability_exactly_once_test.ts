@@ -58,7 +58,7 @@ Deno.test("tasks that end while the controller is down (SIGKILL) run once and ke
   try {
     const url = (await first.waitForLine(/Controller started at (\S+)/))[1]!;
     const port = new URL(url).port;
-    await using worker = spawnWorker(url, `${dir}/worker`, "w-once");
+    await using _worker = spawnWorker(url, `${dir}/worker`, "w-once");
     const client = new IrisClient(url, { retryFor: seconds(30) });
     // 12 tasks: even ones exit 0, odd ones exit 3 (no failure retries). Each records its run,
     // then waits for its go file: 8 are released while the controller is down, 4 after.
@@ -230,7 +230,7 @@ Deno.test({
     const controller = spawnIris(serveArgs("0", stateDir));
     try {
       const url = (await controller.waitForLine(/Controller started at (\S+)/))[1]!;
-      await using worker = spawnWorker(url, `${dir}/worker`, "w-full");
+      await using _worker = spawnWorker(url, `${dir}/worker`, "w-full");
       const client = new IrisClient(url, { retryFor: seconds(60) });
       const impatient = new IrisClient(url, { retryFor: ms(300) });
       await waitFor(async () => (await client.workers()).length === 1, {
