@@ -887,7 +887,9 @@ function preflight(dir: string): void {
         "--accept-state-loss.",
     );
   }
-  if (!manifest && found.inUse && (!wal || wal.size === 0)) {
+  // An empty WAL is what a checkpoint leaves (the main file is complete then); a missing one
+  // is what a copy of the main file alone, or a deleted WAL, looks like.
+  if (!manifest && found.inUse && !wal) {
     throw new IncompleteStateError(
       `incomplete controller state in ${dir}: ${STATE_FILE} was in use (not closed cleanly) ` +
         `and ${walState}, and ${MANIFEST_FILE} is missing, so the commits after ${found.seq} ` +
