@@ -267,7 +267,7 @@ export class StateStore {
     } catch (err) {
       if (db.isTransaction) db.exec("ROLLBACK");
       db.close();
-      throw err;
+      throw named(path, err);
     }
     store.#writeManifest();
     if (loss) store.#warnings.push(loss);
@@ -284,6 +284,14 @@ export class StateStore {
    * @throws {StateStoreError} naming each corrupt row (table, id), unless `skipCorruptRows`.
    */
   load(table: JobTable): LoadStats {
+    try {
+      return this.#load(table);
+    } catch (err) {
+      throw named(this.path, err);
+    }
+  }
+
+  #load(table: JobTable): LoadStats {
     const t0 = performance.now();
     const corrupt: CorruptRow[] = [];
     const badJobs = new Set<string>();
@@ -728,6 +736,12 @@ function* rowArrays<T extends unknown[]>(st: StatementSync): Generator<T> {
     return;
   }
   for (const r of st.iterate()) yield Object.values(r) as T;
+}
+
+/** An error of the state store that names the file (SQLite's own messages do not). */
+function named(path: string, err: unknown): unknown {
+  if (err instanceof StateStoreError) return err;
+  return new StateStoreError(`${path}: ${describeError(err)}`, { cause: err });
 }
 
 function metaValue(db: DatabaseSync, key: string): string | undefined {
