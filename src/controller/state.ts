@@ -152,8 +152,9 @@ export class JobTable {
   onTaskInactive: (task: TaskRecord) => void = () => {};
   /**
    * Ids of jobs to persist whole (job row and every task row) or to remove, since the last
-   * persistence flush: submitted, removed or terminated jobs, and job-level changes made outside
-   * this table. The controller's store writes them out and clears the set (store.ts).
+   * persistence flush: submitted or removed jobs, and job-level changes made outside this table
+   * (e.g. a reservation's gate opening). The controller's store writes them out and clears the
+   * set (store.ts).
    */
   readonly dirty = new Set<string>();
   /**

@@ -267,7 +267,7 @@ export class StateStore {
     } catch (err) {
       if (db.isTransaction) db.exec("ROLLBACK");
       db.close();
-      throw err;
+      throw named(path, err);
     }
     store.#writeManifest();
     if (loss) store.#warnings.push(loss);
@@ -284,6 +284,14 @@ export class StateStore {
    * @throws {StateStoreError} naming each corrupt row (table, id), unless `skipCorruptRows`.
    */
   load(table: JobTable): LoadStats {
+    try {
+      return this.#load(table);
+    } catch (err) {
+      throw named(this.path, err);
+    }
+  }
+
+  #load(table: JobTable): LoadStats {
     const t0 = performance.now();
     const corrupt: CorruptRow[] = [];
     const badJobs = new Set<string>();
@@ -746,6 +754,12 @@ function* rowArrays<T extends unknown[]>(st: StatementSync): Generator<T> {
   for (const r of st.iterate()) yield Object.values(r) as T;
 }
 
+/** An error of the state store that names the file (SQLite's own messages do not). */
+function named(path: string, err: unknown): unknown {
+  if (err instanceof StateStoreError) return err;
+  return new StateStoreError(`${path}: ${describeError(err)}`, { cause: err });
+}
+
 function metaValue(db: DatabaseSync, key: string): string | undefined {
   const r = db.prepare("SELECT value FROM meta WHERE key = ?").get(key);
   return r === undefined ? undefined : String(r.value);
@@ -903,7 +917,9 @@ function preflight(dir: string): void {
         "--accept-state-loss.",
     );
   }
-  if (!manifest && found.inUse && (!wal || wal.size === 0)) {
+  // An empty WAL is what a checkpoint leaves (the main file is complete then); a missing one
+  // is what a copy of the main file alone, or a deleted WAL, looks like.
+  if (!manifest && found.inUse && !wal) {
     throw new IncompleteStateError(
       `incomplete controller state in ${dir}: ${STATE_FILE} was in use (not closed cleanly) ` +
         `and ${walState}, and ${MANIFEST_FILE} is missing, so the commits after ${found.seq} ` +

@@ -175,6 +175,22 @@ Deno.test("a manifest without its database is refused", async () => {
   });
 });
 
+Deno.test("a damaged database file is refused with an error naming it", async () => {
+  await withDir((dir) => {
+    const t = new JobTable();
+    const store = StateStore.open(dir);
+    for (let i = 0; i < 200; i++) submit(t, `j${i}`, 5);
+    store.flush(t);
+    store.close();
+    const path = `${dir}/${STATE_FILE}`;
+    const bytes = Deno.readFileSync(path);
+    // Overwrite every page after the first two (schema and meta stay readable).
+    for (let i = 2 * 4096; i < bytes.length; i++) bytes[i] = 0x55;
+    Deno.writeFileSync(path, bytes);
+    refused(() => loadJobs(dir), `${path}: `);
+  });
+});
+
 Deno.test("a clean close checkpoints: the main file alone is the whole state", async () => {
   await withDir((dir) => {
     const t = new JobTable();
