@@ -2,7 +2,9 @@
  * The code blocks of README.md, as tests/e2e/readme_test.ts runs them. A block is a fenced
  * ```sh or ```ts block; the nearest non-blank line before its fence may mark it:
  * - `<!-- illustrative ... -->`: shown, not run;
- * - `<!-- ci ... -->`: run as written by `.ci/run` (the test checks that .ci/run holds each line).
+ * - `<!-- ci ... -->`: run as written by `.ci/run` (the test checks that .ci/run holds each line);
+ * - `<!-- tested-by: FILE -->`: `deno task NAME` lines another test runs (the test checks that
+ *   FILE passes every argument of the task's `deno run -A cli.ts …` to iris).
  * Commands of an `sh` block are its lines without comments, `\` continuations joined; a command
  * whose trailing comment mentions `Ctrl-C` keeps running (its own terminal, in the README's words).
  * @module
@@ -14,7 +16,9 @@ export interface ReadmeBlock {
   /** 1-based line of the opening fence. */
   readonly line: number;
   readonly body: string;
-  readonly mark: "run" | "illustrative" | "ci";
+  readonly mark: "run" | "illustrative" | "ci" | "tested-by";
+  /** The FILE of `<!-- tested-by: FILE -->`. */
+  readonly testedBy?: string;
 }
 
 /** One command of an `sh` block. */
@@ -40,14 +44,18 @@ export function readmeBlocks(markdown: string): ReadmeBlock[] {
     let k = i - 1;
     while (k >= 0 && lines[k]!.trim() === "") k--;
     const before = k >= 0 ? lines[k]!.trim() : "";
+    const testedBy = /^<!--\s*tested-by:\s*(\S+)\s*-->/.exec(before)?.[1];
     const mark = /^<!--\s*illustrative\b/.test(before)
       ? "illustrative"
       : /^<!--\s*ci\b/.test(before)
       ? "ci"
+      : testedBy
+      ? "tested-by"
       : "run";
     const lang = open[1]!;
     if (lang === "sh" || lang === "ts") {
-      blocks.push({ lang, line: i + 1, body: lines.slice(i + 1, end).join("\n"), mark });
+      const body = lines.slice(i + 1, end).join("\n");
+      blocks.push({ lang, line: i + 1, body, mark, testedBy });
     }
     i = end;
   }

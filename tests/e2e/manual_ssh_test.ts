@@ -9,6 +9,9 @@
  * - with `auth.mode: token` the worker token reaches every host over ssh stdin only: a job with
  *   a user token runs on two hosts, calls without one are refused, no file or `ps` line holds it;
  * - `known_hosts_file` refuses a host whose key is not the one in the file.
+ * - a host without Deno (no deno_path, none on its PATH, no registry) fails its bootstrap at
+ *   once with the line naming defaults.runtime.deno_path. The other tests give the hosts this
+ *   test's Deno through defaults.runtime.deno_path, as a fresh machine's hosts need.
  * Then everything is torn down: no sshd, worker, controller, namespace, bridge or veth is left.
  * Needs root, `ip` and /usr/sbin/sshd (scripts/install_openssh.sh); skips with the reason when
  * the machine cannot make namespaces or has no sshd.
@@ -524,6 +527,73 @@ scale_groups:
       assertMatch(err.message, /host key|Host key verification failed/i);
       assertEquals(platform.hostsInUse(), []);
       assert(!(await exists(`${a.home}/worker.log`)), "nothing ran on the host");
+    } finally {
+      leftovers = await lab.close();
+    }
+    await assertLabGone(lab, leftovers);
+  },
+});
+
+/** A `deno` a namespace host's ssh session would find on its default PATH, if any. */
+async function sessionDeno(): Promise<string | undefined> {
+  const dirs = ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+  for (const d of [...dirs, "/root/.deno/bin"]) {
+    if (await exists(`${d}/deno`)) return `${d}/deno`;
+  }
+  return undefined;
+}
+
+Deno.test({
+  name:
+    "a namespace host without Deno fails its bootstrap at once, naming defaults.runtime.deno_path",
+  ignore: SKIP !== undefined,
+  async fn(t) {
+    const found = await sessionDeno();
+    if (found) {
+      console.log(`skipped: this machine has ${found}, which the namespace hosts would use`);
+      return;
+    }
+    const lab = await makeLab(["a"]);
+    let leftovers: string[] = [];
+    try {
+      const [a] = lab.hosts as [LabHost];
+      const config = parseConfig(
+        `
+controller: { bundle_prefix: "file://${lab.dir}/b", manual: { host: ${lab.gateway} } }
+scale_groups:
+  h: { provider: { manual: { hosts: [${a.address}] } }, vm_resources: { cpu: 1, memory: 1GiB } }
+`,
+        "nodeno.yaml",
+      );
+      // No deno_path: the host has no deno on PATH and reaches no registry.
+      const platform = new ManualPlatform({
+        runner: new DenoCommandRunner(),
+        hosts: manualHostsFromConfig(config),
+        ssh: {
+          user: "root",
+          keyFile: lab.keyFile,
+          knownHostsFile: lab.knownHostsFile,
+          connectTimeout: seconds(5),
+        },
+        checkHealth: workerHealthy,
+        runtime: { entry: `${REPO}/cli.ts` },
+        timeouts: { bootstrap: seconds(60), health: seconds(5), teardown: seconds(20) },
+      });
+      await t.step("createSlice fails with the bootstrap's line", async () => {
+        const err = await platform.createSlice({
+          sliceId: "nd-1",
+          scaleGroup: "h",
+          config: config.scaleGroups.h!,
+          vmCount: 1,
+          controllerUrl: `http://${lab.gateway}:1`,
+          labels: {},
+        }).then(() => undefined, (e) => e);
+        assert(err instanceof Error, "the bootstrap failed");
+        assertMatch(err.message, /bootstrap failed/);
+        assertMatch(err.message, /iris: no Deno on this host: set defaults\.runtime\.deno_path/);
+        assert(!/timed out/.test(err.message), err.message);
+        assertEquals(platform.hostsInUse(), []);
+      });
     } finally {
       leftovers = await lab.close();
     }

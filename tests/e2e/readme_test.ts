@@ -10,7 +10,8 @@
  *   terminal) and must print a first line on stdout before the next command runs; the others
  *   must exit 0. At the end every one still running gets SIGINT (Ctrl-C) and must exit cleanly.
  * - the `ts` block runs with `deno eval` from the repository root.
- * Blocks marked `<!-- ci -->` must be commands `.ci/run` runs as written.
+ * Blocks marked `<!-- ci -->` must be commands `.ci/run` runs as written; `<!-- tested-by: FILE -->`
+ * blocks are `deno task` lines whose iris arguments FILE runs (the full smoke: smoke_test.ts).
  * @module
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
@@ -137,6 +138,22 @@ Deno.test({
           const ci = await Deno.readTextFile(`${REPO}/.ci/run`);
           for (const c of shCommands(block)) {
             assert(ci.includes(c.text), `${where}: .ci/run does not run \`${c.text}\``);
+          }
+          continue;
+        }
+        if (block.mark === "tested-by") {
+          const test = await Deno.readTextFile(`${REPO}/${block.testedBy}`);
+          const tasks = JSON.parse(await Deno.readTextFile(`${REPO}/deno.json`)).tasks;
+          for (const c of shCommands(block)) {
+            const name = /^(?:npx --yes deno@\S+|deno) task (\S+)$/.exec(c.text)?.[1];
+            const task: string = tasks[name ?? ""] ?? "";
+            assert(
+              task.startsWith("deno run -A cli.ts "),
+              `${where}: \`${c.text}\` runs no iris task`,
+            );
+            for (const arg of task.slice("deno run -A cli.ts ".length).split(" ")) {
+              assert(test.includes(arg), `${where}: ${block.testedBy} does not run \`${task}\``);
+            }
           }
           continue;
         }
