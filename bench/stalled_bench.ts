@@ -5,7 +5,8 @@
  * own. Meanwhile this process times GetControllerStatus. Reports the controller's RSS (its own figure), the latency, and
  * whether any worker was declared dead.
  *
- * Run alone: `deno run -A bench/stalled_bench.ts [connections]`; `deno task bench` includes it.
+ * Run alone: `deno run -A bench/stalled_bench.ts [connections] [deno|node]`; `deno task bench`
+ * runs it for both transports.
  * @module
  */
 import net from "node:net";
@@ -14,6 +15,7 @@ import { controllerClient } from "../src/rpc/client.ts";
 /** What {@linkcode stalledBench} measured. */
 export interface StalledResult {
   connections: number;
+  transport: "deno" | "node";
   /** Connections the controller still held when the latency run ended. */
   heldOpen: number;
   rssBeforeBytes: number;
@@ -147,13 +149,18 @@ async function spawnAttacker(port: number, n: number) {
 }
 
 /** Runs the scenario with `connections` stalled bodies. */
-export async function stalledBench(connections = 1000): Promise<StalledResult> {
+export async function stalledBench(
+  connections = 1000,
+  transport: "deno" | "node" = "deno",
+): Promise<StalledResult> {
+  const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
+  const authFile = `${rootDir}/auth.yaml`;
+  await Deno.writeTextFile(authFile, `auth:\n  http_server: ${transport}\n`);
   const ctl = await spawnIris(
-    ["controller", "serve", "--port", "0"],
+    ["controller", "serve", "--port", "0", "--auth-config", authFile],
     /Controller started at (http:\/\/\S+)/,
   );
   const url = ctl.match[1]!;
-  const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
   const worker = await spawnIris(
     ["worker", "serve", "--controller", url, "--root-dir", rootDir, "--port", "0"],
     /./,
@@ -184,6 +191,7 @@ export async function stalledBench(connections = 1000): Promise<StalledResult> {
     const workers = (await client.listWorkers({})).workers;
     return {
       connections,
+      transport,
       heldOpen,
       rssBeforeBytes: rssBefore,
       rssDuringBytes: rssDuring,
@@ -212,6 +220,7 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const n = Number(Deno.args[0] ?? 1000);
-  console.log(JSON.stringify(await stalledBench(n), null, 2));
+  const transport = Deno.args[1] === "node" ? "node" : "deno";
+  console.log(JSON.stringify(await stalledBench(n, transport), null, 2));
   Deno.exit(0);
 }
