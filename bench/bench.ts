@@ -581,6 +581,8 @@ async function main() {
   const stalled = await stalledBench(1000);
   log("hostile clients: the same with auth.http_server: node");
   const stalledNode = await stalledBench(1000, "node");
+  log("hostile clients: 1000 stalled bodies from one address (the per-client cap applies)");
+  const stalledOne = await stalledBench(1000, "deno", 1);
 
   let peerResult: PeerResult | undefined;
   if (peer === "slurm") peerResult = await runSlurmPeer();
@@ -694,8 +696,10 @@ async function main() {
       "",
     ],
     ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
-    ...[stalled, stalledNode].map((r) => [
-      `GetControllerStatus under ${r.connections} stalled 60 MB bodies, ${r.transport} (n=${r.statusMs.n})`,
+    ...[stalled, stalledNode, stalledOne].map((r) => [
+      `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
+        r.addresses === 1 ? "" : "es"
+      } (${r.transport}, n=${r.statusMs.n})`,
       fmtMs(r.statusMs.p50),
       fmtMs(r.statusMs.p99),
       `${x(r.statusMs.p99, calm.statusMs.p99)} p99 without; RSS ${
@@ -795,7 +799,12 @@ async function main() {
       scheduler: sched,
       memory: mem,
       restart,
-      stalledConnections: { without: calm, deno: stalled, node: stalledNode },
+      stalledConnections: {
+        without: calm,
+        deno: stalled,
+        node: stalledNode,
+        denoOneAddress: stalledOne,
+      },
     },
     ratios: {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,

@@ -5,8 +5,9 @@
  * own. Meanwhile this process times GetControllerStatus. Reports the controller's RSS (its own figure), the latency, and
  * whether any worker was declared dead.
  *
- * Run alone: `deno run -A bench/stalled_bench.ts [connections] [deno|node]`; `deno task bench`
- * runs it for both transports.
+ * Run alone: `deno run -A bench/stalled_bench.ts [connections] [deno|node] [addresses]`;
+ * `deno task bench` runs it for both transports from 4 addresses, and for the default one from a
+ * single address (the issue's case: the per-client cap refuses all but 256).
  * @module
  */
 import net from "node:net";
@@ -16,6 +17,8 @@ import { controllerClient } from "../src/rpc/client.ts";
 export interface StalledResult {
   connections: number;
   transport: "deno" | "node";
+  /** Loopback addresses the connections come from (127.0.0.2 …). */
+  addresses: number;
   /** Connections the controller still held when the latency run ended. */
   heldOpen: number;
   rssBeforeBytes: number;
@@ -101,9 +104,11 @@ function stalledConnection(port: number, localAddress: string): Promise<net.Sock
  * The attacking process: opens the stalled connections, prints "opened", and on each line of
  * stdin prints how many the server still holds open.
  */
-async function attackMain(port: number, n: number): Promise<void> {
+async function attackMain(port: number, n: number, addresses: number): Promise<void> {
   const sockets: net.Socket[] = [];
-  for (let i = 0; i < n; i++) sockets.push(await stalledConnection(port, `127.0.0.${2 + (i % 4)}`));
+  for (let i = 0; i < n; i++) {
+    sockets.push(await stalledConnection(port, `127.0.0.${2 + (i % addresses)}`));
+  }
   console.log("opened");
   for await (const _ of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
     console.log(`held ${sockets.filter((s) => !s.destroyed && !s.readableEnded).length}`);
@@ -111,9 +116,17 @@ async function attackMain(port: number, n: number): Promise<void> {
   for (const s of sockets) s.destroy();
 }
 
-async function spawnAttacker(port: number, n: number) {
+async function spawnAttacker(port: number, n: number, addresses: number) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--attack", String(port), String(n)],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--attack",
+      String(port),
+      String(n),
+      String(addresses),
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -152,6 +165,7 @@ async function spawnAttacker(port: number, n: number) {
 export async function stalledBench(
   connections = 1000,
   transport: "deno" | "node" = "deno",
+  addresses = 4,
 ): Promise<StalledResult> {
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
   const authFile = `${rootDir}/auth.yaml`;
@@ -174,8 +188,8 @@ export async function stalledBench(
       await new Promise((r) => setTimeout(r, 50));
     }
     const rssBefore = Number((await client.getControllerStatus({})).rssBytes);
-    attacker = await spawnAttacker(Number(new URL(url).port), connections);
-    // Latency of another client while they stall, over ~3 heartbeat timeouts.
+    attacker = await spawnAttacker(Number(new URL(url).port), connections, addresses);
+    // Latency of another client (this process, 127.0.0.1) while they stall, over ~3 heartbeat timeouts.
     const xs: number[] = [];
     let rssDuring = 0;
     const end = performance.now() + 10_000;
@@ -192,6 +206,7 @@ export async function stalledBench(
     return {
       connections,
       transport,
+      addresses,
       heldOpen,
       rssBeforeBytes: rssBefore,
       rssDuringBytes: rssDuring,
@@ -216,11 +231,12 @@ export async function stalledBench(
 if (import.meta.main) {
   const a = Deno.args.indexOf("--attack");
   if (a >= 0) {
-    await attackMain(Number(Deno.args[a + 1]), Number(Deno.args[a + 2]));
+    await attackMain(Number(Deno.args[a + 1]), Number(Deno.args[a + 2]), Number(Deno.args[a + 3]));
     Deno.exit(0);
   }
   const n = Number(Deno.args[0] ?? 1000);
   const transport = Deno.args[1] === "node" ? "node" : "deno";
-  console.log(JSON.stringify(await stalledBench(n, transport), null, 2));
+  const addresses = Number(Deno.args[2] ?? 4);
+  console.log(JSON.stringify(await stalledBench(n, transport, addresses), null, 2));
   Deno.exit(0);
 }
