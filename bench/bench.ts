@@ -579,6 +579,10 @@ async function main() {
   log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
   const calm = await stalledBench(0);
   const stalled = await stalledBench(1000);
+  log("hostile clients: the same with auth.http_server: node");
+  const stalledNode = await stalledBench(1000, "node");
+  log("hostile clients: 1000 stalled bodies from one address (the per-client cap applies)");
+  const stalledOne = await stalledBench(1000, "deno", 1);
 
   let peerResult: PeerResult | undefined;
   if (peer === "slurm") peerResult = await runSlurmPeer();
@@ -692,15 +696,17 @@ async function main() {
       "",
     ],
     ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
-    [
-      `GetControllerStatus under ${stalled.connections} stalled 60 MB bodies (n=${stalled.statusMs.n})`,
-      fmtMs(stalled.statusMs.p50),
-      fmtMs(stalled.statusMs.p99),
-      `${x(stalled.statusMs.p99, calm.statusMs.p99)} p99 without; RSS ${
-        (stalled.rssDuringBytes / MiB).toFixed(0)
-      } MiB; ${stalled.workersDead} workers dead`,
+    ...[stalled, stalledNode, stalledOne].map((r) => [
+      `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
+        r.addresses === 1 ? "" : "es"
+      } (${r.transport}, n=${r.statusMs.n})`,
+      fmtMs(r.statusMs.p50),
+      fmtMs(r.statusMs.p99),
+      `${x(r.statusMs.p99, calm.statusMs.p99)} p99 without; RSS ${
+        (r.rssDuringBytes / MiB).toFixed(0)
+      } MiB; ${r.workersDead} workers dead`,
       "p99 < 100 ms, RSS < 300 MiB, 0 dead",
-    ],
+    ]),
   ];
 
   const peerRows: string[][] = [];
@@ -793,7 +799,12 @@ async function main() {
       scheduler: sched,
       memory: mem,
       restart,
-      stalledConnections: { without: calm, with: stalled },
+      stalledConnections: {
+        without: calm,
+        deno: stalled,
+        node: stalledNode,
+        denoOneAddress: stalledOne,
+      },
     },
     ratios: {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,

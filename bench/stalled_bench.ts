@@ -5,7 +5,9 @@
  * own. Meanwhile this process times GetControllerStatus. Reports the controller's RSS (its own figure), the latency, and
  * whether any worker was declared dead.
  *
- * Run alone: `deno run -A bench/stalled_bench.ts [connections]`; `deno task bench` includes it.
+ * Run alone: `deno run -A bench/stalled_bench.ts [connections] [deno|node] [addresses]`;
+ * `deno task bench` runs it for both transports from 4 addresses, and for the default one from a
+ * single address (the issue's case: the per-client cap refuses all but 256).
  * @module
  */
 import net from "node:net";
@@ -14,6 +16,9 @@ import { controllerClient } from "../src/rpc/client.ts";
 /** What {@linkcode stalledBench} measured. */
 export interface StalledResult {
   connections: number;
+  transport: "deno" | "node";
+  /** Loopback addresses the connections come from (127.0.0.2 …). */
+  addresses: number;
   /** Connections the controller still held when the latency run ended. */
   heldOpen: number;
   rssBeforeBytes: number;
@@ -99,9 +104,11 @@ function stalledConnection(port: number, localAddress: string): Promise<net.Sock
  * The attacking process: opens the stalled connections, prints "opened", and on each line of
  * stdin prints how many the server still holds open.
  */
-async function attackMain(port: number, n: number): Promise<void> {
+async function attackMain(port: number, n: number, addresses: number): Promise<void> {
   const sockets: net.Socket[] = [];
-  for (let i = 0; i < n; i++) sockets.push(await stalledConnection(port, `127.0.0.${2 + (i % 4)}`));
+  for (let i = 0; i < n; i++) {
+    sockets.push(await stalledConnection(port, `127.0.0.${2 + (i % addresses)}`));
+  }
   console.log("opened");
   for await (const _ of Deno.stdin.readable.pipeThrough(new TextDecoderStream())) {
     console.log(`held ${sockets.filter((s) => !s.destroyed && !s.readableEnded).length}`);
@@ -109,9 +116,17 @@ async function attackMain(port: number, n: number): Promise<void> {
   for (const s of sockets) s.destroy();
 }
 
-async function spawnAttacker(port: number, n: number) {
+async function spawnAttacker(port: number, n: number, addresses: number) {
   const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--attack", String(port), String(n)],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--attack",
+      String(port),
+      String(n),
+      String(addresses),
+    ],
     stdin: "piped",
     stdout: "piped",
     stderr: "inherit",
@@ -147,13 +162,19 @@ async function spawnAttacker(port: number, n: number) {
 }
 
 /** Runs the scenario with `connections` stalled bodies. */
-export async function stalledBench(connections = 1000): Promise<StalledResult> {
+export async function stalledBench(
+  connections = 1000,
+  transport: "deno" | "node" = "deno",
+  addresses = 4,
+): Promise<StalledResult> {
+  const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
+  const authFile = `${rootDir}/auth.yaml`;
+  await Deno.writeTextFile(authFile, `auth:\n  http_server: ${transport}\n`);
   const ctl = await spawnIris(
-    ["controller", "serve", "--port", "0"],
+    ["controller", "serve", "--port", "0", "--auth-config", authFile],
     /Controller started at (http:\/\/\S+)/,
   );
   const url = ctl.match[1]!;
-  const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
   const worker = await spawnIris(
     ["worker", "serve", "--controller", url, "--root-dir", rootDir, "--port", "0"],
     /./,
@@ -167,8 +188,8 @@ export async function stalledBench(connections = 1000): Promise<StalledResult> {
       await new Promise((r) => setTimeout(r, 50));
     }
     const rssBefore = Number((await client.getControllerStatus({})).rssBytes);
-    attacker = await spawnAttacker(Number(new URL(url).port), connections);
-    // Latency of another client while they stall, over ~3 heartbeat timeouts.
+    attacker = await spawnAttacker(Number(new URL(url).port), connections, addresses);
+    // Latency of another client (this process, 127.0.0.1) while they stall, over ~3 heartbeat timeouts.
     const xs: number[] = [];
     let rssDuring = 0;
     const end = performance.now() + 10_000;
@@ -184,6 +205,8 @@ export async function stalledBench(connections = 1000): Promise<StalledResult> {
     const workers = (await client.listWorkers({})).workers;
     return {
       connections,
+      transport,
+      addresses,
       heldOpen,
       rssBeforeBytes: rssBefore,
       rssDuringBytes: rssDuring,
@@ -208,10 +231,12 @@ export async function stalledBench(connections = 1000): Promise<StalledResult> {
 if (import.meta.main) {
   const a = Deno.args.indexOf("--attack");
   if (a >= 0) {
-    await attackMain(Number(Deno.args[a + 1]), Number(Deno.args[a + 2]));
+    await attackMain(Number(Deno.args[a + 1]), Number(Deno.args[a + 2]), Number(Deno.args[a + 3]));
     Deno.exit(0);
   }
   const n = Number(Deno.args[0] ?? 1000);
-  console.log(JSON.stringify(await stalledBench(n), null, 2));
+  const transport = Deno.args[1] === "node" ? "node" : "deno";
+  const addresses = Number(Deno.args[2] ?? 4);
+  console.log(JSON.stringify(await stalledBench(n, transport, addresses), null, 2));
   Deno.exit(0);
 }

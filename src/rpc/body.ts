@@ -170,3 +170,91 @@ export async function readBoundedBody(
   }
   return all;
 }
+
+/**
+ * {@linkcode readBoundedBody} for a stream, without generators (the fast path's common case):
+ * the same checks and messages, and a deadline: past `timeout` ms the stream is cancelled and the
+ * read fails with deadline_exceeded. 0 means no deadline.
+ */
+export async function readStreamBounded(
+  body: ReadableStream<Uint8Array> | null,
+  limits: BodyLimits,
+  timeout = 0,
+  describeTimeout: () => string = () => `${timeout} ms`,
+): Promise<Uint8Array> {
+  const { readMaxBytes } = limits;
+  const hint = lengthHint(limits.contentLength);
+  if (hint !== undefined && hint > readMaxBytes) {
+    throw new ConnectError(
+      `message size ${hint} is larger than configured readMaxBytes ${readMaxBytes}`,
+      Code.ResourceExhausted,
+    );
+  }
+  if (body === null) return new Uint8Array(0);
+  const scanner = limits.maxJsonDepth === undefined
+    ? undefined
+    : new JsonDepthScanner(limits.maxJsonDepth);
+  const reader = body.getReader();
+  let expired = false;
+  const timer = timeout > 0
+    ? setTimeout(() => {
+      expired = true;
+      reader.cancel().catch(() => {});
+    }, timeout)
+    : undefined;
+  let first: Uint8Array | undefined;
+  let chunks: Uint8Array[] | undefined;
+  let count = 0;
+  let done = false;
+  try {
+    for (;;) {
+      const r = await reader.read().catch((err) => {
+        if (expired) return { done: true as const, value: undefined };
+        throw err;
+      });
+      if (expired) {
+        throw new ConnectError(
+          `request: the body did not arrive within ${describeTimeout()}`,
+          Code.DeadlineExceeded,
+        );
+      }
+      if (r.done) break;
+      const chunk = r.value;
+      count += chunk.byteLength;
+      if (hint !== undefined && count > hint) {
+        throw new ConnectError(
+          `protocol error: promised ${hint} bytes, received ${count}`,
+          Code.InvalidArgument,
+        );
+      }
+      if (count > readMaxBytes) {
+        throw new ConnectError(
+          `message size is larger than configured readMaxBytes ${readMaxBytes}`,
+          Code.ResourceExhausted,
+        );
+      }
+      scanner?.feed(chunk);
+      if (first === undefined) first = chunk;
+      else (chunks ??= [first]).push(chunk);
+    }
+    done = true;
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+    if (!done && !expired) reader.cancel().catch(() => {});
+    reader.releaseLock();
+  }
+  if (hint !== undefined && count < hint) {
+    throw new ConnectError(
+      `protocol error: promised ${hint} bytes, received ${count}`,
+      Code.InvalidArgument,
+    );
+  }
+  if (chunks === undefined) return first ?? new Uint8Array(0);
+  const all = new Uint8Array(count);
+  let offset = 0;
+  for (const c of chunks) {
+    all.set(c, offset);
+    offset += c.byteLength;
+  }
+  return all;
+}

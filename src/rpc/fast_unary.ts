@@ -33,7 +33,7 @@ import {
   errorToJsonBytes,
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
-import { DEFAULT_MAX_JSON_DEPTH, readBoundedBody } from "./body.ts";
+import { type BodyLimits, DEFAULT_MAX_JSON_DEPTH, readBoundedBody } from "./body.ts";
 
 /** Options shared by every method on the fast path; the same values the Connect router gets. */
 export interface FastUnaryOptions {
@@ -59,6 +59,8 @@ export interface FastRequest {
   readonly body: ReadableStream<Uint8Array> | null;
   /** The body's chunks, when the server has a cheaper source than `body` (node:http). */
   readonly bodyChunks?: AsyncIterable<Uint8Array> | null;
+  /** Reads the whole body under `limits` (the server's own way, with its deadline). */
+  readBody?(limits: BodyLimits): Promise<Uint8Array>;
 }
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
@@ -148,14 +150,14 @@ export class FastUnary {
     try {
       // Before the body is read, so a rejected caller's body is never received or parsed.
       if (this.#opts.requestGate) await this.#opts.requestGate(ctx);
-      const bytes = await readBoundedBody(
-        req.bodyChunks !== undefined ? req.bodyChunks : req.body,
-        {
-          readMaxBytes: this.#opts.readMaxBytes,
-          contentLength: req.headers.get("content-length"),
-          maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
-        },
-      );
+      const limits: BodyLimits = {
+        readMaxBytes: this.#opts.readMaxBytes,
+        contentLength: req.headers.get("content-length"),
+        maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
+      };
+      const bytes = req.readBody
+        ? await req.readBody(limits)
+        : await readBoundedBody(req.bodyChunks !== undefined ? req.bodyChunks : req.body, limits);
       const input = serialization.getI(call.binary).parse(bytes);
       const output = this.#opts.interceptors.length === 0
         ? create(spec.method.output, await spec.impl(input, ctx))

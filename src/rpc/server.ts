@@ -35,7 +35,13 @@ import {
 } from "@connectrpc/connect/protocol";
 import { PEER_ADDRESS } from "../auth/gate.ts";
 import { type Duration, formatDuration, seconds } from "../time.ts";
-import { boundedChunks, DEFAULT_MAX_JSON_DEPTH, isJsonContentType } from "./body.ts";
+import {
+  type BodyLimits,
+  boundedChunks,
+  DEFAULT_MAX_JSON_DEPTH,
+  isJsonContentType,
+  readStreamBounded,
+} from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
 
 /** A running RPC server; dispose it to stop listening. */
@@ -278,6 +284,14 @@ class DenoCall implements IncomingCall {
   get bodyChunks(): AsyncIterable<Uint8Array> | null {
     const body = this.req.body;
     return body && this.timeout > 0 ? deadlineChunks(body, this.timeout) : body;
+  }
+  readBody(limits: BodyLimits): Promise<Uint8Array> {
+    return readStreamBounded(
+      this.req.body,
+      limits,
+      this.timeout,
+      () => formatDuration(this.timeout),
+    );
   }
   toFetchRequest(): Request {
     return this.req;
