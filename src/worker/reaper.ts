@@ -9,11 +9,17 @@
  *    tag in its environment ({@linkcode REAP_TAG_ENV}, inherited through setsid and double
  *    forks), every process of the task uids the worker had handed out, every process of the
  *    task sessions that were running. Then it removes a temporary worker root.
- * 3. A worker starting on a root that already exists sweeps the same way (tag, and the uids the
- *    ledger file of its predecessor names) and removes the predecessor's attempt directories.
+ * 3. A worker starting on a root that already exists sweeps the same way (tag, and the uids and
+ *    cgroup the ledger file of its predecessor names) and removes the predecessor's attempt
+ *    directories.
  *
- * The ledger (`<root>/reap.json`) is the worker's list of task uids and sessions in use,
- * rewritten (atomically) on every change so it is current at any instant the worker may die.
+ * Where the worker may create a cgroup-v2 directory (root on a cgroup2 hierarchy), every task
+ * leader is also moved into `iris-tasks-<tag>`, and the sweeps kill its members too: that finds
+ * even a process that cleared its environment and left its session.
+ *
+ * The ledger (`<root>/reap.json`) is the worker's list of task uids and sessions in use (and its
+ * cgroup), rewritten (atomically) on every change so it is current at any instant the worker may
+ * die.
  * @module
  */
 import { createHash } from "node:crypto";
@@ -27,6 +33,8 @@ export const LEDGER_FILE = "reap.json";
 
 /** What a sweep kills. */
 export interface ReapTargets {
+  /** Every process in this cgroup-v2 directory (killed through `cgroup.kill` where it exists). */
+  readonly cgroup?: string;
   /** Processes whose environment holds `IRIS_REAP_TAG=<tag>`. */
   readonly tag?: string;
   /** Processes running under these (effective) uids. */
@@ -41,6 +49,8 @@ export interface LedgerState {
   readonly workerPid: number;
   readonly uids: number[];
   readonly sids: number[];
+  /** The worker's task cgroup (cgroup v2), when it has one. */
+  readonly cgroup?: string;
 }
 
 /** The tag of a worker root: the same root always gets the same tag, distinct roots distinct ones. */
@@ -59,9 +69,12 @@ export class ReapLedger {
   readonly #sids = new Set<number>();
   #broken = false;
 
-  constructor(rootDir: string, tag: string) {
+  readonly cgroup?: string;
+
+  constructor(rootDir: string, tag: string, cgroup?: string) {
     this.path = `${rootDir}/${LEDGER_FILE}`;
     this.tag = tag;
+    this.cgroup = cgroup;
     this.#write();
   }
 
@@ -74,7 +87,9 @@ export class ReapLedger {
     if (this.#uids.delete(uid)) this.#write();
   }
 
+  /** A task leader started (its pid is its session id): recorded, and moved into the cgroup. */
   addSession(sid: number): void {
+    if (this.cgroup) joinCgroup(this.cgroup, sid);
     this.#sids.add(sid);
     this.#write();
   }
@@ -83,13 +98,14 @@ export class ReapLedger {
     if (this.#sids.delete(sid)) this.#write();
   }
 
-  /** Removes the file (the worker stopped cleanly: nothing of it is left to sweep). */
+  /** Removes the file and the cgroup (the worker stopped cleanly: nothing is left to sweep). */
   remove(): void {
     try {
       Deno.removeSync(this.path);
     } catch {
       // Already gone.
     }
+    if (this.cgroup) removeCgroup(this.cgroup);
   }
 
   #write(): void {
@@ -99,6 +115,7 @@ export class ReapLedger {
       workerPid: Deno.pid,
       uids: [...this.#uids],
       sids: [...this.#sids],
+      ...(this.cgroup ? { cgroup: this.cgroup } : {}),
     };
     const tmp = `${this.path}.tmp`;
     try {
@@ -122,6 +139,9 @@ export function readLedger(rootDir: string): LedgerState | undefined {
       workerPid: Number(raw.workerPid) || 0,
       uids: ints(raw.uids),
       sids: ints(raw.sids),
+      ...(typeof raw.cgroup === "string" && raw.cgroup.startsWith("/")
+        ? { cgroup: raw.cgroup }
+        : {}),
     };
   } catch {
     return undefined;
@@ -143,6 +163,16 @@ export function findTargets(targets: ReapTargets): number[] {
   const sids = new Set(targets.sids ?? []);
   const entry = targets.tag ? `${REAP_TAG_ENV}=${targets.tag}` : undefined;
   const found: number[] = [];
+  if (targets.cgroup) {
+    try {
+      for (const line of Deno.readTextFileSync(`${targets.cgroup}/cgroup.procs`).split("\n")) {
+        const pid = Number(line);
+        if (pid > 0 && pid !== Deno.pid) found.push(pid);
+      }
+    } catch {
+      // No such cgroup (any more).
+    }
+  }
   let dir: Iterable<Deno.DirEntry>;
   try {
     dir = Deno.readDirSync("/proc");
@@ -153,7 +183,7 @@ export function findTargets(targets: ReapTargets): number[] {
     const c = dirent.name.charCodeAt(0);
     if (c < 48 || c > 57) continue;
     const pid = Number(dirent.name);
-    if (pid === Deno.pid) continue;
+    if (pid === Deno.pid || found.includes(pid)) continue;
     try {
       const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -185,7 +215,7 @@ export interface SweepOptions {
 
 /** The outcome of a sweep. */
 export interface SweepResult {
-  /** Distinct processes SIGKILLed. */
+  /** Distinct processes found running and SIGKILLed. */
   readonly killed: number;
   /** Processes still found at the end (0 unless they kept forking past the budget). */
   readonly left: number;
@@ -199,16 +229,21 @@ export async function sweep(
   targets: ReapTargets,
   options: SweepOptions = {},
 ): Promise<SweepResult> {
-  const empty = !targets.tag && !targets.uids?.length && !targets.sids?.length;
+  const empty = !targets.tag && !targets.uids?.length && !targets.sids?.length &&
+    !targets.cgroup;
   if (empty) return { killed: 0, left: 0 };
+  if (targets.cgroup) {
+    // Linux ≥ 5.14; without it (or the cgroup) the members are killed one by one below.
+    await Deno.writeTextFile(`${targets.cgroup}/cgroup.kill`, "1").catch(() => {});
+  }
   const deadline = Deadline.after(options.budget ?? ms(4000));
   const killed = new Set<number>();
   let pids = findTargets(targets);
   while (pids.length > 0) {
     for (const pid of pids) {
+      killed.add(pid); // found running: killed now, or just before by cgroup.kill
       try {
         Deno.kill(pid, "SIGKILL");
-        killed.add(pid);
       } catch {
         // Gone already.
       }
@@ -217,7 +252,53 @@ export async function sweep(
     await sleep(ms(killed.size > 0 ? 20 : 0));
     pids = findTargets(targets);
   }
+  if (pids.length === 0 && targets.cgroup) removeCgroup(targets.cgroup);
   return { killed: killed.size, left: pids.length };
+}
+
+/**
+ * A cgroup (v2) for the worker's tasks: `<this process's cgroup>/iris-tasks-<tag>` on the
+ * cgroup2 mount. Every task leader is moved into it right after it starts, and its children
+ * are born in it; a task cannot leave it without write access to another cgroup (a task user
+ * has none), so a sweep finds even a process that cleared its environment and left its
+ * session. Undefined where there is no writable cgroup2 hierarchy (not root, no cgroup2).
+ */
+export function taskCgroup(tag: string): string | undefined {
+  if (Deno.build.os !== "linux") return undefined;
+  try {
+    const mount = Deno.readTextFileSync("/proc/self/mountinfo").split("\n")
+      .map((l) => l.split(" "))
+      .find((f) => f[f.indexOf("-") + 1] === "cgroup2")?.[4];
+    const own = Deno.readTextFileSync("/proc/self/cgroup").split("\n")
+      .find((l) => l.startsWith("0::"))?.slice(3);
+    if (!mount || own === undefined) return undefined;
+    const dir = `${mount}${own === "/" ? "" : own}/iris-tasks-${tag}`;
+    Deno.mkdirSync(dir, { recursive: true });
+    // Probe: a cgroup we may create but not move processes into is of no use.
+    Deno.statSync(`${dir}/cgroup.procs`);
+    return dir;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Moves `pid` into `cgroup`; false when it could not (then only the other sweeps find it). */
+export function joinCgroup(cgroup: string, pid: number): boolean {
+  try {
+    Deno.writeTextFileSync(`${cgroup}/cgroup.procs`, String(pid));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Removes an empty task cgroup; leaves a busy or missing one alone. */
+export function removeCgroup(cgroup: string): void {
+  try {
+    Deno.removeSync(cgroup);
+  } catch {
+    // Busy (processes left) or gone.
+  }
 }
 
 /** World-writable directories where a task can leave files outside its own directory. */

@@ -49,6 +49,7 @@ import {
   removeFilesOf,
   startReaper,
   sweep,
+  taskCgroup,
 } from "./reaper.ts";
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
@@ -88,7 +89,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
   const realRoot = await Deno.realPath(rootDir);
   const tag = reapTag(realRoot);
   if (existed) await cleanUpPredecessor(realRoot, tag, options.log);
-  const ledger = new ReapLedger(realRoot, tag);
+  const ledger = new ReapLedger(realRoot, tag, taskCgroup(tag));
   let users: ReturnType<typeof resolveTaskUsers>;
   let pool: TaskUserPool | undefined;
   let reaper: Reaper | undefined;
@@ -178,7 +179,11 @@ async function cleanUpPredecessor(
 ): Promise<void> {
   const ledger = readLedger(rootDir);
   const uids = ledger?.tag === tag ? ledger.uids : [];
-  const result = await sweep({ tag, uids });
+  const result = await sweep({
+    tag,
+    uids,
+    cgroup: ledger?.tag === tag ? ledger.cgroup : undefined,
+  });
   if (uids.length > 0) await removeFilesOf(new Set(uids));
   let dirs = 0;
   for await (const entry of Deno.readDir(`${rootDir}/tasks`)) {

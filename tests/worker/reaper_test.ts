@@ -46,6 +46,14 @@ function alive(pids: Iterable<number>): number[] {
   return out;
 }
 
+function cmdline(pid: number): string {
+  try {
+    return Deno.readTextFileSync(`/proc/${pid}/cmdline`).replaceAll("\0", " ");
+  } catch {
+    return "?";
+  }
+}
+
 /** Session ids of `pids`. */
 function sessions(pids: Iterable<number>): number[] {
   const out = new Set<number>();
@@ -74,21 +82,46 @@ async function startServe(controller: string, args: string[]): Promise<Started> 
   return { worker, root, tag: reapTag(root), url: m[1]! };
 }
 
-/** Starts the stubborn tasks and waits until all their processes run. */
+/**
+ * Clears its environment (no tag) and leaves its session: only a task cgroup (or a task uid)
+ * finds it. It writes its pid to `escaped.pid` in its task directory.
+ */
+const ESCAPE =
+  `setsid env -i /bin/sh -c 'echo $$ > escaped.pid; trap "" TERM; sleep 120' & sleep 120`;
+
+/**
+ * Starts the stubborn tasks (and, where the worker has a task cgroup, the escape) and waits until
+ * all their processes run. Returns their pids and the escaped process's session (or 0).
+ */
 async function startStubborn(fake: FakeController, s: Started, prefix: string) {
   const rpc = workerClient(s.url);
-  for (const [name, script] of Object.entries(STUBBORN)) {
+  const escape = readLedger(s.root)?.cgroup !== undefined;
+  const tasks = { ...STUBBORN, ...(escape ? { escape: ESCAPE } : {}) };
+  for (const [name, script] of Object.entries(tasks)) {
     const res = await rpc.runTask(commandTask(`/${prefix}/${name}/0`, ["sh", "-c", script]));
     assert(res.accepted, res.error);
   }
-  for (const name of Object.keys(STUBBORN)) {
+  for (const name of Object.keys(tasks)) {
     await fake.waitForState(`/${prefix}/${name}/0`, TaskState.RUNNING, seconds(20));
   }
+  const escaped = !escape ? 0 : await waitFor(() => {
+    try {
+      const dir = `${s.root}/tasks/${attemptDirName(`/${prefix}/escape/0`, 0)}`;
+      return Number(Deno.readTextFileSync(`${dir}/escaped.pid`).trim()) || undefined;
+    } catch {
+      return undefined;
+    }
+  }, { timeout: seconds(20), what: "the escaped process" });
   // 3 leaders + trap: 2 sleeps; setsid: sh + sleep + sleep; double: sleep + sleep (+ transient sh).
-  return await waitFor(() => {
+  const pids = await waitFor(() => {
     const pids = findTargets({ tag: s.tag });
     return pids.length >= 9 ? pids : undefined;
   }, { timeout: seconds(20), what: "the stubborn tasks' processes" });
+  if (escaped) {
+    assert(!findTargets({ tag: s.tag }).includes(escaped), "the escape has no tag");
+    pids.push(...findTargets({ sids: [escaped] }));
+  }
+  return { pids, escaped };
 }
 
 /** The watchdog's pid, from its command line. */
@@ -118,10 +151,12 @@ for (const mode of ["auto", "off"] as const) {
       await using fake = new FakeController();
       const s = await startServe(fake.url, ["--task-users", mode]);
       await using _ = s.worker;
-      const pids = await startStubborn(fake, s, `reap-${mode}`);
+      const { pids, escaped } = await startStubborn(fake, s, `reap-${mode}`);
       const sids = sessions(pids);
-      const uids = readLedger(s.root)?.uids ?? [];
-      assertEquals(uids.length, users ? 3 : 0, "task uids in the ledger");
+      if (escaped) assert(sids.includes(escaped));
+      const ledger = readLedger(s.root);
+      const uids = ledger?.uids ?? [];
+      assertEquals(uids.length, (users ? 3 : 0) + (users && escaped ? 1 : 0), "task uids");
       // At least one process left the task sessions (the setsid one).
       assert(sids.length >= 4, `sessions ${sids}`);
 
@@ -130,7 +165,8 @@ for (const mode of ["auto", "off"] as const) {
       await s.worker.status;
       await waitFor(
         () =>
-          alive(pids).length === 0 && findTargets({ tag: s.tag, sids, uids }).length === 0 &&
+          alive(pids).length === 0 &&
+          findTargets({ tag: s.tag, sids, uids, cgroup: ledger?.cgroup }).length === 0 &&
           !existsSync(s.root),
         {
           timeout: seconds(5),
@@ -139,14 +175,19 @@ for (const mode of ["auto", "off"] as const) {
         },
       ).catch((err) => {
         throw new Error(
-          `${err.message}: left ${alive(pids)} / ${findTargets({ tag: s.tag, sids, uids })}, ` +
+          `${err.message}: left ${alive(pids)} / ${
+            findTargets({ tag: s.tag, sids, uids, cgroup: ledger?.cgroup })
+          }, ` +
             `root ${existsSync(s.root) ? "still there" : "gone"}\n${s.worker.lines.join("\n")}`,
         );
       });
       const took = performance.now() - killedAt;
       console.log(
-        `reaper figure (task users ${users ? "on" : "off"}): ${pids.length} processes in ` +
-          `${sids.length} sessions gone ${took.toFixed(0)} ms after SIGKILL of the worker`,
+        `reaper figure (task users ${users ? "on" : "off"}${
+          escaped ? ", task cgroup, an escape with a cleared environment" : ""
+        }): ${pids.length} processes in ${sids.length} sessions gone ${
+          took.toFixed(0)
+        } ms after SIGKILL of the worker`,
       );
       await waitFor(() => s.worker.lines.some((l) => /^reaper: .* died; killed \d+/.test(l)), {
         timeout: seconds(5),
@@ -180,8 +221,10 @@ for (const mode of ["auto", "off"] as const) {
         const args = ["--task-users", mode, "--root-dir", root];
         const first = await startServe(fake.url, args);
         await using _first = first.worker;
-        const pids = await startStubborn(fake, first, `restart-${mode}`);
-        const uids = readLedger(first.root)?.uids ?? [];
+        const { pids, escaped } = await startStubborn(fake, first, `restart-${mode}`);
+        const ledger = readLedger(first.root);
+        const uids = ledger?.uids ?? [];
+        const targets = { tag: first.tag, uids, cgroup: ledger?.cgroup };
         // The watchdog goes first, so nothing but the successor can clean up.
         const watchdog = watchdogPid(first.root);
         assert(watchdog, "the watchdog runs");
@@ -189,13 +232,17 @@ for (const mode of ["auto", "off"] as const) {
         Deno.kill(first.worker.pid, "SIGKILL");
         await first.worker.status;
         // The kernel's parent-death signal took the leaders; the escaped ones still run.
-        const escaped = await waitFor(() => {
-          const left = findTargets({ tag: first.tag, uids });
-          return alive(pids).length < pids.length ? left : undefined;
-        }, { timeout: seconds(5), what: "the leaders gone" });
-        assert(escaped.length > 0, "some task processes outlived worker and watchdog");
+        const leaders = ledger?.sids ?? [];
+        assert(leaders.length >= 3, `task sessions in the ledger: ${leaders}`);
+        await waitFor(() => alive(leaders).length === 0, {
+          timeout: seconds(5),
+          what: "the task leaders killed by their parent-death signal",
+        });
+        const leftover = alive(pids);
+        assert(leftover.length > 0, "some task processes outlived worker and watchdog");
+        if (escaped) assert(leftover.includes(escaped), "the escape outlived worker and watchdog");
         const dirs = [...Deno.readDirSync(`${root}/tasks`)].length;
-        assertEquals(dirs, 3);
+        assertEquals(dirs, escaped ? 4 : 3);
 
         const startedAt = performance.now();
         const second = await startServe(fake.url, args);
@@ -204,14 +251,16 @@ for (const mode of ["auto", "off"] as const) {
         const line = await second.worker.waitForLine(
           /cleaned up after the previous worker on .*: killed (\d+) task processes, removed (\d+) attempt directories/,
         );
-        assertEquals(Number(line[2]), 3);
-        assert(Number(line[1]) >= escaped.length, line[0]);
-        assertEquals(alive(escaped), []);
-        assertEquals(findTargets({ tag: first.tag, uids }), []);
+        assertEquals(Number(line[2]), dirs);
+        // (At most the leftovers: on a shared machine one may have been ended meanwhile.)
+        assert(Number(line[1]) >= 1, line[0]);
+        assertEquals(alive(leftover).map((p) => `${p}: ${cmdline(p)}`), []);
+        assertEquals(findTargets(targets), []);
         assertEquals([...Deno.readDirSync(`${root}/tasks`)].length, 0);
+        const escaped2 = escaped ? " (one with a cleared environment in a session of its own)" : "";
         console.log(
-          `reaper figure (restart, task users ${users ? "on" : "off"}): ${escaped.length} ` +
-            `leftover processes and ${dirs} attempt directories gone ${
+          `reaper figure (restart, task users ${users ? "on" : "off"}): ${leftover.length} ` +
+            `leftover processes${escaped2} and ${dirs} attempt directories gone ${
               (performance.now() - startedAt).toFixed(0)
             } ms after the successor was started`,
         );
@@ -364,7 +413,7 @@ Deno.test({
         tag: reapTag(root),
         url: m[1]!,
       };
-      const pids = await startStubborn(fake, s, "oom");
+      const { pids } = await startStubborn(fake, s, "oom");
       // A memory hog that waits for a file in its directory before it starts eating.
       const rpc = workerClient(s.url);
       await rpc.runTask(commandTask("/oom/hog/0", [
