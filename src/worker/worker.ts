@@ -356,18 +356,21 @@ class IrisWorker implements WorkerCore {
   #collect() {
     const perUpdate = this.#opts.maxLinesPerUpdate ?? 1000;
     let budget = perUpdate * 10;
+    // Log bytes per heartbeat: small heartbeats keep arriving on time while tasks flood.
+    let bytes = this.#logBudget.limits.heartbeatBytes;
     const updates: TaskUpdate[] = [];
     const commits: (() => void)[] = [];
     let more = false;
     for (const attempt of this.#attempts.values()) {
       if (attempt.isReported) continue;
-      if (budget <= 0) {
+      if (budget <= 0 || bytes <= 0) {
         more = true;
         break;
       }
-      const taken = attempt.takeUpdate(Math.min(perUpdate, budget));
+      const taken = attempt.takeUpdate(Math.min(perUpdate, budget), bytes);
       if (!taken) continue;
       budget -= taken.update.logs.length;
+      bytes -= taken.bytes;
       if (attempt.pendingLines > taken.update.logs.length) more = true;
       updates.push(taken.update);
       commits.push(taken.commit);
