@@ -103,6 +103,12 @@ export class TaskAttempt {
   /** Sequence number of #pending[#head]. */
   #pendingBase = 0;
   #droppedPending = 0;
+  /** Pending lines before this sequence number are in the update sent last (not committed yet). */
+  #inflightUpTo = 0;
+  /** Lines of that update dropped from the backlog: delivered if it is committed, else lost. */
+  #inflightDropped = 0;
+  /** Marker lines in the backlog and the lines they stand for (a dropped marker drops them all). */
+  readonly #markers = new WeakMap<LogLine, number>();
   /** Lines dropped by the rate limit since the last marker. */
   #rateDropped = 0;
   #lastMarkerAt = -Infinity;
@@ -147,7 +153,7 @@ export class TaskAttempt {
   /** True when the final state and every log line reached the controller. */
   get isReported(): boolean {
     return this.isTerminal && this.#ackedVersion >= this.#version && this.pendingLines === 0 &&
-      this.#droppedPending === 0;
+      this.#droppedPending === 0 && this.#inflightDropped === 0;
   }
 
   /** Log lines not yet delivered to the controller. */
@@ -219,19 +225,23 @@ export class TaskAttempt {
   }
 
   /**
-   * The update owed to the controller, with at most `maxLines` log lines and about `maxBytes` of
-   * log text (at least one line), or undefined when there is nothing new. The final state is only
-   * sent together with the last pending lines. Call `commit` once the controller accepted it; an
-   * update that was not committed is sent again.
+   * The update owed to the controller, with at most `maxLines` log lines costing at most `maxBytes`
+   * (at least one line fits), or undefined when there is
+   * nothing new. The final state is only sent together with the last pending lines. Call `commit`
+   * once the controller accepted it; an update that was not committed is sent again.
    */
   takeUpdate(
     maxLines: number,
     maxBytes = Infinity,
-  ): { update: TaskUpdate; commit: () => void } | undefined {
+  ): { update: TaskUpdate; commit: () => void; bytes: number } | undefined {
     // A task that flooded and then went quiet still gets its marker within about a second.
     if (this.#rateDropped > 0 && performance.now() - this.#lastMarkerAt >= MARKER_EVERY_MS) {
       this.#rateMarker();
     }
+    // The update sent last was not committed: its lines dropped meanwhile are lost, say so.
+    this.#droppedPending += this.#inflightDropped;
+    this.#inflightDropped = 0;
+    this.#inflightUpTo = 0;
     const stateChanged = this.#version > this.#ackedVersion;
     const pending = this.pendingLines;
     if (!stateChanged && pending === 0 && this.#droppedPending === 0) return undefined;
@@ -252,15 +262,11 @@ export class TaskAttempt {
       );
     }
     let count = Math.min(pending, Math.max(0, maxLines - logs.length));
-    if (maxBytes !== Infinity) {
-      let bytes = 0;
-      for (let i = 0; i < count; i++) {
-        bytes += logLineBytes(this.#pending[this.#head + i]!);
-        if (bytes > maxBytes && i > 0) {
-          count = i;
-          break;
-        }
-      }
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const cost = this.#costs[this.#head + i]!;
+      if (bytes + cost > maxBytes && i > 0) count = i;
+      else bytes += cost;
     }
     logs.push(...this.#pending.slice(this.#head, this.#head + count));
     const first = logs[logs.length - count];
@@ -276,6 +282,7 @@ export class TaskAttempt {
     const complete = count === pending;
     const version = this.#version;
     const upTo = this.#pendingBase + count;
+    this.#inflightUpTo = upTo;
     const final = complete || !this.isTerminal;
     const update = create(TaskUpdateSchema, {
       taskId: this.taskId,
@@ -292,10 +299,12 @@ export class TaskAttempt {
     });
     const commit = () => {
       this.#droppedPending -= dropped;
+      this.#inflightDropped = 0; // they were delivered
+      this.#inflightUpTo = 0;
       for (let n = upTo - this.#pendingBase; n > 0; n--) this.#shiftPending();
       if (final) this.#ackedVersion = Math.max(this.#ackedVersion, version);
     };
-    return { update, commit };
+    return { update, commit, bytes };
   }
 
   async #run(): Promise<void> {
@@ -522,8 +531,11 @@ export class TaskAttempt {
     });
   }
 
-  #system(text: string): void {
-    this.#append(this.#line("system", text));
+  /** Appends a line of the worker's own; `stands` = the dropped lines a marker stands for. */
+  #system(text: string, stands = 0): void {
+    const line = this.#line("system", text);
+    if (stands > 0) this.#markers.set(line, stands);
+    this.#append(line);
   }
 
   /** Whether an output line of `bytes` passes the rate limits; counts the ones that do not. */
@@ -553,6 +565,7 @@ export class TaskAttempt {
           formatBytes(l.workerBytesPerSecond)
         }/s per worker`,
       ),
+      n,
     );
   }
 
@@ -571,8 +584,10 @@ export class TaskAttempt {
       (budget.backlogBytes + cost <= l.workerBacklogBytes ||
         this.#pendingBytes + cost <= l.taskBacklogBytes / 8);
     while (this.pendingLines > 0 && !fits()) {
+      const n = this.#markers.get(this.#pending[this.#head]!) ?? 1;
+      if (this.#pendingBase < this.#inflightUpTo) this.#inflightDropped += n;
+      else this.#droppedPending += n;
       this.#shiftPending();
-      this.#droppedPending++;
     }
     if (!fits() && line.stream !== "system") {
       this.#droppedPending++;

@@ -29,21 +29,24 @@ export interface LogLimits {
   readonly keptBytes: number;
   /** Lines kept per attempt for FetchTaskLogs. */
   readonly keptLines: number;
+  /** Log bytes in one heartbeat, all attempts together (at least one line per attempt fits). */
+  readonly heartbeatBytes: number;
 }
 
 /** Default {@linkcode LogLimits}. */
 export const DEFAULT_LOG_LIMITS: LogLimits = {
   maxLineBytes: 16 * 1024,
   taskLinesPerSecond: 1000,
-  taskBytesPerSecond: 1024 * 1024,
+  taskBytesPerSecond: 256 * 1024,
   taskBurstLines: 10_000,
-  taskBurstBytes: 4 * 1024 * 1024,
+  taskBurstBytes: 2 * 1024 * 1024,
   workerLinesPerSecond: 5000,
-  workerBytesPerSecond: 4 * 1024 * 1024,
-  taskBacklogBytes: 4 * 1024 * 1024,
-  workerBacklogBytes: 16 * 1024 * 1024,
+  workerBytesPerSecond: 1024 * 1024,
+  taskBacklogBytes: 2 * 1024 * 1024,
+  workerBacklogBytes: 8 * 1024 * 1024,
   keptBytes: 2 * 1024 * 1024,
   keptLines: 10_000,
+  heartbeatBytes: 1024 * 1024,
 };
 
 /**
@@ -220,10 +223,10 @@ export class LogBucket {
     return this.#lines >= 1 && this.#bytes >= bytes;
   }
 
-  /** True when more than half of the bucket is left: the owner is not chatty. */
+  /** True when at least 3/4 of the bucket is left: the owner is not chatty. */
   isQuiet(now: number): boolean {
     this.#refill(now);
-    return this.#lines * 2 >= this.#lineCap && this.#bytes * 2 >= this.#byteCap;
+    return this.#lines * 4 >= this.#lineCap * 3 && this.#bytes * 4 >= this.#byteCap * 3;
   }
 
   /** Takes one line of `bytes` (may go below zero: the debt is paid by refills). */
@@ -265,7 +268,7 @@ export class WorkerLogBudget {
 
   /**
    * Whether a task's line of `bytes` may pass: it must fit the task's own bucket, and the
-   * worker's unless the task is quiet (so a flooding neighbour cannot silence it). Takes the
+   * worker's unless the task is quiet (3/4 of its burst left: a flooding neighbour cannot silence it). Takes the
    * tokens when it passes.
    */
   admit(task: LogBucket, bytes: number, now = performance.now()): boolean {

@@ -461,7 +461,12 @@ class IrisWorker implements WorkerCore {
   #collect() {
     const perUpdate = this.#opts.maxLinesPerUpdate ?? 1000;
     let budget = perUpdate * 10;
-    let bytes = this.#opts.maxHeartbeatBytes ?? DEFAULT_MAX_HEARTBEAT_BYTES;
+    // Log bytes per heartbeat: small heartbeats keep arriving on time while tasks flood, and no
+    // heartbeat comes near the controller's request limit.
+    let bytes = Math.min(
+      this.#opts.maxHeartbeatBytes ?? DEFAULT_MAX_HEARTBEAT_BYTES,
+      this.#logBudget.limits.heartbeatBytes,
+    );
     const updates: TaskUpdate[] = [];
     const commits: (() => void)[] = [];
     let more = false;
@@ -471,14 +476,10 @@ class IrisWorker implements WorkerCore {
         more = true;
         break;
       }
-      const taken = attempt.takeUpdate(
-        Math.min(perUpdate, budget),
-        bytes - UPDATE_OVERHEAD_BYTES,
-      );
+      const taken = attempt.takeUpdate(Math.min(perUpdate, budget), bytes - UPDATE_OVERHEAD_BYTES);
       if (!taken) continue;
       budget -= taken.update.logs.length;
-      bytes -= UPDATE_OVERHEAD_BYTES + taken.update.error.length * 3 +
-        taken.update.logs.reduce((sum, l) => sum + logLineBytes(l), 0);
+      bytes -= UPDATE_OVERHEAD_BYTES + taken.update.error.length * 3 + taken.bytes;
       if (attempt.pendingLines > taken.update.logs.length) more = true;
       updates.push(taken.update);
       commits.push(taken.commit);

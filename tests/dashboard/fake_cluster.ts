@@ -45,7 +45,7 @@ export const HOSTILE_JOB = "/mallory/<img src=x onerror=alert(1)>";
 export const HOSTILE_LOG = "<script>window.__pwned=1</script>";
 /** The marker a worker writes in place of lines its rate limit dropped. */
 export const DROPPED_MARKER =
-  "… 12,345 lines dropped (log rate limit: 1,000 lines/s and 1.0 MiB/s per task, 5,000 lines/s and 4.0 MiB/s per worker)";
+  "… 12,345 lines dropped (log rate limit: 1,000 lines/s and 256.0 KiB/s per task, 5,000 lines/s and 1.0 MiB/s per worker)";
 /** A worker attribute value that would execute script if inserted as markup. */
 export const HOSTILE_ATTR = "<svg onload=alert(3)>";
 /** The pending job and its reason text. */

@@ -112,3 +112,25 @@ Deno.test("a task that floods and then goes quiet gets its dropped marker while 
   const out = lines.filter((l) => l.stream === "stdout").length;
   assert.equal(out + dropped(lines, /^log rate limit/), 1000);
 });
+
+Deno.test("heartbeats carry at most heartbeatBytes of log lines; all lines still arrive in order", async () => {
+  await using h = await startHarness({
+    logLimits: {
+      taskBurstLines: 1e9,
+      workerLinesPerSecond: 1e9,
+      taskBacklogBytes: 32 * 1024 * 1024,
+      workerBacklogBytes: 32 * 1024 * 1024,
+      heartbeatBytes: 64 * 1024,
+    },
+  });
+  await h.client.runTask(commandTask("/u/chunked/0", ["seq", "1", "50000"]));
+  await h.fake.waitForState("/u/chunked/0", TaskState.SUCCEEDED, seconds(60));
+  const out = h.fake.logsOf("/u/chunked/0").filter((l) => l.stream === "stdout");
+  const nums = out.map((l) => Number(l.text));
+  const gap = nums.findIndex((v, i) => v !== i + 1);
+  assert.ok(nums.length === 50_000 && gap === -1, `${nums.length} lines, first gap at ${gap}`);
+  // ~106 bytes of cost per line: about 600 lines (20 KiB on the wire) per heartbeat.
+  const sizes = h.fake.heartbeats.map((hb) => toBinary(HeartbeatRequestSchema, hb).length);
+  assert.ok(sizes.length >= 50_000 / 700, `${sizes.length} heartbeats`);
+  assert.ok(Math.max(...sizes) < 64 * 1024, `largest heartbeat ${Math.max(...sizes)} bytes`);
+});
