@@ -20,7 +20,7 @@ Deno.test("cluster start --as-local runs examples/gcp.yaml here: it says so, ans
     const said = start.lines.join("\n");
     assertMatch(said, /Running \S+gcp\.yaml \(gcp\) as a local cluster \(--as-local\)/);
     assertMatch(said, /scale_groups\.tpu-v5e-16\.provider: tpu → local/);
-    assertMatch(said, /bundle_prefix gs:\/\/\S+ dropped/);
+    assertMatch(said, /controller\.state_dir \S+ dropped/);
     assertMatch(said, /iris cluster stop --config \S+gcp\.yaml --as-local/);
 
     const status = await runIris(["cluster", "status", "--config", GCP, "--as-local"], { env });

@@ -23,9 +23,13 @@ async function started(p: IrisProcess): Promise<IrisClient> {
   return new IrisClient(url, { retryFor: seconds(10) });
 }
 
+/** Copies a state dir (its files and, recursively, its task log dirs). */
 function copyDir(from: string, to: string): void {
   Deno.mkdirSync(to, { mode: 0o700 });
-  for (const f of Deno.readDirSync(from)) Deno.copyFileSync(`${from}/${f.name}`, `${to}/${f.name}`);
+  for (const f of Deno.readDirSync(from)) {
+    if (f.isDirectory) copyDir(`${from}/${f.name}`, `${to}/${f.name}`);
+    else Deno.copyFileSync(`${from}/${f.name}`, `${to}/${f.name}`);
+  }
 }
 
 async function refusedStart(dir: string, ...expected: string[]): Promise<string> {
