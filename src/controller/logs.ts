@@ -201,6 +201,25 @@ export class LogStore {
     this.#baseSeq = this.#seq;
   }
 
+  /** The limits in force (defaults filled in) and the directory, if any. */
+  get settings(): {
+    memoryBytes: number;
+    taskMemoryBytes: number;
+    dir?: string;
+    retention: Duration;
+    diskBytes: number;
+    attemptFileBytes: number;
+  } {
+    return {
+      memoryBytes: this.#memoryBytes,
+      taskMemoryBytes: this.#taskMemoryBytes,
+      dir: this.#dir,
+      retention: this.#opts.retention ?? LOG_STORE_DEFAULTS.retention,
+      diskBytes: this.#opts.diskBytes ?? LOG_STORE_DEFAULTS.diskBytes,
+      attemptFileBytes: this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes,
+    };
+  }
+
   /** Memory held by lines now (approximate bytes), and lines evicted from memory so far. */
   get stats(): { memoryBytes: number; tasks: number; evictedLines: number } {
     return { memoryBytes: this.#bytes, tasks: this.#byTask.size, evictedLines: this.#evictedLines };
