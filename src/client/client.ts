@@ -207,7 +207,7 @@ export class IrisClient {
   logsPage(
     id: string,
     options: LogFilter & { cursor?: number; maxLines?: number; tail?: boolean } = {},
-  ): Promise<{ lines: LogLine[]; nextCursor: number }> {
+  ): Promise<{ lines: LogLine[]; nextCursor: number; more: boolean }> {
     return this.call((rpc) =>
       rpc.getTaskLogs({
         id,
@@ -229,7 +229,7 @@ export class IrisClient {
     while (true) {
       const page = await this.logsPage(id, { ...options, cursor, maxLines: 10_000 });
       out.push(...page.lines);
-      if (page.lines.length < 10_000) return out;
+      if (!page.more || page.lines.length === 0) return out;
       cursor = page.nextCursor;
     }
   }
@@ -272,7 +272,7 @@ export class IrisClient {
         if (!deliver(res.lines)) return;
         got += res.lines.length;
         cursor = res.nextCursor;
-        if (res.lines.length < page) break;
+        if (!res.more || res.lines.length === 0) break;
       }
       if (finished || options.signal?.aborted) return;
       if (got > 0) backoff.reset();
@@ -317,15 +317,19 @@ export class IrisClient {
           for (const line of page.lines) options.onLog(line);
           const advanced = page.nextCursor !== cursor;
           cursor = page.nextCursor;
-          if (page.lines.length < 5000 || !advanced) break;
+          if (!page.more || !advanced) break;
         }
       }
       if (!job) throw new IrisError(`No status for job ${jobId}`);
       options.onProgress?.(job);
       if (isFinished(job.state)) {
         if (options.onLog) {
-          const tail = await this.logsPage(jobId, { cursor, maxLines: 100_000 });
-          for (const line of tail.lines) options.onLog(line);
+          for (let more = true; more;) {
+            const page = await this.logsPage(jobId, { cursor, maxLines: 100_000 });
+            for (const line of page.lines) options.onLog(line);
+            more = page.more && page.nextCursor !== cursor;
+            cursor = page.nextCursor;
+          }
         }
         return job;
       }

@@ -89,6 +89,8 @@ export interface LogQuery {
   readonly minLevel?: string;
   /** With maxLines: the last maxLines matching lines instead of the first. */
   readonly tail?: boolean;
+  /** Most characters of text in one answer (at least one line). @default 8 Mi */
+  readonly maxChars?: number;
 }
 
 /** Options for {@linkcode LogStore}. */
@@ -141,6 +143,9 @@ interface AttemptFile {
   bytes: number;
   capped: boolean;
 }
+
+/** Most characters of line text in one query answer by default (about 8 MiB of ASCII). */
+const MAX_ANSWER_CHARS = 8 * 1024 * 1024;
 
 /** Sequence numbers reserved per write of the `seq` file. */
 const SEQ_RESERVE = 1_000_000;
@@ -201,6 +206,25 @@ export class LogStore {
     this.#baseSeq = this.#seq;
   }
 
+  /** The limits in force (defaults filled in) and the directory, if any. */
+  get settings(): {
+    memoryBytes: number;
+    taskMemoryBytes: number;
+    dir?: string;
+    retention: Duration;
+    diskBytes: number;
+    attemptFileBytes: number;
+  } {
+    return {
+      memoryBytes: this.#memoryBytes,
+      taskMemoryBytes: this.#taskMemoryBytes,
+      dir: this.#dir,
+      retention: this.#opts.retention ?? LOG_STORE_DEFAULTS.retention,
+      diskBytes: this.#opts.diskBytes ?? LOG_STORE_DEFAULTS.diskBytes,
+      attemptFileBytes: this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes,
+    };
+  }
+
   /** Memory held by lines now (approximate bytes), and lines evicted from memory so far. */
   get stats(): { memoryBytes: number; tasks: number; evictedLines: number } {
     return { memoryBytes: this.#bytes, tasks: this.#byTask.size, evictedLines: this.#evictedLines };
@@ -254,8 +278,9 @@ export class LogStore {
   async query(
     taskIds: readonly string[],
     q: LogQuery = {},
-  ): Promise<{ lines: LogLine[]; nextCursor: number }> {
+  ): Promise<{ lines: LogLine[]; nextCursor: number; more: boolean }> {
     const cursor = q.cursor ?? 0;
+    const maxChars = q.maxChars ?? MAX_ANSWER_CHARS;
     const max = q.maxLines && q.maxLines > 0 ? q.maxLines : 10_000;
     const minRank = levelRank(q.minLevel ?? "");
     const seqNow = this.#seq;
@@ -286,16 +311,27 @@ export class LogStore {
     }
     if (taskIds.length > 1 || this.#dir) picked.sort((a, b) => a.seq - b.seq);
     if (q.tail) {
+      const last = picked.slice(-max);
+      let start = last.length;
+      for (let chars = 0; start > 0; start--) {
+        chars += last[start - 1]!.line.text.length;
+        if (chars > maxChars && start < last.length) break;
+      }
       return {
-        lines: picked.slice(-max).map((s) => s.line),
+        lines: last.slice(start).map((s) => s.line),
         nextCursor: Math.max(cursor, seqNow),
+        more: false,
       };
     }
-    const out = picked.slice(0, max);
-    const nextCursor = out.length === picked.length
-      ? Math.max(cursor, seqNow)
-      : out[out.length - 1]!.seq;
-    return { lines: out.map((s) => s.line), nextCursor };
+    let end = 0;
+    for (let chars = 0; end < Math.min(max, picked.length); end++) {
+      chars += picked[end]!.line.text.length;
+      if (chars > maxChars && end > 0) break;
+    }
+    const out = picked.slice(0, end);
+    const more = out.length < picked.length;
+    const nextCursor = more ? out[out.length - 1]!.seq : Math.max(cursor, seqNow);
+    return { lines: out.map((s) => s.line), nextCursor, more };
   }
 
   /** Drops a task's lines from memory (its files stay until retention removes them). */

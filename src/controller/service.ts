@@ -100,7 +100,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         minLevel: req.minLevel,
         tail: req.tail,
       });
-      return { lines: res.lines, nextCursor: res.nextCursor };
+      return { lines: res.lines, nextCursor: res.nextCursor, more: res.more };
     }),
     registerWorker: wrap((req) => {
       const res = c.registerWorker(req);

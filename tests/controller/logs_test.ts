@@ -248,3 +248,35 @@ Deno.test("taskPath() keeps task ids inside the logs dir", () => {
   assert.equal(taskPath("/alice/../x/0"), "alice/%2E%2E/x/0");
   assert.equal(taskPath("/a b/c%/0"), "a%20b/c%25/0");
 });
+
+Deno.test("LogStore.query() answers at most maxChars of text, says there is more, and resumes", async () => {
+  const store = new LogStore();
+  store.append("/u/j/0", lines("/u/j/0", "x".repeat(95), 100)); // 100-character lines
+  const first = await store.query(["/u/j/0"], { maxChars: 1000 });
+  assert.equal(first.lines.length, 10);
+  assert.equal(first.more, true);
+  const rest = await store.query(["/u/j/0"], { cursor: first.nextCursor, maxChars: 100_000 });
+  assert.equal(rest.lines.length, 90);
+  assert.equal(rest.more, false);
+  assert.equal(rest.lines[0]!.text, `${"x".repeat(95)} 10`);
+  // A single line larger than the limit still comes, alone.
+  assert.equal((await store.query(["/u/j/0"], { maxChars: 10 })).lines.length, 1);
+  // A tail keeps the newest lines that fit.
+  const tail = await store.query(["/u/j/0"], { tail: true, maxLines: 50, maxChars: 1000 });
+  assert.deepEqual(tail.lines.map((l) => l.text.slice(-2)), [
+    "90",
+    "91",
+    "92",
+    "93",
+    "94",
+    "95",
+    "96",
+    "97",
+    "98",
+    "99",
+  ]);
+  assert.equal(tail.more, false);
+  // maxLines cuts count as "more" too.
+  assert.equal((await store.query(["/u/j/0"], { maxLines: 99 })).more, true);
+  assert.equal((await store.query(["/u/j/0"], { maxLines: 100 })).more, false);
+});

@@ -16,6 +16,8 @@ import { IrisClient, JobState } from "../../mod.ts";
 import type { LogLine } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { type IrisProcess, spawnIris } from "../_helpers/iris_process.ts";
+import { loadConfig } from "../../src/config/mod.ts";
+import { startCluster } from "../../src/cluster/cluster.ts";
 
 function spawnWorker(url: string, root: string): IrisProcess {
   return spawnIris([
@@ -245,5 +247,30 @@ Deno.test("task logs survive a controller restart (served from <state_dir>/logs)
   } finally {
     await Deno.remove(stateDir, { recursive: true }).catch(() => {});
     await Deno.remove(root, { recursive: true }).catch(() => {});
+  }
+});
+
+Deno.test("controller.log_* settings of the cluster config reach the controller's log store", async () => {
+  const workDir = await Deno.makeTempDir({ prefix: "iris-logs-config-" });
+  try {
+    const config = await loadConfig(new URL("../../examples/local.yaml", import.meta.url).pathname);
+    const c = config.controller!;
+    c.stateDir = `${workDir}/state`;
+    c.logMemoryBytes = 64 * 2 ** 20;
+    c.logTaskMemoryBytes = 2 ** 20;
+    c.logRetentionMs = 3600_000;
+    c.logDiskBytes = 2 ** 30;
+    c.logAttemptFileBytes = 100 * 2 ** 20;
+    await using cluster = await startCluster(config, { workDir, log: () => {}, vmLog: () => {} });
+    assertEquals(cluster.server.controller.logs.settings, {
+      memoryBytes: 64 * 2 ** 20,
+      taskMemoryBytes: 2 ** 20,
+      dir: `${workDir}/state/logs`,
+      retention: 3600_000,
+      diskBytes: 2 ** 30,
+      attemptFileBytes: 100 * 2 ** 20,
+    });
+  } finally {
+    await Deno.remove(workDir, { recursive: true }).catch(() => {});
   }
 });
