@@ -29,7 +29,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
