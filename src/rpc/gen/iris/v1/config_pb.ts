@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLGAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQFCHQobX21heF9jb25uZWN0aW9uc19wZXJfY2xpZW50IjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJInAKDlBsYXRmb3JtQ29uZmlnEhQKDGxhYmVsX3ByZWZpeBgBIAEoCRInCgNnY3AYAiABKAsyGi5pcmlzLnYxLkdjcFBsYXRmb3JtQ29uZmlnEh8KA3NzaBgDIAEoCzISLmlyaXMudjEuU3NoQ29uZmlnIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSLQAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5EicKB3J1bnRpbWUYZCABKAsyFi5pcmlzLnYxLlJ1bnRpbWVDb25maWcaLgoMVGFza0VudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoNUnVudGltZUNvbmZpZxIRCglkZW5vX3BhdGgYASABKAkSFQoNZGVub19mcm9tX25wbRgCIAEoCCKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIrkEChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0EiUKHW1heF9idWlsZGluZ190YXNrc19wZXJfd29ya2VyGBUgASgFEiAKF3dvcmtlcl9yZWNvbm5lY3RfbWF4X21zGIwBIAEoARIaChFyZWNsYWltX21hcmdpbl9tcxiNASABKAESGQoQbG9nX21lbW9yeV9ieXRlcxjcASABKAESHgoVbG9nX3Rhc2tfbWVtb3J5X2J5dGVzGN0BIAEoARIZChBsb2dfcmV0ZW50aW9uX21zGN4BIAEoARIXCg5sb2dfZGlza19ieXRlcxjfASABKAESHwoWbG9nX2F0dGVtcHRfZmlsZV9ieXRlcxjgASABKAESLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiVwoKVXNlckJ1ZGdldBINCgV1c2VycxgBIAMoCRIRCgltYXhfdGFza3MYAiABKAUSJwoIbWF4X2JhbmQYAyABKA4yFS5pcmlzLnYxLlByaW9yaXR5QmFuZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASKRAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAQgYKBGtpbmQiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJInUKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUSGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCRIRCglkZW5vX3BhdGgYZCABKAkiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLGAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQFCHQobX21heF9jb25uZWN0aW9uc19wZXJfY2xpZW50IjcKCUF1dGhUb2tlbhIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc2hhMjU2GAMgASgJIqgBCg5QbGF0Zm9ybUNvbmZpZxIUCgxsYWJlbF9wcmVmaXgYASABKAkSJwoDZ2NwGAIgASgLMhouaXJpcy52MS5HY3BQbGF0Zm9ybUNvbmZpZxIfCgNzc2gYAyABKAsyEi5pcmlzLnYxLlNzaENvbmZpZxI2CgprdWJlcm5ldGVzGIQCIAEoCzIhLmlyaXMudjEuS3ViZXJuZXRlc1BsYXRmb3JtQ29uZmlnIq4BChhLdWJlcm5ldGVzUGxhdGZvcm1Db25maWcSDwoHZmxhdm91chgBIAEoCRIRCgluYW1lc3BhY2UYAiABKAkSEgoKa3ViZWNvbmZpZxgDIAEoCRIPCgdjb250ZXh0GAQgASgJEg0KBWltYWdlGAUgASgJEg8KB3J1bnRpbWUYBiABKAkSFgoOczNfc2VjcmV0X25hbWUYByABKAkSEQoJY2FjaGVfZGlyGAggASgJIlQKFEt1YmVybmV0ZXNUb2xlcmF0aW9uEgsKA2tleRgBIAEoCRIQCghvcGVyYXRvchgCIAEoCRINCgV2YWx1ZRgDIAEoCRIOCgZlZmZlY3QYBCABKAkiNgoRR2NwUGxhdGZvcm1Db25maWcSEgoKcHJvamVjdF9pZBgBIAEoCRINCgV6b25lcxgCIAMoCSJvCglTc2hDb25maWcSDAoEdXNlchgBIAEoCRIQCghrZXlfZmlsZRgCIAEoCRIMCgRwb3J0GAMgASgFEhoKEmNvbm5lY3RfdGltZW91dF9tcxgEIAEoARIYChBrbm93bl9ob3N0c19maWxlGAUgASgJItABCg5EZWZhdWx0c0NvbmZpZxItCgphdXRvc2NhbGVyGAEgASgLMhkuaXJpcy52MS5BdXRvc2NhbGVyQ29uZmlnEjYKCHRhc2tfZW52GAIgAygLMiQuaXJpcy52MS5EZWZhdWx0c0NvbmZpZy5UYXNrRW52RW50cnkSJwoHcnVudGltZRhkIAEoCzIWLmlyaXMudjEuUnVudGltZUNvbmZpZxouCgxUYXNrRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI5Cg1SdW50aW1lQ29uZmlnEhEKCWRlbm9fcGF0aBgBIAEoCRIVCg1kZW5vX2Zyb21fbnBtGAIgASgIIqEBChBBdXRvc2NhbGVyQ29uZmlnEh4KFmV2YWx1YXRpb25faW50ZXJ2YWxfbXMYASABKAESHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYAiABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgDIAEoARIaChJiYWNrb2ZmX2luaXRpYWxfbXMYBCABKAESFgoOYmFja29mZl9tYXhfbXMYBSABKAEi9QQKEENvbnRyb2xsZXJDb25maWcSFQoNYnVuZGxlX3ByZWZpeBgBIAEoCRIRCglzdGF0ZV9kaXIYAiABKAkSHQoVaGVhcnRiZWF0X2ludGVydmFsX21zGAMgASgBEiMKG2hlYXJ0YmVhdF9mYWlsdXJlX3RocmVzaG9sZBgEIAEoBRIpCgx1c2VyX2J1ZGdldHMYFCADKAsyEy5pcmlzLnYxLlVzZXJCdWRnZXQSJQodbWF4X2J1aWxkaW5nX3Rhc2tzX3Blcl93b3JrZXIYFSABKAUSIAoXd29ya2VyX3JlY29ubmVjdF9tYXhfbXMYjAEgASgBEhoKEXJlY2xhaW1fbWFyZ2luX21zGI0BIAEoARIZChBsb2dfbWVtb3J5X2J5dGVzGNwBIAEoARIeChVsb2dfdGFza19tZW1vcnlfYnl0ZXMY3QEgASgBEhkKEGxvZ19yZXRlbnRpb25fbXMY3gEgASgBEhcKDmxvZ19kaXNrX2J5dGVzGN8BIAEoARIfChZsb2dfYXR0ZW1wdF9maWxlX2J5dGVzGOABIAEoARIvCgVsb2NhbBgKIAEoCzIeLmlyaXMudjEuTG9jYWxDb250cm9sbGVyQ29uZmlnSAASKwoDZ2NwGAsgASgLMhwuaXJpcy52MS5HY3BDb250cm9sbGVyQ29uZmlnSAASMQoGbWFudWFsGAwgASgLMh8uaXJpcy52MS5NYW51YWxDb250cm9sbGVyQ29uZmlnSAASOgoKa3ViZXJuZXRlcxiFAiABKAsyIy5pcmlzLnYxLkt1YmVybmV0ZXNDb250cm9sbGVyQ29uZmlnSABCBgoEa2luZCJXCgpVc2VyQnVkZ2V0Eg0KBXVzZXJzGAEgAygJEhEKCW1heF90YXNrcxgCIAEoBRInCghtYXhfYmFuZBgDIAEoDjIVLmlyaXMudjEuUHJpb3JpdHlCYW5kIjMKFUxvY2FsQ29udHJvbGxlckNvbmZpZxIMCgRwb3J0GAEgASgFEgwKBGhvc3QYAiABKAkiigEKE0djcENvbnRyb2xsZXJDb25maWcSDAoEem9uZRgBIAEoCRIUCgxtYWNoaW5lX3R5cGUYAiABKAkSDAoEcG9ydBgDIAEoBRIZChFib290X2Rpc2tfc2l6ZV9nYhgEIAEoBRIXCg9zZXJ2aWNlX2FjY291bnQYBSABKAkSDQoFaW1hZ2UYBiABKAkixAEKGkt1YmVybmV0ZXNDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSFQoNaW5zdGFuY2VfdHlwZRgCIAEoCRJMCg1ub2RlX3NlbGVjdG9yGAMgAygLMjUuaXJpcy52MS5LdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZy5Ob2RlU2VsZWN0b3JFbnRyeRozChFOb2RlU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFItIDChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASLFAQoOUHJvdmlkZXJDb25maWcSJwoFbG9jYWwYASABKAsyFi5pcmlzLnYxLkxvY2FsUHJvdmlkZXJIABIjCgN0cHUYAiABKAsyFC5pcmlzLnYxLlRwdVByb3ZpZGVySAASKQoGbWFudWFsGAMgASgLMhcuaXJpcy52MS5NYW51YWxQcm92aWRlckgAEjIKCmt1YmVybmV0ZXMYhgIgASgLMhsuaXJpcy52MS5LdWJlcm5ldGVzUHJvdmlkZXJIAEIGCgRraW5kIugBChJLdWJlcm5ldGVzUHJvdmlkZXISFQoNaW5zdGFuY2VfdHlwZRgBIAEoCRJECg1ub2RlX3NlbGVjdG9yGAIgAygLMi0uaXJpcy52MS5LdWJlcm5ldGVzUHJvdmlkZXIuTm9kZVNlbGVjdG9yRW50cnkSMgoLdG9sZXJhdGlvbnMYAyADKAsyHS5pcmlzLnYxLkt1YmVybmV0ZXNUb2xlcmF0aW9uEgwKBHJkbWEYBCABKAgaMwoRTm9kZVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIPCg1Mb2NhbFByb3ZpZGVyIkgKC1RwdVByb3ZpZGVyEhcKD3J1bnRpbWVfdmVyc2lvbhgBIAEoCRIMCgR6b25lGAIgASgJEhIKCnByb2plY3RfaWQYAyABKAkidQoKTWFudWFsSG9zdBIMCgRob3N0GAEgASgJEgwKBHVzZXIYAiABKAkSEAoIa2V5X2ZpbGUYAyABKAkSDAoEcG9ydBgEIAEoBRIYChBrbm93bl9ob3N0c19maWxlGAUgASgJEhEKCWRlbm9fcGF0aBhkIAEoCSI0Cg5NYW51YWxQcm92aWRlchIiCgVob3N0cxgBIAMoCzITLmlyaXMudjEuTWFudWFsSG9zdGIGcHJvdG8z", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -195,6 +195,13 @@ export type PlatformConfig = Message<"iris.v1.PlatformConfig"> & {
    * @generated from field: iris.v1.SshConfig ssh = 3;
    */
   ssh?: SshConfig | undefined;
+
+  /**
+   * A Kubernetes cluster (docs/platforms.md#kubernetes).
+   *
+   * @generated from field: iris.v1.KubernetesPlatformConfig kubernetes = 260;
+   */
+  kubernetes?: KubernetesPlatformConfig | undefined;
 };
 
 /**
@@ -203,6 +210,114 @@ export type PlatformConfig = Message<"iris.v1.PlatformConfig"> & {
  */
 export const PlatformConfigSchema: GenMessage<PlatformConfig> = /*@__PURE__*/
   messageDesc(file_iris_v1_config, 3);
+
+/**
+ * How Iris reaches and uses a Kubernetes cluster.
+ *
+ * @generated from message iris.v1.KubernetesPlatformConfig
+ */
+export type KubernetesPlatformConfig = Message<"iris.v1.KubernetesPlatformConfig"> & {
+  /**
+   * "coreweave" (one NodePool per scale group, compute.coreweave.com/v1alpha1) or "generic"
+   * (nodes exist already; no NodePools). Default "coreweave".
+   *
+   * @generated from field: string flavour = 1;
+   */
+  flavour: string;
+
+  /**
+   * Namespace of every namespaced object Iris creates. Default: the label prefix.
+   *
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * Kubeconfig file. Empty: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config.
+   *
+   * @generated from field: string kubeconfig = 3;
+   */
+  kubeconfig: string;
+
+  /**
+   * Kubeconfig context. Empty: its current-context.
+   *
+   * @generated from field: string context = 4;
+   */
+  context: string;
+
+  /**
+   * Container image holding Deno and an Iris checkout at /app (controller and worker Pods).
+   *
+   * @generated from field: string image = 5;
+   */
+  image: string;
+
+  /**
+   * "process" (tasks run inside the worker Pod) or "kubernetes" (light workers: each task is its
+   * own Pod). Default "process".
+   *
+   * @generated from field: string runtime = 6;
+   */
+  runtime: string;
+
+  /**
+   * Secret holding object-storage credentials, referenced by task Pods (light worker mode).
+   *
+   * @generated from field: string s3_secret_name = 7;
+   */
+  s3SecretName: string;
+
+  /**
+   * Host directory for caches (CoreWeave: the NVMe, e.g. /mnt/local/iris-cache).
+   *
+   * @generated from field: string cache_dir = 8;
+   */
+  cacheDir: string;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesPlatformConfig.
+ * Use `create(KubernetesPlatformConfigSchema)` to create a new message.
+ */
+export const KubernetesPlatformConfigSchema: GenMessage<KubernetesPlatformConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 4);
+
+/**
+ * @generated from message iris.v1.KubernetesToleration
+ */
+export type KubernetesToleration = Message<"iris.v1.KubernetesToleration"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * "Equal" (default) or "Exists".
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * @generated from field: string value = 3;
+   */
+  value: string;
+
+  /**
+   * "NoSchedule", "PreferNoSchedule" or "NoExecute"; empty matches every effect.
+   *
+   * @generated from field: string effect = 4;
+   */
+  effect: string;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesToleration.
+ * Use `create(KubernetesTolerationSchema)` to create a new message.
+ */
+export const KubernetesTolerationSchema: GenMessage<KubernetesToleration> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 5);
 
 /**
  * @generated from message iris.v1.GcpPlatformConfig
@@ -226,7 +341,7 @@ export type GcpPlatformConfig = Message<"iris.v1.GcpPlatformConfig"> & {
  * Use `create(GcpPlatformConfigSchema)` to create a new message.
  */
 export const GcpPlatformConfigSchema: GenMessage<GcpPlatformConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 4);
+  messageDesc(file_iris_v1_config, 6);
 
 /**
  * @generated from message iris.v1.SshConfig
@@ -266,7 +381,7 @@ export type SshConfig = Message<"iris.v1.SshConfig"> & {
  * Use `create(SshConfigSchema)` to create a new message.
  */
 export const SshConfigSchema: GenMessage<SshConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 5);
+  messageDesc(file_iris_v1_config, 7);
 
 /**
  * @generated from message iris.v1.DefaultsConfig
@@ -297,7 +412,7 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
  * Use `create(DefaultsConfigSchema)` to create a new message.
  */
 export const DefaultsConfigSchema: GenMessage<DefaultsConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 6);
+  messageDesc(file_iris_v1_config, 8);
 
 /**
  * @generated from message iris.v1.RuntimeConfig
@@ -325,7 +440,7 @@ export type RuntimeConfig = Message<"iris.v1.RuntimeConfig"> & {
  * Use `create(RuntimeConfigSchema)` to create a new message.
  */
 export const RuntimeConfigSchema: GenMessage<RuntimeConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 7);
+  messageDesc(file_iris_v1_config, 9);
 
 /**
  * @generated from message iris.v1.AutoscalerConfig
@@ -362,7 +477,7 @@ export type AutoscalerConfig = Message<"iris.v1.AutoscalerConfig"> & {
  * Use `create(AutoscalerConfigSchema)` to create a new message.
  */
 export const AutoscalerConfigSchema: GenMessage<AutoscalerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 8);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.ControllerConfig
@@ -477,6 +592,12 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
      */
     value: ManualControllerConfig;
     case: "manual";
+  } | {
+    /**
+     * @generated from field: iris.v1.KubernetesControllerConfig kubernetes = 261;
+     */
+    value: KubernetesControllerConfig;
+    case: "kubernetes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -485,7 +606,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
  * Use `create(ControllerConfigSchema)` to create a new message.
  */
 export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.UserBudget
@@ -519,7 +640,7 @@ export type UserBudget = Message<"iris.v1.UserBudget"> & {
  * Use `create(UserBudgetSchema)` to create a new message.
  */
 export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.LocalControllerConfig
@@ -543,7 +664,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -585,7 +706,38 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 14);
+
+/**
+ * The controller as a Deployment with a ClusterIP Service on a Kubernetes cluster.
+ *
+ * @generated from message iris.v1.KubernetesControllerConfig
+ */
+export type KubernetesControllerConfig = Message<"iris.v1.KubernetesControllerConfig"> & {
+  /**
+   * @generated from field: int32 port = 1;
+   */
+  port: number;
+
+  /**
+   * CoreWeave: instance type of the controller's own NodePool (`{label_prefix}-controller`).
+   *
+   * @generated from field: string instance_type = 2;
+   */
+  instanceType: string;
+
+  /**
+   * @generated from field: map<string, string> node_selector = 3;
+   */
+  nodeSelector: { [key: string]: string };
+};
+
+/**
+ * Describes the message iris.v1.KubernetesControllerConfig.
+ * Use `create(KubernetesControllerConfigSchema)` to create a new message.
+ */
+export const KubernetesControllerConfigSchema: GenMessage<KubernetesControllerConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -607,7 +759,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -692,7 +844,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 17);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -719,6 +871,12 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
      */
     value: ManualProvider;
     case: "manual";
+  } | {
+    /**
+     * @generated from field: iris.v1.KubernetesProvider kubernetes = 262;
+     */
+    value: KubernetesProvider;
+    case: "kubernetes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -727,7 +885,47 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 18);
+
+/**
+ * Worker Pods on a Kubernetes cluster: one Pod per host of a slice.
+ *
+ * @generated from message iris.v1.KubernetesProvider
+ */
+export type KubernetesProvider = Message<"iris.v1.KubernetesProvider"> & {
+  /**
+   * CoreWeave NodePool instance type of the group's nodes (required with flavour coreweave).
+   *
+   * @generated from field: string instance_type = 1;
+   */
+  instanceType: string;
+
+  /**
+   * Extra node labels the worker Pods select (the NodePool's own label is always added).
+   *
+   * @generated from field: map<string, string> node_selector = 2;
+   */
+  nodeSelector: { [key: string]: string };
+
+  /**
+   * @generated from field: repeated iris.v1.KubernetesToleration tolerations = 3;
+   */
+  tolerations: KubernetesToleration[];
+
+  /**
+   * Task Pods also request the RDMA device (rdma/ib) in light worker mode.
+   *
+   * @generated from field: bool rdma = 4;
+   */
+  rdma: boolean;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesProvider.
+ * Use `create(KubernetesProviderSchema)` to create a new message.
+ */
+export const KubernetesProviderSchema: GenMessage<KubernetesProvider> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 19);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -740,7 +938,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 16);
+  messageDesc(file_iris_v1_config, 20);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -767,7 +965,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 17);
+  messageDesc(file_iris_v1_config, 21);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -813,7 +1011,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 18);
+  messageDesc(file_iris_v1_config, 22);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -830,5 +1028,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 19);
+  messageDesc(file_iris_v1_config, 23);
 
