@@ -9,7 +9,7 @@
  *   list (with equality `labelSelector`), replace (PUT), JSON merge patch (PATCH), delete, and
  *   watch (`?watch=true`: newline-delimited `{type, object}` events; without resourceVersion the
  *   existing objects come first as ADDED), Pod logs (`/log`, `follow=true` streams until the Pod
- *   goes or the server closes, `tailLines`).
+ *   finishes or goes, or the server closes; `tailLines`).
  * - Errors are `Status` objects (`kind: Status`, `status: Failure`, `message`, `reason`,
  *   `details {name, group, kind}`, `code`); a missing or wrong bearer token gets 401.
  * - Every request is recorded (`transcript()`) for golden files; injected failures (`failNext`)
@@ -223,6 +223,11 @@ export class KubeApiStandIn implements AsyncDisposable {
     obj.status = status;
     this.#bump(obj);
     this.#notify(path, "MODIFIED", obj);
+    // A finished container's log stream ends, as the kubelet's does.
+    if (status.phase === "Succeeded" || status.phase === "Failed") {
+      const key = `${obj.metadata?.namespace}/${obj.metadata?.name}`;
+      for (const f of this.#followers) if (f.key === key) f.close();
+    }
   }
 
   /** Appends a line to a Pod's log (followers get it at once). */
@@ -397,8 +402,14 @@ export class KubeApiStandIn implements AsyncDisposable {
         return new Response(lines.map((l) => `${l}\n`).join(""));
       }
       this.#record(req, url, 200);
+      const phase = (this.#objects.get(itemPath)!.status as { phase?: string } | undefined)?.phase;
+      const finished = phase === "Succeeded" || phase === "Failed";
       return this.#stream((send, close) => {
         for (const l of lines) send(`${l}\n`);
+        if (finished) {
+          queueMicrotask(close);
+          return () => {};
+        }
         const f = { key, send, close };
         this.#followers.add(f);
         return () => this.#followers.delete(f);
