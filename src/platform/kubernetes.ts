@@ -176,17 +176,28 @@ export function workerPodManifest(
   const limits: Record<string, string> = {};
   if (!light && accelerator?.kind === "gpu") limits[GPU_RESOURCE] = String(accelerator.count);
   if (!light && k8s?.rdma) limits[RDMA_RESOURCE] = "1";
-  const env = [
+  const env: KubeObject[] = [
     { name: "POD_IP", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
     { name: "IRIS_HOME", value: "/var/lib/iris" },
   ];
+  const volumes: KubeObject[] = [];
+  const volumeMounts: KubeObject[] = [];
   if (light) {
     env.push(
       { name: "IRIS_TASK_RUNTIME", value: "kubernetes" },
       { name: "IRIS_NAMESPACE", value: names.namespace },
       { name: "IRIS_SERVICE_ACCOUNT_NAME", value: names.serviceAccount },
+      { name: "IRIS_TASK_IMAGE", value: o.image },
+      { name: "IRIS_LABEL_PREFIX", value: o.labelPrefix },
     );
+    env.push({ name: "IRIS_NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
     if (o.s3SecretName) env.push({ name: "IRIS_S3_SECRET_NAME", value: o.s3SecretName });
+    if (k8s?.rdma) env.push({ name: "IRIS_TASK_RDMA", value: "true" });
+    // Task Pods on this node mount their attempt directory from the node at the same path.
+    const root = `${o.cacheDir ?? "/var/lib/iris"}/worker`;
+    args.push("--root-dir", root);
+    volumes.push({ name: "worker-root", hostPath: { path: root, type: "DirectoryOrCreate" } });
+    volumeMounts.push({ name: "worker-root", mountPath: root });
   }
   if (o.cacheDir) env.push({ name: "IRIS_CACHE_DIR", value: o.cacheDir });
   const nodeSelector: Record<string, string> = { ...k8s?.nodeSelector };
@@ -225,7 +236,9 @@ export function workerPodManifest(
         env,
         ports: [{ name: "rpc", containerPort: port }],
         resources: Object.keys(limits).length ? { limits } : {},
+        ...(volumeMounts.length ? { volumeMounts } : {}),
       }],
+      ...(volumes.length ? { volumes } : {}),
     },
   };
 }

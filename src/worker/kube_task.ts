@@ -12,9 +12,64 @@
  * @module
  */
 import type { Duration, Timestamp } from "../time.ts";
-import { type KubeClient, type KubeObject, type WatchEvent } from "../platform/kube_client.ts";
+import { FailedPreconditionError } from "../errors.ts";
+import {
+  KubeClient,
+  type KubeObject,
+  loadKubeCredentials,
+  type WatchEvent,
+} from "../platform/kube_client.ts";
 import { GPU_RESOURCE, kubeName, RDMA_RESOURCE } from "../platform/kubernetes.ts";
 import type { KillCause, OutputLine, TaskExit } from "./task_runner.ts";
+
+/** Light worker mode: how a worker makes its tasks' Pods (WorkerOptions.taskPods). */
+export interface TaskPodRuntime {
+  readonly client: KubeClient;
+  /** The parts of every task Pod that are the worker's, not the task's. */
+  readonly base: Pick<
+    TaskPodSpec,
+    | "namespace"
+    | "labelPrefix"
+    | "image"
+    | "nodeName"
+    | "serviceAccount"
+    | "s3SecretName"
+    | "cacheDir"
+    | "rdma"
+  >;
+}
+
+/**
+ * The runtime the kubernetes platform configures on a light worker's Pod, from its environment:
+ * `IRIS_TASK_RUNTIME=kubernetes`, `IRIS_NAMESPACE`, `IRIS_TASK_IMAGE`, `IRIS_LABEL_PREFIX`,
+ * `IRIS_NODE_NAME`, `IRIS_SERVICE_ACCOUNT_NAME`, `IRIS_S3_SECRET_NAME`, `IRIS_TASK_RDMA`; the
+ * API client uses the Pod's service account. Undefined when the runtime is not kubernetes.
+ * @throws {FailedPreconditionError} a required variable is missing
+ */
+export async function taskPodRuntimeFromEnv(
+  env: (name: string) => string | undefined = (n) => Deno.env.get(n),
+): Promise<TaskPodRuntime | undefined> {
+  if (env("IRIS_TASK_RUNTIME") !== "kubernetes") return undefined;
+  const need = (name: string) => {
+    const value = env(name);
+    if (!value) {
+      throw new FailedPreconditionError(
+        `Cannot run tasks as Pods (IRIS_TASK_RUNTIME=kubernetes) as ${name} is not set; the kubernetes platform sets it on worker Pods`,
+      );
+    }
+    return value;
+  };
+  const base = {
+    namespace: need("IRIS_NAMESPACE"),
+    image: need("IRIS_TASK_IMAGE"),
+    labelPrefix: env("IRIS_LABEL_PREFIX") || "iris",
+    nodeName: env("IRIS_NODE_NAME") || undefined,
+    serviceAccount: env("IRIS_SERVICE_ACCOUNT_NAME") || undefined,
+    s3SecretName: env("IRIS_S3_SECRET_NAME") || undefined,
+    rdma: env("IRIS_TASK_RDMA") === "true",
+  };
+  return { client: new KubeClient(await loadKubeCredentials({ env })), base };
+}
 
 /** What a task Pod is made from. */
 export interface TaskPodSpec {

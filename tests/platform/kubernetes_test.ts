@@ -271,9 +271,26 @@ Deno.test("light workers (runtime kubernetes): the worker Pod requests no GPUs o
     .containers[0]!;
   assert.deepEqual(c.resources, {});
   const env = c.env.map((e) => e.name);
-  for (const name of ["IRIS_TASK_RUNTIME", "IRIS_SERVICE_ACCOUNT_NAME", "IRIS_S3_SECRET_NAME"]) {
+  for (
+    const name of [
+      "IRIS_TASK_RUNTIME",
+      "IRIS_NAMESPACE",
+      "IRIS_SERVICE_ACCOUNT_NAME",
+      "IRIS_S3_SECRET_NAME",
+      "IRIS_TASK_IMAGE",
+      "IRIS_NODE_NAME",
+      "IRIS_TASK_RDMA",
+    ]
+  ) {
     assert.ok(env.includes(name), `${name} in ${env}`);
   }
+  // The worker's root is on the node, where its task Pods mount their attempt directories.
+  const spec = pod.spec as { volumes: unknown[]; containers: { args: string[] }[] };
+  assert.deepEqual(spec.volumes, [{
+    name: "worker-root",
+    hostPath: { path: "/var/lib/iris/worker", type: "DirectoryOrCreate" },
+  }]);
+  assert.ok(spec.containers[0]!.args.join(" ").includes("--root-dir /var/lib/iris/worker"));
 });
 
 Deno.test("a quota refusal is a QuotaExhaustedError naming verb and Pod; nothing is left (golden)", async () => {

@@ -12,11 +12,13 @@ import {
   type TaskPod,
   taskPodExit,
   taskPodManifest,
+  taskPodRuntimeFromEnv,
   type TaskPodSpec,
 } from "../../src/worker/kube_task.ts";
 import { classifyExit } from "../../src/worker/outcome.ts";
 import type { OutputLine } from "../../src/worker/task_runner.ts";
-import { TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import { AcceleratorType, TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import { commandTask, startHarness } from "./harness.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
 
@@ -211,4 +213,107 @@ Deno.test("kill deletes the task Pod; a refused create (quota) cannot start", as
   api.failNext("POST", /\/pods$/, 403, "Forbidden", "pods is forbidden: exceeded quota: gpus");
   const refused = await KubeTaskPod.start({ client, spec: SPEC }).exited;
   assert.match(refused.spawnError ?? "", /create task Pod iris\/.*exceeded quota/);
+});
+
+Deno.test("a light worker runs each task as its own Pod: lines, exit, OOMKilled and kills reach the controller", async () => {
+  const { api, client } = await standIn();
+  await using _api = api;
+  using _client = client;
+  await using h = await startHarness({
+    taskPods: {
+      client,
+      base: {
+        namespace: "iris",
+        labelPrefix: "iris",
+        image: "registry.example/iris:0.1.0",
+        nodeName: "gpu-node-7",
+        serviceAccount: "iris",
+        s3SecretName: "s3-creds",
+        rdma: true,
+      },
+    },
+  });
+  const podOf = async (taskId: string) => {
+    const name = await waitFor(
+      () =>
+        api.paths("/api/v1/namespaces/iris/pods/").find((p) =>
+          api.get(p)?.metadata?.annotations &&
+          (api.get(p)!.metadata!.annotations as Record<string, string>)["iris/task-id"] === taskId
+        ),
+      { timeout: seconds(10), what: `the Pod of ${taskId}` },
+    );
+    await waitFor(() => api.transcript().includes("pods?watch=true"), {
+      timeout: seconds(10),
+      what: "the task Pod watch",
+    });
+    return name;
+  };
+  const gpus = { accelerator: { type: AcceleratorType.GPU, variant: "H100", count: 2 } };
+  await h.client.runTask(commandTask("/u/train/0", ["python", "train.py"], { resources: gpus }));
+  const path = await podOf("/u/train/0");
+  const spec = api.get(path)!.spec as Spec;
+  assert.deepEqual(spec.containers[0]!.resources.limits, { "nvidia.com/gpu": "2", "rdma/ib": "1" });
+  assert.equal(spec.nodeName, "gpu-node-7");
+  const name = path.slice(path.lastIndexOf("/") + 1);
+  api.appendLog("iris", name, "epoch 1");
+  api.setStatus(path, { phase: "Running" });
+  await waitFor(() => h.fake.logsOf("/u/train/0").some((l) => l.text === "epoch 1"), {
+    timeout: seconds(10),
+    what: "the task's line at the controller",
+  });
+  api.setStatus(path, { phase: "Succeeded", ...terminated(0, "Completed") });
+  const done = await h.fake.waitForState("/u/train/0", TaskState.SUCCEEDED);
+  assert.equal(done.exitCode, 0);
+
+  api.clearTranscript();
+  await h.client.runTask(commandTask("/u/big/0", ["python", "big.py"]));
+  const big = await podOf("/u/big/0");
+  api.setStatus(big, { phase: "Failed", ...terminated(137, "OOMKilled") });
+  const oom = await h.fake.waitForState("/u/big/0", TaskState.FAILED);
+  assert.match(oom.error, /OOMKilled/);
+
+  api.clearTranscript();
+  await h.client.runTask(commandTask("/u/long/0", ["sleep", "infinity"]));
+  const long = await podOf("/u/long/0");
+  await h.client.killTask({ taskId: "/u/long/0", attemptId: 0, reason: "cancelled by alice" });
+  const killed = await h.fake.waitForState("/u/long/0", TaskState.KILLED);
+  assert.match(killed.error, /cancelled by alice/);
+  assert.equal(api.get(long), undefined);
+});
+
+Deno.test("a light worker's task Pod runtime comes from the environment the platform sets", async () => {
+  assert.equal(await taskPodRuntimeFromEnv(() => undefined), undefined);
+  const vars: Record<string, string> = {
+    IRIS_TASK_RUNTIME: "kubernetes",
+    IRIS_NAMESPACE: "iris",
+    IRIS_NODE_NAME: "gpu-node-7",
+    IRIS_TASK_RDMA: "true",
+    KUBECONFIG: "/nonexistent/kubeconfig",
+  };
+  await assert.rejects(
+    taskPodRuntimeFromEnv((n) => vars[n]),
+    /IRIS_TASK_IMAGE is not set; the kubernetes platform sets it on worker Pods/,
+  );
+  vars.IRIS_TASK_IMAGE = "registry.example/iris:0.1.0";
+  await assert.rejects(taskPodRuntimeFromEnv((n) => vars[n]), /Cannot read kubeconfig/);
+  const api = new KubeApiStandIn();
+  await using _api = api;
+  const dir = await Deno.makeTempDir();
+  try {
+    vars.KUBECONFIG = `${dir}/kubeconfig`;
+    await Deno.writeTextFile(vars.KUBECONFIG, api.kubeconfig());
+    const runtime = (await taskPodRuntimeFromEnv((n) => vars[n]))!;
+    runtime.client[Symbol.dispose]();
+    assert.deepEqual(runtime.base, {
+      namespace: "iris",
+      image: "registry.example/iris:0.1.0",
+      labelPrefix: "iris",
+      nodeName: "gpu-node-7",
+      serviceAccount: undefined,
+      s3SecretName: undefined,
+      rdma: true,
+    });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
