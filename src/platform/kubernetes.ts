@@ -26,6 +26,7 @@ import type {
   VmState,
 } from "./platform.ts";
 import { checkOnce, type HealthCheck } from "./ssh.ts";
+import type { FollowedLogTarget } from "./log_stream.ts";
 
 /** The CoreWeave NodePool custom resource (docs.coreweave.com, CKS Node Pool reference). */
 export const NODEPOOL_API = "/apis/compute.coreweave.com/v1alpha1/nodepools";
@@ -490,6 +491,19 @@ export class KubernetesPlatform implements Platform {
     }));
   }
 
+  /** Every worker Pod's log as a followed target, for startLogStreaming's discovery. */
+  async logTargets(options?: PlatformCallOptions): Promise<FollowedLogTarget[]> {
+    const kube = await this.#kube();
+    const ns = this.#names.namespace;
+    return (await this.#listPods(this.#selector(), options)).map((p) => {
+      const name = p.metadata!.name!;
+      return {
+        name,
+        follow: (onLine, signal) => kube.followLog(ns, name, onLine, { signal }),
+      };
+    });
+  }
+
   /** Nothing is held: Pods outlive the process and are found again by label. */
   shutdown(): Promise<void> {
     return Promise.resolve();
@@ -849,6 +863,22 @@ export class KubernetesControllerLifecycle implements ControllerLifecycle {
     const pod = pods.items[0]?.metadata?.name;
     if (!pod) return "(no controller Pod)";
     return await kube.podLog(ns, pod, { timeout: this.#call, tailLines: 300 });
+  }
+
+  /** The controller Pod's log as a followed target (undefined without a controller Pod). */
+  async logTarget(): Promise<FollowedLogTarget | undefined> {
+    const kube = await this.#kube();
+    const ns = this.#names.namespace;
+    const pods = await kube.list(`/api/v1/namespaces/${ns}/pods`, `list Pods in ${ns}`, {
+      timeout: this.#call,
+      labelSelector: `${this.#names.app}=controller`,
+    });
+    const pod = pods.items[0]?.metadata?.name;
+    if (!pod) return undefined;
+    return {
+      name: "controller",
+      follow: (onLine, signal) => kube.followLog(ns, pod, onLine, { signal }),
+    };
   }
 
   async status(): Promise<ControllerStatus> {

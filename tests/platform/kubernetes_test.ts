@@ -41,6 +41,7 @@ import {
 } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
+import { startClusterLogStreaming } from "../../src/cluster/manager.ts";
 import { assertGolden } from "../fakes/scripted_runner.ts";
 import { contractRequest, runPlatformContract } from "./platform_contract.ts";
 
@@ -461,4 +462,53 @@ scale_groups:
       /platform\.kubernetes\.image: required/.test(e.message) &&
       /a kubernetes controller can only drive kubernetes providers/.test(e.message),
   );
+});
+
+Deno.test("cluster logs follow the controller and worker Pods through the kubeconfig", async () => {
+  const { api, connect } = await standIn();
+  await using _api = api;
+  await withNamespace(connect);
+  const dir = await Deno.makeTempDir({ prefix: "iris-k8s-logs-" });
+  try {
+    await Deno.writeTextFile(`${dir}/kubeconfig`, api.kubeconfig());
+    const config = parseConfig(`
+controller: {kubernetes: {}}
+platform: {kubernetes: {image: r/iris:1, kubeconfig: ${dir}/kubeconfig}}
+scale_groups:
+  h100:
+    provider: {kubernetes: {instance_type: gd-8xh100ib-i128}}
+    accelerator_type: gpu
+    max_slices: 2
+    vm_resources: {cpu: 128, memory: 1TiB, accelerators: 8}
+`);
+    using kube = await connect();
+    await kube.create("/api/v1/namespaces/iris/pods", {
+      metadata: { name: "iris-controller-abc", labels: { "iris-app": "controller" } },
+    }, "create Pod");
+    await using platform = new KubernetesPlatform(platformOptions(connect));
+    await platform.createSlice(
+      contractRequest({ platform, groupConfig: () => gpuGroup() }, "iris-h100-1", "h100"),
+    );
+    api.appendLog(NS, "iris-controller-abc", "controller up");
+    api.appendLog(NS, "iris-h100-1-w0", "worker up");
+    await using logs = startClusterLogStreaming(config, {
+      outputDir: `${dir}/logs`,
+      discoveryInterval: seconds(0.2),
+    });
+    const read = (f: string) => Deno.readTextFile(`${dir}/logs/${f}`).catch(() => "");
+    await waitFor(
+      async () =>
+        (await read("controller.log")).includes("controller up") &&
+        (await read("iris-h100-1-w0.log")).includes("worker up"),
+      { timeout: seconds(10), what: "both Pod logs in files" },
+    );
+    api.appendLog(NS, "iris-h100-1-w0", "task started");
+    await waitFor(async () => (await read("iris-h100-1-w0.log")).includes("task started"), {
+      timeout: seconds(10),
+      what: "a followed line",
+    });
+    await logs.stop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
