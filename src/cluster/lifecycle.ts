@@ -15,6 +15,7 @@ import { ManualControllerLifecycle } from "../platform/manual.ts";
 import { KubernetesControllerLifecycle } from "../platform/kubernetes.ts";
 import {
   kubeConnector,
+  KUBERNETES_TOKEN_MODE_UNSUPPORTED,
   manualHostsFromConfig,
   refuseGcpToken,
   runtimeFromConfig,
@@ -22,6 +23,7 @@ import {
 } from "./platforms.ts";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 import type { HealthCheck } from "../platform/ssh.ts";
+import { ConfigError } from "../errors.ts";
 import type { KubeClient } from "../platform/kube_client.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
@@ -92,6 +94,9 @@ export function createControllerLifecycle(
     });
   }
   if (c.kind.case === "kubernetes") {
+    if (workerToken !== undefined) {
+      throw new ConfigError("auth.mode", KUBERNETES_TOKEN_MODE_UNSUPPORTED);
+    }
     const k = config.platform?.kubernetes;
     return new KubernetesControllerLifecycle({
       connect: options.kubeConnect ?? kubeConnector(config),

@@ -109,6 +109,10 @@ export function refuseGcpToken(workerToken: string | undefined): void {
   if (workerToken !== undefined) throw new ConfigError("auth.mode", GCP_TOKEN_MODE_UNSUPPORTED);
 }
 
+/** Why a kubernetes cluster refuses auth.mode token for now. */
+export const KUBERNETES_TOKEN_MODE_UNSUPPORTED =
+  'mode "token" is not supported on kubernetes yet: worker Pods would need the worker token from a Secret, which Iris does not create yet; use mode "none" inside the cluster network';
+
 /** A connector to the API server the config's `platform.kubernetes` names. */
 export function kubeConnector(config: ClusterConfig): () => Promise<KubeClient> {
   const k = config.platform?.kubernetes;
@@ -160,6 +164,9 @@ export function platformFromConfig(
         workerToken: options.workerToken,
       });
     case "kubernetes": {
+      if (options.workerToken !== undefined) {
+        throw new ConfigError("auth.mode", KUBERNETES_TOKEN_MODE_UNSUPPORTED);
+      }
       const k = config.platform?.kubernetes;
       return new KubernetesPlatform({
         connect: kubeConnector(config),

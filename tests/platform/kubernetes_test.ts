@@ -9,6 +9,7 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import {
+  ConfigError,
   PermissionDeniedError,
   PlatformError,
   QuotaExhaustedError,
@@ -42,6 +43,8 @@ import {
 import { seconds, waitFor } from "../../src/time.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
 import { startClusterLogStreaming } from "../../src/cluster/manager.ts";
+import { createControllerLifecycle } from "../../src/cluster/lifecycle.ts";
+import { platformFromConfig } from "../../src/cluster/platforms.ts";
 import { assertGolden } from "../fakes/scripted_runner.ts";
 import { contractRequest, runPlatformContract } from "./platform_contract.ts";
 
@@ -511,4 +514,30 @@ scale_groups:
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
+});
+
+Deno.test("kubernetes refuses auth.mode token naming auth.mode, before any API call", async () => {
+  const config = parseConfig(`
+controller: {kubernetes: {}}
+platform: {kubernetes: {image: r/iris:1}}
+auth:
+  mode: token
+  tokens: [{ user: alice, sha256: ${"a".repeat(64)} }]
+scale_groups:
+  h100:
+    provider: {kubernetes: {instance_type: gd-8xh100ib-i128}}
+    max_slices: 1
+    vm_resources: {cpu: 1, memory: 1GiB}
+`);
+  const { api } = await standIn();
+  await using _api = api;
+  const refused = (err: unknown) =>
+    err instanceof ConfigError && err.path === "auth.mode" &&
+    /not supported on kubernetes yet/.test(err.message);
+  assert.throws(
+    () => createControllerLifecycle(config, { workerTokenSources: { env: "t0ken" } }),
+    refused,
+  );
+  assert.throws(() => platformFromConfig(config, { workerToken: "t0ken" }), refused);
+  assert.equal(api.transcript(), "");
 });
