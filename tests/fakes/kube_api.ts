@@ -21,7 +21,8 @@
  * collection, scheduling, kubelets or controllers (Pods stay Pending and Deployments get no
  * status unless the test sets them with `setStatus`/`onCreate`), strategic-merge or JSON patch,
  * field selectors, set-based label selectors, resourceVersion conflicts on update, watch
- * bookmarks, timeouts and 410 Gone, TLS (plain http on loopback), API discovery.
+ * bookmarks, timeouts and 410 Gone, client-certificate authentication (https with a test
+ * certificate is optional; only bearer tokens are checked), API discovery.
  * @module
  */
 
@@ -146,20 +147,39 @@ export class KubeApiStandIn implements AsyncDisposable {
   /** Called after each create (e.g. a kubelet stand-in for Deployments). */
   onCreate?: (kind: string, obj: Obj) => void;
 
-  constructor(token = "standin-token") {
+  readonly #tls: boolean;
+
+  /** `tls`: serve https with the test certificate in tests/fakes/kube_tls (CA: `caPem()`). */
+  constructor(token = "standin-token", options: { tls?: boolean } = {}) {
     this.token = token;
+    this.#tls = options.tls ?? false;
+    const dir = new URL("./kube_tls/", import.meta.url);
+    const tls = this.#tls
+      ? {
+        cert: Deno.readTextFileSync(new URL("server.pem", dir)),
+        key: Deno.readTextFileSync(new URL("server.key", dir)),
+      }
+      : {};
     this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+      { hostname: "127.0.0.1", port: 0, onListen: () => {}, ...tls },
       (req) => this.#handle(req),
     );
   }
 
+  /** The CA that signed the https certificate. */
+  static caPem(): string {
+    return Deno.readTextFileSync(new URL("./kube_tls/ca.pem", import.meta.url));
+  }
+
   get url(): string {
-    return `http://127.0.0.1:${this.#server.addr.port}`;
+    return `${this.#tls ? "https" : "http"}://127.0.0.1:${this.#server.addr.port}`;
   }
 
   /** A kubeconfig (YAML) pointing at this server with its token. */
   kubeconfig(namespace?: string): string {
+    const ca = this.#tls
+      ? [`      certificate-authority-data: ${btoa(KubeApiStandIn.caPem())}`]
+      : [];
     return [
       "apiVersion: v1",
       "kind: Config",
@@ -168,6 +188,7 @@ export class KubeApiStandIn implements AsyncDisposable {
       "  - name: standin",
       "    cluster:",
       `      server: ${this.url}`,
+      ...ca,
       "users:",
       "  - name: standin",
       "    user:",

@@ -541,3 +541,21 @@ scale_groups:
   assert.throws(() => platformFromConfig(config, { workerToken: "t0ken" }), refused);
   assert.equal(api.transcript(), "");
 });
+
+Deno.test("https: the kubeconfig's cluster CA is trusted, and a server it did not sign is refused", async () => {
+  await using api = new KubeApiStandIn("standin-token", { tls: true });
+  const creds = await parseKubeconfig("/k", api.kubeconfig());
+  assert.ok(creds.caCert?.includes("BEGIN CERTIFICATE"));
+  using kube = new KubeClient(creds);
+  await kube.create("/api/v1/namespaces", { metadata: { name: NS } }, "create Namespace iris");
+  assert.equal(
+    (await kube.get(`/api/v1/namespaces/${NS}`, "read Namespace iris")).metadata?.name,
+    NS,
+  );
+  // Without the CA the system roots do not know the test CA: a retryable failure naming the call.
+  using untrusted = new KubeClient({ server: api.url, token: api.token });
+  await assert.rejects(
+    untrusted.get(`/api/v1/namespaces/${NS}`, "read Namespace iris"),
+    (e) => e instanceof PlatformError && /^Cannot read Namespace iris: /.test(e.message),
+  );
+});
