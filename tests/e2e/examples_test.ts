@@ -245,6 +245,13 @@ async function startKubernetes(file: string): Promise<void> {
     );
     const status = await controllerAnswers(`http://127.0.0.1:${port}`, () => lines.join("\n"));
     assert(status.healthy, JSON.stringify(status));
+    // The controller's own platform reached the API server (its autoscaler adopts worker Pods).
+    await waitFor(
+      () => api.transcript().includes(`GET /api/v1/namespaces/${k.namespace}/pods?labelSelector=`),
+      { timeout: seconds(30), what: "the controller's first list of worker Pods" },
+    ).catch((err) => {
+      throw new Error(`${err}\n${api.transcript()}\n${lines.join("\n")}`);
+    });
     await lifecycle.stop();
     assertEquals(api.paths(`/apis/apps/v1/namespaces/${k.namespace}/deployments`), []);
   } finally {
