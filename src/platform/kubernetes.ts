@@ -11,7 +11,7 @@
  */
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import type { KubernetesToleration, ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { type Clock, type Duration, minutes, systemClock, timestamp } from "../time.ts";
+import { type Duration, minutes, timestamp } from "../time.ts";
 import { acceleratorFlags, groupAccelerator } from "./accelerator.ts";
 import { KubeAlreadyExistsError, type KubeClient, type KubeObject } from "./kube_client.ts";
 import type {
@@ -115,7 +115,6 @@ export interface KubernetesPlatformOptions {
   readonly workerPort?: number;
   /** Limit of one API call. @default 2m */
   readonly callTimeout?: Duration;
-  readonly clock?: Clock;
 }
 
 function tolerationJson(t: KubernetesToleration) {
@@ -341,7 +340,6 @@ export class KubernetesPlatform implements Platform {
     this.#o = options;
     this.#names = kubeNames(options.labelPrefix, options.namespace);
     this.#call = options.callTimeout ?? minutes(2);
-    void (options.clock ?? systemClock);
   }
 
   #kube(): Promise<KubeClient> {
@@ -724,7 +722,9 @@ export class KubernetesControllerLifecycle implements ControllerLifecycle {
     const what = `ConfigMap ${ns}/${name}`;
     const collection = `/api/v1/namespaces/${ns}/configmaps`;
     const opts = { timeout: this.#call };
-    if (await kube.ensure(collection, body, `create ${what}`, opts) === "exists") {
+    const made = await kube.ensure(collection, body, `create ${what}`, opts);
+    // Without a config (a lifecycle made for stop/status) the stored one is kept.
+    if (made === "exists" && this.#o.clusterConfig !== undefined) {
       await kube.request("PUT", `${collection}/${name}`, `replace ${what}`, { ...opts, body });
     }
   }

@@ -559,3 +559,41 @@ Deno.test("https: the kubeconfig's cluster CA is trusted, and a server it did no
     (e) => e instanceof PlatformError && /^Cannot read Namespace iris: /.test(e.message),
   );
 });
+
+Deno.test("reload replaces the config and rolls the Deployment; status and startup logs read the Pods", async () => {
+  const { api, connect } = await standIn();
+  await using _api = api;
+  availableOnCreate(api);
+  await using lifecycle = new KubernetesControllerLifecycle(lifecycleOptions(connect));
+  await lifecycle.start();
+  await using updated = new KubernetesControllerLifecycle(
+    lifecycleOptions(connect, { clusterConfig: "name: cw3\n" }),
+  );
+  api.clearTranscript();
+  assert.equal(await updated.reload(), "http://iris-controller-svc.iris.svc.cluster.local:10000");
+  assert.match(
+    api.transcript(),
+    /PATCH \/apis\/apps\/v1\/namespaces\/iris\/deployments\/iris-controller -> 200\n {2}\{"spec":\{"template":\{"metadata":\{"annotations":\{"iris\/restarted-at":/,
+  );
+  const cmPath = "/api/v1/namespaces/iris/configmaps/iris-cluster-config";
+  assert.deepEqual(api.get(cmPath)!.data, { "config.yaml": "name: cw3\n" });
+  // A lifecycle made without a config (for status or stop) keeps the stored one.
+  await using bare = new KubernetesControllerLifecycle(
+    lifecycleOptions(connect, { clusterConfig: undefined }),
+  );
+  await bare.reload();
+  assert.deepEqual(api.get(cmPath)!.data, { "config.yaml": "name: cw3\n" });
+  // status: the Deployment is available; the health RPC is the injected check.
+  assert.deepEqual(await bare.status(), {
+    running: true,
+    url: "http://iris-controller-svc.iris.svc.cluster.local:10000",
+    healthy: true,
+  });
+  assert.equal(await bare.fetchStartupLogs(), "(no controller Pod)");
+  using kube = await connect();
+  await kube.create("/api/v1/namespaces/iris/pods", {
+    metadata: { name: "iris-controller-abc", labels: { "iris-app": "controller" } },
+  }, "create Pod");
+  api.appendLog(NS, "iris-controller-abc", "Controller started at http://0.0.0.0:10000");
+  assert.match(await bare.fetchStartupLogs(), /Controller started/);
+});
