@@ -61,6 +61,25 @@ export function kubeName(value: string): string {
   return name.slice(0, 63).replace(/^-+|-+$/g, "") || "x";
 }
 
+/**
+ * `<base><suffix>` as an object name: a base that is too long or not already a valid name is
+ * cut and marked with a hash of the whole base, so the suffix and uniqueness survive.
+ */
+export function boundedKubeName(base: string, suffix: string): string {
+  const name = kubeName(base);
+  if (name.length + suffix.length <= 63 && name === base) return `${name}${suffix}`;
+  let h = 0;
+  for (const c of base) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0;
+  const tag = `-${h.toString(36)}`;
+  const cut = name.slice(0, 63 - suffix.length - tag.length).replace(/-+$/, "");
+  return `${cut}${tag}${suffix}`;
+}
+
+/** The Pod of host `index` of a slice: `<slice-id>-w<index>` (see boundedKubeName). */
+export function workerPodName(sliceId: string, index: number): string {
+  return boundedKubeName(sliceId, `-w${index}`);
+}
+
 /** A valid label value. */
 function labelValue(value: string): string {
   return value.replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 63).replace(
@@ -208,7 +227,7 @@ export function workerPodManifest(
     apiVersion: "v1",
     kind: "Pod",
     metadata: {
-      name: kubeName(`${sliceId}-w${index}`),
+      name: workerPodName(sliceId, index),
       namespace: names.namespace,
       labels: {
         [names.managed]: "true",

@@ -19,7 +19,7 @@ import {
   loadKubeCredentials,
   type WatchEvent,
 } from "../platform/kube_client.ts";
-import { GPU_RESOURCE, kubeName, RDMA_RESOURCE } from "../platform/kubernetes.ts";
+import { boundedKubeName, GPU_RESOURCE, kubeName, RDMA_RESOURCE } from "../platform/kubernetes.ts";
 import type { KillCause, OutputLine, TaskExit } from "./task_runner.ts";
 
 /** Light worker mode: how a worker makes its tasks' Pods (WorkerOptions.taskPods). */
@@ -113,7 +113,7 @@ export function taskPodManifest(spec: TaskPodSpec): KubeObject {
     apiVersion: "v1",
     kind: "Pod",
     metadata: {
-      name: kubeName(`${p}-task-${spec.taskId}-${spec.attemptId}`),
+      name: boundedKubeName(`${p}-task${spec.taskId.replaceAll("/", "-")}`, `-${spec.attemptId}`),
       namespace: spec.namespace,
       labels: {
         [`${p}-managed`]: "true",

@@ -27,6 +27,7 @@ import {
   KubernetesPlatform,
   type KubernetesPlatformOptions,
   NODEPOOL_API,
+  workerPodName,
 } from "../../src/platform/kubernetes.ts";
 import {
   KubernetesProviderSchema,
@@ -596,4 +597,16 @@ Deno.test("reload replaces the config and rolls the Deployment; status and start
   }, "create Pod");
   api.appendLog(NS, "iris-controller-abc", "Controller started at http://0.0.0.0:10000");
   assert.match(await bare.fetchStartupLogs(), /Controller started/);
+});
+
+Deno.test("worker Pod names keep the host suffix and stay unique for long or odd slice ids", () => {
+  assert.equal(workerPodName("iris-h100-1", 3), "iris-h100-1-w3");
+  const long = `iris-${"g".repeat(40)}-${"x".repeat(20)}-12345`;
+  const a = workerPodName(long, 0);
+  const b = workerPodName(`${long}6`, 0);
+  assert.ok(a.length <= 63 && b.length <= 63, `${a} ${b}`);
+  assert.match(a, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/);
+  assert.ok(a.endsWith("-w0") && a !== b);
+  // "_" is not allowed in Pod names: mapped, and marked so "a_b" and "a-b" differ.
+  assert.notEqual(workerPodName("iris-h100_spot-1", 0), workerPodName("iris-h100-spot-1", 0));
 });

@@ -64,6 +64,13 @@ type Spec = {
 Deno.test("a task Pod requests its GPUs and RDMA, with hostNetwork, account, secret and cache", () => {
   const pod = taskPodManifest(SPEC);
   assert.equal(pod.metadata?.name, "iris-task-alice-train-0-2");
+  // A long task id keeps its attempt suffix and stays a valid, distinct name.
+  const longId = `/alice/${"a-very-long-job-name".repeat(4)}/17`;
+  const names = [1, 2].map((attemptId) =>
+    taskPodManifest({ ...SPEC, taskId: longId, attemptId }).metadata!.name!
+  );
+  assert.ok(names.every((n) => n.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(n)));
+  assert.ok(names[0]!.endsWith("-1") && names[1]!.endsWith("-2"), String(names));
   const spec = pod.spec as Spec;
   assert.equal(spec.hostNetwork, true);
   assert.equal(spec.dnsPolicy, "ClusterFirstWithHostNet");
