@@ -308,7 +308,9 @@ export interface ControllerConnection extends AsyncDisposable {
 /**
  * Connects to a started controller: gcp — an ssh tunnel (`gcloud compute ssh … -L`) from a free
  * local port, since the VM's internal IP is not reachable from a laptop; closing kills the
- * tunnel and waits for it. local/manual — the controller URL itself.
+ * tunnel and waits for it. kubernetes — a loopback proxy through the API server's service proxy
+ * (the Service's cluster DNS name is not reachable from a laptop). local/manual — the
+ * controller URL itself.
  */
 export async function connectController(
   lifecycle: ControllerLifecycle | undefined,
@@ -320,6 +322,15 @@ export async function connectController(
     return {
       url: tunnel.url,
       via: `ssh tunnel to ${controllerUrl}`,
+      close: () => tunnel.close(),
+      [Symbol.asyncDispose]: () => tunnel.close(),
+    };
+  }
+  if (lifecycle instanceof KubernetesControllerLifecycle) {
+    const tunnel = await lifecycle.tunnel(options.localPort ?? 0);
+    return {
+      url: tunnel.url,
+      via: `API server service proxy to ${controllerUrl}`,
       close: () => tunnel.close(),
       [Symbol.asyncDispose]: () => tunnel.close(),
     };

@@ -342,6 +342,25 @@ export class KubeClient implements Disposable {
     return this.request<KubeList<T>>("GET", `${path}${q}`, what, opts);
   }
 
+  /**
+   * A raw request to the API server (e.g. a service proxy path) with the client's credentials;
+   * the caller owns the answer and its limits. @throws {PlatformUnavailableError} unreachable
+   */
+  async raw(path: string, init: RequestInit & { what: string }): Promise<Response> {
+    const headers = new Headers(init.headers);
+    if (this.#creds.token) headers.set("authorization", `Bearer ${this.#creds.token}`);
+    else headers.delete("authorization");
+    try {
+      return await fetch(`${this.#creds.server}${path}`, {
+        ...init,
+        headers,
+        ...(this.#http ? { client: this.#http } : {}),
+      });
+    } catch (err) {
+      throw new PlatformUnavailableError(`Cannot ${init.what}: ${err}`, { cause: err });
+    }
+  }
+
   /** Reads the lines of a streaming answer until it ends or `signal` aborts. */
   async #lines(
     path: string,

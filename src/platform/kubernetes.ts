@@ -25,7 +25,7 @@ import type {
   VmInfo,
   VmState,
 } from "./platform.ts";
-import { checkOnce, type HealthCheck } from "./ssh.ts";
+import { checkOnce, type HealthCheck, type Tunnel } from "./ssh.ts";
 import type { FollowedLogTarget } from "./log_stream.ts";
 
 /** The CoreWeave NodePool custom resource (docs.coreweave.com, CKS Node Pool reference). */
@@ -882,6 +882,41 @@ export class KubernetesControllerLifecycle implements ControllerLifecycle {
     const pod = pods.items[0]?.metadata?.name;
     if (!pod) return "(no controller Pod)";
     return await kube.podLog(ns, pod, { timeout: this.#call, tailLines: 300 });
+  }
+
+  /**
+   * A loopback URL that reaches the controller from outside the cluster: a local HTTP server on
+   * `localPort` forwarding every request through the API server's service proxy
+   * (`/api/v1/namespaces/NS/services/NAME:PORT/proxy/…`) with the kubeconfig's credentials, like
+   * `kubectl proxy`. Closing stops the server.
+   */
+  async tunnel(localPort: number): Promise<Tunnel> {
+    const kube = await this.#kube();
+    const ns = this.#names.namespace;
+    const base = `/api/v1/namespaces/${ns}/services/${this.#names.service}:${this.#port}/proxy`;
+    const what = `reach Service ${ns}/${this.#names.service} through the API server proxy`;
+    const server = Deno.serve(
+      { hostname: "127.0.0.1", port: localPort, onListen: () => {} },
+      async (req) => {
+        const url = new URL(req.url);
+        const headers = new Headers(req.headers);
+        headers.delete("host");
+        try {
+          const res = await kube.raw(`${base}${url.pathname}${url.search}`, {
+            what,
+            method: req.method,
+            headers,
+            body: req.body,
+            signal: req.signal,
+          });
+          return new Response(res.body, { status: res.status, headers: res.headers });
+        } catch (err) {
+          return new Response(String(err), { status: 502 });
+        }
+      },
+    );
+    const close = () => server.shutdown();
+    return { url: `http://127.0.0.1:${server.addr.port}`, close, [Symbol.asyncDispose]: close };
   }
 
   /** The controller Pod's log as a followed target (undefined without a controller Pod). */

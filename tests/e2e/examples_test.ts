@@ -16,7 +16,8 @@
  *   the Deployment's container here as the Pod would: its command and args with `deno` this
  *   test's Deno, the image's /app this checkout, the ConfigMap mounted as a file, a free port,
  *   and a kubeconfig for the stand-in (the in-cluster account); once the controller answers it
- *   marks the Deployment available, which `start()` waits for.
+ *   marks the Deployment available, which `start()` waits for. The test then reaches it the way
+ *   an operator does, through the API server's service proxy (connectController).
  * - `*.ts`: `deno run -A FILE`, which prints the URL of the cluster it runs.
  * @module
  */
@@ -32,6 +33,7 @@ import { ScriptedRunner } from "../fakes/scripted_runner.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
 import { KubeClient, parseKubeconfig } from "../../src/platform/kube_client.ts";
 import { CONFIG_MOUNT, IMAGE_IRIS_DIR } from "../../src/platform/kubernetes.ts";
+import { connectController } from "../../src/cluster/manager.ts";
 import { spawnIris } from "../_helpers/iris_process.ts";
 import { pumpLines } from "../_helpers/iris_process.ts";
 
@@ -243,8 +245,13 @@ async function startKubernetes(file: string): Promise<void> {
       url,
       new RegExp(`^http://[a-z0-9-]+\\.${k.namespace}\\.svc\\.cluster\\.local:\\d+$`),
     );
-    const status = await controllerAnswers(`http://127.0.0.1:${port}`, () => lines.join("\n"));
-    assert(status.healthy, JSON.stringify(status));
+    // From this machine (the operator's), through the API server's service proxy.
+    api.setServiceBackend(k.namespace, "iris-controller-svc", `http://127.0.0.1:${port}`);
+    {
+      await using conn = await connectController(lifecycle, url);
+      const status = await controllerAnswers(conn.url, () => lines.join("\n"));
+      assert(status.healthy, JSON.stringify(status));
+    }
     // The controller's own platform reached the API server (its autoscaler adopts worker Pods).
     await waitFor(
       () => api.transcript().includes(`GET /api/v1/namespaces/${k.namespace}/pods?labelSelector=`),

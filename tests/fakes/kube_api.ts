@@ -9,7 +9,8 @@
  *   list (with equality `labelSelector`), replace (PUT), JSON merge patch (PATCH), delete, and
  *   watch (`?watch=true`: newline-delimited `{type, object}` events; without resourceVersion the
  *   existing objects come first as ADDED), Pod logs (`/log`, `follow=true` streams until the Pod
- *   finishes or goes, or the server closes; `tailLines`).
+ *   finishes or goes, or the server closes; `tailLines`), the service proxy
+ *   (`services/NAME:PORT/proxy/…`, forwarded to a backend the test names; no endpoints → 503).
  * - Errors are `Status` objects (`kind: Status`, `status: Failure`, `message`, `reason`,
  *   `details {name, group, kind}`, `code`); a missing or wrong bearer token gets 401.
  * - Every request is recorded (`transcript()`) for golden files; injected failures (`failNext`)
@@ -307,8 +308,44 @@ export class KubeApiStandIn implements AsyncDisposable {
     return new Response(body, { headers: { "content-type": "application/json" } });
   }
 
+  readonly #backends = new Map<string, string>();
+
+  /** Where the service proxy of Service `namespace/name` sends requests (a loopback URL). */
+  setServiceBackend(namespace: string, name: string, url: string): void {
+    this.#backends.set(`${namespace}/${name}`, url.replace(/\/$/, ""));
+  }
+
+  /** `/api/v1/namespaces/NS/services/NAME[:PORT]/proxy/PATH`: forwarded to the backend. */
+  async #proxy(req: Request, url: URL, m: RegExpExecArray): Promise<Response> {
+    const backend = this.#backends.get(`${m[1]}/${m[2]}`);
+    const record = (code: number) =>
+      this.#transcript.push(`${req.method} ${url.pathname}${url.search} -> ${code}`);
+    if (!backend) {
+      record(503);
+      return Response.json(
+        statusObject(503, "ServiceUnavailable", `no endpoints available for service "${m[2]}"`),
+        { status: 503 },
+      );
+    }
+    const headers = new Headers(req.headers);
+    headers.delete("authorization");
+    headers.delete("host");
+    const res = await fetch(`${backend}${m[4] ?? "/"}${url.search}`, {
+      method: req.method,
+      headers,
+      body: req.body,
+    });
+    record(res.status);
+    return new Response(res.body, { status: res.status, headers: res.headers });
+  }
+
   async #handle(req: Request): Promise<Response> {
     const url = new URL(req.url);
+    const proxy = /^\/api\/v1\/namespaces\/([^/]+)\/services\/([^/:]+)(?::([^/]+))?\/proxy(\/.*)?$/
+      .exec(url.pathname);
+    if (proxy && req.headers.get("authorization") === `Bearer ${this.token}`) {
+      return await this.#proxy(req, url, proxy);
+    }
     const body = req.method === "GET" || req.method === "DELETE" ? "" : await req.text();
     const answer = (code: number, obj: unknown) => {
       this.#record(req, url, code, body || undefined);

@@ -43,7 +43,7 @@ import {
 } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
-import { startClusterLogStreaming } from "../../src/cluster/manager.ts";
+import { connectController, startClusterLogStreaming } from "../../src/cluster/manager.ts";
 import { createControllerLifecycle } from "../../src/cluster/lifecycle.ts";
 import { platformFromConfig } from "../../src/cluster/platforms.ts";
 import { assertGolden } from "../fakes/scripted_runner.ts";
@@ -609,4 +609,41 @@ Deno.test("worker Pod names keep the host suffix and stay unique for long or odd
   assert.ok(a.endsWith("-w0") && a !== b);
   // "_" is not allowed in Pod names: mapped, and marked so "a_b" and "a-b" differ.
   assert.notEqual(workerPodName("iris-h100_spot-1", 0), workerPodName("iris-h100-spot-1", 0));
+});
+
+Deno.test("connectController reaches the controller Service through the API server's service proxy", async () => {
+  const { api, connect } = await standIn();
+  await using _api = api;
+  // The controller behind the Service: answers with what it was sent.
+  await using backend = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) =>
+      Response.json({
+        path: new URL(req.url).pathname,
+        body: await req.text(),
+        auth: req.headers.get("authorization"),
+      }),
+  );
+  api.setServiceBackend(NS, "iris-controller-svc", `http://127.0.0.1:${backend.addr.port}`);
+  await using lifecycle = new KubernetesControllerLifecycle(lifecycleOptions(connect));
+  await using conn = await connectController(
+    lifecycle,
+    "http://iris-controller-svc.iris.svc.cluster.local:10000",
+  );
+  assert.match(conn.via, /^API server service proxy to http:\/\/iris-controller-svc/);
+  const res = await fetch(`${conn.url}/iris.v1.ControllerService/GetControllerStatus`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: "{}",
+  });
+  assert.deepEqual(await res.json(), {
+    path: "/iris.v1.ControllerService/GetControllerStatus",
+    body: "{}",
+    // The API server's credentials stay with the API server.
+    auth: null,
+  });
+  assert.equal(
+    api.transcript(),
+    "POST /api/v1/namespaces/iris/services/iris-controller-svc:10000/proxy/iris.v1.ControllerService/GetControllerStatus -> 200",
+  );
 });
