@@ -62,7 +62,7 @@ export async function taskPodRuntimeFromEnv(
   const base = {
     namespace: need("IRIS_NAMESPACE"),
     image: need("IRIS_TASK_IMAGE"),
-    labelPrefix: env("IRIS_LABEL_PREFIX") || "iris",
+    labelPrefix: need("IRIS_LABEL_PREFIX"),
     nodeName: env("IRIS_NODE_NAME") || undefined,
     serviceAccount: env("IRIS_SERVICE_ACCOUNT_NAME") || undefined,
     s3SecretName: env("IRIS_S3_SECRET_NAME") || undefined,

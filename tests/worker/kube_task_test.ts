@@ -293,6 +293,7 @@ Deno.test("a light worker's task Pod runtime comes from the environment the plat
   const vars: Record<string, string> = {
     IRIS_TASK_RUNTIME: "kubernetes",
     IRIS_NAMESPACE: "iris",
+    IRIS_LABEL_PREFIX: "iris",
     IRIS_NODE_NAME: "gpu-node-7",
     IRIS_TASK_RDMA: "true",
     KUBECONFIG: "/nonexistent/kubeconfig",
