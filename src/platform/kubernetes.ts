@@ -254,6 +254,8 @@ export function workerPodManifest(
         args,
         env,
         ports: [{ name: "rpc", containerPort: port }],
+        // Ready (and the slice's VM "ready") once the worker's RPC port accepts connections.
+        readinessProbe: { tcpSocket: { port }, periodSeconds: 5 },
         resources: Object.keys(limits).length ? { limits } : {},
         ...(volumeMounts.length ? { volumeMounts } : {}),
       }],

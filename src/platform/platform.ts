@@ -73,6 +73,8 @@ export interface PlatformCallOptions {
  * - local: each VM is a Deno Worker running the worker code in-process, with scoped permissions.
  * - gcp: TPU VMs via `gcloud compute tpus tpu-vm`, bootstrapped by startup script or ssh.
  * - manual: hosts from a fixed list, bootstrapped over ssh and returned to the pool on terminate.
+ * - kubernetes: one worker Pod per host through the API server (CoreWeave NodePools scale the
+ *   nodes); terminate deletes the Pods.
  */
 export interface Platform extends AsyncDisposable {
   readonly kind: "local" | "gcp" | "manual" | "kubernetes";
