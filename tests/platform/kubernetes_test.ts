@@ -43,7 +43,11 @@ import {
 } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { KubeApiStandIn } from "../fakes/kube_api.ts";
-import { connectController, startClusterLogStreaming } from "../../src/cluster/manager.ts";
+import {
+  connectController,
+  removeLeftovers,
+  startClusterLogStreaming,
+} from "../../src/cluster/manager.ts";
 import { createControllerLifecycle } from "../../src/cluster/lifecycle.ts";
 import { platformFromConfig } from "../../src/cluster/platforms.ts";
 import { assertGolden } from "../fakes/scripted_runner.ts";
@@ -646,4 +650,44 @@ Deno.test("connectController reaches the controller Service through the API serv
     api.transcript(),
     "POST /api/v1/namespaces/iris/services/iris-controller-svc:10000/proxy/iris.v1.ControllerService/GetControllerStatus -> 200",
   );
+});
+
+Deno.test("iris cluster stop on kubernetes (through the kubeconfig) removes the controller and worker Pods", async () => {
+  const { api, connect } = await standIn();
+  await using _api = api;
+  availableOnCreate(api);
+  const dir = await Deno.makeTempDir({ prefix: "iris-k8s-stop-" });
+  try {
+    await Deno.writeTextFile(`${dir}/kubeconfig`, api.kubeconfig());
+    const config = parseConfig(`
+controller: {kubernetes: {}}
+platform: {kubernetes: {image: r/iris:1, kubeconfig: ${dir}/kubeconfig}}
+scale_groups:
+  h100:
+    provider: {kubernetes: {instance_type: gd-8xh100ib-i128}}
+    max_slices: 2
+    vm_resources: {cpu: 128, memory: 1TiB}
+`);
+    await using lifecycle = new KubernetesControllerLifecycle(lifecycleOptions(connect));
+    await lifecycle.start();
+    await using platform = new KubernetesPlatform(platformOptions(connect));
+    await platform.createSlice(
+      contractRequest({ platform, groupConfig: () => gpuGroup() }, "iris-h100-1", "h100"),
+    );
+    const lines: string[] = [];
+    const found = await removeLeftovers(config, { log: (l) => lines.push(l) });
+    assert.deepEqual(found.found, [
+      "controller Deployment at http://iris-controller-svc.iris.svc.cluster.local:10000",
+      "slice iris-h100-1 (h100, creating)",
+    ]);
+    assert.deepEqual(found.stopped, ["controller"]);
+    assert.deepEqual(api.paths("/api/v1/namespaces/iris/pods"), []);
+    assert.deepEqual(api.paths("/apis/apps/v1/namespaces/iris/deployments"), []);
+    assert.equal(api.paths(NODEPOOL_API).length, 3);
+    // Nothing left: a second stop reports nothing to remove.
+    const again = await removeLeftovers(config, { log: (l) => lines.push(l) });
+    assert.deepEqual(again.found, []);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
