@@ -212,6 +212,13 @@ export function workerPodManifest(
     env.push({ name: "IRIS_NODE_NAME", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } });
     if (o.s3SecretName) env.push({ name: "IRIS_S3_SECRET_NAME", value: o.s3SecretName });
     if (k8s?.rdma) env.push({ name: "IRIS_TASK_RDMA", value: "true" });
+    if (k8s?.tolerations.length) {
+      // The node's taints apply to task Pods too (NoExecute ones even with nodeName set).
+      env.push({
+        name: "IRIS_TASK_TOLERATIONS",
+        value: JSON.stringify(k8s.tolerations.map(tolerationJson)),
+      });
+    }
     // Task Pods on this node mount their attempt directory from the node at the same path.
     const root = `${o.cacheDir ?? "/var/lib/iris"}/worker`;
     args.push("--root-dir", root);

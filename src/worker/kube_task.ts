@@ -36,6 +36,7 @@ export interface TaskPodRuntime {
     | "s3SecretName"
     | "cacheDir"
     | "rdma"
+    | "tolerations"
   >;
 }
 
@@ -67,8 +68,25 @@ export async function taskPodRuntimeFromEnv(
     serviceAccount: env("IRIS_SERVICE_ACCOUNT_NAME") || undefined,
     s3SecretName: env("IRIS_S3_SECRET_NAME") || undefined,
     rdma: env("IRIS_TASK_RDMA") === "true",
+    tolerations: parseTolerations(env("IRIS_TASK_TOLERATIONS")),
   };
   return { client: new KubeClient(await loadKubeCredentials({ env })), base };
+}
+
+/** `IRIS_TASK_TOLERATIONS`: a JSON list of tolerations. @throws {FailedPreconditionError} */
+function parseTolerations(text: string | undefined): Record<string, string>[] {
+  if (!text) return [];
+  try {
+    const list = JSON.parse(text);
+    if (Array.isArray(list) && list.every((t) => typeof t === "object" && t !== null)) {
+      return list as Record<string, string>[];
+    }
+  } catch { /* reported below */ }
+  throw new FailedPreconditionError(
+    `Cannot run tasks as Pods as IRIS_TASK_TOLERATIONS is not a JSON list of tolerations (got ${
+      JSON.stringify(text.slice(0, 100))
+    })`,
+  );
 }
 
 /** What a task Pod is made from. */

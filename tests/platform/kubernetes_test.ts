@@ -289,6 +289,7 @@ Deno.test("light workers (runtime kubernetes): the worker Pod requests no GPUs o
       "IRIS_TASK_IMAGE",
       "IRIS_NODE_NAME",
       "IRIS_TASK_RDMA",
+      "IRIS_TASK_TOLERATIONS",
     ]
   ) {
     assert.ok(env.includes(name), `${name} in ${env}`);

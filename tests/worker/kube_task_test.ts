@@ -296,6 +296,7 @@ Deno.test("a light worker's task Pod runtime comes from the environment the plat
     IRIS_LABEL_PREFIX: "iris",
     IRIS_NODE_NAME: "gpu-node-7",
     IRIS_TASK_RDMA: "true",
+    IRIS_TASK_TOLERATIONS: '[{"key":"nvidia.com/gpu","operator":"Exists","effect":"NoSchedule"}]',
     KUBECONFIG: "/nonexistent/kubeconfig",
   };
   await assert.rejects(
@@ -320,7 +321,13 @@ Deno.test("a light worker's task Pod runtime comes from the environment the plat
       serviceAccount: undefined,
       s3SecretName: undefined,
       rdma: true,
+      tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }],
     });
+    vars.IRIS_TASK_TOLERATIONS = "not json";
+    await assert.rejects(
+      taskPodRuntimeFromEnv((n) => vars[n]),
+      /IRIS_TASK_TOLERATIONS is not a JSON list of tolerations/,
+    );
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
