@@ -6,6 +6,7 @@
 import { startController } from "../controller/server.ts";
 import { backupState } from "../controller/store.ts";
 import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
+import { taskPodRuntimeFromEnv } from "../worker/kube_task.ts";
 import {
   bool,
   type CommandSpec,
@@ -345,7 +346,11 @@ const workerServe: CommandSpec = {
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
     const tokenFile = str(p, "worker-token-file") ?? Deno.env.get("IRIS_WORKER_TOKEN_FILE");
+    // Light worker mode on Kubernetes: tasks run as their own Pods (docs/platforms.md#kubernetes).
+    const taskPods = await taskPodRuntimeFromEnv();
+    using _taskPods = { [Symbol.dispose]: () => taskPods?.client[Symbol.dispose]() };
     const worker = await startWorker({
+      taskPods,
       controllerUrl,
       workerToken,
       protectedPaths: tokenFile ? [tokenFile] : [],

@@ -110,7 +110,7 @@ export async function startCluster(
       ? c.kind.value.port
       : c.kind.case === "gcp"
       ? c.kind.value.port || 10000
-      : c.kind.case === "manual"
+      : c.kind.case === "manual" || c.kind.case === "kubernetes"
       ? c.kind.value.port || 10000
       : 0);
   const server = startController({

@@ -1,6 +1,7 @@
 /**
  * Chooses the controller lifecycle a config describes: LocalController for `controller.local`,
- * a GCE VM for `controller.gcp`, an ssh host for `controller.manual`. Health checks are real
+ * a GCE VM for `controller.gcp`, an ssh host for `controller.manual`, a Deployment for
+ * `controller.kubernetes`. Health checks are real
  * GetControllerStatus calls, injected so platforms never import the controller.
  * @module
  */
@@ -11,7 +12,10 @@ import { controllerClient } from "../rpc/client.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { GcpControllerLifecycle } from "../platform/gcp.ts";
 import { ManualControllerLifecycle } from "../platform/manual.ts";
+import { KubernetesControllerLifecycle } from "../platform/kubernetes.ts";
 import {
+  kubeConnector,
+  KUBERNETES_TOKEN_MODE_UNSUPPORTED,
   manualHostsFromConfig,
   refuseGcpToken,
   runtimeFromConfig,
@@ -19,6 +23,8 @@ import {
 } from "./platforms.ts";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 import type { HealthCheck } from "../platform/ssh.ts";
+import { ConfigError } from "../errors.ts";
+import type { KubeClient } from "../platform/kube_client.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
 
@@ -33,6 +39,8 @@ export interface LifecycleOptions extends LocalControllerOptions {
    * host). @default the config's auth.worker_token_file and the process environment
    */
   readonly workerTokenSources?: WorkerTokenSources;
+  /** kubernetes: the API client (tests point it at a stand-in). @default from the kubeconfig */
+  readonly kubeConnect?: () => Promise<KubeClient>;
 }
 
 /**
@@ -83,6 +91,25 @@ export function createControllerLifecycle(
       clusterConfig: options.configText,
       runtime: runtimeFromConfig(config),
       checkHealth: controllerHealthy,
+    });
+  }
+  if (c.kind.case === "kubernetes") {
+    if (workerToken !== undefined) {
+      throw new ConfigError("auth.mode", KUBERNETES_TOKEN_MODE_UNSUPPORTED);
+    }
+    const k = config.platform?.kubernetes;
+    return new KubernetesControllerLifecycle({
+      connect: options.kubeConnect ?? kubeConnector(config),
+      labelPrefix,
+      namespace: k?.namespace || undefined,
+      flavour: k?.flavour === "generic" ? "generic" : "coreweave",
+      image: k?.image ?? "",
+      port: c.kind.value.port || 10000,
+      controllerInstanceType: c.kind.value.instanceType || undefined,
+      controllerNodeSelector: c.kind.value.nodeSelector,
+      scaleGroups: config.scaleGroups,
+      clusterConfig: options.configText,
+      checkHealth: controllerHealthCheck(workerToken),
     });
   }
   const manual = c.kind.value!;

@@ -14,7 +14,13 @@ import { type CommandRunner, DenoCommandRunner, runAll } from "../platform/comma
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { GcpControllerLifecycle, GcpPlatform } from "../platform/gcp.ts";
 import { ManualControllerLifecycle, ManualPlatform } from "../platform/manual.ts";
-import { type LogStreamHandle, type LogTarget, startLogStreaming } from "../platform/log_stream.ts";
+import {
+  type FollowedLogTarget,
+  type LogStreamHandle,
+  type LogTarget,
+  startLogStreaming,
+} from "../platform/log_stream.ts";
+import { KubernetesControllerLifecycle, KubernetesPlatform } from "../platform/kubernetes.ts";
 import { type Duration, formatDuration, ms, seconds, waitFor } from "../time.ts";
 import { createControllerLifecycle } from "./lifecycle.ts";
 import { manualHostsFromConfig, platformFromConfig } from "./platforms.ts";
@@ -214,12 +220,13 @@ async function localLogFiles(dir: string, prefix = ""): Promise<string[]> {
 /**
  * Discovery of the log targets of a cluster: local — every log file the running `cluster start`
  * process writes (followed with `tail -F`); gcp — the controller VM and every worker of every
- * labelled slice (over `gcloud … ssh`); manual — the controller host and every configured host.
+ * labelled slice (over `gcloud … ssh`); manual — the controller host and every configured host;
+ * kubernetes — the controller Pod and every worker Pod (the API server's followed Pod logs).
  */
 export function clusterLogTargets(
   config: ClusterConfig,
   options: { runner?: CommandRunner; lifecycle?: ControllerLifecycle } = {},
-): (signal: AbortSignal) => Promise<LogTarget[]> {
+): (signal: AbortSignal) => Promise<(LogTarget | FollowedLogTarget)[]> {
   const mode = configMode(config);
   if (mode === "local") {
     return async () => {
@@ -239,8 +246,15 @@ export function clusterLogTargets(
   const lifecycle = options.lifecycle ?? createControllerLifecycle(config, { runner });
   const platform = platformFromConfig(config, { runner });
   return async (signal) => {
-    const targets: LogTarget[] = [];
+    const targets: (LogTarget | FollowedLogTarget)[] = [];
     if (lifecycle instanceof ManualControllerLifecycle) targets.push(lifecycle.logTarget());
+    if (lifecycle instanceof KubernetesControllerLifecycle) {
+      const t = await lifecycle.logTarget();
+      if (t) targets.push(t);
+    }
+    if (platform instanceof KubernetesPlatform) {
+      targets.push(...await platform.logTargets({ signal }));
+    }
     if (lifecycle instanceof GcpControllerLifecycle) {
       const t = await lifecycle.logTarget();
       if (t) targets.push(t);
@@ -294,7 +308,9 @@ export interface ControllerConnection extends AsyncDisposable {
 /**
  * Connects to a started controller: gcp — an ssh tunnel (`gcloud compute ssh … -L`) from a free
  * local port, since the VM's internal IP is not reachable from a laptop; closing kills the
- * tunnel and waits for it. local/manual — the controller URL itself.
+ * tunnel and waits for it. kubernetes — a loopback proxy through the API server's service proxy
+ * (the Service's cluster DNS name is not reachable from a laptop). local/manual — the
+ * controller URL itself.
  */
 export async function connectController(
   lifecycle: ControllerLifecycle | undefined,
@@ -306,6 +322,15 @@ export async function connectController(
     return {
       url: tunnel.url,
       via: `ssh tunnel to ${controllerUrl}`,
+      close: () => tunnel.close(),
+      [Symbol.asyncDispose]: () => tunnel.close(),
+    };
+  }
+  if (lifecycle instanceof KubernetesControllerLifecycle) {
+    const tunnel = await lifecycle.tunnel(options.localPort ?? 0);
+    return {
+      url: tunnel.url,
+      via: `API server service proxy to ${controllerUrl}`,
       close: () => tunnel.close(),
       [Symbol.asyncDispose]: () => tunnel.close(),
     };
@@ -433,11 +458,11 @@ export async function removeLeftovers(
   const runner = options.runner ?? new DenoCommandRunner();
   const lifecycle = options.lifecycle ?? createControllerLifecycle(config, { runner });
   const found: string[] = [];
-  if (mode === "gcp") {
+  if (mode === "gcp" || mode === "kubernetes") {
     const platform = platformFromConfig(config, { runner });
     try {
       const url = await lifecycle.discover();
-      if (url) found.push(`controller VM at ${url}`);
+      if (url) found.push(`controller ${mode === "gcp" ? "VM" : "Deployment"} at ${url}`);
       for (const s of await platform.listSlices({ timeout: options.timeout })) {
         found.push(`slice ${s.sliceId} (${s.scaleGroup}, ${s.state})`);
       }

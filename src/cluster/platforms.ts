@@ -14,6 +14,8 @@ import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { LocalPlatform } from "../platform/local.ts";
 import { GcpPlatform } from "../platform/gcp.ts";
 import { type ManualHostSpec, ManualPlatform, type SshDefaults } from "../platform/manual.ts";
+import { KubernetesPlatform } from "../platform/kubernetes.ts";
+import { KubeClient, loadKubeCredentials } from "../platform/kube_client.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { ConfigError, InvalidArgumentError } from "../errors.ts";
@@ -107,6 +109,22 @@ export function refuseGcpToken(workerToken: string | undefined): void {
   if (workerToken !== undefined) throw new ConfigError("auth.mode", GCP_TOKEN_MODE_UNSUPPORTED);
 }
 
+/** Why a kubernetes cluster refuses auth.mode token for now. */
+export const KUBERNETES_TOKEN_MODE_UNSUPPORTED =
+  'mode "token" is not supported on kubernetes yet: worker Pods would need the worker token from a Secret, which Iris does not create yet; use mode "none" inside the cluster network';
+
+/** A connector to the API server the config's `platform.kubernetes` names. */
+export function kubeConnector(config: ClusterConfig): () => Promise<KubeClient> {
+  const k = config.platform?.kubernetes;
+  return async () =>
+    new KubeClient(
+      await loadKubeCredentials({
+        kubeconfig: k?.kubeconfig || undefined,
+        context: k?.context || undefined,
+      }),
+    );
+}
+
 /** The platform `config` describes. */
 export function platformFromConfig(
   config: ClusterConfig,
@@ -145,5 +163,21 @@ export function platformFromConfig(
         runtime: options.runtime ?? runtimeFromConfig(config),
         workerToken: options.workerToken,
       });
+    case "kubernetes": {
+      if (options.workerToken !== undefined) {
+        throw new ConfigError("auth.mode", KUBERNETES_TOKEN_MODE_UNSUPPORTED);
+      }
+      const k = config.platform?.kubernetes;
+      return new KubernetesPlatform({
+        connect: kubeConnector(config),
+        labelPrefix,
+        namespace: k?.namespace || undefined,
+        flavour: k?.flavour === "generic" ? "generic" : "coreweave",
+        image: k?.image ?? "",
+        runtime: k?.runtime === "kubernetes" ? "kubernetes" : "process",
+        s3SecretName: k?.s3SecretName || undefined,
+        cacheDir: k?.cacheDir || undefined,
+      });
+    }
   }
 }

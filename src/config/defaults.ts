@@ -9,6 +9,7 @@ import {
   AutoscalerConfigSchema,
   type ClusterConfig,
   DefaultsConfigSchema,
+  KubernetesPlatformConfigSchema,
   PlatformConfigSchema,
   type ScaleGroupConfig,
   SshConfigSchema,
@@ -144,6 +145,12 @@ export function applyDefaults(
       if (!kind.value.bootDiskSizeGb) kind.value.bootDiskSizeGb = DEFAULTS.gcpBootDiskSizeGb;
     } else if (kind.case === "manual") {
       if (!kind.value.port) kind.value.port = DEFAULTS.controllerPort;
+    } else if (kind.case === "kubernetes") {
+      if (!kind.value.port) kind.value.port = DEFAULTS.controllerPort;
+      const k8s = platform.kubernetes ??= create(KubernetesPlatformConfigSchema, {});
+      if (!k8s.flavour) k8s.flavour = "coreweave";
+      if (!k8s.namespace) k8s.namespace = platform.labelPrefix;
+      if (!k8s.runtime) k8s.runtime = "process";
     }
   }
 

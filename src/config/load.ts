@@ -17,7 +17,7 @@ import { validateConfig } from "./validate.ts";
 import { applyDefaults, type MachineInfo } from "./defaults.ts";
 
 /** How a cluster runs; decided by the controller kind alone. */
-export type ConfigMode = "local" | "gcp" | "manual";
+export type ConfigMode = "local" | "gcp" | "manual" | "kubernetes";
 
 /** Options of {@linkcode parseConfig} and {@linkcode loadConfig}. */
 export interface ParseConfigOptions {

@@ -14,6 +14,11 @@ import {
   DefaultsConfigSchema,
   GcpControllerConfigSchema,
   GcpPlatformConfigSchema,
+  KubernetesControllerConfigSchema,
+  KubernetesPlatformConfigSchema,
+  KubernetesProviderSchema,
+  type KubernetesToleration,
+  KubernetesTolerationSchema,
   LocalControllerConfigSchema,
   LocalProviderSchema,
   ManualControllerConfigSchema,
@@ -44,8 +49,18 @@ import type { YamlMap, YamlReader } from "./reader.ts";
 /** Keys allowed in each mapping of the schema (also the reference for docs/config.md). */
 export const KEYS = {
   root: ["name", "platform", "controller", "scale_groups", "defaults", "auth"],
-  platform: ["label_prefix", "gcp", "ssh"],
+  platform: ["label_prefix", "gcp", "ssh", "kubernetes"],
   platformGcp: ["project_id", "zones"],
+  platformKubernetes: [
+    "flavour",
+    "namespace",
+    "kubeconfig",
+    "context",
+    "image",
+    "runtime",
+    "s3_secret_name",
+    "cache_dir",
+  ],
   ssh: ["user", "key_file", "port", "connect_timeout", "known_hosts_file"],
   defaults: ["autoscaler", "task_env", "runtime"],
   runtime: ["deno_path", "deno_from_npm"],
@@ -73,10 +88,12 @@ export const KEYS = {
     "local",
     "gcp",
     "manual",
+    "kubernetes",
   ],
   controllerLocal: ["port", "host"],
   controllerGcp: ["zone", "machine_type", "port", "boot_disk_size_gb", "service_account", "image"],
   controllerManual: ["host", "port"],
+  controllerKubernetes: ["port", "instance_type", "node_selector"],
   group: [
     "provider",
     "accelerator_type",
@@ -93,7 +110,9 @@ export const KEYS = {
     "preemptible",
   ],
   vmResources: ["cpu", "memory", "disk", "accelerators"],
-  provider: ["local", "tpu", "manual"],
+  provider: ["local", "tpu", "manual", "kubernetes"],
+  providerKubernetes: ["instance_type", "node_selector", "tolerations", "rdma"],
+  toleration: ["key", "operator", "value", "effect"],
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
   manualHost: ["host", "user", "key_file", "port", "known_hosts_file", "deno_path"],
@@ -101,9 +120,19 @@ export const KEYS = {
 } as const;
 
 /** Controller kinds, in oneof order. */
-export const CONTROLLER_KINDS = ["local", "gcp", "manual"] as const;
+export const CONTROLLER_KINDS = ["local", "gcp", "manual", "kubernetes"] as const;
 /** Provider kinds, in oneof order. */
-export const PROVIDER_KINDS = ["local", "tpu", "manual"] as const;
+export const PROVIDER_KINDS = ["local", "tpu", "manual", "kubernetes"] as const;
+/** Kubernetes flavours: "coreweave" manages NodePools, "generic" uses the nodes that exist. */
+export const KUBERNETES_FLAVOURS = ["coreweave", "generic"] as const;
+/** Where tasks run on Kubernetes: in the worker Pod, or each in its own Pod (light workers). */
+export const KUBERNETES_RUNTIMES = ["process", "kubernetes"] as const;
+/** Kubernetes object names (RFC 1123 labels). */
+const K8S_NAME = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const K8S_NAME_HINT =
+  "lowercase letters, digits or -, starting and ending alphanumeric, ≤ 63 chars";
+const LABEL_KEY = /^([a-z0-9.-]{1,253}\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+const LABEL_KEY_HINT = 'a Kubernetes label key, e.g. "node.coreweave.cloud/class"';
 /** Accelerator type names as written in YAML. */
 export const ACCELERATOR_NAMES = ["cpu", "gpu", "tpu"] as const;
 
@@ -177,7 +206,28 @@ function parsePlatform(root: YamlMap, r: YamlReader) {
   if (!m) return undefined;
   const gcp = r.child(m, "gcp", "platform", KEYS.platformGcp, { nullIsEmpty: true });
   const ssh = r.child(m, "ssh", "platform", KEYS.ssh, { nullIsEmpty: true });
+  const k8s = r.child(m, "kubernetes", "platform", KEYS.platformKubernetes, {
+    nullIsEmpty: true,
+  });
+  const kp = "platform.kubernetes";
   return create(PlatformConfigSchema, {
+    kubernetes: k8s && create(KubernetesPlatformConfigSchema, {
+      flavour: r.oneOf(k8s, "flavour", kp, KUBERNETES_FLAVOURS) ?? "",
+      namespace:
+        r.string(k8s, "namespace", kp, { pattern: K8S_NAME, patternHint: K8S_NAME_HINT }) ??
+          "",
+      kubeconfig: r.string(k8s, "kubeconfig", kp, { nonEmpty: true }) ?? "",
+      context: r.string(k8s, "context", kp, { nonEmpty: true }) ?? "",
+      image: r.string(k8s, "image", kp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+      runtime: r.oneOf(k8s, "runtime", kp, KUBERNETES_RUNTIMES) ?? "",
+      s3SecretName:
+        r.string(k8s, "s3_secret_name", kp, { pattern: K8S_NAME, patternHint: K8S_NAME_HINT }) ??
+          "",
+      cacheDir: r.string(k8s, "cache_dir", kp, {
+        pattern: /^\/\S*$/,
+        patternHint: "an absolute path on the node",
+      }) ?? "",
+    }),
     labelPrefix: r.string(m, "label_prefix", "platform", {
       pattern: /^[a-z][a-z0-9-]{0,19}$/,
       patternHint: "lowercase letters, digits or -, starting with a letter, ≤ 20 chars",
@@ -294,6 +344,23 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
         }),
       };
     }
+  } else if (kind === "kubernetes") {
+    const c = r.child(m, "kubernetes", p, KEYS.controllerKubernetes, { nullIsEmpty: true });
+    const cp = "controller.kubernetes";
+    if (c) {
+      controller.kind = {
+        case: "kubernetes",
+        value: create(KubernetesControllerConfigSchema, {
+          port: r.integer(c, "port", cp, { min: 1, max: 65535 }) ?? 0,
+          instanceType:
+            r.string(c, "instance_type", cp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
+          nodeSelector: r.stringMap(c, "node_selector", cp, {
+            keyPattern: LABEL_KEY,
+            keyHint: LABEL_KEY_HINT,
+          }) ?? {},
+        }),
+      };
+    }
   }
   return controller;
 }
@@ -386,7 +453,55 @@ function parseProvider(
       kind: { case: "manual", value: create(ManualProviderSchema, { hosts }) },
     });
   }
+  if (kind === "kubernetes") {
+    const kp = joinPath(path, "kubernetes");
+    const c = r.child(m, "kubernetes", path, KEYS.providerKubernetes, { nullIsEmpty: true });
+    if (!c) return undefined;
+    const provider = create(KubernetesProviderSchema, {
+      instanceType: r.string(c, "instance_type", kp, { pattern: TOKEN, patternHint: TOKEN_HINT }) ??
+        "",
+      nodeSelector:
+        r.stringMap(c, "node_selector", kp, { keyPattern: LABEL_KEY, keyHint: LABEL_KEY_HINT }) ??
+          {},
+      tolerations: parseTolerations(c, kp, r),
+      rdma: r.boolean(c, "rdma", kp) ?? false,
+    });
+    return create(ProviderConfigSchema, { kind: { case: "kubernetes", value: provider } });
+  }
   return undefined;
+}
+
+const TOLERATION_OPERATORS = ["Equal", "Exists"] as const;
+const TAINT_EFFECTS = ["NoSchedule", "PreferNoSchedule", "NoExecute"] as const;
+
+function parseTolerations(m: YamlMap, path: string, r: YamlReader): KubernetesToleration[] {
+  const p = joinPath(path, "tolerations");
+  if (!Object.hasOwn(m, "tolerations") || m.tolerations === null) return [];
+  if (!Array.isArray(m.tolerations)) {
+    r.problem(
+      p,
+      `must be a list of {key, operator, value, effect} (got ${formatGot(m.tolerations)})`,
+    );
+    return [];
+  }
+  const out: KubernetesToleration[] = [];
+  m.tolerations.forEach((item: unknown, i) => {
+    const ip = `${p}[${i}]`;
+    const t = r.mapping(item, ip, KEYS.toleration);
+    if (!t) return;
+    const operator = r.oneOf(t, "operator", ip, TOLERATION_OPERATORS) ?? "";
+    const key = r.string(t, "key", ip, { pattern: LABEL_KEY, patternHint: LABEL_KEY_HINT }) ?? "";
+    if (!key && operator !== "Exists") {
+      r.problem(joinPath(ip, "key"), 'required unless operator is "Exists"');
+    }
+    out.push(create(KubernetesTolerationSchema, {
+      key,
+      operator,
+      value: r.string(t, "value", ip) ?? "",
+      effect: r.oneOf(t, "effect", ip, TAINT_EFFECTS) ?? "",
+    }));
+  });
+  return out;
 }
 
 const BAND_NAMES = ["production", "interactive", "batch"] as const;

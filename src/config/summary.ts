@@ -24,6 +24,8 @@ function controllerText(controller: ControllerConfig | undefined): string {
       }, port ${kind.value.port})`;
     case "manual":
       return `manual controller ${kind.value.host}:${kind.value.port}`;
+    case "kubernetes":
+      return `kubernetes controller (Deployment, port ${kind.value.port})`;
     default:
       return "no controller";
   }

@@ -18,6 +18,7 @@ export const COMPATIBLE_PROVIDERS: Readonly<Record<string, readonly string[]>> =
   local: ["local"],
   gcp: ["tpu"],
   manual: ["manual"],
+  kubernetes: ["kubernetes"],
 };
 
 /** Records every cross-field problem of `config` in `r`. */
@@ -63,6 +64,13 @@ function validateController(
     }
   } else if (kind.case === "manual") {
     if (missing("controller.manual.host")) r.problem("controller.manual.host", "required");
+  } else if (kind.case === "kubernetes") {
+    if (!config.platform?.kubernetes?.image && missing("platform.kubernetes.image")) {
+      r.problem(
+        "platform.kubernetes.image",
+        "required for a kubernetes controller (an image with deno and Iris at /app)",
+      );
+    }
   }
 }
 
@@ -215,7 +223,17 @@ function validateGroup(
   });
 
   // VM resources are required where Iris cannot measure the machine before it exists.
-  if (providerKind === "tpu" || providerKind === "manual") {
+  if (
+    providerKind === "kubernetes" && config.platform?.kubernetes?.flavour !== "generic" &&
+    group.provider?.kind.case === "kubernetes" && !group.provider.kind.value.instanceType &&
+    !failed(at("provider.kubernetes.instance_type"))
+  ) {
+    r.problem(
+      at("provider.kubernetes.instance_type"),
+      "required with the coreweave flavour (the NodePool's instance type, e.g. gd-8xh100ib-i128)",
+    );
+  }
+  if (providerKind === "tpu" || providerKind === "manual" || providerKind === "kubernetes") {
     for (const key of ["cpu", "memory"]) {
       const p = at(`vm_resources.${key}`);
       if (!has(p) && !failed(p) && !failed(at("vm_resources"))) {

@@ -15,6 +15,16 @@ export interface LogTarget {
   readonly command: Command;
 }
 
+/**
+ * A log followed in-process rather than by a command (kubernetes: the API server's
+ * `GET …/pods/NAME/log?follow=true`): `follow` calls `onLine` per line until the log ends or
+ * `signal` aborts.
+ */
+export interface FollowedLogTarget {
+  readonly name: string;
+  readonly follow: (onLine: (line: string) => void, signal: AbortSignal) => Promise<void>;
+}
+
 /** A file with exactly one writer; lines are appended in order. */
 export interface FileLogSink extends AsyncDisposable {
   readonly path: string;
@@ -73,7 +83,7 @@ export function fileLogSink(path: string): FileLogSink {
 export interface LogStreamOptions {
   readonly runner: CommandRunner;
   /** Discovery: the targets that exist now (called at start and every `discoveryInterval`). */
-  readonly targets: (signal: AbortSignal) => Promise<readonly LogTarget[]>;
+  readonly targets: (signal: AbortSignal) => Promise<readonly (LogTarget | FollowedLogTarget)[]>;
   /** Created when missing. */
   readonly outputDir: string;
   readonly discoveryInterval: Duration;
@@ -128,9 +138,14 @@ export function startLogStreaming(opts: LogStreamOptions): LogStreamHandle {
     }
   };
 
-  const follow = (target: LogTarget) => {
+  const follow = (target: LogTarget | FollowedLogTarget) => {
     const run = async () => {
       await using sink = fileLogSink(`${dir}/${logFileName(target.name)}`);
+      if ("follow" in target) {
+        await target.follow((line) => sink.write(line), abort.signal);
+        if (!abort.signal.aborted) sink.write("[iris] log follower ended");
+        return;
+      }
       const { done } = opts.runner.stream(target.command, {
         signal: abort.signal,
         onLine: (line) => sink.write(line),

@@ -2,7 +2,8 @@
  * The one interface the controller uses to get machines, and the controller lifecycle protocol.
  * Platforms provision slices (groups of VMs, each running `iris worker serve`); they do NOT
  * schedule, track job state or decide when to scale — that is the controller's job.
- * Implementations: local.ts (Deno Workers in-process), gcp.ts (gcloud), manual.ts (ssh hosts).
+ * Implementations: local.ts (Deno Workers in-process), gcp.ts (gcloud), manual.ts (ssh hosts),
+ * kubernetes.ts (Pods through the API server).
  * This layer never imports src/controller/.
  * @module
  */
@@ -72,9 +73,11 @@ export interface PlatformCallOptions {
  * - local: each VM is a Deno Worker running the worker code in-process, with scoped permissions.
  * - gcp: TPU VMs via `gcloud compute tpus tpu-vm`, bootstrapped by startup script or ssh.
  * - manual: hosts from a fixed list, bootstrapped over ssh and returned to the pool on terminate.
+ * - kubernetes: one worker Pod per host through the API server (CoreWeave NodePools scale the
+ *   nodes); terminate deletes the Pods.
  */
 export interface Platform extends AsyncDisposable {
-  readonly kind: "local" | "gcp" | "manual";
+  readonly kind: "local" | "gcp" | "manual" | "kubernetes";
   /**
    * Creates a slice and starts its workers. Resolves once the platform accepted the request
    * (local: workers started; gcp: create returned; manual: hosts taken and bootstrapped).

@@ -5,7 +5,12 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { type TaskUpdate, TaskUpdateSchema } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type LogLine, LogLineSchema, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  AcceleratorType,
+  type LogLine,
+  LogLineSchema,
+  TaskState,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
@@ -25,6 +30,7 @@ import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
+import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
 /** Fetches a bundle and returns the directory holding its files (the worker copies them). */
@@ -57,6 +63,8 @@ export interface AttemptContext {
   readonly ledger?: ReapLedger;
   /** Per-task limits: processes (RLIMIT_NPROC for a task user, else a sampled count), open files. */
   readonly limits?: { readonly processes?: number; readonly openFiles?: number };
+  /** Light worker mode: each attempt runs as its own Pod (see kube_task.ts). */
+  readonly taskPods?: TaskPodRuntime;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
   readonly taskUsers?: {
     readonly pool: TaskUserPool;
@@ -116,6 +124,7 @@ export class TaskAttempt {
   #ackedVersion = 0;
   #lastActiveState: TaskState = TaskState.ASSIGNED;
   #process?: TaskProcess;
+  #pod?: KubeTaskPod;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #denoPath = Deno.execPath();
@@ -181,6 +190,7 @@ export class TaskAttempt {
       grace: options.grace,
       immediate: options.grace === 0,
     });
+    void this.#pod?.kill(this.#kill.reason);
     return true;
   }
 
@@ -380,19 +390,21 @@ export class TaskAttempt {
     }
     const module = req.entrypoint?.kind.case === "module";
     const timeout = req.timeoutMs > 0 ? ms(req.timeoutMs) : undefined;
+    const env = buildTaskEnv({
+      taskDir: this.dir,
+      env: req.env,
+      ports: this.#status.ports,
+      workerId: ctx.workerId,
+      // A task user gets its own cache: a shared one would let tasks plant code for others.
+      denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
+      token: ctx.taskToken,
+      reapTag: ctx.reapTag,
+    });
+    if (ctx.taskPods) return await this.#runPod(ctx.taskPods, argv, env, timeout);
     const proc = TaskProcess.start({
       argv,
       cwd: this.dir,
-      env: buildTaskEnv({
-        taskDir: this.dir,
-        env: req.env,
-        ports: this.#status.ports,
-        workerId: ctx.workerId,
-        // A task user gets its own cache: a shared one would let tasks plant code for others.
-        denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
-        token: ctx.taskToken,
-        reapTag: ctx.reapTag,
-      }),
+      env,
       timeout,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
@@ -474,6 +486,48 @@ export class TaskAttempt {
       const took = performance.now() - started;
       await sleep(ms(Math.max(DISK_CHECK_INTERVAL_MS, 10 * took)), signal).catch(() => {});
     }
+  }
+
+  /** Light worker mode: the attempt as its own Pod, requesting the task's devices. */
+  async #runPod(
+    runtime: TaskPodRuntime,
+    argv: string[],
+    env: Record<string, string>,
+    timeout: Duration | undefined,
+  ): Promise<void> {
+    const req = this.request;
+    const acc = req.resources?.accelerator;
+    const pod = KubeTaskPod.start({
+      client: runtime.client,
+      spec: {
+        ...runtime.base,
+        taskId: req.taskId,
+        attemptId: req.attemptId,
+        argv,
+        cwd: this.dir,
+        env,
+        gpus: acc?.type === AcceleratorType.GPU ? acc.count : 0,
+        cpuMillicores: req.resources?.cpuMillicores || undefined,
+        memoryBytes: req.resources?.memoryBytes || undefined,
+        timeout,
+      },
+      onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
+    });
+    this.#pod = pod;
+    this.#status.startedAtMs = Date.now();
+    this.#system(`started task Pod ${pod.name}: ${argv.join(" ").slice(0, 1000)}`);
+    this.#setState(TaskState.RUNNING);
+    if (this.#kill) void pod.kill(this.#kill.reason);
+    const exit = await pod.exited;
+    this.#rateMarker();
+    if (exit.spawnError && !this.#kill) {
+      return this.#finish({
+        state: TaskState.FAILED,
+        exitCode: exit.exitCode,
+        error: `cannot start the task Pod: ${exit.spawnError}`,
+      });
+    }
+    this.#finish(classifyExit(exit, this.#kill));
   }
 
   #argv(): string[] {

@@ -25,9 +25,10 @@ export function isTerminalState(state: TaskState): boolean {
 }
 
 /**
- * Classifies a process exit. Out of memory or another resource limit (disk, processes) → FAILED;
- * timeout → KILLED; a kill the worker was asked for → that kill's state and reason; exit 0 →
- * SUCCEEDED; anything else → FAILED with the code or signal and the last stderr lines.
+ * Classifies a process exit. An evicted task Pod → WORKER_FAILED (retried under the preemption
+ * budget). Out of memory or another resource limit (disk, processes) → FAILED; timeout → KILLED; a kill the
+ * worker was asked for → that kill's state and reason; exit 0 → SUCCEEDED; anything else → FAILED
+ * with the code or signal and the last stderr lines.
  */
 export function classifyExit(
   exit: TaskExit,
@@ -43,6 +44,10 @@ export function classifyExit(
       state: TaskState.FAILED,
       error: exit.killReason ?? "resource limit exceeded",
     };
+  }
+  if (exit.killedBy === "evicted" && !kill) {
+    // The cluster took the task's Pod away (node pressure, preemption): not the task's fault.
+    return { ...base, state: TaskState.WORKER_FAILED, error: exit.killReason ?? "evicted" };
   }
   if (exit.killedBy === "timeout") {
     return { ...base, state: TaskState.KILLED, error: exit.killReason ?? "timed out" };

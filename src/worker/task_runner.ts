@@ -28,8 +28,11 @@ export interface OutputLine {
   readonly timestampMs: Timestamp;
 }
 
-/** Why the worker ended a process. */
-export type KillCause = "kill" | "timeout" | "oom" | "limit";
+/**
+ * Why a process ended without exiting on its own; "evicted": its task Pod was evicted or
+ * deleted by the cluster (light worker mode, src/worker/kube_task.ts).
+ */
+export type KillCause = "kill" | "timeout" | "oom" | "limit" | "evicted";
 
 /** Options for {@linkcode TaskProcess.start}. */
 export interface TaskProcessOptions {

@@ -330,6 +330,7 @@ class IrisWorker implements WorkerCore {
       logBudget: this.#logBudget,
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
+      taskPods: this.#opts.taskPods,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {

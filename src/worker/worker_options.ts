@@ -8,6 +8,7 @@ import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
 import type { Duration } from "../time.ts";
 import type { BundleFetcher } from "./attempt.ts";
+import type { TaskPodRuntime } from "./kube_task.ts";
 import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
@@ -25,6 +26,11 @@ export interface WorkerOptions {
   port?: number;
   /** URL the controller should call this worker at. @default the listen URL */
   advertiseUrl?: string;
+  /**
+   * Light worker mode (kubernetes runtime): every attempt runs as its own Pod on this node
+   * (src/worker/kube_task.ts) instead of as a process here. @default processes
+   */
+  taskPods?: TaskPodRuntime;
   /** The worker's directory; attempts run in `<rootDir>/tasks/<task>_attempt_<n>`. @default a new temp dir */
   rootDir?: string;
   /** Remove the task directories (and a temp rootDir) on stop. @default true for a temp rootDir, else false */

@@ -149,28 +149,28 @@ Deno.test("negative values are rejected", () => {
 
 Deno.test("exactly one controller kind", () => {
   assert.deepEqual(fromTree(edit(localTree(), "controller", { heartbeat_interval: "1s" })), [
-    "controller: must set exactly one of local, gcp, manual (got none)",
+    "controller: must set exactly one of local, gcp, manual, kubernetes (got none)",
   ]);
   assert.deepEqual(fromTree(edit(localTree(), "controller.manual", { host: "h" })), [
-    "controller: must set exactly one of local, gcp, manual (got local, manual)",
+    "controller: must set exactly one of local, gcp, manual, kubernetes (got local, manual)",
   ]);
   assert.deepEqual(fromTree(edit(localTree(), "controller", undefined)), [
-    "controller: required (one of local, gcp, manual)",
+    "controller: required (one of local, gcp, manual, kubernetes)",
   ]);
 });
 
 Deno.test("exactly one provider kind per group", () => {
   assert.deepEqual(fromTree(edit(localTree(), "scale_groups.cpu.provider", {})), [
-    "scale_groups.cpu.provider: must set exactly one of local, tpu, manual (got none)",
+    "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes (got none)",
   ]);
   assert.deepEqual(
     fromTree(edit(localTree(), "scale_groups.cpu.provider.manual", { hosts: ["h1"] })),
     [
-      "scale_groups.cpu.provider: must set exactly one of local, tpu, manual (got local, manual)",
+      "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes (got local, manual)",
     ],
   );
   assert.deepEqual(fromTree(edit(localTree(), "scale_groups.cpu.provider", undefined)), [
-    "scale_groups.cpu.provider: required (one of {local: …}, {tpu: …}, {manual: …})",
+    "scale_groups.cpu.provider: required (one of {local: …}, {tpu: …}, {manual: …}, {kubernetes: …})",
   ]);
 });
 

@@ -11,6 +11,13 @@
  *   checkout (and standing for the host's /var/lib/iris); the config's port moved to a free one
  *   and its placeholder `deno_path` pointed at this test's Deno. Then the daemon's own teardown
  *   script stops it.
+ * - `*.yaml` kubernetes: the config's controller lifecycle runs against the API server stand-in
+ *   (tests/fakes/kube_api.ts); when it creates the controller Deployment, a kubelet stand-in runs
+ *   the Deployment's container here as the Pod would: its command and args with `deno` this
+ *   test's Deno, the image's /app this checkout, the ConfigMap mounted as a file, a free port,
+ *   and a kubeconfig for the stand-in (the in-cluster account); once the controller answers it
+ *   marks the Deployment available, which `start()` waits for. The test then reaches it the way
+ *   an operator does, through the API server's service proxy (connectController).
  * - `*.ts`: `deno run -A FILE`, which prints the URL of the cluster it runs.
  * - a directory: a workspace; some README command must ship it (`-w examples/DIR`), which
  *   tests/e2e/readme_test.ts runs.
@@ -25,6 +32,10 @@ import { teardownScript } from "../../src/platform/bootstrap.ts";
 import { DenoCommandRunner } from "../../src/platform/command.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { ScriptedRunner } from "../fakes/scripted_runner.ts";
+import { KubeApiStandIn } from "../fakes/kube_api.ts";
+import { KubeClient, parseKubeconfig } from "../../src/platform/kube_client.ts";
+import { CONFIG_MOUNT, IMAGE_IRIS_DIR } from "../../src/platform/kubernetes.ts";
+import { connectController } from "../../src/cluster/manager.ts";
 import { spawnIris } from "../_helpers/iris_process.ts";
 import { pumpLines } from "../_helpers/iris_process.ts";
 import { README, readmeBlocks, shCommands } from "./_readme.ts";
@@ -163,6 +174,107 @@ async function startRemote(file: string): Promise<void> {
   }
 }
 
+interface Container {
+  command: string[];
+  args: string[];
+  env?: { name: string; value?: string }[];
+}
+
+/**
+ * Starts a kubernetes example: its lifecycle against the API stand-in, the controller
+ * Deployment's container run here by a kubelet stand-in.
+ */
+async function startKubernetes(file: string): Promise<void> {
+  const config = await loadConfig(file);
+  const dir = await Deno.makeTempDir({ prefix: "iris-example-k8s-" });
+  await using api = new KubeApiStandIn();
+  await Deno.writeTextFile(`${dir}/kubeconfig`, api.kubeconfig());
+  const creds = await parseKubeconfig(`${dir}/kubeconfig`, api.kubeconfig());
+  const port = freePort();
+  const lines: string[] = [];
+  let child: Deno.ChildProcess | undefined;
+  let done: Promise<unknown> | undefined;
+  let kubelet: Promise<void> | undefined;
+  api.onCreate = (kind, obj) => {
+    if (kind !== "Deployment") return;
+    kubelet = (async () => {
+      const ns = obj.metadata!.namespace!;
+      const spec = obj.spec as { template: { spec: { containers: Container[] } } };
+      const c = spec.template.spec.containers[0]!;
+      const cm = api.get(`/api/v1/namespaces/${ns}/configmaps/iris-cluster-config`)!;
+      const data = cm.data as Record<string, string>;
+      await Deno.mkdir(`${dir}/etc`);
+      for (const [name, text] of Object.entries(data)) {
+        await Deno.writeTextFile(`${dir}/etc/${name}`, text);
+      }
+      const argv = [...c.command, ...c.args].map((a) =>
+        a.replace(`${CONFIG_MOUNT}/`, `${dir}/etc/`).replace(`${IMAGE_IRIS_DIR}/`, `${REPO}/`)
+      );
+      assertEquals(argv[0], "deno");
+      const portAt = argv.indexOf("--port");
+      argv[portAt + 1] = String(port);
+      argv[argv.indexOf("--host") + 1] = "127.0.0.1";
+      const env = Object.fromEntries((c.env ?? []).map((e) => [e.name, e.value ?? ""]));
+      child = new Deno.Command(Deno.execPath(), {
+        args: argv.slice(1),
+        cwd: dir,
+        env: { ...env, IRIS_HOME: dir, KUBECONFIG: `${dir}/kubeconfig`, NO_COLOR: "1" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "piped",
+      }).spawn();
+      done = Promise.all([
+        child.status,
+        pumpLines(child.stdout, lines),
+        pumpLines(child.stderr, lines),
+      ]);
+      await controllerAnswers(`http://127.0.0.1:${port}`, () => lines.join("\n"));
+      api.setStatus(`/apis/apps/v1/namespaces/${ns}/deployments/${obj.metadata!.name}`, {
+        replicas: 1,
+        readyReplicas: 1,
+        availableReplicas: 1,
+      });
+    })();
+  };
+  const lifecycle = createControllerLifecycle(config, {
+    configText: await Deno.readTextFile(file),
+    kubeConnect: () => Promise.resolve(new KubeClient(creds)),
+  });
+  try {
+    const url = await lifecycle.start();
+    await kubelet;
+    const k = config.platform!.kubernetes!;
+    assertMatch(
+      url,
+      new RegExp(`^http://[a-z0-9-]+\\.${k.namespace}\\.svc\\.cluster\\.local:\\d+$`),
+    );
+    // From this machine (the operator's), through the API server's service proxy.
+    api.setServiceBackend(k.namespace, "iris-controller-svc", `http://127.0.0.1:${port}`);
+    {
+      await using conn = await connectController(lifecycle, url);
+      const status = await controllerAnswers(conn.url, () => lines.join("\n"));
+      assert(status.healthy, JSON.stringify(status));
+    }
+    // The controller's own platform reached the API server (its autoscaler adopts worker Pods).
+    await waitFor(
+      () => api.transcript().includes(`GET /api/v1/namespaces/${k.namespace}/pods?labelSelector=`),
+      { timeout: seconds(30), what: "the controller's first list of worker Pods" },
+    ).catch((err) => {
+      throw new Error(`${err}\n${api.transcript()}\n${lines.join("\n")}`);
+    });
+    await lifecycle.stop();
+    assertEquals(api.paths(`/apis/apps/v1/namespaces/${k.namespace}/deployments`), []);
+  } finally {
+    await kubelet?.catch(() => {});
+    try {
+      child?.kill("SIGTERM");
+    } catch { /* gone */ }
+    await done;
+    await lifecycle[Symbol.asyncDispose]();
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+}
+
 /** Runs a TypeScript example; it prints the URL of the cluster it runs until SIGINT. */
 async function startModule(file: string): Promise<void> {
   const child = new Deno.Command(Deno.execPath(), {
@@ -221,6 +333,7 @@ for (const { name, isDirectory } of entries) {
     if (name.endsWith(".yaml")) {
       const mode = configMode(await loadConfig(file));
       if (mode === "local") return await startLocal(file);
+      if (mode === "kubernetes") return await startKubernetes(file);
       return await startRemote(file);
     }
     if (name.endsWith(".ts")) return await startModule(file);

@@ -1,5 +1,5 @@
 /**
- * The Platform contract suite: behaviour every implementation (local, gcp, manual) must share.
+ * The Platform contract suite: behaviour every implementation (local, gcp, manual, kubernetes) must share.
  * gcp/manual run it over a scripted runner, local over the real thing. Skips must give a reason.
  * @module
  */

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLcAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQESFAoLaHR0cF9zZXJ2ZXIYzAEgASgJQh0KG19tYXhfY29ubmVjdGlvbnNfcGVyX2NsaWVudCI3CglBdXRoVG9rZW4SDAoEdXNlchgBIAEoCRIMCgRyb2xlGAIgASgJEg4KBnNoYTI1NhgDIAEoCSJwCg5QbGF0Zm9ybUNvbmZpZxIUCgxsYWJlbF9wcmVmaXgYASABKAkSJwoDZ2NwGAIgASgLMhouaXJpcy52MS5HY3BQbGF0Zm9ybUNvbmZpZxIfCgNzc2gYAyABKAsyEi5pcmlzLnYxLlNzaENvbmZpZyI2ChFHY3BQbGF0Zm9ybUNvbmZpZxISCgpwcm9qZWN0X2lkGAEgASgJEg0KBXpvbmVzGAIgAygJIm8KCVNzaENvbmZpZxIMCgR1c2VyGAEgASgJEhAKCGtleV9maWxlGAIgASgJEgwKBHBvcnQYAyABKAUSGgoSY29ubmVjdF90aW1lb3V0X21zGAQgASgBEhgKEGtub3duX2hvc3RzX2ZpbGUYBSABKAki0AEKDkRlZmF1bHRzQ29uZmlnEi0KCmF1dG9zY2FsZXIYASABKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJDb25maWcSNgoIdGFza19lbnYYAiADKAsyJC5pcmlzLnYxLkRlZmF1bHRzQ29uZmlnLlRhc2tFbnZFbnRyeRInCgdydW50aW1lGGQgASgLMhYuaXJpcy52MS5SdW50aW1lQ29uZmlnGi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjkKDVJ1bnRpbWVDb25maWcSEQoJZGVub19wYXRoGAEgASgJEhUKDWRlbm9fZnJvbV9ucG0YAiABKAgioQEKEEF1dG9zY2FsZXJDb25maWcSHgoWZXZhbHVhdGlvbl9pbnRlcnZhbF9tcxgBIAEoARIcChRzY2FsZV91cF9jb29sZG93bl9tcxgCIAEoARIbChNzY2FsZV9kb3duX2RlbGF5X21zGAMgASgBEhoKEmJhY2tvZmZfaW5pdGlhbF9tcxgEIAEoARIWCg5iYWNrb2ZmX21heF9tcxgFIAEoASK5BAoQQ29udHJvbGxlckNvbmZpZxIVCg1idW5kbGVfcHJlZml4GAEgASgJEhEKCXN0YXRlX2RpchgCIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAyABKAESIwobaGVhcnRiZWF0X2ZhaWx1cmVfdGhyZXNob2xkGAQgASgFEikKDHVzZXJfYnVkZ2V0cxgUIAMoCzITLmlyaXMudjEuVXNlckJ1ZGdldBIlCh1tYXhfYnVpbGRpbmdfdGFza3NfcGVyX3dvcmtlchgVIAEoBRIgChd3b3JrZXJfcmVjb25uZWN0X21heF9tcxiMASABKAESGgoRcmVjbGFpbV9tYXJnaW5fbXMYjQEgASgBEhkKEGxvZ19tZW1vcnlfYnl0ZXMY3AEgASgBEh4KFWxvZ190YXNrX21lbW9yeV9ieXRlcxjdASABKAESGQoQbG9nX3JldGVudGlvbl9tcxjeASABKAESFwoObG9nX2Rpc2tfYnl0ZXMY3wEgASgBEh8KFmxvZ19hdHRlbXB0X2ZpbGVfYnl0ZXMY4AEgASgBEi8KBWxvY2FsGAogASgLMh4uaXJpcy52MS5Mb2NhbENvbnRyb2xsZXJDb25maWdIABIrCgNnY3AYCyABKAsyHC5pcmlzLnYxLkdjcENvbnRyb2xsZXJDb25maWdIABIxCgZtYW51YWwYDCABKAsyHy5pcmlzLnYxLk1hbnVhbENvbnRyb2xsZXJDb25maWdIAEIGCgRraW5kIlcKClVzZXJCdWRnZXQSDQoFdXNlcnMYASADKAkSEQoJbWF4X3Rhc2tzGAIgASgFEicKCG1heF9iYW5kGAMgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQiMwoVTG9jYWxDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSDAoEaG9zdBgCIAEoCSKKAQoTR2NwQ29udHJvbGxlckNvbmZpZxIMCgR6b25lGAEgASgJEhQKDG1hY2hpbmVfdHlwZRgCIAEoCRIMCgRwb3J0GAMgASgFEhkKEWJvb3RfZGlza19zaXplX2diGAQgASgFEhcKD3NlcnZpY2VfYWNjb3VudBgFIAEoCRINCgVpbWFnZRgGIAEoCSI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEikQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIAEIGCgRraW5kIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJ1CgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFEhgKEGtub3duX2hvc3RzX2ZpbGUYBSABKAkSEQoJZGVub19wYXRoGGQgASgJIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLcAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQESFAoLaHR0cF9zZXJ2ZXIYzAEgASgJQh0KG19tYXhfY29ubmVjdGlvbnNfcGVyX2NsaWVudCI3CglBdXRoVG9rZW4SDAoEdXNlchgBIAEoCRIMCgRyb2xlGAIgASgJEg4KBnNoYTI1NhgDIAEoCSKoAQoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWcSNgoKa3ViZXJuZXRlcxiEAiABKAsyIS5pcmlzLnYxLkt1YmVybmV0ZXNQbGF0Zm9ybUNvbmZpZyKuAQoYS3ViZXJuZXRlc1BsYXRmb3JtQ29uZmlnEg8KB2ZsYXZvdXIYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhIKCmt1YmVjb25maWcYAyABKAkSDwoHY29udGV4dBgEIAEoCRINCgVpbWFnZRgFIAEoCRIPCgdydW50aW1lGAYgASgJEhYKDnMzX3NlY3JldF9uYW1lGAcgASgJEhEKCWNhY2hlX2RpchgIIAEoCSJUChRLdWJlcm5ldGVzVG9sZXJhdGlvbhILCgNrZXkYASABKAkSEAoIb3BlcmF0b3IYAiABKAkSDQoFdmFsdWUYAyABKAkSDgoGZWZmZWN0GAQgASgJIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSLQAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5EicKB3J1bnRpbWUYZCABKAsyFi5pcmlzLnYxLlJ1bnRpbWVDb25maWcaLgoMVGFza0VudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoNUnVudGltZUNvbmZpZxIRCglkZW5vX3BhdGgYASABKAkSFQoNZGVub19mcm9tX25wbRgCIAEoCCKhAQoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBIvUEChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0EiUKHW1heF9idWlsZGluZ190YXNrc19wZXJfd29ya2VyGBUgASgFEiAKF3dvcmtlcl9yZWNvbm5lY3RfbWF4X21zGIwBIAEoARIaChFyZWNsYWltX21hcmdpbl9tcxiNASABKAESGQoQbG9nX21lbW9yeV9ieXRlcxjcASABKAESHgoVbG9nX3Rhc2tfbWVtb3J5X2J5dGVzGN0BIAEoARIZChBsb2dfcmV0ZW50aW9uX21zGN4BIAEoARIXCg5sb2dfZGlza19ieXRlcxjfASABKAESHwoWbG9nX2F0dGVtcHRfZmlsZV9ieXRlcxjgASABKAESLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAEjoKCmt1YmVybmV0ZXMYhQIgASgLMiMuaXJpcy52MS5LdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiVwoKVXNlckJ1ZGdldBINCgV1c2VycxgBIAMoCRIRCgltYXhfdGFza3MYAiABKAUSJwoIbWF4X2JhbmQYAyABKA4yFS5pcmlzLnYxLlByaW9yaXR5QmFuZCIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIsQBChpLdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZxIMCgRwb3J0GAEgASgFEhUKDWluc3RhbmNlX3R5cGUYAiABKAkSTAoNbm9kZV9zZWxlY3RvchgDIAMoCzI1LmlyaXMudjEuS3ViZXJuZXRlc0NvbnRyb2xsZXJDb25maWcuTm9kZVNlbGVjdG9yRW50cnkaMwoRTm9kZVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLSAwoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEixQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIABIyCgprdWJlcm5ldGVzGIYCIAEoCzIbLmlyaXMudjEuS3ViZXJuZXRlc1Byb3ZpZGVySABCBgoEa2luZCLoAQoSS3ViZXJuZXRlc1Byb3ZpZGVyEhUKDWluc3RhbmNlX3R5cGUYASABKAkSRAoNbm9kZV9zZWxlY3RvchgCIAMoCzItLmlyaXMudjEuS3ViZXJuZXRlc1Byb3ZpZGVyLk5vZGVTZWxlY3RvckVudHJ5EjIKC3RvbGVyYXRpb25zGAMgAygLMh0uaXJpcy52MS5LdWJlcm5ldGVzVG9sZXJhdGlvbhIMCgRyZG1hGAQgASgIGjMKEU5vZGVTZWxlY3RvckVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJInUKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUSGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCRIRCglkZW5vX3BhdGgYZCABKAkiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -203,6 +203,13 @@ export type PlatformConfig = Message<"iris.v1.PlatformConfig"> & {
    * @generated from field: iris.v1.SshConfig ssh = 3;
    */
   ssh?: SshConfig | undefined;
+
+  /**
+   * A Kubernetes cluster (docs/platforms.md#kubernetes).
+   *
+   * @generated from field: iris.v1.KubernetesPlatformConfig kubernetes = 260;
+   */
+  kubernetes?: KubernetesPlatformConfig | undefined;
 };
 
 /**
@@ -211,6 +218,114 @@ export type PlatformConfig = Message<"iris.v1.PlatformConfig"> & {
  */
 export const PlatformConfigSchema: GenMessage<PlatformConfig> = /*@__PURE__*/
   messageDesc(file_iris_v1_config, 3);
+
+/**
+ * How Iris reaches and uses a Kubernetes cluster.
+ *
+ * @generated from message iris.v1.KubernetesPlatformConfig
+ */
+export type KubernetesPlatformConfig = Message<"iris.v1.KubernetesPlatformConfig"> & {
+  /**
+   * "coreweave" (one NodePool per scale group, compute.coreweave.com/v1alpha1) or "generic"
+   * (nodes exist already; no NodePools). Default "coreweave".
+   *
+   * @generated from field: string flavour = 1;
+   */
+  flavour: string;
+
+  /**
+   * Namespace of every namespaced object Iris creates. Default: the label prefix.
+   *
+   * @generated from field: string namespace = 2;
+   */
+  namespace: string;
+
+  /**
+   * Kubeconfig file. Empty: $KUBECONFIG, else the in-cluster service account, else ~/.kube/config.
+   *
+   * @generated from field: string kubeconfig = 3;
+   */
+  kubeconfig: string;
+
+  /**
+   * Kubeconfig context. Empty: its current-context.
+   *
+   * @generated from field: string context = 4;
+   */
+  context: string;
+
+  /**
+   * Container image holding Deno and an Iris checkout at /app (controller and worker Pods).
+   *
+   * @generated from field: string image = 5;
+   */
+  image: string;
+
+  /**
+   * "process" (tasks run inside the worker Pod) or "kubernetes" (light workers: each task is its
+   * own Pod). Default "process".
+   *
+   * @generated from field: string runtime = 6;
+   */
+  runtime: string;
+
+  /**
+   * Secret holding object-storage credentials, referenced by task Pods (light worker mode).
+   *
+   * @generated from field: string s3_secret_name = 7;
+   */
+  s3SecretName: string;
+
+  /**
+   * Host directory for caches (CoreWeave: the NVMe, e.g. /mnt/local/iris-cache).
+   *
+   * @generated from field: string cache_dir = 8;
+   */
+  cacheDir: string;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesPlatformConfig.
+ * Use `create(KubernetesPlatformConfigSchema)` to create a new message.
+ */
+export const KubernetesPlatformConfigSchema: GenMessage<KubernetesPlatformConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 4);
+
+/**
+ * @generated from message iris.v1.KubernetesToleration
+ */
+export type KubernetesToleration = Message<"iris.v1.KubernetesToleration"> & {
+  /**
+   * @generated from field: string key = 1;
+   */
+  key: string;
+
+  /**
+   * "Equal" (default) or "Exists".
+   *
+   * @generated from field: string operator = 2;
+   */
+  operator: string;
+
+  /**
+   * @generated from field: string value = 3;
+   */
+  value: string;
+
+  /**
+   * "NoSchedule", "PreferNoSchedule" or "NoExecute"; empty matches every effect.
+   *
+   * @generated from field: string effect = 4;
+   */
+  effect: string;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesToleration.
+ * Use `create(KubernetesTolerationSchema)` to create a new message.
+ */
+export const KubernetesTolerationSchema: GenMessage<KubernetesToleration> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 5);
 
 /**
  * @generated from message iris.v1.GcpPlatformConfig
@@ -234,7 +349,7 @@ export type GcpPlatformConfig = Message<"iris.v1.GcpPlatformConfig"> & {
  * Use `create(GcpPlatformConfigSchema)` to create a new message.
  */
 export const GcpPlatformConfigSchema: GenMessage<GcpPlatformConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 4);
+  messageDesc(file_iris_v1_config, 6);
 
 /**
  * @generated from message iris.v1.SshConfig
@@ -274,7 +389,7 @@ export type SshConfig = Message<"iris.v1.SshConfig"> & {
  * Use `create(SshConfigSchema)` to create a new message.
  */
 export const SshConfigSchema: GenMessage<SshConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 5);
+  messageDesc(file_iris_v1_config, 7);
 
 /**
  * @generated from message iris.v1.DefaultsConfig
@@ -305,7 +420,7 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
  * Use `create(DefaultsConfigSchema)` to create a new message.
  */
 export const DefaultsConfigSchema: GenMessage<DefaultsConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 6);
+  messageDesc(file_iris_v1_config, 8);
 
 /**
  * @generated from message iris.v1.RuntimeConfig
@@ -333,7 +448,7 @@ export type RuntimeConfig = Message<"iris.v1.RuntimeConfig"> & {
  * Use `create(RuntimeConfigSchema)` to create a new message.
  */
 export const RuntimeConfigSchema: GenMessage<RuntimeConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 7);
+  messageDesc(file_iris_v1_config, 9);
 
 /**
  * @generated from message iris.v1.AutoscalerConfig
@@ -370,7 +485,7 @@ export type AutoscalerConfig = Message<"iris.v1.AutoscalerConfig"> & {
  * Use `create(AutoscalerConfigSchema)` to create a new message.
  */
 export const AutoscalerConfigSchema: GenMessage<AutoscalerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 8);
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.ControllerConfig
@@ -485,6 +600,12 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
      */
     value: ManualControllerConfig;
     case: "manual";
+  } | {
+    /**
+     * @generated from field: iris.v1.KubernetesControllerConfig kubernetes = 261;
+     */
+    value: KubernetesControllerConfig;
+    case: "kubernetes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -493,7 +614,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
  * Use `create(ControllerConfigSchema)` to create a new message.
  */
 export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.UserBudget
@@ -527,7 +648,7 @@ export type UserBudget = Message<"iris.v1.UserBudget"> & {
  * Use `create(UserBudgetSchema)` to create a new message.
  */
 export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.LocalControllerConfig
@@ -551,7 +672,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -593,7 +714,38 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 14);
+
+/**
+ * The controller as a Deployment with a ClusterIP Service on a Kubernetes cluster.
+ *
+ * @generated from message iris.v1.KubernetesControllerConfig
+ */
+export type KubernetesControllerConfig = Message<"iris.v1.KubernetesControllerConfig"> & {
+  /**
+   * @generated from field: int32 port = 1;
+   */
+  port: number;
+
+  /**
+   * CoreWeave: instance type of the controller's own NodePool (`{label_prefix}-controller`).
+   *
+   * @generated from field: string instance_type = 2;
+   */
+  instanceType: string;
+
+  /**
+   * @generated from field: map<string, string> node_selector = 3;
+   */
+  nodeSelector: { [key: string]: string };
+};
+
+/**
+ * Describes the message iris.v1.KubernetesControllerConfig.
+ * Use `create(KubernetesControllerConfigSchema)` to create a new message.
+ */
+export const KubernetesControllerConfigSchema: GenMessage<KubernetesControllerConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -615,7 +767,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -700,7 +852,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 17);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -727,6 +879,12 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
      */
     value: ManualProvider;
     case: "manual";
+  } | {
+    /**
+     * @generated from field: iris.v1.KubernetesProvider kubernetes = 262;
+     */
+    value: KubernetesProvider;
+    case: "kubernetes";
   } | { case: undefined; value?: undefined };
 };
 
@@ -735,7 +893,47 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 18);
+
+/**
+ * Worker Pods on a Kubernetes cluster: one Pod per host of a slice.
+ *
+ * @generated from message iris.v1.KubernetesProvider
+ */
+export type KubernetesProvider = Message<"iris.v1.KubernetesProvider"> & {
+  /**
+   * CoreWeave NodePool instance type of the group's nodes (required with flavour coreweave).
+   *
+   * @generated from field: string instance_type = 1;
+   */
+  instanceType: string;
+
+  /**
+   * Extra node labels the worker Pods select (the NodePool's own label is always added).
+   *
+   * @generated from field: map<string, string> node_selector = 2;
+   */
+  nodeSelector: { [key: string]: string };
+
+  /**
+   * @generated from field: repeated iris.v1.KubernetesToleration tolerations = 3;
+   */
+  tolerations: KubernetesToleration[];
+
+  /**
+   * Task Pods also request the RDMA device (rdma/ib) in light worker mode.
+   *
+   * @generated from field: bool rdma = 4;
+   */
+  rdma: boolean;
+};
+
+/**
+ * Describes the message iris.v1.KubernetesProvider.
+ * Use `create(KubernetesProviderSchema)` to create a new message.
+ */
+export const KubernetesProviderSchema: GenMessage<KubernetesProvider> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 19);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -748,7 +946,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 16);
+  messageDesc(file_iris_v1_config, 20);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -775,7 +973,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 17);
+  messageDesc(file_iris_v1_config, 21);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -821,7 +1019,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 18);
+  messageDesc(file_iris_v1_config, 22);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -838,5 +1036,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 19);
+  messageDesc(file_iris_v1_config, 23);
 
