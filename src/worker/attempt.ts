@@ -420,6 +420,8 @@ export class TaskAttempt {
         fileBytes: req.resources?.diskBytes || undefined,
       },
       maxProcesses: ctx.limits?.processes,
+      // Joined before the task starts: a join after the spawn races the task's first forks.
+      cgroup: ctx.ledger?.cgroup,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
     });

@@ -375,6 +375,12 @@ export interface SpawnOptions {
     /** RLIMIT_FSIZE: the largest file the task may write (SIGXFSZ past it). */
     readonly fileBytes?: number;
   };
+  /**
+   * A cgroup-v2 directory the program joins before it starts (best effort), so even its first
+   * children are born in it: a join after the spawn races the program's own forks.
+   * @default none
+   */
+  readonly cgroup?: string;
 }
 
 /** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
@@ -441,6 +447,15 @@ export function setsidPath(): string | undefined {
  */
 function wrappers(options: SpawnOptions): string[] {
   const out: string[] = [];
+  if (options.cgroup) {
+    // The shell moves itself (pid "0": the writer) into the cgroup, then execs the rest in place.
+    out.push(
+      "/bin/sh",
+      "-c",
+      'echo 0 2>/dev/null >"$0"; exec "$@"',
+      `${options.cgroup}/cgroup.procs`,
+    );
+  }
   const prlimit = findUtil("prlimit");
   const limits = options.limits;
   if (prlimit && limits) {

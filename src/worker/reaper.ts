@@ -14,7 +14,8 @@
  *    directories.
  *
  * Where the worker may create a cgroup-v2 directory (root on a cgroup2 hierarchy), every task
- * leader is also moved into `iris-tasks-<tag>`, and the sweeps kill its members too: that finds
+ * leader joins `iris-tasks-<tag>` before its program starts (so its first children are born in
+ * it), and the sweeps kill its members too: that finds
  * even a process that cleared its environment and left its session.
  *
  * The ledger (`<root>/reap.json`) is the worker's list of task uids and sessions in use (and its
@@ -87,7 +88,10 @@ export class ReapLedger {
     if (this.#uids.delete(uid)) this.#write();
   }
 
-  /** A task leader started (its pid is its session id): recorded, and moved into the cgroup. */
+  /**
+   * A task leader started (its pid is its session id): recorded, and moved into the cgroup (the
+   * spawn joins it before the program starts where it can; this covers a spawn that could not).
+   */
   addSession(sid: number): void {
     if (this.cgroup) joinCgroup(this.cgroup, sid);
     this.#sids.add(sid);
@@ -232,12 +236,14 @@ export async function sweep(
   const empty = !targets.tag && !targets.uids?.length && !targets.sids?.length &&
     !targets.cgroup;
   if (empty) return { killed: 0, left: 0 };
+  const killed = new Set<number>();
   if (targets.cgroup) {
+    // Counted before they are killed: once cgroup.kill took them, no scan finds them any more.
+    for (const pid of findTargets({ cgroup: targets.cgroup })) killed.add(pid);
     // Linux ≥ 5.14; without it (or the cgroup) the members are killed one by one below.
     await Deno.writeTextFile(`${targets.cgroup}/cgroup.kill`, "1").catch(() => {});
   }
   const deadline = Deadline.after(options.budget ?? ms(4000));
-  const killed = new Set<number>();
   let pids = findTargets(targets);
   while (pids.length > 0) {
     for (const pid of pids) {

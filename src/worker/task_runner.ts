@@ -72,6 +72,8 @@ export interface TaskProcessOptions {
   limits?: SpawnOptions["limits"];
   /** Kill the tree when a sample counts more processes in its session. @default 0 = no limit */
   maxProcesses?: number;
+  /** A cgroup-v2 directory the task joins before it starts (see spawnSessionLeader). */
+  cgroup?: string;
 }
 
 /** Options for {@linkcode TaskProcess.kill}. */
@@ -150,6 +152,7 @@ export class TaskProcess {
         env: options.env,
         user: options.user,
         limits: options.limits,
+        cgroup: options.cgroup,
       });
     } catch (err) {
       this.pid = 0;

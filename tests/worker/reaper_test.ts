@@ -12,7 +12,14 @@ import { workerClient } from "../../src/rpc/client.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { ms, seconds, sleep, waitFor } from "../../src/time.ts";
 import { attemptDirName } from "../../src/worker/task_spec.ts";
-import { findTargets, readLedger, reapTag } from "../../src/worker/reaper.ts";
+import {
+  findTargets,
+  readLedger,
+  reapTag,
+  removeCgroup,
+  taskCgroup,
+} from "../../src/worker/reaper.ts";
+import { spawnSessionLeader } from "../../src/worker/process_tree.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { type IrisProcess, pumpLines, spawnIris } from "../_helpers/iris_process.ts";
 import { taskDenoPath } from "../../src/worker/task_users.ts";
@@ -472,6 +479,35 @@ Deno.test({
       } catch {
         // Still busy: left for the machine's owner.
       }
+    }
+  },
+});
+
+Deno.test({
+  name: "reaper: a task leader is in the task cgroup before its first fork",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const tag = `test-${Deno.pid}-${Date.now()}`;
+    const cgroup = taskCgroup(tag);
+    if (!cgroup) {
+      console.log("skipped: no writable cgroup2 hierarchy");
+      return;
+    }
+    try {
+      // No join after the spawn here: the child `cat` is forked at once, and must be born in it.
+      const child = spawnSessionLeader("sh", ["-c", "cat /proc/self/cgroup"], {
+        cwd: "/",
+        env: { PATH: "/usr/bin:/bin" },
+        cgroup,
+      });
+      const out = await child.output();
+      assert(out.success, new TextDecoder().decode(out.stderr));
+      const line = new TextDecoder().decode(out.stdout).split("\n").find((l) =>
+        l.startsWith("0::")
+      );
+      assert(line?.endsWith(`/iris-tasks-${tag}`), `cat ran in ${line}`);
+    } finally {
+      removeCgroup(cgroup);
     }
   },
 });
