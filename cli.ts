@@ -4,6 +4,7 @@
  * @module
  */
 import { main } from "./src/cli/main.ts";
+import { Interrupted, signalExitCode } from "./src/cli/args.ts";
 
 if (import.meta.main) {
   const encoder = new TextEncoder();
@@ -13,20 +14,21 @@ if (import.meta.main) {
     while (off < data.length) off += stream.writeSync(data.subarray(off));
   };
   const abort = new AbortController();
-  let interrupts = 0;
-  const onSignal = () => {
-    // A second Ctrl-C exits at once, for when graceful shutdown hangs.
-    if (++interrupts > 1) Deno.exit(130);
-    abort.abort(new Error("interrupted"));
+  const signals: Deno.Signal[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+  const onSignal = (sig: Deno.Signal) => {
+    const first = abort.signal.reason;
+    if (!(first instanceof Interrupted)) return abort.abort(new Interrupted(sig));
+    // A further signal goes to a command that asked for it (job run: second Ctrl-C cancels);
+    // otherwise it exits at once, for when graceful shutdown hangs.
+    if (!first.deliver(sig)) Deno.exit(signalExitCode(sig));
   };
-  Deno.addSignalListener("SIGINT", onSignal);
-  Deno.addSignalListener("SIGTERM", onSignal);
+  const handlers = signals.map((sig) => [sig, () => onSignal(sig)] as const);
+  for (const [sig, h] of handlers) Deno.addSignalListener(sig, h);
   const code = await main(Deno.args, {
     out: write(Deno.stdout),
     err: write(Deno.stderr),
     isTty: Deno.stdout.isTerminal(),
   }, abort.signal);
-  Deno.removeSignalListener("SIGINT", onSignal);
-  Deno.removeSignalListener("SIGTERM", onSignal);
+  for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   Deno.exit(code);
 }

@@ -18,10 +18,13 @@ import {
   bool,
   type CommandSpec,
   formatBytes,
+  interruptOf,
+  type Io,
   num,
   type OptionSpec,
   type Parsed,
   parseSize,
+  signalExitCode,
   str,
   strs,
   table,
@@ -124,7 +127,9 @@ const runCommand: CommandSpec = {
   usage: "job run [options] -- COMMAND [ARGS...]",
   description:
     "The exit code mirrors the job: 0 when it succeeds, the task's exit code when it fails, 130 when killed.\n" +
-    "Ctrl-C while waiting cancels the job (use --detach to submit and return).",
+    "Task output goes to stdout (its stderr to stderr); Iris's own lines ([iris] …) go to stderr.\n" +
+    "Ctrl-C while waiting stops following and leaves the job running (it prints how to reattach\n" +
+    "and cancel); a second Ctrl-C within 2 s cancels it, and --cancel-on-exit cancels at once.",
   positionals: { min: 0, max: 1000, names: "COMMAND" },
   options: {
     controller: CONTROLLER_OPTION,
@@ -219,6 +224,11 @@ const runCommand: CommandSpec = {
       short: "d",
       description: "Print the job id and return without waiting",
     },
+    "cancel-on-exit": {
+      type: "boolean",
+      description:
+        "Cancel the job when this command is interrupted (Ctrl-C, SIGTERM, SIGHUP) while waiting",
+    },
   },
   examples: [
     "iris job run -- echo hello",
@@ -303,22 +313,18 @@ const runCommand: CommandSpec = {
       return 0;
     }
     io.err(`Submitted ${jobId}\n`);
-    const onAbort = () => client.cancel(jobId, "interrupted (Ctrl-C)").catch(() => {});
-    signal.addEventListener("abort", onAbort, { once: true });
+    const cancelOnExit = bool(p, "cancel-on-exit");
+    const ticker = pendingTicker(io);
     try {
-      let last = "";
       const job = await client.wait(jobId, {
-        onLog: (line) =>
-          (line.stream === "stderr" ? io.err : io.out)(formatLine(line, replicas > 1) + "\n"),
-        onProgress: (j) => {
-          const text = j.state === JobState.PENDING && j.pendingReason?.message
-            ? `pending: ${j.pendingReason.message}`
-            : "";
-          if (text && text !== last) io.err(`[iris] ${text}\n`);
-          last = text;
+        onLog: (line) => {
+          ticker.clear();
+          (line.stream === "stdout" ? io.out : io.err)(formatLine(line, replicas > 1) + "\n");
         },
+        onProgress: ticker.progress,
         signal,
       });
+      ticker.clear();
       const took = job.finishedAtMs && job.submittedAtMs
         ? ` in ${age(job.submittedAtMs, job.finishedAtMs)}`
         : "";
@@ -327,17 +333,88 @@ const runCommand: CommandSpec = {
       );
       return jobExitCode(job);
     } catch (err) {
-      if (signal.aborted) {
-        await onAbort();
-        io.err(`Cancelled ${jobId}\n`);
-        return 130;
-      }
-      throw err;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
+      ticker.clear();
+      if (!signal.aborted) throw err;
+      return await detachOrCancel(client, jobId, signal, cancelOnExit, io);
     }
   },
 };
+
+/** How a signal is named in a job's cancel reason. */
+function signalReason(sig: Deno.Signal | undefined): string {
+  return sig === "SIGINT" ? "SIGINT (Ctrl-C)" : sig ?? "an interrupt";
+}
+
+/**
+ * `job run` got a signal while following: with --cancel-on-exit cancel the job; otherwise stop
+ * following, say how to reattach or cancel, and let a second Ctrl-C within 2 s cancel.
+ */
+async function detachOrCancel(
+  client: IrisClient,
+  jobId: string,
+  signal: AbortSignal,
+  cancelOnExit: boolean,
+  io: Io,
+): Promise<number> {
+  const interrupt = interruptOf(signal);
+  const sig = interrupt?.signalName;
+  const cancel = async (why: string) => {
+    await client.cancel(jobId, `client got ${why}`).catch(() => {});
+    io.err(`Cancelled ${jobId} (client got ${why})\n`);
+    return signalExitCode(sig);
+  };
+  if (cancelOnExit) return await cancel(signalReason(sig));
+  const second = sig === "SIGINT" ? " (Ctrl-C again within 2 s cancels it)" : "";
+  io.err(
+    `[iris] ${signalReason(sig)}: stopped following ${jobId}; it keeps running${second}.\n` +
+      `[iris]   reattach: iris job logs -f ${jobId}\n` +
+      `[iris]   cancel:   iris job cancel ${jobId}\n`,
+  );
+  if (interrupt && sig === "SIGINT") {
+    const again = await interrupt.next(2000);
+    if (again) return await cancel(`${signalReason(again)} twice`);
+  }
+  return signalExitCode(sig);
+}
+
+/** Waits between "still pending" lines when stderr is not a terminal. */
+const PENDING_REPEAT_MS = 30_000;
+
+/**
+ * Progress while a job is pending: on a TTY one line rewritten in place with the elapsed time;
+ * otherwise a line when the reason changes and every 30 s while it stays.
+ */
+function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void } {
+  let last = "";
+  let lastAt = 0;
+  let live = false;
+  const clear = () => {
+    if (live) io.err("\r\x1b[2K");
+    live = false;
+  };
+  const progress = (j: JobStatus) => {
+    const pending = j.state === JobState.PENDING;
+    const text = pending && j.pendingReason?.message ? `pending: ${j.pendingReason.message}` : "";
+    const now = Date.now();
+    if (io.isTty) {
+      if (text) {
+        const elapsed = j.submittedAtMs ? ` (${age(j.submittedAtMs, now)})` : "";
+        io.err(`\r\x1b[2K[iris] ${text}${elapsed}`);
+        live = true;
+      } else clear();
+      return;
+    }
+    if (text && (text !== last || now - lastAt >= PENDING_REPEAT_MS)) {
+      const elapsed = text === last && j.submittedAtMs
+        ? ` (still, after ${age(j.submittedAtMs, now)})`
+        : "";
+      io.err(`[iris] ${text}${elapsed}\n`);
+      lastAt = now;
+    }
+    last = text;
+  };
+  return { progress, clear };
+}
 
 const listCommand: CommandSpec = {
   name: "job list",
