@@ -6,6 +6,15 @@
 import { main } from "./src/cli/main.ts";
 import { Interrupted, signalExitCode } from "./src/cli/args.ts";
 
+/** Prints `question [y/N] ` on stderr and reads one line of the terminal. */
+async function confirm(question: string): Promise<boolean> {
+  Deno.stderr.writeSync(new TextEncoder().encode(`${question} [y/N] `));
+  const buf = new Uint8Array(256);
+  const n = await Deno.stdin.read(buf);
+  const answer = n === null ? "" : new TextDecoder().decode(buf.subarray(0, n)).trim();
+  return /^y(es)?$/i.test(answer);
+}
+
 if (import.meta.main) {
   const encoder = new TextEncoder();
   const write = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -28,6 +37,7 @@ if (import.meta.main) {
     out: write(Deno.stdout),
     err: write(Deno.stderr),
     isTty: Deno.stdout.isTerminal(),
+    confirm: Deno.stdin.isTerminal() ? confirm : undefined,
   }, abort.signal);
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   Deno.exit(code);

@@ -31,6 +31,11 @@ export interface Io {
   readonly err: (text: string) => void;
   /** True when stdout is a terminal (enables live progress). */
   readonly isTty: boolean;
+  /**
+   * Asks a yes/no question on the terminal; undefined when stdin is not a terminal (commands
+   * then refuse what needs confirmation unless told -y).
+   */
+  readonly confirm?: (question: string) => Promise<boolean>;
 }
 
 /** A command. */
@@ -128,6 +133,14 @@ export function str(p: Parsed, name: string): string | undefined {
 export function strs(p: Parsed, name: string): string[] {
   const v = p.values[name];
   return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
+}
+
+/**
+ * A repeatable option's values with comma lists split: `--state pending,running --state killed`
+ * gives three values.
+ */
+export function list(p: Parsed, name: string): string[] {
+  return strs(p, name).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
 }
 
 /** A boolean option. */

@@ -3,6 +3,7 @@
  * @module
  */
 import { envToken, IrisClient } from "../client/client.ts";
+import { defaultUser, resolveJobId } from "../client/user.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
   type ConstraintInput,
@@ -20,6 +21,7 @@ import {
   formatBytes,
   interruptOf,
   type Io,
+  list,
   num,
   type OptionSpec,
   type Parsed,
@@ -176,7 +178,7 @@ const runCommand: CommandSpec = {
       type: "string",
       value: "REGION",
       multiple: true,
-      description: "Only workers in this region (repeat for any of several)",
+      description: "Only workers in this region (repeat or comma-list for any of several)",
     },
     zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
     priority: {
@@ -204,7 +206,7 @@ const runCommand: CommandSpec = {
     user: {
       type: "string",
       value: "USER",
-      description: "Submit as this user (env IRIS_USER, else $USER)",
+      description: "Submit as this user (default: $IRIS_USER, else $USER, else the OS user)",
     },
     workspace: {
       type: "string",
@@ -265,7 +267,7 @@ const runCommand: CommandSpec = {
       );
     }
     const constraints: ConstraintInput[] = [];
-    const regions = strs(p, "region");
+    const regions = list(p, "region");
     if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
     if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
     const zone = str(p, "zone");
@@ -298,7 +300,7 @@ const runCommand: CommandSpec = {
       schedulingTimeout,
       priority: priority as PriorityName | undefined,
       constraints,
-      user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
+      user: str(p, "user") ?? defaultUser(),
       accelerator,
     };
     const client = cliClient(p);
@@ -428,7 +430,8 @@ const listCommand: CommandSpec = {
       type: "string",
       value: "STATE",
       multiple: true,
-      description: "Only jobs in this state (pending, running, succeeded, failed, killed, …)",
+      description:
+        "Only jobs in this state (pending, running, succeeded, failed, killed, …; comma lists allowed)",
     },
     prefix: {
       type: "string",
@@ -453,11 +456,7 @@ const listCommand: CommandSpec = {
         `--sort must be one of ${JOB_SORT_KEYS.join(", ")} (got ${JSON.stringify(sortBy)})`,
       );
     }
-    const states = strs(p, "state").map((s) => {
-      const st = parseJobState(s);
-      if (st === undefined) throw new UsageError(`--state: unknown state ${JSON.stringify(s)}`);
-      return st;
-    });
+    const states = parseStates(p);
     const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
     const client = cliClient(p);
     const { jobs, total } = await client.list({
@@ -508,7 +507,7 @@ const statusCommand: CommandSpec = {
   },
   async run(p, io) {
     const client = cliClient(p);
-    const { job, tasks } = await client.status(p.positionals[0]!);
+    const { job, tasks } = await client.status(resolveJobId(p.positionals[0]!));
     if (!job) return 1;
     if (bool(p, "json")) {
       io.out(
@@ -605,7 +604,7 @@ const logsCommand: CommandSpec = {
   ],
   async run(p, io, signal) {
     const client = cliClient(p);
-    const id = p.positionals[0]!;
+    const id = resolveJobId(p.positionals[0]!);
     const minLevel = str(p, "level") ?? "";
     try {
       levelRank(minLevel);
@@ -639,25 +638,126 @@ const logsCommand: CommandSpec = {
   },
 };
 
+/** --state values (comma lists allowed), checked. */
+function parseStates(p: Parsed): JobState[] {
+  return list(p, "state").map((s) => {
+    const st = parseJobState(s);
+    if (st === undefined) {
+      throw new UsageError(
+        `--state: unknown state ${JSON.stringify(s)} (one of ${
+          Object.keys(JobState).filter((k) => isNaN(Number(k)) && k !== "UNSPECIFIED").map((k) =>
+            k.toLowerCase()
+          ).join(", ")
+        })`,
+      );
+    }
+    return st;
+  });
+}
+
+/** States a bulk cancel touches when --state is not given: every unfinished one. */
+const UNFINISHED: readonly JobState[] = [JobState.PENDING, JobState.BUILDING, JobState.RUNNING];
+
 const cancelCommand: CommandSpec = {
   name: "job cancel",
-  summary: "Cancel a job and its child jobs; running tasks are killed.",
-  usage: "job cancel JOB_ID",
-  positionals: { min: 1, max: 1, names: "JOB_ID" },
+  summary: "Cancel jobs (by id, or all matching --user/--state/--prefix) and their child jobs.",
+  usage: "job cancel [JOB_ID...] [--user USER] [--state STATE] [--prefix PREFIX] [-y]",
+  description: 'A short JOB_ID ("train") means /$USER/train. Filters select unfinished jobs\n' +
+    "(or those in --state); the matching jobs are counted and confirmed first (-y skips that;\n" +
+    "without a terminal, -y is required).",
+  positionals: { min: 0, max: 10_000, names: "JOB_ID" },
   options: {
     controller: CONTROLLER_OPTION,
     "token-file": TOKEN_FILE_OPTION,
     reason: { type: "string", value: "TEXT", description: "Reason recorded with the job" },
+    user: {
+      type: "string",
+      value: "USER",
+      multiple: true,
+      description: "Cancel the unfinished jobs of USER (comma lists allowed)",
+    },
+    state: {
+      type: "string",
+      value: "STATE",
+      multiple: true,
+      description: "Cancel the jobs in STATE, e.g. pending,running (comma lists allowed)",
+    },
+    prefix: {
+      type: "string",
+      value: "PREFIX",
+      description: "Cancel the unfinished jobs whose id starts with PREFIX",
+    },
+    yes: { type: "boolean", short: "y", description: "Do not ask for confirmation" },
   },
+  examples: [
+    "iris job cancel sleeper",
+    "iris job cancel /alice/a /alice/b",
+    "iris job cancel --user alice --state pending -y",
+    "iris job cancel --prefix /alice/sweep- ",
+  ],
   async run(p, io) {
+    const users = list(p, "user");
+    const states = parseStates(p);
+    const prefix = str(p, "prefix");
+    const filtered = users.length > 0 || states.length > 0 || prefix !== undefined;
+    if (p.positionals.length === 0 && !filtered) {
+      throw new UsageError("give JOB_IDs or a filter (--user, --state, --prefix)");
+    }
     const client = cliClient(p);
-    const ids = await client.cancel(p.positionals[0]!, str(p, "reason") ?? "cancelled by user");
-    io.out(
-      ids.length
-        ? `Cancelled ${ids.join(", ")}\n`
-        : `Nothing to cancel: ${p.positionals[0]} already finished\n`,
-    );
-    return 0;
+    const ids = p.positionals.map((id) => resolveJobId(id));
+    if (filtered) {
+      const matched: string[] = [];
+      for (const user of users.length ? users : [undefined]) {
+        const { jobs } = await client.list({
+          user,
+          prefix: prefix === undefined ? undefined : resolveJobId(prefix),
+          states: states.length ? states : [...UNFINISHED],
+          limit: 5000,
+        });
+        matched.push(...jobs.map((j) => j.jobId));
+      }
+      const fresh = matched.filter((id) => !ids.includes(id));
+      if (fresh.length > 0) {
+        const what = `${fresh.length} job${fresh.length === 1 ? "" : "s"}`;
+        if (!bool(p, "yes")) {
+          io.err(
+            `${what} match:\n${fresh.slice(0, 20).map((id) => `  ${id}\n`).join("")}${
+              fresh.length > 20 ? `  … and ${fresh.length - 20} more\n` : ""
+            }`,
+          );
+          if (!io.confirm) {
+            throw new UsageError(
+              `refusing to cancel ${what} without a terminal to confirm; add -y`,
+            );
+          }
+          if (!await io.confirm(`Cancel ${what}?`)) {
+            io.err("Nothing cancelled\n");
+            return 1;
+          }
+        }
+        ids.push(...fresh);
+      } else if (ids.length === 0) {
+        io.out("Nothing to cancel: no job matches\n");
+        return 0;
+      }
+    }
+    const reason = str(p, "reason") ?? "cancelled by user";
+    let failed = 0;
+    for (const id of ids) {
+      try {
+        const done = await client.cancel(id, reason);
+        io.out(
+          done.length
+            ? `Cancelled ${done.join(", ")}\n`
+            : `Nothing to cancel: ${id} already finished\n`,
+        );
+      } catch (err) {
+        if (ids.length === 1) throw err;
+        io.err(`iris job cancel: ${id}: ${err instanceof Error ? err.message : String(err)}\n`);
+        failed++;
+      }
+    }
+    return failed ? 1 : 0;
   },
 };
 

@@ -21,6 +21,7 @@ import { Backoff, Deadline, type Duration, formatDuration, ms, seconds, sleep } 
 import { IrisError } from "../errors.ts";
 import { packDirectory } from "../bundle/pack.ts";
 import { type JobRequest, jobSpecFromRequest } from "./job_request.ts";
+import { defaultUser } from "./user.ts";
 
 /** The controller could not be reached (after retries). */
 export class ControllerUnreachableError extends IrisError {
@@ -162,7 +163,7 @@ export class IrisClient {
   ): Promise<string> {
     const spec = "$typeName" in request
       ? request
-      : jobSpecFromRequest(request, { context: safeJobContext() });
+      : jobSpecFromRequest(request, { context: safeJobContext(), defaultUser: defaultUser() });
     const requestId = options.requestId ?? crypto.randomUUID();
     const res = await this.call((rpc) => rpc.launchJob({ spec, requestId }));
     return res.jobId;

@@ -135,7 +135,7 @@ export const INHERITED_CONSTRAINT_KEYS: readonly string[] = ["region", "zone"];
 /** Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job. */
 export function jobSpecFromRequest(
   req: JobRequest,
-  options: { context?: JobContext } = {},
+  options: { context?: JobContext; defaultUser?: string } = {},
 ): JobSpec {
   if (!!req.command === !!req.module) {
     throw new InvalidArgumentError("command", "give exactly one of command or module");
@@ -194,7 +194,7 @@ export function jobSpecFromRequest(
     schedulingTimeoutMs: req.schedulingTimeout ?? 0,
     ports: [...(req.ports ?? [])],
     bundleId: req.bundleId ?? "",
-    user: req.user ?? ctx?.user ?? "",
+    user: req.user ?? (ctx?.user || undefined) ?? options.defaultUser ?? "",
     parentJobId,
     priority: req.priority === "production"
       ? PriorityBand.PRODUCTION

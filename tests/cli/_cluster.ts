@@ -73,7 +73,7 @@ export interface CliProcess extends AsyncDisposable {
 /** Starts `iris <args>` with separate stdout/stderr. */
 export function cli(
   args: readonly string[],
-  options: { env?: Record<string, string>; cwd?: string; stdin?: string } = {},
+  options: { env?: Record<string, string>; cwd?: string; stdin?: string; clearEnv?: boolean } = {},
 ): CliProcess {
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", CLI, ...args],
@@ -81,7 +81,15 @@ export function cli(
     stderr: "piped",
     stdin: options.stdin === undefined ? "null" : "piped",
     cwd: options.cwd,
-    env: { RUST_BACKTRACE: "0", NO_COLOR: "1", ...options.env },
+    clearEnv: options.clearEnv,
+    env: {
+      RUST_BACKTRACE: "0",
+      NO_COLOR: "1",
+      ...(options.clearEnv
+        ? { PATH: Deno.env.get("PATH") ?? "/usr/bin:/bin", HOME: Deno.env.get("HOME") ?? "/" }
+        : {}),
+      ...options.env,
+    },
   }).spawn();
   if (options.stdin !== undefined) {
     const w = child.stdin.getWriter();
