@@ -2,7 +2,8 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { envToken, IrisClient } from "../client/client.ts";
+import { envToken, IrisClient, isFinished } from "../client/client.ts";
+import { oneLine } from "../format.ts";
 import { defaultUser, resolveJobId } from "../client/user.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
@@ -10,7 +11,7 @@ import {
   type JobRequest,
   multiHostTpuDefaults,
 } from "../client/job_request.ts";
-import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
+import { JobState, type JobStatus, type LogLine, TaskState, type TaskStatus } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
 import { JOB_SORT_KEYS } from "../controller/job_query.ts";
@@ -418,9 +419,46 @@ function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void 
   return { progress, clear };
 }
 
+/** Milliseconds a job ran (start to end, or to now while running); undefined before it starts. */
+function runMs(
+  j: { startedAtMs: number; finishedAtMs: number },
+  nowMs = Date.now(),
+): number | undefined {
+  return j.startedAtMs > 0 ? Math.max(0, (j.finishedAtMs || nowMs) - j.startedAtMs) : undefined;
+}
+
+/** A job as scripts read it (`job list --json`, `job history --json`). */
+function jobJson(j: JobStatus, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    job_id: j.jobId,
+    name: j.jobId.slice(j.jobId.lastIndexOf("/") + 1),
+    user: j.user,
+    state: jobStateName(j.state),
+    tasks: j.taskStateCounts,
+    task_count: j.taskCount,
+    submitted_at_ms: j.submittedAtMs,
+    started_at_ms: j.startedAtMs || null,
+    finished_at_ms: j.finishedAtMs || null,
+    duration_ms: runMs(j) ?? null,
+    exit_code: j.state === JobState.SUCCEEDED ? 0 : isFinished(j.state) ? j.exitCode : null,
+    error: j.error,
+    pending_reason: j.pendingReason?.message ?? "",
+    failures: j.failureCount,
+    preemptions: j.preemptionCount,
+    parent_job_id: j.parentJobId,
+    ...extra,
+  };
+}
+
+/** A table cell of a possibly multi-line message, cut to `max` characters. */
+function cell(text: string, max = 100): string {
+  const one = oneLine(text);
+  return one.length > max ? one.slice(0, max - 1) + "…" : one;
+}
+
 const listCommand: CommandSpec = {
   name: "job list",
-  summary: "List jobs.",
+  summary: "List jobs, newest first.",
   usage:
     "job list [--state STATE] [--prefix PREFIX] [--user USER] [--name TEXT] [--sort KEY [--desc]] [--json]",
   options: {
@@ -443,11 +481,16 @@ const listCommand: CommandSpec = {
     sort: {
       type: "string",
       value: "KEY",
-      description: "Order by name, state, user, tasks, age or duration (default: submission order)",
+      description:
+        "Order by name, state, user, tasks, age or duration (default: age, newest first)",
     },
     desc: { type: "boolean", description: "Reverse the --sort order" },
     limit: { type: "string", value: "N", description: "At most N jobs", default: "200" },
-    json: { type: "boolean", description: "Print JSON lines" },
+    json: {
+      type: "boolean",
+      description:
+        "Print one JSON object per job: job_id, name, user, state, tasks, submitted/started/finished_at_ms, duration_ms, exit_code, error, …",
+    },
   },
   async run(p, io) {
     const sortBy = str(p, "sort");
@@ -465,21 +508,17 @@ const listCommand: CommandSpec = {
       limit,
       user: str(p, "user"),
       nameContains: str(p, "name"),
-      sortBy,
+      sortBy: sortBy ?? "age",
       descending: bool(p, "desc"),
     });
+    const more = total > jobs.length
+      ? `(${total - jobs.length} more job${
+        total - jobs.length === 1 ? "" : "s"
+      } not shown; use --limit ${total} or filters)\n`
+      : "";
     if (bool(p, "json")) {
-      for (const j of jobs) {
-        io.out(
-          JSON.stringify({
-            job_id: j.jobId,
-            state: jobStateName(j.state),
-            tasks: j.taskStateCounts,
-            submitted_at_ms: j.submittedAtMs,
-            error: j.error,
-          }) + "\n",
-        );
-      }
+      for (const j of jobs) io.out(JSON.stringify(jobJson(j)) + "\n");
+      io.err(more);
       return 0;
     }
     const rows = jobs.map((j) => [
@@ -487,18 +526,29 @@ const listCommand: CommandSpec = {
       jobStateName(j.state),
       countsText(j),
       age(j.submittedAtMs),
-      j.state === JobState.PENDING ? (j.pendingReason?.message ?? "") : j.error,
+      cell(j.state === JobState.PENDING ? (j.pendingReason?.message ?? "") : j.error),
     ]);
     io.out(table(["JOB", "STATE", "TASKS", "AGE", "REASON"], rows));
-    if (total > jobs.length) io.out(`(${total - jobs.length} more; use --limit)\n`);
+    io.err(more);
     return 0;
   },
 };
 
+/** Largest peak memory over a task's attempts. */
+function peakOf(tasks: readonly TaskStatus[]): number {
+  return Math.max(0, ...tasks.flatMap((t) => t.attempts.map((a) => a.peakMemoryBytes)));
+}
+
+function attemptMs(a: { startedAtMs: number; finishedAtMs: number }): string {
+  const d = runMs(a);
+  return d === undefined ? "-" : formatDuration(ms(d));
+}
+
 const statusCommand: CommandSpec = {
   name: "job status",
-  summary: "Show a job, its tasks, attempts and why it is pending.",
+  summary: "Show a job, its tasks, every attempt and why it is pending.",
   usage: "job status JOB_ID [--json]",
+  description: 'A short JOB_ID ("train") means /$USER/train.',
   positionals: { min: 1, max: 1, names: "JOB_ID" },
   options: {
     controller: CONTROLLER_OPTION,
@@ -511,20 +561,33 @@ const statusCommand: CommandSpec = {
     if (!job) return 1;
     if (bool(p, "json")) {
       io.out(
-        JSON.stringify({
-          job_id: job.jobId,
-          state: jobStateName(job.state),
-          error: job.error,
-          pending_reason: job.pendingReason?.message ?? "",
+        JSON.stringify(jobJson(job, {
+          command: commandText(job),
+          peak_memory_bytes: peakOf(tasks),
           tasks: tasks.map((t) => ({
             task_id: t.taskId,
             state: taskStateName(t.state),
             worker_id: t.workerId,
+            worker_address: t.workerAddress,
+            ports: t.ports,
             exit_code: t.exitCode,
-            attempts: t.attempts.length,
+            error: t.error,
             pending_reason: t.pendingReason?.code ?? "",
+            attempts: t.attempts.map((a) => ({
+              attempt_id: a.attemptId,
+              worker_id: a.workerId,
+              state: taskStateName(a.state),
+              exit_code: a.exitCode,
+              signal: a.signal,
+              error: a.error,
+              worker_failure: a.isWorkerFailure,
+              started_at_ms: a.startedAtMs || null,
+              finished_at_ms: a.finishedAtMs || null,
+              duration_ms: runMs(a) ?? null,
+              peak_memory_bytes: a.peakMemoryBytes,
+            })),
           })),
-        }) + "\n",
+        })) + "\n",
       );
       return 0;
     }
@@ -532,7 +595,13 @@ const statusCommand: CommandSpec = {
     io.out(
       `Job:       ${job.jobId}\nState:     ${jobStateName(job.state)}\nUser:      ${job.user}\n`,
     );
-    io.out(`Submitted: ${age(job.submittedAtMs)} ago\nTasks:     ${countsText(job)}\n`);
+    io.out(`Command:   ${commandText(job)}\n`);
+    io.out(`Submitted: ${age(job.submittedAtMs)} ago\n`);
+    const d = runMs(job);
+    if (d !== undefined) {
+      io.out(`${job.finishedAtMs ? "Ran:      " : "Running:  "} ${formatDuration(ms(d))}\n`);
+    }
+    io.out(`Tasks:     ${countsText(job)}\n`);
     io.out(
       `Resources: ${(r?.cpuMillicores ?? 0) / 1000} cpu, ${
         formatBytes(r?.memoryBytes ?? 0)
@@ -541,25 +610,130 @@ const statusCommand: CommandSpec = {
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
     }
-    if (job.error) io.out(`Error:     ${job.error}\n`);
+    if (job.error) io.out(`Error:     ${job.error.replaceAll("\n", "\n           ")}\n`);
     io.out(
       "\n" + table(
-        ["TASK", "STATE", "WORKER", "ATTEMPTS", "EXIT", "DETAIL"],
+        ["TASK", "STATE", "WORKER", "ADDRESS", "PORTS", "ATTEMPTS", "EXIT", "DETAIL"],
         tasks.map((t) => [
           String(t.index),
           taskStateName(t.state),
           t.workerId || "-",
+          t.workerAddress || "-",
+          Object.entries(t.ports).map(([k, v]) => `${k}=${v}`).join(",") || "-",
           String(t.attempts.length),
           t.state === TaskState.FAILED || t.state === TaskState.SUCCEEDED
             ? String(t.exitCode)
             : "-",
-          t.state === TaskState.PENDING ? (t.pendingReason?.message ?? "") : t.error,
+          cell(t.state === TaskState.PENDING ? (t.pendingReason?.message ?? "") : t.error),
         ]),
       ),
     );
+    const attempts = tasks.flatMap((t) => t.attempts.map((a) => ({ t, a })));
+    if (attempts.length > 0) {
+      io.out(
+        "\nAttempts:\n" + table(
+          ["TASK", "ATTEMPT", "WORKER", "STATE", "EXIT", "DURATION", "PEAK MEM", "REASON"],
+          attempts.map(({ t, a }) => [
+            String(t.index),
+            String(a.attemptId),
+            a.workerId || "-",
+            taskStateName(a.state) + (a.isWorkerFailure ? " (worker failure)" : ""),
+            a.finishedAtMs ? `${a.exitCode}${a.signal ? ` ${a.signal}` : ""}` : "-",
+            attemptMs(a),
+            a.peakMemoryBytes ? formatBytes(a.peakMemoryBytes) : "-",
+            cell(a.error),
+          ]),
+        ),
+      );
+    }
     return 0;
   },
 };
+
+/** What a job runs, as a shell-like line. */
+function commandText(job: JobStatus): string {
+  const e = job.spec?.entrypoint?.kind;
+  if (e?.case === "command") {
+    return e.value.argv.map((a) => /^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a)).join(" ");
+  }
+  if (e?.case === "module") return `module ${e.value.path} ${e.value.args.join(" ")}`.trim();
+  return "-";
+}
+
+const historyCommand: CommandSpec = {
+  name: "job history",
+  summary: "Finished jobs with elapsed time, peak memory and exit code (like sacct).",
+  usage: "job history [--user USER] [--state STATE] [--prefix PREFIX] [--limit N] [--json]",
+  options: {
+    controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
+    user: { type: "string", value: "USER", description: "Only jobs of this user" },
+    state: {
+      type: "string",
+      value: "STATE",
+      multiple: true,
+      description: "Only jobs in this state (default: every finished state; comma lists allowed)",
+    },
+    prefix: {
+      type: "string",
+      value: "PREFIX",
+      description: "Only jobs whose id starts with PREFIX",
+    },
+    limit: {
+      type: "string",
+      value: "N",
+      description: "At most N jobs, newest first",
+      default: "50",
+    },
+    json: { type: "boolean", description: "Print one JSON object per job" },
+  },
+  async run(p, io) {
+    const states = parseStates(p);
+    const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
+    const client = cliClient(p);
+    const { jobs, total } = await client.list({
+      user: str(p, "user"),
+      prefix: str(p, "prefix"),
+      states: states.length ? states : [...FINISHED],
+      limit,
+      sortBy: "age",
+    });
+    const peaks = await Promise.all(jobs.map(async (j) => peakOf(await client.tasks(j.jobId))));
+    if (bool(p, "json")) {
+      jobs.forEach((j, i) =>
+        io.out(JSON.stringify(jobJson(j, { peak_memory_bytes: peaks[i] })) + "\n")
+      );
+    } else {
+      io.out(table(
+        ["JOB", "USER", "STATE", "SUBMITTED", "ELAPSED", "PEAK MEM", "EXIT", "TASKS"],
+        jobs.map((j, i) => {
+          const d = runMs(j);
+          return [
+            j.jobId,
+            j.user,
+            jobStateName(j.state),
+            new Date(j.submittedAtMs).toISOString().replace(/\.\d+Z$/, "Z"),
+            d === undefined ? "-" : formatDuration(ms(d)),
+            peaks[i] ? formatBytes(peaks[i]!) : "-",
+            j.state === JobState.SUCCEEDED ? "0" : String(j.exitCode),
+            String(j.taskCount),
+          ];
+        }),
+      ));
+    }
+    if (total > jobs.length) io.err(`(${total - jobs.length} older jobs not shown; use --limit)\n`);
+    return 0;
+  },
+};
+
+/** States of a finished job. */
+const FINISHED: readonly JobState[] = [
+  JobState.SUCCEEDED,
+  JobState.FAILED,
+  JobState.KILLED,
+  JobState.WORKER_FAILED,
+  JobState.UNSCHEDULABLE,
+];
 
 const logsCommand: CommandSpec = {
   name: "job logs",
@@ -630,7 +804,7 @@ const logsCommand: CommandSpec = {
       signal,
       onLine: (line) => {
         if (maxLines !== undefined && printed >= maxLines) return false;
-        (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
+        (line.stream === "stdout" ? io.out : io.err)(formatLine(line, multi) + "\n");
         printed++;
       },
     });
@@ -766,6 +940,7 @@ export const jobCommands: readonly CommandSpec[] = [
   runCommand,
   listCommand,
   statusCommand,
+  historyCommand,
   logsCommand,
   cancelCommand,
 ];

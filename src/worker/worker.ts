@@ -28,6 +28,7 @@ import {
 import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
+import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
 import {
@@ -524,7 +525,7 @@ class IrisWorker implements WorkerCore {
   #retire(attempt: TaskAttempt): void {
     this.#log(
       `${attempt.taskId} attempt ${attempt.attemptId} ended ${TaskState[attempt.state]}${
-        attempt.error ? `: ${attempt.error.split("\n")[0]}` : ""
+        attempt.error ? `: ${oneLine(attempt.error)}` : ""
       }`,
     );
     this.#finished.push(attempt);
