@@ -5,6 +5,7 @@
 import { envToken, IrisClient, isFinished } from "../client/client.ts";
 import { oneLine } from "../format.ts";
 import { defaultUser, resolveJobId } from "../client/user.ts";
+import { fileError, readJobFile } from "./job_file.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
   type ConstraintInput,
@@ -124,189 +125,413 @@ export function jobExitCode(job: JobStatus): number {
   return 1;
 }
 
+/** `job run` options: every JobRequest field has one, and a job file may set each (but the first few). */
+const RUN_OPTIONS: Record<string, OptionSpec> = {
+  controller: CONTROLLER_OPTION,
+  "token-file": TOKEN_FILE_OPTION,
+  file: {
+    type: "string",
+    short: "f",
+    value: "FILE",
+    description: "Read the job from a YAML file with the same fields as these flags (flags win)",
+  },
+  name: {
+    type: "string",
+    short: "n",
+    value: "NAME",
+    description: "Job name (default: the command name and a timestamp)",
+  },
+  cpu: { type: "string", value: "CORES", description: "CPU cores per task, e.g. 0.5 (default: 1)" },
+  memory: {
+    type: "string",
+    value: "SIZE",
+    description: "Memory per task, e.g. 512MiB, 2GB (default: 256MiB)",
+  },
+  disk: { type: "string", value: "SIZE", description: "Scratch disk per task, e.g. 10GiB" },
+  replicas: {
+    type: "string",
+    short: "r",
+    value: "N",
+    description:
+      "Number of tasks (default 1; a multi-host --tpu variant defaults to its host count)",
+  },
+  env: {
+    type: "string",
+    short: "e",
+    value: "KEY=VALUE",
+    multiple: true,
+    description: "Environment variable for the tasks",
+  },
+  tpu: {
+    type: "string",
+    value: "VARIANT",
+    description:
+      "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
+  },
+  gpu: {
+    type: "string",
+    value: "[VARIANT:]COUNT",
+    description: "GPUs per task: a count (--gpu 1), a variant (--gpu a100) or both (--gpu h100:8)",
+  },
+  region: {
+    type: "string",
+    value: "REGION",
+    multiple: true,
+    description: "Only workers in this region (repeat or comma-list for any of several)",
+  },
+  zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
+  constraint: {
+    type: "string",
+    value: "EXPR",
+    multiple: true,
+    description:
+      "Worker attribute requirement: key=value, key!=value, key>=N, key>N, key<=N, key<N, key=a|b (any of), key (exists), !key (absent)",
+  },
+  prefer: {
+    type: "string",
+    value: "EXPR",
+    multiple: true,
+    description: "Like --constraint, but only preferred: a worker that matches is chosen first",
+  },
+  coschedule: {
+    type: "string",
+    value: "ATTRIBUTE",
+    description:
+      "Place all tasks together on workers sharing this attribute's value (\"\" turns off a TPU slice's default)",
+  },
+  port: {
+    type: "string",
+    value: "NAME",
+    multiple: true,
+    description: "A named port for each task; the task reads it from IRIS_PORT_<NAME>",
+  },
+  priority: {
+    type: "string",
+    value: "BAND",
+    description: "production, interactive (default) or batch; a higher band may preempt lower ones",
+  },
+  "scheduling-timeout": {
+    type: "string",
+    value: "DURATION",
+    description: "Give up (UNSCHEDULABLE) when a task waits this long for a worker, e.g. 10m",
+  },
+  "max-retries": {
+    type: "string",
+    value: "N",
+    description: "Retries after a task fails (default: 0)",
+  },
+  "max-preemptions": {
+    type: "string",
+    value: "N",
+    description: "Retries after a worker dies or the task is preempted (default: 100)",
+  },
+  "max-task-failures": {
+    type: "string",
+    value: "N",
+    description: "Tasks that may fail for good before the job fails (default: 0)",
+  },
+  timeout: { type: "string", value: "DURATION", description: "Per-task time limit, e.g. 30s, 10m" },
+  "existing-job-policy": {
+    type: "string",
+    value: "POLICY",
+    description:
+      "When a job of this name exists: error, keep (return it) or recreate (default: replace it if finished)",
+  },
+  reserve: {
+    type: "string",
+    value: "N",
+    description:
+      "Hold N workers of the task's size (and constraints) before the tasks start; they are kept off other jobs until this one ends",
+  },
+  user: {
+    type: "string",
+    value: "USER",
+    description: "Submit as this user (default: $IRIS_USER, else $USER, else the OS user)",
+  },
+  parent: {
+    type: "string",
+    value: "JOB_ID",
+    description: "Make the job a child of JOB_ID (default: the enclosing task's job)",
+  },
+  workspace: {
+    type: "string",
+    short: "w",
+    value: "DIR",
+    description: "Ship DIR (minus .irisignore entries) to the tasks' working directory",
+  },
+  bundle: {
+    type: "string",
+    value: "ID",
+    description: "Use an already uploaded workspace bundle (sha256-…) instead of --workspace",
+  },
+  module: {
+    type: "string",
+    short: "m",
+    value: "PATH",
+    description:
+      "Run PATH (a .ts file in --workspace) under scoped Deno permissions; its arguments go after --",
+  },
+  "allow-read": {
+    type: "string",
+    value: "PATH",
+    multiple: true,
+    description: "--module: extra path it may read",
+  },
+  "allow-write": {
+    type: "string",
+    value: "PATH",
+    multiple: true,
+    description: "--module: extra path it may write",
+  },
+  "allow-net": {
+    type: "string",
+    value: "HOST",
+    multiple: true,
+    description: "--module: host[:port] it may reach",
+  },
+  "allow-env": {
+    type: "string",
+    value: "NAME",
+    multiple: true,
+    description: "--module: environment variable it may read",
+  },
+  detach: {
+    type: "boolean",
+    short: "d",
+    description: "Print the job id and return without waiting",
+  },
+  "cancel-on-exit": {
+    type: "boolean",
+    description:
+      "Cancel the job when this command is interrupted (Ctrl-C, SIGTERM, SIGHUP) while waiting",
+  },
+};
+
+/** Parses a constraint expression (see --constraint). */
+function parseConstraint(flag: string, text: string, preferred: boolean): ConstraintInput {
+  const bad = () =>
+    new UsageError(
+      `--${flag} must look like key=value, key!=value, key>=N, key<N, key=a|b, key or !key (got ${
+        JSON.stringify(text)
+      })`,
+    );
+  const scalar = (v: string): string | number | boolean =>
+    v === "true"
+      ? true
+      : v === "false"
+      ? false
+      : v.trim() !== "" && Number.isFinite(Number(v))
+      ? Number(v)
+      : v;
+  const key = /^[A-Za-z0-9_.\-\/]+$/;
+  if (text.startsWith("!") && key.test(text.slice(1))) {
+    return { key: text.slice(1), op: "not_exists", preferred };
+  }
+  if (key.test(text)) return { key: text, op: "exists", preferred };
+  const m = /^([A-Za-z0-9_.\-\/]+)\s*(!=|>=|<=|=|>|<)\s*(.+)$/.exec(text);
+  if (!m) throw bad();
+  const [, k, op, v] = m as unknown as [string, string, string, string];
+  if (op === "=" && v.includes("|")) {
+    return { key: k, op: "in", values: v.split("|").map((x) => scalar(x.trim())), preferred };
+  }
+  const ops = { "=": "eq", "!=": "ne", ">=": "ge", ">": "gt", "<=": "le", "<": "lt" } as const;
+  const value = scalar(v.trim());
+  if (op !== "=" && op !== "!=" && typeof value !== "number") throw bad();
+  return { key: k, op: ops[op as keyof typeof ops], value, preferred };
+}
+
+/** Parses --gpu: "2", "a100", "h100:8". */
+function parseGpu(text: string): NonNullable<JobRequest["accelerator"]> {
+  const m = /^(?:([A-Za-z][\w.-]*)(?::(\d+))?|(\d+))$/.exec(text.trim());
+  const count = Number(m?.[2] ?? m?.[3] ?? 1);
+  if (!m || count < 1 || count > 1024) {
+    throw new UsageError(
+      `--gpu must be a count, a variant or VARIANT:COUNT, e.g. 1, a100, h100:8 (got ${
+        JSON.stringify(text)
+      })`,
+    );
+  }
+  return { kind: "gpu", ...(m[1] ? { variant: m[1] } : {}), count };
+}
+
+/** A size flag, or undefined when absent. */
+function sizeFlag(p: Parsed, name: string): number | undefined {
+  const raw = str(p, name);
+  if (raw === undefined) return undefined;
+  const n = parseSize(raw);
+  if (n === undefined) {
+    throw new UsageError(
+      `--${name} must be a size like 512MiB or 2GB (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return n;
+}
+
+const POLICY_NAMES = ["error", "keep", "recreate"] as const;
+
+/** The JobRequest the flags (and job file values merged into them) describe. */
+function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
+  const modulePath = str(p, "module");
+  if (modulePath && !str(p, "workspace") && !str(p, "bundle")) {
+    throw new UsageError(
+      "--module needs --workspace DIR (the module is run from the shipped workspace)",
+    );
+  }
+  if (!modulePath && (command.length === 0 || command[0] === "")) {
+    throw new UsageError("missing COMMAND (put it after --, or give command: in --file)");
+  }
+  const cpu = num({ ...p, values: { cpu: str(p, "cpu") ?? "1" } }, "cpu", { min: 0, max: 1024 })!;
+  const memory = sizeFlag({ ...p, values: { memory: str(p, "memory") ?? "256MiB" } }, "memory")!;
+  const disk = sizeFlag(p, "disk");
+  const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true }) ?? 0;
+  const preemptions = num(p, "max-preemptions", { min: 0, max: 10_000, integer: true });
+  const taskFailures = num(p, "max-task-failures", { min: 0, max: 100_000, integer: true });
+  const timeout = durationFlag(p, "timeout");
+  const schedulingTimeout = durationFlag(p, "scheduling-timeout");
+  const priority = str(p, "priority");
+  if (priority !== undefined && !PRIORITY_BANDS.includes(priority as PriorityName)) {
+    throw new UsageError(
+      `--priority must be one of ${PRIORITY_BANDS.join(", ")} (got ${JSON.stringify(priority)})`,
+    );
+  }
+  const policy = str(p, "existing-job-policy")?.toLowerCase();
+  if (policy !== undefined && !(POLICY_NAMES as readonly string[]).includes(policy)) {
+    throw new UsageError(
+      `--existing-job-policy must be one of ${POLICY_NAMES.join(", ")} (got ${
+        JSON.stringify(policy)
+      })`,
+    );
+  }
+  const constraints: ConstraintInput[] = [];
+  const regions = list(p, "region");
+  if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
+  if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
+  const zone = str(p, "zone");
+  if (zone !== undefined) constraints.push({ key: "zone", op: "eq", value: zone });
+  for (const c of strs(p, "constraint")) constraints.push(parseConstraint("constraint", c, false));
+  for (const c of strs(p, "prefer")) constraints.push(parseConstraint("prefer", c, true));
+  const env: Record<string, string> = {};
+  for (const kv of strs(p, "env")) {
+    const i = kv.indexOf("=");
+    if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const tpu = str(p, "tpu");
+  const gpu = str(p, "gpu");
+  if (tpu && gpu) throw new UsageError("--gpu and --tpu cannot both be given");
+  const accelerator = tpu
+    ? { kind: "tpu" as const, variant: tpu }
+    : gpu
+    ? parseGpu(gpu)
+    : undefined;
+  const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
+    multiHostTpuDefaults(accelerator)?.replicas ?? 1;
+  const ports = list(p, "port");
+  for (const port of ports) {
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(port)) {
+      throw new UsageError(
+        `--port must be a name of letters, digits and _ (it becomes IRIS_PORT_<NAME>; got ${
+          JSON.stringify(port)
+        })`,
+      );
+    }
+  }
+  const reserve = num(p, "reserve", { min: 0, max: 1000, integer: true }) ?? 0;
+  const bundle = str(p, "bundle");
+  if (bundle !== undefined && str(p, "workspace") !== undefined) {
+    throw new UsageError("--bundle and --workspace cannot both be given");
+  }
+  const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
+    "job";
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
+    "T",
+    "-",
+  );
+  const coschedule = str(p, "coschedule");
+  return {
+    name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
+    ...(modulePath
+      ? {
+        module: {
+          path: modulePath,
+          args: [...command],
+          read: list(p, "allow-read"),
+          write: list(p, "allow-write"),
+          net: list(p, "allow-net"),
+          env: list(p, "allow-env"),
+        },
+      }
+      : { command }),
+    cpu,
+    memory,
+    ...(disk !== undefined ? { disk } : {}),
+    replicas,
+    env,
+    maxRetriesFailure: retries,
+    ...(preemptions !== undefined ? { maxRetriesPreemption: preemptions } : {}),
+    ...(taskFailures !== undefined ? { maxTaskFailures: taskFailures } : {}),
+    timeout,
+    schedulingTimeout,
+    priority: priority as PriorityName | undefined,
+    constraints,
+    user: str(p, "user") ?? defaultUser(),
+    accelerator,
+    ...(ports.length ? { ports } : {}),
+    ...(coschedule !== undefined ? { groupBy: coschedule } : {}),
+    ...(policy ? { existingJobPolicy: policy as (typeof POLICY_NAMES)[number] } : {}),
+    ...(reserve > 0 ? { reserve: Array.from({ length: reserve }, () => ({})) } : {}),
+    ...(str(p, "parent") !== undefined ? { parentJobId: resolveJobId(str(p, "parent")!) } : {}),
+    ...(bundle !== undefined ? { bundleId: bundle } : {}),
+  };
+}
+
 const runCommand: CommandSpec = {
   name: "job run",
   summary: "Submit a command as a job; by default wait for it and stream its logs.",
-  usage: "job run [options] -- COMMAND [ARGS...]",
+  usage: "job run [options] -- COMMAND [ARGS...]   |   job run -f job.yaml [options]",
   description:
     "The exit code mirrors the job: 0 when it succeeds, the task's exit code when it fails, 130 when killed.\n" +
     "Task output goes to stdout (its stderr to stderr); Iris's own lines ([iris] …) go to stderr.\n" +
     "Ctrl-C while waiting stops following and leaves the job running (it prints how to reattach\n" +
-    "and cancel); a second Ctrl-C within 2 s cancels it, and --cancel-on-exit cancels at once.",
+    "and cancel); a second Ctrl-C within 2 s cancels it, and --cancel-on-exit cancels at once.\n" +
+    "A job file (-f) has the same fields as the flags, in snake_case (max_retries: 2), plus\n" +
+    "command: (a list of arguments, or a string run by sh -c); flags given too win.",
   positionals: { min: 0, max: 1000, names: "COMMAND" },
-  options: {
-    controller: CONTROLLER_OPTION,
-    "token-file": TOKEN_FILE_OPTION,
-    name: {
-      type: "string",
-      short: "n",
-      value: "NAME",
-      description: "Job name (default: the command name and a timestamp)",
-    },
-    cpu: {
-      type: "string",
-      value: "CORES",
-      description: "CPU cores per task, e.g. 0.5",
-      default: "1",
-    },
-    memory: {
-      type: "string",
-      value: "SIZE",
-      description: "Memory per task, e.g. 512MiB, 2GB",
-      default: "256MiB",
-    },
-    replicas: {
-      type: "string",
-      short: "r",
-      value: "N",
-      description:
-        "Number of tasks (default 1; a multi-host --tpu variant defaults to its host count)",
-    },
-    env: {
-      type: "string",
-      short: "e",
-      value: "KEY=VALUE",
-      multiple: true,
-      description: "Environment variable for the tasks",
-    },
-    tpu: {
-      type: "string",
-      value: "VARIANT",
-      description:
-        "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
-    },
-    region: {
-      type: "string",
-      value: "REGION",
-      multiple: true,
-      description: "Only workers in this region (repeat or comma-list for any of several)",
-    },
-    zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
-    priority: {
-      type: "string",
-      value: "BAND",
-      description:
-        "production, interactive (default) or batch; a higher band may preempt lower ones",
-    },
-    "scheduling-timeout": {
-      type: "string",
-      value: "DURATION",
-      description: "Give up (UNSCHEDULABLE) when a task waits this long for a worker, e.g. 10m",
-    },
-    "max-retries": {
-      type: "string",
-      value: "N",
-      description: "Retries after a task fails",
-      default: "0",
-    },
-    timeout: {
-      type: "string",
-      value: "DURATION",
-      description: "Per-task time limit, e.g. 30s, 10m",
-    },
-    user: {
-      type: "string",
-      value: "USER",
-      description: "Submit as this user (default: $IRIS_USER, else $USER, else the OS user)",
-    },
-    workspace: {
-      type: "string",
-      short: "w",
-      value: "DIR",
-      description: "Ship DIR (minus .irisignore entries) to the tasks' working directory",
-    },
-    module: {
-      type: "string",
-      short: "m",
-      value: "PATH",
-      description:
-        "Run PATH (a .ts file in --workspace) under scoped Deno permissions; its arguments go after --",
-    },
-    detach: {
-      type: "boolean",
-      short: "d",
-      description: "Print the job id and return without waiting",
-    },
-    "cancel-on-exit": {
-      type: "boolean",
-      description:
-        "Cancel the job when this command is interrupted (Ctrl-C, SIGTERM, SIGHUP) while waiting",
-    },
-  },
+  options: RUN_OPTIONS,
   examples: [
     "iris job run -- echo hello",
     "iris job run --replicas 3 --cpu 0.5 -- sh -c 'echo task $IRIS_TASK_INDEX'",
     "iris job run --detach --name sleeper -- sleep 1000",
+    "iris job run --gpu h100:8 --port http --constraint pool=a -- ./serve.sh",
+    "iris job run -f job.yaml --name job-2",
   ],
   async run(p, io, signal) {
-    const command = p.rest.length ? p.rest : p.positionals;
-    const modulePath = str(p, "module");
-    const workspace = str(p, "workspace");
-    if (modulePath && !workspace) {
-      throw new UsageError(
-        "--module needs --workspace DIR (the module is run from the shipped workspace)",
-      );
+    let command = p.rest.length ? p.rest : p.positionals;
+    const path = str(p, "file");
+    let request: JobRequest;
+    let q: Parsed = p;
+    if (path === undefined) request = requestFromFlags(p, command);
+    else {
+      const file = await readJobFile(path, RUN_OPTIONS);
+      const fromFlags = new Set(Object.keys(p.values).filter((k) => p.values[k] !== undefined));
+      if (command.length === 0 && file.command) command = file.command;
+      q = { ...p, values: { ...file.values, ...definedValues(p) } };
+      try {
+        request = requestFromFlags(q, command);
+      } catch (err) {
+        throw fileError(err, file, fromFlags);
+      }
     }
-    if (!modulePath && (command.length === 0 || command[0] === "")) {
-      throw new UsageError("missing COMMAND (put it after --)");
-    }
-    const cpu = num(p, "cpu", { min: 0, max: 1024 })!;
-    const memRaw = str(p, "memory")!;
-    const memory = parseSize(memRaw);
-    if (memory === undefined) {
-      throw new UsageError(
-        `--memory must be a size like 512MiB or 2GB (got ${JSON.stringify(memRaw)})`,
-      );
-    }
-    const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true })!;
-    const timeout = durationFlag(p, "timeout");
-    const schedulingTimeout = durationFlag(p, "scheduling-timeout");
-    const priority = str(p, "priority");
-    if (priority !== undefined && !PRIORITY_BANDS.includes(priority as PriorityName)) {
-      throw new UsageError(
-        `--priority must be one of ${PRIORITY_BANDS.join(", ")} (got ${JSON.stringify(priority)})`,
-      );
-    }
-    const constraints: ConstraintInput[] = [];
-    const regions = list(p, "region");
-    if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
-    if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
-    const zone = str(p, "zone");
-    if (zone !== undefined) constraints.push({ key: "zone", op: "eq", value: zone });
-    const env: Record<string, string> = {};
-    for (const kv of strs(p, "env")) {
-      const i = kv.indexOf("=");
-      if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
-      env[kv.slice(0, i)] = kv.slice(i + 1);
-    }
-    const tpu = str(p, "tpu");
-    const accelerator = tpu ? { kind: "tpu" as const, variant: tpu } : undefined;
-    const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
-      multiHostTpuDefaults(accelerator)?.replicas ?? 1;
-    const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
-      "job";
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
-      "T",
-      "-",
-    );
-    const request: JobRequest = {
-      name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
-      ...(modulePath ? { module: { path: modulePath, args: command } } : { command }),
-      cpu,
-      memory,
-      replicas,
-      env,
-      maxRetriesFailure: retries,
-      timeout,
-      schedulingTimeout,
-      priority: priority as PriorityName | undefined,
-      constraints,
-      user: str(p, "user") ?? defaultUser(),
-      accelerator,
-    };
+    const replicas = request.replicas ?? 1;
+    const workspace = str(q, "workspace");
     const client = cliClient(p);
     if (workspace) {
-      const bundleId = await client.uploadWorkspace(workspace);
+      const bundleId = await client.uploadWorkspace(workspace).catch((err) => {
+        if (err instanceof Deno.errors.NotFound) {
+          throw new UsageError(`--workspace: no such directory ${JSON.stringify(workspace)}`);
+        }
+        throw err;
+      });
       io.err(`Uploaded workspace ${workspace} as ${bundleId}\n`);
       Object.assign(request, { bundleId });
     }
@@ -934,6 +1159,11 @@ const cancelCommand: CommandSpec = {
     return failed ? 1 : 0;
   },
 };
+
+/** Values of the flags actually given. */
+function definedValues(p: Parsed): Parsed["values"] {
+  return Object.fromEntries(Object.entries(p.values).filter(([, v]) => v !== undefined));
+}
 
 /** Job commands. */
 export const jobCommands: readonly CommandSpec[] = [
