@@ -6,13 +6,22 @@ import { envToken, IrisClient, isFinished } from "../client/client.ts";
 import { oneLine } from "../format.ts";
 import { defaultUser, resolveJobId } from "../client/user.ts";
 import { fileError, readJobFile } from "./job_file.ts";
+import { readCurrentCluster } from "./current_cluster.ts";
+import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
   type ConstraintInput,
   type JobRequest,
   multiHostTpuDefaults,
 } from "../client/job_request.ts";
-import { JobState, type JobStatus, type LogLine, TaskState, type TaskStatus } from "../rpc/mod.ts";
+import {
+  type GetAutoscalerStatusResponse,
+  JobState,
+  type JobStatus,
+  type LogLine,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
 import { JOB_SORT_KEYS } from "../controller/job_query.ts";
@@ -40,7 +49,8 @@ export const CONTROLLER_OPTION: OptionSpec = {
   type: "string",
   short: "c",
   value: "URL",
-  description: "Controller URL (default: $IRIS_CONTROLLER_URL, else http://127.0.0.1:10000)",
+  description:
+    "Controller URL (default: $IRIS_CONTROLLER_URL, else the cluster 'iris cluster start' recorded in $IRIS_HOME/current-cluster, else http://127.0.0.1:10000)",
 };
 
 /** The --token-file option shared by client commands. */
@@ -66,12 +76,15 @@ export function cliToken(p: { values: Record<string, unknown> }): string | undef
 /** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */
 export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:10000";
 
-/** The controller URL from flags or environment. */
+/**
+ * The controller URL: --controller, else $IRIS_CONTROLLER_URL, else the current cluster
+ * (`$IRIS_HOME/current-cluster`, written by `iris cluster start`), else the default.
+ */
 export function controllerUrl(p: { values: Record<string, unknown> }): string {
   const flag = p.values.controller;
   const url = typeof flag === "string"
     ? flag
-    : Deno.env.get("IRIS_CONTROLLER_URL") || DEFAULT_CONTROLLER_URL;
+    : Deno.env.get("IRIS_CONTROLLER_URL") || readCurrentCluster() || DEFAULT_CONTROLLER_URL;
   try {
     const u = new URL(url);
     if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
@@ -542,7 +555,7 @@ const runCommand: CommandSpec = {
     }
     io.err(`Submitted ${jobId}\n`);
     const cancelOnExit = bool(p, "cancel-on-exit");
-    const ticker = pendingTicker(io);
+    const ticker = pendingTicker(io, client);
     try {
       const job = await client.wait(jobId, {
         onLog: (line) => {
@@ -612,7 +625,13 @@ const PENDING_REPEAT_MS = 30_000;
  * Progress while a job is pending: on a TTY one line rewritten in place with the elapsed time;
  * otherwise a line when the reason changes and every 30 s while it stays.
  */
-function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void } {
+function pendingTicker(
+  io: Io,
+  client: IrisClient,
+): { progress(job: JobStatus): void; clear(): void } {
+  // The autoscaler's slices, fetched at most once a second while the job is pending.
+  let scaling: GetAutoscalerStatusResponse | undefined;
+  let fetchedAt = 0;
   let last = "";
   let lastAt = 0;
   let live = false;
@@ -622,8 +641,19 @@ function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void 
   };
   const progress = (j: JobStatus) => {
     const pending = j.state === JobState.PENDING;
-    const text = pending && j.pendingReason?.message ? `pending: ${j.pendingReason.message}` : "";
     const now = Date.now();
+    if (pending && now - fetchedAt >= 1000) {
+      fetchedAt = now;
+      client.autoscalerStatus().then((s) => scaling = s, () => {});
+    }
+    const note = pending && scaling ? scalingNote(j, scaling, now) : undefined;
+    const text = !pending
+      ? ""
+      : note
+      ? `pending: ${note}`
+      : j.pendingReason?.message
+      ? `pending: ${j.pendingReason.message}`
+      : "";
     if (io.isTty) {
       if (text) {
         const elapsed = j.submittedAtMs ? ` (${age(j.submittedAtMs, now)})` : "";
@@ -834,6 +864,9 @@ const statusCommand: CommandSpec = {
     );
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
+      const scaling = await client.autoscalerStatus().catch(() => undefined);
+      const note = scaling && scalingNote(job, scaling);
+      if (note) io.out(`Scaling:   ${note}\n`);
     }
     if (job.error) io.out(`Error:     ${job.error.replaceAll("\n", "\n           ")}\n`);
     io.out(
