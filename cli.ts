@@ -3,8 +3,7 @@
  * The `iris` executable: controller, worker, client and smoke test in one binary.
  * @module
  */
-import { main } from "./src/cli/main.ts";
-import { Interrupted, signalExitCode } from "./src/cli/args.ts";
+import { Interrupted, signalExitCode } from "./src/cli/interrupt.ts";
 
 /** Prints `question [y/N] ` on stderr and reads one line of the terminal. */
 async function confirm(question: string): Promise<boolean> {
@@ -15,7 +14,12 @@ async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(answer);
 }
 
-if (import.meta.main) {
+if (import.meta.main && (Deno.args[0] === "--version" || Deno.args[0] === "version")) {
+  // Without loading the commands (RPC code, npm packages): the cheapest start there is.
+  const { VERSION } = await import("./src/version.ts");
+  console.log(`iris ${VERSION}`);
+} else if (import.meta.main) {
+  const { main } = await import("./src/cli/main.ts");
   const encoder = new TextEncoder();
   const write = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
     const data = encoder.encode(text);
