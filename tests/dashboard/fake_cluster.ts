@@ -66,6 +66,8 @@ export class FakeController {
   readonly jobs: JobInit[] = [];
   readonly tasks = new Map<string, TaskInit[]>();
   readonly logs: LogInit[] = [];
+  /** Jobs submitted through LaunchJob (the dashboard's Resubmit). */
+  readonly launched: { jobId: string; spec: unknown }[] = [];
   readonly workers: WorkerInit[];
   /** Job ids passed to TerminateJob, in call order. */
   readonly terminated: string[] = [];
@@ -78,14 +80,14 @@ export class FakeController {
   }
 
   /** Appends a log line to a task (for follow tests). */
-  appendLog(taskId: string, text: string, stream = "stdout"): void {
+  appendLog(taskId: string, text: string, stream = "stdout", timestampMs = Date.now()): void {
     this.logs.push({
       seq: ++this.#seq,
       taskId,
       attemptId: 0,
       text,
       stream,
-      timestampMs: Date.now(),
+      timestampMs,
     });
   }
 
@@ -536,6 +538,15 @@ export class FakeController {
             ? tasks.map((t) => ({ ...t, usageHistory: this.#usageHistory(t) }) as TaskInit)
             : tasks,
         };
+      },
+      launchJob: (req) => {
+        const spec = req.spec!;
+        const jobId = spec.name.startsWith("/") ? spec.name : `/${spec.user}/${spec.name}`;
+        this.launched.push({ jobId, spec });
+        this.#job({ jobId, state: JobState.PENDING, submittedAtMs: Date.now(), spec }, [{
+          state: TaskState.PENDING,
+        }]);
+        return { jobId, created: true };
       },
       terminateJob: (req) => {
         this.terminated.push(req.jobId);
