@@ -372,6 +372,7 @@ class IrisWorker implements WorkerCore {
       uptimeMs: performance.now() - this.#started,
       runningTasks: this.#active().length,
       snapshot: this.#snapshot(false),
+      controllerUrl: this.#opts.controllerUrl,
     };
   }
 

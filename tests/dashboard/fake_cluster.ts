@@ -840,6 +840,7 @@ export class FakeWorker {
       health: () => ({
         healthy: true,
         workerId: "tpu-slice-a-0",
+        controllerUrl: "http://127.0.0.1:10000",
         uptimeMs: 3 * HOUR + 5 * MIN,
         runningTasks: 1,
         snapshot: {

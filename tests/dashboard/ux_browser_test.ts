@@ -8,7 +8,13 @@
 import assert from "node:assert/strict";
 import type { Page } from "playwright-core";
 import { PARENT_JOB } from "./fake_cluster.ts";
-import { launchChromium, SKIP_BROWSER, startDashboardFixture, watchedPage } from "./fixture.ts";
+import {
+  launchChromium,
+  SKIP_BROWSER,
+  startDashboardFixture,
+  startWorkerFixture,
+  watchedPage,
+} from "./fixture.ts";
 
 const TIMEOUT = 5000;
 
@@ -29,6 +35,7 @@ Deno.test({
   ignore: SKIP_BROWSER,
   async fn(t) {
     await using fixture = await startDashboardFixture();
+    await using workerFixture = await startWorkerFixture();
     const fake = fixture.fake!;
     await using browser = await launchChromium();
     const { page, errors, shot } = await watchedPage(browser, { timeout: TIMEOUT, prefix: "ux-" });
@@ -123,6 +130,20 @@ Deno.test({
       assert.equal(fake.launched.length, 1);
       assert.match(fake.launched[0]!.jobId, /^\/alice\/train-r[0-9a-z]+$/);
       await shot("job-resubmitted");
+    });
+
+    await t.step("links both ways between the controller and worker dashboards", async () => {
+      await page.goto(`${base}/#/worker/tpu-slice-a-0`);
+      const toWorker = page.locator('a[href="http://10.128.0.10:10001/"]');
+      await toWorker.first().waitFor();
+      await page.goto(`${workerFixture.url}/`);
+      const back = page.locator("#controller-link");
+      await back.waitFor();
+      assert.equal(
+        await back.getAttribute("href"),
+        "http://127.0.0.1:10000/#/worker/tpu-slice-a-0",
+      );
+      await shot("worker-link-back");
     });
 
     assert.deepEqual(errors.filter((e) => !/Failed to load resource|not found/i.test(e)), []);
