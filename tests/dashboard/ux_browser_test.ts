@@ -1,8 +1,8 @@
 /**
  * Dashboard usability in headless Chromium against the fake controller (issue #17): dark mode
  * (prefers-color-scheme and the toggle), a 400 px layout, the "failed" filter including worker
- * failures, an unknown job saying "not found", logs of several tasks in time order, log download
- * and Resubmit. Screenshots go to `$IRIS_ARTIFACT_DIR/dashboard/ux-*.png`.
+ * failures, an unknown job saying "not found", logs of several tasks in time order, log download,
+ * Resubmit, the cluster usage page and links between the controller and worker dashboards. Screenshots go to `$IRIS_ARTIFACT_DIR/dashboard/ux-*.png`.
  * @module
  */
 import assert from "node:assert/strict";
@@ -130,6 +130,20 @@ Deno.test({
       assert.equal(fake.launched.length, 1);
       assert.match(fake.launched[0]!.jobId, /^\/alice\/train-r[0-9a-z]+$/);
       await shot("job-resubmitted");
+    });
+
+    await t.step("cluster usage page: committed vs free, over time, per group", async () => {
+      await page.goto(`${base}/#/usage`);
+      await until(page, `document.querySelectorAll(".usage-row").length > 0`);
+      const cpu = page.locator(".metric").filter({ hasText: "CPU committed" });
+      assert.match((await cpu.textContent()) ?? "", /\d+ %.*free/);
+      const acc = page.locator(".metric").filter({ hasText: "Accelerators committed" });
+      assert.match((await acc.textContent()) ?? "", /\d+ \/ \d+ chips\/GPUs/);
+      // Two samples 2 s apart draw the lines.
+      await until(page, `!!document.querySelector(".usage-cpu svg.sparkline")`, 8000);
+      await until(page, `!!document.querySelector(".usage-accelerators svg.sparkline")`);
+      assert.ok(await page.locator('.usage-row[data-group="tpu-v5e-16"]').count() === 1);
+      await shot("usage");
     });
 
     await t.step("links both ways between the controller and worker dashboards", async () => {
