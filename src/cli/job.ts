@@ -1049,9 +1049,17 @@ const logsCommand: CommandSpec = {
     const tail = num(p, "tail", { min: 1, max: 100_000, integer: true });
     const maxLines = num(p, "max-lines", { min: 1, max: 10_000_000, integer: true });
     const isTask = /\/\d+$/.test(id);
-    const { tasks } = await client.status(isTask ? id.slice(0, id.lastIndexOf("/")) : id)
+    const { job, tasks } = await client.status(isTask ? id.slice(0, id.lastIndexOf("/")) : id)
       .catch(() => client.status(id));
     const multi = !isTask && tasks.length > 1;
+    if (bool(p, "follow") && job?.state === JobState.PENDING) {
+      // Otherwise -f on a pending job prints nothing at all until it starts.
+      io.err(
+        `[iris] ${job.jobId} is pending${
+          job.pendingReason?.message ? `: ${job.pendingReason.message}` : ""
+        }; its lines follow once it starts\n`,
+      );
+    }
     let printed = 0;
     await client.streamLogs(id, {
       substring: str(p, "grep"),

@@ -115,3 +115,19 @@ Deno.test("iris job ids: short names, default user, bulk cancel, comma lists", a
     assertMatch(text, /Cancelled \/erin\/sweep-2/);
   });
 });
+
+Deno.test("iris job logs -f on a pending job says it is pending", async () => {
+  await using cluster = await startCluster();
+  const env = { IRIS_CONTROLLER_URL: cluster.url, USER: "waiter" };
+  // More CPU than the 4-core worker has: it stays pending.
+  await using submit = cli(["job", "run", "-d", "--name", "big", "--cpu", "64", "--", "true"], {
+    env,
+  });
+  assertEquals(await submit.code, 0, submit.stderr.join("\n"));
+  await using follow = cli(["job", "logs", "-f", "big"], { env });
+  await follow.waitFor(
+    /^\[iris\] \/waiter\/big is pending: .*64.*; its lines follow once it starts$/,
+  );
+  await cluster.client.cancel("/waiter/big");
+  assertEquals(await follow.code, 0);
+});

@@ -146,6 +146,14 @@ Deno.test({
       await shot("usage");
     });
 
+    await t.step("an unmet-demand job on the autoscaler page links to the job", async () => {
+      await page.goto(`${base}/#/autoscaler`);
+      const a = page.locator(".unmet-item a").first();
+      await a.waitFor();
+      assert.equal(await a.textContent(), "/bob/sweep-lr");
+      assert.equal(await a.getAttribute("href"), `#/job/${encodeURIComponent("/bob/sweep-lr")}`);
+    });
+
     await t.step("links both ways between the controller and worker dashboards", async () => {
       await page.goto(`${base}/#/worker/tpu-slice-a-0`);
       const toWorker = page.locator('a[href="http://10.128.0.10:10001/"]');
