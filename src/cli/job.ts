@@ -4,7 +4,7 @@
  */
 import { envToken, IrisClient, isFinished } from "../client/client.ts";
 import { oneLine } from "../format.ts";
-import { defaultUser, resolveJobId } from "../client/user.ts";
+import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
 import { scalingNote } from "./pending.ts";
@@ -487,7 +487,8 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
     schedulingTimeout,
     priority: priority as PriorityName | undefined,
     constraints,
-    user: str(p, "user") ?? defaultUser(),
+    // With a token the controller uses the token's identity; an OS account name would clash.
+    user: str(p, "user") ?? (cliToken(p) ? envUser() : defaultUser()),
     accelerator,
     ...(ports.length ? { ports } : {}),
     ...(coschedule !== undefined ? { groupBy: coschedule } : {}),

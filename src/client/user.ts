@@ -29,7 +29,16 @@ function osUser(): string | undefined {
 
 /** The user jobs are submitted as when a request names none. */
 export function defaultUser(): string {
-  return clean(env("IRIS_USER")) ?? clean(env("USER")) ?? clean(osUser()) ?? "anonymous";
+  return envUser() ?? clean(osUser()) ?? "anonymous";
+}
+
+/**
+ * The user named by the environment (IRIS_USER, else $USER), or undefined. With an API token
+ * this is the whole default: the controller then takes the token's own identity, which an OS
+ * account name (often "root" on a shared box) would contradict.
+ */
+export function envUser(): string | undefined {
+  return clean(env("IRIS_USER")) ?? clean(env("USER"));
 }
 
 /** A job or task id as typed: a short name ("train", "train/0") is taken under `/<user>/`. */
