@@ -31,6 +31,11 @@ export interface Io {
   readonly err: (text: string) => void;
   /** True when stdout is a terminal (enables live progress). */
   readonly isTty: boolean;
+  /**
+   * Asks a yes/no question on the terminal; undefined when stdin is not a terminal (commands
+   * then refuse what needs confirmation unless told -y).
+   */
+  readonly confirm?: (question: string) => Promise<boolean>;
 }
 
 /** A command. */
@@ -130,6 +135,14 @@ export function strs(p: Parsed, name: string): string[] {
   return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
 }
 
+/**
+ * A repeatable option's values with comma lists split: `--state pending,running --state killed`
+ * gives three values.
+ */
+export function list(p: Parsed, name: string): string[] {
+  return strs(p, name).flatMap((v) => v.split(",")).map((v) => v.trim()).filter((v) => v !== "");
+}
+
 /** A boolean option. */
 export function bool(p: Parsed, name: string): boolean {
   return p.values[name] === true;
@@ -193,3 +206,5 @@ export function table(header: readonly string[], rows: readonly (readonly string
     r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd();
   return [fmt(header), ...rows.map(fmt)].join("\n") + "\n";
 }
+
+export { Interrupted, interruptOf, signalExitCode } from "./interrupt.ts";

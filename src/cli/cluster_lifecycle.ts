@@ -3,6 +3,7 @@
  * src/cluster (the controller lifecycle protocol, stopCluster, cluster log streaming).
  * @module
  */
+import { clearCurrentCluster, currentClusterPath, writeCurrentCluster } from "./current_cluster.ts";
 import { configMode, loadConfig, loadConfigAsLocal } from "../config/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { createControllerLifecycle } from "../cluster/lifecycle.ts";
@@ -129,9 +130,12 @@ async function startLocal(
       logDir,
       startedAtMs: Date.now(),
     });
+    await using _current = await writeCurrentCluster(url);
     io.out(
       `Cluster '${config.name}' (local) started at ${url}\n` +
         `Logs: ${logDir}\n` +
+        `Client commands use it by default (recorded in ${currentClusterPath()}); elsewhere run:\n` +
+        `export IRIS_CONTROLLER_URL=${url}\n` +
         `Stop it with Ctrl-C or: iris cluster stop --config ${path}${asLocal}\n`,
     );
     await waitForAbort(signal);
@@ -225,11 +229,14 @@ export const stopCommand: CommandSpec = {
         `--timeout must be a duration like 60s or 2m (got ${JSON.stringify(str(p, "timeout"))})`,
       );
     }
+    const local = configMode(config) === "local" ? await readLocalRecord(config.name) : undefined;
     const report = await stopCluster(config, {
       timeout,
       log: (line) => io.out(line + "\n"),
     });
-    return report.failed.length || report.timedOut.length ? 1 : 0;
+    const ok = !report.failed.length && !report.timedOut.length;
+    if (ok && local) await clearCurrentCluster(local.url);
+    return ok ? 0 : 1;
   },
 };
 

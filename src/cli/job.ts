@@ -2,14 +2,26 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { envToken, IrisClient } from "../client/client.ts";
+import { envToken, IrisClient, isFinished } from "../client/client.ts";
+import { oneLine } from "../format.ts";
+import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
+import { fileError, readJobFile } from "./job_file.ts";
+import { readCurrentCluster } from "./current_cluster.ts";
+import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
   type ConstraintInput,
   type JobRequest,
   multiHostTpuDefaults,
 } from "../client/job_request.ts";
-import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
+import {
+  type GetAutoscalerStatusResponse,
+  JobState,
+  type JobStatus,
+  type LogLine,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
 import { JOB_SORT_KEYS } from "../controller/job_query.ts";
@@ -18,10 +30,14 @@ import {
   bool,
   type CommandSpec,
   formatBytes,
+  interruptOf,
+  type Io,
+  list,
   num,
   type OptionSpec,
   type Parsed,
   parseSize,
+  signalExitCode,
   str,
   strs,
   table,
@@ -33,7 +49,8 @@ export const CONTROLLER_OPTION: OptionSpec = {
   type: "string",
   short: "c",
   value: "URL",
-  description: "Controller URL (default: $IRIS_CONTROLLER_URL, else http://127.0.0.1:10000)",
+  description:
+    "Controller URL (default: $IRIS_CONTROLLER_URL, else the cluster 'iris cluster start' recorded in $IRIS_HOME/current-cluster, else http://127.0.0.1:10000)",
 };
 
 /** The --token-file option shared by client commands. */
@@ -59,12 +76,15 @@ export function cliToken(p: { values: Record<string, unknown> }): string | undef
 /** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */
 export const DEFAULT_CONTROLLER_URL = "http://127.0.0.1:10000";
 
-/** The controller URL from flags or environment. */
+/**
+ * The controller URL: --controller, else $IRIS_CONTROLLER_URL, else the current cluster
+ * (`$IRIS_HOME/current-cluster`, written by `iris cluster start`), else the default.
+ */
 export function controllerUrl(p: { values: Record<string, unknown> }): string {
   const flag = p.values.controller;
   const url = typeof flag === "string"
     ? flag
-    : Deno.env.get("IRIS_CONTROLLER_URL") || DEFAULT_CONTROLLER_URL;
+    : Deno.env.get("IRIS_CONTROLLER_URL") || readCurrentCluster() || DEFAULT_CONTROLLER_URL;
   try {
     const u = new URL(url);
     if (u.protocol !== "http:" && u.protocol !== "https:") throw new Error();
@@ -118,182 +138,414 @@ export function jobExitCode(job: JobStatus): number {
   return 1;
 }
 
+/** `job run` options: every JobRequest field has one, and a job file may set each (but the first few). */
+const RUN_OPTIONS: Record<string, OptionSpec> = {
+  controller: CONTROLLER_OPTION,
+  "token-file": TOKEN_FILE_OPTION,
+  file: {
+    type: "string",
+    short: "f",
+    value: "FILE",
+    description: "Read the job from a YAML file with the same fields as these flags (flags win)",
+  },
+  name: {
+    type: "string",
+    short: "n",
+    value: "NAME",
+    description: "Job name (default: the command name and a timestamp)",
+  },
+  cpu: { type: "string", value: "CORES", description: "CPU cores per task, e.g. 0.5 (default: 1)" },
+  memory: {
+    type: "string",
+    value: "SIZE",
+    description: "Memory per task, e.g. 512MiB, 2GB (default: 256MiB)",
+  },
+  disk: { type: "string", value: "SIZE", description: "Scratch disk per task, e.g. 10GiB" },
+  replicas: {
+    type: "string",
+    short: "r",
+    value: "N",
+    description:
+      "Number of tasks (default 1; a multi-host --tpu variant defaults to its host count)",
+  },
+  env: {
+    type: "string",
+    short: "e",
+    value: "KEY=VALUE",
+    multiple: true,
+    description: "Environment variable for the tasks",
+  },
+  tpu: {
+    type: "string",
+    value: "VARIANT",
+    description:
+      "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
+  },
+  gpu: {
+    type: "string",
+    value: "[VARIANT:]COUNT",
+    description: "GPUs per task: a count (--gpu 1), a variant (--gpu a100) or both (--gpu h100:8)",
+  },
+  region: {
+    type: "string",
+    value: "REGION",
+    multiple: true,
+    description: "Only workers in this region (repeat or comma-list for any of several)",
+  },
+  zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
+  constraint: {
+    type: "string",
+    value: "EXPR",
+    multiple: true,
+    description:
+      "Worker attribute requirement: key=value, key!=value, key>=N, key>N, key<=N, key<N, key=a|b (any of), key (exists), !key (absent)",
+  },
+  prefer: {
+    type: "string",
+    value: "EXPR",
+    multiple: true,
+    description: "Like --constraint, but only preferred: a worker that matches is chosen first",
+  },
+  coschedule: {
+    type: "string",
+    value: "ATTRIBUTE",
+    description:
+      "Place all tasks together on workers sharing this attribute's value (\"\" turns off a TPU slice's default)",
+  },
+  port: {
+    type: "string",
+    value: "NAME",
+    multiple: true,
+    description: "A named port for each task; the task reads it from IRIS_PORT_<NAME>",
+  },
+  priority: {
+    type: "string",
+    value: "BAND",
+    description: "production, interactive (default) or batch; a higher band may preempt lower ones",
+  },
+  "scheduling-timeout": {
+    type: "string",
+    value: "DURATION",
+    description: "Give up (UNSCHEDULABLE) when a task waits this long for a worker, e.g. 10m",
+  },
+  "max-retries": {
+    type: "string",
+    value: "N",
+    description: "Retries after a task fails (default: 0)",
+  },
+  "max-preemptions": {
+    type: "string",
+    value: "N",
+    description: "Retries after a worker dies or the task is preempted (default: 100)",
+  },
+  "max-task-failures": {
+    type: "string",
+    value: "N",
+    description: "Tasks that may fail for good before the job fails (default: 0)",
+  },
+  timeout: { type: "string", value: "DURATION", description: "Per-task time limit, e.g. 30s, 10m" },
+  "existing-job-policy": {
+    type: "string",
+    value: "POLICY",
+    description:
+      "When a job of this name exists: error, keep (return it) or recreate (default: replace it if finished)",
+  },
+  reserve: {
+    type: "string",
+    value: "N",
+    description:
+      "Hold N workers of the task's size (and constraints) before the tasks start; they are kept off other jobs until this one ends",
+  },
+  user: {
+    type: "string",
+    value: "USER",
+    description: "Submit as this user (default: $IRIS_USER, else $USER, else the OS user)",
+  },
+  parent: {
+    type: "string",
+    value: "JOB_ID",
+    description: "Make the job a child of JOB_ID (default: the enclosing task's job)",
+  },
+  workspace: {
+    type: "string",
+    short: "w",
+    value: "DIR",
+    description: "Ship DIR (minus .irisignore entries) to the tasks' working directory",
+  },
+  bundle: {
+    type: "string",
+    value: "ID",
+    description: "Use an already uploaded workspace bundle (sha256-…) instead of --workspace",
+  },
+  module: {
+    type: "string",
+    short: "m",
+    value: "PATH",
+    description:
+      "Run PATH (a .ts file in --workspace) under scoped Deno permissions; its arguments go after --",
+  },
+  "allow-read": {
+    type: "string",
+    value: "PATH",
+    multiple: true,
+    description: "--module: extra path it may read",
+  },
+  "allow-write": {
+    type: "string",
+    value: "PATH",
+    multiple: true,
+    description: "--module: extra path it may write",
+  },
+  "allow-net": {
+    type: "string",
+    value: "HOST",
+    multiple: true,
+    description: "--module: host[:port] it may reach",
+  },
+  "allow-env": {
+    type: "string",
+    value: "NAME",
+    multiple: true,
+    description: "--module: environment variable it may read",
+  },
+  detach: {
+    type: "boolean",
+    short: "d",
+    description: "Print the job id and return without waiting",
+  },
+  "cancel-on-exit": {
+    type: "boolean",
+    description:
+      "Cancel the job when this command is interrupted (Ctrl-C, SIGTERM, SIGHUP) while waiting",
+  },
+};
+
+/** Parses a constraint expression (see --constraint). */
+function parseConstraint(flag: string, text: string, preferred: boolean): ConstraintInput {
+  const bad = () =>
+    new UsageError(
+      `--${flag} must look like key=value, key!=value, key>=N, key<N, key=a|b, key or !key (got ${
+        JSON.stringify(text)
+      })`,
+    );
+  const scalar = (v: string): string | number | boolean =>
+    v === "true"
+      ? true
+      : v === "false"
+      ? false
+      : v.trim() !== "" && Number.isFinite(Number(v))
+      ? Number(v)
+      : v;
+  const key = /^[A-Za-z0-9_.\-\/]+$/;
+  if (text.startsWith("!") && key.test(text.slice(1))) {
+    return { key: text.slice(1), op: "not_exists", preferred };
+  }
+  if (key.test(text)) return { key: text, op: "exists", preferred };
+  const m = /^([A-Za-z0-9_.\-\/]+)\s*(!=|>=|<=|=|>|<)\s*(.+)$/.exec(text);
+  if (!m) throw bad();
+  const [, k, op, v] = m as unknown as [string, string, string, string];
+  if (op === "=" && v.includes("|")) {
+    return { key: k, op: "in", values: v.split("|").map((x) => scalar(x.trim())), preferred };
+  }
+  const ops = { "=": "eq", "!=": "ne", ">=": "ge", ">": "gt", "<=": "le", "<": "lt" } as const;
+  const value = scalar(v.trim());
+  if (op !== "=" && op !== "!=" && typeof value !== "number") throw bad();
+  return { key: k, op: ops[op as keyof typeof ops], value, preferred };
+}
+
+/** Parses --gpu: "2", "a100", "h100:8". */
+function parseGpu(text: string): NonNullable<JobRequest["accelerator"]> {
+  const m = /^(?:([A-Za-z][\w.-]*)(?::(\d+))?|(\d+))$/.exec(text.trim());
+  const count = Number(m?.[2] ?? m?.[3] ?? 1);
+  if (!m || count < 1 || count > 1024) {
+    throw new UsageError(
+      `--gpu must be a count, a variant or VARIANT:COUNT, e.g. 1, a100, h100:8 (got ${
+        JSON.stringify(text)
+      })`,
+    );
+  }
+  return { kind: "gpu", ...(m[1] ? { variant: m[1] } : {}), count };
+}
+
+/** A size flag, or undefined when absent. */
+function sizeFlag(p: Parsed, name: string): number | undefined {
+  const raw = str(p, name);
+  if (raw === undefined) return undefined;
+  const n = parseSize(raw);
+  if (n === undefined) {
+    throw new UsageError(
+      `--${name} must be a size like 512MiB or 2GB (got ${JSON.stringify(raw)})`,
+    );
+  }
+  return n;
+}
+
+const POLICY_NAMES = ["error", "keep", "recreate"] as const;
+
+/** The JobRequest the flags (and job file values merged into them) describe. */
+function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
+  const modulePath = str(p, "module");
+  if (modulePath && !str(p, "workspace") && !str(p, "bundle")) {
+    throw new UsageError(
+      "--module needs --workspace DIR (the module is run from the shipped workspace)",
+    );
+  }
+  if (!modulePath && (command.length === 0 || command[0] === "")) {
+    throw new UsageError("missing COMMAND (put it after --, or give command: in --file)");
+  }
+  const cpu = num({ ...p, values: { cpu: str(p, "cpu") ?? "1" } }, "cpu", { min: 0, max: 1024 })!;
+  const memory = sizeFlag({ ...p, values: { memory: str(p, "memory") ?? "256MiB" } }, "memory")!;
+  const disk = sizeFlag(p, "disk");
+  const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true }) ?? 0;
+  const preemptions = num(p, "max-preemptions", { min: 0, max: 10_000, integer: true });
+  const taskFailures = num(p, "max-task-failures", { min: 0, max: 100_000, integer: true });
+  const timeout = durationFlag(p, "timeout");
+  const schedulingTimeout = durationFlag(p, "scheduling-timeout");
+  const priority = str(p, "priority");
+  if (priority !== undefined && !PRIORITY_BANDS.includes(priority as PriorityName)) {
+    throw new UsageError(
+      `--priority must be one of ${PRIORITY_BANDS.join(", ")} (got ${JSON.stringify(priority)})`,
+    );
+  }
+  const policy = str(p, "existing-job-policy")?.toLowerCase();
+  if (policy !== undefined && !(POLICY_NAMES as readonly string[]).includes(policy)) {
+    throw new UsageError(
+      `--existing-job-policy must be one of ${POLICY_NAMES.join(", ")} (got ${
+        JSON.stringify(policy)
+      })`,
+    );
+  }
+  const constraints: ConstraintInput[] = [];
+  const regions = list(p, "region");
+  if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
+  if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
+  const zone = str(p, "zone");
+  if (zone !== undefined) constraints.push({ key: "zone", op: "eq", value: zone });
+  for (const c of strs(p, "constraint")) constraints.push(parseConstraint("constraint", c, false));
+  for (const c of strs(p, "prefer")) constraints.push(parseConstraint("prefer", c, true));
+  const env: Record<string, string> = {};
+  for (const kv of strs(p, "env")) {
+    const i = kv.indexOf("=");
+    if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
+    env[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  const tpu = str(p, "tpu");
+  const gpu = str(p, "gpu");
+  if (tpu && gpu) throw new UsageError("--gpu and --tpu cannot both be given");
+  const accelerator = tpu
+    ? { kind: "tpu" as const, variant: tpu }
+    : gpu
+    ? parseGpu(gpu)
+    : undefined;
+  const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
+    multiHostTpuDefaults(accelerator)?.replicas ?? 1;
+  const ports = list(p, "port");
+  for (const port of ports) {
+    if (!/^[A-Za-z][A-Za-z0-9_]*$/.test(port)) {
+      throw new UsageError(
+        `--port must be a name of letters, digits and _ (it becomes IRIS_PORT_<NAME>; got ${
+          JSON.stringify(port)
+        })`,
+      );
+    }
+  }
+  const reserve = num(p, "reserve", { min: 0, max: 1000, integer: true }) ?? 0;
+  const bundle = str(p, "bundle");
+  if (bundle !== undefined && str(p, "workspace") !== undefined) {
+    throw new UsageError("--bundle and --workspace cannot both be given");
+  }
+  const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
+    "job";
+  const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
+    "T",
+    "-",
+  );
+  const coschedule = str(p, "coschedule");
+  return {
+    name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
+    ...(modulePath
+      ? {
+        module: {
+          path: modulePath,
+          args: [...command],
+          read: list(p, "allow-read"),
+          write: list(p, "allow-write"),
+          net: list(p, "allow-net"),
+          env: list(p, "allow-env"),
+        },
+      }
+      : { command }),
+    cpu,
+    memory,
+    ...(disk !== undefined ? { disk } : {}),
+    replicas,
+    env,
+    maxRetriesFailure: retries,
+    ...(preemptions !== undefined ? { maxRetriesPreemption: preemptions } : {}),
+    ...(taskFailures !== undefined ? { maxTaskFailures: taskFailures } : {}),
+    timeout,
+    schedulingTimeout,
+    priority: priority as PriorityName | undefined,
+    constraints,
+    // With a token the controller uses the token's identity; an OS account name would clash.
+    user: str(p, "user") ?? (cliToken(p) ? envUser() : defaultUser()),
+    accelerator,
+    ...(ports.length ? { ports } : {}),
+    ...(coschedule !== undefined ? { groupBy: coschedule } : {}),
+    ...(policy ? { existingJobPolicy: policy as (typeof POLICY_NAMES)[number] } : {}),
+    ...(reserve > 0 ? { reserve: Array.from({ length: reserve }, () => ({})) } : {}),
+    ...(str(p, "parent") !== undefined ? { parentJobId: resolveJobId(str(p, "parent")!) } : {}),
+    ...(bundle !== undefined ? { bundleId: bundle } : {}),
+  };
+}
+
 const runCommand: CommandSpec = {
   name: "job run",
   summary: "Submit a command as a job; by default wait for it and stream its logs.",
-  usage: "job run [options] -- COMMAND [ARGS...]",
+  usage: "job run [options] -- COMMAND [ARGS...]   |   job run -f job.yaml [options]",
   description:
     "The exit code mirrors the job: 0 when it succeeds, the task's exit code when it fails, 130 when killed.\n" +
-    "Ctrl-C while waiting cancels the job (use --detach to submit and return).",
+    "Task output goes to stdout (its stderr to stderr); Iris's own lines ([iris] …) go to stderr.\n" +
+    "Ctrl-C while waiting stops following and leaves the job running (it prints how to reattach\n" +
+    "and cancel); a second Ctrl-C within 2 s cancels it, and --cancel-on-exit cancels at once.\n" +
+    "A job file (-f) has the same fields as the flags, in snake_case (max_retries: 2), plus\n" +
+    "command: (a list of arguments, or a string run by sh -c); flags given too win.",
   positionals: { min: 0, max: 1000, names: "COMMAND" },
-  options: {
-    controller: CONTROLLER_OPTION,
-    "token-file": TOKEN_FILE_OPTION,
-    name: {
-      type: "string",
-      short: "n",
-      value: "NAME",
-      description: "Job name (default: the command name and a timestamp)",
-    },
-    cpu: {
-      type: "string",
-      value: "CORES",
-      description: "CPU cores per task, e.g. 0.5",
-      default: "1",
-    },
-    memory: {
-      type: "string",
-      value: "SIZE",
-      description: "Memory per task, e.g. 512MiB, 2GB",
-      default: "256MiB",
-    },
-    replicas: {
-      type: "string",
-      short: "r",
-      value: "N",
-      description:
-        "Number of tasks (default 1; a multi-host --tpu variant defaults to its host count)",
-    },
-    env: {
-      type: "string",
-      short: "e",
-      value: "KEY=VALUE",
-      multiple: true,
-      description: "Environment variable for the tasks",
-    },
-    tpu: {
-      type: "string",
-      value: "VARIANT",
-      description:
-        "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
-    },
-    region: {
-      type: "string",
-      value: "REGION",
-      multiple: true,
-      description: "Only workers in this region (repeat for any of several)",
-    },
-    zone: { type: "string", value: "ZONE", description: "Only workers in this zone" },
-    priority: {
-      type: "string",
-      value: "BAND",
-      description:
-        "production, interactive (default) or batch; a higher band may preempt lower ones",
-    },
-    "scheduling-timeout": {
-      type: "string",
-      value: "DURATION",
-      description: "Give up (UNSCHEDULABLE) when a task waits this long for a worker, e.g. 10m",
-    },
-    "max-retries": {
-      type: "string",
-      value: "N",
-      description: "Retries after a task fails",
-      default: "0",
-    },
-    timeout: {
-      type: "string",
-      value: "DURATION",
-      description: "Per-task time limit, e.g. 30s, 10m",
-    },
-    user: {
-      type: "string",
-      value: "USER",
-      description: "Submit as this user (env IRIS_USER, else $USER)",
-    },
-    workspace: {
-      type: "string",
-      short: "w",
-      value: "DIR",
-      description: "Ship DIR (minus .irisignore entries) to the tasks' working directory",
-    },
-    module: {
-      type: "string",
-      short: "m",
-      value: "PATH",
-      description:
-        "Run PATH (a .ts file in --workspace) under scoped Deno permissions; its arguments go after --",
-    },
-    detach: {
-      type: "boolean",
-      short: "d",
-      description: "Print the job id and return without waiting",
-    },
-  },
+  options: RUN_OPTIONS,
   examples: [
     "iris job run -- echo hello",
     "iris job run --replicas 3 --cpu 0.5 -- sh -c 'echo task $IRIS_TASK_INDEX'",
     "iris job run --detach --name sleeper -- sleep 1000",
+    "iris job run --gpu h100:8 --port http --constraint pool=a -- ./serve.sh",
+    "iris job run -f job.yaml --name job-2",
   ],
   async run(p, io, signal) {
-    const command = p.rest.length ? p.rest : p.positionals;
-    const modulePath = str(p, "module");
-    const workspace = str(p, "workspace");
-    if (modulePath && !workspace) {
-      throw new UsageError(
-        "--module needs --workspace DIR (the module is run from the shipped workspace)",
-      );
+    let command = p.rest.length ? p.rest : p.positionals;
+    const path = str(p, "file");
+    let request: JobRequest;
+    let q: Parsed = p;
+    if (path === undefined) request = requestFromFlags(p, command);
+    else {
+      const file = await readJobFile(path, RUN_OPTIONS);
+      const fromFlags = new Set(Object.keys(p.values).filter((k) => p.values[k] !== undefined));
+      if (command.length === 0 && file.command) command = file.command;
+      q = { ...p, values: { ...file.values, ...definedValues(p) } };
+      try {
+        request = requestFromFlags(q, command);
+      } catch (err) {
+        throw fileError(err, file, fromFlags);
+      }
     }
-    if (!modulePath && (command.length === 0 || command[0] === "")) {
-      throw new UsageError("missing COMMAND (put it after --)");
-    }
-    const cpu = num(p, "cpu", { min: 0, max: 1024 })!;
-    const memRaw = str(p, "memory")!;
-    const memory = parseSize(memRaw);
-    if (memory === undefined) {
-      throw new UsageError(
-        `--memory must be a size like 512MiB or 2GB (got ${JSON.stringify(memRaw)})`,
-      );
-    }
-    const retries = num(p, "max-retries", { min: 0, max: 1000, integer: true })!;
-    const timeout = durationFlag(p, "timeout");
-    const schedulingTimeout = durationFlag(p, "scheduling-timeout");
-    const priority = str(p, "priority");
-    if (priority !== undefined && !PRIORITY_BANDS.includes(priority as PriorityName)) {
-      throw new UsageError(
-        `--priority must be one of ${PRIORITY_BANDS.join(", ")} (got ${JSON.stringify(priority)})`,
-      );
-    }
-    const constraints: ConstraintInput[] = [];
-    const regions = strs(p, "region");
-    if (regions.length === 1) constraints.push({ key: "region", op: "eq", value: regions[0]! });
-    if (regions.length > 1) constraints.push({ key: "region", op: "in", values: regions });
-    const zone = str(p, "zone");
-    if (zone !== undefined) constraints.push({ key: "zone", op: "eq", value: zone });
-    const env: Record<string, string> = {};
-    for (const kv of strs(p, "env")) {
-      const i = kv.indexOf("=");
-      if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
-      env[kv.slice(0, i)] = kv.slice(i + 1);
-    }
-    const tpu = str(p, "tpu");
-    const accelerator = tpu ? { kind: "tpu" as const, variant: tpu } : undefined;
-    const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
-      multiHostTpuDefaults(accelerator)?.replicas ?? 1;
-    const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||
-      "job";
-    const stamp = new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace(
-      "T",
-      "-",
-    );
-    const request: JobRequest = {
-      name: str(p, "name") ?? `${base}-${stamp}-${crypto.randomUUID().slice(0, 4)}`,
-      ...(modulePath ? { module: { path: modulePath, args: command } } : { command }),
-      cpu,
-      memory,
-      replicas,
-      env,
-      maxRetriesFailure: retries,
-      timeout,
-      schedulingTimeout,
-      priority: priority as PriorityName | undefined,
-      constraints,
-      user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
-      accelerator,
-    };
+    const replicas = request.replicas ?? 1;
+    const workspace = str(q, "workspace");
     const client = cliClient(p);
     if (workspace) {
-      const bundleId = await client.uploadWorkspace(workspace);
+      const bundleId = await client.uploadWorkspace(workspace).catch((err) => {
+        if (err instanceof Deno.errors.NotFound) {
+          throw new UsageError(`--workspace: no such directory ${JSON.stringify(workspace)}`);
+        }
+        throw err;
+      });
       io.err(`Uploaded workspace ${workspace} as ${bundleId}\n`);
       Object.assign(request, { bundleId });
     }
@@ -303,22 +555,18 @@ const runCommand: CommandSpec = {
       return 0;
     }
     io.err(`Submitted ${jobId}\n`);
-    const onAbort = () => client.cancel(jobId, "interrupted (Ctrl-C)").catch(() => {});
-    signal.addEventListener("abort", onAbort, { once: true });
+    const cancelOnExit = bool(p, "cancel-on-exit");
+    const ticker = pendingTicker(io, client);
     try {
-      let last = "";
       const job = await client.wait(jobId, {
-        onLog: (line) =>
-          (line.stream === "stderr" ? io.err : io.out)(formatLine(line, replicas > 1) + "\n"),
-        onProgress: (j) => {
-          const text = j.state === JobState.PENDING && j.pendingReason?.message
-            ? `pending: ${j.pendingReason.message}`
-            : "";
-          if (text && text !== last) io.err(`[iris] ${text}\n`);
-          last = text;
+        onLog: (line) => {
+          ticker.clear();
+          (line.stream === "stdout" ? io.out : io.err)(formatLine(line, replicas > 1) + "\n");
         },
+        onProgress: ticker.progress,
         signal,
       });
+      ticker.clear();
       const took = job.finishedAtMs && job.submittedAtMs
         ? ` in ${age(job.submittedAtMs, job.finishedAtMs)}`
         : "";
@@ -327,21 +575,146 @@ const runCommand: CommandSpec = {
       );
       return jobExitCode(job);
     } catch (err) {
-      if (signal.aborted) {
-        await onAbort();
-        io.err(`Cancelled ${jobId}\n`);
-        return 130;
-      }
-      throw err;
-    } finally {
-      signal.removeEventListener("abort", onAbort);
+      ticker.clear();
+      if (!signal.aborted) throw err;
+      return await detachOrCancel(client, jobId, signal, cancelOnExit, io);
     }
   },
 };
 
+/** How a signal is named in a job's cancel reason. */
+function signalReason(sig: Deno.Signal | undefined): string {
+  return sig === "SIGINT" ? "SIGINT (Ctrl-C)" : sig ?? "an interrupt";
+}
+
+/**
+ * `job run` got a signal while following: with --cancel-on-exit cancel the job; otherwise stop
+ * following, say how to reattach or cancel, and let a second Ctrl-C within 2 s cancel.
+ */
+async function detachOrCancel(
+  client: IrisClient,
+  jobId: string,
+  signal: AbortSignal,
+  cancelOnExit: boolean,
+  io: Io,
+): Promise<number> {
+  const interrupt = interruptOf(signal);
+  const sig = interrupt?.signalName;
+  const cancel = async (why: string) => {
+    await client.cancel(jobId, `client got ${why}`).catch(() => {});
+    io.err(`Cancelled ${jobId} (client got ${why})\n`);
+    return signalExitCode(sig);
+  };
+  if (cancelOnExit) return await cancel(signalReason(sig));
+  const second = sig === "SIGINT" ? " (Ctrl-C again within 2 s cancels it)" : "";
+  io.err(
+    `[iris] ${signalReason(sig)}: stopped following ${jobId}; it keeps running${second}.\n` +
+      `[iris]   reattach: iris job logs -f ${jobId}\n` +
+      `[iris]   cancel:   iris job cancel ${jobId}\n`,
+  );
+  if (interrupt && sig === "SIGINT") {
+    const again = await interrupt.next(2000);
+    if (again) return await cancel(`${signalReason(again)} twice`);
+  }
+  return signalExitCode(sig);
+}
+
+/** Waits between "still pending" lines when stderr is not a terminal. */
+const PENDING_REPEAT_MS = 30_000;
+
+/**
+ * Progress while a job is pending: on a TTY one line rewritten in place with the elapsed time;
+ * otherwise a line when the reason changes and every 30 s while it stays.
+ */
+function pendingTicker(
+  io: Io,
+  client: IrisClient,
+): { progress(job: JobStatus): void; clear(): void } {
+  // The autoscaler's slices, fetched at most once a second while the job is pending.
+  let scaling: GetAutoscalerStatusResponse | undefined;
+  let fetchedAt = 0;
+  let last = "";
+  let lastAt = 0;
+  let live = false;
+  const clear = () => {
+    if (live) io.err("\r\x1b[2K");
+    live = false;
+  };
+  const progress = (j: JobStatus) => {
+    const pending = j.state === JobState.PENDING;
+    const now = Date.now();
+    if (pending && now - fetchedAt >= 1000) {
+      fetchedAt = now;
+      client.autoscalerStatus().then((s) => scaling = s, () => {});
+    }
+    const note = pending && scaling ? scalingNote(j, scaling, now) : undefined;
+    const text = !pending
+      ? ""
+      : note
+      ? `pending: ${note}`
+      : j.pendingReason?.message
+      ? `pending: ${j.pendingReason.message}`
+      : "";
+    if (io.isTty) {
+      if (text) {
+        const elapsed = j.submittedAtMs ? ` (${age(j.submittedAtMs, now)})` : "";
+        io.err(`\r\x1b[2K[iris] ${text}${elapsed}`);
+        live = true;
+      } else clear();
+      return;
+    }
+    if (text && (text !== last || now - lastAt >= PENDING_REPEAT_MS)) {
+      const elapsed = text === last && j.submittedAtMs
+        ? ` (still, after ${age(j.submittedAtMs, now)})`
+        : "";
+      io.err(`[iris] ${text}${elapsed}\n`);
+      lastAt = now;
+    }
+    last = text;
+  };
+  return { progress, clear };
+}
+
+/** Milliseconds a job ran (start to end, or to now while running); undefined before it starts. */
+function runMs(
+  j: { startedAtMs: number; finishedAtMs: number },
+  nowMs = Date.now(),
+): number | undefined {
+  return j.startedAtMs > 0 ? Math.max(0, (j.finishedAtMs || nowMs) - j.startedAtMs) : undefined;
+}
+
+/** A job as scripts read it (`job list --json`, `job history --json`). */
+function jobJson(j: JobStatus, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    job_id: j.jobId,
+    name: j.jobId.slice(j.jobId.lastIndexOf("/") + 1),
+    user: j.user,
+    state: jobStateName(j.state),
+    tasks: j.taskStateCounts,
+    task_count: j.taskCount,
+    submitted_at_ms: j.submittedAtMs,
+    started_at_ms: j.startedAtMs || null,
+    finished_at_ms: j.finishedAtMs || null,
+    duration_ms: runMs(j) ?? null,
+    exit_code: j.state === JobState.SUCCEEDED ? 0 : isFinished(j.state) ? j.exitCode : null,
+    error: j.error,
+    pending_reason: j.pendingReason?.message ?? "",
+    failures: j.failureCount,
+    preemptions: j.preemptionCount,
+    parent_job_id: j.parentJobId,
+    ...extra,
+  };
+}
+
+/** A table cell of a possibly multi-line message, cut to `max` characters. */
+function cell(text: string, max = 100): string {
+  const one = oneLine(text);
+  return one.length > max ? one.slice(0, max - 1) + "…" : one;
+}
+
 const listCommand: CommandSpec = {
   name: "job list",
-  summary: "List jobs.",
+  summary: "List jobs, newest first.",
   usage:
     "job list [--state STATE] [--prefix PREFIX] [--user USER] [--name TEXT] [--sort KEY [--desc]] [--json]",
   options: {
@@ -351,7 +724,8 @@ const listCommand: CommandSpec = {
       type: "string",
       value: "STATE",
       multiple: true,
-      description: "Only jobs in this state (pending, running, succeeded, failed, killed, …)",
+      description:
+        "Only jobs in this state (pending, running, succeeded, failed, killed, …; comma lists allowed)",
     },
     prefix: {
       type: "string",
@@ -363,11 +737,16 @@ const listCommand: CommandSpec = {
     sort: {
       type: "string",
       value: "KEY",
-      description: "Order by name, state, user, tasks, age or duration (default: submission order)",
+      description:
+        "Order by name, state, user, tasks, age or duration (default: age, newest first)",
     },
     desc: { type: "boolean", description: "Reverse the --sort order" },
     limit: { type: "string", value: "N", description: "At most N jobs", default: "200" },
-    json: { type: "boolean", description: "Print JSON lines" },
+    json: {
+      type: "boolean",
+      description:
+        "Print one JSON object per job: job_id, name, user, state, tasks, submitted/started/finished_at_ms, duration_ms, exit_code, error, …",
+    },
   },
   async run(p, io) {
     const sortBy = str(p, "sort");
@@ -376,11 +755,7 @@ const listCommand: CommandSpec = {
         `--sort must be one of ${JOB_SORT_KEYS.join(", ")} (got ${JSON.stringify(sortBy)})`,
       );
     }
-    const states = strs(p, "state").map((s) => {
-      const st = parseJobState(s);
-      if (st === undefined) throw new UsageError(`--state: unknown state ${JSON.stringify(s)}`);
-      return st;
-    });
+    const states = parseStates(p);
     const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
     const client = cliClient(p);
     const { jobs, total } = await client.list({
@@ -389,21 +764,17 @@ const listCommand: CommandSpec = {
       limit,
       user: str(p, "user"),
       nameContains: str(p, "name"),
-      sortBy,
+      sortBy: sortBy ?? "age",
       descending: bool(p, "desc"),
     });
+    const more = total > jobs.length
+      ? `(${total - jobs.length} more job${
+        total - jobs.length === 1 ? "" : "s"
+      } not shown; use --limit ${total} or filters)\n`
+      : "";
     if (bool(p, "json")) {
-      for (const j of jobs) {
-        io.out(
-          JSON.stringify({
-            job_id: j.jobId,
-            state: jobStateName(j.state),
-            tasks: j.taskStateCounts,
-            submitted_at_ms: j.submittedAtMs,
-            error: j.error,
-          }) + "\n",
-        );
-      }
+      for (const j of jobs) io.out(JSON.stringify(jobJson(j)) + "\n");
+      io.err(more);
       return 0;
     }
     const rows = jobs.map((j) => [
@@ -411,18 +782,29 @@ const listCommand: CommandSpec = {
       jobStateName(j.state),
       countsText(j),
       age(j.submittedAtMs),
-      j.state === JobState.PENDING ? (j.pendingReason?.message ?? "") : j.error,
+      cell(j.state === JobState.PENDING ? (j.pendingReason?.message ?? "") : j.error),
     ]);
     io.out(table(["JOB", "STATE", "TASKS", "AGE", "REASON"], rows));
-    if (total > jobs.length) io.out(`(${total - jobs.length} more; use --limit)\n`);
+    io.err(more);
     return 0;
   },
 };
 
+/** Largest peak memory over a task's attempts. */
+function peakOf(tasks: readonly TaskStatus[]): number {
+  return Math.max(0, ...tasks.flatMap((t) => t.attempts.map((a) => a.peakMemoryBytes)));
+}
+
+function attemptMs(a: { startedAtMs: number; finishedAtMs: number }): string {
+  const d = runMs(a);
+  return d === undefined ? "-" : formatDuration(ms(d));
+}
+
 const statusCommand: CommandSpec = {
   name: "job status",
-  summary: "Show a job, its tasks, attempts and why it is pending.",
+  summary: "Show a job, its tasks, every attempt and why it is pending.",
   usage: "job status JOB_ID [--json]",
+  description: 'A short JOB_ID ("train") means /$USER/train.',
   positionals: { min: 1, max: 1, names: "JOB_ID" },
   options: {
     controller: CONTROLLER_OPTION,
@@ -431,24 +813,37 @@ const statusCommand: CommandSpec = {
   },
   async run(p, io) {
     const client = cliClient(p);
-    const { job, tasks } = await client.status(p.positionals[0]!);
+    const { job, tasks } = await client.status(resolveJobId(p.positionals[0]!));
     if (!job) return 1;
     if (bool(p, "json")) {
       io.out(
-        JSON.stringify({
-          job_id: job.jobId,
-          state: jobStateName(job.state),
-          error: job.error,
-          pending_reason: job.pendingReason?.message ?? "",
+        JSON.stringify(jobJson(job, {
+          command: commandText(job),
+          peak_memory_bytes: peakOf(tasks),
           tasks: tasks.map((t) => ({
             task_id: t.taskId,
             state: taskStateName(t.state),
             worker_id: t.workerId,
+            worker_address: t.workerAddress,
+            ports: t.ports,
             exit_code: t.exitCode,
-            attempts: t.attempts.length,
+            error: t.error,
             pending_reason: t.pendingReason?.code ?? "",
+            attempts: t.attempts.map((a) => ({
+              attempt_id: a.attemptId,
+              worker_id: a.workerId,
+              state: taskStateName(a.state),
+              exit_code: a.exitCode,
+              signal: a.signal,
+              error: a.error,
+              worker_failure: a.isWorkerFailure,
+              started_at_ms: a.startedAtMs || null,
+              finished_at_ms: a.finishedAtMs || null,
+              duration_ms: runMs(a) ?? null,
+              peak_memory_bytes: a.peakMemoryBytes,
+            })),
           })),
-        }) + "\n",
+        })) + "\n",
       );
       return 0;
     }
@@ -456,7 +851,13 @@ const statusCommand: CommandSpec = {
     io.out(
       `Job:       ${job.jobId}\nState:     ${jobStateName(job.state)}\nUser:      ${job.user}\n`,
     );
-    io.out(`Submitted: ${age(job.submittedAtMs)} ago\nTasks:     ${countsText(job)}\n`);
+    io.out(`Command:   ${commandText(job)}\n`);
+    io.out(`Submitted: ${age(job.submittedAtMs)} ago\n`);
+    const d = runMs(job);
+    if (d !== undefined) {
+      io.out(`${job.finishedAtMs ? "Ran:      " : "Running:  "} ${formatDuration(ms(d))}\n`);
+    }
+    io.out(`Tasks:     ${countsText(job)}\n`);
     io.out(
       `Resources: ${(r?.cpuMillicores ?? 0) / 1000} cpu, ${
         formatBytes(r?.memoryBytes ?? 0)
@@ -464,26 +865,134 @@ const statusCommand: CommandSpec = {
     );
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
+      const scaling = await client.autoscalerStatus().catch(() => undefined);
+      const note = scaling && scalingNote(job, scaling);
+      if (note) io.out(`Scaling:   ${note}\n`);
     }
-    if (job.error) io.out(`Error:     ${job.error}\n`);
+    if (job.error) io.out(`Error:     ${job.error.replaceAll("\n", "\n           ")}\n`);
     io.out(
       "\n" + table(
-        ["TASK", "STATE", "WORKER", "ATTEMPTS", "EXIT", "DETAIL"],
+        ["TASK", "STATE", "WORKER", "ADDRESS", "PORTS", "ATTEMPTS", "EXIT", "DETAIL"],
         tasks.map((t) => [
           String(t.index),
           taskStateName(t.state),
           t.workerId || "-",
+          t.workerAddress || "-",
+          Object.entries(t.ports).map(([k, v]) => `${k}=${v}`).join(",") || "-",
           String(t.attempts.length),
           t.state === TaskState.FAILED || t.state === TaskState.SUCCEEDED
             ? String(t.exitCode)
             : "-",
-          t.state === TaskState.PENDING ? (t.pendingReason?.message ?? "") : t.error,
+          cell(t.state === TaskState.PENDING ? (t.pendingReason?.message ?? "") : t.error),
         ]),
       ),
     );
+    const attempts = tasks.flatMap((t) => t.attempts.map((a) => ({ t, a })));
+    if (attempts.length > 0) {
+      io.out(
+        "\nAttempts:\n" + table(
+          ["TASK", "ATTEMPT", "WORKER", "STATE", "EXIT", "DURATION", "PEAK MEM", "REASON"],
+          attempts.map(({ t, a }) => [
+            String(t.index),
+            String(a.attemptId),
+            a.workerId || "-",
+            taskStateName(a.state) + (a.isWorkerFailure ? " (worker failure)" : ""),
+            a.finishedAtMs ? `${a.exitCode}${a.signal ? ` ${a.signal}` : ""}` : "-",
+            attemptMs(a),
+            a.peakMemoryBytes ? formatBytes(a.peakMemoryBytes) : "-",
+            cell(a.error),
+          ]),
+        ),
+      );
+    }
     return 0;
   },
 };
+
+/** What a job runs, as a shell-like line. */
+function commandText(job: JobStatus): string {
+  const e = job.spec?.entrypoint?.kind;
+  if (e?.case === "command") {
+    return e.value.argv.map((a) => /^[\w@%+=:,./-]+$/.test(a) ? a : JSON.stringify(a)).join(" ");
+  }
+  if (e?.case === "module") return `module ${e.value.path} ${e.value.args.join(" ")}`.trim();
+  return "-";
+}
+
+const historyCommand: CommandSpec = {
+  name: "job history",
+  summary: "Finished jobs with elapsed time, peak memory and exit code (like sacct).",
+  usage: "job history [--user USER] [--state STATE] [--prefix PREFIX] [--limit N] [--json]",
+  options: {
+    controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
+    user: { type: "string", value: "USER", description: "Only jobs of this user" },
+    state: {
+      type: "string",
+      value: "STATE",
+      multiple: true,
+      description: "Only jobs in this state (default: every finished state; comma lists allowed)",
+    },
+    prefix: {
+      type: "string",
+      value: "PREFIX",
+      description: "Only jobs whose id starts with PREFIX",
+    },
+    limit: {
+      type: "string",
+      value: "N",
+      description: "At most N jobs, newest first",
+      default: "50",
+    },
+    json: { type: "boolean", description: "Print one JSON object per job" },
+  },
+  async run(p, io) {
+    const states = parseStates(p);
+    const limit = num(p, "limit", { min: 1, max: 5000, integer: true })!;
+    const client = cliClient(p);
+    const { jobs, total } = await client.list({
+      user: str(p, "user"),
+      prefix: str(p, "prefix"),
+      states: states.length ? states : [...FINISHED],
+      limit,
+      sortBy: "age",
+    });
+    const peaks = await Promise.all(jobs.map(async (j) => peakOf(await client.tasks(j.jobId))));
+    if (bool(p, "json")) {
+      jobs.forEach((j, i) =>
+        io.out(JSON.stringify(jobJson(j, { peak_memory_bytes: peaks[i] })) + "\n")
+      );
+    } else {
+      io.out(table(
+        ["JOB", "USER", "STATE", "SUBMITTED", "ELAPSED", "PEAK MEM", "EXIT", "TASKS"],
+        jobs.map((j, i) => {
+          const d = runMs(j);
+          return [
+            j.jobId,
+            j.user,
+            jobStateName(j.state),
+            new Date(j.submittedAtMs).toISOString().replace(/\.\d+Z$/, "Z"),
+            d === undefined ? "-" : formatDuration(ms(d)),
+            peaks[i] ? formatBytes(peaks[i]!) : "-",
+            j.state === JobState.SUCCEEDED ? "0" : String(j.exitCode),
+            String(j.taskCount),
+          ];
+        }),
+      ));
+    }
+    if (total > jobs.length) io.err(`(${total - jobs.length} older jobs not shown; use --limit)\n`);
+    return 0;
+  },
+};
+
+/** States of a finished job. */
+const FINISHED: readonly JobState[] = [
+  JobState.SUCCEEDED,
+  JobState.FAILED,
+  JobState.KILLED,
+  JobState.WORKER_FAILED,
+  JobState.UNSCHEDULABLE,
+];
 
 const logsCommand: CommandSpec = {
   name: "job logs",
@@ -528,7 +1037,7 @@ const logsCommand: CommandSpec = {
   ],
   async run(p, io, signal) {
     const client = cliClient(p);
-    const id = p.positionals[0]!;
+    const id = resolveJobId(p.positionals[0]!);
     const minLevel = str(p, "level") ?? "";
     try {
       levelRank(minLevel);
@@ -541,9 +1050,17 @@ const logsCommand: CommandSpec = {
     const tail = num(p, "tail", { min: 1, max: 100_000, integer: true });
     const maxLines = num(p, "max-lines", { min: 1, max: 10_000_000, integer: true });
     const isTask = /\/\d+$/.test(id);
-    const { tasks } = await client.status(isTask ? id.slice(0, id.lastIndexOf("/")) : id)
+    const { job, tasks } = await client.status(isTask ? id.slice(0, id.lastIndexOf("/")) : id)
       .catch(() => client.status(id));
     const multi = !isTask && tasks.length > 1;
+    if (bool(p, "follow") && job?.state === JobState.PENDING) {
+      // Otherwise -f on a pending job prints nothing at all until it starts.
+      io.err(
+        `[iris] ${job.jobId} is pending${
+          job.pendingReason?.message ? `: ${job.pendingReason.message}` : ""
+        }; its lines follow once it starts\n`,
+      );
+    }
     let printed = 0;
     await client.streamLogs(id, {
       substring: str(p, "grep"),
@@ -554,7 +1071,7 @@ const logsCommand: CommandSpec = {
       signal,
       onLine: (line) => {
         if (maxLines !== undefined && printed >= maxLines) return false;
-        (line.stream === "stderr" ? io.err : io.out)(formatLine(line, multi) + "\n");
+        (line.stream === "stdout" ? io.out : io.err)(formatLine(line, multi) + "\n");
         printed++;
       },
     });
@@ -562,33 +1079,140 @@ const logsCommand: CommandSpec = {
   },
 };
 
+/** --state values (comma lists allowed), checked. */
+function parseStates(p: Parsed): JobState[] {
+  return list(p, "state").map((s) => {
+    const st = parseJobState(s);
+    if (st === undefined) {
+      throw new UsageError(
+        `--state: unknown state ${JSON.stringify(s)} (one of ${
+          Object.keys(JobState).filter((k) => isNaN(Number(k)) && k !== "UNSPECIFIED").map((k) =>
+            k.toLowerCase()
+          ).join(", ")
+        })`,
+      );
+    }
+    return st;
+  });
+}
+
+/** States a bulk cancel touches when --state is not given: every unfinished one. */
+const UNFINISHED: readonly JobState[] = [JobState.PENDING, JobState.BUILDING, JobState.RUNNING];
+
 const cancelCommand: CommandSpec = {
   name: "job cancel",
-  summary: "Cancel a job and its child jobs; running tasks are killed.",
-  usage: "job cancel JOB_ID",
-  positionals: { min: 1, max: 1, names: "JOB_ID" },
+  summary: "Cancel jobs (by id, or all matching --user/--state/--prefix) and their child jobs.",
+  usage: "job cancel [JOB_ID...] [--user USER] [--state STATE] [--prefix PREFIX] [-y]",
+  description: 'A short JOB_ID ("train") means /$USER/train. Filters select unfinished jobs\n' +
+    "(or those in --state); the matching jobs are counted and confirmed first (-y skips that;\n" +
+    "without a terminal, -y is required).",
+  positionals: { min: 0, max: 10_000, names: "JOB_ID" },
   options: {
     controller: CONTROLLER_OPTION,
     "token-file": TOKEN_FILE_OPTION,
     reason: { type: "string", value: "TEXT", description: "Reason recorded with the job" },
+    user: {
+      type: "string",
+      value: "USER",
+      multiple: true,
+      description: "Cancel the unfinished jobs of USER (comma lists allowed)",
+    },
+    state: {
+      type: "string",
+      value: "STATE",
+      multiple: true,
+      description: "Cancel the jobs in STATE, e.g. pending,running (comma lists allowed)",
+    },
+    prefix: {
+      type: "string",
+      value: "PREFIX",
+      description: "Cancel the unfinished jobs whose id starts with PREFIX",
+    },
+    yes: { type: "boolean", short: "y", description: "Do not ask for confirmation" },
   },
+  examples: [
+    "iris job cancel sleeper",
+    "iris job cancel /alice/a /alice/b",
+    "iris job cancel --user alice --state pending -y",
+    "iris job cancel --prefix /alice/sweep- ",
+  ],
   async run(p, io) {
+    const users = list(p, "user");
+    const states = parseStates(p);
+    const prefix = str(p, "prefix");
+    const filtered = users.length > 0 || states.length > 0 || prefix !== undefined;
+    if (p.positionals.length === 0 && !filtered) {
+      throw new UsageError("give JOB_IDs or a filter (--user, --state, --prefix)");
+    }
     const client = cliClient(p);
-    const ids = await client.cancel(p.positionals[0]!, str(p, "reason") ?? "cancelled by user");
-    io.out(
-      ids.length
-        ? `Cancelled ${ids.join(", ")}\n`
-        : `Nothing to cancel: ${p.positionals[0]} already finished\n`,
-    );
-    return 0;
+    const ids = p.positionals.map((id) => resolveJobId(id));
+    if (filtered) {
+      const matched: string[] = [];
+      for (const user of users.length ? users : [undefined]) {
+        const { jobs } = await client.list({
+          user,
+          prefix: prefix === undefined ? undefined : resolveJobId(prefix),
+          states: states.length ? states : [...UNFINISHED],
+          limit: 5000,
+        });
+        matched.push(...jobs.map((j) => j.jobId));
+      }
+      const fresh = matched.filter((id) => !ids.includes(id));
+      if (fresh.length > 0) {
+        const what = `${fresh.length} job${fresh.length === 1 ? "" : "s"}`;
+        if (!bool(p, "yes")) {
+          io.err(
+            `${what} match:\n${fresh.slice(0, 20).map((id) => `  ${id}\n`).join("")}${
+              fresh.length > 20 ? `  … and ${fresh.length - 20} more\n` : ""
+            }`,
+          );
+          if (!io.confirm) {
+            throw new UsageError(
+              `refusing to cancel ${what} without a terminal to confirm; add -y`,
+            );
+          }
+          if (!await io.confirm(`Cancel ${what}?`)) {
+            io.err("Nothing cancelled\n");
+            return 1;
+          }
+        }
+        ids.push(...fresh);
+      } else if (ids.length === 0) {
+        io.out("Nothing to cancel: no job matches\n");
+        return 0;
+      }
+    }
+    const reason = str(p, "reason") ?? "cancelled by user";
+    let failed = 0;
+    for (const id of ids) {
+      try {
+        const done = await client.cancel(id, reason);
+        io.out(
+          done.length
+            ? `Cancelled ${done.join(", ")}\n`
+            : `Nothing to cancel: ${id} already finished\n`,
+        );
+      } catch (err) {
+        if (ids.length === 1) throw err;
+        io.err(`iris job cancel: ${id}: ${err instanceof Error ? err.message : String(err)}\n`);
+        failed++;
+      }
+    }
+    return failed ? 1 : 0;
   },
 };
+
+/** Values of the flags actually given. */
+function definedValues(p: Parsed): Parsed["values"] {
+  return Object.fromEntries(Object.entries(p.values).filter(([, v]) => v !== undefined));
+}
 
 /** Job commands. */
 export const jobCommands: readonly CommandSpec[] = [
   runCommand,
   listCommand,
   statusCommand,
+  historyCommand,
   logsCommand,
   cancelCommand,
 ];

@@ -21,6 +21,7 @@ import { Backoff, Deadline, type Duration, formatDuration, ms, seconds, sleep } 
 import { IrisError } from "../errors.ts";
 import { packDirectory } from "../bundle/pack.ts";
 import { type JobRequest, jobSpecFromRequest } from "./job_request.ts";
+import { defaultUser, envUser } from "./user.ts";
 
 /** The controller could not be reached (after retries). */
 export class ControllerUnreachableError extends IrisError {
@@ -128,10 +129,14 @@ export class IrisClient {
   readonly url: string;
   readonly rpc: ControllerClient;
   readonly #retryFor: Duration;
+  /** With a token the controller knows who we are; an OS user name is then not sent. */
+  readonly #hasToken: boolean;
 
   constructor(url: string, options: IrisClientOptions = {}) {
     this.url = url.replace(/\/+$/, "");
-    this.rpc = controllerClient(this.url, { token: options.token ?? envToken() });
+    const token = options.token ?? envToken();
+    this.#hasToken = !!token;
+    this.rpc = controllerClient(this.url, { token });
     this.#retryFor = options.retryFor ?? seconds(10);
   }
 
@@ -160,9 +165,10 @@ export class IrisClient {
     request: JobRequest | JobSpec,
     options: { requestId?: string } = {},
   ): Promise<string> {
-    const spec = "$typeName" in request
-      ? request
-      : jobSpecFromRequest(request, { context: safeJobContext() });
+    const spec = "$typeName" in request ? request : jobSpecFromRequest(request, {
+      context: safeJobContext(),
+      defaultUser: this.#hasToken ? envUser() : defaultUser(),
+    });
     const requestId = options.requestId ?? crypto.randomUUID();
     const res = await this.call((rpc) => rpc.launchJob({ spec, requestId }));
     return res.jobId;

@@ -10,6 +10,7 @@ import {
   ConstraintMode,
   ConstraintOp,
   ConstraintSchema,
+  ExistingJobPolicy,
   type JobSpec,
   JobSpecSchema,
   PriorityBand,
@@ -72,6 +73,50 @@ export interface JobRequest {
   /** Parent job; defaults to the enclosing task's job when submitted from inside a task. */
   readonly parentJobId?: string;
   readonly priority?: "production" | "interactive" | "batch";
+  /** Scratch disk bytes per task. @default none */
+  readonly disk?: number;
+  /**
+   * When a job of the same name exists: "error" refuses, "keep" returns the existing job,
+   * "recreate" replaces it. @default replace a finished job, refuse a running one
+   */
+  readonly existingJobPolicy?: "error" | "keep" | "recreate";
+  /**
+   * Workers to hold for the job before its tasks start, one per entry (sizes as in the request;
+   * an entry's omitted fields take the job's own).
+   */
+  readonly reserve?: readonly ReserveEntry[];
+}
+
+/** One worker to hold for a job (see {@linkcode JobRequest.reserve}). */
+export interface ReserveEntry {
+  readonly cpu?: number;
+  readonly memory?: number;
+  readonly disk?: number;
+  readonly accelerator?: JobRequest["accelerator"];
+  readonly constraints?: readonly ConstraintInput[];
+}
+
+const POLICIES = {
+  error: ExistingJobPolicy.ERROR,
+  keep: ExistingJobPolicy.KEEP,
+  recreate: ExistingJobPolicy.RECREATE,
+} as const;
+
+function resources(
+  r: { cpu?: number; memory?: number; disk?: number; accelerator?: JobRequest["accelerator"] },
+) {
+  return {
+    cpuMillicores: Math.round((r.cpu ?? 1) * 1000),
+    memoryBytes: r.memory ?? DEFAULT_TASK_MEMORY,
+    diskBytes: r.disk ?? 0,
+    accelerator: r.accelerator
+      ? {
+        type: r.accelerator.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
+        variant: r.accelerator.variant ?? "",
+        count: r.accelerator.count ?? 0,
+      }
+      : undefined,
+  };
 }
 
 const OPS: Record<Op, ConstraintOp> = {
@@ -135,7 +180,7 @@ export const INHERITED_CONSTRAINT_KEYS: readonly string[] = ["region", "zone"];
 /** Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job. */
 export function jobSpecFromRequest(
   req: JobRequest,
-  options: { context?: JobContext } = {},
+  options: { context?: JobContext; defaultUser?: string } = {},
 ): JobSpec {
   if (!!req.command === !!req.module) {
     throw new InvalidArgumentError("command", "give exactly one of command or module");
@@ -153,7 +198,6 @@ export function jobSpecFromRequest(
   const groupBy = req.groupBy ?? tpu?.groupBy;
   const own = (req.constraints ?? []).map(constraint);
   const ownKeys = new Set(own.map((c) => c.key));
-  const cpu = req.cpu ?? 1;
   return create(JobSpecSchema, {
     name: req.name,
     entrypoint: req.command ? { kind: { case: "command", value: { argv: [...req.command] } } } : {
@@ -173,17 +217,7 @@ export function jobSpecFromRequest(
     },
     // Children inherit the parent's env; their own values win.
     env: { ...parent?.jobEnv, ...req.env },
-    resources: {
-      cpuMillicores: Math.round(cpu * 1000),
-      memoryBytes: req.memory ?? DEFAULT_TASK_MEMORY,
-      accelerator: req.accelerator
-        ? {
-          type: req.accelerator.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
-          variant: req.accelerator.variant ?? "",
-          count: req.accelerator.count ?? 0,
-        }
-        : undefined,
-    },
+    resources: resources(req),
     replicas: req.replicas ?? tpu?.replicas ?? 1,
     coscheduling: groupBy ? { groupBy } : undefined,
     constraints: [...inheritedConstraints.filter((c) => !ownKeys.has(c.key)), ...own],
@@ -194,12 +228,26 @@ export function jobSpecFromRequest(
     schedulingTimeoutMs: req.schedulingTimeout ?? 0,
     ports: [...(req.ports ?? [])],
     bundleId: req.bundleId ?? "",
-    user: req.user ?? ctx?.user ?? "",
+    user: req.user ?? (ctx?.user || undefined) ?? options.defaultUser ?? "",
     parentJobId,
     priority: req.priority === "production"
       ? PriorityBand.PRODUCTION
       : req.priority === "batch"
       ? PriorityBand.BATCH
       : PriorityBand.INTERACTIVE,
+    existingJobPolicy: req.existingJobPolicy
+      ? POLICIES[req.existingJobPolicy]
+      : ExistingJobPolicy.UNSPECIFIED,
+    reservation: (req.reserve ?? []).map((e) => ({
+      resources: resources({
+        cpu: e.cpu ?? req.cpu,
+        memory: e.memory ?? req.memory,
+        disk: e.disk ?? req.disk,
+        accelerator: e.accelerator ?? req.accelerator,
+      }),
+      constraints: (e.constraints ?? req.constraints ?? []).filter((c) => !c.preferred).map(
+        constraint,
+      ),
+    })),
   });
 }

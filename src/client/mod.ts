@@ -4,3 +4,4 @@
  */
 export * from "./client.ts";
 export * from "./job_request.ts";
+export * from "./user.ts";

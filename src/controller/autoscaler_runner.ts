@@ -325,7 +325,13 @@ export class AutoscalerRunner {
         this.#persist();
         for (const id of s.workerIds) {
           if (this.#o.controller.workers.workers.has(id)) {
-            this.#o.controller.workerDead(id, "its slice was terminated");
+            if (reason === "failed") {
+              this.#o.controller.workerDead(id, "its slice failed and was terminated");
+            } else {
+              this.#o.controller.workerDead(id, `scale-down of group ${group} (${reason})`, {
+                scaleDown: true,
+              });
+            }
           }
         }
       }

@@ -1012,8 +1012,11 @@ export class Controller {
     if (fx.released) this.requestSchedule();
   }
 
-  /** Declares a worker dead: its attempts become WORKER_FAILED and are retried elsewhere. */
-  workerDead(workerId: string, reason: string): void {
+  /**
+   * Declares a worker dead (or, with `scaleDown`, removed by a planned scale-down): its attempts
+   * become WORKER_FAILED and are retried elsewhere.
+   */
+  workerDead(workerId: string, reason: string, options: { scaleDown?: boolean } = {}): void {
     const worker = this.workers.workers.get(workerId);
     if (!worker) throw new NotFoundError(`No worker ${workerId}`);
     if (this.#unwritable) {
@@ -1031,7 +1034,12 @@ export class Controller {
       const i = claims?.indexOf(workerId) ?? -1;
       if (claims && i >= 0) claims[i] = undefined;
     }
-    this.log(`worker ${workerId} declared dead: ${reason}`);
+    // A planned scale-down is not a failure: say so, so the log does not read like one.
+    this.log(
+      options.scaleDown
+        ? `worker ${workerId} removed: ${reason}`
+        : `worker ${workerId} declared dead: ${reason}`,
+    );
     const fx = noEffects();
     for (const key of keys) {
       const { taskId, attemptId } = parseAttemptKey(key);

@@ -22,7 +22,7 @@ import {
   type LogBucket,
   type WorkerLogBudget,
 } from "./lines.ts";
-import { formatBytes } from "../format.ts";
+import { formatBytes, oneLine } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
@@ -563,7 +563,7 @@ export class TaskAttempt {
     const took = this.#status.startedAtMs
       ? ` after ${formatDuration(ms(this.#status.finishedAtMs - this.#status.startedAtMs))}`
       : "";
-    const detail = outcome.error ? `: ${outcome.error.split("\n")[0]}` : "";
+    const detail = outcome.error ? `: ${oneLine(outcome.error)}` : "";
     this.#system(
       `${TaskState[outcome.state]}${took} (exit code ${this.#status.exitCode})${detail}`,
     );

@@ -28,6 +28,7 @@ import {
 import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
+import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
@@ -383,6 +384,7 @@ class IrisWorker implements WorkerCore {
       uptimeMs: performance.now() - this.#started,
       runningTasks: this.#active().length,
       snapshot: this.#snapshot(false),
+      controllerUrl: this.#opts.controllerUrl,
     };
   }
 
@@ -537,7 +539,7 @@ class IrisWorker implements WorkerCore {
   #retire(attempt: TaskAttempt): void {
     this.#log(
       `${attempt.taskId} attempt ${attempt.attemptId} ended ${TaskState[attempt.state]}${
-        attempt.error ? `: ${attempt.error.split("\n")[0]}` : ""
+        attempt.error ? `: ${oneLine(attempt.error)}` : ""
       }`,
     );
     this.#finished.push(attempt);

@@ -66,6 +66,8 @@ export class FakeController {
   readonly jobs: JobInit[] = [];
   readonly tasks = new Map<string, TaskInit[]>();
   readonly logs: LogInit[] = [];
+  /** Jobs submitted through LaunchJob (the dashboard's Resubmit). */
+  readonly launched: { jobId: string; spec: unknown }[] = [];
   readonly workers: WorkerInit[];
   /** Job ids passed to TerminateJob, in call order. */
   readonly terminated: string[] = [];
@@ -78,14 +80,14 @@ export class FakeController {
   }
 
   /** Appends a log line to a task (for follow tests). */
-  appendLog(taskId: string, text: string, stream = "stdout"): void {
+  appendLog(taskId: string, text: string, stream = "stdout", timestampMs = Date.now()): void {
     this.logs.push({
       seq: ++this.#seq,
       taskId,
       attemptId: 0,
       text,
       stream,
-      timestampMs: Date.now(),
+      timestampMs,
     });
   }
 
@@ -537,6 +539,15 @@ export class FakeController {
             : tasks,
         };
       },
+      launchJob: (req) => {
+        const spec = req.spec!;
+        const jobId = spec.name.startsWith("/") ? spec.name : `/${spec.user}/${spec.name}`;
+        this.launched.push({ jobId, spec });
+        this.#job({ jobId, state: JobState.PENDING, submittedAtMs: Date.now(), spec }, [{
+          state: TaskState.PENDING,
+        }]);
+        return { jobId, created: true };
+      },
       terminateJob: (req) => {
         this.terminated.push(req.jobId);
         const ids = this.jobs.filter((j) =>
@@ -829,6 +840,7 @@ export class FakeWorker {
       health: () => ({
         healthy: true,
         workerId: "tpu-slice-a-0",
+        controllerUrl: "http://127.0.0.1:10000",
         uptimeMs: 3 * HOUR + 5 * MIN,
         runningTasks: 1,
         snapshot: {

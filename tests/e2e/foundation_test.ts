@@ -7,6 +7,7 @@ import { IrisClient, JobState, TaskState } from "../../mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { runIris, spawnIris } from "../_helpers/iris_process.ts";
 import { processesIn } from "../_helpers/leftovers.ts";
+import { defaultUser } from "../../src/client/user.ts";
 
 Deno.test("a controller and a worker process run, report, and cancel jobs", async (t) => {
   const root = await Deno.makeTempDir({ prefix: "iris-e2e-" });
@@ -38,7 +39,7 @@ Deno.test("a controller and a worker process run, report, and cancel jobs", asyn
         name: "hello",
         command: ["sh", "-c", "echo hello from iris; echo oops >&2"],
       });
-      assertEquals(jobId, "/anonymous/hello");
+      assertEquals(jobId, `/${defaultUser()}/hello`);
       const job = await client.wait(jobId, { timeout: seconds(30) });
       assertEquals(job.state, JobState.SUCCEEDED);
       const lines = await client.logs(jobId);
@@ -144,7 +145,7 @@ Deno.test("a controller and a worker process run, report, and cancel jobs", asyn
       const text = new TextDecoder().decode(out.stdout);
       assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
       const body = JSON.parse(text);
-      assert(body.jobs.some((j: { jobId: string }) => j.jobId === "/anonymous/hello"), text);
+      assert(body.jobs.some((j: { jobId: string }) => j.jobId === `/${defaultUser()}/hello`), text);
     });
 
     await t.step("bad input gets one clear line and changes nothing", async () => {

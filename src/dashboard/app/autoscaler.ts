@@ -9,12 +9,22 @@ import type {
 } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import { AcceleratorType } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { badge, card, emptyRow, errorBox, head, link, metricCard, relTime } from "./components.ts";
-import { h, replace } from "./dom.ts";
+import { type Child, h, replace } from "./dom.ts";
 import { formatDuration, sortBy } from "./format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
-import { workerHref } from "./routes.ts";
+import { jobHref, workerHref } from "./routes.ts";
+
+/**
+ * An unmet-demand line ("job /alice/x: …" or "/alice/x: …") with its job id as a link to the
+ * job's page.
+ */
+function demandLine(text: string): Child[] {
+  const m = /^(job )?(\/[^\s:]+)(:.*)$/s.exec(text);
+  if (!m) return [text];
+  return [m[1] ?? "", link(jobHref(m[2]!), m[2]!), m[3]!];
+}
 
 const SLICE_STATE_ORDER = ["ready", "booting", "requesting", "terminating", "failed"];
 
@@ -89,7 +99,7 @@ export function autoscalerPage(env: PageEnv<ControllerApi>): Page {
           "div",
           { class: "alert alert-warning unmet-demand" },
           h("strong", null, "Unmet demand"),
-          h("ul", null, st.unmetDemand.map((d) => h("li", null, d))),
+          h("ul", null, st.unmetDemand.map((d) => h("li", { class: "unmet-item" }, demandLine(d)))),
         )
         : null,
       card(

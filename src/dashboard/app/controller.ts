@@ -12,6 +12,7 @@ import { type ControllerApi, controllerApi } from "./rpc.ts";
 import { parseRoute, type Route } from "./routes.ts";
 import { startShell } from "./shell.ts";
 import { statusPage } from "./status.ts";
+import { usagePage } from "./usage.ts";
 
 function mount(route: Route, env: PageEnv<ControllerApi>): Page {
   switch (route.page) {
@@ -27,6 +28,8 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
       return endpointsPage(env);
     case "status":
       return statusPage(env);
+    case "usage":
+      return usagePage(env);
     default:
       return jobsPage(env, route.query);
   }
@@ -40,6 +43,7 @@ startShell<Route, ControllerApi>({
   tabs: [
     { label: "Jobs", href: "#/jobs", active: (r) => r.page === "jobs" || r.page === "job" },
     { label: "Fleet", href: "#/fleet", active: (r) => r.page === "fleet" || r.page === "worker" },
+    { label: "Usage", href: "#/usage", active: (r) => r.page === "usage" },
     { label: "Autoscaler", href: "#/autoscaler", active: (r) => r.page === "autoscaler" },
     { label: "Endpoints", href: "#/endpoints", active: (r) => r.page === "endpoints" },
     { label: "Status", href: "#/status", active: (r) => r.page === "status" },

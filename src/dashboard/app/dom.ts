@@ -40,6 +40,11 @@ export interface El extends DomNode, EventTarget {
   replaceChildren(...nodes: DomNode[]): void;
   prepend(...nodes: DomNode[]): void;
   querySelector(selector: string): El | null;
+  querySelectorAll(selector: string): Iterable<El>;
+  readonly lastElementChild: El | null;
+  readonly previousElementSibling: El | null;
+  readonly children: Iterable<El>;
+  insertBefore<T extends DomNode>(node: T, reference: DomNode | null): T;
   scrollIntoView(options?: { block?: "start" | "center" | "end" | "nearest" }): void;
 }
 
@@ -66,6 +71,7 @@ export interface Doc extends EventTarget {
   readonly hidden: boolean;
   title: string;
   readonly body: El;
+  readonly documentElement: El;
   createElement(tag: string): El;
   createElementNS(namespace: string, tag: string): El;
   createTextNode(text: string): DomNode;
@@ -185,4 +191,27 @@ export function replaceHash(hash: string): void {
   (globalThis as unknown as {
     history: { replaceState(data: null, unused: string, url: string): void };
   }).history.replaceState(null, "", hash);
+}
+
+/**
+ * Offers `text` as a file download named `name` (a same-origin blob URL on a detached anchor,
+ * never rendered, so it needs no exception in the attribute policy).
+ */
+export function downloadText(name: string, text: string): void {
+  const g = globalThis as unknown as {
+    Blob: new (parts: string[], options: { type: string }) => unknown;
+    URL: { createObjectURL(b: unknown): string; revokeObjectURL(u: string): void };
+    document: { createElement(tag: "a"): { href: string; download: string; click(): void } };
+  };
+  const url = g.URL.createObjectURL(new g.Blob([text], { type: "text/plain;charset=utf-8" }));
+  const a = g.document.createElement("a");
+  a.href = url;
+  a.download = name;
+  a.click();
+  setTimeout(() => g.URL.revokeObjectURL(url), 10_000);
+}
+
+/** Navigates to a hash route. */
+export function goHash(hash: string): void {
+  location.hash = hash;
 }

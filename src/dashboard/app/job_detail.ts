@@ -38,6 +38,7 @@ import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LOG_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
+import { downloadText, goHash } from "./dom.ts";
 import { buildJobTree, flattenTree, sortTree } from "./tree.ts";
 import { taskUsageCell } from "./sparkline.ts";
 
@@ -146,19 +147,63 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
         sourceSelect,
         filterInput,
         h("label", { class: "check", for: "log-follow" }, followBox, " Follow"),
+        on(
+          h("button", { type: "button", class: "btn", id: "log-download" }, "Download"),
+          "click",
+          () => {
+            const source = logSource === jobId ? leafName(jobId) : logSource.split("/").slice(-2)
+              .join("-");
+            downloadText(`${source}.log`, logs.text());
+          },
+        ),
       ),
       logError,
       logs.el,
     ),
   );
 
+  /** Submits the job's spec again under a new name and opens the new job. */
+  async function resubmit(): Promise<void> {
+    const spec = job?.spec;
+    if (!spec) return;
+    const name = `${leafName(jobId).replace(/-r[0-9a-z]{6,}$/, "")}-r${Date.now().toString(36)}`;
+    try {
+      const res = await env.api.launchJob({
+        spec: { ...spec, name, user: job!.user },
+        requestId: crypto.randomUUID(),
+      });
+      goHash(jobHref(res.jobId));
+    } catch (e) {
+      notice = h(
+        "span",
+        { class: "notice notice-danger", role: "status" },
+        `Resubmit failed: ${errorMessage(e)}`,
+      );
+      renderActions();
+    }
+  }
+
+  function resubmitButton(): El {
+    return on(
+      h("button", {
+        type: "button",
+        class: "btn",
+        id: "resubmit-btn",
+        title: "Submit the same spec again as a new job",
+      }, "Resubmit"),
+      "click",
+      () => void resubmit(),
+    );
+  }
+
   function renderActions(): void {
     if (!job) return replace(actions);
-    if (isTerminalJobState(job.state)) return replace(actions, notice);
+    if (isTerminalJobState(job.state)) return replace(actions, notice, resubmitButton());
     if (!confirming) {
       return replace(
         actions,
         notice,
+        resubmitButton(),
         on(
           h(
             "button",
@@ -458,7 +503,14 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
           alertSlot,
           errorBox(notFound ? `Job ${jobId} not found` : `GetJobStatus failed: ${errorMessage(e)}`),
         );
-        throw e;
+        if (!notFound) throw e;
+        // Nothing will appear: stop polling (the controller is fine, so no "Disconnected").
+        replace(tasksBody, emptyRow(9, "Job not found"));
+        replace(badgeSlot, h("span", { class: "badge state-unknown" }, "not found"));
+        setTimeout(() => {
+          poller.stop();
+          logPoller.stop();
+        }, 0);
       }
     },
     DETAIL_INTERVAL_MS,

@@ -39,7 +39,9 @@ const STATE_FILTERS: ReadonlyArray<readonly [string, readonly JobState[]]> = [
   ["building", [JobState.BUILDING]],
   ["running", [JobState.RUNNING]],
   ["succeeded", [JobState.SUCCEEDED]],
-  ["failed", [JobState.FAILED]],
+  // What a user means by failed: the job did not succeed on its own (worker deaths and
+  // scheduling timeouts included); "worker failed" below narrows it.
+  ["failed", [JobState.FAILED, JobState.WORKER_FAILED, JobState.UNSCHEDULABLE]],
   ["killed", [JobState.KILLED]],
   ["worker failed", [JobState.WORKER_FAILED]],
   ["unschedulable", [JobState.UNSCHEDULABLE]],

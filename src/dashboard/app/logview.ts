@@ -46,20 +46,27 @@ export class LogView {
     const drop = overflow(this.#count, lines.length, MAX_LOG_LINES);
     for (let i = 0; i < drop && el.firstChild; i++) el.firstChild.remove();
     this.#count -= Math.min(drop, this.#count);
-    const frag = doc().createDocumentFragment();
-    for (const line of lines.slice(Math.max(0, lines.length - MAX_LOG_LINES))) {
-      frag.appendChild(
-        h(
-          "div",
-          { class: `log-line log-${line.stream || "stdout"}` },
-          line.timestampMs ? h("span", { class: "log-ts" }, formatClock(line.timestampMs)) : null,
-          line.tag ? h("span", { class: "log-tag" }, line.tag) : null,
-          h("span", { class: "log-text" }, line.text),
-        ),
+    // Lines of several tasks arrive in batches; each goes in timestamp order (a stable insert
+    // from the end, so in-order lines cost nothing extra).
+    const incoming = lines.slice(Math.max(0, lines.length - MAX_LOG_LINES));
+    for (const line of incoming) {
+      const row = h(
+        "div",
+        { class: `log-line log-${line.stream || "stdout"}` },
+        line.timestampMs ? h("span", { class: "log-ts" }, formatClock(line.timestampMs)) : null,
+        line.tag ? h("span", { class: "log-tag" }, line.tag) : null,
+        h("span", { class: "log-text" }, line.text),
       );
+      const ts = line.timestampMs ?? 0;
+      row.setAttribute("data-ts", String(ts));
+      let before: El | null = null;
+      for (let prev = el.lastElementChild; prev; prev = prev.previousElementSibling) {
+        if (!ts || Number(prev.getAttribute("data-ts") ?? 0) <= ts) break;
+        before = prev;
+      }
+      el.insertBefore(row, before);
       this.#count++;
     }
-    el.appendChild(frag);
     if (follow && atBottom) el.scrollTop = el.scrollHeight;
   }
 
@@ -70,6 +77,13 @@ export class LogView {
     this.clear();
     this.append(lines, false);
     if (atBottom) el.scrollTop = el.scrollHeight;
+  }
+
+  /** The lines shown, as text (time, tag, text), for a download. */
+  text(): string {
+    return [...this.el.querySelectorAll(".log-line")].map((row) =>
+      [...row.children].map((c) => c.textContent ?? "").join("  ")
+    ).join("\n") + "\n";
   }
 
   /** Removes all lines. */

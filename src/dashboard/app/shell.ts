@@ -3,7 +3,7 @@
  * router that mounts one page at a time (disposing the previous page's refresh loops).
  * @module
  */
-import { doc, h, replace, scrollWindowTo } from "./dom.ts";
+import { doc, type El, h, on, replace, scrollWindowTo } from "./dom.ts";
 import { formatClock } from "./format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import type { PollStatus } from "./poll.ts";
@@ -24,6 +24,51 @@ export interface ShellOptions<R, Api> {
   readonly api: Api;
   readonly parse: (hash: string) => R;
   readonly mount: (route: R, env: PageEnv<Api>) => Page;
+  /** More top-bar items (e.g. a link to the other dashboard). */
+  readonly extra?: readonly El[];
+}
+
+type Theme = "auto" | "dark" | "light";
+const THEMES: readonly Theme[] = ["auto", "dark", "light"];
+const THEME_KEY = "iris-theme";
+
+function storage():
+  | { getItem(k: string): string | null; setItem(k: string, v: string): void }
+  | undefined {
+  try {
+    return (globalThis as unknown as { localStorage: ReturnType<typeof storage> }).localStorage;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Applies a theme: "auto" follows prefers-color-scheme (the CSS media query). */
+function applyTheme(t: Theme): void {
+  const root = doc().documentElement;
+  if (t === "auto") root.removeAttribute("data-theme");
+  else root.setAttribute("data-theme", t);
+}
+
+/** The theme button: auto → dark → light → auto, remembered in localStorage. */
+function themeToggle(): El {
+  const saved = storage()?.getItem(THEME_KEY);
+  let theme: Theme = THEMES.includes(saved as Theme) ? saved as Theme : "auto";
+  applyTheme(theme);
+  const btn = h("button", {
+    type: "button",
+    class: "theme-toggle",
+    id: "theme-toggle",
+    title: "Colour theme (auto follows the system)",
+  }, `Theme: ${theme}`);
+  on(btn, "click", () => {
+    theme = THEMES[(THEMES.indexOf(theme) + 1) % THEMES.length]!;
+    applyTheme(theme);
+    try {
+      storage()?.setItem(THEME_KEY, theme);
+    } catch { /* private mode */ }
+    btn.textContent = `Theme: ${theme}`;
+  });
+  return btn;
 }
 
 /** Renders the shell into `doc().body` and routes on `hashchange`. */
@@ -50,6 +95,8 @@ export function startShell<R, Api>(opts: ShellOptions<R, Api>): void {
       brand,
       h("nav", { class: "tabs", "aria-label": "Sections" }, tabLinks),
       h("div", { class: "spacer" }),
+      ...(opts.extra ?? []),
+      themeToggle(),
       live,
     ),
     main,

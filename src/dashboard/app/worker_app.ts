@@ -55,7 +55,7 @@ import {
   taskCpuGauge,
   taskMemoryGauge,
 } from "./host.ts";
-import { parseWorkerRoute, type WorkerRoute, workerRouteHash } from "./routes.ts";
+import { parseWorkerRoute, workerHref, type WorkerRoute, workerRouteHash } from "./routes.ts";
 import { startShell } from "./shell.ts";
 
 const ACTIVE = new Set([
@@ -73,13 +73,14 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
   env.setTitle("Tasks");
   const alertSlot = h("div", { class: "alert-slot" });
   const title = h("h1", null, "Worker");
+  const back = h("span", { class: "controller-link-slot" });
   const metrics = h("div", { class: "metrics" });
   const gauges = h("div", { class: "gauges" });
   const tbody = h("tbody", null, emptyRow(10, "Loading…"));
   const el = h(
     "div",
     { class: "page page-worker-tasks" },
-    h("div", { class: "toolbar" }, title),
+    h("div", { class: "toolbar" }, title, h("div", { class: "spacer" }), back),
     alertSlot,
     metrics,
     card("Resources", gauges),
@@ -115,6 +116,25 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
         const now = Date.now();
         title.textContent = `Worker ${health.workerId}`;
         env.setTitle(health.workerId);
+        // Back to this worker's page on the controller's dashboard.
+        const base = /^https?:\/\/[A-Za-z0-9.:[\]-]+\/?$/.test(health.controllerUrl)
+          ? health.controllerUrl.replace(/\/+$/, "")
+          : "";
+        replace(
+          back,
+          base
+            ? h(
+              "a",
+              {
+                class: "controller-link",
+                id: "controller-link",
+                href: `${base}/${workerHref(health.workerId)}`,
+                rel: "noopener noreferrer",
+              },
+              "Controller dashboard ↗",
+            )
+            : null,
+        );
         const active = list.tasks.filter((t) => ACTIVE.has(t.state));
         const mem = active.reduce((s, t) => s + t.memoryBytes, 0);
         const cpu = active.reduce((s, t) => s + t.cpuMillicores, 0);
