@@ -3,7 +3,7 @@
  * while the user has not scrolled up.
  * @module
  */
-import { doc, type El, h } from "./dom.ts";
+import { type El, h } from "./dom.ts";
 import { formatClock } from "./format.ts";
 import { MAX_LOG_LINES, overflow } from "./logs.ts";
 
