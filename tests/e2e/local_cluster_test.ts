@@ -15,9 +15,13 @@ const EXAMPLE = new URL("../../examples/local.yaml", import.meta.url).pathname;
 
 Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, scales down, and cleans up", async (t) => {
   const config = await loadConfig(EXAMPLE);
-  // Fast scale-down for the test; everything else as in the example.
+  // Fast scale-down for the test; everything else as in the example, except that a worker is
+  // declared dead only after 30 missed heartbeats: on a loaded machine (a worker "VM" boots, and
+  // under `deno test` type-checks, in this process) 3 s without a heartbeat happen, and a worker
+  // declared dead sends the gang to a second attempt, so its tasks would run (and log) twice.
   config.defaults!.autoscaler!.scaleDownDelayMs = 1500;
   for (const g of Object.values(config.scaleGroups)) g.scaleDownDelayMs = 1500;
+  config.controller!.heartbeatFailureThreshold = 30;
   const addresses: string[] = [];
   const controller = new LocalController(config);
   const t0 = performance.now();
@@ -54,7 +58,8 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
         command: ["sh", "-c", "echo cpu work; exec sleep 60"],
         cpu: 0.25,
       });
-      const job = await client.wait(gang, { timeout: seconds(60) });
+      // Generous: scale-up from zero boots four worker VMs, slow on a loaded machine.
+      const job = await client.wait(gang, { timeout: seconds(240) });
       const gangMs = performance.now() - submitted;
       assertEquals(job.state, JobState.SUCCEEDED, job.error);
       const lines = (await client.logs(gang)).filter((l) => l.stream === "stdout").map((l) =>
@@ -74,7 +79,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
       const { tasks } = await client.status(gang);
       assertEquals(new Set(tasks.map((x) => x.workerId.replace(/-w\d$/, ""))).size, 1);
       await waitFor(async () => (await client.status(cpuJob)).job?.state === JobState.RUNNING, {
-        timeout: seconds(30),
+        timeout: seconds(120),
         what: "the cpu job to run",
       });
       const cpuTask = (await client.status(cpuJob)).tasks[0]!;
@@ -82,7 +87,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
       addresses.push(...workers.map((w) => w.address));
       assertEquals(workers.find((w) => w.workerId === cpuTask.workerId)?.scaleGroup, "cpu");
       await client.cancel(cpuJob);
-      assertEquals((await client.wait(cpuJob, { timeout: seconds(30) })).state, JobState.KILLED);
+      assertEquals((await client.wait(cpuJob, { timeout: seconds(60) })).state, JobState.KILLED);
       console.log(
         `local cluster ready in ${
           readyMs.toFixed(0)
@@ -100,7 +105,7 @@ Deno.test("LocalController scales a TPU slice for a gang job, runs CPU work, sca
 
     await t.step("idle slices are scaled down after the cooldown", async () => {
       await waitFor(async () => (await client.workers()).length === 0, {
-        timeout: seconds(30),
+        timeout: seconds(120),
         what: "idle slices to be scaled down",
       });
       const status = await client.autoscalerStatus();
