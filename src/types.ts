@@ -215,6 +215,16 @@ export interface ScaleGroupSpec {
   readonly priority: number;
   readonly scaleUpCooldown: Duration;
   readonly scaleDownDelay: Duration;
+  /** A slice still `requesting` (not created by the platform) this long is failed. */
+  readonly bootTimeout?: Duration;
+  /** A created slice whose workers have not all registered this long is failed. */
+  readonly initTimeout?: Duration;
+  /** Token bucket: slices created per minute (also the burst). Unset or 0: unlimited. */
+  readonly scaleUpRate?: number;
+  /** Token bucket: idle slices terminated per minute (also the burst). Unset or 0: unlimited. */
+  readonly scaleDownRate?: number;
+  /** Idle (warm spare) slices kept beyond demand, within max_slices. @default 0 */
+  readonly bufferSlices?: number;
 }
 
 /** Lifecycle of a slice owned by the autoscaler. */
@@ -226,6 +236,8 @@ export interface SliceState {
   readonly group: string;
   readonly state: SliceLifecycle;
   readonly createdAt: Timestamp;
+  /** When the platform reported the slice created (start of `booting`). */
+  readonly bootedAt?: Timestamp;
   /** Since when no task has run on any of its workers; undefined while busy. */
   readonly idleSince?: Timestamp;
   readonly workerIds: readonly string[];
@@ -238,6 +250,21 @@ export interface GroupState {
   readonly backoffUntil?: Timestamp;
   readonly lastScaleUp?: Timestamp;
   readonly lastScaleDown?: Timestamp;
+  /** Why the group is backing off (the last failure). */
+  readonly backoffReason?: string;
+  /** Quota exhausted: no creation until then (a backoff of its own). */
+  readonly quotaUntil?: Timestamp;
+  readonly quotaReason?: string;
+  readonly quotaFailures?: number;
+  /** Token buckets of the scale rate limits (full when unset). */
+  readonly upTokens?: TokenBucket;
+  readonly downTokens?: TokenBucket;
+}
+
+/** Tokens left at a time; refills at the group's rate per minute up to the rate. */
+export interface TokenBucket {
+  readonly tokens: number;
+  readonly at: Timestamp;
 }
 
 /** Unplaceable demand: one entry per job. */
@@ -265,6 +292,8 @@ export interface ScalingPlan {
     readonly sliceId: string;
     readonly group: string;
     readonly reason: string;
+    /** The slice missed its boot or init timeout: the group backs off. */
+    readonly timedOut?: boolean;
   }[];
   /** Slices each group needs for the current demand (after caps). */
   readonly demandSlices: Readonly<Record<string, number>>;

@@ -13,7 +13,7 @@ import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { platformFromConfig } from "./platforms.ts";
 import { openBundleStore } from "../bundle/mod.ts";
-import { ms, seconds } from "../time.ts";
+import { minutes, ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
@@ -157,6 +157,11 @@ export async function startCluster(
     backoff: {
       initial: ms(config.defaults?.autoscaler?.backoffInitialMs || seconds(5)),
       max: ms(config.defaults?.autoscaler?.backoffMaxMs || seconds(300)),
+      factor: 2,
+    },
+    quotaBackoff: {
+      initial: ms(config.defaults?.autoscaler?.quotaBackoffMs || minutes(5)),
+      max: ms(4 * (config.defaults?.autoscaler?.quotaBackoffMs || minutes(5))),
       factor: 2,
     },
   });
