@@ -124,6 +124,14 @@ export interface ClusterSnapshot {
    * fewest-active first. Missing entries count 0.
    */
   readonly activeByUser?: Readonly<Partial<Record<Band, Readonly<Record<string, number>>>>>;
+  /**
+   * Resource budgets of users with pending jobs. Each pass, a user's tasks in bands above BATCH
+   * are placed in their band only while their active usage (`budgetUsage`) plus this pass's
+   * placements stays within it; the rest are placed as BATCH (Assignment.band = 3).
+   */
+  readonly budgets?: Readonly<Record<string, ResourceBudget>>;
+  /** Resources held by each user's active tasks in bands above BATCH. Missing: nothing. */
+  readonly budgetUsage?: Readonly<Record<string, ResourceVec>>;
 }
 
 /** One worker a job wants held for it before its tasks start. */
@@ -173,6 +181,15 @@ export interface Assignment {
   readonly jobId: string;
   readonly taskIndex: number;
   readonly workerId: string;
+  /** Set when the task runs in another band than its job's (over its user's resource budget). */
+  readonly band?: Band;
+}
+
+/** Resource limits of one user's tasks above BATCH; undefined fields are unlimited. */
+export interface ResourceBudget {
+  readonly cpuMillicores?: number;
+  readonly memoryBytes?: number;
+  readonly accelerators?: number;
 }
 
 /** A running task the plan evicts to make room for a higher band. */

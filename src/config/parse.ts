@@ -108,7 +108,7 @@ export const KEYS = {
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
   manualHost: ["host", "user", "key_file", "port", "known_hosts_file", "deno_path"],
-  userBudget: ["users", "max_tasks", "max_band"],
+  userBudget: ["users", "max_tasks", "max_band", "max_cpu", "max_memory", "max_accelerators"],
 } as const;
 
 /** Controller kinds, in oneof order. */
@@ -451,9 +451,15 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
       }
       return;
     }
+    const maxCpu = r.cpu(b, "max_cpu", p) ?? 0;
+    const maxMemory = r.size(b, "max_memory", p, { positive: true }) ?? 0;
+    const maxAcc = r.integer(b, "max_accelerators", p, { min: 0, max: 1_000_000 }) ?? 0;
     out.push(create(UserBudgetSchema, {
       users,
       maxTasks,
+      maxCpuMillicores: maxCpu,
+      maxMemoryBytes: maxMemory,
+      maxAccelerators: maxAcc,
       maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_NAMES.indexOf(band) + 1,
     }));
   });

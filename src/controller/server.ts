@@ -3,6 +3,7 @@
  * on one port. Used by `iris controller serve`, LocalController and tests.
  * @module
  */
+import { Accounts, ACCOUNTS_FILE } from "./accounts.ts";
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { type ConnectionLimits, serveRpc } from "../rpc/server.ts";
 import { workerClient } from "../rpc/client.ts";
@@ -78,6 +79,11 @@ export function startController(options: StartControllerOptions = {}): Controlle
     controller = new Controller({
       ...options,
       store,
+      // Budgets set at run time persist in the state dir (docs/durability.md).
+      accounts: new Accounts(
+        options.userBudgets ?? [],
+        options.stateDir ? `${options.stateDir}/${ACCOUNTS_FILE}` : undefined,
+      ),
       // Task logs go to files under the state dir (docs/durability.md).
       logs: {
         ...options.logs,

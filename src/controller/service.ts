@@ -23,6 +23,7 @@ import {
   PRINCIPAL,
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
+import { budgetHandlers } from "./budget_service.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -53,6 +54,7 @@ function wrap<A extends unknown[], R>(
 /** The ControllerService implementation. */
 export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
   const c = deps.controller;
+  const budgets = budgetHandlers(c);
   const tasksOf = (jobId: string, usageHistory = false) =>
     c.jobs.job(jobId).taskIds.map((id) =>
       taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
@@ -200,6 +202,9 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
       return { data: await deps.bundles.get(req.bundleId) };
     }),
+    setUserBudget: wrap(budgets.setUserBudget),
+    getUserBudget: wrap(budgets.getUserBudget),
+    listUserBudgets: wrap(budgets.listUserBudgets),
   };
 }
 
