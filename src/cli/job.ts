@@ -2,6 +2,7 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
+import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import { envToken, IrisClient } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
@@ -147,6 +148,7 @@ const runCommand: CommandSpec = {
       description: "Memory per task, e.g. 512MiB, 2GB",
       default: "256MiB",
     },
+    reserve: RESERVE_OPTION,
     replicas: {
       type: "string",
       short: "r",
@@ -290,6 +292,7 @@ const runCommand: CommandSpec = {
       constraints,
       user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
       accelerator,
+      reservation: parseReserve(strs(p, "reserve")),
     };
     const client = cliClient(p);
     if (workspace) {

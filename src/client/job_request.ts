@@ -72,6 +72,25 @@ export interface JobRequest {
   /** Parent job; defaults to the enclosing task's job when submitted from inside a task. */
   readonly parentJobId?: string;
   readonly priority?: "production" | "interactive" | "batch";
+  /**
+   * Workers to hold for the job before its tasks start (docs/priorities.md, Reservations): one
+   * entry per worker, `count` alike entries each. Omitted sizes default to one task's.
+   */
+  readonly reservation?: readonly ReservationInput[];
+}
+
+/** Workers of one shape a job reserves. */
+export interface ReservationInput {
+  /** Alike workers. @default 1 */
+  readonly count?: number;
+  /** CPU cores the worker must have. @default the job's cpu */
+  readonly cpu?: number;
+  /** Memory bytes the worker must have. @default the job's memory */
+  readonly memory?: number;
+  /** @default the job's accelerator */
+  readonly accelerator?: { kind: "tpu" | "gpu"; variant?: string; count?: number };
+  /** Required constraints on the worker. @default the job's required constraints */
+  readonly constraints?: readonly ConstraintInput[];
 }
 
 const OPS: Record<Op, ConstraintOp> = {
@@ -154,6 +173,31 @@ export function jobSpecFromRequest(
   const own = (req.constraints ?? []).map(constraint);
   const ownKeys = new Set(own.map((c) => c.key));
   const cpu = req.cpu ?? 1;
+  const accel = (a: JobRequest["accelerator"]) =>
+    a
+      ? {
+        type: a.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
+        variant: a.variant ?? "",
+        count: a.count ?? 0,
+      }
+      : undefined;
+  const reservation = (req.reservation ?? []).flatMap((r, i) => {
+    const count = r.count ?? 1;
+    if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) {
+      throw new InvalidArgumentError(`reservation[${i}].count`, `must be 1..10000 (got ${count})`);
+    }
+    const entry = {
+      resources: {
+        cpuMillicores: Math.round((r.cpu ?? cpu) * 1000),
+        memoryBytes: r.memory ?? req.memory ?? DEFAULT_TASK_MEMORY,
+        accelerator: accel(r.accelerator ?? req.accelerator),
+      },
+      constraints: r.constraints
+        ? r.constraints.map(constraint)
+        : own.filter((c) => c.mode !== ConstraintMode.PREFERRED),
+    };
+    return Array.from({ length: count }, () => entry);
+  });
   return create(JobSpecSchema, {
     name: req.name,
     entrypoint: req.command ? { kind: { case: "command", value: { argv: [...req.command] } } } : {
@@ -201,5 +245,6 @@ export function jobSpecFromRequest(
       : req.priority === "batch"
       ? PriorityBand.BATCH
       : PriorityBand.INTERACTIVE,
+    reservation,
   });
 }

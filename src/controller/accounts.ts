@@ -23,6 +23,8 @@ interface AccountsFile {
     maxBand?: Band;
     resources?: ResourceBudget;
   }>;
+  /** Reservation claims: per job, the worker each entry holds (null: none yet). */
+  readonly claims?: Record<string, (string | null)[]>;
 }
 
 /** The file name under the state dir. */
@@ -33,6 +35,7 @@ export class Accounts {
   readonly #config: readonly UserBudget[];
   readonly #file?: string;
   readonly #set = new Map<string, UserBudget>();
+  #claims: Record<string, (string | null)[]> = {};
 
   /**
    * @param file JSON file to load and save; without one, set budgets last until restart.
@@ -61,6 +64,22 @@ export class Accounts {
     for (const [user, b] of Object.entries(parsed.budgets)) {
       this.#set.set(user, { users: [user], ...b });
     }
+    this.#claims = parsed.claims ?? {};
+  }
+
+  /** Reservation claims saved before the last stop, per job (undefined: entry unclaimed). */
+  savedClaims(): Map<string, (string | undefined)[]> {
+    return new Map(
+      Object.entries(this.#claims).map(([job, ws]) => [job, ws.map((w) => w ?? undefined)]),
+    );
+  }
+
+  /** Saves the reservation claims (whole set) before returning. */
+  saveClaims(claims: ReadonlyMap<string, readonly (string | undefined)[]>): void {
+    this.#claims = Object.fromEntries(
+      [...claims.entries()].map(([job, ws]) => [job, ws.map((w) => w ?? null)]),
+    );
+    this.#save(this.#set);
   }
 
   /** The budget that applies to `user`: one set for them, else their config budget. */
@@ -114,6 +133,7 @@ export class Accounts {
           ...(b.resources !== undefined ? { resources: b.resources } : {}),
         }]),
       ),
+      claims: this.#claims,
     };
     const tmp = `${this.#file}.tmp`;
     Deno.writeTextFileSync(tmp, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 });

@@ -192,6 +192,32 @@ export class Controller {
         this.log(line);
       }
     }
+    this.#restoreClaims();
+  }
+
+  /** Reservation claims saved before a restart, for jobs and workers still known. */
+  #restoreClaims(): void {
+    for (const [jobId, ws] of this.accounts.savedClaims()) {
+      const job = this.jobs.jobs.get(jobId);
+      if (!job || isJobTerminal(job.state)) continue;
+      const claims = ws.map((w) =>
+        w !== undefined && this.workers.workers.has(w) && !this.#reservedBy.has(w) ? w : undefined
+      );
+      this.#claims.set(jobId, claims);
+      for (const w of claims) if (w !== undefined) this.#reservedBy.set(w, jobId);
+    }
+    if (this.#claims.size) {
+      this.log(`restored the reservation claims of ${this.#claims.size} job(s)`);
+    }
+  }
+
+  /** Saves the reservation claims (accounts.ts); a failure is logged, the claims stay in memory. */
+  #saveClaims(): void {
+    try {
+      this.accounts.saveClaims(this.#claims);
+    } catch (err) {
+      this.log(`saving reservation claims failed: ${describeError(err)}`);
+    }
   }
 
   /** The durable state store, when the controller has one (the autoscaler saves to it too). */
@@ -680,6 +706,7 @@ export class Controller {
     const snapshot = this.snapshot();
     const plan = schedule(snapshot);
     for (const c of plan.claims ?? []) this.#claim(c.jobId, c.entryIndex, c.workerId);
+    if (plan.claims?.length) this.#saveClaims();
     const byJob = new Map<string, { task: TaskRecord; attempt: AttemptRecord }[]>();
     for (const a of plan.assignments) {
       const worker = this.workers.workers.get(a.workerId);
@@ -870,6 +897,7 @@ export class Controller {
     if (!claims) return;
     for (const w of claims) if (w !== undefined) this.#reservedBy.delete(w);
     this.#claims.delete(jobId);
+    this.#saveClaims();
   }
 
   /** Pending reasons of jobs held back by their reservation. */
@@ -1056,6 +1084,7 @@ export class Controller {
       const claims = this.#claims.get(holder);
       const i = claims?.indexOf(workerId) ?? -1;
       if (claims && i >= 0) claims[i] = undefined;
+      this.#saveClaims();
     }
     this.log(`worker ${workerId} declared dead: ${reason}`);
     const fx = noEffects();
