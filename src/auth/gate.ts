@@ -39,6 +39,8 @@ export const workerRule: MethodRule = (_method, p) => p.role === "worker";
 export function authGate(
   policy: AuthPolicy,
   rule: MethodRule,
+  /** Tokens besides the policy's (API keys, looked up on every request). */
+  lookup?: (token: string) => Principal | undefined,
 ): ((ctx: HandlerContext) => void) | undefined {
   if (policy.mode === "none") return undefined;
   return (ctx) => {
@@ -49,7 +51,7 @@ export function authGate(
         Code.Unauthenticated,
       );
     }
-    const principal = principalOf(policy, token);
+    const principal = principalOf(policy, token) ?? lookup?.(token);
     if (!principal) throw new ConnectError("invalid token", Code.Unauthenticated);
     if (!rule(ctx.method.name, principal)) {
       throw new ConnectError(

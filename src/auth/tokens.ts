@@ -14,6 +14,8 @@ export interface Principal {
   /** User name ("alice"); "worker" for the worker token; the job owner for a task token. */
   readonly user: string;
   readonly role: Role;
+  /** The API key the caller used (keys live in the controller's accounts). */
+  readonly keyId?: string;
 }
 
 /** One configured user token, by hash. */

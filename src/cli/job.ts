@@ -2,6 +2,7 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
+import { storedToken } from "./credentials.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import { envToken, IrisClient } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
@@ -54,7 +55,7 @@ export function cliToken(p: { values: Record<string, unknown> }): string | undef
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
   }
-  return envToken();
+  return envToken() ?? storedToken(controllerUrl(p));
 }
 
 /** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */

@@ -11,6 +11,7 @@ import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
 import { authCommands } from "./auth.ts";
 import { userCommands } from "./user.ts";
+import { keyCommands } from "./key.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
@@ -22,6 +23,7 @@ const COMMANDS: CommandSpec[] = [
   ...clusterCommands,
   ...authCommands,
   ...userCommands,
+  ...keyCommands,
   smokeCommand,
 ];
 

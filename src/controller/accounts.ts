@@ -5,6 +5,7 @@
  * (temp file + rename), so a set budget survives a controller restart.
  * @module
  */
+import { createHash } from "node:crypto";
 import { budgetFor, type UserBudget } from "./budgets.ts";
 import type { Band, ResourceBudget } from "../types.ts";
 
@@ -25,7 +26,32 @@ interface AccountsFile {
   }>;
   /** Reservation claims: per job, the worker each entry holds (null: none yet). */
   readonly claims?: Record<string, (string | null)[]>;
+  readonly users?: UserRecord[];
+  readonly keys?: KeyRecord[];
 }
+
+/** A user an admin created. */
+export interface UserRecord {
+  readonly user: string;
+  readonly role: "user" | "admin";
+  readonly createdAtMs: number;
+}
+
+/** An API key: only its SHA-256 is kept. */
+export interface KeyRecord {
+  readonly keyId: string;
+  readonly user: string;
+  readonly name: string;
+  /** Role when no user record exists (a config-token user's own key). */
+  readonly role: "user" | "admin";
+  readonly sha256: string;
+  readonly createdAtMs: number;
+  /** 0: never. */
+  readonly expiresAtMs: number;
+}
+
+/** Prefix of API keys: `iris-key-v1.<key id>.<secret>`. */
+export const KEY_PREFIX = "iris-key-v1.";
 
 /** The file name under the state dir. */
 export const ACCOUNTS_FILE = "accounts.json";
@@ -36,6 +62,11 @@ export class Accounts {
   readonly #file?: string;
   readonly #set = new Map<string, UserBudget>();
   #claims: Record<string, (string | null)[]> = {};
+  readonly #users = new Map<string, UserRecord>();
+  readonly #keys = new Map<string, KeyRecord>();
+  readonly #byHash = new Map<string, KeyRecord>();
+  /** Last use per key (memory only). */
+  readonly #lastUsed = new Map<string, number>();
 
   /**
    * @param file JSON file to load and save; without one, set budgets last until restart.
@@ -65,6 +96,115 @@ export class Accounts {
       this.#set.set(user, { users: [user], ...b });
     }
     this.#claims = parsed.claims ?? {};
+    for (const u of parsed.users ?? []) this.#users.set(u.user, u);
+    for (const k of parsed.keys ?? []) {
+      this.#keys.set(k.keyId, k);
+      this.#byHash.set(k.sha256, k);
+    }
+  }
+
+  /** Users created by admins. */
+  users(): UserRecord[] {
+    return [...this.#users.values()].sort((a, b) => a.user < b.user ? -1 : 1);
+  }
+
+  user(name: string): UserRecord | undefined {
+    return this.#users.get(name);
+  }
+
+  /** Creates (or changes the role of) a user; saved before returning. */
+  createUser(user: string, role: "user" | "admin", nowMs: number): UserRecord {
+    const rec = { user, role, createdAtMs: this.#users.get(user)?.createdAtMs ?? nowMs };
+    this.#users.set(user, rec);
+    this.#persist();
+    return rec;
+  }
+
+  /** Deletes a user and revokes their keys; returns the revoked key count. */
+  deleteUser(user: string): number {
+    const keys = [...this.#keys.values()].filter((k) => k.user === user);
+    this.#users.delete(user);
+    for (const k of keys) this.#dropKey(k);
+    this.#persist();
+    return keys.length;
+  }
+
+  /**
+   * Creates a key; the token is returned once and only its SHA-256 is stored.
+   * @param expiresAtMs 0 for no expiry.
+   */
+  createKey(
+    user: string,
+    name: string,
+    role: "user" | "admin",
+    nowMs: number,
+    expiresAtMs: number,
+  ): { key: KeyRecord; token: string } {
+    const keyId = Array.from(crypto.getRandomValues(new Uint8Array(6)))
+      .map((b) => b.toString(16).padStart(2, "0")).join("");
+    const secret = btoa(String.fromCharCode(...crypto.getRandomValues(new Uint8Array(32))))
+      .replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+    const token = `${KEY_PREFIX}${keyId}.${secret}`;
+    const key: KeyRecord = {
+      keyId,
+      user,
+      name,
+      role,
+      sha256: sha256Hex(token),
+      createdAtMs: nowMs,
+      expiresAtMs,
+    };
+    this.#keys.set(keyId, key);
+    this.#byHash.set(key.sha256, key);
+    this.#persist();
+    return { key, token };
+  }
+
+  keys(user?: string): KeyRecord[] {
+    return [...this.#keys.values()].filter((k) => user === undefined || k.user === user)
+      .sort((a, b) => a.createdAtMs - b.createdAtMs || (a.keyId < b.keyId ? -1 : 1));
+  }
+
+  key(keyId: string): KeyRecord | undefined {
+    return this.#keys.get(keyId);
+  }
+
+  lastUsed(keyId: string): number {
+    return this.#lastUsed.get(keyId) ?? 0;
+  }
+
+  /** Revokes a key: the next request with it is refused. Saved before returning. */
+  revokeKey(keyId: string): boolean {
+    const k = this.#keys.get(keyId);
+    if (!k) return false;
+    this.#dropKey(k);
+    this.#persist();
+    return true;
+  }
+
+  #dropKey(k: KeyRecord): void {
+    this.#keys.delete(k.keyId);
+    this.#byHash.delete(k.sha256);
+    this.#lastUsed.delete(k.keyId);
+  }
+
+  /**
+   * Who an API key authenticates, or undefined (not a key, unknown, revoked or expired). The
+   * role is the user record's when there is one (so a role change applies at once).
+   */
+  principalForKey(
+    token: string,
+    nowMs: number,
+  ): { user: string; role: "user" | "admin"; keyId: string } | undefined {
+    if (!token.startsWith(KEY_PREFIX)) return undefined;
+    const k = this.#byHash.get(sha256Hex(token));
+    if (!k || (k.expiresAtMs > 0 && nowMs >= k.expiresAtMs)) return undefined;
+    this.#lastUsed.set(k.keyId, nowMs);
+    return { user: k.user, role: this.#users.get(k.user)?.role ?? k.role, keyId: k.keyId };
+  }
+
+  #persist(): void {
+    this.#save(this.#set);
   }
 
   /** Reservation claims saved before the last stop, per job (undefined: entry unclaimed). */
@@ -134,6 +274,8 @@ export class Accounts {
         }]),
       ),
       claims: this.#claims,
+      users: [...this.#users.values()],
+      keys: [...this.#keys.values()],
     };
     const tmp = `${this.#file}.tmp`;
     Deno.writeTextFileSync(tmp, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 });
@@ -190,4 +332,8 @@ export interface CommitmentLike {
   readonly memoryBytes: number;
   readonly accelerators: number;
   readonly holder?: { readonly jobId: string; readonly band: Band };
+}
+
+function sha256Hex(text: string): string {
+  return createHash("sha256").update(text, "utf8").digest("hex");
 }

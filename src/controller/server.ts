@@ -104,6 +104,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
         bundles: options.bundles,
         autoscalerStatus: options.autoscalerStatus,
         version: options.version,
+        auth: options.auth,
       }),
       {
         hostname: options.host ?? "127.0.0.1",
@@ -111,7 +112,10 @@ export function startController(options: StartControllerOptions = {}): Controlle
         fallback: options.fallback,
         readMaxBytes: options.maxRequestBytes,
         ...options.connectionLimits,
-        requestGate: authGate(options.auth ?? NO_AUTH, controllerRule),
+        requestGate: authGate(options.auth ?? NO_AUTH, controllerRule, (token) => {
+          const k = controller.accounts.principalForKey(token, controller.clock.now());
+          return k && { user: k.user, role: k.role, keyId: k.keyId };
+        }),
         interceptors: options.launchRateLimit
           ? [rateLimitInterceptor(["LaunchJob"], options.launchRateLimit)]
           : [],

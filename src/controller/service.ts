@@ -24,6 +24,8 @@ import {
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
 import { budgetHandlers } from "./budget_service.ts";
+import { accountHandlers } from "./account_service.ts";
+import type { AuthPolicy } from "../auth/mod.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -37,6 +39,8 @@ export interface ServiceDeps {
   readonly bundles?: BundleStorage;
   readonly autoscalerStatus?: () => GetAutoscalerStatusResponse;
   readonly version?: string;
+  /** The auth policy (its tokens are the config's users). */
+  readonly auth?: AuthPolicy;
 }
 
 function wrap<A extends unknown[], R>(
@@ -55,6 +59,7 @@ function wrap<A extends unknown[], R>(
 export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
   const c = deps.controller;
   const budgets = budgetHandlers(c);
+  const accounts = accountHandlers(c, deps.auth);
   const tasksOf = (jobId: string, usageHistory = false) =>
     c.jobs.job(jobId).taskIds.map((id) =>
       taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
@@ -205,6 +210,13 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     setUserBudget: wrap(budgets.setUserBudget),
     getUserBudget: wrap(budgets.getUserBudget),
     listUserBudgets: wrap(budgets.listUserBudgets),
+    getCurrentUser: wrap(accounts.getCurrentUser),
+    createApiKey: wrap(accounts.createApiKey),
+    listApiKeys: wrap(accounts.listApiKeys),
+    revokeApiKey: wrap(accounts.revokeApiKey),
+    createUser: wrap(accounts.createUser),
+    listUsers: wrap(accounts.listUsers),
+    deleteUser: wrap(accounts.deleteUser),
   };
 }
 
