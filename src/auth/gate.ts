@@ -24,9 +24,11 @@ const WORKER_ALSO = new Set(["GetBundle"]);
 
 /** Who may call ControllerService methods: workers the worker RPCs, users and admins the rest. */
 export const controllerRule: MethodRule = (method, p) =>
-  p.role === "worker"
+  p.role === "enrolment"
+    ? method === "EnrolWorker"
+    : p.role === "worker"
     ? WORKER_METHODS.has(method) || WORKER_ALSO.has(method)
-    : !WORKER_METHODS.has(method);
+    : !WORKER_METHODS.has(method) && method !== "EnrolWorker";
 
 /** Who may call WorkerService methods: the controller, which holds the worker token. */
 export const workerRule: MethodRule = (_method, p) => p.role === "worker";

@@ -7,7 +7,7 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { InvalidArgumentError } from "../errors.ts";
 
 /** What a caller may do: `user` manages its own jobs, `admin` any job, `worker` only worker RPCs. */
-export type Role = "user" | "admin" | "worker";
+export type Role = "user" | "admin" | "worker" | "enrolment";
 
 /** The authenticated caller of one RPC. */
 export interface Principal {

@@ -164,6 +164,15 @@ export async function startCluster(
       max: ms(4 * (config.defaults?.autoscaler?.quotaBackoffMs || minutes(5))),
       factor: 2,
     },
+    // gcp workers start from metadata: they get a one-time enrolment token, not the worker token.
+    enrolmentToken: workerToken && platform.kind === "gcp"
+      ? (sliceId, vms) =>
+        server.controller.accounts.enrolments.issue(
+          sliceId,
+          vms,
+          server.controller.clock.now() + minutes(60),
+        )
+      : undefined,
   });
   hooks.autoscaler = autoscaler;
   await autoscaler.start();

@@ -128,7 +128,7 @@ export function platformFromConfig(
         log: options.vmLog,
       });
     case "gcp":
-      refuseGcpToken(options.workerToken);
+      // With auth, gcp workers enrol (EnrolWorker) instead of getting the worker token.
       return new GcpPlatform({
         runner,
         project: config.platform?.gcp?.projectId ?? "",

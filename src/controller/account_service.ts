@@ -13,7 +13,13 @@ import {
   UserInfoSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { InvalidArgumentError, NotFoundError, PermissionDeniedError } from "../errors.ts";
-import { type AuthPolicy, checkUserName, PRINCIPAL, type Principal } from "../auth/mod.ts";
+import {
+  type AuthPolicy,
+  bearerToken,
+  checkUserName,
+  PRINCIPAL,
+  type Principal,
+} from "../auth/mod.ts";
 import type { Controller } from "./controller.ts";
 import type { KeyRecord } from "./accounts.ts";
 
@@ -124,6 +130,17 @@ export function accountHandlers(c: Controller, auth: AuthPolicy | undefined) {
     listUsers: () => {
       const names = new Set([...configUsers.keys(), ...c.accounts.users().map((u) => u.user)]);
       return { users: [...names].sort().map((u) => userInfo(u)!) };
+    },
+    enrolWorker: (req: { workerId: string }, ctx: HandlerContext) => {
+      const p = caller(ctx);
+      if (auth?.mode !== "token" || p?.role !== "enrolment") {
+        throw new PermissionDeniedError("EnrolWorker needs an enrolment token (auth mode token)");
+      }
+      const token = bearerToken(ctx.requestHeader.get("authorization"));
+      const why = c.accounts.enrolments.redeem(token, req.workerId, c.clock.now());
+      if (why) throw new PermissionDeniedError(why);
+      c.log(`worker ${req.workerId} enrolled (${p.user})`);
+      return { workerToken: auth.workerToken };
     },
     deleteUser: (req: { user: string }, ctx: HandlerContext) => {
       requireAdmin(caller(ctx), "delete users");

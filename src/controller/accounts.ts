@@ -7,6 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { budgetFor, type UserBudget } from "./budgets.ts";
+import { Enrolments } from "./enrolment.ts";
 import type { Band, ResourceBudget } from "../types.ts";
 
 /** A budget as stored and shown for one user. */
@@ -65,6 +66,8 @@ export class Accounts {
   readonly #users = new Map<string, UserRecord>();
   readonly #keys = new Map<string, KeyRecord>();
   readonly #byHash = new Map<string, KeyRecord>();
+  /** One-time enrolment tokens of new slices (memory only). */
+  readonly enrolments = new Enrolments();
   /** Last use per key (memory only). */
   readonly #lastUsed = new Map<string, number>();
 

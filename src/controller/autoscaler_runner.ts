@@ -99,6 +99,8 @@ export interface AutoscalerRunnerOptions {
   /** Backoff after a quota error (QuotaExhaustedError). @default DEFAULT_QUOTA_BACKOFF */
   readonly quotaBackoff?: ScaleBackoff;
   readonly clock?: Clock;
+  /** Issues the one-time enrolment token of a new slice (auth on gcp), or undefined. */
+  readonly enrolmentToken?: (sliceId: string, vmCount: number) => string | undefined;
 }
 
 interface TrackedSlice {
@@ -301,6 +303,7 @@ export class AutoscalerRunner {
           config: group.config,
           vmCount: group.spec.vmsPerSlice,
           controllerUrl: this.#o.controller.url,
+          enrolmentToken: this.#o.enrolmentToken?.(sliceId, group.spec.vmsPerSlice),
           labels: {
             [`${this.#o.labelPrefix}-managed`]: "true",
             [`${this.#o.labelPrefix}-scale-group`]: groupName,

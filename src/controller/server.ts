@@ -113,7 +113,10 @@ export function startController(options: StartControllerOptions = {}): Controlle
         readMaxBytes: options.maxRequestBytes,
         ...options.connectionLimits,
         requestGate: authGate(options.auth ?? NO_AUTH, controllerRule, (token) => {
-          const k = controller.accounts.principalForKey(token, controller.clock.now());
+          const now = controller.clock.now();
+          const slice = controller.accounts.enrolments.sliceOf(token, now);
+          if (slice !== undefined) return { user: `enrol:${slice}`, role: "enrolment" };
+          const k = controller.accounts.principalForKey(token, now);
           return k && { user: k.user, role: k.role, keyId: k.keyId };
         }),
         interceptors: options.launchRateLimit

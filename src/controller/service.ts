@@ -217,6 +217,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     createUser: wrap(accounts.createUser),
     listUsers: wrap(accounts.listUsers),
     deleteUser: wrap(accounts.deleteUser),
+    enrolWorker: wrap(accounts.enrolWorker),
   };
 }
 
