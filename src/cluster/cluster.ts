@@ -19,6 +19,7 @@ import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import { resolve } from "node:path";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
+import { gcpWorkerTokenSources } from "./gcp_auth.ts";
 
 /** Options for {@linkcode startCluster}. */
 export interface StartClusterOptions {
@@ -80,7 +81,12 @@ export async function startCluster(
   const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
   const auth = controllerAuth(
     config.auth,
-    options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+    // gcp: the controller makes its own worker token (gcp_auth.ts); workers enrol for it.
+    gcpWorkerTokenSources(
+      config,
+      options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+      c.stateDir || options.workDir,
+    ),
   );
   const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
   const localGroups = Object.entries(config.scaleGroups)
