@@ -12,6 +12,7 @@ import { type ControllerApi, controllerApi } from "./rpc.ts";
 import { parseRoute, type Route } from "./routes.ts";
 import { startShell } from "./shell.ts";
 import { statusPage } from "./status.ts";
+import { usersPage } from "./users.ts";
 
 function mount(route: Route, env: PageEnv<ControllerApi>): Page {
   switch (route.page) {
@@ -25,6 +26,8 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
       return autoscalerPage(env);
     case "endpoints":
       return endpointsPage(env);
+    case "users":
+      return usersPage(env);
     case "status":
       return statusPage(env);
     default:
@@ -42,6 +45,7 @@ startShell<Route, ControllerApi>({
     { label: "Fleet", href: "#/fleet", active: (r) => r.page === "fleet" || r.page === "worker" },
     { label: "Autoscaler", href: "#/autoscaler", active: (r) => r.page === "autoscaler" },
     { label: "Endpoints", href: "#/endpoints", active: (r) => r.page === "endpoints" },
+    { label: "Users", href: "#/users", active: (r) => r.page === "users" },
     { label: "Status", href: "#/status", active: (r) => r.page === "status" },
   ],
 });

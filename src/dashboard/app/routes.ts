@@ -13,6 +13,7 @@ export type Route =
   | { readonly page: "worker"; readonly id: string }
   | { readonly page: "autoscaler" }
   | { readonly page: "endpoints" }
+  | { readonly page: "users" }
   | { readonly page: "status" };
 
 /** Parses `location.hash`; unknown or empty hashes give the default (jobs). */
@@ -27,6 +28,7 @@ export function parseRoute(hash: string): Route {
     case "fleet":
     case "autoscaler":
     case "endpoints":
+    case "users":
     case "status":
       return { page: name };
     default: {
