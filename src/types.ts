@@ -124,6 +124,14 @@ export interface ClusterSnapshot {
    * fewest-active first. Missing entries count 0.
    */
   readonly activeByUser?: Readonly<Partial<Record<Band, Readonly<Record<string, number>>>>>;
+  /**
+   * Resource budgets of users with pending jobs. Each pass, a user's tasks in bands above BATCH
+   * are placed in their band only while their active usage (`budgetUsage`) plus this pass's
+   * placements stays within it; the rest are placed as BATCH (Assignment.band = 3).
+   */
+  readonly budgets?: Readonly<Record<string, ResourceBudget>>;
+  /** Resources held by each user's active tasks in bands above BATCH. Missing: nothing. */
+  readonly budgetUsage?: Readonly<Record<string, ResourceVec>>;
 }
 
 /** One worker a job wants held for it before its tasks start. */
@@ -173,6 +181,15 @@ export interface Assignment {
   readonly jobId: string;
   readonly taskIndex: number;
   readonly workerId: string;
+  /** Set when the task runs in another band than its job's (over its user's resource budget). */
+  readonly band?: Band;
+}
+
+/** Resource limits of one user's tasks above BATCH; undefined fields are unlimited. */
+export interface ResourceBudget {
+  readonly cpuMillicores?: number;
+  readonly memoryBytes?: number;
+  readonly accelerators?: number;
 }
 
 /** A running task the plan evicts to make room for a higher band. */
@@ -215,6 +232,16 @@ export interface ScaleGroupSpec {
   readonly priority: number;
   readonly scaleUpCooldown: Duration;
   readonly scaleDownDelay: Duration;
+  /** A slice still `requesting` (not created by the platform) this long is failed. */
+  readonly bootTimeout?: Duration;
+  /** A created slice whose workers have not all registered this long is failed. */
+  readonly initTimeout?: Duration;
+  /** Token bucket: slices created per minute (also the burst). Unset or 0: unlimited. */
+  readonly scaleUpRate?: number;
+  /** Token bucket: idle slices terminated per minute (also the burst). Unset or 0: unlimited. */
+  readonly scaleDownRate?: number;
+  /** Idle (warm spare) slices kept beyond demand, within max_slices. @default 0 */
+  readonly bufferSlices?: number;
 }
 
 /** Lifecycle of a slice owned by the autoscaler. */
@@ -226,6 +253,8 @@ export interface SliceState {
   readonly group: string;
   readonly state: SliceLifecycle;
   readonly createdAt: Timestamp;
+  /** When the platform reported the slice created (start of `booting`). */
+  readonly bootedAt?: Timestamp;
   /** Since when no task has run on any of its workers; undefined while busy. */
   readonly idleSince?: Timestamp;
   readonly workerIds: readonly string[];
@@ -238,6 +267,21 @@ export interface GroupState {
   readonly backoffUntil?: Timestamp;
   readonly lastScaleUp?: Timestamp;
   readonly lastScaleDown?: Timestamp;
+  /** Why the group is backing off (the last failure). */
+  readonly backoffReason?: string;
+  /** Quota exhausted: no creation until then (a backoff of its own). */
+  readonly quotaUntil?: Timestamp;
+  readonly quotaReason?: string;
+  readonly quotaFailures?: number;
+  /** Token buckets of the scale rate limits (full when unset). */
+  readonly upTokens?: TokenBucket;
+  readonly downTokens?: TokenBucket;
+}
+
+/** Tokens left at a time; refills at the group's rate per minute up to the rate. */
+export interface TokenBucket {
+  readonly tokens: number;
+  readonly at: Timestamp;
 }
 
 /** Unplaceable demand: one entry per job. */
@@ -265,6 +309,8 @@ export interface ScalingPlan {
     readonly sliceId: string;
     readonly group: string;
     readonly reason: string;
+    /** The slice missed its boot or init timeout: the group backs off. */
+    readonly timedOut?: boolean;
   }[];
   /** Slices each group needs for the current demand (after caps). */
   readonly demandSlices: Readonly<Record<string, number>>;

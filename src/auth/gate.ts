@@ -24,9 +24,11 @@ const WORKER_ALSO = new Set(["GetBundle"]);
 
 /** Who may call ControllerService methods: workers the worker RPCs, users and admins the rest. */
 export const controllerRule: MethodRule = (method, p) =>
-  p.role === "worker"
+  p.role === "enrolment"
+    ? method === "EnrolWorker"
+    : p.role === "worker"
     ? WORKER_METHODS.has(method) || WORKER_ALSO.has(method)
-    : !WORKER_METHODS.has(method);
+    : !WORKER_METHODS.has(method) && method !== "EnrolWorker";
 
 /** Who may call WorkerService methods: the controller, which holds the worker token. */
 export const workerRule: MethodRule = (_method, p) => p.role === "worker";
@@ -39,6 +41,8 @@ export const workerRule: MethodRule = (_method, p) => p.role === "worker";
 export function authGate(
   policy: AuthPolicy,
   rule: MethodRule,
+  /** Tokens besides the policy's (API keys, looked up on every request). */
+  lookup?: (token: string) => Principal | undefined,
 ): ((ctx: HandlerContext) => void) | undefined {
   if (policy.mode === "none") return undefined;
   return (ctx) => {
@@ -49,7 +53,7 @@ export function authGate(
         Code.Unauthenticated,
       );
     }
-    const principal = principalOf(policy, token);
+    const principal = principalOf(policy, token) ?? lookup?.(token);
     if (!principal) throw new ConnectError("invalid token", Code.Unauthenticated);
     if (!rule(ctx.method.name, principal)) {
       throw new ConnectError(

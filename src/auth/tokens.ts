@@ -7,13 +7,15 @@ import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { InvalidArgumentError } from "../errors.ts";
 
 /** What a caller may do: `user` manages its own jobs, `admin` any job, `worker` only worker RPCs. */
-export type Role = "user" | "admin" | "worker";
+export type Role = "user" | "admin" | "worker" | "enrolment";
 
 /** The authenticated caller of one RPC. */
 export interface Principal {
   /** User name ("alice"); "worker" for the worker token; the job owner for a task token. */
   readonly user: string;
   readonly role: Role;
+  /** The API key the caller used (keys live in the controller's accounts). */
+  readonly keyId?: string;
 }
 
 /** One configured user token, by hash. */

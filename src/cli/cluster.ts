@@ -114,6 +114,20 @@ async function printStatus(client: IrisClient, io: Io): Promise<number> {
         ]),
       ),
     );
+    // Why groups are blocked: quota errors and the last backoff cause, one line each.
+    const blocked = auto.groups.flatMap((g) => [
+      ...(g.quotaUntilMs > now
+        ? [
+          `  ${g.name}: quota_exceeded for ${
+            formatDuration(ms(g.quotaUntilMs - now))
+          }: ${g.quotaReason}`,
+        ]
+        : []),
+      ...(g.backoffUntilMs > now && g.backoffReason
+        ? [`  ${g.name}: backoff: ${g.backoffReason}`]
+        : []),
+    ]);
+    if (blocked.length) io.out(`\nBlocked groups:\n${blocked.join("\n")}\n`);
     if (auto.unmetDemand.length) {
       io.out(`\nUnmet demand:\n${auto.unmetDemand.map((u) => `  ${u}`).join("\n")}\n`);
     }

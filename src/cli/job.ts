@@ -9,6 +9,8 @@ import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
 import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
+import { storedToken } from "./credentials.ts";
+import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import {
   type ConstraintInput,
   type JobRequest,
@@ -70,7 +72,7 @@ export function cliToken(p: { values: Record<string, unknown> }): string | undef
       throw new UsageError(err instanceof Error ? err.message : String(err));
     }
   }
-  return envToken();
+  return envToken() ?? storedToken(controllerUrl(p));
 }
 
 /** Where clients look for a controller when neither --controller nor IRIS_CONTROLLER_URL is set. */
@@ -250,12 +252,7 @@ const RUN_OPTIONS: Record<string, OptionSpec> = {
     description:
       "When a job of this name exists: error, keep (return it) or recreate (default: replace it if finished)",
   },
-  reserve: {
-    type: "string",
-    value: "N",
-    description:
-      "Hold N workers of the task's size (and constraints) before the tasks start; they are kept off other jobs until this one ends",
-  },
+  reserve: RESERVE_OPTION,
   user: {
     type: "string",
     value: "USER",
@@ -449,7 +446,7 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
       );
     }
   }
-  const reserve = num(p, "reserve", { min: 0, max: 1000, integer: true }) ?? 0;
+  const reservation = parseReserve(strs(p, "reserve"));
   const bundle = str(p, "bundle");
   if (bundle !== undefined && str(p, "workspace") !== undefined) {
     throw new UsageError("--bundle and --workspace cannot both be given");
@@ -493,7 +490,7 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
     ...(ports.length ? { ports } : {}),
     ...(coschedule !== undefined ? { groupBy: coschedule } : {}),
     ...(policy ? { existingJobPolicy: policy as (typeof POLICY_NAMES)[number] } : {}),
-    ...(reserve > 0 ? { reserve: Array.from({ length: reserve }, () => ({})) } : {}),
+    ...(reservation.length ? { reservation } : {}),
     ...(str(p, "parent") !== undefined ? { parentJobId: resolveJobId(str(p, "parent")!) } : {}),
     ...(bundle !== undefined ? { bundleId: bundle } : {}),
   };

@@ -11,6 +11,8 @@ import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
 import { authCommands } from "./auth.ts";
+import { userCommands } from "./user.ts";
+import { keyCommands } from "./key.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
@@ -22,6 +24,8 @@ const COMMANDS: CommandSpec[] = [
   portsCommand,
   ...clusterCommands,
   ...authCommands,
+  ...userCommands,
+  ...keyCommands,
   smokeCommand,
 ];
 

@@ -3,6 +3,7 @@
  * SIGINT/SIGTERM, then stop gracefully (tasks killed and awaited, servers closed).
  * @module
  */
+import { ENROL_TOKEN_OPTION, enrolIfNeeded } from "./enrol.ts";
 import { startController } from "../controller/server.ts";
 import { backupState } from "../controller/store.ts";
 import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
@@ -276,6 +277,7 @@ const workerServe: CommandSpec = {
       description:
         "File holding the worker token (or env IRIS_WORKER_TOKEN / IRIS_WORKER_TOKEN_FILE)",
     },
+    "enrol-token-file": ENROL_TOKEN_OPTION,
   },
   examples: [
     "iris worker serve --controller http://127.0.0.1:10000",
@@ -340,6 +342,8 @@ const workerServe: CommandSpec = {
       },
     };
     let workerToken: string | undefined;
+    // gcp with auth: trade the one-time enrolment token for the worker token first.
+    await enrolIfNeeded(controllerUrl, str(p, "worker-id"), p);
     try {
       workerToken = resolveWorkerToken(str(p, "worker-token-file"), workerTokenEnv());
     } catch (err) {

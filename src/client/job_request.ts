@@ -85,6 +85,14 @@ export interface JobRequest {
    * an entry's omitted fields take the job's own).
    */
   readonly reserve?: readonly ReserveEntry[];
+  /** Workers to hold, grouped by shape (`count` alike workers each); added to `reserve`. */
+  readonly reservation?: readonly ReservationInput[];
+}
+
+/** Workers of one shape a job reserves. */
+export interface ReservationInput extends ReserveEntry {
+  /** Alike workers. @default 1 */
+  readonly count?: number;
 }
 
 /** One worker to hold for a job (see {@linkcode JobRequest.reserve}). */
@@ -238,7 +246,19 @@ export function jobSpecFromRequest(
     existingJobPolicy: req.existingJobPolicy
       ? POLICIES[req.existingJobPolicy]
       : ExistingJobPolicy.UNSPECIFIED,
-    reservation: (req.reserve ?? []).map((e) => ({
+    reservation: [
+      ...(req.reserve ?? []),
+      ...(req.reservation ?? []).flatMap((r, i) => {
+        const count = r.count ?? 1;
+        if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) {
+          throw new InvalidArgumentError(
+            `reservation[${i}].count`,
+            `must be 1..10000 (got ${count})`,
+          );
+        }
+        return Array.from({ length: count }, () => r);
+      }),
+    ].map((e) => ({
       resources: resources({
         cpu: e.cpu ?? req.cpu,
         memory: e.memory ?? req.memory,

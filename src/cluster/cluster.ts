@@ -13,12 +13,13 @@ import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { platformFromConfig } from "./platforms.ts";
 import { openBundleStore } from "../bundle/mod.ts";
-import { ms, seconds } from "../time.ts";
+import { minutes, ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import { resolve } from "node:path";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
+import { gcpWorkerTokenSources } from "./gcp_auth.ts";
 
 /** Options for {@linkcode startCluster}. */
 export interface StartClusterOptions {
@@ -80,7 +81,12 @@ export async function startCluster(
   const heartbeatInterval = ms(c.heartbeatIntervalMs || seconds(1));
   const auth = controllerAuth(
     config.auth,
-    options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+    // gcp: the controller makes its own worker token (gcp_auth.ts); workers enrol for it.
+    gcpWorkerTokenSources(
+      config,
+      options.workerTokenSources ?? (config.auth?.mode === "token" ? workerTokenEnv() : {}),
+      c.stateDir || options.workDir,
+    ),
   );
   const workerToken = auth.policy.mode === "token" ? auth.policy.workerToken : undefined;
   const localGroups = Object.entries(config.scaleGroups)
@@ -159,6 +165,20 @@ export async function startCluster(
       max: ms(config.defaults?.autoscaler?.backoffMaxMs || seconds(300)),
       factor: 2,
     },
+    quotaBackoff: {
+      initial: ms(config.defaults?.autoscaler?.quotaBackoffMs || minutes(5)),
+      max: ms(4 * (config.defaults?.autoscaler?.quotaBackoffMs || minutes(5))),
+      factor: 2,
+    },
+    // gcp workers start from metadata: they get a one-time enrolment token, not the worker token.
+    enrolmentToken: workerToken && platform.kind === "gcp"
+      ? (sliceId, vms) =>
+        server.controller.accounts.enrolments.issue(
+          sliceId,
+          vms,
+          server.controller.clock.now() + minutes(60),
+        )
+      : undefined,
   });
   hooks.autoscaler = autoscaler;
   await autoscaler.start();

@@ -17,11 +17,11 @@ import {
   kubeConnector,
   KUBERNETES_TOKEN_MODE_UNSUPPORTED,
   manualHostsFromConfig,
-  refuseGcpToken,
   runtimeFromConfig,
   sshDefaultsFromConfig,
 } from "./platforms.ts";
 import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
+import { gcpTokenMode } from "./gcp_auth.ts";
 import type { HealthCheck } from "../platform/ssh.ts";
 import { ConfigError } from "../errors.ts";
 import type { KubeClient } from "../platform/kube_client.ts";
@@ -63,6 +63,18 @@ export function controllerHealthCheck(workerToken?: string): HealthCheck {
 /** True when a controller at `url` (auth off) answers GetControllerStatus as healthy. */
 export const controllerHealthy: HealthCheck = controllerHealthCheck();
 
+/**
+ * gcp with token auth, where the operator holds no worker token: a controller that answers
+ * `unauthenticated` is up and enforcing auth (the VM is the one the lifecycle created).
+ */
+export const authedControllerUp: HealthCheck = async (url, signal) => {
+  try {
+    return (await controllerClient(url).getControllerStatus({}, { signal })).healthy;
+  } catch (err) {
+    return err instanceof ConnectError && err.code === Code.Unauthenticated;
+  }
+};
+
 /** The lifecycle for `config`'s controller kind. */
 export function createControllerLifecycle(
   config: ClusterConfig,
@@ -73,12 +85,9 @@ export function createControllerLifecycle(
   if (mode === "local" || c.kind.case === "local") return new LocalController(config, options);
   const runner = options.runner ?? new DenoCommandRunner();
   const labelPrefix = labelPrefixOf(config);
-  const auth = config.auth?.mode === "token"
-    ? controllerAuth(config.auth, options.workerTokenSources ?? workerTokenEnv())
-    : undefined;
-  const workerToken = auth?.policy.mode === "token" ? auth.policy.workerToken : undefined;
   if (c.kind.case === "gcp") {
-    refuseGcpToken(workerToken);
+    // With token auth the controller VM makes its own worker token and workers enrol for it
+    // (gcp_auth.ts): the operator's machine needs no worker token and none goes into metadata.
     return new GcpControllerLifecycle({
       runner,
       project: config.platform?.gcp?.projectId ?? "",
@@ -90,9 +99,13 @@ export function createControllerLifecycle(
       serviceAccount: c.kind.value.serviceAccount || undefined,
       clusterConfig: options.configText,
       runtime: runtimeFromConfig(config),
-      checkHealth: controllerHealthy,
+      checkHealth: gcpTokenMode(config) ? authedControllerUp : controllerHealthy,
     });
   }
+  const auth = config.auth?.mode === "token"
+    ? controllerAuth(config.auth, options.workerTokenSources ?? workerTokenEnv())
+    : undefined;
+  const workerToken = auth?.policy.mode === "token" ? auth.policy.workerToken : undefined;
   if (c.kind.case === "kubernetes") {
     if (workerToken !== undefined) {
       throw new ConfigError("auth.mode", KUBERNETES_TOKEN_MODE_UNSUPPORTED);

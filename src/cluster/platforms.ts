@@ -34,7 +34,7 @@ export interface PlatformFromConfigOptions {
   readonly runtime?: IrisRuntime;
   /**
    * The worker token when auth is on: local hands it to VMs in memory, manual sends it to each
-   * host over ssh stdin; gcp refuses it (see {@linkcode GCP_TOKEN_MODE_UNSUPPORTED}).
+   * host over ssh stdin; gcp workers enrol instead (src/controller/enrolment.ts).
    */
   readonly workerToken?: string;
   /** Local mode: paths no module task may be granted (worker root, state dir, token file). */
@@ -96,19 +96,6 @@ export function workerHealthCheck(workerToken?: string): HealthCheck {
 /** True when a worker at `url` (auth off) answers its Health RPC as healthy. */
 export const workerHealthy: HealthCheck = workerHealthCheck();
 
-/**
- * Why a gcp cluster refuses auth.mode token: its workers and controller start from
- * startup-script metadata, which anyone who can read the instance (including a task on the
- * VM, through the metadata server) can read, so the worker token cannot travel there.
- */
-export const GCP_TOKEN_MODE_UNSUPPORTED =
-  'mode "token" is not supported on gcp yet: workers and the controller start from startup-script metadata, which tasks on the VM can read, so the worker token cannot be delivered safely (docs/security.md#remote-hosts); use a manual cluster or mode "none" on a private network';
-
-/** Refuses a worker token on gcp (see {@linkcode GCP_TOKEN_MODE_UNSUPPORTED}). */
-export function refuseGcpToken(workerToken: string | undefined): void {
-  if (workerToken !== undefined) throw new ConfigError("auth.mode", GCP_TOKEN_MODE_UNSUPPORTED);
-}
-
 /** Why a kubernetes cluster refuses auth.mode token for now. */
 export const KUBERNETES_TOKEN_MODE_UNSUPPORTED =
   'mode "token" is not supported on kubernetes yet: worker Pods would need the worker token from a Secret, which Iris does not create yet; use mode "none" inside the cluster network';
@@ -146,7 +133,7 @@ export function platformFromConfig(
         log: options.vmLog,
       });
     case "gcp":
-      refuseGcpToken(options.workerToken);
+      // With auth, gcp workers enrol (EnrolWorker) instead of getting the worker token.
       return new GcpPlatform({
         runner,
         project: config.platform?.gcp?.projectId ?? "",

@@ -8,6 +8,7 @@ import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { tpuTopology } from "../platform/tpu.ts";
 import { localVmAttributes, localVmCount } from "../platform/local.ts";
 import { ms } from "../time.ts";
+import { expandZones } from "../config/defaults.ts";
 import type { AcceleratorKind, Attributes } from "../types.ts";
 import type { ScaleGroup } from "../controller/autoscaler_runner.ts";
 
@@ -17,6 +18,7 @@ function kind(t: AcceleratorType): AcceleratorKind {
 
 /** The autoscaler's view of every scale group in `config`. */
 export function scaleGroupsFromConfig(config: ClusterConfig): ScaleGroup[] {
+  expandZones(config);
   return Object.entries(config.scaleGroups).sort(([a], [b]) => a.localeCompare(b)).map((
     [name, g],
   ) => ({
@@ -47,6 +49,11 @@ export function scaleGroupsFromConfig(config: ClusterConfig): ScaleGroup[] {
       priority: g.priority,
       scaleUpCooldown: ms(g.scaleUpCooldownMs),
       scaleDownDelay: ms(g.scaleDownDelayMs),
+      bootTimeout: ms(g.bootTimeoutMs),
+      initTimeout: ms(g.initTimeoutMs),
+      scaleUpRate: g.scaleUpRate,
+      scaleDownRate: g.scaleDownRate,
+      bufferSlices: g.bufferSlices,
     },
   }));
 }

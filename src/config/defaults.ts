@@ -4,7 +4,7 @@
  * machine a local worker advertises.
  * @module
  */
-import { create } from "@bufbuild/protobuf";
+import { clone, create } from "@bufbuild/protobuf";
 import {
   AutoscalerConfigSchema,
   type ClusterConfig,
@@ -12,6 +12,7 @@ import {
   KubernetesPlatformConfigSchema,
   PlatformConfigSchema,
   type ScaleGroupConfig,
+  ScaleGroupConfigSchema,
   SshConfigSchema,
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import {
@@ -34,13 +35,22 @@ export const DEFAULTS = {
     evaluationIntervalMs: 1_000,
     scaleUpCooldownMs: 1_000,
     scaleDownDelayMs: 30_000,
+    bootTimeoutMs: 180_000,
+    initTimeoutMs: 180_000,
   },
   /** Autoscaler timing for gcp and manual clusters. */
   remoteAutoscaler: {
     evaluationIntervalMs: 10_000,
     scaleUpCooldownMs: 60_000,
     scaleDownDelayMs: 300_000,
+    bootTimeoutMs: 600_000,
+    initTimeoutMs: 600_000,
   },
+  /** Token buckets: slices created / terminated per minute per group. */
+  scaleUpRate: 16,
+  scaleDownRate: 32,
+  /** First wait after a quota error. */
+  quotaBackoffMs: 300_000,
   backoffInitialMs: 5_000,
   backoffMaxMs: 300_000,
   /** Scale group priority when not given (lower is preferred). */
@@ -171,6 +181,11 @@ export function applyDefaults(
     a.backoffInitialMs = DEFAULTS.backoffInitialMs;
   }
   if (unset(`${ap}.backoff_max`, a.backoffMaxMs)) a.backoffMaxMs = DEFAULTS.backoffMaxMs;
+  if (unset(`${ap}.boot_timeout`, a.bootTimeoutMs)) a.bootTimeoutMs = modeDefaults.bootTimeoutMs;
+  if (unset(`${ap}.init_timeout`, a.initTimeoutMs)) a.initTimeoutMs = modeDefaults.initTimeoutMs;
+  if (unset(`${ap}.scale_up_rate`, a.scaleUpRate)) a.scaleUpRate = DEFAULTS.scaleUpRate;
+  if (unset(`${ap}.scale_down_rate`, a.scaleDownRate)) a.scaleDownRate = DEFAULTS.scaleDownRate;
+  if (unset(`${ap}.quota_backoff`, a.quotaBackoffMs)) a.quotaBackoffMs = DEFAULTS.quotaBackoffMs;
 
   let machine = options.machine;
   for (const [name, group] of Object.entries(config.scaleGroups)) {
@@ -185,6 +200,12 @@ export function applyDefaults(
       group.scaleDownDelayMs = a.scaleDownDelayMs;
     }
     if (unset(`${gp}.priority`, group.priority)) group.priority = DEFAULTS.priority;
+    if (unset(`${gp}.boot_timeout`, group.bootTimeoutMs)) group.bootTimeoutMs = a.bootTimeoutMs;
+    if (unset(`${gp}.init_timeout`, group.initTimeoutMs)) group.initTimeoutMs = a.initTimeoutMs;
+    if (unset(`${gp}.scale_up_rate`, group.scaleUpRate)) group.scaleUpRate = a.scaleUpRate;
+    if (unset(`${gp}.scale_down_rate`, group.scaleDownRate)) {
+      group.scaleDownRate = a.scaleDownRate;
+    }
     if (group.region === "" && /^[a-z]+-[a-z]+\d+-[a-z]$/.test(group.zone)) {
       group.region = group.zone.replace(/-[a-z]$/, "");
     }
@@ -236,5 +257,29 @@ export function applyDefaults(
       }
     }
   }
+  expandZones(config);
   return config;
+}
+
+/**
+ * Replaces every multi-zone group (`zones: [a, b]`) with one group per zone named
+ * "<group>-<zone>", each with its `zone`, `region` and (tpu) provider zone set. Idempotent.
+ */
+export function expandZones(config: ClusterConfig): void {
+  const out: Record<string, ScaleGroupConfig> = {};
+  for (const [name, group] of Object.entries(config.scaleGroups)) {
+    if (group.zones.length === 0) {
+      out[name] = group;
+      continue;
+    }
+    for (const zone of group.zones) {
+      const g = clone(ScaleGroupConfigSchema, group);
+      g.zones = [];
+      g.zone = zone;
+      g.region = /^[a-z]+-[a-z]+\d+-[a-z]$/.test(zone) ? zone.replace(/-[a-z]$/, "") : g.region;
+      if (g.provider?.kind.case === "tpu") g.provider.kind.value.zone = zone;
+      out[`${name}-${zone}`] = g;
+    }
+  }
+  config.scaleGroups = out;
 }

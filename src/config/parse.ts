@@ -70,6 +70,11 @@ export const KEYS = {
     "scale_down_delay",
     "backoff_initial",
     "backoff_max",
+    "boot_timeout",
+    "init_timeout",
+    "scale_up_rate",
+    "scale_down_rate",
+    "quota_backoff",
   ],
   controller: [
     "bundle_prefix",
@@ -108,6 +113,12 @@ export const KEYS = {
     "zone",
     "region",
     "preemptible",
+    "boot_timeout",
+    "init_timeout",
+    "scale_up_rate",
+    "scale_down_rate",
+    "buffer_slices",
+    "zones",
   ],
   vmResources: ["cpu", "memory", "disk", "accelerators"],
   provider: ["local", "tpu", "manual", "kubernetes"],
@@ -116,7 +127,7 @@ export const KEYS = {
   providerTpu: ["runtime_version", "zone", "project_id"],
   providerManual: ["hosts"],
   manualHost: ["host", "user", "key_file", "port", "known_hosts_file", "deno_path"],
-  userBudget: ["users", "max_tasks", "max_band"],
+  userBudget: ["users", "max_tasks", "max_band", "max_cpu", "max_memory", "max_accelerators"],
 } as const;
 
 /** Controller kinds, in oneof order. */
@@ -263,6 +274,11 @@ function parseDefaults(root: YamlMap, r: YamlReader) {
       scaleDownDelayMs: r.duration(a, "scale_down_delay", p) ?? 0,
       backoffInitialMs: r.duration(a, "backoff_initial", p, { positive: true }) ?? 0,
       backoffMaxMs: r.duration(a, "backoff_max", p, { positive: true }) ?? 0,
+      bootTimeoutMs: r.duration(a, "boot_timeout", p) ?? 0,
+      initTimeoutMs: r.duration(a, "init_timeout", p) ?? 0,
+      scaleUpRate: r.integer(a, "scale_up_rate", p, { min: 0, max: 100_000 }) ?? 0,
+      scaleDownRate: r.integer(a, "scale_down_rate", p, { min: 0, max: 100_000 }) ?? 0,
+      quotaBackoffMs: r.duration(a, "quota_backoff", p, { positive: true }) ?? 0,
     }),
     taskEnv: r.stringMap(m, "task_env", "defaults", {
       keyPattern: ENV_NAME,
@@ -399,7 +415,26 @@ function parseGroup(value: unknown, path: string, r: YamlReader): ScaleGroupConf
     zone: r.string(m, "zone", path, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
     region: r.string(m, "region", path, { pattern: TOKEN, patternHint: TOKEN_HINT }) ?? "",
     preemptible: r.boolean(m, "preemptible", path) ?? false,
+    bootTimeoutMs: r.duration(m, "boot_timeout", path) ?? 0,
+    initTimeoutMs: r.duration(m, "init_timeout", path) ?? 0,
+    scaleUpRate: r.integer(m, "scale_up_rate", path, { min: 0, max: 100_000 }) ?? 0,
+    scaleDownRate: r.integer(m, "scale_down_rate", path, { min: 0, max: 100_000 }) ?? 0,
+    bufferSlices: r.integer(m, "buffer_slices", path, { min: 0, max: 10000 }) ?? 0,
+    zones: zoneList(m, path, r),
   });
+}
+
+/** `zones`: distinct zone names (tokens). */
+function zoneList(m: YamlMap, path: string, r: YamlReader): string[] {
+  const zones = r.stringList(m, "zones", path) ?? [];
+  const seen = new Set<string>();
+  const p = joinPath(path, "zones");
+  zones.forEach((z, i) => {
+    if (!TOKEN.test(z)) r.problem(`${p}[${i}]`, `must be ${TOKEN_HINT} (got ${formatGot(z)})`);
+    else if (seen.has(z)) r.problem(`${p}[${i}]`, `duplicate zone ${formatGot(z)}`);
+    seen.add(z);
+  });
+  return zones;
 }
 
 function parseProvider(
@@ -531,9 +566,15 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
       }
       return;
     }
+    const maxCpu = r.cpu(b, "max_cpu", p) ?? 0;
+    const maxMemory = r.size(b, "max_memory", p, { positive: true }) ?? 0;
+    const maxAcc = r.integer(b, "max_accelerators", p, { min: 0, max: 1_000_000 }) ?? 0;
     out.push(create(UserBudgetSchema, {
       users,
       maxTasks,
+      maxCpuMillicores: maxCpu,
+      maxMemoryBytes: maxMemory,
+      maxAccelerators: maxAcc,
       maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_NAMES.indexOf(band) + 1,
     }));
   });

@@ -200,6 +200,24 @@ function validateGroup(
       `must be ≤ ${hostCap}, the slices the listed hosts can form (got ${group.minSlices})`,
     );
   }
+  if (has(at("buffer_slices")) && maxGiven && group.bufferSlices > group.maxSlices) {
+    r.problem(
+      at("buffer_slices"),
+      `must be ≤ max_slices (got ${group.bufferSlices} > ${group.maxSlices})`,
+    );
+  }
+  if (has(at("zones")) && group.zones.length > 0) {
+    if (has(at("zone"))) r.problem(at("zones"), "cannot be combined with zone (give one of them)");
+    if (providerKind === "manual") {
+      r.problem(at("zones"), "not supported for a manual provider (its hosts have no zones)");
+    }
+    for (const z of group.zones) {
+      const expanded = `${name}-${z}`;
+      if (Object.hasOwn(config.scaleGroups, expanded)) {
+        r.problem(at("zones"), `expands to group ${expanded}, which is already defined`);
+      }
+    }
+  }
   if (hostCap !== undefined && maxGiven && group.maxSlices > hostCap) {
     r.problem(
       at("max_slices"),

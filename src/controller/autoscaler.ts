@@ -11,6 +11,7 @@ import type {
   ScaleGroupSpec,
   ScalingPlan,
   SliceState,
+  TokenBucket,
 } from "../types.ts";
 import { after, type Duration, formatDuration, minutes, seconds, type Timestamp } from "../time.ts";
 import {
@@ -84,6 +85,8 @@ export function recordSliceCreated(state: GroupState, now: Timestamp): GroupStat
     consecutiveFailures: 0,
     lastScaleUp: now,
     lastScaleDown: state.lastScaleDown,
+    ...(state.upTokens ? { upTokens: state.upTokens } : {}),
+    ...(state.downTokens ? { downTokens: state.downTokens } : {}),
   };
 }
 
@@ -96,13 +99,75 @@ export function recordSliceFailed(
   state: GroupState,
   now: Timestamp,
   backoff: ScaleBackoff = DEFAULT_SCALE_BACKOFF,
+  reason?: string,
 ): GroupState {
   const failures = state.consecutiveFailures + 1;
-  const delay = Math.min(
-    backoff.max,
-    backoff.initial * backoff.factor ** (failures - 1),
-  ) as Duration;
-  return { ...state, consecutiveFailures: failures, backoffUntil: after(now, delay) };
+  return {
+    ...state,
+    consecutiveFailures: failures,
+    backoffUntil: after(now, backoffDelay(backoff, failures)),
+    ...(reason !== undefined ? { backoffReason: reason } : {}),
+  };
+}
+
+function backoffDelay(backoff: ScaleBackoff, failures: number): Duration {
+  return Math.min(backoff.max, backoff.initial * backoff.factor ** (failures - 1)) as Duration;
+}
+
+/** 5 min doubling up to 20 min: how long a group waits after a quota error. */
+export const DEFAULT_QUOTA_BACKOFF: ScaleBackoff = {
+  initial: minutes(5),
+  max: minutes(20),
+  factor: 2,
+};
+
+/**
+ * The state after the platform refused a slice for quota or capacity: the group is
+ * `quota_exceeded` until `quotaUntil` (its own backoff, growing with consecutive quota errors)
+ * and passes demand on to other groups. The generic backoff is not touched.
+ * @returns a new GroupState; `state` is not modified.
+ */
+export function recordQuotaExceeded(
+  state: GroupState,
+  now: Timestamp,
+  reason: string,
+  backoff: ScaleBackoff = DEFAULT_QUOTA_BACKOFF,
+): GroupState {
+  const failures = (state.quotaFailures ?? 0) + 1;
+  return {
+    ...state,
+    quotaFailures: failures,
+    quotaUntil: after(now, backoffDelay(backoff, failures)),
+    quotaReason: reason,
+  };
+}
+
+/** Whole tokens available in a bucket refilling `perMinute` per minute (capacity `perMinute`). */
+export function availableTokens(
+  bucket: TokenBucket | undefined,
+  perMinute: number | undefined,
+  now: Timestamp,
+): number {
+  if (!perMinute || perMinute <= 0) return Infinity;
+  if (!bucket) return perMinute;
+  const refill = Math.max(0, now - bucket.at) * perMinute / minutes(1);
+  return Math.floor(Math.min(perMinute, bucket.tokens + refill) + 1e-9);
+}
+
+/**
+ * The bucket after taking `n` tokens at `now` (unlimited rate: unchanged).
+ * @returns a new bucket, or `bucket` itself when the rate is unlimited.
+ */
+export function takeTokens(
+  bucket: TokenBucket | undefined,
+  perMinute: number | undefined,
+  now: Timestamp,
+  n: number,
+): TokenBucket | undefined {
+  if (!perMinute || perMinute <= 0 || n <= 0) return bucket;
+  const refill = bucket ? Math.max(0, now - bucket.at) * perMinute / minutes(1) : perMinute;
+  const tokens = Math.min(perMinute, (bucket?.tokens ?? 0) + refill);
+  return { tokens: Math.max(0, tokens - n), at: now };
 }
 
 /** Group attributes plus the synthetic `scale-group`, `device-type` and `device-variant`. */
@@ -161,6 +226,30 @@ function inBackoff(state: GroupState | undefined, now: Timestamp): boolean {
   return state?.backoffUntil !== undefined && state.backoffUntil > now;
 }
 
+function inQuota(state: GroupState | undefined, now: Timestamp): boolean {
+  return state?.quotaUntil !== undefined && state.quotaUntil > now;
+}
+
+/** Why a slice missed its boot or init timeout, or undefined when it has not. */
+export function sliceTimeout(
+  g: ScaleGroupSpec | undefined,
+  s: SliceState,
+  now: Timestamp,
+): string | undefined {
+  if (!g) return undefined;
+  if (s.state === "requesting" && g.bootTimeout && now - s.createdAt >= g.bootTimeout) {
+    return `boot_timeout: the platform did not create the slice within ${
+      formatDuration(g.bootTimeout)
+    }`;
+  }
+  if (
+    s.state === "booting" && g.initTimeout && now - (s.bootedAt ?? s.createdAt) >= g.initTimeout
+  ) {
+    return `init_timeout: its workers did not all register within ${formatDuration(g.initTimeout)}`;
+  }
+  return undefined;
+}
+
 /**
  * Decides which slices to create and terminate.
  *
@@ -172,8 +261,14 @@ function inBackoff(state: GroupState | undefined, now: Timestamp): boolean {
  * Scale-up: target = max(min_slices, current + new) capped at max_slices, all of it in one
  * decision. Nothing is created for a group in backoff, nor within `scaleUpCooldown` of its last
  * scale-up (the cooldown applies only between consecutive scale-ups).
- * Scale-down: failed slices are terminated; ready slices idle for `scaleDownDelay` are
- * terminated (longest idle first) down to min_slices, never while demand could use the group.
+ * Groups with `quotaUntil` in the future reject demand as `quota_exceeded` and create nothing.
+ * `bufferSlices` adds warm spares: new slices until idle ready plus unused in-flight slices
+ * reach it. `scaleUpRate` caps creations by the group's token bucket (upTokens).
+ * Scale-down: failed slices are terminated; so are slices `requesting` longer than
+ * `bootTimeout` or `booting` longer than `initTimeout` (marked `timedOut`, the caller backs the
+ * group off). Ready slices idle for `scaleDownDelay` are terminated (longest idle first) down to
+ * min_slices, keeping `bufferSlices` spares and within the `scaleDownRate` token bucket, never
+ * while demand could use the group.
  */
 export function planScaling(input: PlanScalingInput): ScalingPlan {
   const { now } = input;
@@ -182,13 +277,21 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
   );
   const routing = sorted.map((g) => ({ attributes: routingAttributes(g) }));
   const routingIndex = buildAttributeIndex(routing);
-  const terminate: { sliceId: string; group: string; reason: string }[] = [];
+  const byName = new Map(sorted.map((g) => [g.name, g]));
+  const terminate: { sliceId: string; group: string; reason: string; timedOut?: boolean }[] = [];
   const live = new Map<string, number>();
   const inflight = new Map<string, number>();
   const idle = new Map<string, SliceState[]>();
+  const timedOut = new Set<string>();
   for (const s of input.slices) {
     if (s.state === "failed") {
       terminate.push({ sliceId: s.sliceId, group: s.group, reason: "failed" });
+      continue;
+    }
+    const timeout = sliceTimeout(byName.get(s.group), s, now);
+    if (timeout) {
+      terminate.push({ sliceId: s.sliceId, group: s.group, reason: timeout, timedOut: true });
+      timedOut.add(s.group);
       continue;
     }
     if (s.state === "terminating") continue;
@@ -250,9 +353,14 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
     min.mem = Math.min(min.mem, s.mem);
     min.acc = Math.min(min.acc, s.acc);
   }
-  const backoff = new Set(
-    sorted.filter((g) => inBackoff(input.groupStates.get(g.name), now)).map((g) => g.name),
-  );
+  // Rejecting groups pass demand on: quota first (it names the cause), then generic backoff.
+  const blocked = new Map<string, string>();
+  for (const g of sorted) {
+    const st = input.groupStates.get(g.name);
+    if (inQuota(st, now)) blocked.set(g.name, "quota_exceeded");
+    // A slice timing out now backs the group off (the caller records it).
+    else if (inBackoff(st, now) || timedOut.has(g.name)) blocked.set(g.name, "backoff");
+  }
   const unmet: string[] = [];
   for (const e of [...gangs, ...independent]) {
     const candidates = candidatesOf(e);
@@ -264,7 +372,7 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
     const rejected: ScaleGroupSpec[] = [];
     let left = e.taskCount;
     for (const g of candidates) {
-      if (backoff.has(g.name)) {
+      if (blocked.has(g.name)) {
         rejected.push(g);
         continue;
       }
@@ -282,7 +390,7 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
     }
     if (left > 0) {
       const why = rejected.slice(0, MAX_REASONS).map((g) =>
-        `${g.name}=${backoff.has(g.name) ? "backoff" : "at_max_slices"}`
+        `${g.name}=${blocked.get(g.name) ?? "at_max_slices"}`
       );
       if (rejected.length > MAX_REASONS) why.push(`${rejected.length - MAX_REASONS} more groups`);
       unmet.push(`job ${e.jobId}: ${left} of ${e.taskCount} tasks unmet: ${why.join(", ")}`);
@@ -300,17 +408,34 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
       if (need > 0) demandSlices[g.name] = need;
     }
     const newSlices = p?.newSlices ?? 0;
-    const target = Math.min(g.maxSlices, Math.max(g.minSlices, current + newSlices));
-    const count = target - current;
+    // Warm spares: idle ready slices plus in-flight ones no demand was routed to.
+    const unusedInflight = (inflight.get(g.name) ?? 0) -
+      (p ? p.inflightClaimed + Math.ceil(p.inflightVmsUsed / Math.max(1, g.vmsPerSlice)) : 0);
+    const spare = (idle.get(g.name)?.length ?? 0) + Math.max(0, unusedInflight);
+    const buffer = Math.max(0, (g.bufferSlices ?? 0) - spare);
+    const target = Math.min(g.maxSlices, Math.max(g.minSlices, current + newSlices + buffer));
+    const wantedCount = target - current;
+    const tokens = availableTokens(state?.upTokens, g.scaleUpRate, now);
+    const count = Math.min(wantedCount, tokens);
     const cooling = state?.lastScaleUp !== undefined &&
       after(state.lastScaleUp, g.scaleUpCooldown) > now;
-    if (count > 0 && !inBackoff(state, now) && !cooling) {
-      const reason = newSlices > 0
+    if (count > 0 && !blocked.has(g.name) && !cooling) {
+      let reason = newSlices > 0
         ? `demand: ${p!.jobs} jobs, ${p!.tasks} tasks need ${newSlices} more slices`
-        : `min_slices ${g.minSlices} (have ${current})`;
+        : current < g.minSlices
+        ? `min_slices ${g.minSlices} (have ${current})`
+        : `buffer_slices ${g.bufferSlices} (${spare} spare)`;
+      if (count < wantedCount) {
+        reason += ` (scale_up_rate ${g.scaleUpRate}/min: ${count} of ${wantedCount} now)`;
+      }
       create.push({ group: g.name, count, reason });
     }
-    terminate.push(...scaleDown(g, idle.get(g.name), current, wanted.has(g.name), now));
+    terminate.push(
+      ...scaleDown(g, idle.get(g.name), current, wanted.has(g.name), now, {
+        keep: Math.max(0, (g.bufferSlices ?? 0) - Math.max(0, unusedInflight)),
+        tokens: availableTokens(state?.downTokens, g.scaleDownRate, now),
+      }),
+    );
   }
   return { create, terminate, demandSlices, unmet };
 }
@@ -322,12 +447,17 @@ function scaleDown(
   current: number,
   hasDemand: boolean,
   now: Timestamp,
+  limits: { keep: number; tokens: number },
 ): { sliceId: string; group: string; reason: string }[] {
   if (!idle || hasDemand) return [];
   const expired = idle
     .filter((s) => now - s.idleSince! >= g.scaleDownDelay)
     .sort((a, b) => a.idleSince! - b.idleSince! || (a.sliceId < b.sliceId ? -1 : 1));
-  const allowed = Math.max(0, current - g.minSlices);
+  // Keep min_slices, `keep` idle spares (buffer_slices) and stay within the scale-down tokens.
+  const allowed = Math.max(
+    0,
+    Math.min(current - g.minSlices, idle.length - limits.keep, limits.tokens),
+  );
   return expired.slice(0, allowed).map((s) => ({
     sliceId: s.sliceId,
     group: g.name,

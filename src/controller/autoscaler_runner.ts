@@ -30,12 +30,14 @@ import {
   systemClock,
   type Timestamp,
 } from "../time.ts";
-import { describeError } from "../errors.ts";
+import { describeError, QuotaExhaustedError } from "../errors.ts";
 import {
   planScaling,
+  recordQuotaExceeded,
   recordSliceCreated,
   recordSliceFailed,
   type ScaleBackoff,
+  takeTokens,
 } from "./autoscaler.ts";
 import type { Controller } from "./controller.ts";
 import { acceleratorType } from "./workers.ts";
@@ -94,13 +96,19 @@ export interface AutoscalerRunnerOptions {
   /** Hard limit on one createSlice/terminateSlice call. @default 5m */
   readonly platformTimeout?: Duration;
   readonly backoff?: ScaleBackoff;
+  /** Backoff after a quota error (QuotaExhaustedError). @default DEFAULT_QUOTA_BACKOFF */
+  readonly quotaBackoff?: ScaleBackoff;
   readonly clock?: Clock;
+  /** Issues the one-time enrolment token of a new slice (auth on gcp), or undefined. */
+  readonly enrolmentToken?: (sliceId: string, vmCount: number) => string | undefined;
 }
 
 interface TrackedSlice {
   state: SliceState;
   readonly workerIds: string[];
   error?: string;
+  /** Cancels the slice's createSlice call (boot timeout). */
+  abort?: AbortController;
 }
 
 /** Carries out scaling decisions and reports the autoscaler's state. */
@@ -224,10 +232,29 @@ export class AutoscalerRunner {
       now,
     });
     this.#lastPlan = plan;
+    const specs = new Map(this.#o.groups.map((g) => [g.spec.name, g.spec]));
     for (const c of plan.create) {
+      const st = this.#groupStates.get(c.group)!;
+      const upTokens = takeTokens(st.upTokens, specs.get(c.group)?.scaleUpRate, now, c.count);
+      if (upTokens) this.#groupStates.set(c.group, { ...st, upTokens });
       for (let i = 0; i < c.count; i++) this.#create(c.group, c.reason, now);
     }
-    for (const t of plan.terminate) this.#terminate(t.sliceId, t.group, t.reason);
+    for (const t of plan.terminate) {
+      const before = this.#slices.get(t.sliceId)?.state.state;
+      if (t.timedOut) {
+        this.#groupStates.set(
+          t.group,
+          recordSliceFailed(this.#groupStates.get(t.group)!, now, this.#o.backoff, t.reason),
+        );
+        this.#action(t.reason.split(":")[0]!, t.group, t.sliceId, t.reason);
+        this.#o.controller.log(`autoscaler: slice ${t.sliceId} failed: ${t.reason}`);
+      } else if (before === "ready") {
+        const st = this.#groupStates.get(t.group)!;
+        const downTokens = takeTokens(st.downTokens, specs.get(t.group)?.scaleDownRate, now, 1);
+        if (downTokens) this.#groupStates.set(t.group, { ...st, downTokens });
+      }
+      this.#terminate(t.sliceId, t.group, t.reason);
+    }
     this.#persist();
     return plan;
   }
@@ -259,9 +286,11 @@ export class AutoscalerRunner {
     const sliceId = `${this.#o.labelPrefix}-${groupName.replace(/_/g, "-")}-${now.toString(36)}${
       (++this.#sliceCounter).toString(36)
     }`;
+    const abort = new AbortController();
     const tracked: TrackedSlice = {
       state: { sliceId, group: groupName, state: "requesting", createdAt: now, workerIds: [] },
       workerIds: [],
+      abort,
     };
     this.#slices.set(sliceId, tracked);
     this.#groupStates.set(groupName, { ...this.#groupStates.get(groupName)!, lastScaleUp: now });
@@ -274,27 +303,53 @@ export class AutoscalerRunner {
           config: group.config,
           vmCount: group.spec.vmsPerSlice,
           controllerUrl: this.#o.controller.url,
+          enrolmentToken: this.#o.enrolmentToken?.(sliceId, group.spec.vmsPerSlice),
           labels: {
             [`${this.#o.labelPrefix}-managed`]: "true",
             [`${this.#o.labelPrefix}-scale-group`]: groupName,
             [`${this.#o.labelPrefix}-slice-id`]: sliceId,
           },
-        }, { timeout: this.#o.platformTimeout ?? minutes(5), signal: this.#abort.signal });
+        }, {
+          timeout: this.#o.platformTimeout ?? minutes(5),
+          signal: AbortSignal.any([this.#abort.signal, abort.signal]),
+        });
         tracked.workerIds.push(...info.vms.map((v) => v.workerId));
-        tracked.state = { ...tracked.state, state: "booting", workerIds: [...tracked.workerIds] };
+        if (tracked.state.state === "terminating") {
+          // Timed out (or stopped) while the call was running: the terminate path owns it,
+          // but the platform may have finished creating it after that path's terminateSlice.
+          await this.#o.platform.terminateSlice(sliceId, { timeout: seconds(60) }).catch(() => {});
+          return;
+        }
+        tracked.state = {
+          ...tracked.state,
+          state: "booting",
+          bootedAt: this.#clock.now(),
+          workerIds: [...tracked.workerIds],
+        };
         this.#groupStates.set(
           groupName,
           recordSliceCreated(this.#groupStates.get(groupName)!, this.#clock.now()),
         );
         this.#persist();
       } catch (err) {
+        // A boot timeout already failed the slice and backed the group off.
+        if (tracked.state.state === "terminating") return;
         tracked.state = { ...tracked.state, state: "failed" };
         tracked.error = describeError(err);
-        this.#groupStates.set(
-          groupName,
-          recordSliceFailed(this.#groupStates.get(groupName)!, this.#clock.now(), this.#o.backoff),
-        );
-        this.#action("create_failed", groupName, sliceId, tracked.error);
+        const st = this.#groupStates.get(groupName)!;
+        if (err instanceof QuotaExhaustedError) {
+          this.#groupStates.set(
+            groupName,
+            recordQuotaExceeded(st, this.#clock.now(), tracked.error, this.#o.quotaBackoff),
+          );
+          this.#action("quota_exceeded", groupName, sliceId, tracked.error);
+        } else {
+          this.#groupStates.set(
+            groupName,
+            recordSliceFailed(st, this.#clock.now(), this.#o.backoff, tracked.error),
+          );
+          this.#action("create_failed", groupName, sliceId, tracked.error);
+        }
         this.#o.controller.log(`autoscaler: creating ${sliceId} failed: ${tracked.error}`);
         // Nothing half-created stays behind.
         await this.#o.platform.terminateSlice(sliceId, { timeout: seconds(60) }).catch(() => {});
@@ -308,6 +363,7 @@ export class AutoscalerRunner {
     const s = this.#slices.get(sliceId);
     if (!s || s.state.state === "terminating") return;
     s.state = { ...s.state, state: "terminating" };
+    s.abort?.abort(new Error(reason));
     this.#groupStates.set(group, {
       ...this.#groupStates.get(group)!,
       lastScaleDown: this.#clock.now(),
@@ -370,7 +426,9 @@ export class AutoscalerRunner {
         const live = slices.filter((s) =>
           s.state.state !== "failed" && s.state.state !== "terminating"
         ).length;
-        const availability = st.backoffUntil && st.backoffUntil > now
+        const availability = st.quotaUntil && st.quotaUntil > now
+          ? "quota_exceeded"
+          : st.backoffUntil && st.backoffUntil > now
           ? "backoff"
           : live >= spec.maxSlices
           ? "at_max_slices"
@@ -398,6 +456,10 @@ export class AutoscalerRunner {
           lastScaleUpMs: st.lastScaleUp ?? 0,
           lastScaleDownMs: st.lastScaleDown ?? 0,
           availability,
+          backoffReason: st.backoffReason ?? "",
+          quotaUntilMs: st.quotaUntil ?? 0,
+          quotaReason: st.quotaReason ?? "",
+          bufferSlices: spec.bufferSlices ?? 0,
         };
       }),
     });

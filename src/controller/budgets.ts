@@ -5,7 +5,7 @@
  * Pure: the caller supplies the user's current usage.
  * @module
  */
-import { type Band, BAND_BATCH } from "../types.ts";
+import { type Band, BAND_BATCH, type ResourceBudget } from "../types.ts";
 
 /** A budget for some users (from the controller config's `user_budgets`). */
 export interface UserBudget {
@@ -15,6 +15,11 @@ export interface UserBudget {
   readonly maxTasks?: number;
   /** Most important band the user may ask for; more important requests are lowered to it. */
   readonly maxBand?: Band;
+  /**
+   * Resources the user's active tasks above BATCH may hold; checked every scheduling pass
+   * (tasks beyond it are placed as BATCH). Undefined: no resource limit.
+   */
+  readonly resources?: ResourceBudget;
 }
 
 const BAND_NAMES: Record<Band, string> = { 1: "PRODUCTION", 2: "INTERACTIVE", 3: "BATCH" };
@@ -65,11 +70,35 @@ export function effectiveBand(
 
 /** The budgets of a controller config (`controller.user_budgets`); zero/unset fields mean no limit. */
 export function budgetsFromConfig(
-  list: readonly { users: readonly string[]; maxTasks: number; maxBand: number }[],
+  list: readonly {
+    users: readonly string[];
+    maxTasks: number;
+    maxBand: number;
+    maxCpuMillicores?: number;
+    maxMemoryBytes?: number;
+    maxAccelerators?: number;
+  }[],
 ): UserBudget[] {
-  return list.map((b) => ({
-    users: [...b.users],
-    maxTasks: b.maxTasks > 0 ? b.maxTasks : undefined,
-    maxBand: b.maxBand >= 1 && b.maxBand <= 3 ? b.maxBand as Band : undefined,
-  }));
+  return list.map((b) => {
+    const resources = resourceBudget(b.maxCpuMillicores, b.maxMemoryBytes, b.maxAccelerators);
+    return {
+      users: [...b.users],
+      maxTasks: b.maxTasks > 0 ? b.maxTasks : undefined,
+      maxBand: b.maxBand >= 1 && b.maxBand <= 3 ? b.maxBand as Band : undefined,
+      ...(resources ? { resources } : {}),
+    };
+  });
+}
+
+/** A resource budget from limits where 0/unset means unlimited; undefined when none is set. */
+export function resourceBudget(
+  cpuMillicores?: number,
+  memoryBytes?: number,
+  accelerators?: number,
+): ResourceBudget | undefined {
+  const r: { cpuMillicores?: number; memoryBytes?: number; accelerators?: number } = {};
+  if (cpuMillicores) r.cpuMillicores = cpuMillicores;
+  if (memoryBytes) r.memoryBytes = memoryBytes;
+  if (accelerators) r.accelerators = accelerators;
+  return Object.keys(r).length ? r : undefined;
 }

@@ -20,11 +20,12 @@ import type {
   Band,
   ClusterSnapshot,
   ReservationRequest,
+  ResourceBudget,
   SchedulePlan,
   SchedulerJob,
   SchedulerWorker,
 } from "../types.ts";
-import { budgetFor, effectiveBand, type UserBudget } from "./budgets.ts";
+import { effectiveBand, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
 import {
   type AttemptRecord,
@@ -45,6 +46,7 @@ import {
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler.ts";
+import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
 
@@ -74,6 +76,8 @@ export interface ControllerOptions {
   store?: StateStore;
   /** Per-user budgets (budgets.ts): over budget, a job runs as BATCH. */
   userBudgets?: readonly UserBudget[];
+  /** Budgets set at run time on top of userBudgets (accounts.ts). @default from userBudgets */
+  accounts?: Accounts;
   /** Task log memory bounds, files and retention (logs.ts). @default memory only, defaults */
   logs?: LogStoreOptions;
   /**
@@ -116,6 +120,8 @@ export class Controller {
   readonly logs: LogStore;
   readonly endpoints = new EndpointTable();
   readonly clock: Clock;
+  /** Per-user budgets: config ones plus those set at run time. */
+  readonly accounts: Accounts;
   readonly heartbeatInterval: Duration;
   readonly startedAtMs: number;
   /** The URL tasks use to reach the controller; set once the server listens. */
@@ -155,6 +161,7 @@ export class Controller {
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
+    this.accounts = options.accounts ?? new Accounts(options.userBudgets ?? []);
     this.clock = options.clock ?? systemClock;
     this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
     this.workerReconnectMax = options.workerReconnectMax ?? DEFAULT_WORKER_RECONNECT_MAX;
@@ -184,6 +191,32 @@ export class Controller {
       for (const line of [...stats.quarantined, ...options.store.takeWarnings()]) {
         this.log(line);
       }
+    }
+    this.#restoreClaims();
+  }
+
+  /** Reservation claims saved before a restart, for jobs and workers still known. */
+  #restoreClaims(): void {
+    for (const [jobId, ws] of this.accounts.savedClaims()) {
+      const job = this.jobs.jobs.get(jobId);
+      if (!job || isJobTerminal(job.state)) continue;
+      const claims = ws.map((w) =>
+        w !== undefined && this.workers.workers.has(w) && !this.#reservedBy.has(w) ? w : undefined
+      );
+      this.#claims.set(jobId, claims);
+      for (const w of claims) if (w !== undefined) this.#reservedBy.set(w, jobId);
+    }
+    if (this.#claims.size) {
+      this.log(`restored the reservation claims of ${this.#claims.size} job(s)`);
+    }
+  }
+
+  /** Saves the reservation claims (accounts.ts); a failure is logged, the claims stay in memory. */
+  #saveClaims(): void {
+    try {
+      this.accounts.saveClaims(this.#claims);
+    } catch (err) {
+      this.log(`saving reservation claims failed: ${describeError(err)}`);
     }
   }
 
@@ -376,9 +409,7 @@ export class Controller {
   }
 
   #applyBudget(job: JobRecord): void {
-    const budgets = this.#opts.userBudgets;
-    if (!budgets?.length) return;
-    const budget = budgetFor(budgets, job.user);
+    const budget = this.accounts.budgetFor(job.user);
     if (!budget) return;
     let usage = 0;
     if (budget.maxTasks !== undefined) {
@@ -675,6 +706,7 @@ export class Controller {
     const snapshot = this.snapshot();
     const plan = schedule(snapshot);
     for (const c of plan.claims ?? []) this.#claim(c.jobId, c.entryIndex, c.workerId);
+    if (plan.claims?.length) this.#saveClaims();
     const byJob = new Map<string, { task: TaskRecord; attempt: AttemptRecord }[]>();
     for (const a of plan.assignments) {
       const worker = this.workers.workers.get(a.workerId);
@@ -686,7 +718,8 @@ export class Controller {
         worker,
         attemptKey(task.taskId, attempt.attemptId),
         this.#taskResources(task),
-        this.#holder(task, attempt),
+        // Over its user's resource budget, the task runs as BATCH (a.band).
+        a.band ? { ...this.#holder(task, attempt), band: a.band } : this.#holder(task, attempt),
       );
       let list = byJob.get(job.jobId);
       if (!list) byJob.set(job.jobId, list = []);
@@ -766,7 +799,27 @@ export class Controller {
       // Only what a pending job outranks: nothing at all while every pending job is BATCH.
       running: topBand < 3 ? this.workers.preemptible(topBand) : [],
       reservations,
+      ...this.#budgetView(jobs),
     };
+  }
+
+  /** Resource budgets and usage of the users with pending jobs above BATCH (accounts.ts). */
+  #budgetView(jobs: readonly SchedulerJob[]): Pick<ClusterSnapshot, "budgets" | "budgetUsage"> {
+    if (!this.accounts.hasResourceBudgets()) return {};
+    const budgets: Record<string, ResourceBudget> = {};
+    for (const j of jobs) {
+      const user = j.user ?? "";
+      if (j.band >= 3 || user in budgets) continue;
+      const r = this.accounts.budgetFor(user)?.resources;
+      if (r) budgets[user] = r;
+    }
+    if (Object.keys(budgets).length === 0) return {};
+    return { budgets, budgetUsage: Object.fromEntries(this.usageByUser()) };
+  }
+
+  /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */
+  usageByUser(): Map<string, UserUsage> {
+    return usageByUser(this.workers.workers.values(), (id) => this.jobs.jobs.get(id)?.user);
   }
 
   /**
@@ -844,6 +897,7 @@ export class Controller {
     if (!claims) return;
     for (const w of claims) if (w !== undefined) this.#reservedBy.delete(w);
     this.#claims.delete(jobId);
+    this.#saveClaims();
   }
 
   /** Pending reasons of jobs held back by their reservation. */
@@ -1033,6 +1087,7 @@ export class Controller {
       const claims = this.#claims.get(holder);
       const i = claims?.indexOf(workerId) ?? -1;
       if (claims && i >= 0) claims[i] = undefined;
+      this.#saveClaims();
     }
     // A planned scale-down is not a failure: say so, so the log does not read like one.
     this.log(

@@ -3,6 +3,7 @@
  * touch the store, call platforms or mutate its input; capacity is deducted from a local copy.
  * @module
  */
+import { finishBudgetPlan, splitOverBudget } from "./_scheduler_budget.ts";
 import type {
   Assignment,
   ClusterSnapshot,
@@ -98,6 +99,13 @@ interface PassContext {
  * @returns assignments, plus one reason per job with unplaced tasks.
  */
 export function schedule(input: ClusterSnapshot): SchedulePlan {
+  if (!input.budgets) return schedulePass(input);
+  // Resource budgets: over-budget tasks are placed as BATCH this pass (_scheduler_budget.ts).
+  const split = splitOverBudget(input);
+  return finishBudgetPlan(schedulePass({ ...input, jobs: split.jobs }), split);
+}
+
+function schedulePass(input: ClusterSnapshot): SchedulePlan {
   let snapshot = input;
   let claims: ReservationClaim[] = [];
   if (input.reservations?.length) {

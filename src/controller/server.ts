@@ -3,6 +3,7 @@
  * on one port. Used by `iris controller serve`, LocalController and tests.
  * @module
  */
+import { Accounts, ACCOUNTS_FILE } from "./accounts.ts";
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { type ConnectionLimits, serveRpc } from "../rpc/server.ts";
 import { workerClient } from "../rpc/client.ts";
@@ -78,6 +79,11 @@ export function startController(options: StartControllerOptions = {}): Controlle
     controller = new Controller({
       ...options,
       store,
+      // Budgets set at run time persist in the state dir (docs/durability.md).
+      accounts: new Accounts(
+        options.userBudgets ?? [],
+        options.stateDir ? `${options.stateDir}/${ACCOUNTS_FILE}` : undefined,
+      ),
       // Task logs go to files under the state dir (docs/durability.md).
       logs: {
         ...options.logs,
@@ -98,6 +104,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
         bundles: options.bundles,
         autoscalerStatus: options.autoscalerStatus,
         version: options.version,
+        auth: options.auth,
       }),
       {
         hostname: options.host ?? "127.0.0.1",
@@ -105,7 +112,13 @@ export function startController(options: StartControllerOptions = {}): Controlle
         fallback: options.fallback,
         readMaxBytes: options.maxRequestBytes,
         ...options.connectionLimits,
-        requestGate: authGate(options.auth ?? NO_AUTH, controllerRule),
+        requestGate: authGate(options.auth ?? NO_AUTH, controllerRule, (token) => {
+          const now = controller.clock.now();
+          const slice = controller.accounts.enrolments.sliceOf(token, now);
+          if (slice !== undefined) return { user: `enrol:${slice}`, role: "enrolment" };
+          const k = controller.accounts.principalForKey(token, now);
+          return k && { user: k.user, role: k.role, keyId: k.keyId };
+        }),
         interceptors: options.launchRateLimit
           ? [rateLimitInterceptor(["LaunchJob"], options.launchRateLimit)]
           : [],

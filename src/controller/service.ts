@@ -23,6 +23,9 @@ import {
   PRINCIPAL,
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
+import { budgetHandlers } from "./budget_service.ts";
+import { accountHandlers } from "./account_service.ts";
+import type { AuthPolicy } from "../auth/mod.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -36,6 +39,8 @@ export interface ServiceDeps {
   readonly bundles?: BundleStorage;
   readonly autoscalerStatus?: () => GetAutoscalerStatusResponse;
   readonly version?: string;
+  /** The auth policy (its tokens are the config's users). */
+  readonly auth?: AuthPolicy;
 }
 
 function wrap<A extends unknown[], R>(
@@ -53,6 +58,8 @@ function wrap<A extends unknown[], R>(
 /** The ControllerService implementation. */
 export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
   const c = deps.controller;
+  const budgets = budgetHandlers(c);
+  const accounts = accountHandlers(c, deps.auth);
   const tasksOf = (jobId: string, usageHistory = false) =>
     c.jobs.job(jobId).taskIds.map((id) =>
       taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
@@ -200,6 +207,17 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
       return { data: await deps.bundles.get(req.bundleId) };
     }),
+    setUserBudget: wrap(budgets.setUserBudget),
+    getUserBudget: wrap(budgets.getUserBudget),
+    listUserBudgets: wrap(budgets.listUserBudgets),
+    getCurrentUser: wrap(accounts.getCurrentUser),
+    createApiKey: wrap(accounts.createApiKey),
+    listApiKeys: wrap(accounts.listApiKeys),
+    revokeApiKey: wrap(accounts.revokeApiKey),
+    createUser: wrap(accounts.createUser),
+    listUsers: wrap(accounts.listUsers),
+    deleteUser: wrap(accounts.deleteUser),
+    enrolWorker: wrap(accounts.enrolWorker),
   };
 }
 

@@ -307,6 +307,12 @@ export interface WorkerBootstrapOptions {
    * the caller delivers first; the script refuses to start without it.
    */
   readonly workerTokenFile?: boolean;
+  /**
+   * auth.mode token on gcp: a one-time enrolment token, written to `$IRIS_HOME/enrol.token`
+   * (0600) unless the worker token is there already; the worker trades it for the worker token
+   * at first start (`--enrol-token-file`) and keeps that in `$IRIS_HOME/worker.token`.
+   */
+  readonly enrolmentToken?: string;
 }
 
 /** `http://<address>:<port>` as one shell word. */
@@ -362,7 +368,19 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
       raw: `${shellQuote(`${opts.workerIndexAttribute}=`)}"$IRIS_WORKER_INDEX"`,
     });
   }
-  if (opts.workerTokenFile) args.push("--worker-token-file", { raw: `"$IRIS_HOME/worker.token"` });
+  if (opts.workerTokenFile || opts.enrolmentToken !== undefined) {
+    args.push("--worker-token-file", { raw: `"$IRIS_HOME/worker.token"` });
+  }
+  const prelude = [index];
+  if (opts.enrolmentToken !== undefined) {
+    args.push("--enrol-token-file", { raw: `"$IRIS_HOME/enrol.token"` });
+    prelude.push(
+      "# One-time enrolment token (traded for the worker token at first start).",
+      `if [ ! -s "$IRIS_HOME/worker.token" ]; then (umask 077; printf '%s' ${
+        shellQuote(opts.enrolmentToken)
+      } > "$IRIS_HOME/enrol.token"); fi`,
+    );
+  }
   return daemonScript({
     needsWorkerToken: opts.workerTokenFile,
     name: "worker",
@@ -370,7 +388,7 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
       `Iris worker bootstrap for slice ${opts.sliceId} (scale group ${opts.scaleGroup}); safe to re-run`,
     args,
     runtime: opts.runtime,
-    prelude: [index],
+    prelude,
   });
 }
 

@@ -181,6 +181,7 @@ export class GcpPlatform implements Platform {
       port: this.#o.workerPort || 10001,
       advertiseAddress: FIRST_HOST_IP,
       runtime: { home: GCP_IRIS_HOME, ...this.#o.runtime },
+      enrolmentToken: request.enrolmentToken,
     });
     const cmd = gcloudTpuCreate({
       name,

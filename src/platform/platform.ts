@@ -57,6 +57,11 @@ export interface CreateSliceRequest {
   readonly vmCount: number;
   /** Where the slice's workers register. */
   readonly controllerUrl: string;
+  /**
+   * auth.mode token on gcp: a one-time token each worker of the slice trades for the worker
+   * token at first start (EnrolWorker); the worker token itself never goes into metadata.
+   */
+  readonly enrolmentToken?: string;
   readonly labels: Readonly<Record<string, string>>;
 }
 

@@ -286,3 +286,23 @@ Deno.test("deno_from_npm on a host that reaches no registry fails with its messa
     await Deno.remove(home, { recursive: true });
   }
 });
+
+Deno.test("workerBootstrapScript() for gcp with auth carries a one-time enrolment token, not the worker token (golden)", async () => {
+  const script = workerBootstrapScript({
+    controllerUrl: "http://10.128.0.7:10000",
+    sliceId: "iris-tpu_v4_16-1",
+    scaleGroup: "tpu_v4_16",
+    workerIndex: "tpu-metadata",
+    attributes: { "tpu-name": "iris-tpu-v4-16-1", "tpu-topology": "v4-16", zone: "us-central2-b" },
+    workerIndexAttribute: "tpu-worker-id",
+    accelerator: { kind: "tpu", variant: "v4-16", count: 4 },
+    acceleratorCheck: "gce-metadata",
+    runtime: { home: "/var/lib/iris" },
+    enrolmentToken: "iris-enrol-v1.GOLDEN-ENROLMENT-TOKEN",
+  });
+  await assertGolden("bootstrap_worker_gcp_enrol", script);
+  // Written 0600 only while no worker token exists; the worker token is never in the script.
+  assert.match(script, /if \[ ! -s "\$IRIS_HOME\/worker.token" \]; then \(umask 077; printf/);
+  assert.match(script, /--enrol-token-file "\$IRIS_HOME\/enrol.token"/);
+  assert.doesNotMatch(script, /worker\.token is missing or empty/);
+});

@@ -1,15 +1,20 @@
 /**
  * Auth on remote clusters: the health checks the manual lifecycle and platform use send the
- * worker token (and tell "up and ours" from "refused"), and gcp refuses token mode with an error
- * naming auth.mode, since its startup-script bootstrap cannot carry a secret.
+ * worker token (and tell "up and ours" from "refused"), and gcp accepts token mode without any
+ * worker token on the operator's machine (workers enrol; the controller VM makes its own token).
  * @module
  */
 import assert from "node:assert/strict";
 import { parseConfig } from "../../src/config/mod.ts";
-import { ConfigError } from "../../src/errors.ts";
-import { controllerHealthCheck, createControllerLifecycle } from "../../src/cluster/lifecycle.ts";
+import {
+  authedControllerUp,
+  controllerHealthCheck,
+  createControllerLifecycle,
+} from "../../src/cluster/lifecycle.ts";
 import { platformFromConfig, workerHealthCheck } from "../../src/cluster/platforms.ts";
 import { ScriptedRunner } from "../fakes/scripted_runner.ts";
+import { ConfigError } from "../../src/errors.ts";
+import { gcpWorkerTokenSources } from "../../src/cluster/gcp_auth.ts";
 import { startSecureCluster } from "../security/_cluster.ts";
 
 Deno.test("health checks with auth on: only the worker token proves the controller and worker", async () => {
@@ -19,6 +24,9 @@ Deno.test("health checks with auth on: only the worker token proves the controll
   assert.equal(await controllerHealthCheck(tokens.worker)(controller.url, signal), true);
   assert.equal(await controllerHealthCheck()(controller.url, signal), false);
   assert.equal(await controllerHealthCheck("wrong-token")(controller.url, signal), false);
+  // gcp with auth: the operator has no worker token; unauthenticated proves the controller is up.
+  assert.equal(await authedControllerUp(controller.url, signal), true);
+  assert.equal(await authedControllerUp("http://127.0.0.1:9", signal), false);
   assert.equal(await workerHealthCheck(tokens.worker)(worker.url, signal), true);
   assert.equal(await workerHealthCheck()(worker.url, signal), false);
   assert.equal(await workerHealthCheck(tokens.alice)(worker.url, signal), false);
@@ -40,18 +48,28 @@ scale_groups:
     vm_resources: { cpu: 112, memory: 192GB }
 `;
 
-Deno.test("gcp refuses auth.mode token with an error naming auth.mode, before any gcloud call", () => {
+Deno.test("gcp with auth.mode token: no worker token needed to start; the controller makes its own", async () => {
   const config = parseConfig(GCP_TOKEN_CONFIG, "gcp.yaml");
   const runner = new ScriptedRunner();
-  const refused = (err: unknown) =>
-    err instanceof ConfigError && err.path === "auth.mode" &&
-    /not supported on gcp yet: .*startup-script metadata/.test(err.message);
-  assert.throws(
-    () => createControllerLifecycle(config, { runner, workerTokenSources: { env: "t0ken" } }),
-    refused,
-  );
-  assert.throws(() => platformFromConfig(config, { runner, workerToken: "t0ken" }), refused);
+  // Neither the lifecycle nor the platform asks for a worker token, and no gcloud call is made.
+  createControllerLifecycle(config, { runner, workerTokenSources: {} });
+  platformFromConfig(config, { runner });
   assert.equal(runner.calls.length, 0);
+  // On the controller VM: worker.token (0600) in the state dir, created once, then reused.
+  const dir = await Deno.makeTempDir({ prefix: "iris-gcp-token-" });
+  try {
+    const first = gcpWorkerTokenSources(config, {}, `${dir}/state`);
+    assert.equal(first.envFile, `${dir}/state/worker.token`);
+    const token = await Deno.readTextFile(first.envFile!);
+    assert.ok(token.length >= 40);
+    assert.equal((await Deno.stat(first.envFile!)).mode! & 0o777, 0o600);
+    gcpWorkerTokenSources(config, {}, `${dir}/state`);
+    assert.equal(await Deno.readTextFile(first.envFile!), token, "kept across restarts");
+    // A token given explicitly wins.
+    assert.deepEqual(gcpWorkerTokenSources(config, { env: "t0ken" }, dir), { env: "t0ken" });
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("a manual lifecycle with auth on needs the worker token on the operator's machine", () => {

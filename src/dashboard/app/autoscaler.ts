@@ -167,6 +167,18 @@ export function autoscalerPage(env: PageEnv<ControllerApi>): Page {
                         }`,
                       )
                       : null,
+                    backoff && g.backoffReason
+                      ? h("div", { class: "sub muted backoff-reason" }, g.backoffReason)
+                      : null,
+                    g.quotaUntilMs > now
+                      ? h(
+                        "div",
+                        { class: "sub warn-text quota-reason" },
+                        `quota exceeded for ${
+                          formatDuration(g.quotaUntilMs - now)
+                        }: ${g.quotaReason}`,
+                      )
+                      : null,
                   ),
                   h("td", null, relTime(g.lastScaleUpMs, now)),
                   h("td", null, relTime(g.lastScaleDownMs, now)),

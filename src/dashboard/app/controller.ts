@@ -13,6 +13,7 @@ import { parseRoute, type Route } from "./routes.ts";
 import { startShell } from "./shell.ts";
 import { statusPage } from "./status.ts";
 import { usagePage } from "./usage.ts";
+import { usersPage } from "./users.ts";
 
 function mount(route: Route, env: PageEnv<ControllerApi>): Page {
   switch (route.page) {
@@ -26,6 +27,8 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
       return autoscalerPage(env);
     case "endpoints":
       return endpointsPage(env);
+    case "users":
+      return usersPage(env);
     case "status":
       return statusPage(env);
     case "usage":
@@ -46,6 +49,7 @@ startShell<Route, ControllerApi>({
     { label: "Usage", href: "#/usage", active: (r) => r.page === "usage" },
     { label: "Autoscaler", href: "#/autoscaler", active: (r) => r.page === "autoscaler" },
     { label: "Endpoints", href: "#/endpoints", active: (r) => r.page === "endpoints" },
+    { label: "Users", href: "#/users", active: (r) => r.page === "users" },
     { label: "Status", href: "#/status", active: (r) => r.page === "status" },
   ],
 });

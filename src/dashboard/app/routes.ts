@@ -13,6 +13,7 @@ export type Route =
   | { readonly page: "worker"; readonly id: string }
   | { readonly page: "autoscaler" }
   | { readonly page: "endpoints" }
+  | { readonly page: "users" }
   | { readonly page: "status" }
   | { readonly page: "usage" };
 
@@ -28,6 +29,7 @@ export function parseRoute(hash: string): Route {
     case "fleet":
     case "autoscaler":
     case "endpoints":
+    case "users":
     case "status":
     case "usage":
       return { page: name };

@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { AcceleratorType, Attempt, AttributeValue, Endpoint, JobSpec, JobState, JobStatus, LogLine, Resources, ResourceSnapshot, TaskState, TaskStatus, WorkerInfo } from "./types_pb.ts";
+import type { AcceleratorType, Attempt, AttributeValue, Endpoint, JobSpec, JobState, JobStatus, LogLine, PriorityBand, Resources, ResourceSnapshot, TaskState, TaskStatus, WorkerInfo } from "./types_pb.ts";
 import { file_iris_v1_types } from "./types_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/controller.proto.
  */
 export const file_iris_v1_controller: GenFile = /*@__PURE__*/
-  fileDesc("ChhpcmlzL3YxL2NvbnRyb2xsZXIucHJvdG8SB2lyaXMudjEiRgoQTGF1bmNoSm9iUmVxdWVzdBIeCgRzcGVjGAEgASgLMhAuaXJpcy52MS5Kb2JTcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiNAoRTGF1bmNoSm9iUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiJQoTR2V0Sm9iU3RhdHVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiWwoUR2V0Sm9iU3RhdHVzUmVzcG9uc2USHwoDam9iGAEgASgLMhIuaXJpcy52MS5Kb2JTdGF0dXMSIgoFdGFza3MYAiADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMi9QEKD0xpc3RKb2JzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSIQoGc3RhdGVzGAIgAygOMhEuaXJpcy52MS5Kb2JTdGF0ZRINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUSDAoEdXNlchgFIAEoCRIVCg1uYW1lX2NvbnRhaW5zGAYgASgJEg8KB3NvcnRfYnkYByABKAkSEgoKZGVzY2VuZGluZxgIIAEoCBIVCg1wYXJlbnRfam9iX2lkGAkgASgJEhIKCnJvb3RzX29ubHkYCiABKAgSGwoTaW5jbHVkZV91c2VyX2NvdW50cxgLIAEoCCKfAQoNVXNlckpvYkNvdW50cxIMCgR1c2VyGAEgASgJEg0KBXRvdGFsGAIgASgFEj0KDHN0YXRlX2NvdW50cxgDIAMoCzInLmlyaXMudjEuVXNlckpvYkNvdW50cy5TdGF0ZUNvdW50c0VudHJ5GjIKEFN0YXRlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASKCAQoQTGlzdEpvYnNSZXNwb25zZRIgCgRqb2JzGAEgAygLMhIuaXJpcy52MS5Kb2JTdGF0dXMSEwoLdG90YWxfY291bnQYAiABKAUSEAoIaGFzX21vcmUYAyABKAgSJQoFdXNlcnMYBCADKAsyFi5pcmlzLnYxLlVzZXJKb2JDb3VudHMiNQoTVGVybWluYXRlSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjIKFFRlcm1pbmF0ZUpvYlJlc3BvbnNlEhoKEnRlcm1pbmF0ZWRfam9iX2lkcxgBIAMoCSJBChBMaXN0VGFza3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIdChVpbmNsdWRlX3VzYWdlX2hpc3RvcnkYAiABKAgiNwoRTGlzdFRhc2tzUmVzcG9uc2USIgoFdGFza3MYASADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMisQEKEkdldFRhc2tMb2dzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAESEQoJbWF4X2xpbmVzGAMgASgFEhEKCXN1YnN0cmluZxgEIAEoCRIXCgphdHRlbXB0X2lkGAUgASgFSACIAQESEAoIc2luY2VfbXMYBiABKAESEQoJbWluX2xldmVsGAcgASgJEgwKBHRhaWwYCCABKAhCDQoLX2F0dGVtcHRfaWQiWgoTR2V0VGFza0xvZ3NSZXNwb25zZRIfCgVsaW5lcxgBIAMoCzIQLmlyaXMudjEuTG9nTGluZRITCgtuZXh0X2N1cnNvchgCIAEoARINCgRtb3JlGNwBIAEoCCLnAgoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEiUKCXJlc291cmNlcxgDIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEkIKCmF0dHJpYnV0ZXMYBCADKAsyLi5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSEwoLc2NhbGVfZ3JvdXAYBSABKAkSEAoIc2xpY2VfaWQYBiABKAkSJAoHcnVubmluZxgHIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhImCghmaW5pc2hlZBiMASADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYaSgoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmlyaXMudjEuQXR0cmlidXRlVmFsdWU6AjgBIpABChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKAESIQoEa2lsbBgDIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhIhChhyZWNvbm5lY3RfbWF4X2JhY2tvZmZfbXMYjAEgASgBIjEKCkF0dGVtcHRSZWYSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFIs0CCgpUYXNrVXBkYXRlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARIZChFwZWFrX21lbW9yeV9ieXRlcxgJIAEoARItCgVwb3J0cxgKIAMoCzIeLmlyaXMudjEuVGFza1VwZGF0ZS5Qb3J0c0VudHJ5Eh4KBGxvZ3MYCyADKAsyEC5pcmlzLnYxLkxvZ0xpbmUaLAoKUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIsYBChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIkCgd1cGRhdGVzGAIgAygLMhMuaXJpcy52MS5UYXNrVXBkYXRlEiQKB3J1bm5pbmcYAyADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYSKwoIc25hcHNob3QYBCABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QSJgoIZmluaXNoZWQYjAEgAygLMhMuaXJpcy52MS5BdHRlbXB0UmVmImUKEUhlYXJ0YmVhdFJlc3BvbnNlEhIKCnJlcmVnaXN0ZXIYASABKAgSIQoEa2lsbBgCIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhIZChB1cGRhdGVzX2RlZmVycmVkGIwBIAEoCCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiOwoTTGlzdFdvcmtlcnNSZXNwb25zZRIkCgd3b3JrZXJzGAEgAygLMhMuaXJpcy52MS5Xb3JrZXJJbmZvIisKFkdldFdvcmtlclN0YXR1c1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIlMKDVdvcmtlckF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSIQoHYXR0ZW1wdBgDIAEoCzIQLmlyaXMudjEuQXR0ZW1wdCKTAQoXR2V0V29ya2VyU3RhdHVzUmVzcG9uc2USIwoGd29ya2VyGAEgASgLMhMuaXJpcy52MS5Xb3JrZXJJbmZvEiIKBXRhc2tzGAIgAygLMhMuaXJpcy52MS5UYXNrU3RhdHVzEi8KD3JlY2VudF9hdHRlbXB0cxgDIAMoCzIWLmlyaXMudjEuV29ya2VyQXR0ZW1wdCIcChpHZXRBdXRvc2NhbGVyU3RhdHVzUmVxdWVzdCKUAQoLU2xpY2VTdGF0dXMSEAoIc2xpY2VfaWQYASABKAkSEwoLc2NhbGVfZ3JvdXAYAiABKAkSDQoFc3RhdGUYAyABKAkSEgoKd29ya2VyX2lkcxgEIAMoCRIVCg1jcmVhdGVkX2F0X21zGAUgASgBEhUKDWlkbGVfc2luY2VfbXMYBiABKAESDQoFZXJyb3IYByABKAki2gIKEFNjYWxlR3JvdXBTdGF0dXMSDAoEbmFtZRgBIAEoCRISCgptaW5fc2xpY2VzGAIgASgFEhIKCm1heF9zbGljZXMYAyABKAUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgEIAEoCRIyChBhY2NlbGVyYXRvcl90eXBlGAUgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSFQoNZGVtYW5kX3NsaWNlcxgGIAEoBRIkCgZzbGljZXMYByADKAsyFC5pcmlzLnYxLlNsaWNlU3RhdHVzEhgKEGJhY2tvZmZfdW50aWxfbXMYCCABKAESHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYCSABKAUSGAoQbGFzdF9zY2FsZV91cF9tcxgKIAEoARIaChJsYXN0X3NjYWxlX2Rvd25fbXMYCyABKAESFAoMYXZhaWxhYmlsaXR5GAwgASgJIm8KEEF1dG9zY2FsZXJBY3Rpb24SFAoMdGltZXN0YW1wX21zGAEgASgBEg4KBmFjdGlvbhgCIAEoCRITCgtzY2FsZV9ncm91cBgDIAEoCRIQCghzbGljZV9pZBgEIAEoCRIOCgZyZWFzb24YBSABKAkivgEKG0dldEF1dG9zY2FsZXJTdGF0dXNSZXNwb25zZRIPCgdlbmFibGVkGAEgASgIEikKBmdyb3VwcxgCIAMoCzIZLmlyaXMudjEuU2NhbGVHcm91cFN0YXR1cxIxCg5yZWNlbnRfYWN0aW9ucxgDIAMoCzIZLmlyaXMudjEuQXV0b3NjYWxlckFjdGlvbhIaChJsYXN0X2V2YWx1YXRpb25fbXMYBCABKAESFAoMdW5tZXRfZGVtYW5kGAUgAygJIhwKGkdldENvbnRyb2xsZXJTdGF0dXNSZXF1ZXN0IosCChtHZXRDb250cm9sbGVyU3RhdHVzUmVzcG9uc2USDwoHaGVhbHRoeRgBIAEoCBIVCg1zdGFydGVkX2F0X21zGAIgASgBEg8KB3ZlcnNpb24YAyABKAkSEQoJam9iX2NvdW50GAQgASgFEhIKCnRhc2tfY291bnQYBSABKAUSFAoMd29ya2VyX2NvdW50GAYgASgFEhEKCXJzc19ieXRlcxgHIAEoARITCgtyZWNlbnRfbG9ncxgIIAMoCRIXCg5zdGF0dXNfbWVzc2FnZRiMASABKAkSGQoQbG9nX21lbW9yeV9ieXRlcxjcASABKAESGgoRbG9nX2xpbmVzX2V2aWN0ZWQY3QEgASgBItABChdSZWdpc3RlckVuZHBvaW50UmVxdWVzdBIMCgRuYW1lGAEgASgJEg8KB2FkZHJlc3MYAiABKAkSDwoHdGFza19pZBgDIAEoCRISCgphdHRlbXB0X2lkGAQgASgFEkAKCG1ldGFkYXRhGAUgAygLMi4uaXJpcy52MS5SZWdpc3RlckVuZHBvaW50UmVxdWVzdC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIvChhSZWdpc3RlckVuZHBvaW50UmVzcG9uc2USEwoLZW5kcG9pbnRfaWQYASABKAkiMAoZVW5yZWdpc3RlckVuZHBvaW50UmVxdWVzdBITCgtlbmRwb2ludF9pZBgBIAEoCSIcChpVbnJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZSI1ChRMaXN0RW5kcG9pbnRzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSDQoFZXhhY3QYAiABKAgiPQoVTGlzdEVuZHBvaW50c1Jlc3BvbnNlEiQKCWVuZHBvaW50cxgBIAMoCzIRLmlyaXMudjEuRW5kcG9pbnQiIwoTVXBsb2FkQnVuZGxlUmVxdWVzdBIMCgRkYXRhGAEgASgMIj0KFFVwbG9hZEJ1bmRsZVJlc3BvbnNlEhEKCWJ1bmRsZV9pZBgBIAEoCRISCgpzaXplX2J5dGVzGAIgASgBIiUKEEdldEJ1bmRsZVJlcXVlc3QSEQoJYnVuZGxlX2lkGAEgASgJIiEKEUdldEJ1bmRsZVJlc3BvbnNlEgwKBGRhdGEYASABKAwy1AoKEUNvbnRyb2xsZXJTZXJ2aWNlEkIKCUxhdW5jaEpvYhIZLmlyaXMudjEuTGF1bmNoSm9iUmVxdWVzdBoaLmlyaXMudjEuTGF1bmNoSm9iUmVzcG9uc2USSwoMR2V0Sm9iU3RhdHVzEhwuaXJpcy52MS5HZXRKb2JTdGF0dXNSZXF1ZXN0Gh0uaXJpcy52MS5HZXRKb2JTdGF0dXNSZXNwb25zZRI/CghMaXN0Sm9icxIYLmlyaXMudjEuTGlzdEpvYnNSZXF1ZXN0GhkuaXJpcy52MS5MaXN0Sm9ic1Jlc3BvbnNlEksKDFRlcm1pbmF0ZUpvYhIcLmlyaXMudjEuVGVybWluYXRlSm9iUmVxdWVzdBodLmlyaXMudjEuVGVybWluYXRlSm9iUmVzcG9uc2USQgoJTGlzdFRhc2tzEhkuaXJpcy52MS5MaXN0VGFza3NSZXF1ZXN0GhouaXJpcy52MS5MaXN0VGFza3NSZXNwb25zZRJICgtHZXRUYXNrTG9ncxIbLmlyaXMudjEuR2V0VGFza0xvZ3NSZXF1ZXN0GhwuaXJpcy52MS5HZXRUYXNrTG9nc1Jlc3BvbnNlElEKDlJlZ2lzdGVyV29ya2VyEh4uaXJpcy52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkuaXJpcy52MS5IZWFydGJlYXRSZXF1ZXN0GhouaXJpcy52MS5IZWFydGJlYXRSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLmlyaXMudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwuaXJpcy52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlElQKD0dldFdvcmtlclN0YXR1cxIfLmlyaXMudjEuR2V0V29ya2VyU3RhdHVzUmVxdWVzdBogLmlyaXMudjEuR2V0V29ya2VyU3RhdHVzUmVzcG9uc2USYAoTR2V0QXV0b3NjYWxlclN0YXR1cxIjLmlyaXMudjEuR2V0QXV0b3NjYWxlclN0YXR1c1JlcXVlc3QaJC5pcmlzLnYxLkdldEF1dG9zY2FsZXJTdGF0dXNSZXNwb25zZRJgChNHZXRDb250cm9sbGVyU3RhdHVzEiMuaXJpcy52MS5HZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdBokLmlyaXMudjEuR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlElcKEFJlZ2lzdGVyRW5kcG9pbnQSIC5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiEuaXJpcy52MS5SZWdpc3RlckVuZHBvaW50UmVzcG9uc2USXQoSVW5yZWdpc3RlckVuZHBvaW50EiIuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiMuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRJOCg1MaXN0RW5kcG9pbnRzEh0uaXJpcy52MS5MaXN0RW5kcG9pbnRzUmVxdWVzdBoeLmlyaXMudjEuTGlzdEVuZHBvaW50c1Jlc3BvbnNlEksKDFVwbG9hZEJ1bmRsZRIcLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVxdWVzdBodLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVzcG9uc2USQgoJR2V0QnVuZGxlEhkuaXJpcy52MS5HZXRCdW5kbGVSZXF1ZXN0GhouaXJpcy52MS5HZXRCdW5kbGVSZXNwb25zZWIGcHJvdG8z", [file_iris_v1_types]);
+  fileDesc("ChhpcmlzL3YxL2NvbnRyb2xsZXIucHJvdG8SB2lyaXMudjEiRgoQTGF1bmNoSm9iUmVxdWVzdBIeCgRzcGVjGAEgASgLMhAuaXJpcy52MS5Kb2JTcGVjEhIKCnJlcXVlc3RfaWQYAiABKAkiNAoRTGF1bmNoSm9iUmVzcG9uc2USDgoGam9iX2lkGAEgASgJEg8KB2NyZWF0ZWQYAiABKAgiJQoTR2V0Sm9iU3RhdHVzUmVxdWVzdBIOCgZqb2JfaWQYASABKAkiWwoUR2V0Sm9iU3RhdHVzUmVzcG9uc2USHwoDam9iGAEgASgLMhIuaXJpcy52MS5Kb2JTdGF0dXMSIgoFdGFza3MYAiADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMi9QEKD0xpc3RKb2JzUmVxdWVzdBIOCgZwcmVmaXgYASABKAkSIQoGc3RhdGVzGAIgAygOMhEuaXJpcy52MS5Kb2JTdGF0ZRINCgVsaW1pdBgDIAEoBRIOCgZvZmZzZXQYBCABKAUSDAoEdXNlchgFIAEoCRIVCg1uYW1lX2NvbnRhaW5zGAYgASgJEg8KB3NvcnRfYnkYByABKAkSEgoKZGVzY2VuZGluZxgIIAEoCBIVCg1wYXJlbnRfam9iX2lkGAkgASgJEhIKCnJvb3RzX29ubHkYCiABKAgSGwoTaW5jbHVkZV91c2VyX2NvdW50cxgLIAEoCCKfAQoNVXNlckpvYkNvdW50cxIMCgR1c2VyGAEgASgJEg0KBXRvdGFsGAIgASgFEj0KDHN0YXRlX2NvdW50cxgDIAMoCzInLmlyaXMudjEuVXNlckpvYkNvdW50cy5TdGF0ZUNvdW50c0VudHJ5GjIKEFN0YXRlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASKCAQoQTGlzdEpvYnNSZXNwb25zZRIgCgRqb2JzGAEgAygLMhIuaXJpcy52MS5Kb2JTdGF0dXMSEwoLdG90YWxfY291bnQYAiABKAUSEAoIaGFzX21vcmUYAyABKAgSJQoFdXNlcnMYBCADKAsyFi5pcmlzLnYxLlVzZXJKb2JDb3VudHMiNQoTVGVybWluYXRlSm9iUmVxdWVzdBIOCgZqb2JfaWQYASABKAkSDgoGcmVhc29uGAIgASgJIjIKFFRlcm1pbmF0ZUpvYlJlc3BvbnNlEhoKEnRlcm1pbmF0ZWRfam9iX2lkcxgBIAMoCSJBChBMaXN0VGFza3NSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIdChVpbmNsdWRlX3VzYWdlX2hpc3RvcnkYAiABKAgiNwoRTGlzdFRhc2tzUmVzcG9uc2USIgoFdGFza3MYASADKAsyEy5pcmlzLnYxLlRhc2tTdGF0dXMisQEKEkdldFRhc2tMb2dzUmVxdWVzdBIKCgJpZBgBIAEoCRIOCgZjdXJzb3IYAiABKAESEQoJbWF4X2xpbmVzGAMgASgFEhEKCXN1YnN0cmluZxgEIAEoCRIXCgphdHRlbXB0X2lkGAUgASgFSACIAQESEAoIc2luY2VfbXMYBiABKAESEQoJbWluX2xldmVsGAcgASgJEgwKBHRhaWwYCCABKAhCDQoLX2F0dGVtcHRfaWQiWgoTR2V0VGFza0xvZ3NSZXNwb25zZRIfCgVsaW5lcxgBIAMoCzIQLmlyaXMudjEuTG9nTGluZRITCgtuZXh0X2N1cnNvchgCIAEoARINCgRtb3JlGNwBIAEoCCLnAgoVUmVnaXN0ZXJXb3JrZXJSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEiUKCXJlc291cmNlcxgDIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEkIKCmF0dHJpYnV0ZXMYBCADKAsyLi5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSEwoLc2NhbGVfZ3JvdXAYBSABKAkSEAoIc2xpY2VfaWQYBiABKAkSJAoHcnVubmluZxgHIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhImCghmaW5pc2hlZBiMASADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYaSgoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRImCgV2YWx1ZRgCIAEoCzIXLmlyaXMudjEuQXR0cmlidXRlVmFsdWU6AjgBIpABChZSZWdpc3RlcldvcmtlclJlc3BvbnNlEhEKCXdvcmtlcl9pZBgBIAEoCRIdChVoZWFydGJlYXRfaW50ZXJ2YWxfbXMYAiABKAESIQoEa2lsbBgDIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhIhChhyZWNvbm5lY3RfbWF4X2JhY2tvZmZfbXMYjAEgASgBIjEKCkF0dGVtcHRSZWYSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFIs0CCgpUYXNrVXBkYXRlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARIZChFwZWFrX21lbW9yeV9ieXRlcxgJIAEoARItCgVwb3J0cxgKIAMoCzIeLmlyaXMudjEuVGFza1VwZGF0ZS5Qb3J0c0VudHJ5Eh4KBGxvZ3MYCyADKAsyEC5pcmlzLnYxLkxvZ0xpbmUaLAoKUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIsYBChBIZWFydGJlYXRSZXF1ZXN0EhEKCXdvcmtlcl9pZBgBIAEoCRIkCgd1cGRhdGVzGAIgAygLMhMuaXJpcy52MS5UYXNrVXBkYXRlEiQKB3J1bm5pbmcYAyADKAsyEy5pcmlzLnYxLkF0dGVtcHRSZWYSKwoIc25hcHNob3QYBCABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QSJgoIZmluaXNoZWQYjAEgAygLMhMuaXJpcy52MS5BdHRlbXB0UmVmImUKEUhlYXJ0YmVhdFJlc3BvbnNlEhIKCnJlcmVnaXN0ZXIYASABKAgSIQoEa2lsbBgCIAMoCzITLmlyaXMudjEuQXR0ZW1wdFJlZhIZChB1cGRhdGVzX2RlZmVycmVkGIwBIAEoCCIUChJMaXN0V29ya2Vyc1JlcXVlc3QiOwoTTGlzdFdvcmtlcnNSZXNwb25zZRIkCgd3b3JrZXJzGAEgAygLMhMuaXJpcy52MS5Xb3JrZXJJbmZvIisKFkdldFdvcmtlclN0YXR1c1JlcXVlc3QSEQoJd29ya2VyX2lkGAEgASgJIlMKDVdvcmtlckF0dGVtcHQSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSIQoHYXR0ZW1wdBgDIAEoCzIQLmlyaXMudjEuQXR0ZW1wdCKTAQoXR2V0V29ya2VyU3RhdHVzUmVzcG9uc2USIwoGd29ya2VyGAEgASgLMhMuaXJpcy52MS5Xb3JrZXJJbmZvEiIKBXRhc2tzGAIgAygLMhMuaXJpcy52MS5UYXNrU3RhdHVzEi8KD3JlY2VudF9hdHRlbXB0cxgDIAMoCzIWLmlyaXMudjEuV29ya2VyQXR0ZW1wdCIcChpHZXRBdXRvc2NhbGVyU3RhdHVzUmVxdWVzdCKUAQoLU2xpY2VTdGF0dXMSEAoIc2xpY2VfaWQYASABKAkSEwoLc2NhbGVfZ3JvdXAYAiABKAkSDQoFc3RhdGUYAyABKAkSEgoKd29ya2VyX2lkcxgEIAMoCRIVCg1jcmVhdGVkX2F0X21zGAUgASgBEhUKDWlkbGVfc2luY2VfbXMYBiABKAESDQoFZXJyb3IYByABKAkiuwMKEFNjYWxlR3JvdXBTdGF0dXMSDAoEbmFtZRgBIAEoCRISCgptaW5fc2xpY2VzGAIgASgFEhIKCm1heF9zbGljZXMYAyABKAUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgEIAEoCRIyChBhY2NlbGVyYXRvcl90eXBlGAUgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSFQoNZGVtYW5kX3NsaWNlcxgGIAEoBRIkCgZzbGljZXMYByADKAsyFC5pcmlzLnYxLlNsaWNlU3RhdHVzEhgKEGJhY2tvZmZfdW50aWxfbXMYCCABKAESHAoUY29uc2VjdXRpdmVfZmFpbHVyZXMYCSABKAUSGAoQbGFzdF9zY2FsZV91cF9tcxgKIAEoARIaChJsYXN0X3NjYWxlX2Rvd25fbXMYCyABKAESFAoMYXZhaWxhYmlsaXR5GAwgASgJEhcKDmJhY2tvZmZfcmVhc29uGKwCIAEoCRIXCg5xdW90YV91bnRpbF9tcxitAiABKAESFQoMcXVvdGFfcmVhc29uGK4CIAEoCRIWCg1idWZmZXJfc2xpY2VzGK8CIAEoBSJvChBBdXRvc2NhbGVyQWN0aW9uEhQKDHRpbWVzdGFtcF9tcxgBIAEoARIOCgZhY3Rpb24YAiABKAkSEwoLc2NhbGVfZ3JvdXAYAyABKAkSEAoIc2xpY2VfaWQYBCABKAkSDgoGcmVhc29uGAUgASgJIr4BChtHZXRBdXRvc2NhbGVyU3RhdHVzUmVzcG9uc2USDwoHZW5hYmxlZBgBIAEoCBIpCgZncm91cHMYAiADKAsyGS5pcmlzLnYxLlNjYWxlR3JvdXBTdGF0dXMSMQoOcmVjZW50X2FjdGlvbnMYAyADKAsyGS5pcmlzLnYxLkF1dG9zY2FsZXJBY3Rpb24SGgoSbGFzdF9ldmFsdWF0aW9uX21zGAQgASgBEhQKDHVubWV0X2RlbWFuZBgFIAMoCSIcChpHZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdCKLAgobR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlEg8KB2hlYWx0aHkYASABKAgSFQoNc3RhcnRlZF9hdF9tcxgCIAEoARIPCgd2ZXJzaW9uGAMgASgJEhEKCWpvYl9jb3VudBgEIAEoBRISCgp0YXNrX2NvdW50GAUgASgFEhQKDHdvcmtlcl9jb3VudBgGIAEoBRIRCglyc3NfYnl0ZXMYByABKAESEwoLcmVjZW50X2xvZ3MYCCADKAkSFwoOc3RhdHVzX21lc3NhZ2UYjAEgASgJEhkKEGxvZ19tZW1vcnlfYnl0ZXMY3AEgASgBEhoKEWxvZ19saW5lc19ldmljdGVkGN0BIAEoASLQAQoXUmVnaXN0ZXJFbmRwb2ludFJlcXVlc3QSDAoEbmFtZRgBIAEoCRIPCgdhZGRyZXNzGAIgASgJEg8KB3Rhc2tfaWQYAyABKAkSEgoKYXR0ZW1wdF9pZBgEIAEoBRJACghtZXRhZGF0YRgFIAMoCzIuLmlyaXMudjEuUmVnaXN0ZXJFbmRwb2ludFJlcXVlc3QuTWV0YWRhdGFFbnRyeRovCg1NZXRhZGF0YUVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiLwoYUmVnaXN0ZXJFbmRwb2ludFJlc3BvbnNlEhMKC2VuZHBvaW50X2lkGAEgASgJIjAKGVVucmVnaXN0ZXJFbmRwb2ludFJlcXVlc3QSEwoLZW5kcG9pbnRfaWQYASABKAkiHAoaVW5yZWdpc3RlckVuZHBvaW50UmVzcG9uc2UiNQoUTGlzdEVuZHBvaW50c1JlcXVlc3QSDgoGcHJlZml4GAEgASgJEg0KBWV4YWN0GAIgASgIIj0KFUxpc3RFbmRwb2ludHNSZXNwb25zZRIkCgllbmRwb2ludHMYASADKAsyES5pcmlzLnYxLkVuZHBvaW50IiMKE1VwbG9hZEJ1bmRsZVJlcXVlc3QSDAoEZGF0YRgBIAEoDCI9ChRVcGxvYWRCdW5kbGVSZXNwb25zZRIRCglidW5kbGVfaWQYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoASIlChBHZXRCdW5kbGVSZXF1ZXN0EhEKCWJ1bmRsZV9pZBgBIAEoCSIhChFHZXRCdW5kbGVSZXNwb25zZRIMCgRkYXRhGAEgASgMIr8CCg5Vc2VyQnVkZ2V0SW5mbxIMCgR1c2VyGAEgASgJEhEKCW1heF90YXNrcxgCIAEoBRInCghtYXhfYmFuZBgDIAEoDjIVLmlyaXMudjEuUHJpb3JpdHlCYW5kEhoKEm1heF9jcHVfbWlsbGljb3JlcxgEIAEoARIYChBtYXhfbWVtb3J5X2J5dGVzGAUgASgBEhgKEG1heF9hY2NlbGVyYXRvcnMYBiABKAUSDgoGc291cmNlGAcgASgJEhsKE3VzZWRfY3B1X21pbGxpY29yZXMYCCABKAESGQoRdXNlZF9tZW1vcnlfYnl0ZXMYCyABKAESGQoRdXNlZF9hY2NlbGVyYXRvcnMYDCABKAUSFAoMYWN0aXZlX3Rhc2tzGAkgASgFEhoKEmFjdGl2ZV9iYXRjaF90YXNrcxgKIAEoBSI/ChRTZXRVc2VyQnVkZ2V0UmVxdWVzdBInCgZidWRnZXQYASABKAsyFy5pcmlzLnYxLlVzZXJCdWRnZXRJbmZvIkAKFVNldFVzZXJCdWRnZXRSZXNwb25zZRInCgZidWRnZXQYASABKAsyFy5pcmlzLnYxLlVzZXJCdWRnZXRJbmZvIiQKFEdldFVzZXJCdWRnZXRSZXF1ZXN0EgwKBHVzZXIYASABKAkiQAoVR2V0VXNlckJ1ZGdldFJlc3BvbnNlEicKBmJ1ZGdldBgBIAEoCzIXLmlyaXMudjEuVXNlckJ1ZGdldEluZm8iGAoWTGlzdFVzZXJCdWRnZXRzUmVxdWVzdCJDChdMaXN0VXNlckJ1ZGdldHNSZXNwb25zZRIoCgdidWRnZXRzGAEgAygLMhcuaXJpcy52MS5Vc2VyQnVkZ2V0SW5mbyIXChVHZXRDdXJyZW50VXNlclJlcXVlc3QiVwoWR2V0Q3VycmVudFVzZXJSZXNwb25zZRIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSEQoJYXV0aF9tb2RlGAMgASgJEg4KBmtleV9pZBgEIAEoCSJ8CgpBcGlLZXlJbmZvEg4KBmtleV9pZBgBIAEoCRIMCgR1c2VyGAIgASgJEgwKBG5hbWUYAyABKAkSFQoNY3JlYXRlZF9hdF9tcxgEIAEoARIVCg1leHBpcmVzX2F0X21zGAUgASgBEhQKDGxhc3RfdXNlZF9tcxgGIAEoASJBChNDcmVhdGVBcGlLZXlSZXF1ZXN0EgwKBHVzZXIYASABKAkSDAoEbmFtZRgCIAEoCRIOCgZ0dGxfbXMYAyABKAEiRwoUQ3JlYXRlQXBpS2V5UmVzcG9uc2USIAoDa2V5GAEgASgLMhMuaXJpcy52MS5BcGlLZXlJbmZvEg0KBXRva2VuGAIgASgJIiIKEkxpc3RBcGlLZXlzUmVxdWVzdBIMCgR1c2VyGAEgASgJIjgKE0xpc3RBcGlLZXlzUmVzcG9uc2USIQoEa2V5cxgBIAMoCzITLmlyaXMudjEuQXBpS2V5SW5mbyIlChNSZXZva2VBcGlLZXlSZXF1ZXN0Eg4KBmtleV9pZBgBIAEoCSIWChRSZXZva2VBcGlLZXlSZXNwb25zZSJgCghVc2VySW5mbxIMCgR1c2VyGAEgASgJEgwKBHJvbGUYAiABKAkSDgoGc291cmNlGAMgASgJEhUKDWNyZWF0ZWRfYXRfbXMYBCABKAESEQoJa2V5X2NvdW50GAUgASgFIi8KEUNyZWF0ZVVzZXJSZXF1ZXN0EgwKBHVzZXIYASABKAkSDAoEcm9sZRgCIAEoCSI1ChJDcmVhdGVVc2VyUmVzcG9uc2USHwoEdXNlchgBIAEoCzIRLmlyaXMudjEuVXNlckluZm8iEgoQTGlzdFVzZXJzUmVxdWVzdCI1ChFMaXN0VXNlcnNSZXNwb25zZRIgCgV1c2VycxgBIAMoCzIRLmlyaXMudjEuVXNlckluZm8iIQoRRGVsZXRlVXNlclJlcXVlc3QSDAoEdXNlchgBIAEoCSIqChJEZWxldGVVc2VyUmVzcG9uc2USFAoMcmV2b2tlZF9rZXlzGAEgASgFIicKEkVucm9sV29ya2VyUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkiKwoTRW5yb2xXb3JrZXJSZXNwb25zZRIUCgx3b3JrZXJfdG9rZW4YASABKAkynREKEUNvbnRyb2xsZXJTZXJ2aWNlEkIKCUxhdW5jaEpvYhIZLmlyaXMudjEuTGF1bmNoSm9iUmVxdWVzdBoaLmlyaXMudjEuTGF1bmNoSm9iUmVzcG9uc2USSwoMR2V0Sm9iU3RhdHVzEhwuaXJpcy52MS5HZXRKb2JTdGF0dXNSZXF1ZXN0Gh0uaXJpcy52MS5HZXRKb2JTdGF0dXNSZXNwb25zZRI/CghMaXN0Sm9icxIYLmlyaXMudjEuTGlzdEpvYnNSZXF1ZXN0GhkuaXJpcy52MS5MaXN0Sm9ic1Jlc3BvbnNlEksKDFRlcm1pbmF0ZUpvYhIcLmlyaXMudjEuVGVybWluYXRlSm9iUmVxdWVzdBodLmlyaXMudjEuVGVybWluYXRlSm9iUmVzcG9uc2USQgoJTGlzdFRhc2tzEhkuaXJpcy52MS5MaXN0VGFza3NSZXF1ZXN0GhouaXJpcy52MS5MaXN0VGFza3NSZXNwb25zZRJICgtHZXRUYXNrTG9ncxIbLmlyaXMudjEuR2V0VGFza0xvZ3NSZXF1ZXN0GhwuaXJpcy52MS5HZXRUYXNrTG9nc1Jlc3BvbnNlElEKDlJlZ2lzdGVyV29ya2VyEh4uaXJpcy52MS5SZWdpc3RlcldvcmtlclJlcXVlc3QaHy5pcmlzLnYxLlJlZ2lzdGVyV29ya2VyUmVzcG9uc2USQgoJSGVhcnRiZWF0EhkuaXJpcy52MS5IZWFydGJlYXRSZXF1ZXN0GhouaXJpcy52MS5IZWFydGJlYXRSZXNwb25zZRJICgtMaXN0V29ya2VycxIbLmlyaXMudjEuTGlzdFdvcmtlcnNSZXF1ZXN0GhwuaXJpcy52MS5MaXN0V29ya2Vyc1Jlc3BvbnNlElQKD0dldFdvcmtlclN0YXR1cxIfLmlyaXMudjEuR2V0V29ya2VyU3RhdHVzUmVxdWVzdBogLmlyaXMudjEuR2V0V29ya2VyU3RhdHVzUmVzcG9uc2USYAoTR2V0QXV0b3NjYWxlclN0YXR1cxIjLmlyaXMudjEuR2V0QXV0b3NjYWxlclN0YXR1c1JlcXVlc3QaJC5pcmlzLnYxLkdldEF1dG9zY2FsZXJTdGF0dXNSZXNwb25zZRJgChNHZXRDb250cm9sbGVyU3RhdHVzEiMuaXJpcy52MS5HZXRDb250cm9sbGVyU3RhdHVzUmVxdWVzdBokLmlyaXMudjEuR2V0Q29udHJvbGxlclN0YXR1c1Jlc3BvbnNlElcKEFJlZ2lzdGVyRW5kcG9pbnQSIC5pcmlzLnYxLlJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiEuaXJpcy52MS5SZWdpc3RlckVuZHBvaW50UmVzcG9uc2USXQoSVW5yZWdpc3RlckVuZHBvaW50EiIuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXF1ZXN0GiMuaXJpcy52MS5VbnJlZ2lzdGVyRW5kcG9pbnRSZXNwb25zZRJOCg1MaXN0RW5kcG9pbnRzEh0uaXJpcy52MS5MaXN0RW5kcG9pbnRzUmVxdWVzdBoeLmlyaXMudjEuTGlzdEVuZHBvaW50c1Jlc3BvbnNlEksKDFVwbG9hZEJ1bmRsZRIcLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVxdWVzdBodLmlyaXMudjEuVXBsb2FkQnVuZGxlUmVzcG9uc2USQgoJR2V0QnVuZGxlEhkuaXJpcy52MS5HZXRCdW5kbGVSZXF1ZXN0GhouaXJpcy52MS5HZXRCdW5kbGVSZXNwb25zZRJOCg1TZXRVc2VyQnVkZ2V0Eh0uaXJpcy52MS5TZXRVc2VyQnVkZ2V0UmVxdWVzdBoeLmlyaXMudjEuU2V0VXNlckJ1ZGdldFJlc3BvbnNlEk4KDUdldFVzZXJCdWRnZXQSHS5pcmlzLnYxLkdldFVzZXJCdWRnZXRSZXF1ZXN0Gh4uaXJpcy52MS5HZXRVc2VyQnVkZ2V0UmVzcG9uc2USVAoPTGlzdFVzZXJCdWRnZXRzEh8uaXJpcy52MS5MaXN0VXNlckJ1ZGdldHNSZXF1ZXN0GiAuaXJpcy52MS5MaXN0VXNlckJ1ZGdldHNSZXNwb25zZRJRCg5HZXRDdXJyZW50VXNlchIeLmlyaXMudjEuR2V0Q3VycmVudFVzZXJSZXF1ZXN0Gh8uaXJpcy52MS5HZXRDdXJyZW50VXNlclJlc3BvbnNlEksKDENyZWF0ZUFwaUtleRIcLmlyaXMudjEuQ3JlYXRlQXBpS2V5UmVxdWVzdBodLmlyaXMudjEuQ3JlYXRlQXBpS2V5UmVzcG9uc2USSAoLTGlzdEFwaUtleXMSGy5pcmlzLnYxLkxpc3RBcGlLZXlzUmVxdWVzdBocLmlyaXMudjEuTGlzdEFwaUtleXNSZXNwb25zZRJLCgxSZXZva2VBcGlLZXkSHC5pcmlzLnYxLlJldm9rZUFwaUtleVJlcXVlc3QaHS5pcmlzLnYxLlJldm9rZUFwaUtleVJlc3BvbnNlEkUKCkNyZWF0ZVVzZXISGi5pcmlzLnYxLkNyZWF0ZVVzZXJSZXF1ZXN0GhsuaXJpcy52MS5DcmVhdGVVc2VyUmVzcG9uc2USQgoJTGlzdFVzZXJzEhkuaXJpcy52MS5MaXN0VXNlcnNSZXF1ZXN0GhouaXJpcy52MS5MaXN0VXNlcnNSZXNwb25zZRJFCgpEZWxldGVVc2VyEhouaXJpcy52MS5EZWxldGVVc2VyUmVxdWVzdBobLmlyaXMudjEuRGVsZXRlVXNlclJlc3BvbnNlEkgKC0Vucm9sV29ya2VyEhsuaXJpcy52MS5FbnJvbFdvcmtlclJlcXVlc3QaHC5pcmlzLnYxLkVucm9sV29ya2VyUmVzcG9uc2ViBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.LaunchJobRequest
@@ -937,11 +937,35 @@ export type ScaleGroupStatus = Message<"iris.v1.ScaleGroupStatus"> & {
   lastScaleDownMs: number;
 
   /**
-   * available | cooldown | backoff | at_max_slices
+   * available | cooldown | backoff | quota_exceeded | at_max_slices
    *
    * @generated from field: string availability = 12;
    */
   availability: string;
+
+  /**
+   * Why the group last backed off (create failure, boot or init timeout).
+   *
+   * @generated from field: string backoff_reason = 300;
+   */
+  backoffReason: string;
+
+  /**
+   * Quota exhausted: no slices are requested before this time.
+   *
+   * @generated from field: double quota_until_ms = 301;
+   */
+  quotaUntilMs: number;
+
+  /**
+   * @generated from field: string quota_reason = 302;
+   */
+  quotaReason: string;
+
+  /**
+   * @generated from field: int32 buffer_slices = 303;
+   */
+  bufferSlices: number;
 };
 
 /**
@@ -1319,6 +1343,596 @@ export const GetBundleResponseSchema: GenMessage<GetBundleResponse> = /*@__PURE_
   messageDesc(file_iris_v1_controller, 40);
 
 /**
+ * A user's budget and what their active tasks above BATCH hold against it.
+ *
+ * @generated from message iris.v1.UserBudgetInfo
+ */
+export type UserBudgetInfo = Message<"iris.v1.UserBudgetInfo"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * Unfinished INTERACTIVE/PRODUCTION tasks at submit (0 = unlimited).
+   *
+   * @generated from field: int32 max_tasks = 2;
+   */
+  maxTasks: number;
+
+  /**
+   * Highest band the user may submit in (unspecified = any).
+   *
+   * @generated from field: iris.v1.PriorityBand max_band = 3;
+   */
+  maxBand: PriorityBand;
+
+  /**
+   * Resources of active tasks above BATCH, checked every scheduling pass (0 = unlimited).
+   *
+   * @generated from field: double max_cpu_millicores = 4;
+   */
+  maxCpuMillicores: number;
+
+  /**
+   * @generated from field: double max_memory_bytes = 5;
+   */
+  maxMemoryBytes: number;
+
+  /**
+   * @generated from field: int32 max_accelerators = 6;
+   */
+  maxAccelerators: number;
+
+  /**
+   * "set" (SetUserBudget) or "config" (controller.user_budgets); "" when no budget applies.
+   *
+   * @generated from field: string source = 7;
+   */
+  source: string;
+
+  /**
+   * Output only: held by the user's active tasks above BATCH now.
+   *
+   * @generated from field: double used_cpu_millicores = 8;
+   */
+  usedCpuMillicores: number;
+
+  /**
+   * @generated from field: double used_memory_bytes = 11;
+   */
+  usedMemoryBytes: number;
+
+  /**
+   * @generated from field: int32 used_accelerators = 12;
+   */
+  usedAccelerators: number;
+
+  /**
+   * Output only: the user's active tasks above BATCH / in BATCH.
+   *
+   * @generated from field: int32 active_tasks = 9;
+   */
+  activeTasks: number;
+
+  /**
+   * @generated from field: int32 active_batch_tasks = 10;
+   */
+  activeBatchTasks: number;
+};
+
+/**
+ * Describes the message iris.v1.UserBudgetInfo.
+ * Use `create(UserBudgetInfoSchema)` to create a new message.
+ */
+export const UserBudgetInfoSchema: GenMessage<UserBudgetInfo> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 41);
+
+/**
+ * @generated from message iris.v1.SetUserBudgetRequest
+ */
+export type SetUserBudgetRequest = Message<"iris.v1.SetUserBudgetRequest"> & {
+  /**
+   * Replaces the user's budget ("user" required; "*" is not allowed here).
+   *
+   * @generated from field: iris.v1.UserBudgetInfo budget = 1;
+   */
+  budget?: UserBudgetInfo | undefined;
+};
+
+/**
+ * Describes the message iris.v1.SetUserBudgetRequest.
+ * Use `create(SetUserBudgetRequestSchema)` to create a new message.
+ */
+export const SetUserBudgetRequestSchema: GenMessage<SetUserBudgetRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 42);
+
+/**
+ * @generated from message iris.v1.SetUserBudgetResponse
+ */
+export type SetUserBudgetResponse = Message<"iris.v1.SetUserBudgetResponse"> & {
+  /**
+   * @generated from field: iris.v1.UserBudgetInfo budget = 1;
+   */
+  budget?: UserBudgetInfo | undefined;
+};
+
+/**
+ * Describes the message iris.v1.SetUserBudgetResponse.
+ * Use `create(SetUserBudgetResponseSchema)` to create a new message.
+ */
+export const SetUserBudgetResponseSchema: GenMessage<SetUserBudgetResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 43);
+
+/**
+ * @generated from message iris.v1.GetUserBudgetRequest
+ */
+export type GetUserBudgetRequest = Message<"iris.v1.GetUserBudgetRequest"> & {
+  /**
+   * Empty: the caller.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message iris.v1.GetUserBudgetRequest.
+ * Use `create(GetUserBudgetRequestSchema)` to create a new message.
+ */
+export const GetUserBudgetRequestSchema: GenMessage<GetUserBudgetRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 44);
+
+/**
+ * @generated from message iris.v1.GetUserBudgetResponse
+ */
+export type GetUserBudgetResponse = Message<"iris.v1.GetUserBudgetResponse"> & {
+  /**
+   * @generated from field: iris.v1.UserBudgetInfo budget = 1;
+   */
+  budget?: UserBudgetInfo | undefined;
+};
+
+/**
+ * Describes the message iris.v1.GetUserBudgetResponse.
+ * Use `create(GetUserBudgetResponseSchema)` to create a new message.
+ */
+export const GetUserBudgetResponseSchema: GenMessage<GetUserBudgetResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 45);
+
+/**
+ * @generated from message iris.v1.ListUserBudgetsRequest
+ */
+export type ListUserBudgetsRequest = Message<"iris.v1.ListUserBudgetsRequest"> & {
+};
+
+/**
+ * Describes the message iris.v1.ListUserBudgetsRequest.
+ * Use `create(ListUserBudgetsRequestSchema)` to create a new message.
+ */
+export const ListUserBudgetsRequestSchema: GenMessage<ListUserBudgetsRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 46);
+
+/**
+ * @generated from message iris.v1.ListUserBudgetsResponse
+ */
+export type ListUserBudgetsResponse = Message<"iris.v1.ListUserBudgetsResponse"> & {
+  /**
+   * @generated from field: repeated iris.v1.UserBudgetInfo budgets = 1;
+   */
+  budgets: UserBudgetInfo[];
+};
+
+/**
+ * Describes the message iris.v1.ListUserBudgetsResponse.
+ * Use `create(ListUserBudgetsResponseSchema)` to create a new message.
+ */
+export const ListUserBudgetsResponseSchema: GenMessage<ListUserBudgetsResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 47);
+
+/**
+ * @generated from message iris.v1.GetCurrentUserRequest
+ */
+export type GetCurrentUserRequest = Message<"iris.v1.GetCurrentUserRequest"> & {
+};
+
+/**
+ * Describes the message iris.v1.GetCurrentUserRequest.
+ * Use `create(GetCurrentUserRequestSchema)` to create a new message.
+ */
+export const GetCurrentUserRequestSchema: GenMessage<GetCurrentUserRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 48);
+
+/**
+ * @generated from message iris.v1.GetCurrentUserResponse
+ */
+export type GetCurrentUserResponse = Message<"iris.v1.GetCurrentUserResponse"> & {
+  /**
+   * "" when auth is off.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * user | admin | worker; "admin" when auth is off (everyone may do everything).
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * none | token
+   *
+   * @generated from field: string auth_mode = 3;
+   */
+  authMode: string;
+
+  /**
+   * The API key the call was made with ("" for a config token).
+   *
+   * @generated from field: string key_id = 4;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message iris.v1.GetCurrentUserResponse.
+ * Use `create(GetCurrentUserResponseSchema)` to create a new message.
+ */
+export const GetCurrentUserResponseSchema: GenMessage<GetCurrentUserResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 49);
+
+/**
+ * @generated from message iris.v1.ApiKeyInfo
+ */
+export type ApiKeyInfo = Message<"iris.v1.ApiKeyInfo"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * @generated from field: string user = 2;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string name = 3;
+   */
+  name: string;
+
+  /**
+   * @generated from field: double created_at_ms = 4;
+   */
+  createdAtMs: number;
+
+  /**
+   * 0 = never expires.
+   *
+   * @generated from field: double expires_at_ms = 5;
+   */
+  expiresAtMs: number;
+
+  /**
+   * @generated from field: double last_used_ms = 6;
+   */
+  lastUsedMs: number;
+};
+
+/**
+ * Describes the message iris.v1.ApiKeyInfo.
+ * Use `create(ApiKeyInfoSchema)` to create a new message.
+ */
+export const ApiKeyInfoSchema: GenMessage<ApiKeyInfo> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 50);
+
+/**
+ * @generated from message iris.v1.CreateApiKeyRequest
+ */
+export type CreateApiKeyRequest = Message<"iris.v1.CreateApiKeyRequest"> & {
+  /**
+   * Empty: the caller. Only admins create keys for others.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * A label ("laptop").
+   *
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * 0 = no expiry.
+   *
+   * @generated from field: double ttl_ms = 3;
+   */
+  ttlMs: number;
+};
+
+/**
+ * Describes the message iris.v1.CreateApiKeyRequest.
+ * Use `create(CreateApiKeyRequestSchema)` to create a new message.
+ */
+export const CreateApiKeyRequestSchema: GenMessage<CreateApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 51);
+
+/**
+ * @generated from message iris.v1.CreateApiKeyResponse
+ */
+export type CreateApiKeyResponse = Message<"iris.v1.CreateApiKeyResponse"> & {
+  /**
+   * @generated from field: iris.v1.ApiKeyInfo key = 1;
+   */
+  key?: ApiKeyInfo | undefined;
+
+  /**
+   * The key itself: shown once, only its SHA-256 is stored.
+   *
+   * @generated from field: string token = 2;
+   */
+  token: string;
+};
+
+/**
+ * Describes the message iris.v1.CreateApiKeyResponse.
+ * Use `create(CreateApiKeyResponseSchema)` to create a new message.
+ */
+export const CreateApiKeyResponseSchema: GenMessage<CreateApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 52);
+
+/**
+ * @generated from message iris.v1.ListApiKeysRequest
+ */
+export type ListApiKeysRequest = Message<"iris.v1.ListApiKeysRequest"> & {
+  /**
+   * Empty: the caller's keys; admins may name anyone, or "*" for all.
+   *
+   * @generated from field: string user = 1;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message iris.v1.ListApiKeysRequest.
+ * Use `create(ListApiKeysRequestSchema)` to create a new message.
+ */
+export const ListApiKeysRequestSchema: GenMessage<ListApiKeysRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 53);
+
+/**
+ * @generated from message iris.v1.ListApiKeysResponse
+ */
+export type ListApiKeysResponse = Message<"iris.v1.ListApiKeysResponse"> & {
+  /**
+   * @generated from field: repeated iris.v1.ApiKeyInfo keys = 1;
+   */
+  keys: ApiKeyInfo[];
+};
+
+/**
+ * Describes the message iris.v1.ListApiKeysResponse.
+ * Use `create(ListApiKeysResponseSchema)` to create a new message.
+ */
+export const ListApiKeysResponseSchema: GenMessage<ListApiKeysResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 54);
+
+/**
+ * @generated from message iris.v1.RevokeApiKeyRequest
+ */
+export type RevokeApiKeyRequest = Message<"iris.v1.RevokeApiKeyRequest"> & {
+  /**
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+};
+
+/**
+ * Describes the message iris.v1.RevokeApiKeyRequest.
+ * Use `create(RevokeApiKeyRequestSchema)` to create a new message.
+ */
+export const RevokeApiKeyRequestSchema: GenMessage<RevokeApiKeyRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 55);
+
+/**
+ * @generated from message iris.v1.RevokeApiKeyResponse
+ */
+export type RevokeApiKeyResponse = Message<"iris.v1.RevokeApiKeyResponse"> & {
+};
+
+/**
+ * Describes the message iris.v1.RevokeApiKeyResponse.
+ * Use `create(RevokeApiKeyResponseSchema)` to create a new message.
+ */
+export const RevokeApiKeyResponseSchema: GenMessage<RevokeApiKeyResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 56);
+
+/**
+ * @generated from message iris.v1.UserInfo
+ */
+export type UserInfo = Message<"iris.v1.UserInfo"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * @generated from field: string role = 2;
+   */
+  role: string;
+
+  /**
+   * "created" (CreateUser) or "config" (auth.tokens).
+   *
+   * @generated from field: string source = 3;
+   */
+  source: string;
+
+  /**
+   * @generated from field: double created_at_ms = 4;
+   */
+  createdAtMs: number;
+
+  /**
+   * @generated from field: int32 key_count = 5;
+   */
+  keyCount: number;
+};
+
+/**
+ * Describes the message iris.v1.UserInfo.
+ * Use `create(UserInfoSchema)` to create a new message.
+ */
+export const UserInfoSchema: GenMessage<UserInfo> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 57);
+
+/**
+ * @generated from message iris.v1.CreateUserRequest
+ */
+export type CreateUserRequest = Message<"iris.v1.CreateUserRequest"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+
+  /**
+   * user | admin
+   *
+   * @generated from field: string role = 2;
+   */
+  role: string;
+};
+
+/**
+ * Describes the message iris.v1.CreateUserRequest.
+ * Use `create(CreateUserRequestSchema)` to create a new message.
+ */
+export const CreateUserRequestSchema: GenMessage<CreateUserRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 58);
+
+/**
+ * @generated from message iris.v1.CreateUserResponse
+ */
+export type CreateUserResponse = Message<"iris.v1.CreateUserResponse"> & {
+  /**
+   * @generated from field: iris.v1.UserInfo user = 1;
+   */
+  user?: UserInfo | undefined;
+};
+
+/**
+ * Describes the message iris.v1.CreateUserResponse.
+ * Use `create(CreateUserResponseSchema)` to create a new message.
+ */
+export const CreateUserResponseSchema: GenMessage<CreateUserResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 59);
+
+/**
+ * @generated from message iris.v1.ListUsersRequest
+ */
+export type ListUsersRequest = Message<"iris.v1.ListUsersRequest"> & {
+};
+
+/**
+ * Describes the message iris.v1.ListUsersRequest.
+ * Use `create(ListUsersRequestSchema)` to create a new message.
+ */
+export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 60);
+
+/**
+ * @generated from message iris.v1.ListUsersResponse
+ */
+export type ListUsersResponse = Message<"iris.v1.ListUsersResponse"> & {
+  /**
+   * @generated from field: repeated iris.v1.UserInfo users = 1;
+   */
+  users: UserInfo[];
+};
+
+/**
+ * Describes the message iris.v1.ListUsersResponse.
+ * Use `create(ListUsersResponseSchema)` to create a new message.
+ */
+export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 61);
+
+/**
+ * @generated from message iris.v1.DeleteUserRequest
+ */
+export type DeleteUserRequest = Message<"iris.v1.DeleteUserRequest"> & {
+  /**
+   * @generated from field: string user = 1;
+   */
+  user: string;
+};
+
+/**
+ * Describes the message iris.v1.DeleteUserRequest.
+ * Use `create(DeleteUserRequestSchema)` to create a new message.
+ */
+export const DeleteUserRequestSchema: GenMessage<DeleteUserRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 62);
+
+/**
+ * @generated from message iris.v1.DeleteUserResponse
+ */
+export type DeleteUserResponse = Message<"iris.v1.DeleteUserResponse"> & {
+  /**
+   * Keys revoked with the user.
+   *
+   * @generated from field: int32 revoked_keys = 1;
+   */
+  revokedKeys: number;
+};
+
+/**
+ * Describes the message iris.v1.DeleteUserResponse.
+ * Use `create(DeleteUserResponseSchema)` to create a new message.
+ */
+export const DeleteUserResponseSchema: GenMessage<DeleteUserResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 63);
+
+/**
+ * @generated from message iris.v1.EnrolWorkerRequest
+ */
+export type EnrolWorkerRequest = Message<"iris.v1.EnrolWorkerRequest"> & {
+  /**
+   * Must start with the slice id the enrolment token was issued for.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message iris.v1.EnrolWorkerRequest.
+ * Use `create(EnrolWorkerRequestSchema)` to create a new message.
+ */
+export const EnrolWorkerRequestSchema: GenMessage<EnrolWorkerRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 64);
+
+/**
+ * @generated from message iris.v1.EnrolWorkerResponse
+ */
+export type EnrolWorkerResponse = Message<"iris.v1.EnrolWorkerResponse"> & {
+  /**
+   * @generated from field: string worker_token = 1;
+   */
+  workerToken: string;
+};
+
+/**
+ * Describes the message iris.v1.EnrolWorkerResponse.
+ * Use `create(EnrolWorkerResponseSchema)` to create a new message.
+ */
+export const EnrolWorkerResponseSchema: GenMessage<EnrolWorkerResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_controller, 65);
+
+/**
  * @generated from service iris.v1.ControllerService
  */
 export const ControllerService: GenService<{
@@ -1467,6 +2081,99 @@ export const ControllerService: GenService<{
     methodKind: "unary";
     input: typeof GetBundleRequestSchema;
     output: typeof GetBundleResponseSchema;
+  },
+  /**
+   * Accounts.
+   *
+   * @generated from rpc iris.v1.ControllerService.SetUserBudget
+   */
+  setUserBudget: {
+    methodKind: "unary";
+    input: typeof SetUserBudgetRequestSchema;
+    output: typeof SetUserBudgetResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.GetUserBudget
+   */
+  getUserBudget: {
+    methodKind: "unary";
+    input: typeof GetUserBudgetRequestSchema;
+    output: typeof GetUserBudgetResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.ListUserBudgets
+   */
+  listUserBudgets: {
+    methodKind: "unary";
+    input: typeof ListUserBudgetsRequestSchema;
+    output: typeof ListUserBudgetsResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.GetCurrentUser
+   */
+  getCurrentUser: {
+    methodKind: "unary";
+    input: typeof GetCurrentUserRequestSchema;
+    output: typeof GetCurrentUserResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.CreateApiKey
+   */
+  createApiKey: {
+    methodKind: "unary";
+    input: typeof CreateApiKeyRequestSchema;
+    output: typeof CreateApiKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.ListApiKeys
+   */
+  listApiKeys: {
+    methodKind: "unary";
+    input: typeof ListApiKeysRequestSchema;
+    output: typeof ListApiKeysResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.RevokeApiKey
+   */
+  revokeApiKey: {
+    methodKind: "unary";
+    input: typeof RevokeApiKeyRequestSchema;
+    output: typeof RevokeApiKeyResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.CreateUser
+   */
+  createUser: {
+    methodKind: "unary";
+    input: typeof CreateUserRequestSchema;
+    output: typeof CreateUserResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.ListUsers
+   */
+  listUsers: {
+    methodKind: "unary";
+    input: typeof ListUsersRequestSchema;
+    output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * @generated from rpc iris.v1.ControllerService.DeleteUser
+   */
+  deleteUser: {
+    methodKind: "unary";
+    input: typeof DeleteUserRequestSchema;
+    output: typeof DeleteUserResponseSchema;
+  },
+  /**
+   * A new worker trades the one-time enrolment token of its slice (its bearer token) for the
+   * worker token, so the worker token never sits in instance metadata.
+   *
+   * @generated from rpc iris.v1.ControllerService.EnrolWorker
+   */
+  enrolWorker: {
+    methodKind: "unary";
+    input: typeof EnrolWorkerRequestSchema;
+    output: typeof EnrolWorkerResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_iris_v1_controller, 0);
