@@ -109,7 +109,7 @@ Deno.test("iris job run: a flag for every job field, and job files", async (t) =
         [["--existing-job-policy", "replace"], /--existing-job-policy must be one of error, keep/],
         [["--port", "my-port"], /--port must be a name of letters, digits and _/],
         [["--disk", "big"], /--disk must be a size/],
-        [["--reserve", "1.5"], /--reserve must be an integer/],
+        [["--reserve", "1.5"], /--reserve "1.5": N must be a whole number/],
         [["--max-task-failures", "x"], /--max-task-failures must be an integer/],
       ];
       for (const [flags, re] of cases) {
