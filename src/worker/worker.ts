@@ -12,6 +12,7 @@ import {
   type TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
+  AcceleratorType,
   type LogLine,
   ResourceSnapshotSchema,
   TaskResourceUsageSchema,
@@ -29,7 +30,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
@@ -38,6 +39,15 @@ import {
   type WorkerResources,
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
+import type { AttributeScalar } from "../types.ts";
+import {
+  advertiseDevices,
+  detectDevices,
+  type DeviceAdvert,
+  healthyResources,
+  type WorkerDevices,
+  workerDevices,
+} from "./devices.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
@@ -81,7 +91,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       `must be a URL: current value is "${options.controllerUrl}"`,
     );
   }
-  const resources = detectResources(options.resources);
+  let resources = detectResources(options.resources);
+  const advert = options.devices
+    ? advertiseDevices(
+      resources.accelerator,
+      await detectDevices(options.devices),
+      options.devices.strict,
+    )
+    : undefined;
+  if (advert) {
+    resources = { ...resources, accelerator: advert.accelerator };
+    if (advert.reason) options.log?.(`devices: ${advert.reason}`);
+  }
   const isTemp = options.rootDir === undefined;
   const rootDir = options.rootDir ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
   const existed = !isTemp && await Deno.stat(`${rootDir}/tasks`).then(() => true, () => false);
@@ -135,6 +156,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     isTemp,
     { ledger, reaper, tag },
     taskUsers,
+    advert,
   );
   options.log?.(
     users.enabled
@@ -224,6 +246,8 @@ class IrisWorker implements WorkerCore {
   readonly #taskUsers?: TaskUsers;
   readonly #logBudget: WorkerLogBudget;
   readonly #reaping: Reaping;
+  readonly #devices?: WorkerDevices;
+  readonly #deviceAttributes: Record<string, AttributeScalar>;
   #stopped?: Promise<void>;
 
   constructor(
@@ -234,8 +258,17 @@ class IrisWorker implements WorkerCore {
     removeRoot: boolean,
     reaping: Reaping,
     taskUsers?: TaskUsers,
+    advert?: DeviceAdvert,
   ) {
     this.#taskUsers = taskUsers;
+    this.#devices = workerDevices(resources, advert, opts, (owner, reason) => {
+      const a = this.#attempts.get(owner);
+      a?.kill(reason, { state: TaskState.WORKER_FAILED, grace: opts.killGrace });
+    });
+    this.#deviceAttributes = {
+      ...advert?.attributes,
+      ...(advert?.reason ? { "device-status": advert.reason } : {}),
+    };
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -313,6 +346,15 @@ class IrisWorker implements WorkerCore {
       }
       previous.kill(`superseded by attempt ${req.attemptId}`, { grace: this.#opts.killGrace });
     }
+    if (this.#devices) {
+      const acc = req.resources?.accelerator;
+      const got = this.#devices.assign(
+        key,
+        acc && acc.type !== AcceleratorType.CPU ? acc.count : 0,
+      );
+      if ("error" in got) return refuse(got.error);
+      Object.assign(req.env, got.env);
+    }
     const attempt = new TaskAttempt(req, {
       workerId: this.#workerId,
       controllerUrl: this.#opts.controllerUrl,
@@ -339,7 +381,10 @@ class IrisWorker implements WorkerCore {
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);
-    this.#track(attempt.done.then(() => this.#retire(attempt)));
+    this.#track(attempt.done.then(() => {
+      this.#devices?.release(key);
+      return this.#retire(attempt);
+    }));
     this.#log(`accepted ${req.taskId} attempt ${req.attemptId}`);
     return create(RunTaskResponseSchema, { accepted: true });
   }
@@ -398,6 +443,7 @@ class IrisWorker implements WorkerCore {
     }
     await Promise.all([...this.#attempts.values()].map((a) => a.done));
     await this.#taskUsers?.pool.close();
+    await this.#devices?.close();
     await this.#reporter.stop();
     await this.#server.shutdown();
     while (this.#background.size) await Promise.all([...this.#background]);
@@ -432,8 +478,8 @@ class IrisWorker implements WorkerCore {
     return create(RegisterWorkerRequestSchema, {
       workerId: this.#workerId,
       address: this.#url,
-      resources: resourcesToProto(this.#resources),
-      attributes: attributesToProto(this.#opts.attributes ?? {}),
+      resources: resourcesToProto(healthyResources(this.#resources, this.#devices)),
+      attributes: attributesToProto({ ...this.#deviceAttributes, ...this.#opts.attributes }),
       scaleGroup: this.#opts.scaleGroup ?? "",
       sliceId: this.#opts.sliceId ?? "",
       running: this.#runningRefs(),
