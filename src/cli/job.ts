@@ -2,6 +2,7 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
+import { parseAcceleratorFlags } from "./accelerator_flags.ts";
 import { envToken, IrisClient } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
@@ -167,6 +168,17 @@ const runCommand: CommandSpec = {
       description:
         "Run on TPU workers of this variant, e.g. v5litepod-16 (a multi-host variant runs one task per host, coscheduled on one slice)",
     },
+    gpu: {
+      type: "string",
+      value: "[TYPE:]N",
+      description: "Run on N GPUs per task, of a model if given: 1, 8, H100:8",
+    },
+    "accelerator-count": {
+      type: "string",
+      value: "N",
+      description:
+        "Devices per task for --tpu (default: the variant's chips per host) or --gpu TYPE",
+    },
     region: {
       type: "string",
       value: "REGION",
@@ -266,8 +278,11 @@ const runCommand: CommandSpec = {
       if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
       env[kv.slice(0, i)] = kv.slice(i + 1);
     }
-    const tpu = str(p, "tpu");
-    const accelerator = tpu ? { kind: "tpu" as const, variant: tpu } : undefined;
+    const accelerator = parseAcceleratorFlags({
+      gpu: str(p, "gpu"),
+      tpu: str(p, "tpu"),
+      acceleratorCount: str(p, "accelerator-count"),
+    });
     const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
       multiHostTpuDefaults(accelerator)?.replicas ?? 1;
     const base = (modulePath ?? command[0]!).split("/").pop()!.replace(/[^A-Za-z0-9._-]/g, "") ||

@@ -511,17 +511,22 @@ export class WorkerDevices {
 
   /**
    * Takes `count` devices for `owner` and returns the environment that limits the task to them,
-   * or an error text when too few are free.
+   * or an error text when too few are free. "none": the task asked for no accelerator.
    */
-  assign(owner: string, count: number): { env: Record<string, string> } | { error: string } {
-    if (count <= 0) {
-      // A task that asked for no device sees none.
+  assign(
+    owner: string,
+    count: number | "none",
+  ): { env: Record<string, string> } | { error: string } {
+    if (count === "none") {
+      // A task that asked for no accelerator sees no GPU.
       return {
         env: this.kind === "gpu"
           ? { CUDA_VISIBLE_DEVICES: "", NVIDIA_VISIBLE_DEVICES: "void" }
           : {},
       };
     }
+    // An accelerator of unspecified count (0) takes the host as it is.
+    if (count <= 0) return { env: {} };
     const got = this.#pool.take(owner, count);
     if (!got) {
       const failed = this.#pool.failures().size;

@@ -350,7 +350,7 @@ class IrisWorker implements WorkerCore {
       const acc = req.resources?.accelerator;
       const got = this.#devices.assign(
         key,
-        acc && acc.type !== AcceleratorType.CPU ? acc.count : 0,
+        acc && acc.type !== AcceleratorType.CPU ? acc.count : "none",
       );
       if ("error" in got) return refuse(got.error);
       Object.assign(req.env, got.env);
