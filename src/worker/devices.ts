@@ -4,7 +4,9 @@
  * check of a configured claim against them, and the pool that hands specific devices to attempts.
  * @module
  */
+import { create } from "@bufbuild/protobuf";
 import { FailedPreconditionError } from "../errors.ts";
+import { type DeviceUsage, DeviceUsageSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
 import { tpuTopology } from "../platform/tpu.ts";
 import { type Duration, seconds, sleep } from "../time.ts";
@@ -407,6 +409,11 @@ export class DevicePool {
     for (const [index, o] of this.#holder) if (o === owner) this.#holder.delete(index);
   }
 
+  /** Everyone holding a device. */
+  holders(): Set<string> {
+    return new Set(this.#holder.values());
+  }
+
   /** The devices `owner` holds. */
   held(owner: string): PoolDevice[] {
     return this.#devices.filter((d) => this.#holder.get(d.index) === owner);
@@ -496,6 +503,8 @@ export class WorkerDevices {
   #loop?: Promise<void>;
   /** The last per-device reading (GPUs), for metrics. */
   last: readonly GpuDevice[] = [];
+  /** Peak GPU memory (MiB) of each holder since it took its devices. */
+  readonly #peak = new Map<string, number>();
 
   constructor(opts: WorkerDevicesOptions) {
     this.kind = opts.kind;
@@ -546,12 +555,25 @@ export class WorkerDevices {
   /** Gives back the devices of an attempt that ended. */
   release(owner: string): void {
     this.#pool.release(owner);
+    this.#peak.delete(owner);
+  }
+
+  /** Memory in use on `owner`'s GPUs (MiB, from the last reading) and its peak so far. */
+  taskMemoryMiB(owner: string): { current: number; peak: number } {
+    const held = new Set(this.#pool.held(owner).map((d) => d.index));
+    let current = 0;
+    for (const g of this.last) if (held.has(g.index)) current += g.memoryUsedMiB ?? 0;
+    const peak = Math.max(current, this.#peak.get(owner) ?? 0);
+    return { current, peak };
   }
 
   /** Checks the GPUs once: failed or missing ones leave the pool and end their holders. */
   check(scan: GpuScan): void {
     this.last = scan.gpus;
     if (!scan.driver) return; // a driver that stops answering is not a device failure
+    for (const owner of this.#pool.holders()) {
+      this.#peak.set(owner, this.taskMemoryMiB(owner).peak);
+    }
     const byIndex = new Map(scan.gpus.map((g) => [g.index, g]));
     const byUuid = new Map(scan.gpus.filter((g) => g.uuid).map((g) => [g.uuid, g]));
     for (const d of this.#pool.allDevices()) {
@@ -622,4 +644,30 @@ export function healthyResources(
 ): WorkerResources {
   if (!devices || !r.accelerator || devices.healthy >= r.accelerator.count) return r;
   return { ...r, accelerator: { ...r.accelerator, count: devices.healthy } };
+}
+
+const MIB = 1024 * 1024;
+
+/** The GPUs' last reading in heartbeat form (empty without detected GPUs). */
+export function deviceUsageProto(devices: WorkerDevices | undefined): DeviceUsage[] {
+  return (devices?.last ?? []).map((g) =>
+    create(DeviceUsageSchema, {
+      index: g.index,
+      uuid: g.uuid,
+      utilizationPercent: g.utilizationPercent,
+      memoryUsedBytes: g.memoryUsedMiB === undefined ? undefined : g.memoryUsedMiB * MIB,
+      memoryTotalBytes: g.memoryMiB * MIB,
+      problem: g.problem ?? "",
+    })
+  );
+}
+
+/** An attempt's GPU memory in bytes (current and peak), for its TaskResourceUsage. */
+export function deviceTaskUsage(
+  devices: WorkerDevices | undefined,
+  owner: string,
+): { deviceMemoryBytes: number; peakDeviceMemoryBytes: number } | Record<never, never> {
+  if (!devices || devices.last.length === 0) return {};
+  const m = devices.taskMemoryMiB(owner);
+  return { deviceMemoryBytes: m.current * MIB, peakDeviceMemoryBytes: m.peak * MIB };
 }

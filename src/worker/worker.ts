@@ -44,6 +44,8 @@ import {
   advertiseDevices,
   detectDevices,
   type DeviceAdvert,
+  deviceTaskUsage,
+  deviceUsageProto,
   healthyResources,
   type WorkerDevices,
   workerDevices,
@@ -573,8 +575,10 @@ class IrisWorker implements WorkerCore {
           memoryBytes: a.memoryBytes,
           peakMemoryBytes: a.peakMemoryBytes,
           processCount: a.usage.processCount,
+          ...deviceTaskUsage(this.#devices, attemptKey(a.taskId, a.attemptId)),
         })
       ),
+      devices: deviceUsageProto(this.#devices),
     });
   }
 

@@ -212,7 +212,7 @@ Deno.test("startWorker refuses a claim of more GPUs than the host has, naming bo
   );
 });
 
-Deno.test("two 1-GPU tasks on a fake 8-GPU host see disjoint GPUs; a GPU lost mid-run fails its attempt and lowers capacity", async () => {
+Deno.test("two 1-GPU tasks on a fake 8-GPU host see disjoint GPUs; heartbeats carry device use; a GPU lost mid-run fails its attempt and lowers capacity", async () => {
   await using smi = await fakeNvidiaSmi("h100x8.csv");
   await using h = await startHarness({
     devices: { nvidiaSmi: smi.bin, root: smi.dir, healthInterval: ms(100) },
@@ -246,6 +246,23 @@ Deno.test("two 1-GPU tasks on a fake 8-GPU host see disjoint GPUs; a GPU lost mi
   // Lowest free first: the first task holds GPU 0, the second GPU 1.
   assert.deepEqual(sets.map((s) => s[1]), [uuids[0], uuids[1]]);
 
+  // Task 0 loads GPU 0: the heartbeat carries per-device use and the task's GPU memory.
+  smi.use("h100x8_busy.csv");
+  const MiB = 1024 * 1024;
+  const busy = await waitFor(
+    () =>
+      h.fake.heartbeats.map((hb) => hb.snapshot).find((s) =>
+        s?.devices[0]?.utilizationPercent === 97
+      ),
+    { timeout: seconds(10), what: "a heartbeat with GPU 0 busy" },
+  );
+  assert.equal(busy.devices.length, 8);
+  assert.equal(busy.devices[0]?.memoryUsedBytes, 40000 * MiB);
+  assert.equal(busy.devices[0]?.memoryTotalBytes, 81559 * MiB);
+  const usage0 = busy.tasks.find((t) => t.taskId === "/u/g/0");
+  assert.equal(usage0?.deviceMemoryBytes, 40000 * MiB);
+  assert.equal(busy.tasks.find((t) => t.taskId === "/u/g/1")?.deviceMemoryBytes, 0);
+
   // GPU 1 falls off the bus (Xid 79): nvidia-smi can no longer reach it.
   smi.use("h100x8_gpu1_lost.csv", 15);
   const failed = await h.fake.waitForState("/u/g/1", TaskState.WORKER_FAILED, seconds(20));
@@ -258,6 +275,17 @@ Deno.test("two 1-GPU tasks on a fake 8-GPU host see disjoint GPUs; a GPU lost mi
     what: "a second registration",
   });
   assert.equal(again.resources?.accelerator?.count, 7);
+  // GPU 0 is idle again; task 0's peak GPU memory stays.
+  const idle = await waitFor(
+    () =>
+      h.fake.heartbeats.map((hb) => hb.snapshot).findLast((s) =>
+        s?.devices.length === 7 && s.tasks.some((t) => t.taskId === "/u/g/0")
+      ),
+    { timeout: seconds(10), what: "a heartbeat after GPU 1 was lost" },
+  );
+  const after0 = idle.tasks.find((t) => t.taskId === "/u/g/0");
+  assert.equal(after0?.deviceMemoryBytes, 0);
+  assert.equal(after0?.peakDeviceMemoryBytes, 40000 * MiB);
   // Six free healthy GPUs remain (GPU 0 is held): a 7-GPU task is refused.
   const big = await h.client.runTask(
     commandTask("/u/big/0", ["true"], {
