@@ -3,6 +3,7 @@
  * @module
  */
 import { parseAcceleratorFlags } from "./accelerator_flags.ts";
+import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { envToken, IrisClient } from "../client/client.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import {
@@ -455,6 +456,7 @@ const statusCommand: CommandSpec = {
           state: jobStateName(job.state),
           error: job.error,
           pending_reason: job.pendingReason?.message ?? "",
+          peak_device_memory_bytes: peakDeviceMemory(tasks).bytes,
           tasks: tasks.map((t) => ({
             task_id: t.taskId,
             state: taskStateName(t.state),
@@ -477,6 +479,7 @@ const statusCommand: CommandSpec = {
         formatBytes(r?.memoryBytes ?? 0)
       } memory${r?.accelerator?.variant ? `, ${r.accelerator.variant}` : ""}\n`,
     );
+    io.out(peakDeviceMemoryLine(tasks));
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
     }
