@@ -486,6 +486,8 @@ export interface WorkerDevicesOptions {
   readonly interval?: Duration;
   /** Called when a device an attempt holds fails: the attempt must end with `reason`. */
   readonly onLost: (owner: string, reason: string) => void;
+  /** Called after any device failed: the worker's capacity went down. */
+  readonly onCapacity?: () => void;
   readonly log?: (line: string) => void;
 }
 
@@ -586,6 +588,7 @@ export class WorkerDevices {
       const owner = this.#pool.fail(d.index, reason);
       this.#opts.log?.(`${reason}; the worker now has ${this.#pool.healthy} healthy GPUs`);
       if (owner) this.#opts.onLost(owner, reason);
+      this.#opts.onCapacity?.();
     }
   }
 
@@ -622,6 +625,7 @@ export function workerDevices(
     readonly log?: (line: string) => void;
   },
   onLost: (owner: string, reason: string) => void,
+  onCapacity?: () => void,
 ): WorkerDevices | undefined {
   const acc = resources.accelerator;
   if (!acc || acc.kind === "cpu" || acc.count <= 0) return undefined;
@@ -633,6 +637,7 @@ export function workerDevices(
     scan: gpuHealth ? () => scanGpus(opts.devices) : undefined,
     interval: opts.devices?.healthInterval,
     onLost,
+    onCapacity,
     log: opts.log,
   });
 }

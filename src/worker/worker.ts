@@ -266,7 +266,7 @@ class IrisWorker implements WorkerCore {
     this.#devices = workerDevices(resources, advert, opts, (owner, reason) => {
       const a = this.#attempts.get(owner);
       a?.kill(reason, { state: TaskState.WORKER_FAILED, grace: opts.killGrace });
-    });
+    }, () => this.#reporter.reregister()); // the controller learns the lower capacity at once
     this.#deviceAttributes = {
       ...advert?.attributes,
       ...(advert?.reason ? { "device-status": advert.reason } : {}),
