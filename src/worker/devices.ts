@@ -175,7 +175,7 @@ export interface TpuScan {
 
 /**
  * TPU chips under `<root>/dev`: `accel<N>` nodes (v4, v5p, v6e), else numbered `vfio/<N>` groups
- * (v5e). `acceleratorType` (from the GCE metadata, when on GCP) names the type.
+ * (v5e; counted only when `acceleratorType`, from the GCE metadata, says the VM has a TPU).
  */
 export async function scanTpuChips(root = "/", acceleratorType?: string): Promise<TpuScan> {
   const dev = `${root.replace(/\/+$/, "")}/dev`;
@@ -192,7 +192,8 @@ export async function scanTpuChips(root = "/", acceleratorType?: string): Promis
     return out.sort((a, b) => a.index - b.index);
   };
   let chips = await list(dev, /^accel(\d+)$/);
-  if (chips.length === 0) chips = await list(`${dev}/vfio`, /^(\d+)$/);
+  // VFIO groups exist on many servers; they are TPU chips only on a VM that says it has a TPU.
+  if (chips.length === 0 && acceleratorType) chips = await list(`${dev}/vfio`, /^(\d+)$/);
   return {
     chips,
     acceleratorType,

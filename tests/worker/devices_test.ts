@@ -20,34 +20,9 @@ import {
 } from "../../src/worker/devices.ts";
 import { commandTask, startHarness } from "./harness.ts";
 import { FakeController } from "./fake_controller.ts";
+import { fakeNvidiaSmi, NVIDIA_SMI_FIXTURES } from "../fakes/nvidia_smi.ts";
 
-const FIXTURES = new URL("./fixtures/nvidia-smi/", import.meta.url);
-const fixture = (name: string) => Deno.readTextFileSync(new URL(name, FIXTURES));
-
-/** A fake `nvidia-smi` in a temp dir that prints `<dir>/out.csv` and exits with `<dir>/code`. */
-async function fakeNvidiaSmi(
-  fixtureName: string,
-): Promise<{ dir: string; bin: string; use(name: string, code?: number): void } & AsyncDisposable> {
-  const dir = await Deno.makeTempDir({ prefix: "iris-fake-smi-" });
-  const bin = `${dir}/nvidia-smi`;
-  await Deno.writeTextFile(
-    bin,
-    `#!/bin/sh\ncat "${dir}/out.csv"\nexit "$(cat "${dir}/code" 2>/dev/null || echo 0)"\n`,
-  );
-  await Deno.chmod(bin, 0o755);
-  const use = (name: string, code = 0) => {
-    Deno.writeTextFileSync(`${dir}/out.csv.tmp`, fixture(name));
-    Deno.renameSync(`${dir}/out.csv.tmp`, `${dir}/out.csv`);
-    Deno.writeTextFileSync(`${dir}/code`, String(code));
-  };
-  use(fixtureName);
-  return {
-    dir,
-    bin,
-    use,
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
-  };
-}
+const fixture = (name: string) => Deno.readTextFileSync(new URL(name, NVIDIA_SMI_FIXTURES));
 
 /** A temp root with the given device nodes (plain files) under dev/. */
 async function fakeRoot(nodes: string[]): Promise<{ root: string } & AsyncDisposable> {
@@ -108,7 +83,8 @@ Deno.test("scanTpuChips finds /dev/accel* or /dev/vfio/<n> nodes under an inject
   assert.deepEqual(a.chips.map((c) => c.index), [0, 1, 2, 3]);
   assert.equal(a.acceleratorType, "v4-16");
   await using vfio = await fakeRoot(["vfio/0", "vfio/1", "vfio/vfio"]);
-  assert.equal((await scanTpuChips(vfio.root)).chips.length, 2);
+  assert.equal((await scanTpuChips(vfio.root, "v5litepod-8")).chips.length, 2);
+  assert.equal((await scanTpuChips(vfio.root)).chips.length, 0, "vfio alone is no TPU");
   await using none = await fakeRoot([]);
   const n = await scanTpuChips(none.root);
   assert.equal(n.chips.length, 0);
