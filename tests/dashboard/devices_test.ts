@@ -7,7 +7,8 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { ResourceSnapshotSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { recordSnapshot, WorkerTable } from "../../src/controller/workers.ts";
-import { deviceGauges } from "../../src/dashboard/app/devices.ts";
+import { deviceGauges, gpuPeakText } from "../../src/dashboard/app/devices.ts";
+import { TaskResourceUsageSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 
 const GiB = 1024 ** 3;
 
@@ -46,4 +47,11 @@ Deno.test("device use from heartbeats is kept in the worker's history and shown 
   assert.equal(g[1]?.text, "failed");
   assert.equal(g[1]?.title, "ERR!");
   assert.deepEqual(deviceGauges(create(ResourceSnapshotSchema, {})), []);
+});
+
+Deno.test("the job page notes a task's peak GPU memory when its worker reported one", () => {
+  const u = create(TaskResourceUsageSchema, { peakDeviceMemoryBytes: 40 * GiB });
+  assert.match(gpuPeakText(u) ?? "", /^GPU peak 40(\.0)? GiB$/);
+  assert.equal(gpuPeakText(create(TaskResourceUsageSchema, {})), undefined);
+  assert.equal(gpuPeakText(undefined), undefined);
 });

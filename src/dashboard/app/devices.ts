@@ -1,11 +1,11 @@
 /**
- * The worker's GPUs on its page: one gauge per device (memory used of total, utilisation in the
- * label), from the `devices` of its last heartbeat snapshot.
+ * GPUs on the pages: one gauge per device (memory used of total, utilisation in the label) from the
+ * `devices` of a worker's last heartbeat snapshot, and a task's peak GPU memory.
  * @module
  */
-import type { ResourceSnapshot } from "../../rpc/gen/iris/v1/types_pb.ts";
+import type { ResourceSnapshot, TaskResourceUsage } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { gauge } from "./components.ts";
-import type { El } from "./dom.ts";
+import { type El, h } from "./dom.ts";
 import { formatBytes, formatPercent, formatUsedOfTotal } from "./format.ts";
 import { gaugeRow } from "./host.ts";
 
@@ -49,4 +49,16 @@ export function deviceGaugeRows(s: ResourceSnapshot | undefined): El[] {
       gauge(g.fraction ?? 0, g.text, { title: g.title, neutral: g.fraction === undefined }),
     )
   );
+}
+
+/** "GPU peak 39.1 GiB" for an attempt that reported GPU memory, else undefined. */
+export function gpuPeakText(u: TaskResourceUsage | undefined): string | undefined {
+  const peak = u?.peakDeviceMemoryBytes ?? 0;
+  return peak > 0 ? `GPU peak ${formatBytes(peak)}` : undefined;
+}
+
+/** A muted note under a task's usage with its peak GPU memory, or null. */
+export function gpuPeakNote(u: TaskResourceUsage | undefined): El | null {
+  const text = gpuPeakText(u);
+  return text ? h("div", { class: "muted gpu-peak" }, text) : null;
 }
