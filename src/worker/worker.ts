@@ -349,6 +349,9 @@ class IrisWorker implements WorkerCore {
       previous.kill(`superseded by attempt ${req.attemptId}`, { grace: this.#opts.killGrace });
     }
     if (this.#devices) {
+      // An attempt that ended gives its devices back even before its cleanup finished (the
+      // controller may place the next one as soon as it hears of the end).
+      for (const [k, a] of this.#attempts) if (a.isTerminal) this.#devices.release(k);
       const acc = req.resources?.accelerator;
       const got = this.#devices.assign(
         key,
