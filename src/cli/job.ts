@@ -10,6 +10,7 @@ import { readCurrentCluster } from "./current_cluster.ts";
 import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import { storedToken } from "./credentials.ts";
+import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import {
   type ConstraintInput,
@@ -817,6 +818,7 @@ const statusCommand: CommandSpec = {
         JSON.stringify(jobJson(job, {
           command: commandText(job),
           peak_memory_bytes: peakOf(tasks),
+          peak_device_memory_bytes: peakDeviceMemory(tasks).bytes,
           tasks: tasks.map((t) => ({
             task_id: t.taskId,
             state: taskStateName(t.state),
@@ -860,6 +862,7 @@ const statusCommand: CommandSpec = {
         formatBytes(r?.memoryBytes ?? 0)
       } memory${r?.accelerator?.variant ? `, ${r.accelerator.variant}` : ""}\n`,
     );
+    io.out(peakDeviceMemoryLine(tasks));
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
       const scaling = await client.autoscalerStatus().catch(() => undefined);

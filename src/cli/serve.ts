@@ -270,6 +270,15 @@ const workerServe: CommandSpec = {
       description:
         "gce-metadata: refuse to start unless the VM's metadata accelerator-type is the variant",
     },
+    devices: {
+      type: "string",
+      value: "MODE",
+      default: "auto",
+      description:
+        "auto: detect GPUs (nvidia-smi) and TPU chips (/dev/accel*, /dev/vfio) and refuse " +
+        "claims the host's driver contradicts; strict: also refuse claims on a host without one; " +
+        "off: take the claim as given",
+    },
     quiet: { type: "boolean", short: "q", description: "Do not print worker log lines" },
     "worker-token-file": {
       type: "string",
@@ -326,10 +335,18 @@ const workerServe: CommandSpec = {
         `--accelerator-check must be gce-metadata (got ${JSON.stringify(check)})`,
       );
     }
+    let tpuAcceleratorType: string | undefined;
     if (check === "gce-metadata") {
       // Refuses to start (FailedPreconditionError, exit 1) unless the VM has this accelerator.
       const actual = await checkGceAccelerator(accelerator, new GceMetadata(), { signal });
       io.err(`accelerator-type ${actual} matches the VM's metadata\n`);
+      if (accelerator?.kind === "tpu") tpuAcceleratorType = actual;
+    }
+    const devices = str(p, "devices") ?? "auto";
+    if (!["auto", "strict", "off"].includes(devices)) {
+      throw new UsageError(
+        `--devices must be auto, strict or off (got ${JSON.stringify(devices)})`,
+      );
     }
     const quiet = bool(p, "quiet");
     const rootDir = str(p, "root-dir") ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
@@ -380,6 +397,9 @@ const workerServe: CommandSpec = {
         }
         : undefined,
       attributes,
+      devices: devices === "off"
+        ? undefined
+        : { strict: devices === "strict", tpuAcceleratorType, signal },
       scaleGroup: str(p, "scale-group"),
       sliceId: str(p, "slice-id"),
       heartbeatInterval: seconds(1),

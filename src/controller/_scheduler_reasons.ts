@@ -172,6 +172,9 @@ export function explainUnplaced(ex: Explainer, u: UnplacedJob): PendingReasonDat
       if (v > max) [max, atMax] = [v, c.members.length];
       else if (v === max) atMax += c.members.length;
     }
+    if (worst.code === "insufficient_accelerator" && job.accelerator.kind === "gpu") {
+      return reason(worst.code, `${gpuShortfall(st, job)}; ${NEVER}`, st);
+    }
     return reason(
       worst.code,
       `no eligible worker has ${worst.format(worst.req)}${
@@ -190,6 +193,9 @@ export function explainUnplaced(ex: Explainer, u: UnplacedJob): PendingReasonDat
 function mismatchReason(st: PassState, job: SchedulerJob): PendingReasonData {
   const kindClasses = st.classes.filter((c) => acceleratorMatches(job.accelerator, c));
   const kindCount = sumMembers(kindClasses);
+  if (kindCount === 0 && job.accelerator.kind === "gpu") {
+    return reason("accelerator_mismatch", gpuShortfall(st, job), st);
+  }
   if (kindCount === 0) {
     const note = job.accelerator.kind === "cpu"
       ? "; cpu jobs run only on workers without accelerators"
@@ -336,4 +342,24 @@ function gangReason(
     `${head}; best group has ${bestFree} free (${groups} groups considered); ${WAIT}`,
     st,
   );
+}
+
+/**
+ * What a GPU job lacks, naming the biggest GPU worker there is: "no worker has 8× H100; largest:
+ * 4× A100 on gpu-a" (or "no GPU workers (3 workers considered)").
+ */
+function gpuShortfall(st: PassState, job: SchedulerJob): string {
+  const n = acceleratorRequest(job);
+  const v = job.accelerator.variant.trim();
+  const want = `${n}× ${v === "" || v.toLowerCase() === "auto" ? "GPU" : v}`;
+  let best: PassState["workers"][number] | undefined;
+  for (const w of st.workers) {
+    if (w.accelerator.kind !== "gpu") continue;
+    if (!best || w.accelerator.count > best.accelerator.count) best = w;
+  }
+  if (!best) {
+    return `no worker has ${want}; no GPU workers (${st.workers.length} workers considered)`;
+  }
+  const a = best.accelerator;
+  return `no worker has ${want}; largest: ${a.count}× ${a.variant || "GPU"} on ${best.id}`;
 }

@@ -45,6 +45,7 @@ import {
 } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
+import { gangTaskEnv } from "./task_env.ts";
 import { schedule } from "./scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
@@ -958,12 +959,15 @@ export class Controller {
   /** Sends RunTask for the attempts placed for one job (a gang learns its peers' hosts). */
   #dispatchJob(job: JobRecord, placed: { task: TaskRecord; attempt: AttemptRecord }[]): void {
     const spec = job.spec;
-    const hosts = job.taskIds.map((tid) => {
+    const members = job.taskIds.map((tid) => {
       const t = this.jobs.tasks.get(tid)!;
       const att = this.jobs.currentAttempt(t);
       const w = att && isTaskActive(att.state) ? this.workers.workers.get(att.workerId) : undefined;
-      return w ? new URL(w.address).hostname : "";
+      return { host: w ? new URL(w.address).hostname : "", workerId: w?.workerId ?? "" };
     });
+    const hosts = members.map((m) => m.host);
+    const task0 = this.jobs.tasks.get(job.taskIds[0]!);
+    const attempt0 = task0 ? this.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
     for (const { task, attempt } of placed) {
       const worker = this.workers.workers.get(attempt.workerId)!;
       const env: Record<string, string> = {
@@ -993,6 +997,17 @@ export class Controller {
         env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:8476`;
         env.JAX_NUM_PROCESSES = String(job.taskIds.length);
         env.JAX_PROCESS_ID = String(task.index);
+        const gang = gangTaskEnv(job.jobId, spec, task.index, members, attempt0);
+        Object.assign(env, gang.env);
+        if (gang.endpoint && task.index === 0) {
+          this.endpoints.register({
+            ...gang.endpoint,
+            name: `${job.jobId}/${gang.endpoint.name}`,
+            taskId: task.taskId,
+            jobId: job.jobId,
+            metadata: {},
+          });
+        }
       }
       const req = create(RunTaskRequestSchema, {
         taskId: task.taskId,

@@ -95,6 +95,15 @@ export class Reporter {
     return this.#isRegistered;
   }
 
+  /**
+   * Registers again with the next send (e.g. the worker's capacity changed): the registration
+   * carries the current resources and attempts.
+   */
+  reregister(): void {
+    this.#isRegistered = false;
+    this.poke();
+  }
+
   /** Something new is queued: send it now (or right after the RPC in flight). */
   poke(): void {
     this.#poked = true;

@@ -12,6 +12,7 @@ import {
   type TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
+  AcceleratorType,
   type LogLine,
   ResourceSnapshotSchema,
   TaskResourceUsageSchema,
@@ -39,6 +40,17 @@ import {
   type WorkerResources,
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
+import type { AttributeScalar } from "../types.ts";
+import {
+  advertiseDevices,
+  detectDevices,
+  type DeviceAdvert,
+  deviceTaskUsage,
+  deviceUsageProto,
+  healthyResources,
+  type WorkerDevices,
+  workerDevices,
+} from "./devices.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
@@ -82,7 +94,18 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       `must be a URL: current value is "${options.controllerUrl}"`,
     );
   }
-  const resources = detectResources(options.resources);
+  let resources = detectResources(options.resources);
+  const advert = options.devices
+    ? advertiseDevices(
+      resources.accelerator,
+      await detectDevices(options.devices),
+      options.devices.strict,
+    )
+    : undefined;
+  if (advert) {
+    resources = { ...resources, accelerator: advert.accelerator };
+    if (advert.reason) options.log?.(`devices: ${advert.reason}`);
+  }
   const isTemp = options.rootDir === undefined;
   const rootDir = options.rootDir ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
   const existed = !isTemp && await Deno.stat(`${rootDir}/tasks`).then(() => true, () => false);
@@ -136,6 +159,7 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
     isTemp,
     { ledger, reaper, tag },
     taskUsers,
+    advert,
   );
   options.log?.(
     users.enabled
@@ -225,6 +249,8 @@ class IrisWorker implements WorkerCore {
   readonly #taskUsers?: TaskUsers;
   readonly #logBudget: WorkerLogBudget;
   readonly #reaping: Reaping;
+  readonly #devices?: WorkerDevices;
+  readonly #deviceAttributes: Record<string, AttributeScalar>;
   #stopped?: Promise<void>;
 
   constructor(
@@ -235,8 +261,17 @@ class IrisWorker implements WorkerCore {
     removeRoot: boolean,
     reaping: Reaping,
     taskUsers?: TaskUsers,
+    advert?: DeviceAdvert,
   ) {
     this.#taskUsers = taskUsers;
+    this.#devices = workerDevices(resources, advert, opts, (owner, reason) => {
+      const a = this.#attempts.get(owner);
+      a?.kill(reason, { state: TaskState.WORKER_FAILED, grace: opts.killGrace });
+    }, () => this.#reporter.reregister()); // the controller learns the lower capacity at once
+    this.#deviceAttributes = {
+      ...advert?.attributes,
+      ...(advert?.reason ? { "device-status": advert.reason } : {}),
+    };
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -314,6 +349,18 @@ class IrisWorker implements WorkerCore {
       }
       previous.kill(`superseded by attempt ${req.attemptId}`, { grace: this.#opts.killGrace });
     }
+    if (this.#devices) {
+      // An attempt that ended gives its devices back even before its cleanup finished (the
+      // controller may place the next one as soon as it hears of the end).
+      for (const [k, a] of this.#attempts) if (a.isTerminal) this.#devices.release(k);
+      const acc = req.resources?.accelerator;
+      const got = this.#devices.assign(
+        key,
+        acc && acc.type !== AcceleratorType.CPU ? acc.count : "none",
+      );
+      if ("error" in got) return refuse(got.error);
+      Object.assign(req.env, got.env);
+    }
     const attempt = new TaskAttempt(req, {
       workerId: this.#workerId,
       controllerUrl: this.#opts.controllerUrl,
@@ -341,7 +388,10 @@ class IrisWorker implements WorkerCore {
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);
-    this.#track(attempt.done.then(() => this.#retire(attempt)));
+    this.#track(attempt.done.then(() => {
+      this.#devices?.release(key);
+      return this.#retire(attempt);
+    }));
     this.#log(`accepted ${req.taskId} attempt ${req.attemptId}`);
     return create(RunTaskResponseSchema, { accepted: true });
   }
@@ -401,6 +451,7 @@ class IrisWorker implements WorkerCore {
     }
     await Promise.all([...this.#attempts.values()].map((a) => a.done));
     await this.#taskUsers?.pool.close();
+    await this.#devices?.close();
     await this.#reporter.stop();
     await this.#server.shutdown();
     while (this.#background.size) await Promise.all([...this.#background]);
@@ -435,8 +486,8 @@ class IrisWorker implements WorkerCore {
     return create(RegisterWorkerRequestSchema, {
       workerId: this.#workerId,
       address: this.#url,
-      resources: resourcesToProto(this.#resources),
-      attributes: attributesToProto(this.#opts.attributes ?? {}),
+      resources: resourcesToProto(healthyResources(this.#resources, this.#devices)),
+      attributes: attributesToProto({ ...this.#deviceAttributes, ...this.#opts.attributes }),
       scaleGroup: this.#opts.scaleGroup ?? "",
       sliceId: this.#opts.sliceId ?? "",
       running: this.#runningRefs(),
@@ -530,8 +581,10 @@ class IrisWorker implements WorkerCore {
           memoryBytes: a.memoryBytes,
           peakMemoryBytes: a.peakMemoryBytes,
           processCount: a.usage.processCount,
+          ...deviceTaskUsage(this.#devices, attemptKey(a.taskId, a.attemptId)),
         })
       ),
+      devices: deviceUsageProto(this.#devices),
     });
   }
 

@@ -12,6 +12,7 @@ import type { TaskPodRuntime } from "./kube_task.ts";
 import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
+import type { DetectDevicesOptions } from "./devices.ts";
 import type { TaskUserIsolation, UidRange } from "./task_users.ts";
 
 /** Options for `startWorker`. */
@@ -112,6 +113,17 @@ export interface WorkerOptions {
    * @default { processes: 4096, openFiles: 65536 }
    */
   taskLimits?: { readonly processes?: number; readonly openFiles?: number };
+  /**
+   * Detect the host's GPUs (nvidia-smi) and TPU chips (`/dev/accel*`, `/dev/vfio/<n>`) at start
+   * and check `resources.accelerator` against them (see devices.ts); `strict` also refuses a
+   * claim on a host without a driver for it. `iris worker serve` turns it on. @default off (the
+   * claim is taken as given)
+   */
+  devices?: DetectDevicesOptions & {
+    readonly strict?: boolean;
+    /** How often GPU health is checked. @default 5s */
+    readonly healthInterval?: Duration;
+  };
   /** Controller client (tests). @default controllerClient(controllerUrl) */
   client?: ControllerClient;
 }

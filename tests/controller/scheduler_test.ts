@@ -703,3 +703,30 @@ Deno.test("users share a band fairly: a small job of another user is placed besi
   // Unplaced tasks keep their reasons per job.
   assert.deepEqual(plan.unplaced.map((u) => [u.jobId, u.taskCount]), [["/alice/big", 9_994]]);
 });
+
+Deno.test("schedule() tells a GPU job which GPU worker comes closest (#19)", () => {
+  const a100x4: AcceleratorSpec = { kind: "gpu", variant: "A100", count: 4 };
+  const l4: AcceleratorSpec = { kind: "gpu", variant: "L4", count: 1 };
+  const workers = [worker("gpu-a", { acc: a100x4 }), worker("gpu-l4", { acc: l4 }), worker("cpu1")];
+  const plan = schedule({
+    workers,
+    jobs: [
+      job("h100", { acc: { kind: "gpu", variant: "H100", count: 8 } }),
+      job("a100x8", { acc: { kind: "gpu", variant: "A100", count: 8 } }),
+    ],
+  });
+  const h = reasonOf(plan, "h100")!.reason;
+  assert.equal(h.code, "accelerator_mismatch");
+  assert.equal(h.message, "no worker has 8× H100; largest: 4× A100 on gpu-a");
+  const a = reasonOf(plan, "a100x8")!.reason;
+  assert.equal(a.code, "insufficient_accelerator");
+  assert.match(a.message, /^no worker has 8× A100; largest: 4× A100 on gpu-a; it can never fit/);
+  const none = schedule({
+    workers: [worker("cpu1")],
+    jobs: [job("g", { acc: { kind: "gpu", variant: "", count: 1 } })],
+  });
+  assert.equal(
+    none.unplaced[0]?.reason.message,
+    "no worker has 1× GPU; no GPU workers (1 workers considered)",
+  );
+});

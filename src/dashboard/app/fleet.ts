@@ -5,6 +5,7 @@
  * recent attempts. The list reads ListWorkers, the detail page GetWorkerStatus.
  * @module
  */
+import { deviceGaugeRows } from "./devices.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { WorkerAttempt } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import type { TaskStatus, WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
@@ -357,6 +358,7 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
             gaugeRow("Task memory", memCell(w, false)),
             gaugeRow("Host CPU", hostCpuGauge(s, false)),
             gaugeRow("Host memory", hostMemoryGauge(s, false)),
+            ...deviceGaugeRows(s),
             h("p", { class: "muted host-note" }, HOST_NOTE),
             infoList([
               ["Processes", String(s.processCount)],

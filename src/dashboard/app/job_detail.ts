@@ -4,6 +4,7 @@
  * tasks; ListJobs for children); logs follow every 1 s (GetTaskLogs with a cursor).
  * @module
  */
+import { gpuPeakNote } from "./devices.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type { JobStatus, TaskStatus } from "../../rpc/gen/iris/v1/types_pb.ts";
 import {
@@ -417,7 +418,12 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
             { class: "num", title: peak ? `peak memory ${formatBytes(peak)}` : undefined },
             dur === undefined ? "—" : formatDuration(dur),
           ),
-          h("td", { class: "col-usage" }, taskUsageCell(t.resourceUsage, t.usageHistory)),
+          h(
+            "td",
+            { class: "col-usage" },
+            taskUsageCell(t.resourceUsage, t.usageHistory),
+            gpuPeakNote(t.resourceUsage),
+          ),
           h("td", { class: "col-error" }, reason),
           h("td", { class: "col-actions" }, viewLogs),
         );

@@ -6,6 +6,7 @@
  * 1 s).
  * @module
  */
+import { deviceGaugeRows } from "./devices.ts";
 import type { WorkerTaskInfo } from "../../rpc/gen/iris/v1/worker_pb.ts";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -158,6 +159,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
           gaugeRow("Task memory", taskMemoryGauge(s, false, none())),
           gaugeRow("Host CPU", hostCpuGauge(s, false)),
           gaugeRow("Host memory", hostMemoryGauge(s, false)),
+          ...deviceGaugeRows(s),
           h("p", { class: "muted host-note" }, HOST_NOTE),
         );
         const tasks = sortBy(

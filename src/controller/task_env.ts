@@ -1,0 +1,120 @@
+/**
+ * The distributed-training environment of a coscheduled job's tasks: what `torchrun` and
+ * `torch.distributed` read for GPU gangs, and what JAX on a multi-host TPU slice reads. Pure: the
+ * controller passes the gang's placement, this returns variables (docs/job-model.md lists them).
+ * @module
+ */
+import { AcceleratorType, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+import { tpuTopology } from "../platform/tpu.ts";
+
+/** Port of the JAX coordinator on task 0's host. */
+export const JAX_COORDINATOR_PORT = 8476;
+/**
+ * Range MASTER_PORT is chosen from: above the workers' named-port range (20000-29999) and below
+ * Linux's ephemeral ports (32768-), so it collides with neither.
+ */
+export const MASTER_PORT_RANGE = { min: 30000, max: 32767 } as const;
+
+/** One task of a gang as placed. */
+export interface GangMember {
+  /** Host name of its worker ("" when not placed). */
+  readonly host: string;
+  readonly workerId: string;
+}
+
+/**
+ * MASTER_PORT of a gang attempt: a port in {@linkcode MASTER_PORT_RANGE} derived from the job and
+ * task 0's attempt, so every task computes the same one and a retried gang gets another.
+ */
+export function masterPort(jobId: string, attemptId: number): number {
+  let h = 0x811c9dc5;
+  for (const ch of `${jobId}#${attemptId}`) {
+    h ^= ch.codePointAt(0)!;
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return MASTER_PORT_RANGE.min + (h % (MASTER_PORT_RANGE.max - MASTER_PORT_RANGE.min + 1));
+}
+
+/**
+ * TPU_CHIPS_PER_HOST_BOUNDS and TPU_HOST_BOUNDS of a TPU type: the chips of one host as an
+ * x,y,z box, and the slice's hosts as a box of such boxes ("2,2,1" and "1,1,4" for v4-32).
+ */
+export function tpuBounds(
+  variant: string,
+): { chipsPerHost: string; hosts: string } | undefined {
+  const t = tpuTopology(variant);
+  if (!t) return undefined;
+  const dims = t.topology.split("x").map(Number);
+  while (dims.length < 3) dims.push(1);
+  const perHost = t.chipsPerHost === 1
+    ? [1, 1, 1]
+    : t.chipsPerHost === 2
+    ? [1, 2, 1]
+    : t.chipsPerHost === 4
+    ? [2, 2, 1]
+    : t.hosts === 1
+    ? dims
+    : [2, t.chipsPerHost / 2, 1];
+  const hosts = dims.map((d, i) => Math.max(1, Math.round(d / perHost[i]!)));
+  return { chipsPerHost: perHost.join(","), hosts: hosts.join(",") };
+}
+
+/** Variables for one task of a coscheduled job, and the endpoint task 0 serves, if any. */
+export interface GangTaskEnv {
+  readonly env: Record<string, string>;
+  /** Registered for task 0 in the endpoint registry (name relative to the job). */
+  readonly endpoint?: { readonly name: string; readonly address: string };
+}
+
+/**
+ * The distributed env of task `taskIndex` of a coscheduled job whose tasks are placed on
+ * `members` (by task index); empty for jobs that are not coscheduled or have no accelerator.
+ * @param attemptId task 0's current attempt (picks MASTER_PORT)
+ */
+export function gangTaskEnv(
+  jobId: string,
+  spec: JobSpec,
+  taskIndex: number,
+  members: readonly GangMember[],
+  attemptId: number,
+): GangTaskEnv {
+  const acc = spec.resources?.accelerator;
+  if (!spec.coscheduling?.groupBy || !acc) return { env: {} };
+  const hosts = members.map((m) => m.host);
+  const host0 = hosts[0] ?? "";
+  if (acc.type === AcceleratorType.GPU) {
+    const me = members[taskIndex];
+    const local = members.map((m, i) => ({ m, i })).filter(({ m }) => m.workerId === me?.workerId);
+    const workers = [...new Set(members.map((m) => m.workerId))];
+    const port = masterPort(jobId, attemptId);
+    return {
+      env: {
+        MASTER_ADDR: host0,
+        MASTER_PORT: String(port),
+        WORLD_SIZE: String(members.length),
+        RANK: String(taskIndex),
+        LOCAL_RANK: String(Math.max(0, local.findIndex(({ i }) => i === taskIndex))),
+        LOCAL_WORLD_SIZE: String(Math.max(1, local.length)),
+        NODE_RANK: String(Math.max(0, workers.indexOf(me?.workerId ?? ""))),
+      },
+      endpoint: { name: "torch-master", address: `${host0}:${port}` },
+    };
+  }
+  if (acc.type === AcceleratorType.TPU) {
+    const bounds = tpuBounds(acc.variant);
+    return {
+      env: {
+        JAX_PLATFORMS: "tpu",
+        PJRT_DEVICE: "TPU",
+        TPU_ACCELERATOR_TYPE: acc.variant,
+        TPU_WORKER_HOSTNAMES: hosts.join(","),
+        ...(bounds
+          ? { TPU_CHIPS_PER_HOST_BOUNDS: bounds.chipsPerHost, TPU_HOST_BOUNDS: bounds.hosts }
+          : {}),
+        IRIS_JAX_COORDINATOR_ENDPOINT: `${jobId}/jax-coordinator`,
+      },
+      endpoint: { name: "jax-coordinator", address: `${host0}:${JAX_COORDINATOR_PORT}` },
+    };
+  }
+  return { env: {} };
+}

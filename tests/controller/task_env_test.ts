@@ -1,0 +1,87 @@
+/**
+ * The distributed env of coscheduled GPU and TPU jobs (#19): torch.distributed's variables for
+ * GPU gangs and JAX's for TPU slices.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { create } from "@bufbuild/protobuf";
+import { AcceleratorType, JobSpecSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import {
+  gangTaskEnv,
+  MASTER_PORT_RANGE,
+  masterPort,
+  tpuBounds,
+} from "../../src/controller/task_env.ts";
+
+const spec = (type: AcceleratorType, variant: string, count: number, groupBy = "pool") =>
+  create(JobSpecSchema, {
+    resources: { accelerator: { type, variant, count } },
+    coscheduling: groupBy ? { groupBy } : undefined,
+  });
+
+Deno.test("a GPU gang gets MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, NODE_RANK", () => {
+  // Four tasks on three workers: tasks 1 and 2 share gpu-b.
+  const members = [
+    { host: "10.0.0.1", workerId: "gpu-a" },
+    { host: "10.0.0.2", workerId: "gpu-b" },
+    { host: "10.0.0.2", workerId: "gpu-b" },
+    { host: "10.0.0.3", workerId: "gpu-c" },
+  ];
+  const s = spec(AcceleratorType.GPU, "H100", 8);
+  const envs = members.map((_, i) => gangTaskEnv("/alice/train", s, i, members, 0).env);
+  const port = masterPort("/alice/train", 0);
+  assert.ok(port >= MASTER_PORT_RANGE.min && port <= MASTER_PORT_RANGE.max);
+  for (const [i, env] of envs.entries()) {
+    assert.equal(env.MASTER_ADDR, "10.0.0.1");
+    assert.equal(env.MASTER_PORT, String(port));
+    assert.equal(env.WORLD_SIZE, "4");
+    assert.equal(env.RANK, String(i));
+  }
+  assert.deepEqual(envs.map((e) => e.LOCAL_RANK), ["0", "0", "1", "0"]);
+  assert.deepEqual(envs.map((e) => e.LOCAL_WORLD_SIZE), ["1", "2", "2", "1"]);
+  assert.deepEqual(envs.map((e) => e.NODE_RANK), ["0", "1", "1", "2"]);
+  assert.deepEqual(gangTaskEnv("/alice/train", s, 0, members, 0).endpoint, {
+    name: "torch-master",
+    address: `10.0.0.1:${port}`,
+  });
+  // A retried gang (task 0's next attempt) gets another port.
+  assert.notEqual(masterPort("/alice/train", 1), port);
+});
+
+Deno.test("a TPU gang gets the JAX set: platforms, bounds, accelerator type, hostnames, coordinator endpoint", () => {
+  const members = [0, 1, 2, 3].map((i) => ({ host: `t1-w${i}`, workerId: `t1-w${i}` }));
+  const got = gangTaskEnv(
+    "/bob/jax",
+    spec(AcceleratorType.TPU, "v4-32", 4, "tpu-name"),
+    2,
+    members,
+    0,
+  );
+  assert.deepEqual(got.env, {
+    JAX_PLATFORMS: "tpu",
+    PJRT_DEVICE: "TPU",
+    TPU_ACCELERATOR_TYPE: "v4-32",
+    TPU_WORKER_HOSTNAMES: "t1-w0,t1-w1,t1-w2,t1-w3",
+    TPU_CHIPS_PER_HOST_BOUNDS: "2,2,1",
+    TPU_HOST_BOUNDS: "1,1,4",
+    IRIS_JAX_COORDINATOR_ENDPOINT: "/bob/jax/jax-coordinator",
+  });
+  assert.deepEqual(got.endpoint, { name: "jax-coordinator", address: "t1-w0:8476" });
+});
+
+Deno.test("tpuBounds for single- and multi-host TPU types", () => {
+  assert.deepEqual(tpuBounds("v5litepod-16"), { chipsPerHost: "2,2,1", hosts: "2,2,1" });
+  assert.deepEqual(tpuBounds("v5litepod-8"), { chipsPerHost: "2,4,1", hosts: "1,1,1" });
+  assert.deepEqual(tpuBounds("v4-8"), { chipsPerHost: "2,2,1", hosts: "1,1,1" });
+  assert.deepEqual(tpuBounds("v5litepod-1"), { chipsPerHost: "1,1,1", hosts: "1,1,1" });
+  assert.equal(tpuBounds("v9-7"), undefined);
+});
+
+Deno.test("jobs that are not coscheduled or have no accelerator get no distributed env", () => {
+  const m = [{ host: "h", workerId: "w" }];
+  assert.deepEqual(gangTaskEnv("/j", spec(AcceleratorType.GPU, "H100", 1, ""), 0, m, 0).env, {});
+  assert.deepEqual(
+    gangTaskEnv("/j", create(JobSpecSchema, { coscheduling: { groupBy: "x" } }), 0, m, 0).env,
+    {},
+  );
+});
