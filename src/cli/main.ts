@@ -10,6 +10,7 @@ import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
 import { authCommands } from "./auth.ts";
+import { opsCommands } from "./ops.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
@@ -20,6 +21,7 @@ const COMMANDS: CommandSpec[] = [
   ...jobCommands,
   ...clusterCommands,
   ...authCommands,
+  ...opsCommands,
   smokeCommand,
 ];
 

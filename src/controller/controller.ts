@@ -1123,6 +1123,11 @@ export class Controller {
     this.requestSchedule();
   }
 
+  /** The (cached) client for a worker's address, as used for dispatch. */
+  workerClient(address: string): WorkerClient {
+    return this.#client(address);
+  }
+
   #client(address: string): WorkerClient {
     let c = this.#clients.get(address);
     if (!c) {

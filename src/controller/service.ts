@@ -12,6 +12,7 @@ import {
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
 import type { Controller } from "./controller.ts";
+import { VERSION } from "../version.ts";
 import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
 import { queryJobs } from "./job_query.ts";
 import { isTaskActive } from "./job_rules.ts";
@@ -23,6 +24,10 @@ import {
   PRINCIPAL,
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
+import { requireAdmin } from "../auth/admin.ts";
+import { FailedPreconditionError } from "../errors.ts";
+import { processInfo } from "../process_info.ts";
+import { queryLimits, runRawQuery } from "./raw_query.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -199,6 +204,41 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     getBundle: wrap(async (req) => {
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
       return { data: await deps.bundles.get(req.bundleId) };
+    }),
+    executeRawQuery: wrap(async (req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "run raw SQL queries");
+      const limits = queryLimits(req.sql, req.maxRows, req.timeoutMs);
+      const path = c.store?.path;
+      if (!path) {
+        throw new FailedPreconditionError(
+          "this controller keeps its state in memory only (no state dir): there is no database to " +
+            "query; start it with a state dir (controller.state_dir) to use iris query",
+        );
+      }
+      return await runRawQuery(path, req.sql, limits);
+    }),
+    getProcessStatus: wrap(async (req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "read process status");
+      if (req.maxLogLines < 0) {
+        throw new InvalidArgumentError("max_log_lines", `must be >= 0 (got ${req.maxLogLines})`);
+      }
+      if (req.workerId) {
+        const worker = c.workers.workers.get(req.workerId);
+        if (!worker) throw new NotFoundError(`No worker ${req.workerId}`);
+        return await c.workerClient(worker.address).getProcessStatus(
+          { maxLogLines: req.maxLogLines },
+          { signal: AbortSignal.timeout(10_000) },
+        );
+      }
+      return {
+        process: processInfo({
+          role: "controller",
+          startedAtMs: c.startedAtMs,
+          version: deps.version ?? VERSION,
+          logs: c.recentLogs,
+          maxLogLines: req.maxLogLines,
+        }),
+      };
     }),
   };
 }

@@ -4,8 +4,13 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import type { LogLine, ResourceSnapshot } from "../rpc/gen/iris/v1/types_pb.ts";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import {
+  GetProcessStatusResponseSchema,
+  type LogLine,
+  type ProcessInfo,
+  type ResourceSnapshot,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import {
   FetchTaskLogsResponseSchema,
   HealthResponseSchema,
@@ -46,6 +51,8 @@ export interface WorkerCore {
     /** Current use of the tasks and of the host, without per-task samples. */
     snapshot?: ResourceSnapshot;
   };
+  /** The worker process itself, for GetProcessStatus (absent in fakes: Unimplemented). */
+  processStatus?(maxLogLines: number): ProcessInfo;
 }
 
 /** Registers WorkerService on a router, served by `core`. */
@@ -80,5 +87,14 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           return create(FetchTaskLogsResponseSchema, { lines });
         }),
       health: () => guard(() => create(HealthResponseSchema, core.health())),
+      getProcessStatus: (req) =>
+        guard(() => {
+          if (!core.processStatus) {
+            throw new ConnectError("this worker does not report its process", Code.Unimplemented);
+          }
+          return create(GetProcessStatusResponseSchema, {
+            process: core.processStatus(req.maxLogLines),
+          });
+        }),
     });
 }

@@ -29,7 +29,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
@@ -38,6 +38,9 @@ import {
   type WorkerResources,
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
+import { processInfo } from "../process_info.ts";
+import type { ProcessInfo } from "../rpc/gen/iris/v1/types_pb.ts";
+import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
@@ -216,6 +219,9 @@ class IrisWorker implements WorkerCore {
   readonly #host = new HostMeter();
   readonly #processTable: ProcessTable;
   readonly #started = performance.now();
+  readonly #startedAtMs = Date.now();
+  /** The worker's recent log lines (stamped), newest last, for GetProcessStatus. */
+  readonly #recentLogs: string[] = [];
   readonly #server: RpcServer;
   readonly #onAbort = () => void this.stop();
   readonly #url: string;
@@ -383,6 +389,17 @@ class IrisWorker implements WorkerCore {
       runningTasks: this.#active().length,
       snapshot: this.#snapshot(false),
     };
+  }
+
+  processStatus(maxLogLines: number): ProcessInfo {
+    return processInfo({
+      role: "worker",
+      id: this.#workerId,
+      startedAtMs: this.#startedAtMs,
+      version: VERSION,
+      logs: this.#recentLogs,
+      maxLogLines,
+    });
   }
 
   stop(): Promise<void> {
@@ -578,6 +595,8 @@ class IrisWorker implements WorkerCore {
   }
 
   #log(line: string): void {
+    this.#recentLogs.push(`${new Date().toISOString()} ${line}`);
+    if (this.#recentLogs.length > 2000) this.#recentLogs.splice(0, 500);
     this.#opts.log?.(line);
   }
 }

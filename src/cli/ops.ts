@@ -1,0 +1,17 @@
+/**
+ * The operator tools (docs/operations.md), gathered so main.ts registers them with one line.
+ * @module
+ */
+import type { CommandSpec } from "./args.ts";
+import { endpointsCommands } from "./endpoints.ts";
+import { processCommands } from "./process.ts";
+import { queryCommands } from "./query.ts";
+import { rpcCommands } from "./rpc.ts";
+
+/** rpc, endpoints, query, process. */
+export const opsCommands: readonly CommandSpec[] = [
+  ...rpcCommands,
+  ...endpointsCommands,
+  ...queryCommands,
+  ...processCommands,
+];

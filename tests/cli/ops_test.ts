@@ -1,0 +1,277 @@
+/**
+ * The operator tools (docs/operations.md) against a real controller and worker on loopback with
+ * auth on: `iris rpc`, `iris endpoints list`, `iris query` and `iris process status|logs`, run
+ * through the CLI's `main` in-process (each goes through Connect RPCs only).
+ */
+import { main } from "../../src/cli/main.ts";
+import { IrisClient } from "../../src/client/client.ts";
+import { controllerClient } from "../../src/rpc/client.ts";
+import { startController } from "../../src/controller/server.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
+import { startSecureCluster, type Tokens } from "../security/_cluster.ts";
+
+interface Run {
+  code: number;
+  out: string;
+  err: string;
+}
+
+/** Runs `iris <argv>` in-process. */
+async function iris(argv: string[]): Promise<Run> {
+  let out = "";
+  let err = "";
+  const code = await main(argv, {
+    out: (t) => out += t,
+    err: (t) => err += t,
+    isTty: false,
+  }, AbortSignal.timeout(60_000));
+  return { code, out, err };
+}
+
+/** Token files for every user of `tokens` under `dir`, and the CLI flags for each. */
+function tokenFlags(
+  dir: string,
+  url: string,
+  tokens: Tokens,
+): Record<"alice" | "admin", string[]> {
+  const flags = (name: "alice" | "admin") => {
+    const file = `${dir}/${name}.token`;
+    Deno.writeTextFileSync(file, tokens[name] + "\n", { mode: 0o600 });
+    return ["--controller", url, "--token-file", file];
+  };
+  return { alice: flags("alice"), admin: flags("admin") };
+}
+
+Deno.test("ops: iris rpc lists and calls any RPC by name, with the CLI's URL and token", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+
+    const list = await iris(["rpc", "--list"]);
+    assertEquals(list.code, 0, list.err);
+    assertMatch(list.out, /^ControllerService \(iris\.v1\.ControllerService\)$/m);
+    assertMatch(list.out, /^ {2}list-jobs +ListJobsRequest -> ListJobsResponse$/m);
+    assertMatch(list.out, /^ {2}execute-raw-query /m);
+    assertMatch(list.out, /^WorkerService /m);
+    const workerOnly = await iris(["rpc", "worker", "--list"]);
+    assert(!workerOnly.out.includes("ControllerService"), workerOnly.out);
+    assertMatch(workerOnly.out, /get-process-status/);
+
+    // Kebab-case and proto names, inline JSON and @file.
+    const status = await iris(["rpc", "controller", "get-controller-status", ...as.alice]);
+    assertEquals(status.code, 0, status.err);
+    assertEquals(JSON.parse(status.out).workerCount, 1);
+    await new IrisClient(url, { token: cluster.tokens.alice }).submit({
+      name: "listed",
+      command: ["true"],
+    });
+    const req = `${dir}/req.json`;
+    await Deno.writeTextFile(req, JSON.stringify({ prefix: "/alice/" }));
+    for (const args of [["ListJobs", '{"prefix": "/alice/"}'], ["list_jobs", `@${req}`]]) {
+      const r = await iris(["rpc", "ControllerService", ...args, ...as.alice]);
+      assertEquals(r.code, 0, r.err);
+      assertEquals(JSON.parse(r.out).jobs[0].jobId, "/alice/listed");
+    }
+
+    // Mistakes are usage errors naming the problem; auth still applies.
+    const bad: [string[], RegExp][] = [
+      [["rpc", "nope", "x"], /unknown service "nope" \(known: ControllerService, WorkerService\)/],
+      [["rpc", "controller", "no-such"], /ControllerService has no method "no-such"/],
+      [["rpc", "controller", "list-jobs", "{oops"], /the request is not valid JSON/],
+      [
+        ["rpc", "controller", "list-jobs", '{"bogus": 1}'],
+        /does not fit iris\.v1\.ListJobsRequest.*bogus/,
+      ],
+      [["rpc", "controller", "list-jobs", "@/nonexistent/req.json"], /cannot read request file/],
+      [["rpc", "controller"], /missing SERVICE METHOD/],
+    ];
+    for (const [argv, re] of bad) {
+      const r = await iris([...argv, "--controller", url]);
+      assertEquals(r.code, 2, `${argv.join(" ")}: ${r.out}${r.err}`);
+      assertMatch(r.err, re);
+    }
+    const anon = await iris(["rpc", "controller", "list-jobs", "--controller", url]);
+    assertEquals(anon.code, 1);
+    assertMatch(anon.err, /authentication required/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ops: iris endpoints list shows endpoints by prefix or exact name", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    const alice = new IrisClient(url, { token: cluster.tokens.alice });
+    const jobId = await alice.submit({ name: "serve", command: ["sleep", "60"] });
+    const taskId = `${jobId}/0`;
+    await waitFor(async () => {
+      const [t] = await alice.tasks(jobId);
+      return t?.state === TaskState.RUNNING || undefined;
+    }, { timeout: seconds(30), what: "the task to run" });
+    const rpc = controllerClient(url, { token: cluster.tokens.alice });
+    await rpc.registerEndpoint({ name: "coord", address: "127.0.0.1:4321", taskId });
+    await rpc.registerEndpoint({ name: "coord-2", address: "127.0.0.1:4322", taskId });
+
+    const all = await iris(["endpoints", "list", ...as.alice]);
+    assertEquals(all.code, 0, all.err);
+    assertMatch(all.out, /^NAME +ADDRESS +TASK +ID$/m);
+    assertMatch(all.out, /^\/alice\/serve\/coord +127\.0\.0\.1:4321 +\/alice\/serve\/0 /m);
+    assertMatch(all.out, /\/alice\/serve\/coord-2 +127\.0\.0\.1:4322/);
+    const exact = await iris(["endpoints", "list", "/alice/serve/coord", "--exact", "--json"]
+      .concat(as.alice));
+    assertEquals(exact.code, 0, exact.err);
+    const parsed = JSON.parse(exact.out) as { name: string; address: string }[];
+    assertEquals(parsed.map((e) => [e.name, e.address]), [[
+      "/alice/serve/coord",
+      "127.0.0.1:4321",
+    ]]);
+    const none = await iris(["endpoints", "list", "/bob/", ...as.alice]);
+    assertEquals(none.out, "No endpoints.\n");
+    await alice.cancel(jobId);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ops: iris query runs read-only SQL, admin only, with a row cap and a time limit", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster({ stateDir: `${dir}/state` });
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    await new IrisClient(url, { token: cluster.tokens.alice }).submit({
+      name: "q",
+      command: ["true"],
+    });
+
+    const tables = await iris([
+      "query",
+      "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name",
+      ...as.admin,
+    ]);
+    assertEquals(tables.code, 0, tables.err);
+    assertMatch(tables.out, /^name$/m);
+    assertMatch(tables.out, /^jobs$/m);
+    assertMatch(tables.out, /\(\d+ rows\)\n$/);
+
+    const json = await iris(["query", "--json", "SELECT 1 AS a, NULL AS b, 'x' AS a", ...as.admin]);
+    assertEquals(json.code, 0, json.err);
+    assertEquals(JSON.parse(json.out), {
+      columns: ["a", "b", "a:1"],
+      rows: [[1, null, "x"]],
+      truncated: false,
+    });
+
+    const capped = await iris([
+      "query",
+      "--max-rows",
+      "10",
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 50) SELECT x FROM c",
+      ...as.admin,
+    ]);
+    assertEquals(capped.code, 0, capped.err);
+    assertMatch(capped.out, /\(10 rows; truncated at --max-rows 10\)/);
+
+    // Writes never happen: refused up front, or by the read-only connection.
+    const before = cluster.controller.controller.jobs.jobs.size;
+    for (
+      const sql of [
+        "DELETE FROM jobs",
+        "WITH x AS (SELECT 1) DELETE FROM jobs",
+        "PRAGMA user_version = 3",
+      ]
+    ) {
+      const r = await iris(["query", sql, ...as.admin]);
+      assertEquals(r.code, 1, `${sql}: ${r.out}`);
+      assertMatch(r.err, /^iris query: sql: /);
+    }
+    const count = await iris(["query", "--json", "SELECT count(*) AS n FROM jobs", ...as.admin]);
+    assertEquals(JSON.parse(count.out).rows[0][0], before);
+
+    // A runaway query is stopped at its time limit.
+    const slow = await iris([
+      "query",
+      "--timeout",
+      "1s",
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c",
+      ...as.admin,
+    ]);
+    assertEquals(slow.code, 1, slow.out);
+    assertMatch(slow.err, /ran past its time limit of 1s/);
+
+    // Admin only; bad SQL and flags are named.
+    const denied = await iris(["query", "SELECT 1", ...as.alice]);
+    assertEquals(denied.code, 1);
+    assertMatch(denied.err, /alice may not run raw SQL queries: it needs an admin token/);
+    const syntax = await iris(["query", "SELECT FROM WHERE", ...as.admin]);
+    assertEquals(syntax.code, 1);
+    assertMatch(syntax.err, /sql: .*syntax error/);
+    const flag = await iris(["query", "--max-rows", "0", "SELECT 1", ...as.admin]);
+    assertEquals(flag.code, 2);
+    assertMatch(flag.err, /--max-rows must be an integer between 1 and 10000/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ops: iris query on a memory-only controller answers failed_precondition", async () => {
+  await using server = startController({ log: () => {} });
+  const r = await iris(["query", "SELECT 1", "--controller", server.url]);
+  assertEquals(r.code, 1);
+  assertMatch(r.err, /keeps its state in memory only \(no state dir\)/);
+  let code = "";
+  try {
+    await controllerClient(server.url).executeRawQuery({ sql: "SELECT 1" });
+  } catch (err) {
+    code = String((err as { code?: unknown }).code);
+  }
+  assertEquals(code, "9"); // Code.FailedPrecondition
+});
+
+Deno.test("ops: iris process status|logs shows the controller's and a worker's process", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+
+    const status = await iris(["process", "status", ...as.admin]);
+    assertEquals(status.code, 0, status.err);
+    assertMatch(status.out, /^process: +controller$/m);
+    assertMatch(status.out, new RegExp(`^pid: +${Deno.pid}$`, "m"));
+    assertMatch(status.out, /^rss: +\d/m);
+    assertMatch(status.out, /^threads: +[1-9]/m);
+    assertMatch(status.out, /^open fds: +[1-9]/m);
+    assertMatch(status.out, /controller listening on/);
+
+    const workerId = cluster.worker.workerId;
+    const ws = await iris(["process", "status", "--worker", workerId, "--json", ...as.admin]);
+    assertEquals(ws.code, 0, ws.err);
+    const info = JSON.parse(ws.out);
+    assertEquals([info.role, info.id, info.pid], ["worker", workerId, Deno.pid]);
+    assert(info.cpuUserSeconds > 0 && info.threads > 0 && info.openFds > 0, ws.out);
+
+    const logs = await iris(["process", "logs", "--worker", workerId, "--lines", "3", ...as.admin]);
+    assertEquals(logs.code, 0, logs.err);
+    const lines = logs.out.trim().split("\n");
+    assert(lines.length >= 1 && lines.length <= 3, logs.out);
+    const clogs = await iris(["process", "logs", ...as.admin]);
+    assertMatch(clogs.out, /worker .* registered at/);
+
+    const denied = await iris(["process", "status", ...as.alice]);
+    assertEquals(denied.code, 1);
+    assertMatch(denied.err, /alice may not read process status: it needs an admin token/);
+    const missing = await iris(["process", "status", "--worker", "w-nope", ...as.admin]);
+    assertEquals(missing.code, 1);
+    assertMatch(missing.err, /No worker w-nope/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
