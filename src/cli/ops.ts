@@ -4,14 +4,16 @@
  */
 import type { CommandSpec } from "./args.ts";
 import { endpointsCommands } from "./endpoints.ts";
+import { jobReportCommands } from "./job_report.ts";
 import { processCommands } from "./process.ts";
 import { queryCommands } from "./query.ts";
 import { rpcCommands } from "./rpc.ts";
 
-/** rpc, endpoints, query, process. */
+/** rpc, endpoints, query, process, job summary and bug-report. */
 export const opsCommands: readonly CommandSpec[] = [
   ...rpcCommands,
   ...endpointsCommands,
   ...queryCommands,
   ...processCommands,
+  ...jobReportCommands,
 ];

@@ -275,3 +275,63 @@ Deno.test("ops: iris process status|logs shows the controller's and a worker's p
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ops: iris job summary and job bug-report describe a finished job", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    const alice = new IrisClient(url, { token: cluster.tokens.alice });
+    const jobId = await alice.submit({
+      name: "two",
+      command: ["sh", "-c", "echo hello from $IRIS_TASK_INDEX; sleep 0.3"],
+      replicas: 2,
+    });
+    await alice.wait(jobId, { timeout: seconds(60) });
+
+    const summary = await iris(["job", "summary", jobId, ...as.alice]);
+    assertEquals(summary.code, 0, summary.err);
+    assertMatch(summary.out, /^\/alice\/two {2}succeeded {2}2 task\(s\) {2}wall /);
+    assertMatch(summary.out, /^TASK +STATE +ATTEMPTS +WORKER +RUN TIME +PEAK MEM +NOTE$/m);
+    assertMatch(summary.out, /^0 +succeeded +1 +\S+ +\d/m);
+    assertMatch(summary.out, /^1 +succeeded +1 /m);
+    const sj = await iris(["job", "summary", jobId, "--json", ...as.alice]);
+    const rows = JSON.parse(sj.out) as { state: string; runTimeMs: number }[];
+    assertEquals(rows.map((r) => r.state), ["succeeded", "succeeded"]);
+    assert(rows.every((r) => r.runTimeMs >= 300), sj.out);
+
+    // A directory, then a .tar.gz with the same parts.
+    const out = `${dir}/report`;
+    const rep = await iris(["job", "bug-report", jobId, "--out", out, ...as.alice]);
+    assertEquals(rep.code, 0, rep.err);
+    assertEquals(rep.out, `${out}\n`);
+    const job = JSON.parse(await Deno.readTextFile(`${out}/job.json`));
+    assertEquals(job.job.spec.replicas, 2);
+    assertEquals(job.tasks.length, 2);
+    assertEquals(job.tasks[0].attempts.length, 1);
+    const logs = await Deno.readTextFile(`${out}/logs.txt`);
+    assertMatch(logs, /\[0#0 stdout\] hello from 0/);
+    assertMatch(logs, /\[1#0 stdout\] hello from 1/);
+    const workers = JSON.parse(await Deno.readTextFile(`${out}/workers.json`));
+    assertEquals(Object.keys(workers), [cluster.worker.workerId]);
+    const sched = JSON.parse(await Deno.readTextFile(`${out}/scheduler.json`));
+    assertEquals(sched.job.state, "succeeded");
+    assertMatch(await Deno.readTextFile(`${out}/README.txt`), /Iris bug report for \/alice\/two/);
+    const again = await iris(["job", "bug-report", jobId, "--out", out, ...as.alice]);
+    assertEquals(again.code, 2);
+    assertMatch(again.err, /exists; choose another --out/);
+
+    const tgz = await iris(["job", "bug-report", jobId, "--out", `${dir}/r.tar.gz`, ...as.alice]);
+    assertEquals(tgz.code, 0, tgz.err);
+    const listed = await new Deno.Command("tar", { args: ["-tzf", `${dir}/r.tar.gz`] }).output();
+    const names = new TextDecoder().decode(listed.stdout).split("\n").filter((n) => n).sort();
+    assertEquals(names, ["README.txt", "job.json", "logs.txt", "scheduler.json", "workers.json"]);
+
+    const missing = await iris(["job", "summary", "/alice/nope", ...as.alice]);
+    assertEquals(missing.code, 1);
+    assertMatch(missing.err, /\/alice\/nope/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
