@@ -47,10 +47,13 @@ import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler.ts";
 import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
+import { TransactionLog } from "./transactions.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
   clock?: Clock;
+  /** The transactions log (transactions.ts). @default a memory-only one */
+  transactions?: TransactionLog;
   /** How often workers heartbeat. @default 1s */
   heartbeatInterval?: Duration;
   /** Missed heartbeats before a worker is declared dead. @default 3 */
@@ -121,6 +124,8 @@ export class Controller {
   /** The URL tasks use to reach the controller; set once the server listens. */
   url = "";
   readonly recentLogs: string[] = [];
+  /** Who did what: submits, cancels, scale-ups, preemptions, worker deaths, execs. */
+  readonly transactions: TransactionLog;
   readonly #opts: ControllerOptions;
   readonly #abort = new AbortController();
   readonly #clients = new Map<string, WorkerClient>();
@@ -163,6 +168,7 @@ export class Controller {
         (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
     );
     this.startedAtMs = this.clock.now();
+    this.transactions = options.transactions ?? new TransactionLog({ log: (l) => this.log(l) });
     this.#servingSinceMs = this.startedAtMs;
     this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
@@ -704,6 +710,12 @@ export class Controller {
       if (task && this.jobs.preempt(task, p.reason, now, fx)) {
         this.logs.system(task.taskId, this.jobs.currentAttempt(task)!.attemptId, p.reason, now);
         this.log(`task ${task.taskId} on ${p.workerId}: ${p.reason}`);
+        this.transactions.record({
+          action: "preempt",
+          entity: task.taskId,
+          user: "scheduler",
+          details: `on ${p.workerId}: ${p.reason}`,
+        });
       }
     }
     this.#gateReasons();
@@ -1032,6 +1044,12 @@ export class Controller {
       if (claims && i >= 0) claims[i] = undefined;
     }
     this.log(`worker ${workerId} declared dead: ${reason}`);
+    this.transactions.record({
+      action: "worker_dead",
+      entity: workerId,
+      user: "controller",
+      details: reason,
+    });
     const fx = noEffects();
     for (const key of keys) {
       const { taskId, attemptId } = parseAttemptKey(key);

@@ -17,6 +17,7 @@ import {
 import { Controller, type ControllerOptions } from "./controller.ts";
 import { type BundleStorage, controllerRoutes } from "./service.ts";
 import { StateStore, type StateStoreOptions } from "./store.ts";
+import { TransactionLog } from "./transactions.ts";
 
 /** Options for {@linkcode startController}. */
 export interface StartControllerOptions extends ControllerOptions {
@@ -78,6 +79,8 @@ export function startController(options: StartControllerOptions = {}): Controlle
     controller = new Controller({
       ...options,
       store,
+      transactions: options.transactions ??
+        new TransactionLog({ dir: options.stateDir, log: options.log }),
       // Task logs go to files under the state dir (docs/durability.md).
       logs: {
         ...options.logs,

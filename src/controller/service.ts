@@ -68,8 +68,18 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       if (req.requestId.length > 256) {
         throw new InvalidArgumentError("request_id", "at most 256 characters");
       }
-      const requestId = authorizeLaunch(ctx.values.get(PRINCIPAL), req.spec, req.requestId);
-      return c.launchJob(req.spec, requestId);
+      const principal = ctx.values.get(PRINCIPAL);
+      const requestId = authorizeLaunch(principal, req.spec, req.requestId);
+      const res = c.launchJob(req.spec, requestId);
+      if (res.created) {
+        c.transactions.record({
+          action: "submit",
+          entity: res.jobId,
+          user: principal?.user ?? req.spec.user,
+          details: `${req.spec.replicas || 1} task(s)`,
+        });
+      }
+      return res;
     }),
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
@@ -86,8 +96,18 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       };
     }),
     terminateJob: wrap((req, ctx) => {
-      authorizeJobAction(ctx.values.get(PRINCIPAL), c.jobs.job(req.jobId).jobId);
-      return { terminatedJobIds: c.terminateJob(req.jobId, req.reason) };
+      const principal = ctx.values.get(PRINCIPAL);
+      authorizeJobAction(principal, c.jobs.job(req.jobId).jobId);
+      const ids = c.terminateJob(req.jobId, req.reason);
+      if (ids.length) {
+        c.transactions.record({
+          action: "cancel",
+          entity: req.jobId,
+          user: principal?.user ?? "",
+          details: req.reason || "terminated by user",
+        });
+      }
+      return { terminatedJobIds: ids };
     }),
     listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) })),
     getTaskLogs: wrap(async (req) => {
@@ -216,6 +236,18 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         );
       }
       return await runRawQuery(path, req.sql, limits);
+    }),
+    getTransactions: wrap((req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "read the transactions log");
+      if (req.limit < 0) throw new InvalidArgumentError("limit", `must be >= 0 (got ${req.limit})`);
+      return {
+        transactions: c.transactions.list({
+          limit: req.limit,
+          actions: req.actions,
+          entityPrefix: req.entityPrefix,
+          afterSeq: req.afterSeq,
+        }),
+      };
     }),
     getProcessStatus: wrap(async (req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "read process status");

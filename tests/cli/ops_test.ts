@@ -335,3 +335,45 @@ Deno.test("ops: iris job summary and job bug-report describe a finished job", as
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ops: GetTransactions records who submitted and cancelled, admin only, across restarts", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    const stateDir = `${dir}/state`;
+    {
+      await using cluster = await startSecureCluster({ stateDir });
+      const url = cluster.controller.url;
+      const alice = new IrisClient(url, { token: cluster.tokens.alice });
+      const jobId = await alice.submit({ name: "tx", command: ["sleep", "60"] });
+      await alice.cancel(jobId, "changed my mind");
+      const admin = controllerClient(url, { token: cluster.tokens.admin });
+      const res = await admin.getTransactions({ actions: ["submit", "cancel"] });
+      assertEquals(
+        res.transactions.map((t) => [t.action, t.entity, t.user, t.details]),
+        [
+          ["submit", "/alice/tx", "alice", "1 task(s)"],
+          ["cancel", "/alice/tx", "alice", "changed my mind"],
+        ],
+      );
+      let denied = "";
+      try {
+        await controllerClient(url, { token: cluster.tokens.alice }).getTransactions({});
+      } catch (err) {
+        denied = String(err);
+      }
+      assertMatch(denied, /alice may not read the transactions log: it needs an admin token/);
+      // The worker dies: recorded by the controller.
+      cluster.controller.controller.workerDead(cluster.worker.workerId, "test kill");
+      const dead = await admin.getTransactions({ actions: ["worker_dead"] });
+      assertEquals(dead.transactions.map((t) => [t.entity, t.user, t.details]), [
+        [cluster.worker.workerId, "controller", "test kill"],
+      ]);
+    }
+    // A new controller on the same state dir still has them.
+    await using server = startController({ stateDir, log: () => {} });
+    const res = await controllerClient(server.url).getTransactions({});
+    assertEquals(res.transactions.map((t) => t.action), ["submit", "cancel", "worker_dead"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});

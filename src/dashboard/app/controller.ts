@@ -12,6 +12,7 @@ import { type ControllerApi, controllerApi } from "./rpc.ts";
 import { parseRoute, type Route } from "./routes.ts";
 import { startShell } from "./shell.ts";
 import { statusPage } from "./status.ts";
+import { transactionsPage } from "./transactions.ts";
 
 function mount(route: Route, env: PageEnv<ControllerApi>): Page {
   switch (route.page) {
@@ -27,6 +28,8 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
       return endpointsPage(env);
     case "status":
       return statusPage(env);
+    case "transactions":
+      return transactionsPage(env);
     default:
       return jobsPage(env, route.query);
   }
@@ -43,5 +46,6 @@ startShell<Route, ControllerApi>({
     { label: "Autoscaler", href: "#/autoscaler", active: (r) => r.page === "autoscaler" },
     { label: "Endpoints", href: "#/endpoints", active: (r) => r.page === "endpoints" },
     { label: "Status", href: "#/status", active: (r) => r.page === "status" },
+    { label: "Transactions", href: "#/transactions", active: (r) => r.page === "transactions" },
   ],
 });

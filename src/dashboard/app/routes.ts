@@ -13,7 +13,8 @@ export type Route =
   | { readonly page: "worker"; readonly id: string }
   | { readonly page: "autoscaler" }
   | { readonly page: "endpoints" }
-  | { readonly page: "status" };
+  | { readonly page: "status" }
+  | { readonly page: "transactions" };
 
 /** Parses `location.hash`; unknown or empty hashes give the default (jobs). */
 export function parseRoute(hash: string): Route {
@@ -28,6 +29,7 @@ export function parseRoute(hash: string): Route {
     case "autoscaler":
     case "endpoints":
     case "status":
+    case "transactions":
       return { page: name };
     default: {
       const query = q < 0 ? {} : Object.fromEntries(new URLSearchParams(hash.slice(q + 1)));
