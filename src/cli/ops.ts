@@ -8,12 +8,14 @@ import { jobReportCommands } from "./job_report.ts";
 import { processCommands } from "./process.ts";
 import { queryCommands } from "./query.ts";
 import { rpcCommands } from "./rpc.ts";
+import { taskCommands } from "./task.ts";
 
-/** rpc, endpoints, query, process, job summary and bug-report. */
+/** rpc, endpoints, query, process, job summary and bug-report, task exec. */
 export const opsCommands: readonly CommandSpec[] = [
   ...rpcCommands,
   ...endpointsCommands,
   ...queryCommands,
   ...processCommands,
   ...jobReportCommands,
+  ...taskCommands,
 ];

@@ -26,6 +26,7 @@ import {
 import { parseAttemptKey } from "./workers.ts";
 import { requireAdmin } from "../auth/admin.ts";
 import { FailedPreconditionError } from "../errors.ts";
+import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { processInfo } from "../process_info.ts";
 import { queryLimits, runRawQuery } from "./raw_query.ts";
 
@@ -237,6 +238,43 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       }
       return await runRawQuery(path, req.sql, limits);
     }),
+    async *execInTask(req, ctx) {
+      let worker;
+      try {
+        const principal = ctx.values.get(PRINCIPAL);
+        const task = c.jobs.task(req.taskId);
+        authorizeJobAction(principal, task.jobId, "exec in");
+        if (req.command.length === 0 || req.command[0] === "") {
+          throw new InvalidArgumentError("command", "must not be empty");
+        }
+        if (req.timeoutMs < -1) {
+          throw new InvalidArgumentError("timeout_ms", `must be -1 or more (got ${req.timeoutMs})`);
+        }
+        if (req.timeoutMs === -1) requireAdmin(principal, "exec without a time limit");
+        const cur = c.jobs.currentAttempt(task);
+        if (task.state !== TaskState.RUNNING || !cur) {
+          throw new FailedPreconditionError(`task ${req.taskId} is not running`);
+        }
+        worker = c.workers.workers.get(cur.workerId);
+        if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
+        const user = principal?.user ?? "";
+        c.transactions.record({
+          action: "exec",
+          entity: req.taskId,
+          user,
+          details: JSON.stringify(req.command).slice(0, 1000),
+        });
+        c.log(
+          `exec in ${req.taskId} by ${user || "(no auth)"}: ${req.command.join(" ").slice(0, 200)}`,
+        );
+      } catch (err) {
+        throw toConnectError(err);
+      }
+      yield* c.workerClient(worker.address).execInTask(
+        { taskId: req.taskId, command: req.command, timeoutMs: req.timeoutMs },
+        { signal: ctx.signal },
+      );
+    },
     getTransactions: wrap((req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "read the transactions log");
       if (req.limit < 0) throw new InvalidArgumentError("limit", `must be >= 0 (got ${req.limit})`);

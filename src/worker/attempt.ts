@@ -19,7 +19,7 @@ import {
 } from "./lines.ts";
 import { formatBytes } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
-import type { ProcessTable } from "./process_tree.ts";
+import type { ProcessTable, SpawnOptions } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
 import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
@@ -118,6 +118,7 @@ export class TaskAttempt {
   #process?: TaskProcess;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
+  #execSpec?: SpawnOptions;
   #denoPath = Deno.execPath();
   /** Set when the task was killed for filling more than its disk_bytes. */
   #diskExceeded = false;
@@ -136,6 +137,11 @@ export class TaskAttempt {
   }
 
   /** Current state: ASSIGNED, BUILDING, RUNNING, then a final one. */
+  /** How to run a command like the task (`iris task exec`), while it is running. */
+  get execSpec(): SpawnOptions | undefined {
+    return this.#status.state === TaskState.RUNNING ? this.#execSpec : undefined;
+  }
+
   get state(): TaskState {
     return this.#status.state;
   }
@@ -380,33 +386,39 @@ export class TaskAttempt {
     }
     const module = req.entrypoint?.kind.case === "module";
     const timeout = req.timeoutMs > 0 ? ms(req.timeoutMs) : undefined;
+    const env = buildTaskEnv({
+      taskDir: this.dir,
+      env: req.env,
+      ports: this.#status.ports,
+      workerId: ctx.workerId,
+      // A task user gets its own cache: a shared one would let tasks plant code for others.
+      denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
+      token: ctx.taskToken,
+      reapTag: ctx.reapTag,
+    });
+    const user = this.#user && ctx.taskUsers &&
+      { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv };
+    // RLIMIT_NPROC counts every process of the real uid: only a task user's are the task's.
+    const limits = {
+      processes: this.#user ? ctx.limits?.processes : undefined,
+      openFiles: ctx.limits?.openFiles,
+      // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
+      fileBytes: req.resources?.diskBytes || undefined,
+    };
+    // What `iris task exec` runs commands with: the task's directory, env, user and limits.
+    this.#execSpec = { cwd: this.dir, env, user: user || undefined, limits };
     const proc = TaskProcess.start({
       argv,
       cwd: this.dir,
-      env: buildTaskEnv({
-        taskDir: this.dir,
-        env: req.env,
-        ports: this.#status.ports,
-        workerId: ctx.workerId,
-        // A task user gets its own cache: a shared one would let tasks plant code for others.
-        denoDir: module ? (this.#user ? `${this.dir}/.deno` : ctx.denoDir) : undefined,
-        token: ctx.taskToken,
-        reapTag: ctx.reapTag,
-      }),
+      env,
       timeout,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
-      user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
+      user,
       maxLineBytes: ctx.logBudget.limits.maxLineBytes,
       admit: (_stream, bytes) => this.#admit(bytes),
-      // RLIMIT_NPROC counts every process of the real uid: only a task user's are the task's.
-      limits: {
-        processes: this.#user ? ctx.limits?.processes : undefined,
-        openFiles: ctx.limits?.openFiles,
-        // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
-        fileBytes: req.resources?.diskBytes || undefined,
-      },
+      limits,
       maxProcesses: ctx.limits?.processes,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),

@@ -6,6 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import {
+  type ExecInTaskResponse,
   GetProcessStatusResponseSchema,
   type LogLine,
   type ProcessInfo,
@@ -24,6 +25,7 @@ import {
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { NotFoundError, toConnectError } from "../errors.ts";
+import { type Duration, ms } from "../time.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -51,6 +53,13 @@ export interface WorkerCore {
     /** Current use of the tasks and of the host, without per-task samples. */
     snapshot?: ResourceSnapshot;
   };
+  /** Runs a command like a running task (absent in fakes: Unimplemented). */
+  execInTask?(
+    taskId: string,
+    command: readonly string[],
+    timeout: Duration | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<ExecInTaskResponse>;
   /** The worker process itself, for GetProcessStatus (absent in fakes: Unimplemented). */
   processStatus?(maxLogLines: number): ProcessInfo;
 }
@@ -87,6 +96,19 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           return create(FetchTaskLogsResponseSchema, { lines });
         }),
       health: () => guard(() => create(HealthResponseSchema, core.health())),
+      async *execInTask(req, ctx) {
+        if (!core.execInTask) {
+          throw new ConnectError("this worker cannot exec in tasks", Code.Unimplemented);
+        }
+        const timeout = req.timeoutMs < 0 ? undefined : ms(req.timeoutMs || 60_000);
+        let stream;
+        try {
+          stream = core.execInTask(req.taskId, req.command, timeout, ctx.signal);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+        yield* stream;
+      },
       getProcessStatus: (req) =>
         guard(() => {
           if (!core.processStatus) {

@@ -27,7 +27,7 @@ import {
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
-import { describeError, InvalidArgumentError } from "../errors.ts";
+import { describeError, FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
@@ -39,7 +39,8 @@ import {
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
 import { processInfo } from "../process_info.ts";
-import type { ProcessInfo } from "../rpc/gen/iris/v1/types_pb.ts";
+import type { ExecInTaskResponse, ProcessInfo } from "../rpc/gen/iris/v1/types_pb.ts";
+import { execLikeTask } from "./exec.ts";
 import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
@@ -389,6 +390,24 @@ class IrisWorker implements WorkerCore {
       runningTasks: this.#active().length,
       snapshot: this.#snapshot(false),
     };
+  }
+
+  /** Runs a command like the running task `taskId` (`iris task exec`); see exec.ts. */
+  execInTask(
+    taskId: string,
+    command: readonly string[],
+    timeout: Duration | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<ExecInTaskResponse> {
+    if (command.length === 0 || command[0] === "") {
+      throw new InvalidArgumentError("command", "must not be empty");
+    }
+    const attempt = this.#active().find((a) => a.taskId === taskId && a.execSpec);
+    if (!attempt) {
+      throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
+    }
+    this.#log(`exec in ${taskId} attempt ${attempt.attemptId}: ${command.join(" ").slice(0, 200)}`);
+    return execLikeTask(attempt.execSpec!, command, timeout, signal);
   }
 
   processStatus(maxLogLines: number): ProcessInfo {

@@ -9,6 +9,7 @@ import { controllerClient } from "../../src/rpc/client.ts";
 import { startController } from "../../src/controller/server.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
+import { listProcesses } from "../_helpers/iris_process.ts";
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { startSecureCluster, type Tokens } from "../security/_cluster.ts";
 
@@ -35,13 +36,13 @@ function tokenFlags(
   dir: string,
   url: string,
   tokens: Tokens,
-): Record<"alice" | "admin", string[]> {
-  const flags = (name: "alice" | "admin") => {
+): Record<"alice" | "bob" | "admin", string[]> {
+  const flags = (name: "alice" | "bob" | "admin") => {
     const file = `${dir}/${name}.token`;
     Deno.writeTextFileSync(file, tokens[name] + "\n", { mode: 0o600 });
     return ["--controller", url, "--token-file", file];
   };
-  return { alice: flags("alice"), admin: flags("admin") };
+  return { alice: flags("alice"), bob: flags("bob"), admin: flags("admin") };
 }
 
 Deno.test("ops: iris rpc lists and calls any RPC by name, with the CLI's URL and token", async () => {
@@ -373,6 +374,107 @@ Deno.test("ops: GetTransactions records who submitted and cancelled, admin only,
     await using server = startController({ stateDir, log: () => {} });
     const res = await controllerClient(server.url).getTransactions({});
     assertEquals(res.transactions.map((t) => t.action), ["submit", "cancel", "worker_dead"]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("ops: iris task exec runs in the task's dir, as its user, with its env; streams and exits", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    const alice = new IrisClient(url, { token: cluster.tokens.alice });
+    const jobId = await alice.submit({
+      name: "box",
+      command: ["sh", "-c", "echo uid=$(id -u) dir=$(pwd); sleep 60"],
+      env: { FOO: "from-the-spec" },
+    });
+    const taskId = `${jobId}/0`;
+    const first = await waitFor(async () => {
+      const lines = await alice.logs(jobId);
+      return lines.find((l) => l.text.startsWith("uid="))?.text;
+    }, { timeout: seconds(30), what: "the task's first line" });
+    const [, uid, taskDir] = first.match(/^uid=(\d+) dir=(.*)$/)!;
+
+    const r = await iris([
+      "task",
+      "exec",
+      taskId,
+      ...as.alice,
+      "--",
+      "sh",
+      "-c",
+      "echo uid=$(id -u) dir=$(pwd) foo=$FOO; echo oops >&2; exit 3",
+    ]);
+    assertEquals(r.code, 3, r.err);
+    assertEquals(r.out, `uid=${uid} dir=${taskDir} foo=from-the-spec\n`);
+    assertEquals(r.err, "oops\n");
+
+    // The time limit kills the command and everything it started.
+    const slow = await iris([
+      "task",
+      "exec",
+      taskId,
+      "--timeout",
+      "1s",
+      ...as.alice,
+      "--",
+      "sleep",
+      "37",
+    ]);
+    assert(slow.code !== 0, slow.err);
+    assertMatch(slow.err, /stopped after 1(\.0)?s \(the time limit\)/);
+    assert(
+      !(await listProcesses()).some((p) => p.args === "sleep 37"),
+      "the exec'd sleep survived",
+    );
+
+    // Only the owner or an admin; unlimited time only for an admin; the log says who ran what.
+    const bob = await iris(["task", "exec", taskId, ...as.bob, "--", "true"]);
+    assertEquals(bob.code, 1);
+    assertMatch(bob.err, /bob may not exec in \/alice\/box/);
+    const forever = await iris([
+      "task",
+      "exec",
+      taskId,
+      "--timeout",
+      "none",
+      ...as.alice,
+      "--",
+      "true",
+    ]);
+    assertMatch(forever.err, /alice may not exec without a time limit/);
+    const admin = await iris([
+      "task",
+      "exec",
+      taskId,
+      "--timeout",
+      "none",
+      ...as.admin,
+      "--",
+      "true",
+    ]);
+    assertEquals(admin.code, 0, admin.err);
+    const missing = await iris(["task", "exec", taskId, ...as.alice, "--", "no-such-program-x"]);
+    assertEquals(missing.code, 127, missing.err);
+    assertMatch(missing.err, /cannot start no-such-program-x/);
+    const usage = await iris(["task", "exec", taskId, ...as.alice]);
+    assertEquals(usage.code, 2);
+    assertMatch(usage.err, /missing the command after --/);
+    const tx = await controllerClient(url, { token: cluster.tokens.admin }).getTransactions({
+      actions: ["exec"],
+    });
+    assertEquals(tx.transactions[0]!.user, "alice");
+    assertEquals(tx.transactions[0]!.entity, taskId);
+    assertMatch(tx.transactions[0]!.details, /"sh","-c","echo uid=/);
+    assert(tx.transactions.some((t) => t.user === "root"), "the admin's exec is recorded");
+
+    await alice.cancel(jobId);
+    const done = await iris(["task", "exec", taskId, ...as.alice, "--", "true"]);
+    assertEquals(done.code, 1);
+    assertMatch(done.err, /task \/alice\/box\/0 is not running/);
   } finally {
     await Deno.remove(dir, { recursive: true });
   }
