@@ -3,6 +3,7 @@
  * @module
  */
 import type { CommandSpec } from "./args.ts";
+import { clusterDebugCommands } from "./cluster_debug.ts";
 import { endpointsCommands } from "./endpoints.ts";
 import { jobReportCommands } from "./job_report.ts";
 import { processCommands } from "./process.ts";
@@ -10,7 +11,7 @@ import { queryCommands } from "./query.ts";
 import { rpcCommands } from "./rpc.ts";
 import { taskCommands } from "./task.ts";
 
-/** rpc, endpoints, query, process, job summary and bug-report, task exec. */
+/** rpc, endpoints, query, process, job summary and bug-report, task exec, cluster debug health. */
 export const opsCommands: readonly CommandSpec[] = [
   ...rpcCommands,
   ...endpointsCommands,
@@ -18,4 +19,5 @@ export const opsCommands: readonly CommandSpec[] = [
   ...processCommands,
   ...jobReportCommands,
   ...taskCommands,
+  ...clusterDebugCommands,
 ];

@@ -479,3 +479,37 @@ Deno.test("ops: iris task exec runs in the task's dir, as its user, with its env
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ops: iris cluster debug health checks every worker live, admin only", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    const ok = await iris(["cluster", "debug", "health", ...as.admin]);
+    assertEquals(ok.code, 0, ok.err);
+    assertMatch(ok.out, /1 worker\(s\), 0 failing/);
+    assertMatch(
+      ok.out,
+      new RegExp(`^${cluster.worker.workerId} +ok +\\S+ ago +${Deno.pid} `, "m"),
+    );
+    // A worker the controller lists but that does not answer fails the check.
+    await controllerClient(url, { token: cluster.tokens.worker }).registerWorker({
+      workerId: "w-ghost",
+      address: "http://127.0.0.1:9",
+      resources: { cpuMillicores: 1000, memoryBytes: 1e9 },
+    });
+    const bad = await iris(["cluster", "debug", "health", "--json", ...as.admin]);
+    assertEquals(bad.code, 1, bad.err);
+    const rows = JSON.parse(bad.out).workers as { workerId: string; ok: boolean; error: string }[];
+    const ghost = rows.find((r) => r.workerId === "w-ghost")!;
+    assertEquals(ghost.ok, false);
+    assert(ghost.error !== "", bad.out);
+    assertEquals(rows.find((r) => r.workerId === cluster.worker.workerId)!.ok, true);
+    const denied = await iris(["cluster", "debug", "health", ...as.alice]);
+    assertEquals(denied.code, 1);
+    assertMatch(denied.err, /alice may not read process status/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
