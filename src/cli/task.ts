@@ -6,7 +6,7 @@
  */
 import { controllerClient } from "../rpc/client.ts";
 import { parseDuration } from "../time.ts";
-import { type CommandSpec, str, UsageError } from "./args.ts";
+import { type CommandSpec, num, str, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
 
 const taskExecCommand: CommandSpec = {
@@ -70,5 +70,41 @@ const taskExecCommand: CommandSpec = {
   },
 };
 
+const taskProfileCommand: CommandSpec = {
+  name: "task profile",
+  summary: "Write a CPU profile of a running task to a file.",
+  usage: "task profile TASK_ID [--seconds N] [--out FILE]",
+  description: "Samples the task's processes on its worker for N seconds: py-spy (a speedscope " +
+    "JSON) for a Python process when py-spy is installed there, otherwise a /proc-sampled " +
+    "summary per process (running, disk wait, what it sleeps in, CPU seconds). The note printed " +
+    "says why py-spy or Deno's --cpu-prof was not used. Needs the task's owner or an admin.",
+  options: {
+    controller: CONTROLLER_OPTION,
+    "token-file": TOKEN_FILE_OPTION,
+    seconds: { type: "string", value: "N", description: "How long to sample, 1..60", default: "5" },
+    out: {
+      type: "string",
+      value: "FILE",
+      description: "Where to write (default: ./profile-<task>-<time>.txt or .speedscope.json)",
+    },
+  },
+  positionals: { min: 1, max: 1, names: "TASK_ID" },
+  examples: ["iris task profile /alice/train/0 --seconds 10"],
+  async run(p, io, signal) {
+    const secs = num(p, "seconds", { min: 1, max: 60, integer: true })!;
+    const taskId = p.positionals[0]!;
+    const client = controllerClient(controllerUrl(p), { token: cliToken(p) });
+    const res = await client.profileTask({ taskId, seconds: secs }, { signal });
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const ext = res.format === "speedscope" ? "speedscope.json" : "txt";
+    const out = str(p, "out") ??
+      `profile-${taskId.replace(/^\//, "").replace(/[^\w.-]+/g, "_")}-${stamp}.${ext}`;
+    await Deno.writeFile(out, res.profile);
+    if (res.note) io.err(`note: ${res.note}\n`);
+    io.out(`${out} (${res.method}, ${res.format})\n`);
+    return 0;
+  },
+};
+
 /** `iris task …`. */
-export const taskCommands: readonly CommandSpec[] = [taskExecCommand];
+export const taskCommands: readonly CommandSpec[] = [taskExecCommand, taskProfileCommand];

@@ -275,6 +275,30 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         { signal: ctx.signal },
       );
     },
+    profileTask: wrap(async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      const task = c.jobs.task(req.taskId);
+      authorizeJobAction(principal, task.jobId, "profile");
+      if (req.seconds < 0 || req.seconds > 60) {
+        throw new InvalidArgumentError("seconds", `must be 0..60 (got ${req.seconds})`);
+      }
+      const cur = c.jobs.currentAttempt(task);
+      if (task.state !== TaskState.RUNNING || !cur) {
+        throw new FailedPreconditionError(`task ${req.taskId} is not running`);
+      }
+      const worker = c.workers.workers.get(cur.workerId);
+      if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
+      c.transactions.record({
+        action: "profile",
+        entity: req.taskId,
+        user: principal?.user ?? "",
+        details: `${req.seconds || 5}s`,
+      });
+      return await c.workerClient(worker.address).profileTask(
+        { taskId: req.taskId, seconds: req.seconds },
+        { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]) },
+      );
+    }),
     getTransactions: wrap((req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "read the transactions log");
       if (req.limit < 0) throw new InvalidArgumentError("limit", `must be >= 0 (got ${req.limit})`);

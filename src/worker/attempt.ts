@@ -142,6 +142,11 @@ export class TaskAttempt {
     return this.#status.state === TaskState.RUNNING ? this.#execSpec : undefined;
   }
 
+  /** The task's session (its leader's pid) while it is running, else 0. */
+  get sessionId(): number {
+    return this.#status.state === TaskState.RUNNING ? this.#status.pid : 0;
+  }
+
   get state(): TaskState {
     return this.#status.state;
   }

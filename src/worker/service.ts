@@ -10,6 +10,7 @@ import {
   GetProcessStatusResponseSchema,
   type LogLine,
   type ProcessInfo,
+  type ProfileTaskResponse,
   type ResourceSnapshot,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import {
@@ -25,7 +26,7 @@ import {
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { NotFoundError, toConnectError } from "../errors.ts";
-import { type Duration, ms } from "../time.ts";
+import { type Duration, ms, seconds } from "../time.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -60,6 +61,12 @@ export interface WorkerCore {
     timeout: Duration | undefined,
     signal: AbortSignal,
   ): AsyncGenerator<ExecInTaskResponse>;
+  /** A CPU profile of a running task (absent in fakes: Unimplemented). */
+  profileTask?(
+    taskId: string,
+    duration: Duration,
+    signal: AbortSignal,
+  ): Promise<ProfileTaskResponse>;
   /** The worker process itself, for GetProcessStatus (absent in fakes: Unimplemented). */
   processStatus?(maxLogLines: number): ProcessInfo;
 }
@@ -108,6 +115,22 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           throw toConnectError(err);
         }
         yield* stream;
+      },
+      async profileTask(req, ctx) {
+        if (!core.profileTask) {
+          throw new ConnectError("this worker cannot profile tasks", Code.Unimplemented);
+        }
+        if (req.seconds < 0 || req.seconds > 60) {
+          throw new ConnectError(
+            `seconds: must be 0..60 (got ${req.seconds})`,
+            Code.InvalidArgument,
+          );
+        }
+        try {
+          return await core.profileTask(req.taskId, seconds(req.seconds || 5), ctx.signal);
+        } catch (err) {
+          throw toConnectError(err);
+        }
       },
       getProcessStatus: (req) =>
         guard(() => {

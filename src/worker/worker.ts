@@ -39,7 +39,12 @@ import {
 } from "./host.ts";
 import { HostMeter } from "./host_metrics.ts";
 import { processInfo } from "../process_info.ts";
-import type { ExecInTaskResponse, ProcessInfo } from "../rpc/gen/iris/v1/types_pb.ts";
+import type {
+  ExecInTaskResponse,
+  ProcessInfo,
+  ProfileTaskResponse,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { profileSession } from "./profile.ts";
 import { execLikeTask } from "./exec.ts";
 import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
@@ -408,6 +413,26 @@ class IrisWorker implements WorkerCore {
     }
     this.#log(`exec in ${taskId} attempt ${attempt.attemptId}: ${command.join(" ").slice(0, 200)}`);
     return execLikeTask(attempt.execSpec!, command, timeout, signal);
+  }
+
+  /** A CPU profile of the running task `taskId` (`iris task profile`); see profile.ts. */
+  async profileTask(
+    taskId: string,
+    duration: Duration,
+    signal: AbortSignal,
+  ): Promise<ProfileTaskResponse> {
+    const attempt = this.#active().find((a) => a.taskId === taskId && a.sessionId);
+    if (!attempt) {
+      throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
+    }
+    this.#log(`profiling ${taskId} attempt ${attempt.attemptId} for ${duration / 1000}s`);
+    return await profileSession(
+      attempt.sessionId,
+      attempt.execSpec?.env.PATH,
+      attempt.dir,
+      duration,
+      signal,
+    );
   }
 
   processStatus(maxLogLines: number): ProcessInfo {

@@ -513,3 +513,42 @@ Deno.test("ops: iris cluster debug health checks every worker live, admin only",
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("ops: iris task profile writes a /proc-sampled profile of a running task", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-ops-" });
+  try {
+    await using cluster = await startSecureCluster();
+    const url = cluster.controller.url;
+    const as = tokenFlags(dir, url, cluster.tokens);
+    const alice = new IrisClient(url, { token: cluster.tokens.alice });
+    // One busy process and one sleeping one in the task's session.
+    const jobId = await alice.submit({
+      name: "busy",
+      command: ["sh", "-c", "sleep 50 & while :; do :; done"],
+    });
+    const taskId = `${jobId}/0`;
+    await waitFor(async () => {
+      const [t] = await alice.tasks(jobId);
+      return t?.state === TaskState.RUNNING || undefined;
+    }, { timeout: seconds(30), what: "the task to run" });
+    const out = `${dir}/p.txt`;
+    const r = await iris(["task", "profile", taskId, "--seconds", "1", "--out", out, ...as.alice]);
+    assertEquals(r.code, 0, r.err);
+    assertEquals(r.out, `${out} (proc-sampling, text)\n`);
+    const text = await Deno.readTextFile(out);
+    assertMatch(text, /^\/proc sampling of session \d+: \d+ rounds/);
+    // The shell loop is mostly running; sleep is sleeping in the kernel.
+    const shell = text.split("\n").find((l) => /sh -c sleep 50/.test(l))!;
+    const running = Number(/^\d+\s+[\d.]+\s+(\d+)%/.exec(shell)![1]);
+    assert(running > 20, text);
+    assertMatch(text, /^\d+ +[\d.]+ +0% +0% +\S+ 100% +sleep 50$/m);
+
+    const bob = await iris(["task", "profile", taskId, ...as.bob]);
+    assertMatch(bob.err, /bob may not profile \/alice\/busy/);
+    const flag = await iris(["task", "profile", taskId, "--seconds", "99", ...as.alice]);
+    assertEquals(flag.code, 2);
+    await alice.cancel(jobId);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
