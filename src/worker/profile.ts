@@ -1,7 +1,7 @@
 /**
  * `iris task profile` on the worker: a CPU profile of a running task's processes. Uses py-spy
  * for a Python process when py-spy is installed (a speedscope profile), and otherwise samples
- * /proc every 20 ms: per process, the share of samples it was running, sleeping (with the kernel
+ * /proc every 20 ms (ps(1) every 100 ms where /proc may not be read): per process, the share of samples it was running, sleeping (with the kernel
  * function it waited in, `wchan`) or in disk wait, and the CPU time it used. Deno's `--cpu-prof`
  * must be given when a process starts, so module tasks get the /proc summary too (the note says so).
  * @module
@@ -26,7 +26,18 @@ function read(path: string): string | undefined {
   }
 }
 
-/** Pids whose session is `sid`, from /proc. */
+/** One process of a session at one instant. */
+interface ProcSample {
+  readonly pid: number;
+  /** R running, D disk wait, S/I/T… otherwise. */
+  readonly state: string;
+  /** The kernel function it sleeps in, or "". */
+  readonly wchan: string;
+  readonly cpuSeconds: number;
+  readonly command: string;
+}
+
+/** Pids whose session is `sid`, from /proc (throws when /proc cannot be listed). */
 export function sessionPids(sid: number): number[] {
   const out: number[] = [];
   for (const e of Deno.readDirSync("/proc")) {
@@ -39,6 +50,54 @@ export function sessionPids(sid: number): number[] {
   return out.sort((a, b) => a - b);
 }
 
+function cmdline(pid: number): string {
+  const raw = read(`/proc/${pid}/cmdline`);
+  return raw ? raw.split("\0").filter((s) => s).join(" ").slice(0, 120) : "?";
+}
+
+/** The session's processes from /proc. */
+function procSnapshot(sid: number): ProcSample[] {
+  const out: ProcSample[] = [];
+  for (const pid of sessionPids(sid)) {
+    const stat = read(`/proc/${pid}/stat`);
+    if (!stat) continue;
+    const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    const state = f[0] ?? "?";
+    out.push({
+      pid,
+      state,
+      wchan: state === "R" ? "" : read(`/proc/${pid}/wchan`)?.trim() ?? "",
+      cpuSeconds: (Number(f[11]) + Number(f[12])) / USER_HZ,
+      // Read every round: a process may exec another program after it is first seen.
+      command: cmdline(pid),
+    });
+  }
+  return out;
+}
+
+/** The session's processes from ps(1), where this thread may not read /proc. */
+async function psSnapshot(sid: number): Promise<ProcSample[]> {
+  const res = await new Deno.Command("ps", {
+    args: ["-s", String(sid), "-o", "pid=,stat=,wchan:40=,times=,args="],
+    stdout: "piped",
+    stderr: "null",
+    signal: AbortSignal.timeout(5000),
+  }).output();
+  const out: ProcSample[] = [];
+  for (const line of new TextDecoder().decode(res.stdout).split("\n")) {
+    const m = /^\s*(\d+)\s+(\S+)\s+(\S+)\s+(\d+)\s+(.*)$/.exec(line);
+    if (!m) continue;
+    out.push({
+      pid: Number(m[1]),
+      state: m[2]![0]!,
+      wchan: m[3] === "-" ? "" : m[3]!,
+      cpuSeconds: Number(m[4]),
+      command: m[5]!.slice(0, 120),
+    });
+  }
+  return out;
+}
+
 interface ProcStats {
   command: string;
   samples: number;
@@ -47,11 +106,6 @@ interface ProcStats {
   waits: Map<string, number>;
   cpuStart: number;
   cpuEnd: number;
-}
-
-function cmdline(pid: number): string {
-  const raw = read(`/proc/${pid}/cmdline`);
-  return raw ? raw.split("\0").filter((s) => s).join(" ").slice(0, 120) : "?";
 }
 
 /** Samples the processes of session `sid` for `duration`; returns the text report. */
@@ -63,42 +117,51 @@ export async function sampleSession(
   const stats = new Map<number, ProcStats>();
   const end = performance.now() + duration;
   let rounds = 0;
+  let viaPs = false;
+  let period = PERIOD;
   while (performance.now() < end && !signal.aborted) {
     rounds++;
-    for (const pid of sessionPids(sid)) {
-      const stat = read(`/proc/${pid}/stat`);
-      if (!stat) continue;
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      const state = f[0] ?? "?";
-      const cpu = (Number(f[11]) + Number(f[12])) / USER_HZ;
-      let s = stats.get(pid);
+    let samples: ProcSample[];
+    if (viaPs) samples = await psSnapshot(sid);
+    else {
+      try {
+        samples = procSnapshot(sid);
+      } catch {
+        // No /proc here (or not allowed to read it): ps(1), which costs a process per round.
+        viaPs = true;
+        period = ms(100);
+        samples = await psSnapshot(sid);
+      }
+    }
+    for (const p of samples) {
+      let s = stats.get(p.pid);
       if (!s) {
         s = {
-          command: cmdline(pid),
+          command: p.command,
           samples: 0,
           running: 0,
           disk: 0,
           waits: new Map(),
-          cpuStart: cpu,
-          cpuEnd: cpu,
+          cpuStart: p.cpuSeconds,
+          cpuEnd: p.cpuSeconds,
         };
-        stats.set(pid, s);
+        stats.set(p.pid, s);
       }
       s.samples++;
-      s.cpuEnd = cpu;
-      if (state === "R") s.running++;
-      else if (state === "D") s.disk++;
+      s.cpuEnd = p.cpuSeconds;
+      s.command = p.command;
+      if (p.state === "R") s.running++;
+      else if (p.state === "D") s.disk++;
       else {
-        const wchan = read(`/proc/${pid}/wchan`)?.trim() || state;
-        s.waits.set(wchan, (s.waits.get(wchan) ?? 0) + 1);
+        const wait = p.wchan || p.state;
+        s.waits.set(wait, (s.waits.get(wait) ?? 0) + 1);
       }
     }
-    await sleep(PERIOD, signal).catch(() => {});
+    await sleep(period, signal).catch(() => {});
   }
   const lines = [
-    `/proc sampling of session ${sid}: ${rounds} rounds every ${PERIOD} ms over ${
-      (duration / 1000).toFixed(1)
-    } s`,
+    `${viaPs ? "ps" : "/proc"} sampling of session ${sid}: ${rounds} rounds every ${period} ms ` +
+    `over ${(duration / 1000).toFixed(1)} s`,
     "",
     "PID      CPU-S   RUNNING  DISK   SLEEPING IN (share of samples)            COMMAND",
   ];
@@ -115,6 +178,15 @@ export async function sampleSession(
   return lines.join("\n") + "\n";
 }
 
+/** The session's processes and their command lines, from /proc or ps; [] when neither works. */
+async function sessionCommands(sid: number): Promise<{ pid: number; command: string }[]> {
+  try {
+    return sessionPids(sid).map((pid) => ({ pid, command: cmdline(pid) }));
+  } catch {
+    return await psSnapshot(sid).catch(() => []);
+  }
+}
+
 /** Profiles session `sid` (whose environment's PATH is `path`) for `duration`. */
 export async function profileSession(
   sid: number,
@@ -123,7 +195,8 @@ export async function profileSession(
   duration: Duration,
   signal: AbortSignal,
 ): Promise<ProfileTaskResponse> {
-  const python = sessionPids(sid).find((pid) => /python/.test(cmdline(pid).split(" ")[0] ?? ""));
+  const commands = await sessionCommands(sid);
+  const python = commands.find((c) => /python/.test(c.command.split(" ")[0] ?? ""))?.pid;
   let note = "";
   if (python !== undefined) {
     const pySpy = resolveProgram("py-spy", path, cwd) ??
@@ -165,7 +238,7 @@ export async function profileSession(
       note = "py-spy is not installed on this worker: used /proc sampling (install py-spy for " +
         "Python stacks)";
     }
-  } else if (sessionPids(sid).some((pid) => /\bdeno\b/.test(cmdline(pid).split(" ")[0] ?? ""))) {
+  } else if (commands.some((c) => /\bdeno\b/.test(c.command.split(" ")[0] ?? ""))) {
     note = "Deno's --cpu-prof must be given when a process starts: used /proc sampling";
   }
   const text = await sampleSession(sid, duration, signal);
