@@ -427,7 +427,7 @@ Deno.test("ops: iris task exec runs in the task's dir, as its user, with its env
     assert(slow.code !== 0, slow.err);
     assertMatch(slow.err, /stopped after 1(\.0)?s \(the time limit\)/);
     assert(
-      !(await listProcesses()).some((p) => p.args === "sleep 37"),
+      !(await listProcesses()).some((p) => /^\S*sleep 37$/.test(p.args)),
       "the exec'd sleep survived",
     );
 
@@ -470,6 +470,28 @@ Deno.test("ops: iris task exec runs in the task's dir, as its user, with its env
     assertEquals(tx.transactions[0]!.entity, taskId);
     assertMatch(tx.transactions[0]!.details, /"sh","-c","echo uid=/);
     assert(tx.transactions.some((t) => t.user === "root"), "the admin's exec is recorded");
+
+    // The caller going away (Ctrl-C) kills the command too.
+    const abort = new AbortController();
+    const stream = controllerClient(url, { token: cluster.tokens.alice }).execInTask(
+      { taskId, command: ["sleep", "41"] },
+      { signal: abort.signal },
+    );
+    const drained = (async () => {
+      try {
+        for await (const _ of stream) { /* nothing is printed */ }
+      } catch { /* aborted */ }
+    })();
+    await waitFor(
+      async () => (await listProcesses()).some((p) => /^\S*sleep 41$/.test(p.args)) || undefined,
+      { timeout: seconds(10), what: "the exec'd sleep 41" },
+    );
+    abort.abort();
+    await drained;
+    await waitFor(
+      async () => !(await listProcesses()).some((p) => /^\S*sleep 41$/.test(p.args)) || undefined,
+      { timeout: seconds(10), what: "the exec'd sleep 41 to be killed" },
+    );
 
     await alice.cancel(jobId);
     const done = await iris(["task", "exec", taskId, ...as.alice, "--", "true"]);
