@@ -180,6 +180,18 @@ Deno.test("ops: iris query runs read-only SQL, admin only, with a row cap and a 
     assertEquals(capped.code, 0, capped.err);
     assertMatch(capped.out, /\(10 rows; truncated at --max-rows 10\)/);
 
+    // At most 16 MiB of rows come back, whatever --max-rows says.
+    const big = await iris([
+      "query",
+      "--json",
+      "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c LIMIT 20) " +
+      "SELECT printf('%.*c', 1000000, 'x') AS s FROM c",
+      ...as.admin,
+    ]);
+    assertEquals(big.code, 0, big.err);
+    const bigRows = JSON.parse(big.out);
+    assertEquals([bigRows.truncated, bigRows.rows.length], [true, 16]);
+
     // Writes never happen: refused up front, or by the read-only connection.
     const before = cluster.controller.controller.jobs.jobs.size;
     for (

@@ -56,3 +56,19 @@ Deno.test("transactions: the file rotates by size and is reloaded after a restar
     Deno.removeSync(dir, { recursive: true });
   }
 });
+
+Deno.test("transactions: a failed append is logged once and never fails the action", () => {
+  const dir = Deno.makeTempDirSync({ prefix: "iris-tx-" });
+  try {
+    // A directory where the file should be: every append fails.
+    Deno.mkdirSync(`${dir}/${TRANSACTIONS_FILE}`);
+    const logged: string[] = [];
+    const log = new TransactionLog({ dir, log: (l) => logged.push(l) });
+    fill(log, 3);
+    assertEquals(log.list().length, 3);
+    assertEquals(logged.length, 1, logged.join("\n"));
+    assert(logged[0]!.includes(`${dir}/${TRANSACTIONS_FILE}`), logged[0]);
+  } finally {
+    Deno.removeSync(dir, { recursive: true });
+  }
+});
