@@ -13,6 +13,7 @@ import { clusterCommands } from "./cluster.ts";
 import { authCommands } from "./auth.ts";
 import { userCommands } from "./user.ts";
 import { keyCommands } from "./key.ts";
+import { opsCommands } from "./ops.ts";
 import { VERSION } from "../version.ts";
 import { ControllerUnreachableError } from "../client/client.ts";
 import { IrisError } from "../errors.ts";
@@ -26,6 +27,7 @@ const COMMANDS: CommandSpec[] = [
   ...authCommands,
   ...userCommands,
   ...keyCommands,
+  ...opsCommands,
   smokeCommand,
 ];
 

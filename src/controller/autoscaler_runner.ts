@@ -405,6 +405,12 @@ export class AutoscalerRunner {
       }),
     );
     if (this.#actions.length > 100) this.#actions.shift();
+    this.#o.controller.transactions.record({
+      action,
+      entity: sliceId,
+      user: "autoscaler",
+      details: `${group}: ${reason}`,
+    });
   }
 
   #track(p: Promise<void>): void {

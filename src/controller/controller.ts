@@ -50,10 +50,13 @@ import { schedule } from "./scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
+import { TransactionLog } from "./transactions.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
   clock?: Clock;
+  /** The transactions log (transactions.ts). @default a memory-only one */
+  transactions?: TransactionLog;
   /** How often workers heartbeat. @default 1s */
   heartbeatInterval?: Duration;
   /** Missed heartbeats before a worker is declared dead. @default 3 */
@@ -128,6 +131,8 @@ export class Controller {
   /** The URL tasks use to reach the controller; set once the server listens. */
   url = "";
   readonly recentLogs: string[] = [];
+  /** Who did what: submits, cancels, scale-ups, preemptions, worker deaths, execs. */
+  readonly transactions: TransactionLog;
   readonly #opts: ControllerOptions;
   readonly #abort = new AbortController();
   readonly #clients = new Map<string, WorkerClient>();
@@ -171,6 +176,7 @@ export class Controller {
         (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
     );
     this.startedAtMs = this.clock.now();
+    this.transactions = options.transactions ?? new TransactionLog({ log: (l) => this.log(l) });
     this.#servingSinceMs = this.startedAtMs;
     this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
@@ -738,6 +744,12 @@ export class Controller {
       if (task && this.jobs.preempt(task, p.reason, now, fx)) {
         this.logs.system(task.taskId, this.jobs.currentAttempt(task)!.attemptId, p.reason, now);
         this.log(`task ${task.taskId} on ${p.workerId}: ${p.reason}`);
+        this.transactions.record({
+          action: "preempt",
+          entity: task.taskId,
+          user: "scheduler",
+          details: `on ${p.workerId}: ${p.reason}`,
+        });
       }
     }
     this.#gateReasons();
@@ -1110,6 +1122,12 @@ export class Controller {
         ? `worker ${workerId} removed: ${reason}`
         : `worker ${workerId} declared dead: ${reason}`,
     );
+    this.transactions.record({
+      action: "worker_dead",
+      entity: workerId,
+      user: "controller",
+      details: reason,
+    });
     const fx = noEffects();
     for (const key of keys) {
       const { taskId, attemptId } = parseAttemptKey(key);
@@ -1199,6 +1217,11 @@ export class Controller {
     if (!this.#tryFlush()) return;
     this.#perform(fx);
     this.requestSchedule();
+  }
+
+  /** The (cached) client for a worker's address, as used for dispatch. */
+  workerClient(address: string): WorkerClient {
+    return this.#client(address);
   }
 
   #client(address: string): WorkerClient {

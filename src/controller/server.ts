@@ -18,6 +18,7 @@ import {
 import { Controller, type ControllerOptions } from "./controller.ts";
 import { type BundleStorage, controllerRoutes } from "./service.ts";
 import { StateStore, type StateStoreOptions } from "./store.ts";
+import { TransactionLog } from "./transactions.ts";
 
 /** Options for {@linkcode startController}. */
 export interface StartControllerOptions extends ControllerOptions {
@@ -84,6 +85,8 @@ export function startController(options: StartControllerOptions = {}): Controlle
         options.userBudgets ?? [],
         options.stateDir ? `${options.stateDir}/${ACCOUNTS_FILE}` : undefined,
       ),
+      transactions: options.transactions ??
+        new TransactionLog({ dir: options.stateDir, log: options.log }),
       // Task logs go to files under the state dir (docs/durability.md).
       logs: {
         ...options.logs,

@@ -12,6 +12,7 @@ import {
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
 import type { Controller } from "./controller.ts";
+import { VERSION } from "../version.ts";
 import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
 import { queryJobs } from "./job_query.ts";
 import { isTaskActive } from "./job_rules.ts";
@@ -26,6 +27,11 @@ import { parseAttemptKey } from "./workers.ts";
 import { budgetHandlers } from "./budget_service.ts";
 import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
+import { requireAdmin } from "../auth/admin.ts";
+import { FailedPreconditionError } from "../errors.ts";
+import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { processInfo } from "../process_info.ts";
+import { queryLimits, runRawQuery } from "./raw_query.ts";
 
 /** Stores uploaded bundles (src/bundle's FileBundleStore implements it). */
 export interface BundleStorage {
@@ -70,8 +76,18 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       if (req.requestId.length > 256) {
         throw new InvalidArgumentError("request_id", "at most 256 characters");
       }
-      const requestId = authorizeLaunch(ctx.values.get(PRINCIPAL), req.spec, req.requestId);
-      return c.launchJob(req.spec, requestId);
+      const principal = ctx.values.get(PRINCIPAL);
+      const requestId = authorizeLaunch(principal, req.spec, req.requestId);
+      const res = c.launchJob(req.spec, requestId);
+      if (res.created) {
+        c.transactions.record({
+          action: "submit",
+          entity: res.jobId,
+          user: principal?.user ?? req.spec.user,
+          details: `${req.spec.replicas || 1} task(s)`,
+        });
+      }
+      return res;
     }),
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
@@ -88,8 +104,18 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       };
     }),
     terminateJob: wrap((req, ctx) => {
-      authorizeJobAction(ctx.values.get(PRINCIPAL), c.jobs.job(req.jobId).jobId);
-      return { terminatedJobIds: c.terminateJob(req.jobId, req.reason) };
+      const principal = ctx.values.get(PRINCIPAL);
+      authorizeJobAction(principal, c.jobs.job(req.jobId).jobId);
+      const ids = c.terminateJob(req.jobId, req.reason);
+      if (ids.length) {
+        c.transactions.record({
+          action: "cancel",
+          entity: req.jobId,
+          user: principal?.user ?? "",
+          details: req.reason || "terminated by user",
+        });
+      }
+      return { terminatedJobIds: ids };
     }),
     listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) })),
     getTaskLogs: wrap(async (req) => {
@@ -218,6 +244,114 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     listUsers: wrap(accounts.listUsers),
     deleteUser: wrap(accounts.deleteUser),
     enrolWorker: wrap(accounts.enrolWorker),
+    executeRawQuery: wrap(async (req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "run raw SQL queries");
+      const limits = queryLimits(req.sql, req.maxRows, req.timeoutMs);
+      const path = c.store?.path;
+      if (!path) {
+        throw new FailedPreconditionError(
+          "this controller keeps its state in memory only (no state dir): there is no database to " +
+            "query; start it with a state dir (controller.state_dir) to use iris query",
+        );
+      }
+      return await runRawQuery(path, req.sql, limits);
+    }),
+    async *execInTask(req, ctx) {
+      let worker;
+      try {
+        const principal = ctx.values.get(PRINCIPAL);
+        const task = c.jobs.task(req.taskId);
+        authorizeJobAction(principal, task.jobId, "exec in");
+        if (req.command.length === 0 || req.command[0] === "") {
+          throw new InvalidArgumentError("command", "must not be empty");
+        }
+        if (req.timeoutMs < -1) {
+          throw new InvalidArgumentError("timeout_ms", `must be -1 or more (got ${req.timeoutMs})`);
+        }
+        if (req.timeoutMs === -1) requireAdmin(principal, "exec without a time limit");
+        const cur = c.jobs.currentAttempt(task);
+        if (task.state !== TaskState.RUNNING || !cur) {
+          throw new FailedPreconditionError(`task ${req.taskId} is not running`);
+        }
+        worker = c.workers.workers.get(cur.workerId);
+        if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
+        const user = principal?.user ?? "";
+        c.transactions.record({
+          action: "exec",
+          entity: req.taskId,
+          user,
+          details: JSON.stringify(req.command).slice(0, 1000),
+        });
+        c.log(
+          `exec in ${req.taskId} by ${user || "(no auth)"}: ${req.command.join(" ").slice(0, 200)}`,
+        );
+      } catch (err) {
+        throw toConnectError(err);
+      }
+      yield* c.workerClient(worker.address).execInTask(
+        { taskId: req.taskId, command: req.command, timeoutMs: req.timeoutMs },
+        { signal: ctx.signal },
+      );
+    },
+    profileTask: wrap(async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      const task = c.jobs.task(req.taskId);
+      authorizeJobAction(principal, task.jobId, "profile");
+      if (req.seconds < 0 || req.seconds > 60) {
+        throw new InvalidArgumentError("seconds", `must be 0..60 (got ${req.seconds})`);
+      }
+      const cur = c.jobs.currentAttempt(task);
+      if (task.state !== TaskState.RUNNING || !cur) {
+        throw new FailedPreconditionError(`task ${req.taskId} is not running`);
+      }
+      const worker = c.workers.workers.get(cur.workerId);
+      if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
+      c.transactions.record({
+        action: "profile",
+        entity: req.taskId,
+        user: principal?.user ?? "",
+        details: `${req.seconds || 5}s`,
+      });
+      return await c.workerClient(worker.address).profileTask(
+        { taskId: req.taskId, seconds: req.seconds },
+        { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]) },
+      );
+    }),
+    getTransactions: wrap((req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "read the transactions log");
+      if (req.limit < 0) throw new InvalidArgumentError("limit", `must be >= 0 (got ${req.limit})`);
+      return {
+        transactions: c.transactions.list({
+          limit: req.limit,
+          actions: req.actions,
+          entityPrefix: req.entityPrefix,
+          afterSeq: req.afterSeq,
+        }),
+      };
+    }),
+    getProcessStatus: wrap(async (req, ctx) => {
+      requireAdmin(ctx.values.get(PRINCIPAL), "read process status");
+      if (req.maxLogLines < 0) {
+        throw new InvalidArgumentError("max_log_lines", `must be >= 0 (got ${req.maxLogLines})`);
+      }
+      if (req.workerId) {
+        const worker = c.workers.workers.get(req.workerId);
+        if (!worker) throw new NotFoundError(`No worker ${req.workerId}`);
+        return await c.workerClient(worker.address).getProcessStatus(
+          { maxLogLines: req.maxLogLines },
+          { signal: AbortSignal.timeout(10_000) },
+        );
+      }
+      return {
+        process: processInfo({
+          role: "controller",
+          startedAtMs: c.startedAtMs,
+          version: deps.version ?? VERSION,
+          logs: c.recentLogs,
+          maxLogLines: req.maxLogLines,
+        }),
+      };
+    }),
   };
 }
 

@@ -24,7 +24,7 @@ import {
 } from "./lines.ts";
 import { formatBytes, oneLine } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
-import type { ProcessTable } from "./process_tree.ts";
+import type { ProcessTable, SpawnOptions } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
 import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
@@ -127,6 +127,7 @@ export class TaskAttempt {
   #pod?: KubeTaskPod;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
+  #execSpec?: SpawnOptions;
   #denoPath = Deno.execPath();
   /** Set when the task was killed for filling more than its disk_bytes. */
   #diskExceeded = false;
@@ -145,6 +146,16 @@ export class TaskAttempt {
   }
 
   /** Current state: ASSIGNED, BUILDING, RUNNING, then a final one. */
+  /** How to run a command like the task (`iris task exec`), while it is running. */
+  get execSpec(): SpawnOptions | undefined {
+    return this.#status.state === TaskState.RUNNING ? this.#execSpec : undefined;
+  }
+
+  /** The task's session (its leader's pid) while it is running, else 0. */
+  get sessionId(): number {
+    return this.#status.state === TaskState.RUNNING ? this.#status.pid : 0;
+  }
+
   get state(): TaskState {
     return this.#status.state;
   }
@@ -401,6 +412,17 @@ export class TaskAttempt {
       reapTag: ctx.reapTag,
     });
     if (ctx.taskPods) return await this.#runPod(ctx.taskPods, argv, env, timeout);
+    const user = this.#user && ctx.taskUsers &&
+      { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv };
+    // RLIMIT_NPROC counts every process of the real uid: only a task user's are the task's.
+    const limits = {
+      processes: this.#user ? ctx.limits?.processes : undefined,
+      openFiles: ctx.limits?.openFiles,
+      // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
+      fileBytes: req.resources?.diskBytes || undefined,
+    };
+    // What `iris task exec` runs commands with: the task's directory, env, user and limits.
+    this.#execSpec = { cwd: this.dir, env, user: user || undefined, limits };
     const proc = TaskProcess.start({
       argv,
       cwd: this.dir,
@@ -409,16 +431,10 @@ export class TaskAttempt {
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
-      user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
+      user,
       maxLineBytes: ctx.logBudget.limits.maxLineBytes,
       admit: (_stream, bytes) => this.#admit(bytes),
-      // RLIMIT_NPROC counts every process of the real uid: only a task user's are the task's.
-      limits: {
-        processes: this.#user ? ctx.limits?.processes : undefined,
-        openFiles: ctx.limits?.openFiles,
-        // No single file past disk_bytes: the kernel stops it at once (SIGXFSZ).
-        fileBytes: req.resources?.diskBytes || undefined,
-      },
+      limits,
       maxProcesses: ctx.limits?.processes,
       // Joined before the task starts: a join after the spawn races the task's first forks.
       cgroup: ctx.ledger?.cgroup,

@@ -4,8 +4,15 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
-import type { LogLine, ResourceSnapshot } from "../rpc/gen/iris/v1/types_pb.ts";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import {
+  type ExecInTaskResponse,
+  GetProcessStatusResponseSchema,
+  type LogLine,
+  type ProcessInfo,
+  type ProfileTaskResponse,
+  type ResourceSnapshot,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import {
   FetchTaskLogsResponseSchema,
   HealthResponseSchema,
@@ -19,6 +26,7 @@ import {
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { NotFoundError, toConnectError } from "../errors.ts";
+import { type Duration, ms, seconds } from "../time.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -46,6 +54,21 @@ export interface WorkerCore {
     /** Current use of the tasks and of the host, without per-task samples. */
     snapshot?: ResourceSnapshot;
   };
+  /** Runs a command like a running task (absent in fakes: Unimplemented). */
+  execInTask?(
+    taskId: string,
+    command: readonly string[],
+    timeout: Duration | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<ExecInTaskResponse>;
+  /** A CPU profile of a running task (absent in fakes: Unimplemented). */
+  profileTask?(
+    taskId: string,
+    duration: Duration,
+    signal: AbortSignal,
+  ): Promise<ProfileTaskResponse>;
+  /** The worker process itself, for GetProcessStatus (absent in fakes: Unimplemented). */
+  processStatus?(maxLogLines: number): ProcessInfo;
 }
 
 /** Registers WorkerService on a router, served by `core`. */
@@ -80,5 +103,43 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           return create(FetchTaskLogsResponseSchema, { lines });
         }),
       health: () => guard(() => create(HealthResponseSchema, core.health())),
+      async *execInTask(req, ctx) {
+        if (!core.execInTask) {
+          throw new ConnectError("this worker cannot exec in tasks", Code.Unimplemented);
+        }
+        const timeout = req.timeoutMs < 0 ? undefined : ms(req.timeoutMs || 60_000);
+        let stream;
+        try {
+          stream = core.execInTask(req.taskId, req.command, timeout, ctx.signal);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+        yield* stream;
+      },
+      async profileTask(req, ctx) {
+        if (!core.profileTask) {
+          throw new ConnectError("this worker cannot profile tasks", Code.Unimplemented);
+        }
+        if (req.seconds < 0 || req.seconds > 60) {
+          throw new ConnectError(
+            `seconds: must be 0..60 (got ${req.seconds})`,
+            Code.InvalidArgument,
+          );
+        }
+        try {
+          return await core.profileTask(req.taskId, seconds(req.seconds || 5), ctx.signal);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      getProcessStatus: (req) =>
+        guard(() => {
+          if (!core.processStatus) {
+            throw new ConnectError("this worker does not report its process", Code.Unimplemented);
+          }
+          return create(GetProcessStatusResponseSchema, {
+            process: core.processStatus(req.maxLogLines),
+          });
+        }),
     });
 }

@@ -28,7 +28,7 @@ import {
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
-import { describeError, InvalidArgumentError } from "../errors.ts";
+import { describeError, FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
@@ -51,6 +51,15 @@ import {
   type WorkerDevices,
   workerDevices,
 } from "./devices.ts";
+import { processInfo } from "../process_info.ts";
+import type {
+  ExecInTaskResponse,
+  ProcessInfo,
+  ProfileTaskResponse,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { profileSession } from "./profile.ts";
+import { execLikeTask } from "./exec.ts";
+import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
@@ -241,6 +250,9 @@ class IrisWorker implements WorkerCore {
   readonly #host = new HostMeter();
   readonly #processTable: ProcessTable;
   readonly #started = performance.now();
+  readonly #startedAtMs = Date.now();
+  /** The worker's recent log lines (stamped), newest last, for GetProcessStatus. */
+  readonly #recentLogs: string[] = [];
   readonly #server: RpcServer;
   readonly #onAbort = () => void this.stop();
   readonly #url: string;
@@ -436,6 +448,55 @@ class IrisWorker implements WorkerCore {
       snapshot: this.#snapshot(false),
       controllerUrl: this.#opts.controllerUrl,
     };
+  }
+
+  /** Runs a command like the running task `taskId` (`iris task exec`); see exec.ts. */
+  execInTask(
+    taskId: string,
+    command: readonly string[],
+    timeout: Duration | undefined,
+    signal: AbortSignal,
+  ): AsyncGenerator<ExecInTaskResponse> {
+    if (command.length === 0 || command[0] === "") {
+      throw new InvalidArgumentError("command", "must not be empty");
+    }
+    const attempt = this.#active().find((a) => a.taskId === taskId && a.execSpec);
+    if (!attempt) {
+      throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
+    }
+    this.#log(`exec in ${taskId} attempt ${attempt.attemptId}: ${command.join(" ").slice(0, 200)}`);
+    return execLikeTask(attempt.execSpec!, command, timeout, signal);
+  }
+
+  /** A CPU profile of the running task `taskId` (`iris task profile`); see profile.ts. */
+  async profileTask(
+    taskId: string,
+    duration: Duration,
+    signal: AbortSignal,
+  ): Promise<ProfileTaskResponse> {
+    const attempt = this.#active().find((a) => a.taskId === taskId && a.sessionId);
+    if (!attempt) {
+      throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
+    }
+    this.#log(`profiling ${taskId} attempt ${attempt.attemptId} for ${duration / 1000}s`);
+    return await profileSession(
+      attempt.sessionId,
+      attempt.execSpec?.env.PATH,
+      attempt.dir,
+      duration,
+      signal,
+    );
+  }
+
+  processStatus(maxLogLines: number): ProcessInfo {
+    return processInfo({
+      role: "worker",
+      id: this.#workerId,
+      startedAtMs: this.#startedAtMs,
+      version: VERSION,
+      logs: this.#recentLogs,
+      maxLogLines,
+    });
   }
 
   stop(): Promise<void> {
@@ -634,6 +695,8 @@ class IrisWorker implements WorkerCore {
   }
 
   #log(line: string): void {
+    this.#recentLogs.push(`${new Date().toISOString()} ${line}`);
+    if (this.#recentLogs.length > 2000) this.#recentLogs.splice(0, 500);
     this.#opts.log?.(line);
   }
 }

@@ -341,6 +341,26 @@ Deno.test({
         await shot("09-status");
       });
 
+      await t.step("transactions list who submitted what", async () => {
+        await page.goto(`${base}/#/transactions`);
+        await page.locator(".transaction-row").first().waitFor();
+        const rows = page.locator('.transaction-row[data-action="submit"]');
+        assert.ok((await rows.count()) >= 5, `${await rows.count()} submit rows`);
+        await page.locator(".transaction-row").filter({ hasText: running }).first().waitFor();
+        await assertNotPwned(page);
+        await shot("10-transactions");
+      });
+
+      await t.step("a running task's Profile button shows a profile", async () => {
+        await page.goto(`${base}/#/job/${encodeURIComponent(running)}`);
+        await page.locator(`.task-row[data-task-id="${tickerTask}"] .btn-profile`).click();
+        await page.locator(".profile-slot .card, .profile-slot .alert").first()
+          .waitFor({ timeout: 20_000 });
+        const text = (await page.locator(".profile-slot").textContent()) ?? "";
+        assert.match(text, /(\/proc|ps) sampling of session \d+/);
+        await shot("11-profile");
+      });
+
       assert.deepEqual(dialogs, [], "no dialog may fire");
       assert.deepEqual(errors, [], "no console errors (CSP violations, exceptions)");
       console.log(`screenshots: ${artifactDir()}/real-*.png`);

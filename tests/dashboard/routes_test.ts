@@ -17,6 +17,7 @@ Deno.test("parseRoute() maps hashes to pages, defaulting to jobs", () => {
   assert.deepEqual(parseRoute("#/autoscaler"), { page: "autoscaler" });
   assert.deepEqual(parseRoute("#/endpoints"), { page: "endpoints" });
   assert.deepEqual(parseRoute("#/status"), { page: "status" });
+  assert.deepEqual(parseRoute("#/transactions"), { page: "transactions" });
   assert.deepEqual(parseRoute("#/job/"), { page: "jobs" });
   assert.deepEqual(parseRoute("#/worker/"), { page: "fleet" });
   assert.deepEqual(parseRoute("#/worker/tpu-a-0"), { page: "worker", id: "tpu-a-0" });

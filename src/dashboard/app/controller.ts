@@ -14,6 +14,7 @@ import { startShell } from "./shell.ts";
 import { statusPage } from "./status.ts";
 import { usagePage } from "./usage.ts";
 import { usersPage } from "./users.ts";
+import { transactionsPage } from "./transactions.ts";
 
 function mount(route: Route, env: PageEnv<ControllerApi>): Page {
   switch (route.page) {
@@ -33,6 +34,8 @@ function mount(route: Route, env: PageEnv<ControllerApi>): Page {
       return statusPage(env);
     case "usage":
       return usagePage(env);
+    case "transactions":
+      return transactionsPage(env);
     default:
       return jobsPage(env, route.query);
   }
@@ -51,5 +54,6 @@ startShell<Route, ControllerApi>({
     { label: "Endpoints", href: "#/endpoints", active: (r) => r.page === "endpoints" },
     { label: "Users", href: "#/users", active: (r) => r.page === "users" },
     { label: "Status", href: "#/status", active: (r) => r.page === "status" },
+    { label: "Transactions", href: "#/transactions", active: (r) => r.page === "transactions" },
   ],
 });

@@ -61,6 +61,38 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
   const summary = h("div", { class: "detail-grid" });
   const childrenSlot = h("div");
   const tasksBody = h("tbody", null, emptyRow(9, "Loading…"));
+  // `iris task profile` from the page: the latest profile taken here, or its error.
+  const profileSlot = h("div", { class: "profile-slot" });
+  let profiling = "";
+
+  async function profile(taskId: string): Promise<void> {
+    if (profiling) return;
+    profiling = taskId;
+    replace(profileSlot, h("p", { class: "muted" }, `Profiling ${taskId} for 5 s…`));
+    try {
+      const res = await env.api.profileTask({ taskId, seconds: 5 });
+      const body = res.format === "text"
+        ? h("pre", { class: "profile-text" }, new TextDecoder().decode(res.profile))
+        : h(
+          "p",
+          null,
+          `${res.method} profile (${res.format}, ${res.profile.length} bytes): fetch it with ` +
+            `iris task profile ${taskId}`,
+        );
+      replace(
+        profileSlot,
+        card(
+          `Profile of ${taskId} (${res.method})`,
+          res.note ? h("p", { class: "muted" }, res.note) : "",
+          body,
+        ),
+      );
+    } catch (e) {
+      replace(profileSlot, errorBox(`ProfileTask failed: ${errorMessage(e)}`));
+    } finally {
+      profiling = "";
+    }
+  }
 
   // Logs: the source is the whole job (all tasks) or one task id.
   let logSource = jobId;
@@ -140,6 +172,7 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
         tasksBody,
       ),
     ),
+    profileSlot,
     card(
       h("span", null, "Logs ", logCount),
       h(
@@ -425,7 +458,18 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
             gpuPeakNote(t.resourceUsage),
           ),
           h("td", { class: "col-error" }, reason),
-          h("td", { class: "col-actions" }, viewLogs),
+          h(
+            "td",
+            { class: "col-actions" },
+            viewLogs,
+            state === "running"
+              ? on(
+                h("button", { type: "button", class: "btn btn-small btn-profile" }, "Profile"),
+                "click",
+                () => void profile(t.taskId),
+              )
+              : "",
+          ),
         );
       }),
     );

@@ -15,7 +15,8 @@ export type Route =
   | { readonly page: "endpoints" }
   | { readonly page: "users" }
   | { readonly page: "status" }
-  | { readonly page: "usage" };
+  | { readonly page: "usage" }
+  | { readonly page: "transactions" };
 
 /** Parses `location.hash`; unknown or empty hashes give the default (jobs). */
 export function parseRoute(hash: string): Route {
@@ -32,6 +33,7 @@ export function parseRoute(hash: string): Route {
     case "users":
     case "status":
     case "usage":
+    case "transactions":
       return { page: name };
     default: {
       const query = q < 0 ? {} : Object.fromEntries(new URLSearchParams(hash.slice(q + 1)));

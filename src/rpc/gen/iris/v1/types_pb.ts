@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/types.proto.
  */
 export const file_iris_v1_types: GenFile = /*@__PURE__*/
-  fileDesc("ChNpcmlzL3YxL3R5cGVzLnByb3RvEgdpcmlzLnYxIlUKC0FjY2VsZXJhdG9yEiYKBHR5cGUYASABKA4yGC5pcmlzLnYxLkFjY2VsZXJhdG9yVHlwZRIPCgd2YXJpYW50GAIgASgJEg0KBWNvdW50GAMgASgFIngKCVJlc291cmNlcxIWCg5jcHVfbWlsbGljb3JlcxgBIAEoBRIUCgxtZW1vcnlfYnl0ZXMYAiABKAESEgoKZGlza19ieXRlcxgDIAEoARIpCgthY2NlbGVyYXRvchgEIAEoCzIULmlyaXMudjEuQWNjZWxlcmF0b3IicgoOQXR0cmlidXRlVmFsdWUSFgoMc3RyaW5nX3ZhbHVlGAEgASgJSAASEwoJaW50X3ZhbHVlGAIgASgBSAASFQoLZmxvYXRfdmFsdWUYAyABKAFIABIUCgpib29sX3ZhbHVlGAQgASgISABCBgoEa2luZCK0AQoKQ29uc3RyYWludBILCgNrZXkYASABKAkSIQoCb3AYAiABKA4yFS5pcmlzLnYxLkNvbnN0cmFpbnRPcBImCgV2YWx1ZRgDIAEoCzIXLmlyaXMudjEuQXR0cmlidXRlVmFsdWUSJwoGdmFsdWVzGAQgAygLMhcuaXJpcy52MS5BdHRyaWJ1dGVWYWx1ZRIlCgRtb2RlGAUgASgOMhcuaXJpcy52MS5Db25zdHJhaW50TW9kZSIgCgxDb3NjaGVkdWxpbmcSEAoIZ3JvdXBfYnkYASABKAkiIQoRQ29tbWFuZEVudHJ5cG9pbnQSDAoEYXJndhgBIAMoCSJVCg9UYXNrUGVybWlzc2lvbnMSDAoEcmVhZBgBIAMoCRINCgV3cml0ZRgCIAMoCRILCgNuZXQYAyADKAkSCwoDZW52GAQgAygJEgsKA3J1bhgFIAMoCSJdChBNb2R1bGVFbnRyeXBvaW50EgwKBHBhdGgYASABKAkSDAoEYXJncxgCIAMoCRItCgtwZXJtaXNzaW9ucxgDIAEoCzIYLmlyaXMudjEuVGFza1Blcm1pc3Npb25zInAKCkVudHJ5cG9pbnQSLQoHY29tbWFuZBgBIAEoCzIaLmlyaXMudjEuQ29tbWFuZEVudHJ5cG9pbnRIABIrCgZtb2R1bGUYAiABKAsyGS5pcmlzLnYxLk1vZHVsZUVudHJ5cG9pbnRIAEIGCgRraW5kImMKEFJlc2VydmF0aW9uRW50cnkSJQoJcmVzb3VyY2VzGAEgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSKAoLY29uc3RyYWludHMYAiADKAsyEy5pcmlzLnYxLkNvbnN0cmFpbnQiqAUKB0pvYlNwZWMSDAoEbmFtZRgBIAEoCRInCgplbnRyeXBvaW50GAIgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50EiYKA2VudhgDIAMoCzIZLmlyaXMudjEuSm9iU3BlYy5FbnZFbnRyeRIlCglyZXNvdXJjZXMYBCABKAsyEi5pcmlzLnYxLlJlc291cmNlcxIQCghyZXBsaWNhcxgFIAEoBRIrCgxjb3NjaGVkdWxpbmcYBiABKAsyFS5pcmlzLnYxLkNvc2NoZWR1bGluZxIoCgtjb25zdHJhaW50cxgHIAMoCzITLmlyaXMudjEuQ29uc3RyYWludBIbChNtYXhfcmV0cmllc19mYWlsdXJlGAggASgFEiMKFm1heF9yZXRyaWVzX3ByZWVtcHRpb24YCSABKAVIAIgBARIZChFtYXhfdGFza19mYWlsdXJlcxgKIAEoBRISCgp0aW1lb3V0X21zGAsgASgBEh0KFXNjaGVkdWxpbmdfdGltZW91dF9tcxgMIAEoARINCgVwb3J0cxgNIAMoCRIRCglidW5kbGVfaWQYDiABKAkSDAoEdXNlchgPIAEoCRIVCg1wYXJlbnRfam9iX2lkGBAgASgJEicKCHByaW9yaXR5GBEgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQSNwoTZXhpc3Rpbmdfam9iX3BvbGljeRgSIAEoDjIaLmlyaXMudjEuRXhpc3RpbmdKb2JQb2xpY3kSLgoLcmVzZXJ2YXRpb24YHiADKAsyGS5pcmlzLnYxLlJlc2VydmF0aW9uRW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIZChdfbWF4X3JldHJpZXNfcHJlZW1wdGlvbiJKCg1QZW5kaW5nUmVhc29uEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIaChJ3b3JrZXJzX2NvbnNpZGVyZWQYAyABKAUiggIKB0F0dGVtcHQSEgoKYXR0ZW1wdF9pZBgBIAEoBRIRCgl3b3JrZXJfaWQYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZRIRCglleGl0X2NvZGUYBCABKAUSDgoGc2lnbmFsGAUgASgJEg0KBWVycm9yGAYgASgJEhYKDmFzc2lnbmVkX2F0X21zGAcgASgBEhUKDXN0YXJ0ZWRfYXRfbXMYCCABKAESFgoOZmluaXNoZWRfYXRfbXMYCSABKAESGQoRaXNfd29ya2VyX2ZhaWx1cmUYCiABKAgSGQoRcGVha19tZW1vcnlfYnl0ZXMYCyABKAEi1QQKClRhc2tTdGF0dXMSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSDQoFaW5kZXgYAyABKAUSIQoFc3RhdGUYBCABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYBSABKAkSFgoOd29ya2VyX2FkZHJlc3MYBiABKAkSEQoJZXhpdF9jb2RlGAcgASgFEg0KBWVycm9yGAggASgJEhUKDXN0YXJ0ZWRfYXRfbXMYCSABKAESFgoOZmluaXNoZWRfYXRfbXMYCiABKAESGgoSY3VycmVudF9hdHRlbXB0X2lkGAsgASgFEiIKCGF0dGVtcHRzGAwgAygLMhAuaXJpcy52MS5BdHRlbXB0Ei4KDnBlbmRpbmdfcmVhc29uGA0gASgLMhYuaXJpcy52MS5QZW5kaW5nUmVhc29uEi0KBXBvcnRzGA4gAygLMh4uaXJpcy52MS5UYXNrU3RhdHVzLlBvcnRzRW50cnkSFQoNZmFpbHVyZV9jb3VudBgPIAEoBRIYChBwcmVlbXB0aW9uX2NvdW50GBAgASgFEhMKC3N0ZGVycl90YWlsGBEgAygJEjIKDnJlc291cmNlX3VzYWdlGBIgASgLMhouaXJpcy52MS5UYXNrUmVzb3VyY2VVc2FnZRIxCg11c2FnZV9oaXN0b3J5GBMgAygLMhouaXJpcy52MS5UYXNrUmVzb3VyY2VVc2FnZRosCgpQb3J0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBToCOAEi9QQKCUpvYlN0YXR1cxIOCgZqb2JfaWQYASABKAkSDAoEdXNlchgCIAEoCRIgCgVzdGF0ZRgDIAEoDjIRLmlyaXMudjEuSm9iU3RhdGUSHgoEc3BlYxgEIAEoCzIQLmlyaXMudjEuSm9iU3BlYxIXCg9zdWJtaXR0ZWRfYXRfbXMYBSABKAESFQoNc3RhcnRlZF9hdF9tcxgGIAEoARIWCg5maW5pc2hlZF9hdF9tcxgHIAEoARJCChF0YXNrX3N0YXRlX2NvdW50cxgIIAMoCzInLmlyaXMudjEuSm9iU3RhdHVzLlRhc2tTdGF0ZUNvdW50c0VudHJ5EhIKCnRhc2tfY291bnQYCSABKAUSFwoPY29tcGxldGVkX2NvdW50GAogASgFEhUKDWZhaWx1cmVfY291bnQYCyABKAUSGAoQcHJlZW1wdGlvbl9jb3VudBgMIAEoBRINCgVlcnJvchgNIAEoCRIuCg5wZW5kaW5nX3JlYXNvbhgOIAEoCzIWLmlyaXMudjEuUGVuZGluZ1JlYXNvbhIVCg1wYXJlbnRfam9iX2lkGA8gASgJEhQKDGhhc19jaGlsZHJlbhgQIAEoCBIRCglleGl0X2NvZGUYESABKAUSMQoSZWZmZWN0aXZlX3ByaW9yaXR5GB4gASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQSFwoPcHJpb3JpdHlfcmVhc29uGB8gASgJEhsKE3Jlc2VydmF0aW9uX2NsYWltZWQYICABKAUaNgoUVGFza1N0YXRlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJxCgdMb2dMaW5lEhQKDHRpbWVzdGFtcF9tcxgBIAEoARIOCgZzdHJlYW0YAiABKAkSDAoEdGV4dBgDIAEoCRIPCgd0YXNrX2lkGAQgASgJEhIKCmF0dGVtcHRfaWQYBSABKAUSDQoFbGV2ZWwYBiABKAki9wMKEFJlc291cmNlU25hcHNob3QSFAoMdGltZXN0YW1wX21zGAEgASgBEhMKC2NwdV9wZXJjZW50GAIgASgBEhkKEW1lbW9yeV91c2VkX2J5dGVzGAMgASgBEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgEIAEoARIVCg1ydW5uaW5nX3Rhc2tzGAUgASgFEhUKDXByb2Nlc3NfY291bnQYBiABKAUSKQoFdGFza3MYByADKAsyGi5pcmlzLnYxLlRhc2tSZXNvdXJjZVVzYWdlEiAKE2hvc3RfY3B1X21pbGxpY29yZXMYCCABKAVIAIgBARImChlob3N0X2NwdV90b3RhbF9taWxsaWNvcmVzGAkgASgFSAGIAQESIwoWaG9zdF9tZW1vcnlfdXNlZF9ieXRlcxgKIAEoAUgCiAEBEiQKF2hvc3RfbWVtb3J5X3RvdGFsX2J5dGVzGAsgASgBSAOIAQESJgoHZGV2aWNlcxjUAiADKAsyFC5pcmlzLnYxLkRldmljZVVzYWdlQhYKFF9ob3N0X2NwdV9taWxsaWNvcmVzQhwKGl9ob3N0X2NwdV90b3RhbF9taWxsaWNvcmVzQhkKF19ob3N0X21lbW9yeV91c2VkX2J5dGVzQhoKGF9ob3N0X21lbW9yeV90b3RhbF9ieXRlcyLHAQoLRGV2aWNlVXNhZ2USDQoFaW5kZXgYASABKAUSDAoEdXVpZBgCIAEoCRIgChN1dGlsaXphdGlvbl9wZXJjZW50GAMgASgBSACIAQESHgoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAFIAYgBARIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBSABKAESDwoHcHJvYmxlbRgGIAEoCUIWChRfdXRpbGl6YXRpb25fcGVyY2VudEIUChJfbWVtb3J5X3VzZWRfYnl0ZXMi7wEKEVRhc2tSZXNvdXJjZVVzYWdlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIUCgx0aW1lc3RhbXBfbXMYAyABKAESFgoOY3B1X21pbGxpY29yZXMYBCABKAUSFAoMbWVtb3J5X2J5dGVzGAUgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAYgASgBEhUKDXByb2Nlc3NfY291bnQYByABKAUSHAoTZGV2aWNlX21lbW9yeV9ieXRlcxjUAiABKAESIQoYcGVha19kZXZpY2VfbWVtb3J5X2J5dGVzGNUCIAEoASL7AwoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIlCglyZXNvdXJjZXMYAyABKAsyEi5pcmlzLnYxLlJlc291cmNlcxI3CgphdHRyaWJ1dGVzGAQgAygLMiMuaXJpcy52MS5Xb3JrZXJJbmZvLkF0dHJpYnV0ZXNFbnRyeRITCgtzY2FsZV9ncm91cBgFIAEoCRIQCghzbGljZV9pZBgGIAEoCRIPCgdoZWFsdGh5GAcgASgIEhkKEWxhc3RfaGVhcnRiZWF0X21zGAggASgBEhgKEHJlZ2lzdGVyZWRfYXRfbXMYCSABKAESGAoQcnVubmluZ190YXNrX2lkcxgKIAMoCRIlCgljb21taXR0ZWQYCyABKAsyEi5pcmlzLnYxLlJlc291cmNlcxIrCghzbmFwc2hvdBgMIAEoCzIZLmlyaXMudjEuUmVzb3VyY2VTbmFwc2hvdBIWCg5zdGF0dXNfbWVzc2FnZRgNIAEoCRIqCgdoaXN0b3J5GA4gAygLMhkuaXJpcy52MS5SZXNvdXJjZVNuYXBzaG90GkoKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5pcmlzLnYxLkF0dHJpYnV0ZVZhbHVlOgI4ASLDAQoIRW5kcG9pbnQSEwoLZW5kcG9pbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSDgoGam9iX2lkGAUgASgJEjEKCG1ldGFkYXRhGAYgAygLMh8uaXJpcy52MS5FbmRwb2ludC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASqnAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIXChNUQVNLX1NUQVRFX0JVSUxESU5HEAISFgoSVEFTS19TVEFURV9SVU5OSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhUKEVRBU0tfU1RBVEVfS0lMTEVEEAYSHAoYVEFTS19TVEFURV9XT1JLRVJfRkFJTEVEEAcSHAoYVEFTS19TVEFURV9VTlNDSEVEVUxBQkxFEAgSFwoTVEFTS19TVEFURV9BU1NJR05FRBAJEhgKFFRBU0tfU1RBVEVfUFJFRU1QVEVEEAoq6gEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFURV9QRU5ESU5HEAESFgoSSk9CX1NUQVRFX0JVSUxESU5HEAISFQoRSk9CX1NUQVRFX1JVTk5JTkcQAxIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAQSFAoQSk9CX1NUQVRFX0ZBSUxFRBAFEhQKEEpPQl9TVEFURV9LSUxMRUQQBhIbChdKT0JfU1RBVEVfV09SS0VSX0ZBSUxFRBAHEhsKF0pPQl9TVEFURV9VTlNDSEVEVUxBQkxFEAgqgQEKD0FjY2VsZXJhdG9yVHlwZRIgChxBQ0NFTEVSQVRPUl9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUQUNDRUxFUkFUT1JfVFlQRV9DUFUQARIYChRBQ0NFTEVSQVRPUl9UWVBFX0dQVRACEhgKFEFDQ0VMRVJBVE9SX1RZUEVfVFBVEAMq/wEKDENvbnN0cmFpbnRPcBIdChlDT05TVFJBSU5UX09QX1VOU1BFQ0lGSUVEEAASFAoQQ09OU1RSQUlOVF9PUF9FURABEhQKEENPTlNUUkFJTlRfT1BfTkUQAhIYChRDT05TVFJBSU5UX09QX0VYSVNUUxADEhwKGENPTlNUUkFJTlRfT1BfTk9UX0VYSVNUUxAEEhQKEENPTlNUUkFJTlRfT1BfR1QQBRIUChBDT05TVFJBSU5UX09QX0dFEAYSFAoQQ09OU1RSQUlOVF9PUF9MVBAHEhQKEENPTlNUUkFJTlRfT1BfTEUQCBIUChBDT05TVFJBSU5UX09QX0lOEAkqTQoOQ29uc3RyYWludE1vZGUSHAoYQ09OU1RSQUlOVF9NT0RFX1JFUVVJUkVEEAASHQoZQ09OU1RSQUlOVF9NT0RFX1BSRUZFUlJFRBABKoMBCgxQcmlvcml0eUJhbmQSHQoZUFJJT1JJVFlfQkFORF9VTlNQRUNJRklFRBAAEhwKGFBSSU9SSVRZX0JBTkRfUFJPRFVDVElPThABEh0KGVBSSU9SSVRZX0JBTkRfSU5URVJBQ1RJVkUQAhIXChNQUklPUklUWV9CQU5EX0JBVENIEAMqlwEKEUV4aXN0aW5nSm9iUG9saWN5EiMKH0VYSVNUSU5HX0pPQl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIdChlFWElTVElOR19KT0JfUE9MSUNZX0VSUk9SEAESHAoYRVhJU1RJTkdfSk9CX1BPTElDWV9LRUVQEAISIAocRVhJU1RJTkdfSk9CX1BPTElDWV9SRUNSRUFURRADYgZwcm90bzM");
+  fileDesc("ChNpcmlzL3YxL3R5cGVzLnByb3RvEgdpcmlzLnYxIlUKC0FjY2VsZXJhdG9yEiYKBHR5cGUYASABKA4yGC5pcmlzLnYxLkFjY2VsZXJhdG9yVHlwZRIPCgd2YXJpYW50GAIgASgJEg0KBWNvdW50GAMgASgFIngKCVJlc291cmNlcxIWCg5jcHVfbWlsbGljb3JlcxgBIAEoBRIUCgxtZW1vcnlfYnl0ZXMYAiABKAESEgoKZGlza19ieXRlcxgDIAEoARIpCgthY2NlbGVyYXRvchgEIAEoCzIULmlyaXMudjEuQWNjZWxlcmF0b3IicgoOQXR0cmlidXRlVmFsdWUSFgoMc3RyaW5nX3ZhbHVlGAEgASgJSAASEwoJaW50X3ZhbHVlGAIgASgBSAASFQoLZmxvYXRfdmFsdWUYAyABKAFIABIUCgpib29sX3ZhbHVlGAQgASgISABCBgoEa2luZCK0AQoKQ29uc3RyYWludBILCgNrZXkYASABKAkSIQoCb3AYAiABKA4yFS5pcmlzLnYxLkNvbnN0cmFpbnRPcBImCgV2YWx1ZRgDIAEoCzIXLmlyaXMudjEuQXR0cmlidXRlVmFsdWUSJwoGdmFsdWVzGAQgAygLMhcuaXJpcy52MS5BdHRyaWJ1dGVWYWx1ZRIlCgRtb2RlGAUgASgOMhcuaXJpcy52MS5Db25zdHJhaW50TW9kZSIgCgxDb3NjaGVkdWxpbmcSEAoIZ3JvdXBfYnkYASABKAkiIQoRQ29tbWFuZEVudHJ5cG9pbnQSDAoEYXJndhgBIAMoCSJVCg9UYXNrUGVybWlzc2lvbnMSDAoEcmVhZBgBIAMoCRINCgV3cml0ZRgCIAMoCRILCgNuZXQYAyADKAkSCwoDZW52GAQgAygJEgsKA3J1bhgFIAMoCSJdChBNb2R1bGVFbnRyeXBvaW50EgwKBHBhdGgYASABKAkSDAoEYXJncxgCIAMoCRItCgtwZXJtaXNzaW9ucxgDIAEoCzIYLmlyaXMudjEuVGFza1Blcm1pc3Npb25zInAKCkVudHJ5cG9pbnQSLQoHY29tbWFuZBgBIAEoCzIaLmlyaXMudjEuQ29tbWFuZEVudHJ5cG9pbnRIABIrCgZtb2R1bGUYAiABKAsyGS5pcmlzLnYxLk1vZHVsZUVudHJ5cG9pbnRIAEIGCgRraW5kImMKEFJlc2VydmF0aW9uRW50cnkSJQoJcmVzb3VyY2VzGAEgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSKAoLY29uc3RyYWludHMYAiADKAsyEy5pcmlzLnYxLkNvbnN0cmFpbnQiqAUKB0pvYlNwZWMSDAoEbmFtZRgBIAEoCRInCgplbnRyeXBvaW50GAIgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50EiYKA2VudhgDIAMoCzIZLmlyaXMudjEuSm9iU3BlYy5FbnZFbnRyeRIlCglyZXNvdXJjZXMYBCABKAsyEi5pcmlzLnYxLlJlc291cmNlcxIQCghyZXBsaWNhcxgFIAEoBRIrCgxjb3NjaGVkdWxpbmcYBiABKAsyFS5pcmlzLnYxLkNvc2NoZWR1bGluZxIoCgtjb25zdHJhaW50cxgHIAMoCzITLmlyaXMudjEuQ29uc3RyYWludBIbChNtYXhfcmV0cmllc19mYWlsdXJlGAggASgFEiMKFm1heF9yZXRyaWVzX3ByZWVtcHRpb24YCSABKAVIAIgBARIZChFtYXhfdGFza19mYWlsdXJlcxgKIAEoBRISCgp0aW1lb3V0X21zGAsgASgBEh0KFXNjaGVkdWxpbmdfdGltZW91dF9tcxgMIAEoARINCgVwb3J0cxgNIAMoCRIRCglidW5kbGVfaWQYDiABKAkSDAoEdXNlchgPIAEoCRIVCg1wYXJlbnRfam9iX2lkGBAgASgJEicKCHByaW9yaXR5GBEgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQSNwoTZXhpc3Rpbmdfam9iX3BvbGljeRgSIAEoDjIaLmlyaXMudjEuRXhpc3RpbmdKb2JQb2xpY3kSLgoLcmVzZXJ2YXRpb24YHiADKAsyGS5pcmlzLnYxLlJlc2VydmF0aW9uRW50cnkaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIZChdfbWF4X3JldHJpZXNfcHJlZW1wdGlvbiJKCg1QZW5kaW5nUmVhc29uEgwKBGNvZGUYASABKAkSDwoHbWVzc2FnZRgCIAEoCRIaChJ3b3JrZXJzX2NvbnNpZGVyZWQYAyABKAUiggIKB0F0dGVtcHQSEgoKYXR0ZW1wdF9pZBgBIAEoBRIRCgl3b3JrZXJfaWQYAiABKAkSIQoFc3RhdGUYAyABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZRIRCglleGl0X2NvZGUYBCABKAUSDgoGc2lnbmFsGAUgASgJEg0KBWVycm9yGAYgASgJEhYKDmFzc2lnbmVkX2F0X21zGAcgASgBEhUKDXN0YXJ0ZWRfYXRfbXMYCCABKAESFgoOZmluaXNoZWRfYXRfbXMYCSABKAESGQoRaXNfd29ya2VyX2ZhaWx1cmUYCiABKAgSGQoRcGVha19tZW1vcnlfYnl0ZXMYCyABKAEi1QQKClRhc2tTdGF0dXMSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSDQoFaW5kZXgYAyABKAUSIQoFc3RhdGUYBCABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZRIRCgl3b3JrZXJfaWQYBSABKAkSFgoOd29ya2VyX2FkZHJlc3MYBiABKAkSEQoJZXhpdF9jb2RlGAcgASgFEg0KBWVycm9yGAggASgJEhUKDXN0YXJ0ZWRfYXRfbXMYCSABKAESFgoOZmluaXNoZWRfYXRfbXMYCiABKAESGgoSY3VycmVudF9hdHRlbXB0X2lkGAsgASgFEiIKCGF0dGVtcHRzGAwgAygLMhAuaXJpcy52MS5BdHRlbXB0Ei4KDnBlbmRpbmdfcmVhc29uGA0gASgLMhYuaXJpcy52MS5QZW5kaW5nUmVhc29uEi0KBXBvcnRzGA4gAygLMh4uaXJpcy52MS5UYXNrU3RhdHVzLlBvcnRzRW50cnkSFQoNZmFpbHVyZV9jb3VudBgPIAEoBRIYChBwcmVlbXB0aW9uX2NvdW50GBAgASgFEhMKC3N0ZGVycl90YWlsGBEgAygJEjIKDnJlc291cmNlX3VzYWdlGBIgASgLMhouaXJpcy52MS5UYXNrUmVzb3VyY2VVc2FnZRIxCg11c2FnZV9oaXN0b3J5GBMgAygLMhouaXJpcy52MS5UYXNrUmVzb3VyY2VVc2FnZRosCgpQb3J0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBToCOAEi9QQKCUpvYlN0YXR1cxIOCgZqb2JfaWQYASABKAkSDAoEdXNlchgCIAEoCRIgCgVzdGF0ZRgDIAEoDjIRLmlyaXMudjEuSm9iU3RhdGUSHgoEc3BlYxgEIAEoCzIQLmlyaXMudjEuSm9iU3BlYxIXCg9zdWJtaXR0ZWRfYXRfbXMYBSABKAESFQoNc3RhcnRlZF9hdF9tcxgGIAEoARIWCg5maW5pc2hlZF9hdF9tcxgHIAEoARJCChF0YXNrX3N0YXRlX2NvdW50cxgIIAMoCzInLmlyaXMudjEuSm9iU3RhdHVzLlRhc2tTdGF0ZUNvdW50c0VudHJ5EhIKCnRhc2tfY291bnQYCSABKAUSFwoPY29tcGxldGVkX2NvdW50GAogASgFEhUKDWZhaWx1cmVfY291bnQYCyABKAUSGAoQcHJlZW1wdGlvbl9jb3VudBgMIAEoBRINCgVlcnJvchgNIAEoCRIuCg5wZW5kaW5nX3JlYXNvbhgOIAEoCzIWLmlyaXMudjEuUGVuZGluZ1JlYXNvbhIVCg1wYXJlbnRfam9iX2lkGA8gASgJEhQKDGhhc19jaGlsZHJlbhgQIAEoCBIRCglleGl0X2NvZGUYESABKAUSMQoSZWZmZWN0aXZlX3ByaW9yaXR5GB4gASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQSFwoPcHJpb3JpdHlfcmVhc29uGB8gASgJEhsKE3Jlc2VydmF0aW9uX2NsYWltZWQYICABKAUaNgoUVGFza1N0YXRlQ291bnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJxCgdMb2dMaW5lEhQKDHRpbWVzdGFtcF9tcxgBIAEoARIOCgZzdHJlYW0YAiABKAkSDAoEdGV4dBgDIAEoCRIPCgd0YXNrX2lkGAQgASgJEhIKCmF0dGVtcHRfaWQYBSABKAUSDQoFbGV2ZWwYBiABKAki9wMKEFJlc291cmNlU25hcHNob3QSFAoMdGltZXN0YW1wX21zGAEgASgBEhMKC2NwdV9wZXJjZW50GAIgASgBEhkKEW1lbW9yeV91c2VkX2J5dGVzGAMgASgBEhoKEm1lbW9yeV90b3RhbF9ieXRlcxgEIAEoARIVCg1ydW5uaW5nX3Rhc2tzGAUgASgFEhUKDXByb2Nlc3NfY291bnQYBiABKAUSKQoFdGFza3MYByADKAsyGi5pcmlzLnYxLlRhc2tSZXNvdXJjZVVzYWdlEiAKE2hvc3RfY3B1X21pbGxpY29yZXMYCCABKAVIAIgBARImChlob3N0X2NwdV90b3RhbF9taWxsaWNvcmVzGAkgASgFSAGIAQESIwoWaG9zdF9tZW1vcnlfdXNlZF9ieXRlcxgKIAEoAUgCiAEBEiQKF2hvc3RfbWVtb3J5X3RvdGFsX2J5dGVzGAsgASgBSAOIAQESJgoHZGV2aWNlcxjUAiADKAsyFC5pcmlzLnYxLkRldmljZVVzYWdlQhYKFF9ob3N0X2NwdV9taWxsaWNvcmVzQhwKGl9ob3N0X2NwdV90b3RhbF9taWxsaWNvcmVzQhkKF19ob3N0X21lbW9yeV91c2VkX2J5dGVzQhoKGF9ob3N0X21lbW9yeV90b3RhbF9ieXRlcyLHAQoLRGV2aWNlVXNhZ2USDQoFaW5kZXgYASABKAUSDAoEdXVpZBgCIAEoCRIgChN1dGlsaXphdGlvbl9wZXJjZW50GAMgASgBSACIAQESHgoRbWVtb3J5X3VzZWRfYnl0ZXMYBCABKAFIAYgBARIaChJtZW1vcnlfdG90YWxfYnl0ZXMYBSABKAESDwoHcHJvYmxlbRgGIAEoCUIWChRfdXRpbGl6YXRpb25fcGVyY2VudEIUChJfbWVtb3J5X3VzZWRfYnl0ZXMi7wEKEVRhc2tSZXNvdXJjZVVzYWdlEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIUCgx0aW1lc3RhbXBfbXMYAyABKAESFgoOY3B1X21pbGxpY29yZXMYBCABKAUSFAoMbWVtb3J5X2J5dGVzGAUgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAYgASgBEhUKDXByb2Nlc3NfY291bnQYByABKAUSHAoTZGV2aWNlX21lbW9yeV9ieXRlcxjUAiABKAESIQoYcGVha19kZXZpY2VfbWVtb3J5X2J5dGVzGNUCIAEoASL7AwoKV29ya2VySW5mbxIRCgl3b3JrZXJfaWQYASABKAkSDwoHYWRkcmVzcxgCIAEoCRIlCglyZXNvdXJjZXMYAyABKAsyEi5pcmlzLnYxLlJlc291cmNlcxI3CgphdHRyaWJ1dGVzGAQgAygLMiMuaXJpcy52MS5Xb3JrZXJJbmZvLkF0dHJpYnV0ZXNFbnRyeRITCgtzY2FsZV9ncm91cBgFIAEoCRIQCghzbGljZV9pZBgGIAEoCRIPCgdoZWFsdGh5GAcgASgIEhkKEWxhc3RfaGVhcnRiZWF0X21zGAggASgBEhgKEHJlZ2lzdGVyZWRfYXRfbXMYCSABKAESGAoQcnVubmluZ190YXNrX2lkcxgKIAMoCRIlCgljb21taXR0ZWQYCyABKAsyEi5pcmlzLnYxLlJlc291cmNlcxIrCghzbmFwc2hvdBgMIAEoCzIZLmlyaXMudjEuUmVzb3VyY2VTbmFwc2hvdBIWCg5zdGF0dXNfbWVzc2FnZRgNIAEoCRIqCgdoaXN0b3J5GA4gAygLMhkuaXJpcy52MS5SZXNvdXJjZVNuYXBzaG90GkoKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSJgoFdmFsdWUYAiABKAsyFy5pcmlzLnYxLkF0dHJpYnV0ZVZhbHVlOgI4ASLDAQoIRW5kcG9pbnQSEwoLZW5kcG9pbnRfaWQYASABKAkSDAoEbmFtZRgCIAEoCRIPCgdhZGRyZXNzGAMgASgJEg8KB3Rhc2tfaWQYBCABKAkSDgoGam9iX2lkGAUgASgJEjEKCG1ldGFkYXRhGAYgAygLMh8uaXJpcy52MS5FbmRwb2ludC5NZXRhZGF0YUVudHJ5Gi8KDU1ldGFkYXRhRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJDChdHZXRQcm9jZXNzU3RhdHVzUmVxdWVzdBIRCgl3b3JrZXJfaWQYASABKAkSFQoNbWF4X2xvZ19saW5lcxgCIAEoBSJBChhHZXRQcm9jZXNzU3RhdHVzUmVzcG9uc2USJQoHcHJvY2VzcxgBIAEoCzIULmlyaXMudjEuUHJvY2Vzc0luZm8iggIKC1Byb2Nlc3NJbmZvEgwKBHJvbGUYASABKAkSCgoCaWQYAiABKAkSEAoIaG9zdG5hbWUYAyABKAkSCwoDcGlkGAQgASgFEhUKDXN0YXJ0ZWRfYXRfbXMYBSABKAESEQoJdXB0aW1lX21zGAYgASgBEg8KB3ZlcnNpb24YByABKAkSEQoJcnNzX2J5dGVzGAggASgBEhgKEGNwdV91c2VyX3NlY29uZHMYCSABKAESGgoSY3B1X3N5c3RlbV9zZWNvbmRzGAogASgBEhAKCG9wZW5fZmRzGAsgASgFEg8KB3RocmVhZHMYDCABKAUSEwoLcmVjZW50X2xvZ3MYDSADKAkiSQoRRXhlY0luVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIPCgdjb21tYW5kGAIgAygJEhIKCnRpbWVvdXRfbXMYAyABKAUiaAoSRXhlY0luVGFza1Jlc3BvbnNlEg4KBnN0ZG91dBgBIAEoDBIOCgZzdGRlcnIYAiABKAwSEAoIZmluaXNoZWQYAyABKAgSEQoJZXhpdF9jb2RlGAQgASgFEg0KBWVycm9yGAUgASgJIjYKElByb2ZpbGVUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEg8KB3NlY29uZHMYAiABKAUiVAoTUHJvZmlsZVRhc2tSZXNwb25zZRIPCgdwcm9maWxlGAEgASgMEg4KBmZvcm1hdBgCIAEoCRIOCgZtZXRob2QYAyABKAkSDAoEbm90ZRgEIAEoCSqnAgoJVGFza1N0YXRlEhoKFlRBU0tfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJUQVNLX1NUQVRFX1BFTkRJTkcQARIXChNUQVNLX1NUQVRFX0JVSUxESU5HEAISFgoSVEFTS19TVEFURV9SVU5OSU5HEAMSGAoUVEFTS19TVEFURV9TVUNDRUVERUQQBBIVChFUQVNLX1NUQVRFX0ZBSUxFRBAFEhUKEVRBU0tfU1RBVEVfS0lMTEVEEAYSHAoYVEFTS19TVEFURV9XT1JLRVJfRkFJTEVEEAcSHAoYVEFTS19TVEFURV9VTlNDSEVEVUxBQkxFEAgSFwoTVEFTS19TVEFURV9BU1NJR05FRBAJEhgKFFRBU0tfU1RBVEVfUFJFRU1QVEVEEAoq6gEKCEpvYlN0YXRlEhkKFUpPQl9TVEFURV9VTlNQRUNJRklFRBAAEhUKEUpPQl9TVEFURV9QRU5ESU5HEAESFgoSSk9CX1NUQVRFX0JVSUxESU5HEAISFQoRSk9CX1NUQVRFX1JVTk5JTkcQAxIXChNKT0JfU1RBVEVfU1VDQ0VFREVEEAQSFAoQSk9CX1NUQVRFX0ZBSUxFRBAFEhQKEEpPQl9TVEFURV9LSUxMRUQQBhIbChdKT0JfU1RBVEVfV09SS0VSX0ZBSUxFRBAHEhsKF0pPQl9TVEFURV9VTlNDSEVEVUxBQkxFEAgqgQEKD0FjY2VsZXJhdG9yVHlwZRIgChxBQ0NFTEVSQVRPUl9UWVBFX1VOU1BFQ0lGSUVEEAASGAoUQUNDRUxFUkFUT1JfVFlQRV9DUFUQARIYChRBQ0NFTEVSQVRPUl9UWVBFX0dQVRACEhgKFEFDQ0VMRVJBVE9SX1RZUEVfVFBVEAMq/wEKDENvbnN0cmFpbnRPcBIdChlDT05TVFJBSU5UX09QX1VOU1BFQ0lGSUVEEAASFAoQQ09OU1RSQUlOVF9PUF9FURABEhQKEENPTlNUUkFJTlRfT1BfTkUQAhIYChRDT05TVFJBSU5UX09QX0VYSVNUUxADEhwKGENPTlNUUkFJTlRfT1BfTk9UX0VYSVNUUxAEEhQKEENPTlNUUkFJTlRfT1BfR1QQBRIUChBDT05TVFJBSU5UX09QX0dFEAYSFAoQQ09OU1RSQUlOVF9PUF9MVBAHEhQKEENPTlNUUkFJTlRfT1BfTEUQCBIUChBDT05TVFJBSU5UX09QX0lOEAkqTQoOQ29uc3RyYWludE1vZGUSHAoYQ09OU1RSQUlOVF9NT0RFX1JFUVVJUkVEEAASHQoZQ09OU1RSQUlOVF9NT0RFX1BSRUZFUlJFRBABKoMBCgxQcmlvcml0eUJhbmQSHQoZUFJJT1JJVFlfQkFORF9VTlNQRUNJRklFRBAAEhwKGFBSSU9SSVRZX0JBTkRfUFJPRFVDVElPThABEh0KGVBSSU9SSVRZX0JBTkRfSU5URVJBQ1RJVkUQAhIXChNQUklPUklUWV9CQU5EX0JBVENIEAMqlwEKEUV4aXN0aW5nSm9iUG9saWN5EiMKH0VYSVNUSU5HX0pPQl9QT0xJQ1lfVU5TUEVDSUZJRUQQABIdChlFWElTVElOR19KT0JfUE9MSUNZX0VSUk9SEAESHAoYRVhJU1RJTkdfSk9CX1BPTElDWV9LRUVQEAISIAocRVhJU1RJTkdfSk9CX1BPTElDWV9SRUNSRUFURRADYgZwcm90bzM");
 
 /**
  * @generated from message iris.v1.Accelerator
@@ -1171,6 +1171,276 @@ export type Endpoint = Message<"iris.v1.Endpoint"> & {
  */
 export const EndpointSchema: GenMessage<Endpoint> = /*@__PURE__*/
   messageDesc(file_iris_v1_types, 20);
+
+/**
+ * The controller's or a worker's own process (`iris process status|logs`).
+ *
+ * @generated from message iris.v1.GetProcessStatusRequest
+ */
+export type GetProcessStatusRequest = Message<"iris.v1.GetProcessStatusRequest"> & {
+  /**
+   * On the controller: a worker to ask instead (the controller proxies); empty = the controller.
+   *
+   * @generated from field: string worker_id = 1;
+   */
+  workerId: string;
+
+  /**
+   * Most recent log lines returned; 0 = 200.
+   *
+   * @generated from field: int32 max_log_lines = 2;
+   */
+  maxLogLines: number;
+};
+
+/**
+ * Describes the message iris.v1.GetProcessStatusRequest.
+ * Use `create(GetProcessStatusRequestSchema)` to create a new message.
+ */
+export const GetProcessStatusRequestSchema: GenMessage<GetProcessStatusRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 21);
+
+/**
+ * @generated from message iris.v1.GetProcessStatusResponse
+ */
+export type GetProcessStatusResponse = Message<"iris.v1.GetProcessStatusResponse"> & {
+  /**
+   * @generated from field: iris.v1.ProcessInfo process = 1;
+   */
+  process?: ProcessInfo | undefined;
+};
+
+/**
+ * Describes the message iris.v1.GetProcessStatusResponse.
+ * Use `create(GetProcessStatusResponseSchema)` to create a new message.
+ */
+export const GetProcessStatusResponseSchema: GenMessage<GetProcessStatusResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 22);
+
+/**
+ * @generated from message iris.v1.ProcessInfo
+ */
+export type ProcessInfo = Message<"iris.v1.ProcessInfo"> & {
+  /**
+   * "controller" or "worker".
+   *
+   * @generated from field: string role = 1;
+   */
+  role: string;
+
+  /**
+   * The worker id, or "" for the controller.
+   *
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string hostname = 3;
+   */
+  hostname: string;
+
+  /**
+   * @generated from field: int32 pid = 4;
+   */
+  pid: number;
+
+  /**
+   * @generated from field: double started_at_ms = 5;
+   */
+  startedAtMs: number;
+
+  /**
+   * @generated from field: double uptime_ms = 6;
+   */
+  uptimeMs: number;
+
+  /**
+   * @generated from field: string version = 7;
+   */
+  version: string;
+
+  /**
+   * @generated from field: double rss_bytes = 8;
+   */
+  rssBytes: number;
+
+  /**
+   * @generated from field: double cpu_user_seconds = 9;
+   */
+  cpuUserSeconds: number;
+
+  /**
+   * @generated from field: double cpu_system_seconds = 10;
+   */
+  cpuSystemSeconds: number;
+
+  /**
+   * -1 when unknown (no /proc).
+   *
+   * @generated from field: int32 open_fds = 11;
+   */
+  openFds: number;
+
+  /**
+   * @generated from field: int32 threads = 12;
+   */
+  threads: number;
+
+  /**
+   * Recent log lines of the process, newest last.
+   *
+   * @generated from field: repeated string recent_logs = 13;
+   */
+  recentLogs: string[];
+};
+
+/**
+ * Describes the message iris.v1.ProcessInfo.
+ * Use `create(ProcessInfoSchema)` to create a new message.
+ */
+export const ProcessInfoSchema: GenMessage<ProcessInfo> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 23);
+
+/**
+ * `iris task exec`: a command in a running task's directory.
+ *
+ * @generated from message iris.v1.ExecInTaskRequest
+ */
+export type ExecInTaskRequest = Message<"iris.v1.ExecInTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * argv; the program is looked up on the task's PATH.
+   *
+   * @generated from field: repeated string command = 2;
+   */
+  command: string[];
+
+  /**
+   * Killed after this long; 0 = 60 s; -1 = no limit (admin only).
+   *
+   * @generated from field: int32 timeout_ms = 3;
+   */
+  timeoutMs: number;
+};
+
+/**
+ * Describes the message iris.v1.ExecInTaskRequest.
+ * Use `create(ExecInTaskRequestSchema)` to create a new message.
+ */
+export const ExecInTaskRequestSchema: GenMessage<ExecInTaskRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 24);
+
+/**
+ * Output chunks as they come, then one message with finished = true.
+ *
+ * @generated from message iris.v1.ExecInTaskResponse
+ */
+export type ExecInTaskResponse = Message<"iris.v1.ExecInTaskResponse"> & {
+  /**
+   * @generated from field: bytes stdout = 1;
+   */
+  stdout: Uint8Array;
+
+  /**
+   * @generated from field: bytes stderr = 2;
+   */
+  stderr: Uint8Array;
+
+  /**
+   * @generated from field: bool finished = 3;
+   */
+  finished: boolean;
+
+  /**
+   * @generated from field: int32 exit_code = 4;
+   */
+  exitCode: number;
+
+  /**
+   * Why the command could not start or was stopped (timeout); empty otherwise.
+   *
+   * @generated from field: string error = 5;
+   */
+  error: string;
+};
+
+/**
+ * Describes the message iris.v1.ExecInTaskResponse.
+ * Use `create(ExecInTaskResponseSchema)` to create a new message.
+ */
+export const ExecInTaskResponseSchema: GenMessage<ExecInTaskResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 25);
+
+/**
+ * `iris task profile`: a CPU profile of a running task.
+ *
+ * @generated from message iris.v1.ProfileTaskRequest
+ */
+export type ProfileTaskRequest = Message<"iris.v1.ProfileTaskRequest"> & {
+  /**
+   * @generated from field: string task_id = 1;
+   */
+  taskId: string;
+
+  /**
+   * How long to sample, 1..60; 0 = 5.
+   *
+   * @generated from field: int32 seconds = 2;
+   */
+  seconds: number;
+};
+
+/**
+ * Describes the message iris.v1.ProfileTaskRequest.
+ * Use `create(ProfileTaskRequestSchema)` to create a new message.
+ */
+export const ProfileTaskRequestSchema: GenMessage<ProfileTaskRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 26);
+
+/**
+ * @generated from message iris.v1.ProfileTaskResponse
+ */
+export type ProfileTaskResponse = Message<"iris.v1.ProfileTaskResponse"> & {
+  /**
+   * The profile (format below).
+   *
+   * @generated from field: bytes profile = 1;
+   */
+  profile: Uint8Array;
+
+  /**
+   * "text" (a /proc-sampled summary) or "speedscope" (py-spy).
+   *
+   * @generated from field: string format = 2;
+   */
+  format: string;
+
+  /**
+   * "proc-sampling" or "py-spy".
+   *
+   * @generated from field: string method = 3;
+   */
+  method: string;
+
+  /**
+   * Why a better profiler was not used (e.g. py-spy not installed), or "".
+   *
+   * @generated from field: string note = 4;
+   */
+  note: string;
+};
+
+/**
+ * Describes the message iris.v1.ProfileTaskResponse.
+ * Use `create(ProfileTaskResponseSchema)` to create a new message.
+ */
+export const ProfileTaskResponseSchema: GenMessage<ProfileTaskResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_types, 27);
 
 /**
  * Task lifecycle. PENDING → ASSIGNED → (BUILDING) → RUNNING → SUCCEEDED | FAILED | KILLED,
