@@ -67,5 +67,5 @@ Deno.test("iris job run refuses a bad --gpu before contacting the controller", a
     new AbortController().signal,
   );
   assert.equal(code, 2, err.join(""));
-  assert.match(err.join(""), /--gpu must be a whole number from 1 to 1024 \(got "0"\)/);
+  assert.match(err.join(""), /--gpu must be a count, a variant or VARIANT:COUNT.*\(got "H100:0"\)/);
 });
