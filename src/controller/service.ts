@@ -10,6 +10,7 @@ import {
   type GetAutoscalerStatusResponse,
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
+import { DEFAULT_MAX_PACK_BYTES } from "../bundle/limits.ts";
 import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
 import type { Controller } from "./controller.ts";
 import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
@@ -36,6 +37,8 @@ export interface ServiceDeps {
   readonly bundles?: BundleStorage;
   readonly autoscalerStatus?: () => GetAutoscalerStatusResponse;
   readonly version?: string;
+  /** The cluster's bundle size limit (`controller.max_bundle_size`), told to clients and workers. */
+  readonly maxBundleBytes?: number;
 }
 
 function wrap<A extends unknown[], R>(
@@ -146,6 +149,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         recentLogs: c.recentLogs.slice(-200),
         logMemoryBytes: c.logs.stats.memoryBytes,
         logLinesEvicted: c.logs.stats.evictedLines,
+        maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
       };
     }),
     registerEndpoint: wrap((req, ctx) => {
@@ -198,7 +202,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     }),
     getBundle: wrap(async (req) => {
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
-      return { data: await deps.bundles.get(req.bundleId) };
+      return {
+        data: await deps.bundles.get(req.bundleId),
+        maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
+      };
     }),
   };
 }
