@@ -27,6 +27,7 @@ import {
   table,
   UsageError,
 } from "./args.ts";
+import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 
 /** The --controller option shared by client commands. */
 export const CONTROLLER_OPTION: OptionSpec = {
@@ -219,6 +220,7 @@ const runCommand: CommandSpec = {
       short: "d",
       description: "Print the job id and return without waiting",
     },
+    ...PYTHON_OPTIONS,
   },
   examples: [
     "iris job run -- echo hello",
@@ -290,8 +292,10 @@ const runCommand: CommandSpec = {
       constraints,
       user: str(p, "user") ?? Deno.env.get("IRIS_USER") ?? Deno.env.get("USER") ?? undefined,
       accelerator,
+      environment: environmentFromFlags(p),
     };
     const client = cliClient(p);
+    await warnPythonMismatch(client, request, io.err);
     if (workspace) {
       const bundleId = await client.uploadWorkspace(workspace);
       io.err(`Uploaded workspace ${workspace} as ${bundleId}\n`);

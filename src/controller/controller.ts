@@ -952,6 +952,7 @@ export class Controller {
         ports: spec.ports,
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
+        environment: spec.environment,
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);

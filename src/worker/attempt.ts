@@ -25,6 +25,7 @@ import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
+import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
 /** Fetches a bundle and returns the directory holding its files (the worker copies them). */
@@ -57,6 +58,8 @@ export interface AttemptContext {
   readonly ledger?: ReapLedger;
   /** Per-task limits: processes (RLIMIT_NPROC for a task user, else a sampled count), open files. */
   readonly limits?: { readonly processes?: number; readonly openFiles?: number };
+  /** Python environments and setup steps of jobs (python_env.ts); unset: none, PATH as is. */
+  readonly pythonEnvs?: PythonEnvCache;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
   readonly taskUsers?: {
     readonly pool: TaskUserPool;
@@ -318,6 +321,7 @@ export class TaskAttempt {
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
+      this.#ctx.pythonEnvs?.release(this.dir);
       // Its files are what it was killed for: they go now, not after the debugging window.
       if (this.#diskExceeded) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
@@ -371,6 +375,38 @@ export class TaskAttempt {
         }
       }
     }
+    // Python environment and setup steps (python_env.ts), in the task's sandbox.
+    let py: PreparedEnv = { env: {} };
+    if (ctx.pythonEnvs && !this.#kill) {
+      if (req.environment) this.#setState(TaskState.BUILDING);
+      const stepEnv = (extra: PreparedEnv) =>
+        buildTaskEnv({
+          taskDir: this.dir,
+          env: withPythonEnv(req.env, extra),
+          ports: this.#status.ports,
+          workerId: ctx.workerId,
+          token: ctx.taskToken,
+          reapTag: ctx.reapTag,
+        });
+      try {
+        py = await ctx.pythonEnvs.prepare({
+          environment: req.environment,
+          taskDir: this.dir,
+          bundleId: req.bundleId,
+          leaseKey: this.dir,
+          user: this.#user,
+          run: (argv, env) => this.#runStep(argv, stepEnv(env)),
+          system: (message) => this.#system(message),
+        });
+      } catch (err) {
+        if (!this.#kill) {
+          return this.#finish({
+            state: TaskState.FAILED,
+            error: `environment setup failed: ${describeError(err)}`,
+          });
+        }
+      }
+    }
     if (this.#kill) return this.#finish({ state: this.#kill.state, error: this.#kill.reason });
     let argv: string[];
     try {
@@ -385,7 +421,7 @@ export class TaskAttempt {
       cwd: this.dir,
       env: buildTaskEnv({
         taskDir: this.dir,
-        env: req.env,
+        env: withPythonEnv(req.env, py),
         ports: this.#status.ports,
         workerId: ctx.workerId,
         // A task user gets its own cache: a shared one would let tasks plant code for others.
@@ -449,6 +485,44 @@ export class TaskAttempt {
       }
     }
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /** Runs one environment step like the task itself: same user, limits and log stream. */
+  async #runStep(
+    argv: readonly string[],
+    env: Record<string, string>,
+  ): Promise<{ exitCode: number; tail: readonly string[] }> {
+    const ctx = this.#ctx;
+    const req = this.request;
+    const proc = TaskProcess.start({
+      argv,
+      cwd: this.dir,
+      env,
+      memoryLimitBytes: req.resources?.memoryBytes ?? 0,
+      sampleInterval: ctx.sampleInterval,
+      processTable: ctx.processTable,
+      user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
+      maxLineBytes: ctx.logBudget.limits.maxLineBytes,
+      admit: (_stream, bytes) => this.#admit(bytes),
+      limits: {
+        processes: this.#user ? ctx.limits?.processes : undefined,
+        openFiles: ctx.limits?.openFiles,
+        fileBytes: req.resources?.diskBytes || undefined,
+      },
+      maxProcesses: ctx.limits?.processes,
+      onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
+      onWarning: (message) => this.#system(message),
+    });
+    this.#process = proc;
+    try {
+      const exit = await proc.exited;
+      return {
+        exitCode: exit.exitCode,
+        tail: exit.spawnError ? [exit.spawnError] : exit.stderrTail,
+      };
+    } finally {
+      this.#process = undefined;
+    }
   }
 
   /**

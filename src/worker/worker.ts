@@ -29,7 +29,7 @@ import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
-import { type AttemptContext, logLineBytes, TaskAttempt } from "./attempt.ts";
+import { type AttemptContext, TaskAttempt } from "./attempt.ts";
 import {
   attributesToProto,
   CpuMeter,
@@ -54,6 +54,7 @@ import {
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
+import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -126,6 +127,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
         throw err;
       });
     taskUsers = { pool, denoPath };
+  }
+  // Submitters compare their python3 with this (`iris job run` warns on a mismatch).
+  if (options.attributes?.python_version === undefined) {
+    const version = await hostPythonVersion();
+    if (version) {
+      options = { ...options, attributes: { python_version: version, ...options.attributes } };
+    }
   }
   const worker = new IrisWorker(
     options,
@@ -208,6 +216,7 @@ class IrisWorker implements WorkerCore {
   readonly #removeRoot: boolean;
   readonly #ports: PortAllocator;
   readonly #attempts = new Map<string, TaskAttempt>();
+  readonly #pythonEnvs: PythonEnvCache;
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
   readonly #dirRemoved = new WeakSet<TaskAttempt>();
@@ -236,6 +245,7 @@ class IrisWorker implements WorkerCore {
     taskUsers?: TaskUsers,
   ) {
     this.#taskUsers = taskUsers;
+    this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -330,6 +340,7 @@ class IrisWorker implements WorkerCore {
       logBudget: this.#logBudget,
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
+      pythonEnvs: this.#pythonEnvs,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
