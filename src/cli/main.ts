@@ -6,6 +6,7 @@
 import { ConnectError } from "@connectrpc/connect";
 import { commandHelp, type CommandSpec, type Io, parseCommand, UsageError } from "./args.ts";
 import { jobCommands } from "./job.ts";
+import { jobDownloadCommand } from "./job_download.ts";
 import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
@@ -18,6 +19,7 @@ import { IrisError } from "../errors.ts";
 const COMMANDS: CommandSpec[] = [
   ...serveCommands,
   ...jobCommands,
+  jobDownloadCommand,
   ...clusterCommands,
   ...authCommands,
   smokeCommand,

@@ -1124,6 +1124,11 @@ export class Controller {
     this.requestSchedule();
   }
 
+  /** A WorkerService client for a worker's address (shared, cached). */
+  workerClient(address: string): WorkerClient {
+    return this.#client(address);
+  }
+
   #client(address: string): WorkerClient {
     let c = this.#clients.get(address);
     if (!c) {

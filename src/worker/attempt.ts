@@ -25,6 +25,7 @@ import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
+import type { JobOutputs } from "./outputs.ts";
 import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
@@ -58,6 +59,8 @@ export interface AttemptContext {
   readonly ledger?: ReapLedger;
   /** Per-task limits: processes (RLIMIT_NPROC for a task user, else a sampled count), open files. */
   readonly limits?: { readonly processes?: number; readonly openFiles?: number };
+  /** Job output directories (IRIS_OUTPUT_DIR, outputs.ts); unset: none. */
+  readonly outputs?: JobOutputs;
   /** Python environments and setup steps of jobs (python_env.ts); unset: none, PATH as is. */
   readonly pythonEnvs?: PythonEnvCache;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
@@ -119,6 +122,7 @@ export class TaskAttempt {
   #ackedVersion = 0;
   #lastActiveState: TaskState = TaskState.ASSIGNED;
   #process?: TaskProcess;
+  #outputsHeld = false;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #denoPath = Deno.execPath();
@@ -322,6 +326,7 @@ export class TaskAttempt {
       this.#ctx.ports.release(Object.values(this.#status.ports));
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
       this.#ctx.pythonEnvs?.release(this.dir);
+      if (this.#outputsHeld) await this.#ctx.outputs?.release(this.request.jobId);
       // Its files are what it was killed for: they go now, not after the debugging window.
       if (this.#diskExceeded) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
@@ -375,6 +380,19 @@ export class TaskAttempt {
         }
       }
     }
+    // The job's output directory (outputs.ts): IRIS_OUTPUT_DIR, kept after the attempt.
+    const reqEnv: Record<string, string> = { ...req.env };
+    if (ctx.outputs && !this.#kill) {
+      try {
+        reqEnv.IRIS_OUTPUT_DIR = await ctx.outputs.acquire(req.jobId, this.#user);
+        this.#outputsHeld = true;
+      } catch (err) {
+        return this.#finish({
+          state: TaskState.WORKER_FAILED,
+          error: `output directory: ${describeError(err)}`,
+        });
+      }
+    }
     // Python environment and setup steps (python_env.ts), in the task's sandbox.
     let py: PreparedEnv = { env: {} };
     if (ctx.pythonEnvs && !this.#kill) {
@@ -382,7 +400,7 @@ export class TaskAttempt {
       const stepEnv = (extra: PreparedEnv) =>
         buildTaskEnv({
           taskDir: this.dir,
-          env: withPythonEnv(req.env, extra),
+          env: withPythonEnv(reqEnv, extra),
           ports: this.#status.ports,
           workerId: ctx.workerId,
           token: ctx.taskToken,
@@ -421,7 +439,7 @@ export class TaskAttempt {
       cwd: this.dir,
       env: buildTaskEnv({
         taskDir: this.dir,
-        env: withPythonEnv(req.env, py),
+        env: withPythonEnv(reqEnv, py),
         ports: this.#status.ports,
         workerId: ctx.workerId,
         // A task user gets its own cache: a shared one would let tasks plant code for others.

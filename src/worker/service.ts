@@ -11,6 +11,7 @@ import {
   HealthResponseSchema,
   type KillTaskRequest,
   KillTaskResponseSchema,
+  ReadJobOutputResponseSchema,
   type RunTaskRequest,
   type RunTaskResponse,
   WorkerListTasksResponseSchema,
@@ -19,6 +20,7 @@ import {
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { NotFoundError, toConnectError } from "../errors.ts";
+import type { OutputRead } from "./outputs.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -37,6 +39,8 @@ export interface WorkerCore {
     sinceMs: number,
     maxLines: number,
   ): LogLine[] | undefined;
+  /** A job's outputs here (ReadJobOutput); NotFoundError when there are none. */
+  readJobOutput?(jobId: string, path: string, offset: number, length: number): Promise<OutputRead>;
   /** Liveness for Health. */
   health(): {
     healthy: boolean;
@@ -80,5 +84,14 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           return create(FetchTaskLogsResponseSchema, { lines });
         }),
       health: () => guard(() => create(HealthResponseSchema, core.health())),
+      readJobOutput: async (req) => {
+        try {
+          if (!core.readJobOutput) throw new NotFoundError("this worker keeps no job outputs");
+          const r = await core.readJobOutput(req.jobId, req.path, req.offset, req.length);
+          return create(ReadJobOutputResponseSchema, r);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
     });
 }

@@ -55,6 +55,7 @@ import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
 import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
+import { JobOutputs, type OutputRead } from "./outputs.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -217,6 +218,7 @@ class IrisWorker implements WorkerCore {
   readonly #ports: PortAllocator;
   readonly #attempts = new Map<string, TaskAttempt>();
   readonly #pythonEnvs: PythonEnvCache;
+  readonly #outputs: JobOutputs;
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
   readonly #dirRemoved = new WeakSet<TaskAttempt>();
@@ -246,6 +248,7 @@ class IrisWorker implements WorkerCore {
   ) {
     this.#taskUsers = taskUsers;
     this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
+    this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -341,6 +344,7 @@ class IrisWorker implements WorkerCore {
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
       pythonEnvs: this.#pythonEnvs,
+      outputs: this.#outputs,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
@@ -384,6 +388,11 @@ class IrisWorker implements WorkerCore {
     maxLines: number,
   ): LogLine[] | undefined {
     return this.#attempts.get(attemptKey(taskId, attemptId))?.logs(sinceMs, maxLines);
+  }
+
+  /** A job's outputs on this worker (ReadJobOutput). */
+  readJobOutput(jobId: string, path: string, offset: number, length: number): Promise<OutputRead> {
+    return this.#outputs.read(jobId, path, offset, length);
   }
 
   health() {

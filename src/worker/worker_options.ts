@@ -37,6 +37,8 @@ export interface WorkerOptions {
    * PATH's python3) is added unless given. @default {}
    */
   attributes?: Record<string, AttributeScalar>;
+  /** Job output directories (IRIS_OUTPUT_DIR) unused this long are removed. @default 7 days */
+  outputRetention?: Duration;
   /** Job Python environments: venv cache under `<rootDir>/python` (docs/python.md). */
   python?: Omit<PythonEnvCacheOptions, "rootDir">;
   /** The scale group the worker belongs to. @default "" */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/worker.proto.
  */
 export const file_iris_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSL5AgoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAESKgoLZW52aXJvbm1lbnQYwAIgASgLMhQuaXJpcy52MS5FbnZpcm9ubWVudBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKD1J1blRhc2tSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCBINCgVlcnJvchgCIAEoCSJYCg9LaWxsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCGdyYWNlX21zGAMgASgBEg4KBnJlYXNvbhgEIAEoCSIhChBLaWxsVGFza1Jlc3BvbnNlEg0KBWZvdW5kGAEgASgIIioKF1dvcmtlclRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAki8AIKDldvcmtlclRhc2tJbmZvEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARILCgNwaWQYCSABKAUSMQoFcG9ydHMYCiADKAsyIi5pcmlzLnYxLldvcmtlclRhc2tJbmZvLlBvcnRzRW50cnkSFAoMbWVtb3J5X2J5dGVzGAsgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAwgASgBEhYKDmNwdV9taWxsaWNvcmVzGA0gASgFGiwKClBvcnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJBChhXb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iGAoWV29ya2VyTGlzdFRhc2tzUmVxdWVzdCJBChdXb3JrZXJMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iYAoURmV0Y2hUYXNrTG9nc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCHNpbmNlX21zGAMgASgBEhEKCW1heF9saW5lcxgEIAEoBSI4ChVGZXRjaFRhc2tMb2dzUmVzcG9uc2USHwoFbGluZXMYASADKAsyEC5pcmlzLnYxLkxvZ0xpbmUiDwoNSGVhbHRoUmVxdWVzdCKLAQoOSGVhbHRoUmVzcG9uc2USDwoHaGVhbHRoeRgBIAEoCBIRCgl3b3JrZXJfaWQYAiABKAkSEQoJdXB0aW1lX21zGAMgASgBEhUKDXJ1bm5pbmdfdGFza3MYBCABKAUSKwoIc25hcHNob3QYBSABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QyvwMKDVdvcmtlclNlcnZpY2USPAoHUnVuVGFzaxIXLmlyaXMudjEuUnVuVGFza1JlcXVlc3QaGC5pcmlzLnYxLlJ1blRhc2tSZXNwb25zZRI/CghLaWxsVGFzaxIYLmlyaXMudjEuS2lsbFRhc2tSZXF1ZXN0GhkuaXJpcy52MS5LaWxsVGFza1Jlc3BvbnNlElQKDUdldFRhc2tTdGF0dXMSIC5pcmlzLnYxLldvcmtlclRhc2tTdGF0dXNSZXF1ZXN0GiEuaXJpcy52MS5Xb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USTgoJTGlzdFRhc2tzEh8uaXJpcy52MS5Xb3JrZXJMaXN0VGFza3NSZXF1ZXN0GiAuaXJpcy52MS5Xb3JrZXJMaXN0VGFza3NSZXNwb25zZRJOCg1GZXRjaFRhc2tMb2dzEh0uaXJpcy52MS5GZXRjaFRhc2tMb2dzUmVxdWVzdBoeLmlyaXMudjEuRmV0Y2hUYXNrTG9nc1Jlc3BvbnNlEjkKBkhlYWx0aBIWLmlyaXMudjEuSGVhbHRoUmVxdWVzdBoXLmlyaXMudjEuSGVhbHRoUmVzcG9uc2ViBnByb3RvMw", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSL5AgoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAESKgoLZW52aXJvbm1lbnQYwAIgASgLMhQuaXJpcy52MS5FbnZpcm9ubWVudBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKD1J1blRhc2tSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCBINCgVlcnJvchgCIAEoCSJYCg9LaWxsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCGdyYWNlX21zGAMgASgBEg4KBnJlYXNvbhgEIAEoCSIhChBLaWxsVGFza1Jlc3BvbnNlEg0KBWZvdW5kGAEgASgIIioKF1dvcmtlclRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAki8AIKDldvcmtlclRhc2tJbmZvEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARILCgNwaWQYCSABKAUSMQoFcG9ydHMYCiADKAsyIi5pcmlzLnYxLldvcmtlclRhc2tJbmZvLlBvcnRzRW50cnkSFAoMbWVtb3J5X2J5dGVzGAsgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAwgASgBEhYKDmNwdV9taWxsaWNvcmVzGA0gASgFGiwKClBvcnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJBChhXb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iGAoWV29ya2VyTGlzdFRhc2tzUmVxdWVzdCJBChdXb3JrZXJMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iYAoURmV0Y2hUYXNrTG9nc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCHNpbmNlX21zGAMgASgBEhEKCW1heF9saW5lcxgEIAEoBSI4ChVGZXRjaFRhc2tMb2dzUmVzcG9uc2USHwoFbGluZXMYASADKAsyEC5pcmlzLnYxLkxvZ0xpbmUiDwoNSGVhbHRoUmVxdWVzdCKLAQoOSGVhbHRoUmVzcG9uc2USDwoHaGVhbHRoeRgBIAEoCBIRCgl3b3JrZXJfaWQYAiABKAkSEQoJdXB0aW1lX21zGAMgASgBEhUKDXJ1bm5pbmdfdGFza3MYBCABKAUSKwoIc25hcHNob3QYBSABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QiVAoUUmVhZEpvYk91dHB1dFJlcXVlc3QSDgoGam9iX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgBEg4KBmxlbmd0aBgEIAEoASJDCgpPdXRwdXRGaWxlEgwKBHBhdGgYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoARITCgttb2RpZmllZF9tcxgDIAEoASKAAQoVUmVhZEpvYk91dHB1dFJlc3BvbnNlEg4KBmlzX2RpchgBIAEoCBIiCgVmaWxlcxgCIAMoCzITLmlyaXMudjEuT3V0cHV0RmlsZRIMCgRkYXRhGAMgASgMEhIKCnNpemVfYnl0ZXMYBCABKAESEQoJd29ya2VyX2lkGAUgASgJMo8ECg1Xb3JrZXJTZXJ2aWNlEjwKB1J1blRhc2sSFy5pcmlzLnYxLlJ1blRhc2tSZXF1ZXN0GhguaXJpcy52MS5SdW5UYXNrUmVzcG9uc2USPwoIS2lsbFRhc2sSGC5pcmlzLnYxLktpbGxUYXNrUmVxdWVzdBoZLmlyaXMudjEuS2lsbFRhc2tSZXNwb25zZRJUCg1HZXRUYXNrU3RhdHVzEiAuaXJpcy52MS5Xb3JrZXJUYXNrU3RhdHVzUmVxdWVzdBohLmlyaXMudjEuV29ya2VyVGFza1N0YXR1c1Jlc3BvbnNlEk4KCUxpc3RUYXNrcxIfLmlyaXMudjEuV29ya2VyTGlzdFRhc2tzUmVxdWVzdBogLmlyaXMudjEuV29ya2VyTGlzdFRhc2tzUmVzcG9uc2USTgoNRmV0Y2hUYXNrTG9ncxIdLmlyaXMudjEuRmV0Y2hUYXNrTG9nc1JlcXVlc3QaHi5pcmlzLnYxLkZldGNoVGFza0xvZ3NSZXNwb25zZRI5CgZIZWFsdGgSFi5pcmlzLnYxLkhlYWx0aFJlcXVlc3QaFy5pcmlzLnYxLkhlYWx0aFJlc3BvbnNlEk4KDVJlYWRKb2JPdXRwdXQSHS5pcmlzLnYxLlJlYWRKb2JPdXRwdXRSZXF1ZXN0Gh4uaXJpcy52MS5SZWFkSm9iT3V0cHV0UmVzcG9uc2ViBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.RunTaskRequest
@@ -410,6 +410,114 @@ export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
   messageDesc(file_iris_v1_worker, 12);
 
 /**
+ * A job's outputs: `path` relative to its output directory ("" = the whole directory). A directory
+ * is listed (every file below it, recursively); a file is read from `offset`, at most `length`
+ * bytes (0 = up to 16 MiB).
+ *
+ * @generated from message iris.v1.ReadJobOutputRequest
+ */
+export type ReadJobOutputRequest = Message<"iris.v1.ReadJobOutputRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: double offset = 3;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: double length = 4;
+   */
+  length: number;
+};
+
+/**
+ * Describes the message iris.v1.ReadJobOutputRequest.
+ * Use `create(ReadJobOutputRequestSchema)` to create a new message.
+ */
+export const ReadJobOutputRequestSchema: GenMessage<ReadJobOutputRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 13);
+
+/**
+ * @generated from message iris.v1.OutputFile
+ */
+export type OutputFile = Message<"iris.v1.OutputFile"> & {
+  /**
+   * Relative to the output directory.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: double size_bytes = 2;
+   */
+  sizeBytes: number;
+
+  /**
+   * @generated from field: double modified_ms = 3;
+   */
+  modifiedMs: number;
+};
+
+/**
+ * Describes the message iris.v1.OutputFile.
+ * Use `create(OutputFileSchema)` to create a new message.
+ */
+export const OutputFileSchema: GenMessage<OutputFile> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 14);
+
+/**
+ * @generated from message iris.v1.ReadJobOutputResponse
+ */
+export type ReadJobOutputResponse = Message<"iris.v1.ReadJobOutputResponse"> & {
+  /**
+   * True when `path` is a directory: `files` lists it, `data` is empty.
+   *
+   * @generated from field: bool is_dir = 1;
+   */
+  isDir: boolean;
+
+  /**
+   * @generated from field: repeated iris.v1.OutputFile files = 2;
+   */
+  files: OutputFile[];
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * The file's full size (for paging with offset).
+   *
+   * @generated from field: double size_bytes = 4;
+   */
+  sizeBytes: number;
+
+  /**
+   * Which worker answered (the controller fills it in).
+   *
+   * @generated from field: string worker_id = 5;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message iris.v1.ReadJobOutputResponse.
+ * Use `create(ReadJobOutputResponseSchema)` to create a new message.
+ */
+export const ReadJobOutputResponseSchema: GenMessage<ReadJobOutputResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 15);
+
+/**
  * @generated from service iris.v1.WorkerService
  */
 export const WorkerService: GenService<{
@@ -460,6 +568,16 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof HealthRequestSchema;
     output: typeof HealthResponseSchema;
+  },
+  /**
+   * Files of a job's output directory (IRIS_OUTPUT_DIR) on this worker.
+   *
+   * @generated from rpc iris.v1.WorkerService.ReadJobOutput
+   */
+  readJobOutput: {
+    methodKind: "unary";
+    input: typeof ReadJobOutputRequestSchema;
+    output: typeof ReadJobOutputResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_iris_v1_worker, 0);
