@@ -6,6 +6,7 @@
  * @module
  */
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import type { Environment } from "../rpc/gen/iris/v1/types_pb.ts";
 import { type Duration, seconds } from "../time.ts";
 import { directoryUsage } from "./disk.ts";
@@ -43,6 +44,9 @@ export interface PreparedEnv {
 }
 
 const READY = ".iris-ready";
+
+/** The directory of `iris_client.py` in this Iris install, put on every task's PYTHONPATH. */
+export const PYTHON_CLIENT_DIR = fileURLToPath(new URL("../../python", import.meta.url));
 const DEFAULT_MAX_BYTES = 20 * 1024 ** 3;
 
 /** The worker's cache of job venvs, and the `python` shim for jobs without an environment. */
@@ -277,6 +281,8 @@ export function withPythonEnv(
     ...reqEnv,
     ...prepared.env,
     PATH: prepared.pathPrefix ? `${prepared.pathPrefix}:${path}` : path,
+    // The Python client (python/iris_client.py) of this Iris install, then the job's own.
+    PYTHONPATH: reqEnv.PYTHONPATH ? `${PYTHON_CLIENT_DIR}:${reqEnv.PYTHONPATH}` : PYTHON_CLIENT_DIR,
   };
 }
 
