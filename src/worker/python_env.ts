@@ -85,15 +85,15 @@ export class PythonEnvCache {
       const shim = await (this.#shim ??= this.#makeShim());
       return { pathPrefix: shim, env: {} };
     }
-    const interpreter = resolveInterpreter(e.interpreter || "python3");
-    const installer = this.#pickInstaller();
+    const { path: interpreter, identity } = await probeInterpreter(e.interpreter || "python3");
+    const installer = await this.#pickInstaller();
     const reqText = e.requirementsFile
       ? await readWorkspaceFile(p.taskDir, e.requirementsFile, "environment.requirements_file")
       : "";
     const usesWorkspace = e.requirementsFile !== "" || e.installProject ||
       e.pipArgs.length > 0 || e.pip.some((s) => s.startsWith(".") || s.startsWith("/"));
     const hash = await sha256Hex(JSON.stringify({
-      interpreter: await Deno.realPath(interpreter),
+      interpreter: identity,
       installer,
       pip: e.pip,
       reqText,
@@ -249,14 +249,14 @@ export class PythonEnvCache {
     await this.evict().catch(() => []);
   }
 
-  #pickInstaller(): "uv" | "pip" {
+  async #pickInstaller(): Promise<"uv" | "pip"> {
     if (this.#installer !== "auto") return this.#installer;
-    return findOnPath("uv") ? "uv" : "pip";
+    return (await findOnPath("uv")) ? "uv" : "pip";
   }
 
   /** `<root>/shim/python` → the host's python3 (on the task PATH), so `python` resolves. */
   async #makeShim(): Promise<string | undefined> {
-    const python3 = findOnPath("python3");
+    const python3 = await findOnPath("python3");
     if (!python3) return undefined;
     const dir = join(this.rootDir, "shim");
     await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
@@ -286,37 +286,58 @@ export function withPythonEnv(
   };
 }
 
-/** The interpreter's path: absolute as given, else looked up on the task's default PATH. */
-export function resolveInterpreter(name: string): string {
-  if (name.includes("/")) {
-    if (!name.startsWith("/")) {
-      throw new EnvironmentSetupError(
-        `environment.interpreter ${JSON.stringify(name)} must be a name or an absolute path`,
-      );
-    }
-    if (!isExecutable(name)) {
-      throw new EnvironmentSetupError(
-        `environment.interpreter ${name} does not exist on this worker or is not executable`,
-      );
-    }
-    return name;
+/**
+ * The interpreter's path (absolute as given, else looked up on the task's default PATH) and its
+ * identity (real path and version, part of a venv's hash). Runs it, as lookups by stat need read
+ * permissions a scoped worker (local platform) lacks.
+ */
+export async function probeInterpreter(name: string): Promise<{ path: string; identity: string }> {
+  if (name.includes("/") && !name.startsWith("/")) {
+    throw new EnvironmentSetupError(
+      `environment.interpreter ${JSON.stringify(name)} must be a name or an absolute path`,
+    );
   }
-  const found = findOnPath(name);
-  if (!found) {
+  const path = name.startsWith("/") ? name : await findOnPath(name);
+  if (!path) {
     throw new EnvironmentSetupError(
       `environment.interpreter ${JSON.stringify(name)} is not on the task PATH ` +
         `(${DEFAULT_TASK_PATH}) of this worker`,
     );
   }
-  return found;
+  const probe = await runQuiet(path, [
+    "-c",
+    "import os, sys; print(os.path.realpath(sys.executable)); print(sys.version)",
+  ]);
+  if (probe === undefined) {
+    throw new EnvironmentSetupError(
+      `environment.interpreter ${path} does not run on this worker (not a Python interpreter?)`,
+    );
+  }
+  return { path, identity: probe.trim() };
 }
 
-/** `name` on the task's default PATH, or undefined. */
-export function findOnPath(name: string, path = DEFAULT_TASK_PATH): string | undefined {
-  for (const dir of path.split(":")) {
-    if (dir && isExecutable(`${dir}/${name}`)) return `${dir}/${name}`;
+/** `name` on the task's default PATH (`command -v`), or undefined. */
+export async function findOnPath(name: string): Promise<string | undefined> {
+  const out = await runQuiet("/bin/sh", ["-c", 'command -v "$1"', "sh", name]);
+  const path = out?.trim();
+  return path && path.startsWith("/") ? path : undefined;
+}
+
+/** Stdout of a short command run with the task's default PATH, or undefined when it fails. */
+async function runQuiet(program: string, args: string[]): Promise<string | undefined> {
+  try {
+    const out = await new Deno.Command(program, {
+      args,
+      stdout: "piped",
+      stderr: "piped",
+      env: { PATH: DEFAULT_TASK_PATH },
+      clearEnv: true,
+      signal: AbortSignal.timeout(10_000),
+    }).output();
+    return out.success ? new TextDecoder().decode(out.stdout) : undefined;
+  } catch {
+    return undefined;
   }
-  return undefined;
 }
 
 /**
@@ -324,7 +345,7 @@ export function findOnPath(name: string, path = DEFAULT_TASK_PATH): string | und
  * undefined when there is none.
  */
 export async function hostPythonVersion(): Promise<string | undefined> {
-  const python3 = findOnPath("python3");
+  const python3 = await findOnPath("python3");
   if (!python3) return undefined;
   try {
     const out = await new Deno.Command(python3, {
@@ -339,15 +360,6 @@ export async function hostPythonVersion(): Promise<string | undefined> {
     return /Python (\S+)/.exec(text)?.[1];
   } catch {
     return undefined;
-  }
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    const st = Deno.statSync(path);
-    return st.isFile && ((st.mode ?? 0) & 0o111) !== 0;
-  } catch {
-    return false;
   }
 }
 

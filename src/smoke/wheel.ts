@@ -1,5 +1,6 @@
 /**
- * A minimal zip writer (stored entries, no compression): enough for wheels in tests.
+ * A tiny pure-Python wheel written on the spot (smoke jobs and tests cannot reach PyPI): a zip of
+ * stored entries with `<name>/__init__.py` and the dist-info METADATA, WHEEL and RECORD pip needs.
  * @module
  */
 
@@ -69,4 +70,26 @@ export function zipStore(files: Record<string, string>): Uint8Array {
     at += part.length;
   }
   return out;
+}
+
+/** Writes `<dir>/<name>-<version>-py3-none-any.whl` whose module sets VALUE; returns its name. */
+export async function writeTinyWheel(
+  dir: string,
+  name = "tinypkg",
+  version = "0.1",
+  value = "42",
+): Promise<string> {
+  const info = `${name}-${version}.dist-info`;
+  const files: Record<string, string> = {
+    [`${name}/__init__.py`]: `VALUE = ${value}\n`,
+    [`${info}/METADATA`]: `Metadata-Version: 2.1\nName: ${name}\nVersion: ${version}\n`,
+    [`${info}/WHEEL`]:
+      "Wheel-Version: 1.0\nGenerator: iris\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+  };
+  files[`${info}/RECORD`] = [...Object.keys(files), `${info}/RECORD`].map((f) => `${f},,\n`)
+    .join("");
+  const file = `${name}-${version}-py3-none-any.whl`;
+  await Deno.mkdir(dir, { recursive: true });
+  await Deno.writeFile(`${dir}/${file}`, zipStore(files));
+  return file;
 }
