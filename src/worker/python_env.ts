@@ -254,17 +254,25 @@ export class PythonEnvCache {
     return (await findOnPath("uv")) ? "uv" : "pip";
   }
 
-  /** `<root>/shim/python` → the host's python3 (on the task PATH), so `python` resolves. */
+  /**
+   * `<root>/shim/python`: a script running the host's python3 (on the task PATH), so `python`
+   * resolves. Never fails a task: without python3, or when it cannot be written, no shim.
+   */
   async #makeShim(): Promise<string | undefined> {
-    const python3 = await findOnPath("python3");
-    if (!python3) return undefined;
-    const dir = join(this.rootDir, "shim");
-    await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
-    await Deno.chmod(this.rootDir, 0o711);
-    await Deno.chmod(dir, 0o755);
-    await Deno.remove(join(dir, "python")).catch(() => {});
-    await Deno.symlink(python3, join(dir, "python"));
-    return dir;
+    try {
+      const python3 = await findOnPath("python3");
+      if (!python3) return undefined;
+      const dir = join(this.rootDir, "shim");
+      await Deno.mkdir(dir, { recursive: true, mode: 0o755 });
+      await Deno.chmod(this.rootDir, 0o711);
+      await Deno.chmod(dir, 0o755);
+      // A script, not a symlink: scoped workers (local platform) may not create symlinks.
+      await Deno.writeTextFile(join(dir, "python"), `#!/bin/sh\nexec ${python3} "$@"\n`);
+      await Deno.chmod(join(dir, "python"), 0o755);
+      return dir;
+    } catch {
+      return undefined;
+    }
   }
 }
 
