@@ -525,7 +525,7 @@ const pythonTrain: SmokeJob = {
       await Deno.writeTextFile(`${dir}/train.py`, PYTHON_TRAIN_SCRIPT);
       const bundleId = await ctx.client.uploadWorkspace(dir);
       const id = await ctx.submit("python-train", {
-        cpu: 0.5,
+        cpu: 0.2,
         memory: 512 * 2 ** 20,
         name: `smoke-python-train-${ctx.runId}`,
         command: ["python", "train.py"],
