@@ -81,3 +81,22 @@ Deno.test("iris job run: --python/--pip/--setup make the environment; a python m
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("iris worker serve: bad output/venv cache flags are usage errors naming the flag", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--output-retention", "soon"], /--output-retention must be a duration/],
+    [["--python-cache-size", "big"], /--python-cache-size must be a size/],
+    [["--python-cache-max-age", "0"], /--python-cache-max-age must be a duration/],
+    [["--python-installer", "conda"], /--python-installer must be one of uv, pip, auto/],
+  ];
+  for (const [flags, re] of cases) {
+    const err: string[] = [];
+    const code = await main(
+      ["worker", "serve", "--controller", "http://127.0.0.1:9", "--port", "0", ...flags],
+      { out: () => {}, err: (s) => err.push(s), isTty: false },
+      new AbortController().signal,
+    );
+    assert.equal(code, 2, err.join(""));
+    assert.match(err.join(""), re);
+  }
+});
