@@ -9,6 +9,9 @@ import { bundleIdOf, validateBundleId } from "./id.ts";
 import type { BundleLimits } from "./limits.ts";
 import { unpackBundle } from "./unpack.ts";
 
+/** Fetched bundle bytes, optionally with the limits their source applies (the cluster's). */
+export type Fetched = Uint8Array | { data: Uint8Array; limits?: BundleLimits };
+
 /** Unpacked bundles keyed by id, shared by the tasks of one worker. */
 export class BundleCache {
   /** Absolute cache root. */
@@ -33,7 +36,7 @@ export class BundleCache {
    * Throws BundleHashMismatchError when the fetched bytes have another id; a failed ensure leaves
    * nothing behind and may be retried.
    */
-  ensure(bundleId: string, fetch: () => Promise<Uint8Array>): Promise<string> {
+  ensure(bundleId: string, fetch: () => Promise<Fetched>): Promise<string> {
     let dest: string;
     try {
       dest = this.pathOf(bundleId);
@@ -49,12 +52,16 @@ export class BundleCache {
     return task;
   }
 
-  async #load(bundleId: string, dest: string, fetch: () => Promise<Uint8Array>): Promise<string> {
+  async #load(bundleId: string, dest: string, fetch: () => Promise<Fetched>): Promise<string> {
     if (await isDirectory(dest)) return dest;
-    const data = await fetch();
+    const fetched = await fetch();
+    const data = fetched instanceof Uint8Array ? fetched : fetched.data;
+    const limits = fetched instanceof Uint8Array
+      ? this.#limits
+      : { ...this.#limits, ...fetched.limits };
     const actual = await bundleIdOf(data);
     if (actual !== bundleId) throw new BundleHashMismatchError(bundleId, actual);
-    await unpackBundle(data, dest, this.#limits);
+    await unpackBundle(data, dest, limits);
     return dest;
   }
 }

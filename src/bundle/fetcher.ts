@@ -5,7 +5,7 @@
  */
 import { controllerClient } from "../rpc/client.ts";
 import { BundleCache } from "./cache.ts";
-import type { BundleLimits } from "./limits.ts";
+import { type BundleLimits, bundleLimitsFor } from "./limits.ts";
 
 /** A fetcher for `startWorker({ bundleFetcher })`: bundle id → unpacked directory. */
 export function rpcBundleFetcher(
@@ -16,11 +16,14 @@ export function rpcBundleFetcher(
   const cache = new BundleCache(cacheDir, options.limits);
   const client = controllerClient(controllerUrl, { token: options.token });
   return (bundleId, signal) =>
-    cache.ensure(
-      bundleId,
-      async () =>
-        (await client.getBundle({ bundleId }, {
-          signal: AbortSignal.any([signal, AbortSignal.timeout(120_000)]),
-        })).data,
-    );
+    cache.ensure(bundleId, async () => {
+      const res = await client.getBundle({ bundleId }, {
+        signal: AbortSignal.any([signal, AbortSignal.timeout(120_000)]),
+      });
+      // The controller tells its max_bundle_size: a bundle it accepted must unpack here.
+      return {
+        data: res.data,
+        limits: res.maxBundleBytes > 0 ? bundleLimitsFor(res.maxBundleBytes) : undefined,
+      };
+    });
 }

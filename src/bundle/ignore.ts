@@ -7,11 +7,25 @@
  * Patterns without a `/` match the entry's name at any depth. As in git, a file inside an
  * ignored directory cannot be re-included: the directory is never walked.
  * `.git`, `node_modules` and `.iris` are always ignored, at any depth, whatever the rules say.
+ *
+ * A workspace's rules are layered ({@linkcode IgnoreStack}): the Python defaults
+ * ({@linkcode DEFAULT_IGNORE_TEXT}), then every `.gitignore` (each relative to its directory,
+ * outer before inner), then `.irisignore`; the last matching rule of all wins, so `.irisignore`
+ * can re-include (`!wandb/`) what the others leave out.
  * @module
  */
 
 /** Names ignored at every depth regardless of `.irisignore`. */
 export const ALWAYS_IGNORED: readonly string[] = Object.freeze([".git", "node_modules", ".iris"]);
+
+/** Rules applied before any ignore file: Python environments, caches and run logs. */
+export const DEFAULT_IGNORE_TEXT = [
+  ".venv",
+  "__pycache__/",
+  "*.pyc",
+  ".ipynb_checkpoints/",
+  "wandb/",
+].join("\n");
 
 interface Rule {
   negate: boolean;
@@ -47,10 +61,60 @@ export class IgnoreRules {
   ignores(path: string, isDir: boolean): boolean {
     const base = path.slice(path.lastIndexOf("/") + 1);
     if (ALWAYS_IGNORED.includes(base)) return true;
-    let ignored = false;
+    return this.match(path, isDir) ?? false;
+  }
+
+  /** The verdict of the last rule matching `path` (relative to these rules' directory), if any. */
+  match(path: string, isDir: boolean): boolean | undefined {
+    const base = path.slice(path.lastIndexOf("/") + 1);
+    let ignored: boolean | undefined;
     for (const rule of this.#rules) {
       if (rule.dirOnly && !isDir) continue;
       if (rule.re.test(rule.anchored ? path : base)) ignored = !rule.negate;
+    }
+    return ignored;
+  }
+}
+
+/** One rule set and the directory ("" = the workspace root) its paths are relative to. */
+interface Layer {
+  dir: string;
+  rules: IgnoreRules;
+}
+
+/**
+ * A workspace's layered rules: defaults, then `.gitignore` files (outer before inner), then
+ * `.irisignore`. The last matching rule of all wins.
+ */
+export class IgnoreStack {
+  readonly #defaults: IgnoreRules;
+  readonly #git: readonly Layer[];
+  readonly #final: IgnoreRules;
+
+  constructor(defaults: IgnoreRules, final: IgnoreRules, git: readonly Layer[] = []) {
+    this.#defaults = defaults;
+    this.#final = final;
+    this.#git = git;
+  }
+
+  /** This stack with the `.gitignore` of directory `dir` ("" for the root) added. */
+  withGitignore(dir: string, rules: IgnoreRules): IgnoreStack {
+    return new IgnoreStack(this.#defaults, this.#final, [...this.#git, { dir, rules }]);
+  }
+
+  /** True when the workspace-relative `path` should be left out. */
+  ignores(path: string, isDir: boolean): boolean {
+    const base = path.slice(path.lastIndexOf("/") + 1);
+    if (ALWAYS_IGNORED.includes(base)) return true;
+    const layers = [{ dir: "", rules: this.#defaults }, ...this.#git, {
+      dir: "",
+      rules: this.#final,
+    }];
+    let ignored = false;
+    for (const { dir, rules } of layers) {
+      if (dir !== "" && !path.startsWith(dir + "/")) continue;
+      const verdict = rules.match(dir === "" ? path : path.slice(dir.length + 1), isDir);
+      if (verdict !== undefined) ignored = verdict;
     }
     return ignored;
   }

@@ -64,3 +64,14 @@ export function formatBytes(n: number): string {
   if (n < 1024 * MIB) return `${(n / MIB).toFixed(1)} MiB`;
   return `${(n / (1024 * MIB)).toFixed(1)} GiB`;
 }
+
+/**
+ * The limits of a cluster whose `controller.max_bundle_size` is `maxBytes`: the compressed archive
+ * and its file content may each reach it (content never below the 256 MiB default).
+ */
+export function bundleLimitsFor(maxBytes: number): BundleLimits {
+  return {
+    maxCompressedBytes: maxBytes,
+    maxUnpackedBytes: Math.max(DEFAULT_BUNDLE_LIMITS.maxUnpackedBytes, maxBytes),
+  };
+}

@@ -8,7 +8,13 @@ export { BundleCache } from "./cache.ts";
 export { BundleFormatError, BundleHashMismatchError } from "./errors.ts";
 export { bundleIdOf, isBundleId, validateBundleId } from "./id.ts";
 export { ALWAYS_IGNORED, IgnoreRules } from "./ignore.ts";
-export { type BundleLimits, DEFAULT_BUNDLE_LIMITS, DEFAULT_MAX_PACK_BYTES } from "./limits.ts";
+export {
+  type BundleLimits,
+  bundleLimitsFor,
+  DEFAULT_BUNDLE_LIMITS,
+  DEFAULT_MAX_PACK_BYTES,
+  MIB,
+} from "./limits.ts";
 export { packDirectory, type PackOptions, type PackResult } from "./pack.ts";
 export {
   type BundleStore,

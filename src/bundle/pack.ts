@@ -11,7 +11,7 @@ import { isAbsolute, join, posix, relative, resolve, sep } from "node:path";
 import { InvalidArgumentError, ResourceExhaustedError } from "../errors.ts";
 import { BundleFormatError } from "./errors.ts";
 import { bundleIdOf } from "./id.ts";
-import { IgnoreRules } from "./ignore.ts";
+import { DEFAULT_IGNORE_TEXT, IgnoreRules, IgnoreStack } from "./ignore.ts";
 import { DEFAULT_BUNDLE_LIMITS, DEFAULT_MAX_PACK_BYTES, formatBytes } from "./limits.ts";
 import { EntryTree, escapesRoot } from "./paths.ts";
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from "./tar.ts";
@@ -52,8 +52,9 @@ interface WalkEntry {
 const SLICE = 1024 * 1024;
 
 /**
- * Packs `dir` into a gzip'd ustar bundle, honouring `.irisignore` and always leaving out `.git`,
- * `node_modules` and `.iris`. Symlinks are stored as symlinks and must point inside `dir`.
+ * Packs `dir` into a gzip'd ustar bundle, honouring `.gitignore` files and `.irisignore` (after the
+ * Python defaults: `.venv`, `__pycache__/`, `*.pyc`, `.ipynb_checkpoints/`, `wandb/`) and always
+ * leaving out `.git`, `node_modules` and `.iris`. Symlinks are stored as symlinks and must point inside `dir`.
  * Throws InvalidArgumentError("workspace", ...) naming the path for escaping symlinks or special
  * files, and ResourceExhaustedError naming size and limit when the tree is too large.
  */
@@ -70,10 +71,13 @@ export async function packDirectory(dir: string, options: PackOptions = {}): Pro
   if (ignoreText === null && options.ignoreFile !== undefined) {
     throw new InvalidArgumentError("ignore_file", `${ignorePath} does not exist`);
   }
-  const rules = IgnoreRules.parse(ignoreText ?? "");
+  const rules = new IgnoreStack(
+    IgnoreRules.parse(DEFAULT_IGNORE_TEXT),
+    IgnoreRules.parse(ignoreText ?? ""),
+  );
   const roots = [root, await Deno.realPath(root)];
   const entries: WalkEntry[] = [];
-  await walk({ root, roots, rules, maxFiles, entries }, "");
+  await walk({ root, roots, maxFiles, entries }, "", rules);
   entries.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   checkTree(entries, maxFiles);
   checkSize(entries, maxBytes);
@@ -138,21 +142,27 @@ export async function packDirectory(dir: string, options: PackOptions = {}): Pro
 interface WalkContext {
   root: string;
   roots: string[];
-  rules: IgnoreRules;
   maxFiles: number;
   entries: WalkEntry[];
 }
 
-async function walk(ctx: WalkContext, rel: string): Promise<void> {
+async function walk(ctx: WalkContext, rel: string, inherited: IgnoreStack): Promise<void> {
   const dirAbs = rel ? join(ctx.root, ...rel.split("/")) : ctx.root;
   const names: string[] = [];
   for await (const e of Deno.readDir(dirAbs)) names.push(e.name);
   names.sort();
+  // A directory's .gitignore applies below it, relative to it (as in git).
+  const gitignore = names.includes(".gitignore")
+    ? await readOptional(join(dirAbs, ".gitignore"))
+    : null;
+  const rules = gitignore === null
+    ? inherited
+    : inherited.withGitignore(rel, IgnoreRules.parse(gitignore));
   for (const name of names) {
     const path = rel ? `${rel}/${name}` : name;
     const abs = join(dirAbs, name);
     const info = await Deno.lstat(abs);
-    if (ctx.rules.ignores(path, info.isDirectory)) continue;
+    if (rules.ignores(path, info.isDirectory)) continue;
     if (ctx.entries.length >= ctx.maxFiles) {
       throw new ResourceExhaustedError(
         `workspace ${ctx.root} has more than ${ctx.maxFiles} files, directories and symlinks, over the limit ` +
@@ -168,7 +178,7 @@ async function walk(ctx: WalkContext, rel: string): Promise<void> {
       });
     } else if (info.isDirectory) {
       ctx.entries.push({ ...base, kind: "dir" });
-      await walk(ctx, path);
+      await walk(ctx, path, rules);
     } else if (info.isFile) {
       ctx.entries.push({
         ...base,
@@ -232,19 +242,30 @@ function asWorkspaceError(err: unknown): unknown {
 function checkSize(entries: WalkEntry[], maxBytes: number): void {
   const total = entries.reduce((n, e) => n + e.size, 0);
   if (total <= maxBytes) return;
-  const largest = entries.filter((e) => e.kind === "file").sort((a, b) => b.size - a.size).slice(
-    0,
-    5,
+  // Top-level entries with their whole subtree, then the biggest single files.
+  const topLevel = new Map<string, number>();
+  for (const e of entries) {
+    const slash = e.path.indexOf("/");
+    const top = slash < 0
+      ? (e.kind === "dir" ? `${e.path}/` : e.path)
+      : `${e.path.slice(0, slash)}/`;
+    topLevel.set(top, (topLevel.get(top) ?? 0) + e.size);
+  }
+  const fmt = ([path, size]: [string, number]) => `${path} (${formatBytes(size)})`;
+  const tops = [...topLevel].sort((a, b) => b[1] - a[1]).slice(0, 5).map(fmt).join(", ");
+  const files = entries.filter((e) => e.kind === "file").sort((a, b) => b.size - a.size).slice(0, 5)
+    .map((e) => fmt([e.path, e.size])).join(", ");
+  throw tooLarge(
+    `is ${formatBytes(total)}; largest entries: ${tops}; largest files: ${files}`,
+    maxBytes,
   );
-  const list = largest.map((e) => `${e.path} (${formatBytes(e.size)})`).join(", ");
-  throw tooLarge(`is ${formatBytes(total)}; largest: ${list}`, maxBytes);
 }
 
 function tooLarge(what: string, maxBytes: number): ResourceExhaustedError {
   return new ResourceExhaustedError(
-    `workspace ${what}, over the ${
-      formatBytes(maxBytes)
-    } bundle limit; list what the job does not need in .irisignore`,
+    `workspace ${what}, over the ${formatBytes(maxBytes)} bundle limit; list what the job does ` +
+      "not need (data, checkpoints, environments) in .irisignore or .gitignore, or ask the " +
+      "cluster operator to raise controller.max_bundle_size",
   );
 }
 

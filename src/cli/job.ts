@@ -10,6 +10,7 @@ import { readCurrentCluster } from "./current_cluster.ts";
 import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import { storedToken } from "./credentials.ts";
+import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import {
@@ -491,6 +492,7 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
     ...(ports.length ? { ports } : {}),
     ...(coschedule !== undefined ? { groupBy: coschedule } : {}),
     ...(policy ? { existingJobPolicy: policy as (typeof POLICY_NAMES)[number] } : {}),
+    environment: environmentFromFlags(p),
     ...(reservation.length ? { reservation } : {}),
     ...(str(p, "parent") !== undefined ? { parentJobId: resolveJobId(str(p, "parent")!) } : {}),
     ...(bundle !== undefined ? { bundleId: bundle } : {}),
@@ -509,7 +511,7 @@ const runCommand: CommandSpec = {
     "A job file (-f) has the same fields as the flags, in snake_case (max_retries: 2), plus\n" +
     "command: (a list of arguments, or a string run by sh -c); flags given too win.",
   positionals: { min: 0, max: 1000, names: "COMMAND" },
-  options: RUN_OPTIONS,
+  options: { ...RUN_OPTIONS, ...PYTHON_OPTIONS },
   examples: [
     "iris job run -- echo hello",
     "iris job run --replicas 3 --cpu 0.5 -- sh -c 'echo task $IRIS_TASK_INDEX'",
@@ -537,6 +539,7 @@ const runCommand: CommandSpec = {
     const replicas = request.replicas ?? 1;
     const workspace = str(q, "workspace");
     const client = cliClient(p);
+    await warnPythonMismatch(client, request, io.err);
     if (workspace) {
       const bundleId = await client.uploadWorkspace(workspace).catch((err) => {
         if (err instanceof Deno.errors.NotFound) {

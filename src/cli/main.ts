@@ -7,6 +7,7 @@ import { ConnectError } from "@connectrpc/connect";
 import { commandHelp, type CommandSpec, type Io, parseCommand, UsageError } from "./args.ts";
 import { jobCommands } from "./job.ts";
 import { portsCommand } from "./ports.ts";
+import { jobDownloadCommand } from "./job_download.ts";
 import { serveCommands } from "./serve.ts";
 import { smokeCommand } from "./smoke.ts";
 import { clusterCommands } from "./cluster.ts";
@@ -23,6 +24,7 @@ const COMMANDS: CommandSpec[] = [
   ...serveCommands,
   ...jobCommands,
   portsCommand,
+  jobDownloadCommand,
   ...clusterCommands,
   ...authCommands,
   ...userCommands,

@@ -4,6 +4,7 @@
  * @module
  */
 import { ENROL_TOKEN_OPTION, enrolIfNeeded } from "./enrol.ts";
+import { WORKER_PYTHON_OPTIONS, workerPythonOptions } from "./worker_python.ts";
 import { startController } from "../controller/server.ts";
 import { backupState } from "../controller/store.ts";
 import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
@@ -241,6 +242,7 @@ const workerServe: CommandSpec = {
       description: "Most open files per task process (RLIMIT_NOFILE); 0 = off",
       default: "65536",
     },
+    ...WORKER_PYTHON_OPTIONS,
     "slice-id": { type: "string", value: "ID", description: "Slice this worker belongs to" },
     attribute: {
       type: "string",
@@ -376,6 +378,7 @@ const workerServe: CommandSpec = {
       workerToken,
       protectedPaths: tokenFile ? [tokenFile] : [],
       taskUserIsolation: taskUsers as TaskUserIsolation,
+      ...workerPythonOptions(p),
       taskLimits: {
         processes: num(p, "task-max-processes", { min: 0, max: 4_194_304, integer: true }),
         openFiles: num(p, "task-max-open-files", { min: 0, max: 1 << 30, integer: true }),

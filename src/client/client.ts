@@ -388,8 +388,15 @@ export class IrisClient {
    * Packs a workspace directory (honouring its .irisignore) into a bundle and uploads it.
    * Returns the bundle id to put in a job's `bundleId`.
    */
-  async uploadWorkspace(dir: string, options: { ignoreFile?: string } = {}): Promise<string> {
-    const packed = await packDirectory(dir, { ignoreFile: options.ignoreFile });
+  async uploadWorkspace(
+    dir: string,
+    options: { ignoreFile?: string; maxBytes?: number } = {},
+  ): Promise<string> {
+    // The cluster's limit (controller.max_bundle_size), so a too-big workspace fails here with
+    // its largest entries named, before anything is uploaded.
+    const maxBytes = options.maxBytes ??
+      ((await this.call((rpc) => rpc.getControllerStatus({}))).maxBundleBytes || undefined);
+    const packed = await packDirectory(dir, { ignoreFile: options.ignoreFile, maxBytes });
     return await this.uploadBundle(packed.data);
   }
 

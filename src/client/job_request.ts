@@ -87,6 +87,25 @@ export interface JobRequest {
   readonly reserve?: readonly ReserveEntry[];
   /** Workers to hold, grouped by shape (`count` alike workers each); added to `reserve`. */
   readonly reservation?: readonly ReservationInput[];
+  /** Python environment and setup steps, prepared on the worker (docs/python.md). */
+  readonly environment?: EnvironmentInput;
+}
+
+/** A job's environment as users write it (the wire `Environment`). */
+export interface EnvironmentInput {
+  /** Interpreter: a name on the task PATH ("python3.12") or an absolute path. @default "python3" */
+  readonly interpreter?: string;
+  /** Requirement specifiers to install into the job's venv. */
+  readonly pip?: readonly string[];
+  /** A requirements file in the workspace ("requirements.txt"). */
+  readonly requirementsFile?: string;
+  /** Install the workspace's own project (pyproject.toml), with `extras`. */
+  readonly installProject?: boolean;
+  readonly extras?: readonly string[];
+  /** Extra installer arguments ("--no-index", "--find-links=wheels"). */
+  readonly pipArgs?: readonly string[];
+  /** Shell commands run in the task directory before the task, every attempt. */
+  readonly setup?: readonly string[];
 }
 
 /** Workers of one shape a job reserves. */
@@ -237,6 +256,17 @@ export function jobSpecFromRequest(
     ports: [...(req.ports ?? [])],
     bundleId: req.bundleId ?? "",
     user: req.user ?? (ctx?.user || undefined) ?? options.defaultUser ?? "",
+    environment: req.environment
+      ? {
+        interpreter: req.environment.interpreter ?? "",
+        pip: [...(req.environment.pip ?? [])],
+        requirementsFile: req.environment.requirementsFile ?? "",
+        installProject: req.environment.installProject ?? false,
+        extras: [...(req.environment.extras ?? [])],
+        pipArgs: [...(req.environment.pipArgs ?? [])],
+        setup: [...(req.environment.setup ?? [])],
+      }
+      : undefined,
     parentJobId,
     priority: req.priority === "production"
       ? PriorityBand.PRODUCTION

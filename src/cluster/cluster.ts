@@ -12,7 +12,7 @@ import { budgetsFromConfig } from "../controller/budgets.ts";
 import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
 import { platformFromConfig } from "./platforms.ts";
-import { openBundleStore } from "../bundle/mod.ts";
+import { bundleLimitsFor, DEFAULT_MAX_PACK_BYTES, MIB, openBundleStore } from "../bundle/mod.ts";
 import { minutes, ms, seconds } from "../time.ts";
 import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
@@ -105,8 +105,10 @@ export async function startCluster(
     });
   // Without a bundle_prefix the controller keeps bundles itself (state dir, else the work dir)
   // and workers fetch them with GetBundle.
+  const maxBundleBytes = c.maxBundleBytes || DEFAULT_MAX_PACK_BYTES;
   const bundles = openBundleStore(
     c.bundlePrefix || `${c.stateDir ? resolve(c.stateDir) : options.workDir}/bundles`,
+    bundleLimitsFor(maxBundleBytes),
   );
   const groups = scaleGroupsFromConfig(config);
   // The server's hooks and the runner refer to each other; the runner is set right below.
@@ -143,9 +145,11 @@ export async function startCluster(
       attemptFileBytes: c.logAttemptFileBytes || undefined,
     },
     bundles,
+    maxBundleBytes,
     auth: auth.policy,
     launchRateLimit: auth.launchRateLimit,
-    maxRequestBytes: auth.maxRequestBytes,
+    // An upload of the largest bundle must fit in one request.
+    maxRequestBytes: auth.maxRequestBytes ?? Math.max(DEFAULT_MAX_PACK_BYTES, maxBundleBytes + MIB),
     connectionLimits: auth.connectionLimits,
     log: options.log,
     version: VERSION,

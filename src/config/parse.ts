@@ -89,6 +89,7 @@ export const KEYS = {
     "log_retention",
     "log_disk_size",
     "log_attempt_file_size",
+    "max_bundle_size",
     "user_budgets",
     "local",
     "gcp",
@@ -314,6 +315,7 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     logRetentionMs: r.duration(m, "log_retention", p, { positive: true }) ?? 0,
     logDiskBytes: r.size(m, "log_disk_size", p, { positive: true }) ?? 0,
     logAttemptFileBytes: r.size(m, "log_attempt_file_size", p, { positive: true }) ?? 0,
+    maxBundleBytes: r.size(m, "max_bundle_size", p, { positive: true }) ?? 0,
   });
   const kind = r.oneofKey(m, p, CONTROLLER_KINDS);
   if (kind === "local") {

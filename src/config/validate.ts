@@ -10,7 +10,10 @@ import { formatGot, joinPath } from "./issues.ts";
 import { GCP_REGION, GCP_ZONE } from "./parse.ts";
 import type { YamlReader } from "./reader.ts";
 import { TPU_VARIANT_EXAMPLES, tpuShape } from "./tpu_variants.ts";
-import { formatDurationMs } from "./units.ts";
+import { formatBytes as formatSizeBytes, formatDurationMs } from "./units.ts";
+
+/** Ceiling of `controller.max_bundle_size`. */
+export const MAX_BUNDLE_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
 import { DEFAULTS, groupVmsPerSlice } from "./defaults.ts";
 
 /** Which provider kinds each controller kind can drive. */
@@ -71,6 +74,30 @@ function validateController(
         "required for a kubernetes controller (an image with deno and Iris at /app)",
       );
     }
+  }
+  validateBundleSize(config, r, has);
+}
+
+/** Bundles are held in memory whole: at most 4 GiB, and never over the request size limit. */
+function validateBundleSize(
+  config: ClusterConfig,
+  r: YamlReader,
+  has: (p: string) => boolean,
+): void {
+  const bytes = config.controller?.maxBundleBytes ?? 0;
+  if (!has("controller.max_bundle_size")) return;
+  if (bytes > MAX_BUNDLE_SIZE_BYTES) {
+    r.problem(
+      "controller.max_bundle_size",
+      `must be at most 4GiB (bundles are held in memory; got ${formatSizeBytes(bytes)})`,
+    );
+  } else if (has("auth.max_request_size") && (config.auth?.maxRequestBytes ?? 0) < bytes) {
+    r.problem(
+      "controller.max_bundle_size",
+      `is larger than auth.max_request_size (${
+        formatSizeBytes(config.auth?.maxRequestBytes ?? 0)
+      }), so uploads that size would be refused; raise auth.max_request_size or lower this`,
+    );
   }
 }
 

@@ -994,6 +994,8 @@ export class Controller {
         IRIS_USER: job.user,
         IRIS_CONTROLLER_URL: this.url,
         IRIS_JOB_ENV: JSON.stringify(spec.env),
+        // Child jobs submitted from the task (python/iris_client.py) reuse the workspace.
+        ...(spec.bundleId ? { IRIS_BUNDLE_ID: spec.bundleId } : {}),
         IRIS_JOB_CONSTRAINTS: JSON.stringify(
           spec.constraints.map((c) => toJson(ConstraintSchema, c)),
         ),
@@ -1033,6 +1035,7 @@ export class Controller {
         ports: spec.ports,
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
+        environment: spec.environment,
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);

@@ -27,6 +27,8 @@ export interface StartControllerOptions extends ControllerOptions {
   /** 0 picks a free port. @default 0 */
   port?: number;
   bundles?: BundleStorage;
+  /** The cluster's bundle size limit, told to clients and workers. @default 64 MiB */
+  maxBundleBytes?: number;
   autoscalerStatus?: () => GetAutoscalerStatusResponse;
   /** Serves non-RPC paths (the dashboard). */
   fallback?: (req: Request) => Response | Promise<Response>;
@@ -105,6 +107,7 @@ export function startController(options: StartControllerOptions = {}): Controlle
       controllerRoutes({
         controller,
         bundles: options.bundles,
+        maxBundleBytes: options.maxBundleBytes,
         autoscalerStatus: options.autoscalerStatus,
         version: options.version,
         auth: options.auth,

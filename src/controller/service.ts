@@ -4,12 +4,19 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
+import { Code, ConnectError, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type OutputFile,
+  type ReadJobOutputRequest,
+  type ReadJobOutputResponse,
+  ReadJobOutputResponseSchema,
+} from "../rpc/gen/iris/v1/worker_pb.ts";
 import {
   ControllerService,
   type GetAutoscalerStatusResponse,
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
+import { DEFAULT_MAX_PACK_BYTES } from "../bundle/limits.ts";
 import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
 import type { Controller } from "./controller.ts";
 import { VERSION } from "../version.ts";
@@ -47,6 +54,8 @@ export interface ServiceDeps {
   readonly version?: string;
   /** The auth policy (its tokens are the config's users). */
   readonly auth?: AuthPolicy;
+  /** The cluster's bundle size limit (`controller.max_bundle_size`), told to clients and workers. */
+  readonly maxBundleBytes?: number;
 }
 
 function wrap<A extends unknown[], R>(
@@ -179,6 +188,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         recentLogs: c.recentLogs.slice(-200),
         logMemoryBytes: c.logs.stats.memoryBytes,
         logLinesEvicted: c.logs.stats.evictedLines,
+        maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
       };
     }),
     registerEndpoint: wrap((req, ctx) => {
@@ -229,9 +239,17 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       }
       return await deps.bundles.put(req.data);
     }),
+    readJobOutput: wrap(async (req, ctx) => {
+      const job = c.jobs.job(req.jobId);
+      authorizeJobAction(ctx.values.get(PRINCIPAL), job.jobId, "download outputs of");
+      return await readJobOutput(c, job.jobId, req);
+    }),
     getBundle: wrap(async (req) => {
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
-      return { data: await deps.bundles.get(req.bundleId) };
+      return {
+        data: await deps.bundles.get(req.bundleId),
+        maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
+      };
     }),
     setUserBudget: wrap(budgets.setUserBudget),
     getUserBudget: wrap(budgets.getUserBudget),
@@ -358,4 +376,60 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
 /** Registers ControllerService on a router. */
 export function controllerRoutes(deps: ServiceDeps): (router: ConnectRouter) => void {
   return (router) => router.service(ControllerService, controllerService(deps));
+}
+
+/**
+ * A job's outputs from the workers that ran its tasks, latest attempts first: a directory lists
+ * the files of all of them (the newest copy of a path wins); a file comes from the first that has
+ * it. NotFoundError when none has it.
+ */
+async function readJobOutput(
+  c: Controller,
+  jobId: string,
+  req: ReadJobOutputRequest,
+): Promise<ReadJobOutputResponse> {
+  const workerIds: string[] = [];
+  for (const taskId of c.jobs.job(jobId).taskIds) {
+    const attempts = c.jobs.tasks.get(taskId)?.attempts ?? [];
+    for (const a of [...attempts].reverse()) {
+      if (a.workerId && !workerIds.includes(a.workerId)) workerIds.push(a.workerId);
+    }
+  }
+  const files = new Map<string, OutputFile>();
+  let listed = false;
+  let gone = 0;
+  const errors: string[] = [];
+  for (const workerId of workerIds) {
+    const worker = c.workers.workers.get(workerId);
+    if (!worker) {
+      gone++;
+      continue;
+    }
+    try {
+      const res = await c.workerClient(worker.address).readJobOutput(
+        { jobId, path: req.path, offset: req.offset, length: req.length },
+        { signal: AbortSignal.timeout(60_000) },
+      );
+      if (!res.isDir) return { ...res, workerId };
+      listed = true;
+      for (const f of res.files) {
+        const had = files.get(f.path);
+        if (!had || had.modifiedMs < f.modifiedMs) files.set(f.path, f);
+      }
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.NotFound) errors.push(`${workerId}: ${err}`);
+    }
+  }
+  if (listed) {
+    return create(ReadJobOutputResponseSchema, {
+      isDir: true,
+      files: [...files.values()].sort((a, b) => (a.path < b.path ? -1 : 1)),
+    });
+  }
+  const what = req.path ? `output ${JSON.stringify(req.path)}` : "outputs";
+  throw new NotFoundError(
+    `No ${what} of job ${jobId} on the ${workerIds.length - gone} worker(s) that ran it` +
+      (gone ? ` (${gone} more are gone, with their outputs)` : "") +
+      (errors.length ? `; errors: ${errors.join("; ")}` : ""),
+  );
 }

@@ -8,6 +8,7 @@ import type { JobRequest } from "../client/job_request.ts";
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { type Duration, seconds, waitFor } from "../time.ts";
 import { tpuShape } from "../config/tpu_variants.ts";
+import { writeTinyWheel } from "./wheel.ts";
 
 /** What a smoke job can use. */
 export interface SmokeContext {
@@ -490,6 +491,68 @@ function denoDir(): string {
   return Deno.env.get("DENO_DIR") || `${Deno.env.get("HOME") ?? "/root"}/.cache/deno`;
 }
 
+const PYTHON_TRAIN_SCRIPT = `import os, smokepkg
+from iris_client import IrisClient, iris_ctx
+
+ctx = iris_ctx()
+out = os.environ["IRIS_OUTPUT_DIR"]
+os.makedirs(os.path.join(out, "checkpoints"), exist_ok=True)
+with open(os.path.join(out, "checkpoints", "step-10.txt"), "w") as f:
+    f.write("step=10 value=%s\\n" % smokepkg.VALUE)
+print("train: wrote checkpoint step-10 with", smokepkg.VALUE)
+client = IrisClient()
+child = client.submit(
+    ["python", "-c", "import smokepkg; print('eval:', smokepkg.VALUE)"],
+    name="eval",
+    cpu=0.2,
+    memory=512 * 1024 * 1024,
+    environment={"requirementsFile": "requirements.txt", "pipArgs": ["--no-index", "--find-links=wheels"]},
+)
+state = client.wait(child, timeout=600)["state"]
+print("train: eval", child, state)
+raise SystemExit(0 if state == "SUCCEEDED" else 1)
+`;
+
+const pythonTrain: SmokeJob = {
+  name: "python-train",
+  description:
+    "a Python workspace: requirements.txt names a local wheel; train.py imports it, writes a checkpoint to IRIS_OUTPUT_DIR and submits an eval child with the Python client; the checkpoint is downloaded",
+  async run(ctx) {
+    const dir = await Deno.makeTempDir({ prefix: "iris-smoke-python-" });
+    try {
+      await writeTinyWheel(`${dir}/wheels`, "smokepkg", "0.1", '"smoke-ok"');
+      await Deno.writeTextFile(`${dir}/requirements.txt`, "smokepkg==0.1\n");
+      await Deno.writeTextFile(`${dir}/train.py`, PYTHON_TRAIN_SCRIPT);
+      const bundleId = await ctx.client.uploadWorkspace(dir);
+      const id = await ctx.submit("python-train", {
+        cpu: 0.2,
+        memory: 512 * 2 ** 20,
+        name: `smoke-python-train-${ctx.runId}`,
+        command: ["python", "train.py"],
+        bundleId,
+        environment: {
+          requirementsFile: "requirements.txt",
+          pipArgs: ["--no-index", "--find-links=wheels"],
+        },
+      });
+      expectState(await ctx.wait(id), JobState.SUCCEEDED);
+      const lines = await stdout(ctx, id);
+      check(
+        lines.some((l) => /^train: eval \S+ SUCCEEDED$/.test(l)),
+        `the eval child did not succeed (got ${JSON.stringify(lines)})`,
+      );
+      const ckpt = await ctx.client.call((rpc) =>
+        rpc.readJobOutput({ jobId: id, path: "checkpoints/step-10.txt", offset: 0, length: 0 })
+      );
+      const text = new TextDecoder().decode(ckpt.data);
+      check(text === "step=10 value=smoke-ok\n", `checkpoint holds ${JSON.stringify(text)}`);
+      return `venv from a local wheel, eval child succeeded, checkpoint downloaded from ${ckpt.workerId}`;
+    } finally {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  },
+};
+
 /** Every smoke job in run order. */
 export const SMOKE_JOBS: readonly SmokeJob[] = [
   hello,
@@ -503,6 +566,7 @@ export const SMOKE_JOBS: readonly SmokeJob[] = [
   childJob,
   region,
   nestedConstraint,
+  pythonTrain,
 ];
 
 /** True when the error means the job did not finish in time. */

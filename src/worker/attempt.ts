@@ -31,6 +31,8 @@ import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
+import type { JobOutputs } from "./outputs.ts";
+import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
 /** Fetches a bundle and returns the directory holding its files (the worker copies them). */
@@ -65,6 +67,10 @@ export interface AttemptContext {
   readonly limits?: { readonly processes?: number; readonly openFiles?: number };
   /** Light worker mode: each attempt runs as its own Pod (see kube_task.ts). */
   readonly taskPods?: TaskPodRuntime;
+  /** Job output directories (IRIS_OUTPUT_DIR, outputs.ts); unset: none. */
+  readonly outputs?: JobOutputs;
+  /** Python environments and setup steps of jobs (python_env.ts); unset: none, PATH as is. */
+  readonly pythonEnvs?: PythonEnvCache;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
   readonly taskUsers?: {
     readonly pool: TaskUserPool;
@@ -125,6 +131,7 @@ export class TaskAttempt {
   #lastActiveState: TaskState = TaskState.ASSIGNED;
   #process?: TaskProcess;
   #pod?: KubeTaskPod;
+  #outputsHeld = false;
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #execSpec?: SpawnOptions;
@@ -339,6 +346,8 @@ export class TaskAttempt {
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
+      this.#ctx.pythonEnvs?.release(this.dir);
+      if (this.#outputsHeld) await this.#ctx.outputs?.release(this.request.jobId);
       // Its files are what it was killed for: they go now, not after the debugging window.
       if (this.#diskExceeded) await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     }
@@ -392,6 +401,51 @@ export class TaskAttempt {
         }
       }
     }
+    // The job's output directory (outputs.ts): IRIS_OUTPUT_DIR, kept after the attempt.
+    const reqEnv: Record<string, string> = { ...req.env };
+    if (ctx.outputs && !this.#kill) {
+      try {
+        reqEnv.IRIS_OUTPUT_DIR = await ctx.outputs.acquire(req.jobId, this.#user);
+        this.#outputsHeld = true;
+      } catch (err) {
+        return this.#finish({
+          state: TaskState.WORKER_FAILED,
+          error: `output directory: ${describeError(err)}`,
+        });
+      }
+    }
+    // Python environment and setup steps (python_env.ts), in the task's sandbox.
+    let py: PreparedEnv = { env: {} };
+    if (ctx.pythonEnvs && !this.#kill) {
+      if (req.environment) this.#setState(TaskState.BUILDING);
+      const stepEnv = (extra: PreparedEnv) =>
+        buildTaskEnv({
+          taskDir: this.dir,
+          env: withPythonEnv(reqEnv, extra),
+          ports: this.#status.ports,
+          workerId: ctx.workerId,
+          token: ctx.taskToken,
+          reapTag: ctx.reapTag,
+        });
+      try {
+        py = await ctx.pythonEnvs.prepare({
+          environment: req.environment,
+          taskDir: this.dir,
+          bundleId: req.bundleId,
+          leaseKey: this.dir,
+          user: this.#user,
+          run: (argv, env) => this.#runStep(argv, stepEnv(env)),
+          system: (message) => this.#system(message),
+        });
+      } catch (err) {
+        if (!this.#kill) {
+          return this.#finish({
+            state: TaskState.FAILED,
+            error: `environment setup failed: ${describeError(err)}`,
+          });
+        }
+      }
+    }
     if (this.#kill) return this.#finish({ state: this.#kill.state, error: this.#kill.reason });
     let argv: string[];
     try {
@@ -403,7 +457,7 @@ export class TaskAttempt {
     const timeout = req.timeoutMs > 0 ? ms(req.timeoutMs) : undefined;
     const env = buildTaskEnv({
       taskDir: this.dir,
-      env: req.env,
+      env: withPythonEnv(reqEnv, py),
       ports: this.#status.ports,
       workerId: ctx.workerId,
       // A task user gets its own cache: a shared one would let tasks plant code for others.
@@ -479,6 +533,44 @@ export class TaskAttempt {
       }
     }
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /** Runs one environment step like the task itself: same user, limits and log stream. */
+  async #runStep(
+    argv: readonly string[],
+    env: Record<string, string>,
+  ): Promise<{ exitCode: number; tail: readonly string[] }> {
+    const ctx = this.#ctx;
+    const req = this.request;
+    const proc = TaskProcess.start({
+      argv,
+      cwd: this.dir,
+      env,
+      memoryLimitBytes: req.resources?.memoryBytes ?? 0,
+      sampleInterval: ctx.sampleInterval,
+      processTable: ctx.processTable,
+      user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
+      maxLineBytes: ctx.logBudget.limits.maxLineBytes,
+      admit: (_stream, bytes) => this.#admit(bytes),
+      limits: {
+        processes: this.#user ? ctx.limits?.processes : undefined,
+        openFiles: ctx.limits?.openFiles,
+        fileBytes: req.resources?.diskBytes || undefined,
+      },
+      maxProcesses: ctx.limits?.processes,
+      onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
+      onWarning: (message) => this.#system(message),
+    });
+    this.#process = proc;
+    try {
+      const exit = await proc.exited;
+      return {
+        exitCode: exit.exitCode,
+        tail: exit.spawnError ? [exit.spawnError] : exit.stderrTail,
+      };
+    } finally {
+      this.#process = undefined;
+    }
   }
 
   /**

@@ -18,6 +18,7 @@ import {
   HealthResponseSchema,
   type KillTaskRequest,
   KillTaskResponseSchema,
+  ReadJobOutputResponseSchema,
   type RunTaskRequest,
   type RunTaskResponse,
   WorkerListTasksResponseSchema,
@@ -27,6 +28,7 @@ import {
 } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { NotFoundError, toConnectError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
+import type { OutputRead } from "./outputs.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -45,6 +47,8 @@ export interface WorkerCore {
     sinceMs: number,
     maxLines: number,
   ): LogLine[] | undefined;
+  /** A job's outputs here (ReadJobOutput); NotFoundError when there are none. */
+  readJobOutput?(jobId: string, path: string, offset: number, length: number): Promise<OutputRead>;
   /** Liveness for Health. */
   health(): {
     healthy: boolean;
@@ -128,6 +132,15 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
         }
         try {
           return await core.profileTask(req.taskId, seconds(req.seconds || 5), ctx.signal);
+        } catch (err) {
+          throw toConnectError(err);
+        }
+      },
+      readJobOutput: async (req) => {
+        try {
+          if (!core.readJobOutput) throw new NotFoundError("this worker keeps no job outputs");
+          const r = await core.readJobOutput(req.jobId, req.path, req.offset, req.length);
+          return create(ReadJobOutputResponseSchema, r);
         } catch (err) {
           throw toConnectError(err);
         }

@@ -76,6 +76,8 @@ import {
 import { Reporter } from "./reporter.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
+import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
+import { JobOutputs, type OutputRead } from "./outputs.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -160,6 +162,13 @@ export async function startWorker(options: WorkerOptions): Promise<WorkerHandle>
       });
     taskUsers = { pool, denoPath };
   }
+  // Submitters compare their python3 with this (`iris job run` warns on a mismatch).
+  if (options.attributes?.python_version === undefined) {
+    const version = await hostPythonVersion();
+    if (version) {
+      options = { ...options, attributes: { python_version: version, ...options.attributes } };
+    }
+  }
   const worker = new IrisWorker(
     options,
     resources,
@@ -242,6 +251,8 @@ class IrisWorker implements WorkerCore {
   readonly #removeRoot: boolean;
   readonly #ports: PortAllocator;
   readonly #attempts = new Map<string, TaskAttempt>();
+  readonly #pythonEnvs: PythonEnvCache;
+  readonly #outputs: JobOutputs;
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
   readonly #dirRemoved = new WeakSet<TaskAttempt>();
@@ -284,6 +295,8 @@ class IrisWorker implements WorkerCore {
       ...advert?.attributes,
       ...(advert?.reason ? { "device-status": advert.reason } : {}),
     };
+    this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
+    this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -391,6 +404,8 @@ class IrisWorker implements WorkerCore {
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
       taskPods: this.#opts.taskPods,
+      pythonEnvs: this.#pythonEnvs,
+      outputs: this.#outputs,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
@@ -437,6 +452,11 @@ class IrisWorker implements WorkerCore {
     maxLines: number,
   ): LogLine[] | undefined {
     return this.#attempts.get(attemptKey(taskId, attemptId))?.logs(sinceMs, maxLines);
+  }
+
+  /** A job's outputs on this worker (ReadJobOutput). */
+  readJobOutput(jobId: string, path: string, offset: number, length: number): Promise<OutputRead> {
+    return this.#outputs.read(jobId, path, offset, length);
   }
 
   health() {

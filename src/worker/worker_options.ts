@@ -3,6 +3,7 @@
  * Types only.
  * @module
  */
+import type { PythonEnvCacheOptions } from "./python_env.ts";
 import type { ControllerClient } from "../rpc/client.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
@@ -38,8 +39,15 @@ export interface WorkerOptions {
   cleanup?: boolean;
   /** What the worker offers; missing values are detected from the machine. */
   resources?: Partial<WorkerResources>;
-  /** Attributes constraints match against (tpu-name, zone, …). @default {} */
+  /**
+   * Attributes constraints match against (tpu-name, zone, …). `python_version` (of the task
+   * PATH's python3) is added unless given. @default {}
+   */
   attributes?: Record<string, AttributeScalar>;
+  /** Job output directories (IRIS_OUTPUT_DIR) unused this long are removed. @default 7 days */
+  outputRetention?: Duration;
+  /** Job Python environments: venv cache under `<rootDir>/python` (docs/python.md). */
+  python?: Omit<PythonEnvCacheOptions, "rootDir">;
   /** The scale group the worker belongs to. @default "" */
   scaleGroup?: string;
   /** The slice the worker belongs to. @default "" */

@@ -200,7 +200,7 @@ Deno.test("pack: too large or too many files is ResourceExhausted naming size an
     assert.ok(err instanceof ResourceExhaustedError, String(err));
     assert.match(
       err.message,
-      /workspace is 3001 B; largest: big\.bin \(3000 B\), small\.txt \(1 B\), over the 2048 B/,
+      /workspace is 3001 B; largest entries: big\.bin \(3000 B\), small\.txt \(1 B\); largest files: big\.bin \(3000 B\), small\.txt \(1 B\), over the 2048 B/,
     );
     await assert.rejects(
       packDirectory(tmp, { maxFiles: 1 }),
@@ -267,5 +267,70 @@ Deno.test("pack: long paths and link targets round trip (ustar prefix split and 
     await unpackBundle((await packDirectory(ws)).data, out);
     assert.deepEqual(await listTree(out), await listTree(ws));
     assert.equal(await Deno.readTextFile(join(out, "long-link")), "pax\n");
+  });
+});
+
+Deno.test("pack: Python defaults and .gitignore files (nested, relative) are honoured; .irisignore re-includes", async () => {
+  await withTemp(async (tmp) => {
+    const ws = join(tmp, "ws");
+    await writeTree(ws, {
+      "train.py": "print(1)",
+      ".venv/bin/python": "x",
+      "pkg/__pycache__/m.cpython-312.pyc": "x",
+      "pkg/m.py": "x",
+      "pkg/old.pyc": "x",
+      "nb/.ipynb_checkpoints/a.ipynb": "x",
+      "wandb/run-1/log": "x",
+      ".gitignore": "data/\n*.log\n",
+      "data/big.bin": "x",
+      "keep.log": "x",
+      "sub/.gitignore": "/local.txt\n!important.log\n",
+      "sub/local.txt": "x",
+      "sub/important.log": "x",
+      "sub/deeper/local.txt": "x",
+      "other/local.txt": "x",
+      ".irisignore": "!wandb/\n",
+    });
+    // A .venv that is a symlink out of the workspace is ignored too (it would not upload).
+    await Deno.remove(join(ws, ".venv"), { recursive: true });
+    await Deno.symlink("/usr", join(ws, ".venv"));
+    const packed = await packDirectory(ws);
+    const out = join(tmp, "out");
+    await unpackBundle(packed.data, out);
+    assert.deepEqual(await listTree(out), [
+      ".gitignore",
+      ".irisignore",
+      "nb/",
+      "other/",
+      "other/local.txt",
+      "pkg/",
+      "pkg/m.py",
+      "sub/",
+      "sub/.gitignore",
+      "sub/deeper/",
+      "sub/deeper/local.txt",
+      "sub/important.log",
+      "train.py",
+      "wandb/",
+      "wandb/run-1/",
+      "wandb/run-1/log",
+    ]);
+  });
+});
+
+Deno.test("pack: a too-big workspace names its largest top-level entries and the fix", async () => {
+  await withTemp(async (tmp) => {
+    await writeTree(tmp, {
+      "data/a.bin": "x".repeat(2000),
+      "data/b.bin": "x".repeat(2000),
+      "ckpt.pt": "x".repeat(3000),
+      "train.py": "y",
+    });
+    const err = await packDirectory(tmp, { maxBytes: 4096 }).catch((e: unknown) => e);
+    assert.ok(err instanceof ResourceExhaustedError, String(err));
+    assert.match(err.message, /largest entries: data\/ \(4000 B\), ckpt\.pt \(3000 B\), train\.py/);
+    assert.match(err.message, /largest files: ckpt\.pt \(3000 B\), data\/a\.bin/);
+    assert.match(err.message, /\.irisignore or \.gitignore/);
+    assert.match(err.message, /controller\.max_bundle_size/);
   });
 });

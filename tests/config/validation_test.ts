@@ -530,3 +530,26 @@ Deno.test("controller.log_* settings are sizes and a duration > 0, named in erro
     [64 * 1024 ** 2, 1024 ** 2, 7 * 24 * 3600_000, 1024 ** 3, 100 * 1024 ** 2],
   );
 });
+
+Deno.test("controller.max_bundle_size is a size > 0, at most 4GiB and within auth.max_request_size", () => {
+  assert.match(
+    fromTree(edit(localTree(), "controller.max_bundle_size", "huge")).join("\n"),
+    /^controller\.max_bundle_size: must be a size like/,
+  );
+  assert.deepEqual(fromTree(edit(localTree(), "controller.max_bundle_size", "5GiB")), [
+    "controller.max_bundle_size: must be at most 4GiB (bundles are held in memory; got 5GiB)",
+  ]);
+  const tree = {
+    ...edit(localTree(), "controller.max_bundle_size", "512MiB"),
+    auth: { max_request_size: "64MiB" },
+  };
+  assert.match(
+    fromTree(tree).join("\n"),
+    /controller\.max_bundle_size: is larger than auth\.max_request_size \(64MiB\)/,
+  );
+  const ok = edit(localTree(), "controller.max_bundle_size", "512MiB");
+  assert.equal(
+    parseConfigObject(ok, undefined, { machine }).controller!.maxBundleBytes,
+    512 * 1024 ** 2,
+  );
+});

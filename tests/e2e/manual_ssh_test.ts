@@ -310,6 +310,7 @@ const SMOKE_ON_MANUAL = [
   "child-job",
   "region",
   "nested-constraint",
+  "python-train",
 ];
 
 Deno.test({

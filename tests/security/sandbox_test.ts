@@ -172,6 +172,8 @@ Deno.test("sandbox: a command task's environment is an allowlist without the wor
       "SHLVL",
       "_",
       "JOB_VAR",
+      // The Python client of the worker's install (docs/python.md).
+      "PYTHONPATH",
     ]);
     for (const name of names) {
       assert(allowed.has(name) || name.startsWith("IRIS_"), `unexpected variable ${name}`);

@@ -24,9 +24,12 @@ Deno.test("startWorker() registers its address, resources and typed attributes, 
   assert.equal(reg.address, h.worker.url);
   assert.equal(reg.resources?.cpuMillicores, 2000);
   assert.equal(reg.resources?.memoryBytes, 4 * 1024 ** 3);
+  // The worker adds the version of the task PATH's python3 (docs/python.md).
+  const { python_version: python, ...given } = reg.attributes;
+  assert.match(String(python?.kind.value), /^\d+\.\d+/);
   assert.deepEqual(
     Object.fromEntries(
-      Object.entries(reg.attributes).map(([k, v]) => [k, [v.kind.case, v.kind.value]]),
+      Object.entries(given).map(([k, v]) => [k, [v.kind.case, v.kind.value]]),
     ),
     {
       zone: ["stringValue", "us-a"],

@@ -6,7 +6,7 @@
 
 import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
 import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
-import type { Entrypoint, ExecInTaskRequestSchema, ExecInTaskResponseSchema, GetProcessStatusRequestSchema, GetProcessStatusResponseSchema, LogLine, ProfileTaskRequestSchema, ProfileTaskResponseSchema, Resources, ResourceSnapshot, TaskState } from "./types_pb.ts";
+import type { Entrypoint, Environment, ExecInTaskRequestSchema, ExecInTaskResponseSchema, GetProcessStatusRequestSchema, GetProcessStatusResponseSchema, LogLine, ProfileTaskRequestSchema, ProfileTaskResponseSchema, Resources, ResourceSnapshot, TaskState } from "./types_pb.ts";
 import { file_iris_v1_types } from "./types_pb.ts";
 import type { Message } from "@bufbuild/protobuf";
 
@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/worker.proto.
  */
 export const file_iris_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSLNAgoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAEaKgoIRW52RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASIyCg9SdW5UYXNrUmVzcG9uc2USEAoIYWNjZXB0ZWQYASABKAgSDQoFZXJyb3IYAiABKAkiWAoPS2lsbFRhc2tSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIQCghncmFjZV9tcxgDIAEoARIOCgZyZWFzb24YBCABKAkiIQoQS2lsbFRhc2tSZXNwb25zZRINCgVmb3VuZBgBIAEoCCIqChdXb3JrZXJUYXNrU3RhdHVzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJIvACCg5Xb3JrZXJUYXNrSW5mbxIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAUSIQoFc3RhdGUYAyABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZRIRCglleGl0X2NvZGUYBCABKAUSDgoGc2lnbmFsGAUgASgJEg0KBWVycm9yGAYgASgJEhUKDXN0YXJ0ZWRfYXRfbXMYByABKAESFgoOZmluaXNoZWRfYXRfbXMYCCABKAESCwoDcGlkGAkgASgFEjEKBXBvcnRzGAogAygLMiIuaXJpcy52MS5Xb3JrZXJUYXNrSW5mby5Qb3J0c0VudHJ5EhQKDG1lbW9yeV9ieXRlcxgLIAEoARIZChFwZWFrX21lbW9yeV9ieXRlcxgMIAEoARIWCg5jcHVfbWlsbGljb3JlcxgNIAEoBRosCgpQb3J0c0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoBToCOAEiQQoYV29ya2VyVGFza1N0YXR1c1Jlc3BvbnNlEiUKBHRhc2sYASABKAsyFy5pcmlzLnYxLldvcmtlclRhc2tJbmZvIhgKFldvcmtlckxpc3RUYXNrc1JlcXVlc3QiQQoXV29ya2VyTGlzdFRhc2tzUmVzcG9uc2USJgoFdGFza3MYASADKAsyFy5pcmlzLnYxLldvcmtlclRhc2tJbmZvImAKFEZldGNoVGFza0xvZ3NSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIQCghzaW5jZV9tcxgDIAEoARIRCgltYXhfbGluZXMYBCABKAUiOAoVRmV0Y2hUYXNrTG9nc1Jlc3BvbnNlEh8KBWxpbmVzGAEgAygLMhAuaXJpcy52MS5Mb2dMaW5lIg8KDUhlYWx0aFJlcXVlc3QipAEKDkhlYWx0aFJlc3BvbnNlEg8KB2hlYWx0aHkYASABKAgSEQoJd29ya2VyX2lkGAIgASgJEhEKCXVwdGltZV9tcxgDIAEoARIVCg1ydW5uaW5nX3Rhc2tzGAQgASgFEisKCHNuYXBzaG90GAUgASgLMhkuaXJpcy52MS5SZXNvdXJjZVNuYXBzaG90EhcKDmNvbnRyb2xsZXJfdXJsGJgCIAEoCTKrBQoNV29ya2VyU2VydmljZRI8CgdSdW5UYXNrEhcuaXJpcy52MS5SdW5UYXNrUmVxdWVzdBoYLmlyaXMudjEuUnVuVGFza1Jlc3BvbnNlEj8KCEtpbGxUYXNrEhguaXJpcy52MS5LaWxsVGFza1JlcXVlc3QaGS5pcmlzLnYxLktpbGxUYXNrUmVzcG9uc2USVAoNR2V0VGFza1N0YXR1cxIgLmlyaXMudjEuV29ya2VyVGFza1N0YXR1c1JlcXVlc3QaIS5pcmlzLnYxLldvcmtlclRhc2tTdGF0dXNSZXNwb25zZRJOCglMaXN0VGFza3MSHy5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1JlcXVlc3QaIC5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1Jlc3BvbnNlEk4KDUZldGNoVGFza0xvZ3MSHS5pcmlzLnYxLkZldGNoVGFza0xvZ3NSZXF1ZXN0Gh4uaXJpcy52MS5GZXRjaFRhc2tMb2dzUmVzcG9uc2USOQoGSGVhbHRoEhYuaXJpcy52MS5IZWFsdGhSZXF1ZXN0GhcuaXJpcy52MS5IZWFsdGhSZXNwb25zZRJXChBHZXRQcm9jZXNzU3RhdHVzEiAuaXJpcy52MS5HZXRQcm9jZXNzU3RhdHVzUmVxdWVzdBohLmlyaXMudjEuR2V0UHJvY2Vzc1N0YXR1c1Jlc3BvbnNlEkcKCkV4ZWNJblRhc2sSGi5pcmlzLnYxLkV4ZWNJblRhc2tSZXF1ZXN0GhsuaXJpcy52MS5FeGVjSW5UYXNrUmVzcG9uc2UwARJICgtQcm9maWxlVGFzaxIbLmlyaXMudjEuUHJvZmlsZVRhc2tSZXF1ZXN0GhwuaXJpcy52MS5Qcm9maWxlVGFza1Jlc3BvbnNlYgZwcm90bzM", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSL5AgoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAESKgoLZW52aXJvbm1lbnQYwAIgASgLMhQuaXJpcy52MS5FbnZpcm9ubWVudBoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjIKD1J1blRhc2tSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCBINCgVlcnJvchgCIAEoCSJYCg9LaWxsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCGdyYWNlX21zGAMgASgBEg4KBnJlYXNvbhgEIAEoCSIhChBLaWxsVGFza1Jlc3BvbnNlEg0KBWZvdW5kGAEgASgIIioKF1dvcmtlclRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAki8AIKDldvcmtlclRhc2tJbmZvEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARILCgNwaWQYCSABKAUSMQoFcG9ydHMYCiADKAsyIi5pcmlzLnYxLldvcmtlclRhc2tJbmZvLlBvcnRzRW50cnkSFAoMbWVtb3J5X2J5dGVzGAsgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAwgASgBEhYKDmNwdV9taWxsaWNvcmVzGA0gASgFGiwKClBvcnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJBChhXb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iGAoWV29ya2VyTGlzdFRhc2tzUmVxdWVzdCJBChdXb3JrZXJMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iYAoURmV0Y2hUYXNrTG9nc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCHNpbmNlX21zGAMgASgBEhEKCW1heF9saW5lcxgEIAEoBSI4ChVGZXRjaFRhc2tMb2dzUmVzcG9uc2USHwoFbGluZXMYASADKAsyEC5pcmlzLnYxLkxvZ0xpbmUiDwoNSGVhbHRoUmVxdWVzdCKkAQoOSGVhbHRoUmVzcG9uc2USDwoHaGVhbHRoeRgBIAEoCBIRCgl3b3JrZXJfaWQYAiABKAkSEQoJdXB0aW1lX21zGAMgASgBEhUKDXJ1bm5pbmdfdGFza3MYBCABKAUSKwoIc25hcHNob3QYBSABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QSFwoOY29udHJvbGxlcl91cmwYmAIgASgJIlQKFFJlYWRKb2JPdXRwdXRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBm9mZnNldBgDIAEoARIOCgZsZW5ndGgYBCABKAEiQwoKT3V0cHV0RmlsZRIMCgRwYXRoGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAESEwoLbW9kaWZpZWRfbXMYAyABKAEigAEKFVJlYWRKb2JPdXRwdXRSZXNwb25zZRIOCgZpc19kaXIYASABKAgSIgoFZmlsZXMYAiADKAsyEy5pcmlzLnYxLk91dHB1dEZpbGUSDAoEZGF0YRgDIAEoDBISCgpzaXplX2J5dGVzGAQgASgBEhEKCXdvcmtlcl9pZBgFIAEoCTL7BQoNV29ya2VyU2VydmljZRI8CgdSdW5UYXNrEhcuaXJpcy52MS5SdW5UYXNrUmVxdWVzdBoYLmlyaXMudjEuUnVuVGFza1Jlc3BvbnNlEj8KCEtpbGxUYXNrEhguaXJpcy52MS5LaWxsVGFza1JlcXVlc3QaGS5pcmlzLnYxLktpbGxUYXNrUmVzcG9uc2USVAoNR2V0VGFza1N0YXR1cxIgLmlyaXMudjEuV29ya2VyVGFza1N0YXR1c1JlcXVlc3QaIS5pcmlzLnYxLldvcmtlclRhc2tTdGF0dXNSZXNwb25zZRJOCglMaXN0VGFza3MSHy5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1JlcXVlc3QaIC5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1Jlc3BvbnNlEk4KDUZldGNoVGFza0xvZ3MSHS5pcmlzLnYxLkZldGNoVGFza0xvZ3NSZXF1ZXN0Gh4uaXJpcy52MS5GZXRjaFRhc2tMb2dzUmVzcG9uc2USOQoGSGVhbHRoEhYuaXJpcy52MS5IZWFsdGhSZXF1ZXN0GhcuaXJpcy52MS5IZWFsdGhSZXNwb25zZRJXChBHZXRQcm9jZXNzU3RhdHVzEiAuaXJpcy52MS5HZXRQcm9jZXNzU3RhdHVzUmVxdWVzdBohLmlyaXMudjEuR2V0UHJvY2Vzc1N0YXR1c1Jlc3BvbnNlEkcKCkV4ZWNJblRhc2sSGi5pcmlzLnYxLkV4ZWNJblRhc2tSZXF1ZXN0GhsuaXJpcy52MS5FeGVjSW5UYXNrUmVzcG9uc2UwARJICgtQcm9maWxlVGFzaxIbLmlyaXMudjEuUHJvZmlsZVRhc2tSZXF1ZXN0GhwuaXJpcy52MS5Qcm9maWxlVGFza1Jlc3BvbnNlEk4KDVJlYWRKb2JPdXRwdXQSHS5pcmlzLnYxLlJlYWRKb2JPdXRwdXRSZXF1ZXN0Gh4uaXJpcy52MS5SZWFkSm9iT3V0cHV0UmVzcG9uc2ViBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.RunTaskRequest
@@ -76,6 +76,13 @@ export type RunTaskRequest = Message<"iris.v1.RunTaskRequest"> & {
    * @generated from field: double timeout_ms = 11;
    */
   timeoutMs: number;
+
+  /**
+   * The job's environment (JobSpec.environment).
+   *
+   * @generated from field: iris.v1.Environment environment = 320;
+   */
+  environment?: Environment | undefined;
 };
 
 /**
@@ -410,6 +417,114 @@ export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
   messageDesc(file_iris_v1_worker, 12);
 
 /**
+ * A job's outputs: `path` relative to its output directory ("" = the whole directory). A directory
+ * is listed (every file below it, recursively); a file is read from `offset`, at most `length`
+ * bytes (0 = up to 16 MiB).
+ *
+ * @generated from message iris.v1.ReadJobOutputRequest
+ */
+export type ReadJobOutputRequest = Message<"iris.v1.ReadJobOutputRequest"> & {
+  /**
+   * @generated from field: string job_id = 1;
+   */
+  jobId: string;
+
+  /**
+   * @generated from field: string path = 2;
+   */
+  path: string;
+
+  /**
+   * @generated from field: double offset = 3;
+   */
+  offset: number;
+
+  /**
+   * @generated from field: double length = 4;
+   */
+  length: number;
+};
+
+/**
+ * Describes the message iris.v1.ReadJobOutputRequest.
+ * Use `create(ReadJobOutputRequestSchema)` to create a new message.
+ */
+export const ReadJobOutputRequestSchema: GenMessage<ReadJobOutputRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 13);
+
+/**
+ * @generated from message iris.v1.OutputFile
+ */
+export type OutputFile = Message<"iris.v1.OutputFile"> & {
+  /**
+   * Relative to the output directory.
+   *
+   * @generated from field: string path = 1;
+   */
+  path: string;
+
+  /**
+   * @generated from field: double size_bytes = 2;
+   */
+  sizeBytes: number;
+
+  /**
+   * @generated from field: double modified_ms = 3;
+   */
+  modifiedMs: number;
+};
+
+/**
+ * Describes the message iris.v1.OutputFile.
+ * Use `create(OutputFileSchema)` to create a new message.
+ */
+export const OutputFileSchema: GenMessage<OutputFile> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 14);
+
+/**
+ * @generated from message iris.v1.ReadJobOutputResponse
+ */
+export type ReadJobOutputResponse = Message<"iris.v1.ReadJobOutputResponse"> & {
+  /**
+   * True when `path` is a directory: `files` lists it, `data` is empty.
+   *
+   * @generated from field: bool is_dir = 1;
+   */
+  isDir: boolean;
+
+  /**
+   * @generated from field: repeated iris.v1.OutputFile files = 2;
+   */
+  files: OutputFile[];
+
+  /**
+   * @generated from field: bytes data = 3;
+   */
+  data: Uint8Array;
+
+  /**
+   * The file's full size (for paging with offset).
+   *
+   * @generated from field: double size_bytes = 4;
+   */
+  sizeBytes: number;
+
+  /**
+   * Which worker answered (the controller fills it in).
+   *
+   * @generated from field: string worker_id = 5;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message iris.v1.ReadJobOutputResponse.
+ * Use `create(ReadJobOutputResponseSchema)` to create a new message.
+ */
+export const ReadJobOutputResponseSchema: GenMessage<ReadJobOutputResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 15);
+
+/**
  * @generated from service iris.v1.WorkerService
  */
 export const WorkerService: GenService<{
@@ -484,6 +599,16 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof ProfileTaskRequestSchema;
     output: typeof ProfileTaskResponseSchema;
+  },
+  /**
+   * Files of a job's output directory (IRIS_OUTPUT_DIR) on this worker.
+   *
+   * @generated from rpc iris.v1.WorkerService.ReadJobOutput
+   */
+  readJobOutput: {
+    methodKind: "unary";
+    input: typeof ReadJobOutputRequestSchema;
+    output: typeof ReadJobOutputResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_iris_v1_worker, 0);
