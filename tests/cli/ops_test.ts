@@ -575,7 +575,8 @@ Deno.test("ops: iris task profile writes a /proc-sampled profile of a running ta
     const shell = text.split("\n").find((l) => /sh -c sleep 50/.test(l))!;
     const running = Number(/^\d+\s+[\d.]+\s+(\d+)%/.exec(shell)![1]);
     assert(running > 20, text);
-    assertMatch(text, /^\d+ +[\d.]+ +0% +0% +\S+ 100% +sleep 50$/m);
+    // Sleeping, in whatever kernel function the samples caught it.
+    assertMatch(text, /^\d+ +[\d.]+ +0% +0% +\S+ \d+%.* +sleep 50$/m);
 
     const bob = await iris(["task", "profile", taskId, ...as.bob]);
     assertMatch(bob.err, /bob may not profile \/alice\/busy/);

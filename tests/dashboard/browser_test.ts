@@ -279,10 +279,12 @@ Deno.test({
       );
 
       // One task's logs only.
-      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/2"] button`).click();
+      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/2"] button:not(.btn-profile)`)
+        .click();
       await waitCount(page, ".log-line", 2);
       await assertNotPwned(page);
-      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] button`).click();
+      await page.locator(`.task-row[data-task-id="${PARENT_JOB}/0"] button:not(.btn-profile)`)
+        .click();
       await page.locator(".log-line").filter({ hasText: "step 12002" }).waitFor();
       await shot("02-job-detail");
     });
