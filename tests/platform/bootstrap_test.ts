@@ -230,7 +230,8 @@ Deno.test("deno_path: the daemon runs `<deno_path> run -A <entry> worker serve â
   const home = await Deno.makeTempDir({ prefix: "iris_bootstrap_" });
   const fakeDeno = `${home}/bin/deno`;
   await Deno.mkdir(`${home}/bin`);
-  await Deno.writeTextFile(fakeDeno, `#!/bin/sh\necho "args: $*"\nexec sleep 300\n`);
+  // No exec: the daemon must keep a "worker serve" command line, or teardown leaves it running.
+  await Deno.writeTextFile(fakeDeno, `#!/bin/sh\necho "args: $*"\nsleep 300\n`);
   await Deno.chmod(fakeDeno, 0o755);
   const runtime = { home, denoPath: fakeDeno, entry: "/opt/iris/cli.ts" };
   try {
