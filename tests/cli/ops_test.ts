@@ -575,8 +575,9 @@ Deno.test("ops: iris task profile writes a /proc-sampled profile of a running ta
     const shell = text.split("\n").find((l) => /sh -c sleep 50/.test(l))!;
     const running = Number(/^\d+\s+[\d.]+\s+(\d+)%/.exec(shell)![1]);
     assert(running > 20, text);
-    // Sleeping, in whatever kernel function the samples caught it.
-    assertMatch(text, /^\d+ +[\d.]+ +0% +0% .*sleep 50$/m);
+    // Sleeping nearly always (a sample may catch its start), in whatever kernel function.
+    const sleeper = text.split("\n").find((l) => / sleep 50$/.test(l))!;
+    assert(Number(/^\d+\s+[\d.]+\s+(\d+)%/.exec(sleeper)![1]) <= 20, text);
 
     const bob = await iris(["task", "profile", taskId, ...as.bob]);
     assertMatch(bob.err, /bob may not profile \/alice\/busy/);
