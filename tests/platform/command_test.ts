@@ -129,7 +129,8 @@ Deno.test("run() returns even when an escaped process keeps the output pipe open
   assert.equal(r.code, 0);
   assert.equal(r.stdout, "started\n");
   assert.ok(performance.now() - started < 30_000, "did not wait for the escaped process");
-  for (const pid of liveWithMarker(marker)) Deno.kill(pid, "SIGKILL");
+  // The escaped sh leads its own group (setsid): kill the group, so its sleep goes too.
+  for (const pid of liveWithMarker(marker)) Deno.kill(-pid, "SIGKILL");
   await waitFor(() => liveWithMarker(marker).length === 0, {
     timeout: seconds(5),
     what: "cleanup",
