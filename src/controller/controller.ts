@@ -45,7 +45,7 @@ import {
 } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
-import { gangTaskEnv } from "./task_env.ts";
+import { gangTaskEnv, masterPort } from "./task_env.ts";
 import { schedule } from "./scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
@@ -151,6 +151,8 @@ export class Controller {
   readonly #reservedBy = new Map<string, string>();
   /** Attempts whose RunTask is in flight (a worker registering may not list them yet). */
   readonly #dispatching = new Set<string>();
+  /** MASTER_PORT of each GPU gang attempt (key: task 0's attemptKey), while it may be active. */
+  readonly #masterPorts = new Map<string, number>();
   /**
    * Attempts held on a worker that its last heartbeats listed neither as running nor as ended:
    * key → consecutive heartbeats without it (lost at {@linkcode MISSING_HEARTBEATS}).
@@ -980,6 +982,9 @@ export class Controller {
     const hosts = members.map((m) => m.host);
     const task0 = this.jobs.tasks.get(job.taskIds[0]!);
     const attempt0 = task0 ? this.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
+    const port = spec.coscheduling?.groupBy && task0
+      ? this.#masterPort(job.jobId, task0.taskId, attempt0, members[0]?.workerId ?? "")
+      : undefined;
     for (const { task, attempt } of placed) {
       const worker = this.workers.workers.get(attempt.workerId)!;
       const env: Record<string, string> = {
@@ -1005,13 +1010,15 @@ export class Controller {
         if (k === "tpu-worker-id") env.TPU_WORKER_ID = String(v);
         if (k === "tpu-topology") env.TPU_TOPOLOGY = String(v);
       }
+      let reservedPorts: Record<string, number> = {};
       if (spec.coscheduling?.groupBy) {
         env.IRIS_GANG_HOSTS = hosts.join(",");
         env.TPU_WORKER_HOSTNAMES = hosts.join(",");
         env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:8476`;
         env.JAX_NUM_PROCESSES = String(job.taskIds.length);
         env.JAX_PROCESS_ID = String(task.index);
-        const gang = gangTaskEnv(job.jobId, spec, task.index, members, attempt0);
+        const gang = gangTaskEnv(job.jobId, spec, task.index, members, attempt0, port);
+        if (gang.reservedPorts) reservedPorts = gang.reservedPorts;
         Object.assign(env, gang.env);
         if (gang.endpoint && task.index === 0) {
           this.endpoints.register({
@@ -1036,6 +1043,7 @@ export class Controller {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
         environment: spec.environment,
+        reservedPorts,
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);
@@ -1048,6 +1056,31 @@ export class Controller {
           .finally(() => this.#dispatching.delete(key)),
       );
     }
+  }
+
+  /**
+   * MASTER_PORT of a gang attempt whose task 0 runs on `workerId`: the one already chosen for
+   * this attempt, else one past the ports held there (named ports of its attempts, other gangs'
+   * master ports). The worker holds it in its port table (RunTaskRequest.reserved_ports).
+   */
+  #masterPort(jobId: string, taskId0: string, attempt0: number, workerId: string): number {
+    const key0 = attemptKey(taskId0, attempt0);
+    const known = this.#masterPorts.get(key0);
+    if (known !== undefined) return known;
+    const active = new Set<string>();
+    for (const w of this.workers.workers.values()) for (const k of w.active.keys()) active.add(k);
+    for (const k of this.#masterPorts.keys()) if (!active.has(k)) this.#masterPorts.delete(k);
+    const taken = new Set<number>();
+    for (const key of this.workers.workers.get(workerId)?.active.keys() ?? []) {
+      const at = key.lastIndexOf("#");
+      const found = this.#findAttempt(key.slice(0, at), Number(key.slice(at + 1)));
+      for (const p of Object.values(found?.task.ports ?? {})) taken.add(p);
+      const mp = this.#masterPorts.get(key);
+      if (mp !== undefined) taken.add(mp);
+    }
+    const port = masterPort(jobId, attempt0, taken);
+    this.#masterPorts.set(key0, port);
+    return port;
   }
 
   #dispatchFailed(taskId: string, attemptId: number, workerId: string, err: unknown): void {

@@ -132,6 +132,8 @@ export class TaskAttempt {
   #process?: TaskProcess;
   #pod?: KubeTaskPod;
   #outputsHeld = false;
+  /** Ports the controller chose for this attempt (RunTaskRequest.reserved_ports), held till its end. */
+  readonly #reserved: number[] = [];
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #execSpec?: SpawnOptions;
@@ -345,6 +347,7 @@ export class TaskAttempt {
       });
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
+      this.#ctx.ports.release(this.#reserved);
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
       this.#ctx.pythonEnvs?.release(this.dir);
       if (this.#outputsHeld) await this.#ctx.outputs?.release(this.request.jobId);
@@ -358,6 +361,14 @@ export class TaskAttempt {
     const ctx = this.#ctx;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
+      for (const [name, port] of Object.entries(req.reservedPorts)) {
+        if (!ctx.ports.reserve(port)) {
+          throw new Error(
+            `${name} ${port} is already in use on this host (held by another task or bound)`,
+          );
+        }
+        this.#reserved.push(port);
+      }
       await freshDir(this.dir);
       await Deno.mkdir(`${this.dir}/tmp`);
       const users = ctx.taskUsers;
