@@ -1060,8 +1060,8 @@ export class Controller {
 
   /**
    * MASTER_PORT of a gang attempt whose task 0 runs on `workerId`: the one already chosen for
-   * this attempt, else one past the ports held there (named ports of its attempts, other gangs'
-   * master ports). The worker holds it in its port table (RunTaskRequest.reserved_ports).
+   * this attempt, else one past the ports held on that host (named ports of the attempts of its
+   * workers, other gangs' master ports). The worker holds it in its port table (RunTaskRequest.reserved_ports).
    */
   #masterPort(jobId: string, taskId0: string, attempt0: number, workerId: string): number {
     const key0 = attemptKey(taskId0, attempt0);
@@ -1071,12 +1071,18 @@ export class Controller {
     for (const w of this.workers.workers.values()) for (const k of w.active.keys()) active.add(k);
     for (const k of this.#masterPorts.keys()) if (!active.has(k)) this.#masterPorts.delete(k);
     const taken = new Set<number>();
-    for (const key of this.workers.workers.get(workerId)?.active.keys() ?? []) {
-      const at = key.lastIndexOf("#");
-      const found = this.#findAttempt(key.slice(0, at), Number(key.slice(at + 1)));
-      for (const p of Object.values(found?.task.ports ?? {})) taken.add(p);
-      const mp = this.#masterPorts.get(key);
-      if (mp !== undefined) taken.add(mp);
+    const w0 = this.workers.workers.get(workerId);
+    const host = w0 ? new URL(w0.address).hostname : "";
+    // Every worker on task 0's host (local clusters run several workers on one host).
+    for (const w of this.workers.workers.values()) {
+      if (w !== w0 && new URL(w.address).hostname !== host) continue;
+      for (const key of w.active.keys()) {
+        const at = key.lastIndexOf("#");
+        const found = this.#findAttempt(key.slice(0, at), Number(key.slice(at + 1)));
+        for (const p of Object.values(found?.task.ports ?? {})) taken.add(p);
+        const mp = this.#masterPorts.get(key);
+        if (mp !== undefined) taken.add(mp);
+      }
     }
     const port = masterPort(jobId, attempt0, taken);
     this.#masterPorts.set(key0, port);
