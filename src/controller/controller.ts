@@ -693,14 +693,15 @@ export class Controller {
     // No placement while the state cannot be written (it resumes once it can).
     if (this.#scheduleQueued || this.#abort.signal.aborted || this.#unwritable) return;
     this.#scheduleQueued = true;
-    setTimeout(() => {
+    // Through the clock, so a fake clock (tests) runs the pass when it settles.
+    void this.clock.sleep(ms(0)).then(() => {
       this.#scheduleQueued = false;
       try {
         this.scheduleOnce();
       } catch (err) {
         this.log(`scheduling pass failed: ${describeError(err)}`);
       }
-    }, 0);
+    });
   }
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
