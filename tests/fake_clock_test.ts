@@ -1,10 +1,13 @@
 /**
  * FakeClock (src/time.ts): time stands still until a test moves it; sleepers wake in due order at
  * their own due time, woken code gets to run before the next timer fires, aborts are honoured,
- * `jump` models a blocked process, and Deadline/Backoff users see fake time.
+ * `jump` models a blocked process, Deadline sees fake time, and the scripted command runner's
+ * delays and timeouts run on it.
  */
 import { assert, assertEquals, assertRejects } from "./_helpers/assert.ts";
-import { Deadline, FakeClock, ms, seconds, timestamp } from "../src/time.ts";
+import { Deadline, FakeClock, minutes, ms, seconds, timestamp } from "../src/time.ts";
+import { ScriptedRunner } from "./fakes/scripted_runner.ts";
+import type { CommandResult } from "../src/platform/command.ts";
 
 Deno.test("FakeClock: time stands still until advanced; wall and monotonic move together", async () => {
   const clock = new FakeClock(timestamp(1_000_000));
@@ -113,4 +116,24 @@ Deno.test("FakeClock: a zero-delay sleep fires when the loop settles, without mo
   assertEquals(clock.monotonic(), 0);
   await clock.advance(ms(1));
   assertEquals(order, ["first", "second", "timer"]);
+});
+
+Deno.test("ScriptedRunner on a FakeClock: delays and hard timeouts pass when the test moves time", async () => {
+  const clock = new FakeClock();
+  const runner = new ScriptedRunner([], { clock })
+    .on(["slow"], { stdout: "done\n", delay: seconds(30) })
+    .on(["stuck"], { hang: true });
+  let slow: CommandResult | undefined;
+  let stuck: CommandResult | undefined;
+  void runner.run({ argv: ["slow"] }, { timeout: minutes(1) }).then((r) => slow = r);
+  void runner.run({ argv: ["stuck"] }, { timeout: minutes(5) }).then((r) => stuck = r);
+  await clock.advance(seconds(29));
+  assertEquals([slow?.code, stuck?.code], [undefined, undefined]);
+  await clock.advance(seconds(1));
+  assertEquals([slow?.code, slow?.stdout, slow?.timedOut], [0, "done\n", false]);
+  await clock.advance(minutes(4));
+  assertEquals(stuck?.code, undefined, "still within its 5 minutes");
+  await clock.advance(minutes(1));
+  assertEquals([stuck?.timedOut, stuck?.signal], [true, "SIGTERM"]);
+  assertEquals(clock.pending, 0, "the losing sleeps were cancelled");
 });
