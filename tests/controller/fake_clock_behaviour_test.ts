@@ -7,6 +7,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { FakeClockCluster } from "./_fake_clock_cluster.ts";
+import { tempDir } from "../_helpers/temp_dir.ts";
 import { StateStore } from "../../src/controller/store.ts";
 import { JobSpecSchema, JobState, TaskState } from "../../src/rpc/mod.ts";
 import { FakeClock, ms, seconds } from "../../src/time.ts";
@@ -91,68 +92,64 @@ Deno.test("liveness: a stalled controller declares nobody dead; silence after it
 });
 
 Deno.test("re-claim: after a restart a re-registering worker keeps its attempt; one that never returns fails after the grace", async () => {
-  const dir = await Deno.makeTempDir({ prefix: "iris-fake-clock-reclaim-" });
-  try {
-    const clock = new FakeClock();
-    let store = StateStore.open(dir);
-    let jobId = "";
-    {
-      await using before = new FakeClockCluster({ clock, store });
-      const back = before.worker("w-back", { cpu: 1 });
-      const gone = before.worker("w-gone", { cpu: 1 });
-      await back.register();
-      await gone.register();
-      jobId = await launch(before, job("pair", { replicas: 2 }));
-      await back.beat();
-      await gone.beat();
-      assertEquals(before.controller.jobs.job(jobId).state, JobState.RUNNING);
-    }
-    store.close();
-
-    // The restart: the same fake time runs on; default grace = 5 s × 1.2 + 3 s = 9 s.
-    store = StateStore.open(dir);
-    await using after = new FakeClockCluster({ clock, store });
-    assertEquals(after.controller.reclaimGrace, 9000);
-    const back = after.worker("w-back", { cpu: 1 });
-    after.worker("w-gone", { cpu: 1 });
-    // w-back backs off for 4 s, then re-registers, re-claims and beats.
-    await clock.advance(seconds(4));
-    back.running.set(`${jobId}/0#0`, {
-      taskId: `${jobId}/0`,
-      attemptId: 0,
-      request: undefined as never,
-    });
-    assertEquals((await back.beat()).reregister, true, "a heartbeat alone is not enough");
-    back.startBeating(seconds(1));
-    const t0 = `${jobId}/0`, t1 = `${jobId}/1`;
-    // Within the grace nothing is lost.
-    await clock.advance(seconds(4.5));
-    assertEquals(after.controller.jobs.task(t1).attempts.length, 1, "w-gone still in its grace");
-    // Past the grace: w-gone is dead, its attempt failed and retried; w-back's attempt runs on.
-    await clock.advance(seconds(2));
-    assertEquals(after.controller.workers.workers.has("w-gone"), false);
-    assert(
-      after.controller.recentLogs.some((l) =>
-        l.includes("worker w-gone declared dead: did not re-register within 9.0s")
-      ),
-      after.controller.recentLogs.join("\n"),
-    );
-    assertEquals(after.controller.jobs.task(t0).attempts.map((a) => a.state), [TaskState.RUNNING]);
-    assertEquals(after.controller.jobs.task(t1).attempts.map((a) => a.state), [
-      TaskState.WORKER_FAILED,
-    ]);
-    assertEquals(after.controller.jobs.task(t1).state, TaskState.PENDING);
-    // The retry waits for room: w-back (1 CPU) is busy with t0 until it ends.
-    back.finish(t0, TaskState.SUCCEEDED);
-    await clock.advance(seconds(2));
-    assertEquals(back.runs.map((r) => [r.taskId, r.attemptId]), [[t1, 1]]);
-    back.finish(t1, TaskState.SUCCEEDED);
-    await clock.advance(seconds(2));
-    assertEquals(after.controller.jobs.job(jobId).state, JobState.SUCCEEDED);
-    store.close();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+  await using dir = await tempDir("iris-fake-clock-reclaim-");
+  const clock = new FakeClock();
+  let store = StateStore.open(dir.path);
+  let jobId = "";
+  {
+    await using before = new FakeClockCluster({ clock, store });
+    const back = before.worker("w-back", { cpu: 1 });
+    const gone = before.worker("w-gone", { cpu: 1 });
+    await back.register();
+    await gone.register();
+    jobId = await launch(before, job("pair", { replicas: 2 }));
+    await back.beat();
+    await gone.beat();
+    assertEquals(before.controller.jobs.job(jobId).state, JobState.RUNNING);
   }
+  store.close();
+
+  // The restart: the same fake time runs on; default grace = 5 s × 1.2 + 3 s = 9 s.
+  store = StateStore.open(dir.path);
+  await using after = new FakeClockCluster({ clock, store });
+  assertEquals(after.controller.reclaimGrace, 9000);
+  const back = after.worker("w-back", { cpu: 1 });
+  after.worker("w-gone", { cpu: 1 });
+  // w-back backs off for 4 s, then re-registers, re-claims and beats.
+  await clock.advance(seconds(4));
+  back.running.set(`${jobId}/0#0`, {
+    taskId: `${jobId}/0`,
+    attemptId: 0,
+    request: undefined as never,
+  });
+  assertEquals((await back.beat()).reregister, true, "a heartbeat alone is not enough");
+  back.startBeating(seconds(1));
+  const t0 = `${jobId}/0`, t1 = `${jobId}/1`;
+  // Within the grace nothing is lost.
+  await clock.advance(seconds(4.5));
+  assertEquals(after.controller.jobs.task(t1).attempts.length, 1, "w-gone still in its grace");
+  // Past the grace: w-gone is dead, its attempt failed and retried; w-back's attempt runs on.
+  await clock.advance(seconds(2));
+  assertEquals(after.controller.workers.workers.has("w-gone"), false);
+  assert(
+    after.controller.recentLogs.some((l) =>
+      l.includes("worker w-gone declared dead: did not re-register within 9.0s")
+    ),
+    after.controller.recentLogs.join("\n"),
+  );
+  assertEquals(after.controller.jobs.task(t0).attempts.map((a) => a.state), [TaskState.RUNNING]);
+  assertEquals(after.controller.jobs.task(t1).attempts.map((a) => a.state), [
+    TaskState.WORKER_FAILED,
+  ]);
+  assertEquals(after.controller.jobs.task(t1).state, TaskState.PENDING);
+  // The retry waits for room: w-back (1 CPU) is busy with t0 until it ends.
+  back.finish(t0, TaskState.SUCCEEDED);
+  await clock.advance(seconds(2));
+  assertEquals(back.runs.map((r) => [r.taskId, r.attemptId]), [[t1, 1]]);
+  back.finish(t1, TaskState.SUCCEEDED);
+  await clock.advance(seconds(2));
+  assertEquals(after.controller.jobs.job(jobId).state, JobState.SUCCEEDED);
+  store.close();
 });
 
 Deno.test("gang retry: one member failing kills its peers and the gang is placed again as a whole", async () => {
