@@ -46,7 +46,7 @@ import {
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { gangTaskEnv } from "./task_env.ts";
-import { schedule } from "./scheduler.ts";
+import { schedule } from "./scheduler/scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
