@@ -138,27 +138,91 @@ async function fetchFloor(n: number): Promise<{ get: number[]; post: number[] }>
 
 // ---------------------------------------------------------------- Iris cluster
 
+/** Where the bench's worker runs: in the controller's process, or in its own (as on a host). */
+export type WorkerPlacement = "in-process" | "own-process";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/**
+ * `iris worker serve` in its own process (tasks as their own users when root, as in production),
+ * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there.
+ */
+function spawnWorkerProcess(
+  url: string,
+  rootDir: string,
+): AsyncDisposable & { pid: number } {
+  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(prof
+        ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=worker.cpuprofile"]
+        : []),
+      CLI,
+      "worker",
+      "serve",
+      "--controller",
+      url,
+      "--cpu",
+      "64",
+      "--memory",
+      "64GiB",
+      "--root-dir",
+      rootDir,
+      "-q",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
+
+/** CPU time (user + system) of process `pid`, in ms; NaN where /proc cannot tell. */
+function pidCpuMs(pid: number | "self"): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 async function withCluster<T>(
-  fn: (client: IrisClient) => Promise<T>,
+  fn: (client: IrisClient, workerCpuMs: () => number) => Promise<T>,
+  placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
-  const worker = await startWorker({
-    controllerUrl: ctl.url,
-    rootDir,
-    cleanup: true,
-    resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
-  });
+  const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
+    ? spawnWorkerProcess(ctl.url, rootDir)
+    : await startWorker({
+      controllerUrl: ctl.url,
+      rootDir,
+      cleanup: true,
+      resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
+    });
   const client = new IrisClient(ctl.url);
   try {
     const t0 = performance.now();
     while ((await client.workers()).length < 1) {
-      if (performance.now() - t0 > 10_000) throw new Error("worker did not register in 10 s");
+      if (performance.now() - t0 > 30_000) throw new Error("worker did not register in 30 s");
       await sleepMs(5);
     }
-    return await fn(client);
+    // In-process, the worker's CPU is part of this process's.
+    return await fn(client, () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid));
   } finally {
-    await worker.stop();
+    await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
   }
@@ -273,12 +337,7 @@ async function rpcBenchChild(url: string) {
 /** CPU time (user + system) of this process: steadier than wall time on a shared machine. Linux
  * only; NaN elsewhere. */
 function processCpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
+  return pidCpuMs("self");
 }
 
 interface RpcResult {
@@ -834,7 +893,8 @@ async function main() {
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file).
+ * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
+ * process (CPU figures are then the controller's and the client's only).
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -846,7 +906,11 @@ async function quick(only: Set<string>): Promise<void> {
   // CPU time of this process (controller + worker + client): steadier than wall time on a
   // shared machine. Linux only; NaN elsewhere.
   const cpuMs = processCpuMs;
-  await withCluster(async (client) => {
+  const placement: WorkerPlacement = Deno.args.includes("--worker-process")
+    ? "own-process"
+    : "in-process";
+  console.log(`worker: ${placement}`);
+  await withCluster(async (client, workerCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -862,12 +926,17 @@ async function quick(only: Set<string>): Promise<void> {
     }
     if (only.has("tput")) {
       const c0 = cpuMs();
+      const w0 = workerCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
+      const workerPerJob = (workerCpuMs() - w0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
-        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
+          (placement === "own-process"
+            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+            : ""),
       );
     }
     if (only.has("rpc")) {
@@ -883,7 +952,7 @@ async function quick(only: Set<string>): Promise<void> {
         } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
-  });
+  }, placement);
 }
 
 if (import.meta.main) {
