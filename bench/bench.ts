@@ -308,7 +308,7 @@ async function throughputBench(
     done = res.totalCount;
     if (done >= n) break;
     if (performance.now() - t0 > 300_000) throw new Error(`only ${done}/${n} jobs finished`);
-    await sleepMs(2);
+    await sleepMs(20); // each poll scans every job: a tighter loop would load the controller
   }
   const t2 = performance.now();
   const ok = await client.rpc.listJobs({
@@ -626,6 +626,23 @@ async function main() {
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
+  // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
+  const own = await withCluster(async (client, workerCpuMs) => {
+    log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
+    const lat = await latencyBench(client, LAT_N);
+    log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
+    const c0 = processCpuMs();
+    const w0 = workerCpuMs();
+    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    return {
+      lat,
+      tput: {
+        ...tput,
+        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
+        workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+      },
+    };
+  }, "own-process");
 
   log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
   const sched = await runSchedulerBench({ repeats: 3 });
@@ -648,6 +665,7 @@ async function main() {
 
   const submitToRunning = dist(lat.submitToRunningMs);
   const submitToCompleted = dist(lat.submitToCompletedMs);
+  const ownSubmitToRunning = dist(own.lat.submitToRunningMs);
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
@@ -697,6 +715,23 @@ async function main() {
         fmtNum(spawnCeiling)
       }/s`,
       "≥ 500 jobs/s",
+    ],
+    [
+      `G2 the same, worker in its own process`,
+      `${fmtNum(own.tput.jobsPerS)} jobs/s`,
+      `${own.tput.makespanS.toFixed(2)} s total`,
+      `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, controller+clients ${
+        own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)
+      } ms`,
+      "≥ 50 % of spawn ceiling",
+    ],
+    [
+      `G1 submit→running, worker in its own process (n=${ownSubmitToRunning.n})`,
+      fmtMs(ownSubmitToRunning.p50),
+      fmtMs(ownSubmitToRunning.p99),
+      `${x(ownSubmitToRunning.p50, spawn.p50)} spawn`,
+      "p50 ≤ 2× spawn",
     ],
     [
       `  submit rate / failed jobs`,
@@ -816,7 +851,8 @@ async function main() {
     `\nIris benchmarks — ${host.nproc} cores, ${host.memoryGiB} GiB, ${host.cpu}, kernel ${host.kernel}, Deno ${host.deno}`,
   );
   console.log(
-    `Iris setup: in-process controller + 1 in-process worker (64 cores, 64 GiB advertised); ` +
+    `Iris setup: in-process controller + 1 worker (64 cores, 64 GiB advertised), in-process or ` +
+      `in its own process (\`iris worker serve\`, tasks as their own users when root); ` +
       `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
   );
   console.log(table(rows));
@@ -842,6 +878,11 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
+      workerProcess: {
+        submitToRunningMs: ownSubmitToRunning,
+        latencyFailed: own.lat.failed,
+        throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...own.tput },
+      },
       rpc: {
         call: "GetJobStatus",
         callsPerS: rpc.callsPerS,
@@ -870,6 +911,8 @@ async function main() {
       clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
       rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
+      jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
+      submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
       ...(peerResult && !peerResult.error
         ? {
           slurmSubmitToStartP50OverIris: (peerResult.metrics.submit_to_start_s?.p50 ?? NaN) *

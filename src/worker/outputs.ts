@@ -78,7 +78,10 @@ export class JobOutputs {
         await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       }
     }
-    if (user) await chownTree(dir, user.uid, user.gid);
+    // A new directory is empty: only it needs the owner.
+    if (user) {
+      await (created ? Deno.chown(dir, user.uid, user.gid) : chownTree(dir, user.uid, user.gid));
+    }
     if (!created) { // a new directory's times are already now
       const now = new Date();
       await Deno.utime(dir, now, now);

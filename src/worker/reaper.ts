@@ -350,30 +350,76 @@ export function removeCgroup(cgroup: string): void {
 export const SHARED_TMP_DIRS: readonly string[] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /**
+ * What one listing of a shared directory found: its identity and mtime before the listing, and
+ * the owner of each entry. Lets the next sweep skip a directory nothing was added to since.
+ */
+interface DirListing {
+  readonly dev: number;
+  readonly ino: number | null;
+  readonly mtimeMs: number;
+  /** When the stat before the listing was taken (Date.now()). */
+  readonly statAtMs: number;
+  readonly owners: Map<string, number | null>;
+}
+
+/** Listings of the shared directories kept between sweeps of one worker (see removeFilesOf). */
+export type SharedDirCache = Map<string, DirListing>;
+
+/**
+ * A listing may be reused only when the directory had been unchanged this long before it was
+ * taken: the kernel stamps mtime with a coarse clock, so an entry created in the same tick as
+ * the listing's stat would not move the mtime.
+ */
+const QUIET_BEFORE_LISTING_MS = 1000;
+
+/**
  * Removes what tasks of `uids` left in the shared temporary directories (entries directly in
  * them owned by one of the uids, whole), so a uid handed out again finds nothing of the last
- * task, and the disk is given back.
+ * task, and the disk is given back. With `cache`, a directory whose mtime did not move since a
+ * listing taken while it was quiet is not listed again: its entries' owners are known (a task
+ * user cannot give a file to itself, so only new entries can belong to it).
  */
 export async function removeFilesOf(
   uids: ReadonlySet<number>,
   dirs: readonly string[] = SHARED_TMP_DIRS,
+  cache?: SharedDirCache,
 ): Promise<void> {
   for (const dir of dirs) {
-    let entries: Deno.DirEntry[];
+    let listing: DirListing;
     try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
+      const statAtMs = Date.now();
+      const st = await Deno.stat(dir);
+      const mtimeMs = st.mtime?.getTime() ?? NaN;
+      const known = cache?.get(dir);
+      if (
+        known && known.dev === st.dev && known.ino === st.ino && known.mtimeMs === mtimeMs &&
+        known.statAtMs - mtimeMs >= QUIET_BEFORE_LISTING_MS
+      ) {
+        listing = known;
+      } else {
+        const owners = new Map<string, number | null>();
+        for await (const entry of Deno.readDir(dir)) {
+          try {
+            owners.set(entry.name, (await Deno.lstat(`${dir}/${entry.name}`)).uid);
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+        listing = { dev: st.dev, ino: st.ino, mtimeMs, statAtMs, owners };
+      }
     } catch {
+      cache?.delete(dir);
       continue;
     }
-    for (const entry of entries) {
-      const path = `${dir}/${entry.name}`;
-      try {
-        const uid = (await Deno.lstat(path)).uid;
-        if (uid !== null && uids.has(uid)) await Deno.remove(path, { recursive: true });
-      } catch {
-        // Gone meanwhile, or not removable.
-      }
+    let removed = false;
+    for (const [name, uid] of listing.owners) {
+      if (uid === null || !uids.has(uid)) continue;
+      await Deno.remove(`${dir}/${name}`, { recursive: true }).catch(() => {});
+      removed = true;
     }
+    // A removal moved the mtime: list again next time.
+    if (removed) cache?.delete(dir);
+    else cache?.set(dir, listing);
   }
 }
 

@@ -3,7 +3,13 @@
  * state reads back whole, shrinking content is padded (never leaves old bytes a parser would
  * take), and removing it closes the file.
  */
-import { LEDGER_FILE, readLedger, ReapLedger } from "../../src/worker/reaper.ts";
+import {
+  LEDGER_FILE,
+  readLedger,
+  ReapLedger,
+  removeFilesOf,
+  type SharedDirCache,
+} from "../../src/worker/reaper.ts";
 import { assertEquals } from "../_helpers/assert.ts";
 
 Deno.test("ReapLedger: in-place rewrites always read back as the current state", async () => {
@@ -33,4 +39,45 @@ Deno.test("ReapLedger: in-place rewrites always read back as the current state",
   } finally {
     await Deno.remove(root, { recursive: true });
   }
+});
+
+Deno.test({
+  name: "removeFilesOf: removes a uid's entries; a cached listing skips a quiet directory",
+  ignore: Deno.build.os !== "linux" || Deno.uid() !== 0,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "iris-shared-" });
+    try {
+      const past = new Date(Date.now() - 5000);
+      await Deno.writeTextFile(`${dir}/mine`, "x");
+      await Deno.chown(`${dir}/mine`, 200_001, 200_001);
+      await Deno.writeTextFile(`${dir}/other`, "x");
+      await Deno.utime(dir, past, past);
+      const cache: SharedDirCache = new Map();
+      await removeFilesOf(new Set([200_001]), [dir], cache);
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["other"]);
+      // The removal moved the mtime: the next sweep lists again and finds a new entry.
+      await Deno.writeTextFile(`${dir}/new`, "x");
+      await Deno.chown(`${dir}/new`, 200_002, 200_002);
+      await Deno.utime(dir, past, past);
+      await removeFilesOf(new Set([200_002]), [dir], cache);
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["other"]);
+      // Quiet since its listing: listed from the cache (an entry hidden behind an unchanged
+      // mtime is not seen — what the kernel's mtime rules out outside this test).
+      await Deno.utime(dir, past, past);
+      await removeFilesOf(new Set([200_003]), [dir], cache);
+      await Deno.writeTextFile(`${dir}/hidden`, "x");
+      await Deno.chown(`${dir}/hidden`, 200_003, 200_003);
+      await Deno.utime(dir, past, past);
+      await removeFilesOf(new Set([200_003]), [dir], cache);
+      assertEquals(
+        new Set([...Deno.readDirSync(dir)].map((e) => e.name)),
+        new Set(["other", "hidden"]),
+      );
+      // Without the cache it is found.
+      await removeFilesOf(new Set([200_003]), [dir]);
+      assertEquals([...Deno.readDirSync(dir)].map((e) => e.name), ["other"]);
+    } finally {
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
 });
