@@ -12,9 +12,9 @@ const EXAMPLE = new URL("../../examples/gpu.yaml", import.meta.url).pathname;
 
 Deno.test("examples/gpu.yaml: a GPU gang gets 4 GPUs per task and MASTER_ADDR/PORT, RANK, LOCAL_RANK, WORLD_SIZE", async () => {
   const config = await loadConfig(EXAMPLE);
-  // A gang runs one task per worker, and the autoscaler sizes a gang as one slice (one VM for
-  // GPU groups): a multi-host GPU gang runs on hosts that are already up.
-  config.scaleGroups.h100x8!.minSlices = 2;
+  // From zero hosts: the autoscaler scales the group up by one host per gang task (GPU groups
+  // have one VM per slice), all at once, and the gang starts on them.
+  config.scaleGroups.h100x8!.minSlices = 0;
   const controller = new LocalController(config);
   const url = await controller.start();
   try {
