@@ -88,6 +88,10 @@ Deno.test("iris worker serve: bad output/venv cache flags are usage errors namin
     [["--python-cache-size", "big"], /--python-cache-size must be a size/],
     [["--python-cache-max-age", "0"], /--python-cache-max-age must be a duration/],
     [["--python-installer", "conda"], /--python-installer must be one of uv, pip, auto/],
+    [
+      ["--outputs-prefix", "s3://bucket/x"],
+      /--outputs-prefix must be gs:\/\/bucket\/path or file:\/\/\/absolute\/path \(got "s3:\/\/bucket\/x"\)/,
+    ],
   ];
   for (const [flags, re] of cases) {
     const err: string[] = [];
