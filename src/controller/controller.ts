@@ -251,8 +251,8 @@ export class Controller {
     if (!store) {
       // Memory only: nothing to write, keep the sets small.
       this.jobs.clearDirty();
-      this.endpoints.dirty.clear();
-      this.workers.dirty.clear();
+      this.endpoints.clearDirty();
+      this.workers.clearDirty();
       return;
     }
     try {
@@ -338,9 +338,7 @@ export class Controller {
     this.#unwritable = undefined;
     // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
     const now = this.clock.now();
-    for (const w of this.workers.workers.values()) {
-      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, now);
-    }
+    this.workers.extendDeadlines(now);
     this.log(
       `controller state can be written again (after ${
         formatDuration(ms(this.clock.now() - u.sinceMs))
@@ -399,8 +397,7 @@ export class Controller {
   #applyBudget(job: JobRecord): void {
     const res = bandAtSubmit(job, this.jobs.jobs.values(), this.accounts.budgetFor(job.user));
     if (!res) return;
-    job.band = res.band;
-    job.bandReason = res.reason;
+    this.jobs.setBand(job, res.band, res.reason);
     this.log(`job ${job.jobId}: ${res.reason}`);
   }
 
@@ -518,8 +515,7 @@ export class Controller {
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
     const now = this.clock.now();
-    worker.lastHeartbeatMs = now;
-    worker.healthy = true;
+    this.workers.heartbeat(worker, now);
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
     // cadence) until they can be committed.
@@ -600,13 +596,8 @@ export class Controller {
       return;
     }
     const { task, attempt } = found;
-    if (Object.keys(u.ports).length) {
-      task.ports = { ...u.ports };
-      this.jobs.dirtyTasks.add(task.taskId);
-    }
-    if (u.peakMemoryBytes) {
-      attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
-    }
+    if (Object.keys(u.ports).length) this.jobs.setPorts(task, u.ports);
+    if (u.peakMemoryBytes) this.jobs.notePeakMemory(task, attempt, u.peakMemoryBytes);
     if (terminal) {
       if (this.workers.release(workerId, key)) fx.released++;
       this.jobs.attemptEnded(task, attempt, {
@@ -630,9 +621,7 @@ export class Controller {
         );
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-      const c = this.workers.workers.get(workerId)?.active.get(key);
-      // A commitment told to stop stays "releasing" until the worker confirms the end.
-      if (c && c.state !== TaskState.KILLED) c.state = u.state;
+      this.workers.noteAttemptState(workerId, key, u.state);
       this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
     }
   }
@@ -694,7 +683,9 @@ export class Controller {
       const pending = this.jobs.pending.get(u.jobId);
       const job = this.jobs.jobs.get(u.jobId);
       if (!pending || !job) continue;
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
+      for (const i of pending) {
+        this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), u.reason);
+      }
     }
     for (const p of plan.preemptions ?? []) {
       const job = this.jobs.jobs.get(p.jobId);
@@ -742,8 +733,7 @@ export class Controller {
     const job = this.jobs.jobs.get(jobId);
     if (!job || isJobTerminal(job.state)) return;
     if (this.#reservations.claim(job, entryIndex, workerId)) {
-      job.reservationReady = true;
-      this.jobs.dirty.add(jobId);
+      this.jobs.openReservationGate(job);
       this.log(`reservation of ${jobId} complete: its tasks may start`);
       this.requestSchedule();
     }
@@ -756,7 +746,7 @@ export class Controller {
       const job = this.jobs.jobs.get(jobId)!;
       if (!isGated(job)) continue;
       const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = reason;
+      for (const i of pending) this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), reason);
     }
   }
 
