@@ -7,16 +7,20 @@
  * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type {
   HeartbeatRequest,
   RegisterWorkerRequest,
   TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import type { WorkerClient } from "../rpc/client.ts";
 import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
-import { describeError, NotFoundError } from "../errors.ts";
+import { describeError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
@@ -47,6 +51,9 @@ import { Dispatcher, type Placed } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot, taskResources } from "./snapshot.ts";
+import type { ControllerCore } from "./core.ts";
+import type { AutoscalerHost } from "./autoscaler/runner.ts";
+import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -100,15 +107,17 @@ export const DEFAULT_RECLAIM_MARGIN = seconds(3);
 const RECONNECT_JITTER = 0.2;
 
 /** The controller's state cannot be written: the call changed nothing; retry later. */
-function unavailable(reason: string): ConnectError {
-  return new ConnectError(
+function unavailable(reason: string): UnavailableError {
+  return new UnavailableError(
     `controller state cannot be written (${reason}); nothing was changed, retry later`,
-    Code.Unavailable,
   );
 }
 
-/** The controller: state + loops. RPC handlers in service.ts call its methods. */
-export class Controller {
+/**
+ * The controller: state + loops. RPC handlers (service.ts) see it as a
+ * {@linkcode ControllerCore}, the autoscaler runner as an {@linkcode AutoscalerHost}.
+ */
+export class Controller implements ControllerCore, AutoscalerHost {
   readonly jobs = new JobTable();
   readonly workers = new WorkerTable();
   readonly logs: LogStore;
@@ -210,6 +219,76 @@ export class Controller {
   /** The durable state store, when the controller has one (the autoscaler saves to it too). */
   get store(): StateStore | undefined {
     return this.#opts.store;
+  }
+
+  /** The state database's path; undefined for a memory-only controller. */
+  get statePath(): string | undefined {
+    return this.#opts.store?.path;
+  }
+
+  /** A job. @throws NotFoundError */
+  job(jobId: string): JobRecord {
+    return this.jobs.job(jobId);
+  }
+
+  /** A task. @throws NotFoundError */
+  task(taskId: string): TaskRecord {
+    return this.jobs.task(taskId);
+  }
+
+  /** Whether a job is known. */
+  hasJob(jobId: string): boolean {
+    return this.jobs.jobs.has(jobId);
+  }
+
+  /** Whether a task is known. */
+  hasTask(taskId: string): boolean {
+    return this.jobs.tasks.has(taskId);
+  }
+
+  /** Every job by id, in submission order. */
+  jobIndex(): ReadonlyMap<string, JobRecord> {
+    return this.jobs.jobs;
+  }
+
+  /** Tasks of every job. */
+  get taskCount(): number {
+    return this.jobs.tasks.size;
+  }
+
+  /** A task's current attempt. */
+  currentAttempt(task: TaskRecord): AttemptRecord | undefined {
+    return this.jobs.currentAttempt(task);
+  }
+
+  /** A registered worker (reconnecting ones included). */
+  worker(workerId: string): WorkerRecord | undefined {
+    return this.workers.workers.get(workerId);
+  }
+
+  /** Every registered worker. */
+  allWorkers(): Iterable<WorkerRecord> {
+    return this.workers.workers.values();
+  }
+
+  /** Registered workers. */
+  get workerCount(): number {
+    return this.workers.workers.size;
+  }
+
+  /** A job's wire status (with its reservation's progress). */
+  jobStatus(job: JobRecord): JobStatus {
+    return jobStatus(this.jobs, job, this.reservationProgress(job.jobId).claimed);
+  }
+
+  /** A task's wire status; with `usageHistory`, its current attempt's usage samples. */
+  taskStatus(task: TaskRecord, usageHistory = false): TaskStatus {
+    return taskStatus(this.jobs, task, this.workers.workers, usageHistory);
+  }
+
+  /** Attempts that ended on a worker, newest first. */
+  recentAttempts(worker: WorkerRecord): ReturnType<typeof recentAttempts> {
+    return recentAttempts(this.jobs, worker);
   }
 
   /**
@@ -431,8 +510,8 @@ export class Controller {
   registerWorker(
     req: RegisterWorkerRequest,
   ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
-    if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
-    if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
+    if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
+    if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
     this.ensureWritable();
     const now = this.clock.now();
     const { worker, isNew } = this.workers.register({
