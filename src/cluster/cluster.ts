@@ -159,7 +159,7 @@ export async function startCluster(
     onWorkerDead: (_id, sliceId) => hooks.autoscaler?.workerDead(sliceId),
   });
   const autoscaler = new AutoscalerRunner({
-    controller: server.controller,
+    host: server.controller,
     platform,
     groups,
     labelPrefix: labelPrefixOf(config),
