@@ -877,10 +877,13 @@ async function quick(only: Set<string>): Promise<void> {
     if (only.has("rpc")) {
       const r = await rpcBenchRemote(client.url);
       const single = dist(r.single);
+      const fetchPost = dist((await fetchFloor(500)).post);
       console.log(
         `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
           fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)}; GetControllerStatus (${r.statusBytes} B) ${
+        } p99 ${fmtMs(single.p99)} (${(single.p50 / fetchPost.p50).toFixed(1)}× fetch POST ${
+          fmtMs(fetchPost.p50)
+        }); GetControllerStatus (${r.statusBytes} B) ${
           fmtNum(r.statusCallsPerS)
         } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
           r.serverCpuUsPerCall.toFixed(0)
