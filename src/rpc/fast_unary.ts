@@ -66,6 +66,16 @@ export interface FastRequest {
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
 
+/** A fast-path answer: the server adds content-length. */
+export interface FastResponse {
+  status: number;
+  headers: Headers | readonly (readonly [string, string])[];
+  body: Uint8Array;
+}
+
+const PROTO_HEADERS = [["content-type", contentTypeUnaryProto]] as const;
+const JSON_HEADERS = [["content-type", contentTypeUnaryJson]] as const;
+
 /** A unary method served without the Connect handler. */
 interface FastMethod {
   spec: UnarySpec;
@@ -142,6 +152,20 @@ export class FastUnary {
     call: { method: FastMethod; binary: boolean },
     values: ContextValues,
   ): Promise<Response> {
+    const r = await this.serveRaw(req, call, values);
+    const headers = r.headers instanceof Headers ? r.headers : [...r.headers] as [string, string][];
+    return new Response(r.body as Uint8Array<ArrayBuffer>, { status: r.status, headers });
+  }
+
+  /**
+   * {@linkcode serve} without the fetch Response: status, headers and body bytes, for a server
+   * that writes them itself (src/rpc/http1.ts). The headers include content-length.
+   */
+  async serveRaw(
+    req: FastRequest,
+    call: { method: FastMethod; binary: boolean },
+    values: ContextValues,
+  ): Promise<FastResponse> {
     const { spec, serialization } = call.method;
     const ctx = new FastContext(spec, req, values);
     let status = 200;
@@ -183,17 +207,17 @@ export class FastUnary {
       ctx.finish(error);
     }
     ctx.finish();
-    const length = String(body.byteLength);
-    let headers: HeadersInit;
     if (ctx.setHeaders || errorMetadata) {
       const header = ctx.responseHeaders(contentType);
       if (errorMetadata) mergeNonProtocolHeaders(header, errorMetadata);
-      header.set("content-length", length);
-      headers = header;
-    } else {
-      headers = [["content-type", contentType], ["content-length", length]];
+      header.delete("content-length");
+      return { status, headers: header, body };
     }
-    return new Response(body as Uint8Array<ArrayBuffer>, { status, headers });
+    return {
+      status,
+      headers: contentType === contentTypeUnaryProto ? PROTO_HEADERS : JSON_HEADERS,
+      body,
+    };
   }
 }
 
