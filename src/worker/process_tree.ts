@@ -164,6 +164,8 @@ export class ProcessTable {
   #freshRunning: Promise<unknown> = Promise.resolve();
   /** Earliest start of the next fresh scan. */
   #nextScanAt = 0;
+  /** How long the last scan took. */
+  #lastScanMs = 0;
   /** Bytes per page when /proc is readable, null when it is not, undefined before the first try. */
   #page?: number | null;
 
@@ -172,10 +174,16 @@ export class ProcessTable {
     this.#maxAge = maxAge;
   }
 
-  /** The processes of session `sid`, at most `maxAge` old; undefined when nothing can be read. */
+  /**
+   * The processes of session `sid`, at most `maxAge` old (or three scans long, when scans are
+   * slow); undefined when nothing can be read.
+   */
   async session(sid: number): Promise<ProcessEntry[] | undefined> {
     const cache = this.#cache;
-    if (cache && performance.now() - cache.at < this.#maxAge) return cache.bySid.get(sid) ?? [];
+    // A scan blocks the worker's event loop: when scans get slow (a busy host), samples are
+    // served older, so scanning takes at most a third of the time.
+    const maxAge = Math.max(this.#maxAge, 3 * this.#lastScanMs);
+    if (cache && performance.now() - cache.at < maxAge) return cache.bySid.get(sid) ?? [];
     this.#loading ??= this.#scan().finally(() => this.#loading = undefined);
     const bySid = await this.#loading;
     return bySid ? bySid.get(sid) ?? [] : undefined;
@@ -210,6 +218,7 @@ export class ProcessTable {
       return await this.#read(at);
     } finally {
       const end = performance.now();
+      this.#lastScanMs = end - at;
       this.#nextScanAt = end + 2 * (end - at);
     }
   }
