@@ -567,6 +567,22 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
+const joinsCgroup = new WeakSet<Deno.ChildProcess>();
+
+function joined(child: Deno.ChildProcess, options: SpawnOptions): Deno.ChildProcess {
+  if (options.cgroup) joinsCgroup.add(child);
+  return child;
+}
+
+/**
+ * True when `child` (from {@linkcode spawnSessionLeader}) joins the cgroup it was given before its
+ * program starts; false when the spawn could not wrap it (then the caller should move it).
+ */
+export function spawnedIntoCgroup(child: Deno.ChildProcess): boolean {
+  return joinsCgroup.has(child);
+}
+
 /**
  * Spawns `program` as the leader of a new session (pid = pgid = sid) with piped stdout/stderr
  * and no stdin. Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
@@ -596,20 +612,26 @@ export function spawnSessionLeader(
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
     // programs.
-    return new Deno.Command(setsid, {
-      ...common,
-      args: [...wrappers(options), resolved, ...args],
-    }).spawn();
+    return joined(
+      new Deno.Command(setsid, {
+        ...common,
+        args: [...wrappers(options), resolved, ...args],
+      }).spawn(),
+      options,
+    );
   }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
       // it does not fork, and the pid Deno returns is the session's leader.
-      return new Deno.Command(setsid, {
-        ...common,
-        args: [...wrappers(options), resolved, ...args],
-      }).spawn();
+      return joined(
+        new Deno.Command(setsid, {
+          ...common,
+          args: [...wrappers(options), resolved, ...args],
+        }).spawn(),
+        options,
+      );
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         setsidProgram = null; // this thread may not run it: stop trying
