@@ -504,7 +504,7 @@ export class TaskAttempt {
       });
     }
     this.#process = proc;
-    ctx.ledger?.addSession(proc.pid);
+    ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
     const stopDisk = new AbortController();
     const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;

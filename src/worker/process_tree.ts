@@ -164,6 +164,8 @@ export class ProcessTable {
   #freshRunning: Promise<unknown> = Promise.resolve();
   /** Earliest start of the next fresh scan. */
   #nextScanAt = 0;
+  /** How long the last scan took. */
+  #lastScanMs = 0;
   /** Bytes per page when /proc is readable, null when it is not, undefined before the first try. */
   #page?: number | null;
 
@@ -172,10 +174,16 @@ export class ProcessTable {
     this.#maxAge = maxAge;
   }
 
-  /** The processes of session `sid`, at most `maxAge` old; undefined when nothing can be read. */
+  /**
+   * The processes of session `sid`, at most `maxAge` old (or three scans long, when scans are
+   * slow); undefined when nothing can be read.
+   */
   async session(sid: number): Promise<ProcessEntry[] | undefined> {
     const cache = this.#cache;
-    if (cache && performance.now() - cache.at < this.#maxAge) return cache.bySid.get(sid) ?? [];
+    // A scan blocks the worker's event loop: when scans get slow (a busy host), samples are
+    // served older, so scanning takes at most a third of the time.
+    const maxAge = Math.max(this.#maxAge, 3 * this.#lastScanMs);
+    if (cache && performance.now() - cache.at < maxAge) return cache.bySid.get(sid) ?? [];
     this.#loading ??= this.#scan().finally(() => this.#loading = undefined);
     const bySid = await this.#loading;
     return bySid ? bySid.get(sid) ?? [] : undefined;
@@ -210,6 +218,7 @@ export class ProcessTable {
       return await this.#read(at);
     } finally {
       const end = performance.now();
+      this.#lastScanMs = end - at;
       this.#nextScanAt = end + 2 * (end - at);
     }
   }
@@ -558,6 +567,22 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
+const joinsCgroup = new WeakSet<Deno.ChildProcess>();
+
+function joined(child: Deno.ChildProcess, options: SpawnOptions): Deno.ChildProcess {
+  if (options.cgroup) joinsCgroup.add(child);
+  return child;
+}
+
+/**
+ * True when `child` (from {@linkcode spawnSessionLeader}) joins the cgroup it was given before its
+ * program starts; false when the spawn could not wrap it (then the caller should move it).
+ */
+export function spawnedIntoCgroup(child: Deno.ChildProcess): boolean {
+  return joinsCgroup.has(child);
+}
+
 /**
  * Spawns `program` as the leader of a new session (pid = pgid = sid) with piped stdout/stderr
  * and no stdin. Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
@@ -587,20 +612,26 @@ export function spawnSessionLeader(
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
     // programs.
-    return new Deno.Command(setsid, {
-      ...common,
-      args: [...wrappers(options), resolved, ...args],
-    }).spawn();
+    return joined(
+      new Deno.Command(setsid, {
+        ...common,
+        args: [...wrappers(options), resolved, ...args],
+      }).spawn(),
+      options,
+    );
   }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
       // it does not fork, and the pid Deno returns is the session's leader.
-      return new Deno.Command(setsid, {
-        ...common,
-        args: [...wrappers(options), resolved, ...args],
-      }).spawn();
+      return joined(
+        new Deno.Command(setsid, {
+          ...common,
+          args: [...wrappers(options), resolved, ...args],
+        }).spawn(),
+        options,
+      );
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         setsidProgram = null; // this thread may not run it: stop trying

@@ -11,6 +11,7 @@ import {
   ProcessTable,
   sendSignal,
   signalTreeBottomUp,
+  spawnedIntoCgroup,
   type SpawnOptions,
   spawnSessionLeader,
   summarize,
@@ -117,6 +118,8 @@ const YIELD_EVERY_BYTES = 1024 * 1024;
 export class TaskProcess {
   /** The leader's pid (also its session and process-group id); 0 when it never started. */
   readonly pid: number;
+  /** True when the spawn put the task in `options.cgroup` before its program started. */
+  readonly joinsCgroup: boolean = false;
   /** Resolves once the leader is reaped, leftovers are killed and output is drained. */
   readonly exited: Promise<TaskExit>;
   readonly #options: TaskProcessOptions;
@@ -168,6 +171,7 @@ export class TaskProcess {
       return;
     }
     this.pid = child.pid;
+    this.joinsCgroup = spawnedIntoCgroup(child);
     this.#child = child;
     const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
     const sampler = this.#sampleLoop();
