@@ -181,6 +181,7 @@ export async function startCluster(
           sliceId,
           vms,
           server.controller.clock.now() + minutes(60),
+          server.controller.clock.now(),
         )
       : undefined,
   });
