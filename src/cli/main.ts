@@ -47,7 +47,7 @@ function commandModule<M>(
 export const COMMAND_MODULES: readonly CommandModule[] = [
   commandModule<typeof import("./serve.ts")>(
     "./serve.ts",
-    ["controller serve", "worker serve", "controller backup"],
+    ["controller serve", "worker serve", "controller backup", "controller restore"],
     (m) => m.serveCommands,
   ),
   commandModule<typeof import("./job.ts")>(

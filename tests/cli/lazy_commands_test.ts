@@ -9,7 +9,11 @@ import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 Deno.test("each command module defines exactly the names main.ts lists for it", async () => {
   for (const m of COMMAND_MODULES) {
     const names = (await m.load()).map((c) => c.name);
-    assertEquals([...names].sort(), [...m.names].sort());
+    assertEquals(
+      [...names].sort(),
+      [...m.names].sort(),
+      `COMMAND_MODULES in src/cli/main.ts must list the commands ${m.path} defines`,
+    );
   }
   const all = (await allCommands()).map((c) => c.name);
   assertEquals(new Set(all).size, all.length, "no command name twice");
