@@ -1036,6 +1036,7 @@ export class Controller {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
         environment: spec.environment,
+        interactive: spec.interactive,
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);

@@ -75,6 +75,24 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
   const c = deps.controller;
   const budgets = budgetHandlers(c);
   const accounts = accountHandlers(c, deps.auth);
+  /** Interactive execs being proxied: session id → the worker holding it and who opened it. */
+  const execSessions = new Map<string, { address: string; user: string }>();
+  /** The worker running `taskId`'s current attempt, for the task's owner or an admin. */
+  const runningTaskWorker = (
+    principal: Parameters<typeof authorizeJobAction>[0],
+    taskId: string,
+    action: string,
+  ) => {
+    const task = c.jobs.task(taskId);
+    authorizeJobAction(principal, task.jobId, action);
+    const cur = c.jobs.currentAttempt(task);
+    if (task.state !== TaskState.RUNNING || !cur) {
+      throw new FailedPreconditionError(`task ${taskId} is not running`);
+    }
+    const worker = c.workers.workers.get(cur.workerId);
+    if (!worker) throw new FailedPreconditionError(`the worker of ${taskId} is gone`);
+    return worker;
+  };
   const tasksOf = (jobId: string, usageHistory = false) =>
     c.jobs.job(jobId).taskIds.map((id) =>
       taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
@@ -306,10 +324,61 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       } catch (err) {
         throw toConnectError(err);
       }
-      yield* c.workerClient(worker.address).execInTask(
-        { taskId: req.taskId, command: req.command, timeoutMs: req.timeoutMs },
-        { signal: ctx.signal },
-      );
+      const address = worker.address;
+      const user = ctx.values.get(PRINCIPAL)?.user ?? "";
+      let session = "";
+      try {
+        for await (
+          const m of c.workerClient(address).execInTask(
+            {
+              taskId: req.taskId,
+              command: req.command,
+              timeoutMs: req.timeoutMs,
+              interactive: req.interactive,
+              tty: req.tty,
+              rows: req.rows,
+              cols: req.cols,
+            },
+            { signal: ctx.signal },
+          )
+        ) {
+          if (m.sessionId && !session) {
+            session = m.sessionId;
+            execSessions.set(session, { address, user });
+          }
+          yield m;
+        }
+      } finally {
+        if (session) execSessions.delete(session);
+      }
+    },
+    execInput: wrap(async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      let address: string;
+      if (req.sessionId.startsWith("task:")) {
+        address = runningTaskWorker(principal, req.sessionId.slice(5), "send input to").address;
+      } else {
+        const s = execSessions.get(req.sessionId);
+        if (!s) {
+          throw new NotFoundError(`No interactive session ${req.sessionId} (it ended?)`);
+        }
+        if (s.user !== (principal?.user ?? "")) {
+          requireAdmin(principal, "send input to another user's session");
+        }
+        address = s.address;
+      }
+      return await c.workerClient(address).execInput(req, {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+      });
+    }),
+    async *attachTask(req, ctx) {
+      let address: string;
+      try {
+        address = runningTaskWorker(ctx.values.get(PRINCIPAL), req.taskId, "attach to").address;
+      } catch (err) {
+        throw toConnectError(err);
+      }
+      yield* c.workerClient(address).attachTask({ taskId: req.taskId }, { signal: ctx.signal });
     },
     profileTask: wrap(async (req, ctx) => {
       const principal = ctx.values.get(PRINCIPAL);
