@@ -7,7 +7,6 @@ import { oneLine } from "../format.ts";
 import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
-import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/tokens.ts";
 import { storedToken } from "./credentials.ts";
 import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
@@ -18,14 +17,7 @@ import {
   type JobRequest,
   multiHostTpuDefaults,
 } from "../client/job_request.ts";
-import {
-  type GetAutoscalerStatusResponse,
-  JobState,
-  type JobStatus,
-  type LogLine,
-  TaskState,
-  type TaskStatus,
-} from "../rpc/mod.ts";
+import { JobState, type JobStatus, type LogLine, TaskState, type TaskStatus } from "../rpc/mod.ts";
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
 import { JOB_SORT_KEYS } from "../controller/job_query.ts";
@@ -572,7 +564,7 @@ const runCommand: CommandSpec = {
     }
     io.err(`Submitted ${jobId}\n`);
     const cancelOnExit = bool(p, "cancel-on-exit");
-    const ticker = pendingTicker(io, client);
+    const ticker = pendingTicker(io);
     if (interactive) {
       try {
         return await attachJob(p, client, jobId, interactive.tty, io, ticker, signal);
@@ -712,13 +704,7 @@ const PENDING_REPEAT_MS = 30_000;
  * Progress while a job is pending: on a TTY one line rewritten in place with the elapsed time;
  * otherwise a line when the reason changes and every 30 s while it stays.
  */
-function pendingTicker(
-  io: Io,
-  client: IrisClient,
-): { progress(job: JobStatus): void; clear(): void } {
-  // The autoscaler's slices, fetched at most once a second while the job is pending.
-  let scaling: GetAutoscalerStatusResponse | undefined;
-  let fetchedAt = 0;
+function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void } {
   let last = "";
   let lastAt = 0;
   let live = false;
@@ -729,18 +715,8 @@ function pendingTicker(
   const progress = (j: JobStatus) => {
     const pending = j.state === JobState.PENDING;
     const now = Date.now();
-    if (pending && now - fetchedAt >= 1000) {
-      fetchedAt = now;
-      client.autoscalerStatus().then((s) => scaling = s, () => {});
-    }
-    const note = pending && scaling ? scalingNote(j, scaling, now) : undefined;
-    const text = !pending
-      ? ""
-      : note
-      ? `pending: ${note}`
-      : j.pendingReason?.message
-      ? `pending: ${j.pendingReason.message}`
-      : "";
+    // The controller's reason; while slices boot it reads "waiting for scale group cpu: …".
+    const text = pending && j.pendingReason?.message ? `pending: ${j.pendingReason.message}` : "";
     if (io.isTty) {
       if (text) {
         const elapsed = j.submittedAtMs ? ` (${age(j.submittedAtMs, now)})` : "";
@@ -749,10 +725,10 @@ function pendingTicker(
       } else clear();
       return;
     }
-    if (text && (text !== last || now - lastAt >= PENDING_REPEAT_MS)) {
-      const elapsed = text === last && j.submittedAtMs
-        ? ` (still, after ${age(j.submittedAtMs, now)})`
-        : "";
+    // A boot's seconds count up: the same reason for the repeat rule.
+    const same = text.replace(/\(\d+ s\)/g, "") === last.replace(/\(\d+ s\)/g, "");
+    if (text && (!same || now - lastAt >= PENDING_REPEAT_MS)) {
+      const elapsed = same && j.submittedAtMs ? ` (still, after ${age(j.submittedAtMs, now)})` : "";
       io.err(`[iris] ${text}${elapsed}\n`);
       lastAt = now;
     }
@@ -953,9 +929,6 @@ const statusCommand: CommandSpec = {
     io.out(peakDeviceMemoryLine(tasks));
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
-      const scaling = await client.autoscalerStatus().catch(() => undefined);
-      const note = scaling && scalingNote(job, scaling);
-      if (note) io.out(`Scaling:   ${note}\n`);
     }
     if (job.error) io.out(`Error:     ${job.error.replaceAll("\n", "\n           ")}\n`);
     io.out(

@@ -36,7 +36,13 @@ import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
 import { requireAdmin } from "../auth/admin.ts";
 import { FailedPreconditionError } from "../errors.ts";
-import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { withScalingNote } from "./scaling_note.ts";
 import { processInfo } from "../process_info.ts";
 import { queryLimits, runRawQuery } from "./raw_query.ts";
 
@@ -93,10 +99,40 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     if (!worker) throw new FailedPreconditionError(`the worker of ${taskId} is gone`);
     return worker;
   };
-  const tasksOf = (jobId: string, usageHistory = false) =>
-    c.jobs.job(jobId).taskIds.map((id) =>
-      taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
+  /** The autoscaler's status at most once per call (for pending reasons; see scaling_note.ts). */
+  const autoscalerOnce = () => {
+    let status: GetAutoscalerStatusResponse | undefined;
+    let asked = false;
+    return () => {
+      if (!asked) {
+        asked = true;
+        try {
+          status = deps.autoscalerStatus?.();
+        } catch {
+          status = undefined; // the plain scheduler reason stays
+        }
+      }
+      return status;
+    };
+  };
+  const scaling = <T extends JobStatus | TaskStatus>(
+    s: T,
+    spec: JobSpec | undefined,
+    autoscaler: () => GetAutoscalerStatusResponse | undefined,
+  ): T => {
+    if (s.pendingReason) s.pendingReason = withScalingNote(s.pendingReason, spec, autoscaler);
+    return s;
+  };
+  const tasksOf = (jobId: string, usageHistory = false, autoscaler = autoscalerOnce()) => {
+    const job = c.jobs.job(jobId);
+    return job.taskIds.map((id) =>
+      scaling(
+        taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory),
+        job.spec,
+        autoscaler,
+      )
     );
+  };
   return {
     launchJob: wrap((req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
@@ -119,12 +155,23 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     getJobStatus: wrap((req) => {
       const job = c.jobs.job(req.jobId);
       const claimed = c.reservationProgress(job.jobId).claimed;
-      return { job: jobStatus(c.jobs, job, claimed), tasks: tasksOf(job.jobId) };
+      const autoscaler = autoscalerOnce();
+      return {
+        job: scaling(jobStatus(c.jobs, job, claimed), job.spec, autoscaler),
+        tasks: tasksOf(job.jobId, false, autoscaler),
+      };
     }),
     listJobs: wrap((req) => {
       const page = queryJobs(c.jobs.jobs, req, c.clock.now());
+      const autoscaler = autoscalerOnce();
       return {
-        jobs: page.jobs.map((j) => jobStatus(c.jobs, j, c.reservationProgress(j.jobId).claimed)),
+        jobs: page.jobs.map((j) =>
+          scaling(
+            jobStatus(c.jobs, j, c.reservationProgress(j.jobId).claimed),
+            j.spec,
+            autoscaler,
+          )
+        ),
         totalCount: page.totalCount,
         hasMore: page.hasMore,
         users: page.users,

@@ -540,7 +540,9 @@ export type PendingReason = Message<"iris.v1.PendingReason"> & {
   /**
    * insufficient_cpu | insufficient_memory | insufficient_accelerator | no_matching_worker |
    * constraint_unsatisfied | gang_no_slice | no_workers | building_limit | scheduling_timeout |
-   * preempting (waiting for lower-band tasks it evicted) | reserved (waiting for its reservation)
+   * preempting (waiting for lower-band tasks it evicted) | reserved (waiting for its reservation) |
+   * scaling_up (no capacity yet, and the autoscaler is bringing up slices that could run it: "waiting
+   * for scale group cpu: 1 slice booting (12 s)"; set by the status RPCs, src/controller/scaling_note.ts)
    *
    * @generated from field: string code = 1;
    */
