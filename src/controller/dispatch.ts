@@ -124,6 +124,7 @@ export class Dispatcher {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
         environment: spec.environment,
+        interactive: spec.interactive,
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);

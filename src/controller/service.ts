@@ -37,7 +37,13 @@ import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
 import { requireAdmin } from "../auth/admin.ts";
 import { FailedPreconditionError } from "../errors.ts";
-import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { withScalingNote } from "./scaling_note.ts";
 import { processInfo } from "../process_info.ts";
 import { queryLimits, runRawQuery } from "./raw_query.ts";
 
@@ -64,8 +70,54 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
   const c = deps.controller;
   const budgets = budgetHandlers(c);
   const accounts = accountHandlers(c, deps.auth);
-  const tasksOf = (jobId: string, usageHistory = false) =>
-    c.job(jobId).taskIds.map((id) => c.taskStatus(c.task(id), usageHistory));
+  /** Interactive execs being proxied: session id → the worker holding it and who opened it. */
+  const execSessions = new Map<string, { address: string; user: string }>();
+  /** The worker running `taskId`'s current attempt, for the task's owner or an admin. */
+  const runningTaskWorker = (
+    principal: Parameters<typeof authorizeJobAction>[0],
+    taskId: string,
+    action: string,
+  ) => {
+    const task = c.task(taskId);
+    authorizeJobAction(principal, task.jobId, action);
+    const cur = c.currentAttempt(task);
+    if (task.state !== TaskState.RUNNING || !cur) {
+      throw new FailedPreconditionError(`task ${taskId} is not running`);
+    }
+    const worker = c.worker(cur.workerId);
+    if (!worker) throw new FailedPreconditionError(`the worker of ${taskId} is gone`);
+    return worker;
+  };
+  /** The autoscaler's status at most once per call (for pending reasons; see scaling_note.ts). */
+  const autoscalerOnce = () => {
+    let status: GetAutoscalerStatusResponse | undefined;
+    let asked = false;
+    return () => {
+      if (!asked) {
+        asked = true;
+        try {
+          status = deps.autoscalerStatus?.();
+        } catch {
+          status = undefined; // the plain scheduler reason stays
+        }
+      }
+      return status;
+    };
+  };
+  const scaling = <T extends JobStatus | TaskStatus>(
+    s: T,
+    spec: JobSpec | undefined,
+    autoscaler: () => GetAutoscalerStatusResponse | undefined,
+  ): T => {
+    if (s.pendingReason) s.pendingReason = withScalingNote(s.pendingReason, spec, autoscaler);
+    return s;
+  };
+  const tasksOf = (jobId: string, usageHistory = false, autoscaler = autoscalerOnce()) => {
+    const job = c.job(jobId);
+    return job.taskIds.map((id) =>
+      scaling(c.taskStatus(c.task(id), usageHistory), job.spec, autoscaler)
+    );
+  };
   return {
     launchJob: (req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
@@ -87,12 +139,17 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     },
     getJobStatus: (req) => {
       const job = c.job(req.jobId);
-      return { job: c.jobStatus(job), tasks: tasksOf(job.jobId) };
+      const autoscaler = autoscalerOnce();
+      return {
+        job: scaling(c.jobStatus(job), job.spec, autoscaler),
+        tasks: tasksOf(job.jobId, false, autoscaler),
+      };
     },
     listJobs: (req) => {
       const page = queryJobs(c.jobIndex(), req, c.clock.now());
+      const autoscaler = autoscalerOnce();
       return {
-        jobs: page.jobs.map((j) => c.jobStatus(j)),
+        jobs: page.jobs.map((j) => scaling(c.jobStatus(j), j.spec, autoscaler)),
         totalCount: page.totalCount,
         hasMore: page.hasMore,
         users: page.users,
@@ -286,10 +343,56 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       c.log(
         `exec in ${req.taskId} by ${user || "(no auth)"}: ${req.command.join(" ").slice(0, 200)}`,
       );
-      yield* c.workerClient(worker.address).execInTask(
-        { taskId: req.taskId, command: req.command, timeoutMs: req.timeoutMs },
-        { signal: ctx.signal },
-      );
+      const address = worker.address;
+      let session = "";
+      try {
+        for await (
+          const m of c.workerClient(address).execInTask(
+            {
+              taskId: req.taskId,
+              command: req.command,
+              timeoutMs: req.timeoutMs,
+              interactive: req.interactive,
+              tty: req.tty,
+              rows: req.rows,
+              cols: req.cols,
+            },
+            { signal: ctx.signal },
+          )
+        ) {
+          if (m.sessionId && !session) {
+            session = m.sessionId;
+            execSessions.set(session, { address, user });
+          }
+          yield m;
+        }
+      } finally {
+        if (session) execSessions.delete(session);
+      }
+    },
+    execInput: async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      let address: string;
+      if (req.sessionId.startsWith("task:")) {
+        address = runningTaskWorker(principal, req.sessionId.slice(5), "send input to").address;
+      } else {
+        const s = execSessions.get(req.sessionId);
+        if (!s) {
+          throw new NotFoundError(`No interactive session ${req.sessionId} (it ended?)`);
+        }
+        if (s.user !== (principal?.user ?? "")) {
+          requireAdmin(principal, "send input to another user's session");
+        }
+        address = s.address;
+      }
+      return await c.workerClient(address).execInput(req, {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+      });
+    },
+    async *attachTask(req, ctx) {
+      const address = runningTaskWorker(ctx.values.get(PRINCIPAL), req.taskId, "attach to")
+        .address;
+      yield* c.workerClient(address).attachTask({ taskId: req.taskId }, { signal: ctx.signal });
     },
     profileTask: async (req, ctx) => {
       const principal = ctx.values.get(PRINCIPAL);

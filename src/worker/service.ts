@@ -6,6 +6,7 @@
 import { create } from "@bufbuild/protobuf";
 import type { ConnectRouter } from "@connectrpc/connect";
 import {
+  ExecInputResponseSchema,
   type ExecInTaskResponse,
   GetProcessStatusResponseSchema,
   type LogLine,
@@ -29,6 +30,7 @@ import {
 import { InvalidArgumentError, NotFoundError, UnimplementedError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import type { OutputRead } from "./outputs.ts";
+import type { TerminalSize } from "./sessions.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -64,7 +66,14 @@ export interface WorkerCore {
     command: readonly string[],
     timeout: Duration | undefined,
     signal: AbortSignal,
+    interactive?: { terminal?: TerminalSize },
   ): AsyncGenerator<ExecInTaskResponse>;
+  /** Input to an interactive exec or task (absent in fakes: Unimplemented). */
+  execInput?(
+    req: { sessionId: string; data: Uint8Array; eof: boolean; rows: number; cols: number },
+  ): Promise<void>;
+  /** The raw output of an interactive task (absent in fakes: Unimplemented). */
+  attachTask?(taskId: string, signal: AbortSignal): AsyncGenerator<ExecInTaskResponse>;
   /** A CPU profile of a running task (absent in fakes: Unimplemented). */
   profileTask?(
     taskId: string,
@@ -103,7 +112,28 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
           throw new UnimplementedError("this worker cannot exec in tasks");
         }
         const timeout = req.timeoutMs < 0 ? undefined : ms(req.timeoutMs || 60_000);
-        yield* core.execInTask(req.taskId, req.command, timeout, ctx.signal);
+        yield* core.execInTask(
+          req.taskId,
+          req.command,
+          timeout,
+          ctx.signal,
+          req.interactive
+            ? { terminal: req.tty ? { rows: req.rows, cols: req.cols } : undefined }
+            : undefined,
+        );
+      },
+      async execInput(req) {
+        if (!core.execInput) {
+          throw new UnimplementedError("this worker has no interactive sessions");
+        }
+        await core.execInput(req);
+        return create(ExecInputResponseSchema, {});
+      },
+      async *attachTask(req, ctx) {
+        if (!core.attachTask) {
+          throw new UnimplementedError("this worker cannot attach to tasks");
+        }
+        yield* core.attachTask(req.taskId, ctx.signal);
       },
       async profileTask(req, ctx) {
         if (!core.profileTask) {
