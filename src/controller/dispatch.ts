@@ -130,6 +130,7 @@ export class Dispatcher {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
         environment: spec.environment,
+        interactive: spec.interactive,
         reservedPorts: reservedPorts ?? {},
       });
       const key = attemptKey(task.taskId, attempt.attemptId);

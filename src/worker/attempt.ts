@@ -7,6 +7,8 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskUpdate, TaskUpdateSchema } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
   AcceleratorType,
+  type ExecInTaskResponse,
+  ExecInTaskResponseSchema,
   type LogLine,
   LogLineSchema,
   TaskState,
@@ -30,6 +32,7 @@ import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
+import type { Sessions } from "./sessions.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import type { JobOutputs } from "./outputs.ts";
 import { outputsDestination, uploadOutputs } from "./outputs_upload.ts";
@@ -40,8 +43,13 @@ import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts
 /** Fetches a bundle and returns the directory holding its files (the worker copies them). */
 export type BundleFetcher = (bundleId: string, signal: AbortSignal) => Promise<string>;
 
+/** How much of an interactive task's latest output AttachTask replays first. */
+const RAW_BACKLOG_BYTES = 64 * 1024;
+
 /** What an attempt needs from its worker. */
 export interface AttemptContext {
+  /** Where an interactive task's stdin is registered (as "task:" + its id). */
+  readonly sessions?: Sessions;
   readonly workerId: string;
   readonly controllerUrl: string;
   /** The attempt's directory (created fresh). */
@@ -144,6 +152,11 @@ export class TaskAttempt {
   #denoPath = Deno.execPath();
   /** Set when the task was killed for filling more than its disk_bytes. */
   #diskExceeded = false;
+  /** Attached clients of an interactive task (AttachTask): each gets every raw chunk. */
+  readonly #attached = new Set<(m: ExecInTaskResponse) => void>();
+  /** The last raw output of an interactive task (up to RAW_BACKLOG_BYTES), replayed on attach. */
+  readonly #backlog: ExecInTaskResponse[] = [];
+  #backlogBytes = 0;
 
   /** Starts the attempt's pipeline in the background. */
   constructor(request: RunTaskRequest, ctx: AttemptContext) {
@@ -512,6 +525,25 @@ export class TaskAttempt {
       cgroup: ctx.ledger?.cgroup,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
+      ...(req.interactive
+        ? {
+          interactive: {
+            terminal: req.interactive.tty
+              ? { rows: req.interactive.rows, cols: req.interactive.cols }
+              : undefined,
+          },
+          onChunk: (stream: "stdout" | "stderr", bytes: Uint8Array) => {
+            const m = create(ExecInTaskResponseSchema, { [stream]: bytes.slice() });
+            this.#backlog.push(m);
+            this.#backlogBytes += bytes.length;
+            while (this.#backlogBytes > RAW_BACKLOG_BYTES && this.#backlog.length > 1) {
+              const old = this.#backlog.shift()!;
+              this.#backlogBytes -= old.stdout.length + old.stderr.length;
+            }
+            for (const send of this.#attached) send(m);
+          },
+        }
+        : {}),
     });
     if (proc.pid === 0) {
       const exit = await proc.exited;
@@ -522,7 +554,8 @@ export class TaskAttempt {
       });
     }
     this.#process = proc;
-    ctx.ledger?.addSession(proc.pid);
+    using _input = proc.input && ctx.sessions?.add(`task:${this.taskId}`, proc.input);
+    ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
     const stopDisk = new AbortController();
     const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;
@@ -697,6 +730,47 @@ export class TaskAttempt {
       });
     }
     throw new InvalidArgumentError("entrypoint", "must be a command or a module");
+  }
+
+  /**
+   * The raw output of an interactive task: its last RAW_BACKLOG_BYTES, then as it comes, then one
+   * finished message with its exit code once the attempt ends.
+   */
+  async *attach(signal: AbortSignal): AsyncGenerator<ExecInTaskResponse> {
+    const queue: ExecInTaskResponse[] = [...this.#backlog];
+    let wake: (() => void) | undefined;
+    const send = (m: ExecInTaskResponse) => {
+      queue.push(m);
+      wake?.();
+    };
+    let ended = this.isTerminal;
+    const onEnd = () => {
+      ended = true;
+      wake?.();
+    };
+    this.#attached.add(send);
+    this.done.then(onEnd, onEnd);
+    signal.addEventListener("abort", onEnd);
+    try {
+      while (true) {
+        if (queue.length) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (ended || signal.aborted) break;
+        await new Promise<void>((resolve) => wake = resolve);
+        wake = undefined;
+      }
+      if (signal.aborted) return;
+      yield create(ExecInTaskResponseSchema, {
+        finished: true,
+        exitCode: this.#status.exitCode,
+        error: this.#status.error ?? "",
+      });
+    } finally {
+      this.#attached.delete(send);
+      signal.removeEventListener("abort", onEnd);
+    }
   }
 
   #finish(outcome: AttemptOutcome): void {

@@ -14,6 +14,7 @@ import type { TaskPodRuntime } from "./kube_task.ts";
 import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
+import type { ConnectionLimits } from "../rpc/server.ts";
 import type { DetectDevicesOptions } from "./devices.ts";
 import type { TaskUserIsolation, UidRange } from "./task_users.ts";
 
@@ -29,6 +30,8 @@ export interface WorkerOptions {
   port?: number;
   /** URL the controller should call this worker at. @default the listen URL */
   advertiseUrl?: string;
+  /** The RPC server's transport, timeouts and per-client cap. @default src/rpc/server.ts's */
+  connectionLimits?: ConnectionLimits;
   /**
    * Light worker mode (kubernetes runtime): every attempt runs as its own Pod on this node
    * (src/worker/kube_task.ts) instead of as a process here. @default processes

@@ -137,8 +137,9 @@ export type AuthConfig = Message<"iris.v1.AuthConfig"> & {
   maxConnectionsPerClient?: number | undefined;
 
   /**
-   * HTTP server of the controller's RPCs: "deno" (default, fastest) or "node" (adds header and
-   * idle timeouts and a per-connection cap; slower on small calls). See docs/security.md.
+   * HTTP server of the RPCs: "iris" (default: Iris's own HTTP/1.1 server, with header, request and
+   * idle timeouts and a per-address connection cap; the cheapest per call), "deno" (Deno.serve: no
+   * header or idle timeout) or "node" (node:http). See docs/security.md.
    *
    * @generated from field: string http_server = 204;
    */
