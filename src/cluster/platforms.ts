@@ -175,6 +175,7 @@ export function platformFromConfig(
         zones: config.platform?.gcp?.zones ?? [],
         labelPrefix,
         runtime: remoteRuntime(config, options.runtime ?? runtimeFromConfig(config)),
+        gpuVms: Object.values(config.scaleGroups).some((g) => g.provider?.kind.case === "gce"),
       });
     case "manual":
       return new ManualPlatform({

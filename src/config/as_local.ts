@@ -8,6 +8,7 @@
  * platform settings are dropped. Every change is listed, so the CLI can say what it did.
  * @module
  */
+import { gpuMachine } from "../platform/gce_machines.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { ConfigError } from "../errors.ts";
 import {
@@ -91,6 +92,16 @@ export function localVariantTree(
         if (hosts !== undefined && !Object.hasOwn(group, "max_slices")) {
           group.max_slices = hosts;
           changes.push(`scale_groups.${name}.max_slices: ${hosts} (its host count)`);
+        }
+        // A GPU VM group's GPUs came from its machine type: keep them.
+        const machineType = isMap(group.provider) && isMap(group.provider.gce)
+          ? String(group.provider.gce.machine_type ?? "")
+          : "";
+        const gpus = group.accelerator_type === "gpu" ? gpuMachine(machineType) : undefined;
+        if (gpus) {
+          group.accelerator_variant ??= gpus.variant;
+          if (!isMap(group.vm_resources)) group.vm_resources = {};
+          (group.vm_resources as Tree).accelerators ??= gpus.count;
         }
       }
       group.provider = { local: {} };

@@ -4,6 +4,7 @@
  * machine a local worker advertises.
  * @module
  */
+import { gpuMachine } from "../platform/gce_machines.ts";
 import { clone, create } from "@bufbuild/protobuf";
 import {
   AutoscalerConfigSchema,
@@ -222,10 +223,15 @@ export function applyDefaults(
       ? tpuShape(group.acceleratorVariant)
       : undefined;
     if (shape) group.acceleratorVariant = shape.variant;
+    // A GCE GPU machine type fixes the GPU model and count.
+    const gpuVm = provider?.case === "gce" && group.acceleratorType === AcceleratorType.GPU
+      ? gpuMachine(provider.value.machineType)
+      : undefined;
+    if (gpuVm && !group.acceleratorVariant) group.acceleratorVariant = gpuVm.variant;
     const givenCount = present
       ? (present.has(`${gp}.vm_resources.accelerators`) ? vm.accelerator?.count : undefined)
       : vm.accelerator?.count || undefined;
-    const count = shape?.chipsPerHost ?? givenCount ??
+    const count = shape?.chipsPerHost ?? givenCount ?? gpuVm?.count ??
       (group.acceleratorType === AcceleratorType.GPU ? 1 : 0);
     vm.accelerator = create(AcceleratorSchema, {
       type: group.acceleratorType,
@@ -245,6 +251,16 @@ export function applyDefaults(
       if (!tpu.runtimeVersion) {
         tpu.runtimeVersion = defaultTpuRuntimeVersion(group.acceleratorVariant);
       }
+    } else if (provider?.case === "gce") {
+      const gce = provider.value;
+      if (!gce.zone) {
+        gce.zone = group.zone ||
+          (platform.gcp?.zones.length === 1 ? platform.gcp.zones[0] ?? "" : "");
+      }
+      if (!group.zone) group.zone = gce.zone;
+      if (!group.region && group.zone) group.region = group.zone.replace(/-[a-z]$/, "");
+      if (!gce.projectId) gce.projectId = platform.gcp?.projectId ?? "";
+      if (!gce.bootDiskSizeGb) gce.bootDiskSizeGb = 200;
     } else if (provider?.case === "manual") {
       if (unset(`${gp}.max_slices`, group.maxSlices)) {
         group.maxSlices = Math.floor(provider.value.hosts.length / groupVmsPerSlice(group));

@@ -12,6 +12,7 @@ import {
   type ControllerConfig,
   ControllerConfigSchema,
   DefaultsConfigSchema,
+  GceProviderSchema,
   GcpControllerConfigSchema,
   GcpPlatformConfigSchema,
   KubernetesControllerConfigSchema,
@@ -126,10 +127,11 @@ export const KEYS = {
     "zones",
   ],
   vmResources: ["cpu", "memory", "disk", "accelerators"],
-  provider: ["local", "tpu", "manual", "kubernetes"],
+  provider: ["local", "tpu", "manual", "kubernetes", "gce"],
   providerKubernetes: ["instance_type", "node_selector", "tolerations", "rdma"],
   toleration: ["key", "operator", "value", "effect"],
   providerTpu: ["runtime_version", "zone", "project_id"],
+  providerGce: ["machine_type", "zone", "project_id", "boot_disk_size_gb"],
   providerManual: ["hosts"],
   manualHost: ["host", "user", "key_file", "port", "known_hosts_file", "deno_path"],
   userBudget: ["users", "max_tasks", "max_band", "max_cpu", "max_memory", "max_accelerators"],
@@ -138,7 +140,7 @@ export const KEYS = {
 /** Controller kinds, in oneof order. */
 export const CONTROLLER_KINDS = ["local", "gcp", "manual", "kubernetes"] as const;
 /** Provider kinds, in oneof order. */
-export const PROVIDER_KINDS = ["local", "tpu", "manual", "kubernetes"] as const;
+export const PROVIDER_KINDS = ["local", "tpu", "manual", "kubernetes", "gce"] as const;
 /** Kubernetes flavours: "coreweave" manages NodePools, "generic" uses the nodes that exist. */
 export const KUBERNETES_FLAVOURS = ["coreweave", "generic"] as const;
 /** Where tasks run on Kubernetes: in the worker Pod, or each in its own Pod (light workers). */
@@ -493,6 +495,21 @@ function parseProvider(
       projectId: r.string(c, "project_id", tp, { nonEmpty: true }) ?? "",
     });
     return create(ProviderConfigSchema, { kind: { case: "tpu", value: tpu } });
+  }
+  if (kind === "gce") {
+    const gp = joinPath(path, "gce");
+    const c = r.child(m, "gce", path, KEYS.providerGce, { nullIsEmpty: true });
+    if (!c) return undefined;
+    const gce = create(GceProviderSchema, {
+      machineType: r.string(c, "machine_type", gp, {
+        pattern: /^[a-z][a-z0-9]*(-[a-z0-9]+)+$/,
+        patternHint: "a GCE machine type like a3-highgpu-8g",
+      }) ?? "",
+      zone: r.string(c, "zone", gp, { pattern: GCP_ZONE, patternHint: GCP_ZONE_HINT }) ?? "",
+      projectId: r.string(c, "project_id", gp, { nonEmpty: true }) ?? "",
+      bootDiskSizeGb: r.integer(c, "boot_disk_size_gb", gp, { min: 10, max: 65536 }) ?? 0,
+    });
+    return create(ProviderConfigSchema, { kind: { case: "gce", value: gce } });
   }
   if (kind === "manual") {
     const mp = joinPath(path, "manual");

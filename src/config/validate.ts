@@ -15,11 +15,12 @@ import { formatBytes as formatSizeBytes, formatDurationMs } from "./units.ts";
 /** Ceiling of `controller.max_bundle_size`. */
 export const MAX_BUNDLE_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
 import { DEFAULTS, groupVmsPerSlice } from "./defaults.ts";
+import { GPU_MACHINE_EXAMPLES, gpuMachine } from "../platform/gce_machines.ts";
 
 /** Which provider kinds each controller kind can drive. */
 export const COMPATIBLE_PROVIDERS: Readonly<Record<string, readonly string[]>> = {
   local: ["local"],
-  gcp: ["tpu"],
+  gcp: ["tpu", "gce"],
   manual: ["manual"],
   kubernetes: ["kubernetes"],
 };
@@ -200,6 +201,8 @@ function validateGroup(
     }
   }
 
+  if (group.provider?.kind.case === "gce") validateGceGroup(config, group, at, r, has, failed);
+
   // Slice bounds.
   const vms = groupVmsPerSlice(group);
   const hosts = group.provider?.kind.case === "manual"
@@ -278,7 +281,10 @@ function validateGroup(
       "required with the coreweave flavour (the NodePool's instance type, e.g. gd-8xh100ib-i128)",
     );
   }
-  if (providerKind === "tpu" || providerKind === "manual" || providerKind === "kubernetes") {
+  if (
+    providerKind === "tpu" || providerKind === "manual" || providerKind === "kubernetes" ||
+    providerKind === "gce"
+  ) {
     for (const key of ["cpu", "memory"]) {
       const p = at(`vm_resources.${key}`);
       if (!has(p) && !failed(p) && !failed(at("vm_resources"))) {
@@ -349,6 +355,81 @@ function validateGroup(
       if (!failed("platform.gcp.project_id")) {
         r.problem(at("provider.tpu.project_id"), "required (or set platform.gcp.project_id)");
       }
+    }
+  }
+}
+
+/** A gcp group of GPU VMs (`provider.gce`): machine type, GPUs, zone and project. */
+function validateGceGroup(
+  config: ClusterConfig,
+  group: ScaleGroupConfig,
+  at: (key: string) => string,
+  r: YamlReader,
+  has: (path: string) => boolean,
+  failed: (path: string) => boolean,
+): void {
+  if (group.provider?.kind.case !== "gce") return;
+  const gce = group.provider.kind.value;
+  const mt = at("provider.gce.machine_type");
+  if (!gce.machineType) {
+    if (!failed(mt)) r.problem(mt, `required (a GPU machine type, e.g. ${GPU_MACHINE_EXAMPLES})`);
+    return;
+  }
+  const machine = gpuMachine(gce.machineType);
+  const type = has(at("accelerator_type")) ? group.acceleratorType : AcceleratorType.CPU;
+  if (type === AcceleratorType.TPU) {
+    r.problem(
+      at("provider.gce"),
+      "requires accelerator_type gpu or cpu (TPU slices use provider.tpu)",
+    );
+  } else if (type === AcceleratorType.GPU && !machine) {
+    r.problem(
+      mt,
+      `must be a GCE machine type with GPUs for accelerator_type gpu (e.g. ${GPU_MACHINE_EXAMPLES}; got ${
+        formatGot(gce.machineType)
+      })`,
+    );
+  } else if (type === AcceleratorType.GPU && machine) {
+    const variant = at("accelerator_variant");
+    if (
+      has(variant) && group.acceleratorVariant.toLowerCase() !== machine.variant.toLowerCase()
+    ) {
+      r.problem(
+        variant,
+        `must be ${machine.variant}, the GPU of ${gce.machineType} (got ${
+          formatGot(group.acceleratorVariant)
+        })`,
+      );
+    }
+    const acc = at("vm_resources.accelerators");
+    const count = group.vmResources?.accelerator?.count;
+    if (has(acc) && count !== undefined && count !== machine.count) {
+      r.problem(
+        acc,
+        `must be ${machine.count}, the GPUs of ${gce.machineType} (got ${count})`,
+      );
+    }
+  }
+  const gcp = config.platform?.gcp;
+  const zone = gce.zone || group.zone;
+  if (!zone && (gcp?.zones.length ?? 0) !== 1) {
+    if (!failed(at("zone")) && !failed(at("provider.gce.zone"))) {
+      r.problem(
+        at("zone"),
+        "required for a gce provider (or set provider.gce.zone, or list one zone in platform.gcp.zones)",
+      );
+    }
+  } else if (
+    zone && GCP_ZONE.test(zone) && gcp && gcp.zones.length > 0 && !gcp.zones.includes(zone)
+  ) {
+    r.problem(
+      gce.zone ? at("provider.gce.zone") : at("zone"),
+      `${formatGot(zone)} is not listed in platform.gcp.zones (${gcp.zones.join(", ")})`,
+    );
+  }
+  if (!gce.projectId && !gcp?.projectId && !has("platform.gcp.project_id")) {
+    if (!failed("platform.gcp.project_id")) {
+      r.problem(at("provider.gce.project_id"), "required (or set platform.gcp.project_id)");
     }
   }
 }

@@ -148,6 +148,52 @@ export function gcloudInstanceCreate(spec: InstanceCreateSpec): Command {
   return { ...cmd, argv: [...cmd.argv, "--format=json", "--quiet"] };
 }
 
+/** A request for a GPU worker VM (`provider.gce`). */
+export interface GpuVmCreateSpec extends GcpLocation {
+  readonly name: string;
+  /** An accelerator-optimized type whose GPUs come with it, e.g. "a3-highgpu-8g". */
+  readonly machineType: string;
+  /** @default 200 */
+  readonly bootDiskSizeGb?: number;
+  readonly labels: Readonly<Record<string, string>>;
+  /** Spot VM, deleted when GCE reclaims it. */
+  readonly preemptible?: boolean;
+  readonly startupScript?: string;
+}
+
+/** Image family of GPU VMs: the Deep Learning VM base image with CUDA (driver installed at boot). */
+export const GPU_VM_IMAGE = {
+  family: "common-cu124-debian-11",
+  project: "deeplearning-platform-release",
+} as const;
+
+/**
+ * `gcloud compute instances create NAME …` for a GPU worker: the machine type brings its GPUs;
+ * GPU VMs cannot live-migrate (`--maintenance-policy=TERMINATE`); the Deep Learning VM image
+ * installs the NVIDIA driver at first boot (`install-nvidia-driver=True`).
+ */
+export function gcloudGpuVmCreate(spec: GpuVmCreateSpec): Command {
+  const argv = [
+    ...INSTANCES,
+    "create",
+    spec.name,
+    ...where(spec),
+    `--machine-type=${spec.machineType}`,
+    "--maintenance-policy=TERMINATE",
+    `--boot-disk-size=${spec.bootDiskSizeGb || 200}GB`,
+    `--image-family=${GPU_VM_IMAGE.family}`,
+    `--image-project=${GPU_VM_IMAGE.project}`,
+    "--scopes=cloud-platform",
+    "--metadata=install-nvidia-driver=True",
+    `--labels=${formatLabels(spec.labels)}`,
+  ];
+  if (spec.preemptible) {
+    argv.push("--provisioning-model=SPOT", "--instance-termination-action=DELETE");
+  }
+  const cmd = withStartupScript(argv, spec.startupScript);
+  return { ...cmd, argv: [...cmd.argv, "--format=json", "--quiet"] };
+}
+
 /** `gcloud compute instances describe NAME --format=json` */
 export function gcloudInstanceDescribe(name: string, loc: GcpLocation): Command {
   return { argv: [...INSTANCES, "describe", name, ...where(loc), "--format=json"] };
@@ -317,6 +363,44 @@ const TPU_STATES: Readonly<Record<string, readonly [CloudSliceState, VmState]>> 
   TERMINATED: ["failed", "terminated"],
   PREEMPTED: ["failed", "terminated"],
 };
+
+const INSTANCE_STATES: Readonly<Record<string, readonly [CloudSliceState, VmState]>> = {
+  PROVISIONING: ["creating", "booting"],
+  STAGING: ["creating", "booting"],
+  RUNNING: ["ready", "ready"],
+  REPAIRING: ["unknown", "unknown"],
+  STOPPING: ["deleting", "terminated"],
+  SUSPENDING: ["deleting", "terminated"],
+  SUSPENDED: ["failed", "terminated"],
+  TERMINATED: ["failed", "terminated"],
+};
+
+/** A GPU worker VM as a one-VM SliceInfo (worker `<sliceId>-w0`, attribute `gce-instance`). */
+export function gceSliceInfo(
+  vm: GceInstance,
+  ctx: { labels: LabelKeys; zone: string; sliceId?: string; now: Timestamp },
+): SliceInfo {
+  const [state, vmState] = INSTANCE_STATES[vm.status] ?? ["unknown", "unknown"];
+  const sliceId = ctx.sliceId ?? vm.labels[ctx.labels.sliceId] ?? vm.name;
+  const zone = vm.zone || ctx.zone;
+  const created = vm.createTime ? Date.parse(vm.createTime) : NaN;
+  return {
+    sliceId,
+    scaleGroup: vm.labels[ctx.labels.scaleGroup] ?? "",
+    zone,
+    state,
+    vms: [{
+      vmId: `${vm.name}-w0`,
+      workerId: `${sliceId}-w0`,
+      address: vm.internalIp ?? "",
+      state: vmState,
+      attributes: { "gce-instance": vm.name, zone },
+    }],
+    createdAt: Number.isNaN(created) ? ctx.now : timestamp(created),
+    labels: vm.labels,
+    error: state === "failed" || state === "unknown" ? `VM status ${vm.status}` : undefined,
+  };
+}
 
 /**
  * A TPU node as a SliceInfo: one VM per network endpoint (`<name>-w<i>`, worker

@@ -18,6 +18,8 @@ import {
   checkGcloud,
   DEFAULT_TPU_RUNTIME,
   type GceInstance,
+  gceSliceInfo,
+  gcloudGpuVmCreate,
   gcloudInstanceCreate,
   gcloudInstanceDelete,
   gcloudInstanceDescribe,
@@ -40,6 +42,7 @@ import {
   tpuSliceInfo,
 } from "./gcloud.ts";
 import type { LogTarget } from "./log_stream.ts";
+import type { GceProvider } from "../rpc/gen/iris/v1/config_pb.ts";
 import type {
   ControllerLifecycle,
   ControllerStatus,
@@ -84,6 +87,8 @@ export interface GcpPlatformOptions {
   readonly workerPort?: number;
   readonly timeouts?: GcpTimeouts;
   readonly clock?: Clock;
+  /** Some groups are GPU VMs (`provider.gce`): list labelled worker instances too. */
+  readonly gpuVms?: boolean;
 }
 
 /** One gcloud call, failures classified (quota, permission, not found, unavailable). */
@@ -113,8 +118,8 @@ export class GcpPlatform implements Platform {
   readonly #create: Duration;
   readonly #call: Duration;
   readonly #clock: Clock;
-  /** TPU name → where it lives and the slice id it was created for. */
-  readonly #known = new Map<string, GcpLocation & { sliceId?: string }>();
+  /** TPU or GPU VM name → where it lives, the slice id it was created for, and which it is. */
+  readonly #known = new Map<string, GcpLocation & { sliceId?: string; gce?: boolean }>();
 
   constructor(options: GcpPlatformOptions) {
     this.#o = options;
@@ -140,10 +145,11 @@ export class GcpPlatform implements Platform {
     options?: PlatformCallOptions,
   ): Promise<SliceInfo> {
     const { config, sliceId, scaleGroup } = request;
+    if (config.provider?.kind.case === "gce") return this.#createGpuVm(request, options);
     const tpu = config.provider?.kind.case === "tpu" ? config.provider.kind.value : undefined;
     if (!tpu) {
       throw new PlatformError(
-        `Cannot create slice '${sliceId}' as scale group '${scaleGroup}' has no tpu provider`,
+        `Cannot create slice '${sliceId}' as scale group '${scaleGroup}' has no tpu or gce provider`,
       );
     }
     const zone = tpu.zone || config.zone;
@@ -212,6 +218,126 @@ export class GcpPlatform implements Platform {
     }
   }
 
+  /** A GPU worker VM (`provider.gce`): one VM, one worker, bootstrapped by its startup script. */
+  async #createGpuVm(
+    request: CreateSliceRequest,
+    options?: PlatformCallOptions,
+  ): Promise<SliceInfo> {
+    const { config, sliceId, scaleGroup } = request;
+    const gce = config.provider!.kind.value as GceProvider;
+    const zone = gce.zone || config.zone;
+    if (!this.#o.zones.includes(zone)) {
+      const zones = this.#o.zones.join(", ");
+      throw new PlatformError(
+        `Cannot create slice '${sliceId}' as zone '${zone}' is not in platform.gcp.zones: [${zones}]`,
+      );
+    }
+    const loc = { zone, project: gce.projectId || this.#o.project };
+    const name = resourceName(sliceId);
+    const labels: Record<string, string> = {};
+    for (const [k, v] of Object.entries(request.labels)) labels[labelValue(k)] = labelValue(v);
+    labels[this.#labels.managed] = "true";
+    labels[this.#labels.scaleGroup] = labelValue(scaleGroup);
+    labels[this.#labels.sliceId] = labelValue(sliceId);
+    const startupScript = workerBootstrapScript({
+      controllerUrl: request.controllerUrl,
+      sliceId,
+      scaleGroup,
+      workerIndex: 0,
+      attributes: {
+        region: config.region || zone.replace(/-[a-z]$/, ""),
+        preemptible: config.preemptible,
+        ...config.attributes,
+        "gce-instance": name,
+        "machine-type": gce.machineType,
+        zone,
+      },
+      // The worker checks the claim against what nvidia-smi shows (worker serve --devices).
+      accelerator: groupAccelerator(config),
+      port: this.#o.workerPort || 10001,
+      advertiseAddress: FIRST_HOST_IP,
+      runtime: { home: GCP_IRIS_HOME, ...this.#o.runtime },
+      enrolmentToken: request.enrolmentToken,
+    });
+    const cmd = gcloudGpuVmCreate({
+      name,
+      ...loc,
+      machineType: gce.machineType,
+      bootDiskSizeGb: gce.bootDiskSizeGb,
+      labels,
+      preemptible: config.preemptible,
+      startupScript,
+    });
+    this.#known.set(name, { ...loc, sliceId, gce: true });
+    try {
+      const created = await this.#gcloud(
+        cmd,
+        `create GPU VM ${name}`,
+        zone,
+        options,
+        this.#create,
+      );
+      let vm: GceInstance;
+      try {
+        vm = parseInstanceJson(created.stdout);
+      } catch {
+        vm = parseInstanceJson(
+          (await this.#gcloud(gcloudInstanceDescribe(name, loc), `describe VM ${name}`, zone))
+            .stdout,
+        );
+      }
+      return this.#vmSliceInfo(vm, loc);
+    } catch (err) {
+      if (!/already exists/i.test(String(err))) {
+        await this.#deleteVm(name, loc).catch(() => {});
+        this.#known.delete(name);
+      }
+      throw err;
+    }
+  }
+
+  async #deleteVm(name: string, loc: GcpLocation, options?: PlatformCallOptions): Promise<void> {
+    try {
+      await this.#gcloud(
+        gcloudInstanceDelete(name, loc),
+        `delete GPU VM ${name}`,
+        loc.zone,
+        options,
+        this.#create,
+      );
+    } catch (err) {
+      if (!(err instanceof ResourceNotFoundError)) throw err;
+    }
+  }
+
+  #vmSliceInfo(vm: GceInstance, loc: GcpLocation): SliceInfo {
+    return gceSliceInfo(vm, {
+      labels: this.#labels,
+      zone: loc.zone,
+      sliceId: this.#known.get(vm.name)?.sliceId,
+      now: this.#clock.now(),
+    });
+  }
+
+  /** Labelled GPU worker VMs of the project (the controller VM has no slice-id label). */
+  async #listGpuVms(filter: string, options?: PlatformCallOptions): Promise<SliceInfo[]> {
+    const r = await this.#gcloud(
+      gcloudInstanceList(this.#o.project, `${filter} AND labels.${this.#labels.sliceId}:*`),
+      "list GPU VMs",
+      "",
+      options,
+    );
+    // The filter already says so; checked again so that no other labelled VM is taken for one.
+    const workers = parseInstanceListJson(r.stdout).filter((vm) =>
+      vm.labels[this.#labels.sliceId] !== undefined
+    );
+    return workers.map((vm) => {
+      const loc = { zone: vm.zone, project: this.#o.project };
+      if (!this.#known.has(vm.name)) this.#known.set(vm.name, { ...loc, gce: true });
+      return this.#vmSliceInfo(vm, loc);
+    });
+  }
+
   async #parseOrDescribe(stdout: string, name: string, loc: GcpLocation): Promise<TpuNode> {
     try {
       const node = parseTpuJson(stdout);
@@ -247,7 +373,9 @@ export class GcpPlatform implements Platform {
       }),
       { timeout, signal: options?.signal },
     );
-    const slices: SliceInfo[] = [];
+    const slices: SliceInfo[] = this.#o.gpuVms
+      ? await this.#listGpuVms(filter, { timeout, signal: options?.signal })
+      : [];
     for (const [i, o] of outcomes.entries()) {
       if (o.status === "rejected") throw o.reason;
       if (o.status === "timedOut") {
@@ -260,6 +388,16 @@ export class GcpPlatform implements Platform {
 
   async describeSlice(sliceId: string, options?: PlatformCallOptions): Promise<SliceInfo> {
     const name = resourceName(sliceId);
+    const vm = this.#known.get(name);
+    if (vm?.gce) {
+      const r = await this.#gcloud(
+        gcloudInstanceDescribe(name, vm),
+        `describe GPU VM ${name}`,
+        vm.zone,
+        options,
+      );
+      return this.#vmSliceInfo(parseInstanceJson(r.stdout), vm);
+    }
     const found = await this.#locate(name, options);
     if (found) return this.#sliceInfo(found.node, found.loc);
     const zones = this.#o.zones.join(", ");
@@ -270,7 +408,13 @@ export class GcpPlatform implements Platform {
 
   async terminateSlice(sliceId: string, options?: PlatformCallOptions): Promise<void> {
     const name = resourceName(sliceId);
-    const loc = this.#known.get(name) ?? (await this.#locate(name, options))?.loc;
+    const known = this.#known.get(name);
+    if (known?.gce) {
+      await this.#deleteVm(name, known, options);
+      this.#known.delete(name);
+      return;
+    }
+    const loc = known ?? (await this.#locate(name, options))?.loc;
     if (!loc) return; // Already gone.
     await this.#delete(name, loc, options);
     this.#known.delete(name);
@@ -293,7 +437,10 @@ export class GcpPlatform implements Platform {
       );
     }
     const worker = Number(/-w(\d+)$/.exec(vmId)?.[1] ?? 0);
-    const cmd = sshExec({ kind: "tpu", name, ...loc, worker }, startupLogScript("worker.log"));
+    const target = this.#known.get(name)?.gce
+      ? { kind: "gce" as const, name, zone: loc.zone, project: loc.project }
+      : { kind: "tpu" as const, name, ...loc, worker };
+    const cmd = sshExec(target, startupLogScript("worker.log"));
     return (await this.#gcloud(cmd, `read startup logs of ${vmId}`, loc.zone, options)).stdout;
   }
 
@@ -302,13 +449,10 @@ export class GcpPlatform implements Platform {
     const follow = `sudo tail -n +1 -F ${GCP_IRIS_HOME}/worker.log`;
     return (await this.listSlices(options)).flatMap((s) =>
       s.vms.map((vm, worker) => {
-        const target = {
-          kind: "tpu" as const,
-          name: resourceName(s.sliceId),
-          zone: s.zone,
-          project: this.#o.project,
-          worker,
-        };
+        const name = resourceName(s.sliceId);
+        const target = this.#known.get(name)?.gce
+          ? { kind: "gce" as const, name, zone: s.zone, project: this.#o.project }
+          : { kind: "tpu" as const, name, zone: s.zone, project: this.#o.project, worker };
         return { name: vm.vmId, command: sshFollow(target, follow) };
       })
     );

@@ -161,16 +161,16 @@ Deno.test("exactly one controller kind", () => {
 
 Deno.test("exactly one provider kind per group", () => {
   assert.deepEqual(fromTree(edit(localTree(), "scale_groups.cpu.provider", {})), [
-    "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes (got none)",
+    "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes, gce (got none)",
   ]);
   assert.deepEqual(
     fromTree(edit(localTree(), "scale_groups.cpu.provider.manual", { hosts: ["h1"] })),
     [
-      "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes (got local, manual)",
+      "scale_groups.cpu.provider: must set exactly one of local, tpu, manual, kubernetes, gce (got local, manual)",
     ],
   );
   assert.deepEqual(fromTree(edit(localTree(), "scale_groups.cpu.provider", undefined)), [
-    "scale_groups.cpu.provider: required (one of {local: …}, {tpu: …}, {manual: …}, {kubernetes: …})",
+    "scale_groups.cpu.provider: required (one of {local: …}, {tpu: …}, {manual: …}, {kubernetes: …}, {gce: …})",
   ]);
 });
 
@@ -182,7 +182,7 @@ Deno.test("controller and provider kinds must be compatible", () => {
     "scale_groups.tpu.provider: a local controller can only drive local providers (got tpu)",
   ]);
   assert.deepEqual(fromTree(edit(gcpTree(), "scale_groups.tpu.provider", { local: {} })), [
-    "scale_groups.tpu.provider: a gcp controller can only drive tpu providers (got local)",
+    "scale_groups.tpu.provider: a gcp controller can only drive tpu, gce providers (got local)",
   ]);
   const manual = {
     controller: { bundle_prefix: "gs://b/x", manual: { host: "10.0.0.1" } },
