@@ -166,6 +166,8 @@ Deno.test("iris cluster stop on gcp deletes the controller and every slice, and 
     assertEquals(calls, [
       "compute instances delete iris-controller --zone=europe-west4-b --project=my-gcp-project --quiet",
       "compute instances list --project=my-gcp-project --filter=labels.iris-controller=true --format=json",
+      // The example's h100 group is GPU VMs: labelled worker instances are listed too.
+      "compute instances list --project=my-gcp-project --filter=labels.iris-managed=true AND labels.iris-slice-id:* --format=json",
       "compute tpus tpu-vm delete iris-tpu-v5e-16-a --zone=europe-west4-b --project=my-gcp-project --quiet --async",
       "compute tpus tpu-vm delete iris-tpu-v5e-16-b --zone=europe-west4-b --project=my-gcp-project --quiet --async",
       "compute tpus tpu-vm list --zone=europe-west4-b --project=my-gcp-project --filter=labels.iris-managed=true --format=json",
