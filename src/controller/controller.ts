@@ -51,6 +51,7 @@ import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
 import { TransactionLog } from "./transactions.ts";
+import { heartbeatIntervalFor } from "./liveness.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -61,6 +62,11 @@ export interface ControllerOptions {
   heartbeatInterval?: Duration;
   /** Missed heartbeats before a worker is declared dead. @default 3 */
   heartbeatFailureThreshold?: number;
+  /**
+   * Heartbeats per second the controller plans for: the interval told to workers grows with the
+   * fleet to stay under it (liveness.ts). @default 1000
+   */
+  heartbeatMaxRate?: number;
   /** Max ASSIGNED+BUILDING attempts per worker. @default 8 */
   maxBuildingPerWorker?: number;
   /** Environment every task gets (before the job's own env). */
@@ -163,7 +169,7 @@ export class Controller {
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
-  readonly reclaimGrace: Duration;
+  reclaimGrace: Duration;
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
@@ -185,6 +191,13 @@ export class Controller {
       const endpoints = options.store.loadEndpoints(this.endpoints);
       const workers = options.store.loadWorkers();
       this.workers.restore(workers, this.startedAtMs);
+      // A worker of a large fleet may not heartbeat (and learn of the restart) for a whole
+      // interval of the fleet it was in: the re-claim grace covers one.
+      this.reclaimGrace = ms(Math.max(
+        this.reclaimGrace,
+        this.workerHeartbeatInterval(workers.length) +
+          (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
+      ));
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
           if (isTaskActive(a.state)) this.#unclaimed.add(attemptKey(task.taskId, a.attemptId));
@@ -468,7 +481,11 @@ export class Controller {
    */
   registerWorker(
     req: RegisterWorkerRequest,
-  ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
+  ): {
+    workerId: string;
+    kill: { taskId: string; attemptId: number }[];
+    heartbeatIntervalMs: Duration;
+  } {
     if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
     if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
     this.ensureWritable();
@@ -538,7 +555,7 @@ export class Controller {
     );
     this.#perform(fx);
     this.requestSchedule();
-    return { workerId: worker.workerId, kill };
+    return { workerId: worker.workerId, kill, heartbeatIntervalMs: this.#tellInterval(worker) };
   }
 
   /** Handles a heartbeat: task updates, liveness, reconciliation. */
@@ -548,6 +565,7 @@ export class Controller {
     reregister: boolean;
     kill: { taskId: string; attemptId: number }[];
     updatesDeferred?: boolean;
+    heartbeatIntervalMs?: number;
   } {
     const worker = this.workers.workers.get(req.workerId);
     // A worker known only from the store must re-register (and re-claim its attempts) first.
@@ -555,11 +573,13 @@ export class Controller {
     const now = this.clock.now();
     worker.lastHeartbeatMs = now;
     worker.healthy = true;
+    const heartbeatIntervalMs = this.#tellInterval(worker);
+    // Absent: unchanged since the last one (the worker sends only changes).
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
     // cadence) until they can be committed.
     if (req.updates.length && this.#unwritable) {
-      return { reregister: false, kill: [], updatesDeferred: true };
+      return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
     }
     const fx = noEffects();
     // Log lines are stored once the updates are committed (a failed commit is resent whole).
@@ -584,7 +604,23 @@ export class Controller {
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
-    return { reregister: false, kill };
+    return { reregister: false, kill, heartbeatIntervalMs };
+  }
+
+  /**
+   * The heartbeat interval for workers of a fleet of `fleetSize` (default: the current fleet):
+   * the configured one, or longer so the fleet sends at most `heartbeatMaxRate` per second.
+   */
+  workerHeartbeatInterval(fleetSize: number = this.workers.workers.size): Duration {
+    return heartbeatIntervalFor(this.heartbeatInterval, fleetSize, this.#opts.heartbeatMaxRate);
+  }
+
+  /** Notes the interval told to `worker` in this answer (its liveness timeout follows it). */
+  #tellInterval(worker: WorkerRecord): Duration {
+    const interval = this.workerHeartbeatInterval();
+    // The worker takes it from this answer on: its next heartbeat is due one interval later.
+    worker.heartbeatIntervalMs = interval;
+    return interval;
   }
 
   /**
@@ -1181,7 +1217,7 @@ export class Controller {
       }
       const since = this.#resumedAtMs;
       const inGrace = now - Math.max(this.#servingSinceMs, since) < this.reclaimGrace;
-      for (const w of this.workers.expired(now, this.heartbeatInterval * threshold, since)) {
+      for (const w of this.workers.expired(now, threshold, this.heartbeatInterval, since)) {
         // After a restart a worker may be backing off: it gets the re-claim grace.
         if (w.reconnecting && inGrace) continue;
         this.workerDead(
@@ -1190,7 +1226,9 @@ export class Controller {
             ? `did not re-register within ${
               formatDuration(this.reclaimGrace)
             } of a controller restart`
-            : `missed ${threshold} heartbeats`,
+            : `missed ${threshold} heartbeats (${
+              formatDuration(ms(w.heartbeatIntervalMs ?? this.heartbeatInterval))
+            } apart)`,
         );
       }
       if (this.#unclaimed.size && !inGrace && !this.#unwritable) this.#failUnclaimed();
