@@ -743,6 +743,8 @@ export class Controller {
   scheduleOnce(): SchedulePlan {
     // Nothing is placed while placements cannot be committed.
     if (this.#unwritable) return { assignments: [], unplaced: [] };
+    // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
+    if (!this.#opts.onSchedule && !this.#anyPending()) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
     this.#expireScheduling(now, fx);
@@ -795,6 +797,11 @@ export class Controller {
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
     return plan;
+  }
+
+  #anyPending(): boolean {
+    for (const pending of this.jobs.pending.values()) if (pending.size > 0) return true;
+    return false;
   }
 
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
