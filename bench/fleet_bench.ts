@@ -9,14 +9,14 @@
  * Measured per N: controller CPU (share of one core) over a steady-state window of at least two
  * told intervals, heartbeat round trip p50/p99 seen by the generator, 1,000 one-task jobs through
  * the fleet (jobs/s), and the time from a worker's last heartbeat to its declared death next to
- * the documented bound (src/controller/liveness.ts).
+ * the documented bound (src/controller/heartbeat_rate.ts).
  *
  * `deno task bench --fleet 10000` (one N) or as part of `deno task bench` (1,000, 10,000, 30,000).
  * @module
  */
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { startController } from "../src/controller/server.ts";
-import { deadBound } from "../src/controller/liveness.ts";
+import { deadBound } from "../src/controller/heartbeat_rate.ts";
 import { controllerClient } from "../src/rpc/client.ts";
 import {
   HeartbeatRequestSchema,

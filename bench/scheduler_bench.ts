@@ -3,8 +3,8 @@
  * Run: `deno run -A bench/scheduler_bench.ts`. Also exports the fixture builders used by tests.
  * @module
  */
-import { schedule } from "../src/controller/scheduler.ts";
-import { planScaling, type PlanScalingInput } from "../src/controller/autoscaler.ts";
+import { schedule } from "../src/controller/scheduler/scheduler.ts";
+import { planScaling, type PlanScalingInput } from "../src/controller/autoscaler/autoscaler.ts";
 import type {
   AcceleratorSpec,
   Attributes,

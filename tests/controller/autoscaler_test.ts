@@ -6,7 +6,7 @@ import {
   type PlanScalingInput,
   recordSliceCreated,
   recordSliceFailed,
-} from "../../src/controller/autoscaler.ts";
+} from "../../src/controller/autoscaler/autoscaler.ts";
 import type {
   AcceleratorSpec,
   ConstraintSpec,
@@ -18,7 +18,7 @@ import type {
 } from "../../src/types.ts";
 import { after, minutes, seconds, timestamp } from "../../src/time.ts";
 import { makeScalingInput } from "../../bench/scheduler_bench.ts";
-import { reservationDemand } from "../../src/controller/autoscaler_runner.ts";
+import { reservationDemand } from "../../src/controller/autoscaler/runner.ts";
 
 const GiB = 2 ** 30;
 const NOW = timestamp(1_000_000_000);

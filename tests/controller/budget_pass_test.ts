@@ -4,7 +4,7 @@
  * bands, and a gang moves whole. Plus the Accounts store (set budgets persist in a JSON file).
  */
 import assert from "node:assert/strict";
-import { schedule } from "../../src/controller/scheduler.ts";
+import { schedule } from "../../src/controller/scheduler/scheduler.ts";
 import { Accounts, usageByUser } from "../../src/controller/accounts.ts";
 import type {
   ClusterSnapshot,

@@ -8,7 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { Controller } from "../../src/controller/controller.ts";
 import { StateStore } from "../../src/controller/store.ts";
-import { deadBound, heartbeatIntervalFor } from "../../src/controller/liveness.ts";
+import { deadBound, heartbeatIntervalFor } from "../../src/controller/heartbeat_rate.ts";
 import { HeartbeatRequestSchema, RegisterWorkerRequestSchema } from "../../src/rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, type Timestamp } from "../../src/time.ts";
 

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { schedule } from "../../src/controller/scheduler.ts";
+import { schedule } from "../../src/controller/scheduler/scheduler.ts";
 import { acceleratorMatches, matchesRequired } from "../../src/controller/constraints.ts";
 import type {
   AcceleratorSpec,

@@ -12,15 +12,22 @@ import type {
   ScalingPlan,
   SliceState,
   TokenBucket,
-} from "../types.ts";
-import { after, type Duration, formatDuration, minutes, seconds, type Timestamp } from "../time.ts";
+} from "../../types.ts";
+import {
+  after,
+  type Duration,
+  formatDuration,
+  minutes,
+  seconds,
+  type Timestamp,
+} from "../../time.ts";
 import {
   acceleratorMatches,
   buildAttributeIndex,
   constraintsKey,
   filterByConstraints,
   matchesRequired,
-} from "./constraints.ts";
+} from "../constraints.ts";
 import {
   claimSlice,
   demandSlicesOf,
@@ -29,7 +36,7 @@ import {
   packTasks,
   type TaskShape,
   vmAccelerators,
-} from "./_autoscaler_pack.ts";
+} from "./pack.ts";
 
 /**
  * Attributes that differ per VM or only exist after a slice is created; constraints on them are
