@@ -191,7 +191,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       const res = c.registerWorker(req);
       return {
         workerId: res.workerId,
-        heartbeatIntervalMs: c.heartbeatInterval,
+        heartbeatIntervalMs: res.heartbeatIntervalMs,
         kill: res.kill,
         reconnectMaxBackoffMs: c.workerReconnectMax,
       };
