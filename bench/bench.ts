@@ -23,6 +23,8 @@ import { controllerClient } from "../src/rpc/client.ts";
 import { GetControllerStatusResponseSchema } from "../src/rpc/gen/iris/v1/controller_pb.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { ms } from "../src/time.ts";
+import { fleetBench, fleetChild, type FleetResult } from "./fleet_bench.ts";
+import { renderReadmeSection } from "./report.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -138,27 +140,91 @@ async function fetchFloor(n: number): Promise<{ get: number[]; post: number[] }>
 
 // ---------------------------------------------------------------- Iris cluster
 
+/** Where the bench's worker runs: in the controller's process, or in its own (as on a host). */
+export type WorkerPlacement = "in-process" | "own-process";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/**
+ * `iris worker serve` in its own process (tasks as their own users when root, as in production),
+ * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there.
+ */
+function spawnWorkerProcess(
+  url: string,
+  rootDir: string,
+): AsyncDisposable & { pid: number } {
+  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(prof
+        ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=worker.cpuprofile"]
+        : []),
+      CLI,
+      "worker",
+      "serve",
+      "--controller",
+      url,
+      "--cpu",
+      "64",
+      "--memory",
+      "64GiB",
+      "--root-dir",
+      rootDir,
+      "-q",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
+
+/** CPU time (user + system) of process `pid`, in ms; NaN where /proc cannot tell. */
+function pidCpuMs(pid: number | "self"): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 async function withCluster<T>(
-  fn: (client: IrisClient) => Promise<T>,
+  fn: (client: IrisClient, workerCpuMs: () => number) => Promise<T>,
+  placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
-  const worker = await startWorker({
-    controllerUrl: ctl.url,
-    rootDir,
-    cleanup: true,
-    resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
-  });
+  const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
+    ? spawnWorkerProcess(ctl.url, rootDir)
+    : await startWorker({
+      controllerUrl: ctl.url,
+      rootDir,
+      cleanup: true,
+      resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
+    });
   const client = new IrisClient(ctl.url);
   try {
     const t0 = performance.now();
     while ((await client.workers()).length < 1) {
-      if (performance.now() - t0 > 10_000) throw new Error("worker did not register in 10 s");
+      if (performance.now() - t0 > 30_000) throw new Error("worker did not register in 30 s");
       await sleepMs(5);
     }
-    return await fn(client);
+    // In-process, the worker's CPU is part of this process's.
+    return await fn(client, () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid));
   } finally {
-    await worker.stop();
+    await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
   }
@@ -244,7 +310,7 @@ async function throughputBench(
     done = res.totalCount;
     if (done >= n) break;
     if (performance.now() - t0 > 300_000) throw new Error(`only ${done}/${n} jobs finished`);
-    await sleepMs(2);
+    await sleepMs(20); // each poll scans every job: a tighter loop would load the controller
   }
   const t2 = performance.now();
   const ok = await client.rpc.listJobs({
@@ -273,12 +339,7 @@ async function rpcBenchChild(url: string) {
 /** CPU time (user + system) of this process: steadier than wall time on a shared machine. Linux
  * only; NaN elsewhere. */
 function processCpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
+  return pidCpuMs("self");
 }
 
 interface RpcResult {
@@ -409,13 +470,15 @@ async function memoryBench(
   }
 }
 
-/** G5: time from starting a controller over a store of 100k tasks until it answers RPCs. */
-async function restartBench(): Promise<string> {
+/** G5: time from starting a controller over a store of `jobs × 100` tasks until it answers RPCs. */
+async function restartBench(
+  jobs: number,
+): Promise<{ ms: number; tasks: number; storeMiB: number; text: string }> {
   const dir = await Deno.makeTempDir({ prefix: "iris-bench-restart-" });
   try {
     const store = StateStore.open(dir, { synchronous: "NORMAL" });
     const table = new JobTable();
-    for (let j = 0; j < 1000; j++) {
+    for (let j = 0; j < jobs; j++) {
       const spec = create(JobSpecSchema, {
         name: `restart-${j}`,
         user: "bench",
@@ -424,6 +487,7 @@ async function restartBench(): Promise<string> {
         resources: { cpuMillicores: 10, memoryBytes: 2 ** 24 },
       });
       table.submit(spec, `req-${j}`, Date.now(), noEffects());
+      if (j % 1000 === 999) store.flush(table);
     }
     store.flush(table);
     store.close();
@@ -433,7 +497,12 @@ async function restartBench(): Promise<string> {
     try {
       const st = await controllerClient(ctl.url).getControllerStatus({});
       const ms = performance.now() - t0;
-      return `${ms.toFixed(0)} ms (${st.taskCount} tasks, ${sizeMiB.toFixed(0)} MiB store)`;
+      return {
+        ms,
+        tasks: st.taskCount,
+        storeMiB: sizeMiB,
+        text: `${ms.toFixed(0)} ms (${st.taskCount} tasks, ${sizeMiB.toFixed(0)} MiB store)`,
+      };
     } finally {
       await ctl.stop();
     }
@@ -542,6 +611,13 @@ async function main() {
   }
   const onlyIdx = args.indexOf("--only");
   if (onlyIdx >= 0) return await quick(new Set((args[onlyIdx + 1] ?? "").split(",")));
+  const fleetIdx = args.indexOf("--fleet");
+  if (fleetIdx >= 0) return await fleetOnly(fleetSizes(args[fleetIdx + 1]));
+  const sizesIdx = args.indexOf("--fleet-sizes");
+  const sizes = fleetSizes(sizesIdx >= 0 ? args[sizesIdx + 1] : "1000,10000,30000");
+  // #20 sizes: 10,000 jobs × 100 replicas; `--tasks-jobs N` for a quicker run.
+  const jobsIdx = args.indexOf("--tasks-jobs");
+  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : 10_000;
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -567,14 +643,31 @@ async function main() {
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
+  // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
+  const own = await withCluster(async (client, workerCpuMs) => {
+    log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
+    const lat = await latencyBench(client, LAT_N);
+    log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
+    const c0 = processCpuMs();
+    const w0 = workerCpuMs();
+    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    return {
+      lat,
+      tput: {
+        ...tput,
+        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
+        workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+      },
+    };
+  }, "own-process");
 
   log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
   const sched = await runSchedulerBench({ repeats: 3 });
 
-  log("controller memory: 1000 jobs × 100 replicas, no workers");
-  const mem = await memoryBenchRemote(1000, 100);
-  log("controller restart: 1000 jobs × 100 tasks in the store");
-  const restart = await restartBench();
+  log(`controller memory: ${memJobs} jobs × 100 replicas, no workers`);
+  const mem = await memoryBenchRemote(memJobs, 100);
+  log(`controller restart: ${memJobs} jobs × 100 tasks in the store`);
+  const restart = await restartBench(memJobs);
 
   log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
   const calm = await stalledBench(0);
@@ -585,11 +678,18 @@ async function main() {
   log("hostile clients: 1000 stalled bodies from one address (the per-client cap applies)");
   const stalledOne = await stalledBench(1000, undefined, 1);
 
+  const fleet: FleetResult[] = [];
+  for (const n of sizes) {
+    log(`fleet: ${n} simulated workers in another process`);
+    fleet.push(await fleetBench(n, log));
+  }
+
   let peerResult: PeerResult | undefined;
   if (peer === "slurm") peerResult = await runSlurmPeer();
 
   const submitToRunning = dist(lat.submitToRunningMs);
   const submitToCompleted = dist(lat.submitToCompletedMs);
+  const ownSubmitToRunning = dist(own.lat.submitToRunningMs);
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
@@ -639,6 +739,23 @@ async function main() {
         fmtNum(spawnCeiling)
       }/s`,
       "≥ 500 jobs/s",
+    ],
+    [
+      `G2 the same, worker in its own process`,
+      `${fmtNum(own.tput.jobsPerS)} jobs/s`,
+      `${own.tput.makespanS.toFixed(2)} s total`,
+      `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, controller+clients ${
+        own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)
+      } ms`,
+      "≥ 50 % of spawn ceiling",
+    ],
+    [
+      `G1 submit→running, worker in its own process (n=${ownSubmitToRunning.n})`,
+      fmtMs(ownSubmitToRunning.p50),
+      fmtMs(ownSubmitToRunning.p99),
+      `${x(ownSubmitToRunning.p50, spawn.p50)} spawn`,
+      "p50 ≤ 2× spawn",
     ],
     [
       `  submit rate / failed jobs`,
@@ -696,7 +813,13 @@ async function main() {
       `submitted in ${mem.submitS.toFixed(1)} s`,
       "",
     ],
-    ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
+    [
+      `G5 controller restart, ${restart.tasks.toLocaleString("en-US")} tasks`,
+      restart.text,
+      "",
+      `${x(restart.ms, 3000 * restart.tasks / 1e6)} goal`,
+      "1 M tasks ≤ 3 s",
+    ],
     ...[stalled, stalledDeno, stalledNode, stalledOne].map((r) => [
       `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
         r.addresses === 1 ? "" : "es"
@@ -758,10 +881,12 @@ async function main() {
     `\nIris benchmarks — ${host.nproc} cores, ${host.memoryGiB} GiB, ${host.cpu}, kernel ${host.kernel}, Deno ${host.deno}`,
   );
   console.log(
-    `Iris setup: in-process controller + 1 in-process worker (64 cores, 64 GiB advertised); ` +
+    `Iris setup: in-process controller + 1 worker (64 cores, 64 GiB advertised), in-process or ` +
+      `in its own process (\`iris worker serve\`, tasks as their own users when root); ` +
       `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
   );
   console.log(table(rows));
+  if (fleet.length) console.log(`\n${fleetTable(fleet)}`);
   if (peerResult) {
     console.log(
       `\nSlurm peer: ${
@@ -784,6 +909,11 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
+      workerProcess: {
+        submitToRunningMs: ownSubmitToRunning,
+        latencyFailed: own.lat.failed,
+        throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...own.tput },
+      },
       rpc: {
         call: "GetJobStatus",
         callsPerS: rpc.callsPerS,
@@ -799,7 +929,7 @@ async function main() {
       },
       scheduler: sched,
       memory: mem,
-      restart,
+      restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
       stalledConnections: {
         without: calm,
         default: stalled,
@@ -815,6 +945,12 @@ async function main() {
       rpcCallsPerSVsGoal: rpc.callsPerS / 10_000,
       stalledP99VsGoal: stalled.statusMs.p99 / 100,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
+      jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
+      submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
+      placementsVsG3: (sched.placements_per_s_10k ?? NaN) / 50_000,
+      memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
+      restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
+      ...fleetRatios(fleet),
       ...(peerResult && !peerResult.error
         ? {
           slurmSubmitToStartP50OverIris: (peerResult.metrics.submit_to_start_s?.p50 ?? NaN) *
@@ -826,6 +962,7 @@ async function main() {
         }
         : {}),
     },
+    fleet,
     peer: peerResult,
     totalS,
   };
@@ -834,11 +971,91 @@ async function main() {
   const outFile = new URL("latest.json", outDir);
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
   console.log(`wrote ${outFile.pathname}`);
+  console.log(`\n${renderReadmeSection(json)}\n(deno task bench:readme puts it in README.md)`);
+}
+
+function fleetSizes(text: string | undefined): number[] {
+  const sizes = (text ?? "").split(",").filter((s) => s !== "").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) {
+    console.error(`--fleet takes worker counts like 10000 or 1000,10000; got "${text}"`);
+    Deno.exit(2);
+  }
+  return sizes;
+}
+
+/** Per-size ratios against #20's goals: CPU ≤ 50 % of a core, p99 ≤ 50 ms, death ≤ bound. */
+function fleetRatios(fleet: readonly FleetResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  const base = fleet.find((f) => f.workers === 1000) ?? fleet[0];
+  for (const f of fleet) {
+    const k = `fleet${f.workers}`;
+    out[`${k}CpuVsGoal`] = f.controllerCpuPercent / 50;
+    out[`${k}HeartbeatP99VsGoal`] = f.heartbeatP99Ms / 50;
+    out[`${k}DeadAfterVsBound`] = f.deadAfterMs / f.deadBoundMs;
+    if (base) out[`${k}JobsPerSVsFirst`] = f.jobsPerS / base.jobsPerS;
+  }
+  return out;
+}
+
+function fleetTable(fleet: readonly FleetResult[]): string {
+  return table([
+    [
+      "fleet (simulated workers, other process)",
+      "interval told",
+      "controller CPU",
+      "heartbeats/s",
+      "heartbeat p50 / p99 (handler p99)",
+      "1000 jobs",
+      "stopped worker dead after (bound)",
+    ],
+    ...fleet.map((f) => [
+      f.workers.toLocaleString("en-US"),
+      fmtMs(f.intervalMs),
+      `${f.controllerCpuPercent.toFixed(0)} % of a core (${
+        f.controllerCpuUsPerHeartbeat.toFixed(0)
+      } µs/heartbeat)`,
+      fmtNum(f.heartbeatsPerS),
+      `${fmtMs(f.heartbeatP50Ms)} / ${fmtMs(f.heartbeatP99Ms)} (${fmtMs(f.handlerP99Ms)})`,
+      `${fmtNum(f.jobsPerS)} jobs/s`,
+      `${fmtMs(f.deadAfterMs)} (${fmtMs(f.deadBoundMs)})`,
+    ]),
+  ]);
+}
+
+/** `--fleet N[,N]`: only the fleet benchmark; its figures replace `fleet` in latest.json. */
+async function fleetOnly(sizes: number[]): Promise<void> {
+  const fleet: FleetResult[] = [];
+  for (const n of sizes) {
+    log(`fleet: ${n} simulated workers in another process`);
+    fleet.push(await fleetBench(n, log));
+  }
+  console.log(fleetTable(fleet));
+  const outDir = new URL("./results/", import.meta.url);
+  await Deno.mkdir(outDir, { recursive: true });
+  const outFile = new URL("latest.json", outDir);
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(await Deno.readTextFile(outFile));
+  } catch { /* none yet */ }
+  const ratios = Object.fromEntries(
+    Object.entries((json.ratios ?? {}) as Record<string, number>).filter(([k]) =>
+      !k.startsWith("fleet")
+    ),
+  );
+  json = {
+    ...json,
+    fleet,
+    fleetAt: new Date().toISOString(),
+    ratios: { ...ratios, ...fleetRatios(fleet) },
+  };
+  await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
+  console.log(`wrote fleet figures to ${outFile.pathname}`);
 }
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file).
+ * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
+ * process (CPU figures are then the controller's and the client's only).
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -850,7 +1067,11 @@ async function quick(only: Set<string>): Promise<void> {
   // CPU time of this process (controller + worker + client): steadier than wall time on a
   // shared machine. Linux only; NaN elsewhere.
   const cpuMs = processCpuMs;
-  await withCluster(async (client) => {
+  const placement: WorkerPlacement = Deno.args.includes("--worker-process")
+    ? "own-process"
+    : "in-process";
+  console.log(`worker: ${placement}`);
+  await withCluster(async (client, workerCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -866,12 +1087,17 @@ async function quick(only: Set<string>): Promise<void> {
     }
     if (only.has("tput")) {
       const c0 = cpuMs();
+      const w0 = workerCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
+      const workerPerJob = (workerCpuMs() - w0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
-        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
+          (placement === "own-process"
+            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+            : ""),
       );
     }
     if (only.has("rpc")) {
@@ -890,13 +1116,15 @@ async function quick(only: Set<string>): Promise<void> {
         } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
-  });
+  }, placement);
 }
 
 if (import.meta.main) {
   const i = Deno.args.indexOf("--rpc-child");
   const m = Deno.args.indexOf("--memory-child");
-  if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  const f = Deno.args.indexOf("--fleet-child");
+  if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
+  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
   else if (m >= 0) {
     console.log(

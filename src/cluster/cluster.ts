@@ -130,6 +130,7 @@ export async function startCluster(
     advertiseUrl: options.advertiseUrl,
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
+    heartbeatMaxRate: c.heartbeatMaxRate || undefined,
     maxBuildingPerWorker: c.maxBuildingTasksPerWorker || undefined,
     workerReconnectMax: c.workerReconnectMaxMs ? ms(c.workerReconnectMaxMs) : undefined,
     reclaimMargin: c.reclaimMarginMs ? ms(c.reclaimMarginMs) : undefined,
@@ -164,7 +165,7 @@ export async function startCluster(
     onWorkerDead: (_id, sliceId) => hooks.autoscaler?.workerDead(sliceId),
   });
   const autoscaler = new AutoscalerRunner({
-    controller: server.controller,
+    host: server.controller,
     platform,
     groups,
     labelPrefix: labelPrefixOf(config),

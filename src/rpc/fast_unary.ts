@@ -34,6 +34,7 @@ import {
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
 import { type BodyLimits, DEFAULT_MAX_JSON_DEPTH, readBoundedBody } from "./body.ts";
+import { toConnectError } from "./errors.ts";
 
 /** Options shared by every method on the fast path; the same values the Connect router gets. */
 export interface FastUnaryOptions {
@@ -183,9 +184,15 @@ export class FastUnary {
         ? await req.readBody(limits)
         : await readBoundedBody(req.bodyChunks !== undefined ? req.bodyChunks : req.body, limits);
       const input = serialization.getI(call.binary).parse(bytes);
-      const output = this.#opts.interceptors.length === 0
-        ? create(spec.method.output, await spec.impl(input, ctx))
-        : await invokeIntercepted(spec, ctx, input, this.#opts.interceptors);
+      let output;
+      try {
+        output = this.#opts.interceptors.length === 0
+          ? create(spec.method.output, await spec.impl(input, ctx))
+          : await invokeIntercepted(spec, ctx, input, this.#opts.interceptors);
+      } catch (e) {
+        // What serveRpc's errorInterceptor does on the Connect path (rpc/errors.ts).
+        throw toConnectError(e);
+      }
       body = serialization.getO(call.binary).serialize(output);
     } catch (e) {
       const error = undecodableAsInvalidArgument(

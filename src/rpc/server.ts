@@ -43,6 +43,7 @@ import {
   readStreamBounded,
 } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
+import { errorInterceptor, mappedGate } from "./errors.ts";
 import { serveHttp1 } from "./http1.ts";
 
 /** A running RPC server; dispose it to stop listening. */
@@ -134,18 +135,21 @@ export function serveRpc(
   }
   // Unknown JSON fields are refused (a typo must not be dropped silently); binary stays lenient.
   const jsonOptions = { ignoreUnknownFields: false };
+  // Handlers and gates throw Iris errors (src/errors.ts); they reach the wire as Connect codes
+  // through errorInterceptor (the fast path maps them the same way, rpc/errors.ts).
+  const requestGate = mappedGate(options.requestGate);
   const router = createConnectRouter({
     grpc: false,
     readMaxBytes,
     jsonOptions,
-    interceptors: options.interceptors,
-    requestGate: options.requestGate,
+    interceptors: [errorInterceptor, ...(options.interceptors ?? [])],
+    requestGate,
   });
   const fast = options.fastUnary === false ? undefined : new FastUnary({
     readMaxBytes,
     maxJsonDepth,
     interceptors: options.interceptors,
-    requestGate: options.requestGate,
+    requestGate,
   });
   routes(fast ? recordingRouter(router, fast) : router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
