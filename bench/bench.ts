@@ -6,6 +6,11 @@
  * Run: `deno task bench` (Iris only, ≈ 1–2 min) or `deno task bench --peer slurm` (adds the
  * Slurm peer, several minutes; needs root and Debian's package repository).
  * Prints a table and writes bench/results/latest.json.
+ *
+ * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
+ * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
+ * real host; tasks run as their own users when root). Both are compared with the spawn ceiling
+ * (cores ÷ spawn p50) measured at the start of the same run (`ratios` in latest.json).
  * @module
  */
 import { startController } from "../src/controller/server.ts";
