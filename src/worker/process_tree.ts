@@ -414,11 +414,14 @@ export interface SpawnOptions {
    * @default none
    */
   readonly cgroup?: string;
+  /** "piped": the caller writes the program's stdin (interactive sessions). @default "null" */
+  readonly stdin?: "null" | "piped";
 }
 
 /** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
 const utilCache = new Map<string, string | null>();
-function findUtil(name: string): string | null {
+/** `/usr/bin/NAME` or `/bin/NAME` when it exists (Linux), else null; cached. */
+export function findUtil(name: string): string | null {
   const cached = utilCache.get(name);
   if (cached !== undefined) return cached;
   let found: string | null = null;
@@ -585,7 +588,7 @@ export function spawnedIntoCgroup(child: Deno.ChildProcess): boolean {
 
 /**
  * Spawns `program` as the leader of a new session (pid = pgid = sid) with piped stdout/stderr
- * and no stdin. Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
+ * and no stdin (unless `options.stdin`). Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
  * back to `detached: true` (a full fork of this process) when setsid or the program cannot be
  * resolved, so a missing program fails exactly as Deno reports it.
  * @throws what `Deno.Command.spawn` throws (missing program or cwd, permissions)
@@ -599,7 +602,7 @@ export function spawnSessionLeader(
     cwd: options.cwd,
     clearEnv: true,
     env: options.env,
-    stdin: "null",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   } as const;
