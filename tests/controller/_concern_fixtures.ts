@@ -18,7 +18,10 @@ export function spec(init: MessageInitShape<typeof JobSpecSchema> = {}): JobSpec
   } as MessageInitShape<typeof JobSpecSchema>);
 }
 
-/** A clock that moves only when told (sleep is not used by the pure modules under test). */
+/**
+ * A clock that moves only when told. `sleep` resolves at once without moving it (the controller
+ * sleeps 0 to coalesce scheduling passes; the monitor loop is not started under it).
+ */
 export class ManualClock implements Clock {
   wall = 1_000_000;
   mono = 0;
@@ -33,8 +36,8 @@ export class ManualClock implements Clock {
     this.wall += d;
     this.mono += d;
   }
-  sleep(_d: Duration, _signal?: AbortSignal): Promise<void> {
-    return Promise.reject(new Error("ManualClock.sleep is not used here"));
+  sleep(_d: Duration, signal?: AbortSignal): Promise<void> {
+    return signal?.aborted ? Promise.reject(signal.reason) : Promise.resolve();
   }
 }
 
