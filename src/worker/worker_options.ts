@@ -3,6 +3,7 @@
  * Types only.
  * @module
  */
+import type { CommandRunner } from "../platform/command.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
 import type { ControllerClient } from "../rpc/client.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
@@ -49,6 +50,13 @@ export interface WorkerOptions {
   attributes?: Record<string, AttributeScalar>;
   /** Job output directories (IRIS_OUTPUT_DIR) unused this long are removed. @default 7 days */
   outputRetention?: Duration;
+  /**
+   * Copy each attempt's IRIS_OUTPUT_DIR to `<outputsPrefix>/<job id>` when it ends:
+   * "gs://bucket/path" (gcloud storage rsync) or "file:///absolute/path". @default none
+   */
+  outputsPrefix?: string;
+  /** Runs `gcloud storage rsync` for a gs:// outputsPrefix (tests replay it). @default real processes */
+  outputsRunner?: CommandRunner;
   /** Job Python environments: venv cache under `<rootDir>/python` (docs/python.md). */
   python?: Omit<PythonEnvCacheOptions, "rootDir">;
   /** The scale group the worker belongs to. @default "" */

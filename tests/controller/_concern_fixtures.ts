@@ -19,8 +19,8 @@ export function spec(init: MessageInitShape<typeof JobSpecSchema> = {}): JobSpec
 }
 
 /**
- * A clock that moves only when told. `sleep` resolves at once without moving it (the controller
- * sleeps 0 to coalesce scheduling passes; the monitor loop is not started under it).
+ * A clock that moves only when told. Its sleeps never end: wake-ups the code under test asks for
+ * (e.g. a coalesced scheduling pass) don't run; tests call the step they check themselves.
  */
 export class ManualClock implements Clock {
   wall = 1_000_000;
@@ -36,8 +36,8 @@ export class ManualClock implements Clock {
     this.wall += d;
     this.mono += d;
   }
-  sleep(_d: Duration, signal?: AbortSignal): Promise<void> {
-    return signal?.aborted ? Promise.reject(signal.reason) : Promise.resolve();
+  sleep(_d: Duration, _signal?: AbortSignal): Promise<void> {
+    return new Promise(() => {});
   }
 }
 

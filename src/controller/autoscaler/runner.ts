@@ -208,6 +208,7 @@ export class AutoscalerRunner {
       accelerator: j.accelerator,
       constraints: j.constraints,
       gang: j.groupBy !== undefined,
+      ...(j.groupBy !== undefined ? { groupBy: j.groupBy } : {}),
     })).concat(reservationDemand(plan, snapshot));
   }
 
