@@ -12,6 +12,7 @@ import { storedToken } from "./credentials.ts";
 import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
+import { parseAcceleratorFlags } from "./accelerator_flags.ts";
 import {
   type ConstraintInput,
   type JobRequest,
@@ -184,6 +185,12 @@ const RUN_OPTIONS: Record<string, OptionSpec> = {
     value: "[VARIANT:]COUNT",
     description: "GPUs per task: a count (--gpu 1), a variant (--gpu a100) or both (--gpu h100:8)",
   },
+  "accelerator-count": {
+    type: "string",
+    value: "N",
+    description:
+      "Devices per task for --tpu (default: the variant's chips per host) or --gpu VARIANT",
+  },
   region: {
     type: "string",
     value: "REGION",
@@ -346,20 +353,6 @@ function parseConstraint(flag: string, text: string, preferred: boolean): Constr
   return { key: k, op: ops[op as keyof typeof ops], value, preferred };
 }
 
-/** Parses --gpu: "2", "a100", "h100:8". */
-function parseGpu(text: string): NonNullable<JobRequest["accelerator"]> {
-  const m = /^(?:([A-Za-z][\w.-]*)(?::(\d+))?|(\d+))$/.exec(text.trim());
-  const count = Number(m?.[2] ?? m?.[3] ?? 1);
-  if (!m || count < 1 || count > 1024) {
-    throw new UsageError(
-      `--gpu must be a count, a variant or VARIANT:COUNT, e.g. 1, a100, h100:8 (got ${
-        JSON.stringify(text)
-      })`,
-    );
-  }
-  return { kind: "gpu", ...(m[1] ? { variant: m[1] } : {}), count };
-}
-
 /** A size flag, or undefined when absent. */
 function sizeFlag(p: Parsed, name: string): number | undefined {
   const raw = str(p, name);
@@ -422,14 +415,11 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
     if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
-  const tpu = str(p, "tpu");
-  const gpu = str(p, "gpu");
-  if (tpu && gpu) throw new UsageError("--gpu and --tpu cannot both be given");
-  const accelerator = tpu
-    ? { kind: "tpu" as const, variant: tpu }
-    : gpu
-    ? parseGpu(gpu)
-    : undefined;
+  const accelerator = parseAcceleratorFlags({
+    gpu: str(p, "gpu"),
+    tpu: str(p, "tpu"),
+    acceleratorCount: str(p, "accelerator-count"),
+  });
   const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
     multiHostTpuDefaults(accelerator)?.replicas ?? 1;
   const ports = list(p, "port");

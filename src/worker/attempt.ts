@@ -35,6 +35,8 @@ import { TaskProcess } from "./task_runner.ts";
 import type { Sessions } from "./sessions.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import type { JobOutputs } from "./outputs.ts";
+import { outputsDestination, uploadOutputs } from "./outputs_upload.ts";
+import type { CommandRunner } from "../platform/command.ts";
 import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
@@ -77,6 +79,8 @@ export interface AttemptContext {
   readonly taskPods?: TaskPodRuntime;
   /** Job output directories (IRIS_OUTPUT_DIR, outputs.ts); unset: none. */
   readonly outputs?: JobOutputs;
+  /** Where job output directories are copied when attempts end (outputs_upload.ts); unset: none. */
+  readonly outputsPrefix?: { readonly prefix: string; readonly runner?: CommandRunner };
   /** Python environments and setup steps of jobs (python_env.ts); unset: none, PATH as is. */
   readonly pythonEnvs?: PythonEnvCache;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
@@ -140,6 +144,8 @@ export class TaskAttempt {
   #process?: TaskProcess;
   #pod?: KubeTaskPod;
   #outputsHeld = false;
+  /** Ports the controller chose for this attempt (RunTaskRequest.reserved_ports), held till its end. */
+  readonly #reserved: number[] = [];
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #execSpec?: SpawnOptions;
@@ -358,6 +364,7 @@ export class TaskAttempt {
       });
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
+      this.#ctx.ports.release(this.#reserved);
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
       this.#ctx.pythonEnvs?.release(this.dir);
       if (this.#outputsHeld) await this.#ctx.outputs?.release(this.request.jobId);
@@ -371,12 +378,20 @@ export class TaskAttempt {
     const ctx = this.#ctx;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
-      await freshDir(this.dir);
-      await Deno.mkdir(`${this.dir}/tmp`);
+      for (const [name, port] of Object.entries(req.reservedPorts)) {
+        if (!ctx.ports.reserve(port)) {
+          throw new Error(
+            `${name} ${port} is already in use on this host (held by another task or bound)`,
+          );
+        }
+        this.#reserved.push(port);
+      }
       const users = ctx.taskUsers;
+      // A task user's directory is created 0700 (one mkdir, no chmod; a umask only narrows it).
+      await freshDir(this.dir, users ? 0o700 : undefined);
+      await Deno.mkdir(`${this.dir}/tmp`);
       if (users) {
         this.#user = users.pool.allocate();
-        await Deno.chmod(this.dir, 0o700);
         await Deno.chown(this.dir, this.#user.uid, this.#user.gid);
         await Deno.chown(`${this.dir}/tmp`, this.#user.uid, this.#user.gid);
         if (req.entrypoint?.kind.case === "module") this.#denoPath = await users.denoPath();
@@ -420,6 +435,9 @@ export class TaskAttempt {
       try {
         reqEnv.IRIS_OUTPUT_DIR = await ctx.outputs.acquire(req.jobId, this.#user);
         this.#outputsHeld = true;
+        if (ctx.outputsPrefix) {
+          reqEnv.IRIS_OUTPUT_URL = outputsDestination(ctx.outputsPrefix.prefix, req.jobId);
+        }
       } catch (err) {
         return this.#finish({
           state: TaskState.WORKER_FAILED,
@@ -537,7 +555,7 @@ export class TaskAttempt {
     }
     this.#process = proc;
     using _input = proc.input && ctx.sessions?.add(`task:${this.taskId}`, proc.input);
-    ctx.ledger?.addSession(proc.pid);
+    ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
     const stopDisk = new AbortController();
     const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;
@@ -565,7 +583,26 @@ export class TaskAttempt {
         });
       }
     }
+    await this.#uploadOutputs();
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /**
+   * After the task's process ended and before its outcome is reported: copies the job's output
+   * directory to the outputs prefix. A failed copy is an [iris] line; it does not change the outcome.
+   */
+  async #uploadOutputs(): Promise<void> {
+    const to = this.#ctx.outputsPrefix;
+    if (!to || !this.#outputsHeld || !this.#ctx.outputs) return;
+    const dir = this.#ctx.outputs.dirOf(this.request.jobId);
+    try {
+      const r = await uploadOutputs(dir, to.prefix, this.request.jobId, { runner: to.runner });
+      this.#system(
+        `outputs copied to ${r.destination}${r.files !== undefined ? ` (${r.files} files)` : ""}`,
+      );
+    } catch (err) {
+      this.#system(`outputs not copied: ${describeError(err)}`);
+    }
   }
 
   /** Runs one environment step like the task itself: same user, limits and log stream. */
@@ -857,9 +894,9 @@ export class TaskAttempt {
  * Creates `dir` empty. The usual case (it does not exist, its parent does) is one mkdir; a
  * leftover from an earlier worker run is removed first.
  */
-async function freshDir(dir: string): Promise<void> {
+async function freshDir(dir: string, mode?: number): Promise<void> {
   try {
-    await Deno.mkdir(dir);
+    await Deno.mkdir(dir, { mode });
     return;
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) {
@@ -867,6 +904,7 @@ async function freshDir(dir: string): Promise<void> {
     } else if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   await Deno.mkdir(dir, { recursive: true });
+  if (mode !== undefined) await Deno.chmod(dir, mode);
 }
 
 /** About how many bytes a log line takes on the wire (UTF-8 text, stream, level, timestamp). */

@@ -12,6 +12,7 @@ import {
   ProcessTable,
   sendSignal,
   signalTreeBottomUp,
+  spawnedIntoCgroup,
   type SpawnOptions,
   spawnSessionLeader,
   summarize,
@@ -126,6 +127,8 @@ const YIELD_EVERY_BYTES = 1024 * 1024;
 export class TaskProcess {
   /** The leader's pid (also its session and process-group id); 0 when it never started. */
   readonly pid: number;
+  /** True when the spawn put the task in `options.cgroup` before its program started. */
+  readonly joinsCgroup: boolean = false;
   /** Resolves once the leader is reaped, leftovers are killed and output is drained. */
   readonly exited: Promise<TaskExit>;
   /** The program's stdin, for an interactive process that started. */
@@ -182,6 +185,7 @@ export class TaskProcess {
       return;
     }
     this.pid = child.pid;
+    this.joinsCgroup = spawnedIntoCgroup(child);
     this.#child = child;
     if (options.interactive) this.input = childSession(child, !!options.interactive.terminal);
     const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
@@ -271,7 +275,8 @@ export class TaskProcess {
     this.#stopSampling.abort();
     await sampler;
     await this.#killing;
-    await killLeftovers(this.pid, this.#table);
+    // As its own user, what a task leaves outside its group dies with its uid's sweep.
+    await killLeftovers(this.pid, this.#table, { emptyGroupIsEnough: !!this.#options.user });
     await this.#drain(pumps);
     const oom = this.#killedBy === "oom";
     return {

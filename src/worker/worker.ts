@@ -79,6 +79,7 @@ import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
 import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
 import { JobOutputs, type OutputRead } from "./outputs.ts";
+import { outputsDestination } from "./outputs_upload.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -300,6 +301,7 @@ class IrisWorker implements WorkerCore {
     };
     this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
     this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
+    if (opts.outputsPrefix) outputsDestination(opts.outputsPrefix, "/check", "outputsPrefix");
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -316,6 +318,7 @@ class IrisWorker implements WorkerCore {
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
+      ...opts.connectionLimits,
       // Only the controller (holding the worker token) may call a worker when auth is on.
       requestGate: opts.workerToken
         ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
@@ -410,6 +413,9 @@ class IrisWorker implements WorkerCore {
       taskPods: this.#opts.taskPods,
       pythonEnvs: this.#pythonEnvs,
       outputs: this.#outputs,
+      outputsPrefix: this.#opts.outputsPrefix
+        ? { prefix: this.#opts.outputsPrefix, runner: this.#opts.outputsRunner }
+        : undefined,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
