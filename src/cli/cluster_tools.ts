@@ -137,16 +137,18 @@ async function openBrowser(url: string, io: Io): Promise<void> {
 
 const restartCommand: CommandSpec = {
   name: "cluster restart",
-  summary: "Restart the cluster's controller; its state (jobs, workers' tasks) is kept.",
+  summary: "Restart the cluster's controller; with controller.state_dir its jobs are kept.",
   usage: "cluster restart --config FILE",
   description: "gcp and manual: stops the controller (VM process or host daemon) and starts it " +
     "again through the same lifecycle as cluster start; the controller reloads its state " +
-    "directory, running tasks keep running and their workers re-register. A local cluster " +
+    "directory (controller.state_dir; without one it starts with no jobs). The old " +
+    "controller's shutdown stops the slices it started, so tasks that were running are " +
+    "retried on new ones. A local cluster " +
     "lives inside its `cluster start` process: stop it and start it again.",
   options: { config: CONFIG_OPTION, "as-local": AS_LOCAL_OPTION },
   examples: ["iris cluster restart --config examples/manual.yaml"],
   async run(p, io) {
-    const { config } = await requireConfig(p, io);
+    const { path, config } = await requireConfig(p, io);
     const mode = configMode(config);
     if (mode === "local") {
       throw new UsageError(
@@ -154,10 +156,19 @@ const restartCommand: CommandSpec = {
           "stop it (Ctrl-C or iris cluster stop) and start it again",
       );
     }
-    const lifecycle = createControllerLifecycle(config);
+    // The config goes along, as cluster start sends it: the autoscaler and state dir are in it.
+    const lifecycle = createControllerLifecycle(config, {
+      configText: await Deno.readTextFile(path),
+    });
     const before = await lifecycle.discover();
     if (!before) throw new NotFoundError(`cluster '${config.name}' (${mode}) is not running`);
-    io.err(`Restarting the controller of '${config.name}' (${mode}) at ${before}\n`);
+    const stateDir = config.controller?.stateDir ?? "";
+    io.err(
+      `Restarting the controller of '${config.name}' (${mode}) at ${before}; ` +
+        (stateDir
+          ? `state kept in ${stateDir}\n`
+          : "no controller.state_dir: the new controller starts with no jobs\n"),
+    );
     const url = await lifecycle.restart();
     const status = await lifecycle.status();
     io.out(
