@@ -6,6 +6,11 @@
  * Run: `deno task bench` (Iris only, ≈ 1–2 min) or `deno task bench --peer slurm` (adds the
  * Slurm peer, several minutes; needs root and Debian's package repository).
  * Prints a table and writes bench/results/latest.json.
+ *
+ * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
+ * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
+ * real host; tasks run as their own users when root). Both are compared with the spawn ceiling
+ * (cores ÷ spawn p50) measured at the start of the same run (`ratios` in latest.json).
  * @module
  */
 import { startController } from "../src/controller/server.ts";
@@ -23,6 +28,8 @@ import { controllerClient } from "../src/rpc/client.ts";
 import { GetControllerStatusResponseSchema } from "../src/rpc/gen/iris/v1/controller_pb.ts";
 import { toBinary } from "@bufbuild/protobuf";
 import { ms } from "../src/time.ts";
+import { fleetBench, fleetChild, type FleetResult } from "./fleet_bench.ts";
+import { renderReadmeSection } from "./report.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -188,18 +195,25 @@ function spawnWorkerProcess(
   };
 }
 
-/** CPU time (user + system) of process `pid`, in ms; NaN where /proc cannot tell. */
-function pidCpuMs(pid: number | "self"): number {
+/**
+ * CPU time (user + system) of process `pid`, in ms, or with `children` that of its reaped
+ * children (for a worker: its tasks, wrappers included); NaN where /proc cannot tell.
+ */
+function pidCpuMs(pid: number | "self", children = false): number {
   try {
     const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
+    return children ? (Number(f[13]) + Number(f[14])) * 10 : (Number(f[11]) + Number(f[12])) * 10;
   } catch {
     return NaN;
   }
 }
 
 async function withCluster<T>(
-  fn: (client: IrisClient, workerCpuMs: () => number) => Promise<T>,
+  fn: (
+    client: IrisClient,
+    workerCpuMs: () => number,
+    taskCpuMs: () => number,
+  ) => Promise<T>,
   placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
@@ -220,7 +234,11 @@ async function withCluster<T>(
       await sleepMs(5);
     }
     // In-process, the worker's CPU is part of this process's.
-    return await fn(client, () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid));
+    return await fn(
+      client,
+      () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid),
+      () => pidCpuMs(worker.pid ?? "self", true),
+    );
   } finally {
     await worker[Symbol.asyncDispose]();
     await ctl.stop();
@@ -468,13 +486,15 @@ async function memoryBench(
   }
 }
 
-/** G5: time from starting a controller over a store of 100k tasks until it answers RPCs. */
-async function restartBench(): Promise<string> {
+/** G5: time from starting a controller over a store of `jobs × 100` tasks until it answers RPCs. */
+async function restartBench(
+  jobs: number,
+): Promise<{ ms: number; tasks: number; storeMiB: number; text: string }> {
   const dir = await Deno.makeTempDir({ prefix: "iris-bench-restart-" });
   try {
     const store = StateStore.open(dir, { synchronous: "NORMAL" });
     const table = new JobTable();
-    for (let j = 0; j < 1000; j++) {
+    for (let j = 0; j < jobs; j++) {
       const spec = create(JobSpecSchema, {
         name: `restart-${j}`,
         user: "bench",
@@ -483,6 +503,7 @@ async function restartBench(): Promise<string> {
         resources: { cpuMillicores: 10, memoryBytes: 2 ** 24 },
       });
       table.submit(spec, `req-${j}`, Date.now(), noEffects());
+      if (j % 1000 === 999) store.flush(table);
     }
     store.flush(table);
     store.close();
@@ -492,7 +513,12 @@ async function restartBench(): Promise<string> {
     try {
       const st = await controllerClient(ctl.url).getControllerStatus({});
       const ms = performance.now() - t0;
-      return `${ms.toFixed(0)} ms (${st.taskCount} tasks, ${sizeMiB.toFixed(0)} MiB store)`;
+      return {
+        ms,
+        tasks: st.taskCount,
+        storeMiB: sizeMiB,
+        text: `${ms.toFixed(0)} ms (${st.taskCount} tasks, ${sizeMiB.toFixed(0)} MiB store)`,
+      };
     } finally {
       await ctl.stop();
     }
@@ -601,6 +627,13 @@ async function main() {
   }
   const onlyIdx = args.indexOf("--only");
   if (onlyIdx >= 0) return await quick(new Set((args[onlyIdx + 1] ?? "").split(",")));
+  const fleetIdx = args.indexOf("--fleet");
+  if (fleetIdx >= 0) return await fleetOnly(fleetSizes(args[fleetIdx + 1]));
+  const sizesIdx = args.indexOf("--fleet-sizes");
+  const sizes = fleetSizes(sizesIdx >= 0 ? args[sizesIdx + 1] : "1000,10000,30000");
+  // #20 sizes: 10,000 jobs × 100 replicas; `--tasks-jobs N` for a quicker run.
+  const jobsIdx = args.indexOf("--tasks-jobs");
+  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : 10_000;
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -627,12 +660,13 @@ async function main() {
     return { lat, tput, rpc };
   });
   // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
-  const own = await withCluster(async (client, workerCpuMs) => {
+  const own = await withCluster(async (client, workerCpuMs, taskCpuMs) => {
     log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
     const c0 = processCpuMs();
     const w0 = workerCpuMs();
+    const t0 = taskCpuMs();
     const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
     return {
       lat,
@@ -640,6 +674,7 @@ async function main() {
         ...tput,
         controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
         workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+        taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
       },
     };
   }, "own-process");
@@ -647,10 +682,10 @@ async function main() {
   log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
   const sched = await runSchedulerBench({ repeats: 3 });
 
-  log("controller memory: 1000 jobs × 100 replicas, no workers");
-  const mem = await memoryBenchRemote(1000, 100);
-  log("controller restart: 1000 jobs × 100 tasks in the store");
-  const restart = await restartBench();
+  log(`controller memory: ${memJobs} jobs × 100 replicas, no workers`);
+  const mem = await memoryBenchRemote(memJobs, 100);
+  log(`controller restart: ${memJobs} jobs × 100 tasks in the store`);
+  const restart = await restartBench(memJobs);
 
   log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
   const calm = await stalledBench(0);
@@ -660,6 +695,12 @@ async function main() {
   const stalledNode = await stalledBench(1000, "node");
   log("hostile clients: 1000 stalled bodies from one address (the per-client cap applies)");
   const stalledOne = await stalledBench(1000, undefined, 1);
+
+  const fleet: FleetResult[] = [];
+  for (const n of sizes) {
+    log(`fleet: ${n} simulated workers in another process`);
+    fleet.push(await fleetBench(n, log));
+  }
 
   let peerResult: PeerResult | undefined;
   if (peer === "slurm") peerResult = await runSlurmPeer();
@@ -722,9 +763,9 @@ async function main() {
       `${fmtNum(own.tput.jobsPerS)} jobs/s`,
       `${own.tput.makespanS.toFixed(2)} s total`,
       `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
-      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, controller+clients ${
-        own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)
-      } ms`,
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, task ${
+        own.tput.taskCpuMsPerJob.toFixed(1)
+      } ms, controller+clients ${own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)} ms`,
       "≥ 50 % of spawn ceiling",
     ],
     [
@@ -790,7 +831,13 @@ async function main() {
       `submitted in ${mem.submitS.toFixed(1)} s`,
       "",
     ],
-    ["G5 controller restart, 100k tasks", restart, "", "", "≤ 1 s"],
+    [
+      `G5 controller restart, ${restart.tasks.toLocaleString("en-US")} tasks`,
+      restart.text,
+      "",
+      `${x(restart.ms, 3000 * restart.tasks / 1e6)} goal`,
+      "1 M tasks ≤ 3 s",
+    ],
     ...[stalled, stalledDeno, stalledNode, stalledOne].map((r) => [
       `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
         r.addresses === 1 ? "" : "es"
@@ -857,6 +904,7 @@ async function main() {
       `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
   );
   console.log(table(rows));
+  if (fleet.length) console.log(`\n${fleetTable(fleet)}`);
   if (peerResult) {
     console.log(
       `\nSlurm peer: ${
@@ -899,7 +947,7 @@ async function main() {
       },
       scheduler: sched,
       memory: mem,
-      restart,
+      restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
       stalledConnections: {
         without: calm,
         default: stalled,
@@ -917,6 +965,10 @@ async function main() {
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
       jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
       submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
+      placementsVsG3: (sched.placements_per_s_10k ?? NaN) / 50_000,
+      memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
+      restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
+      ...fleetRatios(fleet),
       ...(peerResult && !peerResult.error
         ? {
           slurmSubmitToStartP50OverIris: (peerResult.metrics.submit_to_start_s?.p50 ?? NaN) *
@@ -928,6 +980,7 @@ async function main() {
         }
         : {}),
     },
+    fleet,
     peer: peerResult,
     totalS,
   };
@@ -936,6 +989,85 @@ async function main() {
   const outFile = new URL("latest.json", outDir);
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
   console.log(`wrote ${outFile.pathname}`);
+  console.log(`\n${renderReadmeSection(json)}\n(deno task bench:readme puts it in README.md)`);
+}
+
+function fleetSizes(text: string | undefined): number[] {
+  const sizes = (text ?? "").split(",").filter((s) => s !== "").map(Number);
+  if (sizes.some((n) => !Number.isInteger(n) || n < 1)) {
+    console.error(`--fleet takes worker counts like 10000 or 1000,10000; got "${text}"`);
+    Deno.exit(2);
+  }
+  return sizes;
+}
+
+/** Per-size ratios against #20's goals: CPU ≤ 50 % of a core, p99 ≤ 50 ms, death ≤ bound. */
+function fleetRatios(fleet: readonly FleetResult[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  const base = fleet.find((f) => f.workers === 1000) ?? fleet[0];
+  for (const f of fleet) {
+    const k = `fleet${f.workers}`;
+    out[`${k}CpuVsGoal`] = f.controllerCpuPercent / 50;
+    out[`${k}HeartbeatP99VsGoal`] = f.heartbeatP99Ms / 50;
+    out[`${k}DeadAfterVsBound`] = f.deadAfterMs / f.deadBoundMs;
+    if (base) out[`${k}JobsPerSVsFirst`] = f.jobsPerS / base.jobsPerS;
+  }
+  return out;
+}
+
+function fleetTable(fleet: readonly FleetResult[]): string {
+  return table([
+    [
+      "fleet (simulated workers, other process)",
+      "interval told",
+      "controller CPU",
+      "heartbeats/s",
+      "heartbeat p50 / p99 (handler p99)",
+      "1000 jobs",
+      "stopped worker dead after (bound)",
+    ],
+    ...fleet.map((f) => [
+      f.workers.toLocaleString("en-US"),
+      fmtMs(f.intervalMs),
+      `${f.controllerCpuPercent.toFixed(0)} % of a core (${
+        f.controllerCpuUsPerHeartbeat.toFixed(0)
+      } µs/heartbeat)`,
+      fmtNum(f.heartbeatsPerS),
+      `${fmtMs(f.heartbeatP50Ms)} / ${fmtMs(f.heartbeatP99Ms)} (${fmtMs(f.handlerP99Ms)})`,
+      `${fmtNum(f.jobsPerS)} jobs/s`,
+      `${fmtMs(f.deadAfterMs)} (${fmtMs(f.deadBoundMs)})`,
+    ]),
+  ]);
+}
+
+/** `--fleet N[,N]`: only the fleet benchmark; its figures replace `fleet` in latest.json. */
+async function fleetOnly(sizes: number[]): Promise<void> {
+  const fleet: FleetResult[] = [];
+  for (const n of sizes) {
+    log(`fleet: ${n} simulated workers in another process`);
+    fleet.push(await fleetBench(n, log));
+  }
+  console.log(fleetTable(fleet));
+  const outDir = new URL("./results/", import.meta.url);
+  await Deno.mkdir(outDir, { recursive: true });
+  const outFile = new URL("latest.json", outDir);
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(await Deno.readTextFile(outFile));
+  } catch { /* none yet */ }
+  const ratios = Object.fromEntries(
+    Object.entries((json.ratios ?? {}) as Record<string, number>).filter(([k]) =>
+      !k.startsWith("fleet")
+    ),
+  );
+  json = {
+    ...json,
+    fleet,
+    fleetAt: new Date().toISOString(),
+    ratios: { ...ratios, ...fleetRatios(fleet) },
+  };
+  await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
+  console.log(`wrote fleet figures to ${outFile.pathname}`);
 }
 
 /**
@@ -957,7 +1089,7 @@ async function quick(only: Set<string>): Promise<void> {
     ? "own-process"
     : "in-process";
   console.log(`worker: ${placement}`);
-  await withCluster(async (client, workerCpuMs) => {
+  await withCluster(async (client, workerCpuMs, taskCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -974,16 +1106,19 @@ async function quick(only: Set<string>): Promise<void> {
     if (only.has("tput")) {
       const c0 = cpuMs();
       const w0 = workerCpuMs();
+      const k0 = taskCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
       const workerPerJob = (workerCpuMs() - w0) / 1000;
+      const taskPerJob = (taskCpuMs() - k0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
         } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
           (placement === "own-process"
             ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
-            : ""),
+            : "") +
+          ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
       );
     }
     if (only.has("rpc")) {
@@ -1008,7 +1143,9 @@ async function quick(only: Set<string>): Promise<void> {
 if (import.meta.main) {
   const i = Deno.args.indexOf("--rpc-child");
   const m = Deno.args.indexOf("--memory-child");
-  if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  const f = Deno.args.indexOf("--fleet-child");
+  if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
+  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
   else if (m >= 0) {
     console.log(

@@ -130,6 +130,7 @@ export async function startCluster(
     advertiseUrl: options.advertiseUrl,
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
+    heartbeatMaxRate: c.heartbeatMaxRate || undefined,
     maxBuildingPerWorker: c.maxBuildingTasksPerWorker || undefined,
     workerReconnectMax: c.workerReconnectMaxMs ? ms(c.workerReconnectMaxMs) : undefined,
     reclaimMargin: c.reclaimMarginMs ? ms(c.reclaimMarginMs) : undefined,

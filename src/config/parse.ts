@@ -86,6 +86,7 @@ export const KEYS = {
     "state_dir",
     "heartbeat_interval",
     "heartbeat_failure_threshold",
+    "heartbeat_max_rate",
     "max_building_tasks_per_worker",
     "worker_reconnect_max",
     "reclaim_margin",
@@ -330,6 +331,7 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     heartbeatIntervalMs: r.duration(m, "heartbeat_interval", p, { positive: true }) ?? 0,
     heartbeatFailureThreshold:
       r.integer(m, "heartbeat_failure_threshold", p, { min: 1, max: 1000 }) ?? 0,
+    heartbeatMaxRate: r.integer(m, "heartbeat_max_rate", p, { min: 1, max: 1_000_000 }) ?? 0,
     userBudgets: parseUserBudgets(m, r),
     maxBuildingTasksPerWorker:
       r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,

@@ -54,6 +54,7 @@ import { clusterSnapshot, taskResources } from "./snapshot.ts";
 import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
+import { heartbeatIntervalFor } from "./heartbeat_rate.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -64,6 +65,11 @@ export interface ControllerOptions {
   heartbeatInterval?: Duration;
   /** Missed heartbeats before a worker is declared dead. @default 3 */
   heartbeatFailureThreshold?: number;
+  /**
+   * Heartbeats per second the controller plans for: the interval told to workers grows with the
+   * fleet to stay under it (heartbeat_rate.ts). @default 1000
+   */
+  heartbeatMaxRate?: number;
   /** Max ASSIGNED+BUILDING attempts per worker. @default 8 */
   maxBuildingPerWorker?: number;
   /** Environment every task gets (before the job's own env). */
@@ -149,7 +155,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
-  readonly reclaimGrace: Duration;
+  reclaimGrace: Duration;
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
@@ -184,6 +190,14 @@ export class Controller implements ControllerCore, AutoscalerHost {
       const endpoints = options.store.loadEndpoints(this.endpoints);
       const workers = options.store.loadWorkers();
       this.workers.restore(workers, this.startedAtMs);
+      // A worker of a large fleet may not heartbeat (and learn of the restart) for a whole
+      // interval of the fleet it was in: the re-claim grace covers one.
+      this.reclaimGrace = ms(Math.max(
+        this.reclaimGrace,
+        this.workerHeartbeatInterval(workers.length) +
+          (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
+      ));
+      this.#liveness.reclaimGrace = this.reclaimGrace;
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
           if (isTaskActive(a.state)) {
@@ -509,7 +523,11 @@ export class Controller implements ControllerCore, AutoscalerHost {
    */
   registerWorker(
     req: RegisterWorkerRequest,
-  ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
+  ): {
+    workerId: string;
+    kill: { taskId: string; attemptId: number }[];
+    heartbeatIntervalMs: Duration;
+  } {
     if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
     if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
     this.ensureWritable();
@@ -579,7 +597,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     );
     this.#perform(fx);
     this.requestSchedule();
-    return { workerId: worker.workerId, kill };
+    return { workerId: worker.workerId, kill, heartbeatIntervalMs: this.#tellInterval(worker) };
   }
 
   /** Handles a heartbeat: task updates, liveness, reconciliation. */
@@ -589,17 +607,20 @@ export class Controller implements ControllerCore, AutoscalerHost {
     reregister: boolean;
     kill: { taskId: string; attemptId: number }[];
     updatesDeferred?: boolean;
+    heartbeatIntervalMs?: number;
   } {
     const worker = this.workers.workers.get(req.workerId);
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
     const now = this.clock.now();
     this.workers.heartbeat(worker, now);
+    const heartbeatIntervalMs = this.#tellInterval(worker);
+    // Absent: unchanged since the last one (the worker sends only changes).
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
     // cadence) until they can be committed.
     if (req.updates.length && this.#unwritable) {
-      return { reregister: false, kill: [], updatesDeferred: true };
+      return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
     }
     const fx = noEffects();
     // Log lines are stored once the updates are committed (a failed commit is resent whole).
@@ -624,7 +645,23 @@ export class Controller implements ControllerCore, AutoscalerHost {
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
-    return { reregister: false, kill };
+    return { reregister: false, kill, heartbeatIntervalMs };
+  }
+
+  /**
+   * The heartbeat interval for workers of a fleet of `fleetSize` (default: the current fleet):
+   * the configured one, or longer so the fleet sends at most `heartbeatMaxRate` per second.
+   */
+  workerHeartbeatInterval(fleetSize: number = this.workers.workers.size): Duration {
+    return heartbeatIntervalFor(this.heartbeatInterval, fleetSize, this.#opts.heartbeatMaxRate);
+  }
+
+  /** Notes the interval told to `worker` in this answer (its liveness timeout follows it). */
+  #tellInterval(worker: WorkerRecord): Duration {
+    const interval = this.workerHeartbeatInterval();
+    // The worker takes it from this answer on: its next heartbeat is due one interval later.
+    worker.heartbeatIntervalMs = interval;
+    return interval;
   }
 
   /**
@@ -734,6 +771,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
   scheduleOnce(): SchedulePlan {
     // Nothing is placed while placements cannot be committed.
     if (this.#unwritable) return { assignments: [], unplaced: [] };
+    // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
+    if (!this.#opts.onSchedule && !this.#anyPending()) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
     expireScheduling(this.jobs, now, fx);
@@ -788,6 +827,11 @@ export class Controller implements ControllerCore, AutoscalerHost {
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
     return plan;
+  }
+
+  #anyPending(): boolean {
+    for (const pending of this.jobs.pending.values()) if (pending.size > 0) return true;
+    return false;
   }
 
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */

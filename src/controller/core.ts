@@ -63,11 +63,17 @@ export interface ControllerCore {
   terminateJob(jobId: string, reason: string): string[];
   registerWorker(
     req: RegisterWorkerRequest,
-  ): { workerId: string; kill: { taskId: string; attemptId: number }[] };
+  ): {
+    workerId: string;
+    kill: { taskId: string; attemptId: number }[];
+    /** The heartbeat interval the worker keeps from now on (grows with the fleet). */
+    heartbeatIntervalMs: Duration;
+  };
   heartbeat(req: HeartbeatRequest): {
     reregister: boolean;
     kill: { taskId: string; attemptId: number }[];
     updatesDeferred?: boolean;
+    heartbeatIntervalMs?: number;
   };
   /** @throws UnavailableError while the state cannot be written */
   ensureWritable(): void;

@@ -109,8 +109,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     spec: JobSpec | undefined,
     autoscaler: () => GetAutoscalerStatusResponse | undefined,
   ): T => {
-    if (s.pendingReason) s.pendingReason = withScalingNote(s.pendingReason, spec, autoscaler);
-    return s;
+    // A copy: these are wire messages, not the tables' records.
+    return s.pendingReason
+      ? { ...s, pendingReason: withScalingNote(s.pendingReason, spec, autoscaler) }
+      : s;
   };
   const tasksOf = (jobId: string, usageHistory = false, autoscaler = autoscalerOnce()) => {
     const job = c.job(jobId);
@@ -191,7 +193,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       const res = c.registerWorker(req);
       return {
         workerId: res.workerId,
-        heartbeatIntervalMs: c.heartbeatInterval,
+        heartbeatIntervalMs: res.heartbeatIntervalMs,
         kill: res.kill,
         reconnectMaxBackoffMs: c.workerReconnectMax,
       };

@@ -55,6 +55,8 @@ export interface WorkerRecord {
   sliceId: string;
   healthy: boolean;
   lastHeartbeatMs: number;
+  /** The heartbeat interval last told to the worker (liveness.ts); absent: the configured one. */
+  heartbeatIntervalMs?: number;
   registeredAtMs: number;
   /** Key: attemptKey(taskId, attemptId). */
   readonly active: Map<string, Commitment>;
@@ -422,13 +424,17 @@ export class WorkerTable {
   }
 
   /**
-   * Workers whose last heartbeat is older than `timeoutMs`, counting from `sinceMs` at the earliest
-   * (the controller's resumption after it was blocked: no heartbeat could arrive before it).
+   * Workers whose last heartbeat is older than `threshold` of the intervals they were told
+   * (`baseIntervalMs` for those told none), counting from `sinceMs` at the earliest (the
+   * controller's resumption after it was blocked: no heartbeat could arrive before it).
    */
-  expired(nowMs: number, timeoutMs: number, sinceMs = 0): WorkerRecord[] {
-    return [...this.workers.values()].filter((w) =>
-      nowMs - Math.max(w.lastHeartbeatMs, sinceMs) > timeoutMs
-    );
+  expired(nowMs: number, threshold: number, baseIntervalMs: number, sinceMs = 0): WorkerRecord[] {
+    const out: WorkerRecord[] = [];
+    for (const w of this.workers.values()) {
+      const timeoutMs = (w.heartbeatIntervalMs ?? baseIntervalMs) * threshold;
+      if (nowMs - Math.max(w.lastHeartbeatMs, sinceMs) > timeoutMs) out.push(w);
+    }
+    return out;
   }
 
   /** The scheduler's view of every healthy worker. */

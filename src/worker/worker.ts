@@ -14,6 +14,7 @@ import {
 import {
   AcceleratorType,
   type LogLine,
+  type ResourceSnapshot,
   ResourceSnapshotSchema,
   TaskResourceUsageSchema,
   TaskState,
@@ -75,6 +76,7 @@ import {
   taskCgroup,
 } from "./reaper.ts";
 import { Reporter } from "./reporter.ts";
+import { sameSnapshot } from "./snapshot_delta.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
 import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
@@ -273,6 +275,8 @@ class IrisWorker implements WorkerCore {
   readonly #url: string;
   readonly #workerId: string;
   readonly #reporter: Reporter;
+  /** The snapshot the controller last acknowledged (heartbeats leave an unchanged one out). */
+  #ackedSnapshot?: ResourceSnapshot;
   readonly #taskUsers?: TaskUsers;
   readonly #logBudget: WorkerLogBudget;
   readonly #reaping: Reaping;
@@ -335,10 +339,13 @@ class IrisWorker implements WorkerCore {
       reconnectMax: opts.reconnectMax,
       registerRequest: () => this.#registerRequest(),
       collect: () => this.#collect(),
-      onRegistered: (r) =>
+      onRegistered: (r) => {
+        // A controller that (re)registers us may not have our snapshot: send the next one whole.
+        this.#ackedSnapshot = undefined;
         this.#log(
           `registered with controller at ${opts.controllerUrl} as ${r.workerId || this.#workerId}`,
-        ),
+        );
+      },
       onKill: (refs) => {
         for (const ref of refs) {
           this.#kill(ref.taskId, ref.attemptId, "the controller no longer wants this attempt");
@@ -663,14 +670,17 @@ class IrisWorker implements WorkerCore {
       updates.push(taken.update);
       commits.push(taken.commit);
     }
+    const snapshot = this.#snapshot();
     const request = create(HeartbeatRequestSchema, {
       workerId: this.#workerId,
       updates,
       running: this.#runningRefs(),
       finished: this.#finishedRefs(),
-      snapshot: this.#snapshot(),
+      // Delta: left out when only the time changed since the last acknowledged one.
+      snapshot: sameSnapshot(this.#ackedSnapshot, snapshot) ? undefined : snapshot,
     });
     const commit = () => {
+      this.#ackedSnapshot = snapshot;
       for (const c of commits) c();
       this.#prune();
     };
