@@ -9,7 +9,7 @@
 /** The parts of latest.json the table reads (every field optional: older files lack some). */
 export interface BenchJson {
   at?: string;
-  machine?: { nproc?: number; memoryGiB?: number; deno?: string };
+  machine?: { nproc?: number; memoryGiB?: number; deno?: string; loadAverage?: number };
   floors?: { spawnMs?: { p50: number }; fetchPostMs?: { p50: number } };
   iris?: {
     submitToRunningMs?: { p50: number; p99: number };
@@ -158,12 +158,15 @@ export function renderReadmeSection(j: BenchJson): string {
     ]);
   }
   const m = j.machine ?? {};
+  const load = m.loadAverage !== undefined && Number.isFinite(m.loadAverage)
+    ? `, load average ${num(m.loadAverage, 1)} at the start`
+    : "";
   return [
     BEGIN,
     "",
     `Run of ${j.at?.slice(0, 10) ?? "?"} (${m.nproc ?? "?"} cores, ${
       m.memoryGiB ?? "?"
-    } GiB, Deno ${m.deno ?? "?"}):`,
+    } GiB, Deno ${m.deno ?? "?"}${load}):`,
     "",
     table(rows),
     "",
