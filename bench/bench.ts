@@ -9,6 +9,11 @@
  * table `deno task bench:readme` regenerates (bench/report.ts). `--fleet N[,N]` runs only the
  * fleet benchmark (bench/fleet_bench.ts) and replaces those sizes in latest.json's `fleet`;
  * `--fleet-sizes` and `--tasks-jobs` size the full run.
+ *
+ * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
+ * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
+ * real host; tasks run as their own users when root). Both are compared with the spawn ceiling
+ * (cores ÷ spawn p50) measured at the start of the same run (`ratios` in latest.json).
  * @module
  */
 import { startController } from "../src/controller/server.ts";
@@ -143,27 +148,102 @@ async function fetchFloor(n: number): Promise<{ get: number[]; post: number[] }>
 
 // ---------------------------------------------------------------- Iris cluster
 
+/** Where the bench's worker runs: in the controller's process, or in its own (as on a host). */
+export type WorkerPlacement = "in-process" | "own-process";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/**
+ * `iris worker serve` in its own process (tasks as their own users when root, as in production),
+ * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there.
+ */
+function spawnWorkerProcess(
+  url: string,
+  rootDir: string,
+): AsyncDisposable & { pid: number } {
+  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(prof
+        ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=worker.cpuprofile"]
+        : []),
+      CLI,
+      "worker",
+      "serve",
+      "--controller",
+      url,
+      "--cpu",
+      "64",
+      "--memory",
+      "64GiB",
+      "--root-dir",
+      rootDir,
+      "-q",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
+
+/**
+ * CPU time (user + system) of process `pid`, in ms, or with `children` that of its reaped
+ * children (for a worker: its tasks, wrappers included); NaN where /proc cannot tell.
+ */
+function pidCpuMs(pid: number | "self", children = false): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+    return children ? (Number(f[13]) + Number(f[14])) * 10 : (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 async function withCluster<T>(
-  fn: (client: IrisClient) => Promise<T>,
+  fn: (
+    client: IrisClient,
+    workerCpuMs: () => number,
+    taskCpuMs: () => number,
+  ) => Promise<T>,
+  placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
-  const worker = await startWorker({
-    controllerUrl: ctl.url,
-    rootDir,
-    cleanup: true,
-    resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
-  });
+  const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
+    ? spawnWorkerProcess(ctl.url, rootDir)
+    : await startWorker({
+      controllerUrl: ctl.url,
+      rootDir,
+      cleanup: true,
+      resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
+    });
   const client = new IrisClient(ctl.url);
   try {
     const t0 = performance.now();
     while ((await client.workers()).length < 1) {
-      if (performance.now() - t0 > 10_000) throw new Error("worker did not register in 10 s");
+      if (performance.now() - t0 > 30_000) throw new Error("worker did not register in 30 s");
       await sleepMs(5);
     }
-    return await fn(client);
+    // In-process, the worker's CPU is part of this process's.
+    return await fn(
+      client,
+      () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid),
+      () => pidCpuMs(worker.pid ?? "self", true),
+    );
   } finally {
-    await worker.stop();
+    await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
   }
@@ -249,7 +329,7 @@ async function throughputBench(
     done = res.totalCount;
     if (done >= n) break;
     if (performance.now() - t0 > 300_000) throw new Error(`only ${done}/${n} jobs finished`);
-    await sleepMs(2);
+    await sleepMs(20); // each poll scans every job: a tighter loop would load the controller
   }
   const t2 = performance.now();
   const ok = await client.rpc.listJobs({
@@ -278,12 +358,7 @@ async function rpcBenchChild(url: string) {
 /** CPU time (user + system) of this process: steadier than wall time on a shared machine. Linux
  * only; NaN elsewhere. */
 function processCpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
+  return pidCpuMs("self");
 }
 
 interface RpcResult {
@@ -590,6 +665,25 @@ async function main() {
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
+  // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
+  const own = await withCluster(async (client, workerCpuMs, taskCpuMs) => {
+    log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
+    const lat = await latencyBench(client, LAT_N);
+    log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
+    const c0 = processCpuMs();
+    const w0 = workerCpuMs();
+    const t0 = taskCpuMs();
+    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    return {
+      lat,
+      tput: {
+        ...tput,
+        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
+        workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+        taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
+      },
+    };
+  }, "own-process");
 
   log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
   const sched = await runSchedulerBench({ repeats: 3 });
@@ -602,10 +696,11 @@ async function main() {
   log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
   const calm = await stalledBench(0);
   const stalled = await stalledBench(1000);
-  log("hostile clients: the same with auth.http_server: node");
+  log("hostile clients: the same with auth.http_server: deno, then node");
+  const stalledDeno = await stalledBench(1000, "deno");
   const stalledNode = await stalledBench(1000, "node");
   log("hostile clients: 1000 stalled bodies from one address (the per-client cap applies)");
-  const stalledOne = await stalledBench(1000, "deno", 1);
+  const stalledOne = await stalledBench(1000, undefined, 1);
 
   const fleet: FleetResult[] = [];
   for (const n of sizes) {
@@ -618,6 +713,7 @@ async function main() {
 
   const submitToRunning = dist(lat.submitToRunningMs);
   const submitToCompleted = dist(lat.submitToCompletedMs);
+  const ownSubmitToRunning = dist(own.lat.submitToRunningMs);
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
@@ -669,6 +765,23 @@ async function main() {
       "≥ 500 jobs/s",
     ],
     [
+      `G2 the same, worker in its own process`,
+      `${fmtNum(own.tput.jobsPerS)} jobs/s`,
+      `${own.tput.makespanS.toFixed(2)} s total`,
+      `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, task ${
+        own.tput.taskCpuMsPerJob.toFixed(1)
+      } ms, controller+clients ${own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)} ms`,
+      "≥ 50 % of spawn ceiling",
+    ],
+    [
+      `G1 submit→running, worker in its own process (n=${ownSubmitToRunning.n})`,
+      fmtMs(ownSubmitToRunning.p50),
+      fmtMs(ownSubmitToRunning.p99),
+      `${x(ownSubmitToRunning.p50, spawn.p50)} spawn`,
+      "p50 ≤ 2× spawn",
+    ],
+    [
       `  submit rate / failed jobs`,
       `${fmtNum(tput.submitPerS)} jobs/s`,
       `${tput.failed} failed`,
@@ -689,7 +802,7 @@ async function main() {
       fmtMs(rpcSingle.p50),
       fmtMs(rpcSingle.p99),
       `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
-      "p50 ≤ 250 µs",
+      "p50 ≤ 2× fetch POST",
     ],
     [
       `GetControllerStatus (${
@@ -731,7 +844,7 @@ async function main() {
       `${x(restart.ms, 3000 * restart.tasks / 1e6)} goal`,
       "1 M tasks ≤ 3 s",
     ],
-    ...[stalled, stalledNode, stalledOne].map((r) => [
+    ...[stalled, stalledDeno, stalledNode, stalledOne].map((r) => [
       `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
         r.addresses === 1 ? "" : "es"
       } (${r.transport}, n=${r.statusMs.n})`,
@@ -792,7 +905,8 @@ async function main() {
     `\nIris benchmarks — ${host.nproc} cores, ${host.memoryGiB} GiB, ${host.cpu}, kernel ${host.kernel}, Deno ${host.deno}`,
   );
   console.log(
-    `Iris setup: in-process controller + 1 in-process worker (64 cores, 64 GiB advertised); ` +
+    `Iris setup: in-process controller + 1 worker (64 cores, 64 GiB advertised), in-process or ` +
+      `in its own process (\`iris worker serve\`, tasks as their own users when root); ` +
       `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
   );
   console.log(table(rows));
@@ -819,6 +933,11 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
+      workerProcess: {
+        submitToRunningMs: ownSubmitToRunning,
+        latencyFailed: own.lat.failed,
+        throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...own.tput },
+      },
       rpc: {
         call: "GetJobStatus",
         callsPerS: rpc.callsPerS,
@@ -837,17 +956,21 @@ async function main() {
       restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
       stalledConnections: {
         without: calm,
-        deno: stalled,
+        default: stalled,
+        deno: stalledDeno,
         node: stalledNode,
-        denoOneAddress: stalledOne,
+        defaultOneAddress: stalledOne,
       },
     },
     ratios: {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,
       clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
       rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
+      rpcCallsPerSVsGoal: rpc.callsPerS / 10_000,
+      stalledP99VsGoal: stalled.statusMs.p99 / 100,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
-      rpc32CallsPerSVsGoal: rpc.callsPerS / 10_000,
+      jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
+      submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
       placementsVsG3: (sched.placements_per_s_10k ?? NaN) / 50_000,
       memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
       restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
@@ -960,7 +1083,8 @@ async function fleetOnly(sizes: number[]): Promise<void> {
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file).
+ * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
+ * process (CPU figures are then the controller's and the client's only).
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -972,7 +1096,11 @@ async function quick(only: Set<string>): Promise<void> {
   // CPU time of this process (controller + worker + client): steadier than wall time on a
   // shared machine. Linux only; NaN elsewhere.
   const cpuMs = processCpuMs;
-  await withCluster(async (client) => {
+  const placement: WorkerPlacement = Deno.args.includes("--worker-process")
+    ? "own-process"
+    : "in-process";
+  console.log(`worker: ${placement}`);
+  await withCluster(async (client, workerCpuMs, taskCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -988,28 +1116,39 @@ async function quick(only: Set<string>): Promise<void> {
     }
     if (only.has("tput")) {
       const c0 = cpuMs();
+      const w0 = workerCpuMs();
+      const k0 = taskCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
+      const workerPerJob = (workerCpuMs() - w0) / 1000;
+      const taskPerJob = (taskCpuMs() - k0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
-        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
+          (placement === "own-process"
+            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+            : "") +
+          ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
       );
     }
     if (only.has("rpc")) {
       const r = await rpcBenchRemote(client.url);
       const single = dist(r.single);
+      const fetchPost = dist((await fetchFloor(500)).post);
       console.log(
         `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
           fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)}; GetControllerStatus (${r.statusBytes} B) ${
+        } p99 ${fmtMs(single.p99)} (${(single.p50 / fetchPost.p50).toFixed(1)}× fetch POST ${
+          fmtMs(fetchPost.p50)
+        }); GetControllerStatus (${r.statusBytes} B) ${
           fmtNum(r.statusCallsPerS)
         } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
           r.serverCpuUsPerCall.toFixed(0)
         } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
-  });
+  }, placement);
 }
 
 if (import.meta.main) {

@@ -4,6 +4,7 @@
  * `iris controller serve --config`.
  * @module
  */
+import type { HttpTransport } from "../rpc/server.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { labelPrefixOf } from "../config/mod.ts";
 import { type ControllerServer, startController } from "../controller/server.ts";
@@ -43,6 +44,8 @@ export interface StartClusterOptions {
   readonly skipCorruptRows?: boolean;
   /** Start from an incomplete controller state (lost or corrupt WAL) with a warning. */
   readonly acceptStateLoss?: boolean;
+  /** The controller's HTTP server; overrides the config's auth.http_server. */
+  readonly httpServer?: HttpTransport;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
   /** Where the worker token comes from when auth is on. @default the process environment */
@@ -151,7 +154,9 @@ export async function startCluster(
     launchRateLimit: auth.launchRateLimit,
     // An upload of the largest bundle must fit in one request.
     maxRequestBytes: auth.maxRequestBytes ?? Math.max(DEFAULT_MAX_PACK_BYTES, maxBundleBytes + MIB),
-    connectionLimits: auth.connectionLimits,
+    connectionLimits: options.httpServer
+      ? { ...auth.connectionLimits, transport: options.httpServer }
+      : auth.connectionLimits,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
@@ -160,7 +165,7 @@ export async function startCluster(
     onWorkerDead: (_id, sliceId) => hooks.autoscaler?.workerDead(sliceId),
   });
   const autoscaler = new AutoscalerRunner({
-    controller: server.controller,
+    host: server.controller,
     platform,
     groups,
     labelPrefix: labelPrefixOf(config),

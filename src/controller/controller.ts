@@ -7,16 +7,20 @@
  * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type {
   HeartbeatRequest,
   RegisterWorkerRequest,
   TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import type { WorkerClient } from "../rpc/client.ts";
 import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
-import { describeError, NotFoundError } from "../errors.ts";
+import { describeError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
@@ -47,6 +51,9 @@ import { Dispatcher, type Placed } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot, taskResources } from "./snapshot.ts";
+import type { ControllerCore } from "./core.ts";
+import type { AutoscalerHost } from "./autoscaler/runner.ts";
+import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
 import { heartbeatIntervalFor } from "./heartbeat_rate.ts";
 
 /** Options for {@linkcode Controller}. */
@@ -106,15 +113,17 @@ export const DEFAULT_RECLAIM_MARGIN = seconds(3);
 const RECONNECT_JITTER = 0.2;
 
 /** The controller's state cannot be written: the call changed nothing; retry later. */
-function unavailable(reason: string): ConnectError {
-  return new ConnectError(
+function unavailable(reason: string): UnavailableError {
+  return new UnavailableError(
     `controller state cannot be written (${reason}); nothing was changed, retry later`,
-    Code.Unavailable,
   );
 }
 
-/** The controller: state + loops. RPC handlers in service.ts call its methods. */
-export class Controller {
+/**
+ * The controller: state + loops. RPC handlers (service.ts) see it as a
+ * {@linkcode ControllerCore}, the autoscaler runner as an {@linkcode AutoscalerHost}.
+ */
+export class Controller implements ControllerCore, AutoscalerHost {
   readonly jobs = new JobTable();
   readonly workers = new WorkerTable();
   readonly logs: LogStore;
@@ -226,6 +235,76 @@ export class Controller {
     return this.#opts.store;
   }
 
+  /** The state database's path; undefined for a memory-only controller. */
+  get statePath(): string | undefined {
+    return this.#opts.store?.path;
+  }
+
+  /** A job. @throws NotFoundError */
+  job(jobId: string): JobRecord {
+    return this.jobs.job(jobId);
+  }
+
+  /** A task. @throws NotFoundError */
+  task(taskId: string): TaskRecord {
+    return this.jobs.task(taskId);
+  }
+
+  /** Whether a job is known. */
+  hasJob(jobId: string): boolean {
+    return this.jobs.jobs.has(jobId);
+  }
+
+  /** Whether a task is known. */
+  hasTask(taskId: string): boolean {
+    return this.jobs.tasks.has(taskId);
+  }
+
+  /** Every job by id, in submission order. */
+  jobIndex(): ReadonlyMap<string, JobRecord> {
+    return this.jobs.jobs;
+  }
+
+  /** Tasks of every job. */
+  get taskCount(): number {
+    return this.jobs.tasks.size;
+  }
+
+  /** A task's current attempt. */
+  currentAttempt(task: TaskRecord): AttemptRecord | undefined {
+    return this.jobs.currentAttempt(task);
+  }
+
+  /** A registered worker (reconnecting ones included). */
+  worker(workerId: string): WorkerRecord | undefined {
+    return this.workers.workers.get(workerId);
+  }
+
+  /** Every registered worker. */
+  allWorkers(): Iterable<WorkerRecord> {
+    return this.workers.workers.values();
+  }
+
+  /** Registered workers. */
+  get workerCount(): number {
+    return this.workers.workers.size;
+  }
+
+  /** A job's wire status (with its reservation's progress). */
+  jobStatus(job: JobRecord): JobStatus {
+    return jobStatus(this.jobs, job, this.reservationProgress(job.jobId).claimed);
+  }
+
+  /** A task's wire status; with `usageHistory`, its current attempt's usage samples. */
+  taskStatus(task: TaskRecord, usageHistory = false): TaskStatus {
+    return taskStatus(this.jobs, task, this.workers.workers, usageHistory);
+  }
+
+  /** Attempts that ended on a worker, newest first. */
+  recentAttempts(worker: WorkerRecord): ReturnType<typeof recentAttempts> {
+    return recentAttempts(this.jobs, worker);
+  }
+
   /**
    * Writes the jobs and endpoints changed since the last flush to the store (no-op without one).
    * @throws when the write fails (the caller's RPC fails; the changes stay marked).
@@ -265,8 +344,8 @@ export class Controller {
     if (!store) {
       // Memory only: nothing to write, keep the sets small.
       this.jobs.clearDirty();
-      this.endpoints.dirty.clear();
-      this.workers.dirty.clear();
+      this.endpoints.clearDirty();
+      this.workers.clearDirty();
       return;
     }
     try {
@@ -352,9 +431,7 @@ export class Controller {
     this.#unwritable = undefined;
     // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
     const now = this.clock.now();
-    for (const w of this.workers.workers.values()) {
-      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, now);
-    }
+    this.workers.extendDeadlines(now);
     this.log(
       `controller state can be written again (after ${
         formatDuration(ms(this.clock.now() - u.sinceMs))
@@ -413,8 +490,7 @@ export class Controller {
   #applyBudget(job: JobRecord): void {
     const res = bandAtSubmit(job, this.jobs.jobs.values(), this.accounts.budgetFor(job.user));
     if (!res) return;
-    job.band = res.band;
-    job.bandReason = res.reason;
+    this.jobs.setBand(job, res.band, res.reason);
     this.log(`job ${job.jobId}: ${res.reason}`);
   }
 
@@ -452,8 +528,8 @@ export class Controller {
     kill: { taskId: string; attemptId: number }[];
     heartbeatIntervalMs: Duration;
   } {
-    if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
-    if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
+    if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
+    if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
     this.ensureWritable();
     const now = this.clock.now();
     const { worker, isNew } = this.workers.register({
@@ -537,8 +613,7 @@ export class Controller {
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
     const now = this.clock.now();
-    worker.lastHeartbeatMs = now;
-    worker.healthy = true;
+    this.workers.heartbeat(worker, now);
     const heartbeatIntervalMs = this.#tellInterval(worker);
     // Absent: unchanged since the last one (the worker sends only changes).
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
@@ -637,13 +712,8 @@ export class Controller {
       return;
     }
     const { task, attempt } = found;
-    if (Object.keys(u.ports).length) {
-      task.ports = { ...u.ports };
-      this.jobs.dirtyTasks.add(task.taskId);
-    }
-    if (u.peakMemoryBytes) {
-      attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
-    }
+    if (Object.keys(u.ports).length) this.jobs.setPorts(task, u.ports);
+    if (u.peakMemoryBytes) this.jobs.notePeakMemory(task, attempt, u.peakMemoryBytes);
     if (terminal) {
       if (this.workers.release(workerId, key)) fx.released++;
       this.jobs.attemptEnded(task, attempt, {
@@ -667,9 +737,7 @@ export class Controller {
         );
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-      const c = this.workers.workers.get(workerId)?.active.get(key);
-      // A commitment told to stop stays "releasing" until the worker confirms the end.
-      if (c && c.state !== TaskState.KILLED) c.state = u.state;
+      this.workers.noteAttemptState(workerId, key, u.state);
       this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
     }
   }
@@ -688,14 +756,15 @@ export class Controller {
     // No placement while the state cannot be written (it resumes once it can).
     if (this.#scheduleQueued || this.#abort.signal.aborted || this.#unwritable) return;
     this.#scheduleQueued = true;
-    setTimeout(() => {
+    // Through the clock, so a fake clock (tests) runs the pass when it settles.
+    void this.clock.sleep(ms(0)).then(() => {
       this.#scheduleQueued = false;
       try {
         this.scheduleOnce();
       } catch (err) {
         this.log(`scheduling pass failed: ${describeError(err)}`);
       }
-    }, 0);
+    });
   }
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
@@ -733,7 +802,9 @@ export class Controller {
       const pending = this.jobs.pending.get(u.jobId);
       const job = this.jobs.jobs.get(u.jobId);
       if (!pending || !job) continue;
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
+      for (const i of pending) {
+        this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), u.reason);
+      }
     }
     for (const p of plan.preemptions ?? []) {
       const job = this.jobs.jobs.get(p.jobId);
@@ -786,8 +857,7 @@ export class Controller {
     const job = this.jobs.jobs.get(jobId);
     if (!job || isJobTerminal(job.state)) return;
     if (this.#reservations.claim(job, entryIndex, workerId)) {
-      job.reservationReady = true;
-      this.jobs.dirty.add(jobId);
+      this.jobs.openReservationGate(job);
       this.log(`reservation of ${jobId} complete: its tasks may start`);
       this.requestSchedule();
     }
@@ -800,7 +870,7 @@ export class Controller {
       const job = this.jobs.jobs.get(jobId)!;
       if (!isGated(job)) continue;
       const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = reason;
+      for (const i of pending) this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), reason);
     }
   }
 

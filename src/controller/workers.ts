@@ -311,6 +311,39 @@ export class WorkerTable {
     }
   }
 
+  /**
+   * Forgets which workers changed (a memory-only controller has nothing to write). Liveness and
+   * commitments are not persisted: only registrations and removals are marked.
+   */
+  clearDirty(): void {
+    this.dirty.clear();
+  }
+
+  /** A heartbeat arrived from `worker` at `nowMs`: it is alive and healthy. */
+  heartbeat(worker: WorkerRecord, nowMs: number): void {
+    worker.lastHeartbeatMs = nowMs;
+    worker.healthy = true;
+  }
+
+  /**
+   * Every worker that is not reconnecting gets a full heartbeat timeout from `nowMs` (deaths
+   * could not be recorded before it).
+   */
+  extendDeadlines(nowMs: number): void {
+    for (const w of this.workers.values()) {
+      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, nowMs);
+    }
+  }
+
+  /**
+   * The worker reports an attempt it holds as `state` (BUILDING, RUNNING). A commitment told to
+   * stop stays "releasing" until the worker confirms the end.
+   */
+  noteAttemptState(workerId: string, key: string, state: TaskState): void {
+    const c = this.workers.get(workerId)?.active.get(key);
+    if (c && c.state !== TaskState.KILLED) c.state = state;
+  }
+
   /** Records a heartbeat snapshot (see {@linkcode recordSnapshot}). */
   recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
     recordSnapshot(worker, snapshot);

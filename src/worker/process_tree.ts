@@ -164,6 +164,8 @@ export class ProcessTable {
   #freshRunning: Promise<unknown> = Promise.resolve();
   /** Earliest start of the next fresh scan. */
   #nextScanAt = 0;
+  /** How long the last scan took. */
+  #lastScanMs = 0;
   /** Bytes per page when /proc is readable, null when it is not, undefined before the first try. */
   #page?: number | null;
 
@@ -172,10 +174,16 @@ export class ProcessTable {
     this.#maxAge = maxAge;
   }
 
-  /** The processes of session `sid`, at most `maxAge` old; undefined when nothing can be read. */
+  /**
+   * The processes of session `sid`, at most `maxAge` old (or three scans long, when scans are
+   * slow); undefined when nothing can be read.
+   */
   async session(sid: number): Promise<ProcessEntry[] | undefined> {
     const cache = this.#cache;
-    if (cache && performance.now() - cache.at < this.#maxAge) return cache.bySid.get(sid) ?? [];
+    // A scan blocks the worker's event loop: when scans get slow (a busy host), samples are
+    // served older, so scanning takes at most a third of the time.
+    const maxAge = Math.max(this.#maxAge, 3 * this.#lastScanMs);
+    if (cache && performance.now() - cache.at < maxAge) return cache.bySid.get(sid) ?? [];
     this.#loading ??= this.#scan().finally(() => this.#loading = undefined);
     const bySid = await this.#loading;
     return bySid ? bySid.get(sid) ?? [] : undefined;
@@ -210,6 +218,7 @@ export class ProcessTable {
       return await this.#read(at);
     } finally {
       const end = performance.now();
+      this.#lastScanMs = end - at;
       this.#nextScanAt = end + 2 * (end - at);
     }
   }
@@ -326,6 +335,22 @@ export async function signalTreeBottomUp(
   return true;
 }
 
+/**
+ * True when no process (zombies included) is left in process group `pgid`: one kill(2), where a
+ * scan of /proc reads every process of the host. A task's children stay in its group unless they
+ * call setpgid or setsid, so this settles the usual end of a task.
+ */
+export function groupIsEmpty(pgid: number): boolean {
+  try {
+    // SIGCONT: the one signal that harms nothing (every member of a non-empty group is killed
+    // right after anyway).
+    Deno.kill(-pgid, "SIGCONT");
+    return false;
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound;
+  }
+}
+
 /** How long {@linkcode killLeftovers} waits for SIGKILLed leftovers to die. */
 const LEFTOVER_DEATH_WAIT = ms(2000);
 
@@ -334,8 +359,16 @@ const LEFTOVER_DEATH_WAIT = ms(2000);
  * (up to {@linkcode LEFTOVER_DEATH_WAIT}) until none of it runs: a SIGKILLed process takes a
  * moment to die, and callers free the task's resources once this returns. The usual case, an
  * empty session, costs one shared scan of the process table and sends no signal.
+ * `emptyGroupIsEnough` (tasks running as their own user): an empty process group ends it without
+ * the scan. What left the group but not the session still runs under the task's uid, and the uid
+ * pool sweeps every process of a released uid before reusing it (task_users.ts).
  */
-export async function killLeftovers(sid: number, table = new ProcessTable()): Promise<void> {
+export async function killLeftovers(
+  sid: number,
+  table = new ProcessTable(),
+  options: { readonly emptyGroupIsEnough?: boolean } = {},
+): Promise<void> {
+  if (options.emptyGroupIsEnough && groupIsEmpty(sid)) return;
   const running = (entries: ProcessEntry[] | undefined) => (entries ?? []).filter((e) => !e.zombie);
   const first = await table.freshSession(sid);
   if (first && running(first).length === 0) return;
@@ -381,11 +414,14 @@ export interface SpawnOptions {
    * @default none
    */
   readonly cgroup?: string;
+  /** "piped": the caller writes the program's stdin (interactive sessions). @default "null" */
+  readonly stdin?: "null" | "piped";
 }
 
 /** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
 const utilCache = new Map<string, string | null>();
-function findUtil(name: string): string | null {
+/** `/usr/bin/NAME` or `/bin/NAME` when it exists (Linux), else null; cached. */
+export function findUtil(name: string): string | null {
   const cached = utilCache.get(name);
   if (cached !== undefined) return cached;
   let found: string | null = null;
@@ -534,9 +570,25 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
+const joinsCgroup = new WeakSet<Deno.ChildProcess>();
+
+function joined(child: Deno.ChildProcess, options: SpawnOptions): Deno.ChildProcess {
+  if (options.cgroup) joinsCgroup.add(child);
+  return child;
+}
+
+/**
+ * True when `child` (from {@linkcode spawnSessionLeader}) joins the cgroup it was given before its
+ * program starts; false when the spawn could not wrap it (then the caller should move it).
+ */
+export function spawnedIntoCgroup(child: Deno.ChildProcess): boolean {
+  return joinsCgroup.has(child);
+}
+
 /**
  * Spawns `program` as the leader of a new session (pid = pgid = sid) with piped stdout/stderr
- * and no stdin. Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
+ * and no stdin (unless `options.stdin`). Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
  * back to `detached: true` (a full fork of this process) when setsid or the program cannot be
  * resolved, so a missing program fails exactly as Deno reports it.
  * @throws what `Deno.Command.spawn` throws (missing program or cwd, permissions)
@@ -550,7 +602,7 @@ export function spawnSessionLeader(
     cwd: options.cwd,
     clearEnv: true,
     env: options.env,
-    stdin: "null",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   } as const;
@@ -563,20 +615,26 @@ export function spawnSessionLeader(
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
     // programs.
-    return new Deno.Command(setsid, {
-      ...common,
-      args: [...wrappers(options), resolved, ...args],
-    }).spawn();
+    return joined(
+      new Deno.Command(setsid, {
+        ...common,
+        args: [...wrappers(options), resolved, ...args],
+      }).spawn(),
+      options,
+    );
   }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
       // it does not fork, and the pid Deno returns is the session's leader.
-      return new Deno.Command(setsid, {
-        ...common,
-        args: [...wrappers(options), resolved, ...args],
-      }).spawn();
+      return joined(
+        new Deno.Command(setsid, {
+          ...common,
+          args: [...wrappers(options), resolved, ...args],
+        }).spawn(),
+        options,
+      );
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         setsidProgram = null; // this thread may not run it: stop trying

@@ -60,6 +60,7 @@ import type {
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import { profileSession } from "./profile.ts";
 import { execLikeTask } from "./exec.ts";
+import { Sessions, type TerminalSize } from "./sessions.ts";
 import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
@@ -80,6 +81,7 @@ import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
 import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
 import { JobOutputs, type OutputRead } from "./outputs.ts";
+import { outputsDestination } from "./outputs_upload.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -253,6 +255,8 @@ class IrisWorker implements WorkerCore {
   readonly #removeRoot: boolean;
   readonly #ports: PortAllocator;
   readonly #attempts = new Map<string, TaskAttempt>();
+  /** Interactive execs and tasks, by session id (ExecInput). */
+  readonly #sessions = new Sessions();
   readonly #pythonEnvs: PythonEnvCache;
   readonly #outputs: JobOutputs;
   readonly #latest = new Map<string, TaskAttempt>();
@@ -301,6 +305,7 @@ class IrisWorker implements WorkerCore {
     };
     this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
     this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
+    if (opts.outputsPrefix) outputsDestination(opts.outputsPrefix, "/check", "outputsPrefix");
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -317,6 +322,7 @@ class IrisWorker implements WorkerCore {
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
+      ...opts.connectionLimits,
       // Only the controller (holding the worker token) may call a worker when auth is on.
       requestGate: opts.workerToken
         ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
@@ -394,6 +400,7 @@ class IrisWorker implements WorkerCore {
       Object.assign(req.env, got.env);
     }
     const attempt = new TaskAttempt(req, {
+      sessions: this.#sessions,
       workerId: this.#workerId,
       controllerUrl: this.#opts.controllerUrl,
       dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
@@ -413,6 +420,9 @@ class IrisWorker implements WorkerCore {
       taskPods: this.#opts.taskPods,
       pythonEnvs: this.#pythonEnvs,
       outputs: this.#outputs,
+      outputsPrefix: this.#opts.outputsPrefix
+        ? { prefix: this.#opts.outputsPrefix, runner: this.#opts.outputsRunner }
+        : undefined,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
@@ -483,6 +493,7 @@ class IrisWorker implements WorkerCore {
     command: readonly string[],
     timeout: Duration | undefined,
     signal: AbortSignal,
+    interactive?: { terminal?: TerminalSize },
   ): AsyncGenerator<ExecInTaskResponse> {
     if (command.length === 0 || command[0] === "") {
       throw new InvalidArgumentError("command", "must not be empty");
@@ -491,8 +502,41 @@ class IrisWorker implements WorkerCore {
     if (!attempt) {
       throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
     }
-    this.#log(`exec in ${taskId} attempt ${attempt.attemptId}: ${command.join(" ").slice(0, 200)}`);
-    return execLikeTask(attempt.execSpec!, command, timeout, signal);
+    this.#log(
+      `exec${interactive ? " -i" : ""} in ${taskId} attempt ${attempt.attemptId}: ${
+        command.join(" ").slice(0, 200)
+      }`,
+    );
+    return execLikeTask(
+      attempt.execSpec!,
+      command,
+      timeout,
+      signal,
+      interactive && {
+        sessions: this.#sessions,
+        id: `exec:${crypto.randomUUID()}`,
+        terminal: interactive.terminal,
+      },
+    );
+  }
+
+  /** Input to an interactive exec or task (ExecInput). */
+  execInput(
+    req: { sessionId: string; data: Uint8Array; eof: boolean; rows: number; cols: number },
+  ): Promise<void> {
+    return this.#sessions.input(req.sessionId, req);
+  }
+
+  /** The raw output of the interactive task `taskId` running here, then its exit (AttachTask). */
+  attachTask(taskId: string, signal: AbortSignal): AsyncGenerator<ExecInTaskResponse> {
+    const attempt = this.#latest.get(taskId);
+    if (!attempt) throw new FailedPreconditionError(`task ${taskId} is not on this worker`);
+    if (!attempt.request.interactive) {
+      throw new FailedPreconditionError(
+        `task ${taskId} is not interactive (submit it with iris job run -i)`,
+      );
+    }
+    return attempt.attach(signal);
   }
 
   /** A CPU profile of the running task `taskId` (`iris task profile`); see profile.ts. */

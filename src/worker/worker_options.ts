@@ -3,6 +3,7 @@
  * Types only.
  * @module
  */
+import type { CommandRunner } from "../platform/command.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
 import type { ControllerClient } from "../rpc/client.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
@@ -13,6 +14,7 @@ import type { TaskPodRuntime } from "./kube_task.ts";
 import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
+import type { ConnectionLimits } from "../rpc/server.ts";
 import type { DetectDevicesOptions } from "./devices.ts";
 import type { TaskUserIsolation, UidRange } from "./task_users.ts";
 
@@ -28,6 +30,8 @@ export interface WorkerOptions {
   port?: number;
   /** URL the controller should call this worker at. @default the listen URL */
   advertiseUrl?: string;
+  /** The RPC server's transport, timeouts and per-client cap. @default src/rpc/server.ts's */
+  connectionLimits?: ConnectionLimits;
   /**
    * Light worker mode (kubernetes runtime): every attempt runs as its own Pod on this node
    * (src/worker/kube_task.ts) instead of as a process here. @default processes
@@ -46,6 +50,13 @@ export interface WorkerOptions {
   attributes?: Record<string, AttributeScalar>;
   /** Job output directories (IRIS_OUTPUT_DIR) unused this long are removed. @default 7 days */
   outputRetention?: Duration;
+  /**
+   * Copy each attempt's IRIS_OUTPUT_DIR to `<outputsPrefix>/<job id>` when it ends:
+   * "gs://bucket/path" (gcloud storage rsync) or "file:///absolute/path". @default none
+   */
+  outputsPrefix?: string;
+  /** Runs `gcloud storage rsync` for a gs:// outputsPrefix (tests replay it). @default real processes */
+  outputsRunner?: CommandRunner;
   /** Job Python environments: venv cache under `<rootDir>/python` (docs/python.md). */
   python?: Omit<PythonEnvCacheOptions, "rootDir">;
   /** The scale group the worker belongs to. @default "" */

@@ -5,6 +5,7 @@ import { LogLineSchema } from "../../src/rpc/mod.ts";
 import { LogStore, parseLogLevel, taskPath } from "../../src/controller/logs.ts";
 import { minutes } from "../../src/time.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { withTempDir } from "../_helpers/temp_dir.ts";
 
 function line(taskId: string, text: string, timestampMs: number, stream = "stdout") {
   return create(LogLineSchema, { taskId, text, timestampMs, stream, attemptId: 0 });
@@ -99,13 +100,8 @@ function lines(taskId: string, prefix: string, n: number, attemptId = 0, from = 
   );
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "iris-logs-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  return withTempDir("iris-logs-test-", fn);
 }
 
 Deno.test("LogStore without a dir keeps at most memoryBytes, evicting least recently written tasks first", async () => {
@@ -205,7 +201,9 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       const size = (await Deno.stat(`${dir}/u/j/2/0.log`)).size;
       assert.ok(size > 12_500 && size < 25_000, `one file is ${size} bytes`);
       // j/0 is past 30 days; j/1 is the least recently written of the rest (3 files > 50,000 B).
-      assert.equal(await store.prune(), 2);
+      // (The store's own first prune may run meanwhile and take part of it: count what is left.)
+      const removed = await store.prune();
+      assert.ok(removed <= 2, `removed ${removed}`);
       const left = [0, 1, 2, 3].filter((t) => {
         try {
           Deno.statSync(`${dir}/u/j/${t}/0.log`);
