@@ -5,7 +5,10 @@
  *
  * Run: `deno task bench` (Iris only, ≈ 1–2 min) or `deno task bench --peer slurm` (adds the
  * Slurm peer, several minutes; needs root and Debian's package repository).
- * Prints a table and writes bench/results/latest.json.
+ * Prints a table and writes bench/results/latest.json (with `ratios` and `fleet`), whose README
+ * table `deno task bench:readme` regenerates (bench/report.ts). `--fleet N[,N]` runs only the
+ * fleet benchmark (bench/fleet_bench.ts) and replaces those sizes in latest.json's `fleet`;
+ * `--fleet-sizes` and `--tasks-jobs` size the full run.
  *
  * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
  * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
@@ -613,6 +616,8 @@ async function machine(): Promise<Record<string, string | number>> {
     memoryGiB: Number((mem.total / GiB).toFixed(1)),
     cpu,
     kernel: Deno.osRelease(),
+    // A shared machine skews absolute figures: the 1-minute load average when the run started.
+    loadAverage: Deno.loadavg()[0] ?? NaN,
     deno: Deno.version.deno,
   };
 }
@@ -631,9 +636,10 @@ async function main() {
   if (fleetIdx >= 0) return await fleetOnly(fleetSizes(args[fleetIdx + 1]));
   const sizesIdx = args.indexOf("--fleet-sizes");
   const sizes = fleetSizes(sizesIdx >= 0 ? args[sizesIdx + 1] : "1000,10000,30000");
-  // #20 sizes: 10,000 jobs × 100 replicas; `--tasks-jobs N` for a quicker run.
+  // Jobs of 100 replicas for the memory and restart figures; #20 sizes them at 10,000 (1 M tasks),
+  // which takes minutes on a busy 2-core machine: `--tasks-jobs 10000`.
   const jobsIdx = args.indexOf("--tasks-jobs");
-  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : 10_000;
+  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : 1000;
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -1040,7 +1046,7 @@ function fleetTable(fleet: readonly FleetResult[]): string {
   ]);
 }
 
-/** `--fleet N[,N]`: only the fleet benchmark; its figures replace `fleet` in latest.json. */
+/** `--fleet N[,N]`: only the fleet benchmark; its sizes replace the same sizes in latest.json. */
 async function fleetOnly(sizes: number[]): Promise<void> {
   const fleet: FleetResult[] = [];
   for (const n of sizes) {
@@ -1060,11 +1066,16 @@ async function fleetOnly(sizes: number[]): Promise<void> {
       !k.startsWith("fleet")
     ),
   );
+  // Sizes run now replace the same sizes of an earlier run; the others stay.
+  const merged = [
+    ...((json.fleet ?? []) as FleetResult[]).filter((f) => !sizes.includes(f.workers)),
+    ...fleet,
+  ].sort((a, b) => a.workers - b.workers);
   json = {
     ...json,
-    fleet,
+    fleet: merged,
     fleetAt: new Date().toISOString(),
-    ratios: { ...ratios, ...fleetRatios(fleet) },
+    ratios: { ...ratios, ...fleetRatios(merged) },
   };
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
   console.log(`wrote fleet figures to ${outFile.pathname}`);

@@ -17,7 +17,9 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { startController } from "../src/controller/server.ts";
 import { deadBound } from "../src/controller/heartbeat_rate.ts";
-import { controllerClient } from "../src/rpc/client.ts";
+import { createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { ControllerService } from "../src/rpc/gen/iris/v1/controller_pb.ts";
 import {
   HeartbeatRequestSchema,
   RegisterWorkerRequestSchema,
@@ -49,6 +51,8 @@ export interface FleetResult {
   heartbeatP50Ms: number;
   heartbeatP99Ms: number;
   heartbeatErrors: number;
+  /** Workers declared dead in the window and registered again (0 on a machine keeping up). */
+  reregistered: number;
   /** Time inside the controller's heartbeat handler (no transport, no queueing). */
   handlerP50Ms: number;
   handlerP99Ms: number;
@@ -108,11 +112,26 @@ interface SimWorker {
 
 /** The load generator: `--fleet-child URL N`; reads commands on stdin, prints JSON at "report". */
 export async function fleetChild(url: string, n: number): Promise<void> {
-  const client = controllerClient(url);
+  // Real workers call from their own hosts: spread the simulated ones over 64 loopback source
+  // addresses, so the controller's per-address connection cap sees a fleet, not one client.
+  const clients = Array.from({ length: 64 }, (_, i) => {
+    const http = Deno.createHttpClient({ localAddress: `127.0.${1 + (i >> 8)}.${1 + (i & 255)}` });
+    return createClient(
+      ControllerService,
+      createConnectTransport({
+        baseUrl: url,
+        useBinaryFormat: true,
+        fetch: (input, init) => fetch(input, { ...init, client: http }),
+      }),
+    );
+  });
+  const clientOf = (w: SimWorker) => clients[Number(w.id.slice(4)) % clients.length]!;
   const workers: SimWorker[] = [];
   const lat: number[] = [];
   let errors = 0;
   let marked = false;
+  let reregistered = 0;
+  let register: (w: SimWorker) => Promise<void> = () => Promise.resolve();
   let cpuAtMark = 0;
   let wallAtMark = 0;
   let cpuPercent = NaN;
@@ -125,7 +144,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
     w.tick++;
     const t0 = performance.now();
     try {
-      const res = await client.heartbeat(create(HeartbeatRequestSchema, {
+      const res = await clientOf(w).heartbeat(create(HeartbeatRequestSchema, {
         workerId: w.id,
         updates,
         running: [...w.running.values()],
@@ -145,7 +164,12 @@ export async function fleetChild(url: string, n: number): Promise<void> {
       if (marked) lat.push(performance.now() - t0);
       w.lastOkMs = Date.now();
       if (res.heartbeatIntervalMs > 0) w.interval = res.heartbeatIntervalMs;
-      if (res.reregister) throw new Error(`${w.id} asked to re-register`);
+      if (res.reregister) {
+        // Declared dead meanwhile (a loaded machine): register again, as a real worker does.
+        reregistered++;
+        w.updates.unshift(...updates);
+        await register(w);
+      }
     } catch (err) {
       errors++;
       w.updates.unshift(...updates);
@@ -189,6 +213,19 @@ export async function fleetChild(url: string, n: number): Promise<void> {
     return new Response("not simulated", { status: 501 });
   });
   const base = `http://127.0.0.1:${server.addr.port}`;
+  register = async (w: SimWorker) => {
+    const i = Number(w.id.slice(4));
+    const res = await clientOf(w).registerWorker(create(RegisterWorkerRequestSchema, {
+      workerId: w.id,
+      address: `${base}/w/${i}`,
+      resources: { cpuMillicores: 8000, memoryBytes: 32 * 2 ** 30 },
+      scaleGroup: `group-${i % 10}`,
+      sliceId: `slice-${i}`,
+      attributes: { zone: { kind: { case: "stringValue", value: `zone-${i % 3}` } } },
+    }));
+    w.interval = res.heartbeatIntervalMs || 1000;
+    w.lastOkMs = Date.now();
+  };
   for (let i = 0; i < n; i++) {
     workers.push({
       id: `sim-${i}`,
@@ -208,16 +245,10 @@ export async function fleetChild(url: string, n: number): Promise<void> {
     while (next < n) {
       const w = workers[next]!;
       const i = next++;
-      const res = await client.registerWorker(create(RegisterWorkerRequestSchema, {
-        workerId: w.id,
-        address: `${base}/w/${i}`,
-        resources: { cpuMillicores: 8000, memoryBytes: 32 * 2 ** 30 },
-        scaleGroup: `group-${i % 10}`,
-        sliceId: `slice-${i}`,
-        attributes: { zone: { kind: { case: "stringValue", value: `zone-${i % 3}` } } },
-      }));
-      w.interval = res.heartbeatIntervalMs || 1000;
-      w.lastOkMs = Date.now();
+      await register(w).catch((err) => {
+        errors++;
+        console.error(`fleet child: register ${i} failed: ${err}`);
+      });
       // Spread the first heartbeats over one interval, as a fleet that came up over time would.
       w.timer = setTimeout(() => beat(w), Math.random() * w.interval);
     }
@@ -237,6 +268,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
         marked = true;
         lat.length = 0;
         errors = 0;
+        reregistered = 0;
         cpuAtMark = processCpuMs();
         wallAtMark = performance.now();
       } else if (cmd === "unmark") {
@@ -257,6 +289,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
           p50: percentile(lat, 50),
           p99: percentile(lat, 99),
           errors,
+          reregistered,
           cpuPercent,
           intervalMs: workers.at(-1)!.interval,
         }));
@@ -318,7 +351,14 @@ export async function fleetBench(
   };
   try {
     const t0 = performance.now();
-    await until(`${n} workers registered`, 300_000, () => c.workers.workers.size >= n);
+    let lastLog = performance.now();
+    await until(`${n} workers registered`, 900_000, () => {
+      if (performance.now() - lastLog > 15_000) {
+        lastLog = performance.now();
+        log(`fleet ${n}: ${c.workers.workers.size} registered so far`);
+      }
+      return c.workers.workers.size >= n;
+    });
     const registerS = (performance.now() - t0) / 1000;
     const interval = c.workerHeartbeatInterval();
     log(`fleet ${n}: registered in ${registerS.toFixed(1)} s; interval told ${interval} ms`);
@@ -374,6 +414,7 @@ export async function fleetBench(
     const jobsPerS = 1000 / ((performance.now() - j0) / 1000);
     log(`fleet ${n}: 1000 jobs at ${jobsPerS.toFixed(0)}/s`);
     // Liveness: stop one worker and time its declared death.
+    deadAtMs = 0; // a death during the ramp-up (a loaded machine) is not this one
     await send("stop 0");
     const stopped = JSON.parse(await readLine()) as { lastOkMs: number };
     const told = c.workers.workers.get("sim-0")?.heartbeatIntervalMs ?? interval;
@@ -386,6 +427,7 @@ export async function fleetBench(
       p50: number;
       p99: number;
       errors: number;
+      reregistered: number;
       cpuPercent: number;
       intervalMs: number;
     };
@@ -397,6 +439,7 @@ export async function fleetBench(
       heartbeatP50Ms: rep.p50,
       heartbeatP99Ms: rep.p99,
       heartbeatErrors: rep.errors,
+      reregistered: rep.reregistered,
       handlerP50Ms: percentile(handler, 50),
       handlerP99Ms: percentile(handler, 99),
       controllerCpuUsPerHeartbeat: cpuMs * 1000 / Math.max(1, beats),

@@ -9,11 +9,16 @@
 /** The parts of latest.json the table reads (every field optional: older files lack some). */
 export interface BenchJson {
   at?: string;
-  machine?: { nproc?: number; memoryGiB?: number; deno?: string };
+  machine?: { nproc?: number; memoryGiB?: number; deno?: string; loadAverage?: number };
   floors?: { spawnMs?: { p50: number }; fetchPostMs?: { p50: number } };
   iris?: {
     submitToRunningMs?: { p50: number; p99: number };
     throughput?: { jobs: number; jobsPerS: number };
+    /** The same with the worker in its own process (absent in older files). */
+    workerProcess?: {
+      submitToRunningMs?: { p50: number };
+      throughput?: { jobs: number; jobsPerS: number };
+    };
     rpc?: {
       callsPerS: number;
       concurrency: number;
@@ -97,12 +102,29 @@ export function renderReadmeSection(j: BenchJson): string {
     `${pct(r.jobsPerSVsSpawnCeiling)} of the spawn ceiling`,
     "≥ 50 %",
   ]);
+  const own = iris.workerProcess;
+  if (own?.throughput) {
+    rows.push([
+      `${num(own.throughput.jobs)} trivial jobs, worker in its own process`,
+      `${num(own.throughput.jobsPerS, 1)} jobs/s`,
+      `${pct(r.jobsPerSVsSpawnCeilingWorkerProcess)} of the spawn ceiling`,
+      "≥ 50 %",
+    ]);
+  }
   rows.push([
     "submit → running, p50",
     time(iris.submitToRunningMs?.p50),
     `${times(r.submitToRunningP50VsSpawn)} spawn`,
     "≤ 2×",
   ]);
+  if (own?.submitToRunningMs) {
+    rows.push([
+      "submit → running, p50, worker in its own process",
+      time(own.submitToRunningMs.p50),
+      `${times(r.submitToRunningP50VsSpawnWorkerProcess)} spawn`,
+      "≤ 2×",
+    ]);
+  }
   rows.push([
     "unary RPC, one connection, p50",
     time(iris.rpc?.singleMs.p50),
@@ -114,7 +136,7 @@ export function renderReadmeSection(j: BenchJson): string {
     `${num(iris.rpc?.callsPerS)} calls/s (CPU/call: controller ${
       num(iris.rpc?.controllerCpuUsPerCall)
     } µs, client ${num(iris.rpc?.clientCpuUsPerCall)} µs)`,
-    `${times(r.rpcCallsPerSVsGoal)} goal`,
+    `${times(r.rpcCallsPerSVsGoal ?? r.rpc32CallsPerSVsGoal)} goal`,
     "≥ 10,000 calls/s",
   ]);
   const stalled = iris.stalledConnections?.default;
@@ -179,12 +201,15 @@ export function renderReadmeSection(j: BenchJson): string {
     ]);
   }
   const m = j.machine ?? {};
+  const load = m.loadAverage !== undefined && Number.isFinite(m.loadAverage)
+    ? `, load average ${num(m.loadAverage, 1)} at the start`
+    : "";
   return [
     BEGIN,
     "",
     `Run of ${j.at?.slice(0, 10) ?? "?"} (${m.nproc ?? "?"} cores, ${
       m.memoryGiB ?? "?"
-    } GiB, Deno ${m.deno ?? "?"}):`,
+    } GiB, Deno ${m.deno ?? "?"}${load}):`,
     "",
     table(rows),
     "",

@@ -67,7 +67,7 @@ export interface ControllerOptions {
   heartbeatFailureThreshold?: number;
   /**
    * Heartbeats per second the controller plans for: the interval told to workers grows with the
-   * fleet to stay under it (heartbeat_rate.ts). @default 1000
+   * fleet to stay under it (heartbeat_rate.ts). @default 500
    */
   heartbeatMaxRate?: number;
   /** Max ASSIGNED+BUILDING attempts per worker. @default 8 */

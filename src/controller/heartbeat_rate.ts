@@ -12,7 +12,7 @@
 import { type Duration, ms } from "../time.ts";
 
 /** Heartbeats per second the controller plans for by default. */
-export const DEFAULT_HEARTBEAT_MAX_RATE = 1000;
+export const DEFAULT_HEARTBEAT_MAX_RATE = 500;
 
 /** Intervals are rounded up to this step, so a fleet that changes by one worker changes nothing. */
 const STEP_MS = 500;

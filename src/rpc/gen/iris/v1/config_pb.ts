@@ -694,7 +694,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
 
   /**
    * Heartbeats per second the controller plans for: with more workers than this × the
-   * heartbeat interval, the interval told to workers grows (docs/config.md). 0: 1000.
+   * heartbeat interval, the interval told to workers grows (docs/config.md). 0: 500.
    *
    * @generated from field: int32 heartbeat_max_rate = 500;
    */

@@ -1,0 +1,25 @@
+/**
+ * The README's performance table is generated (#20): it must be exactly what bench/report.ts
+ * renders from the committed bench/results/latest.json, so no figure is typed by hand.
+ */
+import { assertEquals } from "./_helpers/assert.ts";
+import { type BenchJson, renderReadmeSection, withSection } from "../bench/report.ts";
+
+const root = new URL("../", import.meta.url);
+
+Deno.test("README's performance table is the one bench/results/latest.json gives", async () => {
+  const json = JSON.parse(
+    await Deno.readTextFile(new URL("bench/results/latest.json", root)),
+  ) as BenchJson;
+  const readme = await Deno.readTextFile(new URL("README.md", root));
+  assertEquals(withSection(readme, json), readme, "run `deno task bench:readme`");
+  assertEquals(typeof json.ratios, "object", "latest.json has ratios");
+  assertEquals(Array.isArray(json.fleet), true, "latest.json has fleet figures");
+});
+
+Deno.test("the rendered table changes with the figures (the check can fail)", () => {
+  const a = renderReadmeSection({ ratios: { jobsPerSVsSpawnCeiling: 0.5 } });
+  const b = renderReadmeSection({ ratios: { jobsPerSVsSpawnCeiling: 0.25 } });
+  assertEquals(a.includes("50 % of the spawn ceiling"), true);
+  assertEquals(b.includes("25 % of the spawn ceiling"), true);
+});
