@@ -40,7 +40,7 @@ import {
   boundedChunks,
   DEFAULT_MAX_JSON_DEPTH,
   isJsonContentType,
-  readStreamBounded,
+  readBody,
 } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
 
@@ -286,7 +286,7 @@ class DenoCall implements IncomingCall {
     return body && this.timeout > 0 ? deadlineChunks(body, this.timeout) : body;
   }
   readBody(limits: BodyLimits): Promise<Uint8Array> {
-    return readStreamBounded(
+    return readBody(
       this.req.body,
       limits,
       this.timeout,
