@@ -11,7 +11,8 @@ import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../
 import { envOf, GceMetadata } from "../gcp/metadata.ts";
 import { type Duration, seconds } from "../time.ts";
 import { bundleIdOf, validateBundleId } from "./id.ts";
-import { type BundleLimits, formatBytes, resolveLimits } from "./limits.ts";
+import { type BundleLimits, resolveLimits } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import type { BundleStore, PutResult } from "./store.ts";
 import { inspectBundle } from "./unpack.ts";
 

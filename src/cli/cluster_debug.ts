@@ -6,7 +6,8 @@
  */
 import { controllerClient } from "../rpc/client.ts";
 import { describeError } from "../errors.ts";
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { bool, type CommandSpec, formatBytes, table } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
 

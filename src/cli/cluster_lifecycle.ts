@@ -18,7 +18,8 @@ import {
 } from "../cluster/manager.ts";
 import { type FileLogSink, fileLogSink, logFileName } from "../platform/log_stream.ts";
 import { describeError } from "../errors.ts";
-import { formatDuration, ms, parseDuration } from "../time.ts";
+import { ms, parseDuration } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import {
   bool,
   type CommandSpec,

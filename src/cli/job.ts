@@ -3,7 +3,7 @@
  * @module
  */
 import { envToken, IrisClient, isFinished } from "../client/client.ts";
-import { oneLine } from "../format.ts";
+import { formatDuration, oneLine } from "../format.ts";
 import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
@@ -29,7 +29,7 @@ import {
 import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
 import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
 import { JOB_SORT_KEYS } from "../controller/job_query.ts";
-import { type Duration, formatDuration, ms, parseDuration, seconds } from "../time.ts";
+import { type Duration, ms, parseDuration, seconds } from "../time.ts";
 import {
   bool,
   type CommandSpec,

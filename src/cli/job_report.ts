@@ -16,7 +16,8 @@ import {
   type TaskStatus,
 } from "../rpc/mod.ts";
 import { jobStateName, taskStateName } from "../controller/job_rules.ts";
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError } from "../errors.ts";
 import { bool, type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";

@@ -10,12 +10,10 @@ import { cliClient, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "
 import { readTokenFile } from "../auth/tokens.ts";
 import { parseDurationMs } from "../config/units.ts";
 import { seconds } from "../time.ts";
+import { formatTimestamp as when } from "../format.ts";
 import { storeToken } from "./credentials.ts";
 
 const common = { controller: CONTROLLER_OPTION, "token-file": TOKEN_FILE_OPTION };
-
-const when = (msValue: number) =>
-  msValue ? new Date(msValue).toISOString().slice(0, 19) + "Z" : "-";
 
 const keyCreate: CommandSpec = {
   name: "key create",

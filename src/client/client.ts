@@ -17,7 +17,8 @@ import {
   type WorkerInfo,
 } from "../rpc/mod.ts";
 import { type ControllerClient, controllerClient } from "../rpc/client.ts";
-import { Backoff, Deadline, type Duration, formatDuration, ms, seconds, sleep } from "../time.ts";
+import { Backoff, Deadline, type Duration, ms, seconds, sleep } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { IrisError } from "../errors.ts";
 import { packDirectory } from "../bundle/pack.ts";
 import { type JobRequest, jobSpecFromRequest } from "./job_request.ts";

@@ -21,7 +21,8 @@ import {
   startLogStreaming,
 } from "../platform/log_stream.ts";
 import { KubernetesControllerLifecycle, KubernetesPlatform } from "../platform/kubernetes.ts";
-import { type Duration, formatDuration, ms, seconds, waitFor } from "../time.ts";
+import { type Duration, ms, seconds, waitFor } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { createControllerLifecycle } from "./lifecycle.ts";
 import { manualHostsFromConfig, platformFromConfig } from "./platforms.ts";
 import { LocalController } from "./local_controller.ts";

@@ -26,13 +26,7 @@ export {
   type MachineInfo,
 } from "./defaults.ts";
 export { type ConfigIssue, ConfigValidationError } from "./issues.ts";
-export {
-  formatBytes,
-  formatDurationMs,
-  parseCpuMillicores,
-  parseDurationMs,
-  parseSizeBytes,
-} from "./units.ts";
+export { parseCpuMillicores, parseDurationMs, parseSizeBytes } from "./units.ts";
 export { TPU_VARIANT_PREFIXES, type TpuShape, tpuShape } from "./tpu_variants.ts";
 export {
   AUTH_KEYS,

@@ -14,7 +14,8 @@ import type {
 import { ConstraintSchema, type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { type WorkerClient, workerClient } from "../rpc/client.ts";
-import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
+import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError, NotFoundError } from "../errors.ts";
 import type {
   Band,

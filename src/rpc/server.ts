@@ -34,7 +34,8 @@ import {
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
 import { PEER_ADDRESS } from "../auth/gate.ts";
-import { type Duration, formatDuration, seconds } from "../time.ts";
+import { type Duration, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import {
   type BodyLimits,
   boundedChunks,

@@ -21,7 +21,8 @@ import {
 import { LocalController } from "../cluster/local_controller.ts";
 import type { ControllerLifecycle } from "../platform/platform.ts";
 import { JobState } from "../rpc/mod.ts";
-import { type Duration, formatDuration, ms, seconds } from "../time.ts";
+import { type Duration, ms, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError } from "../errors.ts";
 import { LogTree, taskLogHeader } from "./log_tree.ts";
 import { type RegionTarget, SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";

@@ -14,7 +14,8 @@ import {
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, formatDuration, ms, sleep } from "../time.ts";
+import { type Duration, ms, sleep } from "../time.ts";
+import { formatBytes, formatDuration, oneLine } from "../format.ts";
 import {
   BoundedQueue,
   droppedMarker,
@@ -22,7 +23,6 @@ import {
   type LogBucket,
   type WorkerLogBudget,
 } from "./lines.ts";
-import { formatBytes, oneLine } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable, SpawnOptions } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";

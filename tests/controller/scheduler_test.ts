@@ -167,7 +167,7 @@ Deno.test("schedule() honours cpu and memory and reports the shortfall with numb
   assert.equal(mem.unplaced[0]?.reason.code, "insufficient_memory");
   assert.match(
     mem.unplaced[0]!.reason.message,
-    /no eligible worker has 64\.0 GiB memory in total \(largest: 32\.0 GiB on 1 of 1 eligible workers\); it can never fit/,
+    /no eligible worker has 64 GiB memory in total \(largest: 32 GiB on 1 of 1 eligible workers\); it can never fit/,
   );
   const now = schedule({
     workers: [
@@ -179,7 +179,7 @@ Deno.test("schedule() honours cpu and memory and reports the shortfall with numb
   assert.equal(now.unplaced[0]?.reason.code, "insufficient_memory");
   assert.match(
     now.unplaced[0]!.reason.message,
-    /no worker has 64\.0 GiB free memory \(largest free: 8\.0 GiB on 1 of 2 eligible workers\); waiting/,
+    /no worker has 64 GiB free memory \(largest free: 8 GiB on 1 of 2 eligible workers\); waiting/,
   );
   assert.equal(now.unplaced[0]!.reason.workersConsidered, 2);
 });
