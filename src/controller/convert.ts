@@ -14,6 +14,7 @@ import {
   JobStatusSchema,
   PendingReasonSchema,
   PriorityBand,
+  TaskState,
   type TaskStatus,
   TaskStatusSchema,
   type WorkerInfo,
@@ -85,7 +86,7 @@ export function taskStatus(
     finishedAtMs: cur?.finishedAtMs ?? 0,
     currentAttemptId: cur?.attemptId ?? -1,
     attempts: task.attempts.map((a) => create(AttemptSchema, a)),
-    pendingReason: task.pendingReason && task.state === 1
+    pendingReason: task.pendingReason && task.state === TaskState.PENDING
       ? create(PendingReasonSchema, task.pendingReason)
       : undefined,
     ports: task.ports,
@@ -109,8 +110,8 @@ export function jobStatus(jobs: JobTable, job: JobRecord, reservationClaimed = 0
     const t = jobs.tasks.get(tid)!;
     failures += t.failureCount;
     preemptions += t.preemptionCount;
-    if (t.state === 4) completed++;
-    reason ??= t.state === 1 ? t.pendingReason : undefined;
+    if (t.state === TaskState.SUCCEEDED) completed++;
+    reason ??= t.state === TaskState.PENDING ? t.pendingReason : undefined;
   }
   return create(JobStatusSchema, {
     jobId: job.jobId,

@@ -11,7 +11,7 @@ import type {
   SchedulerWorker,
 } from "../../src/types.ts";
 import { timestamp } from "../../src/time.ts";
-import { makeCluster } from "../../bench/scheduler_bench.ts";
+import { makeCluster } from "../fakes/snapshot.ts";
 
 const GiB = 2 ** 30;
 const CPU: AcceleratorSpec = { kind: "cpu", variant: "", count: 0 };
