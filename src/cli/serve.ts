@@ -29,13 +29,13 @@ import {
 } from "../config/mod.ts";
 import { startCluster } from "../cluster/cluster.ts";
 import { FileBundleStore } from "../bundle/mod.ts";
-import { controllerDashboard } from "../dashboard/mod.ts";
+import { controllerDashboard, workerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import type { AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
 import { rpcBundleFetcher } from "../bundle/fetcher.ts";
 import type { AcceleratorSpec } from "../types.ts";
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 import { GceMetadata } from "../gcp/metadata.ts";
 import { checkGceAccelerator } from "../gcp/accelerator_check.ts";
 
@@ -373,6 +373,7 @@ const workerServe: CommandSpec = {
     const taskPods = await taskPodRuntimeFromEnv();
     using _taskPods = { [Symbol.dispose]: () => taskPods?.client[Symbol.dispose]() };
     const worker = await startWorker({
+      fallback: workerDashboard,
       taskPods,
       controllerUrl,
       workerToken,

@@ -5,7 +5,7 @@
  */
 import type { ClusterConfig, ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 import { localVmAttributes, localVmCount } from "../platform/local.ts";
 import { ms } from "../time.ts";
 import { expandZones } from "../config/defaults.ts";

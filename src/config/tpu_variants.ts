@@ -4,7 +4,7 @@
  * from the topology table in src/platform/tpu.ts (the one source of truth).
  * @module
  */
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 
 /** Host shape of a TPU slice. */
 export interface TpuShape {

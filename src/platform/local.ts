@@ -16,7 +16,7 @@ import type {
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
 import { PortAllocator } from "../worker/ports.ts";
 import { HOST_METRIC_SYS_PERMISSIONS } from "../worker/host_metrics.ts";
-import { tpuTopology } from "./tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 import { groupAccelerator } from "./accelerator.ts";
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Duration, seconds, timestamp } from "../time.ts";

@@ -8,6 +8,7 @@ import { startWorker, type WorkerHandle } from "../worker/mod.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
 import { PortAllocator } from "../worker/ports.ts";
 import { ms } from "../time.ts";
+import { workerDashboard } from "../dashboard/mod.ts";
 import { rpcBundleFetcher } from "../bundle/fetcher.ts";
 
 declare const self: {
@@ -30,6 +31,7 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
       workerId: msg.workerId,
       host: "127.0.0.1",
       port: 0,
+      fallback: workerDashboard,
       rootDir: msg.rootDir,
       resources: msg.resources,
       attributes: msg.attributes,

@@ -23,6 +23,7 @@ import {
   ConnectError,
   type ConnectRouter,
   createConnectRouter,
+  createContextKey,
   createContextValues,
   createMethodImplSpec,
   createServiceImplSpec,
@@ -33,7 +34,6 @@ import {
   type UniversalServerRequest,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
-import { PEER_ADDRESS } from "../auth/gate.ts";
 import { type Duration, seconds } from "../time.ts";
 import { formatDuration } from "../format.ts";
 import {
@@ -44,6 +44,12 @@ import {
   readBody,
 } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
+
+/**
+ * The peer's address ("10.0.0.3") in a call's context values, set by {@linkcode serveRpc}; ""
+ * when unknown. The transport defines it; policies (src/auth's gate and rate limits) read it.
+ */
+export const PEER_ADDRESS = createContextKey<string>("", { description: "iris peer address" });
 
 /** A running RPC server; dispose it to stop listening. */
 export interface RpcServer extends AsyncDisposable {

@@ -86,7 +86,6 @@ import {
   TaskUserPool,
 } from "./task_users.ts";
 import { resolve } from "node:path";
-import { workerDashboard } from "../dashboard/mod.ts";
 import type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
 
 export type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
@@ -317,8 +316,9 @@ class IrisWorker implements WorkerCore {
       requestGate: opts.workerToken
         ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
         : undefined,
-      // The worker's own dashboard, over the same WorkerService RPCs.
-      fallback: (req) => workerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
+      // The worker's own dashboard (injected), over the same WorkerService RPCs.
+      fallback: async (req) =>
+        (await opts.fallback?.(req)) ?? new Response("Not found\n", { status: 404 }),
     });
     this.#url = opts.advertiseUrl ?? this.#server.url;
     this.#workerId = opts.workerId ?? `${this.#server.hostname}-${this.#server.port}`;

@@ -29,6 +29,12 @@ export interface WorkerOptions {
   /** URL the controller should call this worker at. @default the listen URL */
   advertiseUrl?: string;
   /**
+   * Serves what is not an RPC, e.g. the worker dashboard (`workerDashboard` of src/dashboard),
+   * which whoever starts the worker injects: the worker itself never imports the dashboard.
+   * @default 404 Not found
+   */
+  fallback?: (req: Request) => Response | undefined | Promise<Response | undefined>;
+  /**
    * Light worker mode (kubernetes runtime): every attempt runs as its own Pod on this node
    * (src/worker/kube_task.ts) instead of as a process here. @default processes
    */
