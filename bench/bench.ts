@@ -138,27 +138,91 @@ async function fetchFloor(n: number): Promise<{ get: number[]; post: number[] }>
 
 // ---------------------------------------------------------------- Iris cluster
 
+/** Where the bench's worker runs: in the controller's process, or in its own (as on a host). */
+export type WorkerPlacement = "in-process" | "own-process";
+
+const CLI = new URL("../cli.ts", import.meta.url).pathname;
+
+/**
+ * `iris worker serve` in its own process (tasks as their own users when root, as in production),
+ * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there.
+ */
+function spawnWorkerProcess(
+  url: string,
+  rootDir: string,
+): AsyncDisposable & { pid: number } {
+  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      ...(prof
+        ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=worker.cpuprofile"]
+        : []),
+      CLI,
+      "worker",
+      "serve",
+      "--controller",
+      url,
+      "--cpu",
+      "64",
+      "--memory",
+      "64GiB",
+      "--root-dir",
+      rootDir,
+      "-q",
+    ],
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  return {
+    pid: child.pid,
+    async [Symbol.asyncDispose]() {
+      try {
+        child.kill("SIGTERM");
+      } catch { /* already gone */ }
+      await child.status;
+    },
+  };
+}
+
+/** CPU time (user + system) of process `pid`, in ms; NaN where /proc cannot tell. */
+function pidCpuMs(pid: number | "self"): number {
+  try {
+    const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 async function withCluster<T>(
-  fn: (client: IrisClient) => Promise<T>,
+  fn: (client: IrisClient, workerCpuMs: () => number) => Promise<T>,
+  placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
-  const worker = await startWorker({
-    controllerUrl: ctl.url,
-    rootDir,
-    cleanup: true,
-    resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
-  });
+  const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
+    ? spawnWorkerProcess(ctl.url, rootDir)
+    : await startWorker({
+      controllerUrl: ctl.url,
+      rootDir,
+      cleanup: true,
+      resources: { cpuMillicores: 64_000, memoryBytes: 64 * GiB },
+    });
   const client = new IrisClient(ctl.url);
   try {
     const t0 = performance.now();
     while ((await client.workers()).length < 1) {
-      if (performance.now() - t0 > 10_000) throw new Error("worker did not register in 10 s");
+      if (performance.now() - t0 > 30_000) throw new Error("worker did not register in 30 s");
       await sleepMs(5);
     }
-    return await fn(client);
+    // In-process, the worker's CPU is part of this process's.
+    return await fn(client, () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid));
   } finally {
-    await worker.stop();
+    await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
   }
@@ -244,7 +308,7 @@ async function throughputBench(
     done = res.totalCount;
     if (done >= n) break;
     if (performance.now() - t0 > 300_000) throw new Error(`only ${done}/${n} jobs finished`);
-    await sleepMs(2);
+    await sleepMs(20); // each poll scans every job: a tighter loop would load the controller
   }
   const t2 = performance.now();
   const ok = await client.rpc.listJobs({
@@ -273,12 +337,7 @@ async function rpcBenchChild(url: string) {
 /** CPU time (user + system) of this process: steadier than wall time on a shared machine. Linux
  * only; NaN elsewhere. */
 function processCpuMs(): number {
-  try {
-    const f = Deno.readTextFileSync("/proc/self/stat").split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
-  } catch {
-    return NaN;
-  }
+  return pidCpuMs("self");
 }
 
 interface RpcResult {
@@ -567,6 +626,23 @@ async function main() {
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
   });
+  // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
+  const own = await withCluster(async (client, workerCpuMs) => {
+    log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
+    const lat = await latencyBench(client, LAT_N);
+    log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
+    const c0 = processCpuMs();
+    const w0 = workerCpuMs();
+    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    return {
+      lat,
+      tput: {
+        ...tput,
+        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
+        workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+      },
+    };
+  }, "own-process");
 
   log("scheduler/autoscaler: runSchedulerBench({ repeats: 3 })");
   const sched = await runSchedulerBench({ repeats: 3 });
@@ -589,6 +665,7 @@ async function main() {
 
   const submitToRunning = dist(lat.submitToRunningMs);
   const submitToCompleted = dist(lat.submitToCompletedMs);
+  const ownSubmitToRunning = dist(own.lat.submitToRunningMs);
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
@@ -638,6 +715,23 @@ async function main() {
         fmtNum(spawnCeiling)
       }/s`,
       "≥ 500 jobs/s",
+    ],
+    [
+      `G2 the same, worker in its own process`,
+      `${fmtNum(own.tput.jobsPerS)} jobs/s`,
+      `${own.tput.makespanS.toFixed(2)} s total`,
+      `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, controller+clients ${
+        own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)
+      } ms`,
+      "≥ 50 % of spawn ceiling",
+    ],
+    [
+      `G1 submit→running, worker in its own process (n=${ownSubmitToRunning.n})`,
+      fmtMs(ownSubmitToRunning.p50),
+      fmtMs(ownSubmitToRunning.p99),
+      `${x(ownSubmitToRunning.p50, spawn.p50)} spawn`,
+      "p50 ≤ 2× spawn",
     ],
     [
       `  submit rate / failed jobs`,
@@ -757,7 +851,8 @@ async function main() {
     `\nIris benchmarks — ${host.nproc} cores, ${host.memoryGiB} GiB, ${host.cpu}, kernel ${host.kernel}, Deno ${host.deno}`,
   );
   console.log(
-    `Iris setup: in-process controller + 1 in-process worker (64 cores, 64 GiB advertised); ` +
+    `Iris setup: in-process controller + 1 worker (64 cores, 64 GiB advertised), in-process or ` +
+      `in its own process (\`iris worker serve\`, tasks as their own users when root); ` +
       `tasks \`true\`, cpu 0.01, 16 MiB. API times have 1 ms resolution.\n`,
   );
   console.log(table(rows));
@@ -783,6 +878,11 @@ async function main() {
       submitRttMs: submitRtt,
       latencyFailed: lat.failed,
       throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...tput },
+      workerProcess: {
+        submitToRunningMs: ownSubmitToRunning,
+        latencyFailed: own.lat.failed,
+        throughput: { jobs: TPUT_N, submitters: TPUT_PAR, ...own.tput },
+      },
       rpc: {
         call: "GetJobStatus",
         callsPerS: rpc.callsPerS,
@@ -811,6 +911,8 @@ async function main() {
       clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
       rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
+      jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
+      submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
       ...(peerResult && !peerResult.error
         ? {
           slurmSubmitToStartP50OverIris: (peerResult.metrics.submit_to_start_s?.p50 ?? NaN) *
@@ -834,7 +936,8 @@ async function main() {
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file).
+ * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
+ * process (CPU figures are then the controller's and the client's only).
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -846,7 +949,11 @@ async function quick(only: Set<string>): Promise<void> {
   // CPU time of this process (controller + worker + client): steadier than wall time on a
   // shared machine. Linux only; NaN elsewhere.
   const cpuMs = processCpuMs;
-  await withCluster(async (client) => {
+  const placement: WorkerPlacement = Deno.args.includes("--worker-process")
+    ? "own-process"
+    : "in-process";
+  console.log(`worker: ${placement}`);
+  await withCluster(async (client, workerCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -862,12 +969,17 @@ async function quick(only: Set<string>): Promise<void> {
     }
     if (only.has("tput")) {
       const c0 = cpuMs();
+      const w0 = workerCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
+      const workerPerJob = (workerCpuMs() - w0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
-        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job`,
+        } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
+          (placement === "own-process"
+            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+            : ""),
       );
     }
     if (only.has("rpc")) {
@@ -883,7 +995,7 @@ async function quick(only: Set<string>): Promise<void> {
         } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
-  });
+  }, placement);
 }
 
 if (import.meta.main) {

@@ -1,17 +1,17 @@
 /**
  * Scheduler and autoscaler throughput on synthetic clusters (goals G3 and G8), I/O-free.
- * Run: `deno run -A bench/scheduler_bench.ts`. The clusters come from tests/fakes/snapshot.ts,
+ * Run: `deno run -A bench/scheduler_bench.ts`. The clusters come from tests/_helpers/synthetic_clusters.ts,
  * which the scheduler and autoscaler tests share.
  * @module
  */
-import { schedule } from "../src/controller/scheduler.ts";
-import { planScaling } from "../src/controller/autoscaler.ts";
+import { schedule } from "../src/controller/scheduler/scheduler.ts";
+import { planScaling } from "../src/controller/autoscaler/autoscaler.ts";
 import {
   makeCluster,
   makeGangCluster,
   makePreemptionCluster,
   makeScalingInput,
-} from "../tests/fakes/snapshot.ts";
+} from "../tests/_helpers/synthetic_clusters.ts";
 
 function percentile(xs: readonly number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);

@@ -91,6 +91,173 @@ export const systemClock: Clock = {
   sleep,
 };
 
+/** One sleeper registered on a {@linkcode FakeClock}. */
+interface FakeTimer {
+  readonly at: number;
+  readonly seq: number;
+  /** Set with a zero delay: fires as soon as the event loop turns, without moving time. */
+  readonly immediate: boolean;
+  readonly resolve: () => void;
+  readonly cleanup: () => void;
+}
+
+/**
+ * A clock for tests: time stands still until the test moves it. `sleep(d)` registers a timer that
+ * fires when {@linkcode FakeClock.advance} moves monotonic time to or past its due time; timers
+ * fire in due order (ties: in the order they were set), and after each one the clock lets the
+ * event loop turn (see {@linkcode FakeClock.settle}) so that woken code can react and set new
+ * timers before the next one fires. A zero-delay sleep fires on the next settle, as a zero-delay
+ * timer would. {@linkcode FakeClock.jump} moves time without firing anything, as when the process
+ * itself was blocked.
+ */
+export class FakeClock implements Clock {
+  #wall: number;
+  #mono = 0;
+  #seq = 0;
+  #timers: FakeTimer[] = [];
+  /** Event-loop turns without news after which {@linkcode FakeClock.settle} returns. */
+  readonly turns: number;
+
+  /**
+   * @param start the wall-clock time to start at. @default 2026-01-01T00:00:00Z
+   * @param options.turns quiet event-loop turns that end a settle. @default 3
+   */
+  constructor(
+    start: Timestamp = timestamp(Date.UTC(2026, 0, 1)),
+    options: { turns?: number } = {},
+  ) {
+    this.#wall = start;
+    this.turns = options.turns ?? 3;
+  }
+
+  now(): Timestamp {
+    return this.#wall as Timestamp;
+  }
+
+  monotonic(): number {
+    return this.#mono;
+  }
+
+  sleep(d: Duration, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const timer: FakeTimer = {
+        at: this.#mono + Math.max(0, d),
+        seq: this.#seq++,
+        immediate: !(d > 0),
+        resolve,
+        cleanup: () => signal?.removeEventListener("abort", onAbort),
+      };
+      const onAbort = () => {
+        this.#timers = this.#timers.filter((t) => t !== timer);
+        reject(signal?.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#timers.push(timer);
+    });
+  }
+
+  /** Sleepers waiting on this clock. */
+  get pending(): number {
+    return this.#timers.length;
+  }
+
+  /** When the next timer is due, in monotonic ms (undefined: none). */
+  nextDue(): number | undefined {
+    return this.#next()?.at;
+  }
+
+  /**
+   * Moves time forward by `d`, firing every timer that falls due on the way at its own due time
+   * (timers set by woken code fire too when they fall due within `d`).
+   */
+  async advance(d: Duration): Promise<void> {
+    if (!(d >= 0)) throw new RangeError(`Cannot advance a FakeClock by ${d}: must be >= 0`);
+    const target = this.#mono + d;
+    await this.settle();
+    for (let t = this.#next(); t && t.at <= target; t = this.#next()) {
+      this.#move(Math.max(0, t.at - this.#mono));
+      this.#fire(t);
+      await this.settle();
+    }
+    this.#move(target - this.#mono);
+    await this.settle();
+  }
+
+  /** Moves time forward by `d` without firing timers: they are overdue until the next advance. */
+  jump(d: Duration): void {
+    if (!(d >= 0)) throw new RangeError(`Cannot jump a FakeClock by ${d}: must be >= 0`);
+    this.#move(d);
+  }
+
+  /** Fires the timers already due (e.g. overdue after a {@linkcode FakeClock.jump}). */
+  runDue(): Promise<void> {
+    return this.advance(ms(0));
+  }
+
+  /**
+   * Advances in steps of `step` until `condition` holds, failing after `limit` of fake time.
+   * @throws {Error} naming `what` when the limit passes.
+   */
+  async advanceUntil<T>(
+    condition: () => T | undefined | null | false,
+    options: { step: Duration; limit: Duration; what: string },
+  ): Promise<T> {
+    const end = this.#mono + options.limit;
+    while (true) {
+      const value = condition();
+      if (value) return value;
+      if (this.#mono >= end) {
+        throw new Error(
+          `FakeClock: ${options.what} did not happen within ${formatDuration(options.limit)}`,
+        );
+      }
+      await this.advance(ms(Math.min(options.step, end - this.#mono)));
+    }
+  }
+
+  /**
+   * Lets the real event loop turn until it is quiet: promise chains run, zero-delay sleeps fire.
+   * Turns are message-port tasks (timer tasks are clamped to 4 ms once nested).
+   */
+  async settle(): Promise<void> {
+    const channel = new MessageChannel();
+    try {
+      for (let quiet = 0, total = 0; quiet < this.turns && total < 10_000; total++) {
+        await new Promise((r) => {
+          channel.port1.onmessage = r;
+          channel.port2.postMessage(0);
+        });
+        const ready = this.#timers.filter((t) => t.immediate);
+        quiet = ready.length ? 0 : quiet + 1;
+        for (const t of ready) this.#fire(t);
+      }
+    } finally {
+      channel.port1.close();
+      channel.port2.close();
+    }
+  }
+
+  #next(): FakeTimer | undefined {
+    let best: FakeTimer | undefined;
+    for (const t of this.#timers) {
+      if (!best || t.at < best.at || (t.at === best.at && t.seq < best.seq)) best = t;
+    }
+    return best;
+  }
+
+  #fire(t: FakeTimer): void {
+    this.#timers = this.#timers.filter((x) => x !== t);
+    t.cleanup();
+    t.resolve();
+  }
+
+  #move(d: number): void {
+    this.#mono += d;
+    this.#wall += d;
+  }
+}
+
 /** A point in monotonic time after which work should stop. */
 export class Deadline {
   readonly #endMonotonic: number;

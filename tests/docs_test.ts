@@ -70,8 +70,8 @@ Deno.test("the rules' named tools exist: time utilities, the command seam, label
   assertEquals(typeof config.labelPrefixOf, "function");
   const manager = await import("../src/cluster/manager.ts");
   assertEquals(typeof manager.connectCluster, "function");
-  const scheduler = await import("../src/controller/scheduler.ts");
+  const scheduler = await import("../src/controller/scheduler/scheduler.ts");
   assertEquals(typeof scheduler.schedule, "function");
-  const autoscaler = await import("../src/controller/autoscaler.ts");
+  const autoscaler = await import("../src/controller/autoscaler/autoscaler.ts");
   assertEquals(typeof autoscaler.planScaling, "function");
 });

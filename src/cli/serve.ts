@@ -6,7 +6,7 @@
 import { ENROL_TOKEN_OPTION, enrolIfNeeded } from "./enrol.ts";
 import { WORKER_PYTHON_OPTIONS, workerPythonOptions } from "./worker_python.ts";
 import { startController } from "../controller/server.ts";
-import { backupState } from "../controller/store.ts";
+import { backupController, restoreController } from "../controller/backup.ts";
 import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
 import { taskPodRuntimeFromEnv } from "../worker/kube_task.ts";
 import {
@@ -31,10 +31,9 @@ import { startCluster } from "../cluster/cluster.ts";
 import { FileBundleStore } from "../bundle/mod.ts";
 import { controllerDashboard, workerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
-import type { AttributeScalar } from "../types.ts";
+import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
 import { rpcBundleFetcher } from "../bundle/fetcher.ts";
-import type { AcceleratorSpec } from "../types.ts";
 import { tpuTopology } from "../tpu.ts";
 import { GceMetadata } from "../gcp/metadata.ts";
 import { checkGceAccelerator } from "../gcp/accelerator_check.ts";
@@ -502,8 +501,10 @@ const controllerBackup: CommandSpec = {
   description:
     "Copies DIR/controller.sqlite3 with its WAL into FILE, one self-contained SQLite file, as of\n" +
     "one commit (SQLite VACUUM INTO through a read-only connection); the controller keeps\n" +
-    "serving and writing meanwhile. Restore: stop the controller, put FILE as\n" +
-    "controller.sqlite3 into an empty state dir, start it there (docs/durability.md).",
+    "serving and writing meanwhile. FILE also carries the files beside the database:\n" +
+    "accounts.json (budgets, users, API keys, reservation claims, enrolment tokens),\n" +
+    "transactions.jsonl and gcp's worker.token. Restore with 'iris controller restore'\n" +
+    "(docs/durability.md). Task logs (DIR/logs) are not included.",
   options: {
     "state-dir": { type: "string", value: "DIR", description: "The controller's --state-dir" },
     output: {
@@ -521,9 +522,45 @@ const controllerBackup: CommandSpec = {
     const output = str(p, "output");
     if (!dir) throw new UsageError("--state-dir is required");
     if (!output) throw new UsageError("--output is required");
-    const r = backupState(dir, output);
+    const r = backupController(dir, output);
+    const files = r.files.length ? `, with ${r.files.join(", ")}` : "";
     io.out(
-      `Backed up ${dir} (commit ${r.seq}: ${r.jobs} job(s), ${r.tasks} task(s)) to ${r.output} (${r.bytes} bytes)\n`,
+      `Backed up ${dir} (commit ${r.seq}: ${r.jobs} job(s), ${r.tasks} task(s)${files}) to ${r.output} (${r.bytes} bytes)\n`,
+    );
+    return Promise.resolve(0);
+  },
+};
+
+const controllerRestore: CommandSpec = {
+  name: "controller restore",
+  summary: "Restore a backup into a new, empty state dir.",
+  usage: "controller restore --backup FILE --state-dir DIR",
+  description:
+    "Checks FILE (made by 'iris controller backup'), then writes DIR/controller.sqlite3 and the\n" +
+    "files the backup carries (accounts.json, transactions.jsonl, worker.token). DIR must be\n" +
+    "missing or empty: move the old state dir away first. Start the controller on DIR after;\n" +
+    "workers re-register and re-claim the attempts still running (docs/durability.md).",
+  options: {
+    backup: { type: "string", value: "FILE", description: "A file 'iris controller backup' wrote" },
+    "state-dir": {
+      type: "string",
+      value: "DIR",
+      description: "New state dir (missing or empty)",
+    },
+  },
+  examples: [
+    "iris controller restore --backup /backup/iris-2026-12-01.sqlite3 --state-dir /var/lib/iris.new",
+  ],
+  run(p, io) {
+    const backup = str(p, "backup");
+    const dir = str(p, "state-dir");
+    if (!backup) throw new UsageError("--backup is required");
+    if (!dir) throw new UsageError("--state-dir is required");
+    const r = restoreController(backup, dir);
+    const files = r.files.length ? `, with ${r.files.join(", ")}` : "";
+    io.out(
+      `Restored ${backup} (commit ${r.seq}: ${r.jobs} job(s), ${r.tasks} task(s)${files}) into ${r.dir}\n` +
+        `Start the controller with --state-dir ${r.dir}\n`,
     );
     return Promise.resolve(0);
   },
@@ -533,5 +570,6 @@ const controllerBackup: CommandSpec = {
 export const serveCommands: readonly CommandSpec[] = [
   controllerServe,
   controllerBackup,
+  controllerRestore,
   workerServe,
 ];

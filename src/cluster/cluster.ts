@@ -7,7 +7,7 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { labelPrefixOf } from "../config/mod.ts";
 import { type ControllerServer, startController } from "../controller/server.ts";
-import { AutoscalerRunner } from "../controller/autoscaler_runner.ts";
+import { AutoscalerRunner } from "../controller/autoscaler/runner.ts";
 import { budgetsFromConfig } from "../controller/budgets.ts";
 import type { Platform } from "../platform/platform.ts";
 import type { IrisRuntime } from "../platform/bootstrap.ts";
@@ -181,6 +181,7 @@ export async function startCluster(
           sliceId,
           vms,
           server.controller.clock.now() + minutes(60),
+          server.controller.clock.now(),
         )
       : undefined,
   });

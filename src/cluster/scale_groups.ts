@@ -10,7 +10,7 @@ import { localVmAttributes, localVmCount } from "../platform/local.ts";
 import { ms } from "../time.ts";
 import { expandZones } from "../config/defaults.ts";
 import type { AcceleratorKind, Attributes } from "../types.ts";
-import type { ScaleGroup } from "../controller/autoscaler_runner.ts";
+import type { ScaleGroup } from "../controller/autoscaler/runner.ts";
 
 function kind(t: AcceleratorType): AcceleratorKind {
   return t === AcceleratorType.TPU ? "tpu" : t === AcceleratorType.GPU ? "gpu" : "cpu";

@@ -7,7 +7,7 @@
  */
 import { createHash } from "node:crypto";
 import { budgetFor, type UserBudget } from "./budgets.ts";
-import { Enrolments } from "./enrolment.ts";
+import { type EnrolmentRecord, Enrolments } from "./enrolment.ts";
 import type { Band, ResourceBudget } from "../types.ts";
 
 /** A budget as stored and shown for one user. */
@@ -29,6 +29,8 @@ interface AccountsFile {
   readonly claims?: Record<string, (string | null)[]>;
   readonly users?: UserRecord[];
   readonly keys?: KeyRecord[];
+  /** Live one-time enrolment tokens (hashes only). */
+  readonly enrolments?: EnrolmentRecord[];
 }
 
 /** A user an admin created. */
@@ -66,8 +68,8 @@ export class Accounts {
   readonly #users = new Map<string, UserRecord>();
   readonly #keys = new Map<string, KeyRecord>();
   readonly #byHash = new Map<string, KeyRecord>();
-  /** One-time enrolment tokens of new slices (memory only). */
-  readonly enrolments = new Enrolments();
+  /** One-time enrolment tokens of new slices (saved with the rest). */
+  readonly enrolments: Enrolments;
   /** Last use per key (memory only). */
   readonly #lastUsed = new Map<string, number>();
 
@@ -78,6 +80,7 @@ export class Accounts {
   constructor(configBudgets: readonly UserBudget[], file?: string) {
     this.#config = configBudgets;
     this.#file = file;
+    this.enrolments = new Enrolments([], () => this.#save(this.#set));
     if (!file) return;
     let text: string | undefined;
     try {
@@ -104,6 +107,7 @@ export class Accounts {
       this.#keys.set(k.keyId, k);
       this.#byHash.set(k.sha256, k);
     }
+    this.enrolments = new Enrolments(parsed.enrolments ?? [], () => this.#save(this.#set));
   }
 
   /** Users created by admins. */
@@ -279,6 +283,7 @@ export class Accounts {
       claims: this.#claims,
       users: [...this.#users.values()],
       keys: [...this.#keys.values()],
+      enrolments: this.enrolments.records(),
     };
     const tmp = `${this.#file}.tmp`;
     Deno.writeTextFileSync(tmp, JSON.stringify(data, null, 2) + "\n", { mode: 0o600 });

@@ -5,7 +5,18 @@
  * Pure: the caller supplies the user's current usage.
  * @module
  */
-import { type Band, BAND_BATCH, type ResourceBudget } from "../types.ts";
+import { type JobSpec, PriorityBand, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type Band,
+  BAND_BATCH,
+  BAND_INTERACTIVE,
+  type ClusterSnapshot,
+  type ResourceBudget,
+  type ResourceVec,
+  type SchedulerJob,
+} from "../types.ts";
+import type { JobRecord } from "./state.ts";
+import { isJobTerminal } from "./job_rules.ts";
 
 /** A budget for some users (from the controller config's `user_budgets`). */
 export interface UserBudget {
@@ -101,4 +112,59 @@ export function resourceBudget(
   if (memoryBytes) r.memoryBytes = memoryBytes;
   if (accelerators) r.accelerators = accelerators;
   return Object.keys(r).length ? r : undefined;
+}
+
+/** The band a spec asks for: its priority, INTERACTIVE when unset. */
+export function requestedBand(spec: JobSpec): Band {
+  return spec.priority === PriorityBand.UNSPECIFIED ? BAND_INTERACTIVE : spec.priority as Band;
+}
+
+/** The band a job is scheduled in: its spec's priority (INTERACTIVE when unset) unless a budget lowered it. */
+export function bandOf(job: JobRecord): Band {
+  return job.band ?? requestedBand(job.spec);
+}
+
+/**
+ * The band a job just submitted runs in under its user's budget, counting the user's other
+ * unfinished jobs above BATCH in `jobs`. Undefined when it runs in the band it asked for.
+ */
+export function bandAtSubmit(
+  job: JobRecord,
+  jobs: Iterable<JobRecord>,
+  budget: UserBudget | undefined,
+): { band: Band; reason: string } | undefined {
+  if (!budget) return undefined;
+  let usage = 0;
+  if (budget.maxTasks !== undefined) {
+    for (const other of jobs) {
+      if (other === job || other.user !== job.user || isJobTerminal(other.state)) continue;
+      if (bandOf(other) >= BAND_BATCH) continue;
+      const c = other.counts;
+      usage += (c[TaskState.PENDING] ?? 0) + (c[TaskState.ASSIGNED] ?? 0) +
+        (c[TaskState.BUILDING] ?? 0) + (c[TaskState.RUNNING] ?? 0);
+    }
+  }
+  const requested = requestedBand(job.spec);
+  const res = effectiveBand(requested, job.user, budget, usage, job.taskIds.length);
+  return res.band !== requested ? { band: res.band, reason: res.reason ?? "" } : undefined;
+}
+
+/**
+ * The snapshot's resource budgets: those of the users with pending jobs above BATCH, and the
+ * usage of every user (computed only when some such user has a resource budget).
+ */
+export function budgetView(
+  jobs: readonly SchedulerJob[],
+  budgetOf: (user: string) => UserBudget | undefined,
+  usage: () => ReadonlyMap<string, ResourceVec>,
+): Pick<ClusterSnapshot, "budgets" | "budgetUsage"> {
+  const budgets: Record<string, ResourceBudget> = {};
+  for (const j of jobs) {
+    const user = j.user ?? "";
+    if (j.band >= BAND_BATCH || user in budgets) continue;
+    const r = budgetOf(user)?.resources;
+    if (r) budgets[user] = r;
+  }
+  if (Object.keys(budgets).length === 0) return {};
+  return { budgets, budgetUsage: Object.fromEntries(usage()) };
 }

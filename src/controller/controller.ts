@@ -1,32 +1,25 @@
 /**
- * The controller loop: a thin dispatcher. It applies RPC events to the job and worker tables,
- * runs the pure scheduler over a snapshot, commits the plan, dispatches attempts to workers and
- * performs the effects transitions return (kills). It holds no placement or scaling logic.
+ * The controller loop: the tick and the wiring. It applies RPC events to the job and worker
+ * tables, runs the pure scheduler over a snapshot (snapshot.ts), commits the plan, dispatches
+ * attempts to workers (dispatch.ts) and performs the effects transitions return (kills). Each
+ * concern lives in its own module: reconciliation (reconcile.ts), liveness (liveness.ts),
+ * reservations (reservations.ts), the task environment (task_env.ts), scheduling timeouts
+ * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
  * @module
  */
-import { create, toJson } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
 import type {
   HeartbeatRequest,
   RegisterWorkerRequest,
   TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { ConstraintSchema, type JobSpec, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
-import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { type WorkerClient, workerClient } from "../rpc/client.ts";
+import { type JobSpec, JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import type { WorkerClient } from "../rpc/client.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { formatDuration } from "../format.ts";
 import { describeError, NotFoundError } from "../errors.ts";
-import type {
-  Band,
-  ClusterSnapshot,
-  ReservationRequest,
-  ResourceBudget,
-  SchedulePlan,
-  SchedulerJob,
-  SchedulerWorker,
-} from "../types.ts";
-import { effectiveBand, type UserBudget } from "./budgets.ts";
+import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
+import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
 import {
   type AttemptRecord,
@@ -37,7 +30,6 @@ import {
   type TaskRecord,
 } from "./state.ts";
 import {
-  acceleratorKind,
   attemptKey,
   attributesFromProto,
   parseAttemptKey,
@@ -46,12 +38,16 @@ import {
 } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
-import { gangTaskEnv } from "./task_env.ts";
-import { schedule } from "./scheduler.ts";
+import { schedule } from "./scheduler/scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
-import { constraintsFromProto } from "./convert.ts";
 import type { StateStore } from "./store.ts";
 import { TransactionLog } from "./transactions.ts";
+import { gateReason, isGated, Reservations } from "./reservations.ts";
+import { expireScheduling } from "./scheduling_timeouts.ts";
+import { Dispatcher, type Placed } from "./dispatch.ts";
+import { Liveness } from "./liveness.ts";
+import { Reconciler } from "./reconcile.ts";
+import { clusterSnapshot, taskResources } from "./snapshot.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -101,12 +97,6 @@ export interface ControllerOptions {
 export const DEFAULT_WORKER_RECONNECT_MAX = seconds(5);
 /** Default margin of the re-claim grace after a restart. */
 export const DEFAULT_RECLAIM_MARGIN = seconds(3);
-/**
- * Consecutive heartbeats an attempt held on a worker may be missing from (neither running nor
- * ended there) before it is lost. Two: a worker sends one heartbeat at a time, so the second
- * was built after the first was answered, i.e. after any RunTask answered before it.
- */
-const MISSING_HEARTBEATS = 2;
 /** The reporter's backoff jitter (src/time.ts Backoff default): delays reach max × (1 + this). */
 const RECONNECT_JITTER = 0.2;
 
@@ -136,29 +126,16 @@ export class Controller {
   readonly transactions: TransactionLog;
   readonly #opts: ControllerOptions;
   readonly #abort = new AbortController();
-  readonly #clients = new Map<string, WorkerClient>();
-  readonly #inflight = new Set<Promise<unknown>>();
   #scheduleQueued = false;
   #monitor?: Promise<void>;
-  /** When the controller last resumed after being blocked (0: never); liveness counts from it. */
-  #resumedAtMs = 0;
-  /** Times the liveness monitor found the controller blocked, and the last such stall. */
-  readonly stalls = { count: 0, lastMs: 0 };
-  /** Active attempts loaded from the store that their worker has not re-claimed yet. */
-  readonly #unclaimed = new Set<string>();
-  /** Reservations: job id → the worker claimed per entry (undefined = not yet). */
-  readonly #claims = new Map<string, (string | undefined)[]>();
-  /** Worker id → the job it is held for. */
-  readonly #reservedBy = new Map<string, string>();
-  /** Attempts whose RunTask is in flight (a worker registering may not list them yet). */
-  readonly #dispatching = new Set<string>();
-  /**
-   * Attempts held on a worker that its last heartbeats listed neither as running nor as ended:
-   * key → consecutive heartbeats without it (lost at {@linkcode MISSING_HEARTBEATS}).
-   */
-  readonly #missing = new Map<string, { workerId: string; count: number }>();
-  /** When the loops started (the re-claim grace counts from here). */
-  #servingSinceMs: number;
+  /** Calls to workers: RunTask, KillTask, and their clients. */
+  readonly #dispatcher: Dispatcher;
+  /** Heartbeat deadlines, stalls of the controller itself, the re-claim grace. */
+  readonly #liveness: Liveness;
+  /** Attempts awaiting re-claim, and those missing from their worker's heartbeats. */
+  readonly #reconciler = new Reconciler();
+  /** Reservation claims and the workers they hold. */
+  readonly #reservations: Reservations;
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   #unwritable?: { readonly sinceMs: number; reason: string; reloaded: boolean };
   /** Longest worker reconnect delay (before jitter). */
@@ -178,7 +155,20 @@ export class Controller {
     );
     this.startedAtMs = this.clock.now();
     this.transactions = options.transactions ?? new TransactionLog({ log: (l) => this.log(l) });
-    this.#servingSinceMs = this.startedAtMs;
+    this.#dispatcher = new Dispatcher({
+      clientFactory: options.workerClientFactory,
+      log: (line) => this.log(line),
+    });
+    this.#liveness = new Liveness({
+      clock: this.clock,
+      heartbeatInterval: this.heartbeatInterval,
+      failureThreshold: options.heartbeatFailureThreshold ?? 3,
+      reclaimGrace: this.reclaimGrace,
+    });
+    this.#reservations = new Reservations({
+      save: (claims) => this.accounts.saveClaims(claims),
+      log: (line) => this.log(line),
+    });
     this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
@@ -188,13 +178,15 @@ export class Controller {
       this.workers.restore(workers, this.startedAtMs);
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
-          if (isTaskActive(a.state)) this.#unclaimed.add(attemptKey(task.taskId, a.attemptId));
+          if (isTaskActive(a.state)) {
+            this.#reconciler.awaitClaim(attemptKey(task.taskId, a.attemptId));
+          }
         }
       }
       this.log(
         `loaded ${stats.jobs} job(s), ${stats.tasks} task(s), ${endpoints} endpoint(s), ${workers.length} worker(s) from ${options.store.path} in ${
           Math.round(stats.ms)
-        } ms; ${this.#unclaimed.size} attempt(s) await their worker`,
+        } ms; ${this.#reconciler.unclaimedCount} attempt(s) await their worker`,
       );
       for (const line of [...stats.quarantined, ...options.store.takeWarnings()]) {
         this.log(line);
@@ -205,27 +197,15 @@ export class Controller {
 
   /** Reservation claims saved before a restart, for jobs and workers still known. */
   #restoreClaims(): void {
-    for (const [jobId, ws] of this.accounts.savedClaims()) {
-      const job = this.jobs.jobs.get(jobId);
-      if (!job || isJobTerminal(job.state)) continue;
-      const claims = ws.map((w) =>
-        w !== undefined && this.workers.workers.has(w) && !this.#reservedBy.has(w) ? w : undefined
-      );
-      this.#claims.set(jobId, claims);
-      for (const w of claims) if (w !== undefined) this.#reservedBy.set(w, jobId);
-    }
-    if (this.#claims.size) {
-      this.log(`restored the reservation claims of ${this.#claims.size} job(s)`);
-    }
-  }
-
-  /** Saves the reservation claims (accounts.ts); a failure is logged, the claims stay in memory. */
-  #saveClaims(): void {
-    try {
-      this.accounts.saveClaims(this.#claims);
-    } catch (err) {
-      this.log(`saving reservation claims failed: ${describeError(err)}`);
-    }
+    const restored = this.#reservations.restore(
+      this.accounts.savedClaims(),
+      (jobId) => {
+        const job = this.jobs.jobs.get(jobId);
+        return job !== undefined && !isJobTerminal(job.state);
+      },
+      (workerId) => this.workers.workers.has(workerId),
+    );
+    if (restored) this.log(`restored the reservation claims of ${restored} job(s)`);
   }
 
   /** The durable state store, when the controller has one (the autoscaler saves to it too). */
@@ -336,7 +316,7 @@ export class Controller {
         const w = this.workers.workers.get(a.workerId);
         if (w && !w.reconnecting) {
           this.workers.commit(w, key, this.#taskResources(task), this.#holder(task, a));
-        } else this.#unclaimed.add(key);
+        } else this.#reconciler.awaitClaim(key);
       }
     }
   }
@@ -372,7 +352,7 @@ export class Controller {
 
   /** Starts the liveness monitor. */
   start(): void {
-    this.#servingSinceMs = this.clock.now();
+    this.#liveness.start();
     this.#monitor ??= this.#monitorLoop(this.#abort.signal);
   }
 
@@ -380,7 +360,7 @@ export class Controller {
   async stop(): Promise<void> {
     this.#abort.abort();
     await this.#monitor?.catch(() => {});
-    await Promise.allSettled([...this.#inflight]);
+    await this.#dispatcher.drain();
     await this.logs.close();
   }
 
@@ -413,41 +393,26 @@ export class Controller {
 
   /** The band a job is scheduled in (its spec's priority unless a budget lowered it). */
   bandOf(job: JobRecord): Band {
-    return job.band ?? ((job.spec.priority || 2) as Band);
+    return bandOf(job);
   }
 
+  /** A job just submitted runs as BATCH (or a lower band) when its user's budget says so. */
   #applyBudget(job: JobRecord): void {
-    const budget = this.accounts.budgetFor(job.user);
-    if (!budget) return;
-    let usage = 0;
-    if (budget.maxTasks !== undefined) {
-      for (const other of this.jobs.jobs.values()) {
-        if (other === job || other.user !== job.user || isJobTerminal(other.state)) continue;
-        if (this.bandOf(other) >= 3) continue;
-        const c = other.counts;
-        usage += (c[TaskState.PENDING] ?? 0) + (c[TaskState.ASSIGNED] ?? 0) +
-          (c[TaskState.BUILDING] ?? 0) + (c[TaskState.RUNNING] ?? 0);
-      }
-    }
-    const requested = (job.spec.priority || 2) as Band;
-    const res = effectiveBand(requested, job.user, budget, usage, job.taskIds.length);
-    if (res.band !== requested) {
-      job.band = res.band;
-      job.bandReason = res.reason;
-      this.log(`job ${job.jobId}: ${res.reason}`);
-    }
+    const res = bandAtSubmit(job, this.jobs.jobs.values(), this.accounts.budgetFor(job.user));
+    if (!res) return;
+    job.band = res.band;
+    job.bandReason = res.reason;
+    this.log(`job ${job.jobId}: ${res.reason}`);
   }
 
   /** Workers held for a reservation (they count as busy for scale-down). */
   reservedWorkers(): ReadonlyMap<string, string> {
-    return this.#reservedBy;
+    return this.#reservations.reservedBy;
   }
 
   /** Claimed and total reservation entries of a job (0/0 without a reservation). */
   reservationProgress(jobId: string): { claimed: number; total: number } {
-    const claims = this.#claims.get(jobId);
-    const total = this.jobs.jobs.get(jobId)?.spec.reservation.length ?? 0;
-    return { claimed: claims ? claims.filter((w) => w !== undefined).length : 0, total };
+    return this.#reservations.progress(this.jobs.jobs.get(jobId));
   }
 
   /** Terminates a job and its children. */
@@ -482,7 +447,7 @@ export class Controller {
       scaleGroup: req.scaleGroup,
       sliceId: req.sliceId,
     }, now);
-    this.#clients.delete(worker.address);
+    this.#dispatcher.forget(worker.address);
     const kill: { taskId: string; attemptId: number }[] = [];
     const listed = new Set<string>();
     const claim = (ref: { taskId: string; attemptId: number }, running: boolean) => {
@@ -495,7 +460,7 @@ export class Controller {
       ) {
         // Adopt an attempt that kept running (e.g. across a controller restart), or one that
         // ended and whose final update follows in a heartbeat.
-        this.#unclaimed.delete(key);
+        this.#reconciler.claimed(key);
         this.workers.commit(
           worker,
           key,
@@ -508,16 +473,16 @@ export class Controller {
     for (const ref of req.finished) claim(ref, false);
     const fx = noEffects();
     const later: (() => void)[] = [];
-    const placedHere = new Set(worker.active.keys());
-    for (const key of this.#unclaimed) {
-      const { taskId, attemptId } = parseAttemptKey(key);
-      if (this.#findAttempt(taskId, attemptId)?.attempt.workerId === worker.workerId) {
-        placedHere.add(key);
-      }
-    }
-    for (const key of placedHere) {
-      if (listed.has(key) || this.#dispatching.has(key)) continue;
-      this.#unclaimed.delete(key);
+    const lost = this.#reconciler.lostOnRegister(
+      worker,
+      listed,
+      (key) => this.#dispatcher.isDispatching(key),
+      (key) => {
+        const { taskId, attemptId } = parseAttemptKey(key);
+        return this.#findAttempt(taskId, attemptId)?.attempt.workerId;
+      },
+    );
+    for (const key of lost) {
       if (this.workers.release(worker.workerId, key)) fx.released++;
       const { taskId, attemptId } = parseAttemptKey(key);
       const found = this.#findAttempt(taskId, attemptId);
@@ -590,7 +555,7 @@ export class Controller {
 
   /**
    * Attempts held on `worker` that it has listed neither as running nor as ended (nor updated) in
-   * {@linkcode MISSING_HEARTBEATS} consecutive heartbeats, and whose RunTask is not in flight, are
+   * MISSING_HEARTBEATS (reconcile.ts) consecutive heartbeats, and whose RunTask is not in flight, are
    * lost (e.g. the worker forgot them): their resources are freed and an active one fails as
    * WORKER_FAILED (retried on the preemption budget).
    */
@@ -604,20 +569,13 @@ export class Controller {
     for (const r of [...req.running, ...req.finished, ...req.updates]) {
       seen.add(attemptKey(r.taskId, r.attemptId));
     }
-    for (const [key, m] of this.#missing) {
-      if (m.workerId === worker.workerId && !worker.active.has(key)) this.#missing.delete(key);
-    }
     const now = this.clock.now();
-    for (const key of [...worker.active.keys()]) {
-      if (seen.has(key) || this.#dispatching.has(key)) {
-        this.#missing.delete(key);
-        continue;
-      }
-      const m = this.#missing.get(key) ?? { workerId: worker.workerId, count: 0 };
-      m.count++;
-      this.#missing.set(key, m);
-      if (m.count < MISSING_HEARTBEATS) continue;
-      this.#missing.delete(key);
+    const lost = this.#reconciler.lostOnHeartbeat(
+      worker,
+      seen,
+      (key) => this.#dispatcher.isDispatching(key),
+    );
+    for (const key of lost) {
       if (this.workers.release(worker.workerId, key)) fx.released++;
       const { taskId, attemptId } = parseAttemptKey(key);
       const found = this.#findAttempt(taskId, attemptId);
@@ -694,14 +652,15 @@ export class Controller {
     // No placement while the state cannot be written (it resumes once it can).
     if (this.#scheduleQueued || this.#abort.signal.aborted || this.#unwritable) return;
     this.#scheduleQueued = true;
-    setTimeout(() => {
+    // Through the clock, so a fake clock (tests) runs the pass when it settles.
+    void this.clock.sleep(ms(0)).then(() => {
       this.#scheduleQueued = false;
       try {
         this.scheduleOnce();
       } catch (err) {
         this.log(`scheduling pass failed: ${describeError(err)}`);
       }
-    }, 0);
+    });
   }
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
@@ -710,12 +669,12 @@ export class Controller {
     if (this.#unwritable) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
-    this.#expireScheduling(now, fx);
+    expireScheduling(this.jobs, now, fx);
     const snapshot = this.snapshot();
     const plan = schedule(snapshot);
     for (const c of plan.claims ?? []) this.#claim(c.jobId, c.entryIndex, c.workerId);
-    if (plan.claims?.length) this.#saveClaims();
-    const byJob = new Map<string, { task: TaskRecord; attempt: AttemptRecord }[]>();
+    if (plan.claims?.length) this.#reservations.save();
+    const byJob = new Map<string, Placed[]>();
     for (const a of plan.assignments) {
       const worker = this.workers.workers.get(a.workerId);
       const job = this.jobs.jobs.get(a.jobId);
@@ -764,71 +723,16 @@ export class Controller {
 
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
   snapshot(): ClusterSnapshot {
-    const jobs: SchedulerJob[] = [];
-    const reservations: ReservationRequest[] = [];
-    let topBand = 4;
-    for (const [jobId, pending] of this.jobs.pending) {
-      if (pending.size === 0) continue;
-      const job = this.jobs.jobs.get(jobId)!;
-      const spec = job.spec;
-      if (spec.reservation.length > 0 && !job.reservationReady) {
-        // Gated: the tasks wait until every entry holds a worker.
-        reservations.push(this.#reservationRequest(job));
-        continue;
-      }
-      const band = this.bandOf(job);
-      topBand = Math.min(topBand, band);
-      const r = spec.resources;
-      jobs.push({
-        jobId,
-        resources: this.#taskResources(undefined, job),
-        accelerator: {
-          kind: acceleratorKind(r?.accelerator?.type),
-          variant: r?.accelerator?.variant ?? "",
-          count: r?.accelerator?.count ?? 0,
-        },
-        constraints: constraintsFromProto(spec.constraints),
-        groupBy: spec.coscheduling?.groupBy || undefined,
-        replicas: job.taskIds.length,
-        pendingTaskIndices: [...pending],
-        band,
-        submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
-        user: job.user,
-      });
-    }
-    // Jobs already running keep their reservation until they end (claims lost to dead workers
-    // are not re-made once the gate opened).
-    let workers: SchedulerWorker[] = this.workers.schedulerView();
-    if (this.#reservedBy.size > 0) {
-      workers = workers.map((w) => {
-        const holder = this.#reservedBy.get(w.id);
-        return holder === undefined ? w : { ...w, reservedFor: holder };
-      });
-    }
-    return {
-      workers,
-      jobs,
-      activeByUser: this.#activeByUser(jobs),
-      maxBuildingPerWorker: this.#opts.maxBuildingPerWorker ?? 8,
-      // Only what a pending job outranks: nothing at all while every pending job is BATCH.
-      running: topBand < 3 ? this.workers.preemptible(topBand) : [],
-      reservations,
-      ...this.#budgetView(jobs),
-    };
-  }
-
-  /** Resource budgets and usage of the users with pending jobs above BATCH (accounts.ts). */
-  #budgetView(jobs: readonly SchedulerJob[]): Pick<ClusterSnapshot, "budgets" | "budgetUsage"> {
-    if (!this.accounts.hasResourceBudgets()) return {};
-    const budgets: Record<string, ResourceBudget> = {};
-    for (const j of jobs) {
-      const user = j.user ?? "";
-      if (j.band >= 3 || user in budgets) continue;
-      const r = this.accounts.budgetFor(user)?.resources;
-      if (r) budgets[user] = r;
-    }
-    if (Object.keys(budgets).length === 0) return {};
-    return { budgets, budgetUsage: Object.fromEntries(this.usageByUser()) };
+    return clusterSnapshot({
+      jobs: this.jobs,
+      workers: this.workers,
+      reservations: this.#reservations,
+      budgetOf: this.accounts.hasResourceBudgets()
+        ? (user) => this.accounts.budgetFor(user)
+        : undefined,
+      usage: () => this.usageByUser(),
+      maxBuildingPerWorker: this.#opts.maxBuildingPerWorker,
+    });
   }
 
   /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */
@@ -836,68 +740,10 @@ export class Controller {
     return usageByUser(this.workers.workers.values(), (id) => this.jobs.jobs.get(id)?.user);
   }
 
-  /**
-   * Active tasks per band and user, for fair turns between users in a band (only computed when
-   * some band has pending jobs of more than one user).
-   */
-  #activeByUser(jobs: readonly SchedulerJob[]): ClusterSnapshot["activeByUser"] {
-    const firstUser = new Map<Band, string>();
-    let shared = false;
-    for (const j of jobs) {
-      const u = firstUser.get(j.band);
-      if (u === undefined) firstUser.set(j.band, j.user ?? "");
-      else if (u !== (j.user ?? "")) shared = true;
-    }
-    if (!shared) return undefined;
-    const out: Partial<Record<Band, Record<string, number>>> = {};
-    for (const w of this.workers.workers.values()) {
-      for (const c of w.active.values()) {
-        const h = c.holder;
-        const user = h && this.jobs.jobs.get(h.jobId)?.user;
-        if (!h || user === undefined) continue;
-        const byUser = out[h.band] ??= {};
-        byUser[user] = (byUser[user] ?? 0) + 1;
-      }
-    }
-    return out;
-  }
-
-  #reservationRequest(job: JobRecord): ReservationRequest {
-    const claims = this.#claims.get(job.jobId) ?? [];
-    return {
-      jobId: job.jobId,
-      entries: job.spec.reservation.flatMap((e, index) => {
-        if (claims[index] !== undefined) return [];
-        const r = e.resources;
-        return [{
-          index,
-          resources: {
-            cpuMillicores: r?.cpuMillicores ?? 0,
-            memoryBytes: r?.memoryBytes ?? 0,
-            accelerators: r?.accelerator?.count ?? 0,
-          },
-          accelerator: {
-            kind: acceleratorKind(r?.accelerator?.type),
-            variant: r?.accelerator?.variant ?? "",
-            count: r?.accelerator?.count ?? 0,
-          },
-          constraints: constraintsFromProto(e.constraints),
-        }];
-      }),
-    };
-  }
-
   #claim(jobId: string, entryIndex: number, workerId: string): void {
     const job = this.jobs.jobs.get(jobId);
-    if (!job || isJobTerminal(job.state) || this.#reservedBy.has(workerId)) return;
-    let claims = this.#claims.get(jobId);
-    if (!claims) this.#claims.set(jobId, claims = new Array(job.spec.reservation.length));
-    if (claims[entryIndex] !== undefined) return;
-    claims[entryIndex] = workerId;
-    this.#reservedBy.set(workerId, jobId);
-    const claimed = claims.filter((w) => w !== undefined).length;
-    this.log(`reservation of ${jobId}: entry ${entryIndex} holds worker ${workerId}`);
-    if (claimed === job.spec.reservation.length && !job.reservationReady) {
+    if (!job || isJobTerminal(job.state)) return;
+    if (this.#reservations.claim(job, entryIndex, workerId)) {
       job.reservationReady = true;
       this.jobs.dirty.add(jobId);
       this.log(`reservation of ${jobId} complete: its tasks may start`);
@@ -905,28 +751,13 @@ export class Controller {
     }
   }
 
-  /** Releases every worker held for a job. */
-  #releaseReservation(jobId: string): void {
-    const claims = this.#claims.get(jobId);
-    if (!claims) return;
-    for (const w of claims) if (w !== undefined) this.#reservedBy.delete(w);
-    this.#claims.delete(jobId);
-    this.#saveClaims();
-  }
-
   /** Pending reasons of jobs held back by their reservation. */
   #gateReasons(): void {
     for (const [jobId, pending] of this.jobs.pending) {
       if (pending.size === 0) continue;
       const job = this.jobs.jobs.get(jobId)!;
-      if (job.spec.reservation.length === 0 || job.reservationReady) continue;
-      const { claimed, total } = this.reservationProgress(jobId);
-      const reason = {
-        code: "reserved" as const,
-        message:
-          `waiting for its reservation: ${claimed} of ${total} worker(s) claimed; tasks start once all are held`,
-        workersConsidered: this.workers.workers.size,
-      };
+      if (!isGated(job)) continue;
+      const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
       for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = reason;
     }
   }
@@ -942,113 +773,24 @@ export class Controller {
     };
   }
 
-  #taskResources(task?: TaskRecord, jobRecord?: JobRecord) {
-    const job = jobRecord ?? this.jobs.job(task!.jobId);
-    const r = job.spec.resources;
-    return {
-      cpuMillicores: r?.cpuMillicores ?? 0,
-      memoryBytes: r?.memoryBytes ?? 0,
-      accelerators: r?.accelerator?.count ?? 0,
-    };
+  #taskResources(task: TaskRecord) {
+    return taskResources(this.jobs.job(task.jobId));
   }
 
-  #expireScheduling(now: number, fx: Effects): void {
-    for (const [jobId, pending] of this.jobs.pending) {
-      const job = this.jobs.jobs.get(jobId)!;
-      const limit = job.spec.schedulingTimeoutMs;
-      if (!limit || pending.size === 0) continue;
-      for (const i of [...pending]) {
-        const task = this.jobs.task(job.taskIds[i]!);
-        if (now - task.pendingSinceMs >= limit) {
-          const why = `not scheduled within ${formatDuration(ms(limit))}: ${
-            task.pendingReason?.message ?? "no capacity"
-          }`;
-          this.jobs.unschedulable(task, why, now, fx);
-        }
-      }
-    }
-  }
-
-  /** Sends RunTask for the attempts placed for one job (a gang learns its peers' hosts). */
-  #dispatchJob(job: JobRecord, placed: { task: TaskRecord; attempt: AttemptRecord }[]): void {
-    const spec = job.spec;
-    const members = job.taskIds.map((tid) => {
-      const t = this.jobs.tasks.get(tid)!;
-      const att = this.jobs.currentAttempt(t);
-      const w = att && isTaskActive(att.state) ? this.workers.workers.get(att.workerId) : undefined;
-      return { host: w ? new URL(w.address).hostname : "", workerId: w?.workerId ?? "" };
-    });
-    const hosts = members.map((m) => m.host);
-    const task0 = this.jobs.tasks.get(job.taskIds[0]!);
-    const attempt0 = task0 ? this.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
-    for (const { task, attempt } of placed) {
-      const worker = this.workers.workers.get(attempt.workerId)!;
-      const env: Record<string, string> = {
-        ...this.#opts.taskEnv,
-        ...spec.env,
-        IRIS_JOB_ID: job.jobId,
-        IRIS_TASK_ID: task.taskId,
-        IRIS_TASK_INDEX: String(task.index),
-        IRIS_NUM_TASKS: String(job.taskIds.length),
-        IRIS_ATTEMPT_ID: String(attempt.attemptId),
-        IRIS_WORKER_ID: worker.workerId,
-        IRIS_USER: job.user,
-        IRIS_CONTROLLER_URL: this.url,
-        IRIS_JOB_ENV: JSON.stringify(spec.env),
-        // Child jobs submitted from the task (python/iris_client.py) reuse the workspace.
-        ...(spec.bundleId ? { IRIS_BUNDLE_ID: spec.bundleId } : {}),
-        IRIS_JOB_CONSTRAINTS: JSON.stringify(
-          spec.constraints.map((c) => toJson(ConstraintSchema, c)),
-        ),
-      };
-      for (const [k, v] of Object.entries(worker.attributes)) {
-        if (k === "tpu-name") env.TPU_NAME = String(v);
-        if (k === "tpu-worker-id") env.TPU_WORKER_ID = String(v);
-        if (k === "tpu-topology") env.TPU_TOPOLOGY = String(v);
-      }
-      if (spec.coscheduling?.groupBy) {
-        env.IRIS_GANG_HOSTS = hosts.join(",");
-        env.TPU_WORKER_HOSTNAMES = hosts.join(",");
-        env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:8476`;
-        env.JAX_NUM_PROCESSES = String(job.taskIds.length);
-        env.JAX_PROCESS_ID = String(task.index);
-        const gang = gangTaskEnv(job.jobId, spec, task.index, members, attempt0);
-        Object.assign(env, gang.env);
-        if (gang.endpoint && task.index === 0) {
-          this.endpoints.register({
-            ...gang.endpoint,
-            name: `${job.jobId}/${gang.endpoint.name}`,
-            taskId: task.taskId,
-            jobId: job.jobId,
-            metadata: {},
-          });
-        }
-      }
-      const req = create(RunTaskRequestSchema, {
-        taskId: task.taskId,
-        jobId: job.jobId,
-        attemptId: attempt.attemptId,
-        taskIndex: task.index,
-        numTasks: job.taskIds.length,
-        entrypoint: spec.entrypoint,
-        env,
-        resources: spec.resources,
-        ports: spec.ports,
-        bundleId: spec.bundleId,
-        timeoutMs: spec.timeoutMs,
-        environment: spec.environment,
-      });
-      const key = attemptKey(task.taskId, attempt.attemptId);
-      this.#dispatching.add(key);
-      this.#track(
-        this.#client(worker.address).runTask(req, { signal: AbortSignal.timeout(10_000) }).then(
-          (res) => {
-            if (!res.accepted) throw new Error(res.error || "worker refused the task");
-          },
-        ).catch((err) => this.#dispatchFailed(task.taskId, attempt.attemptId, worker.workerId, err))
-          .finally(() => this.#dispatching.delete(key)),
-      );
-    }
+  /** Sends RunTask for the attempts placed for one job. */
+  #dispatchJob(job: JobRecord, placed: readonly Placed[]): void {
+    this.#dispatcher.dispatchJob(
+      {
+        jobs: this.jobs,
+        workers: this.workers,
+        endpoints: this.endpoints,
+        baseEnv: this.#opts.taskEnv,
+        controllerUrl: this.url,
+      },
+      job,
+      placed,
+      (taskId, attemptId, workerId, err) => this.#dispatchFailed(taskId, attemptId, workerId, err),
+    );
   }
 
   #dispatchFailed(taskId: string, attemptId: number, workerId: string, err: unknown): void {
@@ -1075,23 +817,17 @@ export class Controller {
       const worker = this.workers.workers.get(k.workerId);
       if (!worker) continue;
       this.workers.markStopping(k.workerId, attemptKey(k.taskId, k.attemptId));
-      this.#track(
-        this.#client(worker.address).killTask({
-          taskId: k.taskId,
-          attemptId: k.attemptId,
-          reason: k.reason,
-        }, {
-          signal: AbortSignal.timeout(10_000),
-        }).catch((err) =>
-          this.log(`kill of ${k.taskId} on ${k.workerId} failed: ${describeError(err)}`)
-        ),
-      );
+      this.#dispatcher.kill(worker.address, k);
     }
     for (const jobId of fx.finishedJobs) {
-      this.#releaseReservation(jobId);
+      this.#reservations.release(jobId);
       const job = this.jobs.jobs.get(jobId);
       if (job) {
-        this.log(`job ${jobId} finished: ${job.state === 4 ? "succeeded" : job.error || "ended"}`);
+        this.log(
+          `job ${jobId} finished: ${
+            job.state === JobState.SUCCEEDED ? "succeeded" : job.error || "ended"
+          }`,
+        );
       }
     }
     if (fx.released) this.requestSchedule();
@@ -1110,16 +846,9 @@ export class Controller {
       return;
     }
     const keys = this.workers.remove(workerId);
-    this.#clients.delete(worker.address);
-    for (const [key, m] of this.#missing) if (m.workerId === workerId) this.#missing.delete(key);
-    const holder = this.#reservedBy.get(workerId);
-    if (holder !== undefined) {
-      this.#reservedBy.delete(workerId);
-      const claims = this.#claims.get(holder);
-      const i = claims?.indexOf(workerId) ?? -1;
-      if (claims && i >= 0) claims[i] = undefined;
-      this.#saveClaims();
-    }
+    this.#dispatcher.forget(worker.address);
+    this.#reconciler.forgetWorker(workerId);
+    this.#reservations.workerGone(workerId);
     // A planned scale-down is not a failure: say so, so the log does not read like one.
     this.log(
       options.scaleDown
@@ -1149,54 +878,44 @@ export class Controller {
     this.requestSchedule();
   }
 
+  /** The liveness monitor: one tick per heartbeat interval until stopped. */
   async #monitorLoop(signal: AbortSignal): Promise<void> {
-    const threshold = this.#opts.heartbeatFailureThreshold ?? 3;
-    let lastTick = this.clock.monotonic();
     while (!signal.aborted) {
       try {
         await this.clock.sleep(this.heartbeatInterval, signal);
       } catch {
         return;
       }
-      if (this.#unwritable) {
-        // Nothing can be recorded (deaths included) until the state can be written again.
-        this.#probe();
-        if (this.#unwritable) continue;
-      }
-      const now = this.clock.now();
-      // A tick that comes more than an interval late means the controller itself was blocked (a
-      // huge request, a slow disk, the host paused it): heartbeats could not be received
-      // meanwhile, so deadlines restart from the controller's own resumption.
-      const tick = this.clock.monotonic();
-      const stall = tick - lastTick - this.heartbeatInterval;
-      lastTick = tick;
-      if (stall > this.heartbeatInterval) {
-        this.#resumedAtMs = now;
-        this.stalls.count++;
-        this.stalls.lastMs = stall;
-        this.log(
-          `controller was blocked for ${
-            formatDuration(ms(stall))
-          }; worker heartbeat deadlines restart from now`,
-        );
-      }
-      const since = this.#resumedAtMs;
-      const inGrace = now - Math.max(this.#servingSinceMs, since) < this.reclaimGrace;
-      for (const w of this.workers.expired(now, this.heartbeatInterval * threshold, since)) {
-        // After a restart a worker may be backing off: it gets the re-claim grace.
-        if (w.reconnecting && inGrace) continue;
-        this.workerDead(
-          w.workerId,
-          w.reconnecting
-            ? `did not re-register within ${
-              formatDuration(this.reclaimGrace)
-            } of a controller restart`
-            : `missed ${threshold} heartbeats`,
-        );
-      }
-      if (this.#unclaimed.size && !inGrace && !this.#unwritable) this.#failUnclaimed();
-      if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
+      this.#monitorTick();
     }
+  }
+
+  /**
+   * One liveness tick: probes an unwritable store, notes a stall of the controller itself,
+   * declares workers dead that missed their heartbeats, fails attempts not re-claimed after the
+   * re-claim grace, and schedules while tasks are pending.
+   */
+  #monitorTick(): void {
+    if (this.#unwritable) {
+      // Nothing can be recorded (deaths included) until the state can be written again.
+      this.#probe();
+      if (this.#unwritable) return;
+    }
+    const now = this.clock.now();
+    const stall = this.#liveness.tick();
+    if (stall !== undefined) {
+      this.log(
+        `controller was blocked for ${
+          formatDuration(stall)
+        }; worker heartbeat deadlines restart from now`,
+      );
+    }
+    const inGrace = this.#liveness.inGrace(now);
+    for (const due of this.#liveness.due(this.workers, now)) {
+      this.workerDead(due.workerId, due.reason);
+    }
+    if (this.#reconciler.unclaimedCount && !inGrace && !this.#unwritable) this.#failUnclaimed();
+    if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
   }
 
   /**
@@ -1205,7 +924,7 @@ export class Controller {
    */
   #failUnclaimed(): void {
     const fx = noEffects();
-    for (const key of this.#unclaimed) {
+    for (const key of this.#reconciler.takeUnclaimed()) {
       const { taskId, attemptId } = parseAttemptKey(key);
       const found = this.#findAttempt(taskId, attemptId);
       if (!found || !isTaskActive(found.attempt.state)) continue;
@@ -1217,7 +936,6 @@ export class Controller {
         finishedAtMs: this.clock.now(),
       }, fx);
     }
-    this.#unclaimed.clear();
     if (!this.#tryFlush()) return;
     this.#perform(fx);
     this.requestSchedule();
@@ -1225,20 +943,11 @@ export class Controller {
 
   /** The (cached) client for a worker's address, as used for dispatch. */
   workerClient(address: string): WorkerClient {
-    return this.#client(address);
+    return this.#dispatcher.client(address);
   }
 
-  #client(address: string): WorkerClient {
-    let c = this.#clients.get(address);
-    if (!c) {
-      c = this.#opts.workerClientFactory?.(address) ?? workerClient(address);
-      this.#clients.set(address, c);
-    }
-    return c;
-  }
-
-  #track(p: Promise<unknown>): void {
-    this.#inflight.add(p);
-    p.finally(() => this.#inflight.delete(p));
+  /** Times the liveness monitor found the controller blocked, and the last such stall. */
+  get stalls(): { readonly count: number; readonly lastMs: number } {
+    return this.#liveness.stalls;
   }
 }

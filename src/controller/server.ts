@@ -18,6 +18,7 @@ import {
 import { Controller, type ControllerOptions } from "./controller.ts";
 import { type BundleStorage, controllerRoutes } from "./service.ts";
 import { StateStore, type StateStoreOptions } from "./store.ts";
+import { unpackBackupFiles } from "./backup.ts";
 import { TransactionLog } from "./transactions.ts";
 
 /** Options for {@linkcode startController}. */
@@ -68,6 +69,9 @@ export interface ControllerServer extends AsyncDisposable {
 
 /** Starts the controller and its server; resolves once it listens. */
 export function startController(options: StartControllerOptions = {}): ControllerServer {
+  // A backup copied into the state dir by hand still carries its side files: write them first.
+  const unpacked = options.stateDir ? unpackBackupFiles(options.stateDir) : [];
+  if (unpacked.length) options.log?.(`restored ${unpacked.join(", ")} from the backup`);
   const store = options.stateDir
     ? StateStore.open(options.stateDir, {
       synchronous: options.stateSynchronous,

@@ -2,9 +2,13 @@
  * The distributed-training environment of a coscheduled job's tasks: what `torchrun` and
  * `torch.distributed` read for GPU gangs, and what JAX on a multi-host TPU slice reads. Pure: the
  * controller passes the gang's placement, this returns variables (docs/job-model.md lists them).
+ * {@linkcode taskEnv} builds a task's whole environment: the IRIS_* variables, the TPU host's and
+ * the gang's.
  * @module
  */
-import { AcceleratorType, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+import { toJson } from "@bufbuild/protobuf";
+import { AcceleratorType, ConstraintSchema, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+import type { AttributeScalar } from "../types.ts";
 import { tpuTopology } from "../tpu.ts";
 
 /** Port of the JAX coordinator on task 0's host. */
@@ -117,4 +121,67 @@ export function gangTaskEnv(
     };
   }
   return { env: {} };
+}
+
+/** What {@linkcode taskEnv} reads: one placed attempt of a job, and where its gang is. */
+export interface TaskEnvInput {
+  /** The environment every task gets (the controller's `taskEnv`), before the job's own. */
+  readonly base?: Readonly<Record<string, string>>;
+  readonly jobId: string;
+  readonly user: string;
+  readonly spec: JobSpec;
+  readonly taskId: string;
+  readonly taskIndex: number;
+  readonly numTasks: number;
+  readonly attemptId: number;
+  readonly workerId: string;
+  /** The worker's attributes (a TPU host's name, worker id and topology become TPU_*). */
+  readonly workerAttributes: Readonly<Record<string, AttributeScalar>>;
+  /** The URL tasks reach the controller at. */
+  readonly controllerUrl: string;
+  /** The job's tasks as placed, by index (read for coscheduled jobs). */
+  readonly members: readonly GangMember[];
+  /** Task 0's current attempt (picks MASTER_PORT). */
+  readonly attempt0: number;
+}
+
+/**
+ * The environment of one attempt as sent in RunTask, and the endpoint it registers (task 0 of a
+ * gang that serves one).
+ */
+export function taskEnv(i: TaskEnvInput): GangTaskEnv {
+  const spec = i.spec;
+  const env: Record<string, string> = {
+    ...i.base,
+    ...spec.env,
+    IRIS_JOB_ID: i.jobId,
+    IRIS_TASK_ID: i.taskId,
+    IRIS_TASK_INDEX: String(i.taskIndex),
+    IRIS_NUM_TASKS: String(i.numTasks),
+    IRIS_ATTEMPT_ID: String(i.attemptId),
+    IRIS_WORKER_ID: i.workerId,
+    IRIS_USER: i.user,
+    IRIS_CONTROLLER_URL: i.controllerUrl,
+    IRIS_JOB_ENV: JSON.stringify(spec.env),
+    // Child jobs submitted from the task (python/iris_client.py) reuse the workspace.
+    ...(spec.bundleId ? { IRIS_BUNDLE_ID: spec.bundleId } : {}),
+    IRIS_JOB_CONSTRAINTS: JSON.stringify(
+      spec.constraints.map((c) => toJson(ConstraintSchema, c)),
+    ),
+  };
+  for (const [k, v] of Object.entries(i.workerAttributes)) {
+    if (k === "tpu-name") env.TPU_NAME = String(v);
+    if (k === "tpu-worker-id") env.TPU_WORKER_ID = String(v);
+    if (k === "tpu-topology") env.TPU_TOPOLOGY = String(v);
+  }
+  if (!spec.coscheduling?.groupBy) return { env };
+  const hosts = i.members.map((m) => m.host);
+  env.IRIS_GANG_HOSTS = hosts.join(",");
+  env.TPU_WORKER_HOSTNAMES = hosts.join(",");
+  env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:${JAX_COORDINATOR_PORT}`;
+  env.JAX_NUM_PROCESSES = String(i.numTasks);
+  env.JAX_PROCESS_ID = String(i.taskIndex);
+  const gang = gangTaskEnv(i.jobId, spec, i.taskIndex, i.members, i.attempt0);
+  Object.assign(env, gang.env);
+  return gang.endpoint && i.taskIndex === 0 ? { env, endpoint: gang.endpoint } : { env };
 }

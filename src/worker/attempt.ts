@@ -358,12 +358,12 @@ export class TaskAttempt {
     const ctx = this.#ctx;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
-      await freshDir(this.dir);
-      await Deno.mkdir(`${this.dir}/tmp`);
       const users = ctx.taskUsers;
+      // A task user's directory is created 0700 (one mkdir, no chmod; a umask only narrows it).
+      await freshDir(this.dir, users ? 0o700 : undefined);
+      await Deno.mkdir(`${this.dir}/tmp`);
       if (users) {
         this.#user = users.pool.allocate();
-        await Deno.chmod(this.dir, 0o700);
         await Deno.chown(this.dir, this.#user.uid, this.#user.gid);
         await Deno.chown(`${this.dir}/tmp`, this.#user.uid, this.#user.gid);
         if (req.entrypoint?.kind.case === "module") this.#denoPath = await users.denoPath();
@@ -783,9 +783,9 @@ export class TaskAttempt {
  * Creates `dir` empty. The usual case (it does not exist, its parent does) is one mkdir; a
  * leftover from an earlier worker run is removed first.
  */
-async function freshDir(dir: string): Promise<void> {
+async function freshDir(dir: string, mode?: number): Promise<void> {
   try {
-    await Deno.mkdir(dir);
+    await Deno.mkdir(dir, { mode });
     return;
   } catch (err) {
     if (err instanceof Deno.errors.AlreadyExists) {
@@ -793,6 +793,7 @@ async function freshDir(dir: string): Promise<void> {
     } else if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   await Deno.mkdir(dir, { recursive: true });
+  if (mode !== undefined) await Deno.chmod(dir, mode);
 }
 
 /** About how many bytes a log line takes on the wire (UTF-8 text, stream, level, timestamp). */

@@ -20,16 +20,32 @@ export interface OutputRead {
   sizeBytes: number;
 }
 
+/** Longest time between two sweeps that attempt starts trigger. */
+export const OUTPUT_SWEEP_EVERY: Duration = seconds(60);
+
 /** The output directories of one worker. */
 export class JobOutputs {
   readonly rootDir: string;
   readonly #retention: Duration;
+  readonly #sweepEvery: Duration;
   readonly #active = new Map<string, number>();
+  /** When an attempt start last swept (performance.now()); -Infinity: never. */
+  #lastSweep = -Infinity;
+  #rootReady = false;
 
-  /** `retention`: an output directory unused this long is removed. @default 7 days */
-  constructor(rootDir: string, retention: Duration = seconds(7 * 24 * 3600)) {
+  /**
+   * `retention`: an output directory unused this long is removed (@default 7 days). Attempt
+   * starts sweep at most once per `sweepEvery` (@default the retention, at most 60 s): one sweep
+   * stats every directory, so a sweep per start would cost O(jobs) per attempt.
+   */
+  constructor(
+    rootDir: string,
+    retention: Duration = seconds(7 * 24 * 3600),
+    sweepEvery: Duration = Math.min(retention, OUTPUT_SWEEP_EVERY) as Duration,
+  ) {
     this.rootDir = rootDir;
     this.#retention = retention;
+    this.#sweepEvery = sweepEvery;
   }
 
   /** The directory of `jobId` (not created). */
@@ -39,19 +55,44 @@ export class JobOutputs {
 
   /**
    * Creates (or keeps) the job's directory for an attempt, owned by its task user when there is
-   * one, and marks it in use until {@linkcode release}. Old unused directories are swept first.
+   * one, and marks it in use until {@linkcode release}. Old unused directories are swept first
+   * (at most once per sweep interval).
    */
   async acquire(jobId: string, user?: { uid: number; gid: number }): Promise<string> {
     this.#active.set(jobId, (this.#active.get(jobId) ?? 0) + 1);
-    await this.sweep().catch(() => []);
+    if (performance.now() - this.#lastSweep >= this.#sweepEvery) {
+      this.#lastSweep = performance.now();
+      await this.sweep().catch(() => []);
+    }
     const dir = this.dirOf(jobId);
+    if (!this.#rootReady) await this.#makeRoot();
+    let created = true;
+    try {
+      await Deno.mkdir(dir, { mode: 0o700 });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) {
+        if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        created = false;
+      } else { // the root went away meanwhile
+        await this.#makeRoot();
+        await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      }
+    }
+    // A new directory is empty: only it needs the owner.
+    if (user) {
+      await (created ? Deno.chown(dir, user.uid, user.gid) : chownTree(dir, user.uid, user.gid));
+    }
+    if (!created) { // a new directory's times are already now
+      const now = new Date();
+      await Deno.utime(dir, now, now);
+    }
+    return dir;
+  }
+
+  async #makeRoot(): Promise<void> {
     await Deno.mkdir(this.rootDir, { recursive: true, mode: 0o711 });
     await Deno.chmod(this.rootDir, 0o711);
-    await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
-    if (user) await chownTree(dir, user.uid, user.gid);
-    const now = new Date();
-    await Deno.utime(dir, now, now);
-    return dir;
+    this.#rootReady = true;
   }
 
   /** The attempt ended: the directory's retention period starts now. */

@@ -326,6 +326,22 @@ export async function signalTreeBottomUp(
   return true;
 }
 
+/**
+ * True when no process (zombies included) is left in process group `pgid`: one kill(2), where a
+ * scan of /proc reads every process of the host. A task's children stay in its group unless they
+ * call setpgid or setsid, so this settles the usual end of a task.
+ */
+export function groupIsEmpty(pgid: number): boolean {
+  try {
+    // SIGCONT: the one signal that harms nothing (every member of a non-empty group is killed
+    // right after anyway).
+    Deno.kill(-pgid, "SIGCONT");
+    return false;
+  } catch (err) {
+    return err instanceof Deno.errors.NotFound;
+  }
+}
+
 /** How long {@linkcode killLeftovers} waits for SIGKILLed leftovers to die. */
 const LEFTOVER_DEATH_WAIT = ms(2000);
 
@@ -334,8 +350,16 @@ const LEFTOVER_DEATH_WAIT = ms(2000);
  * (up to {@linkcode LEFTOVER_DEATH_WAIT}) until none of it runs: a SIGKILLed process takes a
  * moment to die, and callers free the task's resources once this returns. The usual case, an
  * empty session, costs one shared scan of the process table and sends no signal.
+ * `emptyGroupIsEnough` (tasks running as their own user): an empty process group ends it without
+ * the scan. What left the group but not the session still runs under the task's uid, and the uid
+ * pool sweeps every process of a released uid before reusing it (task_users.ts).
  */
-export async function killLeftovers(sid: number, table = new ProcessTable()): Promise<void> {
+export async function killLeftovers(
+  sid: number,
+  table = new ProcessTable(),
+  options: { readonly emptyGroupIsEnough?: boolean } = {},
+): Promise<void> {
+  if (options.emptyGroupIsEnough && groupIsEmpty(sid)) return;
   const running = (entries: ProcessEntry[] | undefined) => (entries ?? []).filter((e) => !e.zombie);
   const first = await table.freshSession(sid);
   if (first && running(first).length === 0) return;

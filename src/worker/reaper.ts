@@ -60,8 +60,12 @@ export function reapTag(rootDir: string): string {
 }
 
 /**
- * The worker's record of task uids and sessions in use, kept in `<root>/reap.json`. Writes are
- * synchronous and atomic (temp file + rename): a few tens of microseconds per task start or end.
+ * The worker's record of task uids and sessions in use, kept in `<root>/reap.json`. The first
+ * write is atomic (temp file + rename); later ones rewrite the open file in place with one
+ * synchronous write(2) from offset 0, padded with spaces to the longest content so far (JSON
+ * ignores them): a process killed at any instant leaves the old or the new content, never a mix,
+ * at the cost of one syscall per task start or end instead of an open, a write, a close and a
+ * rename (which cost milliseconds on a busy ext4).
  */
 export class ReapLedger {
   readonly path: string;
@@ -69,6 +73,10 @@ export class ReapLedger {
   readonly #uids = new Set<number>();
   readonly #sids = new Set<number>();
   #broken = false;
+  /** The ledger, open for the in-place rewrites. */
+  #file?: Deno.FsFile;
+  /** Bytes of the longest content written to `#file`. */
+  #size = 0;
 
   readonly cgroup?: string;
 
@@ -91,9 +99,11 @@ export class ReapLedger {
   /**
    * A task leader started (its pid is its session id): recorded, and moved into the cgroup (the
    * spawn joins it before the program starts where it can; this covers a spawn that could not).
+   * The move is asynchronous: a cgroup migration waits for the kernel's cgroup lock, milliseconds
+   * on a busy host, which the worker's event loop should not wait for.
    */
   addSession(sid: number): void {
-    if (this.cgroup) joinCgroup(this.cgroup, sid);
+    if (this.cgroup) void joinCgroupAsync(this.cgroup, sid);
     this.#sids.add(sid);
     this.#write();
   }
@@ -104,6 +114,9 @@ export class ReapLedger {
 
   /** Removes the file and the cgroup (the worker stopped cleanly: nothing is left to sweep). */
   remove(): void {
+    this.#file?.close();
+    this.#file = undefined;
+    this.#broken = true;
     try {
       Deno.removeSync(this.path);
     } catch {
@@ -121,15 +134,31 @@ export class ReapLedger {
       sids: [...this.#sids],
       ...(this.cgroup ? { cgroup: this.cgroup } : {}),
     };
-    const tmp = `${this.path}.tmp`;
+    const text = JSON.stringify(state);
     try {
-      Deno.writeTextFileSync(tmp, JSON.stringify(state));
-      Deno.renameSync(tmp, this.path);
+      if (!this.#file) {
+        const tmp = `${this.path}.tmp`;
+        Deno.writeTextFileSync(tmp, text);
+        Deno.renameSync(tmp, this.path);
+        this.#file = Deno.openSync(this.path, { write: true });
+        this.#size = encoder.encode(text).length;
+        return;
+      }
+      const content = encoder.encode(text);
+      this.#size = Math.max(this.#size, content.length);
+      const bytes = new Uint8Array(this.#size).fill(0x20);
+      bytes.set(content);
+      this.#file.seekSync(0, Deno.SeekMode.Start);
+      if (this.#file.writeSync(bytes) !== bytes.length) throw new Error("short ledger write");
     } catch {
       this.#broken = true; // e.g. the root was removed under us; the tag sweep still works
+      this.#file?.close();
+      this.#file = undefined;
     }
   }
 }
+
+const encoder = new TextEncoder();
 
 /** Reads a ledger; undefined when there is none or it cannot be parsed. */
 export function readLedger(rootDir: string): LedgerState | undefined {
@@ -298,6 +327,16 @@ export function joinCgroup(cgroup: string, pid: number): boolean {
   }
 }
 
+/** {@linkcode joinCgroup} off the event loop. */
+export async function joinCgroupAsync(cgroup: string, pid: number): Promise<boolean> {
+  try {
+    await Deno.writeTextFile(`${cgroup}/cgroup.procs`, String(pid));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Removes an empty task cgroup; leaves a busy or missing one alone. */
 export function removeCgroup(cgroup: string): void {
   try {
@@ -311,30 +350,76 @@ export function removeCgroup(cgroup: string): void {
 export const SHARED_TMP_DIRS: readonly string[] = ["/tmp", "/var/tmp", "/dev/shm"];
 
 /**
+ * What one listing of a shared directory found: its identity and mtime before the listing, and
+ * the owner of each entry. Lets the next sweep skip a directory nothing was added to since.
+ */
+interface DirListing {
+  readonly dev: number;
+  readonly ino: number | null;
+  readonly mtimeMs: number;
+  /** When the stat before the listing was taken (Date.now()). */
+  readonly statAtMs: number;
+  readonly owners: Map<string, number | null>;
+}
+
+/** Listings of the shared directories kept between sweeps of one worker (see removeFilesOf). */
+export type SharedDirCache = Map<string, DirListing>;
+
+/**
+ * A listing may be reused only when the directory had been unchanged this long before it was
+ * taken: the kernel stamps mtime with a coarse clock, so an entry created in the same tick as
+ * the listing's stat would not move the mtime.
+ */
+const QUIET_BEFORE_LISTING_MS = 1000;
+
+/**
  * Removes what tasks of `uids` left in the shared temporary directories (entries directly in
  * them owned by one of the uids, whole), so a uid handed out again finds nothing of the last
- * task, and the disk is given back.
+ * task, and the disk is given back. With `cache`, a directory whose mtime did not move since a
+ * listing taken while it was quiet is not listed again: its entries' owners are known (a task
+ * user cannot give a file to itself, so only new entries can belong to it).
  */
 export async function removeFilesOf(
   uids: ReadonlySet<number>,
   dirs: readonly string[] = SHARED_TMP_DIRS,
+  cache?: SharedDirCache,
 ): Promise<void> {
   for (const dir of dirs) {
-    let entries: Deno.DirEntry[];
+    let listing: DirListing;
     try {
-      entries = await Array.fromAsync(Deno.readDir(dir));
+      const statAtMs = Date.now();
+      const st = await Deno.stat(dir);
+      const mtimeMs = st.mtime?.getTime() ?? NaN;
+      const known = cache?.get(dir);
+      if (
+        known && known.dev === st.dev && known.ino === st.ino && known.mtimeMs === mtimeMs &&
+        known.statAtMs - mtimeMs >= QUIET_BEFORE_LISTING_MS
+      ) {
+        listing = known;
+      } else {
+        const owners = new Map<string, number | null>();
+        for await (const entry of Deno.readDir(dir)) {
+          try {
+            owners.set(entry.name, (await Deno.lstat(`${dir}/${entry.name}`)).uid);
+          } catch {
+            // Gone meanwhile.
+          }
+        }
+        listing = { dev: st.dev, ino: st.ino, mtimeMs, statAtMs, owners };
+      }
     } catch {
+      cache?.delete(dir);
       continue;
     }
-    for (const entry of entries) {
-      const path = `${dir}/${entry.name}`;
-      try {
-        const uid = (await Deno.lstat(path)).uid;
-        if (uid !== null && uids.has(uid)) await Deno.remove(path, { recursive: true });
-      } catch {
-        // Gone meanwhile, or not removable.
-      }
+    let removed = false;
+    for (const [name, uid] of listing.owners) {
+      if (uid === null || !uids.has(uid)) continue;
+      await Deno.remove(`${dir}/${name}`, { recursive: true }).catch(() => {});
+      removed = true;
     }
+    // A removal moved the mtime: list again next time.
+    if (removed) cache?.delete(dir);
+    else cache?.set(dir, listing);
   }
 }
 

@@ -255,7 +255,8 @@ export class TaskProcess {
     this.#stopSampling.abort();
     await sampler;
     await this.#killing;
-    await killLeftovers(this.pid, this.#table);
+    // As its own user, what a task leaves outside its group dies with its uid's sweep.
+    await killLeftovers(this.pid, this.#table, { emptyGroupIsEnough: !!this.#options.user });
     await this.#drain(pumps);
     const oom = this.#killedBy === "oom";
     return {

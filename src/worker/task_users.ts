@@ -6,7 +6,7 @@
  */
 import { dirname } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
-import { removeFilesOf } from "./reaper.ts";
+import { removeFilesOf, type SharedDirCache } from "./reaper.ts";
 
 /** `off`, `auto` (on when the worker is root and setpriv exists), or `required` (fail otherwise). */
 export type TaskUserIsolation = "off" | "auto" | "required";
@@ -129,6 +129,8 @@ export class TaskUserPool {
   #timer?: ReturnType<typeof setTimeout>;
   #sweeping: Promise<void> = Promise.resolve();
   #closed = false;
+  /** Listings of /tmp and co. between sweeps: a directory nothing was added to is not re-read. */
+  readonly #sharedDirs: SharedDirCache = new Map();
 
   /** Told of every uid handed out and every uid freed again (the reaper's ledger). */
   readonly #ledger?: { addUid(uid: number): void; removeUid(uid: number): void };
@@ -196,7 +198,7 @@ export class TaskUserPool {
     if (uids.size === 0) return;
     const stubborn = await killUidProcesses(uids);
     const idle = new Set([...uids].filter((uid) => !stubborn.has(uid)));
-    if (idle.size > 0) await removeFilesOf(idle);
+    if (idle.size > 0) await removeFilesOf(idle, undefined, this.#sharedDirs);
     for (const uid of uids) {
       if (stubborn.has(uid)) this.#draining.add(uid); // still busy: keep it out of rotation
       else {

@@ -11,7 +11,7 @@ import {
   recordSliceCreated,
   sliceTimeout,
   takeTokens,
-} from "../../src/controller/autoscaler.ts";
+} from "../../src/controller/autoscaler/autoscaler.ts";
 import type {
   AcceleratorSpec,
   ConstraintSpec,

@@ -1,6 +1,6 @@
 /** restoreAutoscaler: saved autoscaler state merged with the platform's listing after a restart. */
 import { assertEquals } from "../_helpers/assert.ts";
-import { restoreAutoscaler } from "../../src/controller/autoscaler_restore.ts";
+import { restoreAutoscaler } from "../../src/controller/autoscaler/restore.ts";
 import type { PersistedAutoscaler, PersistedSlice } from "../../src/controller/store.ts";
 import type { SliceInfo } from "../../src/platform/platform.ts";
 import type { SliceLifecycle } from "../../src/types.ts";

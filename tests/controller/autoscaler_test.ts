@@ -6,7 +6,7 @@ import {
   type PlanScalingInput,
   recordSliceCreated,
   recordSliceFailed,
-} from "../../src/controller/autoscaler.ts";
+} from "../../src/controller/autoscaler/autoscaler.ts";
 import type {
   AcceleratorSpec,
   ConstraintSpec,
@@ -17,8 +17,8 @@ import type {
   SliceState,
 } from "../../src/types.ts";
 import { after, minutes, seconds, timestamp } from "../../src/time.ts";
-import { makeScalingInput } from "../fakes/snapshot.ts";
-import { reservationDemand } from "../../src/controller/autoscaler_runner.ts";
+import { makeScalingInput } from "../_helpers/synthetic_clusters.ts";
+import { reservationDemand } from "../../src/controller/autoscaler/runner.ts";
 
 const GiB = 2 ** 30;
 const NOW = timestamp(1_000_000_000);

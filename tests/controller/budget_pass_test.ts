@@ -4,7 +4,7 @@
  * bands, and a gang moves whole. Plus the Accounts store (set budgets persist in a JSON file).
  */
 import assert from "node:assert/strict";
-import { schedule } from "../../src/controller/scheduler.ts";
+import { schedule } from "../../src/controller/scheduler/scheduler.ts";
 import { Accounts, usageByUser } from "../../src/controller/accounts.ts";
 import type {
   ClusterSnapshot,
@@ -12,42 +12,31 @@ import type {
   SchedulerJob,
   SchedulerWorker,
 } from "../../src/types.ts";
-import { timestamp } from "../../src/time.ts";
+import { GiB, schedulerJob, schedulerWorker } from "../_helpers/snapshot.ts";
 
-const GiB = 2 ** 30;
-
+/** A worker with `cpu` cores, 64 GiB and the one slice's "tpu-name" attribute. */
 function worker(id: string, cpu = 8): SchedulerWorker {
-  const total = { cpuMillicores: cpu * 1000, memoryBytes: 64 * GiB, accelerators: 0 };
-  return {
-    id,
+  return schedulerWorker(id, {
+    cpu,
+    memGiB: 64,
     sliceId: `s-${id}`,
-    scaleGroup: "g",
-    accelerator: { kind: "cpu", variant: "", count: 0 },
-    total,
-    free: total,
     attributes: { "tpu-name": "slice" },
-    healthy: true,
-    buildingCount: 0,
-  };
+  });
 }
 
+/** `tasks` pending tasks of `user` (a gang over "tpu-name" when told). */
 function job(jobId: string, user: string, tasks: number, opts: {
   cpu?: number;
   band?: 1 | 2 | 3;
   gang?: boolean;
 } = {}): SchedulerJob {
-  return {
-    jobId,
+  return schedulerJob(jobId, {
     user,
-    resources: { cpuMillicores: (opts.cpu ?? 1) * 1000, memoryBytes: GiB, accelerators: 0 },
-    accelerator: { kind: "cpu", variant: "", count: 0 },
-    constraints: [],
+    tasks,
+    cpu: opts.cpu,
+    band: opts.band,
     groupBy: opts.gang ? "tpu-name" : undefined,
-    replicas: tasks,
-    pendingTaskIndices: Array.from({ length: tasks }, (_, i) => i),
-    band: opts.band ?? 2,
-    submittedAt: timestamp(0),
-  };
+  });
 }
 
 const cores = (n: number): ResourceBudget => ({ cpuMillicores: n * 1000 });

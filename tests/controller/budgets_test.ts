@@ -155,3 +155,37 @@ Deno.test("a job's lowered band, its reason and an opened reservation gate survi
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("bandAtSubmit() counts the user's unfinished tasks above BATCH; bandOf() reads it back", async () => {
+  const { bandAtSubmit, bandOf } = await import("../../src/controller/budgets.ts");
+  const jobs = new JobTable();
+  const submit = (name: string, replicas: number, user = "alice", priority = 0) => {
+    const { jobId } = jobs.submit(
+      create(JobSpecSchema, {
+        name,
+        user,
+        replicas,
+        priority,
+        entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
+      }),
+      "",
+      0,
+      noEffects(),
+    );
+    return jobs.job(jobId);
+  };
+  const budget: UserBudget = { users: ["alice"], maxTasks: 4 };
+  submit("running", 2);
+  submit("batch", 5, "alice", PriorityBand.BATCH);
+  submit("bob", 9, "bob");
+  const fits = submit("fits", 2);
+  assert.equal(bandAtSubmit(fits, jobs.jobs.values(), budget), undefined);
+  assert.equal(bandAtSubmit(fits, jobs.jobs.values(), undefined), undefined);
+  const over = submit("over", 1);
+  const res = bandAtSubmit(over, jobs.jobs.values(), budget);
+  assert.equal(res?.band, 3);
+  assert.match(res!.reason, /over budget: 4 unfinished INTERACTIVE/);
+  assert.equal(bandOf(over), 2);
+  over.band = res!.band;
+  assert.equal(bandOf(over), 3);
+});

@@ -24,6 +24,7 @@ import {
   type WorkerClient,
 } from "../../src/rpc/mod.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
+import { withTempDir } from "../_helpers/temp_dir.ts";
 
 /** Records RunTask calls and accepts them. */
 function recordingClient(sent: RunTaskRequest[]): () => WorkerClient {
@@ -89,13 +90,8 @@ const job = (name: string, extra: SpecInit = {}) =>
     ...extra,
   });
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "iris-exactly-once-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  return withTempDir("iris-exactly-once-", fn);
 }
 
 Deno.test("ends that happened while the controller was down are applied once, after re-registration", () =>

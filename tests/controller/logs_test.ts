@@ -5,6 +5,7 @@ import { LogLineSchema } from "../../src/rpc/mod.ts";
 import { LogStore, parseLogLevel, taskPath } from "../../src/controller/logs.ts";
 import { minutes } from "../../src/time.ts";
 import { InvalidArgumentError } from "../../src/errors.ts";
+import { withTempDir } from "../_helpers/temp_dir.ts";
 
 function line(taskId: string, text: string, timestampMs: number, stream = "stdout") {
   return create(LogLineSchema, { taskId, text, timestampMs, stream, attemptId: 0 });
@@ -99,13 +100,8 @@ function lines(taskId: string, prefix: string, n: number, attemptId = 0, from = 
   );
 }
 
-async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "iris-logs-test-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  return withTempDir("iris-logs-test-", fn);
 }
 
 Deno.test("LogStore without a dir keeps at most memoryBytes, evicting least recently written tasks first", async () => {

@@ -4,7 +4,7 @@
  * capacity already being released used first, same device variant only.
  */
 import assert from "node:assert/strict";
-import { schedule } from "../../src/controller/scheduler.ts";
+import { schedule } from "../../src/controller/scheduler/scheduler.ts";
 import type {
   AcceleratorSpec,
   Attributes,

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { schedule } from "../../src/controller/scheduler.ts";
+import { schedule } from "../../src/controller/scheduler/scheduler.ts";
 import { acceleratorMatches, matchesRequired } from "../../src/controller/constraints.ts";
 import type {
   AcceleratorSpec,
@@ -10,72 +10,11 @@ import type {
   SchedulerJob,
   SchedulerWorker,
 } from "../../src/types.ts";
-import { timestamp } from "../../src/time.ts";
-import { makeCluster } from "../fakes/snapshot.ts";
+import { makeCluster } from "../_helpers/synthetic_clusters.ts";
+import { schedulerJob as job, schedulerWorker as worker } from "../_helpers/snapshot.ts";
 
 const GiB = 2 ** 30;
 const CPU: AcceleratorSpec = { kind: "cpu", variant: "", count: 0 };
-
-function worker(id: string, opts: {
-  cpu?: number;
-  memGiB?: number;
-  acc?: AcceleratorSpec;
-  attributes?: Attributes;
-  healthy?: boolean;
-  building?: number;
-  freeCpu?: number;
-  freeMemGiB?: number;
-} = {}): SchedulerWorker {
-  const acc = opts.acc ?? CPU;
-  const total = {
-    cpuMillicores: (opts.cpu ?? 8) * 1000,
-    memoryBytes: (opts.memGiB ?? 32) * GiB,
-    accelerators: acc.count,
-  };
-  return {
-    id,
-    sliceId: `slice-${id}`,
-    scaleGroup: "g",
-    accelerator: acc,
-    total,
-    free: {
-      cpuMillicores: (opts.freeCpu ?? opts.cpu ?? 8) * 1000,
-      memoryBytes: (opts.freeMemGiB ?? opts.memGiB ?? 32) * GiB,
-      accelerators: acc.count,
-    },
-    attributes: opts.attributes ?? {},
-    healthy: opts.healthy ?? true,
-    buildingCount: opts.building ?? 0,
-  };
-}
-
-function job(jobId: string, opts: {
-  tasks?: number;
-  cpu?: number;
-  memGiB?: number;
-  acc?: AcceleratorSpec;
-  constraints?: ConstraintSpec[];
-  groupBy?: string;
-  band?: 1 | 2 | 3;
-} = {}): SchedulerJob {
-  const n = opts.tasks ?? 1;
-  const acc = opts.acc ?? CPU;
-  return {
-    jobId,
-    resources: {
-      cpuMillicores: (opts.cpu ?? 1) * 1000,
-      memoryBytes: (opts.memGiB ?? 1) * GiB,
-      accelerators: acc.count,
-    },
-    accelerator: acc,
-    constraints: opts.constraints ?? [],
-    groupBy: opts.groupBy,
-    replicas: n,
-    pendingTaskIndices: Array.from({ length: n }, (_, i) => i),
-    band: opts.band ?? 2,
-    submittedAt: timestamp(0),
-  };
-}
 
 function tpuSlice(
   name: string,

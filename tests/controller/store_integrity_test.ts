@@ -18,6 +18,7 @@ import {
   StateStoreError,
 } from "../../src/controller/store.ts";
 import { ms } from "../../src/time.ts";
+import { withTempDir } from "../_helpers/temp_dir.ts";
 
 function submit(t: JobTable, name: string, replicas = 1) {
   t.submit(
@@ -33,13 +34,8 @@ function submit(t: JobTable, name: string, replicas = 1) {
   );
 }
 
-async function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "iris-integrity-" });
-  try {
-    await fn(dir);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+function withDir(fn: (dir: string) => Promise<void> | void): Promise<void> {
+  return withTempDir("iris-integrity-", fn);
 }
 
 /**

@@ -85,3 +85,61 @@ Deno.test("jobs that are not coscheduled or have no accelerator get no distribut
     {},
   );
 });
+
+Deno.test("taskEnv(): IRIS_* variables, the base env under the job's, TPU host attributes", async () => {
+  const { taskEnv } = await import("../../src/controller/task_env.ts");
+  const s = create(JobSpecSchema, { env: { A: "job" }, bundleId: "b1" });
+  const { env, endpoint } = taskEnv({
+    base: { A: "base", B: "base" },
+    jobId: "/alice/j",
+    user: "alice",
+    spec: s,
+    taskId: "/alice/j/0",
+    taskIndex: 0,
+    numTasks: 1,
+    attemptId: 3,
+    workerId: "w0",
+    workerAttributes: { "tpu-name": "slice-1", "tpu-worker-id": 2, other: "x" },
+    controllerUrl: "http://c:1",
+    members: [{ host: "h0", workerId: "w0" }],
+    attempt0: 3,
+  });
+  assert.equal(endpoint, undefined);
+  assert.equal(env.A, "job");
+  assert.equal(env.B, "base");
+  assert.equal(env.IRIS_ATTEMPT_ID, "3");
+  assert.equal(env.IRIS_USER, "alice");
+  assert.equal(env.IRIS_BUNDLE_ID, "b1");
+  assert.equal(env.IRIS_JOB_ENV, JSON.stringify({ A: "job" }));
+  assert.equal(env.TPU_NAME, "slice-1");
+  assert.equal(env.TPU_WORKER_ID, "2");
+  assert.equal(env.IRIS_GANG_HOSTS, undefined, "not coscheduled");
+});
+
+Deno.test("taskEnv(): a TPU gang's tasks get JAX's variables; task 0 serves the coordinator", async () => {
+  const { taskEnv } = await import("../../src/controller/task_env.ts");
+  const s = spec(AcceleratorType.TPU, "v4-16", 4);
+  const members = [{ host: "h0", workerId: "w0" }, { host: "h1", workerId: "w1" }];
+  const at = (taskIndex: number) =>
+    taskEnv({
+      jobId: "/alice/t",
+      user: "alice",
+      spec: s,
+      taskId: `/alice/t/${taskIndex}`,
+      taskIndex,
+      numTasks: 2,
+      attemptId: 0,
+      workerId: members[taskIndex]!.workerId,
+      workerAttributes: {},
+      controllerUrl: "",
+      members,
+      attempt0: 0,
+    });
+  const [t0, t1] = [at(0), at(1)];
+  assert.equal(t1.env.JAX_COORDINATOR_ADDRESS, "h0:8476");
+  assert.equal(t1.env.JAX_PROCESS_ID, "1");
+  assert.equal(t1.env.JAX_NUM_PROCESSES, "2");
+  assert.equal(t1.env.TPU_WORKER_HOSTNAMES, "h0,h1");
+  assert.equal(t1.endpoint, undefined, "only task 0 registers the endpoint");
+  assert.deepEqual(t0.endpoint, { name: "jax-coordinator", address: "h0:8476" });
+});

@@ -82,10 +82,16 @@ export interface Lab extends AsyncDisposable {
   close(): Promise<string[]>;
 }
 
-/** Makes a lab with hosts named `names` (addresses .2, .3, … of a random 10.213.N.0/24). */
+/** Makes a lab with hosts named `names` (addresses .2, .3, … of a random unused 10.213.N.0/24). */
 export async function makeLab(names: readonly string[]): Promise<Lab> {
   const id = crypto.randomUUID().replaceAll("-", "").slice(0, 6);
-  const net = `10.213.${Math.floor(Math.random() * 250) + 1}`;
+  // A /24 no other lab on this machine uses (labs of parallel test files run side by side).
+  const used = new Set(
+    [...(await sh("ip", "-o", "-4", "addr", "show")).out.matchAll(/\b10\.213\.(\d+)\./g)]
+      .map((m) => Number(m[1])),
+  );
+  const free = Array.from({ length: 250 }, (_, i) => i + 1).filter((n) => !used.has(n));
+  const net = `10.213.${free[Math.floor(Math.random() * free.length)] ?? 250}`;
   const dir = await Deno.makeTempDir({ prefix: "iris-ns-lab-" });
   const bridge = `irbr${id}`;
   const gateway = `${net}.1`;

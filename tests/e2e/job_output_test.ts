@@ -8,7 +8,7 @@ import { main } from "../../src/cli/main.ts";
 import { IrisClient, JobState } from "../../mod.ts";
 import { startSecureCluster } from "../security/_cluster.ts";
 import { JobOutputs } from "../../src/worker/outputs.ts";
-import { seconds } from "../../src/time.ts";
+import { ms, seconds } from "../../src/time.ts";
 
 Deno.test("job outputs: outlive attempts, download through the controller, owner or admin only", async () => {
   const root = await Deno.makeTempDir({ prefix: "iris-outputs-" });
@@ -104,6 +104,25 @@ Deno.test("JobOutputs.sweep removes directories unused past the retention, never
     assert.deepEqual(await outputs.sweep(), ["/alice/old"]);
     await outputs.release("/alice/busy");
     assert.deepEqual(await outputs.sweep(Date.now() + 2 * 3600_000), ["/alice/busy"]);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});
+
+Deno.test("JobOutputs: attempt starts sweep at most once per sweep interval", async () => {
+  const root = await Deno.makeTempDir({ prefix: "iris-outsweep-" });
+  try {
+    const outputs = new JobOutputs(root, seconds(3600), seconds(3600));
+    await outputs.acquire("/alice/first"); // the first start sweeps (nothing to remove yet)
+    const old = await outputs.acquire("/alice/old");
+    await outputs.release("/alice/old");
+    const past = new Date(Date.now() - 2 * 3600_000);
+    await Deno.utime(old, past, past);
+    await outputs.acquire("/alice/next"); // within the interval: no sweep
+    assert.equal((await Deno.stat(old)).isDirectory, true);
+    const eager = new JobOutputs(root, seconds(3600), ms(0));
+    await eager.acquire("/alice/other"); // an interval of 0: every start sweeps
+    await assert.rejects(() => Deno.stat(old), Deno.errors.NotFound);
   } finally {
     await Deno.remove(root, { recursive: true });
   }

@@ -13,7 +13,7 @@ import type {
   StreamOptions,
 } from "../../src/platform/command.ts";
 import { describeSecretStdin, formatCommand } from "../../src/platform/command.ts";
-import type { Duration } from "../../src/time.ts";
+import type { Clock, Duration } from "../../src/time.ts";
 
 /** What a scripted process does. */
 export interface ScriptedReply {
@@ -21,7 +21,7 @@ export interface ScriptedReply {
   readonly code?: number;
   readonly stdout?: string;
   readonly stderr?: string;
-  /** Runs this long (real time) before exiting. */
+  /** Runs this long (real time, or the runner's clock) before exiting. */
   readonly delay?: Duration;
   /** Never exits on its own: only a timeout or an abort ends it. */
   readonly hang?: boolean;
@@ -57,12 +57,14 @@ function matches(m: ArgvMatcher, cmd: Command, line: string): boolean {
   return m.every((w, i) => cmd.argv[i] === w);
 }
 
-/** Waits `delay` (or forever), stopping early on abort or timeout. */
+/** Waits `delay` (or forever), stopping early on abort or timeout; on `clock` when given. */
 function wait(
   reply: ScriptedReply,
   signal: AbortSignal | undefined,
   timeout: Duration | undefined,
+  clock?: Clock,
 ): Promise<"done" | "aborted" | "timedOut"> {
+  if (clock) return waitOn(clock, reply, signal, timeout);
   return new Promise((resolve) => {
     const timers: ReturnType<typeof setTimeout>[] = [];
     const finish = (how: "done" | "aborted" | "timedOut") => {
@@ -78,6 +80,34 @@ function wait(
   });
 }
 
+/** {@linkcode wait} on a clock (a FakeClock in tests): the delay and timeout are clock sleeps. */
+function waitOn(
+  clock: Clock,
+  reply: ScriptedReply,
+  signal: AbortSignal | undefined,
+  timeout: Duration | undefined,
+): Promise<"done" | "aborted" | "timedOut"> {
+  return new Promise((resolve) => {
+    const stop = new AbortController();
+    const finish = (how: "done" | "aborted" | "timedOut") => {
+      if (stop.signal.aborted) return;
+      stop.abort();
+      signal?.removeEventListener("abort", onAbort);
+      resolve(how);
+    };
+    const onAbort = () => finish("aborted");
+    if (signal?.aborted) return finish("aborted");
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const ignore = () => {};
+    if (!reply.hang) {
+      clock.sleep(reply.delay ?? (0 as Duration), stop.signal).then(() => finish("done"), ignore);
+    }
+    if (timeout !== undefined) {
+      clock.sleep(timeout, stop.signal).then(() => finish("timedOut"), ignore);
+    }
+  });
+}
+
 /**
  * Replays `(argv prefix | regex) → {code, stdout, stderr, delay?, hang?}` entries and records
  * every call. Unmatched calls exit 127 and are listed in `unmatched`.
@@ -88,8 +118,15 @@ export class ScriptedRunner implements CommandRunner {
   readonly #entries: { entry: ScriptEntry; used: number }[] = [];
   #activeStreams = 0;
 
-  constructor(entries: readonly ScriptEntry[] = []) {
+  readonly #clock?: Clock;
+
+  /**
+   * @param options.clock runs delays and timeouts on this clock (a FakeClock: they pass when the
+   * test advances it). @default real time
+   */
+  constructor(entries: readonly ScriptEntry[] = [], options: { clock?: Clock } = {}) {
     for (const entry of entries) this.#entries.push({ entry, used: 0 });
+    this.#clock = options.clock;
   }
 
   /** Adds an entry (checked after the earlier ones). */
@@ -148,7 +185,7 @@ export class ScriptedRunner implements CommandRunner {
     if (!(opts.timeout > 0)) throw new Error("ScriptedRunner.run needs a positive timeout");
     opts.signal?.throwIfAborted();
     const reply = this.#reply("run", cmd);
-    const how = await wait(reply, opts.signal, opts.timeout);
+    const how = await wait(reply, opts.signal, opts.timeout, this.#clock);
     if (how === "aborted") throw opts.signal?.reason ?? new DOMException("Aborted", "AbortError");
     if (how === "timedOut") {
       return {
@@ -177,7 +214,7 @@ export class ScriptedRunner implements CommandRunner {
       await Promise.resolve();
       emit(reply.stdout, "stdout");
       emit(reply.stderr, "stderr");
-      const how = await wait(reply, opts.signal, undefined);
+      const how = await wait(reply, opts.signal, undefined, this.#clock);
       this.#activeStreams--;
       const killed = how === "aborted";
       return {

@@ -388,3 +388,29 @@ function existsSync(path: string): boolean {
     return false;
   }
 }
+
+Deno.test({
+  name: "task users: a leftover that left the task's process group dies after the task ends",
+  ignore,
+  async fn() {
+    // The leader's process group is empty when it exits (the end skips the /proc scan), but a
+    // process that moved to a group of its own in the task's session still runs as the task's
+    // user: the uid's sweep must kill it.
+    const perl = "/usr/bin/perl";
+    if (!existsSync(perl)) return;
+    await using h = await startHarness({ taskUserIsolation: "required" });
+    await workerClient(h.worker.url).runTask(commandTask("/u/escape/0", [
+      "sh",
+      "-c",
+      `id -u; ${perl} -e 'setpgrp(0, 0); sleep 1000' & sleep 0.3`,
+    ]));
+    const done = await h.fake.waitForState("/u/escape/0", TaskState.SUCCEEDED, seconds(30));
+    assertEquals(done.state, TaskState.SUCCEEDED);
+    const uid = Number(h.fake.logsOf("/u/escape/0").find((l) => l.stream === "stdout")!.text);
+    assert(uid >= DEFAULT_TASK_UIDS.first, `task uid ${uid}`);
+    await waitFor(() => processesOf(uid).length === 0 || undefined, {
+      timeout: seconds(10),
+      what: `the task's escaped process (uid ${uid}) to die`,
+    });
+  },
+});

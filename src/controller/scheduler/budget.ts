@@ -12,7 +12,7 @@ import {
   type ResourceVec,
   type SchedulePlan,
   type SchedulerJob,
-} from "../types.ts";
+} from "../../types.ts";
 
 /** Resources one task of `job` counts against its user's budget. */
 export function taskCost(job: Pick<SchedulerJob, "resources" | "accelerator">): ResourceVec {

@@ -3,7 +3,7 @@
  * whole slices for gangs, in-flight slices absorbing demand first. No routing, no clock.
  * @module
  */
-import type { ScaleGroupSpec } from "../types.ts";
+import type { ScaleGroupSpec } from "../../types.ts";
 
 /** Per-task request as plain numbers. */
 export interface TaskShape {

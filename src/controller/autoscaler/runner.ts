@@ -10,9 +10,9 @@ import {
   AutoscalerActionSchema,
   type GetAutoscalerStatusResponse,
   GetAutoscalerStatusResponseSchema,
-} from "../rpc/gen/iris/v1/controller_pb.ts";
-import type { ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { Platform, SliceInfo } from "../platform/platform.ts";
+} from "../../rpc/gen/iris/v1/controller_pb.ts";
+import type { ScaleGroupConfig } from "../../rpc/gen/iris/v1/config_pb.ts";
+import type { Platform, SliceInfo } from "../../platform/platform.ts";
 import type {
   ClusterSnapshot,
   DemandEntry,
@@ -21,7 +21,7 @@ import type {
   ScalingPlan,
   SchedulePlan,
   SliceState,
-} from "../types.ts";
+} from "../../types.ts";
 import {
   type Clock,
   type Duration,
@@ -29,8 +29,8 @@ import {
   seconds,
   systemClock,
   type Timestamp,
-} from "../time.ts";
-import { describeError, QuotaExhaustedError } from "../errors.ts";
+} from "../../time.ts";
+import { describeError, QuotaExhaustedError } from "../../errors.ts";
 import {
   planScaling,
   recordQuotaExceeded,
@@ -39,9 +39,9 @@ import {
   type ScaleBackoff,
   takeTokens,
 } from "./autoscaler.ts";
-import type { Controller } from "./controller.ts";
-import { acceleratorType } from "./workers.ts";
-import { restoreAutoscaler } from "./autoscaler_restore.ts";
+import type { Controller } from "../controller.ts";
+import { acceleratorType } from "../workers.ts";
+import { restoreAutoscaler } from "./restore.ts";
 
 /**
  * Demand of reservation entries still unclaimed after a pass: one entry per distinct shape of a
@@ -136,7 +136,7 @@ export class AutoscalerRunner {
 
   /**
    * Adopts slices the platform already has (merged with the state saved before a controller
-   * restart, see autoscaler_restore.ts), then evaluates every interval until stopped.
+   * restart, see restore.ts), then evaluates every interval until stopped.
    */
   async start(): Promise<void> {
     let listed: SliceInfo[] | undefined;

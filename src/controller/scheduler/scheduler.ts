@@ -3,7 +3,7 @@
  * touch the store, call platforms or mutate its input; capacity is deducted from a local copy.
  * @module
  */
-import { finishBudgetPlan, splitOverBudget } from "./_scheduler_budget.ts";
+import { finishBudgetPlan, splitOverBudget } from "./budget.ts";
 import type {
   Assignment,
   ClusterSnapshot,
@@ -12,13 +12,13 @@ import type {
   ReservationClaim,
   SchedulePlan,
   SchedulerJob,
-} from "../types.ts";
+} from "../../types.ts";
 import {
   acceleratorMatches,
   constraintsKey,
   filterByConstraints,
   preferenceScore,
-} from "./constraints.ts";
+} from "../constraints.ts";
 import {
   acceleratorRequest,
   buildPassState,
@@ -27,16 +27,16 @@ import {
   fitCount,
   groupsFor,
   type PassState,
-} from "./_scheduler_index.ts";
-import { explainUnplaced, newExplainer } from "./_scheduler_reasons.ts";
+} from "./index.ts";
+import { explainUnplaced, newExplainer } from "./reasons.ts";
 import {
   type BlockedJob,
   newPreemptor,
   preemptFor,
   preemptionPossible,
   type Preemptor,
-} from "./_scheduler_preempt.ts";
-import { claimReservations } from "./_scheduler_reserve.ts";
+} from "./preempt.ts";
+import { claimReservations } from "./reserve.ts";
 
 /**
  * Everything about a job that decides where it may go. Jobs with equal signatures share
@@ -84,7 +84,7 @@ interface PassContext {
  *
  * Preemption: when a job still has unplaced tasks and `snapshot.running` holds tasks of a lower
  * band on workers it is eligible for, plan.preemptions names the victims (see
- * _scheduler_preempt.ts); the job is placed on a later pass once they stopped. Without such a
+ * preempt.ts); the job is placed on a later pass once they stopped. Without such a
  * job the pass costs nothing.
  *
  * Order: band (lower first), then snapshot order; within a band, users take turns (fewest
@@ -100,7 +100,7 @@ interface PassContext {
  */
 export function schedule(input: ClusterSnapshot): SchedulePlan {
   if (!input.budgets) return schedulePass(input);
-  // Resource budgets: over-budget tasks are placed as BATCH this pass (_scheduler_budget.ts).
+  // Resource budgets: over-budget tasks are placed as BATCH this pass (budget.ts).
   const split = splitOverBudget(input);
   return finishBudgetPlan(schedulePass({ ...input, jobs: split.jobs }), split);
 }

@@ -3,9 +3,9 @@
  * (store.ts) with what the platform lists. Pure: no platform calls, no clock.
  * @module
  */
-import type { GroupState, SliceState } from "../types.ts";
-import type { SliceInfo } from "../platform/platform.ts";
-import type { PersistedAutoscaler, PersistedSlice } from "./store.ts";
+import type { GroupState, SliceState } from "../../types.ts";
+import type { SliceInfo } from "../../platform/platform.ts";
+import type { PersistedAutoscaler, PersistedSlice } from "../store.ts";
 
 /** The slices and group states to start from, and what happened to each slice. */
 export interface RestoredAutoscaler {

@@ -18,8 +18,8 @@ import type {
   Preemption,
   RunningTask,
   SchedulerJob,
-} from "../types.ts";
-import { acceleratorRequest, deduct, type PassState } from "./_scheduler_index.ts";
+} from "../../types.ts";
+import { acceleratorRequest, deduct, type PassState } from "./index.ts";
 
 /** A victim: one independent task, or every running task of a gang job. */
 interface Unit {

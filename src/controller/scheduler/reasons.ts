@@ -3,9 +3,9 @@
  * with numbers. Reads the end-of-pass capacity; does not place anything.
  * @module
  */
-import { formatBytes } from "../format.ts";
-import type { ConstraintSpec, PendingCode, PendingReasonData, SchedulerJob } from "../types.ts";
-import { acceleratorMatches, formatConstraint, matchesConstraint } from "./constraints.ts";
+import { formatBytes } from "../../format.ts";
+import type { ConstraintSpec, PendingCode, PendingReasonData, SchedulerJob } from "../../types.ts";
+import { acceleratorMatches, formatConstraint, matchesConstraint } from "../constraints.ts";
 import {
   acceleratorRequest,
   countFit,
@@ -13,7 +13,7 @@ import {
   groupsFor,
   type PassState,
   type WorkerClass,
-} from "./_scheduler_index.ts";
+} from "./index.ts";
 
 const NEVER = "it can never fit the current fleet";
 const WAIT = "waiting for capacity to free up";

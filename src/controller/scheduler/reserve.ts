@@ -9,8 +9,8 @@ import type {
   ReservationEntryView,
   ReservationRequest,
   SchedulerWorker,
-} from "../types.ts";
-import { acceleratorMatches, matchesRequired } from "./constraints.ts";
+} from "../../types.ts";
+import { acceleratorMatches, matchesRequired } from "../constraints.ts";
 
 /** A worker with no attempts on it (nothing committed, nothing building). */
 function idle(w: SchedulerWorker): boolean {

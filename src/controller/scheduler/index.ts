@@ -4,8 +4,13 @@
  * never touches the snapshot.
  * @module
  */
-import type { AcceleratorKind, ClusterSnapshot, SchedulerJob, SchedulerWorker } from "../types.ts";
-import { type AttributeIndex, buildAttributeIndex, canonicalValue } from "./constraints.ts";
+import type {
+  AcceleratorKind,
+  ClusterSnapshot,
+  SchedulerJob,
+  SchedulerWorker,
+} from "../../types.ts";
+import { type AttributeIndex, buildAttributeIndex, canonicalValue } from "../constraints.ts";
 
 /** Attribute whose integer value orders the workers of a coscheduling group. */
 export const WORKER_ID_ATTRIBUTE = "tpu-worker-id";

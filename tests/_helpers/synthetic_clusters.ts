@@ -4,7 +4,7 @@
  * preemption, and a 1000-group scaling input. Deterministic for a given seed.
  * @module
  */
-import type { PlanScalingInput } from "../../src/controller/autoscaler.ts";
+import type { PlanScalingInput } from "../../src/controller/autoscaler/autoscaler.ts";
 import type {
   AcceleratorSpec,
   Attributes,

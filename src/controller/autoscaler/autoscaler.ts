@@ -12,16 +12,16 @@ import type {
   ScalingPlan,
   SliceState,
   TokenBucket,
-} from "../types.ts";
-import { after, type Duration, minutes, seconds, type Timestamp } from "../time.ts";
-import { formatDuration } from "../format.ts";
+} from "../../types.ts";
+import { after, type Duration, minutes, seconds, type Timestamp } from "../../time.ts";
+import { formatDuration } from "../../format.ts";
 import {
   acceleratorMatches,
   buildAttributeIndex,
   constraintsKey,
   filterByConstraints,
   matchesRequired,
-} from "./constraints.ts";
+} from "../constraints.ts";
 import {
   claimSlice,
   demandSlicesOf,
@@ -30,7 +30,7 @@ import {
   packTasks,
   type TaskShape,
   vmAccelerators,
-} from "./_autoscaler_pack.ts";
+} from "./pack.ts";
 
 /**
  * Attributes that differ per VM or only exist after a slice is created; constraints on them are

@@ -1,0 +1,176 @@
+/**
+ * Dispatch: the controller's calls to its workers. Sends RunTask for placed attempts (with their
+ * environment, task_env.ts) and KillTask for kill orders, keeps one client per worker address,
+ * knows which RunTask calls are in flight (a worker registering may not list those yet) and
+ * tracks every call so the controller can await them when it stops.
+ * @module
+ */
+import { create } from "@bufbuild/protobuf";
+import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
+import { type WorkerClient, workerClient } from "../rpc/client.ts";
+import { type Duration, seconds } from "../time.ts";
+import { describeError } from "../errors.ts";
+import { isTaskActive } from "./job_rules.ts";
+import type { AttemptRecord, JobRecord, JobTable, KillOrder, TaskRecord } from "./state.ts";
+import { attemptKey, type WorkerTable } from "./workers.ts";
+import type { EndpointTable } from "./endpoints.ts";
+import { type GangMember, taskEnv } from "./task_env.ts";
+
+/** How long one RunTask or KillTask call may take. */
+export const WORKER_CALL_TIMEOUT: Duration = seconds(10);
+
+/** Options for {@linkcode Dispatcher}. */
+export interface DispatcherOptions {
+  /** Builds a client for a worker address. @default a Connect client over HTTP */
+  readonly clientFactory?: (address: string) => WorkerClient;
+  readonly log: (line: string) => void;
+}
+
+/** One attempt placed by a scheduling pass. */
+export interface Placed {
+  readonly task: TaskRecord;
+  readonly attempt: AttemptRecord;
+}
+
+/** The controller's calls to workers, and the clients they use. */
+export class Dispatcher {
+  readonly #opts: DispatcherOptions;
+  readonly #clients = new Map<string, WorkerClient>();
+  readonly #inflight = new Set<Promise<unknown>>();
+  /** Attempts whose RunTask is in flight. */
+  readonly #dispatching = new Set<string>();
+
+  constructor(options: DispatcherOptions) {
+    this.#opts = options;
+  }
+
+  /** The (cached) client for a worker's address. */
+  client(address: string): WorkerClient {
+    let c = this.#clients.get(address);
+    if (!c) {
+      c = this.#opts.clientFactory?.(address) ?? workerClient(address);
+      this.#clients.set(address, c);
+    }
+    return c;
+  }
+
+  /** Drops the cached client of an address (the worker re-registered or died). */
+  forget(address: string): void {
+    this.#clients.delete(address);
+  }
+
+  /** Whether the RunTask of attempt `key` (attemptKey) is in flight. */
+  isDispatching(key: string): boolean {
+    return this.#dispatching.has(key);
+  }
+
+  /**
+   * Sends RunTask for the attempts placed for one job (a gang learns its peers' hosts); task 0
+   * of a gang registers the endpoint it serves. `onFailed` runs when a call fails or the worker
+   * refuses the task.
+   */
+  dispatchJob(
+    ctx: {
+      readonly jobs: JobTable;
+      readonly workers: WorkerTable;
+      readonly endpoints: EndpointTable;
+      readonly baseEnv?: Readonly<Record<string, string>>;
+      readonly controllerUrl: string;
+    },
+    job: JobRecord,
+    placed: readonly Placed[],
+    onFailed: (taskId: string, attemptId: number, workerId: string, err: unknown) => void,
+  ): void {
+    const spec = job.spec;
+    const members = gangMembers(ctx.jobs, ctx.workers, job);
+    const task0 = ctx.jobs.tasks.get(job.taskIds[0]!);
+    const attempt0 = task0 ? ctx.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
+    for (const { task, attempt } of placed) {
+      const worker = ctx.workers.workers.get(attempt.workerId)!;
+      const { env, endpoint } = taskEnv({
+        base: ctx.baseEnv,
+        jobId: job.jobId,
+        user: job.user,
+        spec,
+        taskId: task.taskId,
+        taskIndex: task.index,
+        numTasks: job.taskIds.length,
+        attemptId: attempt.attemptId,
+        workerId: worker.workerId,
+        workerAttributes: worker.attributes,
+        controllerUrl: ctx.controllerUrl,
+        members,
+        attempt0,
+      });
+      if (endpoint) {
+        ctx.endpoints.register({
+          ...endpoint,
+          name: `${job.jobId}/${endpoint.name}`,
+          taskId: task.taskId,
+          jobId: job.jobId,
+          metadata: {},
+        });
+      }
+      const req = create(RunTaskRequestSchema, {
+        taskId: task.taskId,
+        jobId: job.jobId,
+        attemptId: attempt.attemptId,
+        taskIndex: task.index,
+        numTasks: job.taskIds.length,
+        entrypoint: spec.entrypoint,
+        env,
+        resources: spec.resources,
+        ports: spec.ports,
+        bundleId: spec.bundleId,
+        timeoutMs: spec.timeoutMs,
+        environment: spec.environment,
+      });
+      const key = attemptKey(task.taskId, attempt.attemptId);
+      this.#dispatching.add(key);
+      this.track(
+        this.client(worker.address).runTask(req, {
+          signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT),
+        }).then((res) => {
+          if (!res.accepted) throw new Error(res.error || "worker refused the task");
+        }).catch((err) => onFailed(task.taskId, attempt.attemptId, worker.workerId, err))
+          .finally(() => this.#dispatching.delete(key)),
+      );
+    }
+  }
+
+  /** Sends a kill order to the worker at `address` (a failure is logged). */
+  kill(address: string, k: KillOrder): void {
+    this.track(
+      this.client(address).killTask({
+        taskId: k.taskId,
+        attemptId: k.attemptId,
+        reason: k.reason,
+      }, {
+        signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT),
+      }).catch((err) =>
+        this.#opts.log(`kill of ${k.taskId} on ${k.workerId} failed: ${describeError(err)}`)
+      ),
+    );
+  }
+
+  /** Tracks a call so {@linkcode Dispatcher.drain} awaits it. */
+  track(p: Promise<unknown>): void {
+    this.#inflight.add(p);
+    p.finally(() => this.#inflight.delete(p));
+  }
+
+  /** Waits for every tracked call to settle. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#inflight]);
+  }
+}
+
+/** Where a job's tasks are placed, by index ("" host and worker for a task not placed). */
+export function gangMembers(jobs: JobTable, workers: WorkerTable, job: JobRecord): GangMember[] {
+  return job.taskIds.map((tid) => {
+    const t = jobs.tasks.get(tid)!;
+    const att = jobs.currentAttempt(t);
+    const w = att && isTaskActive(att.state) ? workers.workers.get(att.workerId) : undefined;
+    return { host: w ? new URL(w.address).hostname : "", workerId: w?.workerId ?? "" };
+  });
+}

@@ -1,0 +1,29 @@
+/**
+ * Scheduling timeouts: a job's `scheduling_timeout_ms` bounds how long each of its tasks may stay
+ * pending; a task pending longer ends UNSCHEDULABLE with the reason it could not be placed.
+ * @module
+ */
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
+import type { Effects, JobTable } from "./state.ts";
+
+/**
+ * Ends as UNSCHEDULABLE every pending task that has waited its job's scheduling timeout or longer
+ * by `nowMs` (jobs without a timeout wait forever).
+ */
+export function expireScheduling(jobs: JobTable, nowMs: number, fx: Effects): void {
+  for (const [jobId, pending] of jobs.pending) {
+    const job = jobs.jobs.get(jobId)!;
+    const limit = job.spec.schedulingTimeoutMs;
+    if (!limit || pending.size === 0) continue;
+    for (const i of [...pending]) {
+      const task = jobs.task(job.taskIds[i]!);
+      if (nowMs - task.pendingSinceMs >= limit) {
+        const why = `not scheduled within ${formatDuration(ms(limit))}: ${
+          task.pendingReason?.message ?? "no capacity"
+        }`;
+        jobs.unschedulable(task, why, nowMs, fx);
+      }
+    }
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * The scheduler's input: a {@linkcode ClusterSnapshot} built from the job and worker tables, the
+ * reservations and the budgets. Pure over what it is given.
+ * @module
+ */
+import type {
+  Band,
+  ClusterSnapshot,
+  ReservationRequest,
+  ResourceVec,
+  SchedulerJob,
+  SchedulerWorker,
+} from "../types.ts";
+import { BAND_BATCH } from "../types.ts";
+import { bandOf, budgetView, type UserBudget } from "./budgets.ts";
+import type { JobRecord, JobTable } from "./state.ts";
+import { acceleratorKind, type WorkerTable } from "./workers.ts";
+import { constraintsFromProto } from "./convert.ts";
+import { isGated, type Reservations } from "./reservations.ts";
+
+/** Default cap of ASSIGNED+BUILDING attempts per worker. */
+export const DEFAULT_MAX_BUILDING_PER_WORKER = 8;
+
+/** What {@linkcode clusterSnapshot} reads. */
+export interface SnapshotSources {
+  readonly jobs: JobTable;
+  readonly workers: WorkerTable;
+  readonly reservations: Reservations;
+  /** The budget of a user; undefined without resource budgets at all (skips the budget view). */
+  readonly budgetOf?: (user: string) => UserBudget | undefined;
+  /** What each user's active tasks hold (read only when some budget limits resources). */
+  readonly usage: () => ReadonlyMap<string, ResourceVec>;
+  readonly maxBuildingPerWorker?: number;
+}
+
+/** The resources one task of `job` asks for. */
+export function taskResources(job: JobRecord) {
+  const r = job.spec.resources;
+  return {
+    cpuMillicores: r?.cpuMillicores ?? 0,
+    memoryBytes: r?.memoryBytes ?? 0,
+    accelerators: r?.accelerator?.count ?? 0,
+  };
+}
+
+/** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
+export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
+  const jobs: SchedulerJob[] = [];
+  const reservations: ReservationRequest[] = [];
+  let topBand = 4;
+  for (const [jobId, pending] of s.jobs.pending) {
+    if (pending.size === 0) continue;
+    const job = s.jobs.jobs.get(jobId)!;
+    const spec = job.spec;
+    if (isGated(job)) {
+      // Gated: the tasks wait until every entry holds a worker.
+      reservations.push(s.reservations.request(job));
+      continue;
+    }
+    const band = bandOf(job);
+    topBand = Math.min(topBand, band);
+    const r = spec.resources;
+    jobs.push({
+      jobId,
+      resources: taskResources(job),
+      accelerator: {
+        kind: acceleratorKind(r?.accelerator?.type),
+        variant: r?.accelerator?.variant ?? "",
+        count: r?.accelerator?.count ?? 0,
+      },
+      constraints: constraintsFromProto(spec.constraints),
+      groupBy: spec.coscheduling?.groupBy || undefined,
+      replicas: job.taskIds.length,
+      pendingTaskIndices: [...pending],
+      band,
+      submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
+      user: job.user,
+    });
+  }
+  // Jobs already running keep their reservation until they end (claims lost to dead workers
+  // are not re-made once the gate opened).
+  const reservedBy = s.reservations.reservedBy;
+  let workers: SchedulerWorker[] = s.workers.schedulerView();
+  if (reservedBy.size > 0) {
+    workers = workers.map((w) => {
+      const holder = reservedBy.get(w.id);
+      return holder === undefined ? w : { ...w, reservedFor: holder };
+    });
+  }
+  return {
+    workers,
+    jobs,
+    activeByUser: activeByUser(jobs, s.jobs, s.workers),
+    maxBuildingPerWorker: s.maxBuildingPerWorker ?? DEFAULT_MAX_BUILDING_PER_WORKER,
+    // Only what a pending job outranks: nothing at all while every pending job is BATCH.
+    running: topBand < BAND_BATCH ? s.workers.preemptible(topBand) : [],
+    reservations,
+    ...(s.budgetOf ? budgetView(jobs, s.budgetOf, s.usage) : {}),
+  };
+}
+
+/**
+ * Active tasks per band and user, for fair turns between users in a band (only computed when
+ * some band has pending jobs of more than one user).
+ */
+export function activeByUser(
+  jobs: readonly SchedulerJob[],
+  table: JobTable,
+  workers: WorkerTable,
+): ClusterSnapshot["activeByUser"] {
+  const firstUser = new Map<Band, string>();
+  let shared = false;
+  for (const j of jobs) {
+    const u = firstUser.get(j.band);
+    if (u === undefined) firstUser.set(j.band, j.user ?? "");
+    else if (u !== (j.user ?? "")) shared = true;
+  }
+  if (!shared) return undefined;
+  const out: Partial<Record<Band, Record<string, number>>> = {};
+  for (const w of workers.workers.values()) {
+    for (const c of w.active.values()) {
+      const h = c.holder;
+      const user = h && table.jobs.get(h.jobId)?.user;
+      if (!h || user === undefined) continue;
+      const byUser = out[h.band] ??= {};
+      byUser[user] = (byUser[user] ?? 0) + 1;
+    }
+  }
+  return out;
+}

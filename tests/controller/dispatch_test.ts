@@ -1,0 +1,114 @@
+/**
+ * Dispatch (dispatch.ts) against a recording worker client: RunTask carries the task env, a gang's
+ * task 0 registers its endpoint, in-flight calls are known, failures and refusals are reported.
+ * @module
+ */
+import { assertEquals } from "../_helpers/assert.ts";
+import { AcceleratorType, TaskState } from "../../src/rpc/mod.ts";
+import type { RunTaskRequest } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
+import type { WorkerClient } from "../../src/rpc/client.ts";
+import { JobTable, noEffects } from "../../src/controller/state.ts";
+import { EndpointTable } from "../../src/controller/endpoints.ts";
+import { Dispatcher, gangMembers, type Placed } from "../../src/controller/dispatch.ts";
+import { attemptKey } from "../../src/controller/workers.ts";
+import { spec, workerTable } from "./_concern_fixtures.ts";
+
+function fakeClient(calls: { address: string; req: RunTaskRequest }[], address: string) {
+  const runTask = (req: RunTaskRequest) => {
+    calls.push({ address, req });
+    return Promise.resolve({ accepted: !req.env.REFUSE, error: "no room" });
+  };
+  const killTask = () => Promise.reject(new Error("unreachable"));
+  return { runTask, killTask } as unknown as WorkerClient;
+}
+
+function placeAll(jobs: JobTable, jobId: string, workerIds: string[]): Placed[] {
+  return jobs.job(jobId).taskIds.map((tid, i) => {
+    const attempt = jobs.assign(tid, workerIds[i]!, 1);
+    return { task: jobs.task(tid), attempt };
+  });
+}
+
+Deno.test("dispatch: a GPU gang's RunTasks carry the env; task 0 registers torch-master", async () => {
+  const jobs = new JobTable();
+  const workers = workerTable(2);
+  const endpoints = new EndpointTable();
+  const calls: { address: string; req: RunTaskRequest }[] = [];
+  const logs: string[] = [];
+  const d = new Dispatcher({
+    clientFactory: (a) => fakeClient(calls, a),
+    log: (l) => logs.push(l),
+  });
+  const { jobId } = jobs.submit(
+    spec({
+      replicas: 2,
+      coscheduling: { groupBy: "pool" },
+      resources: { accelerator: { type: AcceleratorType.GPU, variant: "H100", count: 8 } },
+      env: { A: "1" },
+    }),
+    "",
+    0,
+    noEffects(),
+  );
+  const placed = placeAll(jobs, jobId, ["w0", "w1"]);
+  assertEquals(gangMembers(jobs, workers, jobs.job(jobId)), [
+    { host: "10.0.0.1", workerId: "w0" },
+    { host: "10.0.0.2", workerId: "w1" },
+  ]);
+  const failed: string[] = [];
+  d.dispatchJob(
+    { jobs, workers, endpoints, baseEnv: { BASE: "b", A: "0" }, controllerUrl: "http://c:1" },
+    jobs.job(jobId),
+    placed,
+    (taskId) => failed.push(taskId),
+  );
+  assertEquals(
+    d.isDispatching(attemptKey(placed[0]!.task.taskId, placed[0]!.attempt.attemptId)),
+    true,
+  );
+  await d.drain();
+  assertEquals(
+    d.isDispatching(attemptKey(placed[0]!.task.taskId, placed[0]!.attempt.attemptId)),
+    false,
+  );
+  assertEquals(failed, []);
+  assertEquals(calls.map((c) => c.address), ["http://10.0.0.1:9000", "http://10.0.0.2:9000"]);
+  const env = calls[1]!.req.env;
+  assertEquals(env.BASE, "b");
+  assertEquals(env.A, "1", "the job's env wins over the base");
+  assertEquals(env.IRIS_TASK_INDEX, "1");
+  assertEquals(env.IRIS_CONTROLLER_URL, "http://c:1");
+  assertEquals(env.IRIS_GANG_HOSTS, "10.0.0.1,10.0.0.2");
+  assertEquals(env.RANK, "1");
+  assertEquals(env.MASTER_ADDR, "10.0.0.1");
+  assertEquals(
+    endpoints.list(`${jobId}/`, false).map((e) => [e.name, e.taskId]),
+    [[`${jobId}/torch-master`, placed[0]!.task.taskId]],
+  );
+});
+
+Deno.test("dispatch: a refused task and a failed kill are reported", async () => {
+  const jobs = new JobTable();
+  const workers = workerTable(1);
+  const calls: { address: string; req: RunTaskRequest }[] = [];
+  const logs: string[] = [];
+  const d = new Dispatcher({
+    clientFactory: (a) => fakeClient(calls, a),
+    log: (l) => logs.push(l),
+  });
+  const { jobId } = jobs.submit(spec({ env: { REFUSE: "1" } }), "", 0, noEffects());
+  const placed = placeAll(jobs, jobId, ["w0"]);
+  const failed: string[] = [];
+  d.dispatchJob(
+    { jobs, workers, endpoints: new EndpointTable(), controllerUrl: "" },
+    jobs.job(jobId),
+    placed,
+    (taskId, attemptId, workerId, err) =>
+      failed.push(`${taskId} ${attemptId} ${workerId}: ${(err as Error).message}`),
+  );
+  d.kill("http://10.0.0.1:9000", { workerId: "w0", taskId: "t", attemptId: 1, reason: "x" });
+  await d.drain();
+  assertEquals(failed, [`${placed[0]!.task.taskId} ${placed[0]!.attempt.attemptId} w0: no room`]);
+  assertEquals(logs, ["kill of t on w0 failed: unreachable"]);
+  assertEquals(placed[0]!.attempt.state, TaskState.ASSIGNED);
+});
