@@ -8,7 +8,7 @@
  * @module
  */
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../errors.ts";
-import { envOf, GceMetadata } from "../gcp/metadata.ts";
+import { envOf, GceMetadata } from "../gcp/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { bundleIdOf, validateBundleId } from "./id.ts";
 import { type BundleLimits, resolveLimits } from "./limits.ts";

@@ -4,7 +4,7 @@
  * (admin only). Exit code 1 when any worker fails.
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { describeError } from "../errors.ts";
 import { ms } from "../time.ts";
 import { formatDuration } from "../format.ts";

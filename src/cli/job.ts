@@ -2,22 +2,26 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { envToken, IrisClient, isFinished } from "../client/client.ts";
+import {
+  type ConstraintInput,
+  defaultUser,
+  envToken,
+  envUser,
+  IrisClient,
+  isFinished,
+  type JobRequest,
+  multiHostTpuDefaults,
+  resolveJobId,
+} from "../client/mod.ts";
 import { formatDuration, oneLine } from "../format.ts";
-import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
 import { scalingNote } from "./pending.ts";
-import { readTokenFile } from "../auth/tokens.ts";
+import { readTokenFile } from "../auth/mod.ts";
 import { storedToken } from "./credentials.ts";
 import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
-import {
-  type ConstraintInput,
-  type JobRequest,
-  multiHostTpuDefaults,
-} from "../client/job_request.ts";
 import {
   type GetAutoscalerStatusResponse,
   JobState,
@@ -26,9 +30,14 @@ import {
   TaskState,
   type TaskStatus,
 } from "../rpc/mod.ts";
-import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
-import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
-import { JOB_SORT_KEYS } from "../controller/job_query.ts";
+import {
+  JOB_SORT_KEYS,
+  jobStateName,
+  levelRank,
+  LOG_LEVELS,
+  parseJobState,
+  taskStateName,
+} from "../controller/mod.ts";
 import { type Duration, ms, parseDuration, seconds } from "../time.ts";
 import {
   bool,

@@ -16,7 +16,7 @@ import { userCommands } from "./user.ts";
 import { keyCommands } from "./key.ts";
 import { opsCommands } from "./ops.ts";
 import { VERSION } from "../version.ts";
-import { ControllerUnreachableError } from "../client/client.ts";
+import { ControllerUnreachableError } from "../client/mod.ts";
 import { IrisError } from "../errors.ts";
 
 /** Every command, in help order. Other modules append theirs via `registerCommands`. */

@@ -4,7 +4,7 @@
  * (GetProcessStatus; admin only).
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import type { ProcessInfo } from "../rpc/mod.ts";
 import { bool, type CommandSpec, formatBytes, num, type Parsed, str } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";

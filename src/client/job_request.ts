@@ -19,7 +19,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Duration } from "../time.ts";
 import type { AttributeScalar, ConstraintOp as Op } from "../types.ts";
 import type { JobContext } from "./client.ts";
-import { tpuShape } from "../config/tpu_variants.ts";
+import { tpuShape } from "../config/mod.ts";
 
 /** A constraint as users write it. */
 export interface ConstraintInput {

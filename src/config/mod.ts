@@ -37,3 +37,6 @@ export {
   workerTokenEnv,
   type WorkerTokenSources,
 } from "./auth.ts";
+export { expandZones } from "./defaults.ts";
+export { suggestKey } from "./issues.ts";
+export { TPU_VARIANT_EXAMPLES } from "./tpu_variants.ts";

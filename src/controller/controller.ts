@@ -14,7 +14,7 @@ import type {
   TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { type JobSpec, JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { WorkerClient } from "../rpc/client.ts";
+import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { formatDuration } from "../format.ts";
 import { describeError, NotFoundError } from "../errors.ts";

@@ -16,8 +16,13 @@ import {
   type GetAutoscalerStatusResponse,
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { DEFAULT_MAX_PACK_BYTES } from "../bundle/limits.ts";
-import { InvalidArgumentError, NotFoundError, toConnectError } from "../errors.ts";
+import { DEFAULT_MAX_PACK_BYTES } from "../bundle/mod.ts";
+import {
+  FailedPreconditionError,
+  InvalidArgumentError,
+  NotFoundError,
+  toConnectError,
+} from "../errors.ts";
 import type { Controller } from "./controller.ts";
 import { VERSION } from "../version.ts";
 import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
@@ -29,13 +34,12 @@ import {
   endpointName,
   endpointTrusted,
   PRINCIPAL,
+  requireAdmin,
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
 import { budgetHandlers } from "./budget_service.ts";
 import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
-import { requireAdmin } from "../auth/admin.ts";
-import { FailedPreconditionError } from "../errors.ts";
 import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { processInfo } from "../process_info.ts";
 import { queryLimits, runRawQuery } from "./raw_query.ts";

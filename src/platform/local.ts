@@ -14,8 +14,7 @@ import type {
   VmInfo,
 } from "./platform.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
-import { PortAllocator } from "../worker/ports.ts";
-import { HOST_METRIC_SYS_PERMISSIONS } from "../worker/host_metrics.ts";
+import { HOST_METRIC_SYS_PERMISSIONS, PortAllocator } from "../worker/mod.ts";
 import { tpuTopology } from "../tpu.ts";
 import { groupAccelerator } from "./accelerator.ts";
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";

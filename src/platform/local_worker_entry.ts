@@ -4,12 +4,11 @@
  * start → started|error, stop → stopped, probe-read → probe-result (permission diagnostics).
  * @module
  */
-import { startWorker, type WorkerHandle } from "../worker/mod.ts";
+import { PortAllocator, startWorker, type WorkerHandle } from "../worker/mod.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
-import { PortAllocator } from "../worker/ports.ts";
 import { ms } from "../time.ts";
 import { workerDashboard } from "../dashboard/mod.ts";
-import { rpcBundleFetcher } from "../bundle/fetcher.ts";
+import { rpcBundleFetcher } from "../bundle/mod.ts";
 
 declare const self: {
   postMessage(message: LocalVmToPlatform): void;

@@ -38,3 +38,6 @@ export {
   WorkerLogBudget,
 } from "./lines.ts";
 export { type WorkerCore, workerRoutes } from "./service.ts";
+export { HOST_METRIC_SYS_PERMISSIONS } from "./host_metrics.ts";
+export { taskPodRuntimeFromEnv } from "./kube_task.ts";
+export { type PythonEnvCacheOptions } from "./python_env.ts";

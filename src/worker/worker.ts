@@ -18,7 +18,7 @@ import {
   TaskResourceUsageSchema,
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient, type RpcServer, serveRpc } from "../rpc/mod.ts";
 import {
   type KillTaskRequest,
   type RunTaskRequest,
@@ -26,7 +26,6 @@ import {
   RunTaskResponseSchema,
   type WorkerTaskInfo,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import { oneLine } from "../format.ts";

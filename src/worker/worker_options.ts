@@ -4,7 +4,7 @@
  * @module
  */
 import type { PythonEnvCacheOptions } from "./python_env.ts";
-import type { ControllerClient } from "../rpc/client.ts";
+import type { ControllerClient } from "../rpc/mod.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
 import type { Duration } from "../time.ts";

@@ -12,7 +12,7 @@ import {
   GetAutoscalerStatusResponseSchema,
 } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import type { ScaleGroupConfig } from "../../rpc/gen/iris/v1/config_pb.ts";
-import type { Platform, SliceInfo } from "../../platform/platform.ts";
+import type { Platform, SliceInfo } from "../../platform/mod.ts";
 import type {
   ClusterSnapshot,
   DemandEntry,
