@@ -14,11 +14,18 @@ async function confirm(question: string): Promise<boolean> {
   return /^y(es)?$/i.test(answer);
 }
 
-if (import.meta.main && (Deno.args[0] === "--version" || Deno.args[0] === "version")) {
-  // Without loading the commands (RPC code, npm packages): the cheapest start there is.
-  const { VERSION } = await import("./src/version.ts");
-  console.log(`iris ${VERSION}`);
-} else if (import.meta.main) {
+let started = false;
+
+/** Runs `iris` with the process's arguments and exits (once, however often it is called). */
+export async function runCli(): Promise<void> {
+  if (started) return;
+  started = true;
+  if (Deno.args[0] === "--version" || Deno.args[0] === "version") {
+    // Without loading the commands (RPC code, npm packages): the cheapest start there is.
+    const { VERSION } = await import("./src/version.ts");
+    console.log(`iris ${VERSION}`);
+    return;
+  }
   const { main } = await import("./src/cli/main.ts");
   const encoder = new TextEncoder();
   const write = (stream: { writeSync(p: Uint8Array): number }) => (text: string) => {
@@ -46,3 +53,5 @@ if (import.meta.main && (Deno.args[0] === "--version" || Deno.args[0] === "versi
   for (const [sig, h] of handlers) Deno.removeSignalListener(sig, h);
   Deno.exit(code);
 }
+
+if (import.meta.main) await runCli();

@@ -5,18 +5,19 @@
  * own. Meanwhile this process times GetControllerStatus. Reports the controller's RSS (its own figure), the latency, and
  * whether any worker was declared dead.
  *
- * Run alone: `deno run -A bench/stalled_bench.ts [connections] [deno|node] [addresses]`;
- * `deno task bench` runs it for both transports from 4 addresses, and for the default one from a
+ * Run alone: `deno run -A bench/stalled_bench.ts [connections] [iris|deno|node] [addresses]`;
+ * `deno task bench` runs it for every transport from 4 addresses, and for the default one from a
  * single address (the issue's case: the per-client cap refuses all but 256).
  * @module
  */
 import net from "node:net";
 import { controllerClient } from "../src/rpc/client.ts";
+import { DEFAULT_TRANSPORT, HTTP_TRANSPORTS, type HttpTransport } from "../src/rpc/server.ts";
 
 /** What {@linkcode stalledBench} measured. */
 export interface StalledResult {
   connections: number;
-  transport: "deno" | "node";
+  transport: HttpTransport;
   /** Loopback addresses the connections come from (127.0.0.2 …). */
   addresses: number;
   /** Connections the controller still held when the latency run ended. */
@@ -164,7 +165,7 @@ async function spawnAttacker(port: number, n: number, addresses: number) {
 /** Runs the scenario with `connections` stalled bodies. */
 export async function stalledBench(
   connections = 1000,
-  transport: "deno" | "node" = "deno",
+  transport: HttpTransport = DEFAULT_TRANSPORT,
   addresses = 4,
 ): Promise<StalledResult> {
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-stalled-" });
@@ -235,7 +236,9 @@ if (import.meta.main) {
     Deno.exit(0);
   }
   const n = Number(Deno.args[0] ?? 1000);
-  const transport = Deno.args[1] === "node" ? "node" : "deno";
+  const transport = (HTTP_TRANSPORTS as readonly string[]).includes(Deno.args[1] ?? "")
+    ? Deno.args[1] as HttpTransport
+    : DEFAULT_TRANSPORT;
   const addresses = Number(Deno.args[2] ?? 4);
   console.log(JSON.stringify(await stalledBench(n, transport, addresses), null, 2));
   Deno.exit(0);

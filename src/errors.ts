@@ -1,9 +1,10 @@
 /**
- * Iris error classes and their one translation to Connect codes.
+ * Iris error classes. Code throws these; src/rpc/errors.ts maps them to Connect codes where
+ * handlers meet the wire (its interceptor), and nowhere else.
  * Messages say the action, the rule broken and the actual value, without a trailing period.
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
+import { ConnectError } from "@connectrpc/connect";
 
 /** Base of every Iris error. */
 export class IrisError extends Error {
@@ -62,33 +63,20 @@ export class PlatformUnavailableError extends PlatformError {
 /** The platform resource does not exist. */
 export class ResourceNotFoundError extends PlatformError {}
 
-/** The caller may not do this. */
-export class PermissionDeniedError extends PlatformError {}
+/** The caller may not do this (an auth rule, or a cloud API refusing the credentials). */
+export class PermissionDeniedError extends IrisError {}
 
-/** Maps any error to a ConnectError; called only where RPC handlers meet the wire. */
-export function toConnectError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
-  if (err instanceof InvalidArgumentError || err instanceof ConfigError) {
-    return new ConnectError(err.message, Code.InvalidArgument, undefined, undefined, err);
-  }
-  if (err instanceof NotFoundError) {
-    return new ConnectError(err.message, Code.NotFound, undefined, undefined, err);
-  }
-  if (err instanceof AlreadyExistsError) {
-    return new ConnectError(err.message, Code.AlreadyExists, undefined, undefined, err);
-  }
-  if (err instanceof FailedPreconditionError) {
-    return new ConnectError(err.message, Code.FailedPrecondition, undefined, undefined, err);
-  }
-  if (err instanceof ResourceExhaustedError) {
-    return new ConnectError(err.message, Code.ResourceExhausted, undefined, undefined, err);
-  }
-  if (err instanceof PermissionDeniedError) {
-    return new ConnectError(err.message, Code.PermissionDenied, undefined, undefined, err);
-  }
-  const message = err instanceof Error ? err.message : String(err);
-  return new ConnectError(message, Code.Internal, undefined, undefined, err);
-}
+/** The caller did not prove who it is (no token, or an unknown one). */
+export class UnauthenticatedError extends IrisError {}
+
+/** Temporarily unable to serve: nothing was changed; retry later. */
+export class UnavailableError extends IrisError {}
+
+/** This server does not offer the operation. */
+export class UnimplementedError extends IrisError {}
+
+/** The operation ran past its time limit and was stopped. */
+export class DeadlineExceededError extends IrisError {}
 
 /** A one-line description of an error for CLI output and logs. */
 export function describeError(err: unknown): string {

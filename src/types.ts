@@ -292,8 +292,13 @@ export interface DemandEntry {
   readonly resources: ResourceVec;
   readonly accelerator: AcceleratorSpec;
   readonly constraints: readonly ConstraintSpec[];
-  /** Coscheduled: all taskCount tasks must land on one slice. */
+  /**
+   * Coscheduled: all taskCount tasks start together, on one slice of `vmsPerSlice` VMs, or (in a
+   * group of single-VM GPU or CPU slices) on taskCount hosts of one group.
+   */
   readonly gang: boolean;
+  /** The gang's `groupBy` attribute (a per-VM one, e.g. `hostname`, keeps a gang on one slice). */
+  readonly groupBy?: string;
   /** Each of the taskCount units needs a VM of its own (reservation entries claim idle workers). */
   readonly wholeVm?: boolean;
 }

@@ -60,11 +60,11 @@ Deno.test("the bundled iris prints help and runs a hello job", async () => {
       "bundle",
       "--outdir",
       dist,
-      "cli.ts",
+      "cli_bundle.ts",
       "src/platform/local_worker_entry.ts",
     ]);
     assertEquals(bundled.code, 0, bundled.stderr);
-    const cli = `${dist}/cli.js`;
+    const cli = `${dist}/cli_bundle.js`;
     const help = await run(["run", "-A", "--no-config", cli, "--help"], { cwd: dist });
     assertEquals(help.code, 0, help.stderr);
     assertMatch(help.stdout, /job run/);

@@ -3,7 +3,8 @@
  * request body is read, and the context keys handlers read the caller from.
  * @module
  */
-import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { PermissionDeniedError, UnauthenticatedError } from "../errors.ts";
 import { type AuthPolicy, bearerToken, type Principal, principalOf } from "./tokens.ts";
 
 /** The authenticated caller; undefined when auth is off. */
@@ -48,17 +49,15 @@ export function authGate(
   return (ctx) => {
     const token = bearerToken(ctx.requestHeader.get("authorization"));
     if (token === "") {
-      throw new ConnectError(
+      throw new UnauthenticatedError(
         "authentication required: send a bearer token (IRIS_TOKEN or --token-file)",
-        Code.Unauthenticated,
       );
     }
     const principal = principalOf(policy, token) ?? lookup?.(token);
-    if (!principal) throw new ConnectError("invalid token", Code.Unauthenticated);
+    if (!principal) throw new UnauthenticatedError("invalid token");
     if (!rule(ctx.method.name, principal)) {
-      throw new ConnectError(
+      throw new PermissionDeniedError(
         `${principal.role} ${principal.user} may not call ${ctx.method.name}`,
-        Code.PermissionDenied,
       );
     }
     ctx.values.set(PRINCIPAL, principal);

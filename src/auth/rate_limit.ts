@@ -3,7 +3,8 @@
  * user, else the peer address). Over the limit, calls fail with ResourceExhausted at once.
  * @module
  */
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
+import { ResourceExhaustedError } from "../errors.ts";
 import { PEER_ADDRESS, PRINCIPAL } from "./gate.ts";
 
 /** A rate limit: `burst` calls at once, refilled at `perSecond`. */
@@ -62,9 +63,8 @@ export function rateLimitInterceptor(
         ? `user:${principal.user}`
         : `peer:${req.contextValues.get(PEER_ADDRESS)}`;
       if (!limiter.take(key, now())) {
-        throw new ConnectError(
+        throw new ResourceExhaustedError(
           `${req.method.name} rate limit exceeded for ${key} (${limit.perSecond}/s, burst ${limit.burst}): retry later`,
-          Code.ResourceExhausted,
         );
       }
     }

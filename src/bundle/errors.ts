@@ -1,6 +1,7 @@
 /**
  * Error classes specific to workspace bundles.
- * Both extend the Iris error hierarchy so `toConnectError` maps them to sensible codes.
+ * Both extend the Iris error hierarchy so `toConnectError` (src/rpc/errors.ts) maps them to
+ * sensible codes.
  * @module
  */
 import { InvalidArgumentError, IrisError } from "../errors.ts";

@@ -1,5 +1,5 @@
 /**
- * `iris job run --gpu [TYPE:]N`, `--tpu VARIANT` and `--accelerator-count N` as a job's
+ * `iris job run --gpu [VARIANT:]COUNT`, `--tpu VARIANT` and `--accelerator-count N` as a job's
  * accelerator. Pure: flag values in, the request's accelerator (or a UsageError naming the flag)
  * out.
  * @module
@@ -52,15 +52,19 @@ export function parseAcceleratorFlags(f: AcceleratorFlagValues): AcceleratorRequ
     const m = /^(?:([A-Za-z][\w.-]*):)?(\d+)$/.exec(text);
     let variant: string | undefined;
     let n: number | undefined;
+    const bad = () =>
+      new UsageError(
+        `--gpu must be a count, a variant or VARIANT:COUNT, e.g. 1, a100, h100:8, with a count ` +
+          `from 1 to ${MAX_COUNT} (got ${JSON.stringify(f.gpu)})`,
+      );
     if (m) {
       variant = m[1];
-      n = count("--gpu", m[2]!);
+      n = Number(m[2]);
+      if (n < 1 || n > MAX_COUNT) throw bad();
     } else if (/^[A-Za-z][\w.-]*$/.test(text)) {
       variant = text;
     } else {
-      throw new UsageError(
-        `--gpu must be [TYPE:]N, e.g. 1, 8 or H100:8 (got ${JSON.stringify(f.gpu)})`,
-      );
+      throw bad();
     }
     if (n !== undefined && counted !== undefined && n !== counted) {
       throw new UsageError(

@@ -16,14 +16,14 @@ import {
 import { formatDuration, oneLine } from "../format.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
-import { scalingNote } from "./pending.ts";
 import { readTokenFile } from "../auth/mod.ts";
 import { storedToken } from "./credentials.ts";
 import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
+import { parseAcceleratorFlags } from "./accelerator_flags.ts";
 import {
-  type GetAutoscalerStatusResponse,
+  controllerClient,
   JobState,
   type JobStatus,
   type LogLine,
@@ -38,7 +38,8 @@ import {
   parseJobState,
   taskStateName,
 } from "../controller/mod.ts";
-import { type Duration, ms, parseDuration, seconds } from "../time.ts";
+import { type Duration, ms, parseDuration, seconds, sleep } from "../time.ts";
+import { INTERACTIVE_OPTIONS, interactiveFlags, runSession } from "./interactive.ts";
 import {
   bool,
   type CommandSpec,
@@ -198,6 +199,12 @@ const RUN_OPTIONS: Record<string, OptionSpec> = {
     type: "string",
     value: "[VARIANT:]COUNT",
     description: "GPUs per task: a count (--gpu 1), a variant (--gpu a100) or both (--gpu h100:8)",
+  },
+  "accelerator-count": {
+    type: "string",
+    value: "N",
+    description:
+      "Devices per task for --tpu (default: the variant's chips per host) or --gpu VARIANT",
   },
   region: {
     type: "string",
@@ -361,20 +368,6 @@ function parseConstraint(flag: string, text: string, preferred: boolean): Constr
   return { key: k, op: ops[op as keyof typeof ops], value, preferred };
 }
 
-/** Parses --gpu: "2", "a100", "h100:8". */
-function parseGpu(text: string): NonNullable<JobRequest["accelerator"]> {
-  const m = /^(?:([A-Za-z][\w.-]*)(?::(\d+))?|(\d+))$/.exec(text.trim());
-  const count = Number(m?.[2] ?? m?.[3] ?? 1);
-  if (!m || count < 1 || count > 1024) {
-    throw new UsageError(
-      `--gpu must be a count, a variant or VARIANT:COUNT, e.g. 1, a100, h100:8 (got ${
-        JSON.stringify(text)
-      })`,
-    );
-  }
-  return { kind: "gpu", ...(m[1] ? { variant: m[1] } : {}), count };
-}
-
 /** A size flag, or undefined when absent. */
 function sizeFlag(p: Parsed, name: string): number | undefined {
   const raw = str(p, name);
@@ -437,14 +430,11 @@ function requestFromFlags(p: Parsed, command: readonly string[]): JobRequest {
     if (i <= 0) throw new UsageError(`--env must be KEY=VALUE (got ${JSON.stringify(kv)})`);
     env[kv.slice(0, i)] = kv.slice(i + 1);
   }
-  const tpu = str(p, "tpu");
-  const gpu = str(p, "gpu");
-  if (tpu && gpu) throw new UsageError("--gpu and --tpu cannot both be given");
-  const accelerator = tpu
-    ? { kind: "tpu" as const, variant: tpu }
-    : gpu
-    ? parseGpu(gpu)
-    : undefined;
+  const accelerator = parseAcceleratorFlags({
+    gpu: str(p, "gpu"),
+    tpu: str(p, "tpu"),
+    acceleratorCount: str(p, "accelerator-count"),
+  });
   const replicas = num(p, "replicas", { min: 1, max: 10_000, integer: true }) ??
     multiHostTpuDefaults(accelerator)?.replicas ?? 1;
   const ports = list(p, "port");
@@ -517,16 +507,21 @@ const runCommand: CommandSpec = {
     "Task output goes to stdout (its stderr to stderr); Iris's own lines ([iris] …) go to stderr.\n" +
     "Ctrl-C while waiting stops following and leaves the job running (it prints how to reattach\n" +
     "and cancel); a second Ctrl-C within 2 s cancels it, and --cancel-on-exit cancels at once.\n" +
+    "-i (like srun --pty): a one-replica job whose stdin is this terminal's, attached once the\n" +
+    "task runs; with a terminal (stdin and stdout are one, or -t) the task gets a pty of this\n" +
+    "size and this terminal goes raw (Ctrl-C, Ctrl-D go to the task). Its output is in the\n" +
+    "job's logs too.\n" +
     "A job file (-f) has the same fields as the flags, in snake_case (max_retries: 2), plus\n" +
     "command: (a list of arguments, or a string run by sh -c); flags given too win.",
   positionals: { min: 0, max: 1000, names: "COMMAND" },
-  options: { ...RUN_OPTIONS, ...PYTHON_OPTIONS },
+  options: { ...RUN_OPTIONS, ...PYTHON_OPTIONS, ...INTERACTIVE_OPTIONS },
   examples: [
     "iris job run -- echo hello",
     "iris job run --replicas 3 --cpu 0.5 -- sh -c 'echo task $IRIS_TASK_INDEX'",
     "iris job run --detach --name sleeper -- sleep 1000",
     "iris job run --gpu h100:8 --port http --constraint pool=a -- ./serve.sh",
     "iris job run -f job.yaml --name job-2",
+    "iris job run -i --cpu 2 -- bash",
   ],
   async run(p, io, signal) {
     let command = p.rest.length ? p.rest : p.positionals;
@@ -546,6 +541,14 @@ const runCommand: CommandSpec = {
       }
     }
     const replicas = request.replicas ?? 1;
+    const interactive = interactiveFlags(p);
+    if (interactive) {
+      if (replicas !== 1) {
+        throw new UsageError(`--interactive needs one replica (got --replicas ${replicas})`);
+      }
+      if (bool(p, "detach")) throw new UsageError("give either --interactive or --detach");
+      Object.assign(request, { interactive });
+    }
     const workspace = str(q, "workspace");
     const client = cliClient(p);
     await warnPythonMismatch(client, request, io.err);
@@ -566,7 +569,16 @@ const runCommand: CommandSpec = {
     }
     io.err(`Submitted ${jobId}\n`);
     const cancelOnExit = bool(p, "cancel-on-exit");
-    const ticker = pendingTicker(io, client);
+    const ticker = pendingTicker(io);
+    if (interactive) {
+      try {
+        return await attachJob(p, client, jobId, interactive.tty, io, ticker, signal);
+      } catch (err) {
+        ticker.clear();
+        if (!signal.aborted) throw err;
+        return await detachOrCancel(client, jobId, signal, cancelOnExit, io);
+      }
+    }
     try {
       const job = await client.wait(jobId, {
         onLog: (line) => {
@@ -591,6 +603,67 @@ const runCommand: CommandSpec = {
     }
   },
 };
+
+/**
+ * `job run -i`: waits for the job's task to run (showing why it is pending), attaches this
+ * terminal to it until it exits, then reports the job like `job run` does.
+ */
+async function attachJob(
+  p: Parsed,
+  client: IrisClient,
+  jobId: string,
+  tty: boolean,
+  io: Io,
+  ticker: { progress(job: JobStatus): void; clear(): void },
+  signal: AbortSignal,
+): Promise<number> {
+  const taskId = `${jobId}/0`;
+  while (true) {
+    const st = await client.call((rpc) => rpc.getJobStatus({ jobId }, { signal }));
+    const job = st.job!;
+    if (isFinished(job.state) || st.tasks[0]?.state === TaskState.RUNNING) break;
+    ticker.progress(job);
+    await sleep(ms(250), signal);
+  }
+  ticker.clear();
+  const rpc = controllerClient(controllerUrl(p), { token: cliToken(p) });
+  const running = await client.call((c) => c.getJobStatus({ jobId }, { signal }));
+  if (!isFinished(running.job!.state)) {
+    io.err(`[iris] attached to ${taskId}${tty ? " (a terminal; Ctrl-D or exit ends it)" : ""}\n`);
+    try {
+      await runSession({
+        client: rpc,
+        output: rpc.attachTask({ taskId }, { signal }),
+        sessionId: `task:${taskId}`,
+        tty,
+        signal,
+      });
+    } catch (err) {
+      // It may have ended between the check and the attach: its output is in the logs then.
+      const now = await client.call((c) => c.getJobStatus({ jobId }, { signal }));
+      if (signal.aborted || !isFinished(now.job!.state)) throw err;
+      await printLogs(client, jobId, io);
+    }
+  } else await printLogs(client, jobId, io);
+  const job = await client.wait(jobId, { signal });
+  const took = job.finishedAtMs && job.submittedAtMs
+    ? ` in ${age(job.submittedAtMs, job.finishedAtMs)}`
+    : "";
+  io.err(
+    `${tty ? "\r" : ""}Job ${jobId} ${jobStateName(job.state)}${took}${
+      job.error ? `: ${job.error}` : ""
+    }\n`,
+  );
+  return jobExitCode(job);
+}
+
+/** A finished job's logs, task output to stdout and stderr (for a task that ended unattached). */
+async function printLogs(client: IrisClient, jobId: string, io: Io): Promise<void> {
+  for (const line of await client.logs(jobId)) {
+    if (line.stream === "stdout") io.out(line.text + "\n");
+    else if (line.stream === "stderr") io.err(line.text + "\n");
+  }
+}
 
 /** How a signal is named in a job's cancel reason. */
 function signalReason(sig: Deno.Signal | undefined): string {
@@ -636,13 +709,7 @@ const PENDING_REPEAT_MS = 30_000;
  * Progress while a job is pending: on a TTY one line rewritten in place with the elapsed time;
  * otherwise a line when the reason changes and every 30 s while it stays.
  */
-function pendingTicker(
-  io: Io,
-  client: IrisClient,
-): { progress(job: JobStatus): void; clear(): void } {
-  // The autoscaler's slices, fetched at most once a second while the job is pending.
-  let scaling: GetAutoscalerStatusResponse | undefined;
-  let fetchedAt = 0;
+function pendingTicker(io: Io): { progress(job: JobStatus): void; clear(): void } {
   let last = "";
   let lastAt = 0;
   let live = false;
@@ -653,18 +720,8 @@ function pendingTicker(
   const progress = (j: JobStatus) => {
     const pending = j.state === JobState.PENDING;
     const now = Date.now();
-    if (pending && now - fetchedAt >= 1000) {
-      fetchedAt = now;
-      client.autoscalerStatus().then((s) => scaling = s, () => {});
-    }
-    const note = pending && scaling ? scalingNote(j, scaling, now) : undefined;
-    const text = !pending
-      ? ""
-      : note
-      ? `pending: ${note}`
-      : j.pendingReason?.message
-      ? `pending: ${j.pendingReason.message}`
-      : "";
+    // The controller's reason; while slices boot it reads "waiting for scale group cpu: …".
+    const text = pending && j.pendingReason?.message ? `pending: ${j.pendingReason.message}` : "";
     if (io.isTty) {
       if (text) {
         const elapsed = j.submittedAtMs ? ` (${age(j.submittedAtMs, now)})` : "";
@@ -673,10 +730,10 @@ function pendingTicker(
       } else clear();
       return;
     }
-    if (text && (text !== last || now - lastAt >= PENDING_REPEAT_MS)) {
-      const elapsed = text === last && j.submittedAtMs
-        ? ` (still, after ${age(j.submittedAtMs, now)})`
-        : "";
+    // A boot's seconds count up: the same reason for the repeat rule.
+    const same = text.replace(/\(\d+ s\)/g, "") === last.replace(/\(\d+ s\)/g, "");
+    if (text && (!same || now - lastAt >= PENDING_REPEAT_MS)) {
+      const elapsed = same && j.submittedAtMs ? ` (still, after ${age(j.submittedAtMs, now)})` : "";
       io.err(`[iris] ${text}${elapsed}\n`);
       lastAt = now;
     }
@@ -877,9 +934,6 @@ const statusCommand: CommandSpec = {
     io.out(peakDeviceMemoryLine(tasks));
     if (job.pendingReason?.message) {
       io.out(`Pending:   ${job.pendingReason.code}: ${job.pendingReason.message}\n`);
-      const scaling = await client.autoscalerStatus().catch(() => undefined);
-      const note = scaling && scalingNote(job, scaling);
-      if (note) io.out(`Scaling:   ${note}\n`);
     }
     if (job.error) io.out(`Error:     ${job.error.replaceAll("\n", "\n           ")}\n`);
     io.out(

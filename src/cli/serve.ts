@@ -36,6 +36,7 @@ import { controllerDashboard, workerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
+import { DEFAULT_TRANSPORT, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/mod.ts";
 import { tpuTopology } from "../tpu.ts";
 import { checkGceAccelerator, GceMetadata } from "../gcp/mod.ts";
 
@@ -44,6 +45,27 @@ function waitForAbort(signal: AbortSignal): Promise<void> {
     if (signal.aborted) return resolve();
     signal.addEventListener("abort", () => resolve(), { once: true });
   });
+}
+
+/** `--http-server`: which HTTP server carries a daemon's RPCs (src/rpc/server.ts). */
+const HTTP_SERVER_OPTION = {
+  type: "string",
+  value: "SERVER",
+  description:
+    `HTTP server of the RPCs: ${HTTP_TRANSPORTS.join(", ")} (default ${DEFAULT_TRANSPORT}, ` +
+    "or the auth config's http_server); see docs/security.md#request-limits",
+} as const;
+
+/** The `--http-server` flag's value, checked; undefined when not given. */
+function httpServerFlag(p: Parsed): HttpTransport | undefined {
+  const v = str(p, "http-server");
+  if (v === undefined) return undefined;
+  if (!(HTTP_TRANSPORTS as readonly string[]).includes(v)) {
+    throw new UsageError(
+      `--http-server must be one of ${HTTP_TRANSPORTS.join(", ")} (got ${JSON.stringify(v)})`,
+    );
+  }
+  return v as HttpTransport;
 }
 
 const controllerServe: CommandSpec = {
@@ -106,6 +128,7 @@ const controllerServe: CommandSpec = {
       value: "FILE",
       description: "YAML with an auth: section (tokens, rate limits); see docs/security.md",
     },
+    "http-server": HTTP_SERVER_OPTION,
   },
   examples: [
     "iris controller serve --port 10000",
@@ -117,6 +140,7 @@ const controllerServe: CommandSpec = {
     const port = num(p, "port", { min: 0, max: 65535, integer: true })!;
     const quiet = bool(p, "quiet");
     const configPath = str(p, "config");
+    const httpServer = httpServerFlag(p);
     if (configPath) return await serveCluster(configPath, p, io, signal);
     const authPath = str(p, "auth-config");
     const auth = authPath
@@ -150,7 +174,9 @@ const controllerServe: CommandSpec = {
         auth: auth?.policy,
         launchRateLimit: auth?.launchRateLimit,
         maxRequestBytes: auth?.maxRequestBytes,
-        connectionLimits: auth?.connectionLimits,
+        connectionLimits: httpServer
+          ? { ...auth?.connectionLimits, transport: httpServer }
+          : auth?.connectionLimits,
         version: VERSION,
         log: quiet ? undefined : (line) => io.err(line + "\n"),
         bundles: new FileBundleStore(bundleDir),
@@ -289,6 +315,7 @@ const workerServe: CommandSpec = {
         "File holding the worker token (or env IRIS_WORKER_TOKEN / IRIS_WORKER_TOKEN_FILE)",
     },
     "enrol-token-file": ENROL_TOKEN_OPTION,
+    "http-server": HTTP_SERVER_OPTION,
   },
   examples: [
     "iris worker serve --controller http://127.0.0.1:10000",
@@ -351,6 +378,7 @@ const workerServe: CommandSpec = {
       );
     }
     const quiet = bool(p, "quiet");
+    const httpServer = httpServerFlag(p);
     const rootDir = str(p, "root-dir") ?? await Deno.makeTempDir({ prefix: "iris-worker-" });
     // Declared before the worker, so it is disposed after the worker stopped: a temp root goes away.
     await using _rootDir = {
@@ -386,6 +414,7 @@ const workerServe: CommandSpec = {
       },
       host: str(p, "host"),
       port: num(p, "port", { min: 0, max: 65535, integer: true }),
+      ...(httpServer ? { connectionLimits: { transport: httpServer } } : {}),
       advertiseUrl: advertiseUrl(p),
       workerId: str(p, "worker-id"),
       rootDir,
@@ -482,6 +511,7 @@ async function serveCluster(
       port: explicitPort ? num(p, "port", { min: 0, max: 65535, integer: true }) : undefined,
       skipCorruptRows: bool(p, "skip-corrupt-rows"),
       acceptStateLoss: bool(p, "accept-state-loss"),
+      httpServer: httpServerFlag(p),
       log: quiet ? undefined : (line) => io.err(line + "\n"),
       vmLog: quiet ? undefined : (id, line) => io.err(`[${id}] ${line}\n`),
     });

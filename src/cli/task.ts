@@ -8,20 +8,26 @@ import { controllerClient } from "../rpc/mod.ts";
 import { parseDuration } from "../time.ts";
 import { type CommandSpec, num, str, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
+import { INTERACTIVE_OPTIONS, interactiveFlags, runSession } from "./interactive.ts";
 
 const taskExecCommand: CommandSpec = {
   name: "task exec",
   summary: "Run a command in a running task's directory, as its user, with its env and limits.",
-  usage: "task exec TASK_ID [--timeout 60s|none] -- CMD [ARGS…]",
+  usage: "task exec TASK_ID [-i [-t|-T]] [--timeout 60s|none] -- CMD [ARGS…]",
   description: "TASK_ID is a task (/alice/train/0). The command runs on the task's worker in the " +
     "task's working directory, as the task's user, with the task's environment and rlimits, " +
     "and is killed (with everything it started) at the time limit, default 60s; 'none' needs " +
     "an admin. Its stdout and stderr are streamed; the exit code is the command's. Needs the " +
-    "task's owner or an admin; the transactions log records who ran what. No stdin (-i is not " +
-    "supported yet).",
+    "task's owner or an admin; the transactions log records who ran what. Without -i the " +
+    "command gets no stdin. With -i, this terminal's stdin is sent to it; when stdin and " +
+    "stdout are a terminal (or with -t) the command gets a terminal of this one's size " +
+    "(script(1) on the worker), the local terminal goes raw (Ctrl-C and Ctrl-D go to the " +
+    "command) and output comes on stdout only; -T keeps a plain pipe. An interactive shell " +
+    "usually wants --timeout none (admin) or a long limit.",
   options: {
     controller: CONTROLLER_OPTION,
     "token-file": TOKEN_FILE_OPTION,
+    ...INTERACTIVE_OPTIONS,
     timeout: {
       type: "string",
       value: "DURATION",
@@ -33,6 +39,8 @@ const taskExecCommand: CommandSpec = {
   examples: [
     "iris task exec /alice/train/0 -- ls -la",
     "iris task exec /alice/train/0 -- sh -c 'env | sort'",
+    "iris task exec -i --timeout 1h /alice/train/0 -- bash",
+    "echo 'print(1+1)' | iris task exec -i /alice/train/0 -- python3",
   ],
   async run(p, io, signal) {
     if (p.rest.length === 0) throw new UsageError("missing the command after --");
@@ -47,7 +55,31 @@ const taskExecCommand: CommandSpec = {
       }
       timeoutMs = Math.round(d);
     }
+    const interactive = interactiveFlags(p);
     const client = controllerClient(controllerUrl(p), { token: cliToken(p) });
+    if (interactive) {
+      const end = await runSession({
+        client,
+        output: client.execInTask(
+          {
+            taskId: p.positionals[0]!,
+            command: p.rest,
+            timeoutMs,
+            interactive: true,
+            ...interactive,
+          },
+          { signal },
+        ),
+        tty: interactive.tty,
+        signal,
+      });
+      if (!end.finished) {
+        io.err("iris task exec: the stream ended without an exit code\n");
+        return 1;
+      }
+      if (end.error) io.err(`\r\niris task exec: ${end.error}\n`);
+      return end.error && end.exitCode === 0 ? 1 : end.exitCode;
+    }
     const out = new TextDecoder();
     const err = new TextDecoder();
     for await (

@@ -1,10 +1,12 @@
 /**
  * `iris worker serve` options for job outputs and Python environments (docs/python.md):
- * --output-retention, --python-cache-size, --python-cache-max-age, --python-installer.
+ * --output-retention, --outputs-prefix, --python-cache-size, --python-cache-max-age,
+ * --python-installer (the cluster config's `defaults.outputs` and `defaults.python` become these).
  * @module
  */
 import { type Duration, parseDuration } from "../time.ts";
 import type { PythonEnvCacheOptions } from "../worker/mod.ts";
+import { OUTPUTS_PREFIX_PATTERN } from "../worker/mod.ts";
 import { type OptionSpec, type Parsed, parseSize, str, UsageError } from "./args.ts";
 
 /** The options, spread into `worker serve`'s. */
@@ -14,6 +16,12 @@ export const WORKER_PYTHON_OPTIONS: Readonly<Record<string, OptionSpec>> = {
     value: "DURATION",
     description:
       "Keep a job's IRIS_OUTPUT_DIR this long after its last attempt here (default 168h)",
+  },
+  "outputs-prefix": {
+    type: "string",
+    value: "URL",
+    description:
+      "Copy each attempt's IRIS_OUTPUT_DIR to URL/<job id> when it ends: gs://bucket/path or file:///dir",
   },
   "python-cache-size": {
     type: "string",
@@ -48,7 +56,19 @@ function duration(p: Parsed, name: string): Duration | undefined {
 /** startWorker options from the flags. */
 export function workerPythonOptions(
   p: Parsed,
-): { outputRetention?: Duration; python: Omit<PythonEnvCacheOptions, "rootDir"> } {
+): {
+  outputRetention?: Duration;
+  outputsPrefix?: string;
+  python: Omit<PythonEnvCacheOptions, "rootDir">;
+} {
+  const prefix = str(p, "outputs-prefix");
+  if (prefix !== undefined && !OUTPUTS_PREFIX_PATTERN.test(prefix)) {
+    throw new UsageError(
+      `--outputs-prefix must be gs://bucket/path or file:///absolute/path (got ${
+        JSON.stringify(prefix)
+      })`,
+    );
+  }
   const sizeRaw = str(p, "python-cache-size");
   const size = sizeRaw === undefined ? undefined : parseSize(sizeRaw);
   if (sizeRaw !== undefined && (size === undefined || size <= 0)) {
@@ -64,6 +84,7 @@ export function workerPythonOptions(
   }
   return {
     outputRetention: duration(p, "output-retention"),
+    ...(prefix !== undefined ? { outputsPrefix: prefix } : {}),
     python: { maxBytes: size, maxAge: duration(p, "python-cache-max-age"), installer },
   };
 }

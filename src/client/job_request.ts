@@ -88,6 +88,11 @@ export interface JobRequest {
   readonly reservation?: readonly ReservationInput[];
   /** Python environment and setup steps, prepared on the worker (docs/python.md). */
   readonly environment?: EnvironmentInput;
+  /**
+   * Attach the task's stdin (and, with `tty`, a terminal of rows x cols) to a client through
+   * AttachTask / ExecInput (`iris job run -i`); one-replica jobs only. @default stdin is /dev/null
+   */
+  readonly interactive?: { readonly tty?: boolean; readonly rows?: number; readonly cols?: number };
 }
 
 /** A job's environment as users write it (the wire `Environment`). */
@@ -260,6 +265,13 @@ export function jobSpecFromRequest(
         extras: [...(req.environment.extras ?? [])],
         pipArgs: [...(req.environment.pipArgs ?? [])],
         setup: [...(req.environment.setup ?? [])],
+      }
+      : undefined,
+    interactive: req.interactive
+      ? {
+        tty: req.interactive.tty ?? false,
+        rows: req.interactive.rows ?? 0,
+        cols: req.interactive.cols ?? 0,
       }
       : undefined,
     parentJobId,

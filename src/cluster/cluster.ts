@@ -4,6 +4,7 @@
  * `iris controller serve --config`.
  * @module
  */
+import type { HttpTransport } from "../rpc/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import {
   controllerAuth,
@@ -49,6 +50,8 @@ export interface StartClusterOptions {
   readonly skipCorruptRows?: boolean;
   /** Start from an incomplete controller state (lost or corrupt WAL) with a warning. */
   readonly acceptStateLoss?: boolean;
+  /** The controller's HTTP server; overrides the config's auth.http_server. */
+  readonly httpServer?: HttpTransport;
   /** A platform to use instead of the one the config names (tests). */
   readonly platform?: Platform;
   /** Where the worker token comes from when auth is on. @default the process environment */
@@ -133,6 +136,7 @@ export async function startCluster(
     advertiseUrl: options.advertiseUrl,
     heartbeatInterval,
     heartbeatFailureThreshold: c.heartbeatFailureThreshold || 3,
+    heartbeatMaxRate: c.heartbeatMaxRate || undefined,
     maxBuildingPerWorker: c.maxBuildingTasksPerWorker || undefined,
     workerReconnectMax: c.workerReconnectMaxMs ? ms(c.workerReconnectMaxMs) : undefined,
     reclaimMargin: c.reclaimMarginMs ? ms(c.reclaimMarginMs) : undefined,
@@ -156,7 +160,9 @@ export async function startCluster(
     launchRateLimit: auth.launchRateLimit,
     // An upload of the largest bundle must fit in one request.
     maxRequestBytes: auth.maxRequestBytes ?? Math.max(DEFAULT_MAX_PACK_BYTES, maxBundleBytes + MIB),
-    connectionLimits: auth.connectionLimits,
+    connectionLimits: options.httpServer
+      ? { ...auth.connectionLimits, transport: options.httpServer }
+      : auth.connectionLimits,
     log: options.log,
     version: VERSION,
     fallback: (req) => controllerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
@@ -165,7 +171,7 @@ export async function startCluster(
     onWorkerDead: (_id, sliceId) => hooks.autoscaler?.workerDead(sliceId),
   });
   const autoscaler = new AutoscalerRunner({
-    controller: server.controller,
+    host: server.controller,
     platform,
     groups,
     labelPrefix: labelPrefixOf(config),

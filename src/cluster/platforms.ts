@@ -8,7 +8,7 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode, labelPrefixOf } from "../config/mod.ts";
 import { workerClient } from "../rpc/mod.ts";
-import type { HealthCheck, IrisRuntime, Platform } from "../platform/mod.ts";
+import type { HealthCheck, IrisRuntime, Platform, WorkerSettings } from "../platform/mod.ts";
 import {
   type CommandRunner,
   DenoCommandRunner,
@@ -63,6 +63,39 @@ export function runtimeFromConfig(config: ClusterConfig): IrisRuntime | undefine
   const r = config.defaults?.runtime;
   if (!r) return undefined;
   return { denoPath: r.denoPath || undefined, denoFromNpm: r.denoFromNpm || undefined };
+}
+
+/** `defaults.outputs` and `defaults.python`: what every worker of the cluster is started with. */
+export function workerSettingsFromConfig(config: ClusterConfig): WorkerSettings {
+  const o = config.defaults?.outputs;
+  const py = config.defaults?.python;
+  const installer = py?.installer;
+  return {
+    ...(o?.retentionMs ? { outputRetentionMs: o.retentionMs } : {}),
+    ...(o?.prefix ? { outputsPrefix: o.prefix } : {}),
+    ...(installer === "uv" || installer === "pip" || installer === "auto"
+      ? { pythonInstaller: installer }
+      : {}),
+    ...(py?.cacheBytes ? { pythonCacheBytes: py.cacheBytes } : {}),
+    ...(py?.cacheMaxAgeMs ? { pythonCacheMaxAgeMs: py.cacheMaxAgeMs } : {}),
+  };
+}
+
+/** The `iris worker serve` flags of {@linkcode WorkerSettings} (gcp and manual hosts). */
+export function workerSettingsFlags(s: WorkerSettings): string[] {
+  const out: string[] = [];
+  if (s.outputRetentionMs) out.push("--output-retention", `${s.outputRetentionMs}ms`);
+  if (s.outputsPrefix) out.push("--outputs-prefix", s.outputsPrefix);
+  if (s.pythonInstaller) out.push("--python-installer", s.pythonInstaller);
+  if (s.pythonCacheBytes) out.push("--python-cache-size", String(s.pythonCacheBytes));
+  if (s.pythonCacheMaxAgeMs) out.push("--python-cache-max-age", `${s.pythonCacheMaxAgeMs}ms`);
+  return out;
+}
+
+/** The remote runtime with the config's worker settings as `iris worker serve` flags. */
+function remoteRuntime(config: ClusterConfig, runtime: IrisRuntime | undefined) {
+  const workerArgs = workerSettingsFlags(workerSettingsFromConfig(config));
+  return workerArgs.length ? { ...runtime, workerArgs } : runtime;
 }
 
 /** Every host of every manual scale group, first mention wins, in config order. */
@@ -135,6 +168,7 @@ export function platformFromConfig(
         workerToken: options.workerToken,
         protectedPaths: options.protectedPaths,
         log: options.vmLog,
+        workerSettings: workerSettingsFromConfig(config),
       });
     case "gcp":
       // With auth, gcp workers enrol (EnrolWorker) instead of getting the worker token.
@@ -143,7 +177,7 @@ export function platformFromConfig(
         project: config.platform?.gcp?.projectId ?? "",
         zones: config.platform?.gcp?.zones ?? [],
         labelPrefix,
-        runtime: options.runtime ?? runtimeFromConfig(config),
+        runtime: remoteRuntime(config, options.runtime ?? runtimeFromConfig(config)),
       });
     case "manual":
       return new ManualPlatform({
@@ -151,7 +185,7 @@ export function platformFromConfig(
         hosts: manualHostsFromConfig(config),
         ssh: sshDefaultsFromConfig(config),
         checkHealth: workerHealthCheck(options.workerToken),
-        runtime: options.runtime ?? runtimeFromConfig(config),
+        runtime: remoteRuntime(config, options.runtime ?? runtimeFromConfig(config)),
         workerToken: options.workerToken,
       });
     case "kubernetes": {

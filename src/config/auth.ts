@@ -13,7 +13,7 @@ import {
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { AuthPolicy, RateLimit } from "../auth/mod.ts";
 import { readTokenFile } from "../auth/mod.ts";
-import type { ConnectionLimits } from "../rpc/mod.ts";
+import { type ConnectionLimits, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/mod.ts";
 import { ms } from "../time.ts";
 import { ConfigError } from "../errors.ts";
 import { formatGot } from "./issues.ts";
@@ -117,8 +117,8 @@ export function parseAuth(root: YamlMap, r: YamlReader): AuthConfig | undefined 
       max: 1_000_000,
     }),
     httpServer: r.string(m, "http_server", "auth", {
-      pattern: /^(deno|node)$/,
-      patternHint: '"deno" or "node"',
+      pattern: /^(iris|deno|node)$/,
+      patternHint: '"iris", "deno" or "node"',
     }) ?? "",
   });
 }
@@ -130,7 +130,9 @@ function connectionLimits(auth: AuthConfig | undefined): ConnectionLimits | unde
   if (auth.requestTimeoutMs > 0) out.requestTimeout = ms(auth.requestTimeoutMs);
   if (auth.headerTimeoutMs > 0) out.headersTimeout = ms(auth.headerTimeoutMs);
   if (auth.idleTimeoutMs > 0) out.idleTimeout = ms(auth.idleTimeoutMs);
-  if (auth.httpServer === "deno" || auth.httpServer === "node") out.transport = auth.httpServer;
+  if ((HTTP_TRANSPORTS as readonly string[]).includes(auth.httpServer)) {
+    out.transport = auth.httpServer as HttpTransport;
+  }
   if (auth.maxConnectionsPerClient !== undefined) {
     out.maxConnectionsPerClient = auth.maxConnectionsPerClient;
   }

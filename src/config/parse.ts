@@ -25,9 +25,11 @@ import {
   type ManualHost,
   ManualHostSchema,
   ManualProviderSchema,
+  OutputsConfigSchema,
   PlatformConfigSchema,
   type ProviderConfig,
   ProviderConfigSchema,
+  PythonConfigSchema,
   RuntimeConfigSchema,
   type ScaleGroupConfig,
   ScaleGroupConfigSchema,
@@ -62,8 +64,10 @@ export const KEYS = {
     "cache_dir",
   ],
   ssh: ["user", "key_file", "port", "connect_timeout", "known_hosts_file"],
-  defaults: ["autoscaler", "task_env", "runtime"],
+  defaults: ["autoscaler", "task_env", "runtime", "outputs", "python"],
   runtime: ["deno_path", "deno_from_npm"],
+  outputs: ["retention", "prefix"],
+  python: ["installer", "cache_size", "cache_max_age"],
   autoscaler: [
     "evaluation_interval",
     "scale_up_cooldown",
@@ -81,6 +85,7 @@ export const KEYS = {
     "state_dir",
     "heartbeat_interval",
     "heartbeat_failure_threshold",
+    "heartbeat_max_rate",
     "max_building_tasks_per_worker",
     "worker_reconnect_max",
     "reclaim_margin",
@@ -161,6 +166,8 @@ const TOKEN_HINT = "a non-empty string without spaces";
 const HOST = /^[A-Za-z0-9[][A-Za-z0-9.:\-[\]]*$/;
 const HOST_HINT = 'a host name or IP address without user or spaces, e.g. "10.200.0.2"';
 const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** `defaults.outputs.prefix`: a bucket prefix or an absolute local directory as a URL. */
+const OUTPUTS_PREFIX = /^(file:\/\/\/[^\s]*[^\s/]|gs:\/\/[a-z0-9][a-z0-9._-]*(\/\S*)?)$/;
 
 /** GCP zone names, e.g. "europe-west4-b". */
 export const GCP_ZONE = /^[a-z]+-[a-z]+\d+-[a-z]$/;
@@ -264,7 +271,24 @@ function parseDefaults(root: YamlMap, r: YamlReader) {
   const a = r.child(m, "autoscaler", "defaults", KEYS.autoscaler, { nullIsEmpty: true });
   const p = "defaults.autoscaler";
   const rt = r.child(m, "runtime", "defaults", KEYS.runtime, { nullIsEmpty: true });
+  const out = r.child(m, "outputs", "defaults", KEYS.outputs, { nullIsEmpty: true });
+  const py = r.child(m, "python", "defaults", KEYS.python, { nullIsEmpty: true });
   return create(DefaultsConfigSchema, {
+    outputs: out && create(OutputsConfigSchema, {
+      retentionMs: r.duration(out, "retention", "defaults.outputs", { positive: true }) ?? 0,
+      prefix: r.string(out, "prefix", "defaults.outputs", {
+        pattern: OUTPUTS_PREFIX,
+        patternHint: '"gs://bucket/path" or "file:///absolute/path"',
+      }) ?? "",
+    }),
+    python: py && create(PythonConfigSchema, {
+      installer: r.string(py, "installer", "defaults.python", {
+        pattern: /^(uv|pip|auto)$/,
+        patternHint: "one of uv, pip, auto",
+      }) ?? "",
+      cacheBytes: r.size(py, "cache_size", "defaults.python", { positive: true }) ?? 0,
+      cacheMaxAgeMs: r.duration(py, "cache_max_age", "defaults.python", { positive: true }) ?? 0,
+    }),
     runtime: rt && create(RuntimeConfigSchema, {
       denoPath: denoPath(rt, "defaults.runtime", r),
       denoFromNpm: r.boolean(rt, "deno_from_npm", "defaults.runtime") ?? false,
@@ -305,6 +329,7 @@ function parseController(root: YamlMap, r: YamlReader): ControllerConfig | undef
     heartbeatIntervalMs: r.duration(m, "heartbeat_interval", p, { positive: true }) ?? 0,
     heartbeatFailureThreshold:
       r.integer(m, "heartbeat_failure_threshold", p, { min: 1, max: 1000 }) ?? 0,
+    heartbeatMaxRate: r.integer(m, "heartbeat_max_rate", p, { min: 1, max: 1_000_000 }) ?? 0,
     userBudgets: parseUserBudgets(m, r),
     maxBuildingTasksPerWorker:
       r.integer(m, "max_building_tasks_per_worker", p, { min: 1, max: 10_000 }) ?? 0,

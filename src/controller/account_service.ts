@@ -20,13 +20,13 @@ import {
   PRINCIPAL,
   type Principal,
 } from "../auth/mod.ts";
-import type { Controller } from "./controller.ts";
+import type { ControllerCore } from "./core.ts";
 import type { KeyRecord } from "./accounts.ts";
 
 /** Longest key lifetime accepted (10 years). */
 const MAX_TTL_MS = 10 * 365 * 24 * 3600 * 1000;
 
-function keyInfo(c: Controller, k: KeyRecord): ApiKeyInfo {
+function keyInfo(c: ControllerCore, k: KeyRecord): ApiKeyInfo {
   return create(ApiKeyInfoSchema, {
     keyId: k.keyId,
     user: k.user,
@@ -38,7 +38,7 @@ function keyInfo(c: Controller, k: KeyRecord): ApiKeyInfo {
 }
 
 /** The handlers; `auth` gives the config's token users (bootstrap admins among them). */
-export function accountHandlers(c: Controller, auth: AuthPolicy | undefined) {
+export function accountHandlers(c: ControllerCore, auth: AuthPolicy | undefined) {
   const configUsers = new Map<string, "user" | "admin">();
   if (auth?.mode === "token") { for (const t of auth.tokens) configUsers.set(t.user, t.role); }
   const caller = (ctx: HandlerContext): Principal | undefined => ctx.values.get(PRINCIPAL);

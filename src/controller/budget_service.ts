@@ -9,7 +9,7 @@ import { type UserBudgetInfo, UserBudgetInfoSchema } from "../rpc/gen/iris/v1/co
 import { PriorityBand } from "../rpc/gen/iris/v1/types_pb.ts";
 import { InvalidArgumentError, PermissionDeniedError } from "../errors.ts";
 import { PRINCIPAL } from "../auth/mod.ts";
-import type { Controller } from "./controller.ts";
+import type { ControllerCore } from "./core.ts";
 import type { UserBudgetRecord, UserUsage } from "./accounts.ts";
 import { resourceBudget, type UserBudget } from "./budgets.ts";
 import type { Band } from "../types.ts";
@@ -70,7 +70,7 @@ export function budgetFromInfo(b: UserBudgetInfo | undefined): {
 }
 
 /** The three budget handlers of ControllerService. */
-export function budgetHandlers(c: Controller) {
+export function budgetHandlers(c: ControllerCore) {
   return {
     setUserBudget: (req: { budget?: UserBudgetInfo }, ctx: HandlerContext) => {
       const principal = ctx.values.get(PRINCIPAL);

@@ -7,17 +7,22 @@
  * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
 import type {
   HeartbeatRequest,
   RegisterWorkerRequest,
   TaskUpdate,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type JobSpec, JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  JobState,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
 import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { formatDuration } from "../format.ts";
-import { describeError, NotFoundError } from "../errors.ts";
+import { describeError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
@@ -48,6 +53,10 @@ import { Dispatcher, type Placed } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot, taskResources } from "./snapshot.ts";
+import type { ControllerCore } from "./core.ts";
+import type { AutoscalerHost } from "./autoscaler/runner.ts";
+import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
+import { heartbeatIntervalFor } from "./heartbeat_rate.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -58,6 +67,11 @@ export interface ControllerOptions {
   heartbeatInterval?: Duration;
   /** Missed heartbeats before a worker is declared dead. @default 3 */
   heartbeatFailureThreshold?: number;
+  /**
+   * Heartbeats per second the controller plans for: the interval told to workers grows with the
+   * fleet to stay under it (heartbeat_rate.ts). @default 1000
+   */
+  heartbeatMaxRate?: number;
   /** Max ASSIGNED+BUILDING attempts per worker. @default 8 */
   maxBuildingPerWorker?: number;
   /** Environment every task gets (before the job's own env). */
@@ -101,15 +115,17 @@ export const DEFAULT_RECLAIM_MARGIN = seconds(3);
 const RECONNECT_JITTER = 0.2;
 
 /** The controller's state cannot be written: the call changed nothing; retry later. */
-function unavailable(reason: string): ConnectError {
-  return new ConnectError(
+function unavailable(reason: string): UnavailableError {
+  return new UnavailableError(
     `controller state cannot be written (${reason}); nothing was changed, retry later`,
-    Code.Unavailable,
   );
 }
 
-/** The controller: state + loops. RPC handlers in service.ts call its methods. */
-export class Controller {
+/**
+ * The controller: state + loops. RPC handlers (service.ts) see it as a
+ * {@linkcode ControllerCore}, the autoscaler runner as an {@linkcode AutoscalerHost}.
+ */
+export class Controller implements ControllerCore, AutoscalerHost {
   readonly jobs = new JobTable();
   readonly workers = new WorkerTable();
   readonly logs: LogStore;
@@ -141,7 +157,7 @@ export class Controller {
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
-  readonly reclaimGrace: Duration;
+  reclaimGrace: Duration;
 
   constructor(options: ControllerOptions = {}) {
     this.#opts = options;
@@ -176,6 +192,14 @@ export class Controller {
       const endpoints = options.store.loadEndpoints(this.endpoints);
       const workers = options.store.loadWorkers();
       this.workers.restore(workers, this.startedAtMs);
+      // A worker of a large fleet may not heartbeat (and learn of the restart) for a whole
+      // interval of the fleet it was in: the re-claim grace covers one.
+      this.reclaimGrace = ms(Math.max(
+        this.reclaimGrace,
+        this.workerHeartbeatInterval(workers.length) +
+          (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
+      ));
+      this.#liveness.reclaimGrace = this.reclaimGrace;
       for (const task of this.jobs.tasks.values()) {
         for (const a of task.attempts) {
           if (isTaskActive(a.state)) {
@@ -211,6 +235,76 @@ export class Controller {
   /** The durable state store, when the controller has one (the autoscaler saves to it too). */
   get store(): StateStore | undefined {
     return this.#opts.store;
+  }
+
+  /** The state database's path; undefined for a memory-only controller. */
+  get statePath(): string | undefined {
+    return this.#opts.store?.path;
+  }
+
+  /** A job. @throws NotFoundError */
+  job(jobId: string): JobRecord {
+    return this.jobs.job(jobId);
+  }
+
+  /** A task. @throws NotFoundError */
+  task(taskId: string): TaskRecord {
+    return this.jobs.task(taskId);
+  }
+
+  /** Whether a job is known. */
+  hasJob(jobId: string): boolean {
+    return this.jobs.jobs.has(jobId);
+  }
+
+  /** Whether a task is known. */
+  hasTask(taskId: string): boolean {
+    return this.jobs.tasks.has(taskId);
+  }
+
+  /** Every job by id, in submission order. */
+  jobIndex(): ReadonlyMap<string, JobRecord> {
+    return this.jobs.jobs;
+  }
+
+  /** Tasks of every job. */
+  get taskCount(): number {
+    return this.jobs.tasks.size;
+  }
+
+  /** A task's current attempt. */
+  currentAttempt(task: TaskRecord): AttemptRecord | undefined {
+    return this.jobs.currentAttempt(task);
+  }
+
+  /** A registered worker (reconnecting ones included). */
+  worker(workerId: string): WorkerRecord | undefined {
+    return this.workers.workers.get(workerId);
+  }
+
+  /** Every registered worker. */
+  allWorkers(): Iterable<WorkerRecord> {
+    return this.workers.workers.values();
+  }
+
+  /** Registered workers. */
+  get workerCount(): number {
+    return this.workers.workers.size;
+  }
+
+  /** A job's wire status (with its reservation's progress). */
+  jobStatus(job: JobRecord): JobStatus {
+    return jobStatus(this.jobs, job, this.reservationProgress(job.jobId).claimed);
+  }
+
+  /** A task's wire status; with `usageHistory`, its current attempt's usage samples. */
+  taskStatus(task: TaskRecord, usageHistory = false): TaskStatus {
+    return taskStatus(this.jobs, task, this.workers.workers, usageHistory);
+  }
+
+  /** Attempts that ended on a worker, newest first. */
+  recentAttempts(worker: WorkerRecord): ReturnType<typeof recentAttempts> {
+    return recentAttempts(this.jobs, worker);
   }
 
   /**
@@ -252,8 +346,8 @@ export class Controller {
     if (!store) {
       // Memory only: nothing to write, keep the sets small.
       this.jobs.clearDirty();
-      this.endpoints.dirty.clear();
-      this.workers.dirty.clear();
+      this.endpoints.clearDirty();
+      this.workers.clearDirty();
       return;
     }
     try {
@@ -339,9 +433,7 @@ export class Controller {
     this.#unwritable = undefined;
     // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
     const now = this.clock.now();
-    for (const w of this.workers.workers.values()) {
-      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, now);
-    }
+    this.workers.extendDeadlines(now);
     this.log(
       `controller state can be written again (after ${
         formatDuration(ms(this.clock.now() - u.sinceMs))
@@ -400,8 +492,7 @@ export class Controller {
   #applyBudget(job: JobRecord): void {
     const res = bandAtSubmit(job, this.jobs.jobs.values(), this.accounts.budgetFor(job.user));
     if (!res) return;
-    job.band = res.band;
-    job.bandReason = res.reason;
+    this.jobs.setBand(job, res.band, res.reason);
     this.log(`job ${job.jobId}: ${res.reason}`);
   }
 
@@ -434,9 +525,13 @@ export class Controller {
    */
   registerWorker(
     req: RegisterWorkerRequest,
-  ): { workerId: string; kill: { taskId: string; attemptId: number }[] } {
-    if (!req.workerId) throw new ConnectError("worker_id: must not be empty", Code.InvalidArgument);
-    if (!req.address) throw new ConnectError("address: must not be empty", Code.InvalidArgument);
+  ): {
+    workerId: string;
+    kill: { taskId: string; attemptId: number }[];
+    heartbeatIntervalMs: Duration;
+  } {
+    if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
+    if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
     this.ensureWritable();
     const now = this.clock.now();
     const { worker, isNew } = this.workers.register({
@@ -504,7 +599,7 @@ export class Controller {
     );
     this.#perform(fx);
     this.requestSchedule();
-    return { workerId: worker.workerId, kill };
+    return { workerId: worker.workerId, kill, heartbeatIntervalMs: this.#tellInterval(worker) };
   }
 
   /** Handles a heartbeat: task updates, liveness, reconciliation. */
@@ -514,18 +609,20 @@ export class Controller {
     reregister: boolean;
     kill: { taskId: string; attemptId: number }[];
     updatesDeferred?: boolean;
+    heartbeatIntervalMs?: number;
   } {
     const worker = this.workers.workers.get(req.workerId);
     // A worker known only from the store must re-register (and re-claim its attempts) first.
     if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
     const now = this.clock.now();
-    worker.lastHeartbeatMs = now;
-    worker.healthy = true;
+    this.workers.heartbeat(worker, now);
+    const heartbeatIntervalMs = this.#tellInterval(worker);
+    // Absent: unchanged since the last one (the worker sends only changes).
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
     // cadence) until they can be committed.
     if (req.updates.length && this.#unwritable) {
-      return { reregister: false, kill: [], updatesDeferred: true };
+      return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
     }
     const fx = noEffects();
     // Log lines are stored once the updates are committed (a failed commit is resent whole).
@@ -550,7 +647,23 @@ export class Controller {
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
-    return { reregister: false, kill };
+    return { reregister: false, kill, heartbeatIntervalMs };
+  }
+
+  /**
+   * The heartbeat interval for workers of a fleet of `fleetSize` (default: the current fleet):
+   * the configured one, or longer so the fleet sends at most `heartbeatMaxRate` per second.
+   */
+  workerHeartbeatInterval(fleetSize: number = this.workers.workers.size): Duration {
+    return heartbeatIntervalFor(this.heartbeatInterval, fleetSize, this.#opts.heartbeatMaxRate);
+  }
+
+  /** Notes the interval told to `worker` in this answer (its liveness timeout follows it). */
+  #tellInterval(worker: WorkerRecord): Duration {
+    const interval = this.workerHeartbeatInterval();
+    // The worker takes it from this answer on: its next heartbeat is due one interval later.
+    worker.heartbeatIntervalMs = interval;
+    return interval;
   }
 
   /**
@@ -601,13 +714,8 @@ export class Controller {
       return;
     }
     const { task, attempt } = found;
-    if (Object.keys(u.ports).length) {
-      task.ports = { ...u.ports };
-      this.jobs.dirtyTasks.add(task.taskId);
-    }
-    if (u.peakMemoryBytes) {
-      attempt.peakMemoryBytes = Math.max(attempt.peakMemoryBytes, u.peakMemoryBytes);
-    }
+    if (Object.keys(u.ports).length) this.jobs.setPorts(task, u.ports);
+    if (u.peakMemoryBytes) this.jobs.notePeakMemory(task, attempt, u.peakMemoryBytes);
     if (terminal) {
       if (this.workers.release(workerId, key)) fx.released++;
       this.jobs.attemptEnded(task, attempt, {
@@ -631,9 +739,7 @@ export class Controller {
         );
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-      const c = this.workers.workers.get(workerId)?.active.get(key);
-      // A commitment told to stop stays "releasing" until the worker confirms the end.
-      if (c && c.state !== TaskState.KILLED) c.state = u.state;
+      this.workers.noteAttemptState(workerId, key, u.state);
       this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
     }
   }
@@ -667,6 +773,8 @@ export class Controller {
   scheduleOnce(): SchedulePlan {
     // Nothing is placed while placements cannot be committed.
     if (this.#unwritable) return { assignments: [], unplaced: [] };
+    // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
+    if (!this.#opts.onSchedule && !this.#anyPending()) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
     const fx = noEffects();
     expireScheduling(this.jobs, now, fx);
@@ -696,7 +804,9 @@ export class Controller {
       const pending = this.jobs.pending.get(u.jobId);
       const job = this.jobs.jobs.get(u.jobId);
       if (!pending || !job) continue;
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = u.reason;
+      for (const i of pending) {
+        this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), u.reason);
+      }
     }
     for (const p of plan.preemptions ?? []) {
       const job = this.jobs.jobs.get(p.jobId);
@@ -719,6 +829,11 @@ export class Controller {
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
     return plan;
+  }
+
+  #anyPending(): boolean {
+    for (const pending of this.jobs.pending.values()) if (pending.size > 0) return true;
+    return false;
   }
 
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
@@ -744,8 +859,7 @@ export class Controller {
     const job = this.jobs.jobs.get(jobId);
     if (!job || isJobTerminal(job.state)) return;
     if (this.#reservations.claim(job, entryIndex, workerId)) {
-      job.reservationReady = true;
-      this.jobs.dirty.add(jobId);
+      this.jobs.openReservationGate(job);
       this.log(`reservation of ${jobId} complete: its tasks may start`);
       this.requestSchedule();
     }
@@ -758,7 +872,7 @@ export class Controller {
       const job = this.jobs.jobs.get(jobId)!;
       if (!isGated(job)) continue;
       const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
-      for (const i of pending) this.jobs.task(job.taskIds[i]!).pendingReason = reason;
+      for (const i of pending) this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), reason);
     }
   }
 

@@ -14,7 +14,7 @@ import { isTaskActive } from "./job_rules.ts";
 import type { AttemptRecord, JobRecord, JobTable, KillOrder, TaskRecord } from "./state.ts";
 import { attemptKey, type WorkerTable } from "./workers.ts";
 import type { EndpointTable } from "./endpoints.ts";
-import { type GangMember, taskEnv } from "./task_env.ts";
+import { type GangMember, masterPort, taskEnv } from "./task_env.ts";
 
 /** How long one RunTask or KillTask call may take. */
 export const WORKER_CALL_TIMEOUT: Duration = seconds(10);
@@ -39,6 +39,8 @@ export class Dispatcher {
   readonly #inflight = new Set<Promise<unknown>>();
   /** Attempts whose RunTask is in flight. */
   readonly #dispatching = new Set<string>();
+  /** MASTER_PORT of each GPU gang attempt (key: task 0's attemptKey), while it may be active. */
+  readonly #masterPorts = new Map<string, number>();
 
   constructor(options: DispatcherOptions) {
     this.#opts = options;
@@ -85,9 +87,12 @@ export class Dispatcher {
     const members = gangMembers(ctx.jobs, ctx.workers, job);
     const task0 = ctx.jobs.tasks.get(job.taskIds[0]!);
     const attempt0 = task0 ? ctx.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
+    const port = spec.coscheduling?.groupBy && task0
+      ? this.#masterPort(ctx, job.jobId, task0.taskId, attempt0, members[0]?.workerId ?? "")
+      : undefined;
     for (const { task, attempt } of placed) {
       const worker = ctx.workers.workers.get(attempt.workerId)!;
-      const { env, endpoint } = taskEnv({
+      const { env, endpoint, reservedPorts } = taskEnv({
         base: ctx.baseEnv,
         jobId: job.jobId,
         user: job.user,
@@ -101,6 +106,7 @@ export class Dispatcher {
         controllerUrl: ctx.controllerUrl,
         members,
         attempt0,
+        masterPort: port,
       });
       if (endpoint) {
         ctx.endpoints.register({
@@ -124,6 +130,8 @@ export class Dispatcher {
         bundleId: spec.bundleId,
         timeoutMs: spec.timeoutMs,
         environment: spec.environment,
+        interactive: spec.interactive,
+        reservedPorts: reservedPorts ?? {},
       });
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);
@@ -136,6 +144,43 @@ export class Dispatcher {
           .finally(() => this.#dispatching.delete(key)),
       );
     }
+  }
+
+  /**
+   * MASTER_PORT of a gang attempt whose task 0 runs on `workerId`: the one already chosen for
+   * this attempt, else one past the ports held on that host (named ports of the attempts of its
+   * workers, other gangs' master ports). Task 0's worker holds it (RunTaskRequest.reserved_ports).
+   */
+  #masterPort(
+    ctx: { readonly jobs: JobTable; readonly workers: WorkerTable },
+    jobId: string,
+    taskId0: string,
+    attempt0: number,
+    workerId: string,
+  ): number {
+    const key0 = attemptKey(taskId0, attempt0);
+    const known = this.#masterPorts.get(key0);
+    if (known !== undefined) return known;
+    const active = new Set<string>();
+    for (const w of ctx.workers.workers.values()) for (const k of w.active.keys()) active.add(k);
+    for (const k of this.#masterPorts.keys()) if (!active.has(k)) this.#masterPorts.delete(k);
+    const taken = new Set<number>();
+    const w0 = ctx.workers.workers.get(workerId);
+    const host = w0 ? new URL(w0.address).hostname : "";
+    // Every worker on task 0's host (local clusters run several workers on one host).
+    for (const w of ctx.workers.workers.values()) {
+      if (w !== w0 && new URL(w.address).hostname !== host) continue;
+      for (const key of w.active.keys()) {
+        const at = key.lastIndexOf("#");
+        const task = ctx.jobs.tasks.get(key.slice(0, at));
+        for (const p of Object.values(task?.ports ?? {})) taken.add(p);
+        const mp = this.#masterPorts.get(key);
+        if (mp !== undefined) taken.add(mp);
+      }
+    }
+    const port = masterPort(jobId, attempt0, taken);
+    this.#masterPorts.set(key0, port);
+    return port;
   }
 
   /** Sends a kill order to the worker at `address` (a failure is logged). */

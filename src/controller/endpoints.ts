@@ -24,6 +24,11 @@ export class EndpointTable {
     return this.#byId.get(endpointId);
   }
 
+  /** Forgets which endpoints changed (a memory-only controller has nothing to write). */
+  clearDirty(): void {
+    this.dirty.clear();
+  }
+
   /** Forgets every endpoint (before they are loaded again from the store). */
   clear(): void {
     this.#byId.clear();

@@ -36,9 +36,12 @@ export class Liveness {
   #servingSinceMs: number;
   /** Times the monitor found the controller blocked, and the last such stall. */
   readonly stalls = { count: 0, lastMs: 0 };
+  /** The re-claim grace (widened after loading a large fleet: heartbeat_rate.ts). */
+  reclaimGrace: Duration;
 
   constructor(options: LivenessOptions) {
     this.#opts = options;
+    this.reclaimGrace = options.reclaimGrace;
     this.#lastTick = options.clock.monotonic();
     this.#servingSinceMs = options.clock.now();
   }
@@ -68,7 +71,7 @@ export class Liveness {
 
   /** Whether workers are still within the re-claim grace at `nowMs`. */
   inGrace(nowMs: number): boolean {
-    return nowMs - Math.max(this.#servingSinceMs, this.#resumedAtMs) < this.#opts.reclaimGrace;
+    return nowMs - Math.max(this.#servingSinceMs, this.#resumedAtMs) < this.reclaimGrace;
   }
 
   /**
@@ -76,12 +79,15 @@ export class Liveness {
    * (counting from the last resumption), except reconnecting ones within the re-claim grace.
    */
   due(workers: WorkerTable, nowMs: number): DueWorker[] {
-    const { heartbeatInterval, failureThreshold, reclaimGrace } = this.#opts;
+    const { heartbeatInterval, failureThreshold } = this.#opts;
+    const reclaimGrace = this.reclaimGrace;
     const inGrace = this.inGrace(nowMs);
     const out: DueWorker[] = [];
+    // Each worker is timed out on the interval it was last told (heartbeat_rate.ts).
     const expired = workers.expired(
       nowMs,
-      heartbeatInterval * failureThreshold,
+      failureThreshold,
+      heartbeatInterval,
       this.#resumedAtMs,
     );
     for (const w of expired) {
@@ -91,7 +97,9 @@ export class Liveness {
         workerId: w.workerId,
         reason: w.reconnecting
           ? `did not re-register within ${formatDuration(reclaimGrace)} of a controller restart`
-          : `missed ${failureThreshold} heartbeats`,
+          : `missed ${failureThreshold} heartbeats (${
+            formatDuration(ms(w.heartbeatIntervalMs ?? heartbeatInterval))
+          } apart)`,
       });
     }
     return out;

@@ -5,8 +5,7 @@
  * returns at most `maxRows` rows (and 16 MiB of JSON).
  * @module
  */
-import { Code, ConnectError } from "@connectrpc/connect";
-import { FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
+import { DeadlineExceededError, FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 
 /** Rows returned when the request names no cap. */
@@ -65,7 +64,7 @@ export function queryLimits(
 
 /**
  * Runs `sql` on the SQLite file `dbPath` read-only, in a child process killed after `timeout`.
- * @throws InvalidArgumentError for SQL SQLite rejects, a DeadlineExceeded ConnectError past the limit
+ * @throws InvalidArgumentError for SQL SQLite rejects, DeadlineExceededError past the limit
  */
 export async function runRawQuery(
   dbPath: string,
@@ -116,9 +115,8 @@ export async function runRawQuery(
     await writer.close().catch(() => {});
     const out = await child.output();
     if (timedOut) {
-      throw new ConnectError(
+      throw new DeadlineExceededError(
         `sql: the query ran past its time limit of ${limits.timeout / 1000}s and was stopped`,
-        Code.DeadlineExceeded,
       );
     }
     if (!out.success) {

@@ -1,6 +1,7 @@
 /**
- * ControllerService routes: each handler validates, calls the Controller, converts the result.
- * Errors are translated to Connect codes here and nowhere else.
+ * ControllerService routes: each handler validates, calls the controller (through
+ * {@linkcode ControllerCore}), converts the result. Handlers throw Iris errors (src/errors.ts);
+ * serveRpc's interceptor (src/rpc/errors.ts) turns them into Connect codes.
  * @module
  */
 import { create } from "@bufbuild/protobuf";
@@ -17,15 +18,10 @@ import {
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { DEFAULT_MAX_PACK_BYTES } from "../bundle/mod.ts";
-import {
-  FailedPreconditionError,
-  InvalidArgumentError,
-  NotFoundError,
-  toConnectError,
-} from "../errors.ts";
-import type { Controller } from "./controller.ts";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import type { ControllerCore } from "./core.ts";
 import { VERSION } from "../version.ts";
-import { jobStatus, recentAttempts, taskStatus, workerInfo } from "./convert.ts";
+import { workerInfo } from "./convert.ts";
 import { queryJobs } from "./job_query.ts";
 import { isTaskActive } from "./job_rules.ts";
 import {
@@ -40,7 +36,13 @@ import { parseAttemptKey } from "./workers.ts";
 import { budgetHandlers } from "./budget_service.ts";
 import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
-import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import {
+  type JobSpec,
+  type JobStatus,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/gen/iris/v1/types_pb.ts";
+import { withScalingNote } from "./scaling_note.ts";
 import { processInfo } from "../process_info.ts";
 import { queryLimits, runRawQuery } from "./raw_query.ts";
 
@@ -52,7 +54,7 @@ export interface BundleStorage {
 
 /** What the routes need besides the controller. */
 export interface ServiceDeps {
-  readonly controller: Controller;
+  readonly controller: ControllerCore;
   readonly bundles?: BundleStorage;
   readonly autoscalerStatus?: () => GetAutoscalerStatusResponse;
   readonly version?: string;
@@ -62,29 +64,61 @@ export interface ServiceDeps {
   readonly maxBundleBytes?: number;
 }
 
-function wrap<A extends unknown[], R>(
-  fn: (...args: A) => R | Promise<R>,
-): (...args: A) => Promise<R> {
-  return async (...args: A) => {
-    try {
-      return await fn(...args);
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
-}
-
 /** The ControllerService implementation. */
 export function controllerService(deps: ServiceDeps): ServiceImpl<typeof ControllerService> {
   const c = deps.controller;
   const budgets = budgetHandlers(c);
   const accounts = accountHandlers(c, deps.auth);
-  const tasksOf = (jobId: string, usageHistory = false) =>
-    c.jobs.job(jobId).taskIds.map((id) =>
-      taskStatus(c.jobs, c.jobs.task(id), c.workers.workers, usageHistory)
+  /** Interactive execs being proxied: session id → the worker holding it and who opened it. */
+  const execSessions = new Map<string, { address: string; user: string }>();
+  /** The worker running `taskId`'s current attempt, for the task's owner or an admin. */
+  const runningTaskWorker = (
+    principal: Parameters<typeof authorizeJobAction>[0],
+    taskId: string,
+    action: string,
+  ) => {
+    const task = c.task(taskId);
+    authorizeJobAction(principal, task.jobId, action);
+    const cur = c.currentAttempt(task);
+    if (task.state !== TaskState.RUNNING || !cur) {
+      throw new FailedPreconditionError(`task ${taskId} is not running`);
+    }
+    const worker = c.worker(cur.workerId);
+    if (!worker) throw new FailedPreconditionError(`the worker of ${taskId} is gone`);
+    return worker;
+  };
+  /** The autoscaler's status at most once per call (for pending reasons; see scaling_note.ts). */
+  const autoscalerOnce = () => {
+    let status: GetAutoscalerStatusResponse | undefined;
+    let asked = false;
+    return () => {
+      if (!asked) {
+        asked = true;
+        try {
+          status = deps.autoscalerStatus?.();
+        } catch {
+          status = undefined; // the plain scheduler reason stays
+        }
+      }
+      return status;
+    };
+  };
+  const scaling = <T extends JobStatus | TaskStatus>(
+    s: T,
+    spec: JobSpec | undefined,
+    autoscaler: () => GetAutoscalerStatusResponse | undefined,
+  ): T => {
+    if (s.pendingReason) s.pendingReason = withScalingNote(s.pendingReason, spec, autoscaler);
+    return s;
+  };
+  const tasksOf = (jobId: string, usageHistory = false, autoscaler = autoscalerOnce()) => {
+    const job = c.job(jobId);
+    return job.taskIds.map((id) =>
+      scaling(c.taskStatus(c.task(id), usageHistory), job.spec, autoscaler)
     );
+  };
   return {
-    launchJob: wrap((req, ctx) => {
+    launchJob: (req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
       if (req.requestId.length > 256) {
         throw new InvalidArgumentError("request_id", "at most 256 characters");
@@ -101,24 +135,28 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         });
       }
       return res;
-    }),
-    getJobStatus: wrap((req) => {
-      const job = c.jobs.job(req.jobId);
-      const claimed = c.reservationProgress(job.jobId).claimed;
-      return { job: jobStatus(c.jobs, job, claimed), tasks: tasksOf(job.jobId) };
-    }),
-    listJobs: wrap((req) => {
-      const page = queryJobs(c.jobs.jobs, req, c.clock.now());
+    },
+    getJobStatus: (req) => {
+      const job = c.job(req.jobId);
+      const autoscaler = autoscalerOnce();
       return {
-        jobs: page.jobs.map((j) => jobStatus(c.jobs, j, c.reservationProgress(j.jobId).claimed)),
+        job: scaling(c.jobStatus(job), job.spec, autoscaler),
+        tasks: tasksOf(job.jobId, false, autoscaler),
+      };
+    },
+    listJobs: (req) => {
+      const page = queryJobs(c.jobIndex(), req, c.clock.now());
+      const autoscaler = autoscalerOnce();
+      return {
+        jobs: page.jobs.map((j) => scaling(c.jobStatus(j), j.spec, autoscaler)),
         totalCount: page.totalCount,
         hasMore: page.hasMore,
         users: page.users,
       };
-    }),
-    terminateJob: wrap((req, ctx) => {
+    },
+    terminateJob: (req, ctx) => {
       const principal = ctx.values.get(PRINCIPAL);
-      authorizeJobAction(principal, c.jobs.job(req.jobId).jobId);
+      authorizeJobAction(principal, c.job(req.jobId).jobId);
       const ids = c.terminateJob(req.jobId, req.reason);
       if (ids.length) {
         c.transactions.record({
@@ -129,13 +167,13 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         });
       }
       return { terminatedJobIds: ids };
-    }),
-    listTasks: wrap((req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) })),
-    getTaskLogs: wrap(async (req) => {
+    },
+    listTasks: (req) => ({ tasks: tasksOf(req.jobId, req.includeUsageHistory) }),
+    getTaskLogs: async (req) => {
       const id = req.id;
       let taskIds: string[];
-      if (c.jobs.tasks.has(id)) taskIds = [id];
-      else if (c.jobs.jobs.has(id)) taskIds = c.jobs.job(id).taskIds;
+      if (c.hasTask(id)) taskIds = [id];
+      else if (c.hasJob(id)) taskIds = c.job(id).taskIds;
       else throw new NotFoundError(`No job or task ${id}`);
       const res = await c.logs.query(taskIds, {
         cursor: req.cursor,
@@ -147,61 +185,60 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         tail: req.tail,
       });
       return { lines: res.lines, nextCursor: res.nextCursor, more: res.more };
-    }),
-    registerWorker: wrap((req) => {
+    },
+    registerWorker: (req) => {
       const res = c.registerWorker(req);
       return {
         workerId: res.workerId,
-        heartbeatIntervalMs: c.heartbeatInterval,
+        heartbeatIntervalMs: res.heartbeatIntervalMs,
         kill: res.kill,
         reconnectMaxBackoffMs: c.workerReconnectMax,
       };
-    }),
-    heartbeat: wrap((req) => c.heartbeat(req)),
-    listWorkers: wrap(() => ({ workers: [...c.workers.workers.values()].map(workerInfo) })),
-    getWorkerStatus: wrap((req) => {
+    },
+    heartbeat: (req) => c.heartbeat(req),
+    listWorkers: () => ({ workers: [...c.allWorkers()].map(workerInfo) }),
+    getWorkerStatus: (req) => {
       if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
-      const worker = c.workers.workers.get(req.workerId);
+      const worker = c.worker(req.workerId);
       if (!worker) throw new NotFoundError(`No worker ${req.workerId}`);
       const tasks = [...worker.active.keys()].flatMap((key) => {
-        const task = c.jobs.tasks.get(parseAttemptKey(key).taskId);
-        return task ? [taskStatus(c.jobs, task, c.workers.workers, true)] : [];
+        const taskId = parseAttemptKey(key).taskId;
+        return c.hasTask(taskId) ? [c.taskStatus(c.task(taskId), true)] : [];
       });
       return {
         worker: workerInfo(worker),
         tasks,
-        recentAttempts: recentAttempts(c.jobs, worker),
+        recentAttempts: c.recentAttempts(worker),
       };
-    }),
-    getAutoscalerStatus: wrap(() =>
-      deps.autoscalerStatus?.() ?? create(GetAutoscalerStatusResponseSchema, { enabled: false })
-    ),
-    getControllerStatus: wrap(() => {
+    },
+    getAutoscalerStatus: () =>
+      deps.autoscalerStatus?.() ?? create(GetAutoscalerStatusResponseSchema, { enabled: false }),
+    getControllerStatus: () => {
       let tasks = 0;
-      for (const j of c.jobs.jobs.values()) tasks += j.taskIds.length;
+      for (const j of c.jobIndex().values()) tasks += j.taskIds.length;
       const health = c.health;
       return {
         healthy: health.healthy,
         statusMessage: health.message,
         startedAtMs: c.startedAtMs,
         version: deps.version ?? "",
-        jobCount: c.jobs.jobs.size,
+        jobCount: c.jobIndex().size,
         taskCount: tasks,
-        workerCount: c.workers.workers.size,
+        workerCount: c.workerCount,
         rssBytes: Deno.memoryUsage().rss,
         recentLogs: c.recentLogs.slice(-200),
         logMemoryBytes: c.logs.stats.memoryBytes,
         logLinesEvicted: c.logs.stats.evictedLines,
         maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
       };
-    }),
-    registerEndpoint: wrap((req, ctx) => {
+    },
+    registerEndpoint: (req, ctx) => {
       if (!req.name) throw new InvalidArgumentError("name", "must not be empty");
       if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
       c.ensureWritable();
-      const task = c.jobs.task(req.taskId);
+      const task = c.task(req.taskId);
       authorizeJobAction(ctx.values.get(PRINCIPAL), task.jobId, "register endpoints for");
-      const cur = c.jobs.currentAttempt(task);
+      const cur = c.currentAttempt(task);
       if (!isTaskActive(task.state) || !cur) {
         throw new InvalidArgumentError("task_id", `task ${req.taskId} is not running`);
       }
@@ -220,8 +257,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       });
       c.commitState(); // acknowledged once durable
       return { endpointId: e.endpointId };
-    }),
-    unregisterEndpoint: wrap((req, ctx) => {
+    },
+    unregisterEndpoint: (req, ctx) => {
       c.ensureWritable();
       const principal = ctx.values.get(PRINCIPAL);
       const owned = principal &&
@@ -232,44 +269,44 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
       }
       c.commitState();
       return {};
-    }),
+    },
     // Only names under their registering job's owner: nobody's address shows up under another's.
-    listEndpoints: wrap((req) => ({
+    listEndpoints: (req) => ({
       endpoints: c.endpoints.list(req.prefix, req.exact).filter(endpointTrusted),
-    })),
-    uploadBundle: wrap(async (req) => {
+    }),
+    uploadBundle: async (req) => {
       if (!deps.bundles) {
         throw new InvalidArgumentError("data", "this controller has no bundle storage configured");
       }
       return await deps.bundles.put(req.data);
-    }),
-    readJobOutput: wrap(async (req, ctx) => {
-      const job = c.jobs.job(req.jobId);
+    },
+    readJobOutput: async (req, ctx) => {
+      const job = c.job(req.jobId);
       authorizeJobAction(ctx.values.get(PRINCIPAL), job.jobId, "download outputs of");
       return await readJobOutput(c, job.jobId, req);
-    }),
-    getBundle: wrap(async (req) => {
+    },
+    getBundle: async (req) => {
       if (!deps.bundles) throw new NotFoundError(`No bundle ${req.bundleId}`);
       return {
         data: await deps.bundles.get(req.bundleId),
         maxBundleBytes: deps.maxBundleBytes ?? DEFAULT_MAX_PACK_BYTES,
       };
-    }),
-    setUserBudget: wrap(budgets.setUserBudget),
-    getUserBudget: wrap(budgets.getUserBudget),
-    listUserBudgets: wrap(budgets.listUserBudgets),
-    getCurrentUser: wrap(accounts.getCurrentUser),
-    createApiKey: wrap(accounts.createApiKey),
-    listApiKeys: wrap(accounts.listApiKeys),
-    revokeApiKey: wrap(accounts.revokeApiKey),
-    createUser: wrap(accounts.createUser),
-    listUsers: wrap(accounts.listUsers),
-    deleteUser: wrap(accounts.deleteUser),
-    enrolWorker: wrap(accounts.enrolWorker),
-    executeRawQuery: wrap(async (req, ctx) => {
+    },
+    setUserBudget: budgets.setUserBudget,
+    getUserBudget: budgets.getUserBudget,
+    listUserBudgets: budgets.listUserBudgets,
+    getCurrentUser: accounts.getCurrentUser,
+    createApiKey: accounts.createApiKey,
+    listApiKeys: accounts.listApiKeys,
+    revokeApiKey: accounts.revokeApiKey,
+    createUser: accounts.createUser,
+    listUsers: accounts.listUsers,
+    deleteUser: accounts.deleteUser,
+    enrolWorker: accounts.enrolWorker,
+    executeRawQuery: async (req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "run raw SQL queries");
       const limits = queryLimits(req.sql, req.maxRows, req.timeoutMs);
-      const path = c.store?.path;
+      const path = c.statePath;
       if (!path) {
         throw new FailedPreconditionError(
           "this controller keeps its state in memory only (no state dir): there is no database to " +
@@ -277,56 +314,97 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         );
       }
       return await runRawQuery(path, req.sql, limits);
-    }),
-    async *execInTask(req, ctx) {
-      let worker;
-      try {
-        const principal = ctx.values.get(PRINCIPAL);
-        const task = c.jobs.task(req.taskId);
-        authorizeJobAction(principal, task.jobId, "exec in");
-        if (req.command.length === 0 || req.command[0] === "") {
-          throw new InvalidArgumentError("command", "must not be empty");
-        }
-        if (req.timeoutMs < -1) {
-          throw new InvalidArgumentError("timeout_ms", `must be -1 or more (got ${req.timeoutMs})`);
-        }
-        if (req.timeoutMs === -1) requireAdmin(principal, "exec without a time limit");
-        const cur = c.jobs.currentAttempt(task);
-        if (task.state !== TaskState.RUNNING || !cur) {
-          throw new FailedPreconditionError(`task ${req.taskId} is not running`);
-        }
-        worker = c.workers.workers.get(cur.workerId);
-        if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
-        const user = principal?.user ?? "";
-        c.transactions.record({
-          action: "exec",
-          entity: req.taskId,
-          user,
-          details: JSON.stringify(req.command).slice(0, 1000),
-        });
-        c.log(
-          `exec in ${req.taskId} by ${user || "(no auth)"}: ${req.command.join(" ").slice(0, 200)}`,
-        );
-      } catch (err) {
-        throw toConnectError(err);
-      }
-      yield* c.workerClient(worker.address).execInTask(
-        { taskId: req.taskId, command: req.command, timeoutMs: req.timeoutMs },
-        { signal: ctx.signal },
-      );
     },
-    profileTask: wrap(async (req, ctx) => {
+    async *execInTask(req, ctx) {
       const principal = ctx.values.get(PRINCIPAL);
-      const task = c.jobs.task(req.taskId);
+      const task = c.task(req.taskId);
+      authorizeJobAction(principal, task.jobId, "exec in");
+      if (req.command.length === 0 || req.command[0] === "") {
+        throw new InvalidArgumentError("command", "must not be empty");
+      }
+      if (req.timeoutMs < -1) {
+        throw new InvalidArgumentError("timeout_ms", `must be -1 or more (got ${req.timeoutMs})`);
+      }
+      if (req.timeoutMs === -1) requireAdmin(principal, "exec without a time limit");
+      const cur = c.currentAttempt(task);
+      if (task.state !== TaskState.RUNNING || !cur) {
+        throw new FailedPreconditionError(`task ${req.taskId} is not running`);
+      }
+      const worker = c.worker(cur.workerId);
+      if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
+      const user = principal?.user ?? "";
+      c.transactions.record({
+        action: "exec",
+        entity: req.taskId,
+        user,
+        details: JSON.stringify(req.command).slice(0, 1000),
+      });
+      c.log(
+        `exec in ${req.taskId} by ${user || "(no auth)"}: ${req.command.join(" ").slice(0, 200)}`,
+      );
+      const address = worker.address;
+      let session = "";
+      try {
+        for await (
+          const m of c.workerClient(address).execInTask(
+            {
+              taskId: req.taskId,
+              command: req.command,
+              timeoutMs: req.timeoutMs,
+              interactive: req.interactive,
+              tty: req.tty,
+              rows: req.rows,
+              cols: req.cols,
+            },
+            { signal: ctx.signal },
+          )
+        ) {
+          if (m.sessionId && !session) {
+            session = m.sessionId;
+            execSessions.set(session, { address, user });
+          }
+          yield m;
+        }
+      } finally {
+        if (session) execSessions.delete(session);
+      }
+    },
+    execInput: async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      let address: string;
+      if (req.sessionId.startsWith("task:")) {
+        address = runningTaskWorker(principal, req.sessionId.slice(5), "send input to").address;
+      } else {
+        const s = execSessions.get(req.sessionId);
+        if (!s) {
+          throw new NotFoundError(`No interactive session ${req.sessionId} (it ended?)`);
+        }
+        if (s.user !== (principal?.user ?? "")) {
+          requireAdmin(principal, "send input to another user's session");
+        }
+        address = s.address;
+      }
+      return await c.workerClient(address).execInput(req, {
+        signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(30_000)]),
+      });
+    },
+    async *attachTask(req, ctx) {
+      const address = runningTaskWorker(ctx.values.get(PRINCIPAL), req.taskId, "attach to")
+        .address;
+      yield* c.workerClient(address).attachTask({ taskId: req.taskId }, { signal: ctx.signal });
+    },
+    profileTask: async (req, ctx) => {
+      const principal = ctx.values.get(PRINCIPAL);
+      const task = c.task(req.taskId);
       authorizeJobAction(principal, task.jobId, "profile");
       if (req.seconds < 0 || req.seconds > 60) {
         throw new InvalidArgumentError("seconds", `must be 0..60 (got ${req.seconds})`);
       }
-      const cur = c.jobs.currentAttempt(task);
+      const cur = c.currentAttempt(task);
       if (task.state !== TaskState.RUNNING || !cur) {
         throw new FailedPreconditionError(`task ${req.taskId} is not running`);
       }
-      const worker = c.workers.workers.get(cur.workerId);
+      const worker = c.worker(cur.workerId);
       if (!worker) throw new FailedPreconditionError(`the worker of ${req.taskId} is gone`);
       c.transactions.record({
         action: "profile",
@@ -338,8 +416,8 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         { taskId: req.taskId, seconds: req.seconds },
         { signal: AbortSignal.any([ctx.signal, AbortSignal.timeout(120_000)]) },
       );
-    }),
-    getTransactions: wrap((req, ctx) => {
+    },
+    getTransactions: (req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "read the transactions log");
       if (req.limit < 0) throw new InvalidArgumentError("limit", `must be >= 0 (got ${req.limit})`);
       return {
@@ -350,14 +428,14 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
           afterSeq: req.afterSeq,
         }),
       };
-    }),
-    getProcessStatus: wrap(async (req, ctx) => {
+    },
+    getProcessStatus: async (req, ctx) => {
       requireAdmin(ctx.values.get(PRINCIPAL), "read process status");
       if (req.maxLogLines < 0) {
         throw new InvalidArgumentError("max_log_lines", `must be >= 0 (got ${req.maxLogLines})`);
       }
       if (req.workerId) {
-        const worker = c.workers.workers.get(req.workerId);
+        const worker = c.worker(req.workerId);
         if (!worker) throw new NotFoundError(`No worker ${req.workerId}`);
         return await c.workerClient(worker.address).getProcessStatus(
           { maxLogLines: req.maxLogLines },
@@ -373,7 +451,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
           maxLogLines: req.maxLogLines,
         }),
       };
-    }),
+    },
   };
 }
 
@@ -388,13 +466,13 @@ export function controllerRoutes(deps: ServiceDeps): (router: ConnectRouter) => 
  * it. NotFoundError when none has it.
  */
 async function readJobOutput(
-  c: Controller,
+  c: ControllerCore,
   jobId: string,
   req: ReadJobOutputRequest,
 ): Promise<ReadJobOutputResponse> {
   const workerIds: string[] = [];
-  for (const taskId of c.jobs.job(jobId).taskIds) {
-    const attempts = c.jobs.tasks.get(taskId)?.attempts ?? [];
+  for (const taskId of c.job(jobId).taskIds) {
+    const attempts = c.hasTask(taskId) ? c.task(taskId).attempts : [];
     for (const a of [...attempts].reverse()) {
       if (a.workerId && !workerIds.includes(a.workerId)) workerIds.push(a.workerId);
     }
@@ -404,7 +482,7 @@ async function readJobOutput(
   let gone = 0;
   const errors: string[] = [];
   for (const workerId of workerIds) {
-    const worker = c.workers.workers.get(workerId);
+    const worker = c.worker(workerId);
     if (!worker) {
       gone++;
       continue;

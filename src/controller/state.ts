@@ -79,6 +79,13 @@ export interface TaskRecord {
   error: string;
 }
 
+/**
+ * Task fields a change of which is not written on its own (see
+ * {@linkcode JobTable.setPendingReason}): after a restart they may be older than they were in
+ * memory. Every other field of a job, task or attempt is written whenever it changes.
+ */
+export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = ["pendingReason"];
+
 /** A job and its bookkeeping. */
 export interface JobRecord {
   readonly jobId: string;
@@ -168,6 +175,49 @@ export class JobTable {
   clearDirty(): void {
     this.dirty.clear();
     this.dirtyTasks.clear();
+  }
+
+  /**
+   * Runs a job in another band than it asked for (its user's budget, budgets.ts), with the reason
+   * shown in its status. Marks the job to be written.
+   */
+  setBand(job: JobRecord, band: Band, reason: string): void {
+    job.band = band;
+    job.bandReason = reason;
+    this.dirty.add(job.jobId);
+  }
+
+  /** Opens a job's reservation gate (every entry held a worker once); it never closes again. */
+  openReservationGate(job: JobRecord): void {
+    if (job.reservationReady) return;
+    job.reservationReady = true;
+    this.dirty.add(job.jobId);
+  }
+
+  /** Records the ports a task's worker allocated (written when they changed). */
+  setPorts(task: TaskRecord, ports: Readonly<Record<string, number>>): void {
+    const old = task.ports;
+    const keys = Object.keys(ports);
+    if (keys.length === Object.keys(old).length && keys.every((k) => old[k] === ports[k])) return;
+    task.ports = { ...ports };
+    this.dirtyTasks.add(task.taskId);
+  }
+
+  /** Raises an attempt's peak memory to `bytes` when higher (written when it rose). */
+  notePeakMemory(task: TaskRecord, attempt: AttemptRecord, bytes: number): void {
+    if (bytes <= attempt.peakMemoryBytes) return;
+    attempt.peakMemoryBytes = bytes;
+    this.dirtyTasks.add(task.taskId);
+  }
+
+  /**
+   * Sets why a pending task is not placed. Not marked to be written: it is recomputed by every
+   * scheduling pass (and after a restart by the first), so writing each pass's reason would cost
+   * a row per pending task per pass. It is written along with the task's next change; see
+   * {@linkcode VOLATILE_TASK_FIELDS}.
+   */
+  setPendingReason(task: TaskRecord, reason: PendingReasonData | undefined): void {
+    task.pendingReason = reason;
   }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */

@@ -14,10 +14,11 @@ import { tpuTopology } from "../tpu.ts";
 /** Port of the JAX coordinator on task 0's host. */
 export const JAX_COORDINATOR_PORT = 8476;
 /**
- * Range MASTER_PORT is chosen from: above the workers' named-port range (20000-29999) and below
- * Linux's ephemeral ports (32768-), so it collides with neither.
+ * Range MASTER_PORT is chosen from: the workers' port table (src/worker/ports.ts, 20000-29999,
+ * below Linux's ephemeral ports), so task 0's worker holds it like a named port and no other task
+ * on that host is handed it.
  */
-export const MASTER_PORT_RANGE = { min: 30000, max: 32767 } as const;
+export const MASTER_PORT_RANGE = { min: 20000, max: 29999 } as const;
 
 /** One task of a gang as placed. */
 export interface GangMember {
@@ -28,15 +29,25 @@ export interface GangMember {
 
 /**
  * MASTER_PORT of a gang attempt: a port in {@linkcode MASTER_PORT_RANGE} derived from the job and
- * task 0's attempt, so every task computes the same one and a retried gang gets another.
+ * task 0's attempt (a retried gang gets another), moved past the ports in `taken` (those the
+ * controller knows are held on task 0's worker: named ports and other gangs' master ports).
  */
-export function masterPort(jobId: string, attemptId: number): number {
+export function masterPort(
+  jobId: string,
+  attemptId: number,
+  taken: ReadonlySet<number> = new Set(),
+): number {
   let h = 0x811c9dc5;
   for (const ch of `${jobId}#${attemptId}`) {
     h ^= ch.codePointAt(0)!;
     h = Math.imul(h, 0x01000193) >>> 0;
   }
-  return MASTER_PORT_RANGE.min + (h % (MASTER_PORT_RANGE.max - MASTER_PORT_RANGE.min + 1));
+  const size = MASTER_PORT_RANGE.max - MASTER_PORT_RANGE.min + 1;
+  for (let i = 0; i < size; i++) {
+    const port = MASTER_PORT_RANGE.min + ((h + i) % size);
+    if (!taken.has(port)) return port;
+  }
+  return MASTER_PORT_RANGE.min + (h % size);
 }
 
 /**
@@ -66,6 +77,8 @@ export function tpuBounds(
 /** Variables for one task of a coscheduled job, and the endpoint task 0 serves, if any. */
 export interface GangTaskEnv {
   readonly env: Record<string, string>;
+  /** Ports task 0's worker must hold for the attempt (RunTaskRequest.reserved_ports). */
+  readonly reservedPorts?: Record<string, number>;
   /** Registered for task 0 in the endpoint registry (name relative to the job). */
   readonly endpoint?: { readonly name: string; readonly address: string };
 }
@@ -74,6 +87,7 @@ export interface GangTaskEnv {
  * The distributed env of task `taskIndex` of a coscheduled job whose tasks are placed on
  * `members` (by task index); empty for jobs that are not coscheduled or have no accelerator.
  * @param attemptId task 0's current attempt (picks MASTER_PORT)
+ * @param port MASTER_PORT when the caller already chose it (see {@linkcode masterPort})
  */
 export function gangTaskEnv(
   jobId: string,
@@ -81,6 +95,7 @@ export function gangTaskEnv(
   taskIndex: number,
   members: readonly GangMember[],
   attemptId: number,
+  port: number = masterPort(jobId, attemptId),
 ): GangTaskEnv {
   const acc = spec.resources?.accelerator;
   if (!spec.coscheduling?.groupBy || !acc) return { env: {} };
@@ -90,7 +105,6 @@ export function gangTaskEnv(
     const me = members[taskIndex];
     const local = members.map((m, i) => ({ m, i })).filter(({ m }) => m.workerId === me?.workerId);
     const workers = [...new Set(members.map((m) => m.workerId))];
-    const port = masterPort(jobId, attemptId);
     return {
       env: {
         MASTER_ADDR: host0,
@@ -102,6 +116,7 @@ export function gangTaskEnv(
         NODE_RANK: String(Math.max(0, workers.indexOf(me?.workerId ?? ""))),
       },
       endpoint: { name: "torch-master", address: `${host0}:${port}` },
+      ...(taskIndex === 0 ? { reservedPorts: { MASTER_PORT: port } } : {}),
     };
   }
   if (acc.type === AcceleratorType.TPU) {
@@ -143,6 +158,8 @@ export interface TaskEnvInput {
   readonly members: readonly GangMember[];
   /** Task 0's current attempt (picks MASTER_PORT). */
   readonly attempt0: number;
+  /** MASTER_PORT when the caller chose it (past the ports held on task 0's host). */
+  readonly masterPort?: number;
 }
 
 /**
@@ -181,7 +198,18 @@ export function taskEnv(i: TaskEnvInput): GangTaskEnv {
   env.JAX_COORDINATOR_ADDRESS = `${hosts[0]}:${JAX_COORDINATOR_PORT}`;
   env.JAX_NUM_PROCESSES = String(i.numTasks);
   env.JAX_PROCESS_ID = String(i.taskIndex);
-  const gang = gangTaskEnv(i.jobId, spec, i.taskIndex, i.members, i.attempt0);
+  const gang = gangTaskEnv(
+    i.jobId,
+    spec,
+    i.taskIndex,
+    i.members,
+    i.attempt0,
+    i.masterPort ?? masterPort(i.jobId, i.attempt0),
+  );
   Object.assign(env, gang.env);
-  return gang.endpoint && i.taskIndex === 0 ? { env, endpoint: gang.endpoint } : { env };
+  return {
+    env,
+    ...(gang.endpoint && i.taskIndex === 0 ? { endpoint: gang.endpoint } : {}),
+    ...(gang.reservedPorts ? { reservedPorts: gang.reservedPorts } : {}),
+  };
 }

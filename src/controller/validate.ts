@@ -291,6 +291,16 @@ export function validateJobSpec(spec: JobSpec): void {
     }
   }
   checkRange("spec.replicas", spec.replicas, 0, LIMITS.maxReplicas);
+  if (spec.interactive) {
+    if (spec.replicas > 1) {
+      throw new InvalidArgumentError(
+        "spec.interactive",
+        `needs a one-replica job (got replicas ${spec.replicas}): one terminal, one task`,
+      );
+    }
+    checkRange("spec.interactive.rows", spec.interactive.rows, 0, 10_000);
+    checkRange("spec.interactive.cols", spec.interactive.cols, 0, 10_000);
+  }
   if (spec.parentJobId.length > LIMITS.maxJobIdLength) {
     throw new InvalidArgumentError(
       "spec.parent_job_id",

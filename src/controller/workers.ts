@@ -55,6 +55,8 @@ export interface WorkerRecord {
   sliceId: string;
   healthy: boolean;
   lastHeartbeatMs: number;
+  /** The heartbeat interval last told to the worker (liveness.ts); absent: the configured one. */
+  heartbeatIntervalMs?: number;
   registeredAtMs: number;
   /** Key: attemptKey(taskId, attemptId). */
   readonly active: Map<string, Commitment>;
@@ -309,6 +311,39 @@ export class WorkerTable {
     }
   }
 
+  /**
+   * Forgets which workers changed (a memory-only controller has nothing to write). Liveness and
+   * commitments are not persisted: only registrations and removals are marked.
+   */
+  clearDirty(): void {
+    this.dirty.clear();
+  }
+
+  /** A heartbeat arrived from `worker` at `nowMs`: it is alive and healthy. */
+  heartbeat(worker: WorkerRecord, nowMs: number): void {
+    worker.lastHeartbeatMs = nowMs;
+    worker.healthy = true;
+  }
+
+  /**
+   * Every worker that is not reconnecting gets a full heartbeat timeout from `nowMs` (deaths
+   * could not be recorded before it).
+   */
+  extendDeadlines(nowMs: number): void {
+    for (const w of this.workers.values()) {
+      if (!w.reconnecting) w.lastHeartbeatMs = Math.max(w.lastHeartbeatMs, nowMs);
+    }
+  }
+
+  /**
+   * The worker reports an attempt it holds as `state` (BUILDING, RUNNING). A commitment told to
+   * stop stays "releasing" until the worker confirms the end.
+   */
+  noteAttemptState(workerId: string, key: string, state: TaskState): void {
+    const c = this.workers.get(workerId)?.active.get(key);
+    if (c && c.state !== TaskState.KILLED) c.state = state;
+  }
+
   /** Records a heartbeat snapshot (see {@linkcode recordSnapshot}). */
   recordSnapshot(worker: WorkerRecord, snapshot: ResourceSnapshot): void {
     recordSnapshot(worker, snapshot);
@@ -389,13 +424,17 @@ export class WorkerTable {
   }
 
   /**
-   * Workers whose last heartbeat is older than `timeoutMs`, counting from `sinceMs` at the earliest
-   * (the controller's resumption after it was blocked: no heartbeat could arrive before it).
+   * Workers whose last heartbeat is older than `threshold` of the intervals they were told
+   * (`baseIntervalMs` for those told none), counting from `sinceMs` at the earliest (the
+   * controller's resumption after it was blocked: no heartbeat could arrive before it).
    */
-  expired(nowMs: number, timeoutMs: number, sinceMs = 0): WorkerRecord[] {
-    return [...this.workers.values()].filter((w) =>
-      nowMs - Math.max(w.lastHeartbeatMs, sinceMs) > timeoutMs
-    );
+  expired(nowMs: number, threshold: number, baseIntervalMs: number, sinceMs = 0): WorkerRecord[] {
+    const out: WorkerRecord[] = [];
+    for (const w of this.workers.values()) {
+      const timeoutMs = (w.heartbeatIntervalMs ?? baseIntervalMs) * threshold;
+      if (nowMs - Math.max(w.lastHeartbeatMs, sinceMs) > timeoutMs) out.push(w);
+    }
+    return out;
   }
 
   /** The scheduler's view of every healthy worker. */

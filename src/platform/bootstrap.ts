@@ -36,6 +36,8 @@ export interface IrisRuntime {
   readonly fetchCode?: string;
   /** Environment of the daemon. */
   readonly env?: Readonly<Record<string, string>>;
+  /** Flags added to `iris worker serve` (the config's `defaults.outputs`, `defaults.python`). */
+  readonly workerArgs?: readonly string[];
 }
 
 /** Daemons a host runs. */
@@ -358,6 +360,7 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
   if (opts.resources?.memoryBytes) args.push("--memory", String(opts.resources.memoryBytes));
   args.push(...acceleratorFlags(opts.accelerator));
   if (opts.acceleratorCheck) args.push("--accelerator-check", opts.acceleratorCheck);
+  args.push(...(opts.runtime?.workerArgs ?? []));
   for (
     const [k, v] of Object.entries(opts.attributes ?? {}).sort(([a], [b]) => a.localeCompare(b))
   ) {

@@ -366,7 +366,7 @@ export function classifyGcloudError(
   stderr: string,
   code: number,
   context: { action?: string; zone?: string } = {},
-): PlatformError {
+): PlatformError | PermissionDeniedError {
   const tail = lastLines(stderr, 5) || "(no stderr)";
   const action = context.action ?? "run gcloud";
   const text = stderr.toLowerCase();

@@ -157,7 +157,11 @@ export class KubeAlreadyExistsError extends PlatformError {}
 const QUOTA = /exceeded quota|insufficient|quota exceeded|capacity/i;
 
 /** The Iris error for an API answer `code` with `status`, naming `action`. */
-export function kubeError(action: string, code: number, status: KubeStatus): PlatformError {
+export function kubeError(
+  action: string,
+  code: number,
+  status: KubeStatus,
+): PlatformError | PermissionDeniedError {
   const detail = `${code}${status.reason ? ` ${status.reason}` : ""}: ${
     status.message ?? "(no message)"
   }`;

@@ -13,7 +13,7 @@ import type {
   SliceInfo,
   VmInfo,
 } from "./platform.ts";
-import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
+import type { LocalVmStartMessage, LocalVmToPlatform, WorkerSettings } from "./local_messages.ts";
 import { HOST_METRIC_SYS_PERMISSIONS, PortAllocator } from "../worker/mod.ts";
 import { tpuTopology } from "../tpu.ts";
 import { groupAccelerator } from "./accelerator.ts";
@@ -39,6 +39,8 @@ export interface LocalPlatformOptions {
   readonly workerToken?: string;
   /** Paths module tasks may never be granted (besides every VM's directory). @default [] */
   readonly protectedPaths?: readonly string[];
+  /** Every VM's worker settings (the config's `defaults.outputs`, `defaults.python`). */
+  readonly workerSettings?: WorkerSettings;
 }
 
 interface LocalVm {
@@ -140,6 +142,7 @@ export class LocalPlatform implements Platform {
         attributes,
         heartbeatIntervalMs: this.#o.heartbeatInterval ?? seconds(1),
         ports: this.#ports.shared,
+        settings: this.#o.workerSettings,
       };
       const vm: LocalVm = {
         info: { vmId: workerId, workerId, address: "", state: "booting", attributes },
@@ -190,14 +193,17 @@ export class LocalPlatform implements Platform {
   }
 
   #spawnVm(vmDir: string, workerId: string): { worker: Worker; messages: EventTarget } {
+    const prefix = this.#o.workerSettings?.outputsPrefix ?? "";
+    const outputsDir = prefix.startsWith("file:///") ? [new URL(prefix).pathname] : [];
     const worker = new Worker(LOCAL_WORKER_ENTRY, {
       type: "module",
       name: workerId,
       deno: {
         permissions: {
           // Its own directory, the code it runs, and the deno binary (module tasks).
-          read: [vmDir, PROJECT_ROOT.pathname, Deno.execPath()],
-          write: [vmDir],
+          // A file:// outputs prefix is where it copies job outputs (outputs_upload.ts).
+          read: [vmDir, PROJECT_ROOT.pathname, Deno.execPath(), ...outputsDir],
+          write: [vmDir, ...outputsDir],
           net: ["127.0.0.1", "localhost"],
           // Tasks are arbitrary commands, and killing their process groups needs run.
           run: true,

@@ -27,6 +27,18 @@ export interface LocalVmStartMessage {
   readonly heartbeatIntervalMs: number;
   /** The platform's one port table, shared by every VM. */
   readonly ports: SharedPortRange;
+  /** The cluster config's `defaults.outputs` and `defaults.python`. */
+  readonly settings?: WorkerSettings;
+}
+
+/** Worker settings of a cluster config (`defaults.outputs`, `defaults.python`); unset: defaults. */
+export interface WorkerSettings {
+  readonly outputRetentionMs?: number;
+  /** "gs://bucket/path" or "file:///absolute/path". */
+  readonly outputsPrefix?: string;
+  readonly pythonInstaller?: "uv" | "pip" | "auto";
+  readonly pythonCacheBytes?: number;
+  readonly pythonCacheMaxAgeMs?: number;
 }
 
 /** What a VM reports back. */

@@ -22,6 +22,7 @@ function post(message: LocalVmToPlatform): void {
 }
 
 async function start(msg: LocalVmStartMessage): Promise<void> {
+  const set = msg.settings ?? {};
   try {
     handle = await startWorker({
       controllerUrl: msg.controllerUrl,
@@ -37,6 +38,13 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
       scaleGroup: msg.scaleGroup,
       sliceId: msg.sliceId,
       portAllocator: PortAllocator.fromShared(msg.ports),
+      ...(set.outputRetentionMs ? { outputRetention: ms(set.outputRetentionMs) } : {}),
+      ...(set.outputsPrefix ? { outputsPrefix: set.outputsPrefix } : {}),
+      python: {
+        ...(set.pythonInstaller ? { installer: set.pythonInstaller } : {}),
+        ...(set.pythonCacheBytes ? { maxBytes: set.pythonCacheBytes } : {}),
+        ...(set.pythonCacheMaxAgeMs ? { maxAge: ms(set.pythonCacheMaxAgeMs) } : {}),
+      },
       heartbeatInterval: ms(msg.heartbeatIntervalMs),
       log: (line) => post({ type: "log", line }),
       bundleFetcher: rpcBundleFetcher(msg.controllerUrl, `${msg.rootDir}/bundles`, {

@@ -45,3 +45,5 @@ export {
   type SliceInfo,
 } from "./platform.ts";
 export { type HealthCheck } from "./ssh.ts";
+export { lastLines } from "./command.ts";
+export { type WorkerSettings } from "./local_messages.ts";

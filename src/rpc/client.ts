@@ -6,6 +6,7 @@ import { type Client, createClient, type Interceptor, type Transport } from "@co
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { ControllerService } from "./gen/iris/v1/controller_pb.ts";
 import { WorkerService } from "./gen/iris/v1/worker_pb.ts";
+import { createHttp1Transport } from "./http1_client.ts";
 
 /** A typed ControllerService client. */
 export type ControllerClient = Client<typeof ControllerService>;
@@ -29,16 +30,37 @@ export function bearerInterceptor(token: string): Interceptor {
   };
 }
 
-/** A Connect transport to `baseUrl` ("http://127.0.0.1:10000"). */
+/**
+ * A Connect transport to `baseUrl` ("http://127.0.0.1:10000"): binary unary calls to an http URL
+ * go over Iris's own HTTP/1.1 client (src/rpc/http1_client.ts), the rest over fetch.
+ */
 export function rpcTransport(baseUrl: string, options: TransportOptions = {}): Transport {
-  return createConnectTransport({
+  const binary = options.binary ?? true;
+  const viaFetch = createConnectTransport({
     baseUrl,
-    useBinaryFormat: options.binary ?? true,
+    useBinaryFormat: binary,
     interceptors: [
       ...(options.token ? [bearerInterceptor(options.token)] : []),
       ...(options.interceptors ?? []),
     ],
   });
+  if (!binary || !baseUrl.startsWith("http://") || proxied()) return viaFetch;
+  return createHttp1Transport({
+    baseUrl,
+    token: options.token,
+    interceptors: options.interceptors,
+    fallback: viaFetch,
+  });
+}
+
+/** Whether fetch would send plain-http calls through a proxy (then fetch carries them). */
+function proxied(): boolean {
+  try {
+    return !!(Deno.env.get("HTTP_PROXY") || Deno.env.get("http_proxy") ||
+      Deno.env.get("ALL_PROXY") || Deno.env.get("all_proxy"));
+  } catch {
+    return false; // no env permission: fetch would not see one either
+  }
 }
 
 /** A ControllerService client for `baseUrl`. */

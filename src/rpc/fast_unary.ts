@@ -34,6 +34,7 @@ import {
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
 import { type BodyLimits, DEFAULT_MAX_JSON_DEPTH, readBody } from "./body.ts";
+import { toConnectError } from "./errors.ts";
 
 /** Options shared by every method on the fast path; the same values the Connect router gets. */
 export interface FastUnaryOptions {
@@ -64,6 +65,16 @@ export interface FastRequest {
 }
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
+
+/** A fast-path answer: the server adds content-length. */
+export interface FastResponse {
+  status: number;
+  headers: Headers | readonly (readonly [string, string])[];
+  body: Uint8Array;
+}
+
+const PROTO_HEADERS = [["content-type", contentTypeUnaryProto]] as const;
+const JSON_HEADERS = [["content-type", contentTypeUnaryJson]] as const;
 
 /** A unary method served without the Connect handler. */
 interface FastMethod {
@@ -141,6 +152,20 @@ export class FastUnary {
     call: { method: FastMethod; binary: boolean },
     values: ContextValues,
   ): Promise<Response> {
+    const r = await this.serveRaw(req, call, values);
+    const headers = r.headers instanceof Headers ? r.headers : [...r.headers] as [string, string][];
+    return new Response(r.body as Uint8Array<ArrayBuffer>, { status: r.status, headers });
+  }
+
+  /**
+   * {@linkcode serve} without the fetch Response: status, headers and body bytes, for a server
+   * that writes them itself (src/rpc/http1.ts). The headers include content-length.
+   */
+  async serveRaw(
+    req: FastRequest,
+    call: { method: FastMethod; binary: boolean },
+    values: ContextValues,
+  ): Promise<FastResponse> {
     const { spec, serialization } = call.method;
     const ctx = new FastContext(spec, req, values);
     let status = 200;
@@ -159,9 +184,15 @@ export class FastUnary {
         ? await req.readBody(limits)
         : await readBody(req.bodyChunks !== undefined ? req.bodyChunks : req.body, limits);
       const input = serialization.getI(call.binary).parse(bytes);
-      const output = this.#opts.interceptors.length === 0
-        ? create(spec.method.output, await spec.impl(input, ctx))
-        : await invokeIntercepted(spec, ctx, input, this.#opts.interceptors);
+      let output;
+      try {
+        output = this.#opts.interceptors.length === 0
+          ? create(spec.method.output, await spec.impl(input, ctx))
+          : await invokeIntercepted(spec, ctx, input, this.#opts.interceptors);
+      } catch (e) {
+        // What serveRpc's errorInterceptor does on the Connect path (rpc/errors.ts).
+        throw toConnectError(e);
+      }
       body = serialization.getO(call.binary).serialize(output);
     } catch (e) {
       const error = undecodableAsInvalidArgument(
@@ -176,17 +207,17 @@ export class FastUnary {
       ctx.finish(error);
     }
     ctx.finish();
-    const length = String(body.byteLength);
-    let headers: HeadersInit;
     if (ctx.setHeaders || errorMetadata) {
       const header = ctx.responseHeaders(contentType);
       if (errorMetadata) mergeNonProtocolHeaders(header, errorMetadata);
-      header.set("content-length", length);
-      headers = header;
-    } else {
-      headers = [["content-type", contentType], ["content-length", length]];
+      header.delete("content-length");
+      return { status, headers: header, body };
     }
-    return new Response(body as Uint8Array<ArrayBuffer>, { status, headers });
+    return {
+      status,
+      headers: contentType === contentTypeUnaryProto ? PROTO_HEADERS : JSON_HEADERS,
+      body,
+    };
   }
 }
 

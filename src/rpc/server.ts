@@ -44,6 +44,8 @@ import {
   readBody,
 } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
+import { errorInterceptor, mappedGate } from "./errors.ts";
+import { serveHttp1 } from "./http1.ts";
 
 /**
  * The peer's address ("10.0.0.3") in a call's context values, set by {@linkcode serveRpc}; ""
@@ -62,7 +64,13 @@ export interface RpcServer extends AsyncDisposable {
 }
 
 /** Which HTTP server carries the calls (see the module doc). */
-export type HttpTransport = "deno" | "node";
+export type HttpTransport = "iris" | "deno" | "node";
+
+/** The HTTP server used unless told otherwise. */
+export const DEFAULT_TRANSPORT: HttpTransport = "iris";
+
+/** The transports, for config and flag validation. */
+export const HTTP_TRANSPORTS: readonly HttpTransport[] = ["iris", "deno", "node"];
 
 /** Connection limits of an RPC server (defaults: {@linkcode DEFAULT_CONNECTION_LIMITS}). */
 export interface ConnectionLimits {
@@ -134,18 +142,21 @@ export function serveRpc(
   }
   // Unknown JSON fields are refused (a typo must not be dropped silently); binary stays lenient.
   const jsonOptions = { ignoreUnknownFields: false };
+  // Handlers and gates throw Iris errors (src/errors.ts); they reach the wire as Connect codes
+  // through errorInterceptor (the fast path maps them the same way, rpc/errors.ts).
+  const requestGate = mappedGate(options.requestGate);
   const router = createConnectRouter({
     grpc: false,
     readMaxBytes,
     jsonOptions,
-    interceptors: options.interceptors,
-    requestGate: options.requestGate,
+    interceptors: [errorInterceptor, ...(options.interceptors ?? [])],
+    requestGate,
   });
   const fast = options.fastUnary === false ? undefined : new FastUnary({
     readMaxBytes,
     maxJsonDepth,
     interceptors: options.interceptors,
-    requestGate: options.requestGate,
+    requestGate,
   });
   routes(fast ? recordingRouter(router, fast) : router);
   const handlers = new Map(router.handlers.map((h) => [h.requestPath, h]));
@@ -179,7 +190,24 @@ export function serveRpc(
     return new Response("Not found\n", { status: 404 });
   };
   const listen = { hostname, port, signal: options.signal };
-  return options.transport === "node"
+  const transport = options.transport ?? DEFAULT_TRANSPORT;
+  if (transport === "iris") {
+    // The fast path's answer goes out as bytes, without a fetch Response.
+    return serveHttp1(
+      (call) => {
+        const route = fast?.eligible(call, call.path);
+        if (route) {
+          const contextValues = createContextValues();
+          contextValues.set(PEER_ADDRESS, call.peer);
+          return fast!.serveRaw(call, route, contextValues);
+        }
+        return serveOne(call);
+      },
+      limits,
+      listen,
+    );
+  }
+  return transport === "node"
     ? serveNode(serveOne, limits, listen)
     : serveDeno(serveOne, limits, listen);
 }

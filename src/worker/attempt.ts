@@ -7,6 +7,8 @@ import { create } from "@bufbuild/protobuf";
 import { type TaskUpdate, TaskUpdateSchema } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
   AcceleratorType,
+  type ExecInTaskResponse,
+  ExecInTaskResponseSchema,
   type LogLine,
   LogLineSchema,
   TaskState,
@@ -30,16 +32,24 @@ import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
 import { directoryUsage } from "./disk.ts";
 import { TaskProcess } from "./task_runner.ts";
+import type { Sessions } from "./sessions.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import type { JobOutputs } from "./outputs.ts";
+import { outputsDestination, uploadOutputs } from "./outputs_upload.ts";
+import type { CommandRunner } from "../platform/mod.ts";
 import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 
 /** Fetches a bundle and returns the directory holding its files (the worker copies them). */
 export type BundleFetcher = (bundleId: string, signal: AbortSignal) => Promise<string>;
 
+/** How much of an interactive task's latest output AttachTask replays first. */
+const RAW_BACKLOG_BYTES = 64 * 1024;
+
 /** What an attempt needs from its worker. */
 export interface AttemptContext {
+  /** Where an interactive task's stdin is registered (as "task:" + its id). */
+  readonly sessions?: Sessions;
   readonly workerId: string;
   readonly controllerUrl: string;
   /** The attempt's directory (created fresh). */
@@ -69,6 +79,8 @@ export interface AttemptContext {
   readonly taskPods?: TaskPodRuntime;
   /** Job output directories (IRIS_OUTPUT_DIR, outputs.ts); unset: none. */
   readonly outputs?: JobOutputs;
+  /** Where job output directories are copied when attempts end (outputs_upload.ts); unset: none. */
+  readonly outputsPrefix?: { readonly prefix: string; readonly runner?: CommandRunner };
   /** Python environments and setup steps of jobs (python_env.ts); unset: none, PATH as is. */
   readonly pythonEnvs?: PythonEnvCache;
   /** When set, the task runs as its own OS user from this pool (see task_users.ts). */
@@ -132,12 +144,19 @@ export class TaskAttempt {
   #process?: TaskProcess;
   #pod?: KubeTaskPod;
   #outputsHeld = false;
+  /** Ports the controller chose for this attempt (RunTaskRequest.reserved_ports), held till its end. */
+  readonly #reserved: number[] = [];
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #execSpec?: SpawnOptions;
   #denoPath = Deno.execPath();
   /** Set when the task was killed for filling more than its disk_bytes. */
   #diskExceeded = false;
+  /** Attached clients of an interactive task (AttachTask): each gets every raw chunk. */
+  readonly #attached = new Set<(m: ExecInTaskResponse) => void>();
+  /** The last raw output of an interactive task (up to RAW_BACKLOG_BYTES), replayed on attach. */
+  readonly #backlog: ExecInTaskResponse[] = [];
+  #backlogBytes = 0;
 
   /** Starts the attempt's pipeline in the background. */
   constructor(request: RunTaskRequest, ctx: AttemptContext) {
@@ -345,6 +364,7 @@ export class TaskAttempt {
       });
     } finally {
       this.#ctx.ports.release(Object.values(this.#status.ports));
+      this.#ctx.ports.release(this.#reserved);
       if (this.#user) this.#ctx.taskUsers?.pool.release(this.#user);
       this.#ctx.pythonEnvs?.release(this.dir);
       if (this.#outputsHeld) await this.#ctx.outputs?.release(this.request.jobId);
@@ -358,6 +378,14 @@ export class TaskAttempt {
     const ctx = this.#ctx;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
+      for (const [name, port] of Object.entries(req.reservedPorts)) {
+        if (!ctx.ports.reserve(port)) {
+          throw new Error(
+            `${name} ${port} is already in use on this host (held by another task or bound)`,
+          );
+        }
+        this.#reserved.push(port);
+      }
       const users = ctx.taskUsers;
       // A task user's directory is created 0700 (one mkdir, no chmod; a umask only narrows it).
       await freshDir(this.dir, users ? 0o700 : undefined);
@@ -407,6 +435,9 @@ export class TaskAttempt {
       try {
         reqEnv.IRIS_OUTPUT_DIR = await ctx.outputs.acquire(req.jobId, this.#user);
         this.#outputsHeld = true;
+        if (ctx.outputsPrefix) {
+          reqEnv.IRIS_OUTPUT_URL = outputsDestination(ctx.outputsPrefix.prefix, req.jobId);
+        }
       } catch (err) {
         return this.#finish({
           state: TaskState.WORKER_FAILED,
@@ -494,6 +525,25 @@ export class TaskAttempt {
       cgroup: ctx.ledger?.cgroup,
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
       onWarning: (message) => this.#system(message),
+      ...(req.interactive
+        ? {
+          interactive: {
+            terminal: req.interactive.tty
+              ? { rows: req.interactive.rows, cols: req.interactive.cols }
+              : undefined,
+          },
+          onChunk: (stream: "stdout" | "stderr", bytes: Uint8Array) => {
+            const m = create(ExecInTaskResponseSchema, { [stream]: bytes.slice() });
+            this.#backlog.push(m);
+            this.#backlogBytes += bytes.length;
+            while (this.#backlogBytes > RAW_BACKLOG_BYTES && this.#backlog.length > 1) {
+              const old = this.#backlog.shift()!;
+              this.#backlogBytes -= old.stdout.length + old.stderr.length;
+            }
+            for (const send of this.#attached) send(m);
+          },
+        }
+        : {}),
     });
     if (proc.pid === 0) {
       const exit = await proc.exited;
@@ -504,7 +554,8 @@ export class TaskAttempt {
       });
     }
     this.#process = proc;
-    ctx.ledger?.addSession(proc.pid);
+    using _input = proc.input && ctx.sessions?.add(`task:${this.taskId}`, proc.input);
+    ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
     const stopDisk = new AbortController();
     const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;
@@ -532,7 +583,26 @@ export class TaskAttempt {
         });
       }
     }
+    await this.#uploadOutputs();
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /**
+   * After the task's process ended and before its outcome is reported: copies the job's output
+   * directory to the outputs prefix. A failed copy is an [iris] line; it does not change the outcome.
+   */
+  async #uploadOutputs(): Promise<void> {
+    const to = this.#ctx.outputsPrefix;
+    if (!to || !this.#outputsHeld || !this.#ctx.outputs) return;
+    const dir = this.#ctx.outputs.dirOf(this.request.jobId);
+    try {
+      const r = await uploadOutputs(dir, to.prefix, this.request.jobId, { runner: to.runner });
+      this.#system(
+        `outputs copied to ${r.destination}${r.files !== undefined ? ` (${r.files} files)` : ""}`,
+      );
+    } catch (err) {
+      this.#system(`outputs not copied: ${describeError(err)}`);
+    }
   }
 
   /** Runs one environment step like the task itself: same user, limits and log stream. */
@@ -660,6 +730,47 @@ export class TaskAttempt {
       });
     }
     throw new InvalidArgumentError("entrypoint", "must be a command or a module");
+  }
+
+  /**
+   * The raw output of an interactive task: its last RAW_BACKLOG_BYTES, then as it comes, then one
+   * finished message with its exit code once the attempt ends.
+   */
+  async *attach(signal: AbortSignal): AsyncGenerator<ExecInTaskResponse> {
+    const queue: ExecInTaskResponse[] = [...this.#backlog];
+    let wake: (() => void) | undefined;
+    const send = (m: ExecInTaskResponse) => {
+      queue.push(m);
+      wake?.();
+    };
+    let ended = this.isTerminal;
+    const onEnd = () => {
+      ended = true;
+      wake?.();
+    };
+    this.#attached.add(send);
+    this.done.then(onEnd, onEnd);
+    signal.addEventListener("abort", onEnd);
+    try {
+      while (true) {
+        if (queue.length) {
+          yield queue.shift()!;
+          continue;
+        }
+        if (ended || signal.aborted) break;
+        await new Promise<void>((resolve) => wake = resolve);
+        wake = undefined;
+      }
+      if (signal.aborted) return;
+      yield create(ExecInTaskResponseSchema, {
+        finished: true,
+        exitCode: this.#status.exitCode,
+        error: this.#status.error ?? "",
+      });
+    } finally {
+      this.#attached.delete(send);
+      signal.removeEventListener("abort", onEnd);
+    }
   }
 
   #finish(outcome: AttemptOutcome): void {

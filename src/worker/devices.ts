@@ -21,11 +21,17 @@ export const NVIDIA_SMI_FIELDS = [
   "memory.total",
   "memory.used",
   "utilization.gpu",
+  "mig.mode.current",
 ] as const;
 
 /** The argv of one GPU query (CSV without header or units, one line per GPU). */
 export function nvidiaSmiArgv(binary = "nvidia-smi"): string[] {
   return [binary, `--query-gpu=${NVIDIA_SMI_FIELDS.join(",")}`, "--format=csv,noheader,nounits"];
+}
+
+/** The argv that lists GPUs and their MIG devices (`nvidia-smi -L`). */
+export function nvidiaSmiListArgv(binary = "nvidia-smi"): string[] {
+  return [binary, "-L"];
 }
 
 /** One GPU as nvidia-smi reports it. */
@@ -42,6 +48,8 @@ export interface GpuDevice {
   readonly utilizationPercent?: number;
   /** Why the GPU cannot be used (an `ERR!` or `[GPU requires reset]` field, a lost GPU). */
   readonly problem?: string;
+  /** MIG mode is enabled: the GPU is split into MIG devices and is not handed out whole. */
+  readonly mig?: boolean;
 }
 
 /** Field values nvidia-smi prints instead of a number when it cannot read one. */
@@ -62,7 +70,7 @@ export function parseNvidiaSmi(stdout: string): { gpus: GpuDevice[]; errors: str
     const line = raw.trim();
     if (!line) continue;
     const f = line.split(",").map((s) => s.trim());
-    const [index = "", uuid = "", name = "", total = "", used = "", util = ""] = f;
+    const [index = "", uuid = "", name = "", total = "", used = "", util = "", migMode = ""] = f;
     if (f.length !== NVIDIA_SMI_FIELDS.length || !/^\d+$/.test(index)) {
       errors.push(line);
       continue;
@@ -71,6 +79,17 @@ export function parseNvidiaSmi(stdout: string): { gpus: GpuDevice[]; errors: str
       BROKEN.test(v)
     );
     const num = (v: string) => (UNREADABLE.test(v) || BROKEN.test(v) ? undefined : Number(v));
+    const mig = migMode === "Enabled";
+    const problems = [
+      ...(broken.length > 0
+        ? [`nvidia-smi reports ${broken.map(({ v, field }) => `${field} ${v}`).join(", ")}`]
+        : []),
+      ...(mig
+        ? [
+          `MIG mode is enabled (Iris hands out whole GPUs: disable it with nvidia-smi -i ${index} -mig 0)`,
+        ]
+        : []),
+    ];
     gpus.push({
       index: Number(index),
       uuid: BROKEN.test(uuid) || UNREADABLE.test(uuid) ? "" : uuid,
@@ -78,13 +97,45 @@ export function parseNvidiaSmi(stdout: string): { gpus: GpuDevice[]; errors: str
       memoryMiB: num(total) ?? 0,
       memoryUsedMiB: num(used),
       utilizationPercent: num(util),
-      problem: broken.length > 0
-        ? `nvidia-smi reports ${broken.map(({ v, field }) => `${field} ${v}`).join(", ")}`
-        : undefined,
+      problem: problems.length > 0 ? problems.join("; ") : undefined,
+      ...(mig ? { mig } : {}),
     });
   }
   // A lost GPU is often only an error line naming its bus id; it stays unusable.
   return { gpus, errors };
+}
+
+/** One GPU line of `nvidia-smi -L`, with its MIG devices. */
+export interface ListedGpu {
+  readonly index: number;
+  readonly name: string;
+  readonly uuid: string;
+  /** MIG devices (`  MIG 1g.5gb     Device  0: (UUID: MIG-…)`). */
+  readonly mig: readonly {
+    readonly profile: string;
+    readonly device: number;
+    readonly uuid: string;
+  }[];
+}
+
+/**
+ * `nvidia-smi -L`: `GPU 0: NVIDIA A100-SXM4-40GB (UUID: GPU-…)`, each followed by its MIG
+ * devices when MIG mode is on (`  MIG 3g.20gb     Device  0: (UUID: MIG-…)`).
+ */
+export function parseNvidiaSmiList(stdout: string): ListedGpu[] {
+  const out: { index: number; name: string; uuid: string; mig: ListedGpu["mig"][number][] }[] = [];
+  for (const line of stdout.split("\n")) {
+    const gpu = /^GPU (\d+): (.*?) \(UUID: ([^)]+)\)\s*$/.exec(line);
+    if (gpu) {
+      out.push({ index: Number(gpu[1]), name: gpu[2]!, uuid: gpu[3]!, mig: [] });
+      continue;
+    }
+    const mig = /^\s+MIG (\S+)\s+Device\s+(\d+): \(UUID: ([^)]+)\)\s*$/.exec(line);
+    if (mig && out.length > 0) {
+      out.at(-1)!.mig.push({ profile: mig[1]!, device: Number(mig[2]), uuid: mig[3]! });
+    }
+  }
+  return out;
 }
 
 /** The short model of a GPU product name: "NVIDIA H100 80GB HBM3" → "H100", "NVIDIA L4" → "L4". */
@@ -139,11 +190,24 @@ export async function scanGpus(opts: GpuScanOptions = {}): Promise<GpuScan> {
   if (result.timedOut) {
     return { driver: false, gpus: [], reason: `no NVIDIA driver: ${argv[0]} timed out` };
   }
-  const { gpus, errors } = parseNvidiaSmi(result.stdout);
-  if (result.code !== 0 && gpus.length === 0) {
-    const why = (result.stderr || result.stdout).trim().split("\n")[0] || `exit ${result.code}`;
-    return { driver: false, gpus: [], reason: `no NVIDIA driver: ${argv[0]} failed: ${why}` };
+  const { gpus: parsed, errors } = parseNvidiaSmi(result.stdout);
+  const said = (result.stderr.trim() || result.stdout.trim()).split("\n")[0] ?? "";
+  // Exit 6 "No devices were found": the driver is loaded and sees no GPU (nvidia-smi(1)).
+  if (result.code === 6 || /^No devices were found/.test(result.stdout.trim())) {
+    return {
+      driver: true,
+      gpus: [],
+      reason: `the NVIDIA driver reports no GPUs (${argv[0]}: ${said || "exit 6"})`,
+    };
   }
+  if (result.code !== 0 && parsed.length === 0) {
+    return {
+      driver: false,
+      gpus: [],
+      reason: `no NVIDIA driver: ${argv[0]} failed (exit ${result.code})${said ? `: ${said}` : ""}`,
+    };
+  }
+  const gpus = parsed.some((g) => g.mig) ? await withMigDevices(parsed, runner, opts) : parsed;
   const problems = [
     ...gpus.filter((g) => g.problem).map((g) => `GPU ${g.index}: ${g.problem}`),
     ...errors,
@@ -157,6 +221,33 @@ export async function scanGpus(opts: GpuScanOptions = {}): Promise<GpuScan> {
       ? problems.join("; ")
       : undefined,
   };
+}
+
+/** Names the MIG devices of MIG-mode GPUs in their problem, from `nvidia-smi -L` (best effort). */
+async function withMigDevices(
+  gpus: GpuDevice[],
+  runner: CommandRunner,
+  opts: GpuScanOptions,
+): Promise<GpuDevice[]> {
+  let listed: ListedGpu[] = [];
+  try {
+    const r = await runner.run({ argv: nvidiaSmiListArgv(opts.nvidiaSmi) }, {
+      timeout: opts.timeout ?? seconds(10),
+      signal: opts.signal,
+    });
+    if (r.code === 0 && !r.timedOut) listed = parseNvidiaSmiList(r.stdout);
+  } catch {
+    // the query already said MIG is on; the list only adds detail
+  }
+  return gpus.map((g) => {
+    const mig = listed.find((l) => l.index === g.index)?.mig ?? [];
+    if (!g.mig || mig.length === 0) return g;
+    const profiles = mig.map((m) => m.profile).join(", ");
+    return {
+      ...g,
+      problem: `${g.problem}; ${mig.length} MIG device${mig.length === 1 ? "" : "s"}: ${profiles}`,
+    };
+  });
 }
 
 /** One TPU chip's device node. */

@@ -11,6 +11,15 @@ import { describeError } from "../errors.ts";
 import type { Duration } from "../time.ts";
 import { formatDuration } from "../format.ts";
 import { type SpawnOptions, spawnSessionLeader } from "./process_tree.ts";
+import { childSession, type Sessions, terminalArgv, type TerminalSize } from "./sessions.ts";
+
+/** An interactive exec: stdin written through `sessions` as `id`, maybe under a terminal. */
+export interface ExecInteractive {
+  readonly sessions: Sessions;
+  readonly id: string;
+  /** Run under a terminal of this size; undefined: stdin is a pipe. */
+  readonly terminal?: TerminalSize;
+}
 
 function killGroup(pid: number): void {
   for (const target of [-pid, pid]) {
@@ -28,10 +37,15 @@ export async function* execLikeTask(
   argv: readonly string[],
   timeout: Duration | undefined,
   signal: AbortSignal,
+  interactive?: ExecInteractive,
 ): AsyncGenerator<ExecInTaskResponse> {
   let child: Deno.ChildProcess;
   try {
-    child = spawnSessionLeader(argv[0]!, argv.slice(1), spec);
+    const full = interactive?.terminal ? terminalArgv(argv, interactive.terminal) : argv;
+    child = spawnSessionLeader(full[0]!, full.slice(1), {
+      ...spec,
+      ...(interactive ? { stdin: "piped" } : {}),
+    });
   } catch (err) {
     yield create(ExecInTaskResponseSchema, {
       finished: true,
@@ -60,6 +74,9 @@ export async function* execLikeTask(
   const onAbort = () => stop("the caller went away");
   signal.addEventListener("abort", onAbort);
   let done = false;
+  const input = interactive && childSession(child, !!interactive.terminal);
+  const session = input && interactive.sessions.add(interactive.id, input);
+  if (interactive) push(create(ExecInTaskResponseSchema, { sessionId: interactive.id }));
   const finished = Promise.all([pump(child.stdout, "stdout"), pump(child.stderr, "stderr")])
     .then(() => child.status)
     .finally(() => {
@@ -83,8 +100,10 @@ export async function* execLikeTask(
     });
   } finally {
     clearTimeout(timer);
+    session?.[Symbol.dispose]();
     signal.removeEventListener("abort", onAbort);
     if (!done) stop("the caller went away");
     await finished.catch(() => {});
+    await input?.end();
   }
 }

@@ -121,6 +121,22 @@ export class PortAllocator {
     return out;
   }
 
+  /**
+   * Holds one given port (a port the controller chose, e.g. a gang's MASTER_PORT) so that no
+   * other holder of this table gets it; false when another holder has it or it is bound on
+   * `hostname` now. A port outside the range is only checked for being bindable.
+   */
+  reserve(port: number): boolean {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return false;
+    const inRange = port >= this.min && port <= this.max;
+    if (inRange && Atomics.compareExchange(this.#slots, port - this.min + 1, 0, 1) !== 0) {
+      return false;
+    }
+    if (isBindable(this.hostname, port)) return true;
+    if (inRange) Atomics.store(this.#slots, port - this.min + 1, 0);
+    return false;
+  }
+
   /** Returns ports to the table. Releasing a port that is not held is a no-op. */
   release(ports: number | Iterable<number>): void {
     for (const port of typeof ports === "number" ? [ports] : ports) {

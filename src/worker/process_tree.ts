@@ -164,6 +164,8 @@ export class ProcessTable {
   #freshRunning: Promise<unknown> = Promise.resolve();
   /** Earliest start of the next fresh scan. */
   #nextScanAt = 0;
+  /** How long the last scan took. */
+  #lastScanMs = 0;
   /** Bytes per page when /proc is readable, null when it is not, undefined before the first try. */
   #page?: number | null;
 
@@ -172,10 +174,16 @@ export class ProcessTable {
     this.#maxAge = maxAge;
   }
 
-  /** The processes of session `sid`, at most `maxAge` old; undefined when nothing can be read. */
+  /**
+   * The processes of session `sid`, at most `maxAge` old (or three scans long, when scans are
+   * slow); undefined when nothing can be read.
+   */
   async session(sid: number): Promise<ProcessEntry[] | undefined> {
     const cache = this.#cache;
-    if (cache && performance.now() - cache.at < this.#maxAge) return cache.bySid.get(sid) ?? [];
+    // A scan blocks the worker's event loop: when scans get slow (a busy host), samples are
+    // served older, so scanning takes at most a third of the time.
+    const maxAge = Math.max(this.#maxAge, 3 * this.#lastScanMs);
+    if (cache && performance.now() - cache.at < maxAge) return cache.bySid.get(sid) ?? [];
     this.#loading ??= this.#scan().finally(() => this.#loading = undefined);
     const bySid = await this.#loading;
     return bySid ? bySid.get(sid) ?? [] : undefined;
@@ -210,6 +218,7 @@ export class ProcessTable {
       return await this.#read(at);
     } finally {
       const end = performance.now();
+      this.#lastScanMs = end - at;
       this.#nextScanAt = end + 2 * (end - at);
     }
   }
@@ -405,11 +414,14 @@ export interface SpawnOptions {
    * @default none
    */
   readonly cgroup?: string;
+  /** "piped": the caller writes the program's stdin (interactive sessions). @default "null" */
+  readonly stdin?: "null" | "piped";
 }
 
 /** A util-linux program in /usr/bin or /bin, when this thread may see it; null when not. */
 const utilCache = new Map<string, string | null>();
-function findUtil(name: string): string | null {
+/** `/usr/bin/NAME` or `/bin/NAME` when it exists (Linux), else null; cached. */
+export function findUtil(name: string): string | null {
   const cached = utilCache.get(name);
   if (cached !== undefined) return cached;
   let found: string | null = null;
@@ -558,9 +570,25 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
+const joinsCgroup = new WeakSet<Deno.ChildProcess>();
+
+function joined(child: Deno.ChildProcess, options: SpawnOptions): Deno.ChildProcess {
+  if (options.cgroup) joinsCgroup.add(child);
+  return child;
+}
+
+/**
+ * True when `child` (from {@linkcode spawnSessionLeader}) joins the cgroup it was given before its
+ * program starts; false when the spawn could not wrap it (then the caller should move it).
+ */
+export function spawnedIntoCgroup(child: Deno.ChildProcess): boolean {
+  return joinsCgroup.has(child);
+}
+
 /**
  * Spawns `program` as the leader of a new session (pid = pgid = sid) with piped stdout/stderr
- * and no stdin. Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
+ * and no stdin (unless `options.stdin`). Uses `setsid <resolved program> args…` on Deno's cheap posix_spawn path; falls
  * back to `detached: true` (a full fork of this process) when setsid or the program cannot be
  * resolved, so a missing program fails exactly as Deno reports it.
  * @throws what `Deno.Command.spawn` throws (missing program or cwd, permissions)
@@ -574,7 +602,7 @@ export function spawnSessionLeader(
     cwd: options.cwd,
     clearEnv: true,
     env: options.env,
-    stdin: "null",
+    stdin: options.stdin ?? "null",
     stdout: "piped",
     stderr: "piped",
   } as const;
@@ -587,20 +615,26 @@ export function spawnSessionLeader(
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
     // programs.
-    return new Deno.Command(setsid, {
-      ...common,
-      args: [...wrappers(options), resolved, ...args],
-    }).spawn();
+    return joined(
+      new Deno.Command(setsid, {
+        ...common,
+        args: [...wrappers(options), resolved, ...args],
+      }).spawn(),
+      options,
+    );
   }
   const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
       // it does not fork, and the pid Deno returns is the session's leader.
-      return new Deno.Command(setsid, {
-        ...common,
-        args: [...wrappers(options), resolved, ...args],
-      }).spawn();
+      return joined(
+        new Deno.Command(setsid, {
+          ...common,
+          args: [...wrappers(options), resolved, ...args],
+        }).spawn(),
+        options,
+      );
     } catch (err) {
       if (err instanceof Deno.errors.NotCapable || err instanceof Deno.errors.PermissionDenied) {
         setsidProgram = null; // this thread may not run it: stop trying

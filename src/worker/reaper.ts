@@ -97,13 +97,13 @@ export class ReapLedger {
   }
 
   /**
-   * A task leader started (its pid is its session id): recorded, and moved into the cgroup (the
-   * spawn joins it before the program starts where it can; this covers a spawn that could not).
-   * The move is asynchronous: a cgroup migration waits for the kernel's cgroup lock, milliseconds
-   * on a busy host, which the worker's event loop should not wait for.
+   * A task leader started (its pid is its session id): recorded, and moved into the cgroup unless
+   * `inCgroup` (the spawn joins it before the program starts where it can; this covers a spawn
+   * that could not). The move is asynchronous: a cgroup migration waits for the kernel's cgroup
+   * lock, milliseconds on a busy host.
    */
-  addSession(sid: number): void {
-    if (this.cgroup) void joinCgroupAsync(this.cgroup, sid);
+  addSession(sid: number, options: { readonly inCgroup?: boolean } = {}): void {
+    if (this.cgroup && !options.inCgroup) void joinCgroupAsync(this.cgroup, sid);
     this.#sids.add(sid);
     this.#write();
   }

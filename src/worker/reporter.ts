@@ -171,6 +171,8 @@ export class Reporter {
         this.#lastSend = performance.now();
         this.#succeeded("heartbeat to");
         backoff.reset();
+        // The controller stretches the interval as the fleet grows (liveness.ts).
+        if (response.heartbeatIntervalMs > 0) this.#interval = ms(response.heartbeatIntervalMs);
         if (response.kill.length) this.#opts.onKill(response.kill);
         if (response.reregister) {
           // Nothing in this heartbeat was applied: its updates stay queued for the next one.

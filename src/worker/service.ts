@@ -4,8 +4,9 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter } from "@connectrpc/connect";
 import {
+  ExecInputResponseSchema,
   type ExecInTaskResponse,
   GetProcessStatusResponseSchema,
   type LogLine,
@@ -26,9 +27,10 @@ import {
   type WorkerTaskInfo,
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { NotFoundError, toConnectError } from "../errors.ts";
+import { InvalidArgumentError, NotFoundError, UnimplementedError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import type { OutputRead } from "./outputs.ts";
+import type { TerminalSize } from "./sessions.ts";
 
 /** What the routes need from a worker. */
 export interface WorkerCore {
@@ -64,7 +66,14 @@ export interface WorkerCore {
     command: readonly string[],
     timeout: Duration | undefined,
     signal: AbortSignal,
+    interactive?: { terminal?: TerminalSize },
   ): AsyncGenerator<ExecInTaskResponse>;
+  /** Input to an interactive exec or task (absent in fakes: Unimplemented). */
+  execInput?(
+    req: { sessionId: string; data: Uint8Array; eof: boolean; rows: number; cols: number },
+  ): Promise<void>;
+  /** The raw output of an interactive task (absent in fakes: Unimplemented). */
+  attachTask?(taskId: string, signal: AbortSignal): AsyncGenerator<ExecInTaskResponse>;
   /** A CPU profile of a running task (absent in fakes: Unimplemented). */
   profileTask?(
     taskId: string,
@@ -77,82 +86,76 @@ export interface WorkerCore {
 
 /** Registers WorkerService on a router, served by `core`. */
 export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void {
-  const guard = <T>(f: () => T): T => {
-    try {
-      return f();
-    } catch (err) {
-      throw toConnectError(err);
-    }
-  };
+  // Handlers throw Iris errors; serveRpc's interceptor maps them to codes (src/rpc/errors.ts).
   return (router) =>
     router.service(WorkerService, {
-      runTask: (req) => guard(() => core.runTask(req)),
-      killTask: (req) => guard(() => create(KillTaskResponseSchema, { found: core.killTask(req) })),
-      getTaskStatus: (req) =>
-        guard(() => {
-          const task = core.taskStatus(req.taskId);
-          if (!task) throw new NotFoundError(`No task ${req.taskId} on this worker`);
-          return create(WorkerTaskStatusResponseSchema, { task });
-        }),
-      listTasks: () =>
-        guard(() => create(WorkerListTasksResponseSchema, { tasks: core.listTasks() })),
-      fetchTaskLogs: (req) =>
-        guard(() => {
-          const lines = core.taskLogs(req.taskId, req.attemptId, req.sinceMs, req.maxLines);
-          if (!lines) {
-            throw new NotFoundError(
-              `No attempt ${req.attemptId} of task ${req.taskId} on this worker`,
-            );
-          }
-          return create(FetchTaskLogsResponseSchema, { lines });
-        }),
-      health: () => guard(() => create(HealthResponseSchema, core.health())),
+      runTask: (req) => core.runTask(req),
+      killTask: (req) => create(KillTaskResponseSchema, { found: core.killTask(req) }),
+      getTaskStatus: (req) => {
+        const task = core.taskStatus(req.taskId);
+        if (!task) throw new NotFoundError(`No task ${req.taskId} on this worker`);
+        return create(WorkerTaskStatusResponseSchema, { task });
+      },
+      listTasks: () => create(WorkerListTasksResponseSchema, { tasks: core.listTasks() }),
+      fetchTaskLogs: (req) => {
+        const lines = core.taskLogs(req.taskId, req.attemptId, req.sinceMs, req.maxLines);
+        if (!lines) {
+          throw new NotFoundError(
+            `No attempt ${req.attemptId} of task ${req.taskId} on this worker`,
+          );
+        }
+        return create(FetchTaskLogsResponseSchema, { lines });
+      },
+      health: () => create(HealthResponseSchema, core.health()),
       async *execInTask(req, ctx) {
         if (!core.execInTask) {
-          throw new ConnectError("this worker cannot exec in tasks", Code.Unimplemented);
+          throw new UnimplementedError("this worker cannot exec in tasks");
         }
         const timeout = req.timeoutMs < 0 ? undefined : ms(req.timeoutMs || 60_000);
-        let stream;
-        try {
-          stream = core.execInTask(req.taskId, req.command, timeout, ctx.signal);
-        } catch (err) {
-          throw toConnectError(err);
+        yield* core.execInTask(
+          req.taskId,
+          req.command,
+          timeout,
+          ctx.signal,
+          req.interactive
+            ? { terminal: req.tty ? { rows: req.rows, cols: req.cols } : undefined }
+            : undefined,
+        );
+      },
+      async execInput(req) {
+        if (!core.execInput) {
+          throw new UnimplementedError("this worker has no interactive sessions");
         }
-        yield* stream;
+        await core.execInput(req);
+        return create(ExecInputResponseSchema, {});
+      },
+      async *attachTask(req, ctx) {
+        if (!core.attachTask) {
+          throw new UnimplementedError("this worker cannot attach to tasks");
+        }
+        yield* core.attachTask(req.taskId, ctx.signal);
       },
       async profileTask(req, ctx) {
         if (!core.profileTask) {
-          throw new ConnectError("this worker cannot profile tasks", Code.Unimplemented);
+          throw new UnimplementedError("this worker cannot profile tasks");
         }
         if (req.seconds < 0 || req.seconds > 60) {
-          throw new ConnectError(
-            `seconds: must be 0..60 (got ${req.seconds})`,
-            Code.InvalidArgument,
-          );
+          throw new InvalidArgumentError("seconds", `must be 0..60 (got ${req.seconds})`);
         }
-        try {
-          return await core.profileTask(req.taskId, seconds(req.seconds || 5), ctx.signal);
-        } catch (err) {
-          throw toConnectError(err);
-        }
+        return await core.profileTask(req.taskId, seconds(req.seconds || 5), ctx.signal);
       },
       readJobOutput: async (req) => {
-        try {
-          if (!core.readJobOutput) throw new NotFoundError("this worker keeps no job outputs");
-          const r = await core.readJobOutput(req.jobId, req.path, req.offset, req.length);
-          return create(ReadJobOutputResponseSchema, r);
-        } catch (err) {
-          throw toConnectError(err);
-        }
+        if (!core.readJobOutput) throw new NotFoundError("this worker keeps no job outputs");
+        const r = await core.readJobOutput(req.jobId, req.path, req.offset, req.length);
+        return create(ReadJobOutputResponseSchema, r);
       },
-      getProcessStatus: (req) =>
-        guard(() => {
-          if (!core.processStatus) {
-            throw new ConnectError("this worker does not report its process", Code.Unimplemented);
-          }
-          return create(GetProcessStatusResponseSchema, {
-            process: core.processStatus(req.maxLogLines),
-          });
-        }),
+      getProcessStatus: (req) => {
+        if (!core.processStatus) {
+          throw new UnimplementedError("this worker does not report its process");
+        }
+        return create(GetProcessStatusResponseSchema, {
+          process: core.processStatus(req.maxLogLines),
+        });
+      },
     });
 }

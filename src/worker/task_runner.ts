@@ -7,11 +7,13 @@
 import { type Duration, ms, seconds, sleep, type Timestamp } from "../time.ts";
 import { formatBytes, formatDuration } from "../format.ts";
 import { decodeLine, LineSplitter } from "./lines.ts";
+import { childSession, type Session, terminalArgv, type TerminalSize } from "./sessions.ts";
 import {
   killLeftovers,
   ProcessTable,
   sendSignal,
   signalTreeBottomUp,
+  spawnedIntoCgroup,
   type SpawnOptions,
   spawnSessionLeader,
   summarize,
@@ -74,6 +76,14 @@ export interface TaskProcessOptions {
   maxProcesses?: number;
   /** A cgroup-v2 directory the task joins before it starts (see spawnSessionLeader). */
   cgroup?: string;
+  /**
+   * Interactive (`iris job run -i`): stdin is a pipe the caller writes through `input`, under a
+   * terminal of `terminal`'s size when given (script(1); stdout and stderr then both come as
+   * stdout). @default stdin is /dev/null
+   */
+  interactive?: { terminal?: TerminalSize };
+  /** Called with every raw output chunk as read, before it is split into lines. */
+  onChunk?: (stream: "stdout" | "stderr", bytes: Uint8Array) => void;
 }
 
 /** Options for {@linkcode TaskProcess.kill}. */
@@ -117,8 +127,12 @@ const YIELD_EVERY_BYTES = 1024 * 1024;
 export class TaskProcess {
   /** The leader's pid (also its session and process-group id); 0 when it never started. */
   readonly pid: number;
+  /** True when the spawn put the task in `options.cgroup` before its program started. */
+  readonly joinsCgroup: boolean = false;
   /** Resolves once the leader is reaped, leftovers are killed and output is drained. */
   readonly exited: Promise<TaskExit>;
+  /** The program's stdin, for an interactive process that started. */
+  readonly input?: Session;
   readonly #options: TaskProcessOptions;
   readonly #table: ProcessTable;
   /** Raw last stderr lines (decoded at exit, so a flood costs no decoding). */
@@ -143,11 +157,14 @@ export class TaskProcess {
   private constructor(options: TaskProcessOptions) {
     this.#options = options;
     this.#table = options.processTable ?? new ProcessTable();
-    const [program, ...args] = options.argv;
+    const program = options.argv[0];
     let child: Deno.ChildProcess;
     try {
       if (!program) throw new Error("empty argv");
-      child = spawnSessionLeader(program, args, {
+      const terminal = options.interactive?.terminal;
+      const full = terminal ? terminalArgv(options.argv, terminal) : options.argv;
+      child = spawnSessionLeader(full[0]!, full.slice(1), {
+        ...(options.interactive ? { stdin: "piped" } : {}),
         cwd: options.cwd,
         env: options.env,
         user: options.user,
@@ -168,7 +185,9 @@ export class TaskProcess {
       return;
     }
     this.pid = child.pid;
+    this.joinsCgroup = spawnedIntoCgroup(child);
     this.#child = child;
+    if (options.interactive) this.input = childSession(child, !!options.interactive.terminal);
     const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
     const sampler = this.#sampleLoop();
     const timeout = options.timeout;
@@ -250,6 +269,7 @@ export class TaskProcess {
   ): Promise<TaskExit> {
     const status = await child.status;
     this.#leaderExited = true;
+    await this.input?.end();
     clearTimeout(this.#timer);
     this.#cutGrace.abort();
     this.#stopSampling.abort();
@@ -310,6 +330,7 @@ export class TaskProcess {
       while (true) {
         const { done, value } = await reader.read();
         if (done) break;
+        this.#options.onChunk?.(name, value);
         splitter.push(value, emit);
         sinceYield += value.length;
         if (sinceYield >= YIELD_EVERY_BYTES) {

@@ -14,6 +14,7 @@ import {
 import {
   AcceleratorType,
   type LogLine,
+  type ResourceSnapshot,
   ResourceSnapshotSchema,
   TaskResourceUsageSchema,
   TaskState,
@@ -58,6 +59,7 @@ import type {
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import { profileSession } from "./profile.ts";
 import { execLikeTask } from "./exec.ts";
+import { Sessions, type TerminalSize } from "./sessions.ts";
 import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
@@ -73,10 +75,12 @@ import {
   taskCgroup,
 } from "./reaper.ts";
 import { Reporter } from "./reporter.ts";
+import { sameSnapshot } from "./snapshot_delta.ts";
 import { type WorkerCore, workerRoutes } from "./service.ts";
 import { attemptDirName } from "./task_spec.ts";
 import { hostPythonVersion, PythonEnvCache } from "./python_env.ts";
 import { JobOutputs, type OutputRead } from "./outputs.ts";
+import { outputsDestination } from "./outputs_upload.ts";
 import {
   DEFAULT_TASK_UIDS,
   prepareRootForTaskUsers,
@@ -249,6 +253,8 @@ class IrisWorker implements WorkerCore {
   readonly #removeRoot: boolean;
   readonly #ports: PortAllocator;
   readonly #attempts = new Map<string, TaskAttempt>();
+  /** Interactive execs and tasks, by session id (ExecInput). */
+  readonly #sessions = new Sessions();
   readonly #pythonEnvs: PythonEnvCache;
   readonly #outputs: JobOutputs;
   readonly #latest = new Map<string, TaskAttempt>();
@@ -267,6 +273,8 @@ class IrisWorker implements WorkerCore {
   readonly #url: string;
   readonly #workerId: string;
   readonly #reporter: Reporter;
+  /** The snapshot the controller last acknowledged (heartbeats leave an unchanged one out). */
+  #ackedSnapshot?: ResourceSnapshot;
   readonly #taskUsers?: TaskUsers;
   readonly #logBudget: WorkerLogBudget;
   readonly #reaping: Reaping;
@@ -295,6 +303,7 @@ class IrisWorker implements WorkerCore {
     };
     this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
     this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
+    if (opts.outputsPrefix) outputsDestination(opts.outputsPrefix, "/check", "outputsPrefix");
     this.#reaping = reaping;
     this.#opts = opts;
     this.#logBudget = new WorkerLogBudget({
@@ -311,6 +320,7 @@ class IrisWorker implements WorkerCore {
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
+      ...opts.connectionLimits,
       // Only the controller (holding the worker token) may call a worker when auth is on.
       requestGate: opts.workerToken
         ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
@@ -328,10 +338,13 @@ class IrisWorker implements WorkerCore {
       reconnectMax: opts.reconnectMax,
       registerRequest: () => this.#registerRequest(),
       collect: () => this.#collect(),
-      onRegistered: (r) =>
+      onRegistered: (r) => {
+        // A controller that (re)registers us may not have our snapshot: send the next one whole.
+        this.#ackedSnapshot = undefined;
         this.#log(
           `registered with controller at ${opts.controllerUrl} as ${r.workerId || this.#workerId}`,
-        ),
+        );
+      },
       onKill: (refs) => {
         for (const ref of refs) {
           this.#kill(ref.taskId, ref.attemptId, "the controller no longer wants this attempt");
@@ -386,6 +399,7 @@ class IrisWorker implements WorkerCore {
       Object.assign(req.env, got.env);
     }
     const attempt = new TaskAttempt(req, {
+      sessions: this.#sessions,
       workerId: this.#workerId,
       controllerUrl: this.#opts.controllerUrl,
       dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
@@ -405,6 +419,9 @@ class IrisWorker implements WorkerCore {
       taskPods: this.#opts.taskPods,
       pythonEnvs: this.#pythonEnvs,
       outputs: this.#outputs,
+      outputsPrefix: this.#opts.outputsPrefix
+        ? { prefix: this.#opts.outputsPrefix, runner: this.#opts.outputsRunner }
+        : undefined,
       reapTag: this.#reaping.tag,
       ledger: this.#reaping.ledger,
       limits: {
@@ -475,6 +492,7 @@ class IrisWorker implements WorkerCore {
     command: readonly string[],
     timeout: Duration | undefined,
     signal: AbortSignal,
+    interactive?: { terminal?: TerminalSize },
   ): AsyncGenerator<ExecInTaskResponse> {
     if (command.length === 0 || command[0] === "") {
       throw new InvalidArgumentError("command", "must not be empty");
@@ -483,8 +501,41 @@ class IrisWorker implements WorkerCore {
     if (!attempt) {
       throw new FailedPreconditionError(`task ${taskId} is not running on this worker`);
     }
-    this.#log(`exec in ${taskId} attempt ${attempt.attemptId}: ${command.join(" ").slice(0, 200)}`);
-    return execLikeTask(attempt.execSpec!, command, timeout, signal);
+    this.#log(
+      `exec${interactive ? " -i" : ""} in ${taskId} attempt ${attempt.attemptId}: ${
+        command.join(" ").slice(0, 200)
+      }`,
+    );
+    return execLikeTask(
+      attempt.execSpec!,
+      command,
+      timeout,
+      signal,
+      interactive && {
+        sessions: this.#sessions,
+        id: `exec:${crypto.randomUUID()}`,
+        terminal: interactive.terminal,
+      },
+    );
+  }
+
+  /** Input to an interactive exec or task (ExecInput). */
+  execInput(
+    req: { sessionId: string; data: Uint8Array; eof: boolean; rows: number; cols: number },
+  ): Promise<void> {
+    return this.#sessions.input(req.sessionId, req);
+  }
+
+  /** The raw output of the interactive task `taskId` running here, then its exit (AttachTask). */
+  attachTask(taskId: string, signal: AbortSignal): AsyncGenerator<ExecInTaskResponse> {
+    const attempt = this.#latest.get(taskId);
+    if (!attempt) throw new FailedPreconditionError(`task ${taskId} is not on this worker`);
+    if (!attempt.request.interactive) {
+      throw new FailedPreconditionError(
+        `task ${taskId} is not interactive (submit it with iris job run -i)`,
+      );
+    }
+    return attempt.attach(signal);
   }
 
   /** A CPU profile of the running task `taskId` (`iris task profile`); see profile.ts. */
@@ -618,14 +669,17 @@ class IrisWorker implements WorkerCore {
       updates.push(taken.update);
       commits.push(taken.commit);
     }
+    const snapshot = this.#snapshot();
     const request = create(HeartbeatRequestSchema, {
       workerId: this.#workerId,
       updates,
       running: this.#runningRefs(),
       finished: this.#finishedRefs(),
-      snapshot: this.#snapshot(),
+      // Delta: left out when only the time changed since the last acknowledged one.
+      snapshot: sameSnapshot(this.#ackedSnapshot, snapshot) ? undefined : snapshot,
     });
     const commit = () => {
+      this.#ackedSnapshot = snapshot;
       for (const c of commits) c();
       this.#prune();
     };

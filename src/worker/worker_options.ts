@@ -3,8 +3,9 @@
  * Types only.
  * @module
  */
+import type { CommandRunner } from "../platform/mod.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
-import type { ControllerClient } from "../rpc/mod.ts";
+import type { ConnectionLimits, ControllerClient } from "../rpc/mod.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
 import type { Duration } from "../time.ts";
@@ -28,6 +29,8 @@ export interface WorkerOptions {
   port?: number;
   /** URL the controller should call this worker at. @default the listen URL */
   advertiseUrl?: string;
+  /** The RPC server's transport, timeouts and per-client cap. @default src/rpc/server.ts's */
+  connectionLimits?: ConnectionLimits;
   /**
    * Serves what is not an RPC, e.g. the worker dashboard (`workerDashboard` of src/dashboard),
    * which whoever starts the worker injects: the worker itself never imports the dashboard.
@@ -52,6 +55,13 @@ export interface WorkerOptions {
   attributes?: Record<string, AttributeScalar>;
   /** Job output directories (IRIS_OUTPUT_DIR) unused this long are removed. @default 7 days */
   outputRetention?: Duration;
+  /**
+   * Copy each attempt's IRIS_OUTPUT_DIR to `<outputsPrefix>/<job id>` when it ends:
+   * "gs://bucket/path" (gcloud storage rsync) or "file:///absolute/path". @default none
+   */
+  outputsPrefix?: string;
+  /** Runs `gcloud storage rsync` for a gs:// outputsPrefix (tests replay it). @default real processes */
+  outputsRunner?: CommandRunner;
   /** Job Python environments: venv cache under `<rootDir>/python` (docs/python.md). */
   python?: Omit<PythonEnvCacheOptions, "rootDir">;
   /** The scale group the worker belongs to. @default "" */

@@ -38,11 +38,11 @@ Deno.test("--tpu VARIANT with an optional --accelerator-count; no flags, no acce
 
 Deno.test("bad accelerator flags are usage errors naming the flag", () => {
   const cases: [Parameters<typeof parseAcceleratorFlags>[0], RegExp][] = [
-    [{ gpu: "0" }, /--gpu must be a whole number from 1 to 1024 \(got "0"\)/],
-    [{ gpu: "H100:x" }, /--gpu must be \[TYPE:\]N/],
-    [{ gpu: "8:H100" }, /--gpu must be \[TYPE:\]N/],
-    [{ gpu: "" }, /--gpu must be \[TYPE:\]N/],
-    [{ gpu: "H100:2000" }, /--gpu must be a whole number from 1 to 1024/],
+    [{ gpu: "0" }, /--gpu must be a count.*from 1 to 1024 \(got "0"\)/],
+    [{ gpu: "H100:x" }, /--gpu must be a count, a variant or VARIANT:COUNT/],
+    [{ gpu: "8:H100" }, /--gpu must be a count, a variant or VARIANT:COUNT/],
+    [{ gpu: "" }, /--gpu must be a count, a variant or VARIANT:COUNT/],
+    [{ gpu: "H100:2000" }, /--gpu must be a count.*from 1 to 1024/],
     [{ gpu: "1", tpu: "v4-8" }, /--gpu and --tpu cannot be combined/],
     [{ acceleratorCount: "2" }, /--accelerator-count needs --gpu or --tpu/],
     [{ tpu: "v4-8", acceleratorCount: "-1" }, /--accelerator-count must be a whole number/],

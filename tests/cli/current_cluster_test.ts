@@ -8,11 +8,12 @@ import { create } from "@bufbuild/protobuf";
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { runIris, spawnIris } from "../_helpers/iris_process.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { scalingNote } from "../../src/cli/pending.ts";
+import { scalingNote, withScalingNote } from "../../src/controller/scaling_note.ts";
 import {
   AcceleratorType,
   GetAutoscalerStatusResponseSchema,
   JobStatusSchema,
+  PendingReasonSchema,
 } from "../../src/rpc/mod.ts";
 
 const CONFIG = (name: string) => `
@@ -109,7 +110,7 @@ Deno.test("the pending line names the scale group and its booting slices", () =>
   });
   const cpuJob = create(JobStatusSchema, { spec: { resources: { cpuMillicores: 1000 } } });
   assertEquals(
-    scalingNote(cpuJob, autoscaler, now),
+    scalingNote(cpuJob.spec, autoscaler, now),
     "waiting for scale group cpu: 1 slice booting (12 s)",
   );
   const tpuJob = create(JobStatusSchema, {
@@ -118,11 +119,27 @@ Deno.test("the pending line names the scale group and its booting slices", () =>
     },
   });
   assertEquals(
-    scalingNote(tpuJob, autoscaler, now),
+    scalingNote(tpuJob.spec, autoscaler, now),
     "waiting for scale group tpu: 1 slice booting (30 s)",
   );
   const gpuJob = create(JobStatusSchema, {
     spec: { resources: { accelerator: { type: AcceleratorType.GPU } } },
   });
-  assertEquals(scalingNote(gpuJob, autoscaler, now), undefined);
+  assertEquals(scalingNote(gpuJob.spec, autoscaler, now), undefined);
+  // The controller's status RPCs put it in place of a capacity reason, and only of one.
+  const enabled = create(GetAutoscalerStatusResponseSchema, { ...autoscaler, enabled: true });
+  const noWorkers = create(PendingReasonSchema, {
+    code: "no_workers",
+    message: "no healthy workers",
+  });
+  assertEquals(
+    withScalingNote(noWorkers, cpuJob.spec, () => enabled, now),
+    create(PendingReasonSchema, {
+      code: "scaling_up",
+      message: "waiting for scale group cpu: 1 slice booting (12 s)",
+    }),
+  );
+  const timeout = create(PendingReasonSchema, { code: "scheduling_timeout", message: "x" });
+  assertEquals(withScalingNote(timeout, cpuJob.spec, () => enabled, now), timeout);
+  assertEquals(withScalingNote(noWorkers, gpuJob.spec, () => enabled, now), noWorkers);
 });

@@ -67,6 +67,24 @@ Deno.test("iris job run: a flag for every job field, and job files", async (t) =
       assertEquals(spec.reservation[0]!.resources!.accelerator!.count, 2);
       assertEquals(spec.coscheduling?.groupBy, "rack");
       await cluster.client.cancel("/flagger/flags");
+      const counted = await run([
+        "job",
+        "run",
+        "-d",
+        "--name",
+        "counted",
+        "--gpu",
+        "L4",
+        "--accelerator-count",
+        "3",
+        "--",
+        "true",
+      ]);
+      assertEquals(counted.code, 0, counted.err);
+      const acc = (await cluster.client.status("/flagger/counted")).job!.spec!.resources!
+        .accelerator!;
+      assertEquals([acc.variant, acc.count], ["L4", 3]);
+      await cluster.client.cancel("/flagger/counted");
     });
 
     await t.step("--existing-job-policy keep returns the existing job", async () => {
@@ -103,7 +121,9 @@ Deno.test("iris job run: a flag for every job field, and job files", async (t) =
     await t.step("bad flag values name the flag and exit 2", async () => {
       const cases: [string[], RegExp][] = [
         [["--gpu", "h100:0"], /--gpu must be a count, a variant or VARIANT:COUNT/],
-        [["--gpu", "1", "--tpu", "v5litepod-4"], /--gpu and --tpu cannot both be given/],
+        [["--gpu", "1", "--tpu", "v5litepod-4"], /--gpu and --tpu cannot be combined/],
+        [["--accelerator-count", "2"], /--accelerator-count needs --gpu or --tpu/],
+        [["--gpu", "h100:8", "--accelerator-count", "4"], /--accelerator-count says 4/],
         [["--constraint", ">>"], /--constraint must look like key=value/],
         [["--constraint", "rank>=high"], /--constraint must look like/],
         [["--existing-job-policy", "replace"], /--existing-job-policy must be one of error, keep/],

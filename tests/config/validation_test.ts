@@ -553,3 +553,41 @@ Deno.test("controller.max_bundle_size is a size > 0, at most 4GiB and within aut
     512 * 1024 ** 2,
   );
 });
+
+Deno.test("defaults.outputs and defaults.python: each bad value is named by its field", () => {
+  const tree = localTree();
+  tree.defaults = {
+    outputs: { retention: "0s", prefix: "s3://bucket/x", keep: 1 },
+    python: { installer: "conda", cache_size: "lots", cache_max_age: -1 },
+  };
+  const found = fromTree(tree);
+  for (
+    const prefix of [
+      "defaults.outputs.retention: must be > 0",
+      'defaults.outputs.prefix: must be "gs://bucket/path" or "file:///absolute/path" (got "s3://bucket/x")',
+      "defaults.outputs.keep: unknown key",
+      'defaults.python.installer: must be one of uv, pip, auto (got "conda")',
+      "defaults.python.cache_size: must be",
+      "defaults.python.cache_max_age: must be",
+    ]
+  ) assert.ok(found.some((p) => p.startsWith(prefix)), `${prefix}\n${found.join("\n")}`);
+  for (const prefix of ["file:///", "file://relative/x", "gs://", "gs://Bad_Bucket"]) {
+    const t = localTree();
+    t.defaults = { outputs: { prefix } };
+    assert.ok(
+      fromTree(t).some((p) => p.startsWith("defaults.outputs.prefix: must be")),
+      prefix,
+    );
+  }
+  const good = localTree();
+  good.defaults = {
+    outputs: { retention: "24h", prefix: "gs://my-bucket/out" },
+    python: { installer: "uv", cache_size: "5GiB", cache_max_age: "72h" },
+  };
+  const config = parseConfigObject(good, undefined, { machine });
+  assert.equal(config.defaults?.outputs?.retentionMs, 24 * 3600 * 1000);
+  assert.equal(config.defaults?.outputs?.prefix, "gs://my-bucket/out");
+  assert.equal(config.defaults?.python?.installer, "uv");
+  assert.equal(config.defaults?.python?.cacheBytes, 5 * 2 ** 30);
+  assert.equal(config.defaults?.python?.cacheMaxAgeMs, 72 * 3600 * 1000);
+});

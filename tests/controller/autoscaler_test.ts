@@ -455,3 +455,35 @@ Deno.test("reservationDemand() turns unclaimed entries into wholeVm demand, grou
     [],
   );
 });
+
+Deno.test("planScaling() scales up one host per task for a multi-host GPU gang, all or none", () => {
+  const H100x8: AcceleratorSpec = { kind: "gpu", variant: "H100", count: 8 };
+  const gpu = (opts: Partial<ScaleGroupSpec> = {}) =>
+    group("h100", { accelerator: H100x8, ...opts });
+  const gang = (tasks: number, groupBy = "scale-group"): DemandEntry => ({
+    ...demand("/ddp", { tasks, acc: H100x8, gang: true }),
+    groupBy,
+  });
+  // A 4-host gang on single-VM slices: 4 new hosts (before: no group could serve it).
+  assert.equal(groupCanServe(gpu(), gang(4)), true);
+  assert.deepEqual(counts(plan([gpu()], [gang(4)])), { h100: 4 });
+  // Idle ready hosts and booting ones count toward it: 1 idle + 1 booting → 2 new.
+  const some = plan([gpu()], [gang(4)], {
+    slices: [slice("s1", "h100", "ready", 1000), slice("s2", "h100", "booting")],
+  });
+  assert.deepEqual(counts(some), { h100: 2 });
+  // All or none: max_slices 3 cannot hold 4 hosts, so nothing is created and the job says why.
+  const capped = plan([gpu({ maxSlices: 3 })], [gang(4)]);
+  assert.deepEqual(counts(capped), {});
+  assert.match(capped.unmet.join("\n"), /\/ddp: 4 of 4 tasks unmet: h100=at_max_slices/);
+  // A per-VM groupBy (hostname) keeps a gang on one slice: single-VM groups cannot serve 4.
+  assert.equal(groupCanServe(gpu(), gang(4, "hostname")), false);
+  // TPU gangs still take one slice of exactly their size.
+  assert.equal(
+    groupCanServe(tpuGroup("tpu"), {
+      ...demand("/j", { acc: V5E16, tasks: 8, gang: true }),
+      groupBy: "x",
+    }),
+    false,
+  );
+});

@@ -7,7 +7,6 @@
  * recovers on its own; request ids are per owner and survive RECREATE.
  */
 import { create, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError } from "@connectrpc/connect";
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { Controller } from "../../src/controller/controller.ts";
 import { StateStore } from "../../src/controller/store.ts";
@@ -25,6 +24,7 @@ import {
 } from "../../src/rpc/mod.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { withTempDir } from "../_helpers/temp_dir.ts";
+import { UnavailableError } from "../../src/errors.ts";
 
 /** Records RunTask calls and accepts them. */
 function recordingClient(sent: RunTaskRequest[]): () => WorkerClient {
@@ -208,8 +208,7 @@ Deno.test("a failed commit leaves no trace, answers unavailable, dispatches noth
 
       failing = true;
       const isUnavailable = (err: unknown) =>
-        err instanceof ConnectError && err.code === Code.Unavailable &&
-        err.rawMessage.includes("database or disk is full");
+        err instanceof UnavailableError && err.message.includes("database or disk is full");
       // A submit: refused, and no trace of it.
       let threw: unknown;
       try {

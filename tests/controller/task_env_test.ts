@@ -12,6 +12,7 @@ import {
   masterPort,
   tpuBounds,
 } from "../../src/controller/task_env.ts";
+import { PortAllocator } from "../../src/worker/ports.ts";
 
 const spec = (type: AcceleratorType, variant: string, count: number, groupBy = "pool") =>
   create(JobSpecSchema, {
@@ -46,6 +47,24 @@ Deno.test("a GPU gang gets MASTER_ADDR/PORT, WORLD_SIZE, RANK, LOCAL_RANK, LOCAL
   });
   // A retried gang (task 0's next attempt) gets another port.
   assert.notEqual(masterPort("/alice/train", 1), port);
+  // Only task 0's worker holds it (RunTaskRequest.reserved_ports).
+  assert.deepEqual(gangTaskEnv("/alice/train", s, 0, members, 0).reservedPorts, {
+    MASTER_PORT: port,
+  });
+  assert.equal(gangTaskEnv("/alice/train", s, 1, members, 0).reservedPorts, undefined);
+});
+
+Deno.test("masterPort() skips the ports held on task 0's worker and stays in the workers' port table", () => {
+  const port = masterPort("/alice/train", 0);
+  const next = masterPort("/alice/train", 0, new Set([port]));
+  assert.notEqual(next, port);
+  assert.ok(next >= MASTER_PORT_RANGE.min && next <= MASTER_PORT_RANGE.max);
+  const all = new Set<number>();
+  for (let p = MASTER_PORT_RANGE.min; p <= MASTER_PORT_RANGE.max; p++) all.add(p);
+  all.delete(MASTER_PORT_RANGE.min + 7);
+  assert.equal(masterPort("/alice/train", 0, all), MASTER_PORT_RANGE.min + 7);
+  const table = new PortAllocator();
+  assert.deepEqual([table.min, table.max], [MASTER_PORT_RANGE.min, MASTER_PORT_RANGE.max]);
 });
 
 Deno.test("a TPU gang gets the JAX set: platforms, bounds, accelerator type, hostnames, coordinator endpoint", () => {

@@ -24,7 +24,7 @@ import {
 import type { WorkerTaskInfoSchema } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
 import { queryJobs } from "../../src/controller/job_query.ts";
 import type { JobRecord } from "../../src/controller/state.ts";
-import { toConnectError } from "../../src/errors.ts";
+import { toConnectError } from "../../src/rpc/errors.ts";
 
 type JobInit = MessageInitShape<typeof JobStatusSchema>;
 type TaskInit = MessageInitShape<typeof TaskStatusSchema>;

@@ -139,7 +139,11 @@ Deno.test("parseInstanceJson() reads the internal IP, status, zone and labels", 
   assert.equal(parseInstanceListJson("[]").length, 0);
 });
 
-const CLASSIFICATION: [string, string, new (...args: never[]) => PlatformError][] = [
+const CLASSIFICATION: [
+  string,
+  string,
+  new (...args: never[]) => PlatformError | PermissionDeniedError,
+][] = [
   [
     "quota",
     "ERROR: (gcloud.compute.tpus.tpu-vm.create) RESOURCE_EXHAUSTED: Quota 'TPUV4sPreemptiblePodPerProjectPerZoneForTPUAPI' exhausted. Limit 32 in zone us-central2-b",

@@ -3,7 +3,8 @@
  * neither memory nor other clients' latency and hit the request deadline; slow or silent clients
  * and idle connections are closed; one address cannot hold more than its share of connections;
  * JSON nested too deep is refused before parsing; unknown JSON fields are refused by name while
- * binary stays lenient. Each case runs on the fast path and on Connect's handlers.
+ * binary stays lenient. Each case runs on every transport, on the fast path and on Connect's
+ * handlers.
  */
 import net from "node:net";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -82,10 +83,14 @@ async function answered(raw: Raw, re: RegExp, what: string): Promise<string> {
   return raw.data();
 }
 
-const CASES: [HttpTransport, boolean][] = [["deno", true], ["deno", false], ["node", true], [
-  "node",
-  false,
-]];
+const CASES: [HttpTransport, boolean][] = [
+  ["iris", true],
+  ["iris", false],
+  ["deno", true],
+  ["deno", false],
+  ["node", true],
+  ["node", false],
+];
 for (const [transport, fastUnary] of CASES) {
   const path = `${transport}, ${fastUnary ? "fast path" : "Connect path"}`;
 
@@ -109,7 +114,7 @@ for (const [transport, fastUnary] of CASES) {
       // Reading with req.bytes() grew RSS by ~16 MB per stalled body (3 GB here).
       assert(grown < 150 * 2 ** 20, `RSS grew ${Math.round(grown / 2 ** 20)} MiB`);
       // The request deadline answers every stalled call (node: 408 and closes the connection;
-      // deno: deadline_exceeded).
+      // iris and deno: deadline_exceeded).
       await waitFor(() => raws.every((r) => r.isClosed() || r.data() !== ""), {
         timeout: seconds(20),
         what: "stalled calls answered by the request deadline",
@@ -183,13 +188,36 @@ for (const [transport, fastUnary] of CASES) {
   });
 }
 
-Deno.test("node: slow headers, silent connections and idle keep-alives are closed", async () => {
-  await using server = serveRpc(routes, {
-    transport: "node",
-    headersTimeout: ms(400),
-    idleTimeout: ms(400),
-    requestTimeout: seconds(5),
+for (const transport of ["iris", "node"] as const) {
+  Deno.test(`${transport}: slow headers, silent connections and idle keep-alives are closed`, async () => {
+    await slowClientsAreClosed({
+      transport,
+      headersTimeout: ms(400),
+      idleTimeout: ms(400),
+      requestTimeout: seconds(5),
+    });
   });
+}
+
+Deno.test("the default server cuts off a client stalled in its headers, others are served", async () => {
+  await using server = serveRpc(routes, { headersTimeout: ms(500) });
+  const stalled = await connect(server.port);
+  const t0 = performance.now();
+  try {
+    stalled.socket.write(`POST ${PATH} HTTP/1.1\r\nHost: x\r\nContent-Type: appl`);
+    const res = await call(server.url, binaryRequest("ok"), "application/proto");
+    assertEquals(res.status, 200);
+    await res.arrayBuffer();
+    assertMatch(await stalled.closed, /^HTTP\/1\.1 408/);
+    const took = performance.now() - t0;
+    assert(took >= 450, `closed after ${took.toFixed(0)} ms, before the header timeout`);
+  } finally {
+    await closeAll([stalled]);
+  }
+});
+
+async function slowClientsAreClosed(opts: ServeRpcOptions) {
+  await using server = serveRpc(routes, opts);
   const raws: Raw[] = [];
   try {
     const silent = await connect(server.port);
@@ -214,16 +242,29 @@ Deno.test("node: slow headers, silent connections and idle keep-alives are close
   } finally {
     await closeAll(raws);
   }
-});
+}
 
-Deno.test("node: one address may hold only maxConnectionsPerClient connections; others are served", async () => {
-  await using server = serveRpc(routes, { transport: "node", maxConnectionsPerClient: 5 });
+for (const transport of ["iris", "node"] as const) {
+  Deno.test(`${transport}: one address may hold only maxConnectionsPerClient connections; others are served`, async () => {
+    await connectionCap(transport);
+  });
+}
+
+async function connectionCap(transport: HttpTransport) {
+  await using server = serveRpc(routes, { transport, maxConnectionsPerClient: 5 });
   const raws: Raw[] = [];
   try {
     for (let i = 0; i < 5; i++) raws.push(await connect(server.port, "127.0.0.2"));
     const sixth = await connect(server.port, "127.0.0.2");
     raws.push(sixth);
-    assertEquals(await sixth.closed, "", "the sixth connection is closed unanswered");
+    if (transport === "node") {
+      assertEquals(await sixth.closed, "", "the sixth connection is closed unanswered");
+    } else {
+      assertMatch(
+        await sixth.closed,
+        /^HTTP\/1\.1 429[^]*resource_exhausted[^]*too many connections from 127\.0\.0\.2 \(at most 5\)/,
+      );
+    }
     assert(raws.slice(0, 5).every((r) => !r.isClosed()), "the first five stay open");
     // Another address is served as usual.
     const other = await connect(server.port, "127.0.0.3");
@@ -242,10 +283,10 @@ Deno.test("node: one address may hold only maxConnectionsPerClient connections; 
   } finally {
     await closeAll(raws);
   }
-});
+}
 
 Deno.test("deno: one address may have only maxConnectionsPerClient requests in flight; others are served", async () => {
-  await using server = serveRpc(routes, { maxConnectionsPerClient: 5 });
+  await using server = serveRpc(routes, { transport: "deno", maxConnectionsPerClient: 5 });
   const raws: Raw[] = [];
   try {
     for (let i = 0; i < 5; i++) {

@@ -15,6 +15,7 @@ import {
   DevicePool,
   gpuVariant,
   parseNvidiaSmi,
+  parseNvidiaSmiList,
   scanGpus,
   scanTpuChips,
 } from "../../src/worker/devices.ts";
@@ -70,11 +71,69 @@ Deno.test("scanGpus runs a fake nvidia-smi; a missing or failing one means no dr
   const missing = await scanGpus({ nvidiaSmi: `${smi.dir}/no-such-nvidia-smi` });
   assert.equal(missing.driver, false);
   assert.match(missing.reason ?? "", /no NVIDIA driver: .*no-such-nvidia-smi/);
-  await Deno.writeTextFile(`${smi.dir}/out.csv`, "");
-  await Deno.writeTextFile(`${smi.dir}/code`, "9");
+  // nvidia-smi(1): exit 9 when the driver is not loaded, with its message on stdout.
+  smi.use("driver_error.csv", 9);
   const failing = await scanGpus({ nvidiaSmi: smi.bin });
   assert.equal(failing.driver, false);
-  assert.match(failing.reason ?? "", /failed/);
+  assert.match(
+    failing.reason ?? "",
+    /^no NVIDIA driver: .*nvidia-smi failed \(exit 9\): NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver/,
+  );
+});
+
+Deno.test("scanGpus: 'No devices were found' (exit 6) is a driver with no GPUs, not a missing driver", async () => {
+  await using smi = await fakeNvidiaSmi("no_devices.csv");
+  smi.use("no_devices.csv", 6);
+  const none = await scanGpus({ nvidiaSmi: smi.bin });
+  assert.equal(none.driver, true);
+  assert.deepEqual(none.gpus, []);
+  assert.match(
+    none.reason ?? "",
+    /the NVIDIA driver reports no GPUs \(.*nvidia-smi: No devices were found\)/,
+  );
+  const ad = advertiseDevices(undefined, { gpu: none, tpu: { chips: [] } });
+  assert.equal(ad.accelerator, undefined);
+  assert.match(ad.reason ?? "", /No devices were found/);
+});
+
+Deno.test("MIG: a GPU in MIG mode is not handed out whole; nvidia-smi -L names its MIG devices", async () => {
+  const list = parseNvidiaSmiList(fixture("a100x2_mig.L.txt"));
+  assert.deepEqual(list.map((g) => [g.index, g.mig.length]), [[0, 3], [1, 0]]);
+  assert.deepEqual(list[0]?.mig[0], {
+    profile: "3g.20gb",
+    device: 0,
+    uuid: "MIG-c6d4f1ef-42e4-5de3-91c7-45d71c87eb3f",
+  });
+  assert.equal(list[1]?.uuid, "GPU-3a1c4bd8-0f2e-4d8a-9d51-7c64f0b6e1a2");
+  await using smi = await fakeNvidiaSmi("a100x2_mig.csv");
+  const scan = await scanGpus({ nvidiaSmi: smi.bin });
+  assert.equal(scan.driver, true);
+  assert.equal(scan.gpus[0]?.mig, true);
+  assert.equal(scan.gpus[0]?.utilizationPercent, undefined, "[N/A] in MIG mode");
+  assert.match(
+    scan.gpus[0]?.problem ?? "",
+    /MIG mode is enabled \(Iris hands out whole GPUs: disable it with nvidia-smi -i 0 -mig 0\); 3 MIG devices: 3g\.20gb, 2g\.10gb, 1g\.5gb/,
+  );
+  assert.equal(scan.gpus[1]?.problem, undefined);
+  const ad = advertiseDevices(undefined, { gpu: scan, tpu: { chips: [] } });
+  assert.deepEqual(ad.accelerator, { kind: "gpu", variant: "A100", count: 1 });
+  assert.deepEqual(ad.devices.map((d) => d.index), [1]);
+  assert.match(ad.reason ?? "", /GPU 0: .*MIG mode is enabled/);
+});
+
+Deno.test("the fake nvidia-smi refuses what nvidia-smi refuses (unknown fields, other formats)", async () => {
+  await using smi = await fakeNvidiaSmi("l4x1.csv");
+  const run = async (...args: string[]) => {
+    const o = await new Deno.Command(smi.bin, { args, stdout: "piped" }).output();
+    return { code: o.code, out: new TextDecoder().decode(o.stdout) };
+  };
+  const bad = await run("--query-gpu=index,gpu_bogus", "--format=csv,noheader,nounits");
+  assert.deepEqual(bad, { code: 2, out: 'Field "gpu_bogus" is not a valid field to query.\n' });
+  assert.equal((await run("--query-gpu=index", "--format=csv")).code, 2);
+  assert.equal(
+    (await run("-L")).out,
+    "GPU 0: NVIDIA L4 (UUID: GPU-6c558429-ba5d-4f63-943f-b835196f8d86)\n",
+  );
 });
 
 Deno.test("scanTpuChips finds /dev/accel* or /dev/vfio/<n> nodes under an injected root", async () => {

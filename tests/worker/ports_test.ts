@@ -63,3 +63,19 @@ Deno.test("portEnvName() upper-cases and replaces non-alphanumerics", () => {
   assert.equal(portEnvName("http"), "IRIS_PORT_HTTP");
   assert.equal(portEnvName("grpc-api.v2"), "IRIS_PORT_GRPC_API_V2");
 });
+
+Deno.test("PortAllocator.reserve() holds a chosen port once; allocate() then skips it", () => {
+  const a = new PortAllocator({ min: 31050, max: 31051 });
+  const b = PortAllocator.fromShared(a.shared);
+  assert.equal(a.reserve(31050), true);
+  assert.equal(b.reserve(31050), false, "a second holder of one table is refused");
+  assert.equal(b.allocate(), 31051);
+  a.release(31050);
+  assert.equal(b.reserve(31050), true);
+  // A port bound on the host is refused even when the table has it free.
+  using l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const bound = (l.addr as Deno.NetAddr).port;
+  assert.equal(new PortAllocator({ min: bound, max: bound }).reserve(bound), false);
+  assert.equal(a.reserve(bound), false, "outside the range: only bindability is checked");
+  assert.equal(a.reserve(0), false);
+});

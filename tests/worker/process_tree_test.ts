@@ -8,6 +8,7 @@ import {
   parseProcStat,
   ProcessTable,
   resolveProgram,
+  spawnedIntoCgroup,
   spawnSessionLeader,
 } from "../../src/worker/process_tree.ts";
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
@@ -63,6 +64,25 @@ Deno.test("spawnSessionLeader() starts the program as the leader of its own sess
   })
     .output();
   assert.equal(argv0, new TextDecoder().decode(plain.stdout).trim());
+});
+
+Deno.test("spawnSessionLeader() tells whether its wrapper joins the given cgroup (so the worker need not)", async () => {
+  const options = { cwd: "/", env: { PATH: DEFAULT_TASK_PATH } };
+  const dir = await Deno.makeTempDir({ prefix: "iris-fake-cgroup-" });
+  try {
+    // A plain directory stands in for the cgroup: the wrapper writes its pid to cgroup.procs.
+    const wrapped = spawnSessionLeader("true", [], { ...options, cgroup: dir });
+    await wrapped.output();
+    const plain = spawnSessionLeader("true", [], options);
+    await plain.output();
+    if (resolveProgram("setsid", DEFAULT_TASK_PATH, "/")) {
+      assert.equal(spawnedIntoCgroup(wrapped), true);
+      assert.equal((await Deno.readTextFile(`${dir}/cgroup.procs`)).trim(), "0");
+    }
+    assert.equal(spawnedIntoCgroup(plain), false);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
 
 Deno.test("spawnSessionLeader() reports a missing program or cwd as Deno.Command does", () => {

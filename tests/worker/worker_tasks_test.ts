@@ -291,3 +291,29 @@ Deno.test("worker starts an attempt in an empty directory even when an earlier r
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
   }
 });
+
+Deno.test("a reserved port (a gang's MASTER_PORT) is held for the attempt: a second task asking for it is refused", async () => {
+  await using h = await startHarness();
+  const port = 29_000 + Math.floor(Math.random() * 900);
+  await h.client.runTask(
+    commandTask("/u/gang-a/0", ["sleep", "30"], { reservedPorts: { MASTER_PORT: port } }),
+  );
+  await h.fake.waitForState("/u/gang-a/0", TaskState.RUNNING);
+  // Same worker (one port table): refused, naming the variable and the port.
+  await h.client.runTask(
+    commandTask("/u/gang-b/0", ["true"], { reservedPorts: { MASTER_PORT: port } }),
+  );
+  const refused = await h.fake.waitForState("/u/gang-b/0", TaskState.WORKER_FAILED);
+  assert.match(refused.error, new RegExp(`MASTER_PORT ${port} is already in use on this host`));
+  // Its named ports are never the reserved one.
+  await h.client.runTask(commandTask("/u/named/0", ["true"], { ports: ["p"] }));
+  const named = await h.fake.waitForState("/u/named/0", TaskState.SUCCEEDED);
+  assert.notEqual(named.ports.p, port);
+  // After the holder ends the port is free again.
+  await h.client.killTask({ taskId: "/u/gang-a/0", attemptId: 0, reason: "done" });
+  await h.fake.waitForState("/u/gang-a/0", TaskState.KILLED);
+  await h.client.runTask(
+    commandTask("/u/gang-d/0", ["true"], { reservedPorts: { MASTER_PORT: port } }),
+  );
+  await h.fake.waitForState("/u/gang-d/0", TaskState.SUCCEEDED);
+});

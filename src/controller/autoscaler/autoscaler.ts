@@ -24,6 +24,7 @@ import {
 } from "../constraints.ts";
 import {
   claimSlice,
+  claimSlices,
   demandSlicesOf,
   type GroupPack,
   newGroupPack,
@@ -191,7 +192,18 @@ function shapeFits(group: ScaleGroupSpec, e: DemandEntry): boolean {
     r.memoryBytes > group.vmResources.memoryBytes
   ) return false;
   if (acc > vmAccelerators(group)) return false;
-  return !e.gang || group.vmsPerSlice === e.taskCount;
+  return !e.gang || group.vmsPerSlice === e.taskCount || spreadsOverSlices(group, e);
+}
+
+/**
+ * A gang of several tasks served by as many single-VM slices of the group (GPU or CPU hosts), one
+ * task per host: the gang's `groupBy` must be an attribute the group's VMs share (not a per-VM
+ * one such as `hostname`, nor `slice-id`). TPU gangs take one slice of exactly their size.
+ */
+export function spreadsOverSlices(group: ScaleGroupSpec, e: DemandEntry): boolean {
+  return e.gang && e.taskCount > 1 && group.vmsPerSlice === 1 &&
+    group.accelerator.kind !== "tpu" && e.groupBy !== undefined &&
+    !PER_VM_ATTRIBUTES.has(e.groupBy) && e.groupBy !== "slice-id";
 }
 
 /** Required constraints that routing evaluates (per-VM attributes skipped). */
@@ -203,7 +215,8 @@ function routingConstraints(e: DemandEntry): ConstraintSpec[] {
  * Whether new slices of `group` could run a task of `entry`: same accelerator rules as the
  * scheduler, required constraints hold on the group's attributes plus `scale-group`,
  * `device-type` and `device-variant` (constraints on {@linkcode PER_VM_ATTRIBUTES} are ignored),
- * one task fits a VM, and a gang has exactly `vmsPerSlice` tasks (one slice per gang).
+ * one task fits a VM, and a gang has exactly `vmsPerSlice` tasks (one slice per gang) or spreads
+ * over single-VM slices ({@linkcode spreadsOverSlices}).
  */
 export function groupCanServe(group: ScaleGroupSpec, entry: DemandEntry): boolean {
   return shapeFits(group, entry) &&
@@ -257,7 +270,7 @@ export function sliceTimeout(
  * Routing: each entry goes to candidate groups ({@linkcode groupCanServe}) by priority, then name.
  * Groups in backoff or at max_slices pass the demand on (waterfall); leftovers are `unmet`,
  * e.g. "job /a: 4 of 4 tasks unmet: tpu-a=backoff, tpu-b=at_max_slices" or "no group matches".
- * Sizing: a gang takes one whole slice; a `wholeVm` entry (reservation) takes one VM per unit; other tasks are packed first-fit-decreasing into VM-sized
+ * Sizing: a gang takes one whole slice (a multi-host GPU/CPU gang: one single-VM slice per task); a `wholeVm` entry (reservation) takes one VM per unit; other tasks are packed first-fit-decreasing into VM-sized
  * bins, slices = ceil(VMs / vmsPerSlice). Requesting/booting slices absorb demand before new ones.
  * Scale-up: target = max(min_slices, current + new) capped at max_slices, all of it in one
  * decision. Nothing is created for a group in backoff, nor within `scaleUpCooldown` of its last
@@ -310,7 +323,12 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
   const packFor = (g: ScaleGroupSpec): GroupPack => {
     let p = packs.get(g.name);
     if (!p) {
-      p = newGroupPack(g, live.get(g.name) ?? 0, inflight.get(g.name) ?? 0);
+      p = newGroupPack(
+        g,
+        live.get(g.name) ?? 0,
+        inflight.get(g.name) ?? 0,
+        idle.get(g.name)?.length ?? 0,
+      );
       packs.set(g.name, p);
     }
     return p;
@@ -321,7 +339,7 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
     const s = shapeOf(e);
     const key =
       `${e.accelerator.kind}\u0001${e.accelerator.variant}\u0001${s.cpu}\u0001${s.mem}\u0001${s.acc}\u0001${
-        e.gang ? e.taskCount : "-"
+        e.gang ? `${e.taskCount}/${e.groupBy ?? ""}` : "-"
       }\u0001${constraintsKey(e.constraints)}`;
     let list = candidateCache.get(key);
     if (!list) {
@@ -379,8 +397,10 @@ export function planScaling(input: PlanScalingInput): ScalingPlan {
       }
       const p = packFor(g);
       const before = left;
-      if (e.gang) left = claimSlice(p) ? 0 : left;
-      else if (e.wholeVm) left = packTasks(p, wholeVmShape(p), left, min);
+      if (e.gang) {
+        const ok = spreadsOverSlices(g, e) ? claimSlices(p, e.taskCount) : claimSlice(p);
+        left = ok ? 0 : left;
+      } else if (e.wholeVm) left = packTasks(p, wholeVmShape(p), left, min);
       else left = packTasks(p, shape, left, min);
       if (left < before) {
         p.jobs++;

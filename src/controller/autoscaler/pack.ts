@@ -25,6 +25,8 @@ export interface GroupPack {
   newSlices: number;
   /** In-flight (requesting/booting) slices not yet used by a gang. */
   inflightFree: number;
+  /** Idle ready slices a multi-host gang may still count on (see {@linkcode claimSlices}). */
+  idleFree: number;
   inflightClaimed: number;
   /** Fully empty VMs available: unclaimed in-flight ones first, then those of new slices. */
   emptyVms: number;
@@ -45,7 +47,12 @@ export function vmAccelerators(spec: ScaleGroupSpec): number {
 }
 
 /** A fresh packing state for a group with `current` live and `inflight` requesting/booting slices. */
-export function newGroupPack(spec: ScaleGroupSpec, current: number, inflight: number): GroupPack {
+export function newGroupPack(
+  spec: ScaleGroupSpec,
+  current: number,
+  inflight: number,
+  idle = 0,
+): GroupPack {
   const vms = Math.max(1, spec.vmsPerSlice);
   return {
     spec,
@@ -56,6 +63,7 @@ export function newGroupPack(spec: ScaleGroupSpec, current: number, inflight: nu
     room: Math.max(0, spec.maxSlices - current),
     newSlices: 0,
     inflightFree: inflight,
+    idleFree: idle,
     inflightClaimed: 0,
     emptyVms: inflight * vms,
     inflightVmsLeft: inflight * vms,
@@ -90,6 +98,26 @@ export function claimSlice(p: GroupPack): boolean {
   if (p.room <= 0) return false;
   p.room--;
   p.newSlices++;
+  return true;
+}
+
+/**
+ * Takes `n` single-VM slices for a gang spread over `n` hosts of the group: idle ready ones first
+ * (they may already be part of its placement), then unclaimed in-flight ones, then new ones up to
+ * max_slices. All or none: false (nothing taken) when the group cannot reach `n`.
+ */
+export function claimSlices(p: GroupPack, n: number): boolean {
+  const fromIdle = Math.min(p.idleFree, n);
+  const fromInflight = Math.min(p.inflightFree, p.inflightVmsLeft, n - fromIdle);
+  const fresh = n - fromIdle - fromInflight;
+  if (fresh > p.room) return false;
+  p.idleFree -= fromIdle;
+  p.inflightFree -= fromInflight;
+  p.inflightClaimed += fromInflight;
+  p.emptyVms -= fromInflight;
+  p.inflightVmsLeft -= fromInflight;
+  p.room -= fresh;
+  p.newSlices += fresh;
   return true;
 }
 

@@ -39,8 +39,9 @@ import {
   type ScaleBackoff,
   takeTokens,
 } from "./autoscaler.ts";
-import type { Controller } from "../controller.ts";
-import { acceleratorType } from "../workers.ts";
+import { acceleratorType, type WorkerRecord } from "../workers.ts";
+import type { StateStore } from "../store.ts";
+import type { TransactionLog } from "../transactions.ts";
 import { restoreAutoscaler } from "./restore.ts";
 
 /**
@@ -84,9 +85,25 @@ export interface ScaleGroup {
   readonly config: ScaleGroupConfig;
 }
 
+/** What the autoscaler runner needs from the controller (controller.ts implements it). */
+export interface AutoscalerHost {
+  /** The URL workers reach the controller at (passed to new slices). */
+  readonly url: string;
+  /** Where the autoscaler's slices and group states are saved, when the controller has a store. */
+  readonly store?: Pick<StateStore, "loadAutoscaler" | "saveAutoscaler">;
+  readonly transactions: Pick<TransactionLog, "record">;
+  log(line: string): void;
+  /** A registered worker (reconnecting ones included). */
+  worker(workerId: string): Pick<WorkerRecord, "reconnecting" | "active"> | undefined;
+  /** Workers held for a reservation (busy for scale-down). */
+  reservedWorkers(): ReadonlyMap<string, string>;
+  /** Declares a worker gone (its slice was terminated). */
+  workerDead(workerId: string, reason: string, options?: { scaleDown?: boolean }): void;
+}
+
 /** Options for {@linkcode AutoscalerRunner}. */
 export interface AutoscalerRunnerOptions {
-  readonly controller: Controller;
+  readonly host: AutoscalerHost;
   readonly platform: Platform;
   readonly groups: readonly ScaleGroup[];
   /** Computed once: prefix of slice ids and labels. */
@@ -143,10 +160,10 @@ export class AutoscalerRunner {
     try {
       listed = await this.#o.platform.listSlices({ timeout: seconds(60) });
     } catch (err) {
-      this.#o.controller.log(`autoscaler: could not list existing slices: ${describeError(err)}`);
+      this.#o.host.log(`autoscaler: could not list existing slices: ${describeError(err)}`);
     }
     const restored = restoreAutoscaler(
-      this.#o.controller.store?.loadAutoscaler(),
+      this.#o.host.store?.loadAutoscaler(),
       listed,
       new Set(this.#groupStates.keys()),
     );
@@ -162,12 +179,12 @@ export class AutoscalerRunner {
   /** Saves slices and group states to the controller's store (when it has one and they changed). */
   #persist(): void {
     try {
-      this.#o.controller.store?.saveAutoscaler({
+      this.#o.host.store?.saveAutoscaler({
         slices: [...this.#slices.values()],
         groups: [...this.#groupStates.values()],
       });
     } catch (err) {
-      this.#o.controller.log(`autoscaler: saving state failed: ${describeError(err)}`);
+      this.#o.host.log(`autoscaler: saving state failed: ${describeError(err)}`);
     }
   }
 
@@ -191,6 +208,7 @@ export class AutoscalerRunner {
       accelerator: j.accelerator,
       constraints: j.constraints,
       gang: j.groupBy !== undefined,
+      ...(j.groupBy !== undefined ? { groupBy: j.groupBy } : {}),
     })).concat(reservationDemand(plan, snapshot));
   }
 
@@ -209,7 +227,7 @@ export class AutoscalerRunner {
       try {
         this.evaluate();
       } catch (err) {
-        this.#o.controller.log(`autoscaler: evaluation failed: ${describeError(err)}`);
+        this.#o.host.log(`autoscaler: evaluation failed: ${describeError(err)}`);
       }
       try {
         await this.#clock.sleep(interval, signal);
@@ -247,7 +265,7 @@ export class AutoscalerRunner {
           recordSliceFailed(this.#groupStates.get(t.group)!, now, this.#o.backoff, t.reason),
         );
         this.#action(t.reason.split(":")[0]!, t.group, t.sliceId, t.reason);
-        this.#o.controller.log(`autoscaler: slice ${t.sliceId} failed: ${t.reason}`);
+        this.#o.host.log(`autoscaler: slice ${t.sliceId} failed: ${t.reason}`);
       } else if (before === "ready") {
         const st = this.#groupStates.get(t.group)!;
         const downTokens = takeTokens(st.downTokens, specs.get(t.group)?.scaleDownRate, now, 1);
@@ -260,21 +278,21 @@ export class AutoscalerRunner {
   }
 
   #refreshSlices(now: Timestamp): void {
-    const workers = this.#o.controller.workers.workers;
+    const host = this.#o.host;
     for (const s of this.#slices.values()) {
       const st = s.state;
       if (
         st.state === "booting" && s.workerIds.length > 0 &&
-        s.workerIds.every((id) => workers.has(id) && !workers.get(id)!.reconnecting)
+        s.workerIds.every((id) => host.worker(id)?.reconnecting === false)
       ) {
         s.state = { ...st, state: "ready" };
         this.#action("ready", st.group, st.sliceId, `${s.workerIds.length} worker(s) registered`);
       }
       if (s.state.state !== "ready") continue;
       // A worker held for a reservation is in use even while nothing runs on it yet.
-      const reserved = this.#o.controller.reservedWorkers();
+      const reserved = this.#o.host.reservedWorkers();
       const busy = s.workerIds.some((id) =>
-        (workers.get(id)?.active.size ?? 0) > 0 || reserved.has(id)
+        (host.worker(id)?.active.size ?? 0) > 0 || reserved.has(id)
       );
       if (busy && s.state.idleSince !== undefined) s.state = { ...s.state, idleSince: undefined };
       if (!busy && s.state.idleSince === undefined) s.state = { ...s.state, idleSince: now };
@@ -302,7 +320,7 @@ export class AutoscalerRunner {
           scaleGroup: groupName,
           config: group.config,
           vmCount: group.spec.vmsPerSlice,
-          controllerUrl: this.#o.controller.url,
+          controllerUrl: this.#o.host.url,
           enrolmentToken: this.#o.enrolmentToken?.(sliceId, group.spec.vmsPerSlice),
           labels: {
             [`${this.#o.labelPrefix}-managed`]: "true",
@@ -350,7 +368,7 @@ export class AutoscalerRunner {
           );
           this.#action("create_failed", groupName, sliceId, tracked.error);
         }
-        this.#o.controller.log(`autoscaler: creating ${sliceId} failed: ${tracked.error}`);
+        this.#o.host.log(`autoscaler: creating ${sliceId} failed: ${tracked.error}`);
         // Nothing half-created stays behind.
         await this.#o.platform.terminateSlice(sliceId, { timeout: seconds(60) }).catch(() => {});
         this.#slices.delete(sliceId);
@@ -375,16 +393,16 @@ export class AutoscalerRunner {
           timeout: this.#o.platformTimeout ?? minutes(5),
         });
       } catch (err) {
-        this.#o.controller.log(`autoscaler: terminating ${sliceId} failed: ${describeError(err)}`);
+        this.#o.host.log(`autoscaler: terminating ${sliceId} failed: ${describeError(err)}`);
       } finally {
         this.#slices.delete(sliceId);
         this.#persist();
         for (const id of s.workerIds) {
-          if (this.#o.controller.workers.workers.has(id)) {
+          if (this.#o.host.worker(id)) {
             if (reason === "failed") {
-              this.#o.controller.workerDead(id, "its slice failed and was terminated");
+              this.#o.host.workerDead(id, "its slice failed and was terminated");
             } else {
-              this.#o.controller.workerDead(id, `scale-down of group ${group} (${reason})`, {
+              this.#o.host.workerDead(id, `scale-down of group ${group} (${reason})`, {
                 scaleDown: true,
               });
             }
@@ -405,7 +423,7 @@ export class AutoscalerRunner {
       }),
     );
     if (this.#actions.length > 100) this.#actions.shift();
-    this.#o.controller.transactions.record({
+    this.#o.host.transactions.record({
       action,
       entity: sliceId,
       user: "autoscaler",

@@ -99,6 +99,10 @@ interface PassContext {
  * @returns assignments, plus one reason per job with unplaced tasks.
  */
 export function schedule(input: ClusterSnapshot): SchedulePlan {
+  // Nothing to place: no index over the workers (a large idle fleet costs nothing).
+  if (input.jobs.length === 0 && !input.reservations?.length) {
+    return { assignments: [], unplaced: [] };
+  }
   if (!input.budgets) return schedulePass(input);
   // Resource budgets: over-budget tasks are placed as BATCH this pass (budget.ts).
   const split = splitOverBudget(input);

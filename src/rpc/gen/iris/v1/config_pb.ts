@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/config.proto.
  */
 export const file_iris_v1_config: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLcAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQESFAoLaHR0cF9zZXJ2ZXIYzAEgASgJQh0KG19tYXhfY29ubmVjdGlvbnNfcGVyX2NsaWVudCI3CglBdXRoVG9rZW4SDAoEdXNlchgBIAEoCRIMCgRyb2xlGAIgASgJEg4KBnNoYTI1NhgDIAEoCSKoAQoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWcSNgoKa3ViZXJuZXRlcxiEAiABKAsyIS5pcmlzLnYxLkt1YmVybmV0ZXNQbGF0Zm9ybUNvbmZpZyKuAQoYS3ViZXJuZXRlc1BsYXRmb3JtQ29uZmlnEg8KB2ZsYXZvdXIYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhIKCmt1YmVjb25maWcYAyABKAkSDwoHY29udGV4dBgEIAEoCRINCgVpbWFnZRgFIAEoCRIPCgdydW50aW1lGAYgASgJEhYKDnMzX3NlY3JldF9uYW1lGAcgASgJEhEKCWNhY2hlX2RpchgIIAEoCSJUChRLdWJlcm5ldGVzVG9sZXJhdGlvbhILCgNrZXkYASABKAkSEAoIb3BlcmF0b3IYAiABKAkSDQoFdmFsdWUYAyABKAkSDgoGZWZmZWN0GAQgASgJIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSLQAQoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5EicKB3J1bnRpbWUYZCABKAsyFi5pcmlzLnYxLlJ1bnRpbWVDb25maWcaLgoMVGFza0VudkVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiOQoNUnVudGltZUNvbmZpZxIRCglkZW5vX3BhdGgYASABKAkSFQoNZGVub19mcm9tX25wbRgCIAEoCCKiAgoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBEhgKD2Jvb3RfdGltZW91dF9tcxisAiABKAESGAoPaW5pdF90aW1lb3V0X21zGK0CIAEoARIWCg1zY2FsZV91cF9yYXRlGK4CIAEoBRIYCg9zY2FsZV9kb3duX3JhdGUYrwIgASgFEhkKEHF1b3RhX2JhY2tvZmZfbXMYsAIgASgBIpAFChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0EiUKHW1heF9idWlsZGluZ190YXNrc19wZXJfd29ya2VyGBUgASgFEiAKF3dvcmtlcl9yZWNvbm5lY3RfbWF4X21zGIwBIAEoARIaChFyZWNsYWltX21hcmdpbl9tcxiNASABKAESGQoQbG9nX21lbW9yeV9ieXRlcxjcASABKAESHgoVbG9nX3Rhc2tfbWVtb3J5X2J5dGVzGN0BIAEoARIZChBsb2dfcmV0ZW50aW9uX21zGN4BIAEoARIXCg5sb2dfZGlza19ieXRlcxjfASABKAESHwoWbG9nX2F0dGVtcHRfZmlsZV9ieXRlcxjgASABKAESGQoQbWF4X2J1bmRsZV9ieXRlcxjAAiABKAESLwoFbG9jYWwYCiABKAsyHi5pcmlzLnYxLkxvY2FsQ29udHJvbGxlckNvbmZpZ0gAEisKA2djcBgLIAEoCzIcLmlyaXMudjEuR2NwQ29udHJvbGxlckNvbmZpZ0gAEjEKBm1hbnVhbBgMIAEoCzIfLmlyaXMudjEuTWFudWFsQ29udHJvbGxlckNvbmZpZ0gAEjoKCmt1YmVybmV0ZXMYhQIgASgLMiMuaXJpcy52MS5LdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZ0gAQgYKBGtpbmQiqgEKClVzZXJCdWRnZXQSDQoFdXNlcnMYASADKAkSEQoJbWF4X3Rhc2tzGAIgASgFEicKCG1heF9iYW5kGAMgASgOMhUuaXJpcy52MS5Qcmlvcml0eUJhbmQSGwoSbWF4X2NwdV9taWxsaWNvcmVzGKwCIAEoARIZChBtYXhfbWVtb3J5X2J5dGVzGK0CIAEoARIZChBtYXhfYWNjZWxlcmF0b3JzGK4CIAEoBSIzChVMb2NhbENvbnRyb2xsZXJDb25maWcSDAoEcG9ydBgBIAEoBRIMCgRob3N0GAIgASgJIooBChNHY3BDb250cm9sbGVyQ29uZmlnEgwKBHpvbmUYASABKAkSFAoMbWFjaGluZV90eXBlGAIgASgJEgwKBHBvcnQYAyABKAUSGQoRYm9vdF9kaXNrX3NpemVfZ2IYBCABKAUSFwoPc2VydmljZV9hY2NvdW50GAUgASgJEg0KBWltYWdlGAYgASgJIsQBChpLdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZxIMCgRwb3J0GAEgASgFEhUKDWluc3RhbmNlX3R5cGUYAiABKAkSTAoNbm9kZV9zZWxlY3RvchgDIAMoCzI1LmlyaXMudjEuS3ViZXJuZXRlc0NvbnRyb2xsZXJDb25maWcuTm9kZVNlbGVjdG9yRW50cnkaMwoRTm9kZVNlbGVjdG9yRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASI0ChZNYW51YWxDb250cm9sbGVyQ29uZmlnEgwKBGhvc3QYASABKAkSDAoEcG9ydBgCIAEoBSLgBAoQU2NhbGVHcm91cENvbmZpZxIpCghwcm92aWRlchgBIAEoCzIXLmlyaXMudjEuUHJvdmlkZXJDb25maWcSMgoQYWNjZWxlcmF0b3JfdHlwZRgCIAEoDjIYLmlyaXMudjEuQWNjZWxlcmF0b3JUeXBlEhsKE2FjY2VsZXJhdG9yX3ZhcmlhbnQYAyABKAkSEgoKbWluX3NsaWNlcxgEIAEoBRISCgptYXhfc2xpY2VzGAUgASgFEigKDHZtX3Jlc291cmNlcxgGIAEoCzISLmlyaXMudjEuUmVzb3VyY2VzEj0KCmF0dHJpYnV0ZXMYByADKAsyKS5pcmlzLnYxLlNjYWxlR3JvdXBDb25maWcuQXR0cmlidXRlc0VudHJ5EhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAggASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYCSABKAESEAoIcHJpb3JpdHkYCiABKAUSDAoEem9uZRgLIAEoCRIOCgZyZWdpb24YDCABKAkSEwoLcHJlZW1wdGlibGUYDSABKAgSGAoPYm9vdF90aW1lb3V0X21zGKwCIAEoARIYCg9pbml0X3RpbWVvdXRfbXMYrQIgASgBEhYKDXNjYWxlX3VwX3JhdGUYrgIgASgFEhgKD3NjYWxlX2Rvd25fcmF0ZRivAiABKAUSFgoNYnVmZmVyX3NsaWNlcxiwAiABKAUSDgoFem9uZXMYsQIgAygJGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIsUBCg5Qcm92aWRlckNvbmZpZxInCgVsb2NhbBgBIAEoCzIWLmlyaXMudjEuTG9jYWxQcm92aWRlckgAEiMKA3RwdRgCIAEoCzIULmlyaXMudjEuVHB1UHJvdmlkZXJIABIpCgZtYW51YWwYAyABKAsyFy5pcmlzLnYxLk1hbnVhbFByb3ZpZGVySAASMgoKa3ViZXJuZXRlcxiGAiABKAsyGy5pcmlzLnYxLkt1YmVybmV0ZXNQcm92aWRlckgAQgYKBGtpbmQi6AEKEkt1YmVybmV0ZXNQcm92aWRlchIVCg1pbnN0YW5jZV90eXBlGAEgASgJEkQKDW5vZGVfc2VsZWN0b3IYAiADKAsyLS5pcmlzLnYxLkt1YmVybmV0ZXNQcm92aWRlci5Ob2RlU2VsZWN0b3JFbnRyeRIyCgt0b2xlcmF0aW9ucxgDIAMoCzIdLmlyaXMudjEuS3ViZXJuZXRlc1RvbGVyYXRpb24SDAoEcmRtYRgEIAEoCBozChFOb2RlU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIg8KDUxvY2FsUHJvdmlkZXIiSAoLVHB1UHJvdmlkZXISFwoPcnVudGltZV92ZXJzaW9uGAEgASgJEgwKBHpvbmUYAiABKAkSEgoKcHJvamVjdF9pZBgDIAEoCSJ1CgpNYW51YWxIb3N0EgwKBGhvc3QYASABKAkSDAoEdXNlchgCIAEoCRIQCghrZXlfZmlsZRgDIAEoCRIMCgRwb3J0GAQgASgFEhgKEGtub3duX2hvc3RzX2ZpbGUYBSABKAkSEQoJZGVub19wYXRoGGQgASgJIjQKDk1hbnVhbFByb3ZpZGVyEiIKBWhvc3RzGAEgAygLMhMuaXJpcy52MS5NYW51YWxIb3N0YgZwcm90bzM", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL2NvbmZpZy5wcm90bxIHaXJpcy52MSLTAgoNQ2x1c3RlckNvbmZpZxIMCgRuYW1lGAEgASgJEikKCHBsYXRmb3JtGAIgASgLMhcuaXJpcy52MS5QbGF0Zm9ybUNvbmZpZxItCgpjb250cm9sbGVyGAMgASgLMhkuaXJpcy52MS5Db250cm9sbGVyQ29uZmlnEj0KDHNjYWxlX2dyb3VwcxgEIAMoCzInLmlyaXMudjEuQ2x1c3RlckNvbmZpZy5TY2FsZUdyb3Vwc0VudHJ5EikKCGRlZmF1bHRzGAUgASgLMhcuaXJpcy52MS5EZWZhdWx0c0NvbmZpZxIhCgRhdXRoGAYgASgLMhMuaXJpcy52MS5BdXRoQ29uZmlnGk0KEFNjYWxlR3JvdXBzRW50cnkSCwoDa2V5GAEgASgJEigKBXZhbHVlGAIgASgLMhkuaXJpcy52MS5TY2FsZUdyb3VwQ29uZmlnOgI4ASLcAgoKQXV0aENvbmZpZxIMCgRtb2RlGAEgASgJEiIKBnRva2VucxgCIAMoCzISLmlyaXMudjEuQXV0aFRva2VuEhkKEXdvcmtlcl90b2tlbl9maWxlGAMgASgJEh4KFmxhdW5jaF9yYXRlX3Blcl9zZWNvbmQYBCABKAESFAoMbGF1bmNoX2J1cnN0GAUgASgFEhkKEW1heF9yZXF1ZXN0X2J5dGVzGAYgASgBEhsKEnJlcXVlc3RfdGltZW91dF9tcxjIASABKAESGgoRaGVhZGVyX3RpbWVvdXRfbXMYyQEgASgBEhgKD2lkbGVfdGltZW91dF9tcxjKASABKAESKAoabWF4X2Nvbm5lY3Rpb25zX3Blcl9jbGllbnQYywEgASgFSACIAQESFAoLaHR0cF9zZXJ2ZXIYzAEgASgJQh0KG19tYXhfY29ubmVjdGlvbnNfcGVyX2NsaWVudCI3CglBdXRoVG9rZW4SDAoEdXNlchgBIAEoCRIMCgRyb2xlGAIgASgJEg4KBnNoYTI1NhgDIAEoCSKoAQoOUGxhdGZvcm1Db25maWcSFAoMbGFiZWxfcHJlZml4GAEgASgJEicKA2djcBgCIAEoCzIaLmlyaXMudjEuR2NwUGxhdGZvcm1Db25maWcSHwoDc3NoGAMgASgLMhIuaXJpcy52MS5Tc2hDb25maWcSNgoKa3ViZXJuZXRlcxiEAiABKAsyIS5pcmlzLnYxLkt1YmVybmV0ZXNQbGF0Zm9ybUNvbmZpZyKuAQoYS3ViZXJuZXRlc1BsYXRmb3JtQ29uZmlnEg8KB2ZsYXZvdXIYASABKAkSEQoJbmFtZXNwYWNlGAIgASgJEhIKCmt1YmVjb25maWcYAyABKAkSDwoHY29udGV4dBgEIAEoCRINCgVpbWFnZRgFIAEoCRIPCgdydW50aW1lGAYgASgJEhYKDnMzX3NlY3JldF9uYW1lGAcgASgJEhEKCWNhY2hlX2RpchgIIAEoCSJUChRLdWJlcm5ldGVzVG9sZXJhdGlvbhILCgNrZXkYASABKAkSEAoIb3BlcmF0b3IYAiABKAkSDQoFdmFsdWUYAyABKAkSDgoGZWZmZWN0GAQgASgJIjYKEUdjcFBsYXRmb3JtQ29uZmlnEhIKCnByb2plY3RfaWQYASABKAkSDQoFem9uZXMYAiADKAkibwoJU3NoQ29uZmlnEgwKBHVzZXIYASABKAkSEAoIa2V5X2ZpbGUYAiABKAkSDAoEcG9ydBgDIAEoBRIaChJjb25uZWN0X3RpbWVvdXRfbXMYBCABKAESGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCSKiAgoORGVmYXVsdHNDb25maWcSLQoKYXV0b3NjYWxlchgBIAEoCzIZLmlyaXMudjEuQXV0b3NjYWxlckNvbmZpZxI2Cgh0YXNrX2VudhgCIAMoCzIkLmlyaXMudjEuRGVmYXVsdHNDb25maWcuVGFza0VudkVudHJ5EicKB3J1bnRpbWUYZCABKAsyFi5pcmlzLnYxLlJ1bnRpbWVDb25maWcSKAoHb3V0cHV0cxicBCABKAsyFi5pcmlzLnYxLk91dHB1dHNDb25maWcSJgoGcHl0aG9uGJ0EIAEoCzIVLmlyaXMudjEuUHl0aG9uQ29uZmlnGi4KDFRhc2tFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjUKDU91dHB1dHNDb25maWcSFAoMcmV0ZW50aW9uX21zGAEgASgBEg4KBnByZWZpeBgCIAEoCSJQCgxQeXRob25Db25maWcSEQoJaW5zdGFsbGVyGAEgASgJEhMKC2NhY2hlX2J5dGVzGAIgASgBEhgKEGNhY2hlX21heF9hZ2VfbXMYAyABKAEiOQoNUnVudGltZUNvbmZpZxIRCglkZW5vX3BhdGgYASABKAkSFQoNZGVub19mcm9tX25wbRgCIAEoCCKiAgoQQXV0b3NjYWxlckNvbmZpZxIeChZldmFsdWF0aW9uX2ludGVydmFsX21zGAEgASgBEhwKFHNjYWxlX3VwX2Nvb2xkb3duX21zGAIgASgBEhsKE3NjYWxlX2Rvd25fZGVsYXlfbXMYAyABKAESGgoSYmFja29mZl9pbml0aWFsX21zGAQgASgBEhYKDmJhY2tvZmZfbWF4X21zGAUgASgBEhgKD2Jvb3RfdGltZW91dF9tcxisAiABKAESGAoPaW5pdF90aW1lb3V0X21zGK0CIAEoARIWCg1zY2FsZV91cF9yYXRlGK4CIAEoBRIYCg9zY2FsZV9kb3duX3JhdGUYrwIgASgFEhkKEHF1b3RhX2JhY2tvZmZfbXMYsAIgASgBIq0FChBDb250cm9sbGVyQ29uZmlnEhUKDWJ1bmRsZV9wcmVmaXgYASABKAkSEQoJc3RhdGVfZGlyGAIgASgJEh0KFWhlYXJ0YmVhdF9pbnRlcnZhbF9tcxgDIAEoARIjChtoZWFydGJlYXRfZmFpbHVyZV90aHJlc2hvbGQYBCABKAUSKQoMdXNlcl9idWRnZXRzGBQgAygLMhMuaXJpcy52MS5Vc2VyQnVkZ2V0EiUKHW1heF9idWlsZGluZ190YXNrc19wZXJfd29ya2VyGBUgASgFEiAKF3dvcmtlcl9yZWNvbm5lY3RfbWF4X21zGIwBIAEoARIaChFyZWNsYWltX21hcmdpbl9tcxiNASABKAESGQoQbG9nX21lbW9yeV9ieXRlcxjcASABKAESHgoVbG9nX3Rhc2tfbWVtb3J5X2J5dGVzGN0BIAEoARIZChBsb2dfcmV0ZW50aW9uX21zGN4BIAEoARIXCg5sb2dfZGlza19ieXRlcxjfASABKAESHwoWbG9nX2F0dGVtcHRfZmlsZV9ieXRlcxjgASABKAESGQoQbWF4X2J1bmRsZV9ieXRlcxjAAiABKAESGwoSaGVhcnRiZWF0X21heF9yYXRlGPQDIAEoBRIvCgVsb2NhbBgKIAEoCzIeLmlyaXMudjEuTG9jYWxDb250cm9sbGVyQ29uZmlnSAASKwoDZ2NwGAsgASgLMhwuaXJpcy52MS5HY3BDb250cm9sbGVyQ29uZmlnSAASMQoGbWFudWFsGAwgASgLMh8uaXJpcy52MS5NYW51YWxDb250cm9sbGVyQ29uZmlnSAASOgoKa3ViZXJuZXRlcxiFAiABKAsyIy5pcmlzLnYxLkt1YmVybmV0ZXNDb250cm9sbGVyQ29uZmlnSABCBgoEa2luZCKqAQoKVXNlckJ1ZGdldBINCgV1c2VycxgBIAMoCRIRCgltYXhfdGFza3MYAiABKAUSJwoIbWF4X2JhbmQYAyABKA4yFS5pcmlzLnYxLlByaW9yaXR5QmFuZBIbChJtYXhfY3B1X21pbGxpY29yZXMYrAIgASgBEhkKEG1heF9tZW1vcnlfYnl0ZXMYrQIgASgBEhkKEG1heF9hY2NlbGVyYXRvcnMYrgIgASgFIjMKFUxvY2FsQ29udHJvbGxlckNvbmZpZxIMCgRwb3J0GAEgASgFEgwKBGhvc3QYAiABKAkiigEKE0djcENvbnRyb2xsZXJDb25maWcSDAoEem9uZRgBIAEoCRIUCgxtYWNoaW5lX3R5cGUYAiABKAkSDAoEcG9ydBgDIAEoBRIZChFib290X2Rpc2tfc2l6ZV9nYhgEIAEoBRIXCg9zZXJ2aWNlX2FjY291bnQYBSABKAkSDQoFaW1hZ2UYBiABKAkixAEKGkt1YmVybmV0ZXNDb250cm9sbGVyQ29uZmlnEgwKBHBvcnQYASABKAUSFQoNaW5zdGFuY2VfdHlwZRgCIAEoCRJMCg1ub2RlX3NlbGVjdG9yGAMgAygLMjUuaXJpcy52MS5LdWJlcm5ldGVzQ29udHJvbGxlckNvbmZpZy5Ob2RlU2VsZWN0b3JFbnRyeRozChFOb2RlU2VsZWN0b3JFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIjQKFk1hbnVhbENvbnRyb2xsZXJDb25maWcSDAoEaG9zdBgBIAEoCRIMCgRwb3J0GAIgASgFIuAEChBTY2FsZUdyb3VwQ29uZmlnEikKCHByb3ZpZGVyGAEgASgLMhcuaXJpcy52MS5Qcm92aWRlckNvbmZpZxIyChBhY2NlbGVyYXRvcl90eXBlGAIgASgOMhguaXJpcy52MS5BY2NlbGVyYXRvclR5cGUSGwoTYWNjZWxlcmF0b3JfdmFyaWFudBgDIAEoCRISCgptaW5fc2xpY2VzGAQgASgFEhIKCm1heF9zbGljZXMYBSABKAUSKAoMdm1fcmVzb3VyY2VzGAYgASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSPQoKYXR0cmlidXRlcxgHIAMoCzIpLmlyaXMudjEuU2NhbGVHcm91cENvbmZpZy5BdHRyaWJ1dGVzRW50cnkSHAoUc2NhbGVfdXBfY29vbGRvd25fbXMYCCABKAESGwoTc2NhbGVfZG93bl9kZWxheV9tcxgJIAEoARIQCghwcmlvcml0eRgKIAEoBRIMCgR6b25lGAsgASgJEg4KBnJlZ2lvbhgMIAEoCRITCgtwcmVlbXB0aWJsZRgNIAEoCBIYCg9ib290X3RpbWVvdXRfbXMYrAIgASgBEhgKD2luaXRfdGltZW91dF9tcxitAiABKAESFgoNc2NhbGVfdXBfcmF0ZRiuAiABKAUSGAoPc2NhbGVfZG93bl9yYXRlGK8CIAEoBRIWCg1idWZmZXJfc2xpY2VzGLACIAEoBRIOCgV6b25lcxixAiADKAkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEixQEKDlByb3ZpZGVyQ29uZmlnEicKBWxvY2FsGAEgASgLMhYuaXJpcy52MS5Mb2NhbFByb3ZpZGVySAASIwoDdHB1GAIgASgLMhQuaXJpcy52MS5UcHVQcm92aWRlckgAEikKBm1hbnVhbBgDIAEoCzIXLmlyaXMudjEuTWFudWFsUHJvdmlkZXJIABIyCgprdWJlcm5ldGVzGIYCIAEoCzIbLmlyaXMudjEuS3ViZXJuZXRlc1Byb3ZpZGVySABCBgoEa2luZCLoAQoSS3ViZXJuZXRlc1Byb3ZpZGVyEhUKDWluc3RhbmNlX3R5cGUYASABKAkSRAoNbm9kZV9zZWxlY3RvchgCIAMoCzItLmlyaXMudjEuS3ViZXJuZXRlc1Byb3ZpZGVyLk5vZGVTZWxlY3RvckVudHJ5EjIKC3RvbGVyYXRpb25zGAMgAygLMh0uaXJpcy52MS5LdWJlcm5ldGVzVG9sZXJhdGlvbhIMCgRyZG1hGAQgASgIGjMKEU5vZGVTZWxlY3RvckVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiDwoNTG9jYWxQcm92aWRlciJICgtUcHVQcm92aWRlchIXCg9ydW50aW1lX3ZlcnNpb24YASABKAkSDAoEem9uZRgCIAEoCRISCgpwcm9qZWN0X2lkGAMgASgJInUKCk1hbnVhbEhvc3QSDAoEaG9zdBgBIAEoCRIMCgR1c2VyGAIgASgJEhAKCGtleV9maWxlGAMgASgJEgwKBHBvcnQYBCABKAUSGAoQa25vd25faG9zdHNfZmlsZRgFIAEoCRIRCglkZW5vX3BhdGgYZCABKAkiNAoOTWFudWFsUHJvdmlkZXISIgoFaG9zdHMYASADKAsyEy5pcmlzLnYxLk1hbnVhbEhvc3RiBnByb3RvMw", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.ClusterConfig
@@ -137,8 +137,9 @@ export type AuthConfig = Message<"iris.v1.AuthConfig"> & {
   maxConnectionsPerClient?: number | undefined;
 
   /**
-   * HTTP server of the controller's RPCs: "deno" (default, fastest) or "node" (adds header and
-   * idle timeouts and a per-connection cap; slower on small calls). See docs/security.md.
+   * HTTP server of the RPCs: "iris" (default: Iris's own HTTP/1.1 server, with header, request and
+   * idle timeouts and a per-address connection cap; the cheapest per call), "deno" (Deno.serve: no
+   * header or idle timeout) or "node" (node:http). See docs/security.md.
    *
    * @generated from field: string http_server = 204;
    */
@@ -413,6 +414,21 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
    * @generated from field: iris.v1.RuntimeConfig runtime = 100;
    */
   runtime?: RuntimeConfig | undefined;
+
+  /**
+   * Job outputs (IRIS_OUTPUT_DIR) on every worker: retention and an upload prefix
+   * (docs/python.md#outputs-and-checkpoints).
+   *
+   * @generated from field: iris.v1.OutputsConfig outputs = 540;
+   */
+  outputs?: OutputsConfig | undefined;
+
+  /**
+   * Job Python environments on every worker: installer and venv cache (docs/python.md).
+   *
+   * @generated from field: iris.v1.PythonConfig python = 541;
+   */
+  python?: PythonConfig | undefined;
 };
 
 /**
@@ -421,6 +437,66 @@ export type DefaultsConfig = Message<"iris.v1.DefaultsConfig"> & {
  */
 export const DefaultsConfigSchema: GenMessage<DefaultsConfig> = /*@__PURE__*/
   messageDesc(file_iris_v1_config, 8);
+
+/**
+ * @generated from message iris.v1.OutputsConfig
+ */
+export type OutputsConfig = Message<"iris.v1.OutputsConfig"> & {
+  /**
+   * A job's output directory stays this long after its last attempt on a worker (0: 7 days).
+   *
+   * @generated from field: double retention_ms = 1;
+   */
+  retentionMs: number;
+
+  /**
+   * Each attempt's outputs are copied to "<prefix>/<job id, URL-encoded>/" when it ends:
+   * "gs://bucket/path" (gcloud storage rsync) or "file:///absolute/path". Empty: not copied.
+   *
+   * @generated from field: string prefix = 2;
+   */
+  prefix: string;
+};
+
+/**
+ * Describes the message iris.v1.OutputsConfig.
+ * Use `create(OutputsConfigSchema)` to create a new message.
+ */
+export const OutputsConfigSchema: GenMessage<OutputsConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 9);
+
+/**
+ * @generated from message iris.v1.PythonConfig
+ */
+export type PythonConfig = Message<"iris.v1.PythonConfig"> & {
+  /**
+   * "uv", "pip" or "auto" (uv when on the task PATH). Empty: auto.
+   *
+   * @generated from field: string installer = 1;
+   */
+  installer: string;
+
+  /**
+   * Job venvs beyond this total are evicted, least recently used first (0: 20 GiB).
+   *
+   * @generated from field: double cache_bytes = 2;
+   */
+  cacheBytes: number;
+
+  /**
+   * Job venvs unused this long are evicted (0: 7 days).
+   *
+   * @generated from field: double cache_max_age_ms = 3;
+   */
+  cacheMaxAgeMs: number;
+};
+
+/**
+ * Describes the message iris.v1.PythonConfig.
+ * Use `create(PythonConfigSchema)` to create a new message.
+ */
+export const PythonConfigSchema: GenMessage<PythonConfig> = /*@__PURE__*/
+  messageDesc(file_iris_v1_config, 10);
 
 /**
  * @generated from message iris.v1.RuntimeConfig
@@ -448,7 +524,7 @@ export type RuntimeConfig = Message<"iris.v1.RuntimeConfig"> & {
  * Use `create(RuntimeConfigSchema)` to create a new message.
  */
 export const RuntimeConfigSchema: GenMessage<RuntimeConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 9);
+  messageDesc(file_iris_v1_config, 11);
 
 /**
  * @generated from message iris.v1.AutoscalerConfig
@@ -514,7 +590,7 @@ export type AutoscalerConfig = Message<"iris.v1.AutoscalerConfig"> & {
  * Use `create(AutoscalerConfigSchema)` to create a new message.
  */
 export const AutoscalerConfigSchema: GenMessage<AutoscalerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 10);
+  messageDesc(file_iris_v1_config, 12);
 
 /**
  * @generated from message iris.v1.ControllerConfig
@@ -617,6 +693,14 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
   maxBundleBytes: number;
 
   /**
+   * Heartbeats per second the controller plans for: with more workers than this × the
+   * heartbeat interval, the interval told to workers grows (docs/config.md). 0: 1000.
+   *
+   * @generated from field: int32 heartbeat_max_rate = 500;
+   */
+  heartbeatMaxRate: number;
+
+  /**
    * @generated from oneof iris.v1.ControllerConfig.kind
    */
   kind: {
@@ -651,7 +735,7 @@ export type ControllerConfig = Message<"iris.v1.ControllerConfig"> & {
  * Use `create(ControllerConfigSchema)` to create a new message.
  */
 export const ControllerConfigSchema: GenMessage<ControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 11);
+  messageDesc(file_iris_v1_config, 13);
 
 /**
  * @generated from message iris.v1.UserBudget
@@ -703,7 +787,7 @@ export type UserBudget = Message<"iris.v1.UserBudget"> & {
  * Use `create(UserBudgetSchema)` to create a new message.
  */
 export const UserBudgetSchema: GenMessage<UserBudget> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 12);
+  messageDesc(file_iris_v1_config, 14);
 
 /**
  * @generated from message iris.v1.LocalControllerConfig
@@ -727,7 +811,7 @@ export type LocalControllerConfig = Message<"iris.v1.LocalControllerConfig"> & {
  * Use `create(LocalControllerConfigSchema)` to create a new message.
  */
 export const LocalControllerConfigSchema: GenMessage<LocalControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 13);
+  messageDesc(file_iris_v1_config, 15);
 
 /**
  * @generated from message iris.v1.GcpControllerConfig
@@ -769,7 +853,7 @@ export type GcpControllerConfig = Message<"iris.v1.GcpControllerConfig"> & {
  * Use `create(GcpControllerConfigSchema)` to create a new message.
  */
 export const GcpControllerConfigSchema: GenMessage<GcpControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 14);
+  messageDesc(file_iris_v1_config, 16);
 
 /**
  * The controller as a Deployment with a ClusterIP Service on a Kubernetes cluster.
@@ -800,7 +884,7 @@ export type KubernetesControllerConfig = Message<"iris.v1.KubernetesControllerCo
  * Use `create(KubernetesControllerConfigSchema)` to create a new message.
  */
 export const KubernetesControllerConfigSchema: GenMessage<KubernetesControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 15);
+  messageDesc(file_iris_v1_config, 17);
 
 /**
  * @generated from message iris.v1.ManualControllerConfig
@@ -822,7 +906,7 @@ export type ManualControllerConfig = Message<"iris.v1.ManualControllerConfig"> &
  * Use `create(ManualControllerConfigSchema)` to create a new message.
  */
 export const ManualControllerConfigSchema: GenMessage<ManualControllerConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 16);
+  messageDesc(file_iris_v1_config, 18);
 
 /**
  * @generated from message iris.v1.ScaleGroupConfig
@@ -947,7 +1031,7 @@ export type ScaleGroupConfig = Message<"iris.v1.ScaleGroupConfig"> & {
  * Use `create(ScaleGroupConfigSchema)` to create a new message.
  */
 export const ScaleGroupConfigSchema: GenMessage<ScaleGroupConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 17);
+  messageDesc(file_iris_v1_config, 19);
 
 /**
  * @generated from message iris.v1.ProviderConfig
@@ -988,7 +1072,7 @@ export type ProviderConfig = Message<"iris.v1.ProviderConfig"> & {
  * Use `create(ProviderConfigSchema)` to create a new message.
  */
 export const ProviderConfigSchema: GenMessage<ProviderConfig> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 18);
+  messageDesc(file_iris_v1_config, 20);
 
 /**
  * Worker Pods on a Kubernetes cluster: one Pod per host of a slice.
@@ -1028,7 +1112,7 @@ export type KubernetesProvider = Message<"iris.v1.KubernetesProvider"> & {
  * Use `create(KubernetesProviderSchema)` to create a new message.
  */
 export const KubernetesProviderSchema: GenMessage<KubernetesProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 19);
+  messageDesc(file_iris_v1_config, 21);
 
 /**
  * @generated from message iris.v1.LocalProvider
@@ -1041,7 +1125,7 @@ export type LocalProvider = Message<"iris.v1.LocalProvider"> & {
  * Use `create(LocalProviderSchema)` to create a new message.
  */
 export const LocalProviderSchema: GenMessage<LocalProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 20);
+  messageDesc(file_iris_v1_config, 22);
 
 /**
  * @generated from message iris.v1.TpuProvider
@@ -1068,7 +1152,7 @@ export type TpuProvider = Message<"iris.v1.TpuProvider"> & {
  * Use `create(TpuProviderSchema)` to create a new message.
  */
 export const TpuProviderSchema: GenMessage<TpuProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 21);
+  messageDesc(file_iris_v1_config, 23);
 
 /**
  * @generated from message iris.v1.ManualHost
@@ -1114,7 +1198,7 @@ export type ManualHost = Message<"iris.v1.ManualHost"> & {
  * Use `create(ManualHostSchema)` to create a new message.
  */
 export const ManualHostSchema: GenMessage<ManualHost> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 22);
+  messageDesc(file_iris_v1_config, 24);
 
 /**
  * @generated from message iris.v1.ManualProvider
@@ -1131,5 +1215,5 @@ export type ManualProvider = Message<"iris.v1.ManualProvider"> & {
  * Use `create(ManualProviderSchema)` to create a new message.
  */
 export const ManualProviderSchema: GenMessage<ManualProvider> = /*@__PURE__*/
-  messageDesc(file_iris_v1_config, 23);
+  messageDesc(file_iris_v1_config, 25);
 

@@ -1,0 +1,469 @@
+/**
+ * A lean Connect client transport for unary calls over plain HTTP/1.1 (Deno.connect), for the
+ * clients where both ends are Iris (CLI, workers, controller → worker): binary protobuf, kept-alive
+ * connections shared by every client of the process, one write and (usually) one read per call,
+ * no fetch Request/Response, per-method serializers made once. Server-streaming calls, https URLs
+ * and anything it does not handle go to a fallback transport (connect-web over fetch).
+ *
+ * Idle connections are closed at the next turn of the event loop (a 0 ms timer), so back-to-back
+ * and concurrent calls reuse them, and a program (or a test) that stops calling holds none.
+ * A call that finds its kept-alive connection closed by the server before any answer byte is sent
+ * again once on a new connection.
+ * @module
+ */
+import {
+  create,
+  type DescMessage,
+  type DescMethodUnary,
+  type MessageInitShape,
+} from "@bufbuild/protobuf";
+import {
+  appendHeaders,
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextValues,
+  type Interceptor,
+  type Transport,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import {
+  createClientMethodSerializers,
+  createMethodUrl,
+  runUnaryCall,
+} from "@connectrpc/connect/protocol";
+import {
+  errorFromJson,
+  requestHeader,
+  trailerDemux,
+  validateResponse,
+} from "@connectrpc/connect/protocol-connect";
+
+/** Options of {@linkcode createHttp1Transport}. */
+export interface Http1TransportOptions {
+  /** "http://host:port" */
+  baseUrl: string;
+  /** Sent as `Authorization: Bearer <token>` (without an interceptor, so calls stay lean). */
+  token?: string;
+  interceptors?: Interceptor[];
+  /** Carries streaming calls. */
+  fallback: Transport;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+
+/** A kept-alive HTTP/1.1 connection to one server. */
+class ClientConn {
+  buf = new Uint8Array(16 * 1024);
+  start = 0;
+  end = 0;
+  closed = false;
+  /** Calls it has answered (0: new). */
+  used = 0;
+  constructor(readonly conn: Deno.TcpConn) {}
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    try {
+      this.conn.close();
+    } catch { /* closed */ }
+  }
+
+  /** Reads more bytes; false at the end of the stream. */
+  async fill(): Promise<boolean> {
+    if (this.start === this.end) this.start = this.end = 0;
+    else if (this.end === this.buf.length) {
+      if (this.start > 0) {
+        this.buf.copyWithin(0, this.start, this.end);
+        this.end -= this.start;
+        this.start = 0;
+      } else {
+        const bigger = new Uint8Array(this.buf.length * 2);
+        bigger.set(this.buf);
+        this.buf = bigger;
+      }
+    }
+    const n = await this.conn.read(this.buf.subarray(this.end));
+    if (n === null) return false;
+    this.end += n;
+    return true;
+  }
+}
+
+/** Connections to one host:port. */
+class Pool {
+  readonly idle: ClientConn[] = [];
+  #sweep: ReturnType<typeof setTimeout> | undefined;
+  constructor(readonly hostname: string, readonly port: number) {}
+
+  async take(): Promise<ClientConn> {
+    const c = this.idle.pop();
+    if (c) return c;
+    const conn = await Deno.connect({ hostname: this.hostname, port: this.port });
+    try {
+      conn.setNoDelay(true);
+    } catch { /* closed */ }
+    return new ClientConn(conn);
+  }
+
+  give(c: ClientConn): void {
+    if (c.closed) return;
+    this.idle.push(c);
+    // Closed at the next turn of the event loop unless a call takes it first.
+    this.#sweep ??= setTimeout(() => {
+      this.#sweep = undefined;
+      for (const idle of this.idle.splice(0)) idle.close();
+    }, 0);
+  }
+}
+
+const POOLS = new Map<string, Pool>();
+
+function poolFor(url: URL): Pool {
+  const key = url.host;
+  let pool = POOLS.get(key);
+  if (!pool) {
+    const hostname = url.hostname.startsWith("[") ? url.hostname.slice(1, -1) : url.hostname;
+    pool = new Pool(hostname, Number(url.port || 80));
+    POOLS.set(key, pool);
+  }
+  return pool;
+}
+
+/** What one exchange returned. */
+interface RawAnswer {
+  status: number;
+  headers: Headers;
+  body: Uint8Array;
+}
+
+/** The connection failed (like fetch's TypeError, which Iris's clients treat as transient). */
+function networkError(url: string, err: unknown): ConnectError {
+  const cause = new TypeError(
+    `error sending request for url (${url}): ${err instanceof Error ? err.message : String(err)}`,
+  );
+  return new ConnectError(cause.message, Code.Unknown, undefined, undefined, cause);
+}
+
+/** Sends `request` on a pooled connection and reads the answer. */
+async function exchange(
+  pool: Pool,
+  url: string,
+  request: Uint8Array,
+  signal: AbortSignal | undefined,
+): Promise<RawAnswer> {
+  for (let attempt = 0;; attempt++) {
+    let c: ClientConn;
+    try {
+      c = await pool.take();
+    } catch (err) {
+      throw networkError(url, err);
+    }
+    const reused = c.used > 0;
+    let onAbort: (() => void) | undefined;
+    if (signal) {
+      if (signal.aborted) {
+        pool.give(c);
+        throw ConnectError.from(signal.reason, Code.Canceled);
+      }
+      onAbort = () => c.close();
+      signal.addEventListener("abort", onAbort, { once: true });
+    }
+    let received = false;
+    try {
+      let off = 0;
+      while (off < request.length) {
+        off += await c.conn.write(off === 0 ? request : request.subarray(off));
+      }
+      const answer = await readAnswer(c, () => received = true);
+      c.used++;
+      if (answer.keepAlive) pool.give(c);
+      else c.close();
+      return answer;
+    } catch (err) {
+      c.close();
+      if (signal?.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
+      if (err instanceof ConnectError) throw err;
+      // A kept-alive connection the server had closed: nothing was answered, send it again.
+      if (reused && !received && attempt === 0) continue;
+      throw networkError(url, err);
+    } finally {
+      if (onAbort) signal!.removeEventListener("abort", onAbort);
+    }
+  }
+}
+
+/** Reads one response from `c`; `onByte` is called once the first byte is in. */
+async function readAnswer(
+  c: ClientConn,
+  onByte: () => void,
+): Promise<RawAnswer & { keepAlive: boolean }> {
+  let headEnd = -1;
+  let scanned = 0;
+  for (;;) {
+    const i = indexOfHeadEnd(c.buf, c.start + Math.max(0, scanned - 3), c.end);
+    if (i >= 0) {
+      headEnd = i;
+      break;
+    }
+    scanned = c.end - c.start;
+    if (scanned > 256 * 1024) throw new Error("response head too large");
+    if (!(await c.fill())) throw new Error("the server closed the connection");
+    onByte();
+  }
+  const lines = decoder.decode(c.buf.subarray(c.start, headEnd)).split("\r\n");
+  c.start = headEnd + 4;
+  const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]!);
+  if (!m) throw new Error(`malformed response: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
+  const status = Number(m[2]);
+  const headers = new Headers();
+  let length = -1;
+  let chunked = false;
+  let keepAlive = m[1] === "1";
+  for (let k = 1; k < lines.length; k++) {
+    const line = lines[k]!;
+    const colon = line.indexOf(":");
+    if (colon <= 0) continue;
+    const name = line.slice(0, colon).toLowerCase();
+    const value = line.slice(colon + 1).trim();
+    if (name === "content-length") length = Number(value);
+    else if (name === "transfer-encoding") chunked = value.toLowerCase().includes("chunked");
+    else if (name === "connection") {
+      const v = value.toLowerCase();
+      if (v.includes("close")) keepAlive = false;
+      else if (v.includes("keep-alive")) keepAlive = true;
+    }
+    headers.append(name, value);
+  }
+  let body: Uint8Array;
+  if (chunked) body = await readChunked(c);
+  else if (length >= 0) {
+    while (c.end - c.start < length) {
+      if (!(await c.fill())) throw new Error("the server closed the connection mid-answer");
+    }
+    body = c.buf.slice(c.start, c.start + length);
+    c.start += length;
+  } else {
+    // Until the connection closes.
+    const parts: Uint8Array[] = [c.buf.slice(c.start, c.end)];
+    c.start = c.end;
+    while (await c.fill()) {
+      parts.push(c.buf.slice(c.start, c.end));
+      c.start = c.end;
+    }
+    body = concat(parts);
+    keepAlive = false;
+  }
+  return { status, headers, body, keepAlive };
+}
+
+async function readChunked(c: ClientConn): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  for (;;) {
+    let lf: number;
+    while ((lf = c.buf.indexOf(10, c.start)) < 0 || lf >= c.end) {
+      if (!(await c.fill())) throw new Error("the server closed the connection mid-answer");
+    }
+    const line = decoder.decode(c.buf.subarray(c.start, lf)).trim();
+    c.start = lf + 1;
+    const size = parseInt(line, 16);
+    if (!Number.isFinite(size)) throw new Error("malformed chunked answer");
+    if (size === 0) {
+      // Trailers until an empty line.
+      for (;;) {
+        while ((lf = c.buf.indexOf(10, c.start)) < 0 || lf >= c.end) {
+          if (!(await c.fill())) throw new Error("the server closed the connection mid-answer");
+        }
+        const t = decoder.decode(c.buf.subarray(c.start, lf)).trim();
+        c.start = lf + 1;
+        if (t === "") return concat(parts);
+      }
+    }
+    while (c.end - c.start < size + 2) {
+      if (!(await c.fill())) throw new Error("the server closed the connection mid-answer");
+    }
+    parts.push(c.buf.slice(c.start, c.start + size));
+    c.start += size + 2;
+  }
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const all = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let off = 0;
+  for (const p of parts) {
+    all.set(p, off);
+    off += p.byteLength;
+  }
+  return all;
+}
+
+function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): number {
+  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < to; i = buf.indexOf(13, i + 1)) {
+    if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  }
+  return -1;
+}
+
+/** Per method: serializers and the request head's fixed part. */
+interface MethodPlan {
+  serialize: (m: never) => Uint8Array;
+  parse: (b: Uint8Array) => unknown;
+  url: string;
+  /** Request line and fixed headers, up to (not including) content-length. */
+  head: string;
+}
+
+/**
+ * A Connect transport to `baseUrl` (http only) whose unary calls go over Iris's own HTTP/1.1
+ * client; streaming calls go to `fallback`.
+ */
+export function createHttp1Transport(options: Http1TransportOptions): Transport {
+  const base = new URL(options.baseUrl);
+  const pool = poolFor(base);
+  const interceptors = options.interceptors ?? [];
+  const plans = new Map<string, MethodPlan>();
+  const auth = options.token ? `authorization: Bearer ${options.token}\r\n` : "";
+  const hostHeader = `host: ${base.host}\r\n`;
+  const basePath = base.pathname.replace(/\/$/, "");
+
+  const planFor = (method: DescMethodUnary): MethodPlan => {
+    const key = `${method.parent.typeName}/${method.name}`;
+    let plan = plans.get(key);
+    if (!plan) {
+      const { serialize, parse } = createClientMethodSerializers(method, true);
+      plan = {
+        serialize: serialize as MethodPlan["serialize"],
+        parse,
+        url: createMethodUrl(options.baseUrl, method),
+        head: `POST ${basePath}/${key} HTTP/1.1\r\n${hostHeader}` +
+          `content-type: application/proto\r\nconnect-protocol-version: 1\r\n${auth}`,
+      };
+      plans.set(key, plan);
+    }
+    return plan;
+  };
+
+  /** Sends a serialized request; extra headers (from interceptors or call options) included. */
+  const send = async (
+    plan: MethodPlan,
+    method: DescMethodUnary,
+    body: Uint8Array,
+    extra: Headers | undefined,
+    signal: AbortSignal | undefined,
+  ): Promise<{ header: Headers; trailer: Headers; message: unknown }> => {
+    let head = plan.head;
+    extra?.forEach((v, k) => {
+      if (
+        k === "content-type" || k === "connect-protocol-version" || k === "content-length" ||
+        k === "host" || (auth && k === "authorization")
+      ) return;
+      head += `${k}: ${v}\r\n`;
+    });
+    head += `content-length: ${body.byteLength}\r\n\r\n`;
+    const request = new Uint8Array(head.length + body.byteLength);
+    const { read, written } = encoder.encodeInto(head, request);
+    let bytes = request;
+    if (read !== head.length || written !== head.length) {
+      const h = encoder.encode(head);
+      bytes = new Uint8Array(h.length + body.byteLength);
+      bytes.set(h);
+      bytes.set(body, h.length);
+    } else request.set(body, written);
+    const answer = await exchange(pool, plan.url, bytes, signal);
+    const { isUnaryError, unaryError } = validateResponse(
+      method.methodKind,
+      true,
+      answer.status,
+      answer.headers,
+    );
+    if (isUnaryError) {
+      let json: unknown = null;
+      try {
+        json = JSON.parse(decoder.decode(answer.body));
+      } catch { /* not JSON: errorFromJson reports it */ }
+      throw errorFromJson(
+        json as never,
+        appendHeaders(...trailerDemux(answer.headers)),
+        unaryError,
+      );
+    }
+    const [header, trailer] = trailerDemux(answer.headers);
+    return { header, trailer, message: plan.parse(answer.body) };
+  };
+
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: HeadersInit | undefined,
+      message: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const plan = planFor(method as unknown as DescMethodUnary);
+      timeoutMs = timeoutMs === undefined || timeoutMs <= 0 ? undefined : timeoutMs;
+      if (interceptors.length === 0 && timeoutMs === undefined && header === undefined) {
+        // The common call: no interceptor, deadline or extra header.
+        const input = create(method.input, message);
+        try {
+          const r = await send(
+            plan,
+            method as unknown as DescMethodUnary,
+            plan.serialize(input as never),
+            undefined,
+            signal,
+          );
+          return {
+            stream: false,
+            service: method.parent,
+            method,
+            header: r.header,
+            trailer: r.trailer,
+            message: r.message as UnaryResponse<I, O>["message"],
+          };
+        } catch (err) {
+          throw ConnectError.from(err);
+        }
+      }
+      return await runUnaryCall<I, O>({
+        interceptors,
+        signal,
+        timeoutMs,
+        req: {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: plan.url,
+          header: requestHeader(method.methodKind, true, timeoutMs, header, false),
+          contextValues: contextValues ?? createContextValues(),
+          message,
+        },
+        next: async (req: UnaryRequest<I, O>): Promise<UnaryResponse<I, O>> => {
+          const r = await send(
+            plan,
+            method as unknown as DescMethodUnary,
+            plan.serialize(req.message as never),
+            req.header,
+            req.signal,
+          );
+          return {
+            stream: false,
+            service: method.parent,
+            method,
+            header: r.header,
+            trailer: r.trailer,
+            message: r.message as UnaryResponse<I, O>["message"],
+          };
+        },
+      });
+    },
+    stream(method, signal, timeoutMs, header, input, contextValues) {
+      return options.fallback.stream(method, signal, timeoutMs, header, input, contextValues);
+    },
+  };
+}

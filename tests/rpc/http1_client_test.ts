@@ -1,0 +1,111 @@
+/**
+ * The lean HTTP/1.1 client transport (src/rpc/http1_client.ts) against every server transport:
+ * answers, errors with their codes and metadata, the bearer token, interceptors and call headers,
+ * calls spaced wider than the server's idle timeout, an unreachable server (a transient error, as with
+ * fetch), and streaming calls carried by the fetch fallback.
+ */
+import { Code, ConnectError, type ConnectRouter, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-web";
+import { type HttpTransport, serveRpc } from "../../src/rpc/server.ts";
+import { createHttp1Transport } from "../../src/rpc/http1_client.ts";
+import { controllerClient, rpcTransport } from "../../src/rpc/client.ts";
+import { ControllerService } from "../../src/rpc/mod.ts";
+import { ms } from "../../src/time.ts";
+import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
+
+function routes(router: ConnectRouter) {
+  router.service(ControllerService, {
+    getJobStatus(req, ctx) {
+      if (req.jobId === "missing") {
+        throw new ConnectError("job missing does not exist", Code.NotFound, { "x-why": "gone" });
+      }
+      return {
+        job: {
+          jobId: req.jobId,
+          user: `${ctx.requestHeader.get("authorization") ?? ""}|${
+            ctx.requestHeader.get("x-extra") ?? ""
+          }`,
+        },
+      };
+    },
+    async *execInTask(req) {
+      for (let i = 0; i < 3; i++) {
+        yield { stdout: new TextEncoder().encode(`${req.taskId}:${i}\n`) };
+      }
+    },
+  });
+}
+
+async function errorOf(p: Promise<unknown>): Promise<ConnectError> {
+  try {
+    await p;
+  } catch (err) {
+    return ConnectError.from(err);
+  }
+  throw new Error("expected an error");
+}
+
+for (const transport of ["iris", "deno", "node"] as HttpTransport[]) {
+  Deno.test(`http1 client against ${transport}: answers, errors, token, headers, streaming`, async () => {
+    await using server = serveRpc(routes, { transport });
+    const client = controllerClient(server.url, { token: "t0k" });
+    // Many calls, sequential and concurrent, over kept-alive connections.
+    for (let i = 0; i < 20; i++) {
+      assertEquals((await client.getJobStatus({ jobId: `j${i}` })).job?.jobId, `j${i}`);
+    }
+    const many = await Promise.all(
+      Array.from({ length: 40 }, (_, i) => client.getJobStatus({ jobId: `c${i}` })),
+    );
+    assertEquals(many.map((r) => r.job?.jobId), Array.from({ length: 40 }, (_, i) => `c${i}`));
+    assertEquals((await client.getJobStatus({ jobId: "x" })).job?.user, "Bearer t0k|");
+    const withHeader = await client.getJobStatus({ jobId: "x" }, { headers: { "x-extra": "e" } });
+    assertEquals(withHeader.job?.user, "Bearer t0k|e");
+    const err = await errorOf(client.getJobStatus({ jobId: "missing" }));
+    assertEquals(err.code, Code.NotFound);
+    assertEquals(err.rawMessage, "job missing does not exist");
+    assertEquals(err.metadata.get("x-why"), "gone");
+    const unimplemented = await errorOf(client.listJobs({}));
+    assertEquals(unimplemented.code, Code.Unimplemented);
+    // Server-streaming goes over fetch.
+    const lines: string[] = [];
+    for await (const m of client.execInTask({ taskId: "t" })) {
+      lines.push(new TextDecoder().decode(m.stdout));
+    }
+    assertEquals(lines.join(""), "t:0\nt:1\nt:2\n");
+  });
+}
+
+Deno.test("http1 client: calls after pauses longer than the server's idle timeout succeed", async () => {
+  await using server = serveRpc(routes, { idleTimeout: ms(100) });
+  const client = controllerClient(server.url);
+  for (let i = 0; i < 3; i++) {
+    assertEquals((await client.getJobStatus({ jobId: `a${i}` })).job?.jobId, `a${i}`);
+    await new Promise((r) => setTimeout(r, 300)); // past the server's idle timeout
+  }
+});
+
+Deno.test("http1 client: interceptors see the call; an unreachable server is a transient error", async () => {
+  await using server = serveRpc(routes);
+  const seen: string[] = [];
+  const transport = createHttp1Transport({
+    baseUrl: server.url,
+    interceptors: [(next) => (req) => {
+      seen.push(req.method.name);
+      req.header.set("x-extra", "from-interceptor");
+      return next(req);
+    }],
+    fallback: createConnectTransport({ baseUrl: server.url, useBinaryFormat: true }),
+  });
+  const client = createClient(ControllerService, transport);
+  assertEquals((await client.getJobStatus({ jobId: "i" })).job?.user, "|from-interceptor");
+  assertEquals(seen, ["GetJobStatus"]);
+  // A port nobody listens on: like fetch, Unknown with a TypeError cause (src/client retries it).
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const port = (listener.addr as Deno.NetAddr).port;
+  listener.close();
+  const down = createClient(ControllerService, rpcTransport(`http://127.0.0.1:${port}`));
+  const err = await errorOf(down.getJobStatus({ jobId: "x" }));
+  assertEquals(err.code, Code.Unknown);
+  assert(err.cause instanceof TypeError, `cause: ${err.cause}`);
+  assertMatch(err.message, /error sending request/);
+});
