@@ -34,13 +34,8 @@ import {
   noEffects,
   type TaskRecord,
 } from "./state.ts";
-import {
-  attemptKey,
-  attributesFromProto,
-  parseAttemptKey,
-  type WorkerRecord,
-  WorkerTable,
-} from "./workers.ts";
+import { attemptKey, parseAttemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
+import { attributesFromProto } from "./convert.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler/scheduler.ts";

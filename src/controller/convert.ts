@@ -5,6 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import {
+  AcceleratorType,
   type Attempt,
   AttemptSchema,
   type Constraint,
@@ -20,16 +21,16 @@ import {
   type WorkerInfo,
   WorkerInfoSchema,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { AttributeScalar, ConstraintOp as Op, ConstraintSpec } from "../types.ts";
+import type {
+  AcceleratorKind,
+  AttributeScalar,
+  ConstraintOp as Op,
+  ConstraintSpec,
+} from "../types.ts";
+import { attributesFromProto, attributesToProto } from "../rpc/mod.ts";
 import { taskStateName } from "./job_rules.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
-import {
-  acceleratorType,
-  attemptKey,
-  attributesToProto,
-  parseAttemptKey,
-  type WorkerRecord,
-} from "./workers.ts";
+import { attemptKey, parseAttemptKey, type WorkerRecord } from "./workers.ts";
 
 const OPS: Record<ConstraintOp, Op | undefined> = {
   [ConstraintOp.UNSPECIFIED]: undefined,
@@ -185,3 +186,21 @@ export function recentAttempts(
   }
   return out;
 }
+
+/** Maps a proto accelerator type to our kind. */
+export function acceleratorKind(type: AcceleratorType | undefined): AcceleratorKind {
+  if (type === AcceleratorType.TPU) return "tpu";
+  if (type === AcceleratorType.GPU) return "gpu";
+  return "cpu";
+}
+
+/** Maps our accelerator kind to the proto type. */
+export function acceleratorType(kind: AcceleratorKind): AcceleratorType {
+  return kind === "tpu"
+    ? AcceleratorType.TPU
+    : kind === "gpu"
+    ? AcceleratorType.GPU
+    : AcceleratorType.CPU;
+}
+
+export { attributesFromProto, attributesToProto };

@@ -32,13 +32,9 @@ import { describeError, FailedPreconditionError, InvalidArgumentError } from "..
 import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
-import {
-  attributesToProto,
-  CpuMeter,
-  detectResources,
-  resourcesToProto,
-  type WorkerResources,
-} from "./host.ts";
+import { CpuMeter, detectResources, type WorkerResources } from "./host.ts";
+import { resourcesToProto } from "./convert.ts";
+import { attributesToProto } from "./convert.ts";
 import { HostMeter } from "./host_metrics.ts";
 import type { AttributeScalar } from "../types.ts";
 import {

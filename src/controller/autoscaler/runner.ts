@@ -39,7 +39,8 @@ import {
   type ScaleBackoff,
   takeTokens,
 } from "./autoscaler.ts";
-import { acceleratorType, type WorkerRecord } from "../workers.ts";
+import type { WorkerRecord } from "../workers.ts";
+import { acceleratorType } from "../convert.ts";
 import type { StateStore } from "../store.ts";
 import type { TransactionLog } from "../transactions.ts";
 import { restoreAutoscaler } from "./restore.ts";
