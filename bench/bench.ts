@@ -6,6 +6,11 @@
  * Run: `deno task bench` (Iris only, ≈ 1–2 min) or `deno task bench --peer slurm` (adds the
  * Slurm peer, several minutes; needs root and Debian's package repository).
  * Prints a table and writes bench/results/latest.json.
+ *
+ * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
+ * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
+ * real host; tasks run as their own users when root). Both are compared with the spawn ceiling
+ * (cores ÷ spawn p50) measured at the start of the same run (`ratios` in latest.json).
  * @module
  */
 import { startController } from "../src/controller/server.ts";
@@ -190,18 +195,25 @@ function spawnWorkerProcess(
   };
 }
 
-/** CPU time (user + system) of process `pid`, in ms; NaN where /proc cannot tell. */
-function pidCpuMs(pid: number | "self"): number {
+/**
+ * CPU time (user + system) of process `pid`, in ms, or with `children` that of its reaped
+ * children (for a worker: its tasks, wrappers included); NaN where /proc cannot tell.
+ */
+function pidCpuMs(pid: number | "self", children = false): number {
   try {
     const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
-    return (Number(f[11]) + Number(f[12])) * 10;
+    return children ? (Number(f[13]) + Number(f[14])) * 10 : (Number(f[11]) + Number(f[12])) * 10;
   } catch {
     return NaN;
   }
 }
 
 async function withCluster<T>(
-  fn: (client: IrisClient, workerCpuMs: () => number) => Promise<T>,
+  fn: (
+    client: IrisClient,
+    workerCpuMs: () => number,
+    taskCpuMs: () => number,
+  ) => Promise<T>,
   placement: WorkerPlacement = "in-process",
 ): Promise<T> {
   const ctl = startController({ port: 0, log: () => {} });
@@ -222,7 +234,11 @@ async function withCluster<T>(
       await sleepMs(5);
     }
     // In-process, the worker's CPU is part of this process's.
-    return await fn(client, () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid));
+    return await fn(
+      client,
+      () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid),
+      () => pidCpuMs(worker.pid ?? "self", true),
+    );
   } finally {
     await worker[Symbol.asyncDispose]();
     await ctl.stop();
@@ -644,12 +660,13 @@ async function main() {
     return { lat, tput, rpc };
   });
   // The same with the worker in its own process, as on a real host (#20): its CPU is its own.
-  const own = await withCluster(async (client, workerCpuMs) => {
+  const own = await withCluster(async (client, workerCpuMs, taskCpuMs) => {
     log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
     const c0 = processCpuMs();
     const w0 = workerCpuMs();
+    const t0 = taskCpuMs();
     const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
     return {
       lat,
@@ -657,6 +674,7 @@ async function main() {
         ...tput,
         controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
         workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+        taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
       },
     };
   }, "own-process");
@@ -745,9 +763,9 @@ async function main() {
       `${fmtNum(own.tput.jobsPerS)} jobs/s`,
       `${own.tput.makespanS.toFixed(2)} s total`,
       `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
-      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, controller+clients ${
-        own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)
-      } ms`,
+      `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, task ${
+        own.tput.taskCpuMsPerJob.toFixed(1)
+      } ms, controller+clients ${own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)} ms`,
       "≥ 50 % of spawn ceiling",
     ],
     [
@@ -1071,7 +1089,7 @@ async function quick(only: Set<string>): Promise<void> {
     ? "own-process"
     : "in-process";
   console.log(`worker: ${placement}`);
-  await withCluster(async (client, workerCpuMs) => {
+  await withCluster(async (client, workerCpuMs, taskCpuMs) => {
     if (only.has("lat")) {
       const c0 = cpuMs();
       const lat = await latencyBench(client, 200);
@@ -1088,16 +1106,19 @@ async function quick(only: Set<string>): Promise<void> {
     if (only.has("tput")) {
       const c0 = cpuMs();
       const w0 = workerCpuMs();
+      const k0 = taskCpuMs();
       const t = await throughputBench(client, 1000, 32);
       const cpuPerJob = (cpuMs() - c0) / 1000;
       const workerPerJob = (workerCpuMs() - w0) / 1000;
+      const taskPerJob = (taskCpuMs() - k0) / 1000;
       console.log(
         `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
           t.makespanS.toFixed(2)
         } s, ${t.failed} failed); CPU ${cpuPerJob.toFixed(2)} ms/job` +
           (placement === "own-process"
             ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
-            : ""),
+            : "") +
+          ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
       );
     }
     if (only.has("rpc")) {

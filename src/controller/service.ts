@@ -108,8 +108,10 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     spec: JobSpec | undefined,
     autoscaler: () => GetAutoscalerStatusResponse | undefined,
   ): T => {
-    if (s.pendingReason) s.pendingReason = withScalingNote(s.pendingReason, spec, autoscaler);
-    return s;
+    // A copy: these are wire messages, not the tables' records.
+    return s.pendingReason
+      ? { ...s, pendingReason: withScalingNote(s.pendingReason, spec, autoscaler) }
+      : s;
   };
   const tasksOf = (jobId: string, usageHistory = false, autoscaler = autoscalerOnce()) => {
     const job = c.job(jobId);

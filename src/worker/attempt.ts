@@ -389,13 +389,16 @@ export class TaskAttempt {
       const users = ctx.taskUsers;
       // A task user's directory is created 0700 (one mkdir, no chmod; a umask only narrows it).
       await freshDir(this.dir, users ? 0o700 : undefined);
-      await Deno.mkdir(`${this.dir}/tmp`);
       if (users) {
-        this.#user = users.pool.allocate();
-        await Deno.chown(this.dir, this.#user.uid, this.#user.gid);
-        await Deno.chown(`${this.dir}/tmp`, this.#user.uid, this.#user.gid);
-        if (req.entrypoint?.kind.case === "module") this.#denoPath = await users.denoPath();
-      }
+        const { uid, gid } = this.#user = users.pool.allocate();
+        // Independent steps at once: each async fs op is a trip through Deno's thread pool.
+        const [, , denoPath] = await Promise.all([
+          Deno.chown(this.dir, uid, gid),
+          Deno.mkdir(`${this.dir}/tmp`).then(() => Deno.chown(`${this.dir}/tmp`, uid, gid)),
+          req.entrypoint?.kind.case === "module" ? users.denoPath() : undefined,
+        ]);
+        if (denoPath) this.#denoPath = denoPath;
+      } else await Deno.mkdir(`${this.dir}/tmp`);
     } catch (err) {
       return this.#finish({
         state: TaskState.WORKER_FAILED,

@@ -8,6 +8,7 @@ import { create } from "@bufbuild/protobuf";
 import { createClient, createRouterTransport } from "@connectrpc/connect";
 import { Controller, type ControllerOptions } from "../../src/controller/controller.ts";
 import { controllerRoutes } from "../../src/controller/service.ts";
+import { errorInterceptor } from "../../src/rpc/errors.ts";
 import {
   type ControllerClient,
   ControllerService,
@@ -167,7 +168,10 @@ export class FakeClockCluster implements AsyncDisposable {
     const controller = this.controller;
     this.rpc = createClient(
       ControllerService,
-      createRouterTransport(controllerRoutes({ controller })),
+      // The error interceptor serveRpc installs: handlers' Iris errors reach clients as codes.
+      createRouterTransport(controllerRoutes({ controller }), {
+        router: { interceptors: [errorInterceptor] },
+      }),
     );
     this.controller.start();
   }

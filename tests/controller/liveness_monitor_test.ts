@@ -26,7 +26,10 @@ Deno.test("liveness: a worker silent for more than threshold × interval is due"
   assertEquals(l.due(workers, clock.now()), []);
   workers.workers.get("w1")!.lastHeartbeatMs = clock.now();
   clock.advance(1);
-  assertEquals(l.due(workers, clock.now()), [{ workerId: "w0", reason: "missed 3 heartbeats" }]);
+  assertEquals(l.due(workers, clock.now()), [{
+    workerId: "w0",
+    reason: "missed 3 heartbeats (1.0s apart)",
+  }]);
 });
 
 Deno.test("liveness: a tick more than an interval late is a stall; deadlines restart from it", () => {

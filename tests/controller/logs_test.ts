@@ -201,7 +201,9 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       const size = (await Deno.stat(`${dir}/u/j/2/0.log`)).size;
       assert.ok(size > 12_500 && size < 25_000, `one file is ${size} bytes`);
       // j/0 is past 30 days; j/1 is the least recently written of the rest (3 files > 50,000 B).
-      assert.equal(await store.prune(), 2);
+      // (The store's own first prune may run meanwhile and take part of it: count what is left.)
+      const removed = await store.prune();
+      assert.ok(removed <= 2, `removed ${removed}`);
       const left = [0, 1, 2, 3].filter((t) => {
         try {
           Deno.statSync(`${dir}/u/j/${t}/0.log`);

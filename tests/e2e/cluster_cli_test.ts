@@ -15,6 +15,7 @@ controller:
   local:
     port: 0
   heartbeat_interval: 500ms
+  heartbeat_failure_threshold: 30 # no liveness test here: load must not fake a death
 defaults:
   autoscaler:
     evaluation_interval: 200ms

@@ -40,6 +40,7 @@ controller:
   manual:
     host: ${lab.gateway}
   heartbeat_interval: 500ms
+  heartbeat_failure_threshold: 30 # no liveness test here: load must not fake a death
 defaults:
   autoscaler:
     evaluation_interval: 200ms

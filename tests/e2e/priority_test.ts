@@ -27,7 +27,7 @@ controller:
   local:
     port: 0
   heartbeat_interval: 500ms
-  heartbeat_failure_threshold: 6
+  heartbeat_failure_threshold: 30 # no liveness test here: load must not fake a death
 ${extra}
 defaults:
   autoscaler:

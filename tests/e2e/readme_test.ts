@@ -130,6 +130,11 @@ Deno.test({
         .replaceAll("--port 10000", `--port ${port}`);
     const background: Run[] = [];
     const before = await Array.fromAsync(Deno.readDir(`${REPO}/smoke-logs`)).catch(() => []);
+    // Files the README's blocks write as a user would (job.yaml in the checkout, a download).
+    const written = [`${REPO}/job.yaml`, "/tmp/iris-step-100.json"];
+    const existed = await Promise.all(
+      written.map((f) => Deno.stat(f).then(() => true, () => false)),
+    );
     try {
       for (const block of blocks) {
         const where = `README.md:${block.line}`;
@@ -210,6 +215,9 @@ Deno.test({
       }
       await Deno.remove(scratch, { recursive: true }).catch(() => {});
       await Deno.remove("/tmp/iris-logs", { recursive: true }).catch(() => {});
+      for (const [i, f] of written.entries()) {
+        if (!existed[i]) await Deno.remove(f).catch(() => {});
+      }
       // The smoke runs of the README wrote smoke-logs/<timestamp>/ here, as it says.
       const names = new Set(before.map((e) => e.name));
       for (const e of await Array.fromAsync(Deno.readDir(`${REPO}/smoke-logs`)).catch(() => [])) {

@@ -17,6 +17,7 @@ controller:
   local:
     port: 0
   heartbeat_interval: 500ms
+  heartbeat_failure_threshold: 30 # no liveness test here: load must not fake a death
 defaults:
   autoscaler:
     evaluation_interval: 200ms
@@ -36,7 +37,12 @@ scale_groups:
 
 Deno.test("transactions: scale-ups and preemptions are recorded with who and why", async () => {
   const workDir = await Deno.makeTempDir({ prefix: "iris-transactions-test-" });
-  const cluster = await startCluster(parseConfig(CONFIG), { workDir, log: () => {} });
+  // The cluster's log, shown when the test fails (a timeout under load says nothing by itself).
+  const lines: string[] = [];
+  const cluster = await startCluster(parseConfig(CONFIG), {
+    workDir,
+    log: (l) => lines.push(l) > 2000 && lines.splice(0, 1000),
+  });
   try {
     const client = new IrisClient(cluster.url);
     const batch = await client.submit({
@@ -90,6 +96,8 @@ Deno.test("transactions: scale-ups and preemptions are recorded with who and why
     assertEquals([pre.entity, pre.user], ["/carol/batch/0", "scheduler"]);
     assertMatch(pre.details, /preempted for \/dave\/prod/);
     assert(list.indexOf(up) < list.indexOf(pre), "scale-up before the preemption");
+  } catch (err) {
+    throw new Error(`${err}\n--- cluster log (last 150 lines)\n${lines.slice(-150).join("\n")}`);
   } finally {
     await cluster.stop();
     await Deno.remove(workDir, { recursive: true }).catch(() => {});

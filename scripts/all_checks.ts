@@ -4,7 +4,9 @@
  * - `deno fmt --check`, `deno lint` and `deno task check` run one after the other (stopping at
  *   the first failure), at a lower CPU priority (`nice`) so that the tests' deadlines come first;
  * - meanwhile `deno test -A --parallel --no-check` runs with its output streaming as it comes
- *   (extra arguments are passed to it, e.g. a file or `--filter`);
+ *   (extra arguments are passed to it, e.g. a file or `--filter`). Without arguments the slowest
+ *   files ({@linkcode SLOWEST}) start first, so that no long file is left running alone at the
+ *   end (deno test runs files in the order given, each once, then the rest of `.`);
  * - the static checks' output is printed once the tests end, then one line per verdict.
  *
  * Exits 0 only when both passed. Runs with the Deno running it (no `deno` on PATH needed).
@@ -12,6 +14,31 @@
  */
 
 const deno = Deno.execPath();
+
+/** The slowest test files, longest first (measured; a missing one is skipped). */
+const SLOWEST = [
+  "tests/e2e/manual_ssh_smoke_test.ts",
+  "tests/e2e/readme_test.ts",
+  "tests/e2e/manual_ssh_cli_test.ts",
+  "tests/e2e/manual_ssh_auth_test.ts",
+  "tests/dashboard/browser_test.ts",
+];
+
+async function exists(path: URL): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const root = new URL("../", import.meta.url);
+const testArgs = Deno.args.length > 0 ? Deno.args : [
+  ...(await Promise.all(SLOWEST.map(async (f) => await exists(new URL(f, root)) ? [f] : [])))
+    .flat(),
+  ".",
+];
 const started = performance.now();
 const secondsSince = (t: number) => `${((performance.now() - t) / 1000).toFixed(0)}s`;
 
@@ -59,7 +86,8 @@ const checks = staticChecks(await hasNice()).catch((err) => ({
   failed: "the static checks could not start",
 })).finally(() => checksDone = secondsSince(started));
 const tests = await new Deno.Command(deno, {
-  args: ["test", "-A", "--parallel", "--no-check", ...Deno.args],
+  args: ["test", "-A", "--parallel", "--no-check", ...testArgs],
+  cwd: root,
   stdin: "null",
 }).spawn().status;
 const testsDone = secondsSince(started);
