@@ -24,6 +24,16 @@ export interface BenchJson {
     scheduler?: Record<string, number>;
     memory?: { rssDeltaBytes: number; tasks: number };
     restart?: { ms: number; tasks: number; cpuMs?: number };
+    /** bench/stalled_bench.ts StalledResult, for the default HTTP server. */
+    stalledConnections?: {
+      default?: {
+        connections: number;
+        transport: string;
+        rssDuringBytes: number;
+        statusMs: { p50: number; p99: number };
+        workersDead: number;
+      };
+    };
   };
   ratios?: Record<string, number>;
   fleet?: FleetRow[];
@@ -107,6 +117,17 @@ export function renderReadmeSection(j: BenchJson): string {
     `${times(r.rpcCallsPerSVsGoal)} goal`,
     "≥ 10,000 calls/s",
   ]);
+  const stalled = iris.stalledConnections?.default;
+  if (stalled) {
+    rows.push([
+      `unary RPC p99 under ${num(stalled.connections)} stalled 60 MB bodies (${stalled.transport})`,
+      `${time(stalled.statusMs.p99)} (RSS ${num(stalled.rssDuringBytes / 2 ** 20)} MiB, ${
+        num(stalled.workersDead)
+      } workers dead)`,
+      `${times(r.stalledP99VsGoal)} goal`,
+      "p99 ≤ 100 ms, RSS < 300 MiB",
+    ]);
+  }
   rows.push([
     "scheduler, 10k workers × 100k tasks",
     `${num(iris.scheduler?.placements_per_s_10k)} placements/s; ${

@@ -58,7 +58,7 @@ export function processInfo(opts: {
   return create(ProcessInfoSchema, {
     role: opts.role,
     id: opts.id ?? "",
-    hostname: Deno.hostname(),
+    hostname: hostnameOrEmpty(),
     pid: Deno.pid,
     startedAtMs: opts.startedAtMs,
     uptimeMs: Math.max(0, Date.now() - opts.startedAtMs),
@@ -70,4 +70,13 @@ export function processInfo(opts: {
     threads: threadCount(),
     recentLogs: opts.logs.slice(-max),
   });
+}
+
+/** This host's name; "" where the process may not ask (a local worker's sandboxed Worker). */
+function hostnameOrEmpty(): string {
+  try {
+    return Deno.hostname();
+  } catch {
+    return "";
+  }
 }

@@ -20,6 +20,7 @@ import * as process from "./process.ts";
 import * as jobReport from "./job_report.ts";
 import * as task from "./task.ts";
 import * as clusterDebug from "./cluster_debug.ts";
+import * as clusterTools from "./cluster_tools.ts";
 import * as smoke from "./smoke.ts";
 import * as errors from "../errors.ts";
 
@@ -40,6 +41,7 @@ export const MODULES: Readonly<Record<string, unknown>> = {
   "./job_report.ts": jobReport,
   "./task.ts": task,
   "./cluster_debug.ts": clusterDebug,
+  "./cluster_tools.ts": clusterTools,
   "./smoke.ts": smoke,
   "../errors.ts": errors,
 };

@@ -9,7 +9,8 @@ import { describeError } from "../errors.ts";
 import { ms } from "../time.ts";
 import { formatDuration } from "../format.ts";
 import { bool, type CommandSpec, formatBytes, table } from "./args.ts";
-import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
+import { cliToken } from "./job.ts";
+import { CLUSTER_SELECT_OPTIONS, selectController } from "./cluster_tools.ts";
 
 /** How long one worker's live check may take. */
 const CHECK_TIMEOUT_MS = 5000;
@@ -17,18 +18,22 @@ const CHECK_TIMEOUT_MS = 5000;
 const healthCommand: CommandSpec = {
   name: "cluster debug health",
   summary: "Check every worker: the controller's view and a live process check (admin only).",
-  usage: "cluster debug health [--controller URL] [--json]",
+  usage: "cluster debug health [--config FILE [--as-local] | --controller URL] [--json]",
   description: "Lists the workers the controller knows and asks each one, through the " +
     "controller, for its process status (5 s limit). A worker passes when the controller " +
-    "counts it healthy and it answers. Exit code 1 when any worker fails.",
+    "counts it healthy and it answers. Exit code 1 when any worker fails. With --config the " +
+    "controller is found the way the config's mode says (like cluster status).",
   options: {
-    controller: CONTROLLER_OPTION,
-    "token-file": TOKEN_FILE_OPTION,
+    ...CLUSTER_SELECT_OPTIONS,
     json: { type: "boolean", description: "Print JSON" },
   },
-  examples: ["iris cluster debug health --controller http://10.0.0.2:10000"],
+  examples: [
+    "iris cluster debug health --config examples/local.yaml",
+    "iris cluster debug health --controller http://10.0.0.2:10000",
+  ],
   async run(p, io, signal) {
-    const client = controllerClient(controllerUrl(p), { token: cliToken(p) });
+    await using selected = await selectController(p, io);
+    const client = controllerClient(selected.url, { token: cliToken(p) });
     const controller = await client.getProcessStatus({ maxLogLines: 1 }, { signal });
     const { workers } = await client.listWorkers({}, { signal });
     const now = Date.now();

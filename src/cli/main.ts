@@ -121,6 +121,18 @@ export const COMMAND_MODULES: readonly CommandModule[] = [
     ["cluster debug health"],
     (m) => m.clusterDebugCommands,
   ),
+  commandModule<typeof import("./cluster_tools.ts")>(
+    "./cluster_tools.ts",
+    [
+      "cluster dashboard",
+      "cluster restart",
+      "cluster debug discover",
+      "cluster debug bootstrap-logs",
+      "cluster debug cleanup",
+      "cluster debug validate",
+    ],
+    (m) => m.clusterToolCommands,
+  ),
   commandModule<typeof import("./smoke.ts")>("./smoke.ts", ["smoke"], (m) => [m.smokeCommand]),
 ];
 

@@ -65,7 +65,6 @@ export interface Http1Server extends AsyncDisposable {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
-const CRLFCRLF = [13, 10, 13, 10] as const;
 const INITIAL_BUFFER = 4096;
 const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
@@ -429,7 +428,7 @@ class Connection {
     }
   }
 
-  /** Reads until a whole head is buffered; its end (after CRLFCRLF), or -1 to close. */
+  /** Reads until a whole head is buffered; its end (after the blank line), or -1 to close. */
   async #readHead(): Promise<number> {
     // Bytes after `start` already searched (reads may move the buffer's contents).
     let seen = 0;
@@ -674,12 +673,11 @@ const STREAMING_TYPE = /^application\/(?:connect\+|grpc)|^text\/event-stream/i;
 /** Larger bodies of other types are sent chunked rather than buffered for their length. */
 const MAX_BUFFERED_BODY = 4 * 1024 * 1024;
 
-/** Index of CRLFCRLF in buf[from, to), or -1. */
+/** Index of the blank line (CR LF CR LF) ending a head in buf[from, to), or -1. */
 function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): number {
-  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < to; i = buf.indexOf(13, i + 1)) {
-    if (buf[i + 1] === CRLFCRLF[1] && buf[i + 2] === CRLFCRLF[2] && buf[i + 3] === CRLFCRLF[3]) {
-      return i;
-    }
+  // A plain loop: TypedArray.indexOf would scan past `to`, to the end of the buffer.
+  for (let i = from; i + 3 < to; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;
 }

@@ -5,10 +5,10 @@
  * no fetch Request/Response, per-method serializers made once. Server-streaming calls, https URLs
  * and anything it does not handle go to a fallback transport (connect-web over fetch).
  *
- * Idle connections are closed at the next turn of the event loop (a 0 ms timer), so back-to-back
- * and concurrent calls reuse them, and a program (or a test) that stops calling holds none.
- * A call that finds its kept-alive connection closed by the server before any answer byte is sent
- * again once on a new connection.
+ * An idle connection is kept 2 s for the next call (at most 64 per server), by a timer that does
+ * not keep the program alive, so heartbeats and polls reuse connections. A call that finds its
+ * kept-alive connection closed by the server before any answer byte is sent again once on a new
+ * connection.
  * @module
  */
 import {
@@ -62,6 +62,8 @@ class ClientConn {
   closed = false;
   /** Calls it has answered (0: new). */
   used = 0;
+  /** When it was last given back to the pool (epoch ms). */
+  idleSince = 0;
   constructor(readonly conn: Deno.TcpConn) {}
 
   close(): void {
@@ -93,6 +95,11 @@ class ClientConn {
   }
 }
 
+/** How long an idle connection is kept for the next call (well under servers' idle timeout). */
+const IDLE_KEEP_MS = 2000;
+/** Idle connections kept per server; more are closed at once. */
+const MAX_IDLE = 64;
+
 /** Connections to one host:port. */
 class Pool {
   readonly idle: ClientConn[] = [];
@@ -111,12 +118,24 @@ class Pool {
 
   give(c: ClientConn): void {
     if (c.closed) return;
+    if (this.idle.length >= MAX_IDLE) return c.close();
+    c.idleSince = Date.now();
     this.idle.push(c);
-    // Closed at the next turn of the event loop unless a call takes it first.
-    this.#sweep ??= setTimeout(() => {
+    this.#schedule();
+  }
+
+  /** Closes connections idle for IDLE_KEEP_MS; its timer does not keep the program alive. */
+  #schedule(): void {
+    if (this.#sweep !== undefined) return;
+    this.#sweep = setTimeout(() => {
       this.#sweep = undefined;
-      for (const idle of this.idle.splice(0)) idle.close();
-    }, 0);
+      const now = Date.now();
+      const keep = this.idle.filter((c) => now - c.idleSince < IDLE_KEEP_MS);
+      for (const c of this.idle) if (!keep.includes(c)) c.close();
+      this.idle.splice(0, this.idle.length, ...keep);
+      if (keep.length) this.#schedule();
+    }, IDLE_KEEP_MS);
+    Deno.unrefTimer(this.#sweep as unknown as number);
   }
 }
 
@@ -302,8 +321,9 @@ function concat(parts: Uint8Array[]): Uint8Array {
 }
 
 function indexOfHeadEnd(buf: Uint8Array, from: number, to: number): number {
-  for (let i = buf.indexOf(13, from); i >= 0 && i + 3 < to; i = buf.indexOf(13, i + 1)) {
-    if (buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
+  // A plain loop: TypedArray.indexOf would scan past `to`, to the end of the buffer.
+  for (let i = from; i + 3 < to; i++) {
+    if (buf[i] === 13 && buf[i + 1] === 10 && buf[i + 2] === 13 && buf[i + 3] === 10) return i;
   }
   return -1;
 }

@@ -15,6 +15,12 @@ Deno.test("each command module defines exactly the names main.ts lists for it", 
       `COMMAND_MODULES in src/cli/main.ts must list the commands ${m.path} defines`,
     );
   }
+  const { MODULES } = await import("../../src/cli/bundled_commands.ts");
+  assertEquals(
+    Object.keys(MODULES).sort(),
+    [...COMMAND_MODULES.map((m) => m.path), "../errors.ts"].sort(),
+    "src/cli/bundled_commands.ts (the bundle) must hold every command module",
+  );
   const all = (await allCommands()).map((c) => c.name);
   assertEquals(new Set(all).size, all.length, "no command name twice");
 });
