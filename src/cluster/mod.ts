@@ -17,3 +17,4 @@ export {
   stopCluster,
   writeLocalRecord,
 } from "./manager.ts";
+export { platformFromConfig } from "./platforms.ts";
