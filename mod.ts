@@ -14,5 +14,6 @@
 export * from "./src/client/mod.ts";
 export { JobState, TaskState } from "./src/rpc/gen/iris/v1/types_pb.ts";
 export type { JobStatus, LogLine, TaskStatus, WorkerInfo } from "./src/rpc/gen/iris/v1/types_pb.ts";
-export { type Duration, formatDuration, minutes, ms, seconds } from "./src/time.ts";
+export { type Duration, minutes, ms, seconds } from "./src/time.ts";
+export { formatBytes, formatDuration } from "./src/format.ts";
 export { VERSION } from "./src/version.ts";

@@ -2,93 +2,15 @@
  * Controller state benchmarks (`deno run -A bench/state_bench.ts [--tasks N]`), I/O on a temp
  * state dir with synchronous=FULL, no RPC: (1) a 10,000-replica job's completion rate next to
  * 10,000 single-task jobs' (the same fake workers finish every task at their next heartbeat), as
- * a ratio; (2) restart load time of N tasks (default 1,000,000) in jobs of 10 tasks. Also
- * exports the in-process harness tests/controller/big_job_test.ts uses.
+ * a ratio; (2) restart load time of N tasks (default 1,000,000) in jobs of 10 tasks. The
+ * in-process harness is tests/_helpers/controller_harness.ts (shared with the big-job test).
  * @module
  */
 import process from "node:process";
-import { create } from "@bufbuild/protobuf";
-import { Controller } from "../src/controller/controller.ts";
 import { JobTable, noEffects } from "../src/controller/state.ts";
 import { StateStore } from "../src/controller/store.ts";
-import {
-  HeartbeatRequestSchema,
-  JobSpecSchema,
-  RegisterWorkerRequestSchema,
-  RunTaskResponseSchema,
-  TaskState,
-  type WorkerClient,
-} from "../src/rpc/mod.ts";
-import { seconds } from "../src/time.ts";
-
-const WORKERS = 4;
-const CPUS = 8;
-
-function acceptingClient(): WorkerClient {
-  const client: Partial<WorkerClient> = {
-    runTask: () => Promise.resolve(create(RunTaskResponseSchema, { accepted: true })),
-    killTask: () => Promise.reject(new Error("not used")),
-  };
-  return client as WorkerClient;
-}
-
-/** A command job of `replicas` tasks, 1 CPU each. */
-export const spec = (user: string, name: string, replicas: number) =>
-  create(JobSpecSchema, {
-    name,
-    user,
-    replicas,
-    entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
-    resources: { cpuMillicores: 1000, memoryBytes: 2 ** 20 },
-  });
-
-/** An in-process controller with a state dir and four fake workers. */
-export interface Harness {
-  readonly c: Controller;
-  readonly store: StateStore;
-  /** One round: a scheduling pass, then every worker reports its attempts finished. */
-  round(): { assigned: readonly { jobId: string; taskIndex: number }[]; completed: number };
-  [Symbol.asyncDispose](): Promise<void>;
-}
-
-/** Starts a {@linkcode Harness} on state dir `dir`. */
-export function harness(dir: string): Harness {
-  const store = StateStore.open(dir);
-  const c = new Controller({
-    store,
-    heartbeatInterval: seconds(60),
-    workerClientFactory: acceptingClient,
-  });
-  for (let i = 0; i < WORKERS; i++) {
-    c.registerWorker(create(RegisterWorkerRequestSchema, {
-      workerId: `w${i}`,
-      address: `http://127.0.0.1:${20000 + i}`,
-      resources: { cpuMillicores: CPUS * 1000, memoryBytes: 2 ** 34 },
-      sliceId: `s${i}`,
-    }));
-  }
-  return {
-    c,
-    store,
-    round() {
-      const plan = c.scheduleOnce();
-      let completed = 0;
-      for (const w of c.workers.workers.values()) {
-        const updates = [...w.active.keys()].map((key) => {
-          const [taskId, attempt] = key.split("#") as [string, string];
-          return { taskId, attemptId: Number(attempt), state: TaskState.SUCCEEDED };
-        });
-        completed += updates.length;
-        c.heartbeat(create(HeartbeatRequestSchema, { workerId: w.workerId, updates }));
-      }
-      return { assigned: plan.assignments, completed };
-    },
-    async [Symbol.asyncDispose]() {
-      await c.stop();
-      store.close();
-    },
-  };
-}
+import { TaskState } from "../src/rpc/mod.ts";
+import { harness, spec } from "../tests/_helpers/controller_harness.ts";
 
 /** Completions per second of `jobs` jobs of `replicas` tasks each. */
 async function completionRate(dir: string, jobs: number, replicas: number): Promise<number> {

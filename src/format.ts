@@ -1,14 +1,124 @@
-/** Formatting shared by the CLI, the worker and the smoke test. */
+/**
+ * The one place quantities are spelled for people: bytes, durations and times, used alike by the
+ * CLI, the dashboard (bundled into the browser: this module imports nothing), the worker, the
+ * smoke test and error messages. The config-file spellings ("8GiB", "1h30m": what a config may say
+ * and `src/config/units.ts` parses back) live here too, under their own names.
+ * @module
+ */
 
-/** Bytes for people: "0 B", "512.0 KiB", "5.9 GiB". */
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"] as const;
+
+/** Below this many bytes a size is given exactly ("2000 B"), so limits close together differ. */
+const EXACT_BYTES_BELOW = 10 * 1024;
+
+/**
+ * Bytes for people: exact below 10 KiB ("0 B", "2000 B"), then binary units with three
+ * significant digits and no trailing zeros ("12.3 MiB", "1.25 TiB", "64 GiB", "183 MiB").
+ * Missing, negative or non-finite → "0 B".
+ */
+export function formatBytes(n: number | undefined): string {
+  if (n === undefined || !Number.isFinite(n) || n <= 0) return "0 B";
+  if (n < EXACT_BYTES_BELOW) return `${Math.round(n)} B`;
+  let v = n;
   let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
+  while (v >= 1024 && i < BYTE_UNITS.length - 1) {
+    v /= 1024;
     i++;
   }
-  return `${i === 0 ? n : n.toFixed(1)} ${units[i]}`;
+  const digits = v >= 100 ? 0 : v >= 10 ? 1 : 2;
+  return `${trimZeros(v.toFixed(digits))} ${BYTE_UNITS[i]}`;
+}
+
+/**
+ * A duration for people: "0s", "850ms", "12.3s", "4m05s", "2h03m", "3d04h". Missing, negative
+ * or non-finite → "0s".
+ */
+export function formatDuration(ms: number | undefined): string {
+  if (ms === undefined || !Number.isFinite(ms) || ms <= 0) return "0s";
+  if (ms < 1000) return `${Math.round(ms)}ms`;
+  if (ms < 60_000) return `${(ms / 1000).toFixed(1)}s`;
+  const totalSeconds = Math.round(ms / 1000);
+  const m = Math.floor(totalSeconds / 60);
+  if (m < 60) return `${m}m${pad2(totalSeconds % 60)}s`;
+  const h = Math.floor(m / 60);
+  if (h < 24) return `${h}h${pad2(m % 60)}m`;
+  return `${Math.floor(h / 24)}d${pad2(h % 24)}h`;
+}
+
+/** A point in time, UTC to the second: "2026-12-02T15:32:56Z". Zero or missing → "-". */
+export function formatTimestamp(epochMs: number | undefined): string {
+  return epochMs ? new Date(epochMs).toISOString().slice(0, 19) + "Z" : "-";
+}
+
+/** "2026-11-23 09:20:31" in local time (or UTC when `utc`). Zero or missing → "—". */
+export function formatDateTime(epochMs: number | undefined, utc = false): string {
+  if (!epochMs) return "—";
+  const d = new Date(epochMs);
+  const [y, mo, da, h, mi, s] = utc
+    ? [
+      d.getUTCFullYear(),
+      d.getUTCMonth() + 1,
+      d.getUTCDate(),
+      d.getUTCHours(),
+      d.getUTCMinutes(),
+      d.getUTCSeconds(),
+    ]
+    : [
+      d.getFullYear(),
+      d.getMonth() + 1,
+      d.getDate(),
+      d.getHours(),
+      d.getMinutes(),
+      d.getSeconds(),
+    ];
+  return `${y}-${pad2(mo)}-${pad2(da)} ${pad2(h)}:${pad2(mi)}:${pad2(s)}`;
+}
+
+/** "09:20:31.042" for log lines, local time (or UTC when `utc`). */
+export function formatClock(epochMs: number, utc = false): string {
+  const d = new Date(epochMs);
+  const [h, mi, s, ms] = utc
+    ? [d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
+    : [d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
+  return `${pad2(h)}:${pad2(mi)}:${pad2(s)}.${String(ms).padStart(3, "0")}`;
+}
+
+/**
+ * A size as a config file spells it, which `parseBytes` reads back: "8GiB", "512MiB", "1.5GiB",
+ * "100B" (config summaries and validation messages).
+ */
+export function formatConfigBytes(bytes: number): string {
+  let value = bytes;
+  let i = 0;
+  while (value >= 1024 && i < BYTE_UNITS.length - 1) {
+    value /= 1024;
+    i++;
+  }
+  const text = Number.isInteger(value) ? String(value) : value.toFixed(1).replace(/\.0$/, "");
+  return `${text}${BYTE_UNITS[i]}`;
+}
+
+/**
+ * A duration as a config file spells it, which `parseDurationMs` reads back: "250ms", "30s",
+ * "5m", "1h30m", "1m30s".
+ */
+export function formatConfigDuration(msValue: number): string {
+  if (msValue < 1000 || msValue % 1000 !== 0) {
+    return msValue < 1000 ? `${msValue}ms` : `${msValue / 1000}s`;
+  }
+  const s = msValue / 1000;
+  if (s < 60) return `${s}s`;
+  if (s < 3600) return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m${s % 60}s`;
+  const m = Math.floor(s / 60);
+  return m % 60 === 0 && s % 60 === 0 ? `${m / 60}h` : `${Math.floor(m / 60)}h${m % 60}m`;
+}
+
+function pad2(n: number): string {
+  return n < 10 ? `0${n}` : String(n);
+}
+
+function trimZeros(s: string): string {
+  return s.includes(".") ? s.replace(/\.?0+$/, "") : s;
 }
 
 /**

@@ -3,6 +3,7 @@
  * Everything that waits takes a Clock; pure functions take a `now` value.
  * @module
  */
+import { formatDuration } from "./format.ts";
 
 /** A span of time in milliseconds. Build with {@linkcode ms}, {@linkcode seconds}, {@linkcode minutes}. */
 export type Duration = number & { readonly __unit: "DurationMs" };
@@ -32,17 +33,6 @@ export function elapsed(from: Timestamp, to: Timestamp): Duration {
 /** A timestamp moved forward by a duration. */
 export function after(t: Timestamp, d: Duration): Timestamp {
   return (t + d) as Timestamp;
-}
-
-/** Formats a duration for people: "850ms", "12.3s", "4m05s", "2h03m". */
-export function formatDuration(d: Duration): string {
-  if (d < 1000) return `${Math.round(d)}ms`;
-  if (d < 60_000) return `${(d / 1000).toFixed(1)}s`;
-  const totalSeconds = Math.round(d / 1000);
-  const m = Math.floor(totalSeconds / 60);
-  const s = totalSeconds % 60;
-  if (m < 60) return `${m}m${String(s).padStart(2, "0")}s`;
-  return `${Math.floor(m / 60)}h${String(m % 60).padStart(2, "0")}m`;
 }
 
 /**

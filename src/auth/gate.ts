@@ -12,8 +12,8 @@ export const PRINCIPAL = createContextKey<Principal | undefined>(undefined, {
   description: "iris principal",
 });
 
-/** The peer's address ("10.0.0.3"), set by serveRpc; "" when unknown. */
-export const PEER_ADDRESS = createContextKey<string>("", { description: "iris peer address" });
+/** The peer's address ("10.0.0.3"), set by serveRpc; "" when unknown (defined by src/rpc). */
+export { PEER_ADDRESS } from "../rpc/mod.ts";
 
 /** Decides whether a principal may call a method (by its proto name, "LaunchJob"). */
 export type MethodRule = (method: string, principal: Principal) => boolean;

@@ -7,3 +7,4 @@ export * from "./tokens.ts";
 export * from "./gate.ts";
 export * from "./rate_limit.ts";
 export * from "./ownership.ts";
+export { requireAdmin } from "./admin.ts";

@@ -3,7 +3,7 @@
  * verifies its hash and unpacks it into a local cache shared by the worker's tasks.
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { BundleCache } from "./cache.ts";
 import { type BundleLimits, bundleLimitsFor } from "./limits.ts";
 

@@ -8,10 +8,11 @@
  * @module
  */
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../errors.ts";
-import { envOf, GceMetadata } from "../gcp/metadata.ts";
+import { envOf, GceMetadata } from "../gcp/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { bundleIdOf, validateBundleId } from "./id.ts";
-import { type BundleLimits, formatBytes, resolveLimits } from "./limits.ts";
+import { type BundleLimits, resolveLimits } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import type { BundleStore, PutResult } from "./store.ts";
 import { inspectBundle } from "./unpack.ts";
 

@@ -57,14 +57,6 @@ function stripUndefined(limits: BundleLimits): BundleLimits {
   return out;
 }
 
-/** Formats a byte count for people: "512 B", "2000 B", "12.0 KiB", "64.0 MiB". */
-export function formatBytes(n: number): string {
-  if (n < 10 * 1024) return `${n} B`;
-  if (n < MIB) return `${(n / 1024).toFixed(1)} KiB`;
-  if (n < 1024 * MIB) return `${(n / MIB).toFixed(1)} MiB`;
-  return `${(n / (1024 * MIB)).toFixed(1)} GiB`;
-}
-
 /**
  * The limits of a cluster whose `controller.max_bundle_size` is `maxBytes`: the compressed archive
  * and its file content may each reach it (content never below the 256 MiB default).

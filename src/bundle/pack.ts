@@ -12,7 +12,8 @@ import { InvalidArgumentError, ResourceExhaustedError } from "../errors.ts";
 import { BundleFormatError } from "./errors.ts";
 import { bundleIdOf } from "./id.ts";
 import { DEFAULT_IGNORE_TEXT, IgnoreRules, IgnoreStack } from "./ignore.ts";
-import { DEFAULT_BUNDLE_LIMITS, DEFAULT_MAX_PACK_BYTES, formatBytes } from "./limits.ts";
+import { DEFAULT_BUNDLE_LIMITS, DEFAULT_MAX_PACK_BYTES } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import { EntryTree, escapesRoot } from "./paths.ts";
 import { encodeHeader, END_OF_ARCHIVE, paddingFor } from "./tar.ts";
 

@@ -8,7 +8,8 @@ import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { InvalidArgumentError, NotFoundError, ResourceExhaustedError } from "../errors.ts";
 import { bundleIdOf, validateBundleId } from "./id.ts";
-import { type BundleLimits, formatBytes, resolveLimits } from "./limits.ts";
+import { type BundleLimits, resolveLimits } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import { inspectBundle } from "./unpack.ts";
 import { GcsBundleStore } from "./gcs_store.ts";
 

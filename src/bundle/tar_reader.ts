@@ -9,7 +9,7 @@
  */
 import { ResourceExhaustedError } from "../errors.ts";
 import { BundleFormatError } from "./errors.ts";
-import { formatBytes } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import { BLOCK, headerChecksum, paddingFor } from "./tar.ts";
 
 /** Largest pax / GNU long-name payload the reader accepts. */

@@ -12,7 +12,8 @@
 import { dirname, join, resolve } from "node:path";
 import { IrisError, ResourceExhaustedError } from "../errors.ts";
 import { BundleFormatError } from "./errors.ts";
-import { type BundleLimits, formatBytes, MIB, RATIO_FLOOR_BYTES, resolveLimits } from "./limits.ts";
+import { type BundleLimits, MIB, RATIO_FLOOR_BYTES, resolveLimits } from "./limits.ts";
+import { formatBytes } from "../format.ts";
 import { EntryTree } from "./paths.ts";
 import { TarReader } from "./tar_reader.ts";
 

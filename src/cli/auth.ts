@@ -4,7 +4,7 @@
  * do not end up in shell history or `ps`.
  * @module
  */
-import { hashToken, newToken, readTokenFile } from "../auth/tokens.ts";
+import { hashToken, newToken, readTokenFile } from "../auth/mod.ts";
 import { bool, type CommandSpec, str, UsageError } from "./args.ts";
 
 async function readStdin(): Promise<string> {

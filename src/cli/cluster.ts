@@ -3,14 +3,14 @@
  * slices, demand and recent decisions — all read through the RPC API.
  * @module
  */
-import { formatDuration, ms } from "../time.ts";
+import { ms, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { type CommandSpec, formatBytes, type Io, str, table, UsageError } from "./args.ts";
 import { cliClient, cliToken, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 import { configMode } from "../config/mod.ts";
-import { IrisClient } from "../client/client.ts";
-import { type ClusterConnection, connectCluster } from "../cluster/manager.ts";
+import { IrisClient } from "../client/mod.ts";
+import { type ClusterConnection, connectCluster } from "../cluster/mod.ts";
 import { NotFoundError } from "../errors.ts";
-import { seconds } from "../time.ts";
 import {
   AS_LOCAL_OPTION,
   CONFIG_OPTION,

@@ -4,9 +4,10 @@
  * (admin only). Exit code 1 when any worker fails.
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { describeError } from "../errors.ts";
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { bool, type CommandSpec, formatBytes, table } from "./args.ts";
 import { cliToken } from "./job.ts";
 import { CLUSTER_SELECT_OPTIONS, selectController } from "./cluster_tools.ts";

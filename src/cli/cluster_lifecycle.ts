@@ -6,19 +6,20 @@
 import { clearCurrentCluster, currentClusterPath, writeCurrentCluster } from "./current_cluster.ts";
 import { configMode, loadConfig, loadConfigAsLocal } from "../config/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { LocalController } from "../cluster/local_controller.ts";
 import {
+  createControllerLifecycle,
   irisHome,
+  LocalController,
   localRecordPath,
   readLocalRecord,
   startClusterLogStreaming,
   stopCluster,
   writeLocalRecord,
-} from "../cluster/manager.ts";
-import { type FileLogSink, fileLogSink, logFileName } from "../platform/log_stream.ts";
+} from "../cluster/mod.ts";
+import { type FileLogSink, fileLogSink, logFileName } from "../platform/mod.ts";
 import { describeError } from "../errors.ts";
-import { formatDuration, ms, parseDuration } from "../time.ts";
+import { ms, parseDuration } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import {
   bool,
   type CommandSpec,

@@ -7,19 +7,20 @@
  */
 import { configMode } from "../config/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { createControllerLifecycle } from "../cluster/lifecycle.ts";
-import { platformFromConfig } from "../cluster/platforms.ts";
 import {
   type ClusterConnection,
   connectCluster,
+  createControllerLifecycle,
+  platformFromConfig,
   readLocalRecord,
   removeLeftovers,
-} from "../cluster/manager.ts";
-import { logFileName } from "../platform/log_stream.ts";
-import type { SliceInfo } from "../platform/platform.ts";
-import { controllerClient } from "../rpc/client.ts";
+} from "../cluster/mod.ts";
+import { logFileName } from "../platform/mod.ts";
+import type { SliceInfo } from "../platform/mod.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { describeError, NotFoundError } from "../errors.ts";
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import {
   bool,
   type CommandSpec,
@@ -412,7 +413,7 @@ const validateCommand: CommandSpec = {
       ? [[
         "state directory",
         async () => {
-          const { irisHome } = await import("../cluster/manager.ts");
+          const { irisHome } = await import("../cluster/mod.ts");
           await Deno.mkdir(`${irisHome()}/clusters`, { recursive: true });
           return `${irisHome()}/clusters is writable`;
         },

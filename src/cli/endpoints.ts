@@ -2,7 +2,7 @@
  * `iris endpoints list [PREFIX] [--exact]`: the endpoints tasks registered (ListEndpoints).
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { bool, type CommandSpec, table } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
 

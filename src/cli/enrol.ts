@@ -6,7 +6,7 @@
  * @module
  */
 import { type OptionSpec, UsageError } from "./args.ts";
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { Backoff, Deadline, minutes, seconds, sleep } from "../time.ts";
 
 /** The option's spec. */

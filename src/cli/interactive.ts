@@ -6,8 +6,7 @@
  * size changes (SIGWINCH) are sent along.
  * @module
  */
-import type { ExecInTaskResponse } from "../rpc/mod.ts";
-import type { ControllerClient } from "../rpc/client.ts";
+import type { ControllerClient, ExecInTaskResponse } from "../rpc/mod.ts";
 import { type OptionSpec, type Parsed, UsageError } from "./args.ts";
 
 /** `-i`, `-t`, `-T`: shared by `task exec` and `job run`. */

@@ -2,29 +2,44 @@
  * `iris job run|list|status|logs|cancel`: job commands over the client API only.
  * @module
  */
-import { envToken, IrisClient, isFinished } from "../client/client.ts";
-import { oneLine } from "../format.ts";
-import { defaultUser, envUser, resolveJobId } from "../client/user.ts";
+import {
+  type ConstraintInput,
+  defaultUser,
+  envToken,
+  envUser,
+  IrisClient,
+  isFinished,
+  type JobRequest,
+  multiHostTpuDefaults,
+  resolveJobId,
+} from "../client/mod.ts";
+import { formatDuration, oneLine } from "../format.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
-import { readTokenFile } from "../auth/tokens.ts";
+import { readTokenFile } from "../auth/mod.ts";
 import { storedToken } from "./credentials.ts";
 import { environmentFromFlags, PYTHON_OPTIONS, warnPythonMismatch } from "./python.ts";
 import { peakDeviceMemory, peakDeviceMemoryLine } from "./device_status.ts";
 import { parseReserve, RESERVE_OPTION } from "./reserve.ts";
 import { parseAcceleratorFlags } from "./accelerator_flags.ts";
 import {
-  type ConstraintInput,
-  type JobRequest,
-  multiHostTpuDefaults,
-} from "../client/job_request.ts";
-import { JobState, type JobStatus, type LogLine, TaskState, type TaskStatus } from "../rpc/mod.ts";
-import { jobStateName, parseJobState, taskStateName } from "../controller/job_rules.ts";
-import { levelRank, LOG_LEVELS } from "../controller/logs.ts";
-import { JOB_SORT_KEYS } from "../controller/job_query.ts";
-import { type Duration, formatDuration, ms, parseDuration, seconds, sleep } from "../time.ts";
+  controllerClient,
+  JobState,
+  type JobStatus,
+  type LogLine,
+  TaskState,
+  type TaskStatus,
+} from "../rpc/mod.ts";
+import {
+  JOB_SORT_KEYS,
+  jobStateName,
+  levelRank,
+  LOG_LEVELS,
+  parseJobState,
+  taskStateName,
+} from "../controller/mod.ts";
+import { type Duration, ms, parseDuration, seconds, sleep } from "../time.ts";
 import { INTERACTIVE_OPTIONS, interactiveFlags, runSession } from "./interactive.ts";
-import { controllerClient } from "../rpc/client.ts";
 import {
   bool,
   type CommandSpec,

@@ -4,9 +4,8 @@
  * @module
  */
 import { dirname, join } from "node:path";
-import type { IrisClient } from "../client/client.ts";
-import { type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
-import { bool } from "./args.ts";
+import type { IrisClient } from "../client/mod.ts";
+import { bool, type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
 import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 
 /** The download command. */

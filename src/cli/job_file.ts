@@ -5,7 +5,7 @@
  * @module
  */
 import { isMap, isScalar, isSeq, LineCounter, type Pair, parseDocument } from "yaml";
-import { suggestKey } from "../config/issues.ts";
+import { suggestKey } from "../config/mod.ts";
 import { UsageError } from "./args.ts";
 
 /** What a job file gives: flag-shaped values and where each came from. */

@@ -5,9 +5,9 @@
  * @module
  */
 import { toJson } from "@bufbuild/protobuf";
-import { packDirectory } from "../bundle/pack.ts";
-import { controllerClient } from "../rpc/client.ts";
+import { packDirectory } from "../bundle/mod.ts";
 import {
+  controllerClient,
   GetAutoscalerStatusResponseSchema,
   GetJobStatusResponseSchema,
   GetWorkerStatusResponseSchema,
@@ -15,8 +15,9 @@ import {
   TaskState,
   type TaskStatus,
 } from "../rpc/mod.ts";
-import { jobStateName, taskStateName } from "../controller/job_rules.ts";
-import { formatDuration, ms } from "../time.ts";
+import { jobStateName, taskStateName } from "../controller/mod.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError } from "../errors.ts";
 import { bool, type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";

@@ -4,18 +4,16 @@
  * one for a controller (credentials.ts) after checking it with GetCurrentUser.
  * @module
  */
-import { IrisClient } from "../client/client.ts";
+import { IrisClient } from "../client/mod.ts";
 import { type CommandSpec, str, table, UsageError } from "./args.ts";
 import { cliClient, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
-import { readTokenFile } from "../auth/tokens.ts";
-import { parseDurationMs } from "../config/units.ts";
+import { readTokenFile } from "../auth/mod.ts";
+import { parseDurationMs } from "../config/mod.ts";
 import { seconds } from "../time.ts";
+import { formatTimestamp as when } from "../format.ts";
 import { storeToken } from "./credentials.ts";
 
 const common = { controller: CONTROLLER_OPTION, "token-file": TOKEN_FILE_OPTION };
-
-const when = (msValue: number) =>
-  msValue ? new Date(msValue).toISOString().slice(0, 19) + "Z" : "-";
 
 const keyCreate: CommandSpec = {
   name: "key create",

@@ -5,8 +5,8 @@
  */
 import { bool, type CommandSpec, num, table, UsageError } from "./args.ts";
 import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
-import { resolveJobId } from "../client/user.ts";
-import { taskStateName } from "../controller/job_rules.ts";
+import { resolveJobId } from "../client/mod.ts";
+import { taskStateName } from "../controller/mod.ts";
 import { TaskState } from "../rpc/mod.ts";
 
 /** The host part of a worker address ("http://10.0.0.5:8081" → "10.0.0.5"). */

@@ -4,11 +4,12 @@
  * (GetProcessStatus; admin only).
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import type { ProcessInfo } from "../rpc/mod.ts";
 import { bool, type CommandSpec, formatBytes, num, type Parsed, str } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { MAX_PROCESS_LOG_LINES } from "../process_info.ts";
 
 const COMMON = {

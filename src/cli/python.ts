@@ -3,8 +3,7 @@
  * --pip-arg, --setup) and its warning when the submitter's python3 differs from the workers'.
  * @module
  */
-import type { IrisClient } from "../client/client.ts";
-import type { EnvironmentInput, JobRequest } from "../client/job_request.ts";
+import type { EnvironmentInput, IrisClient, JobRequest } from "../client/mod.ts";
 import type { WorkerInfo } from "../rpc/mod.ts";
 import { bool, type OptionSpec, type Parsed, str, strs } from "./args.ts";
 

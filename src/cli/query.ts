@@ -3,12 +3,11 @@
  * admin only). Prints a table, or JSON with --json.
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
-import { bool, type CommandSpec, num, table } from "./args.ts";
+import { controllerClient } from "../rpc/mod.ts";
+import { bool, type CommandSpec, num, table, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
-import { MAX_QUERY_ROWS, MAX_QUERY_TIMEOUT } from "../controller/raw_query.ts";
+import { MAX_QUERY_ROWS, MAX_QUERY_TIMEOUT } from "../controller/mod.ts";
 import { parseDuration } from "../time.ts";
-import { UsageError } from "./args.ts";
 
 function text(v: unknown): string {
   if (v === null || v === undefined) return "NULL";

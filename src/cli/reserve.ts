@@ -5,8 +5,8 @@
  */
 import type { OptionSpec } from "./args.ts";
 import { UsageError } from "./args.ts";
-import type { ReservationInput } from "../client/job_request.ts";
-import { parseCpuMillicores, parseSizeBytes } from "../config/units.ts";
+import type { ReservationInput } from "../client/mod.ts";
+import { parseCpuMillicores, parseSizeBytes } from "../config/mod.ts";
 
 /** The option's spec (repeatable). */
 export const RESERVE_OPTION: OptionSpec = {

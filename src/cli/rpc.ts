@@ -16,7 +16,7 @@ import {
 import { createAsyncIterable } from "@connectrpc/connect/protocol";
 import { file_iris_v1_controller } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { file_iris_v1_worker } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { rpcTransport } from "../rpc/client.ts";
+import { rpcTransport } from "../rpc/mod.ts";
 import { bool, type CommandSpec, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";
 

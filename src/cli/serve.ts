@@ -5,10 +5,13 @@
  */
 import { ENROL_TOKEN_OPTION, enrolIfNeeded } from "./enrol.ts";
 import { WORKER_PYTHON_OPTIONS, workerPythonOptions } from "./worker_python.ts";
-import { startController } from "../controller/server.ts";
-import { backupController, restoreController } from "../controller/backup.ts";
-import { startWorker, TASK_USER_ISOLATION_MODES, type TaskUserIsolation } from "../worker/mod.ts";
-import { taskPodRuntimeFromEnv } from "../worker/kube_task.ts";
+import { backupController, restoreController, startController } from "../controller/mod.ts";
+import {
+  startWorker,
+  TASK_USER_ISOLATION_MODES,
+  taskPodRuntimeFromEnv,
+  type TaskUserIsolation,
+} from "../worker/mod.ts";
 import {
   bool,
   type CommandSpec,
@@ -27,18 +30,15 @@ import {
   resolveWorkerToken,
   workerTokenEnv,
 } from "../config/mod.ts";
-import { startCluster } from "../cluster/cluster.ts";
-import { FileBundleStore } from "../bundle/mod.ts";
-import { controllerDashboard } from "../dashboard/mod.ts";
+import { startCluster } from "../cluster/mod.ts";
+import { FileBundleStore, rpcBundleFetcher } from "../bundle/mod.ts";
+import { controllerDashboard, workerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
-import type { AttributeScalar } from "../types.ts";
+import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
 import { seconds } from "../time.ts";
-import { DEFAULT_TRANSPORT, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/server.ts";
-import { rpcBundleFetcher } from "../bundle/fetcher.ts";
-import type { AcceleratorSpec } from "../types.ts";
-import { tpuTopology } from "../platform/tpu.ts";
-import { GceMetadata } from "../gcp/metadata.ts";
-import { checkGceAccelerator } from "../gcp/accelerator_check.ts";
+import { DEFAULT_TRANSPORT, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/mod.ts";
+import { tpuTopology } from "../tpu.ts";
+import { checkGceAccelerator, GceMetadata } from "../gcp/mod.ts";
 
 function waitForAbort(signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
@@ -401,6 +401,7 @@ const workerServe: CommandSpec = {
     const taskPods = await taskPodRuntimeFromEnv();
     using _taskPods = { [Symbol.dispose]: () => taskPods?.client[Symbol.dispose]() };
     const worker = await startWorker({
+      fallback: workerDashboard,
       taskPods,
       controllerUrl,
       workerToken,

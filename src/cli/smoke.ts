@@ -2,12 +2,10 @@
  * `iris smoke`: runs the smoke test against the cluster a config describes.
  * @module
  */
-import { loadConfig } from "../config/mod.ts";
+import { loadConfig, TPU_VARIANT_EXAMPLES, tpuShape } from "../config/mod.ts";
 import { parseDuration } from "../time.ts";
-import { DEFAULT_TPU_TYPE, runSmoke, SMOKE_MODES } from "../smoke/runner.ts";
-import { TPU_VARIANT_EXAMPLES, tpuShape } from "../config/tpu_variants.ts";
+import { DEFAULT_TPU_TYPE, runSmoke, SMOKE_JOBS, SMOKE_MODES } from "../smoke/mod.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
-import { SMOKE_JOBS } from "../smoke/jobs.ts";
 import { bool, type CommandSpec, str, strs, UsageError } from "./args.ts";
 
 export const smokeCommand: CommandSpec = {

@@ -4,7 +4,7 @@
  * printing its output as it comes and exiting with its exit code. Recorded in the transactions log.
  * @module
  */
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { parseDuration } from "../time.ts";
 import { type CommandSpec, num, str, UsageError } from "./args.ts";
 import { cliToken, CONTROLLER_OPTION, controllerUrl, TOKEN_FILE_OPTION } from "./job.ts";

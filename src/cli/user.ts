@@ -9,7 +9,7 @@ import { type UserBudgetInfo, UserBudgetInfoSchema } from "../rpc/gen/iris/v1/co
 import { PriorityBand } from "../rpc/gen/iris/v1/types_pb.ts";
 import { type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
 import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
-import { parseCpuMillicores, parseSizeBytes } from "../config/units.ts";
+import { parseCpuMillicores, parseSizeBytes } from "../config/mod.ts";
 
 const BANDS: Record<string, PriorityBand> = {
   production: PriorityBand.PRODUCTION,

@@ -5,8 +5,8 @@
  * @module
  */
 import { type Duration, parseDuration } from "../time.ts";
-import type { PythonEnvCacheOptions } from "../worker/python_env.ts";
-import { OUTPUTS_PREFIX_PATTERN } from "../worker/outputs_upload.ts";
+import type { PythonEnvCacheOptions } from "../worker/mod.ts";
+import { OUTPUTS_PREFIX_PATTERN } from "../worker/mod.ts";
 import { type OptionSpec, type Parsed, parseSize, str, UsageError } from "./args.ts";
 
 /** The options, spread into `worker serve`'s. */

@@ -6,6 +6,8 @@
  */
 import { Code, ConnectError } from "@connectrpc/connect";
 import {
+  type ControllerClient,
+  controllerClient,
   type Endpoint,
   type GetAutoscalerStatusResponse,
   type GetJobStatusResponse,
@@ -16,10 +18,10 @@ import {
   type TaskStatus,
   type WorkerInfo,
 } from "../rpc/mod.ts";
-import { type ControllerClient, controllerClient } from "../rpc/client.ts";
-import { Backoff, Deadline, type Duration, formatDuration, ms, seconds, sleep } from "../time.ts";
+import { Backoff, Deadline, type Duration, ms, seconds, sleep } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { IrisError } from "../errors.ts";
-import { packDirectory } from "../bundle/pack.ts";
+import { packDirectory } from "../bundle/mod.ts";
 import { type JobRequest, jobSpecFromRequest } from "./job_request.ts";
 import { defaultUser, envUser } from "./user.ts";
 

@@ -19,7 +19,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import type { Duration } from "../time.ts";
 import type { AttributeScalar, ConstraintOp as Op } from "../types.ts";
 import type { JobContext } from "./client.ts";
-import { tpuShape } from "../config/tpu_variants.ts";
+import { tpuShape } from "../config/mod.ts";
 
 /** A constraint as users write it. */
 export interface ConstraintInput {
@@ -81,11 +81,10 @@ export interface JobRequest {
    */
   readonly existingJobPolicy?: "error" | "keep" | "recreate";
   /**
-   * Workers to hold for the job before its tasks start, one per entry (sizes as in the request;
-   * an entry's omitted fields take the job's own).
+   * Workers to hold for the job before its tasks start, grouped by shape: each entry asks for
+   * `count` alike workers (sizes as in the request; an entry's omitted fields take the job's own).
+   * Sent as `JobSpec.reservation`, one wire entry per worker.
    */
-  readonly reserve?: readonly ReserveEntry[];
-  /** Workers to hold, grouped by shape (`count` alike workers each); added to `reserve`. */
   readonly reservation?: readonly ReservationInput[];
   /** Python environment and setup steps, prepared on the worker (docs/python.md). */
   readonly environment?: EnvironmentInput;
@@ -113,14 +112,10 @@ export interface EnvironmentInput {
   readonly setup?: readonly string[];
 }
 
-/** Workers of one shape a job reserves. */
-export interface ReservationInput extends ReserveEntry {
+/** Workers of one shape a job reserves (see {@linkcode JobRequest.reservation}). */
+export interface ReservationInput {
   /** Alike workers. @default 1 */
   readonly count?: number;
-}
-
-/** One worker to hold for a job (see {@linkcode JobRequest.reserve}). */
-export interface ReserveEntry {
   readonly cpu?: number;
   readonly memory?: number;
   readonly disk?: number;
@@ -288,19 +283,16 @@ export function jobSpecFromRequest(
     existingJobPolicy: req.existingJobPolicy
       ? POLICIES[req.existingJobPolicy]
       : ExistingJobPolicy.UNSPECIFIED,
-    reservation: [
-      ...(req.reserve ?? []),
-      ...(req.reservation ?? []).flatMap((r, i) => {
-        const count = r.count ?? 1;
-        if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) {
-          throw new InvalidArgumentError(
-            `reservation[${i}].count`,
-            `must be 1..10000 (got ${count})`,
-          );
-        }
-        return Array.from({ length: count }, () => r);
-      }),
-    ].map((e) => ({
+    reservation: (req.reservation ?? []).flatMap((r, i) => {
+      const count = r.count ?? 1;
+      if (!Number.isSafeInteger(count) || count < 1 || count > 10_000) {
+        throw new InvalidArgumentError(
+          `reservation[${i}].count`,
+          `must be 1..10000 (got ${count})`,
+        );
+      }
+      return Array.from({ length: count }, () => r);
+    }).map((e) => ({
       resources: resources({
         cpu: e.cpu ?? req.cpu,
         memory: e.memory ?? req.memory,

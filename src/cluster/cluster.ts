@@ -4,14 +4,21 @@
  * `iris controller serve --config`.
  * @module
  */
-import type { HttpTransport } from "../rpc/server.ts";
+import type { HttpTransport } from "../rpc/mod.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import { labelPrefixOf } from "../config/mod.ts";
-import { type ControllerServer, startController } from "../controller/server.ts";
-import { AutoscalerRunner } from "../controller/autoscaler/runner.ts";
-import { budgetsFromConfig } from "../controller/budgets.ts";
-import type { Platform } from "../platform/platform.ts";
-import type { IrisRuntime } from "../platform/bootstrap.ts";
+import {
+  controllerAuth,
+  labelPrefixOf,
+  workerTokenEnv,
+  type WorkerTokenSources,
+} from "../config/mod.ts";
+import {
+  AutoscalerRunner,
+  budgetsFromConfig,
+  type ControllerServer,
+  startController,
+} from "../controller/mod.ts";
+import type { IrisRuntime, Platform } from "../platform/mod.ts";
 import { platformFromConfig } from "./platforms.ts";
 import { bundleLimitsFor, DEFAULT_MAX_PACK_BYTES, MIB, openBundleStore } from "../bundle/mod.ts";
 import { minutes, ms, seconds } from "../time.ts";
@@ -19,7 +26,6 @@ import { scaleGroupsFromConfig } from "./scale_groups.ts";
 import { controllerDashboard } from "../dashboard/mod.ts";
 import { VERSION } from "../version.ts";
 import { resolve } from "node:path";
-import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 import { gcpWorkerTokenSources } from "./gcp_auth.ts";
 
 /** Options for {@linkcode startCluster}. */

@@ -6,8 +6,8 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { WorkerTokenSources } from "../config/auth.ts";
-import { newToken } from "../auth/tokens.ts";
+import type { WorkerTokenSources } from "../config/mod.ts";
+import { newToken } from "../auth/mod.ts";
 
 /** Whether `config` is a gcp cluster with token auth (workers enrol; the controller self-issues). */
 export function gcpTokenMode(config: ClusterConfig): boolean {

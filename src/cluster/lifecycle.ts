@@ -6,13 +6,22 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { ControllerLifecycle } from "../platform/platform.ts";
-import { configMode, labelPrefixOf } from "../config/mod.ts";
-import { controllerClient } from "../rpc/client.ts";
-import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
-import { GcpControllerLifecycle } from "../platform/gcp.ts";
-import { ManualControllerLifecycle } from "../platform/manual.ts";
-import { KubernetesControllerLifecycle } from "../platform/kubernetes.ts";
+import type { ControllerLifecycle, HealthCheck, KubeClient } from "../platform/mod.ts";
+import {
+  configMode,
+  controllerAuth,
+  labelPrefixOf,
+  workerTokenEnv,
+  type WorkerTokenSources,
+} from "../config/mod.ts";
+import { controllerClient } from "../rpc/mod.ts";
+import {
+  type CommandRunner,
+  DenoCommandRunner,
+  GcpControllerLifecycle,
+  KubernetesControllerLifecycle,
+  ManualControllerLifecycle,
+} from "../platform/mod.ts";
 import {
   kubeConnector,
   KUBERNETES_TOKEN_MODE_UNSUPPORTED,
@@ -20,11 +29,8 @@ import {
   runtimeFromConfig,
   sshDefaultsFromConfig,
 } from "./platforms.ts";
-import { controllerAuth, workerTokenEnv, type WorkerTokenSources } from "../config/auth.ts";
 import { gcpTokenMode } from "./gcp_auth.ts";
-import type { HealthCheck } from "../platform/ssh.ts";
 import { ConfigError } from "../errors.ts";
-import type { KubeClient } from "../platform/kube_client.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LocalController, type LocalControllerOptions } from "./local_controller.ts";
 

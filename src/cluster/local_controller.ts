@@ -5,8 +5,8 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { ControllerLifecycle, ControllerStatus } from "../platform/platform.ts";
-import { controllerClient } from "../rpc/client.ts";
+import type { ControllerLifecycle, ControllerStatus } from "../platform/mod.ts";
+import { controllerClient } from "../rpc/mod.ts";
 import { type RunningCluster, startCluster } from "./cluster.ts";
 import { describeError } from "../errors.ts";
 

@@ -10,18 +10,24 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { describeError, NotFoundError, PlatformError } from "../errors.ts";
-import { type CommandRunner, DenoCommandRunner, runAll } from "../platform/command.ts";
-import type { ControllerLifecycle } from "../platform/platform.ts";
-import { GcpControllerLifecycle, GcpPlatform } from "../platform/gcp.ts";
-import { ManualControllerLifecycle, ManualPlatform } from "../platform/manual.ts";
 import {
+  type CommandRunner,
+  DenoCommandRunner,
   type FollowedLogTarget,
+  GcpControllerLifecycle,
+  GcpPlatform,
+  KubernetesControllerLifecycle,
+  KubernetesPlatform,
   type LogStreamHandle,
   type LogTarget,
+  ManualControllerLifecycle,
+  ManualPlatform,
+  runAll,
   startLogStreaming,
-} from "../platform/log_stream.ts";
-import { KubernetesControllerLifecycle, KubernetesPlatform } from "../platform/kubernetes.ts";
-import { type Duration, formatDuration, ms, seconds, waitFor } from "../time.ts";
+} from "../platform/mod.ts";
+import type { ControllerLifecycle } from "../platform/mod.ts";
+import { type Duration, ms, seconds, waitFor } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { createControllerLifecycle } from "./lifecycle.ts";
 import { manualHostsFromConfig, platformFromConfig } from "./platforms.ts";
 import { LocalController } from "./local_controller.ts";

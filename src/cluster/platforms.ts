@@ -7,17 +7,20 @@
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode, labelPrefixOf } from "../config/mod.ts";
-import { workerClient } from "../rpc/client.ts";
-import type { HealthCheck } from "../platform/ssh.ts";
-import type { Platform } from "../platform/platform.ts";
-import { type CommandRunner, DenoCommandRunner } from "../platform/command.ts";
-import { LocalPlatform } from "../platform/local.ts";
-import type { WorkerSettings } from "../platform/local_messages.ts";
-import { GcpPlatform } from "../platform/gcp.ts";
-import { type ManualHostSpec, ManualPlatform, type SshDefaults } from "../platform/manual.ts";
-import { KubernetesPlatform } from "../platform/kubernetes.ts";
-import { KubeClient, loadKubeCredentials } from "../platform/kube_client.ts";
-import type { IrisRuntime } from "../platform/bootstrap.ts";
+import { workerClient } from "../rpc/mod.ts";
+import type { HealthCheck, IrisRuntime, Platform, WorkerSettings } from "../platform/mod.ts";
+import {
+  type CommandRunner,
+  DenoCommandRunner,
+  GcpPlatform,
+  KubeClient,
+  KubernetesPlatform,
+  loadKubeCredentials,
+  LocalPlatform,
+  type ManualHostSpec,
+  ManualPlatform,
+  type SshDefaults,
+} from "../platform/mod.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { ConfigError, InvalidArgumentError } from "../errors.ts";
 

@@ -5,12 +5,12 @@
  */
 import type { ClusterConfig, ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
-import { tpuTopology } from "../platform/tpu.ts";
-import { localVmAttributes, localVmCount } from "../platform/local.ts";
+import { tpuTopology } from "../tpu.ts";
+import { localVmAttributes, localVmCount } from "../platform/mod.ts";
 import { ms } from "../time.ts";
-import { expandZones } from "../config/defaults.ts";
+import { expandZones } from "../config/mod.ts";
 import type { AcceleratorKind, Attributes } from "../types.ts";
-import type { ScaleGroup } from "../controller/autoscaler/runner.ts";
+import type { ScaleGroup } from "../controller/mod.ts";
 
 function kind(t: AcceleratorType): AcceleratorKind {
   return t === AcceleratorType.TPU ? "tpu" : t === AcceleratorType.GPU ? "gpu" : "cpu";

@@ -12,8 +12,8 @@ import {
   AuthTokenSchema,
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import type { AuthPolicy, RateLimit } from "../auth/mod.ts";
-import { readTokenFile } from "../auth/tokens.ts";
-import { type ConnectionLimits, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/server.ts";
+import { readTokenFile } from "../auth/mod.ts";
+import { type ConnectionLimits, HTTP_TRANSPORTS, type HttpTransport } from "../rpc/mod.ts";
 import { ms } from "../time.ts";
 import { ConfigError } from "../errors.ts";
 import { formatGot } from "./issues.ts";

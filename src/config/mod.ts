@@ -26,13 +26,7 @@ export {
   type MachineInfo,
 } from "./defaults.ts";
 export { type ConfigIssue, ConfigValidationError } from "./issues.ts";
-export {
-  formatBytes,
-  formatDurationMs,
-  parseCpuMillicores,
-  parseDurationMs,
-  parseSizeBytes,
-} from "./units.ts";
+export { parseCpuMillicores, parseDurationMs, parseSizeBytes } from "./units.ts";
 export { TPU_VARIANT_PREFIXES, type TpuShape, tpuShape } from "./tpu_variants.ts";
 export {
   AUTH_KEYS,
@@ -43,3 +37,6 @@ export {
   workerTokenEnv,
   type WorkerTokenSources,
 } from "./auth.ts";
+export { expandZones } from "./defaults.ts";
+export { suggestKey } from "./issues.ts";
+export { TPU_VARIANT_EXAMPLES } from "./tpu_variants.ts";

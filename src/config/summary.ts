@@ -10,7 +10,8 @@ import type {
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { groupVmsPerSlice } from "./defaults.ts";
-import { formatBytes, formatCores, formatDurationMs } from "./units.ts";
+import { formatCores } from "./units.ts";
+import { formatConfigBytes, formatConfigDuration } from "../format.ts";
 import { labelPrefixOf } from "./load.ts";
 
 function controllerText(controller: ControllerConfig | undefined): string {
@@ -40,8 +41,11 @@ function acceleratorText(group: ScaleGroupConfig): string {
 function resourcesText(group: ScaleGroupConfig): string {
   const vm = group.vmResources;
   if (!vm) return "";
-  const parts = [`cpu ${formatCores(vm.cpuMillicores)}`, `mem ${formatBytes(vm.memoryBytes)}`];
-  if (vm.diskBytes) parts.push(`disk ${formatBytes(vm.diskBytes)}`);
+  const parts = [
+    `cpu ${formatCores(vm.cpuMillicores)}`,
+    `mem ${formatConfigBytes(vm.memoryBytes)}`,
+  ];
+  if (vm.diskBytes) parts.push(`disk ${formatConfigBytes(vm.diskBytes)}`);
   const count = vm.accelerator?.count ?? 0;
   if (count > 0) parts.push(`${acceleratorText(group).split(" ")[0]} ×${count}`);
   return parts.join(" ");
@@ -76,7 +80,9 @@ export function formatConfigSummary(config: ClusterConfig): string {
       `${vms} vm${vms === 1 ? "" : "s"}/slice`,
       resourcesText(g),
       `priority ${g.priority}`,
-      `up ${formatDurationMs(g.scaleUpCooldownMs)} down ${formatDurationMs(g.scaleDownDelayMs)}`,
+      `up ${formatConfigDuration(g.scaleUpCooldownMs)} down ${
+        formatConfigDuration(g.scaleDownDelayMs)
+      }`,
       placeText(g),
     ];
   });

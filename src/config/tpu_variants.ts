@@ -1,10 +1,10 @@
 /**
  * The TPU facts the config needs: whether an accelerator_variant is valid, its host shape (VMs
  * per slice, chips per VM), its canonical name and the default TPU runtime version. Shapes come
- * from the topology table in src/platform/tpu.ts (the one source of truth).
+ * from the topology table in src/tpu.ts (the one source of truth).
  * @module
  */
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 
 /** Host shape of a TPU slice. */
 export interface TpuShape {

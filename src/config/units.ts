@@ -87,31 +87,6 @@ export function parseCpuMillicores(value: unknown): number | undefined {
   return Math.round(millicores);
 }
 
-/** A compact duration for summaries: "250ms", "30s", "5m", "1h30m", "1m30s". */
-export function formatDurationMs(msValue: number): string {
-  if (msValue < 1000 || msValue % 1000 !== 0) {
-    return msValue < 1000 ? `${msValue}ms` : `${msValue / 1000}s`;
-  }
-  const s = msValue / 1000;
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return s % 60 === 0 ? `${s / 60}m` : `${Math.floor(s / 60)}m${s % 60}s`;
-  const m = Math.floor(s / 60);
-  return m % 60 === 0 && s % 60 === 0 ? `${m / 60}h` : `${Math.floor(m / 60)}h${m % 60}m`;
-}
-
-/** A compact size for summaries: "8GiB", "512MiB", "1.5GiB", "100B". */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-  let value = bytes;
-  let i = 0;
-  while (value >= 1024 && i < units.length - 1) {
-    value /= 1024;
-    i++;
-  }
-  const text = Number.isInteger(value) ? String(value) : value.toFixed(1).replace(/\.0$/, "");
-  return `${text}${units[i]}`;
-}
-
 /** CPU for summaries: "4", "0.5". */
 export function formatCores(millicores: number): string {
   return String(millicores / 1000);

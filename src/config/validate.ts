@@ -10,7 +10,7 @@ import { formatGot, joinPath } from "./issues.ts";
 import { GCP_REGION, GCP_ZONE } from "./parse.ts";
 import type { YamlReader } from "./reader.ts";
 import { TPU_VARIANT_EXAMPLES, tpuShape } from "./tpu_variants.ts";
-import { formatBytes as formatSizeBytes, formatDurationMs } from "./units.ts";
+import { formatConfigBytes as formatSizeBytes, formatConfigDuration } from "../format.ts";
 
 /** Ceiling of `controller.max_bundle_size`. */
 export const MAX_BUNDLE_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
@@ -116,8 +116,12 @@ function validateAutoscaler(
     r.problem(
       has(`${p}.backoff_max`) ? `${p}.backoff_max` : `${p}.backoff_initial`,
       has(`${p}.backoff_max`)
-        ? `must be ≥ backoff_initial (got ${formatDurationMs(max)} < ${formatDurationMs(initial)})`
-        : `must be ≤ backoff_max (got ${formatDurationMs(initial)} > ${formatDurationMs(max)})`,
+        ? `must be ≥ backoff_initial (got ${formatConfigDuration(max)} < ${
+          formatConfigDuration(initial)
+        })`
+        : `must be ≤ backoff_max (got ${formatConfigDuration(initial)} > ${
+          formatConfigDuration(max)
+        })`,
     );
   }
 }

@@ -5,10 +5,11 @@
  * Pure: the caller supplies the user's current usage.
  * @module
  */
-import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { type JobSpec, PriorityBand, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import {
   type Band,
   BAND_BATCH,
+  BAND_INTERACTIVE,
   type ClusterSnapshot,
   type ResourceBudget,
   type ResourceVec,
@@ -113,9 +114,14 @@ export function resourceBudget(
   return Object.keys(r).length ? r : undefined;
 }
 
+/** The band a spec asks for: its priority, INTERACTIVE when unset. */
+export function requestedBand(spec: JobSpec): Band {
+  return spec.priority === PriorityBand.UNSPECIFIED ? BAND_INTERACTIVE : spec.priority as Band;
+}
+
 /** The band a job is scheduled in: its spec's priority (INTERACTIVE when unset) unless a budget lowered it. */
 export function bandOf(job: JobRecord): Band {
-  return job.band ?? ((job.spec.priority || 2) as Band);
+  return job.band ?? requestedBand(job.spec);
 }
 
 /**
@@ -138,7 +144,7 @@ export function bandAtSubmit(
         (c[TaskState.BUILDING] ?? 0) + (c[TaskState.RUNNING] ?? 0);
     }
   }
-  const requested = (job.spec.priority || 2) as Band;
+  const requested = requestedBand(job.spec);
   const res = effectiveBand(requested, job.user, budget, usage, job.taskIds.length);
   return res.band !== requested ? { band: res.band, reason: res.reason ?? "" } : undefined;
 }

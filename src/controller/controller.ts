@@ -14,12 +14,14 @@ import type {
 } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
   type JobSpec,
+  JobState,
   type JobStatus,
   TaskState,
   type TaskStatus,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { WorkerClient } from "../rpc/client.ts";
-import { type Clock, type Duration, formatDuration, ms, seconds, systemClock } from "../time.ts";
+import type { WorkerClient } from "../rpc/mod.ts";
+import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
@@ -32,13 +34,8 @@ import {
   noEffects,
   type TaskRecord,
 } from "./state.ts";
-import {
-  attemptKey,
-  attributesFromProto,
-  parseAttemptKey,
-  type WorkerRecord,
-  WorkerTable,
-} from "./workers.ts";
+import { attemptKey, parseAttemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
+import { attributesFromProto } from "./convert.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler/scheduler.ts";
@@ -935,7 +932,11 @@ export class Controller implements ControllerCore, AutoscalerHost {
       this.#reservations.release(jobId);
       const job = this.jobs.jobs.get(jobId);
       if (job) {
-        this.log(`job ${jobId} finished: ${job.state === 4 ? "succeeded" : job.error || "ended"}`);
+        this.log(
+          `job ${jobId} finished: ${
+            job.state === JobState.SUCCEEDED ? "succeeded" : job.error || "ended"
+          }`,
+        );
       }
     }
     if (fx.released) this.requestSchedule();

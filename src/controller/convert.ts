@@ -5,6 +5,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import {
+  AcceleratorType,
   type Attempt,
   AttemptSchema,
   type Constraint,
@@ -14,21 +15,22 @@ import {
   JobStatusSchema,
   PendingReasonSchema,
   PriorityBand,
+  TaskState,
   type TaskStatus,
   TaskStatusSchema,
   type WorkerInfo,
   WorkerInfoSchema,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { AttributeScalar, ConstraintOp as Op, ConstraintSpec } from "../types.ts";
+import type {
+  AcceleratorKind,
+  AttributeScalar,
+  ConstraintOp as Op,
+  ConstraintSpec,
+} from "../types.ts";
+import { attributesFromProto, attributesToProto } from "../rpc/mod.ts";
 import { taskStateName } from "./job_rules.ts";
 import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
-import {
-  acceleratorType,
-  attemptKey,
-  attributesToProto,
-  parseAttemptKey,
-  type WorkerRecord,
-} from "./workers.ts";
+import { attemptKey, parseAttemptKey, type WorkerRecord } from "./workers.ts";
 
 const OPS: Record<ConstraintOp, Op | undefined> = {
   [ConstraintOp.UNSPECIFIED]: undefined,
@@ -85,7 +87,7 @@ export function taskStatus(
     finishedAtMs: cur?.finishedAtMs ?? 0,
     currentAttemptId: cur?.attemptId ?? -1,
     attempts: task.attempts.map((a) => create(AttemptSchema, a)),
-    pendingReason: task.pendingReason && task.state === 1
+    pendingReason: task.pendingReason && task.state === TaskState.PENDING
       ? create(PendingReasonSchema, task.pendingReason)
       : undefined,
     ports: task.ports,
@@ -109,8 +111,8 @@ export function jobStatus(jobs: JobTable, job: JobRecord, reservationClaimed = 0
     const t = jobs.tasks.get(tid)!;
     failures += t.failureCount;
     preemptions += t.preemptionCount;
-    if (t.state === 4) completed++;
-    reason ??= t.state === 1 ? t.pendingReason : undefined;
+    if (t.state === TaskState.SUCCEEDED) completed++;
+    reason ??= t.state === TaskState.PENDING ? t.pendingReason : undefined;
   }
   return create(JobStatusSchema, {
     jobId: job.jobId,
@@ -184,3 +186,21 @@ export function recentAttempts(
   }
   return out;
 }
+
+/** Maps a proto accelerator type to our kind. */
+export function acceleratorKind(type: AcceleratorType | undefined): AcceleratorKind {
+  if (type === AcceleratorType.TPU) return "tpu";
+  if (type === AcceleratorType.GPU) return "gpu";
+  return "cpu";
+}
+
+/** Maps our accelerator kind to the proto type. */
+export function acceleratorType(kind: AcceleratorKind): AcceleratorType {
+  return kind === "tpu"
+    ? AcceleratorType.TPU
+    : kind === "gpu"
+    ? AcceleratorType.GPU
+    : AcceleratorType.CPU;
+}
+
+export { attributesFromProto, attributesToProto };

@@ -6,7 +6,7 @@
  */
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
 import type { Attempt, JobSpec, JobStatus, TaskStatus } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { WorkerClient } from "../rpc/client.ts";
+import type { WorkerClient } from "../rpc/mod.ts";
 import type { Clock, Duration } from "../time.ts";
 import type { AttemptRecord, JobRecord, TaskRecord } from "./state.ts";
 import type { WorkerRecord } from "./workers.ts";

@@ -7,7 +7,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { type WorkerClient, workerClient } from "../rpc/client.ts";
+import { type WorkerClient, workerClient } from "../rpc/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
 import { isTaskActive } from "./job_rules.ts";

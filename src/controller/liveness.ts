@@ -5,7 +5,8 @@
  * tick calls {@linkcode Liveness.tick} then declares {@linkcode Liveness.due} workers dead.
  * @module
  */
-import { type Clock, type Duration, formatDuration, ms } from "../time.ts";
+import { type Clock, type Duration, ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import type { WorkerTable } from "./workers.ts";
 
 /** Options for {@linkcode Liveness}. */

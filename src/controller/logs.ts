@@ -11,8 +11,8 @@
 import { create } from "@bufbuild/protobuf";
 import { type LogLine, LogLineSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, formatDuration, minutes, sleep } from "../time.ts";
-import { formatBytes } from "../format.ts";
+import { type Duration, minutes, sleep } from "../time.ts";
+import { formatBytes, formatDuration } from "../format.ts";
 
 interface StoredLine {
   readonly seq: number;

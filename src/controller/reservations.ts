@@ -8,7 +8,7 @@
 import { describeError } from "../errors.ts";
 import type { PendingReasonData, ReservationRequest } from "../types.ts";
 import type { JobRecord } from "./state.ts";
-import { acceleratorKind } from "./workers.ts";
+import { acceleratorKind } from "./convert.ts";
 import { constraintsFromProto } from "./convert.ts";
 
 /** Claims per job: the worker held by each reservation entry (undefined: not yet). */

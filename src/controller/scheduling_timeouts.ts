@@ -3,7 +3,8 @@
  * pending; a task pending longer ends UNSCHEDULABLE with the reason it could not be placed.
  * @module
  */
-import { formatDuration, ms } from "../time.ts";
+import { ms } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import type { Effects, JobTable } from "./state.ts";
 
 /**

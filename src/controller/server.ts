@@ -5,8 +5,7 @@
  */
 import { Accounts, ACCOUNTS_FILE } from "./accounts.ts";
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { type ConnectionLimits, serveRpc } from "../rpc/server.ts";
-import { workerClient } from "../rpc/client.ts";
+import { type ConnectionLimits, serveRpc, workerClient } from "../rpc/mod.ts";
 import {
   authGate,
   type AuthPolicy,

@@ -17,8 +17,8 @@ import {
   type GetAutoscalerStatusResponse,
   GetAutoscalerStatusResponseSchema,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import { DEFAULT_MAX_PACK_BYTES } from "../bundle/limits.ts";
-import { InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { DEFAULT_MAX_PACK_BYTES } from "../bundle/mod.ts";
+import { FailedPreconditionError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { ControllerCore } from "./core.ts";
 import { VERSION } from "../version.ts";
 import { workerInfo } from "./convert.ts";
@@ -30,13 +30,12 @@ import {
   endpointName,
   endpointTrusted,
   PRINCIPAL,
+  requireAdmin,
 } from "../auth/mod.ts";
 import { parseAttemptKey } from "./workers.ts";
 import { budgetHandlers } from "./budget_service.ts";
 import { accountHandlers } from "./account_service.ts";
 import type { AuthPolicy } from "../auth/mod.ts";
-import { requireAdmin } from "../auth/admin.ts";
-import { FailedPreconditionError } from "../errors.ts";
 import {
   type JobSpec,
   type JobStatus,

@@ -14,8 +14,8 @@ import type {
 import { BAND_BATCH } from "../types.ts";
 import { bandOf, budgetView, type UserBudget } from "./budgets.ts";
 import type { JobRecord, JobTable } from "./state.ts";
-import { acceleratorKind, type WorkerTable } from "./workers.ts";
-import { constraintsFromProto } from "./convert.ts";
+import type { WorkerTable } from "./workers.ts";
+import { acceleratorKind, constraintsFromProto } from "./convert.ts";
 import { isGated, type Reservations } from "./reservations.ts";
 
 /** Default cap of ASSIGNED+BUILDING attempts per worker. */

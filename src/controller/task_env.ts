@@ -9,7 +9,7 @@
 import { toJson } from "@bufbuild/protobuf";
 import { AcceleratorType, ConstraintSchema, type JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { AttributeScalar } from "../types.ts";
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 
 /** Port of the JAX coordinator on task 0's host. */
 export const JAX_COORDINATOR_PORT = 8476;

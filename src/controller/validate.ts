@@ -11,7 +11,7 @@ import {
   type JobSpec,
   PriorityBand,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import { isBundleId } from "../bundle/id.ts";
+import { isBundleId } from "../bundle/mod.ts";
 
 /** Upper bounds that keep one request from exhausting the controller. */
 export const LIMITS = {

@@ -3,18 +3,13 @@
  * active attempt, liveness, and the scheduler's view of them. No I/O.
  * @module
  */
-import { create } from "@bufbuild/protobuf";
 import {
-  AcceleratorType,
-  type AttributeValue,
-  AttributeValueSchema,
   type Resources,
   type ResourceSnapshot,
   type TaskResourceUsage,
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import type {
-  AcceleratorKind,
   AcceleratorSpec,
   AttributeScalar,
   Band,
@@ -23,6 +18,7 @@ import type {
   SchedulerWorker,
 } from "../types.ts";
 import { timestamp } from "../time.ts";
+import { acceleratorKind } from "./convert.ts";
 
 /** Resources held by one attempt on a worker. */
 export interface Commitment {
@@ -149,52 +145,6 @@ export function attemptKey(taskId: string, attemptId: number): string {
 export function parseAttemptKey(key: string): { taskId: string; attemptId: number } {
   const i = key.lastIndexOf("#");
   return { taskId: key.slice(0, i), attemptId: Number(key.slice(i + 1)) };
-}
-
-/** Maps a proto accelerator type to our kind. */
-export function acceleratorKind(type: AcceleratorType | undefined): AcceleratorKind {
-  if (type === AcceleratorType.TPU) return "tpu";
-  if (type === AcceleratorType.GPU) return "gpu";
-  return "cpu";
-}
-
-/** Maps our accelerator kind to the proto type. */
-export function acceleratorType(kind: AcceleratorKind): AcceleratorType {
-  return kind === "tpu"
-    ? AcceleratorType.TPU
-    : kind === "gpu"
-    ? AcceleratorType.GPU
-    : AcceleratorType.CPU;
-}
-
-/** Proto attribute map → plain attributes. */
-export function attributesFromProto(
-  attrs: Readonly<Record<string, AttributeValue>>,
-): Record<string, AttributeScalar> {
-  const out: Record<string, AttributeScalar> = {};
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v.kind.case !== undefined) out[k] = v.kind.value;
-  }
-  return out;
-}
-
-/** Plain attributes → proto attribute map. */
-export function attributesToProto(
-  attrs: Readonly<Record<string, AttributeScalar>>,
-): Record<string, AttributeValue> {
-  const out: Record<string, AttributeValue> = {};
-  for (const [k, v] of Object.entries(attrs)) {
-    out[k] = create(AttributeValueSchema, {
-      kind: typeof v === "string"
-        ? { case: "stringValue", value: v }
-        : typeof v === "boolean"
-        ? { case: "boolValue", value: v }
-        : Number.isInteger(v)
-        ? { case: "intValue", value: v }
-        : { case: "floatValue", value: v },
-    });
-  }
-  return out;
 }
 
 /** Registered workers. */

@@ -5,7 +5,7 @@
  * @module
  */
 import { FailedPreconditionError } from "../errors.ts";
-import { tpuTopology } from "../platform/tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 import { type Duration, seconds, sleep } from "../time.ts";
 import type { AcceleratorSpec } from "../types.ts";
 import type { GceMetadata } from "./metadata.ts";

@@ -7,7 +7,7 @@
 import type { ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { AcceleratorSpec } from "../types.ts";
-import { tpuTopology } from "./tpu.ts";
+import { tpuTopology } from "../tpu.ts";
 
 /**
  * A group's per-VM accelerator: TPU or GPU with its variant and count (vm_resources' count, else a

@@ -5,7 +5,8 @@
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
-import { type Duration, formatDuration, ms, seconds } from "../time.ts";
+import { type Duration, ms, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 
 /** A process to run: argv plus optional stdin text and extra environment. */
 export interface Command {

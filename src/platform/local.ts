@@ -14,9 +14,8 @@ import type {
   VmInfo,
 } from "./platform.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform, WorkerSettings } from "./local_messages.ts";
-import { PortAllocator } from "../worker/ports.ts";
-import { HOST_METRIC_SYS_PERMISSIONS } from "../worker/host_metrics.ts";
-import { tpuTopology } from "./tpu.ts";
+import { HOST_METRIC_SYS_PERMISSIONS, PortAllocator } from "../worker/mod.ts";
+import { tpuTopology } from "../tpu.ts";
 import { groupAccelerator } from "./accelerator.ts";
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Duration, seconds, timestamp } from "../time.ts";

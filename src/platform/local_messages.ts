@@ -3,7 +3,7 @@
  * Plain data only: everything here crosses postMessage.
  * @module
  */
-import type { SharedPortRange } from "../worker/ports.ts";
+import type { SharedPortRange } from "../worker/mod.ts";
 import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
 
 /** Starts the VM's worker. */

@@ -4,11 +4,11 @@
  * start → started|error, stop → stopped, probe-read → probe-result (permission diagnostics).
  * @module
  */
-import { startWorker, type WorkerHandle } from "../worker/mod.ts";
+import { PortAllocator, startWorker, type WorkerHandle } from "../worker/mod.ts";
 import type { LocalVmStartMessage, LocalVmToPlatform } from "./local_messages.ts";
-import { PortAllocator } from "../worker/ports.ts";
 import { ms } from "../time.ts";
-import { rpcBundleFetcher } from "../bundle/fetcher.ts";
+import { workerDashboard } from "../dashboard/mod.ts";
+import { rpcBundleFetcher } from "../bundle/mod.ts";
 
 declare const self: {
   postMessage(message: LocalVmToPlatform): void;
@@ -31,6 +31,7 @@ async function start(msg: LocalVmStartMessage): Promise<void> {
       workerId: msg.workerId,
       host: "127.0.0.1",
       port: 0,
+      fallback: workerDashboard,
       rootDir: msg.rootDir,
       resources: msg.resources,
       attributes: msg.attributes,

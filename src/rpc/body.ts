@@ -75,126 +75,135 @@ function lengthHint(header: string | null): number | undefined {
 }
 
 /**
- * The chunks of `body`, checked as they arrive: a body announcing more than `readMaxBytes` fails
- * before anything is read, one that sends more (or, at its end, fewer) bytes than it announced
- * fails with Connect's own messages, one without a length fails as soon as it passes the limit, and
- * JSON nested too deep fails on the chunk that goes too deep. Stopping early cancels the stream.
+ * The checks on a body, shared by {@linkcode boundedChunks} and {@linkcode readBody}: a body
+ * announcing more than `readMaxBytes` fails before anything is read, one that sends more (or, at
+ * its end, fewer) bytes than it announced fails with Connect's own messages, one without a length
+ * fails as soon as it passes the limit, and JSON nested too deep fails on the chunk that goes too
+ * deep.
  */
-export async function* boundedChunks(
-  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | null,
-  limits: BodyLimits,
-): AsyncGenerator<Uint8Array> {
-  const { readMaxBytes } = limits;
-  const hint = lengthHint(limits.contentLength);
-  if (hint !== undefined && hint > readMaxBytes) {
-    throw new ConnectError(
-      `message size ${hint} is larger than configured readMaxBytes ${readMaxBytes}`,
-      Code.ResourceExhausted,
-    );
-  }
-  if (body === null) return;
-  const scanner = limits.maxJsonDepth === undefined
-    ? undefined
-    : new JsonDepthScanner(limits.maxJsonDepth);
-  const source = body instanceof ReadableStream ? streamChunks(body) : body;
-  const it = source[Symbol.asyncIterator]();
-  let count = 0;
-  let done = false;
-  try {
-    for (;;) {
-      const r = await it.next();
-      if (r.done) break;
-      const chunk = r.value;
-      count += chunk.byteLength;
-      if (hint !== undefined && count > hint) {
-        throw new ConnectError(
-          `protocol error: promised ${hint} bytes, received ${count}`,
-          Code.InvalidArgument,
-        );
-      }
-      if (count > readMaxBytes) {
-        throw new ConnectError(
-          `message size is larger than configured readMaxBytes ${readMaxBytes}`,
-          Code.ResourceExhausted,
-        );
-      }
-      scanner?.feed(chunk);
-      yield chunk;
+class BodyMeter {
+  readonly #max: number;
+  readonly #hint: number | undefined;
+  readonly #scanner: JsonDepthScanner | undefined;
+  /** Bytes seen so far. */
+  count = 0;
+
+  /** @throws ConnectError resource_exhausted when the announced length is over the limit. */
+  constructor(limits: BodyLimits) {
+    this.#max = limits.readMaxBytes;
+    this.#hint = lengthHint(limits.contentLength);
+    if (this.#hint !== undefined && this.#hint > this.#max) {
+      throw new ConnectError(
+        `message size ${this.#hint} is larger than configured readMaxBytes ${this.#max}`,
+        Code.ResourceExhausted,
+      );
     }
-    done = true;
-  } finally {
-    if (!done) await it.return?.();
+    this.#scanner = limits.maxJsonDepth === undefined
+      ? undefined
+      : new JsonDepthScanner(limits.maxJsonDepth);
   }
-  if (hint !== undefined && count < hint) {
+
+  /** Counts and scans the next chunk. */
+  add(chunk: Uint8Array): void {
+    this.count += chunk.byteLength;
+    if (this.#hint !== undefined && this.count > this.#hint) this.#broken();
+    if (this.count > this.#max) {
+      throw new ConnectError(
+        `message size is larger than configured readMaxBytes ${this.#max}`,
+        Code.ResourceExhausted,
+      );
+    }
+    this.#scanner?.feed(chunk);
+  }
+
+  /** At the body's end: fails if fewer bytes came than were announced. */
+  end(): void {
+    if (this.#hint !== undefined && this.count < this.#hint) this.#broken();
+  }
+
+  #broken(): never {
     throw new ConnectError(
-      `protocol error: promised ${hint} bytes, received ${count}`,
+      `protocol error: promised ${this.#hint} bytes, received ${this.count}`,
       Code.InvalidArgument,
     );
   }
 }
 
-/** A stream's chunks; stopping early cancels the stream. */
-async function* streamChunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
-  const reader = body.getReader();
+/** A body as a stream (a fetch Request) or as chunks (the node:http bridge). */
+export type BodySource = ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+/**
+ * One reader over either kind of source: `read` the next chunk, `cancel` to stop early (a stream's
+ * cancel is not waited for, an iterator's `return` is).
+ */
+function readerOf(body: BodySource): {
+  read(): Promise<IteratorResult<Uint8Array, unknown>>;
+  cancel(): Promise<void>;
+  release(): void;
+} {
+  if (body instanceof ReadableStream) {
+    const reader = body.getReader();
+    return {
+      read: () => reader.read() as Promise<IteratorResult<Uint8Array, unknown>>,
+      cancel: () => {
+        reader.cancel().catch(() => {});
+        return Promise.resolve();
+      },
+      release: () => reader.releaseLock(),
+    };
+  }
+  const it = body[Symbol.asyncIterator]();
+  return {
+    read: () => it.next(),
+    cancel: async () => {
+      await it.return?.();
+    },
+    release: () => {},
+  };
+}
+
+/**
+ * The chunks of `body` under {@linkcode BodyMeter}'s checks, one by one (what Connect's handler
+ * reads). Stopping early cancels the source.
+ */
+export async function* boundedChunks(
+  body: BodySource | null,
+  limits: BodyLimits,
+): AsyncGenerator<Uint8Array> {
+  const meter = new BodyMeter(limits);
+  if (body === null) return;
+  const reader = readerOf(body);
   let done = false;
   try {
     for (;;) {
       const r = await reader.read();
       if (r.done) break;
+      meter.add(r.value);
       yield r.value;
     }
     done = true;
   } finally {
-    if (!done) reader.cancel().catch(() => {});
-    reader.releaseLock();
+    if (!done) await reader.cancel();
+    reader.release();
   }
-}
-
-/** The whole body under {@linkcode boundedChunks}'s checks, in one buffer. */
-export async function readBoundedBody(
-  body: ReadableStream<Uint8Array> | AsyncIterable<Uint8Array> | null,
-  limits: BodyLimits,
-): Promise<Uint8Array> {
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for await (const chunk of boundedChunks(body, limits)) {
-    chunks.push(chunk);
-    total += chunk.byteLength;
-  }
-  if (chunks.length === 1) return chunks[0]!;
-  const all = new Uint8Array(total);
-  let offset = 0;
-  for (const c of chunks) {
-    all.set(c, offset);
-    offset += c.byteLength;
-  }
-  return all;
+  meter.end();
 }
 
 /**
- * {@linkcode readBoundedBody} for a stream, without generators (the fast path's common case):
- * the same checks and messages, and a deadline: past `timeout` ms the stream is cancelled and the
- * read fails with deadline_exceeded. 0 means no deadline.
+ * The whole body under {@linkcode BodyMeter}'s checks, in one buffer (the fast path's read; no
+ * generators, so no per-chunk promise chain). Past `timeout` ms the source is cancelled and the
+ * read fails with deadline_exceeded, the message naming the limit as `describeTimeout` says; 0
+ * means no deadline.
  */
-export async function readStreamBounded(
-  body: ReadableStream<Uint8Array> | null,
+export async function readBody(
+  body: BodySource | null,
   limits: BodyLimits,
   timeout = 0,
   describeTimeout: () => string = () => `${timeout} ms`,
 ): Promise<Uint8Array> {
-  const { readMaxBytes } = limits;
-  const hint = lengthHint(limits.contentLength);
-  if (hint !== undefined && hint > readMaxBytes) {
-    throw new ConnectError(
-      `message size ${hint} is larger than configured readMaxBytes ${readMaxBytes}`,
-      Code.ResourceExhausted,
-    );
-  }
+  const meter = new BodyMeter(limits);
   if (body === null) return new Uint8Array(0);
-  const scanner = limits.maxJsonDepth === undefined
-    ? undefined
-    : new JsonDepthScanner(limits.maxJsonDepth);
-  const reader = body.getReader();
+  const reader = readerOf(body);
   let expired = false;
   const timer = timeout > 0
     ? setTimeout(() => {
@@ -204,7 +213,6 @@ export async function readStreamBounded(
     : undefined;
   let first: Uint8Array | undefined;
   let chunks: Uint8Array[] | undefined;
-  let count = 0;
   let done = false;
   try {
     for (;;) {
@@ -220,20 +228,7 @@ export async function readStreamBounded(
       }
       if (r.done) break;
       const chunk = r.value;
-      count += chunk.byteLength;
-      if (hint !== undefined && count > hint) {
-        throw new ConnectError(
-          `protocol error: promised ${hint} bytes, received ${count}`,
-          Code.InvalidArgument,
-        );
-      }
-      if (count > readMaxBytes) {
-        throw new ConnectError(
-          `message size is larger than configured readMaxBytes ${readMaxBytes}`,
-          Code.ResourceExhausted,
-        );
-      }
-      scanner?.feed(chunk);
+      meter.add(chunk);
       if (first === undefined) first = chunk;
       else (chunks ??= [first]).push(chunk);
     }
@@ -241,16 +236,11 @@ export async function readStreamBounded(
   } finally {
     if (timer !== undefined) clearTimeout(timer);
     if (!done && !expired) reader.cancel().catch(() => {});
-    reader.releaseLock();
+    reader.release();
   }
-  if (hint !== undefined && count < hint) {
-    throw new ConnectError(
-      `protocol error: promised ${hint} bytes, received ${count}`,
-      Code.InvalidArgument,
-    );
-  }
+  meter.end();
   if (chunks === undefined) return first ?? new Uint8Array(0);
-  const all = new Uint8Array(count);
+  const all = new Uint8Array(meter.count);
   let offset = 0;
   for (const c of chunks) {
     all.set(c, offset);

@@ -33,7 +33,7 @@ import {
   errorToJsonBytes,
   trailerMux,
 } from "@connectrpc/connect/protocol-connect";
-import { type BodyLimits, DEFAULT_MAX_JSON_DEPTH, readBoundedBody } from "./body.ts";
+import { type BodyLimits, DEFAULT_MAX_JSON_DEPTH, readBody } from "./body.ts";
 import { toConnectError } from "./errors.ts";
 
 /** Options shared by every method on the fast path; the same values the Connect router gets. */
@@ -182,7 +182,7 @@ export class FastUnary {
       };
       const bytes = req.readBody
         ? await req.readBody(limits)
-        : await readBoundedBody(req.bodyChunks !== undefined ? req.bodyChunks : req.body, limits);
+        : await readBody(req.bodyChunks !== undefined ? req.bodyChunks : req.body, limits);
       const input = serialization.getI(call.binary).parse(bytes);
       let output;
       try {

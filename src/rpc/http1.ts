@@ -18,7 +18,8 @@
  * @module
  */
 import { Code, ConnectError } from "@connectrpc/connect";
-import { type Duration, formatDuration } from "../time.ts";
+import type { Duration } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { type BodyLimits, JsonDepthScanner } from "./body.ts";
 
 /** Timeouts and caps of an {@linkcode Http1Server}. */

@@ -8,3 +8,4 @@ export * from "./gen/iris/v1/controller_pb.ts";
 export * from "./gen/iris/v1/worker_pb.ts";
 export * from "./server.ts";
 export * from "./client.ts";
+export * from "./attributes.ts";

@@ -23,6 +23,7 @@ import {
   ConnectError,
   type ConnectRouter,
   createConnectRouter,
+  createContextKey,
   createContextValues,
   createMethodImplSpec,
   createServiceImplSpec,
@@ -33,18 +34,24 @@ import {
   type UniversalServerRequest,
   universalServerResponseToFetch,
 } from "@connectrpc/connect/protocol";
-import { PEER_ADDRESS } from "../auth/gate.ts";
-import { type Duration, formatDuration, seconds } from "../time.ts";
+import { type Duration, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import {
   type BodyLimits,
   boundedChunks,
   DEFAULT_MAX_JSON_DEPTH,
   isJsonContentType,
-  readStreamBounded,
+  readBody,
 } from "./body.ts";
 import { type FastRequest, FastUnary } from "./fast_unary.ts";
 import { errorInterceptor, mappedGate } from "./errors.ts";
 import { serveHttp1 } from "./http1.ts";
+
+/**
+ * The peer's address ("10.0.0.3") in a call's context values, set by {@linkcode serveRpc}; ""
+ * when unknown. The transport defines it; policies (src/auth's gate and rate limits) read it.
+ */
+export const PEER_ADDRESS = createContextKey<string>("", { description: "iris peer address" });
 
 /** A running RPC server; dispose it to stop listening. */
 export interface RpcServer extends AsyncDisposable {
@@ -314,7 +321,7 @@ class DenoCall implements IncomingCall {
     return body && this.timeout > 0 ? deadlineChunks(body, this.timeout) : body;
   }
   readBody(limits: BodyLimits): Promise<Uint8Array> {
-    return readStreamBounded(
+    return readBody(
       this.req.body,
       limits,
       this.timeout,

@@ -7,7 +7,7 @@
  * registers its host's first non-loopback IPv4 address, which a task on another host reaches.
  * @module
  */
-import { IrisClient, jobContext } from "../client/client.ts";
+import { IrisClient, jobContext } from "../client/mod.ts";
 import { seconds, waitFor } from "../time.ts";
 
 /** Runs one role; resolves to the exit code. */

@@ -3,11 +3,11 @@
  * and returns pass/fail with a reason. Names are those `--only` takes.
  * @module
  */
-import { type IrisClient, WaitTimeoutError } from "../client/client.ts";
-import type { JobRequest } from "../client/job_request.ts";
+import { type IrisClient, WaitTimeoutError } from "../client/mod.ts";
+import type { JobRequest } from "../client/mod.ts";
 import { JobState, type JobStatus, type LogLine, TaskState } from "../rpc/mod.ts";
 import { type Duration, seconds, waitFor } from "../time.ts";
-import { tpuShape } from "../config/tpu_variants.ts";
+import { tpuShape } from "../config/mod.ts";
 import { writeTinyWheel } from "./wheel.ts";
 
 /** What a smoke job can use. */

@@ -8,20 +8,21 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { configMode } from "../config/mod.ts";
-import { IrisClient, isFinished } from "../client/client.ts";
-import { createControllerLifecycle } from "../cluster/lifecycle.ts";
+import { IrisClient, isFinished } from "../client/mod.ts";
 import {
   type ClusterConnection,
   connectCluster,
+  createControllerLifecycle,
+  LocalController,
   readLocalRecord,
   removeLeftovers,
   stopCluster,
   writeLocalRecord,
-} from "../cluster/manager.ts";
-import { LocalController } from "../cluster/local_controller.ts";
-import type { ControllerLifecycle } from "../platform/platform.ts";
+} from "../cluster/mod.ts";
+import type { ControllerLifecycle } from "../platform/mod.ts";
 import { JobState } from "../rpc/mod.ts";
-import { type Duration, formatDuration, ms, seconds } from "../time.ts";
+import { type Duration, ms, seconds } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { describeError } from "../errors.ts";
 import { LogTree, taskLogHeader } from "./log_tree.ts";
 import { type RegionTarget, SMOKE_JOBS, type SmokeContext, SmokeFailure } from "./jobs.ts";

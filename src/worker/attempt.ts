@@ -16,7 +16,8 @@ import {
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, formatDuration, ms, sleep } from "../time.ts";
+import { type Duration, ms, sleep } from "../time.ts";
+import { formatBytes, formatDuration, oneLine } from "../format.ts";
 import {
   BoundedQueue,
   droppedMarker,
@@ -24,7 +25,6 @@ import {
   type LogBucket,
   type WorkerLogBudget,
 } from "./lines.ts";
-import { formatBytes, oneLine } from "../format.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable, SpawnOptions } from "./process_tree.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
@@ -36,7 +36,7 @@ import type { Sessions } from "./sessions.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import type { JobOutputs } from "./outputs.ts";
 import { outputsDestination, uploadOutputs } from "./outputs_upload.ts";
-import type { CommandRunner } from "../platform/command.ts";
+import type { CommandRunner } from "../platform/mod.ts";
 import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 

@@ -8,7 +8,8 @@
 import { create } from "@bufbuild/protobuf";
 import { type ExecInTaskResponse, ExecInTaskResponseSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import { describeError } from "../errors.ts";
-import { type Duration, formatDuration } from "../time.ts";
+import type { Duration } from "../time.ts";
+import { formatDuration } from "../format.ts";
 import { type SpawnOptions, spawnSessionLeader } from "./process_tree.ts";
 import { childSession, type Sessions, terminalArgv, type TerminalSize } from "./sessions.ts";
 

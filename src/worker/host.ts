@@ -1,19 +1,10 @@
 /**
- * What a worker offers and how busy it is: resource detection, conversion of resources and
- * attributes to their proto form, and the CPU meter behind heartbeat snapshots.
+ * What a worker offers and how busy it is: resource detection and the CPU meter behind heartbeat
+ * snapshots (their proto form is in convert.ts).
  * @module
  */
-import { create } from "@bufbuild/protobuf";
-import {
-  AcceleratorSchema,
-  AcceleratorType,
-  type AttributeValue,
-  AttributeValueSchema,
-  type Resources,
-  ResourcesSchema,
-} from "../rpc/gen/iris/v1/types_pb.ts";
 import { InvalidArgumentError } from "../errors.ts";
-import type { AcceleratorSpec, AttributeScalar } from "../types.ts";
+import type { AcceleratorSpec } from "../types.ts";
 
 /** What a worker offers to tasks. */
 export interface WorkerResources {
@@ -59,41 +50,6 @@ export function detectResources(given: Partial<WorkerResources> = {}): WorkerRes
     );
   }
   return { cpuMillicores, memoryBytes, accelerator: given.accelerator };
-}
-
-/** The proto form of a worker's resources. */
-export function resourcesToProto(r: WorkerResources): Resources {
-  const acc = r.accelerator;
-  return create(ResourcesSchema, {
-    cpuMillicores: r.cpuMillicores,
-    memoryBytes: r.memoryBytes,
-    accelerator: acc && acc.kind !== "cpu"
-      ? create(AcceleratorSchema, {
-        type: acc.kind === "tpu" ? AcceleratorType.TPU : AcceleratorType.GPU,
-        variant: acc.variant,
-        count: acc.count,
-      })
-      : undefined,
-  });
-}
-
-/** The proto form of attributes: strings, booleans, integers and other numbers keep their kind. */
-export function attributesToProto(
-  attributes: Readonly<Record<string, AttributeScalar>>,
-): Record<string, AttributeValue> {
-  const out: Record<string, AttributeValue> = {};
-  for (const [key, value] of Object.entries(attributes)) {
-    out[key] = create(AttributeValueSchema, {
-      kind: typeof value === "string"
-        ? { case: "stringValue", value }
-        : typeof value === "boolean"
-        ? { case: "boolValue", value }
-        : Number.isInteger(value)
-        ? { case: "intValue", value }
-        : { case: "floatValue", value },
-    });
-  }
-  return out;
 }
 
 /**

@@ -14,12 +14,15 @@
 import type { Duration, Timestamp } from "../time.ts";
 import { FailedPreconditionError } from "../errors.ts";
 import {
+  boundedKubeName,
+  GPU_RESOURCE,
   KubeClient,
+  kubeName,
   type KubeObject,
   loadKubeCredentials,
+  RDMA_RESOURCE,
   type WatchEvent,
-} from "../platform/kube_client.ts";
-import { boundedKubeName, GPU_RESOURCE, kubeName, RDMA_RESOURCE } from "../platform/kubernetes.ts";
+} from "../platform/mod.ts";
 import type { KillCause, OutputLine, TaskExit } from "./task_runner.ts";
 
 /** Light worker mode: how a worker makes its tasks' Pods (WorkerOptions.taskPods). */

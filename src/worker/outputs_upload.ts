@@ -7,8 +7,9 @@
  */
 import { join } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
-import { type CommandRunner, DenoCommandRunner, lastLines } from "../platform/command.ts";
-import { type Duration, formatDuration, minutes } from "../time.ts";
+import { type CommandRunner, DenoCommandRunner, lastLines } from "../platform/mod.ts";
+import { type Duration, minutes } from "../time.ts";
+import { formatDuration } from "../format.ts";
 
 /** What a prefix may look like (the config and the flag check it the same way). */
 export const OUTPUTS_PREFIX_PATTERN =

@@ -19,7 +19,7 @@ import type {
   RegisterWorkerRequest,
   RegisterWorkerResponse,
 } from "../rpc/gen/iris/v1/controller_pb.ts";
-import type { ControllerClient } from "../rpc/client.ts";
+import type { ControllerClient } from "../rpc/mod.ts";
 import { describeError } from "../errors.ts";
 import { Backoff, type Duration, ms, seconds } from "../time.ts";
 

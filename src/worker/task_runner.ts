@@ -4,7 +4,8 @@
  * Knows nothing about RPC, task states or directories.
  * @module
  */
-import { type Duration, formatDuration, ms, seconds, sleep, type Timestamp } from "../time.ts";
+import { type Duration, ms, seconds, sleep, type Timestamp } from "../time.ts";
+import { formatBytes, formatDuration } from "../format.ts";
 import { decodeLine, LineSplitter } from "./lines.ts";
 import { childSession, type Session, terminalArgv, type TerminalSize } from "./sessions.ts";
 import {
@@ -18,7 +19,6 @@ import {
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
-import { formatBytes } from "../format.ts";
 
 /** One line of task output. */
 export interface OutputLine {

@@ -19,7 +19,7 @@ import {
   TaskResourceUsageSchema,
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import { controllerClient } from "../rpc/client.ts";
+import { controllerClient, type RpcServer, serveRpc } from "../rpc/mod.ts";
 import {
   type KillTaskRequest,
   type RunTaskRequest,
@@ -27,19 +27,14 @@ import {
   RunTaskResponseSchema,
   type WorkerTaskInfo,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { type RpcServer, serveRpc } from "../rpc/server.ts";
 import { authGate, jobOwner, taskToken, workerRule } from "../auth/mod.ts";
 import { describeError, FailedPreconditionError, InvalidArgumentError } from "../errors.ts";
 import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
-import {
-  attributesToProto,
-  CpuMeter,
-  detectResources,
-  resourcesToProto,
-  type WorkerResources,
-} from "./host.ts";
+import { CpuMeter, detectResources, type WorkerResources } from "./host.ts";
+import { resourcesToProto } from "./convert.ts";
+import { attributesToProto } from "./convert.ts";
 import { HostMeter } from "./host_metrics.ts";
 import type { AttributeScalar } from "../types.ts";
 import {
@@ -90,7 +85,6 @@ import {
   TaskUserPool,
 } from "./task_users.ts";
 import { resolve } from "node:path";
-import { workerDashboard } from "../dashboard/mod.ts";
 import type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
 
 export type { WorkerHandle, WorkerOptions } from "./worker_options.ts";
@@ -327,8 +321,9 @@ class IrisWorker implements WorkerCore {
       requestGate: opts.workerToken
         ? authGate({ mode: "token", tokens: [], workerToken: opts.workerToken }, workerRule)
         : undefined,
-      // The worker's own dashboard, over the same WorkerService RPCs.
-      fallback: (req) => workerDashboard(req) ?? new Response("Not found\n", { status: 404 }),
+      // The worker's own dashboard (injected), over the same WorkerService RPCs.
+      fallback: async (req) =>
+        (await opts.fallback?.(req)) ?? new Response("Not found\n", { status: 404 }),
     });
     this.#url = opts.advertiseUrl ?? this.#server.url;
     this.#workerId = opts.workerId ?? `${this.#server.hostname}-${this.#server.port}`;

@@ -3,9 +3,9 @@
  * Types only.
  * @module
  */
-import type { CommandRunner } from "../platform/command.ts";
+import type { CommandRunner } from "../platform/mod.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
-import type { ControllerClient } from "../rpc/client.ts";
+import type { ConnectionLimits, ControllerClient } from "../rpc/mod.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import type { AttributeScalar } from "../types.ts";
 import type { Duration } from "../time.ts";
@@ -14,7 +14,6 @@ import type { TaskPodRuntime } from "./kube_task.ts";
 import type { LogLimits } from "./lines.ts";
 import type { WorkerResources } from "./host.ts";
 import type { PortAllocator } from "./ports.ts";
-import type { ConnectionLimits } from "../rpc/server.ts";
 import type { DetectDevicesOptions } from "./devices.ts";
 import type { TaskUserIsolation, UidRange } from "./task_users.ts";
 
@@ -32,6 +31,12 @@ export interface WorkerOptions {
   advertiseUrl?: string;
   /** The RPC server's transport, timeouts and per-client cap. @default src/rpc/server.ts's */
   connectionLimits?: ConnectionLimits;
+  /**
+   * Serves what is not an RPC, e.g. the worker dashboard (`workerDashboard` of src/dashboard),
+   * which whoever starts the worker injects: the worker itself never imports the dashboard.
+   * @default 404 Not found
+   */
+  fallback?: (req: Request) => Response | undefined | Promise<Response | undefined>;
   /**
    * Light worker mode (kubernetes runtime): every attempt runs as its own Pod on this node
    * (src/worker/kube_task.ts) instead of as a process here. @default processes

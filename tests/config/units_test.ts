@@ -1,12 +1,7 @@
 /** Durations, sizes and CPU amounts parse (and bad ones are rejected); "did you mean" hints. */
 import assert from "node:assert/strict";
-import {
-  formatBytes,
-  formatDurationMs,
-  parseCpuMillicores,
-  parseDurationMs,
-  parseSizeBytes,
-} from "../../src/config/mod.ts";
+import { formatConfigBytes, formatConfigDuration } from "../../src/format.ts";
+import { parseCpuMillicores, parseDurationMs, parseSizeBytes } from "../../src/config/mod.ts";
 import { suggestKey } from "../../src/config/issues.ts";
 
 Deno.test("durations: human strings and numbers of seconds", () => {
@@ -64,16 +59,16 @@ Deno.test("cpu: cores as numbers or strings, millicores with m", () => {
 });
 
 Deno.test("formatters are compact", () => {
-  assert.equal(formatDurationMs(250), "250ms");
-  assert.equal(formatDurationMs(1000), "1s");
-  assert.equal(formatDurationMs(1500), "1.5s");
-  assert.equal(formatDurationMs(90_000), "1m30s");
-  assert.equal(formatDurationMs(300_000), "5m");
-  assert.equal(formatDurationMs(3_600_000), "1h");
-  assert.equal(formatDurationMs(5_400_000), "1h30m");
-  assert.equal(formatBytes(8 * 2 ** 30), "8GiB");
-  assert.equal(formatBytes(1.5 * 2 ** 30), "1.5GiB");
-  assert.equal(formatBytes(100), "100B");
+  assert.equal(formatConfigDuration(250), "250ms");
+  assert.equal(formatConfigDuration(1000), "1s");
+  assert.equal(formatConfigDuration(1500), "1.5s");
+  assert.equal(formatConfigDuration(90_000), "1m30s");
+  assert.equal(formatConfigDuration(300_000), "5m");
+  assert.equal(formatConfigDuration(3_600_000), "1h");
+  assert.equal(formatConfigDuration(5_400_000), "1h30m");
+  assert.equal(formatConfigBytes(8 * 2 ** 30), "8GiB");
+  assert.equal(formatConfigBytes(1.5 * 2 ** 30), "1.5GiB");
+  assert.equal(formatConfigBytes(100), "100B");
 });
 
 Deno.test("suggestKey finds typos, camelCase and _ms suffixes, and stays quiet otherwise", () => {

@@ -17,7 +17,7 @@ import type {
   SliceState,
 } from "../../src/types.ts";
 import { after, minutes, seconds, timestamp } from "../../src/time.ts";
-import { makeScalingInput } from "../../bench/scheduler_bench.ts";
+import { makeScalingInput } from "../_helpers/synthetic_clusters.ts";
 import { reservationDemand } from "../../src/controller/autoscaler/runner.ts";
 
 const GiB = 2 ** 30;

@@ -9,7 +9,7 @@
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { JobState, TaskState } from "../../src/rpc/mod.ts";
-import { harness, spec } from "../../bench/state_bench.ts";
+import { harness, spec } from "../_helpers/controller_harness.ts";
 
 Deno.test("a 10,000-replica job finishes beside another user's small job, which starts within one pass", async () => {
   const dir = await Deno.makeTempDir({ prefix: "iris-big-job-" });

@@ -231,7 +231,7 @@ Deno.test("LogStore stops writing an attempt's file at its limit, with a marker"
       assert.ok(text.length <= 10_000 + 300, `${text.length}`);
       assert.match(
         text,
-        /later lines of this attempt are not kept on disk \(file limit 9\.8 KiB\)/,
+        /later lines of this attempt are not kept on disk \(file limit 10000 B\)/,
       );
       // Memory still has every line.
       assert.equal((await store.query(["/u/j/0"])).lines.length, 1000);

@@ -10,7 +10,7 @@ import type {
   SchedulerJob,
   SchedulerWorker,
 } from "../../src/types.ts";
-import { makeCluster } from "../../bench/scheduler_bench.ts";
+import { makeCluster } from "../_helpers/synthetic_clusters.ts";
 import { schedulerJob as job, schedulerWorker as worker } from "../_helpers/snapshot.ts";
 
 const GiB = 2 ** 30;
@@ -106,7 +106,7 @@ Deno.test("schedule() honours cpu and memory and reports the shortfall with numb
   assert.equal(mem.unplaced[0]?.reason.code, "insufficient_memory");
   assert.match(
     mem.unplaced[0]!.reason.message,
-    /no eligible worker has 64\.0 GiB memory in total \(largest: 32\.0 GiB on 1 of 1 eligible workers\); it can never fit/,
+    /no eligible worker has 64 GiB memory in total \(largest: 32 GiB on 1 of 1 eligible workers\); it can never fit/,
   );
   const now = schedule({
     workers: [
@@ -118,7 +118,7 @@ Deno.test("schedule() honours cpu and memory and reports the shortfall with numb
   assert.equal(now.unplaced[0]?.reason.code, "insufficient_memory");
   assert.match(
     now.unplaced[0]!.reason.message,
-    /no worker has 64\.0 GiB free memory \(largest free: 8\.0 GiB on 1 of 2 eligible workers\); waiting/,
+    /no worker has 64 GiB free memory \(largest free: 8 GiB on 1 of 2 eligible workers\); waiting/,
   );
   assert.equal(now.unplaced[0]!.reason.workersConsidered, 2);
 });

@@ -5,11 +5,7 @@ import {
   elapsed,
   formatAccelerator,
   formatAttributeValue,
-  formatBytes,
-  formatClock,
   formatConstraint,
-  formatDateTime,
-  formatDuration,
   formatEntrypoint,
   formatMillicores,
   formatPercent,
@@ -29,6 +25,13 @@ import {
   taskCountEntries,
   taskStateName,
 } from "../../src/dashboard/app/format.ts";
+import {
+  formatBytes,
+  formatClock,
+  formatDateTime,
+  formatDuration,
+  formatTimestamp,
+} from "../../src/format.ts";
 import { overflow, START_POSITION, takeNewLines } from "../../src/dashboard/app/logs.ts";
 import { create } from "@bufbuild/protobuf";
 import {
@@ -83,12 +86,15 @@ Deno.test("taskCountEntries() drops zeros and orders by lifecycle", () => {
   assert.deepEqual(taskCountEntries({}), []);
 });
 
-Deno.test("formatBytes() uses binary units", () => {
+Deno.test("formatBytes() is exact below 10 KiB, then binary units with three digits", () => {
   assert.equal(formatBytes(0), "0 B");
   assert.equal(formatBytes(undefined), "0 B");
   assert.equal(formatBytes(-5), "0 B");
   assert.equal(formatBytes(512), "512 B");
-  assert.equal(formatBytes(1536), "1.5 KiB");
+  assert.equal(formatBytes(1536), "1536 B");
+  assert.equal(formatBytes(2000), "2000 B", "close limits stay distinct");
+  assert.equal(formatBytes(10 * 1024), "10 KiB");
+  assert.equal(formatBytes(1.5 * 1024 ** 2), "1.5 MiB");
   assert.equal(formatBytes(32 * 1024 ** 3), "32 GiB");
   assert.equal(formatBytes(1.25 * 1024 ** 4), "1.25 TiB");
   assert.equal(formatBytes(183 * 1024 ** 2), "183 MiB");
@@ -102,14 +108,17 @@ Deno.test("formatMillicores() shows cores", () => {
   assert.equal(formatMillicores(1250), "1.25 cpu");
 });
 
-Deno.test("formatDuration() is compact", () => {
+Deno.test("formatDuration() is compact, one spelling for CLI, dashboard and errors", () => {
   assert.equal(formatDuration(undefined), "0s");
   assert.equal(formatDuration(0), "0s");
   assert.equal(formatDuration(250), "250ms");
-  assert.equal(formatDuration(45_000), "45s");
-  assert.equal(formatDuration(192_000), "3m 12s");
-  assert.equal(formatDuration(2 * 3600_000 + 5 * 60_000), "2h 05m");
-  assert.equal(formatDuration(3 * 86400_000 + 4 * 3600_000), "3d 4h");
+  assert.equal(formatDuration(-5), "0s");
+  assert.equal(formatDuration(45_000), "45.0s");
+  assert.equal(formatDuration(12_345), "12.3s");
+  assert.equal(formatDuration(192_000), "3m12s");
+  assert.equal(formatDuration(245_000), "4m05s");
+  assert.equal(formatDuration(2 * 3600_000 + 5 * 60_000), "2h05m");
+  assert.equal(formatDuration(3 * 86400_000 + 4 * 3600_000), "3d04h");
 });
 
 Deno.test("formatRelative() handles past, future and missing times", () => {
@@ -130,6 +139,8 @@ Deno.test("formatDateTime() and formatClock() format UTC deterministically", () 
   assert.equal(formatDateTime(ts, true), "2026-11-23 09:05:07");
   assert.equal(formatDateTime(0, true), "—");
   assert.equal(formatClock(ts, true), "09:05:07.042");
+  assert.equal(formatTimestamp(ts), "2026-11-23T09:05:07Z");
+  assert.equal(formatTimestamp(0), "-");
 });
 
 Deno.test("elapsed() runs to now until finished", () => {

@@ -60,6 +60,11 @@ Deno.test({
       assert.equal(await bodyBg(page), "rgb(15, 19, 28)");
       await page.emulateMedia({ colorScheme: "light" });
       assert.equal(await bodyBg(page), "rgb(244, 245, 247)");
+      await page.locator("#theme-toggle").click(); // dark, against a light system
+      assert.equal(await bodyBg(page), "rgb(15, 19, 28)", "the toggle overrides the system");
+      await page.locator("#theme-toggle").click(); // light
+      await page.locator("#theme-toggle").click(); // auto again
+      assert.equal(await bodyBg(page), "rgb(244, 245, 247)");
     });
 
     await t.step(

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { tpuTopology, tpuVariants, vmsPerSlice } from "../../src/platform/tpu.ts";
+import { tpuTopology, tpuVariants, vmsPerSlice } from "../../src/tpu.ts";
 
 Deno.test("tpuTopology() knows v5litepod-16 is 4 hosts of 4 chips in a 4x4", () => {
   assert.deepEqual(tpuTopology("v5litepod-16"), {

@@ -53,7 +53,7 @@ for (const mode of ["auto", "off"] as const) {
       for (const id of [many, one]) {
         const failed = await h.fake.waitForState(id, TaskState.FAILED, seconds(20));
         assertMatch(failed.error, /^disk limit: /, failed.error);
-        assertMatch(failed.error, /8\.0 MiB/);
+        assertMatch(failed.error, /8 MiB/);
       }
       const manyOut = h.fake.logsOf(many).map((l) => l.text).join("\n");
       const killedAt = /the task directory holds ([\d.]+) (MiB|GiB)/.exec(

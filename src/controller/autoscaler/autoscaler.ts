@@ -13,14 +13,8 @@ import type {
   SliceState,
   TokenBucket,
 } from "../../types.ts";
-import {
-  after,
-  type Duration,
-  formatDuration,
-  minutes,
-  seconds,
-  type Timestamp,
-} from "../../time.ts";
+import { after, type Duration, minutes, seconds, type Timestamp } from "../../time.ts";
+import { formatDuration } from "../../format.ts";
 import {
   acceleratorMatches,
   buildAttributeIndex,

@@ -4,7 +4,7 @@
  * @module
  */
 import type { GroupState, SliceState } from "../../types.ts";
-import type { SliceInfo } from "../../platform/platform.ts";
+import type { SliceInfo } from "../../platform/mod.ts";
 import type { PersistedAutoscaler, PersistedSlice } from "../store.ts";
 
 /** The slices and group states to start from, and what happened to each slice. */

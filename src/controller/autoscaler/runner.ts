@@ -12,7 +12,7 @@ import {
   GetAutoscalerStatusResponseSchema,
 } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import type { ScaleGroupConfig } from "../../rpc/gen/iris/v1/config_pb.ts";
-import type { Platform, SliceInfo } from "../../platform/platform.ts";
+import type { Platform, SliceInfo } from "../../platform/mod.ts";
 import type {
   ClusterSnapshot,
   DemandEntry,
@@ -39,7 +39,8 @@ import {
   type ScaleBackoff,
   takeTokens,
 } from "./autoscaler.ts";
-import { acceleratorType, type WorkerRecord } from "../workers.ts";
+import type { WorkerRecord } from "../workers.ts";
+import { acceleratorType } from "../convert.ts";
 import type { StateStore } from "../store.ts";
 import type { TransactionLog } from "../transactions.ts";
 import { restoreAutoscaler } from "./restore.ts";

@@ -3,6 +3,7 @@
  * with numbers. Reads the end-of-pass capacity; does not place anything.
  * @module
  */
+import { formatBytes } from "../../format.ts";
 import type { ConstraintSpec, PendingCode, PendingReasonData, SchedulerJob } from "../../types.ts";
 import { acceleratorMatches, formatConstraint, matchesConstraint } from "../constraints.ts";
 import {
@@ -19,10 +20,6 @@ const WAIT = "waiting for capacity to free up";
 
 function formatCpu(millicores: number): string {
   return `${Number((millicores / 1000).toFixed(3))} CPU`;
-}
-
-function formatGiB(bytes: number): string {
-  return `${(bytes / 2 ** 30).toFixed(1)} GiB`;
 }
 
 function describeAccelerator(job: SchedulerJob): string {
@@ -60,7 +57,7 @@ function dimsOf(job: SchedulerJob): Dim[] {
       index: 1,
       req: job.resources.memoryBytes,
       total: (c) => c.totalMem,
-      format: formatGiB,
+      format: formatBytes,
       noun: "memory",
     },
     {

@@ -10,7 +10,8 @@ import type {
 import { AcceleratorType } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { badge, card, emptyRow, errorBox, head, link, metricCard, relTime } from "./components.ts";
 import { type Child, h, replace } from "./dom.ts";
-import { formatDuration, sortBy } from "./format.ts";
+import { sortBy } from "./format.ts";
+import { formatDuration } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

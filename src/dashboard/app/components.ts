@@ -5,7 +5,6 @@
  */
 import { type ButtonEl, type Child, type El, h, on, setStyle } from "./dom.ts";
 import {
-  formatDateTime,
   formatPercent,
   formatRelative,
   type GaugeLevel,
@@ -13,6 +12,7 @@ import {
   type SortDir,
   stateLabel,
 } from "./format.ts";
+import { formatDateTime } from "../../format.ts";
 
 /** A coloured state pill; colours come from `.state-<name>` in app.css. */
 export function badge(state: string, label = stateLabel(state)): El {

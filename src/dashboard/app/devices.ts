@@ -6,7 +6,8 @@
 import type { ResourceSnapshot, TaskResourceUsage } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { gauge } from "./components.ts";
 import { type El, h } from "./dom.ts";
-import { formatBytes, formatPercent, formatUsedOfTotal } from "./format.ts";
+import { formatPercent, formatUsedOfTotal } from "./format.ts";
+import { formatBytes } from "../../format.ts";
 import { gaugeRow } from "./host.ts";
 
 /** What one device's gauge shows. */

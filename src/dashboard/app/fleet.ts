@@ -30,15 +30,13 @@ import {
   elapsed,
   formatAccelerator,
   formatAttributeValue,
-  formatBytes,
-  formatDateTime,
-  formatDuration,
   formatMillicores,
   formatPercent,
   fraction,
   sortBy,
   taskStateName,
 } from "./format.ts";
+import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

@@ -3,6 +3,7 @@
  * No DOM access, so Deno unit tests import this module directly.
  * @module
  */
+import { formatBytes } from "../../format.ts";
 import {
   type Accelerator,
   AcceleratorType,
@@ -77,25 +78,6 @@ export function taskCountEntries(
   return entries;
 }
 
-const BYTE_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-
-/** Binary-unit byte size: 1536 → "1.5 KiB". Zero or missing → "0 B". */
-export function formatBytes(bytes: number | undefined): string {
-  if (!bytes || !Number.isFinite(bytes) || bytes <= 0) return "0 B";
-  let v = bytes;
-  let i = 0;
-  while (v >= 1024 && i < BYTE_UNITS.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  const digits = i === 0 || v >= 100 ? 0 : v >= 10 ? 1 : 2;
-  return `${trimZeros(v.toFixed(digits))} ${BYTE_UNITS[i]}`;
-}
-
-function trimZeros(s: string): string {
-  return s.includes(".") ? s.replace(/\.?0+$/, "") : s;
-}
-
 /** CPU from millicores: 500 → "0.5 cpu", 2000 → "2 cpu". */
 /** "used / total" with the unit once when both share it: "80 / 192 GiB", "3.3 MiB / 5.89 GiB". */
 export function formatUsedOfTotal(used: string, total: string): string {
@@ -109,25 +91,6 @@ export function formatUsedOfTotal(used: string, total: string): string {
 export function formatMillicores(millicores: number | undefined): string {
   if (!millicores) return "0 cpu";
   return `${trimZeros((millicores / 1000).toFixed(millicores % 100 === 0 ? 1 : 3))} cpu`;
-}
-
-/** Compact duration: "0s", "45s", "3m 12s", "2h 05m", "3d 4h". Negative → "0s". */
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined || !Number.isFinite(ms) || ms < 1000) {
-    return ms !== undefined && ms > 0 ? `${Math.round(ms)}ms` : "0s";
-  }
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  const m = Math.floor(s / 60);
-  if (m < 60) return `${m}m ${pad2(s % 60)}s`;
-  const h = Math.floor(m / 60);
-  if (h < 24) return `${h}h ${pad2(m % 60)}m`;
-  const d = Math.floor(h / 24);
-  return `${d}d ${h % 24}h`;
-}
-
-function pad2(n: number): string {
-  return n < 10 ? `0${n}` : String(n);
 }
 
 /** "12s ago", "3m ago", "in 40s"; zero/missing timestamps → "—". */
@@ -148,39 +111,6 @@ export function coarseDuration(ms: number): string {
   const h = Math.floor(m / 60);
   if (h < 48) return `${h}h`;
   return `${Math.floor(h / 24)}d`;
-}
-
-/** "2026-11-23 09:20:31" in local time (or UTC when `utc`). Missing → "—". */
-export function formatDateTime(timestampMs: number | undefined, utc = false): string {
-  if (!timestampMs) return "—";
-  const d = new Date(timestampMs);
-  const [y, mo, da, h, mi, s] = utc
-    ? [
-      d.getUTCFullYear(),
-      d.getUTCMonth() + 1,
-      d.getUTCDate(),
-      d.getUTCHours(),
-      d.getUTCMinutes(),
-      d.getUTCSeconds(),
-    ]
-    : [
-      d.getFullYear(),
-      d.getMonth() + 1,
-      d.getDate(),
-      d.getHours(),
-      d.getMinutes(),
-      d.getSeconds(),
-    ];
-  return `${y}-${pad2(mo)}-${pad2(da)} ${pad2(h)}:${pad2(mi)}:${pad2(s)}`;
-}
-
-/** "09:20:31.042" for log lines, local time (or UTC when `utc`). */
-export function formatClock(timestampMs: number, utc = false): string {
-  const d = new Date(timestampMs);
-  const [h, mi, s, ms] = utc
-    ? [d.getUTCHours(), d.getUTCMinutes(), d.getUTCSeconds(), d.getUTCMilliseconds()]
-    : [d.getHours(), d.getMinutes(), d.getSeconds(), d.getMilliseconds()];
-  return `${pad2(h)}:${pad2(mi)}:${pad2(s)}.${String(ms).padStart(3, "0")}`;
 }
 
 /** Elapsed time from start to end (or now while running); undefined before it starts. */
@@ -331,4 +261,8 @@ export function sortBy<T>(items: readonly T[], key: (t: T) => string | number, d
   return items.map((item, i) => ({ item, i, k: key(item) }))
     .sort((a, b) => sign * compareValues(a.k, b.k) || a.i - b.i)
     .map((x) => x.item);
+}
+
+function trimZeros(s: string): string {
+  return s.includes(".") ? s.replace(/\.?0+$/, "") : s;
 }

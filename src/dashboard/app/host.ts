@@ -8,13 +8,8 @@
 import type { ResourceSnapshot } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { gauge } from "./components.ts";
 import { type Child, type El, h } from "./dom.ts";
-import {
-  formatBytes,
-  formatMillicores,
-  formatPercent,
-  formatUsedOfTotal,
-  fraction,
-} from "./format.ts";
+import { formatMillicores, formatPercent, formatUsedOfTotal, fraction } from "./format.ts";
+import { formatBytes } from "../../format.ts";
 
 /** The note shown next to host gauges. */
 export const HOST_NOTE =

@@ -18,13 +18,10 @@ import {
   link,
   relTime,
 } from "./components.ts";
-import { type Child, type El, h, on, replace, setStyle } from "./dom.ts";
+import { type Child, downloadText, type El, goHash, h, on, replace, setStyle } from "./dom.ts";
 import {
   elapsed,
-  formatBytes,
   formatConstraint,
-  formatDateTime,
-  formatDuration,
   formatEntrypoint,
   formatResources,
   isTerminalJobState,
@@ -33,13 +30,13 @@ import {
   priorityName,
   taskStateName,
 } from "./format.ts";
+import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
 import { taskCounts } from "./jobs.ts";
 import { LogView } from "./logview.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LOG_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
 import { jobHref, workerHref } from "./routes.ts";
-import { downloadText, goHash } from "./dom.ts";
 import { buildJobTree, flattenTree, sortTree } from "./tree.ts";
 import { taskUsageCell } from "./sparkline.ts";
 

@@ -17,14 +17,8 @@ import {
   type SortState,
 } from "./components.ts";
 import { type El, h, on, replace, replaceHash, setStyle } from "./dom.ts";
-import {
-  elapsed,
-  formatDuration,
-  jobStateName,
-  leafName,
-  stateLabel,
-  taskCountEntries,
-} from "./format.ts";
+import { elapsed, jobStateName, leafName, stateLabel, taskCountEntries } from "./format.ts";
+import { formatDuration } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

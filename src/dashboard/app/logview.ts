@@ -4,7 +4,7 @@
  * @module
  */
 import { type El, h } from "./dom.ts";
-import { formatClock } from "./format.ts";
+import { formatClock } from "../../format.ts";
 import { MAX_LOG_LINES, overflow } from "./logs.ts";
 
 /** One line to show. */

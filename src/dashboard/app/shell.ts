@@ -4,7 +4,7 @@
  * @module
  */
 import { doc, type El, h, on, replace, scrollWindowTo } from "./dom.ts";
-import { formatClock } from "./format.ts";
+import { formatClock } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import type { PollStatus } from "./poll.ts";
 

@@ -6,7 +6,8 @@
  */
 import type { ResourceSnapshot, TaskResourceUsage } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { type El, h, svg } from "./dom.ts";
-import { formatBytes, formatMillicores } from "./format.ts";
+import { formatMillicores } from "./format.ts";
+import { formatBytes } from "../../format.ts";
 
 /** Sparkline drawing size in SVG user units. */
 export const SPARK_WIDTH = 240;

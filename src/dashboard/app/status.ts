@@ -6,7 +6,7 @@
 import type { GetControllerStatusResponse } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import { badge, card, errorBox, metricCard } from "./components.ts";
 import { h, replace } from "./dom.ts";
-import { formatBytes, formatDateTime, formatDuration } from "./format.ts";
+import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
 import { LogView } from "./logview.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";

@@ -7,7 +7,7 @@
 import type { Transaction } from "../../rpc/gen/iris/v1/controller_pb.ts";
 import { chip, emptyRow, errorBox, head, link } from "./components.ts";
 import { h, on, replace } from "./dom.ts";
-import { formatDateTime } from "./format.ts";
+import { formatDateTime } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

@@ -7,7 +7,8 @@
 import type { WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { card, errorBox, head, metricCard } from "./components.ts";
 import { h, replace } from "./dom.ts";
-import { formatBytes, formatMillicores } from "./format.ts";
+import { formatMillicores } from "./format.ts";
+import { formatBytes } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

@@ -8,7 +8,8 @@ import type { UserBudgetInfo, UserJobCounts } from "../../rpc/gen/iris/v1/contro
 import { PriorityBand } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { badge, emptyRow, errorBox, head, link } from "./components.ts";
 import { h, replace } from "./dom.ts";
-import { formatBytes, formatMillicores } from "./format.ts";
+import { formatMillicores } from "./format.ts";
+import { formatBytes } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";

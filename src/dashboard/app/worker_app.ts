@@ -26,16 +26,8 @@ import {
   relTime,
 } from "./components.ts";
 import { type El, h, on, replace } from "./dom.ts";
-import {
-  elapsed,
-  formatBytes,
-  formatDateTime,
-  formatDuration,
-  formatMillicores,
-  jobIdOfTask,
-  sortBy,
-  taskStateName,
-} from "./format.ts";
+import { elapsed, formatMillicores, jobIdOfTask, sortBy, taskStateName } from "./format.ts";
+import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
 import { START_POSITION, takeNewLines } from "./logs.ts";
 import { LogView } from "./logview.ts";
 import type { Page, PageEnv } from "./page.ts";

@@ -4,7 +4,7 @@
  * into a ConfigError naming the variant).
  * @module
  */
-import type { AcceleratorKind } from "../types.ts";
+import type { AcceleratorKind } from "./types.ts";
 
 /** The physical shape of one TPU slice. */
 export interface TpuTopology {
