@@ -8,7 +8,7 @@
  * platform settings are dropped. Every change is listed, so the CLI can say what it did.
  * @module
  */
-import { gpuMachine } from "../platform/gce_machines.ts";
+import { gpuMachine } from "./gce_machines.ts";
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { ConfigError } from "../errors.ts";
 import {

@@ -4,7 +4,7 @@
  * machine a local worker advertises.
  * @module
  */
-import { gpuMachine } from "../platform/gce_machines.ts";
+import { gpuMachine } from "./gce_machines.ts";
 import { clone, create } from "@bufbuild/protobuf";
 import {
   AutoscalerConfigSchema,

@@ -15,7 +15,7 @@ import { formatConfigBytes as formatSizeBytes, formatConfigDuration } from "../f
 /** Ceiling of `controller.max_bundle_size`. */
 export const MAX_BUNDLE_SIZE_BYTES = 4 * 1024 * 1024 * 1024;
 import { DEFAULTS, groupVmsPerSlice } from "./defaults.ts";
-import { GPU_MACHINE_EXAMPLES, gpuMachine } from "../platform/gce_machines.ts";
+import { GPU_MACHINE_EXAMPLES, gpuMachine } from "./gce_machines.ts";
 
 /** Which provider kinds each controller kind can drive. */
 export const COMPATIBLE_PROVIDERS: Readonly<Record<string, readonly string[]>> = {

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import { QuotaExhaustedError } from "../../src/errors.ts";
 import { GcpPlatform } from "../../src/platform/gcp.ts";
-import { gpuMachine } from "../../src/platform/gce_machines.ts";
+import { gpuMachine } from "../../src/config/gce_machines.ts";
 import { AcceleratorType } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { ScaleGroupConfigSchema } from "../../src/rpc/gen/iris/v1/config_pb.ts";
 import { ConfigValidationError, parseConfigObject } from "../../src/config/mod.ts";
