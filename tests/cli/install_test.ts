@@ -46,7 +46,7 @@ Deno.test("scripts/install.ts puts iris on PATH; it runs elsewhere without deno 
   }
 });
 
-Deno.test("deno install -g --config deno.json -n iris cli.ts works from another directory", async () => {
+Deno.test("deno install -g --frozen=false --config deno.json -n iris cli.ts works from another directory", async () => {
   const root = await Deno.makeTempDir({ prefix: "iris-install-g-" });
   const elsewhere = await Deno.makeTempDir({ prefix: "iris-elsewhere-" });
   try {
@@ -54,6 +54,8 @@ Deno.test("deno install -g --config deno.json -n iris cli.ts works from another 
       "install",
       "-g",
       "-A",
+      // A global install writes its own lock beside the command; the repo's lock is frozen.
+      "--frozen=false",
       "--root",
       root,
       "--config",
