@@ -13,6 +13,7 @@ import {
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { GetAutoscalerStatusResponse } from "../rpc/gen/iris/v1/controller_pb.ts";
 import { create } from "@bufbuild/protobuf";
+import { NEVER_FITS } from "./scheduler/reasons.ts";
 
 /** Slices of groups that could run a job of `spec` and are still coming up, or undefined. */
 export function scalingNote(
@@ -68,6 +69,8 @@ export function withScalingNote(
   nowMs: number = Date.now(),
 ): PendingReason | undefined {
   if (!reason || !CAPACITY_CODES.has(reason.code)) return reason;
+  // Bigger than every worker there is: slices like the ones coming would not hold it either.
+  if (reason.message.includes(NEVER_FITS)) return reason;
   const status = autoscaler();
   const note = status?.enabled ? scalingNote(spec, status, nowMs) : undefined;
   if (!note) return reason;

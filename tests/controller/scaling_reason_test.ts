@@ -8,6 +8,9 @@ import { IrisClient } from "../../src/client/client.ts";
 import { AcceleratorType, GetAutoscalerStatusResponseSchema, JobState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { assertEquals, assertMatch } from "../_helpers/assert.ts";
+import { PendingReasonSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import { withScalingNote } from "../../src/controller/scaling_note.ts";
+import { NEVER_FITS } from "../../src/controller/scheduler/reasons.ts";
 
 Deno.test("a job pending on a booting slice reads 'waiting for scale group' in every status RPC", async () => {
   let booting = true;
@@ -45,4 +48,25 @@ Deno.test("a job pending on a booting slice reads 'waiting for scale group' in e
   booting = false;
   const after = await client.call((rpc) => rpc.getJobStatus({ jobId }));
   assertEquals(after.job?.pendingReason?.code, "no_workers");
+});
+
+Deno.test("a job bigger than every worker keeps its 'never fits' reason while a slice boots", () => {
+  const autoscaler = create(GetAutoscalerStatusResponseSchema, {
+    enabled: true,
+    groups: [{
+      name: "cpu",
+      acceleratorType: AcceleratorType.CPU,
+      slices: [{ sliceId: "cpu-1", state: "booting", createdAtMs: 1000 }],
+    }],
+  });
+  const never = create(PendingReasonSchema, {
+    code: "insufficient_cpu",
+    message: `no eligible worker has 512 CPU in total (largest: 1 CPU); ${NEVER_FITS}`,
+  });
+  assertEquals(withScalingNote(never, undefined, () => autoscaler, 3000), never);
+  const now = create(PendingReasonSchema, { code: "insufficient_cpu", message: "busy" });
+  assertEquals(
+    withScalingNote(now, undefined, () => autoscaler, 3000)?.message,
+    "waiting for scale group cpu: 1 slice booting (2 s)",
+  );
 });

@@ -12,7 +12,7 @@ import { type LabHost, makeLab } from "./_ns_lab.ts";
 import { assertLabGone, daemonLogs, irisIn, labConfig, SKIP } from "./_manual_ssh.ts";
 
 Deno.test({
-  name: "cluster restart and cluster debug validate|discover|health|cleanup over namespace hosts",
+  name: "cluster restart, dashboard and debug validate|discover|health|cleanup over namespace hosts",
   ignore: SKIP !== undefined,
   async fn() {
     const lab = await makeLab(["ctl", "w1", "w2"]);
@@ -47,6 +47,11 @@ Deno.test({
       assertEquals(discover.code, 0, discover.text);
       assertMatch(discover.text, new RegExp(`\\(manual\\): controller ${esc(url)}`));
       assertMatch(discover.text, /answers: healthy/);
+
+      // A manual controller is reached directly: its URL is printed and the command exits.
+      const dash = await iris(["cluster", "dashboard", "--config", config]);
+      assertEquals(dash.code, 0, dash.text);
+      assertMatch(dash.text, new RegExp(`^${esc(url)}/$`, "m"));
 
       const health = await iris(["cluster", "debug", "health", "--config", config]);
       assertEquals(health.code, 0, health.text);

@@ -15,7 +15,8 @@ import {
   type WorkerClass,
 } from "./index.ts";
 
-const NEVER = "it can never fit the current fleet";
+/** How a reason says no worker of the current fleet could ever hold the task. */
+export const NEVER_FITS = "it can never fit the current fleet";
 const WAIT = "waiting for capacity to free up";
 
 function formatCpu(millicores: number): string {
@@ -170,7 +171,7 @@ export function explainUnplaced(ex: Explainer, u: UnplacedJob): PendingReasonDat
       else if (v === max) atMax += c.members.length;
     }
     if (worst.code === "insufficient_accelerator" && job.accelerator.kind === "gpu") {
-      return reason(worst.code, `${gpuShortfall(st, job)}; ${NEVER}`, st);
+      return reason(worst.code, `${gpuShortfall(st, job)}; ${NEVER_FITS}`, st);
     }
     return reason(
       worst.code,
@@ -178,7 +179,7 @@ export function explainUnplaced(ex: Explainer, u: UnplacedJob): PendingReasonDat
         worst.noun ? ` ${worst.noun}` : ""
       } in total (largest: ${
         worst.format(max)
-      } on ${atMax} of ${eligibleCount} eligible workers); ${NEVER}`,
+      } on ${atMax} of ${eligibleCount} eligible workers); ${NEVER_FITS}`,
       st,
     );
   }
@@ -323,14 +324,14 @@ function gangReason(
   if (groups === 0) {
     return reason(
       "gang_no_slice",
-      `${head}; no eligible worker has a ${key} attribute; ${NEVER}`,
+      `${head}; no eligible worker has a ${key} attribute; ${NEVER_FITS}`,
       st,
     );
   }
   if (largestGroup < need) {
     return reason(
       "gang_no_slice",
-      `${head}; largest group has ${largestGroup} eligible workers (${groups} groups); ${NEVER}`,
+      `${head}; largest group has ${largestGroup} eligible workers (${groups} groups); ${NEVER_FITS}`,
       st,
     );
   }
