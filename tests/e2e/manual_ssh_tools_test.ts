@@ -12,7 +12,8 @@ import { type LabHost, makeLab } from "./_ns_lab.ts";
 import { assertLabGone, daemonLogs, irisIn, labConfig, SKIP } from "./_manual_ssh.ts";
 
 Deno.test({
-  name: "cluster restart, dashboard and debug validate|discover|health|cleanup over namespace hosts",
+  name:
+    "cluster restart, dashboard and debug validate|discover|health|cleanup over namespace hosts",
   ignore: SKIP !== undefined,
   async fn() {
     const lab = await makeLab(["ctl", "w1", "w2"]);
