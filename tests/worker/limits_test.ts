@@ -104,7 +104,16 @@ for (const mode of ["auto", "off"] as const) {
         const counts = h.worker.tasks().map((t) => t.taskId);
         assert(counts.includes(id));
         await h.client.killTask({ taskId: id, attemptId: 0, graceMs: 0 });
-        await h.fake.waitForState(id, TaskState.KILLED, seconds(20));
+        // dash may give up itself on a failed fork ("Cannot fork", exit 2) before the kill lands.
+        const end = await waitFor(
+          () =>
+            h.fake.updatesOf(id).find((u) =>
+              u.state === TaskState.KILLED ||
+              (u.state === TaskState.FAILED && /Cannot fork/.test(u.error))
+            ),
+          { timeout: seconds(20), what: `${id} killed, or failed on a fork` },
+        );
+        assert(end.state === TaskState.KILLED || end.state === TaskState.FAILED);
       } else {
         const failed = await h.fake.waitForState(id, TaskState.FAILED, seconds(20));
         assertMatch(failed.error, /^process limit: \d+ processes exceed limit 20/);
