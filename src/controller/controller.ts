@@ -22,7 +22,7 @@ import {
 import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { formatDuration } from "../format.ts";
-import { describeError, InvalidArgumentError, NotFoundError, UnavailableError } from "../errors.ts";
+import { describeError, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
@@ -47,7 +47,16 @@ import { expireScheduling } from "./scheduling_timeouts.ts";
 import { Dispatcher, type Placed } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
-import { clusterSnapshot, taskResources } from "./snapshot.ts";
+import { clusterSnapshot, holdAttempt } from "./snapshot.ts";
+import {
+  type CommitContext,
+  ensureWritable,
+  flush,
+  probe,
+  tryFlush,
+  writeHealth,
+  type WriteStatus,
+} from "./commit.ts";
 import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
@@ -109,13 +118,6 @@ export const DEFAULT_RECLAIM_MARGIN = seconds(3);
 /** The reporter's backoff jitter (src/time.ts Backoff default): delays reach max × (1 + this). */
 const RECONNECT_JITTER = 0.2;
 
-/** The controller's state cannot be written: the call changed nothing; retry later. */
-function unavailable(reason: string): UnavailableError {
-  return new UnavailableError(
-    `controller state cannot be written (${reason}); nothing was changed, retry later`,
-  );
-}
-
 /**
  * The controller: state + loops. RPC handlers (service.ts) see it as a
  * {@linkcode ControllerCore}, the autoscaler runner as an {@linkcode AutoscalerHost}.
@@ -148,7 +150,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Reservation claims and the workers they hold. */
   readonly #reservations: Reservations;
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
-  #unwritable?: { readonly sinceMs: number; reason: string; reloaded: boolean };
+  readonly #write: WriteStatus = {};
+  /** What the concern modules work on (each reads the part it declares). */
+  readonly #ctx: CommitContext;
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
@@ -165,6 +169,16 @@ export class Controller implements ControllerCore, AutoscalerHost {
         (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
     );
     this.startedAtMs = this.clock.now();
+    this.#ctx = {
+      jobs: this.jobs,
+      endpoints: this.endpoints,
+      workers: this.workers,
+      reconciler: this.#reconciler,
+      store: options.store,
+      clock: this.clock,
+      write: this.#write,
+      log: (line) => this.log(line),
+    };
     this.transactions = options.transactions ?? new TransactionLog({ log: (l) => this.log(l) });
     this.#dispatcher = new Dispatcher({
       clientFactory: options.workerClientFactory,
@@ -307,7 +321,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
    * @throws when the write fails (the caller's RPC fails; the changes stay marked).
    */
   commitState(): void {
-    this.#flush();
+    flush(this.#ctx);
   }
 
   /**
@@ -315,126 +329,12 @@ export class Controller implements ControllerCore, AutoscalerHost {
    * `unavailable` and `message` says why.
    */
   get health(): { healthy: boolean; message: string } {
-    const u = this.#unwritable;
-    return u
-      ? {
-        healthy: false,
-        message: `state cannot be written since ${
-          new Date(u.sinceMs).toISOString()
-        }: ${u.reason}; changes are refused until it can`,
-      }
-      : { healthy: true, message: "" };
+    return writeHealth(this.#write);
   }
 
   /** Throws `unavailable` while the state cannot be written (before anything is changed). */
   ensureWritable(): void {
-    if (this.#unwritable) throw unavailable(this.#unwritable.reason);
-  }
-
-  /**
-   * Commits the changes made since the last commit. When the write fails, every change not
-   * committed is undone ({@linkcode Controller.#rollback}), the controller refuses changes until
-   * its state can be written again, and `unavailable` is thrown.
-   */
-  #flush(): void {
-    const store = this.#opts.store;
-    if (!store) {
-      // Memory only: nothing to write, keep the sets small.
-      this.jobs.clearDirty();
-      this.endpoints.clearDirty();
-      this.workers.clearDirty();
-      return;
-    }
-    try {
-      store.flush(this.jobs, this.endpoints, this.workers);
-    } catch (err) {
-      const reason = describeError(err);
-      this.#unwritable ??= { sinceMs: this.clock.now(), reason, reloaded: false };
-      this.#unwritable.reason = reason;
-      this.log(`writing controller state failed: ${reason}; undoing the uncommitted changes`);
-      try {
-        this.#rollback();
-        this.#unwritable.reloaded = true;
-      } catch (reloadErr) {
-        this.#unwritable.reloaded = false;
-        this.log(`reloading controller state failed: ${describeError(reloadErr)}`);
-      }
-      throw unavailable(reason);
-    }
-  }
-
-  /**
-   * #flush for paths with no caller to report to: logs the failure. Returns false when nothing
-   * was committed (the changes were undone): the caller must not act on them.
-   */
-  #tryFlush(): boolean {
-    try {
-      this.#flush();
-      return true;
-    } catch {
-      return false;
-    }
-  }
-
-  /**
-   * Undoes every change that was not committed: reloads jobs and endpoints from the store, then
-   * makes the workers' commitments match the reloaded attempts (attempts whose worker is gone
-   * wait to be re-claimed, like after a restart). Worker registrations and liveness are not
-   * rolled back (they are not part of the durable promise; their rows stay marked to be written).
-   */
-  #rollback(): void {
-    const store = this.#opts.store!;
-    this.jobs.clear();
-    store.load(this.jobs);
-    this.endpoints.clear();
-    store.loadEndpoints(this.endpoints);
-    for (const w of this.workers.workers.values()) {
-      for (const [key, c] of [...w.active]) {
-        const { taskId, attemptId } = parseAttemptKey(key);
-        const found = this.#findAttempt(taskId, attemptId);
-        const active = found && isTaskActive(found.attempt.state) &&
-          found.attempt.workerId === w.workerId;
-        // A committed kill awaits the worker's confirmation: keep holding its resources.
-        if (!active && c.state !== TaskState.KILLED) this.workers.release(w.workerId, key);
-      }
-    }
-    for (const task of this.jobs.tasks.values()) {
-      for (const a of task.attempts) {
-        if (!isTaskActive(a.state)) continue;
-        const key = attemptKey(task.taskId, a.attemptId);
-        const w = this.workers.workers.get(a.workerId);
-        if (w && !w.reconnecting) {
-          this.workers.commit(w, key, this.#taskResources(task), this.#holder(task, a));
-        } else this.#reconciler.awaitClaim(key);
-      }
-    }
-  }
-
-  /** While the state cannot be written: tries a write, and resumes when it passes. */
-  #probe(): void {
-    const u = this.#unwritable;
-    const store = this.#opts.store;
-    if (!u || !store) return;
-    try {
-      if (!u.reloaded) {
-        this.#rollback();
-        u.reloaded = true;
-      }
-      store.probe();
-    } catch (err) {
-      u.reason = describeError(err);
-      return;
-    }
-    this.#unwritable = undefined;
-    // Deaths were not recorded meanwhile: every worker gets a full heartbeat timeout from now.
-    const now = this.clock.now();
-    this.workers.extendDeadlines(now);
-    this.log(
-      `controller state can be written again (after ${
-        formatDuration(ms(this.clock.now() - u.sinceMs))
-      })`,
-    );
-    this.requestSchedule();
+    ensureWritable(this.#write);
   }
 
   /** Starts the liveness monitor. */
@@ -461,7 +361,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
 
   /** Submits a job. */
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
-    if (this.#unwritable) {
+    if (this.#write.unwritable) {
       // A repeated request whose job was committed is still answered.
       const jobId = this.jobs.findRequest(spec, requestId, this.clock.now());
       if (jobId) return { jobId, created: false };
@@ -471,7 +371,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
     if (res.created) this.#applyBudget(this.jobs.job(res.jobId));
     // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
-    this.#flush();
+    flush(this.#ctx);
     if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
     this.#perform(fx);
     this.requestSchedule();
@@ -506,7 +406,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     this.ensureWritable();
     const fx = noEffects();
     const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
-    this.#flush();
+    flush(this.#ctx);
     if (ids.length) this.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
     this.#perform(fx);
     return ids;
@@ -543,7 +443,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const claim = (ref: { taskId: string; attemptId: number }, running: boolean) => {
       const key = attemptKey(ref.taskId, ref.attemptId);
       listed.add(key);
-      const found = this.#findAttempt(ref.taskId, ref.attemptId);
+      const found = this.jobs.findAttempt(ref.taskId, ref.attemptId);
       if (
         found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId &&
         isTaskActive(found.task.state) && this.jobs.currentAttempt(found.task) === found.attempt
@@ -551,11 +451,12 @@ export class Controller implements ControllerCore, AutoscalerHost {
         // Adopt an attempt that kept running (e.g. across a controller restart), or one that
         // ended and whose final update follows in a heartbeat.
         this.#reconciler.claimed(key);
-        this.workers.commit(
+        holdAttempt(
+          this.workers,
           worker,
-          key,
-          this.#taskResources(found.task),
-          this.#holder(found.task, found.attempt),
+          this.jobs.job(found.task.jobId),
+          found.task,
+          found.attempt,
         );
       } else if (running) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
     };
@@ -569,13 +470,13 @@ export class Controller implements ControllerCore, AutoscalerHost {
       (key) => this.#dispatcher.isDispatching(key),
       (key) => {
         const { taskId, attemptId } = parseAttemptKey(key);
-        return this.#findAttempt(taskId, attemptId)?.attempt.workerId;
+        return this.jobs.findAttempt(taskId, attemptId)?.attempt.workerId;
       },
     );
     for (const key of lost) {
       if (this.workers.release(worker.workerId, key)) fx.released++;
       const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.#findAttempt(taskId, attemptId);
+      const found = this.jobs.findAttempt(taskId, attemptId);
       if (!found || !isTaskActive(found.attempt.state)) continue;
       const why = `worker ${worker.workerId} came back without attempt ${attemptId} (it restarted)`;
       this.log(`${taskId}: ${why}`);
@@ -587,7 +488,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       later.push(() => this.logs.system(taskId, attemptId, why, now));
     }
     // Acknowledged once durable: on failure nothing above stays and the worker registers again.
-    this.#flush();
+    flush(this.#ctx);
     for (const f of later) f();
     this.log(
       `worker ${worker.workerId} ${isNew ? "registered" : "re-registered"} at ${worker.address}`,
@@ -616,7 +517,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
     // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
     // cadence) until they can be committed.
-    if (req.updates.length && this.#unwritable) {
+    if (req.updates.length && this.#write.unwritable) {
       return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
     }
     const fx = noEffects();
@@ -626,7 +527,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const kill: { taskId: string; attemptId: number }[] = [];
     for (const ref of req.running) {
       const key = attemptKey(ref.taskId, ref.attemptId);
-      const found = this.#findAttempt(ref.taskId, ref.attemptId);
+      const found = this.jobs.findAttempt(ref.taskId, ref.attemptId);
       if (!found || !isTaskActive(found.attempt.state)) {
         // Unknown here, or preempted but still running (a lost kill order): (re)send the kill.
         const held = worker.active.get(key);
@@ -635,10 +536,10 @@ export class Controller implements ControllerCore, AutoscalerHost {
         }
       }
     }
-    if (!this.#unwritable) this.#reconcile(worker, req, fx, later);
+    if (!this.#write.unwritable) this.#reconcile(worker, req, fx, later);
     // The answer acknowledges the updates: only once they are durable (while the state is
     // unwritable, a heartbeat without updates changed nothing and is liveness alone).
-    if (!this.#unwritable) this.#flush();
+    if (!this.#write.unwritable) flush(this.#ctx);
     for (const f of later) f();
     this.#perform(fx);
     if (fx.released) this.requestSchedule();
@@ -686,7 +587,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     for (const key of lost) {
       if (this.workers.release(worker.workerId, key)) fx.released++;
       const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.#findAttempt(taskId, attemptId);
+      const found = this.jobs.findAttempt(taskId, attemptId);
       if (!found || !isTaskActive(found.attempt.state)) continue;
       const why = `worker ${worker.workerId} no longer has attempt ${attemptId}`;
       this.log(`${taskId}: ${why}`);
@@ -700,7 +601,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   }
 
   #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects, later: (() => void)[]): void {
-    const found = this.#findAttempt(u.taskId, u.attemptId);
+    const found = this.jobs.findAttempt(u.taskId, u.attemptId);
     if (found && u.logs.length) later.push(() => this.logs.append(u.taskId, u.logs));
     const key = attemptKey(u.taskId, u.attemptId);
     const terminal = isTaskTerminal(u.state);
@@ -739,19 +640,10 @@ export class Controller implements ControllerCore, AutoscalerHost {
     }
   }
 
-  #findAttempt(
-    taskId: string,
-    attemptId: number,
-  ): { task: TaskRecord; attempt: AttemptRecord } | undefined {
-    const task = this.jobs.tasks.get(taskId);
-    const attempt = task?.attempts.find((a) => a.attemptId === attemptId);
-    return task && attempt ? { task, attempt } : undefined;
-  }
-
   /** Schedules a scheduling pass soon (coalesced). */
   requestSchedule(): void {
     // No placement while the state cannot be written (it resumes once it can).
-    if (this.#scheduleQueued || this.#abort.signal.aborted || this.#unwritable) return;
+    if (this.#scheduleQueued || this.#abort.signal.aborted || this.#write.unwritable) return;
     this.#scheduleQueued = true;
     // Through the clock, so a fake clock (tests) runs the pass when it settles.
     void this.clock.sleep(ms(0)).then(() => {
@@ -767,7 +659,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
   scheduleOnce(): SchedulePlan {
     // Nothing is placed while placements cannot be committed.
-    if (this.#unwritable) return { assignments: [], unplaced: [] };
+    if (this.#write.unwritable) return { assignments: [], unplaced: [] };
     // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
     if (!this.#opts.onSchedule && !this.#anyPending()) return { assignments: [], unplaced: [] };
     const now = this.clock.now();
@@ -784,13 +676,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
       if (!worker || !job) continue;
       const task = this.jobs.task(job.taskIds[a.taskIndex]!);
       const attempt = this.jobs.assign(task.taskId, worker.workerId, now);
-      this.workers.commit(
-        worker,
-        attemptKey(task.taskId, attempt.attemptId),
-        this.#taskResources(task),
-        // Over its user's resource budget, the task runs as BATCH (a.band).
-        a.band ? { ...this.#holder(task, attempt), band: a.band } : this.#holder(task, attempt),
-      );
+      // Over its user's resource budget, the task runs as BATCH (a.band).
+      holdAttempt(this.workers, worker, job, task, attempt, a.band || bandOf(job));
       let list = byJob.get(job.jobId);
       if (!list) byJob.set(job.jobId, list = []);
       list.push({ task, attempt });
@@ -819,7 +706,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     }
     this.#gateReasons();
     // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
-    if (!this.#tryFlush()) return { ...plan, assignments: [], preemptions: [] };
+    if (!tryFlush(this.#ctx)) return { ...plan, assignments: [], preemptions: [] };
     for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
     this.#perform(fx);
     this.#opts.onSchedule?.(plan, snapshot);
@@ -871,21 +758,6 @@ export class Controller implements ControllerCore, AutoscalerHost {
     }
   }
 
-  #holder(task: TaskRecord, attempt: AttemptRecord) {
-    const job = this.jobs.job(task.jobId);
-    return {
-      jobId: job.jobId,
-      taskIndex: task.index,
-      band: this.bandOf(job),
-      gang: !!job.spec.coscheduling?.groupBy,
-      sinceMs: attempt.assignedAtMs,
-    };
-  }
-
-  #taskResources(task: TaskRecord) {
-    return taskResources(this.jobs.job(task.jobId));
-  }
-
   /** Sends RunTask for the attempts placed for one job. */
   #dispatchJob(job: JobRecord, placed: readonly Placed[]): void {
     this.#dispatcher.dispatchJob(
@@ -903,7 +775,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   }
 
   #dispatchFailed(taskId: string, attemptId: number, workerId: string, err: unknown): void {
-    const found = this.#findAttempt(taskId, attemptId);
+    const found = this.jobs.findAttempt(taskId, attemptId);
     if (!found || !isTaskActive(found.attempt.state)) return;
     this.log(
       `dispatch of ${taskId} attempt ${attemptId} to ${workerId} failed: ${describeError(err)}`,
@@ -915,7 +787,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
       finishedAtMs: this.clock.now(),
     }, fx);
-    if (!this.#tryFlush()) return;
+    if (!tryFlush(this.#ctx)) return;
     this.#perform(fx);
     this.requestSchedule();
   }
@@ -949,7 +821,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   workerDead(workerId: string, reason: string, options: { scaleDown?: boolean } = {}): void {
     const worker = this.workers.workers.get(workerId);
     if (!worker) throw new NotFoundError(`No worker ${workerId}`);
-    if (this.#unwritable) {
+    if (this.#write.unwritable) {
       // Cannot be recorded now; its heartbeats have stopped, so the monitor declares it later.
       this.log(`worker ${workerId} ${reason}: not declared dead while the state is unwritable`);
       return;
@@ -973,7 +845,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const fx = noEffects();
     for (const key of keys) {
       const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.#findAttempt(taskId, attemptId);
+      const found = this.jobs.findAttempt(taskId, attemptId);
       if (!found) continue;
       this.jobs.attemptEnded(found.task, found.attempt, {
         state: TaskState.WORKER_FAILED,
@@ -981,7 +853,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
         finishedAtMs: this.clock.now(),
       }, fx);
     }
-    if (!this.#tryFlush()) return;
+    if (!tryFlush(this.#ctx)) return;
     this.#perform(fx);
     this.#opts.onWorkerDead?.(workerId, worker.sliceId);
     this.requestSchedule();
@@ -1005,10 +877,10 @@ export class Controller implements ControllerCore, AutoscalerHost {
    * re-claim grace, and schedules while tasks are pending.
    */
   #monitorTick(): void {
-    if (this.#unwritable) {
+    if (this.#write.unwritable) {
       // Nothing can be recorded (deaths included) until the state can be written again.
-      this.#probe();
-      if (this.#unwritable) return;
+      if (probe(this.#ctx)) this.requestSchedule();
+      if (this.#write.unwritable) return;
     }
     const now = this.clock.now();
     const stall = this.#liveness.tick();
@@ -1023,7 +895,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
     for (const due of this.#liveness.due(this.workers, now)) {
       this.workerDead(due.workerId, due.reason);
     }
-    if (this.#reconciler.unclaimedCount && !inGrace && !this.#unwritable) this.#failUnclaimed();
+    if (this.#reconciler.unclaimedCount && !inGrace && !this.#write.unwritable) {
+      this.#failUnclaimed();
+    }
     if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
   }
 
@@ -1035,7 +909,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const fx = noEffects();
     for (const key of this.#reconciler.takeUnclaimed()) {
       const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.#findAttempt(taskId, attemptId);
+      const found = this.jobs.findAttempt(taskId, attemptId);
       if (!found || !isTaskActive(found.attempt.state)) continue;
       if (this.workers.workers.get(found.attempt.workerId)?.active.has(key)) continue;
       this.log(`attempt ${attemptId} of ${taskId} was not re-claimed by its worker after restart`);
@@ -1045,7 +919,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
         finishedAtMs: this.clock.now(),
       }, fx);
     }
-    if (!this.#tryFlush()) return;
+    if (!tryFlush(this.#ctx)) return;
     this.#perform(fx);
     this.requestSchedule();
   }

@@ -13,8 +13,8 @@ import type {
 } from "../types.ts";
 import { BAND_BATCH } from "../types.ts";
 import { bandOf, budgetView, type UserBudget } from "./budgets.ts";
-import type { JobRecord, JobTable } from "./state.ts";
-import type { WorkerTable } from "./workers.ts";
+import type { AttemptRecord, JobRecord, JobTable, TaskRecord } from "./state.ts";
+import { attemptKey, type WorkerRecord, type WorkerTable } from "./workers.ts";
 import { acceleratorKind, constraintsFromProto } from "./convert.ts";
 import { isGated, type Reservations } from "./reservations.ts";
 
@@ -41,6 +41,27 @@ export function taskResources(job: JobRecord) {
     memoryBytes: r?.memoryBytes ?? 0,
     accelerators: r?.accelerator?.count ?? 0,
   };
+}
+
+/**
+ * Commits the resources an attempt of `job` holds to `worker`, with who holds it (for the
+ * preemption pass); `band` overrides the job's band (a task over its user's budget runs as BATCH).
+ */
+export function holdAttempt(
+  workers: WorkerTable,
+  worker: WorkerRecord,
+  job: JobRecord,
+  task: TaskRecord,
+  attempt: AttemptRecord,
+  band: Band = bandOf(job),
+): void {
+  workers.commit(worker, attemptKey(task.taskId, attempt.attemptId), taskResources(job), {
+    jobId: job.jobId,
+    taskIndex: task.index,
+    band,
+    gang: !!job.spec.coscheduling?.groupBy,
+    sinceMs: attempt.assignedAtMs,
+  });
 }
 
 /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */

@@ -400,6 +400,16 @@ export class JobTable {
     return task.attempts[task.attempts.length - 1];
   }
 
+  /** Attempt `attemptId` of task `taskId`, with its task; undefined when either is unknown. */
+  findAttempt(
+    taskId: string,
+    attemptId: number,
+  ): { task: TaskRecord; attempt: AttemptRecord } | undefined {
+    const task = this.tasks.get(taskId);
+    const attempt = task?.attempts.find((a) => a.attemptId === attemptId);
+    return task && attempt ? { task, attempt } : undefined;
+  }
+
   /** Records a placement: a new ASSIGNED attempt on `workerId`. */
   assign(taskId: string, workerId: string, nowMs: number): AttemptRecord {
     const task = this.task(taskId);
