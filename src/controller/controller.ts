@@ -7,11 +7,7 @@
  * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
  * @module
  */
-import type {
-  HeartbeatRequest,
-  RegisterWorkerRequest,
-  TaskUpdate,
-} from "../rpc/gen/iris/v1/controller_pb.ts";
+import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
   type JobSpec,
   JobState,
@@ -22,10 +18,10 @@ import {
 import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { formatDuration } from "../format.ts";
-import { describeError, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { describeError, NotFoundError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
-import { isJobTerminal, isTaskActive, isTaskTerminal } from "./job_rules.ts";
+import { isJobTerminal, isTaskActive } from "./job_rules.ts";
 import {
   type AttemptRecord,
   type Effects,
@@ -35,7 +31,6 @@ import {
   type TaskRecord,
 } from "./state.ts";
 import { attemptKey, parseAttemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
-import { attributesFromProto } from "./convert.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { schedule } from "./scheduler/scheduler.ts";
@@ -49,14 +44,13 @@ import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot, holdAttempt } from "./snapshot.ts";
 import {
-  type CommitContext,
-  ensureWritable,
-  flush,
-  probe,
-  tryFlush,
-  writeHealth,
-  type WriteStatus,
-} from "./commit.ts";
+  heartbeat,
+  type HeartbeatAnswer,
+  type HeartbeatContext,
+  type RegisterAnswer,
+  registerWorker,
+} from "./heartbeats.ts";
+import { ensureWritable, flush, probe, tryFlush, writeHealth, type WriteStatus } from "./commit.ts";
 import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
@@ -152,7 +146,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
-  readonly #ctx: CommitContext;
+  readonly #ctx: HeartbeatContext;
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
@@ -169,16 +163,6 @@ export class Controller implements ControllerCore, AutoscalerHost {
         (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
     );
     this.startedAtMs = this.clock.now();
-    this.#ctx = {
-      jobs: this.jobs,
-      endpoints: this.endpoints,
-      workers: this.workers,
-      reconciler: this.#reconciler,
-      store: options.store,
-      clock: this.clock,
-      write: this.#write,
-      log: (line) => this.log(line),
-    };
     this.transactions = options.transactions ?? new TransactionLog({ log: (l) => this.log(l) });
     this.#dispatcher = new Dispatcher({
       clientFactory: options.workerClientFactory,
@@ -195,6 +179,21 @@ export class Controller implements ControllerCore, AutoscalerHost {
       log: (line) => this.log(line),
     });
     this.logs = new LogStore({ ...options.logs, log: (line) => this.log(line) });
+    this.#ctx = {
+      jobs: this.jobs,
+      endpoints: this.endpoints,
+      workers: this.workers,
+      reconciler: this.#reconciler,
+      store: options.store,
+      clock: this.clock,
+      write: this.#write,
+      log: (line) => this.log(line),
+      logs: this.logs,
+      dispatcher: this.#dispatcher,
+      workerHeartbeatInterval: () => this.workerHeartbeatInterval(),
+      perform: (fx) => this.#perform(fx),
+      requestSchedule: () => this.requestSchedule(),
+    };
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const stats = options.store.load(this.jobs);
@@ -412,138 +411,14 @@ export class Controller implements ControllerCore, AutoscalerHost {
     return ids;
   }
 
-  /**
-   * Handles a worker's registration. The worker lists the attempts it runs and those that ended
-   * without the controller acknowledging their end: both are (re-)claimed. An attempt the
-   * controller placed on this worker that it lists in neither is lost (the worker restarted
-   * without it): it fails at once and its resources are freed. Returns attempts it should kill.
-   */
-  registerWorker(
-    req: RegisterWorkerRequest,
-  ): {
-    workerId: string;
-    kill: { taskId: string; attemptId: number }[];
-    heartbeatIntervalMs: Duration;
-  } {
-    if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");
-    if (!req.address) throw new InvalidArgumentError("address", "must not be empty");
-    this.ensureWritable();
-    const now = this.clock.now();
-    const { worker, isNew } = this.workers.register({
-      workerId: req.workerId,
-      address: req.address,
-      resources: req.resources,
-      attributes: attributesFromProto(req.attributes),
-      scaleGroup: req.scaleGroup,
-      sliceId: req.sliceId,
-    }, now);
-    this.#dispatcher.forget(worker.address);
-    const kill: { taskId: string; attemptId: number }[] = [];
-    const listed = new Set<string>();
-    const claim = (ref: { taskId: string; attemptId: number }, running: boolean) => {
-      const key = attemptKey(ref.taskId, ref.attemptId);
-      listed.add(key);
-      const found = this.jobs.findAttempt(ref.taskId, ref.attemptId);
-      if (
-        found && isTaskActive(found.attempt.state) && found.attempt.workerId === worker.workerId &&
-        isTaskActive(found.task.state) && this.jobs.currentAttempt(found.task) === found.attempt
-      ) {
-        // Adopt an attempt that kept running (e.g. across a controller restart), or one that
-        // ended and whose final update follows in a heartbeat.
-        this.#reconciler.claimed(key);
-        holdAttempt(
-          this.workers,
-          worker,
-          this.jobs.job(found.task.jobId),
-          found.task,
-          found.attempt,
-        );
-      } else if (running) kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
-    };
-    for (const ref of req.running) claim(ref, true);
-    for (const ref of req.finished) claim(ref, false);
-    const fx = noEffects();
-    const later: (() => void)[] = [];
-    const lost = this.#reconciler.lostOnRegister(
-      worker,
-      listed,
-      (key) => this.#dispatcher.isDispatching(key),
-      (key) => {
-        const { taskId, attemptId } = parseAttemptKey(key);
-        return this.jobs.findAttempt(taskId, attemptId)?.attempt.workerId;
-      },
-    );
-    for (const key of lost) {
-      if (this.workers.release(worker.workerId, key)) fx.released++;
-      const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.jobs.findAttempt(taskId, attemptId);
-      if (!found || !isTaskActive(found.attempt.state)) continue;
-      const why = `worker ${worker.workerId} came back without attempt ${attemptId} (it restarted)`;
-      this.log(`${taskId}: ${why}`);
-      this.jobs.attemptEnded(found.task, found.attempt, {
-        state: TaskState.WORKER_FAILED,
-        error: why,
-        finishedAtMs: now,
-      }, fx);
-      later.push(() => this.logs.system(taskId, attemptId, why, now));
-    }
-    // Acknowledged once durable: on failure nothing above stays and the worker registers again.
-    flush(this.#ctx);
-    for (const f of later) f();
-    this.log(
-      `worker ${worker.workerId} ${isNew ? "registered" : "re-registered"} at ${worker.address}`,
-    );
-    this.#perform(fx);
-    this.requestSchedule();
-    return { workerId: worker.workerId, kill, heartbeatIntervalMs: this.#tellInterval(worker) };
+  /** Handles a worker's registration (heartbeats.ts). */
+  registerWorker(req: RegisterWorkerRequest): RegisterAnswer {
+    return registerWorker(this.#ctx, req);
   }
 
-  /** Handles a heartbeat: task updates, liveness, reconciliation. */
-  heartbeat(
-    req: HeartbeatRequest,
-  ): {
-    reregister: boolean;
-    kill: { taskId: string; attemptId: number }[];
-    updatesDeferred?: boolean;
-    heartbeatIntervalMs?: number;
-  } {
-    const worker = this.workers.workers.get(req.workerId);
-    // A worker known only from the store must re-register (and re-claim its attempts) first.
-    if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
-    const now = this.clock.now();
-    this.workers.heartbeat(worker, now);
-    const heartbeatIntervalMs = this.#tellInterval(worker);
-    // Absent: unchanged since the last one (the worker sends only changes).
-    if (req.snapshot) this.workers.recordSnapshot(worker, req.snapshot);
-    // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
-    // cadence) until they can be committed.
-    if (req.updates.length && this.#write.unwritable) {
-      return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
-    }
-    const fx = noEffects();
-    // Log lines are stored once the updates are committed (a failed commit is resent whole).
-    const later: (() => void)[] = [];
-    for (const u of req.updates) this.#applyUpdate(req.workerId, u, fx, later);
-    const kill: { taskId: string; attemptId: number }[] = [];
-    for (const ref of req.running) {
-      const key = attemptKey(ref.taskId, ref.attemptId);
-      const found = this.jobs.findAttempt(ref.taskId, ref.attemptId);
-      if (!found || !isTaskActive(found.attempt.state)) {
-        // Unknown here, or preempted but still running (a lost kill order): (re)send the kill.
-        const held = worker.active.get(key);
-        if (!held || held.state === TaskState.KILLED) {
-          kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
-        }
-      }
-    }
-    if (!this.#write.unwritable) this.#reconcile(worker, req, fx, later);
-    // The answer acknowledges the updates: only once they are durable (while the state is
-    // unwritable, a heartbeat without updates changed nothing and is liveness alone).
-    if (!this.#write.unwritable) flush(this.#ctx);
-    for (const f of later) f();
-    this.#perform(fx);
-    if (fx.released) this.requestSchedule();
-    return { reregister: false, kill, heartbeatIntervalMs };
+  /** Handles a heartbeat: task updates, liveness, reconciliation (heartbeats.ts). */
+  heartbeat(req: HeartbeatRequest): HeartbeatAnswer {
+    return heartbeat(this.#ctx, req);
   }
 
   /**
@@ -552,92 +427,6 @@ export class Controller implements ControllerCore, AutoscalerHost {
    */
   workerHeartbeatInterval(fleetSize: number = this.workers.workers.size): Duration {
     return heartbeatIntervalFor(this.heartbeatInterval, fleetSize, this.#opts.heartbeatMaxRate);
-  }
-
-  /** Notes the interval told to `worker` in this answer (its liveness timeout follows it). */
-  #tellInterval(worker: WorkerRecord): Duration {
-    const interval = this.workerHeartbeatInterval();
-    // The worker takes it from this answer on: its next heartbeat is due one interval later.
-    worker.heartbeatIntervalMs = interval;
-    return interval;
-  }
-
-  /**
-   * Attempts held on `worker` that it has listed neither as running nor as ended (nor updated) in
-   * MISSING_HEARTBEATS (reconcile.ts) consecutive heartbeats, and whose RunTask is not in flight, are
-   * lost (e.g. the worker forgot them): their resources are freed and an active one fails as
-   * WORKER_FAILED (retried on the preemption budget).
-   */
-  #reconcile(
-    worker: WorkerRecord,
-    req: HeartbeatRequest,
-    fx: Effects,
-    later: (() => void)[],
-  ): void {
-    const seen = new Set<string>();
-    for (const r of [...req.running, ...req.finished, ...req.updates]) {
-      seen.add(attemptKey(r.taskId, r.attemptId));
-    }
-    const now = this.clock.now();
-    const lost = this.#reconciler.lostOnHeartbeat(
-      worker,
-      seen,
-      (key) => this.#dispatcher.isDispatching(key),
-    );
-    for (const key of lost) {
-      if (this.workers.release(worker.workerId, key)) fx.released++;
-      const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.jobs.findAttempt(taskId, attemptId);
-      if (!found || !isTaskActive(found.attempt.state)) continue;
-      const why = `worker ${worker.workerId} no longer has attempt ${attemptId}`;
-      this.log(`${taskId}: ${why}`);
-      this.jobs.attemptEnded(found.task, found.attempt, {
-        state: TaskState.WORKER_FAILED,
-        error: why,
-        finishedAtMs: now,
-      }, fx);
-      later.push(() => this.logs.system(taskId, attemptId, why, now));
-    }
-  }
-
-  #applyUpdate(workerId: string, u: TaskUpdate, fx: Effects, later: (() => void)[]): void {
-    const found = this.jobs.findAttempt(u.taskId, u.attemptId);
-    if (found && u.logs.length) later.push(() => this.logs.append(u.taskId, u.logs));
-    const key = attemptKey(u.taskId, u.attemptId);
-    const terminal = isTaskTerminal(u.state);
-    if (!found || found.attempt.workerId !== workerId) {
-      if (terminal && this.workers.release(workerId, key)) fx.released++;
-      return;
-    }
-    const { task, attempt } = found;
-    if (Object.keys(u.ports).length) this.jobs.setPorts(task, u.ports);
-    if (u.peakMemoryBytes) this.jobs.notePeakMemory(task, attempt, u.peakMemoryBytes);
-    if (terminal) {
-      if (this.workers.release(workerId, key)) fx.released++;
-      this.jobs.attemptEnded(task, attempt, {
-        state: u.state,
-        exitCode: u.exitCode,
-        signal: u.signal,
-        error: u.error,
-        finishedAtMs: u.finishedAtMs || this.clock.now(),
-        peakMemoryBytes: u.peakMemoryBytes,
-        stderrTail: u.logs.filter((l) => l.stream === "stderr").slice(-20).map((l) => l.text),
-      }, fx);
-      if (task.state === TaskState.PENDING) {
-        const now = this.clock.now();
-        later.push(() =>
-          this.logs.system(
-            task.taskId,
-            attempt.attemptId,
-            `attempt ${attempt.attemptId} ended (${TaskState[u.state]}); retrying`,
-            now,
-          )
-        );
-      }
-    } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-      this.workers.noteAttemptState(workerId, key, u.state);
-      this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
-    }
   }
 
   /** Schedules a scheduling pass soon (coalesced). */
