@@ -10,7 +10,6 @@
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
 import {
   type JobSpec,
-  JobState,
   type JobStatus,
   TaskState,
   type TaskStatus,
@@ -24,7 +23,6 @@ import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive } from "./job_rules.ts";
 import {
   type AttemptRecord,
-  type Effects,
   type JobRecord,
   JobTable,
   noEffects,
@@ -33,16 +31,15 @@ import {
 import { attemptKey, parseAttemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
-import { schedule } from "./scheduler/scheduler.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
 import type { StateStore } from "./store.ts";
 import { TransactionLog } from "./transactions.ts";
-import { gateReason, isGated, Reservations } from "./reservations.ts";
-import { expireScheduling } from "./scheduling_timeouts.ts";
-import { Dispatcher, type Placed } from "./dispatch.ts";
+import { Reservations } from "./reservations.ts";
+import { Dispatcher } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
-import { clusterSnapshot, holdAttempt } from "./snapshot.ts";
+import { clusterSnapshot } from "./snapshot.ts";
+import { performEffects, scheduleOnce, type SchedulingPassContext } from "./scheduling_pass.ts";
 import {
   heartbeat,
   type HeartbeatAnswer,
@@ -146,7 +143,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
-  readonly #ctx: HeartbeatContext;
+  readonly #ctx: HeartbeatContext & SchedulingPassContext;
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
@@ -191,7 +188,13 @@ export class Controller implements ControllerCore, AutoscalerHost {
       logs: this.logs,
       dispatcher: this.#dispatcher,
       workerHeartbeatInterval: () => this.workerHeartbeatInterval(),
-      perform: (fx) => this.#perform(fx),
+      perform: (fx) => performEffects(this.#ctx, fx),
+      transactions: this.transactions,
+      reservations: this.#reservations,
+      taskEnv: options.taskEnv,
+      controllerUrl: () => this.url,
+      snapshot: () => this.snapshot(),
+      onSchedule: options.onSchedule,
       requestSchedule: () => this.requestSchedule(),
     };
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
@@ -372,7 +375,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
     flush(this.#ctx);
     if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
-    this.#perform(fx);
+    performEffects(this.#ctx, fx);
     this.requestSchedule();
     return res;
   }
@@ -407,7 +410,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
     flush(this.#ctx);
     if (ids.length) this.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
-    this.#perform(fx);
+    performEffects(this.#ctx, fx);
     return ids;
   }
 
@@ -445,66 +448,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
     });
   }
 
-  /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
+  /** Runs one scheduling pass now: snapshot → plan → commit → dispatch (scheduling_pass.ts). */
   scheduleOnce(): SchedulePlan {
-    // Nothing is placed while placements cannot be committed.
-    if (this.#write.unwritable) return { assignments: [], unplaced: [] };
-    // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
-    if (!this.#opts.onSchedule && !this.#anyPending()) return { assignments: [], unplaced: [] };
-    const now = this.clock.now();
-    const fx = noEffects();
-    expireScheduling(this.jobs, now, fx);
-    const snapshot = this.snapshot();
-    const plan = schedule(snapshot);
-    for (const c of plan.claims ?? []) this.#claim(c.jobId, c.entryIndex, c.workerId);
-    if (plan.claims?.length) this.#reservations.save();
-    const byJob = new Map<string, Placed[]>();
-    for (const a of plan.assignments) {
-      const worker = this.workers.workers.get(a.workerId);
-      const job = this.jobs.jobs.get(a.jobId);
-      if (!worker || !job) continue;
-      const task = this.jobs.task(job.taskIds[a.taskIndex]!);
-      const attempt = this.jobs.assign(task.taskId, worker.workerId, now);
-      // Over its user's resource budget, the task runs as BATCH (a.band).
-      holdAttempt(this.workers, worker, job, task, attempt, a.band || bandOf(job));
-      let list = byJob.get(job.jobId);
-      if (!list) byJob.set(job.jobId, list = []);
-      list.push({ task, attempt });
-    }
-    for (const u of plan.unplaced) {
-      const pending = this.jobs.pending.get(u.jobId);
-      const job = this.jobs.jobs.get(u.jobId);
-      if (!pending || !job) continue;
-      for (const i of pending) {
-        this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), u.reason);
-      }
-    }
-    for (const p of plan.preemptions ?? []) {
-      const job = this.jobs.jobs.get(p.jobId);
-      const task = job && this.jobs.tasks.get(job.taskIds[p.taskIndex]!);
-      if (task && this.jobs.preempt(task, p.reason, now, fx)) {
-        this.logs.system(task.taskId, this.jobs.currentAttempt(task)!.attemptId, p.reason, now);
-        this.log(`task ${task.taskId} on ${p.workerId}: ${p.reason}`);
-        this.transactions.record({
-          action: "preempt",
-          entity: task.taskId,
-          user: "scheduler",
-          details: `on ${p.workerId}: ${p.reason}`,
-        });
-      }
-    }
-    this.#gateReasons();
-    // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
-    if (!tryFlush(this.#ctx)) return { ...plan, assignments: [], preemptions: [] };
-    for (const [jobId, placed] of byJob) this.#dispatchJob(this.jobs.job(jobId), placed);
-    this.#perform(fx);
-    this.#opts.onSchedule?.(plan, snapshot);
-    return plan;
-  }
-
-  #anyPending(): boolean {
-    for (const pending of this.jobs.pending.values()) if (pending.size > 0) return true;
-    return false;
+    return scheduleOnce(this.#ctx);
   }
 
   /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
@@ -524,83 +470,6 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */
   usageByUser(): Map<string, UserUsage> {
     return usageByUser(this.workers.workers.values(), (id) => this.jobs.jobs.get(id)?.user);
-  }
-
-  #claim(jobId: string, entryIndex: number, workerId: string): void {
-    const job = this.jobs.jobs.get(jobId);
-    if (!job || isJobTerminal(job.state)) return;
-    if (this.#reservations.claim(job, entryIndex, workerId)) {
-      this.jobs.openReservationGate(job);
-      this.log(`reservation of ${jobId} complete: its tasks may start`);
-      this.requestSchedule();
-    }
-  }
-
-  /** Pending reasons of jobs held back by their reservation. */
-  #gateReasons(): void {
-    for (const [jobId, pending] of this.jobs.pending) {
-      if (pending.size === 0) continue;
-      const job = this.jobs.jobs.get(jobId)!;
-      if (!isGated(job)) continue;
-      const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
-      for (const i of pending) this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), reason);
-    }
-  }
-
-  /** Sends RunTask for the attempts placed for one job. */
-  #dispatchJob(job: JobRecord, placed: readonly Placed[]): void {
-    this.#dispatcher.dispatchJob(
-      {
-        jobs: this.jobs,
-        workers: this.workers,
-        endpoints: this.endpoints,
-        baseEnv: this.#opts.taskEnv,
-        controllerUrl: this.url,
-      },
-      job,
-      placed,
-      (taskId, attemptId, workerId, err) => this.#dispatchFailed(taskId, attemptId, workerId, err),
-    );
-  }
-
-  #dispatchFailed(taskId: string, attemptId: number, workerId: string, err: unknown): void {
-    const found = this.jobs.findAttempt(taskId, attemptId);
-    if (!found || !isTaskActive(found.attempt.state)) return;
-    this.log(
-      `dispatch of ${taskId} attempt ${attemptId} to ${workerId} failed: ${describeError(err)}`,
-    );
-    const fx = noEffects();
-    this.workers.release(workerId, attemptKey(taskId, attemptId));
-    this.jobs.attemptEnded(found.task, found.attempt, {
-      state: TaskState.WORKER_FAILED,
-      error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
-      finishedAtMs: this.clock.now(),
-    }, fx);
-    if (!tryFlush(this.#ctx)) return;
-    this.#perform(fx);
-    this.requestSchedule();
-  }
-
-  /** Performs kill orders. */
-  #perform(fx: Effects): void {
-    for (const k of fx.kills) {
-      const worker = this.workers.workers.get(k.workerId);
-      if (!worker) continue;
-      this.workers.markStopping(k.workerId, attemptKey(k.taskId, k.attemptId));
-      this.#dispatcher.kill(worker.address, k);
-    }
-    for (const jobId of fx.finishedJobs) {
-      this.#reservations.release(jobId);
-      const job = this.jobs.jobs.get(jobId);
-      if (job) {
-        this.log(
-          `job ${jobId} finished: ${
-            job.state === JobState.SUCCEEDED ? "succeeded" : job.error || "ended"
-          }`,
-        );
-      }
-    }
-    if (fx.released) this.requestSchedule();
   }
 
   /**
@@ -643,7 +512,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       }, fx);
     }
     if (!tryFlush(this.#ctx)) return;
-    this.#perform(fx);
+    performEffects(this.#ctx, fx);
     this.#opts.onWorkerDead?.(workerId, worker.sliceId);
     this.requestSchedule();
   }
@@ -709,7 +578,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       }, fx);
     }
     if (!tryFlush(this.#ctx)) return;
-    this.#perform(fx);
+    performEffects(this.#ctx, fx);
     this.requestSchedule();
   }
 

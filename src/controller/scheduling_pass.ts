@@ -1,0 +1,194 @@
+/**
+ * The scheduling pass: the loop that applies the pure scheduler's plan (scheduler/). It expires
+ * attempts that waited too long to be scheduled, builds the snapshot, runs `schedule`, records
+ * reservation claims, placements, pending reasons and preemptions, commits them (commit.ts) and
+ * only then dispatches the placed attempts (dispatch.ts) and performs the kill orders.
+ * @module
+ */
+import { JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
+import { describeError } from "../errors.ts";
+import type { ClusterSnapshot, SchedulePlan } from "../types.ts";
+import { bandOf } from "./budgets.ts";
+import { isJobTerminal, isTaskActive } from "./job_rules.ts";
+import { type Effects, type JobRecord, noEffects } from "./state.ts";
+import { attemptKey } from "./workers.ts";
+import type { LogStore } from "./logs.ts";
+import type { TransactionInput } from "./transactions.ts";
+import { gateReason, isGated, type Reservations } from "./reservations.ts";
+import { expireScheduling } from "./scheduling_timeouts.ts";
+import type { Dispatcher, Placed } from "./dispatch.ts";
+import { schedule } from "./scheduler/scheduler.ts";
+import { holdAttempt } from "./snapshot.ts";
+import { type CommitContext, tryFlush } from "./commit.ts";
+
+/** What a scheduling pass reads and changes. */
+export interface SchedulingPassContext extends CommitContext {
+  readonly logs: Pick<LogStore, "system">;
+  /** Preemptions are recorded as transactions. */
+  readonly transactions: { record(input: TransactionInput): void };
+  readonly reservations: Reservations;
+  readonly dispatcher: Pick<Dispatcher, "dispatchJob" | "kill">;
+  /** Environment every task gets (before the job's own env). */
+  readonly taskEnv?: Readonly<Record<string, string>>;
+  /** The URL tasks use to reach the controller. */
+  controllerUrl(): string;
+  /** The scheduler's input (snapshot.ts). */
+  snapshot(): ClusterSnapshot;
+  /** Called after each pass with the plan and its snapshot (the autoscaler reads it). */
+  readonly onSchedule?: (plan: SchedulePlan, snapshot: ClusterSnapshot) => void;
+  /** Asks for another pass soon (coalesced). */
+  requestSchedule(): void;
+}
+
+/** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
+export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
+  // Nothing is placed while placements cannot be committed.
+  if (ctx.write.unwritable) return { assignments: [], unplaced: [] };
+  // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
+  if (!ctx.onSchedule && !anyPending(ctx)) return { assignments: [], unplaced: [] };
+  const { jobs, workers } = ctx;
+  const now = ctx.clock.now();
+  const fx = noEffects();
+  expireScheduling(jobs, now, fx);
+  const snapshot = ctx.snapshot();
+  const plan = schedule(snapshot);
+  for (const c of plan.claims ?? []) claim(ctx, c.jobId, c.entryIndex, c.workerId);
+  if (plan.claims?.length) ctx.reservations.save();
+  const byJob = new Map<string, Placed[]>();
+  for (const a of plan.assignments) {
+    const worker = workers.workers.get(a.workerId);
+    const job = jobs.jobs.get(a.jobId);
+    if (!worker || !job) continue;
+    const task = jobs.task(job.taskIds[a.taskIndex]!);
+    const attempt = jobs.assign(task.taskId, worker.workerId, now);
+    // Over its user's resource budget, the task runs as BATCH (a.band).
+    holdAttempt(workers, worker, job, task, attempt, a.band || bandOf(job));
+    let list = byJob.get(job.jobId);
+    if (!list) byJob.set(job.jobId, list = []);
+    list.push({ task, attempt });
+  }
+  for (const u of plan.unplaced) {
+    const pending = jobs.pending.get(u.jobId);
+    const job = jobs.jobs.get(u.jobId);
+    if (!pending || !job) continue;
+    for (const i of pending) jobs.setPendingReason(jobs.task(job.taskIds[i]!), u.reason);
+  }
+  for (const p of plan.preemptions ?? []) {
+    const job = jobs.jobs.get(p.jobId);
+    const task = job && jobs.tasks.get(job.taskIds[p.taskIndex]!);
+    if (task && jobs.preempt(task, p.reason, now, fx)) {
+      ctx.logs.system(task.taskId, jobs.currentAttempt(task)!.attemptId, p.reason, now);
+      ctx.log(`task ${task.taskId} on ${p.workerId}: ${p.reason}`);
+      ctx.transactions.record({
+        action: "preempt",
+        entity: task.taskId,
+        user: "scheduler",
+        details: `on ${p.workerId}: ${p.reason}`,
+      });
+    }
+  }
+  gateReasons(ctx);
+  // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
+  if (!tryFlush(ctx)) return { ...plan, assignments: [], preemptions: [] };
+  for (const [jobId, placed] of byJob) dispatchJob(ctx, jobs.job(jobId), placed);
+  performEffects(ctx, fx);
+  ctx.onSchedule?.(plan, snapshot);
+  return plan;
+}
+
+/** Whether any job has a pending task. */
+export function anyPending(ctx: Pick<CommitContext, "jobs">): boolean {
+  for (const pending of ctx.jobs.pending.values()) if (pending.size > 0) return true;
+  return false;
+}
+
+/** Performs the effects of committed transitions: kill orders, finished jobs, freed room. */
+export function performEffects(ctx: SchedulingPassContext, fx: Effects): void {
+  for (const k of fx.kills) {
+    const worker = ctx.workers.workers.get(k.workerId);
+    if (!worker) continue;
+    ctx.workers.markStopping(k.workerId, attemptKey(k.taskId, k.attemptId));
+    ctx.dispatcher.kill(worker.address, k);
+  }
+  for (const jobId of fx.finishedJobs) {
+    ctx.reservations.release(jobId);
+    const job = ctx.jobs.jobs.get(jobId);
+    if (job) {
+      ctx.log(
+        `job ${jobId} finished: ${
+          job.state === JobState.SUCCEEDED ? "succeeded" : job.error || "ended"
+        }`,
+      );
+    }
+  }
+  if (fx.released) ctx.requestSchedule();
+}
+
+/** Records that a reservation entry of a job holds a worker; a complete one opens its gate. */
+function claim(
+  ctx: SchedulingPassContext,
+  jobId: string,
+  entryIndex: number,
+  workerId: string,
+): void {
+  const job = ctx.jobs.jobs.get(jobId);
+  if (!job || isJobTerminal(job.state)) return;
+  if (ctx.reservations.claim(job, entryIndex, workerId)) {
+    ctx.jobs.openReservationGate(job);
+    ctx.log(`reservation of ${jobId} complete: its tasks may start`);
+    ctx.requestSchedule();
+  }
+}
+
+/** Pending reasons of jobs held back by their reservation. */
+function gateReasons(ctx: SchedulingPassContext): void {
+  const { jobs } = ctx;
+  for (const [jobId, pending] of jobs.pending) {
+    if (pending.size === 0) continue;
+    const job = jobs.jobs.get(jobId)!;
+    if (!isGated(job)) continue;
+    const reason = gateReason(ctx.reservations.progress(job), ctx.workers.workers.size);
+    for (const i of pending) jobs.setPendingReason(jobs.task(job.taskIds[i]!), reason);
+  }
+}
+
+/** Sends RunTask for the attempts placed for one job. */
+function dispatchJob(ctx: SchedulingPassContext, job: JobRecord, placed: readonly Placed[]): void {
+  ctx.dispatcher.dispatchJob(
+    {
+      jobs: ctx.jobs,
+      workers: ctx.workers,
+      endpoints: ctx.endpoints,
+      baseEnv: ctx.taskEnv,
+      controllerUrl: ctx.controllerUrl(),
+    },
+    job,
+    placed,
+    (taskId, attemptId, workerId, err) => dispatchFailed(ctx, taskId, attemptId, workerId, err),
+  );
+}
+
+/** A RunTask failed or was refused: the attempt fails (WORKER_FAILED) and is retried. */
+function dispatchFailed(
+  ctx: SchedulingPassContext,
+  taskId: string,
+  attemptId: number,
+  workerId: string,
+  err: unknown,
+): void {
+  const found = ctx.jobs.findAttempt(taskId, attemptId);
+  if (!found || !isTaskActive(found.attempt.state)) return;
+  ctx.log(
+    `dispatch of ${taskId} attempt ${attemptId} to ${workerId} failed: ${describeError(err)}`,
+  );
+  const fx = noEffects();
+  ctx.workers.release(workerId, attemptKey(taskId, attemptId));
+  ctx.jobs.attemptEnded(found.task, found.attempt, {
+    state: TaskState.WORKER_FAILED,
+    error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,
+    finishedAtMs: ctx.clock.now(),
+  }, fx);
+  if (!tryFlush(ctx)) return;
+  performEffects(ctx, fx);
+  ctx.requestSchedule();
+}
