@@ -8,16 +8,10 @@
  * @module
  */
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
-import {
-  type JobSpec,
-  type JobStatus,
-  TaskState,
-  type TaskStatus,
-} from "../rpc/gen/iris/v1/types_pb.ts";
+import type { JobSpec, JobStatus, TaskStatus } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
-import { formatDuration } from "../format.ts";
-import { describeError, NotFoundError } from "../errors.ts";
+import { describeError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive } from "./job_rules.ts";
@@ -28,7 +22,7 @@ import {
   noEffects,
   type TaskRecord,
 } from "./state.ts";
-import { attemptKey, parseAttemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
+import { attemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
@@ -39,6 +33,7 @@ import { Dispatcher } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot } from "./snapshot.ts";
+import { type MonitorContext, monitorLoop, workerDead } from "./monitor.ts";
 import { performEffects, scheduleOnce, type SchedulingPassContext } from "./scheduling_pass.ts";
 import {
   heartbeat,
@@ -47,7 +42,7 @@ import {
   type RegisterAnswer,
   registerWorker,
 } from "./heartbeats.ts";
-import { ensureWritable, flush, probe, tryFlush, writeHealth, type WriteStatus } from "./commit.ts";
+import { ensureWritable, flush, writeHealth, type WriteStatus } from "./commit.ts";
 import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
@@ -143,7 +138,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
-  readonly #ctx: HeartbeatContext & SchedulingPassContext;
+  readonly #ctx: HeartbeatContext & SchedulingPassContext & MonitorContext;
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
@@ -195,6 +190,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
       controllerUrl: () => this.url,
       snapshot: () => this.snapshot(),
       onSchedule: options.onSchedule,
+      liveness: this.#liveness,
+      heartbeatInterval: this.heartbeatInterval,
+      onWorkerDead: options.onWorkerDead,
       requestSchedule: () => this.requestSchedule(),
     };
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
@@ -342,7 +340,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Starts the liveness monitor. */
   start(): void {
     this.#liveness.start();
-    this.#monitor ??= this.#monitorLoop(this.#abort.signal);
+    this.#monitor ??= monitorLoop(this.#ctx, this.#abort.signal);
   }
 
   /** Stops loops and waits for in-flight dispatches. */
@@ -474,112 +472,10 @@ export class Controller implements ControllerCore, AutoscalerHost {
 
   /**
    * Declares a worker dead (or, with `scaleDown`, removed by a planned scale-down): its attempts
-   * become WORKER_FAILED and are retried elsewhere.
+   * become WORKER_FAILED and are retried elsewhere (monitor.ts).
    */
   workerDead(workerId: string, reason: string, options: { scaleDown?: boolean } = {}): void {
-    const worker = this.workers.workers.get(workerId);
-    if (!worker) throw new NotFoundError(`No worker ${workerId}`);
-    if (this.#write.unwritable) {
-      // Cannot be recorded now; its heartbeats have stopped, so the monitor declares it later.
-      this.log(`worker ${workerId} ${reason}: not declared dead while the state is unwritable`);
-      return;
-    }
-    const keys = this.workers.remove(workerId);
-    this.#dispatcher.forget(worker.address);
-    this.#reconciler.forgetWorker(workerId);
-    this.#reservations.workerGone(workerId);
-    // A planned scale-down is not a failure: say so, so the log does not read like one.
-    this.log(
-      options.scaleDown
-        ? `worker ${workerId} removed: ${reason}`
-        : `worker ${workerId} declared dead: ${reason}`,
-    );
-    this.transactions.record({
-      action: "worker_dead",
-      entity: workerId,
-      user: "controller",
-      details: reason,
-    });
-    const fx = noEffects();
-    for (const key of keys) {
-      const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.jobs.findAttempt(taskId, attemptId);
-      if (!found) continue;
-      this.jobs.attemptEnded(found.task, found.attempt, {
-        state: TaskState.WORKER_FAILED,
-        error: `worker ${workerId} ${reason}`,
-        finishedAtMs: this.clock.now(),
-      }, fx);
-    }
-    if (!tryFlush(this.#ctx)) return;
-    performEffects(this.#ctx, fx);
-    this.#opts.onWorkerDead?.(workerId, worker.sliceId);
-    this.requestSchedule();
-  }
-
-  /** The liveness monitor: one tick per heartbeat interval until stopped. */
-  async #monitorLoop(signal: AbortSignal): Promise<void> {
-    while (!signal.aborted) {
-      try {
-        await this.clock.sleep(this.heartbeatInterval, signal);
-      } catch {
-        return;
-      }
-      this.#monitorTick();
-    }
-  }
-
-  /**
-   * One liveness tick: probes an unwritable store, notes a stall of the controller itself,
-   * declares workers dead that missed their heartbeats, fails attempts not re-claimed after the
-   * re-claim grace, and schedules while tasks are pending.
-   */
-  #monitorTick(): void {
-    if (this.#write.unwritable) {
-      // Nothing can be recorded (deaths included) until the state can be written again.
-      if (probe(this.#ctx)) this.requestSchedule();
-      if (this.#write.unwritable) return;
-    }
-    const now = this.clock.now();
-    const stall = this.#liveness.tick();
-    if (stall !== undefined) {
-      this.log(
-        `controller was blocked for ${
-          formatDuration(stall)
-        }; worker heartbeat deadlines restart from now`,
-      );
-    }
-    const inGrace = this.#liveness.inGrace(now);
-    for (const due of this.#liveness.due(this.workers, now)) {
-      this.workerDead(due.workerId, due.reason);
-    }
-    if (this.#reconciler.unclaimedCount && !inGrace && !this.#write.unwritable) {
-      this.#failUnclaimed();
-    }
-    if ([...this.jobs.pending.values()].some((p) => p.size > 0)) this.requestSchedule();
-  }
-
-  /**
-   * After a restart: attempts loaded as active whose worker did not re-claim them within the
-   * re-claim grace are WORKER_FAILED and retried under the usual budget.
-   */
-  #failUnclaimed(): void {
-    const fx = noEffects();
-    for (const key of this.#reconciler.takeUnclaimed()) {
-      const { taskId, attemptId } = parseAttemptKey(key);
-      const found = this.jobs.findAttempt(taskId, attemptId);
-      if (!found || !isTaskActive(found.attempt.state)) continue;
-      if (this.workers.workers.get(found.attempt.workerId)?.active.has(key)) continue;
-      this.log(`attempt ${attemptId} of ${taskId} was not re-claimed by its worker after restart`);
-      this.jobs.attemptEnded(found.task, found.attempt, {
-        state: TaskState.WORKER_FAILED,
-        error: `worker ${found.attempt.workerId} did not re-claim the attempt after a restart`,
-        finishedAtMs: this.clock.now(),
-      }, fx);
-    }
-    if (!tryFlush(this.#ctx)) return;
-    performEffects(this.#ctx, fx);
-    this.requestSchedule();
+    workerDead(this.#ctx, workerId, reason, options);
   }
 
   /** The (cached) client for a worker's address, as used for dispatch. */
