@@ -13,15 +13,9 @@ import type { WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { describeError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
-import { bandAtSubmit, bandOf, type UserBudget } from "./budgets.ts";
+import { bandOf, type UserBudget } from "./budgets.ts";
 import { isJobTerminal, isTaskActive } from "./job_rules.ts";
-import {
-  type AttemptRecord,
-  type JobRecord,
-  JobTable,
-  noEffects,
-  type TaskRecord,
-} from "./state.ts";
+import { type AttemptRecord, type JobRecord, JobTable, type TaskRecord } from "./state.ts";
 import { attemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
@@ -33,6 +27,7 @@ import { Dispatcher } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot } from "./snapshot.ts";
+import { type JobRequestContext, launchJob, terminateJob } from "./job_requests.ts";
 import { type MonitorContext, monitorLoop, workerDead } from "./monitor.ts";
 import { performEffects, scheduleOnce, type SchedulingPassContext } from "./scheduling_pass.ts";
 import {
@@ -138,7 +133,11 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
-  readonly #ctx: HeartbeatContext & SchedulingPassContext & MonitorContext;
+  readonly #ctx:
+    & HeartbeatContext
+    & SchedulingPassContext
+    & MonitorContext
+    & JobRequestContext;
   /** Longest worker reconnect delay (before jitter). */
   readonly workerReconnectMax: Duration;
   /** How long attempts wait after a restart for their worker to re-claim them. */
@@ -193,6 +192,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       liveness: this.#liveness,
       heartbeatInterval: this.heartbeatInterval,
       onWorkerDead: options.onWorkerDead,
+      accounts: this.accounts,
       requestSchedule: () => this.requestSchedule(),
     };
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
@@ -359,36 +359,14 @@ export class Controller implements ControllerCore, AutoscalerHost {
     this.#opts.log?.(stamped);
   }
 
-  /** Submits a job. */
+  /** Submits a job (job_requests.ts). */
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
-    if (this.#write.unwritable) {
-      // A repeated request whose job was committed is still answered.
-      const jobId = this.jobs.findRequest(spec, requestId, this.clock.now());
-      if (jobId) return { jobId, created: false };
-      this.ensureWritable();
-    }
-    const fx = noEffects();
-    const res = this.jobs.submit(spec, requestId, this.clock.now(), fx);
-    if (res.created) this.#applyBudget(this.jobs.job(res.jobId));
-    // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
-    flush(this.#ctx);
-    if (res.created) this.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
-    performEffects(this.#ctx, fx);
-    this.requestSchedule();
-    return res;
+    return launchJob(this.#ctx, spec, requestId);
   }
 
   /** The band a job is scheduled in (its spec's priority unless a budget lowered it). */
   bandOf(job: JobRecord): Band {
     return bandOf(job);
-  }
-
-  /** A job just submitted runs as BATCH (or a lower band) when its user's budget says so. */
-  #applyBudget(job: JobRecord): void {
-    const res = bandAtSubmit(job, this.jobs.jobs.values(), this.accounts.budgetFor(job.user));
-    if (!res) return;
-    this.jobs.setBand(job, res.band, res.reason);
-    this.log(`job ${job.jobId}: ${res.reason}`);
   }
 
   /** Workers held for a reservation (they count as busy for scale-down). */
@@ -401,15 +379,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
     return this.#reservations.progress(this.jobs.jobs.get(jobId));
   }
 
-  /** Terminates a job and its children. */
+  /** Terminates a job and its children (job_requests.ts). */
   terminateJob(jobId: string, reason: string): string[] {
-    this.ensureWritable();
-    const fx = noEffects();
-    const ids = this.jobs.terminate(jobId, reason || "terminated by user", this.clock.now(), fx);
-    flush(this.#ctx);
-    if (ids.length) this.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
-    performEffects(this.#ctx, fx);
-    return ids;
+    return terminateJob(this.#ctx, jobId, reason);
   }
 
   /** Handles a worker's registration (heartbeats.ts). */

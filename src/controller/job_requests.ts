@@ -1,0 +1,62 @@
+/**
+ * The job requests that change state: LaunchJob (a job over its user's budget is lowered to
+ * BATCH at submit, budgets.ts) and TerminateJob (the job and its children). Each is answered only
+ * once committed (commit.ts); while the state cannot be written, only a repeated submit whose job
+ * was committed before is answered.
+ * @module
+ */
+import type { JobSpec } from "../rpc/gen/iris/v1/types_pb.ts";
+import { bandAtSubmit, type UserBudget } from "./budgets.ts";
+import { type Effects, type JobRecord, noEffects } from "./state.ts";
+import { type CommitContext, ensureWritable, flush } from "./commit.ts";
+
+/** What job requests read and change. */
+export interface JobRequestContext extends CommitContext {
+  /** The budget of a user (config ones plus those set at run time). */
+  readonly accounts: { budgetFor(user: string): UserBudget | undefined };
+  /** Performs the effects of committed transitions (kills, finished jobs). */
+  perform(fx: Effects): void;
+  requestSchedule(): void;
+}
+
+/** Submits a job (idempotent per request id); returns its id and whether it is new. */
+export function launchJob(
+  ctx: JobRequestContext,
+  spec: JobSpec,
+  requestId: string,
+): { jobId: string; created: boolean } {
+  if (ctx.write.unwritable) {
+    // A repeated request whose job was committed is still answered.
+    const jobId = ctx.jobs.findRequest(spec, requestId, ctx.clock.now());
+    if (jobId) return { jobId, created: false };
+    ensureWritable(ctx.write);
+  }
+  const fx = noEffects();
+  const res = ctx.jobs.submit(spec, requestId, ctx.clock.now(), fx);
+  if (res.created) applyBudget(ctx, ctx.jobs.job(res.jobId));
+  // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
+  flush(ctx);
+  if (res.created) ctx.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
+  ctx.perform(fx);
+  ctx.requestSchedule();
+  return res;
+}
+
+/** Terminates a job and its children; returns the ids of the jobs it ended. */
+export function terminateJob(ctx: JobRequestContext, jobId: string, reason: string): string[] {
+  ensureWritable(ctx.write);
+  const fx = noEffects();
+  const ids = ctx.jobs.terminate(jobId, reason || "terminated by user", ctx.clock.now(), fx);
+  flush(ctx);
+  if (ids.length) ctx.log(`terminated ${ids.join(", ")}: ${reason || "by user"}`);
+  ctx.perform(fx);
+  return ids;
+}
+
+/** A job just submitted runs as BATCH (or a lower band) when its user's budget says so. */
+function applyBudget(ctx: JobRequestContext, job: JobRecord): void {
+  const res = bandAtSubmit(job, ctx.jobs.jobs.values(), ctx.accounts.budgetFor(job.user));
+  if (!res) return;
+  ctx.jobs.setBand(job, res.band, res.reason);
+  ctx.log(`job ${job.jobId}: ${res.reason}`);
+}
