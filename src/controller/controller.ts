@@ -1,10 +1,13 @@
 /**
- * The controller loop: the tick and the wiring. It applies RPC events to the job and worker
- * tables, runs the pure scheduler over a snapshot (snapshot.ts), commits the plan, dispatches
- * attempts to workers (dispatch.ts) and performs the effects transitions return (kills). Each
- * concern lives in its own module: reconciliation (reconcile.ts), liveness (liveness.ts),
- * reservations (reservations.ts), the task environment (task_env.ts), scheduling timeouts
- * (scheduling_timeouts.ts) and budgets (budgets.ts). It holds no placement or scaling logic.
+ * The controller: the tick and the wiring. It owns the tables and the collaborators, hands each
+ * concern module the context it declares, and keeps the public `Controller` API (ControllerCore
+ * for the RPC handlers, AutoscalerHost for the autoscaler) as thin delegating methods. The
+ * concerns: the store commit path (commit.ts), registrations and heartbeats (heartbeats.ts), the
+ * scheduling pass (scheduling_pass.ts; the scheduler itself is pure, scheduler/), the liveness
+ * monitor and worker deaths (monitor.ts), LaunchJob and TerminateJob (job_requests.ts), restoring
+ * after a restart (restore.ts), reconciliation (reconcile.ts), liveness (liveness.ts), dispatch
+ * (dispatch.ts), reservations (reservations.ts), the task environment (task_env.ts), scheduling
+ * timeouts (scheduling_timeouts.ts), budgets (budgets.ts) and the snapshot (snapshot.ts).
  * @module
  */
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
@@ -14,9 +17,8 @@ import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts"
 import { describeError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";
 import { bandOf, type UserBudget } from "./budgets.ts";
-import { isJobTerminal, isTaskActive } from "./job_rules.ts";
 import { type AttemptRecord, type JobRecord, JobTable, type TaskRecord } from "./state.ts";
-import { attemptKey, type WorkerRecord, WorkerTable } from "./workers.ts";
+import { type WorkerRecord, WorkerTable } from "./workers.ts";
 import { LogStore, type LogStoreOptions } from "./logs.ts";
 import { EndpointTable } from "./endpoints.ts";
 import { Accounts, usageByUser, type UserUsage } from "./accounts.ts";
@@ -27,6 +29,7 @@ import { Dispatcher } from "./dispatch.ts";
 import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot } from "./snapshot.ts";
+import { loadState, restoreClaims } from "./restore.ts";
 import { type JobRequestContext, launchJob, terminateJob } from "./job_requests.ts";
 import { type MonitorContext, monitorLoop, workerDead } from "./monitor.ts";
 import { performEffects, scheduleOnce, type SchedulingPassContext } from "./scheduling_pass.ts";
@@ -197,48 +200,16 @@ export class Controller implements ControllerCore, AutoscalerHost {
     };
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
-      const stats = options.store.load(this.jobs);
-      const endpoints = options.store.loadEndpoints(this.endpoints);
-      const workers = options.store.loadWorkers();
-      this.workers.restore(workers, this.startedAtMs);
+      const loaded = loadState(this.#ctx, options.store, this.startedAtMs);
       // A worker of a large fleet may not heartbeat (and learn of the restart) for a whole
       // interval of the fleet it was in: the re-claim grace covers one.
       this.reclaimGrace = ms(Math.max(
         this.reclaimGrace,
-        this.workerHeartbeatInterval(workers.length) +
-          (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
+        this.workerHeartbeatInterval(loaded) + (options.reclaimMargin ?? DEFAULT_RECLAIM_MARGIN),
       ));
       this.#liveness.reclaimGrace = this.reclaimGrace;
-      for (const task of this.jobs.tasks.values()) {
-        for (const a of task.attempts) {
-          if (isTaskActive(a.state)) {
-            this.#reconciler.awaitClaim(attemptKey(task.taskId, a.attemptId));
-          }
-        }
-      }
-      this.log(
-        `loaded ${stats.jobs} job(s), ${stats.tasks} task(s), ${endpoints} endpoint(s), ${workers.length} worker(s) from ${options.store.path} in ${
-          Math.round(stats.ms)
-        } ms; ${this.#reconciler.unclaimedCount} attempt(s) await their worker`,
-      );
-      for (const line of [...stats.quarantined, ...options.store.takeWarnings()]) {
-        this.log(line);
-      }
     }
-    this.#restoreClaims();
-  }
-
-  /** Reservation claims saved before a restart, for jobs and workers still known. */
-  #restoreClaims(): void {
-    const restored = this.#reservations.restore(
-      this.accounts.savedClaims(),
-      (jobId) => {
-        const job = this.jobs.jobs.get(jobId);
-        return job !== undefined && !isJobTerminal(job.state);
-      },
-      (workerId) => this.workers.workers.has(workerId),
-    );
-    if (restored) this.log(`restored the reservation claims of ${restored} job(s)`);
+    restoreClaims(this.#ctx, this.#reservations, this.accounts.savedClaims());
   }
 
   /** The durable state store, when the controller has one (the autoscaler saves to it too). */
