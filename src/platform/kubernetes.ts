@@ -10,6 +10,7 @@
  * @module
  */
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
+import { formatCores } from "../format.ts";
 import type { KubernetesToleration, ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { type Duration, minutes, timestamp } from "../time.ts";
 import { acceleratorFlags, groupAccelerator } from "./accelerator.ts";
@@ -180,7 +181,7 @@ export function workerPodManifest(
     `http://$(POD_IP):${port}`,
   ];
   const vm = config.vmResources;
-  if (vm?.cpuMillicores) args.push("--cpu", String(vm.cpuMillicores / 1000));
+  if (vm?.cpuMillicores) args.push("--cpu", formatCores(vm.cpuMillicores));
   if (vm?.memoryBytes) args.push("--memory", String(vm.memoryBytes));
   args.push(...acceleratorFlags(accelerator));
   const attributes: Record<string, string> = {
