@@ -4,7 +4,7 @@
  * how the script reaches the host is gcp.ts/manual.ts's business.
  * @module
  */
-import { shellQuote } from "./command.ts";
+import { shellQuote } from "../command/mod.ts";
 import { formatCores } from "../format.ts";
 import { acceleratorFlags } from "./accelerator.ts";
 import type { AcceleratorSpec } from "../types.ts";
