@@ -47,7 +47,8 @@ export function taskResources(job: JobRecord) {
 export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
   const jobs: SchedulerJob[] = [];
   const reservations: ReservationRequest[] = [];
-  let topBand = 4;
+  // The most important band with pending tasks; BATCH (nothing to preempt) until one is seen.
+  let topBand: Band = BAND_BATCH;
   for (const [jobId, pending] of s.jobs.pending) {
     if (pending.size === 0) continue;
     const job = s.jobs.jobs.get(jobId)!;
@@ -58,7 +59,7 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
       continue;
     }
     const band = bandOf(job);
-    topBand = Math.min(topBand, band);
+    if (band < topBand) topBand = band;
     const r = spec.resources;
     jobs.push({
       jobId,
