@@ -1,6 +1,6 @@
 /**
- * The one place quantities are spelled for people: bytes, CPU, durations and times, used alike by the
- * CLI, the dashboard (bundled into the browser: this module imports nothing), the worker, the
+ * The one place quantities are spelled for people: bytes, CPU, durations and times, used alike by
+ * the CLI, the dashboard (bundled into the browser: this module imports nothing), the worker, the
  * smoke test and error messages. The config-file spellings ("8GiB", "1h30m": what a config may say
  * and `src/config/units.ts` parses back) live here too, under their own names.
  * @module

@@ -1,8 +1,8 @@
 /**
  * Where workers come from: the `Platform` and `ControllerLifecycle` contracts and their local,
  * GCP, manual (ssh) and Kubernetes implementations and log streaming. The command runner and the
- * Kubernetes client they use are src/command and src/kube. Other folders import this module only; it never imports
- * src/controller or src/cluster (docs/architecture.md).
+ * Kubernetes client they use are src/command and src/kube. Other folders import this module
+ * only; it never imports src/controller or src/cluster (docs/architecture.md).
  * @module
  */
 export { type IrisRuntime } from "./bootstrap.ts";

@@ -1,4 +1,7 @@
-/** Liveness (liveness.ts) on a fake clock (moved by `jump`: no timer fires): expiry, stalls, the re-claim grace. No I/O. */
+/**
+ * Liveness (liveness.ts) on a fake clock, moved by `jump` (no timer fires): expiry, stalls, the
+ * re-claim grace. No I/O.
+ */
 import { assertEquals } from "../_helpers/assert.ts";
 import { FakeClock, ms, seconds } from "../../src/time.ts";
 import { Liveness } from "../../src/controller/liveness.ts";
