@@ -1,6 +1,6 @@
 /**
- * The one place quantities are spelled for people: bytes, durations and times, used alike by the
- * CLI, the dashboard (bundled into the browser: this module imports nothing), the worker, the
+ * The one place quantities are spelled for people: bytes, CPU, durations and times, used alike by
+ * the CLI, the dashboard (bundled into the browser: this module imports nothing), the worker, the
  * smoke test and error messages. The config-file spellings ("8GiB", "1h30m": what a config may say
  * and `src/config/units.ts` parses back) live here too, under their own names.
  * @module
@@ -27,6 +27,22 @@ export function formatBytes(n: number | undefined): string {
   }
   const digits = v >= 100 ? 0 : v >= 10 ? 1 : 2;
   return `${trimZeros(v.toFixed(digits))} ${BYTE_UNITS[i]}`;
+}
+
+/**
+ * CPU as a number of cores, to the millicore and without trailing zeros: 4000 → "4", 500 → "0.5",
+ * 1250 → "1.25", 1234.4 → "1.234" (tables, config summaries and the `--cpu` flag). Missing or
+ * non-finite → "0".
+ */
+export function formatCores(millicores: number | undefined): string {
+  if (millicores === undefined || !Number.isFinite(millicores)) return "0";
+  // Integer millicores over 1000 print exactly ("1.234"); `+ 0` turns a rounded -0 into 0.
+  return String(Math.round(millicores) / 1000 + 0);
+}
+
+/** CPU for people, with its unit: 500 → "0.5 cpu", 2000 → "2 cpu"; missing → "0 cpu". */
+export function formatCpu(millicores: number | undefined): string {
+  return `${formatCores(millicores)} cpu`;
 }
 
 /**

@@ -49,6 +49,14 @@ export const BAND_PRODUCTION: Band = 1;
 export const BAND_INTERACTIVE: Band = 2;
 export const BAND_BATCH: Band = 3;
 
+/**
+ * `n` (a PriorityBand number from the API or the store) as a band; undefined for none (0) or an
+ * unknown number.
+ */
+export function bandOrUndefined(n: number): Band | undefined {
+  return Number.isInteger(n) && n >= BAND_PRODUCTION && n <= BAND_BATCH ? n as Band : undefined;
+}
+
 /** A worker as the scheduler sees it. */
 export interface SchedulerWorker {
   readonly id: string;

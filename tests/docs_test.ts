@@ -63,7 +63,7 @@ Deno.test("the rules' named tools exist: time utilities, the command seam, label
   for (const name of ["ms", "seconds", "minutes", "sleep", "waitFor", "Deadline", "Backoff"]) {
     assertEquals(typeof (time as Record<string, unknown>)[name], "function", name);
   }
-  const command = await import("../src/platform/command.ts");
+  const command = await import("../src/command/command.ts");
   assertEquals(typeof command.runAll, "function");
   assertEquals(typeof command.DenoCommandRunner, "function");
   const config = await import("../src/config/mod.ts");

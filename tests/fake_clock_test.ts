@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertRejects } from "./_helpers/assert.ts";
 import { Deadline, FakeClock, minutes, ms, seconds, timestamp } from "../src/time.ts";
 import { ScriptedRunner } from "./fakes/scripted_runner.ts";
-import type { CommandResult } from "../src/platform/command.ts";
+import type { CommandResult } from "../src/command/command.ts";
 
 Deno.test("FakeClock: time stands still until advanced; wall and monotonic move together", async () => {
   const clock = new FakeClock(timestamp(1_000_000));

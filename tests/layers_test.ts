@@ -16,6 +16,7 @@ import {
 import { assert, assertEquals } from "./_helpers/assert.ts";
 
 const ROOT = new URL("../", import.meta.url);
+const edge = (from: string, to: string): ImportEdge => ({ from, to, typeOnly: false });
 
 Deno.test("layers: every import in src/ follows docs/architecture.md", async () => {
   const [rules, graph] = await Promise.all([readRules(ROOT), readImportGraph(ROOT)]);
@@ -29,6 +30,19 @@ Deno.test("layers: src/platform never imports src/controller or src/cluster", as
   const platform = rules.allowed.get("platform");
   assert(platform !== undefined, "the table has a platform row");
   assert(!platform.has("controller") && !platform.has("cluster"), [...platform].join(", "));
+});
+
+Deno.test("layers: the local platform may start a worker, but src/worker never imports src/platform", async () => {
+  const rules = await readRules(ROOT);
+  const v = checkLayers([
+    edge("platform/local_worker_entry.ts", "worker/mod.ts"),
+    edge("worker/devices.ts", "platform/mod.ts"),
+    edge("worker/devices.ts", "command/mod.ts"),
+    edge("worker/kube_task.ts", "kube/mod.ts"),
+  ], rules);
+  assertEquals(v.map((x) => `${x.rule}: ${x.message}`).length, 1, v.map((x) => x.message).join());
+  assertEquals(v[0]!.rule, "direction");
+  assert(v[0]!.message.includes("worker may not import platform"), v[0]!.message);
 });
 
 const RULES = parseRules(`
@@ -47,8 +61,6 @@ const RULES = parseRules(`
 
 ## Next section
 `);
-
-const edge = (from: string, to: string): ImportEdge => ({ from, to, typeOnly: false });
 
 Deno.test("layers checker: an import against the allowed direction fails", () => {
   const bad = [
@@ -96,6 +108,10 @@ Deno.test("layers rules: a malformed table is an error naming the problem", () =
     /"b", which has no row/,
   );
   fails("## Allowed imports\n\n| u | m | e |\n| - | - | - |\n| `a` | — |\n", /3 cells/);
+  fails(
+    "## Allowed imports\n\n| u | m | e |\n| - | - | - |\n| `a` | `b` | — |\n| `b` | `a` | — |\n",
+    /"a" and "b" may import each other/,
+  );
 });
 
 Deno.test("layers scanner: finds imports, re-exports and dynamic imports, not comments", () => {

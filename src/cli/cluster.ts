@@ -4,7 +4,7 @@
  * @module
  */
 import { ms, seconds } from "../time.ts";
-import { formatDuration } from "../format.ts";
+import { formatCores, formatDuration } from "../format.ts";
 import { type CommandSpec, formatBytes, type Io, str, table, UsageError } from "./args.ts";
 import { cliClient, cliToken, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 import { configMode } from "../config/mod.ts";
@@ -85,7 +85,7 @@ async function printStatus(client: IrisClient, io: Io): Promise<number> {
         w.workerId,
         w.scaleGroup || "-",
         w.sliceId || "-",
-        `${(w.committed?.cpuMillicores ?? 0) / 1000}/${(w.resources?.cpuMillicores ?? 0) / 1000}`,
+        `${formatCores(w.committed?.cpuMillicores)}/${formatCores(w.resources?.cpuMillicores)}`,
         `${formatBytes(w.committed?.memoryBytes ?? 0)}/${
           formatBytes(w.resources?.memoryBytes ?? 0)
         }`,

@@ -13,7 +13,7 @@ import {
   multiHostTpuDefaults,
   resolveJobId,
 } from "../client/mod.ts";
-import { formatDuration, oneLine } from "../format.ts";
+import { formatCpu, formatDuration, oneLine } from "../format.ts";
 import { fileError, readJobFile } from "./job_file.ts";
 import { readCurrentCluster } from "./current_cluster.ts";
 import { readTokenFile } from "../auth/mod.ts";
@@ -927,9 +927,9 @@ const statusCommand: CommandSpec = {
     }
     io.out(`Tasks:     ${countsText(job)}\n`);
     io.out(
-      `Resources: ${(r?.cpuMillicores ?? 0) / 1000} cpu, ${
-        formatBytes(r?.memoryBytes ?? 0)
-      } memory${r?.accelerator?.variant ? `, ${r.accelerator.variant}` : ""}\n`,
+      `Resources: ${formatCpu(r?.cpuMillicores)}, ${formatBytes(r?.memoryBytes ?? 0)} memory${
+        r?.accelerator?.variant ? `, ${r.accelerator.variant}` : ""
+      }\n`,
     );
     io.out(peakDeviceMemoryLine(tasks));
     if (job.pendingReason?.message) {

@@ -10,6 +10,7 @@ import { PriorityBand } from "../rpc/gen/iris/v1/types_pb.ts";
 import { type CommandSpec, formatBytes, str, table, UsageError } from "./args.ts";
 import { cliClient, CONTROLLER_OPTION, TOKEN_FILE_OPTION } from "./job.ts";
 import { parseCpuMillicores, parseSizeBytes } from "../config/mod.ts";
+import { formatCores } from "../format.ts";
 
 const BANDS: Record<string, PriorityBand> = {
   production: PriorityBand.PRODUCTION,
@@ -30,9 +31,9 @@ export function budgetRows(list: readonly UserBudgetInfo[]): string {
       b.user,
       b.source || "-",
       limit(
-        String(b.usedCpuMillicores / 1000),
+        formatCores(b.usedCpuMillicores),
         b.maxCpuMillicores,
-        String(b.maxCpuMillicores / 1000),
+        formatCores(b.maxCpuMillicores),
       ),
       limit(formatBytes(b.usedMemoryBytes), b.maxMemoryBytes, formatBytes(b.maxMemoryBytes)),
       limit(String(b.usedAccelerators), b.maxAccelerators, String(b.maxAccelerators)),

@@ -6,7 +6,9 @@
  * @module
  */
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
-import type { ControllerLifecycle, HealthCheck, KubeClient } from "../platform/mod.ts";
+import type { ControllerLifecycle, HealthCheck } from "../platform/mod.ts";
+import type { KubeClient } from "../kube/mod.ts";
+import { type CommandRunner, DenoCommandRunner } from "../command/mod.ts";
 import {
   configMode,
   controllerAuth,
@@ -16,8 +18,6 @@ import {
 } from "../config/mod.ts";
 import { controllerClient } from "../rpc/mod.ts";
 import {
-  type CommandRunner,
-  DenoCommandRunner,
   GcpControllerLifecycle,
   KubernetesControllerLifecycle,
   ManualControllerLifecycle,

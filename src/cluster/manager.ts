@@ -10,9 +10,8 @@
 import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode } from "../config/mod.ts";
 import { describeError, NotFoundError, PlatformError } from "../errors.ts";
+import { type CommandRunner, DenoCommandRunner, runAll } from "../command/mod.ts";
 import {
-  type CommandRunner,
-  DenoCommandRunner,
   type FollowedLogTarget,
   GcpControllerLifecycle,
   GcpPlatform,
@@ -22,7 +21,6 @@ import {
   type LogTarget,
   ManualControllerLifecycle,
   ManualPlatform,
-  runAll,
   startLogStreaming,
 } from "../platform/mod.ts";
 import type { ControllerLifecycle } from "../platform/mod.ts";

@@ -9,13 +9,11 @@ import type { ClusterConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { configMode, labelPrefixOf } from "../config/mod.ts";
 import { workerClient } from "../rpc/mod.ts";
 import type { HealthCheck, IrisRuntime, Platform, WorkerSettings } from "../platform/mod.ts";
+import { type CommandRunner, DenoCommandRunner } from "../command/mod.ts";
+import { KubeClient, loadKubeCredentials } from "../kube/mod.ts";
 import {
-  type CommandRunner,
-  DenoCommandRunner,
   GcpPlatform,
-  KubeClient,
   KubernetesPlatform,
-  loadKubeCredentials,
   LocalPlatform,
   type ManualHostSpec,
   ManualPlatform,

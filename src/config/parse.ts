@@ -583,7 +583,12 @@ function parseTolerations(m: YamlMap, path: string, r: YamlReader): KubernetesTo
   return out;
 }
 
-const BAND_NAMES = ["production", "interactive", "batch"] as const;
+const BAND_OF_NAME = {
+  production: PriorityBand.PRODUCTION,
+  interactive: PriorityBand.INTERACTIVE,
+  batch: PriorityBand.BATCH,
+} as const;
+const BAND_NAMES = Object.keys(BAND_OF_NAME) as (keyof typeof BAND_OF_NAME)[];
 
 function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
   const path = "controller.user_budgets";
@@ -619,7 +624,7 @@ function parseUserBudgets(m: YamlMap, r: YamlReader): UserBudget[] {
       maxCpuMillicores: maxCpu,
       maxMemoryBytes: maxMemory,
       maxAccelerators: maxAcc,
-      maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_NAMES.indexOf(band) + 1,
+      maxBand: band === undefined ? PriorityBand.UNSPECIFIED : BAND_OF_NAME[band],
     }));
   });
   return out;

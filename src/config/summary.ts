@@ -10,8 +10,7 @@ import type {
 } from "../rpc/gen/iris/v1/config_pb.ts";
 import { AcceleratorType } from "../rpc/gen/iris/v1/types_pb.ts";
 import { groupVmsPerSlice } from "./defaults.ts";
-import { formatCores } from "./units.ts";
-import { formatConfigBytes, formatConfigDuration } from "../format.ts";
+import { formatConfigBytes, formatConfigDuration, formatCores } from "../format.ts";
 import { labelPrefixOf } from "./load.ts";
 
 function controllerText(controller: ControllerConfig | undefined): string {

@@ -86,8 +86,3 @@ export function parseCpuMillicores(value: unknown): number | undefined {
   }
   return Math.round(millicores);
 }
-
-/** CPU for summaries: "4", "0.5". */
-export function formatCores(millicores: number): string {
-  return String(millicores / 1000);
-}

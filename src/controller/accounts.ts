@@ -8,7 +8,7 @@
 import { createHash } from "node:crypto";
 import { budgetFor, type UserBudget } from "./budgets.ts";
 import { type EnrolmentRecord, Enrolments } from "./enrolment.ts";
-import type { Band, ResourceBudget } from "../types.ts";
+import { type Band, BAND_BATCH, type ResourceBudget } from "../types.ts";
 
 /** A budget as stored and shown for one user. */
 export interface UserBudgetRecord {
@@ -321,7 +321,7 @@ export function usageByUser(
           u = { cpuMillicores: 0, memoryBytes: 0, accelerators: 0, tasks: 0, batchTasks: 0 },
         );
       }
-      if (h.band >= 3) {
+      if (h.band >= BAND_BATCH) {
         u.batchTasks++;
         continue;
       }

@@ -12,7 +12,7 @@ import { PRINCIPAL } from "../auth/mod.ts";
 import type { ControllerCore } from "./core.ts";
 import type { UserBudgetRecord, UserUsage } from "./accounts.ts";
 import { resourceBudget, type UserBudget } from "./budgets.ts";
-import type { Band } from "../types.ts";
+import { bandOrUndefined } from "../types.ts";
 
 /** A user name as budgets take it: 1..128 characters, no whitespace, not "*". */
 const USER = /^[^\s*]{1,128}$/;
@@ -22,7 +22,7 @@ function info(user: string, rec: UserBudgetRecord | undefined, usage?: UserUsage
   return create(UserBudgetInfoSchema, {
     user,
     maxTasks: b?.maxTasks ?? 0,
-    maxBand: (b?.maxBand ?? 0) as PriorityBand,
+    maxBand: b?.maxBand ?? PriorityBand.UNSPECIFIED,
     maxCpuMillicores: b?.resources?.cpuMillicores ?? 0,
     maxMemoryBytes: b?.resources?.memoryBytes ?? 0,
     maxAccelerators: b?.resources?.accelerators ?? 0,
@@ -63,7 +63,7 @@ export function budgetFromInfo(b: UserBudgetInfo | undefined): {
     user: b.user,
     budget: {
       maxTasks: b.maxTasks > 0 ? b.maxTasks : undefined,
-      maxBand: b.maxBand >= 1 && b.maxBand <= 3 ? b.maxBand as Band : undefined,
+      maxBand: bandOrUndefined(b.maxBand),
       resources: resourceBudget(b.maxCpuMillicores, b.maxMemoryBytes, b.maxAccelerators),
     },
   };

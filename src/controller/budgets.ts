@@ -10,6 +10,7 @@ import {
   type Band,
   BAND_BATCH,
   BAND_INTERACTIVE,
+  bandOrUndefined,
   type ClusterSnapshot,
   type ResourceBudget,
   type ResourceVec,
@@ -33,11 +34,9 @@ export interface UserBudget {
   readonly resources?: ResourceBudget;
 }
 
-const BAND_NAMES: Record<Band, string> = { 1: "PRODUCTION", 2: "INTERACTIVE", 3: "BATCH" };
-
-/** The band's name ("PRODUCTION", "INTERACTIVE", "BATCH"). */
+/** The band's name ("PRODUCTION", "INTERACTIVE", "BATCH"): its PriorityBand name. */
 export function bandName(band: Band): string {
-  return BAND_NAMES[band];
+  return PriorityBand[band]!;
 }
 
 /** The budget that applies to `user`: their own first, then a "*" budget. */
@@ -95,7 +94,7 @@ export function budgetsFromConfig(
     return {
       users: [...b.users],
       maxTasks: b.maxTasks > 0 ? b.maxTasks : undefined,
-      maxBand: b.maxBand >= 1 && b.maxBand <= 3 ? b.maxBand as Band : undefined,
+      maxBand: bandOrUndefined(b.maxBand),
       ...(resources ? { resources } : {}),
     };
   });

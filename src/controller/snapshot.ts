@@ -68,7 +68,8 @@ export function holdAttempt(
 export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
   const jobs: SchedulerJob[] = [];
   const reservations: ReservationRequest[] = [];
-  let topBand = 4;
+  // The most important band with pending tasks; BATCH (nothing to preempt) until one is seen.
+  let topBand: Band = BAND_BATCH;
   for (const [jobId, pending] of s.jobs.pending) {
     if (pending.size === 0) continue;
     const job = s.jobs.jobs.get(jobId)!;
@@ -79,7 +80,7 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
       continue;
     }
     const band = bandOf(job);
-    topBand = Math.min(topBand, band);
+    if (band < topBand) topBand = band;
     const r = spec.resources;
     jobs.push({
       jobId,

@@ -387,7 +387,9 @@ export function validateJobSpec(spec: JobSpec): void {
         `at most ${LIMITS.maxConstraintKeyLength} characters (got ${c.key.length})`,
       );
     }
-    if (c.op === 0) throw new InvalidArgumentError(`${field}.op`, "must be set");
+    if (c.op === ConstraintOp.UNSPECIFIED) {
+      throw new InvalidArgumentError(`${field}.op`, "must be set");
+    }
     if (!(c.op in ConstraintOp)) {
       throw new InvalidArgumentError(`${field}.op`, `unknown operator ${c.op}`);
     }
@@ -461,7 +463,9 @@ export function validateJobSpec(spec: JobSpec): void {
     }
     e.constraints.forEach((c, j) => {
       if (!c.key) throw new InvalidArgumentError(`${f}.constraints[${j}].key`, "must not be empty");
-      if (c.op === 0) throw new InvalidArgumentError(`${f}.constraints[${j}].op`, "must be set");
+      if (c.op === ConstraintOp.UNSPECIFIED) {
+        throw new InvalidArgumentError(`${f}.constraints[${j}].op`, "must be set");
+      }
     });
   });
   if (spec.coscheduling?.groupBy && !/^[A-Za-z0-9:._-]+$/.test(spec.coscheduling.groupBy)) {

@@ -9,13 +9,14 @@ import {
   type TaskResourceUsage,
   TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
-import type {
-  AcceleratorSpec,
-  AttributeScalar,
-  Band,
-  ResourceVec,
-  RunningTask,
-  SchedulerWorker,
+import {
+  type AcceleratorSpec,
+  type AttributeScalar,
+  type Band,
+  BAND_BATCH,
+  type ResourceVec,
+  type RunningTask,
+  type SchedulerWorker,
 } from "../types.ts";
 import { timestamp } from "../time.ts";
 import { acceleratorKind } from "./convert.ts";
@@ -340,7 +341,7 @@ export class WorkerTable {
    */
   preemptible(band: number): RunningTask[] {
     const out: RunningTask[] = [];
-    if (band >= 3) return out;
+    if (band >= BAND_BATCH) return out;
     for (const w of this.workers.values()) {
       if (!w.healthy) continue;
       for (const c of w.active.values()) {

@@ -4,7 +4,8 @@
  * how the script reaches the host is gcp.ts/manual.ts's business.
  * @module
  */
-import { shellQuote } from "./command.ts";
+import { shellQuote } from "../command/mod.ts";
+import { formatCores } from "../format.ts";
 import { acceleratorFlags } from "./accelerator.ts";
 import type { AcceleratorSpec } from "../types.ts";
 
@@ -355,7 +356,7 @@ export function workerBootstrapScript(opts: WorkerBootstrapOptions): string {
     );
   }
   if (opts.resources?.cpuMillicores) {
-    args.push("--cpu", String(opts.resources.cpuMillicores / 1000));
+    args.push("--cpu", formatCores(opts.resources.cpuMillicores));
   }
   if (opts.resources?.memoryBytes) args.push("--memory", String(opts.resources.memoryBytes));
   args.push(...acceleratorFlags(opts.accelerator));

@@ -11,7 +11,7 @@ import {
   ResourceNotFoundError,
 } from "../errors.ts";
 import { type Timestamp, timestamp } from "../time.ts";
-import { type Command, type CommandResult, lastLines } from "./command.ts";
+import { type Command, type CommandResult, lastLines } from "../command/mod.ts";
 import type { CloudSliceState, SliceInfo, VmState } from "./platform.ts";
 
 /** Default machine type of the controller VM. */

@@ -6,7 +6,7 @@
  */
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
 import { type Clock, type Duration, minutes, systemClock } from "../time.ts";
-import { type Command, type CommandResult, type CommandRunner, runAll } from "./command.ts";
+import { type Command, type CommandResult, type CommandRunner, runAll } from "../command/mod.ts";
 import {
   controllerBootstrapScript,
   FIRST_HOST_IP,

@@ -10,10 +10,19 @@
  * @module
  */
 import { PlatformError, ResourceNotFoundError } from "../errors.ts";
+import { formatCores } from "../format.ts";
 import type { KubernetesToleration, ScaleGroupConfig } from "../rpc/gen/iris/v1/config_pb.ts";
 import { type Duration, minutes, timestamp } from "../time.ts";
 import { acceleratorFlags, groupAccelerator } from "./accelerator.ts";
-import { KubeAlreadyExistsError, type KubeClient, type KubeObject } from "./kube_client.ts";
+import {
+  boundedKubeName,
+  GPU_RESOURCE,
+  KubeAlreadyExistsError,
+  type KubeClient,
+  kubeName,
+  type KubeObject,
+  RDMA_RESOURCE,
+} from "../kube/mod.ts";
 import type {
   CloudSliceState,
   ControllerLifecycle,
@@ -34,9 +43,6 @@ export const NODEPOOL_API = "/apis/compute.coreweave.com/v1alpha1/nodepools";
 export const CONFIG_MOUNT = "/etc/iris";
 /** Where the image holds the Iris checkout. */
 export const IMAGE_IRIS_DIR = "/app";
-/** GPUs and RDMA as the device plugins name them. */
-export const GPU_RESOURCE = "nvidia.com/gpu";
-export const RDMA_RESOURCE = "rdma/ib";
 
 /** What every Kubernetes object Iris makes is called, from the label prefix. */
 export interface KubeNames {
@@ -53,26 +59,6 @@ export interface KubeNames {
   readonly app: string;
   /** The node label of Iris NodePools (their `nodeLabels`), selected by worker Pods. */
   readonly nodePoolLabel: string;
-}
-
-/** A valid object name (RFC 1123 label): lowercase, digits and -, ≤ 63 characters. */
-export function kubeName(value: string): string {
-  const name = value.toLowerCase().replace(/[^a-z0-9-]/g, "-").replace(/-+/g, "-");
-  return name.slice(0, 63).replace(/^-+|-+$/g, "") || "x";
-}
-
-/**
- * `<base><suffix>` as an object name: a base that is too long or not already a valid name is
- * cut and marked with a hash of the whole base, so the suffix and uniqueness survive.
- */
-export function boundedKubeName(base: string, suffix: string): string {
-  const name = kubeName(base);
-  if (name.length + suffix.length <= 63 && name === base) return `${name}${suffix}`;
-  let h = 0;
-  for (const c of base) h = (Math.imul(h, 31) + c.charCodeAt(0)) >>> 0;
-  const tag = `-${h.toString(36)}`;
-  const cut = name.slice(0, 63 - suffix.length - tag.length).replace(/-+$/, "");
-  return `${cut}${tag}${suffix}`;
 }
 
 /** The Pod of host `index` of a slice: `<slice-id>-w<index>` (see boundedKubeName). */
@@ -180,7 +166,7 @@ export function workerPodManifest(
     `http://$(POD_IP):${port}`,
   ];
   const vm = config.vmResources;
-  if (vm?.cpuMillicores) args.push("--cpu", String(vm.cpuMillicores / 1000));
+  if (vm?.cpuMillicores) args.push("--cpu", formatCores(vm.cpuMillicores));
   if (vm?.memoryBytes) args.push("--memory", String(vm.memoryBytes));
   args.push(...acceleratorFlags(accelerator));
   const attributes: Record<string, string> = {

@@ -6,7 +6,7 @@
  */
 import { FailedPreconditionError } from "../errors.ts";
 import { type Duration, sleep } from "../time.ts";
-import { type Command, type CommandRunner, lastLines } from "./command.ts";
+import { type Command, type CommandRunner, lastLines } from "../command/mod.ts";
 
 /** Something whose log can be followed: a name (the file stem) and the follow command. */
 export interface LogTarget {

@@ -13,7 +13,7 @@ import {
   systemClock,
   type Timestamp,
 } from "../time.ts";
-import { type CommandRunner, runAll, type TaskOutcome } from "./command.ts";
+import { type CommandRunner, runAll, type TaskOutcome } from "../command/mod.ts";
 import {
   controllerBootstrapScript,
   followLogScript,

@@ -12,7 +12,7 @@ import {
   type CommandRunner,
   lastLines,
   shellQuote,
-} from "./command.ts";
+} from "../command/mod.ts";
 
 export { shellQuote };
 

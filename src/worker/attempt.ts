@@ -36,7 +36,7 @@ import type { Sessions } from "./sessions.ts";
 import { KubeTaskPod, type TaskPodRuntime } from "./kube_task.ts";
 import type { JobOutputs } from "./outputs.ts";
 import { outputsDestination, uploadOutputs } from "./outputs_upload.ts";
-import type { CommandRunner } from "../platform/mod.ts";
+import type { CommandRunner } from "../command/mod.ts";
 import { type PreparedEnv, type PythonEnvCache, withPythonEnv } from "./python_env.ts";
 import { type AttemptOutcome, classifyExit, isTerminalState } from "./outcome.ts";
 

@@ -7,7 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import { FailedPreconditionError } from "../errors.ts";
 import { type DeviceUsage, DeviceUsageSchema } from "../rpc/gen/iris/v1/types_pb.ts";
-import { type CommandRunner, DenoCommandRunner } from "../platform/mod.ts";
+import { type CommandRunner, DenoCommandRunner } from "../command/mod.ts";
 import { tpuTopology } from "../tpu.ts";
 import { type Duration, seconds, sleep } from "../time.ts";
 import type { AcceleratorSpec, AttributeScalar } from "../types.ts";

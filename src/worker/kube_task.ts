@@ -22,7 +22,7 @@ import {
   loadKubeCredentials,
   RDMA_RESOURCE,
   type WatchEvent,
-} from "../platform/mod.ts";
+} from "../kube/mod.ts";
 import type { KillCause, OutputLine, TaskExit } from "./task_runner.ts";
 
 /** Light worker mode: how a worker makes its tasks' Pods (WorkerOptions.taskPods). */

@@ -7,7 +7,7 @@
  */
 import { join } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
-import { type CommandRunner, DenoCommandRunner, lastLines } from "../platform/mod.ts";
+import { type CommandRunner, DenoCommandRunner, lastLines } from "../command/mod.ts";
 import { type Duration, minutes } from "../time.ts";
 import { formatDuration } from "../format.ts";
 

@@ -3,7 +3,7 @@
  * Types only.
  * @module
  */
-import type { CommandRunner } from "../platform/mod.ts";
+import type { CommandRunner } from "../command/mod.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
 import type { ConnectionLimits, ControllerClient } from "../rpc/mod.ts";
 import type { WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";

@@ -94,7 +94,8 @@ export function checkLayers(graph: readonly ImportEdge[], rules: LayerRules): Vi
 /**
  * Reads the rules from the markdown table that follows the heading `## Allowed imports`:
  * `| unit | may import | entry points |`, names in backticks, "—" for none.
- * @throws Error naming the line when the table is missing or a row is malformed
+ * @throws Error naming the line when the table is missing or a row is malformed, and naming the
+ * pair when two units may import each other (imports go one way: a two-way pair is a cycle)
  */
 export function parseRules(markdown: string): LayerRules {
   const lines = markdown.split("\n");
@@ -138,6 +139,11 @@ export function parseRules(markdown: string): LayerRules {
     for (const d of deps) {
       if (!allowed.has(d)) {
         throw new Error(`docs/architecture.md: "${unit}" may import "${d}", which has no row`);
+      }
+      if (d !== unit && allowed.get(d)!.has(unit)) {
+        throw new Error(
+          `docs/architecture.md: "${unit}" and "${d}" may import each other; allow one direction`,
+        );
       }
     }
   }

@@ -5,11 +5,13 @@
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
 import {
+  bandName,
   budgetFor,
   budgetsFromConfig,
   effectiveBand,
   type UserBudget,
 } from "../../src/controller/budgets.ts";
+import { BAND_BATCH, BAND_INTERACTIVE, BAND_PRODUCTION, bandOrUndefined } from "../../src/types.ts";
 import { ConfigValidationError, parseConfigObject } from "../../src/config/mod.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { StateStore } from "../../src/controller/store.ts";
@@ -39,6 +41,22 @@ Deno.test("effectiveBand() lowers to max_band and downgrades an over-budget job 
     /bob may not submit PRODUCTION jobs \(highest allowed: INTERACTIVE\)/,
   );
   assert.deepEqual(effectiveBand(1, "carol", budgetFor([], "carol"), 9, 9), { band: 1 });
+});
+
+Deno.test("bands: the named constants are the PriorityBand numbers; 0 and unknown numbers are no band", () => {
+  assert.deepEqual(
+    [BAND_PRODUCTION, BAND_INTERACTIVE, BAND_BATCH],
+    [PriorityBand.PRODUCTION, PriorityBand.INTERACTIVE, PriorityBand.BATCH],
+  );
+  assert.deepEqual([1, 2, 3].map(bandOrUndefined), [1, 2, 3]);
+  assert.equal(bandOrUndefined(PriorityBand.UNSPECIFIED), undefined);
+  assert.equal(bandOrUndefined(4), undefined);
+  assert.equal(bandOrUndefined(-1), undefined);
+  assert.equal(bandOrUndefined(1.5), undefined);
+  assert.deepEqual(
+    [BAND_PRODUCTION, BAND_INTERACTIVE, BAND_BATCH].map(bandName),
+    ["PRODUCTION", "INTERACTIVE", "BATCH"],
+  );
 });
 
 Deno.test("controller.user_budgets parses, and bad entries are rejected naming the path", () => {

@@ -10,43 +10,7 @@ import { Controller } from "../../src/controller/controller.ts";
 import { StateStore } from "../../src/controller/store.ts";
 import { deadBound, heartbeatIntervalFor } from "../../src/controller/heartbeat_rate.ts";
 import { HeartbeatRequestSchema, RegisterWorkerRequestSchema } from "../../src/rpc/mod.ts";
-import { type Clock, type Duration, ms, seconds, type Timestamp } from "../../src/time.ts";
-
-/** A clock that moves only when told; sleepers wake when it passes their deadline. */
-class FakeClock implements Clock {
-  #now = 1_000_000;
-  #sleepers: { at: number; resolve: () => void }[] = [];
-  now(): Timestamp {
-    return this.#now as Timestamp;
-  }
-  monotonic(): number {
-    return this.#now;
-  }
-  sleep(d: Duration, signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason);
-      const s = { at: this.#now + d, resolve };
-      this.#sleepers.push(s);
-      signal?.addEventListener("abort", () => {
-        this.#sleepers = this.#sleepers.filter((x) => x !== s);
-        reject(signal.reason);
-      }, { once: true });
-    });
-  }
-  /** Moves time by `d`, letting every sleeper due meanwhile run. */
-  async advance(d: Duration): Promise<void> {
-    const end = this.#now + d;
-    while (true) {
-      const due = this.#sleepers.filter((s) => s.at <= end).sort((a, b) => a.at - b.at)[0];
-      if (!due) break;
-      this.#now = Math.max(this.#now, due.at);
-      this.#sleepers = this.#sleepers.filter((s) => s !== due);
-      due.resolve();
-      await new Promise((r) => setTimeout(r, 0));
-    }
-    this.#now = end;
-  }
-}
+import { FakeClock, ms, seconds } from "../../src/time.ts";
 
 Deno.test("the heartbeat interval grows with the fleet, in 0.5 s steps", () => {
   assertEquals(heartbeatIntervalFor(seconds(1), 1, 1000), seconds(1));

@@ -1,11 +1,14 @@
-/** Liveness (liveness.ts) on a manual clock: expiry, stalls, the re-claim grace. No I/O. */
+/**
+ * Liveness (liveness.ts) on a fake clock, moved by `jump` (no timer fires): expiry, stalls, the
+ * re-claim grace. No I/O.
+ */
 import { assertEquals } from "../_helpers/assert.ts";
-import { ms, seconds } from "../../src/time.ts";
+import { FakeClock, ms, seconds } from "../../src/time.ts";
 import { Liveness } from "../../src/controller/liveness.ts";
 import { WorkerTable } from "../../src/controller/workers.ts";
-import { ManualClock, workerTable } from "./_concern_fixtures.ts";
+import { workerTable } from "./_concern_fixtures.ts";
 
-function setup(workers: WorkerTable, clock: ManualClock) {
+function setup(workers: WorkerTable, clock: FakeClock) {
   const l = new Liveness({
     clock,
     heartbeatInterval: seconds(1),
@@ -17,15 +20,15 @@ function setup(workers: WorkerTable, clock: ManualClock) {
 }
 
 Deno.test("liveness: a worker silent for more than threshold × interval is due", () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock();
   const { l, workers } = setup(workerTable(2, clock.now()), clock);
   for (let i = 0; i < 3; i++) {
-    clock.advance(1000);
+    clock.jump(ms(1000));
     assertEquals(l.tick(), undefined, "ticks on time");
   }
   assertEquals(l.due(workers, clock.now()), []);
   workers.workers.get("w1")!.lastHeartbeatMs = clock.now();
-  clock.advance(1);
+  clock.jump(ms(1));
   assertEquals(l.due(workers, clock.now()), [{
     workerId: "w0",
     reason: "missed 3 heartbeats (1.0s apart)",
@@ -33,20 +36,20 @@ Deno.test("liveness: a worker silent for more than threshold × interval is due"
 });
 
 Deno.test("liveness: a tick more than an interval late is a stall; deadlines restart from it", () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock();
   const { l, workers } = setup(workerTable(1, clock.now()), clock);
-  clock.advance(5000);
+  clock.jump(ms(5000));
   assertEquals(l.tick(), ms(4000));
   assertEquals(l.stalls, { count: 1, lastMs: 4000 });
   assertEquals(l.due(workers, clock.now()), [], "the stall restarted the deadline");
-  clock.advance(1000);
+  clock.jump(ms(1000));
   assertEquals(l.tick(), undefined, "on time");
-  clock.advance(2001);
+  clock.jump(ms(2001));
   assertEquals(l.due(workers, clock.now()).map((d) => d.workerId), ["w0"]);
 });
 
 Deno.test("liveness: a reconnecting worker gets the re-claim grace, then is due", () => {
-  const clock = new ManualClock();
+  const clock = new FakeClock();
   const workers = new WorkerTable();
   workers.restore([{
     workerId: "w0",
@@ -59,10 +62,10 @@ Deno.test("liveness: a reconnecting worker gets the re-claim grace, then is due"
     registeredAtMs: 0,
   }], clock.now());
   const { l } = setup(workers, clock);
-  clock.advance(9999);
+  clock.jump(ms(9999));
   assertEquals(l.inGrace(clock.now()), true);
   assertEquals(l.due(workers, clock.now()), []);
-  clock.advance(1);
+  clock.jump(ms(1));
   assertEquals(l.due(workers, clock.now()), [{
     workerId: "w0",
     reason: "did not re-register within 10.0s of a controller restart",

@@ -34,8 +34,7 @@ import {
   TaskUpdateSchema,
   type WorkerClient,
 } from "../../src/rpc/mod.ts";
-import { ms } from "../../src/time.ts";
-import { ManualClock } from "./_concern_fixtures.ts";
+import { FakeClock, ms } from "../../src/time.ts";
 
 /** JSON with sorted keys, so records compare whatever order their fields were set in. */
 function canonical(v: unknown): unknown {
@@ -106,7 +105,7 @@ async function run(seed: number, steps: number): Promise<void> {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const dir = await Deno.makeTempDir({ prefix: "iris-persisted-state-" });
   const store = StateStore.open(dir);
-  const clock = new ManualClock();
+  const clock = new FakeClock();
   const c = new Controller({
     store,
     clock,
@@ -204,7 +203,7 @@ async function run(seed: number, steps: number): Promise<void> {
       const ws = [...c.workers.workers.keys()];
       if (ws.length) c.workerDead(pick(ws), "test", { scaleDown: random() < 0.5 });
     },
-    time: () => clock.advance(Math.floor(random() * 2000)),
+    time: () => clock.jump(ms(Math.floor(random() * 2000))),
   };
   const weights: [string, number][] = [
     ["submit", 4],

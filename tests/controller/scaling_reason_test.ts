@@ -61,7 +61,7 @@ Deno.test("a job bigger than every worker keeps its 'never fits' reason while a 
   });
   const never = create(PendingReasonSchema, {
     code: "insufficient_cpu",
-    message: `no eligible worker has 512 CPU in total (largest: 1 CPU); ${NEVER_FITS}`,
+    message: `no eligible worker has 512 cpu in total (largest: 1 cpu); ${NEVER_FITS}`,
   });
   assertEquals(withScalingNote(never, undefined, () => autoscaler, 3000), never);
   const now = create(PendingReasonSchema, { code: "insufficient_cpu", message: "busy" });

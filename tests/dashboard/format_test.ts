@@ -7,7 +7,6 @@ import {
   formatAttributeValue,
   formatConstraint,
   formatEntrypoint,
-  formatMillicores,
   formatPercent,
   formatRelative,
   formatResources,
@@ -28,6 +27,8 @@ import {
 import {
   formatBytes,
   formatClock,
+  formatCores,
+  formatCpu,
   formatDateTime,
   formatDuration,
   formatTimestamp,
@@ -101,11 +102,23 @@ Deno.test("formatBytes() is exact below 10 KiB, then binary units with three dig
   assert.equal(formatBytes(12.34 * 1024 ** 2), "12.3 MiB");
 });
 
-Deno.test("formatMillicores() shows cores", () => {
-  assert.equal(formatMillicores(0), "0 cpu");
-  assert.equal(formatMillicores(500), "0.5 cpu");
-  assert.equal(formatMillicores(2000), "2 cpu");
-  assert.equal(formatMillicores(1250), "1.25 cpu");
+Deno.test("formatCpu() and formatCores() spell millicores as cores, to the millicore", () => {
+  assert.equal(formatCpu(0), "0 cpu");
+  assert.equal(formatCpu(undefined), "0 cpu");
+  assert.equal(formatCpu(500), "0.5 cpu");
+  assert.equal(formatCpu(2000), "2 cpu");
+  assert.equal(formatCpu(1250), "1.25 cpu");
+  assert.equal(formatCores(4000), "4");
+  assert.equal(formatCores(1234), "1.234");
+  assert.equal(formatCores(1), "0.001");
+  assert.equal(formatCores(1234.4), "1.234", "measured usage rounds to the millicore");
+  assert.equal(formatCores(0.4), "0", "never -0 or 0.0004");
+  assert.equal(formatCores(-0.4), "0");
+  assert.equal(formatCores(-500), "-0.5", "an overcommitted 'free' keeps its sign");
+  assert.equal(formatCores(512_000), "512");
+  assert.equal(formatCores(NaN), "0");
+  assert.equal(formatCores(Infinity), "0");
+  assert.equal(formatCores(undefined), "0");
 });
 
 Deno.test("formatDuration() is compact, one spelling for CLI, dashboard and errors", () => {

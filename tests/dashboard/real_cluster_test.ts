@@ -101,7 +101,7 @@ Deno.test({
       const reason = await waitFor(async () => {
         const msg = (await client.status(pending)).job?.pendingReason?.message ?? "";
         // The settled reason (not "no workers" or a slice booting for the other jobs).
-        return /512 CPU/.test(msg) ? msg : undefined;
+        return /512 cpu/.test(msg) ? msg : undefined;
       }, { timeout: seconds(15), what: "a CPU pending reason" });
       assert.equal((await client.status(pending)).job?.state, JobState.PENDING);
 

@@ -17,7 +17,7 @@ import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 import { parseConfig } from "../../src/config/mod.ts";
 import { startCluster } from "../../src/cluster/cluster.ts";
 import { manualHostsFromConfig, workerHealthy } from "../../src/cluster/platforms.ts";
-import { DenoCommandRunner } from "../../src/platform/command.ts";
+import { DenoCommandRunner } from "../../src/command/command.ts";
 import { ManualPlatform } from "../../src/platform/manual.ts";
 import { IrisClient } from "../../src/client/client.ts";
 import { JobState } from "../../src/rpc/mod.ts";

@@ -11,8 +11,8 @@ import type {
   RunOptions,
   StreamHandle,
   StreamOptions,
-} from "../../src/platform/command.ts";
-import { describeSecretStdin, formatCommand } from "../../src/platform/command.ts";
+} from "../../src/command/command.ts";
+import { describeSecretStdin, formatCommand } from "../../src/command/command.ts";
 import type { Clock, Duration } from "../../src/time.ts";
 
 /** What a scripted process does. */

@@ -3,7 +3,7 @@
  * contract tests, plugged into a ScriptedRunner. Knows only the flags gcloud.ts emits.
  * @module
  */
-import type { Command } from "../../src/platform/command.ts";
+import type { Command } from "../../src/command/command.ts";
 import type { ScriptedReply } from "../fakes/scripted_runner.ts";
 import { ScriptedRunner } from "../fakes/scripted_runner.ts";
 

@@ -13,7 +13,7 @@ import {
   teardownScript,
   workerBootstrapScript,
 } from "../../src/platform/bootstrap.ts";
-import { DenoCommandRunner } from "../../src/platform/command.ts";
+import { DenoCommandRunner } from "../../src/command/command.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { assertGolden } from "../fakes/scripted_runner.ts";
 import { isAlive } from "./_proc.ts";

@@ -11,7 +11,7 @@ import {
   formatCommand,
   runAll,
   shellQuote,
-} from "../../src/platform/command.ts";
+} from "../../src/command/command.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { isAlive, liveInGroup, liveWithMarker, uniqueMarker } from "./_proc.ts";
 

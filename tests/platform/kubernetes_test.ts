@@ -16,11 +16,7 @@ import {
   ResourceNotFoundError,
 } from "../../src/errors.ts";
 import { parseConfig } from "../../src/config/mod.ts";
-import {
-  KubeClient,
-  loadKubeCredentials,
-  parseKubeconfig,
-} from "../../src/platform/kube_client.ts";
+import { KubeClient, loadKubeCredentials, parseKubeconfig } from "../../src/kube/kube_client.ts";
 import {
   KubernetesControllerLifecycle,
   type KubernetesControllerOptions,

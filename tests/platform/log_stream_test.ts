@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { FailedPreconditionError } from "../../src/errors.ts";
-import { DenoCommandRunner } from "../../src/platform/command.ts";
+import { DenoCommandRunner } from "../../src/command/command.ts";
 import {
   fileLogSink,
   logFileName,

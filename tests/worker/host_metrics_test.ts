@@ -16,7 +16,7 @@ import {
   parseMeminfo,
   parseProcStat,
 } from "../../src/worker/host_metrics.ts";
-import { ms } from "../../src/time.ts";
+import { FakeClock, ms } from "../../src/time.ts";
 
 const fixture = (name: string) =>
   Deno.readTextFileSync(new URL(`./fixtures/${name}`, import.meta.url));
@@ -64,12 +64,12 @@ Deno.test("parseMeminfo: used is total minus available, with the pre-3.14 fallba
 
 /** A HostSource over fixture texts; `files` can be changed between readings. */
 function fakeHost(files: Record<string, string | undefined>) {
-  const clock = { now: 0 };
+  const clock = new FakeClock();
   const source: HostSource = {
     readFile: (path) => files[path],
     cpuTimes: () => undefined,
     systemMemory: () => undefined,
-    now: () => clock.now,
+    now: () => clock.monotonic(),
   };
   return { source, clock, files };
 }
@@ -101,9 +101,9 @@ Deno.test("HostMeter: memory at once, CPU from the second reading, rate-limited"
   });
   assert.equal("cpuMillicores" in first, false, "CPU is unknown after one reading, not 0");
   files["/proc/stat"] = fixture("proc_stat_2.txt");
-  clock.now = 200;
+  clock.jump(ms(200));
   assert.equal(meter.read(), first, "a reading within minInterval repeats the last sample");
-  clock.now = 1000;
+  clock.jump(ms(800));
   assert.equal(meter.read().cpuMillicores, 1000);
 });
 
@@ -111,7 +111,7 @@ Deno.test("HostMeter: unreadable host figures are absent, never 0", () => {
   const { source, clock, files } = fakeHost({});
   const meter = new HostMeter(source, ms(0));
   assert.deepEqual(meter.read(), {});
-  clock.now = 1000;
+  clock.jump(ms(1000));
   assert.deepEqual(meter.read(), {});
   // Without /proc (a sandbox): node:os cpus() and Deno.systemMemoryInfo().
   let busy = 0;
@@ -128,10 +128,10 @@ Deno.test("HostMeter: unreadable host figures are absent, never 0", () => {
   assert.equal(withSys.read().cpuMillicores, 1000);
   // CPU readable, then not: the CPU figure goes back to unknown.
   files["/proc/stat"] = fixture("proc_stat_1.txt");
-  clock.now = 2000;
+  clock.jump(ms(1000));
   meter.read();
   files["/proc/stat"] = undefined;
-  clock.now = 3000;
+  clock.jump(ms(1000));
   assert.deepEqual(meter.read(), {});
   // Counters from different sources (ticks vs ms) are never compared.
   let calls = 0;

@@ -6,7 +6,7 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { KubeClient, parseKubeconfig } from "../../src/platform/kube_client.ts";
+import { KubeClient, parseKubeconfig } from "../../src/kube/kube_client.ts";
 import {
   KubeTaskPod,
   type TaskPod,

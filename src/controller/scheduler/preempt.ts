@@ -61,14 +61,22 @@ interface Overlay {
 
 interface Choice {
   readonly units: Unit[];
-  /** Lowest band number among victims (5 when none): higher is better. */
+  /** Lowest band number among victims ({@linkcode NO_VICTIM_BAND} when none): higher is better. */
   readonly topBand: number;
   readonly tasks: number;
   /** Oldest assignment among victims (Infinity when none): newer is better. */
   readonly oldest: number;
 }
 
-const NONE: Choice = { units: [], topBand: 5, tasks: 0, oldest: Number.POSITIVE_INFINITY };
+/** The topBand of a choice without victims: above (less important than) every band. */
+const NO_VICTIM_BAND = Number.POSITIVE_INFINITY;
+
+const NONE: Choice = {
+  units: [],
+  topBand: NO_VICTIM_BAND,
+  tasks: 0,
+  oldest: Number.POSITIVE_INFINITY,
+};
 
 /** Preemption state across the bands of one pass (victims taken, capacity promised). */
 export interface Preemptor {
@@ -329,7 +337,7 @@ function victimsOn(
       chosen.splice(i, 1);
     }
   }
-  let topBand = 5, tasks = 0, oldest = Number.POSITIVE_INFINITY;
+  let topBand = NO_VICTIM_BAND, tasks = 0, oldest = Number.POSITIVE_INFINITY;
   for (const { u } of chosen) {
     topBand = Math.min(topBand, u.band);
     tasks += u.tasks.length;
@@ -380,7 +388,7 @@ function bestGroup(
   for (const members of groups) {
     if (!members.some((o) => ctx.byWorker.has(o) || ctx.soon.delta.has(o))) continue;
     const sim: Overlay = { delta: new Map(), taken: new Set(), promised: [] };
-    let placed = 0, topBand = 5, tasks = 0, oldest = Number.POSITIVE_INFINITY;
+    let placed = 0, topBand = NO_VICTIM_BAND, tasks = 0, oldest = Number.POSITIVE_INFINITY;
     // Members that fit without evictions first.
     const free = members.filter((o) => victimsOn(ctx, sim, o, shape, band) === NONE);
     const order = [...free, ...members.filter((o) => !free.includes(o))];

@@ -3,7 +3,7 @@
  * with numbers. Reads the end-of-pass capacity; does not place anything.
  * @module
  */
-import { formatBytes } from "../../format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 import type { ConstraintSpec, PendingCode, PendingReasonData, SchedulerJob } from "../../types.ts";
 import { acceleratorMatches, formatConstraint, matchesConstraint } from "../constraints.ts";
 import {
@@ -18,10 +18,6 @@ import {
 /** How a reason says no worker of the current fleet could ever hold the task. */
 export const NEVER_FITS = "it can never fit the current fleet";
 const WAIT = "waiting for capacity to free up";
-
-function formatCpu(millicores: number): string {
-  return `${Number((millicores / 1000).toFixed(3))} CPU`;
-}
 
 function describeAccelerator(job: SchedulerJob): string {
   const { kind, variant } = job.accelerator;
@@ -38,7 +34,7 @@ interface Dim {
   readonly req: number;
   readonly total: (c: WorkerClass) => number;
   readonly format: (n: number) => string;
-  /** Noun after the amount: "memory", "CPU"… */
+  /** Noun after the amount: "memory", "cpu"… */
   readonly noun: string;
 }
 
@@ -50,7 +46,7 @@ function dimsOf(job: SchedulerJob): Dim[] {
       req: job.resources.cpuMillicores,
       total: (c) => c.totalCpu,
       format: formatCpu,
-      // formatCpu already says "CPU".
+      // formatCpu already says "cpu".
       noun: "",
     },
     {

@@ -30,13 +30,12 @@ import {
   elapsed,
   formatAccelerator,
   formatAttributeValue,
-  formatMillicores,
   formatPercent,
   fraction,
   sortBy,
   taskStateName,
 } from "./format.ts";
-import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
+import { formatBytes, formatCpu, formatDateTime, formatDuration } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
@@ -81,7 +80,7 @@ function cpuCell(w: WorkerInfo, compact: boolean): Child {
   return taskCpuGauge(
     w.snapshot,
     compact,
-    h("span", { class: "muted" }, `${formatMillicores(w.resources?.cpuMillicores)} (no data)`),
+    h("span", { class: "muted" }, `${formatCpu(w.resources?.cpuMillicores)} (no data)`),
   );
 }
 
@@ -376,9 +375,7 @@ export function workerDetailPage(env: PageEnv<ControllerApi>, workerId: string):
             "CPU",
             gauge(
               fraction(committed?.cpuMillicores ?? 0, res?.cpuMillicores ?? 0),
-              `${formatMillicores(committed?.cpuMillicores)} / ${
-                formatMillicores(res?.cpuMillicores)
-              }`,
+              `${formatCpu(committed?.cpuMillicores)} / ${formatCpu(res?.cpuMillicores)}`,
               { neutral: true },
             ),
           ),

@@ -3,7 +3,7 @@
  * No DOM access, so Deno unit tests import this module directly.
  * @module
  */
-import { formatBytes } from "../../format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 import {
   type Accelerator,
   AcceleratorType,
@@ -78,7 +78,6 @@ export function taskCountEntries(
   return entries;
 }
 
-/** CPU from millicores: 500 → "0.5 cpu", 2000 → "2 cpu". */
 /** "used / total" with the unit once when both share it: "80 / 192 GiB", "3.3 MiB / 5.89 GiB". */
 export function formatUsedOfTotal(used: string, total: string): string {
   const [usedNumber, usedUnit] = used.split(" ");
@@ -86,11 +85,6 @@ export function formatUsedOfTotal(used: string, total: string): string {
   return usedUnit !== undefined && usedUnit === totalUnit
     ? `${usedNumber} / ${total}`
     : `${used} / ${total}`;
-}
-
-export function formatMillicores(millicores: number | undefined): string {
-  if (!millicores) return "0 cpu";
-  return `${trimZeros((millicores / 1000).toFixed(millicores % 100 === 0 ? 1 : 3))} cpu`;
 }
 
 /** "12s ago", "3m ago", "in 40s"; zero/missing timestamps → "—". */
@@ -216,7 +210,7 @@ export function formatAccelerator(a: Accelerator | undefined): string {
 /** "2 cpu · 8 GiB · tpu v5litepod-16 ×4". */
 export function formatResources(r: Resources | undefined): string {
   if (!r) return "—";
-  const parts = [formatMillicores(r.cpuMillicores), formatBytes(r.memoryBytes)];
+  const parts = [formatCpu(r.cpuMillicores), formatBytes(r.memoryBytes)];
   if (r.diskBytes) parts.push(`${formatBytes(r.diskBytes)} disk`);
   const acc = formatAccelerator(r.accelerator);
   if (acc) parts.push(acc);
@@ -261,8 +255,4 @@ export function sortBy<T>(items: readonly T[], key: (t: T) => string | number, d
   return items.map((item, i) => ({ item, i, k: key(item) }))
     .sort((a, b) => sign * compareValues(a.k, b.k) || a.i - b.i)
     .map((x) => x.item);
-}
-
-function trimZeros(s: string): string {
-  return s.includes(".") ? s.replace(/\.?0+$/, "") : s;
 }

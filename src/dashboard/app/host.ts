@@ -8,8 +8,8 @@
 import type { ResourceSnapshot } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { gauge } from "./components.ts";
 import { type Child, type El, h } from "./dom.ts";
-import { formatMillicores, formatPercent, formatUsedOfTotal, fraction } from "./format.ts";
-import { formatBytes } from "../../format.ts";
+import { formatPercent, formatUsedOfTotal, fraction } from "./format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 
 /** The note shown next to host gauges. */
 export const HOST_NOTE =
@@ -55,8 +55,8 @@ export function hostCpuGauge(s: ResourceSnapshot | undefined, compact: boolean):
   const gaugeEl = gauge(
     f,
     formatUsedOfTotal(
-      formatMillicores(s!.hostCpuMillicores),
-      formatMillicores(s!.hostCpuTotalMillicores),
+      formatCpu(s!.hostCpuMillicores),
+      formatCpu(s!.hostCpuTotalMillicores),
     ),
     { compact, title: `Host CPU ${formatPercent(f)} (every process on the machine)` },
   );

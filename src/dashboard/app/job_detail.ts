@@ -6,7 +6,7 @@
  */
 import { gpuPeakNote } from "./devices.ts";
 import { Code, ConnectError } from "@connectrpc/connect";
-import type { JobStatus, TaskStatus } from "../../rpc/gen/iris/v1/types_pb.ts";
+import { type JobStatus, PriorityBand, type TaskStatus } from "../../rpc/gen/iris/v1/types_pb.ts";
 import {
   badge,
   card,
@@ -306,9 +306,9 @@ export function jobDetailPage(env: PageEnv<ControllerApi>, jobId: string): Page 
             "Priority",
             j.priorityReason
               ? `${priorityName(j.effectivePriority)} (asked ${
-                priorityName(spec?.priority ?? 0) || "INTERACTIVE"
+                priorityName(spec?.priority || PriorityBand.INTERACTIVE)
               }: ${j.priorityReason})`
-              : priorityName(spec?.priority ?? 0),
+              : priorityName(spec?.priority ?? PriorityBand.UNSPECIFIED),
           ],
           [
             "Coscheduling",

@@ -6,8 +6,7 @@
  */
 import type { ResourceSnapshot, TaskResourceUsage } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { type El, h, svg } from "./dom.ts";
-import { formatMillicores } from "./format.ts";
-import { formatBytes } from "../../format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 
 /** Sparkline drawing size in SVG user units. */
 export const SPARK_WIDTH = 240;
@@ -168,7 +167,7 @@ export function taskUsageCell(
       h(
         "span",
         { class: "usage-cpu", title: "CPU between the last two samples" },
-        formatMillicores(usage.cpuMillicores),
+        formatCpu(usage.cpuMillicores),
       ),
       history.length >= 2
         ? mini(

@@ -7,8 +7,7 @@
 import type { WorkerInfo } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { card, errorBox, head, metricCard } from "./components.ts";
 import { h, replace } from "./dom.ts";
-import { formatMillicores } from "./format.ts";
-import { formatBytes } from "../../format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { DETAIL_INTERVAL_MS, errorMessage, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
@@ -87,7 +86,7 @@ export function usagePage(env: PageEnv<ControllerApi>): Page {
 
   function render(workers: readonly WorkerInfo[]): void {
     const now = history.at(-1)!;
-    const fmtCpu = (u: Use) => `${formatMillicores(u.committed)} / ${formatMillicores(u.total)}`;
+    const fmtCpu = (u: Use) => `${formatCpu(u.committed)} / ${formatCpu(u.total)}`;
     const fmtMem = (u: Use) => `${formatBytes(u.committed)} / ${formatBytes(u.total)}`;
     const fmtAcc = (u: Use) => `${u.committed} / ${u.total}`;
     replace(
@@ -96,7 +95,7 @@ export function usagePage(env: PageEnv<ControllerApi>): Page {
       metricCard(
         "CPU committed",
         percent(now.cpu),
-        `${fmtCpu(now.cpu)} · free ${formatMillicores(now.cpu.total - now.cpu.committed)}`,
+        `${fmtCpu(now.cpu)} · free ${formatCpu(now.cpu.total - now.cpu.committed)}`,
       ),
       metricCard(
         "Memory committed",

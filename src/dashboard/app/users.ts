@@ -8,8 +8,7 @@ import type { UserBudgetInfo, UserJobCounts } from "../../rpc/gen/iris/v1/contro
 import { PriorityBand } from "../../rpc/gen/iris/v1/types_pb.ts";
 import { badge, emptyRow, errorBox, head, link } from "./components.ts";
 import { h, replace } from "./dom.ts";
-import { formatMillicores } from "./format.ts";
-import { formatBytes } from "../../format.ts";
+import { formatBytes, formatCpu } from "../../format.ts";
 import type { Page, PageEnv } from "./page.ts";
 import { errorMessage, LIST_INTERVAL_MS, Poller } from "./poll.ts";
 import type { ControllerApi } from "./rpc.ts";
@@ -93,9 +92,9 @@ export function usersPage(env: PageEnv<ControllerApi>): Page {
             "td",
             { class: "num" },
             against(
-              formatMillicores(b?.usedCpuMillicores ?? 0),
+              formatCpu(b?.usedCpuMillicores ?? 0),
               b?.maxCpuMillicores ?? 0,
-              formatMillicores(b?.maxCpuMillicores),
+              formatCpu(b?.maxCpuMillicores),
             ),
           ),
           h(

@@ -26,8 +26,8 @@ import {
   relTime,
 } from "./components.ts";
 import { type El, h, on, replace } from "./dom.ts";
-import { elapsed, formatMillicores, jobIdOfTask, sortBy, taskStateName } from "./format.ts";
-import { formatBytes, formatDateTime, formatDuration } from "../../format.ts";
+import { elapsed, jobIdOfTask, sortBy, taskStateName } from "./format.ts";
+import { formatBytes, formatCpu, formatDateTime, formatDuration } from "../../format.ts";
 import { START_POSITION, takeNewLines } from "./logs.ts";
 import { LogView } from "./logview.ts";
 import type { Page, PageEnv } from "./page.ts";
@@ -136,7 +136,7 @@ function tasksPage(env: PageEnv<WorkerApi>): Page {
           metricCard("Health", badge(health.healthy ? "healthy" : "unhealthy")),
           metricCard("Uptime", formatDuration(health.uptimeMs)),
           metricCard("Running tasks", String(health.runningTasks)),
-          metricCard("Task CPU", formatMillicores(cpu), "between the last two samples"),
+          metricCard("Task CPU", formatCpu(cpu), "between the last two samples"),
           metricCard(
             "Task memory",
             formatBytes(mem),
@@ -205,7 +205,7 @@ function taskRow(t: WorkerTaskInfo, now: number): El {
     h(
       "td",
       { class: "num usage-cpu" },
-      ACTIVE.has(t.state) ? formatMillicores(t.cpuMillicores) : "—",
+      ACTIVE.has(t.state) ? formatCpu(t.cpuMillicores) : "—",
     ),
     h("td", { class: "num" }, t.memoryBytes ? formatBytes(t.memoryBytes) : "—"),
     h("td", { class: "num" }, t.peakMemoryBytes ? formatBytes(t.peakMemoryBytes) : "—"),
@@ -308,7 +308,7 @@ function taskPage(env: PageEnv<WorkerApi>, taskId: string): Page {
             "Resources",
             ACTIVE.has(t.state) ? taskUsageCell(usageSample(t), history) : null,
             infoList([
-              ["CPU", formatMillicores(t.cpuMillicores)],
+              ["CPU", formatCpu(t.cpuMillicores)],
               ["Memory", formatBytes(t.memoryBytes)],
               ["Peak memory", formatBytes(t.peakMemoryBytes)],
               [

@@ -1,7 +1,8 @@
 /**
- * The one seam for every shell-out of the platform layer: Command/CommandRunner, the real
- * DenoCommandRunner (the only caller of Deno.Command in src/platform) and runAll for bounded,
- * timed parallel work. Builds no gcloud/ssh argv itself (see gcloud.ts, ssh.ts).
+ * The one seam for every shell-out of the platform layer and the worker's helper commands:
+ * Command/CommandRunner, the real DenoCommandRunner (the only caller of Deno.Command among them)
+ * and runAll for bounded, timed parallel work. Builds no gcloud/ssh argv itself (see
+ * src/platform/gcloud.ts, ssh.ts).
  * @module
  */
 import { InvalidArgumentError } from "../errors.ts";
