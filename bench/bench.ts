@@ -8,7 +8,8 @@
  * Prints a table and writes bench/results/latest.json (with `ratios` and `fleet`), whose README
  * table `deno task bench:readme` regenerates (bench/report.ts). `--fleet N[,N]` runs only the
  * fleet benchmark (bench/fleet_bench.ts) and replaces those sizes in latest.json's `fleet`;
- * `--fleet-sizes` and `--tasks-jobs` size the full run.
+ * `--state [jobs]` runs only the controller memory and restart figures (#20: 10,000 jobs × 100
+ * replicas) and replaces those; `--fleet-sizes` and `--tasks-jobs` size the full run.
  *
  * The end-to-end figures (submit→running, 1000 trivial jobs) are taken twice: with the worker in
  * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
@@ -636,10 +637,11 @@ async function main() {
   if (fleetIdx >= 0) return await fleetOnly(fleetSizes(args[fleetIdx + 1]));
   const sizesIdx = args.indexOf("--fleet-sizes");
   const sizes = fleetSizes(sizesIdx >= 0 ? args[sizesIdx + 1] : "1000,10000,30000");
-  // Jobs of 100 replicas for the memory and restart figures; #20 sizes them at 10,000 (1 M tasks),
-  // which takes minutes on a busy 2-core machine: `--tasks-jobs 10000`.
+  const stateIdx = args.indexOf("--state");
+  if (stateIdx >= 0) return await stateOnly(Number(args[stateIdx + 1] ?? "") || TASKS_JOBS);
+  // Jobs of 100 replicas for the memory and restart figures: #20's 10,000 (1 M tasks).
   const jobsIdx = args.indexOf("--tasks-jobs");
-  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : 1000;
+  const memJobs = jobsIdx >= 0 ? Number(args[jobsIdx + 1]) : TASKS_JOBS;
   const started = performance.now();
   const host = await machine();
   log(`machine: ${JSON.stringify(host)}`);
@@ -972,8 +974,7 @@ async function main() {
       jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
       submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
       placementsVsG3: (sched.placements_per_s_10k ?? NaN) / 50_000,
-      memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
-      restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
+      ...stateRatios(mem, restart),
       ...fleetRatios(fleet),
       ...(peerResult && !peerResult.error
         ? {
@@ -1047,6 +1048,54 @@ function fleetTable(fleet: readonly FleetResult[]): string {
 }
 
 /** `--fleet N[,N]`: only the fleet benchmark; its sizes replace the same sizes in latest.json. */
+/** #20's size of the memory and restart figures: 10,000 jobs × 100 replicas (1 M tasks). */
+const TASKS_JOBS = 10_000;
+
+/** The memory and restart goals of #20 as ratios (≤ 1 meets the goal). */
+function stateRatios(mem: MemResult, restart: { ms: number; tasks: number }) {
+  return {
+    memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
+    restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
+  };
+}
+
+/**
+ * `--state [jobs]`: only the controller memory and restart figures (`jobs` × 100 tasks, default
+ * 10,000 × 100), merged into latest.json (`iris.memory`, `iris.restart` and their ratios).
+ */
+async function stateOnly(jobs: number): Promise<void> {
+  log(`controller memory: ${jobs} jobs × 100 replicas, no workers`);
+  const mem = await memoryBenchRemote(jobs, 100);
+  log(`controller restart: ${jobs} jobs × 100 tasks in the store`);
+  const restart = await restartBench(jobs);
+  const ratios = stateRatios(mem, restart);
+  console.log(
+    `memory: ${mem.tasks} tasks, ${(mem.rssDeltaBytes / mem.tasks).toFixed(0)} B/task RSS, ${
+      (mem.heapDeltaBytes / mem.tasks).toFixed(0)
+    } B/task heap, submitted in ${mem.submitS.toFixed(1)} s (${
+      ratios.memoryPerTaskVsGoal.toFixed(2)
+    }× goal); restart: ${restart.text} (${ratios.restartVsGoal.toFixed(2)}× goal)`,
+  );
+  const outFile = new URL("./results/latest.json", import.meta.url);
+  let json: Record<string, unknown> = {};
+  try {
+    json = JSON.parse(await Deno.readTextFile(outFile));
+  } catch { /* none yet */ }
+  const iris = (json.iris ?? {}) as Record<string, unknown>;
+  json = {
+    ...json,
+    iris: {
+      ...iris,
+      memory: mem,
+      restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
+    },
+    stateAt: new Date().toISOString(),
+    ratios: { ...(json.ratios as Record<string, number> ?? {}), ...ratios },
+  };
+  await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
+  console.log(`wrote memory and restart figures to ${outFile.pathname}`);
+}
+
 async function fleetOnly(sizes: number[]): Promise<void> {
   const fleet: FleetResult[] = [];
   for (const n of sizes) {

@@ -795,14 +795,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       if (!list) byJob.set(job.jobId, list = []);
       list.push({ task, attempt });
     }
-    for (const u of plan.unplaced) {
-      const pending = this.jobs.pending.get(u.jobId);
-      const job = this.jobs.jobs.get(u.jobId);
-      if (!pending || !job) continue;
-      for (const i of pending) {
-        this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), u.reason);
-      }
-    }
+    for (const u of plan.unplaced) this.jobs.setPendingReason(u.jobId, u.reason);
     for (const p of plan.preemptions ?? []) {
       const job = this.jobs.jobs.get(p.jobId);
       const task = job && this.jobs.tasks.get(job.taskIds[p.taskIndex]!);
@@ -867,7 +860,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       const job = this.jobs.jobs.get(jobId)!;
       if (!isGated(job)) continue;
       const reason = gateReason(this.#reservations.progress(job), this.workers.workers.size);
-      for (const i of pending) this.jobs.setPendingReason(this.jobs.task(job.taskIds[i]!), reason);
+      this.jobs.setPendingReason(jobId, reason);
     }
   }
 

@@ -72,7 +72,6 @@ export interface TaskRecord {
   readonly attemptBase: number;
   failureCount: number;
   preemptionCount: number;
-  pendingReason?: PendingReasonData;
   pendingSinceMs: number;
   ports: Record<string, number>;
   stderrTail: string[];
@@ -80,11 +79,12 @@ export interface TaskRecord {
 }
 
 /**
- * Task fields a change of which is not written on its own (see
- * {@linkcode JobTable.setPendingReason}): after a restart they may be older than they were in
- * memory. Every other field of a job, task or attempt is written whenever it changes.
+ * Task fields a change of which is not written on its own: after a restart they may be older
+ * than they were in memory. None: every field of a job, task or attempt is written whenever it
+ * changes (why a task is pending is kept per job and not persisted, see
+ * {@linkcode JobTable.setPendingReason}).
  */
-export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = ["pendingReason"];
+export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = [];
 
 /** A job and its bookkeeping. */
 export interface JobRecord {
@@ -152,8 +152,19 @@ export interface AttemptOutcome {
 export class JobTable {
   readonly jobs = new Map<string, JobRecord>();
   readonly tasks = new Map<string, TaskRecord>();
-  /** Pending task indices per job, in submission order (Map keeps insertion order). */
+  /**
+   * Pending task indices per job, in submission order (Map keeps insertion order). Changed only
+   * through #addPending/#deletePending, which keep {@linkcode pendingIndices} current.
+   */
   readonly pending = new Map<string, Set<number>>();
+  /**
+   * Each job's pending indices as an array, built when first asked for after a change: a
+   * scheduling pass takes a job's unchanged array as it is, so its snapshot costs one entry per
+   * job, not per pending task (a burst of submits of large jobs is not quadratic in tasks).
+   */
+  readonly #pendingArrays = new Map<string, readonly number[]>();
+  /** Why a job's pending tasks are not placed (the last scheduling pass's reason). */
+  readonly #pendingReasons = new Map<string, PendingReasonData>();
   readonly #byRequestId = new Map<string, string>();
   /** Called when a task leaves the active states (endpoint cleanup etc.). */
   onTaskInactive: (task: TaskRecord) => void = () => {};
@@ -211,13 +222,47 @@ export class JobTable {
   }
 
   /**
-   * Sets why a pending task is not placed. Not marked to be written: it is recomputed by every
-   * scheduling pass (and after a restart by the first), so writing each pass's reason would cost
-   * a row per pending task per pass. It is written along with the task's next change; see
-   * {@linkcode VOLATILE_TASK_FIELDS}.
+   * Sets why a job's pending tasks are not placed (the scheduler gives one reason per job). Kept
+   * per job and not written: every scheduling pass recomputes it (after a restart the first), so
+   * writing it would cost a write per pending job per pass.
    */
-  setPendingReason(task: TaskRecord, reason: PendingReasonData | undefined): void {
-    task.pendingReason = reason;
+  setPendingReason(jobId: string, reason: PendingReasonData | undefined): void {
+    if (reason) this.#pendingReasons.set(jobId, reason);
+    else this.#pendingReasons.delete(jobId);
+  }
+
+  /** Why a pending task is not placed (its job's reason); undefined when it is not pending. */
+  pendingReasonOf(task: TaskRecord): PendingReasonData | undefined {
+    return task.state === TaskState.PENDING ? this.#pendingReasons.get(task.jobId) : undefined;
+  }
+
+  /** Why a job's pending tasks are not placed; undefined when none is pending. */
+  jobPendingReason(job: JobRecord): PendingReasonData | undefined {
+    return job.counts[TaskState.PENDING] ? this.#pendingReasons.get(job.jobId) : undefined;
+  }
+
+  /**
+   * A job's pending task indices in the order they became pending (empty when none). The same
+   * array while they do not change: callers must not modify it.
+   */
+  pendingIndices(jobId: string): readonly number[] {
+    let array = this.#pendingArrays.get(jobId);
+    if (array === undefined) {
+      array = [...(this.pending.get(jobId) ?? [])];
+      this.#pendingArrays.set(jobId, array);
+    }
+    return array;
+  }
+
+  #addPending(jobId: string, index: number): void {
+    const pending = this.pending.get(jobId);
+    if (!pending || pending.has(index)) return;
+    pending.add(index);
+    this.#pendingArrays.delete(jobId);
+  }
+
+  #deletePending(jobId: string, index: number): void {
+    if (this.pending.get(jobId)?.delete(index)) this.#pendingArrays.delete(jobId);
   }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
@@ -305,6 +350,7 @@ export class JobTable {
     }
     this.jobs.set(jobId, job);
     this.pending.set(jobId, pending);
+    this.#pendingArrays.delete(jobId);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     this.#indexRequestIds(job);
     this.dirty.add(jobId);
@@ -353,6 +399,8 @@ export class JobTable {
     this.jobs.clear();
     this.tasks.clear();
     this.pending.clear();
+    this.#pendingArrays.clear();
+    this.#pendingReasons.clear();
     this.#byRequestId.clear();
     this.dirty.clear();
   }
@@ -374,6 +422,7 @@ export class JobTable {
       }
       this.jobs.set(job.jobId, job);
       this.pending.set(job.jobId, pending);
+      this.#pendingArrays.delete(job.jobId);
       this.#indexRequestIds(job);
     }
     for (const job of this.jobs.values()) {
@@ -417,9 +466,8 @@ export class JobTable {
       peakMemoryBytes: 0,
     };
     task.attempts.push(attempt);
-    task.pendingReason = undefined;
     this.dirtyTasks.add(task.taskId);
-    this.pending.get(task.jobId)?.delete(task.index);
+    this.#deletePending(task.jobId, task.index);
     this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
     return attempt;
   }
@@ -608,9 +656,9 @@ export class JobTable {
     task.state = state;
     if (state === TaskState.PENDING) {
       task.pendingSinceMs = nowMs;
-      this.pending.get(task.jobId)?.add(task.index);
+      this.#addPending(task.jobId, task.index);
     } else if (prev === TaskState.PENDING) {
-      this.pending.get(task.jobId)?.delete(task.index);
+      this.#deletePending(task.jobId, task.index);
     }
     if (isTaskActive(prev) && !isTaskActive(state)) this.onTaskInactive(task);
     this.#updateJob(job, nowMs, fx);
@@ -629,6 +677,8 @@ export class JobTable {
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
     this.pending.get(job.jobId)?.clear();
+    this.#pendingArrays.delete(job.jobId);
+    this.#pendingReasons.delete(job.jobId);
     fx.finishedJobs.push(job.jobId);
     if (next === JobState.FAILED) {
       const failed = job.taskIds.map((id) => this.tasks.get(id)!).find((t) =>
@@ -670,6 +720,8 @@ export class JobTable {
       this.dirtyTasks.delete(tid);
     }
     this.pending.delete(jobId);
+    this.#pendingArrays.delete(jobId);
+    this.#pendingReasons.delete(jobId);
     this.jobs.delete(jobId);
     this.#unindexRequestIds(job);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.delete(jobId);
