@@ -61,13 +61,18 @@ export interface AttemptRecord {
   peakMemoryBytes: number;
 }
 
-/** A task: one replica of a job. */
+/**
+ * A task: one replica of a job. A million of them must fit in 1.5 GB (#20): what they share
+ * (the spec, the job's fields) lives in the job, and a task that never ran or failed holds the
+ * shared empty values below rather than empty objects of its own.
+ */
 export interface TaskRecord {
   readonly taskId: string;
   readonly jobId: string;
   readonly index: number;
   state: TaskState;
-  readonly attempts: AttemptRecord[];
+  /** Replaced (not pushed into) while it is {@linkcode NO_ATTEMPTS}. */
+  attempts: AttemptRecord[];
   /** Attempt numbers start here (continues after a recreated job's attempts). */
   readonly attemptBase: number;
   failureCount: number;
@@ -76,6 +81,48 @@ export interface TaskRecord {
   ports: Record<string, number>;
   stderrTail: string[];
   error: string;
+}
+
+/** The attempts of a task that has none yet, shared by every such task (frozen). */
+export const NO_ATTEMPTS: AttemptRecord[] = Object.freeze([]) as unknown as AttemptRecord[];
+/** The ports of a task that has none, shared (frozen; a task's ports are replaced whole). */
+export const NO_PORTS: Record<string, number> = Object.freeze({});
+/** The stderr tail of a task that has none, shared (frozen; replaced whole). */
+export const NO_STDERR: string[] = Object.freeze([]) as unknown as string[];
+
+/**
+ * A task as first submitted (or loaded), in one shape for every task (the same hidden class
+ * keeps the code that reads tasks fast).
+ */
+export function newTask(
+  jobId: string,
+  index: number,
+  fields: {
+    state: TaskState;
+    attempts: AttemptRecord[];
+    attemptBase: number;
+    failureCount: number;
+    preemptionCount: number;
+    pendingSinceMs: number;
+    ports: Record<string, number>;
+    stderrTail: string[];
+    error: string;
+  },
+): TaskRecord {
+  return {
+    taskId: `${jobId}/${index}`,
+    jobId,
+    index,
+    state: fields.state,
+    attempts: fields.attempts.length ? fields.attempts : NO_ATTEMPTS,
+    attemptBase: fields.attemptBase,
+    failureCount: fields.failureCount,
+    preemptionCount: fields.preemptionCount,
+    pendingSinceMs: fields.pendingSinceMs,
+    ports: Object.keys(fields.ports).length ? fields.ports : NO_PORTS,
+    stderrTail: fields.stderrTail.length ? fields.stderrTail : NO_STDERR,
+    error: fields.error,
+  };
 }
 
 /**
@@ -210,7 +257,7 @@ export class JobTable {
     const old = task.ports;
     const keys = Object.keys(ports);
     if (keys.length === Object.keys(old).length && keys.every((k) => old[k] === ports[k])) return;
-    task.ports = { ...ports };
+    task.ports = keys.length ? { ...ports } : NO_PORTS;
     this.dirtyTasks.add(task.taskId);
   }
 
@@ -329,24 +376,22 @@ export class JobTable {
       ...(replacedRequestIds?.length ? { replacedRequestIds } : {}),
     };
     const pending = new Set<number>();
+    const initial = {
+      state: TaskState.PENDING,
+      attempts: NO_ATTEMPTS,
+      attemptBase,
+      failureCount: 0,
+      preemptionCount: 0,
+      pendingSinceMs: nowMs,
+      ports: NO_PORTS,
+      stderrTail: NO_STDERR,
+      error: "",
+    };
     for (let i = 0; i < replicas; i++) {
-      const taskId = `${jobId}/${i}`;
-      job.taskIds.push(taskId);
+      const task = newTask(jobId, i, initial);
+      job.taskIds.push(task.taskId);
       pending.add(i);
-      this.tasks.set(taskId, {
-        taskId,
-        jobId,
-        index: i,
-        state: TaskState.PENDING,
-        attempts: [],
-        attemptBase,
-        failureCount: 0,
-        preemptionCount: 0,
-        pendingSinceMs: nowMs,
-        ports: {},
-        stderrTail: [],
-        error: "",
-      });
+      this.tasks.set(task.taskId, task);
     }
     this.jobs.set(jobId, job);
     this.pending.set(jobId, pending);
@@ -465,7 +510,8 @@ export class JobTable {
       isWorkerFailure: false,
       peakMemoryBytes: 0,
     };
-    task.attempts.push(attempt);
+    if (task.attempts === NO_ATTEMPTS) task.attempts = [attempt];
+    else task.attempts.push(attempt);
     this.dirtyTasks.add(task.taskId);
     this.#deletePending(task.jobId, task.index);
     this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
