@@ -195,10 +195,85 @@ export interface AttemptOutcome {
   readonly stderrTail?: readonly string[];
 }
 
+/**
+ * Tasks by id, read like a Map. Held as one array per job, by index, instead of one Map entry
+ * per task: a million entries of a string-keyed Map cost tens of bytes each and seconds to build
+ * at a restart (#20); an id is resolved through its job (`<job id>/<index>`).
+ */
+export class TaskIndex {
+  readonly #byJob = new Map<string, { tasks: (TaskRecord | undefined)[]; count: number }>();
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(taskId: string): TaskRecord | undefined {
+    const slash = taskId.lastIndexOf("/");
+    const entry = slash < 0 ? undefined : this.#byJob.get(taskId.slice(0, slash));
+    if (!entry) return undefined;
+    const task = entry.tasks[Number(taskId.slice(slash + 1))];
+    // "/u/j/01" names no task, though Number("01") is 1.
+    return task !== undefined && task.taskId === taskId ? task : undefined;
+  }
+
+  has(taskId: string): boolean {
+    return this.get(taskId) !== undefined;
+  }
+
+  /** Adds or replaces a task (`taskId` is `task.taskId`). */
+  set(taskId: string, task: TaskRecord): this {
+    if (taskId !== task.taskId) throw new Error(`task ${task.taskId} filed as ${taskId}`);
+    let entry = this.#byJob.get(task.jobId);
+    if (!entry) this.#byJob.set(task.jobId, entry = { tasks: [], count: 0 });
+    if (entry.tasks[task.index] === undefined) {
+      entry.count++;
+      this.#size++;
+    }
+    // Filled in index order, so the array stays dense (holes would slow every read).
+    while (entry.tasks.length < task.index) entry.tasks.push(undefined);
+    entry.tasks[task.index] = task;
+    return this;
+  }
+
+  delete(taskId: string): boolean {
+    const task = this.get(taskId);
+    if (!task) return false;
+    const entry = this.#byJob.get(task.jobId)!;
+    entry.tasks[task.index] = undefined;
+    this.#size--;
+    if (--entry.count === 0) this.#byJob.delete(task.jobId);
+    return true;
+  }
+
+  clear(): void {
+    this.#byJob.clear();
+    this.#size = 0;
+  }
+
+  *values(): Generator<TaskRecord> {
+    for (const { tasks } of this.#byJob.values()) {
+      for (const task of tasks) if (task !== undefined) yield task;
+    }
+  }
+
+  *keys(): Generator<string> {
+    for (const task of this.values()) yield task.taskId;
+  }
+
+  *entries(): Generator<[string, TaskRecord]> {
+    for (const task of this.values()) yield [task.taskId, task];
+  }
+
+  [Symbol.iterator](): Generator<[string, TaskRecord]> {
+    return this.entries();
+  }
+}
+
 /** Jobs, tasks and attempts. */
 export class JobTable {
   readonly jobs = new Map<string, JobRecord>();
-  readonly tasks = new Map<string, TaskRecord>();
+  readonly tasks = new TaskIndex();
   /**
    * Pending task indices per job, in submission order (Map keeps insertion order). Changed only
    * through #addPending/#deletePending, which keep {@linkcode pendingIndices} current.
