@@ -20,7 +20,7 @@
 import { startController } from "../src/controller/server.ts";
 import { startWorker } from "../src/worker/mod.ts";
 import { IrisClient } from "../src/client/client.ts";
-import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
+import { JobState, TaskState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { runSchedulerBench } from "./scheduler_bench.ts";
 import { loadBenchMain } from "./load_bench.ts";
 import { stalledBench } from "./stalled_bench.ts";
@@ -490,10 +490,19 @@ async function memoryBench(
   }
 }
 
-/** G5: time from starting a controller over a store of `jobs × 100` tasks until it answers RPCs. */
-async function restartBench(
-  jobs: number,
-): Promise<{ ms: number; tasks: number; storeMiB: number; text: string }> {
+interface RestartResult {
+  ms: number;
+  tasks: number;
+  storeMiB: number;
+  text: string;
+}
+
+/**
+ * G5: time from starting a controller over a store of `jobs × 100` tasks until it answers RPCs.
+ * The tasks are pending as submitted, or (`ran`) every one ran once and succeeded: the store then
+ * holds a row per task with its attempt, not only the job rows.
+ */
+async function restartBench(jobs: number, ran = false): Promise<RestartResult> {
   const dir = await Deno.makeTempDir({ prefix: "iris-bench-restart-" });
   try {
     const store = StateStore.open(dir, { synchronous: "NORMAL" });
@@ -506,7 +515,12 @@ async function restartBench(
         entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
         resources: { cpuMillicores: 10, memoryBytes: 2 ** 24 },
       });
-      table.submit(spec, `req-${j}`, Date.now(), noEffects());
+      const { jobId } = table.submit(spec, `req-${j}`, Date.now(), noEffects());
+      for (const id of ran ? table.job(jobId).taskIds : []) {
+        const attempt = table.assign(id, "w1", Date.now());
+        const outcome = { state: TaskState.SUCCEEDED, finishedAtMs: Date.now() };
+        table.attemptEnded(table.task(id), attempt, outcome, noEffects());
+      }
       if (j % 1000 === 999) store.flush(table);
     }
     store.flush(table);
@@ -692,8 +706,7 @@ async function main() {
 
   log(`controller memory: ${memJobs} jobs × 100 replicas, no workers`);
   const mem = await memoryBenchRemote(memJobs, 100);
-  log(`controller restart: ${memJobs} jobs × 100 tasks in the store`);
-  const restart = await restartBench(memJobs);
+  const { restart, restartRan } = await restartFigures(memJobs);
 
   log("hostile clients: GetControllerStatus with 0, then 1000 stalled 60 MB bodies (#16)");
   const calm = await stalledBench(0);
@@ -839,13 +852,13 @@ async function main() {
       `submitted in ${mem.submitS.toFixed(1)} s`,
       "",
     ],
-    [
-      `G5 controller restart, ${restart.tasks.toLocaleString("en-US")} tasks`,
-      restart.text,
+    ...([[restart, "pending"], [restartRan, "that ran once"]] as const).map(([r, what]) => [
+      `G5 controller restart, ${r.tasks.toLocaleString("en-US")} tasks ${what}`,
+      r.text,
       "",
-      `${x(restart.ms, 3000 * restart.tasks / 1e6)} goal`,
+      `${x(r.ms, 3000 * r.tasks / 1e6)} goal`,
       "1 M tasks ≤ 3 s",
-    ],
+    ]),
     ...[stalled, stalledDeno, stalledNode, stalledOne].map((r) => [
       `GetControllerStatus under ${r.connections} stalled 60 MB bodies from ${r.addresses} address${
         r.addresses === 1 ? "" : "es"
@@ -954,8 +967,7 @@ async function main() {
         },
       },
       scheduler: sched,
-      memory: mem,
-      restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
+      ...stateJson(mem, restart, restartRan),
       stalledConnections: {
         without: calm,
         default: stalled,
@@ -974,7 +986,7 @@ async function main() {
       jobsPerSVsSpawnCeilingWorkerProcess: own.tput.jobsPerS / spawnCeiling,
       submitToRunningP50VsSpawnWorkerProcess: ownSubmitToRunning.p50 / spawn.p50,
       placementsVsG3: (sched.placements_per_s_10k ?? NaN) / 50_000,
-      ...stateRatios(mem, restart),
+      ...stateRatios(mem, restart, restartRan),
       ...fleetRatios(fleet),
       ...(peerResult && !peerResult.error
         ? {
@@ -1051,12 +1063,33 @@ function fleetTable(fleet: readonly FleetResult[]): string {
 /** #20's size of the memory and restart figures: 10,000 jobs × 100 replicas (1 M tasks). */
 const TASKS_JOBS = 10_000;
 
-/** The memory and restart goals of #20 as ratios (≤ 1 meets the goal). */
-function stateRatios(mem: MemResult, restart: { ms: number; tasks: number }) {
+/** Restart over `jobs × 100` pending tasks, then over as many that ran once. */
+async function restartFigures(
+  jobs: number,
+): Promise<{ restart: RestartResult; restartRan: RestartResult }> {
+  log(`controller restart: ${jobs} jobs × 100 pending tasks in the store`);
+  const restart = await restartBench(jobs);
+  log(`controller restart: ${jobs} jobs × 100 tasks that ran once in the store`);
+  const restartRan = await restartBench(jobs, true);
+  return { restart, restartRan };
+}
+
+/**
+ * The memory and restart goals of #20 as ratios (≤ 1 meets the goal); the restart ratio is the
+ * slower of the two stores'.
+ */
+function stateRatios(mem: MemResult, restart: RestartResult, restartRan: RestartResult) {
+  const vsGoal = (r: RestartResult) => r.ms / (3000 * r.tasks / 1e6);
   return {
     memoryPerTaskVsGoal: mem.rssDeltaBytes / mem.tasks / 1536,
-    restartVsGoal: restart.ms / (3000 * restart.tasks / 1e6),
+    restartVsGoal: Math.max(vsGoal(restart), vsGoal(restartRan)),
   };
+}
+
+/** The memory and restart figures as latest.json's `iris` holds them. */
+function stateJson(mem: MemResult, restart: RestartResult, restartRan: RestartResult) {
+  const figures = (r: RestartResult) => ({ ms: r.ms, tasks: r.tasks, storeMiB: r.storeMiB });
+  return { memory: mem, restart: figures(restart), restartRan: figures(restartRan) };
 }
 
 /**
@@ -1066,15 +1099,16 @@ function stateRatios(mem: MemResult, restart: { ms: number; tasks: number }) {
 async function stateOnly(jobs: number): Promise<void> {
   log(`controller memory: ${jobs} jobs × 100 replicas, no workers`);
   const mem = await memoryBenchRemote(jobs, 100);
-  log(`controller restart: ${jobs} jobs × 100 tasks in the store`);
-  const restart = await restartBench(jobs);
-  const ratios = stateRatios(mem, restart);
+  const { restart, restartRan } = await restartFigures(jobs);
+  const ratios = stateRatios(mem, restart, restartRan);
   console.log(
     `memory: ${mem.tasks} tasks, ${(mem.rssDeltaBytes / mem.tasks).toFixed(0)} B/task RSS, ${
       (mem.heapDeltaBytes / mem.tasks).toFixed(0)
     } B/task heap, submitted in ${mem.submitS.toFixed(1)} s (${
       ratios.memoryPerTaskVsGoal.toFixed(2)
-    }× goal); restart: ${restart.text} (${ratios.restartVsGoal.toFixed(2)}× goal)`,
+    }× goal); restart: pending ${restart.text}, ran once ${restartRan.text} (slower: ${
+      ratios.restartVsGoal.toFixed(2)
+    }× goal)`,
   );
   const outFile = new URL("./results/latest.json", import.meta.url);
   let json: Record<string, unknown> = {};
@@ -1084,11 +1118,7 @@ async function stateOnly(jobs: number): Promise<void> {
   const iris = (json.iris ?? {}) as Record<string, unknown>;
   json = {
     ...json,
-    iris: {
-      ...iris,
-      memory: mem,
-      restart: { ms: restart.ms, tasks: restart.tasks, storeMiB: restart.storeMiB },
-    },
+    iris: { ...iris, ...stateJson(mem, restart, restartRan) },
     stateAt: new Date().toISOString(),
     ratios: { ...(json.ratios as Record<string, number> ?? {}), ...ratios },
   };

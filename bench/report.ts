@@ -29,6 +29,8 @@ export interface BenchJson {
     scheduler?: Record<string, number>;
     memory?: { rssDeltaBytes: number; tasks: number };
     restart?: { ms: number; tasks: number; cpuMs?: number };
+    /** The same over tasks that each ran once (a row per task; absent in older files). */
+    restartRan?: { ms: number; tasks: number };
     /** bench/stalled_bench.ts StalledResult, for the default HTTP server. */
     stalledConnections?: {
       default?: {
@@ -165,10 +167,13 @@ export function renderReadmeSection(j: BenchJson): string {
     `${times(r.memoryPerTaskVsGoal)} goal`,
     "≤ 1.5 KiB/task",
   ]);
+  const ran = iris.restartRan;
   rows.push([
-    `restart, ${num(iris.restart?.tasks)} tasks`,
-    time(iris.restart?.ms),
-    `${times(r.restartVsGoal)} goal (3 s per 1 M tasks, scaled)`,
+    `restart, ${num(iris.restart?.tasks)} ${ran ? "pending " : ""}tasks${
+      ran ? `; ${num(ran.tasks)} that ran once` : ""
+    }`,
+    ran ? `${time(iris.restart?.ms)}; ${time(ran.ms)}` : time(iris.restart?.ms),
+    `${times(r.restartVsGoal)} goal (3 s per 1 M tasks, scaled${ran ? "; the slower" : ""})`,
     "1 M tasks ≤ 3 s",
   ]);
   for (const f of j.fleet ?? []) {
