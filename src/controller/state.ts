@@ -195,13 +195,21 @@ export interface AttemptOutcome {
   readonly stderrTail?: readonly string[];
 }
 
+/** One job's tasks by index, and how many are present. */
+interface TaskList {
+  readonly tasks: (TaskRecord | undefined)[];
+  count: number;
+}
+
 /**
  * Tasks by id, read like a Map. Held as one array per job, by index, instead of one Map entry
  * per task: a million entries of a string-keyed Map cost tens of bytes each and seconds to build
  * at a restart (#20); an id is resolved through its job (`<job id>/<index>`).
  */
 export class TaskIndex {
-  readonly #byJob = new Map<string, { tasks: (TaskRecord | undefined)[]; count: number }>();
+  readonly #byJob = new Map<string, TaskList>();
+  /** The job of the last read (see get). */
+  #last: { readonly jobId: string; readonly entry: TaskList } | undefined;
   #size = 0;
 
   get size(): number {
@@ -210,10 +218,26 @@ export class TaskIndex {
 
   get(taskId: string): TaskRecord | undefined {
     const slash = taskId.lastIndexOf("/");
-    const entry = slash < 0 ? undefined : this.#byJob.get(taskId.slice(0, slash));
-    if (!entry) return undefined;
-    const task = entry.tasks[Number(taskId.slice(slash + 1))];
-    // "/u/j/01" names no task, though Number("01") is 1.
+    if (slash < 0) return undefined;
+    // Reads come in runs of one job's tasks (a heartbeat's updates, a job's placements): the
+    // last job found is tried first, without cutting (and hashing) the id's job part.
+    let last = this.#last;
+    if (
+      last === undefined || last.jobId.length !== slash || !taskId.startsWith(last.jobId)
+    ) {
+      const jobId = taskId.slice(0, slash);
+      const entry = this.#byJob.get(jobId);
+      if (!entry) return undefined;
+      this.#last = last = { jobId, entry };
+    }
+    let index = 0;
+    for (let i = slash + 1; i < taskId.length; i++) {
+      const digit = taskId.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) return undefined;
+      index = index * 10 + digit;
+    }
+    const task = last.entry.tasks[index];
+    // "/u/j/01" names no task, though it reads as 1.
     return task !== undefined && task.taskId === taskId ? task : undefined;
   }
 
@@ -242,12 +266,16 @@ export class TaskIndex {
     const entry = this.#byJob.get(task.jobId)!;
     entry.tasks[task.index] = undefined;
     this.#size--;
-    if (--entry.count === 0) this.#byJob.delete(task.jobId);
+    if (--entry.count === 0) {
+      this.#byJob.delete(task.jobId);
+      if (this.#last?.entry === entry) this.#last = undefined;
+    }
     return true;
   }
 
   clear(): void {
     this.#byJob.clear();
+    this.#last = undefined;
     this.#size = 0;
   }
 
