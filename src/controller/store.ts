@@ -324,14 +324,14 @@ export class StateStore {
         corrupt.push({ table: "jobs", id: jobId, error: describeError(err), jobId });
       }
     }
-    // One row per job: its task rows as one JSON array of index and row pairs, by index
-    // (node:sqlite's cost is per row, so this loads a job of many tasks several times faster
-    // than a row per task). Tasks still as submitted have no row (v5).
+    // One row per job: its task rows as one JSON array of index and row pairs (node:sqlite's
+    // cost is per row, so this loads a job of many tasks several times faster than a row per
+    // task; each row carries its index, so they need no sorting). Tasks still as submitted have
+    // no row (v5).
     const grouped = rowArrays<[string, number, string]>(
       this.#db.prepare(
-        "SELECT job_id, min(task_index), '[' || " +
-          "group_concat(task_index || ',' || row, ',' ORDER BY task_index) || ']' " +
-          "FROM tasks GROUP BY job_id",
+        "SELECT job_id, min(task_index), '[' || group_concat(task_index || ',' || row, ',') || " +
+          "']' FROM tasks GROUP BY job_id",
       ),
     );
     const rowsOf = new Map<string, (TaskRecord | undefined)[]>();
@@ -826,23 +826,25 @@ function taskFromRowV4(jobId: string, index: number, row: TaskRowV4): TaskRecord
 }
 
 /**
- * A task's row (v5): its fields as a JSON array by position, attempts as arrays too, so a
- * million rows are a fifth of the bytes of objects with their keys to read and parse at a
- * restart (#20): `[state, attemptBase, failureCount, preemptionCount, pendingSinceMs, error,
- * ports, stderrTail, [[attemptId, workerId, state, exitCode, signal, error, assignedAtMs,
- * startedAtMs, finishedAtMs, isWorkerFailure (0/1), peakMemoryBytes], …]]`.
+ * A task's row (v5): one flat JSON array by position, so a million rows are a fifth of the bytes
+ * of objects with their keys to read and parse at a restart, and parse into one array each (#20):
+ * `[state, attemptBase, failureCount, preemptionCount, pendingSinceMs, error, ports (0: none),
+ * stderrTail (0: none)]`, then for each attempt its `ATTEMPT_FIELDS` values (isWorkerFailure as
+ * 0/1).
  */
 function encodeTaskRow(t: TaskRecord): string {
-  return JSON.stringify([
+  const row: unknown[] = [
     t.state,
     t.attemptBase,
     t.failureCount,
     t.preemptionCount,
     t.pendingSinceMs,
     t.error,
-    t.ports,
-    t.stderrTail,
-    t.attempts.map((a) => [
+    Object.keys(t.ports).length ? t.ports : 0,
+    t.stderrTail.length ? t.stderrTail : 0,
+  ];
+  for (const a of t.attempts) {
+    row.push(
       a.attemptId,
       a.workerId,
       a.state,
@@ -854,47 +856,51 @@ function encodeTaskRow(t: TaskRecord): string {
       a.finishedAtMs,
       a.isWorkerFailure ? 1 : 0,
       a.peakMemoryBytes,
-    ]),
-  ]);
+    );
+  }
+  return JSON.stringify(row);
 }
+
+/** Values per attempt in a task row ({@linkcode encodeTaskRow}), after the task's own 8. */
+const ATTEMPT_FIELDS = 11;
+const TASK_FIELDS = 8;
 
 /** A task from its v5 row ({@linkcode encodeTaskRow}); undefined when it is not one. */
 function decodeTaskRow(jobId: string, index: number, row: unknown): TaskRecord | undefined {
-  if (!Array.isArray(row) || row.length !== 9 || typeof row[0] !== "number") return undefined;
-  const [state, attemptBase, failureCount, preemptionCount, pendingSinceMs, error, ports, tail] =
-    row as [number, number, number, number, number, string, Record<string, number>, string[]];
-  const encoded = row[8] as unknown[];
   if (
-    !Array.isArray(encoded) || typeof ports !== "object" || ports === null ||
-    !Array.isArray(tail) || typeof error !== "string"
+    !Array.isArray(row) || row.length < TASK_FIELDS ||
+    (row.length - TASK_FIELDS) % ATTEMPT_FIELDS !== 0 || typeof row[0] !== "number" ||
+    typeof row[5] !== "string"
   ) return undefined;
+  const ports = row[6] === 0 ? NO_PORTS : row[6];
+  const tail = row[7] === 0 ? NO_STDERR : row[7];
+  if (typeof ports !== "object" || ports === null || !Array.isArray(tail)) return undefined;
   const attempts: AttemptRecord[] = [];
-  for (const a of encoded) {
-    if (!Array.isArray(a) || a.length !== 11) return undefined;
+  for (let k = TASK_FIELDS; k < row.length; k += ATTEMPT_FIELDS) {
     attempts.push({
-      attemptId: a[0],
-      workerId: a[1],
-      state: a[2],
-      exitCode: a[3],
-      signal: a[4],
-      error: a[5],
-      assignedAtMs: a[6],
-      startedAtMs: a[7],
-      finishedAtMs: a[8],
-      isWorkerFailure: a[9] === 1,
-      peakMemoryBytes: a[10],
+      attemptId: row[k],
+      workerId: row[k + 1],
+      state: row[k + 2],
+      exitCode: row[k + 3],
+      signal: row[k + 4],
+      error: row[k + 5],
+      assignedAtMs: row[k + 6],
+      startedAtMs: row[k + 7],
+      finishedAtMs: row[k + 8],
+      isWorkerFailure: row[k + 9] === 1,
+      peakMemoryBytes: row[k + 10],
     });
   }
   return newTask(jobId, index, {
-    state,
+    state: row[0],
     attempts,
-    attemptBase,
-    failureCount,
-    preemptionCount,
-    pendingSinceMs,
+    attemptBase: row[1],
+    failureCount: row[2],
+    preemptionCount: row[3],
+    pendingSinceMs: row[4],
     ports,
     stderrTail: tail,
-    error,
+    error: row[5],
   });
 }
 
