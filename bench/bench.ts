@@ -1124,6 +1124,7 @@ function stateJson(mem: MemResult, restart: RestartResult, restartRan: RestartRe
  * 10,000 × 100), merged into latest.json (`iris.memory`, `iris.restart` and their ratios).
  */
 async function stateOnly(jobs: number): Promise<void> {
+  const loadAverage = Deno.loadavg()[0] ?? NaN;
   log(`controller memory: ${jobs} jobs × 100 replicas, no workers`);
   const mem = await memoryBenchRemote(jobs, 100);
   const { restart, restartRan } = await restartFigures(jobs);
@@ -1147,6 +1148,7 @@ async function stateOnly(jobs: number): Promise<void> {
     ...json,
     iris: { ...iris, ...stateJson(mem, restart, restartRan) },
     stateAt: new Date().toISOString(),
+    stateLoadAverage: loadAverage,
     ratios: { ...(json.ratios as Record<string, number> ?? {}), ...ratios },
   };
   await Deno.writeTextFile(outFile, JSON.stringify(json, null, 2) + "\n");
