@@ -222,8 +222,9 @@ export function renderReadmeSection(j: BenchJson): string {
     "",
     `Run of ${j.at?.slice(0, 10) ?? "?"} (${m.nproc ?? "?"} cores, ${
       m.memoryGiB ?? "?"
-    } GiB, Deno ${m.deno ?? "?"}${load}${stateRun(j)}):`,
+    } GiB, Deno ${m.deno ?? "?"}${load}):`,
     "",
+    ...stateRun(j),
     table(rows),
     "",
     END,
@@ -231,12 +232,12 @@ export function renderReadmeSection(j: BenchJson): string {
 }
 
 /** Where `--state` replaced the memory and restart figures: when, and under what load. */
-function stateRun(j: BenchJson): string {
-  if (!j.stateAt) return "";
+function stateRun(j: BenchJson): string[] {
+  if (!j.stateAt) return [];
   const load = j.stateLoadAverage !== undefined && Number.isFinite(j.stateLoadAverage)
     ? `, load average ${num(j.stateLoadAverage, 1)}`
     : "";
-  return `; memory and restart of ${j.stateAt.slice(0, 10)} (\`--state\`${load})`;
+  return [`Memory and restart: \`--state\` run of ${j.stateAt.slice(0, 10)}${load}.`, ""];
 }
 
 /** `readme` with its generated section replaced by the one for `j`. */
