@@ -108,9 +108,11 @@ export function newTask(
     stderrTail: string[];
     error: string;
   },
+  /** `<job id>/`, made once for all of a job's tasks (each id is then one string, not two). */
+  idPrefix = `${jobId}/`,
 ): TaskRecord {
   return {
-    taskId: `${jobId}/${index}`,
+    taskId: idPrefix + index,
     jobId,
     index,
     state: fields.state,
@@ -490,8 +492,9 @@ export class JobTable {
       stderrTail: NO_STDERR,
       error: "",
     };
+    const idPrefix = `${jobId}/`;
     for (let i = 0; i < replicas; i++) {
-      const task = newTask(jobId, i, initial);
+      const task = newTask(jobId, i, initial, idPrefix);
       job.taskIds.push(task.taskId);
       pending.add(i);
       this.tasks.set(task.taskId, task);

@@ -361,8 +361,9 @@ export class StateStore {
       const replicas = job.spec.replicas || 1;
       const rows = rowsOf.get(jobId);
       const initial = initialTaskFields(job);
+      const idPrefix = `${jobId}/`;
       for (let i = 0; i < replicas; i++) {
-        const task = rows?.[i] ?? newTask(jobId, i, initial);
+        const task = rows?.[i] ?? newTask(jobId, i, initial, idPrefix);
         entry.tasks.push(task);
         job.taskIds.push(task.taskId);
       }
@@ -866,7 +867,12 @@ const ATTEMPT_FIELDS = 11;
 const TASK_FIELDS = 8;
 
 /** A task from its v5 row ({@linkcode encodeTaskRow}); undefined when it is not one. */
-function decodeTaskRow(jobId: string, index: number, row: unknown): TaskRecord | undefined {
+function decodeTaskRow(
+  jobId: string,
+  index: number,
+  row: unknown,
+  idPrefix = `${jobId}/`,
+): TaskRecord | undefined {
   if (
     !Array.isArray(row) || row.length < TASK_FIELDS ||
     (row.length - TASK_FIELDS) % ATTEMPT_FIELDS !== 0 || typeof row[0] !== "number" ||
@@ -901,7 +907,7 @@ function decodeTaskRow(jobId: string, index: number, row: unknown): TaskRecord |
     ports,
     stderrTail: tail,
     error: row[5],
-  });
+  }, idPrefix);
 }
 
 function parseTaskRow(jobId: string, index: number, text: string): TaskRecord {
@@ -927,10 +933,11 @@ function parseTaskRows(
   }
   if (!Array.isArray(flat) || flat.length % 2 !== 0) return undefined;
   const tasks: (TaskRecord | undefined)[] = new Array(replicas);
+  const idPrefix = `${jobId}/`;
   for (let k = 0; k < flat.length; k += 2) {
     const index = flat[k] as number;
     if (!Number.isInteger(index) || index < 0 || index >= replicas) return undefined;
-    const task = decodeTaskRow(jobId, index, flat[k + 1]);
+    const task = decodeTaskRow(jobId, index, flat[k + 1], idPrefix);
     if (!task) return undefined;
     tasks[index] = task;
   }
