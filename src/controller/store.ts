@@ -881,9 +881,11 @@ function decodeTaskRow(
   const ports = row[6] === 0 ? NO_PORTS : row[6];
   const tail = row[7] === 0 ? NO_STDERR : row[7];
   if (typeof ports !== "object" || ports === null || !Array.isArray(tail)) return undefined;
-  const attempts: AttemptRecord[] = [];
-  for (let k = TASK_FIELDS; k < row.length; k += ATTEMPT_FIELDS) {
-    attempts.push({
+  // Sized up front: an array grown by push keeps room for 17 (a million tasks of one attempt
+  // would hold 16 empty slots each).
+  const attempts: AttemptRecord[] = new Array((row.length - TASK_FIELDS) / ATTEMPT_FIELDS);
+  for (let k = TASK_FIELDS, n = 0; k < row.length; k += ATTEMPT_FIELDS, n++) {
+    attempts[n] = {
       attemptId: row[k],
       workerId: row[k + 1],
       state: row[k + 2],
@@ -895,7 +897,7 @@ function decodeTaskRow(
       finishedAtMs: row[k + 8],
       isWorkerFailure: row[k + 9] === 1,
       peakMemoryBytes: row[k + 10],
-    });
+    };
   }
   return newTask(jobId, index, {
     state: row[0],
