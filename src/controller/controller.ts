@@ -45,6 +45,7 @@ import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
 import { heartbeatIntervalFor } from "./heartbeat_rate.ts";
+import { SchedulePacer } from "./schedule_pacing.ts";
 
 /** Options for {@linkcode Controller}. */
 export interface ControllerOptions {
@@ -124,6 +125,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
   readonly #opts: ControllerOptions;
   readonly #abort = new AbortController();
   #scheduleQueued = false;
+  readonly #pacer: SchedulePacer;
   #monitor?: Promise<void>;
   /** Calls to workers: RunTask, KillTask, and their clients. */
   readonly #dispatcher: Dispatcher;
@@ -150,6 +152,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     this.#opts = options;
     this.accounts = options.accounts ?? new Accounts(options.userBudgets ?? []);
     this.clock = options.clock ?? systemClock;
+    this.#pacer = new SchedulePacer(this.clock);
     this.heartbeatInterval = options.heartbeatInterval ?? seconds(1);
     this.workerReconnectMax = options.workerReconnectMax ?? DEFAULT_WORKER_RECONNECT_MAX;
     this.reclaimGrace = ms(
@@ -378,15 +381,15 @@ export class Controller implements ControllerCore, AutoscalerHost {
     // No placement while the state cannot be written (it resumes once it can).
     if (this.#scheduleQueued || this.#abort.signal.aborted || this.#write.unwritable) return;
     this.#scheduleQueued = true;
-    // Through the clock, so a fake clock (tests) runs the pass when it settles.
-    void this.clock.sleep(ms(0)).then(() => {
+    // Through the clock, so a fake clock (tests) runs the pass when it settles; paced (#20).
+    this.clock.sleep(this.#pacer.delay(), this.#abort.signal).then(() => {
       this.#scheduleQueued = false;
       try {
-        this.scheduleOnce();
+        this.#pacer.time(() => this.scheduleOnce());
       } catch (err) {
         this.log(`scheduling pass failed: ${describeError(err)}`);
       }
-    });
+    }, () => {});
   }
 
   /** Runs one scheduling pass now: snapshot → plan → commit → dispatch (scheduling_pass.ts). */

@@ -72,6 +72,7 @@ export function taskStatus(
   usageHistory = false,
 ): TaskStatus {
   const cur = jobs.currentAttempt(task);
+  const pendingReason = jobs.pendingReasonOf(task);
   const worker = cur ? workers.get(cur.workerId) : undefined;
   const samples = cur && worker?.taskUsage.get(attemptKey(task.taskId, cur.attemptId));
   return create(TaskStatusSchema, {
@@ -87,9 +88,7 @@ export function taskStatus(
     finishedAtMs: cur?.finishedAtMs ?? 0,
     currentAttemptId: cur?.attemptId ?? -1,
     attempts: task.attempts.map((a) => create(AttemptSchema, a)),
-    pendingReason: task.pendingReason && task.state === TaskState.PENDING
-      ? create(PendingReasonSchema, task.pendingReason)
-      : undefined,
+    pendingReason: pendingReason ? create(PendingReasonSchema, pendingReason) : undefined,
     ports: task.ports,
     failureCount: task.failureCount,
     preemptionCount: task.preemptionCount,
@@ -106,14 +105,13 @@ export function jobStatus(jobs: JobTable, job: JobRecord, reservationClaimed = 0
     if (n) counts[taskStateName(Number(state))] = n;
   }
   let failures = 0, preemptions = 0, completed = 0;
-  let reason: TaskRecord["pendingReason"];
   for (const tid of job.taskIds) {
     const t = jobs.tasks.get(tid)!;
     failures += t.failureCount;
     preemptions += t.preemptionCount;
     if (t.state === TaskState.SUCCEEDED) completed++;
-    reason ??= t.state === TaskState.PENDING ? t.pendingReason : undefined;
   }
+  const reason = jobs.jobPendingReason(job);
   return create(JobStatusSchema, {
     jobId: job.jobId,
     user: job.user,

@@ -67,12 +67,7 @@ export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
     if (!list) byJob.set(job.jobId, list = []);
     list.push({ task, attempt });
   }
-  for (const u of plan.unplaced) {
-    const pending = jobs.pending.get(u.jobId);
-    const job = jobs.jobs.get(u.jobId);
-    if (!pending || !job) continue;
-    for (const i of pending) jobs.setPendingReason(jobs.task(job.taskIds[i]!), u.reason);
-  }
+  for (const u of plan.unplaced) jobs.setPendingReason(u.jobId, u.reason);
   for (const p of plan.preemptions ?? []) {
     const job = jobs.jobs.get(p.jobId);
     const task = job && jobs.tasks.get(job.taskIds[p.taskIndex]!);
@@ -148,7 +143,7 @@ function gateReasons(ctx: SchedulingPassContext): void {
     const job = jobs.jobs.get(jobId)!;
     if (!isGated(job)) continue;
     const reason = gateReason(ctx.reservations.progress(job), ctx.workers.workers.size);
-    for (const i of pending) jobs.setPendingReason(jobs.task(job.taskIds[i]!), reason);
+    jobs.setPendingReason(jobId, reason);
   }
 }
 

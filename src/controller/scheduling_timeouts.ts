@@ -20,7 +20,7 @@ export function expireScheduling(jobs: JobTable, nowMs: number, fx: Effects): vo
       const task = jobs.task(job.taskIds[i]!);
       if (nowMs - task.pendingSinceMs >= limit) {
         const why = `not scheduled within ${formatDuration(ms(limit))}: ${
-          task.pendingReason?.message ?? "no capacity"
+          jobs.pendingReasonOf(task)?.message ?? "no capacity"
         }`;
         jobs.unschedulable(task, why, nowMs, fx);
       }

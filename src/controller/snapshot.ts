@@ -93,7 +93,7 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
       constraints: constraintsFromProto(spec.constraints),
       groupBy: spec.coscheduling?.groupBy || undefined,
       replicas: job.taskIds.length,
-      pendingTaskIndices: [...pending],
+      pendingTaskIndices: s.jobs.pendingIndices(jobId),
       band,
       submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
       user: job.user,

@@ -61,30 +61,79 @@ export interface AttemptRecord {
   peakMemoryBytes: number;
 }
 
-/** A task: one replica of a job. */
+/**
+ * A task: one replica of a job. A million of them must fit in 1.5 GB (#20): what they share
+ * (the spec, the job's fields) lives in the job, and a task that never ran or failed holds the
+ * shared empty values below rather than empty objects of its own.
+ */
 export interface TaskRecord {
   readonly taskId: string;
   readonly jobId: string;
   readonly index: number;
   state: TaskState;
-  readonly attempts: AttemptRecord[];
+  /** Replaced (not pushed into) while it is {@linkcode NO_ATTEMPTS}. */
+  attempts: AttemptRecord[];
   /** Attempt numbers start here (continues after a recreated job's attempts). */
   readonly attemptBase: number;
   failureCount: number;
   preemptionCount: number;
-  pendingReason?: PendingReasonData;
   pendingSinceMs: number;
   ports: Record<string, number>;
   stderrTail: string[];
   error: string;
 }
 
+/** The attempts of a task that has none yet, shared by every such task (frozen). */
+export const NO_ATTEMPTS: AttemptRecord[] = Object.freeze([]) as unknown as AttemptRecord[];
+/** The ports of a task that has none, shared (frozen; a task's ports are replaced whole). */
+export const NO_PORTS: Record<string, number> = Object.freeze({});
+/** The stderr tail of a task that has none, shared (frozen; replaced whole). */
+export const NO_STDERR: string[] = Object.freeze([]) as unknown as string[];
+
 /**
- * Task fields a change of which is not written on its own (see
- * {@linkcode JobTable.setPendingReason}): after a restart they may be older than they were in
- * memory. Every other field of a job, task or attempt is written whenever it changes.
+ * A task as first submitted (or loaded), in one shape for every task (the same hidden class
+ * keeps the code that reads tasks fast).
  */
-export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = ["pendingReason"];
+export function newTask(
+  jobId: string,
+  index: number,
+  fields: {
+    state: TaskState;
+    attempts: AttemptRecord[];
+    attemptBase: number;
+    failureCount: number;
+    preemptionCount: number;
+    pendingSinceMs: number;
+    ports: Record<string, number>;
+    stderrTail: string[];
+    error: string;
+  },
+  /** `<job id>/`, made once for all of a job's tasks (each id is then one string, not two). */
+  idPrefix = `${jobId}/`,
+): TaskRecord {
+  return {
+    taskId: idPrefix + index,
+    jobId,
+    index,
+    state: fields.state,
+    attempts: fields.attempts.length ? fields.attempts : NO_ATTEMPTS,
+    attemptBase: fields.attemptBase,
+    failureCount: fields.failureCount,
+    preemptionCount: fields.preemptionCount,
+    pendingSinceMs: fields.pendingSinceMs,
+    ports: Object.keys(fields.ports).length ? fields.ports : NO_PORTS,
+    stderrTail: fields.stderrTail.length ? fields.stderrTail : NO_STDERR,
+    error: fields.error,
+  };
+}
+
+/**
+ * Task fields a change of which is not written on its own: after a restart they may be older
+ * than they were in memory. None: every field of a job, task or attempt is written whenever it
+ * changes (why a task is pending is kept per job and not persisted, see
+ * {@linkcode JobTable.setPendingReason}).
+ */
+export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = [];
 
 /** A job and its bookkeeping. */
 export interface JobRecord {
@@ -148,12 +197,126 @@ export interface AttemptOutcome {
   readonly stderrTail?: readonly string[];
 }
 
+/** One job's tasks by index, and how many are present. */
+interface TaskList {
+  readonly tasks: (TaskRecord | undefined)[];
+  count: number;
+}
+
+/**
+ * Tasks by id, read like a Map. Held as one array per job, by index, instead of one Map entry
+ * per task: a million entries of a string-keyed Map cost tens of bytes each and seconds to build
+ * at a restart (#20); an id is resolved through its job (`<job id>/<index>`).
+ */
+export class TaskIndex {
+  readonly #byJob = new Map<string, TaskList>();
+  /** The job of the last read (see get). */
+  #last: { readonly jobId: string; readonly entry: TaskList } | undefined;
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(taskId: string): TaskRecord | undefined {
+    const slash = taskId.lastIndexOf("/");
+    if (slash < 0) return undefined;
+    // Reads come in runs of one job's tasks (a heartbeat's updates, a job's placements): the
+    // last job found is tried first, without cutting (and hashing) the id's job part.
+    let last = this.#last;
+    if (
+      last === undefined || last.jobId.length !== slash || !taskId.startsWith(last.jobId)
+    ) {
+      const jobId = taskId.slice(0, slash);
+      const entry = this.#byJob.get(jobId);
+      if (!entry) return undefined;
+      this.#last = last = { jobId, entry };
+    }
+    let index = 0;
+    for (let i = slash + 1; i < taskId.length; i++) {
+      const digit = taskId.charCodeAt(i) - 48;
+      if (digit < 0 || digit > 9) return undefined;
+      index = index * 10 + digit;
+    }
+    const task = last.entry.tasks[index];
+    // "/u/j/01" names no task, though it reads as 1.
+    return task !== undefined && task.taskId === taskId ? task : undefined;
+  }
+
+  has(taskId: string): boolean {
+    return this.get(taskId) !== undefined;
+  }
+
+  /** Adds or replaces a task (`taskId` is `task.taskId`). */
+  set(taskId: string, task: TaskRecord): this {
+    if (taskId !== task.taskId) throw new Error(`task ${task.taskId} filed as ${taskId}`);
+    let entry = this.#byJob.get(task.jobId);
+    if (!entry) this.#byJob.set(task.jobId, entry = { tasks: [], count: 0 });
+    if (entry.tasks[task.index] === undefined) {
+      entry.count++;
+      this.#size++;
+    }
+    // Filled in index order, so the array stays dense (holes would slow every read).
+    while (entry.tasks.length < task.index) entry.tasks.push(undefined);
+    entry.tasks[task.index] = task;
+    return this;
+  }
+
+  delete(taskId: string): boolean {
+    const task = this.get(taskId);
+    if (!task) return false;
+    const entry = this.#byJob.get(task.jobId)!;
+    entry.tasks[task.index] = undefined;
+    this.#size--;
+    if (--entry.count === 0) {
+      this.#byJob.delete(task.jobId);
+      if (this.#last?.entry === entry) this.#last = undefined;
+    }
+    return true;
+  }
+
+  clear(): void {
+    this.#byJob.clear();
+    this.#last = undefined;
+    this.#size = 0;
+  }
+
+  *values(): Generator<TaskRecord> {
+    for (const { tasks } of this.#byJob.values()) {
+      for (const task of tasks) if (task !== undefined) yield task;
+    }
+  }
+
+  *keys(): Generator<string> {
+    for (const task of this.values()) yield task.taskId;
+  }
+
+  *entries(): Generator<[string, TaskRecord]> {
+    for (const task of this.values()) yield [task.taskId, task];
+  }
+
+  [Symbol.iterator](): Generator<[string, TaskRecord]> {
+    return this.entries();
+  }
+}
+
 /** Jobs, tasks and attempts. */
 export class JobTable {
   readonly jobs = new Map<string, JobRecord>();
-  readonly tasks = new Map<string, TaskRecord>();
-  /** Pending task indices per job, in submission order (Map keeps insertion order). */
+  readonly tasks = new TaskIndex();
+  /**
+   * Pending task indices per job, in submission order (Map keeps insertion order). Changed only
+   * through #addPending/#deletePending, which keep {@linkcode pendingIndices} current.
+   */
   readonly pending = new Map<string, Set<number>>();
+  /**
+   * Each job's pending indices as an array, built when first asked for after a change: a
+   * scheduling pass takes a job's unchanged array as it is, so its snapshot costs one entry per
+   * job, not per pending task (a burst of submits of large jobs is not quadratic in tasks).
+   */
+  readonly #pendingArrays = new Map<string, readonly number[]>();
+  /** Why a job's pending tasks are not placed (the last scheduling pass's reason). */
+  readonly #pendingReasons = new Map<string, PendingReasonData>();
   readonly #byRequestId = new Map<string, string>();
   /** Called when a task leaves the active states (endpoint cleanup etc.). */
   onTaskInactive: (task: TaskRecord) => void = () => {};
@@ -199,7 +362,7 @@ export class JobTable {
     const old = task.ports;
     const keys = Object.keys(ports);
     if (keys.length === Object.keys(old).length && keys.every((k) => old[k] === ports[k])) return;
-    task.ports = { ...ports };
+    task.ports = keys.length ? { ...ports } : NO_PORTS;
     this.dirtyTasks.add(task.taskId);
   }
 
@@ -211,13 +374,47 @@ export class JobTable {
   }
 
   /**
-   * Sets why a pending task is not placed. Not marked to be written: it is recomputed by every
-   * scheduling pass (and after a restart by the first), so writing each pass's reason would cost
-   * a row per pending task per pass. It is written along with the task's next change; see
-   * {@linkcode VOLATILE_TASK_FIELDS}.
+   * Sets why a job's pending tasks are not placed (the scheduler gives one reason per job). Kept
+   * per job and not written: every scheduling pass recomputes it (after a restart the first), so
+   * writing it would cost a write per pending job per pass.
    */
-  setPendingReason(task: TaskRecord, reason: PendingReasonData | undefined): void {
-    task.pendingReason = reason;
+  setPendingReason(jobId: string, reason: PendingReasonData | undefined): void {
+    if (reason) this.#pendingReasons.set(jobId, reason);
+    else this.#pendingReasons.delete(jobId);
+  }
+
+  /** Why a pending task is not placed (its job's reason); undefined when it is not pending. */
+  pendingReasonOf(task: TaskRecord): PendingReasonData | undefined {
+    return task.state === TaskState.PENDING ? this.#pendingReasons.get(task.jobId) : undefined;
+  }
+
+  /** Why a job's pending tasks are not placed; undefined when none is pending. */
+  jobPendingReason(job: JobRecord): PendingReasonData | undefined {
+    return job.counts[TaskState.PENDING] ? this.#pendingReasons.get(job.jobId) : undefined;
+  }
+
+  /**
+   * A job's pending task indices in the order they became pending (empty when none). The same
+   * array while they do not change: callers must not modify it.
+   */
+  pendingIndices(jobId: string): readonly number[] {
+    let array = this.#pendingArrays.get(jobId);
+    if (array === undefined) {
+      array = [...(this.pending.get(jobId) ?? [])];
+      this.#pendingArrays.set(jobId, array);
+    }
+    return array;
+  }
+
+  #addPending(jobId: string, index: number): void {
+    const pending = this.pending.get(jobId);
+    if (!pending || pending.has(index)) return;
+    pending.add(index);
+    this.#pendingArrays.delete(jobId);
+  }
+
+  #deletePending(jobId: string, index: number): void {
+    if (this.pending.get(jobId)?.delete(index)) this.#pendingArrays.delete(jobId);
   }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
@@ -284,27 +481,27 @@ export class JobTable {
       ...(replacedRequestIds?.length ? { replacedRequestIds } : {}),
     };
     const pending = new Set<number>();
+    const initial = {
+      state: TaskState.PENDING,
+      attempts: NO_ATTEMPTS,
+      attemptBase,
+      failureCount: 0,
+      preemptionCount: 0,
+      pendingSinceMs: nowMs,
+      ports: NO_PORTS,
+      stderrTail: NO_STDERR,
+      error: "",
+    };
+    const idPrefix = `${jobId}/`;
     for (let i = 0; i < replicas; i++) {
-      const taskId = `${jobId}/${i}`;
-      job.taskIds.push(taskId);
+      const task = newTask(jobId, i, initial, idPrefix);
+      job.taskIds.push(task.taskId);
       pending.add(i);
-      this.tasks.set(taskId, {
-        taskId,
-        jobId,
-        index: i,
-        state: TaskState.PENDING,
-        attempts: [],
-        attemptBase,
-        failureCount: 0,
-        preemptionCount: 0,
-        pendingSinceMs: nowMs,
-        ports: {},
-        stderrTail: [],
-        error: "",
-      });
+      this.tasks.set(task.taskId, task);
     }
     this.jobs.set(jobId, job);
     this.pending.set(jobId, pending);
+    this.#pendingArrays.delete(jobId);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     this.#indexRequestIds(job);
     this.dirty.add(jobId);
@@ -353,6 +550,8 @@ export class JobTable {
     this.jobs.clear();
     this.tasks.clear();
     this.pending.clear();
+    this.#pendingArrays.clear();
+    this.#pendingReasons.clear();
     this.#byRequestId.clear();
     this.dirty.clear();
   }
@@ -374,6 +573,7 @@ export class JobTable {
       }
       this.jobs.set(job.jobId, job);
       this.pending.set(job.jobId, pending);
+      this.#pendingArrays.delete(job.jobId);
       this.#indexRequestIds(job);
     }
     for (const job of this.jobs.values()) {
@@ -426,10 +626,10 @@ export class JobTable {
       isWorkerFailure: false,
       peakMemoryBytes: 0,
     };
-    task.attempts.push(attempt);
-    task.pendingReason = undefined;
+    if (task.attempts === NO_ATTEMPTS) task.attempts = [attempt];
+    else task.attempts.push(attempt);
     this.dirtyTasks.add(task.taskId);
-    this.pending.get(task.jobId)?.delete(task.index);
+    this.#deletePending(task.jobId, task.index);
     this.#setTaskState(task, TaskState.ASSIGNED, nowMs, noEffects());
     return attempt;
   }
@@ -618,9 +818,9 @@ export class JobTable {
     task.state = state;
     if (state === TaskState.PENDING) {
       task.pendingSinceMs = nowMs;
-      this.pending.get(task.jobId)?.add(task.index);
+      this.#addPending(task.jobId, task.index);
     } else if (prev === TaskState.PENDING) {
-      this.pending.get(task.jobId)?.delete(task.index);
+      this.#deletePending(task.jobId, task.index);
     }
     if (isTaskActive(prev) && !isTaskActive(state)) this.onTaskInactive(task);
     this.#updateJob(job, nowMs, fx);
@@ -639,6 +839,8 @@ export class JobTable {
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
     this.pending.get(job.jobId)?.clear();
+    this.#pendingArrays.delete(job.jobId);
+    this.#pendingReasons.delete(job.jobId);
     fx.finishedJobs.push(job.jobId);
     if (next === JobState.FAILED) {
       const failed = job.taskIds.map((id) => this.tasks.get(id)!).find((t) =>
@@ -680,6 +882,8 @@ export class JobTable {
       this.dirtyTasks.delete(tid);
     }
     this.pending.delete(jobId);
+    this.#pendingArrays.delete(jobId);
+    this.#pendingReasons.delete(jobId);
     this.jobs.delete(jobId);
     this.#unindexRequestIds(job);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.delete(jobId);

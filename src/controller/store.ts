@@ -20,15 +20,30 @@
  *
  * The file carries a schema version in its `meta` table. Older files are migrated in place
  * (v1 → v2 adds the endpoint and autoscaler tables, v2 → v3 the workers table, v3 → v4 splits
- * each job row into a job row and one row per task); a file written by a newer Iris is refused
- * with an error naming the file and both versions, and is never altered.
+ * each job row into a job row and one row per task, v4 → v5 drops the rows of tasks still as
+ * submitted); a file written by a newer Iris is refused with an error naming the file and both
+ * versions, and is never altered.
+ *
+ * A task still as submitted (pending, never tried; see {@linkcode isInitialTask}) has no row
+ * (v5): its job's row says everything about it, so a million pending tasks cost their jobs' rows
+ * to write and to load (#20).
  * @module
  */
 import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { fromJson, type JsonValue, toJson } from "@bufbuild/protobuf";
 import { EndpointSchema, type JobSpec, JobSpecSchema } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { GroupState, SliceState } from "../types.ts";
-import type { JobRecord, JobTable, TaskRecord } from "./state.ts";
+import {
+  type AttemptRecord,
+  type JobRecord,
+  type JobTable,
+  newTask,
+  NO_ATTEMPTS,
+  NO_PORTS,
+  NO_STDERR,
+  type TaskRecord,
+} from "./state.ts";
+import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { EndpointTable } from "./endpoints.ts";
 import type { PersistedWorker, WorkerTable } from "./workers.ts";
 import { type Duration, seconds } from "../time.ts";
@@ -37,9 +52,9 @@ import { describeError } from "../errors.ts";
 /**
  * The schema version this code writes and understands.
  * v1: meta, jobs. v2: + endpoints, autoscaler. v3: + workers. v4: + tasks, quarantine (job rows
- * no longer hold their tasks).
+ * no longer hold their tasks). v5: tasks still as submitted have no row.
  */
-export const STATE_SCHEMA_VERSION = 4;
+export const STATE_SCHEMA_VERSION = 5;
 
 const TASKS_TABLE = "CREATE TABLE IF NOT EXISTS tasks (job_id TEXT NOT NULL, " +
   "task_index INTEGER NOT NULL, row TEXT NOT NULL, PRIMARY KEY (job_id, task_index)) WITHOUT ROWID";
@@ -59,6 +74,7 @@ const MIGRATIONS: readonly ((db: DatabaseSync) => void)[] = [
     db.exec("CREATE TABLE IF NOT EXISTS workers (worker_id TEXT PRIMARY KEY, row TEXT NOT NULL)");
   },
   migrateV3ToV4,
+  migrateV4ToV5,
 ];
 
 /** A slice as the autoscaler last knew it. */
@@ -135,8 +151,8 @@ export interface Manifest {
 
 /** A job row (v4): the job without its tasks; task ids are `<job id>/<index>`. */
 type JobRow = Omit<JobRecord, "spec" | "childIds" | "counts" | "taskIds"> & { spec: JsonValue };
-/** A task row (v4): the task without the fields its key holds. */
-type TaskRow = Omit<TaskRecord, "taskId" | "jobId" | "index">;
+/** A task row of v4: the task without the fields its key holds, as a JSON object. */
+type TaskRowV4 = Omit<TaskRecord, "taskId" | "jobId" | "index">;
 
 /** A row that did not parse. */
 interface CorruptRow {
@@ -159,7 +175,7 @@ export class StateStore {
   readonly #deleteJob: StatementSync;
   readonly #upsertTask: StatementSync;
   readonly #deleteTasks: StatementSync;
-  readonly #trimTasks: StatementSync;
+  readonly #deleteTask: StatementSync;
   readonly #upsertEndpoint: StatementSync;
   readonly #deleteEndpoint: StatementSync;
   readonly #upsertWorker: StatementSync;
@@ -193,7 +209,7 @@ export class StateStore {
         "ON CONFLICT(job_id, task_index) DO UPDATE SET row = excluded.row",
     );
     this.#deleteTasks = db.prepare("DELETE FROM tasks WHERE job_id = ?");
-    this.#trimTasks = db.prepare("DELETE FROM tasks WHERE job_id = ? AND task_index >= ?");
+    this.#deleteTask = db.prepare("DELETE FROM tasks WHERE job_id = ? AND task_index = ?");
     this.#upsertEndpoint = db.prepare(
       "INSERT INTO endpoints (endpoint_id, row) VALUES (?, ?) " +
         "ON CONFLICT(endpoint_id) DO UPDATE SET row = excluded.row",
@@ -208,7 +224,7 @@ export class StateStore {
     this.#seq = Number(metaValue(db, "commit_seq") ?? 0);
     this.#counts = {
       jobs: Number(db.prepare("SELECT count(*) AS n FROM jobs").get()!.n),
-      tasks: Number(db.prepare("SELECT count(*) AS n FROM tasks").get()!.n),
+      tasks: taskCount(db),
     };
     this.#manifest = Deno.openSync(`${dir}/${MANIFEST_FILE}`, {
       read: true,
@@ -308,16 +324,18 @@ export class StateStore {
         corrupt.push({ table: "jobs", id: jobId, error: describeError(err), jobId });
       }
     }
-    // One row per job: its task rows as one JSON array, by index (node:sqlite's cost is per
-    // row, so this loads a job of many tasks several times faster than a row per task).
-    const grouped = rowArrays<[string, number, number, number, string]>(
+    // One row per job: its task rows as one JSON array of index and row pairs (node:sqlite's
+    // cost is per row, so this loads a job of many tasks several times faster than a row per
+    // task; each row carries its index, so they need no sorting). Tasks still as submitted have
+    // no row (v5).
+    const grouped = rowArrays<[string, number, string]>(
       this.#db.prepare(
-        "SELECT job_id, count(*), min(task_index), max(task_index), " +
-          "'[' || group_concat(row, ',' ORDER BY task_index) || ']' FROM tasks GROUP BY job_id",
+        "SELECT job_id, min(task_index), '[' || group_concat(task_index || ',' || row, ',') || " +
+          "']' FROM tasks GROUP BY job_id",
       ),
     );
-    let tasks = 0;
-    for (const [jobId, count, min, max, text] of grouped) {
+    const rowsOf = new Map<string, (TaskRecord | undefined)[]>();
+    for (const [jobId, min, text] of grouped) {
       const entry = jobs.get(jobId);
       if (!entry) {
         if (!badJobs.has(jobId)) {
@@ -327,60 +345,55 @@ export class StateStore {
         }
         continue;
       }
-      let rows: unknown;
-      try {
-        rows = JSON.parse(text);
-      } catch {
-        rows = undefined;
-      }
-      if (
-        min === 0 && max === count - 1 && Array.isArray(rows) && rows.length === count &&
-        rows.every(isTaskRow)
-      ) {
-        for (let i = 0; i < count; i++) {
-          const task = rows[i] as TaskRecord & { taskId: string; jobId: string; index: number };
-          task.taskId = `${jobId}/${i}`;
-          task.jobId = jobId;
-          task.index = i;
-          entry.tasks.push(task);
-          entry.job.taskIds.push(task.taskId);
-        }
+      const replicas = entry.job.spec.replicas || 1;
+      const tasks = parseTaskRows(jobId, replicas, text);
+      if (tasks) {
+        rowsOf.set(jobId, tasks);
         continue;
       }
       // Something is wrong with this job's task rows: find which one, row by row.
       badJobs.add(jobId);
-      corrupt.push(this.#findCorruptTask(jobId));
+      corrupt.push(this.#findCorruptTask(jobId, replicas));
     }
     for (const [jobId, entry] of jobs) {
-      const replicas = entry.job.spec.replicas || 1;
-      if (entry.tasks.length !== replicas && !badJobs.has(jobId)) {
-        corrupt.push({
-          table: "tasks",
-          id: `${jobId}/${entry.tasks.length}`,
-          error: `missing: the job has ${replicas} task(s) but ${entry.tasks.length} task row(s)`,
-          jobId,
-        });
+      if (badJobs.has(jobId)) continue;
+      const job = entry.job;
+      const replicas = job.spec.replicas || 1;
+      const rows = rowsOf.get(jobId);
+      const initial = initialTaskFields(job);
+      const idPrefix = `${jobId}/`;
+      for (let i = 0; i < replicas; i++) {
+        const task = rows?.[i] ?? newTask(jobId, i, initial, idPrefix);
+        entry.tasks.push(task);
+        job.taskIds.push(task.taskId);
       }
     }
     const quarantined = this.#handleCorrupt(corrupt, (jobId) => jobs.delete(jobId));
+    let tasks = 0;
     for (const { tasks: ts } of jobs.values()) tasks += ts.length;
     table.restore(jobs.values());
     table.clearDirty();
     return { jobs: jobs.size, tasks, ms: performance.now() - t0, quarantined };
   }
 
-  /** The first task row of a job that does not parse or is missing. */
-  #findCorruptTask(jobId: string): CorruptRow {
+  /** The first task row of a job that does not parse or is beyond its replicas. */
+  #findCorruptTask(jobId: string, replicas: number): CorruptRow {
     const rows = this.#db.prepare(
       "SELECT task_index, row FROM tasks WHERE job_id = ? ORDER BY task_index",
     ).all(jobId);
-    for (let i = 0; i < rows.length; i++) {
-      const id = `${jobId}/${rows[i]!.task_index}`;
-      if (Number(rows[i]!.task_index) !== i) {
-        return { table: "tasks", id: `${jobId}/${i}`, error: "missing", jobId };
+    for (const r of rows) {
+      const index = Number(r.task_index);
+      const id = `${jobId}/${r.task_index}`;
+      if (!Number.isInteger(index) || index < 0 || index >= replicas) {
+        return {
+          table: "tasks",
+          id,
+          error: `beyond the job's ${replicas} task(s)`,
+          jobId,
+        };
       }
       try {
-        parseTaskRow(jobId, i, String(rows[i]!.row));
+        parseTaskRow(jobId, index, String(r.row));
       } catch (err) {
         return { table: "tasks", id, error: describeError(err), jobId };
       }
@@ -474,18 +487,20 @@ export class StateStore {
           continue;
         }
         this.#writeJob(job);
+        // Rows of the job this one replaced (RECREATE) go; tasks as submitted have none.
+        this.#deleteTasks.run(id);
         for (const tid of job.taskIds) {
           const task = table.tasks.get(tid);
-          if (task) this.#writeTask(task);
+          if (task && !isInitialTask(task, job)) this.#writeTask(task);
         }
-        // A recreated job may have fewer replicas than the one it replaced.
-        this.#trimTasks.run(id, job.taskIds.length);
       }
       const jobsOfTasks = new Set<string>();
       for (const tid of taskIds) {
         const task = table.tasks.get(tid);
         if (!task || whole.has(task.jobId)) continue;
-        this.#writeTask(task);
+        const job = table.jobs.get(task.jobId);
+        if (job && isInitialTask(task, job)) this.#deleteTask.run(task.jobId, task.index);
+        else this.#writeTask(task);
         jobsOfTasks.add(task.jobId);
       }
       for (const id of jobsOfTasks) {
@@ -536,9 +551,8 @@ export class StateStore {
 
   #writeTask(task: TaskRecord): void {
     this.lastFlush.taskRows++;
-    const { taskId: _id, jobId, index, ...rest } = task;
-    const row = JSON.stringify(rest);
-    this.#upsertTask.run(jobId, index, row);
+    const row = encodeTaskRow(task);
+    this.#upsertTask.run(task.jobId, task.index, row);
     this.written.rows++;
     this.written.bytes += row.length;
   }
@@ -760,6 +774,15 @@ function named(path: string, err: unknown): unknown {
   return new StateStoreError(`${path}: ${describeError(err)}`, { cause: err });
 }
 
+/** Tasks of every job (their replicas: a task still as submitted has no row). */
+function taskCount(db: DatabaseSync): number {
+  const r = db.prepare(
+    "SELECT coalesce(sum(max(coalesce(json_extract(row, '$.spec.replicas'), 0), 1)), 0) AS n " +
+      "FROM jobs WHERE json_valid(row)",
+  ).get();
+  return Number(r?.n ?? 0);
+}
+
 function metaValue(db: DatabaseSync, key: string): string | undefined {
   const r = db.prepare("SELECT value FROM meta WHERE key = ?").get(key);
   return r === undefined ? undefined : String(r.value);
@@ -782,16 +805,201 @@ function parseJobRow(jobId: string, text: string): JobRecord {
   };
 }
 
-function isTaskRow(row: unknown): row is TaskRow {
-  const r = row as TaskRow | null;
+function isTaskRowV4(row: unknown): row is TaskRowV4 {
+  const r = row as TaskRowV4 | null;
   return typeof r === "object" && r !== null && typeof r.state === "number" &&
     Array.isArray(r.attempts);
 }
 
+/** A task from its v4 row, absent fields at their default. */
+function taskFromRowV4(jobId: string, index: number, row: TaskRowV4): TaskRecord {
+  return newTask(jobId, index, {
+    state: row.state,
+    attempts: row.attempts,
+    attemptBase: row.attemptBase ?? 0,
+    failureCount: row.failureCount ?? 0,
+    preemptionCount: row.preemptionCount ?? 0,
+    pendingSinceMs: row.pendingSinceMs ?? 0,
+    ports: row.ports ?? NO_PORTS,
+    stderrTail: row.stderrTail ?? NO_STDERR,
+    error: row.error ?? "",
+  });
+}
+
+/**
+ * A task's row (v5): one flat JSON array by position, so a million rows are a fifth of the bytes
+ * of objects with their keys to read and parse at a restart, and parse into one array each (#20):
+ * `[state, attemptBase, failureCount, preemptionCount, pendingSinceMs, error, ports (0: none),
+ * stderrTail (0: none)]`, then for each attempt its `ATTEMPT_FIELDS` values (isWorkerFailure as
+ * 0/1).
+ */
+function encodeTaskRow(t: TaskRecord): string {
+  const row: unknown[] = [
+    t.state,
+    t.attemptBase,
+    t.failureCount,
+    t.preemptionCount,
+    t.pendingSinceMs,
+    t.error,
+    Object.keys(t.ports).length ? t.ports : 0,
+    t.stderrTail.length ? t.stderrTail : 0,
+  ];
+  for (const a of t.attempts) {
+    row.push(
+      a.attemptId,
+      a.workerId,
+      a.state,
+      a.exitCode,
+      a.signal,
+      a.error,
+      a.assignedAtMs,
+      a.startedAtMs,
+      a.finishedAtMs,
+      a.isWorkerFailure ? 1 : 0,
+      a.peakMemoryBytes,
+    );
+  }
+  return JSON.stringify(row);
+}
+
+/** Values per attempt in a task row ({@linkcode encodeTaskRow}), after the task's own 8. */
+const ATTEMPT_FIELDS = 11;
+const TASK_FIELDS = 8;
+
+/** A task from its v5 row ({@linkcode encodeTaskRow}); undefined when it is not one. */
+function decodeTaskRow(
+  jobId: string,
+  index: number,
+  row: unknown,
+  idPrefix = `${jobId}/`,
+): TaskRecord | undefined {
+  if (
+    !Array.isArray(row) || row.length < TASK_FIELDS ||
+    (row.length - TASK_FIELDS) % ATTEMPT_FIELDS !== 0 || typeof row[0] !== "number" ||
+    typeof row[5] !== "string"
+  ) return undefined;
+  const ports = row[6] === 0 ? NO_PORTS : row[6];
+  const tail = row[7] === 0 ? NO_STDERR : row[7];
+  if (typeof ports !== "object" || ports === null || !Array.isArray(tail)) return undefined;
+  // Sized up front: an array grown by push keeps room for 17 (a million tasks of one attempt
+  // would hold 16 empty slots each).
+  const attempts: AttemptRecord[] = new Array((row.length - TASK_FIELDS) / ATTEMPT_FIELDS);
+  for (let k = TASK_FIELDS, n = 0; k < row.length; k += ATTEMPT_FIELDS, n++) {
+    attempts[n] = {
+      attemptId: row[k],
+      workerId: row[k + 1],
+      state: row[k + 2],
+      exitCode: row[k + 3],
+      signal: row[k + 4],
+      error: row[k + 5],
+      assignedAtMs: row[k + 6],
+      startedAtMs: row[k + 7],
+      finishedAtMs: row[k + 8],
+      isWorkerFailure: row[k + 9] === 1,
+      peakMemoryBytes: row[k + 10],
+    };
+  }
+  return newTask(jobId, index, {
+    state: row[0],
+    attempts,
+    attemptBase: row[1],
+    failureCount: row[2],
+    preemptionCount: row[3],
+    pendingSinceMs: row[4],
+    ports,
+    stderrTail: tail,
+    error: row[5],
+  }, idPrefix);
+}
+
 function parseTaskRow(jobId: string, index: number, text: string): TaskRecord {
-  const parsed = JSON.parse(text) as unknown;
-  if (!isTaskRow(parsed)) throw new Error("not a task row");
-  return { taskId: `${jobId}/${index}`, jobId, index, ...parsed };
+  const task = decodeTaskRow(jobId, index, JSON.parse(text));
+  if (!task) throw new Error("not a task row");
+  return task;
+}
+
+/**
+ * A job's task rows (`[index, row, index, row, …]` as one JSON text) as tasks by index, or
+ * undefined when one does not parse or is beyond the job's replicas.
+ */
+function parseTaskRows(
+  jobId: string,
+  replicas: number,
+  text: string,
+): (TaskRecord | undefined)[] | undefined {
+  let flat: unknown;
+  try {
+    flat = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(flat) || flat.length % 2 !== 0) return undefined;
+  const tasks: (TaskRecord | undefined)[] = new Array(replicas);
+  const idPrefix = `${jobId}/`;
+  for (let k = 0; k < flat.length; k += 2) {
+    const index = flat[k] as number;
+    if (!Number.isInteger(index) || index < 0 || index >= replicas) return undefined;
+    const task = decodeTaskRow(jobId, index, flat[k + 1], idPrefix);
+    if (!task) return undefined;
+    tasks[index] = task;
+  }
+  return tasks;
+}
+
+/** The fields of a task of `job` still as submitted (as {@linkcode isInitialTask} tells). */
+function initialTaskFields(job: JobRecord) {
+  return {
+    state: TaskState.PENDING,
+    attempts: NO_ATTEMPTS,
+    attemptBase: 0,
+    failureCount: 0,
+    preemptionCount: 0,
+    pendingSinceMs: job.submittedAtMs,
+    ports: NO_PORTS,
+    stderrTail: NO_STDERR,
+    error: "",
+  };
+}
+
+/**
+ * Whether a task is still as its job's submit made it (pending since the submit, never tried,
+ * nothing recorded): such a task has no row (v5), its job's row says all of it. A recreated job's
+ * tasks (attempt numbers continuing the old job's) have rows.
+ */
+export function isInitialTask(
+  task: Omit<TaskRecord, "taskId" | "jobId" | "index">,
+  job: Pick<JobRecord, "submittedAtMs">,
+): boolean {
+  return task.state === TaskState.PENDING && task.attempts.length === 0 &&
+    task.attemptBase === 0 && task.failureCount === 0 && task.preemptionCount === 0 &&
+    task.pendingSinceMs === job.submittedAtMs && task.error === "" &&
+    task.stderrTail.length === 0 && Object.keys(task.ports).length === 0;
+}
+
+/**
+ * v4 → v5: the rows of tasks still as submitted go (their job's row says all of them); the others
+ * become arrays ({@linkcode encodeTaskRow}).
+ */
+function migrateV4ToV5(db: DatabaseSync): void {
+  const submittedAt = new Map<string, number>();
+  for (const r of db.prepare("SELECT job_id, submitted_at FROM jobs").all()) {
+    submittedAt.set(String(r.job_id), Number(r.submitted_at));
+  }
+  const drop = db.prepare("DELETE FROM tasks WHERE job_id = ? AND task_index = ?");
+  const update = db.prepare("UPDATE tasks SET row = ? WHERE job_id = ? AND task_index = ?");
+  for (const r of db.prepare("SELECT job_id, task_index, row FROM tasks").all()) {
+    const at = submittedAt.get(String(r.job_id));
+    let row: unknown;
+    try {
+      row = JSON.parse(String(r.row));
+    } catch {
+      continue; // left as it is: the load names it like any corrupt row
+    }
+    if (at === undefined || !isTaskRowV4(row)) continue;
+    const task = taskFromRowV4(String(r.job_id), Number(r.task_index), row);
+    if (isInitialTask(task, { submittedAtMs: at })) drop.run(task.jobId, task.index);
+    else update.run(encodeTaskRow(task), task.jobId, task.index);
+  }
 }
 
 /** v3 → v4: each job row (with its tasks) becomes a job row and one row per task. */
@@ -1005,7 +1213,7 @@ export function backupState(dir: string, output: string): BackupResult {
         ? Number(out.prepare(`SELECT count(*) AS n FROM ${t}`).get()!.n)
         : 0;
     const seq = Number(metaValue(out, "commit_seq") ?? 0);
-    const result = { jobs: count("jobs"), tasks: count("tasks"), seq };
+    const result = { jobs: count("jobs"), tasks: taskCount(out), seq };
     out.close();
     Deno.chmodSync(output, 0o600);
     return { output, bytes: Deno.statSync(output).size, ...result };

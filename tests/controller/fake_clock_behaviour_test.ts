@@ -192,7 +192,8 @@ Deno.test("reservation: tasks wait until every entry holds a worker, then start 
   await c.clock.advance(seconds(30));
   assertEquals(c.controller.reservationProgress(jobId), { claimed: 1, total: 2 });
   assertEquals(w1.runs.length, 0, "no task starts on a partial reservation");
-  const pending = c.controller.jobs.task(`${jobId}/0`).pendingReason?.message ?? "";
+  const jobs = c.controller.jobs;
+  const pending = jobs.pendingReasonOf(jobs.task(`${jobId}/0`))?.message ?? "";
   assert(pending.includes("waiting for its reservation: 1 of 2"), pending);
   const w2 = c.worker("w2", { cpu: 2 });
   await w2.register();

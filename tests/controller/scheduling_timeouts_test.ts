@@ -10,11 +10,11 @@ Deno.test("scheduling timeouts: a task pending its job's timeout ends UNSCHEDULA
   const timed = jobs.submit(spec({ name: "timed", schedulingTimeoutMs: 1000 }), "", 0, noEffects());
   const forever = jobs.submit(spec({ name: "forever" }), "", 0, noEffects());
   const task = jobs.task(jobs.job(timed.jobId).taskIds[0]!);
-  task.pendingReason = {
+  jobs.setPendingReason(timed.jobId, {
     code: "insufficient_cpu",
     message: "no worker has 4 CPUs",
     workersConsidered: 1,
-  };
+  });
   expireScheduling(jobs, 999, noEffects());
   assertEquals(task.state, TaskState.PENDING, "not yet");
   expireScheduling(jobs, 1000, noEffects());

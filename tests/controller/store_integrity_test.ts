@@ -224,6 +224,8 @@ Deno.test("the WAL is checkpointed periodically", async () => {
 function corruptRows(dir: string): void {
   const t = new JobTable();
   for (const name of ["good", "badjob", "badtask"]) submit(t, name, 3);
+  // Placed, so every task has a row (a task still as submitted has none).
+  for (const id of [...t.tasks.keys()]) t.assign(id, "w1", 2);
   const store = StateStore.open(dir);
   store.flush(t);
   store.close();

@@ -182,7 +182,7 @@ Deno.test("StateStore migrates a version 1 file to the current version in place,
   }
 });
 
-Deno.test("StateStore migrates a version 3 file to version 4: one row per task, every job and task as it was", async () => {
+Deno.test("StateStore migrates a version 3 file to the current version: one row per task not as submitted, every job and task as it was", async () => {
   const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
   try {
     const t = fixture();
@@ -191,7 +191,11 @@ Deno.test("StateStore migrates a version 3 file to version 4: one row per task, 
       using store = disposable(StateStore.open(dir));
       const raw = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
       try {
-        assertEquals(Number(raw.prepare("SELECT count(*) AS n FROM tasks").get()!.n), t.tasks.size);
+        // The 3 tasks of /alice/pending and the child's are as submitted: they have no row.
+        assertEquals(
+          Number(raw.prepare("SELECT count(*) AS n FROM tasks").get()!.n),
+          t.tasks.size - 4,
+        );
         for (const r of raw.prepare("SELECT row FROM jobs").all()) {
           const row = JSON.parse(String(r.row));
           assert(!("tasks" in row) && !("taskIds" in row), "a job row holds no tasks");
@@ -203,7 +207,7 @@ Deno.test("StateStore migrates a version 3 file to version 4: one row per task, 
       assertEquals(store.load(loaded).tasks, t.tasks.size);
       assertEquals(contents(loaded), contents(t));
     }
-    // Reopened: already version 4, nothing migrates twice.
+    // Reopened: already the current version, nothing migrates twice.
     using again = disposable(StateStore.open(dir));
     const loaded = new JobTable();
     again.load(loaded);
@@ -220,7 +224,8 @@ Deno.test("StateStore writes what changed: one task of a 10,000-replica job is o
     t.submit(spec("big", { replicas: 10_000 }), "", 1, noEffects());
     using store = disposable(StateStore.open(dir));
     store.flush(t);
-    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 10_000 });
+    // Tasks as submitted have no row: the job's row says all of them.
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 0 });
     start(t, "/alice/big/17");
     store.flush(t);
     assertEquals(store.lastFlush, { jobRows: 1, taskRows: 1 });
@@ -245,6 +250,58 @@ Deno.test("StateStore writes what changed: one task of a 10,000-replica job is o
     await Deno.remove(dir, { recursive: true });
   }
 });
+
+Deno.test("StateStore migrates a version 4 file to version 5: the rows of tasks as submitted go, every job and task as it was", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = fixture();
+    t.submit(spec("big", { replicas: 1000 }), "", 11, noEffects());
+    start(t, "/alice/big/7");
+    writeV4File(dir, t);
+    const rows = () => {
+      const raw = new DatabaseSync(`${dir}/${STATE_FILE}`, { readOnly: true });
+      try {
+        return Number(raw.prepare("SELECT count(*) AS n FROM tasks").get()!.n);
+      } finally {
+        raw.close();
+      }
+    };
+    assertEquals(rows(), t.tasks.size, "version 4: a row per task");
+    {
+      using store = disposable(StateStore.open(dir));
+      assertEquals(schemaOf(dir).version, "5");
+      // Left: the placed task of /alice/big and the fixture's tasks that are not as submitted.
+      assertEquals(rows(), t.tasks.size - 999 - 4);
+      const loaded = new JobTable();
+      assertEquals(store.load(loaded).tasks, t.tasks.size);
+      assertEquals(contents(loaded), contents(t));
+    }
+    using again = disposable(StateStore.open(dir));
+    const loaded = new JobTable();
+    again.load(loaded);
+    assertEquals(contents(loaded), contents(t));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** Writes `t` as Iris with schema version 4 did: a row per task (with its pending reason). */
+function writeV4File(dir: string, t: JobTable) {
+  const store = StateStore.open(dir);
+  store.flush(t);
+  store.close();
+  const db = new DatabaseSync(`${dir}/${STATE_FILE}`);
+  const insert = db.prepare(
+    "INSERT OR REPLACE INTO tasks (job_id, task_index, row) VALUES (?, ?, ?)",
+  );
+  for (const task of t.tasks.values()) {
+    const { taskId: _id, jobId, index, ...rest } = task;
+    const reason = { code: "no_workers", message: "no workers", workersConsidered: 0 };
+    insert.run(jobId, index, JSON.stringify({ ...rest, pendingReason: reason }));
+  }
+  db.prepare("UPDATE meta SET value = '4' WHERE key = 'schema_version'").run();
+  db.close();
+}
 
 /**
  * Writes `t` as Iris with schema version `version` (1–3) did: one JSON row per job holding its
