@@ -734,7 +734,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
         );
       }
     } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-      this.workers.noteAttemptState(workerId, key, u.state);
+      // A setup slot freed: tasks held back by the building limit need not wait for a tick.
+      if (this.workers.noteAttemptState(workerId, key, u.state)) fx.released++;
       this.jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || this.clock.now(), fx);
     }
   }
