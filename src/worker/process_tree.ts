@@ -640,6 +640,33 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Bare program names found on a PATH lately: PATH → name → [file, when (performance.now())]. */
+const resolvedLately = new Map<string, Map<string, [string, number]>>();
+/** How long a PATH lookup is reused. */
+const RESOLVED_FOR = ms(1000);
+
+/**
+ * {@linkcode resolveProgram}, reusing a bare name's lookup for {@linkcode RESOLVED_FOR}: a burst
+ * of tasks would stat every PATH entry before each (a missed stat throws, which costs more than
+ * the syscall; #20). A program removed meanwhile fails in the wrapper's exec instead.
+ */
+function resolveCached(program: string, path: string | undefined, cwd: string) {
+  if (program.includes("/") || !path) return resolveProgram(program, path, cwd);
+  let names = resolvedLately.get(path);
+  const hit = names?.get(program);
+  const now = performance.now();
+  if (hit && now - hit[1] < RESOLVED_FOR) return hit[0];
+  const file = resolveProgram(program, path, cwd);
+  if (!file) return undefined;
+  if (!names) {
+    if (resolvedLately.size >= 16) resolvedLately.clear(); // tasks may set any PATH: stay small
+    resolvedLately.set(path, names = new Map());
+  }
+  if (names.size >= 256) names.clear();
+  names.set(program, [file, now]);
+  return file;
+}
+
 /** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
 const joinsCgroup = new WeakSet<Deno.ChildProcess>();
 
@@ -680,7 +707,7 @@ export function spawnSessionLeader(
   const user = options.user;
   if (user) {
     if (!setsid) throw new Error("setsid(1) is needed to run a task as its own user");
-    const resolved = resolveProgram(program, options.env.PATH, options.cwd);
+    const resolved = resolveCached(program, options.env.PATH, options.cwd);
     if (!resolved) throw new Deno.errors.NotFound(`${program}: not found or not executable`);
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
@@ -693,7 +720,7 @@ export function spawnSessionLeader(
       options,
     );
   }
-  const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
+  const resolved = setsid ? resolveCached(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so
