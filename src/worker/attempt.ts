@@ -121,6 +121,8 @@ export class TaskAttempt {
   readonly #logs: BoundedQueue<LogLine>;
   readonly #bucket: LogBucket;
   readonly #abort = new AbortController();
+  /** Callers of {@linkcode TaskAttempt.leftSetup} still waiting. */
+  #setupWaiters: (() => void)[] = [];
   /** Lines not yet delivered, from #pending[#head]; #costs in step. */
   #pending: LogLine[] = [];
   #costs: number[] = [];
@@ -183,6 +185,24 @@ export class TaskAttempt {
   }
 
   get state(): TaskState {
+    return this.#status.state;
+  }
+
+  /**
+   * The state once the attempt left setup (RUNNING, or ended), or whatever it is after `within`
+   * (ASSIGNED, BUILDING): what RunTask answers, so the controller frees the attempt's place under
+   * its building limit without waiting for a heartbeat (#20).
+   */
+  async leftSetup(within: Duration): Promise<TaskState> {
+    if (!inSetup(this.#status.state)) return this.#status.state;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, within);
+      function finish() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#setupWaiters.push(finish);
+    });
     return this.#status.state;
   }
 
@@ -814,6 +834,9 @@ export class TaskAttempt {
     this.#status.state = state;
     this.#version++;
     this.#ctx.onChange();
+    if (!inSetup(state) && this.#setupWaiters.length) {
+      for (const wake of this.#setupWaiters.splice(0)) wake();
+    }
   }
 
   #line(stream: string, text: string, timestampMs: number = Date.now()): LogLine {
@@ -925,6 +948,11 @@ async function freshDir(dir: string, mode?: number): Promise<void> {
   }
   await Deno.mkdir(dir, { recursive: true });
   if (mode !== undefined) await Deno.chmod(dir, mode);
+}
+
+/** Whether an attempt in `state` is still in setup (counts toward the building limit). */
+function inSetup(state: TaskState): boolean {
+  return state === TaskState.ASSIGNED || state === TaskState.BUILDING;
 }
 
 /** About how many bytes a log line takes on the wire (UTF-8 text, stream, level, timestamp). */

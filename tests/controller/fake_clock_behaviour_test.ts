@@ -244,3 +244,18 @@ Deno.test("building limit: a task held back by it is placed as soon as a heartbe
   await c.clock.settle();
   assertEquals(w.runs.map((r) => r.taskId), [`${first}/0`, `${second}/0`]);
 });
+
+Deno.test("building limit: a RunTask answer saying the attempt runs frees its place before any heartbeat", async () => {
+  await using c = new FakeClockCluster({ heartbeatInterval: seconds(10), maxBuildingPerWorker: 1 });
+  const w = c.worker("w1", { cpu: 4 });
+  w.runTaskState = TaskState.RUNNING;
+  await w.register();
+  const ids = [];
+  for (const name of ["a", "b", "c"]) ids.push(await launch(c, job(name)));
+  await c.clock.settle();
+  assertEquals(w.runs.map((r) => r.taskId), ids.map((id) => `${id}/0`));
+  // The answer frees the place only: the state still comes by heartbeat.
+  assertEquals(c.controller.jobs.task(`${ids[0]}/0`).state, TaskState.ASSIGNED);
+  await w.beat();
+  assertEquals(c.controller.jobs.task(`${ids[0]}/0`).state, TaskState.RUNNING);
+});
