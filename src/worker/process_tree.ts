@@ -497,8 +497,11 @@ function probeShellLimits(): ShellLimits | null {
       const out = new Deno.Command("/bin/sh", {
         args: [
           "-c",
-          `ulimit ${processes} 1234 && ulimit -n 1235 && ulimit -f 3 && exec cat /proc/self/limits`,
+          // Values below any usual hard limit (raising one would fail for a non-root worker).
+          `ulimit ${processes} 71 && ulimit -n 67 && ulimit -f 3 && exec cat /proc/self/limits`,
         ],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin" },
         stdin: "null",
         stdout: "piped",
         stderr: "null",
@@ -509,7 +512,7 @@ function probeShellLimits(): ShellLimits | null {
         limits.get(name)?.[0] === value && limits.get(name)?.[1] === value;
       const fsize = limits.get("Max file size")?.[0];
       const fileBlock = fsize === 1536 ? 512 : fsize === 3072 ? 1024 : 0;
-      if (same("Max processes", 1234) && same("Max open files", 1235) && fileBlock) {
+      if (same("Max processes", 71) && same("Max open files", 67) && fileBlock) {
         if (same("Max file size", 3 * fileBlock)) return shellLimits = { processes, fileBlock };
       }
     } catch {
