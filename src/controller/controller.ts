@@ -164,6 +164,9 @@ export class Controller implements ControllerCore, AutoscalerHost {
     this.#dispatcher = new Dispatcher({
       clientFactory: options.workerClientFactory,
       log: (line) => this.log(line),
+      onLeftSetup: (workerId, key) => {
+        if (this.workers.noteAttemptState(workerId, key, TaskState.RUNNING)) this.requestSchedule();
+      },
     });
     this.#liveness = new Liveness({
       clock: this.clock,

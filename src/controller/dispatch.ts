@@ -7,7 +7,7 @@
  */
 import { create } from "@bufbuild/protobuf";
 import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { type WorkerClient, workerClient } from "../rpc/mod.ts";
+import { TaskState, type WorkerClient, workerClient } from "../rpc/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
 import { isTaskActive } from "./job_rules.ts";
@@ -24,6 +24,11 @@ export interface DispatcherOptions {
   /** Builds a client for a worker address. @default a Connect client over HTTP */
   readonly clientFactory?: (address: string) => WorkerClient;
   readonly log: (line: string) => void;
+  /**
+   * The worker answered RunTask with the attempt out of setup (RUNNING or ended): its place under
+   * the building limit is free before the heartbeat that reports the state (#20).
+   */
+  readonly onLeftSetup?: (workerId: string, key: string) => void;
 }
 
 /** One attempt placed by a scheduling pass. */
@@ -140,6 +145,7 @@ export class Dispatcher {
           signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT),
         }).then((res) => {
           if (!res.accepted) throw new Error(res.error || "worker refused the task");
+          if (leftSetup(res.state)) this.#opts.onLeftSetup?.(worker.workerId, key);
         }).catch((err) => onFailed(task.taskId, attempt.attemptId, worker.workerId, err))
           .finally(() => this.#dispatching.delete(key)),
       );
@@ -218,4 +224,10 @@ export function gangMembers(jobs: JobTable, workers: WorkerTable, job: JobRecord
     const w = att && isTaskActive(att.state) ? workers.workers.get(att.workerId) : undefined;
     return { host: w ? new URL(w.address).hostname : "", workerId: w?.workerId ?? "" };
   });
+}
+
+/** A RunTaskResponse.state past setup: RUNNING or ended (unset: an older worker, or a fake). */
+function leftSetup(state: TaskState): boolean {
+  return state !== TaskState.UNSPECIFIED && state !== TaskState.ASSIGNED &&
+    state !== TaskState.BUILDING && state !== TaskState.PENDING;
 }

@@ -266,7 +266,8 @@ function applyUpdate(
       );
     }
   } else if (u.state === TaskState.RUNNING || u.state === TaskState.BUILDING) {
-    workers.noteAttemptState(workerId, key, u.state);
+    // A setup slot freed: tasks held back by the building limit need not wait for a tick.
+    if (workers.noteAttemptState(workerId, key, u.state)) fx.released++;
     jobs.attemptStarted(task, attempt, u.state, u.startedAtMs || ctx.clock.now(), fx);
   }
 }

@@ -175,7 +175,7 @@ export interface KillOrder {
 /** What a transition asks the loop to do. */
 export interface Effects {
   readonly kills: KillOrder[];
-  /** Attempts whose resources are free again (worker id → count), to reschedule. */
+  /** Attempts whose resources (or setup slot: the building limit) are free again: reschedule. */
   released: number;
   /** Jobs that reached a terminal state. */
   readonly finishedJobs: string[];

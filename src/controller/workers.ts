@@ -288,11 +288,15 @@ export class WorkerTable {
 
   /**
    * The worker reports an attempt it holds as `state` (BUILDING, RUNNING). A commitment told to
-   * stop stays "releasing" until the worker confirms the end.
+   * stop stays "releasing" until the worker confirms the end. True when the attempt left setup
+   * (ASSIGNED/BUILDING): a slot under `max_building_tasks_per_worker` is free again.
    */
-  noteAttemptState(workerId: string, key: string, state: TaskState): void {
+  noteAttemptState(workerId: string, key: string, state: TaskState): boolean {
     const c = this.workers.get(workerId)?.active.get(key);
-    if (c && c.state !== TaskState.KILLED) c.state = state;
+    if (!c || c.state === TaskState.KILLED) return false;
+    const wasBuilding = isBuilding(c.state);
+    c.state = state;
+    return wasBuilding && !isBuilding(state);
   }
 
   /** Records a heartbeat snapshot (see {@linkcode recordSnapshot}). */
@@ -397,7 +401,7 @@ export class WorkerTable {
         | { cpuMillicores: number; memoryBytes: number; accelerators: number }
         | undefined;
       for (const c of w.active.values()) {
-        if (c.state === TaskState.ASSIGNED || c.state === TaskState.BUILDING) building++;
+        if (isBuilding(c.state)) building++;
         else if (c.state === TaskState.KILLED) {
           releasing ??= { cpuMillicores: 0, memoryBytes: 0, accelerators: 0 };
           releasing.cpuMillicores += c.cpuMillicores;
@@ -424,4 +428,9 @@ export class WorkerTable {
     }
     return out;
   }
+}
+
+/** Whether a commitment in `state` counts toward the building limit. */
+function isBuilding(state: TaskState): boolean {
+  return state === TaskState.ASSIGNED || state === TaskState.BUILDING;
 }

@@ -121,6 +121,8 @@ export class TaskAttempt {
   readonly #logs: BoundedQueue<LogLine>;
   readonly #bucket: LogBucket;
   readonly #abort = new AbortController();
+  /** Callers of {@linkcode TaskAttempt.leftSetup} still waiting. */
+  #setupWaiters: (() => void)[] = [];
   /** Lines not yet delivered, from #pending[#head]; #costs in step. */
   #pending: LogLine[] = [];
   #costs: number[] = [];
@@ -183,6 +185,24 @@ export class TaskAttempt {
   }
 
   get state(): TaskState {
+    return this.#status.state;
+  }
+
+  /**
+   * The state once the attempt left setup (RUNNING, or ended), or whatever it is after `within`
+   * (ASSIGNED, BUILDING): what RunTask answers, so the controller frees the attempt's place under
+   * its building limit without waiting for a heartbeat (#20).
+   */
+  async leftSetup(within: Duration): Promise<TaskState> {
+    if (!inSetup(this.#status.state)) return this.#status.state;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, within);
+      function finish() {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#setupWaiters.push(finish);
+    });
     return this.#status.state;
   }
 
@@ -376,6 +396,7 @@ export class TaskAttempt {
   async #execute(): Promise<void> {
     const req = this.request;
     const ctx = this.#ctx;
+    let outputs: Promise<string | Error> | undefined;
     try {
       this.#status.ports = ctx.ports.allocateNamed(req.ports);
       for (const [name, port] of Object.entries(req.reservedPorts)) {
@@ -387,10 +408,15 @@ export class TaskAttempt {
         this.#reserved.push(port);
       }
       const users = ctx.taskUsers;
+      if (users) this.#user = users.pool.allocate();
+      // The job's output directory depends on nothing else here (a bundle's attempt makes it
+      // after the fetch): made meanwhile, as each async fs op is a trip through Deno's thread
+      // pool (#20). Awaited on every path, so a failed setup still releases it.
+      outputs = ctx.outputs && !req.bundleId ? this.#acquireOutputs() : undefined;
       // A task user's directory is created 0700 (one mkdir, no chmod; a umask only narrows it).
       await freshDir(this.dir, users ? 0o700 : undefined);
       if (users) {
-        const { uid, gid } = this.#user = users.pool.allocate();
+        const { uid, gid } = this.#user!;
         // Independent steps at once: each async fs op is a trip through Deno's thread pool.
         const [, , denoPath] = await Promise.all([
           Deno.chown(this.dir, uid, gid),
@@ -400,6 +426,7 @@ export class TaskAttempt {
         if (denoPath) this.#denoPath = denoPath;
       } else await Deno.mkdir(`${this.dir}/tmp`);
     } catch (err) {
+      await outputs;
       return this.#finish({
         state: TaskState.WORKER_FAILED,
         error: `setup failed: ${describeError(err)}`,
@@ -434,18 +461,17 @@ export class TaskAttempt {
     }
     // The job's output directory (outputs.ts): IRIS_OUTPUT_DIR, kept after the attempt.
     const reqEnv: Record<string, string> = { ...req.env };
-    if (ctx.outputs && !this.#kill) {
-      try {
-        reqEnv.IRIS_OUTPUT_DIR = await ctx.outputs.acquire(req.jobId, this.#user);
-        this.#outputsHeld = true;
-        if (ctx.outputsPrefix) {
-          reqEnv.IRIS_OUTPUT_URL = outputsDestination(ctx.outputsPrefix.prefix, req.jobId);
-        }
-      } catch (err) {
+    if (ctx.outputs && (outputs || !this.#kill)) {
+      const dir = await (outputs ?? this.#acquireOutputs());
+      if (dir instanceof Error) {
         return this.#finish({
           state: TaskState.WORKER_FAILED,
-          error: `output directory: ${describeError(err)}`,
+          error: `output directory: ${describeError(dir)}`,
         });
+      }
+      reqEnv.IRIS_OUTPUT_DIR = dir;
+      if (ctx.outputsPrefix) {
+        reqEnv.IRIS_OUTPUT_URL = outputsDestination(ctx.outputsPrefix.prefix, req.jobId);
       }
     }
     // Python environment and setup steps (python_env.ts), in the task's sandbox.
@@ -588,6 +614,17 @@ export class TaskAttempt {
     }
     await this.#uploadOutputs();
     this.#finish(classifyExit(exit, this.#kill));
+  }
+
+  /** Creates (or keeps) the job's output directory for this attempt; the error when it cannot. */
+  async #acquireOutputs(): Promise<string | Error> {
+    try {
+      const dir = await this.#ctx.outputs!.acquire(this.request.jobId, this.#user);
+      this.#outputsHeld = true;
+      return dir;
+    } catch (err) {
+      return err instanceof Error ? err : new Error(String(err));
+    }
   }
 
   /**
@@ -797,6 +834,9 @@ export class TaskAttempt {
     this.#status.state = state;
     this.#version++;
     this.#ctx.onChange();
+    if (!inSetup(state) && this.#setupWaiters.length) {
+      for (const wake of this.#setupWaiters.splice(0)) wake();
+    }
   }
 
   #line(stream: string, text: string, timestampMs: number = Date.now()): LogLine {
@@ -908,6 +948,11 @@ async function freshDir(dir: string, mode?: number): Promise<void> {
   }
   await Deno.mkdir(dir, { recursive: true });
   if (mode !== undefined) await Deno.chmod(dir, mode);
+}
+
+/** Whether an attempt in `state` is still in setup (counts toward the building limit). */
+function inSetup(state: TaskState): boolean {
+  return state === TaskState.ASSIGNED || state === TaskState.BUILDING;
 }
 
 /** About how many bytes a log line takes on the wire (UTF-8 text, stream, level, timestamp). */

@@ -399,8 +399,8 @@ export interface SpawnOptions {
    */
   readonly user?: { readonly uid: number; readonly gid: number; readonly setpriv: string };
   /**
-   * Resource limits set through prlimit(1) before the program starts (skipped when prlimit is
-   * missing). `processes` is RLIMIT_NPROC, counted per real uid: only meaningful for a task user.
+   * Resource limits set before the program starts, by the wrapper shell's `ulimit` (prlimit(1)
+   * where the shell cannot; skipped when neither can). `processes` is RLIMIT_NPROC, counted per real uid: only meaningful for a task user.
    */
   readonly limits?: {
     readonly processes?: number;
@@ -447,18 +447,14 @@ let ownLimits: Map<string, [number, number]> | undefined;
 /**
  * `wanted` when it lowers the worker's own limit `name` (which the task would inherit), capped at
  * the hard limit (raising past it needs a privilege the worker may lack); undefined when there is
- * nothing to lower — then no prlimit(1) is spawned at all.
+ * nothing to lower — then no limit is set at all.
  */
 function lowered(wanted: number | undefined, name: string): number | undefined {
   if (!wanted) return undefined;
   if (!ownLimits) {
     ownLimits = new Map();
     try {
-      for (const line of Deno.readTextFileSync("/proc/self/limits").split("\n")) {
-        const m = line.match(/^(.+?)\s{2,}(\S+)\s+(\S+)/);
-        const value = (v: string) => v === "unlimited" ? Infinity : Number(v);
-        if (m) ownLimits.set(m[1]!, [value(m[2]!), value(m[3]!)]);
-      }
+      ownLimits = parseLimits(Deno.readTextFileSync("/proc/self/limits"));
     } catch {
       // Not readable here: ask for the value as is.
     }
@@ -476,37 +472,114 @@ export function setsidPath(): string | undefined {
   return findSetsid() ?? undefined;
 }
 
+/** How this host's /bin/sh sets limits with its `ulimit` builtin (probed once; null: it cannot). */
+interface ShellLimits {
+  /** The option for RLIMIT_NPROC: `-p` in dash, `-u` in bash and busybox. */
+  readonly processes: "-p" | "-u";
+  /** The unit of `ulimit -f`: 512 in dash (and POSIX), 1024 in bash. */
+  readonly fileBlock: number;
+}
+
+let shellLimits: ShellLimits | null | undefined;
+
 /**
- * The programs put between setsid and the task, each exec'ing in place: prlimit(1) for the
- * limits, then setpriv(1) with `--pdeathsig KILL` (so the kernel kills the leader when the
- * worker dies) and, for a task user, the uid change. Empty when neither program is there.
+ * Finds how /bin/sh's `ulimit` sets the process, open-file and file-size limits, by setting odd
+ * values in a child shell and reading them back from /proc (shells differ in option letters and
+ * units, and only `-f` is in POSIX). Runs once per thread; null when the shell cannot do it (the
+ * limits then go through prlimit(1), one exec more).
+ */
+function probeShellLimits(): ShellLimits | null {
+  if (shellLimits !== undefined) return shellLimits;
+  shellLimits = null;
+  if (Deno.build.os !== "linux") return null;
+  for (const processes of ["-p", "-u"] as const) {
+    try {
+      const out = new Deno.Command("/bin/sh", {
+        args: [
+          "-c",
+          // Values below any usual hard limit (raising one would fail for a non-root worker).
+          `ulimit ${processes} 71 && ulimit -n 67 && ulimit -f 3 && exec cat /proc/self/limits`,
+        ],
+        clearEnv: true,
+        env: { PATH: "/usr/bin:/bin" },
+        stdin: "null",
+        stdout: "piped",
+        stderr: "null",
+      }).outputSync();
+      if (!out.success) continue;
+      const limits = parseLimits(decoder.decode(out.stdout));
+      const same = (name: string, value: number) =>
+        limits.get(name)?.[0] === value && limits.get(name)?.[1] === value;
+      const fsize = limits.get("Max file size")?.[0];
+      const fileBlock = fsize === 1536 ? 512 : fsize === 3072 ? 1024 : 0;
+      if (same("Max processes", 71) && same("Max open files", 67) && fileBlock) {
+        if (same("Max file size", 3 * fileBlock)) return shellLimits = { processes, fileBlock };
+      }
+    } catch {
+      return null; // no shell, or this thread may not run it
+    }
+  }
+  return null;
+}
+
+/** The limits of a `/proc/<pid>/limits` text by name: [soft, hard], Infinity = unlimited. */
+function parseLimits(text: string): Map<string, [number, number]> {
+  const limits = new Map<string, [number, number]>();
+  for (const line of text.split("\n")) {
+    const m = line.match(/^(.+?)\s{2,}(\S+)\s+(\S+)/);
+    const value = (v: string) => v === "unlimited" ? Infinity : Number(v);
+    if (m) limits.set(m[1]!, [value(m[2]!), value(m[3]!)]);
+  }
+  return limits;
+}
+
+/**
+ * The programs put between setsid and the task, each exec'ing in place. Every exec costs about
+ * a spawn of CPU (#20), so one `sh -c` does all the shell can: it joins the task's cgroup and
+ * sets the limits (`ulimit`, where the shell's options are known), then execs setpriv(1) with
+ * `--pdeathsig KILL` (so the kernel kills the leader when the worker dies) and, for a task user,
+ * the uid change. prlimit(1) is used only for what the shell cannot set. Empty when there is
+ * nothing to wrap.
  */
 function wrappers(options: SpawnOptions): string[] {
   const out: string[] = [];
-  if (options.cgroup) {
-    // The shell moves itself (pid "0": the writer) into the cgroup, then execs the rest in place.
+  const limits = options.limits;
+  // Only ever lowered: raising past the worker's own hard limit needs a privilege it may lack.
+  const nproc = lowered(limits?.processes, "Max processes");
+  const nofile = lowered(limits?.openFiles, "Max open files");
+  let fsize = lowered(limits?.fileBytes, "Max file size");
+  fsize = fsize && Math.ceil(fsize);
+  const shell = nproc || nofile || fsize ? probeShellLimits() : undefined;
+  const ulimits: string[] = [];
+  const prlimitArgs: string[] = [];
+  if (nproc) {
+    if (shell) ulimits.push(`ulimit ${shell.processes} ${nproc}`);
+    else prlimitArgs.push(`--nproc=${nproc}`);
+  }
+  if (nofile) {
+    if (shell) ulimits.push(`ulimit -n ${nofile}`);
+    else prlimitArgs.push(`--nofile=${nofile}`);
+  }
+  if (fsize) {
+    // The shell counts in blocks: a size that is not a whole number of them keeps its exact value.
+    if (shell && fsize % shell.fileBlock === 0) {
+      ulimits.push(`ulimit -f ${fsize / shell.fileBlock}`);
+    } else prlimitArgs.push(`--fsize=${fsize}`);
+  }
+  if (options.cgroup || ulimits.length) {
+    // The shell moves itself (pid "0": the writer) into the cgroup, lowers its limits (a failure
+    // stops the task: it never runs with limits it was not given), then execs the rest in place.
+    const join = options.cgroup ? 'echo 0 2>/dev/null >"$0"; ' : "";
+    const lower = ulimits.length ? `${ulimits.join(" && ")} || exit 126; ` : "";
     out.push(
       "/bin/sh",
       "-c",
-      'echo 0 2>/dev/null >"$0"; exec "$@"',
-      `${options.cgroup}/cgroup.procs`,
+      `${join}${lower}exec "$@"`,
+      options.cgroup ? `${options.cgroup}/cgroup.procs` : "sh",
     );
   }
-  const prlimit = findUtil("prlimit");
-  const limits = options.limits;
-  if (prlimit && limits) {
-    // Only ever lowered: raising past the worker's own hard limit needs a privilege it may lack.
-    const nproc = lowered(limits.processes, "Max processes");
-    const nofile = lowered(limits.openFiles, "Max open files");
-    const fsize = lowered(limits.fileBytes, "Max file size");
-    if (nproc || nofile || fsize) {
-      out.push(prlimit);
-      if (nproc) out.push(`--nproc=${nproc}`);
-      if (nofile) out.push(`--nofile=${nofile}`);
-      if (fsize) out.push(`--fsize=${Math.ceil(fsize)}`);
-      out.push("--");
-    }
-  }
+  const prlimit = prlimitArgs.length ? findUtil("prlimit") : null;
+  if (prlimit) out.push(prlimit, ...prlimitArgs, "--");
   const user = options.user;
   const setpriv = user?.setpriv ?? findUtil("setpriv");
   if (user) {
@@ -570,6 +643,33 @@ export function resolveProgram(program: string, path: string | undefined, cwd: s
   return undefined;
 }
 
+/** Bare program names found on a PATH lately: PATH → name → [file, when (performance.now())]. */
+const resolvedLately = new Map<string, Map<string, [string, number]>>();
+/** How long a PATH lookup is reused. */
+const RESOLVED_FOR = ms(1000);
+
+/**
+ * {@linkcode resolveProgram}, reusing a bare name's lookup for {@linkcode RESOLVED_FOR}: a burst
+ * of tasks would stat every PATH entry before each (a missed stat throws, which costs more than
+ * the syscall; #20). A program removed meanwhile fails in the wrapper's exec instead.
+ */
+function resolveCached(program: string, path: string | undefined, cwd: string) {
+  if (program.includes("/") || !path) return resolveProgram(program, path, cwd);
+  let names = resolvedLately.get(path);
+  const hit = names?.get(program);
+  const now = performance.now();
+  if (hit && now - hit[1] < RESOLVED_FOR) return hit[0];
+  const file = resolveProgram(program, path, cwd);
+  if (!file) return undefined;
+  if (!names) {
+    if (resolvedLately.size >= 16) resolvedLately.clear(); // tasks may set any PATH: stay small
+    resolvedLately.set(path, names = new Map());
+  }
+  if (names.size >= 256) names.clear();
+  names.set(program, [file, now]);
+  return file;
+}
+
 /** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */
 const joinsCgroup = new WeakSet<Deno.ChildProcess>();
 
@@ -610,7 +710,7 @@ export function spawnSessionLeader(
   const user = options.user;
   if (user) {
     if (!setsid) throw new Error("setsid(1) is needed to run a task as its own user");
-    const resolved = resolveProgram(program, options.env.PATH, options.cwd);
+    const resolved = resolveCached(program, options.env.PATH, options.cwd);
     if (!resolved) throw new Deno.errors.NotFound(`${program}: not found or not executable`);
     // Every program execs in place: the pid Deno returns is the task's session leader, running
     // as `user` with no supplementary groups and unable to regain privileges through setuid
@@ -623,7 +723,7 @@ export function spawnSessionLeader(
       options,
     );
   }
-  const resolved = setsid ? resolveProgram(program, options.env.PATH, options.cwd) : undefined;
+  const resolved = setsid ? resolveCached(program, options.env.PATH, options.cwd) : undefined;
   if (setsid && resolved) {
     try {
       // setsid(1) calls setsid(2) and execs in place: the child is not a group leader yet, so

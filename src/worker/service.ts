@@ -13,6 +13,7 @@ import {
   type ProcessInfo,
   type ProfileTaskResponse,
   type ResourceSnapshot,
+  type TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
 import {
   FetchTaskLogsResponseSchema,
@@ -32,10 +33,21 @@ import { type Duration, ms, seconds } from "../time.ts";
 import type { OutputRead } from "./outputs.ts";
 import type { TerminalSize } from "./sessions.ts";
 
+/**
+ * Longest time RunTask waits for the attempt to leave setup before answering: long enough for a
+ * plain command to start on a loaded host, short against the controller's call timeout.
+ */
+export const RUN_TASK_START_WAIT: Duration = ms(250);
+
 /** What the routes need from a worker. */
 export interface WorkerCore {
   /** Starts an attempt without waiting for it; idempotent per task and attempt. */
   runTask(request: RunTaskRequest): RunTaskResponse;
+  /**
+   * The state of an attempt once it left setup, or after `within` (RunTaskResponse.state);
+   * undefined when the attempt is unknown (absent in fakes: the answer leaves the state unset).
+   */
+  leftSetup?(taskId: string, attemptId: number, within: Duration): Promise<TaskState | undefined>;
   /** True when the attempt was found (and, if still active, is being killed). */
   killTask(request: KillTaskRequest): boolean;
   /** The latest attempt of a task, or undefined. */
@@ -89,7 +101,13 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
   // Handlers throw Iris errors; serveRpc's interceptor maps them to codes (src/rpc/errors.ts).
   return (router) =>
     router.service(WorkerService, {
-      runTask: (req) => core.runTask(req),
+      runTask: async (req) => {
+        const res = core.runTask(req);
+        if (!res.accepted || !core.leftSetup) return res;
+        const state = await core.leftSetup(req.taskId, req.attemptId, RUN_TASK_START_WAIT);
+        if (state !== undefined) res.state = state;
+        return res;
+      },
       killTask: (req) => create(KillTaskResponseSchema, { found: core.killTask(req) }),
       getTaskStatus: (req) => {
         const task = core.taskStatus(req.taskId);

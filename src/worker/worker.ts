@@ -366,6 +366,12 @@ class IrisWorker implements WorkerCore {
     };
   }
 
+  /** The state of an attempt once it left setup, or after `within`; undefined when unknown. */
+  leftSetup(taskId: string, attemptId: number, within: Duration): Promise<TaskState | undefined> {
+    const attempt = this.#attempts.get(attemptKey(taskId, attemptId));
+    return attempt ? attempt.leftSetup(within) : Promise.resolve(undefined);
+  }
+
   runTask(req: RunTaskRequest): RunTaskResponse {
     const refuse = (error: string) => create(RunTaskResponseSchema, { accepted: false, error });
     if (this.#stopped) return refuse("worker is stopping");

@@ -35,6 +35,8 @@ export class FakeWorker {
   readonly running = new Map<string, HeldAttempt>();
   readonly runs: RunTaskRequest[] = [];
   readonly kills: { taskId: string; attemptId: number }[] = [];
+  /** The state RunTask answers with (RunTaskResponse.state); unset by default, as older workers. */
+  runTaskState: TaskState = TaskState.UNSPECIFIED;
   #updates: TaskUpdate[] = [];
   #beating?: AbortController;
 
@@ -61,7 +63,7 @@ export class FakeWorker {
               request: req,
             });
             this.#updates.push(this.#update(req.taskId, req.attemptId, TaskState.RUNNING));
-            return create(RunTaskResponseSchema, { accepted: true });
+            return create(RunTaskResponseSchema, { accepted: true, state: this.runTaskState });
           },
           killTask: (req) => {
             this.kills.push({ taskId: req.taskId, attemptId: req.attemptId });

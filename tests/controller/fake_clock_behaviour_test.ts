@@ -231,3 +231,32 @@ Deno.test("scheduling timeout: a task that cannot be placed is UNSCHEDULABLE at 
   await c.clock.advance(seconds(60));
   assertEquals(c.controller.jobs.task(`${ok}/0`).state, TaskState.RUNNING);
 });
+
+Deno.test("building limit: a task held back by it is placed as soon as a heartbeat says a setup ended, not at the next tick", async () => {
+  await using c = new FakeClockCluster({ heartbeatInterval: seconds(10), maxBuildingPerWorker: 1 });
+  const w = c.worker("w1", { cpu: 4 });
+  await w.register();
+  const first = await launch(c, job("first"));
+  const second = await launch(c, job("second"));
+  assertEquals(w.runs.map((r) => r.taskId), [`${first}/0`], "one attempt in setup at a time");
+  assertEquals(c.controller.jobs.task(`${second}/0`).state, TaskState.PENDING);
+  // The first reports RUNNING (its setup is over): the second is dispatched with no time passing.
+  await w.beat();
+  await c.clock.settle();
+  assertEquals(w.runs.map((r) => r.taskId), [`${first}/0`, `${second}/0`]);
+});
+
+Deno.test("building limit: a RunTask answer saying the attempt runs frees its place before any heartbeat", async () => {
+  await using c = new FakeClockCluster({ heartbeatInterval: seconds(10), maxBuildingPerWorker: 1 });
+  const w = c.worker("w1", { cpu: 4 });
+  w.runTaskState = TaskState.RUNNING;
+  await w.register();
+  const ids = [];
+  for (const name of ["a", "b", "c"]) ids.push(await launch(c, job(name)));
+  await c.clock.settle();
+  assertEquals(w.runs.map((r) => r.taskId), ids.map((id) => `${id}/0`));
+  // The answer frees the place only: the state still comes by heartbeat.
+  assertEquals(c.controller.jobs.task(`${ids[0]}/0`).state, TaskState.ASSIGNED);
+  await w.beat();
+  assertEquals(c.controller.jobs.task(`${ids[0]}/0`).state, TaskState.RUNNING);
+});

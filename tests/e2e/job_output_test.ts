@@ -127,3 +127,24 @@ Deno.test("JobOutputs: attempt starts sweep at most once per sweep interval", as
     await Deno.remove(root, { recursive: true });
   }
 });
+
+Deno.test("JobOutputs.release leaves an mtime it set moments ago (one fs op less), else sets it", async () => {
+  const root = await Deno.makeTempDir({ prefix: "iris-outsweep-" });
+  try {
+    const past = new Date(Date.now() - 2 * 3600_000);
+    // A week's retention: a release within a minute of the start keeps the directory's mtime.
+    const outputs = new JobOutputs(root, seconds(7 * 24 * 3600));
+    const quick = await outputs.acquire("/alice/quick");
+    await Deno.utime(quick, past, past); // stands in for "set at the start"
+    await outputs.release("/alice/quick");
+    assert.equal((await Deno.stat(quick)).mtime?.getTime(), past.getTime());
+    // No slack (a retention of 0): the retention starts at the release.
+    const strict = new JobOutputs(root, ms(0));
+    const dir = await strict.acquire("/alice/strict");
+    await Deno.utime(dir, past, past);
+    await strict.release("/alice/strict");
+    assert.ok((await Deno.stat(dir)).mtime!.getTime() > Date.now() - 60_000);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+});

@@ -85,6 +85,38 @@ Deno.test("spawnSessionLeader() tells whether its wrapper joins the given cgroup
   }
 });
 
+Deno.test({
+  name:
+    "spawnSessionLeader() gives the program its limits, soft and hard, a file size not in whole blocks too",
+  ignore: Deno.build.os !== "linux",
+  async fn() {
+    const options = { cwd: "/", env: { PATH: DEFAULT_TASK_PATH } };
+    const limitsOf = async (fileBytes: number) => {
+      const child = spawnSessionLeader("cat", ["/proc/self/limits"], {
+        ...options,
+        limits: { processes: 321, openFiles: 123, fileBytes },
+      });
+      const out = await child.output();
+      assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+      const text = new TextDecoder().decode(out.stdout);
+      const row = (name: string) =>
+        text.match(new RegExp(`^${name}\\s+(\\S+)\\s+(\\S+)`, "m"))?.slice(1);
+      return {
+        nproc: row("Max processes"),
+        nofile: row("Max open files"),
+        fsize: row("Max file size"),
+      };
+    };
+    // One exec fewer than prlimit where the shell's ulimit can do it (#20); exact either way.
+    assert.deepEqual(await limitsOf(8 * 1024 * 1024), {
+      nproc: ["321", "321"],
+      nofile: ["123", "123"],
+      fsize: [String(8 * 1024 * 1024), String(8 * 1024 * 1024)],
+    });
+    assert.deepEqual((await limitsOf(1_000_001)).fsize, ["1000001", "1000001"]);
+  },
+});
+
 Deno.test("spawnSessionLeader() reports a missing program or cwd as Deno.Command does", () => {
   const env = { PATH: DEFAULT_TASK_PATH };
   assert.throws(

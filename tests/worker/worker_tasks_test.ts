@@ -275,6 +275,29 @@ Deno.test("KillTask during BUILDING aborts the bundle fetch and reports KILLED w
   );
 });
 
+Deno.test("RunTask answers once the attempt left setup, or after a short wait while it builds (#20)", async () => {
+  await using h = await startHarness({
+    // A bundle that never arrives: the attempt stays in setup.
+    bundleFetcher: (_id, signal) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      }),
+  });
+  const quick = await h.client.runTask(commandTask("/u/quick/0", ["sleep", "30"]));
+  assert.equal(quick.accepted, true);
+  assert.equal(quick.state, TaskState.RUNNING, TaskState[quick.state]);
+  const t0 = performance.now();
+  const slow = await h.client.runTask(
+    commandTask("/u/slowsetup/0", ["true"], { bundleId: "sha256-never" }),
+  );
+  assert.equal(slow.state, TaskState.BUILDING, TaskState[slow.state]);
+  assert.ok(performance.now() - t0 < 5_000, "answered after the wait, not after the setup");
+  for (const taskId of ["/u/quick/0", "/u/slowsetup/0"]) {
+    await h.client.killTask({ taskId, attemptId: 0, reason: "done" });
+    await h.fake.waitForState(taskId, TaskState.KILLED);
+  }
+});
+
 Deno.test("worker starts an attempt in an empty directory even when an earlier run left one behind", async () => {
   const rootDir = await Deno.makeTempDir({ prefix: "iris-stale-root-" });
   try {
