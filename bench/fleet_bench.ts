@@ -17,9 +17,6 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { startController } from "../src/controller/server.ts";
 import { deadBound } from "../src/controller/heartbeat_rate.ts";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
-import { ControllerService } from "../src/rpc/gen/iris/v1/controller_pb.ts";
 import {
   HeartbeatRequestSchema,
   RegisterWorkerRequestSchema,
@@ -38,6 +35,7 @@ import {
 } from "../src/rpc/gen/iris/v1/worker_pb.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { ms } from "../src/time.ts";
+import { controllerClient } from "../src/rpc/mod.ts";
 
 /** What one `--fleet N` run measured. */
 export interface FleetResult {
@@ -60,6 +58,14 @@ export interface FleetResult {
   controllerCpuUsPerHeartbeat: number;
   /** The generator's own CPU over the window, in % of one core. */
   generatorCpuPercent: number;
+  /**
+   * The longest stall of the generator's and of the controller's event loop in the window (a
+   * loaded machine): a heartbeat caught in one waits that long, whatever the handler costs.
+   */
+  generatorLagMaxMs: number;
+  controllerLagMaxMs: number;
+  /** Times the controller's monitor found itself blocked while the stopped worker died. */
+  controllerStalls: number;
   windowS: number;
   registerS: number;
   /** 1,000 one-task jobs submitted at once, until all SUCCEEDED. */
@@ -112,20 +118,20 @@ interface SimWorker {
 
 /** The load generator: `--fleet-child URL N`; reads commands on stdin, prints JSON at "report". */
 export async function fleetChild(url: string, n: number): Promise<void> {
-  // Real workers call from their own hosts: spread the simulated ones over 64 loopback source
-  // addresses, so the controller's per-address connection cap sees a fleet, not one client.
-  const clients = Array.from({ length: 64 }, (_, i) => {
-    const http = Deno.createHttpClient({ localAddress: `127.0.${1 + (i >> 8)}.${1 + (i & 255)}` });
-    return createClient(
-      ControllerService,
-      createConnectTransport({
-        baseUrl: url,
-        useBinaryFormat: true,
-        fetch: (input, init) => fetch(input, { ...init, client: http }),
-      }),
-    );
-  });
-  const clientOf = (w: SimWorker) => clients[Number(w.id.slice(4)) % clients.length]!;
+  // The product's client, as a real worker's heartbeat loop uses (src/rpc/http1_client.ts): Iris's
+  // own HTTP/1.1 transport. One client for all: the simulated workers share its kept-alive
+  // connections (at most MAX_CONNECTIONS_PER_SERVER), where real ones each open their own from
+  // their own address (see the README, "Fleet scale").
+  const client = controllerClient(url);
+  const clientOf = (_w: SimWorker) => client;
+  // The generator's own event-loop stalls (a loaded machine): they show up as heartbeat latency.
+  let lagMaxMs = 0;
+  let lagAt = performance.now();
+  const lagTimer = setInterval(() => {
+    const now = performance.now();
+    lagMaxMs = Math.max(lagMaxMs, now - lagAt - 10);
+    lagAt = now;
+  }, 10);
   const workers: SimWorker[] = [];
   const lat: number[] = [];
   let errors = 0;
@@ -135,6 +141,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
   let cpuAtMark = 0;
   let wallAtMark = 0;
   let cpuPercent = NaN;
+  let windowLagMaxMs = NaN;
   const beat = async (w: SimWorker) => {
     if (w.stopped || w.inFlight) return;
     w.inFlight = true;
@@ -267,6 +274,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
       if (cmd === "mark") {
         marked = true;
         lat.length = 0;
+        lagMaxMs = 0;
         errors = 0;
         reregistered = 0;
         cpuAtMark = processCpuMs();
@@ -274,6 +282,7 @@ export async function fleetChild(url: string, n: number): Promise<void> {
       } else if (cmd === "unmark") {
         marked = false;
         cpuPercent = 100 * (processCpuMs() - cpuAtMark) / (performance.now() - wallAtMark);
+        windowLagMaxMs = lagMaxMs;
       } else if (cmd.startsWith("stop ")) {
         const w = workers[Number(cmd.slice(5))]!;
         w.stopped = true;
@@ -292,7 +301,9 @@ export async function fleetChild(url: string, n: number): Promise<void> {
           reregistered,
           cpuPercent,
           intervalMs: workers.at(-1)!.interval,
+          lagMaxMs: windowLagMaxMs,
         }));
+        clearInterval(lagTimer);
         await server.shutdown();
         return;
       }
@@ -370,6 +381,13 @@ export async function fleetBench(
     const before = new Map([...c.workers.workers.values()].map((w) => [w.workerId, counted(w)]));
     await send("mark");
     timing = true;
+    let controllerLagMaxMs = 0;
+    let lagAt = performance.now();
+    const lagTimer = setInterval(() => {
+      const now = performance.now();
+      controllerLagMaxMs = Math.max(controllerLagMaxMs, now - lagAt - 10);
+      lagAt = now;
+    }, 10);
     const cpu0 = processCpuMs();
     const w0 = performance.now();
     // Count heartbeats by sampling each worker's last-heartbeat time often enough.
@@ -386,6 +404,7 @@ export async function fleetBench(
     }
     const cpuMs = processCpuMs() - cpu0;
     const wallMs = performance.now() - w0;
+    clearInterval(lagTimer);
     await send("unmark");
     timing = false;
     const rss = Deno.memoryUsage().rss;
@@ -415,6 +434,7 @@ export async function fleetBench(
     log(`fleet ${n}: 1000 jobs at ${jobsPerS.toFixed(0)}/s`);
     // Liveness: stop one worker and time its declared death.
     deadAtMs = 0; // a death during the ramp-up (a loaded machine) is not this one
+    const stalls0 = c.stalls.count;
     await send("stop 0");
     const stopped = JSON.parse(await readLine()) as { lastOkMs: number };
     const told = c.workers.workers.get("sim-0")?.heartbeatIntervalMs ?? interval;
@@ -430,6 +450,7 @@ export async function fleetBench(
       reregistered: number;
       cpuPercent: number;
       intervalMs: number;
+      lagMaxMs: number;
     };
     return {
       workers: n,
@@ -444,6 +465,9 @@ export async function fleetBench(
       handlerP99Ms: percentile(handler, 99),
       controllerCpuUsPerHeartbeat: cpuMs * 1000 / Math.max(1, beats),
       generatorCpuPercent: rep.cpuPercent,
+      generatorLagMaxMs: rep.lagMaxMs,
+      controllerLagMaxMs,
+      controllerStalls: c.stalls.count - stalls0,
       windowS: wallMs / 1000,
       registerS,
       jobsPerS,
