@@ -348,10 +348,10 @@ async function throughputBench(
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
  * controller's event loop. */
-async function rpcBenchChild(url: string) {
+async function rpcBenchChild(url: string, echoUrl: string) {
   const client = new IrisClient(url);
   const c0 = processCpuMs();
-  const r = await rpcBench(client);
+  const r = await rpcBench(client, echoUrl);
   console.log(JSON.stringify({ ...r, clientCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls }));
 }
 
@@ -372,7 +372,13 @@ interface RpcResult {
   statusBytes: number;
   /** Every call the child made (warm-up, single and concurrent, both methods). */
   calls: number;
-  /** CPU of the calling process per call (Connect client over fetch). */
+  /**
+   * Plain fetch POSTs (200 B, echoed by Deno.serve in the controller's process) from the calling
+   * process, one after each single-connection GetJobStatus: the floor between the same two
+   * processes under the same load (the run's other fetch floor is within one process).
+   */
+  fetchPostSameProcesses: number[];
+  /** CPU of the calling process per call (Iris's client). */
   clientCpuUsPerCall: number;
   /** CPU of the controller's process per call, measured around the child's run. */
   serverCpuUsPerCall: number;
@@ -380,25 +386,46 @@ interface RpcResult {
 
 /** Controller unary RPC load from a separate process (a real client, not the server's loop). */
 async function rpcBenchRemote(url: string): Promise<RpcResult> {
+  // The fetch floor's server lives in the controller's process, like the RPC server.
+  const echo = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) =>
+      new Response(await req.text(), { headers: { "content-type": "application/json" } }),
+  );
   const c0 = processCpuMs();
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--rpc-child",
+      url,
+      `http://127.0.0.1:${echo.addr.port}/`,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
-  }).output();
+  }).output().finally(() => echo.shutdown());
   if (!out.success) throw new Error(`rpc child exited ${out.code}`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
   return { ...r, serverCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls };
 }
 
-/** Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. */
-async function callLoad(call: () => Promise<unknown>, n: number) {
+/**
+ * Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. With
+ * `floor`, each single call is followed by one floor call, timed apart (same conditions).
+ */
+async function callLoad(call: () => Promise<unknown>, n: number, floor?: () => Promise<unknown>) {
   const single: number[] = [];
+  const floorMs: number[] = [];
   for (let i = 0; i < n + 200; i++) {
-    const t0 = performance.now();
+    let t0 = performance.now();
     await call();
     if (i >= 200) single.push(performance.now() - t0);
+    if (!floor) continue;
+    t0 = performance.now();
+    await floor();
+    if (i >= 200) floorMs.push(performance.now() - t0);
   }
   const concurrency = 32;
   const durationMs = 3000;
@@ -413,6 +440,7 @@ async function callLoad(call: () => Promise<unknown>, n: number) {
   return {
     concurrency,
     single,
+    floorMs,
     callsPerS: calls / ((performance.now() - t0) / 1000),
     calls: n + 200 + calls,
   };
@@ -420,16 +448,25 @@ async function callLoad(call: () => Promise<unknown>, n: number) {
 
 async function rpcBench(
   client: IrisClient,
+  echoUrl: string,
 ): Promise<Omit<RpcResult, "clientCpuUsPerCall" | "serverCpuUsPerCall">> {
   const jobId = await client.submit(trivialJob("rpc-bench"));
   await client.wait(jobId, { pollInterval: ms(5) });
-  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000);
+  const body = JSON.stringify({ payload: "x".repeat(180) }); // ≈ 200 B, as fetchFloor
+  const fetchPost = async () =>
+    await (await fetch(echoUrl, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+    })).text();
+  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000, fetchPost);
   const status = await callLoad(() => client.rpc.getControllerStatus({}), 1000);
   const one = await client.rpc.getControllerStatus({});
   return {
     concurrency: job.concurrency,
     callsPerS: job.callsPerS,
     single: job.single,
+    fetchPostSameProcesses: job.floorMs,
     statusCallsPerS: status.callsPerS,
     statusSingle: status.single,
     statusBytes: toBinary(GetControllerStatusResponseSchema, one).length,
@@ -717,6 +754,7 @@ async function main() {
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
+  const fetchPostSame = dist(rpc.fetchPostSameProcesses);
   const statusSingle = dist(rpc.statusSingle);
   const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
   const x = (a: number, b: number) => Number.isFinite(a / b) ? `${(a / b).toFixed(1)}×` : "n/a";
@@ -801,7 +839,9 @@ async function main() {
       "G4 GetJobStatus, single conn. (other process, n=1000)",
       fmtMs(rpcSingle.p50),
       fmtMs(rpcSingle.p99),
-      `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
+      `${x(rpcSingle.p50, fetchPostSame.p50)} fetch POST between the same processes (${
+        fmtMs(fetchPostSame.p50)
+      }); ${x(rpcSingle.p50, fetchPost.p50)} the in-process floor`,
       "p50 ≤ 2× fetch POST",
     ],
     [
@@ -943,6 +983,7 @@ async function main() {
         callsPerS: rpc.callsPerS,
         concurrency: rpc.concurrency,
         singleMs: rpcSingle,
+        fetchPostSameProcessesMs: fetchPostSame,
         controllerCpuUsPerCall: rpc.serverCpuUsPerCall,
         clientCpuUsPerCall: rpc.clientCpuUsPerCall,
         controllerStatus: {
@@ -966,6 +1007,8 @@ async function main() {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,
       clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
       rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
+      // The same call against a fetch POST between the same two processes, interleaved with it.
+      rpcSingleP50VsFetchPostSameProcesses: rpcSingle.p50 / fetchPostSame.p50,
       rpcCallsPerSVsGoal: rpc.callsPerS / 10_000,
       stalledP99VsGoal: stalled.statusMs.p99 / 100,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
@@ -1135,13 +1178,16 @@ async function quick(only: Set<string>): Promise<void> {
     if (only.has("rpc")) {
       const r = await rpcBenchRemote(client.url);
       const single = dist(r.single);
+      const same = dist(r.fetchPostSameProcesses);
       const fetchPost = dist((await fetchFloor(500)).post);
       console.log(
         `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
           fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)} (${(single.p50 / fetchPost.p50).toFixed(1)}× fetch POST ${
+        } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
+          fmtMs(same.p50)
+        } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
           fmtMs(fetchPost.p50)
-        }); GetControllerStatus (${r.statusBytes} B) ${
+        } in-process); GetControllerStatus (${r.statusBytes} B) ${
           fmtNum(r.statusCallsPerS)
         } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
           r.serverCpuUsPerCall.toFixed(0)
@@ -1156,7 +1202,7 @@ if (import.meta.main) {
   const m = Deno.args.indexOf("--memory-child");
   const f = Deno.args.indexOf("--fleet-child");
   if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
-  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!, Deno.args[i + 2]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
   else if (m >= 0) {
     console.log(
