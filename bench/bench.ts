@@ -374,8 +374,9 @@ interface RpcResult {
   calls: number;
   /**
    * Plain fetch POSTs (200 B, echoed by Deno.serve in the controller's process) from the calling
-   * process, one after each single-connection GetJobStatus: the floor between the same two
-   * processes under the same load (the run's other fetch floor is within one process).
+   * process, in blocks alternating with the single-connection GetJobStatus calls: the floor
+   * between the same two processes under the same load (the run's other fetch floor is within
+   * one process). Their CPU is in the per-call figures (about 1 % of the calls).
    */
   fetchPostSameProcesses: number[];
   /** CPU of the calling process per call (Iris's client). */
