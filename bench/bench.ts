@@ -352,10 +352,10 @@ async function throughputBench(
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
  * controller's event loop. */
-async function rpcBenchChild(url: string) {
+async function rpcBenchChild(url: string, echoUrl: string) {
   const client = new IrisClient(url);
   const c0 = processCpuMs();
-  const r = await rpcBench(client);
+  const r = await rpcBench(client, echoUrl);
   console.log(JSON.stringify({ ...r, clientCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls }));
 }
 
@@ -376,7 +376,14 @@ interface RpcResult {
   statusBytes: number;
   /** Every call the child made (warm-up, single and concurrent, both methods). */
   calls: number;
-  /** CPU of the calling process per call (Connect client over fetch). */
+  /**
+   * Plain fetch POSTs (200 B, echoed by Deno.serve in the controller's process) from the calling
+   * process, in blocks alternating with the single-connection GetJobStatus calls: the floor
+   * between the same two processes under the same load (the run's other fetch floor is within
+   * one process). Their CPU is in the per-call figures (about 1 % of the calls).
+   */
+  fetchPostSameProcesses: number[];
+  /** CPU of the calling process per call (Iris's client). */
   clientCpuUsPerCall: number;
   /** CPU of the controller's process per call, measured around the child's run. */
   serverCpuUsPerCall: number;
@@ -384,25 +391,52 @@ interface RpcResult {
 
 /** Controller unary RPC load from a separate process (a real client, not the server's loop). */
 async function rpcBenchRemote(url: string): Promise<RpcResult> {
+  // The fetch floor's server lives in the controller's process, like the RPC server.
+  const echo = Deno.serve(
+    { hostname: "127.0.0.1", port: 0, onListen: () => {} },
+    async (req) =>
+      new Response(await req.text(), { headers: { "content-type": "application/json" } }),
+  );
   const c0 = processCpuMs();
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--rpc-child", url],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--rpc-child",
+      url,
+      `http://127.0.0.1:${echo.addr.port}/`,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
-  }).output();
+  }).output().finally(() => echo.shutdown());
   if (!out.success) throw new Error(`rpc child exited ${out.code}`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
   return { ...r, serverCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls };
 }
 
-/** Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. */
-async function callLoad(call: () => Promise<unknown>, n: number) {
+/**
+ * Single-connection latencies (n after 200 warm-up calls) and calls/s at 32 callers for 3 s. With
+ * `floor`, blocks of 50 single calls alternate with blocks of 50 floor calls, timed apart: the same
+ * conditions, without one call's wake-ups disturbing the next one's.
+ */
+async function callLoad(call: () => Promise<unknown>, n: number, floor?: () => Promise<unknown>) {
   const single: number[] = [];
-  for (let i = 0; i < n + 200; i++) {
-    const t0 = performance.now();
-    await call();
-    if (i >= 200) single.push(performance.now() - t0);
+  const floorMs: number[] = [];
+  const block = 50;
+  for (let i = 0; i < n + 200; i += block) {
+    for (
+      const [fn, into] of floor
+        ? [[call, single], [floor, floorMs]] as const
+        : [[call, single]] as const
+    ) {
+      for (let k = i; k < i + block; k++) {
+        const t0 = performance.now();
+        await fn();
+        if (k >= 200) into.push(performance.now() - t0);
+      }
+    }
   }
   const concurrency = 32;
   const durationMs = 3000;
@@ -417,6 +451,7 @@ async function callLoad(call: () => Promise<unknown>, n: number) {
   return {
     concurrency,
     single,
+    floorMs,
     callsPerS: calls / ((performance.now() - t0) / 1000),
     calls: n + 200 + calls,
   };
@@ -424,16 +459,25 @@ async function callLoad(call: () => Promise<unknown>, n: number) {
 
 async function rpcBench(
   client: IrisClient,
+  echoUrl: string,
 ): Promise<Omit<RpcResult, "clientCpuUsPerCall" | "serverCpuUsPerCall">> {
   const jobId = await client.submit(trivialJob("rpc-bench"));
   await client.wait(jobId, { pollInterval: ms(5) });
-  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000);
+  const body = JSON.stringify({ payload: "x".repeat(180) }); // ≈ 200 B, as fetchFloor
+  const fetchPost = async () =>
+    await (await fetch(echoUrl, {
+      method: "POST",
+      body,
+      headers: { "content-type": "application/json" },
+    })).text();
+  const job = await callLoad(() => client.rpc.getJobStatus({ jobId }), 1000, fetchPost);
   const status = await callLoad(() => client.rpc.getControllerStatus({}), 1000);
   const one = await client.rpc.getControllerStatus({});
   return {
     concurrency: job.concurrency,
     callsPerS: job.callsPerS,
     single: job.single,
+    fetchPostSameProcesses: job.floorMs,
     statusCallsPerS: status.callsPerS,
     statusSingle: status.single,
     statusBytes: toBinary(GetControllerStatusResponseSchema, one).length,
@@ -757,6 +801,7 @@ async function main() {
   const clientWall = dist(lat.clientWallMs);
   const submitRtt = dist(lat.submitRttMs);
   const rpcSingle = dist(rpc.single);
+  const fetchPostSame = dist(rpc.fetchPostSameProcesses);
   const statusSingle = dist(rpc.statusSingle);
   const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
 
@@ -840,7 +885,9 @@ async function main() {
       "G4 GetJobStatus, single conn. (other process, n=1000)",
       fmtMs(rpcSingle.p50),
       fmtMs(rpcSingle.p99),
-      `${x(rpcSingle.p50, fetchPost.p50)} fetch POST`,
+      `${x(rpcSingle.p50, fetchPostSame.p50)} fetch POST between the same processes (${
+        fmtMs(fetchPostSame.p50)
+      }); ${x(rpcSingle.p50, fetchPost.p50)} the in-process floor`,
       "p50 ≤ 2× fetch POST",
     ],
     [
@@ -982,6 +1029,7 @@ async function main() {
         callsPerS: rpc.callsPerS,
         concurrency: rpc.concurrency,
         singleMs: rpcSingle,
+        fetchPostSameProcessesMs: fetchPostSame,
         controllerCpuUsPerCall: rpc.serverCpuUsPerCall,
         clientCpuUsPerCall: rpc.clientCpuUsPerCall,
         controllerStatus: {
@@ -1004,6 +1052,8 @@ async function main() {
       submitToRunningP50VsSpawn: submitToRunning.p50 / spawn.p50,
       clientWallP50VsSpawn: clientWall.p50 / spawn.p50,
       rpcSingleP50VsFetchPost: rpcSingle.p50 / fetchPost.p50,
+      // The same call against a fetch POST between the same two processes, interleaved with it.
+      rpcSingleP50VsFetchPostSameProcesses: rpcSingle.p50 / fetchPostSame.p50,
       rpcCallsPerSVsGoal: rpc.callsPerS / 10_000,
       stalledP99VsGoal: stalled.statusMs.p99 / 100,
       jobsPerSVsSpawnCeiling: tput.jobsPerS / spawnCeiling,
@@ -1258,13 +1308,16 @@ async function quick(only: Set<string>): Promise<void> {
     if (only.has("rpc")) {
       const r = await rpcBenchRemote(client.url);
       const single = dist(r.single);
+      const same = dist(r.fetchPostSameProcesses);
       const fetchPost = dist((await fetchFloor(500)).post);
       console.log(
         `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
           fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)} (${(single.p50 / fetchPost.p50).toFixed(1)}× fetch POST ${
+        } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
+          fmtMs(same.p50)
+        } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
           fmtMs(fetchPost.p50)
-        }); GetControllerStatus (${r.statusBytes} B) ${
+        } in-process); GetControllerStatus (${r.statusBytes} B) ${
           fmtNum(r.statusCallsPerS)
         } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
           r.serverCpuUsPerCall.toFixed(0)
@@ -1281,7 +1334,7 @@ if (import.meta.main) {
   const r = Deno.args.indexOf("--restart-child");
   if (r >= 0) await restartChild(Deno.args[r + 1]!);
   else if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
-  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!);
+  else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!, Deno.args[i + 2]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
   else if (m >= 0) {
     console.log(

@@ -26,6 +26,8 @@ export interface BenchJson {
       callsPerS: number;
       concurrency: number;
       singleMs: { p50: number; p99: number };
+      /** A fetch POST between the same two processes, interleaved (absent in older files). */
+      fetchPostSameProcessesMs?: { p50: number };
       controllerCpuUsPerCall: number;
       clientCpuUsPerCall: number;
     };
@@ -138,7 +140,11 @@ export function renderReadmeSection(j: BenchJson): string {
   rows.push([
     "unary RPC, one connection, p50",
     time(iris.rpc?.singleMs.p50),
-    `${times(r.rpcSingleP50VsFetchPost)} fetch POST`,
+    r.rpcSingleP50VsFetchPostSameProcesses === undefined
+      ? `${times(r.rpcSingleP50VsFetchPost)} fetch POST`
+      : `${times(r.rpcSingleP50VsFetchPostSameProcesses)} fetch POST between the same processes (${
+        times(r.rpcSingleP50VsFetchPost)
+      } the in-process one)`,
     "≤ 2×",
   ]);
   rows.push([

@@ -12,7 +12,7 @@
  */
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
 import type { JobSpec, JobStatus, TaskStatus } from "../rpc/gen/iris/v1/types_pb.ts";
-import type { WorkerClient } from "../rpc/mod.ts";
+import { TaskState, type WorkerClient } from "../rpc/mod.ts";
 import { type Clock, type Duration, ms, seconds, systemClock } from "../time.ts";
 import { describeError } from "../errors.ts";
 import type { Band, ClusterSnapshot, SchedulePlan } from "../types.ts";

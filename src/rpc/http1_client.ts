@@ -5,10 +5,10 @@
  * no fetch Request/Response, per-method serializers made once. Server-streaming calls, https URLs
  * and anything it does not handle go to a fallback transport (connect-web over fetch).
  *
- * An idle connection is kept 2 s for the next call (at most 64 per server), by a timer that does
- * not keep the program alive, so heartbeats and polls reuse connections. A call that finds its
- * kept-alive connection closed by the server before any answer byte is sent again once on a new
- * connection.
+ * At most 64 connections per server are open at once (more calls wait for one); an idle one is
+ * kept 2 s for the next call, by a timer that does not keep the program alive, so heartbeats and
+ * polls reuse connections. A call that finds its kept-alive connection closed by the server before
+ * any answer byte is sent again once on a new connection.
  * @module
  */
 import {
@@ -64,7 +64,7 @@ class ClientConn {
   used = 0;
   /** When it was last given back to the pool (epoch ms). */
   idleSince = 0;
-  constructor(readonly conn: Deno.TcpConn) {}
+  constructor(readonly conn: Deno.TcpConn, readonly onClose: () => void) {}
 
   close(): void {
     if (this.closed) return;
@@ -72,6 +72,7 @@ class ClientConn {
     try {
       this.conn.close();
     } catch { /* closed */ }
+    this.onClose();
   }
 
   /** Reads more bytes; false at the end of the stream. */
@@ -97,31 +98,88 @@ class ClientConn {
 
 /** How long an idle connection is kept for the next call (well under servers' idle timeout). */
 const IDLE_KEEP_MS = 2000;
-/** Idle connections kept per server; more are closed at once. */
-const MAX_IDLE = 64;
+/**
+ * Connections open at once to one server, idle or busy; more calls wait for one to come back.
+ * Well under a server's per-address cap (256 by default), so a burst from one process (a
+ * dispatch to many attempts, a poll storm) queues here rather than being refused there, and
+ * never opens more sockets than the server's listen backlog takes at once.
+ */
+export const MAX_CONNECTIONS_PER_SERVER = 64;
 
 /** Connections to one host:port. */
 class Pool {
   readonly idle: ClientConn[] = [];
+  /** Connections open (idle, busy, or being connected). */
+  open = 0;
+  /** Calls waiting for a connection, first come first served. */
+  readonly #waiting: ((c: ClientConn | undefined) => void)[] = [];
   #sweep: ReturnType<typeof setTimeout> | undefined;
-  constructor(readonly hostname: string, readonly port: number) {}
+  constructor(
+    readonly hostname: string,
+    readonly port: number,
+    readonly maxConnections = MAX_CONNECTIONS_PER_SERVER,
+  ) {}
 
-  async take(): Promise<ClientConn> {
-    const c = this.idle.pop();
-    if (c) return c;
-    const conn = await Deno.connect({ hostname: this.hostname, port: this.port });
+  /** Calls waiting for a connection (for tests and diagnostics). */
+  get waiting(): number {
+    return this.#waiting.length;
+  }
+
+  /** A connection for one call; waits while `maxConnections` are busy (until `signal` aborts). */
+  async take(signal?: AbortSignal): Promise<ClientConn> {
+    for (;;) {
+      const c = this.idle.pop();
+      if (c) return c;
+      if (this.open < this.maxConnections) break;
+      // At the cap: a connection given back comes to the first waiter (undefined: a slot freed).
+      const handed = await this.#wait(signal);
+      if (handed) return handed;
+      if (this.open < this.maxConnections) break;
+    }
+    this.open++;
+    let conn: Deno.TcpConn;
+    try {
+      conn = await Deno.connect({ hostname: this.hostname, port: this.port });
+    } catch (err) {
+      this.#release();
+      throw err;
+    }
     try {
       conn.setNoDelay(true);
     } catch { /* closed */ }
-    return new ClientConn(conn);
+    return new ClientConn(conn, () => this.#release());
   }
 
   give(c: ClientConn): void {
     if (c.closed) return;
-    if (this.idle.length >= MAX_IDLE) return c.close();
+    const next = this.#waiting.shift();
+    if (next) return next(c);
     c.idleSince = Date.now();
     this.idle.push(c);
     this.#schedule();
+  }
+
+  #wait(signal: AbortSignal | undefined): Promise<ClientConn | undefined> {
+    return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
+      const waiter = (c: ClientConn | undefined) => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve(c);
+      };
+      const onAbort = () => {
+        const i = this.#waiting.indexOf(waiter);
+        if (i >= 0) this.#waiting.splice(i, 1);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiting.push(waiter);
+    });
+  }
+
+  /** A connection closed: its slot goes to the first waiter. */
+  #release(): void {
+    this.open--;
+    this.#waiting.shift()?.(undefined);
   }
 
   /** Closes connections idle for IDLE_KEEP_MS; its timer does not keep the program alive. */
@@ -131,8 +189,9 @@ class Pool {
       this.#sweep = undefined;
       const now = Date.now();
       const keep = this.idle.filter((c) => now - c.idleSince < IDLE_KEEP_MS);
-      for (const c of this.idle) if (!keep.includes(c)) c.close();
+      const stale = this.idle.filter((c) => !keep.includes(c));
       this.idle.splice(0, this.idle.length, ...keep);
+      for (const c of stale) c.close();
       if (keep.length) this.#schedule();
     }, IDLE_KEEP_MS);
     Deno.unrefTimer(this.#sweep as unknown as number);
@@ -140,6 +199,12 @@ class Pool {
 }
 
 const POOLS = new Map<string, Pool>();
+
+/** Connections to `baseUrl`'s server: open, idle, and calls waiting for one. */
+export function connectionStats(baseUrl: string): { open: number; idle: number; waiting: number } {
+  const pool = POOLS.get(new URL(baseUrl).host);
+  return { open: pool?.open ?? 0, idle: pool?.idle.length ?? 0, waiting: pool?.waiting ?? 0 };
+}
 
 function poolFor(url: URL): Pool {
   const key = url.host;
@@ -177,8 +242,9 @@ async function exchange(
   for (let attempt = 0;; attempt++) {
     let c: ClientConn;
     try {
-      c = await pool.take();
+      c = await pool.take(signal);
     } catch (err) {
+      if (signal?.aborted) throw ConnectError.from(signal.reason, Code.Canceled);
       throw networkError(url, err);
     }
     const reused = c.used > 0;

@@ -52,6 +52,8 @@ export interface ReporterOptions {
   readonly log: (line: string) => void;
   /** Time limit of one RPC. @default 10s */
   readonly rpcTimeout?: Duration;
+  /** A number in [0, 1), for the phase spread of heartbeats. @default Math.random */
+  readonly random?: () => number;
 }
 
 const FAILURE_LOG_EVERY = seconds(30);
@@ -67,6 +69,13 @@ export class Reporter {
   readonly #abort = new AbortController();
   readonly #loop: Promise<void>;
   #interval: Duration;
+  /**
+   * The next wait is a random part of the interval: set by a registration and by a new interval.
+   * Workers that registered together, or heard a longer interval at about the same time (a
+   * growing fleet), would otherwise heartbeat in step, in bursts the controller has to queue;
+   * this spreads their phases over the interval once, never waiting longer than told.
+   */
+  #spread = false;
   #isRegistered = false;
   #poked = false;
   #stopping = false;
@@ -148,6 +157,7 @@ export class Reporter {
             callOptions,
           );
           this.#isRegistered = true;
+          this.#spread = true;
           if (response.heartbeatIntervalMs > 0) this.#interval = ms(response.heartbeatIntervalMs);
           if (response.reconnectMaxBackoffMs > 0) {
             backoff = new Backoff({ initial: ms(100), max: ms(response.reconnectMaxBackoffMs) });
@@ -172,7 +182,10 @@ export class Reporter {
         this.#succeeded("heartbeat to");
         backoff.reset();
         // The controller stretches the interval as the fleet grows (liveness.ts).
-        if (response.heartbeatIntervalMs > 0) this.#interval = ms(response.heartbeatIntervalMs);
+        if (response.heartbeatIntervalMs > 0 && response.heartbeatIntervalMs !== this.#interval) {
+          this.#interval = ms(response.heartbeatIntervalMs);
+          this.#spread = true;
+        }
         if (response.kill.length) this.#opts.onKill(response.kill);
         if (response.reregister) {
           // Nothing in this heartbeat was applied: its updates stay queued for the next one.
@@ -205,7 +218,11 @@ export class Reporter {
         await this.#sleep(backoff.next(), false);
         continue;
       }
-      const idle = this.#interval - (performance.now() - this.#lastSend);
+      const wait = this.#spread
+        ? this.#interval * (this.#opts.random ?? Math.random)()
+        : this.#interval;
+      this.#spread = false;
+      const idle = wait - (performance.now() - this.#lastSend);
       if (!this.#poked && idle > 0) await this.#sleep(ms(idle), true);
     }
   }

@@ -2,15 +2,19 @@
  * The lean HTTP/1.1 client transport (src/rpc/http1_client.ts) against every server transport:
  * answers, errors with their codes and metadata, the bearer token, interceptors and call headers,
  * calls spaced wider than the server's idle timeout, an unreachable server (a transient error, as with
- * fetch), and streaming calls carried by the fetch fallback.
+ * fetch), streaming calls carried by the fetch fallback, and the per-server connection cap.
  */
 import { Code, ConnectError, type ConnectRouter, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { type HttpTransport, serveRpc } from "../../src/rpc/server.ts";
-import { createHttp1Transport } from "../../src/rpc/http1_client.ts";
+import {
+  connectionStats,
+  createHttp1Transport,
+  MAX_CONNECTIONS_PER_SERVER,
+} from "../../src/rpc/http1_client.ts";
 import { controllerClient, rpcTransport } from "../../src/rpc/client.ts";
 import { ControllerService } from "../../src/rpc/mod.ts";
-import { ms } from "../../src/time.ts";
+import { ms, seconds, waitFor } from "../../src/time.ts";
 import { assert, assertEquals, assertMatch } from "../_helpers/assert.ts";
 
 function routes(router: ConnectRouter) {
@@ -108,4 +112,46 @@ Deno.test("http1 client: interceptors see the call; an unreachable server is a t
   assertEquals(err.code, Code.Unknown);
   assert(err.cause instanceof TypeError, `cause: ${err.cause}`);
   assertMatch(err.message, /error sending request/);
+});
+
+Deno.test("http1 client: at most MAX_CONNECTIONS_PER_SERVER connections to a server; more calls wait their turn", async () => {
+  let inFlight = 0;
+  let most = 0;
+  let release!: () => void;
+  const released = new Promise<void>((r) => release = r);
+  await using server = serveRpc((router: ConnectRouter) => {
+    router.service(ControllerService, {
+      async getJobStatus(req) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await released;
+        inFlight--;
+        return { job: { jobId: req.jobId } };
+      },
+    });
+  }, { maxConnectionsPerClient: MAX_CONNECTIONS_PER_SERVER + 8 });
+  const client = controllerClient(server.url);
+  const n = MAX_CONNECTIONS_PER_SERVER + 36;
+  const calls = Array.from({ length: n }, (_, i) => client.getJobStatus({ jobId: `h${i}` }));
+  // One more that gives up while it waits for a connection: it leaves the queue.
+  const abort = new AbortController();
+  const gaveUp = errorOf(client.getJobStatus({ jobId: "late" }, { signal: abort.signal }));
+  await waitFor(
+    () => inFlight === MAX_CONNECTIONS_PER_SERVER && connectionStats(server.url).waiting === 37,
+    {
+      timeout: seconds(10),
+      what: "the pool full and the rest waiting",
+    },
+  );
+  abort.abort();
+  assertEquals((await gaveUp).code, Code.Canceled);
+  assertEquals(connectionStats(server.url).waiting, 36);
+  release();
+  const answers = await Promise.all(calls);
+  assertEquals(answers.map((r) => r.job?.jobId), Array.from({ length: n }, (_, i) => `h${i}`));
+  // Nothing beyond the cap reached the server, and no call was refused by its per-address cap.
+  assertEquals(most, MAX_CONNECTIONS_PER_SERVER);
+  const stats = connectionStats(server.url);
+  assertEquals([stats.open, stats.waiting], [stats.idle, 0]);
+  assert(stats.open <= MAX_CONNECTIONS_PER_SERVER, `open: ${stats.open}`);
 });
