@@ -161,6 +161,8 @@ export class LogStore {
   readonly #dir?: string;
   readonly #abort = new AbortController();
   #pruning?: Promise<void>;
+  /** The prune in progress, if any: prunes run one at a time (a second waits for the first). */
+  #pruneTail: Promise<unknown> = Promise.resolve();
   #seq = 0;
   /** Lines with a sequence number up to this were written before this process started. */
   readonly #baseSeq: number;
@@ -347,7 +349,14 @@ export class LogStore {
    * recently written ones while all files together exceed `diskBytes`.
    * @returns the number of files deleted
    */
-  async prune(now = Date.now()): Promise<number> {
+  prune(now = Date.now()): Promise<number> {
+    // One at a time: two walks at once would count and delete the same files twice.
+    const run = this.#pruneTail.then(() => this.#pruneOnce(now));
+    this.#pruneTail = run.catch(() => {});
+    return run;
+  }
+
+  async #pruneOnce(now: number): Promise<number> {
     const dir = this.#dir;
     if (!dir) return 0;
     const retention = this.#opts.retention ?? LOG_STORE_DEFAULTS.retention;

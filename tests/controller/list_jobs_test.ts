@@ -9,6 +9,7 @@ import { assert, assertEquals } from "../_helpers/assert.ts";
 import { smallestSorted } from "../../src/controller/job_query.ts";
 import { startController } from "../../src/controller/server.ts";
 import { controllerClient } from "../../src/rpc/client.ts";
+import { type Clock, systemClock, type Timestamp } from "../../src/time.ts";
 import { JobState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ListJobsRequestSchema } from "../../src/rpc/gen/iris/v1/controller_pb.ts";
@@ -16,10 +17,15 @@ import type { ListJobsRequestSchema } from "../../src/rpc/gen/iris/v1/controller
 type Query = MessageInitShape<typeof ListJobsRequestSchema>;
 
 Deno.test("ListJobs filters, sorts and pages on the server", async (t) => {
-  await using server = startController();
+  // Real time, except that each submission is a second after the last: the age sort must not
+  // depend on two jobs landing in the same millisecond.
+  let offset = 0;
+  const clock: Clock = { ...systemClock, now: () => (systemClock.now() + offset) as Timestamp };
+  await using server = startController({ clock });
   const rpc = controllerClient(server.url);
-  const launch = async (user: string, name: string, replicas = 1, parentJobId = "") =>
-    (await rpc.launchJob({
+  const launch = async (user: string, name: string, replicas = 1, parentJobId = "") => {
+    offset += 1000;
+    return (await rpc.launchJob({
       spec: {
         name,
         user,
@@ -28,6 +34,7 @@ Deno.test("ListJobs filters, sorts and pages on the server", async (t) => {
         entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
       },
     })).jobId;
+  };
   // Submission order: a, b, c (alice), then bob's two, then two children of /alice/b.
   await launch("alice", "a", 3);
   await launch("alice", "b", 1);
