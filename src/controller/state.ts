@@ -97,17 +97,18 @@ export const NO_STDERR: string[] = Object.freeze([]) as unknown as string[];
 export function newTask(
   jobId: string,
   index: number,
-  fields: {
-    state: TaskState;
-    attempts: AttemptRecord[];
-    attemptBase: number;
-    failureCount: number;
-    preemptionCount: number;
-    pendingSinceMs: number;
-    ports: Record<string, number>;
-    stderrTail: string[];
-    error: string;
-  },
+  fields: Pick<
+    TaskRecord,
+    | "state"
+    | "attempts"
+    | "attemptBase"
+    | "failureCount"
+    | "preemptionCount"
+    | "pendingSinceMs"
+    | "ports"
+    | "stderrTail"
+    | "error"
+  >,
   /** `<job id>/`, made once for all of a job's tasks (each id is then one string, not two). */
   idPrefix = `${jobId}/`,
 ): TaskRecord {
