@@ -8,6 +8,7 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { formatDuration } from "../format.ts";
+import { forEachLine, textReader } from "../line_reader.ts";
 
 /** A process to run: argv plus optional stdin text and extra environment. */
 export interface Command {
@@ -125,26 +126,9 @@ function readLines(
   stream: ReadableStream<Uint8Array>,
   onLine: (line: string) => void,
 ): { done: Promise<void>; cancel(): Promise<void> } {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let buffer = "";
-  const done = (async () => {
-    try {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let nl: number;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-          onLine(buffer.slice(0, nl).replace(/\r$/, ""));
-          buffer = buffer.slice(nl + 1);
-        }
-      }
-    } catch {
-      // Cancelled or broken pipe: keep what we have.
-    }
-    if (buffer !== "") onLine(buffer);
-    buffer = "";
-  })();
+  const reader = textReader(stream);
+  // Cancelled or broken pipe: keep what we have.
+  const done = forEachLine(reader, onLine, true).catch(() => {});
   return { done, cancel: () => reader.cancel().catch(() => {}) };
 }
 

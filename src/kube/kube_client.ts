@@ -17,6 +17,7 @@ import {
   ResourceNotFoundError,
 } from "../errors.ts";
 import { type Duration, seconds } from "../time.ts";
+import { forEachLine, textReader } from "../line_reader.ts";
 
 /** Where the API server is and how to authenticate to it. */
 export interface KubeCredentials {
@@ -373,20 +374,9 @@ export class KubeClient implements Disposable {
     onLine: (line: string) => void,
   ): Promise<void> {
     const res = await this.#fetch("GET", path, what, signal);
-    const reader = res.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let buffer = "";
+    const reader = textReader(res.body!);
     try {
-      while (true) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let nl: number;
-        while ((nl = buffer.indexOf("\n")) >= 0) {
-          onLine(buffer.slice(0, nl));
-          buffer = buffer.slice(nl + 1);
-        }
-      }
-      if (buffer) onLine(buffer);
+      await forEachLine(reader, onLine);
     } catch (err) {
       if (!signal.aborted) throw err;
     } finally {
