@@ -580,15 +580,16 @@ export class TaskAttempt {
     using _input = proc.input && ctx.sessions?.add(`task:${this.taskId}`, proc.input);
     ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
-    const stopDisk = new AbortController();
-    const diskWatch = diskBytes > 0 ? this.#watchDisk(proc, diskBytes, stopDisk.signal) : undefined;
+    // Only with a disk limit: an abort() costs a DOMException and its stack trace.
+    const stopDisk = diskBytes > 0 ? new AbortController() : undefined;
+    const diskWatch = stopDisk && this.#watchDisk(proc, diskBytes, stopDisk.signal);
     this.#status.pid = proc.pid;
     this.#status.startedAtMs = Date.now();
     this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
     this.#setState(TaskState.RUNNING);
     const exit = await proc.exited;
     this.#rateMarker();
-    stopDisk.abort();
+    stopDisk?.abort();
     await diskWatch;
     ctx.ledger?.removeSession(proc.pid);
     // A write stopped by RLIMIT_FSIZE kills the writer (SIGXFSZ) or fails it (EFBIG), and the
