@@ -4,7 +4,10 @@
  * else (files, a symlink for `tmp`, a full `tmp`) is removed, never followed or reused.
  */
 import { AttemptDirs, MAX_SPARE_DIRS } from "../../src/worker/attempt_dirs.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
+import { seconds, waitFor } from "../../src/time.ts";
 import { assert, assertEquals } from "../_helpers/assert.ts";
+import { commandTask, startHarness } from "./harness.ts";
 
 const linux = Deno.build.os === "linux";
 const isRoot = linux && Deno.uid() === 0;
@@ -27,6 +30,13 @@ const write = (path: string) => Deno.writeTextFileSync(path, "x");
 const chmod = (path: string, mode: number) => Deno.chmodSync(path, mode);
 const rm = (path: string) => Deno.removeSync(path, { recursive: true });
 const symlink = (target: string, path: string) => Deno.symlinkSync(target, path);
+const sparesIn = (root: string) => {
+  try {
+    return names(`${root}/spare`).length;
+  } catch {
+    return 0;
+  }
+};
 const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
 
 Deno.test({
@@ -141,4 +151,33 @@ Deno.test({
       assertEquals(names(`${root}/tasks`), []);
       assertEquals(names(dirs.spareDir).length, MAX_SPARE_DIRS);
     }),
+});
+
+Deno.test({
+  name: "worker: a later attempt gets a pruned attempt's directory back, empty, as its own",
+  ignore: !linux,
+  fn: async () => {
+    await using h = await startHarness({ keepFinishedDirs: 1 });
+    // Each task prints its directory's inode, its entries, its tmp's entries, and its owner.
+    const probe = ["sh", "-c", 'stat -c "%i %u %a" .; echo "[$(ls -A)]"; echo "[$(ls -A tmp)]"'];
+    const seen: string[][] = [];
+    for (let i = 0; i < 3; i++) {
+      const taskId = `/u/recycle/${i}`;
+      await h.client.runTask(commandTask(taskId, probe));
+      await h.fake.waitForState(taskId, TaskState.SUCCEEDED);
+      seen.push(h.fake.logsOf(taskId).filter((l) => l.stream === "stdout").map((l) => l.text));
+      if (i === 1) {
+        // Task 0's directory was pruned (one finished directory is kept): it is a spare now.
+        await waitFor(() => sparesIn(h.worker.rootDir) === 1, {
+          timeout: seconds(10),
+          what: "the first attempt's directory parked as a spare",
+        });
+      }
+    }
+    for (const out of seen) assertEquals(out.slice(1), ["[tmp]", "[]"]);
+    const [first, , third] = seen.map((out) => out[0]!.split(" "));
+    assertEquals(third![0], first![0], "the third attempt reused the first one's directory");
+    assertEquals(third![2], first![2]);
+    if (isRoot) assert(third![1] !== first![1], "each attempt's directory is its own user's");
+  },
 });
