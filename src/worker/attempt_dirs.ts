@@ -7,7 +7,10 @@
  * throughput. Instead, an attempt directory that is pruned while it holds nothing but an empty
  * `tmp` (a short task's usual leftover) is locked (owned by the worker, 0700), checked, and
  * renamed into `<root>/spare/`; the next attempt renames it into place and gives it to its task
- * user. Anything else is removed as before, off the event loop.
+ * user. Anything else is removed as before, off the event loop. Not seen by the checks (Deno
+ * reads no extended attributes, and its ctime has whole seconds): ACL entries or `user.*`
+ * attributes the last task set on the directory itself; the 0700 mode masks ACL entries for
+ * other uids (docs/security.md).
  *
  * Every step here is a synchronous syscall of a few microseconds: cheaper, in CPU, than an async
  * op's trip through Deno's thread pool.
