@@ -77,6 +77,10 @@ export class ReapLedger {
   #file?: Deno.FsFile;
   /** Bytes of the longest content written to `#file`. */
   #size = 0;
+  /** The last content written, padded; reused by the next write. */
+  #buffer = new Uint8Array(0);
+  /** A write is queued for the end of the turn (#writeSoon). */
+  #writeQueued = false;
 
   readonly cgroup?: string;
 
@@ -92,8 +96,9 @@ export class ReapLedger {
     this.#write();
   }
 
+  /** A uid swept and free again; written with the turn's other removals (see #writeSoon). */
   removeUid(uid: number): void {
-    if (this.#uids.delete(uid)) this.#write();
+    if (this.#uids.delete(uid)) this.#writeSoon();
   }
 
   /**
@@ -109,7 +114,7 @@ export class ReapLedger {
   }
 
   removeSession(sid: number): void {
-    if (this.#sids.delete(sid)) this.#write();
+    if (this.#sids.delete(sid)) this.#writeSoon();
   }
 
   /** Removes the file and the cgroup (the worker stopped cleanly: nothing is left to sweep). */
@@ -125,7 +130,22 @@ export class ReapLedger {
     if (this.cgroup) removeCgroup(this.cgroup);
   }
 
+  /**
+   * A removal is written at the end of the current turn, with every other change made in it (a
+   * uid sweep frees a whole batch at once): until then the ledger names one more uid or session
+   * than runs, which a sweep after the worker's death would only find gone. An addition is
+   * written at once, before the task it covers starts.
+   */
+  #writeSoon(): void {
+    if (this.#writeQueued) return;
+    this.#writeQueued = true;
+    queueMicrotask(() => {
+      if (this.#writeQueued) this.#write();
+    });
+  }
+
   #write(): void {
+    this.#writeQueued = false;
     if (this.#broken) return;
     const state: LedgerState = {
       tag: this.tag,
@@ -144,10 +164,16 @@ export class ReapLedger {
         this.#size = encoder.encode(text).length;
         return;
       }
-      const content = encoder.encode(text);
-      this.#size = Math.max(this.#size, content.length);
-      const bytes = new Uint8Array(this.#size).fill(0x20);
-      bytes.set(content);
+      // Encoded into a buffer kept between writes (UTF-8 takes at most 3 bytes per UTF-16 unit).
+      if (this.#buffer.length < Math.max(3 * text.length, this.#size)) {
+        const grown = new Uint8Array(2 * Math.max(3 * text.length, this.#size));
+        grown.set(this.#buffer);
+        this.#buffer = grown;
+      }
+      const { written } = encoder.encodeInto(text, this.#buffer);
+      this.#size = Math.max(this.#size, written);
+      this.#buffer.fill(0x20, written, this.#size);
+      const bytes = this.#buffer.subarray(0, this.#size);
       this.#file.seekSync(0, Deno.SeekMode.Start);
       if (this.#file.writeSync(bytes) !== bytes.length) throw new Error("short ledger write");
     } catch {
@@ -397,14 +423,7 @@ export async function removeFilesOf(
       ) {
         listing = known;
       } else {
-        const owners = new Map<string, number | null>();
-        for await (const entry of Deno.readDir(dir)) {
-          try {
-            owners.set(entry.name, (await Deno.lstat(`${dir}/${entry.name}`)).uid);
-          } catch {
-            // Gone meanwhile.
-          }
-        }
+        const owners = st.size <= SYNC_LISTING_MAX_BYTES ? ownersOf(dir) : await ownersOfAsync(dir);
         listing = { dev: st.dev, ino: st.ino, mtimeMs, statAtMs, owners };
       }
     } catch {
@@ -421,6 +440,39 @@ export async function removeFilesOf(
     if (removed) cache?.delete(dir);
     else cache?.set(dir, listing);
   }
+}
+
+/**
+ * Largest directory (its own size: ~1,000–2,000 entries on ext4) listed synchronously: an lstat
+ * is a few microseconds, far less than an async op's trip through Deno's thread pool, and a busy
+ * /tmp holds hundreds (#20); a larger one would hold the event loop too long.
+ */
+const SYNC_LISTING_MAX_BYTES = 64 * 1024;
+
+/** The owner of every entry directly in `dir`, synchronously. */
+function ownersOf(dir: string): Map<string, number | null> {
+  const owners = new Map<string, number | null>();
+  for (const entry of Deno.readDirSync(dir)) {
+    try {
+      owners.set(entry.name, Deno.lstatSync(`${dir}/${entry.name}`).uid);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return owners;
+}
+
+/** {@linkcode ownersOf} off the event loop, for a large directory. */
+async function ownersOfAsync(dir: string): Promise<Map<string, number | null>> {
+  const owners = new Map<string, number | null>();
+  for await (const entry of Deno.readDir(dir)) {
+    try {
+      owners.set(entry.name, (await Deno.lstat(`${dir}/${entry.name}`)).uid);
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return owners;
 }
 
 /** Options for {@linkcode startReaper}. */

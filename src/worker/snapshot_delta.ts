@@ -18,5 +18,14 @@ function timeless(snapshot: ResourceSnapshot): ResourceSnapshot {
 
 /** Whether `next` says nothing `last` did not (timestamps aside). */
 export function sameSnapshot(last: ResourceSnapshot | undefined, next: ResourceSnapshot): boolean {
-  return last !== undefined && equals(ResourceSnapshotSchema, timeless(last), timeless(next));
+  if (last === undefined) return false;
+  // Under load most heartbeats' snapshots differ in a total: said without copying both (#20).
+  if (
+    last.runningTasks !== next.runningTasks || last.tasks.length !== next.tasks.length ||
+    last.cpuPercent !== next.cpuPercent || last.memoryUsedBytes !== next.memoryUsedBytes ||
+    last.processCount !== next.processCount || last.devices.length !== next.devices.length
+  ) {
+    return false;
+  }
+  return equals(ResourceSnapshotSchema, timeless(last), timeless(next));
 }

@@ -32,6 +32,7 @@ import { describeError, FailedPreconditionError, InvalidArgumentError } from "..
 import { oneLine } from "../format.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import { type AttemptContext, TaskAttempt } from "./attempt.ts";
+import { AttemptDirs } from "./attempt_dirs.ts";
 import { CpuMeter, detectResources, type WorkerResources } from "./host.ts";
 import { resourcesToProto } from "./convert.ts";
 import { attributesToProto } from "./convert.ts";
@@ -226,6 +227,8 @@ async function cleanUpPredecessor(
     cgroup: ledger?.tag === tag ? ledger.cgroup : undefined,
   });
   if (uids.length > 0) await removeFilesOf(new Set(uids));
+  // Spare attempt directories (attempt_dirs.ts) are empty: not counted.
+  await Deno.remove(`${rootDir}/spare`, { recursive: true }).catch(() => {});
   let dirs = 0;
   for await (const entry of Deno.readDir(`${rootDir}/tasks`)) {
     await Deno.remove(`${rootDir}/tasks/${entry.name}`, { recursive: true }).catch(() => {});
@@ -256,6 +259,7 @@ class IrisWorker implements WorkerCore {
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
   readonly #dirRemoved = new WeakSet<TaskAttempt>();
+  readonly #dirs: AttemptDirs;
   readonly #background = new Set<Promise<unknown>>();
   readonly #cpu: CpuMeter;
   readonly #host = new HostMeter();
@@ -289,6 +293,8 @@ class IrisWorker implements WorkerCore {
     advert?: DeviceAdvert,
   ) {
     this.#taskUsers = taskUsers;
+    // With task users the worker is root: a recycled directory goes back to root first.
+    this.#dirs = new AttemptDirs(rootDir, taskUsers ? { uid: 0, gid: 0 } : undefined);
     this.#devices = workerDevices(resources, advert, opts, (owner, reason) => {
       const a = this.#attempts.get(owner);
       a?.kill(reason, { state: TaskState.WORKER_FAILED, grace: opts.killGrace });
@@ -405,6 +411,7 @@ class IrisWorker implements WorkerCore {
       workerId: this.#workerId,
       controllerUrl: this.#opts.controllerUrl,
       dir: `${this.#rootDir}/tasks/${attemptDirName(req.taskId, req.attemptId)}`,
+      dirs: this.#dirs,
       denoDir: `${this.#rootDir}/cache/deno`,
       protectedPaths: [this.#rootDir, ...(this.#opts.protectedPaths ?? [])],
       // The task acts as its job's owner; the worker token itself never reaches it.
@@ -592,12 +599,16 @@ class IrisWorker implements WorkerCore {
     this.#reaping.ledger.remove();
     await this.#reaping.reaper?.close();
     if (this.#cleanup) {
-      const target = this.#removeRoot ? this.#rootDir : `${this.#rootDir}/tasks`;
-      await Deno.remove(target, { recursive: true }).catch((err) => {
-        if (!(err instanceof Deno.errors.NotFound)) {
-          this.#log(`cannot remove ${target}: ${describeError(err)}`);
-        }
-      });
+      const targets = this.#removeRoot
+        ? [this.#rootDir]
+        : [`${this.#rootDir}/tasks`, this.#dirs.spareDir];
+      for (const target of targets) {
+        await Deno.remove(target, { recursive: true }).catch((err) => {
+          if (!(err instanceof Deno.errors.NotFound)) {
+            this.#log(`cannot remove ${target}: ${describeError(err)}`);
+          }
+        });
+      }
     }
     this.#log(`worker ${this.#workerId} stopped`);
   }
@@ -744,7 +755,7 @@ class IrisWorker implements WorkerCore {
       const attempt = this.#finished[i]!;
       if (this.#dirRemoved.has(attempt)) continue;
       this.#dirRemoved.add(attempt);
-      this.#track(Deno.remove(attempt.dir, { recursive: true }).catch(() => {}));
+      this.#track(this.#dirs.remove(attempt.dir));
     }
     // Unreported attempts are kept for the controller, but not without bound.
     const hardCap = Math.max(4 * keepRecords, 1000);

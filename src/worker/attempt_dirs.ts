@@ -1,0 +1,144 @@
+/**
+ * Attempt directories (`<root>/tasks/<attempt>`, with its `tmp`), made and removed without
+ * creating and deleting inodes per attempt where it can (#20). A new inode costs a directory
+ * mkdir far more than a rename: ext4 skips recently deleted inodes when it allocates one (every
+ * one of them, for a minute or more, on a file system without a journal), so a worker that
+ * creates and deletes two directories per attempt pays a scan that grows with its own
+ * throughput. Instead, an attempt directory that is pruned while it holds nothing but an empty
+ * `tmp` (a short task's usual leftover) is locked (owned by the worker, 0700), checked, and
+ * renamed into `<root>/spare/`; the next attempt renames it into place and gives it to its task
+ * user. Anything else is removed as before, off the event loop. Not seen by the checks (Deno
+ * reads no extended attributes, and its ctime has whole seconds): ACL entries or `user.*`
+ * attributes the last task set on the directory itself; the 0700 mode masks ACL entries for
+ * other uids (docs/security.md).
+ *
+ * Every step here is a synchronous syscall of a few microseconds: cheaper, in CPU, than an async
+ * op's trip through Deno's thread pool.
+ * @module
+ */
+import type { TaskUser } from "./task_users.ts";
+
+/** Spare directories kept at most (each is two empty inodes). */
+export const MAX_SPARE_DIRS = 64;
+
+/** Makes attempt directories, and recycles the clean ones of pruned attempts. */
+export class AttemptDirs {
+  /** Where spare directories wait (same file system as the attempt directories). */
+  readonly spareDir: string;
+  /** Set when tasks run as their own users: a recycled directory is taken back from one. */
+  readonly #owner?: { readonly uid: number; readonly gid: number };
+  readonly #spares: string[] = [];
+  #next = 0;
+  #spareDirReady = false;
+  /** Modes of a freshly made attempt directory and its tmp (set by the first fresh make). */
+  #modes?: { dir: number; tmp: number };
+
+  /**
+   * `owner`: the worker's uid and gid when tasks run as their own users (a directory goes back
+   * to it before it is checked, so its last task can no longer change it).
+   */
+  constructor(rootDir: string, owner?: { readonly uid: number; readonly gid: number }) {
+    this.spareDir = `${rootDir}/spare`;
+    this.#owner = owner;
+  }
+
+  /** Spare directories ready now. */
+  get spares(): number {
+    return this.#spares.length;
+  }
+
+  /**
+   * Makes `dir` and `dir/tmp` empty, owned by `user` when given (then `dir` is 0700). A leftover
+   * at `dir` (an earlier worker run's) is replaced.
+   */
+  make(dir: string, user?: TaskUser): void {
+    const spare = this.#spares.pop();
+    if (spare !== undefined) {
+      try {
+        // Onto an empty leftover too (rename(2) replaces an empty directory).
+        Deno.renameSync(spare, dir);
+        if (user) {
+          Deno.chownSync(dir, user.uid, user.gid);
+          Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+        }
+        return;
+      } catch {
+        this.#discard(spare);
+      }
+    }
+    freshDirSync(dir, user ? 0o700 : undefined);
+    Deno.mkdirSync(`${dir}/tmp`);
+    if (user) {
+      Deno.chownSync(dir, user.uid, user.gid);
+      Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+    }
+    if (!this.#modes) {
+      this.#modes = {
+        dir: (Deno.lstatSync(dir).mode ?? 0) & 0o7777,
+        tmp: (Deno.lstatSync(`${dir}/tmp`).mode ?? 0) & 0o7777,
+      };
+    }
+  }
+
+  /**
+   * The attempt's directory is no longer wanted: kept as a spare when it holds only an empty
+   * `tmp` (and the pool has room), else removed in the background. Never throws.
+   */
+  async remove(dir: string): Promise<void> {
+    if (this.#spares.length < MAX_SPARE_DIRS && this.#recycle(dir)) return;
+    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  }
+
+  /** Locks, checks and parks `dir` as a spare; false (nothing moved) when it is not clean. */
+  #recycle(dir: string): boolean {
+    const modes = this.#modes;
+    if (!modes) return false;
+    try {
+      const owner = this.#owner;
+      // First taken from the task user: from then on only the worker can change it. (Its path
+      // is in the worker's `tasks`, which task users cannot write: it cannot be swapped.)
+      if (owner) Deno.chownSync(dir, owner.uid, owner.gid);
+      const st = Deno.lstatSync(dir);
+      if (!st.isDirectory || (owner && st.uid !== owner.uid)) return false;
+      if (((st.mode ?? 0) & 0o7777) !== modes.dir) Deno.chmodSync(dir, modes.dir);
+      const entries = [...Deno.readDirSync(dir)];
+      const tmp = entries[0];
+      if (entries.length !== 1 || tmp?.name !== "tmp" || !tmp.isDirectory) return false;
+      // A real directory (not a symlink: d_type), which nobody but the worker can replace now.
+      if (owner) Deno.chownSync(`${dir}/tmp`, owner.uid, owner.gid);
+      Deno.chmodSync(`${dir}/tmp`, modes.tmp);
+      for (const _ of Deno.readDirSync(`${dir}/tmp`)) return false;
+      if (!this.#spareDirReady) {
+        Deno.mkdirSync(this.spareDir, { recursive: true, mode: 0o700 });
+        this.#spareDirReady = true;
+      }
+      const spare = `${this.spareDir}/${this.#next++}`;
+      Deno.renameSync(dir, spare);
+      this.#spares.push(spare);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  #discard(spare: string): void {
+    Deno.remove(spare, { recursive: true }).catch(() => {});
+  }
+}
+
+/**
+ * Creates `dir` empty. The usual case (it does not exist, its parent does) is one mkdir; a
+ * leftover from an earlier worker run is removed first.
+ */
+function freshDirSync(dir: string, mode?: number): void {
+  try {
+    Deno.mkdirSync(dir, { mode });
+    return;
+  } catch (err) {
+    if (err instanceof Deno.errors.AlreadyExists) {
+      Deno.removeSync(dir, { recursive: true });
+    } else if (!(err instanceof Deno.errors.NotFound)) throw err;
+  }
+  Deno.mkdirSync(dir, { recursive: true });
+  if (mode !== undefined) Deno.chmodSync(dir, mode);
+}

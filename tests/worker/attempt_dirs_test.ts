@@ -1,0 +1,183 @@
+/**
+ * Attempt directories are recycled only when clean (an empty `tmp` and nothing else): the next
+ * attempt gets the same inodes, empty, with a fresh directory's modes and its own owner; anything
+ * else (files, a symlink for `tmp`, a full `tmp`) is removed, never followed or reused.
+ */
+import { AttemptDirs, MAX_SPARE_DIRS } from "../../src/worker/attempt_dirs.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
+import { seconds, waitFor } from "../../src/time.ts";
+import { assert, assertEquals } from "../_helpers/assert.ts";
+import { commandTask, startHarness } from "./harness.ts";
+
+const linux = Deno.build.os === "linux";
+const isRoot = linux && Deno.uid() === 0;
+
+async function withRoot(fn: (root: string) => Promise<void>): Promise<void> {
+  const root = await Deno.makeTempDir({ prefix: "iris-attempt-dirs-" });
+  try {
+    await Deno.mkdir(`${root}/tasks`);
+    await fn(root);
+  } finally {
+    await Deno.remove(root, { recursive: true });
+  }
+}
+
+// Synchronous helpers (the steps under test are synchronous too).
+const stat = (path: string) => Deno.lstatSync(path);
+const inode = (path: string) => stat(path).ino;
+const names = (path: string) => [...Deno.readDirSync(path)].map((e) => e.name);
+const write = (path: string) => Deno.writeTextFileSync(path, "x");
+const chmod = (path: string, mode: number) => Deno.chmodSync(path, mode);
+const rm = (path: string) => Deno.removeSync(path, { recursive: true });
+const symlink = (target: string, path: string) => Deno.symlinkSync(target, path);
+const sparesIn = (root: string) => {
+  try {
+    return names(`${root}/spare`).length;
+  } catch {
+    return 0;
+  }
+};
+const exists = (path: string) => Deno.lstat(path).then(() => true, () => false);
+
+Deno.test({
+  name: "AttemptDirs: a clean directory is reused, empty, by the next attempt",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const dirs = new AttemptDirs(root);
+      const a = `${root}/tasks/a`;
+      dirs.make(a);
+      const fresh = { dir: stat(a).mode, tmp: stat(`${a}/tmp`).mode };
+      write(`${a}/tmp/scratch`); // a full tmp is not clean...
+      await dirs.remove(a);
+      assertEquals(dirs.spares, 0);
+      assert(!(await exists(a)), "a dirty directory is removed");
+
+      const b = `${root}/tasks/b`;
+      dirs.make(b);
+      chmod(b, 0o777); // ...a changed mode is put back
+      const inoB = inode(b);
+      await dirs.remove(b);
+      assertEquals(dirs.spares, 1);
+      assert(!(await exists(b)), "a recycled directory leaves its attempt's path");
+
+      const c = `${root}/tasks/c`;
+      dirs.make(c);
+      assertEquals(dirs.spares, 0);
+      assertEquals(inode(c), inoB);
+      assertEquals(names(c), ["tmp"]);
+      assertEquals(names(`${c}/tmp`), []);
+      assertEquals(stat(c).mode, fresh.dir);
+      assertEquals(stat(`${c}/tmp`).mode, fresh.tmp);
+    }),
+});
+
+Deno.test({
+  name: "AttemptDirs: files, a symlinked tmp or a replaced directory are removed, not reused",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const dirs = new AttemptDirs(root);
+      const outside = `${root}/outside`;
+      await Deno.mkdir(outside);
+      write(`${outside}/keep`);
+      const outsideMode = stat(outside).mode;
+
+      const withFile = `${root}/tasks/file`;
+      dirs.make(withFile);
+      write(`${withFile}/out.txt`);
+      await dirs.remove(withFile);
+
+      const symTmp = `${root}/tasks/symlink-tmp`;
+      dirs.make(symTmp);
+      rm(`${symTmp}/tmp`);
+      symlink(outside, `${symTmp}/tmp`);
+      await dirs.remove(symTmp);
+
+      const replaced = `${root}/tasks/replaced`;
+      dirs.make(replaced);
+      rm(replaced);
+      symlink(outside, replaced);
+      await dirs.remove(replaced);
+
+      assertEquals(dirs.spares, 0);
+      assertEquals(names(`${root}/tasks`), []);
+      assertEquals(names(outside), ["keep"]);
+      assertEquals(stat(outside).mode, outsideMode);
+    }),
+});
+
+Deno.test({
+  name:
+    "AttemptDirs: a recycled directory is taken back from its task user, then given to the next",
+  ignore: !isRoot,
+  fn: () =>
+    withRoot(async (root) => {
+      const dirs = new AttemptDirs(root, { uid: 0, gid: 0 });
+      const first = { uid: 231_001, gid: 231_001 };
+      const next = { uid: 231_002, gid: 231_002 };
+      const a = `${root}/tasks/a`;
+      dirs.make(a, first);
+      assertEquals(stat(a).mode! & 0o7777, 0o700);
+      assertEquals([stat(a).uid, stat(`${a}/tmp`).uid], [first.uid, first.uid]);
+      chmod(`${a}/tmp`, 0o777); // as the task could have
+      await dirs.remove(a);
+      assertEquals(dirs.spares, 1);
+      // Parked: the worker's alone, closed to everyone else.
+      const spare = names(dirs.spareDir)[0]!;
+      const parked = `${dirs.spareDir}/${spare}`;
+      assertEquals([stat(parked).uid, stat(`${parked}/tmp`).uid], [0, 0]);
+      assertEquals(stat(parked).mode! & 0o7777, 0o700);
+      assertEquals(stat(`${parked}/tmp`).mode! & 0o002, 0);
+      assertEquals(stat(dirs.spareDir).mode! & 0o077, 0);
+
+      const b = `${root}/tasks/b`;
+      dirs.make(b, next);
+      assertEquals([stat(b).uid, stat(`${b}/tmp`).uid], [next.uid, next.uid]);
+      assertEquals(stat(b).mode! & 0o7777, 0o700);
+    }),
+});
+
+Deno.test({
+  name: "AttemptDirs: at most MAX_SPARE_DIRS spares; past that, directories are removed",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const dirs = new AttemptDirs(root);
+      const paths = Array.from({ length: MAX_SPARE_DIRS + 3 }, (_, i) => `${root}/tasks/${i}`);
+      for (const p of paths) dirs.make(p);
+      for (const p of paths) await dirs.remove(p);
+      assertEquals(dirs.spares, MAX_SPARE_DIRS);
+      assertEquals(names(`${root}/tasks`), []);
+      assertEquals(names(dirs.spareDir).length, MAX_SPARE_DIRS);
+    }),
+});
+
+Deno.test({
+  name: "worker: a later attempt gets a pruned attempt's directory back, empty, as its own",
+  ignore: !linux,
+  fn: async () => {
+    await using h = await startHarness({ keepFinishedDirs: 1 });
+    // Each task prints its directory's inode, its entries, its tmp's entries, and its owner.
+    const probe = ["sh", "-c", 'stat -c "%i %u %a" .; echo "[$(ls -A)]"; echo "[$(ls -A tmp)]"'];
+    const seen: string[][] = [];
+    for (let i = 0; i < 3; i++) {
+      const taskId = `/u/recycle/${i}`;
+      await h.client.runTask(commandTask(taskId, probe));
+      await h.fake.waitForState(taskId, TaskState.SUCCEEDED);
+      seen.push(h.fake.logsOf(taskId).filter((l) => l.stream === "stdout").map((l) => l.text));
+      if (i === 1) {
+        // Task 0's directory was pruned (one finished directory is kept): it is a spare now.
+        await waitFor(() => sparesIn(h.worker.rootDir) === 1, {
+          timeout: seconds(10),
+          what: "the first attempt's directory parked as a spare",
+        });
+      }
+    }
+    for (const out of seen) assertEquals(out.slice(1), ["[tmp]", "[]"]);
+    const [first, , third] = seen.map((out) => out[0]!.split(" "));
+    assertEquals(third![0], first![0], "the third attempt reused the first one's directory");
+    assertEquals(third![2], first![2]);
+    if (isRoot) assert(third![1] !== first![1], "each attempt's directory is its own user's");
+  },
+});
