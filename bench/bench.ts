@@ -350,6 +350,43 @@ async function throughputBench(
   };
 }
 
+/** What {@linkcode throughputBenchRemote} measures. */
+interface ThroughputResult {
+  jobsPerS: number;
+  submitPerS: number;
+  makespanS: number;
+  failed: number;
+  /** CPU of the controller's process (nothing else runs in it then, the worker aside). */
+  controllerCpuMsPerJob: number;
+  /** CPU of the submitters and the poller (their own process). */
+  clientCpuMsPerJob: number;
+}
+
+/**
+ * {@linkcode throughputBench} from a child process (`--tput-child URL N PAR`), so the controller's
+ * CPU per job is its own: the submitters and the poller cost about as much again, and a
+ * controller does not serve its users from inside its own process.
+ */
+async function throughputBenchRemote(url: string, n: number, par: number) {
+  const c0 = processCpuMs();
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--tput-child", url, `${n}`, `${par}`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`tput child exited ${out.code}`);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  return { ...r, controllerCpuMsPerJob: (processCpuMs() - c0) / n } as ThroughputResult;
+}
+
+async function throughputBenchChild(url: string, n: number, par: number) {
+  const client = new IrisClient(url);
+  const c0 = processCpuMs();
+  const r = await throughputBench(client, n, par);
+  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (processCpuMs() - c0) / n }));
+}
+
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
  * controller's event loop. */
 async function rpcBenchChild(url: string, echoUrl: string) {
@@ -745,7 +782,7 @@ async function main() {
     log(`iris: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters`);
-    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    const tput = await throughputBenchRemote(client.url, TPUT_N, TPUT_PAR);
     log("iris: controller unary RPC (GetJobStatus, GetControllerStatus)");
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
@@ -755,15 +792,13 @@ async function main() {
     log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
-    const c0 = processCpuMs();
     const w0 = workerCpuMs();
     const t0 = taskCpuMs();
-    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    const tput = await throughputBenchRemote(client.url, TPUT_N, TPUT_PAR);
     return {
       lat,
       tput: {
         ...tput,
-        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
         workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
         taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
       },
@@ -855,7 +890,9 @@ async function main() {
       `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
       `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, task ${
         own.tput.taskCpuMsPerJob.toFixed(1)
-      } ms, controller+clients ${own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)} ms`,
+      } ms, controller ${own.tput.controllerCpuMsPerJob.toFixed(1)} ms, clients ${
+        own.tput.clientCpuMsPerJob.toFixed(1)
+      } ms`,
       "≥ 50 % of spawn ceiling",
     ],
     [
@@ -1243,8 +1280,9 @@ async function fleetOnly(sizes: number[]): Promise<void> {
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
- * process (CPU figures are then the controller's and the client's only).
+ * while changing the code (no table, no JSON file). The tput clients run in their own process;
+ * `--worker-process` runs the worker in its own process too (the controller's CPU figure is then
+ * its own).
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -1286,11 +1324,9 @@ async function quick(only: Set<string>): Promise<void> {
       );
     }
     if (only.has("tput")) {
-      const c0 = cpuMs();
       const w0 = workerCpuMs();
       const k0 = taskCpuMs();
-      const t = await throughputBench(client, 1000, 32);
-      const cpuPerJob = (cpuMs() - c0) / 1000;
+      const t = await throughputBenchRemote(client.url, 1000, 32);
       const workerPerJob = (workerCpuMs() - w0) / 1000;
       const taskPerJob = (taskCpuMs() - k0) / 1000;
       console.log(
@@ -1298,7 +1334,9 @@ async function quick(only: Set<string>): Promise<void> {
           t.makespanS.toFixed(2)
         } s, ${t.failed} failed; ${
           (100 * t.jobsPerS / spawnCeiling).toFixed(0)
-        } % of spawn ceiling); CPU ${cpuPerJob.toFixed(2)} ms/job` +
+        } % of spawn ceiling); CPU controller ${
+          t.controllerCpuMsPerJob.toFixed(2)
+        } ms/job + clients ${t.clientCpuMsPerJob.toFixed(2)} ms/job` +
           (placement === "own-process"
             ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
             : "") +
@@ -1332,7 +1370,11 @@ if (import.meta.main) {
   const m = Deno.args.indexOf("--memory-child");
   const f = Deno.args.indexOf("--fleet-child");
   const r = Deno.args.indexOf("--restart-child");
-  if (r >= 0) await restartChild(Deno.args[r + 1]!);
+  const tc = Deno.args.indexOf("--tput-child");
+  if (tc >= 0) {
+    const [url, n, par] = Deno.args.slice(tc + 1);
+    await throughputBenchChild(url!, Number(n), Number(par));
+  } else if (r >= 0) await restartChild(Deno.args[r + 1]!);
   else if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
   else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!, Deno.args[i + 2]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);
