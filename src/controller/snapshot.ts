@@ -70,8 +70,7 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
   const reservations: ReservationRequest[] = [];
   // The most important band with pending tasks; BATCH (nothing to preempt) until one is seen.
   let topBand: Band = BAND_BATCH;
-  for (const [jobId, pending] of s.jobs.pending) {
-    if (pending.size === 0) continue;
+  for (const jobId of s.jobs.pendingJobs().keys()) {
     const job = s.jobs.jobs.get(jobId)!;
     const spec = job.spec;
     if (isGated(job)) {
