@@ -222,8 +222,11 @@ async function withCluster<T>(
     taskCpuMs: () => number,
   ) => Promise<T>,
   placement: WorkerPlacement = "in-process",
+  durable = false,
 ): Promise<T> {
-  const ctl = startController({ port: 0, log: () => {} });
+  // Durable: the controller writes its state (SQLite, synchronous=FULL) as a deployed one does.
+  const stateDir = durable ? await Deno.makeTempDir({ prefix: "iris-bench-state-" }) : undefined;
+  const ctl = startController({ port: 0, log: () => {}, stateDir });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
   const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
     ? spawnWorkerProcess(ctl.url, rootDir)
@@ -250,6 +253,7 @@ async function withCluster<T>(
     await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+    if (stateDir) await Deno.remove(stateDir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -1282,7 +1286,7 @@ async function fleetOnly(sizes: number[]): Promise<void> {
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
  * while changing the code (no table, no JSON file). The tput clients run in their own process;
  * `--worker-process` runs the worker in its own process too (the controller's CPU figure is then
- * its own).
+ * its own); `--durable` gives the controller a state dir.
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -1297,7 +1301,10 @@ async function quick(only: Set<string>): Promise<void> {
   const placement: WorkerPlacement = Deno.args.includes("--worker-process")
     ? "own-process"
     : "in-process";
-  console.log(`worker: ${placement}`);
+  // `--durable`: the controller keeps its state in a state dir, as deployed (the default bench runs
+  // it in memory, like the figures before).
+  const durable = Deno.args.includes("--durable");
+  console.log(`worker: ${placement}${durable ? "; controller state in SQLite" : ""}`);
   // The floor the #20 goals are stated against, measured in this run: cores ÷ spawn p50.
   const spawn = dist(await spawnFloor(200));
   const cores = navigator.hardwareConcurrency;
@@ -1362,7 +1369,7 @@ async function quick(only: Set<string>): Promise<void> {
         } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
       );
     }
-  }, placement);
+  }, placement, durable);
 }
 
 if (import.meta.main) {
