@@ -206,6 +206,15 @@ function spawnWorkerProcess(
  * CPU time (user + system) of process `pid`, in ms, or with `children` that of its reaped
  * children (for a worker: its tasks, wrappers included); NaN where /proc cannot tell.
  */
+/** System (kernel) CPU time of a process: its syscalls (socket and file writes, fsyncs). */
+function pidSysCpuMs(pid: number | "self"): number {
+  try {
+    return Number(Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ")[12]) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 function pidCpuMs(pid: number | "self", children = false): number {
   try {
     const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
@@ -362,6 +371,8 @@ interface ThroughputResult {
   failed: number;
   /** CPU of the controller's process (nothing else runs in it then, the worker aside). */
   controllerCpuMsPerJob: number;
+  /** The part of it spent in the kernel. */
+  controllerSysCpuMsPerJob: number;
   /** CPU of the submitters and the poller (their own process). */
   clientCpuMsPerJob: number;
 }
@@ -373,6 +384,7 @@ interface ThroughputResult {
  */
 async function throughputBenchRemote(url: string, n: number, par: number) {
   const c0 = processCpuMs();
+  const s0 = pidSysCpuMs("self");
   const out = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", new URL(import.meta.url).pathname, "--tput-child", url, `${n}`, `${par}`],
     stdin: "null",
@@ -381,7 +393,11 @@ async function throughputBenchRemote(url: string, n: number, par: number) {
   }).output();
   if (!out.success) throw new Error(`tput child exited ${out.code}`);
   const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-  return { ...r, controllerCpuMsPerJob: (processCpuMs() - c0) / n } as ThroughputResult;
+  return {
+    ...r,
+    controllerCpuMsPerJob: (processCpuMs() - c0) / n,
+    controllerSysCpuMsPerJob: (pidSysCpuMs("self") - s0) / n,
+  } as ThroughputResult;
 }
 
 async function throughputBenchChild(url: string, n: number, par: number) {
@@ -1314,62 +1330,66 @@ async function quick(only: Set<string>): Promise<void> {
       fmtNum(spawnCeiling)
     } jobs/s on ${cores} cores`,
   );
-  await withCluster(async (client, workerCpuMs, taskCpuMs) => {
-    if (only.has("lat")) {
-      const c0 = cpuMs();
-      const lat = await latencyBench(client, 200);
-      const cpuPerJob = (cpuMs() - c0) / 210;
-      const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
-      console.log(
-        `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
-          f(dist(lat.submitToCompletedMs))
-        }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
-          f(dist(lat.submitRttMs))
-        }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job; submit→running p50 ${
-          x(dist(lat.submitToRunningMs).p50, spawn.p50)
-        } spawn`,
-      );
-    }
-    if (only.has("tput")) {
-      const w0 = workerCpuMs();
-      const k0 = taskCpuMs();
-      const t = await throughputBenchRemote(client.url, 1000, 32);
-      const workerPerJob = (workerCpuMs() - w0) / 1000;
-      const taskPerJob = (taskCpuMs() - k0) / 1000;
-      console.log(
-        `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
-          t.makespanS.toFixed(2)
-        } s, ${t.failed} failed; ${
-          (100 * t.jobsPerS / spawnCeiling).toFixed(0)
-        } % of spawn ceiling); CPU controller ${
-          t.controllerCpuMsPerJob.toFixed(2)
-        } ms/job + clients ${t.clientCpuMsPerJob.toFixed(2)} ms/job` +
-          (placement === "own-process"
-            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
-            : "") +
-          ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
-      );
-    }
-    if (only.has("rpc")) {
-      const r = await rpcBenchRemote(client.url);
-      const single = dist(r.single);
-      const same = dist(r.fetchPostSameProcesses);
-      const fetchPost = dist((await fetchFloor(500)).post);
-      console.log(
-        `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
-          fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
-          fmtMs(same.p50)
-        } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
-          fmtMs(fetchPost.p50)
-        } in-process); GetControllerStatus (${r.statusBytes} B) ${
-          fmtNum(r.statusCallsPerS)
-        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
-          r.serverCpuUsPerCall.toFixed(0)
-        } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
-      );
-    }
-  }, placement, durable);
+  await withCluster(
+    async (client, workerCpuMs, taskCpuMs) => {
+      if (only.has("lat")) {
+        const c0 = cpuMs();
+        const lat = await latencyBench(client, 200);
+        const cpuPerJob = (cpuMs() - c0) / 210;
+        const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
+        console.log(
+          `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
+            f(dist(lat.submitToCompletedMs))
+          }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
+            f(dist(lat.submitRttMs))
+          }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job; submit→running p50 ${
+            x(dist(lat.submitToRunningMs).p50, spawn.p50)
+          } spawn`,
+        );
+      }
+      if (only.has("tput")) {
+        const w0 = workerCpuMs();
+        const k0 = taskCpuMs();
+        const t = await throughputBenchRemote(client.url, 1000, 32);
+        const workerPerJob = (workerCpuMs() - w0) / 1000;
+        const taskPerJob = (taskCpuMs() - k0) / 1000;
+        console.log(
+          `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
+            t.makespanS.toFixed(2)
+          } s, ${t.failed} failed; ${
+            (100 * t.jobsPerS / spawnCeiling).toFixed(0)
+          } % of spawn ceiling); CPU controller ${t.controllerCpuMsPerJob.toFixed(2)} ms/job (${
+            t.controllerSysCpuMsPerJob.toFixed(2)
+          } in the kernel) + clients ${t.clientCpuMsPerJob.toFixed(2)} ms/job` +
+            (placement === "own-process"
+              ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+              : "") +
+            ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
+        );
+      }
+      if (only.has("rpc")) {
+        const r = await rpcBenchRemote(client.url);
+        const single = dist(r.single);
+        const same = dist(r.fetchPostSameProcesses);
+        const fetchPost = dist((await fetchFloor(500)).post);
+        console.log(
+          `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
+            fmtMs(single.p50)
+          } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
+            fmtMs(same.p50)
+          } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
+            fmtMs(fetchPost.p50)
+          } in-process); GetControllerStatus (${r.statusBytes} B) ${
+            fmtNum(r.statusCallsPerS)
+          } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
+            r.serverCpuUsPerCall.toFixed(0)
+          } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
+        );
+      }
+    },
+    placement,
+    durable,
+  );
 }
 
 if (import.meta.main) {
