@@ -82,7 +82,8 @@ export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
       });
     }
   }
-  gateReasons(ctx);
+  // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
+  if (snapshot.reservations?.length) gateReasons(ctx);
   // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
   if (!tryFlush(ctx)) return { ...plan, assignments: [], preemptions: [] };
   for (const [jobId, placed] of byJob) dispatchJob(ctx, jobs.job(jobId), placed);
