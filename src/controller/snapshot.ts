@@ -106,7 +106,6 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
   let topBand: Band = BAND_BATCH;
   for (const jobId of s.jobs.pendingJobs().keys()) {
     const job = s.jobs.jobs.get(jobId)!;
-    const spec = job.spec;
     if (isGated(job)) {
       // Gated: the tasks wait until every entry holds a worker.
       reservations.push(s.reservations.request(job));
