@@ -206,6 +206,15 @@ function spawnWorkerProcess(
  * CPU time (user + system) of process `pid`, in ms, or with `children` that of its reaped
  * children (for a worker: its tasks, wrappers included); NaN where /proc cannot tell.
  */
+/** System (kernel) CPU time of a process: its syscalls (socket and file writes, fsyncs). */
+function pidSysCpuMs(pid: number | "self"): number {
+  try {
+    return Number(Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ")[12]) * 10;
+  } catch {
+    return NaN;
+  }
+}
+
 function pidCpuMs(pid: number | "self", children = false): number {
   try {
     const f = Deno.readTextFileSync(`/proc/${pid}/stat`).split(") ")[1]!.split(" ");
@@ -222,8 +231,11 @@ async function withCluster<T>(
     taskCpuMs: () => number,
   ) => Promise<T>,
   placement: WorkerPlacement = "in-process",
+  durable = false,
 ): Promise<T> {
-  const ctl = startController({ port: 0, log: () => {} });
+  // Durable: the controller writes its state (SQLite, synchronous=FULL) as a deployed one does.
+  const stateDir = durable ? await Deno.makeTempDir({ prefix: "iris-bench-state-" }) : undefined;
+  const ctl = startController({ port: 0, log: () => {}, stateDir });
   const rootDir = await Deno.makeTempDir({ prefix: "iris-bench-worker-" });
   const worker: AsyncDisposable & { pid?: number } = placement === "own-process"
     ? spawnWorkerProcess(ctl.url, rootDir)
@@ -250,6 +262,7 @@ async function withCluster<T>(
     await worker[Symbol.asyncDispose]();
     await ctl.stop();
     await Deno.remove(rootDir, { recursive: true }).catch(() => {});
+    if (stateDir) await Deno.remove(stateDir, { recursive: true }).catch(() => {});
   }
 }
 
@@ -348,6 +361,50 @@ async function throughputBench(
     makespanS: (t2 - t0) / 1000,
     failed: n - ok.totalCount,
   };
+}
+
+/** What {@linkcode throughputBenchRemote} measures. */
+interface ThroughputResult {
+  jobsPerS: number;
+  submitPerS: number;
+  makespanS: number;
+  failed: number;
+  /** CPU of the controller's process (nothing else runs in it then, the worker aside). */
+  controllerCpuMsPerJob: number;
+  /** The part of it spent in the kernel. */
+  controllerSysCpuMsPerJob: number;
+  /** CPU of the submitters and the poller (their own process). */
+  clientCpuMsPerJob: number;
+}
+
+/**
+ * {@linkcode throughputBench} from a child process (`--tput-child URL N PAR`), so the controller's
+ * CPU per job is its own: the submitters and the poller cost about as much again, and a
+ * controller does not serve its users from inside its own process.
+ */
+async function throughputBenchRemote(url: string, n: number, par: number) {
+  const c0 = processCpuMs();
+  const s0 = pidSysCpuMs("self");
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--tput-child", url, `${n}`, `${par}`],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`tput child exited ${out.code}`);
+  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  return {
+    ...r,
+    controllerCpuMsPerJob: (processCpuMs() - c0) / n,
+    controllerSysCpuMsPerJob: (pidSysCpuMs("self") - s0) / n,
+  } as ThroughputResult;
+}
+
+async function throughputBenchChild(url: string, n: number, par: number) {
+  const client = new IrisClient(url);
+  const c0 = processCpuMs();
+  const r = await throughputBench(client, n, par);
+  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (processCpuMs() - c0) / n }));
 }
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
@@ -745,7 +802,7 @@ async function main() {
     log(`iris: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters`);
-    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    const tput = await throughputBenchRemote(client.url, TPUT_N, TPUT_PAR);
     log("iris: controller unary RPC (GetJobStatus, GetControllerStatus)");
     const rpc = await rpcBenchRemote(client.url);
     return { lat, tput, rpc };
@@ -755,15 +812,13 @@ async function main() {
     log(`iris, worker in its own process: submit→running latency, ${LAT_N} jobs one at a time`);
     const lat = await latencyBench(client, LAT_N);
     log(`iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters`);
-    const c0 = processCpuMs();
     const w0 = workerCpuMs();
     const t0 = taskCpuMs();
-    const tput = await throughputBench(client, TPUT_N, TPUT_PAR);
+    const tput = await throughputBenchRemote(client.url, TPUT_N, TPUT_PAR);
     return {
       lat,
       tput: {
         ...tput,
-        controllerAndClientsCpuMsPerJob: (processCpuMs() - c0) / TPUT_N,
         workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
         taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
       },
@@ -855,7 +910,9 @@ async function main() {
       `${(100 * own.tput.jobsPerS / spawnCeiling).toFixed(0)} % of spawn ceiling; CPU/job ` +
       `worker ${own.tput.workerCpuMsPerJob.toFixed(1)} ms, task ${
         own.tput.taskCpuMsPerJob.toFixed(1)
-      } ms, controller+clients ${own.tput.controllerAndClientsCpuMsPerJob.toFixed(1)} ms`,
+      } ms, controller ${own.tput.controllerCpuMsPerJob.toFixed(1)} ms, clients ${
+        own.tput.clientCpuMsPerJob.toFixed(1)
+      } ms`,
       "≥ 50 % of spawn ceiling",
     ],
     [
@@ -1243,8 +1300,9 @@ async function fleetOnly(sizes: number[]): Promise<void> {
 
 /**
  * `--only lat,tput,rpc`: just those Iris benchmarks, one line each, for before/after comparisons
- * while changing the code (no table, no JSON file). `--worker-process` runs the worker in its own
- * process (CPU figures are then the controller's and the client's only).
+ * while changing the code (no table, no JSON file). The tput clients run in their own process;
+ * `--worker-process` runs the worker in its own process too (the controller's CPU figure is then
+ * its own); `--durable` gives the controller a state dir.
  */
 async function quick(only: Set<string>): Promise<void> {
   const known = new Set(["lat", "tput", "rpc"]);
@@ -1259,7 +1317,10 @@ async function quick(only: Set<string>): Promise<void> {
   const placement: WorkerPlacement = Deno.args.includes("--worker-process")
     ? "own-process"
     : "in-process";
-  console.log(`worker: ${placement}`);
+  // `--durable`: the controller keeps its state in a state dir, as deployed (the default bench runs
+  // it in memory, like the figures before).
+  const durable = Deno.args.includes("--durable");
+  console.log(`worker: ${placement}${durable ? "; controller state in SQLite" : ""}`);
   // The floor the #20 goals are stated against, measured in this run: cores ÷ spawn p50.
   const spawn = dist(await spawnFloor(200));
   const cores = navigator.hardwareConcurrency;
@@ -1269,62 +1330,66 @@ async function quick(only: Set<string>): Promise<void> {
       fmtNum(spawnCeiling)
     } jobs/s on ${cores} cores`,
   );
-  await withCluster(async (client, workerCpuMs, taskCpuMs) => {
-    if (only.has("lat")) {
-      const c0 = cpuMs();
-      const lat = await latencyBench(client, 200);
-      const cpuPerJob = (cpuMs() - c0) / 210;
-      const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
-      console.log(
-        `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
-          f(dist(lat.submitToCompletedMs))
-        }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
-          f(dist(lat.submitRttMs))
-        }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job; submit→running p50 ${
-          x(dist(lat.submitToRunningMs).p50, spawn.p50)
-        } spawn`,
-      );
-    }
-    if (only.has("tput")) {
-      const c0 = cpuMs();
-      const w0 = workerCpuMs();
-      const k0 = taskCpuMs();
-      const t = await throughputBench(client, 1000, 32);
-      const cpuPerJob = (cpuMs() - c0) / 1000;
-      const workerPerJob = (workerCpuMs() - w0) / 1000;
-      const taskPerJob = (taskCpuMs() - k0) / 1000;
-      console.log(
-        `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
-          t.makespanS.toFixed(2)
-        } s, ${t.failed} failed; ${
-          (100 * t.jobsPerS / spawnCeiling).toFixed(0)
-        } % of spawn ceiling); CPU ${cpuPerJob.toFixed(2)} ms/job` +
-          (placement === "own-process"
-            ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
-            : "") +
-          ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
-      );
-    }
-    if (only.has("rpc")) {
-      const r = await rpcBenchRemote(client.url);
-      const single = dist(r.single);
-      const same = dist(r.fetchPostSameProcesses);
-      const fetchPost = dist((await fetchFloor(500)).post);
-      console.log(
-        `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
-          fmtMs(single.p50)
-        } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
-          fmtMs(same.p50)
-        } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
-          fmtMs(fetchPost.p50)
-        } in-process); GetControllerStatus (${r.statusBytes} B) ${
-          fmtNum(r.statusCallsPerS)
-        } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
-          r.serverCpuUsPerCall.toFixed(0)
-        } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
-      );
-    }
-  }, placement);
+  await withCluster(
+    async (client, workerCpuMs, taskCpuMs) => {
+      if (only.has("lat")) {
+        const c0 = cpuMs();
+        const lat = await latencyBench(client, 200);
+        const cpuPerJob = (cpuMs() - c0) / 210;
+        const f = (d: Dist) => `p50 ${fmtMs(d.p50)} p99 ${fmtMs(d.p99)}`;
+        console.log(
+          `lat: submit→running ${f(dist(lat.submitToRunningMs))}; submit→completed ${
+            f(dist(lat.submitToCompletedMs))
+          }; client wall ${f(dist(lat.clientWallMs))}; LaunchJob ${
+            f(dist(lat.submitRttMs))
+          }; failed ${lat.failed}; CPU ${cpuPerJob.toFixed(2)} ms/job; submit→running p50 ${
+            x(dist(lat.submitToRunningMs).p50, spawn.p50)
+          } spawn`,
+        );
+      }
+      if (only.has("tput")) {
+        const w0 = workerCpuMs();
+        const k0 = taskCpuMs();
+        const t = await throughputBenchRemote(client.url, 1000, 32);
+        const workerPerJob = (workerCpuMs() - w0) / 1000;
+        const taskPerJob = (taskCpuMs() - k0) / 1000;
+        console.log(
+          `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
+            t.makespanS.toFixed(2)
+          } s, ${t.failed} failed; ${
+            (100 * t.jobsPerS / spawnCeiling).toFixed(0)
+          } % of spawn ceiling); CPU controller ${t.controllerCpuMsPerJob.toFixed(2)} ms/job (${
+            t.controllerSysCpuMsPerJob.toFixed(2)
+          } in the kernel) + clients ${t.clientCpuMsPerJob.toFixed(2)} ms/job` +
+            (placement === "own-process"
+              ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
+              : "") +
+            ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
+        );
+      }
+      if (only.has("rpc")) {
+        const r = await rpcBenchRemote(client.url);
+        const single = dist(r.single);
+        const same = dist(r.fetchPostSameProcesses);
+        const fetchPost = dist((await fetchFloor(500)).post);
+        console.log(
+          `rpc: GetJobStatus ${fmtNum(r.callsPerS)} calls/s at ${r.concurrency}; single p50 ${
+            fmtMs(single.p50)
+          } p99 ${fmtMs(single.p99)} (${(single.p50 / same.p50).toFixed(1)}× fetch POST ${
+            fmtMs(same.p50)
+          } between the same processes, ${(single.p50 / fetchPost.p50).toFixed(1)}× ${
+            fmtMs(fetchPost.p50)
+          } in-process); GetControllerStatus (${r.statusBytes} B) ${
+            fmtNum(r.statusCallsPerS)
+          } calls/s, single p50 ${fmtMs(dist(r.statusSingle).p50)}; CPU/call controller ${
+            r.serverCpuUsPerCall.toFixed(0)
+          } µs, client ${r.clientCpuUsPerCall.toFixed(0)} µs`,
+        );
+      }
+    },
+    placement,
+    durable,
+  );
 }
 
 if (import.meta.main) {
@@ -1332,7 +1397,11 @@ if (import.meta.main) {
   const m = Deno.args.indexOf("--memory-child");
   const f = Deno.args.indexOf("--fleet-child");
   const r = Deno.args.indexOf("--restart-child");
-  if (r >= 0) await restartChild(Deno.args[r + 1]!);
+  const tc = Deno.args.indexOf("--tput-child");
+  if (tc >= 0) {
+    const [url, n, par] = Deno.args.slice(tc + 1);
+    await throughputBenchChild(url!, Number(n), Number(par));
+  } else if (r >= 0) await restartChild(Deno.args[r + 1]!);
   else if (f >= 0) await fleetChild(Deno.args[f + 1]!, Number(Deno.args[f + 2]));
   else if (i >= 0) await rpcBenchChild(Deno.args[i + 1]!, Deno.args[i + 2]!);
   else if (Deno.args.includes("--load")) await loadBenchMain(Deno.args);

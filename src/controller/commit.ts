@@ -171,3 +171,87 @@ export function probe(ctx: CommitContext): boolean {
   ctx.log(`controller state can be written again (after ${formatDuration(ms(now - u.sinceMs))})`);
   return true;
 }
+
+/** One change waiting in a {@linkcode CommitGroup}. */
+interface Queued {
+  /** Applies the change; false when it threw (its caller has the error). */
+  apply(): boolean;
+  committed(): void;
+  failed(err: unknown): void;
+}
+
+/**
+ * Group commit: changes that must be committed before they are acknowledged (a LaunchJob), run
+ * together once the calls that arrived with them got here: each is applied in turn, then all are
+ * written in one transaction (one fsync instead of one per call), then each caller gets its
+ * answer. Applying and committing happen in one synchronous step, so nothing else sees, reads or
+ * acts on a change before it is committed; a failed commit undoes them all (like {@linkcode flush})
+ * and fails every call of the group with `unavailable`; a call whose own change throws fails
+ * alone (it must leave the tables as they were, as a refused submit does). Without a store there
+ * is nothing to share: a change is applied and answered at once.
+ */
+export class CommitGroup {
+  readonly #ctx: CommitContext;
+  #queued: Queued[] = [];
+
+  constructor(ctx: CommitContext) {
+    this.#ctx = ctx;
+  }
+
+  /**
+   * Runs `apply` in the next group; `after` runs once the group is committed (effects that must
+   * not happen before: logs, kill orders, a scheduling pass). Resolves with `apply`'s result.
+   */
+  run<T>(apply: () => T, after: (result: T) => void): Promise<T> {
+    if (!this.#ctx.store) {
+      try {
+        const result = apply();
+        if (!this.#ctx.write.unwritable) flush(this.#ctx);
+        after(result);
+        return Promise.resolve(result);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      // Calls handled in the same turn reach here before the microtask runs.
+      if (this.#queued.length === 0) queueMicrotask(() => this.#commit());
+      let result: T;
+      this.#queued.push({
+        apply: () => {
+          try {
+            result = apply();
+            return true;
+          } catch (err) {
+            reject(err);
+            return false;
+          }
+        },
+        committed: () => {
+          try {
+            after(result);
+          } catch (err) {
+            this.#ctx.log(`after a commit: ${describeError(err)}`);
+          }
+          resolve(result);
+        },
+        failed: reject,
+      });
+    });
+  }
+
+  #commit(): void {
+    const group = this.#queued;
+    this.#queued = [];
+    const applied = group.filter((q) => q.apply());
+    try {
+      // While the state cannot be written, a change must throw (ensureWritable): what was
+      // applied is then only answers committed before.
+      if (!this.#ctx.write.unwritable) flush(this.#ctx);
+    } catch (err) {
+      for (const q of applied) q.failed(err);
+      return;
+    }
+    for (const q of applied) q.committed();
+  }
+}

@@ -30,7 +30,13 @@ import { Liveness } from "./liveness.ts";
 import { Reconciler } from "./reconcile.ts";
 import { clusterSnapshot } from "./snapshot.ts";
 import { loadState, restoreClaims } from "./restore.ts";
-import { type JobRequestContext, launchJob, terminateJob } from "./job_requests.ts";
+import {
+  afterLaunch,
+  applyLaunch,
+  type JobRequestContext,
+  launchJob,
+  terminateJob,
+} from "./job_requests.ts";
 import { type MonitorContext, monitorLoop, workerDead } from "./monitor.ts";
 import { performEffects, scheduleOnce, type SchedulingPassContext } from "./scheduling_pass.ts";
 import {
@@ -40,7 +46,7 @@ import {
   type RegisterAnswer,
   registerWorker,
 } from "./heartbeats.ts";
-import { ensureWritable, flush, writeHealth, type WriteStatus } from "./commit.ts";
+import { CommitGroup, ensureWritable, flush, writeHealth, type WriteStatus } from "./commit.ts";
 import type { ControllerCore } from "./core.ts";
 import type { AutoscalerHost } from "./autoscaler/runner.ts";
 import { jobStatus, recentAttempts, taskStatus } from "./convert.ts";
@@ -138,6 +144,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
+  /** Submits from RPCs, committed in groups. */
+  readonly #submits: CommitGroup;
   readonly #ctx:
     & HeartbeatContext
     & SchedulingPassContext
@@ -204,6 +212,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       accounts: this.accounts,
       requestSchedule: () => this.requestSchedule(),
     };
+    this.#submits = new CommitGroup(this.#ctx);
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const loaded = loadState(this.#ctx, options.store, this.startedAtMs);
@@ -339,6 +348,21 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Submits a job (job_requests.ts). */
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean } {
     return launchJob(this.#ctx, spec, requestId);
+  }
+
+  /**
+   * {@linkcode launchJob} for a LaunchJob RPC: the submits that arrive together share one commit
+   * (commit.ts, CommitGroup); each is answered once it is committed.
+   */
+  async launchJobInGroup(
+    spec: JobSpec,
+    requestId: string,
+  ): Promise<{ jobId: string; created: boolean }> {
+    const change = await this.#submits.run(
+      () => applyLaunch(this.#ctx, spec, requestId),
+      (c) => afterLaunch(this.#ctx, c),
+    );
+    return change.res;
   }
 
   /** The band a job is scheduled in (its spec's priority unless a budget lowered it). */

@@ -60,6 +60,8 @@ export interface ControllerCore {
   workerClient(address: string): WorkerClient;
 
   launchJob(spec: JobSpec, requestId: string): { jobId: string; created: boolean };
+  /** launchJob, sharing one commit with the submits that arrive with it. */
+  launchJobInGroup(spec: JobSpec, requestId: string): Promise<{ jobId: string; created: boolean }>;
   terminateJob(jobId: string, reason: string): string[];
   registerWorker(
     req: RegisterWorkerRequest,

@@ -89,7 +89,8 @@ export class Dispatcher {
     onFailed: (taskId: string, attemptId: number, workerId: string, err: unknown) => void,
   ): void {
     const spec = job.spec;
-    const members = gangMembers(ctx.jobs, ctx.workers, job);
+    // Only a gang's env reads where its members are (O(replicas) per call otherwise, #20).
+    const members = spec.coscheduling?.groupBy ? gangMembers(ctx.jobs, ctx.workers, job) : [];
     const task0 = ctx.jobs.tasks.get(job.taskIds[0]!);
     const attempt0 = task0 ? ctx.jobs.currentAttempt(task0)?.attemptId ?? 0 : 0;
     const port = spec.coscheduling?.groupBy && task0

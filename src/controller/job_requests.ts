@@ -19,27 +19,52 @@ export interface JobRequestContext extends CommitContext {
   requestSchedule(): void;
 }
 
+/** A submit applied to the tables, not yet committed. */
+export interface LaunchChange {
+  readonly res: { jobId: string; created: boolean };
+  readonly fx: Effects;
+  readonly replicas: number;
+}
+
 /** Submits a job (idempotent per request id); returns its id and whether it is new. */
 export function launchJob(
   ctx: JobRequestContext,
   spec: JobSpec,
   requestId: string,
 ): { jobId: string; created: boolean } {
+  const change = applyLaunch(ctx, spec, requestId);
+  // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty). While
+  // the state cannot be written, only an answer already committed gets here.
+  if (!ctx.write.unwritable) flush(ctx);
+  afterLaunch(ctx, change);
+  return change.res;
+}
+
+/** The changes of a submit, without committing them (see {@linkcode launchJob}). */
+export function applyLaunch(
+  ctx: JobRequestContext,
+  spec: JobSpec,
+  requestId: string,
+): LaunchChange {
+  const fx = noEffects();
+  const replicas = spec.replicas || 1;
   if (ctx.write.unwritable) {
     // A repeated request whose job was committed is still answered.
     const jobId = ctx.jobs.findRequest(spec, requestId, ctx.clock.now());
-    if (jobId) return { jobId, created: false };
+    if (jobId) return { res: { jobId, created: false }, fx, replicas };
     ensureWritable(ctx.write);
   }
-  const fx = noEffects();
   const res = ctx.jobs.submit(spec, requestId, ctx.clock.now(), fx);
   if (res.created) applyBudget(ctx, ctx.jobs.job(res.jobId));
-  // Acknowledged only once committed: a failed write fails the RPC (the ids stay dirty).
-  flush(ctx);
-  if (res.created) ctx.log(`job ${res.jobId} submitted (${spec.replicas || 1} task(s))`);
+  return { res, fx, replicas };
+}
+
+/** What follows a submit's commit: its log line, its effects, a scheduling pass. */
+export function afterLaunch(ctx: JobRequestContext, change: LaunchChange): void {
+  const { res, fx } = change;
+  if (res.created) ctx.log(`job ${res.jobId} submitted (${change.replicas} task(s))`);
   ctx.perform(fx);
   ctx.requestSchedule();
-  return res;
 }
 
 /** Terminates a job and its children; returns the ids of the jobs it ended. */

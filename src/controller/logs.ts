@@ -155,6 +155,12 @@ const READ_CHUNK = 1024 * 1024;
 export class LogStore {
   readonly #byTask = new Map<string, TaskLines>();
   readonly #files = new Map<string, AttemptFile>();
+  /**
+   * Directories under the log dir this store made or found (bounded: cleared when large). A new
+   * attempt's directory is then one mkdir per level not known, instead of a recursive mkdir that
+   * fails down the path first (#20: an attempt's first lines made ~9 synchronous fs calls).
+   */
+  readonly #dirs = new Set<string>();
   readonly #opts: LogStoreOptions;
   readonly #memoryBytes: number;
   readonly #taskMemoryBytes: number;
@@ -459,18 +465,16 @@ export class LogStore {
     const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
     for (const [attemptId, list] of byAttempt) {
       const key = `${taskId}#${attemptId}`;
+      // A new attempt file is opened once: its size (after a restart it may exist) and the
+      // first write go through the same handle.
+      let handle: Deno.FsFile | undefined;
       try {
         let file = this.#files.get(key);
         if (!file) {
           const dir = `${this.#dir}/${taskPath(taskId)}`;
-          Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
           const path = `${dir}/${attemptId}.log`;
-          let bytes = 0;
-          try {
-            bytes = Deno.statSync(path).size;
-          } catch {
-            // New file.
-          }
+          handle = this.#openAttemptFile(dir, path);
+          const bytes = handle.statSync().size;
           file = { path, bytes, capped: bytes >= cap };
           this.#files.set(key, file);
         }
@@ -494,7 +498,9 @@ export class LogStore {
           });
           data = new TextEncoder().encode(text);
         }
-        Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
+        if (handle) {
+          for (let off = 0; off < data.length;) off += handle.writeSync(data.subarray(off));
+        } else Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
         file.bytes += data.length;
       } catch (err) {
         if (!this.#diskErrorLogged) {
@@ -505,8 +511,51 @@ export class LogStore {
             }; lines stay in memory only (logged once)`,
           );
         }
+      } finally {
+        handle?.close();
       }
     }
+  }
+
+  /** Opens (creating) an attempt file for appending, making its directory first. */
+  #openAttemptFile(dir: string, path: string): Deno.FsFile {
+    const open = () => Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+    try {
+      this.#makeDirs(dir);
+      return open();
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+      // A directory this store knew was removed meanwhile: make the path again.
+      this.#dirs.clear();
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return open();
+    }
+  }
+
+  /** Makes `dir` and its missing parents under the log dir, one mkdir per unknown level. */
+  #makeDirs(dir: string): void {
+    if (this.#dirs.has(dir)) return;
+    if (this.#dirs.size >= 10_000) this.#dirs.clear();
+    const root = this.#dir!;
+    const missing: string[] = [];
+    let d = dir;
+    while (d.length > root.length && !this.#dirs.has(d)) {
+      missing.push(d);
+      d = d.slice(0, d.lastIndexOf("/"));
+    }
+    if (d.length <= root.length && !this.#dirs.has(root)) {
+      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      this.#dirs.add(root);
+    } else {
+      for (let i = missing.length - 1; i >= 0; i--) {
+        try {
+          Deno.mkdirSync(missing[i]!, { mode: 0o700 });
+        } catch (err) {
+          if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+        }
+      }
+    }
+    for (const m of missing) this.#dirs.add(m);
   }
 
   /**

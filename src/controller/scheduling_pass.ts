@@ -82,7 +82,8 @@ export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
       });
     }
   }
-  gateReasons(ctx);
+  // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
+  if (snapshot.reservations?.length) gateReasons(ctx);
   // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
   if (!tryFlush(ctx)) return { ...plan, assignments: [], preemptions: [] };
   for (const [jobId, placed] of byJob) dispatchJob(ctx, jobs.job(jobId), placed);
@@ -93,8 +94,7 @@ export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
 
 /** Whether any job has a pending task. */
 export function anyPending(ctx: Pick<CommitContext, "jobs">): boolean {
-  for (const pending of ctx.jobs.pending.values()) if (pending.size > 0) return true;
-  return false;
+  return ctx.jobs.pendingJobs().size > 0;
 }
 
 /** Performs the effects of committed transitions: kill orders, finished jobs, freed room. */
@@ -138,8 +138,7 @@ function claim(
 /** Pending reasons of jobs held back by their reservation. */
 function gateReasons(ctx: SchedulingPassContext): void {
   const { jobs } = ctx;
-  for (const [jobId, pending] of jobs.pending) {
-    if (pending.size === 0) continue;
+  for (const jobId of jobs.pendingJobs().keys()) {
     const job = jobs.jobs.get(jobId)!;
     if (!isGated(job)) continue;
     const reason = gateReason(ctx.reservations.progress(job), ctx.workers.workers.size);

@@ -12,10 +12,10 @@ import type { Effects, JobTable } from "./state.ts";
  * by `nowMs` (jobs without a timeout wait forever).
  */
 export function expireScheduling(jobs: JobTable, nowMs: number, fx: Effects): void {
-  for (const [jobId, pending] of jobs.pending) {
+  for (const [jobId, pending] of jobs.pendingJobs()) {
     const job = jobs.jobs.get(jobId)!;
     const limit = job.spec.schedulingTimeoutMs;
-    if (!limit || pending.size === 0) continue;
+    if (!limit) continue;
     for (const i of [...pending]) {
       const task = jobs.task(job.taskIds[i]!);
       if (nowMs - task.pendingSinceMs >= limit) {

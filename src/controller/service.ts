@@ -120,14 +120,14 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
     );
   };
   return {
-    launchJob: (req, ctx) => {
+    launchJob: async (req, ctx) => {
       if (!req.spec) throw new InvalidArgumentError("spec", "is required");
       if (req.requestId.length > 256) {
         throw new InvalidArgumentError("request_id", "at most 256 characters");
       }
       const principal = ctx.values.get(PRINCIPAL);
       const requestId = authorizeLaunch(principal, req.spec, req.requestId);
-      const res = c.launchJob(req.spec, requestId);
+      const res = await c.launchJobInGroup(req.spec, requestId);
       if (res.created) {
         c.transactions.record({
           action: "submit",

@@ -64,16 +64,48 @@ export function holdAttempt(
   });
 }
 
+/**
+ * Each job's scheduler view from the last snapshot: a pass per few placements over a long queue
+ * rebuilt the same objects for every waiting job (#20). The spec does not change; the pending
+ * indices array is the same object while they do not (JobTable.pendingIndices), and the band is
+ * compared, so a cached view is current when both are the same.
+ */
+const schedulerJobs = new WeakMap<JobRecord, SchedulerJob>();
+
+function schedulerJob(job: JobRecord, pendingTaskIndices: readonly number[], band: Band) {
+  const cached = schedulerJobs.get(job);
+  if (cached?.pendingTaskIndices === pendingTaskIndices && cached.band === band) return cached;
+  const spec = job.spec;
+  const r = spec.resources;
+  const view: SchedulerJob = {
+    jobId: job.jobId,
+    resources: taskResources(job),
+    accelerator: {
+      kind: acceleratorKind(r?.accelerator?.type),
+      variant: r?.accelerator?.variant ?? "",
+      count: r?.accelerator?.count ?? 0,
+    },
+    // The constraints of the previous view: the scheduler caches their key by this array.
+    constraints: cached?.constraints ?? constraintsFromProto(spec.constraints),
+    groupBy: spec.coscheduling?.groupBy || undefined,
+    replicas: job.taskIds.length,
+    pendingTaskIndices,
+    band,
+    submittedAt: job.submittedAtMs as SchedulerJob["submittedAt"],
+    user: job.user,
+  };
+  schedulerJobs.set(job, view);
+  return view;
+}
+
 /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
 export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
   const jobs: SchedulerJob[] = [];
   const reservations: ReservationRequest[] = [];
   // The most important band with pending tasks; BATCH (nothing to preempt) until one is seen.
   let topBand: Band = BAND_BATCH;
-  for (const [jobId, pending] of s.jobs.pending) {
-    if (pending.size === 0) continue;
+  for (const jobId of s.jobs.pendingJobs().keys()) {
     const job = s.jobs.jobs.get(jobId)!;
-    const spec = job.spec;
     if (isGated(job)) {
       // Gated: the tasks wait until every entry holds a worker.
       reservations.push(s.reservations.request(job));
@@ -81,23 +113,7 @@ export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
     }
     const band = bandOf(job);
     if (band < topBand) topBand = band;
-    const r = spec.resources;
-    jobs.push({
-      jobId,
-      resources: taskResources(job),
-      accelerator: {
-        kind: acceleratorKind(r?.accelerator?.type),
-        variant: r?.accelerator?.variant ?? "",
-        count: r?.accelerator?.count ?? 0,
-      },
-      constraints: constraintsFromProto(spec.constraints),
-      groupBy: spec.coscheduling?.groupBy || undefined,
-      replicas: job.taskIds.length,
-      pendingTaskIndices: s.jobs.pendingIndices(jobId),
-      band,
-      submittedAt: job.submittedAtMs as ClusterSnapshot["jobs"][number]["submittedAt"],
-      user: job.user,
-    });
+    jobs.push(schedulerJob(job, s.jobs.pendingIndices(jobId), band));
   }
   // Jobs already running keep their reservation until they end (claims lost to dead workers
   // are not re-made once the gate opened).

@@ -311,6 +311,18 @@ export class JobTable {
    */
   readonly pending = new Map<string, Set<number>>();
   /**
+   * The entries of {@linkcode pending} that are not empty, in submission order: what a scheduling
+   * pass walks. Finished jobs stay in the table until retention removes them, and must not cost
+   * every pass a look (a pass per few placements made a burst quadratic in the jobs kept, #20).
+   */
+  readonly #queued = new Map<string, Set<number>>();
+  /** Each job's place in submission order, to put a job whose task is pending again back in it. */
+  readonly #order = new Map<string, number>();
+  #nextOrder = 0;
+  /** The highest place queued since the last sort: a lower one puts #queued out of order. */
+  #lastQueued = -1;
+  #queuedUnordered = false;
+  /**
    * Each job's pending indices as an array, built when first asked for after a change: a
    * scheduling pass takes a job's unchanged array as it is, so its snapshot costs one entry per
    * job, not per pending task (a burst of submits of large jobs is not quadratic in tasks).
@@ -395,6 +407,38 @@ export class JobTable {
   }
 
   /**
+   * Jobs with at least one pending task and their pending indices, in submission order. Callers
+   * must not modify it; it may change under an iteration that changes task states.
+   */
+  pendingJobs(): ReadonlyMap<string, ReadonlySet<number>> {
+    if (this.#queuedUnordered) {
+      const order = (jobId: string) => this.#order.get(jobId) ?? 0;
+      const sorted = [...this.#queued].sort(([a], [b]) => order(a) - order(b));
+      this.#queued.clear();
+      for (const [jobId, pending] of sorted) this.#queued.set(jobId, pending);
+      this.#queuedUnordered = false;
+      this.#lastQueued = sorted.length ? order(sorted[sorted.length - 1]![0]) : -1;
+    }
+    return this.#queued;
+  }
+
+  #track(jobId: string, pending: Set<number>): void {
+    if (!this.#order.has(jobId)) this.#order.set(jobId, this.#nextOrder++);
+    this.pending.set(jobId, pending);
+    this.#pendingArrays.delete(jobId);
+    if (pending.size > 0) this.#queue(jobId, pending);
+    else this.#queued.delete(jobId);
+  }
+
+  #queue(jobId: string, pending: Set<number>): void {
+    if (this.#queued.has(jobId)) return;
+    const place = this.#order.get(jobId) ?? 0;
+    if (place < this.#lastQueued) this.#queuedUnordered = true;
+    else this.#lastQueued = place;
+    this.#queued.set(jobId, pending);
+  }
+
+  /**
    * A job's pending task indices in the order they became pending (empty when none). The same
    * array while they do not change: callers must not modify it.
    */
@@ -412,10 +456,14 @@ export class JobTable {
     if (!pending || pending.has(index)) return;
     pending.add(index);
     this.#pendingArrays.delete(jobId);
+    this.#queue(jobId, pending);
   }
 
   #deletePending(jobId: string, index: number): void {
-    if (this.pending.get(jobId)?.delete(index)) this.#pendingArrays.delete(jobId);
+    const pending = this.pending.get(jobId);
+    if (!pending?.delete(index)) return;
+    this.#pendingArrays.delete(jobId);
+    if (pending.size === 0) this.#queued.delete(jobId);
   }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
@@ -501,8 +549,7 @@ export class JobTable {
       this.tasks.set(task.taskId, task);
     }
     this.jobs.set(jobId, job);
-    this.pending.set(jobId, pending);
-    this.#pendingArrays.delete(jobId);
+    this.#track(jobId, pending);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     this.#indexRequestIds(job);
     this.dirty.add(jobId);
@@ -551,6 +598,10 @@ export class JobTable {
     this.jobs.clear();
     this.tasks.clear();
     this.pending.clear();
+    this.#queued.clear();
+    this.#order.clear();
+    this.#lastQueued = -1;
+    this.#queuedUnordered = false;
     this.#pendingArrays.clear();
     this.#pendingReasons.clear();
     this.#byRequestId.clear();
@@ -573,8 +624,7 @@ export class JobTable {
         if (task.state === TaskState.PENDING) pending.add(task.index);
       }
       this.jobs.set(job.jobId, job);
-      this.pending.set(job.jobId, pending);
-      this.#pendingArrays.delete(job.jobId);
+      this.#track(job.jobId, pending);
       this.#indexRequestIds(job);
     }
     for (const job of this.jobs.values()) {
@@ -840,6 +890,7 @@ export class JobTable {
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
     this.pending.get(job.jobId)?.clear();
+    this.#queued.delete(job.jobId);
     this.#pendingArrays.delete(job.jobId);
     this.#pendingReasons.delete(job.jobId);
     fx.finishedJobs.push(job.jobId);
@@ -883,6 +934,8 @@ export class JobTable {
       this.dirtyTasks.delete(tid);
     }
     this.pending.delete(jobId);
+    this.#queued.delete(jobId);
+    this.#order.delete(jobId);
     this.#pendingArrays.delete(jobId);
     this.#pendingReasons.delete(jobId);
     this.jobs.delete(jobId);

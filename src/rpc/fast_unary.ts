@@ -1,6 +1,6 @@
 /**
  * A lean server path for the common call: a Connect-protocol unary POST (binary or JSON, no
- * compression, no timeout header). It does what Connect's universal handler does for such a call
+ * compression, a valid timeout header or none). It does what Connect's universal handler does for such a call
  * — request gate before the body is read, readMaxBytes, interceptors, the same serialization and
  * the same error wire format (Connect's own helpers) — without the per-call stream adapters,
  * header copies and AbortController that make up most of a small call's cost. Anything else
@@ -126,10 +126,14 @@ export class FastUnary {
 
   /**
    * The method `req` calls if the fast path can serve it, with the body format; undefined sends
-   * the request to the full Connect handler (GET, streaming, compression, timeouts, other
-   * protocols or content types, clients without `Connect-Protocol-Version: 1`).
+   * the request to the full Connect handler (GET, streaming, compression, a timeout header that
+   * is malformed or over the limit, other protocols or content types, clients without
+   * `Connect-Protocol-Version: 1`).
    */
-  eligible(req: FastRequest, path: string): { method: FastMethod; binary: boolean } | undefined {
+  eligible(
+    req: FastRequest,
+    path: string,
+  ): { method: FastMethod; binary: boolean; timeoutMs?: number } | undefined {
     if (req.method !== "POST") return undefined;
     const method = this.#methods.get(path);
     if (!method) return undefined;
@@ -142,14 +146,19 @@ export class FastUnary {
     }
     const encoding = h.get("content-encoding");
     if (encoding !== null && encoding !== "identity") return undefined;
-    if (h.has("connect-timeout-ms")) return undefined;
-    return { method, binary };
+    const timeout = h.get("connect-timeout-ms");
+    if (timeout === null) return { method, binary };
+    // A worker's heartbeat carries one (#20); Connect's handler answers a bad one with its error.
+    if (!/^\d{1,10}$/.test(timeout)) return undefined;
+    const timeoutMs = Number(timeout);
+    if (timeoutMs > this.#opts.maxTimeoutMs) return undefined;
+    return { method, binary, timeoutMs };
   }
 
   /** Serves one call that {@linkcode eligible} accepted. Never throws: errors become responses. */
   async serve(
     req: FastRequest,
-    call: { method: FastMethod; binary: boolean },
+    call: { method: FastMethod; binary: boolean; timeoutMs?: number },
     values: ContextValues,
   ): Promise<Response> {
     const r = await this.serveRaw(req, call, values);
@@ -163,11 +172,11 @@ export class FastUnary {
    */
   async serveRaw(
     req: FastRequest,
-    call: { method: FastMethod; binary: boolean },
+    call: { method: FastMethod; binary: boolean; timeoutMs?: number },
     values: ContextValues,
   ): Promise<FastResponse> {
     const { spec, serialization } = call.method;
-    const ctx = new FastContext(spec, req, values);
+    const ctx = new FastContext(spec, req, values, call.timeoutMs);
     let status = 200;
     let body: Uint8Array;
     let contentType = call.binary ? contentTypeUnaryProto : contentTypeUnaryJson;
@@ -258,7 +267,7 @@ async function invokeIntercepted(
       requestMethod: ctx.requestMethod,
       protocolName: ctx.protocolName,
       url: ctx.url,
-      timeoutMs: () => undefined,
+      timeoutMs: () => ctx.timeoutMs(),
       signal: req.signal,
       requestHeader: req.header,
       values: req.contextValues,
@@ -315,22 +324,27 @@ class FastContext implements HandlerContext {
   readonly values: ContextValues;
   readonly url: string;
   readonly #request: FastRequest;
+  /** When the caller's timeout ends (Date.now() time), if it sent one. */
+  readonly #deadline: number | undefined;
+  #deadlineTimer: ReturnType<typeof setTimeout> | undefined;
   #abort: AbortController | undefined;
   #finished = false;
   #responseHeader: Headers | undefined;
   #responseTrailer: Headers | undefined;
 
-  constructor(spec: UnarySpec, req: FastRequest, values: ContextValues) {
+  constructor(spec: UnarySpec, req: FastRequest, values: ContextValues, timeoutMs?: number) {
     this.method = spec.method;
     this.service = spec.method.parent;
     this.requestHeader = req.headers;
     this.values = values;
     this.url = req.url;
     this.#request = req;
+    this.#deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
   }
 
+  /** What is left of the caller's timeout, as Connect's context says it. */
   timeoutMs(): number | undefined {
-    return undefined;
+    return this.#deadline === undefined ? undefined : this.#deadline - Date.now();
   }
 
   get signal(): AbortSignal {
@@ -348,6 +362,14 @@ class FastContext implements HandlerContext {
           () => client.removeEventListener("abort", onClientGone),
           { once: true },
         );
+        // The caller's deadline aborts it too, with Connect's error; timed only once asked for.
+        const left = this.timeoutMs();
+        if (left !== undefined && !abort.signal.aborted) {
+          const timedOut = () =>
+            abort.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+          if (left <= 0) timedOut();
+          else this.#deadlineTimer = setTimeout(timedOut, left);
+        }
       }
     }
     return this.#abort.signal;
@@ -365,6 +387,7 @@ class FastContext implements HandlerContext {
   finish(reason?: unknown): void {
     if (this.#finished) return;
     this.#finished = true;
+    clearTimeout(this.#deadlineTimer);
     this.#abort?.abort(reason ?? CALL_FINISHED);
   }
 

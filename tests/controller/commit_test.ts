@@ -15,6 +15,7 @@ import { attemptKey } from "../../src/controller/workers.ts";
 import { holdAttempt } from "../../src/controller/snapshot.ts";
 import {
   type CommitContext,
+  CommitGroup,
   ensureWritable,
   flush,
   probe,
@@ -144,6 +145,61 @@ Deno.test("commit: a rollback makes the workers' commitments match the reloaded 
       assertEquals(tryFlush(ctx), false);
       assertEquals([...w0.active.keys()], [attemptKey(task.taskId, first.attemptId)]);
       assertEquals(ctx.jobs.currentAttempt(ctx.jobs.task(task.taskId))?.attemptId, first.attemptId);
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("commit group: submits of one turn share a commit, each answered after it; a bad one fails alone", () =>
+  withTempDir("iris-commit-", async (dir) => {
+    const store = StateStore.open(dir);
+    try {
+      const ctx = context(store);
+      const group = new CommitGroup(ctx);
+      const seq0 = store.commitSeq;
+      const after: string[] = [];
+      const calls = ["a", "b", "c"].map((name) =>
+        group.run(() => submit(ctx, name), (jobId) => {
+          assertEquals(ctx.jobs.dirty.size, 0, "committed before its effects");
+          after.push(jobId);
+        })
+      );
+      const bad = group.run(() => {
+        throw new Error("refused");
+      }, () => after.push("bad"));
+      assertEquals(ctx.jobs.jobs.size, 0, "nothing applied before the group runs");
+      assertEquals(await Promise.all(calls), ["/alice/a", "/alice/b", "/alice/c"]);
+      assertEquals(await bad.catch((err: Error) => err.message), "refused");
+      assertEquals(store.commitSeq, seq0 + 1, "one commit for the group");
+      assertEquals(after, ["/alice/a", "/alice/b", "/alice/c"]);
+      // Memory only: applied and answered at once.
+      const memory = context();
+      const now = new CommitGroup(memory).run(() => submit(memory, "m"), () => {});
+      assertEquals(memory.jobs.jobs.size, 1);
+      assertEquals(await now, "/alice/m");
+    } finally {
+      store.close();
+    }
+  }));
+
+Deno.test("commit group: a failed commit undoes the whole group and fails every call with unavailable", () =>
+  withTempDir("iris-commit-", async (dir) => {
+    const { store, failing } = failingStore(dir);
+    try {
+      const ctx = context(store);
+      const group = new CommitGroup(ctx);
+      failing.on = true;
+      const after: string[] = [];
+      const calls = ["a", "b"].map((name) =>
+        group.run(() => submit(ctx, name), (jobId) => after.push(jobId)).then(
+          () => "answered",
+          (err) => err instanceof UnavailableError ? "unavailable" : `${err}`,
+        )
+      );
+      assertEquals(await Promise.all(calls), ["unavailable", "unavailable"]);
+      assertEquals(ctx.jobs.jobs.size, 0, "undone");
+      assertEquals(after, [], "no effects of changes not committed");
+      assert(ctx.write.unwritable, "marked unwritable");
     } finally {
       store.close();
     }

@@ -285,3 +285,33 @@ Deno.test("LogStore.query() answers at most maxChars of text, says there is more
   assert.equal((await store.query(["/u/j/0"], { maxLines: 99 })).more, true);
   assert.equal((await store.query(["/u/j/0"], { maxLines: 100 })).more, false);
 });
+
+Deno.test("LogStore writes new attempts' files under directories it made, found, or lost meanwhile", async () => {
+  await withDir(async (dir) => {
+    const store = new LogStore({ dir });
+    try {
+      store.append("/u/a/0", lines("/u/a/0", "first", 2));
+      store.append("/u/b/0", lines("/u/b/0", "next job", 2));
+      store.append("/u/b/1", lines("/u/b/1", "next task", 2));
+      store.append("/u/b/1", lines("/u/b/1", "retry", 2, 1));
+      // The job's directory goes away behind the store's back: the next attempt makes it again.
+      await Deno.remove(`${dir}/u/a`, { recursive: true });
+      store.append("/u/a/0", lines("/u/a/0", "again", 2, 1));
+      const read = (path: string) => Deno.readTextFileSync(`${dir}/${path}`).trim().split("\n");
+      assert.equal(read("u/b/0/0.log").length, 2);
+      assert.equal(read("u/b/1/0.log").length, 2);
+      assert.equal(read("u/b/1/1.log").length, 2);
+      assert.equal(read("u/a/0/1.log").length, 2);
+      // A restarted store appends to a file that is already there.
+      const again = new LogStore({ dir });
+      try {
+        again.append("/u/b/0", lines("/u/b/0", "after restart", 3));
+        assert.equal(read("u/b/0/0.log").length, 5);
+      } finally {
+        await again.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});

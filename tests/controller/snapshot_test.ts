@@ -45,3 +45,19 @@ Deno.test("snapshot: resource budgets of users with pending jobs above BATCH, wi
   assertEquals(s.budgets, { alice: { cpuMillicores: 1000 } });
   assertEquals(s.budgetUsage, { alice: { cpuMillicores: 1, memoryBytes: 2, accelerators: 0 } });
 });
+
+Deno.test("snapshot: a waiting job's view is reused pass after pass, and renewed when it changes", () => {
+  const jobs = new JobTable();
+  const reservations = new Reservations({ save: () => {}, log: () => {} });
+  const sources = { jobs, workers: workerTable(1), reservations, usage: () => new Map() };
+  jobs.submit(spec({ name: "a", replicas: 3 }), "", 0, noEffects());
+  const first = clusterSnapshot(sources).jobs[0]!;
+  assertEquals(clusterSnapshot(sources).jobs[0] === first, true);
+  jobs.assign("/alice/a/1", "w0", 1);
+  const next = clusterSnapshot(sources).jobs[0]!;
+  assertEquals(next === first, false);
+  assertEquals(next.pendingTaskIndices, [0, 2]);
+  assertEquals(first.pendingTaskIndices, [0, 1, 2], "a view handed out is not changed");
+  jobs.setBand(jobs.job("/alice/a"), 1, "over budget");
+  assertEquals(clusterSnapshot(sources).jobs[0]!.band, 1);
+});

@@ -251,3 +251,25 @@ Deno.test("a replaced job's request id answers with the new job for 24 h, then n
   assertEquals(recreate("first", REQUEST_ID_WINDOW_MS).created, true);
   assertEquals(t.job("/alice/r").requestId, "first");
 });
+
+Deno.test("pendingJobs() holds only jobs with pending tasks, in submission order after a retry", () => {
+  const t = new JobTable();
+  for (const name of ["a", "b", "c"]) {
+    t.submit(spec({ name, maxRetriesFailure: 1 }), "", 0, noEffects());
+  }
+  const queued = () => [...t.pendingJobs().keys()];
+  assertEquals(queued(), ["/alice/a", "/alice/b", "/alice/c"]);
+  run(t, "/alice/a/0");
+  run(t, "/alice/b/0");
+  assertEquals(queued(), ["/alice/c"]);
+  // a's retry is pending again: it goes back before c, where it was submitted.
+  end(t, "/alice/a/0", TaskState.FAILED, 1);
+  assertEquals(queued(), ["/alice/a", "/alice/c"]);
+  end(t, "/alice/b/0", TaskState.SUCCEEDED);
+  t.terminate("/alice/c", "user asked", 4, noEffects());
+  assertEquals(queued(), ["/alice/a"]);
+  // Finished jobs stay in the table but not in the queue.
+  assertEquals(t.pending.size, 3);
+  t.submit(spec({ name: "d" }), "", 5, noEffects());
+  assertEquals(queued(), ["/alice/a", "/alice/d"]);
+});

@@ -163,6 +163,10 @@ CASES.push(
   ["chunked over readMaxBytes", "/GetJobStatus", () => chunked(binaryRequest("x".repeat(300))), {
     ...BINARY,
   }],
+  ["timeout header", "/GetJobStatus", () => binaryRequest("ok"), {
+    ...BINARY,
+    "connect-timeout-ms": "5000",
+  }],
   // Not on the fast path; listed to show the fallback answers as before.
   ["no protocol version header", "/GetJobStatus", () => binaryRequest("ok"), {
     "content-type": "application/proto",
@@ -175,9 +179,13 @@ CASES.push(
     "content-type": "text/plain",
     "connect-protocol-version": "1",
   }],
-  ["timeout header", "/GetJobStatus", () => binaryRequest("ok"), {
+  ["malformed timeout header", "/GetJobStatus", () => binaryRequest("ok"), {
     ...BINARY,
-    "connect-timeout-ms": "5000",
+    "connect-timeout-ms": "5s",
+  }],
+  ["timeout header of 11 digits", "/GetJobStatus", () => binaryRequest("ok"), {
+    ...BINARY,
+    "connect-timeout-ms": "12345678901",
   }],
 );
 
@@ -196,6 +204,8 @@ const STATUS: Record<string, number> = {
   "over readMaxBytes": 429,
   "chunked": 200,
   "chunked over readMaxBytes": 429,
+  "timeout header": 200,
+  "malformed timeout header": 400,
 };
 
 Deno.test("fast path answers byte for byte like Connect's handler", async () => {
@@ -324,6 +334,11 @@ Deno.test("fast path leaves other calls to Connect", () => {
         path,
       ],
       ["unknown path", req({ method: "POST", headers: BINARY }), `${SERVICE}/Nope`],
+      [
+        "malformed timeout",
+        req({ method: "POST", headers: { ...BINARY, "connect-timeout-ms": "-1" } }),
+        path,
+      ],
     ] as const
   ) {
     assertEquals(fast.eligible(r, p), undefined, what);
@@ -349,4 +364,32 @@ Deno.test("fast path's signal aborts when the call finishes", async () => {
   const res = await fast.serve(r, fast.eligible(r, path)!, createContextValues());
   await res.body?.cancel();
   assertEquals(signal?.aborted, true);
+});
+
+Deno.test("fast path serves a call with a timeout header: the context has it, its deadline aborts the signal", async () => {
+  const seen: { timeoutMs?: number; reason?: unknown }[] = [];
+  const fast = new FastUnary({ readMaxBytes: 1024 });
+  fast.service(createServiceImplSpec<typeof ControllerService>(ControllerService, {
+    getJobStatus: (req, ctx) => {
+      seen.push({ timeoutMs: ctx.timeoutMs(), reason: ctx.signal.reason });
+      return { job: { jobId: req.jobId } };
+    },
+  }));
+  const path = `${SERVICE}/GetJobStatus`;
+  for (const timeout of ["5000", "0"]) {
+    const r = new Request(`http://127.0.0.1${path}`, {
+      method: "POST",
+      headers: { ...BINARY, "connect-timeout-ms": timeout },
+      body: binaryRequest("x"),
+    });
+    const route = fast.eligible(r, path);
+    assertEquals(route?.timeoutMs, Number(timeout));
+    const res = await fast.serve(r, route!, createContextValues());
+    assertEquals(res.status, 200);
+    await res.body?.cancel();
+  }
+  assert(seen[0]!.timeoutMs! > 4000 && seen[0]!.timeoutMs! <= 5000, `${seen[0]!.timeoutMs}`);
+  assertEquals(seen[0]!.reason, undefined);
+  assert(seen[1]!.reason instanceof ConnectError);
+  assertEquals((seen[1]!.reason as ConnectError).code, Code.DeadlineExceeded);
 });

@@ -261,19 +261,31 @@ function jobsInOrder(jobs: readonly SchedulerJob[]): readonly SchedulerJob[] {
   return [...byBand.keys()].sort((a, b) => a - b).flatMap((b) => byBand.get(b)!);
 }
 
+/**
+ * A job's signature key without its reservation holder, by the (readonly) job object: the
+ * controller hands a waiting job's same object to pass after pass (snapshot.ts), and building
+ * the key was a good part of a pass over a long queue (#20).
+ */
+const plainKeys = new WeakMap<SchedulerJob, string>();
+
 function signatureKey(ctx: PassContext, job: SchedulerJob): string {
-  let ck = ctx.constraintKeys.get(job.constraints);
-  if (ck === undefined) {
-    ck = constraintsKey(job.constraints);
-    ctx.constraintKeys.set(job.constraints, ck);
+  let plain = plainKeys.get(job);
+  if (plain === undefined) {
+    let ck = ctx.constraintKeys.get(job.constraints);
+    if (ck === undefined) {
+      ck = constraintsKey(job.constraints);
+      ctx.constraintKeys.set(job.constraints, ck);
+    }
+    const gang = job.groupBy === undefined
+      ? ""
+      : `${job.groupBy}\u0001${job.pendingTaskIndices.length}`;
+    plain =
+      `\u0001${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${job.resources.cpuMillicores}\u0001${job.resources.memoryBytes}\u0001${
+        acceleratorRequest(job)
+      }\u0001${gang}\u0001${ck}`;
+    plainKeys.set(job, plain);
   }
-  const gang = job.groupBy === undefined
-    ? ""
-    : `${job.groupBy}\u0001${job.pendingTaskIndices.length}`;
-  const holder = ctx.st.reservedJobs.has(job.jobId) ? job.jobId : "";
-  return `${holder}\u0001${job.accelerator.kind}\u0001${job.accelerator.variant}\u0001${job.resources.cpuMillicores}\u0001${job.resources.memoryBytes}\u0001${
-    acceleratorRequest(job)
-  }\u0001${gang}\u0001${ck}`;
+  return ctx.st.reservedJobs.has(job.jobId) ? job.jobId + plain : plain;
 }
 
 function signatureFor(ctx: PassContext, job: SchedulerJob, key: string): Signature {
