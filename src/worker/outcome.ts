@@ -45,8 +45,9 @@ export function classifyExit(
       error: exit.killReason ?? "resource limit exceeded",
     };
   }
-  if (exit.killedBy === "evicted" && !kill) {
-    // The cluster took the task's Pod away (node pressure, preemption): not the task's fault.
+  if ((exit.killedBy === "evicted" || exit.killedBy === "lost") && !kill) {
+    // The cluster took the task's Pod away (node pressure, preemption), or the worker's task
+    // spawner died and took the task with it: not the task's fault.
     return { ...base, state: TaskState.WORKER_FAILED, error: exit.killReason ?? "evicted" };
   }
   if (exit.killedBy === "timeout") {

@@ -46,7 +46,7 @@ export interface SpawnRequest {
 /** Syscall numbers the script needs, per architecture (asm-generic on aarch64). */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid
-  x86_64: [157, 160, 116, 119, 117],
+  "x86_64": [157, 160, 116, 119, 117],
   aarch64: [167, 164, 159, 149, 147],
 };
 
@@ -56,7 +56,9 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 /**
  * The spawner. Requests on stdin: u32 length + NUL-separated fields. Records on stdout: u32 id,
  * one type byte, u32 length, payload. Types: R ready (pid), P started (pid), F failed ("stage
- * errno"), O/E stdout/stderr bytes, o/e that stream closed, X exited (wait status).
+ * errno"), O/E stdout/stderr bytes, o/e that stream closed, X exited (wait status). Requests:
+ * S spawn, C close a task's streams, A bytes of a stream taken (at most WINDOW bytes of a stream
+ * are in flight; the task's pipe fills behind them as if the worker read it directly).
  */
 const SCRIPT = String.raw`
 use strict; use warnings; use POSIX ();
@@ -65,6 +67,7 @@ syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
 $SIG{PIPE} = 'IGNORE';
 my $ME = $$;
+my $WINDOW = 65536;
 my (%kids, %readers);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
@@ -135,8 +138,8 @@ sub spawn {
     return;
   }
   $kids{$pid} = { id => $id, open => 2 };
-  $readers{fileno $or} = [$or, $id, 'O', $pid];
-  $readers{fileno $er} = [$er, $id, 'E', $pid];
+  $readers{fileno $or} = [$or, $id, 'O', $pid, 0];
+  $readers{fileno $er} = [$er, $id, 'E', $pid, 0];
   out($id, 'P', $pid);
 }
 sub close_reader {
@@ -162,15 +165,16 @@ while ($open || %kids) {
   if (!$open) { kill 'KILL', -$_ for keys %kids; }
   my $rin = '';
   vec($rin, 0, 1) = 1 if $open;
-  vec($rin, $_, 1) = 1 for keys %readers;
+  # A stream the worker is behind on waits (as a pipe would): what it holds stays bounded.
+  vec($rin, $_, 1) = 1 for grep { $readers{$_}[4] < $WINDOW } keys %readers;
   my $wait = !%kids ? undef : (grep { $_->{open} <= 0 } values %kids) ? 0.005 : 0.1;
   my $n = select(my $rout = $rin, undef, undef, $wait);
   next if $n <= 0;
   for my $fd (keys %readers) {
     next unless vec($rout, $fd, 1);
     my $r = $readers{$fd};
-    my $got = sysread($r->[0], my $buf, 65536);
-    if (defined $got && $got > 0) { out($r->[1], $r->[2], $buf); }
+    my $got = sysread($r->[0], my $buf, 16384);
+    if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
     elsif (defined $got || !$!{EINTR}) { close_reader($fd); }
   }
   next unless $open && vec($rout, 0, 1);
@@ -185,6 +189,7 @@ while ($open || %kids) {
     my $op = shift @f;
     if ($op eq 'S') { spawn(@f); }
     elsif ($op eq 'C') { close_reader($_) for grep { $readers{$_}[1] == $f[0] } keys %readers; }
+    elsif ($op eq 'A') { $_->[4] -= $f[2] for grep { $_->[1] == $f[0] && $_->[2] eq $f[1] } values %readers; }
   }
 }
 `;
@@ -212,56 +217,90 @@ function spawnError(program: string, stage: string, errno: number): Error {
   return new Error(`${stage} failed (errno ${errno})`);
 }
 
+/** Bytes of a stream taken by its reader before they are acknowledged to the spawner. */
+const ACK_BYTES = 16 * 1024;
+
+/**
+ * One output stream of a spawned task: chunks wait here until read (the stream pulls them one at
+ * a time), and what was read is acknowledged so the spawner reads the pipe on.
+ */
+class Feed {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly #chunks: Uint8Array[] = [];
+  #ended = false;
+  #wake?: () => void;
+  #unacked = 0;
+
+  constructor(ack: (bytes: number) => void, onCancel: () => void) {
+    this.stream = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (this.#chunks.length === 0 && !this.#ended) {
+          await new Promise<void>((resolve) => this.#wake = resolve);
+        }
+        const chunk = this.#chunks.shift();
+        if (!chunk) return controller.close();
+        controller.enqueue(chunk);
+        this.#unacked += chunk.length;
+        if (this.#unacked >= ACK_BYTES) {
+          ack(this.#unacked);
+          this.#unacked = 0;
+        }
+      },
+      cancel: () => {
+        this.end();
+        this.#chunks.length = 0;
+        onCancel();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  push(bytes: Uint8Array): void {
+    if (this.#ended) return;
+    this.#chunks.push(bytes);
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+}
+
+type Status = { code: number; signal: Deno.Signal | null; lost?: string };
+
 /** A task started by the spawner, fed by its records. */
 class SpawnedTask implements TaskChild {
   pid = 0;
-  readonly stdout: ReadableStream<Uint8Array>;
-  readonly stderr: ReadableStream<Uint8Array>;
-  readonly status: Promise<{ code: number; signal: Deno.Signal | null; lost?: string }>;
-  readonly streams: {
-    O?: ReadableStreamDefaultController<Uint8Array>;
-    E?: ReadableStreamDefaultController<Uint8Array>;
-  } = {};
-  readonly #cancelled = new Set<string>();
-  readonly #onCancelled: () => void;
-  settle!: (status: { code: number; signal: Deno.Signal | null; lost?: string }) => void;
+  readonly feeds: Record<"O" | "E", Feed>;
+  readonly status: Promise<Status>;
+  settle!: (status: Status) => void;
   exited = false;
 
-  constructor(onCancelled: () => void) {
-    this.#onCancelled = onCancelled;
-    const stream = (key: "O" | "E") =>
-      new ReadableStream<Uint8Array>({
-        start: (controller) => {
-          this.streams[key] = controller;
-        },
-        cancel: () => {
-          delete this.streams[key];
-          this.#cancelled.add(key);
-          if (this.#cancelled.size === 2) this.#onCancelled();
-        },
+  constructor(send: (fields: string[]) => void) {
+    let cancelled = 0;
+    const feed = (key: "O" | "E") =>
+      new Feed((bytes) => send(["A", key, String(bytes)]), () => {
+        if (++cancelled === 2) send(["C"]);
       });
-    this.stdout = stream("O");
-    this.stderr = stream("E");
+    this.feeds = { O: feed("O"), E: feed("E") };
     this.status = new Promise((resolve) => this.settle = resolve);
   }
 
-  push(key: "O" | "E", bytes: Uint8Array): void {
-    this.streams[key]?.enqueue(bytes);
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.feeds.O.stream;
   }
 
-  end(key: "O" | "E"): void {
-    const controller = this.streams[key];
-    delete this.streams[key];
-    try {
-      controller?.close();
-    } catch {
-      // Already closed or cancelled.
-    }
+  get stderr(): ReadableStream<Uint8Array> {
+    return this.feeds.E.stream;
   }
 
   /** Exited, and both streams closed: no record will come for it any more. */
   get finished(): boolean {
-    return this.exited && !this.streams.O && !this.streams.E;
+    return this.exited && this.feeds.O.ended && this.feeds.E.ended;
   }
 
   kill(signal: "SIGTERM" | "SIGKILL"): void {
@@ -432,8 +471,8 @@ class SpawnerProcess {
     this.#pending.clear();
     for (const task of this.#tasks.values()) {
       task.exited = true;
-      task.end("O");
-      task.end("E");
+      task.feeds.O.end();
+      task.feeds.E.end();
       task.settle({ code: 137, signal: "SIGKILL", lost });
     }
     this.#tasks.clear();
@@ -446,8 +485,9 @@ class SpawnerProcess {
         this.#markReady(true);
         return;
       case "P": {
-        const task = new SpawnedTask(() => {
-          if (this.#alive) this.#send(["C", String(id)]);
+        // Requests about the task: op, task id, then the rest.
+        const task = new SpawnedTask(([op, ...rest]) => {
+          if (this.#alive) this.#send([op!, String(id), ...rest]);
         });
         task.pid = Number(decoder.decode(payload));
         this.#tasks.set(id, task);
@@ -464,12 +504,12 @@ class SpawnerProcess {
       }
       case "O":
       case "E":
-        this.#tasks.get(id)?.push(type, payload);
+        this.#tasks.get(id)?.feeds[type].push(payload);
         return;
       case "o":
       case "e": {
         const task = this.#tasks.get(id);
-        task?.end(type.toUpperCase() as "O" | "E");
+        task?.feeds[type.toUpperCase() as "O" | "E"].end();
         if (task?.finished) this.#tasks.delete(id);
         return;
       }
