@@ -54,6 +54,8 @@ export function classifyExit(
     return { ...base, state: TaskState.KILLED, error: exit.killReason ?? "timed out" };
   }
   if (kill) return { ...base, state: kill.state, error: kill.reason };
+  // Started through the spawner, its program never ran: reported as a failed start.
+  if (exit.spawnError) return { ...base, state: TaskState.FAILED, error: exit.spawnError };
   if (exit.exitCode === 0) return { ...base, state: TaskState.SUCCEEDED, error: "" };
   const how = exit.signal
     ? `killed by signal ${exit.signal} (exit code ${exit.exitCode})`

@@ -8,6 +8,7 @@
  * limits, drop to the task user (no supplementary groups, no new privileges), parent-death signal
  * — then chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the
  * given environment. An exec failure comes back as an errno, so the caller reports it as before.
+ * The worker has the pid as soon as the spawner forked (an exec failure comes with the exit).
  * The spawner keeps the pipes' read ends and forwards their output, and each child's wait status,
  * over its stdout in small framed records; {@linkcode TaskSpawner} demultiplexes them into
  * per-task streams. The spawner dies with the worker (PR_SET_PDEATHSIG) and its tasks with it.
@@ -20,8 +21,13 @@ export interface TaskChild {
   readonly pid: number;
   readonly stdout: ReadableStream<Uint8Array>;
   readonly stderr: ReadableStream<Uint8Array>;
-  /** `lost`: the process was killed because the spawner died, with the reason. */
-  readonly status: Promise<{ code: number; signal: Deno.Signal | null; lost?: string }>;
+  /**
+   * `lost`: the process was killed because the spawner died, with the reason; `spawnError`: its
+   * program never ran (as Deno.Command.spawn would have thrown it).
+   */
+  readonly status: Promise<
+    { code: number; signal: Deno.Signal | null; lost?: string; spawnError?: Error }
+  >;
   kill(signal: "SIGTERM" | "SIGKILL"): void;
 }
 
@@ -123,21 +129,9 @@ sub spawn {
   if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
   child($sw, $ow, $ew, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, \@argv, \@rest) if $pid == 0;
   close $ow; close $ew; close $sw;
-  my $why = '';
-  while (1) {
-    my $n = sysread($sr, $why, 64, length $why);
-    last if defined $n && $n == 0;
-    next if !defined $n && $!{EINTR};
-    last if !defined $n;
-  }
-  close $sr;
-  if ($why ne '') {
-    waitpid($pid, 0);
-    close $or; close $er;
-    out($id, 'F', $why);
-    return;
-  }
-  $kids{$pid} = { id => $id, open => 2 };
+  # Answered at once: whether the exec worked is read from the status pipe when the child is
+  # reaped (an exec closes it, a failure writes to it and exits), so spawns do not wait here.
+  $kids{$pid} = { id => $id, open => 2, status => $sr };
   $readers{fileno $or} = [$or, $id, 'O', $pid, 0];
   $readers{fileno $er} = [$er, $id, 'E', $pid, 0];
   out($id, 'P', $pid);
@@ -153,8 +147,18 @@ sub close_reader {
 sub reap {
   $chld = 0;
   while ((my $p = waitpid(-1, POSIX::WNOHANG())) > 0) {
+    my $status = $?;
     my $k = delete $kids{$p} or next;
-    out($k->{id}, 'X', $?);
+    my $why = '';
+    while (1) {
+      my $n = sysread($k->{status}, $why, 64, length $why);
+      last if defined $n && $n == 0;
+      next if !defined $n && $!{EINTR};
+      last if !defined $n;
+    }
+    close $k->{status};
+    out($k->{id}, 'F', $why) if $why ne '';
+    out($k->{id}, 'X', $status);
   }
 }
 out(0, 'R', $$);
@@ -270,15 +274,18 @@ class Feed {
   }
 }
 
-type Status = { code: number; signal: Deno.Signal | null; lost?: string };
+type Status = { code: number; signal: Deno.Signal | null; lost?: string; spawnError?: Error };
 
 /** A task started by the spawner, fed by its records. */
 class SpawnedTask implements TaskChild {
   pid = 0;
+  program = "";
   readonly feeds: Record<"O" | "E", Feed>;
   readonly status: Promise<Status>;
   settle!: (status: Status) => void;
   exited = false;
+  /** Why its program did not start, when it did not. */
+  failure?: Error;
 
   constructor(send: (fields: string[]) => void) {
     let cancelled = 0;
@@ -490,6 +497,7 @@ class SpawnerProcess {
           if (this.#alive) this.#send([op!, String(id), ...rest]);
         });
         task.pid = Number(decoder.decode(payload));
+        task.program = this.#pending.get(id)?.program ?? "";
         this.#tasks.set(id, task);
         this.#pending.get(id)?.resolve(task);
         this.#pending.delete(id);
@@ -498,8 +506,12 @@ class SpawnerProcess {
       case "F": {
         const [stage = "spawn", errno = "0"] = decoder.decode(payload).split(" ");
         const pending = this.#pending.get(id);
-        this.#pending.delete(id);
-        pending?.resolve(spawnError(pending.program, stage, Number(errno)));
+        const task = this.#tasks.get(id);
+        // Before the start (no pipe, no fork): the spawn fails; after it: the exit carries it.
+        if (pending) {
+          this.#pending.delete(id);
+          pending.resolve(spawnError(pending.program, stage, Number(errno)));
+        } else if (task) task.failure = spawnError(task.program, stage, Number(errno));
         return;
       }
       case "O":
@@ -517,7 +529,10 @@ class SpawnerProcess {
         const task = this.#tasks.get(id);
         if (!task) return;
         task.exited = true;
-        task.settle(decodeWaitStatus(Number(decoder.decode(payload))));
+        task.settle({
+          ...decodeWaitStatus(Number(decoder.decode(payload))),
+          spawnError: task.failure,
+        });
         if (task.finished) this.#tasks.delete(id);
         // Streams still open belong to what the task left behind; the runner drains or cancels them.
         return;

@@ -125,7 +125,10 @@ export interface TaskExit {
   readonly killReason?: string;
   /** What made the worker end it. */
   readonly killedBy?: KillCause;
-  /** Set when the program could not be started at all. */
+  /**
+   * Set when the program could not be started at all: its pid is then 0 (from `start`), or,
+   * from a spawner (`launch`), a child whose chdir or exec failed.
+   */
   readonly spawnError?: string;
   /** Highest sampled resident memory of the tree. */
   readonly peakMemoryBytes: number;
@@ -350,6 +353,21 @@ export class TaskProcess {
     await killLeftovers(this.pid, this.#table, { emptyGroupIsEnough: !!this.#options.user });
     await this.#drain(pumps);
     const oom = this.#killedBy === "oom";
+    if (status.spawnError) {
+      // Its program never ran (a spawner's child whose chdir or exec failed).
+      const err = status.spawnError;
+      return {
+        exitCode: err instanceof Deno.errors.PermissionDenied ? 126 : 127,
+        signal: "",
+        spawnError: describeSpawnError(
+          this.#options.argv[0] ?? "",
+          err,
+          this.#options.env.PATH ?? "",
+        ),
+        peakMemoryBytes: 0,
+        stderrTail: [],
+      };
+    }
     return {
       exitCode: oom ? 137 : status.code,
       signal: oom ? "SIGKILL" : status.signal ?? "",
