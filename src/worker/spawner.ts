@@ -177,7 +177,7 @@ while ($open || %kids) {
   for my $fd (keys %readers) {
     next unless vec($rout, $fd, 1);
     my $r = $readers{$fd};
-    my $got = sysread($r->[0], my $buf, 16384);
+    my $got = sysread($r->[0], my $buf, 65536);
     if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
     elsif (defined $got || !$!{EINTR}) { close_reader($fd); }
   }
@@ -221,6 +221,16 @@ function spawnError(program: string, stage: string, errno: number): Error {
   return new Error(`${stage} failed (errno ${errno})`);
 }
 
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
 /** Bytes of a stream taken by its reader before they are acknowledged to the spawner. */
 const ACK_BYTES = 16 * 1024;
 
@@ -241,7 +251,10 @@ class Feed {
         while (this.#chunks.length === 0 && !this.#ended) {
           await new Promise<void>((resolve) => this.#wake = resolve);
         }
-        const chunk = this.#chunks.shift();
+        // Everything queued in one chunk: the reader gets one chunk per read of the spawner's
+        // output, as it got one per read of a pipe.
+        const chunk = this.#chunks.length > 1 ? concat(this.#chunks) : this.#chunks[0];
+        this.#chunks.length = 0;
         if (!chunk) return controller.close();
         controller.enqueue(chunk);
         this.#unacked += chunk.length;

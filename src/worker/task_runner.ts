@@ -254,10 +254,10 @@ export class TaskProcess {
     this.joinsCgroup = started.joinsCgroup;
     this.#child = child;
     this.input = started.input;
-    const paced = started.queued ?? false;
+    const queued = started.queued ?? false;
     const pumps = [
-      this.#pump(child.stdout, "stdout", paced),
-      this.#pump(child.stderr, "stderr", paced),
+      this.#pump(child.stdout, "stdout", queued),
+      this.#pump(child.stderr, "stderr", queued),
     ];
     const sampler = this.#sampleLoop();
     const timeout = options.timeout;
@@ -397,7 +397,7 @@ export class TaskProcess {
   async #pump(
     stream: ReadableStream<Uint8Array>,
     name: "stdout" | "stderr",
-    paced: boolean,
+    firstReadWaits: boolean,
   ): Promise<void> {
     const reader = stream.getReader();
     this.#readers.push(reader);
@@ -421,10 +421,12 @@ export class TaskProcess {
     let sinceYield = 0;
     try {
       while (true) {
-        // A spawner's output may be queued already: taking it a macrotask at a time, like a
-        // pipe's reads, lets launch()'s caller take the process before its first line and the
-        // reporter send batches in between.
-        if (paced) await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        // A spawner's output may be queued already: the first read waits a macrotask, so
+        // launch()'s caller takes the process (pid, state) before its first line.
+        if (firstReadWaits) {
+          firstReadWaits = false;
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        }
         const { done, value } = await reader.read();
         if (done) break;
         this.#options.onChunk?.(name, value);
