@@ -228,7 +228,7 @@ function spawnerCpuMs(worker: number | "self"): number {
     try {
       const stat = Deno.readTextFileSync(`/proc/${dirent.name}/stat`);
       const f = stat.split(") ")[1]!.split(" ");
-      if (Number(f[1]) !== parent || !stat.includes("(perl)")) continue;
+      if (Number(f[1]) !== parent || !/\((perl|iris-task-spaw)/.test(stat)) continue;
       total += pidCpuMs(Number(dirent.name)) + pidCpuMs(Number(dirent.name), true);
     } catch {
       // Exited meanwhile.

@@ -7,11 +7,13 @@
  * forks, and the child does in order what the wrappers did — setsid, join the cgroup, lower the
  * limits, drop to the task user (no supplementary groups, no new privileges), parent-death signal
  * — then chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the
- * given environment. An exec failure comes back as an errno, so the caller reports it as before.
- * The worker has the pid as soon as the spawner forked (an exec failure comes with the exit).
+ * given environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
+ * comes back as an errno with the exit, and is reported as Deno's spawn would have thrown it.
  * The spawner keeps the pipes' read ends and forwards their output, and each child's wait status,
- * over its stdout in small framed records; {@linkcode TaskSpawner} demultiplexes them into
- * per-task streams. The spawner dies with the worker (PR_SET_PDEATHSIG) and its tasks with it.
+ * over its stdout in small framed records (at most WINDOW bytes in flight per stream: behind
+ * that the task's pipe fills, as when the worker read it directly); {@linkcode TaskSpawner}
+ * demultiplexes them into per-task streams. The spawner dies with the worker (PR_SET_PDEATHSIG),
+ * and its tasks with it.
  * @module
  */
 import { findUtil } from "./process_tree.ts";
@@ -31,7 +33,7 @@ export interface TaskChild {
   kill(signal: "SIGTERM" | "SIGKILL"): void;
 }
 
-/** One task to start (as {@linkcode import("./process_tree.ts").SpawnOptions}, resolved). */
+/** One task to start: process_tree.ts's SpawnOptions, resolved (see spawnerRequest there). */
 export interface SpawnRequest {
   /** The absolute path of the program; it is also the program's argv[0]. */
   readonly program: string;
@@ -198,13 +200,17 @@ while ($open || %kids) {
 }
 `;
 
+/** Where the spawner finds its script, and what runs it. */
+const SCRIPT_ENV = "IRIS_SPAWNER_SCRIPT";
+const LOADER = `$0 = "iris-task-spawner"; eval delete $ENV{${SCRIPT_ENV}}; die $@ if $@;`;
+
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const HEADER_BYTES = 9;
 /** How many times the spawner may die before the worker stops using it. */
 const MAX_RESTARTS = 5;
 
-/** What an exec failure's errno means, as Deno reports it (describeSpawnError reads these). */
+/** A failed step's errno as the error Deno.Command.spawn throws (describeSpawnError reads it). */
 function spawnError(program: string, stage: string, errno: number): Error {
   const ENOENT = 2, EACCES = 13, ENOTDIR = 20, EPERM = 1;
   if (stage === "chdir" && (errno === ENOENT || errno === ENOTDIR)) {
@@ -381,9 +387,11 @@ class SpawnerProcess {
   constructor(perl: string) {
     const numbers = SYSCALLS[Deno.build.arch]!;
     this.#child = new Deno.Command(perl, {
-      args: ["-e", SCRIPT, ...numbers.map(String), String(Deno.pid)],
+      // The script comes through the environment and the process names itself, so `ps` shows
+      // one short line for it.
+      args: ["-e", LOADER, ...numbers.map(String), String(Deno.pid)],
       clearEnv: true,
-      env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
+      env: { PATH: "/usr/bin:/bin", LC_ALL: "C", [SCRIPT_ENV]: SCRIPT },
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
