@@ -645,7 +645,9 @@ export class TaskSpawner {
     }
     this.#current = started;
     if (await started.ready) return started;
-    // Died before its first record: a probe failure, or killed at once; #running restarts it.
+    // Died before its first record: this host cannot run it (no prctl, a broken perl).
+    this.#unusable = true;
+    this.#stopping.push(started.done);
     return undefined;
   }
 

@@ -240,3 +240,21 @@ Deno.test({
     assert.equal(TaskSpawner.supported(), true);
   },
 });
+
+Deno.test({
+  name: "spawner: one that cannot start (a failed probe) leaves tasks to the usual path",
+  ignore: !supported,
+  async fn() {
+    const broken = new TaskSpawner("/bin/false"); // exits before its first record
+    try {
+      const request = { program: "/bin/true", args: [], cwd: "/", env: {}, limits: {} };
+      assert.equal(await broken.spawn(request), undefined);
+      const { proc, text } = await launch(broken, ["echo", "still runs"]);
+      assert.equal((await proc.exited).exitCode, 0);
+      assert.deepEqual(text("stdout"), ["still runs"]);
+      assert.equal(broken.pid, undefined);
+    } finally {
+      await broken.close();
+    }
+  },
+});
