@@ -224,6 +224,28 @@ function pidCpuMs(pid: number | "self", children = false): number {
   }
 }
 
+/**
+ * CPU time of the worker's task spawner (src/worker/spawner.ts), its own and its reaped
+ * children's (the tasks it started), in ms: they reach the worker's reaped-children time only
+ * when the spawner exits.
+ */
+function spawnerCpuMs(worker: number | "self"): number {
+  const parent = worker === "self" ? Deno.pid : worker;
+  let total = 0;
+  for (const dirent of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(dirent.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${dirent.name}/stat`);
+      const f = stat.split(") ")[1]!.split(" ");
+      if (Number(f[1]) !== parent || !/\((perl|iris-task-spaw)/.test(stat)) continue;
+      total += pidCpuMs(Number(dirent.name)) + pidCpuMs(Number(dirent.name), true);
+    } catch {
+      // Exited meanwhile.
+    }
+  }
+  return total;
+}
+
 async function withCluster<T>(
   fn: (
     client: IrisClient,
@@ -256,7 +278,7 @@ async function withCluster<T>(
     return await fn(
       client,
       () => worker.pid === undefined ? 0 : pidCpuMs(worker.pid),
-      () => pidCpuMs(worker.pid ?? "self", true),
+      () => pidCpuMs(worker.pid ?? "self", true) + spawnerCpuMs(worker.pid ?? "self"),
     );
   } finally {
     await worker[Symbol.asyncDispose]();

@@ -27,6 +27,7 @@ import {
 } from "./lines.ts";
 import type { PortAllocator } from "./ports.ts";
 import type { ProcessTable, SpawnOptions } from "./process_tree.ts";
+import type { TaskSpawner } from "./spawner.ts";
 import { buildTaskEnv, copyTree, moduleArgv } from "./task_spec.ts";
 import { chownTree, type TaskUser, type TaskUserPool } from "./task_users.ts";
 import type { ReapLedger } from "./reaper.ts";
@@ -68,6 +69,8 @@ export interface AttemptContext {
   readonly sampleInterval: Duration;
   /** Shared source of memory samples. */
   readonly processTable: ProcessTable;
+  /** Starts the worker's tasks with one fork and one exec each, when there is one. */
+  readonly spawner?: TaskSpawner;
   /** The worker's log limits, rate bucket and backlog, shared by its attempts. */
   readonly logBudget: WorkerLogBudget;
   /** Called whenever there is something new to report. */
@@ -531,7 +534,7 @@ export class TaskAttempt {
     };
     // What `iris task exec` runs commands with: the task's directory, env, user and limits.
     this.#execSpec = { cwd: this.dir, env, user: user || undefined, limits };
-    const proc = TaskProcess.start({
+    const proc = await TaskProcess.launch({
       argv,
       cwd: this.dir,
       env,
@@ -539,6 +542,7 @@ export class TaskAttempt {
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
+      spawner: ctx.spawner,
       user,
       maxLineBytes: ctx.logBudget.limits.maxLineBytes,
       admit: (_stream, bytes) => this.#admit(bytes),
@@ -647,13 +651,14 @@ export class TaskAttempt {
   ): Promise<{ exitCode: number; tail: readonly string[] }> {
     const ctx = this.#ctx;
     const req = this.request;
-    const proc = TaskProcess.start({
+    const proc = await TaskProcess.launch({
       argv,
       cwd: this.dir,
       env,
       memoryLimitBytes: req.resources?.memoryBytes ?? 0,
       sampleInterval: ctx.sampleInterval,
       processTable: ctx.processTable,
+      spawner: ctx.spawner,
       user: this.#user && ctx.taskUsers && { ...this.#user, setpriv: ctx.taskUsers.pool.setpriv },
       maxLineBytes: ctx.logBudget.limits.maxLineBytes,
       admit: (_stream, bytes) => this.#admit(bytes),

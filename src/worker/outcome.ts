@@ -45,14 +45,17 @@ export function classifyExit(
       error: exit.killReason ?? "resource limit exceeded",
     };
   }
-  if (exit.killedBy === "evicted" && !kill) {
-    // The cluster took the task's Pod away (node pressure, preemption): not the task's fault.
+  if ((exit.killedBy === "evicted" || exit.killedBy === "lost") && !kill) {
+    // The cluster took the task's Pod away (node pressure, preemption), or the worker's task
+    // spawner died and took the task with it: not the task's fault.
     return { ...base, state: TaskState.WORKER_FAILED, error: exit.killReason ?? "evicted" };
   }
   if (exit.killedBy === "timeout") {
     return { ...base, state: TaskState.KILLED, error: exit.killReason ?? "timed out" };
   }
   if (kill) return { ...base, state: kill.state, error: kill.reason };
+  // Started through the spawner, its program never ran: reported as a failed start.
+  if (exit.spawnError) return { ...base, state: TaskState.FAILED, error: exit.spawnError };
   if (exit.exitCode === 0) return { ...base, state: TaskState.SUCCEEDED, error: "" };
   const how = exit.signal
     ? `killed by signal ${exit.signal} (exit code ${exit.exitCode})`

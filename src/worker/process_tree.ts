@@ -11,6 +11,7 @@
  */
 import { resolve } from "node:path";
 import { Deadline, type Duration, ms, sleep } from "../time.ts";
+import type { SpawnRequest } from "./spawner.ts";
 
 /** One process of a task's session. */
 export interface ProcessEntry {
@@ -668,6 +669,38 @@ function resolveCached(program: string, path: string | undefined, cwd: string) {
   if (names.size >= 256) names.clear();
   names.set(program, [file, now]);
   return file;
+}
+
+/**
+ * What the worker's task spawner (spawner.ts) needs to start `program` as
+ * {@linkcode spawnSessionLeader} would: the resolved program and the limits to lower. Undefined
+ * when the spawner does not apply (piped stdin) or the program cannot be resolved (the usual
+ * path then reports it).
+ */
+export function spawnerRequest(
+  program: string,
+  args: readonly string[],
+  options: SpawnOptions,
+): SpawnRequest | undefined {
+  if ((options.stdin ?? "null") !== "null") return undefined;
+  const resolved = resolveCached(program, options.env.PATH, options.cwd);
+  if (!resolved) return undefined;
+  const limits = options.limits;
+  const fileBytes = lowered(limits?.fileBytes, "Max file size");
+  return {
+    program: resolved,
+    args,
+    cwd: options.cwd,
+    env: options.env,
+    user: options.user && { uid: options.user.uid, gid: options.user.gid },
+    limits: {
+      // As in wrappers(): only ever lowered, never raised past the worker's own hard limit.
+      processes: lowered(limits?.processes, "Max processes"),
+      openFiles: lowered(limits?.openFiles, "Max open files"),
+      fileBytes: fileBytes && Math.ceil(fileBytes),
+    },
+    cgroup: options.cgroup,
+  };
 }
 
 /** Children whose spawn wrapper joins `SpawnOptions.cgroup` before the program starts. */

@@ -14,11 +14,13 @@ import {
   sendSignal,
   signalTreeBottomUp,
   spawnedIntoCgroup,
+  spawnerRequest,
   type SpawnOptions,
   spawnSessionLeader,
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
+import type { TaskChild, TaskSpawner } from "./spawner.ts";
 
 /** One line of task output. */
 export interface OutputLine {
@@ -32,9 +34,10 @@ export interface OutputLine {
 
 /**
  * Why a process ended without exiting on its own; "evicted": its task Pod was evicted or
- * deleted by the cluster (light worker mode, src/worker/kube_task.ts).
+ * deleted by the cluster (light worker mode, src/worker/kube_task.ts); "lost": the worker's task
+ * spawner died, which kills the tasks it started (spawner.ts).
  */
-export type KillCause = "kill" | "timeout" | "oom" | "limit" | "evicted";
+export type KillCause = "kill" | "timeout" | "oom" | "limit" | "evicted" | "lost";
 
 /** Options for {@linkcode TaskProcess.start}. */
 export interface TaskProcessOptions {
@@ -84,7 +87,23 @@ export interface TaskProcessOptions {
   interactive?: { terminal?: TerminalSize };
   /** Called with every raw output chunk as read, before it is split into lines. */
   onChunk?: (stream: "stdout" | "stderr", bytes: Uint8Array) => void;
+  /**
+   * Start through this long-lived spawner when it applies (see {@linkcode TaskProcess.launch}).
+   * @default the wrapper chain of spawnSessionLeader
+   */
+  spawner?: TaskSpawner;
 }
+
+/** A started child, or why it could not start. */
+type Started =
+  | {
+    readonly child: TaskChild;
+    readonly joinsCgroup: boolean;
+    readonly input?: Session;
+    /** Output may be queued before the process is handed out (a spawner's child). */
+    readonly queued?: boolean;
+  }
+  | { readonly error: unknown };
 
 /** Options for {@linkcode TaskProcess.kill}. */
 export interface KillOptions {
@@ -106,7 +125,10 @@ export interface TaskExit {
   readonly killReason?: string;
   /** What made the worker end it. */
   readonly killedBy?: KillCause;
-  /** Set when the program could not be started at all. */
+  /**
+   * Set when the program could not be started at all: its pid is then 0 (from `start`), or,
+   * from a spawner (`launch`), a child whose chdir or exec failed.
+   */
   readonly spawnError?: string;
   /** Highest sampled resident memory of the tree. */
   readonly peakMemoryBytes: number;
@@ -140,7 +162,7 @@ export class TaskProcess {
   readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
   readonly #stopSampling = new AbortController();
   readonly #cutGrace = new AbortController();
-  #child?: Deno.ChildProcess;
+  #child?: TaskChild;
   #leaderExited = false;
   #killReason?: string;
   #killedBy?: KillCause;
@@ -151,19 +173,45 @@ export class TaskProcess {
 
   /** Spawns `options.argv` in a new session with piped output and no stdin. */
   static start(options: TaskProcessOptions): TaskProcess {
-    return new TaskProcess(options);
+    return new TaskProcess(options, TaskProcess.#spawn(options));
   }
 
-  private constructor(options: TaskProcessOptions) {
-    this.#options = options;
-    this.#table = options.processTable ?? new ProcessTable();
+  /**
+   * {@linkcode start}, through `options.spawner` when there is one and the task is not
+   * interactive (one fork and one exec in the spawner instead of four execs here, #20); the
+   * usual way when the spawner is off, unusable or died meanwhile.
+   */
+  static async launch(options: TaskProcessOptions): Promise<TaskProcess> {
     const program = options.argv[0];
-    let child: Deno.ChildProcess;
+    if (options.spawner && program && !options.interactive) {
+      const request = spawnerRequest(program, options.argv.slice(1), {
+        cwd: options.cwd,
+        env: options.env,
+        user: options.user,
+        limits: options.limits,
+        cgroup: options.cgroup,
+      });
+      if (request) {
+        try {
+          const child = await options.spawner.spawn(request);
+          if (child) {
+            return new TaskProcess(options, { child, joinsCgroup: !!options.cgroup, queued: true });
+          }
+        } catch (error) {
+          return new TaskProcess(options, { error });
+        }
+      }
+    }
+    return TaskProcess.start(options);
+  }
+
+  static #spawn(options: TaskProcessOptions): Started {
+    const program = options.argv[0];
     try {
       if (!program) throw new Error("empty argv");
       const terminal = options.interactive?.terminal;
       const full = terminal ? terminalArgv(options.argv, terminal) : options.argv;
-      child = spawnSessionLeader(full[0]!, full.slice(1), {
+      const child = spawnSessionLeader(full[0]!, full.slice(1), {
         ...(options.interactive ? { stdin: "piped" } : {}),
         cwd: options.cwd,
         env: options.env,
@@ -171,7 +219,24 @@ export class TaskProcess {
         limits: options.limits,
         cgroup: options.cgroup,
       });
-    } catch (err) {
+      return {
+        child,
+        joinsCgroup: spawnedIntoCgroup(child),
+        input: options.interactive
+          ? childSession(child, !!options.interactive.terminal)
+          : undefined,
+      };
+    } catch (error) {
+      return { error };
+    }
+  }
+
+  private constructor(options: TaskProcessOptions, started: Started) {
+    this.#options = options;
+    this.#table = options.processTable ?? new ProcessTable();
+    const program = options.argv[0];
+    if ("error" in started) {
+      const err = started.error;
       this.pid = 0;
       const spawnError = describeSpawnError(program ?? "", err, options.env.PATH ?? "");
       this.exited = Promise.resolve({
@@ -184,11 +249,16 @@ export class TaskProcess {
       this.#leaderExited = true;
       return;
     }
+    const child = started.child;
     this.pid = child.pid;
-    this.joinsCgroup = spawnedIntoCgroup(child);
+    this.joinsCgroup = started.joinsCgroup;
     this.#child = child;
-    if (options.interactive) this.input = childSession(child, !!options.interactive.terminal);
-    const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
+    this.input = started.input;
+    const queued = started.queued ?? false;
+    const pumps = [
+      this.#pump(child.stdout, "stdout", queued),
+      this.#pump(child.stderr, "stderr", queued),
+    ];
     const sampler = this.#sampleLoop();
     const timeout = options.timeout;
     if (timeout !== undefined && timeout > 0) {
@@ -263,12 +333,16 @@ export class TaskProcess {
   }
 
   async #wait(
-    child: Deno.ChildProcess,
+    child: TaskChild,
     pumps: Promise<void>[],
     sampler: Promise<void>,
   ): Promise<TaskExit> {
     const status = await child.status;
     this.#leaderExited = true;
+    if (status.lost) {
+      this.#killReason ??= status.lost;
+      this.#killedBy ??= "lost";
+    }
     await this.input?.end();
     clearTimeout(this.#timer);
     this.#cutGrace.abort();
@@ -279,6 +353,21 @@ export class TaskProcess {
     await killLeftovers(this.pid, this.#table, { emptyGroupIsEnough: !!this.#options.user });
     await this.#drain(pumps);
     const oom = this.#killedBy === "oom";
+    if (status.spawnError) {
+      // Its program never ran (a spawner's child whose chdir or exec failed).
+      const err = status.spawnError;
+      return {
+        exitCode: err instanceof Deno.errors.PermissionDenied ? 126 : 127,
+        signal: "",
+        spawnError: describeSpawnError(
+          this.#options.argv[0] ?? "",
+          err,
+          this.#options.env.PATH ?? "",
+        ),
+        peakMemoryBytes: 0,
+        stderrTail: [],
+      };
+    }
     return {
       exitCode: oom ? 137 : status.code,
       signal: oom ? "SIGKILL" : status.signal ?? "",
@@ -305,7 +394,11 @@ export class TaskProcess {
    * Yields to the event loop every YIELD_EVERY_BYTES, so a task printing as fast as it can only
    * costs CPU: timers and RPCs of the worker keep running.
    */
-  async #pump(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
+  async #pump(
+    stream: ReadableStream<Uint8Array>,
+    name: "stdout" | "stderr",
+    firstReadWaits: boolean,
+  ): Promise<void> {
     const reader = stream.getReader();
     this.#readers.push(reader);
     const tailMax = this.#options.stderrTailLines ?? 50;
@@ -328,6 +421,12 @@ export class TaskProcess {
     let sinceYield = 0;
     try {
       while (true) {
+        // A spawner's output may be queued already: the first read waits a macrotask, so
+        // launch()'s caller takes the process (pid, state) before its first line.
+        if (firstReadWaits) {
+          firstReadWaits = false;
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        }
         const { done, value } = await reader.read();
         if (done) break;
         this.#options.onChunk?.(name, value);

@@ -61,6 +61,7 @@ import { VERSION } from "../version.ts";
 import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
+import { TaskSpawner } from "./spawner.ts";
 import {
   readLedger,
   type Reaper,
@@ -264,6 +265,7 @@ class IrisWorker implements WorkerCore {
   readonly #cpu: CpuMeter;
   readonly #host = new HostMeter();
   readonly #processTable: ProcessTable;
+  readonly #spawner?: TaskSpawner;
   readonly #started = performance.now();
   readonly #startedAtMs = Date.now();
   /** The worker's recent log lines (stamped), newest last, for GetProcessStatus. */
@@ -319,6 +321,10 @@ class IrisWorker implements WorkerCore {
     this.#ports = opts.portAllocator ?? new PortAllocator();
     this.#cpu = new CpuMeter(resources.cpuMillicores);
     this.#processTable = new ProcessTable(ms(Math.min(200, (opts.sampleInterval ?? 500) / 2)));
+    // Started on the first task; light workers start Pods, not processes.
+    if (opts.taskSpawner !== false && !opts.taskPods && TaskSpawner.supported()) {
+      this.#spawner = new TaskSpawner();
+    }
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
       port: opts.port ?? 0,
@@ -422,6 +428,7 @@ class IrisWorker implements WorkerCore {
       bundleFetcher: this.#opts.bundleFetcher,
       sampleInterval: this.#opts.sampleInterval ?? ms(500),
       processTable: this.#processTable,
+      spawner: this.#spawner,
       logBudget: this.#logBudget,
       onChange: () => this.#reporter.poke(),
       taskUsers: this.#taskUsers,
@@ -590,6 +597,7 @@ class IrisWorker implements WorkerCore {
       a.kill("worker stopped", { state: TaskState.WORKER_FAILED, grace: this.#opts.killGrace });
     }
     await Promise.all([...this.#attempts.values()].map((a) => a.done));
+    await this.#spawner?.close();
     await this.#taskUsers?.pool.close();
     await this.#devices?.close();
     await this.#reporter.stop();

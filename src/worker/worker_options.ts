@@ -138,6 +138,13 @@ export interface WorkerOptions {
    */
   taskLimits?: { readonly processes?: number; readonly openFiles?: number };
   /**
+   * Start tasks through a long-lived spawner process (one fork and one exec per task, see
+   * spawner.ts) where it applies: Linux on x86_64 or aarch64 with perl, running programs
+   * unrestricted, not turned off by `IRIS_TASK_SPAWNER=0`. Off: the setsid/sh/setpriv chain.
+   * @default true
+   */
+  taskSpawner?: boolean;
+  /**
    * Detect the host's GPUs (nvidia-smi) and TPU chips (`/dev/accel*`, `/dev/vfio/<n>`) at start
    * and check `resources.accelerator` against them (see devices.ts); `strict` also refuses a
    * claim on a host without a driver for it. `iris worker serve` turns it on. @default off (the

@@ -1,0 +1,665 @@
+/**
+ * A long-lived spawner process per worker that starts tasks with one fork and one exec each (#20).
+ *
+ * The plain path starts a task as `setsid → sh -c (cgroup, ulimit) → setpriv → program`: four
+ * execs, and Deno blocks the worker's event loop until the first. The spawner is a small Perl
+ * script (perl-base is Essential on Debian and Ubuntu) kept running beside the worker: per task it
+ * forks, and the child does in order what the wrappers did — setsid, join the cgroup, lower the
+ * limits, drop to the task user (no supplementary groups, no new privileges), parent-death signal
+ * — then chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the
+ * given environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
+ * comes back as an errno with the exit, and is reported as Deno's spawn would have thrown it.
+ * The spawner keeps the pipes' read ends and forwards their output, and each child's wait status,
+ * over its stdout in small framed records (at most WINDOW bytes in flight per stream: behind
+ * that the task's pipe fills, as when the worker read it directly); {@linkcode TaskSpawner}
+ * demultiplexes them into per-task streams. The spawner dies with the worker (PR_SET_PDEATHSIG),
+ * and its tasks with it.
+ * @module
+ */
+import { findUtil } from "./process_tree.ts";
+
+/** What a task runner needs of a started process: a Deno.ChildProcess fits too. */
+export interface TaskChild {
+  readonly pid: number;
+  readonly stdout: ReadableStream<Uint8Array>;
+  readonly stderr: ReadableStream<Uint8Array>;
+  /**
+   * `lost`: the process was killed because the spawner died, with the reason; `spawnError`: its
+   * program never ran (as Deno.Command.spawn would have thrown it).
+   */
+  readonly status: Promise<
+    { code: number; signal: Deno.Signal | null; lost?: string; spawnError?: Error }
+  >;
+  kill(signal: "SIGTERM" | "SIGKILL"): void;
+}
+
+/** One task to start: process_tree.ts's SpawnOptions, resolved (see spawnerRequest there). */
+export interface SpawnRequest {
+  /** The absolute path of the program; it is also the program's argv[0]. */
+  readonly program: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  /** The complete environment. */
+  readonly env: Record<string, string>;
+  readonly user?: { readonly uid: number; readonly gid: number };
+  /** Limits to set (soft and hard), already lowered to what the worker may set. */
+  readonly limits: {
+    readonly processes?: number;
+    readonly openFiles?: number;
+    readonly fileBytes?: number;
+  };
+  readonly cgroup?: string;
+}
+
+/** Syscall numbers the script needs, per architecture (asm-generic on aarch64). */
+const SYSCALLS: Record<string, readonly number[]> = {
+  // prctl, setrlimit, setgroups, setresgid, setresuid
+  "x86_64": [157, 160, 116, 119, 117],
+  aarch64: [167, 164, 159, 149, 147],
+};
+
+/** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
+export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
+
+/**
+ * The spawner. Requests on stdin: u32 length + NUL-separated fields. Records on stdout: u32 id,
+ * one type byte, u32 length, payload. Types: R ready (pid), P started (pid), F failed ("stage
+ * errno"), O/E stdout/stderr bytes, o/e that stream closed, X exited (wait status). Requests:
+ * S spawn, C close a task's streams, A bytes of a stream taken (at most WINDOW bytes of a stream
+ * are in flight; the task's pipe fills behind them as if the worker read it directly).
+ */
+const SCRIPT = String.raw`
+use strict; use warnings; use POSIX ();
+my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $PARENT) = map { $_ + 0 } @ARGV;
+syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
+exit 0 if getppid() != $PARENT;
+$SIG{PIPE} = 'IGNORE';
+my $ME = $$;
+my $WINDOW = 65536;
+my (%kids, %readers);
+my $chld = 0;
+$SIG{CHLD} = sub { $chld = 1 };
+sub out {
+  my ($id, $type, $data) = @_;
+  my $rec = pack('NaN', $id, $type, length $data) . $data;
+  my $off = 0;
+  while ($off < length $rec) {
+    my $n = syswrite(STDOUT, $rec, length($rec) - $off, $off);
+    if (!defined $n) { next if $!{EINTR}; POSIX::_exit(1); }
+    $off += $n;
+  }
+}
+sub child {
+  my ($sw, $ow, $ew, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argv, $env) = @_;
+  $SIG{$_} = 'DEFAULT' for qw(PIPE CHLD);
+  POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new);
+  my $fail = sub { my $e = $! + 0; syswrite($sw, "$_[0] $e"); POSIX::_exit(127); };
+  defined POSIX::setsid() or $fail->('setsid');
+  if ($cg ne '' && open(my $f, '>', "$cg/cgroup.procs")) { syswrite($f, '0'); close $f; }
+  for ([6, $nproc, 'processes'], [7, $nofile, 'open files'], [1, $fsize, 'file size']) {
+    my ($res, $v, $name) = @$_;
+    next if $v eq '';
+    next if syscall($SETRLIMIT, $res, pack('QQ', $v, $v)) == 0;
+    syswrite($ew, "iris: cannot set the task's $name limit to $v: $!\n");
+    POSIX::_exit(126);
+  }
+  if ($uid ne '') {
+    syscall($SETGROUPS, 0, 0) == 0 or $fail->('setgroups');
+    syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or $fail->('setgid');
+    syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or $fail->('setuid');
+    syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or $fail->('no_new_privs');
+  }
+  # After the uid change, which clears it.
+  syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or $fail->('pdeathsig');
+  POSIX::_exit(127) if getppid() != $ME;
+  chdir($cwd) or $fail->('chdir');
+  my $null = POSIX::open('/dev/null', POSIX::O_RDONLY()) // $fail->('stdin');
+  POSIX::dup2($null, 0) // $fail->('stdin');
+  POSIX::dup2(fileno($ow), 1) // $fail->('stdout');
+  POSIX::dup2(fileno($ew), 2) // $fail->('stderr');
+  %ENV = ();
+  for (@$env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }
+  { no warnings; exec { $argv->[0] } @$argv; }
+  $fail->('exec');
+}
+sub spawn {
+  my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
+  my @argv = splice(@rest, 0, $argc);
+  my ($or, $ow, $er, $ew, $sr, $sw);
+  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out($id, 'F', "pipe " . ($! + 0)); return; }
+  my $pid = fork();
+  if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
+  child($sw, $ow, $ew, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, \@argv, \@rest) if $pid == 0;
+  close $ow; close $ew; close $sw;
+  # Answered at once: whether the exec worked is read from the status pipe when the child is
+  # reaped (an exec closes it, a failure writes to it and exits), so spawns do not wait here.
+  $kids{$pid} = { id => $id, open => 2, status => $sr };
+  $readers{fileno $or} = [$or, $id, 'O', $pid, 0];
+  $readers{fileno $er} = [$er, $id, 'E', $pid, 0];
+  out($id, 'P', $pid);
+}
+sub close_reader {
+  my ($fd) = @_;
+  my $r = delete $readers{$fd} or return;
+  close $r->[0];
+  out($r->[1], lc $r->[2], '');
+  my $k = $kids{$r->[3]};
+  $k->{open}-- if $k;
+}
+sub reap {
+  $chld = 0;
+  while ((my $p = waitpid(-1, POSIX::WNOHANG())) > 0) {
+    my $status = $?;
+    my $k = delete $kids{$p} or next;
+    my $why = '';
+    while (1) {
+      my $n = sysread($k->{status}, $why, 64, length $why);
+      last if defined $n && $n == 0;
+      next if !defined $n && $!{EINTR};
+      last if !defined $n;
+    }
+    close $k->{status};
+    out($k->{id}, 'F', $why) if $why ne '';
+    out($k->{id}, 'X', $status);
+  }
+}
+out(0, 'R', $$);
+my $in = '';
+my $open = 1;
+while ($open || %kids) {
+  reap();
+  if (!$open) { kill 'KILL', -$_ for keys %kids; }
+  my $rin = '';
+  vec($rin, 0, 1) = 1 if $open;
+  # A stream the worker is behind on waits (as a pipe would): what it holds stays bounded.
+  vec($rin, $_, 1) = 1 for grep { $readers{$_}[4] < $WINDOW } keys %readers;
+  my $wait = !%kids ? undef : (grep { $_->{open} <= 0 } values %kids) ? 0.005 : 0.1;
+  my $n = select(my $rout = $rin, undef, undef, $wait);
+  next if $n <= 0;
+  for my $fd (keys %readers) {
+    next unless vec($rout, $fd, 1);
+    my $r = $readers{$fd};
+    my $got = sysread($r->[0], my $buf, 65536);
+    if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
+    elsif (defined $got || !$!{EINTR}) { close_reader($fd); }
+  }
+  next unless $open && vec($rout, 0, 1);
+  my $got = sysread(STDIN, $in, 65536, length $in);
+  next if !defined $got && $!{EINTR};
+  if (!$got) { $open = 0; next; }
+  while (length $in >= 4) {
+    my $len = unpack('N', $in);
+    last if length $in < 4 + $len;
+    my @f = split /\0/, substr($in, 4, $len), -1;
+    substr($in, 0, 4 + $len) = '';
+    my $op = shift @f;
+    if ($op eq 'S') { spawn(@f); }
+    elsif ($op eq 'C') { close_reader($_) for grep { $readers{$_}[1] == $f[0] } keys %readers; }
+    elsif ($op eq 'A') { $_->[4] -= $f[2] for grep { $_->[1] == $f[0] && $_->[2] eq $f[1] } values %readers; }
+  }
+}
+`;
+
+/** Where the spawner finds its script, and what runs it. */
+const SCRIPT_ENV = "IRIS_SPAWNER_SCRIPT";
+const LOADER = `$0 = "iris-task-spawner"; eval delete $ENV{${SCRIPT_ENV}}; die $@ if $@;`;
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder();
+const HEADER_BYTES = 9;
+/** How many times the spawner may die before the worker stops using it. */
+const MAX_RESTARTS = 5;
+
+/** A failed step's errno as the error Deno.Command.spawn throws (describeSpawnError reads it). */
+function spawnError(program: string, stage: string, errno: number): Error {
+  const ENOENT = 2, EACCES = 13, ENOTDIR = 20, EPERM = 1;
+  if (stage === "chdir" && (errno === ENOENT || errno === ENOTDIR)) {
+    return new Deno.errors.NotFound(`Failed to spawn '${program}': No such cwd`);
+  }
+  if (stage === "exec" && (errno === ENOENT || errno === ENOTDIR)) {
+    return new Deno.errors.NotFound(`Failed to spawn '${program}': No such file or directory`);
+  }
+  if (errno === EACCES || errno === EPERM) {
+    return new Deno.errors.PermissionDenied(
+      `Failed to spawn '${program}': ${stage}: errno ${errno}`,
+    );
+  }
+  return new Error(`${stage} failed (errno ${errno})`);
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+/** Bytes of a stream taken by its reader before they are acknowledged to the spawner. */
+const ACK_BYTES = 16 * 1024;
+
+/**
+ * One output stream of a spawned task: chunks wait here until read (the stream pulls them one at
+ * a time), and what was read is acknowledged so the spawner reads the pipe on.
+ */
+class Feed {
+  readonly stream: ReadableStream<Uint8Array>;
+  readonly #chunks: Uint8Array[] = [];
+  #ended = false;
+  #wake?: () => void;
+  #unacked = 0;
+
+  constructor(ack: (bytes: number) => void, onCancel: () => void) {
+    this.stream = new ReadableStream<Uint8Array>({
+      pull: async (controller) => {
+        while (this.#chunks.length === 0 && !this.#ended) {
+          await new Promise<void>((resolve) => this.#wake = resolve);
+        }
+        // Everything queued in one chunk: the reader gets one chunk per read of the spawner's
+        // output, as it got one per read of a pipe.
+        const chunk = this.#chunks.length > 1 ? concat(this.#chunks) : this.#chunks[0];
+        this.#chunks.length = 0;
+        if (!chunk) return controller.close();
+        controller.enqueue(chunk);
+        this.#unacked += chunk.length;
+        if (this.#unacked >= ACK_BYTES) {
+          ack(this.#unacked);
+          this.#unacked = 0;
+        }
+      },
+      cancel: () => {
+        this.end();
+        this.#chunks.length = 0;
+        onCancel();
+      },
+    }, { highWaterMark: 0 });
+  }
+
+  get ended(): boolean {
+    return this.#ended;
+  }
+
+  push(bytes: Uint8Array): void {
+    if (this.#ended) return;
+    this.#chunks.push(bytes);
+    this.#wake?.();
+  }
+
+  end(): void {
+    this.#ended = true;
+    this.#wake?.();
+  }
+}
+
+type Status = { code: number; signal: Deno.Signal | null; lost?: string; spawnError?: Error };
+
+/** A task started by the spawner, fed by its records. */
+class SpawnedTask implements TaskChild {
+  pid = 0;
+  program = "";
+  readonly feeds: Record<"O" | "E", Feed>;
+  readonly status: Promise<Status>;
+  settle!: (status: Status) => void;
+  exited = false;
+  /** Why its program did not start, when it did not. */
+  failure?: Error;
+
+  constructor(send: (fields: string[]) => void) {
+    let cancelled = 0;
+    const feed = (key: "O" | "E") =>
+      new Feed((bytes) => send(["A", key, String(bytes)]), () => {
+        if (++cancelled === 2) send(["C"]);
+      });
+    this.feeds = { O: feed("O"), E: feed("E") };
+    this.status = new Promise((resolve) => this.settle = resolve);
+  }
+
+  get stdout(): ReadableStream<Uint8Array> {
+    return this.feeds.O.stream;
+  }
+
+  get stderr(): ReadableStream<Uint8Array> {
+    return this.feeds.E.stream;
+  }
+
+  /** Exited, and both streams closed: no record will come for it any more. */
+  get finished(): boolean {
+    return this.exited && this.feeds.O.ended && this.feeds.E.ended;
+  }
+
+  kill(signal: "SIGTERM" | "SIGKILL"): void {
+    if (!this.exited) Deno.kill(this.pid, signal);
+  }
+}
+
+/** Signal names by number (Linux), for wait statuses. */
+const SIGNALS: Record<number, Deno.Signal> = {
+  1: "SIGHUP",
+  2: "SIGINT",
+  3: "SIGQUIT",
+  4: "SIGILL",
+  5: "SIGTRAP",
+  6: "SIGABRT",
+  7: "SIGBUS",
+  8: "SIGFPE",
+  9: "SIGKILL",
+  10: "SIGUSR1",
+  11: "SIGSEGV",
+  12: "SIGUSR2",
+  13: "SIGPIPE",
+  14: "SIGALRM",
+  15: "SIGTERM",
+  24: "SIGXCPU",
+  25: "SIGXFSZ",
+  26: "SIGVTALRM",
+  27: "SIGPROF",
+  31: "SIGSYS",
+};
+
+/** A wait(2) status as Deno's CommandStatus reports it: 128 + n after signal n. */
+export function decodeWaitStatus(status: number): { code: number; signal: Deno.Signal | null } {
+  const signal = status & 0x7f;
+  if (signal === 0) return { code: (status >> 8) & 0xff, signal: null };
+  return { code: 128 + signal, signal: SIGNALS[signal] ?? null };
+}
+
+/** One running spawner process and the tasks it started. */
+class SpawnerProcess {
+  readonly #child: Deno.ChildProcess;
+  readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  readonly #tasks = new Map<number, SpawnedTask>();
+  /** Spawns not answered yet: the program and who waits. */
+  readonly #pending = new Map<
+    number,
+    { program: string; resolve: (result: SpawnedTask | Error | undefined) => void }
+  >();
+  readonly ready: Promise<boolean>;
+  readonly done: Promise<void>;
+  #nextId = 1;
+  /** The spawner's pid, once it is ready. */
+  pid?: number;
+  #stderrTail = "";
+  #alive = true;
+  #markReady!: (ok: boolean) => void;
+
+  constructor(perl: string) {
+    const numbers = SYSCALLS[Deno.build.arch]!;
+    this.#child = new Deno.Command(perl, {
+      // The script comes through the environment and the process names itself, so `ps` shows
+      // one short line for it.
+      args: ["-e", LOADER, ...numbers.map(String), String(Deno.pid)],
+      clearEnv: true,
+      env: { PATH: "/usr/bin:/bin", LC_ALL: "C", [SCRIPT_ENV]: SCRIPT },
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#writer = this.#child.stdin.getWriter();
+    this.ready = new Promise((resolve) => this.#markReady = resolve);
+    this.done = Promise.all([this.#read(), this.#readStderr()]).then(async () => {
+      await this.#child.status;
+    });
+  }
+
+  get alive(): boolean {
+    return this.#alive;
+  }
+
+  /** Starts one task; undefined when this spawner died before it answered. */
+  spawn(request: SpawnRequest): Promise<SpawnedTask | Error | undefined> {
+    const id = this.#nextId++;
+    const limit = (v: number | undefined) => v === undefined ? "" : String(v);
+    const fields = [
+      "S",
+      String(id),
+      request.cwd,
+      request.cgroup ?? "",
+      limit(request.limits.processes),
+      limit(request.limits.openFiles),
+      limit(request.limits.fileBytes),
+      request.user ? String(request.user.uid) : "",
+      request.user ? String(request.user.gid) : "",
+      String(request.args.length + 1),
+      request.program,
+      ...request.args,
+      ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`),
+    ];
+    const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
+      this.#pending.set(id, { program: request.program, resolve })
+    );
+    this.#send(fields);
+    return result;
+  }
+
+  #send(fields: string[]): void {
+    const body = encoder.encode(fields.join("\0"));
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    this.#writer.write(frame).catch(() => {}); // a dead spawner shows in #read
+  }
+
+  /** Closes stdin: the spawner kills what is left, reaps it and exits. */
+  async close(): Promise<void> {
+    await this.#writer.close().catch(() => {});
+    await this.done;
+  }
+
+  /** Kills the spawner (tests). */
+  kill(): void {
+    try {
+      this.#child.kill("SIGKILL");
+    } catch {
+      // Already gone.
+    }
+  }
+
+  async #readStderr(): Promise<void> {
+    for await (const chunk of this.#child.stderr) {
+      this.#stderrTail = (this.#stderrTail + decoder.decode(chunk)).slice(-500);
+    }
+  }
+
+  async #read(): Promise<void> {
+    let buffer = new Uint8Array(0);
+    try {
+      for await (const chunk of this.#child.stdout) {
+        let data = chunk;
+        if (buffer.length) {
+          data = new Uint8Array(buffer.length + chunk.length);
+          data.set(buffer);
+          data.set(chunk, buffer.length);
+        }
+        const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+        let at = 0;
+        while (data.length - at >= HEADER_BYTES) {
+          const length = view.getUint32(at + 5);
+          if (data.length - at < HEADER_BYTES + length) break;
+          const id = view.getUint32(at);
+          const type = String.fromCharCode(data[at + 4]!);
+          const payload = data.subarray(at + HEADER_BYTES, at + HEADER_BYTES + length);
+          at += HEADER_BYTES + length;
+          this.#record(id, type, payload);
+        }
+        buffer = at === data.length ? new Uint8Array(0) : data.slice(at);
+      }
+    } catch {
+      // The pipe broke: the spawner is gone.
+    }
+    this.#alive = false;
+    this.#markReady(false);
+    const status = await this.#child.status;
+    const why = this.#stderrTail.trim();
+    const lost = `the worker's task spawner exited (${
+      status.signal ? `signal ${status.signal}` : `code ${status.code}`
+    }${why ? `: ${why}` : ""}), which kills the tasks it started`;
+    for (const pending of this.#pending.values()) pending.resolve(undefined);
+    this.#pending.clear();
+    for (const task of this.#tasks.values()) {
+      task.exited = true;
+      task.feeds.O.end();
+      task.feeds.E.end();
+      task.settle({ code: 137, signal: "SIGKILL", lost });
+    }
+    this.#tasks.clear();
+  }
+
+  #record(id: number, type: string, payload: Uint8Array): void {
+    switch (type) {
+      case "R":
+        this.pid = Number(decoder.decode(payload));
+        this.#markReady(true);
+        return;
+      case "P": {
+        // Requests about the task: op, task id, then the rest.
+        const task = new SpawnedTask(([op, ...rest]) => {
+          if (this.#alive) this.#send([op!, String(id), ...rest]);
+        });
+        task.pid = Number(decoder.decode(payload));
+        task.program = this.#pending.get(id)?.program ?? "";
+        this.#tasks.set(id, task);
+        this.#pending.get(id)?.resolve(task);
+        this.#pending.delete(id);
+        return;
+      }
+      case "F": {
+        const [stage = "spawn", errno = "0"] = decoder.decode(payload).split(" ");
+        const pending = this.#pending.get(id);
+        const task = this.#tasks.get(id);
+        // Before the start (no pipe, no fork): the spawn fails; after it: the exit carries it.
+        if (pending) {
+          this.#pending.delete(id);
+          pending.resolve(spawnError(pending.program, stage, Number(errno)));
+        } else if (task) task.failure = spawnError(task.program, stage, Number(errno));
+        return;
+      }
+      case "O":
+      case "E":
+        this.#tasks.get(id)?.feeds[type].push(payload);
+        return;
+      case "o":
+      case "e": {
+        const task = this.#tasks.get(id);
+        task?.feeds[type.toUpperCase() as "O" | "E"].end();
+        if (task?.finished) this.#tasks.delete(id);
+        return;
+      }
+      case "X": {
+        const task = this.#tasks.get(id);
+        if (!task) return;
+        task.exited = true;
+        task.settle({
+          ...decodeWaitStatus(Number(decoder.decode(payload))),
+          spawnError: task.failure,
+        });
+        if (task.finished) this.#tasks.delete(id);
+        // Streams still open belong to what the task left behind; the runner drains or cancels them.
+        return;
+      }
+    }
+  }
+}
+
+/**
+ * A worker's task spawner: started on the first task, restarted after it dies (up to
+ * {@linkcode MAX_RESTARTS} times), stopped with {@linkcode close}.
+ */
+export class TaskSpawner {
+  readonly #perl: string | null;
+  #current?: SpawnerProcess;
+  #deaths = 0;
+  #unusable = false;
+  #closed = false;
+  #starting?: Promise<SpawnerProcess | undefined>;
+  readonly #stopping: Promise<void>[] = [];
+
+  /** @param perl the perl interpreter @default /usr/bin/perl or /bin/perl */
+  constructor(perl: string | null = findUtil("perl")) {
+    this.#perl = perl;
+  }
+
+  /**
+   * True when tasks may start through a spawner in this thread: Linux on an architecture whose
+   * syscall numbers are known, perl present, running programs not restricted, and not turned off
+   * with `IRIS_TASK_SPAWNER=0`.
+   */
+  static supported(): boolean {
+    if (Deno.build.os !== "linux" || !SYSCALLS[Deno.build.arch]) return false;
+    try {
+      if (Deno.permissions.querySync({ name: "run" }).state !== "granted") return false;
+      if (Deno.permissions.querySync({ name: "env", variable: SPAWNER_ENV }).state === "granted") {
+        if (Deno.env.get(SPAWNER_ENV) === "0") return false;
+      }
+    } catch {
+      return false;
+    }
+    return findUtil("perl") !== null;
+  }
+
+  /** The spawner's pid (tests), once started. */
+  get pid(): number | undefined {
+    return this.#current?.alive ? this.#current.pid : undefined;
+  }
+
+  /**
+   * Starts a task. Undefined when the spawner cannot be used (never started, died too often,
+   * closed, or died while answering): the caller then starts the task the usual way.
+   * @throws a Deno.errors error like Deno.Command.spawn's when the program or cwd is missing
+   */
+  async spawn(request: SpawnRequest): Promise<TaskChild | undefined> {
+    const current = await this.#running();
+    if (!current) return undefined;
+    if (
+      [request.program, request.cwd, ...request.args, ...Object.entries(request.env).flat()].some(
+        (s) => s.includes("\0"),
+      )
+    ) return undefined; // let the usual path report it
+    const result = await current.spawn(request);
+    if (result instanceof Error) throw result;
+    return result;
+  }
+
+  /** The running spawner, started (or restarted) when needed; shared by concurrent callers. */
+  #running(): Promise<SpawnerProcess | undefined> {
+    if (this.#closed || this.#unusable || !this.#perl) return Promise.resolve(undefined);
+    if (this.#current && !this.#current.alive) {
+      this.#stopping.push(this.#current.done);
+      this.#current = undefined;
+      this.#starting = undefined;
+      if (++this.#deaths > MAX_RESTARTS) this.#unusable = true;
+    }
+    if (this.#unusable) return Promise.resolve(undefined);
+    this.#starting ??= this.#start(this.#perl);
+    return this.#starting;
+  }
+
+  async #start(perl: string): Promise<SpawnerProcess | undefined> {
+    let started: SpawnerProcess;
+    try {
+      started = new SpawnerProcess(perl);
+    } catch {
+      this.#unusable = true;
+      return undefined;
+    }
+    this.#current = started;
+    if (await started.ready) return started;
+    // Died before its first record: this host cannot run it (no prctl, a broken perl).
+    this.#unusable = true;
+    this.#stopping.push(started.done);
+    return undefined;
+  }
+
+  /** Test hook: kills the running spawner process. */
+  killForTest(): void {
+    this.#current?.kill();
+  }
+
+  /** Stops the spawner (after its tasks ended) and waits for it. */
+  async close(): Promise<void> {
+    this.#closed = true;
+    await this.#current?.close();
+    await Promise.all(this.#stopping);
+  }
+}

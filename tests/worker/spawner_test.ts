@@ -1,0 +1,260 @@
+/**
+ * The long-lived task spawner (src/worker/spawner.ts) and TaskProcess.launch through it: the
+ * child's credentials, limits, cgroup, cwd and environment, output and exit statuses, spawn
+ * failures worded as before, group kills, and the spawner dying under running tasks.
+ * @module
+ */
+import assert from "node:assert/strict";
+import { decodeWaitStatus, SPAWNER_ENV, TaskSpawner } from "../../src/worker/spawner.ts";
+import {
+  type OutputLine,
+  TaskProcess,
+  type TaskProcessOptions,
+} from "../../src/worker/task_runner.ts";
+import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
+import { ms, seconds, waitFor } from "../../src/time.ts";
+import { liveSessionProcesses } from "./procs.ts";
+
+const supported = TaskSpawner.supported();
+const isRoot = Deno.uid() === 0;
+
+async function launch(
+  spawner: TaskSpawner,
+  argv: string[],
+  options: Partial<TaskProcessOptions> = {},
+) {
+  const lines: OutputLine[] = [];
+  const proc = await TaskProcess.launch({
+    argv,
+    cwd: Deno.cwd(),
+    env: { PATH: DEFAULT_TASK_PATH },
+    sampleInterval: ms(50),
+    onLine: (l) => lines.push(l),
+    spawner,
+    ...options,
+  });
+  const text = (stream: "stdout" | "stderr") =>
+    lines.filter((l) => l.stream === stream).map((l) => l.text);
+  return { proc, lines, text };
+}
+
+Deno.test("decodeWaitStatus() gives exit codes, and 128 + n for signal n", () => {
+  assert.deepEqual(decodeWaitStatus(3 << 8), { code: 3, signal: null });
+  assert.deepEqual(decodeWaitStatus(9), { code: 137, signal: "SIGKILL" });
+  assert.deepEqual(decodeWaitStatus(15 | 0x80), { code: 143, signal: "SIGTERM" });
+});
+
+Deno.test({
+  name:
+    "spawner: the task runs as its user with no groups, no new privileges, its limits, cgroup, cwd and env",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-" });
+    try {
+      await Deno.mkdir(`${dir}/cg`);
+      await Deno.chmod(dir, 0o755);
+      const user = isRoot ? { uid: 54321, gid: 54322, setpriv: "unused" } : undefined;
+      const { proc, text } = await launch(spawner, [
+        "sh",
+        "-c",
+        "grep -E '^(Uid|Gid|Groups|NoNewPrivs):' /proc/self/status; " +
+        "grep -E '^Max (processes|open files|file size) ' /proc/self/limits; pwd; env | sort; " +
+        "echo sid=$(cut -d' ' -f6 /proc/self/stat) pid=$$",
+      ], {
+        cwd: dir,
+        env: { PATH: DEFAULT_TASK_PATH, ODD: "a=b c" },
+        user,
+        limits: { processes: 300, openFiles: 200, fileBytes: 1 << 20 },
+        cgroup: `${dir}/cg`,
+      });
+      assert.ok(proc.pid > 0);
+      assert.equal(proc.joinsCgroup, true);
+      const exit = await proc.exited;
+      assert.equal(exit.exitCode, 0, exit.stderrTail.join("\n"));
+      const out = text("stdout");
+      const field = (name: string) =>
+        out.find((l) => l.startsWith(name))?.split(/\s+/).slice(1).join(" ");
+      if (isRoot) {
+        assert.equal(field("Uid:"), "54321 54321 54321 54321");
+        assert.equal(field("Gid:"), "54322 54322 54322 54322");
+        assert.equal(field("Groups:"), "");
+        assert.equal(field("NoNewPrivs:"), "1");
+      }
+      const limit = (name: string) =>
+        out.find((l) => l.startsWith(name))?.slice(name.length).trim().split(/\s+/).slice(0, 2);
+      if (isRoot) assert.deepEqual(limit("Max processes"), ["300", "300"]);
+      assert.deepEqual(limit("Max open files"), ["200", "200"]);
+      assert.deepEqual(limit("Max file size"), ["1048576", "1048576"]);
+      assert.ok(out.includes(dir));
+      assert.ok(out.includes("ODD=a=b c"));
+      // Nothing inherited: only what was given and what sh sets itself.
+      assert.deepEqual(
+        out.filter((l) => /^[A-Z_]+=/.test(l)).map((l) => l.split("=")[0]).sort(),
+        ["ODD", "PATH", "PWD"],
+      );
+      assert.ok(out.includes(`sid=${proc.pid} pid=${proc.pid}`), out.join("\n"));
+      assert.equal((await Deno.readTextFile(`${dir}/cg/cgroup.procs`)).trim(), "0");
+    } finally {
+      await spawner.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
+
+Deno.test({
+  name: "spawner: output, exit codes and signals come through as from a plain spawn",
+  ignore: !supported,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const spawner = new TaskSpawner();
+    stack.defer(() => spawner.close());
+    const a = await launch(spawner, [
+      "sh",
+      "-c",
+      "echo one; echo two >&2; printf 'no newline'; exit 3",
+    ]);
+    const exitA = await a.proc.exited;
+    assert.deepEqual([exitA.exitCode, exitA.signal], [3, ""]);
+    assert.deepEqual(a.text("stdout"), ["one", "no newline"]);
+    assert.deepEqual(exitA.stderrTail, ["two"]);
+    const b = await launch(spawner, ["sh", "-c", "kill -SEGV $$"]);
+    const exitB = await b.proc.exited;
+    assert.deepEqual([exitB.exitCode, exitB.signal], [139, "SIGSEGV"]);
+    // More than the spawner keeps in flight per stream: the pipe fills behind it, nothing is lost.
+    const c = await launch(spawner, ["seq", "1", "100000"]);
+    assert.equal((await c.proc.exited).exitCode, 0);
+    assert.equal(c.text("stdout").length, 100000);
+    assert.equal(c.text("stdout").at(-1), "100000");
+  },
+});
+
+Deno.test({
+  name: "spawner: a missing program or cwd fails with the same message as a plain spawn",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      for (
+        const [argv, cwd] of [[["/no/such/program"], Deno.cwd()], [
+          ["true"],
+          "/no/such/dir",
+        ]] as const
+      ) {
+        const viaSpawner = await launch(spawner, [...argv], { cwd });
+        const plain = TaskProcess.start({ argv: [...argv], cwd, env: { PATH: DEFAULT_TASK_PATH } });
+        const [s, p] = [await viaSpawner.proc.exited, await plain.exited];
+        assert.ok(s.spawnError);
+        assert.deepEqual([s.exitCode, s.spawnError], [p.exitCode, p.spawnError]);
+      }
+      // A program gone between its lookup and the exec: the exit says so as Deno's spawn would.
+      const request = { args: [], cwd: "/", env: {}, limits: {} };
+      const gone = await spawner.spawn({ ...request, program: "/no/such/program" });
+      const status = await gone!.status;
+      assert.ok(status.spawnError instanceof Deno.errors.NotFound);
+      assert.match(status.spawnError.message, /No such file/);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "spawner: kill() ends the task's whole group, leaving no process",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const { proc } = await launch(spawner, ["sh", "-c", "sleep 30 & sleep 30 & exec sleep 30"]);
+      await waitFor(async () => (await liveSessionProcesses(proc.pid)).length >= 3, {
+        timeout: seconds(5),
+        what: "the task's children",
+      });
+      const exit = await proc.kill("test", { grace: ms(200) });
+      assert.deepEqual([exit.exitCode, exit.signal, exit.killedBy], [143, "SIGTERM", "kill"]);
+      assert.deepEqual(await liveSessionProcesses(proc.pid), []);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "spawner: when it dies its running tasks fail with the reason, and the next task still starts",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const { proc } = await launch(spawner, ["sleep", "30"]);
+      const first = spawner.pid;
+      assert.ok(first);
+      spawner.killForTest();
+      const exit = await proc.exited;
+      assert.equal(exit.killedBy, "lost");
+      assert.match(exit.killReason ?? "", /task spawner exited \(signal SIGKILL\)/);
+      assert.deepEqual(await liveSessionProcesses(proc.pid), []);
+      const next = await launch(spawner, ["echo", "again"]);
+      assert.equal((await next.proc.exited).exitCode, 0);
+      assert.deepEqual(next.text("stdout"), ["again"]);
+      assert.notEqual(spawner.pid, first);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "spawner: a burst of tasks each gets its own output and status; close() leaves no child",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    const runs = await Promise.all(
+      Array.from(
+        { length: 40 },
+        (_, i) => launch(spawner, ["sh", "-c", `echo ${i}; exit ${i % 7}`]),
+      ),
+    );
+    const exits = await Promise.all(runs.map((r) => r.proc.exited));
+    exits.forEach((e, i) => {
+      assert.equal(e.exitCode, i % 7);
+      assert.deepEqual(runs[i]!.text("stdout"), [String(i)]);
+    });
+    const pid = spawner.pid!;
+    await spawner.close();
+    assert.equal(spawner.pid, undefined);
+    assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
+  name: "spawner: IRIS_TASK_SPAWNER=0 turns it off",
+  ignore: !supported,
+  fn() {
+    Deno.env.set(SPAWNER_ENV, "0");
+    try {
+      assert.equal(TaskSpawner.supported(), false);
+    } finally {
+      Deno.env.delete(SPAWNER_ENV);
+    }
+    assert.equal(TaskSpawner.supported(), true);
+  },
+});
+
+Deno.test({
+  name: "spawner: one that cannot start (a failed probe) leaves tasks to the usual path",
+  ignore: !supported,
+  async fn() {
+    const broken = new TaskSpawner("/bin/false"); // exits before its first record
+    try {
+      const request = { program: "/bin/true", args: [], cwd: "/", env: {}, limits: {} };
+      assert.equal(await broken.spawn(request), undefined);
+      const { proc, text } = await launch(broken, ["echo", "still runs"]);
+      assert.equal((await proc.exited).exitCode, 0);
+      assert.deepEqual(text("stdout"), ["still runs"]);
+      assert.equal(broken.pid, undefined);
+    } finally {
+      await broken.close();
+    }
+  },
+});
