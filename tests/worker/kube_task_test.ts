@@ -128,7 +128,8 @@ Deno.test("Pod status maps onto Iris task states and reasons", () => {
         }],
       },
       TaskState.FAILED,
-      /exited with code 127/,
+      // A start that failed is reported as such (not as the 127 exit it is given).
+      /^ImagePullBackOff: pull access denied$/,
     ],
   ];
   for (const [status, state, error] of cases) {
