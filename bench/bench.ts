@@ -444,6 +444,22 @@ function processCpuMs(): number {
   return pidCpuMs("self");
 }
 
+/**
+ * CPU time of the whole host so far (all cores, in ms), busy and total, from /proc/stat (Linux;
+ * NaN elsewhere): with Iris's own CPU over the same interval it tells whether the cores Iris left
+ * unused were idle or taken by other work (a shared machine).
+ */
+function hostCpuMs(): { busy: number; total: number } {
+  try {
+    const f = Deno.readTextFileSync("/proc/stat").split("\n")[0]!.trim().split(/\s+/).slice(1)
+      .map(Number);
+    const total = f.reduce((a, b) => a + b, 0) * 10;
+    return { busy: total - (f[3]! + f[4]!) * 10, total };
+  } catch {
+    return { busy: NaN, total: NaN };
+  }
+}
+
 interface RpcResult {
   concurrency: number;
   /** GetJobStatus of a one-task job: the call clients poll. */
@@ -1372,9 +1388,16 @@ async function quick(only: Set<string>): Promise<void> {
       if (only.has("tput")) {
         const w0 = workerCpuMs();
         const k0 = taskCpuMs();
+        const h0 = hostCpuMs();
         const t = await throughputBenchRemote(client.url, 1000, 32);
+        const h1 = hostCpuMs();
         const workerPerJob = (workerCpuMs() - w0) / 1000;
         const taskPerJob = (taskCpuMs() - k0) / 1000;
+        // Cores' worth of CPU over the run: the host's (everything) and Iris's (all of the above).
+        const wall = t.makespanS * 1000;
+        const hostCores = (h1.busy - h0.busy) / (h1.total - h0.total) * cores;
+        const irisCores = (t.controllerCpuMsPerJob + t.clientCpuMsPerJob +
+          (placement === "own-process" ? workerPerJob : 0) + taskPerJob) * 1000 / wall;
         console.log(
           `tput: ${fmtNum(t.jobsPerS)} jobs/s (submits ${fmtNum(t.submitPerS)}/s, ${
             t.makespanS.toFixed(2)
@@ -1386,7 +1409,9 @@ async function quick(only: Set<string>): Promise<void> {
             (placement === "own-process"
               ? ` + worker process ${workerPerJob.toFixed(2)} ms/job`
               : "") +
-            ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job`,
+            ` + tasks (wrappers included) ${taskPerJob.toFixed(2)} ms/job; host busy ${
+              hostCores.toFixed(2)
+            } of ${cores} cores, Iris ${irisCores.toFixed(2)}`,
         );
       }
       if (only.has("rpc")) {

@@ -18,8 +18,13 @@ import { attemptKey, type WorkerRecord, type WorkerTable } from "./workers.ts";
 import { acceleratorKind, constraintsFromProto } from "./convert.ts";
 import { isGated, type Reservations } from "./reservations.ts";
 
-/** Default cap of ASSIGNED+BUILDING attempts per worker. */
-export const DEFAULT_MAX_BUILDING_PER_WORKER = 8;
+/**
+ * Default cap of ASSIGNED+BUILDING attempts per worker. A place is held from the placement until
+ * the RunTask answer says the attempt runs: a round trip through both event loops plus the setup
+ * (27 ms at p50 for a plain command on a loaded 2-core host, #20) for 1–2 ms of the worker's own
+ * work, so 8 places held a worker below its rate while its cores waited; 32 cover the round trip.
+ */
+export const DEFAULT_MAX_BUILDING_PER_WORKER = 32;
 
 /** What {@linkcode clusterSnapshot} reads. */
 export interface SnapshotSources {
