@@ -60,7 +60,7 @@ export function parseDuration(text: string | number): Duration | undefined {
 
 /** A source of time. Inject it so tests can control time. */
 export interface Clock {
-  /** Wall-clock time. */
+  /** Wall-clock time (the system clock's has microsecond resolution). */
   now(): Timestamp;
   /** Monotonic milliseconds, only for measuring spans. */
   monotonic(): number;
@@ -84,9 +84,18 @@ export function sleep(d: Duration, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/**
+ * The wall clock in microseconds, read each time (`Date.now()` has whole milliseconds: too coarse
+ * to time a task start that takes about one, #20; `performance.timeOrigin + performance.now()`
+ * would not follow steps of the system clock).
+ */
+function preciseNow(): Timestamp {
+  return (Number(Temporal.Now.instant().epochNanoseconds / 1000n) / 1000) as Timestamp;
+}
+
 /** The real clock. */
 export const systemClock: Clock = {
-  now: () => Date.now() as Timestamp,
+  now: preciseNow,
   monotonic: () => performance.now(),
   sleep,
 };

@@ -16,7 +16,7 @@ import {
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, ms, sleep } from "../time.ts";
+import { type Duration, ms, sleep, systemClock } from "../time.ts";
 import { formatBytes, formatDuration, oneLine } from "../format.ts";
 import {
   BoundedQueue,
@@ -588,7 +588,7 @@ export class TaskAttempt {
     const stopDisk = diskBytes > 0 ? new AbortController() : undefined;
     const diskWatch = stopDisk && this.#watchDisk(proc, diskBytes, stopDisk.signal);
     this.#status.pid = proc.pid;
-    this.#status.startedAtMs = Date.now();
+    this.#status.startedAtMs = systemClock.now();
     this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
     this.#setState(TaskState.RUNNING);
     const exit = await proc.exited;
@@ -734,7 +734,7 @@ export class TaskAttempt {
       onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
     });
     this.#pod = pod;
-    this.#status.startedAtMs = Date.now();
+    this.#status.startedAtMs = systemClock.now();
     this.#system(`started task Pod ${pod.name}: ${argv.join(" ").slice(0, 1000)}`);
     this.#setState(TaskState.RUNNING);
     if (this.#kill) void pod.kill(this.#kill.reason);
@@ -818,7 +818,7 @@ export class TaskAttempt {
     this.#status.exitCode = outcome.exitCode ?? 0;
     this.#status.signal = outcome.signal ?? "";
     this.#status.error = outcome.error;
-    this.#status.finishedAtMs = Date.now();
+    this.#status.finishedAtMs = systemClock.now();
     const took = this.#status.startedAtMs
       ? ` after ${formatDuration(ms(this.#status.finishedAtMs - this.#status.startedAtMs))}`
       : "";
