@@ -42,10 +42,30 @@ export interface SchedulingPassContext extends CommitContext {
 
 /** Runs one scheduling pass now: snapshot → plan → commit → dispatch. */
 export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
+  const pass = planPass(ctx);
+  if (!pass) return { assignments: [], unplaced: [] };
+  // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
+  if (!tryFlush(ctx)) return { ...pass.plan, assignments: [], preemptions: [] };
+  return pass.finish();
+}
+
+/** A pass applied to the state but not yet committed. */
+export interface PlannedPass {
+  readonly plan: SchedulePlan;
+  /** Once committed: sends RunTask for the placements, performs the effects. */
+  finish(): SchedulePlan;
+}
+
+/**
+ * A pass up to its commit: snapshot → plan → the state changed (placements, pending reasons,
+ * preemptions). The caller commits, then calls `finish`; a commit that failed finishes nothing.
+ * Undefined when there is nothing to do.
+ */
+export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   // Nothing is placed while placements cannot be committed.
-  if (ctx.write.unwritable) return { assignments: [], unplaced: [] };
+  if (ctx.write.unwritable) return undefined;
   // Nothing pending and nobody reading the passes: skip the snapshot of a large fleet (#20).
-  if (!ctx.onSchedule && !anyPending(ctx)) return { assignments: [], unplaced: [] };
+  if (!ctx.onSchedule && !anyPending(ctx)) return undefined;
   const { jobs, workers } = ctx;
   const now = ctx.clock.now();
   const fx = noEffects();
@@ -84,12 +104,15 @@ export function scheduleOnce(ctx: SchedulingPassContext): SchedulePlan {
   }
   // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
   if (snapshot.reservations?.length) gateReasons(ctx);
-  // Placements are durable before any RunTask leaves: a failed commit dispatches nothing.
-  if (!tryFlush(ctx)) return { ...plan, assignments: [], preemptions: [] };
-  for (const [jobId, placed] of byJob) dispatchJob(ctx, jobs.job(jobId), placed);
-  performEffects(ctx, fx);
-  ctx.onSchedule?.(plan, snapshot);
-  return plan;
+  return {
+    plan,
+    finish() {
+      for (const [jobId, placed] of byJob) dispatchJob(ctx, jobs.job(jobId), placed);
+      performEffects(ctx, fx);
+      ctx.onSchedule?.(plan, snapshot);
+      return plan;
+    },
+  };
 }
 
 /** Whether any job has a pending task. */

@@ -38,9 +38,14 @@ function recordingClient(sent: RunTaskRequest[]): () => WorkerClient {
     }) as unknown as WorkerClient;
 }
 
-function controller(store: StateStore | undefined, sent: RunTaskRequest[] = []): Controller {
+function controller(
+  store: StateStore | undefined,
+  sent: RunTaskRequest[] = [],
+  placeAtSubmit?: boolean,
+): Controller {
   return new Controller({
     store,
+    placeAtSubmit,
     heartbeatInterval: ms(50),
     workerReconnectMax: ms(300),
     reclaimMargin: ms(200),
@@ -100,8 +105,13 @@ Deno.test("ends that happened while the controller was down are applied once, af
     const before = controller(store);
     register(before);
     const { jobId } = before.launchJob(job("three", { replicas: 3, maxTaskFailures: 1 }), "r1");
-    assertEquals(before.scheduleOnce().assignments.length, 3);
     const [t0, t1, t2] = before.jobs.job(jobId).taskIds as [string, string, string];
+    // Placed at submit (the scheduler was idle).
+    assertEquals([t0, t1, t2].map((t) => before.jobs.task(t).state), [
+      TaskState.ASSIGNED,
+      TaskState.ASSIGNED,
+      TaskState.ASSIGNED,
+    ]);
     beat(before, [t0, t1, t2].map((t) => update(t, TaskState.RUNNING)));
     await before.stop();
     store.close();
@@ -196,7 +206,8 @@ Deno.test("a failed commit leaves no trace, answers unavailable, dispatches noth
       realProbe();
     };
     const sent: RunTaskRequest[] = [];
-    const c = controller(store, sent);
+    // Submits wait for a pass here: the story is the pass's commit (the next test: a submit's).
+    const c = controller(store, sent, false);
     c.start();
     try {
       register(c);
@@ -256,6 +267,46 @@ Deno.test("a failed commit leaves no trace, answers unavailable, dispatches noth
       beat(c, [update(runningTask, TaskState.FAILED, 3)]);
       assertEquals(c.jobs.task(runningTask).state, TaskState.FAILED);
       await waitFor(() => sent.length === 3, { timeout: seconds(5), what: "both queued jobs" });
+    } finally {
+      await c.stop();
+      store.close();
+    }
+  }));
+
+Deno.test("a submit placed at once shares its commit with its placement: sent only once committed, undone when it fails", () =>
+  withDir(async (dir) => {
+    const store = StateStore.open(dir);
+    const realFlush = store.flush.bind(store);
+    let flushes = 0;
+    let failing = false;
+    store.flush = (table, endpoints, workers) => {
+      flushes++;
+      if (failing) throw new Error("database or disk is full");
+      realFlush(table, endpoints, workers);
+    };
+    const sent: RunTaskRequest[] = [];
+    const c = controller(store, sent);
+    c.start();
+    try {
+      register(c);
+      failing = true;
+      let threw: unknown;
+      try {
+        c.launchJob(job("lost"), "r-lost");
+      } catch (err) {
+        threw = err;
+      }
+      assert(threw instanceof UnavailableError, String(threw));
+      assertEquals(sent.length, 0, "no RunTask for a placement whose commit failed");
+      assertEquals(c.jobs.jobs.has("/alice/lost"), false);
+      assertEquals(c.workers.workers.get("w1")!.committed.cpuMillicores, 0);
+      failing = false;
+      await waitFor(() => c.health.healthy, { timeout: seconds(5), what: "recovery" });
+      const before = flushes;
+      const { jobId } = c.launchJob(job("placed"), "r-placed");
+      assertEquals(sent.map((r) => r.jobId), [jobId], "dispatched before the answer");
+      assertEquals(flushes - before, 1, "one commit for the submit and its placement");
+      assertEquals(c.jobs.task(`${jobId}/0`).state, TaskState.ASSIGNED);
     } finally {
       await c.stop();
       store.close();

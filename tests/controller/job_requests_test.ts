@@ -63,6 +63,31 @@ Deno.test("job requests: a submit is committed, logged and asks for a pass; a re
   });
 });
 
+Deno.test("job requests: an idle scheduler places a new job before its commit, and dispatches only once committed", () => {
+  const ctx = context();
+  const steps: string[] = [];
+  ctx.placeNow = () => {
+    steps.push(`planned, ${ctx.jobs.dirty.size} job(s) to commit`);
+    const plan = { assignments: [], unplaced: [] };
+    return {
+      plan,
+      finish: () => {
+        steps.push(`dispatched, ${ctx.jobs.dirty.size} job(s) to commit`);
+        return plan;
+      },
+    };
+  };
+  launchJob(ctx, spec({ name: "a" }), "r1");
+  assertEquals(steps, ["planned, 1 job(s) to commit", "dispatched, 0 job(s) to commit"]);
+  assertEquals(ctx.schedules, 0, "the pass ran: none asked for");
+  // A repeat submit places nothing; a busy scheduler (no pass now) gets a request.
+  launchJob(ctx, spec({ name: "a" }), "r1");
+  assertEquals(steps.length, 2);
+  ctx.placeNow = () => undefined;
+  launchJob(ctx, spec({ name: "b" }), "r2");
+  assertEquals(ctx.schedules, 2);
+});
+
 Deno.test("job requests: over its user's task budget a job runs as BATCH", () => {
   const ctx = context([{ users: ["alice"], maxTasks: 1 }]);
   const { jobId } = launchJob(ctx, spec({ name: "big", replicas: 3 }), "r1");

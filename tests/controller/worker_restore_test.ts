@@ -63,7 +63,9 @@ Deno.test("workers survive a controller restart as reconnecting; one that never 
     const before = controller(store);
     register(before, "w-gone", 1000);
     const { jobId: firstJob } = before.launchJob(job("first"), "");
-    assertEquals(before.scheduleOnce().assignments.map((a) => a.workerId), ["w-gone"]);
+    // Placed at its submit (the scheduler was idle).
+    const placed = before.jobs.currentAttempt(before.jobs.task(`${firstJob}/0`));
+    assertEquals(placed?.workerId, "w-gone");
     register(before, "w-back", 4000);
     before.commitState();
     await before.stop();
