@@ -304,7 +304,12 @@ interface LatencyResult {
   failed: number;
 }
 
-/** One job at a time: submit, poll every 1 ms until finished. */
+/**
+ * One job at a time: submit, poll every 1 ms until finished. Submit→running is the worker's
+ * timestamp taken as the task's process was spawned (what the controller stores as the attempt's
+ * start) minus the controller's as it took the submit, before its commit: both from the system
+ * clock, in microseconds.
+ */
 async function latencyBench(client: IrisClient, n: number): Promise<LatencyResult> {
   const r: LatencyResult = {
     submitRttMs: [],
