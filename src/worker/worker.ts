@@ -269,8 +269,11 @@ class IrisWorker implements WorkerCore {
   readonly #spawner?: TaskSpawner;
   readonly #started = performance.now();
   readonly #startedAtMs = Date.now();
-  /** The worker's recent log lines (stamped), newest last, for GetProcessStatus. */
-  readonly #recentLogs: string[] = [];
+  /**
+   * The worker's recent log lines and when they were logged (ms), newest last, for
+   * GetProcessStatus: stamped as text only when read (two lines per task, #20).
+   */
+  readonly #recentLogs: { readonly atMs: number; readonly line: string }[] = [];
   readonly #server: RpcServer;
   readonly #onAbort = () => void this.stop();
   readonly #url: string;
@@ -581,7 +584,9 @@ class IrisWorker implements WorkerCore {
       id: this.#workerId,
       startedAtMs: this.#startedAtMs,
       version: VERSION,
-      logs: this.#recentLogs,
+      logs: this.#recentLogs.slice(-Math.max(maxLogLines, 200)).map((l) =>
+        `${new Date(l.atMs).toISOString()} ${l.line}`
+      ),
       maxLogLines,
     });
   }
@@ -787,7 +792,7 @@ class IrisWorker implements WorkerCore {
   }
 
   #log(line: string): void {
-    this.#recentLogs.push(`${new Date().toISOString()} ${line}`);
+    this.#recentLogs.push({ atMs: Date.now(), line });
     if (this.#recentLogs.length > 2000) this.#recentLogs.splice(0, 500);
     this.#opts.log?.(line);
   }
