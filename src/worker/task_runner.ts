@@ -20,7 +20,7 @@ import {
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
-import type { TaskChild, TaskSpawner } from "./spawner.ts";
+import type { OutputSink, TaskChild, TaskSpawner } from "./spawner.ts";
 
 /** One line of task output. */
 export interface OutputLine {
@@ -158,7 +158,9 @@ export class TaskProcess {
   /** Raw last stderr lines (decoded at exit, so a flood costs no decoding). */
   readonly #tail: { bytes: Uint8Array; cut: number }[] = [];
   readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
-  /** Output pumps still reading. */
+  /** Stops the output a spawner's child pushes (TaskChild.listen), once it pushes. */
+  #stopListening?: () => void;
+  /** Output streams still open. */
   #openPumps = 0;
   /**
    * Timers and callbacks rather than AbortControllers: an abort() builds a DOMException with a
@@ -265,7 +267,9 @@ export class TaskProcess {
     this.joinsCgroup = started.joinsCgroup;
     this.#child = child;
     this.input = started.input;
-    const pumps = [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
+    const pumps = child.listen
+      ? [this.#listen(child.listen.bind(child))]
+      : [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
     // The first sample waits one interval: a tree still being built is not worth a scan, and
     // killing it mid-fork (a tiny memory limit) could orphan children.
     this.#scheduleSample();
@@ -410,6 +414,7 @@ export class TaskProcess {
     clearTimeout(timer);
     if (timedOut) {
       // A process that left the session still holds the pipe; stop reading.
+      this.#stopListening?.();
       await Promise.all(this.#readers.map((r) => r.cancel().catch(() => {})));
     }
     await all;
@@ -424,6 +429,58 @@ export class TaskProcess {
     const reader = stream.getReader();
     this.#readers.push(reader);
     this.#openPumps++;
+    const lines = this.#lines(name);
+    let sinceYield = 0;
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        lines.push(value);
+        sinceYield += value.length;
+        if (sinceYield >= YIELD_EVERY_BYTES) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        }
+      }
+    } catch {
+      // Cancelled after the drain timeout, or the pipe broke: the output ends here.
+    } finally {
+      lines.end();
+      reader.releaseLock();
+      this.#openPumps--;
+    }
+  }
+
+  /**
+   * The output a spawner's child pushes, chunk by chunk as the spawner's records come (they
+   * come a read of its pipe at a time, so other work runs between them); resolves once both
+   * streams ended.
+   */
+  #listen(listen: (sink: OutputSink) => () => void): Promise<void> {
+    this.#openPumps = 2;
+    const streams = { stdout: this.#lines("stdout"), stderr: this.#lines("stderr") };
+    const open = { stdout: true, stderr: true };
+    return new Promise<void>((resolve) => {
+      const close = (name: "stdout" | "stderr") => {
+        if (!open[name]) return;
+        open[name] = false;
+        streams[name].end();
+        if (--this.#openPumps === 0) resolve();
+      };
+      this.#stopListening = listen((name, chunk) => {
+        if (!open[name]) return;
+        if (chunk === null) return close(name);
+        try {
+          streams[name].push(chunk);
+        } catch {
+          close(name); // as a pump's read failing: the output ends here, not the spawner's
+        }
+      });
+    });
+  }
+
+  /** Splits one stream's chunks into lines and hands the admitted ones on. */
+  #lines(name: "stdout" | "stderr"): { push(chunk: Uint8Array): void; end(): void } {
     const tailMax = this.#options.stderrTailLines ?? 50;
     const splitter = new LineSplitter(this.#options.maxLineBytes ?? 16 * 1024);
     let decoder: TextDecoder | undefined; // most tasks print nothing
@@ -441,26 +498,14 @@ export class TaskProcess {
         timestampMs: Date.now() as Timestamp,
       });
     };
-    let sinceYield = 0;
-    try {
-      while (true) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        this.#options.onChunk?.(name, value);
-        splitter.push(value, emit);
-        sinceYield += value.length;
-        if (sinceYield >= YIELD_EVERY_BYTES) {
-          sinceYield = 0;
-          await new Promise<void>((resolve) => setTimeout(resolve, 0));
-        }
-      }
-    } catch {
-      // Cancelled after the drain timeout, or the pipe broke: the output ends here.
-    } finally {
-      splitter.end(emit);
-      reader.releaseLock();
-      this.#openPumps--;
-    }
+    const onChunk = this.#options.onChunk;
+    return {
+      push: (chunk) => {
+        onChunk?.(name, chunk);
+        splitter.push(chunk, emit);
+      },
+      end: () => splitter.end(emit),
+    };
   }
 
   /** Takes the next memory sample after one interval, unless sampling stopped. */
