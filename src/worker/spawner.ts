@@ -255,7 +255,7 @@ const ACK_BYTES = 16 * 1024;
  * a time), and what was read is acknowledged so the spawner reads the pipe on.
  */
 class Feed {
-  readonly stream: ReadableStream<Uint8Array>;
+  #stream?: ReadableStream<Uint8Array>;
   readonly #chunks: Uint8Array[] = [];
   readonly #ack: (bytes: number) => void;
   readonly #onCancel: () => void;
@@ -268,7 +268,11 @@ class Feed {
   constructor(ack: (bytes: number) => void, onCancel: () => void) {
     this.#ack = ack;
     this.#onCancel = onCancel;
-    this.stream = new ReadableStream<Uint8Array>({
+  }
+
+  /** The chunks as a stream; made when first asked for (a listened-to feed never is). */
+  get stream(): ReadableStream<Uint8Array> {
+    return this.#stream ??= new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         while (this.#chunks.length === 0 && !this.#ended) {
           await new Promise<void>((resolve) => this.#wake = resolve);
