@@ -157,7 +157,13 @@ export class TaskAttempt {
   #kill?: { reason: string; state: TaskState; grace?: Duration };
   #user?: TaskUser;
   #execSpec?: SpawnOptions;
-  #denoPath = Deno.execPath();
+  /** The deno a module task runs (the worker's own unless task users have their own copy). */
+  #denoPath?: string;
+  /**
+   * Output lines of the task read before it was reported started (a spawner's child may have
+   * output queued when its pid comes): they follow the "started" line.
+   */
+  #early?: LogLine[];
   /** Set when the task was killed for filling more than its disk_bytes. */
   #diskExceeded = false;
   /** Attached clients of an interactive task (AttachTask): each gets every raw chunk. */
@@ -534,6 +540,7 @@ export class TaskAttempt {
     };
     // What `iris task exec` runs commands with: the task's directory, env, user and limits.
     this.#execSpec = { cwd: this.dir, env, user: user || undefined, limits };
+    const early: LogLine[] = this.#early = [];
     const proc = await TaskProcess.launch({
       argv,
       cwd: this.dir,
@@ -550,7 +557,11 @@ export class TaskAttempt {
       maxProcesses: ctx.limits?.processes,
       // Joined before the task starts: a join after the spawn races the task's first forks.
       cgroup: ctx.ledger?.cgroup,
-      onLine: (line) => this.#append(this.#line(line.stream, line.text, line.timestampMs)),
+      onLine: (line) => {
+        const logLine = this.#line(line.stream, line.text, line.timestampMs);
+        if (this.#early) this.#early.push(logLine);
+        else this.#append(logLine);
+      },
       onWarning: (message) => this.#system(message),
       ...(req.interactive
         ? {
@@ -573,6 +584,7 @@ export class TaskAttempt {
         : {}),
     });
     if (proc.pid === 0) {
+      this.#early = undefined;
       const exit = await proc.exited;
       return this.#finish({
         state: TaskState.FAILED,
@@ -589,7 +601,13 @@ export class TaskAttempt {
     const diskWatch = stopDisk && this.#watchDisk(proc, diskBytes, stopDisk.signal);
     this.#status.pid = proc.pid;
     this.#status.startedAtMs = systemClock.now();
-    this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
+    const started = this.#system(`started pid ${proc.pid}: ${argv.join(" ").slice(0, 1000)}`);
+    this.#early = undefined;
+    for (const line of early) {
+      // Stamped no earlier than the line they follow (readers page by timestamp).
+      if (line.timestampMs < started.timestampMs) line.timestampMs = started.timestampMs;
+      this.#append(line);
+    }
     this.#setState(TaskState.RUNNING);
     const exit = await proc.exited;
     this.#rateMarker();
@@ -760,7 +778,7 @@ export class TaskAttempt {
     }
     if (entry?.case === "module") {
       return moduleArgv({
-        denoPath: this.#denoPath,
+        denoPath: this.#denoPath ??= Deno.execPath(),
         module: entry.value,
         taskDir: this.dir,
         hasBundle: this.request.bundleId !== "",
@@ -850,10 +868,11 @@ export class TaskAttempt {
   }
 
   /** Appends a line of the worker's own; `stands` = the dropped lines a marker stands for. */
-  #system(text: string, stands = 0): void {
+  #system(text: string, stands = 0): LogLine {
     const line = this.#line("system", text);
     if (stands > 0) this.#markers.set(line, stands);
     this.#append(line);
+    return line;
   }
 
   /** Whether an output line of `bytes` passes the rate limits; counts the ones that do not. */

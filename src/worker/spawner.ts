@@ -31,7 +31,17 @@ export interface TaskChild {
     { code: number; signal: Deno.Signal | null; lost?: string; spawnError?: Error }
   >;
   kill(signal: "SIGTERM" | "SIGKILL"): void;
+  /**
+   * Where there is one: hands every output chunk to `sink` as it comes (null once that stream
+   * ended) instead of through `stdout` and `stderr`, which must then not be read; returns what
+   * stops it (as cancelling both streams would). Two streams' reads cost a quiet task more than
+   * the rest of its output path (#20).
+   */
+  listen?(sink: OutputSink): () => void;
 }
+
+/** Receives a task's output chunks; null: that stream ended. */
+export type OutputSink = (stream: "stdout" | "stderr", chunk: Uint8Array | null) => void;
 
 /** One task to start: process_tree.ts's SpawnOptions, resolved (see spawnerRequest there). */
 export interface SpawnRequest {
@@ -245,14 +255,24 @@ const ACK_BYTES = 16 * 1024;
  * a time), and what was read is acknowledged so the spawner reads the pipe on.
  */
 class Feed {
-  readonly stream: ReadableStream<Uint8Array>;
+  #stream?: ReadableStream<Uint8Array>;
   readonly #chunks: Uint8Array[] = [];
+  readonly #ack: (bytes: number) => void;
+  readonly #onCancel: () => void;
   #ended = false;
   #wake?: () => void;
   #unacked = 0;
+  /** Set by listen(): chunks go straight there, not through `stream`. */
+  #sink?: (chunk: Uint8Array | null) => void;
 
   constructor(ack: (bytes: number) => void, onCancel: () => void) {
-    this.stream = new ReadableStream<Uint8Array>({
+    this.#ack = ack;
+    this.#onCancel = onCancel;
+  }
+
+  /** The chunks as a stream; made when first asked for (a listened-to feed never is). */
+  get stream(): ReadableStream<Uint8Array> {
+    return this.#stream ??= new ReadableStream<Uint8Array>({
       pull: async (controller) => {
         while (this.#chunks.length === 0 && !this.#ended) {
           await new Promise<void>((resolve) => this.#wake = resolve);
@@ -263,17 +283,9 @@ class Feed {
         this.#chunks.length = 0;
         if (!chunk) return controller.close();
         controller.enqueue(chunk);
-        this.#unacked += chunk.length;
-        if (this.#unacked >= ACK_BYTES) {
-          ack(this.#unacked);
-          this.#unacked = 0;
-        }
+        this.#taken(chunk.length);
       },
-      cancel: () => {
-        this.end();
-        this.#chunks.length = 0;
-        onCancel();
-      },
+      cancel: () => this.cancel(),
     }, { highWaterMark: 0 });
   }
 
@@ -281,15 +293,46 @@ class Feed {
     return this.#ended;
   }
 
+  /** Sends what was queued so far, then every chunk as it comes, to `sink` (see TaskChild). */
+  listen(sink: (chunk: Uint8Array | null) => void): void {
+    this.#sink = sink;
+    for (const chunk of this.#chunks.splice(0)) {
+      sink(chunk);
+      this.#taken(chunk.length);
+    }
+    if (this.#ended) sink(null);
+  }
+
   push(bytes: Uint8Array): void {
     if (this.#ended) return;
+    if (this.#sink) {
+      this.#sink(bytes);
+      this.#taken(bytes.length);
+      return;
+    }
     this.#chunks.push(bytes);
     this.#wake?.();
   }
 
   end(): void {
+    if (!this.#ended) this.#sink?.(null);
     this.#ended = true;
     this.#wake?.();
+  }
+
+  cancel(): void {
+    this.end();
+    this.#chunks.length = 0;
+    this.#onCancel();
+  }
+
+  /** The reader took `bytes`: acknowledged in batches, so the spawner reads the pipe on. */
+  #taken(bytes: number): void {
+    this.#unacked += bytes;
+    if (this.#unacked >= ACK_BYTES) {
+      this.#ack(this.#unacked);
+      this.#unacked = 0;
+    }
   }
 }
 
@@ -331,6 +374,15 @@ class SpawnedTask implements TaskChild {
 
   kill(signal: "SIGTERM" | "SIGKILL"): void {
     if (!this.exited) Deno.kill(this.pid, signal);
+  }
+
+  listen(sink: OutputSink): () => void {
+    this.feeds.O.listen((chunk) => sink("stdout", chunk));
+    this.feeds.E.listen((chunk) => sink("stderr", chunk));
+    // As a reader's cancel: a stream already ended is left alone.
+    return () => {
+      for (const feed of [this.feeds.O, this.feeds.E]) if (!feed.ended) feed.cancel();
+    };
   }
 }
 

@@ -4,7 +4,7 @@
  * Knows nothing about RPC, task states or directories.
  * @module
  */
-import { type Duration, ms, seconds, sleep, type Timestamp } from "../time.ts";
+import { type Duration, ms, seconds, type Timestamp } from "../time.ts";
 import { formatBytes, formatDuration } from "../format.ts";
 import { decodeLine, LineSplitter } from "./lines.ts";
 import { childSession, type Session, terminalArgv, type TerminalSize } from "./sessions.ts";
@@ -20,7 +20,7 @@ import {
   summarize,
   type TreeSample,
 } from "./process_tree.ts";
-import type { TaskChild, TaskSpawner } from "./spawner.ts";
+import type { OutputSink, TaskChild, TaskSpawner } from "./spawner.ts";
 
 /** One line of task output. */
 export interface OutputLine {
@@ -100,8 +100,6 @@ type Started =
     readonly child: TaskChild;
     readonly joinsCgroup: boolean;
     readonly input?: Session;
-    /** Output may be queued before the process is handed out (a spawner's child). */
-    readonly queued?: boolean;
   }
   | { readonly error: unknown };
 
@@ -160,8 +158,22 @@ export class TaskProcess {
   /** Raw last stderr lines (decoded at exit, so a flood costs no decoding). */
   readonly #tail: { bytes: Uint8Array; cut: number }[] = [];
   readonly #readers: ReadableStreamDefaultReader<Uint8Array>[] = [];
-  readonly #stopSampling = new AbortController();
-  readonly #cutGrace = new AbortController();
+  /** Stops the output a spawner's child pushes (TaskChild.listen), once it pushes. */
+  #stopListening?: () => void;
+  /** Output streams still open. */
+  #openPumps = 0;
+  /**
+   * Timers and callbacks rather than AbortControllers: an abort() builds a DOMException with a
+   * stack trace, and a task that ends in milliseconds would pay three (#20).
+   */
+  #sampleTimer?: ReturnType<typeof setTimeout>;
+  /** The memory sample in progress, if any. */
+  #sampling?: Promise<void>;
+  #samplingStopped = false;
+  /** Set once the SIGTERM grace is cut short (an immediate kill, or the leader exited). */
+  #graceCut = false;
+  /** Ends the grace wait of #terminate early, while it waits. */
+  #wakeFromGrace?: () => void;
   #child?: TaskChild;
   #leaderExited = false;
   #killReason?: string;
@@ -179,7 +191,8 @@ export class TaskProcess {
   /**
    * {@linkcode start}, through `options.spawner` when there is one and the task is not
    * interactive (one fork and one exec in the spawner instead of four execs here, #20); the
-   * usual way when the spawner is off, unusable or died meanwhile.
+   * usual way when the spawner is off, unusable or died meanwhile. A spawner's child may have
+   * output queued already: `onLine` may then be called before the returned promise resolves.
    */
   static async launch(options: TaskProcessOptions): Promise<TaskProcess> {
     const program = options.argv[0];
@@ -195,7 +208,7 @@ export class TaskProcess {
         try {
           const child = await options.spawner.spawn(request);
           if (child) {
-            return new TaskProcess(options, { child, joinsCgroup: !!options.cgroup, queued: true });
+            return new TaskProcess(options, { child, joinsCgroup: !!options.cgroup });
           }
         } catch (error) {
           return new TaskProcess(options, { error });
@@ -254,19 +267,19 @@ export class TaskProcess {
     this.joinsCgroup = started.joinsCgroup;
     this.#child = child;
     this.input = started.input;
-    const queued = started.queued ?? false;
-    const pumps = [
-      this.#pump(child.stdout, "stdout", queued),
-      this.#pump(child.stderr, "stderr", queued),
-    ];
-    const sampler = this.#sampleLoop();
+    const pumps = child.listen
+      ? [this.#listen(child.listen.bind(child))]
+      : [this.#pump(child.stdout, "stdout"), this.#pump(child.stderr, "stderr")];
+    // The first sample waits one interval: a tree still being built is not worth a scan, and
+    // killing it mid-fork (a tiny memory limit) could orphan children.
+    this.#scheduleSample();
     const timeout = options.timeout;
     if (timeout !== undefined && timeout > 0) {
       this.#timer = setTimeout(() => {
         this.kill(`timed out after ${formatDuration(timeout)}`, { cause: "timeout" });
       }, timeout);
     }
-    this.exited = this.#wait(child, pumps, sampler);
+    this.exited = this.#wait(child, pumps);
   }
 
   /** Resident memory of the tree at the last sample, in bytes. */
@@ -292,7 +305,7 @@ export class TaskProcess {
     if (this.#leaderExited) return this.exited;
     this.#killReason ??= reason;
     this.#killedBy ??= options.cause ?? "kill";
-    if (options.immediate) this.#cutGrace.abort();
+    if (options.immediate) this.#cutGrace();
     this.#killing ??= this.#terminate(options.grace ?? DEFAULT_GRACE, options.immediate ?? false);
     return this.exited;
   }
@@ -310,7 +323,16 @@ export class TaskProcess {
       });
       if (!isDone()) await this.#signalLeader("SIGTERM");
       const left = grace - (performance.now() - started);
-      if (!isDone() && left > 0) await sleep(ms(left), this.#cutGrace.signal).catch(() => {});
+      if (!isDone() && left > 0 && !this.#graceCut) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, left);
+          this.#wakeFromGrace = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.#wakeFromGrace = undefined;
+      }
     }
     if (isDone()) return;
     await signalTreeBottomUp(pid, pid, "SIGKILL", {
@@ -320,6 +342,11 @@ export class TaskProcess {
       table: this.#table,
     });
     if (!isDone()) await this.#signalLeader("SIGKILL");
+  }
+
+  #cutGrace(): void {
+    this.#graceCut = true;
+    this.#wakeFromGrace?.();
   }
 
   /** Signals the process group, and the leader directly in case the group signal was not allowed. */
@@ -332,11 +359,7 @@ export class TaskProcess {
     }
   }
 
-  async #wait(
-    child: TaskChild,
-    pumps: Promise<void>[],
-    sampler: Promise<void>,
-  ): Promise<TaskExit> {
+  async #wait(child: TaskChild, pumps: Promise<void>[]): Promise<TaskExit> {
     const status = await child.status;
     this.#leaderExited = true;
     if (status.lost) {
@@ -345,9 +368,10 @@ export class TaskProcess {
     }
     await this.input?.end();
     clearTimeout(this.#timer);
-    this.#cutGrace.abort();
-    this.#stopSampling.abort();
-    await sampler;
+    this.#cutGrace();
+    this.#samplingStopped = true;
+    clearTimeout(this.#sampleTimer);
+    await this.#sampling;
     await this.#killing;
     // As its own user, what a task leaves outside its group dies with its uid's sweep.
     await killLeftovers(this.pid, this.#table, { emptyGroupIsEnough: !!this.#options.user });
@@ -379,11 +403,18 @@ export class TaskProcess {
   }
 
   async #drain(pumps: Promise<void>[]): Promise<void> {
-    const drained = new AbortController();
-    const all = Promise.all(pumps).finally(() => drained.abort());
-    const timedOut = await sleep(DRAIN_TIMEOUT, drained.signal).then(() => true, () => false);
+    const all = Promise.all(pumps);
+    // Usually the pipes closed with the tree: no timer.
+    if (this.#openPumps === 0) return await all.then(() => {});
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const timedOut = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((resolve) => timer = setTimeout(() => resolve(true), DRAIN_TIMEOUT)),
+    ]);
+    clearTimeout(timer);
     if (timedOut) {
       // A process that left the session still holds the pipe; stop reading.
+      this.#stopListening?.();
       await Promise.all(this.#readers.map((r) => r.cancel().catch(() => {})));
     }
     await all;
@@ -394,16 +425,65 @@ export class TaskProcess {
    * Yields to the event loop every YIELD_EVERY_BYTES, so a task printing as fast as it can only
    * costs CPU: timers and RPCs of the worker keep running.
    */
-  async #pump(
-    stream: ReadableStream<Uint8Array>,
-    name: "stdout" | "stderr",
-    firstReadWaits: boolean,
-  ): Promise<void> {
+  async #pump(stream: ReadableStream<Uint8Array>, name: "stdout" | "stderr"): Promise<void> {
     const reader = stream.getReader();
     this.#readers.push(reader);
+    this.#openPumps++;
+    const lines = this.#lines(name);
+    let sinceYield = 0;
+    try {
+      while (true) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        lines.push(value);
+        sinceYield += value.length;
+        if (sinceYield >= YIELD_EVERY_BYTES) {
+          sinceYield = 0;
+          await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        }
+      }
+    } catch {
+      // Cancelled after the drain timeout, or the pipe broke: the output ends here.
+    } finally {
+      lines.end();
+      reader.releaseLock();
+      this.#openPumps--;
+    }
+  }
+
+  /**
+   * The output a spawner's child pushes, chunk by chunk as the spawner's records come (they
+   * come a read of its pipe at a time, so other work runs between them); resolves once both
+   * streams ended.
+   */
+  #listen(listen: (sink: OutputSink) => () => void): Promise<void> {
+    this.#openPumps = 2;
+    const streams = { stdout: this.#lines("stdout"), stderr: this.#lines("stderr") };
+    const open = { stdout: true, stderr: true };
+    return new Promise<void>((resolve) => {
+      const close = (name: "stdout" | "stderr") => {
+        if (!open[name]) return;
+        open[name] = false;
+        streams[name].end();
+        if (--this.#openPumps === 0) resolve();
+      };
+      this.#stopListening = listen((name, chunk) => {
+        if (!open[name]) return;
+        if (chunk === null) return close(name);
+        try {
+          streams[name].push(chunk);
+        } catch {
+          close(name); // as a pump's read failing: the output ends here, not the spawner's
+        }
+      });
+    });
+  }
+
+  /** Splits one stream's chunks into lines and hands the admitted ones on. */
+  #lines(name: "stdout" | "stderr"): { push(chunk: Uint8Array): void; end(): void } {
     const tailMax = this.#options.stderrTailLines ?? 50;
     const splitter = new LineSplitter(this.#options.maxLineBytes ?? 16 * 1024);
-    const decoder = new TextDecoder();
+    let decoder: TextDecoder | undefined; // most tasks print nothing
     const admit = this.#options.admit;
     const onLine = this.#options.onLine;
     const emit = (line: Uint8Array, cut: number) => {
@@ -414,71 +494,59 @@ export class TaskProcess {
       if (admit && !admit(name, line.length)) return;
       onLine?.({
         stream: name,
-        text: decodeLine(decoder, line, cut),
+        text: decodeLine(decoder ??= new TextDecoder(), line, cut),
         timestampMs: Date.now() as Timestamp,
       });
     };
-    let sinceYield = 0;
-    try {
-      while (true) {
-        // A spawner's output may be queued already: the first read waits a macrotask, so
-        // launch()'s caller takes the process (pid, state) before its first line.
-        if (firstReadWaits) {
-          firstReadWaits = false;
-          await new Promise<void>((resolve) => setTimeout(resolve, 0));
-        }
-        const { done, value } = await reader.read();
-        if (done) break;
-        this.#options.onChunk?.(name, value);
-        splitter.push(value, emit);
-        sinceYield += value.length;
-        if (sinceYield >= YIELD_EVERY_BYTES) {
-          sinceYield = 0;
-          await new Promise<void>((resolve) => setTimeout(resolve, 0));
-        }
-      }
-    } catch {
-      // Cancelled after the drain timeout, or the pipe broke: the output ends here.
-    } finally {
-      splitter.end(emit);
-      reader.releaseLock();
-    }
+    const onChunk = this.#options.onChunk;
+    return {
+      push: (chunk) => {
+        onChunk?.(name, chunk);
+        splitter.push(chunk, emit);
+      },
+      end: () => splitter.end(emit),
+    };
   }
 
-  async #sampleLoop(): Promise<void> {
-    const interval = this.#options.sampleInterval ?? ms(500);
-    const limit = this.#options.memoryLimitBytes ?? 0;
-    const signal = this.#stopSampling.signal;
-    const table = this.#table;
-    // The first sample waits one interval: a tree still being built is not worth a scan, and
-    // killing it mid-fork (a tiny memory limit) could orphan children.
-    await sleep(interval, signal).catch(() => {});
-    while (!signal.aborted) {
-      const entries = await table.session(this.pid);
-      if (signal.aborted) return;
-      if (!entries) {
-        this.#options.onWarning?.("memory sampling is off: cannot read /proc or run ps");
-        return;
-      }
-      const sample = summarize(entries);
-      this.#sample = sample;
-      this.#peak = Math.max(this.#peak, sample.rssBytes);
-      this.#options.onSample?.(sample);
-      if (limit > 0 && sample.rssBytes > limit && !this.#killReason) {
-        const reason = `out of memory: peak ${formatBytes(this.#peak)} exceeds limit ${
-          formatBytes(limit)
-        }`;
-        this.kill(reason, { cause: "oom", immediate: true });
-      }
-      const maxProcesses = this.#options.maxProcesses ?? 0;
-      if (maxProcesses > 0 && sample.processCount > maxProcesses && !this.#killReason) {
-        this.kill(`process limit: ${sample.processCount} processes exceed limit ${maxProcesses}`, {
-          cause: "limit",
-          immediate: true,
-        });
-      }
-      await sleep(interval, signal).catch(() => {});
+  /** Takes the next memory sample after one interval, unless sampling stopped. */
+  #scheduleSample(): void {
+    if (this.#samplingStopped) return;
+    this.#sampleTimer = setTimeout(() => {
+      this.#sampleTimer = undefined;
+      this.#sampling = this.#sample1().then((again) => {
+        this.#sampling = undefined;
+        if (again) this.#scheduleSample();
+      });
+    }, this.#options.sampleInterval ?? ms(500));
+  }
+
+  /** One memory sample, with its limits; false when sampling ends here. */
+  async #sample1(): Promise<boolean> {
+    const entries = await this.#table.session(this.pid);
+    if (this.#samplingStopped) return false;
+    if (!entries) {
+      this.#options.onWarning?.("memory sampling is off: cannot read /proc or run ps");
+      return false;
     }
+    const sample = summarize(entries);
+    this.#sample = sample;
+    this.#peak = Math.max(this.#peak, sample.rssBytes);
+    this.#options.onSample?.(sample);
+    const limit = this.#options.memoryLimitBytes ?? 0;
+    if (limit > 0 && sample.rssBytes > limit && !this.#killReason) {
+      const reason = `out of memory: peak ${formatBytes(this.#peak)} exceeds limit ${
+        formatBytes(limit)
+      }`;
+      this.kill(reason, { cause: "oom", immediate: true });
+    }
+    const maxProcesses = this.#options.maxProcesses ?? 0;
+    if (maxProcesses > 0 && sample.processCount > maxProcesses && !this.#killReason) {
+      this.kill(`process limit: ${sample.processCount} processes exceed limit ${maxProcesses}`, {
+        cause: "limit",
+        immediate: true,
+      });
+    }
+    return true;
   }
 }
 

@@ -259,7 +259,8 @@ class IrisWorker implements WorkerCore {
   readonly #outputs: JobOutputs;
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
-  readonly #dirRemoved = new WeakSet<TaskAttempt>();
+  /** `#finished[0..#dirsRemoved)` had their directories removed (a prune walks only the rest). */
+  #dirsRemoved = 0;
   readonly #dirs: AttemptDirs;
   readonly #background = new Set<Promise<unknown>>();
   readonly #cpu: CpuMeter;
@@ -268,8 +269,11 @@ class IrisWorker implements WorkerCore {
   readonly #spawner?: TaskSpawner;
   readonly #started = performance.now();
   readonly #startedAtMs = Date.now();
-  /** The worker's recent log lines (stamped), newest last, for GetProcessStatus. */
-  readonly #recentLogs: string[] = [];
+  /**
+   * The worker's recent log lines and when they were logged (ms), newest last, for
+   * GetProcessStatus: stamped as text only when read (two lines per task, #20).
+   */
+  readonly #recentLogs: { readonly atMs: number; readonly line: string }[] = [];
   readonly #server: RpcServer;
   readonly #onAbort = () => void this.stop();
   readonly #url: string;
@@ -580,7 +584,9 @@ class IrisWorker implements WorkerCore {
       id: this.#workerId,
       startedAtMs: this.#startedAtMs,
       version: VERSION,
-      logs: this.#recentLogs,
+      logs: this.#recentLogs.slice(-Math.max(maxLogLines, 200)).map((l) =>
+        `${new Date(l.atMs).toISOString()} ${l.line}`
+      ),
       maxLogLines,
     });
   }
@@ -654,8 +660,8 @@ class IrisWorker implements WorkerCore {
     );
   }
 
-  #runningRefs() {
-    return this.#active().map((a) =>
+  #runningRefs(active = this.#active()) {
+    return active.map((a) =>
       create(AttemptRefSchema, { taskId: a.taskId, attemptId: a.attemptId })
     );
   }
@@ -690,11 +696,12 @@ class IrisWorker implements WorkerCore {
       updates.push(taken.update);
       commits.push(taken.commit);
     }
-    const snapshot = this.#snapshot();
+    const active = this.#active();
+    const snapshot = this.#snapshot(true, active);
     const request = create(HeartbeatRequestSchema, {
       workerId: this.#workerId,
       updates,
-      running: this.#runningRefs(),
+      running: this.#runningRefs(active),
       finished: this.#finishedRefs(),
       // Delta: left out when only the time changed since the last acknowledged one.
       snapshot: sameSnapshot(this.#ackedSnapshot, snapshot) ? undefined : snapshot,
@@ -708,8 +715,7 @@ class IrisWorker implements WorkerCore {
   }
 
   /** The worker's current resource use and the host's; per-task samples only with `withTasks`. */
-  #snapshot(withTasks = true) {
-    const active = this.#active();
+  #snapshot(withTasks = true, active = this.#active()) {
     const usage = new Map(
       active.map((a) => [attemptKey(a.taskId, a.attemptId), a.usage.cpuSeconds]),
     );
@@ -758,12 +764,8 @@ class IrisWorker implements WorkerCore {
   #prune(): void {
     const keepDirs = this.#opts.keepFinishedDirs ?? 4;
     const keepRecords = this.#opts.keepFinishedAttempts ?? 64;
-    const n = this.#finished.length;
-    for (let i = 0; i < n - keepDirs; i++) {
-      const attempt = this.#finished[i]!;
-      if (this.#dirRemoved.has(attempt)) continue;
-      this.#dirRemoved.add(attempt);
-      this.#track(this.#dirs.remove(attempt.dir));
+    for (; this.#dirsRemoved < this.#finished.length - keepDirs; this.#dirsRemoved++) {
+      this.#track(this.#dirs.remove(this.#finished[this.#dirsRemoved]!.dir));
     }
     // Unreported attempts are kept for the controller, but not without bound.
     const hardCap = Math.max(4 * keepRecords, 1000);
@@ -772,6 +774,7 @@ class IrisWorker implements WorkerCore {
       (this.#finished[0]!.isReported || this.#finished.length > hardCap)
     ) {
       const old = this.#finished.shift()!;
+      if (this.#dirsRemoved > 0) this.#dirsRemoved--;
       if (!old.isReported) {
         this.#log(
           `forgetting ${old.taskId} attempt ${old.attemptId} before the controller heard its end`,
@@ -789,7 +792,7 @@ class IrisWorker implements WorkerCore {
   }
 
   #log(line: string): void {
-    this.#recentLogs.push(`${new Date().toISOString()} ${line}`);
+    this.#recentLogs.push({ atMs: Date.now(), line });
     if (this.#recentLogs.length > 2000) this.#recentLogs.splice(0, 500);
     this.#opts.log?.(line);
   }

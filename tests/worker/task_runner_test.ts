@@ -13,6 +13,7 @@ import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
 import { resolveProgram } from "../../src/worker/process_tree.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { groupProcesses, liveGroupProcesses, liveSessionProcesses } from "./procs.ts";
+import { TaskSpawner } from "../../src/worker/spawner.ts";
 
 function start(argv: string[], options: Partial<TaskProcessOptions> = {}) {
   const lines: OutputLine[] = [];
@@ -167,4 +168,48 @@ Deno.test("TaskProcess.start() gives the task only the environment it is handed"
   } finally {
     Deno.env.delete("IRIS_RUNNER_TEST_LEAK");
   }
+});
+
+Deno.test({
+  name:
+    "TaskProcess.launch(): a spawner's child's output is pushed; a leftover holding the pipe is cut off",
+  ignore: !TaskSpawner.supported(),
+  async fn() {
+    const spawner = new TaskSpawner();
+    const pidFile = await Deno.makeTempFile();
+    try {
+      const lines: OutputLine[] = [];
+      const proc = await TaskProcess.launch({
+        argv: [
+          "sh",
+          "-c",
+          `echo one; echo two >&2; setsid sh -c 'echo $$ > ${pidFile}; exec sleep 30' & echo three`,
+        ],
+        cwd: Deno.cwd(),
+        env: { PATH: DEFAULT_TASK_PATH },
+        sampleInterval: ms(50),
+        onLine: (l) => lines.push(l),
+        spawner,
+      });
+      const started = performance.now();
+      const exit = await proc.exited;
+      // The leftover left the session with the stdout pipe: the drain gives up after its 2 s.
+      assert.ok(performance.now() - started < 10_000);
+      assert.equal(exit.exitCode, 0);
+      assert.deepEqual(exit.stderrTail, ["two"]);
+      assert.deepEqual(lines.filter((l) => l.stream === "stdout").map((l) => l.text), [
+        "one",
+        "three",
+      ]);
+    } finally {
+      const pid = Number((await Deno.readTextFile(pidFile)).trim());
+      if (pid > 0) {
+        try {
+          Deno.kill(pid, "SIGKILL");
+        } catch { /* gone */ }
+      }
+      await Deno.remove(pidFile);
+      await spawner.close();
+    }
+  },
 });

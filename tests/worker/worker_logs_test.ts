@@ -134,3 +134,28 @@ Deno.test("heartbeats carry at most heartbeatBytes of log lines; all lines still
   assert.ok(sizes.length >= 50_000 / 700, `${sizes.length} heartbeats`);
   assert.ok(Math.max(...sizes) < 64 * 1024, `largest heartbeat ${Math.max(...sizes)} bytes`);
 });
+
+Deno.test("a task's first output follows its started line, stamped no earlier, sent with RUNNING or later", async () => {
+  await using h = await startHarness();
+  // Many at once: a spawner's child may have output queued by the time its pid comes back.
+  const ids = Array.from({ length: 16 }, (_, i) => `/u/early/${i}`);
+  await Promise.all(ids.map((id) => h.client.runTask(commandTask(id, ["echo", "first"]))));
+  for (const id of ids) {
+    await h.fake.waitForState(id, TaskState.SUCCEEDED, seconds(30));
+    const lines = h.fake.logsOf(id);
+    const started = lines.findIndex((l) =>
+      l.stream === "system" && l.text.startsWith("started pid")
+    );
+    const first = lines.findIndex((l) => l.stream === "stdout");
+    assert.ok(started >= 0 && first > started, `${id}: ${lines.map((l) => l.text).join(" | ")}`);
+    assert.equal(lines[first]!.text, "first");
+    assert.ok(lines[first]!.timestampMs >= lines[started]!.timestampMs);
+  }
+  for (const hb of h.fake.heartbeats) {
+    for (const u of hb.updates) {
+      if (u.logs.some((l) => l.stream === "stdout")) {
+        assert.ok(u.state !== TaskState.ASSIGNED && u.state !== TaskState.BUILDING, u.taskId);
+      }
+    }
+  }
+});
