@@ -176,6 +176,11 @@ export class LogStore {
   #bytes = 0;
   #evictedLines = 0;
   #diskErrorLogged = false;
+  /** Lines waiting to be written to their attempt files, by attempt, in arrival order. */
+  #queued = new Map<string, { taskId: string; attemptId: number; lines: StoredLine[] }>();
+  #queuedLines = 0;
+  /** The writer of queued lines while it runs. */
+  #draining?: Promise<void>;
 
   /**
    * A store; with `dir`, lines from earlier runs are served from the files there and new ones
@@ -238,10 +243,16 @@ export class LogStore {
     return { memoryBytes: this.#bytes, tasks: this.#byTask.size, evictedLines: this.#evictedLines };
   }
 
-  /** Stops retention. Files stay. */
+  /** Stops retention once the queued lines are written. Files stay. */
   async close(): Promise<void> {
+    await this.flushed();
     this.#abort.abort();
     await this.#pruning;
+  }
+
+  /** Resolves once every line appended so far is in its attempt file (or failed to be). */
+  async flushed(): Promise<void> {
+    while (this.#draining) await this.#draining;
   }
 
   /** Appends lines of one task. */
@@ -263,7 +274,7 @@ export class LogStore {
     }
     if (this.#dir) {
       if (this.#seq >= this.#reservedSeq) this.#reserveSeq();
-      this.#write(taskId, stored);
+      this.#queueWrite(taskId, stored);
     }
     while (buf.bytes > this.#taskMemoryBytes && buf.head < buf.lines.length - 1) this.#evict(buf);
     if (this.#bytes > this.#memoryBytes) this.#evictOldest(taskId);
@@ -303,6 +314,8 @@ export class LogStore {
       // Lines up to `onDisk` are only on disk (evicted, or from before a restart).
       const onDisk = this.#dir ? Math.max(buf?.evictedSeq ?? 0, this.#baseSeq) : 0;
       if (onDisk > cursor) {
+        // Evicted lines may still be queued for their file.
+        if (this.#queuedLines > 0) await this.flushed();
         picked.push(...await this.#readDisk(id, cursor, onDisk, q, match, max));
       }
       if (!buf) continue;
@@ -454,86 +467,110 @@ export class LogStore {
     while (buf && buf.head < buf.lines.length - 1 && this.#bytes > target) this.#evict(buf);
   }
 
-  /** Appends stored lines to their attempt files (errors are logged once, lines stay in memory). */
-  #write(taskId: string, stored: readonly StoredLine[]): void {
-    const byAttempt = new Map<number, StoredLine[]>();
+  /**
+   * Queues stored lines for their attempt files. The files are written off the event loop's hot
+   * path ({@linkcode LogStore.flushed}): making an attempt's directory and file took sync fs calls
+   * per new attempt that also waited behind the state store's fsyncs (#20).
+   */
+  #queueWrite(taskId: string, stored: readonly StoredLine[]): void {
     for (const s of stored) {
-      let list = byAttempt.get(s.line.attemptId);
-      if (!list) byAttempt.set(s.line.attemptId, list = []);
-      list.push(s);
+      const key = `${taskId}#${s.line.attemptId}`;
+      let w = this.#queued.get(key);
+      if (!w) this.#queued.set(key, w = { taskId, attemptId: s.line.attemptId, lines: [] });
+      w.lines.push(s);
     }
-    const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
-    for (const [attemptId, list] of byAttempt) {
-      const key = `${taskId}#${attemptId}`;
-      // A new attempt file is opened once: its size (after a restart it may exist) and the
-      // first write go through the same handle.
-      let handle: Deno.FsFile | undefined;
-      try {
-        let file = this.#files.get(key);
-        if (!file) {
-          const dir = `${this.#dir}/${taskPath(taskId)}`;
-          const path = `${dir}/${attemptId}.log`;
-          handle = this.#openAttemptFile(dir, path);
-          const bytes = handle.statSync().size;
-          file = { path, bytes, capped: bytes >= cap };
-          this.#files.set(key, file);
+    this.#queuedLines += stored.length;
+    if (!this.#draining) this.#draining = this.#drain();
+  }
+
+  /** Writes queued lines until none are left; one attempt file at a time, in queue order. */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queued.size > 0) {
+        const batch = this.#queued;
+        this.#queued = new Map();
+        for (const w of batch.values()) {
+          await this.#writeAttempt(w.taskId, w.attemptId, w.lines);
+          this.#queuedLines -= w.lines.length;
         }
-        if (file.capped) continue;
-        let text = "";
-        for (const s of list) text += encodeLine(s);
-        let data = new TextEncoder().encode(text);
-        if (file.bytes + data.length > cap) {
-          file.capped = true;
-          const last = list[list.length - 1]!;
-          text = encodeLine({
-            ...last,
-            line: create(LogLineSchema, {
-              ...last.line,
-              stream: "system",
-              level: "warning",
-              text: `… later lines of this attempt are not kept on disk (file limit ${
-                formatBytes(cap)
-              }); the newest are in the controller's memory until evicted`,
-            }),
-          });
-          data = new TextEncoder().encode(text);
-        }
-        if (handle) {
-          for (let off = 0; off < data.length;) off += handle.writeSync(data.subarray(off));
-        } else Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
-        file.bytes += data.length;
-      } catch (err) {
-        if (!this.#diskErrorLogged) {
-          this.#diskErrorLogged = true;
-          this.#opts.log?.(
-            `task logs: cannot write ${taskId} attempt ${attemptId} to ${this.#dir}: ${
-              describeError(err)
-            }; lines stay in memory only (logged once)`,
-          );
-        }
-      } finally {
-        handle?.close();
       }
+    } finally {
+      this.#draining = undefined;
+    }
+  }
+
+  /** Appends lines to their attempt file (errors are logged once, lines stay in memory). */
+  async #writeAttempt(taskId: string, attemptId: number, list: readonly StoredLine[]) {
+    const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
+    const key = `${taskId}#${attemptId}`;
+    // A new attempt file is opened once: its size (after a restart it may exist) and the first
+    // write go through the same handle.
+    let handle: Deno.FsFile | undefined;
+    try {
+      let file = this.#files.get(key);
+      if (!file) {
+        const dir = `${this.#dir}/${taskPath(taskId)}`;
+        const path = `${dir}/${attemptId}.log`;
+        handle = await this.#openAttemptFile(dir, path);
+        const bytes = (await handle.stat()).size;
+        file = { path, bytes, capped: bytes >= cap };
+        this.#files.set(key, file);
+      }
+      if (file.capped) return;
+      let text = "";
+      for (const s of list) text += encodeLine(s);
+      let data = new TextEncoder().encode(text);
+      if (file.bytes + data.length > cap) {
+        file.capped = true;
+        const last = list[list.length - 1]!;
+        text = encodeLine({
+          ...last,
+          line: create(LogLineSchema, {
+            ...last.line,
+            stream: "system",
+            level: "warning",
+            text: `… later lines of this attempt are not kept on disk (file limit ${
+              formatBytes(cap)
+            }); the newest are in the controller's memory until evicted`,
+          }),
+        });
+        data = new TextEncoder().encode(text);
+      }
+      file.bytes += data.length;
+      if (handle) {
+        for (let off = 0; off < data.length;) off += await handle.write(data.subarray(off));
+      } else await Deno.writeFile(file.path, data, { append: true, create: true, mode: 0o600 });
+    } catch (err) {
+      if (!this.#diskErrorLogged) {
+        this.#diskErrorLogged = true;
+        this.#opts.log?.(
+          `task logs: cannot write ${taskId} attempt ${attemptId} to ${this.#dir}: ${
+            describeError(err)
+          }; lines stay in memory only (logged once)`,
+        );
+      }
+    } finally {
+      handle?.close();
     }
   }
 
   /** Opens (creating) an attempt file for appending, making its directory first. */
-  #openAttemptFile(dir: string, path: string): Deno.FsFile {
-    const open = () => Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+  async #openAttemptFile(dir: string, path: string): Promise<Deno.FsFile> {
+    const open = () => Deno.open(path, { append: true, create: true, mode: 0o600 });
     try {
-      this.#makeDirs(dir);
-      return open();
+      await this.#makeDirs(dir);
+      return await open();
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       // A directory this store knew was removed meanwhile: make the path again.
       this.#dirs.clear();
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      return open();
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      return await open();
     }
   }
 
   /** Makes `dir` and its missing parents under the log dir, one mkdir per unknown level. */
-  #makeDirs(dir: string): void {
+  async #makeDirs(dir: string): Promise<void> {
     if (this.#dirs.has(dir)) return;
     if (this.#dirs.size >= 10_000) this.#dirs.clear();
     const root = this.#dir!;
@@ -544,12 +581,12 @@ export class LogStore {
       d = d.slice(0, d.lastIndexOf("/"));
     }
     if (d.length <= root.length && !this.#dirs.has(root)) {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       this.#dirs.add(root);
     } else {
       for (let i = missing.length - 1; i >= 0; i--) {
         try {
-          Deno.mkdirSync(missing[i]!, { mode: 0o700 });
+          await Deno.mkdir(missing[i]!, { mode: 0o700 });
         } catch (err) {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
         }

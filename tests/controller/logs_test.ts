@@ -132,6 +132,7 @@ Deno.test("LogStore with a dir serves evicted lines from the attempt files, in o
       store.append("/u/j/0", lines("/u/j/0", "b", 500, 1));
       assert.ok(store.stats.memoryBytes <= 64 * 1024);
       assert.ok(store.stats.evictedLines > 9000);
+      await store.flushed();
       const files = (await Array.fromAsync(Deno.readDir(`${dir}/u/j/0`))).map((e) => e.name)
         .sort();
       assert.deepEqual(files, ["0.log", "1.log"]);
@@ -222,6 +223,7 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       assert.deepEqual(left, [2, 3]);
       // A task whose file was pruned starts a new one.
       store.append("/u/j/1", lines("/u/j/1", "again", 1));
+      await store.flushed();
       assert.ok((await Deno.stat(`${dir}/u/j/1/0.log`)).size > 0);
     } finally {
       await store.close();
@@ -234,6 +236,7 @@ Deno.test("LogStore stops writing an attempt's file at its limit, with a marker"
     const store = new LogStore({ dir, attemptFileBytes: 10_000 });
     try {
       for (let b = 0; b < 10; b++) store.append("/u/j/0", lines("/u/j/0", "w", 100, 0, b * 100));
+      await store.flushed();
       const text = await Deno.readTextFile(`${dir}/u/j/0/0.log`);
       assert.ok(text.length <= 10_000 + 300, `${text.length}`);
       assert.match(
@@ -294,9 +297,11 @@ Deno.test("LogStore writes new attempts' files under directories it made, found,
       store.append("/u/b/0", lines("/u/b/0", "next job", 2));
       store.append("/u/b/1", lines("/u/b/1", "next task", 2));
       store.append("/u/b/1", lines("/u/b/1", "retry", 2, 1));
+      await store.flushed();
       // The job's directory goes away behind the store's back: the next attempt makes it again.
       await Deno.remove(`${dir}/u/a`, { recursive: true });
       store.append("/u/a/0", lines("/u/a/0", "again", 2, 1));
+      await store.flushed();
       const read = (path: string) => Deno.readTextFileSync(`${dir}/${path}`).trim().split("\n");
       assert.equal(read("u/b/0/0.log").length, 2);
       assert.equal(read("u/b/1/0.log").length, 2);
@@ -306,10 +311,30 @@ Deno.test("LogStore writes new attempts' files under directories it made, found,
       const again = new LogStore({ dir });
       try {
         again.append("/u/b/0", lines("/u/b/0", "after restart", 3));
+        await again.flushed();
         assert.equal(read("u/b/0/0.log").length, 5);
       } finally {
         await again.close();
       }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("LogStore writes files after append returns, and a query waits for lines still queued", async () => {
+  await withDir(async (dir) => {
+    const store = new LogStore({ dir, memoryBytes: 64 * 1024, taskMemoryBytes: 16 * 1024 });
+    try {
+      store.append("/u/q/0", lines("/u/q/0", "q", 2000));
+      // Nothing was made on the caller's path: the attempt's file comes later.
+      assert.throws(() => Deno.statSync(`${dir}/u/q/0/0.log`), Deno.errors.NotFound);
+      assert.ok(store.stats.evictedLines > 1000);
+      // Evicted lines not yet on disk are still served, in order.
+      const all = await store.query(["/u/q/0"], { maxLines: 5000 });
+      assert.equal(all.lines.length, 2000);
+      assert.equal(all.lines[0]!.text, "q 0");
+      assert.equal(all.lines[1999]!.text, "q 1999");
     } finally {
       await store.close();
     }
