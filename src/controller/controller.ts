@@ -46,6 +46,8 @@ import {
   type SchedulingPassContext,
 } from "./scheduling_pass.ts";
 import {
+  afterHeartbeat,
+  applyHeartbeat,
   heartbeat,
   type HeartbeatAnswer,
   type HeartbeatContext,
@@ -155,8 +157,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Set while the state cannot be written: the controller refuses changes until a probe passes. */
   readonly #write: WriteStatus = {};
   /** What the concern modules work on (each reads the part it declares). */
-  /** Submits from RPCs, committed in groups. */
-  readonly #submits: CommitGroup;
+  /** Submits and heartbeats from RPCs, committed in groups (one transaction per turn). */
+  readonly #commits: CommitGroup;
   readonly #ctx:
     & HeartbeatContext
     & SchedulingPassContext
@@ -224,7 +226,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       requestSchedule: () => this.requestSchedule(),
       placeNow: (jobId) => this.#placeNow(jobId),
     };
-    this.#submits = new CommitGroup(this.#ctx);
+    this.#commits = new CommitGroup(this.#ctx);
     this.jobs.onTaskInactive = (task) => this.endpoints.removeTask(task.taskId);
     if (options.store) {
       const loaded = loadState(this.#ctx, options.store, this.startedAtMs);
@@ -370,7 +372,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
     spec: JobSpec,
     requestId: string,
   ): Promise<{ jobId: string; created: boolean }> {
-    const change = await this.#submits.run(
+    const change = await this.#commits.run(
       () => applyLaunch(this.#ctx, spec, requestId),
       (c) => afterLaunch(this.#ctx, c),
     );
@@ -405,6 +407,18 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** Handles a heartbeat: task updates, liveness, reconciliation (heartbeats.ts). */
   heartbeat(req: HeartbeatRequest): HeartbeatAnswer {
     return heartbeat(this.#ctx, req);
+  }
+
+  /**
+   * {@linkcode heartbeat} for a Heartbeat RPC: it shares one commit with the other heartbeats and
+   * submits of its event-loop turn (commit.ts, CommitGroup), and is answered once committed.
+   */
+  async heartbeatInGroup(req: HeartbeatRequest): Promise<HeartbeatAnswer> {
+    const change = await this.#commits.run(
+      () => applyHeartbeat(this.#ctx, req),
+      (c) => afterHeartbeat(this.#ctx, c),
+    );
+    return change.answer;
   }
 
   /**

@@ -15,6 +15,14 @@ import type { EndpointTable } from "./endpoints.ts";
 import type { LogStore } from "./logs.ts";
 import type { TransactionLog } from "./transactions.ts";
 
+/** What a heartbeat answers. */
+export interface HeartbeatReply {
+  reregister: boolean;
+  kill: { taskId: string; attemptId: number }[];
+  updatesDeferred?: boolean;
+  heartbeatIntervalMs?: number;
+}
+
 /** What the controller's RPC handlers use. */
 export interface ControllerCore {
   readonly clock: Clock;
@@ -71,12 +79,9 @@ export interface ControllerCore {
     /** The heartbeat interval the worker keeps from now on (grows with the fleet). */
     heartbeatIntervalMs: Duration;
   };
-  heartbeat(req: HeartbeatRequest): {
-    reregister: boolean;
-    kill: { taskId: string; attemptId: number }[];
-    updatesDeferred?: boolean;
-    heartbeatIntervalMs?: number;
-  };
+  heartbeat(req: HeartbeatRequest): HeartbeatReply;
+  /** heartbeat, sharing one commit with the heartbeats and submits that arrive with it. */
+  heartbeatInGroup(req: HeartbeatRequest): Promise<HeartbeatReply>;
   /** @throws UnavailableError while the state cannot be written */
   ensureWritable(): void;
   /** Writes what changed (endpoints, accounts' effects). @throws UnavailableError */

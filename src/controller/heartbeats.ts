@@ -134,12 +134,35 @@ export function registerWorker(ctx: HeartbeatContext, req: RegisterWorkerRequest
   return { workerId: worker.workerId, kill, heartbeatIntervalMs: tellInterval(ctx, worker) };
 }
 
-/** Handles a heartbeat: task updates, liveness, reconciliation. */
+/** What a heartbeat changed: its answer, and what to do once that is committed. */
+export interface HeartbeatChange {
+  readonly answer: HeartbeatAnswer;
+  /** Effects of the committed transitions (kills, finished jobs, freed room). */
+  readonly fx?: Effects;
+  /** Log lines to store once the updates are committed. */
+  readonly later: readonly (() => void)[];
+}
+
+/** Handles a heartbeat: task updates, liveness, reconciliation; committed before it returns. */
 export function heartbeat(ctx: HeartbeatContext, req: HeartbeatRequest): HeartbeatAnswer {
+  const change = applyHeartbeat(ctx, req);
+  // The answer acknowledges the updates: only once they are durable (while the state is
+  // unwritable, a heartbeat without updates changed nothing and is liveness alone).
+  if (change.fx && !ctx.write.unwritable) flush(ctx);
+  afterHeartbeat(ctx, change);
+  return change.answer;
+}
+
+/**
+ * Applies a heartbeat to the tables without committing it: the caller commits (alone, or with
+ * the other calls of its turn: commit.ts CommitGroup), then runs {@linkcode afterHeartbeat} and
+ * only then answers.
+ */
+export function applyHeartbeat(ctx: HeartbeatContext, req: HeartbeatRequest): HeartbeatChange {
   const { jobs, workers } = ctx;
   const worker = workers.workers.get(req.workerId);
   // A worker known only from the store must re-register (and re-claim its attempts) first.
-  if (!worker || worker.reconnecting) return { reregister: true, kill: [] };
+  if (!worker || worker.reconnecting) return { answer: { reregister: true, kill: [] }, later: [] };
   const now = ctx.clock.now();
   workers.heartbeat(worker, now);
   const heartbeatIntervalMs = tellInterval(ctx, worker);
@@ -148,7 +171,10 @@ export function heartbeat(ctx: HeartbeatContext, req: HeartbeatRequest): Heartbe
   // Liveness is noted above; updates wait (kept by the worker, which keeps its heartbeat
   // cadence) until they can be committed.
   if (req.updates.length && ctx.write.unwritable) {
-    return { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs };
+    return {
+      answer: { reregister: false, kill: [], updatesDeferred: true, heartbeatIntervalMs },
+      later: [],
+    };
   }
   const fx = noEffects();
   // Log lines are stored once the updates are committed (a failed commit is resent whole).
@@ -167,13 +193,15 @@ export function heartbeat(ctx: HeartbeatContext, req: HeartbeatRequest): Heartbe
     }
   }
   if (!ctx.write.unwritable) reconcile(ctx, worker, req, fx, later);
-  // The answer acknowledges the updates: only once they are durable (while the state is
-  // unwritable, a heartbeat without updates changed nothing and is liveness alone).
-  if (!ctx.write.unwritable) flush(ctx);
-  for (const f of later) f();
-  ctx.perform(fx);
-  if (fx.released) ctx.requestSchedule();
-  return { reregister: false, kill, heartbeatIntervalMs };
+  return { answer: { reregister: false, kill, heartbeatIntervalMs }, fx, later };
+}
+
+/** What follows a heartbeat's commit: its log lines, kill orders, finished jobs, a pass. */
+export function afterHeartbeat(ctx: HeartbeatContext, change: HeartbeatChange): void {
+  for (const f of change.later) f();
+  if (!change.fx) return;
+  ctx.perform(change.fx);
+  if (change.fx.released) ctx.requestSchedule();
 }
 
 /** Notes the interval told to `worker` in this answer (its liveness timeout follows it). */

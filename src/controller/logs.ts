@@ -2,7 +2,7 @@
  * Task log lines held by the controller, each with a global sequence number that serves as the
  * follow cursor. Memory is bounded per task and in total (least recently written tasks give up
  * their lines first). With a directory (`<state_dir>/logs`), every line is also appended to a
- * per-attempt file `<dir>/<job path>/<task index>/<attempt>.log` (one JSON object per line), so
+ * per-attempt file `<dir>/<job path>/<task index>@<attempt>.log` (one JSON object per line), so
  * lines evicted from memory, and lines written before a controller restart, are read back from
  * disk; files are pruned by age and total size. Each line gets a level parsed from its text on
  * arrival, so queries can filter by minimum level.
@@ -176,6 +176,11 @@ export class LogStore {
   #bytes = 0;
   #evictedLines = 0;
   #diskErrorLogged = false;
+  /** Lines waiting to be written to their attempt files, by attempt, in arrival order. */
+  #queued = new Map<string, { taskId: string; attemptId: number; lines: StoredLine[] }>();
+  #queuedLines = 0;
+  /** The writer of queued lines while it runs. */
+  #draining?: Promise<void>;
 
   /**
    * A store; with `dir`, lines from earlier runs are served from the files there and new ones
@@ -238,10 +243,16 @@ export class LogStore {
     return { memoryBytes: this.#bytes, tasks: this.#byTask.size, evictedLines: this.#evictedLines };
   }
 
-  /** Stops retention. Files stay. */
+  /** Stops retention once the queued lines are written. Files stay. */
   async close(): Promise<void> {
+    await this.flushed();
     this.#abort.abort();
     await this.#pruning;
+  }
+
+  /** Resolves once every line appended so far is in its attempt file (or failed to be). */
+  async flushed(): Promise<void> {
+    while (this.#draining) await this.#draining;
   }
 
   /** Appends lines of one task. */
@@ -263,7 +274,7 @@ export class LogStore {
     }
     if (this.#dir) {
       if (this.#seq >= this.#reservedSeq) this.#reserveSeq();
-      this.#write(taskId, stored);
+      this.#queueWrite(taskId, stored);
     }
     while (buf.bytes > this.#taskMemoryBytes && buf.head < buf.lines.length - 1) this.#evict(buf);
     if (this.#bytes > this.#memoryBytes) this.#evictOldest(taskId);
@@ -298,12 +309,16 @@ export class LogStore {
       !(q.substring && !s.line.text.includes(q.substring)) &&
       s.rank >= minRank;
     const picked: StoredLine[] = [];
+    // A job directory is listed once per query, however many of its tasks are read.
+    const listings = new Map<string, Promise<string[]>>();
     for (const id of taskIds) {
       const buf = this.#byTask.get(id);
       // Lines up to `onDisk` are only on disk (evicted, or from before a restart).
       const onDisk = this.#dir ? Math.max(buf?.evictedSeq ?? 0, this.#baseSeq) : 0;
       if (onDisk > cursor) {
-        picked.push(...await this.#readDisk(id, cursor, onDisk, q, match, max));
+        // Evicted lines may still be queued for their file.
+        if (this.#queuedLines > 0) await this.flushed();
+        picked.push(...await this.#readDisk(id, cursor, onDisk, q, match, max, listings));
       }
       if (!buf) continue;
       let lo = buf.head, hi = buf.lines.length;
@@ -454,86 +469,110 @@ export class LogStore {
     while (buf && buf.head < buf.lines.length - 1 && this.#bytes > target) this.#evict(buf);
   }
 
-  /** Appends stored lines to their attempt files (errors are logged once, lines stay in memory). */
-  #write(taskId: string, stored: readonly StoredLine[]): void {
-    const byAttempt = new Map<number, StoredLine[]>();
+  /**
+   * Queues stored lines for their attempt files ({@linkcode LogStore.flushed}). A new attempt's
+   * directory and file are made with async fs calls, off the event loop: made synchronously they
+   * stalled it (inode allocation, waiting behind the state store's fsyncs; #20). Appending to a
+   * file already open once is a few µs and stays synchronous.
+   */
+  #queueWrite(taskId: string, stored: readonly StoredLine[]): void {
     for (const s of stored) {
-      let list = byAttempt.get(s.line.attemptId);
-      if (!list) byAttempt.set(s.line.attemptId, list = []);
-      list.push(s);
+      const key = `${taskId}#${s.line.attemptId}`;
+      let w = this.#queued.get(key);
+      if (!w) this.#queued.set(key, w = { taskId, attemptId: s.line.attemptId, lines: [] });
+      w.lines.push(s);
     }
-    const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
-    for (const [attemptId, list] of byAttempt) {
-      const key = `${taskId}#${attemptId}`;
-      // A new attempt file is opened once: its size (after a restart it may exist) and the
-      // first write go through the same handle.
-      let handle: Deno.FsFile | undefined;
-      try {
-        let file = this.#files.get(key);
-        if (!file) {
-          const dir = `${this.#dir}/${taskPath(taskId)}`;
-          const path = `${dir}/${attemptId}.log`;
-          handle = this.#openAttemptFile(dir, path);
-          const bytes = handle.statSync().size;
-          file = { path, bytes, capped: bytes >= cap };
-          this.#files.set(key, file);
+    this.#queuedLines += stored.length;
+    if (!this.#draining) this.#draining = this.#drain();
+  }
+
+  /** Writes queued lines until none are left; one attempt file at a time, in queue order. */
+  async #drain(): Promise<void> {
+    try {
+      while (this.#queued.size > 0) {
+        const batch = this.#queued;
+        this.#queued = new Map();
+        for (const w of batch.values()) {
+          await this.#writeAttempt(w.taskId, w.attemptId, w.lines);
+          this.#queuedLines -= w.lines.length;
         }
-        if (file.capped) continue;
-        let text = "";
-        for (const s of list) text += encodeLine(s);
-        let data = new TextEncoder().encode(text);
-        if (file.bytes + data.length > cap) {
-          file.capped = true;
-          const last = list[list.length - 1]!;
-          text = encodeLine({
-            ...last,
-            line: create(LogLineSchema, {
-              ...last.line,
-              stream: "system",
-              level: "warning",
-              text: `… later lines of this attempt are not kept on disk (file limit ${
-                formatBytes(cap)
-              }); the newest are in the controller's memory until evicted`,
-            }),
-          });
-          data = new TextEncoder().encode(text);
-        }
-        if (handle) {
-          for (let off = 0; off < data.length;) off += handle.writeSync(data.subarray(off));
-        } else Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
-        file.bytes += data.length;
-      } catch (err) {
-        if (!this.#diskErrorLogged) {
-          this.#diskErrorLogged = true;
-          this.#opts.log?.(
-            `task logs: cannot write ${taskId} attempt ${attemptId} to ${this.#dir}: ${
-              describeError(err)
-            }; lines stay in memory only (logged once)`,
-          );
-        }
-      } finally {
-        handle?.close();
       }
+    } finally {
+      this.#draining = undefined;
+    }
+  }
+
+  /** Appends lines to their attempt file (errors are logged once, lines stay in memory). */
+  async #writeAttempt(taskId: string, attemptId: number, list: readonly StoredLine[]) {
+    const cap = this.#opts.attemptFileBytes ?? LOG_STORE_DEFAULTS.attemptFileBytes;
+    const key = `${taskId}#${attemptId}`;
+    // A new attempt file is opened once: its size (after a restart it may exist) and the first
+    // write go through the same handle.
+    let handle: Deno.FsFile | undefined;
+    try {
+      let file = this.#files.get(key);
+      if (!file) {
+        const { dir, path } = attemptFilePath(this.#dir!, taskId, attemptId);
+        handle = await this.#openAttemptFile(dir, path);
+        const bytes = handle.statSync().size;
+        file = { path, bytes, capped: bytes >= cap };
+        this.#files.set(key, file);
+      }
+      if (file.capped) return;
+      let text = "";
+      for (const s of list) text += encodeLine(s);
+      let data = new TextEncoder().encode(text);
+      if (file.bytes + data.length > cap) {
+        file.capped = true;
+        const last = list[list.length - 1]!;
+        text = encodeLine({
+          ...last,
+          line: create(LogLineSchema, {
+            ...last.line,
+            stream: "system",
+            level: "warning",
+            text: `… later lines of this attempt are not kept on disk (file limit ${
+              formatBytes(cap)
+            }); the newest are in the controller's memory until evicted`,
+          }),
+        });
+        data = new TextEncoder().encode(text);
+      }
+      file.bytes += data.length;
+      if (handle) {
+        for (let off = 0; off < data.length;) off += handle.writeSync(data.subarray(off));
+      } else Deno.writeFileSync(file.path, data, { append: true, create: true, mode: 0o600 });
+    } catch (err) {
+      if (!this.#diskErrorLogged) {
+        this.#diskErrorLogged = true;
+        this.#opts.log?.(
+          `task logs: cannot write ${taskId} attempt ${attemptId} to ${this.#dir}: ${
+            describeError(err)
+          }; lines stay in memory only (logged once)`,
+        );
+      }
+    } finally {
+      handle?.close();
     }
   }
 
   /** Opens (creating) an attempt file for appending, making its directory first. */
-  #openAttemptFile(dir: string, path: string): Deno.FsFile {
-    const open = () => Deno.openSync(path, { append: true, create: true, mode: 0o600 });
+  async #openAttemptFile(dir: string, path: string): Promise<Deno.FsFile> {
+    const open = () => Deno.open(path, { append: true, create: true, mode: 0o600 });
     try {
-      this.#makeDirs(dir);
-      return open();
+      await this.#makeDirs(dir);
+      return await open();
     } catch (err) {
       if (!(err instanceof Deno.errors.NotFound)) throw err;
       // A directory this store knew was removed meanwhile: make the path again.
       this.#dirs.clear();
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-      return open();
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
+      return await open();
     }
   }
 
   /** Makes `dir` and its missing parents under the log dir, one mkdir per unknown level. */
-  #makeDirs(dir: string): void {
+  async #makeDirs(dir: string): Promise<void> {
     if (this.#dirs.has(dir)) return;
     if (this.#dirs.size >= 10_000) this.#dirs.clear();
     const root = this.#dir!;
@@ -544,12 +583,12 @@ export class LogStore {
       d = d.slice(0, d.lastIndexOf("/"));
     }
     if (d.length <= root.length && !this.#dirs.has(root)) {
-      Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
       this.#dirs.add(root);
     } else {
       for (let i = missing.length - 1; i >= 0; i--) {
         try {
-          Deno.mkdirSync(missing[i]!, { mode: 0o700 });
+          await Deno.mkdir(missing[i]!, { mode: 0o700 });
         } catch (err) {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
         }
@@ -569,37 +608,83 @@ export class LogStore {
     q: LogQuery,
     match: (s: StoredLine) => boolean,
     max: number,
+    listings: Map<string, Promise<string[]>>,
   ): Promise<StoredLine[]> {
-    const dir = `${this.#dir}/${taskPath(taskId)}`;
-    const attempts: number[] = [];
-    try {
-      for await (const e of Deno.readDir(dir)) {
-        const m = /^(\d+)\.log$/.exec(e.name);
-        if (e.isFile && m) attempts.push(Number(m[1]));
-      }
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) return [];
-      throw err;
+    const { dir, name } = attemptFilePath(this.#dir!, taskId, 0);
+    const list = (d: string) => {
+      let names = listings.get(d);
+      if (!names) listings.set(d, names = listNames(d));
+      return names;
+    };
+    // `<job>/<task>@<attempt>.log`, and `<job>/<task>/<attempt>.log` as written before.
+    // An attempt may have both (written on each side of an upgrade): the older file first.
+    const files = new Map<number, string[]>();
+    for (const n of await list(`${dir}/${name}`)) {
+      const m = /^(\d+)\.log$/.exec(n);
+      if (m) files.set(Number(m[1]), [`${dir}/${name}/${n}`]);
     }
+    const prefix = `${name}@`;
+    for (const n of await list(dir)) {
+      if (!n.startsWith(prefix)) continue;
+      const m = /^(\d+)\.log$/.exec(n.slice(prefix.length));
+      if (!m) continue;
+      const paths = files.get(Number(m[1]));
+      if (paths) paths.push(`${dir}/${n}`);
+      else files.set(Number(m[1]), [`${dir}/${n}`]);
+    }
+    const attempts = [...files.keys()];
     attempts.sort((a, b) => a - b);
     const out: StoredLine[] = [];
     for (const attemptId of attempts) {
       if (q.attemptId !== undefined && q.attemptId >= 0 && attemptId !== q.attemptId) continue;
       const found: StoredLine[] = [];
-      await readLines(`${dir}/${attemptId}.log`, (text) => {
-        const seq = leadingSeq(text);
-        if (seq <= cursor) return true;
-        if (seq > upTo) return false;
-        const s = decodeStored(text, taskId, attemptId);
-        if (!s || !match(s)) return true;
-        found.push(s);
-        if (q.tail && found.length > 2 * max) found.splice(0, found.length - max);
-        return q.tail || found.length < max;
-      });
+      for (const path of files.get(attemptId)!) {
+        await readLines(path, (text) => {
+          const seq = leadingSeq(text);
+          if (seq <= cursor) return true;
+          if (seq > upTo) return false;
+          const s = decodeStored(text, taskId, attemptId);
+          if (!s || !match(s)) return true;
+          found.push(s);
+          if (q.tail && found.length > 2 * max) found.splice(0, found.length - max);
+          return q.tail || found.length < max;
+        });
+      }
       out.push(...(q.tail ? found.slice(-max) : found));
     }
     return out;
   }
+}
+
+/**
+ * Where an attempt's lines go: `<root>/<job path>/<task>@<attempt>.log` (`@` never appears in an
+ * encoded component, so no job's directory can be named like a file). One file and no directory
+ * per task: on ext4 each inode made costs 0.3–0.7 ms of kernel CPU where many were deleted (#20).
+ */
+export function attemptFilePath(
+  root: string,
+  taskId: string,
+  attemptId: number,
+): { dir: string; name: string; path: string } {
+  const rel = taskPath(taskId);
+  const slash = rel.lastIndexOf("/");
+  const dir = slash < 0 ? root : `${root}/${rel.slice(0, slash)}`;
+  const name = rel.slice(slash + 1);
+  return { dir, name, path: `${dir}/${name}@${attemptId}.log` };
+}
+
+/** The names of the files in a directory (none when it does not exist). */
+async function listNames(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) if (e.isFile) names.push(e.name);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+      return names;
+    }
+    throw err;
+  }
+  return names;
 }
 
 /** A task id as a relative path: its components, each percent-encoded ("." and ".." too). */

@@ -12,11 +12,13 @@ import type { Effects, JobTable } from "./state.ts";
  * by `nowMs` (jobs without a timeout wait forever).
  */
 export function expireScheduling(jobs: JobTable, nowMs: number, fx: Effects): void {
-  for (const [jobId, pending] of jobs.pendingJobs()) {
+  const queue = jobs.pendingJobs();
+  // Keys only: this runs before every pass over the whole queue (#20).
+  for (const jobId of queue.keys()) {
     const job = jobs.jobs.get(jobId)!;
     const limit = job.spec.schedulingTimeoutMs;
     if (!limit) continue;
-    for (const i of [...pending]) {
+    for (const i of [...queue.get(jobId)!]) {
       const task = jobs.task(job.taskIds[i]!);
       if (nowMs - task.pendingSinceMs >= limit) {
         const why = `not scheduled within ${formatDuration(ms(limit))}: ${

@@ -197,7 +197,7 @@ export function controllerService(deps: ServiceDeps): ServiceImpl<typeof Control
         reconnectMaxBackoffMs: c.workerReconnectMax,
       };
     },
-    heartbeat: (req) => c.heartbeat(req),
+    heartbeat: (req) => c.heartbeatInGroup(req),
     listWorkers: () => ({ workers: [...c.allWorkers()].map(workerInfo) }),
     getWorkerStatus: (req) => {
       if (!req.workerId) throw new InvalidArgumentError("worker_id", "must not be empty");

@@ -19,11 +19,16 @@ import { Reconciler } from "../../src/controller/reconcile.ts";
 import { attemptKey, WorkerTable } from "../../src/controller/workers.ts";
 import { holdAttempt } from "../../src/controller/snapshot.ts";
 import {
+  afterHeartbeat,
+  applyHeartbeat,
   heartbeat,
   type HeartbeatContext,
   registerWorker,
 } from "../../src/controller/heartbeats.ts";
 import { spec } from "./_concern_fixtures.ts";
+import { withTempDir } from "../_helpers/temp_dir.ts";
+import { StateStore } from "../../src/controller/store.ts";
+import { CommitGroup } from "../../src/controller/commit.ts";
 
 type Ctx = HeartbeatContext & {
   system: string[];
@@ -181,3 +186,65 @@ Deno.test("heartbeats: an attempt missing from two heartbeats is lost, unless it
   assertEquals(ctx.system.length, 1);
   assert(ctx.system[0]!.includes("no longer has attempt"));
 });
+
+Deno.test("heartbeats of one turn share a commit; each is answered, and its lines stored, after it", () =>
+  withTempDir("iris-heartbeats-", async (dir) => {
+    const store = StateStore.open(dir);
+    try {
+      const stored: string[] = [];
+      const base = context();
+      const ctx: Ctx = {
+        ...base,
+        store,
+        logs: {
+          ...base.logs,
+          append: (taskId) => {
+            assertEquals(ctx.jobs.dirty.size + ctx.jobs.dirtyTasks.size, 0, "lines after commit");
+            stored.push(taskId);
+          },
+        },
+      };
+      register(ctx);
+      const a = placed(ctx, "a");
+      const b = placed(ctx, "b");
+      ctx.requestSchedule = () => ctx.schedules++;
+      store.flush(ctx.jobs, ctx.endpoints, ctx.workers);
+      const seq0 = store.commitSeq;
+      const group = new CommitGroup(ctx);
+      const ended: string[] = [];
+      const beat = (t: { task: TaskRecord; attemptId: number }) =>
+        group.run(
+          () =>
+            applyHeartbeat(
+              ctx,
+              create(HeartbeatRequestSchema, {
+                workerId: "w1",
+                updates: [
+                  create(TaskUpdateSchema, {
+                    taskId: t.task.taskId,
+                    attemptId: t.attemptId,
+                    state: TaskState.SUCCEEDED,
+                    logs: [{ taskId: t.task.taskId, attemptId: t.attemptId, text: "done" }],
+                  }),
+                ],
+              }),
+            ),
+          (change) => {
+            assertEquals(ctx.jobs.dirty.size + ctx.jobs.dirtyTasks.size, 0, "committed first");
+            ended.push(t.task.taskId);
+            afterHeartbeat(ctx, change);
+          },
+        );
+      const answers = await Promise.all([beat(a), beat(b)]);
+      assertEquals(answers.map((c) => c.answer.reregister), [false, false]);
+      assertEquals(store.commitSeq, seq0 + 1, "one commit for both heartbeats");
+      assertEquals(ended, [a.task.taskId, b.task.taskId]);
+      assertEquals(stored, [a.task.taskId, b.task.taskId]);
+      assertEquals(a.task.state, TaskState.SUCCEEDED);
+      assertEquals(b.task.state, TaskState.SUCCEEDED);
+      assertEquals(ctx.workers.workers.get("w1")!.active.size, 0);
+      assert(ctx.schedules >= 1, "freed room asks for a pass");
+    } finally {
+      store.close();
+    }
+  }));

@@ -132,9 +132,10 @@ Deno.test("LogStore with a dir serves evicted lines from the attempt files, in o
       store.append("/u/j/0", lines("/u/j/0", "b", 500, 1));
       assert.ok(store.stats.memoryBytes <= 64 * 1024);
       assert.ok(store.stats.evictedLines > 9000);
-      const files = (await Array.fromAsync(Deno.readDir(`${dir}/u/j/0`))).map((e) => e.name)
+      await store.flushed();
+      const files = (await Array.fromAsync(Deno.readDir(`${dir}/u/j`))).map((e) => e.name)
         .sort();
-      assert.deepEqual(files, ["0.log", "1.log"]);
+      assert.deepEqual(files, ["0@0.log", "0@1.log"]);
       // Everything, in order, across disk and memory.
       const all = await store.query(["/u/j/0"], { maxLines: 20_000 });
       assert.equal(all.lines.length, 10_500);
@@ -200,10 +201,10 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       await writer.close();
     }
     const old = new Date(Date.now() - 40 * 24 * 3600_000);
-    await Deno.utime(`${dir}/u/j/0/0.log`, old, old);
+    await Deno.utime(`${dir}/u/j/0@0.log`, old, old);
     const newer = new Date(Date.now() - 3600_000);
-    await Deno.utime(`${dir}/u/j/1/0.log`, newer, newer);
-    const size = (await Deno.stat(`${dir}/u/j/2/0.log`)).size;
+    await Deno.utime(`${dir}/u/j/1@0.log`, newer, newer);
+    const size = (await Deno.stat(`${dir}/u/j/2@0.log`)).size;
     assert.ok(size > 12_500 && size < 25_000, `one file is ${size} bytes`);
     const store = new LogStore({ dir, diskBytes: 50_000, pruneInterval: minutes(60) });
     try {
@@ -213,7 +214,7 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       assert.ok(removed <= 2, `removed ${removed}`);
       const left = [0, 1, 2, 3].filter((t) => {
         try {
-          Deno.statSync(`${dir}/u/j/${t}/0.log`);
+          Deno.statSync(`${dir}/u/j/${t}@0.log`);
           return true;
         } catch {
           return false;
@@ -222,7 +223,8 @@ Deno.test("LogStore retention deletes files past their age, then the oldest past
       assert.deepEqual(left, [2, 3]);
       // A task whose file was pruned starts a new one.
       store.append("/u/j/1", lines("/u/j/1", "again", 1));
-      assert.ok((await Deno.stat(`${dir}/u/j/1/0.log`)).size > 0);
+      await store.flushed();
+      assert.ok((await Deno.stat(`${dir}/u/j/1@0.log`)).size > 0);
     } finally {
       await store.close();
     }
@@ -234,7 +236,8 @@ Deno.test("LogStore stops writing an attempt's file at its limit, with a marker"
     const store = new LogStore({ dir, attemptFileBytes: 10_000 });
     try {
       for (let b = 0; b < 10; b++) store.append("/u/j/0", lines("/u/j/0", "w", 100, 0, b * 100));
-      const text = await Deno.readTextFile(`${dir}/u/j/0/0.log`);
+      await store.flushed();
+      const text = await Deno.readTextFile(`${dir}/u/j/0@0.log`);
       assert.ok(text.length <= 10_000 + 300, `${text.length}`);
       assert.match(
         text,
@@ -294,21 +297,75 @@ Deno.test("LogStore writes new attempts' files under directories it made, found,
       store.append("/u/b/0", lines("/u/b/0", "next job", 2));
       store.append("/u/b/1", lines("/u/b/1", "next task", 2));
       store.append("/u/b/1", lines("/u/b/1", "retry", 2, 1));
+      await store.flushed();
       // The job's directory goes away behind the store's back: the next attempt makes it again.
       await Deno.remove(`${dir}/u/a`, { recursive: true });
       store.append("/u/a/0", lines("/u/a/0", "again", 2, 1));
+      await store.flushed();
       const read = (path: string) => Deno.readTextFileSync(`${dir}/${path}`).trim().split("\n");
-      assert.equal(read("u/b/0/0.log").length, 2);
-      assert.equal(read("u/b/1/0.log").length, 2);
-      assert.equal(read("u/b/1/1.log").length, 2);
-      assert.equal(read("u/a/0/1.log").length, 2);
+      assert.equal(read("u/b/0@0.log").length, 2);
+      assert.equal(read("u/b/1@0.log").length, 2);
+      assert.equal(read("u/b/1@1.log").length, 2);
+      assert.equal(read("u/a/0@1.log").length, 2);
       // A restarted store appends to a file that is already there.
       const again = new LogStore({ dir });
       try {
         again.append("/u/b/0", lines("/u/b/0", "after restart", 3));
-        assert.equal(read("u/b/0/0.log").length, 5);
+        await again.flushed();
+        assert.equal(read("u/b/0@0.log").length, 5);
       } finally {
         await again.close();
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("LogStore writes files after append returns, and a query waits for lines still queued", async () => {
+  await withDir(async (dir) => {
+    const store = new LogStore({ dir, memoryBytes: 64 * 1024, taskMemoryBytes: 16 * 1024 });
+    try {
+      store.append("/u/q/0", lines("/u/q/0", "q", 2000));
+      // Nothing was made on the caller's path: the attempt's file comes later.
+      assert.throws(() => Deno.statSync(`${dir}/u/q/0@0.log`), Deno.errors.NotFound);
+      assert.ok(store.stats.evictedLines > 1000);
+      // Evicted lines not yet on disk are still served, in order.
+      const all = await store.query(["/u/q/0"], { maxLines: 5000 });
+      assert.equal(all.lines.length, 2000);
+      assert.equal(all.lines[0]!.text, "q 0");
+      assert.equal(all.lines[1999]!.text, "q 1999");
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+Deno.test("LogStore reads attempt files of the layout before `<task>@<attempt>.log` too", async () => {
+  await withDir(async (dir) => {
+    const old = (seq: number, text: string) =>
+      JSON.stringify({ s: seq, t: 1, o: "stdout", l: "info", x: text }) + "\n";
+    await Deno.mkdir(`${dir}/u/old/0`, { recursive: true });
+    await Deno.writeTextFile(`${dir}/u/old/0/0.log`, old(1, "before") + old(2, "upgrade"));
+    await Deno.writeTextFile(`${dir}/u/old/0/1.log`, old(3, "second attempt"));
+    await Deno.writeTextFile(`${dir}/seq`, "10\n");
+    const store = new LogStore({ dir });
+    try {
+      // The same attempt goes on in a file of the new layout.
+      store.append("/u/old/0", lines("/u/old/0", "after", 1, 1));
+      await store.flushed();
+      assert.ok((await Deno.stat(`${dir}/u/old/0@1.log`)).isFile);
+      const more = new LogStore({ dir });
+      try {
+        const all = await more.query(["/u/old/0"]);
+        assert.deepEqual(all.lines.map((l) => `${l.attemptId} ${l.text}`), [
+          "0 before",
+          "0 upgrade",
+          "1 second attempt",
+          "1 after 0",
+        ]);
+      } finally {
+        await more.close();
       }
     } finally {
       await store.close();

@@ -320,6 +320,29 @@ Deno.test("schedule() respects the building limit including placements of this p
   assertInvariants(snapshot, plan);
 });
 
+Deno.test("schedule() behind a full building window still explains each job by its own shape", () => {
+  // The first job takes the only slot; the rest of the queue is explained without being searched.
+  const snapshot = {
+    workers: [worker("w1", { cpu: 4, memGiB: 8 })],
+    jobs: [
+      job("a", { cpu: 1 }),
+      job("huge", { cpu: 1, memGiB: 64 }),
+      job("b", { cpu: 1 }),
+      job("c", { cpu: 1, tasks: 2 }),
+    ],
+    maxBuildingPerWorker: 1,
+  };
+  const plan = schedule(snapshot);
+  assert.deepEqual(plan.assignments.map((a) => a.jobId), ["a"]);
+  assert.deepEqual(plan.unplaced.map((u) => [u.jobId, u.taskCount, u.reason.code]), [
+    ["huge", 1, "insufficient_memory"],
+    ["b", 1, "building_limit"],
+    ["c", 2, "building_limit"],
+  ]);
+  assertInvariants(snapshot, plan);
+  assertComplete(snapshot, plan);
+});
+
 Deno.test("schedule() reports no_workers when nothing is healthy and skips unhealthy workers", () => {
   const plan = schedule({ workers: [worker("w1", { healthy: false })], jobs: [job("a")] });
   assert.equal(plan.unplaced[0]?.reason.code, "no_workers");

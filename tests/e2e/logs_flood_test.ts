@@ -232,8 +232,8 @@ Deno.test("task logs survive a controller restart (served from <state_dir>/logs)
         before.includes("0 stdout line 3") && before.includes("0 stderr oops"),
         before.join("\n"),
       );
-      const files = await Array.fromAsync(Deno.readDir(`${stateDir}/logs/${job.slice(1)}/0`));
-      assertEquals(files.map((f) => f.name), ["0.log"]);
+      const files = await Array.fromAsync(Deno.readDir(`${stateDir}/logs/${job.slice(1)}`));
+      assertEquals(files.map((f) => f.name), ["0@0.log"]);
 
       await controller.stop();
       controller = serve(new URL(url).port);

@@ -64,6 +64,12 @@ export interface PassState {
   readonly groupsByKey: Map<string, readonly CoGroup[]>;
   /** Jobs some worker is held for (reservations). */
   readonly reservedJobs: ReadonlySet<string>;
+  /**
+   * Building slots left on all healthy workers together (Infinity when unlimited). Every task
+   * takes one: at 0 nothing more can be placed in this pass, and the rest of the queue is only
+   * explained, not searched (#20).
+   */
+  roomLeft: number;
 }
 
 /** Workers sharing one value of a coscheduling attribute, ordered by tpu-worker-id then id. */
@@ -129,6 +135,8 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
   }
   const buildingLimit = Math.max(0, snapshot.maxBuildingPerWorker ?? 0);
   const base = { building, buildingLimit };
+  let roomLeft = 0;
+  for (let o = 0; o < n; o++) roomLeft += Math.max(0, roomOf(base, o));
   const classes: WorkerClass[] = memberLists.map((list, ordinal) => {
     const rep = reps[ordinal]!;
     let leaves = 1;
@@ -181,6 +189,7 @@ export function buildPassState(snapshot: ClusterSnapshot): PassState {
     classIndex: buildAttributeIndex(classes),
     groupsByKey: new Map(),
     reservedJobs,
+    roomLeft,
   };
 }
 
@@ -213,6 +222,7 @@ export function deduct(
   st.freeMem[o] = st.freeMem[o]! - mem * k;
   st.freeAcc[o] = st.freeAcc[o]! - acc * k;
   st.building[o] = st.building[o]! + k;
+  st.roomLeft -= k;
   const c = st.classes[st.classOf[o]!]!;
   let v = c.leaves + st.slot[o]!;
   c.maxCpu[v] = st.freeCpu[o]!;

@@ -149,19 +149,37 @@ function schedulePass(input: ClusterSnapshot): SchedulePlan {
       })),
     );
   };
-  const ordered = jobsInOrder(snapshot.jobs).filter((j) => j.pendingTaskIndices.length > 0);
+  const ordered = jobsInOrder(snapshot.jobs);
   for (let i = 0; i < ordered.length;) {
     const band = ordered[i]!.band;
     let end = i;
     while (end < ordered.length && ordered[end]!.band === band) end++;
-    const entries = ordered.slice(i, end).map((job) => {
-      const key = signatureKey(ctx, job);
-      return { job, key, sig: signatureFor(ctx, job, key), placed: 0 };
-    });
-    placeBand(ctx, entries, snapshot.activeByUser?.[band] ?? {});
-    for (const { job, key, sig, placed } of entries) {
-      const need = job.pendingTaskIndices.length;
-      if (placed < need) leftover.push({ job, remaining: need - placed, need, key, sig });
+    if (oneUser(ordered, i, end)) {
+      // Each job in turn takes all it can; no per-job bookkeeping beyond what is left over, and
+      // once every building slot is taken the rest is only explained (a pass over a long queue
+      // costs little more than what it places, #20).
+      for (let k = i; k < end; k++) {
+        const job = ordered[k]!;
+        const need = job.pendingTaskIndices.length;
+        if (need === 0) continue;
+        const key = signatureKey(ctx, job);
+        const sig = signatureFor(ctx, job, key);
+        const placed = ctx.st.roomLeft > 0 ? placeAll(ctx, sig, job, job.pendingTaskIndices) : 0;
+        if (placed < need) leftover.push({ job, remaining: need - placed, need, key, sig });
+      }
+    } else {
+      const entries: BandEntry[] = [];
+      for (let k = i; k < end; k++) {
+        const job = ordered[k]!;
+        if (job.pendingTaskIndices.length === 0) continue;
+        const key = signatureKey(ctx, job);
+        entries.push({ job, key, sig: signatureFor(ctx, job, key), placed: 0 });
+      }
+      placeBand(ctx, entries, snapshot.activeByUser?.[band] ?? {});
+      for (const { job, key, sig, placed } of entries) {
+        const need = job.pendingTaskIndices.length;
+        if (placed < need) leftover.push({ job, remaining: need - placed, need, key, sig });
+      }
     }
     if (bandStart < leftover.length) preemptBand();
     i = end;
@@ -227,6 +245,8 @@ function placeBand(
   };
   let live = [...queues.values()];
   while (live.length > 1) {
+    // Every building slot is taken: nothing more fits anywhere in this pass.
+    if (ctx.st.roomLeft <= 0) return;
     let q = live[0]!;
     for (const other of live) {
       if (other.count < q.count || (other.count === q.count && other.order[0]! < q.order[0]!)) {
@@ -246,7 +266,26 @@ function placeBand(
       if (q.jobs.length === 0) live = live.filter((x) => x !== q);
     }
   }
-  for (const q of live) for (const e of q.jobs) placeRest(e);
+  for (const q of live) for (const e of q.jobs) if (ctx.st.roomLeft > 0) placeRest(e);
+}
+
+/** Whether the jobs `from` (inclusive) to `to` (exclusive) all belong to one user. */
+function oneUser(jobs: readonly SchedulerJob[], from: number, to: number): boolean {
+  const user = jobs[from]!.user ?? "";
+  for (let k = from + 1; k < to; k++) if ((jobs[k]!.user ?? "") !== user) return false;
+  return true;
+}
+
+/** Places what it can of `tasks` (independent: first fit; a gang: all or nothing). */
+function placeAll(
+  ctx: PassContext,
+  sig: Signature,
+  job: SchedulerJob,
+  tasks: readonly number[],
+): number {
+  return job.groupBy === undefined
+    ? placeIndependent(ctx, sig, job, tasks)
+    : placeGang(ctx, sig, job, tasks);
 }
 
 /** Jobs ordered by band (ascending), stable within a band. */
