@@ -12,6 +12,7 @@ import {
   spawnSessionLeader,
 } from "../../src/worker/process_tree.ts";
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
+import { seconds, waitFor } from "../../src/time.ts";
 
 Deno.test("parseProcStat() reads session, group, state, CPU and RSS, even with ') ' in the name", () => {
   const line = "4242 (we (ird) x) S 4200 4242 4242 0 -1 4194560 100 0 0 0 " +
@@ -133,6 +134,11 @@ Deno.test("ProcessTable.fresh() shares one scan among concurrent callers and see
   const table = new ProcessTable();
   const child = spawnSessionLeader("sleep", ["30"], { cwd: "/", env: { PATH: DEFAULT_TASK_PATH } });
   try {
+    // The spawn returns while the wrappers still exec towards `sleep` (mid-exec, RSS reads 0).
+    await waitFor(() => Deno.readTextFileSync(`/proc/${child.pid}/comm`).trim() === "sleep", {
+      timeout: seconds(10),
+      what: "the child to become sleep",
+    });
     const [a, b] = [table.fresh(), table.fresh()];
     assert.equal(a, b, "one pending scan");
     const scan = await a;
