@@ -13,6 +13,7 @@ import {
 } from "../../src/worker/task_runner.ts";
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
+import { removeCgroup, taskCgroup } from "../../src/worker/reaper.ts";
 import { liveSessionProcesses } from "./procs.ts";
 
 const supported = TaskSpawner.supported();
@@ -126,6 +127,64 @@ Deno.test({
     assert.equal((await c.proc.exited).exitCode, 0);
     assert.equal(c.text("stdout").length, 100000);
     assert.equal(c.text("stdout").at(-1), "100000");
+  },
+});
+
+Deno.test({
+  name:
+    "spawner: the task starts with SIGPIPE not ignored, nothing blocked, and a script without #! runs with sh",
+  ignore: !supported,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const spawner = new TaskSpawner();
+    stack.defer(() => spawner.close());
+    // The spawner ignores SIGPIPE and handles SIGCHLD; the child resets them with raw syscalls.
+    const a = await launch(spawner, ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    assert.equal((await a.proc.exited).exitCode, 0);
+    const mask = (name: string) =>
+      BigInt(`0x${a.text("stdout").find((l) => l.startsWith(name))?.split(/\s+/)[1]}`);
+    assert.equal(mask("SigBlk:"), 0n);
+    const SIGPIPE = 13n;
+    assert.equal(mask("SigIgn:") & (1n << (SIGPIPE - 1n)), 0n, "SIGPIPE ignored");
+    // execve(2) fails with ENOEXEC; execvp(3), as Deno's spawn and the wrapper chain, uses sh.
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    await Deno.writeTextFile(`${dir}/plain`, 'echo ran with "$1"\n', { mode: 0o755 });
+    await Deno.chmod(`${dir}/plain`, 0o755);
+    const b = await launch(spawner, [`${dir}/plain`, "an arg"]);
+    const exitB = await b.proc.exited;
+    assert.equal(exitB.exitCode, 0, exitB.stderrTail.join("\n"));
+    assert.deepEqual(b.text("stdout"), ["ran with an arg"]);
+  },
+});
+
+Deno.test({
+  name: "spawner: a task joins its cgroup even after it was removed and made again",
+  ignore: !supported || !isRoot,
+  async fn() {
+    const tag = `spawner-${Deno.pid}-${Date.now()}`;
+    let cgroup = taskCgroup(tag);
+    if (!cgroup) {
+      console.log("skipped: no writable cgroup2 hierarchy");
+      return;
+    }
+    const spawner = new TaskSpawner();
+    try {
+      for (let round = 0; round < 2; round++) {
+        // The spawner keeps the first one's cgroup.procs open: the second must not use it.
+        if (round === 1) {
+          removeCgroup(cgroup);
+          cgroup = taskCgroup(tag)!;
+        }
+        const { proc, text } = await launch(spawner, ["cat", "/proc/self/cgroup"], { cgroup });
+        assert.equal((await proc.exited).exitCode, 0);
+        const line = text("stdout").find((l) => l.startsWith("0::"));
+        assert.ok(line?.endsWith(`/iris-tasks-${tag}`), `round ${round}: ran in ${line}`);
+      }
+    } finally {
+      await spawner.close();
+      removeCgroup(cgroup);
+    }
   },
 });
 
