@@ -57,9 +57,9 @@ export interface SpawnRequest {
  */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
-  // getppid, chdir, dup3, execve, exit_group, write
-  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1],
-  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64],
+  // getppid, chdir, dup3, execve, exit_group, write, clone3
+  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435],
+  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
@@ -81,7 +81,7 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 const SCRIPT = String.raw`
 use strict;
 my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
-  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $PARENT) = map { $_ + 0 } @ARGV;
+  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $PARENT) = map { $_ + 0 } @ARGV;
 my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
@@ -117,12 +117,38 @@ sub fail {
   syswrite($sw, "$stage $e");
   syscall($EXIT, 127);
 }
-sub cgroup_fd {
+# A task cgroup's directory (for clone3) and cgroup.procs (for the fallback), kept open. A cgroup
+# removed and made again under the same path makes clone3 fail on the old one: reopened then.
+my %clone3_failed;
+sub cgroup {
   my ($cg) = @_;
-  return $cgroups{$cg}[1] if $cgroups{$cg};
-  open(my $f, '>', "$cg/cgroup.procs") or return -1;
-  $cgroups{$cg} = [$f, fileno $f];
-  return fileno $f;
+  return $cgroups{$cg} if $cgroups{$cg};
+  my $c = { dir => -1, procs => -1 };
+  $c->{dir} = fileno $c->{dir_fh} if sysopen($c->{dir_fh}, $cg, 0);
+  $c->{procs} = fileno $c->{procs_fh} if open($c->{procs_fh}, '>', "$cg/cgroup.procs");
+  return $cgroups{$cg} = $c;
+}
+# fork(), or where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its
+# cgroup from its first instruction and nothing has to move it (a migration takes the kernel's
+# cgroup lock). Seen from perl both are a fork; the child then calls nothing but syscalls. Falls
+# back to fork when clone3 fails (an old kernel, a seccomp filter, not a cgroup2 directory).
+sub fork_task {
+  my ($cg) = @_;
+  return (fork(), 0) if $cg eq '';
+  my $c = cgroup($cg);
+  if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
+    # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
+    my $pid = syscall($CLONE3, pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir}), 88);
+    if ($pid >= 0) {
+      $clone3_failed{$cg} = 0;
+      return ($pid, 1);
+    }
+    # Twice in a row (a fresh descriptor failing too): this path is not for clone3.
+    $clone3_failed{$cg}++;
+    delete $cgroups{$cg};
+    cgroup($cg);
+  }
+  return (fork(), 0);
 }
 sub spawn {
   my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
@@ -134,19 +160,21 @@ sub spawn {
   }
   my $argvp = pack('p*', @argv) . "\0" x 8;
   my $envp = pack('p*', @rest) . "\0" x 8;
-  my $cgfd = $cg eq '' ? -1 : cgroup_fd($cg);
   my ($or, $ow, $er, $ew, $sr, $sw);
   unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out($id, 'F', "pipe " . ($! + 0)); return; }
   my ($o, $e) = (fileno $ow, fileno $ew);
-  my $pid = fork();
+  my ($pid, $joined) = fork_task($cg);
   if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
   if ($pid == 0) {
     syscall($SIGACTION, 13, $DFL, 0, 8);
     syscall($SIGMASK, 2, $EMPTY, 0, 8);
     syscall($SETSID) >= 0 or fail($sw, 'setsid');
     # Not joined is what the old open did too: the worker's other sweeps still find the task.
-    if ($cg ne '' && ($cgfd < 0 || syscall($WRITE, $cgfd, $ZERO, 1) != 1) && open(my $f, '>', "$cg/cgroup.procs")) {
-      syswrite($f, '0');
+    if ($cg ne '' && !$joined) {
+      my $c = cgroup($cg);
+      if (($c->{procs} < 0 || syscall($WRITE, $c->{procs}, $ZERO, 1) != 1) && open(my $f, '>', "$cg/cgroup.procs")) {
+        syswrite($f, '0');
+      }
     }
     for (@limits) {
       next if syscall($SETRLIMIT, $_->[0], $_->[1]) == 0;
