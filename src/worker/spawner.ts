@@ -4,10 +4,11 @@
  * The plain path starts a task as `setsid → sh -c (cgroup, ulimit) → setpriv → program`: four
  * execs, and Deno blocks the worker's event loop until the first. The spawner is a small Perl
  * script (perl-base is Essential on Debian and Ubuntu) kept running beside the worker: per task it
- * forks, and the child does in order what the wrappers did — setsid, join the cgroup, lower the
- * limits, drop to the task user (no supplementary groups, no new privileges), parent-death signal
- * — then chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the
- * given environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
+ * forks (straight into the task's cgroup with clone3 where it can), and the child does in order
+ * what the wrappers did — setsid, join the cgroup (when not forked into it), lower the limits,
+ * drop to the task user (no supplementary groups, no new privileges), parent-death signal — then
+ * chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the given
+ * environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
  * comes back as an errno with the exit, and is reported as Deno's spawn would have thrown it.
  * The spawner keeps the pipes' read ends and forwards their output, and each child's wait status,
  * over its stdout in small framed records (at most WINDOW bytes in flight per stream: behind
