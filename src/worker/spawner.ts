@@ -244,6 +244,9 @@ my $timedout = 0;
 while ($open || %kids) {
   # SIGCHLD says when; a timed-out wait checks anyway.
   reap() if $chld || $timedout;
+  # The last task just reaped after stdin closed: nothing is left to wait for (select would wait
+  # forever on no descriptor).
+  last unless $open || %kids;
   if (!$open) { kill 'KILL', -$_ for keys %kids; }
   flush();
   my $rin = '';

@@ -189,6 +189,52 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "spawner: a task is in its cgroup from its first instruction (frozen there before its setsid)",
+  ignore: !supported || !isRoot,
+  async fn() {
+    const tag = `spawner-frozen-${Deno.pid}-${Date.now()}`;
+    const cgroup = taskCgroup(tag);
+    if (!cgroup) {
+      console.log("skipped: no writable cgroup2 hierarchy");
+      return;
+    }
+    const spawner = new TaskSpawner();
+    try {
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "1");
+      const child = await spawner.spawn({
+        program: "/bin/true",
+        args: [],
+        cwd: "/",
+        env: { PATH: DEFAULT_TASK_PATH },
+        limits: {},
+        cgroup,
+      });
+      assert.ok(child);
+      // Moved in by the child itself (fork, then a write to cgroup.procs), it would be there only
+      // after its setsid; forked into the frozen cgroup, it never ran a single instruction.
+      await waitFor(
+        () =>
+          Deno.readTextFileSync(`${cgroup}/cgroup.procs`).split("\n").includes(String(child.pid)) &&
+          Deno.readTextFileSync(`${cgroup}/cgroup.events`).includes("frozen 1"),
+        { timeout: seconds(10), what: "the task frozen in its cgroup" },
+      );
+      const sid = Number(
+        Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1]!.split(" ")[3],
+      );
+      assert.notEqual(sid, child.pid, "it ran up to its setsid outside the cgroup");
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "0");
+      await Promise.all([child.stdout.cancel(), child.stderr.cancel()]);
+      assert.equal((await child.status).code, 0);
+    } finally {
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "0").catch(() => {});
+      await spawner.close();
+      removeCgroup(cgroup);
+    }
+  },
+});
+
+Deno.test({
   name: "spawner: a missing program or cwd fails with the same message as a plain spawn",
   ignore: !supported,
   async fn() {
@@ -283,6 +329,34 @@ Deno.test({
     await spawner.close();
     assert.equal(spawner.pid, undefined);
     assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
+  name: "spawner: close() with a task still running kills it and returns",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    const child = await spawner.spawn({
+      program: "/bin/sleep",
+      args: ["30"],
+      cwd: "/",
+      env: { PATH: DEFAULT_TASK_PATH },
+      limits: {},
+    });
+    assert.ok(child);
+    const pid = spawner.pid!;
+    let timer: number | undefined;
+    const outcome = await Promise.race([
+      spawner.close().then(() => "closed"),
+      new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 10_000)),
+    ]).finally(() => clearTimeout(timer));
+    if (outcome === "hung") spawner.killForTest();
+    assert.equal(outcome, "closed");
+    assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound);
+    assert.throws(() => Deno.kill(child.pid, "SIGCONT"), Deno.errors.NotFound);
+    await Promise.all([child.stdout.cancel(), child.stderr.cancel()]);
+    assert.equal((await child.status).signal, "SIGKILL");
   },
 });
 
