@@ -346,10 +346,10 @@ Deno.test({
     });
     assert.ok(child);
     const pid = spawner.pid!;
-    let timer: number | undefined;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     const outcome = await Promise.race([
       spawner.close().then(() => "closed"),
-      new Promise((resolve) => timer = setTimeout(() => resolve("hung"), 10_000)),
+      new Promise((resolve) => timer = setTimeout(() => resolve("hung"), seconds(10))),
     ]).finally(() => clearTimeout(timer));
     if (outcome === "hung") spawner.killForTest();
     assert.equal(outcome, "closed");
