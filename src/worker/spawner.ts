@@ -4,10 +4,11 @@
  * The plain path starts a task as `setsid → sh -c (cgroup, ulimit) → setpriv → program`: four
  * execs, and Deno blocks the worker's event loop until the first. The spawner is a small Perl
  * script (perl-base is Essential on Debian and Ubuntu) kept running beside the worker: per task it
- * forks, and the child does in order what the wrappers did — setsid, join the cgroup, lower the
- * limits, drop to the task user (no supplementary groups, no new privileges), parent-death signal
- * — then chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the
- * given environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
+ * forks (straight into the task's cgroup with clone3 where it can), and the child does in order
+ * what the wrappers did — setsid, join the cgroup (when not forked into it), lower the limits,
+ * drop to the task user (no supplementary groups, no new privileges), parent-death signal — then
+ * chdir, stdin /dev/null, stdout/stderr to pipes, and execs the program with exactly the given
+ * environment. The worker has the pid as soon as the spawner forked; a failed chdir or exec
  * comes back as an errno with the exit, and is reported as Deno's spawn would have thrown it.
  * The spawner keeps the pipes' read ends and forwards their output, and each child's wait status,
  * over its stdout in small framed records (at most WINDOW bytes in flight per stream: behind
@@ -61,11 +62,15 @@ export interface SpawnRequest {
   readonly cgroup?: string;
 }
 
-/** Syscall numbers the script needs, per architecture (asm-generic on aarch64). */
+/**
+ * Syscall numbers the script needs, per architecture (asm-generic on aarch64), in the order of
+ * its first line.
+ */
 const SYSCALLS: Record<string, readonly number[]> = {
-  // prctl, setrlimit, setgroups, setresgid, setresuid
-  "x86_64": [157, 160, 116, 119, 117],
-  aarch64: [167, 164, 159, 149, 147],
+  // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
+  // getppid, chdir, dup3, execve, exit_group, write, clone3
+  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435],
+  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
@@ -77,69 +82,138 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
  * errno"), O/E stdout/stderr bytes, o/e that stream closed, X exited (wait status). Requests:
  * S spawn, C close a task's streams, A bytes of a stream taken (at most WINDOW bytes of a stream
  * are in flight; the task's pipe fills behind them as if the worker read it directly).
+ *
+ * What a task costs is mostly the fork of this process and what its child does before the exec
+ * (#20): every page either side writes after the fork is copied. So the script loads no module
+ * (POSIX alone doubles its memory), the parent prepares everything the child needs (limits,
+ * argv and environment as C pointer arrays, an open cgroup.procs and /dev/null), and the child
+ * runs nothing but syscalls up to execve(2). Records are written once per turn of the loop.
  */
 const SCRIPT = String.raw`
-use strict; use warnings; use POSIX ();
-my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $PARENT) = map { $_ + 0 } @ARGV;
+use strict;
+my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
+  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $PARENT) = map { $_ + 0 } @ARGV;
+my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
 $SIG{PIPE} = 'IGNORE';
 my $ME = $$;
 my $WINDOW = 65536;
+# sigaction(SIG_DFL) and an empty signal set, for the child.
+my ($DFL, $EMPTY, $ZERO) = ("\0" x 32, "\0" x 8, '0');
+# Kept open (close-on-exec, as every descriptor perl opens above 2): the child only dup3s or
+# writes them.
+open(my $null, '<', '/dev/null') or die "/dev/null: $!";
+my $NULL = fileno $null;
+my %cgroups;
 my (%kids, %readers);
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 };
+my $pending = '';
 sub out {
   my ($id, $type, $data) = @_;
-  my $rec = pack('NaN', $id, $type, length $data) . $data;
-  my $off = 0;
-  while ($off < length $rec) {
-    my $n = syswrite(STDOUT, $rec, length($rec) - $off, $off);
-    if (!defined $n) { next if $!{EINTR}; POSIX::_exit(1); }
-    $off += $n;
+  $pending .= pack('NaN', $id, $type, length $data) . $data;
+}
+sub flush {
+  while (length $pending) {
+    my $n = syswrite(STDOUT, $pending);
+    if (!defined $n) { next if $! == $EINTR; syscall($EXIT, 1); }
+    substr($pending, 0, $n) = '';
   }
 }
-sub child {
-  my ($sw, $ow, $ew, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argv, $env) = @_;
-  $SIG{$_} = 'DEFAULT' for qw(PIPE CHLD);
-  POSIX::sigprocmask(POSIX::SIG_SETMASK(), POSIX::SigSet->new);
-  my $fail = sub { my $e = $! + 0; syswrite($sw, "$_[0] $e"); POSIX::_exit(127); };
-  defined POSIX::setsid() or $fail->('setsid');
-  if ($cg ne '' && open(my $f, '>', "$cg/cgroup.procs")) { syswrite($f, '0'); close $f; }
-  for ([6, $nproc, 'processes'], [7, $nofile, 'open files'], [1, $fsize, 'file size']) {
-    my ($res, $v, $name) = @$_;
-    next if $v eq '';
-    next if syscall($SETRLIMIT, $res, pack('QQ', $v, $v)) == 0;
-    syswrite($ew, "iris: cannot set the task's $name limit to $v: $!\n");
-    POSIX::_exit(126);
+# In the child: reports the failed step's errno on the status pipe and exits.
+sub fail {
+  my ($sw, $stage) = @_;
+  my $e = $! + 0;
+  syswrite($sw, "$stage $e");
+  syscall($EXIT, 127);
+}
+# A task cgroup's directory (for clone3) and cgroup.procs (for the fallback), kept open. A cgroup
+# removed and made again under the same path makes clone3 fail on the old one: reopened then.
+my %clone3_failed;
+sub cgroup {
+  my ($cg) = @_;
+  return $cgroups{$cg} if $cgroups{$cg};
+  my $c = { dir => -1, procs => -1 };
+  $c->{dir} = fileno $c->{dir_fh} if sysopen($c->{dir_fh}, $cg, 0);
+  $c->{procs} = fileno $c->{procs_fh} if open($c->{procs_fh}, '>', "$cg/cgroup.procs");
+  return $cgroups{$cg} = $c;
+}
+# fork(), or where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its
+# cgroup from its first instruction and nothing has to move it (a migration takes the kernel's
+# cgroup lock). Seen from perl both are a fork; the child then calls nothing but syscalls. Falls
+# back to fork when clone3 fails (an old kernel, a seccomp filter, not a cgroup2 directory).
+sub fork_task {
+  my ($cg) = @_;
+  return (fork(), 0) if $cg eq '';
+  my $c = cgroup($cg);
+  if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
+    # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
+    my $pid = syscall($CLONE3, pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir}), 88);
+    if ($pid >= 0) {
+      $clone3_failed{$cg} = 0;
+      return ($pid, 1);
+    }
+    # Twice in a row (a fresh descriptor failing too): this path is not for clone3.
+    $clone3_failed{$cg}++;
+    delete $cgroups{$cg};
+    cgroup($cg);
   }
-  if ($uid ne '') {
-    syscall($SETGROUPS, 0, 0) == 0 or $fail->('setgroups');
-    syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or $fail->('setgid');
-    syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or $fail->('setuid');
-    syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or $fail->('no_new_privs');
-  }
-  # After the uid change, which clears it.
-  syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or $fail->('pdeathsig');
-  POSIX::_exit(127) if getppid() != $ME;
-  chdir($cwd) or $fail->('chdir');
-  my $null = POSIX::open('/dev/null', POSIX::O_RDONLY()) // $fail->('stdin');
-  POSIX::dup2($null, 0) // $fail->('stdin');
-  POSIX::dup2(fileno($ow), 1) // $fail->('stdout');
-  POSIX::dup2(fileno($ew), 2) // $fail->('stderr');
-  %ENV = ();
-  for (@$env) { my ($k, $v) = split /=/, $_, 2; $ENV{$k} = $v; }
-  { no warnings; exec { $argv->[0] } @$argv; }
-  $fail->('exec');
+  return (fork(), 0);
 }
 sub spawn {
   my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
   my @argv = splice(@rest, 0, $argc);
+  my $prog = $argv[0];
+  my @limits;
+  for ([6, $nproc, 'processes'], [7, $nofile, 'open files'], [1, $fsize, 'file size']) {
+    push @limits, [$_->[0], pack('QQ', $_->[1], $_->[1]), "$_->[2] limit to $_->[1]"] if $_->[1] ne '';
+  }
+  my $argvp = pack('p*', @argv) . "\0" x 8;
+  my $envp = pack('p*', @rest) . "\0" x 8;
   my ($or, $ow, $er, $ew, $sr, $sw);
   unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out($id, 'F', "pipe " . ($! + 0)); return; }
-  my $pid = fork();
+  my ($o, $e) = (fileno $ow, fileno $ew);
+  my ($pid, $joined) = fork_task($cg);
   if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
-  child($sw, $ow, $ew, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, \@argv, \@rest) if $pid == 0;
+  if ($pid == 0) {
+    syscall($SIGACTION, 13, $DFL, 0, 8);
+    syscall($SIGMASK, 2, $EMPTY, 0, 8);
+    syscall($SETSID) >= 0 or fail($sw, 'setsid');
+    # Not joined is what the old open did too: the worker's other sweeps still find the task.
+    if ($cg ne '' && !$joined) {
+      my $c = cgroup($cg);
+      if (($c->{procs} < 0 || syscall($WRITE, $c->{procs}, $ZERO, 1) != 1) && open(my $f, '>', "$cg/cgroup.procs")) {
+        syswrite($f, '0');
+      }
+    }
+    for (@limits) {
+      next if syscall($SETRLIMIT, $_->[0], $_->[1]) == 0;
+      syswrite($ew, "iris: cannot set the task's $_->[2]: $!\n");
+      syscall($EXIT, 126);
+    }
+    if ($uid ne '') {
+      syscall($SETGROUPS, 0, 0) == 0 or fail($sw, 'setgroups');
+      syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($sw, 'setgid');
+      syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($sw, 'setuid');
+      syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($sw, 'no_new_privs');
+    }
+    # After the uid change, which clears it.
+    syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or fail($sw, 'pdeathsig');
+    syscall($EXIT, 127) if syscall($GETPPID) != $ME;
+    syscall($CHDIR, $cwd) == 0 or fail($sw, 'chdir');
+    syscall($DUP3, $NULL, 0, 0) >= 0 or fail($sw, 'stdin');
+    syscall($DUP3, $o, 1, 0) >= 0 or fail($sw, 'stdout');
+    syscall($DUP3, $e, 2, 0) >= 0 or fail($sw, 'stderr');
+    syscall($EXECVE, $prog, $argvp, $envp);
+    if ($! == $ENOEXEC) {
+      # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does.
+      my @sh = ('/bin/sh', @argv);
+      syscall($EXECVE, $sh[0], pack('p*', @sh) . "\0" x 8, $envp);
+      $! = $ENOEXEC;
+    }
+    fail($sw, 'exec');
+  }
   close $ow; close $ew; close $sw;
   # Answered at once: whether the exec worked is read from the status pipe when the child is
   # reaped (an exec closes it, a failure writes to it and exits), so spawns do not wait here.
@@ -158,14 +232,14 @@ sub close_reader {
 }
 sub reap {
   $chld = 0;
-  while ((my $p = waitpid(-1, POSIX::WNOHANG())) > 0) {
+  while ((my $p = waitpid(-1, $WNOHANG)) > 0) {
     my $status = $?;
     my $k = delete $kids{$p} or next;
     my $why = '';
     while (1) {
       my $n = sysread($k->{status}, $why, 64, length $why);
       last if defined $n && $n == 0;
-      next if !defined $n && $!{EINTR};
+      next if !defined $n && $! == $EINTR;
       last if !defined $n;
     }
     close $k->{status};
@@ -176,26 +250,33 @@ sub reap {
 out(0, 'R', $$);
 my $in = '';
 my $open = 1;
+my $timedout = 0;
 while ($open || %kids) {
-  reap();
+  # SIGCHLD says when; a timed-out wait checks anyway.
+  reap() if $chld || $timedout;
+  # The last task just reaped after stdin closed: nothing is left to wait for (select would wait
+  # forever on no descriptor).
+  last unless $open || %kids;
   if (!$open) { kill 'KILL', -$_ for keys %kids; }
+  flush();
   my $rin = '';
   vec($rin, 0, 1) = 1 if $open;
   # A stream the worker is behind on waits (as a pipe would): what it holds stays bounded.
   vec($rin, $_, 1) = 1 for grep { $readers{$_}[4] < $WINDOW } keys %readers;
   my $wait = !%kids ? undef : (grep { $_->{open} <= 0 } values %kids) ? 0.005 : 0.1;
   my $n = select(my $rout = $rin, undef, undef, $wait);
+  $timedout = defined $n && $n == 0;
   next if $n <= 0;
   for my $fd (keys %readers) {
     next unless vec($rout, $fd, 1);
     my $r = $readers{$fd};
     my $got = sysread($r->[0], my $buf, 65536);
     if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
-    elsif (defined $got || !$!{EINTR}) { close_reader($fd); }
+    elsif (defined $got || $! != $EINTR) { close_reader($fd); }
   }
   next unless $open && vec($rout, 0, 1);
   my $got = sysread(STDIN, $in, 65536, length $in);
-  next if !defined $got && $!{EINTR};
+  next if !defined $got && $! == $EINTR;
   if (!$got) { $open = 0; next; }
   while (length $in >= 4) {
     my $len = unpack('N', $in);
@@ -208,6 +289,7 @@ while ($open || %kids) {
     elsif ($op eq 'A') { $_->[4] -= $f[2] for grep { $_->[1] == $f[0] && $_->[2] eq $f[1] } values %readers; }
   }
 }
+flush();
 `;
 
 /** Where the spawner finds its script, and what runs it. */

@@ -13,6 +13,7 @@ import {
 } from "../../src/worker/task_runner.ts";
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
+import { removeCgroup, taskCgroup } from "../../src/worker/reaper.ts";
 import { liveSessionProcesses } from "./procs.ts";
 
 const supported = TaskSpawner.supported();
@@ -130,6 +131,110 @@ Deno.test({
 });
 
 Deno.test({
+  name:
+    "spawner: the task starts with SIGPIPE not ignored, nothing blocked, and a script without #! runs with sh",
+  ignore: !supported,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const spawner = new TaskSpawner();
+    stack.defer(() => spawner.close());
+    // The spawner ignores SIGPIPE and handles SIGCHLD; the child resets them with raw syscalls.
+    const a = await launch(spawner, ["grep", "-E", "^Sig(Blk|Ign):", "/proc/self/status"]);
+    assert.equal((await a.proc.exited).exitCode, 0);
+    const mask = (name: string) =>
+      BigInt(`0x${a.text("stdout").find((l) => l.startsWith(name))?.split(/\s+/)[1]}`);
+    assert.equal(mask("SigBlk:"), 0n);
+    const SIGPIPE = 13n;
+    assert.equal(mask("SigIgn:") & (1n << (SIGPIPE - 1n)), 0n, "SIGPIPE ignored");
+    // execve(2) fails with ENOEXEC; execvp(3), as Deno's spawn and the wrapper chain, uses sh.
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    await Deno.writeTextFile(`${dir}/plain`, 'echo ran with "$1"\n', { mode: 0o755 });
+    await Deno.chmod(`${dir}/plain`, 0o755);
+    const b = await launch(spawner, [`${dir}/plain`, "an arg"]);
+    const exitB = await b.proc.exited;
+    assert.equal(exitB.exitCode, 0, exitB.stderrTail.join("\n"));
+    assert.deepEqual(b.text("stdout"), ["ran with an arg"]);
+  },
+});
+
+Deno.test({
+  name: "spawner: a task joins its cgroup even after it was removed and made again",
+  ignore: !supported || !isRoot,
+  async fn() {
+    const tag = `spawner-${Deno.pid}-${Date.now()}`;
+    let cgroup = taskCgroup(tag);
+    if (!cgroup) {
+      console.log("skipped: no writable cgroup2 hierarchy");
+      return;
+    }
+    const spawner = new TaskSpawner();
+    try {
+      for (let round = 0; round < 2; round++) {
+        // The spawner keeps the first one's cgroup.procs open: the second must not use it.
+        if (round === 1) {
+          removeCgroup(cgroup);
+          cgroup = taskCgroup(tag)!;
+        }
+        const { proc, text } = await launch(spawner, ["cat", "/proc/self/cgroup"], { cgroup });
+        assert.equal((await proc.exited).exitCode, 0);
+        const line = text("stdout").find((l) => l.startsWith("0::"));
+        assert.ok(line?.endsWith(`/iris-tasks-${tag}`), `round ${round}: ran in ${line}`);
+      }
+    } finally {
+      await spawner.close();
+      removeCgroup(cgroup);
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "spawner: a task is in its cgroup from its first instruction (frozen there before its setsid)",
+  ignore: !supported || !isRoot,
+  async fn() {
+    const tag = `spawner-frozen-${Deno.pid}-${Date.now()}`;
+    const cgroup = taskCgroup(tag);
+    if (!cgroup) {
+      console.log("skipped: no writable cgroup2 hierarchy");
+      return;
+    }
+    const spawner = new TaskSpawner();
+    try {
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "1");
+      const child = await spawner.spawn({
+        program: "/bin/true",
+        args: [],
+        cwd: "/",
+        env: { PATH: DEFAULT_TASK_PATH },
+        limits: {},
+        cgroup,
+      });
+      assert.ok(child);
+      // Moved in by the child itself (fork, then a write to cgroup.procs), it would be there only
+      // after its setsid; forked into the frozen cgroup, it never ran a single instruction.
+      await waitFor(
+        () =>
+          Deno.readTextFileSync(`${cgroup}/cgroup.procs`).split("\n").includes(String(child.pid)) &&
+          Deno.readTextFileSync(`${cgroup}/cgroup.events`).includes("frozen 1"),
+        { timeout: seconds(10), what: "the task frozen in its cgroup" },
+      );
+      const sid = Number(
+        Deno.readTextFileSync(`/proc/${child.pid}/stat`).split(") ")[1]!.split(" ")[3],
+      );
+      assert.notEqual(sid, child.pid, "it ran up to its setsid outside the cgroup");
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "0");
+      await Promise.all([child.stdout.cancel(), child.stderr.cancel()]);
+      assert.equal((await child.status).code, 0);
+    } finally {
+      await Deno.writeTextFile(`${cgroup}/cgroup.freeze`, "0").catch(() => {});
+      await spawner.close();
+      removeCgroup(cgroup);
+    }
+  },
+});
+
+Deno.test({
   name: "spawner: a missing program or cwd fails with the same message as a plain spawn",
   ignore: !supported,
   async fn() {
@@ -224,6 +329,34 @@ Deno.test({
     await spawner.close();
     assert.equal(spawner.pid, undefined);
     assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound);
+  },
+});
+
+Deno.test({
+  name: "spawner: close() with a task still running kills it and returns",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    const child = await spawner.spawn({
+      program: "/bin/sleep",
+      args: ["30"],
+      cwd: "/",
+      env: { PATH: DEFAULT_TASK_PATH },
+      limits: {},
+    });
+    assert.ok(child);
+    const pid = spawner.pid!;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const outcome = await Promise.race([
+      spawner.close().then(() => "closed"),
+      new Promise((resolve) => timer = setTimeout(() => resolve("hung"), seconds(10))),
+    ]).finally(() => clearTimeout(timer));
+    if (outcome === "hung") spawner.killForTest();
+    assert.equal(outcome, "closed");
+    assert.throws(() => Deno.kill(pid, "SIGCONT"), Deno.errors.NotFound);
+    assert.throws(() => Deno.kill(child.pid, "SIGCONT"), Deno.errors.NotFound);
+    await Promise.all([child.stdout.cancel(), child.stderr.cancel()]);
+    assert.equal((await child.status).signal, "SIGKILL");
   },
 });
 

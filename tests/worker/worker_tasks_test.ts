@@ -231,10 +231,17 @@ Deno.test("RunTask is idempotent per attempt and refuses tasks without an entryp
 });
 
 Deno.test("worker delivers a flood of output in order, in capped batches, before the final state", async () => {
-  // Under the log rate limits (a burst of 50,000 lines), nothing is dropped.
+  // Under the log rate limits (a burst of 50,000 lines), nothing is dropped. The backlog holds
+  // all 20,000 lines (~2.1 MB as counted, past the 2 MiB default): a task started as fast as the
+  // spawner starts it has all its output read before the first update goes out, and a full
+  // backlog drops its oldest lines by design.
   await using h = await startHarness({
     maxLinesPerUpdate: 1000,
-    logLimits: { taskBurstLines: 50_000, workerLinesPerSecond: 50_000 },
+    logLimits: {
+      taskBurstLines: 50_000,
+      workerLinesPerSecond: 50_000,
+      taskBacklogBytes: 4 * 1024 * 1024,
+    },
   });
   const started = performance.now();
   await h.client.runTask(commandTask("/u/flood/0", ["seq", "1", "20000"]));
