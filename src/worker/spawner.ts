@@ -68,9 +68,9 @@ export interface SpawnRequest {
  */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
-  // getppid, chdir, dup3, execve, exit_group, write, clone3
-  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435],
-  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435],
+  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range
+  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435, 436],
+  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435, 436],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
@@ -92,7 +92,8 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 const SCRIPT = String.raw`
 use strict;
 my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
-  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $PARENT) = map { $_ + 0 } @ARGV;
+  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $CLOSE_RANGE, $PARENT) =
+  map { $_ + 0 } @ARGV;
 my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
@@ -205,6 +206,10 @@ sub spawn {
     syscall($DUP3, $NULL, 0, 0) >= 0 or fail($sw, 'stdin');
     syscall($DUP3, $o, 1, 0) >= 0 or fail($sw, 'stdout');
     syscall($DUP3, $e, 2, 0) >= 0 or fail($sw, 'stderr');
+    # Nothing but 0-2 reaches the task: descriptors the worker inherited without close-on-exec
+    # (from its own parent) are closed by the exec (CLOSE_RANGE_CLOEXEC; Linux 5.11+, else as
+    # before). The status pipe stays open until then.
+    syscall($CLOSE_RANGE, 3, 0xFFFFFFFF, 4);
     syscall($EXECVE, $prog, $argvp, $envp);
     if ($! == $ENOEXEC) {
       # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does.

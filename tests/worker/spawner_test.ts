@@ -391,3 +391,31 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "spawner: a task gets no descriptor beyond 0-2, not even one the worker inherited",
+  ignore: !supported,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-fds-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    // A perl that starts with fd 9 open without close-on-exec, as a worker started from a shell
+    // holding one would have it.
+    const perl = ["/usr/bin/perl", "/bin/perl"].find((p) => {
+      try {
+        return Deno.statSync(p).isFile;
+      } catch {
+        return false;
+      }
+    })!;
+    const wrapper = `${dir}/perl`;
+    await Deno.writeTextFile(wrapper, `#!/bin/sh\nexec 9</dev/null\nexec ${perl} "$@"\n`);
+    await Deno.chmod(wrapper, 0o755);
+    const spawner = new TaskSpawner(wrapper);
+    stack.defer(() => spawner.close());
+    const { proc, text } = await launch(spawner, ["sh", "-c", "ls /proc/$$/fd"]);
+    assert.equal((await proc.exited).exitCode, 0);
+    assert.ok(spawner.pid, "the task went through the spawner");
+    assert.deepEqual(text("stdout").sort(), ["0", "1", "2"]);
+  },
+});
