@@ -68,9 +68,9 @@ export interface SpawnRequest {
  */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
-  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range
-  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435, 436],
-  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435, 436],
+  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range, capget, capset
+  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435, 436, 125, 126],
+  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435, 436, 90, 91],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
@@ -92,8 +92,8 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 const SCRIPT = String.raw`
 use strict;
 my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
-  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $CLOSE_RANGE, $PARENT) =
-  map { $_ + 0 } @ARGV;
+  $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $CLOSE_RANGE, $CAPGET, $CAPSET,
+  $PARENT) = map { $_ + 0 } @ARGV;
 my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
@@ -102,6 +102,14 @@ my $ME = $$;
 my $WINDOW = 65536;
 # sigaction(SIG_DFL) and an empty signal set, for the child.
 my ($DFL, $EMPTY, $ZERO) = ("\0" x 32, "\0" x 8, '0');
+# This process's capabilities with the permitted set made effective (capset data, v3), for a
+# child that changed its uid: as setpriv(1) does, it execs with them (so a program under a
+# root-only directory still starts, as with the wrapper chain), and the exec drops them all (a
+# non-root uid, no file capabilities, no ambient set).
+my $CAPHDR = pack('Li', 0x20080522, 0);
+my $CAPS = "\0" x 24;
+my @caps = syscall($CAPGET, $CAPHDR, $CAPS) == 0 ? unpack('L6', $CAPS) : ();
+my $CAPS_EFFECTIVE = @caps ? pack('L6', $caps[1], $caps[1], 0, $caps[4], $caps[4], 0) : '';
 # Kept open (close-on-exec, as every descriptor perl opens above 2): the child only dup3s or
 # writes them.
 open(my $null, '<', '/dev/null') or die "/dev/null: $!";
@@ -196,7 +204,10 @@ sub spawn {
     if ($uid ne '') {
       syscall($SETGROUPS, 0, 0) == 0 or fail($sw, 'setgroups');
       syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($sw, 'setgid');
+      # PR_SET_KEEPCAPS: the uid change keeps the permitted set (the exec clears the flag).
+      syscall($PRCTL, 8, 1, 0, 0, 0) if $CAPS_EFFECTIVE ne '';
       syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($sw, 'setuid');
+      syscall($CAPSET, $CAPHDR, $CAPS_EFFECTIVE) if $CAPS_EFFECTIVE ne '';
       syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($sw, 'no_new_privs');
     }
     # After the uid change, which clears it.

@@ -159,10 +159,20 @@ Deno.test("a worker restarted under the same id has its lost attempt failed at o
       await first.status;
       const killedAt = performance.now();
       second = spawnWorker(server.url, `${dir}/b`, "w-same");
+      let seen = "";
       const task = await waitFor(async () => {
         const [t] = await client.tasks(jobId);
+        seen = t
+          ? `${TaskState[t.state]} (${t.pendingReason?.message ?? ""}); attempts: ${
+            t.attempts.map((a) => `${TaskState[a.state]} ${a.error}`).join(" | ")
+          }`
+          : "no task";
         return t && t.attempts.length === 2 && t.state === TaskState.RUNNING ? t : undefined;
-      }, { timeout: seconds(25), what: "the lost attempt to fail and its retry to run" });
+      }, { timeout: seconds(25), what: "the lost attempt to fail and its retry to run" }).catch(
+        (err) => {
+          throw new Error(`${err.message}; last seen: ${seen}`);
+        },
+      );
       const failedAfter = performance.now() - killedAt;
       const lost = task.attempts[0]!;
       assertEquals(TaskState[lost.state], "WORKER_FAILED");

@@ -59,7 +59,7 @@ Deno.test({
       const { proc, text } = await launch(spawner, [
         "sh",
         "-c",
-        "grep -E '^(Uid|Gid|Groups|NoNewPrivs):' /proc/self/status; " +
+        "grep -E '^(Uid|Gid|Groups|NoNewPrivs|CapPrm|CapEff|CapAmb):' /proc/self/status; " +
         "grep -E '^Max (processes|open files|file size) ' /proc/self/limits; pwd; env | sort; " +
         "echo sid=$(cut -d' ' -f6 /proc/self/stat) pid=$$",
       ], {
@@ -81,6 +81,10 @@ Deno.test({
         assert.equal(field("Gid:"), "54322 54322 54322 54322");
         assert.equal(field("Groups:"), "");
         assert.equal(field("NoNewPrivs:"), "1");
+        // The exec dropped the capabilities it was made with (a program under /root still runs).
+        for (const set of ["CapPrm:", "CapEff:", "CapAmb:"]) {
+          assert.equal(field(set), "0000000000000000", set);
+        }
       }
       const limit = (name: string) =>
         out.find((l) => l.startsWith(name))?.slice(name.length).trim().split(/\s+/).slice(0, 2);
@@ -417,5 +421,28 @@ Deno.test({
     assert.equal((await proc.exited).exitCode, 0);
     assert.ok(spawner.pid, "the task went through the spawner");
     assert.deepEqual(text("stdout").sort(), ["0", "1", "2"]);
+  },
+});
+
+Deno.test({
+  name: "spawner: a task user runs a program under a root-only directory, as with setpriv",
+  ignore: !supported || !isRoot,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-private-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    await Deno.chmod(dir, 0o700);
+    await Deno.copyFile("/bin/echo", `${dir}/echo`);
+    await Deno.chmod(`${dir}/echo`, 0o755);
+    const spawner = new TaskSpawner();
+    stack.defer(() => spawner.close());
+    const { proc, text } = await launch(spawner, [`${dir}/echo`, "ran"], {
+      cwd: "/",
+      user: { uid: 54321, gid: 54322, setpriv: "unused" },
+    });
+    const exit = await proc.exited;
+    assert.equal(exit.exitCode, 0, exit.stderrTail.join("\n"));
+    assert.ok(spawner.pid, "the task went through the spawner");
+    assert.deepEqual(text("stdout"), ["ran"]);
   },
 });
