@@ -14,6 +14,7 @@ import {
 import { DEFAULT_TASK_PATH } from "../../src/worker/task_spec.ts";
 import { ms, seconds, waitFor } from "../../src/time.ts";
 import { removeCgroup, taskCgroup } from "../../src/worker/reaper.ts";
+import { findUtil } from "../../src/worker/process_tree.ts";
 import { liveSessionProcesses } from "./procs.ts";
 
 const supported = TaskSpawner.supported();
@@ -405,13 +406,7 @@ Deno.test({
     stack.defer(() => Deno.remove(dir, { recursive: true }));
     // A perl that starts with fd 9 open without close-on-exec, as a worker started from a shell
     // holding one would have it.
-    const perl = ["/usr/bin/perl", "/bin/perl"].find((p) => {
-      try {
-        return Deno.statSync(p).isFile;
-      } catch {
-        return false;
-      }
-    })!;
+    const perl = findUtil("perl")!;
     const wrapper = `${dir}/perl`;
     await Deno.writeTextFile(wrapper, `#!/bin/sh\nexec 9</dev/null\nexec ${perl} "$@"\n`);
     await Deno.chmod(wrapper, 0o755);
