@@ -404,6 +404,10 @@ export async function fleetBench(
     await sleepMs(windowMs);
     // Every heartbeat in the window went through the timed handler.
     const beats = handler.length;
+    if (beats === 0) {
+      // Rather no figure than one divided by zero: the RPC reaches the handler some other way.
+      throw new Error(`fleet ${n}: no heartbeat went through the timed handler in the window`);
+    }
     const cpuMs = processCpuMs() - cpu0;
     const wallMs = performance.now() - w0;
     clearInterval(lagTimer);
