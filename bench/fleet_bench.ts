@@ -3,8 +3,8 @@
  * simulated workers driven by a load generator in its own process over real RPC. Every simulated
  * worker registers, heartbeats at the interval the controller tells it, with a resource snapshot
  * whose host figures move every time (so delta snapshots do not hide the cost), accepts RunTask
- * at once and reports the attempt SUCCEEDED in an immediate heartbeat. One HTTP server in the
- * generator answers WorkerService for all of them (`http://127.0.0.1:PORT/w/<i>`).
+ * and RunTasks at once and reports each attempt SUCCEEDED in an immediate heartbeat. One HTTP
+ * server in the generator answers WorkerService for all of them (`http://127.0.0.1:PORT/w/<i>`).
  *
  * Measured per N: controller CPU (share of one core) over a steady-state window of at least two
  * told intervals, heartbeat round trip p50/p99 seen by the generator, 1,000 one-task jobs through
@@ -32,6 +32,8 @@ import {
   KillTaskResponseSchema,
   RunTaskRequestSchema,
   RunTaskResponseSchema,
+  RunTasksRequestSchema,
+  RunTasksResponseSchema,
 } from "../src/rpc/gen/iris/v1/worker_pb.ts";
 import { JobState } from "../src/rpc/gen/iris/v1/types_pb.ts";
 import { ms } from "../src/time.ts";
@@ -202,23 +204,29 @@ export async function fleetChild(url: string, n: number): Promise<void> {
     if (!m || !w) return new Response("no such worker", { status: 404 });
     const body = new Uint8Array(await req.arrayBuffer());
     const headers = { "content-type": "application/proto" };
-    if (m[2] === "RunTask") {
-      const r = fromBinary(RunTaskRequestSchema, body);
+    if (m[2] === "RunTask" || m[2] === "RunTasks") {
+      const attempts = m[2] === "RunTask"
+        ? [fromBinary(RunTaskRequestSchema, body)]
+        : fromBinary(RunTasksRequestSchema, body).attempts;
       const now = Date.now();
       // Accepted and finished at once: the end goes in an immediate heartbeat.
-      w.updates.push(create(TaskUpdateSchema, {
-        taskId: r.taskId,
-        attemptId: r.attemptId,
-        state: TaskState.SUCCEEDED,
-        startedAtMs: now,
-        finishedAtMs: now,
-      }));
+      for (const r of attempts) {
+        w.updates.push(create(TaskUpdateSchema, {
+          taskId: r.taskId,
+          attemptId: r.attemptId,
+          state: TaskState.SUCCEEDED,
+          startedAtMs: now,
+          finishedAtMs: now,
+        }));
+      }
       w.poke = true;
       if (!w.inFlight) setTimeout(() => beat(w), 0);
-      return new Response(
-        toBinary(RunTaskResponseSchema, create(RunTaskResponseSchema, { accepted: true })),
-        { headers },
+      const accepted = create(RunTaskResponseSchema, { accepted: true });
+      const answer = m[2] === "RunTask" ? toBinary(RunTaskResponseSchema, accepted) : toBinary(
+        RunTasksResponseSchema,
+        create(RunTasksResponseSchema, { results: attempts.map(() => accepted) }),
       );
+      return new Response(answer, { headers });
     }
     if (m[2] === "KillTask") {
       return new Response(toBinary(KillTaskResponseSchema, create(KillTaskResponseSchema)), {

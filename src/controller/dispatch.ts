@@ -1,12 +1,18 @@
 /**
  * Dispatch: the controller's calls to its workers. Sends RunTask for placed attempts (with their
- * environment, task_env.ts) and KillTask for kill orders, keeps one client per worker address,
+ * environment, task_env.ts; the attempts for one worker in one event-loop turn go in one RunTasks)
+ * and KillTask for kill orders, keeps one client per worker address,
  * knows which RunTask calls are in flight (a worker registering may not list those yet) and
  * tracks every call so the controller can await them when it stops.
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { RunTaskRequestSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  type RunTaskRequest,
+  RunTaskRequestSchema,
+  type RunTaskResponse,
+} from "../rpc/gen/iris/v1/worker_pb.ts";
 import { TaskState, type WorkerClient, workerClient } from "../rpc/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
@@ -37,6 +43,13 @@ export interface Placed {
   readonly attempt: AttemptRecord;
 }
 
+/** An attempt waiting for its batch to leave. */
+interface Queued {
+  readonly req: RunTaskRequest;
+  readonly resolve: (res: RunTaskResponse) => void;
+  readonly reject: (err: unknown) => void;
+}
+
 /** The controller's calls to workers, and the clients they use. */
 export class Dispatcher {
   readonly #opts: DispatcherOptions;
@@ -44,6 +57,10 @@ export class Dispatcher {
   readonly #inflight = new Set<Promise<unknown>>();
   /** Attempts whose RunTask is in flight. */
   readonly #dispatching = new Set<string>();
+  /** Attempts to send at the end of this event-loop turn, by worker address. */
+  readonly #batches = new Map<string, Queued[]>();
+  /** Addresses whose worker answered RunTasks with Unimplemented: one RunTask per attempt. */
+  readonly #singlesOnly = new Set<string>();
   /** MASTER_PORT of each GPU gang attempt (key: task 0's attemptKey), while it may be active. */
   readonly #masterPorts = new Map<string, number>();
 
@@ -64,6 +81,7 @@ export class Dispatcher {
   /** Drops the cached client of an address (the worker re-registered or died). */
   forget(address: string): void {
     this.#clients.delete(address);
+    this.#singlesOnly.delete(address); // it may have been upgraded
   }
 
   /** Whether the RunTask of attempt `key` (attemptKey) is in flight. */
@@ -142,15 +160,66 @@ export class Dispatcher {
       const key = attemptKey(task.taskId, attempt.attemptId);
       this.#dispatching.add(key);
       this.track(
-        this.client(worker.address).runTask(req, {
-          signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT),
-        }).then((res) => {
+        this.#runTask(worker.address, req).then((res) => {
           if (!res.accepted) throw new Error(res.error || "worker refused the task");
           if (leftSetup(res.state)) this.#opts.onLeftSetup?.(worker.workerId, key);
         }).catch((err) => onFailed(task.taskId, attempt.attemptId, worker.workerId, err))
           .finally(() => this.#dispatching.delete(key)),
       );
     }
+  }
+
+  /**
+   * Sends one attempt to the worker at `address`: the attempts sent to one worker in one event-loop
+   * turn (one scheduling pass, one group of submits) leave together at its end, in one RunTasks.
+   */
+  #runTask(address: string, req: RunTaskRequest): Promise<RunTaskResponse> {
+    const { promise, resolve, reject } = Promise.withResolvers<RunTaskResponse>();
+    let batch = this.#batches.get(address);
+    if (!batch) {
+      batch = [];
+      this.#batches.set(address, batch);
+      queueMicrotask(() => this.#send(address));
+    }
+    batch.push({ req, resolve, reject });
+    return promise;
+  }
+
+  /**
+   * Sends the attempts gathered for `address`: several in one RunTasks, whose failure fails each;
+   * one alone, or each to a worker without RunTasks, in its own RunTask.
+   */
+  async #send(address: string): Promise<void> {
+    const batch = this.#batches.get(address)!;
+    this.#batches.delete(address);
+    if (batch.length > 1 && !this.#singlesOnly.has(address)) {
+      try {
+        const { results } = await this.client(address).runTasks(
+          { attempts: batch.map((b) => b.req) },
+          { signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT) },
+        );
+        for (const [i, b] of batch.entries()) {
+          const result = results[i];
+          if (result) b.resolve(result);
+          else b.reject(new Error(`RunTasks answered ${results.length} of ${batch.length}`));
+        }
+        return;
+      } catch (err) {
+        if (ConnectError.from(err).code !== Code.Unimplemented) {
+          for (const b of batch) b.reject(err);
+          return;
+        }
+        // An older worker: one RunTask per attempt from now on.
+        this.#singlesOnly.add(address);
+      }
+    }
+    for (const b of batch) this.#runOne(address, b.req).then(b.resolve, b.reject);
+  }
+
+  async #runOne(address: string, req: RunTaskRequest): Promise<RunTaskResponse> {
+    return await this.client(address).runTask(req, {
+      signal: AbortSignal.timeout(WORKER_CALL_TIMEOUT),
+    });
   }
 
   /**

@@ -23,12 +23,19 @@ import {
   ReadJobOutputResponseSchema,
   type RunTaskRequest,
   type RunTaskResponse,
+  RunTaskResponseSchema,
+  RunTasksResponseSchema,
   WorkerListTasksResponseSchema,
   WorkerService,
   type WorkerTaskInfo,
   WorkerTaskStatusResponseSchema,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { InvalidArgumentError, NotFoundError, UnimplementedError } from "../errors.ts";
+import {
+  describeError,
+  InvalidArgumentError,
+  NotFoundError,
+  UnimplementedError,
+} from "../errors.ts";
 import { type Duration, ms, seconds } from "../time.ts";
 import type { OutputRead } from "./outputs.ts";
 import type { TerminalSize } from "./sessions.ts";
@@ -96,17 +103,30 @@ export interface WorkerCore {
   processStatus?(maxLogLines: number): ProcessInfo;
 }
 
+/** RunTask: starts the attempt, answers once it left setup or after RUN_TASK_START_WAIT. */
+async function runTask(core: WorkerCore, req: RunTaskRequest): Promise<RunTaskResponse> {
+  const res = core.runTask(req);
+  if (!res.accepted || !core.leftSetup) return res;
+  const state = await core.leftSetup(req.taskId, req.attemptId, RUN_TASK_START_WAIT);
+  if (state !== undefined) res.state = state;
+  return res;
+}
+
 /** Registers WorkerService on a router, served by `core`. */
 export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void {
   // Handlers throw Iris errors; serveRpc's interceptor maps them to codes (src/rpc/errors.ts).
   return (router) =>
     router.service(WorkerService, {
-      runTask: async (req) => {
-        const res = core.runTask(req);
-        if (!res.accepted || !core.leftSetup) return res;
-        const state = await core.leftSetup(req.taskId, req.attemptId, RUN_TASK_START_WAIT);
-        if (state !== undefined) res.state = state;
-        return res;
+      runTask: (req) => runTask(core, req),
+      runTasks: async (req) => {
+        // Every attempt starts before any waits, so the waits overlap; an attempt that throws is
+        // refused alone (its own RunTask would have failed alone).
+        const results = req.attempts.map((a) =>
+          runTask(core, a).catch((err) =>
+            create(RunTaskResponseSchema, { accepted: false, error: describeError(err) })
+          )
+        );
+        return create(RunTasksResponseSchema, { results: await Promise.all(results) });
       },
       killTask: (req) => create(KillTaskResponseSchema, { found: core.killTask(req) }),
       getTaskStatus: (req) => {

@@ -11,6 +11,7 @@ import {
   JobSpecSchema,
   RegisterWorkerRequestSchema,
   RunTaskResponseSchema,
+  RunTasksResponseSchema,
   TaskState,
   type WorkerClient,
 } from "../../src/rpc/mod.ts";
@@ -22,6 +23,10 @@ const CPUS = 8;
 function acceptingClient(): WorkerClient {
   const client: Partial<WorkerClient> = {
     runTask: () => Promise.resolve(create(RunTaskResponseSchema, { accepted: true })),
+    runTasks: (req: { attempts?: readonly unknown[] }) =>
+      Promise.resolve(create(RunTasksResponseSchema, {
+        results: (req.attempts ?? []).map(() => create(RunTaskResponseSchema, { accepted: true })),
+      })),
     killTask: () => Promise.reject(new Error("not used")),
   };
   return client as WorkerClient;

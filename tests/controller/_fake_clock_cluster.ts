@@ -14,7 +14,9 @@ import {
   ControllerService,
   KillTaskResponseSchema,
   type RunTaskRequest,
+  type RunTaskResponse,
   RunTaskResponseSchema,
+  RunTasksResponseSchema,
   TaskState,
   type TaskUpdate,
   TaskUpdateSchema,
@@ -30,7 +32,7 @@ export interface HeldAttempt {
   readonly request: RunTaskRequest;
 }
 
-/** A worker that accepts RunTask, honours KillTask and heartbeats only when told to. */
+/** A worker that accepts RunTask and RunTasks, honours KillTask and heartbeats only when told to. */
 export class FakeWorker {
   readonly running = new Map<string, HeldAttempt>();
   readonly runs: RunTaskRequest[] = [];
@@ -55,16 +57,9 @@ export class FakeWorker {
       WorkerService,
       createRouterTransport((router) =>
         router.service(WorkerService, {
-          runTask: (req) => {
-            this.runs.push(req);
-            this.running.set(`${req.taskId}#${req.attemptId}`, {
-              taskId: req.taskId,
-              attemptId: req.attemptId,
-              request: req,
-            });
-            this.#updates.push(this.#update(req.taskId, req.attemptId, TaskState.RUNNING));
-            return create(RunTaskResponseSchema, { accepted: true, state: this.runTaskState });
-          },
+          runTask: (req) => this.#runTask(req),
+          runTasks: (req) =>
+            create(RunTasksResponseSchema, { results: req.attempts.map((a) => this.#runTask(a)) }),
           killTask: (req) => {
             this.kills.push({ taskId: req.taskId, attemptId: req.attemptId });
             if (this.running.delete(`${req.taskId}#${req.attemptId}`)) {
@@ -75,6 +70,17 @@ export class FakeWorker {
         })
       ),
     );
+  }
+
+  #runTask(req: RunTaskRequest): RunTaskResponse {
+    this.runs.push(req);
+    this.running.set(`${req.taskId}#${req.attemptId}`, {
+      taskId: req.taskId,
+      attemptId: req.attemptId,
+      request: req,
+    });
+    this.#updates.push(this.#update(req.taskId, req.attemptId, TaskState.RUNNING));
+    return create(RunTaskResponseSchema, { accepted: true, state: this.runTaskState });
   }
 
   /** Registers (or re-registers) with the controller, listing what it runs. */

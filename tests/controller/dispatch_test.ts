@@ -1,11 +1,19 @@
 /**
  * Dispatch (dispatch.ts) against a recording worker client: RunTask carries the task env, a gang's
- * task 0 registers its endpoint, in-flight calls are known, failures and refusals are reported.
+ * task 0 registers its endpoint, in-flight calls are known, failures and refusals are reported;
+ * attempts for one worker in one turn go in one RunTasks, or one RunTask each to an older worker.
  * @module
  */
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { assertEquals } from "../_helpers/assert.ts";
 import { AcceleratorType, TaskState } from "../../src/rpc/mod.ts";
-import type { RunTaskRequest } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
+import {
+  type RunTaskRequest,
+  RunTaskResponseSchema,
+  RunTasksResponseSchema,
+  WorkerService,
+} from "../../src/rpc/gen/iris/v1/worker_pb.ts";
 import type { WorkerClient } from "../../src/rpc/client.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
@@ -111,4 +119,106 @@ Deno.test("dispatch: a refused task and a failed kill are reported", async () =>
   assertEquals(failed, [`${placed[0]!.task.taskId} ${placed[0]!.attempt.attemptId} w0: no room`]);
   assertEquals(logs, ["kill of t on w0 failed: unreachable"]);
   assertEquals(placed[0]!.attempt.state, TaskState.ASSIGNED);
+});
+
+/** Records each call; refuses task index 1; answers RunTasks Unimplemented unless `batches`. */
+function batchingClient(calls: string[], opts: { batches: boolean }): WorkerClient {
+  const answer = (req: RunTaskRequest) =>
+    create(RunTaskResponseSchema, {
+      accepted: req.taskIndex !== 1,
+      error: "no room",
+      state: TaskState.RUNNING,
+    });
+  return createClient(
+    WorkerService,
+    createRouterTransport((router) =>
+      router.service(WorkerService, {
+        runTask: (req) => {
+          calls.push(`RunTask ${req.taskIndex}`);
+          return answer(req);
+        },
+        runTasks: (req) => {
+          calls.push(`RunTasks ${req.attempts.map((a) => a.taskIndex).join(",")}`);
+          if (!opts.batches) throw new ConnectError("an older worker", Code.Unimplemented);
+          return create(RunTasksResponseSchema, { results: req.attempts.map(answer) });
+        },
+      })
+    ),
+  );
+}
+
+/**
+ * Dispatches a job of `replicas` tasks, all placed on w0, in one turn and waits for the calls;
+ * returns the failures as "<task index>: <message>".
+ */
+async function dispatchToW0(d: Dispatcher, replicas: number): Promise<string[]> {
+  const jobs = new JobTable();
+  const { jobId } = jobs.submit(spec({ replicas }), "", 0, noEffects());
+  const placed = placeAll(jobs, jobId, Array(replicas).fill("w0"));
+  const failed: string[] = [];
+  d.dispatchJob(
+    { jobs, workers: workerTable(1), endpoints: new EndpointTable(), controllerUrl: "" },
+    jobs.job(jobId),
+    placed,
+    (taskId, _attemptId, _workerId, err) =>
+      failed.push(`${jobs.task(taskId).index}: ${(err as Error).message}`),
+  );
+  await d.drain();
+  for (const { task, attempt } of placed) {
+    assertEquals(d.isDispatching(attemptKey(task.taskId, attempt.attemptId)), false);
+  }
+  return failed;
+}
+
+/** Task indexes (of attempt keys "<job>/<index>#<attempt>") that left setup. */
+function leftSetupRecorder(): { indexes: number[]; onLeftSetup: (w: string, key: string) => void } {
+  const indexes: number[] = [];
+  return {
+    indexes,
+    onLeftSetup: (_workerId, key) => indexes.push(Number(key.split("/").at(-1)!.split("#")[0])),
+  };
+}
+
+Deno.test("dispatch: attempts for one worker in one turn go in one RunTasks; a refused one fails alone", async () => {
+  const calls: string[] = [];
+  const left = leftSetupRecorder();
+  const d = new Dispatcher({
+    clientFactory: () => batchingClient(calls, { batches: true }),
+    log: () => {},
+    onLeftSetup: left.onLeftSetup,
+  });
+  assertEquals(await dispatchToW0(d, 3), ["1: no room"]);
+  assertEquals(calls, ["RunTasks 0,1,2"]);
+  assertEquals(left.indexes, [0, 2]);
+  // One attempt alone goes in a plain RunTask.
+  calls.length = 0;
+  assertEquals(await dispatchToW0(d, 1), []);
+  assertEquals(calls, ["RunTask 0"]);
+});
+
+Deno.test("dispatch: a failed RunTasks fails each attempt in it", async () => {
+  const failing = {
+    runTasks: () => Promise.reject(new ConnectError("worker gone", Code.Unavailable)),
+  } as unknown as WorkerClient;
+  const d = new Dispatcher({ clientFactory: () => failing, log: () => {} });
+  assertEquals(await dispatchToW0(d, 2), [
+    "0: [unavailable] worker gone",
+    "1: [unavailable] worker gone",
+  ]);
+});
+
+Deno.test("dispatch: a worker without RunTasks gets one RunTask per attempt, remembered", async () => {
+  const calls: string[] = [];
+  const left = leftSetupRecorder();
+  const d = new Dispatcher({
+    clientFactory: () => batchingClient(calls, { batches: false }),
+    log: () => {},
+    onLeftSetup: left.onLeftSetup,
+  });
+  assertEquals(await dispatchToW0(d, 2), ["1: no room"]);
+  assertEquals(calls, ["RunTasks 0,1", "RunTask 0", "RunTask 1"]);
+  assertEquals(left.indexes, [0]);
+  calls.length = 0;
+  assertEquals(await dispatchToW0(d, 2), ["1: no room"]);
+  assertEquals(calls, ["RunTask 0", "RunTask 1"]);
 });

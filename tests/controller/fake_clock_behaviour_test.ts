@@ -10,7 +10,7 @@ import { FakeClockCluster } from "./_fake_clock_cluster.ts";
 import { tempDir } from "../_helpers/temp_dir.ts";
 import { StateStore } from "../../src/controller/store.ts";
 import { JobSpecSchema, JobState, TaskState } from "../../src/rpc/mod.ts";
-import { FakeClock, ms, seconds } from "../../src/time.ts";
+import { FakeClock, ms, seconds, waitFor } from "../../src/time.ts";
 
 type SpecInit = Omit<MessageInitShape<typeof JobSpecSchema>, "$typeName">;
 
@@ -243,6 +243,9 @@ Deno.test("building limit: a task held back by it is placed as soon as a heartbe
   // The first reports RUNNING (its setup is over): the second is dispatched with no time passing.
   await w.beat();
   await c.clock.settle();
+  // The fake clock stands still; the RunTask, sent at the end of the pass's turn, may take a few
+  // more turns through the in-memory transport.
+  await waitFor(() => w.runs.length === 2, { timeout: seconds(5), what: "the second RunTask" });
   assertEquals(w.runs.map((r) => r.taskId), [`${first}/0`, `${second}/0`]);
 });
 

@@ -30,6 +30,8 @@ import {
   RegisterWorkerRequestSchema,
   type RunTaskRequest,
   RunTaskResponseSchema,
+  type RunTasksRequest,
+  RunTasksResponseSchema,
   TaskState,
   TaskUpdateSchema,
   type WorkerClient,
@@ -97,6 +99,10 @@ const acceptAll = (): WorkerClient =>
   ({
     runTask: (_req: RunTaskRequest) =>
       Promise.resolve(create(RunTaskResponseSchema, { accepted: true })),
+    runTasks: (req: RunTasksRequest) =>
+      Promise.resolve(create(RunTasksResponseSchema, {
+        results: req.attempts.map(() => create(RunTaskResponseSchema, { accepted: true })),
+      })),
     killTask: () => Promise.resolve({}),
   }) as unknown as WorkerClient;
 

@@ -14,6 +14,7 @@ import {
   JobSpecSchema,
   RegisterWorkerRequestSchema,
   RunTaskResponseSchema,
+  RunTasksResponseSchema,
   TaskState,
   type WorkerClient,
 } from "../../src/rpc/mod.ts";
@@ -23,6 +24,10 @@ import { ms, seconds, waitFor } from "../../src/time.ts";
 function acceptingClient(): WorkerClient {
   const client: Partial<WorkerClient> = {
     runTask: () => Promise.resolve(create(RunTaskResponseSchema, { accepted: true })),
+    runTasks: (req: { attempts?: readonly unknown[] }) =>
+      Promise.resolve(create(RunTasksResponseSchema, {
+        results: (req.attempts ?? []).map(() => create(RunTaskResponseSchema, { accepted: true })),
+      })),
     killTask: () => Promise.reject(new Error("not used")),
   };
   return client as WorkerClient;

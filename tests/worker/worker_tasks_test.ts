@@ -305,6 +305,29 @@ Deno.test("RunTask answers once the attempt left setup, or after a short wait wh
   }
 });
 
+Deno.test("RunTasks answers each attempt as RunTask would: one refused does not stop the others", async () => {
+  await using h = await startHarness();
+  const { results } = await h.client.runTasks({
+    attempts: [
+      commandTask("/u/batch/0", ["sleep", "30"]),
+      create(RunTaskRequestSchema, { taskId: "/u/batch/1" }),
+      commandTask("/u/batch/2", ["sleep", "30"]),
+    ],
+  });
+  assert.deepEqual(
+    results.map((r) => [r.accepted, r.error, TaskState[r.state]]),
+    [
+      [true, "", "RUNNING"],
+      [false, "entrypoint: must be a command or a module", "UNSPECIFIED"],
+      [true, "", "RUNNING"],
+    ],
+  );
+  for (const taskId of ["/u/batch/0", "/u/batch/2"]) {
+    await h.client.killTask({ taskId, attemptId: 0, reason: "done" });
+    await h.fake.waitForState(taskId, TaskState.KILLED);
+  }
+});
+
 Deno.test("worker starts an attempt in an empty directory even when an earlier run left one behind", async () => {
   const rootDir = await Deno.makeTempDir({ prefix: "iris-stale-root-" });
   try {

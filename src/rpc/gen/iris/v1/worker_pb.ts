@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file iris/v1/worker.proto.
  */
 export const file_iris_v1_worker: GenFile = /*@__PURE__*/
-  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSKkBAoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAESKgoLZW52aXJvbm1lbnQYwAIgASgLMhQuaXJpcy52MS5FbnZpcm9ubWVudBIuCgtpbnRlcmFjdGl2ZRiIBCABKAsyGC5pcmlzLnYxLkludGVyYWN0aXZlU3BlYxJDCg5yZXNlcnZlZF9wb3J0cxicBCADKAsyKi5pcmlzLnYxLlJ1blRhc2tSZXF1ZXN0LlJlc2VydmVkUG9ydHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjQKElJlc2VydmVkUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIlYKD1J1blRhc2tSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCBINCgVlcnJvchgCIAEoCRIiCgVzdGF0ZRioBSABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZSJYCg9LaWxsVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCGdyYWNlX21zGAMgASgBEg4KBnJlYXNvbhgEIAEoCSIhChBLaWxsVGFza1Jlc3BvbnNlEg0KBWZvdW5kGAEgASgIIioKF1dvcmtlclRhc2tTdGF0dXNSZXF1ZXN0Eg8KB3Rhc2tfaWQYASABKAki8AIKDldvcmtlclRhc2tJbmZvEg8KB3Rhc2tfaWQYASABKAkSEgoKYXR0ZW1wdF9pZBgCIAEoBRIhCgVzdGF0ZRgDIAEoDjISLmlyaXMudjEuVGFza1N0YXRlEhEKCWV4aXRfY29kZRgEIAEoBRIOCgZzaWduYWwYBSABKAkSDQoFZXJyb3IYBiABKAkSFQoNc3RhcnRlZF9hdF9tcxgHIAEoARIWCg5maW5pc2hlZF9hdF9tcxgIIAEoARILCgNwaWQYCSABKAUSMQoFcG9ydHMYCiADKAsyIi5pcmlzLnYxLldvcmtlclRhc2tJbmZvLlBvcnRzRW50cnkSFAoMbWVtb3J5X2J5dGVzGAsgASgBEhkKEXBlYWtfbWVtb3J5X2J5dGVzGAwgASgBEhYKDmNwdV9taWxsaWNvcmVzGA0gASgFGiwKClBvcnRzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgFOgI4ASJBChhXb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USJQoEdGFzaxgBIAEoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iGAoWV29ya2VyTGlzdFRhc2tzUmVxdWVzdCJBChdXb3JrZXJMaXN0VGFza3NSZXNwb25zZRImCgV0YXNrcxgBIAMoCzIXLmlyaXMudjEuV29ya2VyVGFza0luZm8iYAoURmV0Y2hUYXNrTG9nc1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEhAKCHNpbmNlX21zGAMgASgBEhEKCW1heF9saW5lcxgEIAEoBSI4ChVGZXRjaFRhc2tMb2dzUmVzcG9uc2USHwoFbGluZXMYASADKAsyEC5pcmlzLnYxLkxvZ0xpbmUiDwoNSGVhbHRoUmVxdWVzdCKkAQoOSGVhbHRoUmVzcG9uc2USDwoHaGVhbHRoeRgBIAEoCBIRCgl3b3JrZXJfaWQYAiABKAkSEQoJdXB0aW1lX21zGAMgASgBEhUKDXJ1bm5pbmdfdGFza3MYBCABKAUSKwoIc25hcHNob3QYBSABKAsyGS5pcmlzLnYxLlJlc291cmNlU25hcHNob3QSFwoOY29udHJvbGxlcl91cmwYmAIgASgJIlQKFFJlYWRKb2JPdXRwdXRSZXF1ZXN0Eg4KBmpvYl9pZBgBIAEoCRIMCgRwYXRoGAIgASgJEg4KBm9mZnNldBgDIAEoARIOCgZsZW5ndGgYBCABKAEiQwoKT3V0cHV0RmlsZRIMCgRwYXRoGAEgASgJEhIKCnNpemVfYnl0ZXMYAiABKAESEwoLbW9kaWZpZWRfbXMYAyABKAEigAEKFVJlYWRKb2JPdXRwdXRSZXNwb25zZRIOCgZpc19kaXIYASABKAgSIgoFZmlsZXMYAiADKAsyEy5pcmlzLnYxLk91dHB1dEZpbGUSDAoEZGF0YRgDIAEoDBISCgpzaXplX2J5dGVzGAQgASgBEhEKCXdvcmtlcl9pZBgFIAEoCTKIBwoNV29ya2VyU2VydmljZRI8CgdSdW5UYXNrEhcuaXJpcy52MS5SdW5UYXNrUmVxdWVzdBoYLmlyaXMudjEuUnVuVGFza1Jlc3BvbnNlEj8KCEtpbGxUYXNrEhguaXJpcy52MS5LaWxsVGFza1JlcXVlc3QaGS5pcmlzLnYxLktpbGxUYXNrUmVzcG9uc2USVAoNR2V0VGFza1N0YXR1cxIgLmlyaXMudjEuV29ya2VyVGFza1N0YXR1c1JlcXVlc3QaIS5pcmlzLnYxLldvcmtlclRhc2tTdGF0dXNSZXNwb25zZRJOCglMaXN0VGFza3MSHy5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1JlcXVlc3QaIC5pcmlzLnYxLldvcmtlckxpc3RUYXNrc1Jlc3BvbnNlEk4KDUZldGNoVGFza0xvZ3MSHS5pcmlzLnYxLkZldGNoVGFza0xvZ3NSZXF1ZXN0Gh4uaXJpcy52MS5GZXRjaFRhc2tMb2dzUmVzcG9uc2USOQoGSGVhbHRoEhYuaXJpcy52MS5IZWFsdGhSZXF1ZXN0GhcuaXJpcy52MS5IZWFsdGhSZXNwb25zZRJXChBHZXRQcm9jZXNzU3RhdHVzEiAuaXJpcy52MS5HZXRQcm9jZXNzU3RhdHVzUmVxdWVzdBohLmlyaXMudjEuR2V0UHJvY2Vzc1N0YXR1c1Jlc3BvbnNlEkcKCkV4ZWNJblRhc2sSGi5pcmlzLnYxLkV4ZWNJblRhc2tSZXF1ZXN0GhsuaXJpcy52MS5FeGVjSW5UYXNrUmVzcG9uc2UwARJICgtQcm9maWxlVGFzaxIbLmlyaXMudjEuUHJvZmlsZVRhc2tSZXF1ZXN0GhwuaXJpcy52MS5Qcm9maWxlVGFza1Jlc3BvbnNlEk4KDVJlYWRKb2JPdXRwdXQSHS5pcmlzLnYxLlJlYWRKb2JPdXRwdXRSZXF1ZXN0Gh4uaXJpcy52MS5SZWFkSm9iT3V0cHV0UmVzcG9uc2USQgoJRXhlY0lucHV0EhkuaXJpcy52MS5FeGVjSW5wdXRSZXF1ZXN0GhouaXJpcy52MS5FeGVjSW5wdXRSZXNwb25zZRJHCgpBdHRhY2hUYXNrEhouaXJpcy52MS5BdHRhY2hUYXNrUmVxdWVzdBobLmlyaXMudjEuRXhlY0luVGFza1Jlc3BvbnNlMAFiBnByb3RvMw", [file_iris_v1_types]);
+  fileDesc("ChRpcmlzL3YxL3dvcmtlci5wcm90bxIHaXJpcy52MSKkBAoOUnVuVGFza1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCRIOCgZqb2JfaWQYAiABKAkSEgoKYXR0ZW1wdF9pZBgDIAEoBRISCgp0YXNrX2luZGV4GAQgASgFEhEKCW51bV90YXNrcxgFIAEoBRInCgplbnRyeXBvaW50GAYgASgLMhMuaXJpcy52MS5FbnRyeXBvaW50Ei0KA2VudhgHIAMoCzIgLmlyaXMudjEuUnVuVGFza1JlcXVlc3QuRW52RW50cnkSJQoJcmVzb3VyY2VzGAggASgLMhIuaXJpcy52MS5SZXNvdXJjZXMSDQoFcG9ydHMYCSADKAkSEQoJYnVuZGxlX2lkGAogASgJEhIKCnRpbWVvdXRfbXMYCyABKAESKgoLZW52aXJvbm1lbnQYwAIgASgLMhQuaXJpcy52MS5FbnZpcm9ubWVudBIuCgtpbnRlcmFjdGl2ZRiIBCABKAsyGC5pcmlzLnYxLkludGVyYWN0aXZlU3BlYxJDCg5yZXNlcnZlZF9wb3J0cxicBCADKAsyKi5pcmlzLnYxLlJ1blRhc2tSZXF1ZXN0LlJlc2VydmVkUG9ydHNFbnRyeRoqCghFbnZFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBGjQKElJlc2VydmVkUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKA06AjgBIlYKD1J1blRhc2tSZXNwb25zZRIQCghhY2NlcHRlZBgBIAEoCBINCgVlcnJvchgCIAEoCRIiCgVzdGF0ZRioBSABKA4yEi5pcmlzLnYxLlRhc2tTdGF0ZSI8Cg9SdW5UYXNrc1JlcXVlc3QSKQoIYXR0ZW1wdHMYASADKAsyFy5pcmlzLnYxLlJ1blRhc2tSZXF1ZXN0Ij0KEFJ1blRhc2tzUmVzcG9uc2USKQoHcmVzdWx0cxgBIAMoCzIYLmlyaXMudjEuUnVuVGFza1Jlc3BvbnNlIlgKD0tpbGxUYXNrUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAUSEAoIZ3JhY2VfbXMYAyABKAESDgoGcmVhc29uGAQgASgJIiEKEEtpbGxUYXNrUmVzcG9uc2USDQoFZm91bmQYASABKAgiKgoXV29ya2VyVGFza1N0YXR1c1JlcXVlc3QSDwoHdGFza19pZBgBIAEoCSLwAgoOV29ya2VyVGFza0luZm8SDwoHdGFza19pZBgBIAEoCRISCgphdHRlbXB0X2lkGAIgASgFEiEKBXN0YXRlGAMgASgOMhIuaXJpcy52MS5UYXNrU3RhdGUSEQoJZXhpdF9jb2RlGAQgASgFEg4KBnNpZ25hbBgFIAEoCRINCgVlcnJvchgGIAEoCRIVCg1zdGFydGVkX2F0X21zGAcgASgBEhYKDmZpbmlzaGVkX2F0X21zGAggASgBEgsKA3BpZBgJIAEoBRIxCgVwb3J0cxgKIAMoCzIiLmlyaXMudjEuV29ya2VyVGFza0luZm8uUG9ydHNFbnRyeRIUCgxtZW1vcnlfYnl0ZXMYCyABKAESGQoRcGVha19tZW1vcnlfYnl0ZXMYDCABKAESFgoOY3B1X21pbGxpY29yZXMYDSABKAUaLAoKUG9ydHNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAU6AjgBIkEKGFdvcmtlclRhc2tTdGF0dXNSZXNwb25zZRIlCgR0YXNrGAEgASgLMhcuaXJpcy52MS5Xb3JrZXJUYXNrSW5mbyIYChZXb3JrZXJMaXN0VGFza3NSZXF1ZXN0IkEKF1dvcmtlckxpc3RUYXNrc1Jlc3BvbnNlEiYKBXRhc2tzGAEgAygLMhcuaXJpcy52MS5Xb3JrZXJUYXNrSW5mbyJgChRGZXRjaFRhc2tMb2dzUmVxdWVzdBIPCgd0YXNrX2lkGAEgASgJEhIKCmF0dGVtcHRfaWQYAiABKAUSEAoIc2luY2VfbXMYAyABKAESEQoJbWF4X2xpbmVzGAQgASgFIjgKFUZldGNoVGFza0xvZ3NSZXNwb25zZRIfCgVsaW5lcxgBIAMoCzIQLmlyaXMudjEuTG9nTGluZSIPCg1IZWFsdGhSZXF1ZXN0IqQBCg5IZWFsdGhSZXNwb25zZRIPCgdoZWFsdGh5GAEgASgIEhEKCXdvcmtlcl9pZBgCIAEoCRIRCgl1cHRpbWVfbXMYAyABKAESFQoNcnVubmluZ190YXNrcxgEIAEoBRIrCghzbmFwc2hvdBgFIAEoCzIZLmlyaXMudjEuUmVzb3VyY2VTbmFwc2hvdBIXCg5jb250cm9sbGVyX3VybBiYAiABKAkiVAoUUmVhZEpvYk91dHB1dFJlcXVlc3QSDgoGam9iX2lkGAEgASgJEgwKBHBhdGgYAiABKAkSDgoGb2Zmc2V0GAMgASgBEg4KBmxlbmd0aBgEIAEoASJDCgpPdXRwdXRGaWxlEgwKBHBhdGgYASABKAkSEgoKc2l6ZV9ieXRlcxgCIAEoARITCgttb2RpZmllZF9tcxgDIAEoASKAAQoVUmVhZEpvYk91dHB1dFJlc3BvbnNlEg4KBmlzX2RpchgBIAEoCBIiCgVmaWxlcxgCIAMoCzITLmlyaXMudjEuT3V0cHV0RmlsZRIMCgRkYXRhGAMgASgMEhIKCnNpemVfYnl0ZXMYBCABKAESEQoJd29ya2VyX2lkGAUgASgJMskHCg1Xb3JrZXJTZXJ2aWNlEjwKB1J1blRhc2sSFy5pcmlzLnYxLlJ1blRhc2tSZXF1ZXN0GhguaXJpcy52MS5SdW5UYXNrUmVzcG9uc2USPwoIUnVuVGFza3MSGC5pcmlzLnYxLlJ1blRhc2tzUmVxdWVzdBoZLmlyaXMudjEuUnVuVGFza3NSZXNwb25zZRI/CghLaWxsVGFzaxIYLmlyaXMudjEuS2lsbFRhc2tSZXF1ZXN0GhkuaXJpcy52MS5LaWxsVGFza1Jlc3BvbnNlElQKDUdldFRhc2tTdGF0dXMSIC5pcmlzLnYxLldvcmtlclRhc2tTdGF0dXNSZXF1ZXN0GiEuaXJpcy52MS5Xb3JrZXJUYXNrU3RhdHVzUmVzcG9uc2USTgoJTGlzdFRhc2tzEh8uaXJpcy52MS5Xb3JrZXJMaXN0VGFza3NSZXF1ZXN0GiAuaXJpcy52MS5Xb3JrZXJMaXN0VGFza3NSZXNwb25zZRJOCg1GZXRjaFRhc2tMb2dzEh0uaXJpcy52MS5GZXRjaFRhc2tMb2dzUmVxdWVzdBoeLmlyaXMudjEuRmV0Y2hUYXNrTG9nc1Jlc3BvbnNlEjkKBkhlYWx0aBIWLmlyaXMudjEuSGVhbHRoUmVxdWVzdBoXLmlyaXMudjEuSGVhbHRoUmVzcG9uc2USVwoQR2V0UHJvY2Vzc1N0YXR1cxIgLmlyaXMudjEuR2V0UHJvY2Vzc1N0YXR1c1JlcXVlc3QaIS5pcmlzLnYxLkdldFByb2Nlc3NTdGF0dXNSZXNwb25zZRJHCgpFeGVjSW5UYXNrEhouaXJpcy52MS5FeGVjSW5UYXNrUmVxdWVzdBobLmlyaXMudjEuRXhlY0luVGFza1Jlc3BvbnNlMAESSAoLUHJvZmlsZVRhc2sSGy5pcmlzLnYxLlByb2ZpbGVUYXNrUmVxdWVzdBocLmlyaXMudjEuUHJvZmlsZVRhc2tSZXNwb25zZRJOCg1SZWFkSm9iT3V0cHV0Eh0uaXJpcy52MS5SZWFkSm9iT3V0cHV0UmVxdWVzdBoeLmlyaXMudjEuUmVhZEpvYk91dHB1dFJlc3BvbnNlEkIKCUV4ZWNJbnB1dBIZLmlyaXMudjEuRXhlY0lucHV0UmVxdWVzdBoaLmlyaXMudjEuRXhlY0lucHV0UmVzcG9uc2USRwoKQXR0YWNoVGFzaxIaLmlyaXMudjEuQXR0YWNoVGFza1JlcXVlc3QaGy5pcmlzLnYxLkV4ZWNJblRhc2tSZXNwb25zZTABYgZwcm90bzM", [file_iris_v1_types]);
 
 /**
  * @generated from message iris.v1.RunTaskRequest
@@ -141,6 +141,42 @@ export const RunTaskResponseSchema: GenMessage<RunTaskResponse> = /*@__PURE__*/
   messageDesc(file_iris_v1_worker, 1);
 
 /**
+ * @generated from message iris.v1.RunTasksRequest
+ */
+export type RunTasksRequest = Message<"iris.v1.RunTasksRequest"> & {
+  /**
+   * @generated from field: repeated iris.v1.RunTaskRequest attempts = 1;
+   */
+  attempts: RunTaskRequest[];
+};
+
+/**
+ * Describes the message iris.v1.RunTasksRequest.
+ * Use `create(RunTasksRequestSchema)` to create a new message.
+ */
+export const RunTasksRequestSchema: GenMessage<RunTasksRequest> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 2);
+
+/**
+ * @generated from message iris.v1.RunTasksResponse
+ */
+export type RunTasksResponse = Message<"iris.v1.RunTasksResponse"> & {
+  /**
+   * One per attempt, in the request's order.
+   *
+   * @generated from field: repeated iris.v1.RunTaskResponse results = 1;
+   */
+  results: RunTaskResponse[];
+};
+
+/**
+ * Describes the message iris.v1.RunTasksResponse.
+ * Use `create(RunTasksResponseSchema)` to create a new message.
+ */
+export const RunTasksResponseSchema: GenMessage<RunTasksResponse> = /*@__PURE__*/
+  messageDesc(file_iris_v1_worker, 3);
+
+/**
  * @generated from message iris.v1.KillTaskRequest
  */
 export type KillTaskRequest = Message<"iris.v1.KillTaskRequest"> & {
@@ -172,7 +208,7 @@ export type KillTaskRequest = Message<"iris.v1.KillTaskRequest"> & {
  * Use `create(KillTaskRequestSchema)` to create a new message.
  */
 export const KillTaskRequestSchema: GenMessage<KillTaskRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 2);
+  messageDesc(file_iris_v1_worker, 4);
 
 /**
  * @generated from message iris.v1.KillTaskResponse
@@ -189,7 +225,7 @@ export type KillTaskResponse = Message<"iris.v1.KillTaskResponse"> & {
  * Use `create(KillTaskResponseSchema)` to create a new message.
  */
 export const KillTaskResponseSchema: GenMessage<KillTaskResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 3);
+  messageDesc(file_iris_v1_worker, 5);
 
 /**
  * @generated from message iris.v1.WorkerTaskStatusRequest
@@ -206,7 +242,7 @@ export type WorkerTaskStatusRequest = Message<"iris.v1.WorkerTaskStatusRequest">
  * Use `create(WorkerTaskStatusRequestSchema)` to create a new message.
  */
 export const WorkerTaskStatusRequestSchema: GenMessage<WorkerTaskStatusRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 4);
+  messageDesc(file_iris_v1_worker, 6);
 
 /**
  * @generated from message iris.v1.WorkerTaskInfo
@@ -285,7 +321,7 @@ export type WorkerTaskInfo = Message<"iris.v1.WorkerTaskInfo"> & {
  * Use `create(WorkerTaskInfoSchema)` to create a new message.
  */
 export const WorkerTaskInfoSchema: GenMessage<WorkerTaskInfo> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 5);
+  messageDesc(file_iris_v1_worker, 7);
 
 /**
  * @generated from message iris.v1.WorkerTaskStatusResponse
@@ -302,7 +338,7 @@ export type WorkerTaskStatusResponse = Message<"iris.v1.WorkerTaskStatusResponse
  * Use `create(WorkerTaskStatusResponseSchema)` to create a new message.
  */
 export const WorkerTaskStatusResponseSchema: GenMessage<WorkerTaskStatusResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 6);
+  messageDesc(file_iris_v1_worker, 8);
 
 /**
  * @generated from message iris.v1.WorkerListTasksRequest
@@ -315,7 +351,7 @@ export type WorkerListTasksRequest = Message<"iris.v1.WorkerListTasksRequest"> &
  * Use `create(WorkerListTasksRequestSchema)` to create a new message.
  */
 export const WorkerListTasksRequestSchema: GenMessage<WorkerListTasksRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 7);
+  messageDesc(file_iris_v1_worker, 9);
 
 /**
  * @generated from message iris.v1.WorkerListTasksResponse
@@ -332,7 +368,7 @@ export type WorkerListTasksResponse = Message<"iris.v1.WorkerListTasksResponse">
  * Use `create(WorkerListTasksResponseSchema)` to create a new message.
  */
 export const WorkerListTasksResponseSchema: GenMessage<WorkerListTasksResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 8);
+  messageDesc(file_iris_v1_worker, 10);
 
 /**
  * @generated from message iris.v1.FetchTaskLogsRequest
@@ -364,7 +400,7 @@ export type FetchTaskLogsRequest = Message<"iris.v1.FetchTaskLogsRequest"> & {
  * Use `create(FetchTaskLogsRequestSchema)` to create a new message.
  */
 export const FetchTaskLogsRequestSchema: GenMessage<FetchTaskLogsRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 9);
+  messageDesc(file_iris_v1_worker, 11);
 
 /**
  * @generated from message iris.v1.FetchTaskLogsResponse
@@ -381,7 +417,7 @@ export type FetchTaskLogsResponse = Message<"iris.v1.FetchTaskLogsResponse"> & {
  * Use `create(FetchTaskLogsResponseSchema)` to create a new message.
  */
 export const FetchTaskLogsResponseSchema: GenMessage<FetchTaskLogsResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 10);
+  messageDesc(file_iris_v1_worker, 12);
 
 /**
  * @generated from message iris.v1.HealthRequest
@@ -394,7 +430,7 @@ export type HealthRequest = Message<"iris.v1.HealthRequest"> & {
  * Use `create(HealthRequestSchema)` to create a new message.
  */
 export const HealthRequestSchema: GenMessage<HealthRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 11);
+  messageDesc(file_iris_v1_worker, 13);
 
 /**
  * @generated from message iris.v1.HealthResponse
@@ -440,7 +476,7 @@ export type HealthResponse = Message<"iris.v1.HealthResponse"> & {
  * Use `create(HealthResponseSchema)` to create a new message.
  */
 export const HealthResponseSchema: GenMessage<HealthResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 12);
+  messageDesc(file_iris_v1_worker, 14);
 
 /**
  * A job's outputs: `path` relative to its output directory ("" = the whole directory). A directory
@@ -476,7 +512,7 @@ export type ReadJobOutputRequest = Message<"iris.v1.ReadJobOutputRequest"> & {
  * Use `create(ReadJobOutputRequestSchema)` to create a new message.
  */
 export const ReadJobOutputRequestSchema: GenMessage<ReadJobOutputRequest> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 13);
+  messageDesc(file_iris_v1_worker, 15);
 
 /**
  * @generated from message iris.v1.OutputFile
@@ -505,7 +541,7 @@ export type OutputFile = Message<"iris.v1.OutputFile"> & {
  * Use `create(OutputFileSchema)` to create a new message.
  */
 export const OutputFileSchema: GenMessage<OutputFile> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 14);
+  messageDesc(file_iris_v1_worker, 16);
 
 /**
  * @generated from message iris.v1.ReadJobOutputResponse
@@ -548,7 +584,7 @@ export type ReadJobOutputResponse = Message<"iris.v1.ReadJobOutputResponse"> & {
  * Use `create(ReadJobOutputResponseSchema)` to create a new message.
  */
 export const ReadJobOutputResponseSchema: GenMessage<ReadJobOutputResponse> = /*@__PURE__*/
-  messageDesc(file_iris_v1_worker, 15);
+  messageDesc(file_iris_v1_worker, 17);
 
 /**
  * @generated from service iris.v1.WorkerService
@@ -561,6 +597,17 @@ export const WorkerService: GenService<{
     methodKind: "unary";
     input: typeof RunTaskRequestSchema;
     output: typeof RunTaskResponseSchema;
+  },
+  /**
+   * Several attempts in one call (the controller batches those it dispatches to this worker in one
+   * event-loop turn); each is handled and answered as by RunTask.
+   *
+   * @generated from rpc iris.v1.WorkerService.RunTasks
+   */
+  runTasks: {
+    methodKind: "unary";
+    input: typeof RunTasksRequestSchema;
+    output: typeof RunTasksResponseSchema;
   },
   /**
    * @generated from rpc iris.v1.WorkerService.KillTask
