@@ -1,9 +1,9 @@
 /**
  * Dispatch: the controller's calls to its workers. Sends RunTask for placed attempts (with their
  * environment, task_env.ts; the attempts for one worker in one event-loop turn go in one RunTasks)
- * and KillTask for kill orders, keeps one client per worker address,
- * knows which RunTask calls are in flight (a worker registering may not list those yet) and
- * tracks every call so the controller can await them when it stops.
+ * and KillTask for kill orders, keeps one client per worker address, knows which RunTask calls are
+ * in flight (a worker registering may not list those yet) and tracks every call so the controller
+ * can await them when it stops.
  * @module
  */
 import { create } from "@bufbuild/protobuf";
