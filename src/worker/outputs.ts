@@ -2,6 +2,15 @@
  * Job output directories on a worker (`IRIS_OUTPUT_DIR`, docs/python.md#outputs):
  * `<root>/outputs/<job>`, shared by the job's tasks on this worker, kept after its attempts end
  * and removed once unused for the retention period; read back by the ReadJobOutput RPC.
+ *
+ * Most jobs write nothing there. Making and later removing an inode per job is what such a
+ * directory would cost (ext4 scans past recently deleted inodes to allocate one, a scan that
+ * grows with the worker's throughput: #20, attempt_dirs.ts). So when the last attempt holding a
+ * job's directory releases it empty, the directory is locked (owned by the worker, a fresh
+ * directory's mode), checked empty, and renamed into `<root>/outputs/+spare/` (encodeURIComponent
+ * escapes `+`: no job's directory has that name); the next job's first attempt renames it into
+ * place and gives it to its task user. The job is remembered (in memory, for the retention, at
+ * most {@linkcode MAX_EMPTIED_JOBS} of them) so ReadJobOutput still lists its directory as empty.
  * @module
  */
 import { join } from "node:path";
@@ -26,6 +35,15 @@ export const OUTPUT_SWEEP_EVERY: Duration = seconds(60);
 /** How recent an mtime this worker set may be for a release to keep it (see `release`). */
 export const OUTPUT_MTIME_SLACK: Duration = seconds(60);
 
+/** Where spare (empty, recycled) output directories wait, under the outputs root. */
+export const SPARE_OUTPUT_DIRS = "+spare";
+
+/** Spare output directories kept at most. */
+export const MAX_SPARE_OUTPUT_DIRS = 64;
+
+/** Jobs whose empty directory was recycled that ReadJobOutput still answers for (the oldest go). */
+export const MAX_EMPTIED_JOBS = 100_000;
+
 /** The output directories of one worker. */
 export class JobOutputs {
   readonly rootDir: string;
@@ -36,20 +54,43 @@ export class JobOutputs {
   /** When an attempt start last swept (performance.now()); -Infinity: never. */
   #lastSweep = -Infinity;
   #rootReady = false;
+  /** Set when tasks run as their own users: a recycled directory is taken back from one. */
+  readonly #owner?: { readonly uid: number; readonly gid: number };
+  readonly #spares: string[] = [];
+  #nextSpare = 0;
+  #spareDirReady = false;
+  /** A freshly made directory's mode (set by the first fresh make; until then nothing recycles). */
+  #freshMode?: number;
+  /** Jobs whose empty directory was recycled, and when (Date.now()), oldest first. */
+  readonly #emptied = new Map<string, number>();
 
   /**
    * `retention`: an output directory unused this long is removed (@default 7 days). Attempt
    * starts sweep at most once per `sweepEvery` (@default the retention, at most 60 s): one sweep
-   * stats every directory, so a sweep per start would cost O(jobs) per attempt.
+   * stats every directory, so a sweep per start would cost O(jobs) per attempt. `owner`: the
+   * worker's uid and gid when tasks run as their own users (an empty directory goes back to it
+   * before it is checked, so its last task can no longer change it).
    */
   constructor(
     rootDir: string,
     retention: Duration = seconds(7 * 24 * 3600),
     sweepEvery: Duration = Math.min(retention, OUTPUT_SWEEP_EVERY) as Duration,
+    owner?: { readonly uid: number; readonly gid: number },
   ) {
     this.rootDir = rootDir;
     this.#retention = retention;
     this.#sweepEvery = sweepEvery;
+    this.#owner = owner;
+  }
+
+  /** Where spare directories wait. */
+  get spareDir(): string {
+    return join(this.rootDir, SPARE_OUTPUT_DIRS);
+  }
+
+  /** Spare directories ready now. */
+  get spares(): number {
+    return this.#spares.length;
   }
 
   /** The directory of `jobId` (not created). */
@@ -59,21 +100,19 @@ export class JobOutputs {
 
   /**
    * Creates (or keeps) the job's directory for an attempt, owned by its task user when there is
-   * one, and marks it in use until {@linkcode release}. Old unused directories are swept first
+   * one, and marks it in use until {@linkcode release}. Old unused directories are swept then
    * (at most once per sweep interval).
    */
   async acquire(jobId: string, user?: { uid: number; gid: number }): Promise<string> {
     const held = this.#active.get(jobId);
     if (held) held.holders++;
     else this.#active.set(jobId, { holders: 1, touchedAt: -Infinity });
-    if (performance.now() - this.#lastSweep >= this.#sweepEvery) {
-      this.#lastSweep = performance.now();
-      await this.sweep().catch(() => []);
-    }
     const dir = this.dirOf(jobId);
-    // Synchronous: a mkdir and a chown of microseconds, cheaper than two trips through Deno's
-    // thread pool (#20); an existing directory (another attempt of the job) takes the slow path.
-    const created = this.#makeDir(dir, user);
+    this.#emptied.delete(jobId);
+    // Synchronous up to here: a rename (or a mkdir) and a chown of microseconds, cheaper than
+    // trips through Deno's thread pool (#20), and no other attempt of the job can come between.
+    // An existing directory (another attempt of the job, or kept files) takes the slow path.
+    const created = (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
     if (!created) {
       if (user) await chownTree(dir, user.uid, user.gid);
       const now = new Date();
@@ -81,7 +120,30 @@ export class JobOutputs {
     }
     const entry = this.#active.get(jobId);
     if (entry) entry.touchedAt = performance.now();
+    if (performance.now() - this.#lastSweep >= this.#sweepEvery) {
+      this.#lastSweep = performance.now();
+      await this.sweep().catch(() => []);
+    }
     return dir;
+  }
+
+  /** Renames a spare directory to `dir` (given to `user`); false when none was put there. */
+  #takeSpare(dir: string, user?: { uid: number; gid: number }): boolean {
+    const spare = this.#spares.pop();
+    if (spare === undefined) return false;
+    try {
+      // Onto an empty leftover too (rename(2) replaces an empty directory, not a full one).
+      Deno.renameSync(spare, dir);
+    } catch {
+      // Kept files of the job (or an odd leftover) are in the way: the spare waits on.
+      if (isDirSync(spare)) this.#spares.push(spare);
+      return false;
+    }
+    if (user) Deno.chownSync(dir, user.uid, user.gid);
+    // Its retention starts now, as a new directory's would (release may leave the mtime alone).
+    const now = new Date();
+    Deno.utimeSync(dir, now, now);
+    return true;
   }
 
   /** Makes `dir` (0700, owned by `user`); false when it existed already. */
@@ -97,12 +159,21 @@ export class JobOutputs {
     }
     // A new directory is empty: only it needs the owner.
     if (user) Deno.chownSync(dir, user.uid, user.gid);
+    this.#freshMode ??= (Deno.lstatSync(dir).mode ?? 0) & 0o7777;
     return true;
   }
 
   #makeRoot(): void {
     Deno.mkdirSync(this.rootDir, { recursive: true, mode: 0o711 });
     Deno.chmodSync(this.rootDir, 0o711);
+    // Spares left by an earlier run (or gone with the root) are not this run's to hand out.
+    this.#spares.length = 0;
+    this.#spareDirReady = false;
+    try {
+      Deno.removeSync(this.spareDir, { recursive: true });
+    } catch (err) {
+      if (!(err instanceof Deno.errors.NotFound)) throw err;
+    }
     this.#rootReady = true;
   }
 
@@ -116,24 +187,91 @@ export class JobOutputs {
     const held = this.#active.get(jobId);
     const slack = Math.min(OUTPUT_MTIME_SLACK, this.#retention / 100);
     const recent = held !== undefined && performance.now() - held.touchedAt < slack;
-    if (held && --held.holders <= 0) this.#active.delete(jobId);
+    if (held && --held.holders <= 0) {
+      this.#active.delete(jobId);
+      // The last holder: an empty directory becomes a spare (the module comment says why).
+      if (this.#recycle(jobId)) return;
+    }
     if (recent) return;
     if (held && held.holders > 0) held.touchedAt = performance.now();
     const now = new Date();
     await Deno.utime(this.dirOf(jobId), now, now).catch(() => {});
   }
 
-  /** Removes directories of jobs without a running attempt here, unused past the retention. */
+  /**
+   * Locks, checks and parks the job's directory as a spare, remembering the job as emptied; false
+   * (the directory left as it was) when it is not empty or the pool is full. Never throws.
+   */
+  #recycle(jobId: string): boolean {
+    const mode = this.#freshMode;
+    if (mode === undefined || this.#spares.length >= MAX_SPARE_OUTPUT_DIRS) return false;
+    const dir = this.dirOf(jobId);
+    let before: Deno.FileInfo;
+    try {
+      before = Deno.lstatSync(dir);
+    } catch {
+      return false;
+    }
+    if (!before.isDirectory) return false;
+    const owner = this.#owner;
+    const wasMode = (before.mode ?? 0) & 0o7777;
+    const taken = owner !== undefined && (before.uid !== owner.uid || before.gid !== owner.gid);
+    try {
+      // First taken from the task user (whose processes may outlive the attempt by a moment)
+      // and closed to others: from then on only the worker can add to it. Its path is in the
+      // outputs root, which only the worker can write: it cannot be swapped meanwhile.
+      if (owner && taken) Deno.chownSync(dir, owner.uid, owner.gid);
+      if (wasMode !== mode) Deno.chmodSync(dir, mode);
+      if (isEmptyDirSync(dir)) {
+        if (!this.#spareDirReady) {
+          Deno.mkdirSync(this.spareDir, { recursive: true, mode: 0o700 });
+          this.#spareDirReady = true;
+        }
+        const spare = join(this.spareDir, String(this.#nextSpare++));
+        Deno.renameSync(dir, spare);
+        this.#spares.push(spare);
+        this.#emptied.set(jobId, Date.now());
+        if (this.#emptied.size > MAX_EMPTIED_JOBS) {
+          for (const oldest of this.#emptied.keys()) {
+            this.#emptied.delete(oldest);
+            break;
+          }
+        }
+        return true;
+      }
+    } catch {
+      // Kept as it is, below.
+    }
+    try {
+      if (taken && before.uid !== null && before.gid !== null) {
+        Deno.chownSync(dir, before.uid, before.gid);
+      }
+      if (wasMode !== mode) Deno.chmodSync(dir, wasMode);
+    } catch {
+      // Gone meanwhile, or the worker cannot: the sweep and the next acquire cope.
+    }
+    return false;
+  }
+
+  /**
+   * Removes directories of jobs without a running attempt here, unused past the retention, and
+   * forgets emptied (recycled) jobs as old.
+   */
   async sweep(now = Date.now()): Promise<string[]> {
+    for (const [jobId, at] of this.#emptied) {
+      if (now - at <= this.#retention) break;
+      this.#emptied.delete(jobId);
+    }
     const removed: string[] = [];
     try {
       for await (const e of Deno.readDir(this.rootDir)) {
-        if (!e.isDirectory) continue;
+        if (!e.isDirectory || e.name === SPARE_OUTPUT_DIRS) continue;
         const jobId = decodeURIComponent(e.name);
         if (this.#active.has(jobId)) continue;
         const path = join(this.rootDir, e.name);
-        const st = await Deno.stat(path);
-        if (now - (st.mtime?.getTime() ?? 0) > this.#retention) {
+        // Recycled (or removed) since it was listed: nothing to sweep.
+        const st = await Deno.stat(path).catch(() => undefined);
+        if (st && now - (st.mtime?.getTime() ?? 0) > this.#retention) {
           await Deno.remove(path, { recursive: true }).catch(() => {});
           removed.push(jobId);
         }
@@ -154,9 +292,18 @@ export class JobOutputs {
     if (path.startsWith("/") || clean.split("/").includes("..") || clean.includes("\0")) {
       throw new InvalidArgumentError("path", `must be relative inside the output directory`);
     }
-    const baseReal = await Deno.realPath(base).catch(() => {
+    const baseReal = await Deno.realPath(base).catch(() => undefined);
+    if (baseReal === undefined) {
+      // Its directory was recycled empty: answered as that empty directory would be.
+      const emptiedAt = this.#emptied.get(jobId);
+      if (emptiedAt !== undefined && Date.now() - emptiedAt <= this.#retention) {
+        if (!clean) return { isDir: true, files: [], data: new Uint8Array(), sizeBytes: 0 };
+        throw new NotFoundError(
+          `No output ${JSON.stringify(clean)} of job ${jobId} on this worker`,
+        );
+      }
       throw new NotFoundError(`No outputs of job ${jobId} on this worker`);
-    });
+    }
     const target = clean ? join(base, clean) : base;
     const real = await Deno.realPath(target).catch(() => {
       throw new NotFoundError(`No output ${JSON.stringify(clean)} of job ${jobId} on this worker`);
@@ -195,6 +342,19 @@ async function list(dir: string, rel: string, out: OutputRead["files"]): Promise
       out.push({ path, sizeBytes: st.size, modifiedMs: st.mtime?.getTime() ?? 0 });
     }
   }
+}
+
+function isDirSync(path: string): boolean {
+  try {
+    return Deno.lstatSync(path).isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+function isEmptyDirSync(dir: string): boolean {
+  for (const _ of Deno.readDirSync(dir)) return false;
+  return true;
 }
 
 async function chownTree(dir: string, uid: number, gid: number): Promise<void> {

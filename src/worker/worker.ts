@@ -300,7 +300,8 @@ class IrisWorker implements WorkerCore {
   ) {
     this.#taskUsers = taskUsers;
     // With task users the worker is root: a recycled directory goes back to root first.
-    this.#dirs = new AttemptDirs(rootDir, taskUsers ? { uid: 0, gid: 0 } : undefined);
+    const owner = taskUsers ? { uid: 0, gid: 0 } : undefined;
+    this.#dirs = new AttemptDirs(rootDir, owner);
     this.#devices = workerDevices(resources, advert, opts, (owner, reason) => {
       const a = this.#attempts.get(owner);
       a?.kill(reason, { state: TaskState.WORKER_FAILED, grace: opts.killGrace });
@@ -310,7 +311,7 @@ class IrisWorker implements WorkerCore {
       ...(advert?.reason ? { "device-status": advert.reason } : {}),
     };
     this.#pythonEnvs = new PythonEnvCache({ rootDir: `${rootDir}/python`, ...opts.python });
-    this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention);
+    this.#outputs = new JobOutputs(`${rootDir}/outputs`, opts.outputRetention, undefined, owner);
     if (opts.outputsPrefix) outputsDestination(opts.outputsPrefix, "/check", "outputsPrefix");
     this.#reaping = reaping;
     this.#opts = opts;

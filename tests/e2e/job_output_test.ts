@@ -96,8 +96,10 @@ Deno.test("JobOutputs.sweep removes directories unused past the retention, never
   try {
     const outputs = new JobOutputs(root, seconds(3600));
     const old = await outputs.acquire("/alice/old");
+    await Deno.writeTextFile(`${old}/out.txt`, "x"); // an empty one is recycled at once
     await outputs.release("/alice/old");
     const busy = await outputs.acquire("/alice/busy");
+    await Deno.writeTextFile(`${busy}/out.txt`, "x");
     const past = new Date(Date.now() - 2 * 3600_000);
     await Deno.utime(old, past, past);
     await Deno.utime(busy, past, past);
@@ -115,6 +117,7 @@ Deno.test("JobOutputs: attempt starts sweep at most once per sweep interval", as
     const outputs = new JobOutputs(root, seconds(3600), seconds(3600));
     await outputs.acquire("/alice/first"); // the first start sweeps (nothing to remove yet)
     const old = await outputs.acquire("/alice/old");
+    await Deno.writeTextFile(`${old}/out.txt`, "x"); // an empty one is recycled at once
     await outputs.release("/alice/old");
     const past = new Date(Date.now() - 2 * 3600_000);
     await Deno.utime(old, past, past);
@@ -135,12 +138,14 @@ Deno.test("JobOutputs.release leaves an mtime it set moments ago (one fs op less
     // A week's retention: a release within a minute of the start keeps the directory's mtime.
     const outputs = new JobOutputs(root, seconds(7 * 24 * 3600));
     const quick = await outputs.acquire("/alice/quick");
+    await Deno.writeTextFile(`${quick}/out.txt`, "x"); // an empty one is recycled at once
     await Deno.utime(quick, past, past); // stands in for "set at the start"
     await outputs.release("/alice/quick");
     assert.equal((await Deno.stat(quick)).mtime?.getTime(), past.getTime());
     // No slack (a retention of 0): the retention starts at the release.
     const strict = new JobOutputs(root, ms(0));
     const dir = await strict.acquire("/alice/strict");
+    await Deno.writeTextFile(`${dir}/out.txt`, "x");
     await Deno.utime(dir, past, past);
     await strict.release("/alice/strict");
     assert.ok((await Deno.stat(dir)).mtime!.getTime() > Date.now() - 60_000);
