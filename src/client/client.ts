@@ -169,7 +169,8 @@ export class IrisClient {
   ): Promise<string> {
     const spec = "$typeName" in request ? request : jobSpecFromRequest(request, {
       context: safeJobContext(),
-      defaultUser: this.#hasToken ? envUser() : defaultUser(),
+      // Looked up only for a request that names no user.
+      defaultUser: this.#hasToken ? envUser : defaultUser,
     });
     const requestId = options.requestId ?? crypto.randomUUID();
     const res = await this.call((rpc) => rpc.launchJob({ spec, requestId }));
@@ -429,6 +430,8 @@ export interface JobContext {
 /** The job context, or undefined when not in a task or when env access is not permitted. */
 export function safeJobContext(): JobContext | undefined {
   try {
+    // Outside a task (the usual submitter) without copying the whole environment per submit.
+    if (!Deno.env.get("IRIS_JOB_ID")) return undefined;
     return jobContext();
   } catch {
     return undefined;

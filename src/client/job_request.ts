@@ -204,10 +204,14 @@ export function multiHostTpuDefaults(
 /** Region and zone constraints are what a child job inherits from its parent. */
 export const INHERITED_CONSTRAINT_KEYS: readonly string[] = ["region", "zone"];
 
-/** Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job. */
+/**
+ * Converts a JobRequest to a JobSpec. Inside a task, the job becomes a child of the task's job.
+ * `defaultUser` (a name, or how to find one: called only when the request and context name none)
+ * is the user when neither the request nor the enclosing task names one.
+ */
 export function jobSpecFromRequest(
   req: JobRequest,
-  options: { context?: JobContext; defaultUser?: string } = {},
+  options: { context?: JobContext; defaultUser?: string | (() => string | undefined) } = {},
 ): JobSpec {
   if (!!req.command === !!req.module) {
     throw new InvalidArgumentError("command", "give exactly one of command or module");
@@ -255,7 +259,7 @@ export function jobSpecFromRequest(
     schedulingTimeoutMs: req.schedulingTimeout ?? 0,
     ports: [...(req.ports ?? [])],
     bundleId: req.bundleId ?? "",
-    user: req.user ?? (ctx?.user || undefined) ?? options.defaultUser ?? "",
+    user: req.user ?? (ctx?.user || undefined) ?? defaultUserOf(options.defaultUser) ?? "",
     environment: req.environment
       ? {
         interpreter: req.environment.interpreter ?? "",
@@ -304,4 +308,8 @@ export function jobSpecFromRequest(
       ),
     })),
   });
+}
+
+function defaultUserOf(user: string | (() => string | undefined) | undefined): string | undefined {
+  return typeof user === "function" ? user() : user;
 }

@@ -19,12 +19,19 @@ function env(name: string): string | undefined {
   }
 }
 
+/** The OS account's name, looked up once: it may read the user database (NSS) each time. */
+let osUserName: { name: string | undefined } | undefined;
+
 function osUser(): string | undefined {
+  if (osUserName) return osUserName.name;
+  let name: string | undefined;
   try {
-    return userInfo().username;
+    name = userInfo().username;
   } catch {
-    return undefined;
+    name = undefined;
   }
+  osUserName = { name };
+  return name;
 }
 
 /** The user jobs are submitted as when a request names none. */

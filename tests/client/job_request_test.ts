@@ -148,3 +148,20 @@ Deno.test("jobContext() reads a task's environment back as an object", () => {
   });
   assert.equal(jobContext({ PATH: "/bin" }), undefined, "outside a task there is no context");
 });
+
+Deno.test("the default user is looked up only for a request that names none", () => {
+  let lookups = 0;
+  const lookup = () => {
+    lookups++;
+    return "os-user";
+  };
+  assert.equal(jobSpecFromRequest({ ...cmd, user: "bob" }, { defaultUser: lookup }).user, "bob");
+  assert.equal(
+    jobSpecFromRequest(cmd, { context: parentContext(), defaultUser: lookup }).user,
+    "alice",
+  );
+  assert.equal(lookups, 0);
+  assert.equal(jobSpecFromRequest(cmd, { defaultUser: lookup }).user, "os-user");
+  assert.equal(lookups, 1);
+  assert.equal(jobSpecFromRequest(cmd, { defaultUser: "carol" }).user, "carol");
+});
