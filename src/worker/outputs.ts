@@ -7,10 +7,11 @@
  * directory would cost (ext4 scans past recently deleted inodes to allocate one, a scan that
  * grows with the worker's throughput: #20, attempt_dirs.ts). So when the last attempt holding a
  * job's directory releases it empty, the directory is locked (owned by the worker, a fresh
- * directory's mode), checked empty, and renamed into `<root>/outputs/+spare/` (encodeURIComponent
- * escapes `+`: no job's directory has that name); the next job's first attempt renames it into
- * place and gives it to its task user. The job is remembered (in memory, for the retention, at
- * most {@linkcode MAX_EMPTIED_JOBS} of them) so ReadJobOutput still lists its directory as empty.
+ * directory's mode) and checked empty, then left where it is as a spare: the next new job's
+ * first attempt renames it to its own name (one rename in the same directory) and gives it to its
+ * task user. Until then it is the old job's (empty) directory as before, swept with the others;
+ * after it, the old job is remembered (in memory, for the retention, at most
+ * {@linkcode MAX_EMPTIED_JOBS} of them) so ReadJobOutput still lists its directory as empty.
  * @module
  */
 import { join } from "node:path";
@@ -35,13 +36,10 @@ export const OUTPUT_SWEEP_EVERY: Duration = seconds(60);
 /** How recent an mtime this worker set may be for a release to keep it (see `release`). */
 export const OUTPUT_MTIME_SLACK: Duration = seconds(60);
 
-/** Where spare (empty, recycled) output directories wait, under the outputs root. */
-export const SPARE_OUTPUT_DIRS = "+spare";
-
-/** Spare output directories kept at most. */
+/** Spare output directories (empty ones of finished jobs, to rename) kept at most. */
 export const MAX_SPARE_OUTPUT_DIRS = 64;
 
-/** Jobs whose empty directory was recycled that ReadJobOutput still answers for (the oldest go). */
+/** Jobs whose empty directory went to another job that ReadJobOutput answers for (oldest go). */
 export const MAX_EMPTIED_JOBS = 100_000;
 
 /** The output directories of one worker. */
@@ -54,14 +52,13 @@ export class JobOutputs {
   /** When an attempt start last swept (performance.now()); -Infinity: never. */
   #lastSweep = -Infinity;
   #rootReady = false;
-  /** Set when tasks run as their own users: a recycled directory is taken back from one. */
+  /** Set when tasks run as their own users: an empty directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
-  readonly #spares: string[] = [];
-  #nextSpare = 0;
-  #spareDirReady = false;
-  /** A freshly made directory's mode (set by the first fresh make; until then nothing recycles). */
+  /** Jobs whose directory is a spare (empty, locked, no attempt), oldest first. */
+  readonly #spares = new Set<string>();
+  /** A freshly made directory's mode (set by the first fresh make; until then no spares). */
   #freshMode?: number;
-  /** Jobs whose empty directory was recycled, and when (Date.now()), oldest first. */
+  /** Jobs whose empty directory went to another job, and when (Date.now()), oldest first. */
   readonly #emptied = new Map<string, number>();
 
   /**
@@ -83,14 +80,9 @@ export class JobOutputs {
     this.#owner = owner;
   }
 
-  /** Where spare directories wait. */
-  get spareDir(): string {
-    return join(this.rootDir, SPARE_OUTPUT_DIRS);
-  }
-
   /** Spare directories ready now. */
   get spares(): number {
-    return this.#spares.length;
+    return this.#spares.size;
   }
 
   /** The directory of `jobId` (not created). */
@@ -111,8 +103,10 @@ export class JobOutputs {
     this.#emptied.delete(jobId);
     // Synchronous up to here: a rename (or a mkdir) and a chown of microseconds, cheaper than
     // trips through Deno's thread pool (#20), and no other attempt of the job can come between.
-    // An existing directory (another attempt of the job, or kept files) takes the slow path.
-    const created = (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
+    // An existing directory (another attempt of the job, or kept files) takes the slow path; so
+    // does the job's own spare (a new attempt of a job that wrote nothing yet).
+    const created = (!held && !this.#spares.delete(jobId) && this.#takeSpare(dir, user)) ||
+      this.#makeDir(dir, user);
     if (!created) {
       if (user) await chownTree(dir, user.uid, user.gid);
       const now = new Date();
@@ -129,16 +123,20 @@ export class JobOutputs {
 
   /** Renames a spare directory to `dir` (given to `user`); false when none was put there. */
   #takeSpare(dir: string, user?: { uid: number; gid: number }): boolean {
-    const spare = this.#spares.pop();
-    if (spare === undefined) return false;
+    let spareJob: string | undefined;
+    for (spareJob of this.#spares) break;
+    if (spareJob === undefined) return false;
+    this.#spares.delete(spareJob);
+    const spare = this.dirOf(spareJob);
     try {
       // Onto an empty leftover too (rename(2) replaces an empty directory, not a full one).
       Deno.renameSync(spare, dir);
     } catch {
       // Kept files of the job (or an odd leftover) are in the way: the spare waits on.
-      if (isDirSync(spare)) this.#spares.push(spare);
+      if (isDirSync(spare)) this.#spares.add(spareJob);
       return false;
     }
+    this.#forget(spareJob);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     // Its retention starts now, as a new directory's would (release may leave the mtime alone).
     const now = new Date();
@@ -166,14 +164,7 @@ export class JobOutputs {
   #makeRoot(): void {
     Deno.mkdirSync(this.rootDir, { recursive: true, mode: 0o711 });
     Deno.chmodSync(this.rootDir, 0o711);
-    // Spares left by an earlier run (or gone with the root) are not this run's to hand out.
-    this.#spares.length = 0;
-    this.#spareDirReady = false;
-    try {
-      Deno.removeSync(this.spareDir, { recursive: true });
-    } catch (err) {
-      if (!(err instanceof Deno.errors.NotFound)) throw err;
-    }
+    this.#spares.clear(); // gone with the root, if it went away
     this.#rootReady = true;
   }
 
@@ -189,8 +180,9 @@ export class JobOutputs {
     const recent = held !== undefined && performance.now() - held.touchedAt < slack;
     if (held && --held.holders <= 0) {
       this.#active.delete(jobId);
-      // The last holder: an empty directory becomes a spare (the module comment says why).
-      if (this.#recycle(jobId)) return;
+      // The last holder: an empty directory becomes a spare (the module comment says why), its
+      // mtime set as any other's: it is the job's directory until a new job takes it.
+      this.#park(jobId);
     }
     if (recent) return;
     if (held && held.holders > 0) held.touchedAt = performance.now();
@@ -199,12 +191,12 @@ export class JobOutputs {
   }
 
   /**
-   * Locks, checks and parks the job's directory as a spare, remembering the job as emptied; false
-   * (the directory left as it was) when it is not empty or the pool is full. Never throws.
+   * Locks and checks the job's directory and keeps it as a spare; false (the directory left as it
+   * was) when it is not empty or the pool is full. Never throws.
    */
-  #recycle(jobId: string): boolean {
+  #park(jobId: string): boolean {
     const mode = this.#freshMode;
-    if (mode === undefined || this.#spares.length >= MAX_SPARE_OUTPUT_DIRS) return false;
+    if (mode === undefined || this.#spares.size >= MAX_SPARE_OUTPUT_DIRS) return false;
     const dir = this.dirOf(jobId);
     let before: Deno.FileInfo;
     try {
@@ -223,20 +215,7 @@ export class JobOutputs {
       if (owner && taken) Deno.chownSync(dir, owner.uid, owner.gid);
       if (wasMode !== mode) Deno.chmodSync(dir, mode);
       if (isEmptyDirSync(dir)) {
-        if (!this.#spareDirReady) {
-          Deno.mkdirSync(this.spareDir, { recursive: true, mode: 0o700 });
-          this.#spareDirReady = true;
-        }
-        const spare = join(this.spareDir, String(this.#nextSpare++));
-        Deno.renameSync(dir, spare);
-        this.#spares.push(spare);
-        this.#emptied.set(jobId, Date.now());
-        if (this.#emptied.size > MAX_EMPTIED_JOBS) {
-          for (const oldest of this.#emptied.keys()) {
-            this.#emptied.delete(oldest);
-            break;
-          }
-        }
+        this.#spares.add(jobId);
         return true;
       }
     } catch {
@@ -253,9 +232,20 @@ export class JobOutputs {
     return false;
   }
 
+  /** Remembers a job whose empty directory went to another job (ReadJobOutput lists it empty). */
+  #forget(jobId: string): void {
+    this.#emptied.set(jobId, Date.now());
+    if (this.#emptied.size > MAX_EMPTIED_JOBS) {
+      for (const oldest of this.#emptied.keys()) {
+        this.#emptied.delete(oldest);
+        break;
+      }
+    }
+  }
+
   /**
-   * Removes directories of jobs without a running attempt here, unused past the retention, and
-   * forgets emptied (recycled) jobs as old.
+   * Removes directories of jobs without a running attempt here, unused past the retention (spares
+   * too), and forgets emptied (reused) jobs as old.
    */
   async sweep(now = Date.now()): Promise<string[]> {
     for (const [jobId, at] of this.#emptied) {
@@ -265,13 +255,15 @@ export class JobOutputs {
     const removed: string[] = [];
     try {
       for await (const e of Deno.readDir(this.rootDir)) {
-        if (!e.isDirectory || e.name === SPARE_OUTPUT_DIRS) continue;
+        if (!e.isDirectory) continue;
         const jobId = decodeURIComponent(e.name);
         if (this.#active.has(jobId)) continue;
         const path = join(this.rootDir, e.name);
-        // Recycled (or removed) since it was listed: nothing to sweep.
+        // Reused by another job (or removed) since it was listed: nothing to sweep.
         const st = await Deno.stat(path).catch(() => undefined);
+        if (this.#active.has(jobId)) continue; // an attempt started meanwhile
         if (st && now - (st.mtime?.getTime() ?? 0) > this.#retention) {
+          this.#spares.delete(jobId);
           await Deno.remove(path, { recursive: true }).catch(() => {});
           removed.push(jobId);
         }
@@ -294,7 +286,7 @@ export class JobOutputs {
     }
     const baseReal = await Deno.realPath(base).catch(() => undefined);
     if (baseReal === undefined) {
-      // Its directory was recycled empty: answered as that empty directory would be.
+      // Its directory went empty to another job: answered as that empty directory would be.
       const emptiedAt = this.#emptied.get(jobId);
       if (emptiedAt !== undefined && Date.now() - emptiedAt <= this.#retention) {
         if (!clean) return { isDir: true, files: [], data: new Uint8Array(), sizeBytes: 0 };

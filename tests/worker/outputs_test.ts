@@ -1,11 +1,11 @@
 /**
- * Job output directories left empty are recycled (outputs.ts): the last release parks the
- * directory as a spare, the next job's first attempt gets the same inode, empty, with a fresh
- * directory's mode and its own owner, and ReadJobOutput still lists the emptied job as an empty
- * directory. A directory with anything in it is kept as it was; spares are never a job's, never
- * swept as one, and a restart drops them.
+ * Job output directories left empty are recycled (outputs.ts): the last release keeps the
+ * directory as a spare (locked, still the job's), the next new job's first attempt gets the same
+ * inode, empty, with a fresh directory's mode and its own owner, and ReadJobOutput still lists the
+ * old job as an empty directory. A directory with anything in it is kept as it was; a spare is
+ * swept like any job's directory, and a restart leaves spares as the empty directories they are.
  */
-import { JobOutputs, MAX_SPARE_OUTPUT_DIRS, SPARE_OUTPUT_DIRS } from "../../src/worker/outputs.ts";
+import { JobOutputs, MAX_SPARE_OUTPUT_DIRS } from "../../src/worker/outputs.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
@@ -45,16 +45,13 @@ Deno.test({
       const fresh = stat(one);
       chmod(one, 0o777); // the task widened it, then wrote nothing
       await outputs.release("/a/one");
-      assertEquals(await exists(one), false);
       assertEquals(outputs.spares, 1);
-      assertEquals(names(dir), [SPARE_OUTPUT_DIRS]);
-      // Read back as the empty directory it was.
-      const listed = await outputs.read("/a/one", "");
-      assertEquals([listed.isDir, listed.files], [true, []]);
-      await assertRejects(() => outputs.read("/a/one", "x.txt"), /No output "x\.txt" of job/);
-      await assertRejects(() => outputs.read("/a/never", ""), /No outputs of job/);
+      const locked = stat(one); // still the job's, closed to its task user
+      assertEquals(locked.mode, fresh.mode);
+      if (isRoot) assertEquals([locked.uid, locked.gid], [0, 0]);
 
       const two = await outputs.acquire("/a/two", isRoot ? bob : undefined);
+      assertEquals(await exists(one), false);
       const reused = stat(two);
       assertEquals(reused.ino, fresh.ino, "the second job got the first one's directory");
       assertEquals(reused.mode, fresh.mode);
@@ -62,7 +59,15 @@ Deno.test({
       assertEquals(names(two), []);
       assert(reused.mtime!.getTime() > Date.now() - 60_000, "its retention starts now");
       assertEquals(outputs.spares, 0);
-      assertEquals((await outputs.read("/a/one", "")).files, []);
+      // Read back as the empty directory it was.
+      const listed = await outputs.read("/a/one", "");
+      assertEquals([listed.isDir, listed.files], [true, []]);
+      await assertRejects(() => outputs.read("/a/one", "x.txt"), /No output "x\.txt" of job/);
+      await assertRejects(() => outputs.read("/a/never", ""), /No outputs of job/);
+      // A new attempt of the old job makes its directory afresh.
+      const again = await outputs.acquire("/a/one", isRoot ? alice : undefined);
+      assertEquals(names(again), []);
+      assert(stat(again).ino !== reused.ino);
     }),
 });
 
@@ -103,44 +108,46 @@ Deno.test({
       ]);
       assertEquals(first, second);
       assertEquals(outputs.spares, 0, "one spare served both attempts");
+      assertEquals(await exists(seed), false);
       await outputs.release("/a/job");
-      assertEquals(await exists(first), true, "the other attempt still holds it");
+      assertEquals(outputs.spares, 0, "the other attempt still holds it");
       await outputs.release("/a/job");
-      assertEquals(await exists(first), false);
       assertEquals(outputs.spares, 1);
-      assert(seed !== first);
+      // A new attempt of a job whose directory is a spare takes its own back.
+      assertEquals(await outputs.acquire("/a/job"), first);
+      assertEquals(outputs.spares, 0);
     }),
 });
 
 Deno.test({
-  name: "JobOutputs: a spare is never swept or listed as a job; a restart drops leftover spares",
+  name: "JobOutputs: a spare is swept as its job's directory; a restart keeps spares as such",
   ignore: !linux,
   fn: () =>
     withRoot(async (dir) => {
       const outputs = new JobOutputs(dir, seconds(3600));
-      const kept = await outputs.acquire("/a/kept");
-      write(`${kept}/out.txt`);
-      await outputs.release("/a/kept");
-      await outputs.acquire("/a/empty");
-      await outputs.release("/a/empty");
+      for (const job of ["/a/empty", "/a/gone"]) await outputs.acquire(job);
+      for (const job of ["/a/empty", "/a/gone"]) await outputs.release(job);
+      const taker = await outputs.acquire("/a/taker"); // takes the oldest spare
+      write(`${taker}/out.txt`);
+      await outputs.release("/a/taker");
       assertEquals(outputs.spares, 1);
-      // Far past the retention: the kept job goes, the spare stays, the emptied job is forgotten.
-      assertEquals(await outputs.sweep(Date.now() + 2 * HOUR), ["/a/kept"]);
-      assertEquals(names(dir), [SPARE_OUTPUT_DIRS]);
-      assertEquals(names(outputs.spareDir).length, 1);
+      assertEquals(names(dir), ["%2Fa%2Fgone", "%2Fa%2Ftaker"]);
+      // Far past the retention: the spare goes like any job's directory, and out of the pool;
+      // the job whose directory was taken is forgotten.
+      assertEquals((await outputs.sweep(Date.now() + 2 * HOUR)).sort(), ["/a/gone", "/a/taker"]);
+      assertEquals(outputs.spares, 0);
       await assertRejects(() => outputs.read("/a/empty", ""), /No outputs of job/);
+      const fresh = await outputs.acquire("/a/fresh"); // made anew, nothing stale handed out
+      assertEquals(names(fresh), []);
+      await outputs.release("/a/fresh");
+      assertEquals(outputs.spares, 1);
 
-      // A restart: the earlier run's spare (here with something in it) is not handed out.
-      const [leftover] = names(outputs.spareDir);
-      write(`${outputs.spareDir}/${leftover}/junk`);
-      const before = outputs.dirOf("/a/before"); // the earlier run's job
-      mkdir(before);
-      write(`${before}/out.txt`);
+      // A restart: the earlier run's spare is its job's empty directory, listed and swept so.
       const restarted = new JobOutputs(dir, seconds(3600));
+      assertEquals((await restarted.read("/a/fresh", "")).files, []);
       const next = await restarted.acquire("/a/next");
-      assertEquals(names(next), []);
-      assertEquals(await exists(outputs.spareDir), false);
-      assertEquals(names(before), ["out.txt"], "job directories outlive the restart");
+      assert(next !== fresh && await exists(fresh), "not handed out by the new run");
+      assertEquals(await restarted.sweep(Date.now() + 2 * HOUR), ["/a/fresh"]);
     }),
 });
 
@@ -165,14 +172,15 @@ Deno.test({
       for (const job of jobs) await outputs.acquire(job);
       for (const job of jobs) await outputs.release(job);
       assertEquals(outputs.spares, MAX_SPARE_OUTPUT_DIRS);
-      assertEquals(names(dir).length, 3, "kept, the one past the pool's room, the spares");
+      assertEquals(names(dir).length, 2 + MAX_SPARE_OUTPUT_DIRS, "kept, past the pool, spares");
     }),
 });
 
 Deno.test({
   name:
     "worker: a job that wrote nothing leaves a spare; the next job's task gets it, lists as empty",
-  ignore: !linux,
+  // As root, tasks run as their own users: a spare is seen taken back from its user.
+  ignore: !isRoot,
   fn: async () => {
     await using h = await startHarness();
     const probe = (writes: boolean) => [
@@ -181,12 +189,12 @@ Deno.test({
       `stat -c "%i %u" "$IRIS_OUTPUT_DIR"; echo "[$(ls -A "$IRIS_OUTPUT_DIR")]"` +
       (writes ? '; echo x > "$IRIS_OUTPUT_DIR/out.txt"' : ""),
     ];
-    const spareDir = `${h.worker.rootDir}/outputs/${SPARE_OUTPUT_DIRS}`;
-    const spares = () => {
+    const outputsDir = `${h.worker.rootDir}/outputs`;
+    const parked = () => {
       try {
-        return names(spareDir).length;
+        return stat(`${outputsDir}/%2Fu%2Fout0`).uid === 0;
       } catch {
-        return 0;
+        return false;
       }
     };
     const seen: string[][] = [];
@@ -196,19 +204,19 @@ Deno.test({
       await h.fake.waitForState(taskId, TaskState.SUCCEEDED);
       seen.push(h.fake.logsOf(taskId).filter((l) => l.stream === "stdout").map((l) => l.text));
       if (i === 0) {
-        await waitFor(() => spares() === 1, { timeout: seconds(10), what: "a spare output dir" });
+        await waitFor(parked, { timeout: seconds(10), what: "the output dir kept as a spare" });
       }
     }
     assertEquals(seen.map((out) => out[1]), ["[]", "[]"]);
     const [first, second] = seen.map((out) => out[0]!.split(" "));
     assertEquals(second![0], first![0], "the second job's directory is the first one's");
-    if (isRoot) assert(second![1] !== first![1], "each task's directory is its own user's");
+    assert(second![1] !== first![1], "each task's directory is its own user's");
     const empty = await h.client.readJobOutput({ jobId: "/u/out0", path: "" });
     assertEquals([empty.isDir, empty.files.length], [true, 0]);
     await waitFor(async () => (await h.client.readJobOutput({ jobId: "/u/out1" })).files.length, {
       timeout: seconds(10),
       what: "the second job's file listed",
     });
-    assertEquals(spares(), 0);
+    assertEquals(await exists(`${outputsDir}/%2Fu%2Fout0`), false);
   },
 });
