@@ -257,6 +257,8 @@ class IrisWorker implements WorkerCore {
   readonly #sessions = new Sessions();
   readonly #pythonEnvs: PythonEnvCache;
   readonly #outputs: JobOutputs;
+  /** Task tokens by job owner: an HMAC each, the same for every attempt of the owner's jobs. */
+  readonly #taskTokens = new Map<string, string>();
   readonly #latest = new Map<string, TaskAttempt>();
   readonly #finished: TaskAttempt[] = [];
   /** `#finished[0..#dirsRemoved)` had their directories removed (a prune walks only the rest). */
@@ -427,7 +429,7 @@ class IrisWorker implements WorkerCore {
       protectedPaths: [this.#rootDir, ...(this.#opts.protectedPaths ?? [])],
       // The task acts as its job's owner; the worker token itself never reaches it.
       taskToken: this.#opts.workerToken
-        ? taskToken(this.#opts.workerToken, jobOwner(req.jobId))
+        ? this.#taskToken(this.#opts.workerToken, jobOwner(req.jobId))
         : undefined,
       ports: this.#ports,
       bundleFetcher: this.#opts.bundleFetcher,
@@ -458,6 +460,17 @@ class IrisWorker implements WorkerCore {
     }));
     this.#log(`accepted ${req.taskId} attempt ${req.attemptId}`);
     return create(RunTaskResponseSchema, { accepted: true });
+  }
+
+  /** The token of `owner`'s tasks (~30 µs of HMAC per attempt saved, #20). */
+  #taskToken(workerToken: string, owner: string): string {
+    let token = this.#taskTokens.get(owner);
+    if (token === undefined) {
+      if (this.#taskTokens.size >= MAX_CACHED_TASK_TOKENS) this.#taskTokens.clear();
+      token = taskToken(workerToken, owner);
+      this.#taskTokens.set(owner, token);
+    }
+    return token;
   }
 
   killTask(req: KillTaskRequest): boolean {
@@ -798,6 +811,9 @@ class IrisWorker implements WorkerCore {
     this.#opts.log?.(line);
   }
 }
+
+/** Job owners whose task tokens a worker keeps at most (then it starts over). */
+const MAX_CACHED_TASK_TOKENS = 1024;
 
 function attemptKey(taskId: string, attemptId: number): string {
   return `${taskId}#${attemptId}`;
