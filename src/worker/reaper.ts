@@ -20,7 +20,7 @@
  *
  * The ledger (`<root>/reap.json`) is the worker's list of task uids and sessions in use (and its
  * cgroup), rewritten (atomically) on every change so it is current at any instant the worker may
- * die.
+ * die: a uid before any process of it starts, a session or a removal at the end of the turn.
  * @module
  */
 import { createHash } from "node:crypto";
@@ -105,12 +105,14 @@ export class ReapLedger {
    * A task leader started (its pid is its session id): recorded, and moved into the cgroup unless
    * `inCgroup` (the spawn joins it before the program starts where it can; this covers a spawn
    * that could not). The move is asynchronous: a cgroup migration waits for the kernel's cgroup
-   * lock, milliseconds on a busy host.
+   * lock, milliseconds on a busy host. Written with the turn's other changes (see #writeSoon):
+   * its leader runs already, so a write at once would close no window that a write at the end of
+   * the turn leaves open, and spawns reported together share one write (#20).
    */
   addSession(sid: number, options: { readonly inCgroup?: boolean } = {}): void {
     if (this.cgroup && !options.inCgroup) void joinCgroupAsync(this.cgroup, sid);
     this.#sids.add(sid);
-    this.#write();
+    this.#writeSoon();
   }
 
   removeSession(sid: number): void {
@@ -133,8 +135,9 @@ export class ReapLedger {
   /**
    * A removal is written at the end of the current turn, with every other change made in it (a
    * uid sweep frees a whole batch at once): until then the ledger names one more uid or session
-   * than runs, which a sweep after the worker's death would only find gone. An addition is
-   * written at once, before the task it covers starts.
+   * than runs, which a sweep after the worker's death would only find gone. So is a new session
+   * (its leader started before the worker learnt its id). A uid is written at once, before any
+   * process of it starts.
    */
   #writeSoon(): void {
     if (this.#writeQueued) return;
