@@ -103,10 +103,11 @@ export class JobOutputs {
     this.#emptied.delete(jobId);
     // Synchronous up to here: a rename (or a mkdir) and a chown of microseconds, cheaper than
     // trips through Deno's thread pool (#20), and no other attempt of the job can come between.
-    // An existing directory (another attempt of the job, or kept files) takes the slow path; so
-    // does the job's own spare (a new attempt of a job that wrote nothing yet).
-    const created = (!held && !this.#spares.delete(jobId) && this.#takeSpare(dir, user)) ||
-      this.#makeDir(dir, user);
+    // An existing directory (another attempt of the job, or kept files) takes the slow path.
+    const ownSpare = !held && this.#spares.delete(jobId);
+    const created = ownSpare
+      ? this.#takeOwnSpare(dir, user) || this.#makeDir(dir, user)
+      : (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
     if (!created) {
       if (user) await chownTree(dir, user.uid, user.gid);
       const now = new Date();
@@ -142,6 +143,21 @@ export class JobOutputs {
     const now = new Date();
     Deno.utimeSync(dir, now, now);
     return true;
+  }
+
+  /**
+   * Gives the job's own spare back to it (the next task of a job that wrote nothing so far): it is
+   * empty and the worker's, so only it needs the owner. False when it is gone.
+   */
+  #takeOwnSpare(dir: string, user?: { uid: number; gid: number }): boolean {
+    try {
+      if (user) Deno.chownSync(dir, user.uid, user.gid);
+      const now = new Date();
+      Deno.utimeSync(dir, now, now);
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Makes `dir` (0700, owned by `user`); false when it existed already. */

@@ -98,7 +98,7 @@ Deno.test({
   ignore: !linux,
   fn: () =>
     withRoot(async (dir) => {
-      const outputs = new JobOutputs(dir, seconds(3600));
+      const outputs = new JobOutputs(dir, seconds(3600), undefined, isRoot ? root : undefined);
       const seed = await outputs.acquire("/a/seed");
       await outputs.release("/a/seed");
       assertEquals(outputs.spares, 1);
@@ -113,9 +113,13 @@ Deno.test({
       assertEquals(outputs.spares, 0, "the other attempt still holds it");
       await outputs.release("/a/job");
       assertEquals(outputs.spares, 1);
-      // A new attempt of a job whose directory is a spare takes its own back.
-      assertEquals(await outputs.acquire("/a/job"), first);
+      // The next task of a job whose directory is a spare takes its own back, as its user's.
+      const user = isRoot ? alice : undefined;
+      const inode = stat(first).ino;
+      assertEquals(await outputs.acquire("/a/job", user), first);
       assertEquals(outputs.spares, 0);
+      assertEquals(stat(first).ino, inode);
+      if (isRoot) assertEquals(stat(first).uid, alice.uid);
     }),
 });
 
