@@ -68,9 +68,56 @@ export interface SpawnRequest {
  */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
-  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range, capget, capset
-  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435, 436, 125, 126],
-  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435, 436, 90, 91],
+  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range, capget, capset, pipe2,
+  // read, close, signalfd4
+  "x86_64": [
+    157,
+    160,
+    116,
+    119,
+    117,
+    112,
+    13,
+    14,
+    110,
+    80,
+    292,
+    59,
+    231,
+    1,
+    435,
+    436,
+    125,
+    126,
+    293,
+    0,
+    3,
+    289,
+  ],
+  aarch64: [
+    167,
+    164,
+    159,
+    149,
+    147,
+    157,
+    134,
+    135,
+    173,
+    49,
+    24,
+    221,
+    94,
+    64,
+    435,
+    436,
+    90,
+    91,
+    59,
+    63,
+    57,
+    74,
+  ],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
@@ -93,8 +140,8 @@ const SCRIPT = String.raw`
 use strict;
 my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
   $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $CLOSE_RANGE, $CAPGET, $CAPSET,
-  $PARENT) = map { $_ + 0 } @ARGV;
-my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
+  $PIPE2, $READ, $CLOSE, $SIGNALFD, $PARENT) = map { $_ + 0 } @ARGV;
+my ($EINTR, $ENOEXEC, $WNOHANG, $O_NONBLOCK, $O_CLOEXEC) = (4, 8, 1, 0x800, 0x80000);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
 $SIG{PIPE} = 'IGNORE';
@@ -111,34 +158,65 @@ my $CAPS = "\0" x 24;
 my @caps = syscall($CAPGET, $CAPHDR, $CAPS) == 0 ? unpack('L6', $CAPS) : ();
 my $CAPS_EFFECTIVE = @caps ? pack('L6', $caps[1], $caps[1], 0, $caps[4], $caps[4], 0) : '';
 # Kept open (close-on-exec, as every descriptor perl opens above 2): the child only dup3s or
-# writes them.
+# writes them. A child that fails before its exec writes "id stage errno" to the status pipe
+# (one write, atomic) and exits; read when it is reaped.
 open(my $null, '<', '/dev/null') or die "/dev/null: $!";
 my $NULL = fileno $null;
-my %cgroups;
-my (%kids, %readers);
+pipe(my $status_r, my $status_w) or die "pipe: $!";
+fcntl($status_r, 4, $O_NONBLOCK) or die "fcntl: $!";
+my $STATUS = fileno $status_w;
+# SIGCHLD through a signalfd: no handler runs on this process's stack, and select sees it
+# (no window between a check and the wait). A perl handler and timed waits where there is none.
+my $CHLD_SET = pack('Q', 1 << 16);
+my $sigfd = syscall($SIGMASK, 0, $CHLD_SET, 0, 8) == 0
+  ? syscall($SIGNALFD, -1, $CHLD_SET, 8, $O_NONBLOCK | $O_CLOEXEC) : -1;
+syscall($SIGMASK, 1, $CHLD_SET, 0, 8) if $sigfd < 0;
 my $chld = 0;
-$SIG{CHLD} = sub { $chld = 1 };
+$SIG{CHLD} = sub { $chld = 1 } if $sigfd < 0;
+# Buffers sized once and reused: the syscalls write into them.
+my ($PIPE, $BUF, $SIGINFO) = ("\0" x 8, "\0" x 65536, "\0" x 1280);
+# Running children: pid => task id * 4 + how many of its streams are open (0-2).
+my %kids;
+# Children reaped but not reported yet (pid, wait status, ...), and failures read for them.
+my (@reaped, %failed);
+my $status_in = '';
+# Children with both streams closed, not reaped yet (the timed waits without a signalfd).
+my $drained = 0;
+# The task streams' read ends, by descriptor: task id, type ('O'/'E'; '' when none), pid,
+# bytes in flight. $rin holds the descriptors to wait on.
+my (@stream_id, @stream_type, @stream_pid, @stream_held);
+my $rin = '';
 my $pending = '';
 sub out {
   my ($id, $type, $data) = @_;
-  $pending .= pack('NaN', $id, $type, length $data) . $data;
+  $pending .= pack('NaN', $id, $type, length $data);
+  $pending .= $data;
 }
 sub flush {
   while (length $pending) {
     my $n = syswrite(STDOUT, $pending);
     if (!defined $n) { next if $! == $EINTR; syscall($EXIT, 1); }
-    substr($pending, 0, $n) = '';
+    substr($pending, 0, $n, '');
   }
 }
 # In the child: reports the failed step's errno on the status pipe and exits.
 sub fail {
-  my ($sw, $stage) = @_;
-  my $e = $! + 0;
-  syswrite($sw, "$stage $e");
+  my ($id, $stage) = @_;
+  my $why = "$id $stage " . ($! + 0) . "\n";
+  syscall($WRITE, $STATUS, $why, length $why);
   syscall($EXIT, 127);
+}
+# In the child: sets a limit (soft and hard), or says on its stderr why not and exits.
+sub limit {
+  my ($stderr, $resource, $value, $what) = @_;
+  return if $value eq '' || syscall($SETRLIMIT, $resource, pack('QQ', $value, $value)) == 0;
+  my $why = "iris: cannot set the task's $what limit to $value: $!\n";
+  syscall($WRITE, $stderr, $why, length $why);
+  syscall($EXIT, 126);
 }
 # A task cgroup's directory (for clone3) and cgroup.procs (for the fallback), kept open. A cgroup
 # removed and made again under the same path makes clone3 fail on the old one: reopened then.
+my %cgroups;
 my %clone3_failed;
 sub cgroup {
   my ($cg) = @_;
@@ -146,6 +224,8 @@ sub cgroup {
   my $c = { dir => -1, procs => -1 };
   $c->{dir} = fileno $c->{dir_fh} if sysopen($c->{dir_fh}, $cg, 0);
   $c->{procs} = fileno $c->{procs_fh} if open($c->{procs_fh}, '>', "$cg/cgroup.procs");
+  # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
+  $c->{args} = pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir});
   return $cgroups{$cg} = $c;
 }
 # fork(), or where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its
@@ -157,8 +237,7 @@ sub fork_task {
   return (fork(), 0) if $cg eq '';
   my $c = cgroup($cg);
   if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
-    # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
-    my $pid = syscall($CLONE3, pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir}), 88);
+    my $pid = syscall($CLONE3, $c->{args}, 88);
     if ($pid >= 0) {
       $clone3_failed{$cg} = 0;
       return ($pid, 1);
@@ -174,21 +253,28 @@ sub spawn {
   my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
   my @argv = splice(@rest, 0, $argc);
   my $prog = $argv[0];
-  my @limits;
-  for ([6, $nproc, 'processes'], [7, $nofile, 'open files'], [1, $fsize, 'file size']) {
-    push @limits, [$_->[0], pack('QQ', $_->[1], $_->[1]), "$_->[2] limit to $_->[1]"] if $_->[1] ne '';
-  }
   my $argvp = pack('p*', @argv) . "\0" x 8;
   my $envp = pack('p*', @rest) . "\0" x 8;
-  my ($or, $ow, $er, $ew, $sr, $sw);
-  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out($id, 'F', "pipe " . ($! + 0)); return; }
-  my ($o, $e) = (fileno $ow, fileno $ew);
+  # Bare descriptors (close-on-exec), no perl handles: nothing per task stays allocated.
+  if (syscall($PIPE2, $PIPE, $O_CLOEXEC) < 0) { out($id, 'F', "pipe " . ($! + 0)); return; }
+  my ($or, $o) = unpack('i2', $PIPE);
+  if (syscall($PIPE2, $PIPE, $O_CLOEXEC) < 0) {
+    out($id, 'F', "pipe " . ($! + 0));
+    syscall($CLOSE, $or);
+    syscall($CLOSE, $o);
+    return;
+  }
+  my ($er, $e) = unpack('i2', $PIPE);
   my ($pid, $joined) = fork_task($cg);
-  if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
+  if (!defined $pid) {
+    out($id, 'F', "fork " . ($! + 0));
+    syscall($CLOSE, $_) for $or, $o, $er, $e;
+    return;
+  }
   if ($pid == 0) {
     syscall($SIGACTION, 13, $DFL, 0, 8);
     syscall($SIGMASK, 2, $EMPTY, 0, 8);
-    syscall($SETSID) >= 0 or fail($sw, 'setsid');
+    syscall($SETSID) >= 0 or fail($id, 'setsid');
     # Not joined is what the old open did too: the worker's other sweeps still find the task.
     if ($cg ne '' && !$joined) {
       my $c = cgroup($cg);
@@ -196,27 +282,25 @@ sub spawn {
         syswrite($f, '0');
       }
     }
-    for (@limits) {
-      next if syscall($SETRLIMIT, $_->[0], $_->[1]) == 0;
-      syswrite($ew, "iris: cannot set the task's $_->[2]: $!\n");
-      syscall($EXIT, 126);
-    }
+    limit($e, 6, $nproc, 'processes');
+    limit($e, 7, $nofile, 'open files');
+    limit($e, 1, $fsize, 'file size');
     if ($uid ne '') {
-      syscall($SETGROUPS, 0, 0) == 0 or fail($sw, 'setgroups');
-      syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($sw, 'setgid');
+      syscall($SETGROUPS, 0, 0) == 0 or fail($id, 'setgroups');
+      syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($id, 'setgid');
       # PR_SET_KEEPCAPS: the uid change keeps the permitted set (the exec clears the flag).
       syscall($PRCTL, 8, 1, 0, 0, 0) if $CAPS_EFFECTIVE ne '';
-      syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($sw, 'setuid');
+      syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($id, 'setuid');
       syscall($CAPSET, $CAPHDR, $CAPS_EFFECTIVE) if $CAPS_EFFECTIVE ne '';
-      syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($sw, 'no_new_privs');
+      syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($id, 'no_new_privs');
     }
     # After the uid change, which clears it.
-    syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or fail($sw, 'pdeathsig');
+    syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or fail($id, 'pdeathsig');
     syscall($EXIT, 127) if syscall($GETPPID) != $ME;
-    syscall($CHDIR, $cwd) == 0 or fail($sw, 'chdir');
-    syscall($DUP3, $NULL, 0, 0) >= 0 or fail($sw, 'stdin');
-    syscall($DUP3, $o, 1, 0) >= 0 or fail($sw, 'stdout');
-    syscall($DUP3, $e, 2, 0) >= 0 or fail($sw, 'stderr');
+    syscall($CHDIR, $cwd) == 0 or fail($id, 'chdir');
+    syscall($DUP3, $NULL, 0, 0) >= 0 or fail($id, 'stdin');
+    syscall($DUP3, $o, 1, 0) >= 0 or fail($id, 'stdout');
+    syscall($DUP3, $e, 2, 0) >= 0 or fail($id, 'stderr');
     # Nothing but 0-2 reaches the task: descriptors the worker inherited without close-on-exec
     # (from its own parent) are closed by the exec (CLOSE_RANGE_CLOEXEC; Linux 5.11+, else as
     # before). The status pipe stays open until then.
@@ -228,67 +312,86 @@ sub spawn {
       syscall($EXECVE, $sh[0], pack('p*', @sh) . "\0" x 8, $envp);
       $! = $ENOEXEC;
     }
-    fail($sw, 'exec');
+    fail($id, 'exec');
   }
-  close $ow; close $ew; close $sw;
-  # Answered at once: whether the exec worked is read from the status pipe when the child is
-  # reaped (an exec closes it, a failure writes to it and exits), so spawns do not wait here.
-  $kids{$pid} = { id => $id, open => 2, status => $sr };
-  $readers{fileno $or} = [$or, $id, 'O', $pid, 0];
-  $readers{fileno $er} = [$er, $id, 'E', $pid, 0];
+  syscall($CLOSE, $o);
+  syscall($CLOSE, $e);
+  # Answered at once: whether the exec worked is known when the child is reaped (a failure is
+  # written to the status pipe before the exit), so spawns do not wait here.
+  $kids{$pid} = $id * 4 + 2;
+  for ([$or, 'O'], [$er, 'E']) {
+    my ($fd, $type) = @$_;
+    $stream_id[$fd] = $id;
+    $stream_type[$fd] = $type;
+    $stream_pid[$fd] = $pid;
+    $stream_held[$fd] = 0;
+    vec($rin, $fd, 1) = 1;
+  }
   out($id, 'P', $pid);
 }
-sub close_reader {
+sub close_stream {
   my ($fd) = @_;
-  my $r = delete $readers{$fd} or return;
-  close $r->[0];
-  out($r->[1], lc $r->[2], '');
-  my $k = $kids{$r->[3]};
-  $k->{open}-- if $k;
+  my $type = $stream_type[$fd] or return;
+  $stream_type[$fd] = '';
+  vec($rin, $fd, 1) = 0;
+  syscall($CLOSE, $fd);
+  out($stream_id[$fd], $type eq 'O' ? 'o' : 'e', '');
+  my $pid = $stream_pid[$fd];
+  $drained++ if exists $kids{$pid} && (--$kids{$pid} & 3) == 0;
 }
 sub reap {
   $chld = 0;
-  while ((my $p = waitpid(-1, $WNOHANG)) > 0) {
-    my $status = $?;
-    my $k = delete $kids{$p} or next;
-    my $why = '';
-    while (1) {
-      my $n = sysread($k->{status}, $why, 64, length $why);
-      last if defined $n && $n == 0;
-      next if !defined $n && $! == $EINTR;
-      last if !defined $n;
-    }
-    close $k->{status};
-    out($k->{id}, 'F', $why) if $why ne '';
-    out($k->{id}, 'X', $status);
+  while ((my $pid = waitpid(-1, $WNOHANG)) > 0) { push @reaped, $pid, $?; }
+  return unless @reaped;
+  # What the children reaped wrote before they exited is in the pipe by now.
+  while (sysread($status_r, $status_in, 4096, length $status_in)) {}
+  $failed{$1} = $2 while $status_in =~ s/^(\d+) (\S+ \d+)\n//;
+  while (@reaped) {
+    my $pid = shift @reaped;
+    my $status = shift @reaped;
+    my $kid = delete $kids{$pid} // next;
+    $drained-- if ($kid & 3) == 0;
+    my $id = $kid >> 2;
+    my $why = delete $failed{$id};
+    out($id, 'F', $why) if defined $why;
+    out($id, 'X', $status);
   }
 }
 out(0, 'R', $$);
 my $in = '';
 my $open = 1;
 my $timedout = 0;
+vec($rin, 0, 1) = 1;
+vec($rin, $sigfd, 1) = 1 if $sigfd >= 0;
+my ($rout, $ready) = ('', '');
 while ($open || %kids) {
   # SIGCHLD says when; a timed-out wait checks anyway.
   reap() if $chld || $timedout;
   # The last task just reaped after stdin closed: nothing is left to wait for (select would wait
   # forever on no descriptor).
   last unless $open || %kids;
-  if (!$open) { kill 'KILL', -$_ for keys %kids; }
+  if (!$open) { vec($rin, 0, 1) = 0; kill 'KILL', -$_ for keys %kids; }
   flush();
-  my $rin = '';
-  vec($rin, 0, 1) = 1 if $open;
   # A stream the worker is behind on waits (as a pipe would): what it holds stays bounded.
-  vec($rin, $_, 1) = 1 for grep { $readers{$_}[4] < $WINDOW } keys %readers;
-  my $wait = !%kids ? undef : (grep { $_->{open} <= 0 } values %kids) ? 0.005 : 0.1;
-  my $n = select(my $rout = $rin, undef, undef, $wait);
+  my $wait = !%kids ? undef : $sigfd >= 0 ? 1 : $drained ? 0.005 : 0.1;
+  my $n = select($rout = $rin, undef, undef, $wait);
   $timedout = defined $n && $n == 0;
   next if $n <= 0;
-  for my $fd (keys %readers) {
-    next unless vec($rout, $fd, 1);
-    my $r = $readers{$fd};
-    my $got = sysread($r->[0], my $buf, 65536);
-    if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
-    elsif (defined $got || $! != $EINTR) { close_reader($fd); }
+  if ($sigfd >= 0 && vec($rout, $sigfd, 1)) {
+    1 while syscall($READ, $sigfd, $SIGINFO, 1280) > 0;
+    $chld = 1;
+  }
+  $ready = unpack('b*', $rout);
+  my $fd = 0;
+  while (($fd = index($ready, '1', $fd + 1)) > 0) {
+    next unless $stream_type[$fd];
+    my $got = syscall($READ, $fd, $BUF, 65536);
+    if ($got > 0) {
+      $pending .= pack('NaN', $stream_id[$fd], $stream_type[$fd], $got);
+      $pending .= substr($BUF, 0, $got);
+      vec($rin, $fd, 1) = 0 if ($stream_held[$fd] += $got) >= $WINDOW;
+    }
+    elsif ($got == 0 || $! != $EINTR) { close_stream($fd); }
   }
   next unless $open && vec($rout, 0, 1);
   my $got = sysread(STDIN, $in, 65536, length $in);
@@ -298,11 +401,18 @@ while ($open || %kids) {
     my $len = unpack('N', $in);
     last if length $in < 4 + $len;
     my @f = split /\0/, substr($in, 4, $len), -1;
-    substr($in, 0, 4 + $len) = '';
+    substr($in, 0, 4 + $len, '');
     my $op = shift @f;
     if ($op eq 'S') { spawn(@f); }
-    elsif ($op eq 'C') { close_reader($_) for grep { $readers{$_}[1] == $f[0] } keys %readers; }
-    elsif ($op eq 'A') { $_->[4] -= $f[2] for grep { $_->[1] == $f[0] && $_->[2] eq $f[1] } values %readers; }
+    elsif ($op eq 'C') {
+      for my $fd (1 .. $#stream_type) { close_stream($fd) if $stream_type[$fd] && $stream_id[$fd] == $f[0]; }
+    }
+    elsif ($op eq 'A') {
+      for my $fd (1 .. $#stream_type) {
+        next unless $stream_type[$fd] eq $f[1] && $stream_id[$fd] == $f[0];
+        vec($rin, $fd, 1) = 1 if ($stream_held[$fd] -= $f[2]) < $WINDOW;
+      }
+    }
   }
 }
 flush();
