@@ -187,6 +187,9 @@ my $drained = 0;
 my (@stream_id, @stream_type, @stream_pid, @stream_held);
 my $rin = '';
 my $pending = '';
+# Requests as read, the first one at the start.
+my $in = '';
+my $SH = '/bin/sh';
 sub out {
   my ($id, $type, $data) = @_;
   $pending .= pack('NaN', $id, $type, length $data);
@@ -206,11 +209,11 @@ sub fail {
   syscall($WRITE, $STATUS, $why, length $why);
   syscall($EXIT, 127);
 }
-# In the child: sets a limit (soft and hard), or says on its stderr why not and exits.
-sub limit {
-  my ($stderr, $resource, $value, $what) = @_;
-  return if $value eq '' || syscall($SETRLIMIT, $resource, pack('QQ', $value, $value)) == 0;
-  my $why = "iris: cannot set the task's $what limit to $value: $!\n";
+# In the child: a limit (struct rlimit at $at in the request) could not be set; says so on the
+# task's stderr and exits.
+sub limit_failed {
+  my ($stderr, $what, $at) = @_;
+  my $why = "iris: cannot set the task's $what limit to " . unpack("x$at Q<", $in) . ": $!\n";
   syscall($WRITE, $stderr, $why, length $why);
   syscall($EXIT, 126);
 }
@@ -239,7 +242,7 @@ sub fork_task {
   if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
     my $pid = syscall($CLONE3, $c->{args}, 88);
     if ($pid >= 0) {
-      $clone3_failed{$cg} = 0;
+      $clone3_failed{$cg} = 0 if $clone3_failed{$cg};
       return ($pid, 1);
     }
     # Twice in a row (a fresh descriptor failing too): this path is not for clone3.
@@ -249,12 +252,20 @@ sub fork_task {
   }
   return (fork(), 0);
 }
+# Starts the task whose request (see SpawnerProcess.spawn) is at the start of $in. The request is
+# laid out for the syscalls: the child passes pointers into it (the limits, cwd, the argv and
+# environment strings) and runs no perl but syscall ops; the parent unpacks a few numbers and
+# makes one pointer table, so that little is written between two forks (#20).
 sub spawn {
-  my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
-  my @argv = splice(@rest, 0, $argc);
-  my $prog = $argv[0];
-  my $argvp = pack('p*', @argv) . "\0" x 8;
-  my $envp = pack('p*', @rest) . "\0" x 8;
+  my ($id, $flags, $uid, $gid, $argc, $cwd, $cg_at, $cg_length) = unpack('x8 V8', $in);
+  my $base = unpack('J', pack('p', $in)) + 4;
+  # argv, a null, the environment, a null: the request's offsets made pointers.
+  my $table = pack('Q*', map { $_ && $_ + $base } unpack('x96 V/Q<', $in));
+  my $argvp = unpack('J', pack('p', $table));
+  my $envp = $argvp + 8 * ($argc + 1);
+  my $prog = unpack('J', $table);
+  $cwd += $base;
+  my $cg = $cg_length ? substr($in, 4 + $cg_at, $cg_length) : '';
   # Bare descriptors (close-on-exec), no perl handles: nothing per task stays allocated.
   if (syscall($PIPE2, $PIPE, $O_CLOEXEC) < 0) { out($id, 'F', "pipe " . ($! + 0)); return; }
   my ($or, $o) = unpack('i2', $PIPE);
@@ -282,15 +293,15 @@ sub spawn {
         syswrite($f, '0');
       }
     }
-    limit($e, 6, $nproc, 'processes');
-    limit($e, 7, $nofile, 'open files');
-    limit($e, 1, $fsize, 'file size');
-    if ($uid ne '') {
+    $flags & 1 and syscall($SETRLIMIT, 6, $base + 40) and limit_failed($e, 'processes', 44);
+    $flags & 2 and syscall($SETRLIMIT, 7, $base + 56) and limit_failed($e, 'open files', 60);
+    $flags & 4 and syscall($SETRLIMIT, 1, $base + 72) and limit_failed($e, 'file size', 76);
+    if ($flags & 8) {
       syscall($SETGROUPS, 0, 0) == 0 or fail($id, 'setgroups');
-      syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($id, 'setgid');
+      syscall($SETRESGID, $gid, $gid, $gid) == 0 or fail($id, 'setgid');
       # PR_SET_KEEPCAPS: the uid change keeps the permitted set (the exec clears the flag).
       syscall($PRCTL, 8, 1, 0, 0, 0) if $CAPS_EFFECTIVE ne '';
-      syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($id, 'setuid');
+      syscall($SETRESUID, $uid, $uid, $uid) == 0 or fail($id, 'setuid');
       syscall($CAPSET, $CAPHDR, $CAPS_EFFECTIVE) if $CAPS_EFFECTIVE ne '';
       syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($id, 'no_new_privs');
     }
@@ -307,9 +318,10 @@ sub spawn {
     syscall($CLOSE_RANGE, 3, 0xFFFFFFFF, 4);
     syscall($EXECVE, $prog, $argvp, $envp);
     if ($! == $ENOEXEC) {
-      # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does.
-      my @sh = ('/bin/sh', @argv);
-      syscall($EXECVE, $sh[0], pack('p*', @sh) . "\0" x 8, $envp);
+      # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does:
+      # sh, then argv (which ends at the table's first null).
+      my $sh = pack('p', $SH) . $table;
+      syscall($EXECVE, $SH, $sh, $envp);
       $! = $ENOEXEC;
     }
     fail($id, 'exec');
@@ -319,14 +331,12 @@ sub spawn {
   # Answered at once: whether the exec worked is known when the child is reaped (a failure is
   # written to the status pipe before the exit), so spawns do not wait here.
   $kids{$pid} = $id * 4 + 2;
-  for ([$or, 'O'], [$er, 'E']) {
-    my ($fd, $type) = @$_;
-    $stream_id[$fd] = $id;
-    $stream_type[$fd] = $type;
-    $stream_pid[$fd] = $pid;
-    $stream_held[$fd] = 0;
-    vec($rin, $fd, 1) = 1;
-  }
+  @stream_id[$or, $er] = ($id, $id);
+  @stream_type[$or, $er] = ('O', 'E');
+  @stream_pid[$or, $er] = ($pid, $pid);
+  @stream_held[$or, $er] = (0, 0);
+  vec($rin, $or, 1) = 1;
+  vec($rin, $er, 1) = 1;
   out($id, 'P', $pid);
 }
 sub close_stream {
@@ -358,7 +368,6 @@ sub reap {
   }
 }
 out(0, 'R', $$);
-my $in = '';
 my $open = 1;
 my $timedout = 0;
 vec($rin, 0, 1) = 1;
@@ -400,11 +409,16 @@ while ($open || %kids) {
   while (length $in >= 4) {
     my $len = unpack('N', $in);
     last if length $in < 4 + $len;
+    if (vec($in, 4, 8) == 83) {
+      # S: a spawn, read in place.
+      spawn();
+      substr($in, 0, 4 + $len, '');
+      next;
+    }
     my @f = split /\0/, substr($in, 4, $len), -1;
     substr($in, 0, 4 + $len, '');
     my $op = shift @f;
-    if ($op eq 'S') { spawn(@f); }
-    elsif ($op eq 'C') {
+    if ($op eq 'C') {
       for my $fd (1 .. $#stream_type) { close_stream($fd) if $stream_type[$fd] && $stream_id[$fd] == $f[0]; }
     }
     elsif ($op eq 'A') {
@@ -625,6 +639,67 @@ export function decodeWaitStatus(status: number): { code: number; signal: Deno.S
   return { code: 128 + signal, signal: SIGNALS[signal] ?? null };
 }
 
+/** RLIM_INFINITY. */
+const NO_LIMIT = 2n ** 64n - 1n;
+/** Where a spawn request's parts are (byte offsets in its body; see the script's spawn). */
+const SPAWN = { limits: 40, tableLength: 92, table: 96 } as const;
+
+/**
+ * A spawn request's body, laid out for the syscalls the spawner's child makes: "S", then u32 id,
+ * flags (1 processes, 2 open files, 4 file size: set that limit; 8: change to uid and gid), uid,
+ * gid, argc, the cwd's offset, the cgroup's offset and length; at 40 three struct rlimit; at 92
+ * the number of table entries; at 96 the table: the offsets of argv's strings, 0, of the
+ * environment's, 0; then the strings, each ending in a NUL. All little-endian (the spawner's
+ * architectures are).
+ */
+function spawnRequestBody(id: number, request: SpawnRequest): Uint8Array {
+  const argv = [request.program, ...request.args];
+  const strings = [
+    request.cwd,
+    request.cgroup ?? "",
+    ...argv,
+    ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`),
+  ].map((s) => encoder.encode(s));
+  const tableLength = strings.length; // less cwd and cgroup, plus two nulls
+  const stringsAt = SPAWN.table + 8 * tableLength;
+  const body = new Uint8Array(strings.reduce((n, s) => n + s.length + 1, stringsAt));
+  const view = new DataView(body.buffer);
+  const offsets: number[] = [];
+  let at = stringsAt;
+  for (const s of strings) {
+    body.set(s, at);
+    offsets.push(at);
+    at += s.length + 1;
+  }
+  const { processes, openFiles, fileBytes } = request.limits;
+  const limits = [processes, openFiles, fileBytes];
+  const flags = limits.reduce<number>((f, v, i) => v === undefined ? f : f | (1 << i), 0) |
+    (request.user ? 8 : 0);
+  body[0] = "S".charCodeAt(0);
+  const header = [
+    id,
+    flags,
+    request.user?.uid ?? 0,
+    request.user?.gid ?? 0,
+    argv.length,
+    offsets[0]!,
+    offsets[1]!,
+    strings[1]!.length,
+  ];
+  header.forEach((v, i) => view.setUint32(4 + 4 * i, v, true));
+  limits.forEach((v, i) => {
+    if (v === undefined) return;
+    const value = Number.isFinite(v) && v >= 0 ? BigInt(Math.floor(v)) : NO_LIMIT;
+    view.setBigUint64(SPAWN.limits + 16 * i, value, true);
+    view.setBigUint64(SPAWN.limits + 16 * i + 8, value, true);
+  });
+  view.setUint32(SPAWN.tableLength, tableLength, true);
+  // argv, a null, the environment, a null (the table's zeroes stay).
+  const table = [...offsets.slice(2, 2 + argv.length), 0, ...offsets.slice(2 + argv.length), 0];
+  table.forEach((v, i) => view.setUint32(SPAWN.table + 8 * i, v, true));
+  return body;
+}
+
 /** One running spawner process and the tasks it started. */
 class SpawnerProcess {
   readonly #child: Deno.ChildProcess;
@@ -670,26 +745,14 @@ class SpawnerProcess {
   /** Starts one task; undefined when this spawner died before it answered. */
   spawn(request: SpawnRequest): Promise<SpawnedTask | Error | undefined> {
     const id = this.#nextId++;
-    const limit = (v: number | undefined) => v === undefined ? "" : String(v);
-    const fields = [
-      "S",
-      String(id),
-      request.cwd,
-      request.cgroup ?? "",
-      limit(request.limits.processes),
-      limit(request.limits.openFiles),
-      limit(request.limits.fileBytes),
-      request.user ? String(request.user.uid) : "",
-      request.user ? String(request.user.gid) : "",
-      String(request.args.length + 1),
-      request.program,
-      ...request.args,
-      ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`),
-    ];
     const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
       this.#pending.set(id, { program: request.program, resolve })
     );
-    this.#send(fields);
+    const body = spawnRequestBody(id, request);
+    const frame = new Uint8Array(4 + body.length);
+    new DataView(frame.buffer).setUint32(0, body.length);
+    frame.set(body, 4);
+    this.#writer.write(frame).catch(() => {}); // a dead spawner shows in #read
     return result;
   }
 
