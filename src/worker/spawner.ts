@@ -157,6 +157,9 @@ my $CAPHDR = pack('Li', 0x20080522, 0);
 my $CAPS = "\0" x 24;
 my @caps = syscall($CAPGET, $CAPHDR, $CAPS) == 0 ? unpack('L6', $CAPS) : ();
 my $CAPS_EFFECTIVE = @caps ? pack('L6', $caps[1], $caps[1], 0, $caps[4], $caps[4], 0) : '';
+# syscall() makes each string it passes a buffer of its own (a copy-on-write string is copied):
+# done here once, not in every child.
+syscall($GETPPID, $DFL, $EMPTY, $ZERO, $CAPHDR, $CAPS_EFFECTIVE);
 # Kept open (close-on-exec, as every descriptor perl opens above 2): the child only dup3s or
 # writes them. A child that fails before its exec writes "id stage errno" to the status pipe
 # (one write, atomic) and exits; read when it is reaped.
@@ -229,28 +232,20 @@ sub cgroup {
   $c->{procs} = fileno $c->{procs_fh} if open($c->{procs_fh}, '>', "$cg/cgroup.procs");
   # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
   $c->{args} = pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir});
+  syscall($GETPPID, $c->{args});
+  my $failures = $clone3_failed{$cg} // 0;
+  $c->{clone3} = $c->{dir} >= 0 && $failures < 2;
+  # A clone3 into it that works resets the count.
+  $c->{retry} = $failures > 0;
   return $cgroups{$cg} = $c;
 }
-# fork(), or where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its
-# cgroup from its first instruction and nothing has to move it (a migration takes the kernel's
-# cgroup lock). Seen from perl both are a fork; the child then calls nothing but syscalls. Falls
-# back to fork when clone3 fails (an old kernel, a seccomp filter, not a cgroup2 directory).
-sub fork_task {
+# clone3 failed for cgroup $cg: tried again with a fresh descriptor, which failing too (twice in
+# a row) says that this path is not for clone3.
+sub clone3_failed {
   my ($cg) = @_;
-  return (fork(), 0) if $cg eq '';
-  my $c = cgroup($cg);
-  if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
-    my $pid = syscall($CLONE3, $c->{args}, 88);
-    if ($pid >= 0) {
-      $clone3_failed{$cg} = 0 if $clone3_failed{$cg};
-      return ($pid, 1);
-    }
-    # Twice in a row (a fresh descriptor failing too): this path is not for clone3.
-    $clone3_failed{$cg}++;
-    delete $cgroups{$cg};
-    cgroup($cg);
-  }
-  return (fork(), 0);
+  $clone3_failed{$cg}++;
+  delete $cgroups{$cg};
+  cgroup($cg);
 }
 # Starts the task whose request (see SpawnerProcess.spawn) is at the start of $in. The request is
 # laid out for the syscalls: the child passes pointers into it (the limits, cwd, the argv and
@@ -276,7 +271,18 @@ sub spawn {
     return;
   }
   my ($er, $e) = unpack('i2', $PIPE);
-  my ($pid, $joined) = fork_task($cg);
+  # Where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its cgroup from
+  # its first instruction and nothing has to move it (a migration takes the kernel's cgroup
+  # lock). Seen from perl both are a fork, called here so that the child runs on with no return
+  # from a sub. fork() when clone3 fails (an old kernel, a seccomp filter, not a cgroup2
+  # directory).
+  my $c = $cg eq '' ? undef : cgroup($cg);
+  my $pid = $c && $c->{clone3} ? syscall($CLONE3, $c->{args}, 88) : -1;
+  my $joined = $pid >= 0;
+  if (!$joined) {
+    clone3_failed($cg) if $c && $c->{clone3};
+    $pid = fork();
+  }
   if (!defined $pid) {
     out($id, 'F', "fork " . ($! + 0));
     syscall($CLOSE, $_) for $or, $o, $er, $e;
@@ -325,6 +331,10 @@ sub spawn {
       $! = $ENOEXEC;
     }
     fail($id, 'exec');
+  }
+  if ($joined && $c->{retry}) {
+    $clone3_failed{$cg} = 0;
+    $c->{retry} = 0;
   }
   syscall($CLOSE, $o);
   syscall($CLOSE, $e);
