@@ -130,7 +130,7 @@ export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 
 /**
  * The spawner. Requests on stdin: u32 length + body; S spawn (binary, laid out for the syscalls:
- * see spawnRequestBody), C close a task's streams and A bytes of a stream taken (NUL-separated
+ * see spawnRequestFrame), C close a task's streams and A bytes of a stream taken (NUL-separated
  * fields; at most WINDOW bytes of a stream are in flight, the task's pipe fills behind them as if
  * the worker read it directly). Records on stdout: u32 id, one type byte, u32 length, payload.
  * Types: R ready (pid), P started (pid), F failed ("stage errno"), O/E stdout/stderr bytes, o/e
@@ -667,65 +667,63 @@ export function decodeWaitStatus(status: number): { code: number; signal: Deno.S
   return { code: 128 + signal, signal: SIGNALS[signal] ?? null };
 }
 
-/** RLIM_INFINITY. */
-const NO_LIMIT = 2n ** 64n - 1n;
 /** Where a spawn request's parts are (byte offsets in its body; see the script's spawn). */
 const SPAWN = { limits: 40, tableLength: 92, table: 96 } as const;
 
 /**
- * A spawn request's body, laid out for the syscalls the spawner's child makes: "S", then u32 id,
+ * A spawn request (u32 length, big-endian, then the body), its body laid out for the syscalls the spawner's child makes: "S", then u32 id,
  * flags (1 processes, 2 open files, 4 file size: set that limit; 8: change to uid and gid), uid,
  * gid, argc, the cwd's offset, the cgroup's offset and length; at 40 three struct rlimit; at 92
- * the number of table entries; at 96 the table: the offsets of argv's strings, 0, of the
- * environment's, 0; then the strings, each ending in a NUL. All little-endian (the spawner's
- * architectures are).
+ * the number of table entries; at 96 the table (u64 each): the offsets of argv's strings, 0, of
+ * the environment's, 0; then the strings, each ending in a NUL (none has one inside: see
+ * TaskSpawner.spawn). All little-endian (the spawner's architectures are).
  */
-function spawnRequestBody(id: number, request: SpawnRequest): Uint8Array {
-  const argv = [request.program, ...request.args];
-  const strings = [
-    request.cwd,
-    request.cgroup ?? "",
-    ...argv,
-    ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`),
-  ].map((s) => encoder.encode(s));
-  const tableLength = strings.length; // less cwd and cgroup, plus two nulls
-  const stringsAt = SPAWN.table + 8 * tableLength;
-  const body = new Uint8Array(strings.reduce((n, s) => n + s.length + 1, stringsAt));
-  const view = new DataView(body.buffer);
-  const offsets: number[] = [];
-  let at = stringsAt;
-  for (const s of strings) {
-    body.set(s, at);
-    offsets.push(at);
-    at += s.length + 1;
+function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array {
+  let text = `${request.cwd}\0${request.cgroup ?? ""}\0${request.program}\0`;
+  for (const arg of request.args) text += `${arg}\0`;
+  for (const key in request.env) text += `${key}=${request.env[key]}\0`;
+  const strings = encoder.encode(text);
+  const ends: number[] = [];
+  for (let at = strings.indexOf(0); at >= 0; at = strings.indexOf(0, at + 1)) ends.push(at);
+  // cwd and cgroup are not in the table; its two nulls are.
+  const stringsAt = SPAWN.table + 8 * ends.length;
+  const frame = new Uint8Array(4 + stringsAt + strings.length);
+  new DataView(frame.buffer).setUint32(0, stringsAt + strings.length);
+  frame.set(strings, 4 + stringsAt);
+  const view = new DataView(frame.buffer, 4);
+  const argc = request.args.length + 1;
+  // The table: the offsets of argv's strings, a null, of the environment's (from the third
+  // string on), a null.
+  for (let k = 0; k < ends.length - 2; k++) {
+    view.setUint32(SPAWN.table + 8 * (k < argc ? k : k + 1), stringsAt + ends[k + 1]! + 1, true);
   }
   const { processes, openFiles, fileBytes } = request.limits;
+  let flags = request.user ? 8 : 0;
   const limits = [processes, openFiles, fileBytes];
-  const flags = limits.reduce<number>((f, v, i) => v === undefined ? f : f | (1 << i), 0) |
-    (request.user ? 8 : 0);
-  body[0] = "S".charCodeAt(0);
-  const header = [
-    id,
-    flags,
-    request.user?.uid ?? 0,
-    request.user?.gid ?? 0,
-    argv.length,
-    offsets[0]!,
-    offsets[1]!,
-    strings[1]!.length,
-  ];
-  header.forEach((v, i) => view.setUint32(4 + 4 * i, v, true));
-  limits.forEach((v, i) => {
-    if (v === undefined) return;
-    const value = Number.isFinite(v) && v >= 0 ? BigInt(Math.floor(v)) : NO_LIMIT;
-    view.setBigUint64(SPAWN.limits + 16 * i, value, true);
-    view.setBigUint64(SPAWN.limits + 16 * i + 8, value, true);
-  });
-  view.setUint32(SPAWN.tableLength, tableLength, true);
-  // argv, a null, the environment, a null (the table's zeroes stay).
-  const table = [...offsets.slice(2, 2 + argv.length), 0, ...offsets.slice(2 + argv.length), 0];
-  table.forEach((v, i) => view.setUint32(SPAWN.table + 8 * i, v, true));
-  return body;
+  for (let i = 0; i < 3; i++) {
+    const value = limits[i];
+    if (value === undefined) continue;
+    flags |= 1 << i;
+    // Soft and hard; RLIM_INFINITY where the value is no finite count.
+    const finite = Number.isFinite(value) && value >= 0;
+    const low = finite ? Math.floor(value) % 2 ** 32 : 0xffffffff;
+    const high = finite ? Math.floor(value / 2 ** 32) : 0xffffffff;
+    for (let at = SPAWN.limits + 16 * i; at < SPAWN.limits + 16 * i + 16; at += 8) {
+      view.setUint32(at, low, true);
+      view.setUint32(at + 4, high, true);
+    }
+  }
+  view.setUint8(0, 83); // "S"
+  view.setUint32(4, id, true);
+  view.setUint32(8, flags, true);
+  view.setUint32(12, request.user?.uid ?? 0, true);
+  view.setUint32(16, request.user?.gid ?? 0, true);
+  view.setUint32(20, argc, true);
+  view.setUint32(24, stringsAt, true); // cwd, the first string
+  view.setUint32(28, stringsAt + ends[0]! + 1, true);
+  view.setUint32(32, ends[1]! - ends[0]! - 1, true);
+  view.setUint32(SPAWN.tableLength, ends.length, true);
+  return frame;
 }
 
 /** One running spawner process and the tasks it started. */
@@ -776,11 +774,7 @@ class SpawnerProcess {
     const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
       this.#pending.set(id, { program: request.program, resolve })
     );
-    const body = spawnRequestBody(id, request);
-    const frame = new Uint8Array(4 + body.length);
-    new DataView(frame.buffer).setUint32(0, body.length);
-    frame.set(body, 4);
-    this.#writer.write(frame).catch(() => {}); // a dead spawner shows in #read
+    this.#writer.write(spawnRequestFrame(id, request)).catch(() => {}); // a dead spawner shows in #read
     return result;
   }
 
