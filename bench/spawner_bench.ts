@@ -25,7 +25,7 @@ function usage(
     ownMs: own * CLOCK_TICK_MS,
     allMs: (own + f[13]! + f[14]!) * CLOCK_TICK_MS,
     ownFaults: f[7]!,
-    allFaults: f[7]! + f[9]!,
+    allFaults: f[7]! + f[8]!,
   };
 }
 
@@ -76,9 +76,11 @@ try {
       cgroup ? ", in a cgroup" : ""
     }: spawner + children ${perTask(after.allMs - before.allMs)} CPU per task (spawner itself ${
       perTask(after.ownMs - before.ownMs)
-    }, ${((after.allFaults - before.allFaults) / TASKS).toFixed(0)} faults); this process ${
-      perTask(selfAfter.ownMs - selfBefore.ownMs)
-    }; wall ${perTask(wallMs)} per task`,
+    }, ${((after.ownFaults - before.ownFaults) / TASKS).toFixed(1)} faults; children ${
+      ((after.allFaults - after.ownFaults - before.allFaults + before.ownFaults) / TASKS).toFixed(1)
+    } faults); this process ${perTask(selfAfter.ownMs - selfBefore.ownMs)}; wall ${
+      perTask(wallMs)
+    } per task`,
   );
 } finally {
   await spawner.close();

@@ -15,6 +15,11 @@
  * that the task's pipe fills, as when the worker read it directly); {@linkcode TaskSpawner}
  * demultiplexes them into per-task streams. The spawner dies with the worker (PR_SET_PDEATHSIG),
  * and its tasks with it.
+ *
+ * A task's CPU is mostly that fork and the exec, and the pages either side writes in between: the
+ * spawner writes few (a spawn request read in place and laid out for the child's syscalls, bare
+ * pipe descriptors, no perl data made per task, one status pipe for all children, SIGCHLD through
+ * a signalfd); see SCRIPT for what each saved.
  * @module
  */
 import { findUtil } from "./process_tree.ts";
@@ -68,33 +73,93 @@ export interface SpawnRequest {
  */
 const SYSCALLS: Record<string, readonly number[]> = {
   // prctl, setrlimit, setgroups, setresgid, setresuid, setsid, rt_sigaction, rt_sigprocmask,
-  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range, capget, capset
-  "x86_64": [157, 160, 116, 119, 117, 112, 13, 14, 110, 80, 292, 59, 231, 1, 435, 436, 125, 126],
-  aarch64: [167, 164, 159, 149, 147, 157, 134, 135, 173, 49, 24, 221, 94, 64, 435, 436, 90, 91],
+  // getppid, chdir, dup3, execve, exit_group, write, clone3, close_range, capget, capset, pipe2,
+  // read, close, signalfd4
+  "x86_64": [
+    157,
+    160,
+    116,
+    119,
+    117,
+    112,
+    13,
+    14,
+    110,
+    80,
+    292,
+    59,
+    231,
+    1,
+    435,
+    436,
+    125,
+    126,
+    293,
+    0,
+    3,
+    289,
+  ],
+  aarch64: [
+    167,
+    164,
+    159,
+    149,
+    147,
+    157,
+    134,
+    135,
+    173,
+    49,
+    24,
+    221,
+    94,
+    64,
+    435,
+    436,
+    90,
+    91,
+    59,
+    63,
+    57,
+    74,
+  ],
 };
 
 /** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
 export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
 
 /**
- * The spawner. Requests on stdin: u32 length + NUL-separated fields. Records on stdout: u32 id,
- * one type byte, u32 length, payload. Types: R ready (pid), P started (pid), F failed ("stage
- * errno"), O/E stdout/stderr bytes, o/e that stream closed, X exited (wait status). Requests:
- * S spawn, C close a task's streams, A bytes of a stream taken (at most WINDOW bytes of a stream
- * are in flight; the task's pipe fills behind them as if the worker read it directly).
+ * The spawner. Requests on stdin: u32 length + body; S spawn (binary, laid out for the syscalls:
+ * see spawnRequestFrame), C close a task's streams and A bytes of a stream taken (NUL-separated
+ * fields; at most WINDOW bytes of a stream are in flight, the task's pipe fills behind them as if
+ * the worker read it directly). Records on stdout: u32 id, one type byte, u32 length, payload.
+ * Types: R ready (pid), P started (pid), F failed ("stage errno"), O/E stdout/stderr bytes, o/e
+ * that stream closed, X exited (wait status).
  *
  * What a task costs is mostly the fork of this process and what its child does before the exec
- * (#20): every page either side writes after the fork is copied. So the script loads no module
- * (POSIX alone doubles its memory), the parent prepares everything the child needs (limits,
- * argv and environment as C pointer arrays, an open cgroup.procs and /dev/null), and the child
- * runs nothing but syscalls up to execve(2). Records are written once per turn of the loop.
+ * (#20): every page either side writes after the fork is copied (a fault each, while the child
+ * still shares it), and the fork and the exec's teardown of the copy cost in proportion to what is
+ * mapped. So the script loads no module (POSIX alone doubles its memory), and between two forks
+ * little is written:
+ * - a spawn request is read in place: the child passes pointers into it (limits, cwd, argv and
+ *   environment strings) and the parent only unpacks a few numbers and builds one pointer table;
+ * - a task's pipes are bare pipe2 descriptors, its state sits in arrays indexed by descriptor and
+ *   one number per child (no perl handle, hash or array made per task), one status pipe serves
+ *   every child (a failed step writes "id stage errno" there before its exit), and SIGCHLD comes
+ *   through a signalfd (no handler frame on the stack; the perl handler where there is none);
+ * - the child calls clone3 inline (it returns from no sub) and runs nothing but syscall ops up to
+ *   execve(2), on strings made the parent's own beforehand (syscall copies a copy-on-write
+ *   string). Records are written once per turn of the loop.
+ * Per /bin/true this took the spawner from 65 faults to 36 and its children from 99 to 74 (48 of
+ * them /bin/true's own). Measured and left out: CLONE_VFORK (no less CPU, the loop waits),
+ * MADV_DONTFORK on libm and libcrypt (no gain), reaping on a stream's end (more turns, not fewer).
  */
 const SCRIPT = String.raw`
 use strict;
 my ($PRCTL, $SETRLIMIT, $SETGROUPS, $SETRESGID, $SETRESUID, $SETSID, $SIGACTION, $SIGMASK,
   $GETPPID, $CHDIR, $DUP3, $EXECVE, $EXIT, $WRITE, $CLONE3, $CLOSE_RANGE, $CAPGET, $CAPSET,
-  $PARENT) = map { $_ + 0 } @ARGV;
-my ($EINTR, $ENOEXEC, $WNOHANG) = (4, 8, 1);
+  $PIPE2, $READ, $CLOSE, $SIGNALFD, $PARENT) = map { $_ + 0 } @ARGV;
+my ($EINTR, $ENOEXEC, $WNOHANG, $O_NONBLOCK, $O_CLOEXEC) = (4, 8, 1, 0x800, 0x80000);
 syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or die "prctl: $!";
 exit 0 if getppid() != $PARENT;
 $SIG{PIPE} = 'IGNORE';
@@ -110,35 +175,72 @@ my $CAPHDR = pack('Li', 0x20080522, 0);
 my $CAPS = "\0" x 24;
 my @caps = syscall($CAPGET, $CAPHDR, $CAPS) == 0 ? unpack('L6', $CAPS) : ();
 my $CAPS_EFFECTIVE = @caps ? pack('L6', $caps[1], $caps[1], 0, $caps[4], $caps[4], 0) : '';
+# syscall() makes each string it passes a buffer of its own (a copy-on-write string is copied):
+# done here once, not in every child.
+syscall($GETPPID, $DFL, $EMPTY, $ZERO, $CAPHDR, $CAPS_EFFECTIVE);
 # Kept open (close-on-exec, as every descriptor perl opens above 2): the child only dup3s or
-# writes them.
+# writes them. A child that fails before its exec writes "id stage errno" to the status pipe
+# (one write, atomic) and exits; read when it is reaped.
 open(my $null, '<', '/dev/null') or die "/dev/null: $!";
 my $NULL = fileno $null;
-my %cgroups;
-my (%kids, %readers);
+pipe(my $status_r, my $status_w) or die "pipe: $!";
+fcntl($status_r, 4, $O_NONBLOCK) or die "fcntl: $!";
+my $STATUS = fileno $status_w;
+# SIGCHLD through a signalfd: no handler runs on this process's stack, and select sees it
+# (no window between a check and the wait). A perl handler and timed waits where there is none.
+my $CHLD_SET = pack('Q', 1 << 16);
+my $sigfd = syscall($SIGMASK, 0, $CHLD_SET, 0, 8) == 0
+  ? syscall($SIGNALFD, -1, $CHLD_SET, 8, $O_NONBLOCK | $O_CLOEXEC) : -1;
+syscall($SIGMASK, 1, $CHLD_SET, 0, 8) if $sigfd < 0;
 my $chld = 0;
-$SIG{CHLD} = sub { $chld = 1 };
+$SIG{CHLD} = sub { $chld = 1 } if $sigfd < 0;
+# Buffers sized once and reused: the syscalls write into them.
+my ($PIPE, $BUF, $SIGINFO) = ("\0" x 8, "\0" x 65536, "\0" x 1280);
+# Running children: pid => task id * 4 + how many of its streams are open (0-2).
+my %kids;
+# Children reaped but not reported yet (pid, wait status, ...), and failures read for them.
+my (@reaped, %failed);
+my $status_in = '';
+# Children with both streams closed, not reaped yet (the timed waits without a signalfd).
+my $drained = 0;
+# The task streams' read ends, by descriptor: task id, type ('O'/'E'; '' when none), pid,
+# bytes in flight. $rin holds the descriptors to wait on.
+my (@stream_id, @stream_type, @stream_pid, @stream_held);
+my $rin = '';
 my $pending = '';
+# Requests as read, the first one at the start.
+my $in = '';
+my $SH = '/bin/sh';
 sub out {
   my ($id, $type, $data) = @_;
-  $pending .= pack('NaN', $id, $type, length $data) . $data;
+  $pending .= pack('NaN', $id, $type, length $data);
+  $pending .= $data;
 }
 sub flush {
   while (length $pending) {
     my $n = syswrite(STDOUT, $pending);
     if (!defined $n) { next if $! == $EINTR; syscall($EXIT, 1); }
-    substr($pending, 0, $n) = '';
+    substr($pending, 0, $n, '');
   }
 }
 # In the child: reports the failed step's errno on the status pipe and exits.
 sub fail {
-  my ($sw, $stage) = @_;
-  my $e = $! + 0;
-  syswrite($sw, "$stage $e");
+  my ($id, $stage) = @_;
+  my $why = "$id $stage " . ($! + 0) . "\n";
+  syscall($WRITE, $STATUS, $why, length $why);
   syscall($EXIT, 127);
+}
+# In the child: a limit (struct rlimit at $at in the request) could not be set; says so on the
+# task's stderr and exits.
+sub limit_failed {
+  my ($stderr, $what, $at) = @_;
+  my $why = "iris: cannot set the task's $what limit to " . unpack("x$at Q<", $in) . ": $!\n";
+  syscall($WRITE, $stderr, $why, length $why);
+  syscall($EXIT, 126);
 }
 # A task cgroup's directory (for clone3) and cgroup.procs (for the fallback), kept open. A cgroup
 # removed and made again under the same path makes clone3 fail on the old one: reopened then.
+my %cgroups;
 my %clone3_failed;
 sub cgroup {
   my ($cg) = @_;
@@ -146,49 +248,68 @@ sub cgroup {
   my $c = { dir => -1, procs => -1 };
   $c->{dir} = fileno $c->{dir_fh} if sysopen($c->{dir_fh}, $cg, 0);
   $c->{procs} = fileno $c->{procs_fh} if open($c->{procs_fh}, '>', "$cg/cgroup.procs");
+  # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
+  $c->{args} = pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir});
+  syscall($GETPPID, $c->{args});
+  my $failures = $clone3_failed{$cg} // 0;
+  $c->{clone3} = $c->{dir} >= 0 && $failures < 2;
+  # A clone3 into it that works resets the count.
+  $c->{retry} = $failures > 0;
   return $cgroups{$cg} = $c;
 }
-# fork(), or where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its
-# cgroup from its first instruction and nothing has to move it (a migration takes the kernel's
-# cgroup lock). Seen from perl both are a fork; the child then calls nothing but syscalls. Falls
-# back to fork when clone3 fails (an old kernel, a seccomp filter, not a cgroup2 directory).
-sub fork_task {
+# clone3 failed for cgroup $cg: tried again with a fresh descriptor, which failing too (twice in
+# a row) says that this path is not for clone3.
+sub clone3_failed {
   my ($cg) = @_;
-  return (fork(), 0) if $cg eq '';
-  my $c = cgroup($cg);
-  if ($c->{dir} >= 0 && ($clone3_failed{$cg} // 0) < 2) {
-    # struct clone_args: flags = CLONE_INTO_CGROUP, exit_signal = SIGCHLD, cgroup = the fd.
-    my $pid = syscall($CLONE3, pack('Q11', 0x200000000, 0, 0, 0, 17, 0, 0, 0, 0, 0, $c->{dir}), 88);
-    if ($pid >= 0) {
-      $clone3_failed{$cg} = 0;
-      return ($pid, 1);
-    }
-    # Twice in a row (a fresh descriptor failing too): this path is not for clone3.
-    $clone3_failed{$cg}++;
-    delete $cgroups{$cg};
-    cgroup($cg);
-  }
-  return (fork(), 0);
+  $clone3_failed{$cg}++;
+  delete $cgroups{$cg};
+  cgroup($cg);
 }
+# Starts the task whose request (see SpawnerProcess.spawn) is at the start of $in. The request is
+# laid out for the syscalls: the child passes pointers into it (the limits, cwd, the argv and
+# environment strings) and runs no perl but syscall ops; the parent unpacks a few numbers and
+# makes one pointer table, so that little is written between two forks (#20).
 sub spawn {
-  my ($id, $cwd, $cg, $nproc, $nofile, $fsize, $uid, $gid, $argc, @rest) = @_;
-  my @argv = splice(@rest, 0, $argc);
-  my $prog = $argv[0];
-  my @limits;
-  for ([6, $nproc, 'processes'], [7, $nofile, 'open files'], [1, $fsize, 'file size']) {
-    push @limits, [$_->[0], pack('QQ', $_->[1], $_->[1]), "$_->[2] limit to $_->[1]"] if $_->[1] ne '';
+  my ($id, $flags, $uid, $gid, $argc, $cwd, $cg_at, $cg_length) = unpack('x8 V8', $in);
+  my $base = unpack('J', pack('p', $in)) + 4;
+  # argv, a null, the environment, a null: the request's offsets made pointers.
+  my $table = pack('Q*', map { $_ && $_ + $base } unpack('x96 V/Q<', $in));
+  my $argvp = unpack('J', pack('p', $table));
+  my $envp = $argvp + 8 * ($argc + 1);
+  my $prog = unpack('J', $table);
+  $cwd += $base;
+  my $cg = $cg_length ? substr($in, 4 + $cg_at, $cg_length) : '';
+  # Bare descriptors (close-on-exec), no perl handles: nothing per task stays allocated.
+  if (syscall($PIPE2, $PIPE, $O_CLOEXEC) < 0) { out($id, 'F', "pipe " . ($! + 0)); return; }
+  my ($or, $o) = unpack('i2', $PIPE);
+  if (syscall($PIPE2, $PIPE, $O_CLOEXEC) < 0) {
+    out($id, 'F', "pipe " . ($! + 0));
+    syscall($CLOSE, $or);
+    syscall($CLOSE, $o);
+    return;
   }
-  my $argvp = pack('p*', @argv) . "\0" x 8;
-  my $envp = pack('p*', @rest) . "\0" x 8;
-  my ($or, $ow, $er, $ew, $sr, $sw);
-  unless (pipe($or, $ow) && pipe($er, $ew) && pipe($sr, $sw)) { out($id, 'F', "pipe " . ($! + 0)); return; }
-  my ($o, $e) = (fileno $ow, fileno $ew);
-  my ($pid, $joined) = fork_task($cg);
-  if (!defined $pid) { out($id, 'F', "fork " . ($! + 0)); return; }
+  my ($er, $e) = unpack('i2', $PIPE);
+  # Where the task has a cgroup, clone3(2) with CLONE_INTO_CGROUP: the child is in its cgroup from
+  # its first instruction and nothing has to move it (a migration takes the kernel's cgroup
+  # lock). Seen from perl both are a fork, called here so that the child runs on with no return
+  # from a sub. fork() when clone3 fails (an old kernel, a seccomp filter, not a cgroup2
+  # directory).
+  my $c = $cg eq '' ? undef : cgroup($cg);
+  my $pid = $c && $c->{clone3} ? syscall($CLONE3, $c->{args}, 88) : -1;
+  my $joined = $pid >= 0;
+  if (!$joined) {
+    clone3_failed($cg) if $c && $c->{clone3};
+    $pid = fork();
+  }
+  if (!defined $pid) {
+    out($id, 'F', "fork " . ($! + 0));
+    syscall($CLOSE, $_) for $or, $o, $er, $e;
+    return;
+  }
   if ($pid == 0) {
     syscall($SIGACTION, 13, $DFL, 0, 8);
     syscall($SIGMASK, 2, $EMPTY, 0, 8);
-    syscall($SETSID) >= 0 or fail($sw, 'setsid');
+    syscall($SETSID) >= 0 or fail($id, 'setsid');
     # Not joined is what the old open did too: the worker's other sweeps still find the task.
     if ($cg ne '' && !$joined) {
       my $c = cgroup($cg);
@@ -196,99 +317,118 @@ sub spawn {
         syswrite($f, '0');
       }
     }
-    for (@limits) {
-      next if syscall($SETRLIMIT, $_->[0], $_->[1]) == 0;
-      syswrite($ew, "iris: cannot set the task's $_->[2]: $!\n");
-      syscall($EXIT, 126);
-    }
-    if ($uid ne '') {
-      syscall($SETGROUPS, 0, 0) == 0 or fail($sw, 'setgroups');
-      syscall($SETRESGID, $gid + 0, $gid + 0, $gid + 0) == 0 or fail($sw, 'setgid');
+    $flags & 1 and syscall($SETRLIMIT, 6, $base + 40) and limit_failed($e, 'processes', 44);
+    $flags & 2 and syscall($SETRLIMIT, 7, $base + 56) and limit_failed($e, 'open files', 60);
+    $flags & 4 and syscall($SETRLIMIT, 1, $base + 72) and limit_failed($e, 'file size', 76);
+    if ($flags & 8) {
+      syscall($SETGROUPS, 0, 0) == 0 or fail($id, 'setgroups');
+      syscall($SETRESGID, $gid, $gid, $gid) == 0 or fail($id, 'setgid');
       # PR_SET_KEEPCAPS: the uid change keeps the permitted set (the exec clears the flag).
       syscall($PRCTL, 8, 1, 0, 0, 0) if $CAPS_EFFECTIVE ne '';
-      syscall($SETRESUID, $uid + 0, $uid + 0, $uid + 0) == 0 or fail($sw, 'setuid');
+      syscall($SETRESUID, $uid, $uid, $uid) == 0 or fail($id, 'setuid');
       syscall($CAPSET, $CAPHDR, $CAPS_EFFECTIVE) if $CAPS_EFFECTIVE ne '';
-      syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($sw, 'no_new_privs');
+      syscall($PRCTL, 38, 1, 0, 0, 0) == 0 or fail($id, 'no_new_privs');
     }
     # After the uid change, which clears it.
-    syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or fail($sw, 'pdeathsig');
+    syscall($PRCTL, 1, 9, 0, 0, 0) == 0 or fail($id, 'pdeathsig');
     syscall($EXIT, 127) if syscall($GETPPID) != $ME;
-    syscall($CHDIR, $cwd) == 0 or fail($sw, 'chdir');
-    syscall($DUP3, $NULL, 0, 0) >= 0 or fail($sw, 'stdin');
-    syscall($DUP3, $o, 1, 0) >= 0 or fail($sw, 'stdout');
-    syscall($DUP3, $e, 2, 0) >= 0 or fail($sw, 'stderr');
+    syscall($CHDIR, $cwd) == 0 or fail($id, 'chdir');
+    syscall($DUP3, $NULL, 0, 0) >= 0 or fail($id, 'stdin');
+    syscall($DUP3, $o, 1, 0) >= 0 or fail($id, 'stdout');
+    syscall($DUP3, $e, 2, 0) >= 0 or fail($id, 'stderr');
     # Nothing but 0-2 reaches the task: descriptors the worker inherited without close-on-exec
     # (from its own parent) are closed by the exec (CLOSE_RANGE_CLOEXEC; Linux 5.11+, else as
     # before). The status pipe stays open until then.
     syscall($CLOSE_RANGE, 3, 0xFFFFFFFF, 4);
     syscall($EXECVE, $prog, $argvp, $envp);
     if ($! == $ENOEXEC) {
-      # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does.
-      my @sh = ('/bin/sh', @argv);
-      syscall($EXECVE, $sh[0], pack('p*', @sh) . "\0" x 8, $envp);
+      # No #! line: run it with the shell, as execvp(3) (Deno's spawn, the wrapper chain) does:
+      # sh, then argv (which ends at the table's first null).
+      my $sh = pack('p', $SH) . $table;
+      syscall($EXECVE, $SH, $sh, $envp);
       $! = $ENOEXEC;
     }
-    fail($sw, 'exec');
+    fail($id, 'exec');
   }
-  close $ow; close $ew; close $sw;
-  # Answered at once: whether the exec worked is read from the status pipe when the child is
-  # reaped (an exec closes it, a failure writes to it and exits), so spawns do not wait here.
-  $kids{$pid} = { id => $id, open => 2, status => $sr };
-  $readers{fileno $or} = [$or, $id, 'O', $pid, 0];
-  $readers{fileno $er} = [$er, $id, 'E', $pid, 0];
+  if ($joined && $c->{retry}) {
+    $clone3_failed{$cg} = 0;
+    $c->{retry} = 0;
+  }
+  syscall($CLOSE, $o);
+  syscall($CLOSE, $e);
+  # Answered at once: whether the exec worked is known when the child is reaped (a failure is
+  # written to the status pipe before the exit), so spawns do not wait here.
+  $kids{$pid} = $id * 4 + 2;
+  @stream_id[$or, $er] = ($id, $id);
+  @stream_type[$or, $er] = ('O', 'E');
+  @stream_pid[$or, $er] = ($pid, $pid);
+  @stream_held[$or, $er] = (0, 0);
+  vec($rin, $or, 1) = 1;
+  vec($rin, $er, 1) = 1;
   out($id, 'P', $pid);
 }
-sub close_reader {
+sub close_stream {
   my ($fd) = @_;
-  my $r = delete $readers{$fd} or return;
-  close $r->[0];
-  out($r->[1], lc $r->[2], '');
-  my $k = $kids{$r->[3]};
-  $k->{open}-- if $k;
+  my $type = $stream_type[$fd] or return;
+  $stream_type[$fd] = '';
+  vec($rin, $fd, 1) = 0;
+  syscall($CLOSE, $fd);
+  out($stream_id[$fd], $type eq 'O' ? 'o' : 'e', '');
+  my $pid = $stream_pid[$fd];
+  $drained++ if exists $kids{$pid} && (--$kids{$pid} & 3) == 0;
 }
 sub reap {
   $chld = 0;
-  while ((my $p = waitpid(-1, $WNOHANG)) > 0) {
-    my $status = $?;
-    my $k = delete $kids{$p} or next;
-    my $why = '';
-    while (1) {
-      my $n = sysread($k->{status}, $why, 64, length $why);
-      last if defined $n && $n == 0;
-      next if !defined $n && $! == $EINTR;
-      last if !defined $n;
-    }
-    close $k->{status};
-    out($k->{id}, 'F', $why) if $why ne '';
-    out($k->{id}, 'X', $status);
+  while ((my $pid = waitpid(-1, $WNOHANG)) > 0) { push @reaped, $pid, $?; }
+  return unless @reaped;
+  # What the children reaped wrote before they exited is in the pipe by now.
+  while (sysread($status_r, $status_in, 4096, length $status_in)) {}
+  $failed{$1} = $2 while $status_in =~ s/^(\d+) (\S+ \d+)\n//;
+  while (@reaped) {
+    my $pid = shift @reaped;
+    my $status = shift @reaped;
+    my $kid = delete $kids{$pid} // next;
+    $drained-- if ($kid & 3) == 0;
+    my $id = $kid >> 2;
+    my $why = delete $failed{$id};
+    out($id, 'F', $why) if defined $why;
+    out($id, 'X', $status);
   }
 }
 out(0, 'R', $$);
-my $in = '';
 my $open = 1;
 my $timedout = 0;
+vec($rin, 0, 1) = 1;
+vec($rin, $sigfd, 1) = 1 if $sigfd >= 0;
+my ($rout, $ready) = ('', '');
 while ($open || %kids) {
   # SIGCHLD says when; a timed-out wait checks anyway.
   reap() if $chld || $timedout;
   # The last task just reaped after stdin closed: nothing is left to wait for (select would wait
   # forever on no descriptor).
   last unless $open || %kids;
-  if (!$open) { kill 'KILL', -$_ for keys %kids; }
+  if (!$open) { vec($rin, 0, 1) = 0; kill 'KILL', -$_ for keys %kids; }
   flush();
-  my $rin = '';
-  vec($rin, 0, 1) = 1 if $open;
   # A stream the worker is behind on waits (as a pipe would): what it holds stays bounded.
-  vec($rin, $_, 1) = 1 for grep { $readers{$_}[4] < $WINDOW } keys %readers;
-  my $wait = !%kids ? undef : (grep { $_->{open} <= 0 } values %kids) ? 0.005 : 0.1;
-  my $n = select(my $rout = $rin, undef, undef, $wait);
+  my $wait = !%kids ? undef : $sigfd >= 0 ? 1 : $drained ? 0.005 : 0.1;
+  my $n = select($rout = $rin, undef, undef, $wait);
   $timedout = defined $n && $n == 0;
   next if $n <= 0;
-  for my $fd (keys %readers) {
-    next unless vec($rout, $fd, 1);
-    my $r = $readers{$fd};
-    my $got = sysread($r->[0], my $buf, 65536);
-    if (defined $got && $got > 0) { $r->[4] += $got; out($r->[1], $r->[2], $buf); }
-    elsif (defined $got || $! != $EINTR) { close_reader($fd); }
+  if ($sigfd >= 0 && vec($rout, $sigfd, 1)) {
+    1 while syscall($READ, $sigfd, $SIGINFO, 1280) > 0;
+    $chld = 1;
+  }
+  $ready = unpack('b*', $rout);
+  my $fd = 0;
+  while (($fd = index($ready, '1', $fd + 1)) > 0) {
+    next unless $stream_type[$fd];
+    my $got = syscall($READ, $fd, $BUF, 65536);
+    if ($got > 0) {
+      $pending .= pack('NaN', $stream_id[$fd], $stream_type[$fd], $got);
+      $pending .= substr($BUF, 0, $got);
+      vec($rin, $fd, 1) = 0 if ($stream_held[$fd] += $got) >= $WINDOW;
+    }
+    elsif ($got == 0 || $! != $EINTR) { close_stream($fd); }
   }
   next unless $open && vec($rout, 0, 1);
   my $got = sysread(STDIN, $in, 65536, length $in);
@@ -297,12 +437,24 @@ while ($open || %kids) {
   while (length $in >= 4) {
     my $len = unpack('N', $in);
     last if length $in < 4 + $len;
+    if (vec($in, 4, 8) == 83) {
+      # S: a spawn, read in place.
+      spawn();
+      substr($in, 0, 4 + $len, '');
+      next;
+    }
     my @f = split /\0/, substr($in, 4, $len), -1;
-    substr($in, 0, 4 + $len) = '';
+    substr($in, 0, 4 + $len, '');
     my $op = shift @f;
-    if ($op eq 'S') { spawn(@f); }
-    elsif ($op eq 'C') { close_reader($_) for grep { $readers{$_}[1] == $f[0] } keys %readers; }
-    elsif ($op eq 'A') { $_->[4] -= $f[2] for grep { $_->[1] == $f[0] && $_->[2] eq $f[1] } values %readers; }
+    if ($op eq 'C') {
+      for my $fd (1 .. $#stream_type) { close_stream($fd) if $stream_type[$fd] && $stream_id[$fd] == $f[0]; }
+    }
+    elsif ($op eq 'A') {
+      for my $fd (1 .. $#stream_type) {
+        next unless $stream_type[$fd] eq $f[1] && $stream_id[$fd] == $f[0];
+        vec($rin, $fd, 1) = 1 if ($stream_held[$fd] -= $f[2]) < $WINDOW;
+      }
+    }
   }
 }
 flush();
@@ -515,6 +667,65 @@ export function decodeWaitStatus(status: number): { code: number; signal: Deno.S
   return { code: 128 + signal, signal: SIGNALS[signal] ?? null };
 }
 
+/** Where a spawn request's parts are (byte offsets in its body; see the script's spawn). */
+const SPAWN = { limits: 40, tableLength: 92, table: 96 } as const;
+
+/**
+ * A spawn request (u32 length, big-endian, then the body), its body laid out for the syscalls the spawner's child makes: "S", then u32 id,
+ * flags (1 processes, 2 open files, 4 file size: set that limit; 8: change to uid and gid), uid,
+ * gid, argc, the cwd's offset, the cgroup's offset and length; at 40 three struct rlimit; at 92
+ * the number of table entries; at 96 the table (u64 each): the offsets of argv's strings, 0, of
+ * the environment's, 0; then the strings, each ending in a NUL (none has one inside: see
+ * TaskSpawner.spawn). All little-endian (the spawner's architectures are).
+ */
+function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array {
+  let text = `${request.cwd}\0${request.cgroup ?? ""}\0${request.program}\0`;
+  for (const arg of request.args) text += `${arg}\0`;
+  for (const key in request.env) text += `${key}=${request.env[key]}\0`;
+  const strings = encoder.encode(text);
+  const ends: number[] = [];
+  for (let at = strings.indexOf(0); at >= 0; at = strings.indexOf(0, at + 1)) ends.push(at);
+  // cwd and cgroup are not in the table; its two nulls are.
+  const stringsAt = SPAWN.table + 8 * ends.length;
+  const frame = new Uint8Array(4 + stringsAt + strings.length);
+  new DataView(frame.buffer).setUint32(0, stringsAt + strings.length);
+  frame.set(strings, 4 + stringsAt);
+  const view = new DataView(frame.buffer, 4);
+  const argc = request.args.length + 1;
+  // The table: the offsets of argv's strings, a null, of the environment's (from the third
+  // string on), a null.
+  for (let k = 0; k < ends.length - 2; k++) {
+    view.setUint32(SPAWN.table + 8 * (k < argc ? k : k + 1), stringsAt + ends[k + 1]! + 1, true);
+  }
+  const { processes, openFiles, fileBytes } = request.limits;
+  let flags = request.user ? 8 : 0;
+  const limits = [processes, openFiles, fileBytes];
+  for (let i = 0; i < 3; i++) {
+    const value = limits[i];
+    if (value === undefined) continue;
+    flags |= 1 << i;
+    // Soft and hard; RLIM_INFINITY where the value is no finite count.
+    const finite = Number.isFinite(value) && value >= 0;
+    const low = finite ? Math.floor(value) % 2 ** 32 : 0xffffffff;
+    const high = finite ? Math.floor(value / 2 ** 32) : 0xffffffff;
+    for (let at = SPAWN.limits + 16 * i; at < SPAWN.limits + 16 * i + 16; at += 8) {
+      view.setUint32(at, low, true);
+      view.setUint32(at + 4, high, true);
+    }
+  }
+  view.setUint8(0, 83); // "S"
+  view.setUint32(4, id, true);
+  view.setUint32(8, flags, true);
+  view.setUint32(12, request.user?.uid ?? 0, true);
+  view.setUint32(16, request.user?.gid ?? 0, true);
+  view.setUint32(20, argc, true);
+  view.setUint32(24, stringsAt, true); // cwd, the first string
+  view.setUint32(28, stringsAt + ends[0]! + 1, true);
+  view.setUint32(32, ends[1]! - ends[0]! - 1, true);
+  view.setUint32(SPAWN.tableLength, ends.length, true);
+  return frame;
+}
+
 /** One running spawner process and the tasks it started. */
 class SpawnerProcess {
   readonly #child: Deno.ChildProcess;
@@ -560,26 +771,10 @@ class SpawnerProcess {
   /** Starts one task; undefined when this spawner died before it answered. */
   spawn(request: SpawnRequest): Promise<SpawnedTask | Error | undefined> {
     const id = this.#nextId++;
-    const limit = (v: number | undefined) => v === undefined ? "" : String(v);
-    const fields = [
-      "S",
-      String(id),
-      request.cwd,
-      request.cgroup ?? "",
-      limit(request.limits.processes),
-      limit(request.limits.openFiles),
-      limit(request.limits.fileBytes),
-      request.user ? String(request.user.uid) : "",
-      request.user ? String(request.user.gid) : "",
-      String(request.args.length + 1),
-      request.program,
-      ...request.args,
-      ...Object.entries(request.env).map(([k, v]) => `${k}=${v}`),
-    ];
     const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
       this.#pending.set(id, { program: request.program, resolve })
     );
-    this.#send(fields);
+    this.#writer.write(spawnRequestFrame(id, request)).catch(() => {}); // a dead spawner shows in #read
     return result;
   }
 
