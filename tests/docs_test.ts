@@ -1,12 +1,12 @@
 /**
- * CONTRIBUTING.md and docs/architecture.md stay true of the code: every repository path they name
+ * CONTRIBUTING.md, docs/architecture.md and docs/performance.md stay true of the code: every repository path they name
  * exists, every `deno task` they name is defined, and the tools they name are exported where they
  * say.
  */
 import { assertEquals } from "./_helpers/assert.ts";
 
 const ROOT = new URL("../", import.meta.url).pathname;
-const DOCS = ["CONTRIBUTING.md", "docs/architecture.md"];
+const DOCS = ["CONTRIBUTING.md", "docs/architecture.md", "docs/performance.md"];
 
 /** Backticked or linked repository paths in a markdown text. */
 function pathsIn(text: string): string[] {
@@ -35,7 +35,7 @@ async function repoPaths(dir = ROOT, prefix = ""): Promise<string[]> {
   return out;
 }
 
-Deno.test("every path CONTRIBUTING.md and docs/architecture.md name exists", async () => {
+Deno.test("every path CONTRIBUTING.md, docs/architecture.md and docs/performance.md name exists", async () => {
   const all = await repoPaths();
   const exists = (p: string) => {
     const pattern = p.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replaceAll("*", "[^/]*");
