@@ -217,7 +217,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       reservations: this.#reservations,
       taskEnv: options.taskEnv,
       controllerUrl: () => this.url,
-      snapshot: () => this.snapshot(),
+      snapshot: (only) => this.snapshot(only),
       onSchedule: options.onSchedule,
       liveness: this.#liveness,
       heartbeatInterval: this.heartbeatInterval,
@@ -473,8 +473,11 @@ export class Controller implements ControllerCore, AutoscalerHost {
     return scheduleOnce(this.#ctx);
   }
 
-  /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
-  snapshot(): ClusterSnapshot {
+  /**
+   * The scheduler's input: healthy workers and jobs with pending tasks, in submission order (with
+   * `only`: of these jobs only, see snapshot.ts).
+   */
+  snapshot(only?: readonly string[]): ClusterSnapshot {
     return clusterSnapshot({
       jobs: this.jobs,
       workers: this.workers,
@@ -484,7 +487,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
         : undefined,
       usage: () => this.usageByUser(),
       maxBuildingPerWorker: this.#opts.maxBuildingPerWorker,
-    });
+    }, only);
   }
 
   /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */

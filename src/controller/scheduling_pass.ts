@@ -7,7 +7,7 @@
  */
 import { JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { describeError } from "../errors.ts";
-import type { ClusterSnapshot, SchedulePlan } from "../types.ts";
+import { type Band, BAND_BATCH, type ClusterSnapshot, type SchedulePlan } from "../types.ts";
 import { bandOf } from "./budgets.ts";
 import { isJobTerminal, isTaskActive } from "./job_rules.ts";
 import { type Effects, type JobRecord, noEffects } from "./state.ts";
@@ -32,8 +32,8 @@ export interface SchedulingPassContext extends CommitContext {
   readonly taskEnv?: Readonly<Record<string, string>>;
   /** The URL tasks use to reach the controller. */
   controllerUrl(): string;
-  /** The scheduler's input (snapshot.ts). */
-  snapshot(): ClusterSnapshot;
+  /** The scheduler's input (snapshot.ts); with `only`, of these pending jobs only. */
+  snapshot(only?: readonly string[]): ClusterSnapshot;
   /** Called after each pass with the plan and its snapshot (the autoscaler reads it). */
   readonly onSchedule?: (plan: SchedulePlan, snapshot: ClusterSnapshot) => void;
   /** Asks for another pass soon (coalesced). */
@@ -70,8 +70,18 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   const now = ctx.clock.now();
   const fx = noEffects();
   expireScheduling(jobs, now, fx);
-  const snapshot = ctx.snapshot();
-  const plan = schedule(snapshot);
+  const arrivals = jobs.takeArrivals();
+  let snapshot: ClusterSnapshot;
+  let plan: SchedulePlan;
+  const memo = memos.get(jobs);
+  const unchanged = memo && arrivalsOnly(ctx, memo, arrivals);
+  if (unchanged) {
+    if (!unchanged.plan) return undefined;
+    ({ snapshot, plan } = unchanged);
+  } else {
+    snapshot = ctx.snapshot();
+    plan = schedule(snapshot);
+  }
   for (const c of plan.claims ?? []) claim(ctx, c.jobId, c.entryIndex, c.workerId);
   if (plan.claims?.length) ctx.reservations.save();
   const byJob = new Map<string, Placed[]>();
@@ -104,6 +114,7 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   }
   // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
   if (snapshot.reservations?.length) gateReasons(ctx);
+  rememberPass(ctx, snapshot, plan, unchanged ? memo!.topBand : BAND_BATCH);
   return {
     plan,
     finish() {
@@ -113,6 +124,80 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
       return plan;
     },
   };
+}
+
+/**
+ * What a pass left behind, for the next: while neither the queue (but for new jobs at its end) nor
+ * the workers changed, every job it left waiting still cannot be placed (capacity only shrinks
+ * during a pass: what did not fit at its end does not fit now) and has the same reason (reasons
+ * are read from the end-of-pass capacity), so the next pass need only look at the new jobs (#20).
+ */
+interface PassMemo {
+  readonly queueChanges: number;
+  readonly workerVersion: number;
+  /** The most important band of the jobs left waiting (BATCH when none). */
+  readonly topBand: Band;
+}
+
+/** The last pass's memo per job table (none while it cannot be trusted). */
+const memos = new WeakMap<object, PassMemo>();
+
+/**
+ * Notes what a pass left, when the next may build on it: nobody reads the whole plan
+ * (onSchedule), there are no reservations and no resource budgets (which move jobs between
+ * bands), and nothing a waiting job could preempt runs (counting this pass's placements).
+ * `olderTopBand`: the top band of the jobs waiting from before, for a pass over arrivals only.
+ */
+function rememberPass(
+  ctx: SchedulingPassContext,
+  snapshot: ClusterSnapshot,
+  plan: SchedulePlan,
+  olderTopBand: Band,
+): void {
+  memos.delete(ctx.jobs);
+  if (
+    ctx.onSchedule || snapshot.reservations?.length || ctx.reservations.reservedBy.size > 0 ||
+    snapshot.budgets || plan.preemptions?.length || plan.claims?.length
+  ) return;
+  // The snapshot's jobs include those placed in full: more than waits, which only errs safe.
+  let topBand = olderTopBand;
+  for (const job of snapshot.jobs) if (job.band < topBand) topBand = job.band;
+  if (ctx.workers.anyPreemptible(topBand)) return;
+  memos.set(ctx.jobs, {
+    queueChanges: ctx.jobs.queueChanges,
+    workerVersion: ctx.workers.version,
+    topBand,
+  });
+}
+
+/**
+ * A pass over the jobs that arrived since the last one, when it decides the same as a pass over
+ * the whole queue: the last pass's memo holds (nothing else changed), the new jobs are no
+ * reservation requests, have no budget and nothing to preempt, and either place nothing or are
+ * the only jobs waiting (a placement changes the capacity the others' reasons are read from).
+ * Undefined: a pass over the whole queue is needed. `plan` undefined: there is nothing to do.
+ */
+function arrivalsOnly(
+  ctx: SchedulingPassContext,
+  memo: PassMemo,
+  arrivals: readonly string[],
+): { snapshot: ClusterSnapshot; plan?: SchedulePlan } | undefined {
+  if (
+    ctx.onSchedule || memo.queueChanges !== ctx.jobs.queueChanges ||
+    memo.workerVersion !== ctx.workers.version || ctx.reservations.reservedBy.size > 0
+  ) return undefined;
+  const queue = ctx.jobs.pendingJobs();
+  const present = arrivals.filter((id) => queue.has(id));
+  const snapshot = ctx.snapshot(present);
+  if (present.length === 0) return { snapshot };
+  if (
+    snapshot.jobs.length !== present.length || snapshot.running?.length ||
+    snapshot.reservations?.length || snapshot.budgets
+  ) return undefined;
+  const plan = schedule(snapshot);
+  if (plan.claims?.length || plan.preemptions?.length) return undefined;
+  if (plan.assignments.length > 0 && queue.size > present.length) return undefined;
+  return { snapshot, plan };
 }
 
 /** Whether any job has a pending task. */
