@@ -4,7 +4,7 @@
  * the effects of transitions (kill orders, finished jobs) are performed. No I/O.
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
-import { FakeClock } from "../../src/time.ts";
+import { FakeClock, ms } from "../../src/time.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
@@ -26,11 +26,14 @@ type Ctx = SchedulingPassContext & {
   killed: string[];
   lines: string[];
   snapshots: number;
+  /** How many jobs each snapshot was limited to (undefined: the whole queue). */
+  only: (number | undefined)[];
   schedules: number;
   failDispatch?: (taskId: string, attemptId: number, workerId: string) => void;
 };
 
-function context(workers = 1): Ctx {
+/** `passOver`: false makes every pass read the whole queue (the snapshot ignores `only`). */
+function context(workers = 1, maxBuildingPerWorker?: number, passOver = true): Ctx {
   const jobs = new JobTable();
   const table = workerTable(workers);
   const lines: string[] = [];
@@ -57,23 +60,41 @@ function context(workers = 1): Ctx {
       kill: (address, k) => ctx.killed.push(`${address} ${k.taskId}#${k.attemptId}`),
     },
     controllerUrl: () => "http://controller:10000",
-    snapshot: () => {
+    snapshot: (only) => {
       ctx.snapshots++;
-      return clusterSnapshot({ jobs, workers: table, reservations, usage: () => new Map() });
+      ctx.only.push(only?.length);
+      const sources = { jobs, workers: table, reservations, usage: () => new Map() };
+      return clusterSnapshot({ ...sources, maxBuildingPerWorker }, passOver ? only : undefined);
     },
     requestSchedule: () => ctx.schedules++,
     dispatched: [],
     killed: [],
     lines,
     snapshots: 0,
+    only: [],
     schedules: 0,
   };
   return ctx;
 }
 
-function submit(ctx: Ctx, name: string, replicas = 1): string {
-  return ctx.jobs.submit(spec({ name, replicas }), `r-${name}`, ctx.clock.now(), noEffects())
-    .jobId;
+function submit(
+  ctx: Ctx,
+  name: string,
+  replicas = 1,
+  init: Parameters<typeof spec>[0] = {},
+): string {
+  const s = spec({ name, replicas, ...init });
+  return ctx.jobs.submit(s, `r-${name}`, ctx.clock.now(), noEffects()).jobId;
+}
+
+/** Each pending job's reason, by job name. */
+function reasons(ctx: Ctx): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const id of ctx.jobs.pendingJobs().keys()) {
+    const job = ctx.jobs.job(id);
+    out[job.spec.name] = ctx.jobs.jobPendingReason(job)?.message;
+  }
+  return out;
 }
 
 Deno.test("scheduling pass: nothing pending, nobody reading: no snapshot at all", () => {
@@ -132,4 +153,94 @@ Deno.test("scheduling pass: effects send kill orders and log finished jobs", () 
   assertEquals(ctx.killed, [`http://10.0.0.1:9000 ${key}`]);
   assertEquals(ctx.workers.workers.get("w0")!.active.get(key)?.state, TaskState.KILLED);
   assert(ctx.lines.some((l) => l.startsWith(`job ${jobId} finished`)), ctx.lines.join("\n"));
+});
+
+Deno.test("scheduling pass: while only submits arrive at a full cluster, a pass reads just them", () => {
+  const ctx = context(1, 2);
+  for (const name of ["a", "b", "c"]) submit(ctx, name);
+  assertEquals(scheduleOnce(ctx).assignments.length, 2);
+  const waiting = reasons(ctx).c;
+  assert(waiting?.includes("building limit"), waiting);
+  submit(ctx, "d");
+  submit(ctx, "e");
+  assertEquals(scheduleOnce(ctx).assignments, []);
+  assertEquals(ctx.only.at(-1), 2, "the snapshot held the arrivals only");
+  assertEquals(reasons(ctx), { c: waiting, d: waiting, e: waiting });
+  // Nothing changed at all: no snapshot.
+  const snapshots = ctx.snapshots;
+  assertEquals(scheduleOnce(ctx).assignments, []);
+  assertEquals(ctx.snapshots, snapshots + 1);
+  assertEquals(ctx.only.at(-1), 0);
+});
+
+Deno.test("scheduling pass: a slot freed after passes over arrivals goes to the oldest waiting job", () => {
+  const ctx = context(1, 1);
+  submit(ctx, "a");
+  submit(ctx, "b");
+  scheduleOnce(ctx);
+  submit(ctx, "c");
+  scheduleOnce(ctx);
+  const held = [...ctx.workers.workers.get("w0")!.active.keys()][0]!;
+  ctx.workers.release("w0", held);
+  const plan = scheduleOnce(ctx);
+  assertEquals(plan.assignments.map((a) => ctx.jobs.job(a.jobId).spec.name), ["b"]);
+  assertEquals(ctx.only.at(-1), undefined, "a freed slot means a pass over the whole queue");
+  assertEquals(Object.keys(reasons(ctx)), ["c"]);
+});
+
+Deno.test("scheduling pass: a scheduling timeout fires while passes read only arrivals", () => {
+  const ctx = context(1, 1);
+  submit(ctx, "a");
+  const timed = submit(ctx, "timed", 1, { schedulingTimeoutMs: 1000 });
+  scheduleOnce(ctx);
+  (ctx.clock as FakeClock).jump(ms(1000));
+  submit(ctx, "late");
+  scheduleOnce(ctx);
+  const task = ctx.jobs.task(ctx.jobs.job(timed).taskIds[0]!);
+  assertEquals(task.state, TaskState.UNSCHEDULABLE);
+  assert(task.error.includes("building limit"), task.error);
+  assertEquals(Object.keys(reasons(ctx)), ["late"]);
+});
+
+Deno.test("scheduling pass: passes over arrivals decide as passes over the whole queue", () => {
+  // Two controllers see the same submits, finished builds and passes; one always reads the
+  // whole queue. Users, bands (preemption) and jobs that cannot fit are mixed.
+  const fast = context(2, 3);
+  const whole = context(2, 3, false);
+  let seed = 7;
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const names = (c: Ctx, plan: { assignments: readonly { jobId: string; taskIndex: number }[] }) =>
+    plan.assignments.map((a) => `${c.jobs.job(a.jobId).spec.name}/${a.taskIndex}`);
+  let n = 0;
+  for (let step = 0; step < 300; step++) {
+    const r = random();
+    if (r < 0.5) {
+      const init = {
+        user: random() < 0.7 ? "alice" : "bob",
+        priority: random() < 0.8 ? 2 : random() < 0.5 ? 1 : 3,
+        resources: { cpuMillicores: random() < 0.1 ? 5000 : 500, memoryBytes: 2 ** 20 },
+      };
+      const replicas = 1 + Math.floor(random() * 3);
+      const name = `j${n++}`;
+      submit(fast, name, replicas, init);
+      submit(whole, name, replicas, init);
+    } else if (r < 0.7) {
+      const w = `w${Math.floor(random() * 2)}`;
+      const keys = [...fast.workers.workers.get(w)!.active.keys()];
+      const key = keys[Math.floor(random() * keys.length)];
+      if (key !== undefined) {
+        fast.workers.release(w, key);
+        whole.workers.release(w, key);
+      }
+    } else {
+      assertEquals(
+        names(fast, scheduleOnce(fast)),
+        names(whole, scheduleOnce(whole)),
+        `step ${step}`,
+      );
+      assertEquals(reasons(fast), reasons(whole), `step ${step}`);
+      assertEquals(fast.killed, whole.killed);
+    }
+  }
+  assert(fast.only.some((o) => o !== undefined && o > 0), "some passes read arrivals only");
 });
