@@ -52,7 +52,7 @@ function submit(ctx: { jobs: JobTable; clock: FakeClock }, n: number): void {
 }
 
 /** µs per pass (median of `passes`) with `pending` jobs waiting. */
-function measure(pending: number, freeing: boolean, passes = 300): number {
+export function measure(pending: number, freeing: boolean, passes = 300): number {
   const ctx = passContext() as ReturnType<typeof passContext> & { clock: FakeClock };
   submit(ctx, pending + 32);
   scheduleOnce(ctx);

@@ -7,7 +7,13 @@
  */
 import { JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { describeError } from "../errors.ts";
-import { type Band, BAND_BATCH, type ClusterSnapshot, type SchedulePlan } from "../types.ts";
+import {
+  type Band,
+  BAND_BATCH,
+  type ClusterSnapshot,
+  type PendingReasonData,
+  type SchedulePlan,
+} from "../types.ts";
 import { bandOf } from "./budgets.ts";
 import { isJobTerminal, isTaskActive } from "./job_rules.ts";
 import { type Effects, type JobRecord, noEffects } from "./state.ts";
@@ -75,10 +81,9 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   let plan: SchedulePlan;
   const memo = memos.get(jobs);
   const unchanged = memo && arrivalsOnly(ctx, memo, arrivals);
-  if (unchanged) {
-    if (!unchanged.plan) return undefined;
-    ({ snapshot, plan } = unchanged);
-  } else {
+  if (unchanged && !unchanged.plan) return undefined;
+  if (unchanged?.plan) ({ snapshot, plan } = unchanged.plan);
+  else {
     snapshot = ctx.snapshot();
     plan = schedule(snapshot);
   }
@@ -114,7 +119,7 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   }
   // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
   if (snapshot.reservations?.length) gateReasons(ctx);
-  rememberPass(ctx, snapshot, plan, unchanged ? memo!.topBand : BAND_BATCH);
+  rememberPass(ctx, snapshot, unchanged?.plan?.full ?? plan, unchanged ? memo : undefined);
   return {
     plan,
     finish() {
@@ -127,16 +132,21 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
 }
 
 /**
- * What a pass left behind, for the next: while neither the queue (but for new jobs at its end) nor
- * the workers changed, every job it left waiting still cannot be placed (capacity only shrinks
- * during a pass: what did not fit at its end does not fit now) and has the same reason (reasons
- * are read from the end-of-pass capacity), so the next pass need only look at the new jobs (#20).
+ * What a pass left behind, for the next. While the queue did not change but for new jobs at its
+ * end, every job the pass left waiting has the same signature and reason as one of `reasons`'
+ * jobs (jobs of one signature share their reason, and a signature decides placement and reason
+ * alike). So when a pass over those few and the new jobs places nothing or no other job waits,
+ * preempts nothing, and gives the few their old reasons, a pass over the whole queue would decide
+ * the same (capacity only shrinks during a pass: a job that did not fit at the start does not fit
+ * later), and the next pass need only look at them (#20).
  */
 interface PassMemo {
   readonly queueChanges: number;
   readonly workerVersion: number;
   /** The most important band of the jobs left waiting (BATCH when none). */
   readonly topBand: Band;
+  /** One waiting job per signature, with its reason. */
+  readonly reasons: ReadonlyMap<string, PendingReasonData>;
 }
 
 /** The last pass's memo per job table (none while it cannot be trusted). */
@@ -146,13 +156,13 @@ const memos = new WeakMap<object, PassMemo>();
  * Notes what a pass left, when the next may build on it: nobody reads the whole plan
  * (onSchedule), there are no reservations and no resource budgets (which move jobs between
  * bands), and nothing a waiting job could preempt runs (counting this pass's placements).
- * `olderTopBand`: the top band of the jobs waiting from before, for a pass over arrivals only.
+ * `older`: the memo a pass over new jobs built on.
  */
 function rememberPass(
   ctx: SchedulingPassContext,
   snapshot: ClusterSnapshot,
   plan: SchedulePlan,
-  olderTopBand: Band,
+  older: PassMemo | undefined,
 ): void {
   memos.delete(ctx.jobs);
   if (
@@ -160,44 +170,76 @@ function rememberPass(
     snapshot.budgets || plan.preemptions?.length || plan.claims?.length
   ) return;
   // The snapshot's jobs include those placed in full: more than waits, which only errs safe.
-  let topBand = olderTopBand;
+  let topBand = older?.topBand ?? BAND_BATCH;
   for (const job of snapshot.jobs) if (job.band < topBand) topBand = job.band;
   if (ctx.workers.anyPreemptible(topBand)) return;
+  const reasons = new Map(older?.reasons);
+  // One job per reason object: the scheduler shares one between the jobs of a signature.
+  const seen = new Set<PendingReasonData>();
+  let last: PendingReasonData | undefined;
+  for (const u of plan.unplaced) {
+    // Jobs of a signature mostly follow each other in the queue.
+    if (u.reason === last) continue;
+    last = u.reason;
+    if (reasons.has(u.jobId)) seen.add(u.reason);
+    else if (!seen.has(u.reason)) {
+      seen.add(u.reason);
+      reasons.set(u.jobId, u.reason);
+    }
+  }
   memos.set(ctx.jobs, {
     queueChanges: ctx.jobs.queueChanges,
     workerVersion: ctx.workers.version,
     topBand,
+    reasons,
   });
 }
 
 /**
- * A pass over the jobs that arrived since the last one, when it decides the same as a pass over
- * the whole queue: the last pass's memo holds (nothing else changed), the new jobs are no
- * reservation requests, have no budget and nothing to preempt, and either place nothing or are
- * the only jobs waiting (a placement changes the capacity the others' reasons are read from).
- * Undefined: a pass over the whole queue is needed. `plan` undefined: there is nothing to do.
+ * A pass over the memo's jobs (one per signature) and the jobs that arrived since, when it decides
+ * the same as a pass over the whole queue (see {@linkcode PassMemo}); its plan lists only the new
+ * jobs as unplaced (`full`: all it decided). Undefined: a pass over the whole queue is needed.
+ * `plan` undefined: nothing changed at all.
  */
 function arrivalsOnly(
   ctx: SchedulingPassContext,
   memo: PassMemo,
   arrivals: readonly string[],
-): { snapshot: ClusterSnapshot; plan?: SchedulePlan } | undefined {
+):
+  | { plan?: { snapshot: ClusterSnapshot; plan: SchedulePlan; full: SchedulePlan } }
+  | undefined {
+  const { jobs, workers } = ctx;
   if (
-    ctx.onSchedule || memo.queueChanges !== ctx.jobs.queueChanges ||
-    memo.workerVersion !== ctx.workers.version || ctx.reservations.reservedBy.size > 0
+    ctx.onSchedule || memo.queueChanges !== jobs.queueChanges ||
+    ctx.reservations.reservedBy.size > 0
   ) return undefined;
-  const queue = ctx.jobs.pendingJobs();
+  const sameWorkers = memo.workerVersion === workers.version;
+  if (!sameWorkers && workers.anyPreemptible(memo.topBand)) return undefined;
+  const queue = jobs.pendingJobs();
   const present = arrivals.filter((id) => queue.has(id));
-  const snapshot = ctx.snapshot(present);
-  if (present.length === 0) return { snapshot };
+  if (sameWorkers && present.length === 0) return {};
+  const only = [...memo.reasons.keys(), ...present];
+  const snapshot = ctx.snapshot(only);
   if (
-    snapshot.jobs.length !== present.length || snapshot.running?.length ||
+    snapshot.jobs.length !== only.length || snapshot.running?.length ||
     snapshot.reservations?.length || snapshot.budgets
   ) return undefined;
   const plan = schedule(snapshot);
   if (plan.claims?.length || plan.preemptions?.length) return undefined;
+  // A placement changes the capacity the reasons of the jobs not looked at are read from.
   if (plan.assignments.length > 0 && queue.size > present.length) return undefined;
-  return { snapshot, plan };
+  const unplaced = [];
+  for (const u of plan.unplaced) {
+    const old = memo.reasons.get(u.jobId);
+    if (!old) unplaced.push(u);
+    else if (!sameReason(old, u.reason)) return undefined;
+  }
+  return { plan: { snapshot, plan: { ...plan, unplaced }, full: plan } };
+}
+
+function sameReason(a: PendingReasonData, b: PendingReasonData): boolean {
+  return a.code === b.code && a.message === b.message &&
+    a.workersConsidered === b.workersConsidered;
 }
 
 /** Whether any job has a pending task. */
