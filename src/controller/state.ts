@@ -948,7 +948,7 @@ export class JobTable {
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
     this.pending.get(job.jobId)?.clear();
-    this.#queueChanges++;
+    if (this.#queued.has(job.jobId)) this.#queueChanges++;
     this.#unqueue(job.jobId);
     this.#pendingArrays.delete(job.jobId);
     this.#pendingReasons.delete(job.jobId);
