@@ -23,7 +23,7 @@ import type { TransactionInput } from "./transactions.ts";
 import { gateReason, isGated, type Reservations } from "./reservations.ts";
 import { expireScheduling } from "./scheduling_timeouts.ts";
 import type { Dispatcher, Placed } from "./dispatch.ts";
-import { schedule } from "./scheduler/scheduler.ts";
+import { plainSignature, schedule } from "./scheduler/scheduler.ts";
 import { holdAttempt } from "./snapshot.ts";
 import { type CommitContext, tryFlush } from "./commit.ts";
 
@@ -119,7 +119,7 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
   }
   // Every gated pending job is a reservation request of the snapshot: none, nothing to explain.
   if (snapshot.reservations?.length) gateReasons(ctx);
-  rememberPass(ctx, snapshot, unchanged?.plan?.full ?? plan, unchanged ? memo : undefined);
+  rememberPass(ctx, snapshot, plan, unchanged ? memo : undefined);
   return {
     plan,
     finish() {
@@ -133,30 +133,36 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
 
 /**
  * What a pass left behind, for the next. While the queue did not change but for new jobs at its
- * end, every job the pass left waiting has the same signature and reason as one of `reasons`'
- * jobs (jobs of one signature share their reason, and a signature decides placement and reason
- * alike). So when a pass over those few and the new jobs places nothing or no other job waits,
- * preempts nothing, and gives the few their old reasons, a pass over the whole queue would decide
- * the same (capacity only shrinks during a pass: a job that did not fit at the start does not fit
- * later), and the next pass need only look at them (#20).
+ * end, every job the pass left waiting has the signature (plainSignature: what decides where a
+ * job may go and why it waits) and the reason of one of `reasons`' jobs, the oldest waiting of
+ * its signature. The next pass may then look at the head of the queue, those jobs and the new
+ * ones only (#20): capacity only shrinks during a pass, so a job after one of its signature that
+ * could not be placed in full places nothing either, and keeps its reason while that one's is
+ * the same. See {@linkcode arrivalsOnly}.
  */
 interface PassMemo {
   readonly queueChanges: number;
   readonly workerVersion: number;
   /** The most important band of the jobs left waiting (BATCH when none). */
   readonly topBand: Band;
-  /** One waiting job per signature, with its reason. */
+  /** The band and user of every job left waiting, when they are all the same. */
+  readonly uniform?: { readonly band: Band; readonly user: string };
+  /** The oldest waiting job of each signature, with its reason. */
   readonly reasons: ReadonlyMap<string, PendingReasonData>;
 }
 
 /** The last pass's memo per job table (none while it cannot be trusted). */
 const memos = new WeakMap<object, PassMemo>();
 
+/** Jobs at the head of the queue a pass over arrivals looks at once the workers changed. */
+export const QUEUE_HEAD = 64;
+
 /**
  * Notes what a pass left, when the next may build on it: nobody reads the whole plan
  * (onSchedule), there are no reservations and no resource budgets (which move jobs between
  * bands), and nothing a waiting job could preempt runs (counting this pass's placements).
- * `older`: the memo a pass over new jobs built on.
+ * `older`: the memo a pass over arrivals built on (its snapshot held a job of each of its
+ * signatures that still waits).
  */
 function rememberPass(
   ctx: SchedulingPassContext,
@@ -171,42 +177,52 @@ function rememberPass(
   ) return;
   // The snapshot's jobs include those placed in full: more than waits, which only errs safe.
   let topBand = older?.topBand ?? BAND_BATCH;
-  for (const job of snapshot.jobs) if (job.band < topBand) topBand = job.band;
+  const first = snapshot.jobs[0];
+  let uniform = older ? older.uniform : first && { band: first.band, user: first.user ?? "" };
+  for (const job of snapshot.jobs) {
+    if (job.band < topBand) topBand = job.band;
+    if (uniform && (job.band !== uniform.band || (job.user ?? "") !== uniform.user)) {
+      uniform = undefined;
+    }
+  }
   if (ctx.workers.anyPreemptible(topBand)) return;
-  const reasons = new Map(older?.reasons);
-  // One job per reason object: the scheduler shares one between the jobs of a signature.
+  // The first waiting job per reason object: the scheduler shares one between the jobs of a
+  // signature, and lists them in band, then queue order.
+  const reasons = new Map<string, PendingReasonData>();
   const seen = new Set<PendingReasonData>();
   let last: PendingReasonData | undefined;
   for (const u of plan.unplaced) {
-    // Jobs of a signature mostly follow each other in the queue.
     if (u.reason === last) continue;
     last = u.reason;
-    if (reasons.has(u.jobId)) seen.add(u.reason);
-    else if (!seen.has(u.reason)) {
-      seen.add(u.reason);
-      reasons.set(u.jobId, u.reason);
-    }
+    if (seen.has(u.reason)) continue;
+    seen.add(u.reason);
+    reasons.set(u.jobId, u.reason);
   }
   memos.set(ctx.jobs, {
     queueChanges: ctx.jobs.queueChanges,
     workerVersion: ctx.workers.version,
     topBand,
+    uniform,
     reasons,
   });
 }
 
 /**
- * A pass over the memo's jobs (one per signature) and the jobs that arrived since, when it decides
- * the same as a pass over the whole queue (see {@linkcode PassMemo}); its plan lists only the new
- * jobs as unplaced (`full`: all it decided). Undefined: a pass over the whole queue is needed.
- * `plan` undefined: nothing changed at all.
+ * A pass over part of the queue when it decides as one over the whole queue: the last pass's memo
+ * holds (the queue changed only by new jobs), and the pass looks at the head of the queue (once
+ * the workers changed), the memo's jobs and the new jobs. It decides the same when it looked at
+ * every waiting job, or else when it preempts and claims nothing, each of the memo's signatures
+ * has a job it looked at that could not be placed in full (so the jobs it did not look at, all
+ * after that one, place nothing), with the reason the jobs not looked at have, and, if it placed
+ * anything, all waiting jobs are of one band and user (queue order is placement order).
+ * Undefined: a pass over the whole queue is needed. `plan` undefined: nothing changed at all.
  */
 function arrivalsOnly(
   ctx: SchedulingPassContext,
   memo: PassMemo,
   arrivals: readonly string[],
 ):
-  | { plan?: { snapshot: ClusterSnapshot; plan: SchedulePlan; full: SchedulePlan } }
+  | { plan?: { snapshot: ClusterSnapshot; plan: SchedulePlan } }
   | undefined {
   const { jobs, workers } = ctx;
   if (
@@ -217,24 +233,44 @@ function arrivalsOnly(
   if (!sameWorkers && workers.anyPreemptible(memo.topBand)) return undefined;
   const queue = jobs.pendingJobs();
   const present = arrivals.filter((id) => queue.has(id));
+  // Nothing changed at all: the last pass's decisions stand.
   if (sameWorkers && present.length === 0) return {};
-  const only = [...memo.reasons.keys(), ...present];
-  const snapshot = ctx.snapshot(only);
+  // In queue order: the head, the memo's jobs (oldest of their signature), the new jobs.
+  const only = new Set<string>();
+  if (!sameWorkers) {
+    for (const id of queue.keys()) {
+      if (only.size >= QUEUE_HEAD) break;
+      only.add(id);
+    }
+  }
+  for (const id of memo.reasons.keys()) only.add(id);
+  const arrived = new Set(present);
+  for (const id of present) only.add(id);
+  const snapshot = ctx.snapshot([...only]);
   if (
-    snapshot.jobs.length !== only.length || snapshot.running?.length ||
+    snapshot.jobs.length !== only.size || snapshot.running?.length ||
     snapshot.reservations?.length || snapshot.budgets
   ) return undefined;
   const plan = schedule(snapshot);
   if (plan.claims?.length || plan.preemptions?.length) return undefined;
-  // A placement changes the capacity the reasons of the jobs not looked at are read from.
-  if (plan.assignments.length > 0 && queue.size > present.length) return undefined;
-  const unplaced = [];
+  if (only.size === queue.size) return { plan: { snapshot, plan } };
+  const { uniform } = memo;
+  if (
+    plan.assignments.length > 0 &&
+    (!uniform ||
+      snapshot.jobs.some((j) => j.band !== uniform.band || (j.user ?? "") !== uniform.user))
+  ) return undefined;
+  // The reason of each signature, from a job looked at that waited before this pass.
+  const views = new Map(snapshot.jobs.map((j) => [j.jobId, j]));
+  const stuck = new Map<string, PendingReasonData>();
   for (const u of plan.unplaced) {
-    const old = memo.reasons.get(u.jobId);
-    if (!old) unplaced.push(u);
-    else if (!sameReason(old, u.reason)) return undefined;
+    if (!arrived.has(u.jobId)) stuck.set(plainSignature(views.get(u.jobId)!), u.reason);
   }
-  return { plan: { snapshot, plan: { ...plan, unplaced }, full: plan } };
+  for (const [jobId, reason] of memo.reasons) {
+    const now = stuck.get(plainSignature(views.get(jobId)!));
+    if (!now || !sameReason(now, reason)) return undefined;
+  }
+  return { plan: { snapshot, plan } };
 }
 
 function sameReason(a: PendingReasonData, b: PendingReasonData): boolean {

@@ -6,6 +6,7 @@
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { FakeClock, ms } from "../../src/time.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
+import { ConstraintOp } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
 import { Reconciler } from "../../src/controller/reconcile.ts";
@@ -15,6 +16,7 @@ import { attemptKey } from "../../src/controller/workers.ts";
 import {
   anyPending,
   performEffects,
+  QUEUE_HEAD,
   scheduleOnce,
   type SchedulingPassContext,
 } from "../../src/controller/scheduling_pass.ts";
@@ -178,17 +180,19 @@ Deno.test("scheduling pass: while only submits arrive at a full cluster, a pass 
 
 Deno.test("scheduling pass: a slot freed after passes over arrivals goes to the oldest waiting job", () => {
   const ctx = context(1, 1);
-  submit(ctx, "a");
-  submit(ctx, "b");
+  for (let i = 0; i < 100; i++) submit(ctx, `j${i}`);
   scheduleOnce(ctx);
-  submit(ctx, "c");
+  submit(ctx, "late");
   scheduleOnce(ctx);
+  const waiting = reasons(ctx).j1;
   const held = [...ctx.workers.workers.get("w0")!.active.keys()][0]!;
   ctx.workers.release("w0", held);
   const plan = scheduleOnce(ctx);
-  assertEquals(plan.assignments.map((a) => ctx.jobs.job(a.jobId).spec.name), ["b"]);
-  assertEquals(ctx.only.at(-1), undefined, "a freed slot means a pass over the whole queue");
-  assertEquals(Object.keys(reasons(ctx)), ["c"]);
+  assertEquals(plan.assignments.map((a) => ctx.jobs.job(a.jobId).spec.name), ["j1"]);
+  assertEquals(ctx.only.at(-1), QUEUE_HEAD, "the head of the queue only");
+  const after = reasons(ctx);
+  assertEquals(Object.keys(after).length, 99);
+  assert(Object.values(after).every((r) => r === waiting), waiting);
 });
 
 Deno.test("scheduling pass: a scheduling timeout fires while passes read only arrivals", () => {
@@ -205,24 +209,33 @@ Deno.test("scheduling pass: a scheduling timeout fires while passes read only ar
   assertEquals(Object.keys(reasons(ctx)), ["late"]);
 });
 
-Deno.test("scheduling pass: passes over arrivals decide as passes over the whole queue", () => {
-  // Two controllers see the same submits, finished builds and passes; one always reads the
-  // whole queue. Users, bands (preemption) and jobs that cannot fit are mixed.
+/**
+ * Two controllers see the same submits, builds ending, tasks ending and passes; one always reads
+ * the whole queue. Returns how many passes read part of it.
+ */
+function compareWithWholeQueue(seed: number, users: string[], bands: number[]): number {
   const fast = context(2, 3);
   const whole = context(2, 3, false);
-  let seed = 7;
   const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
   const names = (c: Ctx, plan: { assignments: readonly { jobId: string; taskIndex: number }[] }) =>
     plan.assignments.map((a) => `${c.jobs.job(a.jobId).spec.name}/${a.taskIndex}`);
   let n = 0;
-  for (let step = 0; step < 300; step++) {
+  for (let step = 0; step < 400; step++) {
     const r = random();
     if (r < 0.5) {
       const init = {
-        user: random() < 0.7 ? "alice" : "bob",
-        priority: random() < 0.8 ? 2 : random() < 0.5 ? 1 : 3,
-        resources: { cpuMillicores: random() < 0.1 ? 5000 : 500, memoryBytes: 2 ** 20 },
-      };
+        user: pick(users),
+        priority: pick(bands),
+        resources: { cpuMillicores: pick([500, 500, 500, 1500, 5000]), memoryBytes: 2 ** 20 },
+        constraints: random() < 0.2
+          ? [{
+            key: "device-type",
+            op: ConstraintOp.EQ,
+            value: { kind: { case: "stringValue" as const, value: "cpu" } },
+          }]
+          : [],
+      } as Parameters<typeof spec>[0];
       const replicas = 1 + Math.floor(random() * 3);
       const name = `j${n++}`;
       submit(fast, name, replicas, init);
@@ -246,5 +259,13 @@ Deno.test("scheduling pass: passes over arrivals decide as passes over the whole
       assertEquals(fast.killed, whole.killed);
     }
   }
-  assert(fast.only.some((o) => o !== undefined && o > 0), "some passes read arrivals only");
+  return fast.only.filter((o) => o !== undefined).length;
+}
+
+Deno.test("scheduling pass: passes over part of the queue decide as passes over all of it", () => {
+  for (let seed = 1; seed <= 12; seed++) {
+    // Users and bands mixed (turns, preemption), and one user in one band (queue order).
+    assert(compareWithWholeQueue(seed, ["alice", "bob"], [1, 2, 2, 2, 3]) > 0);
+    assert(compareWithWholeQueue(seed, ["alice"], [2]) > 0);
+  }
 });
