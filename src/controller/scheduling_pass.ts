@@ -235,6 +235,8 @@ function arrivalsOnly(
   const present = arrivals.filter((id) => queue.has(id));
   // Nothing changed at all: the last pass's decisions stand.
   if (sameWorkers && present.length === 0) return {};
+  // A short queue costs less read whole than checked.
+  if (!sameWorkers && queue.size <= 2 * QUEUE_HEAD) return undefined;
   // In queue order: the head, the memo's jobs (oldest of their signature), the new jobs.
   const only = new Set<string>();
   if (!sameWorkers) {
