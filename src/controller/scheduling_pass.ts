@@ -1,6 +1,7 @@
 /**
  * The scheduling pass: the loop that applies the pure scheduler's plan (scheduler/). It expires
- * attempts that waited too long to be scheduled, builds the snapshot, runs `schedule`, records
+ * attempts that waited too long to be scheduled, builds the snapshot (of part of the queue when
+ * that decides as the whole, see {@linkcode PassMemo}), runs `schedule`, records
  * reservation claims, placements, pending reasons and preemptions, commits them (commit.ts) and
  * only then dispatches the placed attempts (dispatch.ts) and performs the kill orders.
  * @module
