@@ -475,19 +475,19 @@ export class Controller implements ControllerCore, AutoscalerHost {
 
   /**
    * The scheduler's input: healthy workers and jobs with pending tasks, in submission order (with
-   * `only`: of these jobs only, see snapshot.ts).
+   * `only`: of these jobs only, see snapshot.ts). With resource budgets, which may change at any
+   * time and move any waiting job to another band, always of every job.
    */
   snapshot(only?: readonly string[]): ClusterSnapshot {
+    const budgets = this.accounts.hasResourceBudgets();
     return clusterSnapshot({
       jobs: this.jobs,
       workers: this.workers,
       reservations: this.#reservations,
-      budgetOf: this.accounts.hasResourceBudgets()
-        ? (user) => this.accounts.budgetFor(user)
-        : undefined,
+      budgetOf: budgets ? (user) => this.accounts.budgetFor(user) : undefined,
       usage: () => this.usageByUser(),
       maxBuildingPerWorker: this.#opts.maxBuildingPerWorker,
-    }, only);
+    }, budgets ? undefined : only);
   }
 
   /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */

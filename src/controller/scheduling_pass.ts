@@ -39,7 +39,10 @@ export interface SchedulingPassContext extends CommitContext {
   readonly taskEnv?: Readonly<Record<string, string>>;
   /** The URL tasks use to reach the controller. */
   controllerUrl(): string;
-  /** The scheduler's input (snapshot.ts); with `only`, of these pending jobs only. */
+  /**
+   * The scheduler's input (snapshot.ts); with `only`, of these pending jobs only, or of all (the
+   * pass then reads the whole queue).
+   */
   snapshot(only?: readonly string[]): ClusterSnapshot;
   /** Called after each pass with the plan and its snapshot (the autoscaler reads it). */
   readonly onSchedule?: (plan: SchedulePlan, snapshot: ClusterSnapshot) => void;
