@@ -217,7 +217,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
       reservations: this.#reservations,
       taskEnv: options.taskEnv,
       controllerUrl: () => this.url,
-      snapshot: () => this.snapshot(),
+      snapshot: (only) => this.snapshot(only),
       onSchedule: options.onSchedule,
       liveness: this.#liveness,
       heartbeatInterval: this.heartbeatInterval,
@@ -473,18 +473,21 @@ export class Controller implements ControllerCore, AutoscalerHost {
     return scheduleOnce(this.#ctx);
   }
 
-  /** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
-  snapshot(): ClusterSnapshot {
+  /**
+   * The scheduler's input: healthy workers and jobs with pending tasks, in submission order (with
+   * `only`: of these jobs only, see snapshot.ts). With resource budgets, which may change at any
+   * time and move any waiting job to another band, always of every job.
+   */
+  snapshot(only?: readonly string[]): ClusterSnapshot {
+    const budgets = this.accounts.hasResourceBudgets();
     return clusterSnapshot({
       jobs: this.jobs,
       workers: this.workers,
       reservations: this.#reservations,
-      budgetOf: this.accounts.hasResourceBudgets()
-        ? (user) => this.accounts.budgetFor(user)
-        : undefined,
+      budgetOf: budgets ? (user) => this.accounts.budgetFor(user) : undefined,
       usage: () => this.usageByUser(),
       maxBuildingPerWorker: this.#opts.maxBuildingPerWorker,
-    });
+    }, budgets ? undefined : only);
   }
 
   /** What each user's active tasks hold (above BATCH) and how many run in BATCH. */

@@ -1,7 +1,8 @@
 /**
- * Pacing of scheduling passes. A pass costs in proportion to the pending jobs (every one is
- * considered in queue order), and each submit asks for one: during a burst of submits into a
- * large queue, passes back to back would make the burst quadratic (#20). So the next pass waits
+ * Pacing of scheduling passes. A pass that reads the whole queue costs in proportion to the
+ * pending jobs (every one is considered in queue order; most passes over a long queue of one user
+ * and band read only part of it, scheduling_pass.ts), and each submit asks for one: during a burst
+ * of submits into a large queue, passes back to back would make the burst quadratic (#20). So the next pass waits
  * as long as the last one took (at most {@linkcode MAX_PASS_DELAY}): passes then take at most
  * about half the controller's time, and the requests of the wait are served by one pass. Passes
  * under {@linkcode CHEAP_PASS} (any small cluster) are not delayed at all: the next runs after a

@@ -12,13 +12,16 @@ import type { Effects, JobTable } from "./state.ts";
  * by `nowMs` (jobs without a timeout wait forever).
  */
 export function expireScheduling(jobs: JobTable, nowMs: number, fx: Effects): void {
+  const timed = jobs.timedPendingJobs();
+  if (timed.size === 0) return;
   const queue = jobs.pendingJobs();
-  // Keys only: this runs before every pass over the whole queue (#20).
-  for (const jobId of queue.keys()) {
+  // Only the jobs with a timeout: this runs before every pass (#20).
+  for (const jobId of [...timed]) {
     const job = jobs.jobs.get(jobId)!;
     const limit = job.spec.schedulingTimeoutMs;
-    if (!limit) continue;
-    for (const i of [...queue.get(jobId)!]) {
+    const pending = queue.get(jobId);
+    if (!limit || !pending) continue;
+    for (const i of [...pending]) {
       const task = jobs.task(job.taskIds[i]!);
       if (nowMs - task.pendingSinceMs >= limit) {
         const why = `not scheduled within ${formatDuration(ms(limit))}: ${

@@ -103,13 +103,19 @@ function schedulerJob(job: JobRecord, pendingTaskIndices: readonly number[], ban
   return view;
 }
 
-/** The scheduler's input: healthy workers and jobs with pending tasks, in submission order. */
-export function clusterSnapshot(s: SnapshotSources): ClusterSnapshot {
+/**
+ * The scheduler's input: healthy workers and jobs with pending tasks, in submission order; with
+ * `only`, just those of these jobs that are still pending (a pass over new arrivals,
+ * scheduling_pass.ts).
+ */
+export function clusterSnapshot(s: SnapshotSources, only?: readonly string[]): ClusterSnapshot {
   const jobs: SchedulerJob[] = [];
   const reservations: ReservationRequest[] = [];
   // The most important band with pending tasks; BATCH (nothing to preempt) until one is seen.
   let topBand: Band = BAND_BATCH;
-  for (const jobId of s.jobs.pendingJobs().keys()) {
+  const queue = s.jobs.pendingJobs();
+  for (const jobId of only ?? queue.keys()) {
+    if (only && !queue.has(jobId)) continue;
     const job = s.jobs.jobs.get(jobId)!;
     if (isGated(job)) {
       // Gated: the tasks wait until every entry holds a worker.

@@ -136,6 +136,9 @@ export function newTask(
  */
 export const VOLATILE_TASK_FIELDS: readonly (keyof TaskRecord)[] = [];
 
+/** New jobs kept for the next scheduling pass at most (JobTable.takeArrivals). */
+export const MAX_ARRIVALS = 4096;
+
 /** A job and its bookkeeping. */
 export interface JobRecord {
   readonly jobId: string;
@@ -330,6 +333,14 @@ export class JobTable {
   readonly #pendingArrays = new Map<string, readonly number[]>();
   /** Why a job's pending tasks are not placed (the last scheduling pass's reason). */
   readonly #pendingReasons = new Map<string, PendingReasonData>();
+  /** The queued jobs that have a scheduling timeout: all the timeout check walks (#20). */
+  readonly #timed = new Set<string>();
+  /**
+   * Counts changes of the queue other than a new job joining its end (see
+   * {@linkcode queueChanges}); #arrivals holds those new jobs until a pass takes them.
+   */
+  #queueChanges = 0;
+  #arrivals: string[] = [];
   readonly #byRequestId = new Map<string, string>();
   /** Called when a task leaves the active states (endpoint cleanup etc.). */
   onTaskInactive: (task: TaskRecord) => void = () => {};
@@ -360,6 +371,7 @@ export class JobTable {
   setBand(job: JobRecord, band: Band, reason: string): void {
     job.band = band;
     job.bandReason = reason;
+    this.#queueChanges++;
     this.dirty.add(job.jobId);
   }
 
@@ -367,6 +379,7 @@ export class JobTable {
   openReservationGate(job: JobRecord): void {
     if (job.reservationReady) return;
     job.reservationReady = true;
+    this.#queueChanges++;
     this.dirty.add(job.jobId);
   }
 
@@ -422,12 +435,46 @@ export class JobTable {
     return this.#queued;
   }
 
+  /**
+   * Bumped by every change of the queue (pending sets, bands, reservation gates, removals) except
+   * a new job joining its end: while it stays the same, every job a scheduling pass left waiting
+   * waits unchanged, and only {@linkcode takeArrivals} are new (scheduling_pass.ts).
+   */
+  get queueChanges(): number {
+    return this.#queueChanges;
+  }
+
+  /**
+   * The jobs queued new at the end since the last call, in submission order (some may have left
+   * the queue since). Past {@linkcode MAX_ARRIVALS} they are dropped and the queue counts as
+   * changed.
+   */
+  takeArrivals(): readonly string[] {
+    const arrivals = this.#arrivals;
+    if (arrivals.length) this.#arrivals = [];
+    return arrivals;
+  }
+
+  /** The queued jobs with a scheduling timeout (`scheduling_timeout_ms`). */
+  timedPendingJobs(): ReadonlySet<string> {
+    return this.#timed;
+  }
+
   #track(jobId: string, pending: Set<number>): void {
-    if (!this.#order.has(jobId)) this.#order.set(jobId, this.#nextOrder++);
+    const isNew = !this.#order.has(jobId);
+    if (isNew) this.#order.set(jobId, this.#nextOrder++);
+    else this.#queueChanges++;
     this.pending.set(jobId, pending);
     this.#pendingArrays.delete(jobId);
-    if (pending.size > 0) this.#queue(jobId, pending);
-    else this.#queued.delete(jobId);
+    if (pending.size > 0) {
+      this.#queue(jobId, pending);
+      if (isNew) this.#arrive(jobId);
+    } else this.#unqueue(jobId);
+  }
+
+  #arrive(jobId: string): void {
+    if (this.#arrivals.length < MAX_ARRIVALS) this.#arrivals.push(jobId);
+    else this.#queueChanges++;
   }
 
   #queue(jobId: string, pending: Set<number>): void {
@@ -436,6 +483,12 @@ export class JobTable {
     if (place < this.#lastQueued) this.#queuedUnordered = true;
     else this.#lastQueued = place;
     this.#queued.set(jobId, pending);
+    if (this.jobs.get(jobId)?.spec.schedulingTimeoutMs) this.#timed.add(jobId);
+  }
+
+  #unqueue(jobId: string): void {
+    this.#queued.delete(jobId);
+    this.#timed.delete(jobId);
   }
 
   /**
@@ -456,6 +509,7 @@ export class JobTable {
     if (!pending || pending.has(index)) return;
     pending.add(index);
     this.#pendingArrays.delete(jobId);
+    this.#queueChanges++;
     this.#queue(jobId, pending);
   }
 
@@ -463,7 +517,8 @@ export class JobTable {
     const pending = this.pending.get(jobId);
     if (!pending?.delete(index)) return;
     this.#pendingArrays.delete(jobId);
-    if (pending.size === 0) this.#queued.delete(jobId);
+    this.#queueChanges++;
+    if (pending.size === 0) this.#unqueue(jobId);
   }
 
   /** Submits a job. Returns its id and whether it was created (false: request id seen before). */
@@ -599,6 +654,9 @@ export class JobTable {
     this.tasks.clear();
     this.pending.clear();
     this.#queued.clear();
+    this.#timed.clear();
+    this.#queueChanges++;
+    this.#arrivals = [];
     this.#order.clear();
     this.#lastQueued = -1;
     this.#queuedUnordered = false;
@@ -890,7 +948,8 @@ export class JobTable {
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
     this.pending.get(job.jobId)?.clear();
-    this.#queued.delete(job.jobId);
+    if (this.#queued.has(job.jobId)) this.#queueChanges++;
+    this.#unqueue(job.jobId);
     this.#pendingArrays.delete(job.jobId);
     this.#pendingReasons.delete(job.jobId);
     fx.finishedJobs.push(job.jobId);
@@ -934,7 +993,8 @@ export class JobTable {
       this.dirtyTasks.delete(tid);
     }
     this.pending.delete(jobId);
-    this.#queued.delete(jobId);
+    if (this.#queued.has(jobId)) this.#queueChanges++;
+    this.#unqueue(jobId);
     this.#order.delete(jobId);
     this.#pendingArrays.delete(jobId);
     this.#pendingReasons.delete(jobId);

@@ -153,6 +153,11 @@ export class WorkerTable {
   readonly workers = new Map<string, WorkerRecord>();
   /** Ids registered or removed since the state store last wrote them. */
   readonly dirty = new Set<string>();
+  /**
+   * Bumped by every change the scheduler could see (registrations, health, commitments and their
+   * states, removals): while it stays the same, so does the cluster a pass places on (#20).
+   */
+  version = 0;
 
   /** Adds or refreshes a worker. Returns the record and whether it is new. */
   register(
@@ -183,6 +188,7 @@ export class WorkerTable {
       ...(req.scaleGroup ? { "scale-group": req.scaleGroup } : {}),
       ...req.attributes,
     };
+    this.version++;
     const existing = this.workers.get(req.workerId);
     if (existing) {
       Object.assign(existing, {
@@ -246,6 +252,7 @@ export class WorkerTable {
    * heartbeat timeout.
    */
   restore(rows: readonly PersistedWorker[], nowMs: number): void {
+    this.version++;
     for (const row of rows) {
       this.workers.set(row.workerId, {
         ...row,
@@ -273,6 +280,7 @@ export class WorkerTable {
   /** A heartbeat arrived from `worker` at `nowMs`: it is alive and healthy. */
   heartbeat(worker: WorkerRecord, nowMs: number): void {
     worker.lastHeartbeatMs = nowMs;
+    if (!worker.healthy) this.version++;
     worker.healthy = true;
   }
 
@@ -295,6 +303,8 @@ export class WorkerTable {
     const c = this.workers.get(workerId)?.active.get(key);
     if (!c || c.state === TaskState.KILLED) return false;
     const wasBuilding = isBuilding(c.state);
+    // The scheduler tells only building, stopping and other commitments apart.
+    if (isBuilding(c.state) !== isBuilding(state) || state === TaskState.KILLED) this.version++;
     c.state = state;
     return wasBuilding && !isBuilding(state);
   }
@@ -307,6 +317,7 @@ export class WorkerTable {
   /** Commits resources to an attempt on a worker. */
   commit(worker: WorkerRecord, key: string, res: ResourceVec, holder?: CommitmentHolder): void {
     if (worker.active.has(key)) return;
+    this.version++;
     worker.active.set(key, {
       cpuMillicores: res.cpuMillicores,
       memoryBytes: res.memoryBytes,
@@ -324,6 +335,7 @@ export class WorkerTable {
     const worker = this.workers.get(workerId);
     const c = worker?.active.get(key);
     if (!worker || !c) return false;
+    this.version++;
     worker.active.delete(key);
     worker.taskUsage.delete(key);
     pushCapped(worker.recentAttempts, key, RECENT_ATTEMPTS);
@@ -336,7 +348,10 @@ export class WorkerTable {
   /** Marks an attempt as told to stop: its resources count as being released until confirmed. */
   markStopping(workerId: string, key: string): void {
     const c = this.workers.get(workerId)?.active.get(key);
-    if (c) c.state = TaskState.KILLED;
+    if (c && c.state !== TaskState.KILLED) {
+      c.state = TaskState.KILLED;
+      this.version++;
+    }
   }
 
   /**
@@ -369,10 +384,24 @@ export class WorkerTable {
     return out;
   }
 
+  /** Whether {@linkcode preemptible} would list anything for `band` (without listing it). */
+  anyPreemptible(band: number): boolean {
+    if (band >= BAND_BATCH) return false;
+    for (const w of this.workers.values()) {
+      if (!w.healthy) continue;
+      for (const c of w.active.values()) {
+        const h = c.holder;
+        if (h && h.band > band && c.state !== TaskState.KILLED) return true;
+      }
+    }
+    return false;
+  }
+
   /** Removes a worker; returns the attempt keys it held. */
   remove(workerId: string): string[] {
     const worker = this.workers.get(workerId);
     if (!worker) return [];
+    this.version++;
     this.workers.delete(workerId);
     this.dirty.add(workerId);
     return [...worker.active.keys()];

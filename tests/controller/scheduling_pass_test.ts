@@ -4,8 +4,9 @@
  * the effects of transitions (kill orders, finished jobs) are performed. No I/O.
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
-import { FakeClock } from "../../src/time.ts";
+import { FakeClock, ms } from "../../src/time.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
+import { ConstraintOp } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
 import { Reconciler } from "../../src/controller/reconcile.ts";
@@ -15,6 +16,7 @@ import { attemptKey } from "../../src/controller/workers.ts";
 import {
   anyPending,
   performEffects,
+  QUEUE_HEAD,
   scheduleOnce,
   type SchedulingPassContext,
 } from "../../src/controller/scheduling_pass.ts";
@@ -26,11 +28,14 @@ type Ctx = SchedulingPassContext & {
   killed: string[];
   lines: string[];
   snapshots: number;
+  /** How many jobs each snapshot was limited to (undefined: the whole queue). */
+  only: (number | undefined)[];
   schedules: number;
   failDispatch?: (taskId: string, attemptId: number, workerId: string) => void;
 };
 
-function context(workers = 1): Ctx {
+/** `passOver`: false makes every pass read the whole queue (the snapshot ignores `only`). */
+function context(workers = 1, maxBuildingPerWorker?: number, passOver = true): Ctx {
   const jobs = new JobTable();
   const table = workerTable(workers);
   const lines: string[] = [];
@@ -57,23 +62,41 @@ function context(workers = 1): Ctx {
       kill: (address, k) => ctx.killed.push(`${address} ${k.taskId}#${k.attemptId}`),
     },
     controllerUrl: () => "http://controller:10000",
-    snapshot: () => {
+    snapshot: (only) => {
       ctx.snapshots++;
-      return clusterSnapshot({ jobs, workers: table, reservations, usage: () => new Map() });
+      ctx.only.push(only?.length);
+      const sources = { jobs, workers: table, reservations, usage: () => new Map() };
+      return clusterSnapshot({ ...sources, maxBuildingPerWorker }, passOver ? only : undefined);
     },
     requestSchedule: () => ctx.schedules++,
     dispatched: [],
     killed: [],
     lines,
     snapshots: 0,
+    only: [],
     schedules: 0,
   };
   return ctx;
 }
 
-function submit(ctx: Ctx, name: string, replicas = 1): string {
-  return ctx.jobs.submit(spec({ name, replicas }), `r-${name}`, ctx.clock.now(), noEffects())
-    .jobId;
+function submit(
+  ctx: Ctx,
+  name: string,
+  replicas = 1,
+  init: Parameters<typeof spec>[0] = {},
+): string {
+  const s = spec({ name, replicas, ...init });
+  return ctx.jobs.submit(s, `r-${name}`, ctx.clock.now(), noEffects()).jobId;
+}
+
+/** Each pending job's reason, by job name. */
+function reasons(ctx: Ctx): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const id of ctx.jobs.pendingJobs().keys()) {
+    const job = ctx.jobs.job(id);
+    out[job.spec.name] = ctx.jobs.jobPendingReason(job)?.message;
+  }
+  return out;
 }
 
 Deno.test("scheduling pass: nothing pending, nobody reading: no snapshot at all", () => {
@@ -132,4 +155,117 @@ Deno.test("scheduling pass: effects send kill orders and log finished jobs", () 
   assertEquals(ctx.killed, [`http://10.0.0.1:9000 ${key}`]);
   assertEquals(ctx.workers.workers.get("w0")!.active.get(key)?.state, TaskState.KILLED);
   assert(ctx.lines.some((l) => l.startsWith(`job ${jobId} finished`)), ctx.lines.join("\n"));
+});
+
+Deno.test("scheduling pass: while only submits arrive at a full cluster, a pass reads just them", () => {
+  const ctx = context(1, 2);
+  for (const name of ["a", "b", "c"]) submit(ctx, name);
+  assertEquals(scheduleOnce(ctx).assignments.length, 2);
+  const waiting = reasons(ctx).c;
+  assert(waiting?.includes("building limit"), waiting);
+  submit(ctx, "d");
+  submit(ctx, "e");
+  assertEquals(scheduleOnce(ctx).assignments, []);
+  assertEquals(
+    ctx.only.at(-1),
+    3,
+    "the snapshot held one waiting job per signature and the arrivals",
+  );
+  assertEquals(reasons(ctx), { c: waiting, d: waiting, e: waiting });
+  // Nothing changed at all: no snapshot.
+  const snapshots = ctx.snapshots;
+  assertEquals(scheduleOnce(ctx).assignments, []);
+  assertEquals(ctx.snapshots, snapshots);
+});
+
+Deno.test("scheduling pass: a slot freed after passes over arrivals goes to the oldest waiting job", () => {
+  const ctx = context(1, 1);
+  for (let i = 0; i < 200; i++) submit(ctx, `j${i}`);
+  scheduleOnce(ctx);
+  submit(ctx, "late");
+  scheduleOnce(ctx);
+  const waiting = reasons(ctx).j1;
+  const held = [...ctx.workers.workers.get("w0")!.active.keys()][0]!;
+  ctx.workers.release("w0", held);
+  const plan = scheduleOnce(ctx);
+  assertEquals(plan.assignments.map((a) => ctx.jobs.job(a.jobId).spec.name), ["j1"]);
+  assertEquals(ctx.only.at(-1), QUEUE_HEAD, "the head of the queue only");
+  const after = reasons(ctx);
+  assertEquals(Object.keys(after).length, 199);
+  assert(Object.values(after).every((r) => r === waiting), waiting);
+});
+
+Deno.test("scheduling pass: a scheduling timeout fires while passes read only arrivals", () => {
+  const ctx = context(1, 1);
+  submit(ctx, "a");
+  const timed = submit(ctx, "timed", 1, { schedulingTimeoutMs: 1000 });
+  scheduleOnce(ctx);
+  (ctx.clock as FakeClock).jump(ms(1000));
+  submit(ctx, "late");
+  scheduleOnce(ctx);
+  const task = ctx.jobs.task(ctx.jobs.job(timed).taskIds[0]!);
+  assertEquals(task.state, TaskState.UNSCHEDULABLE);
+  assert(task.error.includes("building limit"), task.error);
+  assertEquals(Object.keys(reasons(ctx)), ["late"]);
+});
+
+/**
+ * Two controllers see the same submits, builds ending, tasks ending and passes; one always reads
+ * the whole queue. Returns how many passes read part of it.
+ */
+function compareWithWholeQueue(seed: number, users: string[], bands: number[]): number {
+  const fast = context(2, 3);
+  const whole = context(2, 3, false);
+  const random = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+  const pick = <T>(xs: T[]) => xs[Math.floor(random() * xs.length)]!;
+  const names = (c: Ctx, plan: { assignments: readonly { jobId: string; taskIndex: number }[] }) =>
+    plan.assignments.map((a) => `${c.jobs.job(a.jobId).spec.name}/${a.taskIndex}`);
+  let n = 0;
+  for (let step = 0; step < 400; step++) {
+    const r = random();
+    if (r < 0.5) {
+      const init = {
+        user: pick(users),
+        priority: pick(bands),
+        resources: { cpuMillicores: pick([500, 500, 500, 1500, 5000]), memoryBytes: 2 ** 20 },
+        constraints: random() < 0.2
+          ? [{
+            key: "device-type",
+            op: ConstraintOp.EQ,
+            value: { kind: { case: "stringValue" as const, value: "cpu" } },
+          }]
+          : [],
+      } as Parameters<typeof spec>[0];
+      const replicas = 1 + Math.floor(random() * 3);
+      const name = `j${n++}`;
+      submit(fast, name, replicas, init);
+      submit(whole, name, replicas, init);
+    } else if (r < 0.7) {
+      // A build ends (the task runs on) or a task ends.
+      const w = `w${Math.floor(random() * 2)}`;
+      const keys = [...fast.workers.workers.get(w)!.active.keys()];
+      const key = keys[Math.floor(random() * keys.length)];
+      for (const c of key === undefined ? [] : [fast, whole]) {
+        if (r < 0.6) c.workers.noteAttemptState(w, key!, TaskState.RUNNING);
+        else c.workers.release(w, key!);
+      }
+    } else {
+      assertEquals(
+        names(fast, scheduleOnce(fast)),
+        names(whole, scheduleOnce(whole)),
+        `step ${step}`,
+      );
+      assertEquals(reasons(fast), reasons(whole), `step ${step}`);
+      assertEquals(fast.killed, whole.killed);
+    }
+  }
+  return fast.only.filter((o) => o !== undefined).length;
+}
+
+Deno.test("scheduling pass: passes over part of the queue decide as passes over all of it", () => {
+  for (let seed = 1; seed <= 12; seed++) {
+    // Users and bands mixed (turns, preemption), and one user in one band (queue order).
+    assert(compareWithWholeQueue(seed, ["alice", "bob"], [1, 2, 2, 2, 3]) > 0);
+    assert(compareWithWholeQueue(seed, ["alice"], [2]) > 0);
+  }
 });

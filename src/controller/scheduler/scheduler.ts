@@ -308,12 +308,24 @@ function jobsInOrder(jobs: readonly SchedulerJob[]): readonly SchedulerJob[] {
 const plainKeys = new WeakMap<SchedulerJob, string>();
 
 function signatureKey(ctx: PassContext, job: SchedulerJob): string {
+  const plain = plainSignature(job, ctx.constraintKeys);
+  return ctx.st.reservedJobs.has(job.jobId) ? job.jobId + plain : plain;
+}
+
+/**
+ * What decides where a job's tasks may go and why they wait, but for a reservation it holds:
+ * jobs with equal signatures place and are explained alike (scheduling_pass.ts relies on it).
+ */
+export function plainSignature(
+  job: SchedulerJob,
+  constraintKeys?: WeakMap<object, string>,
+): string {
   let plain = plainKeys.get(job);
   if (plain === undefined) {
-    let ck = ctx.constraintKeys.get(job.constraints);
+    let ck = constraintKeys?.get(job.constraints);
     if (ck === undefined) {
       ck = constraintsKey(job.constraints);
-      ctx.constraintKeys.set(job.constraints, ck);
+      constraintKeys?.set(job.constraints, ck);
     }
     const gang = job.groupBy === undefined
       ? ""
@@ -324,7 +336,7 @@ function signatureKey(ctx: PassContext, job: SchedulerJob): string {
       }\u0001${gang}\u0001${ck}`;
     plainKeys.set(job, plain);
   }
-  return ctx.st.reservedJobs.has(job.jobId) ? job.jobId + plain : plain;
+  return plain;
 }
 
 function signatureFor(ctx: PassContext, job: SchedulerJob, key: string): Signature {
