@@ -128,7 +128,7 @@ export class TaskAttempt {
   readonly #bucket: LogBucket;
   readonly #abort = new AbortController();
   /** Callers of {@linkcode TaskAttempt.leftSetup} still waiting. */
-  #setupWaiters: (() => void)[] = [];
+  #setupWaiters: SetupWaiter[] = [];
   /** Lines not yet delivered, from #pending[#head]; #costs in step. */
   #pending: LogLine[] = [];
   #costs: number[] = [];
@@ -207,14 +207,7 @@ export class TaskAttempt {
    */
   async leftSetup(within: Duration): Promise<TaskState> {
     if (!inSetup(this.#status.state)) return this.#status.state;
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(finish, within);
-      function finish() {
-        clearTimeout(timer);
-        resolve();
-      }
-      this.#setupWaiters.push(finish);
-    });
+    await new Promise<void>((wake) => this.#setupWaiters.push(SETUP_WAITS.add(within, wake)));
     return this.#status.state;
   }
 
@@ -853,7 +846,7 @@ export class TaskAttempt {
     this.#version++;
     this.#ctx.onChange();
     if (!inSetup(state) && this.#setupWaiters.length) {
-      for (const wake of this.#setupWaiters.splice(0)) wake();
+      for (const waiter of this.#setupWaiters.splice(0)) SETUP_WAITS.end(waiter);
     }
   }
 
@@ -967,3 +960,61 @@ export function logLineBytes(line: LogLine): number {
   }
   return n;
 }
+
+/** A RunTask waiting for its attempt to leave setup (`leftSetup`). */
+interface SetupWaiter {
+  /** When it stops waiting anyway (performance.now()). */
+  readonly at: number;
+  readonly wake: () => void;
+}
+
+/**
+ * The RunTask waits of every attempt (`leftSetup`) share one timer, set for the earliest: a
+ * timer per attempt showed in the worker's profile (#20), and a batch's attempts wait alike.
+ */
+class SetupWaits {
+  readonly #waiters = new Set<SetupWaiter>();
+  #timer?: ReturnType<typeof setTimeout>;
+  #timerAt = Infinity;
+
+  add(within: Duration, wake: () => void): SetupWaiter {
+    const waiter = { at: performance.now() + within, wake };
+    this.#waiters.add(waiter);
+    if (waiter.at < this.#timerAt) this.#arm(waiter.at);
+    return waiter;
+  }
+
+  /** Wakes `waiter` now (again: harmless); the timer goes with the last one. */
+  end(waiter: SetupWaiter): void {
+    this.#waiters.delete(waiter);
+    waiter.wake();
+    if (this.#waiters.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - performance.now()));
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    // A timer may fire a fraction of a millisecond early.
+    const now = performance.now() + 1;
+    let next = Infinity;
+    for (const waiter of this.#waiters) {
+      if (waiter.at <= now) {
+        this.#waiters.delete(waiter);
+        waiter.wake();
+      } else next = Math.min(next, waiter.at);
+    }
+    if (next < Infinity) this.#arm(next);
+  }
+}
+
+const SETUP_WAITS = new SetupWaits();

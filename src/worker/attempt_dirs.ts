@@ -48,6 +48,36 @@ export class AttemptDirs {
   }
 
   /**
+   * Makes spare directories ahead of demand until `target` (at most {@linkcode MAX_SPARE_DIRS})
+   * are ready, or `keepGoing` says stop: a burst of attempts then renames them into place instead
+   * of waiting on ext4's inode scan in its `mkdir`s. Async (the syscalls run off the event loop);
+   * each spare joins the pool only once made, so an attempt never sees one half made. Never
+   * throws (a failure stops the fill: attempts make their own directories, as without it).
+   */
+  async fill(target: number, keepGoing: () => boolean = () => true): Promise<void> {
+    target = Math.min(target, MAX_SPARE_DIRS);
+    try {
+      while (this.#spares.length < target && keepGoing()) {
+        if (!this.#spareDirReady) {
+          await Deno.mkdir(this.spareDir, { recursive: true, mode: 0o700 });
+          this.#spareDirReady = true;
+        }
+        const spare = `${this.spareDir}/${this.#next++}`;
+        // As `make` would make an attempt's (0700 when tasks have their own users), the worker's.
+        await Deno.mkdir(spare, { mode: this.#owner ? 0o700 : undefined });
+        await Deno.mkdir(`${spare}/tmp`);
+        this.#modes ??= {
+          dir: ((await Deno.lstat(spare)).mode ?? 0) & 0o7777,
+          tmp: ((await Deno.lstat(`${spare}/tmp`)).mode ?? 0) & 0o7777,
+        };
+        this.#spares.push(spare);
+      }
+    } catch {
+      // Stopped: see above.
+    }
+  }
+
+  /**
    * Makes `dir` and `dir/tmp` empty, owned by `user` when given (then `dir` is 0700). A leftover
    * at `dir` (an earlier worker run's) is replaced.
    */

@@ -39,6 +39,12 @@ export const OUTPUT_MTIME_SLACK: Duration = seconds(60);
 /** Spare output directories (empty ones of finished jobs, to rename) kept at most. */
 export const MAX_SPARE_OUTPUT_DIRS = 64;
 
+/**
+ * Names of spare directories made ahead of demand (`fill`): `+` is never in a job's directory
+ * name (`encodeURIComponent` escapes it), so no job's directory can have one.
+ */
+const MADE_SPARE_PREFIX = "+spare-";
+
 /** Jobs whose empty directory went to another job that ReadJobOutput answers for (oldest go). */
 export const MAX_EMPTIED_JOBS = 100_000;
 
@@ -56,6 +62,9 @@ export class JobOutputs {
   readonly #owner?: { readonly uid: number; readonly gid: number };
   /** Jobs whose directory is a spare (empty, locked, no attempt), oldest first. */
   readonly #spares = new Set<string>();
+  /** Names of spares made ahead (`fill`): no job's yet. */
+  readonly #made = new Set<string>();
+  #nextMade = 0;
   /** A freshly made directory's mode (set by the first fresh make; until then no spares). */
   #freshMode?: number;
   /** Jobs whose empty directory went to another job, and when (Date.now()), oldest first. */
@@ -82,7 +91,46 @@ export class JobOutputs {
 
   /** Spare directories ready now. */
   get spares(): number {
-    return this.#spares.size;
+    return this.#spares.size + this.#made.size;
+  }
+
+  /**
+   * Makes spare directories ahead of demand until `target` spares (at most
+   * {@linkcode MAX_SPARE_OUTPUT_DIRS}) are ready, or `keepGoing` says stop: a burst of new jobs
+   * then renames them instead of waiting on ext4's inode scan in a `mkdir` each. They are named
+   * `+spare-<n>` (never a job's name), empty and the worker's, 0700 like a new job's; an earlier
+   * run's are taken back when still so. Async (the syscalls run off the event loop); a spare joins
+   * the pool only once made. Never throws (a failure stops the fill).
+   */
+  async fill(target: number, keepGoing: () => boolean = () => true): Promise<void> {
+    target = Math.min(target, MAX_SPARE_OUTPUT_DIRS);
+    try {
+      while (this.spares < target && keepGoing()) {
+        if (!this.#rootReady) this.#makeRoot();
+        const name = `${MADE_SPARE_PREFIX}${this.#nextMade++}`;
+        const dir = join(this.rootDir, name);
+        try {
+          await Deno.mkdir(dir, { mode: 0o700 });
+        } catch (err) {
+          if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
+          if (!(await this.#isLockedEmpty(dir))) continue; // left for the sweep
+        }
+        this.#freshMode ??= ((await Deno.lstat(dir)).mode ?? 0) & 0o7777;
+        this.#made.add(name);
+      }
+    } catch {
+      // Stopped: see above.
+    }
+  }
+
+  /** An earlier run's spare made ahead: still a directory of the worker's, 0700 and empty? */
+  async #isLockedEmpty(dir: string): Promise<boolean> {
+    const st = await Deno.lstat(dir);
+    const owner = this.#owner;
+    if (!st.isDirectory || (owner && (st.uid !== owner.uid || st.gid !== owner.gid))) return false;
+    if (((st.mode ?? 0) & 0o7777) !== (this.#freshMode ?? 0o700)) return false;
+    for await (const _ of Deno.readDir(dir)) return false;
+    return true;
   }
 
   /** The directory of `jobId` (not created). */
@@ -126,7 +174,7 @@ export class JobOutputs {
   #takeSpare(dir: string, user?: { uid: number; gid: number }): boolean {
     let spareJob: string | undefined;
     for (spareJob of this.#spares) break;
-    if (spareJob === undefined) return false;
+    if (spareJob === undefined) return this.#takeMade(dir, user);
     this.#spares.delete(spareJob);
     const spare = this.dirOf(spareJob);
     try {
@@ -140,6 +188,25 @@ export class JobOutputs {
     this.#forget(spareJob);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     // Its retention starts now, as a new directory's would (release may leave the mtime alone).
+    const now = new Date();
+    Deno.utimeSync(dir, now, now);
+    return true;
+  }
+
+  /** Renames a spare made ahead to `dir` (given to `user`); false when none was put there. */
+  #takeMade(dir: string, user?: { uid: number; gid: number }): boolean {
+    let name: string | undefined;
+    for (name of this.#made) break;
+    if (name === undefined) return false;
+    this.#made.delete(name);
+    const spare = join(this.rootDir, name);
+    try {
+      Deno.renameSync(spare, dir);
+    } catch {
+      if (isDirSync(spare)) this.#made.add(name);
+      return false;
+    }
+    if (user) Deno.chownSync(dir, user.uid, user.gid);
     const now = new Date();
     Deno.utimeSync(dir, now, now);
     return true;
@@ -181,6 +248,7 @@ export class JobOutputs {
     Deno.mkdirSync(this.rootDir, { recursive: true, mode: 0o711 });
     Deno.chmodSync(this.rootDir, 0o711);
     this.#spares.clear(); // gone with the root, if it went away
+    this.#made.clear();
     this.#rootReady = true;
   }
 
@@ -212,7 +280,7 @@ export class JobOutputs {
    */
   #park(jobId: string): boolean {
     const mode = this.#freshMode;
-    if (mode === undefined || this.#spares.size >= MAX_SPARE_OUTPUT_DIRS) return false;
+    if (mode === undefined || this.spares >= MAX_SPARE_OUTPUT_DIRS) return false;
     const dir = this.dirOf(jobId);
     let before: Deno.FileInfo;
     try {
@@ -271,7 +339,7 @@ export class JobOutputs {
     const removed: string[] = [];
     try {
       for await (const e of Deno.readDir(this.rootDir)) {
-        if (!e.isDirectory) continue;
+        if (!e.isDirectory || this.#made.has(e.name)) continue;
         const jobId = decodeURIComponent(e.name);
         if (this.#active.has(jobId)) continue;
         const path = join(this.rootDir, e.name);

@@ -207,6 +207,15 @@ interface Reaping {
   readonly tag: string;
 }
 
+/**
+ * Spare directories made ahead by default: as many as a pool keeps (MAX_SPARE_DIRS). A burst
+ * runs more attempts at once than the controller's building window (32): in the #20 throughput
+ * bench ~60 at once, whose directories 32 spares left half to make on the critical path.
+ */
+const DEFAULT_SPARES_AHEAD = 64;
+/** How long the worker stays idle before its spare pools are topped up. */
+const SPARES_IDLE_WAIT: Duration = seconds(1);
+
 /** Default per-task limits (WorkerOptions.taskLimits). */
 const DEFAULT_TASK_LIMITS = { processes: 4096, openFiles: 65536 } as const;
 
@@ -264,6 +273,12 @@ class IrisWorker implements WorkerCore {
   /** `#finished[0..#dirsRemoved)` had their directories removed (a prune walks only the rest). */
   #dirsRemoved = 0;
   readonly #dirs: AttemptDirs;
+  /** Attempts accepted and not yet ended. */
+  #unfinished = 0;
+  /** A fill of the spare directory pools runs. */
+  #filling = false;
+  /** Set while the worker is idle: tops the spare pools up when it stays idle (`#fillSpares`). */
+  #idleFill?: ReturnType<typeof setTimeout>;
   readonly #background = new Set<Promise<unknown>>();
   readonly #cpu: CpuMeter;
   readonly #host = new HostMeter();
@@ -370,6 +385,33 @@ class IrisWorker implements WorkerCore {
     opts.signal?.addEventListener("abort", this.#onAbort, { once: true });
     if (opts.signal?.aborted) void this.stop();
     this.#log(`worker ${this.#workerId} serving at ${this.#server.url}, root ${rootDir}`);
+    this.#fillSpares();
+  }
+
+  /** Tops the spare pools up once the worker stayed idle for a moment (never within a burst). */
+  #fillWhenIdle(): void {
+    if (this.#idleFill !== undefined || this.#stopped) return;
+    this.#idleFill = setTimeout(() => {
+      this.#idleFill = undefined;
+      if (this.#unfinished === 0) this.#fillSpares();
+    }, SPARES_IDLE_WAIT);
+  }
+
+  /**
+   * Makes spare attempt and output directories ahead of demand (`sparesAhead`), off the event
+   * loop: at start, and when the worker falls idle with its pools below the mark (directories
+   * that were not clean were removed, not recycled).
+   */
+  #fillSpares(): void {
+    const target = this.#opts.sparesAhead ?? DEFAULT_SPARES_AHEAD;
+    if (this.#filling || this.#stopped || target <= 0) return;
+    if (this.#dirs.spares >= target && this.#outputs.spares >= target) return;
+    this.#filling = true;
+    const keepGoing = () => !this.#stopped;
+    this.#track(
+      Promise.all([this.#dirs.fill(target, keepGoing), this.#outputs.fill(target, keepGoing)])
+        .finally(() => this.#filling = false),
+    );
   }
 
   handle(): WorkerHandle {
@@ -454,9 +496,12 @@ class IrisWorker implements WorkerCore {
     });
     this.#attempts.set(key, attempt);
     this.#latest.set(req.taskId, attempt);
+    this.#unfinished++;
     this.#track(attempt.done.then(() => {
+      this.#unfinished--;
       this.#devices?.release(key);
-      return this.#retire(attempt);
+      this.#retire(attempt);
+      if (this.#unfinished === 0) this.#fillWhenIdle();
     }));
     this.#log(`accepted ${req.taskId} attempt ${req.attemptId}`);
     return create(RunTaskResponseSchema, { accepted: true });
@@ -613,6 +658,7 @@ class IrisWorker implements WorkerCore {
   async #stop(): Promise<void> {
     this.#log(`worker ${this.#workerId} stopping`);
     this.#opts.signal?.removeEventListener("abort", this.#onAbort);
+    clearTimeout(this.#idleFill);
     for (const a of this.#active()) {
       a.kill("worker stopped", { state: TaskState.WORKER_FAILED, grace: this.#opts.killGrace });
     }

@@ -78,6 +78,12 @@ export interface WorkerOptions {
   sampleInterval?: Duration;
   /** Directories of finished attempts kept for debugging. @default 4 */
   keepFinishedDirs?: number;
+  /**
+   * Spare attempt and output directories made ahead of demand, at start and whenever the worker
+   * falls idle (attempt_dirs.ts, outputs.ts): a burst of that many new attempts makes no
+   * directory. 0: none. @default 64 (a pool's most)
+   */
+  sparesAhead?: number;
   /** Finished attempts kept for GetTaskStatus, ListTasks and FetchTaskLogs. @default 64 */
   keepFinishedAttempts?: number;
   /** Log lines kept per attempt for FetchTaskLogs (same as `logLimits.keptLines`). @default 10000 */

@@ -155,3 +155,43 @@ Deno.test("http1 client: at most MAX_CONNECTIONS_PER_SERVER connections to a ser
   assertEquals([stats.open, stats.waiting], [stats.idle, 0]);
   assert(stats.open <= MAX_CONNECTIONS_PER_SERVER, `open: ${stats.open}`);
 });
+
+Deno.test("http1 client: a deadline is sent, met calls answer, a missed one fails DeadlineExceeded, a caller's abort Canceled", async () => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => release = r);
+  await using server = serveRpc((router: ConnectRouter) => {
+    router.service(ControllerService, {
+      async getJobStatus(req, ctx) {
+        if (req.jobId === "slow") await released;
+        return {
+          job: { jobId: req.jobId, user: ctx.requestHeader.get("connect-timeout-ms") ?? "" },
+        };
+      },
+    });
+  });
+  const client = controllerClient(server.url);
+  const abort = new AbortController();
+  for (let i = 0; i < 5; i++) {
+    const r = await client.getJobStatus({ jobId: "quick" }, {
+      timeoutMs: 5000,
+      signal: abort.signal,
+    });
+    assertEquals([r.job?.jobId, r.job?.user], ["quick", "5000"]);
+  }
+  const t0 = performance.now();
+  const missed = await errorOf(client.getJobStatus({ jobId: "slow" }, { timeoutMs: 100 }));
+  assertEquals(missed.code, Code.DeadlineExceeded);
+  assertMatch(missed.message, /the operation timed out/);
+  assert(performance.now() - t0 < 5000, "failed at its deadline");
+  const cancelled = errorOf(
+    client.getJobStatus({ jobId: "slow" }, { timeoutMs: 60_000, signal: abort.signal }),
+  );
+  abort.abort();
+  assertEquals((await cancelled).code, Code.Canceled);
+  release();
+  // The connections the deadline and the abort closed are not reused: calls go on.
+  assertEquals(
+    (await client.getJobStatus({ jobId: "after" }, { timeoutMs: 5000 })).job?.jobId,
+    "after",
+  );
+});

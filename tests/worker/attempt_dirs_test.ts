@@ -6,7 +6,7 @@
 import { AttemptDirs, MAX_SPARE_DIRS } from "../../src/worker/attempt_dirs.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { seconds, waitFor } from "../../src/time.ts";
-import { assert, assertEquals } from "../_helpers/assert.ts";
+import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
 import { commandTask, startHarness } from "./harness.ts";
 
 const linux = Deno.build.os === "linux";
@@ -139,6 +139,90 @@ Deno.test({
 });
 
 Deno.test({
+  name: "AttemptDirs: spares made ahead are used as a fresh directory would be; a fill never races",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const owner = isRoot ? { uid: 0, gid: 0 } : undefined;
+      const user = isRoot ? { uid: 231_003, gid: 231_003 } : undefined;
+      const dirs = new AttemptDirs(root, owner);
+      const filling = dirs.fill(3);
+      // The fill runs off the event loop: an attempt now makes its own directory, and never
+      // gets one half made.
+      const early = `${root}/tasks/early`;
+      dirs.make(early, user);
+      assertEquals(names(early), ["tmp"]);
+      await filling;
+      assertEquals([dirs.spares, names(dirs.spareDir).length], [3, 3]);
+      const fresh = { dir: stat(early).mode, tmp: stat(`${early}/tmp`).mode };
+      const made = new Set(names(dirs.spareDir).map((n) => inode(`${dirs.spareDir}/${n}`)));
+
+      const a = `${root}/tasks/a`;
+      dirs.make(a, user);
+      assert(made.has(inode(a)), "the attempt got a spare made ahead");
+      assertEquals(dirs.spares, 2);
+      assertEquals(names(a), ["tmp"]);
+      assertEquals(names(`${a}/tmp`), []);
+      assertEquals([stat(a).mode, stat(`${a}/tmp`).mode], [fresh.dir, fresh.tmp]);
+      if (user) assertEquals([stat(a).uid, stat(`${a}/tmp`).uid], [user.uid, user.uid]);
+
+      // Topped up to the mark again, never past it; a stopped fill makes nothing.
+      await dirs.fill(3);
+      assertEquals(dirs.spares, 3);
+      await dirs.fill(MAX_SPARE_DIRS + 10, () => false);
+      assertEquals([dirs.spares, names(dirs.spareDir).length], [3, 3]);
+      await dirs.fill(MAX_SPARE_DIRS + 10);
+      assertEquals(dirs.spares, MAX_SPARE_DIRS);
+    }),
+});
+
+Deno.test({
+  name: "worker: makes spare directories ahead at start; its first attempts use them",
+  ignore: !linux,
+  fn: async () => {
+    await using h = await startHarness({ sparesAhead: 4 });
+    const root = h.worker.rootDir;
+    const outputsDir = `${root}/outputs`;
+    const made = () => names(outputsDir).filter((n) => n.startsWith("+spare-")).length;
+    await waitFor(() => sparesIn(root) === 4 && made() === 4, {
+      timeout: seconds(10),
+      what: "four spares of each kind made ahead",
+    });
+    const spareInodes = new Set(names(`${root}/spare`).map((n) => inode(`${root}/spare/${n}`)));
+    const outputInodes = new Set(names(outputsDir).map((n) => inode(`${outputsDir}/${n}`)));
+    const probe = ["sh", "-c", 'stat -c "%i" . "$IRIS_OUTPUT_DIR"; echo "[$(ls -A)]"'];
+    await h.client.runTask(commandTask("/u/ahead/0", probe));
+    await h.fake.waitForState("/u/ahead/0", TaskState.SUCCEEDED);
+    const out = h.fake.logsOf("/u/ahead/0").filter((l) => l.stream === "stdout").map((l) => l.text);
+    assertEquals(out[2], "[tmp]");
+    assert(spareInodes.has(Number(out[0])), "the attempt's directory was made ahead");
+    assert(outputInodes.has(Number(out[1])), "the job's output directory was made ahead");
+    // Not a job's: nothing answers for it.
+    await assertRejects(() => h.client.readJobOutput({ jobId: "+spare-0", path: "" }));
+  },
+});
+
+Deno.test({
+  name: "worker: tops its spares up once idle when an attempt's directory was not clean",
+  ignore: !linux,
+  fn: async () => {
+    await using h = await startHarness({ sparesAhead: 2, keepFinishedDirs: 0 });
+    const spareDir = `${h.worker.rootDir}/spare`;
+    await waitFor(() => sparesIn(h.worker.rootDir) === 2, {
+      timeout: seconds(10),
+      what: "two spares made ahead",
+    });
+    await h.client.runTask(commandTask("/u/dirty/0", ["sh", "-c", "echo x > left.txt"]));
+    await h.fake.waitForState("/u/dirty/0", TaskState.SUCCEEDED);
+    // Its directory is removed, not recycled: a third spare is made to take its place.
+    await waitFor(() => names(spareDir).sort().join() === "0,2", {
+      timeout: seconds(10),
+      what: "the pool topped up with a new spare",
+    });
+  },
+});
+
+Deno.test({
   name: "AttemptDirs: at most MAX_SPARE_DIRS spares; past that, directories are removed",
   ignore: !linux,
   fn: () =>
@@ -157,7 +241,8 @@ Deno.test({
   name: "worker: a later attempt gets a pruned attempt's directory back, empty, as its own",
   ignore: !linux,
   fn: async () => {
-    await using h = await startHarness({ keepFinishedDirs: 1 });
+    // No spares made ahead: the one spare seen is the pruned attempt's.
+    await using h = await startHarness({ keepFinishedDirs: 1, sparesAhead: 0 });
     // Each task prints its directory's inode, its entries, its tmp's entries, and its owner.
     const probe = ["sh", "-c", 'stat -c "%i %u %a" .; echo "[$(ls -A)]"; echo "[$(ls -A tmp)]"'];
     const seen: string[][] = [];

@@ -156,6 +156,52 @@ Deno.test({
 });
 
 Deno.test({
+  name: "JobOutputs: spares made ahead go to new jobs, are no job's, and a restart takes them back",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (dir) => {
+      const owner = isRoot ? root : undefined;
+      const outputs = new JobOutputs(dir, seconds(3600), undefined, owner);
+      const filling = outputs.fill(2);
+      // Off the event loop: a job now makes its own directory.
+      const early = await outputs.acquire("/a/early", isRoot ? alice : undefined);
+      await filling;
+      assertEquals(outputs.spares, 2);
+      assertEquals(names(dir), ["%2Fa%2Fearly", "+spare-0", "+spare-1"]);
+      for (const name of ["+spare-0", "+spare-1"]) {
+        assertEquals(stat(`${dir}/${name}`).mode, stat(early).mode);
+        if (isRoot) assertEquals(stat(`${dir}/${name}`).uid, 0);
+      }
+      const inodes = new Set(["+spare-0", "+spare-1"].map((n) => stat(`${dir}/${n}`).ino));
+      // Never a job's directory: no job answers with it, and the sweep leaves it.
+      await assertRejects(() => outputs.read("+spare-0", ""), /No outputs of job/);
+      await outputs.release("/a/early");
+      assertEquals(await outputs.sweep(Date.now() + 2 * HOUR), ["/a/early"]);
+      assertEquals(outputs.spares, 2);
+
+      const one = await outputs.acquire("/a/one", isRoot ? bob : undefined);
+      assert(inodes.has(stat(one).ino), "the new job got a spare made ahead");
+      assertEquals(names(one), []);
+      if (isRoot) assertEquals(stat(one).uid, bob.uid);
+      assert(stat(one).mtime!.getTime() > Date.now() - 60_000, "its retention starts now");
+      assertEquals(outputs.spares, 1);
+
+      // A restart takes the earlier run's spare back (no new directory); one not empty is left.
+      await outputs.fill(3);
+      write(`${dir}/+spare-2/planted`);
+      const before = names(dir);
+      const restarted = new JobOutputs(dir, seconds(3600), undefined, owner);
+      // +spare-0 went to /a/one (made anew now), 1 and 3 are taken back, 2 is left.
+      await restarted.fill(3);
+      assertEquals(restarted.spares, 3);
+      assertEquals(names(dir), [...before, "+spare-0"].sort());
+      assertEquals(names(`${dir}/+spare-2`), ["planted"]);
+      const two = await restarted.acquire("/a/two");
+      assertEquals(names(two), []);
+    }),
+});
+
+Deno.test({
   name: "JobOutputs: a job's kept files are not replaced by a spare; the pool is bounded",
   ignore: !linux,
   fn: () =>

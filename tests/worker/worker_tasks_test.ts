@@ -305,6 +305,39 @@ Deno.test("RunTask answers once the attempt left setup, or after a short wait wh
   }
 });
 
+Deno.test("RunTasks: attempts stuck in setup share one wait; one that starts is answered RUNNING", async () => {
+  await using h = await startHarness({
+    bundleFetcher: (_id, signal) =>
+      new Promise((_resolve, reject) => {
+        signal.addEventListener("abort", () => reject(signal.reason), { once: true });
+      }),
+  });
+  const stuck = ["/u/stuck/0", "/u/stuck/1", "/u/stuck/2"];
+  const t0 = performance.now();
+  const { results } = await h.client.runTasks({
+    attempts: [
+      ...stuck.map((taskId) => commandTask(taskId, ["true"], { bundleId: "sha256-never" })),
+      commandTask("/u/starts/0", ["sleep", "30"]),
+    ],
+  });
+  assert.deepEqual(results.map((r) => TaskState[r.state]), [
+    "BUILDING",
+    "BUILDING",
+    "BUILDING",
+    "RUNNING",
+  ]);
+  assert.ok(performance.now() - t0 < 5_000, "answered after the wait, not after the setup");
+  // The wait is over for all of them: a later lone RunTask waits on its own again.
+  const late = await h.client.runTask(
+    commandTask("/u/stuck/3", ["true"], { bundleId: "sha256-never" }),
+  );
+  assert.equal(TaskState[late.state], "BUILDING");
+  for (const taskId of [...stuck, "/u/stuck/3", "/u/starts/0"]) {
+    await h.client.killTask({ taskId, attemptId: 0, reason: "done" });
+    await h.fake.waitForState(taskId, TaskState.KILLED);
+  }
+});
+
 Deno.test("RunTasks answers each attempt as RunTask would: one refused does not stop the others", async () => {
   await using h = await startHarness();
   const { results } = await h.client.runTasks({
