@@ -312,7 +312,9 @@ Deno.test("ops: iris job summary and job bug-report describe a finished job", as
     const sj = await iris(["job", "summary", jobId, "--json", ...as.alice]);
     const rows = JSON.parse(sj.out) as { state: string; runTimeMs: number }[];
     assertEquals(rows.map((r) => r.state), ["succeeded", "succeeded"]);
-    assert(rows.every((r) => r.runTimeMs >= 300), sj.out);
+    // The start is stamped when the worker hears of the fork: on a busy CI host its event loop may
+    // hear late, so a 0.3 s sleep can show a few ms less (seen: 292.7 ms).
+    assert(rows.every((r) => r.runTimeMs >= 250), sj.out);
 
     // A directory, then a .tar.gz with the same parts.
     const out = `${dir}/report`;
