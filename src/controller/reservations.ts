@@ -88,13 +88,19 @@ export class Reservations {
     return claimed === job.spec.reservation.length && !job.reservationReady;
   }
 
-  /** Releases every worker held for a job (it ended) and saves. */
-  release(jobId: string): void {
+  /** Releases every worker held for a job (it ended) and saves. Returns whether any was held. */
+  release(jobId: string): boolean {
     const claims = this.#claims.get(jobId);
-    if (!claims) return;
-    for (const w of claims) if (w !== undefined) this.#reservedBy.delete(w);
+    if (!claims) return false;
+    let held = false;
+    for (const w of claims) {
+      if (w === undefined) continue;
+      this.#reservedBy.delete(w);
+      held = true;
+    }
     this.#claims.delete(jobId);
     this.save();
+    return held;
   }
 
   /** A worker is gone: its entry is unclaimed again (and saved). */

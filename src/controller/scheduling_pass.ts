@@ -297,8 +297,10 @@ export function performEffects(ctx: SchedulingPassContext, fx: Effects): void {
     ctx.workers.markStopping(k.workerId, attemptKey(k.taskId, k.attemptId));
     ctx.dispatcher.kill(worker.address, k);
   }
+  // Workers a finished job held for its reservation are free for other jobs from now on.
+  let freed = false;
   for (const jobId of fx.finishedJobs) {
-    ctx.reservations.release(jobId);
+    if (ctx.reservations.release(jobId)) freed = true;
     const job = ctx.jobs.jobs.get(jobId);
     if (job) {
       ctx.log(
@@ -308,7 +310,7 @@ export function performEffects(ctx: SchedulingPassContext, fx: Effects): void {
       );
     }
   }
-  if (fx.released) ctx.requestSchedule();
+  if (fx.released || freed) ctx.requestSchedule();
 }
 
 /** Records that a reservation entry of a job holds a worker; a complete one opens its gate. */

@@ -269,3 +269,18 @@ Deno.test("scheduling pass: passes over part of the queue decide as passes over 
     assert(compareWithWholeQueue(seed, ["alice"], [2]) > 0);
   }
 });
+
+Deno.test("scheduling pass: a job that ends frees the workers of its reservation and asks for a pass", () => {
+  const ctx = context(2);
+  const jobId = submit(ctx, "held", 1, { reservation: [{ resources: { cpuMillicores: 1000 } }] });
+  scheduleOnce(ctx);
+  assertEquals([...ctx.reservations.reservedBy.values()], [jobId]);
+  const before = ctx.schedules;
+  const fx = noEffects();
+  // Pending tasks only: nothing on a worker is released, only the reservation's claim.
+  ctx.jobs.terminate(jobId, "by test", ctx.clock.now(), fx);
+  assertEquals(fx.released, 0);
+  performEffects(ctx, fx);
+  assertEquals(ctx.reservations.reservedBy.size, 0);
+  assert(ctx.schedules > before, "a pass is asked for: the freed worker may take another job");
+});
