@@ -365,3 +365,16 @@ Deno.test("reservations: the holder's tasks go to its held workers first", () =>
   };
   assert.deepEqual(schedule(snapshot).assignments.map((a) => a.workerId), ["held"]);
 });
+
+Deno.test("room promised on a worker at its building limit keeps no building slot from other workers", () => {
+  // w1 has cores for /p but builds its one task already; w2 has room for /b only. The promise on
+  // w1 must not count as a building slot taken: /b still goes to w2 in this pass.
+  const snapshot: ClusterSnapshot = {
+    workers: [{ ...worker("w1", { cpu: 4, used: 1 }), buildingCount: 1 }, worker("w2", { cpu: 1 })],
+    jobs: [job("/p", 1, { cpu: 2 }), job("/b", 3, { cpu: 1 })],
+    running: [running("/x", 0, "w1", 3)],
+    maxBuildingPerWorker: 1,
+  };
+  const plan = schedule(snapshot);
+  assert.deepEqual(plan.assignments.map((a) => `${a.jobId}@${a.workerId}`), ["/b@w2"]);
+});

@@ -288,12 +288,9 @@ function compare(run: Run): number {
     assertEquals(observed(fast), observed(whole), at(step));
     assertEquals(fast.killed, whole.killed, at(step));
     // Nothing more fits: a pass over the whole queue now places nothing, unless the pass asked
-    // for another (a claim opened a gate, a job it ended released its reservation), sent kill
-    // orders (preemptions, siblings of a timed-out task: a stopping task builds no more) or held
-    // room for a job waiting on preemption (preempt.ts promises room on a worker at its building
-    // limit and takes a building slot of the pass for it: lower bands may wait one event).
-    const preempting = b.unplaced.some((u) => u.reason.code === "preempting");
-    if (whole.requested === requested && whole.killed.length === kills && !preempting) {
+    // for another (a claim opened a gate, a job it ended released its reservation) or sent kill
+    // orders (preemptions, siblings of a timed-out task: a stopping task builds no more).
+    if (whole.requested === requested && whole.killed.length === kills) {
       const again = schedule(whole.wholeSnapshot());
       assertEquals(again.claims ?? [], [], at(step));
       assertEquals(placed(whole, again), [], at(step));

@@ -221,8 +221,10 @@ export function deduct(
   st.freeCpu[o] = st.freeCpu[o]! - cpu * k;
   st.freeMem[o] = st.freeMem[o]! - mem * k;
   st.freeAcc[o] = st.freeAcc[o]! - acc * k;
+  // roomLeft sums the room workers have: room promised for preemption (preempt.ts) may be on a
+  // worker at its building limit, and takes no slot of another worker.
+  st.roomLeft -= Math.min(k, Math.max(0, roomOf(st, o)));
   st.building[o] = st.building[o]! + k;
-  st.roomLeft -= k;
   const c = st.classes[st.classOf[o]!]!;
   let v = c.leaves + st.slot[o]!;
   c.maxCpu[v] = st.freeCpu[o]!;
