@@ -2,9 +2,10 @@
  * Passes over part of the queue (scheduling_pass.ts, PassMemo) against passes over all of it, on
  * what the equivalence test in scheduling_pass_test.ts leaves out: gangs, partly placed jobs,
  * workers registering, dying and re-registering with other sizes and attributes, failed and
- * retried tasks, cancels, scheduling timeouts, reservations, reloads of the job table, attempts
- * that stay BUILDING, small building limits and queues longer than QUEUE_HEAD. After every pass
- * the pure scheduler over the whole queue must place nothing more. No I/O.
+ * retried tasks, cancels, scheduling timeouts, reservations, reloads of the job table, restarts
+ * (workers reconnecting), attempts that stay BUILDING, small building limits and queues longer
+ * than QUEUE_HEAD. After every pass the pure scheduler over the whole queue must place nothing
+ * more. No I/O.
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
 import { FakeClock, ms } from "../../src/time.ts";
@@ -15,7 +16,7 @@ import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { EndpointTable } from "../../src/controller/endpoints.ts";
 import { Reconciler } from "../../src/controller/reconcile.ts";
 import { Reservations } from "../../src/controller/reservations.ts";
-import { clusterSnapshot } from "../../src/controller/snapshot.ts";
+import { clusterSnapshot, holdAttempt } from "../../src/controller/snapshot.ts";
 import { parseAttemptKey, WorkerTable } from "../../src/controller/workers.ts";
 import { isTaskActive } from "../../src/controller/job_rules.ts";
 import { schedule } from "../../src/controller/scheduler/scheduler.ts";
@@ -225,6 +226,29 @@ const reloadOp: Op = (c) => {
   c.jobs.restore(entries);
 };
 
+/**
+ * The controller restarts: jobs reloaded, workers loaded as reconnecting (unhealthy, holding
+ * nothing) until they come back ({@linkcode reclaimOp}).
+ */
+const restartOp: Op = (c) => {
+  reloadOp(c);
+  const rows = [...c.workers.workers.keys()].map((id) => c.workers.persisted(id)!);
+  c.workers.restore(rows, c.clock.now());
+};
+
+/** A reconnecting worker heartbeats again and re-claims the attempts it still runs. */
+function reclaimOp(workerId: string): Op {
+  return (c) => {
+    const worker = c.workers.workers.get(workerId)!;
+    c.workers.heartbeat(worker, c.clock.now());
+    for (const task of c.jobs.tasks.values()) {
+      const attempt = c.jobs.currentAttempt(task);
+      if (attempt?.workerId !== workerId || !isTaskActive(attempt.state)) continue;
+      holdAttempt(c.workers, worker, c.jobs.job(task.jobId), task, attempt);
+    }
+  };
+}
+
 interface Run {
   readonly seed: number;
   readonly workers: number;
@@ -256,14 +280,21 @@ function compare(run: Run): number {
     let op: Op | undefined;
     const [submit, progress, register, death, cancel, jump, reload] = run.calm
       ? [0.45, 0.6, 0.61, 0.62, 0.63, 0.64, 0.645]
-      : [0.3, 0.5, 0.54, 0.57, 0.6, 0.63, 0.64];
+      : [0.3, 0.5, 0.55, 0.58, 0.61, 0.64, 0.655];
     const r = random();
     if (r < submit) op = submitOp(random, `j${jobs++}`, run);
     else if (r < progress) op = attemptOp(random, fast);
     else if (r < register) {
       const ids = [...fast.workers.workers.keys()];
+      const away = [...fast.workers.workers.values()].filter((w) => !w.healthy);
+      if (away.length && random() < 0.7) op = reclaimOp(pick(random, away).workerId);
       // Re-registration of a known worker (maybe resized) or a new one.
-      op = registerOp(random, ids.length && random() < 0.5 ? pick(random, ids) : `w${workerIds++}`);
+      else {
+        op = registerOp(
+          random,
+          ids.length && random() < 0.5 ? pick(random, ids) : `w${workerIds++}`,
+        );
+      }
     } else if (r < death) {
       const ids = [...fast.workers.workers.keys()];
       if (ids.length > 1) op = deathOp(pick(random, ids));
@@ -273,7 +304,7 @@ function compare(run: Run): number {
     } else if (r < jump) {
       const d = ms(pick(random, [300, 1000, 3000]));
       op = (c) => c.clock.jump(d);
-    } else if (r < reload) op = reloadOp;
+    } else if (r < reload) op = random() < 0.5 ? reloadOp : restartOp;
     if (op) {
       both(op);
       continue;
