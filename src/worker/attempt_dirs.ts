@@ -27,6 +27,8 @@ export class AttemptDirs {
   readonly spareDir: string;
   /** Set when tasks run as their own users: a recycled directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
+  /** The worker's uid: every spare is its until given to a task. */
+  readonly #uid = Deno.uid() ?? -1;
   readonly #spares: string[] = [];
   #next = 0;
   #spareDirReady = false;
@@ -84,17 +86,25 @@ export class AttemptDirs {
   make(dir: string, user?: TaskUser): void {
     const spare = this.#spares.pop();
     if (spare !== undefined) {
+      let moved = false;
       try {
         // Onto an empty leftover too (rename(2) replaces an empty directory).
         Deno.renameSync(spare, dir);
-        if (user) {
-          Deno.chownSync(dir, user.uid, user.gid);
-          Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+        moved = true;
+        // Checked where it now is, before anything follows it: a spare that someone replaced
+        // (a symlink, a file) or changed since it was made is not given to a task.
+        if (this.#isPristine(dir)) {
+          if (user) {
+            Deno.chownSync(dir, user.uid, user.gid);
+            Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+          }
+          return;
         }
-        return;
       } catch {
-        this.#discard(spare);
+        // Made afresh below.
       }
+      // A spare moved to `dir` is a leftover that freshDirSync removes (never follows).
+      if (!moved) this.#discard(spare);
     }
     freshDirSync(dir, user ? 0o700 : undefined);
     Deno.mkdirSync(`${dir}/tmp`);
@@ -108,6 +118,24 @@ export class AttemptDirs {
         tmp: (Deno.lstatSync(`${dir}/tmp`).mode ?? 0) & 0o7777,
       };
     }
+  }
+
+  /**
+   * `dir` and its `tmp` are real directories of the worker's with a fresh directory's modes, and
+   * hold nothing else: as a spare was made or parked. lstat only: nothing is followed.
+   */
+  #isPristine(dir: string): boolean {
+    const modes = this.#modes;
+    const uid = this.#owner?.uid ?? this.#uid;
+    const ok = (st: Deno.FileInfo, mode: number | undefined) =>
+      st.isDirectory && st.uid === uid &&
+      (mode === undefined || ((st.mode ?? 0) & 0o7777) === mode);
+    if (!ok(Deno.lstatSync(dir), modes?.dir)) return false;
+    if (!ok(Deno.lstatSync(`${dir}/tmp`), modes?.tmp)) return false;
+    const entries = [...Deno.readDirSync(dir)];
+    if (entries.length !== 1) return false;
+    for (const _ of Deno.readDirSync(`${dir}/tmp`)) return false;
+    return true;
   }
 
   /**

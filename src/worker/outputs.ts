@@ -60,6 +60,8 @@ export class JobOutputs {
   #rootReady = false;
   /** Set when tasks run as their own users: an empty directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
+  /** The worker's uid: every spare is its until given to a task. */
+  readonly #uid = Deno.uid() ?? -1;
   /** Jobs whose directory is a spare (empty, locked, no attempt), oldest first. */
   readonly #spares = new Set<string>();
   /** Names of spares made ahead (`fill`): no job's yet. */
@@ -133,9 +135,42 @@ export class JobOutputs {
     return true;
   }
 
-  /** The directory of `jobId` (not created). */
+  /**
+   * The directory of `jobId` (not created). A job id naming no directory of its own (empty, `.`,
+   * `..`: the outputs root or the worker's root) is refused.
+   */
   dirOf(jobId: string): string {
-    return join(this.rootDir, encodeURIComponent(jobId));
+    const name = encodeURIComponent(jobId);
+    if (name === "" || name === "." || name === "..") {
+      throw new InvalidArgumentError("job_id", `must name a job (got ${JSON.stringify(jobId)})`);
+    }
+    return join(this.rootDir, name);
+  }
+
+  /**
+   * `dir` is as a spare is kept: a real directory (lstat: nothing followed) of the worker's, with
+   * a fresh directory's mode, empty. Anything else was changed since by someone else.
+   */
+  #isPristine(dir: string): boolean {
+    try {
+      const st = Deno.lstatSync(dir);
+      const uid = this.#owner?.uid ?? this.#uid;
+      if (!st.isDirectory || st.uid !== uid) return false;
+      if (((st.mode ?? 0) & 0o7777) !== (this.#freshMode ?? 0o700)) return false;
+      return isEmptyDirSync(dir);
+    } catch {
+      return false;
+    }
+  }
+
+  /** A spare renamed to `dir` was not pristine: removed (a symlink itself, never its target). */
+  #dropTaken(dir: string): false {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // Left in place: acquire's slow path refuses anything but a directory.
+    }
+    return false;
   }
 
   /**
@@ -157,6 +192,10 @@ export class JobOutputs {
       ? this.#takeOwnSpare(dir, user) || this.#makeDir(dir, user)
       : (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
     if (!created) {
+      // Never followed out of the root: the job's directory must be one.
+      if (!(await Deno.lstat(dir)).isDirectory) {
+        throw new Error(`the output directory ${dir} is not a directory`);
+      }
       if (user) await chownTree(dir, user.uid, user.gid);
       const now = new Date();
       await Deno.utime(dir, now, now);
@@ -186,6 +225,7 @@ export class JobOutputs {
       return false;
     }
     this.#forget(spareJob);
+    if (!this.#isPristine(dir)) return this.#dropTaken(dir);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     // Its retention starts now, as a new directory's would (release may leave the mtime alone).
     const now = new Date();
@@ -206,6 +246,7 @@ export class JobOutputs {
       if (isDirSync(spare)) this.#made.add(name);
       return false;
     }
+    if (!this.#isPristine(dir)) return this.#dropTaken(dir);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     const now = new Date();
     Deno.utimeSync(dir, now, now);
@@ -217,6 +258,7 @@ export class JobOutputs {
    * empty and the worker's, so only it needs the owner. False when it is gone.
    */
   #takeOwnSpare(dir: string, user?: { uid: number; gid: number }): boolean {
+    if (!this.#isPristine(dir)) return !isDirSync(dir) && this.#dropTaken(dir);
     try {
       if (user) Deno.chownSync(dir, user.uid, user.gid);
       const now = new Date();
@@ -340,7 +382,12 @@ export class JobOutputs {
     try {
       for await (const e of Deno.readDir(this.rootDir)) {
         if (!e.isDirectory || this.#made.has(e.name)) continue;
-        const jobId = decodeURIComponent(e.name);
+        let jobId: string;
+        try {
+          jobId = decodeURIComponent(e.name);
+        } catch {
+          continue; // no job's name (someone else's): not the sweep's to remove
+        }
         if (this.#active.has(jobId)) continue;
         const path = join(this.rootDir, e.name);
         // Reused by another job (or removed) since it was listed: nothing to sweep.
