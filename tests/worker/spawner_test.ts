@@ -441,3 +441,55 @@ Deno.test({
     assert.deepEqual(text("stdout"), ["ran"]);
   },
 });
+
+Deno.test({
+  name:
+    "spawner: an argv or environment past the kernel's limits fails as a plain spawn's does, and one near them runs",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const strings = (n: number) => Array.from({ length: n }, () => "x".repeat(1000));
+      const near = await launch(spawner, ["true", ...strings(1800)]);
+      assert.equal((await near.proc.exited).exitCode, 0);
+      for (
+        const [argv, env] of [
+          [["true", ...strings(3000)], {}],
+          [["echo", "y".repeat(200_000)], {}], // one string past 128 KiB
+          [["true"], Object.fromEntries(strings(3000).map((v, i) => [`V${i}`, v]))],
+        ] as const
+      ) {
+        const options = { env: { PATH: DEFAULT_TASK_PATH, ...env } };
+        const viaSpawner = await launch(spawner, [...argv], options);
+        const plain = TaskProcess.start({ argv: [...argv], cwd: Deno.cwd(), ...options });
+        const [s, p] = [await viaSpawner.proc.exited, await plain.exited];
+        assert.match(s.spawnError ?? "", /Argument list too long \(os error 7\)/);
+        assert.deepEqual([s.exitCode, s.spawnError], [p.exitCode, p.spawnError]);
+      }
+      // The spawner is still the one that started, and starts the next task.
+      const next = await launch(spawner, ["echo", "again"]);
+      assert.equal((await next.proc.exited).exitCode, 0);
+      assert.deepEqual(next.text("stdout"), ["again"]);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "spawner: 500 tasks started at once are all reaped, each with its own status",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const runs = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => launch(spawner, ["sh", "-c", `exit ${i % 5}`])),
+      );
+      const exits = await Promise.all(runs.map((r) => r.proc.exited));
+      assert.deepEqual(exits.map((e) => e.exitCode), exits.map((_, i) => i % 5));
+      for (const run of runs) assert.deepEqual(await liveSessionProcesses(run.proc.pid), []);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
