@@ -16,6 +16,8 @@ import { ms, seconds, waitFor } from "../../src/time.ts";
 import { removeCgroup, taskCgroup } from "../../src/worker/reaper.ts";
 import { findUtil } from "../../src/worker/process_tree.ts";
 import { liveSessionProcesses } from "./procs.ts";
+import { commandTask, startHarness } from "./harness.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
 
 const supported = TaskSpawner.supported();
 const isRoot = Deno.uid() === 0;
@@ -491,5 +493,50 @@ Deno.test({
     } finally {
       await spawner.close();
     }
+  },
+});
+
+/** Pids of this process's task spawners (perl, named iris-task-spawner). */
+function spawnerPids(): number[] {
+  const pids: number[] = [];
+  for (const e of Deno.readDirSync("/proc")) {
+    if (!/^\d+$/.test(e.name)) continue;
+    try {
+      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
+      if (ppid === Deno.pid && cmd.startsWith("iris-task-spawner")) pids.push(Number(e.name));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return pids;
+}
+
+Deno.test({
+  name:
+    "worker: a spawner killed under running tasks: they end, are reported (WORKER_FAILED) with the reason, and a new spawner starts the next",
+  ignore: !supported,
+  async fn() {
+    await using h = await startHarness();
+    const ids = ["/u/lost/0", "/u/lost/1", "/u/lost/2"];
+    await h.client.runTasks({ attempts: ids.map((id) => commandTask(id, ["sleep", "30"])) });
+    for (const id of ids) await h.fake.waitForState(id, TaskState.RUNNING);
+    const [first] = spawnerPids();
+    assert.ok(first, "the worker runs a spawner");
+    Deno.kill(first, "SIGKILL");
+    for (const id of ids) {
+      const end = await h.fake.waitForState(id, TaskState.WORKER_FAILED, seconds(10));
+      assert.match(end.error, /task spawner exited \(signal SIGKILL\)/);
+    }
+    await h.client.runTask(commandTask("/u/after/0", ["echo", "again"]));
+    await h.fake.waitForState("/u/after/0", TaskState.SUCCEEDED, seconds(10));
+    assert.deepEqual(
+      h.fake.logsOf("/u/after/0").filter((l) => l.stream === "stdout").map((l) => l.text),
+      ["again"],
+    );
+    const now = spawnerPids();
+    assert.equal(now.length, 1);
+    assert.notEqual(now[0], first);
   },
 });
