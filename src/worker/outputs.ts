@@ -60,8 +60,6 @@ export class JobOutputs {
   #rootReady = false;
   /** Set when tasks run as their own users: an empty directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
-  /** The worker's uid: every spare is its until given to a task. */
-  readonly #uid = Deno.uid() ?? -1;
   /** Jobs whose directory is a spare (empty, locked, no attempt), oldest first. */
   readonly #spares = new Set<string>();
   /** Names of spares made ahead (`fill`): no job's yet. */
@@ -69,6 +67,8 @@ export class JobOutputs {
   #nextMade = 0;
   /** A freshly made directory's mode (set by the first fresh make; until then no spares). */
   #freshMode?: number;
+  /** The worker's uid, every spare's owner (read with `#freshMode`; Deno.uid needs --allow-sys). */
+  #workerUid?: number | null;
   /** Jobs whose empty directory went to another job, and when (Date.now()), oldest first. */
   readonly #emptied = new Map<string, number>();
 
@@ -117,7 +117,11 @@ export class JobOutputs {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
           if (!(await this.#isLockedEmpty(dir))) continue; // left for the sweep
         }
-        this.#freshMode ??= ((await Deno.lstat(dir)).mode ?? 0) & 0o7777;
+        if (this.#freshMode === undefined) {
+          const st = await Deno.lstat(dir);
+          this.#freshMode = (st.mode ?? 0) & 0o7777;
+          this.#workerUid = st.uid;
+        }
         this.#made.add(name);
       }
     } catch {
@@ -154,9 +158,9 @@ export class JobOutputs {
   #isPristine(dir: string): boolean {
     try {
       const st = Deno.lstatSync(dir);
-      const uid = this.#owner?.uid ?? this.#uid;
-      if (!st.isDirectory || st.uid !== uid) return false;
-      if (((st.mode ?? 0) & 0o7777) !== (this.#freshMode ?? 0o700)) return false;
+      const uid = this.#owner?.uid ?? this.#workerUid;
+      if (!st.isDirectory || uid === undefined || st.uid !== uid) return false;
+      if (((st.mode ?? 0) & 0o7777) !== this.#freshMode) return false;
       return isEmptyDirSync(dir);
     } catch {
       return false;
@@ -280,9 +284,13 @@ export class JobOutputs {
       this.#makeRoot(); // the root went away meanwhile
       Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
+    if (this.#freshMode === undefined) {
+      const st = Deno.lstatSync(dir); // still the worker's
+      this.#freshMode = (st.mode ?? 0) & 0o7777;
+      this.#workerUid = st.uid;
+    }
     // A new directory is empty: only it needs the owner.
     if (user) Deno.chownSync(dir, user.uid, user.gid);
-    this.#freshMode ??= (Deno.lstatSync(dir).mode ?? 0) & 0o7777;
     return true;
   }
 
