@@ -496,21 +496,10 @@ Deno.test({
   },
 });
 
-/** Pids of this process's task spawners (perl, named iris-task-spawner). */
-function spawnerPids(): number[] {
-  const pids: number[] = [];
-  for (const e of Deno.readDirSync("/proc")) {
-    if (!/^\d+$/.test(e.name)) continue;
-    try {
-      const stat = Deno.readTextFileSync(`/proc/${e.name}/stat`);
-      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
-      const cmd = Deno.readTextFileSync(`/proc/${e.name}/cmdline`);
-      if (ppid === Deno.pid && cmd.startsWith("iris-task-spawner")) pids.push(Number(e.name));
-    } catch {
-      // Gone meanwhile.
-    }
-  }
-  return pids;
+/** The parent of a process (the spawner, for a task it started). */
+function parentOf(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
 }
 
 Deno.test({
@@ -522,8 +511,11 @@ Deno.test({
     const ids = ["/u/lost/0", "/u/lost/1", "/u/lost/2"];
     await h.client.runTasks({ attempts: ids.map((id) => commandTask(id, ["sleep", "30"])) });
     for (const id of ids) await h.fake.waitForState(id, TaskState.RUNNING);
-    const [first] = spawnerPids();
-    assert.ok(first, "the worker runs a spawner");
+    const pids = (await h.client.listTasks({})).tasks.map((t) => t.pid);
+    const spawners = new Set(pids.map(parentOf));
+    assert.equal(spawners.size, 1, "one spawner started them all");
+    const [first] = spawners;
+    assert.ok(first && first !== Deno.pid, "not the worker itself");
     Deno.kill(first, "SIGKILL");
     for (const id of ids) {
       const end = await h.fake.waitForState(id, TaskState.WORKER_FAILED, seconds(10));
@@ -535,8 +527,12 @@ Deno.test({
       h.fake.logsOf("/u/after/0").filter((l) => l.stream === "stdout").map((l) => l.text),
       ["again"],
     );
-    const now = spawnerPids();
-    assert.equal(now.length, 1);
-    assert.notEqual(now[0], first);
+    await h.client.runTask(commandTask("/u/after/1", ["sleep", "30"]));
+    await h.fake.waitForState("/u/after/1", TaskState.RUNNING);
+    const { task } = await h.client.getTaskStatus({ taskId: "/u/after/1" });
+    const second = parentOf(task!.pid);
+    assert.ok(second !== first && second !== Deno.pid, "a new spawner started it");
+    await h.client.killTask({ taskId: "/u/after/1", attemptId: 0, reason: "done" });
+    await h.fake.waitForState("/u/after/1", TaskState.KILLED);
   },
 });
