@@ -13,7 +13,7 @@ import {
   RunTaskRequestSchema,
   type RunTaskResponse,
 } from "../rpc/gen/iris/v1/worker_pb.ts";
-import { TaskState, type WorkerClient, workerClient } from "../rpc/mod.ts";
+import { MAX_RUN_TASKS_ATTEMPTS, TaskState, type WorkerClient, workerClient } from "../rpc/mod.ts";
 import { type Duration, seconds } from "../time.ts";
 import { describeError } from "../errors.ts";
 import { isTaskActive } from "./job_rules.ts";
@@ -177,11 +177,14 @@ export class Dispatcher {
     const { promise, resolve, reject } = Promise.withResolvers<RunTaskResponse>();
     let batch = this.#batches.get(address);
     if (!batch) {
-      batch = [];
-      this.#batches.set(address, batch);
-      queueMicrotask(() => this.#send(address));
+      const fresh: Queued[] = [];
+      this.#batches.set(address, fresh);
+      queueMicrotask(() => this.#send(address, fresh));
+      batch = fresh;
     }
     batch.push({ req, resolve, reject });
+    // A full batch leaves as it is (a worker refuses a larger one); the next attempts start another.
+    if (batch.length >= MAX_RUN_TASKS_ATTEMPTS) this.#batches.delete(address);
     return promise;
   }
 
@@ -189,9 +192,8 @@ export class Dispatcher {
    * Sends the attempts gathered for `address`: several in one RunTasks, whose failure fails each;
    * one alone, or each to a worker without RunTasks, in its own RunTask.
    */
-  async #send(address: string): Promise<void> {
-    const batch = this.#batches.get(address)!;
-    this.#batches.delete(address);
+  async #send(address: string, batch: Queued[]): Promise<void> {
+    if (this.#batches.get(address) === batch) this.#batches.delete(address);
     if (batch.length > 1 && !this.#singlesOnly.has(address)) {
       try {
         const { results } = await this.client(address).runTasks(

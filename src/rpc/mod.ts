@@ -9,3 +9,4 @@ export * from "./gen/iris/v1/worker_pb.ts";
 export * from "./server.ts";
 export * from "./client.ts";
 export * from "./attributes.ts";
+export * from "./limits.ts";

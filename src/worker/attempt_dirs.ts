@@ -30,8 +30,11 @@ export class AttemptDirs {
   readonly #spares: string[] = [];
   #next = 0;
   #spareDirReady = false;
-  /** Modes of a freshly made attempt directory and its tmp (set by the first fresh make). */
-  #modes?: { dir: number; tmp: number };
+  /**
+   * Modes of a freshly made attempt directory and its tmp, and its owner: the worker's uid, which
+   * every spare keeps until given to a task (set by the first fresh make).
+   */
+  #modes?: { dir: number; tmp: number; uid: number | null };
 
   /**
    * `owner`: the worker's uid and gid when tasks run as their own users (a directory goes back
@@ -66,10 +69,11 @@ export class AttemptDirs {
         // As `make` would make an attempt's (0700 when tasks have their own users), the worker's.
         await Deno.mkdir(spare, { mode: this.#owner ? 0o700 : undefined });
         await Deno.mkdir(`${spare}/tmp`);
-        this.#modes ??= {
-          dir: ((await Deno.lstat(spare)).mode ?? 0) & 0o7777,
-          tmp: ((await Deno.lstat(`${spare}/tmp`)).mode ?? 0) & 0o7777,
-        };
+        if (!this.#modes) {
+          const st = await Deno.lstat(spare);
+          const tmpMode = ((await Deno.lstat(`${spare}/tmp`)).mode ?? 0) & 0o7777;
+          this.#modes ??= { dir: (st.mode ?? 0) & 0o7777, tmp: tmpMode, uid: st.uid };
+        }
         this.#spares.push(spare);
       }
     } catch {
@@ -84,30 +88,59 @@ export class AttemptDirs {
   make(dir: string, user?: TaskUser): void {
     const spare = this.#spares.pop();
     if (spare !== undefined) {
+      let moved = false;
       try {
         // Onto an empty leftover too (rename(2) replaces an empty directory).
         Deno.renameSync(spare, dir);
-        if (user) {
-          Deno.chownSync(dir, user.uid, user.gid);
-          Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+        moved = true;
+        // Checked where it now is, before anything follows it: a spare that someone replaced
+        // (a symlink, a file) or changed since it was made is not given to a task.
+        if (this.#isPristine(dir)) {
+          if (user) {
+            Deno.chownSync(dir, user.uid, user.gid);
+            Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
+          }
+          return;
         }
-        return;
       } catch {
-        this.#discard(spare);
+        // Made afresh below.
       }
+      // A spare moved to `dir` is a leftover that freshDirSync removes (never follows).
+      if (!moved) this.#discard(spare);
     }
     freshDirSync(dir, user ? 0o700 : undefined);
     Deno.mkdirSync(`${dir}/tmp`);
+    if (!this.#modes) {
+      const st = Deno.lstatSync(dir); // still the worker's
+      this.#modes = {
+        dir: (st.mode ?? 0) & 0o7777,
+        tmp: (Deno.lstatSync(`${dir}/tmp`).mode ?? 0) & 0o7777,
+        uid: st.uid,
+      };
+    }
     if (user) {
       Deno.chownSync(dir, user.uid, user.gid);
       Deno.chownSync(`${dir}/tmp`, user.uid, user.gid);
     }
-    if (!this.#modes) {
-      this.#modes = {
-        dir: (Deno.lstatSync(dir).mode ?? 0) & 0o7777,
-        tmp: (Deno.lstatSync(`${dir}/tmp`).mode ?? 0) & 0o7777,
-      };
-    }
+  }
+
+  /**
+   * `dir` and its `tmp` are real directories of the worker's with a fresh directory's modes, and
+   * hold nothing else: as a spare was made or parked. lstat only: nothing is followed.
+   */
+  #isPristine(dir: string): boolean {
+    const modes = this.#modes;
+    // Spares exist only once a directory was made (fill, or a make before a recycle).
+    if (!modes) return false;
+    const uid = this.#owner?.uid ?? modes.uid;
+    const ok = (st: Deno.FileInfo, mode: number) =>
+      st.isDirectory && st.uid === uid && ((st.mode ?? 0) & 0o7777) === mode;
+    if (!ok(Deno.lstatSync(dir), modes.dir)) return false;
+    if (!ok(Deno.lstatSync(`${dir}/tmp`), modes.tmp)) return false;
+    const entries = [...Deno.readDirSync(dir)];
+    if (entries.length !== 1) return false;
+    for (const _ of Deno.readDirSync(`${dir}/tmp`)) return false;
+    return true;
   }
 
   /**

@@ -67,6 +67,8 @@ export class JobOutputs {
   #nextMade = 0;
   /** A freshly made directory's mode (set by the first fresh make; until then no spares). */
   #freshMode?: number;
+  /** The worker's uid, every spare's owner (read with `#freshMode`; Deno.uid needs --allow-sys). */
+  #workerUid?: number | null;
   /** Jobs whose empty directory went to another job, and when (Date.now()), oldest first. */
   readonly #emptied = new Map<string, number>();
 
@@ -115,7 +117,11 @@ export class JobOutputs {
           if (!(err instanceof Deno.errors.AlreadyExists)) throw err;
           if (!(await this.#isLockedEmpty(dir))) continue; // left for the sweep
         }
-        this.#freshMode ??= ((await Deno.lstat(dir)).mode ?? 0) & 0o7777;
+        if (this.#freshMode === undefined) {
+          const st = await Deno.lstat(dir);
+          this.#freshMode = (st.mode ?? 0) & 0o7777;
+          this.#workerUid = st.uid;
+        }
         this.#made.add(name);
       }
     } catch {
@@ -133,9 +139,42 @@ export class JobOutputs {
     return true;
   }
 
-  /** The directory of `jobId` (not created). */
+  /**
+   * The directory of `jobId` (not created). A job id naming no directory of its own (empty, `.`,
+   * `..`: the outputs root or the worker's root) is refused.
+   */
   dirOf(jobId: string): string {
-    return join(this.rootDir, encodeURIComponent(jobId));
+    const name = encodeURIComponent(jobId);
+    if (name === "" || name === "." || name === "..") {
+      throw new InvalidArgumentError("job_id", `must name a job (got ${JSON.stringify(jobId)})`);
+    }
+    return join(this.rootDir, name);
+  }
+
+  /**
+   * `dir` is as a spare is kept: a real directory (lstat: nothing followed) of the worker's, with
+   * a fresh directory's mode, empty. Anything else was changed since by someone else.
+   */
+  #isPristine(dir: string): boolean {
+    try {
+      const st = Deno.lstatSync(dir);
+      const uid = this.#owner?.uid ?? this.#workerUid;
+      if (!st.isDirectory || uid === undefined || st.uid !== uid) return false;
+      if (((st.mode ?? 0) & 0o7777) !== this.#freshMode) return false;
+      return isEmptyDirSync(dir);
+    } catch {
+      return false;
+    }
+  }
+
+  /** A spare renamed to `dir` was not pristine: removed (a symlink itself, never its target). */
+  #dropTaken(dir: string): false {
+    try {
+      Deno.removeSync(dir, { recursive: true });
+    } catch {
+      // Left in place: acquire's slow path refuses anything but a directory.
+    }
+    return false;
   }
 
   /**
@@ -157,6 +196,10 @@ export class JobOutputs {
       ? this.#takeOwnSpare(dir, user) || this.#makeDir(dir, user)
       : (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
     if (!created) {
+      // Never followed out of the root: the job's directory must be one.
+      if (!(await Deno.lstat(dir)).isDirectory) {
+        throw new Error(`the output directory ${dir} is not a directory`);
+      }
       if (user) await chownTree(dir, user.uid, user.gid);
       const now = new Date();
       await Deno.utime(dir, now, now);
@@ -186,6 +229,7 @@ export class JobOutputs {
       return false;
     }
     this.#forget(spareJob);
+    if (!this.#isPristine(dir)) return this.#dropTaken(dir);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     // Its retention starts now, as a new directory's would (release may leave the mtime alone).
     const now = new Date();
@@ -206,6 +250,7 @@ export class JobOutputs {
       if (isDirSync(spare)) this.#made.add(name);
       return false;
     }
+    if (!this.#isPristine(dir)) return this.#dropTaken(dir);
     if (user) Deno.chownSync(dir, user.uid, user.gid);
     const now = new Date();
     Deno.utimeSync(dir, now, now);
@@ -217,6 +262,7 @@ export class JobOutputs {
    * empty and the worker's, so only it needs the owner. False when it is gone.
    */
   #takeOwnSpare(dir: string, user?: { uid: number; gid: number }): boolean {
+    if (!this.#isPristine(dir)) return !isDirSync(dir) && this.#dropTaken(dir);
     try {
       if (user) Deno.chownSync(dir, user.uid, user.gid);
       const now = new Date();
@@ -238,9 +284,13 @@ export class JobOutputs {
       this.#makeRoot(); // the root went away meanwhile
       Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
     }
+    if (this.#freshMode === undefined) {
+      const st = Deno.lstatSync(dir); // still the worker's
+      this.#freshMode = (st.mode ?? 0) & 0o7777;
+      this.#workerUid = st.uid;
+    }
     // A new directory is empty: only it needs the owner.
     if (user) Deno.chownSync(dir, user.uid, user.gid);
-    this.#freshMode ??= (Deno.lstatSync(dir).mode ?? 0) & 0o7777;
     return true;
   }
 
@@ -340,7 +390,12 @@ export class JobOutputs {
     try {
       for await (const e of Deno.readDir(this.rootDir)) {
         if (!e.isDirectory || this.#made.has(e.name)) continue;
-        const jobId = decodeURIComponent(e.name);
+        let jobId: string;
+        try {
+          jobId = decodeURIComponent(e.name);
+        } catch {
+          continue; // no job's name (someone else's): not the sweep's to remove
+        }
         if (this.#active.has(jobId)) continue;
         const path = join(this.rootDir, e.name);
         // Reused by another job (or removed) since it was listed: nothing to sweep.

@@ -15,6 +15,7 @@ import {
   type ResourceSnapshot,
   type TaskState,
 } from "../rpc/gen/iris/v1/types_pb.ts";
+import { MAX_RUN_TASKS_ATTEMPTS } from "../rpc/mod.ts";
 import {
   FetchTaskLogsResponseSchema,
   HealthResponseSchema,
@@ -119,6 +120,13 @@ export function workerRoutes(core: WorkerCore): (router: ConnectRouter) => void 
     router.service(WorkerService, {
       runTask: (req) => runTask(core, req),
       runTasks: async (req) => {
+        // Refused whole, before any starts: the worker's state is as it was.
+        if (req.attempts.length > MAX_RUN_TASKS_ATTEMPTS) {
+          throw new InvalidArgumentError(
+            "attempts",
+            `at most ${MAX_RUN_TASKS_ATTEMPTS} per call (got ${req.attempts.length})`,
+          );
+        }
         // Every attempt starts before any waits, so the waits overlap; an attempt that throws is
         // refused alone (its own RunTask would have failed alone).
         const results = req.attempts.map((a) =>

@@ -472,7 +472,7 @@ const MAX_RESTARTS = 5;
 
 /** A failed step's errno as the error Deno.Command.spawn throws (describeSpawnError reads it). */
 function spawnError(program: string, stage: string, errno: number): Error {
-  const ENOENT = 2, EACCES = 13, ENOTDIR = 20, EPERM = 1;
+  const ENOENT = 2, EACCES = 13, ENOTDIR = 20, EPERM = 1, E2BIG = 7;
   if (stage === "chdir" && (errno === ENOENT || errno === ENOTDIR)) {
     return new Deno.errors.NotFound(`Failed to spawn '${program}': No such cwd`);
   }
@@ -484,7 +484,11 @@ function spawnError(program: string, stage: string, errno: number): Error {
       `Failed to spawn '${program}': ${stage}: errno ${errno}`,
     );
   }
-  return new Error(`${stage} failed (errno ${errno})`);
+  if (stage === "exec" && errno === E2BIG) {
+    // An argv or environment past the kernel's limits (ARG_MAX, 128 KiB per string).
+    return new Error(`Failed to spawn '${program}': Argument list too long (os error ${errno})`);
+  }
+  return new Error(`Failed to spawn '${program}': ${stage} failed (errno ${errno})`);
 }
 
 function concat(chunks: readonly Uint8Array[]): Uint8Array {

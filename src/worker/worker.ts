@@ -438,6 +438,10 @@ class IrisWorker implements WorkerCore {
     if (this.#stopped) return refuse("worker is stopping");
     if (!req.taskId) return refuse("task_id: must not be empty");
     if (!req.entrypoint?.kind.case) return refuse("entrypoint: must be a command or a module");
+    // Its output directory is named after it (outputs.ts): never the outputs root or above.
+    if (!req.jobId || req.jobId === "." || req.jobId === "..") {
+      return refuse(`job_id: must name the task's job (got ${JSON.stringify(req.jobId)})`);
+    }
     const key = attemptKey(req.taskId, req.attemptId);
     if (this.#attempts.has(key)) return create(RunTaskResponseSchema, { accepted: true });
     const previous = this.#latest.get(req.taskId);

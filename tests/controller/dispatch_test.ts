@@ -7,7 +7,7 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { assertEquals } from "../_helpers/assert.ts";
-import { AcceleratorType, TaskState } from "../../src/rpc/mod.ts";
+import { AcceleratorType, MAX_RUN_TASKS_ATTEMPTS, TaskState } from "../../src/rpc/mod.ts";
 import {
   type RunTaskRequest,
   RunTaskResponseSchema,
@@ -221,4 +221,19 @@ Deno.test("dispatch: a worker without RunTasks gets one RunTask per attempt, rem
   calls.length = 0;
   assertEquals(await dispatchToW0(d, 2), ["1: no room"]);
   assertEquals(calls, ["RunTask 0", "RunTask 1"]);
+});
+
+Deno.test("dispatch: more attempts for one worker than a RunTasks may carry go in several", async () => {
+  const calls: string[] = [];
+  const d = new Dispatcher({
+    clientFactory: () => batchingClient(calls, { batches: true }),
+    log: () => {},
+  });
+  const replicas = 2 * MAX_RUN_TASKS_ATTEMPTS + 1;
+  assertEquals(await dispatchToW0(d, replicas), ["1: no room"]);
+  assertEquals(calls.map((c) => c.startsWith("RunTasks ") ? c.split(",").length : c), [
+    MAX_RUN_TASKS_ATTEMPTS,
+    MAX_RUN_TASKS_ATTEMPTS,
+    `RunTask ${replicas - 1}`,
+  ]);
 });

@@ -266,3 +266,42 @@ Deno.test({
     if (isRoot) assert(third![1] !== first![1], "each attempt's directory is its own user's");
   },
 });
+
+Deno.test({
+  name:
+    "AttemptDirs: a spare tampered with after it was made (symlink, file, mode, owner, content) is never given to a task",
+  ignore: !isRoot,
+  fn: () =>
+    withRoot(async (root) => {
+      const owner = { uid: 0, gid: 0 };
+      const alice = { uid: 61001, gid: 61001 };
+      const dirs = new AttemptDirs(root, owner);
+      const victim = `${root}/victim`;
+      await Deno.mkdir(`${victim}/tmp`, { recursive: true });
+      chmod(victim, 0o755);
+      const tamper = [
+        (spare: string) => (rm(spare), symlink(victim, spare)),
+        (spare: string) => (rm(spare), write(spare)),
+        (spare: string) => chmod(spare, 0o777),
+        (spare: string) => Deno.chownSync(spare, 61002, 61002),
+        (spare: string) => write(`${spare}/tmp/planted`),
+        (spare: string) => (rm(`${spare}/tmp`), symlink(victim, `${spare}/tmp`)),
+      ];
+      await dirs.fill(tamper.length);
+      assertEquals(dirs.spares, tamper.length);
+      for (const [i, fn] of tamper.entries()) fn(`${dirs.spareDir}/${i}`);
+      for (let i = tamper.length - 1; i >= 0; i--) {
+        const dir = `${root}/tasks/t${i}`;
+        dirs.make(dir, alice);
+        const st = stat(dir);
+        assert(st.isDirectory, `case ${i}: a real directory`);
+        assertEquals([st.uid, st.mode! & 0o7777], [alice.uid, 0o700], `case ${i}`);
+        assertEquals(names(dir), ["tmp"], `case ${i}`);
+        assert(stat(`${dir}/tmp`).isDirectory, `case ${i}: tmp is a real directory`);
+        assertEquals(names(`${dir}/tmp`), [], `case ${i}`);
+      }
+      const v = stat(victim);
+      assertEquals([v.uid, v.mode! & 0o7777], [0, 0o755], "the symlink's target was not touched");
+      assertEquals(stat(`${victim}/tmp`).uid, 0);
+    }),
+});

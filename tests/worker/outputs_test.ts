@@ -270,3 +270,65 @@ Deno.test({
     assertEquals(await exists(`${outputsDir}/%2Fu%2Fout0`), false);
   },
 });
+
+Deno.test({
+  name:
+    "JobOutputs: a spare tampered with (symlink, file, mode, owner, content) is never given to a job",
+  ignore: !isRoot,
+  fn: () =>
+    withRoot(async (dir) => {
+      const outputs = new JobOutputs(dir, seconds(3600), seconds(3600), root);
+      const victim = dir.replace(/outputs$/, "victim");
+      mkdir(victim);
+      chmod(victim, 0o755);
+      const tamper = [
+        (spare: string) => (Deno.removeSync(spare), Deno.symlinkSync(victim, spare)),
+        (spare: string) => (Deno.removeSync(spare), write(spare)),
+        (spare: string) => chmod(spare, 0o777),
+        (spare: string) => Deno.chownSync(spare, bob.uid, bob.gid),
+        (spare: string) => write(`${spare}/planted`),
+      ];
+      await outputs.fill(tamper.length);
+      assertEquals(outputs.spares, tamper.length);
+      for (const [i, fn] of tamper.entries()) fn(`${dir}/+spare-${i}`);
+      // A job's own parked spare, then replaced by a symlink.
+      await outputs.acquire("/own/job");
+      await outputs.release("/own/job");
+      const own = outputs.dirOf("/own/job");
+      await Deno.remove(own);
+      await Deno.symlink(victim, own);
+      const jobs = [...tamper.keys()].map((i) => `/t/${i}`);
+      for (const job of [...jobs, "/own/job"]) {
+        const got = await outputs.acquire(job, alice);
+        const st = stat(got);
+        assert(st.isDirectory, `${job}: a real directory`);
+        assertEquals([st.uid, st.mode! & 0o7777], [alice.uid, 0o700], job);
+        assertEquals(names(got), [], job);
+      }
+      const v = stat(victim);
+      assertEquals([v.uid, v.mode! & 0o7777], [0, 0o755], "the symlink's target was not touched");
+    }),
+});
+
+Deno.test({
+  name: "JobOutputs: a job id naming the outputs root or the worker's root is refused (job_id)",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (dir) => {
+      const outputs = new JobOutputs(dir, seconds(3600));
+      await outputs.acquire("/a/job");
+      for (const jobId of ["", ".", ".."]) {
+        await assertRejects(() => outputs.read(jobId, ""), /job_id/);
+        await assertRejects(() => outputs.acquire(jobId), /job_id/);
+      }
+      // `+spare-<n>` (a name only spares have) is no job's: it encodes to another name.
+      await outputs.fill(2);
+      await assertRejects(() => outputs.read("+spare-1", ""), /No outputs/);
+      // A name that decodes to no job id does not stop the sweep.
+      mkdir(`${dir}/%E0`);
+      const old = Date.now() + 2 * 3600_000;
+      assertEquals(await outputs.sweep(old), []); // "/a/job" is held
+      await outputs.release("/a/job");
+      assertEquals(await outputs.sweep(old), ["/a/job"]);
+    }),
+});

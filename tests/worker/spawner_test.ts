@@ -16,6 +16,8 @@ import { ms, seconds, waitFor } from "../../src/time.ts";
 import { removeCgroup, taskCgroup } from "../../src/worker/reaper.ts";
 import { findUtil } from "../../src/worker/process_tree.ts";
 import { liveSessionProcesses } from "./procs.ts";
+import { commandTask, startHarness } from "./harness.ts";
+import { TaskState } from "../../src/rpc/mod.ts";
 
 const supported = TaskSpawner.supported();
 const isRoot = Deno.uid() === 0;
@@ -439,5 +441,98 @@ Deno.test({
     assert.equal(exit.exitCode, 0, exit.stderrTail.join("\n"));
     assert.ok(spawner.pid, "the task went through the spawner");
     assert.deepEqual(text("stdout"), ["ran"]);
+  },
+});
+
+Deno.test({
+  name:
+    "spawner: an argv or environment past the kernel's limits fails as a plain spawn's does, and one near them runs",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const strings = (n: number) => Array.from({ length: n }, () => "x".repeat(1000));
+      const near = await launch(spawner, ["true", ...strings(1800)]);
+      assert.equal((await near.proc.exited).exitCode, 0);
+      for (
+        const [argv, env] of [
+          [["true", ...strings(3000)], {}],
+          [["echo", "y".repeat(200_000)], {}], // one string past 128 KiB
+          [["true"], Object.fromEntries(strings(3000).map((v, i) => [`V${i}`, v]))],
+        ] as const
+      ) {
+        const options = { env: { PATH: DEFAULT_TASK_PATH, ...env } };
+        const viaSpawner = await launch(spawner, [...argv], options);
+        const plain = TaskProcess.start({ argv: [...argv], cwd: Deno.cwd(), ...options });
+        const [s, p] = [await viaSpawner.proc.exited, await plain.exited];
+        assert.match(s.spawnError ?? "", /Argument list too long \(os error 7\)/);
+        assert.deepEqual([s.exitCode, s.spawnError], [p.exitCode, p.spawnError]);
+      }
+      // The spawner is still the one that started, and starts the next task.
+      const next = await launch(spawner, ["echo", "again"]);
+      assert.equal((await next.proc.exited).exitCode, 0);
+      assert.deepEqual(next.text("stdout"), ["again"]);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+Deno.test({
+  name: "spawner: 500 tasks started at once are all reaped, each with its own status",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const runs = await Promise.all(
+        Array.from({ length: 500 }, (_, i) => launch(spawner, ["sh", "-c", `exit ${i % 5}`])),
+      );
+      const exits = await Promise.all(runs.map((r) => r.proc.exited));
+      assert.deepEqual(exits.map((e) => e.exitCode), exits.map((_, i) => i % 5));
+      for (const run of runs) assert.deepEqual(await liveSessionProcesses(run.proc.pid), []);
+    } finally {
+      await spawner.close();
+    }
+  },
+});
+
+/** The parent of a process (the spawner, for a task it started). */
+function parentOf(pid: number): number {
+  const stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+}
+
+Deno.test({
+  name:
+    "worker: a spawner killed under running tasks: they end, are reported (WORKER_FAILED) with the reason, and a new spawner starts the next",
+  ignore: !supported,
+  async fn() {
+    await using h = await startHarness();
+    const ids = ["/u/lost/0", "/u/lost/1", "/u/lost/2"];
+    await h.client.runTasks({ attempts: ids.map((id) => commandTask(id, ["sleep", "30"])) });
+    for (const id of ids) await h.fake.waitForState(id, TaskState.RUNNING);
+    const pids = (await h.client.listTasks({})).tasks.map((t) => t.pid);
+    const spawners = new Set(pids.map(parentOf));
+    assert.equal(spawners.size, 1, "one spawner started them all");
+    const [first] = spawners;
+    assert.ok(first && first !== Deno.pid, "not the worker itself");
+    Deno.kill(first, "SIGKILL");
+    for (const id of ids) {
+      const end = await h.fake.waitForState(id, TaskState.WORKER_FAILED, seconds(10));
+      assert.match(end.error, /task spawner exited \(signal SIGKILL\)/);
+    }
+    await h.client.runTask(commandTask("/u/after/0", ["echo", "again"]));
+    await h.fake.waitForState("/u/after/0", TaskState.SUCCEEDED, seconds(10));
+    assert.deepEqual(
+      h.fake.logsOf("/u/after/0").filter((l) => l.stream === "stdout").map((l) => l.text),
+      ["again"],
+    );
+    await h.client.runTask(commandTask("/u/after/1", ["sleep", "30"]));
+    await h.fake.waitForState("/u/after/1", TaskState.RUNNING);
+    const { task } = await h.client.getTaskStatus({ taskId: "/u/after/1" });
+    const second = parentOf(task!.pid);
+    assert.ok(second !== first && second !== Deno.pid, "a new spawner started it");
+    await h.client.killTask({ taskId: "/u/after/1", attemptId: 0, reason: "done" });
+    await h.fake.waitForState("/u/after/1", TaskState.KILLED);
   },
 });

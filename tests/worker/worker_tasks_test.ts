@@ -5,6 +5,8 @@
  */
 import assert from "node:assert/strict";
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { MAX_RUN_TASKS_ATTEMPTS } from "../../src/rpc/limits.ts";
 import { RunTaskRequestSchema } from "../../src/rpc/gen/iris/v1/worker_pb.ts";
 import { TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { seconds, waitFor } from "../../src/time.ts";
@@ -178,6 +180,7 @@ Deno.test("worker copies a fetched bundle into the task dir (BUILDING first) and
     });
     await h.client.runTask(create(RunTaskRequestSchema, {
       taskId: "/u/mod/0",
+      jobId: "/u/mod",
       attemptId: 1,
       bundleId: "sha256-abc",
       ports: ["web"],
@@ -359,6 +362,41 @@ Deno.test("RunTasks answers each attempt as RunTask would: one refused does not 
     await h.client.killTask({ taskId, attemptId: 0, reason: "done" });
     await h.fake.waitForState(taskId, TaskState.KILLED);
   }
+});
+
+Deno.test("RunTasks with hostile batches: empty, too large (refused whole), duplicates, a bad job_id", async () => {
+  await using h = await startHarness();
+  assert.deepEqual((await h.client.runTasks({ attempts: [] })).results, []);
+  const many = Array.from(
+    { length: MAX_RUN_TASKS_ATTEMPTS + 1 },
+    (_, i) => commandTask(`/u/many/${i}`, ["true"]),
+  );
+  const err = await h.client.runTasks({ attempts: many }).then(() => undefined, (e) => e);
+  assert.ok(err instanceof ConnectError, "a batch past the bound is refused");
+  assert.equal(err.code, Code.InvalidArgument);
+  assert.match(err.rawMessage, /attempts: at most 1024 per call \(got 1025\)/);
+  assert.deepEqual((await h.client.listTasks({})).tasks, [], "none of it started");
+
+  const twice = commandTask("/u/dup/0", ["sleep", "30"]);
+  const { results } = await h.client.runTasks({
+    attempts: [
+      twice,
+      commandTask("/u/nojob/0", ["true"], { jobId: "" }),
+      twice,
+      commandTask("/u/dotdot/0", ["true"], { jobId: ".." }),
+    ],
+  });
+  assert.deepEqual(results.map((r) => [r.accepted, r.error]), [
+    [true, ""],
+    [false, 'job_id: must name the task\'s job (got "")'],
+    [true, ""],
+    [false, 'job_id: must name the task\'s job (got "..")'],
+  ]);
+  assert.equal((await h.client.runTask(twice)).accepted, true, "and again alone");
+  const tasks = (await h.client.listTasks({})).tasks;
+  assert.deepEqual(tasks.map((t) => t.taskId), ["/u/dup/0"]);
+  await h.client.killTask({ taskId: "/u/dup/0", attemptId: 0, reason: "done" });
+  await h.fake.waitForState("/u/dup/0", TaskState.KILLED);
 });
 
 Deno.test("worker starts an attempt in an empty directory even when an earlier run left one behind", async () => {
