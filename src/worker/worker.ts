@@ -277,6 +277,8 @@ class IrisWorker implements WorkerCore {
   #unfinished = 0;
   /** A fill of the spare directory pools runs. */
   #filling = false;
+  /** A fill was asked for while one ran (see `#fillSpares`). */
+  #fillAgain = false;
   /** Set while the worker is idle: tops the spare pools up when it stays idle (`#fillSpares`). */
   #idleFill?: ReturnType<typeof setTimeout>;
   readonly #background = new Set<Promise<unknown>>();
@@ -404,13 +406,25 @@ class IrisWorker implements WorkerCore {
    */
   #fillSpares(): void {
     const target = this.#opts.sparesAhead ?? DEFAULT_SPARES_AHEAD;
-    if (this.#filling || this.#stopped || target <= 0) return;
+    if (this.#stopped || target <= 0) return;
+    // Asked while a fill runs (an idle top-up during the start's fill): fill again after it, so
+    // a top-up is never lost.
+    if (this.#filling) {
+      this.#fillAgain = true;
+      return;
+    }
     if (this.#dirs.spares >= target && this.#outputs.spares >= target) return;
     this.#filling = true;
     const keepGoing = () => !this.#stopped;
     this.#track(
       Promise.all([this.#dirs.fill(target, keepGoing), this.#outputs.fill(target, keepGoing)])
-        .finally(() => this.#filling = false),
+        .finally(() => {
+          this.#filling = false;
+          if (this.#fillAgain) {
+            this.#fillAgain = false;
+            this.#fillSpares();
+          }
+        }),
     );
   }
 
