@@ -8,14 +8,12 @@
  * Run: `deno run -A bench/pass_bench.ts [pending,...]`.
  * @module
  */
-import { FakeClock, ms } from "../src/time.ts";
+import { type FakeClock, ms } from "../src/time.ts";
 import { JobTable, noEffects } from "../src/controller/state.ts";
-import { EndpointTable } from "../src/controller/endpoints.ts";
-import { Reconciler } from "../src/controller/reconcile.ts";
 import { Reservations } from "../src/controller/reservations.ts";
 import { clusterSnapshot } from "../src/controller/snapshot.ts";
 import { scheduleOnce, type SchedulingPassContext } from "../src/controller/scheduling_pass.ts";
-import { spec, workerTable } from "../tests/controller/_concern_fixtures.ts";
+import { inertPassParts, spec, workerTable } from "../tests/controller/_concern_fixtures.ts";
 
 const PER_PASS = 8;
 
@@ -25,18 +23,11 @@ function passContext(): SchedulingPassContext & { jobs: JobTable } {
   const workers = workerTable(1);
   const reservations = new Reservations({ save: () => {}, log: () => {} });
   return {
+    ...inertPassParts(),
     jobs,
-    endpoints: new EndpointTable(),
     workers,
-    reconciler: new Reconciler(),
-    clock: new FakeClock(),
-    write: {},
-    log: () => {},
-    logs: { system: () => {} },
-    transactions: { record: () => {} },
     reservations,
     dispatcher: { dispatchJob: () => {}, kill: () => {} },
-    controllerUrl: () => "http://controller:10000",
     snapshot: (only) =>
       clusterSnapshot({ jobs, workers, reservations, usage: () => new Map() }, only),
     requestSchedule: () => {},

@@ -6,6 +6,9 @@ import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { type JobSpec, JobSpecSchema } from "../../src/rpc/mod.ts";
 import { ResourcesSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { WorkerTable } from "../../src/controller/workers.ts";
+import { EndpointTable } from "../../src/controller/endpoints.ts";
+import { Reconciler } from "../../src/controller/reconcile.ts";
+import { FakeClock } from "../../src/time.ts";
 
 /** A job spec running `true` as alice, with `init` on top. */
 export function spec(init: MessageInitShape<typeof JobSpecSchema> = {}): JobSpec {
@@ -31,4 +34,21 @@ export function workerTable(n: number, nowMs = 0): WorkerTable {
     }, nowMs);
   }
   return t;
+}
+
+/**
+ * The parts of a scheduling pass context that tests and benches leave inert: no endpoints, logs,
+ * transactions or write failures, a FakeClock, a fixed controller URL.
+ */
+export function inertPassParts() {
+  return {
+    endpoints: new EndpointTable(),
+    reconciler: new Reconciler(),
+    clock: new FakeClock(),
+    write: {},
+    log: () => {},
+    logs: { system: () => {} },
+    transactions: { record: () => {} },
+    controllerUrl: () => "http://controller:10000",
+  };
 }

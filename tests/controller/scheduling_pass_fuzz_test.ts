@@ -8,13 +8,11 @@
  * more. No I/O.
  */
 import { assert, assertEquals } from "../_helpers/assert.ts";
-import { FakeClock, ms } from "../../src/time.ts";
+import { type FakeClock, ms } from "../../src/time.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
 import { ConstraintOp, ResourcesSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import { create } from "@bufbuild/protobuf";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
-import { EndpointTable } from "../../src/controller/endpoints.ts";
-import { Reconciler } from "../../src/controller/reconcile.ts";
 import { Reservations } from "../../src/controller/reservations.ts";
 import { clusterSnapshot, holdAttempt } from "../../src/controller/snapshot.ts";
 import { parseAttemptKey, WorkerTable } from "../../src/controller/workers.ts";
@@ -26,7 +24,7 @@ import {
   scheduleOnce,
   type SchedulingPassContext,
 } from "../../src/controller/scheduling_pass.ts";
-import { spec } from "./_concern_fixtures.ts";
+import { inertPassParts, spec } from "./_concern_fixtures.ts";
 
 type Ctx = SchedulingPassContext & {
   readonly jobs: JobTable;
@@ -47,18 +45,11 @@ function context(maxBuildingPerWorker: number, passOver: boolean): Ctx {
   const reservations = new Reservations({ save: () => {}, log: () => {} });
   const sources = { jobs, workers, reservations, usage: () => new Map(), maxBuildingPerWorker };
   const ctx: Ctx = {
+    ...inertPassParts(),
     jobs,
-    endpoints: new EndpointTable(),
     workers,
-    reconciler: new Reconciler(),
-    clock: new FakeClock(),
-    write: {},
-    log: () => {},
-    logs: { system: () => {} },
-    transactions: { record: () => {} },
     reservations,
     dispatcher: { dispatchJob: () => {}, kill: (a, k) => ctx.killed.push(`${a} ${k.taskId}`) },
-    controllerUrl: () => "http://controller:10000",
     snapshot: (only) => {
       if (only && passOver) ctx.partial++;
       return clusterSnapshot(sources, passOver ? only : undefined);
