@@ -220,21 +220,14 @@ export class JobOutputs {
     if (spareJob === undefined) return this.#takeMade(dir, user);
     this.#spares.delete(spareJob);
     const spare = this.dirOf(spareJob);
-    try {
-      // Onto an empty leftover too (rename(2) replaces an empty directory, not a full one).
-      Deno.renameSync(spare, dir);
-    } catch {
-      // Kept files of the job (or an odd leftover) are in the way: the spare waits on.
+    const moved = this.#moveSpare(spare, dir, user);
+    // Kept files of the job (or an odd leftover) were in the way: the spare waits on.
+    if (moved === undefined) {
       if (isDirSync(spare)) this.#spares.add(spareJob);
       return false;
     }
     this.#forget(spareJob);
-    if (!this.#isPristine(dir)) return this.#dropTaken(dir);
-    if (user) Deno.chownSync(dir, user.uid, user.gid);
-    // Its retention starts now, as a new directory's would (release may leave the mtime alone).
-    const now = new Date();
-    Deno.utimeSync(dir, now, now);
-    return true;
+    return moved;
   }
 
   /** Renames a spare made ahead to `dir` (given to `user`); false when none was put there. */
@@ -244,16 +237,24 @@ export class JobOutputs {
     if (name === undefined) return false;
     this.#made.delete(name);
     const spare = join(this.rootDir, name);
+    const moved = this.#moveSpare(spare, dir, user);
+    if (moved === undefined && isDirSync(spare)) this.#made.add(name);
+    return moved ?? false;
+  }
+
+  /**
+   * Renames `spare` to `dir` and, when it arrived as it was kept, hands it over: true. False when
+   * it was not (then removed); undefined when the rename failed (the spare is where it was).
+   */
+  #moveSpare(spare: string, dir: string, user?: { uid: number; gid: number }): boolean | undefined {
     try {
+      // Onto an empty leftover too (rename(2) replaces an empty directory, not a full one).
       Deno.renameSync(spare, dir);
     } catch {
-      if (isDirSync(spare)) this.#made.add(name);
-      return false;
+      return undefined;
     }
     if (!this.#isPristine(dir)) return this.#dropTaken(dir);
-    if (user) Deno.chownSync(dir, user.uid, user.gid);
-    const now = new Date();
-    Deno.utimeSync(dir, now, now);
+    this.#handOver(dir, user);
     return true;
   }
 
@@ -264,13 +265,21 @@ export class JobOutputs {
   #takeOwnSpare(dir: string, user?: { uid: number; gid: number }): boolean {
     if (!this.#isPristine(dir)) return !isDirSync(dir) && this.#dropTaken(dir);
     try {
-      if (user) Deno.chownSync(dir, user.uid, user.gid);
-      const now = new Date();
-      Deno.utimeSync(dir, now, now);
+      this.#handOver(dir, user);
       return true;
     } catch {
       return false;
     }
+  }
+
+  /**
+   * An empty directory of the worker's becomes the attempt's: owned by its task user, and its
+   * retention starts now, as a new directory's would (release may leave the mtime alone).
+   */
+  #handOver(dir: string, user?: { uid: number; gid: number }): void {
+    if (user) Deno.chownSync(dir, user.uid, user.gid);
+    const now = new Date();
+    Deno.utimeSync(dir, now, now);
   }
 
   /** Makes `dir` (0700, owned by `user`); false when it existed already. */
