@@ -500,9 +500,9 @@ export function createHttp1Transport(options: Http1TransportOptions): Transport 
         // own path links two per call and aborts one after every answer, a DOMException with
         // its stack each time (a heartbeat's largest cost in the worker's profile, #20).
         const input = create(method.input, message);
-        let deadline: Deadline | undefined;
+        let deadline: CallDeadline | undefined;
         try {
-          if (timeoutMs !== undefined) deadline = new Deadline(timeoutMs, signal);
+          if (timeoutMs !== undefined) deadline = new CallDeadline(timeoutMs, signal);
           const r = await send(
             plan,
             method as unknown as DescMethodUnary,
@@ -565,11 +565,11 @@ export function createHttp1Transport(options: Http1TransportOptions): Transport 
 }
 
 /**
- * A call's deadline (Connect's timeout): its signal aborts with DeadlineExceeded once `timeoutMs`
- * passed, or with the caller's reason when the caller's `signal` aborts first. `end` when the
+ * One call's deadline (Connect's timeout; not time.ts's Deadline, whose signal cannot be cleared
+ * when the call ends first): its signal aborts with DeadlineExceeded once `timeoutMs` passed, or with the caller's reason when the caller's `signal` aborts first. `end` when the
  * call is over.
  */
-class Deadline {
+class CallDeadline {
   readonly #controller = new AbortController();
   readonly #timer: ReturnType<typeof setTimeout>;
   readonly #caller?: AbortSignal;
