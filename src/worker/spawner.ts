@@ -198,8 +198,10 @@ my $sigfd = syscall($SIGMASK, 0, $CHLD_SET, 0, 8) == 0
 syscall($SIGMASK, 1, $CHLD_SET, 0, 8) if $sigfd < 0;
 my $chld = 0;
 $SIG{CHLD} = sub { $chld = 1 } if $sigfd < 0;
-# Buffers sized once and reused: the syscalls write into them.
-my ($PIPE, $BUF, $SIGINFO) = ("\0" x 8, "\0" x 65536, "\0" x 1280);
+# Buffers sized once and reused: the syscalls write into them. The 64 KiB one grown in place
+# (\0 x 65536 would leave its 16 pages' temporary copy in the heap, which every fork copies).
+my ($PIPE, $BUF, $SIGINFO) = ("\0" x 8, "", "\0" x 1280);
+vec($BUF, 65535, 8) = 0;
 # Running children: pid => task id * 4 + how many of its streams are open (0-2).
 my %kids;
 # Children reaped but not reported yet (pid, wait status, ...), and failures read for them.
