@@ -778,6 +778,8 @@ function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array {
 class SpawnerProcess {
   readonly #child: Deno.ChildProcess;
   readonly #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** Requests to write at the end of this turn (see #write). */
+  #outgoing: Uint8Array[] = [];
   readonly #tasks = new Map<number, SpawnedTask>();
   /** Spawns not answered yet: the program and who waits. */
   readonly #pending = new Map<
@@ -822,7 +824,7 @@ class SpawnerProcess {
     const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
       this.#pending.set(id, { program: request.program, resolve })
     );
-    this.#writer.write(spawnRequestFrame(id, request)).catch(() => {}); // a dead spawner shows in #read
+    this.#write(spawnRequestFrame(id, request));
     return result;
   }
 
@@ -831,11 +833,30 @@ class SpawnerProcess {
     const frame = new Uint8Array(4 + body.length);
     new DataView(frame.buffer).setUint32(0, body.length);
     frame.set(body, 4);
-    this.#writer.write(frame).catch(() => {}); // a dead spawner shows in #read
+    this.#write(frame);
+  }
+
+  /**
+   * Queues a request; those of one turn of the event loop leave together at its end in one write:
+   * a RunTasks batch's spawns then cost one write here and come to the spawner in one read, which
+   * forks them back to back (see SCRIPT).
+   */
+  #write(frame: Uint8Array): void {
+    if (this.#outgoing.length === 0) queueMicrotask(() => this.#flushOutgoing());
+    this.#outgoing.push(frame);
+  }
+
+  #flushOutgoing(): void {
+    if (this.#outgoing.length === 0) return; // close() flushed them
+    const frames = this.#outgoing;
+    this.#outgoing = [];
+    const data = frames.length === 1 ? frames[0]! : concat(frames);
+    this.#writer.write(data).catch(() => {}); // a dead spawner shows in #read
   }
 
   /** Closes stdin: the spawner kills what is left, reaps it and exits. */
   async close(): Promise<void> {
+    if (this.#outgoing.length) this.#flushOutgoing(); // before the end of stdin
     await this.#writer.close().catch(() => {});
     await this.done;
   }
