@@ -723,16 +723,22 @@ const SPAWN = { limits: 40, tableLength: 92, table: 96 } as const;
  * flags (1 processes, 2 open files, 4 file size: set that limit; 8: change to uid and gid), uid,
  * gid, argc, the cwd's offset, the cgroup's offset and length; at 40 three struct rlimit; at 92
  * the number of table entries; at 96 the table (u64 each): the offsets of argv's strings, 0, of
- * the environment's, 0; then the strings, each ending in a NUL (none has one inside: see
- * TaskSpawner.spawn). All little-endian (the spawner's architectures are).
+ * the environment's, 0; then the strings, each ending in a NUL. All little-endian (the spawner's
+ * architectures are). Undefined when a string holds a NUL (no exec could pass it).
  */
-function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array {
+function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array | undefined {
   let text = `${request.cwd}\0${request.cgroup ?? ""}\0${request.program}\0`;
   for (const arg of request.args) text += `${arg}\0`;
-  for (const key in request.env) text += `${key}=${request.env[key]}\0`;
+  let count = 3 + request.args.length;
+  for (const key in request.env) {
+    text += `${key}=${request.env[key]}\0`;
+    count++;
+  }
   const strings = encoder.encode(text);
   const ends: number[] = [];
   for (let at = strings.indexOf(0); at >= 0; at = strings.indexOf(0, at + 1)) ends.push(at);
+  // A NUL more than the strings' own ends: one was inside a string.
+  if (ends.length !== count) return undefined;
   // cwd and cgroup are not in the table; its two nulls are.
   const stringsAt = SPAWN.table + 8 * ends.length;
   const frame = new Uint8Array(4 + stringsAt + strings.length);
@@ -818,13 +824,19 @@ class SpawnerProcess {
     return this.#alive;
   }
 
-  /** Starts one task; undefined when this spawner died before it answered. */
+  /**
+   * Starts one task; undefined when this spawner died before it answered, or when a string of the
+   * request holds a NUL (the usual path reports it).
+   */
   spawn(request: SpawnRequest): Promise<SpawnedTask | Error | undefined> {
-    const id = this.#nextId++;
+    const id = this.#nextId;
+    const frame = spawnRequestFrame(id, request);
+    if (!frame) return Promise.resolve(undefined);
+    this.#nextId++;
     const result = new Promise<SpawnedTask | Error | undefined>((resolve) =>
       this.#pending.set(id, { program: request.program, resolve })
     );
-    this.#write(spawnRequestFrame(id, request));
+    this.#write(frame);
     return result;
   }
 
@@ -1019,17 +1031,13 @@ export class TaskSpawner {
 
   /**
    * Starts a task. Undefined when the spawner cannot be used (never started, died too often,
-   * closed, or died while answering): the caller then starts the task the usual way.
+   * closed, died while answering, or a string of the request holds a NUL): the caller then starts
+   * the task the usual way (which reports a NUL).
    * @throws a Deno.errors error like Deno.Command.spawn's when the program or cwd is missing
    */
   async spawn(request: SpawnRequest): Promise<TaskChild | undefined> {
     const current = await this.#running();
     if (!current) return undefined;
-    if (
-      [request.program, request.cwd, ...request.args, ...Object.entries(request.env).flat()].some(
-        (s) => s.includes("\0"),
-      )
-    ) return undefined; // let the usual path report it
     const result = await current.spawn(request);
     if (result instanceof Error) throw result;
     return result;

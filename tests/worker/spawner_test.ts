@@ -5,7 +5,12 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { decodeWaitStatus, SPAWNER_ENV, TaskSpawner } from "../../src/worker/spawner.ts";
+import {
+  decodeWaitStatus,
+  SPAWNER_ENV,
+  type SpawnRequest,
+  TaskSpawner,
+} from "../../src/worker/spawner.ts";
 import {
   type OutputLine,
   TaskProcess,
@@ -441,6 +446,39 @@ Deno.test({
     assert.equal(exit.exitCode, 0, exit.stderrTail.join("\n"));
     assert.ok(spawner.pid, "the task went through the spawner");
     assert.deepEqual(text("stdout"), ["ran"]);
+  },
+});
+
+Deno.test({
+  name: "spawner: a NUL inside an argument or the environment is left to the usual path",
+  ignore: !supported,
+  async fn() {
+    const spawner = new TaskSpawner();
+    try {
+      const request: SpawnRequest = {
+        program: "/bin/echo",
+        args: ["a"],
+        cwd: "/",
+        env: { PATH: DEFAULT_TASK_PATH },
+        limits: {},
+      };
+      for (
+        const odd of [
+          { ...request, args: ["a\0b"] },
+          { ...request, env: { PATH: DEFAULT_TASK_PATH, X: "1\0" } },
+          { ...request, env: { PATH: DEFAULT_TASK_PATH, ["Y\0"]: "1" } },
+          { ...request, cwd: "/\0tmp" },
+        ] as SpawnRequest[]
+      ) assert.equal(await spawner.spawn(odd), undefined, JSON.stringify(odd));
+      // The spawner still starts the next task, and ids stayed in step with it.
+      const next = await spawner.spawn(request);
+      assert.ok(next);
+      const [out] = await Promise.all([new Response(next.stdout).text(), next.stderr.cancel()]);
+      assert.equal(out, "a\n");
+      assert.deepEqual(await next.status, { code: 0, signal: null, spawnError: undefined });
+    } finally {
+      await spawner.close();
+    }
   },
 });
 
