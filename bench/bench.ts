@@ -412,16 +412,13 @@ interface ThroughputResult {
  */
 async function throughputBenchRemote(url: string, n: number, par: number) {
   const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
-  await using _profile = await controllerCpuProfile(prof);
+  await using _profile = await cpuProfile(prof, "controller");
   const c0 = processCpuMs();
   const s0 = pidSysCpuMs("self");
   const out = await new Deno.Command(Deno.execPath(), {
     args: [
       "run",
       "-A",
-      ...(prof
-        ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=clients.cpuprofile"]
-        : []),
       new URL(import.meta.url).pathname,
       "--tput-child",
       url,
@@ -442,11 +439,11 @@ async function throughputBenchRemote(url: string, n: number, par: number) {
 }
 
 /**
- * With a `dir` (IRIS_BENCH_CPU_PROF), a V8 CPU profile of this process (the controller's) until
- * disposed of, sampled every 100 µs, written as `dir`/controller.cpuprofile; with IRIS_BENCH_HEAP
- * set too, its allocations (sampled every KiB, collected ones included) as controller.heapprofile.
+ * With a `dir` (IRIS_BENCH_CPU_PROF), a V8 CPU profile of this process until disposed of, sampled
+ * every 100 µs, written as `dir`/`name`.cpuprofile; with IRIS_BENCH_HEAP set too, its allocations
+ * (sampled every KiB, collected ones included) as `name`.heapprofile.
  */
-async function controllerCpuProfile(dir: string | undefined): Promise<AsyncDisposable> {
+async function cpuProfile(dir: string | undefined, name: string): Promise<AsyncDisposable> {
   if (!dir) return { async [Symbol.asyncDispose]() {} };
   const { Session } = await import("node:inspector/promises");
   const session = new Session();
@@ -465,20 +462,23 @@ async function controllerCpuProfile(dir: string | undefined): Promise<AsyncDispo
     async [Symbol.asyncDispose]() {
       if (Deno.env.get("IRIS_BENCH_HEAP")) {
         const { profile: heap } = await session.post("HeapProfiler.stopSampling");
-        await Deno.writeTextFile(`${dir}/controller.heapprofile`, JSON.stringify(heap));
+        await Deno.writeTextFile(`${dir}/${name}.heapprofile`, JSON.stringify(heap));
       }
       const { profile } = await session.post("Profiler.stop");
       session.disconnect();
-      await Deno.writeTextFile(`${dir}/controller.cpuprofile`, JSON.stringify(profile));
+      await Deno.writeTextFile(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
     },
   };
 }
 
 async function throughputBenchChild(url: string, n: number, par: number) {
   const client = new IrisClient(url);
+  const profile = await cpuProfile(Deno.env.get("IRIS_BENCH_CPU_PROF"), "clients");
   const c0 = processCpuMs();
   const r = await throughputBench(client, n, par);
-  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (processCpuMs() - c0) / n }));
+  const c1 = processCpuMs();
+  await profile[Symbol.asyncDispose]();
+  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (c1 - c0) / n }));
 }
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
