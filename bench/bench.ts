@@ -159,7 +159,8 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 
 /**
  * `iris worker serve` in its own process (tasks as their own users when root, as in production),
- * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there.
+ * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there (and
+ * the tput bench those of the controller and the clients).
  */
 function spawnWorkerProcess(
   url: string,
@@ -410,10 +411,20 @@ interface ThroughputResult {
  * controller does not serve its users from inside its own process.
  */
 async function throughputBenchRemote(url: string, n: number, par: number) {
+  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  await using _profile = await cpuProfile(prof, "controller");
   const c0 = processCpuMs();
   const s0 = pidSysCpuMs("self");
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", new URL(import.meta.url).pathname, "--tput-child", url, `${n}`, `${par}`],
+    args: [
+      "run",
+      "-A",
+      new URL(import.meta.url).pathname,
+      "--tput-child",
+      url,
+      `${n}`,
+      `${par}`,
+    ],
     stdin: "null",
     stdout: "piped",
     stderr: "inherit",
@@ -427,11 +438,47 @@ async function throughputBenchRemote(url: string, n: number, par: number) {
   } as ThroughputResult;
 }
 
+/**
+ * With a `dir` (IRIS_BENCH_CPU_PROF), a V8 CPU profile of this process until disposed of, sampled
+ * every 100 µs, written as `dir`/`name`.cpuprofile; with IRIS_BENCH_HEAP set too, its allocations
+ * (sampled every KiB, collected ones included) as `name`.heapprofile.
+ */
+async function cpuProfile(dir: string | undefined, name: string): Promise<AsyncDisposable> {
+  if (!dir) return { async [Symbol.asyncDispose]() {} };
+  const { Session } = await import("node:inspector/promises");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 100 });
+  await session.post("Profiler.start");
+  if (Deno.env.get("IRIS_BENCH_HEAP")) {
+    await session.post("HeapProfiler.startSampling", {
+      samplingInterval: 1024,
+      includeObjectsCollectedByMajorGC: true,
+      includeObjectsCollectedByMinorGC: true,
+    });
+  }
+  return {
+    async [Symbol.asyncDispose]() {
+      if (Deno.env.get("IRIS_BENCH_HEAP")) {
+        const { profile: heap } = await session.post("HeapProfiler.stopSampling");
+        await Deno.writeTextFile(`${dir}/${name}.heapprofile`, JSON.stringify(heap));
+      }
+      const { profile } = await session.post("Profiler.stop");
+      session.disconnect();
+      await Deno.writeTextFile(`${dir}/${name}.cpuprofile`, JSON.stringify(profile));
+    },
+  };
+}
+
 async function throughputBenchChild(url: string, n: number, par: number) {
   const client = new IrisClient(url);
+  const profile = await cpuProfile(Deno.env.get("IRIS_BENCH_CPU_PROF"), "clients");
   const c0 = processCpuMs();
   const r = await throughputBench(client, n, par);
-  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (processCpuMs() - c0) / n }));
+  const c1 = processCpuMs();
+  await profile[Symbol.asyncDispose]();
+  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (c1 - c0) / n }));
 }
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the

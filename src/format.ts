@@ -147,3 +147,26 @@ export function oneLine(text: string): string {
   return lines.map((l, i) => i > 0 && lines[i - 1]!.endsWith(":") ? ` ${l}` : i > 0 ? ` | ${l}` : l)
     .join("");
 }
+
+/**
+ * A function giving `new Date(epochMs).toISOString()` that makes the date and time of day once
+ * per second, for many stamps in a row (a controller's log lines).
+ */
+export function isoStamper(): (epochMs: number) => string {
+  let stampSecond = NaN;
+  let prefix = "";
+  return (epochMs) => {
+    // Date truncates a fractional time toward zero.
+    const ms = Math.trunc(epochMs);
+    const second = Math.floor(ms / 1000);
+    if (second !== stampSecond) {
+      const iso = new Date(second * 1000).toISOString();
+      // Years past 9999 (or before 0) are written longer: those are stamped whole.
+      if (iso.length !== 24) return new Date(epochMs).toISOString();
+      stampSecond = second;
+      prefix = iso.slice(0, 20);
+    }
+    const frac = ms - second * 1000;
+    return `${prefix}${frac < 10 ? "00" : frac < 100 ? "0" : ""}${frac}Z`;
+  };
+}

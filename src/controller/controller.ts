@@ -10,6 +10,7 @@
  * timeouts (scheduling_timeouts.ts), budgets (budgets.ts) and the snapshot (snapshot.ts).
  * @module
  */
+import { isoStamper } from "../format.ts";
 import type { HeartbeatRequest, RegisterWorkerRequest } from "../rpc/gen/iris/v1/controller_pb.ts";
 import type { JobSpec, JobStatus, TaskStatus } from "../rpc/gen/iris/v1/types_pb.ts";
 import { TaskState, type WorkerClient } from "../rpc/mod.ts";
@@ -159,6 +160,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
   /** What the concern modules work on (each reads the part it declares). */
   /** Submits and heartbeats from RPCs, committed in groups (one transaction per turn). */
   readonly #commits: CommitGroup;
+  /** Log lines' time stamps (a busy controller logs a submit and an end per job, #20). */
+  readonly #stamp = isoStamper();
   readonly #ctx:
     & HeartbeatContext
     & SchedulingPassContext
@@ -353,7 +356,7 @@ export class Controller implements ControllerCore, AutoscalerHost {
 
   /** Writes a controller log line (kept for GetControllerStatus). */
   log(line: string): void {
-    const stamped = `${new Date(this.clock.now()).toISOString()} ${line}`;
+    const stamped = `${this.#stamp(this.clock.now())} ${line}`;
     this.recentLogs.push(stamped);
     if (this.recentLogs.length > 500) this.recentLogs.splice(0, 100);
     this.#opts.log?.(stamped);

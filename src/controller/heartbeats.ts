@@ -181,18 +181,26 @@ export function applyHeartbeat(ctx: HeartbeatContext, req: HeartbeatRequest): He
   const later: (() => void)[] = [];
   for (const u of req.updates) applyUpdate(ctx, req.workerId, u, fx, later);
   const kill: AttemptRef[] = [];
+  // Every attempt the heartbeat mentions, for reconcile.
+  const seen = new Set<string>();
   for (const ref of req.running) {
     const key = attemptKey(ref.taskId, ref.attemptId);
+    seen.add(key);
+    // Held here and not told to stop: no kill, whatever the attempt's state (the common case,
+    // decided without looking the attempt up).
+    const held = worker.active.get(key);
+    if (held && held.state !== TaskState.KILLED) continue;
     const found = jobs.findAttempt(ref.taskId, ref.attemptId);
+    // Unknown here, or preempted but still running (a lost kill order): (re)send the kill.
     if (!found || !isTaskActive(found.attempt.state)) {
-      // Unknown here, or preempted but still running (a lost kill order): (re)send the kill.
-      const held = worker.active.get(key);
-      if (!held || held.state === TaskState.KILLED) {
-        kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
-      }
+      kill.push({ taskId: ref.taskId, attemptId: ref.attemptId });
     }
   }
-  if (!ctx.write.unwritable) reconcile(ctx, worker, req, fx, later);
+  if (!ctx.write.unwritable) {
+    for (const r of req.finished) seen.add(attemptKey(r.taskId, r.attemptId));
+    for (const u of req.updates) seen.add(attemptKey(u.taskId, u.attemptId));
+    reconcile(ctx, worker, seen, fx, later);
+  }
   return { answer: { reregister: false, kill, heartbeatIntervalMs }, fx, later };
 }
 
@@ -221,14 +229,10 @@ function tellInterval(ctx: HeartbeatContext, worker: WorkerRecord): Duration {
 function reconcile(
   ctx: HeartbeatContext,
   worker: WorkerRecord,
-  req: HeartbeatRequest,
+  seen: ReadonlySet<string>,
   fx: Effects,
   later: (() => void)[],
 ): void {
-  const seen = new Set<string>();
-  for (const r of [...req.running, ...req.finished, ...req.updates]) {
-    seen.add(attemptKey(r.taskId, r.attemptId));
-  }
   const now = ctx.clock.now();
   const lost = ctx.reconciler.lostOnHeartbeat(
     worker,

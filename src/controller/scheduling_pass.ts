@@ -147,6 +147,8 @@ export function planPass(ctx: SchedulingPassContext): PlannedPass | undefined {
 interface PassMemo {
   readonly queueChanges: number;
   readonly workerVersion: number;
+  /** The snapshot's building limit per worker (0: none). */
+  readonly buildingLimit: number;
   /** The most important band of the jobs left waiting (BATCH when none). */
   readonly topBand: Band;
   /** The band and user of every job left waiting, when they are all the same. */
@@ -158,8 +160,23 @@ interface PassMemo {
 /** The last pass's memo per job table (none while it cannot be trusted). */
 const memos = new WeakMap<object, PassMemo>();
 
-/** Jobs at the head of the queue a pass over arrivals looks at once the workers changed. */
+/**
+ * Jobs at the head of the queue a pass over arrivals looks at once the workers changed, at most:
+ * no more than the free building slots can take, plus one (see {@linkcode headSize}).
+ */
 export const QUEUE_HEAD = 64;
+
+/**
+ * How many jobs at the head of the queue a pass over arrivals looks at once the workers changed.
+ * The pass decides as the whole queue whatever it reads (arrivalsOnly checks that it did); a head
+ * placed in full sends it back to the whole queue. A pass places at most one task per free
+ * building slot, so a head one longer than those slots keeps a job waiting: a few jobs, not
+ * QUEUE_HEAD, while the workers are busy building what the last passes placed (#20).
+ */
+function headSize(ctx: SchedulingPassContext, buildingLimit: number): number {
+  if (buildingLimit <= 0) return QUEUE_HEAD;
+  return Math.min(QUEUE_HEAD, ctx.workers.buildingRoom(buildingLimit) + 1);
+}
 
 /**
  * Notes what a pass left, when the next may build on it: nobody reads the whole plan
@@ -205,6 +222,7 @@ function rememberPass(
   memos.set(ctx.jobs, {
     queueChanges: ctx.jobs.queueChanges,
     workerVersion: ctx.workers.version,
+    buildingLimit: Math.max(0, snapshot.maxBuildingPerWorker ?? 0),
     topBand,
     uniform,
     reasons,
@@ -239,13 +257,14 @@ function arrivalsOnly(
   const present = arrivals.filter((id) => queue.has(id));
   // Nothing changed at all: the last pass's decisions stand.
   if (sameWorkers && present.length === 0) return {};
+  const head = sameWorkers ? 0 : headSize(ctx, memo.buildingLimit);
   // A short queue costs less read whole than checked.
-  if (!sameWorkers && queue.size <= 2 * QUEUE_HEAD) return undefined;
+  if (!sameWorkers && queue.size <= 2 * head) return undefined;
   // In queue order: the head, the memo's jobs (oldest of their signature), the new jobs.
   const only = new Set<string>();
   if (!sameWorkers) {
     for (const id of queue.keys()) {
-      if (only.size >= QUEUE_HEAD) break;
+      if (only.size >= head) break;
       only.add(id);
     }
   }

@@ -68,6 +68,8 @@ export class TransactionLog {
   #fileBytes = 0;
   #seq = 0;
   #failed = false;
+  /** Lines recorded in this turn, appended at its end (see {@linkcode flush}). */
+  #pending: string[] = [];
 
   constructor(options: TransactionLogOptions = {}) {
     this.#maxFileBytes = options.maxFileBytes ?? TRANSACTIONS_FILE_BYTES;
@@ -136,32 +138,79 @@ export class TransactionLog {
       details: input.details.slice(0, 2000),
     });
     this.#push(t);
-    if (this.#file) this.#append(t);
+    if (this.#file) {
+      // Appended at the end of the turn: the submits of one group commit share one open and
+      // write of the file, not one each (#20).
+      if (this.#pending.length === 0) queueMicrotask(() => this.flush());
+      this.#pending.push(
+        JSON.stringify({
+          seq: t.seq,
+          timestampMs: t.timestampMs,
+          action: t.action,
+          entity: t.entity,
+          user: t.user,
+          details: t.details,
+        }) + "\n",
+      );
+    }
     return t;
   }
 
-  #append(t: Transaction): void {
-    const line = JSON.stringify({
-      seq: t.seq,
-      timestampMs: t.timestampMs,
-      action: t.action,
-      entity: t.entity,
-      user: t.user,
-      details: t.details,
-    }) + "\n";
-    const bytes = new TextEncoder().encode(line);
-    try {
-      if (this.#fileBytes > 0 && this.#fileBytes + bytes.length > this.#maxFileBytes) {
-        Deno.renameSync(this.#file!, `${this.#file}.1`);
-        this.#fileBytes = 0;
+  /**
+   * Appends the entries recorded but not written yet (record leaves that to the end of its
+   * turn); the file rotates where it would for one append per entry.
+   */
+  flush(): void {
+    const lines = this.#pending;
+    if (lines.length === 0) return;
+    this.#pending = [];
+    const encoder = new TextEncoder();
+    let chunk: Uint8Array[] = [];
+    let chunkBytes = 0;
+    for (const line of lines) {
+      const bytes = encoder.encode(line);
+      const before = this.#fileBytes + chunkBytes;
+      if (before > 0 && before + bytes.length > this.#maxFileBytes) {
+        this.#append(chunk, chunkBytes);
+        chunk = [];
+        chunkBytes = 0;
+        this.#rotate();
       }
+      chunk.push(bytes);
+      chunkBytes += bytes.length;
+    }
+    this.#append(chunk, chunkBytes);
+  }
+
+  #rotate(): void {
+    try {
+      Deno.renameSync(this.#file!, `${this.#file}.1`);
+      this.#fileBytes = 0;
+    } catch (err) {
+      this.#failedWith(err);
+    }
+  }
+
+  #append(chunk: readonly Uint8Array[], size: number): void {
+    if (size === 0) return;
+    const bytes = new Uint8Array(size);
+    let at = 0;
+    for (const c of chunk) {
+      bytes.set(c, at);
+      at += c.length;
+    }
+    try {
       Deno.writeFileSync(this.#file!, bytes, { append: true, create: true, mode: 0o600 });
-      this.#fileBytes += bytes.length;
+      this.#fileBytes += size;
       this.#failed = false;
     } catch (err) {
-      if (!this.#failed) this.#log(`writing ${this.#file} failed: ${describeError(err)}`);
-      this.#failed = true;
+      this.#failedWith(err);
     }
+  }
+
+  #failedWith(err: unknown): void {
+    if (!this.#failed) this.#log(`writing ${this.#file} failed: ${describeError(err)}`);
+    this.#failed = true;
   }
 
   /** Matching entries, oldest first (the newest `limit` of them). */

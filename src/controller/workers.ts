@@ -384,6 +384,21 @@ export class WorkerTable {
     return out;
   }
 
+  /**
+   * Free building slots of the healthy workers: how many attempts a pass could place at most
+   * under a limit of `limit` ASSIGNED/BUILDING attempts per worker.
+   */
+  buildingRoom(limit: number): number {
+    let room = 0;
+    for (const w of this.workers.values()) {
+      if (!w.healthy) continue;
+      let building = 0;
+      for (const c of w.active.values()) if (isBuilding(c.state)) building++;
+      if (building < limit) room += limit - building;
+    }
+    return room;
+  }
+
   /** Whether {@linkcode preemptible} would list anything for `band` (without listing it). */
   anyPreemptible(band: number): boolean {
     if (band >= BAND_BATCH) return false;

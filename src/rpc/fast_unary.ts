@@ -55,6 +55,11 @@ export interface FastRequest {
   readonly method: string;
   readonly url: string;
   readonly headers: Headers;
+  /**
+   * One header's value as `headers.get(name)` gives it, when the server can tell it without
+   * making `headers` (src/rpc/http1.ts).
+   */
+  field?(name: string): string | null;
   /** Aborts when the client goes away. */
   readonly signal: AbortSignal;
   readonly body: ReadableStream<Uint8Array> | null;
@@ -137,16 +142,18 @@ export class FastUnary {
     if (req.method !== "POST") return undefined;
     const method = this.#methods.get(path);
     if (!method) return undefined;
-    const h = req.headers;
-    if (h.get("connect-protocol-version") !== "1") return undefined;
-    const type = h.get("content-type");
+    const get = req.field
+      ? (name: string) => req.field!(name)
+      : (name: string) => req.headers.get(name);
+    if (get("connect-protocol-version") !== "1") return undefined;
+    const type = get("content-type");
     const binary = type === contentTypeUnaryProto;
     if (!binary && type !== contentTypeUnaryJson && type !== "application/json; charset=utf-8") {
       return undefined;
     }
-    const encoding = h.get("content-encoding");
+    const encoding = get("content-encoding");
     if (encoding !== null && encoding !== "identity") return undefined;
-    const timeout = h.get("connect-timeout-ms");
+    const timeout = get("connect-timeout-ms");
     if (timeout === null) return { method, binary };
     // A worker's heartbeat carries one (#20); Connect's handler answers a bad one with its error.
     if (!/^\d{1,10}$/.test(timeout)) return undefined;
@@ -186,7 +193,7 @@ export class FastUnary {
       if (this.#opts.requestGate) await this.#opts.requestGate(ctx);
       const limits: BodyLimits = {
         readMaxBytes: this.#opts.readMaxBytes,
-        contentLength: req.headers.get("content-length"),
+        contentLength: req.field ? req.field("content-length") : req.headers.get("content-length"),
         maxJsonDepth: call.binary ? undefined : this.#maxJsonDepth,
       };
       const bytes = req.readBody
@@ -320,7 +327,6 @@ class FastContext implements HandlerContext {
   readonly service: UnarySpec["method"]["parent"];
   readonly requestMethod = "POST";
   readonly protocolName = "connect";
-  readonly requestHeader: Headers;
   readonly values: ContextValues;
   readonly url: string;
   readonly #request: FastRequest;
@@ -335,11 +341,15 @@ class FastContext implements HandlerContext {
   constructor(spec: UnarySpec, req: FastRequest, values: ContextValues, timeoutMs?: number) {
     this.method = spec.method;
     this.service = spec.method.parent;
-    this.requestHeader = req.headers;
     this.values = values;
     this.url = req.url;
     this.#request = req;
     this.#deadline = timeoutMs === undefined ? undefined : Date.now() + timeoutMs;
+  }
+
+  /** The request's headers (made by the server only when first read, src/rpc/http1.ts). */
+  get requestHeader(): Headers {
+    return this.#request.headers;
   }
 
   /** What is left of the caller's timeout, as Connect's context says it. */

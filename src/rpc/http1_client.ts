@@ -34,6 +34,7 @@ import {
   runUnaryCall,
 } from "@connectrpc/connect/protocol";
 import {
+  contentTypeUnaryProto,
   errorFromJson,
   requestHeader,
   trailerDemux,
@@ -220,8 +221,121 @@ function poolFor(url: URL): Pool {
 /** What one exchange returned. */
 interface RawAnswer {
   status: number;
-  headers: Headers;
+  /** The header fields as received (names lower-cased); `headers` is made of them when read. */
+  fields: readonly (readonly [string, string])[];
+  readonly headers: Headers;
+  /** The content-type field (null when absent). */
+  contentType: string | null;
+  /** Whether a field is a Connect trailer (`trailer-…`). */
+  hasTrailer: boolean;
   body: Uint8Array;
+}
+
+/** A {@linkcode RawAnswer} whose Headers object is made on first read. */
+function rawAnswer(
+  status: number,
+  fields: readonly (readonly [string, string])[],
+  contentType: string | null,
+  hasTrailer: boolean,
+  body: Uint8Array,
+  keepAlive: boolean,
+): RawAnswer & { keepAlive: boolean } {
+  let headers: Headers | undefined;
+  return {
+    status,
+    fields,
+    contentType,
+    hasTrailer,
+    body,
+    keepAlive,
+    get headers() {
+      if (!headers) {
+        headers = new Headers();
+        for (const [k, v] of fields) headers.append(k, v);
+      }
+      return headers;
+    },
+  };
+}
+
+/**
+ * Headers filled from received fields on first use: the header of a successful unary answer is
+ * rarely read, and a Headers object costs a validation per field (a tenth of a submitter's CPU per
+ * call, #20). Deno's Request and Response constructors read a Headers' own list, not its methods:
+ * give them `new Headers(lazy)`.
+ */
+class LazyHeaders extends Headers {
+  #fields: readonly (readonly [string, string])[] | undefined;
+
+  constructor(fields: readonly (readonly [string, string])[]) {
+    super();
+    this.#fields = fields.length ? fields : undefined;
+  }
+
+  #fill(): void {
+    const fields = this.#fields;
+    if (!fields) return;
+    this.#fields = undefined;
+    for (const [k, v] of fields) super.append(k, v);
+  }
+
+  override append(name: string, value: string): void {
+    this.#fill();
+    super.append(name, value);
+  }
+
+  override delete(name: string): void {
+    this.#fill();
+    super.delete(name);
+  }
+
+  override get(name: string): string | null {
+    this.#fill();
+    return super.get(name);
+  }
+
+  override getSetCookie(): string[] {
+    this.#fill();
+    return super.getSetCookie();
+  }
+
+  override has(name: string): boolean {
+    this.#fill();
+    return super.has(name);
+  }
+
+  override set(name: string, value: string): void {
+    this.#fill();
+    super.set(name, value);
+  }
+
+  override forEach(
+    callback: (value: string, key: string, parent: this) => void,
+    thisArg?: unknown,
+  ): void {
+    this.#fill();
+    super.forEach(callback, thisArg);
+  }
+
+  override entries(): ReturnType<Headers["entries"]> {
+    this.#fill();
+    return super.entries();
+  }
+
+  override keys(): ReturnType<Headers["keys"]> {
+    this.#fill();
+    return super.keys();
+  }
+
+  override values(): ReturnType<Headers["values"]> {
+    this.#fill();
+    return super.values();
+  }
+
+  override [Symbol.iterator](): ReturnType<Headers["entries"]> {
+    this.#fill();
+    return super[Symbol.iterator]();
+  }
 }
 
 /** The connection failed (like fetch's TypeError, which Iris's clients treat as transient). */
@@ -304,7 +418,9 @@ async function readAnswer(
   const m = /^HTTP\/1\.([01]) (\d{3})/.exec(lines[0]!);
   if (!m) throw new Error(`malformed response: ${JSON.stringify(lines[0]!.slice(0, 80))}`);
   const status = Number(m[2]);
-  const headers = new Headers();
+  const fields: [string, string][] = [];
+  let contentType: string | null = null;
+  let hasTrailer = false;
   let length = -1;
   let chunked = false;
   let keepAlive = m[1] === "1";
@@ -320,8 +436,9 @@ async function readAnswer(
       const v = value.toLowerCase();
       if (v.includes("close")) keepAlive = false;
       else if (v.includes("keep-alive")) keepAlive = true;
-    }
-    headers.append(name, value);
+    } else if (name === "content-type") contentType = value;
+    else if (name.startsWith("trailer-")) hasTrailer = true;
+    fields.push([name, value]);
   }
   let body: Uint8Array;
   if (chunked) body = await readChunked(c);
@@ -342,7 +459,7 @@ async function readAnswer(
     body = concat(parts);
     keepAlive = false;
   }
-  return { status, headers, body, keepAlive };
+  return rawAnswer(status, fields, contentType, hasTrailer, body, keepAlive);
 }
 
 async function readChunked(c: ClientConn): Promise<Uint8Array> {
@@ -462,6 +579,17 @@ export function createHttp1Transport(options: Http1TransportOptions): Transport 
       bytes.set(body, h.length);
     } else request.set(body, written);
     const answer = await exchange(pool, plan.url, bytes, signal);
+    // The common answer (what validateResponse and trailerDemux would pass through unchanged):
+    // its Headers objects are made only if someone reads them.
+    if (
+      answer.status === 200 && answer.contentType === contentTypeUnaryProto && !answer.hasTrailer
+    ) {
+      return {
+        header: new LazyHeaders(answer.fields),
+        trailer: new LazyHeaders([]),
+        message: plan.parse(answer.body),
+      };
+    }
     const { isUnaryError, unaryError } = validateResponse(
       method.methodKind,
       true,

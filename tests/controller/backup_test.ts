@@ -23,6 +23,7 @@ function makeState(dir: string): { token: string } {
   const token = accounts.enrolments.issue("slice-a", 2, Date.now() + 60_000);
   const log = new TransactionLog({ dir });
   log.record({ action: "submit", entity: "job-1", user: "alice", details: "one" });
+  log.flush();
   Deno.writeTextFileSync(`${dir}/worker.token`, "secret-worker-token\n", { mode: 0o600 });
   return { token };
 }

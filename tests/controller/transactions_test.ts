@@ -11,6 +11,27 @@ function fill(log: TransactionLog, n: number, action = "submit"): void {
   }
 }
 
+function listingHas(dir: string, name: string): boolean {
+  return [...Deno.readDirSync(dir)].some((e) => e.name === name);
+}
+
+Deno.test("transactions: the entries of a turn are appended at its end", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-tx-" });
+  try {
+    const log = new TransactionLog({ dir });
+    fill(log, 3);
+    await Promise.resolve(); // the end of this turn
+    const text = await Deno.readTextFile(`${dir}/${TRANSACTIONS_FILE}`);
+    assertEquals(text.trim().split("\n").map((l) => JSON.parse(l).entity), [
+      "/alice/job-0",
+      "/alice/job-1",
+      "/alice/job-2",
+    ]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
 Deno.test("transactions: the memory ring keeps the newest entries; filters and limits apply", () => {
   const log = new TransactionLog({ maxInMemory: 10, now: () => 1000 });
   fill(log, 15);
@@ -35,6 +56,9 @@ Deno.test("transactions: the file rotates by size and is reloaded after a restar
     const file = `${dir}/${TRANSACTIONS_FILE}`;
     const log = new TransactionLog({ dir, maxFileBytes: 2000 });
     fill(log, 40);
+    // Nothing is written before the end of the turn, then all of it, rotated as if line by line.
+    assert(!listingHas(dir, TRANSACTIONS_FILE));
+    log.flush();
     const size = Deno.statSync(file).size;
     const rotated = Deno.statSync(`${file}.1`).size;
     assert(size <= 2000 && rotated <= 2000, `sizes ${size}, ${rotated}`);
@@ -65,6 +89,7 @@ Deno.test("transactions: a failed append is logged once and never fails the acti
     const logged: string[] = [];
     const log = new TransactionLog({ dir, log: (l) => logged.push(l) });
     fill(log, 3);
+    log.flush();
     assertEquals(log.list().length, 3);
     assertEquals(logged.length, 1, logged.join("\n"));
     assert(logged[0]!.includes(`${dir}/${TRANSACTIONS_FILE}`), logged[0]);

@@ -351,3 +351,37 @@ Deno.test("LaunchJob with a misspelt field is refused naming it; the job count i
   assertMatch(body.message, /maxRetriesFailures/);
   assertEquals(c.controller.jobs.jobs.size, 0);
 });
+
+Deno.test("iris: a header value a Headers object refuses is answered 400; a repeated field reads joined", async () => {
+  const seen: (string | null)[] = [];
+  await using server = serveRpc((router: ConnectRouter) => {
+    router.service(ControllerService, {
+      getJobStatus: (req, ctx) => {
+        seen.push(ctx.requestHeader.get("x-twice"));
+        return { job: { jobId: req.jobId } };
+      },
+    });
+  }, { transport: "iris" });
+  const raws: Raw[] = [];
+  try {
+    for (const value of ["a\u0000b", "price \u20ac"]) {
+      const bad = await connect(server.port);
+      raws.push(bad);
+      bad.socket.write(`GET /x HTTP/1.1\r\nHost: x\r\nX-Bad: ${value}\r\n\r\n`);
+      assertMatch(await bad.closed, /^HTTP\/1\.1 400/);
+    }
+    const body = binaryRequest("twice");
+    const ok = await connect(server.port);
+    raws.push(ok);
+    ok.socket.write(
+      `POST ${PATH} HTTP/1.1\r\nHost: x\r\nConnect-Protocol-Version: 1\r\n` +
+        `Content-Type: application/proto\r\nX-Twice: 1\r\nx-twice:  2 \r\n` +
+        `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+    );
+    ok.socket.write(body);
+    assertMatch(await ok.closed, /^HTTP\/1\.1 200/);
+    assertEquals(seen, ["1, 2"]);
+  } finally {
+    await closeAll(raws);
+  }
+});

@@ -23,6 +23,7 @@ function routes(router: ConnectRouter) {
       if (req.jobId === "missing") {
         throw new ConnectError("job missing does not exist", Code.NotFound, { "x-why": "gone" });
       }
+      if (req.jobId === "with-header") ctx.responseHeader.set("x-answer", "yes");
       return {
         job: {
           jobId: req.jobId,
@@ -64,6 +65,12 @@ for (const transport of ["iris", "deno", "node"] as HttpTransport[]) {
     assertEquals((await client.getJobStatus({ jobId: "x" })).job?.user, "Bearer t0k|");
     const withHeader = await client.getJobStatus({ jobId: "x" }, { headers: { "x-extra": "e" } });
     assertEquals(withHeader.job?.user, "Bearer t0k|e");
+    // The answer's header (made only when read) holds every field the server sent.
+    let header = new Headers();
+    await client.getJobStatus({ jobId: "with-header" }, { onHeader: (h) => header = h });
+    assertEquals(header.get("x-answer"), "yes");
+    assertEquals(new Headers(header).get("content-type"), "application/proto");
+    assert([...header.keys()].includes("x-answer"), [...header.keys()].join());
     const err = await errorOf(client.getJobStatus({ jobId: "missing" }));
     assertEquals(err.code, Code.NotFound);
     assertEquals(err.rawMessage, "job missing does not exist");
