@@ -344,6 +344,31 @@ Deno.test({
 });
 
 Deno.test({
+  name: "JobOutputs: a spare's retention starts anew when a job takes it (a recent mtime is kept)",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (dir) => {
+      const outputs = new JobOutputs(dir, seconds(7 * 24 * 3600));
+      const old = await outputs.acquire("/a/old");
+      const recent = await outputs.acquire("/a/recent");
+      await outputs.release("/a/old");
+      await outputs.release("/a/recent");
+      const hourAgo = new Date(Date.now() - HOUR);
+      await Deno.utime(old, hourAgo, hourAgo); // as if released an hour ago
+      const recentMtime = stat(recent).mtime!.getTime();
+      const oldIno = stat(old).ino;
+      const first = await outputs.acquire("/b/first"); // takes the oldest spare
+      assertEquals(stat(first).ino, oldIno);
+      assert(stat(first).mtime!.getTime() > Date.now() - 60_000, "an old mtime is set anew");
+      const second = await outputs.acquire("/b/second");
+      assertEquals(stat(second).mtime!.getTime(), recentMtime, "one set moments ago is kept");
+      // Its release then sets it only once that mtime is a minute old, as for a new directory.
+      await outputs.release("/b/second");
+      assertEquals(stat(second).mtime!.getTime(), recentMtime);
+    }),
+});
+
+Deno.test({
   name: "JobOutputs: a job id naming the outputs root or the worker's root is refused (job_id)",
   ignore: !linux,
   fn: () =>
