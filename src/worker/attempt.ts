@@ -534,6 +534,7 @@ export class TaskAttempt {
     // What `iris task exec` runs commands with: the task's directory, env, user and limits.
     this.#execSpec = { cwd: this.dir, env, user: user || undefined, limits };
     const early: LogLine[] = this.#early = [];
+    ctx.ledger?.flush(); // its uid, before a process of it runs
     const proc = await TaskProcess.launch({
       argv,
       cwd: this.dir,
@@ -662,6 +663,7 @@ export class TaskAttempt {
   ): Promise<{ exitCode: number; tail: readonly string[] }> {
     const ctx = this.#ctx;
     const req = this.request;
+    ctx.ledger?.flush(); // its uid, before a process of it runs
     const proc = await TaskProcess.launch({
       argv,
       cwd: this.dir,

@@ -12,14 +12,25 @@
  * attributes the last task set on the directory itself; the 0700 mode masks ACL entries for
  * other uids (docs/security.md).
  *
+ * A pruned directory is usually taken by an attempt starting moments later: then it waits where
+ * it is (`release`), and that attempt's `make` locks it (to the attempt's own user, which has no
+ * process yet), checks it and renames it into place in one synchronous step, with nothing in
+ * between (#20: half the syscalls of parking it and checking it again where it lands). One that
+ * no attempt took within {@linkcode PRUNED_WAIT}, or past {@linkcode MAX_SPARE_DIRS} waiting, or
+ * when the worker falls idle (`settle`), is parked or removed as above.
+ *
  * Every step here is a synchronous syscall of a few microseconds: cheaper, in CPU, than an async
  * op's trip through Deno's thread pool.
  * @module
  */
 import type { TaskUser } from "./task_users.ts";
+import { type Clock, type Duration, seconds, systemClock } from "../time.ts";
 
-/** Spare directories kept at most (each is two empty inodes). */
+/** Spare directories kept at most (each is two empty inodes); pruned ones waiting, as many. */
 export const MAX_SPARE_DIRS = 64;
+
+/** How long a pruned directory waits for an attempt to take it before it is parked or removed. */
+export const PRUNED_WAIT: Duration = seconds(1);
 
 /** Makes attempt directories, and recycles the clean ones of pruned attempts. */
 export class AttemptDirs {
@@ -27,7 +38,12 @@ export class AttemptDirs {
   readonly spareDir: string;
   /** Set when tasks run as their own users: a recycled directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
+  readonly #clock: Clock;
   readonly #spares: string[] = [];
+  /** Directories of pruned attempts not yet looked at, oldest first, and when each came. */
+  readonly #pruned: { readonly dir: string; readonly at: number }[] = [];
+  /** Removals under way in the background. */
+  readonly #removals = new Set<Promise<void>>();
   #next = 0;
   #spareDirReady = false;
   /**
@@ -38,11 +54,17 @@ export class AttemptDirs {
 
   /**
    * `owner`: the worker's uid and gid when tasks run as their own users (a directory goes back
-   * to it before it is checked, so its last task can no longer change it).
+   * to it before it is checked, so its last task can no longer change it). `clock`: times how
+   * long pruned directories wait.
    */
-  constructor(rootDir: string, owner?: { readonly uid: number; readonly gid: number }) {
+  constructor(
+    rootDir: string,
+    owner?: { readonly uid: number; readonly gid: number },
+    clock: Clock = systemClock,
+  ) {
     this.spareDir = `${rootDir}/spare`;
     this.#owner = owner;
+    this.#clock = clock;
   }
 
   /** Spare directories ready now. */
@@ -86,6 +108,9 @@ export class AttemptDirs {
    * at `dir` (an earlier worker run's) is replaced.
    */
   make(dir: string, user?: TaskUser): void {
+    for (let old = this.#pruned.shift(); old; old = this.#pruned.shift()) {
+      if (this.#reuse(old.dir, dir, user)) return;
+    }
     const spare = this.#spares.pop();
     if (spare !== undefined) {
       let moved = false;
@@ -106,7 +131,7 @@ export class AttemptDirs {
         // Made afresh below.
       }
       // A spare moved to `dir` is a leftover that freshDirSync removes (never follows).
-      if (!moved) this.#discard(spare);
+      if (!moved) void this.#discard(spare);
     }
     freshDirSync(dir, user ? 0o700 : undefined);
     Deno.mkdirSync(`${dir}/tmp`);
@@ -143,34 +168,75 @@ export class AttemptDirs {
     return true;
   }
 
+  /** Pruned directories waiting for an attempt to take them (`release`). */
+  get pruned(): number {
+    return this.#pruned.length;
+  }
+
+  /**
+   * The attempt's directory is no longer wanted: it waits where it is for the next `make` (see
+   * the module comment), at most {@linkcode PRUNED_WAIT}; older ones and those past
+   * {@linkcode MAX_SPARE_DIRS} are parked or removed now. Never throws.
+   */
+  release(dir: string): void {
+    const now = this.#clock.monotonic();
+    this.#pruned.push({ dir, at: now });
+    this.settle(now - PRUNED_WAIT, this.#pruned.length - MAX_SPARE_DIRS);
+  }
+
+  /**
+   * Parks or removes (as `remove` does) the pruned directories that came before `before`
+   * (the clock's monotonic time; default: all), and at least the `count` oldest.
+   */
+  settle(before = Infinity, count = 0): void {
+    while (this.#pruned.length > 0 && (count-- > 0 || this.#pruned[0]!.at < before)) {
+      void this.remove(this.#pruned.shift()!.dir);
+    }
+  }
+
+  /** Resolves once every removal started so far (in the background) ended. */
+  async drained(): Promise<void> {
+    while (this.#removals.size > 0) await Promise.all(this.#removals);
+  }
+
   /**
    * The attempt's directory is no longer wanted: kept as a spare when it holds only an empty
    * `tmp` (and the pool has room), else removed in the background. Never throws.
    */
-  async remove(dir: string): Promise<void> {
-    if (this.#spares.length < MAX_SPARE_DIRS && this.#recycle(dir)) return;
-    await Deno.remove(dir, { recursive: true }).catch(() => {});
+  remove(dir: string): Promise<void> {
+    if (this.#spares.length < MAX_SPARE_DIRS && this.#recycle(dir)) return Promise.resolve();
+    return this.#discard(dir);
+  }
+
+  /**
+   * Takes the pruned directory `old` for the attempt at `dir`: locked (given to `user`, which
+   * runs nothing yet, else kept the worker's), checked, renamed to `dir`. False when it is not
+   * clean (it is then the worker's again, and removed) or cannot be moved.
+   */
+  #reuse(old: string, dir: string, user?: TaskUser): boolean {
+    const owner = this.#owner;
+    try {
+      if (this.#claim(old, user ?? owner)) {
+        Deno.renameSync(old, dir);
+        return true;
+      }
+    } catch {
+      // Removed below.
+    }
+    try {
+      // Out of reach of `user` before anything else: it may hold the last task's files.
+      if (user && owner) Deno.chownSync(old, owner.uid, owner.gid);
+    } catch {
+      return false; // gone
+    }
+    void this.#discard(old);
+    return false;
   }
 
   /** Locks, checks and parks `dir` as a spare; false (nothing moved) when it is not clean. */
   #recycle(dir: string): boolean {
-    const modes = this.#modes;
-    if (!modes) return false;
     try {
-      const owner = this.#owner;
-      // First taken from the task user: from then on only the worker can change it. (Its path
-      // is in the worker's `tasks`, which task users cannot write: it cannot be swapped.)
-      if (owner) Deno.chownSync(dir, owner.uid, owner.gid);
-      const st = Deno.lstatSync(dir);
-      if (!st.isDirectory || (owner && st.uid !== owner.uid)) return false;
-      if (((st.mode ?? 0) & 0o7777) !== modes.dir) Deno.chmodSync(dir, modes.dir);
-      const entries = [...Deno.readDirSync(dir)];
-      const tmp = entries[0];
-      if (entries.length !== 1 || tmp?.name !== "tmp" || !tmp.isDirectory) return false;
-      // A real directory (not a symlink: d_type), which nobody but the worker can replace now.
-      if (owner) Deno.chownSync(`${dir}/tmp`, owner.uid, owner.gid);
-      Deno.chmodSync(`${dir}/tmp`, modes.tmp);
-      for (const _ of Deno.readDirSync(`${dir}/tmp`)) return false;
+      if (!this.#claim(dir, this.#owner)) return false;
       if (!this.#spareDirReady) {
         Deno.mkdirSync(this.spareDir, { recursive: true, mode: 0o700 });
         this.#spareDirReady = true;
@@ -184,8 +250,35 @@ export class AttemptDirs {
     }
   }
 
-  #discard(spare: string): void {
-    Deno.remove(spare, { recursive: true }).catch(() => {});
+  /**
+   * Gives `dir` to `to` (else leaves its owner) with a fresh directory's modes, then checks that
+   * it holds an empty `tmp` and nothing else: true when clean. `to` runs nothing (the worker, or
+   * a task user before its task starts): once it owns them, the last task can no longer change
+   * `dir` or its `tmp` (`dir`'s path is in the worker's `tasks`, which task users cannot write:
+   * it cannot be swapped). May throw.
+   */
+  #claim(dir: string, to?: { readonly uid: number; readonly gid: number }): boolean {
+    const modes = this.#modes;
+    if (!modes) return false;
+    if (to) Deno.chownSync(dir, to.uid, to.gid);
+    const st = Deno.lstatSync(dir);
+    if (!st.isDirectory || (to && st.uid !== to.uid)) return false;
+    if (((st.mode ?? 0) & 0o7777) !== modes.dir) Deno.chmodSync(dir, modes.dir);
+    const entries = [...Deno.readDirSync(dir)];
+    const tmp = entries[0];
+    if (entries.length !== 1 || tmp?.name !== "tmp" || !tmp.isDirectory) return false;
+    // A real directory (not a symlink: d_type), which nobody but `to` can replace now.
+    if (to) Deno.chownSync(`${dir}/tmp`, to.uid, to.gid);
+    Deno.chmodSync(`${dir}/tmp`, modes.tmp);
+    for (const _ of Deno.readDirSync(`${dir}/tmp`)) return false;
+    return true;
+  }
+
+  /** Removes `dir` in the background (see `drained`). */
+  #discard(dir: string): Promise<void> {
+    const removal = Deno.remove(dir, { recursive: true }).catch(() => {});
+    this.#removals.add(removal);
+    return removal.finally(() => this.#removals.delete(removal));
   }
 }
 

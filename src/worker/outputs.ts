@@ -6,11 +6,12 @@
  * Most jobs write nothing there. Making and later removing an inode per job is what such a
  * directory would cost (ext4 scans past recently deleted inodes to allocate one, a scan that
  * grows with the worker's throughput: #20, attempt_dirs.ts). So when the last attempt holding a
- * job's directory releases it empty, the directory is locked (owned by the worker, a fresh
- * directory's mode) and checked empty, then left where it is as a spare: the next new job's
- * first attempt renames it to its own name (one rename in the same directory) and gives it to its
- * task user. Until then it is the old job's (empty) directory as before, swept with the others;
- * after it, the old job is remembered (in memory, for the retention, at most
+ * job's directory releases it, the directory is remembered as a spare, left where it is as it is:
+ * the next new job's first attempt locks it (gives it to its own task user, which runs nothing
+ * yet; a fresh directory's mode), checks it empty and renames it to its own name (one rename in
+ * the same directory), all in one synchronous step; one that holds anything gets its owner and
+ * mode back and stays its job's. Until then it is the old job's directory as before, swept with
+ * the others; after it, the old job is remembered (in memory, for the retention, at most
  * {@linkcode MAX_EMPTIED_JOBS} of them) so ReadJobOutput still lists its directory as empty.
  * @module
  */
@@ -60,7 +61,7 @@ export class JobOutputs {
   #rootReady = false;
   /** Set when tasks run as their own users: an empty directory is taken back from one. */
   readonly #owner?: { readonly uid: number; readonly gid: number };
-  /** Jobs whose directory is a spare (empty, locked, no attempt), oldest first. */
+  /** Jobs whose directory is a spare (released by its last attempt, not checked yet), oldest first. */
   readonly #spares = new Set<string>();
   /** Names of spares made ahead (`fill`): no job's yet. */
   readonly #made = new Set<string>();
@@ -71,6 +72,10 @@ export class JobOutputs {
   #workerUid?: number | null;
   /** Jobs whose empty directory went to another job, and when (Date.now()), oldest first. */
   readonly #emptied = new Map<string, number>();
+  /** How old an mtime this worker set may be for it to be kept (see `release`). */
+  readonly #mtimeSlack: number;
+  /** When the mtime of the directory `#claim` just took was set (performance.now()), if kept. */
+  #touchedAt?: number;
 
   /**
    * `retention`: an output directory unused this long is removed (@default 7 days). Attempt
@@ -87,11 +92,12 @@ export class JobOutputs {
   ) {
     this.rootDir = rootDir;
     this.#retention = retention;
+    this.#mtimeSlack = Math.min(OUTPUT_MTIME_SLACK, retention / 100);
     this.#sweepEvery = sweepEvery;
     this.#owner = owner;
   }
 
-  /** Spare directories ready now. */
+  /** Spare directories now: released by their jobs (not checked yet) and made ahead. */
   get spares(): number {
     return this.#spares.size + this.#made.size;
   }
@@ -193,7 +199,7 @@ export class JobOutputs {
     // An existing directory (another attempt of the job, or kept files) takes the slow path.
     const ownSpare = !held && this.#spares.delete(jobId);
     const created = ownSpare
-      ? this.#takeOwnSpare(dir, user) || this.#makeDir(dir, user)
+      ? this.#takeOwnSpare(dir, user)
       : (!held && this.#takeSpare(dir, user)) || this.#makeDir(dir, user);
     if (!created) {
       // Never followed out of the root: the job's directory must be one.
@@ -205,7 +211,8 @@ export class JobOutputs {
       await Deno.utime(dir, now, now);
     }
     const entry = this.#active.get(jobId);
-    if (entry) entry.touchedAt = performance.now();
+    if (entry) entry.touchedAt = this.#touchedAt ?? performance.now();
+    this.#touchedAt = undefined;
     if (performance.now() - this.#lastSweep >= this.#sweepEvery) {
       this.#lastSweep = performance.now();
       await this.sweep().catch(() => []);
@@ -213,20 +220,82 @@ export class JobOutputs {
     return dir;
   }
 
-  /** Renames a spare directory to `dir` (given to `user`); false when none was put there. */
+  /** Gives a spare directory to `dir` (and `user`); false when none was put there. */
   #takeSpare(dir: string, user?: { uid: number; gid: number }): boolean {
-    let spareJob: string | undefined;
-    for (spareJob of this.#spares) break;
-    if (spareJob === undefined) return this.#takeMade(dir, user);
-    this.#spares.delete(spareJob);
-    const spare = this.dirOf(spareJob);
-    const moved = this.#moveSpare(spare, dir, user);
-    // Kept files of the job (or an odd leftover) were in the way: the spare waits on.
-    if (moved === undefined) {
-      if (isDirSync(spare)) this.#spares.add(spareJob);
-      return false;
+    for (const spareJob of this.#spares) {
+      this.#spares.delete(spareJob);
+      const taken = this.#claim(this.dirOf(spareJob), dir, user);
+      if (taken === true) {
+        this.#forget(spareJob);
+        return true;
+      }
+      // Kept files of the job (or an odd leftover) were in the way: the spare waits on.
+      if (taken === undefined) {
+        this.#spares.add(spareJob);
+        return false;
+      }
     }
-    this.#forget(spareJob);
+    return this.#takeMade(dir, user);
+  }
+
+  /**
+   * Takes the released directory `spare` for `dir`: locked (given to `user`, which runs nothing
+   * yet, else the worker's; a fresh directory's mode: from then on only the worker can add to
+   * it), checked empty, renamed to `dir` and handed over. True when taken; false when it held
+   * anything (it then has its owner and mode back: still its job's) or was no directory (then
+   * removed, never followed); undefined when the rename failed (`dir` is in the way: as it was).
+   */
+  #claim(spare: string, dir: string, user?: { uid: number; gid: number }): boolean | undefined {
+    const mode = this.#freshMode;
+    let before: Deno.FileInfo;
+    try {
+      before = Deno.lstatSync(spare);
+    } catch {
+      return false; // gone
+    }
+    if (!before.isDirectory) return this.#dropTaken(spare);
+    if (mode === undefined) return false;
+    const to = user ?? this.#owner;
+    const wasMode = (before.mode ?? 0) & 0o7777;
+    const taken = to !== undefined && (before.uid !== to.uid || before.gid !== to.gid);
+    let moved: boolean | undefined = false;
+    try {
+      // Its path is in the outputs root, which only the worker can write: it cannot be swapped.
+      if (taken) Deno.chownSync(spare, to.uid, to.gid);
+      if (wasMode !== mode) Deno.chmodSync(spare, mode);
+      if (isEmptyDirSync(spare)) {
+        moved = undefined;
+        // Onto an empty leftover too (rename(2) replaces an empty directory, not a full one).
+        Deno.renameSync(spare, dir);
+        moved = true;
+      }
+    } catch {
+      // Put back as it was, below.
+    }
+    if (moved) {
+      // Its retention starts now, as a new directory's would; an mtime set moments ago (a spare
+      // released by a short job) is kept as release keeps one (see there): one syscall less.
+      const age = Date.now() - (before.mtime?.getTime() ?? -Infinity);
+      if (age >= 0 && age < this.#mtimeSlack) {
+        this.#touchedAt = performance.now() - age;
+        return true;
+      }
+      const now = new Date();
+      try {
+        Deno.utimeSync(dir, now, now);
+      } catch {
+        // Gone meanwhile: the attempt's later steps fail on it.
+      }
+      return true;
+    }
+    try {
+      if (taken && before.uid !== null && before.gid !== null) {
+        Deno.chownSync(spare, before.uid, before.gid);
+      }
+      if (wasMode !== mode) Deno.chmodSync(spare, wasMode);
+    } catch {
+      // Gone meanwhile, or the worker cannot: the sweep and the next acquire cope.
+    }
     return moved;
   }
 
@@ -259,16 +328,19 @@ export class JobOutputs {
   }
 
   /**
-   * Gives the job's own spare back to it (the next task of a job that wrote nothing so far): it is
-   * empty and the worker's, so only it needs the owner. False when it is gone.
+   * Gives the job's own spare back to it (the next task of a job whose attempts are all over):
+   * when empty, only it needs the owner. False when the slow path must see to it (files in it,
+   * or gone: then made afresh).
    */
   #takeOwnSpare(dir: string, user?: { uid: number; gid: number }): boolean {
-    if (!this.#isPristine(dir)) return !isDirSync(dir) && this.#dropTaken(dir);
     try {
+      const st = Deno.lstatSync(dir);
+      if (!st.isDirectory) return this.#dropTaken(dir) || this.#makeDir(dir, user);
+      if (!isEmptyDirSync(dir)) return false;
       this.#handOver(dir, user);
       return true;
     } catch {
-      return false;
+      return this.#makeDir(dir, user);
     }
   }
 
@@ -319,60 +391,19 @@ export class JobOutputs {
    */
   async release(jobId: string): Promise<void> {
     const held = this.#active.get(jobId);
-    const slack = Math.min(OUTPUT_MTIME_SLACK, this.#retention / 100);
-    const recent = held !== undefined && performance.now() - held.touchedAt < slack;
+    const recent = held !== undefined && performance.now() - held.touchedAt < this.#mtimeSlack;
     if (held && --held.holders <= 0) {
       this.#active.delete(jobId);
-      // The last holder: an empty directory becomes a spare (the module comment says why), its
-      // mtime set as any other's: it is the job's directory until a new job takes it.
-      this.#park(jobId);
+      // The last holder: the directory becomes a spare (the module comment says why), its mtime
+      // set as any other's: it is the job's directory until a new job takes it.
+      if (this.#freshMode !== undefined && this.#spares.size < MAX_SPARE_OUTPUT_DIRS) {
+        this.#spares.add(jobId);
+      }
     }
     if (recent) return;
     if (held && held.holders > 0) held.touchedAt = performance.now();
     const now = new Date();
     await Deno.utime(this.dirOf(jobId), now, now).catch(() => {});
-  }
-
-  /**
-   * Locks and checks the job's directory and keeps it as a spare; false (the directory left as it
-   * was) when it is not empty or the pool is full. Never throws.
-   */
-  #park(jobId: string): boolean {
-    const mode = this.#freshMode;
-    if (mode === undefined || this.spares >= MAX_SPARE_OUTPUT_DIRS) return false;
-    const dir = this.dirOf(jobId);
-    let before: Deno.FileInfo;
-    try {
-      before = Deno.lstatSync(dir);
-    } catch {
-      return false;
-    }
-    if (!before.isDirectory) return false;
-    const owner = this.#owner;
-    const wasMode = (before.mode ?? 0) & 0o7777;
-    const taken = owner !== undefined && (before.uid !== owner.uid || before.gid !== owner.gid);
-    try {
-      // First taken from the task user (whose processes may outlive the attempt by a moment)
-      // and closed to others: from then on only the worker can add to it. Its path is in the
-      // outputs root, which only the worker can write: it cannot be swapped meanwhile.
-      if (owner && taken) Deno.chownSync(dir, owner.uid, owner.gid);
-      if (wasMode !== mode) Deno.chmodSync(dir, mode);
-      if (isEmptyDirSync(dir)) {
-        this.#spares.add(jobId);
-        return true;
-      }
-    } catch {
-      // Kept as it is, below.
-    }
-    try {
-      if (taken && before.uid !== null && before.gid !== null) {
-        Deno.chownSync(dir, before.uid, before.gid);
-      }
-      if (wasMode !== mode) Deno.chmodSync(dir, wasMode);
-    } catch {
-      // Gone meanwhile, or the worker cannot: the sweep and the next acquire cope.
-    }
-    return false;
   }
 
   /** Remembers a job whose empty directory went to another job (ReadJobOutput lists it empty). */

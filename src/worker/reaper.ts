@@ -91,9 +91,19 @@ export class ReapLedger {
     this.#write();
   }
 
+  /**
+   * A uid handed out: written with the turn's other changes (a batch of attempts shares one
+   * write, #20), and in any case before a process of it starts: whoever starts one calls
+   * {@linkcode flush} first.
+   */
   addUid(uid: number): void {
     this.#uids.add(uid);
-    this.#write();
+    this.#writeSoon();
+  }
+
+  /** Writes now what waits for the end of the turn, if anything. */
+  flush(): void {
+    if (this.#writeQueued) this.#write();
   }
 
   /** A uid swept and free again; written with the turn's other removals (see #writeSoon). */
@@ -136,8 +146,8 @@ export class ReapLedger {
    * A removal is written at the end of the current turn, with every other change made in it (a
    * uid sweep frees a whole batch at once): until then the ledger names one more uid or session
    * than runs, which a sweep after the worker's death would only find gone. So is a new session
-   * (its leader started before the worker learnt its id). A uid is written at once, before any
-   * process of it starts.
+   * (its leader started before the worker learnt its id), and a new uid (flushed before any
+   * process of it starts).
    */
   #writeSoon(): void {
     if (this.#writeQueued) return;

@@ -166,7 +166,7 @@ export class TaskProcess {
    * Timers and callbacks rather than AbortControllers: an abort() builds a DOMException with a
    * stack trace, and a task that ends in milliseconds would pay three (#20).
    */
-  #sampleTimer?: ReturnType<typeof setTimeout>;
+  #sampleTimer?: SampleTimer;
   /** The memory sample in progress, if any. */
   #sampling?: Promise<void>;
   #samplingStopped = false;
@@ -370,7 +370,7 @@ export class TaskProcess {
     clearTimeout(this.#timer);
     this.#cutGrace();
     this.#samplingStopped = true;
-    clearTimeout(this.#sampleTimer);
+    if (this.#sampleTimer) SAMPLE_TIMERS.cancel(this.#sampleTimer);
     await this.#sampling;
     await this.#killing;
     // As its own user, what a task leaves outside its group dies with its uid's sweep.
@@ -511,13 +511,13 @@ export class TaskProcess {
   /** Takes the next memory sample after one interval, unless sampling stopped. */
   #scheduleSample(): void {
     if (this.#samplingStopped) return;
-    this.#sampleTimer = setTimeout(() => {
+    this.#sampleTimer = SAMPLE_TIMERS.add(this.#options.sampleInterval ?? ms(500), () => {
       this.#sampleTimer = undefined;
       this.#sampling = this.#sample1().then((again) => {
         this.#sampling = undefined;
         if (again) this.#scheduleSample();
       });
-    }, this.#options.sampleInterval ?? ms(500));
+    });
   }
 
   /** One memory sample, with its limits; false when sampling ends here. */
@@ -549,6 +549,64 @@ export class TaskProcess {
     return true;
   }
 }
+
+/** A memory sample due at `at` (performance.now()). */
+interface SampleTimer {
+  readonly at: number;
+  readonly run: () => void;
+}
+
+/**
+ * The memory samples of every task share one timer, set for the earliest due: a timer per task
+ * showed in the worker's profile (#20), and a short task ends before its first sample. A task
+ * that ends leaves the timer as it is; it fires at most once per sample interval for nothing.
+ */
+class SampleTimers {
+  readonly #due = new Set<SampleTimer>();
+  #timer?: ReturnType<typeof setTimeout>;
+  #timerAt = Infinity;
+
+  add(after: Duration, run: () => void): SampleTimer {
+    const sample = { at: performance.now() + after, run };
+    this.#due.add(sample);
+    if (sample.at < this.#timerAt) this.#arm(sample.at);
+    return sample;
+  }
+
+  /** `sample` is not wanted any more; the timer goes with the last one. */
+  cancel(sample: SampleTimer): void {
+    this.#due.delete(sample);
+    if (this.#due.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - performance.now()));
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    // A timer may fire a fraction of a millisecond early.
+    const now = performance.now() + 1;
+    const due: SampleTimer[] = [];
+    let next = Infinity;
+    for (const sample of this.#due) {
+      if (sample.at <= now) due.push(sample);
+      else next = Math.min(next, sample.at);
+    }
+    for (const sample of due) this.#due.delete(sample);
+    if (next < this.#timerAt) this.#arm(next);
+    for (const sample of due) sample.run();
+  }
+}
+
+const SAMPLE_TIMERS = new SampleTimers();
 
 function describeSpawnError(program: string, err: unknown, path: string): string {
   const message = err instanceof Error ? err.message : String(err);

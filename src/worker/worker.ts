@@ -395,7 +395,10 @@ class IrisWorker implements WorkerCore {
     if (this.#idleFill !== undefined || this.#stopped) return;
     this.#idleFill = setTimeout(() => {
       this.#idleFill = undefined;
-      if (this.#unfinished === 0) this.#fillSpares();
+      if (this.#unfinished !== 0) return;
+      // No attempt will take the pruned directories soon: parked (or removed) now.
+      this.#dirs.settle();
+      this.#fillSpares();
     }, SPARES_IDLE_WAIT);
   }
 
@@ -686,6 +689,8 @@ class IrisWorker implements WorkerCore {
     await this.#devices?.close();
     await this.#reporter.stop();
     await this.#server.shutdown();
+    this.#dirs.settle();
+    await this.#dirs.drained();
     while (this.#background.size) await Promise.all([...this.#background]);
     // Every task is gone: nothing is left for the watchdog or a successor to sweep.
     this.#reaping.ledger.remove();
@@ -843,7 +848,7 @@ class IrisWorker implements WorkerCore {
     const keepDirs = this.#opts.keepFinishedDirs ?? 4;
     const keepRecords = this.#opts.keepFinishedAttempts ?? 64;
     for (; this.#dirsRemoved < this.#finished.length - keepDirs; this.#dirsRemoved++) {
-      this.#track(this.#dirs.remove(this.#finished[this.#dirsRemoved]!.dir));
+      this.#dirs.release(this.#finished[this.#dirsRemoved]!.dir);
     }
     // Unreported attempts are kept for the controller, but not without bound.
     const hardCap = Math.max(4 * keepRecords, 1000);

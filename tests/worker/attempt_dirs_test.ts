@@ -3,9 +3,9 @@
  * attempt gets the same inodes, empty, with a fresh directory's modes and its own owner; anything
  * else (files, a symlink for `tmp`, a full `tmp`) is removed, never followed or reused.
  */
-import { AttemptDirs, MAX_SPARE_DIRS } from "../../src/worker/attempt_dirs.ts";
+import { AttemptDirs, MAX_SPARE_DIRS, PRUNED_WAIT } from "../../src/worker/attempt_dirs.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
-import { seconds, waitFor } from "../../src/time.ts";
+import { FakeClock, ms, seconds, waitFor } from "../../src/time.ts";
 import { assert, assertEquals, assertRejects } from "../_helpers/assert.ts";
 import { commandTask, startHarness } from "./harness.ts";
 
@@ -135,6 +135,102 @@ Deno.test({
       dirs.make(b, next);
       assertEquals([stat(b).uid, stat(`${b}/tmp`).uid], [next.uid, next.uid]);
       assertEquals(stat(b).mode! & 0o7777, 0o700);
+    }),
+});
+
+Deno.test({
+  name: "AttemptDirs: a pruned directory is taken in place by the next attempt, as its own",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const owner = isRoot ? { uid: 0, gid: 0 } : undefined;
+      const first = isRoot ? { uid: 231_004, gid: 231_004 } : undefined;
+      const next = isRoot ? { uid: 231_005, gid: 231_005 } : undefined;
+      const dirs = new AttemptDirs(root, owner);
+      const a = `${root}/tasks/a`;
+      dirs.make(a, first);
+      const fresh = { dir: stat(a).mode, tmp: stat(`${a}/tmp`).mode };
+      const inoA = inode(a);
+      chmod(a, 0o777); // as the task could have
+      chmod(`${a}/tmp`, 0o777);
+      dirs.release(a);
+      assertEquals([dirs.pruned, dirs.spares, sparesIn(root)], [1, 0, 0]);
+      assertEquals(names(`${root}/tasks`), ["a"], "it waits where it is");
+
+      const b = `${root}/tasks/b`;
+      dirs.make(b, next);
+      assertEquals(dirs.pruned, 0);
+      assertEquals(inode(b), inoA);
+      assertEquals(names(`${root}/tasks`), ["b"]);
+      assertEquals([names(b), names(`${b}/tmp`)], [["tmp"], []]);
+      assertEquals([stat(b).mode, stat(`${b}/tmp`).mode], [fresh.dir, fresh.tmp]);
+      if (next) assertEquals([stat(b).uid, stat(`${b}/tmp`).uid], [next.uid, next.uid]);
+      await dirs.drained(); // nothing was removed: nothing to wait for
+      assertEquals(names(`${root}/tasks`), ["b"]);
+    }),
+});
+
+Deno.test({
+  name:
+    "AttemptDirs: a pruned directory its last task changed (file, symlink, replaced) is never given to the next",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const owner = isRoot ? { uid: 0, gid: 0 } : undefined;
+      const last = isRoot ? { uid: 231_006, gid: 231_006 } : undefined;
+      const next = isRoot ? { uid: 231_007, gid: 231_007 } : undefined;
+      const dirs = new AttemptDirs(root, owner);
+      const victim = `${root}/victim`;
+      await Deno.mkdir(`${victim}/tmp`, { recursive: true });
+      write(`${victim}/keep`);
+      const victimMode = stat(victim).mode;
+      const changes = [
+        (dir: string) => write(`${dir}/out.txt`),
+        (dir: string) => write(`${dir}/tmp/planted`),
+        (dir: string) => (rm(`${dir}/tmp`), symlink(victim, `${dir}/tmp`)),
+        (dir: string) => (rm(`${dir}/tmp`), write(`${dir}/tmp`)),
+        (dir: string) => (rm(dir), symlink(victim, dir)),
+      ];
+      const olds = changes.map((_, i) => `${root}/tasks/old${i}`);
+      for (const dir of olds) dirs.make(dir, last);
+      for (const [i, change] of changes.entries()) change(olds[i]!);
+      for (const dir of olds) dirs.release(dir);
+      assertEquals(dirs.pruned, changes.length);
+      const fresh = `${root}/tasks/fresh`;
+      dirs.make(fresh, next);
+      assertEquals(dirs.pruned, 0, "every pruned one was looked at, and refused");
+      await dirs.drained();
+      assertEquals(names(`${root}/tasks`), ["fresh"], "the changed ones are removed");
+      assertEquals([names(fresh), names(`${fresh}/tmp`)], [["tmp"], []]);
+      if (next) assertEquals([stat(fresh).uid, stat(`${fresh}/tmp`).uid], [next.uid, next.uid]);
+      assertEquals(names(victim).sort(), ["keep", "tmp"]);
+      assertEquals(stat(victim).mode, victimMode, "a symlink's target is never touched");
+      if (isRoot) assertEquals(stat(`${victim}/tmp`).uid, 0);
+    }),
+});
+
+Deno.test({
+  name: "AttemptDirs: a pruned directory no attempt took soon, or past the bound, is parked",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (root) => {
+      const clock = new FakeClock();
+      const dirs = new AttemptDirs(root, undefined, clock);
+      const paths = Array.from({ length: MAX_SPARE_DIRS + 3 }, (_, i) => `${root}/tasks/${i}`);
+      for (const p of paths) dirs.make(p);
+      dirs.release(paths[0]!);
+      clock.jump(ms(PRUNED_WAIT - 1));
+      dirs.release(paths[1]!);
+      assertEquals([dirs.pruned, dirs.spares], [2, 0]);
+      clock.jump(ms(2));
+      dirs.release(paths[2]!); // the first waited too long
+      assertEquals([dirs.pruned, dirs.spares], [2, 1]);
+      for (const p of paths.slice(3)) dirs.release(p);
+      assertEquals([dirs.pruned, dirs.spares], [MAX_SPARE_DIRS, 3]);
+      dirs.settle(); // the worker is idle
+      assertEquals([dirs.pruned, dirs.spares], [0, MAX_SPARE_DIRS]);
+      await dirs.drained();
+      assertEquals(names(`${root}/tasks`), []);
     }),
 });
 

@@ -1,9 +1,10 @@
 /**
  * Job output directories left empty are recycled (outputs.ts): the last release keeps the
- * directory as a spare (locked, still the job's), the next new job's first attempt gets the same
- * inode, empty, with a fresh directory's mode and its own owner, and ReadJobOutput still lists the
- * old job as an empty directory. A directory with anything in it is kept as it was; a spare is
- * swept like any job's directory, and a restart leaves spares as the empty directories they are.
+ * directory as a spare (as it is, still the job's), the next new job's first attempt locks and
+ * checks it and gets the same inode, empty, with a fresh directory's mode and its own owner, and
+ * ReadJobOutput still lists the old job as an empty directory. A directory with anything in it is
+ * kept as it was; a spare is swept like any job's directory, and a restart leaves spares as the
+ * directories they are.
  */
 import { JobOutputs, MAX_SPARE_OUTPUT_DIRS } from "../../src/worker/outputs.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
@@ -46,9 +47,9 @@ Deno.test({
       chmod(one, 0o777); // the task widened it, then wrote nothing
       await outputs.release("/a/one");
       assertEquals(outputs.spares, 1);
-      const locked = stat(one); // still the job's, closed to its task user
-      assertEquals(locked.mode, fresh.mode);
-      if (isRoot) assertEquals([locked.uid, locked.gid], [0, 0]);
+      const kept = stat(one); // still the job's, as it was, until a new job takes it
+      assertEquals(kept.mode! & 0o7777, 0o777);
+      if (isRoot) assertEquals([kept.uid, kept.gid], [alice.uid, alice.gid]);
 
       const two = await outputs.acquire("/a/two", isRoot ? bob : undefined);
       assertEquals(await exists(one), false);
@@ -84,7 +85,12 @@ Deno.test({
       mkdir(`${nested}/ckpt`); // an empty subdirectory is something too
       await outputs.release("/a/files");
       await outputs.release("/a/nested");
-      assertEquals(outputs.spares, 0);
+      assertEquals(outputs.spares, 2, "spares until a new job looks at them");
+      const fresh = await outputs.acquire("/a/fresh", isRoot ? bob : undefined);
+      assertEquals(outputs.spares, 0, "both were looked at, and refused");
+      assert(fresh !== files && fresh !== nested);
+      assertEquals(names(fresh), []);
+      if (isRoot) assertEquals(stat(fresh).uid, bob.uid);
       assertEquals(names(files), ["out.txt"]);
       assertEquals(stat(files).mode! & 0o7777, 0o750);
       if (isRoot) assertEquals(stat(files).uid, alice.uid);
@@ -134,7 +140,7 @@ Deno.test({
       const taker = await outputs.acquire("/a/taker"); // takes the oldest spare
       write(`${taker}/out.txt`);
       await outputs.release("/a/taker");
-      assertEquals(outputs.spares, 1);
+      assertEquals(outputs.spares, 2); // a new job would look at /a/taker's and refuse it
       assertEquals(names(dir), ["%2Fa%2Fgone", "%2Fa%2Ftaker"]);
       // Far past the retention: the spare goes like any job's directory, and out of the pool;
       // the job whose directory was taken is forgotten.
@@ -241,22 +247,13 @@ Deno.test({
       (writes ? '; echo x > "$IRIS_OUTPUT_DIR/out.txt"' : ""),
     ];
     const outputsDir = `${h.worker.rootDir}/outputs`;
-    const parked = () => {
-      try {
-        return stat(`${outputsDir}/%2Fu%2Fout0`).uid === 0;
-      } catch {
-        return false;
-      }
-    };
     const seen: string[][] = [];
     for (const [i, writes] of [false, true].entries()) {
       const taskId = `/u/out${i}/0`;
       await h.client.runTask(commandTask(taskId, probe(writes)));
+      // Its attempt releases the job's directory as it ends: before the controller hears of it.
       await h.fake.waitForState(taskId, TaskState.SUCCEEDED);
       seen.push(h.fake.logsOf(taskId).filter((l) => l.stream === "stdout").map((l) => l.text));
-      if (i === 0) {
-        await waitFor(parked, { timeout: seconds(10), what: "the output dir kept as a spare" });
-      }
     }
     assertEquals(seen.map((out) => out[1]), ["[]", "[]"]);
     const [first, second] = seen.map((out) => out[0]!.split(" "));
@@ -308,6 +305,66 @@ Deno.test({
       }
       const v = stat(victim);
       assertEquals([v.uid, v.mode! & 0o7777], [0, 0o755], "the symlink's target was not touched");
+    }),
+});
+
+Deno.test({
+  name:
+    "JobOutputs: a released directory changed afterwards (file, symlink) never goes to another job",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (dir) => {
+      const outputs = new JobOutputs(dir, seconds(3600), seconds(3600), isRoot ? root : undefined);
+      const task = isRoot ? alice : undefined;
+      const victim = dir.replace(/outputs$/, "victim");
+      mkdir(victim);
+      chmod(victim, 0o755);
+      const late = await outputs.acquire("/a/late", task);
+      const swapped = await outputs.acquire("/a/swapped", task);
+      chmod(late, 0o750);
+      await outputs.release("/a/late");
+      await outputs.release("/a/swapped");
+      write(`${late}/written-after`); // a process of the task outlived its attempt
+      await Deno.remove(swapped);
+      await Deno.symlink(victim, swapped);
+      assertEquals(outputs.spares, 2);
+      const got = await outputs.acquire("/b/next", isRoot ? bob : undefined);
+      assertEquals(outputs.spares, 0);
+      assertEquals(names(got), []);
+      if (isRoot) assertEquals(stat(got).uid, bob.uid);
+      // The job's files stay its own, as they were; the symlink is gone, its target untouched.
+      assertEquals(names(late), ["written-after"]);
+      assertEquals(stat(late).mode! & 0o7777, 0o750);
+      if (isRoot) assertEquals(stat(late).uid, alice.uid);
+      assertEquals(await exists(swapped), false);
+      const v = stat(victim);
+      assertEquals([v.uid, v.mode! & 0o7777], [isRoot ? 0 : v.uid, 0o755]);
+      assertEquals((await outputs.read("/a/late", "")).files.map((f) => f.path), ["written-after"]);
+    }),
+});
+
+Deno.test({
+  name: "JobOutputs: a spare's retention starts anew when a job takes it (a recent mtime is kept)",
+  ignore: !linux,
+  fn: () =>
+    withRoot(async (dir) => {
+      const outputs = new JobOutputs(dir, seconds(7 * 24 * 3600));
+      const old = await outputs.acquire("/a/old");
+      const recent = await outputs.acquire("/a/recent");
+      await outputs.release("/a/old");
+      await outputs.release("/a/recent");
+      const hourAgo = new Date(Date.now() - HOUR);
+      await Deno.utime(old, hourAgo, hourAgo); // as if released an hour ago
+      const recentMtime = stat(recent).mtime!.getTime();
+      const oldIno = stat(old).ino;
+      const first = await outputs.acquire("/b/first"); // takes the oldest spare
+      assertEquals(stat(first).ino, oldIno);
+      assert(stat(first).mtime!.getTime() > Date.now() - 60_000, "an old mtime is set anew");
+      const second = await outputs.acquire("/b/second");
+      assertEquals(stat(second).mtime!.getTime(), recentMtime, "one set moments ago is kept");
+      // Its release then sets it only once that mtime is a minute old, as for a new directory.
+      await outputs.release("/b/second");
+      assertEquals(stat(second).mtime!.getTime(), recentMtime);
     }),
 });
 

@@ -17,12 +17,17 @@ Deno.test("ReapLedger: in-place rewrites always read back as the current state",
   try {
     const ledger = new ReapLedger(root, "tag1");
     assertEquals(readLedger(root)?.uids, []);
+    ledger.addUid(199_999);
+    assertEquals(readLedger(root)?.uids, [], "a uid waits for the end of the turn...");
+    ledger.flush();
+    assertEquals(readLedger(root)?.uids, [199_999], "...or for a flush (before its process)");
+    ledger.removeUid(199_999);
     for (let uid = 200_000; uid < 200_050; uid++) ledger.addUid(uid);
     ledger.addSession(4242);
-    assertEquals(readLedger(root)?.uids.length, 50, "a uid is written at once");
     // A session (its leader runs already) is written with the turn's other changes.
     assertEquals(readLedger(root)?.sids, []);
     await Promise.resolve();
+    assertEquals(readLedger(root)?.uids.length, 50);
     assertEquals(readLedger(root)?.sids, [4242]);
     for (let uid = 200_000; uid < 200_049; uid++) ledger.removeUid(uid);
     ledger.removeSession(4242);

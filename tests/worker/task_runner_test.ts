@@ -213,3 +213,19 @@ Deno.test({
     }
   },
 });
+
+Deno.test("TaskProcess: tasks sampled on one shared timer each get their samples at their own pace", async () => {
+  const counts = [0, 0, 0];
+  const procs = counts.map((_, i) =>
+    start(["sleep", i === 0 ? "0.05" : "0.6"], {
+      // The slow one's first sample is due after the others' first ones.
+      sampleInterval: ms(i === 2 ? 250 : 40),
+      onSample: () => counts[i]!++,
+    }).proc
+  );
+  await procs[0]!.exited; // its end leaves the others' samples due
+  await Promise.all(procs.map((p) => p.exited));
+  assert.ok(counts[0]! <= 1, `the short task: ${counts[0]} samples`);
+  assert.ok(counts[1]! >= 5, `every 40 ms over 0.6 s: ${counts[1]} samples`);
+  assert.ok(counts[2]! >= 1 && counts[2]! <= 3, `every 250 ms over 0.6 s: ${counts[2]} samples`);
+});
