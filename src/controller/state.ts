@@ -357,11 +357,18 @@ export class JobTable {
    * not with the job's replica count.
    */
   readonly dirtyTasks = new Set<string>();
+  /**
+   * The ids in {@linkcode dirty} of jobs submitted under an id that has no rows in the store
+   * (neither replacing a job nor following one removed since the last flush): their write skips
+   * deleting the task rows of an older job of that id, one statement per submit (#20).
+   */
+  readonly newJobs = new Set<string>();
 
   /** Forgets what is dirty (memory-only controllers, after a flush). */
   clearDirty(): void {
     this.dirty.clear();
     this.dirtyTasks.clear();
+    this.newJobs.clear();
   }
 
   /**
@@ -607,6 +614,8 @@ export class JobTable {
     this.#track(jobId, pending);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     this.#indexRequestIds(job);
+    // Dirty already: removed (replaced) since the last flush, its rows are still stored.
+    if (!this.dirty.has(jobId)) this.newJobs.add(jobId);
     this.dirty.add(jobId);
     return { jobId, created: true };
   }
@@ -664,6 +673,7 @@ export class JobTable {
     this.#pendingReasons.clear();
     this.#byRequestId.clear();
     this.dirty.clear();
+    this.newJobs.clear();
   }
 
   /**
@@ -988,6 +998,7 @@ export class JobTable {
     const job = this.jobs.get(jobId);
     if (!job) return;
     this.dirty.add(jobId);
+    this.newJobs.delete(jobId);
     for (const tid of job.taskIds) {
       this.tasks.delete(tid);
       this.dirtyTasks.delete(tid);

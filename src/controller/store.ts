@@ -47,6 +47,7 @@ import { TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import type { EndpointTable } from "./endpoints.ts";
 import type { PersistedWorker, WorkerTable } from "./workers.ts";
 import { type Duration, seconds } from "../time.ts";
+import { isJobTerminal } from "./job_rules.ts";
 import { describeError } from "../errors.ts";
 
 /**
@@ -183,6 +184,8 @@ export class StateStore {
   readonly #setMeta: StatementSync;
   readonly #manifest: Deno.FsFile;
   readonly #specJson = new WeakMap<JobSpec, string>();
+  /** Each active job's row as last committed, less its spec (terminal jobs are not kept). */
+  readonly #jobJson = new WeakMap<JobRecord, string>();
   #seq: number;
   #counts = { jobs: 0, tasks: 0 };
   #lastCheckpoint = performance.now();
@@ -477,6 +480,7 @@ export class StateStore {
     const ids = [...table.dirty];
     const taskIds = [...table.dirtyTasks];
     this.lastFlush = { jobRows: 0, taskRows: 0 };
+    const written: [JobRecord, string][] = [];
     this.#commit(() => {
       const whole = new Set(ids);
       for (const id of ids) {
@@ -486,9 +490,9 @@ export class StateStore {
           this.#deleteTasks.run(id);
           continue;
         }
-        this.#writeJob(job);
+        this.#writeJob(job, written);
         // Rows of the job this one replaced (RECREATE) go; tasks as submitted have none.
-        this.#deleteTasks.run(id);
+        if (!table.newJobs.has(id)) this.#deleteTasks.run(id);
         for (const tid of job.taskIds) {
           const task = table.tasks.get(tid);
           if (task && !isInitialTask(task, job)) this.#writeTask(task);
@@ -505,7 +509,7 @@ export class StateStore {
       }
       for (const id of jobsOfTasks) {
         const job = table.jobs.get(id);
-        if (job) this.#writeJob(job);
+        if (job) this.#writeJob(job, written, true);
       }
       if (endpoints && endpointIds.length) {
         for (const id of endpointIds) {
@@ -521,14 +525,25 @@ export class StateStore {
         else this.#deleteWorker.run(id);
       }
     }, { jobs: table.jobs.size, tasks: table.tasks.size });
-    for (const id of ids) table.dirty.delete(id);
+    for (const [job, json] of written) {
+      if (isJobTerminal(job.state)) this.#jobJson.delete(job);
+      else this.#jobJson.set(job, json);
+    }
+    for (const id of ids) {
+      table.dirty.delete(id);
+      table.newJobs.delete(id);
+    }
     for (const id of taskIds) table.dirtyTasks.delete(id);
     for (const id of endpointIds) endpoints!.dirty.delete(id);
     for (const id of workerIds) workers!.dirty.delete(id);
   }
 
-  #writeJob(job: JobRecord): void {
-    this.lastFlush.jobRows++;
+  /**
+   * Writes a job's row and notes it in `written` (remembered once committed). With `ifChanged`,
+   * a row equal to the last one committed is not written again: a task's transition (say, only
+   * assigned) mostly leaves its job's row as it was.
+   */
+  #writeJob(job: JobRecord, written: [JobRecord, string][], ifChanged = false): void {
     let spec = this.#specJson.get(job.spec);
     if (spec === undefined) {
       spec = JSON.stringify(toJson(JobSpecSchema, job.spec));
@@ -542,6 +557,9 @@ export class StateStore {
       ...rest
     } = job;
     const json = JSON.stringify(rest);
+    if (ifChanged && this.#jobJson.get(job) === json) return;
+    written.push([job, json]);
+    this.lastFlush.jobRows++;
     // `{"spec":…,` + the rest's members (the spec is serialized once per job).
     const row = `{"spec":${spec},${json.slice(1)}`;
     this.#upsertJob.run(job.jobId, job.submittedAtMs, row);

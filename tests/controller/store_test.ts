@@ -232,7 +232,8 @@ Deno.test("StateStore writes what changed: one task of a 10,000-replica job is o
     end(t, "/alice/big/17", TaskState.SUCCEEDED);
     start(t, "/alice/big/18");
     store.flush(t);
-    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 2 });
+    // The job is RUNNING still: its row is as committed, not written again.
+    assertEquals(store.lastFlush, { jobRows: 0, taskRows: 2 });
     // RECREATE with fewer replicas: the old job's extra task rows go.
     t.submit(
       spec("big", { replicas: 3, existingJobPolicy: ExistingJobPolicy.RECREATE }),
@@ -245,6 +246,46 @@ Deno.test("StateStore writes what changed: one task of a 10,000-replica job is o
     using again = disposable(StateStore.open(dir));
     const loaded = new JobTable();
     assertEquals(again.load(loaded).tasks, 3);
+    assertEquals(contents(loaded), contents(t));
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("StateStore writes a job's row only when it changed, and drops the rows of a job submitted again under its id", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "iris-store-" });
+  try {
+    const t = new JobTable();
+    t.submit(spec("one"), "", 1, noEffects());
+    using store = disposable(StateStore.open(dir));
+    store.flush(t);
+    // Assigned: the job is RUNNING (its row changed), and so is its task once started, which
+    // leaves the job's row as it was: only the task's row is written.
+    t.assign("/alice/one/0", "w1", 5);
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 1 });
+    t.attemptStarted(
+      t.task("/alice/one/0"),
+      t.currentAttempt(t.task("/alice/one/0"))!,
+      TaskState.RUNNING,
+      6,
+      noEffects(),
+    );
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 0, taskRows: 1 });
+    end(t, "/alice/one/0", TaskState.SUCCEEDED);
+    store.flush(t);
+    assertEquals(store.lastFlush, { jobRows: 1, taskRows: 1 });
+    // Replaced and replaced again before a flush: the first job's task row still goes.
+    const recreate = { existingJobPolicy: ExistingJobPolicy.RECREATE };
+    t.submit(spec("one", recreate), "", 7, noEffects());
+    t.submit(spec("one", recreate), "", 8, noEffects());
+    t.submit(spec("two"), "", 9, noEffects());
+    store.flush(t);
+    store.close();
+    using again = disposable(StateStore.open(dir));
+    const loaded = new JobTable();
+    assertEquals(again.load(loaded).tasks, 2);
     assertEquals(contents(loaded), contents(t));
   } finally {
     await Deno.remove(dir, { recursive: true });
