@@ -134,7 +134,7 @@ export function queryJobs(
   nowMs: number,
 ): JobPage {
   validateJobQuery(q);
-  let scope: Iterable<JobRecord> = jobs.values();
+  let scope: JobRecord[] | undefined;
   if (q.parentJobId) {
     const parent = jobs.get(q.parentJobId);
     if (!parent) throw new NotFoundError(`No job ${q.parentJobId}`);
@@ -162,16 +162,24 @@ export function queryJobs(
     });
     users.push({ user, total, stateCounts });
   }
-  const matches: JobRecord[] = [];
-  for (const j of scope) {
-    if (q.rootsOnly && j.parentJobId) continue;
-    if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
-    if (q.user && j.user !== q.user) continue;
-    if (states.size && !states.has(j.state)) continue;
-    if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
-    matches.push(j);
-  }
   const limit = q.limit || DEFAULT_JOB_PAGE;
+  // In submission order, only the page's matches are kept; the others are counted.
+  const pageOnly = !q.sortBy && !q.descending;
+  const matches: JobRecord[] = [];
+  let matched = 0;
+  const consider = (j: JobRecord) => {
+    if (q.rootsOnly && j.parentJobId) return;
+    if (q.prefix && !j.jobId.startsWith(q.prefix)) return;
+    if (q.user && j.user !== q.user) return;
+    if (states.size && !states.has(j.state)) return;
+    if (needle && !j.jobId.toLowerCase().includes(needle)) return;
+    const index = matched++;
+    if (!pageOnly || (index >= q.offset && index < q.offset + limit)) matches.push(j);
+  };
+  // forEach over the whole table: a Map iterator allocates a result per job until optimized,
+  // and every ListJobs (a poller's, a dashboard's) walks every job kept (#20).
+  if (scope) scope.forEach(consider);
+  else jobs.forEach(consider);
   let page: JobRecord[];
   if (q.sortBy) {
     const value = sortValue(q.sortBy as JobSortKey, nowMs);
@@ -183,14 +191,16 @@ export function queryJobs(
       (a, b) => sign * (compare(a.v, b.v) || compare(a.j.jobId, b.j.jobId)),
     );
     page = ordered.slice(q.offset, q.offset + limit).map((k) => k.j);
+  } else if (pageOnly) {
+    page = matches;
   } else {
-    if (q.descending) matches.reverse();
+    matches.reverse();
     page = matches.slice(q.offset, q.offset + limit);
   }
   return {
     jobs: page,
-    totalCount: matches.length,
-    hasMore: q.offset + page.length < matches.length,
+    totalCount: matched,
+    hasMore: q.offset + page.length < matched,
     users: users.sort((a, b) => compare(a.user, b.user)),
   };
 }

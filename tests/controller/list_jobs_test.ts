@@ -112,6 +112,15 @@ Deno.test("ListJobs filters, sorts and pages on the server", async (t) => {
     const all = [...p1.jobs, ...p2.jobs, ...p3.jobs].map((j) => j.jobId);
     assertEquals(all, [...all].sort());
     assertEquals((await rpc.listJobs({ offset: 50 })).jobs, []);
+    // In submission order (no sort key) a page keeps only its jobs but counts every match.
+    const order = (await rpc.listJobs({})).jobs.map((j) => j.jobId);
+    const middle = await rpc.listJobs({ limit: 3, offset: 2 });
+    assertEquals(middle.jobs.map((j) => j.jobId), order.slice(2, 5));
+    assertEquals([middle.totalCount, middle.hasMore], [7, true]);
+    const last = await rpc.listJobs({ limit: 3, offset: 6 });
+    assertEquals([last.jobs.map((j) => j.jobId), last.hasMore], [order.slice(6), false]);
+    const back = await rpc.listJobs({ limit: 3, offset: 1, descending: true });
+    assertEquals(back.jobs.map((j) => j.jobId), [...order].reverse().slice(1, 4));
   });
 
   await t.step("per-user counts ignore the user and state filters", async () => {
