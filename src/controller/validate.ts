@@ -51,11 +51,30 @@ export const LIMITS = {
   maxExecBytes: 1024 * 1024,
 } as const;
 
-const utf8 = new TextEncoder();
+/**
+ * The length of `text` in UTF-8, as TextEncoder would encode it (a lone surrogate becomes
+ * U+FFFD, 3 bytes), without encoding it: every submit counts its arguments (#20).
+ */
+export function utf8Length(text: string): number {
+  let n = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c < 0x80) n += 1;
+    else if (c < 0x800) n += 2;
+    else if (c >= 0xd800 && c <= 0xdbff && i + 1 < text.length) {
+      const next = text.charCodeAt(i + 1);
+      if (next >= 0xdc00 && next <= 0xdfff) {
+        n += 4;
+        i++;
+      } else n += 3;
+    } else n += 3;
+  }
+  return n;
+}
 
 /** Bytes execve(2) counts for one string: UTF-8, its NUL and its pointer. */
 function execBytes(text: string): number {
-  return utf8.encode(text).length + 1 + 8;
+  return utf8Length(text) + 1 + 8;
 }
 
 const SEGMENT = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -168,7 +187,7 @@ function checkArgs(field: string, args: readonly string[]): void {
 /** Each argument must fit execve(2)'s per-string limit (MAX_ARG_STRLEN). */
 function checkExecStrings(field: string, args: readonly string[]): void {
   args.forEach((a, i) => {
-    const n = utf8.encode(a).length + 1;
+    const n = utf8Length(a) + 1;
     if (n > LIMITS.maxExecStringBytes) {
       throw new InvalidArgumentError(
         `${field}[${i}]`,
@@ -361,7 +380,7 @@ export function validateJobSpec(spec: JobSpec): void {
       throw new InvalidArgumentError(`spec.env.${k}`, "must not contain NUL characters");
     }
     // The task receives it as one "KEY=VALUE" string.
-    const n = utf8.encode(`${k}=${spec.env[k] ?? ""}`).length + 1;
+    const n = utf8Length(`${k}=${spec.env[k] ?? ""}`) + 1;
     if (n > LIMITS.maxExecStringBytes) {
       throw new InvalidArgumentError(
         `spec.env.${k}`,
