@@ -162,6 +162,19 @@ export interface TaskEnvInput {
   readonly masterPort?: number;
 }
 
+/** A spec's constraints as IRIS_JOB_CONSTRAINTS carries them, made once per spec (per job). */
+const constraintsJsonOf = new WeakMap<JobSpec, string>();
+
+function constraintsJson(spec: JobSpec): string {
+  if (spec.constraints.length === 0) return "[]";
+  let json = constraintsJsonOf.get(spec);
+  if (json === undefined) {
+    json = JSON.stringify(spec.constraints.map((c) => toJson(ConstraintSchema, c)));
+    constraintsJsonOf.set(spec, json);
+  }
+  return json;
+}
+
 /**
  * The environment of one attempt as sent in RunTask, and the endpoint it registers (task 0 of a
  * gang that serves one).
@@ -182,9 +195,7 @@ export function taskEnv(i: TaskEnvInput): GangTaskEnv {
     IRIS_JOB_ENV: JSON.stringify(spec.env),
     // Child jobs submitted from the task (python/iris_client.py) reuse the workspace.
     ...(spec.bundleId ? { IRIS_BUNDLE_ID: spec.bundleId } : {}),
-    IRIS_JOB_CONSTRAINTS: JSON.stringify(
-      spec.constraints.map((c) => toJson(ConstraintSchema, c)),
-    ),
+    IRIS_JOB_CONSTRAINTS: constraintsJson(spec),
   };
   for (const [k, v] of Object.entries(i.workerAttributes)) {
     if (k === "tpu-name") env.TPU_NAME = String(v);

@@ -4,12 +4,18 @@
  * @module
  */
 import assert from "node:assert/strict";
-import { create } from "@bufbuild/protobuf";
-import { AcceleratorType, JobSpecSchema } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import { create, toJson } from "@bufbuild/protobuf";
+import {
+  AcceleratorType,
+  ConstraintSchema,
+  JobSpecSchema,
+} from "../../src/rpc/gen/iris/v1/types_pb.ts";
 import {
   gangTaskEnv,
   MASTER_PORT_RANGE,
   masterPort,
+  taskEnv,
+  type TaskEnvInput,
   tpuBounds,
 } from "../../src/controller/task_env.ts";
 import { PortAllocator } from "../../src/worker/ports.ts";
@@ -161,4 +167,34 @@ Deno.test("taskEnv(): a TPU gang's tasks get JAX's variables; task 0 serves the 
   assert.equal(t1.env.TPU_WORKER_HOSTNAMES, "h0,h1");
   assert.equal(t1.endpoint, undefined, "only task 0 registers the endpoint");
   assert.deepEqual(t0.endpoint, { name: "jax-coordinator", address: "h0:8476" });
+});
+
+Deno.test("IRIS_JOB_CONSTRAINTS and IRIS_JOB_ENV carry the job's own, for every task of the job", () => {
+  const input = (s: TaskEnvInput["spec"], taskIndex: number): TaskEnvInput => ({
+    jobId: "/alice/j",
+    user: "alice",
+    spec: s,
+    taskId: `/alice/j/${taskIndex}`,
+    taskIndex,
+    numTasks: 2,
+    attemptId: 0,
+    workerId: "w1",
+    workerAttributes: {},
+    controllerUrl: "http://c",
+    members: [],
+    attempt0: 0,
+  });
+  const constrained = create(JobSpecSchema, {
+    env: { A: "1" },
+    constraints: [{ key: "zone", op: 1, values: [{ kind: { case: "stringValue", value: "a" } }] }],
+  });
+  const want = JSON.stringify(constrained.constraints.map((c) => toJson(ConstraintSchema, c)));
+  assert.notEqual(want, "[]");
+  for (const i of [0, 1]) {
+    const env = taskEnv(input(constrained, i)).env;
+    assert.equal(env.IRIS_JOB_CONSTRAINTS, want);
+    assert.equal(env.IRIS_JOB_ENV, '{"A":"1"}');
+    assert.equal(env.IRIS_TASK_INDEX, String(i));
+  }
+  assert.equal(taskEnv(input(create(JobSpecSchema, {}), 0)).env.IRIS_JOB_CONSTRAINTS, "[]");
 });
