@@ -167,19 +167,15 @@ export function queryJobs(
   const pageOnly = !q.sortBy && !q.descending;
   const matches: JobRecord[] = [];
   let matched = 0;
-  const consider = (j: JobRecord) => {
-    if (q.rootsOnly && j.parentJobId) return;
-    if (q.prefix && !j.jobId.startsWith(q.prefix)) return;
-    if (q.user && j.user !== q.user) return;
-    if (states.size && !states.has(j.state)) return;
-    if (needle && !j.jobId.toLowerCase().includes(needle)) return;
+  for (const j of scope ?? jobs.values()) {
+    if (q.rootsOnly && j.parentJobId) continue;
+    if (q.prefix && !j.jobId.startsWith(q.prefix)) continue;
+    if (q.user && j.user !== q.user) continue;
+    if (states.size && !states.has(j.state)) continue;
+    if (needle && !j.jobId.toLowerCase().includes(needle)) continue;
     const index = matched++;
     if (!pageOnly || (index >= q.offset && index < q.offset + limit)) matches.push(j);
-  };
-  // forEach over the whole table: a Map iterator allocates a result per job until optimized,
-  // and every ListJobs (a poller's, a dashboard's) walks every job kept (#20).
-  if (scope) scope.forEach(consider);
-  else jobs.forEach(consider);
+  }
   let page: JobRecord[];
   if (q.sortBy) {
     const value = sortValue(q.sortBy as JobSortKey, nowMs);
