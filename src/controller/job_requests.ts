@@ -95,7 +95,7 @@ export function terminateJob(ctx: JobRequestContext, jobId: string, reason: stri
 
 /** A job just submitted runs as BATCH (or a lower band) when its user's budget says so. */
 function applyBudget(ctx: JobRequestContext, job: JobRecord): void {
-  const res = bandAtSubmit(job, ctx.jobs.jobs.values(), ctx.accounts.budgetFor(job.user));
+  const res = bandAtSubmit(job, ctx.jobs.activeJobsOf(job.user), ctx.accounts.budgetFor(job.user));
   if (!res) return;
   ctx.jobs.setBand(job, res.band, res.reason);
   ctx.log(`job ${job.jobId}: ${res.reason}`);

@@ -314,6 +314,11 @@ export class JobTable {
    */
   readonly pending = new Map<string, Set<number>>();
   /**
+   * Each user's jobs that are not finished: a submit under a task budget counts them without
+   * walking the finished jobs kept for retention (a walk per submit made a burst quadratic).
+   */
+  readonly #activeByUser = new Map<string, Set<JobRecord>>();
+  /**
    * The entries of {@linkcode pending} that are not empty, in submission order: what a scheduling
    * pass walks. Finished jobs stay in the table until retention removes them, and must not cost
    * every pass a look (a pass per few placements made a burst quadratic in the jobs kept, #20).
@@ -611,6 +616,7 @@ export class JobTable {
       this.tasks.set(task.taskId, task);
     }
     this.jobs.set(jobId, job);
+    this.#noteActivity(job);
     this.#track(jobId, pending);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.add(jobId);
     this.#indexRequestIds(job);
@@ -660,6 +666,7 @@ export class JobTable {
    */
   clear(): void {
     this.jobs.clear();
+    this.#activeByUser.clear();
     this.tasks.clear();
     this.pending.clear();
     this.#queued.clear();
@@ -692,6 +699,7 @@ export class JobTable {
         if (task.state === TaskState.PENDING) pending.add(task.index);
       }
       this.jobs.set(job.jobId, job);
+      this.#noteActivity(job);
       this.#track(job.jobId, pending);
       this.#indexRequestIds(job);
     }
@@ -945,6 +953,25 @@ export class JobTable {
     this.#updateJob(job, nowMs, fx);
   }
 
+  /** The user's jobs that are not finished (in no particular order). */
+  activeJobsOf(user: string): Iterable<JobRecord> {
+    return this.#activeByUser.get(user) ?? [];
+  }
+
+  /** Files `job` under its user's active jobs, or takes it out once finished. */
+  #noteActivity(job: JobRecord): void {
+    if (isJobTerminal(job.state)) return this.#forgetActivity(job);
+    let jobs = this.#activeByUser.get(job.user);
+    if (!jobs) this.#activeByUser.set(job.user, jobs = new Set());
+    jobs.add(job);
+  }
+
+  #forgetActivity(job: JobRecord): void {
+    const jobs = this.#activeByUser.get(job.user);
+    if (!jobs?.delete(job) || jobs.size > 0) return;
+    this.#activeByUser.delete(job.user);
+  }
+
   #updateJob(job: JobRecord, nowMs: number, fx: Effects): void {
     const next = deriveJobState(
       job.counts as TaskStateCounts,
@@ -954,6 +981,7 @@ export class JobTable {
     if (next === job.state) return;
     const prev = job.state;
     job.state = next;
+    if (isJobTerminal(next) !== isJobTerminal(prev)) this.#noteActivity(job);
     if (next === JobState.RUNNING && !job.startedAtMs) job.startedAtMs = nowMs;
     if (!isJobTerminal(next) || isJobTerminal(prev)) return;
     job.finishedAtMs = nowMs;
@@ -1010,6 +1038,7 @@ export class JobTable {
     this.#pendingArrays.delete(jobId);
     this.#pendingReasons.delete(jobId);
     this.jobs.delete(jobId);
+    this.#forgetActivity(job);
     this.#unindexRequestIds(job);
     if (job.parentJobId) this.jobs.get(job.parentJobId)?.childIds.delete(jobId);
   }

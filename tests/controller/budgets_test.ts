@@ -15,7 +15,12 @@ import { BAND_BATCH, BAND_INTERACTIVE, BAND_PRODUCTION, bandOrUndefined } from "
 import { ConfigValidationError, parseConfigObject } from "../../src/config/mod.ts";
 import { JobTable, noEffects } from "../../src/controller/state.ts";
 import { StateStore } from "../../src/controller/store.ts";
-import { JobSpecSchema, PriorityBand, TaskState } from "../../src/rpc/gen/iris/v1/types_pb.ts";
+import {
+  JobSpecSchema,
+  JobState,
+  PriorityBand,
+  TaskState,
+} from "../../src/rpc/gen/iris/v1/types_pb.ts";
 
 const machine = { cpuCores: 8, memoryBytes: 32 * 2 ** 30 };
 
@@ -206,4 +211,41 @@ Deno.test("bandAtSubmit() counts the user's unfinished tasks above BATCH; bandOf
   assert.equal(bandOf(over), 2);
   over.band = res!.band;
   assert.equal(bandOf(over), 3);
+});
+
+Deno.test("JobTable.activeJobsOf() holds a user's unfinished jobs: submit, finish, restore", () => {
+  const jobs = new JobTable();
+  const submit = (name: string, user: string) =>
+    jobs.submit(
+      create(JobSpecSchema, {
+        name,
+        user,
+        entrypoint: { kind: { case: "command", value: { argv: ["true"] } } },
+      }),
+      "",
+      0,
+      noEffects(),
+    ).jobId;
+  const names = (user: string) => [...jobs.activeJobsOf(user)].map((j) => j.jobId).sort();
+  const a1 = submit("a1", "alice");
+  const a2 = submit("a2", "alice");
+  const b1 = submit("b1", "bob");
+  assert.deepEqual(names("alice"), [a1, a2].sort());
+  assert.deepEqual(names("bob"), [b1]);
+  assert.deepEqual(names("carol"), []);
+  // Finished: out of the index, still in the table (retention keeps it).
+  jobs.terminate(a1, "stopped", 1, noEffects());
+  assert.equal(jobs.job(a1).state, JobState.KILLED);
+  assert.deepEqual(names("alice"), [a2]);
+  // Restored from records: the unfinished ones only.
+  const again = new JobTable();
+  again.restore(
+    [a1, a2, b1].map((id) => ({
+      job: jobs.job(id),
+      tasks: jobs.job(id).taskIds.map((t) => jobs.task(t)),
+    })),
+  );
+  assert.deepEqual([...again.activeJobsOf("alice")].map((j) => j.jobId), [a2]);
+  again.clear();
+  assert.deepEqual([...again.activeJobsOf("bob")], []);
 });
