@@ -160,13 +160,15 @@ const CLI = new URL("../cli.ts", import.meta.url).pathname;
 /**
  * `iris worker serve` in its own process (tasks as their own users when root, as in production),
  * until disposed. With IRIS_BENCH_CPU_PROF=DIR the worker writes a V8 CPU profile there (and
- * the tput bench those of the controller and the clients).
+ * the tput bench those of the controller and the clients); IRIS_BENCH_WORKER_V8_FLAGS (comma
+ * separated) are given to its V8.
  */
 function spawnWorkerProcess(
   url: string,
   rootDir: string,
 ): AsyncDisposable & { pid: number } {
   const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
+  const v8Flags = Deno.env.get("IRIS_BENCH_WORKER_V8_FLAGS");
   const child = new Deno.Command(Deno.execPath(), {
     args: [
       "run",
@@ -174,6 +176,7 @@ function spawnWorkerProcess(
       ...(prof
         ? ["--cpu-prof", `--cpu-prof-dir=${prof}`, "--cpu-prof-name=worker.cpuprofile"]
         : []),
+      ...(v8Flags ? [`--v8-flags=${v8Flags}`] : []),
       CLI,
       "worker",
       "serve",
