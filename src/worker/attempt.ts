@@ -587,6 +587,9 @@ export class TaskAttempt {
       });
     }
     this.#process = proc;
+    // Killed while it was being started (a spawner's fork is awaited): kill() found no process.
+    const kill = this.#killOrder();
+    if (kill) proc.kill(kill.reason, { grace: kill.grace, immediate: kill.grace === 0 });
     using _input = proc.input && ctx.sessions?.add(`task:${this.taskId}`, proc.input);
     ctx.ledger?.addSession(proc.pid, { inCgroup: proc.joinsCgroup });
     const diskBytes = req.resources?.diskBytes ?? 0;
@@ -685,6 +688,8 @@ export class TaskAttempt {
       onWarning: (message) => this.#system(message),
     });
     this.#process = proc;
+    const kill = this.#killOrder(); // as for the task itself
+    if (kill) proc.kill(kill.reason, { grace: kill.grace, immediate: kill.grace === 0 });
     try {
       const exit = await proc.exited;
       return {
@@ -850,6 +855,11 @@ export class TaskAttempt {
     if (!inSetup(state) && this.#setupWaiters.length) {
       for (const waiter of this.#setupWaiters.splice(0)) SETUP_WAITS.end(waiter);
     }
+  }
+
+  /** The kill order, read afresh (TypeScript keeps a field's narrowing across an await). */
+  #killOrder(): { reason: string; grace?: Duration } | undefined {
+    return this.#kill;
   }
 
   #line(stream: string, text: string, timestampMs: number = Date.now()): LogLine {

@@ -346,7 +346,8 @@ class IrisWorker implements WorkerCore {
     this.#cpu = new CpuMeter(resources.cpuMillicores);
     this.#processTable = new ProcessTable(ms(Math.min(200, (opts.sampleInterval ?? 500) / 2)));
     // Started on the first task; light workers start Pods, not processes.
-    if (opts.taskSpawner !== false && !opts.taskPods && TaskSpawner.supported()) {
+    if (opts.taskSpawner instanceof TaskSpawner) this.#spawner = opts.taskSpawner;
+    else if (opts.taskSpawner !== false && !opts.taskPods && TaskSpawner.supported()) {
       this.#spawner = new TaskSpawner();
     }
     this.#server = serveRpc(workerRoutes(this), {

@@ -3,6 +3,7 @@
  * Types only.
  * @module
  */
+import type { TaskSpawner } from "./spawner.ts";
 import type { CommandRunner } from "../command/mod.ts";
 import type { PythonEnvCacheOptions } from "./python_env.ts";
 import type { ConnectionLimits, ControllerClient } from "../rpc/mod.ts";
@@ -146,10 +147,11 @@ export interface WorkerOptions {
   /**
    * Start tasks through a long-lived spawner process (one fork and one exec per task, see
    * spawner.ts) where it applies: Linux on x86_64 or aarch64 with perl, running programs
-   * unrestricted, not turned off by `IRIS_TASK_SPAWNER=0`. Off: the setsid/sh/setpriv chain.
+   * unrestricted, not turned off by `IRIS_TASK_SPAWNER=0`. Off: the setsid/sh/setpriv chain. A
+   * TaskSpawner given here is used as it is (and closed with the worker): tests hold its spawns.
    * @default true
    */
-  taskSpawner?: boolean;
+  taskSpawner?: boolean | TaskSpawner;
   /**
    * Detect the host's GPUs (nvidia-smi) and TPU chips (`/dev/accel*`, `/dev/vfio/<n>`) at start
    * and check `resources.accelerator` against them (see devices.ts); `strict` also refuses a

@@ -13,6 +13,7 @@ import { seconds, waitFor } from "../../src/time.ts";
 import { commandTask, startHarness } from "./harness.ts";
 import { attemptDirName } from "../../src/worker/task_spec.ts";
 import { groupProcesses } from "./procs.ts";
+import { type SpawnRequest, TaskSpawner } from "../../src/worker/spawner.ts";
 
 Deno.test("worker streams a command's output to the controller as timestamped LogLines", async () => {
   await using h = await startHarness();
@@ -440,4 +441,35 @@ Deno.test("a reserved port (a gang's MASTER_PORT) is held for the attempt: a sec
     commandTask("/u/gang-d/0", ["true"], { reservedPorts: { MASTER_PORT: port } }),
   );
   await h.fake.waitForState("/u/gang-d/0", TaskState.SUCCEEDED);
+});
+
+Deno.test({
+  name: "a kill that comes while the spawner forks the task kills the process once it is up",
+  ignore: !TaskSpawner.supported(),
+  fn: async () => {
+    // Holds every spawn until let go: the attempt then waits in TaskProcess.launch, no process yet.
+    class HeldSpawner extends TaskSpawner {
+      readonly entered = Promise.withResolvers<void>();
+      readonly letGo = Promise.withResolvers<void>();
+      override async spawn(request: SpawnRequest) {
+        this.entered.resolve();
+        await this.letGo.promise;
+        return await super.spawn(request);
+      }
+    }
+    const spawner = new HeldSpawner();
+    await using h = await startHarness({ taskSpawner: spawner });
+    const answer = h.client.runTask(commandTask("/held/0", ["sleep", "30"]));
+    await spawner.entered.promise;
+    assert.equal(
+      (await h.client.killTask({ taskId: "/held/0", attemptId: 0, reason: "stop" })).found,
+      true,
+    );
+    spawner.letGo.resolve();
+    await answer;
+    // Started, then killed: the process ran (a pid, a signal), and not for its 30 s.
+    const update = await h.fake.waitForState("/held/0", TaskState.KILLED, seconds(5));
+    assert.match(update.error, /stop/);
+    assert.notEqual(update.signal, "");
+  },
 });
