@@ -84,6 +84,64 @@ export function sleep(d: Duration, signal?: AbortSignal): Promise<void> {
   });
 }
 
+/** A callback due on a {@linkcode SharedTimer}. */
+export interface SharedTimerEntry {
+  /** When it is due (performance.now()). */
+  readonly at: number;
+  readonly run: () => void;
+}
+
+/**
+ * Many callbacks due at different times on one `setTimeout`, set for the earliest due: a timer
+ * per task (memory samples, RunTask's setup waits) showed in the worker's profile (#20). A
+ * cancelled entry leaves the timer as it is unless it was the last; it then fires at most once for
+ * nothing.
+ */
+export class SharedTimer {
+  readonly #due = new Set<SharedTimerEntry>();
+  #timer?: ReturnType<typeof setTimeout>;
+  #timerAt = Infinity;
+
+  add(after: Duration, run: () => void): SharedTimerEntry {
+    const entry = { at: performance.now() + after, run };
+    this.#due.add(entry);
+    if (entry.at < this.#timerAt) this.#arm(entry.at);
+    return entry;
+  }
+
+  /** `entry` will not run from the timer (harmless when it ran or was cancelled already). */
+  cancel(entry: SharedTimerEntry): void {
+    this.#due.delete(entry);
+    if (this.#due.size === 0 && this.#timer !== undefined) {
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = Infinity;
+    }
+  }
+
+  #arm(at: number): void {
+    clearTimeout(this.#timer);
+    this.#timerAt = at;
+    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - performance.now()));
+  }
+
+  #fire(): void {
+    this.#timer = undefined;
+    this.#timerAt = Infinity;
+    // A timer may fire a fraction of a millisecond early.
+    const now = performance.now() + 1;
+    const due: SharedTimerEntry[] = [];
+    let next = Infinity;
+    for (const entry of this.#due) {
+      if (entry.at <= now) due.push(entry);
+      else next = Math.min(next, entry.at);
+    }
+    for (const entry of due) this.#due.delete(entry);
+    if (next < this.#timerAt) this.#arm(next);
+    for (const entry of due) entry.run();
+  }
+}
+
 /** What the monotonic clock lags the wall clock by, as {@linkcode preciseNow} last set it. */
 let wallOffset = Date.now() - performance.now();
 

@@ -16,7 +16,14 @@ import {
 import type { RunTaskRequest, WorkerTaskInfo } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { WorkerTaskInfoSchema } from "../rpc/gen/iris/v1/worker_pb.ts";
 import { describeError, InvalidArgumentError } from "../errors.ts";
-import { type Duration, ms, sleep, systemClock } from "../time.ts";
+import {
+  type Duration,
+  ms,
+  SharedTimer,
+  type SharedTimerEntry,
+  sleep,
+  systemClock,
+} from "../time.ts";
 import { formatBytes, formatDuration, oneLine } from "../format.ts";
 import {
   BoundedQueue,
@@ -128,7 +135,7 @@ export class TaskAttempt {
   readonly #bucket: LogBucket;
   readonly #abort = new AbortController();
   /** Callers of {@linkcode TaskAttempt.leftSetup} still waiting. */
-  #setupWaiters: SetupWaiter[] = [];
+  #setupWaiters: SharedTimerEntry[] = [];
   /** Lines not yet delivered, from #pending[#head]; #costs in step. */
   #pending: LogLine[] = [];
   #costs: number[] = [];
@@ -853,7 +860,10 @@ export class TaskAttempt {
     this.#version++;
     this.#ctx.onChange();
     if (!inSetup(state) && this.#setupWaiters.length) {
-      for (const waiter of this.#setupWaiters.splice(0)) SETUP_WAITS.end(waiter);
+      for (const waiter of this.#setupWaiters.splice(0)) {
+        SETUP_WAITS.cancel(waiter);
+        waiter.run();
+      }
     }
   }
 
@@ -973,60 +983,5 @@ export function logLineBytes(line: LogLine): number {
   return n;
 }
 
-/** A RunTask waiting for its attempt to leave setup (`leftSetup`). */
-interface SetupWaiter {
-  /** When it stops waiting anyway (performance.now()). */
-  readonly at: number;
-  readonly wake: () => void;
-}
-
-/**
- * The RunTask waits of every attempt (`leftSetup`) share one timer, set for the earliest: a
- * timer per attempt showed in the worker's profile (#20), and a batch's attempts wait alike.
- */
-class SetupWaits {
-  readonly #waiters = new Set<SetupWaiter>();
-  #timer?: ReturnType<typeof setTimeout>;
-  #timerAt = Infinity;
-
-  add(within: Duration, wake: () => void): SetupWaiter {
-    const waiter = { at: performance.now() + within, wake };
-    this.#waiters.add(waiter);
-    if (waiter.at < this.#timerAt) this.#arm(waiter.at);
-    return waiter;
-  }
-
-  /** Wakes `waiter` now (again: harmless); the timer goes with the last one. */
-  end(waiter: SetupWaiter): void {
-    this.#waiters.delete(waiter);
-    waiter.wake();
-    if (this.#waiters.size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
-  }
-
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - performance.now()));
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-    // A timer may fire a fraction of a millisecond early.
-    const now = performance.now() + 1;
-    let next = Infinity;
-    for (const waiter of this.#waiters) {
-      if (waiter.at <= now) {
-        this.#waiters.delete(waiter);
-        waiter.wake();
-      } else next = Math.min(next, waiter.at);
-    }
-    if (next < Infinity) this.#arm(next);
-  }
-}
-
-const SETUP_WAITS = new SetupWaits();
+/** The RunTask waits of every attempt (`leftSetup`) share one timer: a batch's attempts wait alike. */
+const SETUP_WAITS = new SharedTimer();

@@ -4,7 +4,14 @@
  * Knows nothing about RPC, task states or directories.
  * @module
  */
-import { type Duration, ms, seconds, type Timestamp } from "../time.ts";
+import {
+  type Duration,
+  ms,
+  seconds,
+  SharedTimer,
+  type SharedTimerEntry,
+  type Timestamp,
+} from "../time.ts";
 import { formatBytes, formatDuration } from "../format.ts";
 import { decodeLine, LineSplitter } from "./lines.ts";
 import { childSession, type Session, terminalArgv, type TerminalSize } from "./sessions.ts";
@@ -166,7 +173,7 @@ export class TaskProcess {
    * Timers and callbacks rather than AbortControllers: an abort() builds a DOMException with a
    * stack trace, and a task that ends in milliseconds would pay three (#20).
    */
-  #sampleTimer?: SampleTimer;
+  #sampleTimer?: SharedTimerEntry;
   /** The memory sample in progress, if any. */
   #sampling?: Promise<void>;
   #samplingStopped = false;
@@ -550,63 +557,11 @@ export class TaskProcess {
   }
 }
 
-/** A memory sample due at `at` (performance.now()). */
-interface SampleTimer {
-  readonly at: number;
-  readonly run: () => void;
-}
-
 /**
- * The memory samples of every task share one timer, set for the earliest due: a timer per task
- * showed in the worker's profile (#20), and a short task ends before its first sample. A task
- * that ends leaves the timer as it is; it fires at most once per sample interval for nothing.
+ * The memory samples of every task share one timer: a short task ends before its first sample, and
+ * a timer per task showed in the worker's profile (#20).
  */
-class SampleTimers {
-  readonly #due = new Set<SampleTimer>();
-  #timer?: ReturnType<typeof setTimeout>;
-  #timerAt = Infinity;
-
-  add(after: Duration, run: () => void): SampleTimer {
-    const sample = { at: performance.now() + after, run };
-    this.#due.add(sample);
-    if (sample.at < this.#timerAt) this.#arm(sample.at);
-    return sample;
-  }
-
-  /** `sample` is not wanted any more; the timer goes with the last one. */
-  cancel(sample: SampleTimer): void {
-    this.#due.delete(sample);
-    if (this.#due.size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
-  }
-
-  #arm(at: number): void {
-    clearTimeout(this.#timer);
-    this.#timerAt = at;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - performance.now()));
-  }
-
-  #fire(): void {
-    this.#timer = undefined;
-    this.#timerAt = Infinity;
-    // A timer may fire a fraction of a millisecond early.
-    const now = performance.now() + 1;
-    const due: SampleTimer[] = [];
-    let next = Infinity;
-    for (const sample of this.#due) {
-      if (sample.at <= now) due.push(sample);
-      else next = Math.min(next, sample.at);
-    }
-    for (const sample of due) this.#due.delete(sample);
-    if (next < this.#timerAt) this.#arm(next);
-    for (const sample of due) sample.run();
-  }
-}
-
-const SAMPLE_TIMERS = new SampleTimers();
+const SAMPLE_TIMERS = new SharedTimer();
 
 function describeSpawnError(program: string, err: unknown, path: string): string {
   const message = err instanceof Error ? err.message : String(err);
