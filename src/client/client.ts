@@ -11,6 +11,7 @@ import {
   type Endpoint,
   type GetAutoscalerStatusResponse,
   type GetJobStatusResponse,
+  isConnectionFailure,
   type JobSpec,
   JobState,
   type JobStatus,
@@ -64,15 +65,6 @@ export function envToken(): string | undefined {
 export function isFinished(state: JobState): boolean {
   return state === JobState.SUCCEEDED || state === JobState.FAILED || state === JobState.KILLED ||
     state === JobState.WORKER_FAILED || state === JobState.UNSCHEDULABLE;
-}
-
-function isTransient(err: unknown): boolean {
-  if (err instanceof ConnectError) {
-    // connect-web reports network failures as Unknown/Unavailable with a fetch TypeError cause.
-    return err.code === Code.Unavailable ||
-      (err.code === Code.Unknown && err.cause instanceof TypeError);
-  }
-  return err instanceof TypeError;
 }
 
 /** Filters for log queries; every given filter must hold. */
@@ -150,7 +142,7 @@ export class IrisClient {
       try {
         return await fn(this.rpc);
       } catch (err) {
-        if (!isTransient(err)) throw err;
+        if (!isConnectionFailure(err)) throw err;
         if (deadline.expired()) {
           throw new ControllerUnreachableError(
             this.url,

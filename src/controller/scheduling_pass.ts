@@ -8,6 +8,7 @@
  */
 import { JobState, TaskState } from "../rpc/gen/iris/v1/types_pb.ts";
 import { describeError } from "../errors.ts";
+import { isConnectionFailure } from "../rpc/mod.ts";
 import {
   type Band,
   BAND_BATCH,
@@ -390,6 +391,10 @@ function dispatchFailed(
   );
   const fx = noEffects();
   ctx.workers.release(workerId, attemptKey(taskId, attemptId));
+  const worker = ctx.workers.workers.get(workerId);
+  if (worker && isConnectionFailure(err)) {
+    ctx.workers.unreachable(worker, "RunTask found no connection");
+  }
   ctx.jobs.attemptEnded(found.task, found.attempt, {
     state: TaskState.WORKER_FAILED,
     error: `dispatch to worker ${workerId} failed: ${describeError(err)}`,

@@ -41,6 +41,9 @@ export interface CommitmentHolder {
   readonly sinceMs: number;
 }
 
+/** How {@linkcode WorkerTable.unreachable} starts a worker's status message. */
+const UNREACHABLE = "unreachable";
+
 /** A registered worker. */
 export interface WorkerRecord {
   readonly workerId: string;
@@ -277,10 +280,25 @@ export class WorkerTable {
     this.dirty.clear();
   }
 
+  /**
+   * A call to `worker` found no connection: no attempt is placed on it until its next heartbeat
+   * says it is back (a dead host's heartbeats stop, and liveness declares it dead; without this,
+   * each pass in between placed a retry on it that failed at once, until the task's budget was
+   * spent).
+   */
+  unreachable(worker: WorkerRecord, why: string): void {
+    if (worker.healthy) this.version++;
+    worker.healthy = false;
+    worker.statusMessage = `${UNREACHABLE} (${why}): no placements until its next heartbeat`;
+  }
+
   /** A heartbeat arrived from `worker` at `nowMs`: it is alive and healthy. */
   heartbeat(worker: WorkerRecord, nowMs: number): void {
     worker.lastHeartbeatMs = nowMs;
-    if (!worker.healthy) this.version++;
+    if (!worker.healthy) {
+      this.version++;
+      if (worker.statusMessage.startsWith(UNREACHABLE)) worker.statusMessage = "";
+    }
     worker.healthy = true;
   }
 

@@ -2,7 +2,14 @@
  * Typed Connect clients for the controller and worker services, over fetch.
  * @module
  */
-import { type Client, createClient, type Interceptor, type Transport } from "@connectrpc/connect";
+import {
+  type Client,
+  Code,
+  ConnectError,
+  createClient,
+  type Interceptor,
+  type Transport,
+} from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-web";
 import { ControllerService } from "./gen/iris/v1/controller_pb.ts";
 import { WorkerService } from "./gen/iris/v1/worker_pb.ts";
@@ -71,4 +78,17 @@ export function controllerClient(baseUrl: string, options?: TransportOptions): C
 /** A WorkerService client for `baseUrl`. */
 export function workerClient(baseUrl: string, options?: TransportOptions): WorkerClient {
   return createClient(WorkerService, rpcTransport(baseUrl, options));
+}
+
+/**
+ * Whether a call failed for want of a connection (refused, reset, closed, unreachable), as opposed
+ * to an answer: fetch and our HTTP/1 transport report these as Unknown with a TypeError cause,
+ * Connect as Unavailable. The call may be retried; the peer may be down.
+ */
+export function isConnectionFailure(err: unknown): boolean {
+  if (err instanceof ConnectError) {
+    return err.code === Code.Unavailable ||
+      (err.code === Code.Unknown && err.cause instanceof TypeError);
+  }
+  return err instanceof TypeError;
 }

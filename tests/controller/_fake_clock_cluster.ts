@@ -5,7 +5,7 @@
  * @module
  */
 import { create } from "@bufbuild/protobuf";
-import { createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { Controller, type ControllerOptions } from "../../src/controller/controller.ts";
 import { controllerRoutes } from "../../src/controller/service.ts";
 import { errorInterceptor } from "../../src/rpc/errors.ts";
@@ -39,6 +39,8 @@ export class FakeWorker {
   readonly kills: { taskId: string; attemptId: number }[] = [];
   /** The state RunTask answers with (RunTaskResponse.state); unset by default, as older workers. */
   runTaskState: TaskState = TaskState.UNSPECIFIED;
+  /** Calls to it fail as a dead host's do (no connection), as long as this is set. */
+  unreachable = false;
   #updates: TaskUpdate[] = [];
   #beating?: AbortController;
 
@@ -73,6 +75,9 @@ export class FakeWorker {
   }
 
   #runTask(req: RunTaskRequest): RunTaskResponse {
+    if (this.unreachable) {
+      throw new ConnectError("error sending request: Connection refused", Code.Unavailable);
+    }
     this.runs.push(req);
     this.running.set(`${req.taskId}#${req.attemptId}`, {
       taskId: req.taskId,

@@ -66,6 +66,40 @@ Deno.test("liveness: a beating worker stays; a silent one is dead after 3 missed
   assertEquals(w2.runs.map((r) => r.attemptId), [1]);
 });
 
+Deno.test("a worker RunTask cannot reach gets no placements until it heartbeats; the task runs elsewhere after one failed attempt", async () => {
+  await using c = new FakeClockCluster({ heartbeatInterval: seconds(1) });
+  const w1 = c.worker("w1", { cpu: 1 });
+  const w2 = c.worker("w2", { cpu: 1 });
+  await w1.register();
+  // w1's host is gone, but it is not declared dead yet (that takes 3 missed heartbeats).
+  w1.unreachable = true;
+  const jobId = await launch(c, job("moves"));
+  await c.clock.advance(ms(100));
+  const task = c.controller.jobs.task(`${jobId}/0`);
+  // One attempt failed on w1, and no pass placed another there (before, every pass did, each
+  // failing at once, until the preemption budget was spent and the job ended WORKER_FAILED).
+  assertEquals(task.attempts.map((a) => [a.state, a.workerId]), [[TaskState.WORKER_FAILED, "w1"]]);
+  assertEquals(task.state, TaskState.PENDING);
+  const info = (await c.rpc.listWorkers({})).workers.find((w) => w.workerId === "w1")!;
+  assertEquals(info.healthy, false);
+  assert(info.statusMessage.startsWith("unreachable"), info.statusMessage);
+  // Another worker joins: the task runs there.
+  await w2.register();
+  await c.clock.advance(ms(100));
+  assertEquals(task.attempts.map((a) => [a.state, a.workerId]), [
+    [TaskState.WORKER_FAILED, "w1"],
+    [TaskState.ASSIGNED, "w2"],
+  ]);
+  // w1 answers again and heartbeats: healthy, placeable, its message cleared.
+  w1.unreachable = false;
+  await w1.beat();
+  const back = (await c.rpc.listWorkers({})).workers.find((w) => w.workerId === "w1")!;
+  assertEquals([back.healthy, back.statusMessage], [true, ""]);
+  const next = await launch(c, job("after"));
+  await c.clock.advance(ms(100));
+  assertEquals(c.controller.jobs.task(`${next}/0`).attempts.map((a) => a.workerId), ["w1"]);
+});
+
 Deno.test("liveness: a stalled controller declares nobody dead; silence after it resumes still does", async () => {
   await using c = new FakeClockCluster({
     heartbeatInterval: ms(100),

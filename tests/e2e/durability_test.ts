@@ -134,8 +134,14 @@ Deno.test("a task on a worker killed with SIGKILL is retried on another worker",
     victim.child.kill("SIGKILL");
     await victim.status;
     const job = await client.wait(jobId, { timeout: seconds(30) });
-    assertEquals(job.state, JobState.SUCCEEDED);
     const [task] = await client.tasks(jobId);
+    assertEquals(
+      job.state,
+      JobState.SUCCEEDED,
+      `job ${JobState[job.state]}: ${job.error}; attempts ${
+        JSON.stringify(task?.attempts.map((a) => [a.workerId, TaskState[a.state], a.error]))
+      }`,
+    );
     assertEquals(task!.workerId, other);
     assertEquals(task!.attempts.length, 2);
     assertEquals(task!.attempts[0]!.state, TaskState.WORKER_FAILED);
