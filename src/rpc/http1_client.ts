@@ -221,41 +221,13 @@ function poolFor(url: URL): Pool {
 /** What one exchange returned. */
 interface RawAnswer {
   status: number;
-  /** The header fields as received (names lower-cased); `headers` is made of them when read. */
-  fields: readonly (readonly [string, string])[];
+  /** Made of the received fields only when read ({@linkcode LazyHeaders}). */
   readonly headers: Headers;
   /** The content-type field (null when absent). */
   contentType: string | null;
   /** Whether a field is a Connect trailer (`trailer-…`). */
   hasTrailer: boolean;
   body: Uint8Array;
-}
-
-/** A {@linkcode RawAnswer} whose Headers object is made on first read. */
-function rawAnswer(
-  status: number,
-  fields: readonly (readonly [string, string])[],
-  contentType: string | null,
-  hasTrailer: boolean,
-  body: Uint8Array,
-  keepAlive: boolean,
-): RawAnswer & { keepAlive: boolean } {
-  let headers: Headers | undefined;
-  return {
-    status,
-    fields,
-    contentType,
-    hasTrailer,
-    body,
-    keepAlive,
-    get headers() {
-      if (!headers) {
-        headers = new Headers();
-        for (const [k, v] of fields) headers.append(k, v);
-      }
-      return headers;
-    },
-  };
 }
 
 /**
@@ -459,7 +431,7 @@ async function readAnswer(
     body = concat(parts);
     keepAlive = false;
   }
-  return rawAnswer(status, fields, contentType, hasTrailer, body, keepAlive);
+  return { status, headers: new LazyHeaders(fields), contentType, hasTrailer, body, keepAlive };
 }
 
 async function readChunked(c: ClientConn): Promise<Uint8Array> {
@@ -584,11 +556,7 @@ export function createHttp1Transport(options: Http1TransportOptions): Transport 
     if (
       answer.status === 200 && answer.contentType === contentTypeUnaryProto && !answer.hasTrailer
     ) {
-      return {
-        header: new LazyHeaders(answer.fields),
-        trailer: new LazyHeaders([]),
-        message: plan.parse(answer.body),
-      };
+      return { header: answer.headers, trailer: new Headers(), message: plan.parse(answer.body) };
     }
     const { isUnaryError, unaryError } = validateResponse(
       method.methodKind,
