@@ -23,3 +23,23 @@ Deno.test("the rendered table changes with the figures (the check can fail)", ()
   assertEquals(a.includes("50 % of the spawn ceiling"), true);
   assertEquals(b.includes("25 % of the spawn ceiling"), true);
 });
+
+Deno.test("the throughput row shows every run beside the spawn floor measured just before it", () => {
+  const runs = [
+    { jobsPerS: 900, spawnP50Ms: 1.1, vsSpawnCeiling: 0.495 },
+    { jobsPerS: 1000, spawnP50Ms: 1.04, vsSpawnCeiling: 0.52 },
+    { jobsPerS: 1100, spawnP50Ms: 1, vsSpawnCeiling: 0.55 },
+  ];
+  const text = renderReadmeSection({
+    ratios: { jobsPerSVsSpawnCeilingWorkerProcess: 0.52 },
+    iris: { workerProcess: { throughput: { jobs: 1000, jobsPerS: 1000, runs } } },
+  });
+  assertEquals(
+    text.includes(
+      "52 % of the spawn ceiling (median of 3 runs: 50 %, 52 %, 55 %; spawn p50 just before " +
+        "each: 1.10 ms, 1.04 ms, 1.00 ms)",
+    ),
+    true,
+    text,
+  );
+});
