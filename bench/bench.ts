@@ -1037,7 +1037,6 @@ async function main() {
   const rpcSingle = dist(rpc.single);
   const fetchPostSame = dist(rpc.fetchPostSameProcesses);
   const statusSingle = dist(rpc.statusSingle);
-  const spawnCeiling = host.nproc as number / (spawn.p50 / 1000);
 
   const rows: string[][] = [
     ["metric", "p50", "p99", "ratio / floor", "goal"],

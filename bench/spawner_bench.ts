@@ -3,14 +3,18 @@
  * `/bin/true` (default 2000), PAR at once (default 8), through {@linkcode TaskSpawner} as the
  * worker does — as a task user and in a task cgroup when root — and prints the CPU per task of the
  * spawner and its children (what bench.ts counts as the tasks'), the spawner's own part, its page
- * faults, and this process's CPU (which reads the spawner's records).
+ * faults, and this process's CPU (which reads the spawner's records). `--native` uses the native
+ * spawner (src/worker/spawner_native.ts, compiled into this user's cache) instead of the Perl one.
  * @module
  */
 import { TaskSpawner } from "../src/worker/spawner.ts";
+import { nativeSpawner, nativeSpawnerCacheDirs } from "../src/worker/spawner_native.ts";
 import { removeCgroup, taskCgroup } from "../src/worker/reaper.ts";
 
-const TASKS = Number(Deno.args[0] ?? 2000);
-const PARALLEL = Number(Deno.args[1] ?? 8);
+const NATIVE = Deno.args.includes("--native");
+const [tasksArg, parallelArg] = Deno.args.filter((a) => a !== "--native");
+const TASKS = Number(tasksArg ?? 2000);
+const PARALLEL = Number(parallelArg ?? 8);
 /** A uid and gid no account uses, as the worker's task user pool hands out. */
 const TASK_USER = { uid: 61_234, gid: 61_234 };
 const CLOCK_TICK_MS = 10;
@@ -35,7 +39,8 @@ await Deno.chmod(cwd, 0o777);
 const cgroup = isRoot ? taskCgroup(`bench-${Deno.pid}`) : undefined;
 const env: Record<string, string> = { PATH: "/usr/bin:/bin", HOME: cwd, LANG: "C.UTF-8" };
 for (let i = 0; i < 12; i++) env[`IRIS_BENCH_${i}`] = `value-${i}-${"x".repeat(20)}`;
-const spawner = new TaskSpawner();
+const native = NATIVE ? nativeSpawner(nativeSpawnerCacheDirs(cwd)) : null;
+const spawner = new TaskSpawner(undefined, native);
 try {
   const runOne = async () => {
     const child = await spawner.spawn({
@@ -72,11 +77,13 @@ try {
   const selfAfter = usage(Deno.pid);
   const perTask = (ms: number) => `${(ms / TASKS * 1000).toFixed(0)} µs`;
   console.log(
-    `${TASKS} tasks, ${PARALLEL} at once${isRoot ? ", as a task user" : ""}${
-      cgroup ? ", in a cgroup" : ""
-    }: spawner + children ${perTask(after.allMs - before.allMs)} CPU per task (spawner itself ${
-      perTask(after.ownMs - before.ownMs)
-    }, ${((after.ownFaults - before.ownFaults) / TASKS).toFixed(1)} faults; children ${
+    `${spawner.kind} spawner, ${TASKS} tasks, ${PARALLEL} at once${
+      isRoot ? ", as a task user" : ""
+    }${cgroup ? ", in a cgroup" : ""}: spawner + children ${
+      perTask(after.allMs - before.allMs)
+    } CPU per task (spawner itself ${perTask(after.ownMs - before.ownMs)}, ${
+      ((after.ownFaults - before.ownFaults) / TASKS).toFixed(1)
+    } faults; children ${
       ((after.allFaults - after.ownFaults - before.allFaults + before.ownFaults) / TASKS).toFixed(1)
     } faults); this process ${perTask(selfAfter.ownMs - selfBefore.ownMs)}; wall ${
       perTask(wallMs)

@@ -19,10 +19,13 @@
  * A task's CPU is mostly that fork and the exec, and the pages either side writes in between: the
  * spawner writes few (a spawn request read in place and laid out for the child's syscalls, bare
  * pipe descriptors, no perl data made per task, one status pipe for all children, SIGCHLD through
- * a signalfd); see SCRIPT for what each saved.
+ * a signalfd); see SCRIPT for what each saved. Where the host has a C compiler, the worker runs
+ * the same protocol's native twin first (spawner_native.ts), which starts each task without
+ * copying its own memory: Perl remains where it does not compile or start.
  * @module
  */
 import { findUtil } from "./process_tree.ts";
+import type { NativeSpawner } from "./spawner_native.ts";
 
 /** What a task runner needs of a started process: a Deno.ChildProcess fits too. */
 export interface TaskChild {
@@ -125,8 +128,23 @@ const SYSCALLS: Record<string, readonly number[]> = {
   ],
 };
 
-/** The env var that turns the spawner off ("0"); tasks then start through the wrapper chain. */
+/**
+ * The env var that turns the spawner off ("0": tasks then start through the wrapper chain) or
+ * keeps it to Perl ("perl": no native spawner, see spawner_native.ts).
+ */
 export const SPAWNER_ENV = "IRIS_TASK_SPAWNER";
+
+/** IRIS_TASK_SPAWNER's value, "" when unset or not readable. */
+function spawnerSetting(): string {
+  try {
+    if (Deno.permissions.querySync({ name: "env", variable: SPAWNER_ENV }).state !== "granted") {
+      return "";
+    }
+    return Deno.env.get(SPAWNER_ENV) ?? "";
+  } catch {
+    return "";
+  }
+}
 
 /**
  * The spawner. Requests on stdin: u32 length + body; S spawn (binary, laid out for the syscalls:
@@ -780,6 +798,34 @@ function spawnRequestFrame(id: number, request: SpawnRequest): Uint8Array | unde
   return frame;
 }
 
+/** How a spawner process is started: the Perl script, or the native binary. */
+interface Launcher {
+  readonly kind: "perl" | "native";
+  readonly program: string;
+  readonly args: string[];
+  readonly env: Record<string, string>;
+}
+
+function perlLauncher(perl: string): Launcher {
+  return {
+    kind: "perl",
+    program: perl,
+    // The script comes through the environment and the process names itself, so `ps` shows one
+    // short line for it.
+    args: ["-e", LOADER, ...SYSCALLS[Deno.build.arch]!.map(String), String(Deno.pid)],
+    env: { PATH: "/usr/bin:/bin", LC_ALL: "C", [SCRIPT_ENV]: SCRIPT },
+  };
+}
+
+function nativeLauncher(binary: string): Launcher {
+  return {
+    kind: "native",
+    program: binary,
+    args: [String(Deno.pid)],
+    env: { PATH: "/usr/bin:/bin", LC_ALL: "C" },
+  };
+}
+
 /** One running spawner process and the tasks it started. */
 class SpawnerProcess {
   readonly #child: Deno.ChildProcess;
@@ -801,14 +847,11 @@ class SpawnerProcess {
   #alive = true;
   #markReady!: (ok: boolean) => void;
 
-  constructor(perl: string) {
-    const numbers = SYSCALLS[Deno.build.arch]!;
-    this.#child = new Deno.Command(perl, {
-      // The script comes through the environment and the process names itself, so `ps` shows
-      // one short line for it.
-      args: ["-e", LOADER, ...numbers.map(String), String(Deno.pid)],
+  constructor(launcher: Launcher) {
+    this.#child = new Deno.Command(launcher.program, {
+      args: launcher.args,
       clearEnv: true,
-      env: { PATH: "/usr/bin:/bin", LC_ALL: "C", [SCRIPT_ENV]: SCRIPT },
+      env: launcher.env,
       stdin: "piped",
       stdout: "piped",
       stderr: "piped",
@@ -994,16 +1037,24 @@ class SpawnerProcess {
  */
 export class TaskSpawner {
   readonly #perl: string | null;
+  readonly #native: NativeSpawner | null;
+  /** The native spawner would not start here: Perl from then on. */
+  #nativeFailed = false;
   #current?: SpawnerProcess;
+  #currentKind?: "perl" | "native";
   #deaths = 0;
   #unusable = false;
   #closed = false;
   #starting?: Promise<SpawnerProcess | undefined>;
   readonly #stopping: Promise<void>[] = [];
 
-  /** @param perl the perl interpreter @default /usr/bin/perl or /bin/perl */
-  constructor(perl: string | null = findUtil("perl")) {
+  /**
+   * @param perl the perl interpreter @default /usr/bin/perl or /bin/perl
+   * @param native the native spawner (spawner_native.ts), tried before Perl; null: Perl only
+   */
+  constructor(perl: string | null = findUtil("perl"), native: NativeSpawner | null = null) {
     this.#perl = perl;
+    this.#native = native;
   }
 
   /**
@@ -1013,20 +1064,31 @@ export class TaskSpawner {
    */
   static supported(): boolean {
     if (Deno.build.os !== "linux" || !SYSCALLS[Deno.build.arch]) return false;
+    if (spawnerSetting() === "0") return false;
     try {
       if (Deno.permissions.querySync({ name: "run" }).state !== "granted") return false;
-      if (Deno.permissions.querySync({ name: "env", variable: SPAWNER_ENV }).state === "granted") {
-        if (Deno.env.get(SPAWNER_ENV) === "0") return false;
-      }
     } catch {
       return false;
     }
     return findUtil("perl") !== null;
   }
 
+  /**
+   * Whether the native spawner may be tried (`IRIS_TASK_SPAWNER` unset or `native`; `perl` keeps
+   * the Perl one).
+   */
+  static nativeAllowed(): boolean {
+    return spawnerSetting() !== "perl";
+  }
+
   /** The spawner's pid (tests), once started. */
   get pid(): number | undefined {
     return this.#current?.alive ? this.#current.pid : undefined;
+  }
+
+  /** Which spawner runs (tests, benchmarks), once started. */
+  get kind(): "perl" | "native" | undefined {
+    return this.#current?.alive ? this.#currentKind : undefined;
   }
 
   /**
@@ -1045,30 +1107,53 @@ export class TaskSpawner {
 
   /** The running spawner, started (or restarted) when needed; shared by concurrent callers. */
   #running(): Promise<SpawnerProcess | undefined> {
-    if (this.#closed || this.#unusable || !this.#perl) return Promise.resolve(undefined);
+    if (this.#closed || this.#unusable || (!this.#perl && !this.#native)) {
+      return Promise.resolve(undefined);
+    }
     if (this.#current && !this.#current.alive) {
+      // A native spawner that died is not tried again: Perl from then on.
+      if (this.#currentKind === "native") this.#nativeFailed = true;
       this.#stopping.push(this.#current.done);
       this.#current = undefined;
       this.#starting = undefined;
       if (++this.#deaths > MAX_RESTARTS) this.#unusable = true;
     }
     if (this.#unusable) return Promise.resolve(undefined);
-    this.#starting ??= this.#start(this.#perl);
+    this.#starting ??= this.#start();
     return this.#starting;
   }
 
-  async #start(perl: string): Promise<SpawnerProcess | undefined> {
-    let started: SpawnerProcess;
-    try {
-      started = new SpawnerProcess(perl);
-    } catch {
+  /** The native spawner where it compiles and starts, else the Perl one. */
+  async #start(): Promise<SpawnerProcess | undefined> {
+    if (this.#native && !this.#nativeFailed) {
+      const binary = await this.#native.binary().catch(() => null);
+      const started = binary && !this.#closed
+        ? await this.#launch(nativeLauncher(binary))
+        : undefined;
+      if (started) return started;
+      this.#nativeFailed = true;
+    }
+    if (!this.#perl || this.#closed) {
       this.#unusable = true;
       return undefined;
     }
-    this.#current = started;
-    if (await started.ready) return started;
+    const started = await this.#launch(perlLauncher(this.#perl));
     // Died before its first record: this host cannot run it (no prctl, a broken perl).
-    this.#unusable = true;
+    if (!started) this.#unusable = true;
+    return started;
+  }
+
+  async #launch(launcher: Launcher): Promise<SpawnerProcess | undefined> {
+    let started: SpawnerProcess;
+    try {
+      started = new SpawnerProcess(launcher);
+    } catch {
+      return undefined;
+    }
+    this.#current = started;
+    this.#currentKind = launcher.kind;
+    if (await started.ready) return started;
+    this.#current = undefined;
     this.#stopping.push(started.done);
     return undefined;
   }
@@ -1081,6 +1166,7 @@ export class TaskSpawner {
   /** Stops the spawner (after its tasks ended) and waits for it. */
   async close(): Promise<void> {
     this.#closed = true;
+    await this.#starting; // a compile or a start under way ends first
     await this.#current?.close();
     await Promise.all(this.#stopping);
   }

@@ -62,6 +62,7 @@ import { WorkerLogBudget } from "./lines.ts";
 import { PortAllocator } from "./ports.ts";
 import { ProcessTable, setsidPath } from "./process_tree.ts";
 import { TaskSpawner } from "./spawner.ts";
+import { nativeSpawner, nativeSpawnerCacheDirs } from "./spawner_native.ts";
 import {
   readLedger,
   type Reaper,
@@ -348,7 +349,11 @@ class IrisWorker implements WorkerCore {
     // Started on the first task; light workers start Pods, not processes.
     if (opts.taskSpawner instanceof TaskSpawner) this.#spawner = opts.taskSpawner;
     else if (opts.taskSpawner !== false && !opts.taskPods && TaskSpawner.supported()) {
-      this.#spawner = new TaskSpawner();
+      // The native spawner where this host compiles it, else Perl (spawner_native.ts).
+      const native = TaskSpawner.nativeAllowed()
+        ? nativeSpawner(nativeSpawnerCacheDirs(rootDir))
+        : null;
+      this.#spawner = new TaskSpawner(undefined, native);
     }
     this.#server = serveRpc(workerRoutes(this), {
       hostname: opts.host ?? "127.0.0.1",
