@@ -9,7 +9,8 @@
  * `CLONE_INTO_CGROUP` —, limits, the task user without groups and with no new privileges, the
  * parent-death signal, cwd, descriptors) with nothing but syscalls, and execs; the spawner waits
  * for that exec, then goes on. Where no compiler is found, the compile fails, or the binary does
- * not start, the Perl spawner is used as before.
+ * not start, the Perl spawner is used as before. One difference: the spawner waits for each
+ * child's exec, so a task cgroup that someone froze holds the next spawns until it thaws.
  *
  * The binary lives in the first of the given cache directories that is this user's own and not
  * writable by others (a root worker must not run a program someone else could replace), named by
