@@ -70,7 +70,8 @@ async function findOrCompile(
   cacheDirs: readonly string[],
   runner: CommandRunner,
 ): Promise<string | null> {
-  if (Deno.build.os !== "linux" || !["x86_64", "aarch64"].includes(Deno.build.arch)) return null;
+  // x86_64 only: the clone3 trampoline below is tested there (aarch64 keeps the Perl spawner).
+  if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return null;
   const compiler = findUtil("cc") ?? findUtil("gcc") ?? findUtil("clang");
   if (!compiler) return null;
   let uid: number | null;
@@ -107,6 +108,24 @@ function ownedSafely(info: Deno.FileInfo, uid: number): boolean {
   return info.uid === uid && ((info.mode ?? 0o777) & 0o022) === 0;
 }
 
+/**
+ * Throws unless every directory above `dir` belongs to this user or root and is writable by no one
+ * else, or is sticky (as /tmp): otherwise someone else could move `dir` away and put their own in
+ * its place between the check and the exec.
+ */
+async function checkAncestors(dir: string, uid: number): Promise<void> {
+  const real = await Deno.realPath(dir);
+  for (let at = real; at !== "/";) {
+    at = at.slice(0, at.lastIndexOf("/")) || "/";
+    const info = await Deno.lstat(at);
+    const mode = info.mode ?? 0o777;
+    const owner = info.uid === uid || info.uid === 0;
+    if (!owner || ((mode & 0o022) !== 0 && (mode & 0o1000) === 0)) {
+      throw new Error(`${at}: others may write it, so ${dir} could be replaced`);
+    }
+  }
+}
+
 async function ensureBinary(
   dir: string,
   binary: string,
@@ -119,6 +138,7 @@ async function ensureBinary(
   if (!dirInfo.isDirectory || !ownedSafely(dirInfo, uid)) {
     throw new Error(`${dir}: not a directory of this user's that only it may write`);
   }
+  await checkAncestors(dir, uid);
   try {
     const info = await Deno.lstat(binary);
     if (info.isFile && ownedSafely(info, uid)) return true;
@@ -189,10 +209,6 @@ __asm__(".text\n.globl iris_clone3\n.type iris_clone3,@function\niris_clone3:\n"
         "  mov %rdx, %r8\n  mov %rcx, %r9\n  mov $435, %eax\n  syscall\n"
         "  test %rax, %rax\n  jnz 1f\n  xor %ebp, %ebp\n  mov %r9, %rdi\n  call *%r8\n"
         "  mov %eax, %edi\n  mov $60, %eax\n  syscall\n  hlt\n1:\n  ret\n");
-#elif defined(__aarch64__)
-__asm__(".text\n.globl iris_clone3\n.type iris_clone3,%function\niris_clone3:\n"
-        "  mov x9, x2\n  mov x10, x3\n  mov x8, #435\n  svc #0\n  cbnz x0, 1f\n"
-        "  mov x0, x10\n  blr x9\n  mov x8, #93\n  svc #0\n  brk #0\n1:\n  ret\n");
 #else
 #error "architecture not supported"
 #endif

@@ -646,6 +646,14 @@ Deno.test({
     assert.deepEqual([...Deno.readDirSync(`${dir}/open`)], [], "nothing left in the open one");
     assert.equal((await Deno.stat(`${dir}/own`)).mode! & 0o777, 0o700);
     assert.equal(await nativeSpawner([`${dir}/open`]).binary(), null);
+    // Under a directory others may write (not sticky), the cache could be swapped: refused; under
+    // a sticky one (as /tmp), others cannot move it.
+    await Deno.mkdir(`${dir}/loose`);
+    await Deno.chmod(`${dir}/loose`, 0o777);
+    assert.equal(await nativeSpawner([`${dir}/loose/cache`]).binary(), null);
+    await Deno.mkdir(`${dir}/sticky`);
+    await Deno.chmod(`${dir}/sticky`, 0o1777);
+    assert.ok(await nativeSpawner([`${dir}/sticky/cache`]).binary());
   },
 });
 
