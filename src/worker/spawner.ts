@@ -843,11 +843,13 @@ class SpawnerProcess {
   #nextId = 1;
   /** The spawner's pid, once it is ready. */
   pid?: number;
+  readonly kind: Launcher["kind"];
   #stderrTail = "";
   #alive = true;
   #markReady!: (ok: boolean) => void;
 
   constructor(launcher: Launcher) {
+    this.kind = launcher.kind;
     this.#child = new Deno.Command(launcher.program, {
       args: launcher.args,
       clearEnv: true,
@@ -1041,7 +1043,6 @@ export class TaskSpawner {
   /** The native spawner would not start here: Perl from then on. */
   #nativeFailed = false;
   #current?: SpawnerProcess;
-  #currentKind?: "perl" | "native";
   #deaths = 0;
   #unusable = false;
   #closed = false;
@@ -1088,7 +1089,7 @@ export class TaskSpawner {
 
   /** Which spawner runs (tests, benchmarks), once started. */
   get kind(): "perl" | "native" | undefined {
-    return this.#current?.alive ? this.#currentKind : undefined;
+    return this.#current?.alive ? this.#current.kind : undefined;
   }
 
   /**
@@ -1112,7 +1113,7 @@ export class TaskSpawner {
     }
     if (this.#current && !this.#current.alive) {
       // A native spawner that died is not tried again: Perl from then on.
-      if (this.#currentKind === "native") this.#nativeFailed = true;
+      if (this.#current.kind === "native") this.#nativeFailed = true;
       this.#stopping.push(this.#current.done);
       this.#current = undefined;
       this.#starting = undefined;
@@ -1151,7 +1152,6 @@ export class TaskSpawner {
       return undefined;
     }
     this.#current = started;
-    this.#currentKind = launcher.kind;
     if (await started.ready) return started;
     this.#current = undefined;
     this.#stopping.push(started.done);

@@ -30,14 +30,19 @@ export interface NativeSpawner {
 /** How long a compile may take before it is given up (the Perl spawner is used then). */
 const COMPILE_TIMEOUT = seconds(60);
 
-/** Compiles (or finds) the native spawner in the first usable of `cacheDirs`. */
+/**
+ * Compiles (or finds) the native spawner in the first usable of `cacheDirs`; `log` hears why a
+ * directory was passed over or a compile failed (the Perl spawner is used then), and where one
+ * compiled.
+ */
 export function nativeSpawner(
   cacheDirs: readonly string[],
+  log: (line: string) => void = () => {},
   runner: CommandRunner = new DenoCommandRunner(),
 ): NativeSpawner {
   let found: Promise<string | null> | undefined;
   return {
-    binary: () => found ??= findOrCompile(cacheDirs, runner),
+    binary: () => found ??= findOrCompile(cacheDirs, runner, log),
   };
 }
 
@@ -60,15 +65,13 @@ export function nativeSpawnerCacheDirs(rootDir: string): string[] {
   return dirs;
 }
 
-/** Why the last compile failed (diagnostics), or "" */
-export let lastNativeSpawnerError = "";
-
 /** Binaries found or compiled by this process, by path: one compile per directory. */
 const compiled = new Map<string, Promise<boolean>>();
 
 async function findOrCompile(
   cacheDirs: readonly string[],
   runner: CommandRunner,
+  log: (line: string) => void,
 ): Promise<string | null> {
   // x86_64 only: the clone3 trampoline below is tested there (aarch64 keeps the Perl spawner).
   if (Deno.build.os !== "linux" || Deno.build.arch !== "x86_64") return null;
@@ -86,8 +89,10 @@ async function findOrCompile(
     const binary = `${dir}/iris-task-spawner-${hash}`;
     let ok = compiled.get(binary);
     if (!ok) {
-      ok = ensureBinary(dir, binary, compiler, uid, runner).catch((err) => {
-        lastNativeSpawnerError = err instanceof Error ? err.message : String(err);
+      ok = ensureBinary(dir, binary, compiler, uid, runner, log).catch((err) => {
+        log(
+          `native task spawner not used from ${dir}: ${err instanceof Error ? err.message : err}`,
+        );
         return false;
       });
       compiled.set(binary, ok);
@@ -132,6 +137,7 @@ async function ensureBinary(
   compiler: string,
   uid: number,
   runner: CommandRunner,
+  log: (line: string) => void,
 ): Promise<boolean> {
   await Deno.mkdir(dir, { recursive: true, mode: 0o700 });
   const dirInfo = await Deno.lstat(dir);
@@ -147,6 +153,7 @@ async function ensureBinary(
     if (!(err instanceof Deno.errors.NotFound)) throw err;
   }
   const temp = `${dir}/.iris-task-spawner-${crypto.randomUUID()}`;
+  const started = performance.now();
   try {
     await Deno.writeTextFile(`${temp}.c`, NATIVE_SPAWNER_SOURCE, { mode: 0o600 });
     const result = await runner.run(
@@ -162,6 +169,11 @@ async function ensureBinary(
     }
     await Deno.chmod(temp, 0o700);
     await Deno.rename(temp, binary);
+    log(
+      `compiled the native task spawner into ${binary} (${
+        Math.round(performance.now() - started)
+      } ms)`,
+    );
     return true;
   } finally {
     await Deno.remove(`${temp}.c`).catch(() => {});

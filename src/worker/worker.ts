@@ -351,7 +351,7 @@ class IrisWorker implements WorkerCore {
     else if (opts.taskSpawner !== false && !opts.taskPods && TaskSpawner.supported()) {
       // The native spawner where this host compiles it, else Perl (spawner_native.ts).
       const native = TaskSpawner.nativeAllowed()
-        ? nativeSpawner(nativeSpawnerCacheDirs(rootDir))
+        ? nativeSpawner(nativeSpawnerCacheDirs(rootDir), (line) => this.#log(line))
         : null;
       this.#spawner = new TaskSpawner(undefined, native);
     }

@@ -641,7 +641,10 @@ Deno.test({
     stack.defer(() => Deno.remove(dir, { recursive: true }));
     await Deno.mkdir(`${dir}/open`);
     await Deno.chmod(`${dir}/open`, 0o777);
-    const binary = await nativeSpawner([`${dir}/open`, `${dir}/own`]).binary();
+    const log: string[] = [];
+    const binary = await nativeSpawner([`${dir}/open`, `${dir}/own`], (l) => log.push(l)).binary();
+    assert.match(log[0] ?? "", /not used from .*\/open: .*only it may write/);
+    assert.match(log[1] ?? "", /compiled the native task spawner into .*\/own\//);
     assert.ok(binary?.startsWith(`${dir}/own/iris-task-spawner-`), String(binary));
     assert.deepEqual([...Deno.readDirSync(`${dir}/open`)], [], "nothing left in the open one");
     assert.equal((await Deno.stat(`${dir}/own`)).mode! & 0o777, 0o700);
@@ -650,7 +653,9 @@ Deno.test({
     // a sticky one (as /tmp), others cannot move it.
     await Deno.mkdir(`${dir}/loose`);
     await Deno.chmod(`${dir}/loose`, 0o777);
-    assert.equal(await nativeSpawner([`${dir}/loose/cache`]).binary(), null);
+    const loose: string[] = [];
+    assert.equal(await nativeSpawner([`${dir}/loose/cache`], (l) => loose.push(l)).binary(), null);
+    assert.match(loose.join("\n"), /loose: others may write it/);
     await Deno.mkdir(`${dir}/sticky`);
     await Deno.chmod(`${dir}/sticky`, 0o1777);
     assert.ok(await nativeSpawner([`${dir}/sticky/cache`]).binary());
