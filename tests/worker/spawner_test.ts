@@ -23,6 +23,7 @@ import { findUtil } from "../../src/worker/process_tree.ts";
 import { liveSessionProcesses } from "./procs.ts";
 import { commandTask, startHarness } from "./harness.ts";
 import { TaskState } from "../../src/rpc/mod.ts";
+import type { CommandRunner } from "../../src/command/mod.ts";
 import {
   type NativeSpawner,
   nativeSpawner,
@@ -720,5 +721,33 @@ Deno.test({
     } finally {
       Deno.env.delete(SPAWNER_ENV);
     }
+  },
+});
+
+Deno.test({
+  name:
+    "native spawner: a compile that fails is logged and leaves Perl; nothing half-written stays",
+  ignore: !supported || !native,
+  async fn() {
+    await using stack = new AsyncDisposableStack();
+    const dir = await Deno.makeTempDir({ prefix: "iris-spawner-cc-" });
+    stack.defer(() => Deno.remove(dir, { recursive: true }));
+    const log: string[] = [];
+    const failing: CommandRunner = {
+      run: () => Promise.resolve({ code: 1, stdout: "", stderr: "cc: boom", timedOut: false }),
+      stream: () => {
+        throw new Error("not used");
+      },
+    };
+    const broken = nativeSpawner([`${dir}/cache`], (l) => log.push(l), failing);
+    assert.equal(await broken.binary(), null);
+    assert.match(log.join("\n"), /failed \(code 1\): cc: boom/);
+    assert.deepEqual([...Deno.readDirSync(`${dir}/cache`)], [], "no temp source or binary left");
+    const spawner = new TaskSpawner(undefined, broken);
+    stack.defer(() => spawner.close());
+    const { proc, text } = await launch(spawner, ["echo", "perl"]);
+    assert.equal((await proc.exited).exitCode, 0);
+    assert.deepEqual(text("stdout"), ["perl"]);
+    assert.equal(spawner.kind, "perl");
   },
 });
