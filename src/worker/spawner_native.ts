@@ -202,8 +202,6 @@ export const NATIVE_SPAWNER_SOURCE = String.raw`
 #include <sys/wait.h>
 #include <unistd.h>
 
-#define CLONE_VFORK_ 0x4000
-#define CLONE_VM_ 0x100
 #define CLONE_INTO_CGROUP_ 0x200000000ULL
 #define WINDOW 65536
 #define STACK_BYTES (64 * 1024)
@@ -489,14 +487,13 @@ static uint32_t le32(const char *p) {
   return u[0] | u[1] << 8 | u[2] << 16 | (uint32_t)u[3] << 24;
 }
 
-static int add_kid(pid_t pid, uint32_t id) {
+static void add_kid(pid_t pid, uint32_t id) {
   if (kid_count == kid_cap) {
     kid_cap = kid_cap ? kid_cap * 2 : 64;
     kids = realloc(kids, kid_cap * sizeof *kids);
     if (!kids) _exit(1);
   }
   kids[kid_count++] = (struct kid){pid, id, 2};
-  return 0;
 }
 
 /* Starts the task of the spawn request at body (length bytes). */
@@ -546,7 +543,7 @@ static void spawn_one(const char *body, uint32_t length) {
   struct cgroup *cg = cg_length ? cgroup_of(body + cg_at, cg_length) : 0;
   struct clone_args_v2 args;
   memset(&args, 0, sizeof args);
-  args.flags = CLONE_VM_ | CLONE_VFORK_;
+  args.flags = CLONE_VM | CLONE_VFORK;
   args.exit_signal = SIGCHLD;
   args.stack = (uint64_t)(uintptr_t)child_stack;
   args.stack_size = STACK_BYTES;
