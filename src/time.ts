@@ -3,6 +3,7 @@
  * Everything that waits takes a Clock; pure functions take a `now` value.
  * @module
  */
+import { clearImmediate, setImmediate } from "node:timers";
 import { formatDuration } from "./format.ts";
 
 /** A span of time in milliseconds. Build with {@linkcode ms}, {@linkcode seconds}, {@linkcode minutes}. */
@@ -64,7 +65,10 @@ export interface Clock {
   now(): Timestamp;
   /** Monotonic milliseconds, only for measuring spans. */
   monotonic(): number;
-  /** Resolves after `d`, or rejects with the signal's reason when aborted. */
+  /**
+   * Resolves after `d`, or rejects with the signal's reason when aborted. A zero (or negative)
+   * `d` resolves after the event loop's next turn, once the I/O already due was handled.
+   */
   sleep(d: Duration, signal?: AbortSignal): Promise<void>;
 }
 
@@ -161,11 +165,31 @@ function preciseNow(): Timestamp {
   return reset as Timestamp;
 }
 
-/** The real clock. */
+/**
+ * Resolves after the event loop's next turn (`setImmediate`), once the I/O already due was
+ * handled; rejects with the abort reason when `signal` fires first. Deno's zero-delay `setTimeout`
+ * waits ~2 ms instead: on the way of every scheduling pass it cost a worker's batch as much (#20).
+ */
+export function nextTurn(signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearImmediate(immediate);
+      reject(signal?.reason);
+    };
+    const immediate = setImmediate(() => {
+      signal?.removeEventListener("abort", onAbort);
+      resolve();
+    });
+    signal?.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
+/** The real clock. A zero-length sleep is {@linkcode nextTurn}. */
 export const systemClock: Clock = {
   now: preciseNow,
   monotonic: () => performance.now(),
-  sleep,
+  sleep: (d, signal) => d <= 0 ? nextTurn(signal) : sleep(d, signal),
 };
 
 /** One sleeper registered on a {@linkcode FakeClock}. */

@@ -452,8 +452,8 @@ export class Controller implements ControllerCore, AutoscalerHost {
    * A pass applied now, its commit left to the caller (a submit's: job_requests.ts), when the
    * scheduler is idle (schedule_pacing.ts) and nothing but `jobId` waits: with others waiting (a
    * burst, a full cluster) one paced pass for many submits costs less. A pass queued meanwhile
-   * finds less to do. Waiting for one cost ~2 ms (a zero-delay timer's), most of a submit's way
-   * to its worker (#20).
+   * finds less to do. Waiting for one cost a second commit (and, before passes ran on the event
+   * loop's next turn, a zero-delay timer's ~2 ms: most of a submit's way to its worker, #20).
    */
   #placeNow(jobId: string): PlannedPass | undefined {
     if (this.#opts.placeAtSubmit === false || this.#write.unwritable || !this.#pacer.idle()) {

@@ -5,10 +5,11 @@
  * of submits into a large queue, passes back to back would make the burst quadratic (#20). So the next pass waits
  * as long as the last one took (at most {@linkcode MAX_PASS_DELAY}): passes then take at most
  * about half the controller's time, and the requests of the wait are served by one pass. Passes
- * under {@linkcode CHEAP_PASS} (any small cluster) are not delayed at all: the next runs after a
- * zero-delay timer (~2 ms in Deno), which gathers the requests of a burst into one pass. A submit
- * that finds the scheduler idle (see {@linkcode SchedulePacer.idle}) does not wait for it: it is
- * placed at once, in its own commit (job_requests.ts).
+ * under {@linkcode CHEAP_PASS} (any small cluster) are not delayed at all: the next runs on the
+ * event loop's next turn (a zero-length `Clock.sleep`), which gathers the requests that came in
+ * the same turn into one pass (a zero-delay timer, ~2 ms in Deno, held every batch of a worker
+ * back as long: #20). A submit that finds the scheduler idle (see {@linkcode SchedulePacer.idle})
+ * does not wait for it: it is placed at once, in its own commit (job_requests.ts).
  * @module
  */
 import { type Clock, type Duration, ms, seconds } from "../time.ts";

@@ -22,9 +22,11 @@ import { isGated, type Reservations } from "./reservations.ts";
  * Default cap of ASSIGNED+BUILDING attempts per worker. A place is held from the placement until
  * the RunTask answer says the attempt runs: a round trip through both event loops plus the setup
  * (27 ms at p50 for a plain command on a loaded 2-core host, #20) for 1–2 ms of the worker's own
- * work, so 8 places held a worker below its rate while its cores waited; 32 cover the round trip.
+ * work, so 8 places held a worker below its rate while its cores waited. 32 covered the round
+ * trip, but a batch then waited for the one before it to start; 64 keep the worker's cores busier
+ * (docs/performance.md, seventh round).
  */
-export const DEFAULT_MAX_BUILDING_PER_WORKER = 32;
+export const DEFAULT_MAX_BUILDING_PER_WORKER = 64;
 
 /** What {@linkcode clusterSnapshot} reads. */
 export interface SnapshotSources {

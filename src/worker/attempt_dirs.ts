@@ -27,7 +27,7 @@ import type { TaskUser } from "./task_users.ts";
 import { type Clock, type Duration, seconds, systemClock } from "../time.ts";
 
 /** Spare directories kept at most (each is two empty inodes); pruned ones waiting, as many. */
-export const MAX_SPARE_DIRS = 64;
+export const MAX_SPARE_DIRS = 128;
 
 /** How long a pruned directory waits for an attempt to take it before it is parked or removed. */
 export const PRUNED_WAIT: Duration = seconds(1);

@@ -38,7 +38,7 @@ export const OUTPUT_SWEEP_EVERY: Duration = seconds(60);
 export const OUTPUT_MTIME_SLACK: Duration = seconds(60);
 
 /** Spare output directories (empty ones of finished jobs, to rename) kept at most. */
-export const MAX_SPARE_OUTPUT_DIRS = 64;
+export const MAX_SPARE_OUTPUT_DIRS = 128;
 
 /**
  * Names of spare directories made ahead of demand (`fill`): `+` is never in a job's directory

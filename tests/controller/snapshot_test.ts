@@ -27,7 +27,7 @@ Deno.test("snapshot: a gated job asks for its reservation; others are jobs in th
     "w1",
     gated.jobId,
   ]]);
-  assertEquals(s.maxBuildingPerWorker, 32);
+  assertEquals(s.maxBuildingPerWorker, 64, "the default window");
   assertEquals(s.budgets, undefined);
 });
 
