@@ -82,7 +82,7 @@ export interface WorkerOptions {
   /**
    * Spare attempt and output directories made ahead of demand, at start and whenever the worker
    * falls idle (attempt_dirs.ts, outputs.ts): a burst of that many new attempts makes no
-   * directory. 0: none. @default 64 (a pool's most)
+   * directory. 0: none. @default 128 (a pool's most)
    */
   sparesAhead?: number;
   /** Finished attempts kept for GetTaskStatus, ListTasks and FetchTaskLogs. @default 64 */
