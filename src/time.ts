@@ -74,16 +74,30 @@ export interface Clock {
 
 /** Sleeps for `d`; rejects with the abort reason when `signal` fires first. */
 export function sleep(d: Duration, signal?: AbortSignal): Promise<void> {
+  return abortableWait(signal, (fire) => {
+    const timer = setTimeout(fire, d);
+    return () => clearTimeout(timer);
+  });
+}
+
+/**
+ * Resolves when `arm`'s callback fires; rejects with the abort reason when `signal` fires first,
+ * after cancelling the wait (`arm` returns how).
+ */
+function abortableWait(
+  signal: AbortSignal | undefined,
+  arm: (fire: () => void) => () => void,
+): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
     const onAbort = () => {
-      clearTimeout(timer);
+      cancel();
       reject(signal?.reason);
     };
-    const timer = setTimeout(() => {
+    const cancel = arm(() => {
       signal?.removeEventListener("abort", onAbort);
       resolve();
-    }, d);
+    });
     signal?.addEventListener("abort", onAbort, { once: true });
   });
 }
@@ -171,17 +185,9 @@ function preciseNow(): Timestamp {
  * waits ~2 ms instead: on the way of every scheduling pass it cost a worker's batch as much (#20).
  */
 export function nextTurn(signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearImmediate(immediate);
-      reject(signal?.reason);
-    };
-    const immediate = setImmediate(() => {
-      signal?.removeEventListener("abort", onAbort);
-      resolve();
-    });
-    signal?.addEventListener("abort", onAbort, { once: true });
+  return abortableWait(signal, (fire) => {
+    const immediate = setImmediate(fire);
+    return () => clearImmediate(immediate);
   });
 }
 
