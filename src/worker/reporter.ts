@@ -100,6 +100,11 @@ export class Reporter {
   }
 
   /** True while the controller knows this worker. */
+  /** The heartbeat interval in force (the controller's registration answer may change it). */
+  get interval(): Duration {
+    return this.#interval;
+  }
+
   get isRegistered(): boolean {
     return this.#isRegistered;
   }

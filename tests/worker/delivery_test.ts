@@ -135,3 +135,34 @@ Deno.test("a single line larger than the heartbeat budget is cut, not sent whole
   const sizes = h.fake.heartbeats.map((hb) => toBinary(HeartbeatRequestSchema, hb).byteLength);
   assert.ok(Math.max(...sizes) <= budget + 8 * 1024, `largest heartbeat ${Math.max(...sizes)}`);
 });
+
+Deno.test("a burst of update heartbeats carries one resource snapshot per heartbeat interval", async () => {
+  await using h = await startHarness({ heartbeatInterval: seconds(1) });
+  await waitFor(() => h.fake.heartbeats.some((b) => b.snapshot), {
+    timeout: seconds(10),
+    what: "the first snapshot",
+  });
+  const from = h.fake.heartbeats.length;
+  const started = performance.now();
+  const ids = Array.from({ length: 20 }, (_, i) => `/u/burst${i}/0`);
+  for (const id of ids) await h.client.runTask(commandTask(id, ["true"]));
+  await waitFor(
+    () => ids.every((id) => h.fake.updatesOf(id).some((u) => u.state === TaskState.SUCCEEDED)),
+    { timeout: seconds(10), what: "every task's end" },
+  );
+  const burst = h.fake.heartbeats.slice(from);
+  const seconds_ = (performance.now() - started) / 1000;
+  const withUpdates = burst.filter((b) => b.updates.length > 0).length;
+  const withSnapshot = burst.filter((b) => b.snapshot).length;
+  assert.ok(withUpdates >= 4, `updates went in ${withUpdates} heartbeats: not a burst`);
+  // One per started interval of the burst, and the one due as it began.
+  assert.ok(
+    withSnapshot <= Math.ceil(seconds_) + 1,
+    `${withSnapshot} snapshots in ${burst.length} heartbeats over ${seconds_.toFixed(2)} s`,
+  );
+  // At rest the next interval's heartbeat brings the snapshot up to date.
+  await waitFor(() => h.fake.heartbeats.at(-1)?.snapshot?.runningTasks === 0, {
+    timeout: seconds(10),
+    what: "a snapshot with no task running",
+  });
+});

@@ -654,7 +654,8 @@ export type HeartbeatRequest = Message<"iris.v1.HeartbeatRequest"> & {
   running: AttemptRef[];
 
   /**
-   * Absent: unchanged since the last one the controller acknowledged (workers send only changes).
+   * Absent: unchanged since the last one the controller acknowledged (workers send only changes),
+   * or less than a heartbeat interval after it (workers send at most one per interval).
    *
    * @generated from field: iris.v1.ResourceSnapshot snapshot = 4;
    */
