@@ -99,12 +99,12 @@ export class Reporter {
     this.#loop = this.#run();
   }
 
-  /** True while the controller knows this worker. */
   /** The heartbeat interval in force (the controller's registration answer may change it). */
   get interval(): Duration {
     return this.#interval;
   }
 
+  /** True while the controller knows this worker. */
   get isRegistered(): boolean {
     return this.#isRegistered;
   }
