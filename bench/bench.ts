@@ -445,6 +445,22 @@ async function throughputRuns<T extends { jobsPerS: number }>(
 const ceilingPercents = (runs: readonly { vsSpawnCeiling: number }[]) =>
   runs.map((r) => `${(100 * r.vsSpawnCeiling).toFixed(0)} %`).join(", ");
 
+/**
+ * Runs this script with `--<mode> args…` in a process of its own and returns its last stdout line
+ * as JSON (undefined when it printed nothing): each child benchmark's answer.
+ */
+async function benchChild<T>(mode: string, ...args: (string | number)[]): Promise<T> {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, `--${mode}`, ...args.map(String)],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "inherit",
+  }).output();
+  if (!out.success) throw new Error(`bench child --${mode} exited ${out.code}`);
+  const last = new TextDecoder().decode(out.stdout).trim().split("\n").at(-1);
+  return (last ? JSON.parse(last) : undefined) as T;
+}
+
 /** What {@linkcode throughputBenchRemote} measures. */
 interface ThroughputResult {
   jobsPerS: number;
@@ -469,22 +485,7 @@ async function throughputBenchRemote(url: string, n: number, par: number) {
   await using _profile = await cpuProfile(prof, "controller");
   const c0 = processCpuMs();
   const s0 = pidSysCpuMs("self");
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--tput-child",
-      url,
-      `${n}`,
-      `${par}`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`tput child exited ${out.code}`);
-  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  const r = await benchChild<ThroughputResult>("tput-child", url, n, par);
   return {
     ...r,
     controllerCpuMsPerJob: (processCpuMs() - c0) / n,
@@ -599,21 +600,11 @@ async function rpcBenchRemote(url: string): Promise<RpcResult> {
       new Response(await req.text(), { headers: { "content-type": "application/json" } }),
   );
   const c0 = processCpuMs();
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--rpc-child",
-      url,
-      `http://127.0.0.1:${echo.addr.port}/`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).output().finally(() => echo.shutdown());
-  if (!out.success) throw new Error(`rpc child exited ${out.code}`);
-  const r = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  const r = await benchChild<Omit<RpcResult, "serverCpuUsPerCall">>(
+    "rpc-child",
+    url,
+    `http://127.0.0.1:${echo.addr.port}/`,
+  ).finally(() => echo.shutdown());
   return { ...r, serverCpuUsPerCall: (processCpuMs() - c0) * 1000 / r.calls };
 }
 
@@ -695,21 +686,7 @@ interface MemResult {
 
 /** Runs {@linkcode memoryBench} in a fresh process, so earlier benchmarks do not skew the RSS. */
 async function memoryBenchRemote(jobs: number, replicas: number): Promise<MemResult> {
-  const out = await new Deno.Command(Deno.execPath(), {
-    args: [
-      "run",
-      "-A",
-      new URL(import.meta.url).pathname,
-      "--memory-child",
-      `${jobs}`,
-      `${replicas}`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "inherit",
-  }).output();
-  if (!out.success) throw new Error(`memory child exited ${out.code}`);
-  return JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  return await benchChild<MemResult>("memory-child", jobs, replicas);
 }
 
 /** RSS growth of a worker-less controller holding `jobs × replicas` pending tasks. */
@@ -760,32 +737,12 @@ async function restartBench(jobs: number, ran = false): Promise<RestartResult> {
     // written from here, the million tasks' table stayed in this process's heap and V8 collected
     // it on the other core while the restart ran (the same hour: 2.7 s for the tasks that ran
     // once, against 1.3–1.8 s with the writer gone).
-    const written = await new Deno.Command(Deno.execPath(), {
-      args: [
-        "run",
-        "-A",
-        new URL(import.meta.url).pathname,
-        "--restart-store-child",
-        dir,
-        `${jobs}`,
-        ran ? "ran" : "pending",
-      ],
-      stdin: "null",
-      stdout: "null",
-      stderr: "inherit",
-    }).output();
-    if (!written.success) throw new Error(`restart store child exited ${written.code}`);
+    await benchChild<void>("restart-store-child", dir, jobs, ran ? "ran" : "pending");
     const sizeMiB = (await Deno.stat(`${dir}/controller.sqlite3`)).size / 2 ** 20;
-    const out = await new Deno.Command(Deno.execPath(), {
-      args: ["run", "-A", new URL(import.meta.url).pathname, "--restart-child", dir],
-      stdin: "null",
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    if (!out.success) throw new Error(`restart child exited ${out.code}`);
-    const { ms, cpuMs, tasks } = JSON.parse(
-      new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!,
-    ) as { ms: number; cpuMs: number; tasks: number };
+    const { ms, cpuMs, tasks } = await benchChild<{ ms: number; cpuMs: number; tasks: number }>(
+      "restart-child",
+      dir,
+    );
     return {
       ms,
       cpuMs,
