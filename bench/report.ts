@@ -54,21 +54,27 @@ export interface BenchJson {
 
 /**
  * The throughput figure: the run with the median share of its spawn ceiling, with every run and
- * the spawn p50 measured just before each (absent in older files, which ran once).
+ * the spawn p50 measured just before each (absent in older files, which ran once), and the
+ * uncounted warm-up run before them (absent in files before it was taken).
  */
 export interface Throughput {
   jobs: number;
   jobsPerS: number;
   spawnP50Ms?: number;
   runs?: { jobsPerS: number; spawnP50Ms: number; vsSpawnCeiling: number }[];
+  warmup?: { jobsPerS: number; spawnP50Ms: number; vsSpawnCeiling: number };
 }
 
-/** "median of 3 runs: 48 %, 52 %, 55 %; spawn p50 just before: 0.91 ms" when there were runs. */
+/**
+ * "median of 3 runs: 48 %, 52 %, 55 %; spawn p50 just before each: 0.91 ms, …; warm-up run
+ * before them: 41 %" when there were runs.
+ */
 function runsNote(t: Throughput | undefined): string {
   if (!t?.runs?.length) return "";
+  const warmup = t.warmup ? `; warm-up run before them: ${pct(t.warmup.vsSpawnCeiling)}` : "";
   return ` (median of ${t.runs.length} runs: ${
     t.runs.map((x) => pct(x.vsSpawnCeiling)).join(", ")
-  }; spawn p50 just before each: ${t.runs.map((x) => time(x.spawnP50Ms)).join(", ")})`;
+  }; spawn p50 just before each: ${t.runs.map((x) => time(x.spawnP50Ms)).join(", ")}${warmup})`;
 }
 
 /** One fleet size's figures (bench/fleet_bench.ts FleetResult). */

@@ -43,3 +43,24 @@ Deno.test("the throughput row shows every run beside the spawn floor measured ju
     text,
   );
 });
+
+Deno.test("the throughput row names the uncounted warm-up run's share after the runs", () => {
+  const runs = [
+    { jobsPerS: 900, spawnP50Ms: 1.1, vsSpawnCeiling: 0.495 },
+    { jobsPerS: 1000, spawnP50Ms: 1.04, vsSpawnCeiling: 0.52 },
+    { jobsPerS: 1100, spawnP50Ms: 1, vsSpawnCeiling: 0.55 },
+  ];
+  const warmup = { jobsPerS: 800, spawnP50Ms: 1.05, vsSpawnCeiling: 0.42 };
+  const text = renderReadmeSection({
+    ratios: { jobsPerSVsSpawnCeilingWorkerProcess: 0.52 },
+    iris: { workerProcess: { throughput: { jobs: 1000, jobsPerS: 1000, runs, warmup } } },
+  });
+  assertEquals(
+    text.includes(
+      "52 % of the spawn ceiling (median of 3 runs: 50 %, 52 %, 55 %; spawn p50 just before " +
+        "each: 1.10 ms, 1.04 ms, 1.00 ms; warm-up run before them: 42 %)",
+    ),
+    true,
+    text,
+  );
+});
