@@ -1520,11 +1520,9 @@ async function quick(only: Set<string>): Promise<void> {
         );
       }
       if (only.has("tput")) {
-        if (warmups > 0) {
-          // As in the full bench (throughputRuns): a fresh cluster's first thousand jobs mostly
-          // measure V8 compiling its hot paths.
-          for (let i = 0; i < warmups; i++) await throughputBenchRemote(client.url, 1000, 32);
-        }
+        // As in the full bench (throughputRuns): a fresh cluster's first thousand jobs mostly
+        // measure V8 compiling its hot paths.
+        for (let i = 0; i < warmups; i++) await throughputBenchRemote(client.url, 1000, 32);
         // The floor again, just before the run: the machine's speed drifts within minutes.
         const floor = dist(await spawnFloor(200));
         const ceiling = cores / (floor.p50 / 1000);
