@@ -38,6 +38,7 @@ import { toBinary } from "@bufbuild/protobuf";
 import { ms } from "../src/time.ts";
 import { fleetBench, fleetChild, type FleetResult } from "./fleet_bench.ts";
 import { renderReadmeSection } from "./report.ts";
+import { forEachLine } from "../src/line_reader.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;
@@ -485,7 +486,7 @@ async function benchChild<T>(mode: string, ...args: (string | number)[]): Promis
   return (last ? JSON.parse(last) : undefined) as T;
 }
 
-/** What {@linkcode throughputBenchRemote} measures. */
+/** What a run of {@linkcode throughputGenerator} measures. */
 interface ThroughputResult {
   jobsPerS: number;
   submitPerS: number;
@@ -499,22 +500,67 @@ interface ThroughputResult {
   clientCpuMsPerJob: number;
 }
 
+/** A load generator kept for several throughput runs ({@linkcode throughputGenerator}). */
+type ThroughputGenerator = AsyncDisposable & { run(): Promise<ThroughputResult> };
+
+/** `fn` with a load generator, which ends with it. */
+async function withGenerator<T>(
+  url: string,
+  n: number,
+  par: number,
+  fn: (generator: ThroughputGenerator) => Promise<T>,
+): Promise<T> {
+  await using generator = throughputGenerator(url, n, par);
+  return await fn(generator);
+}
+
 /**
- * {@linkcode throughputBench} from a child process (`--tput-child URL N PAR`), so the controller's
- * CPU per job is its own: the submitters and the poller cost about as much again, and a
- * controller does not serve its users from inside its own process.
+ * The load generator of the throughput runs: {@linkcode throughputBench} in a child process
+ * (`--tput-child URL N PAR`), so the controller's CPU per job is its own (the submitters and the
+ * poller cost about as much again, and a controller does not serve its users from inside its own
+ * process). One generator serves every run of a placement, the warm-up run included, so that it
+ * runs warm as the cluster does (#20: a fresh one per run compiled its submit path inside the
+ * counted window, with V8's compiler threads on the other core). `run` starts a run and answers
+ * with its figures; disposing of it ends the child.
  */
-async function throughputBenchRemote(url: string, n: number, par: number) {
-  const prof = Deno.env.get("IRIS_BENCH_CPU_PROF");
-  await using _profile = await cpuProfile(prof, "controller");
-  const c0 = processCpuMs();
-  const s0 = pidSysCpuMs("self");
-  const r = await benchChild<ThroughputResult>("tput-child", url, n, par);
+function throughputGenerator(url: string, n: number, par: number): ThroughputGenerator {
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", new URL(import.meta.url).pathname, "--tput-child", url, `${n}`, `${par}`],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "inherit",
+  }).spawn();
+  const writer = child.stdin.getWriter();
+  // Each run's answer is one stdout line; undefined once the child's stdout ended.
+  const waiting: ((line: string | undefined) => void)[] = [];
+  const reading = forEachLine(
+    child.stdout.pipeThrough(new TextDecoderStream()).getReader(),
+    (line) => waiting.shift()?.(line),
+  ).catch(() => {}).finally(() => {
+    for (const answer of waiting.splice(0)) answer(undefined);
+  });
   return {
-    ...r,
-    controllerCpuMsPerJob: (processCpuMs() - c0) / n,
-    controllerSysCpuMsPerJob: (pidSysCpuMs("self") - s0) / n,
-  } as ThroughputResult;
+    async run(): Promise<ThroughputResult> {
+      await using _profile = await cpuProfile(Deno.env.get("IRIS_BENCH_CPU_PROF"), "controller");
+      const c0 = processCpuMs();
+      const s0 = pidSysCpuMs("self");
+      const answer = new Promise<string | undefined>((resolve) => waiting.push(resolve));
+      await writer.write(new TextEncoder().encode("run\n"));
+      const line = await answer;
+      if (line === undefined) throw new Error("the throughput load generator exited mid-run");
+      return {
+        ...JSON.parse(line),
+        controllerCpuMsPerJob: (processCpuMs() - c0) / n,
+        controllerSysCpuMsPerJob: (pidSysCpuMs("self") - s0) / n,
+      };
+    },
+    async [Symbol.asyncDispose]() {
+      await writer.close().catch(() => {});
+      await reading;
+      const status = await child.status;
+      if (!status.success) throw new Error(`the throughput load generator exited ${status.code}`);
+    },
+  };
 }
 
 /**
@@ -552,12 +598,21 @@ async function cpuProfile(dir: string | undefined, name: string): Promise<AsyncD
 
 async function throughputBenchChild(url: string, n: number, par: number) {
   const client = new IrisClient(url);
-  const profile = await cpuProfile(Deno.env.get("IRIS_BENCH_CPU_PROF"), "clients");
-  const c0 = processCpuMs();
-  const r = await throughputBench(client, n, par);
-  const c1 = processCpuMs();
-  await profile[Symbol.asyncDispose]();
-  console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (c1 - c0) / n }));
+  await using _profile = await cpuProfile(Deno.env.get("IRIS_BENCH_CPU_PROF"), "clients");
+  // One run per "run" line on stdin, one after the other, each answered with a line of figures.
+  let runs = Promise.resolve();
+  await forEachLine(
+    Deno.stdin.readable.pipeThrough(new TextDecoderStream()).getReader(),
+    (line) => {
+      if (line !== "run") return;
+      runs = runs.then(async () => {
+        const c0 = processCpuMs();
+        const r = await throughputBench(client, n, par);
+        console.log(JSON.stringify({ ...r, clientCpuMsPerJob: (processCpuMs() - c0) / n }));
+      });
+    },
+  );
+  await runs;
 }
 
 /** Runs in a child process (`--rpc-child URL`) so the load generator does not share the
@@ -958,10 +1013,11 @@ async function main() {
       `iris: ${TPUT_N} trivial jobs, ${TPUT_PAR} concurrent submitters, a warm-up run, then ` +
         `${TPUT_RUNS} runs`,
     );
-    const tput = await throughputRuns(
-      TPUT_RUNS,
-      cores,
-      () => throughputBenchRemote(client.url, TPUT_N, TPUT_PAR),
+    const tput = await withGenerator(
+      client.url,
+      TPUT_N,
+      TPUT_PAR,
+      (generator) => throughputRuns(TPUT_RUNS, cores, () => generator.run()),
     );
     log("iris: controller unary RPC (GetJobStatus, GetControllerStatus)");
     const rpc = await rpcBenchRemote(client.url);
@@ -975,16 +1031,22 @@ async function main() {
       `iris, worker in its own process: ${TPUT_N} trivial jobs, ${TPUT_PAR} submitters, ` +
         `a warm-up run, then ${TPUT_RUNS} runs`,
     );
-    const tput = await throughputRuns(TPUT_RUNS, cores, async () => {
-      const w0 = workerCpuMs();
-      const t0 = taskCpuMs();
-      const r = await throughputBenchRemote(client.url, TPUT_N, TPUT_PAR);
-      return {
-        ...r,
-        workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
-        taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
-      };
-    });
+    const tput = await withGenerator(
+      client.url,
+      TPUT_N,
+      TPUT_PAR,
+      (generator) =>
+        throughputRuns(TPUT_RUNS, cores, async () => {
+          const w0 = workerCpuMs();
+          const t0 = taskCpuMs();
+          const r = await generator.run();
+          return {
+            ...r,
+            workerCpuMsPerJob: (workerCpuMs() - w0) / TPUT_N,
+            taskCpuMsPerJob: (taskCpuMs() - t0) / TPUT_N,
+          };
+        }),
+    );
     return { lat, tput };
   }, "own-process");
 
@@ -1522,14 +1584,15 @@ async function quick(only: Set<string>): Promise<void> {
       if (only.has("tput")) {
         // As in the full bench (throughputRuns): a fresh cluster's first thousand jobs mostly
         // measure V8 compiling its hot paths.
-        for (let i = 0; i < warmups; i++) await throughputBenchRemote(client.url, 1000, 32);
+        await using generator = throughputGenerator(client.url, 1000, 32);
+        for (let i = 0; i < warmups; i++) await generator.run();
         // The floor again, just before the run: the machine's speed drifts within minutes.
         const floor = dist(await spawnFloor(200));
         const ceiling = cores / (floor.p50 / 1000);
         const w0 = workerCpuMs();
         const k0 = taskCpuMs();
         const h0 = hostCpuMs();
-        const t = await throughputBenchRemote(client.url, 1000, 32);
+        const t = await generator.run();
         const h1 = hostCpuMs();
         const workerPerJob = (workerCpuMs() - w0) / 1000;
         const taskPerJob = (taskCpuMs() - k0) / 1000;
