@@ -15,10 +15,10 @@
  * the controller's process, and with the worker in its own process (`iris worker serve`, as on a
  * real host; tasks run as their own users when root). The 1000 jobs run five times in each
  * placement, after one uncounted warm-up run (`throughput.warmup`: a fresh controller and worker
- * spend their first thousand jobs compiling), each run right after its own spawn floor, and the
- * run with the median share of its spawn ceiling (cores ÷ spawn p50) is the figure (`ratios` in
- * latest.json; every run under `throughput.runs`). Latencies are compared with the floor taken at
- * the start.
+ * spend their first thousand jobs compiling), from one load generator process per placement, each
+ * run right after its own spawn floor, and the run with the median share of its spawn ceiling
+ * (cores ÷ spawn p50) is the figure (`ratios` in latest.json; every run under `throughput.runs`).
+ * Latencies are compared with the floor taken at the start.
  * @module
  */
 import { startController } from "../src/controller/server.ts";
